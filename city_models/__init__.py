@@ -1,0 +1,1 @@
+"""city_models package."""

@@ -1,0 +1,233 @@
+"""The road network as a frozen record of numpy arrays.
+
+Everything downstream of the builders (kernels, the twin, viz) sees a
+:class:`Network`: plain arrays, no networkx, no GeoDataFrames.  Node and link
+ids are dense integers ``0..n-1``; ``node_osmid`` / ``link_osmid`` map them back
+to the source ids (OSM ids, GraphML keys or generator ids).
+
+Units: metres, seconds, vehicles.  ``capacity_vph`` is for the whole link (all
+lanes); ``jam_density_vpm`` is vehicles per metre for the whole link (all lanes).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Network", "make_network", "DEFAULT_JAM_DENSITY_PER_LANE", "default_capacity_vph"]
+
+#: jam density per lane, veh/m (UXsim's default 0.2 veh/m; 5 m per stopped car)
+DEFAULT_JAM_DENSITY_PER_LANE = 0.2
+
+
+class Network(NamedTuple):
+    """Frozen road network.  Build it with :func:`make_network`."""
+
+    # nodes
+    x: np.ndarray  # float64 (n_nodes,) metres, projected
+    y: np.ndarray  # float64 (n_nodes,)
+    lon: np.ndarray  # float64 (n_nodes,), NaN when unknown
+    lat: np.ndarray  # float64 (n_nodes,), NaN when unknown
+    node_osmid: np.ndarray  # int64 (n_nodes,) source id
+    signal_cycle_s: np.ndarray  # float64 (n_nodes,), 0 = no signal
+    signal_offset_s: np.ndarray  # float64 (n_nodes,)
+    # links
+    src: np.ndarray  # int32 (n_links,)
+    dst: np.ndarray  # int32 (n_links,)
+    length_m: np.ndarray  # float64
+    lanes: np.ndarray  # float64 (>= 1)
+    free_speed_mps: np.ndarray  # float64
+    capacity_vph: np.ndarray  # float64, whole link
+    jam_density_vpm: np.ndarray  # float64, whole link (all lanes)
+    green_start_s: np.ndarray  # float64, green window start within dst's cycle
+    green_end_s: np.ndarray  # float64, green window end (== start: never green)
+    link_osmid: np.ndarray  # int64 source id (OSM way id, or -1)
+    link_name: np.ndarray  # object array of str ('' when unnamed)
+    link_kind: np.ndarray  # object array of str (OSM highway type or generator kind)
+    # CSR adjacency: out-links of node i are out_links[out_indptr[i]:out_indptr[i+1]]
+    out_indptr: np.ndarray  # int64 (n_nodes+1,)
+    out_links: np.ndarray  # int32 (n_links,)
+    # in-links of node i are in_links[in_indptr[i]:in_indptr[i+1]]
+    in_indptr: np.ndarray  # int64 (n_nodes+1,)
+    in_links: np.ndarray  # int32 (n_links,)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def n_links(self) -> int:
+        return int(self.src.shape[0])
+
+    @property
+    def indptr(self) -> np.ndarray:
+        """CSR row pointer (alias of ``out_indptr``)."""
+        return self.out_indptr
+
+    @property
+    def indices(self) -> np.ndarray:
+        """CSR column indices: destination node of each out-link, row by row."""
+        return self.dst[self.out_links]
+
+    @property
+    def free_flow_time_s(self) -> np.ndarray:
+        return self.length_m / self.free_speed_mps
+
+    @property
+    def backward_wave_speed_mps(self) -> np.ndarray:
+        """Backward wave speed of each link's triangular fundamental diagram."""
+        q = self.capacity_vph / 3600.0
+        return q / (self.jam_density_vpm - q / self.free_speed_mps)
+
+    def node_index(self, osmid: int) -> int:
+        """Dense index of a node given its source id; ``KeyError`` if unknown."""
+        hits = np.flatnonzero(self.node_osmid == osmid)
+        if hits.size == 0:
+            raise KeyError(osmid)
+        return int(hits[0])
+
+
+def _csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(keys, kind="stable").astype(np.int32)
+    counts = np.bincount(keys, minlength=n)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, order
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+def make_network(
+    *,
+    x,
+    y,
+    src,
+    dst,
+    length_m,
+    lanes,
+    free_speed_mps,
+    capacity_vph=None,
+    jam_density_vpm=None,
+    lon=None,
+    lat=None,
+    node_osmid=None,
+    link_osmid=None,
+    link_name=None,
+    link_kind=None,
+    signal_cycle_s=None,
+    signal_offset_s=None,
+    green_start_s=None,
+    green_end_s=None,
+) -> Network:
+    """Assemble a :class:`Network` from per-node and per-link sequences.
+
+    Missing capacities follow the triangular fundamental diagram with a 1 s
+    reaction time and the jam density (UXsim's convention):
+    ``capacity = lanes * vf * w * kj / (vf + w)`` with ``w = 1 / (tau * kj_lane)``.
+    Missing jam densities are ``0.2 veh/m`` per lane.  No validation beyond
+    shapes and dtypes happens here: see :func:`city_models.validate.validate_network`.
+    """
+    def _opt(v, fill, dtype, size):
+        if v is None:
+            return np.full(size, fill, dtype=dtype)
+        return np.broadcast_to(np.asarray(v, dtype=dtype).reshape(-1), (size,)).copy()
+
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    src = np.asarray(src, dtype=np.int32)
+    m = src.shape[0]
+    lanes = _opt(lanes, 1.0, np.float64, m)
+    vf = _opt(free_speed_mps, np.nan, np.float64, m)
+    if jam_density_vpm is None:
+        jam = DEFAULT_JAM_DENSITY_PER_LANE * lanes
+    else:
+        jam = _opt(jam_density_vpm, np.nan, np.float64, m)
+    if capacity_vph is None:
+        kj_lane = jam / lanes
+        w = 1.0 / (1.0 * kj_lane)
+        cap = lanes * vf * w * kj_lane / (vf + w) * 3600.0
+    else:
+        cap = _opt(capacity_vph, np.nan, np.float64, m)
+
+    def _strs(v, size):
+        out = np.empty(size, dtype=object)
+        out[:] = "" if v is None else [str(s) if s is not None else "" for s in v]
+        return out
+
+    dst_a = np.asarray(dst, dtype=np.int32)
+    out_indptr, out_links = _csr(src.astype(np.int64), n)
+    in_indptr, in_links = _csr(dst_a.astype(np.int64), n)
+    net = Network(
+        x=x,
+        y=np.asarray(y, dtype=np.float64),
+        lon=_opt(lon, np.nan, np.float64, n),
+        lat=_opt(lat, np.nan, np.float64, n),
+        node_osmid=np.arange(n, dtype=np.int64) if node_osmid is None else np.asarray(node_osmid, dtype=np.int64),
+        signal_cycle_s=_opt(signal_cycle_s, 0.0, np.float64, n),
+        signal_offset_s=_opt(signal_offset_s, 0.0, np.float64, n),
+        src=src,
+        dst=dst_a,
+        length_m=_opt(length_m, np.nan, np.float64, m),
+        lanes=lanes,
+        free_speed_mps=vf,
+        capacity_vph=cap,
+        jam_density_vpm=jam,
+        green_start_s=_opt(green_start_s, 0.0, np.float64, m),
+        green_end_s=_opt(green_end_s, 0.0, np.float64, m),
+        link_osmid=_opt(link_osmid, -1, np.int64, m),
+        link_name=_strs(link_name, m),
+        link_kind=_strs(link_kind, m),
+        out_indptr=out_indptr,
+        out_links=out_links,
+        in_indptr=in_indptr,
+        in_links=in_links,
+    )
+    shapes = {f: getattr(net, f).shape[0] for f in Network._fields}
+    node_fields = ("x", "y", "lon", "lat", "node_osmid", "signal_cycle_s", "signal_offset_s")
+    for f in node_fields:
+        if shapes[f] != n:
+            raise ValueError(f"network field {f!r} has {shapes[f]} entries, expected {n} (one per node)")
+    for f in Network._fields:
+        if f in node_fields or f in ("out_indptr", "in_indptr"):
+            continue
+        if shapes[f] != m:
+            raise ValueError(f"network field {f!r} has {shapes[f]} entries, expected {m} (one per link)")
+    if m and (src.min() < 0 or src.max() >= n or dst_a.min() < 0 or dst_a.max() >= n):
+        raise ValueError("network links refer to node indices outside 0..n_nodes-1")
+    return Network(*(_frozen(getattr(net, f)) for f in Network._fields))
+
+
+def default_capacity_vph(lanes, free_speed_mps, jam_density_vpm=None) -> np.ndarray:
+    """Capacity (veh/h, whole link) of a triangular fundamental diagram.
+
+    The same rule :func:`make_network` uses when no capacity is given: a 1 s
+    reaction time, ``w = 1 / (tau * kj_lane)`` and
+    ``capacity = lanes * vf * w * kj_lane / (vf + w)``.  The result is always
+    below ``vf * jam_density`` so the diagram is well formed.
+
+    Parameters
+    ----------
+    lanes, free_speed_mps : array_like
+        Lanes (>= 1) and free speed (m/s) per link.
+    jam_density_vpm : array_like, optional
+        Jam density of the whole link (veh/m); ``0.2`` per lane when omitted.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 capacities, one per link.
+    """
+    lanes = np.asarray(lanes, dtype=np.float64)
+    vf = np.asarray(free_speed_mps, dtype=np.float64)
+    if jam_density_vpm is None:
+        jam = DEFAULT_JAM_DENSITY_PER_LANE * lanes
+    else:
+        jam = np.asarray(jam_density_vpm, dtype=np.float64)
+    kj_lane = jam / lanes
+    w = 1.0 / kj_lane
+    return lanes * vf * w * kj_lane / (vf + w) * 3600.0

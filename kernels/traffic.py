@@ -1,0 +1,336 @@
+"""Mesoscopic traffic kernel: individual vehicles on a link-transmission network.
+
+The model
+---------
+Each link has a triangular fundamental diagram (free speed ``vf``, capacity
+``q``, jam density ``kj``, backward wave speed ``w = q / (kj - q / vf)``).
+Vehicles are individuals in a FIFO queue per link.  Time advances in ticks
+``[t, t + dt)``; within a tick every move gets an exact (continuous) time, so
+free-flow travel times and discharge headways are not rounded to the tick.
+
+A vehicle ``v`` at the head of link ``a`` (entered at ``e_v``) crossing node
+``n`` into link ``b`` at time ``T`` must satisfy, as in Yperman's link
+transmission model (the kinematic-wave solution for a triangular diagram):
+
+* sending (link ``a``):  ``T >= e_v + L_a / vf_a`` (it has driven the link) and
+  ``T >= T_prev_exit(a) + 1 / q_a`` (capacity);
+* receiving (link ``b``): ``T >= T_prev_entry(b) + 1 / q_b`` (capacity) and
+  ``N_up(b) + 1 <= N_down(b, T - L_b / w_b) + kj_b L_b`` (space freed by the
+  backward wave: spillback), i.e. ``T >= tau_e + L_b / w_b`` where ``tau_e``
+  is the exit time of the ``e = ceil(N_up + 1 - kj L)``-th vehicle to leave
+  ``b``, kept in a ring buffer of the last ``ceil(kj L) + 1`` exit times;
+* signals: ``T`` inside the green window of link ``a`` at a signalised node.
+
+``T`` is the smallest time meeting all of them; the move happens in the tick
+that contains it.  A vehicle cannot leave a link in the tick it entered it,
+and an exit made in the current tick frees no space until the next one, so
+node updates within a tick are independent of the order in which nodes are
+visited (and exact whenever ``L / vf >= dt`` and ``L / w >= dt``).
+
+Node model: at each node, repeatedly move the head vehicle (over all in-links
+and the node's origin queue) that can move earliest; ties go to the in-link
+with the smallest virtual finish time (served least relative to its capacity),
+which splits a congested merge in proportion to the in-links' capacities.
+Diverges are FIFO: a head vehicle whose next link is full blocks its link.
+
+Routing: every vehicle takes, at each node, the out-link given by the route
+table row of its destination (``route[dest_index, node]``), which the caller
+refreshes periodically from current link travel times.
+
+All state lives in NamedTuples of arrays, so a snapshot is a copy of them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "Links",
+    "LinkState",
+    "Nodes",
+    "Vehicles",
+    "VEH_PENDING",
+    "VEH_WAITING",
+    "VEH_ARRIVED",
+    "VEH_NO_ROUTE",
+    "advance",
+    "link_travel_times",
+    "destinations_in_use",
+]
+
+#: vehicle status codes stored in ``Vehicles.link`` (>= 0 is the current link)
+VEH_PENDING = -3  # departure time not reached
+VEH_WAITING = -1  # released, waiting at its origin to enter the network
+VEH_ARRIVED = -2
+VEH_NO_ROUTE = -4  # no path from origin to destination when released
+
+
+class Links(NamedTuple):
+    """Per-link parameters (``headway``/``is_open`` may change: interventions)."""
+
+    src: np.ndarray  # int32
+    dst: np.ndarray  # int32
+    length: np.ndarray  # float64 m
+    free_tt: np.ndarray  # float64 s
+    headway: np.ndarray  # float64 s/veh (1 / capacity); inf: no flow
+    storage: np.ndarray  # float64 veh (kj * L)
+    lag: np.ndarray  # float64 s (L / w)
+    green_start: np.ndarray  # float64 s within the cycle of dst
+    green_end: np.ndarray  # float64 s; == green_start: not signal controlled
+    is_open: np.ndarray  # uint8: 0 = no vehicle may enter
+    ring_off: np.ndarray  # int64 offsets into LinkState.exit_ring
+    ring_len: np.ndarray  # int64 (ceil(storage) + 1)
+
+
+class Nodes(NamedTuple):
+    in_indptr: np.ndarray  # int64 (n_nodes + 1,)
+    in_links: np.ndarray  # int32
+    cycle: np.ndarray  # float64 s, 0 = unsignalised
+    offset: np.ndarray  # float64 s
+
+
+class LinkState(NamedTuple):
+    head: np.ndarray  # int32 first vehicle (-1 empty)
+    tail: np.ndarray  # int32
+    n_in: np.ndarray  # int64 cumulative entries
+    n_out: np.ndarray  # int64 cumulative exits
+    next_exit: np.ndarray  # float64 earliest next exit (capacity)
+    next_entry: np.ndarray  # float64 earliest next entry (capacity)
+    vft: np.ndarray  # float64 virtual finish time (merge fairness)
+    exit_ring: np.ndarray  # float64 ring buffers of the last exit times
+    acc_in: np.ndarray  # int64 entries this output interval
+    acc_out: np.ndarray  # int64 exits this output interval
+    acc_vehsec: np.ndarray  # float64 vehicle-seconds this interval
+    acc_tt: np.ndarray  # float64 traversal seconds of vehicles that exited
+    # per node (origin queues)
+    oq_head: np.ndarray  # int32
+    oq_tail: np.ndarray  # int32
+    oq_vft: np.ndarray  # float64
+    # scalars in arrays: [0] next pending index, [1] tick counter
+    cursor: np.ndarray  # int64 (2,)
+
+
+class Vehicles(NamedTuple):
+    orig: np.ndarray  # int32 node
+    dest: np.ndarray  # int32 node
+    dest_idx: np.ndarray  # int32 row of the route table
+    depart: np.ndarray  # float64 scheduled departure, s
+    order: np.ndarray  # int32 vehicle ids sorted by departure (release order)
+    link: np.ndarray  # int32 current link or a VEH_* status
+    enter_t: np.ndarray  # float64 entry time into the current link
+    nxt: np.ndarray  # int32 next vehicle in the same queue
+    arrive: np.ndarray  # float64 arrival time (NaN until arrived)
+    dist: np.ndarray  # float64 metres driven
+    enter_net: np.ndarray  # float64 time it entered the network (NaN before)
+
+
+@njit(cache=True, inline="always")
+def _green_time(te, cycle, offset, gs, ge):
+    """Earliest time >= te inside the green window [gs, ge) of the cycle."""
+    if cycle <= 0.0 or gs == ge:
+        return te
+    phase = (te - offset) % cycle
+    if gs < ge:
+        green = gs <= phase < ge
+    else:  # window wraps around the cycle end
+        green = phase >= gs or phase < ge
+    if green:
+        return te
+    return te + (gs - phase) % cycle
+
+
+@njit(cache=True)
+def _node_step(n, t, t1, links, nodes, ls, veh, route):
+    lo = nodes.in_indptr[n]
+    hi = nodes.in_indptr[n + 1]
+    cycle = nodes.cycle[n]
+    offset = nodes.offset[n]
+    arrived = 0
+    while True:
+        best_j = np.int64(-1)
+        best_te = np.inf
+        best_vft = np.inf
+        best_b = -1
+        for j in range(lo, hi + 1):
+            a = -1
+            if j < hi:
+                a = nodes.in_links[j]
+                v = ls.head[a]
+                if v < 0:
+                    continue
+                if veh.enter_t[v] >= t:  # entered during this tick
+                    continue
+                te = veh.enter_t[v] + links.free_tt[a]
+                if ls.next_exit[a] > te:
+                    te = ls.next_exit[a]
+                vf = ls.vft[a]
+            else:
+                v = ls.oq_head[n]
+                if v < 0:
+                    continue
+                te = veh.depart[v]
+                vf = ls.oq_vft[n]
+            if te < t:
+                te = t
+            if te >= t1:
+                continue
+            if veh.dest[v] == n:
+                b = -1
+            else:
+                b = route[veh.dest_idx[v], n]
+                if b < 0 or links.is_open[b] == 0:
+                    continue
+                if ls.next_entry[b] > te:
+                    te = ls.next_entry[b]
+                need = ls.n_in[b] + 1 - links.storage[b]
+                if need > 0.0:
+                    e = np.int64(np.ceil(need))  # 1-based number of the exit that frees the space
+                    if e > ls.n_out[b]:
+                        continue
+                    t_free = ls.exit_ring[links.ring_off[b] + (e - 1) % links.ring_len[b]]
+                    if t_free >= t:  # exits of this tick free space from the next tick on
+                        continue
+                    t_free += links.lag[b]
+                    if t_free > te:
+                        te = t_free
+                if te >= t1:
+                    continue
+            if a >= 0:
+                te = _green_time(te, cycle, offset, links.green_start[a], links.green_end[a])
+                if te >= t1:
+                    continue
+            if te < best_te or (te == best_te and vf < best_vft):
+                best_j = j
+                best_te = te
+                best_vft = vf
+                best_b = b
+        if best_j < 0:
+            return arrived
+        te = best_te
+        b = best_b
+        if best_j < hi:
+            a = nodes.in_links[best_j]
+            v = ls.head[a]
+            ls.head[a] = veh.nxt[v]
+            if ls.head[a] < 0:
+                ls.tail[a] = -1
+            h = links.headway[a]
+            ls.exit_ring[links.ring_off[a] + ls.n_out[a] % links.ring_len[a]] = te
+            ls.n_out[a] += 1
+            ls.acc_out[a] += 1
+            ls.acc_tt[a] += te - veh.enter_t[v]
+            ls.next_exit[a] = te + h
+            ls.vft[a] = max(ls.vft[a], te) + h
+            veh.dist[v] += links.length[a]
+        else:
+            v = ls.oq_head[n]
+            ls.oq_head[n] = veh.nxt[v]
+            if ls.oq_head[n] < 0:
+                ls.oq_tail[n] = -1
+            veh.enter_net[v] = te
+            ls.oq_vft[n] = max(ls.oq_vft[n], te) + links.headway[b]
+        veh.nxt[v] = -1
+        if b < 0:
+            veh.arrive[v] = te
+            veh.link[v] = VEH_ARRIVED
+            arrived += 1
+        else:
+            tl = ls.tail[b]
+            if tl < 0:
+                ls.head[b] = v
+            else:
+                veh.nxt[tl] = v
+            ls.tail[b] = v
+            veh.link[v] = b
+            veh.enter_t[v] = te
+            ls.n_in[b] += 1
+            ls.acc_in[b] += 1
+            ls.next_entry[b] = te + links.headway[b]
+
+
+@njit(cache=True)
+def advance(n_ticks, dt, links, nodes, ls, veh, route):
+    """Advance the network by ``n_ticks`` ticks of ``dt`` seconds.
+
+    The current tick index is ``ls.cursor[1]``; vehicles are released in
+    ``veh.order`` from ``ls.cursor[0]``.  Returns the number of arrivals.
+    """
+    n_nodes = nodes.in_indptr.shape[0] - 1
+    n_links = links.src.shape[0]
+    n_veh = veh.order.shape[0]
+    arrived = 0
+    for _ in range(n_ticks):
+        k = ls.cursor[1]
+        t = k * dt
+        t1 = t + dt
+        # release departures of this tick into their origin queues
+        p = ls.cursor[0]
+        while p < n_veh:
+            v = veh.order[p]
+            if veh.depart[v] >= t1:
+                break
+            p += 1
+            o = veh.orig[v]
+            if veh.dest[v] == o:
+                veh.link[v] = VEH_ARRIVED
+                veh.arrive[v] = veh.depart[v]
+                veh.enter_net[v] = veh.depart[v]
+                arrived += 1
+                continue
+            if route[veh.dest_idx[v], o] < 0:
+                veh.link[v] = VEH_NO_ROUTE
+                continue
+            veh.link[v] = VEH_WAITING
+            veh.nxt[v] = -1
+            tl = ls.oq_tail[o]
+            if tl < 0:
+                ls.oq_head[o] = v
+            else:
+                veh.nxt[tl] = v
+            ls.oq_tail[o] = v
+        ls.cursor[0] = p
+        for n in range(n_nodes):
+            arrived += _node_step(n, t, t1, links, nodes, ls, veh, route)
+        for a in range(n_links):
+            on = ls.n_in[a] - ls.n_out[a]
+            ls.acc_vehsec[a] += on * dt
+        ls.cursor[1] = k + 1
+    return arrived
+
+
+@njit(cache=True)
+def link_travel_times(links, ls, out):
+    """Current travel-time estimate per link for routing (inf when closed).
+
+    ``max(free-flow time, vehicles on the link x capacity headway)``: in free
+    flow a link holds fewer than ``q * L / vf`` vehicles; in a queue it takes
+    about ``n / q`` to discharge the vehicles ahead.
+    """
+    for a in range(links.src.shape[0]):
+        if links.is_open[a] == 0:
+            out[a] = np.inf
+            continue
+        tt = (ls.n_in[a] - ls.n_out[a]) * links.headway[a]
+        out[a] = tt if tt > links.free_tt[a] else links.free_tt[a]
+    return out
+
+
+@njit(cache=True)
+def destinations_in_use(veh, ls, horizon_t, out):
+    """Flag route-table rows needed by vehicles on the network or departing before ``horizon_t``."""
+    out[:] = False
+    for v in range(veh.orig.shape[0]):
+        s = veh.link[v]
+        if s >= 0 or s == VEH_WAITING:
+            out[veh.dest_idx[v]] = True
+    p = ls.cursor[0]
+    while p < veh.order.shape[0]:
+        v = veh.order[p]
+        if veh.depart[v] >= horizon_t:
+            break
+        out[veh.dest_idx[v]] = True
+        p += 1
+    return out

@@ -1,0 +1,301 @@
+"""The traffic model: network state, vehicles and routes around the numba kernel.
+
+:class:`TrafficModel` owns the arrays the kernel works on.  It knows nothing of
+SimPy: the :class:`~twin.model.Twin` drives it from a clock process, and
+:func:`simulate` drives it directly for benchmarks and scripts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from city_models.network import Network
+from kernels import traffic as k
+from kernels.routing import Graph, graph_of, route_table
+
+__all__ = ["TrafficModel", "SimResult", "simulate"]
+
+
+def _empty_vehicles(n: int) -> k.Vehicles:
+    return k.Vehicles(
+        orig=np.zeros(n, np.int32),
+        dest=np.zeros(n, np.int32),
+        dest_idx=np.zeros(n, np.int32),
+        depart=np.zeros(n, np.float64),
+        order=np.zeros(n, np.int32),
+        link=np.full(n, k.VEH_PENDING, np.int32),
+        enter_t=np.full(n, np.nan),
+        nxt=np.full(n, -1, np.int32),
+        arrive=np.full(n, np.nan),
+        dist=np.zeros(n, np.float64),
+        enter_net=np.full(n, np.nan),
+    )
+
+
+class TrafficModel:
+    """Mesoscopic kinematic-wave traffic on a :class:`~city_models.network.Network`.
+
+    Parameters
+    ----------
+    network
+        The (validated) road network.
+    step_s
+        Tick length in seconds.
+    """
+
+    def __init__(self, network: Network, *, step_s: float = 2.0) -> None:
+        if not step_s > 0:
+            raise ValueError(f"time step must be positive, got {step_s!r}")
+        self.network = network
+        self.dt = float(step_s)
+        net = network
+        cap_vps = net.capacity_vph / 3600.0
+        with np.errstate(divide="ignore"):
+            headway = np.where(cap_vps > 0, 1.0 / cap_vps, np.inf)
+        lag = net.length_m / net.backward_wave_speed_mps
+        storage = np.maximum(net.jam_density_vpm * net.length_m, 1.0)
+        ring_len = np.ceil(storage).astype(np.int64) + 1
+        ring_off = np.zeros(net.n_links, np.int64)
+        if net.n_links:
+            np.cumsum(ring_len[:-1], out=ring_off[1:])
+        self.links = k.Links(
+            src=net.src.copy(),
+            dst=net.dst.copy(),
+            length=net.length_m.copy(),
+            free_tt=net.length_m / net.free_speed_mps,
+            headway=headway,
+            storage=storage,
+            lag=lag,
+            green_start=net.green_start_s.copy(),
+            green_end=net.green_end_s.copy(),
+            is_open=np.ones(net.n_links, np.uint8),
+            ring_off=ring_off,
+            ring_len=ring_len,
+        )
+        self.nodes = k.Nodes(
+            in_indptr=net.in_indptr.copy(),
+            in_links=net.in_links.copy(),
+            cycle=net.signal_cycle_s.copy(),
+            offset=net.signal_offset_s.copy(),
+        )
+        nl, nn = net.n_links, net.n_nodes
+        self.state = k.LinkState(
+            head=np.full(nl, -1, np.int32),
+            tail=np.full(nl, -1, np.int32),
+            n_in=np.zeros(nl, np.int64),
+            n_out=np.zeros(nl, np.int64),
+            next_exit=np.full(nl, -np.inf),
+            next_entry=np.full(nl, -np.inf),
+            vft=np.zeros(nl),
+            exit_ring=np.zeros(int(ring_len.sum())),
+            acc_in=np.zeros(nl, np.int64),
+            acc_out=np.zeros(nl, np.int64),
+            acc_vehsec=np.zeros(nl),
+            acc_tt=np.zeros(nl),
+            oq_head=np.full(nn, -1, np.int32),
+            oq_tail=np.full(nn, -1, np.int32),
+            oq_vft=np.zeros(nn),
+            cursor=np.zeros(2, np.int64),
+        )
+        self.veh = _empty_vehicles(0)
+        self.graph: Graph = graph_of(net)
+        self.dest_row = np.full(nn, -1, np.int32)  # node -> route-table row
+        self.dest_nodes = np.zeros(0, np.int32)
+        self.route = np.full((0, nn), -1, np.int32)
+        self.weight = self.links.free_tt.copy()
+        self._interval_start = 0.0
+
+    # ------------------------------------------------------------------ time
+    @property
+    def tick(self) -> int:
+        return int(self.state.cursor[1])
+
+    @property
+    def now(self) -> float:
+        """Simulated seconds since the start (a tick boundary)."""
+        return self.tick * self.dt
+
+    def advance_to(self, t: float) -> int:
+        """Run whole ticks until the clock reaches ``t`` (rounded up to a tick). Returns arrivals."""
+        n = int(np.ceil(t / self.dt - 1e-9)) - self.tick
+        if n <= 0:
+            return 0
+        return int(k.advance(n, self.dt, self.links, self.nodes, self.state, self.veh, self.route))
+
+    # --------------------------------------------------------------- demand
+    @property
+    def n_vehicles(self) -> int:
+        return int(self.veh.orig.shape[0])
+
+    def add_trips(self, origin, destination, depart_s) -> np.ndarray:
+        """Add vehicles (dense node indices, departure times in s); returns their ids.
+
+        Departures earlier than the current clock leave at the next tick.
+        """
+        origin = np.asarray(origin, np.int32)
+        destination = np.asarray(destination, np.int32)
+        depart_s = np.asarray(depart_s, np.float64)
+        m = origin.shape[0]
+        if not (destination.shape[0] == depart_s.shape[0] == m):
+            raise ValueError("origin, destination and depart_s must have the same length")
+        nn = self.network.n_nodes
+        for name, arr in (("origin", origin), ("destination", destination)):
+            if m and (arr.min() < 0 or arr.max() >= nn):
+                bad = int(np.flatnonzero((arr < 0) | (arr >= nn))[0])
+                raise ValueError(f"trip {bad}: {name} {int(arr[bad])} is not a node index (0..{nn - 1})")
+        if m and not np.all(np.isfinite(depart_s)):
+            raise ValueError("trip departure times must be finite")
+        old = self.veh
+        n0 = old.orig.shape[0]
+        new = _empty_vehicles(n0 + m)
+        for f in k.Vehicles._fields:
+            if f != "order":
+                getattr(new, f)[:n0] = getattr(old, f)
+        new.orig[n0:] = origin
+        new.dest[n0:] = destination
+        new.depart[n0:] = depart_s
+        self._ensure_rows(np.unique(destination))
+        new.dest_idx[n0:] = self.dest_row[destination]
+        released = int(self.state.cursor[0])
+        new.order[:released] = old.order[:released]
+        rest = np.concatenate([old.order[released:], np.arange(n0, n0 + m, dtype=np.int32)])
+        rest = rest[np.argsort(new.depart[rest], kind="stable")]
+        new.order[released:] = rest
+        self.veh = new
+        return np.arange(n0, n0 + m, dtype=np.int64)
+
+    def _ensure_rows(self, dests: np.ndarray) -> None:
+        missing = dests[self.dest_row[dests] < 0]
+        if missing.size == 0:
+            return
+        r0 = self.dest_nodes.shape[0]
+        self.dest_nodes = np.concatenate([self.dest_nodes, missing.astype(np.int32)])
+        self.dest_row[missing] = np.arange(r0, r0 + missing.size, dtype=np.int32)
+        route = np.full((self.dest_nodes.shape[0], self.network.n_nodes), -1, np.int32)
+        route[:r0] = self.route
+        self.route = route
+        active = np.zeros(self.dest_nodes.shape[0], np.bool_)
+        active[r0:] = True
+        self._fill_routes(active)
+
+    # -------------------------------------------------------------- routing
+    def _fill_routes(self, active: np.ndarray) -> None:
+        route_table(self.graph, self.dest_nodes, self.weight, active, self.route)
+
+    def update_routes(self, horizon_s: float) -> int:
+        """Refresh the route rows in use from current travel times.
+
+        Rows of destinations of vehicles on the network or departing before
+        ``now + horizon_s`` are recomputed.  Returns how many rows.
+        """
+        k.link_travel_times(self.links, self.state, self.weight)
+        active = np.zeros(self.dest_nodes.shape[0], np.bool_)
+        k.destinations_in_use(self.veh, self.state, self.now + horizon_s + self.dt, active)
+        if active.any():
+            self._fill_routes(active)
+        return int(active.sum())
+
+    # ------------------------------------------------------------- records
+    def counts(self) -> dict[str, int]:
+        """Vehicles by state: pending, waiting, on_network, arrived, no_route."""
+        s = self.veh.link
+        return {
+            "pending": int(np.count_nonzero(s == k.VEH_PENDING)),
+            "waiting": int(np.count_nonzero(s == k.VEH_WAITING)),
+            "on_network": int(np.count_nonzero(s >= 0)),
+            "arrived": int(np.count_nonzero(s == k.VEH_ARRIVED)),
+            "no_route": int(np.count_nonzero(s == k.VEH_NO_ROUTE)),
+        }
+
+    def take_interval(self) -> dict[str, np.ndarray]:
+        """Link measures since the last call, and reset the accumulators.
+
+        ``speed`` is the space-mean speed of the vehicles that left each link
+        in the interval (link length over their mean traversal time); where
+        none left, it is estimated from the vehicles queued on the link, and
+        links that stayed empty report free speed.
+        """
+        ls, lk = self.state, self.links
+        span = max(self.now - self._interval_start, 1e-9)
+        out = ls.acc_out.copy()
+        on_now = ls.n_in - ls.n_out
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speed = np.where(out > 0, lk.length * out / np.maximum(ls.acc_tt, 1e-9), np.nan)
+            est = lk.length / np.maximum(lk.free_tt, on_now * lk.headway)
+        speed = np.where(np.isnan(speed), np.where(on_now > 0, est, lk.length / lk.free_tt), speed)
+        speed = np.minimum(speed, lk.length / lk.free_tt)
+        res = {
+            "inflow": ls.acc_in.copy(),
+            "outflow": out,
+            "vehicles": ls.acc_vehsec / span,
+            "speed": speed,
+        }
+        ls.acc_in[:] = 0
+        ls.acc_out[:] = 0
+        ls.acc_vehsec[:] = 0.0
+        ls.acc_tt[:] = 0.0
+        self._interval_start = self.now
+        return res
+
+
+@dataclass
+class SimResult:
+    """Per-trip outcome of :func:`simulate`."""
+
+    depart_s: np.ndarray
+    arrive_s: np.ndarray
+    length_m: np.ndarray
+    wall_s: float
+    sim_end_s: float
+
+    @property
+    def travel_time_s(self) -> np.ndarray:
+        return self.arrive_s - self.depart_s
+
+    @property
+    def completed(self) -> int:
+        return int(np.count_nonzero(np.isfinite(self.arrive_s)))
+
+    @property
+    def vehicle_hours(self) -> float:
+        """Hours from scheduled departure to arrival (or to the end for unfinished trips)."""
+        end = np.where(np.isfinite(self.arrive_s), self.arrive_s, self.sim_end_s)
+        return float(np.clip(end - self.depart_s, 0, None).sum() / 3600.0)
+
+
+def simulate(
+    network: Network,
+    trips,
+    *,
+    step_s: float = 2.0,
+    duration_s: float | None = None,
+    reroute_s: float = 300.0,
+) -> SimResult:
+    """Run trips through the network with periodic re-routing; no clock, no records.
+
+    ``trips`` has ``origin``, ``destination``, ``depart_s`` (dense node
+    indices; e.g. :class:`city_models.demand.Trips`).  ``duration_s`` defaults
+    to the last departure plus two hours.  ``wall_s`` covers the simulation
+    proper (routing included, set-up excluded).
+    """
+    model = TrafficModel(network, step_s=step_s)
+    model.add_trips(trips.origin, trips.destination, trips.depart_s)
+    if duration_s is None:
+        duration_s = float(np.max(trips.depart_s, initial=0.0)) + 7200.0
+    t0 = time.perf_counter()
+    t = 0.0
+    while t < duration_s:
+        model.update_routes(reroute_s)
+        t = min(t + reroute_s, duration_s)
+        model.advance_to(t)
+    wall = time.perf_counter() - t0
+    return SimResult(
+        depart_s=model.veh.depart.copy(),
+        arrive_s=model.veh.arrive.copy(),
+        length_m=model.veh.dist.copy(),
+        wall_s=wall,
+        sim_end_s=model.now,
+    )
