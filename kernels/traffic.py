@@ -125,6 +125,7 @@ class Vehicles(NamedTuple):
     arrive: np.ndarray  # float64 arrival time (NaN until arrived)
     dist: np.ndarray  # float64 metres driven
     enter_net: np.ndarray  # float64 time it entered the network (NaN before)
+    fftt: np.ndarray  # float64 free-flow time of the links driven, s
 
 
 @njit(cache=True, inline="always")
@@ -143,161 +144,205 @@ def _green_time(te, cycle, offset, gs, ge):
 
 
 @njit(cache=True)
-def _node_step(n, t, t1, links, nodes, ls, veh, route):
-    lo = nodes.in_indptr[n]
-    hi = nodes.in_indptr[n + 1]
-    cycle = nodes.cycle[n]
-    offset = nodes.offset[n]
-    arrived = 0
-    while True:
-        best_j = np.int64(-1)
-        best_te = np.inf
-        best_vft = np.inf
-        best_b = -1
-        for j in range(lo, hi + 1):
-            a = -1
-            if j < hi:
-                a = nodes.in_links[j]
-                v = ls.head[a]
-                if v < 0:
-                    continue
-                if veh.enter_t[v] >= t:  # entered during this tick
-                    continue
-                te = veh.enter_t[v] + links.free_tt[a]
-                if ls.next_exit[a] > te:
-                    te = ls.next_exit[a]
-                vf = ls.vft[a]
-            else:
-                v = ls.oq_head[n]
-                if v < 0:
-                    continue
-                te = veh.depart[v]
-                vf = ls.oq_vft[n]
-            if te < t:
-                te = t
-            if te >= t1:
-                continue
-            if veh.dest[v] == n:
-                b = -1
-            else:
-                b = route[veh.dest_idx[v], n]
-                if b < 0 or links.is_open[b] == 0:
-                    continue
-                if ls.next_entry[b] > te:
-                    te = ls.next_entry[b]
-                need = ls.n_in[b] + 1 - links.storage[b]
-                if need > 0.0:
-                    e = np.int64(np.ceil(need))  # 1-based number of the exit that frees the space
-                    if e > ls.n_out[b]:
-                        continue
-                    t_free = ls.exit_ring[links.ring_off[b] + (e - 1) % links.ring_len[b]]
-                    if t_free >= t:  # exits of this tick free space from the next tick on
-                        continue
-                    t_free += links.lag[b]
-                    if t_free > te:
-                        te = t_free
-                if te >= t1:
-                    continue
-            if a >= 0:
-                te = _green_time(te, cycle, offset, links.green_start[a], links.green_end[a])
-                if te >= t1:
-                    continue
-            if te < best_te or (te == best_te and vf < best_vft):
-                best_j = j
-                best_te = te
-                best_vft = vf
-                best_b = b
-        if best_j < 0:
-            return arrived
-        te = best_te
-        b = best_b
-        if best_j < hi:
-            a = nodes.in_links[best_j]
-            v = ls.head[a]
-            ls.head[a] = veh.nxt[v]
-            if ls.head[a] < 0:
-                ls.tail[a] = -1
-            h = links.headway[a]
-            ls.exit_ring[links.ring_off[a] + ls.n_out[a] % links.ring_len[a]] = te
-            ls.n_out[a] += 1
-            ls.acc_out[a] += 1
-            ls.acc_tt[a] += te - veh.enter_t[v]
-            ls.next_exit[a] = te + h
-            ls.vft[a] = max(ls.vft[a], te) + h
-            veh.dist[v] += links.length[a]
-        else:
-            v = ls.oq_head[n]
-            ls.oq_head[n] = veh.nxt[v]
-            if ls.oq_head[n] < 0:
-                ls.oq_tail[n] = -1
-            veh.enter_net[v] = te
-            ls.oq_vft[n] = max(ls.oq_vft[n], te) + links.headway[b]
-        veh.nxt[v] = -1
-        if b < 0:
-            veh.arrive[v] = te
-            veh.link[v] = VEH_ARRIVED
-            arrived += 1
-        else:
-            tl = ls.tail[b]
-            if tl < 0:
-                ls.head[b] = v
-            else:
-                veh.nxt[tl] = v
-            ls.tail[b] = v
-            veh.link[v] = b
-            veh.enter_t[v] = te
-            ls.n_in[b] += 1
-            ls.acc_in[b] += 1
-            ls.next_entry[b] = te + links.headway[b]
-
-
-@njit(cache=True)
 def advance(n_ticks, dt, links, nodes, ls, veh, route):
     """Advance the network by ``n_ticks`` ticks of ``dt`` seconds.
 
     The current tick index is ``ls.cursor[1]``; vehicles are released in
     ``veh.order`` from ``ls.cursor[0]``.  Returns the number of arrivals.
     """
-    n_nodes = nodes.in_indptr.shape[0] - 1
-    n_links = links.src.shape[0]
-    n_veh = veh.order.shape[0]
+    # Arrays are unpacked once: attribute access on the NamedTuples inside the
+    # branchy node loop costs a reference-count round trip each time.
+    l_dst = links.dst
+    l_length = links.length
+    l_free_tt = links.free_tt
+    l_headway = links.headway
+    l_storage = links.storage
+    l_lag = links.lag
+    l_gs = links.green_start
+    l_ge = links.green_end
+    l_open = links.is_open
+    l_roff = links.ring_off
+    l_rlen = links.ring_len
+    in_indptr = nodes.in_indptr
+    in_links = nodes.in_links
+    n_cycle = nodes.cycle
+    n_offset = nodes.offset
+    head = ls.head
+    tail = ls.tail
+    n_in = ls.n_in
+    n_out = ls.n_out
+    next_exit = ls.next_exit
+    next_entry = ls.next_entry
+    vft = ls.vft
+    ring = ls.exit_ring
+    acc_in = ls.acc_in
+    acc_out = ls.acc_out
+    acc_vehsec = ls.acc_vehsec
+    acc_tt = ls.acc_tt
+    oq_head = ls.oq_head
+    oq_tail = ls.oq_tail
+    oq_vft = ls.oq_vft
+    cursor = ls.cursor
+    v_orig = veh.orig
+    v_dest = veh.dest
+    v_didx = veh.dest_idx
+    v_depart = veh.depart
+    v_order = veh.order
+    v_link = veh.link
+    v_enter = veh.enter_t
+    v_nxt = veh.nxt
+    v_arrive = veh.arrive
+    v_dist = veh.dist
+    v_enter_net = veh.enter_net
+    v_fftt = veh.fftt
+
+    n_nodes = in_indptr.shape[0] - 1
+    n_links = l_dst.shape[0]
+    n_veh = v_order.shape[0]
     arrived = 0
     for _ in range(n_ticks):
-        k = ls.cursor[1]
+        k = cursor[1]
         t = k * dt
         t1 = t + dt
         # release departures of this tick into their origin queues
-        p = ls.cursor[0]
+        p = cursor[0]
         while p < n_veh:
-            v = veh.order[p]
-            if veh.depart[v] >= t1:
+            v = v_order[p]
+            if v_depart[v] >= t1:
                 break
             p += 1
-            o = veh.orig[v]
-            if veh.dest[v] == o:
-                veh.link[v] = VEH_ARRIVED
-                veh.arrive[v] = veh.depart[v]
-                veh.enter_net[v] = veh.depart[v]
+            o = v_orig[v]
+            if v_dest[v] == o:
+                v_link[v] = VEH_ARRIVED
+                v_arrive[v] = v_depart[v]
+                v_enter_net[v] = v_depart[v]
                 arrived += 1
                 continue
-            if route[veh.dest_idx[v], o] < 0:
-                veh.link[v] = VEH_NO_ROUTE
+            if route[v_didx[v], o] < 0:
+                v_link[v] = VEH_NO_ROUTE
                 continue
-            veh.link[v] = VEH_WAITING
-            veh.nxt[v] = -1
-            tl = ls.oq_tail[o]
+            v_link[v] = VEH_WAITING
+            v_nxt[v] = -1
+            tl = oq_tail[o]
             if tl < 0:
-                ls.oq_head[o] = v
+                oq_head[o] = v
             else:
-                veh.nxt[tl] = v
-            ls.oq_tail[o] = v
-        ls.cursor[0] = p
+                v_nxt[tl] = v
+            oq_tail[o] = v
+        cursor[0] = p
+
         for n in range(n_nodes):
-            arrived += _node_step(n, t, t1, links, nodes, ls, veh, route)
+            lo = in_indptr[n]
+            hi = in_indptr[n + 1]
+            cycle = n_cycle[n]
+            offset = n_offset[n]
+            while True:
+                # pick the head vehicle (over in-links and the origin queue)
+                # that can cross node n earliest in this tick
+                best_j = np.int64(-1)
+                best_te = np.inf
+                best_vft = np.inf
+                best_b = np.int64(-1)
+                for j in range(lo, hi + 1):
+                    a = np.int64(-1)
+                    if j < hi:
+                        a = in_links[j]
+                        v = head[a]
+                        if v < 0:
+                            continue
+                        if v_enter[v] >= t:  # entered during this tick
+                            continue
+                        te = v_enter[v] + l_free_tt[a]
+                        if next_exit[a] > te:
+                            te = next_exit[a]
+                        vf = vft[a]
+                    else:
+                        v = oq_head[n]
+                        if v < 0:
+                            continue
+                        te = v_depart[v]
+                        vf = oq_vft[n]
+                    if te < t:
+                        te = t
+                    if te >= t1:
+                        continue
+                    b = np.int64(-1)
+                    if v_dest[v] != n:
+                        b = route[v_didx[v], n]
+                        if b < 0 or l_open[b] == 0:
+                            continue
+                        if next_entry[b] > te:
+                            te = next_entry[b]
+                        need = n_in[b] + 1 - l_storage[b]
+                        if need > 0.0:
+                            e = np.int64(np.ceil(need))  # 1-based number of the exit freeing the space
+                            if e > n_out[b]:
+                                continue
+                            t_free = ring[l_roff[b] + (e - 1) % l_rlen[b]]
+                            if t_free >= t:  # exits of this tick free space from the next tick on
+                                continue
+                            t_free += l_lag[b]
+                            if t_free > te:
+                                te = t_free
+                        if te >= t1:
+                            continue
+                    if a >= 0:
+                        te = _green_time(te, cycle, offset, l_gs[a], l_ge[a])
+                        if te >= t1:
+                            continue
+                    if te < best_te or (te == best_te and vf < best_vft):
+                        best_j = j
+                        best_te = te
+                        best_vft = vf
+                        best_b = b
+                if best_j < 0:
+                    break
+                # move it
+                te = best_te
+                b = best_b
+                if best_j < hi:
+                    a = in_links[best_j]
+                    v = head[a]
+                    head[a] = v_nxt[v]
+                    if head[a] < 0:
+                        tail[a] = -1
+                    h = l_headway[a]
+                    ring[l_roff[a] + n_out[a] % l_rlen[a]] = te
+                    n_out[a] += 1
+                    acc_out[a] += 1
+                    acc_tt[a] += te - v_enter[v]
+                    next_exit[a] = te + h
+                    vft[a] = max(vft[a], te) + h
+                    v_dist[v] += l_length[a]
+                    v_fftt[v] += l_free_tt[a]
+                else:
+                    v = oq_head[n]
+                    oq_head[n] = v_nxt[v]
+                    if oq_head[n] < 0:
+                        oq_tail[n] = -1
+                    v_enter_net[v] = te
+                    oq_vft[n] = max(oq_vft[n], te) + l_headway[b]
+                v_nxt[v] = -1
+                if b < 0:
+                    v_arrive[v] = te
+                    v_link[v] = VEH_ARRIVED
+                    arrived += 1
+                else:
+                    tl = tail[b]
+                    if tl < 0:
+                        head[b] = v
+                    else:
+                        v_nxt[tl] = v
+                    tail[b] = v
+                    v_link[v] = b
+                    v_enter[v] = te
+                    n_in[b] += 1
+                    acc_in[b] += 1
+                    next_entry[b] = te + l_headway[b]
+
         for a in range(n_links):
-            on = ls.n_in[a] - ls.n_out[a]
-            ls.acc_vehsec[a] += on * dt
-        ls.cursor[1] = k + 1
+            acc_vehsec[a] += (n_in[a] - n_out[a]) * dt
+        cursor[1] = k + 1
     return arrived
 
 

@@ -32,6 +32,7 @@ def _empty_vehicles(n: int) -> k.Vehicles:
         arrive=np.full(n, np.nan),
         dist=np.zeros(n, np.float64),
         enter_net=np.full(n, np.nan),
+        fftt=np.zeros(n, np.float64),
     )
 
 
@@ -106,6 +107,7 @@ class TrafficModel:
         self.dest_nodes = np.zeros(0, np.int32)
         self.route = np.full((0, nn), -1, np.int32)
         self.weight = self.links.free_tt.copy()
+        self._no_dist = np.empty((0, nn), np.float64)
         self._interval_start = 0.0
 
     # ------------------------------------------------------------------ time
@@ -183,7 +185,8 @@ class TrafficModel:
 
     # -------------------------------------------------------------- routing
     def _fill_routes(self, active: np.ndarray) -> None:
-        route_table(self.graph, self.dest_nodes, self.weight, active, self.route)
+        g = self.graph
+        route_table(self.dest_nodes, active, g.in_indptr, g.in_links, g.src, self.weight, self.route, self._no_dist)
 
     def update_routes(self, horizon_s: float) -> int:
         """Refresh the route rows in use from current travel times.

