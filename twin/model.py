@@ -173,6 +173,9 @@ class Twin(mesa.Model):
                 self.env.run(until=min(self.now + chunk, t))
                 progress(self.now)
         self.sync()
+        # events at exactly ``t`` wait for the next run; an interval ending now is recorded now
+        if math.isclose(math.remainder(self.now, self.recorder.interval_s), 0.0, abs_tol=1e-6):
+            self.recorder.sample()
 
     def run_for(self, seconds: float, **kw) -> None:
         """Run for ``seconds`` more."""

@@ -39,7 +39,7 @@ class Recorder:
     def sample(self) -> None:
         """Record one row now (closes the current interval)."""
         tm = self.twin.traffic
-        if self.time and tm.now <= self.time[-1]:
+        if tm.now <= (self.time[-1] if self.time else 0.0):
             return
         rows = tm.take_interval()
         for key, arr in rows.items():

@@ -1,0 +1,197 @@
+"""The ``twin`` command line.
+
+::
+
+    twin run [SCENARIO] [--out DIR] [--seed N]     run a scenario (default: the built-in 'default')
+    twin city info SCENARIO|CITY                   network size and what validation changed
+    twin scenarios                                 list the built-in scenarios
+
+Bad input (scenario, city file, trips table, arguments) prints one clear
+paragraph and exits with status 2; Ctrl-C exits with 130 and leaves no
+half-written result file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["main"]
+
+_INPUT_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from city_models import CityError
+    from city_models.demand import DemandError
+    from scenarios import ScenarioError
+
+    return (ScenarioError, CityError, DemandError, FileNotFoundError)
+
+
+def _fmt(value: float, unit: str) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "–"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) > 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+
+
+def kpi_table(kpis: dict, title: str = "KPIs") -> Table:
+    """A rich table of KPIs with labels and units."""
+    from twin.results import KPI_LABELS
+
+    table = Table(title=title)
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for key, value in kpis.items():
+        label, unit = KPI_LABELS.get(key, (key, ""))
+        table.add_row(label, _fmt(value, unit), unit)
+    return table
+
+
+def _default_out(scenario, seed: int) -> Path:
+    return Path("runs") / f"{scenario.name}-seed{seed}"
+
+
+def _cmd_run(args, console: Console) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from scenarios import load_scenario
+    from twin.model import Twin
+
+    overrides = {"seed": args.seed}
+    scenario = load_scenario(args.scenario or "default", overrides=overrides)
+    seed = scenario.seed
+    out = Path(args.out) if args.out else Path(scenario.outputs.dir) if scenario.outputs.dir else _default_out(scenario, seed)
+    t0 = time.perf_counter()
+    with console.status(f"building city and demand for [bold]{scenario.name}[/]…"):
+        twin = Twin(scenario)
+    net = twin.city.network
+    console.print(
+        f"[bold]{scenario.name}[/]: {twin.city.name}, {net.n_nodes:,} nodes, {net.n_links:,} links, "
+        f"{twin.trips.trip_id.shape[0]:,} trips, seed {seed} (set-up {time.perf_counter() - t0:.1f} s)"
+    )
+    t1 = time.perf_counter()
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[clock]}"),
+        TextColumn("{task.fields[onnet]:>7} veh"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.quiet,
+    )
+    with progress:
+        task = progress.add_task("simulating", total=twin.duration_s, clock="", onnet=0)
+
+        def tick(now: float) -> None:
+            c = twin.clock_s(now) % 86400
+            on = twin.traffic.counts()["on_network"]
+            progress.update(task, completed=now, clock=f"{int(c // 3600):02d}:{int(c % 3600 // 60):02d}", onnet=f"{on:,}")
+
+        twin.run(progress=tick)
+    wall = time.perf_counter() - t1
+    with console.status("writing results…"):
+        twin.save(out)
+    console.print(kpi_table(twin.kpis(), title=f"{scenario.name} — KPIs"))
+    console.print(f"simulated {twin.duration_s / 3600:.1f} h in {wall:.1f} s; results in [bold]{out}[/] (results.nc, summary.json, scenario.yaml)")
+    return 0
+
+
+def _cmd_city_info(args, console: Console) -> int:
+    import numpy as np
+
+    from scenarios import load_city as load_city_spec
+    from twin.model import build_city
+
+    spec = load_city_spec(args.source)
+
+    class _S:  # build_city takes a scenario-like object
+        city = spec
+
+    city = build_city(_S)
+    net = city.network
+    table = Table(title=f"city: {city.name}")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    table.add_row("nodes", f"{net.n_nodes:,}")
+    table.add_row("links", f"{net.n_links:,}")
+    table.add_row("road length", f"{net.length_m.sum() / 1000:,.1f} km")
+    table.add_row("lane length", f"{(net.length_m * net.lanes).sum() / 1000:,.1f} km")
+    table.add_row("signalised nodes", f"{int(np.count_nonzero(net.signal_cycle_s > 0)):,}")
+    table.add_row("zones", f"{city.zones.n_zones:,}")
+    table.add_row("residents / jobs", f"{int(city.zones.residents.sum()):,} / {int(city.zones.jobs.sum()):,}")
+    kinds: dict[str, int] = {}
+    for f in city.facilities:
+        kinds[f.kind] = kinds.get(f.kind, 0) + 1
+    table.add_row("facilities", ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "none")
+    table.add_row("named places", ", ".join(sorted(city.places)) or "none")
+    console.print(table)
+    if city.notes:
+        console.print("[bold]validation changed:[/]")
+        for note in city.notes:
+            console.print(f"  • {note}")
+    else:
+        console.print("validation changed nothing")
+    return 0
+
+
+def _cmd_scenarios(args, console: Console) -> int:
+    from scenarios import builtin_scenarios, load_scenario
+
+    table = Table(title="built-in scenarios")
+    table.add_column("name")
+    table.add_column("description")
+    for name, path in sorted(builtin_scenarios().items()):
+        table.add_row(name, load_scenario(path, check_files=False).description)
+    console.print(table)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twin", description="City digital twin: run scenarios on a simulated city.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a scenario and write a run folder")
+    r.add_argument("scenario", nargs="?", help="scenario YAML file or built-in name (default: 'default')")
+    r.add_argument("--out", help="run folder (default: runs/<name>-seed<seed>)")
+    r.add_argument("--seed", type=int, help="override the scenario's seed")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+    c = sub.add_parser("city", help="inspect a city")
+    csub = c.add_subparsers(dest="city_command", required=True)
+    ci = csub.add_parser("info", help="network size and what validation changed")
+    ci.add_argument("source", help="scenario file or name, 'synthetic', 'helsinki', or an OSM/GraphML file")
+    ci.set_defaults(func=_cmd_city_info)
+    s = sub.add_parser("scenarios", help="list the built-in scenarios")
+    s.set_defaults(func=_cmd_scenarios)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=False)
+    err = Console(stderr=True)
+    try:
+        return int(args.func(args, console) or 0)
+    except _input_errors() as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: no result files were written for this run")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

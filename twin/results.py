@@ -1,0 +1,211 @@
+"""Results of a run: one labelled :class:`xarray.Dataset`, KPIs, and the run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["build_dataset", "compute_kpis", "write_run", "atomic_path", "package_version", "KPI_LABELS"]
+
+#: KPI key -> (label, unit) for tables and reports
+KPI_LABELS: dict[str, tuple[str, str]] = {
+    "trips_total": ("Trips (total)", ""),
+    "trips_completed": ("Trips completed", ""),
+    "completion_rate": ("Completion rate", "%"),
+    "mean_travel_time_s": ("Mean travel time", "s"),
+    "p95_travel_time_s": ("95th percentile travel time", "s"),
+    "vehicle_hours": ("Vehicle-hours travelled", "veh·h"),
+    "vehicle_km": ("Vehicle-km travelled", "veh·km"),
+    "mean_network_speed_kmh": ("Mean network speed", "km/h"),
+    "total_delay_h": ("Total delay", "veh·h"),
+    "mean_delay_s": ("Mean delay per completed trip", "s"),
+    "no_route": ("Trips with no route", ""),
+}
+
+
+def package_version() -> str:
+    try:
+        return version("city-twin")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def _trip_arrays(twin) -> dict[str, np.ndarray]:
+    """Per-trip outcome for the scenario's trips (the first ``n`` vehicles)."""
+    veh = twin.traffic.veh
+    n = twin.trips.trip_id.shape[0]
+    depart = veh.depart[:n]
+    arrive = veh.arrive[:n]
+    return {
+        "depart": depart,
+        "arrive": arrive,
+        "travel": arrive - depart,
+        "length": veh.dist[:n],
+        "fftt": veh.fftt[:n],
+        "status": veh.link[:n],
+    }
+
+
+def compute_kpis(twin) -> dict[str, float]:
+    """The run's KPIs so far (see :data:`KPI_LABELS`).
+
+    Travel time runs from the *scheduled* departure to arrival, so it includes
+    waiting to enter the network.  Vehicle-hours count every released trip from
+    its scheduled departure to its arrival or to now; delay is travel time less
+    the free-flow time of the links the vehicle drove.
+    """
+    from kernels.traffic import VEH_NO_ROUTE, VEH_PENDING
+
+    tr = _trip_arrays(twin)
+    now = twin.traffic.now
+    done = np.isfinite(tr["arrive"])
+    released = tr["status"] != VEH_PENDING
+    tt = tr["travel"][done]
+    end = np.where(done, tr["arrive"], now)
+    vht = float(np.clip(end[released] - tr["depart"][released], 0, None).sum() / 3600.0)
+    rec = twin.recorder
+    link_km = 0.0
+    link_h = 0.0
+    if rec.time:
+        L = twin.traffic.links.length
+        t = np.asarray(rec.time)
+        span = np.diff(np.concatenate([[0.0], t]))
+        link_km = float(sum((o * L).sum() for o in rec.link["outflow"]) / 1000.0)
+        link_h = float(sum((v * s).sum() for v, s in zip(rec.link["vehicles"], span)) / 3600.0)
+    delay = tt - tr["fftt"][done]
+    n_total = int(tr["depart"].shape[0])
+    return {
+        "trips_total": n_total,
+        "trips_completed": int(done.sum()),
+        "completion_rate": float(100.0 * done.sum() / n_total) if n_total else float("nan"),
+        "mean_travel_time_s": float(tt.mean()) if tt.size else float("nan"),
+        "p95_travel_time_s": float(np.percentile(tt, 95)) if tt.size else float("nan"),
+        "vehicle_hours": vht,
+        "vehicle_km": float(tr["length"].sum() / 1000.0),
+        "mean_network_speed_kmh": link_km / link_h if link_h > 0 else float("nan"),
+        "total_delay_h": float(delay.sum() / 3600.0),
+        "mean_delay_s": float(delay.mean()) if delay.size else float("nan"),
+        "no_route": int(np.count_nonzero(tr["status"] == VEH_NO_ROUTE)),
+    }
+
+
+def _var(dims, data, units: str, long_name: str) -> xr.Variable:
+    return xr.Variable(dims, data, attrs={"units": units, "long_name": long_name})
+
+
+def build_dataset(twin) -> xr.Dataset:
+    """Assemble the run's labelled results.
+
+    Dims: ``time`` (end of each output interval, s since the start), ``link``,
+    ``trip``.  Every variable has ``units`` and ``long_name``; ``attrs`` carry
+    the scenario name and hash, seed and package version.
+    """
+    rec = twin.recorder
+    net = twin.city.network
+    nl = net.n_links
+    nt = len(rec.time)
+
+    def stack(key, dtype):
+        if nt == 0:
+            return np.zeros((0, nl), dtype)
+        return np.stack(rec.link[key]).astype(dtype)
+
+    tr = _trip_arrays(twin)
+    trips = twin.trips
+    data = {
+        "link_inflow": _var(("time", "link"), stack("inflow", np.int32), "veh", "vehicles entering the link in the interval"),
+        "link_outflow": _var(("time", "link"), stack("outflow", np.int32), "veh", "vehicles leaving the link in the interval"),
+        "link_vehicles": _var(("time", "link"), stack("vehicles", np.float64), "veh", "mean number of vehicles on the link"),
+        "link_speed": _var(("time", "link"), stack("speed", np.float64), "m s-1", "space-mean speed on the link"),
+        "network_vehicles": _var(("time",), np.asarray(rec.network["on_network"], np.int64), "veh", "vehicles on the network"),
+        "network_waiting": _var(("time",), np.asarray(rec.network["waiting"], np.int64), "veh", "vehicles waiting to enter at their origin"),
+        "trips_departed": _var(("time",), np.asarray(rec.network["departed"], np.int64), "1", "trips whose departure time has passed (cumulative)"),
+        "trips_arrived": _var(("time",), np.asarray(rec.network["arrived"], np.int64), "1", "trips completed (cumulative)"),
+        "trip_origin": _var(("trip",), net.node_osmid[trips.origin], "1", "origin node (source id)"),
+        "trip_destination": _var(("trip",), net.node_osmid[trips.destination], "1", "destination node (source id)"),
+        "trip_depart_s": _var(("trip",), tr["depart"], "s", "scheduled departure time since the start"),
+        "trip_arrive_s": _var(("trip",), tr["arrive"], "s", "arrival time since the start (NaN if unfinished)"),
+        "trip_travel_time_s": _var(("trip",), tr["travel"], "s", "arrival minus scheduled departure"),
+        "trip_length_m": _var(("trip",), tr["length"], "m", "distance driven"),
+        "trip_free_flow_time_s": _var(("trip",), tr["fftt"], "s", "free-flow time of the links driven"),
+    }
+    coords = {
+        "time": _var(("time",), np.asarray(rec.time, np.float64), "s", "end of the output interval, seconds since the start"),
+        "link": _var(("link",), np.arange(nl, dtype=np.int64), "1", "link index"),
+        "trip": _var(("trip",), trips.trip_id.astype(np.int64), "1", "trip id"),
+        "link_src": _var(("link",), net.node_osmid[net.src], "1", "upstream node (source id)"),
+        "link_dst": _var(("link",), net.node_osmid[net.dst], "1", "downstream node (source id)"),
+        "link_osmid": _var(("link",), net.link_osmid, "1", "source link id"),
+        "link_name": _var(("link",), net.link_name.astype(str), "1", "road name"),
+        "link_length_m": _var(("link",), net.length_m, "m", "link length"),
+        "link_lanes": _var(("link",), net.lanes, "1", "lanes"),
+        "link_free_speed": _var(("link",), net.free_speed_mps, "m s-1", "free-flow speed"),
+        "link_capacity": _var(("link",), net.capacity_vph, "veh h-1", "capacity, all lanes"),
+    }
+    sc = twin.scenario
+    attrs = {
+        "title": f"city twin run: {sc.name}",
+        "scenario_name": sc.name,
+        "scenario_hash": twin.scenario_hash,
+        "seed": int(twin.seed),
+        "package_version": package_version(),
+        "city": twin.city.name,
+        "start_clock_s": float(twin.start_s),
+        "step_s": float(twin.traffic.dt),
+        "output_interval_s": float(rec.interval_s),
+        "sim_time_s": float(twin.traffic.now),
+    }
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    for name, value in compute_kpis(twin).items():
+        ds.attrs[f"kpi_{name}"] = value
+    return ds
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(twin, out_dir: Path) -> Path:
+    """Write ``results.nc``, ``scenario.yaml`` and ``summary.json`` into ``out_dir``.
+
+    Each file is written to a temporary name and renamed, so an interrupted
+    write never leaves a half-written result.
+    """
+    from scenarios import dump_resolved
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ds = build_dataset(twin)
+    with atomic_path(out_dir / "results.nc") as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+    dump_resolved(twin.scenario, out_dir / "scenario.yaml")
+    summary = {
+        "scenario": twin.scenario.name,
+        "scenario_hash": twin.scenario_hash,
+        "seed": int(twin.seed),
+        "package_version": package_version(),
+        "sim_time_s": float(twin.traffic.now),
+        "city": {"name": twin.city.name, "nodes": twin.city.network.n_nodes, "links": twin.city.network.n_links},
+        "kpis": compute_kpis(twin),
+    }
+    with atomic_path(out_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
+    return out_dir
