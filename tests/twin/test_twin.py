@@ -1,0 +1,147 @@
+"""The Twin on its clock: determinism, conservation, stepping, results."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from kernels import traffic as k
+from tests.twin.conftest import small_scenario
+from twin.model import Twin
+
+
+def _run(seed=None, city=None, **kw):
+    tw = Twin(small_scenario(), seed=seed, city=city)
+    tw.run(**kw)
+    return tw
+
+
+def test_same_seed_bit_identical_results_file(tmp_path, small_city):
+    a = _run(city=small_city).save(tmp_path / "a")
+    b = _run(city=small_city).save(tmp_path / "b")
+    with xr.open_dataset(a / "results.nc") as da, xr.open_dataset(b / "results.nc") as db:
+        assert set(da.data_vars) == set(db.data_vars)
+        for name in da.data_vars:
+            np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=name)
+        assert da.attrs["scenario_hash"] == db.attrs["scenario_hash"]
+
+
+def test_other_seed_other_demand(small_city):
+    a = Twin(small_scenario(), city=small_city)
+    b = Twin(small_scenario(), seed=4, city=small_city)
+    assert not np.array_equal(a.trips.depart_s, b.trips.depart_s)
+
+
+def test_stepping_equals_one_run(small_city):
+    whole = _run(city=small_city)
+    parts = Twin(small_scenario(), city=small_city)
+    for t in (1.0, 299.0, 300.0, 777.0, 1800.0, "07:45", 3600.0):
+        parts.run_until(t)
+    np.testing.assert_array_equal(whole.traffic.veh.arrive, parts.traffic.veh.arrive)
+    a, b = whole.results(), parts.results()
+    np.testing.assert_array_equal(a.time.values, b.time.values)
+    np.testing.assert_array_equal(a.link_outflow.values, b.link_outflow.values)
+    np.testing.assert_array_equal(a.link_vehicles.values, b.link_vehicles.values)
+
+
+def test_conservation_every_interval(small_city):
+    tw = Twin(small_scenario(), city=small_city)
+    n = tw.traffic.n_vehicles
+    for t in range(0, 3601, 300):
+        tw.run_until(t)
+        c = tw.traffic.counts()
+        assert sum(c.values()) == n
+        ls = tw.traffic.state
+        assert int((ls.n_in - ls.n_out).sum()) == c["on_network"]
+        # every vehicle on a link is in that link's queue, once
+        on = np.flatnonzero(tw.traffic.veh.link >= 0)
+        seen = []
+        for a in range(tw.city.network.n_links):
+            v = ls.head[a]
+            while v >= 0:
+                assert tw.traffic.veh.link[v] == a
+                seen.append(v)
+                v = tw.traffic.veh.nxt[v]
+        assert sorted(seen) == sorted(on.tolist())
+    assert tw.traffic.counts()["arrived"] > 0.8 * n
+
+
+def test_results_dataset_labelled(small_city):
+    tw = _run(city=small_city)
+    ds = tw.results()
+    for dim in ("time", "link", "trip"):
+        assert dim in ds.dims
+    for name in (
+        "link_inflow", "link_outflow", "link_vehicles", "link_speed", "trip_origin", "trip_destination",
+        "trip_depart_s", "trip_arrive_s", "trip_travel_time_s", "trip_length_m",
+    ):
+        assert name in ds, name
+        assert ds[name].attrs["units"] and ds[name].attrs["long_name"], name
+    assert ds.attrs["seed"] == 3 and len(ds.attrs["scenario_hash"]) == 16 and ds.attrs["package_version"]
+    # the time axis covers the whole hour in output intervals
+    np.testing.assert_allclose(ds.time.values, np.arange(300, 3601, 300))
+    # inflow and outflow balance with the vehicles left on links
+    net_in = ds.link_inflow.sum("time") - ds.link_outflow.sum("time")
+    ls = tw.traffic.state
+    np.testing.assert_array_equal(net_in.values, ls.n_in - ls.n_out)
+    # speeds are positive and never above free speed
+    assert float(ds.link_speed.min()) > 0
+    assert bool((ds.link_speed <= ds.link_free_speed + 1e-9).all())
+    done = np.isfinite(ds.trip_arrive_s.values)
+    np.testing.assert_allclose(ds.trip_travel_time_s.values[done], (ds.trip_arrive_s - ds.trip_depart_s).values[done])
+
+
+def test_kpis_agree_with_trips(small_city):
+    tw = _run(city=small_city)
+    kp = tw.kpis()
+    arr = tw.traffic.veh.arrive
+    done = np.isfinite(arr)
+    assert kp["trips_total"] == tw.trips.trip_id.size
+    assert kp["trips_completed"] == int(done.sum())
+    tt = (arr - tw.traffic.veh.depart)[done]
+    assert kp["mean_travel_time_s"] == pytest.approx(tt.mean())
+    assert kp["p95_travel_time_s"] == pytest.approx(np.percentile(tt, 95))
+    assert kp["vehicle_km"] == pytest.approx(tw.traffic.veh.dist.sum() / 1000)
+    # delay is never negative: no trip beats free flow
+    assert kp["total_delay_h"] >= -1e-9
+    assert 5 < kp["mean_network_speed_kmh"] < 100
+
+
+def test_write_run_is_atomic(tmp_path, small_city, monkeypatch):
+    tw = _run(city=small_city)
+
+    def boom(self, path, **kw):
+        open(path, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", boom)
+    with pytest.raises(KeyboardInterrupt):
+        tw.save(tmp_path / "run")
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_run_folder_contents(tmp_path, small_city):
+    out = _run(city=small_city).save(tmp_path / "run")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kpis"]["trips_total"] == 3000
+    assert (out / "scenario.yaml").read_text().count("synthetic") >= 1
+    from scenarios import load_scenario, scenario_hash
+
+    assert scenario_hash(load_scenario(out / "scenario.yaml")) == summary["scenario_hash"]
+
+
+def test_no_route_trips_are_reported_not_lost():
+    from city_models import make_network
+    from twin.traffic import TrafficModel
+
+    # 0 <-> 1   2 -> 0 : node 2 cannot be reached
+    net = make_network(x=[0, 100, 50], y=[0, 0, 80], src=[0, 1, 2], dst=[1, 0, 0], length_m=100.0, lanes=1, free_speed_mps=10.0)
+    m = TrafficModel(net, step_s=1.0)
+    m.add_trips([0, 0, 2], [1, 2, 1], [0.0, 0.0, 0.0])
+    m.update_routes(60)
+    m.advance_to(100)
+    assert m.veh.link.tolist() == [k.VEH_ARRIVED, k.VEH_NO_ROUTE, k.VEH_ARRIVED]
+    assert m.counts()["no_route"] == 1
