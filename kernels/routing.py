@@ -119,10 +119,24 @@ def _pop(heap_node, heap_key, pos, size):
 
 
 @njit(cache=True)
-def _tree_to_into(dest, in_indptr, in_links, src, weight, dist, next_link, heap_node, heap_key, pos):
+def _reverse_arrays(in_links, src, weight):
+    """Tail node and weight of each in-link, in CSR order (contiguous for the search)."""
+    m = in_links.shape[0]
+    rev_src = np.empty(m, dtype=np.int32)
+    rev_w = np.empty(m, dtype=np.float64)
+    for k in range(m):
+        link = in_links[k]
+        rev_src[k] = src[link]
+        rev_w[k] = weight[link]
+    return rev_src, rev_w
+
+
+@njit(cache=True)
+def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, heap_node, heap_key, pos):
     """Dijkstra on the reversed graph into caller-provided arrays.
 
-    ``pos`` must be all ``-1`` on entry; it is all ``-1`` again on exit.
+    ``rev_src``/``rev_w`` come from :func:`_reverse_arrays`.  ``pos`` must be
+    all ``-1`` on entry; it is all ``-1`` again on exit.
     """
     dist[:] = np.inf
     next_link[:] = -1
@@ -135,15 +149,14 @@ def _tree_to_into(dest, in_indptr, in_links, src, weight, dist, next_link, heap_
         u, size = _pop(heap_node, heap_key, pos, size)
         du = dist[u]
         for k in range(in_indptr[u], in_indptr[u + 1]):
-            link = in_links[k]
-            w = weight[link]
+            w = rev_w[k]
             if w == np.inf:
                 continue
-            v = src[link]
+            v = rev_src[k]
             nd = du + w
             if nd < dist[v]:
                 dist[v] = nd
-                next_link[v] = link
+                next_link[v] = in_links[k]
                 size = _push_or_decrease(heap_node, heap_key, pos, size, v, nd)
 
 
@@ -178,7 +191,8 @@ def shortest_tree_to(dest, in_indptr, in_links, src, weight):
     heap_node = np.empty(n, dtype=np.int32)
     heap_key = np.empty(n, dtype=np.float64)
     pos = np.full(n, -1, dtype=np.int32)
-    _tree_to_into(dest, in_indptr, in_links, src, weight, dist, next_link, heap_node, heap_key, pos)
+    rev_src, rev_w = _reverse_arrays(in_links, src, weight)
+    _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, heap_node, heap_key, pos)
     return dist, next_link
 
 
@@ -272,6 +286,7 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
         return
     want_dist = dist_out.shape[0] > 0
     n_chunks = min(n_rows, _MAX_CHUNKS)
+    rev_src, rev_w = _reverse_arrays(in_links, src, weight)
     for c in prange(n_chunks):
         heap_node = np.empty(n, dtype=np.int32)
         heap_key = np.empty(n, dtype=np.float64)
@@ -283,7 +298,7 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
                 dist = dist_out[r]
             else:
                 dist = work
-            _tree_to_into(dests[r], in_indptr, in_links, src, weight, dist, next_link_out[r], heap_node, heap_key, pos)
+            _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, next_link_out[r], heap_node, heap_key, pos)
 
 
 @njit(cache=True)

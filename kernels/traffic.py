@@ -94,6 +94,7 @@ class Nodes(NamedTuple):
 
 class LinkState(NamedTuple):
     head: np.ndarray  # int32 first vehicle (-1 empty)
+    head_ready: np.ndarray  # float64 free-flow exit time of the head vehicle (inf: empty)
     tail: np.ndarray  # int32
     n_in: np.ndarray  # int64 cumulative entries
     n_out: np.ndarray  # int64 cumulative exits
@@ -168,6 +169,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
     n_cycle = nodes.cycle
     n_offset = nodes.offset
     head = ls.head
+    head_ready = ls.head_ready
     tail = ls.tail
     n_in = ls.n_in
     n_out = ls.n_out
@@ -247,12 +249,12 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                     a = np.int64(-1)
                     if j < hi:
                         a = in_links[j]
-                        v = head[a]
-                        if v < 0:
+                        te = head_ready[a]
+                        if te >= t1:  # empty, or the head is still driving
                             continue
+                        v = head[a]
                         if v_enter[v] >= t:  # entered during this tick
                             continue
-                        te = v_enter[v] + l_free_tt[a]
                         if next_exit[a] > te:
                             te = next_exit[a]
                         vf = vft[a]
@@ -303,9 +305,13 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                 if best_j < hi:
                     a = in_links[best_j]
                     v = head[a]
-                    head[a] = v_nxt[v]
-                    if head[a] < 0:
+                    nh = v_nxt[v]
+                    head[a] = nh
+                    if nh < 0:
                         tail[a] = -1
+                        head_ready[a] = np.inf
+                    else:
+                        head_ready[a] = v_enter[nh] + l_free_tt[a]
                     h = l_headway[a]
                     ring[l_roff[a] + n_out[a] % l_rlen[a]] = te
                     n_out[a] += 1
@@ -331,6 +337,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                     tl = tail[b]
                     if tl < 0:
                         head[b] = v
+                        head_ready[b] = te + l_free_tt[b]
                     else:
                         v_nxt[tl] = v
                     tail[b] = v

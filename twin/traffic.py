@@ -85,6 +85,7 @@ class TrafficModel:
         nl, nn = net.n_links, net.n_nodes
         self.state = k.LinkState(
             head=np.full(nl, -1, np.int32),
+            head_ready=np.full(nl, np.inf),
             tail=np.full(nl, -1, np.int32),
             n_in=np.zeros(nl, np.int64),
             n_out=np.zeros(nl, np.int64),
