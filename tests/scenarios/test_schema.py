@@ -517,7 +517,7 @@ def test_morning_peak_and_helsinki():
     assert abs(m.demand.gravity.total_trips - 60000 * share) < 0.01 * 60000 * share
     h = load_scenario("helsinki")
     assert h.city.osm == "helsinki" and h.time.start_s == 7 * 3600.0
-    assert h.time.duration_s == 3 * 3600.0 and h.demand.gravity.total_trips == 20000
+    assert h.time.duration_s == 3 * 3600.0 and h.demand.gravity.total_trips == 12000
 
 
 # ------------------------------------------------------------------------- overrides
