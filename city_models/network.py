@@ -41,7 +41,7 @@ class Network(NamedTuple):
     capacity_vph: np.ndarray  # float64, whole link
     jam_density_vpm: np.ndarray  # float64, whole link (all lanes)
     green_start_s: np.ndarray  # float64, green window start within dst's cycle
-    green_end_s: np.ndarray  # float64, green window end (== start: never green)
+    green_end_s: np.ndarray  # float64, green window end (== start: not signal controlled)
     link_osmid: np.ndarray  # int64 source id (OSM way id, or -1)
     link_name: np.ndarray  # object array of str ('' when unnamed)
     link_kind: np.ndarray  # object array of str (OSM highway type or generator kind)

@@ -13,8 +13,8 @@ A vehicle ``v`` at the head of link ``a`` (entered at ``e_v``) crossing node
 transmission model (the kinematic-wave solution for a triangular diagram):
 
 * sending (link ``a``):  ``T >= e_v + L_a / vf_a`` (it has driven the link) and
-  ``T >= T_prev_exit(a) + 1 / q_a`` (capacity);
-* receiving (link ``b``): ``T >= T_prev_entry(b) + 1 / q_b`` (capacity) and
+  ``T >= S_out(a)`` (capacity);
+* receiving (link ``b``): ``T >= S_in(b)`` (capacity) and
   ``N_up(b) + 1 <= N_down(b, T - L_b / w_b) + kj_b L_b`` (space freed by the
   backward wave: spillback), i.e. ``T >= tau_e + L_b / w_b`` where ``tau_e``
   is the exit time of the ``e = ceil(N_up + 1 - kj L)``-th vehicle to leave
@@ -22,15 +22,23 @@ transmission model (the kinematic-wave solution for a triangular diagram):
 * signals: ``T`` inside the green window of link ``a`` at a signalised node.
 
 ``T`` is the smallest time meeting all of them; the move happens in the tick
-that contains it.  A vehicle cannot leave a link in the tick it entered it,
+that contains it.  After a move at ``T`` the entry schedule is
+``S_in <- T + 1/q``; the exit schedule too, unless the vehicle was held back by
+the downstream link (a merge it lost, a full link): then ``S_out <- max(S_out +
+1/q, T)``, one vehicle of credit, so an in-link that yields at a merge still
+gets its share of the out-link's capacity.  Links with zero capacity pass
+nobody.  A vehicle cannot leave a link in the tick it entered it,
 and an exit made in the current tick frees no space until the next one, so
 node updates within a tick are independent of the order in which nodes are
 visited (and exact whenever ``L / vf >= dt`` and ``L / w >= dt``).
 
 Node model: at each node, repeatedly move the head vehicle (over all in-links
-and the node's origin queue) that can move earliest; ties go to the in-link
-with the smallest virtual finish time (served least relative to its capacity),
-which splits a congested merge in proportion to the in-links' capacities.
+and the node's origin queue) that can move earliest; ties go to the smallest
+self-clocked fair-queueing tag: ``F_a + 1/q_a`` for a source whose head vehicle
+had reached the node (free-flow arrival) by the node's last move, ``max(F_a, V_n) + 1/q_a`` for one that has
+just arrived (``F_a`` the source's last tag, ``V_n`` the tag of the node's
+last move; the origin queue uses the capacity of the link it enters).  This
+splits a congested merge in proportion to the in-links' capacities.
 Diverges are FIFO: a head vehicle whose next link is full blocks its link.
 
 Routing: every vehicle takes, at each node, the out-link given by the route
@@ -110,6 +118,8 @@ class LinkState(NamedTuple):
     oq_head: np.ndarray  # int32
     oq_tail: np.ndarray  # int32
     oq_vft: np.ndarray  # float64
+    vclock: np.ndarray  # float64 per node: tag of the last vehicle served (fair queueing)
+    last_t: np.ndarray  # float64 per node: time of the last move
     # scalars in arrays: [0] next pending index, [1] tick counter
     cursor: np.ndarray  # int64 (2,)
 
@@ -184,6 +194,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
     oq_head = ls.oq_head
     oq_tail = ls.oq_tail
     oq_vft = ls.oq_vft
+    vclock = ls.vclock
+    last_t = ls.last_t
     cursor = ls.cursor
     v_orig = veh.orig
     v_dest = veh.dest
@@ -243,38 +255,54 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                 # that can cross node n earliest in this tick
                 best_j = np.int64(-1)
                 best_te = np.inf
-                best_vft = np.inf
+                best_tag = np.inf
                 best_b = np.int64(-1)
+                best_held = False
                 for j in range(lo, hi + 1):
                     a = np.int64(-1)
                     if j < hi:
                         a = in_links[j]
                         te = head_ready[a]
-                        if te >= t1:  # empty, or the head is still driving
+                        if te >= t1 or l_headway[a] == np.inf:  # empty, still driving, or no capacity
                             continue
                         v = head[a]
                         if v_enter[v] >= t:  # entered during this tick
                             continue
+                        backlogged = te <= last_t[n]
                         if next_exit[a] > te:
                             te = next_exit[a]
-                        vf = vft[a]
+                        tag = vft[a]
+                        h_src = l_headway[a]
                     else:
                         v = oq_head[n]
                         if v < 0:
                             continue
                         te = v_depart[v]
-                        vf = oq_vft[n]
+                        tag = oq_vft[n]
+                        h_src = 0.0
+                        backlogged = te <= last_t[n]
+                    # fair-queueing tag (self-clocked): a source whose head vehicle
+                    # had reached the node by its last move keeps its own finish
+                    # tag; one that has just arrived starts from the node's clock
+                    own = te  # when its own link and signal would let it go
+                    if a >= 0:
+                        own = _green_time(own, cycle, offset, l_gs[a], l_ge[a])
+                    te = own
                     if te < t:
                         te = t
+                        if a >= 0:
+                            te = _green_time(te, cycle, offset, l_gs[a], l_ge[a])
                     if te >= t1:
                         continue
+                    t_down = -np.inf  # when the next link would let it in
                     b = np.int64(-1)
                     if v_dest[v] != n:
                         b = route[v_didx[v], n]
-                        if b < 0 or l_open[b] == 0:
+                        if b < 0 or l_open[b] == 0 or l_headway[b] == np.inf:
                             continue
-                        if next_entry[b] > te:
-                            te = next_entry[b]
+                        if a < 0:
+                            h_src = l_headway[b]
+                        t_down = next_entry[b]
                         need = n_in[b] + 1 - l_storage[b]
                         if need > 0.0:
                             e = np.int64(np.ceil(need))  # 1-based number of the exit freeing the space
@@ -284,19 +312,23 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                             if t_free >= t:  # exits of this tick free space from the next tick on
                                 continue
                             t_free += l_lag[b]
-                            if t_free > te:
-                                te = t_free
-                        if te >= t1:
-                            continue
-                    if a >= 0:
-                        te = _green_time(te, cycle, offset, l_gs[a], l_ge[a])
-                        if te >= t1:
-                            continue
-                    if te < best_te or (te == best_te and vf < best_vft):
+                            if t_free > t_down:
+                                t_down = t_free
+                        if t_down > te:
+                            te = t_down
+                            if a >= 0:
+                                te = _green_time(te, cycle, offset, l_gs[a], l_ge[a])
+                            if te >= t1:
+                                continue
+                    if not backlogged and vclock[n] > tag:
+                        tag = vclock[n]
+                    tag += h_src
+                    if te < best_te or (te == best_te and tag < best_tag):
                         best_j = j
                         best_te = te
-                        best_vft = vf
+                        best_tag = tag
                         best_b = b
+                        best_held = t_down > own
                 if best_j < 0:
                     break
                 # move it
@@ -312,13 +344,15 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                         head_ready[a] = np.inf
                     else:
                         head_ready[a] = v_enter[nh] + l_free_tt[a]
-                    h = l_headway[a]
                     ring[l_roff[a] + n_out[a] % l_rlen[a]] = te
                     n_out[a] += 1
                     acc_out[a] += 1
                     acc_tt[a] += te - v_enter[v]
-                    next_exit[a] = te + h
-                    vft[a] = max(vft[a], te) + h
+                    if best_held:  # held back downstream: keep one vehicle of credit
+                        next_exit[a] = max(next_exit[a] + l_headway[a], te)
+                    else:
+                        next_exit[a] = te + l_headway[a]
+                    vft[a] = best_tag
                     v_dist[v] += l_length[a]
                     v_fftt[v] += l_free_tt[a]
                 else:
@@ -327,7 +361,9 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                     if oq_head[n] < 0:
                         oq_tail[n] = -1
                     v_enter_net[v] = te
-                    oq_vft[n] = max(oq_vft[n], te) + l_headway[b]
+                    oq_vft[n] = best_tag
+                vclock[n] = best_tag
+                last_t[n] = te
                 v_nxt[v] = -1
                 if b < 0:
                     v_arrive[v] = te
@@ -362,7 +398,7 @@ def link_travel_times(links, ls, out):
     about ``n / q`` to discharge the vehicles ahead.
     """
     for a in range(links.src.shape[0]):
-        if links.is_open[a] == 0:
+        if links.is_open[a] == 0 or links.headway[a] == np.inf:
             out[a] = np.inf
             continue
         tt = (ls.n_in[a] - ls.n_out[a]) * links.headway[a]

@@ -54,9 +54,9 @@ class TrafficModel:
         self.dt = float(step_s)
         net = network
         cap_vps = net.capacity_vph / 3600.0
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             headway = np.where(cap_vps > 0, 1.0 / cap_vps, np.inf)
-        lag = net.length_m / net.backward_wave_speed_mps
+            lag = np.where(cap_vps > 0, net.length_m / net.backward_wave_speed_mps, np.inf)
         storage = np.maximum(net.jam_density_vpm * net.length_m, 1.0)
         ring_len = np.ceil(storage).astype(np.int64) + 1
         ring_off = np.zeros(net.n_links, np.int64)
@@ -100,6 +100,8 @@ class TrafficModel:
             oq_head=np.full(nn, -1, np.int32),
             oq_tail=np.full(nn, -1, np.int32),
             oq_vft=np.zeros(nn),
+            vclock=np.zeros(nn),
+            last_t=np.full(nn, -np.inf),
             cursor=np.zeros(2, np.int64),
         )
         self.veh = _empty_vehicles(0)

@@ -1,0 +1,88 @@
+"""Smoke tests for the benchmark harness: cases are deterministic and the peers
+report the same measures on a tiny grid (the benchmark itself is not a test)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from benchmarks.cases import grid_case, grid_network, metro_case
+from benchmarks.peers import EngineResult, platoons, run_sumo, run_uxsim, summarise
+
+
+def _tiny():
+    return grid_case(3, 200.0, 1.0, 50.0, n_trips=40, horizon_s=300.0, seed=3, name="tiny")
+
+
+def test_grid_network_shape_and_capacity():
+    net = grid_network(10)
+    assert net.n_nodes == 100 and net.n_links == 360
+    # UXsim's FD: vf=13.89, w=5, kj=0.2 -> 0.7353 veh/s per lane
+    assert np.allclose(net.capacity_vph, 13.8889 * 5 * 0.2 / (13.8889 + 5) * 3600, rtol=1e-3)
+    assert np.allclose(net.jam_density_vpm, 0.2)
+
+
+def test_cases_are_deterministic_and_valid():
+    a, b = grid_case(), grid_case()
+    for f in a.trips._fields:
+        assert np.array_equal(getattr(a.trips, f), getattr(b.trips, f))
+    t = a.trips
+    assert t.trip_id.shape[0] == 6000
+    assert np.all(t.origin != t.destination)
+    assert np.all(np.diff(t.depart_s) >= 0) and t.depart_s.max() < 3000.0
+    assert t.origin.dtype == np.int32 and t.depart_s.dtype == np.float64
+
+
+def test_metro_case_size():
+    c = metro_case(n_trips=20000)
+    assert c.network.n_links >= 20000
+    assert np.all(c.trips.origin != c.trips.destination)
+    assert c.trips.depart_s.max() < 86400.0
+
+
+@pytest.mark.parametrize("mode", ["consecutive", "od"])
+def test_platoons_cover_every_trip_once(mode):
+    c = grid_case()
+    o, d, t, tp = platoons(c, 5, mode)
+    sizes = np.bincount(tp, minlength=o.shape[0])
+    assert sizes.sum() == c.n_trips and sizes.min() >= 1 and sizes.max() <= 5
+    if mode == "consecutive":
+        assert o.shape[0] == 1200
+    else:  # same OD within each platoon
+        assert np.all(c.trips.origin == o[tp]) and np.all(c.trips.destination == d[tp])
+
+
+def test_summarise_counts_unfinished_until_end():
+    r = summarise(EngineResult(engine="x", case="y"), np.array([0.0, 100.0]),
+                  np.array([60.0, np.nan]), end_s=400.0)
+    assert r.completed == 1 and r.mean_tt_s == 60.0
+    assert r.vehicle_hours == pytest.approx((60.0 + 300.0) / 3600.0)
+
+
+@pytest.mark.parametrize("cpp", [False, True])
+def test_uxsim_engines_complete_tiny_grid(cpp):
+    pytest.importorskip("uxsim")
+    c = _tiny()
+    r = run_uxsim(c, deltan=1, cpp=cpp)
+    assert r.status == "ok" and r.vehicles == 40 and r.completed == 40
+    # free flow: at least one 200 m link at 50 km/h
+    assert 14.0 <= r.mean_tt_s < 200.0
+
+
+@pytest.mark.skipif(shutil.which("sumo") is None, reason="sumo not installed")
+def test_sumo_completes_tiny_grid():
+    r = run_sumo(_tiny(), timeout_s=60)
+    assert r.status == "ok", r.note
+    assert r.completed == 40 and r.mean_tt_s >= 14.0
+
+
+def test_cli_writes_results_json(tmp_path):
+    from benchmarks import run
+
+    assert run.main(["--cases", "small", "--peers", "none", "--no-ours", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["cases"]["small"]["n_trips"] == 6000
+    assert doc["cases"]["small"]["free_flow_mean_tt_s"] == pytest.approx(95.9, abs=0.5)

@@ -1,0 +1,312 @@
+"""Plain-python reference for :func:`kernels.traffic.advance` (and the routing around it).
+
+Written from the model spec in the kernel's module docstring, the naive way:
+
+* a ``collections.deque`` of vehicle ids per link and per origin node (no linked lists);
+* the *full* lists of entry and exit times of every link: ``N_up`` / ``N_down`` are
+  their lengths, the entry capacity spacing is from the last entry time, and the
+  exit that frees space for a spillback check is looked up by number (no ring
+  buffer); the exit schedule is a running value (it keeps one vehicle of credit
+  when a move was held back downstream, which the time list alone does not tell);
+* in-links of a node found by scanning all links; candidate crossing times recomputed
+  from scratch every time a node looks for its next move;
+* routing: every destination row recomputed with the O(n^2) reference Dijkstra of
+  :mod:`tests.reference.routing` from travel times counted off the queues.
+
+The fair-queueing tags (merge fairness) are running values too: the tag of a
+candidate from in-link ``a`` at node ``n`` is ``F_a + 1/q_a`` if its head vehicle
+had reached the node (free-flow arrival) by the node's last move, else ``max(F_a, V_n) + 1/q_a`` (for the origin queue ``1/q``
+of the link it enters), ``F_a`` the in-link's last tag and ``V_n`` the tag of the
+node's last move.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from tests.reference.routing import ref_route_table
+
+__all__ = ["RefTraffic", "PENDING", "WAITING", "ARRIVED", "NO_ROUTE"]
+
+# vehicle status codes (the same numbers as kernels.traffic.VEH_*)
+PENDING = -3
+WAITING = -1
+ARRIVED = -2
+NO_ROUTE = -4
+
+
+def _green_time(te: float, cycle: float, offset: float, gs: float, ge: float) -> float:
+    """Earliest time >= te inside the green window [gs, ge) of a fixed-time cycle."""
+    if cycle <= 0.0 or gs == ge:
+        return te
+    phase = (te - offset) % cycle
+    if gs < ge:
+        green = gs <= phase < ge
+    else:  # the window wraps around the end of the cycle
+        green = phase >= gs or phase < ge
+    if green:
+        return te
+    return te + (gs - phase) % cycle
+
+
+class RefTraffic:
+    """Naive traffic model with the same rules as the kernel.
+
+    Parameters
+    ----------
+    network
+        A :class:`city_models.network.Network`.
+    step_s
+        Tick length.
+
+    Link parameters follow the triangular fundamental diagram of each link:
+    ``headway = 1 / q``, ``free_tt = L / vf``, ``storage = max(kj L, 1)``,
+    ``lag = L / w`` with ``w = q / (kj - q / vf)``.
+    """
+
+    def __init__(self, network, *, step_s: float) -> None:
+        net = network
+        self.dt = float(step_s)
+        self.n_nodes = net.n_nodes
+        self.n_links = net.n_links
+        self.src = [int(s) for s in net.src]
+        self.dst = [int(d) for d in net.dst]
+        self.length = [float(v) for v in net.length_m]
+        self.free_tt = [float(L / v) for L, v in zip(net.length_m, net.free_speed_mps)]
+        self.headway = []
+        self.lag = []
+        self.storage = []
+        for a in range(self.n_links):
+            q = float(net.capacity_vph[a]) / 3600.0
+            kj = float(net.jam_density_vpm[a])
+            vf = float(net.free_speed_mps[a])
+            L = self.length[a]
+            self.headway.append(1.0 / q if q > 0 else np.inf)
+            w = q / (kj - q / vf)
+            self.lag.append(L / w if w > 0 else np.inf)
+            self.storage.append(max(kj * L, 1.0))
+        self.green_start = [float(v) for v in net.green_start_s]
+        self.green_end = [float(v) for v in net.green_end_s]
+        self.cycle = [float(v) for v in net.signal_cycle_s]
+        self.offset = [float(v) for v in net.signal_offset_s]
+        self.is_open = np.ones(self.n_links, np.uint8)  # callers may toggle entries
+        # link state
+        self.queue = [deque() for _ in range(self.n_links)]
+        self.entries: list[list[float]] = [[] for _ in range(self.n_links)]
+        self.exits: list[list[float]] = [[] for _ in range(self.n_links)]
+        self.vft = [0.0] * self.n_links
+        self.oqueue = [deque() for _ in range(self.n_nodes)]
+        self.oq_vft = [0.0] * self.n_nodes
+        self.vclock = [0.0] * self.n_nodes
+        self.last_t = [-np.inf] * self.n_nodes
+        self.sched_exit = [-np.inf] * self.n_links
+        self.tick = 0
+        # vehicles
+        self.orig: list[int] = []
+        self.dest: list[int] = []
+        self.depart: list[float] = []
+        self.status: list[int] = []
+        self.enter_t: list[float] = []
+        self.arrive: list[float] = []
+        self.dist: list[float] = []
+        self.fftt: list[float] = []
+        self.enter_net: list[float] = []
+        self.pending: list[int] = []  # not yet released, sorted by (departure, id)
+        self.route: dict[int, np.ndarray] = {}  # destination node -> next link per node
+
+    # ---------------------------------------------------------------- demand
+    def add_trips(self, origin, destination, depart_s) -> None:
+        for o, d, t in zip(origin, destination, depart_s):
+            self.orig.append(int(o))
+            self.dest.append(int(d))
+            self.depart.append(float(t))
+            self.status.append(PENDING)
+            self.enter_t.append(np.nan)
+            self.arrive.append(np.nan)
+            self.dist.append(0.0)
+            self.fftt.append(0.0)
+            self.enter_net.append(np.nan)
+            self.pending.append(len(self.orig) - 1)
+        self.pending.sort(key=lambda v: (self.depart[v], v))
+        for d in set(int(d) for d in destination):
+            if d not in self.route:
+                self.route[d] = self._routes_to(d, np.asarray(self.free_tt))
+
+    # --------------------------------------------------------------- routing
+    def link_travel_times(self) -> np.ndarray:
+        tt = np.empty(self.n_links)
+        for a in range(self.n_links):
+            if not self.is_open[a] or self.headway[a] == np.inf:  # closed, or no capacity
+                tt[a] = np.inf
+                continue
+            n = len(self.queue[a])
+            queue_tt = n * self.headway[a] if n > 0 else 0.0
+            tt[a] = max(self.free_tt[a], queue_tt)
+        return tt
+
+    def _routes_to(self, dest: int, weight: np.ndarray) -> np.ndarray:
+        nxt, _ = ref_route_table(
+            np.array([dest]), np.asarray(self.src), np.asarray(self.dst), weight, self.n_nodes
+        )
+        return nxt[0]
+
+    def update_routes(self) -> None:
+        """Recompute every destination's row from the current travel times."""
+        weight = self.link_travel_times()
+        for d in self.route:
+            self.route[d] = self._routes_to(d, weight)
+
+    # ------------------------------------------------------------ simulation
+    def _in_links(self, n: int) -> list[int]:
+        return [a for a in range(self.n_links) if self.dst[a] == n]
+
+    def _receiving_time(self, b: int, t: float):
+        """Earliest entry time into ``b`` allowed by its capacity and storage (None: full this tick)."""
+        if self.headway[b] == np.inf:
+            return None
+        te = self.entries[b][-1] + self.headway[b] if self.entries[b] else -np.inf
+        n_up = len(self.entries[b])
+        n_down = len(self.exits[b])
+        need = n_up + 1 - self.storage[b]  # exits needed before one more vehicle fits
+        if need > 0:
+            e = int(np.ceil(need))
+            if e > n_down:
+                return None
+            t_free = self.exits[b][e - 1]
+            if t_free >= t:  # an exit frees space from the next tick on
+                return None
+            te = max(te, t_free + self.lag[b])
+        return te
+
+    def _candidate(self, n: int, a: int, t: float, t1: float):
+        """(time, next link, tag, held) of the head vehicle of in-link ``a`` (-1: origin queue)."""
+        if a >= 0:
+            if not self.queue[a] or self.headway[a] == np.inf:
+                return None
+            v = self.queue[a][0]
+            if self.enter_t[v] >= t:  # entered during this tick
+                return None
+            arrived = self.enter_t[v] + self.free_tt[a]
+            ready = max(arrived, self.sched_exit[a])
+            tag, h = self.vft[a], self.headway[a]
+        else:
+            if not self.oqueue[n]:
+                return None
+            v = self.oqueue[n][0]
+            ready = arrived = self.depart[v]
+            tag, h = self.oq_vft[n], None
+        backlogged = arrived <= self.last_t[n]
+        own = ready  # when its own link and signal would let it go
+        if a >= 0:
+            own = _green_time(own, self.cycle[n], self.offset[n], self.green_start[a], self.green_end[a])
+        te = max(own, t)
+        if a >= 0 and te > own:  # raised to the tick start: check the signal again
+            te = _green_time(te, self.cycle[n], self.offset[n], self.green_start[a], self.green_end[a])
+        if te >= t1:
+            return None
+        t_down = -np.inf  # when the next link would let it in
+        b = -1
+        if self.dest[v] != n:
+            b = int(self.route[self.dest[v]][n])
+            if b < 0 or not self.is_open[b]:
+                return None
+            t_down = self._receiving_time(b, t)
+            if t_down is None:
+                return None
+            if t_down > te:
+                te = t_down
+                if a >= 0:
+                    te = _green_time(te, self.cycle[n], self.offset[n], self.green_start[a], self.green_end[a])
+            if h is None:
+                h = self.headway[b]
+        if te >= t1:
+            return None
+        if not backlogged:
+            tag = max(tag, self.vclock[n])
+        return te, b, tag + h, t_down > own
+
+    def _move(self, n: int, a: int, te: float, b: int, tag: float, held: bool) -> None:
+        if a >= 0:
+            v = self.queue[a].popleft()
+            self.exits[a].append(te)
+            h = self.headway[a]
+            self.sched_exit[a] = max(self.sched_exit[a] + h, te) if held else te + h
+            self.vft[a] = tag
+            self.dist[v] += self.length[a]
+            self.fftt[v] += self.free_tt[a]
+        else:
+            v = self.oqueue[n].popleft()
+            self.enter_net[v] = te
+            self.oq_vft[n] = tag
+        self.vclock[n] = tag
+        self.last_t[n] = te
+        if b < 0:
+            self.status[v] = ARRIVED
+            self.arrive[v] = te
+        else:
+            self.queue[b].append(v)
+            self.entries[b].append(te)
+            self.status[v] = b
+            self.enter_t[v] = te
+
+    def _release(self, t1: float) -> None:
+        while self.pending and self.depart[self.pending[0]] < t1:
+            v = self.pending.pop(0)
+            o, d = self.orig[v], self.dest[v]
+            if o == d:
+                self.status[v] = ARRIVED
+                self.arrive[v] = self.depart[v]
+                self.enter_net[v] = self.depart[v]
+            elif self.route[d][o] < 0:
+                self.status[v] = NO_ROUTE
+            else:
+                self.status[v] = WAITING
+                self.oqueue[o].append(v)
+
+    def advance(self, n_ticks: int) -> None:
+        for _ in range(n_ticks):
+            t = self.tick * self.dt
+            t1 = t + self.dt
+            self._release(t1)
+            for n in range(self.n_nodes):
+                sources = self._in_links(n) + [-1]
+                while True:
+                    best = None
+                    for pos, a in enumerate(sources):
+                        c = self._candidate(n, a, t, t1)
+                        if c is None:
+                            continue
+                        te, b, tag, held = c
+                        key = (te, tag, pos)
+                        if best is None or key < best[0]:
+                            best = (key, a, te, b, tag, held)
+                    if best is None:
+                        break
+                    _, a, te, b, tag, held = best
+                    self._move(n, a, te, b, tag, held)
+            self.tick += 1
+
+    # --------------------------------------------------------------- records
+    @property
+    def now(self) -> float:
+        return self.tick * self.dt
+
+    def n_in(self) -> np.ndarray:
+        return np.array([len(e) for e in self.entries], dtype=np.int64)
+
+    def n_out(self) -> np.ndarray:
+        return np.array([len(e) for e in self.exits], dtype=np.int64)
+
+    def queues(self) -> list[list[int]]:
+        return [list(q) for q in self.queue]
+
+    def result(self) -> dict[str, np.ndarray]:
+        return {
+            "link": np.asarray(self.status, dtype=np.int64),
+            "arrive": np.asarray(self.arrive),
+            "dist": np.asarray(self.dist),
+            "fftt": np.asarray(self.fftt),
+            "enter_net": np.asarray(self.enter_net),
+        }
