@@ -67,6 +67,7 @@ __all__ = [
     "advance",
     "link_travel_times",
     "destinations_in_use",
+    "retry_no_route",
 ]
 
 #: vehicle status codes stored in ``Vehicles.link`` (>= 0 is the current link)
@@ -412,7 +413,7 @@ def destinations_in_use(veh, ls, horizon_t, out):
     out[:] = False
     for v in range(veh.orig.shape[0]):
         s = veh.link[v]
-        if s >= 0 or s == VEH_WAITING:
+        if s >= 0 or s == VEH_WAITING or s == VEH_NO_ROUTE:
             out[veh.dest_idx[v]] = True
     p = ls.cursor[0]
     while p < veh.order.shape[0]:
@@ -422,3 +423,30 @@ def destinations_in_use(veh, ls, horizon_t, out):
         out[veh.dest_idx[v]] = True
         p += 1
     return out
+
+
+@njit(cache=True)
+def retry_no_route(veh, ls, route):
+    """Queue vehicles released without a route whose destination is now reachable.
+
+    Their departure stays as scheduled, so the wait counts in their travel
+    time.  Returns how many were queued.
+    """
+    n = 0
+    for p in range(ls.cursor[0]):
+        v = veh.order[p]
+        if veh.link[v] != VEH_NO_ROUTE:
+            continue
+        o = veh.orig[v]
+        if route[veh.dest_idx[v], o] < 0:
+            continue
+        veh.link[v] = VEH_WAITING
+        veh.nxt[v] = -1
+        tl = ls.oq_tail[o]
+        if tl < 0:
+            ls.oq_head[o] = v
+        else:
+            veh.nxt[tl] = v
+        ls.oq_tail[o] = v
+        n += 1
+    return n

@@ -202,6 +202,7 @@ class TrafficModel:
         k.destinations_in_use(self.veh, self.state, self.now + horizon_s + self.dt, active)
         if active.any():
             self._fill_routes(active)
+            k.retry_no_route(self.veh, self.state, self.route)
         return int(active.sum())
 
     # ------------------------------------------------------------- records

@@ -100,6 +100,7 @@ class RefTraffic:
         self.oqueue = [deque() for _ in range(self.n_nodes)]
         self.oq_vft = [0.0] * self.n_nodes
         self.vclock = [0.0] * self.n_nodes
+        self.released: list[int] = []
         self.last_t = [-np.inf] * self.n_nodes
         self.sched_exit = [-np.inf] * self.n_links
         self.tick = 0
@@ -157,6 +158,11 @@ class RefTraffic:
         weight = self.link_travel_times()
         for d in self.route:
             self.route[d] = self._routes_to(d, weight)
+        # vehicles released without a route leave once their destination is reachable
+        for v in self.released:
+            if self.status[v] == NO_ROUTE and self.route[self.dest[v]][self.orig[v]] >= 0:
+                self.status[v] = WAITING
+                self.oqueue[self.orig[v]].append(v)
 
     # ------------------------------------------------------------ simulation
     def _in_links(self, n: int) -> list[int]:
@@ -254,6 +260,7 @@ class RefTraffic:
     def _release(self, t1: float) -> None:
         while self.pending and self.depart[self.pending[0]] < t1:
             v = self.pending.pop(0)
+            self.released.append(v)
             o, d = self.orig[v], self.dest[v]
             if o == d:
                 self.status[v] = ARRIVED

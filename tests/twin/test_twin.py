@@ -145,3 +145,24 @@ def test_no_route_trips_are_reported_not_lost():
     m.advance_to(100)
     assert m.veh.link.tolist() == [k.VEH_ARRIVED, k.VEH_NO_ROUTE, k.VEH_ARRIVED]
     assert m.counts()["no_route"] == 1
+
+
+def test_trips_without_route_leave_once_a_closed_link_reopens():
+    from city_models import make_network
+    from twin.traffic import TrafficModel
+
+    # 0 -> 1 is the only way to node 1
+    net = make_network(x=[0, 100], y=[0, 0], src=[0, 1], dst=[1, 0], length_m=100.0, lanes=1, free_speed_mps=10.0)
+    m = TrafficModel(net, step_s=1.0)
+    m.links.is_open[0] = 0
+    m.add_trips([0, 0], [1, 1], [5.0, 6.0])
+    m.update_routes(60)
+    m.advance_to(60)
+    assert m.counts()["no_route"] == 2
+    m.links.is_open[0] = 1
+    m.update_routes(60)
+    m.advance_to(120)
+    assert m.counts()["arrived"] == 2
+    # they left when the link reopened (60 s) and drove 10 s; the wait counts
+    np.testing.assert_allclose(m.veh.arrive, [70.0, 70.0 + 1 / (net.capacity_vph[0] / 3600)])
+    np.testing.assert_allclose(m.veh.arrive - m.veh.depart, [65.0, 64.0 + 1 / (net.capacity_vph[0] / 3600)])
