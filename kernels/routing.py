@@ -161,6 +161,62 @@ def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, he
 
 
 @njit(cache=True)
+def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, delta, dist, next_link,
+                  bucket_head, entry_node, entry_key, entry_next):
+    """Dijkstra on the reversed graph with a bucket queue (Dial's algorithm).
+
+    Buckets are ``delta`` wide with ``0 < delta <= min(weight)``, so every node
+    of the current bucket is final and the order inside a bucket does not
+    matter: the distances are exact.  ``bucket_head`` is circular and must
+    have more than ``max(weight) / delta + 1`` slots, all ``-1`` on entry (and
+    again on exit); the entry arrays need ``n_links + 1`` slots.
+    """
+    nb = bucket_head.shape[0]
+    dist[:] = np.inf
+    next_link[:] = -1
+    dist[dest] = 0.0
+    entry_node[0] = dest
+    entry_key[0] = 0.0
+    entry_next[0] = -1
+    bucket_head[0] = 0
+    n_entries = 1
+    remaining = 1
+    cur = 0
+    while remaining > 0:
+        slot = cur % nb
+        e = bucket_head[slot]
+        bucket_head[slot] = -1
+        while e >= 0:
+            u = entry_node[e]
+            du = entry_key[e]
+            e = entry_next[e]
+            remaining -= 1
+            if du != dist[u]:  # stale: u was improved after this entry
+                continue
+            for k in range(in_indptr[u], in_indptr[u + 1]):
+                w = rev_w[k]
+                if w == np.inf:
+                    continue
+                v = rev_src[k]
+                nd = du + w
+                if nd < dist[v]:
+                    dist[v] = nd
+                    next_link[v] = in_links[k]
+                    bslot = np.int64(nd / delta) % nb
+                    entry_node[n_entries] = v
+                    entry_key[n_entries] = nd
+                    entry_next[n_entries] = bucket_head[bslot]
+                    bucket_head[bslot] = n_entries
+                    n_entries += 1
+                    remaining += 1
+        cur += 1
+
+
+#: widest bucket queue (slots) before route_table falls back to the binary heap
+_MAX_BUCKETS = 1 << 20
+
+
+@njit(cache=True)
 def shortest_tree_to(dest, in_indptr, in_links, src, weight):
     """Shortest travel time from every node to ``dest``.
 
@@ -287,10 +343,29 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
     want_dist = dist_out.shape[0] > 0
     n_chunks = min(n_rows, _MAX_CHUNKS)
     rev_src, rev_w = _reverse_arrays(in_links, src, weight)
+    # bucket width: the smallest link weight (shaved so rounding never puts a
+    # relaxed node into the bucket being settled); zero weights need the heap
+    w_min = np.inf
+    w_max = 0.0
+    for k in range(rev_w.shape[0]):
+        w = rev_w[k]
+        if w < np.inf:
+            if w < w_min:
+                w_min = w
+            if w > w_max:
+                w_max = w
+    delta = w_min * (1.0 - 1e-9)
+    use_dial = w_min < np.inf and delta > 0.0 and w_max / delta + 2.0 < _MAX_BUCKETS
+    n_buckets = np.int64(w_max / delta) + 2 if use_dial else 1
+    m = in_links.shape[0]
     for c in prange(n_chunks):
         heap_node = np.empty(n, dtype=np.int32)
         heap_key = np.empty(n, dtype=np.float64)
         pos = np.full(n, -1, dtype=np.int32)
+        bucket_head = np.full(n_buckets, -1, dtype=np.int64)
+        entry_node = np.empty(m + 1 if use_dial else 0, dtype=np.int32)
+        entry_key = np.empty(m + 1 if use_dial else 0, dtype=np.float64)
+        entry_next = np.empty(m + 1 if use_dial else 0, dtype=np.int64)
         work = np.empty(0 if want_dist else n, dtype=np.float64)
         for j in range(c, n_rows, n_chunks):
             r = rows[j]
@@ -298,7 +373,12 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
                 dist = dist_out[r]
             else:
                 dist = work
-            _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, next_link_out[r], heap_node, heap_key, pos)
+            if use_dial:
+                _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, delta, dist, next_link_out[r],
+                              bucket_head, entry_node, entry_key, entry_next)
+            else:
+                _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, next_link_out[r],
+                              heap_node, heap_key, pos)
 
 
 @njit(cache=True)

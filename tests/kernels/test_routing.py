@@ -186,6 +186,24 @@ def test_route_table_matches_reference_and_scipy(seed):
     np.testing.assert_array_equal(nxt2, nxt)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("spread", [1.0, 1e4])
+def test_route_table_bucket_queue_matches_reference(seed, spread):
+    """Positive weights take the bucket-queue (Dial) search; its distances are exact."""
+    g, _ = _random_case(300 + seed, n=60, m=220)
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(1.0, 1.0 + spread, g.n_links)
+    w[rng.random(g.n_links) < 0.1] = np.inf
+    w[rng.random(g.n_links) < 0.2] = w[np.isfinite(w)].min()  # many links at the bucket width
+    dests = np.arange(g.n_nodes, dtype=np.int32)
+    nxt, dist = compute_route_table(g, dests, w)
+    rnxt, rdist = ref_route_table(dests, g.src, g.dst, w, g.n_nodes)
+    np.testing.assert_allclose(dist, rdist, rtol=1e-12, atol=ATOL)
+    np.testing.assert_allclose(dist, _scipy_to(g, w, dests), rtol=1e-12, atol=ATOL)
+    for r, d in enumerate(dests):
+        _assert_valid_tree_to(g, w, int(d), dist[r], nxt[r])
+
+
 def test_route_table_only_touches_active_rows():
     g, w = _random_case(7)
     dests = np.array([0, 1, 2, 3], dtype=np.int32)
