@@ -68,6 +68,7 @@ __all__ = [
     "link_travel_times",
     "destinations_in_use",
     "retry_no_route",
+    "flush_vehicle_seconds",
 ]
 
 #: vehicle status codes stored in ``Vehicles.link`` (>= 0 is the current link)
@@ -113,11 +114,13 @@ class LinkState(NamedTuple):
     exit_ring: np.ndarray  # float64 ring buffers of the last exit times
     acc_in: np.ndarray  # int64 entries this output interval
     acc_out: np.ndarray  # int64 exits this output interval
-    acc_vehsec: np.ndarray  # float64 vehicle-seconds this interval
+    acc_vehsec: np.ndarray  # float64 vehicle-seconds this interval, up to vs_t
+    vs_t: np.ndarray  # float64 time of the link's last entry or exit
     acc_tt: np.ndarray  # float64 traversal seconds of vehicles that exited
     # per node (origin queues)
     oq_head: np.ndarray  # int32
     oq_tail: np.ndarray  # int32
+    node_load: np.ndarray  # int64 per node: vehicles on its in-links or in its origin queue
     oq_vft: np.ndarray  # float64
     vclock: np.ndarray  # float64 per node: tag of the last vehicle served (fair queueing)
     last_t: np.ndarray  # float64 per node: time of the last move
@@ -191,6 +194,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
     acc_in = ls.acc_in
     acc_out = ls.acc_out
     acc_vehsec = ls.acc_vehsec
+    vs_t = ls.vs_t
+    node_load = ls.node_load
     acc_tt = ls.acc_tt
     oq_head = ls.oq_head
     oq_tail = ls.oq_tail
@@ -212,7 +217,6 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
     v_fftt = veh.fftt
 
     n_nodes = in_indptr.shape[0] - 1
-    n_links = l_dst.shape[0]
     n_veh = v_order.shape[0]
     arrived = 0
     for _ in range(n_ticks):
@@ -244,9 +248,12 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
             else:
                 v_nxt[tl] = v
             oq_tail[o] = v
+            node_load[o] += 1
         cursor[0] = p
 
         for n in range(n_nodes):
+            if node_load[n] == 0:  # nothing on its in-links or in its origin queue
+                continue
             lo = in_indptr[n]
             hi = in_indptr[n + 1]
             cycle = n_cycle[n]
@@ -346,6 +353,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                     else:
                         head_ready[a] = v_enter[nh] + l_free_tt[a]
                     ring[l_roff[a] + n_out[a] % l_rlen[a]] = te
+                    acc_vehsec[a] += (n_in[a] - n_out[a]) * (te - vs_t[a])
+                    vs_t[a] = te
                     n_out[a] += 1
                     acc_out[a] += 1
                     acc_tt[a] += te - v_enter[v]
@@ -365,6 +374,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                     oq_vft[n] = best_tag
                 vclock[n] = best_tag
                 last_t[n] = te
+                node_load[n] -= 1
                 v_nxt[v] = -1
                 if b < 0:
                     v_arrive[v] = te
@@ -380,12 +390,13 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                     tail[b] = v
                     v_link[v] = b
                     v_enter[v] = te
+                    acc_vehsec[b] += (n_in[b] - n_out[b]) * (te - vs_t[b])
+                    vs_t[b] = te
                     n_in[b] += 1
+                    node_load[l_dst[b]] += 1
                     acc_in[b] += 1
                     next_entry[b] = te + l_headway[b]
 
-        for a in range(n_links):
-            acc_vehsec[a] += (n_in[a] - n_out[a]) * dt
         cursor[1] = k + 1
     return arrived
 
@@ -448,5 +459,14 @@ def retry_no_route(veh, ls, route):
         else:
             veh.nxt[tl] = v
         ls.oq_tail[o] = v
+        ls.node_load[o] += 1
         n += 1
     return n
+
+
+@njit(cache=True)
+def flush_vehicle_seconds(ls, now):
+    """Bring every link's vehicle-seconds integral up to ``now``."""
+    for a in range(ls.vs_t.shape[0]):
+        ls.acc_vehsec[a] += (ls.n_in[a] - ls.n_out[a]) * (now - ls.vs_t[a])
+        ls.vs_t[a] = now

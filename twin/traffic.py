@@ -96,9 +96,11 @@ class TrafficModel:
             acc_in=np.zeros(nl, np.int64),
             acc_out=np.zeros(nl, np.int64),
             acc_vehsec=np.zeros(nl),
+            vs_t=np.zeros(nl),
             acc_tt=np.zeros(nl),
             oq_head=np.full(nn, -1, np.int32),
             oq_tail=np.full(nn, -1, np.int32),
+            node_load=np.zeros(nn, np.int64),
             oq_vft=np.zeros(nn),
             vclock=np.zeros(nn),
             last_t=np.full(nn, -np.inf),
@@ -226,6 +228,7 @@ class TrafficModel:
         links that stayed empty report free speed.
         """
         ls, lk = self.state, self.links
+        k.flush_vehicle_seconds(ls, self.now)
         span = max(self.now - self._interval_start, 1e-9)
         out = ls.acc_out.copy()
         on_now = ls.n_in - ls.n_out

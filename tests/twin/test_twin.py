@@ -66,6 +66,12 @@ def test_conservation_every_interval(small_city):
                 seen.append(v)
                 v = tw.traffic.veh.nxt[v]
         assert sorted(seen) == sorted(on.tolist())
+        # each node's load is the vehicles on its in-links plus its origin queue
+        net = tw.city.network
+        load = np.bincount(net.dst, weights=ls.n_in - ls.n_out, minlength=net.n_nodes)
+        waiting = tw.traffic.veh.link == k.VEH_WAITING
+        load += np.bincount(tw.traffic.veh.orig[waiting], minlength=net.n_nodes)
+        np.testing.assert_array_equal(ls.node_load, load)
     assert tw.traffic.counts()["arrived"] > 0.8 * n
 
 
