@@ -128,19 +128,34 @@ class LinkState(NamedTuple):
     cursor: np.ndarray  # int64 (2,)
 
 
+# columns of Vehicles.fhot / Vehicles.ihot: what a move touches sits in one row
+F_ENTER, F_DIST, F_FFTT = 0, 1, 2
+I_DEST, I_DIDX, I_NXT, I_LINK = 0, 1, 2, 3
+
+
 class Vehicles(NamedTuple):
+    """Per-vehicle arrays.
+
+    The fields a move reads and writes live row-wise in ``fhot`` (float64
+    ``[n, 3]``) and ``ihot`` (int32 ``[n, 4]``), so a move touches two cache
+    lines per vehicle instead of seven; ``enter_t``, ``dist``, ``fftt``,
+    ``dest``, ``dest_idx``, ``nxt`` and ``link`` are column views of them.
+    """
+
     orig: np.ndarray  # int32 node
-    dest: np.ndarray  # int32 node
-    dest_idx: np.ndarray  # int32 row of the route table
+    dest: np.ndarray  # int32 node (view of ihot)
+    dest_idx: np.ndarray  # int32 row of the route table (view of ihot)
     depart: np.ndarray  # float64 scheduled departure, s
     order: np.ndarray  # int32 vehicle ids sorted by departure (release order)
-    link: np.ndarray  # int32 current link or a VEH_* status
-    enter_t: np.ndarray  # float64 entry time into the current link
-    nxt: np.ndarray  # int32 next vehicle in the same queue
+    link: np.ndarray  # int32 current link or a VEH_* status (view of ihot)
+    enter_t: np.ndarray  # float64 entry time into the current link (view of fhot)
+    nxt: np.ndarray  # int32 next vehicle in the same queue (view of ihot)
     arrive: np.ndarray  # float64 arrival time (NaN until arrived)
-    dist: np.ndarray  # float64 metres driven
+    dist: np.ndarray  # float64 metres driven (view of fhot)
     enter_net: np.ndarray  # float64 time it entered the network (NaN before)
-    fftt: np.ndarray  # float64 free-flow time of the links driven, s
+    fftt: np.ndarray  # float64 free-flow time of the links driven, s (view of fhot)
+    fhot: np.ndarray  # float64 [n, 3]: enter_t, dist, fftt
+    ihot: np.ndarray  # int32 [n, 4]: dest, dest_idx, nxt, link
 
 
 @njit(cache=True, inline="always")
@@ -204,17 +219,12 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
     last_t = ls.last_t
     cursor = ls.cursor
     v_orig = veh.orig
-    v_dest = veh.dest
-    v_didx = veh.dest_idx
     v_depart = veh.depart
     v_order = veh.order
-    v_link = veh.link
-    v_enter = veh.enter_t
-    v_nxt = veh.nxt
     v_arrive = veh.arrive
-    v_dist = veh.dist
     v_enter_net = veh.enter_net
-    v_fftt = veh.fftt
+    fh = veh.fhot
+    ih = veh.ihot
 
     n_nodes = in_indptr.shape[0] - 1
     n_veh = v_order.shape[0]
@@ -231,22 +241,22 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                 break
             p += 1
             o = v_orig[v]
-            if v_dest[v] == o:
-                v_link[v] = VEH_ARRIVED
+            if ih[v, I_DEST] == o:
+                ih[v, I_LINK] = VEH_ARRIVED
                 v_arrive[v] = v_depart[v]
                 v_enter_net[v] = v_depart[v]
                 arrived += 1
                 continue
-            if route[v_didx[v], o] < 0:
-                v_link[v] = VEH_NO_ROUTE
+            if route[ih[v, I_DIDX], o] < 0:
+                ih[v, I_LINK] = VEH_NO_ROUTE
                 continue
-            v_link[v] = VEH_WAITING
-            v_nxt[v] = -1
+            ih[v, I_LINK] = VEH_WAITING
+            ih[v, I_NXT] = -1
             tl = oq_tail[o]
             if tl < 0:
                 oq_head[o] = v
             else:
-                v_nxt[tl] = v
+                ih[tl, I_NXT] = v
             oq_tail[o] = v
             node_load[o] += 1
         cursor[0] = p
@@ -274,7 +284,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                         if te >= t1 or l_headway[a] == np.inf:  # empty, still driving, or no capacity
                             continue
                         v = head[a]
-                        if v_enter[v] >= t:  # entered during this tick
+                        if fh[v, F_ENTER] >= t:  # entered during this tick
                             continue
                         backlogged = te <= last_t[n]
                         if next_exit[a] > te:
@@ -304,8 +314,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                         continue
                     t_down = -np.inf  # when the next link would let it in
                     b = np.int64(-1)
-                    if v_dest[v] != n:
-                        b = route[v_didx[v], n]
+                    if ih[v, I_DEST] != n:
+                        b = route[ih[v, I_DIDX], n]
                         if b < 0 or l_open[b] == 0 or l_headway[b] == np.inf:
                             continue
                         if a < 0:
@@ -345,29 +355,29 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                 if best_j < hi:
                     a = in_links[best_j]
                     v = head[a]
-                    nh = v_nxt[v]
+                    nh = ih[v, I_NXT]
                     head[a] = nh
                     if nh < 0:
                         tail[a] = -1
                         head_ready[a] = np.inf
                     else:
-                        head_ready[a] = v_enter[nh] + l_free_tt[a]
+                        head_ready[a] = fh[nh, F_ENTER] + l_free_tt[a]
                     ring[l_roff[a] + n_out[a] % l_rlen[a]] = te
                     acc_vehsec[a] += (n_in[a] - n_out[a]) * (te - vs_t[a])
                     vs_t[a] = te
                     n_out[a] += 1
                     acc_out[a] += 1
-                    acc_tt[a] += te - v_enter[v]
+                    acc_tt[a] += te - fh[v, F_ENTER]
                     if best_held:  # held back downstream: keep one vehicle of credit
                         next_exit[a] = max(next_exit[a] + l_headway[a], te)
                     else:
                         next_exit[a] = te + l_headway[a]
                     vft[a] = best_tag
-                    v_dist[v] += l_length[a]
-                    v_fftt[v] += l_free_tt[a]
+                    fh[v, F_DIST] += l_length[a]
+                    fh[v, F_FFTT] += l_free_tt[a]
                 else:
                     v = oq_head[n]
-                    oq_head[n] = v_nxt[v]
+                    oq_head[n] = ih[v, I_NXT]
                     if oq_head[n] < 0:
                         oq_tail[n] = -1
                     v_enter_net[v] = te
@@ -375,10 +385,10 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                 vclock[n] = best_tag
                 last_t[n] = te
                 node_load[n] -= 1
-                v_nxt[v] = -1
+                ih[v, I_NXT] = -1
                 if b < 0:
                     v_arrive[v] = te
-                    v_link[v] = VEH_ARRIVED
+                    ih[v, I_LINK] = VEH_ARRIVED
                     arrived += 1
                 else:
                     tl = tail[b]
@@ -386,10 +396,10 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                         head[b] = v
                         head_ready[b] = te + l_free_tt[b]
                     else:
-                        v_nxt[tl] = v
+                        ih[tl, I_NXT] = v
                     tail[b] = v
-                    v_link[v] = b
-                    v_enter[v] = te
+                    ih[v, I_LINK] = b
+                    fh[v, F_ENTER] = te
                     acc_vehsec[b] += (n_in[b] - n_out[b]) * (te - vs_t[b])
                     vs_t[b] = te
                     n_in[b] += 1

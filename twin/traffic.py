@@ -20,19 +20,26 @@ __all__ = ["TrafficModel", "SimResult", "simulate"]
 
 
 def _empty_vehicles(n: int) -> k.Vehicles:
+    fhot = np.zeros((n, 3), np.float64)
+    fhot[:, k.F_ENTER] = np.nan
+    ihot = np.zeros((n, 4), np.int32)
+    ihot[:, k.I_NXT] = -1
+    ihot[:, k.I_LINK] = k.VEH_PENDING
     return k.Vehicles(
         orig=np.zeros(n, np.int32),
-        dest=np.zeros(n, np.int32),
-        dest_idx=np.zeros(n, np.int32),
+        dest=ihot[:, k.I_DEST],
+        dest_idx=ihot[:, k.I_DIDX],
         depart=np.zeros(n, np.float64),
         order=np.zeros(n, np.int32),
-        link=np.full(n, k.VEH_PENDING, np.int32),
-        enter_t=np.full(n, np.nan),
-        nxt=np.full(n, -1, np.int32),
+        link=ihot[:, k.I_LINK],
+        enter_t=fhot[:, k.F_ENTER],
+        nxt=ihot[:, k.I_NXT],
         arrive=np.full(n, np.nan),
-        dist=np.zeros(n, np.float64),
+        dist=fhot[:, k.F_DIST],
         enter_net=np.full(n, np.nan),
-        fftt=np.zeros(n, np.float64),
+        fftt=fhot[:, k.F_FFTT],
+        fhot=fhot,
+        ihot=ihot,
     )
 
 
@@ -158,9 +165,8 @@ class TrafficModel:
         old = self.veh
         n0 = old.orig.shape[0]
         new = _empty_vehicles(n0 + m)
-        for f in k.Vehicles._fields:
-            if f != "order":
-                getattr(new, f)[:n0] = getattr(old, f)
+        for f in ("orig", "depart", "arrive", "enter_net", "fhot", "ihot"):  # the rest are views
+            getattr(new, f)[:n0] = getattr(old, f)
         new.orig[n0:] = origin
         new.dest[n0:] = destination
         new.depart[n0:] = depart_s
