@@ -327,6 +327,8 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
     dist_out : float64[k, n_nodes] or float64[0, n_nodes]
         Output distances; pass a zero-row array to skip them.
 
+    ``next_link_out`` may likewise have zero rows (distances only).
+
     Notes
     -----
     Destinations are split into at most ``_MAX_CHUNKS`` strided chunks run in
@@ -341,6 +343,7 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
     if n_rows == 0:
         return
     want_dist = dist_out.shape[0] > 0
+    want_next = next_link_out.shape[0] > 0
     n_chunks = min(n_rows, _MAX_CHUNKS)
     rev_src, rev_w = _reverse_arrays(in_links, src, weight)
     # bucket width: the smallest link weight (shaved so rounding never puts a
@@ -367,17 +370,16 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
         entry_key = np.empty(m + 1 if use_dial else 0, dtype=np.float64)
         entry_next = np.empty(m + 1 if use_dial else 0, dtype=np.int64)
         work = np.empty(0 if want_dist else n, dtype=np.float64)
+        work_next = np.empty(0 if want_next else n, dtype=np.int32)
         for j in range(c, n_rows, n_chunks):
             r = rows[j]
-            if want_dist:
-                dist = dist_out[r]
-            else:
-                dist = work
+            dist = dist_out[r] if want_dist else work
+            nxt = next_link_out[r] if want_next else work_next
             if use_dial:
-                _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, delta, dist, next_link_out[r],
+                _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, delta, dist, nxt,
                               bucket_head, entry_node, entry_key, entry_next)
             else:
-                _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, next_link_out[r],
+                _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, nxt,
                               heap_node, heap_key, pos)
 
 

@@ -41,9 +41,15 @@ last move; the origin queue uses the capacity of the link it enters).  This
 splits a congested merge in proportion to the in-links' capacities.
 Diverges are FIFO: a head vehicle whose next link is full blocks its link.
 
-Routing: every vehicle takes, at each node, the out-link given by the route
-table row of its destination (``route[dest_index, node]``), which the caller
-refreshes periodically from current link travel times.
+Routing: the caller keeps, per destination, the shortest travel time from
+every node (``Routes.pot``, refreshed periodically from current link travel
+times, with those weights in ``Routes.weight``).  At a node, a vehicle takes an
+open out-link ``b`` that gets strictly closer to its destination and whose
+cost ``weight[b] + pot[dst b]`` is within ``tol`` (relative) of the best; when
+several qualify, a hash of (vehicle, link it arrives on) picks one, so vehicles bound for one
+destination spread over equally good paths (a grid has many) instead of all
+piling onto one, and the choice stays deterministic.  Potentials strictly
+decrease along the way, so no vehicle loops.
 
 All state lives in NamedTuples of arrays, so a snapshot is a copy of them.
 """
@@ -56,6 +62,7 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "Routes",
     "Links",
     "LinkState",
     "Nodes",
@@ -95,9 +102,17 @@ class Links(NamedTuple):
     ring_len: np.ndarray  # int64 (ceil(storage) + 1)
 
 
+class Routes(NamedTuple):
+    pot: np.ndarray  # float64 [n_dest, n_nodes]: travel time to each destination (inf: none)
+    weight: np.ndarray  # float64 [n_links]: link travel times the potentials were built from
+    tol: np.ndarray  # float64 (1,): relative cost tolerance of an acceptable out-link
+
+
 class Nodes(NamedTuple):
     in_indptr: np.ndarray  # int64 (n_nodes + 1,)
     in_links: np.ndarray  # int32
+    out_indptr: np.ndarray  # int64 (n_nodes + 1,)
+    out_links: np.ndarray  # int32
     cycle: np.ndarray  # float64 s, 0 = unsignalised
     offset: np.ndarray  # float64 s
 
@@ -173,8 +188,43 @@ def _green_time(te, cycle, offset, gs, ge):
     return te + (gs - phase) % cycle
 
 
+@njit(cache=True, inline="always")
+def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
+    """The out-link vehicle ``v`` (route row ``r``) takes at node ``n``, coming from
+    link ``a`` (-1: its origin); -1 if none."""
+    dn = pot[r, n]
+    if not dn < np.inf:
+        return np.int64(-1)
+    best = np.inf
+    for k in range(out_indptr[n], out_indptr[n + 1]):
+        b = out_links[k]
+        dm = pot[r, l_dst[b]]
+        if dm < dn and l_open[b] != 0:
+            c = rw[b] + dm
+            if c < best:
+                best = c
+    if best == np.inf:
+        return np.int64(-1)
+    lim = best + best * tol
+    cnt = 0
+    for k in range(out_indptr[n], out_indptr[n + 1]):
+        b = out_links[k]
+        dm = pot[r, l_dst[b]]
+        if dm < dn and l_open[b] != 0 and rw[b] + dm <= lim:
+            cnt += 1
+    pick = ((np.int64(v) + 1) * 2654435761 + (np.int64(a) + 2) * 40503) % 2147483647 % cnt
+    for k in range(out_indptr[n], out_indptr[n + 1]):
+        b = out_links[k]
+        dm = pot[r, l_dst[b]]
+        if dm < dn and l_open[b] != 0 and rw[b] + dm <= lim:
+            if pick == 0:
+                return np.int64(b)
+            pick -= 1
+    return np.int64(-1)
+
+
 @njit(cache=True)
-def advance(n_ticks, dt, links, nodes, ls, veh, route):
+def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     """Advance the network by ``n_ticks`` ticks of ``dt`` seconds.
 
     The current tick index is ``ls.cursor[1]``; vehicles are released in
@@ -195,6 +245,11 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
     l_rlen = links.ring_len
     in_indptr = nodes.in_indptr
     in_links = nodes.in_links
+    out_indptr = nodes.out_indptr
+    out_links = nodes.out_links
+    pot = routes.pot
+    rw = routes.weight
+    tol = routes.tol[0]
     n_cycle = nodes.cycle
     n_offset = nodes.offset
     head = ls.head
@@ -247,7 +302,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                 v_enter_net[v] = v_depart[v]
                 arrived += 1
                 continue
-            if route[ih[v, I_DIDX], o] < 0:
+            if not pot[ih[v, I_DIDX], o] < np.inf:
                 ih[v, I_LINK] = VEH_NO_ROUTE
                 continue
             ih[v, I_LINK] = VEH_WAITING
@@ -315,8 +370,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
                     t_down = -np.inf  # when the next link would let it in
                     b = np.int64(-1)
                     if ih[v, I_DEST] != n:
-                        b = route[ih[v, I_DIDX], n]
-                        if b < 0 or l_open[b] == 0 or l_headway[b] == np.inf:
+                        b = _next_link(n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol)
+                        if b < 0 or l_headway[b] == np.inf:
                             continue
                         if a < 0:
                             h_src = l_headway[b]
@@ -412,19 +467,28 @@ def advance(n_ticks, dt, links, nodes, ls, veh, route):
 
 
 @njit(cache=True)
-def link_travel_times(links, ls, out):
+def link_travel_times(links, ls, veh, now, out):
     """Current travel-time estimate per link for routing (inf when closed).
 
-    ``max(free-flow time, vehicles on the link x capacity headway)``: in free
-    flow a link holds fewer than ``q * L / vf`` vehicles; in a queue it takes
-    about ``n / q`` to discharge the vehicles ahead.
+    The largest of: the free-flow time; the time to discharge the vehicles on
+    the link at capacity (``n / q``); and how long the head vehicle has already
+    been on the link (FIFO: whoever enters now will take at least as long),
+    which keeps growing while a link is blocked by spillback from downstream.
     """
     for a in range(links.src.shape[0]):
         if links.is_open[a] == 0 or links.headway[a] == np.inf:
             out[a] = np.inf
             continue
-        tt = (ls.n_in[a] - ls.n_out[a]) * links.headway[a]
-        out[a] = tt if tt > links.free_tt[a] else links.free_tt[a]
+        tt = links.free_tt[a]
+        q_tt = (ls.n_in[a] - ls.n_out[a]) * links.headway[a]
+        if q_tt > tt:
+            tt = q_tt
+        v = ls.head[a]
+        if v >= 0:
+            age = now - veh.fhot[v, F_ENTER]
+            if age > tt:
+                tt = age
+        out[a] = tt
     return out
 
 
@@ -447,7 +511,7 @@ def destinations_in_use(veh, ls, horizon_t, out):
 
 
 @njit(cache=True)
-def retry_no_route(veh, ls, route):
+def retry_no_route(veh, ls, pot):
     """Queue vehicles released without a route whose destination is now reachable.
 
     Their departure stays as scheduled, so the wait counts in their travel
@@ -459,7 +523,7 @@ def retry_no_route(veh, ls, route):
         if veh.link[v] != VEH_NO_ROUTE:
             continue
         o = veh.orig[v]
-        if route[veh.dest_idx[v], o] < 0:
+        if not pot[veh.dest_idx[v], o] < np.inf:
             continue
         veh.link[v] = VEH_WAITING
         veh.nxt[v] = -1

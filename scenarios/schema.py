@@ -460,10 +460,14 @@ class TrafficSpec(_Section):
     routing : {"dynamic", "static"}
         ``dynamic``: routes follow current (congested) travel times, refreshed every
         ``reroute_interval``; ``static``: free-flow shortest paths fixed at departure.
+    route_tolerance : float
+        Out-links whose route cost is within this share of the best count as equally
+        good, and vehicles bound for one destination spread over them (default 0.02).
     """
 
     reroute_interval: Annotated[Duration, Field(gt=0)] = 600.0
     routing: Literal["dynamic", "static"] = "dynamic"
+    route_tolerance: Annotated[Number, Field(ge=0, le=1)] = 0.02
 
 
 class OutputSpec(_Section):

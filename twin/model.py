@@ -105,7 +105,9 @@ class Twin(mesa.Model):
         self.duration_s = float(scenario.time.duration)
         self.env = simpy.Environment()
         self.city = city if city is not None else build_city(scenario)
-        self.traffic = TrafficModel(self.city.network, step_s=float(scenario.time.step))
+        self.traffic = TrafficModel(
+            self.city.network, step_s=float(scenario.time.step), route_tolerance=float(scenario.traffic.route_tolerance)
+        )
         self.trips = build_demand(scenario, self.city, component_rng(seed, "demand"))
         self.trip_ids = self.trips.trip_id
         self.traffic.add_trips(self.trips.origin, self.trips.destination, self.trips.depart_s)

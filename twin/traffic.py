@@ -52,11 +52,17 @@ class TrafficModel:
         The (validated) road network.
     step_s
         Tick length in seconds.
+    route_tolerance
+        Relative cost margin within which out-links count as equally good;
+        vehicles bound for one destination spread over them (see
+        :mod:`kernels.traffic`).
     """
 
-    def __init__(self, network: Network, *, step_s: float = 2.0) -> None:
+    def __init__(self, network: Network, *, step_s: float = 2.0, route_tolerance: float = 0.02) -> None:
         if not step_s > 0:
             raise ValueError(f"time step must be positive, got {step_s!r}")
+        if not route_tolerance >= 0:
+            raise ValueError(f"route tolerance must be >= 0, got {route_tolerance!r}")
         self.network = network
         self.dt = float(step_s)
         net = network
@@ -86,6 +92,8 @@ class TrafficModel:
         self.nodes = k.Nodes(
             in_indptr=net.in_indptr.copy(),
             in_links=net.in_links.copy(),
+            out_indptr=net.out_indptr.copy(),
+            out_links=net.out_links.copy(),
             cycle=net.signal_cycle_s.copy(),
             offset=net.signal_offset_s.copy(),
         )
@@ -117,9 +125,10 @@ class TrafficModel:
         self.graph: Graph = graph_of(net)
         self.dest_row = np.full(nn, -1, np.int32)  # node -> route-table row
         self.dest_nodes = np.zeros(0, np.int32)
-        self.route = np.full((0, nn), -1, np.int32)
-        self.weight = self.links.free_tt.copy()
-        self._no_dist = np.empty((0, nn), np.float64)
+        self.routes = k.Routes(
+            pot=np.full((0, nn), np.inf), weight=self.links.free_tt.copy(), tol=np.array([route_tolerance], np.float64)
+        )
+        self._no_next = np.empty((0, nn), np.int32)
         self._interval_start = 0.0
 
     # ------------------------------------------------------------------ time
@@ -137,7 +146,7 @@ class TrafficModel:
         n = int(np.ceil(t / self.dt - 1e-9)) - self.tick
         if n <= 0:
             return 0
-        return int(k.advance(n, self.dt, self.links, self.nodes, self.state, self.veh, self.route))
+        return int(k.advance(n, self.dt, self.links, self.nodes, self.state, self.veh, self.routes))
 
     # --------------------------------------------------------------- demand
     @property
@@ -187,9 +196,9 @@ class TrafficModel:
         r0 = self.dest_nodes.shape[0]
         self.dest_nodes = np.concatenate([self.dest_nodes, missing.astype(np.int32)])
         self.dest_row[missing] = np.arange(r0, r0 + missing.size, dtype=np.int32)
-        route = np.full((self.dest_nodes.shape[0], self.network.n_nodes), -1, np.int32)
-        route[:r0] = self.route
-        self.route = route
+        pot = np.full((self.dest_nodes.shape[0], self.network.n_nodes), np.inf)
+        pot[:r0] = self.routes.pot
+        self.routes = self.routes._replace(pot=pot)
         active = np.zeros(self.dest_nodes.shape[0], np.bool_)
         active[r0:] = True
         self._fill_routes(active)
@@ -197,7 +206,7 @@ class TrafficModel:
     # -------------------------------------------------------------- routing
     def _fill_routes(self, active: np.ndarray) -> None:
         g = self.graph
-        route_table(self.dest_nodes, active, g.in_indptr, g.in_links, g.src, self.weight, self.route, self._no_dist)
+        route_table(self.dest_nodes, active, g.in_indptr, g.in_links, g.src, self.routes.weight, self._no_next, self.routes.pot)
 
     def update_routes(self, horizon_s: float) -> int:
         """Refresh the route rows in use from current travel times.
@@ -205,12 +214,12 @@ class TrafficModel:
         Rows of destinations of vehicles on the network or departing before
         ``now + horizon_s`` are recomputed.  Returns how many rows.
         """
-        k.link_travel_times(self.links, self.state, self.weight)
+        k.link_travel_times(self.links, self.state, self.veh, self.now, self.routes.weight)
         active = np.zeros(self.dest_nodes.shape[0], np.bool_)
         k.destinations_in_use(self.veh, self.state, self.now + horizon_s + self.dt, active)
         if active.any():
             self._fill_routes(active)
-            k.retry_no_route(self.veh, self.state, self.route)
+            k.retry_no_route(self.veh, self.state, self.routes.pot)
         return int(active.sum())
 
     # ------------------------------------------------------------- records
@@ -289,6 +298,7 @@ def simulate(
     step_s: float = 2.0,
     duration_s: float | None = None,
     reroute_s: float = 300.0,
+    route_tolerance: float = 0.02,
 ) -> SimResult:
     """Run trips through the network with periodic re-routing; no clock, no records.
 
@@ -297,7 +307,7 @@ def simulate(
     to the last departure plus two hours.  ``wall_s`` covers the simulation
     proper (routing included, set-up excluded).
     """
-    model = TrafficModel(network, step_s=step_s)
+    model = TrafficModel(network, step_s=step_s, route_tolerance=route_tolerance)
     model.add_trips(trips.origin, trips.destination, trips.depart_s)
     if duration_s is None:
         duration_s = float(np.max(trips.depart_s, initial=0.0)) + 7200.0

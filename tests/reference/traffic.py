@@ -10,7 +10,7 @@ Written from the model spec in the kernel's module docstring, the naive way:
   when a move was held back downstream, which the time list alone does not tell);
 * in-links of a node found by scanning all links; candidate crossing times recomputed
   from scratch every time a node looks for its next move;
-* routing: every destination row recomputed with the O(n^2) reference Dijkstra of
+* routing: every destination's potentials recomputed with the O(n^2) reference Dijkstra of
   :mod:`tests.reference.routing` from travel times counted off the queues.
 
 The fair-queueing tags (merge fairness) are running values too: the tag of a
@@ -66,7 +66,7 @@ class RefTraffic:
     ``lag = L / w`` with ``w = q / (kj - q / vf)``.
     """
 
-    def __init__(self, network, *, step_s: float) -> None:
+    def __init__(self, network, *, step_s: float, route_tolerance: float = 0.02) -> None:
         net = network
         self.dt = float(step_s)
         self.n_nodes = net.n_nodes
@@ -115,7 +115,9 @@ class RefTraffic:
         self.fftt: list[float] = []
         self.enter_net: list[float] = []
         self.pending: list[int] = []  # not yet released, sorted by (departure, id)
-        self.route: dict[int, np.ndarray] = {}  # destination node -> next link per node
+        self.pot: dict[int, np.ndarray] = {}  # destination node -> travel time to it from each node
+        self.rweight = np.asarray(self.free_tt, dtype=float)  # link weights of the last route update
+        self.tol = float(route_tolerance)
 
     # ---------------------------------------------------------------- demand
     def add_trips(self, origin, destination, depart_s) -> None:
@@ -132,35 +134,53 @@ class RefTraffic:
             self.pending.append(len(self.orig) - 1)
         self.pending.sort(key=lambda v: (self.depart[v], v))
         for d in set(int(d) for d in destination):
-            if d not in self.route:
-                self.route[d] = self._routes_to(d, np.asarray(self.free_tt))
+            if d not in self.pot:
+                self.pot[d] = self._potential(d, self.rweight)
 
     # --------------------------------------------------------------- routing
     def link_travel_times(self) -> np.ndarray:
         tt = np.empty(self.n_links)
+        now = self.tick * self.dt
         for a in range(self.n_links):
             if not self.is_open[a] or self.headway[a] == np.inf:  # closed, or no capacity
                 tt[a] = np.inf
                 continue
             n = len(self.queue[a])
             queue_tt = n * self.headway[a] if n > 0 else 0.0
-            tt[a] = max(self.free_tt[a], queue_tt)
+            age = now - self.enter_t[self.queue[a][0]] if n > 0 else 0.0
+            tt[a] = max(self.free_tt[a], queue_tt, age)
         return tt
 
-    def _routes_to(self, dest: int, weight: np.ndarray) -> np.ndarray:
-        nxt, _ = ref_route_table(
+    def _potential(self, dest: int, weight: np.ndarray) -> np.ndarray:
+        _, dist = ref_route_table(
             np.array([dest]), np.asarray(self.src), np.asarray(self.dst), weight, self.n_nodes
         )
-        return nxt[0]
+        return dist[0]
+
+    def next_link(self, v: int, n: int, a: int) -> int:
+        """Out-link of ``n`` for vehicle ``v`` arriving on link ``a`` (-1: origin): closer to
+        its destination, cost within ``tol`` of the best, ties spread by a hash of
+        (vehicle, arriving link); -1 if none."""
+        pot = self.pot[self.dest[v]]
+        if not pot[n] < np.inf:
+            return -1
+        outs = [b for b in range(self.n_links) if self.src[b] == n]
+        ok = [b for b in outs if pot[self.dst[b]] < pot[n] and self.is_open[b]]
+        if not ok:
+            return -1
+        best = min(self.rweight[b] + pot[self.dst[b]] for b in ok)
+        good = [b for b in ok if self.rweight[b] + pot[self.dst[b]] <= best + best * self.tol]
+        pick = ((v + 1) * 2654435761 + (a + 2) * 40503) % 2147483647 % len(good)
+        return good[pick]
 
     def update_routes(self) -> None:
-        """Recompute every destination's row from the current travel times."""
-        weight = self.link_travel_times()
-        for d in self.route:
-            self.route[d] = self._routes_to(d, weight)
+        """Recompute every destination's potentials from the current travel times."""
+        self.rweight = self.link_travel_times()
+        for d in self.pot:
+            self.pot[d] = self._potential(d, self.rweight)
         # vehicles released without a route leave once their destination is reachable
         for v in self.released:
-            if self.status[v] == NO_ROUTE and self.route[self.dest[v]][self.orig[v]] >= 0:
+            if self.status[v] == NO_ROUTE and self.pot[self.dest[v]][self.orig[v]] < np.inf:
                 self.status[v] = WAITING
                 self.oqueue[self.orig[v]].append(v)
 
@@ -215,8 +235,8 @@ class RefTraffic:
         t_down = -np.inf  # when the next link would let it in
         b = -1
         if self.dest[v] != n:
-            b = int(self.route[self.dest[v]][n])
-            if b < 0 or not self.is_open[b]:
+            b = self.next_link(v, n, a)
+            if b < 0:
                 return None
             t_down = self._receiving_time(b, t)
             if t_down is None:
@@ -266,7 +286,7 @@ class RefTraffic:
                 self.status[v] = ARRIVED
                 self.arrive[v] = self.depart[v]
                 self.enter_net[v] = self.depart[v]
-            elif self.route[d][o] < 0:
+            elif not self.pot[d][o] < np.inf:
                 self.status[v] = NO_ROUTE
             else:
                 self.status[v] = WAITING

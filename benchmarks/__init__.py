@@ -1,0 +1,1 @@
+"""Speed and fidelity benchmarks against peers (UXsim, SUMO).  Run ``python -m benchmarks.run``."""
