@@ -395,16 +395,12 @@ def run_sumo(case: Case, *, meso: bool = False, timeout_s: float = 900.0, seed: 
 
 
 def _our_simulate() -> Callable[..., Any] | str:
-    """``twin.engine.simulate`` (the contract), else ``twin.traffic.simulate``;
-    a message if neither imports."""
-    errors = []
-    for mod in ("twin.engine", "twin.traffic"):
-        try:
-            module = __import__(mod, fromlist=["simulate"])
-            return module.simulate
-        except (ImportError, AttributeError) as exc:
-            errors.append(f"{mod}: {exc}")
-    return "our engine is not importable (" + "; ".join(errors) + ")"
+    """``twin.traffic.simulate``, or a message if it does not import."""
+    try:
+        from twin.traffic import simulate
+    except ImportError as exc:
+        return f"our engine is not importable ({exc})"
+    return simulate
 
 
 def run_ours(case: Case, *, step_s: float = 2.0, reroute_s: float = 300.0, warm: bool = True) -> EngineResult:

@@ -25,9 +25,6 @@ from rich.table import Table
 
 __all__ = ["main"]
 
-_INPUT_ERRORS: tuple[type[BaseException], ...] = ()
-
-
 def _input_errors() -> tuple[type[BaseException], ...]:
     from city_models import CityError
     from city_models.demand import DemandError
@@ -36,7 +33,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     return (ScenarioError, CityError, DemandError, FileNotFoundError)
 
 
-def _fmt(value: float, unit: str) -> str:
+def _fmt(value: float) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "–"
     if isinstance(value, int) or float(value).is_integer() and abs(value) > 100:
@@ -54,7 +51,7 @@ def kpi_table(kpis: dict, title: str = "KPIs") -> Table:
     table.add_column("unit")
     for key, value in kpis.items():
         label, unit = KPI_LABELS.get(key, (key, ""))
-        table.add_row(label, _fmt(value, unit), unit)
+        table.add_row(label, _fmt(value), unit)
     return table
 
 

@@ -172,3 +172,17 @@ def test_trips_without_route_leave_once_a_closed_link_reopens():
     # they left when the link reopened (60 s) and drove 10 s; the wait counts
     np.testing.assert_allclose(m.veh.arrive, [70.0, 70.0 + 1 / (net.capacity_vph[0] / 3600)])
     np.testing.assert_allclose(m.veh.arrive - m.veh.depart, [65.0, 64.0 + 1 / (net.capacity_vph[0] / 3600)])
+
+
+def test_helsinki_builtin_scenario_runs_offline():
+    from scenarios import load_scenario
+
+    sc = load_scenario("helsinki", overrides={"time.duration": "20min", "demand.gravity.total_trips": 1500})
+    tw = Twin(sc)
+    tw.run()
+    kp = tw.kpis()
+    assert tw.city.network.n_links > 900
+    assert kp["trips_total"] == 1500
+    assert kp["trips_completed"] > 0.6 * 1500  # the last departures are still driving at 07:20
+    assert kp["no_route"] == 0
+    assert 5 < kp["mean_network_speed_kmh"] < 60
