@@ -131,7 +131,12 @@ class Twin(mesa.Model):
         return self.start_s + (self.now if t is None else t)
 
     def sync(self) -> None:
-        """Bring the traffic model up to the clock's current tick."""
+        """Bring the traffic model up to the clock's current tick.
+
+        The traffic model moves in whole ticks, so an event at ``t`` acts from
+        the start of the tick that contains ``t`` (the last tick boundary at or
+        before it).
+        """
         dt = self.traffic.dt
         self.traffic.advance_to(math.floor(self.env.now / dt + 1e-9) * dt)
 
@@ -156,7 +161,14 @@ class Twin(mesa.Model):
         self.run_for(self.traffic.dt)
 
     def run_until(self, t: float | str, *, progress: Callable[[float], None] | None = None) -> None:
-        """Run until ``t`` seconds since the start, or a clock time ``"HH:MM[:SS]"``."""
+        """Run until ``t`` seconds since the start, or a clock time ``"HH:MM[:SS]"``.
+
+        A clock time earlier than the start means the next day.  Events at
+        exactly ``t`` other than the recorder's run in the next call, as they
+        would in one uninterrupted run, so splitting a run changes nothing.
+        Past the scenario's duration the run goes on and each call records
+        the interval it closes.
+        """
         if isinstance(t, str):
             from scenarios import parse_clock
 
@@ -164,6 +176,8 @@ class Twin(mesa.Model):
             if t < 0:
                 t += 86400.0
         t = float(t)
+        if not math.isfinite(t):
+            raise ValueError(f"run_until needs a finite time, got {t!r}")
         if t < self.now:
             raise ValueError(f"cannot run back in time: clock is at {self.now:.0f} s, asked for {t:.0f} s")
         if progress is None:
@@ -175,9 +189,8 @@ class Twin(mesa.Model):
                 self.env.run(until=min(self.now + chunk, t))
                 progress(self.now)
         self.sync()
-        # events at exactly ``t`` wait for the next run; an interval ending now is recorded now
-        if math.isclose(math.remainder(self.now, self.recorder.interval_s), 0.0, abs_tol=1e-6):
-            self.recorder.sample()
+        if self.now >= self.duration_s - 1e-9:
+            self.recorder.sample()  # the last, possibly shorter, output interval
 
     def run_for(self, seconds: float, **kw) -> None:
         """Run for ``seconds`` more."""

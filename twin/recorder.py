@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
+import simpy
+from simpy.core import URGENT
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "urgent_timeout"]
+
+
+def urgent_timeout(env: simpy.Environment, delay: float) -> simpy.Event:
+    """A timeout that fires before every ordinary event scheduled for the same time.
+
+    SimPy's own ``run(until=...)`` stops with such an event; recording with one
+    makes a sample at ``T`` see the state just before any other event at ``T``,
+    whether the run stops at ``T`` or goes through it.
+    """
+    ev = simpy.Event(env)
+    ev._ok = True  # triggered now, processed after ``delay`` (as simpy.Timeout does)
+    ev._value = None
+    env.schedule(ev, URGENT, delay)
+    return ev
 
 
 class Recorder:
@@ -32,7 +48,7 @@ class Recorder:
     def process(self):
         env = self.twin.env
         while True:
-            yield env.timeout(self.interval_s)
+            yield urgent_timeout(env, self.interval_s)
             self.twin.sync()
             self.sample()
 

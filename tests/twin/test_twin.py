@@ -186,3 +186,47 @@ def test_helsinki_builtin_scenario_runs_offline():
     assert kp["trips_completed"] > 0.6 * 1500  # the last departures are still driving at 07:20
     assert kp["no_route"] == 0
     assert 5 < kp["mean_network_speed_kmh"] < 60
+
+
+def test_last_partial_interval_is_recorded(small_city):
+    tw = Twin(small_scenario(**{"time.duration": 3700}), city=small_city)
+    tw.run()
+    ds = tw.results()
+    assert ds.time.values[-1] == 3700.0
+    ls = tw.traffic.state
+    assert int(ds.link_inflow.sum()) == int(ls.n_in.sum())
+    assert int(ds.link_outflow.sum()) == int(ls.n_out.sum())
+
+
+def test_splitting_a_run_at_an_event_time_changes_nothing(small_city):
+    """A closure is lifted between re-routes; stopping exactly at the next re-route and
+    output time (600 s) must not change the order of the events there."""
+
+    def make():
+        tw = Twin(small_scenario(), city=small_city)
+        net = tw.city.network
+        d = int(np.bincount(tw.trips.destination).argmax())
+        ins = np.flatnonzero(net.dst == d)
+        tw.traffic.links.is_open[ins] = 0
+        tw.traffic.update_routes(300)
+        return tw, ins
+
+    a, ins = make()
+    a.run_until(350)
+    a.traffic.links.is_open[ins] = 1
+    a.run()
+    b, ins = make()
+    b.run_until(350)
+    b.traffic.links.is_open[ins] = 1
+    b.run_until(600)
+    b.run()
+    assert a.traffic.counts()["arrived"] > 0
+    da, db = a.results(), b.results()
+    for name in da.data_vars:
+        np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=name)
+
+
+def test_run_until_rejects_nan(small_city):
+    tw = Twin(small_scenario(), city=small_city)
+    with pytest.raises(ValueError, match="finite"):
+        tw.run_until(float("nan"))
