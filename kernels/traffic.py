@@ -49,7 +49,10 @@ cost ``weight[b] + pot[dst b]`` is within ``tol`` (relative) of the best; when
 several qualify, a hash of (vehicle, link it arrives on) picks one, so vehicles bound for one
 destination spread over equally good paths (a grid has many) instead of all
 piling onto one, and the choice stays deterministic.  Potentials strictly
-decrease along the way, so no vehicle loops.
+decrease along the way, so no vehicle loops.  A vehicle whose destination can no
+longer be reached from its node (after a re-route, say a closure cut it
+off) leaves its link there and waits off the network, like a trip released
+without a route, until a re-route finds a way on (``retry_no_route``).
 
 All state lives in NamedTuples of arrays, so a snapshot is a copy of them.
 """
@@ -82,7 +85,7 @@ __all__ = [
 VEH_PENDING = -3  # departure time not reached
 VEH_WAITING = -1  # released, waiting at its origin to enter the network
 VEH_ARRIVED = -2
-VEH_NO_ROUTE = -4  # no path from origin to destination when released
+VEH_NO_ROUTE = -4  # no path to its destination: waits off the network at ``orig`` for one
 
 
 class Links(NamedTuple):
@@ -368,10 +371,15 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     if te >= t1:
                         continue
                     t_down = -np.inf  # when the next link would let it in
-                    b = np.int64(-1)
+                    b = np.int64(-1)  # -1: arrives here; -2: parks here (no way on); else next link
                     if ih[v, I_DEST] != n:
                         b = _next_link(n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol)
-                        if b < 0 or l_headway[b] == np.inf:
+                        if b < 0:
+                            if pot[ih[v, I_DIDX], n] < np.inf:
+                                continue  # its next links closed since the last re-route: wait for it
+                            b = np.int64(-2)
+                    if b >= 0:
+                        if l_headway[b] == np.inf:
                             continue
                         if a < 0:
                             h_src = l_headway[b]
@@ -435,16 +443,20 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     oq_head[n] = ih[v, I_NXT]
                     if oq_head[n] < 0:
                         oq_tail[n] = -1
-                    v_enter_net[v] = te
+                    if b >= 0:
+                        v_enter_net[v] = te
                     oq_vft[n] = best_tag
                 vclock[n] = best_tag
                 last_t[n] = te
                 node_load[n] -= 1
                 ih[v, I_NXT] = -1
-                if b < 0:
+                if b == -1:
                     v_arrive[v] = te
                     ih[v, I_LINK] = VEH_ARRIVED
                     arrived += 1
+                elif b == -2:  # off the network at n until a re-route finds a way on
+                    ih[v, I_LINK] = VEH_NO_ROUTE
+                    v_orig[v] = n
                 else:
                     tl = tail[b]
                     if tl < 0:

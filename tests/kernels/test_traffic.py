@@ -337,3 +337,19 @@ def test_routing_avoids_zero_capacity_link():
         m.update_routes(60.0)
         m.advance_to(float(t))
     assert m.counts()["arrived"] == 20  # today: 1 arrives, 19 wait at node 0 forever
+
+
+def test_cut_off_destination_parks_vehicles_like_the_reference():
+    """All in-links of a busy destination close for a while: vehicles bound there park
+    off the network where they are cut off and leave once it reopens."""
+    dt = 1.0
+    net = random_network(4, dt=dt)
+    o, d, t = random_trips(4, net.n_nodes, n_trips=300)
+    dest = int(np.bincount(d).argmax())
+    ins = np.flatnonzero(net.dst == dest)
+    events = [(100.0, int(a), 0) for a in ins] + [(500.0, int(a), 1) for a in ins]
+    m, ref = run_both(net, (o, d, t), dt=dt, duration=1200.0, events=events, every=2)
+    bound = d == dest
+    assert np.all(np.isfinite(m.veh.arrive[bound & (t < 1000)]))  # nobody bound there is lost
+    late = m.veh.arrive[bound] - t[bound]
+    assert np.nanmax(late) > 200.0  # some of them did wait for the reopening

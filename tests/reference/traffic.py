@@ -233,11 +233,16 @@ class RefTraffic:
         if te >= t1:
             return None
         t_down = -np.inf  # when the next link would let it in
-        b = -1
+        b = -1  # -1: arrives here; -2: no way on from here, parks off the network
         if self.dest[v] != n:
             b = self.next_link(v, n, a)
-            if b < 0:
-                return None
+            if b < 0 and self.pot[self.dest[v]][n] < np.inf:
+                return None  # next links closed since the last re-route: wait
+        if b == -2 or (b < 0 and self.dest[v] != n):
+            b = -2
+            if h is None:
+                h = 0.0
+        elif b >= 0:
             t_down = self._receiving_time(b, t)
             if t_down is None:
                 return None
@@ -264,13 +269,17 @@ class RefTraffic:
             self.fftt[v] += self.free_tt[a]
         else:
             v = self.oqueue[n].popleft()
-            self.enter_net[v] = te
+            if b >= 0:
+                self.enter_net[v] = te
             self.oq_vft[n] = tag
         self.vclock[n] = tag
         self.last_t[n] = te
-        if b < 0:
+        if b == -1:
             self.status[v] = ARRIVED
             self.arrive[v] = te
+        elif b == -2:
+            self.status[v] = NO_ROUTE
+            self.orig[v] = n
         else:
             self.queue[b].append(v)
             self.entries[b].append(te)

@@ -230,3 +230,30 @@ def test_run_until_rejects_nan(small_city):
     tw = Twin(small_scenario(), city=small_city)
     with pytest.raises(ValueError, match="finite"):
         tw.run_until(float("nan"))
+
+
+def test_vehicle_cut_off_by_a_closure_parks_and_does_not_block_others():
+    from city_models import make_network
+    from twin.traffic import TrafficModel
+
+    # 0 -> 1 -> 2 and 1 -> 3 (and back links so the network is connected both ways)
+    net = make_network(
+        x=[0, 200, 400, 400], y=[0, 0, 100, -100],
+        src=[0, 1, 1, 2, 3, 1], dst=[1, 2, 3, 1, 1, 0],
+        length_m=200.0, lanes=1, free_speed_mps=10.0,
+    )
+    m = TrafficModel(net, step_s=1.0)
+    m.add_trips([0, 0], [2, 3], [0.0, 1.0])  # A to 2, then B to 3 right behind it
+    m.update_routes(60)
+    m.advance_to(5)
+    m.links.is_open[1] = 0  # close 1 -> 2: A cannot reach its destination any more
+    m.update_routes(60)
+    m.advance_to(600)
+    assert m.veh.link[1] == k.VEH_ARRIVED  # B was not blocked by A
+    assert m.veh.link[0] == k.VEH_NO_ROUTE and m.veh.orig[0] == 1  # A waits at node 1, off the road
+    assert m.state.n_in[0] - m.state.n_out[0] == 0
+    m.links.is_open[1] = 1
+    m.update_routes(60)
+    m.advance_to(700)
+    assert m.veh.link[0] == k.VEH_ARRIVED and m.veh.arrive[0] >= 600 + 20.0
+    assert m.veh.dist[0] == 400.0
