@@ -259,7 +259,7 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
     if duration_s is not None:
         late = depart >= float(duration_s)
         if late.any():
-            logger.info("%s: dropped %d trip(s) departing at or after the scenario end (%g s)",
+            logger.warning("%s: dropped %d trip(s) departing at or after the scenario end (%g s)",
                         path, int(late.sum()), float(duration_s))
             keep = ~late
             trip_id, origin, destination, depart = trip_id[keep], origin[keep], destination[keep], depart[keep]

@@ -30,7 +30,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     from city_models.demand import DemandError
     from scenarios import ScenarioError
 
-    return (ScenarioError, CityError, DemandError, FileNotFoundError)
+    return (ScenarioError, CityError, DemandError, OSError)
 
 
 def _fmt(value: float) -> str:
@@ -69,6 +69,8 @@ def _cmd_run(args, console: Console) -> int:
     scenario = load_scenario(args.scenario or "default", overrides=overrides)
     seed = scenario.seed
     out = Path(args.out) if args.out else Path(scenario.outputs.dir) if scenario.outputs.dir else _default_out(scenario, seed)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a run folder; choose another path")
     t0 = time.perf_counter()
     with console.status(f"building city and demand for [bold]{scenario.name}[/]…"):
         twin = Twin(scenario)
@@ -111,6 +113,9 @@ def _cmd_city_info(args, console: Console) -> int:
     from scenarios import load_city as load_city_spec
     from twin.model import build_city
 
+    src = Path(args.source)
+    if src.suffix.lower() in (".graphml", ".osm", ".xml", ".pbf", ".yaml", ".yml") and not src.exists():
+        raise FileNotFoundError(f"city file {args.source!r} not found")
     spec = load_city_spec(args.source)
 
     class _S:  # build_city takes a scenario-like object

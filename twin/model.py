@@ -108,6 +108,14 @@ class Twin(mesa.Model):
         self.traffic = TrafficModel(
             self.city.network, step_s=float(scenario.time.step), route_tolerance=float(scenario.traffic.route_tolerance)
         )
+        short = self.traffic.links.free_tt < self.traffic.dt
+        if short.any():
+            log.warning(
+                "%d of %d links take less than one time step (%.3g s) to drive at free speed (shortest %.2f s); "
+                "a vehicle crosses at most one link per step, so trips over them run slow by up to a step per "
+                "link: a smaller time.step (or a larger city.min_link_m) avoids it",
+                int(short.sum()), short.size, self.traffic.dt, float(self.traffic.links.free_tt.min()),
+            )
         self.trips = build_demand(scenario, self.city, component_rng(seed, "demand"))
         self.trip_ids = self.trips.trip_id
         self.traffic.add_trips(self.trips.origin, self.trips.destination, self.trips.depart_s)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["build_dataset", "compute_kpis", "write_run", "atomic_path", "package_version", "KPI_LABELS"]
+__all__ = ["build_dataset", "compute_kpis", "write_run", "package_version", "KPI_LABELS"]
 
 #: KPI key -> (label, unit) for tables and reports
 KPI_LABELS: dict[str, tuple[str, str]] = {
@@ -24,9 +24,10 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "vehicle_hours": ("Vehicle-hours travelled", "veh·h"),
     "vehicle_km": ("Vehicle-km travelled", "veh·km"),
     "mean_network_speed_kmh": ("Mean network speed", "km/h"),
-    "total_delay_h": ("Total delay", "veh·h"),
+    "total_delay_h": ("Total delay (all trips so far)", "veh·h"),
     "mean_delay_s": ("Mean delay per completed trip", "s"),
-    "no_route": ("Trips with no route", ""),
+    "trips_unfinished": ("Trips departed, not arrived", ""),
+    "no_route": ("Trips waiting for a route", ""),
 }
 
 
@@ -56,10 +57,17 @@ def _trip_arrays(twin) -> dict[str, np.ndarray]:
 def compute_kpis(twin) -> dict[str, float]:
     """The run's KPIs so far (see :data:`KPI_LABELS`).
 
-    Travel time runs from the *scheduled* departure to arrival, so it includes
-    waiting to enter the network.  Vehicle-hours count every released trip from
-    its scheduled departure to its arrival or to now; delay is travel time less
-    the free-flow time of the links the vehicle drove.
+    - travel time runs from the *scheduled* departure to arrival, so it
+      includes waiting to enter the network; mean and p95 are over completed
+      trips (``trips_unfinished`` says how many are left out);
+    - vehicle-hours count every departed trip from its scheduled departure to
+      its arrival or to now; vehicle-km count the links trips have finished;
+    - delay is time in the system less the free-flow time of the links driven:
+      ``total_delay_h`` sums it over every departed trip up to now (so a
+      scenario that leaves trips stuck is not flattered), ``mean_delay_s`` is
+      per completed trip;
+    - mean network speed is link-km over link vehicle-hours (on the roads,
+      waiting at origins excluded).
     """
     from kernels.traffic import VEH_NO_ROUTE, VEH_PENDING
 
@@ -80,6 +88,8 @@ def compute_kpis(twin) -> dict[str, float]:
         link_km = float(sum((o * L).sum() for o in rec.link["outflow"]) / 1000.0)
         link_h = float(sum((v * s).sum() for v, s in zip(rec.link["vehicles"], span)) / 3600.0)
     delay = tt - tr["fftt"][done]
+    in_system = np.clip(end[released] - tr["depart"][released], 0, None)
+    delay_all = in_system - tr["fftt"][released]
     n_total = int(tr["depart"].shape[0])
     return {
         "trips_total": n_total,
@@ -90,8 +100,9 @@ def compute_kpis(twin) -> dict[str, float]:
         "vehicle_hours": vht,
         "vehicle_km": float(tr["length"].sum() / 1000.0),
         "mean_network_speed_kmh": link_km / link_h if link_h > 0 else float("nan"),
-        "total_delay_h": float(delay.sum() / 3600.0),
+        "total_delay_h": float(delay_all.sum() / 3600.0),
         "mean_delay_s": float(delay.mean()) if delay.size else float("nan"),
+        "trips_unfinished": int(np.count_nonzero(released & ~done)),
         "no_route": int(np.count_nonzero(tr["status"] == VEH_NO_ROUTE)),
     }
 
@@ -168,44 +179,53 @@ def build_dataset(twin) -> xr.Dataset:
     return ds
 
 
-@contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _json_safe(obj):
+    """NaN and infinities become ``null`` (strict JSON has neither)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def write_run(twin, out_dir: Path) -> Path:
     """Write ``results.nc``, ``scenario.yaml`` and ``summary.json`` into ``out_dir``.
 
-    Each file is written to a temporary name and renamed, so an interrupted
-    write never leaves a half-written result.
+    The three files are written into a temporary folder beside ``out_dir``,
+    which then replaces ``out_dir`` in one rename: an interrupted write leaves
+    the previous run folder (if any) as it was, never a mix of two runs.
     """
     from scenarios import dump_resolved
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ds = build_dataset(twin)
-    with atomic_path(out_dir / "results.nc") as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-    dump_resolved(twin.scenario, out_dir / "scenario.yaml")
-    summary = {
-        "scenario": twin.scenario.name,
-        "scenario_hash": twin.scenario_hash,
-        "seed": int(twin.seed),
-        "package_version": package_version(),
-        "sim_time_s": float(twin.traffic.now),
-        "city": {"name": twin.city.name, "nodes": twin.city.network.n_nodes, "links": twin.city.network.n_links},
-        "kpis": compute_kpis(twin),
-    }
-    with atomic_path(out_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"run folder {str(out_dir)!r} exists and is not a folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    old = None
+    try:
+        ds = build_dataset(twin)
+        ds.to_netcdf(tmp / "results.nc", engine="h5netcdf")
+        dump_resolved(twin.scenario, tmp / "scenario.yaml")
+        summary = {
+            "scenario": twin.scenario.name,
+            "scenario_hash": twin.scenario_hash,
+            "seed": int(twin.seed),
+            "package_version": package_version(),
+            "sim_time_s": float(twin.traffic.now),
+            "city": {"name": twin.city.name, "nodes": twin.city.network.n_nodes, "links": twin.city.network.n_links},
+            "kpis": _json_safe(compute_kpis(twin)),
+        }
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out_dir.exists():
+            os.replace(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return out_dir

@@ -78,3 +78,16 @@ def test_bad_argument_exits_with_usage():
     with pytest.raises(SystemExit) as exc:
         main(["run", "--seed", "many"])
     assert exc.value.code == 2
+
+
+def test_out_path_that_is_a_file_is_refused_before_running(tmp_path, capsys):
+    (tmp_path / "afile").write_text("keep me")
+    doc = dict(SMALL, time={"start": "07:00", "duration": "10min", "step": "2s"})
+    err = _error_of(capsys, ["run", str(_write(tmp_path, doc)), "--out", str(tmp_path / "afile"), "-q"])
+    assert "afile" in err and "file" in err
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_city_info_missing_file(tmp_path, capsys):
+    err = _error_of(capsys, ["city", "info", str(tmp_path / "nowhere.graphml")])
+    assert "nowhere.graphml" in err and "not found" in err

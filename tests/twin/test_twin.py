@@ -123,10 +123,16 @@ def test_write_run_is_atomic(tmp_path, small_city, monkeypatch):
         open(path, "wb").write(b"half")
         raise KeyboardInterrupt
 
+    first = tw.save(tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
     monkeypatch.setattr(xr.Dataset, "to_netcdf", boom)
     with pytest.raises(KeyboardInterrupt):
-        tw.save(tmp_path / "run")
-    assert list((tmp_path / "run").iterdir()) == []
+        tw.save(tmp_path / "run")  # an interrupted second write of the same folder
+    with pytest.raises(KeyboardInterrupt):
+        tw.save(tmp_path / "other")
+    # the earlier run folder is untouched, the new one never appears, no temporary is left
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_run_folder_contents(tmp_path, small_city):
