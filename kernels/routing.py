@@ -383,6 +383,38 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
                               heap_node, heap_key, pos)
 
 
+@njit(cache=True, parallel=True)
+def stale_rows(active, row_basis, basis_weights, weight, pot, src, dst, out):
+    """Flag the active rows whose distances change under new link weights.
+
+    Row ``r`` holds exact shortest travel times ``pot[r]`` for the weights
+    ``basis_weights[row_basis[r]]``.  They stay exact under ``weight`` unless a
+    link that lies on a shortest path (ties included) got slower or closed, or
+    a link got fast enough to open a shortcut (``w + pot[dst] < pot[src]``);
+    only such rows are flagged in ``out``.  Inactive rows are never flagged.
+    """
+    m = weight.shape[0]
+    for r in prange(active.shape[0]):
+        out[r] = False
+        if not active[r]:
+            continue
+        wb = basis_weights[row_basis[r]]
+        for b in range(m):
+            w0 = wb[b]
+            w1 = weight[b]
+            if w1 == w0:
+                continue
+            ps = pot[r, src[b]]
+            pd = pot[r, dst[b]]
+            if w1 < w0:
+                if w1 + pd < ps:
+                    out[r] = True
+                    break
+            elif ps < np.inf and w0 + pd == ps:
+                out[r] = True
+                break
+
+
 @njit(cache=True)
 def path_links(orig, dest_row_next_link, dst):
     """Links of the path from ``orig`` that a next-link row describes.

@@ -14,7 +14,7 @@ import numpy as np
 
 from city_models.network import Network
 from kernels import traffic as k
-from kernels.routing import Graph, graph_of, route_table
+from kernels.routing import Graph, graph_of, route_table, stale_rows
 
 __all__ = ["TrafficModel", "SimResult", "simulate"]
 
@@ -129,6 +129,11 @@ class TrafficModel:
             pot=np.full((0, nn), np.inf), weight=self.links.free_tt.copy(), tol=np.array([route_tolerance], np.float64)
         )
         self._no_next = np.empty((0, nn), np.int32)
+        # weights each route row was computed with: rows keep a version number,
+        # versions their weight arrays (only those some row still uses are kept)
+        self._row_version = np.zeros(0, np.int64)
+        self._versions: dict[int, np.ndarray] = {0: self.routes.weight}
+        self._version = 0
         self._interval_start = 0.0
 
     # ------------------------------------------------------------------ time
@@ -199,28 +204,47 @@ class TrafficModel:
         pot = np.full((self.dest_nodes.shape[0], self.network.n_nodes), np.inf)
         pot[:r0] = self.routes.pot
         self.routes = self.routes._replace(pot=pot)
+        self._row_version = np.concatenate([self._row_version, np.zeros(missing.size, np.int64)])
         active = np.zeros(self.dest_nodes.shape[0], np.bool_)
         active[r0:] = True
         self._fill_routes(active)
 
     # -------------------------------------------------------------- routing
-    def _fill_routes(self, active: np.ndarray) -> None:
+    def _fill_routes(self, rows: np.ndarray) -> None:
+        """Recompute the flagged rows from the current weights."""
         g = self.graph
-        route_table(self.dest_nodes, active, g.in_indptr, g.in_links, g.src, self.routes.weight, self._no_next, self.routes.pot)
+        route_table(self.dest_nodes, rows, g.in_indptr, g.in_links, g.src, self.routes.weight, self._no_next, self.routes.pot)
+        self._row_version[rows] = self._version
 
     def update_routes(self, horizon_s: float) -> int:
         """Refresh the route rows in use from current travel times.
 
         Rows of destinations of vehicles on the network or departing before
-        ``now + horizon_s`` are recomputed.  Returns how many rows.
+        ``now + horizon_s`` are brought up to date; a row is recomputed only
+        when the new weights change its distances (see
+        :func:`kernels.routing.stale_rows`), so the result is the same as
+        recomputing them all.  Returns how many rows were recomputed.
         """
-        k.link_travel_times(self.links, self.state, self.veh, self.now, self.routes.weight)
+        weight = np.empty_like(self.routes.weight)
+        k.link_travel_times(self.links, self.state, self.veh, self.now, weight)
+        self._version += 1
+        self._versions[self._version] = weight
+        self.routes = self.routes._replace(weight=weight)
         active = np.zeros(self.dest_nodes.shape[0], np.bool_)
         k.destinations_in_use(self.veh, self.state, self.now + horizon_s + self.dt, active)
+        stale = np.zeros_like(active)
         if active.any():
-            self._fill_routes(active)
+            used = np.unique(self._row_version[active])
+            slot = np.searchsorted(used, self._row_version)
+            basis = np.stack([self._versions[int(v)] for v in used])
+            g = self.graph
+            stale_rows(active, np.minimum(slot, used.size - 1), basis, weight, self.routes.pot, g.src, g.dst, stale)
+            if stale.any():
+                self._fill_routes(stale)
             k.retry_no_route(self.veh, self.state, self.routes.pot)
-        return int(active.sum())
+        keep = set(np.unique(self._row_version).tolist()) | {self._version}
+        self._versions = {v: w for v, w in self._versions.items() if v in keep}
+        return int(stale.sum())
 
     # ------------------------------------------------------------- records
     def counts(self) -> dict[str, int]:

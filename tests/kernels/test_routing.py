@@ -345,3 +345,30 @@ def test_wrapper_errors():
         extract_path(g, 0, np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="next_link_row has link ids outside"):
         extract_path(g, 0, np.array([0, 7, -1], dtype=np.int32))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stale_rows_flags_every_row_whose_distances_change(seed):
+    from kernels.routing import stale_rows
+
+    g, _ = _random_case(500 + seed, n=50, m=180)
+    rng = np.random.default_rng(seed)
+    w0 = rng.uniform(1.0, 20.0, g.n_links)
+    w0[rng.random(g.n_links) < 0.05] = np.inf
+    w1 = w0.copy()
+    change = rng.random(g.n_links) < 0.04
+    w1[change] = np.where(rng.random(change.sum()) < 0.5, w1[change] * 3.0, w1[change] / 3.0)
+    w1[rng.random(g.n_links) < 0.02] = np.inf  # closures
+    w1[(w0 == np.inf) & (rng.random(g.n_links) < 0.5)] = 7.0  # reopenings
+    dests = np.arange(g.n_nodes, dtype=np.int32)
+    _, old = compute_route_table(g, dests, w0)
+    _, new = compute_route_table(g, dests, w1)
+    active = np.ones(g.n_nodes, bool)
+    active[::7] = False
+    out = np.zeros(g.n_nodes, bool)
+    stale_rows(active, np.zeros(g.n_nodes, np.int64), w0[None, :], w1, old, g.src, g.dst, out)
+    changed = np.array([not np.array_equal(old[r], new[r]) for r in range(g.n_nodes)])
+    assert not out[~active].any()
+    # every active row whose distances change is flagged; unflagged rows are exact as they are
+    assert np.all(out[active & changed])
+    assert changed[active].any() and (~out[active]).any()  # the case exercises both outcomes
