@@ -107,6 +107,11 @@ def compute_kpis(twin) -> dict[str, float]:
     }
 
 
+def _clock(seconds: float) -> str:
+    s = int(round(seconds)) % 86400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def _var(dims, data, units: str, long_name: str) -> xr.Variable:
     return xr.Variable(dims, data, attrs={"units": units, "long_name": long_name})
 
@@ -149,6 +154,8 @@ def build_dataset(twin) -> xr.Dataset:
     }
     coords = {
         "time": _var(("time",), np.asarray(rec.time, np.float64), "s", "end of the output interval, seconds since the start"),
+        "clock": _var(("time",), np.array([_clock(twin.start_s + t) for t in rec.time], dtype=str), "1",
+                      "clock time of day at the end of the output interval (HH:MM:SS)"),
         "link": _var(("link",), np.arange(nl, dtype=np.int64), "1", "link index"),
         "trip": _var(("trip",), trips.trip_id.astype(np.int64), "1", "trip id"),
         "link_src": _var(("link",), net.node_osmid[net.src], "1", "upstream node (source id)"),

@@ -89,6 +89,7 @@ def test_results_dataset_labelled(small_city):
     assert ds.attrs["seed"] == 3 and len(ds.attrs["scenario_hash"]) == 16 and ds.attrs["package_version"]
     # the time axis covers the whole hour in output intervals
     np.testing.assert_allclose(ds.time.values, np.arange(300, 3601, 300))
+    assert ds.clock.values[0] == "07:05:00" and ds.clock.values[-1] == "08:00:00"  # the scenario starts 07:00
     # inflow and outflow balance with the vehicles left on links
     net_in = ds.link_inflow.sum("time") - ds.link_outflow.sum("time")
     ls = tw.traffic.state
