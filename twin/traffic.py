@@ -241,6 +241,7 @@ class TrafficModel:
             stale_rows(active, np.minimum(slot, used.size - 1), basis, weight, self.routes.pot, g.src, g.dst, stale)
             if stale.any():
                 self._fill_routes(stale)
+            self._row_version[active] = self._version  # the rows left alone are exact for these weights too
             k.retry_no_route(self.veh, self.state, self.routes.pot)
         keep = set(np.unique(self._row_version).tolist()) | {self._version}
         self._versions = {v: w for v, w in self._versions.items() if v in keep}
