@@ -19,25 +19,41 @@ from kernels.routing import Graph, graph_of, route_table, stale_rows
 __all__ = ["TrafficModel", "SimResult", "simulate"]
 
 
+_VEHICLE_BASE = ("orig", "depart", "order", "arrive", "enter_net", "fhot", "ihot")
+
+
+def _vehicles(orig, depart, order, arrive, enter_net, fhot, ihot) -> k.Vehicles:
+    """The vehicle record over its base arrays (the other fields are column views)."""
+    return k.Vehicles(
+        orig=orig,
+        dest=ihot[:, k.I_DEST],
+        dest_idx=ihot[:, k.I_DIDX],
+        depart=depart,
+        order=order,
+        link=ihot[:, k.I_LINK],
+        enter_t=fhot[:, k.F_ENTER],
+        nxt=ihot[:, k.I_NXT],
+        arrive=arrive,
+        dist=fhot[:, k.F_DIST],
+        enter_net=enter_net,
+        fftt=fhot[:, k.F_FFTT],
+        fhot=fhot,
+        ihot=ihot,
+    )
+
+
 def _empty_vehicles(n: int) -> k.Vehicles:
     fhot = np.zeros((n, 3), np.float64)
     fhot[:, k.F_ENTER] = np.nan
     ihot = np.zeros((n, 4), np.int32)
     ihot[:, k.I_NXT] = -1
     ihot[:, k.I_LINK] = k.VEH_PENDING
-    return k.Vehicles(
+    return _vehicles(
         orig=np.zeros(n, np.int32),
-        dest=ihot[:, k.I_DEST],
-        dest_idx=ihot[:, k.I_DIDX],
         depart=np.zeros(n, np.float64),
         order=np.zeros(n, np.int32),
-        link=ihot[:, k.I_LINK],
-        enter_t=fhot[:, k.F_ENTER],
-        nxt=ihot[:, k.I_NXT],
         arrive=np.full(n, np.nan),
-        dist=fhot[:, k.F_DIST],
         enter_net=np.full(n, np.nan),
-        fftt=fhot[:, k.F_FFTT],
         fhot=fhot,
         ihot=ihot,
     )
@@ -136,6 +152,19 @@ class TrafficModel:
         self._version = 0
         self._interval_start = 0.0
 
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict:
+        # the vehicle record holds views into fhot/ihot: pickle the base arrays
+        # and rebuild the views, or a restored model would update copies
+        state = self.__dict__.copy()
+        state["veh"] = {f: getattr(self.veh, f) for f in _VEHICLE_BASE}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        state["veh"] = _vehicles(**state["veh"])
+        self.__dict__.update(state)
+
     # ------------------------------------------------------------------ time
     @property
     def tick(self) -> int:
@@ -179,8 +208,9 @@ class TrafficModel:
         old = self.veh
         n0 = old.orig.shape[0]
         new = _empty_vehicles(n0 + m)
-        for f in ("orig", "depart", "arrive", "enter_net", "fhot", "ihot"):  # the rest are views
-            getattr(new, f)[:n0] = getattr(old, f)
+        for f in _VEHICLE_BASE:  # the rest are views of these
+            if f != "order":
+                getattr(new, f)[:n0] = getattr(old, f)
         new.orig[n0:] = origin
         new.dest[n0:] = destination
         new.depart[n0:] = depart_s
