@@ -102,7 +102,15 @@ def _cmd_run(args, console: Console) -> int:
     wall = time.perf_counter() - t1
     with console.status("writing results…"):
         twin.save(out)
-    console.print(kpi_table(twin.kpis(), title=f"{scenario.name} — KPIs"))
+    kpis = twin.kpis()
+    console.print(kpi_table(kpis, title=f"{scenario.name} — KPIs"))
+    stuck = kpis["trips_unfinished"]
+    if kpis["trips_total"] and stuck > 0.05 * kpis["trips_total"]:
+        console.print(
+            f"[yellow]note:[/] {stuck:,} departed trips had not arrived when the run ended; if "
+            "network_vehicles in results.nc keeps rising, the network is overloaded (gridlock): "
+            "lower the demand or lengthen time.duration to let it clear"
+        )
     console.print(f"simulated {twin.duration_s / 3600:.1f} h in {wall:.1f} s; results in [bold]{out}[/] (results.nc, summary.json, scenario.yaml)")
     return 0
 
