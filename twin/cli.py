@@ -124,12 +124,7 @@ def _cmd_city_info(args, console: Console) -> int:
     src = Path(args.source)
     if src.suffix.lower() in (".graphml", ".osm", ".xml", ".pbf", ".yaml", ".yml") and not src.exists():
         raise FileNotFoundError(f"city file {args.source!r} not found")
-    spec = load_city_spec(args.source)
-
-    class _S:  # build_city takes a scenario-like object
-        city = spec
-
-    city = build_city(_S)
+    city = build_city(load_city_spec(args.source))
     net = city.network
     table = Table(title=f"city: {city.name}")
     table.add_column("item")

@@ -23,7 +23,7 @@ import simpy
 
 from city_models import City, load_city
 from city_models.demand import Trips, gravity_trips, read_trips_csv
-from scenarios import Scenario, scenario_hash
+from scenarios import CitySpec, Scenario, scenario_hash
 from twin.recorder import Recorder
 from twin.rng import component_rng
 from twin.traffic import TrafficModel
@@ -36,20 +36,15 @@ log = logging.getLogger(__name__)
 _MAX_CHUNK_S = 3600.0
 
 
-def build_city(scenario: Scenario) -> City:
-    """Load and validate the scenario's city."""
-    spec = scenario.city
-    kinds = {
-        "synthetic": spec.synthetic.model_dump() if spec.synthetic is not None else None,
-        "osm": spec.osm,
-        "graphml": spec.graphml,
-    }
-    kind, value = next((k, v) for k, v in kinds.items() if v is not None)
+def build_city(spec: CitySpec) -> City:
+    """Load and validate the city a scenario's ``city`` section describes."""
     seed = 0
-    if kind == "synthetic":
-        value = dict(value)
+    if spec.kind == "synthetic":
+        value = spec.synthetic.model_dump()
         seed = int(value.pop("seed", 0))
-    return load_city({kind: value, "min_link_m": spec.min_link_m}, seed=seed)
+    else:
+        value = getattr(spec, spec.kind)
+    return load_city({spec.kind: value, "min_link_m": spec.min_link_m}, seed=seed)
 
 
 def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Trips:
@@ -104,7 +99,7 @@ class Twin(mesa.Model):
         self.start_s = float(scenario.time.start)
         self.duration_s = float(scenario.time.duration)
         self.env = simpy.Environment()
-        self.city = city if city is not None else build_city(scenario)
+        self.city = city if city is not None else build_city(scenario.city)
         self.traffic = TrafficModel(
             self.city.network, step_s=float(scenario.time.step), route_tolerance=float(scenario.traffic.route_tolerance)
         )

@@ -70,14 +70,14 @@ def compute_kpis(twin) -> dict[str, float]:
       waiting at origins excluded).
     """
     from kernels.traffic import VEH_NO_ROUTE, VEH_PENDING
+    from twin.traffic import time_in_system
 
     tr = _trip_arrays(twin)
     now = twin.traffic.now
     done = np.isfinite(tr["arrive"])
     released = tr["status"] != VEH_PENDING
     tt = tr["travel"][done]
-    end = np.where(done, tr["arrive"], now)
-    vht = float(np.clip(end[released] - tr["depart"][released], 0, None).sum() / 3600.0)
+    in_system = time_in_system(tr["depart"], tr["arrive"], now)[released]
     rec = twin.recorder
     link_km = 0.0
     link_h = 0.0
@@ -88,7 +88,6 @@ def compute_kpis(twin) -> dict[str, float]:
         link_km = float(sum((o * L).sum() for o in rec.link["outflow"]) / 1000.0)
         link_h = float(sum((v * s).sum() for v, s in zip(rec.link["vehicles"], span)) / 3600.0)
     delay = tt - tr["fftt"][done]
-    in_system = np.clip(end[released] - tr["depart"][released], 0, None)
     delay_all = in_system - tr["fftt"][released]
     n_total = int(tr["depart"].shape[0])
     return {
@@ -97,7 +96,7 @@ def compute_kpis(twin) -> dict[str, float]:
         "completion_rate": float(100.0 * done.sum() / n_total) if n_total else float("nan"),
         "mean_travel_time_s": float(tt.mean()) if tt.size else float("nan"),
         "p95_travel_time_s": float(np.percentile(tt, 95)) if tt.size else float("nan"),
-        "vehicle_hours": vht,
+        "vehicle_hours": float(in_system.sum() / 3600.0),
         "vehicle_km": float(tr["length"].sum() / 1000.0),
         "mean_network_speed_kmh": link_km / link_h if link_h > 0 else float("nan"),
         "total_delay_h": float(delay_all.sum() / 3600.0),

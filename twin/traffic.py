@@ -16,7 +16,7 @@ from city_models.network import Network
 from kernels import traffic as k
 from kernels.routing import Graph, graph_of, route_table, stale_rows
 
-__all__ = ["TrafficModel", "SimResult", "simulate"]
+__all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system"]
 
 
 _VEHICLE_BASE = ("orig", "depart", "order", "arrive", "enter_net", "fhot", "ihot")
@@ -105,11 +105,13 @@ class TrafficModel:
             ring_off=ring_off,
             ring_len=ring_len,
         )
+        self.graph: Graph = graph_of(net)  # the static adjacency, shared with the node arrays
+        g = self.graph
         self.nodes = k.Nodes(
-            in_indptr=net.in_indptr.copy(),
-            in_links=net.in_links.copy(),
-            out_indptr=net.out_indptr.copy(),
-            out_links=net.out_links.copy(),
+            in_indptr=g.in_indptr,
+            in_links=g.in_links,
+            out_indptr=g.out_indptr,
+            out_links=g.out_links,
             cycle=net.signal_cycle_s.copy(),
             offset=net.signal_offset_s.copy(),
         )
@@ -138,7 +140,6 @@ class TrafficModel:
             cursor=np.zeros(2, np.int64),
         )
         self.veh = _empty_vehicles(0)
-        self.graph: Graph = graph_of(net)
         self.dest_row = np.full(nn, -1, np.int32)  # node -> route-table row
         self.dest_nodes = np.zeros(0, np.int32)
         self.routes = k.Routes(
@@ -321,6 +322,13 @@ class TrafficModel:
         return res
 
 
+def time_in_system(depart_s: np.ndarray, arrive_s: np.ndarray, now: float) -> np.ndarray:
+    """Seconds each trip has spent since its scheduled departure: to arrival, or to
+    ``now`` while unfinished (0 before departure)."""
+    end = np.where(np.isfinite(arrive_s), arrive_s, now)
+    return np.clip(end - depart_s, 0.0, None)
+
+
 @dataclass
 class SimResult:
     """Per-trip outcome of :func:`simulate`."""
@@ -342,8 +350,7 @@ class SimResult:
     @property
     def vehicle_hours(self) -> float:
         """Hours from scheduled departure to arrival (or to the end for unfinished trips)."""
-        end = np.where(np.isfinite(self.arrive_s), self.arrive_s, self.sim_end_s)
-        return float(np.clip(end - self.depart_s, 0, None).sum() / 3600.0)
+        return float(time_in_system(self.depart_s, self.arrive_s, self.sim_end_s).sum() / 3600.0)
 
 
 def simulate(

@@ -24,4 +24,4 @@ def small_scenario(**overrides):
 
 @pytest.fixture(scope="session")
 def small_city():
-    return build_city(small_scenario())
+    return build_city(small_scenario().city)
