@@ -43,14 +43,15 @@ def _fmt(value: float) -> str:
 
 def kpi_table(kpis: dict, title: str = "KPIs") -> Table:
     """A rich table of KPIs with labels and units."""
-    from twin.results import KPI_LABELS
+    from twin.results import kpi_labels
 
+    labels = kpi_labels()
     table = Table(title=title)
     table.add_column("KPI")
     table.add_column("value", justify="right")
     table.add_column("unit")
     for key, value in kpis.items():
-        label, unit = KPI_LABELS.get(key, (key, ""))
+        label, unit = labels.get(key, (key, ""))
         table.add_row(label, _fmt(value), unit)
     return table
 

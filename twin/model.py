@@ -122,6 +122,11 @@ class Twin(mesa.Model):
         if self.dynamic_routing:
             self.env.process(self._reroute_process())
         self.env.process(self.recorder.process())
+        from twin.components import build_components
+
+        self.components = build_components(self)
+        for comp in self.components.values():
+            comp.start()
 
     # ---------------------------------------------------------------- clock
     @property

@@ -66,3 +66,5 @@ class Recorder:
         self.network["arrived"].append(c["arrived"])
         self.network["departed"].append(tm.n_vehicles - c["pending"])
         self.time.append(tm.now)
+        for comp in getattr(self.twin, "components", {}).values():
+            comp.sample(tm.now)

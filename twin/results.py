@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["build_dataset", "compute_kpis", "write_run", "package_version", "KPI_LABELS"]
+__all__ = ["build_dataset", "compute_kpis", "write_run", "package_version", "KPI_LABELS", "kpi_labels"]
 
 #: KPI key -> (label, unit) for tables and reports
 KPI_LABELS: dict[str, tuple[str, str]] = {
@@ -90,7 +90,7 @@ def compute_kpis(twin) -> dict[str, float]:
     delay = tt - tr["fftt"][done]
     delay_all = in_system - tr["fftt"][released]
     n_total = int(tr["depart"].shape[0])
-    return {
+    out = {
         "trips_total": n_total,
         "trips_completed": int(done.sum()),
         "completion_rate": float(100.0 * done.sum() / n_total) if n_total else float("nan"),
@@ -104,6 +104,16 @@ def compute_kpis(twin) -> dict[str, float]:
         "trips_unfinished": int(np.count_nonzero(released & ~done)),
         "no_route": int(np.count_nonzero(tr["status"] == VEH_NO_ROUTE)),
     }
+    for comp in twin.components.values():
+        out.update(comp.kpis())
+    return out
+
+
+def kpi_labels() -> dict[str, tuple[str, str]]:
+    """Labels and units of the traffic KPIs and those of every component."""
+    from twin.components import component_kpi_labels
+
+    return {**KPI_LABELS, **component_kpi_labels()}
 
 
 def _clock(seconds: float) -> str:
@@ -179,6 +189,12 @@ def build_dataset(twin) -> xr.Dataset:
         "output_interval_s": float(rec.interval_s),
         "sim_time_s": float(twin.traffic.now),
     }
+    for comp in twin.components.values():
+        for name, var in comp.data_vars().items():
+            if name.startswith("coord:"):
+                coords[name[6:]] = var
+            else:
+                data[name] = var
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     for name, value in compute_kpis(twin).items():
         ds.attrs[f"kpi_{name}"] = value
