@@ -29,8 +29,14 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     from city_models import CityError
     from city_models.demand import DemandError
     from scenarios import ScenarioError
+    from twin.errors import InputError
 
-    return (ScenarioError, CityError, DemandError, OSError)
+    return (ScenarioError, CityError, DemandError, InputError, OSError)
+
+
+#: modules that add sub-commands: each has ``add_commands(sub)`` taking the sub-parsers
+#: object and registering its commands (their ``func(args, console) -> int``)
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _fmt(value: float) -> str:
@@ -181,6 +187,10 @@ def _parser() -> argparse.ArgumentParser:
     ci.set_defaults(func=_cmd_city_info)
     s = sub.add_parser("scenarios", help="list the built-in scenarios")
     s.set_defaults(func=_cmd_scenarios)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
     return p
 
 
