@@ -175,7 +175,34 @@ def build_dataset(twin) -> xr.Dataset:
         "link_lanes": _var(("link",), net.lanes, "1", "lanes"),
         "link_free_speed": _var(("link",), net.free_speed_mps, "m s-1", "free-flow speed"),
         "link_capacity": _var(("link",), net.capacity_vph, "veh h-1", "capacity, all lanes"),
+        "link_kind": _var(("link",), net.link_kind.astype(str), "1", "road class (e.g. local, arterial, ring, bridge)"),
+        "node": _var(("node",), np.arange(net.n_nodes, dtype=np.int64), "1", "node index"),
+        "node_x": _var(("node",), net.x, "m", "node easting (local metric frame)"),
+        "node_y": _var(("node",), net.y, "m", "node northing (local metric frame)"),
+        "node_zone": _var(("node",), twin.city.zones.node_zone.astype(np.int64), "1", "zone of the node (-1: none)"),
+        "link_x0": _var(("link",), net.x[net.src], "m", "upstream end, easting"),
+        "link_y0": _var(("link",), net.y[net.src], "m", "upstream end, northing"),
+        "link_x1": _var(("link",), net.x[net.dst], "m", "downstream end, easting"),
+        "link_y1": _var(("link",), net.y[net.dst], "m", "downstream end, northing"),
     }
+    z = twin.city.zones
+    coords.update({
+        "zone": _var(("zone",), np.arange(z.n_zones, dtype=np.int64), "1", "zone index"),
+        "zone_name": _var(("zone",), np.asarray(z.name, dtype=str), "1", "zone name"),
+        "zone_x": _var(("zone",), np.asarray(z.x, np.float64), "m", "zone centroid, easting"),
+        "zone_y": _var(("zone",), np.asarray(z.y, np.float64), "m", "zone centroid, northing"),
+        "zone_residents": _var(("zone",), np.asarray(z.residents, np.int64), "1", "residents"),
+        "zone_jobs": _var(("zone",), np.asarray(z.jobs, np.int64), "1", "jobs"),
+    })
+    fac = twin.city.facilities
+    if fac:
+        coords.update({
+            "facility": _var(("facility",), np.arange(len(fac), dtype=np.int64), "1", "facility index"),
+            "facility_kind": _var(("facility",), np.array([f.kind for f in fac], dtype=str), "1", "kind"),
+            "facility_name": _var(("facility",), np.array([f.name for f in fac], dtype=str), "1", "name"),
+            "facility_x": _var(("facility",), net.x[[f.node for f in fac]], "m", "easting"),
+            "facility_y": _var(("facility",), net.y[[f.node for f in fac]], "m", "northing"),
+        })
     sc = twin.scenario
     attrs = {
         "title": f"city twin run: {sc.name}",
