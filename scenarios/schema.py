@@ -482,6 +482,10 @@ class Scenario(_Section):
         Added by a later issue (live data): sources, sensor table, cleansing, assimilation.
     population : dict
         Added by a later issue (agents): population synthesis and activity plans.
+    baseline : str or None
+        The scenario this one is compared against by ``twin compare SCENARIO.yaml``: a
+        file (absolute after loading; relative paths read from this file's folder) or a
+        built-in scenario name. Not part of the resolved scenario or its hash.
     """
 
     name: str = "scenario"
@@ -497,6 +501,18 @@ class Scenario(_Section):
     interventions: list[InterventionSpec] = Field(default_factory=list)
     feeds: FeedsSpec = Field(default_factory=FeedsSpec)
     population: PopulationSpec = Field(default_factory=PopulationSpec)
+    baseline: str | None = Field(default=None, exclude=True)
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if text and not any(sep in text for sep in "/\\.") and \
+                (Path(__file__).resolve().parent / "library" / f"{text}.yaml").is_file():
+            return text  # a built-in scenario's name
+        return _resolve_file(value, info, what="baseline scenario file")
 
     @model_validator(mode="before")
     @classmethod
