@@ -123,7 +123,9 @@ class Twin(mesa.Model):
             self.env.process(self._reroute_process())
         self.env.process(self.recorder.process())
         from twin.components import build_components
+        from twin.linkcontrol import LinkControl
 
+        self.link_control = LinkControl(self)
         self.components = build_components(self)
         for comp in self.components.values():
             comp.start()

@@ -64,7 +64,7 @@ class Recorder:
         self.network["on_network"].append(c["on_network"])
         self.network["waiting"].append(c["waiting"])
         self.network["arrived"].append(c["arrived"])
-        self.network["departed"].append(tm.n_vehicles - c["pending"])
+        self.network["departed"].append(tm.n_vehicles - c["pending"] - c["cancelled"])
         self.time.append(tm.now)
         for comp in getattr(self.twin, "components", {}).values():
             comp.sample(tm.now)

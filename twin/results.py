@@ -28,6 +28,7 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "mean_delay_s": ("Mean delay per completed trip", "s"),
     "trips_unfinished": ("Trips departed, not arrived", ""),
     "no_route": ("Trips waiting for a route", ""),
+    "trips_cancelled": ("Trips cancelled before departure", ""),
 }
 
 
@@ -70,12 +71,13 @@ def compute_kpis(twin) -> dict[str, float]:
       waiting at origins excluded).
     """
     from kernels.traffic import VEH_NO_ROUTE, VEH_PENDING
-    from twin.traffic import time_in_system
+    from twin.traffic import VEH_CANCELLED, time_in_system
 
     tr = _trip_arrays(twin)
     now = twin.traffic.now
     done = np.isfinite(tr["arrive"])
-    released = tr["status"] != VEH_PENDING
+    cancelled = tr["status"] == VEH_CANCELLED
+    released = (tr["status"] != VEH_PENDING) & ~cancelled
     tt = tr["travel"][done]
     in_system = time_in_system(tr["depart"], tr["arrive"], now)[released]
     rec = twin.recorder
@@ -93,7 +95,7 @@ def compute_kpis(twin) -> dict[str, float]:
     out = {
         "trips_total": n_total,
         "trips_completed": int(done.sum()),
-        "completion_rate": float(100.0 * done.sum() / n_total) if n_total else float("nan"),
+        "completion_rate": float(100.0 * done.sum() / max(n_total - cancelled.sum(), 1)) if n_total else float("nan"),
         "mean_travel_time_s": float(tt.mean()) if tt.size else float("nan"),
         "p95_travel_time_s": float(np.percentile(tt, 95)) if tt.size else float("nan"),
         "vehicle_hours": float(in_system.sum() / 3600.0),
@@ -103,6 +105,7 @@ def compute_kpis(twin) -> dict[str, float]:
         "mean_delay_s": float(delay.mean()) if delay.size else float("nan"),
         "trips_unfinished": int(np.count_nonzero(released & ~done)),
         "no_route": int(np.count_nonzero(tr["status"] == VEH_NO_ROUTE)),
+        "trips_cancelled": int(np.count_nonzero(cancelled)),
     }
     for comp in twin.components.values():
         out.update(comp.kpis())

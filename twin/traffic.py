@@ -16,7 +16,7 @@ from city_models.network import Network
 from kernels import traffic as k
 from kernels.routing import Graph, graph_of, route_table, stale_rows
 
-__all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system"]
+__all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system", "link_parameters", "VEH_CANCELLED"]
 
 
 _VEHICLE_BASE = ("orig", "depart", "order", "arrive", "enter_net", "fhot", "ihot")
@@ -42,21 +42,51 @@ def _vehicles(orig, depart, order, arrive, enter_net, fhot, ihot) -> k.Vehicles:
     )
 
 
-def _empty_vehicles(n: int) -> k.Vehicles:
+#: status of a trip cancelled before it departed (never released; see ``cancel_trips``)
+VEH_CANCELLED = -5
+
+
+def _vehicle_buffers(n: int) -> dict[str, np.ndarray]:
+    """Base vehicle arrays for ``n`` vehicles, in their initial state."""
     fhot = np.zeros((n, 3), np.float64)
     fhot[:, k.F_ENTER] = np.nan
     ihot = np.zeros((n, 4), np.int32)
     ihot[:, k.I_NXT] = -1
     ihot[:, k.I_LINK] = k.VEH_PENDING
-    return _vehicles(
-        orig=np.zeros(n, np.int32),
-        depart=np.zeros(n, np.float64),
-        order=np.zeros(n, np.int32),
-        arrive=np.full(n, np.nan),
-        enter_net=np.full(n, np.nan),
-        fhot=fhot,
-        ihot=ihot,
-    )
+    return {
+        "orig": np.zeros(n, np.int32),
+        "depart": np.zeros(n, np.float64),
+        "order": np.zeros(n, np.int32),
+        "arrive": np.full(n, np.nan),
+        "enter_net": np.full(n, np.nan),
+        "fhot": fhot,
+        "ihot": ihot,
+    }
+
+
+def _empty_vehicles(n: int) -> k.Vehicles:
+    return _vehicles(**_vehicle_buffers(n))
+
+
+def link_parameters(length_m, capacity_vph, free_speed_mps, jam_density_vpm):
+    """The kernel's per-link parameters from a link's fundamental diagram.
+
+    Returns ``(headway, free_tt, storage, lag)``: seconds per vehicle at
+    capacity (inf for no capacity), free-flow time, vehicles the link holds
+    at jam density (at least 1), and the backward wave's travel time.  The
+    one formula both the initial build and every later change use, so a
+    change that is reverted restores the arrays bit for bit.
+    """
+    cap_vps = np.asarray(capacity_vph, np.float64) / 3600.0
+    length_m = np.asarray(length_m, np.float64)
+    vf = np.asarray(free_speed_mps, np.float64)
+    kj = np.asarray(jam_density_vpm, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        headway = np.where(cap_vps > 0, 1.0 / cap_vps, np.inf)
+        w = cap_vps / (kj - cap_vps / vf)
+        lag = np.where(cap_vps > 0, length_m / w, np.inf)
+    storage = np.maximum(kj * length_m, 1.0)
+    return headway, length_m / vf, storage, lag
 
 
 class TrafficModel:
@@ -82,11 +112,9 @@ class TrafficModel:
         self.network = network
         self.dt = float(step_s)
         net = network
-        cap_vps = net.capacity_vph / 3600.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            headway = np.where(cap_vps > 0, 1.0 / cap_vps, np.inf)
-            lag = np.where(cap_vps > 0, net.length_m / net.backward_wave_speed_mps, np.inf)
-        storage = np.maximum(net.jam_density_vpm * net.length_m, 1.0)
+        headway, free_tt, storage, lag = link_parameters(
+            net.length_m, net.capacity_vph, net.free_speed_mps, net.jam_density_vpm
+        )
         ring_len = np.ceil(storage).astype(np.int64) + 1
         ring_off = np.zeros(net.n_links, np.int64)
         if net.n_links:
@@ -95,7 +123,7 @@ class TrafficModel:
             src=net.src.copy(),
             dst=net.dst.copy(),
             length=net.length_m.copy(),
-            free_tt=net.length_m / net.free_speed_mps,
+            free_tt=free_tt,
             headway=headway,
             storage=storage,
             lag=lag,
@@ -139,6 +167,7 @@ class TrafficModel:
             last_t=np.full(nn, -np.inf),
             cursor=np.zeros(2, np.int64),
         )
+        self._vbuf = _vehicle_buffers(0)  # vehicle arrays with spare room; ``veh`` views the used part
         self.veh = _empty_vehicles(0)
         self.dest_row = np.full(nn, -1, np.int32)  # node -> route-table row
         self.dest_nodes = np.zeros(0, np.int32)
@@ -159,11 +188,13 @@ class TrafficModel:
         # and rebuild the views, or a restored model would update copies
         state = self.__dict__.copy()
         state["veh"] = {f: getattr(self.veh, f) for f in _VEHICLE_BASE}
+        del state["_vbuf"]  # the spare room is not state
         return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
-        state["veh"] = _vehicles(**state["veh"])
+        state["_vbuf"] = {f: np.ascontiguousarray(a) for f, a in state["veh"].items()}
+        state["veh"] = _vehicles(**state["_vbuf"])
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ time
@@ -206,24 +237,55 @@ class TrafficModel:
                 raise ValueError(f"trip {bad}: {name} {int(arr[bad])} is not a node index (0..{nn - 1})")
         if m and not np.all(np.isfinite(depart_s)):
             raise ValueError("trip departure times must be finite")
-        old = self.veh
-        n0 = old.orig.shape[0]
-        new = _empty_vehicles(n0 + m)
-        for f in _VEHICLE_BASE:  # the rest are views of these
-            if f != "order":
-                getattr(new, f)[:n0] = getattr(old, f)
-        new.orig[n0:] = origin
-        new.dest[n0:] = destination
-        new.depart[n0:] = depart_s
-        self._ensure_rows(np.unique(destination))
-        new.dest_idx[n0:] = self.dest_row[destination]
+        n0 = self.n_vehicles
+        self._reserve(n0 + m)
+        buf = self._vbuf
         released = int(self.state.cursor[0])
-        new.order[:released] = old.order[:released]
-        rest = np.concatenate([old.order[released:], np.arange(n0, n0 + m, dtype=np.int32)])
-        rest = rest[np.argsort(new.depart[rest], kind="stable")]
-        new.order[released:] = rest
-        self.veh = new
+        rest = np.concatenate([buf["order"][released:n0], np.arange(n0, n0 + m, dtype=np.int32)])
+        buf["orig"][n0:n0 + m] = origin
+        buf["ihot"][n0:n0 + m, k.I_DEST] = destination
+        buf["depart"][n0:n0 + m] = depart_s
+        self._ensure_rows(np.unique(destination))
+        buf["ihot"][n0:n0 + m, k.I_DIDX] = self.dest_row[destination]
+        buf["order"][released:n0 + m] = rest[np.argsort(buf["depart"][rest], kind="stable")]
+        self.veh = _vehicles(**{f: a[:n0 + m] for f, a in buf.items()})
         return np.arange(n0, n0 + m, dtype=np.int64)
+
+    def _reserve(self, n: int) -> None:
+        """Make room for ``n`` vehicles (growing geometrically, so adding trips in
+        many small batches costs amortised constant time per trip)."""
+        cap = self._vbuf["orig"].shape[0]
+        if n <= cap:
+            return
+        new = _vehicle_buffers(max(n, 2 * cap, 1024))
+        used = self.n_vehicles
+        for f, a in self._vbuf.items():
+            new[f][:used] = a[:used]
+        self._vbuf = new
+        self.veh = _vehicles(**{f: a[:used] for f, a in new.items()})
+
+    def cancel_trips(self, ids) -> np.ndarray:
+        """Cancel trips that have not departed yet; returns the ids actually cancelled.
+
+        Cancelled vehicles are marked ``VEH_CANCELLED`` and never enter the
+        network; trips already released (waiting, driving, arrived) are left
+        as they are.
+        """
+        ids = np.unique(np.asarray(ids, np.int64))
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_vehicles):
+            raise ValueError(f"vehicle ids must be in 0..{self.n_vehicles - 1}")
+        veh = self.veh
+        ids = ids[veh.link[ids] == k.VEH_PENDING]
+        if ids.size == 0:
+            return ids
+        veh.link[ids] = VEH_CANCELLED
+        # move them to just behind the release pointer: the kernel never sees them
+        released = int(self.state.cursor[0])
+        rest = veh.order[released:]
+        gone = np.isin(rest, ids)
+        veh.order[released:] = np.concatenate([rest[gone], rest[~gone]])
+        self.state.cursor[0] = released + ids.size
+        return ids
 
     def _ensure_rows(self, dests: np.ndarray) -> None:
         missing = dests[self.dest_row[dests] < 0]
@@ -239,6 +301,72 @@ class TrafficModel:
         active = np.zeros(self.dest_nodes.shape[0], np.bool_)
         active[r0:] = True
         self._fill_routes(active)
+
+    # --------------------------------------------------------- link changes
+    def set_link_params(
+        self,
+        links,
+        *,
+        capacity_vph,
+        free_speed_mps,
+        jam_density_vpm,
+        is_open,
+    ) -> None:
+        """Give ``links`` a new fundamental diagram and open/closed state, from now on.
+
+        Vehicles already on a changed link keep their place; the head vehicle's
+        free-flow exit time follows the new speed.  A link whose storage grows
+        past its exit-time ring gets a larger ring (older exits are kept).
+        Reverting to the network's own values restores the parameter arrays
+        exactly (:func:`link_parameters` is the one formula).
+        """
+        idx = np.asarray(links, np.int64)
+        if idx.size == 0:
+            return
+        lk = self.links
+        headway, free_tt, storage, lag = link_parameters(
+            lk.length[idx], capacity_vph, free_speed_mps, jam_density_vpm
+        )
+        lk.headway[idx] = headway
+        lk.free_tt[idx] = free_tt
+        lk.storage[idx] = storage
+        lk.lag[idx] = lag
+        lk.is_open[idx] = np.asarray(is_open, np.uint8)
+        need = np.ceil(lk.storage).astype(np.int64) + 1
+        if np.any(need > lk.ring_len):
+            self._resize_rings(np.maximum(need, lk.ring_len))
+        ls, veh = self.state, self.veh
+        h = ls.head[idx]
+        busy = h >= 0
+        ls.head_ready[idx[busy]] = veh.enter_t[h[busy]] + lk.free_tt[idx[busy]]
+
+    def _resize_rings(self, ring_len: np.ndarray) -> None:
+        lk, ls = self.links, self.state
+        off = np.zeros_like(ring_len)
+        if off.size:
+            np.cumsum(ring_len[:-1], out=off[1:])
+        ring = np.full(int(ring_len.sum()), -np.inf)  # exits older than the old ring: long gone
+        for a in np.flatnonzero(ring_len != lk.ring_len):
+            n_out, old, new = int(ls.n_out[a]), int(lk.ring_len[a]), int(ring_len[a])
+            for e in range(max(0, n_out - old), n_out):
+                ring[off[a] + e % new] = ls.exit_ring[lk.ring_off[a] + e % old]
+        same = np.flatnonzero(ring_len == lk.ring_len)  # unchanged rings move as blocks
+        lens = ring_len[same]
+        within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        ring[np.repeat(off[same], lens) + within] = ls.exit_ring[np.repeat(lk.ring_off[same], lens) + within]
+        self.links = lk._replace(ring_off=off, ring_len=ring_len)
+        self.state = ls._replace(exit_ring=ring)
+
+    def set_signal_plan(self, nodes, *, cycle_s, offset_s, links=None, green_start_s=None, green_end_s=None) -> None:
+        """Change fixed-time signal plans: each node's cycle and offset, and the
+        green window ``[start, end)`` within the cycle of each in-link given."""
+        nodes = np.asarray(nodes, np.int64)
+        self.nodes.cycle[nodes] = cycle_s
+        self.nodes.offset[nodes] = offset_s
+        if links is not None:
+            links = np.asarray(links, np.int64)
+            self.links.green_start[links] = green_start_s
+            self.links.green_end[links] = green_end_s
 
     # -------------------------------------------------------------- routing
     def _fill_routes(self, rows: np.ndarray) -> None:
@@ -280,7 +408,7 @@ class TrafficModel:
 
     # ------------------------------------------------------------- records
     def counts(self) -> dict[str, int]:
-        """Vehicles by state: pending, waiting, on_network, arrived, no_route."""
+        """Vehicles by state: pending, waiting, on_network, arrived, no_route, cancelled."""
         s = self.veh.link
         return {
             "pending": int(np.count_nonzero(s == k.VEH_PENDING)),
@@ -288,6 +416,7 @@ class TrafficModel:
             "on_network": int(np.count_nonzero(s >= 0)),
             "arrived": int(np.count_nonzero(s == k.VEH_ARRIVED)),
             "no_route": int(np.count_nonzero(s == k.VEH_NO_ROUTE)),
+            "cancelled": int(np.count_nonzero(s == VEH_CANCELLED)),
         }
 
     def take_interval(self) -> dict[str, np.ndarray]:

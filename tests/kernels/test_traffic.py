@@ -256,7 +256,7 @@ def test_no_trips_and_no_links():
     bare = make_network(x=[0.0, 1.0], y=[0.0, 0.0], src=[], dst=[], length_m=[], lanes=[], free_speed_mps=[])
     trips = (np.array([0, 0, 1], np.int32), np.array([0, 1, 0], np.int32), np.array([1.0, 2.0, 3.0]))
     m, _ = run_both(bare, trips, dt=1.0, duration=10.0)
-    assert m.counts() == {"pending": 0, "waiting": 0, "on_network": 0, "arrived": 1, "no_route": 2}
+    assert m.counts() == {"pending": 0, "waiting": 0, "on_network": 0, "arrived": 1, "no_route": 2, "cancelled": 0}
     assert m.veh.arrive[0] == 1.0
 
 
