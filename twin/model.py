@@ -113,6 +113,11 @@ class Twin(mesa.Model):
             )
         self.trips = build_demand(scenario, self.city, component_rng(seed, "demand"))
         self.trip_ids = self.trips.trip_id
+        #: where each block of vehicles came from: (first vehicle id, count, source code)
+        n_scn = self.trips.trip_id.shape[0]
+        self.trip_blocks: list[tuple[int, int, int]] = [(0, n_scn, 0)] if n_scn else []
+        self.trip_sources: list[str] = ["scenario"]
+        self._extra_od: list[tuple[np.ndarray, np.ndarray]] = []  # trips added after the scenario's
         self.traffic.add_trips(self.trips.origin, self.trips.destination, self.trips.depart_s)
         self.reroute_s = float(scenario.traffic.reroute_interval)
         self.dynamic_routing = scenario.traffic.routing == "dynamic"
@@ -129,6 +134,40 @@ class Twin(mesa.Model):
         self.components = build_components(self)
         for comp in self.components.values():
             comp.start()
+
+    # --------------------------------------------------------------- demand
+    def add_trips(self, origin, destination, depart_s, *, source: str) -> np.ndarray:
+        """Put trips on the road (dense node indices, departure times in s since the start).
+
+        Every component adds its trips here, so the run's results cover them
+        all, labelled by ``source`` (e.g. ``"scenario"``, ``"population"``,
+        ``"demand change"``).  Returns the new vehicle ids.
+        """
+        ids = self.traffic.add_trips(origin, destination, depart_s)
+        if source not in self.trip_sources:
+            self.trip_sources.append(source)
+        code = self.trip_sources.index(source)
+        if ids.size:
+            last = self.trip_blocks[-1] if self.trip_blocks else None
+            if last is not None and last[2] == code and last[0] + last[1] == ids[0]:
+                self.trip_blocks[-1] = (last[0], last[1] + ids.size, code)
+            else:
+                self.trip_blocks.append((int(ids[0]), int(ids.size), code))
+            self._extra_od.append((np.asarray(origin, np.int32).copy(), np.asarray(destination, np.int32).copy()))
+        return ids
+
+    def trip_table(self) -> dict[str, np.ndarray]:
+        """Every trip put on the road so far: id, origin, destination (node indices), source code."""
+        n_scn = self.trips.trip_id.shape[0]
+        n = self.traffic.n_vehicles
+        first_extra = int(self.trips.trip_id.max()) + 1 if n_scn else 0
+        ids = np.concatenate([self.trips.trip_id.astype(np.int64), first_extra + np.arange(n - n_scn, dtype=np.int64)])
+        o = np.concatenate([self.trips.origin.astype(np.int32)] + [a for a, _ in self._extra_od])
+        d = np.concatenate([self.trips.destination.astype(np.int32)] + [b for _, b in self._extra_od])
+        src = np.zeros(n, np.int8)
+        for first, count, code in self.trip_blocks:
+            src[first:first + count] = code
+        return {"trip_id": ids, "origin": o, "destination": d, "source": src}
 
     # ---------------------------------------------------------------- clock
     @property

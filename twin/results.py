@@ -40,9 +40,9 @@ def package_version() -> str:
 
 
 def _trip_arrays(twin) -> dict[str, np.ndarray]:
-    """Per-trip outcome for the scenario's trips (the first ``n`` vehicles)."""
+    """Per-trip outcome of every trip put on the road (scenario's and components')."""
     veh = twin.traffic.veh
-    n = twin.trips.trip_id.shape[0]
+    n = twin.traffic.n_vehicles
     depart = veh.depart[:n]
     arrive = veh.arrive[:n]
     return {
@@ -146,7 +146,7 @@ def build_dataset(twin) -> xr.Dataset:
         return np.stack(rec.link[key]).astype(dtype)
 
     tr = _trip_arrays(twin)
-    trips = twin.trips
+    table = twin.trip_table()
     data = {
         "link_inflow": _var(("time", "link"), stack("inflow", np.int32), "veh", "vehicles entering the link in the interval"),
         "link_outflow": _var(("time", "link"), stack("outflow", np.int32), "veh", "vehicles leaving the link in the interval"),
@@ -156,8 +156,8 @@ def build_dataset(twin) -> xr.Dataset:
         "network_waiting": _var(("time",), np.asarray(rec.network["waiting"], np.int64), "veh", "vehicles waiting to enter at their origin"),
         "trips_departed": _var(("time",), np.asarray(rec.network["departed"], np.int64), "1", "trips whose departure time has passed (cumulative)"),
         "trips_arrived": _var(("time",), np.asarray(rec.network["arrived"], np.int64), "1", "trips completed (cumulative)"),
-        "trip_origin": _var(("trip",), net.node_osmid[trips.origin], "1", "origin node (source id)"),
-        "trip_destination": _var(("trip",), net.node_osmid[trips.destination], "1", "destination node (source id)"),
+        "trip_origin": _var(("trip",), net.node_osmid[table["origin"]], "1", "origin node (source id)"),
+        "trip_destination": _var(("trip",), net.node_osmid[table["destination"]], "1", "destination node (source id)"),
         "trip_depart_s": _var(("trip",), tr["depart"], "s", "scheduled departure time since the start"),
         "trip_arrive_s": _var(("trip",), tr["arrive"], "s", "arrival time since the start (NaN if unfinished)"),
         "trip_travel_time_s": _var(("trip",), tr["travel"], "s", "arrival minus scheduled departure"),
@@ -169,7 +169,11 @@ def build_dataset(twin) -> xr.Dataset:
         "clock": _var(("time",), np.array([_clock(twin.start_s + t) for t in rec.time], dtype=str), "1",
                       "clock time of day at the end of the output interval (HH:MM:SS)"),
         "link": _var(("link",), np.arange(nl, dtype=np.int64), "1", "link index"),
-        "trip": _var(("trip",), trips.trip_id.astype(np.int64), "1", "trip id"),
+        "trip": _var(("trip",), table["trip_id"], "1", "trip id"),
+        "trip_source": xr.Variable(("trip",), table["source"], attrs={
+            "units": "1", "long_name": "what put the trip on the road",
+            "flag_values": np.arange(len(twin.trip_sources), dtype=np.int8),
+            "flag_meanings": " ".join(s.replace(" ", "_") for s in twin.trip_sources)}),
         "link_src": _var(("link",), net.node_osmid[net.src], "1", "upstream node (source id)"),
         "link_dst": _var(("link",), net.node_osmid[net.dst], "1", "downstream node (source id)"),
         "link_osmid": _var(("link",), net.link_osmid, "1", "source link id"),
