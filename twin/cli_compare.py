@@ -1,0 +1,144 @@
+"""``twin compare``: a scenario against its baseline, over replications, with 95 % intervals.
+
+::
+
+    twin compare BASELINE.yaml SCENARIO.yaml [--replications N] [--out DIR]
+                 [--scheduler ADDRESS] [--workers N] [--seed S]
+    twin compare SCENARIO.yaml ...        # the scenario names its baseline (baseline: FILE)
+
+Runs go to a local Dask cluster of worker processes (one per core) unless
+``--scheduler`` names a running one; ``--workers 0`` runs them one after the other
+in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["add_commands", "comparison_table"]
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if abs(value) >= 1000 or float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+
+
+def _signed(value) -> str:
+    text = _fmt(value)
+    return text if text == "–" or text.startswith("-") else f"+{text}"
+
+
+def comparison_table(summary: dict) -> Table:
+    """The KPI table of a comparison: baseline, scenario, difference and its interval."""
+    n = summary["replications"]
+    conf = round(100 * summary.get("confidence", 0.95))
+    table = Table(title=f"{summary['scenario']} vs {summary['baseline']} — {n} replications, same seeds",
+                  caption=f"significant: the {conf} % interval of the difference excludes zero")
+    table.add_column("KPI")
+    for name in ("baseline", "scenario", "difference", f"{conf} % interval"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("significant", no_wrap=True)
+    for row in summary["kpis"]:
+        lo, hi = row["ci_low"], row["ci_high"]
+        finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
+        ci = f"{_signed(lo)} … {_signed(hi)}" if finite else "–"
+        label = f"{row['label']} ({row['unit']})" if row["unit"] else row["label"]
+        sig = row["significant"]
+        table.add_row(label, _fmt(row["baseline"]), _fmt(row["scenario"]), _signed(row["difference"]), ci,
+                      "[bold]yes[/]" if sig else "[dim]no[/]", style=None if sig else "dim")
+    return table
+
+
+def _scenarios(paths: list[str]):
+    """The baseline and scenario the positional arguments name."""
+    from scenarios import load_scenario
+    from twin.errors import InputError
+
+    if len(paths) == 2:
+        return load_scenario(paths[0]), load_scenario(paths[1])
+    if len(paths) != 1:
+        raise InputError(f"twin compare takes BASELINE SCENARIO, or one SCENARIO that names its baseline; "
+                         f"got {len(paths)} files")
+    scenario = load_scenario(paths[0])
+    if scenario.baseline is None:
+        raise InputError(
+            f"scenario {paths[0]!r} names no baseline: give two files (twin compare BASELINE SCENARIO) "
+            "or add a top-level line 'baseline: FILE.yaml' to it")
+    return load_scenario(scenario.baseline), scenario
+
+
+def _cmd_compare(args, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from experiments.compare import ComparisonError, compare
+    from experiments.executor import Executor, default_workers
+
+    if args.replications < 2:
+        raise ComparisonError(
+            f"--replications must be at least 2 (a confidence interval needs the spread of two or "
+            f"more paired runs), got {args.replications}")
+    if args.workers is not None and args.workers < 0:
+        raise ComparisonError(f"--workers must be 0 (serial) or more, got {args.workers}")
+    if args.seed is not None and args.seed < 0:
+        raise ComparisonError(f"--seed must be 0 or more, got {args.seed}")
+    baseline, scenario = _scenarios(args.scenarios)
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{baseline.name}-vs-{scenario.name}"
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a comparison folder; choose another path")
+    n_runs = 2 * args.replications
+    if not args.verbose:  # the cluster's own chatter (worker start/stop) is not for this screen
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    with console.status("starting workers…"):
+        workers = args.workers
+        if workers is None and args.scheduler is None:
+            workers = min(default_workers(), n_runs)
+        executor = Executor(scheduler=args.scheduler, workers=workers)
+    where = {"serial": "in this process", "local": "local Dask cluster",
+             "remote": f"Dask scheduler {args.scheduler}"}[executor.kind]
+    console.print(f"comparing [bold]{scenario.name}[/] with baseline [bold]{baseline.name}[/]: "
+                  f"{args.replications} replications each, {where} ({executor.n_workers} at a time)")
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, disable=args.quiet)
+    try:
+        with progress:
+            task = progress.add_task("runs", total=n_runs)
+            result = compare(baseline, scenario, replications=args.replications, seed=args.seed,
+                             executor=executor, progress=lambda done, total: progress.update(task, completed=done))
+    finally:
+        executor.close()
+    with console.status("writing the comparison…"):
+        result.write(out)
+    s = result.summary
+    console.print(comparison_table(s))
+    eff = s["run_s"] / (s["workers"] * s["runs_wall_s"]) if s["runs_wall_s"] > 0 else float("nan")
+    console.print(
+        f"{n_runs} runs in {s['runs_wall_s']:.1f} s on {s['workers']} worker(s) "
+        f"(start-up {s['startup_s']:.1f} s; the runs' own time adds to {s['run_s']:.1f} s, "
+        f"efficiency {eff:.0%}); results in [bold]{out}[/] (summary.json, comparison.nc, baseline/, scenario/)")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register ``twin compare``."""
+    c = sub.add_parser("compare", help="compare a scenario with its baseline over replications (95 % intervals)",
+                       description="Run BASELINE and SCENARIO with the same seeds per replication and report "
+                                   "each KPI's difference with a 95 % confidence interval.")
+    c.add_argument("scenarios", nargs="+", metavar="SCENARIO",
+                   help="BASELINE.yaml SCENARIO.yaml, or one SCENARIO.yaml with a 'baseline: FILE' line "
+                        "(files or built-in names)")
+    c.add_argument("--replications", "-n", type=int, default=10, help="runs of each scenario (default 10, at least 2)")
+    c.add_argument("--out", help="comparison folder (default: runs/compare-<baseline>-vs-<scenario>)")
+    c.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    c.add_argument("--workers", type=int,
+                   help="local worker processes (default: the cores); 0 runs in this process, one after another")
+    c.add_argument("--seed", type=int, help="seed of replication 0; replication i uses seed+i (default: the baseline's)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_cmd_compare)
