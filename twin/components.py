@@ -69,6 +69,7 @@ def _load(path: str):
 def build_components(twin) -> dict[str, Component]:
     """Build the scenario's components, in :data:`FACTORIES` order."""
     out: dict[str, Component] = {}
+    twin.components = out  # filled as they are built: a later component may look up an earlier one
     for path in FACTORIES:
         comp = _load(path)(twin)
         if comp is not None:
