@@ -1,0 +1,412 @@
+"""Batched logit choices of the persons departing in one time bucket.
+
+Every person in the batch has one planned leg: an origin node, a preferred
+departure time and either a fixed destination (home, work, school) or a
+flexible one (any zone, an "other" activity).  :func:`choose` picks, for each
+person at once, the joint alternative with the highest random utility:
+
+* *travel or not* -- the "stay" alternative (utility 0) where the leg may be
+  skipped (``can_stay``);
+* *destination* -- for flexible legs, ``n_samples`` candidate nodes drawn in
+  proportion to the zones' attraction (sampling of alternatives, with the
+  ``-ln q`` correction), otherwise the fixed node;
+* *departure shift* -- every shift in ``ChoiceParams.shifts`` that leaves at
+  or after ``t_min`` (if none does, the latest shift, clamped to ``t_min``);
+* *mode* -- car (if the person has one and the destination is reachable) or
+  the non-car mode (public transport, bike and walk together, a door-to-door
+  speed).
+
+The systematic utility of travelling is ``theta * (value - gc - schedule)``
+(plus the size term of sampled destinations) where the generalized cost
+``gc`` is the value of the travel time (``vot`` per hour x current car travel
+time from the skim, or the non-car time) plus money (car cost per km, cordon
+prices crossed while they are set, fares, a non-car penalty) and ``schedule``
+prices leaving earlier or later than preferred.
+
+Randomness is counter based: the Gumbel term of alternative ``slot`` is a hash
+of the person's decision ``key`` and ``slot`` (:func:`hash_uniform`), so a
+choice does not depend on which other persons share its batch, on the batch
+order or on threads, and two scenarios that differ only in a price give each
+person the same draws (common random numbers): raising a price can only move
+a person away from the priced alternatives.
+
+All functions here are pure ``@njit`` kernels on arrays; the twin's
+population component builds the inputs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "ChoiceParams",
+    "ChoiceInputs",
+    "ChoiceWorld",
+    "ChoiceOutputs",
+    "MODE_CAR",
+    "MODE_OTHER",
+    "STAY",
+    "SLOT_STAY",
+    "SLOT_CANDIDATE",
+    "SLOT_NODE",
+    "mix64",
+    "hash_uniform",
+    "hash_uniforms",
+    "decision_keys",
+    "choose",
+    "empty_outputs",
+]
+
+MODE_CAR = 0
+MODE_OTHER = 1
+#: ``ChoiceOutputs.mode`` of a person who does not travel
+STAY = -1
+
+#: slots of the counter-based random numbers of one decision
+SLOT_STAY = 0  # Gumbel term of "stay"; alternatives use 1 + 2 * (c * S + s) + mode
+SLOT_CANDIDATE = 1 << 40  # + c: which zone candidate c is
+SLOT_NODE = 1 << 41  # + c: which node of that zone
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_INV53 = 1.0 / 9007199254740992.0  # 2**-53
+
+
+class ChoiceParams(NamedTuple):
+    """Parameters of the choice model (scalars as float64, shifts as an array).
+
+    Attributes
+    ----------
+    theta : float
+        Utility per currency unit of generalized cost (logit scale).
+    shifts : float64[S]
+        Departure shifts to choose from, seconds, ascending, containing 0.
+    early_cost_h, late_cost_h : float
+        Cost per hour of leaving earlier / later than preferred.
+    car_cost_km : float
+        Money cost of driving, per km.
+    detour : float
+        Network distance over straight-line distance.
+    other_speed : float
+        Door-to-door speed of the non-car mode, m/s (> 0).
+    other_wait_s : float
+        Fixed access and waiting time of the non-car mode, s.
+    other_fare : float
+        Money cost of a non-car trip.
+    other_penalty : float
+        Extra disutility of the non-car mode, currency (comfort, reliability).
+    attract_weight : float
+        Weight of the log attraction of a sampled destination (1: the
+        attraction enters in full; its sampling correction cancels it).
+    n_samples : int
+        Destination candidates drawn for a flexible leg (>= 1).
+    """
+
+    theta: float
+    shifts: np.ndarray
+    early_cost_h: float
+    late_cost_h: float
+    car_cost_km: float
+    detour: float
+    other_speed: float
+    other_wait_s: float
+    other_fare: float
+    other_penalty: float
+    attract_weight: float
+    n_samples: int
+
+
+class ChoiceInputs(NamedTuple):
+    """One bucket's persons (length ``B`` each).
+
+    Attributes
+    ----------
+    key : uint64[B]
+        Decision key (see :func:`decision_keys`).
+    orig : int32[B]
+        Origin node.
+    dest_node : int32[B]
+        Fixed destination node, or -1 for a flexible leg.
+    t_pref : float64[B]
+        Preferred departure, s.
+    t_min : float64[B]
+        Earliest possible departure (now), s.
+    value : float64[B]
+        Value of the activity, currency (the utility of going is measured
+        against staying; only matters where ``can_stay``).
+    vot : float64[B]
+        Value of time, currency per hour.
+    car : uint8[B]
+        1 if a car is available.
+    can_stay : uint8[B]
+        1 if the person may skip the leg.
+    """
+
+    key: np.ndarray
+    orig: np.ndarray
+    dest_node: np.ndarray
+    t_pref: np.ndarray
+    t_min: np.ndarray
+    value: np.ndarray
+    vot: np.ndarray
+    car: np.ndarray
+    can_stay: np.ndarray
+
+
+class ChoiceWorld(NamedTuple):
+    """What the persons know of the city now.
+
+    Attributes
+    ----------
+    skim : float64[Z, N]
+        Current car travel time from each node to each zone's centroid, s
+        (inf: unreachable).
+    node_x, node_y : float64[N]
+        Node coordinates, m.
+    node_zone : int32[N]
+        Zone of each node (-1: none).
+    zone_indptr : int64[Z + 1], zone_nodes : int32[...]
+        The nodes of each zone (CSR).
+    attract_cdf : float64[Z]
+        Cumulative attraction shares of the zones for flexible legs (last 1).
+    log_attract : float64[Z]
+        Log of each zone's attraction share (-inf when 0).
+    node_open : uint8[N]
+        0 where a node may not be a destination (evacuated zones).
+    cordon : uint8[C, N]
+        1 where a node lies inside cordon ``k``.
+    price : float64[C]
+        Price of crossing cordon ``k``'s boundary (0: not set).
+    price_until : float64[C]
+        Time the price is known to end, s (inf: not known).
+    """
+
+    skim: np.ndarray
+    node_x: np.ndarray
+    node_y: np.ndarray
+    node_zone: np.ndarray
+    zone_indptr: np.ndarray
+    zone_nodes: np.ndarray
+    attract_cdf: np.ndarray
+    log_attract: np.ndarray
+    node_open: np.ndarray
+    cordon: np.ndarray
+    price: np.ndarray
+    price_until: np.ndarray
+
+
+class ChoiceOutputs(NamedTuple):
+    """The choices (length ``B`` each).
+
+    Attributes
+    ----------
+    dest : int32[B]
+        Destination node (-1: stays).
+    mode : int8[B]
+        ``MODE_CAR``, ``MODE_OTHER`` or ``STAY``.
+    depart : float64[B]
+        Departure time, s (NaN: stays).
+    tt : float64[B]
+        Expected travel time, s (the non-car mode's actual time).
+    gc : float64[B]
+        Generalized cost of the chosen alternative (time value plus money,
+        schedule cost excluded), currency.
+    paid : float64[B]
+        Cordon prices in ``gc``.
+    """
+
+    dest: np.ndarray
+    mode: np.ndarray
+    depart: np.ndarray
+    tt: np.ndarray
+    gc: np.ndarray
+    paid: np.ndarray
+
+
+def empty_outputs(n: int) -> ChoiceOutputs:
+    """Output arrays for a batch of ``n`` persons."""
+    return ChoiceOutputs(
+        dest=np.full(n, -1, np.int32),
+        mode=np.full(n, STAY, np.int8),
+        depart=np.full(n, np.nan),
+        tt=np.full(n, np.nan),
+        gc=np.full(n, np.nan),
+        paid=np.zeros(n),
+    )
+
+
+# ----------------------------------------------------------------- random numbers
+
+
+@njit(cache=True, inline="always")
+def mix64(x):
+    """SplitMix64's finaliser: a bijective avalanche hash of a uint64."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, inline="always")
+def hash_uniform(key, slot):
+    """A uniform number in (0, 1) from a key and a slot (counter-based)."""
+    h = mix64(key ^ mix64(np.uint64(slot)))
+    return (np.float64(h >> _S11) + 0.5) * _INV53
+
+
+@njit(cache=True)
+def hash_uniforms(keys, slot, out):
+    """``out[i] = hash_uniform(keys[i], slot)`` for every key."""
+    for i in range(keys.shape[0]):
+        out[i] = hash_uniform(keys[i], slot)
+    return out
+
+
+@njit(cache=True)
+def decision_keys(base, person, leg, out):
+    """Key of person ``person[i]``'s decision about leg ``leg[i]`` under ``base``."""
+    for i in range(person.shape[0]):
+        out[i] = mix64(base ^ mix64(np.uint64(person[i]) * np.uint64(64) + np.uint64(leg[i])))
+    return out
+
+
+@njit(cache=True, inline="always")
+def _gumbel(key, slot):
+    return -np.log(-np.log(hash_uniform(key, slot)))
+
+
+# ----------------------------------------------------------------------- choice
+
+
+@njit(cache=True, inline="always")
+def _draw_zone(cdf, u):
+    lo, hi = 0, cdf.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cdf[mid] < u:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, inline="always")
+def _cordon_price(world, o, d, dep):
+    total = 0.0
+    for k in range(world.price.shape[0]):
+        p = world.price[k]
+        if p > 0.0 and dep < world.price_until[k] and world.cordon[k, o] != world.cordon[k, d]:
+            total += p
+    return total
+
+
+@njit(cache=True)
+def _choose_one(i, par, inp, world, out):
+    key = inp.key[i]
+    o = inp.orig[i]
+    ox = world.node_x[o]
+    oy = world.node_y[o]
+    shifts = par.shifts
+    n_s = shifts.shape[0]
+    t_pref = inp.t_pref[i]
+    t_min = inp.t_min[i]
+    vot_s = inp.vot[i] / 3600.0
+    value = inp.value[i]
+    theta = par.theta
+    flexible = inp.dest_node[i] < 0
+    n_c = par.n_samples if flexible else 1
+    # which shifts are open: those leaving at or after t_min (else the latest, clamped)
+    first_ok = n_s - 1
+    for s in range(n_s):
+        if t_pref + shifts[s] >= t_min:
+            first_ok = s
+            break
+    best = -np.inf
+    b_dest = -1
+    b_mode = STAY
+    b_dep = np.nan
+    b_tt = np.nan
+    b_gc = np.nan
+    b_paid = 0.0
+    if inp.can_stay[i]:
+        best = _gumbel(key, SLOT_STAY)
+    for c in range(n_c):
+        size = 0.0
+        if flexible:
+            z = _draw_zone(world.attract_cdf, hash_uniform(key, SLOT_CANDIDATE + c))
+            n0 = world.zone_indptr[z]
+            nz = world.zone_indptr[z + 1] - n0
+            if nz <= 0:
+                continue
+            j = int(hash_uniform(key, SLOT_NODE + c) * nz)
+            if j >= nz:
+                j = nz - 1
+            d = world.zone_nodes[n0 + j]
+            if d == o and nz > 1:
+                d = world.zone_nodes[n0 + (j + 1) % nz]
+            # size term and sampling correction: attract_weight * ln A - ln q, q = A
+            if par.attract_weight != 1.0:
+                size = (par.attract_weight - 1.0) * world.log_attract[z]
+        else:
+            d = inp.dest_node[i]
+            z = world.node_zone[d]
+        if world.node_open[d] == 0:
+            continue
+        km = np.hypot(world.node_x[d] - ox, world.node_y[d] - oy) * par.detour / 1000.0
+        tt_car = world.skim[z, o] if z >= 0 else np.inf
+        car_ok = inp.car[i] != 0 and tt_car < np.inf
+        tt_other = par.other_wait_s + km * 1000.0 / par.other_speed
+        gc_other = vot_s * tt_other + par.other_fare + par.other_penalty
+        for s in range(first_ok, n_s):
+            dep = t_pref + shifts[s]
+            if dep < t_min:
+                dep = t_min
+            shift = dep - t_pref
+            sched = (par.early_cost_h * max(-shift, 0.0) + par.late_cost_h * max(shift, 0.0)) / 3600.0
+            base_slot = 1 + 2 * (c * n_s + s)
+            for m in range(2):
+                if m == MODE_CAR:
+                    if not car_ok:
+                        continue
+                    paid = _cordon_price(world, o, d, dep)
+                    gc = vot_s * tt_car + par.car_cost_km * km + paid
+                    tt = tt_car
+                else:
+                    paid = 0.0
+                    gc = gc_other
+                    tt = tt_other
+                u = theta * (value - gc - sched) + size + _gumbel(key, base_slot + m)
+                if u > best:
+                    best = u
+                    b_dest = d
+                    b_mode = m
+                    b_dep = dep
+                    b_tt = tt
+                    b_gc = gc
+                    b_paid = paid
+    out.dest[i] = b_dest
+    out.mode[i] = b_mode
+    out.depart[i] = b_dep
+    out.tt[i] = b_tt
+    out.gc[i] = b_gc
+    out.paid[i] = b_paid
+
+
+@njit(cache=True, parallel=True)
+def choose(par, inp, world, out):
+    """Choose for every person of the batch (see the module docstring).
+
+    A person with no available alternative (cannot stay, and no destination
+    open) gets ``dest = -1`` and ``mode = STAY``.  Writes ``out``; returns it.
+    """
+    for i in prange(inp.key.shape[0]):
+        _choose_one(i, par, inp, world, out)
+    return out
