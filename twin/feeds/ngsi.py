@@ -1,0 +1,733 @@
+"""The message model: FIWARE Smart Data Models entities in NGSI-LD, and the twin's typed records.
+
+Messages are NGSI-LD entities of the Smart Data Models
+
+- ``TrafficFlowObserved`` (dataModel.Transportation): ``intensity`` (vehicles in the
+  observation period unless a ``unitCode`` says per hour), ``averageVehicleSpeed``
+  (km/h unless ``unitCode`` is ``MTS`` m/s or ``HM`` mph), ``occupancy`` (0-1, ``P1``
+  for percent), ``refRoadSegment`` and/or ``location`` (GeoJSON Point or LineString),
+  ``dateObserved`` (an instant or an ISO 8601 interval ``FROM/TO``),
+  ``dateObservedFrom``/``dateObservedTo``, ``laneId``, ``refDevice``;
+- ``Alert`` (dataModel.Alert): ``category``, ``subCategory`` (``trafficJam``,
+  ``carAccident``, ``buildingFire``, ``flood``, ...), ``severity``, ``location``,
+  ``dateIssued``, ``validFrom``/``validTo``, ``description``; road closures and road
+  works are alerts with ``subCategory`` ``roadClosed`` / ``roadWorks`` (optionally with a
+  ``refRoadSegment`` list naming the closed segments).
+
+Each comes in the NGSI-LD *normalized* form (every attribute a ``Property``,
+``Relationship`` or ``GeoProperty`` object, optionally with ``unitCode`` and
+``observedAt``) or the *keyValues* form (plain values). :func:`to_key_values` and
+:func:`to_normalized` convert between them; :func:`to_record` turns either into a typed
+record (:class:`Observation`, :class:`AlertEvent` or :class:`ClosureEvent`: sim time in
+seconds since the scenario start, link indices, SI values) and :func:`to_entity` writes a
+record back in either form. A bad message raises :class:`MessageError` with a reason code.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Union
+
+from twin.errors import InputError
+
+__all__ = [
+    "ALERT_KINDS",
+    "AlertEvent",
+    "ClosureEvent",
+    "FeedClock",
+    "MessageError",
+    "Observation",
+    "Record",
+    "Units",
+    "entities_of",
+    "is_normalized",
+    "to_entity",
+    "to_key_values",
+    "to_normalized",
+    "to_record",
+]
+
+#: ``subCategory`` -> the kind of event the twin acts on (anything else: ``"other"``)
+ALERT_KINDS: dict[str, str] = {
+    "trafficJam": "traffic_jam",
+    "carAccident": "accident",
+    "carStopped": "vehicle_stopped",
+    "carWrongDirection": "wrong_way",
+    "hazardOnRoad": "hazard",
+    "pothole": "hazard",
+    "injuredBiker": "accident",
+    "buildingFire": "fire",
+    "forestFire": "fire",
+    "fire": "fire",
+    "fireRisk": "fire_risk",
+    "flood": "flood",
+    "floodRisk": "flood_risk",
+    "roadClosed": "road_closed",
+    "roadWorks": "road_works",
+}
+_CLOSURES = frozenset({"roadClosed", "roadWorks"})
+_SEVERITIES = frozenset({"informational", "low", "medium", "high", "critical"})
+
+#: speed unit codes (UN/CEFACT and spelled out) -> factor to m/s
+_SPEED_UNITS = {"KMH": 1 / 3.6, "km/h": 1 / 3.6, "MTS": 1.0, "m/s": 1.0, "HM": 0.44704, "mph": 0.44704}
+#: intensity unit codes -> True when per hour, False when per observation period
+_INTENSITY_UNITS = {"C62": False, "veh": False, "vehicles": False, "per_interval": False,
+                    "VPH": True, "veh/h": True, "vehicles/h": True, "per_hour": True}
+#: occupancy unit codes -> factor to a fraction
+_OCCUPANCY_UNITS = {"C62": 1.0, "fraction": 1.0, "P1": 0.01, "percent": 0.01, "%": 0.01}
+_UNIT_NAMES = {"km/h": "KMH", "m/s": "MTS", "mph": "HM"}
+
+_GEO_TYPES = frozenset({"Point", "LineString", "MultiPoint", "MultiLineString", "Polygon", "MultiPolygon"})
+_NGSI_TYPES = frozenset({"Property", "Relationship", "GeoProperty", "LanguageProperty"})
+_DATE_ATTRS = frozenset({"dateObserved", "dateObservedFrom", "dateObservedTo", "dateIssued",
+                         "validFrom", "validTo", "dateCreated", "dateModified"})
+_TFO_MEASURES = ("intensity", "averageVehicleSpeed", "occupancy")
+_CONTEXT = ["https://smartdatamodels.org/context.jsonld",
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"]
+
+
+class MessageError(InputError):
+    """A message the twin cannot use.
+
+    Parameters
+    ----------
+    code : str
+        Short reason class: ``malformed`` (not JSON / not an entity), ``schema`` (missing
+        or ill-typed attribute), ``unit`` (unknown ``unitCode``), ``unmapped`` (no link),
+        ``implausible``, ``stuck``, ``conflict`` (same id and time, other values),
+        ``late``, ``internal``.
+    detail : str
+        What is wrong, naming the attribute.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
+
+
+# ------------------------------------------------------------------------------ clock
+
+
+@dataclass(frozen=True)
+class FeedClock:
+    """Converts message timestamps to sim time (seconds since the scenario start) and back.
+
+    Parameters
+    ----------
+    epoch : datetime.datetime
+        The wall-clock instant of sim time 0 (timezone-aware).
+    tz : zoneinfo.ZoneInfo
+        Zone for timestamps without an offset.
+    """
+
+    epoch: _dt.datetime
+    tz: _dt.tzinfo = _dt.timezone.utc
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def for_day(cls, date: _dt.date | None, *, start_s: float = 0.0, timezone: str = "UTC") -> FeedClock:
+        """The clock of a scenario starting ``start_s`` seconds after midnight of ``date``.
+
+        ``date=None`` takes today's date in ``timezone``.
+        """
+        tz = _dt.timezone.utc if timezone == "UTC" else zoneinfo.ZoneInfo(timezone)
+        if date is None:
+            date = _dt.datetime.now(tz).date()
+        midnight = _dt.datetime(date.year, date.month, date.day, tzinfo=tz)
+        return cls(epoch=midnight + _dt.timedelta(seconds=float(start_s)), tz=tz)
+
+    def to_sim(self, text: str) -> float:
+        """Sim seconds of an ISO 8601 timestamp; ``ValueError`` when it is not one."""
+        t = self._cache.get(text)
+        if t is None:
+            if type(text) is not str:
+                raise ValueError(f"expected an ISO 8601 date-time text, got {_short(text)}")
+            d = _dt.datetime.fromisoformat(text)
+            if d.tzinfo is None:
+                d = d.replace(tzinfo=self.tz)
+            t = (d - self.epoch).total_seconds()
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[text] = t
+        return t
+
+    def to_iso(self, t: float) -> str:
+        """ISO 8601 UTC text (``...Z``) of sim time ``t``."""
+        d = (self.epoch + _dt.timedelta(seconds=float(t))).astimezone(_dt.timezone.utc)
+        text = d.strftime("%Y-%m-%dT%H:%M:%S")
+        if d.microsecond:
+            text += f".{d.microsecond:06d}".rstrip("0")
+        return text + "Z"
+
+    def now(self) -> float:
+        """Sim time of the wall clock now."""
+        return (_dt.datetime.now(_dt.timezone.utc) - self.epoch).total_seconds()
+
+
+@dataclass(frozen=True)
+class Units:
+    """Units of values that carry no ``unitCode`` (keyValues messages never do)."""
+
+    speed: str = "km/h"
+    intensity: str = "per_interval"
+    occupancy: str = "fraction"
+    default_interval_s: float = 300.0
+    roadworks_capacity_factor: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, table in (("speed", _SPEED_UNITS), ("intensity", _INTENSITY_UNITS),
+                            ("occupancy", _OCCUPANCY_UNITS)):
+            if getattr(self, name) not in table:
+                raise InputError(f"unknown {name} unit {getattr(self, name)!r}; "
+                                 f"known: {', '.join(table)}")
+
+
+# ---------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A cleansed traffic observation of one link (or one lane of it) over a period.
+
+    Attributes
+    ----------
+    source : str
+        Feed source name.
+    id : str
+        Entity id of the message.
+    t : float
+        Sim seconds at the *end* of the observation period.
+    link : int
+        Dense link index.
+    interval_s : float
+        Length of the observation period, seconds.
+    flow_vph : float
+        Vehicles per hour over the period (NaN when not reported).
+    speed_mps : float
+        Average vehicle speed, m/s (NaN when not reported).
+    occupancy : float
+        Share of time the detector was occupied, 0-1 (NaN when not reported).
+    lane : int
+        ``laneId``, or -1 for the whole road.
+    distance_m : float
+        Distance from the reported location to the link (0 when mapped by id).
+    sensor : str
+        Key the link was found by (sensor table id, segment id or "location").
+    ref : str
+        The ``refRoadSegment`` as sent ("" when none).
+    location : dict or None
+        The GeoJSON geometry as sent.
+    device : str
+        ``refDevice`` as sent ("" when none).
+    late : bool
+        Arrived after records of its time had been released.
+    """
+
+    record: ClassVar[str] = "observation"
+    source: str
+    id: str
+    t: float
+    link: int
+    interval_s: float
+    flow_vph: float = math.nan
+    speed_mps: float = math.nan
+    occupancy: float = math.nan
+    lane: int = -1
+    distance_m: float = 0.0
+    sensor: str = ""
+    ref: str = ""
+    location: dict | None = None
+    device: str = ""
+    late: bool = False
+
+    @property
+    def t_start(self) -> float:
+        """Sim seconds at the start of the observation period."""
+        return self.t - self.interval_s
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """An incident report (accident, jam, fire, flood, ...).
+
+    Attributes
+    ----------
+    t : float
+        Sim seconds it was issued (``dateIssued``).
+    kind : str
+        What the twin makes of ``sub_category`` (see :data:`ALERT_KINDS`; else ``"other"``).
+    link : int
+        Nearest link (-1 when the alert has no location on the network).
+    valid_from, valid_to : float
+        Sim seconds; ``valid_to`` is NaN while open-ended.
+    """
+
+    record: ClassVar[str] = "alert"
+    source: str
+    id: str
+    t: float
+    category: str
+    sub_category: str
+    kind: str
+    link: int = -1
+    distance_m: float = math.nan
+    severity: str = ""
+    valid_from: float = math.nan
+    valid_to: float = math.nan
+    location: dict | None = None
+    ref: tuple[str, ...] = ()
+    description: str = ""
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClosureEvent:
+    """A road closure (``roadClosed``) or road works (``roadWorks``) on some links.
+
+    Attributes
+    ----------
+    t : float
+        Sim seconds it was issued.
+    links : tuple of int
+        Affected links.
+    valid_from, valid_to : float
+        When it applies (sim seconds; ``valid_to`` NaN while open-ended).
+    closed : bool
+        Closed to traffic (``roadClosed``); otherwise capacity is reduced.
+    capacity_factor : float
+        Share of capacity left (0 when closed).
+    """
+
+    record: ClassVar[str] = "closure"
+    source: str
+    id: str
+    t: float
+    links: tuple[int, ...]
+    valid_from: float
+    valid_to: float = math.nan
+    closed: bool = True
+    capacity_factor: float = 0.0
+    distance_m: float = 0.0
+    severity: str = ""
+    location: dict | None = None
+    ref: tuple[str, ...] = ()
+    description: str = ""
+    late: bool = False
+
+    @property
+    def sub_category(self) -> str:
+        return "roadClosed" if self.closed else "roadWorks"
+
+
+Record = Union[Observation, AlertEvent, ClosureEvent]
+
+
+# ------------------------------------------------------------------ attribute access
+
+
+def _short(value: Any, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _plain(v: Any) -> Any:
+    """Value of an attribute in either form (unwraps Property/Relationship and @value)."""
+    if type(v) is dict:
+        t = v.get("type")
+        if t == "Property" or t == "GeoProperty" or t == "LanguageProperty":
+            v = v.get("value")
+        elif t == "Relationship":
+            return v.get("object")
+        if type(v) is dict and "@value" in v:
+            return v["@value"]
+    elif type(v) is list and v and type(v[0]) is dict and v[0].get("type") in _NGSI_TYPES:
+        return _plain(v[0])  # multi-attribute (datasetId): the first instance
+    return v
+
+
+def _unit_code(v: Any) -> str | None:
+    if type(v) is dict:
+        return v.get("unitCode")
+    if type(v) is list and v and type(v[0]) is dict:
+        return v[0].get("unitCode")
+    return None
+
+
+def is_normalized(entity: dict) -> bool:
+    """True when any attribute of ``entity`` is an NGSI-LD Property/Relationship/GeoProperty object."""
+    for k, v in entity.items():
+        if k in ("id", "type", "@context"):
+            continue
+        if type(v) is dict and v.get("type") in _NGSI_TYPES:
+            return True
+        if type(v) is list and v and type(v[0]) is dict and v[0].get("type") in _NGSI_TYPES:
+            return True
+    return False
+
+
+def _compact_keys(entity: dict) -> dict:
+    """Expanded attribute names (``https://.../intensity``) -> short names."""
+    if not any(k.startswith(("http://", "https://")) for k in entity):
+        return entity
+    return {(k.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+             if k.startswith(("http://", "https://")) else k): v for k, v in entity.items()}
+
+
+def to_key_values(entity: dict) -> dict:
+    """The keyValues form of an entity (either form in; ``unitCode``/``observedAt`` dropped)."""
+    out = {}
+    for k, v in _compact_keys(entity).items():
+        if k in ("id", "type", "@context"):
+            out[k] = v
+        else:
+            out[k] = _plain(v)
+    return out
+
+
+def to_normalized(entity: dict, *, context: bool = False) -> dict:
+    """The NGSI-LD normalized form of an entity (either form in).
+
+    Dates become ``{"@type": "DateTime", "@value": ...}`` properties, ``ref*``
+    attributes Relationships, GeoJSON values GeoProperties; a ``TrafficFlowObserved``'s
+    measured properties get ``observedAt`` (its ``dateObservedTo``). ``context=True``
+    adds the Smart Data Models ``@context``.
+    """
+    entity = _compact_keys(entity)
+    if is_normalized(entity):
+        out = dict(entity)
+    else:
+        out = {}
+        observed = None
+        if entity.get("type") == "TrafficFlowObserved":
+            observed = entity.get("dateObservedTo")
+            if observed is None and isinstance(entity.get("dateObserved"), str):
+                observed = entity["dateObserved"].rsplit("/", 1)[-1]
+        for k, v in entity.items():
+            if k in ("id", "type", "@context"):
+                out[k] = v
+            elif k.startswith("ref") and k[3:4].isupper():
+                out[k] = {"type": "Relationship", "object": v}
+            elif type(v) is dict and v.get("type") in _GEO_TYPES:
+                out[k] = {"type": "GeoProperty", "value": v}
+            elif k in _DATE_ATTRS and isinstance(v, str):
+                out[k] = {"type": "Property", "value": {"@type": "DateTime", "@value": v}}
+            else:
+                out[k] = {"type": "Property", "value": v}
+                if observed is not None and k in _TFO_MEASURES:
+                    out[k]["observedAt"] = _plain(observed)
+    if context:
+        out.setdefault("@context", list(_CONTEXT))
+    elif "@context" in out and "@context" not in entity:
+        del out["@context"]
+    return out
+
+
+def entities_of(payload: Any) -> list:
+    """The entities in a payload: one entity, a list of them, or an NGSI-LD Notification.
+
+    Raises
+    ------
+    MessageError
+        ``malformed`` when it is none of these.
+    """
+    if type(payload) is dict:
+        if payload.get("type") == "Notification" or ("data" in payload and "id" not in payload):
+            data = payload.get("data")
+            if type(data) is not list:
+                raise MessageError("malformed", "a Notification needs a 'data' list of entities, "
+                                                f"got {_short(data)}")
+            return data
+        return [payload]
+    if type(payload) is list:
+        return payload
+    raise MessageError("malformed", f"expected an NGSI-LD entity, a list of entities or a "
+                                    f"Notification (a JSON object or array), got {_short(payload)}")
+
+
+# -------------------------------------------------------------------- entity -> record
+
+
+def _time(clock: FeedClock, value: Any, name: str) -> float:
+    try:
+        return clock.to_sim(value)
+    except (ValueError, TypeError, OverflowError):
+        raise MessageError("schema", f"{name} is not an ISO 8601 date-time: {_short(value)}") from None
+
+
+def _number(value: Any, name: str) -> float:
+    t = type(value)
+    if t is int or t is float:
+        x = float(value)
+        if x != x or x in (math.inf, -math.inf):
+            raise MessageError("schema", f"{name} is not a finite number: {value!r}")
+        return x
+    raise MessageError("schema", f"{name} must be a number, got {_short(value)}")
+
+
+def _factor(table: dict, code: Any, default: str, name: str) -> Any:
+    if code is None:
+        return table[default]
+    try:
+        return table[code]
+    except (KeyError, TypeError):
+        raise MessageError("unit", f"{name} has unitCode {_short(code)}; known: "
+                                   f"{', '.join(table)}") from None
+
+
+def _text(value: Any, name: str, *, required: bool = False) -> str:
+    if value is None:
+        if required:
+            raise MessageError("schema", f"missing attribute '{name}'")
+        return ""
+    if type(value) is not str:
+        raise MessageError("schema", f"{name} must be text, got {_short(value)}")
+    return value
+
+
+def _refs(value: Any, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if type(value) is str:
+        return (value,)
+    if type(value) is list and all(type(v) is str for v in value):
+        return tuple(value)
+    raise MessageError("schema", f"{name} must be an id or a list of ids, got {_short(value)}")
+
+
+def _geometry(value: Any, name: str = "location") -> dict | None:
+    if value is None:
+        return None
+    if type(value) is not dict or value.get("type") not in ("Point", "LineString") \
+            or type(value.get("coordinates")) is not list:
+        raise MessageError("schema", f"{name} must be a GeoJSON Point or LineString, got {_short(value)}")
+    return value
+
+
+def to_record(entity: Any, *, clock: FeedClock, mapper, units: Units = Units(),
+              source: str = "") -> Record:
+    """Decode one entity (either form) into a typed record.
+
+    Parameters
+    ----------
+    entity : dict
+        A ``TrafficFlowObserved`` or ``Alert`` entity.
+    clock : FeedClock
+        Timestamps -> sim time.
+    mapper : twin.feeds.sensors.LinkMapper
+        Sensor ids, segment ids and locations -> links.
+    units : Units
+        Units of values without ``unitCode``.
+    source : str
+        Source name stored in the record.
+
+    Raises
+    ------
+    MessageError
+        With code ``malformed``, ``schema``, ``unit`` or ``unmapped``.
+    """
+    if type(entity) is not dict:
+        raise MessageError("malformed", f"an entity must be a JSON object, got {_short(entity)}")
+    ent_id = entity.get("id")
+    ent_type = entity.get("type")
+    if type(ent_id) is not str or not ent_id:
+        raise MessageError("schema", "missing or empty entity 'id'")
+    if ent_type == "TrafficFlowObserved":
+        return _observation(_compact_keys(entity), ent_id, clock, mapper, units, source)
+    if ent_type == "Alert":
+        return _alert(_compact_keys(entity), ent_id, clock, mapper, units, source)
+    if ent_type is None:
+        raise MessageError("schema", f"entity {ent_id!r} has no 'type'")
+    raise MessageError("schema", f"entity type {_short(ent_type)} is not one the twin reads "
+                                 f"(TrafficFlowObserved, Alert)")
+
+
+def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, source: str) -> Observation:
+    get = e.get
+    # ---- the observation period
+    t_from = t_to = None
+    v = get("dateObservedTo")
+    if v is not None:
+        t_to = _time(clock, _plain(v), "dateObservedTo")
+    v = get("dateObservedFrom")
+    if v is not None:
+        t_from = _time(clock, _plain(v), "dateObservedFrom")
+    if t_to is None or t_from is None:
+        v = _plain(get("dateObserved"))
+        if v is not None:
+            if type(v) is str and "/" in v:
+                a, _, b = v.partition("/")
+                if t_from is None:
+                    t_from = _time(clock, a, "dateObserved (interval start)")
+                if t_to is None:
+                    t_to = _time(clock, b, "dateObserved (interval end)")
+            elif t_to is None:
+                t_to = _time(clock, v, "dateObserved")
+    if t_to is None:
+        for name in _TFO_MEASURES:
+            a = get(name)
+            if type(a) is dict and "observedAt" in a:
+                t_to = _time(clock, a["observedAt"], f"{name}.observedAt")
+                break
+    if t_to is None:
+        raise MessageError("schema", "no observation time (dateObservedTo, dateObserved or observedAt)")
+    interval = units.default_interval_s if t_from is None else t_to - t_from
+    if not interval > 0:
+        raise MessageError("schema", f"the observation period ends before it starts "
+                                     f"({interval:g} s long)")
+    # ---- values, in SI units
+    flow = speed = occ = math.nan
+    a = get("intensity")
+    if a is not None:
+        x = _number(_plain(a), "intensity")
+        per_hour = _factor(_INTENSITY_UNITS, _unit_code(a), units.intensity, "intensity")
+        flow = x if per_hour else x * 3600.0 / interval
+    a = get("averageVehicleSpeed")
+    if a is not None:
+        speed = _number(_plain(a), "averageVehicleSpeed") * _factor(
+            _SPEED_UNITS, _unit_code(a), units.speed, "averageVehicleSpeed")
+    a = get("occupancy")
+    if a is not None:
+        occ = _number(_plain(a), "occupancy") * _factor(
+            _OCCUPANCY_UNITS, _unit_code(a), units.occupancy, "occupancy")
+    if flow != flow and speed != speed and occ != occ:
+        raise MessageError("schema", "no measured value (intensity, averageVehicleSpeed or occupancy)")
+    lane = -1
+    a = get("laneId")
+    if a is not None:
+        x = _plain(a)
+        if type(x) is not int or x < 0:
+            raise MessageError("schema", f"laneId must be a non-negative integer, got {_short(x)}")
+        lane = x
+    # ---- where
+    ref = _plain(get("refRoadSegment"))
+    if ref is not None and type(ref) is not str:
+        raise MessageError("schema", f"refRoadSegment must be an id, got {_short(ref)}")
+    device = _plain(get("refDevice"))
+    if device is not None and type(device) is not str:
+        raise MessageError("schema", f"refDevice must be an id, got {_short(device)}")
+    location = _geometry(_plain(get("location")))
+    link, dist, key = mapper.locate(ent_id, device=device, refs=(ref,) if ref else (), location=location)
+    return Observation(source, ent_id, t_to, link, interval, flow, speed, occ, lane, dist, key,
+                       ref or "", location, device or "")
+
+
+def _alert(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, source: str) -> AlertEvent | ClosureEvent:
+    get = e.get
+    category = _text(_plain(get("category")), "category", required=True)
+    sub = _text(_plain(get("subCategory")), "subCategory")
+    severity = _text(_plain(get("severity")), "severity")
+    if severity and severity not in _SEVERITIES:
+        raise MessageError("schema", f"severity {severity!r} is not one of {', '.join(sorted(_SEVERITIES))}")
+    description = _text(_plain(get("description")), "description")
+    v = _plain(get("dateIssued"))
+    t_from = _time(clock, _plain(get("validFrom")), "validFrom") if get("validFrom") is not None else math.nan
+    if v is not None:
+        t = _time(clock, v, "dateIssued")
+    elif t_from == t_from:
+        t = t_from
+    else:
+        raise MessageError("schema", "no time (dateIssued or validFrom)")
+    t_to = _time(clock, _plain(get("validTo")), "validTo") if get("validTo") is not None else math.nan
+    if t_to == t_to and t_from == t_from and t_to < t_from:
+        raise MessageError("schema", "validTo is before validFrom")
+    refs = _refs(_plain(get("refRoadSegment")), "refRoadSegment")
+    location = _geometry(_plain(get("location")))
+    if sub in _CLOSURES:
+        if refs:
+            links = tuple(mapper.segment_link(r) for r in refs)
+            dist = 0.0
+        elif location is not None:
+            link, dist, _ = mapper.locate(ent_id, location=location, use_table=False)
+            links = (link,)
+        else:
+            raise MessageError("unmapped", f"a {sub} alert needs refRoadSegment or location")
+        closed = sub == "roadClosed"
+        return ClosureEvent(source, ent_id, t, links, t if t_from != t_from else t_from, t_to, closed,
+                            0.0 if closed else units.roadworks_capacity_factor, dist, severity,
+                            location, refs, description)
+    link, dist = -1, math.nan
+    if refs:
+        link, dist = mapper.segment_link(refs[0]), 0.0
+    elif location is not None:
+        link, dist, _ = mapper.locate(ent_id, location=location, use_table=False, required=False)
+    return AlertEvent(source, ent_id, t, category, sub, ALERT_KINDS.get(sub, "other"), link, dist,
+                      severity, t_from, t_to, location, refs, description)
+
+
+# -------------------------------------------------------------------- record -> entity
+
+
+def _num(x: float) -> int | float:
+    """Integral floats as ints (counts read back as written)."""
+    return int(x) if x == x and x.is_integer() and abs(x) < 2**53 else x
+
+
+def to_entity(record: Record, *, clock: FeedClock, form: Literal["keyValues", "normalized"] = "keyValues",
+              speed_unit: str = "km/h", context: bool = False) -> dict:
+    """Write a record as an NGSI-LD entity.
+
+    Observations carry ``intensity`` as vehicles in the period (the data model's
+    default), ``averageVehicleSpeed`` in ``speed_unit`` (the normalized form names it by
+    ``unitCode``; keyValues leaves it implicit, so read it back with the same unit),
+    ``dateObserved`` as a ``FROM/TO`` interval plus ``dateObservedFrom``/``To``.
+    """
+    if isinstance(record, Observation):
+        kv = _observation_kv(record, clock, speed_unit)
+    elif isinstance(record, (AlertEvent, ClosureEvent)):
+        kv = _alert_kv(record, clock)
+    else:
+        raise TypeError(f"not a feed record: {type(record).__name__}")
+    if form == "keyValues":
+        if context:
+            kv["@context"] = list(_CONTEXT)
+        return kv
+    out = to_normalized(kv, context=context)
+    if isinstance(record, Observation) and "averageVehicleSpeed" in out and speed_unit != "km/h":
+        out["averageVehicleSpeed"]["unitCode"] = _UNIT_NAMES[speed_unit]
+    return out
+
+
+def _observation_kv(r: Observation, clock: FeedClock, speed_unit: str) -> dict:
+    t0, t1 = clock.to_iso(r.t - r.interval_s), clock.to_iso(r.t)
+    kv: dict[str, Any] = {"id": r.id, "type": "TrafficFlowObserved",
+                          "dateObserved": f"{t0}/{t1}", "dateObservedFrom": t0, "dateObservedTo": t1}
+    if r.flow_vph == r.flow_vph:
+        kv["intensity"] = _num(round(r.flow_vph * r.interval_s / 3600.0, 9))
+    if r.speed_mps == r.speed_mps:
+        kv["averageVehicleSpeed"] = _num(round(r.speed_mps / _SPEED_UNITS[speed_unit], 9))
+    if r.occupancy == r.occupancy:
+        kv["occupancy"] = _num(round(r.occupancy, 9))
+    if r.lane >= 0:
+        kv["laneId"] = r.lane
+    if r.ref:
+        kv["refRoadSegment"] = r.ref
+    if r.device:
+        kv["refDevice"] = r.device
+    if r.location is not None:
+        kv["location"] = r.location
+    return kv
+
+
+def _alert_kv(r: AlertEvent | ClosureEvent, clock: FeedClock) -> dict:
+    closure = isinstance(r, ClosureEvent)
+    kv: dict[str, Any] = {"id": r.id, "type": "Alert",
+                          "category": "traffic" if closure else r.category,
+                          "subCategory": r.sub_category,
+                          "dateIssued": clock.to_iso(r.t)}
+    if r.severity:
+        kv["severity"] = r.severity
+    if r.valid_from == r.valid_from:
+        kv["validFrom"] = clock.to_iso(r.valid_from)
+    if r.valid_to == r.valid_to:
+        kv["validTo"] = clock.to_iso(r.valid_to)
+    if r.ref:
+        kv["refRoadSegment"] = list(r.ref) if closure or len(r.ref) > 1 else r.ref[0]
+    if r.location is not None:
+        kv["location"] = r.location
+    if r.description:
+        kv["description"] = r.description
+    return kv
