@@ -59,6 +59,8 @@ class Executor:
         Threads of each local worker process (default 1: runs are CPU-bound).
     client : distributed.Client, optional
         Use this client (not closed by the executor); overrides the other options.
+    connect_timeout : float, optional
+        Seconds to wait for ``scheduler`` to answer (default 20).
 
     Attributes
     ----------
@@ -69,7 +71,8 @@ class Executor:
     """
 
     def __init__(self, *, scheduler: str | None = None, workers: int | None = None,
-                 serial: bool = False, threads_per_worker: int = 1, client: Any = None) -> None:
+                 serial: bool = False, threads_per_worker: int = 1, client: Any = None,
+                 connect_timeout: float = 20.0) -> None:
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be 0 (serial) or more, got {workers}")
         self._cluster = None
@@ -88,7 +91,7 @@ class Executor:
             if scheduler is not None:
                 self.kind = "remote"
                 try:
-                    self._client = Client(scheduler, timeout="20s")
+                    self._client = Client(scheduler, timeout=f"{connect_timeout}s")
                 except (OSError, TimeoutError) as exc:
                     raise ConnectionError(
                         f"cannot reach the Dask scheduler at {scheduler!r}: {exc}; start one with "

@@ -118,11 +118,12 @@ def _cmd_compare(args, console: Console) -> int:
         result.write(out)
     s = result.summary
     console.print(comparison_table(s))
-    eff = s["run_s"] / (s["workers"] * s["runs_wall_s"]) if s["runs_wall_s"] > 0 else float("nan")
-    console.print(
-        f"{n_runs} runs in {s['runs_wall_s']:.1f} s on {s['workers']} worker(s) "
-        f"(start-up {s['startup_s']:.1f} s; the runs' own time adds to {s['run_s']:.1f} s, "
-        f"efficiency {eff:.0%}); results in [bold]{out}[/] (summary.json, comparison.nc, baseline/, scenario/)")
+    timing = f"{n_runs} runs in {s['runs_wall_s']:.1f} s"
+    if executor.kind != "serial":
+        eff = s["run_s"] / (s["workers"] * s["runs_wall_s"]) if s["runs_wall_s"] > 0 else float("nan")
+        timing += (f" on {s['workers']} workers (start-up {s['startup_s']:.1f} s; the runs' own times add "
+                   f"up to {s['run_s']:.1f} s: {eff:.0%} of the workers' time was spent running)")
+    console.print(f"{timing}; results in [bold]{out}[/] (summary.json, comparison.nc, baseline/, scenario/)")
     return 0
 
 
