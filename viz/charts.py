@@ -1,0 +1,331 @@
+"""Report figures (matplotlib, Agg): time series, link maps, travel times, KPI changes.
+
+Each function takes a :class:`viz.data.Results` and returns a
+:class:`matplotlib.figure.Figure` built without pyplot (no global state, no
+display); :func:`png_bytes` renders one to PNG.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from viz.data import Results, incidents_at, intervened_mask, link_offsets, network_speed_kmh
+
+__all__ = [
+    "png_bytes",
+    "timeseries_figure",
+    "speed_map_figure",
+    "difference_map_figure",
+    "travel_time_figure",
+    "kpi_change_figure",
+    "VARIANT_COLORS",
+]
+
+VARIANT_COLORS = {"run": "#1f77b4", "baseline": "#4d4d4d", "scenario": "#d62728"}
+_FACILITY_STYLE = {
+    "fire_station": ("^", "#d62728"),
+    "ems_station": ("P", "#2ca02c"),
+    "police_station": ("s", "#1f3fbf"),
+    "hospital": ("H", "#e377c2"),
+}
+_DPI = 110
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight", facecolor="white")
+    return buf.getvalue()
+
+
+def _clock_axis(ax, res: Results) -> np.ndarray:
+    hours = (res.start_clock_s + res.times) / 3600.0
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{int(v) % 24:02d}:{int(round(v % 1 * 60)) % 60:02d}"))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 3, 4, 6, 10]))
+    return hours
+
+
+def _variants(res: Results, name: str) -> dict[str, np.ndarray]:
+    """Per variant, the variable as (replication, time) or (time,); a run is variant ``run``."""
+    da = res.ds[name]
+    if res.kind == "run":
+        return {"run": np.asarray(da.values, dtype=np.float64)}
+    out = {}
+    for v in ("baseline", "scenario"):
+        sel = da.sel(variant=v)
+        if "replication" in sel.dims:
+            sel = sel.transpose("replication", ...)
+        out[v] = np.asarray(sel.values, dtype=np.float64)
+    return out
+
+
+def _band(ax, x, y: np.ndarray, color: str, label: str) -> None:
+    """A line (mean over replications) with the replications' range shaded."""
+    if y.ndim == 2:
+        lo, hi, mean = np.nanmin(y, 0), np.nanmax(y, 0), np.nanmean(y, 0)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
+        ax.plot(x, mean, color=color, lw=1.8, label=f"{label} (mean; band: range over {y.shape[0]} replications)")
+    else:
+        ax.plot(x, y, color=color, lw=1.8, label=label)
+
+
+def timeseries_figure(res: Results) -> Figure:
+    """Network speed, vehicles on the network and trips completed through the day."""
+    fig = Figure(figsize=(9, 7.5))
+    axes = fig.subplots(3, 1, sharex=True)
+    x = _clock_axis(axes[-1], res)
+    ds = res.ds
+    speed = network_speed_kmh(ds, res.times)
+    if res.kind == "run":
+        series = {"run": speed}
+    else:
+        order = [str(v) for v in ds["variant"].values]
+        series = {v: speed[order.index(v)] if speed.ndim > 1 else speed for v in ("baseline", "scenario")}
+        series = {v: (s.reshape(-1, s.shape[-1]) if s.ndim > 2 else s) for v, s in series.items()}
+    for v, s in series.items():
+        _band(axes[0], x, s, VARIANT_COLORS[v], v)
+    axes[0].set_ylabel("network speed\n(km/h)")
+    axes[0].set_ylim(bottom=0)
+    panels = [("network_vehicles", "vehicles on\nthe network"), ("trips_arrived", "trips completed\n(cumulative)")]
+    for ax, (name, label) in zip(axes[1:], panels):
+        if name in ds:
+            for v, s in _variants(res, name).items():
+                _band(ax, x, s, VARIANT_COLORS[v], v if v != "run" else "trips completed" if name == "trips_arrived" else v)
+            if name == "trips_arrived" and res.kind == "run" and "trips_departed" in ds:
+                ax.plot(x, ds["trips_departed"].values, color="#999999", lw=1.2, ls="--", label="trips departed (cumulative)")
+        else:
+            ax.text(0.5, 0.5, f"{name} not in the results", transform=ax.transAxes, ha="center", color="#888888")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    if res.kind == "comparison" or "trips_departed" in ds:
+        axes[-1].legend(loc="upper left", fontsize=8, frameon=False)
+        if res.kind == "comparison":
+            axes[0].legend(loc="lower left", fontsize=8, frameon=False)
+    axes[-1].set_xlabel("clock time (end of output interval)")
+    fig.suptitle(f"{res.name}: the network through the day", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: str, fig: Figure, t: float | None) -> None:
+    ds = res.ds
+    L = np.asarray(ds["link_length_m"].values, dtype=np.float64)
+    offset = float(np.clip(0.05 * np.median(L) if L.size else 5.0, 2.0, 15.0))
+    x0, y0, x1, y1 = link_offsets(ds, offset)
+    segs = np.stack([np.stack([x0, y0], -1), np.stack([x1, y1], -1)], 1)
+    lanes = np.asarray(ds["link_lanes"].values, dtype=np.float64) if "link_lanes" in ds else np.ones(L.shape)
+    widths = 0.6 + 0.55 * np.clip(lanes, 1, 5)
+    mask = intervened_mask(res)
+    handles = []
+    if mask.any():
+        ax.add_collection(LineCollection(segs[mask], colors="#ff00ff", linewidths=widths[mask] + 5.0, zorder=1, alpha=0.85))
+        handles.append(Line2D([], [], color="#ff00ff", lw=5, label=f"intervened link ({int(mask.sum())})"))
+    finite = np.isfinite(values)
+    if (~finite).any():
+        ax.add_collection(LineCollection(segs[~finite], colors="#bbbbbb", linewidths=widths[~finite], zorder=2))
+    lc = LineCollection(segs[finite], cmap=cmap, norm=norm, linewidths=widths[finite], zorder=3, capstyle="round")
+    lc.set_array(values[finite])
+    ax.add_collection(lc)
+    cb = fig.colorbar(lc, ax=ax, shrink=0.8, pad=0.02)
+    cb.set_label(label)
+    if "facility" in ds.dims and "facility_x" in ds:
+        kinds = np.asarray(ds["facility_kind"].values, dtype=str)
+        for k in sorted(set(kinds)):
+            marker, color = _FACILITY_STYLE.get(k, ("o", "#7f7f7f"))
+            sel = kinds == k
+            ax.scatter(ds["facility_x"].values[sel], ds["facility_y"].values[sel], marker=marker, s=38, c=color,
+                       edgecolors="white", linewidths=0.7, zorder=5)
+            handles.append(Line2D([], [], ls="", marker=marker, color=color, label=k.replace("_", " ")))
+    inc = incidents_at(res, t)
+    if inc is not None and inc.active.any():
+        a = inc.active
+        ax.scatter(inc.x[a], inc.y[a], marker="X", s=90, c="#ff7f0e", edgecolors="black", linewidths=0.8, zorder=6)
+        handles.append(Line2D([], [], ls="", marker="X", color="#ff7f0e", markeredgecolor="black", label=f"incident ({int(a.sum())})"))
+    xs, ys = np.concatenate([x0, x1]), np.concatenate([y0, y1])
+    pad = 0.03 * max(np.ptp(xs), np.ptp(ys), 1.0)
+    ax.set_xlim(xs.min() - pad, xs.max() + pad)
+    ax.set_ylim(ys.min() - pad, ys.max() + pad)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+    target = max(np.ptp(xs) / 5, 1.0)
+    base = 10 ** np.floor(np.log10(target))
+    bar = max((m * base for m in (1, 2, 5) if m * base <= target), default=base)
+    bx, by = xs.min(), ys.min() - pad * 0.6
+    ax.plot([bx, bx + bar], [by, by], color="black", lw=2, clip_on=False)
+    ax.text(bx + bar / 2, by, f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m", ha="center", va="bottom", fontsize=8)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.02), ncol=min(len(handles), 4), fontsize=8, frameon=False)
+
+
+def speed_map_figure(res: Results, index: int) -> Figure:
+    """Links coloured by speed (km/h) in output interval ``index`` of a run."""
+    ds = res.ds
+    speed = np.asarray(ds["link_speed"].isel(time=index).values, dtype=np.float64) * 3.6
+    vmax = float(np.nanmax(ds["link_free_speed"].values) * 3.6) if "link_free_speed" in ds else float(np.nanmax(speed))
+    fig = Figure(figsize=(8.5, 8))
+    ax = fig.add_subplot()
+    t = float(res.times[index])
+    labels = res.clock_labels()
+    start = labels[index - 1] if index > 0 else _start_label(res)
+    _map_base(ax, res, speed, cmap="RdYlGn", norm=Normalize(0.0, vmax), label="speed (km/h)", fig=fig, t=t)
+    ax.set_title(f"{res.name}: link speed, {start}-{labels[index]} (busiest interval)" if index == _busiest(res) else
+                 f"{res.name}: link speed, {start}-{labels[index]}")
+    return fig
+
+
+def _start_label(res: Results) -> str:
+    from viz.data import clock_label
+
+    return clock_label(res.start_clock_s)
+
+
+def _busiest(res: Results) -> int:
+    from viz.data import time_index
+
+    return time_index(res, None)
+
+
+def _symmetric_norm(values: np.ndarray) -> TwoSlopeNorm:
+    finite = np.abs(values[np.isfinite(values)])
+    lim = float(np.percentile(finite, 98)) if finite.size else 0.0
+    lim = max(lim, float(finite.max()) * 0.05 if finite.size else 0.0, 1e-6)
+    return TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
+
+
+def speed_difference(res: Results) -> np.ndarray:
+    """Per link, scenario minus baseline speed (km/h), mean over the output intervals."""
+    sp = res.ds["link_speed"]
+    extra = [d for d in sp.dims if d not in ("variant", "time", "link")]
+    if extra:
+        sp = sp.mean(extra)
+    diff = (sp.sel(variant="scenario") - sp.sel(variant="baseline")).mean("time")
+    return np.asarray(diff.values, dtype=np.float64) * 3.6
+
+
+def flow_difference(res: Results) -> np.ndarray | None:
+    """Per link, scenario minus baseline vehicles over the run (NaN-free), or None without flows."""
+    if "link_outflow" not in res.ds:
+        return None
+    fl = res.ds["link_outflow"]
+    extra = [d for d in fl.dims if d not in ("variant", "time", "link")]
+    if extra:
+        fl = fl.mean(extra)
+    diff = (fl.sel(variant="scenario") - fl.sel(variant="baseline")).sum("time")
+    return np.asarray(diff.values, dtype=np.float64)
+
+
+def difference_map_figure(res: Results, what: str = "speed") -> Figure:
+    """Links coloured by the scenario's change against the baseline: ``"speed"`` or ``"flow"``."""
+    if what == "speed":
+        values = speed_difference(res)
+        label, cmap = "speed change, scenario − baseline (km/h)", "RdBu"
+        title = f"{res.name}: change in link speed (mean over the day)"
+    else:
+        values = flow_difference(res)
+        if values is None:
+            raise ValueError("no link_outflow in the comparison")
+        label, cmap = "change in vehicles over the run", "PuOr_r"
+        title = f"{res.name}: change in link volume (vehicles over the run)"
+    fig = Figure(figsize=(8.5, 8))
+    ax = fig.add_subplot()
+    _map_base(ax, res, values, cmap=cmap, norm=_symmetric_norm(values), label=label, fig=fig, t=None)
+    ax.set_title(title)
+    return fig
+
+
+def _travel_times(res: Results) -> dict[str, np.ndarray]:
+    out = {}
+    for v, arr in _variants(res, "trip_travel_time_s").items():
+        a = arr.ravel()
+        out[v] = a[np.isfinite(a)] / 60.0
+    return out
+
+
+def travel_time_figure(res: Results) -> Figure:
+    """Travel-time histogram and cumulative distribution of completed trips (minutes)."""
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
+    if "trip_travel_time_s" not in res.ds:
+        for ax in (ax1, ax2):
+            ax.text(0.5, 0.5, "no trip_travel_time_s in the results", transform=ax.transAxes, ha="center")
+        return fig
+    tts = _travel_times(res)
+    allv = np.concatenate([a for a in tts.values() if a.size] or [np.zeros(1)])
+    hi = float(np.percentile(allv, 99.5)) if allv.size else 1.0
+    bins = np.linspace(0.0, max(hi, 1.0), 50)
+    for v, a in tts.items():
+        color = VARIANT_COLORS[v]
+        n = a.size
+        if n == 0:
+            continue
+        mean = float(a.mean())
+        label = f"{v}: {n:,} trips, mean {mean:.1f} min" if v != "run" else f"{n:,} completed trips, mean {mean:.1f} min"
+        ax1.hist(np.clip(a, 0, bins[-1]), bins=bins, histtype="step" if res.kind == "comparison" else "stepfilled",
+                 density=res.kind == "comparison", color=color, alpha=1.0 if res.kind == "comparison" else 0.75,
+                 lw=1.6, label=label)
+        xs = np.sort(a)
+        ax2.plot(xs, np.arange(1, n + 1) / n * 100.0, color=color, lw=1.8, label=v)
+        ax1.axvline(mean, color=color, ls=":", lw=1.2)
+    ax1.set_xlabel("travel time (min)")
+    ax1.set_ylabel("share of trips (density)" if res.kind == "comparison" else "trips")
+    ax1.legend(fontsize=8, frameon=False, loc="upper right")
+    ax1.set_title("distribution (last bin: longer trips)")
+    ax2.set_xlabel("travel time (min)")
+    ax2.set_ylabel("trips completed within (%)")
+    ax2.set_xlim(0, bins[-1])
+    ax2.set_ylim(0, 100)
+    ax2.set_title("cumulative")
+    if res.kind == "comparison":
+        ax2.legend(fontsize=8, frameon=False, loc="lower right")
+    for ax in (ax1, ax2):
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"{res.name}: travel times of completed trips", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def kpi_change_figure(rows: list[dict]) -> Figure | None:
+    """Relative change of each KPI (scenario vs baseline, %) with its 95% interval.
+
+    Rows whose baseline is zero or missing are left out; ``None`` when none remain.
+    """
+    keep = []
+    for r in rows:
+        b, d, lo, hi = (r.get(k) for k in ("baseline", "difference", "ci_low", "ci_high"))
+        if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in (b, d)) or b == 0:
+            continue
+        lo = lo if isinstance(lo, (int, float)) and np.isfinite(lo) else d
+        hi = hi if isinstance(hi, (int, float)) and np.isfinite(hi) else d
+        keep.append((r.get("label") or r.get("key", "?"), 100 * d / abs(b), 100 * lo / abs(b), 100 * hi / abs(b), bool(r.get("significant"))))
+    if not keep:
+        return None
+    fig = Figure(figsize=(8, 0.42 * len(keep) + 1.4))
+    ax = fig.add_subplot()
+    ys = np.arange(len(keep))[::-1]
+    for y, (label, d, lo, hi, sig) in zip(ys, keep):
+        color = "#d62728" if sig else "#9a9a9a"
+        ax.plot([lo, hi], [y, y], color=color, lw=2.2)
+        ax.plot([d], [y], "o", color=color, ms=6)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([k[0] for k in keep], fontsize=9)
+    ax.set_xlabel("change against the baseline (% of baseline), with 95% interval")
+    ax.set_title("KPI changes (grey: not significant, the interval contains zero)", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

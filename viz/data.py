@@ -1,0 +1,412 @@
+"""Reading run and comparison folders for reports and scenes.
+
+``viz`` never runs a simulation: everything here reads what ``twin run``
+(a *run folder*: ``results.nc``, ``summary.json``, ``scenario.yaml``) or
+``twin compare`` (a *comparison folder*: ``comparison.nc``, ``summary.json``)
+wrote, checks that what a figure needs is there, and derives the few series
+the figures share (network speed, clock labels, incidents active at a time,
+intervened links).
+
+Bad input raises :class:`twin.errors.InputError` naming the folder, file,
+variable or time that is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from twin.errors import InputError
+
+__all__ = [
+    "Results",
+    "open_results",
+    "fmt_value",
+    "clock_label",
+    "time_index",
+    "network_speed_kmh",
+    "intervened_mask",
+    "incidents_at",
+    "kpi_label",
+    "link_offsets",
+]
+
+log = logging.getLogger(__name__)
+
+#: variables every run folder's results.nc must have for reports and scenes
+RUN_REQUIRED = ("link_speed", "link_x0", "link_y0", "link_x1", "link_y1", "link_length_m")
+#: variables every comparison.nc must have
+COMPARISON_REQUIRED = ("link_speed", "link_x0", "link_y0", "link_x1", "link_y1", "link_length_m")
+
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+@dataclass
+class Results:
+    """A run or comparison folder, read into memory.
+
+    Attributes
+    ----------
+    kind
+        ``"run"`` or ``"comparison"``.
+    path
+        The folder.
+    ds
+        The Dataset (``results.nc`` or ``comparison.nc``), loaded and closed.
+    summary
+        ``summary.json`` (empty for a run folder that has none).
+    """
+
+    kind: str
+    path: Path
+    ds: xr.Dataset
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Scenario name (run) or ``"scenario vs baseline"`` (comparison)."""
+        if self.kind == "comparison":
+            return f"{self.summary.get('scenario', 'scenario')} vs {self.summary.get('baseline', 'baseline')}"
+        return str(self.ds.attrs.get("scenario_name", self.summary.get("scenario", self.path.name)))
+
+    @property
+    def start_clock_s(self) -> float:
+        """Clock seconds of day at t = 0 (0 when the results do not say)."""
+        value = self.ds.attrs.get("start_clock_s", self.summary.get("start_clock_s", 0.0))
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return 0.0
+
+    @property
+    def times(self) -> np.ndarray:
+        """Output times (end of each interval, s since the start)."""
+        if "time" not in self.ds.coords:
+            return np.zeros(0)
+        return np.asarray(self.ds["time"].values, dtype=np.float64)
+
+    def clock_labels(self) -> list[str]:
+        """``HH:MM`` at the end of each output interval."""
+        return [clock_label(self.start_clock_s + t) for t in self.times]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object at the top level")
+    return doc
+
+
+def _open_nc(path: Path) -> xr.Dataset:
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read as a NetCDF results file ({exc})") from exc
+
+
+def _check_vars(ds: xr.Dataset, names, where: Path) -> None:
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise InputError(
+            f"{where}: missing {', '.join(repr(m) for m in missing)}; was it written by this version "
+            "of `twin run` / `twin compare`?"
+        )
+
+
+def open_results(path: str | Path) -> Results:
+    """Read a run folder or a comparison folder.
+
+    Parameters
+    ----------
+    path
+        The folder (or its ``results.nc`` / ``comparison.nc`` file).
+
+    Raises
+    ------
+    InputError
+        The folder does not exist, holds neither ``results.nc`` nor
+        ``comparison.nc``, or a file is unreadable or lacks what reports need.
+    """
+    p = Path(path)
+    if p.is_file() and p.name in ("results.nc", "comparison.nc"):
+        p = p.parent
+    if not p.exists():
+        raise InputError(f"results folder {str(p)!r} not found")
+    if not p.is_dir():
+        raise InputError(
+            f"{str(p)!r} is a file; give a run folder (with results.nc, from `twin run`) "
+            "or a comparison folder (with comparison.nc, from `twin compare`)"
+        )
+    summary_path = p / "summary.json"
+    summary = _read_json(summary_path) if summary_path.is_file() else {}
+    if (p / "comparison.nc").is_file() or summary.get("kind") == "comparison":
+        nc = p / "comparison.nc"
+        if not nc.is_file():
+            raise InputError(f"comparison folder {str(p)!r} has summary.json but no comparison.nc")
+        if not summary_path.is_file():
+            raise InputError(f"comparison folder {str(p)!r} has comparison.nc but no summary.json (the KPI table)")
+        ds = _open_nc(nc)
+        _check_vars(ds, COMPARISON_REQUIRED, nc)
+        if "variant" not in ds.dims:
+            raise InputError(f"{nc}: no 'variant' dimension (expected variants 'baseline' and 'scenario')")
+        variants = [str(v) for v in ds["variant"].values]
+        if "baseline" not in variants or "scenario" not in variants:
+            raise InputError(f"{nc}: variant must hold 'baseline' and 'scenario', found {variants}")
+        if not isinstance(summary.get("kpis", []), list):
+            raise InputError(f"{summary_path}: 'kpis' must be a list of rows (key, label, unit, baseline, ...)")
+        return Results("comparison", p, ds, summary)
+    nc = p / "results.nc"
+    if not nc.is_file():
+        raise InputError(
+            f"folder {str(p)!r} has no results.nc (a run folder from `twin run`) "
+            "nor comparison.nc (a comparison folder from `twin compare`)"
+        )
+    ds = _open_nc(nc)
+    _check_vars(ds, RUN_REQUIRED, nc)
+    return Results("run", p, ds, summary)
+
+
+# -- formatting -----------------------------------------------------------------
+
+
+def fmt_value(value) -> str:
+    """A KPI value as the CLI's tables show it (``–`` for missing)."""
+    if value is None:
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (np.integer,)):
+        value = int(value)
+    if isinstance(value, (np.floating,)):
+        value = float(value)
+    if not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "–"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) > 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+
+
+def clock_label(seconds: float) -> str:
+    """``HH:MM`` of a clock time in seconds (wrapping at midnight)."""
+    s = int(round(float(seconds))) % 86400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+
+def kpi_label(key: str) -> tuple[str, str]:
+    """Label and unit of a KPI key (the twin's labels; the key itself when unknown)."""
+    try:
+        from twin.results import kpi_labels
+
+        labels = kpi_labels()
+    except Exception:  # labels are cosmetic: a broken component module must not stop a report
+        log.debug("KPI labels unavailable", exc_info=True)
+        labels = {}
+    return labels.get(key, (key.replace("_", " "), ""))
+
+
+# -- time -----------------------------------------------------------------------
+
+
+def parse_time(text: str | float, *, start_clock_s: float) -> float:
+    """Seconds since the start for ``"HH:MM[:SS]"`` (clock time) or a number of seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = str(text).strip()
+    m = _CLOCK.match(s)
+    if m:
+        h, mi, se = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+        if h > 24 or mi > 59 or se > 59:
+            raise InputError(f"time {s!r}: not a clock time (HH:MM or HH:MM:SS)")
+        t = (h * 3600 + mi * 60 + se - start_clock_s) % 86400.0
+        return t
+    try:
+        value = float(s)
+    except ValueError:
+        raise InputError(f"time {s!r}: give a clock time HH:MM (e.g. 08:15) or seconds since the start (e.g. 4500)") from None
+    if not math.isfinite(value) or value < 0:
+        raise InputError(f"time {s!r}: seconds since the start must be a finite number >= 0")
+    return value
+
+
+def time_index(res: Results, when: str | float | None) -> int:
+    """Index of the output interval that holds time ``when``.
+
+    ``None`` picks the busiest interval (most vehicles on the network; the
+    middle one if that series is absent).  A clock time ``HH:MM`` is read on
+    the run's clock; a plain number is seconds since the start.  Output times
+    mark the *end* of each interval, so ``08:00`` on a run from 07:00 with
+    5-minute intervals is the interval 07:55-08:00.
+    """
+    times = res.times
+    if times.size == 0:
+        raise InputError(f"{res.path}: the results have no output intervals (time dimension is empty)")
+    if when is None:
+        if "network_vehicles" in res.ds:
+            nv = res.ds["network_vehicles"]
+            extra = [d for d in nv.dims if d != "time"]
+            series = np.asarray(nv.mean(extra).values if extra else nv.values, dtype=np.float64)
+            if series.size == times.size and np.isfinite(series).any():
+                return int(np.nanargmax(series))
+        return times.size // 2
+    t = parse_time(when, start_clock_s=res.start_clock_s)
+    if t > times[-1] + 1e-9:
+        first, last = clock_label(res.start_clock_s), clock_label(res.start_clock_s + times[-1])
+        raise InputError(
+            f"time {str(when)!r} is outside the results: they cover {first}-{last} "
+            f"(0-{times[-1]:.0f} s since the start)"
+        )
+    return int(np.searchsorted(times, t - 1e-9, side="left"))
+
+
+# -- derived series -------------------------------------------------------------
+
+
+def _interval_lengths(times: np.ndarray) -> np.ndarray:
+    return np.diff(np.concatenate([[0.0], times]))
+
+
+def network_speed_kmh(ds: xr.Dataset, times: np.ndarray | None = None) -> np.ndarray:
+    """Network speed per output interval, km/h: vehicle-km over vehicle-hours on the links.
+
+    With ``link_vehicles`` (a run) this is the KPI's definition, per interval:
+    ``sum(outflow * length) / sum(vehicles * interval)``.  Without it (a
+    comparison), each link's vehicle-hours are ``outflow * length / speed``
+    (a distance-weighted harmonic mean of link speeds).  Extra leading dims
+    (``variant``, ``replication``) are kept; the result's last axis is time.
+    NaN where no vehicle finished a link in the interval.
+    """
+    L = np.asarray(ds["link_length_m"].values, dtype=np.float64)
+    speed = ds["link_speed"].transpose(..., "time", "link").values.astype(np.float64)
+    if "link_outflow" in ds:
+        flow = ds["link_outflow"].transpose(..., "time", "link").values.astype(np.float64)
+    else:  # no flows: every link counts once per interval
+        flow = np.ones_like(speed)
+    km = (flow * L).sum(-1) / 1000.0
+    if "link_vehicles" in ds and times is not None:
+        veh = ds["link_vehicles"].transpose(..., "time", "link").values.astype(np.float64)
+        hours = veh.sum(-1) * _interval_lengths(times) / 3600.0
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hours = np.where(speed > 0, flow * L / speed, 0.0).sum(-1) / 3600.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(hours > 0, km / hours, np.nan)
+
+
+def intervened_mask(res: Results) -> np.ndarray:
+    """Boolean per link: the links an intervention changed (all False when none are recorded).
+
+    Read from a link variable whose name contains ``intervened`` (e.g.
+    ``link_intervened``) and, for comparisons, ``summary.json``'s
+    ``intervened_links`` (link indices).
+    """
+    ds = res.ds
+    n = ds.sizes["link"]
+    mask = np.zeros(n, dtype=bool)
+    for name in list(ds.data_vars) + list(ds.coords):
+        var = ds[name]
+        if "intervened" in name and var.dims and var.dims[-1] == "link":
+            flag = np.nan_to_num(np.asarray(var.values).astype(np.float64)) != 0
+            mask |= flag.reshape(-1, n).any(axis=0)
+    listed = res.summary.get("intervened_links") or []
+    if listed:
+        link_ids = np.asarray(ds["link"].values)
+        pos = {int(v): i for i, v in enumerate(link_ids)}
+        for item in listed:
+            idx = item.get("link") if isinstance(item, dict) else item
+            try:
+                i = pos.get(int(idx))
+            except (TypeError, ValueError):
+                log.warning("intervened_links entry %r is not a link index; ignored", item)
+                continue
+            if i is None:
+                log.warning("intervened link %r is not in the results' links; ignored", idx)
+            else:
+                mask[i] = True
+    return mask
+
+
+def _first(ds: xr.Dataset, *names: str):
+    for n in names:
+        if n in ds.variables and ds[n].dims == ("incident",):
+            return np.asarray(ds[n].values)
+    return None
+
+
+@dataclass
+class Incidents:
+    """Incidents to draw: position, kind and whether each is active at the chosen time."""
+
+    x: np.ndarray
+    y: np.ndarray
+    kind: np.ndarray
+    active: np.ndarray
+
+
+def incidents_at(res: Results, t: float | None = None) -> Incidents | None:
+    """The run's incidents (``incident`` dim), if any, with those active at ``t`` flagged.
+
+    Position from ``incident_x``/``incident_y``, else ``incident_node`` (a node
+    index); times from ``incident_start_s`` (or ``incident_time_s``,
+    ``incident_t0``) and ``incident_end_s`` (or ``incident_cleared_s``,
+    ``incident_t1``).  Without times every incident counts as active.
+    Returns ``None`` when the results have no incidents or no way to place them.
+    """
+    ds = res.ds
+    if "incident" not in ds.dims or ds.sizes["incident"] == 0:
+        return None
+    x = _first(ds, "incident_x")
+    y = _first(ds, "incident_y")
+    if x is None or y is None:
+        node = _first(ds, "incident_node")
+        if node is None or "node_x" not in ds:
+            log.warning("incidents have neither incident_x/incident_y nor incident_node; not drawn")
+            return None
+        node = np.asarray(node, dtype=np.int64)
+        nn = ds.sizes.get("node", 0)
+        ok = (node >= 0) & (node < nn)
+        x = np.full(node.shape, np.nan)
+        y = np.full(node.shape, np.nan)
+        x[ok] = ds["node_x"].values[node[ok]]
+        y[ok] = ds["node_y"].values[node[ok]]
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    kind = _first(ds, "incident_kind", "incident_type")
+    kind = np.asarray(kind, dtype=str) if kind is not None else np.full(x.shape, "incident")
+    t0 = _first(ds, "incident_start_s", "incident_time_s", "incident_t0")
+    t1 = _first(ds, "incident_end_s", "incident_cleared_s", "incident_t1")
+    active = np.isfinite(x) & np.isfinite(y)
+    if t is not None and t0 is not None:
+        t0 = np.asarray(t0, dtype=np.float64)
+        active &= np.isfinite(t0) & (t0 <= t)
+        if t1 is not None:
+            t1 = np.asarray(t1, dtype=np.float64)
+            active &= ~(np.isfinite(t1) & (t1 < t))
+    return Incidents(x=x, y=y, kind=kind, active=active)
+
+
+def link_offsets(ds: xr.Dataset, offset_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Link end points moved ``offset_m`` to the right of travel, so both directions show."""
+    x0 = np.asarray(ds["link_x0"].values, dtype=np.float64)
+    y0 = np.asarray(ds["link_y0"].values, dtype=np.float64)
+    x1 = np.asarray(ds["link_x1"].values, dtype=np.float64)
+    y1 = np.asarray(ds["link_y1"].values, dtype=np.float64)
+    dx, dy = x1 - x0, y1 - y0
+    n = np.hypot(dx, dy)
+    n[n == 0] = 1.0
+    ox, oy = dy / n * offset_m, -dx / n * offset_m
+    return x0 + ox, y0 + oy, x1 + ox, y1 + oy
