@@ -402,6 +402,8 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
     if not isinstance(data, dict):
         raise ScenarioError(label, [Problem("", (
             f"must be a mapping of sections (city:, time:, demand:, ...), got {_show(data)}"))])
+    if "extends" in data:
+        data = _extend(data, base, label, seen=(label,))
     overridden: list[Loc] = []
     if overrides:
         data, overridden = _apply_overrides(data, overrides, label)
@@ -415,6 +417,52 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
     if problems:
         raise ScenarioError(label, problems)
     return scenario
+
+
+def _deep_merge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` over ``parent``: mappings merge key by key, anything else replaces."""
+    out = dict(parent)
+    for key, value in child.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ...]) -> dict[str, Any]:
+    """Resolve ``extends: PARENT`` (a file, relative to ``base``, or a built-in name).
+
+    The scenario is the parent with this file's sections merged over it
+    (mappings merge key by key, lists and values replace); ``name`` is never
+    inherited.  Relative paths in the parent resolve against the extending
+    file's folder.
+    """
+    data = dict(data)
+    ref = data.pop("extends")
+    if not isinstance(ref, str) or not ref.strip():
+        raise ScenarioError(label, [Problem("extends", f"must name a scenario file or built-in scenario, got {_show(ref)}")])
+    ref = ref.strip()
+    path = Path(ref).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    if not path.is_file() and not any(sep in ref for sep in "/\\.") and ref in builtin_scenarios():
+        path = builtin_path(ref)
+    if not path.is_file():
+        raise ScenarioError(label, [Problem("extends", f"scenario {ref!r} not found (looked for {path} "
+                                            f"and a built-in scenario of that name)")])
+    key = str(path.resolve())
+    if key in seen:
+        raise ScenarioError(label, [Problem("extends", f"scenarios extend each other in a loop: {' -> '.join(seen + (key,))}")])
+    parent, _, problems = _read_yaml(path, str(path))
+    if problems:
+        raise ScenarioError(str(path), problems)
+    if not isinstance(parent, dict):
+        raise ScenarioError(str(path), [Problem("", "must be a mapping of sections")])
+    if "extends" in parent:
+        parent = _extend(parent, path.resolve().parent, str(path), seen=seen + (key,))
+    parent.pop("name", None)
+    return _deep_merge(parent, data)
 
 
 def _merge(first: list[Problem], second: list[Problem]) -> list[Problem]:

@@ -136,8 +136,9 @@ def test_defaults_are_filled_in():
     assert g.profile == list(DEFAULT_PROFILE) and math.isclose(sum(g.profile), 1.0)
     assert (s.traffic.reroute_interval, s.traffic.routing) == (600.0, "dynamic")
     assert (s.outputs.interval, s.outputs.dir) == (300.0, None)
-    assert s.incidents == {} and s.resources == {} and s.interventions == []
-    assert s.feeds == {} and s.population == {}
+    assert s.interventions == []
+    for section in (s.incidents, s.resources, s.feeds, s.population):  # each section's defaults
+        assert type(section)() == section
 
 
 def test_default_profile_has_two_peaks():
@@ -425,7 +426,7 @@ def test_hash_changes_when_a_value_changes():
     changed = [
         {"seed": 4}, {"time": {"step": 1}}, {"city": {"synthetic": {"bridges": 2}}},
         {"demand": {"gravity": {"total_trips": 59999}}}, {"traffic": {"routing": "static"}},
-        {"outputs": {"interval": "10min"}}, {"interventions": [{"at": "08:00", "close": 1}]},
+        {"outputs": {"interval": "10min"}}, {"interventions": [{"at": "08:00", "kind": "close", "links": [1]}]},
     ]
     hashes = {scenario_hash(load_scenario({**base, **c})) for c in changed}
     assert h0 not in hashes and len(hashes) == len(changed)
@@ -465,7 +466,7 @@ def test_resolved_is_plain_json_and_round_trips(tmp_path):
     trips_csv(tmp_path)
     s = load_scenario({"city": {"osm": "helsinki"}, "demand": {"trips": "trips.csv"},
                        "time": {"start": "07:00", "duration": "3h"},
-                       "interventions": [{"at": "08:00", "close": "bridge 1"}]},
+                       "interventions": [{"at": "08:00", "kind": "close", "road": "bridge 1"}]},
                       base_dir=tmp_path)
     r = s.resolved()
     assert json.loads(json.dumps(r)) == r
