@@ -1,0 +1,908 @@
+"""The emergency-response component: incidents, units and dispatch on the twin's clock.
+
+Everything is a SimPy process on ``twin.env`` driving plain records:
+
+- one *driver* process per unit and per open incident sleeps until the record's
+  ``t_next`` and then performs the next step of its life cycle (see
+  :mod:`twin.emergency.incidents` and :mod:`twin.emergency.resources`); whoever
+  changes another record's ``t_next`` pokes its driver;
+- one arrival process per stochastic incident type (next call time in
+  :attr:`EmergencyComponent.next_arrival`), one for the scripted drill timeline
+  (:attr:`EmergencyComponent.script`, position :attr:`EmergencyComponent.script_pos`);
+- the dispatch centre: a process woken whenever a call is reported or a unit becomes
+  free, serving the queue of incidents that still need units by priority, then by
+  the time reported;
+- a watcher that notices link changes made by others (road works, closed bridges)
+  and re-routes units whose remaining route crosses a closed link.
+
+:meth:`EmergencyComponent.start` builds all processes from the records, so a twin
+restored from a snapshot resumes by calling it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import simpy
+
+from scenarios import parse_time_point
+from scenarios.emergency import level_value
+from twin.components import Component
+from twin.emergency.dispatch import Candidates, Router, check_choice, load_policy
+from twin.emergency.incidents import (
+    CLEARED, OCCURRED, REPORTED, SCENE_CLOSED, WORKING, ArrivalSampler, Incident, Location, closure_links, draw,
+    locate,
+)
+from twin.emergency.log import EventLog
+from twin.emergency.resources import (
+    AVAILABLE, BUSY, DISPATCHABLE, DISPATCHED, ENROUTE, HOSPITAL, ONSCENE, OUT_OF_SERVICE, REMOVED, RETURNING,
+    TRANSPORT, Station, Unit, build_resources,
+)
+from twin.emergency import report
+from twin.errors import InputError
+from twin.rng import component_rng
+
+__all__ = ["EmergencyComponent"]
+
+log = logging.getLogger(__name__)
+
+_EPS = 1e-9
+_MOVING = (DISPATCHED, ENROUTE, TRANSPORT, RETURNING)
+
+
+class EmergencyComponent(Component):
+    """Incidents, stations, units, hospitals and the dispatch centre (``twin.components["emergency"]``).
+
+    Interventions and live injects act through :meth:`inject`,
+    :meth:`set_station_in_service`, :meth:`add_station`, :meth:`remove_station` and
+    :meth:`move_units`.  :attr:`policy` is the dispatch policy (see
+    :mod:`twin.emergency.dispatch`).
+    """
+
+    name = "emergency"
+    kpi_labels = report.KPI_LABELS
+
+    def __init__(self, twin) -> None:
+        super().__init__(twin)
+        inc_spec = twin.scenario.incidents
+        self.spec = inc_spec
+        self.types = inc_spec.types
+        city = twin.city
+        seed = twin.seed
+        self.rng = component_rng(seed, "emergency")  # incident attributes
+        self.rng_units = component_rng(seed, "emergency/units")  # turnout, handover, stay
+        self.samplers = {
+            name: ArrivalSampler(city, r, start_s=twin.start_s, where=f"incidents.rates.{name}")
+            for name, r in inc_spec.rates.items()
+        }
+        self.rng_arrivals = {name: component_rng(seed, f"emergency/arrivals/{name}") for name in self.samplers}
+        #: next random call of each type (s since the start; inf: none)
+        self.next_arrival = {name: s.next_time(0.0, self.rng_arrivals[name]) for name, s in self.samplers.items()}
+        #: the drill timeline (and future injects), sorted by time; entries before script_pos are done
+        self.script: list[dict] = []
+        for i, d in enumerate(inc_spec.drill):
+            where = f"incidents.drill[{i}] ({d.type} at {d.at})"
+            t = parse_time_point(d.at, start_s=twin.start_s)
+            self.script.append({"t": t, "type": d.type, "loc": locate(city, d.location, where=f"{where}.location"),
+                                "severity": d.severity, "notes": d.notes, "source": "drill"})
+        self.script.sort(key=lambda e: e["t"])
+        self.script_pos = 0
+        used = set(inc_spec.rates) | {d.type for d in inc_spec.drill}
+        self.stations, self.units, self.hospitals = build_resources(
+            city, twin.scenario.resources, inc_spec, types_used=used)
+        self.unit_names = self._name_units(range(len(self.units)))
+        self.kinds = sorted(inc_spec.unit_kinds_needed)
+        self.incidents: list[Incident] = []
+        #: incidents that still need units (ids)
+        self.queue: list[int] = []
+        self.log = EventLog()
+        self.policy = load_policy(inc_spec.policy)
+        self.policy_name = inc_spec.policy
+        self.router = Router(twin, speed_factor=inc_spec.emergency_speed_factor)
+        #: seconds between checks for link changes made by others
+        self.link_watch_s = 15.0
+        self.mutual_aid_dispatches = 0
+        self.max_waiting = 0
+        self.n_open = 0
+        self._lc_seen = len(twin.link_control.history)
+        self._script_gen = 0
+        self.series: dict[str, list] = {"time": [], "available": [], "waiting": [], "active": [], "hospital": []}
+        # process handles (not records: start() rebuilds them)
+        self._procs: dict[tuple[str, int], simpy.Process] = {}
+        self._waiting: dict[tuple[str, int], float] = {}
+        self._wake: simpy.Event | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_procs={}, _waiting={}, _wake=None)
+        return state
+
+    # ================================================================ processes
+    def start(self) -> None:
+        env = self.twin.env
+        self._procs, self._waiting = {}, {}
+        self._wake = env.event()
+        env.process(self._dispatcher())
+        for name in self.samplers:
+            env.process(self._arrivals(name))
+        self._script_gen += 1
+        env.process(self._script_proc(self._script_gen))
+        for u in self.units:
+            if not u.done:
+                self._start_driver(("u", u.id))
+        for inc in self.incidents:
+            if inc.open:
+                self._start_driver(("i", inc.id))
+        env.process(self._link_watch())
+        if self.queue:
+            self._kick()
+
+    @property
+    def now(self) -> float:
+        return float(self.twin.env.now)
+
+    def _rec(self, key):
+        return self.units[key[1]] if key[0] == "u" else self.incidents[key[1]]
+
+    def _finished(self, key) -> bool:
+        rec = self._rec(key)
+        return rec.done if key[0] == "u" else rec.stage == CLEARED
+
+    def _start_driver(self, key) -> None:
+        self._waiting[key] = -math.inf  # reads t_next when it starts
+        self._procs[key] = self.twin.env.process(self._drive(key))
+
+    def _drive(self, key):
+        env = self.twin.env
+        rec = self._rec(key)
+        due = self._unit_due if key[0] == "u" else self._incident_due
+        while not self._finished(key):
+            t = rec.t_next
+            if t <= env.now + _EPS:
+                rec.t_next = math.inf
+                self._waiting[key] = -math.inf
+                due(rec)
+                self._links_changed()
+                continue
+            self._waiting[key] = t
+            try:
+                yield env.timeout(t - env.now) if t < math.inf else env.event()
+            except simpy.Interrupt:
+                pass
+        self._procs.pop(key, None)
+        self._waiting.pop(key, None)
+
+    def _set_next(self, key, t: float) -> None:
+        """Set a record's next event time and wake its driver if it sleeps past it."""
+        rec = self._rec(key)
+        rec.t_next = float(t)
+        proc = self._procs.get(key)
+        if proc is None:
+            if not self._finished(key):
+                self._start_driver(key)
+            return
+        if proc is self.twin.env.active_process or not proc.is_alive:
+            return
+        if rec.t_next < self._waiting.get(key, -math.inf) - _EPS:
+            self._waiting[key] = -math.inf
+            proc.interrupt()
+
+    def _kick(self) -> None:
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _dispatcher(self):
+        while True:
+            yield self._wake
+            self._wake = self.twin.env.event()
+            self._links_changed()
+            self._dispatch_round()
+
+    def _arrivals(self, name: str):
+        env = self.twin.env
+        sampler, rng = self.samplers[name], self.rng_arrivals[name]
+        while math.isfinite(self.next_arrival[name]):
+            t = self.next_arrival[name]
+            if t > env.now + _EPS:
+                yield env.timeout(t - env.now)
+                continue
+            node = sampler.node(rng)
+            self.next_arrival[name] = sampler.next_time(t, rng)
+            self._new_incident(name, Location(node), severity=None, source="random", notes="")
+
+    def _script_proc(self, gen: int):
+        env = self.twin.env
+        while gen == self._script_gen and self.script_pos < len(self.script):
+            e = self.script[self.script_pos]
+            if e["t"] > env.now + _EPS:
+                yield env.timeout(e["t"] - env.now)
+                continue
+            self.script_pos += 1
+            self._new_incident(e["type"], e["loc"], severity=e["severity"], source=e["source"], notes=e["notes"])
+
+    def _link_watch(self):
+        env = self.twin.env
+        while True:
+            yield env.timeout(self.link_watch_s)
+            if self._links_changed():
+                self._kick()
+
+    # ================================================================ incidents
+    def _new_incident(self, type_: str, loc: Location, *, severity: int | None, source: str, notes: str) -> Incident:
+        spec = self.types[type_]
+        rng = self.rng
+        levels = sorted(spec.severity)
+        w = np.asarray([spec.severity[k] for k in levels], np.float64)
+        drawn = int(levels[rng.choice(len(levels), p=w / w.sum())])
+        sev = int(severity) if severity is not None else drawn
+        call = draw(self.spec.call_delay, rng)
+        work = draw(spec.on_scene, rng)
+        clear = draw(spec.clearance, rng)
+        u = float(rng.random())
+        now = self.now
+        inc = Incident(
+            id=len(self.incidents), type=type_, severity=sev,
+            priority=int(level_value(spec.priority, sev, sev)) if spec.priority else sev,
+            node=int(loc.node), links=(), source=source, notes=notes, t_occur=now, call_delay_s=call,
+            work_s=work, clear_s=clear if spec.cleared_by else 0.0,
+            transport=u < level_value(spec.transport, sev, 0.0), clear_done=spec.cleared_by is None,
+        )
+        self.incidents.append(inc)
+        self.n_open += 1
+        self.log.add(now, "occurred", inc.id, node=inc.node, detail=f"{source}; severity {sev}" + (f"; {notes}" if notes else ""))
+        if spec.affects_links:
+            self._apply_links(inc, loc)
+        self._set_next(("i", inc.id), now + call)
+        return inc
+
+    def _apply_links(self, inc: Incident, loc: Location) -> None:
+        spec = self.types[inc.type]
+        city = self.twin.city
+        if spec.closes_links:
+            links = closure_links(city, loc, spec.closure_radius_m)
+            kw = {"closed": True}
+        else:
+            factor = float(level_value(spec.capacity_factor, inc.severity, 1.0))
+            if factor >= 1.0:
+                return
+            links = np.asarray(loc.links, np.int64)
+            if links.size == 0:  # a node: the busiest road into it
+                net = city.network
+                into = net.in_links[net.in_indptr[inc.node]:net.in_indptr[inc.node + 1]]
+                if into.size == 0:
+                    return
+                self.twin.sync()
+                st = self.twin.traffic.state
+                load = (st.n_in - st.n_out)[into]
+                links = np.asarray([into[int(np.argmax(load))]], np.int64)
+            kw = {"capacity_factor": factor}
+        if links.size == 0:
+            return
+        inc.links = tuple(int(a) for a in links)
+        inc.link_handle = self.twin.link_control.apply(links, source=f"emergency:{inc.type}#{inc.id}", **kw)
+        what = "closed" if spec.closes_links else f"capacity x{kw['capacity_factor']:g}"
+        self.log.add(self.now, "link_change", inc.id, node=inc.node, detail=f"{what} on links {list(inc.links)}")
+        self._links_changed()
+
+    def _revert_links(self, inc: Incident) -> None:
+        if inc.link_handle >= 0:
+            self.twin.link_control.revert(inc.link_handle)
+            inc.link_handle = -1
+            self.log.add(self.now, "link_change", inc.id, node=inc.node, detail=f"restored links {list(inc.links)}")
+            self._links_changed()
+
+    def _incident_due(self, inc: Incident) -> None:
+        now = self.now
+        if inc.stage == OCCURRED:
+            inc.stage = REPORTED
+            inc.t_reported = now
+            mix = level_value(self.types[inc.type].units, inc.severity)
+            inc.need = {k: int(n) for k, n in sorted(mix.items()) if n > 0}
+            self.queue.append(inc.id)
+            self.log.add(now, "reported", inc.id, node=inc.node,
+                         detail="needs " + ", ".join(f"{n} {k}" for k, n in inc.need.items()))
+            self._kick()
+            return
+        if inc.stage == WORKING and now >= inc.t_work_end - _EPS:
+            inc.t_work_end = -math.inf  # elapsed
+            self.log.add(now, "work_done", inc.id, node=inc.node)
+            self._try_close_scene(inc)
+        if not inc.clear_done and now >= inc.t_clear_end - _EPS:
+            self._finish_clearance(inc)
+        self._incident_timer(inc)
+
+    def _incident_timer(self, inc: Incident) -> None:
+        t = math.inf
+        if inc.stage == WORKING and inc.t_work_end > -math.inf:
+            t = inc.t_work_end
+        if not inc.clear_done and math.isfinite(inc.t_clear_end):
+            t = min(t, inc.t_clear_end)
+        if inc.stage != CLEARED:
+            self._set_next(("i", inc.id), t)
+
+    def _essentials_missing(self, inc: Incident) -> list[str]:
+        spec = self.types[inc.type]
+        need = []
+        if spec.cleared_by:
+            need.append(spec.cleared_by)
+        if inc.transport:
+            need.append(spec.transport_unit)
+        return [k for k in need if inc.arrived_kinds.get(k, 0) < 1]
+
+    def _on_arrival(self, unit: Unit, inc: Incident, travel: float) -> None:
+        now = self.now
+        spec = self.types[inc.type]
+        inc.arrived_kinds[unit.kind] = inc.arrived_kinds.get(unit.kind, 0) + 1
+        self.log.add(now, "on_scene", inc.id, unit.id, inc.node, detail=f"travel {travel:.0f} s")
+        if math.isnan(inc.t_on_scene):
+            inc.t_on_scene = now
+            inc.first_unit = unit.id
+            inc.first_travel_s = travel
+            inc.t_work_end = now + inc.work_s
+            inc.stage = WORKING
+        tgt = spec.target
+        if tgt is not None and math.isnan(inc.target_t) and (tgt.unit is None or tgt.unit == unit.kind):
+            inc.target_t = now
+            inc.target_travel_s = travel
+        if spec.cleared_by == unit.kind and math.isnan(inc.t_clear_start):
+            inc.t_clear_start = now
+            inc.t_clear_end = now + inc.clear_s
+        if inc.stage == SCENE_CLOSED:  # only essential units still come
+            self._after_scene(inc, unit)
+        self._try_close_scene(inc)
+        if not inc.clear_done and now >= inc.t_clear_end - _EPS:
+            self._finish_clearance(inc)
+        self._incident_timer(inc)
+
+    def _try_close_scene(self, inc: Incident) -> None:
+        """End the on-scene phase once the work time is over and every essential unit came."""
+        if inc.stage != WORKING or inc.t_work_end > -math.inf or self._essentials_missing(inc):
+            return
+        now = self.now
+        inc.stage = SCENE_CLOSED
+        inc.t_scene_closed = now
+        inc.need.clear()
+        if inc.id in self.queue:
+            self.queue.remove(inc.id)
+        self.log.add(now, "scene_closed", inc.id, node=inc.node)
+        spec = self.types[inc.type]
+        if not spec.cleared_by:
+            self._revert_links(inc)
+        carrier = -1
+        if inc.transport:
+            for u in inc.assigned:
+                if self.units[u].state == ONSCENE and self.units[u].kind == spec.transport_unit:
+                    carrier = u
+                    break
+        for u in list(inc.assigned):
+            unit = self.units[u]
+            if unit.state in (DISPATCHED, ENROUTE):
+                self.log.add(now, "stood_down", inc.id, u)
+                self._release(unit)
+            elif unit.state == ONSCENE:
+                if u == carrier:
+                    self._start_transport(unit, inc)
+                elif not (unit.kind == spec.cleared_by and not inc.clear_done):
+                    self._release(unit)
+        self._try_clear(inc)
+
+    def _after_scene(self, inc: Incident, unit: Unit) -> None:
+        """A unit reached a closed scene (cannot normally happen: en-route units are stood down)."""
+        self._release(unit)
+        self._try_clear(inc)
+
+    def _finish_clearance(self, inc: Incident) -> None:
+        inc.clear_done = True
+        self.log.add(self.now, "road_cleared", inc.id, node=inc.node)
+        self._revert_links(inc)
+        kind = self.types[inc.type].cleared_by
+        for u in list(inc.assigned):
+            unit = self.units[u]
+            if unit.state == ONSCENE and unit.kind == kind:
+                self._release(unit)
+        self._try_clear(inc)
+
+    def _try_clear(self, inc: Incident) -> None:
+        if inc.stage != SCENE_CLOSED or not inc.clear_done or not inc.transport_done or inc.assigned:
+            return
+        inc.stage = CLEARED
+        inc.t_cleared = self.now
+        inc.t_next = math.inf
+        self.n_open -= 1
+        self._revert_links(inc)
+        self.log.add(self.now, "cleared", inc.id, node=inc.node)
+
+    # ================================================================ units
+    def _where(self, unit: Unit) -> tuple[int, int, float]:
+        """``(node, link in progress or -1, time at node)`` a new route starts from."""
+        now = self.now
+        n = unit.path.shape[0]
+        if n == 0 or not now >= unit.t_depart:
+            return unit.node, -1, now
+        k = unit.links_done(now)
+        if k >= n:
+            return unit.dest, -1, now
+        if k > 0 and unit.path_t[k - 1] >= now - _EPS:
+            return int(self.twin.city.network.dst[unit.path[k - 1]]), -1, now
+        a = int(unit.path[k])
+        return int(self.twin.city.network.dst[a]), a, float(unit.path_t[k])
+
+    def _route(self, unit: Unit, dest: int, *, t0: float, from_here: bool = True) -> bool:
+        """Give ``unit`` a trip to ``dest`` leaving at ``t0`` (from where it is now); False if unreachable."""
+        node, lead, t_node = self._where(unit) if from_here else (unit.node, -1, t0)
+        r = self.router.path_to(node, dest)
+        if r is None:
+            return False
+        links, tts = r
+        if lead >= 0:
+            start = t_node
+            links = np.concatenate([[lead], links]).astype(np.int32)
+            times = np.concatenate([[t_node], t_node + np.cumsum(tts)])
+            unit.node = int(self.twin.city.network.src[lead])
+            unit.t_depart = min(self.now, t0)
+        else:
+            start = max(t0, t_node)
+            times = start + np.cumsum(tts)
+            unit.node = node
+            unit.t_depart = start
+        unit.path = links
+        unit.path_t = np.asarray(times, np.float64)
+        unit.dest = int(dest)
+        return True
+
+    def _arrival_time(self, unit: Unit) -> float:
+        return float(unit.path_t[-1]) if unit.path.shape[0] else unit.t_depart
+
+    def _unit_due(self, unit: Unit) -> None:
+        now = self.now
+        if unit.state == DISPATCHED:
+            unit.state = ENROUTE
+            inc = self.incidents[unit.incident]
+            if math.isnan(inc.t_enroute):
+                inc.t_enroute = now
+            self.log.add(now, "en_route", inc.id, unit.id, unit.node)
+            self._set_next(("u", unit.id), self._arrival_time(unit))
+        elif unit.state == ENROUTE:
+            inc = self.incidents[unit.incident]
+            travel = now - unit.t_depart
+            unit.state = ONSCENE
+            unit.clear_trip(inc.node)
+            self._on_arrival(unit, inc, travel)
+        elif unit.state == TRANSPORT:
+            inc = self.incidents[unit.incident]
+            h = self.hospitals[inc.hospital]
+            unit.state = HOSPITAL
+            unit.clear_trip(h.node)
+            inc.t_hospital = now
+            h.admit(now, now + draw(self.types[inc.type].hospital_stay, self.rng_units))
+            self.log.add(now, "at_hospital", inc.id, unit.id, h.node, detail=h.name)
+            self._set_next(("u", unit.id), now + draw(self.types[inc.type].handover, self.rng_units))
+        elif unit.state == HOSPITAL:
+            inc = self.incidents[unit.incident]
+            inc.transport_done = True
+            self.log.add(now, "handover_done", inc.id, unit.id, unit.node)
+            self._release(unit)
+            self._try_clear(inc)
+        elif unit.state == RETURNING:
+            self._at_station(unit)
+
+    def _release(self, unit: Unit) -> None:
+        """Free a unit from its incident and send it home."""
+        inc = self.incidents[unit.incident]
+        inc.assigned.remove(unit.id)
+        unit.incident = -1
+        unit.busy_s += self.now - unit.busy_since
+        unit.busy_since = math.nan
+        self._go_home(unit)
+        self._kick()
+
+    def _go_home(self, unit: Unit) -> None:
+        home = self.stations[unit.station].node
+        node, lead, _ = self._where(unit)
+        if node == home and lead < 0:
+            unit.clear_trip(home)
+            self._at_station(unit)
+            return
+        unit.state = RETURNING
+        if not self._route(unit, home, t0=self.now):
+            unit.clear_trip(node)
+            self.log.add(self.now, "stranded", -1, unit.id, node, detail="no open route home")
+            self._set_next(("u", unit.id), math.inf)
+            return
+        self.log.add(self.now, "returning", -1, unit.id, unit.node, detail=f"to {self.stations[unit.station].name}")
+        self._set_next(("u", unit.id), self._arrival_time(unit))
+
+    def _at_station(self, unit: Unit) -> None:
+        st = self.stations[unit.station]
+        unit.clear_trip(st.node)
+        if st.removed:
+            unit.state = REMOVED
+            unit.done = True
+        else:
+            unit.state = AVAILABLE if st.in_service else OUT_OF_SERVICE
+        self.log.add(self.now, "at_station", -1, unit.id, st.node, detail=st.name)
+        self._set_next(("u", unit.id), math.inf)
+        self._kick()
+
+    def _start_transport(self, unit: Unit, inc: Incident) -> None:
+        now = self.now
+        dist, pred = self.router.tree_from(inc.node)
+        best, best_free = -1, -1
+        for h, hosp in enumerate(self.hospitals):
+            d = dist[hosp.node]
+            if not np.isfinite(d):
+                continue
+            if best < 0 or d < dist[self.hospitals[best].node]:
+                best = h
+            incoming = sum(1 for u in self.units if u.state == TRANSPORT and self.incidents[u.incident].hospital == h)
+            if hosp.occupied(now) + incoming < hosp.beds and (best_free < 0 or d < dist[self.hospitals[best_free].node]):
+                best_free = h
+        h = best_free if best_free >= 0 else best
+        if h < 0:
+            self.log.add(now, "stranded", inc.id, unit.id, inc.node, detail="no hospital reachable")
+            self._release(unit)
+            return
+        hosp = self.hospitals[h]
+        inc.hospital = h
+        inc.t_transport = now
+        inc.transport_done = False
+        links, tts = self.router.path_from_tree(pred, inc.node, hosp.node)
+        unit.state = TRANSPORT
+        unit.node, unit.dest, unit.t_depart = inc.node, hosp.node, now
+        unit.path, unit.path_t = links, now + np.cumsum(tts)
+        self.log.add(now, "transport", inc.id, unit.id, inc.node,
+                     detail=hosp.name + ("" if best_free >= 0 else " (no free bed: nearest)"))
+        self._set_next(("u", unit.id), self._arrival_time(unit))
+
+    # ================================================================ dispatch
+    def candidates(self, kind: str, dist: np.ndarray, inc: Incident) -> Candidates:
+        """Units of ``kind`` that may be sent now, with their current travel time to ``inc``."""
+        ids, travel, aid, st = [], [], [], []
+        now = self.now
+        for u in self.units:
+            if u.kind != kind or u.state not in DISPATCHABLE:
+                continue
+            s = self.stations[u.station]
+            if not s.in_service or s.removed:
+                continue
+            node, lead, t_node = self._where(u)
+            ids.append(u.id)
+            travel.append((t_node - now) + dist[node])
+            aid.append(s.mutual_aid)
+            st.append(u.station)
+        ids_a = np.asarray(ids, np.int64)
+
+        def free() -> np.ndarray:
+            fd = self.router.free_tree_to(inc.node)
+            return np.asarray([fd[self._where(self.units[u])[0]] for u in ids_a], np.float64)
+
+        return Candidates(kind=kind, units=ids_a, travel_s=np.asarray(travel, np.float64),
+                          mutual_aid=np.asarray(aid, bool), station=np.asarray(st, np.int64), free_flow_fn=free)
+
+    def _dispatch_round(self) -> None:
+        if not self.queue:
+            return
+        free: dict[str, int] = {}
+        for u in self.units:
+            if u.state in DISPATCHABLE and self.stations[u.station].in_service and not self.stations[u.station].removed:
+                free[u.kind] = free.get(u.kind, 0) + 1
+        order = sorted(self.queue, key=lambda i: (-self.incidents[i].priority, self.incidents[i].t_reported, i))
+        for i in order:
+            inc = self.incidents[i]
+            kinds = [k for k, n in inc.need.items() if n > 0 and free.get(k, 0) > 0]
+            if kinds:
+                dist, _ = self.router.tree_to(inc.node)
+                for kind in kinds:
+                    n = inc.need[kind]
+                    cand = self.candidates(kind, dist, inc)
+                    chosen = check_choice(self.policy(inc, kind, n, cand), cand, n,
+                                          policy_name=self.policy_name, incident_id=inc.id)
+                    for u in chosen:
+                        self._assign(self.units[u], inc, float(cand.travel_s[np.flatnonzero(cand.units == u)[0]]))
+                    free[kind] -= len(chosen)
+            if sum(inc.need.values()) == 0:
+                self.queue.remove(i)
+            elif not inc.waited:
+                inc.waited = True
+                self.log.add(self.now, "queued", inc.id, node=inc.node,
+                             detail="waiting for " + ", ".join(f"{n} {k}" for k, n in inc.need.items() if n))
+        self.max_waiting = max(self.max_waiting, len(self.queue))
+
+    def _assign(self, unit: Unit, inc: Incident, travel_s: float) -> None:
+        now = self.now
+        if unit.state not in DISPATCHABLE or unit.incident >= 0:
+            raise RuntimeError(f"internal error: unit {unit.id} sent while {unit.state}")
+        rolling = unit.state == RETURNING
+        t0 = now if rolling else now + draw(self.spec.turnout, self.rng_units)
+        if not self._route(unit, inc.node, t0=t0):
+            raise RuntimeError(f"internal error: unit {unit.id} has no route to incident {inc.id}")
+        unit.incident = inc.id
+        unit.busy_since = now
+        unit.dispatches += 1
+        inc.assigned.append(unit.id)
+        inc.units_sent += 1
+        inc.need[unit.kind] -= 1
+        if inc.need[unit.kind] <= 0:
+            del inc.need[unit.kind]
+        if math.isnan(inc.t_dispatched):
+            inc.t_dispatched = now
+        st = self.stations[unit.station]
+        if st.mutual_aid:
+            self.mutual_aid_dispatches += 1
+        self.log.add(now, "dispatched", inc.id, unit.id, unit.node,
+                     detail=f"from {st.name}{' (mutual aid)' if st.mutual_aid else ''}; travel {travel_s:.0f} s")
+        if unit.t_depart <= now + _EPS:
+            unit.state = ENROUTE
+            if math.isnan(inc.t_enroute):
+                inc.t_enroute = now
+            self.log.add(now, "en_route", inc.id, unit.id, unit.node)
+            self._set_next(("u", unit.id), self._arrival_time(unit))
+        else:
+            unit.state = DISPATCHED
+            self._set_next(("u", unit.id), unit.t_depart)
+
+    # ================================================================ link changes
+    def _links_changed(self) -> bool:
+        """Re-route units whose remaining route crosses a closed link (after any link change)."""
+        v = self.router.link_version()
+        if v == self._lc_seen:
+            return False
+        self._lc_seen = v
+        for unit in self.units:
+            if unit.state not in _MOVING or unit.done:
+                continue
+            if unit.path.shape[0] == 0:  # stranded: try again
+                if unit.state == RETURNING and unit.node != self.stations[unit.station].node:
+                    self._go_home(unit)
+                elif unit.state == TRANSPORT and self._route(unit, unit.dest, t0=self.now):
+                    self.log.add(self.now, "rerouted", unit.incident, unit.id, unit.node, detail="a route opened")
+                    self._set_next(("u", unit.id), self._arrival_time(unit))
+                continue
+            k = unit.links_done(self.now)
+            node, lead, _ = self._where(unit)
+            rest = unit.path[k + (1 if lead >= 0 else 0):] if unit.t_depart <= self.now else unit.path
+            if rest.size == 0 or not self.router.is_closed(rest).any():
+                continue
+            self._reroute(unit)
+        return True
+
+    def _reroute(self, unit: Unit) -> None:
+        now = self.now
+        key = ("u", unit.id)
+        if unit.state == RETURNING:
+            self._go_home(unit)
+            return
+        if unit.state == TRANSPORT:
+            inc = self.incidents[unit.incident]
+            dest = self.hospitals[inc.hospital].node
+        else:
+            inc = self.incidents[unit.incident]
+            dest = inc.node
+        leaving = unit.state == DISPATCHED
+        ok = self._route(unit, dest, t0=unit.t_depart if leaving else now, from_here=not leaving)
+        if ok:
+            self.log.add(now, "rerouted", inc.id, unit.id, unit.node, detail="a link on its route closed")
+            self._set_next(key, unit.t_depart if leaving else self._arrival_time(unit))
+            return
+        self.log.add(now, "stranded", inc.id, unit.id, unit.node, detail="no open route to its destination")
+        if unit.state in (DISPATCHED, ENROUTE):  # give the job back to dispatch
+            inc.need[unit.kind] = inc.need.get(unit.kind, 0) + 1
+            if inc.id not in self.queue:
+                self.queue.append(inc.id)
+            self._release(unit)
+        else:  # transport: wait where it is for a route
+            node, lead, _ = self._where(unit)
+            unit.clear_trip(node)
+            unit.dest = dest
+            self._set_next(key, math.inf)
+
+    # ================================================================ interventions API
+    def _station(self, name: str) -> tuple[int, Station]:
+        for k, s in enumerate(self.stations):
+            if s.name == name and not s.removed:
+                return k, s
+        from twin.places import close_matches
+
+        raise InputError(f"no station named {name!r}" + close_matches(name, [s.name for s in self.stations if not s.removed]))
+
+    def set_station_in_service(self, name: str, in_service: bool) -> None:
+        """Take a station out of service, or put it back.
+
+        Out of service, its units are not dispatched: those at the station stand down
+        at once, those on a job finish it and then stay at the station.  Back in
+        service, its units at the station become available.
+
+        Raises
+        ------
+        InputError
+            No station of that name.
+        """
+        k, st = self._station(name)
+        st.in_service = bool(in_service)
+        for u in self.units:
+            if u.station != k:
+                continue
+            if not in_service and u.state == AVAILABLE:
+                u.state = OUT_OF_SERVICE
+            elif in_service and u.state == OUT_OF_SERVICE:
+                u.state = AVAILABLE
+        self.log.add(self.now, "station_in_service" if in_service else "station_out_of_service", node=st.node, detail=name)
+        self._kick()
+
+    def add_station(self, name: str, kind: str, node, units: dict[str, int], *, mutual_aid: bool = False) -> list[int]:
+        """Open a new station with units, available at once; returns the new unit ids.
+
+        Parameters
+        ----------
+        name
+            A name no active station has.
+        kind
+            ``fire``, ``ems``, ``police`` or ``tow``.
+        node
+            Node id, ``[lon, lat]`` or a named place.
+        units
+            Unit kind -> count; every kind must be needed by some incident type.
+        mutual_aid
+            Units sent only when no own unit of the kind is free.
+
+        Raises
+        ------
+        InputError
+            A taken name, an unknown kind, a location not in the city, an unneeded unit kind.
+        """
+        where = f"add_station({name!r})"
+        if any(s.name == name and not s.removed for s in self.stations):
+            raise InputError(f"{where}: a station named {name!r} already exists")
+        if kind not in ("fire", "ems", "police", "tow"):
+            raise InputError(f"{where}: kind must be fire, ems, police or tow, got {kind!r}")
+        loc = locate(self.twin.city, node, where=f"{where}.node")
+        needed = self.spec.unit_kinds_needed
+        for k, n in units.items():
+            if not isinstance(n, (int, np.integer)) or n < 0:
+                raise InputError(f"{where}: units[{k!r}] must be a whole number >= 0, got {n!r}")
+            if n > 0 and k not in needed:
+                raise InputError(f"{where}: unit kind {k!r} is not needed by any incident type "
+                                 f"(kinds needed: {', '.join(sorted(needed))})")
+        s = len(self.stations)
+        self.stations.append(Station(name=name, kind=kind, node=loc.node, mutual_aid=mutual_aid))
+        new = []
+        for k, n in units.items():
+            for _ in range(int(n)):
+                u = Unit(id=len(self.units), kind=k, station=s, node=loc.node)
+                self.units.append(u)
+                new.append(u.id)
+                self._start_driver(("u", u.id))
+        self.unit_names += self._name_units(new)
+        self.log.add(self.now, "station_added", node=loc.node, detail=f"{name}: " + ", ".join(f"{n} {k}" for k, n in units.items()))
+        self._kick()
+        return new
+
+    def remove_station(self, name: str) -> None:
+        """Close a station for good: units at it leave service now, the others after their job."""
+        k, st = self._station(name)
+        st.removed = True
+        st.in_service = False
+        for u in self.units:
+            if u.station == k and u.state in (AVAILABLE, OUT_OF_SERVICE):
+                u.state = REMOVED
+                u.done = True
+                self._set_next(("u", u.id), math.inf)
+        self.log.add(self.now, "station_removed", node=st.node, detail=name)
+
+    def move_units(self, from_station: str, to_station: str, kind: str, n: int) -> list[int]:
+        """Move up to ``n`` free ``kind`` units between stations (they drive there); returns their ids."""
+        a, _ = self._station(from_station)
+        b, dst = self._station(to_station)
+        moved = []
+        for u in self.units:
+            if len(moved) >= n:
+                break
+            if u.station == a and u.kind == kind and u.state in (AVAILABLE, OUT_OF_SERVICE, RETURNING) and u.incident < 0:
+                u.station = b
+                moved.append(u.id)
+                self.log.add(self.now, "relocating", -1, u.id, u.node, detail=f"to {dst.name}")
+                self._go_home(u)
+        self._kick()
+        return moved
+
+    def inject(self, type: str, location, *, severity: int | None = None, notes: str = "", at=None) -> int | None:
+        """Add an incident while the twin runs (a drill inject).
+
+        Parameters
+        ----------
+        type
+            An incident type.
+        location
+            Node id, ``[lon, lat]`` or a named place.
+        severity
+            1-5, or ``None`` to draw it.
+        notes
+            Free text for the log.
+        at
+            When it occurs (time point as in the drill timeline); ``None``: now.
+
+        Returns
+        -------
+        int or None
+            The new incident's id, or ``None`` when it is scheduled for later.
+
+        Raises
+        ------
+        InputError
+            Unknown type, bad severity, unknown location or a time in the past.
+        """
+        where = f"inject {type!r}"
+        if type not in self.types:
+            raise InputError(f"{where}: not an incident type (known: {', '.join(sorted(self.types))})")
+        if severity is not None and (isinstance(severity, bool) or not isinstance(severity, (int, np.integer))
+                                     or not 1 <= severity <= 5):
+            raise InputError(f"{where}: severity must be a whole number 1-5, got {severity!r}")
+        loc = locate(self.twin.city, location, where=f"{where}.location")
+        t = self.now if at is None else parse_time_point(at, start_s=self.twin.start_s)
+        if t < self.now - _EPS:
+            raise InputError(f"{where}: 'at' is {t:.0f} s, before the clock ({self.now:.0f} s)")
+        if t <= self.now + _EPS:
+            return self._new_incident(type, loc, severity=severity, source="inject", notes=notes).id
+        entry = {"t": t, "type": type, "loc": loc, "severity": severity, "notes": notes, "source": "inject"}
+        pos = self.script_pos + sum(1 for e in self.script[self.script_pos:] if e["t"] <= t)
+        self.script.insert(pos, entry)
+        self._script_gen += 1
+        self.twin.env.process(self._script_proc(self._script_gen))
+        return None
+
+    # ================================================================ checks and results
+    def _name_units(self, ids) -> list[str]:
+        out = []
+        for u in ids:
+            unit = self.units[u]
+            k = sum(1 for v in self.units[:u] if v.station == unit.station and v.kind == unit.kind) + 1
+            out.append(f"{unit.kind} {k} ({self.stations[unit.station].name})")
+        return out
+
+    def unit_name(self, u: int) -> str:
+        return self.unit_names[u]
+
+    def check_invariants(self) -> None:
+        """Raise ``RuntimeError`` if the records disagree (tests call it after every event).
+
+        No unit is busy without an incident that lists it, or listed by two incidents;
+        units not on a job are listed by none; queued incidents need units and every
+        incident that needs units is queued; cleared incidents hold no unit; the
+        remaining route of every moving unit uses open links only.
+        """
+        owner: dict[int, int] = {}
+        for inc in self.incidents:
+            for u in inc.assigned:
+                if u in owner:
+                    raise RuntimeError(f"unit {u} is booked by incidents {owner[u]} and {inc.id}")
+                owner[u] = inc.id
+            if inc.stage == CLEARED and (inc.assigned or inc.need):
+                raise RuntimeError(f"cleared incident {inc.id} still holds units {inc.assigned} or needs {inc.need}")
+            needs = sum(inc.need.values()) > 0
+            if needs != (inc.id in self.queue):
+                raise RuntimeError(f"incident {inc.id}: needs {inc.need} but queued={inc.id in self.queue}")
+            if needs and inc.stage not in (REPORTED, WORKING):
+                raise RuntimeError(f"incident {inc.id} needs units at stage {inc.stage}")
+        now = self.now
+        for u in self.units:
+            busy = u.state in BUSY
+            if busy != (u.id in owner) or busy != (u.incident >= 0) or (busy and owner[u.id] != u.incident):
+                raise RuntimeError(f"unit {u.id} state {u.state}, incident {u.incident}, listed by {owner.get(u.id)}")
+            if u.state in (ENROUTE, TRANSPORT, RETURNING, DISPATCHED) and u.path.shape[0]:
+                k = u.links_done(now)
+                _, lead, _ = self._where(u)
+                rest = u.path[k + (1 if lead >= 0 else 0):] if u.t_depart <= now else u.path
+                if rest.size and self.router.is_closed(rest).any():
+                    raise RuntimeError(f"unit {u.id} is routed over closed link(s) "
+                                       f"{rest[self.router.is_closed(rest)].tolist()}")
+
+    def sample(self, t: float) -> None:
+        report.sample(self, t)
+
+    def data_vars(self):
+        return report.data_vars(self)
+
+    def kpis(self) -> dict[str, float]:
+        return report.kpis(self)

@@ -1,0 +1,224 @@
+"""Dispatch: travel times on the live network and pluggable unit-selection policies.
+
+A **policy** chooses which units to send::
+
+    def policy(incident: Incident, kind: str, n: int, candidates: Candidates) -> Sequence[int]:
+        ...  # return up to n unit ids taken from candidates.units
+
+It is called by the dispatch centre for each unit kind an incident still needs, with
+the units of that kind that may be sent now (at their station, or driving home) and
+their travel time to the scene over the *current* network (congested link times
+divided by the emergency speed factor; closed links never used; ``inf`` when the
+scene cannot be reached).  Units it returns that are not candidates, or cannot reach
+the scene, are refused (an :class:`~twin.errors.InputError`), so a policy can never
+send a busy unit.  Name one in a scenario as ``incidents.policy:
+"package.module:function"``, or set ``twin.components["emergency"].policy``.
+
+Built-in policies: :func:`closest` (the default) and :func:`closest_free_flow`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import traffic as kt
+from kernels.routing import compute_tree_from, compute_tree_to, path_links
+from twin.errors import InputError
+
+__all__ = ["Candidates", "Router", "closest", "closest_free_flow", "load_policy", "POLICIES"]
+
+
+@dataclass
+class Candidates:
+    """The units of one kind that may be sent to an incident now.
+
+    Attributes
+    ----------
+    kind : str
+        Unit kind.
+    units : ndarray of int64
+        Unit ids.
+    travel_s : ndarray of float64
+        Current emergency travel time to the scene, s (``inf``: cannot reach it).
+    mutual_aid : ndarray of bool
+        The unit belongs to a mutual-aid station.
+    station : ndarray of int64
+        The unit's home station index.
+    """
+
+    kind: str
+    units: np.ndarray
+    travel_s: np.ndarray
+    mutual_aid: np.ndarray
+    station: np.ndarray
+    free_flow_fn: Callable[[], np.ndarray] | None = None
+    _free: np.ndarray | None = None
+
+    @property
+    def free_flow_s(self) -> np.ndarray:
+        """Free-flow travel time to the scene (closures respected, congestion ignored)."""
+        if self._free is None:
+            self._free = self.free_flow_fn() if self.free_flow_fn is not None else self.travel_s
+        return self._free
+
+
+def _by(cand: Candidates, n: int, cost: np.ndarray) -> list[int]:
+    ok = np.isfinite(cost)
+    out: list[int] = []
+    for aid in (False, True):  # own units first, then mutual aid
+        sel = np.flatnonzero(ok & (cand.mutual_aid == aid))
+        order = sel[np.lexsort((cand.units[sel], cost[sel]))]
+        out.extend(int(u) for u in cand.units[order[: n - len(out)]])
+        if len(out) >= n:
+            break
+    return out
+
+
+def closest(incident, kind: str, n: int, cand: Candidates) -> list[int]:
+    """The ``n`` units with the shortest current travel time (own units before mutual aid)."""
+    return _by(cand, n, cand.travel_s)
+
+
+def closest_free_flow(incident, kind: str, n: int, cand: Candidates) -> list[int]:
+    """The ``n`` units closest by free-flow time: blind to congestion (a baseline to compare)."""
+    return _by(cand, n, cand.free_flow_s)
+
+
+POLICIES: dict[str, Callable] = {"closest": closest, "closest_free_flow": closest_free_flow}
+
+
+def load_policy(name: str) -> Callable:
+    """A built-in policy by name, or ``"package.module:function"``."""
+    name = name.strip()
+    if name in POLICIES:
+        return POLICIES[name]
+    module, _, func = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InputError(f"incidents.policy: cannot load dispatch policy '{name}': {exc}") from None
+    if not callable(fn):
+        raise InputError(f"incidents.policy: '{name}' is not a function")
+    return fn
+
+
+class Router:
+    """Emergency travel times on the twin's current network, with cached shortest-path trees.
+
+    Link weights are the traffic model's current link travel times
+    (:func:`kernels.traffic.link_travel_times`: free-flow, queue discharge, or how long
+    the head vehicle has waited; ``inf`` on closed links) divided by the emergency
+    speed factor.  They are refreshed at most every ``refresh_s`` seconds of the clock,
+    and at once whenever a link change (closure, capacity) is applied or reverted.
+    """
+
+    def __init__(self, twin, *, speed_factor: float, refresh_s: float = 60.0) -> None:
+        self.twin = twin
+        self.graph = twin.traffic.graph
+        self.factor = float(speed_factor)
+        self.refresh_s = float(refresh_s)
+        self._key: tuple | None = None
+        self._w = np.zeros(self.graph.n_links)
+        self._free: np.ndarray | None = None
+        self._to: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._from: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.version = 0
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_key=None, _free=None, _to={}, _from={})  # caches are rebuilt
+        return state
+
+    def link_version(self) -> int:
+        return len(self.twin.link_control.history)
+
+    def weights(self) -> np.ndarray:
+        """Current emergency link travel times (s; ``inf`` closed)."""
+        tw = self.twin
+        key = (math.floor(tw.now / self.refresh_s), self.link_version())
+        if key != self._key:
+            tw.sync()
+            tm = tw.traffic
+            kt.link_travel_times(tm.links, tm.state, tm.veh, tm.now, self._w)
+            self._w /= self.factor
+            self._key = key
+            self._free = None
+            self._to.clear()
+            self._from.clear()
+            self.version += 1
+        return self._w
+
+    def free_weights(self) -> np.ndarray:
+        """Free-flow link times over the emergency factor (``inf`` where closed)."""
+        self.weights()
+        if self._free is None:
+            lk = self.twin.traffic.links
+            closed = (lk.is_open == 0) | ~np.isfinite(lk.headway)
+            self._free = np.where(closed, np.inf, lk.free_tt / self.factor)
+        return self._free
+
+    def tree_to(self, node: int) -> tuple[np.ndarray, np.ndarray]:
+        """Travel time from every node to ``node`` and the first link to take."""
+        w = self.weights()
+        hit = self._to.get(node)
+        if hit is None:
+            hit = self._to[node] = compute_tree_to(self.graph, int(node), w)
+        return hit
+
+    def free_tree_to(self, node: int) -> np.ndarray:
+        return compute_tree_to(self.graph, int(node), self.free_weights())[0]
+
+    def tree_from(self, node: int) -> tuple[np.ndarray, np.ndarray]:
+        """Travel time from ``node`` to every node and each node's last link."""
+        w = self.weights()
+        hit = self._from.get(node)
+        if hit is None:
+            hit = self._from[node] = compute_tree_from(self.graph, int(node), w)
+        return hit
+
+    def path_to(self, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Links from ``orig`` to ``dest`` and their travel times; ``None`` if unreachable."""
+        dist, nxt = self.tree_to(dest)
+        if not np.isfinite(dist[orig]):
+            return None
+        links = path_links(np.int64(orig), nxt, self.graph.dst)
+        return links, self._w[links]
+
+    def path_from_tree(self, pred: np.ndarray, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray]:
+        """Links from ``orig`` to ``dest`` along a :meth:`tree_from` predecessor row."""
+        out = []
+        node = dest
+        src = self.graph.src
+        while node != orig:
+            a = int(pred[node])
+            out.append(a)
+            node = int(src[a])
+        links = np.asarray(out[::-1], np.int32)
+        return links, self._w[links]
+
+    def is_closed(self, links: np.ndarray) -> np.ndarray:
+        """Whether each link is closed to new vehicles now."""
+        lk = self.twin.traffic.links
+        return (lk.is_open[links] == 0) | ~np.isfinite(lk.headway[links])
+
+
+def check_choice(chosen: Sequence[int], cand: Candidates, n: int, *, policy_name: str, incident_id: int) -> list[int]:
+    """The policy's choice, checked: candidates only, reachable, no repeats, at most ``n``."""
+    out = [int(u) for u in chosen]
+    pos = {int(u): i for i, u in enumerate(cand.units)}
+    if len(out) > n or len(set(out)) != len(out):
+        raise InputError(f"dispatch policy {policy_name}: for incident {incident_id} it returned {out}, "
+                         f"more than the {n} '{cand.kind}' unit(s) needed or a unit twice")
+    for u in out:
+        if u not in pos:
+            raise InputError(f"dispatch policy {policy_name}: unit {u} is not free to send to incident "
+                             f"{incident_id} (busy, out of service or not a '{cand.kind}')")
+        if not np.isfinite(cand.travel_s[pos[u]]):
+            raise InputError(f"dispatch policy {policy_name}: unit {u} cannot reach incident {incident_id} "
+                             "(no open route)")
+    return out
