@@ -24,7 +24,7 @@ import simpy
 from city_models import City, load_city
 from city_models.demand import Trips, gravity_trips, read_trips_csv
 from scenarios import CitySpec, Scenario, scenario_hash
-from twin.recorder import Recorder
+from twin.recorder import PRIORITY, Recorder, at_time
 from twin.rng import component_rng
 from twin.traffic import TrafficModel
 
@@ -123,15 +123,20 @@ class Twin(mesa.Model):
         self.dynamic_routing = scenario.traffic.routing == "dynamic"
         self.recorder = Recorder(self, interval_s=float(scenario.outputs.interval))
         self.traffic.update_routes(self.reroute_s if self.dynamic_routing else math.inf)
-        self.env.process(self._traffic_process())
-        if self.dynamic_routing:
-            self.env.process(self._reroute_process())
-        self.env.process(self.recorder.process())
+        self.next_reroute_s = self.reroute_s
         from twin.components import build_components
         from twin.linkcontrol import LinkControl
 
         self.link_control = LinkControl(self)
         self.components = build_components(self)
+        self._start_processes()
+
+    def _start_processes(self) -> None:
+        """Register every SimPy process from the records (at build and after a restore)."""
+        self.env.process(self._traffic_process())
+        if self.dynamic_routing:
+            self.env.process(self._reroute_process())
+        self.env.process(self.recorder.process())
         for comp in self.components.values():
             comp.start()
 
@@ -195,14 +200,46 @@ class Twin(mesa.Model):
             nxt = self.env.peek()
             target = min(nxt, self.env.now + _MAX_CHUNK_S)
             target = max(math.floor(target / dt + 1e-9) * dt, (self.traffic.tick + 1) * dt)
-            yield self.env.timeout(target - self.env.now)
+            yield at_time(self.env, target, PRIORITY["traffic"])
             self.sync()
 
     def _reroute_process(self):
         while True:
-            yield self.env.timeout(self.reroute_s)
+            yield at_time(self.env, self.next_reroute_s, PRIORITY["reroute"])
+            self.next_reroute_s = self.env.now + self.reroute_s
             self.sync()
             self.traffic.update_routes(self.reroute_s)
+
+    # ------------------------------------------------------------ snapshots
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_env_now"] = float(self.env.now)
+        del state["env"]  # processes are rebuilt from the records on restore
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        now = state.pop("_env_now")
+        self.__dict__.update(state)
+        self.env = simpy.Environment(initial_time=now)
+        self._start_processes()
+
+    def snapshot(self, path: str | Path) -> Path:
+        """Write the whole state to ``path`` (atomically); :meth:`restore` resumes it."""
+        from twin.snapshot import write_snapshot
+
+        return write_snapshot(self, path)
+
+    @classmethod
+    def restore(cls, path: str | Path) -> "Twin":
+        """A twin resumed from a snapshot: running it on equals the run that was saved."""
+        from twin.snapshot import read_snapshot
+
+        twin = read_snapshot(path)
+        if not isinstance(twin, cls):
+            from twin.errors import InputError
+
+            raise InputError(f"snapshot {str(path)!r} does not hold a twin")
+        return twin
 
     # ------------------------------------------------------------------ run
     def step(self) -> None:
