@@ -243,7 +243,7 @@ def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, ind
     if expect_hash is not None and got != expect_hash:
         raise ComparisonError(
             f"the {variant} scenario {sc.name!r} differs on the worker (hash {got}, expected "
-            f"{expect_hash}): its input files are not the same there")
+            f"{expect_hash}): its input files, or the project's code, are not the same there")
     tw = Twin(sc, seed=int(seed))
     tw.run()
     ds = tw.results()

@@ -94,7 +94,10 @@ def _cmd_compare(args, console: Console) -> int:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a comparison folder; choose another path")
     n_runs = 2 * args.replications
-    if not args.verbose:  # the cluster's own chatter (worker start/stop) is not for this screen
+    if not args.verbose and args.workers != 0:
+        import distributed  # noqa: F401  (importing it sets its loggers to INFO: quieten them after)
+
+        # the cluster's own chatter (workers starting and stopping) is not for this screen
         logging.getLogger("distributed").setLevel(logging.ERROR)
     with console.status("starting workers…"):
         workers = args.workers
