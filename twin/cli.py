@@ -36,7 +36,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 #: modules that add sub-commands: each has ``add_commands(sub)`` taking the sub-parsers
 #: object and registering its commands (their ``func(args, console) -> int``)
-COMMAND_MODULES: tuple[str, ...] = ("twin.cli_compare", "twin.cli_viz")
+COMMAND_MODULES: tuple[str, ...] = ("twin.cli_compare", "twin.cli_viz", "twin.cli_drill", "twin.cli_fork")
 
 
 def _fmt(value: float) -> str:
@@ -105,8 +105,22 @@ def _cmd_run(args, console: Console) -> int:
             on = twin.traffic.counts()["on_network"]
             progress.update(task, completed=now, clock=f"{int(c // 3600):02d}:{int(c % 3600 // 60):02d}", onnet=f"{on:,}")
 
-        twin.run(progress=tick)
+        end = twin.duration_s
+        if args.until:
+            from scenarios import parse_time_point
+
+            try:
+                end = min(parse_time_point(args.until, start_s=twin.start_s), twin.duration_s)
+            except ValueError as exc:
+                from twin.errors import InputError
+
+                raise InputError(f"--until: {exc}") from None
+            progress.update(task, total=end)
+        twin.run_until(end, progress=tick)
     wall = time.perf_counter() - t1
+    if args.snapshot:
+        path = twin.snapshot(args.snapshot)
+        console.print(f"snapshot of the whole state at sim time {twin.now:.0f} s in [bold]{path}[/]")
     with console.status("writing results…"):
         twin.save(out)
     kpis = twin.kpis()
@@ -118,7 +132,7 @@ def _cmd_run(args, console: Console) -> int:
             "network_vehicles in results.nc keeps rising, the network is overloaded (gridlock): "
             "lower the demand or lengthen time.duration to let it clear"
         )
-    console.print(f"simulated {twin.duration_s / 3600:.1f} h in {wall:.1f} s; results in [bold]{out}[/] (results.nc, summary.json, scenario.yaml)")
+    console.print(f"simulated {twin.now / 3600:.1f} h in {wall:.1f} s; results in [bold]{out}[/] (results.nc, summary.json, scenario.yaml)")
     return 0
 
 
@@ -179,6 +193,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run folder (default: runs/<name>-seed<seed>)")
     r.add_argument("--seed", type=int, help="override the scenario's seed")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--until", help="stop early: a clock time HH:MM or a time after the start (e.g. 2h)")
+    r.add_argument("--snapshot", help="also write the twin's whole state here at the end (for twin fork)")
     r.set_defaults(func=_cmd_run)
     c = sub.add_parser("city", help="inspect a city")
     csub = c.add_subparsers(dest="city_command", required=True)

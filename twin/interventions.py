@@ -31,7 +31,7 @@ from twin.errors import InputError
 from twin.places import resolve_links, resolve_nodes, resolve_zones
 from twin.rng import component_rng
 
-__all__ = ["Interventions", "Planned", "build", "retime_windows"]
+__all__ = ["Interventions", "Planned", "build", "ensure", "retime_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +136,32 @@ class Interventions(Component):
             self.planned.append(self._resolve(i, spec))
 
     # ------------------------------------------------------------ resolve
-    def _resolve(self, i: int, spec) -> Planned:
+    def add(self, specs, *, label: str = "fork") -> list[Planned]:
+        """Add interventions from now on (a fork of a running twin).
+
+        Times are read from *now*: a clock time ``"HH:MM"`` is its next
+        occurrence, a duration (``0``, ``"30min"``) counts from now.
+        """
+        start = len(self.planned)
+        new = [self._resolve(start + k, spec, origin_s=self.twin.now, where_prefix=label)
+               for k, spec in enumerate(specs)]
+        self.planned.extend(new)
+        for p in new:
+            self.twin.env.process(self._drive(p))
+        return new
+
+    def _time(self, value, origin_s: float | None) -> float:
         tw = self.twin
-        where = f"interventions[{i}] ({spec.kind}{': ' + spec.name if spec.name else ''})"
-        at = parse_time_point(spec.at, start_s=tw.start_s)
-        until = math.inf if spec.until is None else parse_time_point(spec.until, start_s=tw.start_s)
+        if origin_s is None:
+            return parse_time_point(value, start_s=tw.start_s)
+        # from a moment in the run: clock times at or after it, durations after it
+        return origin_s + parse_time_point(value, start_s=tw.start_s + origin_s)
+
+    def _resolve(self, i: int, spec, *, origin_s: float | None = None, where_prefix: str = "interventions") -> Planned:
+        tw = self.twin
+        where = f"{where_prefix}[{i}] ({spec.kind}{': ' + spec.name if spec.name else ''})"
+        at = self._time(spec.at, origin_s)
+        until = math.inf if spec.until is None else self._time(spec.until, origin_s)
         if until <= at:
             raise InputError(f"{where}: 'until' ({spec.until}) is not after 'at' ({spec.at})")
         p = Planned(index=i, spec=spec, label=spec.name or f"{spec.kind} #{i}", at_s=at, until_s=until)
@@ -395,3 +416,15 @@ def build(twin):
     if not twin.scenario.interventions:
         return None
     return Interventions(twin)
+
+
+def ensure(twin) -> Interventions:
+    """The twin's interventions component, created (empty) if it has none (for forks)."""
+    comp = twin.components.get("interventions")
+    if comp is None:
+        comp = Interventions.__new__(Interventions)
+        Component.__init__(comp, twin)
+        comp.rng = component_rng(twin.seed, "interventions")
+        comp.planned = []
+        twin.components["interventions"] = comp
+    return comp

@@ -74,3 +74,44 @@ def test_snapshot_write_is_atomic(small_city, tmp_path, monkeypatch):
         tw.snapshot(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["now.snap"]
+
+
+def test_fork_runs_variants_against_no_action_from_the_snapshot(small_city, tmp_path):
+    from experiments.executor import Executor
+    from twin.fork import fork, load_variant
+
+    tw = Twin(small_scenario(), city=small_city)
+    tw.run_until("07:20")
+    snap = tw.snapshot(tmp_path / "now.snap")
+    (tmp_path / "close.yaml").write_text(
+        "name: close\ninterventions:\n  - {kind: close, place: Old Bridge, at: 0, until: 30min}\n")
+    (tmp_path / "same.yaml").write_text("name: nothing either\ninterventions: []\n")
+    variants = [load_variant(tmp_path / "close.yaml"), load_variant(tmp_path / "same.yaml")]
+    with Executor(serial=True) as ex:
+        res = fork(snap, variants, horizon_s=1800.0, executor=ex)
+    assert [r.name for r in res] == ["no action", "close", "nothing either"]
+    assert all(r.sim_from_s == 1200.0 and r.sim_to_s == 3000.0 for r in res)
+    assert res[2].kpis == res[0].kpis  # an empty what-if is "no action", exactly
+    assert res[1].kpis["h_mean_travel_time_s"] > res[0].kpis["h_mean_travel_time_s"]
+    # the fork's closure starts at the snapshot time and ends 30 min later
+    from pydantic import TypeAdapter
+
+    from scenarios.interventions import InterventionSpec
+    from twin.interventions import ensure
+
+    twin_close = Twin.restore(snap)
+    spec = TypeAdapter(InterventionSpec).validate_python({"kind": "close", "place": "Old Bridge", "until": "30min"})
+    ensure(twin_close).add([spec])
+    twin_close.run_until(3001)
+    p = twin_close.components["interventions"].planned[0]
+    assert (p.applied_s, p.reverted_s) == (1200.0, 3000.0)
+
+
+def test_bad_variant_files_are_named(tmp_path):
+    from twin.fork import load_variant
+
+    (tmp_path / "bad.yaml").write_text("interventions:\n  - {kind: close}\n")
+    with pytest.raises(InputError, match=r"bad.yaml: interventions\[0\]"):
+        load_variant(tmp_path / "bad.yaml")
+    with pytest.raises(InputError, match="does not exist"):
+        load_variant(tmp_path / "missing.yaml")

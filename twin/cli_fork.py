@@ -1,0 +1,87 @@
+"""``twin fork``: what-ifs from a snapshot of "now", side by side with doing nothing.
+
+::
+
+    twin run default --until 17:00 --snapshot now.snap      # make a snapshot
+    twin fork now.snap --scenario close_bridge.yaml --horizon 2h [--variants a.yaml b.yaml]
+              [--workers N] [--scheduler ADDRESS]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["add_commands", "fork_table"]
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if abs(value) >= 1000 or float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+
+
+def fork_table(results, *, title: str) -> Table:
+    """KPIs of each fork side by side; differences against the first column ("no action")."""
+    from twin.fork import kpi_rows
+
+    table = Table(title=title)
+    table.add_column("KPI")
+    for r in results:
+        table.add_column(r.name, justify="right", no_wrap=True)
+    for label, unit, values in kpi_rows(results):
+        base = values[0]
+        cells = [_fmt(values[0])]
+        for v in values[1:]:
+            diff = v - base if isinstance(v, (int, float)) and isinstance(base, (int, float)) else math.nan
+            cells.append(f"{_fmt(v)} ({'+' if diff >= 0 else ''}{_fmt(diff)})" if math.isfinite(diff) else _fmt(v))
+        table.add_row(f"{label} ({unit})" if unit else label, *cells)
+    return table
+
+
+def _cmd_fork(args, console: Console) -> int:
+    from scenarios import parse_duration
+    from twin.errors import InputError
+    from twin.fork import fork, load_variant
+    from twin.snapshot import snapshot_header
+
+    header = snapshot_header(args.snapshot)
+    try:
+        horizon = parse_duration(args.horizon)
+    except ValueError as exc:
+        raise InputError(f"--horizon: {exc}") from None
+    paths = ([args.scenario] if args.scenario else []) + list(args.variants or [])
+    if not paths:
+        raise InputError("give at least one what-if: --scenario FILE (and/or --variants FILE ...)")
+    variants = [load_variant(p) for p in paths]
+    from experiments.executor import Executor
+
+    t0 = time.perf_counter()
+    workers = args.workers if args.workers is not None else min(len(variants) + 1, 4)
+    with console.status(f"forking {len(variants)} what-if(s) and 'no action' from {header['scenario']} "
+                        f"at sim time {header['sim_time_s']:.0f} s…"):
+        with Executor(scheduler=args.scheduler, workers=workers) as ex:
+            results = fork(args.snapshot, variants, horizon_s=horizon, executor=ex)
+    wall = time.perf_counter() - t0
+    clock = header["clock_s"] % 86400
+    console.print(fork_table(results, title=(
+        f"{header['scenario']} from {int(clock // 3600):02d}:{int(clock % 3600 // 60):02d}, "
+        f"next {args.horizon}: KPIs (difference from 'no action')")))
+    console.print(f"{len(results)} runs in {wall:.1f} s (slowest run {max(r.wall_s for r in results):.1f} s)")
+    return 0
+
+
+def add_commands(sub) -> None:
+    f = sub.add_parser("fork", help="run what-ifs from a snapshot, side by side with 'no action'")
+    f.add_argument("snapshot", help="snapshot file (twin run ... --snapshot FILE, or a live twin's)")
+    f.add_argument("--scenario", help="what-if file: interventions: [...], times counted from the snapshot")
+    f.add_argument("--variants", nargs="+", help="more what-if files")
+    f.add_argument("--horizon", default="2h", help="how far to run each (default 2h)")
+    f.add_argument("--workers", type=int, help="local Dask worker processes (0: run here, one after the other)")
+    f.add_argument("--scheduler", help="address of a running Dask scheduler")
+    f.set_defaults(func=_cmd_fork)

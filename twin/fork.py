@@ -1,0 +1,197 @@
+"""Forks: what-ifs run from a snapshot of "now", side by side with doing nothing.
+
+A variant is a YAML file with ``interventions:`` (the scenario schema's, times
+counted from the fork: ``at: 0`` is now, ``until: 2h`` two hours on, a clock
+time its next occurrence) and an optional ``name`` and ``description``.  A
+whole scenario file works too: its interventions are taken.  Each variant,
+and "no action", restores the snapshot, adds its interventions and runs for
+the horizon; the runs go to the project's one :class:`~experiments.executor.Executor`
+(Dask), the same one comparisons use.
+
+The KPIs compare the horizon itself, not the day so far: trips completed in
+the horizon and their mean travel time, vehicle-hours spent on the network in
+it, mean network speed, vehicles left on the network at its end, plus every
+component's KPIs (e.g. emergency response times) at the end of the horizon.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from twin.errors import InputError
+
+__all__ = ["Variant", "ForkResult", "load_variant", "run_fork", "fork", "HORIZON_KPI_LABELS"]
+
+HORIZON_KPI_LABELS: dict[str, tuple[str, str]] = {
+    "h_trips_completed": ("Trips completed in the horizon", ""),
+    "h_mean_travel_time_s": ("Mean travel time of those trips", "s"),
+    "h_vehicle_hours": ("Vehicle-hours on the network in the horizon", "veh·h"),
+    "h_mean_network_speed_kmh": ("Mean network speed in the horizon", "km/h"),
+    "h_vehicles_at_end": ("Vehicles on the network at the end", "veh"),
+    "h_waiting_at_end": ("Vehicles waiting to enter at the end", "veh"),
+}
+
+
+@dataclass
+class Variant:
+    """One what-if to fork: a name and its interventions (plain, pickle-safe data)."""
+
+    name: str
+    interventions: list[dict] = field(default_factory=list)
+    description: str = ""
+
+
+@dataclass
+class ForkResult:
+    name: str
+    kpis: dict[str, float]
+    wall_s: float
+    sim_from_s: float
+    sim_to_s: float
+
+
+def load_variant(path: str | Path) -> Variant:
+    """Read a variant file (see the module docstring); errors name the file and entry."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from scenarios.interventions import InterventionSpec
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"variant file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"variant file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("interventions", []), list):
+        raise InputError(f"variant file {str(path)!r} must be a mapping with an 'interventions:' list")
+    entries = data.get("interventions") or []
+    adapter = TypeAdapter(InterventionSpec)
+    for i, entry in enumerate(entries):
+        try:
+            adapter.validate_python(entry)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(x) for x in first["loc"])
+            raise InputError(f"{path}: interventions[{i}].{loc}: {first['msg']}") from None
+    return Variant(name=str(data.get("name") or path.stem), interventions=entries,
+                   description=str(data.get("description") or ""))
+
+
+def _horizon_kpis(twin, t0: float) -> dict[str, float]:
+    ds = twin.results()
+    arrive = ds.trip_arrive_s.values
+    tt = ds.trip_travel_time_s.values
+    done = np.isfinite(arrive) & (arrive > t0)
+    sel = ds.time.values > t0 + 1e-9
+    times = ds.time.values
+    span = np.diff(np.concatenate([[0.0], times]))[sel]
+    veh = ds.link_vehicles.values[sel]
+    link_h = float((veh * span[:, None]).sum() / 3600.0)
+    link_km = float((ds.link_outflow.values[sel] * ds.link_length_m.values).sum() / 1000.0)
+    out = {
+        "h_trips_completed": int(done.sum()),
+        "h_mean_travel_time_s": float(tt[done].mean()) if done.any() else math.nan,
+        "h_vehicle_hours": link_h,
+        "h_mean_network_speed_kmh": link_km / link_h if link_h > 0 else math.nan,
+        "h_vehicles_at_end": int(ds.network_vehicles.values[-1]) if ds.sizes["time"] else 0,
+        "h_waiting_at_end": int(ds.network_waiting.values[-1]) if ds.sizes["time"] else 0,
+    }
+    for name, comp in twin.components.items():
+        if name != "interventions":
+            out.update(comp.kpis())
+    if "interventions" in twin.components:
+        out.update(twin.components["interventions"].kpis())
+    return out
+
+
+def run_fork(snapshot: bytes, variant: Variant, horizon_s: float) -> ForkResult:
+    """Restore ``snapshot`` (the bytes of a snapshot file), apply ``variant`` and run the horizon.
+
+    A module-level function, so Dask workers can run it.
+    """
+    from twin.interventions import ensure
+    from twin.snapshot import FORMAT
+
+    t_wall = time.perf_counter()
+    header, _, payload = snapshot.partition(b"\n")
+    if FORMAT.encode() not in header:
+        raise InputError("not a city-twin snapshot")
+    twin = pickle.loads(payload)
+    t0 = twin.now
+    if variant.interventions:
+        from pydantic import TypeAdapter
+
+        from scenarios.interventions import InterventionSpec
+
+        adapter = TypeAdapter(InterventionSpec)
+        specs = [adapter.validate_python(e) for e in variant.interventions]
+        ensure(twin).add(specs, label=f"variant {variant.name!r}: interventions")
+    twin.run_until(t0 + horizon_s)
+    return ForkResult(name=variant.name, kpis=_horizon_kpis(twin, t0), wall_s=time.perf_counter() - t_wall,
+                      sim_from_s=t0, sim_to_s=twin.now)
+
+
+def fork(snapshot_path: str | Path, variants: list[Variant], *, horizon_s: float, executor=None,
+         include_no_action: bool = True) -> list[ForkResult]:
+    """Run ``variants`` (and "no action") from a snapshot for ``horizon_s`` seconds.
+
+    Parameters
+    ----------
+    snapshot_path
+        A file written by :meth:`twin.model.Twin.snapshot`.
+    variants
+        What-ifs; names must be unique.
+    horizon_s
+        How far to run each, seconds (> 0).
+    executor
+        An :class:`experiments.executor.Executor` (default: a local Dask cluster,
+        closed afterwards).
+    """
+    from twin.snapshot import snapshot_header
+
+    if not horizon_s > 0 or not math.isfinite(horizon_s):
+        raise InputError(f"the horizon must be a positive duration, got {horizon_s!r}")
+    snapshot_header(snapshot_path)  # a clear error for a file that is not a snapshot
+    runs = ([Variant(name="no action")] if include_no_action else []) + list(variants)
+    names = [v.name for v in runs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise InputError(f"variant names must be unique; repeated: {', '.join(sorted(dup))}")
+    data = Path(snapshot_path).read_bytes()
+    own = executor is None
+    if own:
+        from experiments.executor import Executor
+
+        executor = Executor(workers=min(len(runs), _cores()))
+    try:
+        return executor.map(run_fork, [(data, v, float(horizon_s)) for v in runs])
+    finally:
+        if own:
+            executor.close()
+
+
+def _cores() -> int:
+    from experiments.executor import default_workers
+
+    return default_workers()
+
+
+def kpi_rows(results: list[ForkResult]) -> list[tuple[str, str, list[Any]]]:
+    """(label, unit, values per variant) for a side-by-side table, horizon KPIs first."""
+    from twin.results import kpi_labels
+
+    labels = {**HORIZON_KPI_LABELS, **kpi_labels()}
+    keys: list[str] = []
+    for r in results:
+        keys += [k for k in r.kpis if k not in keys]
+    return [(labels.get(k, (k, ""))[0], labels.get(k, (k, ""))[1], [r.kpis.get(k, math.nan) for r in results])
+            for k in keys]
