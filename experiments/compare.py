@@ -174,6 +174,8 @@ class Replication:
         Links named by a ``link_intervened`` result variable, if the run has one.
     wall_s : float
         Seconds the run took in its worker (building, simulating, extracting).
+    labels : dict of str to (str, str)
+        Label and unit of each KPI (so the caller need not import every component).
     geometry : xarray.Dataset or None
         The run's link/node/zone/facility coordinates (replication 0 only).
     run_files : dict of str to bytes, or None
@@ -188,6 +190,7 @@ class Replication:
     data: xr.Dataset
     intervened: list[int] = field(default_factory=list)
     wall_s: float = 0.0
+    labels: dict[str, tuple[str, str]] = field(default_factory=dict)
     geometry: xr.Dataset | None = None
     run_files: dict[str, bytes] | None = None
 
@@ -237,6 +240,7 @@ def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, ind
     t0 = time.perf_counter()  # imports count: a fresh worker pays them once
     from scenarios import load_scenario, scenario_hash
     from twin.model import Twin
+    from twin.results import kpi_labels
 
     sc = load_scenario(dict(scenario))
     got = scenario_hash(sc, include_seed=False)
@@ -254,6 +258,7 @@ def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, ind
     rep = Replication(variant=variant, index=int(index), seed=int(seed), scenario_hash=tw.scenario_hash,
                       kpis={k: float(v) for k, v in tw.kpis().items()}, data=data.load(),
                       intervened=_intervened_links(ds))
+    rep.labels = {k: tuple(v) for k, v in kpi_labels().items() if k in rep.kpis}
     if keep_run:
         rep.geometry = xr.Dataset(coords={
             name: c.variable for name, c in ds.coords.items() if c.dims and set(c.dims) <= _GEOMETRY_DIMS})
@@ -405,9 +410,12 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     finally:
         if own:
             executor.close()
+    log.info("%d runs in %.1f s on %d slot(s) (set-up before them %.1f s)", len(tasks), runs_wall, slots,
+             t_runs - t_start)
     by = {v: sorted((r for r in reps if r.variant == v), key=lambda r: r.index) for v in VARIANTS}
     dataset = _dataset(by, scen, seeds)
     summary = _summary(by, scen, seeds, confidence=confidence)
+    log.info("comparison assembled in %.1f s", time.perf_counter() - t_runs - runs_wall)
     summary.update({
         "wall_s": time.perf_counter() - t_start,
         "workers": int(slots),
@@ -444,10 +452,17 @@ def _kpi_matrix(by: dict[str, list[Replication]], key: str) -> np.ndarray:
     return np.array([[r.kpis.get(key, math.nan) for r in by[v]] for v in VARIANTS], dtype=np.float64)
 
 
-def _summary(by, scen, seeds, *, confidence: float) -> dict[str, Any]:
-    from twin.results import kpi_labels
+def _labels(by: dict[str, list[Replication]]) -> dict[str, tuple[str, str]]:
+    """KPI labels and units, as the runs reported them."""
+    out: dict[str, tuple[str, str]] = {}
+    for v in VARIANTS:
+        for r in by[v]:
+            out.update(r.labels)
+    return out
 
-    labels = kpi_labels()
+
+def _summary(by, scen, seeds, *, confidence: float) -> dict[str, Any]:
+    labels = _labels(by)
     rows = []
     for key in _kpi_keys(by):
         m = _kpi_matrix(by, key)
@@ -476,7 +491,7 @@ def _attrs(var: xr.Variable, long_name: str | None = None) -> dict[str, str]:
 
 def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dataset:
     """The comparison Dataset (see the module docstring)."""
-    from twin.results import kpi_labels, package_version
+    from twin.results import package_version
 
     ref = by["baseline"][0]
     times = ref.data["time"].values
@@ -514,7 +529,7 @@ def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dat
         "arrival minus scheduled departure" + ("" if same_trips else
                                                " (trips differ between runs: by position, NaN-padded)")))
 
-    labels = kpi_labels()
+    labels = _labels(by)
     for key in _kpi_keys(by):
         label, unit = labels.get(key, (key, ""))
         data[f"kpi_{key}"] = xr.Variable(("variant", "replication"), _kpi_matrix(by, key),
