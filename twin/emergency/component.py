@@ -105,6 +105,8 @@ class EmergencyComponent(Component):
         self.link_watch_s = 15.0
         self.mutual_aid_dispatches = 0
         self.max_waiting = 0
+        #: some queued incident needs a kind with free units that cannot reach it
+        self.blocked = False
         self.n_open = 0
         self._lc_seen = len(twin.link_control.history)
         self._script_gen = 0
@@ -113,10 +115,11 @@ class EmergencyComponent(Component):
         self._procs: dict[tuple[str, int], simpy.Process] = {}
         self._waiting: dict[tuple[str, int], float] = {}
         self._wake: simpy.Event | None = None
+        self._watch_wake: simpy.Event | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_procs={}, _waiting={}, _wake=None)
+        state.update(_procs={}, _waiting={}, _wake=None, _watch_wake=None)
         return state
 
     # ================================================================ processes
@@ -223,20 +226,36 @@ class EmergencyComponent(Component):
             self._new_incident(e["type"], e["loc"], severity=e["severity"], source=e["source"], notes=e["notes"])
 
     def _link_watch(self):
+        """Check for link changes by others every ``link_watch_s`` while it matters.
+
+        It matters while a unit drives a route (it may have to turn) or an incident
+        waits for a unit that is free but cannot reach it (a reopened road may bring
+        it within reach); otherwise the watch
+        sleeps until a trip starts or a call is queued, so an idle service adds no
+        events to the clock.
+        """
         env = self.twin.env
         while True:
+            if not (self.blocked or any(u.path.shape[0] and u.state in _MOVING for u in self.units)):
+                self._watch_wake = env.event()
+                yield self._watch_wake
+                continue
             yield env.timeout(self.link_watch_s)
             if self._links_changed():
                 self._kick()
+
+    def _watch(self) -> None:
+        if self._watch_wake is not None and not self._watch_wake.triggered:
+            self._watch_wake.succeed()
 
     # ================================================================ incidents
     def _new_incident(self, type_: str, loc: Location, *, severity: int | None, source: str, notes: str) -> Incident:
         spec = self.types[type_]
         rng = self.rng
         levels = sorted(spec.severity)
-        w = np.asarray([spec.severity[k] for k in levels], np.float64)
-        drawn = int(levels[rng.choice(len(levels), p=w / w.sum())])
-        sev = int(severity) if severity is not None else drawn
+        cum = np.cumsum([spec.severity[k] for k in levels])
+        drawn = levels[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(levels) - 1)]
+        sev = int(severity) if severity is not None else int(drawn)
         call = draw(self.spec.call_delay, rng)
         work = draw(spec.on_scene, rng)
         clear = draw(spec.clearance, rng)
@@ -419,7 +438,7 @@ class EmergencyComponent(Component):
         """``(node, link in progress or -1, time at node)`` a new route starts from."""
         now = self.now
         n = unit.path.shape[0]
-        if n == 0 or not now >= unit.t_depart:
+        if n == 0 or not now > unit.t_depart + _EPS:  # not left yet (or leaving right now)
             return unit.node, -1, now
         k = unit.links_done(now)
         if k >= n:
@@ -450,6 +469,8 @@ class EmergencyComponent(Component):
         unit.path = links
         unit.path_t = np.asarray(times, np.float64)
         unit.dest = int(dest)
+        if links.shape[0]:
+            self._watch()
         return True
 
     def _arrival_time(self, unit: Unit) -> float:
@@ -552,6 +573,8 @@ class EmergencyComponent(Component):
         unit.state = TRANSPORT
         unit.node, unit.dest, unit.t_depart = inc.node, hosp.node, now
         unit.path, unit.path_t = links, now + np.cumsum(tts)
+        if links.shape[0]:
+            self._watch()
         self.log.add(now, "transport", inc.id, unit.id, inc.node,
                      detail=hosp.name + ("" if best_free >= 0 else " (no free bed: nearest)"))
         self._set_next(("u", unit.id), self._arrival_time(unit))
@@ -609,6 +632,10 @@ class EmergencyComponent(Component):
                 self.log.add(self.now, "queued", inc.id, node=inc.node,
                              detail="waiting for " + ", ".join(f"{n} {k}" for k, n in inc.need.items() if n))
         self.max_waiting = max(self.max_waiting, len(self.queue))
+        # a free unit of a kind some queued incident needs could not reach it: watch the roads
+        self.blocked = any(free.get(k, 0) > 0 for i in self.queue for k in self.incidents[i].need)
+        if self.blocked:
+            self._watch()
 
     def _assign(self, unit: Unit, inc: Incident, travel_s: float) -> None:
         now = self.now

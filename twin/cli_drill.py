@@ -1,0 +1,347 @@
+"""``twin drill``: run an emergency drill and write its after-action log.
+
+::
+
+    twin drill SCENARIO.yaml [--out DIR] [--seed N] [--speed X] [--inject FILE|-] [--log-format csv|jsonl]
+
+Without ``--speed`` the drill runs as fast as it can.  With ``--speed 60`` it is paced
+against the wall clock (one real second = 60 simulated seconds) with a live view of
+incidents and units.  Injects come one per line, JSON or a YAML flow mapping::
+
+    {type: fire, location: "Old Bridge", severity: 2, notes: "tanker on fire"}
+    {type: medical, location: 57, at: "17:40"}
+    {station: "Fire Station 2", in_service: false}
+
+from ``--inject FILE`` (watched while a paced drill runs: append lines to it) or from
+standard input (``--inject -``); each is picked up at the next event.  Without
+``--speed`` the inject file is read once, before the start (give ``at`` for each).
+A rejected inject is reported and logged; the drill goes on.
+
+The run folder gets ``after_action.csv`` (or ``.jsonl``) beside ``results.nc``,
+``summary.json`` and ``scenario.yaml``, all written to a temporary folder and renamed
+into place in one step.  Ctrl-C during a paced drill stops it and still writes the
+results so far.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+__all__ = ["add_commands", "parse_inject", "apply_inject", "InjectSource", "save_drill"]
+
+
+# ------------------------------------------------------------------------------- injects
+
+class _Loader(yaml.SafeLoader):
+    """Keeps ``17:40`` text (YAML 1.1 would read it as a base-60 number)."""
+
+
+def _colon_aware(constructor):
+    def construct(loader, node):
+        text = loader.construct_scalar(node)
+        return text if ":" in text else constructor(loader, node)
+
+    return construct
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _colon_aware(yaml.SafeLoader.construct_yaml_int))
+_Loader.add_constructor("tag:yaml.org,2002:float", _colon_aware(yaml.SafeLoader.construct_yaml_float))
+
+_INCIDENT_KEYS = {"type", "location", "severity", "notes", "at"}
+_STATION_KEYS = {"station", "in_service"}
+
+
+def parse_inject(line: str) -> dict | None:
+    """One inject line as a mapping (``None`` for a blank line or a ``#`` comment).
+
+    Raises
+    ------
+    InputError
+        Not a mapping, or unknown keys.
+    """
+    from twin.errors import InputError
+
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    try:
+        obj = json.loads(text) if text.startswith('{"') else yaml.load(text, Loader=_Loader)  # noqa: S506
+    except (ValueError, yaml.YAMLError) as exc:
+        raise InputError(f"inject {text!r}: not JSON or a YAML mapping ({exc})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"inject {text!r}: expected a mapping such as {{type: fire, location: 12}}")
+    keys = set(obj)
+    if "station" in keys:
+        if keys - _STATION_KEYS or "in_service" not in keys:
+            raise InputError(f"inject {text!r}: a station inject has exactly the keys station, in_service")
+    elif keys - _INCIDENT_KEYS or not {"type", "location"} <= keys:
+        bad = sorted(keys - _INCIDENT_KEYS)
+        raise InputError(f"inject {text!r}: " + (f"unknown key(s) {', '.join(bad)}; " if bad else "")
+                         + "an incident inject has type and location, and may have severity, notes, at")
+    return obj
+
+
+def apply_inject(comp, obj: dict) -> str:
+    """Apply a parsed inject to the emergency component; returns a one-line description."""
+    from twin.errors import InputError
+
+    if "station" in obj:
+        if not isinstance(obj["in_service"], bool):
+            raise InputError(f"inject station {obj['station']!r}: in_service must be true or false")
+        comp.set_station_in_service(str(obj["station"]), obj["in_service"])
+        return f"{obj['station']} {'back in' if obj['in_service'] else 'out of'} service"
+    i = comp.inject(obj["type"], obj["location"], severity=obj.get("severity"), notes=str(obj.get("notes", "")),
+                    at=obj.get("at"))
+    return f"{obj['type']} at {obj['location']}" + (f" (incident {i})" if i is not None else f" at {obj.get('at')}")
+
+
+class InjectSource:
+    """New inject lines from a watched file (read from where it was left) or from stdin."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self._buf = ""
+        self._q: queue.Queue[str] | None = None
+        if path == "-":
+            self._q = queue.Queue()
+            threading.Thread(target=self._read_stdin, daemon=True).start()
+        elif not Path(path).is_file():
+            from twin.errors import InputError
+
+            raise InputError(f"--inject {path!r}: no such file (create it, even empty, then append lines)")
+
+    def _read_stdin(self) -> None:
+        for line in sys.stdin:
+            self._q.put(line)
+
+    def poll(self) -> list[str]:
+        """Complete lines that arrived since the last call."""
+        if self._q is not None:
+            out = []
+            while True:
+                try:
+                    out.append(self._q.get_nowait())
+                except queue.Empty:
+                    return out
+        with open(self.path, encoding="utf-8") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read()
+            self.offset = fh.tell()
+        text = self._buf + chunk
+        lines = text.split("\n")
+        self._buf = lines.pop()  # an unfinished last line waits for its newline
+        return lines
+
+
+# ------------------------------------------------------------------------------- saving
+
+def save_drill(twin, out: Path, *, log_name: str = "after_action.csv") -> Path:
+    """Write the run folder with the after-action log, replacing ``out`` in one rename."""
+    from twin.emergency.log import write_after_action
+    from twin.results import write_run
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a run folder; choose another path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".drill", dir=out.parent))
+    old = None
+    try:
+        run = write_run(twin, stage / "run")
+        write_after_action(twin.components["emergency"], run / log_name)
+        if out.exists():
+            old = out.with_name(f".{out.name}.{os.getpid()}.old")
+            os.replace(out, old)
+        os.replace(run, out)
+    except BaseException:
+        if old is not None and not out.exists():
+            os.replace(old, out)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+# ------------------------------------------------------------------------------- views
+
+def _clock(twin, t: float | None = None) -> str:
+    c = int(twin.clock_s(t)) % 86400
+    return f"{c // 3600:02d}:{c % 3600 // 60:02d}:{c % 60:02d}"
+
+
+def live_view(twin, *, speed: float, notes: list[str]) -> Group:
+    """The live drill view: clock, incidents, units by kind, the latest events."""
+    from twin.emergency.log import after_action_rows
+
+    comp = twin.components["emergency"]
+    head = Table.grid(padding=(0, 2))
+    head.add_row(f"[bold]{twin.scenario.name}[/]", f"clock [bold]{_clock(twin)}[/]", f"{speed:g}× real time",
+                 f"incidents open [bold]{comp.n_open}[/]", f"waiting for a unit [bold]{len(comp.queue)}[/]")
+    units = Table(title="units", title_justify="left")
+    for col in ("kind", "free", "busy", "out"):
+        units.add_column(col, justify="right" if col != "kind" else "left")
+    from twin.emergency.resources import BUSY, DISPATCHABLE
+
+    for k in comp.kinds:
+        us = [u for u in comp.units if u.kind == k and not u.done]
+        free = sum(1 for u in us if u.state in DISPATCHABLE and comp.stations[u.station].in_service)
+        busy = sum(1 for u in us if u.state in BUSY)
+        units.add_row(k, str(free), str(busy), str(len(us) - free - busy))
+    incs = Table(title="open incidents", title_justify="left")
+    for col in ("#", "type", "sev", "stage", "units", "since"):
+        incs.add_column(col)
+    from twin.emergency.incidents import STAGES
+
+    for inc in [i for i in comp.incidents if i.open][-8:]:
+        incs.add_row(str(inc.id), inc.type, str(inc.severity), STAGES[inc.stage], str(len(inc.assigned)),
+                     _clock(twin, inc.t_occur))
+    events = Table(title="latest events", title_justify="left")
+    for col in ("clock", "event", "incident", "unit", "detail"):
+        events.add_column(col)
+    tail = comp.log.rows[-10:]
+    cut = len(comp.log.rows) - len(tail)
+    for row in after_action_rows(comp)[cut:] if tail else []:
+        events.add_row(row["clock"], row["event"], f"{row['incident']} {row['incident_type']}".strip(),
+                       str(row["unit"]), str(row["detail"])[:40])
+    grid = Table.grid(padding=(0, 3))
+    grid.add_row(units, incs)
+    parts = [head, grid, events] + [f"[yellow]{n}[/]" for n in notes[-3:]]
+    return Group(*parts)
+
+
+def response_table(twin) -> Table:
+    """Response times and targets by incident type."""
+    comp = twin.components["emergency"]
+    kp = comp.kpis()
+    table = Table(title="response by incident type")
+    for col in ("type", "incidents", "open", "p50 s", "p90 s", "target", "within target"):
+        table.add_column(col, justify="left" if col == "type" else "right")
+    for t in sorted({i.type for i in comp.incidents}):
+        tgt = comp.types[t].target
+        n = sum(1 for i in comp.incidents if i.type == t)
+        n_open = sum(1 for i in comp.incidents if i.type == t and i.open)
+
+        def f(v):
+            return "–" if v is None or not math.isfinite(v) else f"{v:,.0f}"
+
+        target = "–" if tgt is None else f"{tgt.seconds:.0f} s {tgt.measure}" + (f" ({tgt.unit})" if tgt.unit else "")
+        table.add_row(t, str(n), str(n_open), f(kp.get(f"response_p50_s_{t}")), f(kp.get(f"response_p90_s_{t}")),
+                      target, f(kp.get(f"within_target_pct_{t}")) + " %")
+    return table
+
+
+# ------------------------------------------------------------------------------- command
+
+def _apply_lines(comp, lines, console: Console, notes: list[str]) -> None:
+    from twin.errors import InputError
+
+    for line in lines:
+        try:
+            obj = parse_inject(line)
+            if obj is None:
+                continue
+            msg = apply_inject(comp, obj)
+            notes.append(f"inject at {_clock(comp.twin)}: {msg}")
+        except InputError as exc:
+            comp.log.add(comp.now, "inject_rejected", detail=str(exc))
+            notes.append(f"rejected: {exc}")
+            console.print(f"[yellow]inject rejected:[/] {exc}", highlight=False)
+
+
+def _cmd_drill(args, console: Console) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scenarios import load_scenario
+    from twin.cli import kpi_table
+    from twin.errors import InputError
+    from twin.model import Twin
+
+    if args.speed is not None and not (args.speed > 0 and math.isfinite(args.speed)):
+        raise InputError(f"--speed must be a positive number (simulated seconds per real second), got {args.speed}")
+    scenario = load_scenario(args.scenario, overrides={"seed": args.seed, "incidents.enabled": True})
+    out = Path(args.out) if args.out else (Path(scenario.outputs.dir) if scenario.outputs.dir
+                                           else Path("runs") / f"{scenario.name}-drill-seed{scenario.seed}")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a run folder; choose another path")
+    source = InjectSource(args.inject) if args.inject else None
+    t0 = time.perf_counter()
+    with console.status(f"building [bold]{scenario.name}[/]…"):
+        twin = Twin(scenario)
+    comp = twin.components["emergency"]
+    console.print(f"[bold]{scenario.name}[/]: {twin.city.name}, {len(comp.stations)} stations, {len(comp.units)} units, "
+                  f"{len(comp.hospitals)} hospitals, {len(comp.script)} scripted incidents, "
+                  f"{twin.trips.trip_id.shape[0]:,} trips (set-up {time.perf_counter() - t0:.1f} s)")
+    notes: list[str] = []
+    end = twin.duration_s
+    stopped = False
+    t1 = time.perf_counter()
+    if args.speed is None:
+        if source is not None:
+            _apply_lines(comp, source.poll() + ([source._buf] if source._buf else []), console, notes)
+        progress = Progress(TextColumn("drill"), BarColumn(), TextColumn("{task.fields[clock]}"),
+                            TextColumn("{task.fields[open]} open"), TimeElapsedColumn(), console=console,
+                            disable=args.quiet)
+        with progress:
+            task = progress.add_task("drill", total=end, clock="", open=0)
+            twin.run(progress=lambda now: progress.update(task, completed=now, clock=_clock(twin, now), open=comp.n_open))
+    else:
+        wall0, sim0 = time.perf_counter(), twin.now
+        try:
+            with Live(live_view(twin, speed=args.speed, notes=notes), console=console, refresh_per_second=4,
+                      transient=False) as live:
+                while twin.now < end:
+                    if source is not None:
+                        _apply_lines(comp, source.poll(), console, notes)
+                    target = min(sim0 + (time.perf_counter() - wall0) * args.speed, end)
+                    if target > twin.now:
+                        twin.run_until(target)
+                    live.update(live_view(twin, speed=args.speed, notes=notes))
+                    if twin.now < end:
+                        time.sleep(min(0.2, max(0.0, (end - twin.now) / args.speed)))
+        except KeyboardInterrupt:
+            stopped = True
+            console.print(f"[yellow]stopped at {_clock(twin)}[/]: writing the results so far")
+    wall = time.perf_counter() - t1
+    log_name = "after_action.jsonl" if args.log_format == "jsonl" else "after_action.csv"
+    with console.status("writing results…"):
+        save_drill(twin, out, log_name=log_name)
+    console.print(response_table(twin))
+    labels_keys = set(comp.kpis())
+    console.print(kpi_table({k: v for k, v in twin.kpis().items() if k in labels_keys}, title=f"{scenario.name} — emergency KPIs"))
+    still = [i for i in comp.incidents if i.open]
+    if still:
+        console.print(f"[yellow]{len(still)} incident(s) still open[/] at {_clock(twin)}: "
+                      + ", ".join(f"#{i.id} {i.type}" for i in still[:10]) + (" …" if len(still) > 10 else ""))
+    console.print(f"{'stopped after' if stopped else 'simulated'} {twin.now / 3600:.2f} h in {wall:.1f} s; "
+                  f"{len(comp.log)} events; results in [bold]{out}[/] ({log_name}, results.nc, summary.json, scenario.yaml)")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register ``twin drill``."""
+    d = sub.add_parser("drill", help="run an emergency drill and write its after-action log")
+    d.add_argument("scenario", help="scenario YAML file or built-in name (e.g. drill_evening_peak)")
+    d.add_argument("--out", help="run folder (default: runs/<name>-drill-seed<seed>)")
+    d.add_argument("--seed", type=int, help="override the scenario's seed")
+    d.add_argument("--speed", type=float, help="pace against the wall clock: simulated seconds per real second")
+    d.add_argument("--inject", help="file of inject lines (watched while a paced drill runs), or - for stdin")
+    d.add_argument("--log-format", choices=("csv", "jsonl"), default="csv", help="after-action log format")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_drill)
