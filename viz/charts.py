@@ -119,7 +119,8 @@ def timeseries_figure(res: Results) -> Figure:
     return fig
 
 
-def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: str, fig: Figure, t: float | None) -> None:
+def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: str, fig: Figure, t: float | None,
+              hide_zero: bool = False) -> None:
     ds = res.ds
     L = np.asarray(ds["link_length_m"].values, dtype=np.float64)
     offset = float(np.clip(0.05 * np.median(L) if L.size else 5.0, 2.0, 15.0))
@@ -132,11 +133,14 @@ def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: s
     if mask.any():
         ax.add_collection(LineCollection(segs[mask], colors="#ff00ff", linewidths=widths[mask] + 5.0, zorder=1, alpha=0.85))
         handles.append(Line2D([], [], color="#ff00ff", lw=5, label=f"intervened link ({int(mask.sum())})"))
-    finite = np.isfinite(values)
-    if (~finite).any():
-        ax.add_collection(LineCollection(segs[~finite], colors="#bbbbbb", linewidths=widths[~finite], zorder=2))
-    lc = LineCollection(segs[finite], cmap=cmap, norm=norm, linewidths=widths[finite], zorder=3, capstyle="round")
-    lc.set_array(values[finite])
+    # the whole network in grey beneath: links without a value (or, on difference maps, unchanged) stay visible
+    ax.add_collection(LineCollection(segs, colors="#c8c8c8", linewidths=widths, zorder=2))
+    shown = np.isfinite(values)
+    if hide_zero:
+        shown &= np.abs(np.nan_to_num(values)) > 1e-9
+    lc = LineCollection(segs[shown], cmap=cmap, norm=norm, linewidths=widths[shown] + (0.8 if hide_zero else 0.0),
+                        zorder=3, capstyle="round")
+    lc.set_array(values[shown])
     ax.add_collection(lc)
     cb = fig.colorbar(lc, ax=ax, shrink=0.8, pad=0.02)
     cb.set_label(label)
@@ -200,10 +204,11 @@ def _busiest(res: Results) -> int:
     return time_index(res, None)
 
 
-def _symmetric_norm(values: np.ndarray) -> TwoSlopeNorm:
+def _symmetric_norm(values: np.ndarray, floor: float) -> TwoSlopeNorm:
+    """Limits +-lim around zero: the 98th percentile of the changes, at least ``floor``."""
     finite = np.abs(values[np.isfinite(values)])
     lim = float(np.percentile(finite, 98)) if finite.size else 0.0
-    lim = max(lim, float(finite.max()) * 0.05 if finite.size else 0.0, 1e-6)
+    lim = max(lim, float(finite.max()) * 0.05 if finite.size else 0.0, floor)
     return TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
 
 
@@ -233,17 +238,21 @@ def difference_map_figure(res: Results, what: str = "speed") -> Figure:
     """Links coloured by the scenario's change against the baseline: ``"speed"`` or ``"flow"``."""
     if what == "speed":
         values = speed_difference(res)
-        label, cmap = "speed change, scenario − baseline (km/h)", "RdBu"
+        label, cmap = "speed change, scenario − baseline (km/h); grey: unchanged", "RdBu"
         title = f"{res.name}: change in link speed (mean over the day)"
     else:
         values = flow_difference(res)
         if values is None:
             raise ValueError("no link_outflow in the comparison")
-        label, cmap = "change in vehicles over the run", "PuOr_r"
+        label, cmap = "change in vehicles over the run; grey: unchanged", "PuOr_r"
         title = f"{res.name}: change in link volume (vehicles over the run)"
     fig = Figure(figsize=(8.5, 8))
     ax = fig.add_subplot()
-    _map_base(ax, res, values, cmap=cmap, norm=_symmetric_norm(values), label=label, fig=fig, t=None)
+    _map_base(ax, res, values, cmap=cmap, norm=_symmetric_norm(values, 0.5 if what == "speed" else 1.0), label=label,
+              fig=fig, t=None, hide_zero=True)
+    if not np.any(np.abs(np.nan_to_num(values)) > 1e-9):
+        ax.text(0.5, 0.5, "no link changed", transform=ax.transAxes, ha="center", va="center", fontsize=14,
+                color="#555555", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
     ax.set_title(title)
     return fig
 

@@ -38,7 +38,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;borde
 .meta{color:#555;font-size:.92em}table{border-collapse:collapse;margin:.6em 0;font-size:.93em}
 th,td{padding:.28em .7em;border-bottom:1px solid #e4e4e4;text-align:left}th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.sig{color:#b00020;font-weight:600}.nsig{color:#888}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
+h3{font-size:1.05em;margin:1em 0 .2em}figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
 .note{color:#666;font-size:.88em}.tag{background:#ff00ff;color:white;border-radius:3px;padding:0 .3em;font-size:.8em}
 """
 
@@ -127,6 +127,16 @@ def _kpi_table(res: Results, rows: list[dict]) -> str:
     return f"<table class='kpis'>{head}{''.join(out)}</table>"
 
 
+def _signed(value: float, digits: int) -> str:
+    """``+1.5`` / ``-2`` / ``0`` (no ``-0``), ``–`` for NaN."""
+    if not np.isfinite(value):
+        return "–"
+    v = round(float(value), digits)
+    if v == 0:
+        return "0"
+    return f"{v:+,.{digits}f}"
+
+
 def _link_names(res: Results) -> np.ndarray:
     ds = res.ds
     if "link_name" in ds:
@@ -155,32 +165,44 @@ def _link_table(res: Results, index: int | None) -> tuple[str, str]:
         diff = charts.speed_difference(res)
         flow = charts.flow_difference(res)
         order = np.argsort(-np.nan_to_num(np.abs(diff)), kind="stable")[:10]
-        rows = "".join(
-            f"<tr><td class='num'>{links[i]}</td><td>{_e(names[i])}{tag(i)}</td><td>{_e(kinds[i])}</td>"
-            f"<td class='num'>{base[i]:.1f}</td><td class='num'>{scen[i]:.1f}</td><td class='num'>{diff[i]:+.1f}</td>"
-            f"<td class='num'>{'–' if flow is None else f'{flow[i]:+,.0f}'}</td></tr>"
-            for i in order
-        )
+
+        def rows(sel):
+            return "".join(
+                f"<tr><td class='num'>{links[i]}</td><td>{_e(names[i])}{tag(i)}</td><td>{_e(kinds[i])}</td>"
+                f"<td class='num'>{base[i]:.1f}</td><td class='num'>{scen[i]:.1f}</td><td class='num'>{_signed(diff[i], 1)}</td>"
+                f"<td class='num'>{'–' if flow is None else _signed(flow[i], 0)}</td></tr>"
+                for i in sel
+            )
+
         head = ("<tr><th>link</th><th>road</th><th>class</th><th>baseline speed (km/h)</th><th>scenario speed (km/h)</th>"
                 "<th>change (km/h)</th><th>change in vehicles</th></tr>")
-        return "Links with the largest speed change (mean over the day)", f"<table>{head}{rows}</table>"
+        out = ""
+        if mark.any():
+            out += f"<h3>Intervened links</h3><table>{head}{rows(np.flatnonzero(mark))}</table><h3>All links</h3>"
+        return "Links with the largest speed change (mean over the day)", out + f"<table>{head}{rows(order)}</table>"
     speed = np.asarray(ds["link_speed"].isel(time=index).values) * 3.6
     free = np.asarray(ds["link_free_speed"].values) * 3.6 if "link_free_speed" in ds else np.full(speed.shape, np.nan)
     veh = np.asarray(ds["link_vehicles"].isel(time=index).values) if "link_vehicles" in ds else np.full(speed.shape, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(free > 0, speed / free, np.nan)
     order = np.argsort(np.nan_to_num(ratio, nan=np.inf), kind="stable")[:10]
-    rows = "".join(
-        f"<tr><td class='num'>{links[i]}</td><td>{_e(names[i])}{tag(i)}</td><td>{_e(kinds[i])}</td>"
-        f"<td class='num'>{speed[i]:.1f}</td><td class='num'>{free[i]:.1f}</td><td class='num'>{100 * ratio[i]:.0f}%</td>"
-        f"<td class='num'>{veh[i]:.1f}</td></tr>"
-        for i in order
-    )
+
+    def rows(sel):
+        return "".join(
+            f"<tr><td class='num'>{links[i]}</td><td>{_e(names[i])}{tag(i)}</td><td>{_e(kinds[i])}</td>"
+            f"<td class='num'>{speed[i]:.1f}</td><td class='num'>{free[i]:.1f}</td><td class='num'>{100 * ratio[i]:.0f}%</td>"
+            f"<td class='num'>{veh[i]:.1f}</td></tr>"
+            for i in sel
+        )
+
     head = ("<tr><th>link</th><th>road</th><th>class</th><th>speed (km/h)</th><th>free-flow (km/h)</th>"
             "<th>of free-flow</th><th>vehicles on it</th></tr>")
     labels = res.clock_labels()
     start = labels[index - 1] if index > 0 else clock_label(res.start_clock_s)
-    return f"Slowest links, {start}-{labels[index]} (busiest interval)", f"<table>{head}{rows}</table>"
+    out = ""
+    if mark.any():
+        out += f"<h3>Intervened links</h3><table>{head}{rows(np.flatnonzero(mark))}</table><h3>All links</h3>"
+    return f"Slowest links, {start}-{labels[index]} (busiest interval)", out + f"<table>{head}{rows(order)}</table>"
 
 
 def _meta(res: Results) -> str:
