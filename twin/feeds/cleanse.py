@@ -16,8 +16,9 @@ entities or an NGSI-LD Notification) through these steps, per entity:
    the link's lanes;
 6. **lateness**: records are held for ``reorder_window`` sim seconds and released in
    time order by :meth:`Cleanser.release`; an observation of a time already released is
-   *late*: dropped and dead-lettered. An alert or closure arriving after its time is
-   still delivered (flagged ``late``) unless it had already expired (``validTo``);
+   *late*: dropped and dead-lettered (the twin has moved past it). An alert or closure
+   arriving after its time is still delivered, flagged ``late`` and counted as
+   accepted: a late report of a closure, or of its end, still changes what the twin does;
 7. **stuck sensors**: the same non-zero reading from one sensor (entity id or
    ``refDevice``, and lane) ``stuck_repeats`` times in a row: that repeat and the ones
    after it are rejected until the reading changes.
@@ -56,8 +57,8 @@ from twin.feeds.ngsi import (
     Observation,
     Record,
     Units,
+    decode,
     entities_of,
-    to_record,
 )
 
 __all__ = ["Cleanser", "DeadLetter", "Outcome", "OUTCOMES"]
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 
 #: the outcomes a message can have, in counter order
 OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "late", "duplicate")
+_OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 
 
 class Outcome(NamedTuple):
@@ -171,6 +173,7 @@ class Cleanser:
         self._max_flow_lane = float(settings.max_flow_vph_per_lane)
         self._stuck_n = int(settings.stuck_repeats)
         self._horizon = float(settings.dedup_horizon)
+        self._lanes = [float(v) for v in mapper.lanes]
         self._heap: list[tuple[float, int, Record]] = []
         self._seq = 0
         self._seen: dict[tuple, tuple] = {}
@@ -209,32 +212,31 @@ class Cleanser:
         return [self._entity(e, source) for e in entities]
 
     def _entity(self, entity: Any, source: str) -> Outcome:
-        ent_id = entity.get("id") if type(entity) is dict else None
-        ent_id = ent_id if type(ent_id) is str else ""
         try:
-            rec = to_record(entity, clock=self.clock, mapper=self.mapper,
-                            units=self.source_units.get(source, self.units), source=source)
+            rec = decode(entity, self.clock, self.mapper, self.source_units.get(source, self.units), source)
             if type(rec) is Observation:
                 return self._observation(rec, entity)
             return self._event(rec, entity)
         except MessageError as exc:
-            return self.reject(entity, source=source, code=exc.code, reason=exc.detail, entity_id=ent_id,
+            return self.reject(entity, source=source, code=exc.code, reason=exc.detail, entity_id=_id_of(entity),
                                status="late" if exc.code == "late" else "rejected")
         except Exception as exc:  # never let a message stop the twin
+            ent_id = _id_of(entity)
             log.exception("feed entity %r from %s could not be cleansed", ent_id, source)
             return self.reject(entity, source=source, code="internal", reason=f"{type(exc).__name__}: {exc}",
                                entity_id=ent_id)
 
     def _observation(self, r: Observation, entity: dict) -> Outcome:
         key = (r.id, r.t, r.lane)
-        fp = _fingerprint((r.link, r.flow_vph, r.speed_mps, r.occupancy, r.interval_s))
+        flow, speed, occ = r.flow_vph, r.speed_mps, r.occupancy
+        fp = (r.link, flow if flow == flow else None, speed if speed == speed else None,
+              occ if occ == occ else None, r.interval_s)
         seen = self._seen.get(key)
         if seen is not None:
             if seen == fp:
                 return self._count(Outcome("duplicate", r.source, r.id))
             raise MessageError("conflict", "an earlier message with the same id and time had other values "
                                            f"({_describe(seen)})")
-        flow, speed, occ = r.flow_vph, r.speed_mps, r.occupancy
         if flow < 0 or speed < 0 or occ < 0:
             what = "intensity" if flow < 0 else "averageVehicleSpeed" if speed < 0 else "occupancy"
             raise MessageError("implausible", f"negative {what}")
@@ -243,7 +245,7 @@ class Cleanser:
                                               f"max_speed_kmh={self.settings.max_speed_kmh:g}")
         if occ > 1.0:
             raise MessageError("implausible", f"occupancy {occ:.4g} is above 1")
-        lanes = 1.0 if r.lane >= 0 else float(self.mapper.lanes[r.link])
+        lanes = 1.0 if r.lane >= 0 else self._lanes[r.link]
         if flow > self._max_flow_lane * lanes:
             raise MessageError("implausible", f"intensity {flow:.5g} veh/h is above "
                                               f"max_flow_vph_per_lane={self._max_flow_lane:g} x {lanes:g} lane(s) "
@@ -274,10 +276,7 @@ class Cleanser:
             if seen == fp:
                 return self._count(Outcome("duplicate", r.source, r.id))
             raise MessageError("conflict", "an earlier alert with the same id and dateIssued said otherwise")
-        if r.valid_to <= self.watermark:
-            raise MessageError("late", f"arrived after it expired (validTo t={r.valid_to:g} s; records up to "
-                                       f"t={self.watermark:g} s were already released)")
-        if r.t <= self.watermark:
+        if r.t <= self.watermark:  # still delivered: an update (validTo: "it is over") matters late too
             r = dataclasses.replace(r, late=True)
         self._seen[key] = fp
         return self._accept(r)
@@ -287,14 +286,18 @@ class Cleanser:
         heapq.heappush(self._heap, (r.t, self._seq, r))
         if r.t > self.feed_time:
             self.feed_time = r.t
-        return self._count(Outcome("accepted", r.source, r.id))
+        c = self._counts.get(r.source)
+        if c is None:
+            return self._count(Outcome("accepted", r.source, r.id))
+        c[0] += 1
+        return Outcome("accepted", r.source, r.id)
 
     def _count(self, outcome: Outcome) -> Outcome:
         c = self._counts.get(outcome.source)
         if c is None:
             c = self._counts[outcome.source] = [0, 0, 0, 0]
             self._reasons[outcome.source] = Counter()
-        c[OUTCOMES.index(outcome.status)] += 1
+        c[_OUTCOME_INDEX[outcome.status]] += 1
         if outcome.code:
             self._reasons[outcome.source][outcome.code] += 1
         return outcome
@@ -381,6 +384,11 @@ class Cleanser:
     def close(self) -> None:
         """Close the dead-letter file."""
         self.dead_letter.close()
+
+
+def _id_of(entity: Any) -> str:
+    ent_id = entity.get("id") if type(entity) is dict else None
+    return ent_id if type(ent_id) is str else ""
 
 
 def _describe(fp: tuple) -> str:

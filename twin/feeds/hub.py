@@ -62,6 +62,7 @@ class FeedHub:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._sources: list = []
+        self._waiters = 0
         self._started = False
         self.received = 0  # raw messages pushed
         self.last_push_wall = math.nan  # time.time() of the latest push
@@ -158,9 +159,10 @@ class FeedHub:
         """
         with self._lock:
             self.received += 1
-            self.last_push_wall = time.time()
             out = self.cleanser.process(payload, source=source)
-            self._arrived.notify_all()
+            if self._waiters:
+                self._arrived.notify_all()
+        self.last_push_wall = time.time()
         return out
 
     def reject(self, message: Any, *, source: str, code: str, reason: str) -> Outcome:
@@ -168,7 +170,8 @@ class FeedHub:
         with self._lock:
             self.received += 1
             out = self.cleanser.reject(message, source=source, code=code, reason=reason)
-            self._arrived.notify_all()
+            if self._waiters:
+                self._arrived.notify_all()
         return out
 
     def drain(self, until: float, *, flush: bool = False) -> list[Record]:
@@ -189,12 +192,16 @@ class FeedHub:
     def wait(self, predicate: Callable[[FeedHub], bool], timeout: float) -> bool:
         """Block until ``predicate(hub)`` holds (checked after each push) or ``timeout`` s pass."""
         deadline = time.monotonic() + timeout
-        with self._arrived:
-            while not predicate(self):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._arrived.wait(min(left, 0.25))
+        while not predicate(self):  # without the lock: the predicate may read counters
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with self._arrived:
+                self._waiters += 1
+                try:
+                    self._arrived.wait(min(left, 0.1))
+                finally:
+                    self._waiters -= 1
         return True
 
     # ------------------------------------------------------------------ state
@@ -277,8 +284,10 @@ def parse_feed_url(text: str, *, name: str | None = None, speedup: float | None 
         if speedup is not None:
             out["speedup"] = speedup
     elif text.startswith(("mqtt://", "mqtts://")):
-        u = urlparse(text)
-        topic = u.path.lstrip("/") or "ngsi-ld/#"
+        u = urlparse(text.split("#", 1)[0])  # '#' is a topic wildcard here, not a URL fragment
+        rest = text.split("://", 1)[1]
+        topic = rest.split("/", 1)[1] if "/" in rest else ""
+        topic = topic or "ngsi-ld/#"
         if u.scheme == "mqtts":
             raise InputError("mqtts:// (TLS) is not supported yet; use mqtt:// on a trusted network")
         out = {"kind": "mqtt", "host": u.hostname or "127.0.0.1", "port": u.port or 1883, "topic": topic}

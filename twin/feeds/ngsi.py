@@ -48,6 +48,7 @@ __all__ = [
     "to_key_values",
     "to_normalized",
     "to_record",
+    "decode",
 ]
 
 #: ``subCategory`` -> the kind of event the twin acts on (anything else: ``"other"``)
@@ -177,6 +178,9 @@ class Units:
     occupancy: str = "fraction"
     default_interval_s: float = 300.0
     roadworks_capacity_factor: float = 0.5
+    _speed_factor: float = field(init=False, repr=False, compare=False, default=1.0)
+    _per_hour: bool = field(init=False, repr=False, compare=False, default=False)
+    _occupancy_factor: float = field(init=False, repr=False, compare=False, default=1.0)
 
     def __post_init__(self) -> None:
         for name, table in (("speed", _SPEED_UNITS), ("intensity", _INTENSITY_UNITS),
@@ -184,12 +188,16 @@ class Units:
             if getattr(self, name) not in table:
                 raise InputError(f"unknown {name} unit {getattr(self, name)!r}; "
                                  f"known: {', '.join(table)}")
+        object.__setattr__(self, "_speed_factor", _SPEED_UNITS[self.speed])
+        object.__setattr__(self, "_per_hour", _INTENSITY_UNITS[self.intensity])
+        object.__setattr__(self, "_occupancy_factor", _OCCUPANCY_UNITS[self.occupancy])
+
 
 
 # ---------------------------------------------------------------------------- records
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Observation:
     """A cleansed traffic observation of one link (or one lane of it) over a period.
 
@@ -250,7 +258,7 @@ class Observation:
         return self.t - self.interval_s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AlertEvent:
     """An incident report (accident, jam, fire, flood, ...).
 
@@ -284,7 +292,7 @@ class AlertEvent:
     late: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClosureEvent:
     """A road closure (``roadClosed``) or road works (``roadWorks``) on some links.
 
@@ -529,6 +537,11 @@ def to_record(entity: Any, *, clock: FeedClock, mapper, units: Units = Units(),
     MessageError
         With code ``malformed``, ``schema``, ``unit`` or ``unmapped``.
     """
+    return decode(entity, clock, mapper, units, source)
+
+
+def decode(entity: Any, clock: FeedClock, mapper, units: Units, source: str) -> Record:
+    """:func:`to_record` with positional arguments (the cleanser's hot path)."""
     if type(entity) is not dict:
         raise MessageError("malformed", f"an entity must be a JSON object, got {_short(entity)}")
     ent_id = entity.get("id")
@@ -536,9 +549,13 @@ def to_record(entity: Any, *, clock: FeedClock, mapper, units: Units = Units(),
     if type(ent_id) is not str or not ent_id:
         raise MessageError("schema", "missing or empty entity 'id'")
     if ent_type == "TrafficFlowObserved":
-        return _observation(_compact_keys(entity), ent_id, clock, mapper, units, source)
+        if "intensity" not in entity and "averageVehicleSpeed" not in entity and "occupancy" not in entity:
+            entity = _compact_keys(entity)  # expanded attribute names (no @context applied)
+        return _observation(entity, ent_id, clock, mapper, units, source)
     if ent_type == "Alert":
-        return _alert(_compact_keys(entity), ent_id, clock, mapper, units, source)
+        if "category" not in entity:
+            entity = _compact_keys(entity)
+        return _alert(entity, ent_id, clock, mapper, units, source)
     if ent_type is None:
         raise MessageError("schema", f"entity {ent_id!r} has no 'type'")
     raise MessageError("schema", f"entity type {_short(ent_type)} is not one the twin reads "
@@ -546,15 +563,25 @@ def to_record(entity: Any, *, clock: FeedClock, mapper, units: Units = Units(),
 
 
 def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, source: str) -> Observation:
+    # the hot path of cleansing: plain dict lookups first, the general helpers only when needed
     get = e.get
+    cache = clock._cache
     # ---- the observation period
     t_from = t_to = None
     v = get("dateObservedTo")
     if v is not None:
-        t_to = _time(clock, _plain(v), "dateObservedTo")
+        if type(v) is not str:
+            v = _plain(v)
+        t_to = cache.get(v) if type(v) is str else None
+        if t_to is None:
+            t_to = _time(clock, v, "dateObservedTo")
     v = get("dateObservedFrom")
     if v is not None:
-        t_from = _time(clock, _plain(v), "dateObservedFrom")
+        if type(v) is not str:
+            v = _plain(v)
+        t_from = cache.get(v) if type(v) is str else None
+        if t_from is None:
+            t_from = _time(clock, v, "dateObservedFrom")
     if t_to is None or t_from is None:
         v = _plain(get("dateObserved"))
         if v is not None:
@@ -582,17 +609,30 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
     flow = speed = occ = math.nan
     a = get("intensity")
     if a is not None:
-        x = _number(_plain(a), "intensity")
-        per_hour = _factor(_INTENSITY_UNITS, _unit_code(a), units.intensity, "intensity")
+        ta = type(a)
+        if (ta is int or ta is float) and a == a and a - a == 0:
+            per_hour = units._per_hour
+            x = float(a)
+        else:
+            x = _number(_plain(a), "intensity")
+            per_hour = _factor(_INTENSITY_UNITS, _unit_code(a), units.intensity, "intensity")
         flow = x if per_hour else x * 3600.0 / interval
     a = get("averageVehicleSpeed")
     if a is not None:
-        speed = _number(_plain(a), "averageVehicleSpeed") * _factor(
-            _SPEED_UNITS, _unit_code(a), units.speed, "averageVehicleSpeed")
+        ta = type(a)
+        if (ta is int or ta is float) and a == a and a - a == 0:
+            speed = a * units._speed_factor
+        else:
+            speed = _number(_plain(a), "averageVehicleSpeed") * _factor(
+                _SPEED_UNITS, _unit_code(a), units.speed, "averageVehicleSpeed")
     a = get("occupancy")
     if a is not None:
-        occ = _number(_plain(a), "occupancy") * _factor(
-            _OCCUPANCY_UNITS, _unit_code(a), units.occupancy, "occupancy")
+        ta = type(a)
+        if (ta is int or ta is float) and a == a and a - a == 0:
+            occ = a * units._occupancy_factor
+        else:
+            occ = _number(_plain(a), "occupancy") * _factor(
+                _OCCUPANCY_UNITS, _unit_code(a), units.occupancy, "occupancy")
     if flow != flow and speed != speed and occ != occ:
         raise MessageError("schema", "no measured value (intensity, averageVehicleSpeed or occupancy)")
     lane = -1
@@ -603,14 +643,20 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
             raise MessageError("schema", f"laneId must be a non-negative integer, got {_short(x)}")
         lane = x
     # ---- where
-    ref = _plain(get("refRoadSegment"))
+    ref = get("refRoadSegment")
     if ref is not None and type(ref) is not str:
-        raise MessageError("schema", f"refRoadSegment must be an id, got {_short(ref)}")
-    device = _plain(get("refDevice"))
+        ref = _plain(ref)
+        if ref is not None and type(ref) is not str:
+            raise MessageError("schema", f"refRoadSegment must be an id, got {_short(ref)}")
+    device = get("refDevice")
     if device is not None and type(device) is not str:
-        raise MessageError("schema", f"refDevice must be an id, got {_short(device)}")
-    location = _geometry(_plain(get("location")))
-    link, dist, key = mapper.locate(ent_id, device=device, refs=(ref,) if ref else (), location=location)
+        device = _plain(device)
+        if device is not None and type(device) is not str:
+            raise MessageError("schema", f"refDevice must be an id, got {_short(device)}")
+    location = get("location")
+    if location is not None:
+        location = _geometry(_plain(location))
+    link, dist, key = mapper.locate(ent_id, device=device, ref=ref, location=location)
     return Observation(source, ent_id, t_to, link, interval, flow, speed, occ, lane, dist, key,
                        ref or "", location, device or "")
 

@@ -24,7 +24,7 @@ import csv
 import gzip
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -77,6 +77,7 @@ class LinkMapper:
         self._fit_projection(network)
         self._table: dict[str, tuple[int, float]] = {}
         self._geo_cache: dict[tuple, tuple[int, float]] = {}
+        self._seg_cache: dict[str, int] = {}
         for i, row in enumerate(sensors):
             row = row if isinstance(row, dict) else row.model_dump()
             self._add_sensor(row, where=f"sensor {i} ({row.get('id')!r})")
@@ -191,7 +192,7 @@ class LinkMapper:
             return hit[0]
         return self._prefix_link(ref)
 
-    def locate(self, entity_id: str, *, device: str | None = None, refs: Iterable[str] = (),
+    def locate(self, entity_id: str, *, device: str | None = None, ref: str | None = None,
                location: dict | None = None, use_table: bool = True,
                required: bool = True) -> tuple[int, float, str]:
         """Link of a message: ``(link, distance_m, key it was found by)``.
@@ -210,11 +211,17 @@ class LinkMapper:
                 hit = table.get(device)
                 if hit is not None:
                     return hit[0], hit[1], device
-        for ref in refs:
+        if ref:
             hit = table.get(ref)
             if hit is not None:
                 return hit[0], hit[1], ref
-            return self._prefix_link(ref), 0.0, ref
+            link = self._seg_cache.get(ref)
+            if link is None:
+                link = self._prefix_link(ref)
+                if len(self._seg_cache) > 100_000:
+                    self._seg_cache.clear()
+                self._seg_cache[ref] = link
+            return link, 0.0, ref
         if location is not None:
             try:
                 link, dist = self.locate_geometry(location)
@@ -231,23 +238,34 @@ class LinkMapper:
     def locate_geometry(self, geometry: dict) -> tuple[int, float]:
         """Nearest link to a GeoJSON Point or LineString (see the module docstring)."""
         coords = geometry.get("coordinates")
+        point = geometry.get("type") == "Point"
+        try:  # the raw numbers are the cache key: a sensor sends the same location every time
+            if point:
+                key = (coords[0], coords[1])
+            elif len(coords) == 2:
+                key = (coords[0][0], coords[0][1], coords[1][0], coords[1][1])
+            else:
+                key = tuple(x for c in coords for x in (c[0], c[1]))
+            hit = self._geo_cache.get(key)
+        except (TypeError, IndexError, KeyError):
+            hit = None
+            key = None
+        if hit is not None:
+            return hit
         try:
-            if geometry.get("type") == "Point":
-                key = ("P", float(coords[0]), float(coords[1]))
+            if point:
+                lon, lat = float(coords[0]), float(coords[1])
             else:
                 pts = [(float(c[0]), float(c[1])) for c in coords]
                 if len(pts) < 2:
                     raise ValueError("a LineString needs two points")
-                key = ("L", *pts)
         except (TypeError, ValueError, IndexError, KeyError):
             raise MessageError("schema", f"location has bad coordinates: {_short(coords)}") from None
-        hit = self._geo_cache.get(key)
-        if hit is not None:
+        if not all(map(math.isfinite, (lon, lat) if point else (x for p in pts for x in p))):
+            raise MessageError("schema", f"location has non-finite coordinates: {_short(coords)}")
+        hit = self.nearest(lon, lat) if point else self._nearest_line(pts)
+        if key is None:
             return hit
-        if key[0] == "P":
-            hit = self.nearest(key[1], key[2])
-        else:
-            hit = self._nearest_line(key[1:])
         if len(self._geo_cache) > 100_000:
             self._geo_cache.clear()
         self._geo_cache[key] = hit
