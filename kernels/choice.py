@@ -2,8 +2,8 @@
 
 Every person in the batch has one planned leg: an origin node, a preferred
 departure time and either a fixed destination (home, work, school) or a
-flexible one (any zone, an "other" activity).  :func:`choose` picks, for each
-person at once, the joint alternative with the highest random utility:
+flexible one (any zone, an "other" activity).  :func:`choose` draws, for each
+person at once, one joint alternative from a multinomial logit over:
 
 * *travel or not* -- the "stay" alternative (utility 0) where the leg may be
   skipped (``can_stay``);
@@ -23,12 +23,16 @@ time from the skim, or the non-car time) plus money (car cost per km, cordon
 prices crossed while they are set, fares, a non-car penalty) and ``schedule``
 prices leaving earlier or later than preferred.
 
-Randomness is counter based: the Gumbel term of alternative ``slot`` is a hash
-of the person's decision ``key`` and ``slot`` (:func:`hash_uniform`), so a
-choice does not depend on which other persons share its batch, on the batch
-order or on threads, and two scenarios that differ only in a price give each
-person the same draws (common random numbers): raising a price can only move
-a person away from the priced alternatives.
+The draw is exact multinomial logit by inverse CDF over the alternatives'
+probabilities, with the unpriced alternatives first and the priced ones
+(car trips paying a cordon) last: a person chooses a priced alternative
+exactly when the draw exceeds the probability of all unpriced ones, which
+only grows with a price.  Randomness is counter based: the draw, the sampled
+destinations and nodes are hashes of the person's decision ``key`` and a slot
+(:func:`hash_uniform`), so a choice does not depend on which other persons
+share its batch or on the batch order, and two scenarios that differ only in
+a price give each person the same draws (common random numbers): raising a
+price can only move a person away from paying it.
 
 All functions here are pure ``@njit`` kernels on arrays; the twin's
 population component builds the inputs.
@@ -39,7 +43,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = [
     "ChoiceParams",
@@ -49,7 +53,7 @@ __all__ = [
     "MODE_CAR",
     "MODE_OTHER",
     "STAY",
-    "SLOT_STAY",
+    "SLOT_DRAW",
     "SLOT_CANDIDATE",
     "SLOT_NODE",
     "mix64",
@@ -66,7 +70,7 @@ MODE_OTHER = 1
 STAY = -1
 
 #: slots of the counter-based random numbers of one decision
-SLOT_STAY = 0  # Gumbel term of "stay"; alternatives use 1 + 2 * (c * S + s) + mode
+SLOT_DRAW = 0  # the draw among the alternatives
 SLOT_CANDIDATE = 1 << 40  # + c: which zone candidate c is
 SLOT_NODE = 1 << 41  # + c: which node of that zone
 
@@ -279,14 +283,6 @@ def decision_keys(base, person, leg, out):
 
 
 @njit(cache=True, inline="always")
-def _gumbel(key, slot):
-    return -np.log(-np.log(hash_uniform(key, slot)))
-
-
-# ----------------------------------------------------------------------- choice
-
-
-@njit(cache=True, inline="always")
 def _draw_zone(cdf, u):
     lo, hi = 0, cdf.shape[0] - 1
     while lo < hi:
@@ -309,7 +305,8 @@ def _cordon_price(world, o, d, dep):
 
 
 @njit(cache=True)
-def _choose_one(i, par, inp, world, out):
+def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
+    """One person's alternatives into the buffers, then one draw (see :func:`choose`)."""
     key = inp.key[i]
     o = inp.orig[i]
     ox = world.node_x[o]
@@ -329,15 +326,15 @@ def _choose_one(i, par, inp, world, out):
         if t_pref + shifts[s] >= t_min:
             first_ok = s
             break
-    best = -np.inf
-    b_dest = -1
-    b_mode = STAY
-    b_dep = np.nan
-    b_tt = np.nan
-    b_gc = np.nan
-    b_paid = 0.0
+    n = 0
+    vmax = -np.inf
     if inp.can_stay[i]:
-        best = _gumbel(key, SLOT_STAY)
+        buf_v[0] = 0.0
+        buf_i[0, 0] = -1
+        buf_i[0, 1] = STAY
+        buf_f[0, 4] = 0.0
+        vmax = 0.0
+        n = 1
     for c in range(n_c):
         size = 0.0
         if flexible:
@@ -365,48 +362,90 @@ def _choose_one(i, par, inp, world, out):
         car_ok = inp.car[i] != 0 and tt_car < np.inf
         tt_other = par.other_wait_s + km * 1000.0 / par.other_speed
         gc_other = vot_s * tt_other + par.other_fare + par.other_penalty
+        gc_car0 = vot_s * tt_car + par.car_cost_km * km
         for s in range(first_ok, n_s):
             dep = t_pref + shifts[s]
             if dep < t_min:
                 dep = t_min
             shift = dep - t_pref
             sched = (par.early_cost_h * max(-shift, 0.0) + par.late_cost_h * max(shift, 0.0)) / 3600.0
-            base_slot = 1 + 2 * (c * n_s + s)
             for m in range(2):
                 if m == MODE_CAR:
                     if not car_ok:
                         continue
                     paid = _cordon_price(world, o, d, dep)
-                    gc = vot_s * tt_car + par.car_cost_km * km + paid
+                    gc = gc_car0 + paid
                     tt = tt_car
                 else:
                     paid = 0.0
                     gc = gc_other
                     tt = tt_other
-                u = theta * (value - gc - sched) + size + _gumbel(key, base_slot + m)
-                if u > best:
-                    best = u
-                    b_dest = d
-                    b_mode = m
-                    b_dep = dep
-                    b_tt = tt
-                    b_gc = gc
-                    b_paid = paid
-    out.dest[i] = b_dest
-    out.mode[i] = b_mode
-    out.depart[i] = b_dep
-    out.tt[i] = b_tt
-    out.gc[i] = b_gc
-    out.paid[i] = b_paid
+                v = theta * (value - gc - sched) + size
+                buf_v[n] = v
+                buf_i[n, 0] = d
+                buf_i[n, 1] = m
+                buf_f[n, 0] = dep
+                buf_f[n, 1] = tt
+                buf_f[n, 2] = gc
+                buf_f[n, 3] = paid
+                if v > vmax:
+                    vmax = v
+                n += 1
+    out.dest[i] = -1
+    out.mode[i] = STAY
+    out.depart[i] = np.nan
+    out.tt[i] = np.nan
+    out.gc[i] = np.nan
+    out.paid[i] = 0.0
+    if n == 0:
+        return
+    # logit probabilities; the draw walks the unpriced alternatives first, then the priced ones
+    total = 0.0
+    for a in range(n):
+        w = np.exp(buf_v[a] - vmax)
+        buf_v[a] = w
+        total += w
+    target = hash_uniform(key, SLOT_DRAW) * total
+    acc = 0.0
+    pick = -1
+    last = -1
+    for rnd in range(2):
+        for a in range(n):
+            priced = buf_i[a, 1] == MODE_CAR and buf_f[a, 3] > 0.0
+            if priced != (rnd == 1) or buf_v[a] <= 0.0:
+                continue
+            acc += buf_v[a]
+            last = a
+            if acc >= target:
+                pick = a
+                break
+        if pick >= 0:
+            break
+    if pick < 0:
+        pick = last  # rounding: the total fell just short of the draw
+    if buf_i[pick, 1] == STAY:
+        return
+    out.dest[i] = buf_i[pick, 0]
+    out.mode[i] = buf_i[pick, 1]
+    out.depart[i] = buf_f[pick, 0]
+    out.tt[i] = buf_f[pick, 1]
+    out.gc[i] = buf_f[pick, 2]
+    out.paid[i] = buf_f[pick, 3]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def choose(par, inp, world, out):
     """Choose for every person of the batch (see the module docstring).
 
     A person with no available alternative (cannot stay, and no destination
     open) gets ``dest = -1`` and ``mode = STAY``.  Writes ``out``; returns it.
+    Serial: batches are small (one bucket's departures), and a parallel
+    launch costs more than it saves on them.
     """
-    for i in prange(inp.key.shape[0]):
-        _choose_one(i, par, inp, world, out)
+    n_alt = 1 + 2 * par.n_samples * par.shifts.shape[0]
+    buf_v = np.empty(n_alt)
+    buf_i = np.empty((n_alt, 2), np.int64)
+    buf_f = np.zeros((n_alt, 5))
+    for i in range(inp.key.shape[0]):
+        _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f)
     return out

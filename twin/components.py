@@ -33,6 +33,7 @@ __all__ = ["Component", "FACTORIES", "build_components", "component_kpi_labels"]
 #: factories of the twin's components, in build order (interventions last: they act on the others)
 FACTORIES: tuple[str, ...] = (
     "twin.emergency:build",
+    "twin.population:build",
     "twin.interventions:build",
 )
 

@@ -52,6 +52,9 @@ def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Tr
     d = scenario.demand
     if d.trips is not None:
         return read_trips_csv(d.trips, city.network, duration_s=scenario.time.duration)
+    if scenario.population.enabled:  # the population's agents replace the gravity model
+        empty = np.zeros(0)
+        return Trips(empty.astype(np.int64), empty.astype(np.int32), empty.astype(np.int32), empty)
     g = d.gravity
     z, net = city.zones, city.network
     return gravity_trips(

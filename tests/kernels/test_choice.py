@@ -138,7 +138,7 @@ def test_edge_cases_match_reference():
 
 
 def test_logit_shares_match_the_softmax():
-    """Gumbel-max over hashed draws reproduces logit probabilities (stay vs one alternative)."""
+    """Hashed draws reproduce logit probabilities (stay vs one alternative)."""
     rng = np.random.default_rng(5)
     world = _world(rng, n_nodes=6, n_zones=2, n_cordons=1)._replace(
         node_open=np.ones(6, np.uint8), price=np.zeros(1))

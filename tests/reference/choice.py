@@ -1,8 +1,8 @@
 """Plain-numpy reference for :mod:`kernels.choice`.
 
-The hash is written with Python integers (masked to 64 bits) and the choice
-enumerates every alternative into a list and takes the maximum: slow and
-obvious.
+The hash is written with Python integers (masked to 64 bits); the choice
+lists every alternative with its logit weight, orders the unpriced before the
+priced ones and walks the cumulative weights to the draw: slow and obvious.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 __all__ = ["ref_mix64", "ref_hash_uniform", "ref_decision_key", "ref_choose"]
 
 _MASK = (1 << 64) - 1
-SLOT_STAY = 0
+SLOT_DRAW = 0
 SLOT_CANDIDATE = 1 << 40
 SLOT_NODE = 1 << 41
 
@@ -33,10 +33,6 @@ def ref_hash_uniform(key: int, slot: int) -> float:
 
 def ref_decision_key(base: int, person: int, leg: int) -> int:
     return ref_mix64(int(base) ^ ref_mix64((int(person) * 64 + int(leg)) & _MASK))
-
-
-def _gumbel(key: int, slot: int) -> float:
-    return -math.log(-math.log(ref_hash_uniform(key, slot)))
 
 
 def _price(world, o: int, d: int, dep: float) -> float:
@@ -66,7 +62,7 @@ def ref_choose(par, inp, world) -> dict[str, np.ndarray]:
         t_pref, t_min = float(inp.t_pref[i]), float(inp.t_min[i])
         alts = []  # (utility, dest, mode, depart, tt, gc, paid)
         if inp.can_stay[i]:
-            alts.append((_gumbel(key, SLOT_STAY), -1, -1, np.nan, np.nan, np.nan, 0.0))
+            alts.append((0.0, -1, -1, np.nan, np.nan, np.nan, 0.0))
         ok = [s for s in range(len(shifts)) if t_pref + shifts[s] >= t_min]
         open_shifts = list(range(ok[0], len(shifts))) if ok else [len(shifts) - 1]
         flexible = inp.dest_node[i] < 0
@@ -96,18 +92,28 @@ def ref_choose(par, inp, world) -> dict[str, np.ndarray]:
                 dep = max(t_pref + shifts[s], t_min)
                 shift = dep - t_pref
                 sched = (par.early_cost_h * max(-shift, 0.0) + par.late_cost_h * max(shift, 0.0)) / 3600.0
-                slot = 1 + 2 * (c * len(shifts) + s)
                 if inp.car[i] and tt_car < math.inf:
                     paid = _price(world, o, d, dep)
-                    gc = inp.vot[i] / 3600.0 * tt_car + par.car_cost_km * km + paid
+                    gc = (inp.vot[i] / 3600.0 * tt_car + par.car_cost_km * km) + paid
                     v = par.theta * (inp.value[i] - gc - sched) + size
-                    alts.append((v + _gumbel(key, slot), d, 0, dep, tt_car, gc, paid))
+                    alts.append((v, d, 0, dep, tt_car, gc, paid))
                 gc = inp.vot[i] / 3600.0 * tt_other + par.other_fare + par.other_penalty
                 v = par.theta * (inp.value[i] - gc - sched) + size
-                alts.append((v + _gumbel(key, slot + 1), d, 1, dep, tt_other, gc, 0.0))
+                alts.append((v, d, 1, dep, tt_other, gc, 0.0))
         if not alts:
             continue
-        best = max(range(len(alts)), key=lambda a: alts[a][0])  # first of equals, as the kernel
+        vmax = max(a[0] for a in alts)
+        weights = [math.exp(a[0] - vmax) for a in alts]
+        target = ref_hash_uniform(key, SLOT_DRAW) * sum(weights)
+        order = [a for a in range(len(alts)) if alts[a][6] <= 0] + [a for a in range(len(alts)) if alts[a][6] > 0]
+        acc, best = 0.0, None
+        for a in order:
+            if weights[a] <= 0:
+                continue
+            acc += weights[a]
+            best = a  # the last one, should rounding leave the sum just short of the draw
+            if acc >= target:
+                break
         _, d, m, dep, tt, gc, paid = alts[best]
         if m < 0:
             continue

@@ -1,0 +1,629 @@
+"""Population synthesis: persons in households, placed in zones from zone totals.
+
+:func:`synthesize_population` turns a city's zones (residents, jobs, and
+optionally school places per zone) into persons:
+
+* each zone gets exactly its share of persons (the zone's residents, or a
+  scaled total split over the zones by largest remainder);
+* persons come in households whose sizes follow a target distribution (the
+  last household of a zone is cut to fit the zone total exactly), on a node of
+  the zone;
+* each person has an age group (``0-5``, ``6-17``, ``18-64``, ``65+``; the
+  city's shares exactly, children never heading a household, seniors mostly
+  in one- and two-person households), employment (adults, and a few seniors),
+  school attendance (ages 6-17), car access (adults and seniors of a
+  household with a car) and a value of time (log-normal; workers higher);
+* workers get a workplace and pupils a school: a doubly constrained gravity
+  model between zones, integerised so that the people working in each zone
+  equal its jobs (scaled to the number of workers) exactly, and likewise for
+  school places; the node is drawn within the zone.
+
+Zones come from the city (the synthetic generator's, or the OSM builders' grid
+over the network), from :func:`grid_zones_over` with another cell size, or from
+a zone file (:func:`read_zone_file`: GeoJSON polygons or points, or a CSV of
+centroids).  Every random draw comes from the generator passed in, in a fixed
+order: the same seed gives the same population.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from city_models.city import Zones
+from city_models.network import Network
+from city_models.synthetic import allocate_integer
+
+__all__ = [
+    "AGE_GROUPS",
+    "AGE_PRESCHOOL",
+    "AGE_SCHOOL",
+    "AGE_ADULT",
+    "AGE_SENIOR",
+    "PopulationError",
+    "SynthesisParams",
+    "Population",
+    "ZoneTable",
+    "synthesize_population",
+    "zone_node_index",
+    "doubly_constrained_integer",
+    "grid_zones_over",
+    "read_zone_file",
+]
+
+log = logging.getLogger(__name__)
+
+AGE_GROUPS: tuple[str, ...] = ("0-5", "6-17", "18-64", "65+")
+AGE_PRESCHOOL, AGE_SCHOOL, AGE_ADULT, AGE_SENIOR = 0, 1, 2, 3
+
+
+class PopulationError(ValueError):
+    """Bad population input (zone file, totals, parameters): the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class SynthesisParams:
+    """Distributions the synthesis draws from.
+
+    Attributes
+    ----------
+    household_sizes : tuple of float
+        Relative shares of households of 1, 2, ... persons.
+    age_shares : tuple of 4 float
+        Shares of the age groups :data:`AGE_GROUPS`.
+    employment_rate : float
+        Share of 18-64 year olds who work.
+    senior_employment_rate : float
+        Share of over-65s who work.
+    car_share : float
+        Share of households with a car (larger households more often).
+    vot_median : float
+        Median value of time, currency per hour.
+    vot_sigma : float
+        Log-normal spread of the value of time.
+    worker_vot_factor : float
+        Workers' value of time relative to others'.
+    work_beta_per_km, school_beta_per_km : float
+        Distance decay of the workplace and school assignment.
+    """
+
+    household_sizes: tuple[float, ...] = (0.36, 0.32, 0.14, 0.12, 0.06)
+    age_shares: tuple[float, float, float, float] = (0.06, 0.13, 0.63, 0.18)
+    employment_rate: float = 0.72
+    senior_employment_rate: float = 0.05
+    car_share: float = 0.65
+    vot_median: float = 12.0
+    vot_sigma: float = 0.5
+    worker_vot_factor: float = 1.3
+    work_beta_per_km: float = 0.25
+    school_beta_per_km: float = 1.0
+
+    def check(self) -> None:
+        """Raise :class:`PopulationError` naming the first bad field."""
+        hs = np.asarray(self.household_sizes, np.float64)
+        if hs.size == 0 or np.any(hs < 0) or hs.sum() <= 0 or not np.all(np.isfinite(hs)):
+            raise PopulationError(f"household_sizes must be non-negative shares with a positive sum, got {self.household_sizes}")
+        ag = np.asarray(self.age_shares, np.float64)
+        if ag.shape != (4,) or np.any(ag < 0) or ag.sum() <= 0:
+            raise PopulationError(f"age_shares must be 4 non-negative shares ({', '.join(AGE_GROUPS)}), got {self.age_shares}")
+        if ag[2] + ag[3] <= 0:
+            raise PopulationError("age_shares: somebody must be 18 or over to head a household")
+        for name in ("employment_rate", "senior_employment_rate", "car_share"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise PopulationError(f"{name} must lie in [0, 1], got {v}")
+        if not self.vot_median > 0 or not self.vot_sigma >= 0 or not self.worker_vot_factor > 0:
+            raise PopulationError("vot_median and worker_vot_factor must be positive, vot_sigma >= 0")
+
+
+class Population(NamedTuple):
+    """Persons (sorted by household) and households, as arrays.
+
+    Person arrays have one entry per person; ``hh_first`` is a CSR pointer:
+    the persons of household ``h`` are ``hh_first[h]:hh_first[h + 1]``.
+    ``work_*`` / ``school_*`` are -1 for persons without one.
+    """
+
+    household: np.ndarray  # int32
+    home_zone: np.ndarray  # int32
+    home_node: np.ndarray  # int32
+    age_group: np.ndarray  # int8
+    worker: np.ndarray  # bool
+    student: np.ndarray  # bool
+    car: np.ndarray  # bool: may drive a household car
+    vot: np.ndarray  # float32, currency per hour
+    work_zone: np.ndarray  # int32
+    work_node: np.ndarray  # int32
+    school_zone: np.ndarray  # int32
+    school_node: np.ndarray  # int32
+    hh_first: np.ndarray  # int64 (n_households + 1)
+    hh_zone: np.ndarray  # int32
+    hh_node: np.ndarray  # int32
+    hh_car: np.ndarray  # bool
+    zone_persons: np.ndarray  # int64 per zone
+
+    @property
+    def n_persons(self) -> int:
+        return int(self.household.shape[0])
+
+    @property
+    def n_households(self) -> int:
+        return int(self.hh_zone.shape[0])
+
+    @property
+    def hh_size(self) -> np.ndarray:
+        return np.diff(self.hh_first)
+
+
+class ZoneTable(NamedTuple):
+    """Zones with optional school places (``None``: in proportion to residents)."""
+
+    zones: Zones
+    schools: np.ndarray | None = None
+    source: str = "city"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def zone_node_index(node_zone: np.ndarray, n_zones: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of the nodes of each zone: ``(indptr int64[Z+1], nodes int32)``."""
+    nz = np.asarray(node_zone)
+    ok = np.flatnonzero(nz >= 0)
+    order = ok[np.argsort(nz[ok], kind="stable")]
+    counts = np.bincount(nz[ok], minlength=n_zones)[:n_zones]
+    indptr = np.zeros(n_zones + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, order.astype(np.int32)
+
+
+def _pick_nodes(zone: np.ndarray, indptr: np.ndarray, nodes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random node of each entry's zone."""
+    count = indptr[zone + 1] - indptr[zone]
+    j = np.minimum((rng.random(zone.shape[0]) * count).astype(np.int64), np.maximum(count - 1, 0))
+    return nodes[indptr[zone] + j]
+
+
+def _top_k(weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``k`` draws without replacement, probability in proportion to ``weights``."""
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    if k >= weights.shape[0]:
+        return np.arange(weights.shape[0])
+    with np.errstate(divide="ignore"):
+        keys = np.log(weights) - np.log(-np.log(rng.random(weights.shape[0])))
+    return np.argpartition(-keys, k - 1)[:k]
+
+
+def doubly_constrained_integer(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray, *, iters: int = 200) -> np.ndarray:
+    """An integer matrix with row sums ``rows`` and column sums ``cols``, close to ``weight``'s pattern.
+
+    Iterative proportional fitting scales ``weight`` to both margins; each row
+    is rounded by largest remainder, then units move within rows from columns
+    over their total to columns under it (where the fitted matrix wants them
+    most) until every column sum is exact.
+
+    Parameters
+    ----------
+    rows, cols : int64 arrays
+        Margins with equal sums.
+    weight : float64[len(rows), len(cols)]
+        Positive affinities (e.g. ``exp(-beta * distance)``).
+    """
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    if rows.sum() != cols.sum():
+        raise PopulationError(f"margins differ: rows sum to {rows.sum()}, columns to {cols.sum()}")
+    w = np.where(rows[:, None] > 0, 1.0, 0.0) * np.where(cols[None, :] > 0, 1.0, 0.0) * weight
+    m = w.copy()
+    for _ in range(iters):
+        rs = m.sum(1)
+        m *= np.divide(rows, rs, out=np.zeros_like(rs), where=rs > 0)[:, None]
+        cs = m.sum(0)
+        m *= np.divide(cols, cs, out=np.zeros_like(cs), where=cs > 0)[None, :]
+        rs = m.sum(1)
+        if np.allclose(rs, rows, rtol=1e-9, atol=1e-6):
+            break
+    n = np.zeros(m.shape, np.int64)
+    for i in np.flatnonzero(rows > 0):
+        wi = m[i] if m[i].sum() > 0 else (cols > 0).astype(np.float64)
+        n[i] = allocate_integer(int(rows[i]), wi)
+    diff = cols - n.sum(0)  # > 0: column short, < 0: column over
+    guard = 0
+    while np.any(diff != 0):
+        guard += 1
+        if guard > 10 * (rows.size + cols.size) + int(np.abs(diff).sum()):
+            raise PopulationError("could not balance the assignment matrix")  # pragma: no cover
+        j_over = int(np.argmin(diff))
+        j_short = int(np.argmax(diff))
+        donors = np.flatnonzero(n[:, j_over] > 0)
+        i = int(donors[np.argmax(m[donors, j_short] - m[donors, j_over] * 1e-12)])
+        k = int(min(-diff[j_over], diff[j_short], n[i, j_over]))
+        n[i, j_over] -= k
+        n[i, j_short] += k
+        diff[j_over] += k
+        diff[j_short] -= k
+    return n
+
+
+def _zone_distance_km(zx: np.ndarray, zy: np.ndarray) -> np.ndarray:
+    d = np.hypot(zx[:, None] - zx[None, :], zy[:, None] - zy[None, :]) / 1000.0
+    if d.shape[0] > 1:
+        off = d + np.diag(np.full(d.shape[0], np.inf))
+        np.fill_diagonal(d, 0.5 * off.min(1))  # within a zone: half the distance to the nearest other
+    return d
+
+
+def _assign(home_zone: np.ndarray, who: np.ndarray, targets: np.ndarray, zx, zy, beta: float,
+            indptr: np.ndarray, nodes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Zones and nodes for the persons ``who`` (doubly constrained gravity)."""
+    nzones = targets.shape[0]
+    hz = home_zone[who]
+    rows = np.bincount(hz, minlength=nzones).astype(np.int64)
+    cols = allocate_integer(int(who.size), targets.astype(np.float64))
+    f = np.nan_to_num(np.exp(-beta * _zone_distance_km(zx, zy)), nan=0.0)  # zones without nodes: no centroid
+    mat = doubly_constrained_integer(rows, cols, f)
+    order = np.lexsort((rng.random(who.size), hz))  # by home zone, random within
+    labels = np.repeat(np.tile(np.arange(nzones, dtype=np.int32), nzones), mat.ravel())
+    zone = np.empty(who.size, np.int32)
+    zone[order] = labels
+    return zone, _pick_nodes(zone, indptr, nodes, rng).astype(np.int32)
+
+
+# -------------------------------------------------------------------------- synthesis
+
+
+def synthesize_population(
+    table: ZoneTable | Zones,
+    *,
+    rng: np.random.Generator,
+    params: SynthesisParams = SynthesisParams(),
+    scale: float = 1.0,
+    persons: int | None = None,
+) -> Population:
+    """Persons in households from zone totals (see the module docstring).
+
+    Parameters
+    ----------
+    table
+        The zones (residents, jobs, centroids, ``node_zone``) and optional
+        school places.
+    rng
+        The only source of randomness.
+    params
+        Distributions (:class:`SynthesisParams`).
+    scale
+        Share of the zones' residents to synthesise (1: all of them, exactly
+        per zone; otherwise the scaled total split by largest remainder).
+    persons
+        A total number of persons instead (split over zones by residents).
+
+    Raises
+    ------
+    PopulationError
+        For bad parameters, or residents in a zone no network node lies in.
+    """
+    params.check()
+    if isinstance(table, Zones):
+        table = ZoneTable(table)
+    z = table.zones
+    nzones = z.n_zones
+    residents = np.asarray(z.residents, np.int64)
+    if not scale > 0:
+        raise PopulationError(f"scale must be positive, got {scale}")
+    if persons is not None:
+        if persons < 0:
+            raise PopulationError(f"persons must be >= 0, got {persons}")
+        zone_persons = allocate_integer(int(persons), residents.astype(np.float64))
+    elif scale == 1.0:
+        zone_persons = residents.copy()
+    else:
+        zone_persons = allocate_integer(int(round(scale * residents.sum())), residents.astype(np.float64))
+    indptr, nodes = zone_node_index(z.node_zone, nzones)
+    empty = (np.diff(indptr) == 0) & (zone_persons > 0)
+    if empty.any():
+        bad = np.flatnonzero(empty)
+        raise PopulationError(
+            f"{bad.size} zone(s) have residents but no network node: "
+            + ", ".join(f"{z.name[i]!r} ({zone_persons[i]} persons)" for i in bad[:5])
+            + (" ..." if bad.size > 5 else "") + "; give them nodes or 0 residents")
+
+    # --- households: sizes drawn until the zone's total, the last one cut to fit
+    shares = np.asarray(params.household_sizes, np.float64)
+    shares = shares / shares.sum()
+    mean_size = float(np.dot(np.arange(1, shares.size + 1), shares))
+    sizes_list, zone_list = [], []
+    for i in np.flatnonzero(zone_persons > 0):
+        total = int(zone_persons[i])
+        drawn = np.zeros(0, np.int64)
+        while drawn.sum() < total:
+            m = int(total / mean_size * 1.1) + 8
+            drawn = np.concatenate([drawn, rng.choice(shares.size, m, p=shares) + 1])
+        cs = np.cumsum(drawn)
+        n_h = int(np.searchsorted(cs, total)) + 1
+        s = drawn[:n_h].copy()
+        s[-1] -= int(cs[n_h - 1] - total)
+        sizes_list.append(s)
+        zone_list.append(np.full(n_h, i, np.int32))
+    hh_size = np.concatenate(sizes_list) if sizes_list else np.zeros(0, np.int64)
+    hh_zone = np.concatenate(zone_list) if zone_list else np.zeros(0, np.int32)
+    n_hh = hh_size.size
+    hh_first = np.zeros(n_hh + 1, np.int64)
+    np.cumsum(hh_size, out=hh_first[1:])
+    n = int(hh_first[-1])
+    household = np.repeat(np.arange(n_hh, dtype=np.int32), hh_size)
+    pos = np.arange(n, dtype=np.int64) - np.repeat(hh_first[:-1], hh_size)
+    size_of = np.repeat(hh_size, hh_size)
+
+    # --- age groups: the city's shares exactly; children never head a household
+    target = allocate_integer(n, np.asarray(params.age_shares, np.float64))
+    age = np.full(n, AGE_ADULT, np.int8)
+    n_child = int(target[AGE_PRESCHOOL] + target[AGE_SCHOOL])
+    child_slots = np.flatnonzero(pos >= 2)
+    second = np.flatnonzero(pos == 1)
+    pick = child_slots[_top_k(np.ones(child_slots.size), min(n_child, child_slots.size), rng)]
+    if n_child > pick.size:  # single parents: children in second place too
+        more = second[_top_k(np.ones(second.size), min(n_child - pick.size, second.size), rng)]
+        pick = np.concatenate([pick, more])
+    pick = pick[rng.permutation(pick.size)]
+    n_pre = min(int(target[AGE_PRESCHOOL]), pick.size)
+    age[pick[:n_pre]] = AGE_PRESCHOOL
+    age[pick[n_pre:]] = AGE_SCHOOL
+    rest = np.flatnonzero(age == AGE_ADULT)
+    w = np.where(size_of[rest] <= 2, 4.0, 1.0)  # seniors mostly live alone or as couples
+    age[rest[_top_k(w, min(int(target[AGE_SENIOR]), rest.size), rng)]] = AGE_SENIOR
+
+    # --- employment, school, cars, value of time
+    u = rng.random(n)
+    worker = ((age == AGE_ADULT) & (u < params.employment_rate)) | (
+        (age == AGE_SENIOR) & (u < params.senior_employment_rate))
+    student = age == AGE_SCHOOL
+    # car ownership rises with household size, averaging ``car_share`` over households
+    raw = np.minimum(0.6 + 0.2 * (hh_size - 1), 1.4)
+    p_car = np.clip(params.car_share * raw / max(float(raw.mean()) if n_hh else 1.0, 1e-9), 0.0, 1.0)
+    hh_car = rng.random(n_hh) < p_car
+    car = np.repeat(hh_car, hh_size) & (age >= AGE_ADULT)
+    vot = params.vot_median * np.exp(params.vot_sigma * rng.standard_normal(n))
+    vot = np.where(worker, vot * params.worker_vot_factor, vot).astype(np.float32)
+
+    # --- homes, workplaces, schools
+    hh_node = _pick_nodes(hh_zone, indptr, nodes, rng).astype(np.int32)
+    home_zone = np.repeat(hh_zone, hh_size).astype(np.int32)
+    home_node = np.repeat(hh_node, hh_size).astype(np.int32)
+    jobs = np.asarray(z.jobs, np.float64) * (np.diff(indptr) > 0)
+    if jobs.sum() <= 0:
+        jobs = zone_persons.astype(np.float64)
+    work_zone = np.full(n, -1, np.int32)
+    work_node = np.full(n, -1, np.int32)
+    who = np.flatnonzero(worker)
+    if who.size:
+        work_zone[who], work_node[who] = _assign(home_zone, who, jobs, z.x, z.y, params.work_beta_per_km, indptr, nodes, rng)
+    school_zone = np.full(n, -1, np.int32)
+    school_node = np.full(n, -1, np.int32)
+    who = np.flatnonzero(student)
+    if who.size:
+        places = zone_persons.astype(np.float64) if table.schools is None else np.asarray(table.schools, np.float64)
+        places = places * (np.diff(indptr) > 0)
+        if places.sum() <= 0:
+            places = zone_persons.astype(np.float64)
+        school_zone[who], school_node[who] = _assign(home_zone, who, places, z.x, z.y, params.school_beta_per_km,
+                                                     indptr, nodes, rng)
+    log.info("population: %d persons in %d households over %d zones (%d workers, %d pupils, %d with a car)",
+             n, n_hh, nzones, int(worker.sum()), int(student.sum()), int(car.sum()))
+    return Population(
+        household=household, home_zone=home_zone, home_node=home_node, age_group=age, worker=worker,
+        student=student, car=car, vot=vot, work_zone=work_zone, work_node=work_node,
+        school_zone=school_zone, school_node=school_node, hh_first=hh_first, hh_zone=hh_zone.astype(np.int32),
+        hh_node=hh_node, hh_car=hh_car, zone_persons=zone_persons.astype(np.int64),
+    )
+
+
+# ------------------------------------------------------------------------------ zones
+
+
+def grid_zones_over(network: Network, zone_size_m: float, *, residents: int, jobs: int) -> Zones:
+    """Square-cell zones over the network's nodes, with the given city totals
+    split in proportion to node counts (see :func:`city_models.osm.grid_zones`)."""
+    from city_models.osm import grid_zones
+
+    if not zone_size_m > 0:
+        raise PopulationError(f"zone size must be positive, got {zone_size_m}")
+    return grid_zones(network.x, network.y, zone_size_m=float(zone_size_m), residents=int(residents), jobs=int(jobs))
+
+
+def _number(value, where: str, field: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise PopulationError(f"{where}: field {field!r} is not a number: {value!r}") from None
+    if not np.isfinite(v):
+        raise PopulationError(f"{where}: field {field!r} is not finite: {value!r}")
+    return v
+
+
+def _count(value, where: str, field: str) -> int:
+    v = _number(value, where, field)
+    if v < 0 or v != int(v):
+        raise PopulationError(f"{where}: field {field!r} must be a whole number >= 0, got {value!r}")
+    return int(v)
+
+
+def _name_of(props: dict, i: int) -> str:
+    for key in ("name", "zone", "id"):
+        if props.get(key) not in (None, ""):
+            return str(props[key])
+    return f"zone {i}"
+
+
+def _ring_contains(ring: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Even-odd rule: which points lie inside a closed ring ``[(x, y), ...]``."""
+    inside = np.zeros(px.shape[0], bool)
+    x0, y0 = ring[:-1, 0], ring[:-1, 1]
+    x1, y1 = ring[1:, 0], ring[1:, 1]
+    for a, b, c, d in zip(x0, y0, x1, y1):
+        crosses = (b > py) != (d > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xi = a + (py - b) * (c - a) / (d - b)
+        inside ^= crosses & (px < xi)
+    return inside
+
+
+def _polygons(geom: dict, where: str) -> list[list[np.ndarray]]:
+    kind = geom.get("type")
+    coords = geom.get("coordinates")
+    try:
+        if kind == "Polygon":
+            return [[np.asarray(r, np.float64)[:, :2] for r in coords]]
+        if kind == "MultiPolygon":
+            return [[np.asarray(r, np.float64)[:, :2] for r in poly] for poly in coords]
+    except (TypeError, ValueError, IndexError):
+        raise PopulationError(f"{where}: malformed {kind} coordinates") from None
+    raise PopulationError(f"{where}: geometry type {kind!r} is not supported (Polygon, MultiPolygon or Point)")
+
+
+def read_zone_file(path: str | Path, network: Network) -> ZoneTable:
+    """Zones from a GeoJSON or CSV file, with the nodes of ``network`` assigned to them.
+
+    GeoJSON: a FeatureCollection; each feature's ``properties`` give
+    ``name`` (or ``zone``/``id``), ``residents``, ``jobs`` and optionally
+    ``schools``; its geometry is a Polygon/MultiPolygon in lon/lat (nodes
+    inside belong to the zone; nodes in no polygon to none) or a Point
+    (centroid: nodes go to the nearest one).  CSV: columns ``zone`` (or
+    ``name``), ``residents``, ``jobs``, optional ``schools``, and the centroid
+    as ``x``, ``y`` (the network's metric frame) or ``lon``, ``lat``; nodes go
+    to the nearest centroid.
+
+    Raises
+    ------
+    PopulationError
+        Naming the file, the feature or row, and the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PopulationError(f"zone file '{path}' does not exist")
+    low = path.name.lower()
+    if low.endswith((".geojson", ".json")):
+        return _read_geojson(path, network)
+    if low.endswith(".csv"):
+        return _read_csv(path, network)
+    raise PopulationError(f"zone file '{path}': expected a .geojson/.json or .csv file")
+
+
+def _lonlat_known(network: Network, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not (np.all(np.isfinite(network.lon)) and np.all(np.isfinite(network.lat))):
+        raise PopulationError(f"zone file '{path}' is in lon/lat but the network's nodes have no lon/lat")
+    return network.lon, network.lat
+
+
+def _nearest(px: np.ndarray, py: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    out = np.empty(px.shape[0], np.int32)
+    for s in range(0, px.shape[0], 4096):
+        d = (px[s:s + 4096, None] - cx[None, :]) ** 2 + (py[s:s + 4096, None] - cy[None, :]) ** 2
+        out[s:s + 4096] = np.argmin(d, axis=1)
+    return out
+
+
+def _finish(names, res, jobs, schools, node_zone, network: Network, source: str) -> ZoneTable:
+    nz = len(names)
+    counts = np.bincount(node_zone[node_zone >= 0], minlength=nz)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zx = np.bincount(node_zone[node_zone >= 0], weights=network.x[node_zone >= 0], minlength=nz) / counts
+        zy = np.bincount(node_zone[node_zone >= 0], weights=network.y[node_zone >= 0], minlength=nz) / counts
+    zones = Zones(name=tuple(names), residents=np.asarray(res, np.int64), jobs=np.asarray(jobs, np.int64),
+                  x=zx, y=zy, node_zone=node_zone.astype(np.int32))
+    sch = None if all(s is None for s in schools) else np.asarray([0 if s is None else s for s in schools], np.int64)
+    return ZoneTable(zones, sch, source)
+
+
+def _read_geojson(path: Path, network: Network) -> ZoneTable:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PopulationError(f"zone file '{path}' could not be read as JSON: {exc}") from None
+    feats = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(feats, list) or not feats:
+        raise PopulationError(f"zone file '{path}': expected a GeoJSON FeatureCollection with features")
+    lon, lat = _lonlat_known(network, path)
+    names, res, jobs, schools, shapes, points = [], [], [], [], [], []
+    for i, f in enumerate(feats):
+        where = f"zone file '{path}', feature {i}"
+        props = (f or {}).get("properties") or {}
+        geom = (f or {}).get("geometry") or {}
+        names.append(_name_of(props, i))
+        where += f" ({names[-1]!r})"
+        for field, out in (("residents", res), ("jobs", jobs)):
+            if field not in props:
+                raise PopulationError(f"{where}: property {field!r} is missing")
+            out.append(_count(props[field], where, field))
+        schools.append(_count(props["schools"], where, "schools") if props.get("schools") is not None else None)
+        if geom.get("type") == "Point":
+            try:
+                points.append((i, float(geom["coordinates"][0]), float(geom["coordinates"][1])))
+            except (KeyError, TypeError, ValueError, IndexError):
+                raise PopulationError(f"{where}: malformed Point coordinates") from None
+        else:
+            shapes.append((i, _polygons(geom, where)))
+    if points and shapes:
+        raise PopulationError(f"zone file '{path}': mixes Point and Polygon features; use one kind")
+    if points:
+        idx = np.array([p[0] for p in points])
+        node_zone = idx[_nearest(lon, lat, np.array([p[1] for p in points]), np.array([p[2] for p in points]))]
+    else:
+        node_zone = np.full(network.n_nodes, -1, np.int64)
+        for i, polys in shapes:
+            inside = np.zeros(network.n_nodes, bool)
+            for rings in polys:
+                r = _ring_contains(rings[0], lon, lat)
+                for hole in rings[1:]:
+                    r &= ~_ring_contains(hole, lon, lat)
+                inside |= r
+            node_zone[inside & (node_zone < 0)] = i
+    return _finish(names, res, jobs, schools, node_zone, network, str(path))
+
+
+def _read_csv(path: Path, network: Network) -> ZoneTable:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PopulationError(f"zone file '{path}' could not be read: {exc}") from None
+    if not rows:
+        raise PopulationError(f"zone file '{path}' has no rows")
+    cols = {c.strip() for c in rows[0].keys() if c is not None}
+    name_col = "zone" if "zone" in cols else ("name" if "name" in cols else None)
+    missing = [c for c in ("residents", "jobs") if c not in cols]
+    if name_col is None:
+        missing.insert(0, "zone")
+    if {"x", "y"} <= cols:
+        xy = ("x", "y")
+    elif {"lon", "lat"} <= cols:
+        xy = ("lon", "lat")
+    else:
+        missing.append("x, y (or lon, lat)")
+    if missing:
+        raise PopulationError(f"zone file '{path}' lacks column(s) {', '.join(missing)}; found {', '.join(sorted(cols))}")
+    names, res, jobs, schools, cx, cy = [], [], [], [], [], []
+    for r, row in enumerate(rows):
+        where = f"zone file '{path}', row {r + 1} (line {r + 2})"
+        row = {(k or "").strip(): v for k, v in row.items()}
+        names.append(str(row[name_col]).strip() or f"zone {r}")
+        res.append(_count(row["residents"], where, "residents"))
+        jobs.append(_count(row["jobs"], where, "jobs"))
+        schools.append(_count(row["schools"], where, "schools") if "schools" in cols and row.get("schools") not in (None, "") else None)
+        cx.append(_number(row[xy[0]], where, xy[0]))
+        cy.append(_number(row[xy[1]], where, xy[1]))
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise PopulationError(f"zone file '{path}': zone names repeat: {', '.join(dup[:5])}")
+    if xy == ("lon", "lat"):
+        px, py = _lonlat_known(network, path)
+    else:
+        px, py = network.x, network.y
+    node_zone = _nearest(px, py, np.asarray(cx), np.asarray(cy))
+    return _finish(names, res, jobs, schools, node_zone.astype(np.int64), network, str(path))

@@ -1,0 +1,195 @@
+"""What the population records: persons by state and zone over time, trips, KPIs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+
+from kernels import choice as kc
+from twin.population.triplog import TRIP_CANCELLED
+
+__all__ = ["OutputsMixin", "STATE_NAMES", "MODE_NAMES"]
+
+STATE_NAMES: tuple[str, ...] = ("at_home", "at_activity", "travelling")
+MODE_NAMES: tuple[str, ...] = ("car", "other")
+_PURPOSES: tuple[str, ...] = ("home", "work", "school", "other", "evacuation")
+
+
+def _var(dims, data, units: str, long_name: str) -> xr.Variable:
+    return xr.Variable(dims, data, attrs={"units": units, "long_name": long_name})
+
+
+class OutputsMixin:
+    """Recording side of :class:`~twin.population.component.PopulationComponent`."""
+
+    def _init_outputs(self) -> None:
+        self.rec_time: list[float] = []
+        self.rec_counts: list[np.ndarray] = []  # [n_zones + 1, 3] per sample; last row: persons at no zone
+        # persons where they rest (home or activity), by zone and place, kept up to date as they arrive
+        self._n_codes = (self.zones.n_zones + 1) * 3
+        self.rest_counts = np.zeros(self._n_codes, np.int64)
+        self._count(np.arange(self.people.n_persons))
+
+    def _codes(self, node: np.ndarray, state: np.ndarray) -> np.ndarray:
+        z = self.node_zone[node].astype(np.int64)
+        return np.where(z >= 0, z, self.zones.n_zones) * 3 + state
+
+    def _count(self, persons: np.ndarray, sign: int = 1) -> None:
+        codes = self._codes(self.node[persons], self.place[persons])
+        self.rest_counts += sign * np.bincount(codes, minlength=self._n_codes)
+
+    def _uncount(self, persons: np.ndarray) -> None:
+        self._count(persons, -1)
+
+    # ------------------------------------------------------------------ states
+    def _moving_states(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For persons with a trip: (state now, node for their zone, changed from rest?)."""
+        now = self.twin.traffic.now
+        state = self.place[p].astype(np.int8)
+        node = self.node[p].copy()
+        arr = self._arrival_times(p)
+        arrived = arr <= now
+        under_way = (self.trip_dep[p] <= now) & ~arrived
+        state[arrived] = np.where(self.trip_purpose[p[arrived]] == 0, 0, 1)
+        node[arrived] = self.trip_dest[p[arrived]]
+        state[under_way] = 2
+        # drivers on a link are in the zone of the link's end
+        car = np.flatnonzero(under_way & (self.trip_mode[p] == kc.MODE_CAR))
+        if car.size:
+            link = self.twin.traffic.veh.link[self.trip_vid[p[car]]]
+            on = link >= 0
+            node[car[on]] = self.twin.traffic.links.dst[link[on]]
+        return state, node, arrived | under_way
+
+    def person_states(self, persons: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each person's state now (0 at home, 1 at an activity, 2 travelling) and zone (-1: none).
+
+        A person is travelling from the departure time of a trip until its
+        arrival (for drivers, the traffic model's arrival); before it they are
+        where they set off from, after it where they went.  A traveller's zone
+        is that of the link they drive on (their origin's while waiting to
+        enter, or on foot or transit).
+        """
+        idx = np.arange(self.people.n_persons) if persons is None else np.asarray(persons, np.int64)
+        state = self.place[idx].astype(np.int8)
+        node = self.node[idx].copy()
+        moving = np.flatnonzero(self.trip_mode[idx] >= 0)
+        if moving.size:
+            st, nd, _ = self._moving_states(idx[moving])
+            state[moving] = st
+            node[moving] = nd
+        return state, self.node_zone[node]
+
+    def sample(self, t: float) -> None:
+        """Persons by zone and state now: the resting counts, corrected for those with a trip."""
+        counts = self.rest_counts.copy()
+        p = self.travelling
+        if p.size:
+            state, node, changed = self._moving_states(p)
+            q = p[changed]
+            counts -= np.bincount(self._codes(self.node[q], self.place[q]), minlength=self._n_codes)
+            counts += np.bincount(self._codes(node[changed], state[changed]), minlength=self._n_codes)
+        self.rec_time.append(float(t))
+        self.rec_counts.append(counts.reshape(-1, 3).astype(np.int32))
+
+    # ----------------------------------------------------------------- results
+    def _zone_dim(self) -> str:
+        return "zone" if self.table.source == "city" else "pop_zone"
+
+    def data_vars(self) -> dict[str, xr.Variable]:
+        zd = self._zone_dim()
+        nz = self.zones.n_zones
+        nt = len(self.rec_time)
+        counts = np.stack(self.rec_counts) if nt else np.zeros((0, nz + 1, 3), np.int32)
+        out: dict[str, xr.Variable] = {
+            "pop_at_home": _var(("time", zd), counts[:, :nz, 0], "1", "persons at home (in their home zone)"),
+            "pop_at_activity": _var(("time", zd), counts[:, :nz, 1], "1", "persons at an activity away from home"),
+            "pop_travelling": _var(("time", zd), counts[:, :nz, 2], "1",
+                                   "persons travelling (zone of the link driven, else of the origin)"),
+            "pop_state_total": _var(("time", "person_state"), counts.sum(1).astype(np.int64), "1",
+                                    "persons in each state, all zones and none"),
+            "pop_zone_persons": _var((zd,), self.people.zone_persons.astype(np.int64), "1", "synthesised residents"),
+            "pop_zone_households": _var((zd,), np.bincount(self.people.hh_zone, minlength=nz).astype(np.int64), "1",
+                                        "synthesised households"),
+            "coord:person_state": _var(("person_state",), np.array(STATE_NAMES, dtype=str), "1", "person state"),
+            "coord:purpose": _var(("purpose",), np.array(_PURPOSES, dtype=str), "1", "trip purpose (activity at the destination)"),
+            "coord:mode": _var(("mode",), np.array(MODE_NAMES, dtype=str), "1", "travel mode (other: transit, bike, walk)"),
+        }
+        lg = self.log
+        made = lg["status"] != TRIP_CANCELLED
+        times = np.asarray(self.rec_time)
+        dep = lg["depart"]
+        slot = np.searchsorted(times, dep, side="left")
+        ok = made & (slot < nt)
+        by_purpose = np.zeros((nt, len(_PURPOSES)), np.int64)
+        np.add.at(by_purpose, (slot[ok], lg["purpose"][ok].astype(np.int64)), 1)
+        by_mode = np.zeros((nt, 2), np.int64)
+        np.add.at(by_mode, (slot[ok], lg["mode"][ok].astype(np.int64)), 1)
+        out["pop_trips"] = _var(("time", "purpose"), by_purpose, "1", "agent trips departing in the interval, by purpose")
+        out["pop_trips_by_mode"] = _var(("time", "mode"), by_mode, "1", "agent trips departing in the interval, by mode")
+        if zd != "zone":
+            z = self.zones
+            out["coord:pop_zone"] = _var((zd,), np.arange(nz, dtype=np.int64), "1", "population zone index")
+            out["coord:pop_zone_name"] = _var((zd,), np.asarray(z.name, dtype=str), "1", "population zone name")
+            out["coord:pop_zone_x"] = _var((zd,), np.asarray(z.x, np.float64), "m", "zone centroid, easting")
+            out["coord:pop_zone_y"] = _var((zd,), np.asarray(z.y, np.float64), "m", "zone centroid, northing")
+        if self.spec.trip_table:
+            out.update(self._trip_table())
+        return out
+
+    def _trip_table(self) -> dict[str, xr.Variable]:
+        lg = self.log
+        net = self.twin.city.network
+        arrive = lg["arrive"].copy()
+        car = (lg["mode"] == kc.MODE_CAR) & (lg["vid"] >= 0)
+        arrive[car] = self.twin.traffic.veh.arrive[lg["vid"][car]]
+        table = self.twin.trip_table()
+        vehicle = np.where(lg["vid"] >= 0, table["trip_id"][np.maximum(lg["vid"], 0)], -1)
+        d = ("pop_trip",)
+        return {
+            "coord:pop_trip": _var(d, np.arange(lg.n, dtype=np.int64), "1", "agent trip index"),
+            "pop_trip_person": _var(d, lg["person"].astype(np.int64), "1", "person"),
+            "pop_trip_purpose": _var(d, lg["purpose"].astype(np.int8), "1", "purpose (index into the purpose coordinate)"),
+            "pop_trip_mode": _var(d, lg["mode"].astype(np.int8), "1", "mode (index into the mode coordinate)"),
+            "pop_trip_origin": _var(d, net.node_osmid[lg["orig"]], "1", "origin node (source id)"),
+            "pop_trip_destination": _var(d, net.node_osmid[lg["dest"]], "1", "destination node (source id)"),
+            "pop_trip_depart_s": _var(d, lg["depart"], "s", "departure since the start"),
+            "pop_trip_arrive_s": _var(d, arrive, "s", "arrival since the start (NaN: not yet)"),
+            "pop_trip_gc": _var(d, lg["gc"].astype(np.float64), "currency", "generalized cost (time value and money)"),
+            "pop_trip_paid": _var(d, lg["paid"].astype(np.float64), "currency", "cordon prices paid"),
+            "pop_trip_vehicle": _var(d, vehicle.astype(np.int64), "1", "trip id of the vehicle (-1: not by car)"),
+            "pop_trip_cancelled": _var(d, (lg["status"] == TRIP_CANCELLED).astype(np.int8), "1",
+                                       "1: cancelled before departure (evacuation)"),
+        }
+
+    def evacuation_clearance_s(self, share: float | None = None) -> float:
+        """Seconds from the first order until ``share`` of the ordered population reached safety (NaN: not yet)."""
+        share = float(self.spec.evacuation.clearance_share if share is None else share)
+        n0 = int(self.evac_target.sum())
+        if not self.evac_orders or n0 == 0:
+            return math.nan
+        t = np.sort(self.evac_safe_t[self.evac_target & np.isfinite(self.evac_safe_t)])
+        need = max(int(math.ceil(share * n0 - 1e-9)), 1)
+        if t.size < need:
+            return math.nan
+        return float(t[need - 1] - self.evac_orders[0]["t"])
+
+    def kpis(self) -> dict[str, float]:
+        lg = self.log
+        now = self.twin.traffic.now
+        made = (lg["status"] != TRIP_CANCELLED) & (lg["depart"] <= now)
+        n0 = int(self.evac_target.sum())
+        safe = int(np.count_nonzero(self.evac_target & np.isfinite(self.evac_safe_t)))
+        return {
+            "pop_persons": int(self.people.n_persons),
+            "pop_trips_made": int(made.sum()),
+            "pop_trips_car": int(np.count_nonzero(made & (lg["mode"] == kc.MODE_CAR))),
+            "pop_trips_cancelled": int(self.n_cancelled),
+            "pop_trips_dropped": int(self.n_dropped + np.count_nonzero(lg["status"] == TRIP_CANCELLED)),
+            "pop_mean_gc": float(lg["gc"][made].mean()) if made.any() else math.nan,
+            "pop_cordon_crossings": int(np.count_nonzero(made & (lg["paid"] > 0))),
+            "pop_evac_clearance_s": self.evacuation_clearance_s(),
+            "pop_evac_safe_share": 100.0 * safe / n0 if n0 else math.nan,
+        }

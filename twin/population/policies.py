@@ -1,0 +1,333 @@
+"""Policies the persons respond to: priced cordons, work from home, evacuation orders.
+
+The interventions timeline calls these on the population component (at an
+entry's ``at``, and the reverse at its ``until``); scripts and tests may call
+them directly.  Zones are indices into the *city's* zones (``twin.city.zones``,
+as the interventions resolve them) or their names; the policies act on the
+nodes of those zones, so they apply whichever zoning the population uses.
+
+* A cordon prices car trips that cross its boundary (origin inside xor
+  destination inside) and depart while it is set; persons deciding weigh the
+  price like any other cost (and, given ``until_s``, can shift out of it).
+  Persons decide ``-min(shifts)`` before they leave, so trips already decided
+  when a cordon comes in keep their choice.
+* Work from home: a share of workers (the same persons for the same share,
+  nested as the share grows) drop their work tours from now on.
+* An evacuation order: persons in the zones who comply (a draw per household
+  at home, per person elsewhere) leave after a response delay (normal, cut at
+  0) for the nearest shelter, or the nearest zone outside the order, by car
+  when they have one, else on foot; a household at home leaves together in
+  one vehicle.  Trips they had decided but not started are cancelled.  Nobody
+  else may enter the zones; persons who arrive in them later (already on the
+  way) decide then whether to comply.
+* A closed link or bridge needs nothing here: it reaches the persons through
+  the travel-time skim, which follows the traffic model's re-routing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kernels import choice as kc
+from kernels.routing import route_table
+from kernels.traffic import VEH_PENDING
+from twin.errors import InputError
+from twin.population.triplog import TRIP_CANCELLED
+
+__all__ = ["PoliciesMixin"]
+
+_NOT_ORDERED, _COMPLIES, _REFUSES = 0, 1, 2
+
+
+class PoliciesMixin:
+    """Policy side of :class:`~twin.population.component.PopulationComponent`."""
+
+    # ------------------------------------------------------------------ zones
+    def _zone_nodes_mask(self, zones, what: str) -> np.ndarray:
+        """Boolean node mask of city zones given by index or name."""
+        cz = self.twin.city.zones
+        arr = np.atleast_1d(np.asarray(zones))
+        if arr.size == 0:
+            raise InputError(f"{what}: no zones given")
+        if arr.dtype.kind in "US":
+            names = {n: i for i, n in enumerate(cz.name)}
+            unknown = [str(z) for z in arr if str(z) not in names]
+            if unknown:
+                raise InputError(f"{what}: unknown zone(s) {', '.join(unknown[:5])}; zones are named like {cz.name[0]!r}")
+            idx = np.array([names[str(z)] for z in arr], np.int64)
+        elif arr.dtype.kind in "iu":
+            idx = arr.astype(np.int64)
+            bad = idx[(idx < 0) | (idx >= cz.n_zones)]
+            if bad.size:
+                raise InputError(f"{what}: zone index {int(bad[0])} is not a zone of the city (0..{cz.n_zones - 1})")
+        else:
+            raise InputError(f"{what}: zones must be zone indices or names, got {arr.dtype}")
+        return np.isin(cz.node_zone, idx)
+
+    # ----------------------------------------------------------------- cordon
+    def set_cordon(self, name: str, zones, price: float, *, until_s: float | None = None) -> None:
+        """Price car trips crossing the boundary of ``zones`` (set again to change it).
+
+        Parameters
+        ----------
+        name
+            The cordon's name (:meth:`clear_cordon` takes it off).
+        zones
+            City zone indices or names inside the cordon.
+        price
+            What a crossing car trip pays (currency, >= 0).
+        until_s
+            When the price is announced to end (s since the start); persons
+            leaving after it do not expect to pay.  Default: not announced.
+        """
+        price = float(price)
+        if not price >= 0 or not math.isfinite(price):
+            raise InputError(f"cordon {name!r}: the price must be a finite number >= 0, got {price!r}")
+        mask = self._zone_nodes_mask(zones, f"cordon {name!r}").astype(np.uint8)
+        until = math.inf if until_s is None else float(until_s)
+        if name in self.cordon_names:
+            k = self.cordon_names.index(name)
+            self.cordon[k] = mask
+            self.price[k] = price
+            self.price_until[k] = until
+        else:
+            self.cordon_names.append(name)
+            self.cordon = np.vstack([self.cordon, mask[None, :]])
+            self.price = np.append(self.price, price)
+            self.price_until = np.append(self.price_until, until)
+
+    def clear_cordon(self, name: str) -> None:
+        """Take cordon ``name`` off (unknown names are an error)."""
+        if name not in self.cordon_names:
+            raise InputError(f"no cordon named {name!r} is set (set: {', '.join(self.cordon_names) or 'none'})")
+        k = self.cordon_names.index(name)
+        del self.cordon_names[k]
+        keep = np.arange(self.price.size) != k
+        self.cordon = np.ascontiguousarray(self.cordon[keep])
+        self.price = self.price[keep]
+        self.price_until = self.price_until[keep]
+
+    # ------------------------------------------------------------ work from home
+    def set_work_from_home(self, share: float) -> None:
+        """From now on, ``share`` of the workers stay home instead of going to work.
+
+        The same workers are chosen for the same share (a counter-based draw
+        per person), and those chosen at a smaller share are among those at a
+        larger one; setting the share back to 0 sends everybody to work again.
+        Workers already at work come home as planned.
+        """
+        share = float(share)
+        if not 0.0 <= share <= 1.0:
+            raise InputError(f"work from home: the share must lie in [0, 1], got {share!r}")
+        n = self.people.n_persons
+        keys = np.full(n, self.base_key, np.uint64)
+        u = np.empty(n)
+        kc.decision_keys(self.base_key, np.arange(n, dtype=np.int64), np.zeros(n, np.int64), keys)
+        kc.hash_uniforms(keys, self._SALT_WFH, u)
+        self.wfh = self.people.worker & (u < share)
+        self.work_from_home_share = share
+
+    # ---------------------------------------------------------------- evacuation
+    def _init_evacuation(self) -> None:
+        n = self.people.n_persons
+        self.evac_node = np.zeros(self.n_nodes, bool)
+        self.evac_order_of_node = np.full(self.n_nodes, -1, np.int16)
+        self.evac_orders: list[dict] = []
+        self.evac_status = np.zeros(n, np.int8)
+        self.evac_target = np.zeros(n, bool)  # in an ordered zone when the order came
+        self.evac_safe_t = np.full(n, np.nan)
+
+    def order_evacuation(self, zones, *, compliance: float = 1.0, delay_mean_s: float = 0.0,
+                         delay_sd_s: float = 0.0, shelters: np.ndarray | None = None) -> int:
+        """Order the persons in ``zones`` to leave; returns how many are ordered (in the zones now).
+
+        Parameters
+        ----------
+        zones
+            City zone indices or names.
+        compliance
+            Share who obey (per household at home, per person elsewhere).
+        delay_mean_s, delay_sd_s
+            Response delay: normal, cut at 0.
+        shelters
+            Node indices to go to (the nearest by current travel time);
+            ``None``: the nearest zone outside the order.
+        """
+        if not 0.0 <= compliance <= 1.0:
+            raise InputError(f"evacuation: compliance must lie in [0, 1], got {compliance!r}")
+        if not (delay_mean_s >= 0 and delay_sd_s >= 0) or not math.isfinite(delay_mean_s + delay_sd_s):
+            raise InputError("evacuation: the delay's mean and spread must be finite and >= 0")
+        shel = None
+        if shelters is not None:
+            shel = np.unique(np.asarray(shelters, np.int64))
+            if shel.size and (shel.min() < 0 or shel.max() >= self.n_nodes):
+                raise InputError(f"evacuation: shelter nodes must be node indices 0..{self.n_nodes - 1}")
+        mask = self._zone_nodes_mask(zones, "evacuation")
+        tw = self.twin
+        tw.sync()
+        now = tw.now
+        self._refresh_skim(now, force=True)
+        order = len(self.evac_orders)
+        self.evac_orders.append({"t": now, "compliance": float(compliance), "delay_mean": float(delay_mean_s),
+                                 "delay_sd": float(delay_sd_s), "shelters": shel, "n": 0})
+        self.evac_node |= mask
+        self.evac_order_of_node[mask] = order
+        self.node_open[mask] = 0
+        if shel is not None:
+            self._shelter_dist = self._distances_to(shel)
+        self._open_zone_nodes()
+        # trips decided but not started by persons in the zone are cancelled; they are still there
+        here = self._in_place(mask)
+        targets = np.flatnonzero(here & (self.evac_status == _NOT_ORDERED))
+        self.evac_target[targets] = True
+        self.evac_orders[-1]["n"] = int(targets.size)
+        self._evacuate(targets, now, order)
+        self._poke()
+        return int(targets.size)
+
+    def _in_place(self, mask: np.ndarray) -> np.ndarray:
+        """Persons at a node of ``mask`` (not under way); cancels their trips not yet started."""
+        pend = self.travelling[self.trip_dep[self.travelling] > self.twin.now - 1e-9]
+        if pend.size:
+            pend = pend[mask[self.node[pend]]]
+            car = pend[self.trip_mode[pend] == kc.MODE_CAR]
+            veh = self.twin.traffic.veh
+            car = car[veh.link[self.trip_vid[car]] == VEH_PENDING]
+            gone = self.twin.traffic.cancel_trips(self.trip_vid[car]) if car.size else np.zeros(0, np.int64)
+            cancel = np.concatenate([pend[self.trip_mode[pend] != kc.MODE_CAR],
+                                     car[np.isin(self.trip_vid[car], gone)]])
+            if cancel.size:
+                self.log["status"][self.trip_row[cancel]] = TRIP_CANCELLED
+                self.trip_mode[cancel] = -1
+                self.trip_vid[cancel] = -1
+                self.travelling = self.travelling[~np.isin(self.travelling, cancel)]
+        idle = self.trip_mode == -1
+        return idle & mask[self.node]
+
+    def _distances_to(self, nodes: np.ndarray) -> np.ndarray:
+        """Current car travel time from every node to each of ``nodes`` ([k, n_nodes])."""
+        g = self.twin.traffic.graph
+        dist = np.full((nodes.size, self.n_nodes), np.inf)
+        if nodes.size:
+            route_table(nodes.astype(np.int32), np.ones(nodes.size, np.bool_), g.in_indptr, g.in_links, g.src,
+                        self.twin.traffic.routes.weight, np.empty((0, self.n_nodes), np.int32), dist)
+        return dist
+
+    def _open_zone_nodes(self) -> None:
+        """Zones that can take evacuees: most of their nodes outside every order."""
+        ok = ~self.evac_node[self.zone_nodes]
+        z_of = np.repeat(np.arange(self.zones.n_zones), np.diff(self.zone_indptr))
+        n_ok = np.bincount(z_of[ok], minlength=self.zones.n_zones)
+        n_all = np.diff(self.zone_indptr)
+        self._safe_zone = (n_ok > 0) & (2 * n_ok >= n_all) & (self.centroid >= 0) & \
+            ~self.evac_node[np.maximum(self.centroid, 0)]
+        counts = np.bincount(z_of[ok], minlength=self.zones.n_zones)
+        self._safe_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._safe_nodes = self.zone_nodes[ok]  # zone_nodes is sorted by zone, so this stays grouped
+
+    def _evacuate(self, persons: np.ndarray, t0, order: int) -> None:
+        """Compliance, delay, destination and trips for ``persons`` (in ordered zones, not under way).
+
+        ``t0`` (scalar or per person) is when each heard the order: the order
+        itself, or their arrival in the zone.
+        """
+        if persons.size == 0:
+            return
+        o = self.evac_orders[order]
+        people = self.people
+        t0 = np.broadcast_to(np.asarray(t0, np.float64), persons.shape)
+        at_home = (self.place[persons] == 0) & (self.node[persons] == people.home_node[persons])
+        # units: a household at home leaves together; anyone else alone
+        unit = np.where(at_home, people.household[persons].astype(np.int64), people.n_households + persons)
+        units, first, inv = np.unique(unit, return_index=True, return_inverse=True)
+        keys = np.empty(units.size, np.uint64)
+        kc.decision_keys(self.base_key, units, np.full(units.size, order, np.int64), keys)
+        u_c = kc.hash_uniforms(keys, self._SALT_EVAC, np.empty(units.size))
+        u1 = kc.hash_uniforms(keys, self._SALT_EVAC + 1, np.empty(units.size))
+        u2 = kc.hash_uniforms(keys, self._SALT_EVAC + 2, np.empty(units.size))
+        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+        delay = np.maximum(o["delay_mean"] + o["delay_sd"] * z, 0.0)
+        comply = (u_c < o["compliance"])[inv]
+        self.evac_status[persons] = np.where(comply, self._COMPLIES, self._REFUSES)
+        if not comply.any():
+            return
+        # per unit: its first member leads (and drives, with the unit's car)
+        lead = persons[first]
+        unit_car = np.where(at_home[first], people.hh_car[people.household[lead]], people.car[lead])
+        dest_u, tt_u = self._evac_destinations(lead, unit_car, order)
+        dep_u = t0[first] + delay
+        use_car_u = unit_car & np.isfinite(tt_u) & (dest_u != self.node[lead])
+        vid_u = np.full(units.size, -1, np.int64)
+        movers = np.flatnonzero(use_car_u & (u_c < o["compliance"]))
+        if movers.size:
+            vid_u[movers] = self.twin.add_trips(self.node[lead[movers]], dest_u[movers], dep_u[movers],
+                                                source="population")
+        go = persons[comply]
+        ui = inv[comply]
+        dest = dest_u[ui]
+        walk = self.params.detour * np.hypot(self.node_x[dest] - self.node_x[self.node[go]],
+                                             self.node_y[dest] - self.node_y[self.node[go]])
+        car = vid_u[ui] >= 0
+        tt = np.where(car, tt_u[ui], walk / (float(self.spec.evacuation.walk_speed_kmh) / 3.6))
+        # plans end: they stay where they are evacuated to
+        self.next_t[go] = np.inf
+        self.leg[go] = self.plans.n_legs[go]
+        self._start_trips(go, self.leg[go].astype(np.int64), np.full(go.size, 4, np.int8), dest,
+                          np.where(car, kc.MODE_CAR, kc.MODE_OTHER).astype(np.int8), dep_u[ui], tt,
+                          people.vot[go].astype(np.float64) * np.where(np.isfinite(tt), tt, 0.0) / 3600.0,
+                          np.zeros(go.size), vid=vid_u[ui])
+
+    def _evac_destinations(self, persons: np.ndarray, has_car: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each evacuee's destination node and car travel time to it (inf: none by car)."""
+        origin = self.node[persons]
+        o = self.evac_orders[order]
+        dest = np.full(persons.size, -1, np.int32)
+        tt = np.full(persons.size, np.inf)
+        if o["shelters"] is not None and o["shelters"].size:
+            d = self._shelter_dist[:, origin]
+            best = np.argmin(d, axis=0)
+            ok = np.isfinite(d[best, np.arange(persons.size)])
+            dest[ok] = o["shelters"][best[ok]]
+            tt[ok] = d[best[ok], np.arange(persons.size)[ok]]
+            # no road to any shelter: the nearest one as the crow flies, on foot
+            near = np.argmin(np.hypot(self.node_x[o["shelters"]][:, None] - self.node_x[origin][None, :],
+                                      self.node_y[o["shelters"]][:, None] - self.node_y[origin][None, :]), axis=0)
+            dest[~ok] = o["shelters"][near[~ok]]
+            return dest, tt
+        safe = np.flatnonzero(self._safe_zone)
+        if safe.size == 0:
+            raise InputError("evacuation: every zone is under the order: there is nowhere outside to go")
+        t = self.skim[safe][:, origin]
+        zx, zy = self.node_x[self.centroid[safe]], self.node_y[self.centroid[safe]]
+        crow = np.hypot(zx[:, None] - self.node_x[origin][None, :], zy[:, None] - self.node_y[origin][None, :])
+        by_car = np.isfinite(t).any(0) & has_car
+        pick = np.where(by_car, np.argmin(np.where(np.isfinite(t), t, np.inf), axis=0), np.argmin(crow, axis=0))
+        zone = safe[pick]
+        keys = np.empty(persons.size, np.uint64)
+        kc.decision_keys(self.base_key, persons.astype(np.int64), np.full(persons.size, 63, np.int64), keys)
+        u = kc.hash_uniforms(keys, self._SALT_EVAC + 3, np.empty(persons.size))
+        cnt = self._safe_indptr[zone + 1] - self._safe_indptr[zone]
+        j = np.minimum((u * cnt).astype(np.int64), cnt - 1)
+        dest[:] = self._safe_nodes[self._safe_indptr[zone] + j]
+        tt[:] = np.where(by_car, t[pick, np.arange(persons.size)], np.inf)
+        return dest, tt
+
+    def _evacuee_safe(self, persons: np.ndarray, t: np.ndarray) -> None:
+        first = np.isnan(self.evac_safe_t[persons])
+        self.evac_safe_t[persons[first]] = t[first]
+
+    def _arrived_in_evacuated(self, persons: np.ndarray, t: np.ndarray) -> None:
+        """Persons arriving in an ordered zone (they were on the way) decide then whether to comply."""
+        if not self.evac_orders or persons.size == 0:
+            return
+        inside = self.evac_node[self.node[persons]] & (self.evac_status[persons] == _NOT_ORDERED)
+        for order in np.unique(self.evac_order_of_node[self.node[persons[inside]]]):
+            sel = inside & (self.evac_order_of_node[self.node[persons]] == order)
+            self._evacuate(persons[sel], t[sel], int(order))  # each counts the delay from their arrival
+
+    _SALT_WFH = 1 << 43
+    _SALT_EVAC = 1 << 44
+    _COMPLIES = _COMPLIES
+    _REFUSES = _REFUSES
