@@ -1,0 +1,461 @@
+"""Keeping the twin close to the observed city: an ensemble of twins, corrected by live data.
+
+What is estimated, and how
+--------------------------
+- **Demand** (b): each member's trips come from an oversampled pool (the
+  scenario's gravity demand times ``pool_factor``, each pool trip with its own
+  uniform number ``u``); a pool trip departs when ``u < scale / pool_factor``
+  with ``scale = exp(level + zone[origin zone])``.  The log factors
+  ``theta = (zone_1..zone_Z, level)`` are the ensemble's parameters: drawn
+  from a prior, random-walking between updates, and corrected every update by
+  an ensemble Kalman filter (:func:`kernels.assimilation.enkf_update`) from the
+  observed link counts.  Trips are released to the traffic model a bucket at a
+  time, just before they depart, so a corrected scale acts on the demand still
+  to come.  Why an EnKF over an ensemble of full twins: the map from zone
+  factors to link counts is the whole traffic model (routes, congestion,
+  spillback), which the ensemble evaluates without linearising it, and the
+  ensemble's spread is the uncertainty to report.
+- **Link state** (a): where a sensor sees speeds well below what the members
+  simulate, something the twin does not know is holding traffic (a crash
+  nobody reported, road works): the sensor link's capacity is nudged down in
+  every member (through :class:`~twin.linkcontrol.LinkControl`, so it reverts
+  exactly) until simulated and observed speeds agree, and relaxed back once
+  they do.  Incident alerts and closures from the feed are applied as they
+  arrive (a capacity drop or a closure, for their validity or a default time).
+- **Uncertainty**: every output interval the ensemble's predictive
+  distribution of each link's count (Poisson around each member's count) and
+  speed (each member's, with the sensors' relative noise) gives a mean and a
+  5-95 % band; the spread of the demand factors is recorded too.
+
+The members are ordinary :class:`~twin.model.Twin` objects with one more
+component (:class:`PoolDemand`), so snapshots, forks and results work on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import xarray as xr
+
+from kernels.assimilation import enkf_update
+from twin.components import Component
+from twin.errors import InputError
+from twin.recorder import at_time
+from twin.rng import component_rng
+
+__all__ = ["AssimilationSettings", "PoolDemand", "Ensemble"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AssimilationSettings:
+    """How the ensemble follows the feed (defaults suit 5-minute detector data)."""
+
+    members: int = 8
+    #: trips in each member's pool, as a multiple of the scenario's demand (the largest scale)
+    pool_factor: float = 2.5
+    #: prior sd of the log demand level and of each zone's log factor
+    level_sd: float = 0.20
+    zone_sd: float = 0.25
+    #: random-walk sd per update of the level and zone factors
+    level_walk_sd: float = 0.03
+    zone_walk_sd: float = 0.015
+    #: relative noise of the detector counts (added to their Poisson variance)
+    count_cv: float = 0.10
+    #: relative noise of the detector speeds
+    speed_cv: float = 0.08
+    inflation: float = 1.0
+    #: relaxation of the posterior spread back towards the prior's (0: none, 1: all the way)
+    rtps: float = 0.9
+    #: what the EnKF sees: counts summed by zone ("zone") or each sensor's ("link")
+    observation: str = "zone"
+    #: share of each EnKF increment applied (the counts lag the demand that causes them)
+    damping: float = 0.3
+    #: link correction: act when observed speed < ratio x simulated speed
+    slow_ratio: float = 0.7
+    correction_gain: float = 0.7
+    min_capacity_factor: float = 0.1
+    #: demand is released to the traffic model this far ahead, a bucket at a time
+    bucket_s: float = 300.0
+    #: alerts without an end apply this long; capacity left by an accident alert
+    alert_duration_s: float = 2700.0
+    alert_capacity_factor: float = 0.4
+    #: switch parts off (open loop: both False)
+    estimate_demand: bool = True
+    correct_links: bool = True
+
+
+class PoolDemand(Component):
+    """Releases a member's pool trips bucket by bucket at the current demand scale."""
+
+    name = "pool_demand"
+    kpi_labels: ClassVar[dict[str, tuple[str, str]]] = {
+        "demand_level": ("Estimated demand level (x scenario)", ""),
+    }
+
+    def __init__(self, twin, *, origin, destination, depart, u, zone, pool_factor: float, bucket_s: float) -> None:
+        super().__init__(twin)
+        order = np.argsort(depart, kind="stable")
+        self.origin = np.asarray(origin, np.int32)[order]
+        self.destination = np.asarray(destination, np.int32)[order]
+        self.depart = np.asarray(depart, np.float64)[order]
+        self.u = np.asarray(u, np.float64)[order]
+        self.zone = np.asarray(zone, np.int64)[order]
+        self.pool_factor = float(pool_factor)
+        self.bucket_s = float(bucket_s)
+        self.n_zones = int(twin.city.zones.n_zones)
+        self.log_zone = np.zeros(self.n_zones)
+        self.log_level = 0.0
+        self.next_s = 0.0  # next release time (kept for snapshots)
+        self.cursor = 0  # pool trips before this one have been decided
+        self.released = 0
+
+    def scale(self) -> np.ndarray:
+        return np.exp(self.log_level + self.log_zone)
+
+    def start(self) -> None:
+        self.twin.env.process(self._release())
+
+    def _release(self):
+        env = self.twin.env
+        while self.cursor < self.depart.size:
+            yield at_time(env, self.next_s)
+            end = env.now + self.bucket_s
+            hi = int(np.searchsorted(self.depart, end, side="left"))
+            sl = slice(self.cursor, hi)
+            take = self.u[sl] < self.scale()[self.zone[sl]] / self.pool_factor
+            if take.any():
+                self.twin.add_trips(self.origin[sl][take], self.destination[sl][take], self.depart[sl][take],
+                                    source="assimilated demand")
+            self.released += int(take.sum())
+            self.cursor = hi
+            self.next_s = end
+
+    def kpis(self) -> dict[str, float]:
+        return {"demand_level": float(math.exp(self.log_level))}
+
+
+@dataclass
+class _Held:
+    """A link change the assimilation holds in every member."""
+
+    handles: list[int]
+    until_s: float = math.inf
+    factor: float = 1.0
+
+
+@dataclass
+class _Log:
+    time: list[float] = field(default_factory=list)
+    flow_mean: list[np.ndarray] = field(default_factory=list)
+    flow_lo: list[np.ndarray] = field(default_factory=list)
+    flow_hi: list[np.ndarray] = field(default_factory=list)
+    speed_mean: list[np.ndarray] = field(default_factory=list)
+    speed_lo: list[np.ndarray] = field(default_factory=list)
+    speed_hi: list[np.ndarray] = field(default_factory=list)
+    theta_mean: list[np.ndarray] = field(default_factory=list)
+    theta_sd: list[np.ndarray] = field(default_factory=list)
+    n_obs: list[int] = field(default_factory=list)
+    corrected: list[int] = field(default_factory=list)
+
+
+class Ensemble:
+    """An ensemble of twins that follows the observations (see the module docstring).
+
+    Parameters
+    ----------
+    scenario
+        The scenario (gravity demand: its trips become the members' pools).
+    settings
+        :class:`AssimilationSettings`.
+    seed
+        Base seed (default: the scenario's); member ``i`` uses its own stream.
+    city
+        The built city (optional).
+    """
+
+    def __init__(self, scenario, settings: AssimilationSettings | None = None, *, seed: int | None = None,
+                 city=None) -> None:
+        from scenarios import load_scenario
+        from twin.model import Twin, build_city, build_demand
+
+        self.settings = s = settings or AssimilationSettings()
+        if s.members < 1:
+            raise InputError(f"assimilation needs at least one member, got {s.members}")
+        if scenario.demand.gravity is None:
+            raise InputError("assimilation estimates demand scaling from a gravity demand: the scenario's "
+                             "demand must be 'gravity' (a trips table cannot be rescaled by zone)")
+        self.scenario = scenario
+        self.seed = int(scenario.seed if seed is None else seed)
+        self.city = city if city is not None else build_city(scenario.city)
+        interval = float(scenario.outputs.interval)
+        if abs(s.bucket_s % scenario.time.step) > 1e-9:
+            raise InputError("assimilation.bucket_s must be a whole number of time steps")
+        empty = load_scenario(scenario.resolved() | {"demand": {"gravity": {
+            **scenario.demand.gravity.model_dump(), "total_trips": 0}}})
+        self.rng = component_rng(self.seed, "assimilation")
+        z = self.city.zones
+        self.members: list[Twin] = []
+        pools = []
+        # one pool for every member (common random numbers): members differ only in their
+        # demand factors, so their differences say what the factors do to the counts
+        big = scenario.model_copy(deep=True)
+        big.demand.gravity.total_trips = int(round(scenario.demand.gravity.total_trips * s.pool_factor))
+        pool_rng = component_rng(self.seed, "assimilation pool")
+        trips = build_demand(big, self.city, pool_rng)
+        u = pool_rng.random(trips.origin.size)
+        for i in range(s.members):
+            tw = Twin(empty, seed=self.seed, city=self.city)
+            comp = PoolDemand(tw, origin=trips.origin, destination=trips.destination, depart=trips.depart_s,
+                              u=u, zone=z.node_zone[trips.origin], pool_factor=s.pool_factor, bucket_s=s.bucket_s)
+            tw.components[comp.name] = comp
+            comp.start()
+            self.members.append(tw)
+            pools.append(comp)
+        self.pools = pools
+        nz = z.n_zones
+        self.theta = np.zeros((s.members, nz + 1))
+        if s.estimate_demand and s.members > 1:
+            self.theta[:, :nz] = self.rng.normal(0.0, s.zone_sd, (s.members, nz))
+            self.theta[:, nz] = self.rng.normal(0.0, s.level_sd, s.members)
+        self._push_theta()
+        self.interval_s = interval
+        self.now = 0.0
+        self.held: dict[tuple[str, object], _Held] = {}
+        self.link_factor = np.ones(self.city.network.n_links)
+        self.log = _Log()
+        self.records_used = {"observation": 0, "alert": 0, "closure": 0}
+        self._pending_obs: list = []
+
+    # ------------------------------------------------------------ parameters
+    def _push_theta(self) -> None:
+        nz = self.city.zones.n_zones
+        for th, pool in zip(self.theta, self.pools):
+            pool.log_zone = th[:nz].copy()
+            pool.log_level = float(th[nz])
+
+    def demand_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd over members of each zone's demand scale ``exp(level + zone)``."""
+        nz = self.city.zones.n_zones
+        sc = np.exp(self.theta[:, nz:nz + 1] + self.theta[:, :nz])
+        return sc.mean(axis=0), sc.std(axis=0)
+
+    # ------------------------------------------------------------ the loop
+    def advance(self, t: float, records=()) -> None:
+        """Take feed records (already cleansed, time-ordered), run every member to ``t``,
+        and assimilate the observations whose interval has been simulated."""
+        for r in records:
+            kind = getattr(r, "record", "")
+            if kind == "observation":
+                self._pending_obs.append(r)
+            elif kind == "alert":
+                self._alert(r)
+            elif kind == "closure":
+                self._closure(r)
+        self._expire()
+        for m in self.members:
+            m.run_until(t)
+        self.now = t
+        self._assimilate()
+
+    def _apply_everywhere(self, key, links, *, until_s: float, **change) -> None:
+        old = self.held.pop(key, None)
+        if old is not None:
+            for m, h in zip(self.members, old.handles):
+                m.link_control.revert(h)
+        handles = [m.link_control.apply(links, source=f"assimilation {key[0]} {key[1]}", **change) for m in self.members]
+        self.held[key] = _Held(handles=handles, until_s=until_s, factor=change.get("capacity_factor", 0.0))
+
+    def _release(self, key) -> None:
+        old = self.held.pop(key, None)
+        if old is not None:
+            for m, h in zip(self.members, old.handles):
+                m.link_control.revert(h)
+
+    def _expire(self) -> None:
+        for key in [k for k, h in self.held.items() if h.until_s <= self.now]:
+            self._release(key)
+
+    def _alert(self, r) -> None:
+        self.records_used["alert"] += 1
+        if r.link < 0 or r.kind not in ("accident", "flood", "fire", "jam", "other", "roadworks"):
+            return
+        until = r.valid_to if math.isfinite(getattr(r, "valid_to", math.nan)) else r.t + self.settings.alert_duration_s
+        if r.kind == "flood":
+            self._apply_everywhere(("alert", r.id), [r.link], until_s=until, closed=True)
+        elif r.kind in ("accident", "fire"):
+            self._apply_everywhere(("alert", r.id), [r.link], until_s=until,
+                                   capacity_factor=self.settings.alert_capacity_factor)
+
+    def _closure(self, r) -> None:
+        self.records_used["closure"] += 1
+        if not r.links:
+            return
+        until = r.valid_to if math.isfinite(r.valid_to) else math.inf
+        if r.closed:
+            self._apply_everywhere(("closure", r.id), list(r.links), until_s=until, closed=True)
+        else:
+            self._apply_everywhere(("closure", r.id), list(r.links), until_s=until,
+                                   capacity_factor=max(r.capacity_factor, 1e-3))
+
+    def _member_rows(self, t_obs: float) -> list[int] | None:
+        rows = []
+        for m in self.members:
+            times = m.recorder.time
+            k = int(np.searchsorted(times, t_obs - 1e-6))
+            if k >= len(times) or abs(times[k] - t_obs) > 1e-6:
+                return None
+            rows.append(k)
+        return rows
+
+    def _assimilate(self) -> None:
+        s = self.settings
+        due = [o for o in self._pending_obs if o.t <= self.now + 1e-9]
+        self._pending_obs = [o for o in self._pending_obs if o.t > self.now + 1e-9]
+        usable = []
+        for o in due:
+            rows = self._member_rows(o.t)
+            if rows is not None:
+                usable.append((o, rows))
+        self.records_used["observation"] += len(due)
+        nz = self.city.zones.n_zones
+        # random walk, then the EnKF update on the counts
+        if s.estimate_demand and len(self.members) > 1:
+            walk = np.concatenate([np.full(nz, s.zone_walk_sd), [s.level_walk_sd]])
+            self.theta += self.rng.normal(0.0, 1.0, self.theta.shape) * walk
+        flows = [(o, rows) for o, rows in usable if math.isfinite(o.flow_vph)]
+        if s.estimate_demand and len(self.members) > 1 and flows:
+            obs, pred, var = self._zone_counts(flows)
+            eps = self.rng.normal(0.0, 1.0, pred.shape) * np.sqrt(var)
+            prior_sd = self.theta.std(axis=0)
+            # the counts answer to demand released a few minutes earlier, so the same
+            # shortfall shows again before a correction can act: take part of each
+            # increment (a damped update) or the estimate overshoots and oscillates
+            post = self.theta + s.damping * (enkf_update(self.theta, pred, obs, var, eps, inflation=s.inflation)
+                                             - self.theta)
+            # relaxation to prior spread (Whitaker & Hamill 2012): a small ensemble
+            # fed many observations would otherwise collapse and stop learning
+            mean = post.mean(axis=0)
+            post_sd = np.maximum(post.std(axis=0), 1e-12)
+            factor = 1.0 + s.rtps * (prior_sd - post_sd) / post_sd
+            self.theta = np.clip(mean + (post - mean) * factor, -2.0, math.log(s.pool_factor))
+        self._push_theta()
+        corrected = self._correct_links(usable) if s.correct_links else 0
+        self._record(len(usable), corrected)
+
+    def _zone_counts(self, flows):
+        """Observed and predicted counts summed over the sensors of each zone (the zone of
+        the link's upstream node), with their variance: fewer, steadier observations
+        than one per sensor, which a small ensemble can use without collapsing."""
+        s = self.settings
+        zone_of = self.city.zones.node_zone[self.city.network.src]
+        nz = self.city.zones.n_zones
+        key = np.array([max(int(zone_of[o.link]), -1) for o, _ in flows])
+        key = np.where(key < 0, nz, key)
+        dt = np.array([o.interval_s for o, _ in flows])
+        obs_l = np.array([o.flow_vph for o, _ in flows]) * dt / 3600.0  # vehicles in the interval
+        pred_l = np.array([[m.recorder.link["outflow"][rows[i]][o.link] for o, rows in flows]
+                           for i, m in enumerate(self.members)], np.float64)
+        var_l = (s.count_cv * obs_l) ** 2 + np.maximum(obs_l, 1.0)
+        if s.observation == "link":
+            return obs_l, pred_l, var_l
+        used = np.unique(key)
+        col = np.searchsorted(used, key)
+        obs = np.bincount(col, weights=obs_l, minlength=used.size)
+        var = np.bincount(col, weights=var_l, minlength=used.size)
+        pred = np.stack([np.bincount(col, weights=p, minlength=used.size) for p in pred_l])
+        return obs, pred, var
+
+    def _correct_links(self, usable) -> int:
+        s = self.settings
+        net = self.city.network
+        latest: dict[int, tuple] = {}
+        for o, rows in usable:
+            if math.isfinite(o.speed_mps) and o.lane < 0:
+                latest[o.link] = (o, rows)
+        n = 0
+        for link, (o, rows) in latest.items():
+            sim = float(np.median([m.recorder.link["speed"][rows[i]][link] for i, m in enumerate(self.members)]))
+            vf = float(net.free_speed_mps[link])
+            f = self.link_factor[link]
+            if o.speed_mps < s.slow_ratio * sim and o.speed_mps < s.slow_ratio * vf:
+                f = max(s.min_capacity_factor, f * (o.speed_mps / max(sim, 1e-3)) ** s.correction_gain)
+            elif f < 1.0 and o.speed_mps > 0.9 * sim:
+                f = min(1.0, f * 1.5)
+            else:
+                continue
+            if abs(f - self.link_factor[link]) < 1e-3:
+                continue
+            self.link_factor[link] = f
+            key = ("correction", int(link))
+            if f >= 0.999:
+                self.link_factor[link] = 1.0
+                self._release(key)
+            else:
+                self._apply_everywhere(key, [link], until_s=math.inf, capacity_factor=f)
+            n += 1
+        return n
+
+    def _record(self, n_obs: int, corrected: int) -> None:
+        """Predictive mean and 5-95 % band of every link's count and speed at the members' last row."""
+        s = self.settings
+        if not self.members[0].recorder.time:
+            return
+        t = self.members[0].recorder.time[-1]
+        if self.log.time and t <= self.log.time[-1]:
+            return
+        counts = np.stack([m.recorder.link["outflow"][-1] for m in self.members]).astype(np.float64)
+        speeds = np.stack([m.recorder.link["speed"][-1] for m in self.members])
+        k = 16
+        draws = self.rng.poisson(np.repeat(counts, k, axis=0))
+        sp = np.repeat(speeds, k, axis=0) * np.exp(s.speed_cv * self.rng.normal(size=(counts.shape[0] * k, counts.shape[1])))
+        to_vph = 3600.0 / self.interval_s
+        self.log.time.append(t)
+        self.log.flow_mean.append(counts.mean(axis=0) * to_vph)
+        lo, hi = np.percentile(draws, [5, 95], axis=0)
+        self.log.flow_lo.append(lo * to_vph)
+        self.log.flow_hi.append(hi * to_vph)
+        self.log.speed_mean.append(speeds.mean(axis=0))
+        lo, hi = np.percentile(sp, [5, 95], axis=0)
+        self.log.speed_lo.append(lo)
+        self.log.speed_hi.append(hi)
+        mean, sd = self.demand_scale()
+        self.log.theta_mean.append(mean)
+        self.log.theta_sd.append(sd)
+        self.log.n_obs.append(n_obs)
+        self.log.corrected.append(corrected)
+
+    # ------------------------------------------------------------ results
+    def dataset(self) -> xr.Dataset:
+        """The ensemble's estimate: link flow and speed mean with 5-95 % bands, demand factors."""
+        L = self.log
+        net = self.city.network
+
+        def v(dims, data, units, name):
+            return xr.Variable(dims, np.asarray(data), attrs={"units": units, "long_name": name})
+
+        nl, nz = net.n_links, self.city.zones.n_zones
+        stack = (lambda rows, n: np.stack(rows) if rows else np.zeros((0, n)))
+        return xr.Dataset(
+            {
+                "est_flow": v(("time", "link"), stack(L.flow_mean, nl), "veh h-1", "ensemble mean link outflow"),
+                "est_flow_p05": v(("time", "link"), stack(L.flow_lo, nl), "veh h-1", "5th percentile of the predicted outflow"),
+                "est_flow_p95": v(("time", "link"), stack(L.flow_hi, nl), "veh h-1", "95th percentile of the predicted outflow"),
+                "est_speed": v(("time", "link"), stack(L.speed_mean, nl), "m s-1", "ensemble mean link speed"),
+                "est_speed_p05": v(("time", "link"), stack(L.speed_lo, nl), "m s-1", "5th percentile of the predicted speed"),
+                "est_speed_p95": v(("time", "link"), stack(L.speed_hi, nl), "m s-1", "95th percentile of the predicted speed"),
+                "demand_scale": v(("time", "zone"), stack(L.theta_mean, nz), "1", "estimated demand scale by origin zone (ensemble mean)"),
+                "demand_scale_sd": v(("time", "zone"), stack(L.theta_sd, nz), "1", "ensemble spread of the demand scale"),
+                "observations_used": v(("time",), np.asarray(L.n_obs, np.int64), "1", "observations assimilated at this update"),
+                "links_corrected": v(("time",), np.asarray(L.corrected, np.int64), "1", "link capacity corrections changed"),
+            },
+            coords={"time": v(("time",), np.asarray(L.time), "s", "end of the output interval"),
+                    "link": v(("link",), np.arange(nl), "1", "link index"),
+                    "zone": v(("zone",), np.arange(nz), "1", "zone index")},
+            attrs={"members": len(self.members), "seed": self.seed, "scenario_name": self.scenario.name},
+        )
