@@ -6,7 +6,8 @@ later the forks of a snapshot -- hands its runs to an :class:`Executor`:
 - by default a :class:`distributed.LocalCluster` of worker *processes* (one thread
   each, so each numba-bound run has a core to itself), sized to the cores;
 - ``scheduler="tcp://HOST:PORT"`` uses a cluster that is already running (its workers
-  need this project importable);
+  need this project importable; start them with ``--nthreads 1`` and
+  ``NUMBA_NUM_THREADS=1`` so parallel kernels do not oversubscribe the cores);
 - ``serial=True`` (or ``workers=0``) runs each task in this process, one after the
   other, without Dask: for tests, debugging and profiling.
 
@@ -102,9 +103,13 @@ class Executor:
 
                 self.kind = "local"
                 n = workers if workers is not None else default_workers()
+                # numba's parallel kernels would start a thread per core in every worker:
+                # with one worker per core that oversubscribes the machine several times over
+                threads = str(threads_per_worker)
                 self._cluster = LocalCluster(
                     n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                    dashboard_address=None, silence_logs=logging.CRITICAL)
+                    dashboard_address=None, silence_logs=logging.CRITICAL,
+                    env={"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads})
                 self._client = Client(self._cluster)
             self._own_client = True
         self.start_s = time.perf_counter() - t0

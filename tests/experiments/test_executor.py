@@ -28,6 +28,17 @@ def test_local_cluster_runs_in_two_other_processes_in_order(cluster):
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
 
 
+def _numba_threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+def test_cluster_workers_run_numba_single_threaded(cluster):
+    # one worker per core: parallel kernels must not start a thread per core in each
+    assert cluster.map(_numba_threads, [(), ()]) == [1, 1]
+
+
 def test_serial_runs_here_in_order():
     seen = []
     with Executor(workers=0) as ex:
