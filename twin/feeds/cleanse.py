@@ -193,9 +193,12 @@ class Cleanser:
         source : str
             Name of the source it came from.
         """
+        tp = type(payload)
+        if tp is dict and payload.get("type") != "Notification" and ("id" in payload or "data" not in payload):
+            return [self._entity(payload, source)]  # the common case: one parsed entity
         try:
             obj = payload
-            if isinstance(payload, (bytes, bytearray, memoryview, str)):
+            if tp is bytes or tp is str or isinstance(payload, (bytes, bytearray, memoryview, str)):
                 try:
                     obj = json.loads(payload)
                 except (ValueError, UnicodeDecodeError) as exc:
@@ -257,7 +260,7 @@ class Cleanser:
             skey = (r.device or r.id, r.lane)
             reading = fp[1:4]
             state = self._stuck.get(skey)
-            if state is not None and state[0] == reading and any(v for v in reading):
+            if state is not None and state[0] == reading and (reading[0] or reading[1] or reading[2]):
                 state[1] += 1
                 if state[1] >= self._stuck_n:
                     raise MessageError("stuck", f"the same reading {_describe((None,) + reading)} for the "
