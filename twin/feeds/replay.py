@@ -187,6 +187,10 @@ class ReplaySource:
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"feed replay file {str(self.path)!r} does not exist")
+        self._setup(self.path, clock=clock, name=name, speedup=speedup)
+
+    def _setup(self, path: Path | None, *, clock: FeedClock, name: str, speedup: float | None) -> None:
+        self.path = path
         if speedup is not None and not speedup > 0:
             raise InputError(f"replay speedup must be > 0, got {speedup!r}")
         self.clock = clock
@@ -199,6 +203,19 @@ class ReplaySource:
         self._next: tuple[float, Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_messages(cls, messages, *, clock: FeedClock, name: str = "replay",
+                      speedup: float | None = None) -> ReplaySource:
+        """A replay of messages in memory: ``(arrival sim s, envelope or payload)`` pairs in
+        arrival order, as :func:`experiments.truth.run_truth` records them (an envelope's
+        ``payload`` or ``raw`` is what is pushed)."""
+        self = cls.__new__(cls)
+        self._setup(None, clock=clock, name=name, speedup=speedup)
+        self._it = ((float(t), m["payload"] if "payload" in m else m["raw"])
+                    if type(m) is dict and "receivedAt" in m and ("payload" in m or "raw" in m) else (float(t), m)
+                    for t, m in messages)
+        return self
 
     def _advance(self) -> None:
         if self._it is None:

@@ -155,3 +155,14 @@ def test_shipped_sample_day_replays_through_cleansing(tmp_path):
     assert {tuple(sorted(r.links)) for r in closures} == hidden
     sensors = {s["id"]: s["link"] for s in meta["sensors"]}
     assert kinds["observation"] > 0.9 * len(sensors) * 288
+
+
+def test_replay_of_messages_in_memory(make_hub, clock):
+    msgs = [(305.0, {"receivedAt": iso(305.0), "payload": tfo("a", 300.0)}),
+            (306.0, {"receivedAt": iso(306.0), "raw": "{\"cut"}),
+            (610.0, tfo("b", 600.0))]
+    hub = make_hub()
+    src = hub.add_source(ReplaySource.from_messages(msgs, clock=clock, name="mem"))
+    assert [r.id[-1] for r in hub.drain(400.0)] == ["a"] and src.sent == 2
+    assert [r.id[-1] for r in hub.drain(700.0)] == ["b"] and hub.exhausted
+    assert hub.counters()["mem"] == {"accepted": 2, "rejected": 1, "late": 0, "duplicate": 0}
