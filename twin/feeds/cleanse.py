@@ -268,7 +268,15 @@ class Cleanser:
             else:
                 self._stuck[skey] = [reading, 1]
         self._seen[key] = fp
-        return self._accept(r)
+        self._seq += 1  # accept (inlined: this is the hot path)
+        heapq.heappush(self._heap, (r.t, self._seq, r))
+        if r.t > self.feed_time:
+            self.feed_time = r.t
+        c = self._counts.get(r.source)
+        if c is None:
+            return self._count(Outcome("accepted", r.source, r.id))
+        c[0] += 1
+        return Outcome("accepted", r.source, r.id)
 
     def _event(self, r: AlertEvent | ClosureEvent, entity: dict) -> Outcome:
         links = r.links if type(r) is ClosureEvent else (r.link,)

@@ -19,8 +19,10 @@ Each comes in the NGSI-LD *normalized* form (every attribute a ``Property``,
 ``observedAt``) or the *keyValues* form (plain values). :func:`to_key_values` and
 :func:`to_normalized` convert between them; :func:`to_record` turns either into a typed
 record (:class:`Observation`, :class:`AlertEvent` or :class:`ClosureEvent`: sim time in
-seconds since the scenario start, link indices, SI values) and :func:`to_entity` writes a
+seconds since the scenario start, link indices, SI values; each class names itself in
+``record``: ``"observation"``, ``"alert"``, ``"closure"``) and :func:`to_entity` writes a
 record back in either form. A bad message raises :class:`MessageError` with a reason code.
+Records are plain slotted dataclasses (fast to make); treat them as read-only.
 """
 
 from __future__ import annotations
