@@ -22,6 +22,13 @@ __all__ = ["sample", "data_vars", "kpis", "KPI_LABELS", "target_value"]
 
 _UNIT_KINDS = ("engine", "ladder", "ambulance", "police", "tow")
 
+#: stage name -> Incident attribute with its time ("" : the road cleared, crashes)
+_STAGE_ATTRS = {
+    "occurred": "t_occur", "reported": "t_reported", "dispatched": "t_dispatched", "en_route": "t_enroute",
+    "on_scene": "t_on_scene", "scene_closed": "t_scene_closed", "transport": "t_transport",
+    "at_hospital": "t_hospital", "road_cleared": "", "cleared": "t_cleared",
+}
+
 
 def _labels() -> dict[str, tuple[str, str]]:
     out = {
@@ -102,30 +109,23 @@ def data_vars(comp) -> dict[str, xr.Variable]:
         if tgt is not None and np.isfinite(target_s[k]):
             met[k] = float(target_s[k] <= tgt.seconds)
     d = ("incident",)
+    road = np.where(np.isfinite(f("t_clear_end")) & (f("t_clear_end") <= now), f("t_clear_end"), np.nan)
+    times = np.stack([f(a) if a else road for a in _STAGE_ATTRS.values()], axis=-1) if incs else np.zeros((0, len(_STAGE_ATTRS)))
     out = {
         "coord:incident": _var(d, np.arange(len(incs), dtype=np.int64), "1", "incident id"),
+        "coord:stage": _var(("stage",), _str(list(_STAGE_ATTRS)), "1", "incident life-cycle stage"),
+        "incident_time": _var(("incident", "stage"), times, "s",
+                              "time each stage was reached, since the start (NaN: not reached)"),
         "incident_type": _var(d, _str([i.type for i in incs]), "1", "incident type"),
         "incident_severity": _var(d, np.asarray([i.severity for i in incs], np.int64), "1", "severity level (1 minor - 5 major)"),
         "incident_priority": _var(d, np.asarray([i.priority for i in incs], np.int64), "1", "dispatch priority (higher first)"),
         "incident_source": _var(d, _str([i.source for i in incs]), "1", "drill, random or inject"),
-        "incident_node": _var(d, net.node_osmid[node] if len(incs) else np.zeros(0, np.int64), "1", "node units drive to (source id)"),
-        "incident_x": _var(d, net.x[node] if len(incs) else np.zeros(0), "m", "incident easting"),
-        "incident_y": _var(d, net.y[node] if len(incs) else np.zeros(0), "m", "incident northing"),
+        "incident_node": _var(d, net.node_osmid[node] if len(incs) else np.zeros(0, np.int64), "1",
+                              "node units drive to (source id; see node_x, node_y)"),
         "incident_links": _var(d, _str([" ".join(map(str, net.link_osmid[list(i.links)])) for i in incs]), "1",
                                "links it reduced or closed (source ids, space-separated)"),
         "incident_notes": _var(d, _str([i.notes for i in incs]), "1", "notes from the drill timeline or inject"),
         "incident_status": _var(d, _str(status), "1", "cleared, or open with the stage reached at the end"),
-        "incident_t_occurred": _var(d, f("t_occur"), "s", "time it occurred, since the start"),
-        "incident_t_reported": _var(d, f("t_reported"), "s", "time the call reached dispatch"),
-        "incident_t_dispatched": _var(d, f("t_dispatched"), "s", "time the first unit was assigned"),
-        "incident_t_en_route": _var(d, f("t_enroute"), "s", "time the first unit left for the scene"),
-        "incident_t_on_scene": _var(d, f("t_on_scene"), "s", "time the first unit arrived"),
-        "incident_t_scene_closed": _var(d, f("t_scene_closed"), "s", "time the on-scene work ended"),
-        "incident_t_transport": _var(d, f("t_transport"), "s", "time a patient left for hospital (NaN: none)"),
-        "incident_t_hospital": _var(d, f("t_hospital"), "s", "time the patient reached hospital"),
-        "incident_t_road_cleared": _var(d, np.where(np.isfinite(f("t_clear_end")) & (f("t_clear_end") <= now),
-                                                    f("t_clear_end"), np.nan), "s", "time the road was cleared (crashes)"),
-        "incident_t_cleared": _var(d, f("t_cleared"), "s", "time the incident was cleared (NaN: still open)"),
         "incident_units_sent": _var(d, np.asarray([i.units_sent for i in incs], np.int64), "1", "units dispatched to it"),
         "incident_response_s": _var(d, f("t_on_scene") - f("t_reported"), "s", "first unit on scene minus reported"),
         "incident_wait_s": _var(d, wait, "s", "reported to first unit assigned (queueing for a free unit)"),
@@ -156,8 +156,6 @@ def data_vars(comp) -> dict[str, xr.Variable]:
         "station_name": _var(ds_, _str([s.name for s in st]), "1", "station name"),
         "station_kind": _var(ds_, _str([s.kind for s in st]), "1", "fire, ems, police or tow"),
         "station_node": _var(ds_, np.asarray([net.node_osmid[s.node] for s in st], np.int64), "1", "node (source id)"),
-        "station_x": _var(ds_, np.asarray([net.x[s.node] for s in st], np.float64), "m", "station easting"),
-        "station_y": _var(ds_, np.asarray([net.y[s.node] for s in st], np.float64), "m", "station northing"),
         "station_mutual_aid": _var(ds_, np.asarray([s.mutual_aid for s in st], np.int8), "1", "1: mutual-aid station"),
         "station_in_service_end": _var(ds_, np.asarray([s.in_service and not s.removed for s in st], np.int8), "1",
                                        "1: in service at the end"),

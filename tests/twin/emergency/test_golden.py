@@ -99,7 +99,8 @@ def test_crash_with_tow_clearance_and_capacity_change():
     assert _log(tw) == golden
     assert tw.traffic.links.headway[4] == headway0  # restored exactly
     ds = tw.results()
-    assert ds.incident_t_road_cleared.values[0] == 590.0
+    assert ds.incident_time.sel(stage="road_cleared").values[0] == 590.0
+    assert ds.incident_time.sel(stage="cleared").values[0] == 890.0
     assert ds.incident_links.values[0] == "4"
 
 
