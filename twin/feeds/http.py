@@ -23,6 +23,8 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from twin.errors import InputError
+
 __all__ = ["HttpSource"]
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,10 @@ class HttpSource:
                 else:
                     self._answer(200, {"outcomes": counts})
 
-        self._server = _Server((self.host, self.port), Handler)
+        try:
+            self._server = _Server((self.host, self.port), Handler)
+        except OSError as exc:
+            raise InputError(f"feeds source {self.name!r}: cannot listen on {self.host}:{self.port}: {exc}") from None
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"feed-http-{self.name}", daemon=True)

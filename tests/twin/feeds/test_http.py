@@ -77,3 +77,11 @@ def test_other_refusals(served, tmp_path):
     note = {"type": "Notification", "data": [tfo("ok"), tfo("bad", occupancy=3.0)]}
     code, body = _post(src.url, json.dumps(note).encode())
     assert (code, body) == (200, {"outcomes": {"accepted": 1, "rejected": 1}})
+
+
+def test_port_in_use_is_an_input_error(served, make_hub):
+    from twin.errors import InputError
+
+    _, src = served
+    with pytest.raises(InputError, match=f"cannot listen on 127.0.0.1:{src.port}"):
+        make_hub().add_source(HttpSource(port=src.port)).start(None)
