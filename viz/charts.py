@@ -239,7 +239,7 @@ def difference_map_figure(res: Results, what: str = "speed") -> Figure:
     if what == "speed":
         values = speed_difference(res)
         label, cmap = "speed change, scenario − baseline (km/h); grey: unchanged", "RdBu"
-        title = f"{res.name}: change in link speed (mean over the day)"
+        title = f"{res.name}: change in link speed (mean over the run)"
     else:
         values = flow_difference(res)
         if values is None:

@@ -78,12 +78,19 @@ class Results:
 
     @property
     def start_clock_s(self) -> float:
-        """Clock seconds of day at t = 0 (0 when the results do not say)."""
-        value = self.ds.attrs.get("start_clock_s", self.summary.get("start_clock_s", 0.0))
+        """Clock seconds of day at t = 0: the ``start_clock_s`` attribute, else read off the
+        ``clock`` coordinate (``HH:MM:SS`` at each output time), else 0 (midnight)."""
+        value = self.ds.attrs.get("start_clock_s", self.summary.get("start_clock_s"))
         try:
             return float(value)
         except (TypeError, ValueError):
-            return 0.0
+            pass
+        if "clock" in self.ds.coords and self.ds.sizes.get("time", 0) > 0:
+            m = _CLOCK.match(str(self.ds["clock"].values[0]).strip())
+            if m:
+                first = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3) or 0)
+                return float((first - float(self.ds["time"].values[0])) % 86400.0)
+        return 0.0
 
     @property
     def times(self) -> np.ndarray:

@@ -179,7 +179,7 @@ def _link_table(res: Results, index: int | None) -> tuple[str, str]:
         out = ""
         if mark.any():
             out += f"<h3>Intervened links</h3><table>{head}{rows(np.flatnonzero(mark))}</table><h3>All links</h3>"
-        return "Links with the largest speed change (mean over the day)", out + f"<table>{head}{rows(order)}</table>"
+        return "Links with the largest speed change (mean over the run)", out + f"<table>{head}{rows(order)}</table>"
     speed = np.asarray(ds["link_speed"].isel(time=index).values) * 3.6
     free = np.asarray(ds["link_free_speed"].values) * 3.6 if "link_free_speed" in ds else np.full(speed.shape, np.nan)
     veh = np.asarray(ds["link_vehicles"].isel(time=index).values) if "link_vehicles" in ds else np.full(speed.shape, np.nan)
@@ -244,7 +244,7 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
     marked = f" Intervened links ({int(mark.sum())}) are outlined in magenta." if mark.any() else ""
     if res.kind == "comparison":
         figs["map-speed-change"] = charts.png_bytes(charts.difference_map_figure(res, "speed"))
-        captions["map-speed-change"] = ("Scenario minus baseline link speed, averaged over the day (red: slower). Each "
+        captions["map-speed-change"] = ("Scenario minus baseline link speed, averaged over the run (red: slower). Each "
                                         "direction of a road is drawn on its own side." + marked)
         if "link_outflow" in res.ds:
             figs["map-volume-change"] = charts.png_bytes(charts.difference_map_figure(res, "flow"))

@@ -191,7 +191,7 @@ class Scene:
         labels = res.clock_labels()
         start = labels[index - 1] if index > 0 else clock_label(res.start_clock_s)
         text = f"{self.title}\n{start}-{labels[index]}  ·  roads: {self.color}"
-        self.plotter.add_text(text, position="upper_left", font_size=10, color="black", name="clock")
+        self.plotter.add_text(text, position="upper_left", font_size=10, color="black", name="clock", render=False)
         self.plotter.remove_actor("incidents", render=False)
         inc = incidents_at(res, float(res.times[index]))
         if inc is not None and inc.active.any():
@@ -199,10 +199,13 @@ class Scene:
             g = self.glyph_size
             pts = pv.PolyData(np.stack([inc.x[a], inc.y[a], np.full(int(a.sum()), 1.6 * g)], -1).astype(np.float32))
             cone = pv.Cone(center=(0, 0, 0), direction=(0, 0, -1), height=3.2 * g, radius=1.1 * g, resolution=16)
-            self.plotter.add_mesh(pts.glyph(geom=cone, orient=False, scale=False), color=(1.0, 0.5, 0.05), name="incidents")
+            self.plotter.add_mesh(pts.glyph(geom=cone, orient=False, scale=False), color=(1.0, 0.5, 0.05), name="incidents",
+                                  render=False)
 
     def screenshot(self) -> np.ndarray:
-        """The current image as an (height, width, 3) uint8 array."""
+        """Render the scene as it now is and return the image, an (height, width, 3) uint8 array."""
+        if not self.plotter._first_time:  # pyvista renders by itself only the first time
+            self.plotter.render()
         return self.plotter.screenshot(return_img=True)
 
     def close(self) -> None:
@@ -241,7 +244,7 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     cx, cy = float(xs.mean()), float(ys.mean())
     ground = pv.Plane(center=((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, -0.5),
                       i_size=np.ptp(xs) + 0.12 * span, j_size=np.ptp(ys) + 0.12 * span)
-    p.add_mesh(ground, color=(0.86, 0.87, 0.84), name="ground", ambient=0.25)
+    p.add_mesh(ground, color=(0.80, 0.83, 0.80), name="ground")
     blocks = city_blocks(ds, pv)
     if blocks is not None:
         p.add_mesh(blocks, scalars="rgb", rgb=True, name="blocks", smooth_shading=False)
@@ -253,7 +256,7 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
         p.add_mesh(sub.tube(radius=1.9 * radius, n_sides=8), color=(1.0, 0.0, 1.0), name="intervened", opacity=1.0)
     p.add_mesh(roads, scalars="value", cmap=cmap, clim=clim, name="roads", show_scalar_bar=True,
                scalar_bar_args={"title": bar_title + "\n", "vertical": True, "n_labels": 5, "fmt": "%.0f",
-                                "color": "black", "position_x": 0.86, "position_y": 0.05, "width": 0.06, "height": 0.4,
+                                "color": "black", "position_x": 0.06, "position_y": 0.06, "width": 0.06, "height": 0.4,
                                 "title_font_size": 14, "label_font_size": 12})
     glyph = 0.012 * span
     legend = []
@@ -279,7 +282,7 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     focal = np.array([cx, cy, 0.0])
     direction = np.array([-0.35, -1.0, 0.95])
     direction /= np.linalg.norm(direction)
-    p.camera_position = [tuple(focal + 2.0 * span * direction), tuple(focal), (0.0, 0.0, 1.0)]
+    p.camera_position = [tuple(focal + 2.1 * span * direction), tuple(focal), (0.0, 0.0, 1.0)]
     p.camera.view_angle = 30.0
     p.reset_camera_clipping_range()
     try:
@@ -316,6 +319,7 @@ def _write_animation(scene: Scene, path: Path, *, frames: int | None, fps: float
     import imageio.v2 as imageio
 
     idx = _frame_indices(scene.res.times.size, frames)
+    scene.plotter.disable_anti_aliasing()  # half the time a frame; motion hides the jaggies
     tmp = _tmp_beside(path)
     try:
         if path.suffix.lower() == ".gif":

@@ -115,7 +115,7 @@ def write_comparison(out, seeds, base: list[xr.Dataset], scen: list[xr.Dataset],
         coords={c: base[0].coords[c] for c in geometry},
     )
     ds = ds.assign_coords(variant=["baseline", "scenario"], replication=np.arange(len(seeds)))
-    ds.attrs.update({"start_clock_s": base[0].attrs["start_clock_s"], "city": base[0].attrs["city"]})
+    ds.attrs.update({"city": base[0].attrs["city"]})  # no start_clock_s: the clock coordinate tells it
     ds.to_netcdf(out / "comparison.nc", engine="h5netcdf")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -118,6 +118,13 @@ def test_time_index_reads_clock_and_seconds(run_dir):
             time_index(res, bad)
 
 
+def test_comparison_clock_read_off_the_clock_coordinate(comparison_dir):
+    res = open_results(comparison_dir)
+    assert "start_clock_s" not in res.ds.attrs
+    assert res.kind == "comparison" and res.clock_labels()[:2] == ["07:05", "07:10"]
+    assert time_index(res, "07:12") == 2
+
+
 def test_comparison_report_rows_with_interval_and_verdict(comparison_dir, tmp_path):
     summary = json.loads((comparison_dir / "summary.json").read_text())
     html_path, pngs = write_report(comparison_dir, out=tmp_path / "cmp.html")
