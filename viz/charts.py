@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from viz.data import Results, incidents_at, intervened_mask, link_offsets, network_speed_kmh
+from viz.data import Results, incidents_at, intervened_mask, link_offsets, network_speed_kmh, sites
 
 __all__ = [
     "png_bytes",
@@ -35,6 +35,7 @@ _FACILITY_STYLE = {
     "ems_station": ("P", "#2ca02c"),
     "police_station": ("s", "#1f3fbf"),
     "hospital": ("H", "#e377c2"),
+    "tow_depot": ("D", "#8c564b"),
 }
 _DPI = 110
 
@@ -144,14 +145,19 @@ def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: s
     ax.add_collection(lc)
     cb = fig.colorbar(lc, ax=ax, shrink=0.8, pad=0.02)
     cb.set_label(label)
-    if "facility" in ds.dims and "facility_x" in ds:
-        kinds = np.asarray(ds["facility_kind"].values, dtype=str)
-        for k in sorted(set(kinds)):
+    st = sites(res)
+    if st is not None:
+        for k in sorted(set(st.kind)):
             marker, color = _FACILITY_STYLE.get(k, ("o", "#7f7f7f"))
-            sel = kinds == k
-            ax.scatter(ds["facility_x"].values[sel], ds["facility_y"].values[sel], marker=marker, s=38, c=color,
-                       edgecolors="white", linewidths=0.7, zorder=5)
-            handles.append(Line2D([], [], ls="", marker=marker, color=color, label=k.replace("_", " ")))
+            for serv in (True, False):
+                sel = (st.kind == k) & (st.in_service == serv)
+                if not sel.any():
+                    continue
+                ax.scatter(st.x[sel], st.y[sel], marker=marker, s=38, c=color if serv else "white",
+                           edgecolors="white" if serv else color, linewidths=0.7 if serv else 1.4, zorder=5)
+                name = k.replace("_", " ") + ("" if serv else " (out of service at the end)")
+                handles.append(Line2D([], [], ls="", marker=marker, color=color if serv else "white",
+                                      markeredgecolor=color, label=name))
     inc = incidents_at(res, t)
     if inc is not None and inc.active.any():
         a = inc.active

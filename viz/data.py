@@ -34,6 +34,8 @@ __all__ = [
     "network_speed_kmh",
     "intervened_mask",
     "incidents_at",
+    "sites",
+    "node_xy",
     "kpi_label",
     "link_offsets",
 ]
@@ -347,11 +349,39 @@ def intervened_mask(res: Results) -> np.ndarray:
     return mask
 
 
-def _first(ds: xr.Dataset, *names: str):
+def _first(ds: xr.Dataset, dim: str, *names: str):
     for n in names:
-        if n in ds.variables and ds[n].dims == ("incident",):
+        if n in ds.variables and ds[n].dims == (dim,):
             return np.asarray(ds[n].values)
     return None
+
+
+def node_xy(ds: xr.Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of nodes named by their *source* ids (as ``link_src`` holds them); NaN if unknown.
+
+    Uses a ``node_osmid`` coordinate when the results have one, else the ids
+    and end points of the links.  Ids not found but within ``0..n_nodes-1``
+    are read as node indices.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    x = np.full(ids.shape, np.nan)
+    y = np.full(ids.shape, np.nan)
+    if "node_osmid" in ds and "node_x" in ds:
+        known = dict(zip(np.asarray(ds["node_osmid"].values, np.int64).tolist(),
+                         zip(ds["node_x"].values.tolist(), ds["node_y"].values.tolist())))
+    else:
+        known = {}
+        if "link_src" in ds and "link_dst" in ds:
+            for ids_, xs, ys in (("link_src", "link_x0", "link_y0"), ("link_dst", "link_x1", "link_y1")):
+                known.update(zip(np.asarray(ds[ids_].values, np.int64).tolist(),
+                                 zip(ds[xs].values.tolist(), ds[ys].values.tolist())))
+    nn = ds.sizes.get("node", 0)
+    for i, v in enumerate(ids.tolist()):
+        if v in known:
+            x[i], y[i] = known[v]
+        elif 0 <= v < nn and "node_x" in ds:
+            x[i], y[i] = float(ds["node_x"].values[v]), float(ds["node_y"].values[v])
+    return x, y
 
 
 @dataclass
@@ -364,46 +394,104 @@ class Incidents:
     active: np.ndarray
 
 
+def _incident_window(ds: xr.Dataset) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(start, end) seconds of each incident; end NaN while it is still open."""
+    if "incident_time" in ds and ds["incident_time"].dims == ("incident", "stage") and "stage" in ds.coords:
+        stages = [str(v) for v in ds["stage"].values]
+        times = np.asarray(ds["incident_time"].values, dtype=np.float64)
+        start = times[:, stages.index("occurred")] if "occurred" in stages else times[:, 0]
+        ends = [times[:, stages.index(n)] for n in ("cleared", "road_cleared") if n in stages]
+        if ends:
+            stack = np.stack(ends, -1)
+            end = np.where(np.isfinite(stack).any(-1), np.nanmax(np.where(np.isfinite(stack), stack, -np.inf), -1), np.nan)
+        else:
+            end = None
+        return start, end
+    t0 = _first(ds, "incident", "incident_start_s", "incident_time_s", "incident_t0")
+    t1 = _first(ds, "incident", "incident_end_s", "incident_cleared_s", "incident_t1")
+    return (None if t0 is None else t0.astype(np.float64)), (None if t1 is None else t1.astype(np.float64))
+
+
 def incidents_at(res: Results, t: float | None = None) -> Incidents | None:
     """The run's incidents (``incident`` dim), if any, with those active at ``t`` flagged.
 
-    Position from ``incident_x``/``incident_y``, else ``incident_node`` (a node
-    index); times from ``incident_start_s`` (or ``incident_time_s``,
-    ``incident_t0``) and ``incident_end_s`` (or ``incident_cleared_s``,
-    ``incident_t1``).  Without times every incident counts as active.
+    Position from ``incident_x``/``incident_y``, else ``incident_node`` (a
+    node's source id, see :func:`node_xy`).  Active from the ``occurred``
+    stage of ``incident_time(incident, stage)`` to the later of ``cleared``
+    and ``road_cleared`` (or ``incident_start_s`` to ``incident_end_s``);
+    without times every incident counts as active.  ``t=None``: all of them.
     Returns ``None`` when the results have no incidents or no way to place them.
     """
     ds = res.ds
     if "incident" not in ds.dims or ds.sizes["incident"] == 0:
         return None
-    x = _first(ds, "incident_x")
-    y = _first(ds, "incident_y")
+    x = _first(ds, "incident", "incident_x")
+    y = _first(ds, "incident", "incident_y")
     if x is None or y is None:
-        node = _first(ds, "incident_node")
-        if node is None or "node_x" not in ds:
+        node = _first(ds, "incident", "incident_node")
+        if node is None:
             log.warning("incidents have neither incident_x/incident_y nor incident_node; not drawn")
             return None
-        node = np.asarray(node, dtype=np.int64)
-        nn = ds.sizes.get("node", 0)
-        ok = (node >= 0) & (node < nn)
-        x = np.full(node.shape, np.nan)
-        y = np.full(node.shape, np.nan)
-        x[ok] = ds["node_x"].values[node[ok]]
-        y[ok] = ds["node_y"].values[node[ok]]
+        x, y = node_xy(ds, node)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    kind = _first(ds, "incident_kind", "incident_type")
+    kind = _first(ds, "incident", "incident_kind", "incident_type")
     kind = np.asarray(kind, dtype=str) if kind is not None else np.full(x.shape, "incident")
-    t0 = _first(ds, "incident_start_s", "incident_time_s", "incident_t0")
-    t1 = _first(ds, "incident_end_s", "incident_cleared_s", "incident_t1")
     active = np.isfinite(x) & np.isfinite(y)
+    t0, t1 = _incident_window(ds)
     if t is not None and t0 is not None:
-        t0 = np.asarray(t0, dtype=np.float64)
         active &= np.isfinite(t0) & (t0 <= t)
         if t1 is not None:
-            t1 = np.asarray(t1, dtype=np.float64)
             active &= ~(np.isfinite(t1) & (t1 < t))
     return Incidents(x=x, y=y, kind=kind, active=active)
+
+
+#: station kinds of the emergency component -> facility kinds of the city
+_STATION_KIND = {"fire": "fire_station", "ems": "ems_station", "police": "police_station", "tow": "tow_depot"}
+
+
+@dataclass
+class Sites:
+    """Stations and other facilities to draw: position, kind (``fire_station``, ``hospital``, ...), in service."""
+
+    x: np.ndarray
+    y: np.ndarray
+    kind: np.ndarray
+    in_service: np.ndarray
+
+
+def sites(res: Results) -> Sites | None:
+    """Facilities and emergency stations of the results, or ``None`` when there are none.
+
+    With a ``station`` dim (the emergency component), stations come from it
+    (so added and closed ones show, ``station_in_service_end`` telling which
+    are in service) and facilities add the rest (hospitals, ...); otherwise
+    the city's ``facility`` coordinates are used as they are.
+    """
+    ds = res.ds
+    xs, ys, kinds, ok = [], [], [], []
+    has_stations = "station" in ds.dims and ds.sizes["station"] > 0 and "station_node" in ds
+    if has_stations:
+        x, y = node_xy(ds, ds["station_node"].values)
+        kind = [_STATION_KIND.get(k, f"{k}_station") for k in np.asarray(ds["station_kind"].values, dtype=str)] \
+            if "station_kind" in ds else ["station"] * x.size
+        serv = np.asarray(ds["station_in_service_end"].values, dtype=bool) if "station_in_service_end" in ds else np.ones(x.size, bool)
+        xs.append(x)
+        ys.append(y)
+        kinds += kind
+        ok.append(serv)
+    if "facility" in ds.dims and "facility_x" in ds and ds.sizes["facility"] > 0:
+        fk = np.asarray(ds["facility_kind"].values, dtype=str) if "facility_kind" in ds else np.full(ds.sizes["facility"], "facility")
+        keep = np.array([not (has_stations and (k.endswith("_station") or k in _STATION_KIND.values())) for k in fk], dtype=bool)
+        xs.append(np.asarray(ds["facility_x"].values, np.float64)[keep])
+        ys.append(np.asarray(ds["facility_y"].values, np.float64)[keep])
+        kinds += list(fk[keep])
+        ok.append(np.ones(int(keep.sum()), bool))
+    if not kinds:
+        return None
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    good = np.isfinite(x) & np.isfinite(y)
+    return Sites(x=x[good], y=y[good], kind=np.asarray(kinds, dtype=str)[good], in_service=np.concatenate(ok)[good])
 
 
 def link_offsets(ds: xr.Dataset, offset_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from twin.errors import InputError
-from viz.data import Results, clock_label, incidents_at, intervened_mask, link_offsets, open_results, time_index
+from viz.data import Results, clock_label, incidents_at, intervened_mask, link_offsets, open_results, sites, time_index
 
 __all__ = ["render", "build_scene", "Scene", "city_blocks", "COLOR_BY"]
 
@@ -52,6 +52,7 @@ _FACILITY_RGB = {
     "ems_station": (0.15, 0.65, 0.2),
     "police_station": (0.15, 0.25, 0.85),
     "hospital": (0.9, 0.45, 0.75),
+    "tow_depot": (0.55, 0.34, 0.29),
 }
 _RESIDENTIAL = np.array([226, 196, 160], dtype=np.float64)
 _COMMERCIAL = np.array([132, 155, 186], dtype=np.float64)
@@ -260,19 +261,23 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
                                 "title_font_size": 14, "label_font_size": 12})
     glyph = 0.012 * span
     legend = []
-    if "facility" in ds.dims and "facility_x" in ds and ds.sizes["facility"] > 0:
-        kinds = np.asarray(ds["facility_kind"].values, dtype=str)
-        fx, fy = ds["facility_x"].values.astype(float), ds["facility_y"].values.astype(float)
-        for k in sorted(set(kinds)):
-            sel = kinds == k
-            rgb = _FACILITY_RGB.get(k, (0.5, 0.5, 0.5))
-            top = 4.0 * glyph
-            poles = pv.PolyData(np.stack([fx[sel], fy[sel], np.full(sel.sum(), top / 2)], -1).astype(np.float32))
-            p.add_mesh(poles.glyph(geom=pv.Cylinder(direction=(0, 0, 1), radius=0.12 * glyph, height=top), orient=False, scale=False),
-                       color=(0.3, 0.3, 0.3), name=f"pole-{k}")
-            heads = pv.PolyData(np.stack([fx[sel], fy[sel], np.full(sel.sum(), top)], -1).astype(np.float32))
-            p.add_mesh(heads.glyph(geom=pv.Sphere(radius=0.8 * glyph), orient=False, scale=False), color=rgb, name=f"facility-{k}")
-            legend.append([k.replace("_", " "), rgb])
+    st = sites(res)
+    if st is not None:
+        top = 4.0 * glyph
+        for k in sorted(set(st.kind)):
+            for serv in (True, False):
+                sel = (st.kind == k) & (st.in_service == serv)
+                if not sel.any():
+                    continue
+                rgb = _FACILITY_RGB.get(k, (0.5, 0.5, 0.5)) if serv else (0.55, 0.55, 0.55)
+                n = int(sel.sum())
+                poles = pv.PolyData(np.stack([st.x[sel], st.y[sel], np.full(n, top / 2)], -1).astype(np.float32))
+                p.add_mesh(poles.glyph(geom=pv.Cylinder(direction=(0, 0, 1), radius=0.12 * glyph, height=top), orient=False,
+                                       scale=False), color=(0.3, 0.3, 0.3), name=f"pole-{k}-{serv}")
+                heads = pv.PolyData(np.stack([st.x[sel], st.y[sel], np.full(n, top)], -1).astype(np.float32))
+                p.add_mesh(heads.glyph(geom=pv.Sphere(radius=0.8 * glyph), orient=False, scale=False), color=rgb,
+                           name=f"site-{k}-{serv}")
+                legend.append([k.replace("_", " ") + ("" if serv else " (out of service at the end)"), rgb])
     if "incident" in ds.dims:
         legend.append(["incident", (1.0, 0.5, 0.05)])
     if mask.any():

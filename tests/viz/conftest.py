@@ -47,11 +47,22 @@ def run_extras_dir(run_dir, tmp_path_factory):
     flag = np.zeros(ds.sizes["link"], dtype=np.int8)
     flag[INTERVENED] = 1
     ds["link_intervened"] = ("link", flag, {"units": "1", "long_name": "an intervention changed the link"})
-    ds = ds.assign_coords(incident=np.arange(2))
-    ds["incident_node"] = ("incident", np.array([5, 30]))
-    ds["incident_kind"] = ("incident", np.array(["crash", "fire"]))
-    ds["incident_start_s"] = ("incident", np.array([0.0, 0.0]))
-    ds["incident_end_s"] = ("incident", np.array([np.nan, 1e6]))
+    # as the emergency component writes them: nodes by source id, stage times, stations
+    stages = ["occurred", "reported", "on_scene", "road_cleared", "cleared"]
+    times = np.array([
+        [0.0, 60.0, 300.0, np.nan, np.nan],       # open all run long
+        [100.0, 160.0, 400.0, 5000.0, 1500.0],    # road blocked until after the run
+        [1300.0, 1360.0, np.nan, np.nan, np.nan],  # occurs at 07:21:40
+        [10.0, 70.0, 200.0, np.nan, 600.0],       # over by 07:10
+    ])
+    src = ds["link_src"].values
+    ds = ds.assign_coords(incident=np.arange(4), stage=stages, station=np.arange(3))
+    ds["incident_time"] = (("incident", "stage"), times)
+    ds["incident_type"] = ("incident", np.array(["traffic_crash", "fire", "medical", "medical"]))
+    ds["incident_node"] = ("incident", src[[10, 60, 120, 150]])
+    ds["station_node"] = ("station", src[[0, 100, 200]])
+    ds["station_kind"] = ("station", np.array(["fire", "fire", "tow"]))
+    ds["station_in_service_end"] = ("station", np.array([1, 0, 1], dtype=np.int8))
     ds.to_netcdf(out / "results.nc", engine="h5netcdf")
     return out
 

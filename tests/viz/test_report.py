@@ -15,7 +15,7 @@ import xarray as xr
 from tests.viz.conftest import INTERVENED
 from twin.cli import main
 from twin.errors import InputError
-from viz.data import fmt_value, kpi_label, network_speed_kmh, open_results, time_index
+from viz.data import fmt_value, incidents_at, kpi_label, network_speed_kmh, open_results, sites, time_index
 from viz.report import write_report
 
 MAGENTA = np.array([255, 0, 255])
@@ -91,6 +91,23 @@ def test_run_map_marks_intervened_links_and_incidents(run_extras_dir, run_report
     assert _near(marked, MAGENTA) > 100 and _near(unmarked, MAGENTA) == 0
     orange = (255, 127, 14)  # incident markers
     assert _near(marked, orange, tol=6) > _near(unmarked, orange, tol=6) + 20
+
+
+def test_incidents_and_stations_read_as_the_emergency_component_writes_them(run_extras_dir):
+    res = open_results(run_extras_dir)
+    ds = res.ds
+    inc = incidents_at(res, 1200.0)  # 07:20
+    assert inc.active.tolist() == [True, True, False, False]
+    assert incidents_at(res, 1400.0).active.tolist() == [True, True, True, False]
+    assert incidents_at(res, None).active.all()
+    # placed at the node the source id names: the upstream end of the link it was taken from
+    assert inc.x[1] == ds.link_x0.values[60] and inc.y[1] == ds.link_y0.values[60]
+    st = sites(res)
+    assert sorted(st.kind[~st.in_service]) == ["fire_station"]
+    assert (st.kind == "tow_depot").sum() == 1
+    # the city's own fire stations give way to the emergency component's; hospitals stay
+    assert (st.kind == "fire_station").sum() == 2
+    assert (st.kind == "hospital").sum() == (ds.facility_kind.values == "hospital").sum() > 0
 
 
 def test_network_speed_matches_the_kpi(run_dir):
