@@ -185,6 +185,10 @@ class ChoiceWorld(NamedTuple):
         Log of each zone's attraction share (-inf when 0).
     node_open : uint8[N]
         0 where a node may not be a destination (evacuated zones).
+    node_comp : int32[N]
+        Strongly connected component of each node on the open roads: a car
+        goes only between nodes of one component (closures can cut a zone in
+        two, which its centroid's travel time would not show).
     cordon : uint8[C, N]
         1 where a node lies inside cordon ``k``.
     price : float64[C]
@@ -202,6 +206,7 @@ class ChoiceWorld(NamedTuple):
     attract_cdf: np.ndarray
     log_attract: np.ndarray
     node_open: np.ndarray
+    node_comp: np.ndarray
     cordon: np.ndarray
     price: np.ndarray
     price_until: np.ndarray
@@ -359,7 +364,7 @@ def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
             continue
         km = np.hypot(world.node_x[d] - ox, world.node_y[d] - oy) * par.detour / 1000.0
         tt_car = world.skim[z, o] if z >= 0 else np.inf
-        car_ok = inp.car[i] != 0 and tt_car < np.inf
+        car_ok = inp.car[i] != 0 and tt_car < np.inf and world.node_comp[d] == world.node_comp[o]
         tt_other = par.other_wait_s + km * 1000.0 / par.other_speed
         gc_other = vot_s * tt_other + par.other_fare + par.other_penalty
         gc_car0 = vot_s * tt_car + par.car_cost_km * km

@@ -44,6 +44,7 @@ def _world(rng, n_nodes=30, n_zones=4, n_cordons=2, *, empty_zone=False):
         skim=skim, node_x=rng.uniform(0, 5000, n_nodes), node_y=rng.uniform(0, 5000, n_nodes),
         node_zone=node_zone, zone_indptr=indptr, zone_nodes=order.astype(np.int32),
         attract_cdf=cdf, log_attract=log_a, node_open=(rng.random(n_nodes) > 0.1).astype(np.uint8),
+        node_comp=(rng.random(n_nodes) < 0.1).astype(np.int32),
         cordon=(rng.random((n_cordons, n_nodes)) < 0.4).astype(np.uint8),
         price=rng.uniform(0.0, 8.0, n_cordons), price_until=np.where(rng.random(n_cordons) < 0.5, np.inf, 3000.0),
     )
@@ -128,6 +129,10 @@ def test_edge_cases_match_reference():
     no_car = world._replace(skim=np.full_like(world.skim, np.inf))
     out = _compare(_params(), inp._replace(can_stay=np.zeros(n, np.uint8)), no_car)
     assert np.all(out.mode[out.dest >= 0] == kc.MODE_OTHER)
+    # the roads cut in pieces: a car only within one piece
+    split = world._replace(node_comp=np.arange(12, dtype=np.int32))
+    out = _compare(_params(), inp, split)
+    assert np.all(out.mode[(out.dest >= 0) & (out.dest != inp.orig)] == kc.MODE_OTHER)
     # already past every shift: leaves at t_min
     late = inp._replace(t_min=inp.t_pref + 10_000.0, can_stay=np.zeros(n, np.uint8))
     out = _compare(_params(), late, world)

@@ -92,7 +92,7 @@ def ref_choose(par, inp, world) -> dict[str, np.ndarray]:
                 dep = max(t_pref + shifts[s], t_min)
                 shift = dep - t_pref
                 sched = (par.early_cost_h * max(-shift, 0.0) + par.late_cost_h * max(shift, 0.0)) / 3600.0
-                if inp.car[i] and tt_car < math.inf:
+                if inp.car[i] and tt_car < math.inf and world.node_comp[d] == world.node_comp[o]:
                     paid = _price(world, o, d, dep)
                     gc = (inp.vot[i] / 3600.0 * tt_car + par.car_cost_km * km) + paid
                     v = par.theta * (inp.value[i] - gc - sched) + size

@@ -52,6 +52,7 @@ from kernels import choice as kc
 from kernels.routing import route_table
 from twin.components import Component
 from twin.errors import InputError
+from twin.recorder import PRIORITY, at_time
 from twin.population.outputs import OutputsMixin
 from twin.population.policies import PoliciesMixin
 from twin.population.triplog import TRIP_ACTIVE, TRIP_DONE, TripLog
@@ -174,6 +175,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self._skim_weight = None
         self._skim_t = -math.inf
         self._skim_n_closed = -1
+        self.node_comp = None
         self._place_at_start()
         self._init_outputs()
         self._reserve_destinations()
@@ -308,10 +310,15 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
                 if math.isinf(t):
                     yield env.event()  # idle until a policy pokes
                 else:
-                    yield env.timeout(max(t - env.now, 0.0))
+                    yield at_time(env, max(t, env.now), PRIORITY["normal"])
             except simpy.Interrupt:
                 continue
             self._step(int(round(env.now / self.bucket_s)))
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_proc"] = None  # the process is rebuilt from the records (start)
+        return state
 
     def _poke(self) -> None:
         """Wake the process so it re-plans its next wake (after a policy changed the records)."""
@@ -373,6 +380,8 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         if active.any():
             route_table(np.maximum(self.centroid, 0), active, g.in_indptr, g.in_links, g.src, w,
                         np.empty((0, self.n_nodes), np.int32), self.skim)
+        if self._skim_n_closed != int(np.count_nonzero(np.isinf(w))) or self.node_comp is None:
+            self.node_comp = _components(g.src, g.dst, w, self.n_nodes)
         self._skim_weight = w
         self._skim_t = now
         self._skim_n_closed = int(np.count_nonzero(np.isinf(w)))
@@ -382,7 +391,8 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         return kc.ChoiceWorld(
             skim=self.skim, node_x=self.node_x, node_y=self.node_y, node_zone=self.node_zone,
             zone_indptr=self.zone_indptr, zone_nodes=self.zone_nodes, attract_cdf=self.attract_cdf,
-            log_attract=self.log_attract, node_open=self.node_open, cordon=self.cordon, price=self.price,
+            log_attract=self.log_attract, node_open=self.node_open, node_comp=self.node_comp, cordon=self.cordon,
+            price=self.price,
             price_until=self.price_until,
         )
 
@@ -531,7 +541,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         arr = np.where(car, np.nan, depart + tt)
         rows = self.log.append(
             person=persons, leg=leg, purpose=purpose, mode=mode, orig=orig, dest=dest, depart=depart,
-            arrive=np.full(persons.size, np.nan), gc=gc, paid=paid, vid=vids,
+            arrive=arr, gc=gc, paid=paid, vid=vids,  # known at once without a car; drivers' when they arrive
             status=np.full(persons.size, TRIP_ACTIVE, np.int8))
         self.trip_mode[persons] = mode
         self.trip_vid[persons] = vids
@@ -542,6 +552,16 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self.trip_row[persons] = rows
         self.travelling = np.concatenate([self.travelling, persons.astype(np.int64)])
         return rows
+
+
+def _components(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
+    """Strongly connected component of each node over the open links (finite weight)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ok = np.isfinite(weight)
+    g = csr_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(n, n))
+    return connected_components(g, directed=True, connection="strong")[1].astype(np.int32)
 
 
 def build(twin):

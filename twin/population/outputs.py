@@ -145,6 +145,7 @@ class OutputsMixin:
         arrive = lg["arrive"].copy()
         car = (lg["mode"] == kc.MODE_CAR) & (lg["vid"] >= 0)
         arrive[car] = self.twin.traffic.veh.arrive[lg["vid"][car]]
+        arrive[arrive > self.twin.traffic.now] = np.nan  # not yet
         table = self.twin.trip_table()
         vehicle = np.where(lg["vid"] >= 0, table["trip_id"][np.maximum(lg["vid"], 0)], -1)
         d = ("pop_trip",)

@@ -258,7 +258,8 @@ class PoliciesMixin:
         unit_car = np.where(at_home[first], people.hh_car[people.household[lead]], people.car[lead])
         dest_u, tt_u = self._evac_destinations(lead, unit_car, order)
         dep_u = t0[first] + delay
-        use_car_u = unit_car & np.isfinite(tt_u) & (dest_u != self.node[lead])
+        use_car_u = unit_car & np.isfinite(tt_u) & (dest_u != self.node[lead]) & (
+            self.node_comp[dest_u] == self.node_comp[self.node[lead]])
         vid_u = np.full(units.size, -1, np.int64)
         movers = np.flatnonzero(use_car_u & (u_c < o["compliance"]))
         if movers.size:
