@@ -37,6 +37,9 @@ __all__ = ["TruthScore", "run_experiment", "score", "main"]
 
 @dataclass
 class TruthScore:
+    #: RMSE a perfect model of the mean would still have: the truth's own Poisson noise
+    floor_5min: float
+    floor_hourly: float
     flow_rmse_5min: float
     flow_rmse_hourly: float
     speed_rmse: float
@@ -67,7 +70,10 @@ def score(est, truth_ds, held: np.ndarray, *, interval_s: float) -> TruthScore:
     hf_e = ef[: n_h * per_hour].reshape(n_h, per_hour, -1).mean(axis=1)
     lo, hi = est.est_flow_p05.values[ie][:, held], est.est_flow_p95.values[ie][:, held]
     slo, shi = est.est_speed_p05.values[ie][:, held], est.est_speed_p95.values[ie][:, held]
+    counts = tf / to_vph
     return TruthScore(
+        floor_5min=float(np.sqrt(np.mean(counts)) * to_vph),
+        floor_hourly=float(np.sqrt(np.mean(counts) / per_hour) * to_vph),
         flow_rmse_5min=_rmse(ef, tf),
         flow_rmse_hourly=_rmse(hf_e, hf_t),
         speed_rmse=_rmse(es, ts),
@@ -93,7 +99,7 @@ def _replay(ensemble, truth, hub, *, step_s: float, until_s: float) -> None:
 
 
 def run_experiment(*, scenario: str = "default", overrides: dict | None = None, members: int = 8,
-                   truth_config=None, settings=None, seed: int = 0) -> dict:
+                   truth_config=None, settings=None, seed: int = 0, keep: dict | None = None) -> dict:
     """Run truth, open loop and assimilated; return scores and timings (see the module docstring)."""
     from experiments.truth import TruthConfig, run_truth
     from scenarios import load_scenario
@@ -128,7 +134,10 @@ def run_experiment(*, scenario: str = "default", overrides: dict | None = None, 
         else:
             _replay(ens, truth, hub, step_s=interval, until_s=duration)
         wall = time.perf_counter() - t1
-        sc = score(ens.dataset(), truth_ds, held, interval_s=interval)
+        est = ens.dataset()
+        if keep is not None:
+            keep.update({label: est, "truth": truth, "held": held, "sensors": sensors})
+        sc = score(est, truth_ds, held, interval_s=interval)
         out[label] = {**sc.__dict__, "wall_s": wall, "sim_per_wall": duration / wall,
                       "feed": hub.totals(), "final_level": float(np.exp(ens.theta[:, -1]).mean())}
     ol, asm = out["open_loop"], out["assimilated"]

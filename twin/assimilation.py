@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 class AssimilationSettings:
     """How the ensemble follows the feed (defaults suit 5-minute detector data)."""
 
-    members: int = 8
+    members: int = 12
     #: trips in each member's pool, as a multiple of the scenario's demand (the largest scale)
     pool_factor: float = 2.5
     #: prior sd of the log demand level and of each zone's log factor
@@ -72,6 +72,8 @@ class AssimilationSettings:
     inflation: float = 1.0
     #: relaxation of the posterior spread back towards the prior's (0: none, 1: all the way)
     rtps: float = 0.9
+    #: estimate a factor per destination zone too (trips scale by origin and destination)
+    destination_factors: bool = True
     #: what the EnKF sees: counts summed by zone ("zone") or each sensor's ("link")
     observation: str = "zone"
     #: share of each EnKF increment applied (the counts lag the demand that causes them)
@@ -98,7 +100,8 @@ class PoolDemand(Component):
         "demand_level": ("Estimated demand level (x scenario)", ""),
     }
 
-    def __init__(self, twin, *, origin, destination, depart, u, zone, pool_factor: float, bucket_s: float) -> None:
+    def __init__(self, twin, *, origin, destination, depart, u, zone, dest_zone=None, pool_factor: float,
+                 bucket_s: float) -> None:
         super().__init__(twin)
         order = np.argsort(depart, kind="stable")
         self.origin = np.asarray(origin, np.int32)[order]
@@ -106,10 +109,12 @@ class PoolDemand(Component):
         self.depart = np.asarray(depart, np.float64)[order]
         self.u = np.asarray(u, np.float64)[order]
         self.zone = np.asarray(zone, np.int64)[order]
+        self.dest_zone = np.asarray(zone if dest_zone is None else dest_zone, np.int64)[order]
         self.pool_factor = float(pool_factor)
         self.bucket_s = float(bucket_s)
         self.n_zones = int(twin.city.zones.n_zones)
-        self.log_zone = np.zeros(self.n_zones)
+        self.log_zone = np.zeros(self.n_zones)  # by origin zone
+        self.log_dest = np.zeros(self.n_zones)  # by destination zone
         self.log_level = 0.0
         self.next_s = 0.0  # next release time (kept for snapshots)
         self.cursor = 0  # pool trips before this one have been decided
@@ -128,7 +133,8 @@ class PoolDemand(Component):
             end = env.now + self.bucket_s
             hi = int(np.searchsorted(self.depart, end, side="left"))
             sl = slice(self.cursor, hi)
-            take = self.u[sl] < self.scale()[self.zone[sl]] / self.pool_factor
+            f = np.exp(self.log_level + self.log_zone[self.zone[sl]] + self.log_dest[self.dest_zone[sl]])
+            take = self.u[sl] < f / self.pool_factor
             if take.any():
                 self.twin.add_trips(self.origin[sl][take], self.destination[sl][take], self.depart[sl][take],
                                     source="assimilated demand")
@@ -212,17 +218,20 @@ class Ensemble:
         for i in range(s.members):
             tw = Twin(empty, seed=self.seed, city=self.city)
             comp = PoolDemand(tw, origin=trips.origin, destination=trips.destination, depart=trips.depart_s,
-                              u=u, zone=z.node_zone[trips.origin], pool_factor=s.pool_factor, bucket_s=s.bucket_s)
+                              u=u, zone=z.node_zone[trips.origin],
+                              dest_zone=z.node_zone[trips.destination], pool_factor=s.pool_factor, bucket_s=s.bucket_s)
             tw.components[comp.name] = comp
             comp.start()
             self.members.append(tw)
             pools.append(comp)
         self.pools = pools
         nz = z.n_zones
-        self.theta = np.zeros((s.members, nz + 1))
+        self.theta = np.zeros((s.members, nz + 1 + (nz if s.destination_factors else 0)))
         if s.estimate_demand and s.members > 1:
             self.theta[:, :nz] = self.rng.normal(0.0, s.zone_sd, (s.members, nz))
             self.theta[:, nz] = self.rng.normal(0.0, s.level_sd, s.members)
+            if s.destination_factors:
+                self.theta[:, nz + 1:] = self.rng.normal(0.0, s.zone_sd, (s.members, nz))
         self._push_theta()
         self.interval_s = interval
         self.now = 0.0
@@ -238,6 +247,8 @@ class Ensemble:
         for th, pool in zip(self.theta, self.pools):
             pool.log_zone = th[:nz].copy()
             pool.log_level = float(th[nz])
+            if th.size > nz + 1:
+                pool.log_dest = th[nz + 1:].copy()
 
     def demand_scale(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd over members of each zone's demand scale ``exp(level + zone)``."""
@@ -326,7 +337,8 @@ class Ensemble:
         nz = self.city.zones.n_zones
         # random walk, then the EnKF update on the counts
         if s.estimate_demand and len(self.members) > 1:
-            walk = np.concatenate([np.full(nz, s.zone_walk_sd), [s.level_walk_sd]])
+            walk = np.concatenate([np.full(nz, s.zone_walk_sd), [s.level_walk_sd],
+                                   np.full(self.theta.shape[1] - nz - 1, s.zone_walk_sd)])
             self.theta += self.rng.normal(0.0, 1.0, self.theta.shape) * walk
         flows = [(o, rows) for o, rows in usable if math.isfinite(o.flow_vph)]
         if s.estimate_demand and len(self.members) > 1 and flows:

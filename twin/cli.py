@@ -36,7 +36,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 #: modules that add sub-commands: each has ``add_commands(sub)`` taking the sub-parsers
 #: object and registering its commands (their ``func(args, console) -> int``)
-COMMAND_MODULES: tuple[str, ...] = ("twin.cli_compare", "twin.cli_viz", "twin.cli_drill", "twin.cli_fork")
+COMMAND_MODULES: tuple[str, ...] = ("twin.cli_compare", "twin.cli_viz", "twin.cli_drill", "twin.cli_fork", "twin.cli_live")
 
 
 def _fmt(value: float) -> str:

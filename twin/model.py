@@ -280,6 +280,10 @@ class Twin(mesa.Model):
         self.sync()
         if self.now >= self.duration_s - 1e-9:
             self.recorder.sample()  # the last, possibly shorter, output interval
+        elif self.recorder.next_s <= self.now + 1e-9:
+            # a sample due exactly now whose event SimPy left for the next call (it was
+            # scheduled after this call's stop event): take it now, with the same state
+            self.recorder.sample()
 
     def run_for(self, seconds: float, **kw) -> None:
         """Run for ``seconds`` more."""

@@ -244,7 +244,7 @@ def _json_safe(obj):
     return obj
 
 
-def write_run(twin, out_dir: Path) -> Path:
+def write_run(twin, out_dir: Path, *, extra: dict | None = None) -> Path:
     """Write ``results.nc``, ``scenario.yaml`` and ``summary.json`` into ``out_dir``.
 
     The three files are written into a temporary folder beside ``out_dir``,
@@ -273,6 +273,8 @@ def write_run(twin, out_dir: Path) -> Path:
             "kpis": _json_safe(compute_kpis(twin)),
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+        for name, extra_ds in (extra or {}).items():  # more datasets of the same run (e.g. assimilation.nc)
+            extra_ds.to_netcdf(tmp / name, engine="h5netcdf")
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
             os.replace(out_dir, old)

@@ -1,0 +1,130 @@
+"""``twin live``: shadow mode, the twin in step with the city's feed.
+
+::
+
+    twin live SCENARIO.yaml [--feed replay:FILE|mqtt://HOST:PORT/TOPIC|http://127.0.0.1:PORT]
+              [--members N] [--speed X] [--until HH:MM] [--out DIR] [--fork-dir DIR] [--open-loop]
+
+The default scenario is the built-in sample day (``feeds/sample_day.yaml``: the
+synthetic city with its recorded feed).  Drop a variant YAML into ``--fork-dir``
+while it runs to fork what-ifs from "now" (results in ``NAME.result.json``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+__all__ = ["add_commands", "status_line"]
+
+
+def _clock(s: float) -> str:
+    s = int(s) % 86400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+
+def status_line(st: dict) -> str:
+    """One line: sim clock, lag, messages, KPIs."""
+    lag = "–" if not math.isfinite(st["lag_s"]) else f"{st['lag_s']:+.0f} s"
+    return (f"sim {_clock(st['clock_s'])}  lag {lag}  msgs ok {st['accepted']:,} "
+            f"rejected {st['rejected']:,} late {st['late']:,}  speed {st['mean_speed_kmh']:.1f} km/h  "
+            f"on road {st['vehicles']:,.0f}  demand x{st['demand_level']:.2f}  "
+            f"corrected links {st['links_corrected']}  forks {st['forks_running']}")
+
+
+def _cmd_live(args, console: Console) -> int:
+    from scenarios import load_scenario, parse_time_point
+    from twin.assimilation import AssimilationSettings
+    from twin.errors import InputError
+    from twin.feeds import FeedHub, parse_feed_url
+    from twin.live import Shadow
+
+    source = args.scenario or str(_sample_day())
+    scenario = load_scenario(source)
+    if args.feed:
+        from scenarios.feeds import FeedsSpec
+
+        spec = FeedsSpec.model_validate({**scenario.feeds.model_dump(), "sources": [parse_feed_url(args.feed)]},
+                                        context={"base_dir": Path.cwd()})
+        scenario = scenario.model_copy(update={"feeds": spec})
+    if not scenario.feeds.sources:
+        raise InputError("no feed: give --feed replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT, "
+                         "or a scenario with feeds.sources")
+    settings = AssimilationSettings(members=args.members)
+    if args.open_loop:
+        settings = replace(settings, estimate_demand=False, correct_links=False)
+    dead = Path(args.out) / "dead_letter.jsonl" if args.out and not scenario.feeds.dead_letter else None
+    if dead is not None:
+        dead.parent.mkdir(parents=True, exist_ok=True)
+    hub = FeedHub.from_scenario(scenario, _network(scenario), dead_letter=dead)
+    with console.status(f"building {args.members} twins of {scenario.name}…"):
+        shadow = Shadow(scenario, hub, settings, speed=args.speed)
+    until = None
+    if args.until:
+        try:
+            until = parse_time_point(args.until, start_s=float(scenario.time.start))
+        except ValueError as exc:
+            raise InputError(f"--until: {exc}") from None
+    fork_dir = Path(args.fork_dir) if args.fork_dir else None
+    if fork_dir is not None:
+        fork_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            def show(sh):
+                live.update(status_line(sh.status()))
+
+            shadow.run(until=until, on_step=show, fork_folder=fork_dir)
+            show(shadow)
+        shadow.wait_for_forks()
+    finally:
+        wall = time.perf_counter() - t0
+        shadow.close()
+    st = shadow.status()
+    table = Table(title=f"{scenario.name}: shadow run")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    table.add_row("simulated", f"{st['sim_time_s'] / 3600:.2f} h in {wall:.1f} s ({st['sim_time_s'] / max(wall, 1e-9):,.0f}x real time)")
+    table.add_row("members", str(len(shadow.ensemble.members)))
+    for key in ("accepted", "rejected", "late", "duplicate"):
+        table.add_row(f"messages {key}", f"{st[key]:,}")
+    table.add_row("estimated demand level", f"x{st['demand_level']:.3f}")
+    table.add_row("links with a capacity correction", str(st["links_corrected"]))
+    console.print(table)
+    for job in shadow.jobs:
+        console.print(f"fork {job.name}: {job.state} {job.error}")
+    if args.out:
+        out = shadow.save(args.out)
+        console.print(f"results in [bold]{out}[/] (results.nc of the representative member, assimilation.nc)")
+    return 0
+
+
+def _sample_day() -> Path:
+    from scenarios import LIBRARY_DIR
+
+    return Path(LIBRARY_DIR) / "feeds" / "sample_day.yaml"
+
+
+def _network(scenario):
+    from twin.model import build_city
+
+    return build_city(scenario.city).network
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("live", help="shadow mode: run in step with a live feed, assimilating it")
+    p.add_argument("scenario", nargs="?", help="scenario with a feeds section (default: the recorded sample day)")
+    p.add_argument("--feed", help="replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT (replaces feeds.sources)")
+    p.add_argument("--members", type=int, default=12, help="ensemble size (default 12)")
+    p.add_argument("--speed", type=float, help="for a file replay: sim seconds per wall second (default: as fast as possible)")
+    p.add_argument("--until", help="stop at a clock time HH:MM or a time after the start")
+    p.add_argument("--out", help="run folder for the results")
+    p.add_argument("--fork-dir", help="folder watched for what-if requests (*.yaml) while running")
+    p.add_argument("--open-loop", action="store_true", help="read the feed but do not assimilate (for comparison)")
+    p.set_defaults(func=_cmd_live)
