@@ -92,8 +92,9 @@ class EmergencyComponent(Component):
         used = set(inc_spec.rates) | {d.type for d in inc_spec.drill}
         self.stations, self.units, self.hospitals = build_resources(
             city, twin.scenario.resources, inc_spec, types_used=used)
-        self.unit_names = self._name_units(range(len(self.units)))
         self.kinds = sorted(inc_spec.unit_kinds_needed)
+        self._rebuild_index()
+        self.unit_names = self._name_units(range(len(self.units)))
         self.incidents: list[Incident] = []
         #: incidents that still need units (ids)
         self.queue: list[int] = []
@@ -109,6 +110,7 @@ class EmergencyComponent(Component):
         self.blocked = False
         self.n_open = 0
         self._lc_seen = len(twin.link_control.history)
+        self._closed_seen = self.router.closed_mask()
         self._script_gen = 0
         self.series: dict[str, list] = {"time": [], "available": [], "waiting": [], "active": [], "hospital": []}
         # process handles (not records: start() rebuilds them)
@@ -125,6 +127,7 @@ class EmergencyComponent(Component):
     # ================================================================ processes
     def start(self) -> None:
         env = self.twin.env
+        self._rebuild_index()
         self._procs, self._waiting = {}, {}
         self._wake = env.event()
         env.process(self._dispatcher())
@@ -144,7 +147,27 @@ class EmergencyComponent(Component):
 
     @property
     def now(self) -> float:
-        return float(self.twin.env.now)
+        return self.twin.env.now
+
+    # ------------------------------------------------------------ fast index
+    def _rebuild_index(self) -> None:
+        """Arrays mirroring the unit and station records (derived: rebuilt by start())."""
+        self._kind_code = {k: i for i, k in enumerate(self.kinds)}
+        self._ustate = np.asarray([u.state for u in self.units], np.int8)
+        self._ukind = np.asarray([self._kind_code[u.kind] for u in self.units], np.int64)
+        self._ustation = np.asarray([u.station for u in self.units], np.int64)
+        self._st_ok = np.asarray([s.in_service and not s.removed for s in self.stations], bool)
+        self._st_node = np.asarray([s.node for s in self.stations], np.int64)
+        self._st_aid = np.asarray([s.mutual_aid for s in self.stations], bool)
+
+    def _set_state(self, unit: Unit, state: int) -> None:
+        unit.state = state
+        self._ustate[unit.id] = state
+
+    def _free_mask(self) -> np.ndarray:
+        """Units that may be sent now: at their station or driving home, station in service."""
+        st = self._ustate
+        return ((st == AVAILABLE) | (st == RETURNING)) & self._st_ok[self._ustation]
 
     def _rec(self, key):
         return self.units[key[1]] if key[0] == "u" else self.incidents[key[1]]
@@ -236,7 +259,7 @@ class EmergencyComponent(Component):
         """
         env = self.twin.env
         while True:
-            if not (self.blocked or any(u.path.shape[0] and u.state in _MOVING for u in self.units)):
+            if not (self.blocked or np.isin(self._ustate, _MOVING).any()):
                 self._watch_wake = env.event()
                 yield self._watch_wake
                 continue
@@ -479,7 +502,7 @@ class EmergencyComponent(Component):
     def _unit_due(self, unit: Unit) -> None:
         now = self.now
         if unit.state == DISPATCHED:
-            unit.state = ENROUTE
+            self._set_state(unit, ENROUTE)
             inc = self.incidents[unit.incident]
             if math.isnan(inc.t_enroute):
                 inc.t_enroute = now
@@ -488,13 +511,14 @@ class EmergencyComponent(Component):
         elif unit.state == ENROUTE:
             inc = self.incidents[unit.incident]
             travel = now - unit.t_depart
-            unit.state = ONSCENE
+            self._set_state(unit, ONSCENE)
             unit.clear_trip(inc.node)
             self._on_arrival(unit, inc, travel)
         elif unit.state == TRANSPORT:
             inc = self.incidents[unit.incident]
             h = self.hospitals[inc.hospital]
-            unit.state = HOSPITAL
+            h.incoming -= 1
+            self._set_state(unit, HOSPITAL)
             unit.clear_trip(h.node)
             inc.t_hospital = now
             h.admit(now, now + draw(self.types[inc.type].hospital_stay, self.rng_units))
@@ -526,7 +550,7 @@ class EmergencyComponent(Component):
             unit.clear_trip(home)
             self._at_station(unit)
             return
-        unit.state = RETURNING
+        self._set_state(unit, RETURNING)
         if not self._route(unit, home, t0=self.now):
             unit.clear_trip(node)
             self.log.add(self.now, "stranded", -1, unit.id, node, detail="no open route home")
@@ -539,10 +563,10 @@ class EmergencyComponent(Component):
         st = self.stations[unit.station]
         unit.clear_trip(st.node)
         if st.removed:
-            unit.state = REMOVED
+            self._set_state(unit, REMOVED)
             unit.done = True
         else:
-            unit.state = AVAILABLE if st.in_service else OUT_OF_SERVICE
+            self._set_state(unit, AVAILABLE if st.in_service else OUT_OF_SERVICE)
         self.log.add(self.now, "at_station", -1, unit.id, st.node, detail=st.name)
         self._set_next(("u", unit.id), math.inf)
         self._kick()
@@ -557,8 +581,7 @@ class EmergencyComponent(Component):
                 continue
             if best < 0 or d < dist[self.hospitals[best].node]:
                 best = h
-            incoming = sum(1 for u in self.units if u.state == TRANSPORT and self.incidents[u.incident].hospital == h)
-            if hosp.occupied(now) + incoming < hosp.beds and (best_free < 0 or d < dist[self.hospitals[best_free].node]):
+            if hosp.occupied(now) + hosp.incoming < hosp.beds and (best_free < 0 or d < dist[self.hospitals[best_free].node]):
                 best_free = h
         h = best_free if best_free >= 0 else best
         if h < 0:
@@ -566,11 +589,12 @@ class EmergencyComponent(Component):
             self._release(unit)
             return
         hosp = self.hospitals[h]
+        hosp.incoming += 1
         inc.hospital = h
         inc.t_transport = now
         inc.transport_done = False
         links, tts = self.router.path_from_tree(pred, inc.node, hosp.node)
-        unit.state = TRANSPORT
+        self._set_state(unit, TRANSPORT)
         unit.node, unit.dest, unit.t_depart = inc.node, hosp.node, now
         unit.path, unit.path_t = links, now + np.cumsum(tts)
         if links.shape[0]:
@@ -582,35 +606,29 @@ class EmergencyComponent(Component):
     # ================================================================ dispatch
     def candidates(self, kind: str, dist: np.ndarray, inc: Incident) -> Candidates:
         """Units of ``kind`` that may be sent now, with their current travel time to ``inc``."""
-        ids, travel, aid, st = [], [], [], []
-        now = self.now
-        for u in self.units:
-            if u.kind != kind or u.state not in DISPATCHABLE:
-                continue
-            s = self.stations[u.station]
-            if not s.in_service or s.removed:
-                continue
-            node, lead, t_node = self._where(u)
-            ids.append(u.id)
-            travel.append((t_node - now) + dist[node])
-            aid.append(s.mutual_aid)
-            st.append(u.station)
-        ids_a = np.asarray(ids, np.int64)
+        now = self.twin.env.now
+        ids = np.flatnonzero(self._free_mask() & (self._ukind == self._kind_code[kind]))
+        home = self._ustate[ids] == AVAILABLE
+        nodes = self._st_node[self._ustation[ids]]  # units at their station
+        lag = np.zeros(ids.size)
+        for j in np.flatnonzero(~home):  # driving home: from where they are
+            node, _, t_node = self._where(self.units[int(ids[j])])
+            nodes[j] = node
+            lag[j] = t_node - now
+        st = self._ustation[ids]
 
         def free() -> np.ndarray:
-            fd = self.router.free_tree_to(inc.node)
-            return np.asarray([fd[self._where(self.units[u])[0]] for u in ids_a], np.float64)
+            return self.router.free_tree_to(inc.node)[nodes] + lag
 
-        return Candidates(kind=kind, units=ids_a, travel_s=np.asarray(travel, np.float64),
-                          mutual_aid=np.asarray(aid, bool), station=np.asarray(st, np.int64), free_flow_fn=free)
+        return Candidates(kind=kind, units=ids.astype(np.int64), travel_s=lag + dist[nodes],
+                          mutual_aid=self._st_aid[st], station=st, free_flow_fn=free)
 
     def _dispatch_round(self) -> None:
         if not self.queue:
+            self.blocked = False
             return
-        free: dict[str, int] = {}
-        for u in self.units:
-            if u.state in DISPATCHABLE and self.stations[u.station].in_service and not self.stations[u.station].removed:
-                free[u.kind] = free.get(u.kind, 0) + 1
+        counts = np.bincount(self._ukind[self._free_mask()], minlength=len(self.kinds))
+        free = {k: int(counts[c]) for k, c in self._kind_code.items()}
         order = sorted(self.queue, key=lambda i: (-self.incidents[i].priority, self.incidents[i].t_reported, i))
         for i in order:
             inc = self.incidents[i]
@@ -661,39 +679,54 @@ class EmergencyComponent(Component):
         self.log.add(now, "dispatched", inc.id, unit.id, unit.node,
                      detail=f"from {st.name}{' (mutual aid)' if st.mutual_aid else ''}; travel {travel_s:.0f} s")
         if unit.t_depart <= now + _EPS:
-            unit.state = ENROUTE
+            self._set_state(unit, ENROUTE)
             if math.isnan(inc.t_enroute):
                 inc.t_enroute = now
             self.log.add(now, "en_route", inc.id, unit.id, unit.node)
             self._set_next(("u", unit.id), self._arrival_time(unit))
         else:
-            unit.state = DISPATCHED
+            self._set_state(unit, DISPATCHED)
             self._set_next(("u", unit.id), unit.t_depart)
 
     # ================================================================ link changes
     def _links_changed(self) -> bool:
-        """Re-route units whose remaining route crosses a closed link (after any link change)."""
+        """React to link changes (own or others'): re-route units whose remaining route crosses a
+        newly closed link; when links reopen, retry units left without a route.  Returns whether
+        anything changed since the last call."""
         v = self.router.link_version()
         if v == self._lc_seen:
             return False
         self._lc_seen = v
-        for unit in self.units:
-            if unit.state not in _MOVING or unit.done:
-                continue
+        closed = self.router.closed_mask()
+        newly = closed & ~self._closed_seen
+        opened = self._closed_seen & ~closed
+        self._closed_seen = closed
+        if not (newly.any() or opened.any()):
+            return True
+        now = self.twin.env.now
+        moving = np.flatnonzero(np.isin(self._ustate, _MOVING))
+        for u in moving:
+            unit = self.units[int(u)]
             if unit.path.shape[0] == 0:  # stranded: try again
+                if not opened.any():
+                    continue
                 if unit.state == RETURNING and unit.node != self.stations[unit.station].node:
                     self._go_home(unit)
-                elif unit.state == TRANSPORT and self._route(unit, unit.dest, t0=self.now):
-                    self.log.add(self.now, "rerouted", unit.incident, unit.id, unit.node, detail="a route opened")
+                elif unit.state == TRANSPORT and self._route(unit, unit.dest, t0=now):
+                    self.log.add(now, "rerouted", unit.incident, unit.id, unit.node, detail="a route opened")
                     self._set_next(("u", unit.id), self._arrival_time(unit))
                 continue
-            k = unit.links_done(self.now)
-            node, lead, _ = self._where(unit)
-            rest = unit.path[k + (1 if lead >= 0 else 0):] if unit.t_depart <= self.now else unit.path
-            if rest.size == 0 or not self.router.is_closed(rest).any():
-                continue
-            self._reroute(unit)
+            if newly.any() and newly[self._rest(unit)].any():
+                self._reroute(unit)
         return True
+
+    def _rest(self, unit: Unit) -> np.ndarray:
+        """Links of its route the unit has not entered yet."""
+        now = self.twin.env.now
+        if not unit.t_depart < now:
+            return unit.path
+        _, lead, _ = self._where(unit)
+        return unit.path[unit.links_done(now) + (1 if lead >= 0 else 0):]
 
     def _reroute(self, unit: Unit) -> None:
         now = self.now
@@ -748,13 +781,14 @@ class EmergencyComponent(Component):
         """
         k, st = self._station(name)
         st.in_service = bool(in_service)
+        self._st_ok[k] = st.in_service
         for u in self.units:
             if u.station != k:
                 continue
             if not in_service and u.state == AVAILABLE:
-                u.state = OUT_OF_SERVICE
+                self._set_state(u, OUT_OF_SERVICE)
             elif in_service and u.state == OUT_OF_SERVICE:
-                u.state = AVAILABLE
+                self._set_state(u, AVAILABLE)
         self.log.add(self.now, "station_in_service" if in_service else "station_out_of_service", node=st.node, detail=name)
         self._kick()
 
@@ -800,7 +834,9 @@ class EmergencyComponent(Component):
                 u = Unit(id=len(self.units), kind=k, station=s, node=loc.node)
                 self.units.append(u)
                 new.append(u.id)
-                self._start_driver(("u", u.id))
+        self._rebuild_index()
+        for u in new:
+            self._start_driver(("u", u))
         self.unit_names += self._name_units(new)
         self.log.add(self.now, "station_added", node=loc.node, detail=f"{name}: " + ", ".join(f"{n} {k}" for k, n in units.items()))
         self._kick()
@@ -811,9 +847,10 @@ class EmergencyComponent(Component):
         k, st = self._station(name)
         st.removed = True
         st.in_service = False
+        self._st_ok[k] = False
         for u in self.units:
             if u.station == k and u.state in (AVAILABLE, OUT_OF_SERVICE):
-                u.state = REMOVED
+                self._set_state(u, REMOVED)
                 u.done = True
                 self._set_next(("u", u.id), math.inf)
         self.log.add(self.now, "station_removed", node=st.node, detail=name)
@@ -828,6 +865,7 @@ class EmergencyComponent(Component):
                 break
             if u.station == a and u.kind == kind and u.state in (AVAILABLE, OUT_OF_SERVICE, RETURNING) and u.incident < 0:
                 u.station = b
+                self._ustation[u.id] = b
                 moved.append(u.id)
                 self.log.add(self.now, "relocating", -1, u.id, u.node, detail=f"to {dst.name}")
                 self._go_home(u)
@@ -912,15 +950,18 @@ class EmergencyComponent(Component):
                 raise RuntimeError(f"incident {inc.id}: needs {inc.need} but queued={inc.id in self.queue}")
             if needs and inc.stage not in (REPORTED, WORKING):
                 raise RuntimeError(f"incident {inc.id} needs units at stage {inc.stage}")
-        now = self.now
+        for s_, st in enumerate(self.stations):
+            if self._st_ok[s_] != (st.in_service and not st.removed):
+                raise RuntimeError(f"station {st.name}: the index disagrees with its record")
         for u in self.units:
             busy = u.state in BUSY
             if busy != (u.id in owner) or busy != (u.incident >= 0) or (busy and owner[u.id] != u.incident):
                 raise RuntimeError(f"unit {u.id} state {u.state}, incident {u.incident}, listed by {owner.get(u.id)}")
+            if self._ustate[u.id] != u.state or self._ukind[u.id] != self._kind_code[u.kind] \
+                    or self._ustation[u.id] != u.station:
+                raise RuntimeError(f"unit {u.id}: the index disagrees with its record")
             if u.state in (ENROUTE, TRANSPORT, RETURNING, DISPATCHED) and u.path.shape[0]:
-                k = u.links_done(now)
-                _, lead, _ = self._where(u)
-                rest = u.path[k + (1 if lead >= 0 else 0):] if u.t_depart <= now else u.path
+                rest = self._rest(u)
                 if rest.size and self.router.is_closed(rest).any():
                     raise RuntimeError(f"unit {u.id} is routed over closed link(s) "
                                        f"{rest[self.router.is_closed(rest)].tolist()}")

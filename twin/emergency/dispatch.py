@@ -201,6 +201,11 @@ class Router:
         links = np.asarray(out[::-1], np.int32)
         return links, self._w[links]
 
+    def closed_mask(self) -> np.ndarray:
+        """Every link's closed flag now (closed, or no capacity)."""
+        lk = self.twin.traffic.links
+        return (lk.is_open == 0) | ~np.isfinite(lk.headway)
+
     def is_closed(self, links: np.ndarray) -> np.ndarray:
         """Whether each link is closed to new vehicles now."""
         lk = self.twin.traffic.links

@@ -16,7 +16,7 @@ import xarray as xr
 
 from scenarios.emergency import DEFAULT_INCIDENT_TYPES
 from twin.emergency.incidents import STAGES
-from twin.emergency.resources import BUSY, DISPATCHABLE, UNIT_STATES
+from twin.emergency.resources import BUSY, UNIT_STATES
 
 __all__ = ["sample", "data_vars", "kpis", "KPI_LABELS", "target_value"]
 
@@ -61,12 +61,8 @@ def sample(comp, t: float) -> None:
     """One row of the time series at output time ``t``."""
     s = comp.series
     s["time"].append(float(t))
-    free = dict.fromkeys(comp.kinds, 0)
-    for u in comp.units:
-        st = comp.stations[u.station]
-        if u.state in DISPATCHABLE and st.in_service and not st.removed and u.kind in free:
-            free[u.kind] += 1
-    s["available"].append([free[k] for k in comp.kinds])
+    free = np.bincount(comp._ukind[comp._free_mask()], minlength=len(comp.kinds))
+    s["available"].append(free.tolist())
     s["waiting"].append(len(comp.queue))
     s["active"].append(comp.n_open)
     s["hospital"].append([h.occupied(t) for h in comp.hospitals])

@@ -118,6 +118,7 @@ class Hospital:
     discharges: list = field(default_factory=list)
     admitted: int = 0
     peak: int = 0
+    incoming: int = 0  # patients on their way
 
     def occupied(self, t: float) -> int:
         """Beds taken at ``t`` (drops discharged patients)."""
