@@ -222,8 +222,12 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     ds = res.ds
     values, clim, bar_title, cmap = _link_values(res, color)
     L = np.asarray(ds["link_length_m"].values, dtype=np.float64)
+    ext = max(float(np.ptp(np.concatenate([ds["link_x0"].values, ds["link_x1"].values]))),
+              float(np.ptp(np.concatenate([ds["link_y0"].values, ds["link_y1"].values]))), 1.0)
+    # tubes thick enough to see at city scale; the two directions of a road side by side
     offset = float(np.clip(0.05 * np.median(L) if L.size else 5.0, 2.0, 15.0))
-    radius = 0.8 * offset
+    radius = max(0.8 * offset, 0.0022 * ext)
+    offset = max(offset, 1.2 * radius)
     x0, y0, x1, y1 = link_offsets(ds, offset)
     n = x0.size
     pts = np.empty((2 * n, 3), dtype=np.float32)
