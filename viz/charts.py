@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from viz.data import Results, incidents_at, intervened_mask, link_offsets, network_speed_kmh, sites
+from viz.data import Results, clock_label, incidents_at, intervened_mask, link_offsets, network_speed_kmh, sites, time_index
 
 __all__ = [
     "png_bytes",
@@ -191,23 +191,11 @@ def speed_map_figure(res: Results, index: int) -> Figure:
     ax = fig.add_subplot()
     t = float(res.times[index])
     labels = res.clock_labels()
-    start = labels[index - 1] if index > 0 else _start_label(res)
+    start = labels[index - 1] if index > 0 else clock_label(res.start_clock_s)
     _map_base(ax, res, speed, cmap="RdYlGn", norm=Normalize(0.0, vmax), label="speed (km/h)", fig=fig, t=t)
-    ax.set_title(f"{res.name}: link speed, {start}-{labels[index]} (busiest interval)" if index == _busiest(res) else
+    ax.set_title(f"{res.name}: link speed, {start}-{labels[index]} (busiest interval)" if index == time_index(res, None) else
                  f"{res.name}: link speed, {start}-{labels[index]}")
     return fig
-
-
-def _start_label(res: Results) -> str:
-    from viz.data import clock_label
-
-    return clock_label(res.start_clock_s)
-
-
-def _busiest(res: Results) -> int:
-    from viz.data import time_index
-
-    return time_index(res, None)
 
 
 def _symmetric_norm(values: np.ndarray, floor: float) -> TwoSlopeNorm:
