@@ -17,7 +17,7 @@ Places are named by link or node ids, road names or named places (``road``,
       - {kind: work_from_home, share: 0.3}
       - {kind: evacuation, zones: [Z00-01], compliance: 0.9, delay_mean: 15min}
       - {kind: station_out, station: Fire Station 2}
-      - {kind: station_add, station: Fire Station 5, station_kind: fire_station, near: [24.95, 60.17], units: {engine: 2}}
+      - {kind: station_add, station: Fire Station 5, station_kind: fire, near: [24.95, 60.17], units: {engine: 2}}
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ class StationAdd(_Base):
 
     kind: Literal["station_add"]
     station: str
-    station_kind: str = "fire_station"
+    station_kind: Literal["fire", "ems", "police", "tow"] = "fire"
     node: int | None = None
     near: tuple[Number, Number] | None = None
     units: dict[str, Annotated[Count, Field(ge=0)]] = Field(default_factory=lambda: {"engine": 1})

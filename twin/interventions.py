@@ -184,7 +184,7 @@ class Interventions(Component):
                              "(for a trips table or gravity demand, use kind: demand with a scale)")
         if spec.kind in ("station_out", "station_add") and "emergency" not in self._available():
             raise InputError(f"{where}: stations belong to the emergency services: the scenario needs "
-                             f"'resources' (or 'incidents') for a {spec.kind}")
+                             f"an 'incidents' section (e.g. incidents: {{enabled: true}}) for a {spec.kind}")
         if spec.kind == "station_add":
             if spec.node is not None:
                 p.nodes = resolve_nodes(city, nodes=[spec.node], where=where)
@@ -361,7 +361,8 @@ class Interventions(Component):
 
     def _apply_station_add(self, p):
         s = p.spec
-        self.twin.components["emergency"].add_station(s.station, s.station_kind, int(p.nodes[0]), dict(s.units))
+        node_id = int(self.twin.city.network.node_osmid[p.nodes[0]])
+        self.twin.components["emergency"].add_station(s.station, s.station_kind, node_id, dict(s.units))
 
     def _revert_station_add(self, p):
         self.twin.components["emergency"].remove_station(p.spec.station)

@@ -195,3 +195,20 @@ def test_an_intervention_scenario_runs_from_the_cli_with_a_marked_map(tmp_path):
     with xr.open_dataset(tmp_path / "run" / "results.nc") as ds:
         assert set(np.flatnonzero(ds.link_intervened.values)) == set(ds.link.values[np.isin(ds.link_name.values, ["Old Bridge"])])
         assert math.isnan(float(ds.intervention_reverted_s[0]))
+
+
+def test_station_interventions_reach_the_emergency_services(small_city):
+    plan = [
+        {"kind": "station_out", "station": "Fire Station 1", "at": "07:05", "until": "07:20"},
+        {"kind": "station_add", "station": "Fire Station 9", "station_kind": "fire", "node": 5,
+         "units": {"engine": 1}, "at": "07:10", "until": "07:30"},
+    ]
+    tw = _twin(small_city, plan, **{"incidents.enabled": True})
+    em = tw.components["emergency"]
+    tw.run_until("07:15")
+    st = {s.name: s for s in em.stations}
+    assert st["Fire Station 1"].in_service is False and "Fire Station 9" in st
+    tw.run_until("07:35")
+    st = {s.name: s for s in em.stations}
+    assert st["Fire Station 1"].in_service is True and st["Fire Station 9"].removed
+    assert tw.kpis()["interventions_applied"] == 2
