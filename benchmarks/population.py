@@ -13,7 +13,9 @@ kernels; each child repeats it untimed), so its peak resident memory is its own:
 Timed: ``build`` (synthesis, plans, Mesa agents, the first skim: everything in
 ``Twin(...)``) and ``run`` (the day: agents' decisions, the traffic model and
 its re-routing, recording).  ``population`` is the part of ``run`` spent in the
-population's own steps (arrivals, choices, putting trips on the road).
+population's own steps (arrivals, choices, putting trips on the road).  Wall
+times and CPU times (all threads) are both reported: on a shared machine the
+wall time depends on the other load, the CPU time much less.
 Results go to ``OUT/results.json`` (atomically).
 """
 
@@ -65,7 +67,7 @@ def metro_city(persons: int, *, n: int = 72, link_m: float = 200.0, zone_m: floa
     return City(name=f"metro-{n}x{n}", network=net, zones=zones)
 
 
-def _scenario(hours: float, step: float, reroute: float, bucket: float):
+def _scenario(hours: float, step: float, reroute: float, bucket: float, access: int = 0):
     from scenarios import load_scenario
 
     return load_scenario({
@@ -74,18 +76,19 @@ def _scenario(hours: float, step: float, reroute: float, bucket: float):
         "city": {"synthetic": {}},  # replaced by the metro city passed to Twin
         "traffic": {"reroute_interval": reroute},
         "outputs": {"interval": "5min"},
-        "population": {"enabled": True, "bucket": bucket, "trip_table": False},
+        "population": {"enabled": True, "bucket": bucket, "trip_table": False,
+                       "synthesis": {"access_nodes": access}},
     })
 
 
 def run_size(persons: int, *, hours: float = 24.0, step: float = 2.0, reroute: float = 600.0,
-             bucket: float = 300.0) -> dict:
+             bucket: float = 300.0, access: int = 0) -> dict:
     """Build and run one size in this process; returns the measurements."""
     from twin.model import Twin
     from twin.population.component import PopulationComponent
 
     city = metro_city(persons)
-    sc = _scenario(hours, step, reroute, bucket)
+    sc = _scenario(hours, step, reroute, bucket, access)
     spent = [0.0]
     inner = PopulationComponent._step
 
@@ -96,11 +99,11 @@ def run_size(persons: int, *, hours: float = 24.0, step: float = 2.0, reroute: f
 
     PopulationComponent._step = timed  # benchmark-only timing of the agents' share
     try:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         tw = Twin(sc, city=city)
-        t1 = time.perf_counter()
+        c1, t1 = time.process_time(), time.perf_counter()
         tw.run()
-        t2 = time.perf_counter()
+        c2, t2 = time.process_time(), time.perf_counter()
     finally:
         PopulationComponent._step = inner
     k = tw.kpis()
@@ -121,6 +124,9 @@ def run_size(persons: int, *, hours: float = 24.0, step: float = 2.0, reroute: f
         "run_s": t2 - t1,
         "population_s": spent[0],
         "total_s": t2 - t0,
+        "build_cpu_s": c1 - c0,
+        "run_cpu_s": c2 - c1,
+        "route_rows": int(tw.traffic.dest_nodes.shape[0]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
 
@@ -161,13 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=float, default=2.0, help="traffic time step, s")
     ap.add_argument("--reroute", type=float, default=600.0, help="re-routing interval, s")
     ap.add_argument("--bucket", type=float, default=300.0, help="decision bucket, s")
+    ap.add_argument("--access-nodes", type=int, default=0, help="access nodes per zone (0: every node)")
     ap.add_argument("--no-isolate", action="store_true", help="run in this process (peak memory then cumulative)")
     ap.add_argument("--out", default="benchmarks/out/population")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     sizes = [int(float(s)) for s in args.persons.split(",") if s.strip()]
-    kw = dict(hours=args.hours, step=args.step, reroute=args.reroute, bucket=args.bucket)
+    kw = dict(hours=args.hours, step=args.step, reroute=args.reroute, bucket=args.bucket, access=args.access_nodes)
     t = time.perf_counter()
     run_size(2000, hours=3.0, step=args.step, reroute=args.reroute, bucket=args.bucket)  # compile the kernels
     warm = time.perf_counter() - t
@@ -178,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         res = run_size(n, **kw) if args.no_isolate else run_isolated(n, **kw)
         rows.append(res)
         _write(Path(args.out), payload)
-    hdr = ("persons", "households", "trips_made", "car_trips", "vehicles_completed", "build_s", "run_s",
-           "population_s", "total_s", "peak_rss_mb")
+    hdr = ("persons", "households", "trips_made", "car_trips", "vehicles_completed", "route_rows", "build_s", "run_s",
+           "population_s", "total_s", "build_cpu_s", "run_cpu_s", "peak_rss_mb")
     print(f"warm-up (numba compile, 2,000 persons, 3 h): {warm:.1f} s")
     print(" | ".join(hdr))
     for r in rows:

@@ -7,7 +7,8 @@ optionally school places per zone) into persons:
   scaled total split over the zones by largest remainder);
 * persons come in households whose sizes follow a target distribution (the
   last household of a zone is cut to fit the zone total exactly), on a node of
-  the zone;
+  the zone (one of its *access nodes*: a few nodes per zone where homes,
+  workplaces and other activities meet the roads, or all of them);
 * each person has an age group (``0-5``, ``6-17``, ``18-64``, ``65+``; the
   city's shares exactly, children never heading a household, seniors mostly
   in one- and two-person households), employment (adults, and a few seniors),
@@ -52,6 +53,7 @@ __all__ = [
     "ZoneTable",
     "synthesize_population",
     "zone_node_index",
+    "access_node_index",
     "doubly_constrained_integer",
     "grid_zones_over",
     "read_zone_file",
@@ -91,6 +93,11 @@ class SynthesisParams:
         Workers' value of time relative to others'.
     work_beta_per_km, school_beta_per_km : float
         Distance decay of the workplace and school assignment.
+    access_nodes : int
+        Nodes per zone where its homes, workplaces and other activities meet
+        the road network (drawn at random; 0: every node of the zone).  Fewer
+        access nodes mean fewer distinct trip destinations, so far fewer
+        route-table rows for the traffic model to keep up to date.
     """
 
     household_sizes: tuple[float, ...] = (0.36, 0.32, 0.14, 0.12, 0.06)
@@ -103,6 +110,7 @@ class SynthesisParams:
     worker_vot_factor: float = 1.3
     work_beta_per_km: float = 0.25
     school_beta_per_km: float = 1.0
+    access_nodes: int = 0
 
     def check(self) -> None:
         """Raise :class:`PopulationError` naming the first bad field."""
@@ -118,6 +126,8 @@ class SynthesisParams:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise PopulationError(f"{name} must lie in [0, 1], got {v}")
+        if self.access_nodes < 0:
+            raise PopulationError(f"access_nodes must be >= 0, got {self.access_nodes}")
         if not self.vot_median > 0 or not self.vot_sigma >= 0 or not self.worker_vot_factor > 0:
             raise PopulationError("vot_median and worker_vot_factor must be positive, vot_sigma >= 0")
 
@@ -147,6 +157,8 @@ class Population(NamedTuple):
     hh_node: np.ndarray  # int32
     hh_car: np.ndarray  # bool
     zone_persons: np.ndarray  # int64 per zone
+    access_indptr: np.ndarray  # int64 (n_zones + 1): CSR of each zone's access nodes
+    access_nodes: np.ndarray  # int32
 
     @property
     def n_persons(self) -> int:
@@ -181,6 +193,28 @@ def zone_node_index(node_zone: np.ndarray, n_zones: int) -> tuple[np.ndarray, np
     indptr = np.zeros(n_zones + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
     return indptr, order.astype(np.int32)
+
+
+def access_node_index(node_zone: np.ndarray, n_zones: int, k: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``k`` random nodes of each zone (all of them for ``k == 0``), as CSR ``(indptr, nodes)``.
+
+    Nodes are sorted within each zone.
+    """
+    indptr, nodes = zone_node_index(node_zone, n_zones)
+    key = rng.random(nodes.size)
+    if k <= 0:
+        return indptr, nodes
+    zone = np.repeat(np.arange(n_zones), np.diff(indptr))
+    order = np.lexsort((key, zone))  # zones stay grouped, random within
+    rank = np.arange(nodes.size) - indptr[zone]  # position within the zone (``order`` keeps zone blocks)
+    keep = order[rank < k]
+    zk, nk = zone[keep], nodes[keep]
+    order = np.lexsort((nk, zk))
+    counts = np.bincount(zk, minlength=n_zones)
+    ptr = np.zeros(n_zones + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return ptr, nk[order].astype(np.int32)
 
 
 def _pick_nodes(zone: np.ndarray, indptr: np.ndarray, nodes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -325,7 +359,7 @@ def synthesize_population(
         zone_persons = residents.copy()
     else:
         zone_persons = allocate_integer(int(round(scale * residents.sum())), residents.astype(np.float64))
-    indptr, nodes = zone_node_index(z.node_zone, nzones)
+    indptr, nodes = access_node_index(z.node_zone, nzones, int(params.access_nodes), rng)
     empty = (np.diff(indptr) == 0) & (zone_persons > 0)
     if empty.any():
         bad = np.flatnonzero(empty)
@@ -421,6 +455,7 @@ def synthesize_population(
         student=student, car=car, vot=vot, work_zone=work_zone, work_node=work_node,
         school_zone=school_zone, school_node=school_node, hh_first=hh_first, hh_zone=hh_zone.astype(np.int32),
         hh_node=hh_node, hh_car=hh_car, zone_persons=zone_persons.astype(np.int64),
+        access_indptr=indptr, access_nodes=nodes,
     )
 
 

@@ -170,9 +170,12 @@ class ChoiceWorld(NamedTuple):
 
     Attributes
     ----------
-    skim : float64[Z, N]
-        Current car travel time from each node to each zone's centroid, s
-        (inf: unreachable).
+    skim : float64[R, N]
+        Current car travel times from each node to some destinations, s
+        (inf: unreachable): e.g. the traffic model's route potentials.
+    skim_row : int32[Z]
+        Row of ``skim`` holding the travel times to zone ``z``'s centroid
+        (-1: none, no car).
     node_x, node_y : float64[N]
         Node coordinates, m.
     node_zone : int32[N]
@@ -198,6 +201,7 @@ class ChoiceWorld(NamedTuple):
     """
 
     skim: np.ndarray
+    skim_row: np.ndarray
     node_x: np.ndarray
     node_y: np.ndarray
     node_zone: np.ndarray
@@ -363,7 +367,9 @@ def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
         if world.node_open[d] == 0:
             continue
         km = np.hypot(world.node_x[d] - ox, world.node_y[d] - oy) * par.detour / 1000.0
-        tt_car = world.skim[z, o] if z >= 0 else np.inf
+        tt_car = np.inf
+        if z >= 0 and world.skim_row[z] >= 0:
+            tt_car = world.skim[world.skim_row[z], o]
         car_ok = inp.car[i] != 0 and tt_car < np.inf and world.node_comp[d] == world.node_comp[o]
         tt_other = par.other_wait_s + km * 1000.0 / par.other_speed
         gc_other = vot_s * tt_other + par.other_fare + par.other_penalty

@@ -75,6 +75,10 @@ class SynthesisSpec(_Section):
         Workers' value of time relative to the others'.
     work_beta_per_km, school_beta_per_km : float
         Distance decay of the workplace and school assignment.
+    access_nodes : int
+        Nodes per zone where homes, workplaces and activities meet the roads (drawn at
+        random; 0: every node). A few per zone is the usual zone-connector
+        simplification and keeps the traffic model's route table small.
     """
 
     household_sizes: list[Annotated[Number, Field(ge=0)]] = Field(
@@ -89,6 +93,7 @@ class SynthesisSpec(_Section):
     worker_vot_factor: Annotated[Number, Field(gt=0)] = 1.3
     work_beta_per_km: Annotated[Number, Field(ge=0)] = 0.25
     school_beta_per_km: Annotated[Number, Field(ge=0)] = 1.0
+    access_nodes: Annotated[Count, Field(ge=0)] = 0
 
     @model_validator(mode="after")
     def _positive_sums(self) -> SynthesisSpec:
@@ -267,8 +272,8 @@ class PopulationSpec(_Section):
     bucket : float
         Decisions and arrivals are handled in buckets of this length.
     skim_interval : float
-        Shortest time between refreshes of the persons' travel-time skim (it follows the
-        traffic model's re-routing).
+        Shortest time between refreshes of the persons' car travel times (they follow the
+        traffic model's re-routing; closures reach them at once).
     trip_table : bool
         Write every agent trip (person, purpose, mode, times, cost) to the results.
     """

@@ -38,10 +38,12 @@ def _world(rng, n_nodes=30, n_zones=4, n_cordons=2, *, empty_zone=False):
     cdf[-1] = 1.0
     with np.errstate(divide="ignore"):
         log_a = np.log(share)
-    skim = rng.uniform(60.0, 1500.0, (n_zones, n_nodes))
+    skim = rng.uniform(60.0, 1500.0, (n_zones + 2, n_nodes))  # more rows than zones, as the route table
     skim[rng.random(skim.shape) < 0.1] = np.inf
+    skim_row = rng.permutation(n_zones + 2)[:n_zones].astype(np.int32)
+    skim_row[-1] = -1  # a zone without a centroid row: no car there
     return kc.ChoiceWorld(
-        skim=skim, node_x=rng.uniform(0, 5000, n_nodes), node_y=rng.uniform(0, 5000, n_nodes),
+        skim=skim, skim_row=skim_row, node_x=rng.uniform(0, 5000, n_nodes), node_y=rng.uniform(0, 5000, n_nodes),
         node_zone=node_zone, zone_indptr=indptr, zone_nodes=order.astype(np.int32),
         attract_cdf=cdf, log_attract=log_a, node_open=(rng.random(n_nodes) > 0.1).astype(np.uint8),
         node_comp=(rng.random(n_nodes) < 0.1).astype(np.int32),

@@ -17,7 +17,9 @@ seconds: it wakes at a bucket boundary only when a decision falls due there
 or trips are under way.  At a wake it (1) finds the persons whose trips have
 arrived -- ``traffic.veh.arrive[ids]`` for drivers, the known arrival time for
 the others -- and schedules their next leg at arrival plus activity duration;
-(2) refreshes the travel-time skim when the traffic model has re-routed; (3)
+(2) refreshes the persons' travel-time skim (car travel times from every node
+to each zone's centroid) when the traffic model has re-routed -- at most every
+``skim_interval``, at once when links closed or opened; (3)
 hands every person whose decision falls in this bucket to
 :func:`kernels.choice.choose` at once, and puts the chosen car trips on the
 road with one ``twin.add_trips`` call.
@@ -117,7 +119,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             employment_rate=syn.employment_rate, senior_employment_rate=syn.senior_employment_rate,
             car_share=syn.car_share, vot_median=syn.value_of_time, vot_sigma=syn.value_of_time_spread,
             worker_vot_factor=syn.worker_vot_factor, work_beta_per_km=syn.work_beta_per_km,
-            school_beta_per_km=syn.school_beta_per_km,
+            school_beta_per_km=syn.school_beta_per_km, access_nodes=syn.access_nodes,
         )
         pl = spec.plans
         pparams = PlanParams(
@@ -172,9 +174,10 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self.n_cancelled = 0
         self.n_dropped = 0
         self.skim = np.full((self.zones.n_zones, self.n_nodes), np.inf)
+        self.skim_row = np.where(self.centroid >= 0, np.arange(self.zones.n_zones), -1).astype(np.int32)
         self._skim_weight = None
         self._skim_t = -math.inf
-        self._skim_n_closed = -1
+        self._n_closed = -1
         self.node_comp = None
         self._place_at_start()
         self._init_outputs()
@@ -205,10 +208,12 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self.node_y = np.ascontiguousarray(net.y, np.float64)
         self.node_zone = np.ascontiguousarray(z.node_zone, np.int32)
         self.zone_indptr, self.zone_nodes = zone_node_index(self.node_zone, nz)
-        # the node of each zone nearest its centroid: the skim's destination
+        # the access node of each zone nearest its centroid: persons judge car travel times to a
+        # zone by the route potentials towards it
         self.centroid = np.full(nz, -1, np.int32)
-        for i in np.flatnonzero(np.diff(self.zone_indptr) > 0):
-            nodes = self.zone_nodes[self.zone_indptr[i]:self.zone_indptr[i + 1]]
+        ptr, acc = self.people.access_indptr, self.people.access_nodes
+        for i in np.flatnonzero(np.diff(ptr) > 0):
+            nodes = acc[ptr[i]:ptr[i + 1]]
             d = (self.node_x[nodes] - z.x[i]) ** 2 + (self.node_y[nodes] - z.y[i]) ** 2
             self.centroid[i] = nodes[int(np.argmin(d))]
         has = np.diff(self.zone_indptr) > 0
@@ -247,10 +252,11 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         if ensure is None:  # pragma: no cover - the traffic model grows rows itself
             return
         p = self.people
-        if p.n_persons >= self.n_nodes:
-            nodes = self.zone_nodes
+        if p.n_persons >= p.access_nodes.size:
+            nodes = p.access_nodes
         else:
-            nodes = np.concatenate([p.hh_node, p.work_node[p.work_node >= 0], p.school_node[p.school_node >= 0]])
+            nodes = np.concatenate([p.hh_node, p.work_node[p.work_node >= 0], p.school_node[p.school_node >= 0],
+                                    self.centroid[self.centroid >= 0]])
         ensure(np.unique(nodes.astype(np.int64)))
 
     def _fixed_dest(self, persons: np.ndarray, purpose: np.ndarray) -> np.ndarray:
@@ -280,9 +286,10 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
                 un = kc.hash_uniforms(keys, SALT_INIT + 1, np.empty(flex.size))
                 zone = np.searchsorted(self.attract_cdf, uz)
                 zone = np.minimum(zone, self.zones.n_zones - 1)
-                cnt = self.zone_indptr[zone + 1] - self.zone_indptr[zone]
+                ptr = self.people.access_indptr
+                cnt = ptr[zone + 1] - ptr[zone]
                 j = np.minimum((un * cnt).astype(np.int64), np.maximum(cnt - 1, 0))
-                dest[flex] = self.zone_nodes[self.zone_indptr[zone] + j]
+                dest[flex] = self.people.access_nodes[ptr[zone] + j]
             o = self.node[early]
             km = np.hypot(self.node_x[dest] - self.node_x[o], self.node_y[dest] - self.node_y[o]) * self.params.detour
             self.node[early] = dest
@@ -366,31 +373,37 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         """Car travel times from every node to each zone's centroid, on the traffic model's current weights.
 
         Refreshed when the traffic model has re-routed, at most every
-        ``skim_interval`` -- at once when links were closed or opened.
+        ``skim_interval`` -- at once when links were closed or opened (then
+        also which nodes the open roads still connect).
         """
         w = self.twin.traffic.routes.weight
-        if not force:
-            if w is self._skim_weight:
-                return
-            closed = int(np.count_nonzero(np.isinf(w)))
-            if closed == self._skim_n_closed and now - self._skim_t < float(self.spec.skim_interval):
-                return
+        if not force and w is self._skim_weight:
+            return
+        closed = int(np.count_nonzero(np.isinf(w)))
+        if not force and closed == self._n_closed and now - self._skim_t < float(self.spec.skim_interval):
+            return
         g = self.twin.traffic.graph
         active = self.centroid >= 0
         if active.any():
             route_table(np.maximum(self.centroid, 0), active, g.in_indptr, g.in_links, g.src, w,
                         np.empty((0, self.n_nodes), np.int32), self.skim)
-        if self._skim_n_closed != int(np.count_nonzero(np.isinf(w))) or self.node_comp is None:
+        if closed != self._n_closed or self.node_comp is None:
             self.node_comp = _components(g.src, g.dst, w, self.n_nodes)
         self._skim_weight = w
         self._skim_t = now
-        self._skim_n_closed = int(np.count_nonzero(np.isinf(w)))
+        self._n_closed = closed
+
+    def zone_travel_times(self) -> np.ndarray:
+        """The persons' current car travel times from every node to each zone's centroid, s
+        ([n_zones, n_nodes]; inf: unreachable)."""
+        self._refresh_skim(self.twin.now)
+        return self.skim.copy()
 
     def world(self) -> kc.ChoiceWorld:
         """What the persons know now (the choice kernel's view of the city)."""
         return kc.ChoiceWorld(
-            skim=self.skim, node_x=self.node_x, node_y=self.node_y, node_zone=self.node_zone,
-            zone_indptr=self.zone_indptr, zone_nodes=self.zone_nodes, attract_cdf=self.attract_cdf,
+            skim=self.skim, skim_row=self.skim_row, node_x=self.node_x, node_y=self.node_y, node_zone=self.node_zone,
+            zone_indptr=self.people.access_indptr, zone_nodes=self.people.access_nodes, attract_cdf=self.attract_cdf,
             log_attract=self.log_attract, node_open=self.node_open, node_comp=self.node_comp, cordon=self.cordon,
             price=self.price,
             price_until=self.price_until,

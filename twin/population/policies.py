@@ -21,7 +21,8 @@ nodes of those zones, so they apply whichever zoning the population uses.
   else may enter the zones; persons who arrive in them later (already on the
   way) decide then whether to comply.
 * A closed link or bridge needs nothing here: it reaches the persons through
-  the travel-time skim, which follows the traffic model's re-routing.
+  their travel-time skim (refreshed at once when links close or open) and
+  through which nodes the open roads still connect.
 """
 
 from __future__ import annotations
@@ -216,16 +217,25 @@ class PoliciesMixin:
         return dist
 
     def _open_zone_nodes(self) -> None:
-        """Zones that can take evacuees: most of their nodes outside every order."""
+        """Zones that can take evacuees (most of their nodes outside every order), and their open access nodes."""
+        nz = self.zones.n_zones
         ok = ~self.evac_node[self.zone_nodes]
-        z_of = np.repeat(np.arange(self.zones.n_zones), np.diff(self.zone_indptr))
-        n_ok = np.bincount(z_of[ok], minlength=self.zones.n_zones)
+        z_of = np.repeat(np.arange(nz), np.diff(self.zone_indptr))
+        n_ok = np.bincount(z_of[ok], minlength=nz)
         n_all = np.diff(self.zone_indptr)
         self._safe_zone = (n_ok > 0) & (2 * n_ok >= n_all) & (self.centroid >= 0) & \
             ~self.evac_node[np.maximum(self.centroid, 0)]
-        counts = np.bincount(z_of[ok], minlength=self.zones.n_zones)
-        self._safe_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._safe_nodes = self.zone_nodes[ok]  # zone_nodes is sorted by zone, so this stays grouped
+        # arrive at the zone's access nodes outside the order (any open node if none is)
+        ptr, acc = self.people.access_indptr, self.people.access_nodes
+        a_zone = np.repeat(np.arange(nz), np.diff(ptr))
+        a_ok = ~self.evac_node[acc]
+        has_acc = np.bincount(a_zone[a_ok], minlength=nz) > 0
+        nodes = np.concatenate([acc[a_ok], self.zone_nodes[ok & ~has_acc[z_of]]])
+        zone = np.concatenate([a_zone[a_ok], z_of[ok & ~has_acc[z_of]]])
+        order = np.argsort(zone, kind="stable")
+        self._safe_nodes = nodes[order].astype(np.int32)
+        self._safe_indptr = np.zeros(nz + 1, np.int64)
+        np.cumsum(np.bincount(zone, minlength=nz), out=self._safe_indptr[1:])
 
     def _evacuate(self, persons: np.ndarray, t0, order: int) -> None:
         """Compliance, delay, destination and trips for ``persons`` (in ordered zones, not under way).
