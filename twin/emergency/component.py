@@ -116,19 +116,20 @@ class EmergencyComponent(Component):
         # process handles (not records: start() rebuilds them)
         self._procs: dict[tuple[str, int], simpy.Process] = {}
         self._waiting: dict[tuple[str, int], float] = {}
+        self._idle: dict[tuple[str, int], simpy.Event] = {}
         self._wake: simpy.Event | None = None
         self._watch_wake: simpy.Event | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_procs={}, _waiting={}, _wake=None, _watch_wake=None)
+        state.update(_procs={}, _waiting={}, _idle={}, _wake=None, _watch_wake=None)
         return state
 
     # ================================================================ processes
     def start(self) -> None:
         env = self.twin.env
         self._rebuild_index()
-        self._procs, self._waiting = {}, {}
+        self._procs, self._waiting, self._idle = {}, {}, {}
         self._wake = env.event()
         env.process(self._dispatcher())
         for name in self.samplers:
@@ -193,8 +194,12 @@ class EmergencyComponent(Component):
                 self._links_changed()
                 continue
             self._waiting[key] = t
+            if t == math.inf:  # idle until someone sets t_next (it triggers this event)
+                ev = self._idle[key] = env.event()
+                yield ev
+                continue
             try:
-                yield env.timeout(t - env.now) if t < math.inf else env.event()
+                yield env.timeout(t - env.now)
             except simpy.Interrupt:
                 pass
         self._procs.pop(key, None)
@@ -211,12 +216,17 @@ class EmergencyComponent(Component):
             return
         if proc is self.twin.env.active_process or not proc.is_alive:
             return
-        if rec.t_next < self._waiting.get(key, -math.inf) - _EPS:
+        waiting = self._waiting.get(key, -math.inf)
+        if rec.t_next < waiting - _EPS:
             self._waiting[key] = -math.inf
-            proc.interrupt()
+            if waiting == math.inf:
+                self._idle.pop(key).succeed()
+            else:
+                proc.interrupt()
 
     def _kick(self) -> None:
-        if self._wake is not None and not self._wake.triggered:
+        """Wake the dispatch centre (a no-op while no incident waits for units)."""
+        if self.queue and self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
     def _dispatcher(self):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels import traffic as kt
-from kernels.routing import compute_tree_from, compute_tree_to, path_links
+from kernels.routing import _check_weight, path_links, shortest_tree_from, shortest_tree_to
 from twin.errors import InputError
 
 __all__ = ["Candidates", "Router", "closest", "closest_free_flow", "load_policy", "POLICIES"]
@@ -110,7 +110,9 @@ def load_policy(name: str) -> Callable:
 class Router:
     """Emergency travel times on the twin's current network, with cached shortest-path trees.
 
-    Link weights are the traffic model's current link travel times
+    Trees come from :mod:`kernels.routing` (``shortest_tree_to`` / ``shortest_tree_from``, the
+    kernels behind ``compute_tree_to`` / ``compute_tree_from``: the weights are checked once per
+    refresh instead of on every call).  Link weights are the traffic model's current link travel times
     (:func:`kernels.traffic.link_travel_times`: free-flow, queue discharge, or how long
     the head vehicle has waited; ``inf`` on closed links) divided by the emergency
     speed factor.  They are refreshed at most every ``refresh_s`` seconds of the clock,
@@ -146,6 +148,7 @@ class Router:
             tm = tw.traffic
             kt.link_travel_times(tm.links, tm.state, tm.veh, tm.now, self._w)
             self._w /= self.factor
+            _check_weight(self.graph, self._w)  # once per refresh; the kernels below trust it
             self._key = key
             self._free = None
             self._to.clear()
@@ -167,18 +170,21 @@ class Router:
         w = self.weights()
         hit = self._to.get(node)
         if hit is None:
-            hit = self._to[node] = compute_tree_to(self.graph, int(node), w)
+            g = self.graph
+            hit = self._to[node] = shortest_tree_to(int(node), g.in_indptr, g.in_links, g.src, w)
         return hit
 
     def free_tree_to(self, node: int) -> np.ndarray:
-        return compute_tree_to(self.graph, int(node), self.free_weights())[0]
+        g = self.graph
+        return shortest_tree_to(int(node), g.in_indptr, g.in_links, g.src, self.free_weights())[0]
 
     def tree_from(self, node: int) -> tuple[np.ndarray, np.ndarray]:
         """Travel time from ``node`` to every node and each node's last link."""
         w = self.weights()
         hit = self._from.get(node)
         if hit is None:
-            hit = self._from[node] = compute_tree_from(self.graph, int(node), w)
+            g = self.graph
+            hit = self._from[node] = shortest_tree_from(int(node), g.out_indptr, g.out_links, g.dst, w)
         return hit
 
     def path_to(self, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -215,15 +221,15 @@ class Router:
 def check_choice(chosen: Sequence[int], cand: Candidates, n: int, *, policy_name: str, incident_id: int) -> list[int]:
     """The policy's choice, checked: candidates only, reachable, no repeats, at most ``n``."""
     out = [int(u) for u in chosen]
-    pos = {int(u): i for i, u in enumerate(cand.units)}
     if len(out) > n or len(set(out)) != len(out):
         raise InputError(f"dispatch policy {policy_name}: for incident {incident_id} it returned {out}, "
                          f"more than the {n} '{cand.kind}' unit(s) needed or a unit twice")
     for u in out:
-        if u not in pos:
+        hit = np.flatnonzero(cand.units == u)
+        if hit.size == 0:
             raise InputError(f"dispatch policy {policy_name}: unit {u} is not free to send to incident "
                              f"{incident_id} (busy, out of service or not a '{cand.kind}')")
-        if not np.isfinite(cand.travel_s[pos[u]]):
+        if not np.isfinite(cand.travel_s[hit[0]]):
             raise InputError(f"dispatch policy {policy_name}: unit {u} cannot reach incident {incident_id} "
                              "(no open route)")
     return out

@@ -247,8 +247,8 @@ class ArrivalSampler:
         if not node_w.sum() > 0:
             raise InputError(f"{where}.zones: the weighted zones hold no network node, so no call could happen")
         self.nodes = np.flatnonzero(node_w > 0).astype(np.int64)
-        p = node_w[self.nodes]
-        self.node_p = p / p.sum()
+        cdf = np.cumsum(node_w[self.nodes])
+        self.node_p = cdf / cdf[-1]  # cumulative
 
     def next_time(self, t: float, rng: np.random.Generator) -> float:
         """The first arrival after ``t`` (seconds since the start); ``inf`` if the rate is 0."""
@@ -271,4 +271,5 @@ class ArrivalSampler:
         """A random location for the next call."""
         if self.node_p is None:
             return int(self.nodes[rng.integers(self.nodes.size)])
-        return int(self.nodes[rng.choice(self.nodes.size, p=self.node_p)])
+        k = int(np.searchsorted(self.node_p, rng.random(), side="right"))
+        return int(self.nodes[min(k, self.nodes.size - 1)])
