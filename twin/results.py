@@ -184,6 +184,7 @@ def build_dataset(twin) -> xr.Dataset:
         "link_capacity": _var(("link",), net.capacity_vph, "veh h-1", "capacity, all lanes"),
         "link_kind": _var(("link",), net.link_kind.astype(str), "1", "road class (e.g. local, arterial, ring, bridge)"),
         "node": _var(("node",), np.arange(net.n_nodes, dtype=np.int64), "1", "node index"),
+        "node_osmid": _var(("node",), net.node_osmid, "1", "source node id (OSM id, or the synthetic city's id)"),
         "node_x": _var(("node",), net.x, "m", "node easting (local metric frame)"),
         "node_y": _var(("node",), net.y, "m", "node northing (local metric frame)"),
         "node_zone": _var(("node",), twin.city.zones.node_zone.astype(np.int64), "1", "zone of the node (-1: none)"),
