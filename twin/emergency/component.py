@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 _EPS = 1e-9
 _MOVING = (DISPATCHED, ENROUTE, TRANSPORT, RETURNING)
+_IS_MOVING = np.zeros(16, bool)
+_IS_MOVING[list(_MOVING)] = True
 
 
 class EmergencyComponent(Component):
@@ -269,7 +271,7 @@ class EmergencyComponent(Component):
         """
         env = self.twin.env
         while True:
-            if not (self.blocked or np.isin(self._ustate, _MOVING).any()):
+            if not (self.blocked or _IS_MOVING[self._ustate].any()):
                 self._watch_wake = env.event()
                 yield self._watch_wake
                 continue
@@ -614,10 +616,15 @@ class EmergencyComponent(Component):
         self._set_next(("u", unit.id), self._arrival_time(unit))
 
     # ================================================================ dispatch
-    def candidates(self, kind: str, dist: np.ndarray, inc: Incident) -> Candidates:
-        """Units of ``kind`` that may be sent now, with their current travel time to ``inc``."""
+    def candidates(self, kind: str, dist: np.ndarray, inc: Incident, *, free: np.ndarray | None = None) -> Candidates:
+        """Units of ``kind`` that may be sent now, with their current travel time to ``inc``.
+
+        ``dist`` is the travel time from every node to the incident; ``free`` the mask of
+        units free to send (default: computed now).
+        """
         now = self.twin.env.now
-        ids = np.flatnonzero(self._free_mask() & (self._ukind == self._kind_code[kind]))
+        free = self._free_mask() if free is None else free
+        ids = np.flatnonzero(free & (self._ukind == self._kind_code[kind]))
         home = self._ustate[ids] == AVAILABLE
         nodes = self._st_node[self._ustation[ids]]  # units at their station
         lag = np.zeros(ids.size)
@@ -637,7 +644,8 @@ class EmergencyComponent(Component):
         if not self.queue:
             self.blocked = False
             return
-        counts = np.bincount(self._ukind[self._free_mask()], minlength=len(self.kinds))
+        mask = self._free_mask()
+        counts = np.bincount(self._ukind[mask], minlength=len(self.kinds))
         free = {k: int(counts[c]) for k, c in self._kind_code.items()}
         order = sorted(self.queue, key=lambda i: (-self.incidents[i].priority, self.incidents[i].t_reported, i))
         for i in order:
@@ -647,11 +655,12 @@ class EmergencyComponent(Component):
                 dist, _ = self.router.tree_to(inc.node)
                 for kind in kinds:
                     n = inc.need[kind]
-                    cand = self.candidates(kind, dist, inc)
+                    cand = self.candidates(kind, dist, inc, free=mask)
                     chosen = check_choice(self.policy(inc, kind, n, cand), cand, n,
                                           policy_name=self.policy_name, incident_id=inc.id)
                     for u in chosen:
                         self._assign(self.units[u], inc, float(cand.travel_s[np.flatnonzero(cand.units == u)[0]]))
+                        mask[u] = False
                     free[kind] -= len(chosen)
             if sum(inc.need.values()) == 0:
                 self.queue.remove(i)
@@ -714,7 +723,7 @@ class EmergencyComponent(Component):
         if not (newly.any() or opened.any()):
             return True
         now = self.twin.env.now
-        moving = np.flatnonzero(np.isin(self._ustate, _MOVING))
+        moving = np.flatnonzero(_IS_MOVING[self._ustate])
         for u in moving:
             unit = self.units[int(u)]
             if unit.path.shape[0] == 0:  # stranded: try again

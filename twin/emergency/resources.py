@@ -85,7 +85,7 @@ class Unit:
         """How many links of the current trip the unit has finished by ``t``."""
         if self.path.shape[0] == 0 or not t >= self.t_depart:
             return 0
-        return int(np.searchsorted(self.path_t, t, side="right"))
+        return int(self.path_t.searchsorted(t, "right"))
 
     def clear_trip(self, node: int) -> None:
         self.node = node
