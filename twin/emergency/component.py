@@ -37,11 +37,12 @@ from twin.emergency.incidents import (
 )
 from twin.emergency.log import EventLog
 from twin.emergency.resources import (
-    AVAILABLE, BUSY, DISPATCHABLE, DISPATCHED, ENROUTE, HOSPITAL, ONSCENE, OUT_OF_SERVICE, REMOVED, RETURNING,
-    TRANSPORT, Station, Unit, build_resources,
+    AVAILABLE, DISPATCHABLE, DISPATCHED, ENROUTE, HOSPITAL, ONSCENE, OUT_OF_SERVICE, REMOVED, RETURNING,
+    TRANSPORT, Unit, build_resources,
 )
 from twin.emergency import report
-from twin.errors import InputError
+from twin.emergency.checks import check_invariants
+from twin.emergency.control import ControlMixin
 from twin.rng import component_rng
 
 __all__ = ["EmergencyComponent"]
@@ -54,7 +55,7 @@ _IS_MOVING = np.zeros(16, bool)
 _IS_MOVING[list(_MOVING)] = True
 
 
-class EmergencyComponent(Component):
+class EmergencyComponent(ControlMixin, Component):
     """Incidents, stations, units, hospitals and the dispatch centre (``twin.components["emergency"]``).
 
     Interventions and live injects act through :meth:`inject`,
@@ -777,165 +778,6 @@ class EmergencyComponent(Component):
             unit.dest = dest
             self._set_next(key, math.inf)
 
-    # ================================================================ interventions API
-    def _station(self, name: str) -> tuple[int, Station]:
-        for k, s in enumerate(self.stations):
-            if s.name == name and not s.removed:
-                return k, s
-        from twin.places import close_matches
-
-        raise InputError(f"no station named {name!r}" + close_matches(name, [s.name for s in self.stations if not s.removed]))
-
-    def set_station_in_service(self, name: str, in_service: bool) -> None:
-        """Take a station out of service, or put it back.
-
-        Out of service, its units are not dispatched: those at the station stand down
-        at once, those on a job finish it and then stay at the station.  Back in
-        service, its units at the station become available.
-
-        Raises
-        ------
-        InputError
-            No station of that name.
-        """
-        k, st = self._station(name)
-        st.in_service = bool(in_service)
-        self._st_ok[k] = st.in_service
-        for u in self.units:
-            if u.station != k:
-                continue
-            if not in_service and u.state == AVAILABLE:
-                self._set_state(u, OUT_OF_SERVICE)
-            elif in_service and u.state == OUT_OF_SERVICE:
-                self._set_state(u, AVAILABLE)
-        self.log.add(self.now, "station_in_service" if in_service else "station_out_of_service", node=st.node, detail=name)
-        self._kick()
-
-    def add_station(self, name: str, kind: str, node, units: dict[str, int], *, mutual_aid: bool = False) -> list[int]:
-        """Open a new station with units, available at once; returns the new unit ids.
-
-        Parameters
-        ----------
-        name
-            A name no active station has.
-        kind
-            ``fire``, ``ems``, ``police`` or ``tow``.
-        node
-            Node id, ``[lon, lat]`` or a named place.
-        units
-            Unit kind -> count; every kind must be needed by some incident type.
-        mutual_aid
-            Units sent only when no own unit of the kind is free.
-
-        Raises
-        ------
-        InputError
-            A taken name, an unknown kind, a location not in the city, an unneeded unit kind.
-        """
-        where = f"add_station({name!r})"
-        if any(s.name == name and not s.removed for s in self.stations):
-            raise InputError(f"{where}: a station named {name!r} already exists")
-        if kind not in ("fire", "ems", "police", "tow"):
-            raise InputError(f"{where}: kind must be fire, ems, police or tow, got {kind!r}")
-        loc = locate(self.twin.city, node, where=f"{where}.node")
-        needed = self.spec.unit_kinds_needed
-        for k, n in units.items():
-            if not isinstance(n, (int, np.integer)) or n < 0:
-                raise InputError(f"{where}: units[{k!r}] must be a whole number >= 0, got {n!r}")
-            if n > 0 and k not in needed:
-                raise InputError(f"{where}: unit kind {k!r} is not needed by any incident type "
-                                 f"(kinds needed: {', '.join(sorted(needed))})")
-        s = len(self.stations)
-        self.stations.append(Station(name=name, kind=kind, node=loc.node, mutual_aid=mutual_aid))
-        new = []
-        for k, n in units.items():
-            for _ in range(int(n)):
-                u = Unit(id=len(self.units), kind=k, station=s, node=loc.node)
-                self.units.append(u)
-                new.append(u.id)
-        self._rebuild_index()
-        for u in new:
-            self._start_driver(("u", u))
-        self.unit_names += self._name_units(new)
-        self.log.add(self.now, "station_added", node=loc.node, detail=f"{name}: " + ", ".join(f"{n} {k}" for k, n in units.items()))
-        self._kick()
-        return new
-
-    def remove_station(self, name: str) -> None:
-        """Close a station for good: units at it leave service now, the others after their job."""
-        k, st = self._station(name)
-        st.removed = True
-        st.in_service = False
-        self._st_ok[k] = False
-        for u in self.units:
-            if u.station == k and u.state in (AVAILABLE, OUT_OF_SERVICE):
-                self._set_state(u, REMOVED)
-                u.done = True
-                self._set_next(("u", u.id), math.inf)
-        self.log.add(self.now, "station_removed", node=st.node, detail=name)
-
-    def move_units(self, from_station: str, to_station: str, kind: str, n: int) -> list[int]:
-        """Move up to ``n`` free ``kind`` units between stations (they drive there); returns their ids."""
-        a, _ = self._station(from_station)
-        b, dst = self._station(to_station)
-        moved = []
-        for u in self.units:
-            if len(moved) >= n:
-                break
-            if u.station == a and u.kind == kind and u.state in (AVAILABLE, OUT_OF_SERVICE, RETURNING) and u.incident < 0:
-                u.station = b
-                self._ustation[u.id] = b
-                moved.append(u.id)
-                self.log.add(self.now, "relocating", -1, u.id, u.node, detail=f"to {dst.name}")
-                self._go_home(u)
-        self._kick()
-        return moved
-
-    def inject(self, type: str, location, *, severity: int | None = None, notes: str = "", at=None) -> int | None:
-        """Add an incident while the twin runs (a drill inject).
-
-        Parameters
-        ----------
-        type
-            An incident type.
-        location
-            Node id, ``[lon, lat]`` or a named place.
-        severity
-            1-5, or ``None`` to draw it.
-        notes
-            Free text for the log.
-        at
-            When it occurs (time point as in the drill timeline); ``None``: now.
-
-        Returns
-        -------
-        int or None
-            The new incident's id, or ``None`` when it is scheduled for later.
-
-        Raises
-        ------
-        InputError
-            Unknown type, bad severity, unknown location or a time in the past.
-        """
-        where = f"inject {type!r}"
-        if type not in self.types:
-            raise InputError(f"{where}: not an incident type (known: {', '.join(sorted(self.types))})")
-        if severity is not None and (isinstance(severity, bool) or not isinstance(severity, (int, np.integer))
-                                     or not 1 <= severity <= 5):
-            raise InputError(f"{where}: severity must be a whole number 1-5, got {severity!r}")
-        loc = locate(self.twin.city, location, where=f"{where}.location")
-        t = self.now if at is None else parse_time_point(at, start_s=self.twin.start_s)
-        if t < self.now - _EPS:
-            raise InputError(f"{where}: 'at' is {t:.0f} s, before the clock ({self.now:.0f} s)")
-        if t <= self.now + _EPS:
-            return self._new_incident(type, loc, severity=severity, source="inject", notes=notes).id
-        entry = {"t": t, "type": type, "loc": loc, "severity": severity, "notes": notes, "source": "inject"}
-        pos = self.script_pos + sum(1 for e in self.script[self.script_pos:] if e["t"] <= t)
-        self.script.insert(pos, entry)
-        self._script_gen += 1
-        self.twin.env.process(self._script_proc(self._script_gen))
-        return None
-
     # ================================================================ checks and results
     def _name_units(self, ids) -> list[str]:
         out = []
@@ -949,41 +791,8 @@ class EmergencyComponent(Component):
         return self.unit_names[u]
 
     def check_invariants(self) -> None:
-        """Raise ``RuntimeError`` if the records disagree (tests call it after every event).
-
-        No unit is busy without an incident that lists it, or listed by two incidents;
-        units not on a job are listed by none; queued incidents need units and every
-        incident that needs units is queued; cleared incidents hold no unit; the
-        remaining route of every moving unit uses open links only.
-        """
-        owner: dict[int, int] = {}
-        for inc in self.incidents:
-            for u in inc.assigned:
-                if u in owner:
-                    raise RuntimeError(f"unit {u} is booked by incidents {owner[u]} and {inc.id}")
-                owner[u] = inc.id
-            if inc.stage == CLEARED and (inc.assigned or inc.need):
-                raise RuntimeError(f"cleared incident {inc.id} still holds units {inc.assigned} or needs {inc.need}")
-            needs = sum(inc.need.values()) > 0
-            if needs != (inc.id in self.queue):
-                raise RuntimeError(f"incident {inc.id}: needs {inc.need} but queued={inc.id in self.queue}")
-            if needs and inc.stage not in (REPORTED, WORKING):
-                raise RuntimeError(f"incident {inc.id} needs units at stage {inc.stage}")
-        for s_, st in enumerate(self.stations):
-            if self._st_ok[s_] != (st.in_service and not st.removed):
-                raise RuntimeError(f"station {st.name}: the index disagrees with its record")
-        for u in self.units:
-            busy = u.state in BUSY
-            if busy != (u.id in owner) or busy != (u.incident >= 0) or (busy and owner[u.id] != u.incident):
-                raise RuntimeError(f"unit {u.id} state {u.state}, incident {u.incident}, listed by {owner.get(u.id)}")
-            if self._ustate[u.id] != u.state or self._ukind[u.id] != self._kind_code[u.kind] \
-                    or self._ustation[u.id] != u.station:
-                raise RuntimeError(f"unit {u.id}: the index disagrees with its record")
-            if u.state in (ENROUTE, TRANSPORT, RETURNING, DISPATCHED) and u.path.shape[0]:
-                rest = self._rest(u)
-                if rest.size and self.router.is_closed(rest).any():
-                    raise RuntimeError(f"unit {u.id} is routed over closed link(s) "
-                                       f"{rest[self.router.is_closed(rest)].tolist()}")
+        """Raise ``RuntimeError`` if the records disagree (see :func:`twin.emergency.checks.check_invariants`)."""
+        check_invariants(self)
 
     def sample(self, t: float) -> None:
         report.sample(self, t)

@@ -1,0 +1,47 @@
+"""Consistency checks of the emergency records (tests call them after every event)."""
+
+from __future__ import annotations
+
+from twin.emergency.incidents import CLEARED, REPORTED, WORKING
+from twin.emergency.resources import BUSY, DISPATCHED, ENROUTE, RETURNING, TRANSPORT
+
+__all__ = ["check_invariants"]
+
+
+def check_invariants(comp) -> None:
+    """Raise ``RuntimeError`` if the records disagree (tests call it after every event).
+
+    No unit is busy without an incident that lists it, or listed by two incidents;
+    units not on a job are listed by none; queued incidents need units and every
+    incident that needs units is queued; cleared incidents hold no unit; the
+    remaining route of every moving unit uses open links only.
+    """
+    owner: dict[int, int] = {}
+    for inc in comp.incidents:
+        for u in inc.assigned:
+            if u in owner:
+                raise RuntimeError(f"unit {u} is booked by incidents {owner[u]} and {inc.id}")
+            owner[u] = inc.id
+        if inc.stage == CLEARED and (inc.assigned or inc.need):
+            raise RuntimeError(f"cleared incident {inc.id} still holds units {inc.assigned} or needs {inc.need}")
+        needs = sum(inc.need.values()) > 0
+        if needs != (inc.id in comp.queue):
+            raise RuntimeError(f"incident {inc.id}: needs {inc.need} but queued={inc.id in comp.queue}")
+        if needs and inc.stage not in (REPORTED, WORKING):
+            raise RuntimeError(f"incident {inc.id} needs units at stage {inc.stage}")
+    for s_, st in enumerate(comp.stations):
+        if comp._st_ok[s_] != (st.in_service and not st.removed):
+            raise RuntimeError(f"station {st.name}: the index disagrees with its record")
+    for u in comp.units:
+        busy = u.state in BUSY
+        if busy != (u.id in owner) or busy != (u.incident >= 0) or (busy and owner[u.id] != u.incident):
+            raise RuntimeError(f"unit {u.id} state {u.state}, incident {u.incident}, listed by {owner.get(u.id)}")
+        if comp._ustate[u.id] != u.state or comp._ukind[u.id] != comp._kind_code[u.kind] \
+                or comp._ustation[u.id] != u.station:
+            raise RuntimeError(f"unit {u.id}: the index disagrees with its record")
+        if u.state in (ENROUTE, TRANSPORT, RETURNING, DISPATCHED) and u.path.shape[0]:
+            rest = comp._rest(u)
+            if rest.size and comp.router.is_closed(rest).any():
+                raise RuntimeError(f"unit {u.id} is routed over closed link(s) "
+                                   f"{rest[comp.router.is_closed(rest)].tolist()}")
+
