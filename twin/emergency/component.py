@@ -43,6 +43,7 @@ from twin.emergency.resources import (
 from twin.emergency import report
 from twin.emergency.checks import check_invariants
 from twin.emergency.control import ControlMixin
+from twin.recorder import PRIORITY, at_time
 from twin.rng import component_rng
 
 __all__ = ["EmergencyComponent"]
@@ -50,6 +51,8 @@ __all__ = ["EmergencyComponent"]
 log = logging.getLogger(__name__)
 
 _EPS = 1e-9
+#: SimPy priority of the component's own events (see :data:`twin.recorder.PRIORITY`)
+_PRIO = PRIORITY["normal"]
 _MOVING = (DISPATCHED, ENROUTE, TRANSPORT, RETURNING)
 _IS_MOVING = np.zeros(16, bool)
 _IS_MOVING[list(_MOVING)] = True
@@ -202,7 +205,7 @@ class EmergencyComponent(ControlMixin, Component):
                 yield ev
                 continue
             try:
-                yield env.timeout(t - env.now)
+                yield at_time(env, t, _PRIO)
             except simpy.Interrupt:
                 pass
         self._procs.pop(key, None)
@@ -245,7 +248,7 @@ class EmergencyComponent(ControlMixin, Component):
         while math.isfinite(self.next_arrival[name]):
             t = self.next_arrival[name]
             if t > env.now + _EPS:
-                yield env.timeout(t - env.now)
+                yield at_time(env, t, _PRIO)
                 continue
             node = sampler.node(rng)
             self.next_arrival[name] = sampler.next_time(t, rng)
@@ -256,7 +259,7 @@ class EmergencyComponent(ControlMixin, Component):
         while gen == self._script_gen and self.script_pos < len(self.script):
             e = self.script[self.script_pos]
             if e["t"] > env.now + _EPS:
-                yield env.timeout(e["t"] - env.now)
+                yield at_time(env, e["t"], _PRIO)
                 continue
             self.script_pos += 1
             self._new_incident(e["type"], e["loc"], severity=e["severity"], source=e["source"], notes=e["notes"])
@@ -276,7 +279,7 @@ class EmergencyComponent(ControlMixin, Component):
                 self._watch_wake = env.event()
                 yield self._watch_wake
                 continue
-            yield env.timeout(self.link_watch_s)
+            yield at_time(env, env.now + self.link_watch_s, _PRIO)
             if self._links_changed():
                 self._kick()
 
