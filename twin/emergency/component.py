@@ -75,6 +75,8 @@ class EmergencyComponent(ControlMixin, Component):
         inc_spec = twin.scenario.incidents
         self.spec = inc_spec
         self.types = inc_spec.types
+        self._severity_cdf = {name: (sorted(t.severity), np.cumsum([t.severity[k] for k in sorted(t.severity)]))
+                              for name, t in self.types.items()}
         city = twin.city
         seed = twin.seed
         self.rng = component_rng(seed, "emergency")  # incident attributes
@@ -162,6 +164,7 @@ class EmergencyComponent(ControlMixin, Component):
         self._kind_code = {k: i for i, k in enumerate(self.kinds)}
         self._ustate = np.asarray([u.state for u in self.units], np.int8)
         self._ukind = np.asarray([self._kind_code[u.kind] for u in self.units], np.int64)
+        self._kind_mask = [self._ukind == c for c in range(len(self.kinds))]
         self._ustation = np.asarray([u.station for u in self.units], np.int64)
         self._st_ok = np.asarray([s.in_service and not s.removed for s in self.stations], bool)
         self._st_node = np.asarray([s.node for s in self.stations], np.int64)
@@ -291,9 +294,8 @@ class EmergencyComponent(ControlMixin, Component):
     def _new_incident(self, type_: str, loc: Location, *, severity: int | None, source: str, notes: str) -> Incident:
         spec = self.types[type_]
         rng = self.rng
-        levels = sorted(spec.severity)
-        cum = np.cumsum([spec.severity[k] for k in levels])
-        drawn = levels[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(levels) - 1)]
+        levels, cum = self._severity_cdf[type_]
+        drawn = levels[min(int(cum.searchsorted(rng.random() * cum[-1], "right")), len(levels) - 1)]
         sev = int(severity) if severity is not None else int(drawn)
         call = draw(self.spec.call_delay, rng)
         work = draw(spec.on_scene, rng)
@@ -628,7 +630,7 @@ class EmergencyComponent(ControlMixin, Component):
         """
         now = self.twin.env.now
         free = self._free_mask() if free is None else free
-        ids = np.flatnonzero(free & (self._ukind == self._kind_code[kind]))
+        ids = np.flatnonzero(free & self._kind_mask[self._kind_code[kind]])
         home = self._ustate[ids] == AVAILABLE
         nodes = self._st_node[self._ustation[ids]]  # units at their station
         lag = np.zeros(ids.size)

@@ -69,6 +69,12 @@ class Candidates:
 
 def _by(cand: Candidates, n: int, cost: np.ndarray) -> list[int]:
     ok = np.isfinite(cost)
+    if n == 1 and ok.any():  # the common case: the single best (own units first; ties: lowest id)
+        own = ok & ~cand.mutual_aid
+        pool = own if own.any() else ok
+        masked = np.where(pool, cost, np.inf)
+        best = masked.min()
+        return [int(cand.units[pool & (masked == best)].min())]
     out: list[int] = []
     for aid in (False, True):  # own units first, then mutual aid
         sel = np.flatnonzero(ok & (cand.mutual_aid == aid))
