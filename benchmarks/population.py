@@ -119,6 +119,7 @@ def run_size(persons: int, *, hours: float = 24.0, step: float = 2.0, reroute: f
         "vehicles_completed": int(k["trips_completed"]),
         "trips_cancelled": int(k["pop_trips_cancelled"]),
         "mean_travel_time_s": float(k["mean_travel_time_s"]),
+        "mean_car_trip_km": float(k["vehicle_km"]) / max(int(k["trips_completed"]), 1),
         "mean_gc": float(k["pop_mean_gc"]),
         "build_s": t1 - t0,
         "run_s": t2 - t1,

@@ -17,7 +17,7 @@ person at once, one joint alternative from a multinomial logit over:
   speed).
 
 The systematic utility of travelling is ``theta * (value - gc - schedule)``
-(plus the size term of sampled destinations) where the generalized cost
+(plus, for sampled destinations, the size term and a distance decay) where the generalized cost
 ``gc`` is the value of the travel time (``vot`` per hour x current car travel
 time from the skim, or the non-car time) plus money (car cost per km, cordon
 prices crossed while they are set, fares, a non-car penalty) and ``schedule``
@@ -110,6 +110,9 @@ class ChoiceParams(NamedTuple):
     attract_weight : float
         Weight of the log attraction of a sampled destination (1: the
         attraction enters in full; its sampling correction cancels it).
+    dest_beta_km : float
+        Utility lost per straight-line km to a sampled destination, beyond
+        its generalized cost (errands are done nearby).
     n_samples : int
         Destination candidates drawn for a flexible leg (>= 1).
     """
@@ -125,6 +128,7 @@ class ChoiceParams(NamedTuple):
     other_fare: float
     other_penalty: float
     attract_weight: float
+    dest_beta_km: float
     n_samples: int
 
 
@@ -367,6 +371,8 @@ def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
         if world.node_open[d] == 0:
             continue
         km = np.hypot(world.node_x[d] - ox, world.node_y[d] - oy) * par.detour / 1000.0
+        if flexible:
+            size -= par.dest_beta_km * km
         tt_car = np.inf
         if z >= 0 and world.skim_row[z] >= 0:
             tt_car = world.skim[world.skim_row[z], o]

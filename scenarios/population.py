@@ -203,12 +203,15 @@ class ChoiceSpec(_Section):
         Destinations drawn (by zone attraction) for a flexible activity.
     attraction_weight : float
         Weight of a zone's log attraction in the destination choice.
+    destination_beta_per_km : float
+        Utility lost per km to an errand's destination beyond its cost (errands are done
+        nearby).
     other_attraction_jobs : float
         Attraction of a zone for "other" activities: this weight on jobs plus
         (1 - it) on residents.
     """
 
-    theta: Annotated[Number, Field(gt=0)] = 0.15
+    theta: Annotated[Number, Field(gt=0)] = 0.2
     shifts: list[SignedDuration] = Field(default_factory=lambda: [-1800.0, -900.0, 0.0, 900.0, 1800.0], min_length=1)
     early_cost_per_h: Annotated[Number, Field(ge=0)] = 6.0
     late_cost_per_h: Annotated[Number, Field(ge=0)] = 9.0
@@ -220,6 +223,7 @@ class ChoiceSpec(_Section):
     other_penalty: Number = 4.0
     destination_samples: Annotated[Count, Field(ge=1, le=64)] = 8
     attraction_weight: Annotated[Number, Field(ge=0)] = 1.0
+    destination_beta_per_km: Annotated[Number, Field(ge=0)] = 0.3
     other_attraction_jobs: Share = 0.6
 
     @field_validator("shifts")

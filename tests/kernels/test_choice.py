@@ -17,7 +17,7 @@ def _params(**kw):
     base = dict(
         theta=0.2, shifts=np.array([-1800.0, -900.0, 0.0, 900.0, 1800.0]), early_cost_h=6.0, late_cost_h=9.0,
         car_cost_km=0.2, detour=1.3, other_speed=5.0, other_wait_s=300.0, other_fare=2.5, other_penalty=3.0,
-        attract_weight=1.0, n_samples=4,
+        attract_weight=1.0, dest_beta_km=0.2, n_samples=4,
     )
     base.update(kw)
     return kc.ChoiceParams(**base)

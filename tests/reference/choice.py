@@ -86,6 +86,8 @@ def ref_choose(par, inp, world) -> dict[str, np.ndarray]:
             if not world.node_open[d]:
                 continue
             km = math.hypot(world.node_x[d] - world.node_x[o], world.node_y[d] - world.node_y[o]) * par.detour / 1000.0
+            if flexible:
+                size -= par.dest_beta_km * km
             row = int(world.skim_row[z]) if z >= 0 else -1
             tt_car = float(world.skim[row, o]) if row >= 0 else math.inf
             tt_other = par.other_wait_s + km * 1000.0 / par.other_speed

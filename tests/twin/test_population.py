@@ -89,6 +89,10 @@ def _check_states(tw) -> dict:
     just = (lg["status"] != TRIP_CANCELLED) & (arrive <= now) & (lg["status"] == 0)
     node[lg["person"][just]] = lg["dest"][just]
     np.testing.assert_array_equal(node[at_home], pop.people.home_node[at_home])
+    # nobody is forgotten: whoever has a next leg and no trip is in the calendar
+    waiting = np.flatnonzero(np.isfinite(pop.next_t) & (pop.trip_mode < 0))
+    filed = np.concatenate([a for v in pop.calendar.values() for a in v] or [np.zeros(0, np.int64)])
+    assert np.all(np.isin(waiting, filed))
     return {"t": now, "travelling": int((state == 2).sum()), "home": int((state == 0).sum())}
 
 
@@ -322,6 +326,30 @@ def test_evacuation_empties_the_zone(city):
     resting = ds.pop_at_home + ds.pop_at_activity
     assert int(resting.isel(zone=CENTRE, time=0)) == ordered  # 01:05, just before the order
     assert int(resting.isel(zone=CENTRE, time=-1)) == 0
+
+
+def test_evacuation_in_the_morning_keeps_the_books(city):
+    """Ordered while people come and go: obeyers drop the trips they had decided on, the others keep theirs."""
+    tw = Twin(scenario(**{"time.start": "07:00", "time.duration": "1h30min"}), city=city)
+    pop = tw.components["population"]
+    tw.run_until(1800.0)
+    mask = pop._zone_nodes_mask([CENTRE], "t")
+    pending = np.flatnonzero(pop._in_place(mask) & (pop.trip_mode >= 0))
+    assert pending.size > 0
+    n = pop.order_evacuation([CENTRE], compliance=0.6, delay_mean_s=600.0, delay_sd_s=300.0)
+    assert n > 0
+    obey = pending[pop.evac_status[pending] == 1]
+    refuse = pending[pop.evac_status[pending] == 2]
+    assert obey.size and refuse.size
+    assert np.all(pop.log["status"][pop.trip_row[refuse]] != TRIP_CANCELLED)  # still going
+    assert np.all(pop.trip_purpose[obey] == 4)  # now evacuating instead
+    for t in (2400.0, 3600.0, 5400.0):
+        tw.run_until(t)
+        _check_states(tw)
+    lg = pop.log
+    evac = lg["purpose"] == 4
+    assert np.all(lg["depart"][evac] >= 1800.0)
+    assert tw.kpis()["trips_cancelled"] > 0  # their cars never left
 
 
 def test_clearance_grows_as_exit_capacity_falls(city):

@@ -51,6 +51,7 @@ from city_models.population import (
     zone_node_index,
 )
 from kernels import choice as kc
+from kernels.agents import trip_positions
 from kernels.routing import route_table
 from twin.components import Component
 from twin.errors import InputError
@@ -140,7 +141,8 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             late_cost_h=float(ch.late_cost_per_h), car_cost_km=float(ch.car_cost_per_km), detour=float(ch.detour),
             other_speed=float(ch.other_speed_kmh) / 3.6, other_wait_s=float(ch.other_wait),
             other_fare=float(ch.other_fare), other_penalty=float(ch.other_penalty),
-            attract_weight=float(ch.attraction_weight), n_samples=int(ch.destination_samples),
+            attract_weight=float(ch.attraction_weight), dest_beta_km=float(ch.destination_beta_per_km),
+            n_samples=int(ch.destination_samples),
         )
         self.lead_s = max(0.0, -float(min(ch.shifts)))
         self.bucket_s = float(spec.bucket)
@@ -325,6 +327,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_proc"] = None  # the process is rebuilt from the records (start)
+        state["_pos_cache"] = None
         return state
 
     def _poke(self) -> None:
@@ -374,7 +377,10 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
 
         Refreshed when the traffic model has re-routed, at most every
         ``skim_interval`` -- at once when links were closed or opened (then
-        also which nodes the open roads still connect).
+        also which nodes the open roads still connect).  The centroids' rows
+        in the traffic model's route table that are exact for the current
+        weights (it has just re-routed towards them) are copied; only the
+        others are computed here.
         """
         w = self.twin.traffic.routes.weight
         if not force and w is self._skim_weight:
@@ -382,8 +388,17 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         closed = int(np.count_nonzero(np.isinf(w)))
         if not force and closed == self._n_closed and now - self._skim_t < float(self.spec.skim_interval):
             return
-        g = self.twin.traffic.graph
+        tr = self.twin.traffic
+        g = tr.graph
         active = self.centroid >= 0
+        # rows the traffic model has just brought up to date for these weights are copied, not recomputed
+        version = getattr(tr, "_row_version", None)
+        if version is not None and getattr(tr, "_version", None) is not None:
+            rows = tr.dest_row[np.maximum(self.centroid, 0)]
+            ok = active & (rows >= 0)
+            ok[ok] = version[rows[ok]] == tr._version
+            self.skim[ok] = tr.routes.pot[rows[ok]]
+            active &= ~ok
         if active.any():
             route_table(np.maximum(self.centroid, 0), active, g.in_indptr, g.in_links, g.src, w,
                         np.empty((0, self.n_nodes), np.int32), self.skim)
@@ -410,19 +425,34 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         )
 
     # --------------------------------------------------------------- arrivals
-    def _arrival_times(self, persons: np.ndarray) -> np.ndarray:
-        """Arrival time of each person's trip (NaN while under way)."""
+    def _positions(self, persons: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For persons with a trip (default: all of them), now: arrival time (NaN while under way),
+        state (0 home, 1 activity, 2 travelling) and the node they count at (:func:`kernels.agents.trip_positions`).
+
+        The result for the whole set is kept until the clock or the set changes (the
+        recorder's sample and the step at the same time share it).
+        """
+        now = self.twin.traffic.now
+        whole = persons is None
+        p = self.travelling if whole else persons
+        cache = getattr(self, "_pos_cache", None)
+        if whole and cache is not None and cache[0] == now and cache[1] is p:
+            return cache[2]
+        m = p.shape[0]
+        out = (np.empty(m), np.empty(m, np.int8), np.empty(m, np.int32))
         veh = self.twin.traffic.veh
-        car = self.trip_mode[persons] == kc.MODE_CAR
-        out = self.trip_arr[persons].copy()
-        out[car] = veh.arrive[self.trip_vid[persons[car]]]
+        trip_positions(p, self.trip_mode, self.trip_vid, self.trip_dep, self.trip_arr, self.trip_dest,
+                       self.trip_purpose, self.place, self.node, veh.arrive, veh.link,
+                       self.twin.traffic.links.dst, now, *out)
+        if whole:
+            self._pos_cache = (now, p, out)
         return out
 
     def _arrivals(self, now: float) -> None:
         p = self.travelling
         if p.size == 0:
             return
-        arr = self._arrival_times(p)
+        arr = self._positions()[0]
         done = arr <= now
         if done.any():
             self.travelling = p[~done]

@@ -44,25 +44,6 @@ class OutputsMixin:
         self._count(persons, -1)
 
     # ------------------------------------------------------------------ states
-    def _moving_states(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For persons with a trip: (state now, node for their zone, changed from rest?)."""
-        now = self.twin.traffic.now
-        state = self.place[p].astype(np.int8)
-        node = self.node[p].copy()
-        arr = self._arrival_times(p)
-        arrived = arr <= now
-        under_way = (self.trip_dep[p] <= now) & ~arrived
-        state[arrived] = np.where(self.trip_purpose[p[arrived]] == 0, 0, 1)
-        node[arrived] = self.trip_dest[p[arrived]]
-        state[under_way] = 2
-        # drivers on a link are in the zone of the link's end
-        car = np.flatnonzero(under_way & (self.trip_mode[p] == kc.MODE_CAR))
-        if car.size:
-            link = self.twin.traffic.veh.link[self.trip_vid[p[car]]]
-            on = link >= 0
-            node[car[on]] = self.twin.traffic.links.dst[link[on]]
-        return state, node, arrived | under_way
-
     def person_states(self, persons: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Each person's state now (0 at home, 1 at an activity, 2 travelling) and zone (-1: none).
 
@@ -77,7 +58,7 @@ class OutputsMixin:
         node = self.node[idx].copy()
         moving = np.flatnonzero(self.trip_mode[idx] >= 0)
         if moving.size:
-            st, nd, _ = self._moving_states(idx[moving])
+            _, st, nd = self._positions(idx[moving])
             state[moving] = st
             node[moving] = nd
         return state, self.node_zone[node]
@@ -87,10 +68,9 @@ class OutputsMixin:
         counts = self.rest_counts.copy()
         p = self.travelling
         if p.size:
-            state, node, changed = self._moving_states(p)
-            q = p[changed]
-            counts -= np.bincount(self._codes(self.node[q], self.place[q]), minlength=self._n_codes)
-            counts += np.bincount(self._codes(node[changed], state[changed]), minlength=self._n_codes)
+            _, state, node = self._positions()
+            counts -= np.bincount(self._codes(self.node[p], self.place[p]), minlength=self._n_codes)
+            counts += np.bincount(self._codes(node, state), minlength=self._n_codes)
         self.rec_time.append(float(t))
         self.rec_counts.append(counts.reshape(-1, 3).astype(np.int32))
 

@@ -169,6 +169,7 @@ class PoliciesMixin:
         tw = self.twin
         tw.sync()
         now = tw.now
+        self._arrivals(now)  # who has arrived by now is where they arrived
         self._refresh_skim(now, force=True)
         order = len(self.evac_orders)
         self.evac_orders.append({"t": now, "compliance": float(compliance), "delay_mean": float(delay_mean_s),
@@ -179,33 +180,39 @@ class PoliciesMixin:
         if shel is not None:
             self._shelter_dist = self._distances_to(shel)
         self._open_zone_nodes()
-        # trips decided but not started by persons in the zone are cancelled; they are still there
+        # persons with a trip decided but not started are still there (who obeys cancels it)
         here = self._in_place(mask)
         targets = np.flatnonzero(here & (self.evac_status == _NOT_ORDERED))
         self.evac_target[targets] = True
-        self.evac_orders[-1]["n"] = int(targets.size)
         self._evacuate(targets, now, order)
+        n = int(np.count_nonzero(self.evac_target[targets]))
+        self.evac_orders[-1]["n"] = n
         self._poke()
-        return int(targets.size)
+        return n
 
     def _in_place(self, mask: np.ndarray) -> np.ndarray:
-        """Persons at a node of ``mask`` (not under way); cancels their trips not yet started."""
-        pend = self.travelling[self.trip_dep[self.travelling] > self.twin.now - 1e-9]
-        if pend.size:
-            pend = pend[mask[self.node[pend]]]
-            car = pend[self.trip_mode[pend] == kc.MODE_CAR]
-            veh = self.twin.traffic.veh
-            car = car[veh.link[self.trip_vid[car]] == VEH_PENDING]
-            gone = self.twin.traffic.cancel_trips(self.trip_vid[car]) if car.size else np.zeros(0, np.int64)
-            cancel = np.concatenate([pend[self.trip_mode[pend] != kc.MODE_CAR],
-                                     car[np.isin(self.trip_vid[car], gone)]])
-            if cancel.size:
-                self.log["status"][self.trip_row[cancel]] = TRIP_CANCELLED
-                self.trip_mode[cancel] = -1
-                self.trip_vid[cancel] = -1
-                self.travelling = self.travelling[~np.isin(self.travelling, cancel)]
-        idle = self.trip_mode == -1
-        return idle & mask[self.node]
+        """Persons at a node of ``mask`` and not under way (a trip decided but not started counts as here)."""
+        has = self.trip_mode >= 0
+        pending = has & (self.trip_dep > self.twin.now)
+        return (~has | pending) & mask[self.node]
+
+    def _cancel_pending(self, persons: np.ndarray) -> np.ndarray:
+        """Cancel the trips ``persons`` decided but have not started; returns those still on a trip
+        (a car released in this very tick can no longer be called back)."""
+        p = persons[self.trip_mode[persons] >= 0]
+        if p.size == 0:
+            return p
+        car = p[self.trip_mode[p] == kc.MODE_CAR]
+        veh = self.twin.traffic.veh
+        car = car[veh.link[self.trip_vid[car]] == VEH_PENDING]
+        gone = self.twin.traffic.cancel_trips(self.trip_vid[car]) if car.size else np.zeros(0, np.int64)
+        cancel = np.concatenate([p[self.trip_mode[p] != kc.MODE_CAR], car[np.isin(self.trip_vid[car], gone)]])
+        if cancel.size:
+            self.log["status"][self.trip_row[cancel]] = TRIP_CANCELLED
+            self.trip_mode[cancel] = -1
+            self.trip_vid[cancel] = -1
+            self.travelling = self.travelling[~np.isin(self.travelling, cancel)]
+        return p[self.trip_mode[p] >= 0]
 
     def _distances_to(self, nodes: np.ndarray) -> np.ndarray:
         """Current car travel time from every node to each of ``nodes`` ([k, n_nodes])."""
@@ -263,15 +270,22 @@ class PoliciesMixin:
         self.evac_status[persons] = np.where(comply, self._COMPLIES, self._REFUSES)
         if not comply.any():
             return
+        # who obeys drops the trip they had decided on; one already driving off is not here any more
+        gone = self._cancel_pending(persons[comply])
+        if gone.size:
+            out = np.isin(persons, gone)
+            self.evac_status[gone] = _NOT_ORDERED  # they decide when they arrive somewhere ordered
+            self.evac_target[gone] = False
+            comply &= ~out
         # per unit: its first member leads (and drives, with the unit's car)
         lead = persons[first]
         unit_car = np.where(at_home[first], people.hh_car[people.household[lead]], people.car[lead])
         dest_u, tt_u = self._evac_destinations(lead, unit_car, order)
-        dep_u = t0[first] + delay
+        dep_u = np.maximum(t0[first] + delay, self.twin.now)
         use_car_u = unit_car & np.isfinite(tt_u) & (dest_u != self.node[lead]) & (
             self.node_comp[dest_u] == self.node_comp[self.node[lead]])
         vid_u = np.full(units.size, -1, np.int64)
-        movers = np.flatnonzero(use_car_u & (u_c < o["compliance"]))
+        movers = np.flatnonzero(use_car_u & (np.bincount(inv[comply], minlength=units.size) > 0))
         if movers.size:
             vid_u[movers] = self.twin.add_trips(self.node[lead[movers]], dest_u[movers], dep_u[movers],
                                                 source="population")
@@ -336,7 +350,8 @@ class PoliciesMixin:
         inside = self.evac_node[self.node[persons]] & (self.evac_status[persons] == _NOT_ORDERED)
         for order in np.unique(self.evac_order_of_node[self.node[persons[inside]]]):
             sel = inside & (self.evac_order_of_node[self.node[persons]] == order)
-            self._evacuate(persons[sel], t[sel], int(order))  # each counts the delay from their arrival
+            # each counts the delay from their arrival (or the order, if they arrived just before it)
+            self._evacuate(persons[sel], np.maximum(t[sel], self.evac_orders[int(order)]["t"]), int(order))
 
     _SALT_WFH = 1 << 43
     _SALT_EVAC = 1 << 44
