@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from dataclasses import replace
@@ -109,11 +108,9 @@ def truth(members: int) -> dict:
 
 
 def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".live.", suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=float)
-    os.replace(tmp, path)
+    from twin.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2, default=float))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -600,13 +599,9 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> Pat
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"comparison folder {str(out)!r} exists and is not a folder; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a results folder is not
-    old = None
-    try:
+    from twin.atomic import replace_folder
+
+    def fill(tmp: Path) -> None:
         comparison.dataset.to_netcdf(tmp / "comparison.nc", engine="h5netcdf")
         text = json.dumps(_json_safe(comparison.summary), indent=2, allow_nan=False)
         (tmp / "summary.json").write_text(text, encoding="utf-8")
@@ -615,15 +610,5 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> Pat
             folder.mkdir()
             for name, payload in files.items():
                 (folder / name).write_bytes(payload)
-        if out.exists():
-            old = out.with_name(f".{out.name}.{os.getpid()}.old")
-            os.replace(out, old)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not out.exists():
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
+
+    return replace_folder(out, fill)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -39,12 +38,11 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 COMMAND_MODULES: tuple[str, ...] = ("twin.cli_compare", "twin.cli_viz", "twin.cli_drill", "twin.cli_fork", "twin.cli_live")
 
 
-def _fmt(value: float) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "–"
-    if isinstance(value, int) or float(value).is_integer() and abs(value) > 100:
-        return f"{value:,.0f}"
-    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+def _fmt(value) -> str:
+    """A value as every table and report shows it (one rule: :func:`viz.data.fmt_value`)."""
+    from viz.data import fmt_value
+
+    return fmt_value(value)
 
 
 def kpi_table(kpis: dict, title: str = "KPIs") -> Table:

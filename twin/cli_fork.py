@@ -19,11 +19,10 @@ __all__ = ["add_commands", "fork_table"]
 
 
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if abs(value) >= 1000 or float(value).is_integer():
-        return f"{value:,.0f}"
-    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+    """A value as every table and report shows it (one rule: :func:`viz.data.fmt_value`)."""
+    from viz.data import fmt_value
+
+    return fmt_value(value)
 
 
 def fork_table(results, *, title: str) -> Table:

@@ -19,7 +19,6 @@ request as JSON, atomically.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -282,12 +281,6 @@ def _job_json(job: ForkJob) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from twin.atomic import write_json
+
+    write_json(path, data)

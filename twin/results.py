@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["build_dataset", "compute_kpis", "write_run", "package_version", "KPI_LABELS", "kpi_labels"]
+__all__ = ["build_dataset", "compute_kpis", "write_run", "package_version", "KPI_LABELS", "kpi_labels", "fill_run"]
 
 #: KPI key -> (label, unit) for tables and reports
 KPI_LABELS: dict[str, tuple[str, str]] = {
@@ -248,43 +245,36 @@ def _json_safe(obj):
 def write_run(twin, out_dir: Path, *, extra: dict | None = None) -> Path:
     """Write ``results.nc``, ``scenario.yaml`` and ``summary.json`` into ``out_dir``.
 
-    The three files are written into a temporary folder beside ``out_dir``,
-    which then replaces ``out_dir`` in one rename: an interrupted write leaves
-    the previous run folder (if any) as it was, never a mix of two runs.
+    The files are written into a temporary folder beside ``out_dir``, which
+    then replaces ``out_dir`` in one rename: an interrupted write leaves the
+    previous run folder (if any) as it was, never a mix of two runs.
+    ``extra`` maps more file names to Datasets of the same run (e.g.
+    ``assimilation.nc``).
     """
-    from scenarios import dump_resolved
+    from twin.atomic import replace_folder
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"run folder {str(out_dir)!r} exists and is not a folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
-    old = None
-    try:
-        ds = build_dataset(twin)
-        ds.to_netcdf(tmp / "results.nc", engine="h5netcdf")
-        dump_resolved(twin.scenario, tmp / "scenario.yaml")
-        summary = {
-            "scenario": twin.scenario.name,
-            "scenario_hash": twin.scenario_hash,
-            "seed": int(twin.seed),
-            "package_version": package_version(),
-            "sim_time_s": float(twin.traffic.now),
-            "city": {"name": twin.city.name, "nodes": twin.city.network.n_nodes, "links": twin.city.network.n_links},
-            "kpis": _json_safe(compute_kpis(twin)),
-        }
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
-        for name, extra_ds in (extra or {}).items():  # more datasets of the same run (e.g. assimilation.nc)
-            extra_ds.to_netcdf(tmp / name, engine="h5netcdf")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not out_dir.exists():
-            os.replace(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out_dir
+    return replace_folder(out_dir, lambda tmp: fill_run(twin, tmp, extra=extra))
+
+
+def fill_run(twin, folder: Path, *, extra: dict | None = None) -> None:
+    """Write a run's files into an existing (temporary) folder; see :func:`write_run`."""
+    from scenarios import dump_resolved
+
+    ds = build_dataset(twin)
+    ds.to_netcdf(folder / "results.nc", engine="h5netcdf")
+    dump_resolved(twin.scenario, folder / "scenario.yaml")
+    summary = {
+        "scenario": twin.scenario.name,
+        "scenario_hash": twin.scenario_hash,
+        "seed": int(twin.seed),
+        "package_version": package_version(),
+        "sim_time_s": float(twin.traffic.now),
+        "city": {"name": twin.city.name, "nodes": twin.city.network.n_nodes, "links": twin.city.network.n_links},
+        "kpis": _json_safe(compute_kpis(twin)),
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    for name, extra_ds in (extra or {}).items():  # more datasets of the same run
+        extra_ds.to_netcdf(folder / name, engine="h5netcdf")

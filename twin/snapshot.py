@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
+from twin.atomic import write_bytes
 from twin.errors import InputError
 
 __all__ = ["write_snapshot", "read_snapshot", "snapshot_header", "FORMAT"]
@@ -49,18 +49,7 @@ def write_snapshot(twin, path: str | os.PathLike) -> Path:
         "clock_s": float(twin.clock_s()),
     }
     payload = pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(json.dumps(header).encode() + b"\n")
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, json.dumps(header).encode() + b"\n" + payload, fsync=True)
     return path
 
 
