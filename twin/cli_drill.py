@@ -215,9 +215,7 @@ def live_view(twin, *, speed: float, notes: list[str]) -> Group:
     events = Table(title="latest events", title_justify="left")
     for col in ("clock", "event", "incident", "unit", "detail"):
         events.add_column(col)
-    tail = comp.log.rows[-10:]
-    cut = len(comp.log.rows) - len(tail)
-    for row in after_action_rows(comp)[cut:] if tail else []:
+    for row in after_action_rows(comp, comp.log.rows[-10:]):
         events.add_row(row["clock"], row["event"], f"{row['incident']} {row['incident_type']}".strip(),
                        str(row["unit"]), str(row["detail"])[:40])
     grid = Table.grid(padding=(0, 3))

@@ -43,12 +43,13 @@ COLUMNS = ("time_s", "clock", "event", "incident", "incident_type", "severity", 
            "station", "node", "x", "y", "lon", "lat", "detail")
 
 
-def after_action_rows(comp) -> list[dict]:
-    """The log as dicts with incident, unit and place spelled out (see :data:`COLUMNS`)."""
+def after_action_rows(comp, rows: list[tuple] | None = None) -> list[dict]:
+    """The log (or some of its ``rows``) as dicts with incident, unit and place spelled out
+    (see :data:`COLUMNS`)."""
     net = comp.twin.city.network
     start = comp.twin.start_s
     out = []
-    for t, ev, i, u, node, detail in comp.log.rows:
+    for t, ev, i, u, node, detail in comp.log.rows if rows is None else rows:
         inc = comp.incidents[i] if i >= 0 else None
         unit = comp.units[u] if u >= 0 else None
         c = int(round(start + t)) % 86400
