@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import queue
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -152,31 +149,19 @@ class InjectSource:
 
 def save_drill(twin, out: Path, *, log_name: str = "after_action.csv") -> Path:
     """Write the run folder with the after-action log, replacing ``out`` in one rename."""
+    from twin.atomic import replace_folder
     from twin.emergency.log import write_after_action
-    from twin.results import write_run
+    from twin.results import fill_run
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a run folder; choose another path")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".drill", dir=out.parent))
-    old = None
-    try:
-        run = write_run(twin, stage / "run")
-        write_after_action(twin.components["emergency"], run / log_name)
-        if out.exists():
-            old = out.with_name(f".{out.name}.{os.getpid()}.old")
-            os.replace(out, old)
-        os.replace(run, out)
-    except BaseException:
-        if old is not None and not out.exists():
-            os.replace(old, out)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
+
+    def fill(folder: Path) -> None:
+        fill_run(twin, folder)
+        write_after_action(twin.components["emergency"], folder / log_name)
+
+    return replace_folder(out, fill)
 
 
 # ------------------------------------------------------------------------------- views

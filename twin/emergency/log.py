@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,21 +74,14 @@ def after_action_rows(comp, rows: list[tuple] | None = None) -> list[dict]:
 
 def write_after_action(comp, path: str | Path) -> Path:
     """Write the after-action log as CSV (or JSON lines for ``.jsonl``), atomically."""
+    from twin.atomic import write_text
+
     path = Path(path)
     rows = after_action_rows(comp)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            if path.suffix.lower() == ".jsonl":
-                for row in rows:
-                    fh.write(json.dumps(row) + "\n")
-            else:
-                w = csv.DictWriter(fh, fieldnames=COLUMNS)
-                w.writeheader()
-                w.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    if path.suffix.lower() == ".jsonl":
+        return write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)
+    w.writeheader()
+    w.writerows(rows)
+    return write_text(path, buf.getvalue())
