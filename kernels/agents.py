@@ -10,7 +10,6 @@ whose zone they count in (for a driver on a link, the link's end).
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 __all__ = ["trip_positions", "STATE_HOME", "STATE_ACTIVITY", "STATE_TRAVELLING"]

@@ -243,7 +243,7 @@ def test_cordon_bites_and_clears(city):
     tw = Twin(scenario(**{"time.duration": "2h", "population.scale": 0.75}), city=city)
     pop = tw.components["population"]
     pop.set_cordon("centre", [CENTRE], 25.0)
-    pop.set_cordon("centre", np.array([f"Z01-01"]), 25.0)  # set again: replaced, by name
+    pop.set_cordon("centre", np.array(["Z01-01"]), 25.0)  # set again: replaced, by name
     assert pop.cordon.shape[0] == 1
     pop.clear_cordon("centre")
     tw.run()

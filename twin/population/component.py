@@ -40,7 +40,7 @@ from typing import ClassVar
 import numpy as np
 import simpy
 
-from city_models.plans import MAX_LEGS, P_HOME, P_OTHER, P_SCHOOL, P_WORK, ActivityTimes, PlanParams, make_plans
+from city_models.plans import MAX_LEGS, P_HOME, P_SCHOOL, P_WORK, ActivityTimes, PlanParams, make_plans
 from city_models.population import (
     PopulationError,
     SynthesisParams,
