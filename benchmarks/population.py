@@ -7,6 +7,7 @@ child process (after a small warm-up run in the parent has compiled the numba
 kernels; each child repeats it untimed), so its peak resident memory is its own::
 
     python -m benchmarks.population                       # 100,000 and 1,000,000 persons
+    python -m benchmarks.population --access-nodes 0      # every node an access node
     python -m benchmarks.population --persons 100000      # just one size
     python -m benchmarks.population --persons 20000 --hours 6
 
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=float, default=2.0, help="traffic time step, s")
     ap.add_argument("--reroute", type=float, default=600.0, help="re-routing interval, s")
     ap.add_argument("--bucket", type=float, default=300.0, help="decision bucket, s")
-    ap.add_argument("--access-nodes", type=int, default=0, help="access nodes per zone (0: every node)")
+    ap.add_argument("--access-nodes", type=int, default=6, help="access nodes per zone (0: every node; default 6)")
     ap.add_argument("--no-isolate", action="store_true", help="run in this process (peak memory then cumulative)")
     ap.add_argument("--out", default="benchmarks/out/population")
     ap.add_argument("-v", "--verbose", action="store_true")

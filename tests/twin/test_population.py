@@ -439,6 +439,21 @@ def test_zone_grid_option(city):
     assert tw.results().pop_at_home.dims == ("time", "pop_zone")
 
 
+def test_zone_file_population(city, tmp_path):
+    net = city.network
+    f = tmp_path / "zones.csv"
+    f.write_text(f"zone,residents,jobs,x,y\nwest,300,100,{net.x.min()},{net.y.mean()}\n"
+                 f"east,200,400,{net.x.max()},{net.y.mean()}\n")
+    tw = Twin(scenario(**{"population.zones": str(f), "time.duration": "1h"}), city=city)
+    pop = tw.components["population"]
+    np.testing.assert_array_equal(np.bincount(pop.people.home_zone), [300, 200])
+    tw.run()
+    ds = tw.results()
+    assert list(ds.pop_zone_name.values) == ["west", "east"]
+    np.testing.assert_array_equal(ds.pop_at_home.sum("pop_zone") + ds.pop_at_activity.sum("pop_zone")
+                                  + ds.pop_travelling.sum("pop_zone"), 500)
+
+
 @pytest.mark.parametrize("name", ["agent_day", "evacuation"])
 def test_library_scenarios_run(name):
     sc = load_scenario(name, overrides={"population.scale": 0.03, "time.duration": "30min"})
