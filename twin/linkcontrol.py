@@ -71,6 +71,8 @@ class LinkControl:
     active: dict[int, LinkChange] = field(default_factory=dict)
     history: list[tuple] = field(default_factory=list)
     next_handle: int = 0
+    _version: int = 0  # bumped on every apply/revert (invalidates the link index)
+    _index: tuple | None = field(default=None, repr=False, compare=False)
 
     def apply(
         self,
@@ -107,6 +109,7 @@ class LinkControl:
             lanes=None if lanes is None else float(lanes), applied_s=self.twin.now,
         )
         self.active[h] = change
+        self._touch(change, +1)
         self.history.append((self.twin.now, "apply", h, source, idx))
         self._refresh(idx, reroute=change.blocks)
         log.info("t=%.0f s: %s changes %d link(s)", self.twin.now, source, idx.size)
@@ -117,9 +120,25 @@ class LinkControl:
         change = self.active.pop(handle, None)
         if change is None:
             raise KeyError(f"no active link change with handle {handle}")
+        self._touch(change, -1)
         self.twin.sync()
         self.history.append((self.twin.now, "revert", handle, change.source, change.links))
         self._refresh(change.links, reroute=change.blocks)
+
+    def _touch(self, change: LinkChange, sign: int) -> None:
+        """Keep the link index current without rebuilding it."""
+        self._version += 1
+        if self._index is None:
+            return
+        index = self._index[1]
+        for link in change.links.tolist():
+            if sign > 0:
+                index.setdefault(link, []).append(change.handle)
+            else:
+                index[link].remove(change.handle)
+                if not index[link]:
+                    del index[link]
+        self._index = (self._version, index)
 
     # ------------------------------------------------------------------
     def effective(self, links) -> dict[str, np.ndarray]:
@@ -129,30 +148,42 @@ class LinkControl:
         cap = net.capacity_vph[idx].astype(np.float64)
         vf = net.free_speed_mps[idx].astype(np.float64)
         kj = net.jam_density_vpm[idx].astype(np.float64)
-        base_lanes = net.lanes[idx].astype(np.float64)
-        lanes = base_lanes.copy()
-        cap_f = np.ones(idx.size)
-        speed_f = np.ones(idx.size)
         is_open = np.ones(idx.size, np.uint8)
-        for change in self.active.values():
-            hit = np.isin(idx, change.links)
-            if not hit.any():
+        by_link = self._by_link()
+        for k, link in enumerate(idx.tolist()):
+            handles = by_link.get(link)
+            if not handles:
                 continue
-            if change.lanes is not None:
-                lanes[hit] = change.lanes
-            if change.speed_mps is not None:
-                vf[hit] = change.speed_mps
-            cap_f[hit] *= change.capacity_factor
-            speed_f[hit] *= change.speed_factor
-            if change.closed:
-                is_open[hit] = 0
-        scale = lanes / base_lanes
-        changed_lanes = scale != 1.0  # leave untouched values bit-identical
-        cap = np.where(changed_lanes, cap * scale, cap)
-        kj = np.where(changed_lanes, kj * scale, kj)
-        cap = np.where(cap_f != 1.0, cap * cap_f, cap)
-        vf = np.where(speed_f != 1.0, vf * speed_f, vf)
+            lanes = base_lanes = float(net.lanes[link])
+            cap_f = speed_f = 1.0
+            for h in handles:  # in order of application
+                change = self.active[h]
+                if change.lanes is not None:
+                    lanes = change.lanes
+                if change.speed_mps is not None:
+                    vf[k] = change.speed_mps
+                cap_f *= change.capacity_factor
+                speed_f *= change.speed_factor
+                if change.closed:
+                    is_open[k] = 0
+            if lanes != base_lanes:  # leave untouched values bit-identical
+                cap[k] *= lanes / base_lanes
+                kj[k] *= lanes / base_lanes
+            if cap_f != 1.0:
+                cap[k] *= cap_f
+            if speed_f != 1.0:
+                vf[k] *= speed_f
         return {"capacity_vph": cap, "free_speed_mps": vf, "jam_density_vpm": kj, "is_open": is_open}
+
+    def _by_link(self) -> dict[int, list[int]]:
+        """link -> handles of the active changes on it, in order of application (cached)."""
+        if self._index is None or self._index[0] != self._version:
+            index: dict[int, list[int]] = {}
+            for h, change in self.active.items():
+                for link in change.links.tolist():
+                    index.setdefault(link, []).append(h)
+            self._index = (self._version, index)
+        return self._index[1]
 
     def changed_links(self, *, source_prefix: str = "") -> np.ndarray:
         """Links any change (from sources starting with ``source_prefix``) has touched so far."""
