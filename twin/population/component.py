@@ -71,10 +71,9 @@ P_EVACUATION = 4
 PURPOSE_NAMES: tuple[str, ...] = ("home", "work", "school", "other", "evacuation")
 NO_TRIP = -1
 
-# counter-based random streams beside the choice kernel's slots
+# counter-based random stream (slot) of the legs before the start, beside the choice kernel's
+# slots and the policies' (twin.population.policies)
 SALT_INIT = 1 << 42
-SALT_WFH = 1 << 43
-SALT_EVAC = 1 << 44
 _DRIVE_ESTIMATE_MPS = 30 / 3.6  # legs before the start are assumed driven at 30 km/h
 
 

@@ -40,6 +40,9 @@ from twin.population.triplog import TRIP_CANCELLED
 __all__ = ["PoliciesMixin"]
 
 _NOT_ORDERED, _COMPLIES, _REFUSES = 0, 1, 2
+#: counter-based random streams (slots) of the policies, apart from the choice kernel's
+_SALT_WFH = 1 << 43
+_SALT_EVAC = 1 << 44
 
 
 class PoliciesMixin:
@@ -123,10 +126,10 @@ class PoliciesMixin:
         if not 0.0 <= share <= 1.0:
             raise InputError(f"work from home: the share must lie in [0, 1], got {share!r}")
         n = self.people.n_persons
-        keys = np.full(n, self.base_key, np.uint64)
+        keys = np.empty(n, np.uint64)
         u = np.empty(n)
         kc.decision_keys(self.base_key, np.arange(n, dtype=np.int64), np.zeros(n, np.int64), keys)
-        kc.hash_uniforms(keys, self._SALT_WFH, u)
+        kc.hash_uniforms(keys, _SALT_WFH, u)
         self.wfh = self.people.worker & (u < share)
         self.work_from_home_share = share
 
@@ -178,7 +181,7 @@ class PoliciesMixin:
         self.evac_order_of_node[mask] = order
         self.node_open[mask] = 0
         if shel is not None:
-            self._shelter_dist = self._distances_to(shel)
+            self.evac_orders[-1]["shelter_tt"] = self._distances_to(shel)  # [shelter, node], at the order
         self._open_zone_nodes()
         # persons with a trip decided but not started are still there (who obeys cancels it)
         here = self._in_place(mask)
@@ -261,9 +264,9 @@ class PoliciesMixin:
         units, first, inv = np.unique(unit, return_index=True, return_inverse=True)
         keys = np.empty(units.size, np.uint64)
         kc.decision_keys(self.base_key, units, np.full(units.size, order, np.int64), keys)
-        u_c = kc.hash_uniforms(keys, self._SALT_EVAC, np.empty(units.size))
-        u1 = kc.hash_uniforms(keys, self._SALT_EVAC + 1, np.empty(units.size))
-        u2 = kc.hash_uniforms(keys, self._SALT_EVAC + 2, np.empty(units.size))
+        u_c = kc.hash_uniforms(keys, _SALT_EVAC, np.empty(units.size))
+        u1 = kc.hash_uniforms(keys, _SALT_EVAC + 1, np.empty(units.size))
+        u2 = kc.hash_uniforms(keys, _SALT_EVAC + 2, np.empty(units.size))
         z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
         delay = np.maximum(o["delay_mean"] + o["delay_sd"] * z, 0.0)
         comply = (u_c < o["compliance"])[inv]
@@ -311,7 +314,7 @@ class PoliciesMixin:
         dest = np.full(persons.size, -1, np.int32)
         tt = np.full(persons.size, np.inf)
         if o["shelters"] is not None and o["shelters"].size:
-            d = self._shelter_dist[:, origin]
+            d = o["shelter_tt"][:, origin]
             best = np.argmin(d, axis=0)
             ok = np.isfinite(d[best, np.arange(persons.size)])
             dest[ok] = o["shelters"][best[ok]]
@@ -332,7 +335,7 @@ class PoliciesMixin:
         zone = safe[pick]
         keys = np.empty(persons.size, np.uint64)
         kc.decision_keys(self.base_key, persons.astype(np.int64), np.full(persons.size, 63, np.int64), keys)
-        u = kc.hash_uniforms(keys, self._SALT_EVAC + 3, np.empty(persons.size))
+        u = kc.hash_uniforms(keys, _SALT_EVAC + 3, np.empty(persons.size))
         cnt = self._safe_indptr[zone + 1] - self._safe_indptr[zone]
         j = np.minimum((u * cnt).astype(np.int64), cnt - 1)
         dest[:] = self._safe_nodes[self._safe_indptr[zone] + j]
@@ -353,7 +356,5 @@ class PoliciesMixin:
             # each counts the delay from their arrival (or the order, if they arrived just before it)
             self._evacuate(persons[sel], np.maximum(t[sel], self.evac_orders[int(order)]["t"]), int(order))
 
-    _SALT_WFH = 1 << 43
-    _SALT_EVAC = 1 << 44
     _COMPLIES = _COMPLIES
     _REFUSES = _REFUSES
