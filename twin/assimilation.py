@@ -67,9 +67,13 @@ class AssimilationSettings:
     zone_walk_sd: float = 0.015
     #: relative noise of the detector counts (added to their Poisson variance)
     count_cv: float = 0.10
+    #: additive noise of a detector count (veh per interval; counts are clipped at zero)
+    count_sd: float = 1.0
     #: relative noise of the detector speeds
     speed_cv: float = 0.08
     inflation: float = 1.0
+    #: per-update factor of the walk's pull back to the plan (1: a plain random walk)
+    reversion: float = 0.99
     #: relaxation of the posterior spread back towards the prior's (0: none, 1: all the way)
     rtps: float = 0.9
     #: estimate a factor per destination zone too (trips scale by origin and destination)
@@ -90,6 +94,12 @@ class AssimilationSettings:
     #: switch parts off (open loop: both False)
     estimate_demand: bool = True
     correct_links: bool = True
+
+
+def _norm_cdf(z: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+
+    return ndtr(z)
 
 
 class PoolDemand(Component):
@@ -339,7 +349,9 @@ class Ensemble:
         if s.estimate_demand and len(self.members) > 1:
             walk = np.concatenate([np.full(nz, s.zone_walk_sd), [s.level_walk_sd],
                                    np.full(self.theta.shape[1] - nz - 1, s.zone_walk_sd)])
-            self.theta += self.rng.normal(0.0, 1.0, self.theta.shape) * walk
+            # mean-reverting walk: without data the factors drift back towards the plan
+            # (1.0) with a bounded spread, instead of wandering off overnight
+            self.theta = s.reversion * self.theta + self.rng.normal(0.0, 1.0, self.theta.shape) * walk
         flows = [(o, rows) for o, rows in usable if math.isfinite(o.flow_vph)]
         if s.estimate_demand and len(self.members) > 1 and flows:
             obs, pred, var = self._zone_counts(flows)
@@ -373,7 +385,12 @@ class Ensemble:
         obs_l = np.array([o.flow_vph for o, _ in flows]) * dt / 3600.0  # vehicles in the interval
         pred_l = np.array([[m.recorder.link["outflow"][rows[i]][o.link] for o, rows in flows]
                            for i, m in enumerate(self.members)], np.float64)
-        var_l = (s.count_cv * obs_l) ** 2 + np.maximum(obs_l, 1.0)
+        if s.count_sd > 0:
+            # what a detector with additive noise reports, clipped at zero: E[max(0, c + e)],
+            # e ~ N(0, sd). Near-empty links read high on average (at night, most of them)
+            z = pred_l / s.count_sd
+            pred_l = pred_l * _norm_cdf(z) + s.count_sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+        var_l = (s.count_cv * obs_l) ** 2 + np.maximum(obs_l, 1.0) + s.count_sd ** 2
         if s.observation == "link":
             return obs_l, pred_l, var_l
         used = np.unique(key)
