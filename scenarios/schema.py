@@ -18,9 +18,9 @@ not a silently ignored setting. Times are normalised to float seconds when valid
 scenario file's folder. Use :func:`scenarios.loader.load_scenario` to read files; it turns
 every validation problem into one :class:`~scenarios.errors.ScenarioError` paragraph.
 
-Sections ``incidents``, ``resources``, ``interventions``, ``feeds`` and ``population`` are
-placeholders that later issues replace with typed models; for now they accept free-form
-entries and default to empty.
+Sections ``incidents`` and ``resources`` (:mod:`scenarios.emergency`), ``interventions``
+(:mod:`scenarios.interventions`), ``feeds`` (:mod:`scenarios.feeds`) and ``population``
+(:mod:`scenarios.population`) have their own modules; each defaults to "not used".
 """
 
 from __future__ import annotations
@@ -470,18 +470,18 @@ class Scenario(_Section):
         Routing settings.
     outputs : OutputSpec
         Recording interval and run folder.
-    incidents : dict
-        Added by a later issue (emergency response): stochastic rates by type, hour and
-        zone, a scripted drill timeline, response-time targets. Empty by default.
-    resources : dict
-        Added by a later issue (emergency response): stations, units, hospitals.
-    interventions : list of dict
-        Added by a later issue (what-if): a timeline of entries with ``at``/``until``
-        (see :func:`scenarios.timeparse.parse_time_point`) such as link closures.
-    feeds : dict
-        Added by a later issue (live data): sources, sensor table, cleansing, assimilation.
-    population : dict
-        Added by a later issue (agents): population synthesis and activity plans.
+    incidents : IncidentsSpec
+        Emergency incidents: types, random rates by hour and zone, a drill timeline,
+        dispatch settings, response-time targets (:mod:`scenarios.emergency`).
+    resources : ResourcesSpec
+        Stations with units, hospitals (default: the city's own facilities).
+    interventions : list
+        A timeline of what-if changes with ``at``/``until`` (:mod:`scenarios.interventions`).
+    feeds : FeedsSpec
+        Live data sources, sensor table and cleansing (:mod:`scenarios.feeds`).
+    population : PopulationSpec
+        Synthesised persons and their day plans; when on, it makes the demand
+        (:mod:`scenarios.population`).
     baseline : str or None
         The scenario this one is compared against by ``twin compare SCENARIO.yaml``: a
         file (absolute after loading; relative paths read from this file's folder) or a

@@ -60,6 +60,16 @@ def kpi_table(kpis: dict, title: str = "KPIs") -> Table:
     return table
 
 
+def _demand_text(twin) -> str:
+    n = twin.trips.trip_id.shape[0]
+    pop = twin.components.get("population")
+    if pop is None:
+        return f"{n:,} trips"
+    persons = getattr(getattr(pop, "people", None), "n_persons", None)
+    who = f"{persons:,} persons" if persons is not None else "a population"
+    return f"{who} making their own trips" + (f" and {n:,} given trips" if n else "")
+
+
 def _default_out(scenario, seed: int) -> Path:
     return Path("runs") / f"{scenario.name}-seed{seed}"
 
@@ -82,7 +92,7 @@ def _cmd_run(args, console: Console) -> int:
     net = twin.city.network
     console.print(
         f"[bold]{scenario.name}[/]: {twin.city.name}, {net.n_nodes:,} nodes, {net.n_links:,} links, "
-        f"{twin.trips.trip_id.shape[0]:,} trips, seed {seed} (set-up {time.perf_counter() - t0:.1f} s)"
+        f"{_demand_text(twin)}, seed {seed} (set-up {time.perf_counter() - t0:.1f} s)"
     )
     t1 = time.perf_counter()
     progress = Progress(

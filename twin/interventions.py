@@ -316,7 +316,7 @@ class Interventions(Component):
         s = p.spec
         pop = tw.components.get("population")
         if pop is not None:
-            pop.set_cordon(p.label, p.zones, float(s.price))
+            pop.set_cordon(p.label, p.zones, float(s.price), until_s=None if math.isinf(p.until_s) else p.until_s)
         ids = self._pending_in_window(p)
         table = tw.trip_table()
         if pop is not None:  # agents decide for themselves; the rest are trips that were given

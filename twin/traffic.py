@@ -287,6 +287,20 @@ class TrafficModel:
         self.state.cursor[0] = released + ids.size
         return ids
 
+    def reserve_destinations(self, nodes) -> None:
+        """Make route rows for these destination nodes now (one reallocation for all,
+        instead of one each time a new destination first appears)."""
+        self._ensure_rows(np.unique(np.asarray(nodes, np.int32)))
+
+    def current_rows(self, nodes) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, exact)``: each node's route-table row (-1: none) and whether that row
+        is exact for the current weights (so a caller may copy it instead of searching)."""
+        rows = self.dest_row[np.asarray(nodes, np.int64)]
+        exact = np.zeros(rows.shape, bool)
+        has = rows >= 0
+        exact[has] = self._row_version[rows[has]] == self._version
+        return rows, exact
+
     def _ensure_rows(self, dests: np.ndarray) -> None:
         missing = dests[self.dest_row[dests] < 0]
         if missing.size == 0:

@@ -249,9 +249,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         the network reaches nearly every zone node anyway; a smaller one
         reserves its homes, workplaces and schools.
         """
-        ensure = getattr(self.twin.traffic, "_ensure_rows", None)
-        if ensure is None:  # pragma: no cover - the traffic model grows rows itself
-            return
+        ensure = self.twin.traffic.reserve_destinations
         p = self.people
         if p.n_persons >= p.access_nodes.size:
             nodes = p.access_nodes
@@ -391,13 +389,10 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         g = tr.graph
         active = self.centroid >= 0
         # rows the traffic model has just brought up to date for these weights are copied, not recomputed
-        version = getattr(tr, "_row_version", None)
-        if version is not None and getattr(tr, "_version", None) is not None:
-            rows = tr.dest_row[np.maximum(self.centroid, 0)]
-            ok = active & (rows >= 0)
-            ok[ok] = version[rows[ok]] == tr._version
-            self.skim[ok] = tr.routes.pot[rows[ok]]
-            active &= ~ok
+        rows, exact = tr.current_rows(np.maximum(self.centroid, 0))
+        ok = active & exact
+        self.skim[ok] = tr.routes.pot[rows[ok]]
+        active &= ~ok
         if active.any():
             route_table(np.maximum(self.centroid, 0), active, g.in_indptr, g.in_links, g.src, w,
                         np.empty((0, self.n_nodes), np.int32), self.skim)
