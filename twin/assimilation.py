@@ -72,8 +72,9 @@ class AssimilationSettings:
     #: relative noise of the detector speeds
     speed_cv: float = 0.08
     inflation: float = 1.0
-    #: per-update factor of the walk's pull back to the plan (1: a plain random walk)
-    reversion: float = 0.99
+    #: per-update factor of the walk's pull back to the plan (1: a plain random walk; below 1
+    #: the factors drift back to the plan without data, which also biases a lasting offset)
+    reversion: float = 1.0
     #: relaxation of the posterior spread back towards the prior's (0: none, 1: all the way)
     rtps: float = 0.9
     #: estimate a factor per destination zone too (trips scale by origin and destination)
@@ -349,8 +350,7 @@ class Ensemble:
         if s.estimate_demand and len(self.members) > 1:
             walk = np.concatenate([np.full(nz, s.zone_walk_sd), [s.level_walk_sd],
                                    np.full(self.theta.shape[1] - nz - 1, s.zone_walk_sd)])
-            # mean-reverting walk: without data the factors drift back towards the plan
-            # (1.0) with a bounded spread, instead of wandering off overnight
+            # random walk (mean-reverting towards the plan when reversion < 1)
             self.theta = s.reversion * self.theta + self.rng.normal(0.0, 1.0, self.theta.shape) * walk
         flows = [(o, rows) for o, rows in usable if math.isfinite(o.flow_vph)]
         if s.estimate_demand and len(self.members) > 1 and flows:
