@@ -41,10 +41,10 @@ def comparison_table(summary: dict) -> Table:
     conf = round(100 * summary.get("confidence", 0.95))
     table = Table(title=f"{summary['scenario']} vs {summary['baseline']} — {n} replications, same seeds",
                   caption=f"significant: the {conf} % interval of the difference excludes zero")
-    table.add_column("KPI")
+    table.add_column("KPI", min_width=14, ratio=1, overflow="fold")
     for name in ("baseline", "scenario", "difference", f"{conf} % interval"):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("significant", no_wrap=True)
+        table.add_column(name, justify="right")
+    table.add_column("signif.", no_wrap=True)
     for row in summary["kpis"]:
         lo, hi = row["ci_low"], row["ci_high"]
         finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)

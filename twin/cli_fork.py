@@ -30,7 +30,7 @@ def fork_table(results, *, title: str) -> Table:
     from twin.fork import kpi_rows
 
     table = Table(title=title)
-    table.add_column("KPI")
+    table.add_column("KPI", min_width=22, ratio=1, overflow="fold")
     for r in results:
         table.add_column(r.name, justify="right", no_wrap=True)
     for label, unit, values in kpi_rows(results):
