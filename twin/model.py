@@ -194,8 +194,8 @@ class Twin(mesa.Model):
         the start of the tick that contains ``t`` (the last tick boundary at or
         before it).
         """
-        dt = self.traffic.dt
-        self.traffic.advance_to(math.floor(self.env.now / dt + 1e-9) * dt)
+        tm = self.traffic
+        tm.advance_ticks(math.floor(self.env.now / tm.dt + 1e-9) - int(tm.state.cursor[1]))
 
     def _traffic_process(self):
         dt = self.traffic.dt

@@ -7,6 +7,7 @@ SimPy: the :class:`~twin.model.Twin` drives it from a clock process, and
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -209,7 +210,10 @@ class TrafficModel:
 
     def advance_to(self, t: float) -> int:
         """Run whole ticks until the clock reaches ``t`` (rounded up to a tick). Returns arrivals."""
-        n = int(np.ceil(t / self.dt - 1e-9)) - self.tick
+        return self.advance_ticks(math.ceil(t / self.dt - 1e-9) - int(self.state.cursor[1]))
+
+    def advance_ticks(self, n: int) -> int:
+        """Run ``n`` whole ticks (nothing when ``n <= 0``). Returns arrivals."""
         if n <= 0:
             return 0
         return int(k.advance(n, self.dt, self.links, self.nodes, self.state, self.veh, self.routes))
