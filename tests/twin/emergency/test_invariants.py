@@ -69,7 +69,7 @@ def small_city_busy():
 def test_invariants_hold_after_every_event(busy_run):
     tw, steps = busy_run
     em = tw.components["emergency"]
-    assert steps > 1500
+    assert steps > 800  # SimPy events checked one by one (the traffic process itself wakes only hourly)
     ev = {r[1] for r in em.log.rows}
     # the run exercised what the invariants guard: queueing, rerouting around floods, stand-downs
     for name in ("queued", "dispatched", "on_scene", "transport", "road_cleared", "link_change", "cleared",
