@@ -571,20 +571,6 @@ def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dat
 # ------------------------------------------------------------------------ writing
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> Path:
     """Write ``summary.json``, ``comparison.nc``, ``baseline/`` and ``scenario/`` into ``out``.
 
@@ -599,11 +585,11 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> Pat
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"comparison folder {str(out)!r} exists and is not a folder; choose another --out")
-    from twin.atomic import replace_folder
+    from twin.atomic import json_safe, replace_folder
 
     def fill(tmp: Path) -> None:
         comparison.dataset.to_netcdf(tmp / "comparison.nc", engine="h5netcdf")
-        text = json.dumps(_json_safe(comparison.summary), indent=2, allow_nan=False)
+        text = json.dumps(json_safe(comparison.summary), indent=2, allow_nan=False)
         (tmp / "summary.json").write_text(text, encoding="utf-8")
         for variant, files in comparison.run_files.items():
             folder = tmp / variant

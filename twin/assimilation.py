@@ -40,6 +40,7 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
+from scipy.special import ndtr
 
 from kernels.assimilation import enkf_update
 from twin.components import Component
@@ -97,12 +98,6 @@ class AssimilationSettings:
     correct_links: bool = True
 
 
-def _norm_cdf(z: np.ndarray) -> np.ndarray:
-    from scipy.special import ndtr
-
-    return ndtr(z)
-
-
 class PoolDemand(Component):
     """Releases a member's pool trips bucket by bucket at the current demand scale."""
 
@@ -130,9 +125,6 @@ class PoolDemand(Component):
         self.next_s = 0.0  # next release time (kept for snapshots)
         self.cursor = 0  # pool trips before this one have been decided
         self.released = 0
-
-    def scale(self) -> np.ndarray:
-        return np.exp(self.log_level + self.log_zone)
 
     def start(self) -> None:
         self.twin.env.process(self._release())
@@ -163,7 +155,6 @@ class _Held:
 
     handles: list[int]
     until_s: float = math.inf
-    factor: float = 1.0
 
 
 @dataclass
@@ -249,7 +240,6 @@ class Ensemble:
         self.held: dict[tuple[str, object], _Held] = {}
         self.link_factor = np.ones(self.city.network.n_links)
         self.log = _Log()
-        self.records_used = {"observation": 0, "alert": 0, "closure": 0}
         self._pending_obs: list = []
 
     # ------------------------------------------------------------ parameters
@@ -291,7 +281,7 @@ class Ensemble:
             for m, h in zip(self.members, old.handles):
                 m.link_control.revert(h)
         handles = [m.link_control.apply(links, source=f"assimilation {key[0]} {key[1]}", **change) for m in self.members]
-        self.held[key] = _Held(handles=handles, until_s=until_s, factor=change.get("capacity_factor", 0.0))
+        self.held[key] = _Held(handles=handles, until_s=until_s)
 
     def _release(self, key) -> None:
         old = self.held.pop(key, None)
@@ -304,7 +294,6 @@ class Ensemble:
             self._release(key)
 
     def _alert(self, r) -> None:
-        self.records_used["alert"] += 1
         if r.link < 0 or r.kind not in ("accident", "flood", "fire", "jam", "other", "roadworks"):
             return
         until = r.valid_to if math.isfinite(getattr(r, "valid_to", math.nan)) else r.t + self.settings.alert_duration_s
@@ -315,7 +304,6 @@ class Ensemble:
                                    capacity_factor=self.settings.alert_capacity_factor)
 
     def _closure(self, r) -> None:
-        self.records_used["closure"] += 1
         if not r.links:
             return
         until = r.valid_to if math.isfinite(r.valid_to) else math.inf
@@ -344,7 +332,6 @@ class Ensemble:
             rows = self._member_rows(o.t)
             if rows is not None:
                 usable.append((o, rows))
-        self.records_used["observation"] += len(due)
         nz = self.city.zones.n_zones
         # random walk, then the EnKF update on the counts
         if s.estimate_demand and len(self.members) > 1:
@@ -389,7 +376,7 @@ class Ensemble:
             # what a detector with additive noise reports, clipped at zero: E[max(0, c + e)],
             # e ~ N(0, sd). Near-empty links read high on average (at night, most of them)
             z = pred_l / s.count_sd
-            pred_l = pred_l * _norm_cdf(z) + s.count_sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+            pred_l = pred_l * ndtr(z) + s.count_sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
         var_l = (s.count_cv * obs_l) ** 2 + np.maximum(obs_l, 1.0) + s.count_sd ** 2
         if s.observation == "link":
             return obs_l, pred_l, var_l

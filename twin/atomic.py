@@ -13,7 +13,27 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_bytes", "write_text", "write_json", "replace_folder"]
+__all__ = ["write_bytes", "write_text", "write_json", "replace_folder", "json_safe"]
+
+
+def json_safe(obj):
+    """Plain JSON data: NaN and infinities become ``None`` (strict JSON has neither),
+    numpy scalars become Python numbers; dicts, lists and tuples are walked."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:

@@ -62,9 +62,12 @@ def _cmd_live(args, console: Console) -> int:
     dead = Path(args.out) / "dead_letter.jsonl" if args.out and not scenario.feeds.dead_letter else None
     if dead is not None:
         dead.parent.mkdir(parents=True, exist_ok=True)
-    hub = FeedHub.from_scenario(scenario, _network(scenario), dead_letter=dead)
+    from twin.model import build_city
+
+    city = build_city(scenario.city)
+    hub = FeedHub.from_scenario(scenario, city.network, dead_letter=dead)
     with console.status(f"building {args.members} twins of {scenario.name}…"):
-        shadow = Shadow(scenario, hub, settings, speed=args.speed)
+        shadow = Shadow(scenario, hub, settings, speed=args.speed, city=city)
     until = None
     if args.until:
         try:
@@ -109,12 +112,6 @@ def _sample_day() -> Path:
     from scenarios import LIBRARY_DIR
 
     return Path(LIBRARY_DIR) / "feeds" / "sample_day.yaml"
-
-
-def _network(scenario):
-    from twin.model import build_city
-
-    return build_city(scenario.city).network
 
 
 def add_commands(sub) -> None:

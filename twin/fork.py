@@ -105,11 +105,8 @@ def _horizon_kpis(twin, t0: float) -> dict[str, float]:
         "h_vehicles_at_end": int(ds.network_vehicles.values[-1]) if ds.sizes["time"] else 0,
         "h_waiting_at_end": int(ds.network_waiting.values[-1]) if ds.sizes["time"] else 0,
     }
-    for name, comp in twin.components.items():
-        if name != "interventions":
-            out.update(comp.kpis())
-    if "interventions" in twin.components:
-        out.update(twin.components["interventions"].kpis())
+    for comp in twin.components.values():
+        out.update(comp.kpis())
     return out
 
 
@@ -171,18 +168,14 @@ def fork(snapshot_path: str | Path, variants: list[Variant], *, horizon_s: float
     if own:
         from experiments.executor import Executor
 
-        executor = Executor(workers=min(len(runs), _cores()))
+        from experiments.executor import default_workers
+
+        executor = Executor(workers=min(len(runs), default_workers()))
     try:
         return executor.map(run_fork, [(data, v, float(horizon_s)) for v in runs])
     finally:
         if own:
             executor.close()
-
-
-def _cores() -> int:
-    from experiments.executor import default_workers
-
-    return default_workers()
 
 
 def kpi_rows(results: list[ForkResult]) -> list[tuple[str, str, list[Any]]]:

@@ -319,8 +319,8 @@ class Interventions(Component):
             pop.set_cordon(p.label, p.zones, float(s.price), until_s=None if math.isinf(p.until_s) else p.until_s)
         ids = self._pending_in_window(p)
         table = tw.trip_table()
-        if pop is not None:  # agents decide for themselves; the rest are trips that were given
-            ids = ids[table["source"][ids] != tw.trip_sources.index("population")] if "population" in tw.trip_sources else ids
+        if "population" in tw.trip_sources:  # agents decide for themselves; the rest are trips that were given
+            ids = ids[table["source"][ids] != tw.trip_sources.index("population")]
         zone_of = tw.city.zones.node_zone
         inside_o = np.isin(zone_of[table["origin"][ids]], p.zones)
         inside_d = np.isin(zone_of[table["destination"][ids]], p.zones)
@@ -370,13 +370,11 @@ class Interventions(Component):
     # ------------------------------------------------------------ results
     def intervened_links(self) -> np.ndarray:
         """Links any link or signal intervention touched (for maps)."""
-        net = self.twin.city.network
         parts = [p.links for p in self.planned if p.spec.kind in _LINK_KINDS and p.state != "pending"]
         g = self.twin.traffic.graph
         for p in self.planned:
             if p.spec.kind == "signal" and p.state != "pending":
                 parts += [g.in_links[g.in_indptr[n]:g.in_indptr[n + 1]] for n in p.nodes]
-        del net
         return np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     def data_vars(self) -> dict[str, xr.Variable]:

@@ -71,8 +71,8 @@ class LinkControl:
     active: dict[int, LinkChange] = field(default_factory=dict)
     history: list[tuple] = field(default_factory=list)
     next_handle: int = 0
-    _version: int = 0  # bumped on every apply/revert (invalidates the link index)
-    _index: tuple | None = field(default=None, repr=False, compare=False)
+    #: link -> handles of the active changes on it, in order of application
+    by_link: dict[int, list[int]] = field(default_factory=dict, repr=False)
 
     def apply(
         self,
@@ -126,19 +126,13 @@ class LinkControl:
         self._refresh(change.links, reroute=change.blocks)
 
     def _touch(self, change: LinkChange, sign: int) -> None:
-        """Keep the link index current without rebuilding it."""
-        self._version += 1
-        if self._index is None:
-            return
-        index = self._index[1]
         for link in change.links.tolist():
             if sign > 0:
-                index.setdefault(link, []).append(change.handle)
+                self.by_link.setdefault(link, []).append(change.handle)
             else:
-                index[link].remove(change.handle)
-                if not index[link]:
-                    del index[link]
-        self._index = (self._version, index)
+                self.by_link[link].remove(change.handle)
+                if not self.by_link[link]:
+                    del self.by_link[link]
 
     # ------------------------------------------------------------------
     def effective(self, links) -> dict[str, np.ndarray]:
@@ -149,9 +143,8 @@ class LinkControl:
         vf = net.free_speed_mps[idx].astype(np.float64)
         kj = net.jam_density_vpm[idx].astype(np.float64)
         is_open = np.ones(idx.size, np.uint8)
-        by_link = self._by_link()
         for k, link in enumerate(idx.tolist()):
-            handles = by_link.get(link)
+            handles = self.by_link.get(link)
             if not handles:
                 continue
             lanes = base_lanes = float(net.lanes[link])
@@ -174,16 +167,6 @@ class LinkControl:
             if speed_f != 1.0:
                 vf[k] *= speed_f
         return {"capacity_vph": cap, "free_speed_mps": vf, "jam_density_vpm": kj, "is_open": is_open}
-
-    def _by_link(self) -> dict[int, list[int]]:
-        """link -> handles of the active changes on it, in order of application (cached)."""
-        if self._index is None or self._index[0] != self._version:
-            index: dict[int, list[int]] = {}
-            for h, change in self.active.items():
-                for link in change.links.tolist():
-                    index.setdefault(link, []).append(h)
-            self._index = (self._version, index)
-        return self._index[1]
 
     def changed_links(self, *, source_prefix: str = "") -> np.ndarray:
         """Links any change (from sources starting with ``source_prefix``) has touched so far."""

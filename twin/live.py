@@ -133,8 +133,6 @@ class Shadow:
                 if on_step is not None:
                     on_step(self)
             else:
-                if not self.pull and self.hub.exhausted and self.hub.pending == 0 and self.ready() is False:
-                    break
                 time.sleep(idle_s)
 
     # ------------------------------------------------------------------ status
@@ -268,6 +266,8 @@ class Shadow:
 
 
 def _job_json(job: ForkJob) -> dict:
+    from twin.atomic import json_safe
+
     return {
         "name": job.name,
         "state": job.state,
@@ -275,8 +275,7 @@ def _job_json(job: ForkJob) -> dict:
         "sim_time_s": job.sim_time_s,
         "horizon_s": job.horizon_s,
         "wall_s": job.wall_s,
-        "variants": [{"name": r.name, "kpis": {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None)
-                                               for k, v in r.kpis.items()}} for r in job.results],
+        "variants": [{"name": r.name, "kpis": json_safe(r.kpis)} for r in job.results],
     }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import simpy
 from simpy.core import URGENT
 
-__all__ = ["Recorder", "urgent_timeout", "at_time", "PRIORITY"]
+__all__ = ["Recorder", "at_time", "PRIORITY"]
 
 #: SimPy priorities (lower runs first among events at the same time): the recorder
 #: samples before anything else acts at T; re-routing uses what every other event at T
@@ -27,20 +27,6 @@ def at_time(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Event:
     ev._ok = True
     ev._value = None
     heappush(env._queue, (t, priority, next(env._eid), ev))  # what Environment.schedule does
-    return ev
-
-
-def urgent_timeout(env: simpy.Environment, delay: float) -> simpy.Event:
-    """A timeout that fires before every ordinary event scheduled for the same time.
-
-    SimPy's own ``run(until=...)`` stops with such an event; recording with one
-    makes a sample at ``T`` see the state just before any other event at ``T``,
-    whether the run stops at ``T`` or goes through it.
-    """
-    ev = simpy.Event(env)
-    ev._ok = True  # triggered now, processed after ``delay`` (as simpy.Timeout does)
-    ev._value = None
-    env.schedule(ev, URGENT, delay)
     return ev
 
 

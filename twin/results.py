@@ -233,15 +233,6 @@ def build_dataset(twin) -> xr.Dataset:
     return ds
 
 
-def _json_safe(obj):
-    """NaN and infinities become ``null`` (strict JSON has neither)."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def write_run(twin, out_dir: Path, *, extra: dict | None = None) -> Path:
     """Write ``results.nc``, ``scenario.yaml`` and ``summary.json`` into ``out_dir``.
 
@@ -262,6 +253,7 @@ def write_run(twin, out_dir: Path, *, extra: dict | None = None) -> Path:
 def fill_run(twin, folder: Path, *, extra: dict | None = None) -> None:
     """Write a run's files into an existing (temporary) folder; see :func:`write_run`."""
     from scenarios import dump_resolved
+    from twin.atomic import json_safe
 
     ds = build_dataset(twin)
     ds.to_netcdf(folder / "results.nc", engine="h5netcdf")
@@ -273,7 +265,7 @@ def fill_run(twin, folder: Path, *, extra: dict | None = None) -> None:
         "package_version": package_version(),
         "sim_time_s": float(twin.traffic.now),
         "city": {"name": twin.city.name, "nodes": twin.city.network.n_nodes, "links": twin.city.network.n_links},
-        "kpis": _json_safe(compute_kpis(twin)),
+        "kpis": json_safe(compute_kpis(twin)),
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     for name, extra_ds in (extra or {}).items():  # more datasets of the same run
