@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["enkf_update"]
+__all__ = ["enkf_update", "sensor_crossings"]
 
 
 @njit(cache=True)
@@ -90,3 +90,135 @@ def enkf_update(theta, pred, obs, obs_var, eps, *, inflation: float = 1.0) -> np
     if not inflation >= 1.0:
         raise ValueError(f"inflation must be >= 1, got {inflation}")
     return _enkf(theta, pred, obs, obs_var, eps, float(inflation))
+
+
+# ----------------------------------------------------------------------------
+# Where trips cross the sensor links: the analytic observation operator
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _crossings(orig, row, pot, order, rank, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link,
+               tol, write, out_trip, out_sensor, out_share, out_dt, frac):
+    n_nodes = pot.shape[1]
+    k = 0
+    for j in range(orig.shape[0]):
+        r = row[j]
+        o = orig[j]
+        if r < 0 or not pot[r, o] < np.inf:
+            continue
+        p0 = pot[r, o]
+        frac[o] = 1.0
+        for pos in range(rank[r, o], n_nodes):
+            node = order[r, pos]
+            f = frac[node]
+            if f == 0.0:
+                continue
+            frac[node] = 0.0
+            dn = pot[r, node]
+            best = np.inf
+            for q in range(out_indptr[node], out_indptr[node + 1]):
+                b = out_links[q]
+                dm = pot[r, l_dst[b]]
+                if dm < dn and is_open[b] != 0:
+                    c = weight[b] + dm
+                    if c < best:
+                        best = c
+            if best == np.inf:
+                continue
+            lim = best + best * tol
+            cnt = 0
+            for q in range(out_indptr[node], out_indptr[node + 1]):
+                b = out_links[q]
+                dm = pot[r, l_dst[b]]
+                if dm < dn and is_open[b] != 0 and weight[b] + dm <= lim:
+                    cnt += 1
+            share = f / cnt
+            for q in range(out_indptr[node], out_indptr[node + 1]):
+                b = out_links[q]
+                dm = pot[r, l_dst[b]]
+                if dm < dn and is_open[b] != 0 and weight[b] + dm <= lim:
+                    frac[l_dst[b]] += share
+                    s = sensor_of_link[b]
+                    if s >= 0:
+                        if write:
+                            out_trip[k] = j
+                            out_sensor[k] = s
+                            out_share[k] = share
+                            out_dt[k] = p0 - dm
+                        k += 1
+    return k
+
+
+def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, *,
+                     tol: float = 0.0):
+    """Which sensor links each trip crosses, with what probability and when.
+
+    A trip from node ``orig[j]`` to the destination of route row ``row[j]``
+    (``pot[row]``: shortest travel times to it from every node, for link travel
+    times ``weight``) follows the traffic model's route choice: at each node it
+    takes, with equal probability, one of the open out-links that get strictly
+    closer to the destination and cost at most ``(1 + tol)`` times the best
+    (:mod:`kernels.traffic`).  The expected number of its passages over each link
+    is propagated through the nodes in order of decreasing potential.
+
+    Parameters
+    ----------
+    orig, row : int arrays (n,)
+        Origin node and route row of each trip (``row < 0``: skipped).
+    pot : float64[k, n_nodes]
+        Shortest travel time from each node to each row's destination (``inf``: no route).
+    weight : float64[n_links]
+        Link travel times the potentials were computed with.
+    is_open : uint8 or bool[n_links]
+    out_indptr, out_links, l_dst
+        Out-adjacency (CSR) and head node of each link.
+    sensor_of_link : int array (n_links,)
+        Sensor index of each link, ``-1`` for a link without one.
+    tol : float
+        Relative cost tolerance of an acceptable out-link.
+
+    Returns
+    -------
+    trip, sensor : int64 arrays (c,)
+        Trip and sensor of each crossing.
+    share : float64 (c,)
+        Probability that the trip crosses that sensor link.
+    dt : float64 (c,)
+        Seconds from the trip's departure until it leaves the sensor link
+        (``pot[row, orig] - pot[row, head of the link]``).
+    """
+    orig = np.ascontiguousarray(orig, np.int64)
+    row = np.ascontiguousarray(row, np.int64)
+    pot = np.ascontiguousarray(pot, np.float64)
+    weight = np.ascontiguousarray(weight, np.float64)
+    is_open = np.ascontiguousarray(is_open, np.uint8)
+    out_indptr = np.ascontiguousarray(out_indptr, np.int64)
+    out_links = np.ascontiguousarray(out_links, np.int64)
+    l_dst = np.ascontiguousarray(l_dst, np.int64)
+    sensor_of_link = np.ascontiguousarray(sensor_of_link, np.int64)
+    if orig.shape != row.shape or orig.ndim != 1:
+        raise ValueError(f"orig and row must be 1-D of one length, got {orig.shape} and {row.shape}")
+    if pot.ndim != 2:
+        raise ValueError(f"pot must be (rows, n_nodes), got shape {pot.shape}")
+    n_rows, n_nodes = pot.shape
+    n_links = l_dst.shape[0]
+    if weight.shape != (n_links,) or is_open.shape != (n_links,) or sensor_of_link.shape != (n_links,):
+        raise ValueError("weight, is_open and sensor_of_link need one entry per link")
+    if out_indptr.shape != (n_nodes + 1,) or out_links.shape != (n_links,):
+        raise ValueError("out_indptr / out_links do not match pot's nodes and the links")
+    if orig.size and (orig.min() < 0 or orig.max() >= n_nodes or row.max() >= n_rows):
+        raise ValueError("orig or row out of range")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    order = np.argsort(-pot, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n_nodes)[None, :].repeat(n_rows, axis=0), axis=1)
+    frac = np.zeros(n_nodes)
+    e_i, e_f = np.empty(0, np.int64), np.empty(0, np.float64)
+    args = (orig, row, pot, order, rank, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, float(tol))
+    c = _crossings(*args, False, e_i, e_i, e_f, e_f, frac)
+    trip, sensor = np.empty(c, np.int64), np.empty(c, np.int64)
+    share, dt = np.empty(c), np.empty(c)
+    _crossings(*args, True, trip, sensor, share, dt, frac)
+    return trip, sensor, share, dt

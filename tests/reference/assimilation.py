@@ -17,3 +17,29 @@ def enkf_update(theta, pred, obs, obs_var, eps, *, inflation=1.0):
     C_yy = Y.T @ Y / (n - 1)
     K = C_ty @ np.linalg.inv(C_yy + np.diag(obs_var))
     return np.array([tm + A[i] + K @ (obs + eps[i] - pred[i]) for i in range(n)])
+
+
+def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, *, tol=0.0):
+    """Enumerate every route a trip may take (recursively, with its probability) and
+    list the sensor links on each: slow, but plainly what the kernel computes."""
+    acc = {}
+
+    def walk(j, r, node, prob, p0):
+        dn = pot[r, node]
+        cands = [b for b in out_links[out_indptr[node]:out_indptr[node + 1]]
+                 if pot[r, l_dst[b]] < dn and is_open[b]]
+        if not cands:
+            return
+        best = min(weight[b] + pot[r, l_dst[b]] for b in cands)
+        good = [b for b in cands if weight[b] + pot[r, l_dst[b]] <= best + best * tol]
+        for b in good:
+            p = prob / len(good)
+            if sensor_of_link[b] >= 0:
+                key = (j, int(sensor_of_link[b]), float(p0 - pot[r, l_dst[b]]))
+                acc[key] = acc.get(key, 0.0) + p
+            walk(j, r, l_dst[b], p, p0)
+
+    for j, (o, r) in enumerate(zip(orig, row)):
+        if r >= 0 and np.isfinite(pot[r, o]):
+            walk(j, r, o, 1.0, pot[r, o])
+    return acc
