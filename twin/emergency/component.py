@@ -30,7 +30,7 @@ import simpy
 from scenarios import parse_time_point
 from scenarios.emergency import level_value
 from twin.components import Component
-from twin.emergency.dispatch import Candidates, Router, check_choice, load_policy
+from twin.emergency.dispatch import POLICIES, Candidates, Router, check_choice, load_policy
 from twin.emergency.incidents import (
     CLEARED, OCCURRED, REPORTED, SCENE_CLOSED, WORKING, ArrivalSampler, Incident, Location, closure_links, draw,
     locate,
@@ -56,6 +56,8 @@ _PRIO = PRIORITY["normal"]
 _MOVING = (DISPATCHED, ENROUTE, TRANSPORT, RETURNING)
 _IS_MOVING = np.zeros(16, bool)
 _IS_MOVING[list(_MOVING)] = True
+#: policies whose choices need no check (they pick reachable candidates by construction)
+_TRUSTED = tuple(POLICIES.values())
 
 
 class EmergencyComponent(ControlMixin, Component):
@@ -72,6 +74,7 @@ class EmergencyComponent(ControlMixin, Component):
 
     def __init__(self, twin) -> None:
         super().__init__(twin)
+        self._env = twin.env
         inc_spec = twin.scenario.incidents
         self.spec = inc_spec
         self.types = inc_spec.types
@@ -130,12 +133,12 @@ class EmergencyComponent(ControlMixin, Component):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_procs={}, _waiting={}, _idle={}, _wake=None, _watch_wake=None)
+        state.update(_procs={}, _waiting={}, _idle={}, _wake=None, _watch_wake=None, _env=None)
         return state
 
     # ================================================================ processes
     def start(self) -> None:
-        env = self.twin.env
+        env = self._env = self.twin.env
         self._rebuild_index()
         self._procs, self._waiting, self._idle = {}, {}, {}
         self._wake = env.event()
@@ -156,7 +159,7 @@ class EmergencyComponent(ControlMixin, Component):
 
     @property
     def now(self) -> float:
-        return self.twin.env.now
+        return self._env.now
 
     # ------------------------------------------------------------ fast index
     def _rebuild_index(self) -> None:
@@ -631,19 +634,21 @@ class EmergencyComponent(ControlMixin, Component):
         now = self.twin.env.now
         free = self._free_mask() if free is None else free
         ids = np.flatnonzero(free & self._kind_mask[self._kind_code[kind]])
-        home = self._ustate[ids] == AVAILABLE
-        nodes = self._st_node[self._ustation[ids]]  # units at their station
+        st = self._ustation[ids]
+        nodes = self._st_node[st]  # units at their station
         lag = np.zeros(ids.size)
-        for j in np.flatnonzero(~home):  # driving home: from where they are
-            node, _, t_node = self._where(self.units[int(ids[j])])
+        units = self.units
+        for j in np.flatnonzero(self._ustate[ids] == RETURNING).tolist():  # driving home: from where they are
+            node, _, t_node = self._where(units[ids[j]])
             nodes[j] = node
             lag[j] = t_node - now
-        st = self._ustation[ids]
+        travel = dist[nodes]
+        travel += lag
 
         def free() -> np.ndarray:
             return self.router.free_tree_to(inc.node)[nodes] + lag
 
-        return Candidates(kind=kind, units=ids.astype(np.int64), travel_s=lag + dist[nodes],
+        return Candidates(kind=kind, units=ids, travel_s=travel,
                           mutual_aid=self._st_aid[st], station=st, free_flow_fn=free)
 
     def _dispatch_round(self) -> None:
@@ -654,6 +659,7 @@ class EmergencyComponent(ControlMixin, Component):
         counts = np.bincount(self._ukind[mask], minlength=len(self.kinds))
         free = {k: int(counts[c]) for k, c in self._kind_code.items()}
         order = sorted(self.queue, key=lambda i: (-self.incidents[i].priority, self.incidents[i].t_reported, i))
+        trusted = self.policy in _TRUSTED
         for i in order:
             inc = self.incidents[i]
             kinds = [k for k, n in inc.need.items() if n > 0 and free.get(k, 0) > 0]
@@ -662,10 +668,11 @@ class EmergencyComponent(ControlMixin, Component):
                 for kind in kinds:
                     n = inc.need[kind]
                     cand = self.candidates(kind, dist, inc, free=mask)
-                    chosen = check_choice(self.policy(inc, kind, n, cand), cand, n,
-                                          policy_name=self.policy_name, incident_id=inc.id)
+                    chosen = self.policy(inc, kind, n, cand)
+                    if not trusted:  # the built-in policies choose among reachable candidates by construction
+                        chosen = check_choice(chosen, cand, n, policy_name=self.policy_name, incident_id=inc.id)
                     for u in chosen:
-                        self._assign(self.units[u], inc, float(cand.travel_s[np.flatnonzero(cand.units == u)[0]]))
+                        self._assign(self.units[u], inc, float(cand.travel_s[cand.units.searchsorted(u)]))
                         mask[u] = False
                     free[kind] -= len(chosen)
             if sum(inc.need.values()) == 0:

@@ -68,13 +68,18 @@ class Candidates:
 
 
 def _by(cand: Candidates, n: int, cost: np.ndarray) -> list[int]:
+    if n == 1 and cost.size:  # the common case: the single best (own units first; ties: lowest id)
+        aid = cand.mutual_aid
+        if aid.any():
+            own = np.where(aid, np.inf, cost)
+            j = int(own.argmin())
+            if own[j] == np.inf:  # no own unit can reach it: mutual aid
+                j = int(cost.argmin())
+        else:
+            j = int(cost.argmin())
+        # ``units`` ascend, and argmin takes the first of equal costs: the lowest id
+        return [int(cand.units[j])] if cost[j] < np.inf else []
     ok = np.isfinite(cost)
-    if n == 1 and ok.any():  # the common case: the single best (own units first; ties: lowest id)
-        own = ok & ~cand.mutual_aid
-        pool = own if own.any() else ok
-        masked = np.where(pool, cost, np.inf)
-        best = masked.min()
-        return [int(cand.units[pool & (masked == best)].min())]
     out: list[int] = []
     for aid in (False, True):  # own units first, then mutual aid
         sel = np.flatnonzero(ok & (cand.mutual_aid == aid))
@@ -131,6 +136,8 @@ class Router:
         self.factor = float(speed_factor)
         self.refresh_s = float(refresh_s)
         self._key: tuple | None = None
+        #: the weights stay valid while the clock is before this and the link version is ``_key[1]``
+        self._valid_until = -math.inf
         self._w = np.zeros(self.graph.n_links)
         self._free: np.ndarray | None = None
         self._to: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -139,7 +146,7 @@ class Router:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_key=None, _free=None, _to={}, _from={})  # caches are rebuilt
+        state.update(_key=None, _valid_until=-math.inf, _free=None, _to={}, _from={})  # caches are rebuilt
         return state
 
     def link_version(self) -> int:
@@ -148,6 +155,8 @@ class Router:
     def weights(self) -> np.ndarray:
         """Current emergency link travel times (s; ``inf`` closed)."""
         tw = self.twin
+        if tw.env.now < self._valid_until and self._key[1] == len(tw.link_control.history):
+            return self._w
         key = (math.floor(tw.now / self.refresh_s), self.link_version())
         if key != self._key:
             tw.sync()
@@ -156,6 +165,7 @@ class Router:
             self._w /= self.factor
             _check_weight(self.graph, self._w)  # once per refresh; the kernels below trust it
             self._key = key
+            self._valid_until = (key[0] + 1) * self.refresh_s
             self._free = None
             self._to.clear()
             self._from.clear()
