@@ -2,10 +2,13 @@
 
 Everything is a SimPy process on ``twin.env`` driving plain records:
 
-- one *driver* process per unit and per open incident sleeps until the record's
-  ``t_next`` and then performs the next step of its life cycle (see
-  :mod:`twin.emergency.incidents` and :mod:`twin.emergency.resources`); whoever
-  changes another record's ``t_next`` pokes its driver;
+- one *agenda* process runs every unit's and open incident's next step at the record's
+  ``t_next`` (see :mod:`twin.emergency.incidents` and :mod:`twin.emergency.resources`):
+  :meth:`EmergencyComponent._set_next` puts ``(t_next, seq, key)`` on a heap (the heap
+  and its counter are records, so a snapshot keeps the order of simultaneous steps),
+  and wakes the agenda when the new time comes before the one it sleeps until.  One
+  process for all, rather than one per record, spares a SimPy process, an idle event
+  and an interrupt per step;
 - one arrival process per stochastic incident type (next call time in
   :attr:`EmergencyComponent.next_arrival`), one for the scripted drill timeline
   (:attr:`EmergencyComponent.script`, position :attr:`EmergencyComponent.script_pos`);
@@ -21,6 +24,7 @@ restored from a snapshot resumes by calling it again.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 
@@ -124,35 +128,41 @@ class EmergencyComponent(ControlMixin, Component):
         self._closed_seen = self.router.closed_mask()
         self._script_gen = 0
         self.series: dict[str, list] = {"time": [], "available": [], "waiting": [], "active": [], "hospital": []}
+        #: the agenda: a heap of ``(t, seq, key)``; an entry is live while ``_due[key] == seq``
+        self._agenda: list[tuple[float, int, tuple[str, int]]] = []
+        self._agenda_seq = 0
+        self._due: dict[tuple[str, int], int] = {}
         # process handles (not records: start() rebuilds them)
-        self._procs: dict[tuple[str, int], simpy.Process] = {}
-        self._waiting: dict[tuple[str, int], float] = {}
-        self._idle: dict[tuple[str, int], simpy.Event] = {}
+        self._agenda_proc: simpy.Process | None = None
+        self._agenda_idle: simpy.Event | None = None
+        #: when the agenda process sleeps until (inf: idle; -inf: running or already woken)
+        self._agenda_at = -math.inf
+        self._agenda_gen = 0
+        #: called after each step the agenda runs (tests check the invariants there: several
+        #: steps due at one time run in one SimPy event)
+        self.step_hook = None
         self._wake: simpy.Event | None = None
         self._watch_wake: simpy.Event | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_procs={}, _waiting={}, _idle={}, _wake=None, _watch_wake=None, _env=None)
+        state.update(_agenda_proc=None, _agenda_idle=None, _agenda_at=-math.inf, _wake=None, _watch_wake=None,
+                     _env=None)
         return state
 
     # ================================================================ processes
     def start(self) -> None:
         env = self._env = self.twin.env
         self._rebuild_index()
-        self._procs, self._waiting, self._idle = {}, {}, {}
         self._wake = env.event()
         env.process(self._dispatcher())
         for name in self.samplers:
             env.process(self._arrivals(name))
         self._script_gen += 1
         env.process(self._script_proc(self._script_gen))
-        for u in self.units:
-            if not u.done:
-                self._start_driver(("u", u.id))
-        for inc in self.incidents:
-            if inc.open:
-                self._start_driver(("i", inc.id))
+        self._agenda_gen += 1
+        self._agenda_at = -math.inf
+        self._agenda_proc = env.process(self._run_agenda(self._agenda_gen))
         env.process(self._link_watch())
         if self.queue:
             self._kick()
@@ -189,52 +199,59 @@ class EmergencyComponent(ControlMixin, Component):
         rec = self._rec(key)
         return rec.done if key[0] == "u" else rec.stage == CLEARED
 
-    def _start_driver(self, key) -> None:
-        self._waiting[key] = -math.inf  # reads t_next when it starts
-        self._procs[key] = self.twin.env.process(self._drive(key))
-
-    def _drive(self, key):
-        env = self.twin.env
-        rec = self._rec(key)
-        due = self._unit_due if key[0] == "u" else self._incident_due
-        while not self._finished(key):
-            t = rec.t_next
-            if t <= env.now + _EPS:
-                rec.t_next = math.inf
-                self._waiting[key] = -math.inf
-                due(rec)
-                self._links_changed()
-                continue
-            self._waiting[key] = t
-            if t == math.inf:  # idle until someone sets t_next (it triggers this event)
-                ev = self._idle[key] = env.event()
+    def _run_agenda(self, gen: int):
+        env = self._env
+        heap, due = self._agenda, self._due
+        while gen == self._agenda_gen:
+            if not heap:
+                self._agenda_at = math.inf
+                ev = self._agenda_idle = env.event()
                 yield ev
+                self._agenda_at = -math.inf
                 continue
+            t, seq, key = heap[0]
+            if due.get(key) != seq:  # superseded
+                heapq.heappop(heap)
+                continue
+            if t <= env.now + _EPS:
+                heapq.heappop(heap)
+                del due[key]
+                rec = self._rec(key)
+                rec.t_next = math.inf
+                if key[0] == "u":
+                    self._unit_due(rec)
+                else:
+                    self._incident_due(rec)
+                self._links_changed()
+                if self.step_hook is not None:
+                    self.step_hook()
+                continue
+            self._agenda_at = t
             try:
                 yield at_time(env, t, _PRIO)
             except simpy.Interrupt:
                 pass
-        self._procs.pop(key, None)
-        self._waiting.pop(key, None)
+            self._agenda_at = -math.inf
 
     def _set_next(self, key, t: float) -> None:
-        """Set a record's next event time and wake its driver if it sleeps past it."""
+        """Set a record's next event time (``inf``: none) and wake the agenda if it sleeps past it."""
         rec = self._rec(key)
-        rec.t_next = float(t)
-        proc = self._procs.get(key)
-        if proc is None:
-            if not self._finished(key):
-                self._start_driver(key)
+        rec.t_next = t = float(t)
+        if t == math.inf or self._finished(key):
+            self._due.pop(key, None)
             return
-        if proc is self.twin.env.active_process or not proc.is_alive:
-            return
-        waiting = self._waiting.get(key, -math.inf)
-        if rec.t_next < waiting - _EPS:
-            self._waiting[key] = -math.inf
-            if waiting == math.inf:
-                self._idle.pop(key).succeed()
+        self._agenda_seq += 1
+        self._due[key] = self._agenda_seq
+        heapq.heappush(self._agenda, (t, self._agenda_seq, key))
+        if t < self._agenda_at - _EPS:
+            proc = self._agenda_proc
+            if proc is None or not proc.is_alive or proc is self._env.active_process:
+                return
+            if self._agenda_at == math.inf:
+                self._agenda_idle.succeed()
             else:
                 proc.interrupt()
+            self._agenda_at = -math.inf
 
     def _kick(self) -> None:
         """Wake the dispatch centre (a no-op while no incident waits for units)."""
@@ -492,10 +509,15 @@ class EmergencyComponent(ControlMixin, Component):
         a = int(unit.path[k])
         return int(self.twin.city.network.dst[a]), a, float(unit.path_t[k])
 
-    def _route(self, unit: Unit, dest: int, *, t0: float, from_here: bool = True) -> bool:
-        """Give ``unit`` a trip to ``dest`` leaving at ``t0`` (from where it is now); False if unreachable."""
+    def _route(self, unit: Unit, dest: int, *, t0: float, from_here: bool = True, leaving: bool = False) -> bool:
+        """Give ``unit`` a trip to ``dest`` leaving at ``t0`` (from where it is now); False if unreachable.
+
+        ``leaving``: the unit leaves a node that others leave too (a scene, a hospital), so the
+        route comes from the tree *from* there (shared with them and with the patient
+        transport); otherwise from the tree to ``dest`` (shared by all heading there, like the
+        dispatch centre's tree to a scene)."""
         node, lead, t_node = self._where(unit) if from_here else (unit.node, -1, t0)
-        r = self.router.path_to(node, dest)
+        r = self.router.path_from(node, dest) if leaving and lead < 0 else self.router.path_to(node, dest)
         if r is None:
             return False
         links, tts = r
@@ -572,7 +594,7 @@ class EmergencyComponent(ControlMixin, Component):
             self._at_station(unit)
             return
         self._set_state(unit, RETURNING)
-        if not self._route(unit, home, t0=self.now):
+        if not self._route(unit, home, t0=self.now, leaving=True):
             unit.clear_trip(node)
             self.log.add(self.now, "stranded", -1, unit.id, node, detail="no open route home")
             self._set_next(("u", unit.id), math.inf)

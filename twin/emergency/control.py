@@ -99,8 +99,6 @@ class ControlMixin:
                 self.units.append(u)
                 new.append(u.id)
         self._rebuild_index()
-        for u in new:
-            self._start_driver(("u", u))
         self.unit_names += self._name_units(new)
         self.log.add(self.now, "station_added", node=loc.node, detail=f"{name}: " + ", ".join(f"{n} {k}" for k, n in units.items()))
         self._kick()

@@ -126,8 +126,13 @@ class Router:
     refresh instead of on every call).  Link weights are the traffic model's current link travel times
     (:func:`kernels.traffic.link_travel_times`: free-flow, queue discharge, or how long
     the head vehicle has waited; ``inf`` on closed links) divided by the emergency
-    speed factor.  They are refreshed at most every ``refresh_s`` seconds of the clock,
-    and at once whenever a link change (closure, capacity) is applied or reverted.
+    speed factor.  They are refreshed every ``refresh_s`` seconds of the clock (the
+    cached trees with them), and a link change (closure, capacity) updates the changed
+    links' weights at once.  A cached tree survives such a change when it is still a
+    shortest-path tree under the new weights (no link of it became slower, and no other
+    link became a shortcut), so a crash across town does not cost every tree.  The
+    weights and trees are part of the router's state (snapshots keep them), so a restored
+    run routes exactly as the uninterrupted one.
     """
 
     def __init__(self, twin, *, speed_factor: float, refresh_s: float = 60.0) -> None:
@@ -135,6 +140,7 @@ class Router:
         self.graph = twin.traffic.graph
         self.factor = float(speed_factor)
         self.refresh_s = float(refresh_s)
+        #: (refresh window, link-control version) the weights are for
         self._key: tuple | None = None
         #: the weights stay valid while the clock is before this and the link version is ``_key[1]``
         self._valid_until = -math.inf
@@ -142,35 +148,67 @@ class Router:
         self._free: np.ndarray | None = None
         self._to: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._from: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.version = 0
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_key=None, _valid_until=-math.inf, _free=None, _to={}, _from={})  # caches are rebuilt
+        state.update(_free=None)  # derived from the links alone
         return state
 
     def link_version(self) -> int:
         return len(self.twin.link_control.history)
 
+    def _current_times(self) -> np.ndarray:
+        tw = self.twin
+        tw.sync()
+        tm = tw.traffic
+        w = np.empty(self.graph.n_links)
+        kt.link_travel_times(tm.links, tm.state, tm.veh, tm.now, w)
+        w /= self.factor
+        return _check_weight(self.graph, w)  # once per refresh; the kernels below trust it
+
     def weights(self) -> np.ndarray:
         """Current emergency link travel times (s; ``inf`` closed)."""
         tw = self.twin
-        if tw.env.now < self._valid_until and self._key[1] == len(tw.link_control.history):
+        v = len(tw.link_control.history)
+        if tw.env.now < self._valid_until and self._key[1] == v:
             return self._w
-        key = (math.floor(tw.now / self.refresh_s), self.link_version())
-        if key != self._key:
-            tw.sync()
-            tm = tw.traffic
-            kt.link_travel_times(tm.links, tm.state, tm.veh, tm.now, self._w)
-            self._w /= self.factor
-            _check_weight(self.graph, self._w)  # once per refresh; the kernels below trust it
-            self._key = key
-            self._valid_until = (key[0] + 1) * self.refresh_s
-            self._free = None
-            self._to.clear()
-            self._from.clear()
-            self.version += 1
+        window = math.floor(tw.env.now / self.refresh_s)
+        if self._key is not None and self._key[0] == window:  # links changed within the window
+            self._links_changed(self._key[1], v)
+            self._key = (window, v)
+            return self._w
+        self._w = self._current_times()
+        self._key = (window, v)
+        self._valid_until = (window + 1) * self.refresh_s
+        self._free = None
+        self._to.clear()
+        self._from.clear()
         return self._w
+
+    def _links_changed(self, v0: int, v1: int) -> None:
+        """Give the links changed by link-control entries ``v0:v1`` their current times, and drop
+        the cached trees the change invalidates."""
+        hist = self.twin.link_control.history[v0:v1]
+        links = np.unique(np.concatenate([np.asarray(h[4], np.int64).ravel() for h in hist]))
+        self._free = None
+        if links.size == 0:
+            return
+        new = self._current_times()[links]
+        old = self._w[links]
+        moved = new != old
+        links, new, old = links[moved], new[moved], old[moved]
+        if links.size == 0:
+            return
+        self._w[links] = new
+        g = self.graph
+        s, d = g.src[links], g.dst[links]
+        slower = new > old
+        for dest, (dist, nxt) in list(self._to.items()):  # dist: to dest; nxt: first link
+            if (slower & (nxt[s] == links)).any() or (~slower & (dist[d] + new < dist[s])).any():
+                del self._to[dest]
+        for orig, (dist, pred) in list(self._from.items()):  # dist: from orig; pred: last link
+            if (slower & (pred[d] == links)).any() or (~slower & (dist[s] + new < dist[d])).any():
+                del self._from[orig]
 
     def free_weights(self) -> np.ndarray:
         """Free-flow link times over the emergency factor (``inf`` where closed)."""
@@ -210,6 +248,14 @@ class Router:
             return None
         links = path_links(np.int64(orig), nxt, self.graph.dst)
         return links, self._w[links]
+
+    def path_from(self, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Like :meth:`path_to`, along the tree *from* ``orig`` (one tree serves every unit
+        leaving a scene, and the patient transport from it); ``None`` if unreachable."""
+        dist, pred = self.tree_from(orig)
+        if not np.isfinite(dist[dest]):
+            return None
+        return self.path_from_tree(pred, orig, dest)
 
     def path_from_tree(self, pred: np.ndarray, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray]:
         """Links from ``orig`` to ``dest`` along a :meth:`tree_from` predecessor row."""

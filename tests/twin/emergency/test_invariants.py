@@ -48,6 +48,13 @@ def small_city_busy():
     env = tw.env
     n_units = len(em.units)
     steps = 0
+    agenda_steps = []
+
+    def each_step():  # a unit's or incident's step, several of which may share one SimPy event
+        em.check_invariants()
+        agenda_steps.append(env.now)
+
+    em.step_hook = each_step
 
     def outage(env):  # a station out of service for 20 minutes, then back
         yield env.timeout(1500)
@@ -63,13 +70,15 @@ def small_city_busy():
         assert len(em.units) == n_units  # no unit lost
     tw.run()
     em.check_invariants()
-    return tw, steps
+    em.step_hook = None
+    return tw, steps, len(agenda_steps)
 
 
 def test_invariants_hold_after_every_event(busy_run):
-    tw, steps = busy_run
+    tw, steps, agenda_steps = busy_run
     em = tw.components["emergency"]
-    assert steps > 800  # SimPy events checked one by one (the traffic process itself wakes only hourly)
+    assert steps > 600  # SimPy events checked one by one (the traffic process itself wakes only hourly)
+    assert agenda_steps > 150  # and after every unit and incident step within them
     ev = {r[1] for r in em.log.rows}
     # the run exercised what the invariants guard: queueing, rerouting around floods, stand-downs
     for name in ("queued", "dispatched", "on_scene", "transport", "road_cleared", "link_change", "cleared",
@@ -80,7 +89,7 @@ def test_invariants_hold_after_every_event(busy_run):
 
 def test_never_sends_a_busy_unit(busy_run):
     """Replay the log: a unit is dispatched only when it is not committed to another incident."""
-    tw, _ = busy_run
+    tw, *_ = busy_run
     em = tw.components["emergency"]
     job: dict[int, int] = {}
     for t, ev, i, u, _, _ in em.log.rows:
@@ -94,7 +103,7 @@ def test_never_sends_a_busy_unit(busy_run):
 
 
 def test_every_incident_ends_cleared_or_reported_open(busy_run):
-    tw, _ = busy_run
+    tw, *_ = busy_run
     em = tw.components["emergency"]
     ds = tw.results()
     status = ds.incident_status.values
@@ -119,7 +128,7 @@ def test_every_incident_ends_cleared_or_reported_open(busy_run):
 
 
 def test_links_closed_by_floods_are_restored(busy_run):
-    tw, _ = busy_run
+    tw, *_ = busy_run
     em = tw.components["emergency"]
     lc = tw.link_control
     # every link change left active belongs to an incident that is still open
@@ -132,7 +141,7 @@ def test_links_closed_by_floods_are_restored(busy_run):
 
 
 def test_time_series_and_unit_table(busy_run):
-    tw, _ = busy_run
+    tw, *_ = busy_run
     em = tw.components["emergency"]
     ds = tw.results()
     assert ds.units_available.dims == ("time", "unit_type")
