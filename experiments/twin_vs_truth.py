@@ -139,7 +139,7 @@ def run_experiment(*, scenario: str = "default", overrides: dict | None = None, 
             keep.update({label: est, "truth": truth, "held": held, "sensors": sensors})
         sc = score(est, truth_ds, held, interval_s=interval)
         out[label] = {**sc.__dict__, "wall_s": wall, "sim_per_wall": duration / wall,
-                      "feed": hub.totals(), "final_level": float(np.exp(ens.theta[:, -1]).mean())}
+                      "feed": hub.totals(), "final_level": float(ens.demand_scale()[0].mean())}
     ol, asm = out["open_loop"], out["assimilated"]
     out["reduction"] = {k: 1.0 - asm[k] / ol[k] for k in ("flow_rmse_5min", "flow_rmse_hourly", "speed_rmse")
                         if ol[k] and math.isfinite(ol[k])}
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     kw = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        kw[key] = value if key == "observation" else (value.lower() == "true" if value.lower() in ("true", "false") else float(value))
+        kw[key] = value if key in ("observation", "method") else (value.lower() == "true" if value.lower() in ("true", "false") else float(value))
     settings = AssimilationSettings(members=args.members, **kw)
     res = run_experiment(scenario=args.scenario, overrides=over, members=args.members, settings=settings)
     text = json.dumps(res, indent=2, default=float)

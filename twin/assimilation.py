@@ -80,6 +80,16 @@ class AssimilationSettings:
     rtps: float = 0.9
     #: estimate a factor per destination zone too (trips scale by origin and destination)
     destination_factors: bool = True
+    #: how the demand factors are estimated: "kalman" (a Kalman filter on the factors with an
+    #: observation operator from the pool trips' routes: which sensor links each trip crosses,
+    #: when, with what probability) or "enkf" (an ensemble Kalman filter on the members' counts)
+    method: str = "kalman"
+    #: relative error of the predicted counts (routes, timing, unreported incidents), "kalman"
+    model_cv: float = 0.15
+    #: "kalman": the predicted counts are the members' ("simulated") or the operator's ("analytic")
+    prediction: str = "simulated"
+    #: "kalman": members draw their trips from the pool independently (else: one draw for all)
+    independent_draws: bool = True
     #: what the EnKF sees: counts summed by zone ("zone") or each sensor's ("link")
     observation: str = "zone"
     #: share of each EnKF increment applied (the counts lag the demand that causes them)
@@ -122,6 +132,8 @@ class PoolDemand(Component):
         self.log_zone = np.zeros(self.n_zones)  # by origin zone
         self.log_dest = np.zeros(self.n_zones)  # by destination zone
         self.log_level = 0.0
+        #: probability each pool trip was released with (NaN: not decided yet)
+        self.p_used = np.full(self.depart.size, np.nan)
         self.next_s = 0.0  # next release time (kept for snapshots)
         self.cursor = 0  # pool trips before this one have been decided
         self.released = 0
@@ -137,7 +149,9 @@ class PoolDemand(Component):
             hi = int(np.searchsorted(self.depart, end, side="left"))
             sl = slice(self.cursor, hi)
             f = np.exp(self.log_level + self.log_zone[self.zone[sl]] + self.log_dest[self.dest_zone[sl]])
-            take = self.u[sl] < f / self.pool_factor
+            p = np.minimum(f / self.pool_factor, 1.0)
+            self.p_used[sl] = p
+            take = self.u[sl] < p
             if take.any():
                 self.twin.add_trips(self.origin[sl][take], self.destination[sl][take], self.depart[sl][take],
                                     source="assimilated demand")
@@ -147,6 +161,109 @@ class PoolDemand(Component):
 
     def kpis(self) -> dict[str, float]:
         return {"demand_level": float(math.exp(self.log_level))}
+
+
+class _Crossings:
+    """The Kalman filter's observation operator: which sensor links each pool trip crosses,
+    when, and with what probability.
+
+    Trips are routed (once, when they depart) over the members' current link travel
+    times with the traffic model's own route choice
+    (:func:`kernels.assimilation.sensor_crossings`), so the expected count of sensor
+    ``s`` over ``(t0, t1]`` is ``sum_j share_js p_j`` over the crossings in that window,
+    with ``p_j = min(1, exp(level + zone[o_j] + dest[d_j]) / pool_factor)`` the
+    probability that pool trip ``j`` is released.  Its derivative by the log factors is
+    the operator ``H``: the counts' attribution to origin zones, destination zones and
+    the level -- full rank, whatever the ensemble size, and aware of the lag between a
+    trip's release and its passage over a detector.
+    """
+
+    def __init__(self, pool: PoolDemand, n_zones: int, *, destination_factors: bool) -> None:
+        self.origin, self.destination, self.depart = pool.origin, pool.destination, pool.depart
+        self.zone, self.dest_zone = pool.zone, pool.dest_zone
+        self.pool_factor = pool.pool_factor
+        self.nz = n_zones
+        self.dest = destination_factors
+        self.dests, self.row_of = np.unique(self.destination, return_inverse=True)
+        self.cursor = 0  # pool trips before this one are routed
+        self.sensor_of_link = np.full(pool.twin.city.network.n_links, -1, np.int64)
+        self.ev_trip = np.zeros(0, np.int64)
+        self.ev_link = np.zeros(0, np.int64)
+        self.ev_share = np.zeros(0)
+        self.ev_t = np.zeros(0)
+
+    def observe(self, links) -> None:
+        """Count crossings of these links from now on."""
+        links = np.asarray(list(links), np.int64)
+        self.sensor_of_link[links] = links
+
+    def advance(self, now: float, *, weight, graph, is_open, tol: float, keep_s: float = 3600.0) -> None:
+        """Route the pool trips departed before ``now``; forget crossings older than ``keep_s``."""
+        from kernels.assimilation import sensor_crossings
+        from kernels.routing import compute_route_table
+
+        hi = int(np.searchsorted(self.depart, now, side="left"))
+        old = self.ev_t > now - keep_s
+        self.ev_trip, self.ev_link = self.ev_trip[old], self.ev_link[old]
+        self.ev_share, self.ev_t = self.ev_share[old], self.ev_t[old]
+        if hi <= self.cursor or not (self.sensor_of_link >= 0).any():
+            self.cursor = max(self.cursor, hi)
+            return
+        sl = slice(self.cursor, hi)
+        rows = np.unique(self.row_of[sl])
+        _, pot_rows = compute_route_table(graph, self.dests[rows].astype(np.int32), weight)
+        pot = np.full((self.dests.size, pot_rows.shape[1]), np.inf)
+        pot[rows] = pot_rows
+        trip, link, share, dt = sensor_crossings(self.origin[sl], self.row_of[sl], pot, weight, is_open,
+                                                 graph.out_indptr, graph.out_links, graph.dst,
+                                                 self.sensor_of_link, tol=tol)
+        trip = trip + self.cursor
+        self.ev_trip = np.concatenate([self.ev_trip, trip])
+        self.ev_link = np.concatenate([self.ev_link, link])
+        self.ev_share = np.concatenate([self.ev_share, share])
+        self.ev_t = np.concatenate([self.ev_t, self.depart[trip] + dt])
+        self.cursor = hi
+
+    def operator(self, windows, theta, p_used):
+        """``H`` (observations x parameters) at the members' ``theta``, the shift of each
+        predicted count from the factors the trips were released with to the current ones,
+        and the expected counts (the members' mean) at the current factors.
+
+        ``windows``: ``(link, t0, t1)`` per observation; ``p_used``: each member's release
+        probabilities of the pool trips.
+        """
+        nz, pf = self.nz, self.pool_factor
+        m, p = len(windows), theta.shape[1]
+        H = np.zeros((m, p))
+        shift = np.zeros(m)
+        expect = np.zeros(m)
+        if m == 0 or self.ev_t.size == 0:
+            return H, shift, expect
+        order = np.lexsort((self.ev_t, self.ev_link))
+        lk, tt = self.ev_link[order], self.ev_t[order]
+        for j, (link, t0, t1) in enumerate(windows):
+            a = np.searchsorted(lk, link, side="left")
+            b = np.searchsorted(lk, link, side="right")
+            lo = a + np.searchsorted(tt[a:b], t0, side="right")
+            hi = a + np.searchsorted(tt[a:b], t1, side="right")
+            e = order[lo:hi]
+            if e.size == 0:
+                continue
+            trips = self.ev_trip[e]
+            zo, zd = self.zone[trips], self.dest_zone[trips]
+            lp = theta[:, zo] + theta[:, nz][:, None]
+            if self.dest:
+                lp = lp + theta[:, nz + 1 + zd]
+            p_now = np.minimum(np.exp(lp) / pf, 1.0)
+            w = self.ev_share[e] * np.where(np.exp(lp) / pf < 1.0, p_now, 0.0).mean(axis=0)
+            used = np.nanmean(np.stack([pu[trips] for pu in p_used]), axis=0)
+            expect[j] = float(np.sum(self.ev_share[e] * p_now.mean(axis=0)))
+            shift[j] = expect[j] - float(np.sum(self.ev_share[e] * np.nan_to_num(used)))
+            np.add.at(H[j], zo, w)
+            H[j, nz] += w.sum()
+            if self.dest:
+                np.add.at(H[j], nz + 1 + zd, w)
+        return H, shift, expect
 
 
 @dataclass
@@ -218,6 +335,11 @@ class Ensemble:
         trips = build_demand(big, self.city, pool_rng)
         u = pool_rng.random(trips.origin.size)
         for i in range(s.members):
+            if i and s.method == "kalman" and s.independent_draws:
+                # the Kalman filter's operator needs no common random numbers: members
+                # release independent draws from the pool, so their mean is a smoother
+                # estimate of the expected flows
+                u = pool_rng.random(trips.origin.size)
             tw = Twin(empty, seed=self.seed, city=self.city)
             comp = PoolDemand(tw, origin=trips.origin, destination=trips.destination, depart=trips.depart_s,
                               u=u, zone=z.node_zone[trips.origin],
@@ -234,7 +356,23 @@ class Ensemble:
             self.theta[:, nz] = self.rng.normal(0.0, s.level_sd, s.members)
             if s.destination_factors:
                 self.theta[:, nz + 1:] = self.rng.normal(0.0, s.zone_sd, (s.members, nz))
+        if s.method not in ("kalman", "enkf"):
+            raise InputError(f"assimilation.method must be 'kalman' or 'enkf', got {s.method!r}")
+        # the Kalman filter's state: mean and covariance of theta; members are drawn from it
+        # with fixed standard normal offsets (centred), so each keeps its identity over time
+        p = self.theta.shape[1]
+        prior_var = np.concatenate([np.full(nz, s.zone_sd ** 2), [s.level_sd ** 2], np.full(p - nz - 1, s.zone_sd ** 2)])
+        self.walk_var = np.concatenate([np.full(nz, s.zone_walk_sd ** 2), [s.level_walk_sd ** 2],
+                                        np.full(p - nz - 1, s.zone_walk_sd ** 2)])
+        self.mean = np.zeros(p)
+        self.cov = np.diag(prior_var)
+        if s.method == "kalman" and s.estimate_demand and s.members > 1:
+            zz = self.rng.normal(0.0, 1.0, (s.members, p))
+            zz -= zz.mean(axis=0)
+            self._offsets = zz / zz.std(axis=0)
+            self.theta = self._draw_members()
         self._push_theta()
+        self._crossings = _Crossings(self.pools[0], nz, destination_factors=s.destination_factors)
         self.interval_s = interval
         self.now = 0.0
         self.held: dict[tuple[str, object], _Held] = {}
@@ -243,6 +381,11 @@ class Ensemble:
         self._pending_obs: list = []
 
     # ------------------------------------------------------------ parameters
+    def _draw_members(self) -> np.ndarray:
+        sd = np.linalg.cholesky(self.cov + 1e-12 * np.eye(self.cov.shape[0]))
+        th = self.mean + self._offsets @ sd.T
+        return np.clip(th, -2.0, math.log(self.settings.pool_factor))
+
     def _push_theta(self) -> None:
         nz = self.city.zones.n_zones
         for th, pool in zip(self.theta, self.pools):
@@ -333,6 +476,12 @@ class Ensemble:
             if rows is not None:
                 usable.append((o, rows))
         nz = self.city.zones.n_zones
+        if s.method == "kalman":
+            if s.estimate_demand and len(self.members) > 1:
+                self._kalman(usable)
+            corrected = self._correct_links(usable) if s.correct_links else 0
+            self._record(len(usable), corrected)
+            return
         # random walk, then the EnKF update on the counts
         if s.estimate_demand and len(self.members) > 1:
             walk = np.concatenate([np.full(nz, s.zone_walk_sd), [s.level_walk_sd],
@@ -358,6 +507,50 @@ class Ensemble:
         self._push_theta()
         corrected = self._correct_links(usable) if s.correct_links else 0
         self._record(len(usable), corrected)
+
+    def _kalman(self, usable) -> None:
+        """Kalman update of the demand factors from each sensor's count (see :class:`_Crossings`)."""
+        s = self.settings
+        self.cov = self.cov + np.diag(self.walk_var)  # the factors random-walk between updates
+        flows: dict[tuple[int, float], tuple] = {}
+        for o, rows in usable:
+            if math.isfinite(o.flow_vph) and o.lane < 0:
+                flows[(int(o.link), float(o.t))] = (o, rows)  # a repeat replaces the earlier one
+        cr = self._crossings
+        cr.observe([k[0] for k in flows])
+        weight = np.median(np.stack([m.traffic.routes.weight for m in self.members]), axis=0)
+        tr = self.members[0].traffic
+        cr.advance(self.now, weight=np.where(tr.links.is_open != 0, weight, np.inf), graph=tr.graph,
+                   is_open=tr.links.is_open, tol=float(tr.routes.tol[0]))
+        if flows:
+            items = list(flows.values())
+            obs = np.array([o.flow_vph * o.interval_s / 3600.0 for o, _ in items])
+            sim = np.array([[m.recorder.link["outflow"][rows[i]][o.link] for o, rows in items]
+                            for i, m in enumerate(self.members)], np.float64)
+            if s.count_sd > 0:  # a detector's clipped additive noise (see _zone_counts)
+                z = sim / s.count_sd
+                sim = sim * ndtr(z) + s.count_sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+            pred = sim.mean(axis=0)
+            H, shift, expect = cr.operator([(o.link, o.t - o.interval_s, o.t) for o, _ in items], self.theta,
+                                   [pool.p_used for pool in self.pools])
+            pred = np.maximum(pred + shift, 0.0) if s.prediction == "simulated" else expect
+            # detector noise, the truth's Poisson noise, the members' own (one common pool:
+            # their mean is one realisation), and the model's error
+            # (all from the prediction: weights from the observed counts would favour the
+            # low ones and bias the estimate down, by about a count per window)
+            lam = np.maximum(expect if s.prediction == "simulated" else pred, 0.5)
+            var = 2.0 * lam + ((s.count_cv ** 2 + s.model_cv ** 2) * lam ** 2) + s.count_sd ** 2
+            PHt = self.cov @ H.T
+            S = H @ PHt + np.diag(var)
+            K = np.linalg.solve(S, PHt.T).T
+            self.mean = self.mean + K @ (obs - pred)
+            ikh = np.eye(self.mean.size) - K @ H
+            self.cov = ikh @ self.cov @ ikh.T + (K * var) @ K.T  # Joseph form: stays symmetric, PSD
+            self.cov = 0.5 * (self.cov + self.cov.T)
+        hi = math.log(s.pool_factor)
+        self.mean = np.clip(self.mean, -2.0, hi)
+        self.theta = self._draw_members()
+        self._push_theta()
 
     def _zone_counts(self, flows):
         """Observed and predicted counts summed over the sensors of each zone (the zone of
