@@ -8,7 +8,12 @@ Kernels (``@njit``, pure functions on arrays):
 * :func:`shortest_tree_from` -- binary-heap Dijkstra from one origin to every
   node, with each node's predecessor link.
 * :func:`route_table` -- :func:`shortest_tree_to` for many destinations at once,
-  in parallel, writing rows of preallocated tables.
+  in parallel, writing rows of preallocated tables (a bucket queue for
+  positive weights).
+* :func:`route_table_near` -- the same, each row searched only as far as the
+  nodes it must cover (its *radius*); exact on every node closer than that.
+* :func:`stale_rows`, :func:`stale_rows_near`, :func:`uncovered_rows` -- which
+  rows new weights or new target nodes make out of date.
 * :func:`path_links` -- follow a next-link row from an origin to extract a path.
 
 Public wrappers (plain Python, they check dtypes, shapes and ids and raise a
@@ -35,6 +40,10 @@ __all__ = [
     "shortest_tree_to",
     "shortest_tree_from",
     "route_table",
+    "route_table_near",
+    "stale_rows",
+    "stale_rows_near",
+    "uncovered_rows",
     "path_links",
     "compute_tree_to",
     "compute_tree_from",
@@ -161,15 +170,26 @@ def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, he
 
 
 @njit(cache=True)
-def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, delta, dist, next_link,
-                  bucket_head, entry_node, entry_key, entry_next):
+def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, dist, next_link,
+                  bucket_head, entry_node, entry_key, entry_next, targets, r_min, mark, stamp):
     """Dijkstra on the reversed graph with a bucket queue (Dial's algorithm).
 
-    Buckets are ``delta`` wide with ``0 < delta <= min(weight)``, so every node
-    of the current bucket is final and the order inside a bucket does not
-    matter: the distances are exact.  ``bucket_head`` is circular and must
-    have more than ``max(weight) / delta + 1`` slots, all ``-1`` on entry (and
-    again on exit); the entry arrays need ``n_links + 1`` slots.
+    Buckets are ``1 / inv_delta`` wide, at most the smallest weight (shaved so
+    that rounding never puts a relaxed node into the bucket being settled), so
+    every node of the current bucket is final and the order inside a bucket
+    does not matter: the distances are exact.  ``bucket_head`` is circular
+    (``mask + 1`` slots, a power of two above ``max(weight) * inv_delta + 1``),
+    all ``-1`` on entry and again on exit; the entry arrays need
+    ``n_links + 1`` slots.
+
+    With ``r_min = inf`` the search covers every node and returns ``inf``.
+    Otherwise it stops, after a whole bucket, once every node of ``targets``
+    is settled and every node closer than ``r_min``; it returns ``R``, the
+    smallest key still queued (``inf`` if none is: the tree is complete).
+    Then exactly the nodes with distance ``< R`` keep their distance and
+    next link; the others get ``inf`` and ``-1``.  ``mark`` (int64, one per
+    node) holds stamps below ``stamp`` on entry (it is left below
+    ``stamp + 2``): it marks targets and settled nodes without clearing.
     """
     nb = bucket_head.shape[0]
     dist[:] = np.inf
@@ -182,8 +202,21 @@ def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, delta, dist, next_l
     n_entries = 1
     remaining = 1
     cur = 0
+    limited = r_min < np.inf
+    t_mark = stamp
+    s_mark = stamp + 1
+    left = 0
+    last = np.int64(-1)  # last bucket that may hold a node closer than r_min
+    if limited:
+        for i in range(targets.shape[0]):
+            t = targets[i]
+            if mark[t] != t_mark:
+                mark[t] = t_mark
+                left += 1
+        if r_min > 0.0:
+            last = np.int64(r_min * inv_delta)
     while remaining > 0:
-        slot = cur % nb
+        slot = cur & mask
         e = bucket_head[slot]
         bucket_head[slot] = -1
         while e >= 0:
@@ -193,23 +226,40 @@ def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, delta, dist, next_l
             remaining -= 1
             if du != dist[u]:  # stale: u was improved after this entry
                 continue
+            if limited:
+                if mark[u] == t_mark:
+                    left -= 1
+                mark[u] = s_mark
             for k in range(in_indptr[u], in_indptr[u + 1]):
-                w = rev_w[k]
-                if w == np.inf:
-                    continue
+                nd = du + rev_w[k]  # closed links (inf) never pass the test below
                 v = rev_src[k]
-                nd = du + w
                 if nd < dist[v]:
                     dist[v] = nd
                     next_link[v] = in_links[k]
-                    bslot = np.int64(nd / delta) % nb
+                    bslot = np.int64(nd * inv_delta) & mask
                     entry_node[n_entries] = v
                     entry_key[n_entries] = nd
                     entry_next[n_entries] = bucket_head[bslot]
                     bucket_head[bslot] = n_entries
                     n_entries += 1
                     remaining += 1
+        if limited and left == 0 and cur >= last and remaining > 0:
+            # every later bucket holds keys above every settled distance
+            radius = np.inf
+            for b in range(nb):
+                e = bucket_head[b]
+                bucket_head[b] = -1
+                while e >= 0:
+                    if entry_key[e] < radius:
+                        radius = entry_key[e]
+                    e = entry_next[e]
+            for v in range(dist.shape[0]):
+                if mark[v] != s_mark:
+                    dist[v] = np.inf
+                    next_link[v] = -1
+            return radius
         cur += 1
+    return np.inf
 
 
 #: widest bucket queue (slots) before route_table falls back to the binary heap
@@ -309,7 +359,80 @@ def shortest_tree_from(orig, out_indptr, out_links, dst, weight):
 _MAX_CHUNKS = 256
 
 
+@njit(cache=True)
+def _dial_setup(rev_w):
+    """``(inv_delta, n_buckets)`` of the bucket queue for these weights; ``n_buckets = 0``:
+    use the binary heap (a zero weight, no finite weight, or too wide a spread)."""
+    w_min = np.inf
+    w_max = 0.0
+    for k in range(rev_w.shape[0]):
+        w = rev_w[k]
+        if w < np.inf:
+            if w < w_min:
+                w_min = w
+            if w > w_max:
+                w_max = w
+    delta = w_min * (1.0 - 1e-9)
+    if not (w_min < np.inf and delta > 0.0 and w_max / delta + 2.0 < _MAX_BUCKETS):
+        return 0.0, np.int64(0)
+    nb = np.int64(1)
+    while nb < np.int64(w_max / delta) + 2:
+        nb *= 2
+    return 1.0 / delta, nb
+
+
 @njit(cache=True, parallel=True)
+def _route_rows(dests, active, in_indptr, in_links, src, weight, t_indptr, t_nodes, r_min,
+                next_link_out, dist_out, radius_out):
+    """The shared driver of :func:`route_table` and :func:`route_table_near`."""
+    n = in_indptr.shape[0] - 1
+    rows = np.flatnonzero(active)
+    n_rows = rows.shape[0]
+    if n_rows == 0:
+        return
+    want_dist = dist_out.shape[0] > 0
+    want_next = next_link_out.shape[0] > 0
+    want_radius = radius_out.shape[0] > 0
+    near = t_indptr.shape[0] > 0
+    n_chunks = min(n_rows, _MAX_CHUNKS)
+    rev_src, rev_w = _reverse_arrays(in_links, src, weight)
+    inv_delta, n_buckets = _dial_setup(rev_w)
+    use_dial = n_buckets > 0
+    m = in_links.shape[0]
+    for c in prange(n_chunks):
+        heap_node = np.empty(0 if use_dial else n, dtype=np.int32)
+        heap_key = np.empty(0 if use_dial else n, dtype=np.float64)
+        pos = np.full(0 if use_dial else n, -1, dtype=np.int32)
+        bucket_head = np.full(max(n_buckets, 1), -1, dtype=np.int64)
+        entry_node = np.empty(m + 1 if use_dial else 0, dtype=np.int32)
+        entry_key = np.empty(m + 1 if use_dial else 0, dtype=np.float64)
+        entry_next = np.empty(m + 1 if use_dial else 0, dtype=np.int64)
+        mark = np.zeros(n if (use_dial and near) else 0, dtype=np.int64)
+        work = np.empty(0 if want_dist else n, dtype=np.float64)
+        work_next = np.empty(0 if want_next else n, dtype=np.int32)
+        stamp = np.int64(1)
+        for j in range(c, n_rows, n_chunks):
+            r = rows[j]
+            dist = dist_out[r] if want_dist else work
+            nxt = next_link_out[r] if want_next else work_next
+            radius = np.inf
+            if use_dial:
+                if near:
+                    radius = _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, inv_delta, n_buckets - 1,
+                                           dist, nxt, bucket_head, entry_node, entry_key, entry_next,
+                                           t_nodes[t_indptr[r]:t_indptr[r + 1]], r_min[r], mark, stamp)
+                    stamp += 2
+                else:
+                    _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, inv_delta, n_buckets - 1,
+                                  dist, nxt, bucket_head, entry_node, entry_key, entry_next,
+                                  t_nodes, np.inf, mark, stamp)
+            else:  # the heap search always covers every node
+                _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, nxt, heap_node, heap_key, pos)
+            if want_radius:
+                radius_out[r] = radius
+
+
+@njit(cache=True)
 def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, dist_out):
     """Fill next-link (and distance) rows for the active destinations.
 
@@ -332,55 +455,46 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
     Notes
     -----
     Destinations are split into at most ``_MAX_CHUNKS`` strided chunks run in
-    parallel; each chunk allocates its heap (and, without ``dist_out``, a
-    distance row) once and reuses it for all of its destinations.  (The chunk
-    count is a constant: asking numba for the thread count inside the kernel
-    would stop it from being cached.)
+    parallel; each chunk allocates its work arrays once and reuses them for
+    all of its destinations.  Positive weights use a bucket queue (Dial),
+    otherwise a binary heap.  (The chunk count is a constant: asking numba for
+    the thread count inside the kernel would stop it from being cached.)
     """
-    n = in_indptr.shape[0] - 1
-    rows = np.flatnonzero(active)
-    n_rows = rows.shape[0]
-    if n_rows == 0:
-        return
-    want_dist = dist_out.shape[0] > 0
-    want_next = next_link_out.shape[0] > 0
-    n_chunks = min(n_rows, _MAX_CHUNKS)
-    rev_src, rev_w = _reverse_arrays(in_links, src, weight)
-    # bucket width: the smallest link weight (shaved so rounding never puts a
-    # relaxed node into the bucket being settled); zero weights need the heap
-    w_min = np.inf
-    w_max = 0.0
-    for k in range(rev_w.shape[0]):
-        w = rev_w[k]
-        if w < np.inf:
-            if w < w_min:
-                w_min = w
-            if w > w_max:
-                w_max = w
-    delta = w_min * (1.0 - 1e-9)
-    use_dial = w_min < np.inf and delta > 0.0 and w_max / delta + 2.0 < _MAX_BUCKETS
-    n_buckets = np.int64(w_max / delta) + 2 if use_dial else 1
-    m = in_links.shape[0]
-    for c in prange(n_chunks):
-        heap_node = np.empty(n, dtype=np.int32)
-        heap_key = np.empty(n, dtype=np.float64)
-        pos = np.full(n, -1, dtype=np.int32)
-        bucket_head = np.full(n_buckets, -1, dtype=np.int64)
-        entry_node = np.empty(m + 1 if use_dial else 0, dtype=np.int32)
-        entry_key = np.empty(m + 1 if use_dial else 0, dtype=np.float64)
-        entry_next = np.empty(m + 1 if use_dial else 0, dtype=np.int64)
-        work = np.empty(0 if want_dist else n, dtype=np.float64)
-        work_next = np.empty(0 if want_next else n, dtype=np.int32)
-        for j in range(c, n_rows, n_chunks):
-            r = rows[j]
-            dist = dist_out[r] if want_dist else work
-            nxt = next_link_out[r] if want_next else work_next
-            if use_dial:
-                _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, delta, dist, nxt,
-                              bucket_head, entry_node, entry_key, entry_next)
-            else:
-                _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, nxt,
-                              heap_node, heap_key, pos)
+    _route_rows(dests, active, in_indptr, in_links, src, weight, np.zeros(0, np.int64), np.zeros(0, np.int32),
+                np.zeros(0), next_link_out, dist_out, np.zeros(0))
+
+
+@njit(cache=True)
+def route_table_near(dests, active, in_indptr, in_links, src, weight, t_indptr, t_nodes, r_min,
+                     next_link_out, dist_out, radius_out):
+    """:func:`route_table` searching each row only as far as some nodes need.
+
+    Row ``r`` is searched until the nodes ``t_nodes[t_indptr[r]:t_indptr[r + 1]]``
+    (its *targets*) and every node closer than ``r_min[r]`` are settled
+    (``r_min[r] = inf``: the whole tree).  ``radius_out[r]`` receives the
+    row's radius ``R``: the nodes with a shortest travel time ``< R`` have
+    it in the row, exactly as :func:`route_table` would give it, with a
+    shortest next link; every other node has ``inf`` and ``-1``, so the row
+    tells which nodes it covers (``R = inf``: all; a target it cannot reach
+    makes the search complete).  ``R >= r_min[r]`` and every reachable
+    target's distance is ``< R``.  Zero (or very unequal) weights fall back
+    to the heap search, which is always complete.
+
+    Parameters
+    ----------
+    t_indptr : int64[k + 1]
+        CSR row pointer of the targets.
+    t_nodes : int32[:]
+        Target nodes (repeats allowed).
+    r_min : float64[k]
+        Radius each row must reach at least (``0``: only the targets').
+    radius_out : float64[k]
+        Output radii (rows of inactive destinations untouched).
+
+    The other parameters are as in :func:`route_table`.
+    """
+    _route_rows(dests, active, in_indptr, in_links, src, weight, t_indptr, t_nodes, r_min,
+                next_link_out, dist_out, radius_out)
 
 
 @njit(cache=True, parallel=True)
@@ -411,6 +525,57 @@ def stale_rows(active, row_basis, basis_weights, weight, pot, src, dst, out):
                     out[r] = True
                     break
             elif ps < np.inf and w0 + pd == ps:
+                out[r] = True
+                break
+
+
+@njit(cache=True, parallel=True)
+def stale_rows_near(active, row_basis, ch_indptr, ch_links, basis_weights, weight, pot, radius, src, dst, out):
+    """:func:`stale_rows` for rows that may cover only the nodes closer than a radius.
+
+    Row ``r`` holds exact shortest travel times ``pot[r]`` for the weights
+    ``basis_weights[row_basis[r]]`` at the nodes closer than ``radius[r]``
+    and ``inf`` elsewhere (as :func:`route_table_near` leaves it).  The links
+    whose weight differs between basis ``i`` and ``weight`` are
+    ``ch_links[ch_indptr[i]:ch_indptr[i + 1]]``.  A row is flagged unless,
+    under ``weight``, it still holds the exact travel times of exactly the
+    nodes closer than its radius: no link on a shortest path of a covered
+    node (ties included) got slower or closed, and no link got fast enough
+    to bring a node below the radius or under its row value
+    (``w + pot[dst] < min(pot[src], radius)``).
+    """
+    for r in prange(active.shape[0]):
+        out[r] = False
+        if not active[r]:
+            continue
+        bi = row_basis[r]
+        wb = basis_weights[bi]
+        rad = radius[r]
+        for j in range(ch_indptr[bi], ch_indptr[bi + 1]):
+            b = ch_links[j]
+            w0 = wb[b]
+            w1 = weight[b]
+            ps = pot[r, src[b]]
+            pd = pot[r, dst[b]]
+            if w1 < w0:
+                if w1 + pd < min(ps, rad):
+                    out[r] = True
+                    break
+            elif ps < np.inf and w0 + pd == ps:
+                out[r] = True
+                break
+
+
+@njit(cache=True)
+def uncovered_rows(t_indptr, t_nodes, pot, radius, out):
+    """Flag the rows with a target node they do not cover (``pot >= radius`` and the
+    row not complete); other rows are left as they are in ``out``."""
+    for r in range(t_indptr.shape[0] - 1):
+        rad = radius[r]
+        if rad == np.inf:
+            continue
+        for j in range(t_indptr[r], t_indptr[r + 1]):
+            if not pot[r, t_nodes[j]] < rad:
                 out[r] = True
                 break
 

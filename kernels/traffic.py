@@ -77,6 +77,8 @@ __all__ = [
     "advance",
     "link_travel_times",
     "destinations_in_use",
+    "route_targets",
+    "uncovered_departures",
     "retry_no_route",
     "flush_vehicle_seconds",
 ]
@@ -145,6 +147,10 @@ class LinkState(NamedTuple):
     # scalars in arrays: [0] next pending index, [1] tick counter
     cursor: np.ndarray  # int64 (2,)
 
+
+#: ``advance``'s per-head cache of the way on: not looked up yet / must wait at the node
+_UNKNOWN = -3
+_WAIT = -5
 
 # columns of Vehicles.fhot / Vehicles.ihot: what a move touches sits in one row
 F_ENTER, F_DIST, F_FFTT = 0, 1, 2
@@ -287,6 +293,13 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     n_nodes = in_indptr.shape[0] - 1
     n_veh = v_order.shape[0]
     arrived = 0
+    # The way on chosen for each head vehicle (in-link heads, then origin-queue
+    # heads at n_links + node), kept while it stays the head: the choice only
+    # depends on the vehicle, its node and link and on the routes and open
+    # links, which do not change within one call, while a node looks at each
+    # head again after every move it makes.  _UNKNOWN: not looked up yet.
+    n_links = l_dst.shape[0]
+    way = np.full(n_links + n_nodes, _UNKNOWN, np.int64)
     for _ in range(n_ticks):
         k = cursor[1]
         t = k * dt
@@ -313,6 +326,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
             tl = oq_tail[o]
             if tl < 0:
                 oq_head[o] = v
+                way[n_links + o] = _UNKNOWN
             else:
                 ih[tl, I_NXT] = v
             oq_tail[o] = v
@@ -371,13 +385,21 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     if te >= t1:
                         continue
                     t_down = -np.inf  # when the next link would let it in
-                    b = np.int64(-1)  # -1: arrives here; -2: parks here (no way on); else next link
-                    if ih[v, I_DEST] != n:
-                        b = _next_link(n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol)
-                        if b < 0:
-                            if pot[ih[v, I_DIDX], n] < np.inf:
-                                continue  # its next links closed since the last re-route: wait for it
-                            b = np.int64(-2)
+                    # -1: arrives here; -2: parks here (no way on); _WAIT: waits; else next link
+                    slot = a if a >= 0 else n_links + n
+                    b = way[slot]
+                    if b == _UNKNOWN:
+                        b = np.int64(-1)
+                        if ih[v, I_DEST] != n:
+                            b = _next_link(n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol)
+                            if b < 0:
+                                if pot[ih[v, I_DIDX], n] < np.inf:
+                                    b = _WAIT  # its next links closed since the last re-route: wait for it
+                                else:
+                                    b = np.int64(-2)
+                        way[slot] = b
+                    if b == _WAIT:
+                        continue
                     if b >= 0:
                         if l_headway[b] == np.inf:
                             continue
@@ -420,6 +442,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     v = head[a]
                     nh = ih[v, I_NXT]
                     head[a] = nh
+                    way[a] = _UNKNOWN
                     if nh < 0:
                         tail[a] = -1
                         head_ready[a] = np.inf
@@ -441,6 +464,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                 else:
                     v = oq_head[n]
                     oq_head[n] = ih[v, I_NXT]
+                    way[n_links + n] = _UNKNOWN
                     if oq_head[n] < 0:
                         oq_tail[n] = -1
                     if b >= 0:
@@ -462,6 +486,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     if tl < 0:
                         head[b] = v
                         head_ready[b] = te + l_free_tt[b]
+                        way[b] = _UNKNOWN
                     else:
                         ih[tl, I_NXT] = v
                     tail[b] = v
@@ -520,6 +545,79 @@ def destinations_in_use(veh, ls, horizon_t, out):
         out[veh.dest_idx[v]] = True
         p += 1
     return out
+
+
+@njit(cache=True)
+def route_targets(veh, ls, l_dst, horizon_t, n_rows):
+    """The nodes each route row must cover: ``(t_indptr, t_nodes)``, CSR by row.
+
+    Where a vehicle decides next: the end node of its link for a vehicle on
+    the network, its origin for one waiting there (or parked without a
+    route), and for one departing before ``horizon_t``.  Rows with no nodes
+    are not in use (:func:`destinations_in_use`).
+    """
+    n_veh = veh.orig.shape[0]
+    count = np.zeros(n_rows + 1, np.int64)
+    p0 = ls.cursor[0]
+    for v in range(n_veh):
+        s = veh.link[v]
+        if s >= 0 or s == VEH_WAITING or s == VEH_NO_ROUTE:
+            count[veh.dest_idx[v] + 1] += 1
+    p = p0
+    while p < veh.order.shape[0]:
+        v = veh.order[p]
+        if veh.depart[v] >= horizon_t:
+            break
+        count[veh.dest_idx[v] + 1] += 1
+        p += 1
+    p_end = p
+    t_indptr = np.cumsum(count)
+    fill = t_indptr[:-1].copy()
+    t_nodes = np.empty(t_indptr[-1], np.int32)
+    for v in range(n_veh):
+        s = veh.link[v]
+        if s >= 0:
+            node = l_dst[s]
+        elif s == VEH_WAITING or s == VEH_NO_ROUTE:
+            node = veh.orig[v]
+        else:
+            continue
+        r = veh.dest_idx[v]
+        t_nodes[fill[r]] = node
+        fill[r] += 1
+    for p in range(p0, p_end):
+        v = veh.order[p]
+        r = veh.dest_idx[v]
+        t_nodes[fill[r]] = veh.orig[v]
+        fill[r] += 1
+    return t_indptr, t_nodes
+
+
+@njit(cache=True)
+def uncovered_departures(veh, ls, end_t, pot, radius):
+    """Departures before ``end_t`` still to be released whose origin their route row
+    does not cover (``pot >= radius``, the row not complete): ``(rows, nodes)``."""
+    p = ls.cursor[0]
+    n = 0
+    while p + n < veh.order.shape[0]:
+        v = veh.order[p + n]
+        if veh.depart[v] >= end_t:
+            break
+        n += 1
+    rows = np.empty(n, np.int32)
+    nodes = np.empty(n, np.int32)
+    k = 0
+    for i in range(n):
+        v = veh.order[p + i]
+        if veh.link[v] != VEH_PENDING:
+            continue
+        r = veh.dest_idx[v]
+        o = veh.orig[v]
+        if radius[r] < np.inf and not pot[r, o] < radius[r]:
+            rows[k] = r
+            nodes[k] = o
+            k += 1
+    return rows[:k], nodes[:k]
 
 
 @njit(cache=True)
