@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from twin.emergency.incidents import CLEARED, REPORTED, WORKING
-from twin.emergency.resources import BUSY, DISPATCHED, ENROUTE, RETURNING, TRANSPORT
+from twin.emergency.resources import AVAILABLE, BUSY, DISPATCHED, ENROUTE, RETURNING, TRANSPORT
 
 __all__ = ["check_invariants"]
 
@@ -29,6 +31,9 @@ def check_invariants(comp) -> None:
             raise RuntimeError(f"incident {inc.id}: needs {inc.need} but queued={inc.id in comp.queue}")
         if needs and inc.stage not in (REPORTED, WORKING):
             raise RuntimeError(f"incident {inc.id} needs units at stage {inc.stage}")
+    if comp._ufree is not None and not np.array_equal(
+            comp._ufree, ((comp._ustate == AVAILABLE) | (comp._ustate == RETURNING)) & comp._st_ok[comp._ustation]):
+        raise RuntimeError("the free-unit index disagrees with the unit and station records")
     for s_, st in enumerate(comp.stations):
         if comp._st_ok[s_] != (st.in_service and not st.removed):
             raise RuntimeError(f"station {st.name}: the index disagrees with its record")

@@ -60,6 +60,8 @@ _PRIO = PRIORITY["normal"]
 _MOVING = (DISPATCHED, ENROUTE, TRANSPORT, RETURNING)
 _IS_MOVING = np.zeros(16, bool)
 _IS_MOVING[list(_MOVING)] = True
+_IS_FREE = np.zeros(16, bool)
+_IS_FREE[[AVAILABLE, RETURNING]] = True
 #: policies whose choices need no check (they pick reachable candidates by construction)
 _TRUSTED = tuple(POLICIES.values())
 
@@ -182,15 +184,23 @@ class EmergencyComponent(ControlMixin, Component):
         self._st_ok = np.asarray([s.in_service and not s.removed for s in self.stations], bool)
         self._st_node = np.asarray([s.node for s in self.stations], np.int64)
         self._st_aid = np.asarray([s.mutual_aid for s in self.stations], bool)
+        self._ufree = None  # see _free_mask
 
     def _set_state(self, unit: Unit, state: int) -> None:
         unit.state = state
         self._ustate[unit.id] = state
+        if self._ufree is not None:
+            self._ufree[unit.id] = _IS_FREE[state] and self._st_ok[unit.station]
+
+    def _stations_changed(self) -> None:
+        """Call after changing a station's service state or a unit's station."""
+        self._ufree = None
 
     def _free_mask(self) -> np.ndarray:
-        """Units that may be sent now: at their station or driving home, station in service."""
-        st = self._ustate
-        return ((st == AVAILABLE) | (st == RETURNING)) & self._st_ok[self._ustation]
+        """Units that may be sent now: at their station or driving home, station in service (a copy)."""
+        if self._ufree is None:  # kept up to date by _set_state
+            self._ufree = _IS_FREE[self._ustate] & self._st_ok[self._ustation]
+        return self._ufree.copy()
 
     def _rec(self, key):
         return self.units[key[1]] if key[0] == "u" else self.incidents[key[1]]
@@ -524,12 +534,12 @@ class EmergencyComponent(ControlMixin, Component):
         if lead >= 0:
             start = t_node
             links = np.concatenate([[lead], links]).astype(np.int32)
-            times = np.concatenate([[t_node], t_node + np.cumsum(tts)])
+            times = np.concatenate([[t_node], t_node + tts.cumsum()])
             unit.node = int(self.twin.city.network.src[lead])
             unit.t_depart = min(self.now, t0)
         else:
             start = max(t0, t_node)
-            times = start + np.cumsum(tts)
+            times = start + tts.cumsum()
             unit.node = node
             unit.t_depart = start
         unit.path = links
@@ -639,7 +649,7 @@ class EmergencyComponent(ControlMixin, Component):
         links, tts = self.router.path_from_tree(pred, inc.node, hosp.node)
         self._set_state(unit, TRANSPORT)
         unit.node, unit.dest, unit.t_depart = inc.node, hosp.node, now
-        unit.path, unit.path_t = links, now + np.cumsum(tts)
+        unit.path, unit.path_t = links, now + tts.cumsum()
         if links.shape[0]:
             self._watch()
         self.log.add(now, "transport", inc.id, unit.id, inc.node,
@@ -655,12 +665,12 @@ class EmergencyComponent(ControlMixin, Component):
         """
         now = self.twin.env.now
         free = self._free_mask() if free is None else free
-        ids = np.flatnonzero(free & self._kind_mask[self._kind_code[kind]])
+        ids = (free & self._kind_mask[self._kind_code[kind]]).nonzero()[0]
         st = self._ustation[ids]
         nodes = self._st_node[st]  # units at their station
         lag = np.zeros(ids.size)
         units = self.units
-        for j in np.flatnonzero(self._ustate[ids] == RETURNING).tolist():  # driving home: from where they are
+        for j in (self._ustate[ids] == RETURNING).nonzero()[0].tolist():  # driving home: from where they are
             node, _, t_node = self._where(units[ids[j]])
             nodes[j] = node
             lag[j] = t_node - now

@@ -46,6 +46,7 @@ class ControlMixin:
         k, st = self._station(name)
         st.in_service = bool(in_service)
         self._st_ok[k] = st.in_service
+        self._stations_changed()
         for u in self.units:
             if u.station != k:
                 continue
@@ -110,6 +111,7 @@ class ControlMixin:
         st.removed = True
         st.in_service = False
         self._st_ok[k] = False
+        self._stations_changed()
         for u in self.units:
             if u.station == k and u.state in (AVAILABLE, OUT_OF_SERVICE):
                 self._set_state(u, REMOVED)
@@ -128,6 +130,7 @@ class ControlMixin:
             if u.station == a and u.kind == kind and u.state in (AVAILABLE, OUT_OF_SERVICE, RETURNING) and u.incident < 0:
                 u.station = b
                 self._ustation[u.id] = b
+                self._stations_changed()
                 moved.append(u.id)
                 self.log.add(self.now, "relocating", -1, u.id, u.node, detail=f"to {dst.name}")
                 self._go_home(u)

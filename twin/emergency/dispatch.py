@@ -244,16 +244,16 @@ class Router:
     def path_to(self, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Links from ``orig`` to ``dest`` and their travel times; ``None`` if unreachable."""
         dist, nxt = self.tree_to(dest)
-        if not np.isfinite(dist[orig]):
+        if not dist[orig] < math.inf:
             return None
-        links = path_links(np.int64(orig), nxt, self.graph.dst)
+        links = path_links(orig, nxt, self.graph.dst)
         return links, self._w[links]
 
     def path_from(self, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Like :meth:`path_to`, along the tree *from* ``orig`` (one tree serves every unit
         leaving a scene, and the patient transport from it); ``None`` if unreachable."""
         dist, pred = self.tree_from(orig)
-        if not np.isfinite(dist[dest]):
+        if not dist[dest] < math.inf:
             return None
         return self.path_from_tree(pred, orig, dest)
 
