@@ -127,10 +127,13 @@ class Router:
     (:func:`kernels.traffic.link_travel_times`: free-flow, queue discharge, or how long
     the head vehicle has waited; ``inf`` on closed links) divided by the emergency
     speed factor.  They are refreshed every ``refresh_s`` seconds of the clock (the
-    cached trees with them), and a link change (closure, capacity) updates the changed
-    links' weights at once.  A cached tree survives such a change when it is still a
-    shortest-path tree under the new weights (no link of it became slower, and no other
-    link became a shortcut), so a crash across town does not cost every tree.  The
+    cached trees with them), like a traffic picture updated every minute; a link that
+    closes or reopens (a flood, a closed bridge, road works) changes its weight at once.
+    A capacity change that leaves the link open (a crash narrowing it) shows in the weights
+    from the next refresh, as the queue it causes builds.  A cached tree survives a
+    closure or reopening when it is still a shortest-path tree under the new weights (no
+    link of it closed, and no reopened link is a shortcut), so a flood across town does
+    not cost every tree.  The
     weights and trees are part of the router's state (snapshots keep them), so a restored
     run routes exactly as the uninterrupted one.
     """
@@ -186,19 +189,20 @@ class Router:
         return self._w
 
     def _links_changed(self, v0: int, v1: int) -> None:
-        """Give the links changed by link-control entries ``v0:v1`` their current times, and drop
-        the cached trees the change invalidates."""
+        """Close or reopen the links that link-control entries ``v0:v1`` closed or reopened, and
+        drop the cached trees that this invalidates."""
         hist = self.twin.link_control.history[v0:v1]
         links = np.unique(np.concatenate([np.asarray(h[4], np.int64).ravel() for h in hist]))
-        self._free = None
-        if links.size == 0:
-            return
-        new = self._current_times()[links]
         old = self._w[links]
-        moved = new != old
-        links, new, old = links[moved], new[moved], old[moved]
-        if links.size == 0:
+        now_closed = self.is_closed(links)
+        flipped = now_closed != (old == np.inf)
+        if not flipped.any():
             return
+        self._free = None
+        links, old, now_closed = links[flipped], old[flipped], now_closed[flipped]
+        new = np.full(links.size, np.inf)
+        if not now_closed.all():  # reopened: their current time
+            new[~now_closed] = self._current_times()[links[~now_closed]]
         self._w[links] = new
         g = self.graph
         s, d = g.src[links], g.dst[links]
