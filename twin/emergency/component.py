@@ -534,12 +534,16 @@ class EmergencyComponent(ControlMixin, Component):
         if lead >= 0:
             start = t_node
             links = np.concatenate([[lead], links]).astype(np.int32)
-            times = np.concatenate([[t_node], t_node + tts.cumsum()])
+            times = np.empty(tts.shape[0] + 1)
+            times[0] = 0.0
+            np.add.accumulate(tts, out=times[1:])  # cheaper than cumsum on short arrays
+            times += t_node
             unit.node = int(self.twin.city.network.src[lead])
             unit.t_depart = min(self.now, t0)
         else:
             start = max(t0, t_node)
-            times = start + tts.cumsum()
+            times = np.add.accumulate(tts)
+            times += start
             unit.node = node
             unit.t_depart = start
         unit.path = links
@@ -649,7 +653,7 @@ class EmergencyComponent(ControlMixin, Component):
         links, tts = self.router.path_from_tree(pred, inc.node, hosp.node)
         self._set_state(unit, TRANSPORT)
         unit.node, unit.dest, unit.t_depart = inc.node, hosp.node, now
-        unit.path, unit.path_t = links, now + tts.cumsum()
+        unit.path, unit.path_t = links, np.add.accumulate(tts) + now
         if links.shape[0]:
             self._watch()
         self.log.add(now, "transport", inc.id, unit.id, inc.node,
