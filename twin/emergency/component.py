@@ -184,6 +184,7 @@ class EmergencyComponent(ControlMixin, Component):
         self._st_ok = np.asarray([s.in_service and not s.removed for s in self.stations], bool)
         self._st_node = np.asarray([s.node for s in self.stations], np.int64)
         self._st_aid = np.asarray([s.mutual_aid for s in self.stations], bool)
+        self._any_aid = bool(self._st_aid.any())
         self._ufree = None  # see _free_mask
 
     def _set_state(self, unit: Unit, state: int) -> None:
@@ -684,8 +685,8 @@ class EmergencyComponent(ControlMixin, Component):
         def free() -> np.ndarray:
             return self.router.free_tree_to(inc.node)[nodes] + lag
 
-        return Candidates(kind=kind, units=ids, travel_s=travel,
-                          mutual_aid=self._st_aid[st], station=st, free_flow_fn=free)
+        return Candidates(kind=kind, units=ids, travel_s=travel, mutual_aid=self._st_aid[st], station=st,
+                          free_flow_fn=free, any_mutual_aid=None if self._any_aid else False)
 
     def _dispatch_round(self) -> None:
         if not self.queue:

@@ -58,6 +58,8 @@ class Candidates:
     station: np.ndarray
     free_flow_fn: Callable[[], np.ndarray] | None = None
     _free: np.ndarray | None = None
+    #: whether any candidate is on mutual aid (``None``: look)
+    any_mutual_aid: bool | None = None
 
     @property
     def free_flow_s(self) -> np.ndarray:
@@ -70,7 +72,7 @@ class Candidates:
 def _by(cand: Candidates, n: int, cost: np.ndarray) -> list[int]:
     if n == 1 and cost.size:  # the common case: the single best (own units first; ties: lowest id)
         aid = cand.mutual_aid
-        if aid.any():
+        if cand.any_mutual_aid if cand.any_mutual_aid is not None else aid.any():
             own = np.where(aid, np.inf, cost)
             j = int(own.argmin())
             if own[j] == np.inf:  # no own unit can reach it: mutual aid

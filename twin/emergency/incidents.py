@@ -218,6 +218,7 @@ class ArrivalSampler:
     def __init__(self, city: City, spec: RateSpec, *, start_s: float, where: str) -> None:
         self.rate_s = float(spec.per_hour) / 3600.0
         self.hourly = np.asarray(spec.hourly if spec.hourly is not None else [1.0] * 24, np.float64)
+        self._any_rate = bool(self.rate_s > 0 and self.hourly.any())
         self.start_s = float(start_s)
         net, z = city.network, city.zones
         if spec.nodes is not None:
@@ -252,14 +253,14 @@ class ArrivalSampler:
 
     def next_time(self, t: float, rng: np.random.Generator) -> float:
         """The first arrival after ``t`` (seconds since the start); ``inf`` if the rate is 0."""
-        if not self.rate_s > 0 or not self.hourly.any():
+        if not self._any_rate:
             return math.inf
         need = float(rng.exponential(1.0))
         while True:
             clock = self.start_s + t
             hour = int(clock // 3600.0) % 24
             seg_end = (math.floor(clock / 3600.0) + 1.0) * 3600.0 - self.start_s
-            lam = self.rate_s * self.hourly[hour]
+            lam = self.rate_s * float(self.hourly[hour])
             if lam > 0:
                 span = seg_end - t
                 if lam * span >= need:
