@@ -300,6 +300,18 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     # head again after every move it makes.  _UNKNOWN: not looked up yet.
     n_links = l_dst.shape[0]
     way = np.full(n_links + n_nodes, _UNKNOWN, np.int64)
+    # A lower bound per node on when its next move can be: the earliest
+    # free-flow exit of its in-links' head vehicles and the departure of its
+    # origin queue's head.  A node whose bound is past the tick has nothing to
+    # move in it, and the bound only falls when a vehicle becomes a head
+    # (entering an empty link or queue), so such nodes are skipped.
+    wake = np.full(n_nodes, np.inf)
+    for a in range(n_links):
+        if head_ready[a] < wake[l_dst[a]]:
+            wake[l_dst[a]] = head_ready[a]
+    for n in range(n_nodes):
+        if oq_head[n] >= 0 and v_depart[oq_head[n]] < wake[n]:
+            wake[n] = v_depart[oq_head[n]]
     for _ in range(n_ticks):
         k = cursor[1]
         t = k * dt
@@ -327,6 +339,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
             if tl < 0:
                 oq_head[o] = v
                 way[n_links + o] = _UNKNOWN
+                if v_depart[v] < wake[o]:
+                    wake[o] = v_depart[v]
             else:
                 ih[tl, I_NXT] = v
             oq_tail[o] = v
@@ -334,7 +348,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
         cursor[0] = p
 
         for n in range(n_nodes):
-            if node_load[n] == 0:  # nothing on its in-links or in its origin queue
+            if node_load[n] == 0 or wake[n] >= t1:  # nothing there, or nothing can reach the node in this tick
                 continue
             lo = in_indptr[n]
             hi = in_indptr[n + 1]
@@ -348,11 +362,14 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                 best_tag = np.inf
                 best_b = np.int64(-1)
                 best_held = False
+                soonest = np.inf  # the node's new lower bound, if nothing moves
                 for j in range(lo, hi + 1):
                     a = np.int64(-1)
                     if j < hi:
                         a = in_links[j]
                         te = head_ready[a]
+                        if te < soonest:
+                            soonest = te
                         if te >= t1 or l_headway[a] == np.inf:  # empty, still driving, or no capacity
                             continue
                         v = head[a]
@@ -368,6 +385,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                         if v < 0:
                             continue
                         te = v_depart[v]
+                        if te < soonest:
+                            soonest = te
                         tag = oq_vft[n]
                         h_src = 0.0
                         backlogged = te <= last_t[n]
@@ -433,6 +452,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                         best_b = b
                         best_held = t_down > own
                 if best_j < 0:
+                    wake[n] = soonest
                     break
                 # move it
                 te = best_te
@@ -487,6 +507,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                         head[b] = v
                         head_ready[b] = te + l_free_tt[b]
                         way[b] = _UNKNOWN
+                        if head_ready[b] < wake[l_dst[b]]:
+                            wake[l_dst[b]] = head_ready[b]
                     else:
                         ih[tl, I_NXT] = v
                     tail[b] = v
