@@ -10,10 +10,8 @@ Kernels (``@njit``, pure functions on arrays):
 * :func:`route_table` -- :func:`shortest_tree_to` for many destinations at once,
   in parallel, writing rows of preallocated tables (a bucket queue for
   positive weights).
-* :func:`route_table_near` -- the same, each row searched only as far as the
-  nodes it must cover (its *radius*); exact on every node closer than that.
-* :func:`stale_rows`, :func:`stale_rows_near`, :func:`uncovered_rows` -- which
-  rows new weights or new target nodes make out of date.
+* :func:`stale_rows` -- which rows new weights make out of date (looking at
+  the changed links only; :func:`changed_links` lists them).
 * :func:`path_links` -- follow a next-link row from an origin to extract a path.
 
 Public wrappers (plain Python, they check dtypes, shapes and ids and raise a
@@ -40,10 +38,8 @@ __all__ = [
     "shortest_tree_to",
     "shortest_tree_from",
     "route_table",
-    "route_table_near",
     "stale_rows",
-    "stale_rows_near",
-    "uncovered_rows",
+    "changed_links",
     "path_links",
     "compute_tree_to",
     "compute_tree_from",
@@ -171,7 +167,7 @@ def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, he
 
 @njit(cache=True)
 def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, dist, next_link,
-                  bucket_head, entry_node, entry_key, entry_next, targets, r_min, mark, stamp):
+                  bucket_head, entry_node, entry_key, entry_next):
     """Dijkstra on the reversed graph with a bucket queue (Dial's algorithm).
 
     Buckets are ``1 / inv_delta`` wide, at most the smallest weight (shaved so
@@ -181,17 +177,7 @@ def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, di
     (``mask + 1`` slots, a power of two above ``max(weight) * inv_delta + 1``),
     all ``-1`` on entry and again on exit; the entry arrays need
     ``n_links + 1`` slots.
-
-    With ``r_min = inf`` the search covers every node and returns ``inf``.
-    Otherwise it stops, after a whole bucket, once every node of ``targets``
-    is settled and every node closer than ``r_min``; it returns ``R``, the
-    smallest key still queued (``inf`` if none is: the tree is complete).
-    Then exactly the nodes with distance ``< R`` keep their distance and
-    next link; the others get ``inf`` and ``-1``.  ``mark`` (int64, one per
-    node) holds stamps below ``stamp`` on entry (it is left below
-    ``stamp + 2``): it marks targets and settled nodes without clearing.
     """
-    nb = bucket_head.shape[0]
     dist[:] = np.inf
     next_link[:] = -1
     dist[dest] = 0.0
@@ -202,19 +188,6 @@ def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, di
     n_entries = 1
     remaining = 1
     cur = 0
-    limited = r_min < np.inf
-    t_mark = stamp
-    s_mark = stamp + 1
-    left = 0
-    last = np.int64(-1)  # last bucket that may hold a node closer than r_min
-    if limited:
-        for i in range(targets.shape[0]):
-            t = targets[i]
-            if mark[t] != t_mark:
-                mark[t] = t_mark
-                left += 1
-        if r_min > 0.0:
-            last = np.int64(r_min * inv_delta)
     while remaining > 0:
         slot = cur & mask
         e = bucket_head[slot]
@@ -226,10 +199,6 @@ def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, di
             remaining -= 1
             if du != dist[u]:  # stale: u was improved after this entry
                 continue
-            if limited:
-                if mark[u] == t_mark:
-                    left -= 1
-                mark[u] = s_mark
             for k in range(in_indptr[u], in_indptr[u + 1]):
                 nd = du + rev_w[k]  # closed links (inf) never pass the test below
                 v = rev_src[k]
@@ -243,23 +212,7 @@ def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, di
                     bucket_head[bslot] = n_entries
                     n_entries += 1
                     remaining += 1
-        if limited and left == 0 and cur >= last and remaining > 0:
-            # every later bucket holds keys above every settled distance
-            radius = np.inf
-            for b in range(nb):
-                e = bucket_head[b]
-                bucket_head[b] = -1
-                while e >= 0:
-                    if entry_key[e] < radius:
-                        radius = entry_key[e]
-                    e = entry_next[e]
-            for v in range(dist.shape[0]):
-                if mark[v] != s_mark:
-                    dist[v] = np.inf
-                    next_link[v] = -1
-            return radius
         cur += 1
-    return np.inf
 
 
 #: widest bucket queue (slots) before route_table falls back to the binary heap
@@ -382,57 +335,6 @@ def _dial_setup(rev_w):
 
 
 @njit(cache=True, parallel=True)
-def _route_rows(dests, active, in_indptr, in_links, src, weight, t_indptr, t_nodes, r_min,
-                next_link_out, dist_out, radius_out):
-    """The shared driver of :func:`route_table` and :func:`route_table_near`."""
-    n = in_indptr.shape[0] - 1
-    rows = np.flatnonzero(active)
-    n_rows = rows.shape[0]
-    if n_rows == 0:
-        return
-    want_dist = dist_out.shape[0] > 0
-    want_next = next_link_out.shape[0] > 0
-    want_radius = radius_out.shape[0] > 0
-    near = t_indptr.shape[0] > 0
-    n_chunks = min(n_rows, _MAX_CHUNKS)
-    rev_src, rev_w = _reverse_arrays(in_links, src, weight)
-    inv_delta, n_buckets = _dial_setup(rev_w)
-    use_dial = n_buckets > 0
-    m = in_links.shape[0]
-    for c in prange(n_chunks):
-        heap_node = np.empty(0 if use_dial else n, dtype=np.int32)
-        heap_key = np.empty(0 if use_dial else n, dtype=np.float64)
-        pos = np.full(0 if use_dial else n, -1, dtype=np.int32)
-        bucket_head = np.full(max(n_buckets, 1), -1, dtype=np.int64)
-        entry_node = np.empty(m + 1 if use_dial else 0, dtype=np.int32)
-        entry_key = np.empty(m + 1 if use_dial else 0, dtype=np.float64)
-        entry_next = np.empty(m + 1 if use_dial else 0, dtype=np.int64)
-        mark = np.zeros(n if (use_dial and near) else 0, dtype=np.int64)
-        work = np.empty(0 if want_dist else n, dtype=np.float64)
-        work_next = np.empty(0 if want_next else n, dtype=np.int32)
-        stamp = np.int64(1)
-        for j in range(c, n_rows, n_chunks):
-            r = rows[j]
-            dist = dist_out[r] if want_dist else work
-            nxt = next_link_out[r] if want_next else work_next
-            radius = np.inf
-            if use_dial:
-                if near:
-                    radius = _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, inv_delta, n_buckets - 1,
-                                           dist, nxt, bucket_head, entry_node, entry_key, entry_next,
-                                           t_nodes[t_indptr[r]:t_indptr[r + 1]], r_min[r], mark, stamp)
-                    stamp += 2
-                else:
-                    _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, inv_delta, n_buckets - 1,
-                                  dist, nxt, bucket_head, entry_node, entry_key, entry_next,
-                                  t_nodes, np.inf, mark, stamp)
-            else:  # the heap search always covers every node
-                _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, nxt, heap_node, heap_key, pos)
-            if want_radius:
-                radius_out[r] = radius
-
-
-@njit(cache=True)
 def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, dist_out):
     """Fill next-link (and distance) rows for the active destinations.
 
@@ -460,64 +362,61 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
     otherwise a binary heap.  (The chunk count is a constant: asking numba for
     the thread count inside the kernel would stop it from being cached.)
     """
-    _route_rows(dests, active, in_indptr, in_links, src, weight, np.zeros(0, np.int64), np.zeros(0, np.int32),
-                np.zeros(0), next_link_out, dist_out, np.zeros(0))
-
-
-@njit(cache=True)
-def route_table_near(dests, active, in_indptr, in_links, src, weight, t_indptr, t_nodes, r_min,
-                     next_link_out, dist_out, radius_out):
-    """:func:`route_table` searching each row only as far as some nodes need.
-
-    Row ``r`` is searched until the nodes ``t_nodes[t_indptr[r]:t_indptr[r + 1]]``
-    (its *targets*) and every node closer than ``r_min[r]`` are settled
-    (``r_min[r] = inf``: the whole tree).  ``radius_out[r]`` receives the
-    row's radius ``R``: the nodes with a shortest travel time ``< R`` have
-    it in the row, exactly as :func:`route_table` would give it, with a
-    shortest next link; every other node has ``inf`` and ``-1``, so the row
-    tells which nodes it covers (``R = inf``: all; a target it cannot reach
-    makes the search complete).  ``R >= r_min[r]`` and every reachable
-    target's distance is ``< R``.  Zero (or very unequal) weights fall back
-    to the heap search, which is always complete.
-
-    Parameters
-    ----------
-    t_indptr : int64[k + 1]
-        CSR row pointer of the targets.
-    t_nodes : int32[:]
-        Target nodes (repeats allowed).
-    r_min : float64[k]
-        Radius each row must reach at least (``0``: only the targets').
-    radius_out : float64[k]
-        Output radii (rows of inactive destinations untouched).
-
-    The other parameters are as in :func:`route_table`.
-    """
-    _route_rows(dests, active, in_indptr, in_links, src, weight, t_indptr, t_nodes, r_min,
-                next_link_out, dist_out, radius_out)
+    n = in_indptr.shape[0] - 1
+    rows = np.flatnonzero(active)
+    n_rows = rows.shape[0]
+    if n_rows == 0:
+        return
+    want_dist = dist_out.shape[0] > 0
+    want_next = next_link_out.shape[0] > 0
+    n_chunks = min(n_rows, _MAX_CHUNKS)
+    rev_src, rev_w = _reverse_arrays(in_links, src, weight)
+    inv_delta, n_buckets = _dial_setup(rev_w)
+    use_dial = n_buckets > 0
+    m = in_links.shape[0]
+    for c in prange(n_chunks):
+        heap_node = np.empty(0 if use_dial else n, dtype=np.int32)
+        heap_key = np.empty(0 if use_dial else n, dtype=np.float64)
+        pos = np.full(0 if use_dial else n, -1, dtype=np.int32)
+        bucket_head = np.full(max(n_buckets, 1), -1, dtype=np.int64)
+        entry_node = np.empty(m + 1 if use_dial else 0, dtype=np.int32)
+        entry_key = np.empty(m + 1 if use_dial else 0, dtype=np.float64)
+        entry_next = np.empty(m + 1 if use_dial else 0, dtype=np.int64)
+        work = np.empty(0 if want_dist else n, dtype=np.float64)
+        work_next = np.empty(0 if want_next else n, dtype=np.int32)
+        for j in range(c, n_rows, n_chunks):
+            r = rows[j]
+            dist = dist_out[r] if want_dist else work
+            nxt = next_link_out[r] if want_next else work_next
+            if use_dial:
+                _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, inv_delta, n_buckets - 1,
+                              dist, nxt, bucket_head, entry_node, entry_key, entry_next)
+            else:
+                _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, nxt, heap_node, heap_key, pos)
 
 
 @njit(cache=True, parallel=True)
-def stale_rows(active, row_basis, basis_weights, weight, pot, src, dst, out):
+def stale_rows(active, row_basis, ch_indptr, ch_links, basis_weights, weight, pot, src, dst, out):
     """Flag the active rows whose distances change under new link weights.
 
     Row ``r`` holds exact shortest travel times ``pot[r]`` for the weights
-    ``basis_weights[row_basis[r]]``.  They stay exact under ``weight`` unless a
-    link that lies on a shortest path (ties included) got slower or closed, or
-    a link got fast enough to open a shortcut (``w + pot[dst] < pot[src]``);
+    ``basis_weights[row_basis[r]]``; the links whose weight differs between
+    basis ``i`` and ``weight`` are ``ch_links[ch_indptr[i]:ch_indptr[i + 1]]``
+    (see :func:`changed_links`).  The row stays exact under ``weight`` unless
+    a link that lies on a shortest path (ties included) got slower or closed,
+    or a link got fast enough to open a shortcut (``w + pot[dst] < pot[src]``);
     only such rows are flagged in ``out``.  Inactive rows are never flagged.
     """
-    m = weight.shape[0]
     for r in prange(active.shape[0]):
         out[r] = False
         if not active[r]:
             continue
-        wb = basis_weights[row_basis[r]]
-        for b in range(m):
+        bi = row_basis[r]
+        wb = basis_weights[bi]
+        for j in range(ch_indptr[bi], ch_indptr[bi + 1]):
+            b = ch_links[j]
             w0 = wb[b]
             w1 = weight[b]
-            if w1 == w0:
-                continue
             ps = pot[r, src[b]]
             pd = pot[r, dst[b]]
             if w1 < w0:
@@ -529,55 +428,14 @@ def stale_rows(active, row_basis, basis_weights, weight, pot, src, dst, out):
                 break
 
 
-@njit(cache=True, parallel=True)
-def stale_rows_near(active, row_basis, ch_indptr, ch_links, basis_weights, weight, pot, radius, src, dst, out):
-    """:func:`stale_rows` for rows that may cover only the nodes closer than a radius.
-
-    Row ``r`` holds exact shortest travel times ``pot[r]`` for the weights
-    ``basis_weights[row_basis[r]]`` at the nodes closer than ``radius[r]``
-    and ``inf`` elsewhere (as :func:`route_table_near` leaves it).  The links
-    whose weight differs between basis ``i`` and ``weight`` are
-    ``ch_links[ch_indptr[i]:ch_indptr[i + 1]]``.  A row is flagged unless,
-    under ``weight``, it still holds the exact travel times of exactly the
-    nodes closer than its radius: no link on a shortest path of a covered
-    node (ties included) got slower or closed, and no link got fast enough
-    to bring a node below the radius or under its row value
-    (``w + pot[dst] < min(pot[src], radius)``).
-    """
-    for r in prange(active.shape[0]):
-        out[r] = False
-        if not active[r]:
-            continue
-        bi = row_basis[r]
-        wb = basis_weights[bi]
-        rad = radius[r]
-        for j in range(ch_indptr[bi], ch_indptr[bi + 1]):
-            b = ch_links[j]
-            w0 = wb[b]
-            w1 = weight[b]
-            ps = pot[r, src[b]]
-            pd = pot[r, dst[b]]
-            if w1 < w0:
-                if w1 + pd < min(ps, rad):
-                    out[r] = True
-                    break
-            elif ps < np.inf and w0 + pd == ps:
-                out[r] = True
-                break
-
-
-@njit(cache=True)
-def uncovered_rows(t_indptr, t_nodes, pot, radius, out):
-    """Flag the rows with a target node they do not cover (``pot >= radius`` and the
-    row not complete); other rows are left as they are in ``out``."""
-    for r in range(t_indptr.shape[0] - 1):
-        rad = radius[r]
-        if rad == np.inf:
-            continue
-        for j in range(t_indptr[r], t_indptr[r + 1]):
-            if not pot[r, t_nodes[j]] < rad:
-                out[r] = True
-                break
+def changed_links(basis_weights: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ch_indptr, ch_links)`` for :func:`stale_rows`: per basis row, the links whose
+    weight differs from ``weight`` (``inf == inf`` counts as unchanged)."""
+    changed = [np.flatnonzero(b != weight).astype(np.int32) for b in basis_weights]
+    ch_indptr = np.zeros(len(changed) + 1, np.int64)
+    np.cumsum([c.size for c in changed], out=ch_indptr[1:])
+    ch_links = np.concatenate(changed) if changed else np.zeros(0, np.int32)
+    return ch_indptr, ch_links
 
 
 @njit(cache=True)

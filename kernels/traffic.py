@@ -77,8 +77,6 @@ __all__ = [
     "advance",
     "link_travel_times",
     "destinations_in_use",
-    "route_targets",
-    "uncovered_departures",
     "retry_no_route",
     "flush_vehicle_seconds",
 ]
@@ -567,79 +565,6 @@ def destinations_in_use(veh, ls, horizon_t, out):
         out[veh.dest_idx[v]] = True
         p += 1
     return out
-
-
-@njit(cache=True)
-def route_targets(veh, ls, l_dst, horizon_t, n_rows):
-    """The nodes each route row must cover: ``(t_indptr, t_nodes)``, CSR by row.
-
-    Where a vehicle decides next: the end node of its link for a vehicle on
-    the network, its origin for one waiting there (or parked without a
-    route), and for one departing before ``horizon_t``.  Rows with no nodes
-    are not in use (:func:`destinations_in_use`).
-    """
-    n_veh = veh.orig.shape[0]
-    count = np.zeros(n_rows + 1, np.int64)
-    p0 = ls.cursor[0]
-    for v in range(n_veh):
-        s = veh.link[v]
-        if s >= 0 or s == VEH_WAITING or s == VEH_NO_ROUTE:
-            count[veh.dest_idx[v] + 1] += 1
-    p = p0
-    while p < veh.order.shape[0]:
-        v = veh.order[p]
-        if veh.depart[v] >= horizon_t:
-            break
-        count[veh.dest_idx[v] + 1] += 1
-        p += 1
-    p_end = p
-    t_indptr = np.cumsum(count)
-    fill = t_indptr[:-1].copy()
-    t_nodes = np.empty(t_indptr[-1], np.int32)
-    for v in range(n_veh):
-        s = veh.link[v]
-        if s >= 0:
-            node = l_dst[s]
-        elif s == VEH_WAITING or s == VEH_NO_ROUTE:
-            node = veh.orig[v]
-        else:
-            continue
-        r = veh.dest_idx[v]
-        t_nodes[fill[r]] = node
-        fill[r] += 1
-    for p in range(p0, p_end):
-        v = veh.order[p]
-        r = veh.dest_idx[v]
-        t_nodes[fill[r]] = veh.orig[v]
-        fill[r] += 1
-    return t_indptr, t_nodes
-
-
-@njit(cache=True)
-def uncovered_departures(veh, ls, end_t, pot, radius):
-    """Departures before ``end_t`` still to be released whose origin their route row
-    does not cover (``pot >= radius``, the row not complete): ``(rows, nodes)``."""
-    p = ls.cursor[0]
-    n = 0
-    while p + n < veh.order.shape[0]:
-        v = veh.order[p + n]
-        if veh.depart[v] >= end_t:
-            break
-        n += 1
-    rows = np.empty(n, np.int32)
-    nodes = np.empty(n, np.int32)
-    k = 0
-    for i in range(n):
-        v = veh.order[p + i]
-        if veh.link[v] != VEH_PENDING:
-            continue
-        r = veh.dest_idx[v]
-        o = veh.orig[v]
-        if radius[r] < np.inf and not pot[r, o] < radius[r]:
-            rows[k] = r
-            nodes[k] = o
-            k += 1
-    return rows[:k], nodes[:k]
 
 
 @njit(cache=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from city_models.network import Network
 from kernels import traffic as k
-from kernels.routing import Graph, graph_of, route_table, route_table_near, stale_rows_near, uncovered_rows
+from kernels.routing import Graph, changed_links, graph_of, route_table, stale_rows
 
 __all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system", "link_parameters", "VEH_CANCELLED"]
 
@@ -180,9 +180,6 @@ class TrafficModel:
         # versions their weight arrays (only those some row still uses are kept)
         self._row_version = np.zeros(0, np.int64)
         self._versions: dict[int, np.ndarray] = {0: self.routes.weight}
-        # how far each row was searched: it holds the exact travel time of every
-        # node closer than its radius and inf elsewhere (inf: a complete row)
-        self._row_radius = np.zeros(0, np.float64)
         self._version = 0
         self._interval_start = 0.0
 
@@ -199,8 +196,6 @@ class TrafficModel:
         state = dict(state)
         state["_vbuf"] = {f: np.ascontiguousarray(a) for f, a in state["veh"].items()}
         state["veh"] = _vehicles(**state["_vbuf"])
-        if "_row_radius" not in state:  # pickled before rows were searched by radius: all complete
-            state["_row_radius"] = np.full(state["dest_nodes"].shape[0], np.inf)
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ time
@@ -221,7 +216,6 @@ class TrafficModel:
         """Run ``n`` whole ticks (nothing when ``n <= 0``). Returns arrivals."""
         if n <= 0:
             return 0
-        self._cover_departures((int(self.state.cursor[1]) + n) * self.dt)
         return int(k.advance(n, self.dt, self.links, self.nodes, self.state, self.veh, self.routes))
 
     # --------------------------------------------------------------- demand
@@ -308,7 +302,7 @@ class TrafficModel:
         rows = self.dest_row[np.asarray(nodes, np.int64)]
         exact = np.zeros(rows.shape, bool)
         has = rows >= 0
-        exact[has] = (self._row_version[rows[has]] == self._version) & (self._row_radius[rows[has]] == np.inf)
+        exact[has] = self._row_version[rows[has]] == self._version
         return rows, exact
 
     def _ensure_rows(self, dests: np.ndarray) -> None:
@@ -322,7 +316,6 @@ class TrafficModel:
         pot[:r0] = self.routes.pot
         self.routes = self.routes._replace(pot=pot)
         self._row_version = np.concatenate([self._row_version, np.zeros(missing.size, np.int64)])
-        self._row_radius = np.concatenate([self._row_radius, np.full(missing.size, np.inf)])
         active = np.zeros(self.dest_nodes.shape[0], np.bool_)
         active[r0:] = True
         self._fill_routes(active)
@@ -395,81 +388,41 @@ class TrafficModel:
 
     # -------------------------------------------------------------- routing
     def _fill_routes(self, rows: np.ndarray) -> None:
-        """Recompute the flagged rows from the current weights, complete."""
+        """Recompute the flagged rows from the current weights."""
         g = self.graph
         route_table(self.dest_nodes, rows, g.in_indptr, g.in_links, g.src, self.routes.weight, self._no_next, self.routes.pot)
         self._row_version[rows] = self._version
-        self._row_radius[rows] = np.inf
-
-    def _search_rows(self, rows: np.ndarray, t_indptr: np.ndarray, t_nodes: np.ndarray, r_min: np.ndarray,
-                     weight: np.ndarray) -> None:
-        """Search the flagged rows with ``weight`` just far enough to cover their target
-        nodes (CSR by row) and every node closer than ``r_min``."""
-        g = self.graph
-        route_table_near(self.dest_nodes, rows, g.in_indptr, g.in_links, g.src, weight, t_indptr, t_nodes, r_min,
-                         self._no_next, self.routes.pot, self._row_radius)
-
-    def _cover_departures(self, end_t: float) -> None:
-        """Extend the rows that do not yet cover the origin of a vehicle departing before ``end_t``.
-
-        A row is searched only as far as the vehicles bound for its destination
-        needed when it was computed; trips added since, or departing after the
-        horizon it was computed for, may start further out.  Each such row is
-        searched again with the weights it was computed with, out to its old
-        radius and the new origins, so every value it had stays as it was.
-        """
-        rows, nodes = k.uncovered_departures(self.veh, self.state, end_t, self.routes.pot, self._row_radius)
-        if rows.size == 0:
-            return
-        nr = self.dest_nodes.shape[0]
-        ver = self._row_version[rows]
-        for v in np.unique(ver):
-            sel = ver == v
-            r = rows[sel]
-            order = np.argsort(r, kind="stable")
-            counts = np.bincount(r, minlength=nr)
-            t_indptr = np.zeros(nr + 1, np.int64)
-            np.cumsum(counts, out=t_indptr[1:])
-            self._search_rows(counts > 0, t_indptr, nodes[sel][order], self._row_radius.copy(), self._versions[int(v)])
 
     def update_routes(self, horizon_s: float) -> int:
         """Refresh the route rows in use from current travel times.
 
         Rows of destinations of vehicles on the network or departing before
-        ``now + horizon_s`` are brought up to date, each searched only as far
-        as those vehicles need (the nodes where they decide next, see
-        :func:`kernels.traffic.route_targets`): the row is then exact at every
-        node closer than the farthest of them, and every node a vehicle can
-        reach from there by getting closer is closer still, so the vehicles
-        choose exactly as with complete rows.  A row is recomputed only when
-        the new weights change its distances or it does not reach a node it
-        now needs (see :func:`kernels.routing.stale_rows_near`).  Returns how
-        many rows were recomputed.
+        ``now + horizon_s`` are brought up to date; a row is recomputed only
+        when the new weights change its distances (see
+        :func:`kernels.routing.stale_rows`), so the result is the same as
+        recomputing them all.  Returns how many rows were recomputed.
         """
         weight = np.empty_like(self.routes.weight)
         k.link_travel_times(self.links, self.state, self.veh, self.now, weight)
         self._version += 1
         self._versions[self._version] = weight
         self.routes = self.routes._replace(weight=weight)
-        nr = self.dest_nodes.shape[0]
-        t_indptr, t_nodes = k.route_targets(self.veh, self.state, self.links.dst, self.now + horizon_s + self.dt, nr)
-        active = t_indptr[1:] > t_indptr[:-1]
+        active = np.zeros(self.dest_nodes.shape[0], np.bool_)
+        k.destinations_in_use(self.veh, self.state, self.now + horizon_s + self.dt, active)
         stale = np.zeros_like(active)
         if active.any():
             used = np.unique(self._row_version[active])
-            slot = np.minimum(np.searchsorted(used, self._row_version), used.size - 1)
+            slot = np.searchsorted(used, self._row_version)
             basis = np.stack([self._versions[int(v)] for v in used])
-            changed = [np.flatnonzero(b != weight).astype(np.int32) for b in basis]
-            ch_indptr = np.zeros(used.size + 1, np.int64)
-            np.cumsum([c.size for c in changed], out=ch_indptr[1:])
+            ch_indptr, ch_links = changed_links(basis, weight)
             g = self.graph
-            stale_rows_near(active, slot, ch_indptr, np.concatenate(changed), basis, weight, self.routes.pot,
-                            self._row_radius, g.src, g.dst, stale)
-            uncovered_rows(t_indptr, t_nodes, self.routes.pot, self._row_radius, stale)
+            stale_rows(active, np.minimum(slot, used.size - 1), ch_indptr, ch_links, basis, weight, self.routes.pot,
+                       g.src, g.dst, stale)
             if stale.any():
-                self._search_rows(stale, t_indptr, t_nodes, np.zeros(nr), weight)
+                self._fill_routes(stale)
             self._row_version[active] = self._version  # the rows left alone are exact for these weights too
-            k.retry_no_route(self.veh, self.state, self.routes.pot)
+            if np.any(self.veh.link == k.VEH_NO_ROUTE):  # (a quick scan saves the kernel's walk over every trip)
+                k.retry_no_route(self.veh, self.state, self.routes.pot)
         keep = set(np.unique(self._row_version).tolist()) | {self._version}
         self._versions = {v: w for v, w in self._versions.items() if v in keep}
         return int(stale.sum())

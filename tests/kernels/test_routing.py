@@ -16,18 +16,10 @@ from kernels.routing import (
     graph_of,
     path_links,
     route_table,
-    route_table_near,
     shortest_tree_from,
     shortest_tree_to,
 )
-from tests.reference.routing import (
-    ref_path_links,
-    ref_route_table,
-    ref_row_near,
-    ref_stale_near,
-    ref_tree_from,
-    ref_tree_to,
-)
+from tests.reference.routing import ref_path_links, ref_route_table, ref_tree_from, ref_tree_to
 
 ATOL = 1e-9
 
@@ -357,7 +349,7 @@ def test_wrapper_errors():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_stale_rows_flags_every_row_whose_distances_change(seed):
-    from kernels.routing import stale_rows
+    from kernels.routing import changed_links, stale_rows
 
     g, _ = _random_case(500 + seed, n=50, m=180)
     rng = np.random.default_rng(seed)
@@ -374,164 +366,13 @@ def test_stale_rows_flags_every_row_whose_distances_change(seed):
     active = np.ones(g.n_nodes, bool)
     active[::7] = False
     out = np.zeros(g.n_nodes, bool)
-    stale_rows(active, np.zeros(g.n_nodes, np.int64), w0[None, :], w1, old, g.src, g.dst, out)
+    ch_indptr, ch_links = changed_links(w0[None, :], w1)
+    assert ch_indptr.tolist() == [0, ch_links.size] and np.all(w0[ch_links] != w1[ch_links])
+    assert np.array_equal(np.sort(ch_links), np.flatnonzero(w0 != w1))  # inf == inf is no change
+    stale_rows(active, np.zeros(g.n_nodes, np.int64), ch_indptr, ch_links, w0[None, :], w1, old, g.src, g.dst, out)
     changed = np.array([not np.array_equal(old[r], new[r]) for r in range(g.n_nodes)])
     assert not out[~active].any()
     # every active row whose distances change is flagged; unflagged rows are exact as they are
     assert np.all(out[active & changed])
     assert changed[active].any() and (~out[active]).any()  # the case exercises both outcomes
 
-
-# ------------------------------------------------------- rows searched by radius
-
-
-def _near(g, w, dests, t_indptr, t_nodes, r_min, *, with_next=True):
-    k = len(dests)
-    nxt = np.full((k if with_next else 0, g.n_nodes), 77, np.int32)
-    dist = np.full((k, g.n_nodes), -1.0)
-    radius = np.full(k, -1.0)
-    route_table_near(np.asarray(dests, np.int32), np.ones(k, np.bool_), g.in_indptr, g.in_links, g.src, w,
-                     np.asarray(t_indptr, np.int64), np.asarray(t_nodes, np.int32), np.asarray(r_min, np.float64),
-                     nxt, dist, radius)
-    return nxt, dist, radius
-
-
-def _random_targets(rng, k, n, most=4):
-    counts = rng.integers(0, most + 1, k)
-    t_indptr = np.concatenate([[0], np.cumsum(counts)])
-    return t_indptr, rng.integers(0, n, int(t_indptr[-1]))
-
-
-@pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("spread", [1.0, 30.0])
-def test_route_table_near_matches_reference_out_to_its_radius(seed, spread):
-    g, _ = _random_case(700 + seed, n=60, m=220)
-    rng = np.random.default_rng(seed)
-    w = rng.uniform(1.0, 1.0 + spread, g.n_links)
-    w[rng.random(g.n_links) < 0.1] = np.inf
-    w[rng.random(g.n_links) < 0.3] = 2.0  # links at one weight: many ties
-    dests = np.arange(g.n_nodes, dtype=np.int32)
-    t_indptr, t_nodes = _random_targets(rng, dests.size, g.n_nodes)
-    r_min = np.where(rng.random(dests.size) < 0.3, rng.uniform(0, 20, dests.size), 0.0)
-    r_min[::11] = np.inf  # whole rows
-    nxt, dist, radius = _near(g, w, dests, t_indptr, t_nodes, r_min)
-    _, rdist = ref_route_table(dests, g.src, g.dst, w, g.n_nodes)
-    assert np.all(radius >= r_min)
-    assert np.all(radius[np.isinf(r_min)] == np.inf)
-    partial = 0
-    for r, d in enumerate(dests):
-        R = radius[r]
-        partial += R < np.inf
-        np.testing.assert_array_equal(dist[r], ref_row_near(rdist[r], R))  # exact, bit for bit
-        tg = t_nodes[t_indptr[r]:t_indptr[r + 1]]
-        assert np.all(dist[r, tg] < R) or (R == np.inf)  # every target is covered
-        if R < np.inf:
-            assert np.all(np.isfinite(rdist[r, tg]))  # a partial row reached all of its targets
-        covered = np.isfinite(dist[r])
-        assert np.all(nxt[r, ~covered] == -1)
-        nodes = np.flatnonzero(covered & (np.arange(g.n_nodes) != d))
-        links = nxt[r, nodes]
-        assert np.all(g.src[links] == nodes) and np.all(covered[g.dst[links]])
-        np.testing.assert_array_equal(dist[r, nodes], w[links] + dist[r, g.dst[links]])
-    assert partial > dests.size // 3  # the case exercises partial rows
-
-
-def test_route_table_near_edge_cases():
-    # a chain 0 -> 1 -> 2 -> 3 -> 4 (weight 1 each) towards 4
-    g = _graph(6, [0, 1, 2, 3], [1, 2, 3, 4])
-    w = np.ones(4)
-    # no targets, no radius: just the destination's first bucket
-    nxt, dist, radius = _near(g, w, [4], [0, 0], [], [0.0])
-    assert dist[0, 4] == 0.0 and 0.0 < radius[0] <= 1.0 + 1e-9
-    assert np.isinf(dist[0, :4]).all() and nxt[0, 4] == -1
-    # target 1 (3 links away): nodes 1..4 covered, 0 not
-    nxt, dist, radius = _near(g, w, [4], [0, 1], [1], [0.0])
-    assert dist[0].tolist() == [np.inf, 3.0, 2.0, 1.0, 0.0, np.inf] and 3.0 < radius[0] <= 4.0
-    assert nxt[0].tolist() == [-1, 1, 2, 3, -1, -1]
-    # r_min reaching past the target
-    _, dist, radius = _near(g, w, [4], [0, 1], [3], [3.5])
-    assert radius[0] >= 3.5 and dist[0, 0] == np.inf and dist[0, 1] == 3.0
-    # an unreachable target (node 5 is isolated) makes the row complete
-    _, dist, radius = _near(g, w, [4], [0, 2], [3, 5], [0.0])
-    assert radius[0] == np.inf and dist[0].tolist() == [4.0, 3.0, 2.0, 1.0, 0.0, np.inf]
-    # the destination itself as the only target, repeated
-    _, dist, radius = _near(g, w, [4], [0, 3], [4, 4, 4], [0.0])
-    assert dist[0, 4] == 0.0 and radius[0] > 0.0
-    # zero weights take the heap, which is always complete
-    _, dist, radius = _near(g, np.array([0.0, 1.0, 1.0, 1.0]), [4], [0, 1], [3], [0.0])
-    assert radius[0] == np.inf and dist[0, 0] == 3.0
-    # closed links: node 0 cut off, target 1 reachable
-    _, dist, radius = _near(g, np.array([np.inf, 1.0, 1.0, 1.0]), [4], [0, 1], [1], [0.0])
-    assert dist[0, 1] == 3.0 and dist[0, 0] == np.inf
-    # no links at all
-    g0 = _graph(2, [], [])
-    _, dist, radius = _near(g0, np.zeros(0), [1], [0, 1], [0], [0.0])
-    assert radius[0] == np.inf and dist[0].tolist() == [np.inf, 0.0]
-    # distances only, no next links
-    _, dist2, _ = _near(g, w, [4], [0, 1], [1], [0.0], with_next=False)
-    assert dist2[0].tolist() == [np.inf, 3.0, 2.0, 1.0, 0.0, np.inf]
-
-
-def test_route_table_near_extends_a_row_without_changing_it():
-    g, _ = _random_case(808, n=60, m=220)
-    rng = np.random.default_rng(8)
-    w = rng.uniform(5.0, 9.0, g.n_links)
-    dests = np.arange(g.n_nodes, dtype=np.int32)
-    t_indptr, t_nodes = _random_targets(rng, dests.size, g.n_nodes, most=1)
-    _, d1, r1 = _near(g, w, dests, t_indptr, t_nodes, np.zeros(dests.size))
-    t2_indptr, t2_nodes = _random_targets(rng, dests.size, g.n_nodes, most=2)
-    _, d2, r2 = _near(g, w, dests, t2_indptr, t2_nodes, r1)
-    assert np.all(r2 >= r1)
-    cov = np.isfinite(d1)
-    np.testing.assert_array_equal(d2[cov], d1[cov])
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_stale_rows_near_flags_every_row_that_changes_out_to_its_radius(seed):
-    from kernels.routing import stale_rows_near
-
-    g, _ = _random_case(900 + seed, n=50, m=180)
-    rng = np.random.default_rng(seed)
-    w0 = rng.uniform(1.0, 20.0, g.n_links)
-    w0[rng.random(g.n_links) < 0.05] = np.inf
-    w1 = w0.copy()
-    change = rng.random(g.n_links) < 0.05
-    w1[change] = np.where(rng.random(change.sum()) < 0.5, w1[change] * 3.0, w1[change] / 3.0)
-    w1[rng.random(g.n_links) < 0.02] = np.inf  # closures
-    w1[(w0 == np.inf) & (rng.random(g.n_links) < 0.5)] = 7.0  # reopenings
-    dests = np.arange(g.n_nodes, dtype=np.int32)
-    t_indptr, t_nodes = _random_targets(rng, dests.size, g.n_nodes, most=2)
-    r_min = np.where(np.arange(dests.size) % 5 == 0, np.inf, 0.0)  # some complete rows too
-    _, pot, radius = _near(g, w0, dests, t_indptr, t_nodes, r_min)
-    assert (radius < np.inf).sum() > 10
-    active = np.ones(dests.size, bool)
-    active[::7] = False
-    ch = np.flatnonzero(w0 != w1).astype(np.int32)
-    out = np.zeros(dests.size, bool)
-    stale_rows_near(active, np.zeros(dests.size, np.int64), np.array([0, ch.size], np.int64), ch, w0[None, :], w1,
-                    pot, radius, g.src, g.dst, out)
-    changed = np.array([ref_stale_near(int(d), g.src, g.dst, w1, g.n_nodes, pot[r], radius[r])
-                        for r, d in enumerate(dests)])
-    assert not out[~active].any()
-    assert np.all(out[active & changed])  # unflagged rows are exact out to their radius as they are
-    assert changed[active].any() and (~out[active]).any()
-    # complete rows give the same flags as stale_rows
-    from kernels.routing import stale_rows
-
-    full = np.isinf(radius) & active
-    out_full = np.zeros(dests.size, bool)
-    stale_rows(full, np.zeros(dests.size, np.int64), w0[None, :], w1, pot, g.src, g.dst, out_full)
-    np.testing.assert_array_equal(out[full], out_full[full])
-
-
-def test_uncovered_rows():
-    from kernels.routing import uncovered_rows
-
-    pot = np.array([[0.0, 3.0, np.inf], [0.0, np.inf, np.inf], [5.0, 0.0, np.inf]])
-    radius = np.array([4.0, np.inf, 4.0])
-    out = np.zeros(3, bool)
-    uncovered_rows(np.array([0, 2, 3, 4], np.int64), np.array([1, 0, 2, 0], np.int32), pot, radius, out)
-    assert out.tolist() == [False, False, True]
-    out[:] = False
-    uncovered_rows(np.array([0, 1, 2, 2], np.int64), np.array([2, 2], np.int32), pot, radius, out)
-    assert out.tolist() == [True, False, False]  # a complete row covers every node, reachable or not

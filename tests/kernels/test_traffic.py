@@ -353,3 +353,40 @@ def test_cut_off_destination_parks_vehicles_like_the_reference():
     assert np.all(np.isfinite(m.veh.arrive[bound & (t < 1000)]))  # nobody bound there is lost
     late = m.veh.arrive[bound] - t[bound]
     assert np.nanmax(late) > 200.0  # some of them did wait for the reopening
+
+
+@pytest.mark.parametrize("seed,short,signals", [(0, 0.0, False), (7, 0.4, False), (11, 0.0, True), (3, 0.3, True)])
+def test_many_ticks_per_call_equal_one_tick_per_call(seed, short, signals):
+    """``advance`` keeps per-call caches (each head vehicle's way on, each node's earliest
+    possible move); the reference checks run one tick per call, so compare long calls with those."""
+    dt = 1.0 if signals else 2.0
+    net = random_network(seed, dt=dt, short=short, signals=signals)
+    o, d, t = random_trips(seed, net.n_nodes, n_trips=500)
+    busy = int(np.argmax(np.bincount(net.src, minlength=net.n_nodes)))
+    closed = int(np.flatnonzero(net.src == busy)[0])  # an out-link of a busy node
+    reroute, close_t, open_t, end = 60.0, 330.0, 710.0, 1500.0
+    marks = sorted({*np.arange(0.0, end, reroute).tolist(), close_t, open_t, end})
+    models = []
+    for one_tick in (True, False):
+        m = TrafficModel(net, step_s=dt)
+        m.add_trips(o, d, t)
+        for t0, t1 in zip(marks[:-1], marks[1:]):
+            if t0 % reroute == 0:
+                m.update_routes(reroute)
+            if t0 == close_t:
+                m.links.is_open[closed] = 0  # a closure between re-routes
+            if t0 == open_t:
+                m.links.is_open[closed] = 1
+            if one_tick:
+                while m.now < t1 - 1e-9:
+                    m.advance_ticks(1)
+            else:
+                m.advance_to(t1)
+        models.append(m)
+    a, b = models
+    for f in k.Vehicles._fields:
+        np.testing.assert_array_equal(getattr(a.veh, f), getattr(b.veh, f), err_msg=f)
+    for f in k.LinkState._fields:
+        np.testing.assert_array_equal(getattr(a.state, f), getattr(b.state, f), err_msg=f)
+    assert a.counts()["arrived"] > 300
+    check_invariants(b)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ref_tree_to", "ref_tree_from", "ref_route_table", "ref_path_links", "ref_row_near", "ref_stale_near"]
+__all__ = ["ref_tree_to", "ref_tree_from", "ref_route_table", "ref_path_links"]
 
 
 def _dijkstra(start: int, n: int, adj: list[list[tuple[int, float, int]]]) -> tuple[np.ndarray, np.ndarray]:
@@ -64,17 +64,3 @@ def ref_path_links(orig: int, next_link: np.ndarray, dst: np.ndarray) -> np.ndar
         out.append(link)
         node = int(dst[link])
     return np.asarray(out, dtype=np.int32)
-
-
-def ref_row_near(full_dist: np.ndarray, radius: float) -> np.ndarray:
-    """What a row searched out to ``radius`` holds: the travel time of every node closer
-    than the radius, ``inf`` elsewhere (``radius = inf``: the whole row)."""
-    return np.where(full_dist < radius, full_dist, np.inf)
-
-
-def ref_stale_near(dest: int, src: np.ndarray, dst: np.ndarray, new_weight: np.ndarray, n_nodes: int,
-                   row: np.ndarray, radius: float) -> bool:
-    """Whether a row (exact out to ``radius``) differs, under new weights, from the row
-    searched out to the same radius (by recomputing the whole tree)."""
-    new, _ = ref_tree_to(dest, src, dst, new_weight, n_nodes)
-    return not np.array_equal(ref_row_near(new, radius), row)
