@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -98,11 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         res = {"traffic_only": run_case(city, csv, per_day=None),
                "incidents": run_case(city, csv, per_day=args.per_day),
                "incidents_no_lane_loss": run_case(city, csv, per_day=args.per_day, narrow_lanes=False)}
-    base = res["traffic_only"]["run_s"]
+    base, base_cpu = res["traffic_only"]["run_s"], res["traffic_only"]["cpu_s"]
+    res["load_average_1min"] = os.getloadavg()[0]  # the machine is shared: say how busy it was
     for k, v in res.items():
-        extra = "" if k == "traffic_only" else f"  (+{v['run_s'] - base:.1f} s; {v['incidents']:,} incidents, " \
-            f"{v['units']} units, medical p50/p90 {v['p50_medical_s']:.0f}/{v['p90_medical_s']:.0f} s)"
+        if not isinstance(v, dict):
+            continue
+        extra = "" if k == "traffic_only" else f"  (+{v['run_s'] - base:.1f} s wall, +{v['cpu_s'] - base_cpu:.1f} s CPU; " \
+            f"{v['incidents']:,} incidents, {v['units']} units, medical p50/p90 " \
+            f"{v['p50_medical_s']:.0f}/{v['p90_medical_s']:.0f} s)"
         print(f"{k:24s} {v['run_s']:6.1f} s wall, {v['cpu_s']:6.1f} s CPU{extra}")  # noqa: T201
+    print(f"load average (1 min) at the end: {res['load_average_1min']:.2f}")  # noqa: T201
     write_text(Path(args.out) / "emergency.json", json.dumps(res, indent=2, default=float))
     return 0
 
