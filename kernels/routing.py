@@ -167,7 +167,7 @@ def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, he
 
 @njit(cache=True)
 def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, dist, next_link,
-                  bucket_head, entry_node, entry_key, entry_next):
+                  bucket_head, entry_node, entry_key, entry_next, want_next):
     """Dijkstra on the reversed graph with a bucket queue (Dial's algorithm).
 
     Buckets are ``1 / inv_delta`` wide, at most the smallest weight (shaved so
@@ -176,10 +176,11 @@ def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, di
     does not matter: the distances are exact.  ``bucket_head`` is circular
     (``mask + 1`` slots, a power of two above ``max(weight) * inv_delta + 1``),
     all ``-1`` on entry and again on exit; the entry arrays need
-    ``n_links + 1`` slots.
+    ``n_links + 1`` slots.  ``next_link`` is left alone unless ``want_next``.
     """
     dist[:] = np.inf
-    next_link[:] = -1
+    if want_next:
+        next_link[:] = -1
     dist[dest] = 0.0
     entry_node[0] = dest
     entry_key[0] = 0.0
@@ -204,7 +205,8 @@ def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, di
                 v = rev_src[k]
                 if nd < dist[v]:
                     dist[v] = nd
-                    next_link[v] = in_links[k]
+                    if want_next:
+                        next_link[v] = in_links[k]
                     bslot = np.int64(nd * inv_delta) & mask
                     entry_node[n_entries] = v
                     entry_key[n_entries] = nd
@@ -383,14 +385,14 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
         entry_key = np.empty(m + 1 if use_dial else 0, dtype=np.float64)
         entry_next = np.empty(m + 1 if use_dial else 0, dtype=np.int64)
         work = np.empty(0 if want_dist else n, dtype=np.float64)
-        work_next = np.empty(0 if want_next else n, dtype=np.int32)
+        work_next = np.empty(0 if (want_next or use_dial) else n, dtype=np.int32)  # the heap needs one
         for j in range(c, n_rows, n_chunks):
             r = rows[j]
             dist = dist_out[r] if want_dist else work
             nxt = next_link_out[r] if want_next else work_next
             if use_dial:
                 _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, inv_delta, n_buckets - 1,
-                              dist, nxt, bucket_head, entry_node, entry_key, entry_next)
+                              dist, nxt, bucket_head, entry_node, entry_key, entry_next, want_next)
             else:
                 _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, nxt, heap_node, heap_key, pos)
 

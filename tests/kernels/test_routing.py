@@ -376,3 +376,18 @@ def test_stale_rows_flags_every_row_whose_distances_change(seed):
     assert np.all(out[active & changed])
     assert changed[active].any() and (~out[active]).any()  # the case exercises both outcomes
 
+
+
+@pytest.mark.parametrize("zero_weights", [False, True])
+def test_route_table_distances_only(zero_weights):
+    """Without next-link rows (how the traffic model calls it) the distances are the same."""
+    g, w = _random_case(21)
+    if not zero_weights:  # positive weights: the bucket queue
+        w = np.where(np.isfinite(w), np.maximum(w, 0.5), np.inf)
+    dests = np.arange(g.n_nodes, dtype=np.int32)
+    _, dist = compute_route_table(g, dests, w)
+    only = np.full((g.n_nodes, g.n_nodes), -1.0)
+    route_table(dests, np.ones(g.n_nodes, np.bool_), g.in_indptr, g.in_links, g.src, w,
+                np.empty((0, g.n_nodes), np.int32), only)
+    np.testing.assert_array_equal(only, dist)
+    np.testing.assert_allclose(only, _scipy_to(g, w, dests), rtol=0, atol=ATOL)
