@@ -515,10 +515,11 @@ class EmergencyComponent(ControlMixin, Component):
         k = unit.links_done(now)
         if k >= n:
             return unit.dest, -1, now
+        dst = self.twin.city.network.dst
         if k > 0 and unit.path_t[k - 1] >= now - _EPS:
-            return int(self.twin.city.network.dst[unit.path[k - 1]]), -1, now
+            return int(dst[unit.path[k - 1]]), -1, now
         a = int(unit.path[k])
-        return int(self.twin.city.network.dst[a]), a, float(unit.path_t[k])
+        return int(dst[a]), a, float(unit.path_t[k])
 
     def _route(self, unit: Unit, dest: int, *, t0: float, from_here: bool = True, leaving: bool = False) -> bool:
         """Give ``unit`` a trip to ``dest`` leaving at ``t0`` (from where it is now); False if unreachable.
