@@ -43,7 +43,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 __all__ = [
     "ChoiceParams",
@@ -450,15 +450,37 @@ def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
     out.paid[i] = buf_f[pick, 3]
 
 
+#: batches at least this large are split over threads (below it a parallel launch costs more than it saves)
+_PARALLEL_MIN = 4096
+_MAX_CHUNKS = 64
+
+
+@njit(cache=True, parallel=True)
+def _choose_parallel(par, inp, world, out):
+    n = inp.key.shape[0]
+    n_alt = 1 + 2 * par.n_samples * par.shifts.shape[0]
+    n_chunks = min(n, _MAX_CHUNKS)
+    for c in prange(n_chunks):
+        buf_v = np.empty(n_alt)
+        buf_i = np.empty((n_alt, 2), np.int64)
+        buf_f = np.zeros((n_alt, 5))
+        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f)
+
+
 @njit(cache=True)
 def choose(par, inp, world, out):
     """Choose for every person of the batch (see the module docstring).
 
     A person with no available alternative (cannot stay, and no destination
     open) gets ``dest = -1`` and ``mode = STAY``.  Writes ``out``; returns it.
-    Serial: batches are small (one bucket's departures), and a parallel
-    launch costs more than it saves on them.
+    A batch of at least ``_PARALLEL_MIN`` persons is split over threads; each
+    person's choice depends on its own inputs and draws only, so the result
+    is the same either way.
     """
+    if inp.key.shape[0] >= _PARALLEL_MIN:
+        _choose_parallel(par, inp, world, out)
+        return out
     n_alt = 1 + 2 * par.n_samples * par.shifts.shape[0]
     buf_v = np.empty(n_alt)
     buf_i = np.empty((n_alt, 2), np.int64)

@@ -192,3 +192,17 @@ def test_a_higher_cordon_price_never_adds_a_crossing(p1, dp, seed):
 
     lo, hi = crossing(p1 + 1e-9), crossing(p1 + dp + 1e-9)
     assert np.all(lo | ~hi)
+
+
+def test_large_batches_run_in_parallel_with_the_same_choices():
+    """A batch above the parallel threshold matches the reference, and its halves chosen apart."""
+    rng = np.random.default_rng(42)
+    n = kc._PARALLEL_MIN + 1500
+    par, world = _params(), _world(rng)
+    inp = _inputs(rng, n)
+    _compare(par, inp, world)
+    whole = kc.choose(par, inp, world, kc.empty_outputs(n))
+    h = 1000  # below the threshold: the serial loop
+    part = kc.choose(par, kc.ChoiceInputs(*(a[:h] for a in inp)), world, kc.empty_outputs(h))
+    for f in kc.ChoiceOutputs._fields:
+        np.testing.assert_array_equal(getattr(whole, f)[:h], getattr(part, f), err_msg=f)
