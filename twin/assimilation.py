@@ -66,6 +66,9 @@ class AssimilationSettings:
     #: random-walk sd per update of the level and zone factors
     level_walk_sd: float = 0.03
     zone_walk_sd: float = 0.015
+    #: the same for the "kalman" method (per 5-minute update)
+    kalman_level_walk_sd: float = 0.01
+    kalman_zone_walk_sd: float = 0.005
     #: relative noise of the detector counts (added to their Poisson variance)
     count_cv: float = 0.10
     #: additive noise of a detector count (veh per interval; counts are clipped at zero)
@@ -90,6 +93,12 @@ class AssimilationSettings:
     prediction: str = "simulated"
     #: "kalman": members draw their trips from the pool independently (else: one draw for all)
     independent_draws: bool = True
+    #: "kalman": the level is the current clock hour's (the scenario's demand profile is
+    #: hourly); sd of its change from one hour to the next (the within-hour walk is
+    #: ``level_walk_sd``); 0: one level for the whole run
+    hour_sd: float = 0.10
+    #: share of the last hour's deviation from the day's level that the next hour keeps
+    hour_persistence: float = 0.5
     #: what the EnKF sees: counts summed by zone ("zone") or each sensor's ("link")
     observation: str = "zone"
     #: share of each EnKF increment applied (the counts lag the demand that causes them)
@@ -224,17 +233,19 @@ class _Crossings:
         self.ev_t = np.concatenate([self.ev_t, self.depart[trip] + dt])
         self.cursor = hi
 
-    def operator(self, windows, theta, p_used):
+    def operator(self, windows, theta, p_used, *, hour=None, start_s: float = 0.0, prev_shift: float = 0.0):
         """``H`` (observations x parameters) at the members' ``theta``, the shift of each
         predicted count from the factors the trips were released with to the current ones,
         and the expected counts (the members' mean) at the current factors.
 
         ``windows``: ``(link, t0, t1)`` per observation; ``p_used``: each member's release
-        probabilities of the pool trips.
+        probabilities of the pool trips.  With an hourly level (``hour``: the clock hour of
+        ``theta``'s level), trips that departed before that hour load on the previous hour's
+        level (one more column, last), which is ``prev_shift`` above the current one.
         """
         nz, pf = self.nz, self.pool_factor
         m, p = len(windows), theta.shape[1]
-        H = np.zeros((m, p))
+        H = np.zeros((m, p + (hour is not None)))
         shift = np.zeros(m)
         expect = np.zeros(m)
         if m == 0 or self.ev_t.size == 0:
@@ -252,6 +263,9 @@ class _Crossings:
             trips = self.ev_trip[e]
             zo, zd = self.zone[trips], self.dest_zone[trips]
             lp = theta[:, zo] + theta[:, nz][:, None]
+            if hour is not None:
+                before = np.floor((start_s + self.depart[trips]) / 3600.0 + 1e-9) < hour
+                lp = lp + np.where(before, prev_shift, 0.0)
             if self.dest:
                 lp = lp + theta[:, nz + 1 + zd]
             p_now = np.minimum(np.exp(lp) / pf, 1.0)
@@ -260,7 +274,11 @@ class _Crossings:
             expect[j] = float(np.sum(self.ev_share[e] * p_now.mean(axis=0)))
             shift[j] = expect[j] - float(np.sum(self.ev_share[e] * np.nan_to_num(used)))
             np.add.at(H[j], zo, w)
-            H[j, nz] += w.sum()
+            if hour is None:
+                H[j, nz] += w.sum()
+            else:
+                H[j, nz] += w[~before].sum()
+                H[j, p] += w[before].sum()
             if self.dest:
                 np.add.at(H[j], nz + 1 + zd, w)
         return H, shift, expect
@@ -364,10 +382,22 @@ class Ensemble:
         prior_var = np.concatenate([np.full(nz, s.zone_sd ** 2), [s.level_sd ** 2], np.full(p - nz - 1, s.zone_sd ** 2)])
         self.walk_var = np.concatenate([np.full(nz, s.zone_walk_sd ** 2), [s.level_walk_sd ** 2],
                                         np.full(p - nz - 1, s.zone_walk_sd ** 2)])
-        self.mean = np.zeros(p)
-        self.cov = np.diag(prior_var)
+        if s.method == "kalman":
+            self.walk_var = np.concatenate([np.full(nz, s.kalman_zone_walk_sd ** 2), [s.kalman_level_walk_sd ** 2],
+                                            np.full(p - nz - 1, s.kalman_zone_walk_sd ** 2)])
+        # the Kalman state: theta (its level is the current clock hour's), the previous
+        # hour's level (its trips are still on the road, and their counts still inform
+        # it), and the day's level: each hour's level is the day's plus a deviation
+        self.mean = np.zeros(p + 2)
+        hv = s.hour_sd ** 2
+        self.cov = np.diag(np.concatenate([prior_var, [s.level_sd ** 2 + hv, s.level_sd ** 2]]))
+        self.cov[nz, nz] += hv
+        self.cov[nz, p] = self.cov[p, nz] = s.level_sd ** 2 + hv
+        self.cov[nz, p + 1] = self.cov[p + 1, nz] = self.cov[p, p + 1] = self.cov[p + 1, p] = s.level_sd ** 2
+        self.start_s = float(scenario.time.start)
+        self.hour = math.floor(self.start_s / 3600.0)  # clock hour (since the start's midnight) of the level
         if s.method == "kalman" and s.estimate_demand and s.members > 1:
-            zz = self.rng.normal(0.0, 1.0, (s.members, p))
+            zz = self.rng.normal(0.0, 1.0, (s.members, p))  # members draw theta only
             zz -= zz.mean(axis=0)
             self._offsets = zz / zz.std(axis=0)
             self.theta = self._draw_members()
@@ -382,8 +412,9 @@ class Ensemble:
 
     # ------------------------------------------------------------ parameters
     def _draw_members(self) -> np.ndarray:
-        sd = np.linalg.cholesky(self.cov + 1e-12 * np.eye(self.cov.shape[0]))
-        th = self.mean + self._offsets @ sd.T
+        p = self.theta.shape[1]
+        sd = np.linalg.cholesky(self.cov[:p, :p] + 1e-12 * np.eye(p))
+        th = self.mean[:p] + self._offsets @ sd.T
         return np.clip(th, -2.0, math.log(self.settings.pool_factor))
 
     def _push_theta(self) -> None:
@@ -511,7 +542,9 @@ class Ensemble:
     def _kalman(self, usable) -> None:
         """Kalman update of the demand factors from each sensor's count (see :class:`_Crossings`)."""
         s = self.settings
-        self.cov = self.cov + np.diag(self.walk_var)  # the factors random-walk between updates
+        nz = self.city.zones.n_zones
+        p = self.theta.shape[1]
+        self.cov[:p, :p] += np.diag(self.walk_var)  # the factors random-walk between updates
         flows: dict[tuple[int, float], tuple] = {}
         for o, rows in usable:
             if math.isfinite(o.flow_vph) and o.lane < 0:
@@ -532,7 +565,10 @@ class Ensemble:
                 sim = sim * ndtr(z) + s.count_sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
             pred = sim.mean(axis=0)
             H, shift, expect = cr.operator([(o.link, o.t - o.interval_s, o.t) for o, _ in items], self.theta,
-                                   [pool.p_used for pool in self.pools])
+                                           [pool.p_used for pool in self.pools],
+                                           hour=self.hour if s.hour_sd > 0 else None, start_s=self.start_s,
+                                           prev_shift=float(self.mean[p] - self.mean[nz]))
+            H = np.pad(H, ((0, 0), (0, self.mean.size - H.shape[1])))  # the day's level: no direct effect
             pred = np.maximum(pred + shift, 0.0) if s.prediction == "simulated" else expect
             # detector noise, the truth's Poisson noise, the members' own (one common pool:
             # their mean is one realisation), and the model's error
@@ -549,6 +585,21 @@ class Ensemble:
             self.cov = 0.5 * (self.cov + self.cov.T)
         hi = math.log(s.pool_factor)
         self.mean = np.clip(self.mean, -2.0, hi)
+        hour = math.floor((self.start_s + self.now) / 3600.0 + 1e-9)
+        if s.hour_sd > 0 and hour != self.hour:
+            # a new clock hour (the trips released from now on belong to it): the last
+            # hour's level moves to "previous"; the new one starts from the day's level plus
+            # ``hour_persistence`` of the last hour's deviation from it, with more spread
+            rho = s.hour_persistence
+            F = np.eye(self.mean.size)
+            F[p, :] = 0.0
+            F[p, nz] = 1.0
+            F[nz, :] = 0.0
+            F[nz, nz], F[nz, p + 1] = rho, 1.0 - rho
+            self.mean = F @ self.mean
+            self.cov = F @ self.cov @ F.T
+            self.cov[nz, nz] += s.hour_sd ** 2
+            self.hour = hour
         self.theta = self._draw_members()
         self._push_theta()
 
