@@ -461,3 +461,25 @@ def test_library_scenarios_run(name):
     tw = Twin(sc)
     tw.run()
     assert tw.kpis()["pop_persons"] > 0
+
+
+def test_skim_is_exact_after_each_refresh(city):
+    """Rows are copied from the route table, kept when the new weights leave them exact, or
+    recomputed: after every refresh the skim equals a fresh search on the skim's weights."""
+    from kernels.routing import route_table
+
+    tw = Twin(scenario(**{"population.skim_interval": "10min"}), city=city)
+    pop = tw.components["population"]
+    g = tw.traffic.graph
+    act = pop.centroid >= 0
+    refreshes = 0
+    for t in range(600, 3 * 3600 + 1, 600):
+        w_before = pop._skim_weight
+        tw.run_until(t)
+        pop._refresh_skim(tw.now)
+        refreshes += pop._skim_weight is not w_before
+        full = np.full_like(pop.skim, np.inf)
+        route_table(np.maximum(pop.centroid, 0), act, g.in_indptr, g.in_links, g.src, pop._skim_weight,
+                    np.empty((0, g.n_nodes), np.int32), full)
+        np.testing.assert_array_equal(pop.skim[act], full[act])
+    assert refreshes > 5

@@ -52,7 +52,7 @@ from city_models.population import (
 )
 from kernels import choice as kc
 from kernels.agents import trip_positions
-from kernels.routing import route_table
+from kernels.routing import changed_links, route_table, stale_rows
 from twin.components import Component
 from twin.errors import InputError
 from twin.recorder import PRIORITY, at_time
@@ -376,8 +376,8 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         ``skim_interval`` -- at once when links were closed or opened (then
         also which nodes the open roads still connect).  The centroids' rows
         in the traffic model's route table that are exact for the current
-        weights (it has just re-routed towards them) are copied; only the
-        others are computed here.
+        weights (it has just re-routed towards them) are copied; of the others
+        only those the changed weights make stale are computed here.
         """
         w = self.twin.traffic.routes.weight
         if not force and w is self._skim_weight:
@@ -393,6 +393,13 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         ok = active & exact
         self.skim[ok] = tr.routes.pot[rows[ok]]
         active &= ~ok
+        if active.any() and self._skim_weight is not None:  # the rest are exact for the weights of the last refresh
+            basis = self._skim_weight[None, :]
+            ch_indptr, ch_links = changed_links(basis, w)
+            stale = np.zeros_like(active)
+            stale_rows(active, np.zeros(active.size, np.int64), ch_indptr, ch_links, basis, w, self.skim,
+                       g.src, g.dst, stale)
+            active = stale
         if active.any():
             route_table(np.maximum(self.centroid, 0), active, g.in_indptr, g.in_links, g.src, w,
                         np.empty((0, self.n_nodes), np.int32), self.skim)
