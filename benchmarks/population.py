@@ -4,7 +4,8 @@ The city is the ``metro`` case's network (a 72 x 72 grid, 20,448 links, see
 :func:`benchmarks.cases.metro_case`) with 1 km square zones: residents denser
 towards the edge, jobs concentrated in the centre.  Each size runs in its own
 child process (after a small warm-up run in the parent has compiled the numba
-kernels; each child repeats it untimed), so its peak resident memory is its own::
+kernels; each child repeats it untimed, see :func:`warm_up`), so its peak
+resident memory is its own::
 
     python -m benchmarks.population                       # 100,000 and 1,000,000 persons
     python -m benchmarks.population --access-nodes 0      # every node an access node
@@ -133,7 +134,9 @@ def run_size(persons: int, *, hours: float = 24.0, step: float = 2.0, reroute: f
 
 
 def warm_up(*, step: float = 2.0, reroute: float = 600.0, bucket: float = 300.0) -> None:
-    """Compile (or load) the numba kernels: a small run, then one choice batch large
+    """Compile (or load) the numba kernels: a small run through the morning (a run
+    with no car on the road compiles the traffic kernels only for empty vehicle
+    arrays, whose columns numba types differently), then one choice batch large
     enough for the parallel path (the small run's batches are all below it)."""
     from kernels import choice as kc
 
@@ -146,7 +149,7 @@ def warm_up(*, step: float = 2.0, reroute: float = 600.0, bucket: float = 300.0)
 
     kc.choose = spy
     try:
-        run_size(2000, hours=3.0, step=step, reroute=reroute, bucket=bucket)
+        run_size(2000, hours=9.0, step=step, reroute=reroute, bucket=bucket)
     finally:
         kc.choose = inner
     par, inp, world = next(((p, i, w) for p, i, w in reversed(seen) if i.key.shape[0]), seen[-1])
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         _write(Path(args.out), payload)
     hdr = ("persons", "households", "trips_made", "car_trips", "vehicles_completed", "route_rows", "build_s", "run_s",
            "population_s", "total_s", "build_cpu_s", "run_cpu_s", "peak_rss_mb")
-    print(f"warm-up (numba compile, 2,000 persons, 3 h): {warm:.1f} s")
+    print(f"warm-up (numba compile, 2,000 persons, 9 h): {warm:.1f} s")
     print(" | ".join(hdr))
     for r in rows:
         if "error" in r:
