@@ -5,27 +5,54 @@ What is estimated, and how
 - **Demand** (b): each member's trips come from an oversampled pool (the
   scenario's gravity demand times ``pool_factor``, each pool trip with its own
   uniform number ``u``); a pool trip departs when ``u < scale / pool_factor``
-  with ``scale = exp(level + zone[origin zone])``.  The log factors
-  ``theta = (zone_1..zone_Z, level)`` are the ensemble's parameters: drawn
-  from a prior, random-walking between updates, and corrected every update by
-  an ensemble Kalman filter (:func:`kernels.assimilation.enkf_update`) from the
-  observed link counts.  Trips are released to the traffic model a bucket at a
-  time, just before they depart, so a corrected scale acts on the demand still
-  to come.  Why an EnKF over an ensemble of full twins: the map from zone
-  factors to link counts is the whole traffic model (routes, congestion,
-  spillback), which the ensemble evaluates without linearising it, and the
-  ensemble's spread is the uncertainty to report.
+  with ``scale = exp(level + zone[origin zone] + dest[destination zone])``.
+  Trips are released to the traffic model a bucket at a time, just before they
+  depart, so a corrected scale acts on the demand still to come.  The log
+  factors ``theta = (zone_1..zone_Z, level, dest_1..dest_Z)`` are estimated
+  from the observed link counts in one of two ways:
+
+  - ``method="kalman"`` (default): a Kalman filter on ``theta`` whose
+    observation operator is built from the pool itself (:class:`_Crossings`).
+    When a pool trip departs it is routed over the members' current travel
+    times with the traffic model's own route choice
+    (:func:`kernels.assimilation.sensor_crossings`), which says which sensor
+    links it crosses, with what probability, and when.  A sensor's expected
+    count in a window is then a sum over the trips crossing it then of their
+    release probabilities, so its derivative by the log factors (``H``, the
+    count's attribution to origin zones, destination zones and the level) is
+    exact, full rank whatever the ensemble size, and aware that a count
+    answers to demand released minutes earlier: the prediction is the
+    members' simulated count, moved from the factors each trip was released
+    with to the current ones.  The level is the current clock hour's (the
+    scenario's demand profile is hourly): the state also holds the previous
+    hour's level, which the counts of its trips still on the road update,
+    and the day's level; a new hour starts from the day's level plus
+    ``hour_persistence`` of the last hour's deviation.  Count errors are the
+    truth's Poisson noise and the members' (both from the *predicted* count:
+    weights from the observed counts favour the low ones and bias the
+    estimate down), the detectors' and the model's.  Members are drawn from
+    the posterior (fixed standard normal offsets, so each keeps its identity)
+    and draw their trips from the pool independently, so their mean is a
+    smoother estimate of the expected flows.
+  - ``method="enkf"``: an ensemble Kalman filter
+    (:func:`kernels.assimilation.enkf_update`) on the members' own counts,
+    summed by zone; members share one draw from the pool (common random
+    numbers), so their differences say what the factors do to the counts.
+    It needs no routing, but its covariance has the ensemble's rank (11 for
+    12 members, for 33 factors): it follows the level, not the zone pattern.
 - **Link state** (a): where a sensor sees speeds well below what the members
   simulate, something the twin does not know is holding traffic (a crash
   nobody reported, road works): the sensor link's capacity is nudged down in
   every member (through :class:`~twin.linkcontrol.LinkControl`, so it reverts
   exactly) until simulated and observed speeds agree, and relaxed back once
   they do.  Incident alerts and closures from the feed are applied as they
-  arrive (a capacity drop or a closure, for their validity or a default time).
+  arrive (a capacity drop or a closure, for their validity or a default time);
+  weather and security alerts that name no road segment (a flood "reported
+  near" a bridge) are left to the emergency services, not turned into closures.
 - **Uncertainty**: every output interval the ensemble's predictive
   distribution of each link's count (Poisson around each member's count) and
-  speed (each member's, with the sensors' relative noise) gives a mean and a
-  5-95 % band; the spread of the demand factors is recorded too.
+  speed (the members', optionally with a relative noise ``speed_cv``) gives a
+  mean and a 5-95 % band; the spread of the demand factors is recorded too.
 
 The members are ordinary :class:`~twin.model.Twin` objects with one more
 component (:class:`PoolDemand`), so snapshots, forks and results work on them.
@@ -73,8 +100,10 @@ class AssimilationSettings:
     count_cv: float = 0.10
     #: additive noise of a detector count (veh per interval; counts are clipped at zero)
     count_sd: float = 1.0
-    #: relative noise of the detector speeds
-    speed_cv: float = 0.08
+    #: relative noise added to the members' speeds in the reported speed band (0: the band of
+    #: the link's own mean speed, which is what a link without a detector is scored against;
+    #: the flow band likewise leaves detector noise out)
+    speed_cv: float = 0.0
     inflation: float = 1.0
     #: per-update factor of the walk's pull back to the plan (1: a plain random walk; below 1
     #: the factors drift back to the plan without data, which also biases a lasting offset)
@@ -303,6 +332,10 @@ class _Log:
     speed_hi: list[np.ndarray] = field(default_factory=list)
     theta_mean: list[np.ndarray] = field(default_factory=list)
     theta_sd: list[np.ndarray] = field(default_factory=list)
+    dest_mean: list[np.ndarray] = field(default_factory=list)
+    dest_sd: list[np.ndarray] = field(default_factory=list)
+    level: list[float] = field(default_factory=list)
+    level_sd: list[float] = field(default_factory=list)
     n_obs: list[int] = field(default_factory=list)
     corrected: list[int] = field(default_factory=list)
 
@@ -469,6 +502,11 @@ class Ensemble:
 
     def _alert(self, r) -> None:
         if r.link < 0 or r.kind not in ("accident", "flood", "fire", "jam", "other", "roadworks"):
+            return
+        if getattr(r, "category", "traffic") not in ("", "traffic") and not getattr(r, "ref", ()):
+            # a weather or security alert placed only by a point near a road (a flood or a
+            # building fire "reported near" it) says nothing sure about the road: the
+            # emergency services take it; the twin does not close roads on a guess
             return
         until = r.valid_to if math.isfinite(getattr(r, "valid_to", math.nan)) else r.t + self.settings.alert_duration_s
         if r.kind == "flood":
@@ -687,6 +725,16 @@ class Ensemble:
         mean, sd = self.demand_scale()
         self.log.theta_mean.append(mean)
         self.log.theta_sd.append(sd)
+        nz = self.city.zones.n_zones
+        dest = np.exp(self.theta[:, nz + 1:]) if self.theta.shape[1] > nz + 1 else np.ones((len(self.members), nz))
+        self.log.dest_mean.append(dest.mean(axis=0))
+        self.log.dest_sd.append(dest.std(axis=0))
+        if self.settings.method == "kalman":
+            self.log.level.append(float(self.mean[nz]))
+            self.log.level_sd.append(float(math.sqrt(max(self.cov[nz, nz], 0.0))))
+        else:
+            self.log.level.append(float(self.theta[:, nz].mean()))
+            self.log.level_sd.append(float(self.theta[:, nz].std()))
         self.log.n_obs.append(n_obs)
         self.log.corrected.append(corrected)
 
@@ -711,6 +759,11 @@ class Ensemble:
                 "est_speed_p95": v(("time", "link"), stack(L.speed_hi, nl), "m s-1", "95th percentile of the predicted speed"),
                 "demand_scale": v(("time", "zone"), stack(L.theta_mean, nz), "1", "estimated demand scale by origin zone (ensemble mean)"),
                 "demand_scale_sd": v(("time", "zone"), stack(L.theta_sd, nz), "1", "ensemble spread of the demand scale"),
+                "dest_scale": v(("time", "zone"), stack(L.dest_mean, nz), "1",
+                                "estimated demand factor by destination zone (ensemble mean)"),
+                "dest_scale_sd": v(("time", "zone"), stack(L.dest_sd, nz), "1", "ensemble spread of the destination factor"),
+                "log_level": v(("time",), np.asarray(L.level), "1", "estimated log demand level of the current hour"),
+                "log_level_sd": v(("time",), np.asarray(L.level_sd), "1", "its posterior (kalman) or ensemble (enkf) sd"),
                 "observations_used": v(("time",), np.asarray(L.n_obs, np.int64), "1", "observations assimilated at this update"),
                 "links_corrected": v(("time",), np.asarray(L.corrected, np.int64), "1", "link capacity corrections changed"),
             },

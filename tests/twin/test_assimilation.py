@@ -49,7 +49,8 @@ def test_ensemble_learns_a_higher_demand_and_cuts_the_held_out_error(truth):
     assert scores["asm"].flow_coverage > scores["open"].flow_coverage
     # the reported band is a band: p05 <= mean <= p95 everywhere, and it has width
     assert (ds.est_flow_p05 <= ds.est_flow_p95).all() and float((ds.est_flow_p95 - ds.est_flow_p05).mean()) > 0
-    assert (ds.demand_scale_sd.values[-1] > 0).all()
+    assert (ds.demand_scale_sd.values[-1] > 0).all() and (ds.dest_scale_sd.values[-1] > 0).all()
+    assert (ds.log_level_sd.values > 0).all()
 
 
 @pytest.mark.parametrize("method", ["kalman", "enkf"])
@@ -175,3 +176,18 @@ def test_hourly_level_hands_over_at_the_clock_hour():
     assert ens.cov[nz, nz] == pytest.approx(lvl + 0.1 ** 2)
     ens.advance(900.0, [])
     assert ens.hour == 8 and ens.mean[p] == pytest.approx(0.2)  # no new hour, no hand-over
+
+
+def test_alerts_close_roads_only_when_they_are_about_roads():
+    from types import SimpleNamespace
+
+    from twin.assimilation import AssimilationSettings, Ensemble
+
+    sc = load_scenario("default", overrides={**SMALL, "time.duration": "10min"})
+    ens = Ensemble(sc, AssimilationSettings(members=2))
+    alert = dict(record="alert", t=0.0, link=5, valid_to=600.0, distance_m=20.0)
+    ens.advance(300.0, [SimpleNamespace(**alert, id="w", kind="flood", category="weather", ref=())])
+    assert not ens.held  # a flood reported near a road: not a closure on a guess
+    ens.advance(600.0, [SimpleNamespace(**alert, id="r", kind="flood", category="weather", ref=("seg-5",)),
+                        SimpleNamespace(**alert, id="c", kind="accident", category="traffic", ref=())])
+    assert set(ens.held) == {("alert", "r"), ("alert", "c")}
