@@ -86,7 +86,7 @@ class AssimilationSettings:
 
     members: int = 12
     #: trips in each member's pool, as a multiple of the scenario's demand (the largest scale)
-    pool_factor: float = 2.5
+    pool_factor: float = 4.0
     #: prior sd of the log demand level and of each zone's log factor
     level_sd: float = 0.20
     zone_sd: float = 0.25

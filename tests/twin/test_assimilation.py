@@ -191,3 +191,18 @@ def test_alerts_close_roads_only_when_they_are_about_roads():
     ens.advance(600.0, [SimpleNamespace(**alert, id="r", kind="flood", category="weather", ref=("seg-5",)),
                         SimpleNamespace(**alert, id="c", kind="accident", category="traffic", ref=())])
     assert set(ens.held) == {("alert", "r"), ("alert", "c")}
+
+
+def test_twin_vs_truth_fast_benchmark_with_zone_and_hour_factors_and_incidents():
+    """A fast version of the benchmark: the default truth (demand 1.15x with zone and hour
+    factors, its incidents and feed faults) over a morning; the held-out error falls."""
+    from experiments.twin_vs_truth import run_experiment
+
+    res = run_experiment(overrides={"time.start": "07:00", "time.duration": "2h",
+                                    "demand.gravity.total_trips": 12000}, members=6)
+    ol, asm = res["open_loop"], res["assimilated"]
+    assert asm["flow_rmse_hourly"] < 0.8 * ol["flow_rmse_hourly"]
+    assert asm["flow_rmse_5min"] < ol["flow_rmse_5min"]
+    assert 0.8 < asm["flow_coverage"] < 0.98
+    assert asm["floor_hourly"] < asm["flow_rmse_hourly"]  # the scoring reports a floor below the error
+    assert asm["final_level"] > 1.05  # the truth's demand is 1.15x the plan
