@@ -131,7 +131,7 @@ def test_kalman_filter_recovers_known_demand_factors_from_a_twin_of_the_same_mod
     truth._push_theta()
     links = np.sort(rng.choice(truth.city.network.n_links, 140, replace=False))
     est = Ensemble(sc, AssimilationSettings(members=6, correct_links=False, hour_sd=0.0))
-    t, trace = 0.0, []
+    t = 0.0
     while t < 7200.0:
         t += 300.0
         truth.advance(t, [])
