@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from kernels.traffic import near_shortest
+
 __all__ = ["enkf_update", "sensor_crossings"]
 
 
@@ -116,23 +118,9 @@ def _crossings(orig, row, pot, order, rank, weight, is_open, out_indptr, out_lin
                 continue
             frac[node] = 0.0
             dn = pot[r, node]
-            best = np.inf
-            for q in range(out_indptr[node], out_indptr[node + 1]):
-                b = out_links[q]
-                dm = pot[r, l_dst[b]]
-                if dm < dn and is_open[b] != 0:
-                    c = weight[b] + dm
-                    if c < best:
-                        best = c
-            if best == np.inf:
+            lim, cnt = near_shortest(node, dn, r, out_indptr, out_links, l_dst, is_open, pot, weight, tol)
+            if cnt == 0:
                 continue
-            lim = best + best * tol
-            cnt = 0
-            for q in range(out_indptr[node], out_indptr[node + 1]):
-                b = out_links[q]
-                dm = pot[r, l_dst[b]]
-                if dm < dn and is_open[b] != 0 and weight[b] + dm <= lim:
-                    cnt += 1
             share = f / cnt
             for q in range(out_indptr[node], out_indptr[node + 1]):
                 b = out_links[q]

@@ -196,12 +196,11 @@ def _green_time(te, cycle, offset, gs, ge):
 
 
 @njit(cache=True, inline="always")
-def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
-    """The out-link vehicle ``v`` (route row ``r``) takes at node ``n``, coming from
-    link ``a`` (-1: its origin); -1 if none."""
-    dn = pot[r, n]
-    if not dn < np.inf:
-        return np.int64(-1)
+def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
+    """The route choice's candidates at node ``n`` (route row ``r``, ``dn = pot[r, n]``):
+    open out-links that get closer and cost at most ``lim`` (the best cost plus ``tol`` of
+    it).  Returns ``(lim, how many)``; ``(inf, 0)`` when none.  Shared by the traffic
+    kernel and :func:`kernels.assimilation.sensor_crossings`, which must follow the same rule."""
     best = np.inf
     for k in range(out_indptr[n], out_indptr[n + 1]):
         b = out_links[k]
@@ -211,7 +210,7 @@ def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
             if c < best:
                 best = c
     if best == np.inf:
-        return np.int64(-1)
+        return best, 0
     lim = best + best * tol
     cnt = 0
     for k in range(out_indptr[n], out_indptr[n + 1]):
@@ -219,6 +218,19 @@ def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
         dm = pot[r, l_dst[b]]
         if dm < dn and l_open[b] != 0 and rw[b] + dm <= lim:
             cnt += 1
+    return lim, cnt
+
+
+@njit(cache=True, inline="always")
+def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
+    """The out-link vehicle ``v`` (route row ``r``) takes at node ``n``, coming from
+    link ``a`` (-1: its origin); -1 if none."""
+    dn = pot[r, n]
+    if not dn < np.inf:
+        return np.int64(-1)
+    lim, cnt = near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol)
+    if cnt == 0:
+        return np.int64(-1)
     pick = ((np.int64(v) + 1) * 2654435761 + (np.int64(a) + 2) * 40503) % 2147483647 % cnt
     for k in range(out_indptr[n], out_indptr[n + 1]):
         b = out_links[k]
