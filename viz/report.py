@@ -17,18 +17,17 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from twin.atomic import write_bytes
 from twin.errors import InputError
 from viz import charts
 from viz.data import Results, clock_label, fmt_value, intervened_mask, kpi_label, open_results, time_index
 
-__all__ = ["write_report", "build_report", "write_atomic", "kpi_rows"]
+__all__ = ["write_report", "build_report", "kpi_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -41,30 +40,6 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.sig{color:#b00020;fon
 h3{font-size:1.05em;margin:1em 0 .2em}figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
 .note{color:#666;font-size:.88em}.tag{background:#ff00ff;color:white;border-radius:3px;padding:0 .3em;font-size:.8em}
 """
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _e(text) -> str:
@@ -309,8 +284,8 @@ def write_report(path: str | Path, *, out: str | Path | None = None) -> tuple[Pa
     pngs = []
     for name, data in figs.items():
         p = out_path.with_name(f"{out_path.stem}-{name}.png")
-        write_atomic(p, data)
+        write_bytes(p, data)
         pngs.append(p)
-    write_atomic(out_path, text.encode("utf-8"))
+    write_bytes(out_path, text.encode("utf-8"))
     log.info("report written to %s (%d figures)", out_path, len(pngs))
     return out_path, pngs

@@ -71,7 +71,7 @@ def export_html(plotter, path: str | Path) -> bool:
         return False
     from trame_vtk.tools.vtksz2html import write_html
 
-    from viz.report import write_atomic
+    from twin.atomic import write_bytes
 
     plotter.render()
     state = scene_state(plotter)
@@ -80,5 +80,5 @@ def export_html(plotter, path: str | Path) -> bool:
         zf.writestr("index.json", json.dumps(state), compress_type=zipfile.ZIP_DEFLATED)
     out = io.StringIO()
     write_html(buf.getvalue(), out)
-    write_atomic(Path(path), out.getvalue().encode("utf-8"))
+    write_bytes(Path(path), out.getvalue().encode("utf-8"))
     return True

@@ -206,8 +206,8 @@ class EmergencyComponent(ControlMixin, Component):
     def _rec(self, key):
         return self.units[key[1]] if key[0] == "u" else self.incidents[key[1]]
 
-    def _finished(self, key) -> bool:
-        rec = self._rec(key)
+    def _finished(self, key, rec=None) -> bool:
+        rec = self._rec(key) if rec is None else rec
         return rec.done if key[0] == "u" else rec.stage == CLEARED
 
     def _run_agenda(self, gen: int):
@@ -248,7 +248,7 @@ class EmergencyComponent(ControlMixin, Component):
         """Set a record's next event time (``inf``: none) and wake the agenda if it sleeps past it."""
         rec = self._rec(key)
         rec.t_next = t = float(t)
-        if t == math.inf or self._finished(key):
+        if t == math.inf or self._finished(key, rec):
             self._due.pop(key, None)
             return
         self._agenda_seq += 1
