@@ -34,6 +34,7 @@ __all__ = [
     "read_trips_csv",
     "write_trips_csv",
     "gravity_trips",
+    "gravity_shares",
 ]
 
 logger = logging.getLogger(__name__)
@@ -376,6 +377,70 @@ def _departures(
     return np.minimum(t - start_s, np.nextafter(duration_s, 0.0))
 
 
+def _zone_args(node_zone, residents, jobs, zone_x, zone_y, beta_per_km):
+    """Checked zone inputs of the gravity model."""
+    nz = _vec("node_zone", node_zone, None, "iu")
+    res = _vec("residents", residents, None, "iu")
+    z = res.shape[0]
+    job = _vec("jobs", jobs, z, "iu")
+    zx = _vec("zone_x", zone_x, z, "iuf").astype(np.float64)
+    zy = _vec("zone_y", zone_y, z, "iuf").astype(np.float64)
+    if nz.size and (nz.min() < -1 or nz.max() >= z):
+        raise _arg_error("node_zone", f"must hold zone indices 0..{z - 1} or -1, found {nz.min()}..{nz.max()}")
+    if res.size and res.min() < 0:
+        raise _arg_error("residents", "must be >= 0")
+    if job.size and job.min() < 0:
+        raise _arg_error("jobs", "must be >= 0")
+    if not (np.isfinite(beta_per_km) and beta_per_km >= 0):
+        raise _arg_error("beta_per_km", f"must be a finite number >= 0, got {beta_per_km!r}")
+    return nz, res, job, zx, zy
+
+
+def _gravity_od(count, res, job, zx, zy, beta_per_km) -> np.ndarray:
+    """Balanced zone-to-zone shares (summing to 1) for zones with ``count`` nodes each."""
+    z = res.shape[0]
+    # impedance between centroids; a zone needs a node to send/receive, two for internal trips
+    dx = zx[:, None] - zx[None, :]
+    dy = zy[:, None] - zy[None, :]
+    d_km = np.hypot(dx, dy) / 1000.0
+    if z > 1:
+        off = d_km + np.diag(np.full(z, np.inf))
+        np.fill_diagonal(d_km, 0.5 * off.min(axis=1))
+    f = np.exp(-beta_per_km * d_km)
+    has = count > 0
+    f[~has, :] = 0.0
+    f[:, ~has] = 0.0
+    f[np.diag_indices(z)] *= count >= 2
+    prod = np.where(has, res, 0).astype(np.float64)
+    attr = np.where(has, job, 0).astype(np.float64)
+    if prod.sum() <= 0 or attr.sum() <= 0:
+        raise DemandError(
+            "gravity_trips: no trips can be made: no zone with nodes has residents"
+            if prod.sum() <= 0 else "gravity_trips: no trips can be made: no zone with nodes has jobs"
+        )
+    prod *= 1.0 / prod.sum()
+    attr *= 1.0 / attr.sum()
+    od = _furness(f, prod, attr)
+    total = od.sum()
+    if not total > 0:
+        raise DemandError("gravity_trips: no zone pair can hold a trip (zones with residents reach no zone "
+                          "with jobs, or the only candidates are single-node zones)")
+    return od / total
+
+
+def gravity_shares(*, node_zone, residents, jobs, zone_x, zone_y, beta_per_km: float = 0.25) -> np.ndarray:
+    """The share of :func:`gravity_trips`' trips between each pair of zones.
+
+    Parameters are those of :func:`gravity_trips`; returns ``float[n_zones, n_zones]``
+    (origin zone x destination zone) summing to 1, the probabilities its multinomial
+    draw uses.  Comparing two calls tells how a change of residents or jobs moves the
+    demand between each pair (the twin-versus-truth experiment's "true" factors).
+    """
+    nz, res, job, zx, zy = _zone_args(node_zone, residents, jobs, zone_x, zone_y, beta_per_km)
+    count = np.bincount(nz[nz >= 0], minlength=res.shape[0]).astype(np.int64)
+    return _gravity_od(count, res, job, zx, zy, beta_per_km)
+
+
 def gravity_trips(
     *,
     node_zone: np.ndarray,
@@ -444,29 +509,17 @@ def gravity_trips(
     """
     if not isinstance(rng, np.random.Generator):
         raise _arg_error("rng", f"must be a numpy.random.Generator, got {type(rng).__name__}")
-    nz = _vec("node_zone", node_zone, None, "iu")
+    nz, res, job, zx, zy = _zone_args(node_zone, residents, jobs, zone_x, zone_y, beta_per_km)
     n_nodes = nz.shape[0]
-    res = _vec("residents", residents, None, "iu")
     z = res.shape[0]
-    job = _vec("jobs", jobs, z, "iu")
-    zx = _vec("zone_x", zone_x, z, "iuf").astype(np.float64)
-    zy = _vec("zone_y", zone_y, z, "iuf").astype(np.float64)
     _vec("node_x", node_x, n_nodes, "iuf")
     _vec("node_y", node_y, n_nodes, "iuf")
-    if nz.size and (nz.min() < -1 or nz.max() >= z):
-        raise _arg_error("node_zone", f"must hold zone indices 0..{z - 1} or -1, found {nz.min()}..{nz.max()}")
-    if res.size and res.min() < 0:
-        raise _arg_error("residents", "must be >= 0")
-    if job.size and job.min() < 0:
-        raise _arg_error("jobs", "must be >= 0")
     if isinstance(total_trips, (bool, np.bool_)) or not isinstance(total_trips, (int, np.integer)) or total_trips < 0:
         raise _arg_error("total_trips", f"must be an integer >= 0, got {total_trips!r}")
     if not (np.isfinite(duration_s) and duration_s > 0):
         raise _arg_error("duration_s", f"must be a finite number > 0, got {duration_s!r}")
     if not np.isfinite(start_s):
         raise _arg_error("start_s", f"must be finite, got {start_s!r}")
-    if not (np.isfinite(beta_per_km) and beta_per_km >= 0):
-        raise _arg_error("beta_per_km", f"must be a finite number >= 0, got {beta_per_km!r}")
     prof = np.asarray(DEFAULT_HOURLY_PROFILE if profile is None else profile, dtype=np.float64)
     if prof.ndim != 1 or prof.size == 0 or not np.isfinite(prof).all() or prof.min() < 0:
         raise _arg_error("profile", "must be a non-empty 1-D array of finite weights >= 0")
@@ -482,33 +535,8 @@ def gravity_trips(
     first = np.zeros(z, dtype=np.int64)
     np.cumsum(count[:-1], out=first[1:])
 
-    # impedance between centroids; a zone needs a node to send/receive, two for internal trips
-    dx = zx[:, None] - zx[None, :]
-    dy = zy[:, None] - zy[None, :]
-    d_km = np.hypot(dx, dy) / 1000.0
-    if z > 1:
-        off = d_km + np.diag(np.full(z, np.inf))
-        np.fill_diagonal(d_km, 0.5 * off.min(axis=1))
-    f = np.exp(-beta_per_km * d_km)
-    has = count > 0
-    f[~has, :] = 0.0
-    f[:, ~has] = 0.0
-    f[np.diag_indices(z)] *= count >= 2
-    prod = np.where(has, res, 0).astype(np.float64)
-    attr = np.where(has, job, 0).astype(np.float64)
-    if prod.sum() <= 0 or attr.sum() <= 0:
-        raise DemandError(
-            "gravity_trips: no trips can be made: no zone with nodes has residents"
-            if prod.sum() <= 0 else "gravity_trips: no trips can be made: no zone with nodes has jobs"
-        )
-    prod *= 1.0 / prod.sum()
-    attr *= 1.0 / attr.sum()
-    od = _furness(f, prod, attr)
-    s = od.sum()
-    if not s > 0:
-        raise DemandError("gravity_trips: no zone pair can hold a trip (zones with residents reach no zone "
-                          "with jobs, or the only candidates are single-node zones)")
-    cells = rng.multinomial(total_trips, (od / s).ravel())
+    od = _gravity_od(count, res, job, zx, zy, beta_per_km)
+    cells = rng.multinomial(total_trips, od.ravel())
     cell = np.repeat(np.arange(z * z, dtype=np.int64), cells)
     oz, dz = np.divmod(cell, z)
 

@@ -68,6 +68,7 @@ from typing import ClassVar
 import numpy as np
 import xarray as xr
 from scipy.special import ndtr
+from scipy.stats import nbinom, poisson
 
 from kernels.assimilation import enkf_update
 from twin.components import Component
@@ -85,16 +86,20 @@ class AssimilationSettings:
     """How the ensemble follows the feed (defaults suit 5-minute detector data)."""
 
     members: int = 12
-    #: trips in each member's pool, as a multiple of the scenario's demand (the largest scale)
-    pool_factor: float = 4.0
+    #: trips in the pool, as a multiple of the scenario's demand (the largest scale).  Members
+    #: draw from one pool, so its own random layout (which node pairs, which minutes) is
+    #: common to them all and persists all day: a large pool keeps that shared noise small
+    #: (its variance is about ``scale / pool_factor`` of the Poisson variance of a count)
+    pool_factor: float = 16.0
     #: prior sd of the log demand level and of each zone's log factor
     level_sd: float = 0.20
     zone_sd: float = 0.25
     #: random-walk sd per update of the level and zone factors
     level_walk_sd: float = 0.03
     zone_walk_sd: float = 0.015
-    #: the same for the "kalman" method (per 5-minute update)
-    kalman_level_walk_sd: float = 0.01
+    #: the same for the "kalman" method (per 5-minute update); the level's walk lets an hour's
+    #: level keep up with its counts (a smaller one settles too soon, short of a jump)
+    kalman_level_walk_sd: float = 0.03
     kalman_zone_walk_sd: float = 0.005
     #: relative noise of the detector counts (added to their Poisson variance)
     count_cv: float = 0.10
@@ -118,6 +123,9 @@ class AssimilationSettings:
     method: str = "kalman"
     #: relative error of the predicted counts (routes, timing, unreported incidents), "kalman"
     model_cv: float = 0.15
+    #: relative error of a link's expected count over an interval beyond the members' spread
+    #: (the routes a demand estimate cannot know), in the reported flow band
+    band_cv: float = 0.07
     #: "kalman": the predicted counts are the members' ("simulated") or the operator's ("analytic")
     prediction: str = "simulated"
     #: "kalman": members draw their trips from the pool independently (else: one draw for all)
@@ -138,6 +146,10 @@ class AssimilationSettings:
     min_capacity_factor: float = 0.1
     #: demand is released to the traffic model this far ahead, a bucket at a time
     bucket_s: float = 300.0
+    #: an interval's estimate is issued this many output intervals after its end, once its
+    #: own observations are in (the cleanser holds messages for its reorder window, so they
+    #: are assimilated at the next step); 0: issued at its end, before any of them arrive
+    report_delay_intervals: int = 1
     #: alerts without an end apply this long; capacity left by an accident alert
     alert_duration_s: float = 2700.0
     alert_capacity_factor: float = 0.4
@@ -157,13 +169,15 @@ class PoolDemand(Component):
     def __init__(self, twin, *, origin, destination, depart, u, zone, dest_zone=None, pool_factor: float,
                  bucket_s: float) -> None:
         super().__init__(twin)
-        order = np.argsort(depart, kind="stable")
+        depart = np.asarray(depart, np.float64)
+        # pool arrays already in departure order (the ensemble's) are shared, not copied
+        order = slice(None) if np.all(depart[1:] >= depart[:-1]) else np.argsort(depart, kind="stable")
         self.origin = np.asarray(origin, np.int32)[order]
         self.destination = np.asarray(destination, np.int32)[order]
-        self.depart = np.asarray(depart, np.float64)[order]
+        self.depart = depart[order]
         self.u = np.asarray(u, np.float64)[order]
-        self.zone = np.asarray(zone, np.int64)[order]
-        self.dest_zone = np.asarray(zone if dest_zone is None else dest_zone, np.int64)[order]
+        self.zone = np.asarray(zone, np.int32)[order]
+        self.dest_zone = np.asarray(zone if dest_zone is None else dest_zone, np.int32)[order]
         self.pool_factor = float(pool_factor)
         self.bucket_s = float(bucket_s)
         self.n_zones = int(twin.city.zones.n_zones)
@@ -178,6 +192,14 @@ class PoolDemand(Component):
 
     def start(self) -> None:
         self.twin.env.process(self._release())
+
+    def __getstate__(self) -> dict:
+        # a snapshot keeps only the trips still to be decided: the rest cannot change
+        state = self.__dict__.copy()
+        for name in ("origin", "destination", "depart", "u", "zone", "dest_zone", "p_used"):
+            state[name] = state[name][self.cursor:].copy()
+        state["cursor"] = 0
+        return state
 
     def _release(self):
         env = self.twin.env
@@ -224,28 +246,32 @@ class _Crossings:
         self.dest = destination_factors
         self.dests, self.row_of = np.unique(self.destination, return_inverse=True)
         self.cursor = 0  # pool trips before this one are routed
-        self.sensor_of_link = np.full(pool.twin.city.network.n_links, -1, np.int64)
+        n_links = pool.twin.city.network.n_links
+        #: crossings are kept for every link (the kernel's "sensor" of a link is the link
+        #: itself): those of sensor links for the operator, the rest for the flow shift
+        self.link_ids = np.arange(n_links, dtype=np.int64)
+        self.is_sensor = np.zeros(n_links, bool)
         self.ev_trip = np.zeros(0, np.int64)
         self.ev_link = np.zeros(0, np.int64)
         self.ev_share = np.zeros(0)
         self.ev_t = np.zeros(0)
 
     def observe(self, links) -> None:
-        """Count crossings of these links from now on."""
-        links = np.asarray(list(links), np.int64)
-        self.sensor_of_link[links] = links
+        """These links carry a sensor (their crossings are kept longer, for late counts)."""
+        self.is_sensor[np.asarray(list(links), np.int64)] = True
 
-    def advance(self, now: float, *, weight, graph, is_open, tol: float, keep_s: float = 3600.0) -> None:
-        """Route the pool trips departed before ``now``; forget crossings older than ``keep_s``."""
+    def advance(self, now: float, *, weight, graph, is_open, tol: float, keep_s: float = 3600.0,
+                keep_other_s: float = 900.0) -> None:
+        """Route the pool trips departed before ``now``; forget crossings older than ``keep_s``
+        on sensor links and ``keep_other_s`` on the others."""
         from kernels.assimilation import sensor_crossings
         from kernels.routing import compute_route_table
 
         hi = int(np.searchsorted(self.depart, now, side="left"))
-        old = self.ev_t > now - keep_s
+        old = (self.ev_t > now - keep_other_s) | ((self.ev_t > now - keep_s) & self.is_sensor[self.ev_link])
         self.ev_trip, self.ev_link = self.ev_trip[old], self.ev_link[old]
         self.ev_share, self.ev_t = self.ev_share[old], self.ev_t[old]
-        if hi <= self.cursor or not (self.sensor_of_link >= 0).any():
-            self.cursor = max(self.cursor, hi)
+        if hi <= self.cursor:
             return
         sl = slice(self.cursor, hi)
         rows = np.unique(self.row_of[sl])
@@ -254,7 +280,7 @@ class _Crossings:
         pot[rows] = pot_rows
         trip, link, share, dt = sensor_crossings(self.origin[sl], self.row_of[sl], pot, weight, is_open,
                                                  graph.out_indptr, graph.out_links, graph.dst,
-                                                 self.sensor_of_link, tol=tol)
+                                                 self.link_ids, tol=tol)
         trip = trip + self.cursor
         self.ev_trip = np.concatenate([self.ev_trip, trip])
         self.ev_link = np.concatenate([self.ev_link, link])
@@ -279,7 +305,8 @@ class _Crossings:
         expect = np.zeros(m)
         if m == 0 or self.ev_t.size == 0:
             return H, shift, expect
-        order = np.lexsort((self.ev_t, self.ev_link))
+        sens = np.flatnonzero(self.is_sensor[self.ev_link])
+        order = sens[np.lexsort((self.ev_t[sens], self.ev_link[sens]))]
         lk, tt = self.ev_link[order], self.ev_t[order]
         for j, (link, t0, t1) in enumerate(windows):
             a = np.searchsorted(lk, link, side="left")
@@ -291,12 +318,7 @@ class _Crossings:
                 continue
             trips = self.ev_trip[e]
             zo, zd = self.zone[trips], self.dest_zone[trips]
-            lp = theta[:, zo] + theta[:, nz][:, None]
-            if hour is not None:
-                before = np.floor((start_s + self.depart[trips]) / 3600.0 + 1e-9) < hour
-                lp = lp + np.where(before, prev_shift, 0.0)
-            if self.dest:
-                lp = lp + theta[:, nz + 1 + zd]
+            lp, before = self._log_p(theta, trips, hour=hour, start_s=start_s, prev_shift=prev_shift)
             p_now = np.minimum(np.exp(lp) / pf, 1.0)
             w = self.ev_share[e] * np.where(np.exp(lp) / pf < 1.0, p_now, 0.0).mean(axis=0)
             used = np.nanmean(np.stack([pu[trips] for pu in p_used]), axis=0)
@@ -311,6 +333,72 @@ class _Crossings:
             if self.dest:
                 np.add.at(H[j], nz + 1 + zd, w)
         return H, shift, expect
+
+    def _log_p(self, theta, trips, *, hour, start_s: float, prev_shift: float):
+        """Log release rate (members x trips) of pool trips at the members' ``theta``, and
+        whether each departed before the clock hour ``hour`` of ``theta``'s level (it then
+        loads on the previous hour's level, ``prev_shift`` above the current one)."""
+        nz = self.nz
+        lp = theta[:, self.zone[trips]] + theta[:, nz][:, None]
+        before = np.zeros(trips.size, bool)
+        if hour is not None:
+            before = np.floor((start_s + self.depart[trips]) / 3600.0 + 1e-9) < hour
+            lp = lp + np.where(before, prev_shift, 0.0)
+        if self.dest:
+            lp = lp + theta[:, nz + 1 + self.dest_zone[trips]]
+        return lp, before
+
+    def flow_shift(self, t0: float, t1: float, theta, p_used, *, n_links: int, hour=None, start_s: float = 0.0,
+                   prev_shift: float = 0.0) -> np.ndarray:
+        """Each member's expected change of every link's count over ``(t0, t1]`` had the
+        trips crossing it then been released at the current factors (members x links).
+
+        A member's simulated count answers to the factors its trips were released with,
+        minutes before the observations that corrected them; this moves it to the
+        filter's current estimate.  Trips that departed before the previous clock hour
+        keep their count (the state no longer holds their hour's level).
+        """
+        out = np.zeros((theta.shape[0], n_links))
+        e = np.flatnonzero((self.ev_t > t0) & (self.ev_t <= t1))
+        if e.size == 0:
+            return out
+        trips = self.ev_trip[e]
+        if hour is not None:
+            keep = np.floor((start_s + self.depart[trips]) / 3600.0 + 1e-9) >= hour - 1
+            e, trips = e[keep], trips[keep]
+        lp, _ = self._log_p(theta, trips, hour=hour, start_s=start_s, prev_shift=prev_shift)
+        used = np.stack([pu[trips] for pu in p_used])
+        delta = np.where(np.isfinite(used), np.minimum(np.exp(lp) / self.pool_factor, 1.0) - used, 0.0)
+        delta *= self.ev_share[e]
+        link = self.ev_link[e]
+        for i in range(theta.shape[0]):
+            out[i] = np.bincount(link, weights=delta[i], minlength=n_links)
+        return out
+
+
+def _count_band(counts: np.ndarray, *, model_cv: float) -> tuple[np.ndarray, np.ndarray]:
+    """5th and 95th percentiles of the count a link will show, from the members' counts
+    (members x links).
+
+    The count is Poisson around its expected value, which is uncertain: the spread of
+    the members' expected counts (their counts' variance less its Poisson part), the
+    error of their mean, and the model's relative error ``model_cv``.  A Poisson count
+    whose mean is gamma-distributed with that variance is negative binomial.
+    """
+    n = counts.shape[0]
+    mu = counts.mean(axis=0)
+    v = counts.var(axis=0, ddof=1) if n > 1 else np.zeros_like(mu)
+    extra = np.maximum(v - mu, 0.0) + v / n + (model_cv * mu) ** 2
+    lo, hi = np.zeros_like(mu), np.zeros_like(mu)
+    pois = (mu > 0) & (extra <= 1e-9 * np.maximum(mu, 1.0))
+    nb = (mu > 0) & ~pois
+    if pois.any():
+        lo[pois], hi[pois] = poisson.ppf(0.05, mu[pois]), poisson.ppf(0.95, mu[pois])
+    if nb.any():
+        r = mu[nb] ** 2 / extra[nb]
+        q = r / (r + mu[nb])
+        lo[nb], hi[nb] = nbinom.ppf(0.05, r, q), nbinom.ppf(0.95, r, q)
+    return lo, hi
 
 
 @dataclass
@@ -385,6 +473,11 @@ class Ensemble:
         pool_rng = component_rng(self.seed, "assimilation pool")
         trips = build_demand(big, self.city, pool_rng)
         u = pool_rng.random(trips.origin.size)
+        order = np.argsort(trips.depart_s, kind="stable")  # one sorted copy, shared by the members
+        pool_od = {"origin": trips.origin[order].astype(np.int32), "destination": trips.destination[order].astype(np.int32),
+                   "depart": trips.depart_s[order]}
+        pool_od["zone"] = z.node_zone[pool_od["origin"]].astype(np.int32)
+        pool_od["dest_zone"] = z.node_zone[pool_od["destination"]].astype(np.int32)
         for i in range(s.members):
             if i and s.method == "kalman" and s.independent_draws:
                 # the Kalman filter's operator needs no common random numbers: members
@@ -392,9 +485,7 @@ class Ensemble:
                 # estimate of the expected flows
                 u = pool_rng.random(trips.origin.size)
             tw = Twin(empty, seed=self.seed, city=self.city)
-            comp = PoolDemand(tw, origin=trips.origin, destination=trips.destination, depart=trips.depart_s,
-                              u=u, zone=z.node_zone[trips.origin],
-                              dest_zone=z.node_zone[trips.destination], pool_factor=s.pool_factor, bucket_s=s.bucket_s)
+            comp = PoolDemand(tw, **pool_od, u=u[order], pool_factor=s.pool_factor, bucket_s=s.bucket_s)
             tw.components[comp.name] = comp
             comp.start()
             self.members.append(tw)
@@ -441,6 +532,7 @@ class Ensemble:
         self.held: dict[tuple[str, object], _Held] = {}
         self.link_factor = np.ones(self.city.network.n_links)
         self.log = _Log()
+        self._next_row = 0  # members' recorder rows before this one have been issued
         self._pending_obs: list = []
 
     # ------------------------------------------------------------ parameters
@@ -699,23 +791,37 @@ class Ensemble:
             n += 1
         return n
 
-    def _record(self, n_obs: int, corrected: int) -> None:
-        """Predictive mean and 5-95 % band of every link's count and speed at the members' last row."""
+    def _record(self, n_obs: int, corrected: int, *, flush: bool = False) -> None:
+        """Issue the estimate of every recorded interval that ended ``report_delay_intervals``
+        before now (every one with ``flush``)."""
+        times = self.members[0].recorder.time
+        limit = math.inf if flush else self.now - self.settings.report_delay_intervals * self.interval_s + 1e-6
+        while self._next_row < len(times) and times[self._next_row] <= limit:
+            self._issue(float(times[self._next_row]), n_obs, corrected)
+            self._next_row += 1
+
+    def _issue(self, t: float, n_obs: int, corrected: int) -> None:
+        """Predictive mean and 5-95 % band of every link's count and speed over the interval
+        ending at ``t``: the members' counts moved to the current demand factors
+        (:meth:`_Crossings.flow_shift`), Poisson around each, and the members' speeds."""
         s = self.settings
-        if not self.members[0].recorder.time:
+        rows = self._member_rows(t)
+        if rows is None:
             return
-        t = self.members[0].recorder.time[-1]
-        if self.log.time and t <= self.log.time[-1]:
-            return
-        counts = np.stack([m.recorder.link["outflow"][-1] for m in self.members]).astype(np.float64)
-        speeds = np.stack([m.recorder.link["speed"][-1] for m in self.members])
+        counts = np.stack([m.recorder.link["outflow"][k] for m, k in zip(self.members, rows)]).astype(np.float64)
+        speeds = np.stack([m.recorder.link["speed"][k] for m, k in zip(self.members, rows)])
+        if s.method == "kalman" and s.estimate_demand and len(self.members) > 1:
+            nz, p = self.city.zones.n_zones, self.theta.shape[1]
+            counts += self._crossings.flow_shift(t - self.interval_s, t, self.theta, [pool.p_used for pool in self.pools],
+                                                 n_links=counts.shape[1], hour=self.hour if s.hour_sd > 0 else None,
+                                                 start_s=self.start_s, prev_shift=float(self.mean[p] - self.mean[nz]))
+            np.maximum(counts, 0.0, out=counts)
         k = 16
-        draws = self.rng.poisson(np.repeat(counts, k, axis=0))
         sp = np.repeat(speeds, k, axis=0) * np.exp(s.speed_cv * self.rng.normal(size=(counts.shape[0] * k, counts.shape[1])))
         to_vph = 3600.0 / self.interval_s
         self.log.time.append(t)
         self.log.flow_mean.append(counts.mean(axis=0) * to_vph)
-        lo, hi = np.percentile(draws, [5, 95], axis=0)
+        lo, hi = _count_band(counts, model_cv=s.band_cv)
         self.log.flow_lo.append(lo * to_vph)
         self.log.flow_hi.append(hi * to_vph)
         self.log.speed_mean.append(speeds.mean(axis=0))
@@ -730,8 +836,12 @@ class Ensemble:
         self.log.dest_mean.append(dest.mean(axis=0))
         self.log.dest_sd.append(dest.std(axis=0))
         if self.settings.method == "kalman":
-            self.log.level.append(float(self.mean[nz]))
-            self.log.level_sd.append(float(math.sqrt(max(self.cov[nz, nz], 0.0))))
+            # the level of the interval's own clock hour: the previous hour's once a new one began
+            i = nz
+            if math.floor((self.start_s + t) / 3600.0 - 1e-9) == self.hour - 1 and s.hour_sd > 0:
+                i = self.theta.shape[1]
+            self.log.level.append(float(self.mean[i]))
+            self.log.level_sd.append(float(math.sqrt(max(self.cov[i, i], 0.0))))
         else:
             self.log.level.append(float(self.theta[:, nz].mean()))
             self.log.level_sd.append(float(self.theta[:, nz].std()))
@@ -740,7 +850,11 @@ class Ensemble:
 
     # ------------------------------------------------------------ results
     def dataset(self) -> xr.Dataset:
-        """The ensemble's estimate: link flow and speed mean with 5-95 % bands, demand factors."""
+        """The ensemble's estimate: link flow and speed mean with 5-95 % bands, demand factors.
+
+        Intervals not issued yet (their observations are still to come) are issued now, with
+        what has been assimilated so far."""
+        self._record(0, 0, flush=True)
         L = self.log
         net = self.city.network
 
