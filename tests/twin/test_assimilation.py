@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -276,12 +275,12 @@ def test_an_interval_issued_with_its_own_observations_is_closer_to_the_truth():
 def test_count_band_is_the_gamma_poisson_predictive():
     """The flow band's percentiles are those of a Poisson count whose mean is gamma with
     the members' spread, their mean's error and the model's (checked by sampling)."""
-    from twin.assimilation import _count_band
+    from twin.crossings import count_band
 
     rng = np.random.default_rng(1)
     counts = rng.poisson(rng.gamma(4.0, [0.5, 2.0, 8.0, 30.0], size=(12, 4))).astype(float)
     counts = np.column_stack([counts, np.zeros(12), np.full(12, 7.0)])
-    lo, hi = _count_band(counts, model_cv=0.1)
+    lo, hi = count_band(counts, model_cv=0.1)
     mu, v = counts.mean(axis=0), counts.var(axis=0, ddof=1)
     var_mean = np.maximum(v - mu, 0.0) + v / 12 + (0.1 * mu) ** 2
     for k in range(counts.shape[1]):
@@ -292,7 +291,7 @@ def test_count_band_is_the_gamma_poisson_predictive():
         q = np.quantile(rng.poisson(lam), [0.05, 0.95])
         assert abs(lo[k] - q[0]) <= 1 and abs(hi[k] - q[1]) <= 1, (k, lo[k], hi[k], q)
     # no spread and no model error: plain Poisson percentiles
-    lo, hi = _count_band(np.full((5, 1), 9.0), model_cv=0.0)
+    lo, hi = count_band(np.full((5, 1), 9.0), model_cv=0.0)
     assert (lo[0], hi[0]) == (4.0, 14.0)
 
 
