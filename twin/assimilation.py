@@ -516,8 +516,12 @@ class Ensemble:
         cr.observe([k[0] for k in flows])
         weight = np.median(np.stack([m.traffic.routes.weight for m in self.members]), axis=0)
         tr = self.members[0].traffic
+        # crossings off the sensor links are kept for the intervals still to be issued
+        times = self.members[0].recorder.time
+        first = times[self._next_row] if self._next_row < len(times) else self.now
         cr.advance(self.now, weight=np.where(tr.links.is_open != 0, weight, np.inf), graph=tr.graph,
-                   is_open=tr.links.is_open, tol=float(tr.routes.tol[0]))
+                   is_open=tr.links.is_open, tol=float(tr.routes.tol[0]),
+                   keep_other_s=self.now - first + 2.0 * self.interval_s)
         if flows:
             items = list(flows.values())
             obs = np.array([o.flow_vph * o.interval_s / 3600.0 for o, _ in items])

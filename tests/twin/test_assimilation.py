@@ -244,6 +244,23 @@ def test_issued_counts_follow_the_current_demand_factors():
                                np.mean([m.recorder.link["outflow"][-2] for m in ens.members], axis=0) * 12.0)
 
 
+def test_a_long_step_issues_every_interval_it_covers_at_the_current_factors():
+    """Advanced 15 minutes at a time, the ensemble issues three 5-minute intervals per step,
+    each with the crossings of its own trips (kept until it is issued)."""
+    from twin.assimilation import Ensemble
+
+    sc = load_scenario("default", overrides={**SMALL, "time.duration": "30min"})
+    ens = Ensemble(sc, _flat_prior(members=4))
+    ens.advance(900.0, [])
+    assert ens.log.time == [300.0, 600.0]
+    ens.mean[ens.city.zones.n_zones] = np.log(1.3)  # the next update keeps it (no walk, no data)
+    ens.advance(1800.0, [])
+    assert ens.log.time == [300.0, 600.0, 900.0, 1200.0, 1500.0]
+    for k in (2, 3, 4):
+        sim = np.mean([m.recorder.link["outflow"][k] for m in ens.members], axis=0) * 12.0
+        assert 1.2 < ens.log.flow_mean[k].sum() / sim.sum() < 1.4, k
+
+
 def test_an_interval_issued_with_its_own_observations_is_closer_to_the_truth():
     """Identical twins: the truth's demand is 1.4x the plan.  Counts arrive one step after
     their interval, as from the cleanser.  Issued once they are in, each interval's estimate
