@@ -255,6 +255,26 @@ class _NullHub:
         return []
 
 
+def _setting(key: str, text: str):
+    """An ``--set KEY=VALUE`` value, typed as the setting's default is."""
+    from dataclasses import fields
+
+    from twin.assimilation import AssimilationSettings
+
+    kinds = {f.name: type(f.default) for f in fields(AssimilationSettings)}
+    if key not in kinds:
+        raise SystemExit(f"--set {key}: no such assimilation setting (one of: {', '.join(sorted(kinds))})")
+    kind = kinds[key]
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError
+            return text.lower() == "true"
+        return kind(text)
+    except ValueError:
+        raise SystemExit(f"--set {key}={text}: not a {kind.__name__}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.twin_vs_truth", description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", default="default")
@@ -280,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     kw = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        kw[key] = value if key in ("observation", "method") else (value.lower() == "true" if value.lower() in ("true", "false") else float(value))
+        kw[key] = _setting(key, value)
     settings = AssimilationSettings(members=args.members, **kw)
     res = run_experiment(scenario=args.scenario, overrides=over, members=args.members, settings=settings,
                          oracle=not args.no_oracle)

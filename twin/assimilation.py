@@ -293,6 +293,14 @@ class Ensemble:
         interval = float(scenario.outputs.interval)
         if abs(s.bucket_s % scenario.time.step) > 1e-9:
             raise InputError("assimilation.bucket_s must be a whole number of time steps")
+        if isinstance(s.report_delay_intervals, bool) or not isinstance(s.report_delay_intervals, int) \
+                or s.report_delay_intervals < 0:
+            raise InputError(f"assimilation.report_delay_intervals must be a whole number >= 0, "
+                             f"got {s.report_delay_intervals!r}")
+        if not (s.pool_factor >= 1.0 and math.isfinite(s.pool_factor)):
+            raise InputError(f"assimilation.pool_factor must be a finite number >= 1, got {s.pool_factor!r}")
+        if not (s.band_cv >= 0.0 and math.isfinite(s.band_cv)):
+            raise InputError(f"assimilation.band_cv must be a finite number >= 0, got {s.band_cv!r}")
         empty = load_scenario(scenario.resolved() | {"demand": {"gravity": {
             **scenario.demand.gravity.model_dump(), "total_trips": 0}}})
         self.rng = component_rng(self.seed, "assimilation")

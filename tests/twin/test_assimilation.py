@@ -331,3 +331,14 @@ def test_a_member_snapshot_keeps_only_the_undecided_pool_and_resumes_identically
     for key in ("outflow", "speed"):
         np.testing.assert_array_equal(np.asarray(member.recorder.link[key]), np.asarray(back.recorder.link[key]))
     assert back.components["pool_demand"].released == pool.released
+
+
+@pytest.mark.parametrize("field, value", [("report_delay_intervals", -1), ("report_delay_intervals", 1.5),
+                                          ("pool_factor", 0.5), ("band_cv", float("nan"))])
+def test_bad_assimilation_settings_name_the_field(field, value):
+    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.errors import InputError
+
+    sc = load_scenario("default", overrides={**SMALL, "time.duration": "10min"})
+    with pytest.raises(InputError, match=f"assimilation.{field}"):
+        Ensemble(sc, AssimilationSettings(members=2, **{field: value}))

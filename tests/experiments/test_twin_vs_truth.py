@@ -1,4 +1,4 @@
-"""The twin-vs-truth experiment's oracle: the truth's demand in the ensemble's own terms."""
+"""The twin-vs-truth experiment: its oracle (the truth's demand in the ensemble's own terms), its CLI."""
 
 from __future__ import annotations
 
@@ -42,3 +42,17 @@ def test_true_factors_reproduce_the_truths_demand(start, duration):
     f = np.asarray(demand["hour_factor"])
     np.testing.assert_allclose(np.exp(level[inside]) / f[inside], (np.exp(level[inside]) / f[inside])[0])
     assert np.all(level[~inside] == 0.0)
+
+
+def test_set_values_are_typed_as_the_settings_and_bad_ones_are_named():
+    from experiments.twin_vs_truth import _setting
+
+    assert _setting("report_delay_intervals", "2") == 2 and isinstance(_setting("report_delay_intervals", "2"), int)
+    assert _setting("band_cv", "0.1") == 0.1 and _setting("method", "enkf") == "enkf"
+    assert _setting("estimate_demand", "False") is False
+    with pytest.raises(SystemExit, match="no such assimilation setting"):
+        _setting("pool_size", "8")
+    with pytest.raises(SystemExit, match="members=x: not a int"):
+        _setting("members", "x")
+    with pytest.raises(SystemExit, match="correct_links=maybe"):
+        _setting("correct_links", "maybe")
