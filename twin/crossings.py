@@ -19,8 +19,8 @@ __all__ = ["Crossings", "count_band"]
 
 
 class Crossings:
-    """The Kalman filter's observation operator: which sensor links each pool trip crosses,
-    when, and with what probability.
+    """The Kalman filter's observation operator: which links each pool trip crosses, when,
+    and with what probability.
 
     Trips are routed (once, when they depart) over the members' current link travel
     times with the traffic model's own route choice
@@ -129,6 +129,10 @@ class Crossings:
                 np.add.at(H[j], nz + 1 + zd, w)
         return H, shift, expect
 
+    def _clock_hour(self, trips, start_s: float) -> np.ndarray:
+        """Clock hour (since the start's midnight) in which each pool trip departs."""
+        return np.floor((start_s + self.depart[trips]) / 3600.0 + 1e-9)
+
     def _log_p(self, theta, trips, *, hour, start_s: float, prev_shift: float):
         """Log release rate (members x trips) of pool trips at the members' ``theta``, and
         whether each departed before the clock hour ``hour`` of ``theta``'s level (it then
@@ -137,7 +141,7 @@ class Crossings:
         lp = theta[:, self.zone[trips]] + theta[:, nz][:, None]
         before = np.zeros(trips.size, bool)
         if hour is not None:
-            before = np.floor((start_s + self.depart[trips]) / 3600.0 + 1e-9) < hour
+            before = self._clock_hour(trips, start_s) < hour
             lp = lp + np.where(before, prev_shift, 0.0)
         if self.dest:
             lp = lp + theta[:, nz + 1 + self.dest_zone[trips]]
@@ -159,7 +163,7 @@ class Crossings:
             return out
         trips = self.ev_trip[e]
         if hour is not None:
-            keep = np.floor((start_s + self.depart[trips]) / 3600.0 + 1e-9) >= hour - 1
+            keep = self._clock_hour(trips, start_s) >= hour - 1
             e, trips = e[keep], trips[keep]
         lp, _ = self._log_p(theta, trips, hour=hour, start_s=start_s, prev_shift=prev_shift)
         used = np.stack([pu[trips] for pu in p_used])
