@@ -194,9 +194,8 @@ def run_experiment(*, scenario: str = "default", overrides: dict | None = None, 
     out = {"sensors": int(sensors.size), "held_out": int(held.size), "truth_s": t_truth, "messages": len(truth.messages)}
     spec = FeedsSpec(date=cfg.date, sensors=[{k: v for k, v in row.items() if v not in ("", None)}
                                              for row in truth.sensor_table])
-    runs = [("open_loop", replace(base, estimate_demand=False, correct_links=False)), ("assimilated", base)]
-    if oracle:
-        runs.append(("oracle", replace(base, estimate_demand=False, correct_links=False)))
+    plain = replace(base, estimate_demand=False, correct_links=False)  # the open loop's, and the oracle's
+    runs = [("open_loop", plain), ("assimilated", base)] + ([("oracle", plain)] if oracle else [])
     for label, st in runs:
         t1 = time.perf_counter()
         ens = Ensemble(nominal, st)
