@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.traffic import near_shortest
+from kernels.traffic import choice_weight, near_shortest
 
 __all__ = ["enkf_update", "sensor_crossings"]
 
@@ -101,7 +101,7 @@ def enkf_update(theta, pred, obs, obs_var, eps, *, inflation: float = 1.0) -> np
 
 @njit(cache=True)
 def _crossings(orig, row, pot, order, rank, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link,
-               tol, write, out_trip, out_sensor, out_share, out_dt, frac):
+               tol, scale, write, out_trip, out_sensor, out_share, out_dt, frac):
     n_nodes = pot.shape[1]
     k = 0
     for j in range(orig.shape[0]):
@@ -118,14 +118,17 @@ def _crossings(orig, row, pot, order, rank, weight, is_open, out_indptr, out_lin
                 continue
             frac[node] = 0.0
             dn = pot[r, node]
-            lim, cnt = near_shortest(node, dn, r, out_indptr, out_links, l_dst, is_open, pot, weight, tol)
-            if cnt == 0:
+            lim, total = near_shortest(node, dn, r, out_indptr, out_links, l_dst, is_open, pot, weight, tol, scale)
+            if total == 0.0:
                 continue
-            share = f / cnt
             for q in range(out_indptr[node], out_indptr[node + 1]):
                 b = out_links[q]
                 dm = pot[r, l_dst[b]]
-                if dm < dn and is_open[b] != 0 and weight[b] + dm <= lim:
+                if not (dm < dn and is_open[b] != 0):
+                    continue
+                w = choice_weight(weight[b] + dm, lim, scale)
+                if w > 0.0:
+                    share = f * (w / total)
                     frac[l_dst[b]] += share
                     s = sensor_of_link[b]
                     if s >= 0:
@@ -139,15 +142,16 @@ def _crossings(orig, row, pot, order, rank, weight, is_open, out_indptr, out_lin
 
 
 def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, *,
-                     tol: float = 0.0):
+                     tol: float = 0.0, scale: float = 0.0):
     """Which sensor links each trip crosses, with what probability and when.
 
     A trip from node ``orig[j]`` to the destination of route row ``row[j]``
     (``pot[row]``: shortest travel times to it from every node, for link travel
     times ``weight``) follows the traffic model's route choice: at each node it
-    takes, with equal probability, one of the open out-links that get strictly
-    closer to the destination and cost at most ``(1 + tol)`` times the best
-    (:mod:`kernels.traffic`).  The expected number of its passages over each link
+    takes one of the open out-links that get strictly closer to the destination,
+    with the probabilities of :func:`kernels.traffic.near_shortest` (equal among
+    those costing at most ``(1 + tol)`` times the best, a logit of scale ``scale``
+    seconds beyond that).  The expected number of its passages over each link
     is propagated through the nodes in order of decreasing potential.
 
     Parameters
@@ -164,7 +168,9 @@ def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_d
     sensor_of_link : int array (n_links,)
         Sensor index of each link, ``-1`` for a link without one.
     tol : float
-        Relative cost tolerance of an acceptable out-link.
+        Relative cost band within which out-links count as equally good.
+    scale : float
+        Logit scale (s) of the choice beyond the band; 0: none beyond it.
 
     Returns
     -------
@@ -199,12 +205,14 @@ def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_d
         raise ValueError("orig or row out of range")
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
+    if not (np.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be a finite number >= 0, got {scale}")
     order = np.argsort(-pot, axis=1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(n_nodes)[None, :].repeat(n_rows, axis=0), axis=1)
     frac = np.zeros(n_nodes)
     e_i, e_f = np.empty(0, np.int64), np.empty(0, np.float64)
-    args = (orig, row, pot, order, rank, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, float(tol))
+    args = (orig, row, pot, order, rank, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, float(tol), float(scale))
     c = _crossings(*args, False, e_i, e_i, e_f, e_f, frac)
     trip, sensor = np.empty(c, np.int64), np.empty(c, np.int64)
     share, dt = np.empty(c), np.empty(c)

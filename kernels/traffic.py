@@ -108,7 +108,9 @@ class Links(NamedTuple):
 class Routes(NamedTuple):
     pot: np.ndarray  # float64 [n_dest, n_nodes]: travel time to each destination (inf: none)
     weight: np.ndarray  # float64 [n_links]: link travel times the potentials were built from
-    tol: np.ndarray  # float64 (1,): relative cost tolerance of an acceptable out-link
+    tol: np.ndarray  # float64 (1,): relative cost band within which out-links count as equally good
+    scale: np.ndarray  # float64 (1,): logit scale in s beyond the band (0: nothing beyond it)
+    seed: np.ndarray  # uint64 (1,): key of every route-choice draw
 
 
 class Nodes(NamedTuple):
@@ -195,12 +197,31 @@ def _green_time(te, cycle, offset, gs, ge):
     return te + (gs - phase) % cycle
 
 
+#: out-links costing more than ``CUTOFF`` logit scales beyond the band are never taken
+CUTOFF = 7.0
+
+
 @njit(cache=True, inline="always")
-def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
+def choice_weight(c, lim, scale):
+    """Unnormalised choice weight of an out-link whose cost (its own travel time plus
+    the potential at its head) is ``c``, when costs up to ``lim`` count as best."""
+    if c <= lim:
+        return 1.0
+    if scale > 0.0:
+        x = (c - lim) / scale
+        if x < CUTOFF:
+            return np.exp(-x)
+    return 0.0
+
+
+@njit(cache=True, inline="always")
+def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale):
     """The route choice's candidates at node ``n`` (route row ``r``, ``dn = pot[r, n]``):
-    open out-links that get closer and cost at most ``lim`` (the best cost plus ``tol`` of
-    it).  Returns ``(lim, how many)``; ``(inf, 0)`` when none.  Shared by the traffic
-    kernel and :func:`kernels.assimilation.sensor_crossings`, which must follow the same rule."""
+    open out-links that get closer to the destination, each with the weight
+    :func:`choice_weight` gives its cost, where costs up to ``lim`` (the best cost plus
+    ``tol`` of it) count as best.  Returns ``(lim, total weight)``; ``(inf, 0)`` when
+    none.  Shared by the traffic kernel and :func:`kernels.assimilation.sensor_crossings`,
+    which must follow the same rule."""
     best = np.inf
     for k in range(out_indptr[n], out_indptr[n + 1]):
         b = out_links[k]
@@ -210,36 +231,56 @@ def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
             if c < best:
                 best = c
     if best == np.inf:
-        return best, 0
+        return best, 0.0
     lim = best + best * tol
-    cnt = 0
+    total = 0.0
     for k in range(out_indptr[n], out_indptr[n + 1]):
         b = out_links[k]
         dm = pot[r, l_dst[b]]
-        if dm < dn and l_open[b] != 0 and rw[b] + dm <= lim:
-            cnt += 1
-    return lim, cnt
+        if dm < dn and l_open[b] != 0:
+            total += choice_weight(rw[b] + dm, lim, scale)
+    return lim, total
 
 
 @njit(cache=True, inline="always")
-def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol):
+def choice_draw(seed, v, a):
+    """A uniform number in [0, 1) keyed to (seed, vehicle ``v``, arriving link ``a``; -1 at
+    its origin), which names the decision point: the same decision always draws the same
+    number, whatever the order of events or the numbering of nodes (splitmix64 finaliser)."""
+    h = seed ^ (np.uint64(v) * np.uint64(0x9E3779B97F4A7C15))
+    h ^= np.uint64(a + 2) * np.uint64(0xC2B2AE3D27D4EB4F)
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, inline="always")
+def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed):
     """The out-link vehicle ``v`` (route row ``r``) takes at node ``n``, coming from
-    link ``a`` (-1: its origin); -1 if none."""
+    link ``a`` (-1: its origin); -1 if none.  A logit draw over :func:`near_shortest`'s
+    candidates, keyed to the decision (:func:`choice_draw`)."""
     dn = pot[r, n]
     if not dn < np.inf:
         return np.int64(-1)
-    lim, cnt = near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol)
-    if cnt == 0:
+    lim, total = near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale)
+    if total == 0.0:
         return np.int64(-1)
-    pick = ((np.int64(v) + 1) * 2654435761 + (np.int64(a) + 2) * 40503) % 2147483647 % cnt
+    u = choice_draw(seed, v, a) * total
+    last = np.int64(-1)
     for k in range(out_indptr[n], out_indptr[n + 1]):
         b = out_links[k]
         dm = pot[r, l_dst[b]]
-        if dm < dn and l_open[b] != 0 and rw[b] + dm <= lim:
-            if pick == 0:
-                return np.int64(b)
-            pick -= 1
-    return np.int64(-1)
+        if dm < dn and l_open[b] != 0:
+            w = choice_weight(rw[b] + dm, lim, scale)
+            if w > 0.0:
+                last = np.int64(b)
+                u -= w
+                if u < 0.0:
+                    return last
+    return last  # rounding left u at >= 0: the last candidate
 
 
 @njit(cache=True)
@@ -269,6 +310,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     pot = routes.pot
     rw = routes.weight
     tol = routes.tol[0]
+    scale = routes.scale[0]
+    seed = routes.seed[0]
     n_cycle = nodes.cycle
     n_offset = nodes.offset
     head = ls.head
@@ -420,7 +463,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     if b == _UNKNOWN:
                         b = np.int64(-1)
                         if ih[v, I_DEST] != n:
-                            b = _next_link(n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol)
+                            b = _next_link(n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed)
                             if b < 0:
                                 if pot[ih[v, I_DIDX], n] < np.inf:
                                     b = _WAIT  # its next links closed since the last re-route: wait for it
@@ -535,28 +578,45 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     return arrived
 
 
+#: at most this many of a link's last exits give its observed discharge headway
+_EXIT_WINDOW = 32
+
+
 @njit(cache=True)
 def link_travel_times(links, ls, veh, now, out):
-    """Current travel-time estimate per link for routing (inf when closed).
+    """Predicted travel time of a vehicle entering each link now (inf when closed).
 
-    The largest of: the free-flow time; the time to discharge the vehicles on
-    the link at capacity (``n / q``); and how long the head vehicle has already
-    been on the link (FIFO: whoever enters now will take at least as long),
-    which keeps growing while a link is blocked by spillback from downstream.
+    A point-queue prediction from the link's cumulative curves: the vehicle leaves
+    no earlier than its free-flow time, and not before the ``n`` vehicles on the
+    link ahead of it have left, one per discharge headway.  That headway is the
+    capacity's while the head vehicle is still driving; once it is queued (it has
+    driven the link), it is the mean headway of the link's last exits up to now
+    (at most ``_EXIT_WINDOW`` of them), if longer: a link held back by spillback,
+    a merge it loses or a red light discharges below capacity, and a blocked one
+    not at all, so its estimate keeps growing while it stays blocked.  Unlike the
+    head vehicle's age, this looks ahead: it falls as soon as a queue shortens.
     """
+    ring = ls.exit_ring
     for a in range(links.src.shape[0]):
         if links.is_open[a] == 0 or links.headway[a] == np.inf:
             out[a] = np.inf
             continue
         tt = links.free_tt[a]
-        q_tt = (ls.n_in[a] - ls.n_out[a]) * links.headway[a]
-        if q_tt > tt:
-            tt = q_tt
-        v = ls.head[a]
-        if v >= 0:
-            age = now - veh.fhot[v, F_ENTER]
-            if age > tt:
-                tt = age
+        n_on = ls.n_in[a] - ls.n_out[a]
+        if n_on > 0:
+            h = links.headway[a]
+            n_out = ls.n_out[a]
+            if ls.head_ready[a] <= now and n_out > 0:
+                m = min(n_out, links.ring_len[a] - 1, n_on, _EXIT_WINDOW)
+                if m < 1:
+                    m = 1
+                t0 = ring[links.ring_off[a] + (n_out - m) % links.ring_len[a]]
+                h_obs = (now - t0) / m
+                if h_obs > h:
+                    h = h_obs
+            q_tt = n_on * h
+            if q_tt > tt:
+                tt = q_tt
         out[a] = tt
     return out
 

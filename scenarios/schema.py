@@ -403,11 +403,27 @@ class TrafficSpec(_Section):
     route_tolerance : float
         Out-links whose route cost is within this share of the best count as equally
         good, and vehicles bound for one destination spread over them (default 0.02).
+    route_dispersion : float
+        Logit scale of route choice, in seconds: at each junction a vehicle takes an
+        out-link that gets closer to its destination with probability proportional to
+        ``exp(-extra / route_dispersion)``, ``extra`` being how much more its route
+        costs than the tolerance band of the best; ``0``: only the band.  Default
+        ``"30s"``.
+    travel_time_smoothing : float
+        Weight of a new travel-time estimate against the previous ones at each
+        refresh of every route (exponential smoothing; ``1``: none).  Default 0.5.
+    reroute_batches : int
+        Destinations are refreshed in this many rotating batches, one every
+        ``reroute_interval / reroute_batches``, so travellers bound for different
+        places switch at different times (default 5).
     """
 
     reroute_interval: Annotated[Duration, Field(gt=0)] = 600.0
     routing: Literal["dynamic", "static"] = "dynamic"
     route_tolerance: Annotated[Number, Field(ge=0, le=1)] = 0.02
+    route_dispersion: Annotated[Duration, Field(ge=0, le=3600)] = 30.0
+    travel_time_smoothing: Annotated[Number, Field(gt=0, le=1)] = 0.5
+    reroute_batches: Annotated[int, Field(ge=1, le=60)] = 5
 
 
 class OutputSpec(_Section):
@@ -541,6 +557,11 @@ class Scenario(_Section):
             problems.append(("outputs.interval", (
                 f"the recording interval ({format_duration(interval)}) must be a whole "
                 f"multiple of time.step ({format_duration(step)})")))
+        if self.traffic.reroute_interval / self.traffic.reroute_batches < step:
+            problems.append(("traffic.reroute_batches", (
+                f"{self.traffic.reroute_batches} batches would refresh routes every "
+                f"{self.traffic.reroute_interval / self.traffic.reroute_batches:g} s, less than the time step "
+                f"({step:g} s): use fewer batches or a longer reroute_interval")))
         if self.traffic.reroute_interval < step:
             problems.append(("traffic.reroute_interval", (
                 f"re-routing every {format_duration(self.traffic.reroute_interval)} is "

@@ -528,7 +528,7 @@ class Ensemble:
         times = self.members[0].recorder.time
         first = times[self._next_row] if self._next_row < len(times) else self.now
         cr.advance(self.now, weight=np.where(tr.links.is_open != 0, weight, np.inf), graph=tr.graph,
-                   is_open=tr.links.is_open, tol=float(tr.routes.tol[0]),
+                   is_open=tr.links.is_open, tol=float(tr.routes.tol[0]), scale=float(tr.routes.scale[0]),
                    keep_other_s=self.now - first + 2.0 * self.interval_s)
         if flows:
             items = list(flows.values())

@@ -55,7 +55,7 @@ class Crossings:
         """These links carry a sensor (their crossings are kept longer, for late counts)."""
         self.is_sensor[np.asarray(list(links), np.int64)] = True
 
-    def advance(self, now: float, *, weight, graph, is_open, tol: float, keep_s: float = 3600.0,
+    def advance(self, now: float, *, weight, graph, is_open, tol: float, scale: float = 0.0, keep_s: float = 3600.0,
                 keep_other_s: float = 900.0) -> None:
         """Route the pool trips departed before ``now``; forget crossings older than ``keep_s``
         on sensor links and ``keep_other_s`` on the others."""
@@ -75,7 +75,7 @@ class Crossings:
         pot[rows] = pot_rows
         trip, link, share, dt = sensor_crossings(self.origin[sl], self.row_of[sl], pot, weight, is_open,
                                                  graph.out_indptr, graph.out_links, graph.dst,
-                                                 self.link_ids, tol=tol)
+                                                 self.link_ids, tol=tol, scale=scale)
         trip = trip + self.cursor
         self.ev_trip = np.concatenate([self.ev_trip, trip])
         self.ev_link = np.concatenate([self.ev_link, link])

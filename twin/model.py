@@ -25,7 +25,7 @@ from city_models import City, load_city
 from city_models.demand import Trips, gravity_trips, read_trips_csv
 from scenarios import CitySpec, Scenario, scenario_hash
 from twin.recorder import PRIORITY, Recorder, at_time
-from twin.rng import component_rng
+from twin.rng import component_rng, component_seed
 from twin.traffic import TrafficModel
 
 __all__ = ["Twin", "build_city", "build_demand"]
@@ -103,8 +103,14 @@ class Twin(mesa.Model):
         self.duration_s = float(scenario.time.duration)
         self.env = simpy.Environment()
         self.city = city if city is not None else build_city(scenario.city)
+        tr = scenario.traffic
         self.traffic = TrafficModel(
-            self.city.network, step_s=float(scenario.time.step), route_tolerance=float(scenario.traffic.route_tolerance)
+            self.city.network,
+            step_s=float(scenario.time.step),
+            route_tolerance=float(tr.route_tolerance),
+            route_dispersion_s=float(tr.route_dispersion),
+            travel_time_smoothing=float(tr.travel_time_smoothing),
+            route_seed=int(component_seed(seed, "routing").generate_state(1, np.uint64)[0]),
         )
         short = self.traffic.links.free_tt < self.traffic.dt
         if short.any():
@@ -126,7 +132,9 @@ class Twin(mesa.Model):
         self.dynamic_routing = scenario.traffic.routing == "dynamic"
         self.recorder = Recorder(self, interval_s=float(scenario.outputs.interval))
         self.traffic.update_routes(self.reroute_s if self.dynamic_routing else math.inf)
-        self.next_reroute_s = self.reroute_s
+        self.reroute_batches = int(scenario.traffic.reroute_batches)
+        self.reroute_phase = 0  # the batch of destinations the next refresh brings up to date
+        self.next_reroute_s = self.reroute_s / self.reroute_batches
         from twin.components import build_components
         from twin.linkcontrol import LinkControl
 
@@ -212,9 +220,10 @@ class Twin(mesa.Model):
     def _reroute_process(self):
         while True:
             yield at_time(self.env, self.next_reroute_s, PRIORITY["reroute"])
-            self.next_reroute_s = self.env.now + self.reroute_s
+            self.next_reroute_s = self.env.now + self.reroute_s / self.reroute_batches
             self.sync()
-            self.traffic.update_routes(self.reroute_s)
+            self.traffic.update_routes(self.reroute_s, batches=self.reroute_batches, phase=self.reroute_phase)
+            self.reroute_phase = (self.reroute_phase + 1) % self.reroute_batches
 
     # ------------------------------------------------------------ snapshots
     def __getstate__(self) -> dict:

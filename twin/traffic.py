@@ -20,6 +20,11 @@ from kernels.routing import Graph, changed_links, graph_of, route_table, stale_r
 __all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system", "link_parameters", "VEH_CANCELLED"]
 
 
+#: logit scale of route choice beyond the tolerance band, s (see :mod:`kernels.traffic`)
+DEFAULT_DISPERSION_S = 30.0
+#: weight of a new travel-time estimate against the previous smoothed one
+DEFAULT_SMOOTHING = 0.5
+
 _VEHICLE_BASE = ("orig", "depart", "order", "arrive", "enter_net", "fhot", "ihot")
 
 
@@ -105,11 +110,27 @@ class TrafficModel:
         :mod:`kernels.traffic`).
     """
 
-    def __init__(self, network: Network, *, step_s: float = 2.0, route_tolerance: float = 0.02) -> None:
+    def __init__(
+        self,
+        network: Network,
+        *,
+        step_s: float = 2.0,
+        route_tolerance: float = 0.02,
+        route_dispersion_s: float = DEFAULT_DISPERSION_S,
+        travel_time_smoothing: float = DEFAULT_SMOOTHING,
+        route_seed: int = 0,
+    ) -> None:
         if not step_s > 0:
             raise ValueError(f"time step must be positive, got {step_s!r}")
         if not route_tolerance >= 0:
             raise ValueError(f"route tolerance must be >= 0, got {route_tolerance!r}")
+        if not (math.isfinite(route_dispersion_s) and route_dispersion_s >= 0):
+            raise ValueError(f"route dispersion must be a finite number of seconds >= 0, got {route_dispersion_s!r}")
+        if not 0 < travel_time_smoothing <= 1:
+            raise ValueError(f"travel-time smoothing must be in (0, 1], got {travel_time_smoothing!r}")
+        if not 0 <= int(route_seed) < 2**64:
+            raise ValueError(f"route seed must be in 0 .. 2**64 - 1, got {route_seed!r}")
+        self.smoothing = float(travel_time_smoothing)
         self.network = network
         self.dt = float(step_s)
         net = network
@@ -173,7 +194,11 @@ class TrafficModel:
         self.dest_row = np.full(nn, -1, np.int32)  # node -> route-table row
         self.dest_nodes = np.zeros(0, np.int32)
         self.routes = k.Routes(
-            pot=np.full((0, nn), np.inf), weight=self.links.free_tt.copy(), tol=np.array([route_tolerance], np.float64)
+            pot=np.full((0, nn), np.inf),
+            weight=self.links.free_tt.copy(),
+            tol=np.array([route_tolerance], np.float64),
+            scale=np.array([route_dispersion_s], np.float64),
+            seed=np.array([int(route_seed)], np.uint64),
         )
         self._no_next = np.empty((0, nn), np.int32)
         # weights each route row was computed with: rows keep a version number,
@@ -393,22 +418,51 @@ class TrafficModel:
         route_table(self.dest_nodes, rows, g.in_indptr, g.in_links, g.src, self.routes.weight, self._no_next, self.routes.pot)
         self._row_version[rows] = self._version
 
-    def update_routes(self, horizon_s: float) -> int:
-        """Refresh the route rows in use from current travel times.
-
-        Rows of destinations of vehicles on the network or departing before
-        ``now + horizon_s`` are brought up to date; a row is recomputed only
-        when the new weights change its distances (see
-        :func:`kernels.routing.stale_rows`), so the result is the same as
-        recomputing them all.  Returns how many rows were recomputed.
-        """
+    def measured_travel_times(self) -> np.ndarray:
+        """Each link's predicted travel time for a vehicle entering it now, before
+        smoothing (:func:`kernels.traffic.link_travel_times`; inf when closed)."""
         weight = np.empty_like(self.routes.weight)
         k.link_travel_times(self.links, self.state, self.veh, self.now, weight)
+        return weight
+
+    def update_routes(self, horizon_s: float, *, weight: np.ndarray | None = None, batches: int = 1,
+                      phase: int = 0) -> int:
+        """Refresh the link weights and the route rows in use.
+
+        The weights are the links' predicted travel times
+        (:meth:`measured_travel_times`), smoothed exponentially with the previous
+        weights (``travel_time_smoothing`` per refresh of the whole table: with
+        ``batches`` > 1 the per-call weight is scaled so the time constant stays
+        the same), or ``weight`` when given (e.g. a day-to-day equilibrium's
+        expected times).  Rows of destinations of vehicles on the network or
+        departing before ``now + horizon_s`` are brought up to date -- with
+        ``batches`` > 1 only those whose row number is ``phase`` modulo
+        ``batches`` (a rotating share, so destinations switch at different
+        times).  A row is recomputed only when the new weights change its
+        distances (see :func:`kernels.routing.stale_rows`), so the result is the
+        same as recomputing them all.  Returns how many rows were recomputed.
+        """
+        if batches < 1 or not 0 <= phase < batches:
+            raise ValueError(f"need batches >= 1 and 0 <= phase < batches, got {batches}, {phase}")
+        if weight is None:
+            weight = self.measured_travel_times()
+            a = 1.0 - (1.0 - self.smoothing) ** (1.0 / batches)
+            if a < 1.0:  # exponential smoothing (a link closed or just reopened starts afresh)
+                prev = self.routes.weight
+                both = np.isfinite(weight) & np.isfinite(prev)
+                weight[both] = a * weight[both] + (1.0 - a) * prev[both]
+        else:
+            weight = np.array(weight, np.float64)
+            if weight.shape != self.routes.weight.shape:
+                raise ValueError(f"weight needs one entry per link ({self.routes.weight.shape[0]}), got {weight.shape}")
+            weight[self.links.is_open == 0] = np.inf
         self._version += 1
         self._versions[self._version] = weight
         self.routes = self.routes._replace(weight=weight)
         active = np.zeros(self.dest_nodes.shape[0], np.bool_)
         k.destinations_in_use(self.veh, self.state, self.now + horizon_s + self.dt, active)
+        if batches > 1:
+            active[np.arange(active.shape[0]) % batches != phase] = False
         stale = np.zeros_like(active)
         if active.any():
             used = np.unique(self._row_version[active])

@@ -88,8 +88,10 @@ def _as_dict(trip, sensor, share, dt):
     return out
 
 
-@pytest.mark.parametrize("seed, tol, integer", [(0, 0.0, True), (1, 0.1, True), (2, 0.02, False), (3, 0.3, False)])
-def test_crossings_match_the_route_enumeration(seed, tol, integer):
+@pytest.mark.parametrize("seed, tol, integer, scale", [(0, 0.0, True, 0.0), (1, 0.1, True, 0.0), (2, 0.02, False, 0.0),
+                                                      (3, 0.3, False, 0.0), (4, 0.02, False, 3.0),
+                                                      (5, 0.0, True, 0.5)])
+def test_crossings_match_the_route_enumeration(seed, tol, integer, scale):
     from kernels.assimilation import sensor_crossings
     from kernels.routing import compute_route_table
     from tests.reference.assimilation import sensor_crossings as ref
@@ -108,8 +110,8 @@ def test_crossings_match_the_route_enumeration(seed, tol, integer):
     row = rng.integers(-1, 4, 40)  # some trips without a row
     orig[0], row[0] = dests[2], 2  # a trip already at its destination
     args = (orig, row, pot, weight, is_open, g.out_indptr, g.out_links, g.dst, sensor)
-    got = _as_dict(*sensor_crossings(*args, tol=tol))
-    want = ref(*args, tol=tol)
+    got = _as_dict(*sensor_crossings(*args, tol=tol, scale=scale))
+    want = ref(*args, tol=tol, scale=scale)
     assert got.keys() == want.keys()
     for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-12)
@@ -117,7 +119,7 @@ def test_crossings_match_the_route_enumeration(seed, tol, integer):
     # origin with probability one in total over the origin's out-links
     assert all(0 < v <= 1 + 1e-12 for v in got.values())
     every = np.arange(m)
-    trip, s, share, dt = sensor_crossings(*args[:-1], every, tol=tol)
+    trip, s, share, dt = sensor_crossings(*args[:-1], every, tol=tol, scale=scale)
     routed = [j for j in range(40) if row[j] >= 0 and 0 < pot[row[j], orig[j]] < np.inf]
     leave = np.array([share[(trip == j) & (g.src[s] == orig[j])].sum() for j in routed])
     np.testing.assert_allclose(leave, 1.0)

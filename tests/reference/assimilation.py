@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -19,7 +21,8 @@ def enkf_update(theta, pred, obs, obs_var, eps, *, inflation=1.0):
     return np.array([tm + A[i] + K @ (obs + eps[i] - pred[i]) for i in range(n)])
 
 
-def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, *, tol=0.0):
+def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, *, tol=0.0,
+                     scale=0.0):
     """Enumerate every route a trip may take (recursively, with its probability) and
     list the sensor links on each: slow, but plainly what the kernel computes."""
     acc = {}
@@ -30,10 +33,18 @@ def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_d
                  if pot[r, l_dst[b]] < dn and is_open[b]]
         if not cands:
             return
-        best = min(weight[b] + pot[r, l_dst[b]] for b in cands)
-        good = [b for b in cands if weight[b] + pot[r, l_dst[b]] <= best + best * tol]
-        for b in good:
-            p = prob / len(good)
+        cost = {b: weight[b] + pot[r, l_dst[b]] for b in cands}
+        best = min(cost.values())
+        lim = best + best * tol
+        wt = {}
+        for b in cands:  # weight 1 within the band, a logit of scale ``scale`` beyond it, none past 7 scales
+            if cost[b] <= lim:
+                wt[b] = 1.0
+            elif scale > 0 and (cost[b] - lim) / scale < 7.0:
+                wt[b] = math.exp(-(cost[b] - lim) / scale)
+        total = sum(wt.values())
+        for b, x in wt.items():
+            p = prob * x / total
             if sensor_of_link[b] >= 0:
                 key = (j, int(sensor_of_link[b]), float(p0 - pot[r, l_dst[b]]))
                 acc[key] = acc.get(key, 0.0) + p

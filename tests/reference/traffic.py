@@ -66,7 +66,8 @@ class RefTraffic:
     ``lag = L / w`` with ``w = q / (kj - q / vf)``.
     """
 
-    def __init__(self, network, *, step_s: float, route_tolerance: float = 0.02) -> None:
+    def __init__(self, network, *, step_s: float, route_tolerance: float = 0.02, route_dispersion_s: float = 30.0,
+                 travel_time_smoothing: float = 0.5, route_seed: int = 0) -> None:
         net = network
         self.dt = float(step_s)
         self.n_nodes = net.n_nodes
@@ -118,6 +119,9 @@ class RefTraffic:
         self.pot: dict[int, np.ndarray] = {}  # destination node -> travel time to it from each node
         self.rweight = np.asarray(self.free_tt, dtype=float)  # link weights of the last route update
         self.tol = float(route_tolerance)
+        self.scale = float(route_dispersion_s)
+        self.smoothing = float(travel_time_smoothing)
+        self.seed = int(route_seed)
 
     # ---------------------------------------------------------------- demand
     def add_trips(self, origin, destination, depart_s) -> None:
@@ -139,6 +143,11 @@ class RefTraffic:
 
     # --------------------------------------------------------------- routing
     def link_travel_times(self) -> np.ndarray:
+        """Predicted time of a vehicle entering each link now: at least its free-flow
+        time, and the ``n`` vehicles on it ahead of it leaving one per discharge
+        headway -- the capacity's, or once the head vehicle is queued, the mean
+        headway of the link's last ``min(n, 32, ring length - 1)`` exits up to now
+        if longer."""
         tt = np.empty(self.n_links)
         now = self.tick * self.dt
         for a in range(self.n_links):
@@ -146,9 +155,17 @@ class RefTraffic:
                 tt[a] = np.inf
                 continue
             n = len(self.queue[a])
-            queue_tt = n * self.headway[a] if n > 0 else 0.0
-            age = now - self.enter_t[self.queue[a][0]] if n > 0 else 0.0
-            tt[a] = max(self.free_tt[a], queue_tt, age)
+            est = self.free_tt[a]
+            if n > 0:
+                h = self.headway[a]
+                head_done = self.enter_t[self.queue[a][0]] + self.free_tt[a] <= now
+                exits = self.exits[a]
+                if head_done and exits:
+                    ring_len = int(np.ceil(self.storage[a])) + 1
+                    m = max(1, min(len(exits), ring_len - 1, n, 32))
+                    h = max(h, (now - exits[-m]) / m)
+                est = max(est, n * h)
+            tt[a] = est
         return tt
 
     def _potential(self, dest: int, weight: np.ndarray) -> np.ndarray:
@@ -157,25 +174,66 @@ class RefTraffic:
         )
         return dist[0]
 
-    def next_link(self, v: int, n: int, a: int) -> int:
-        """Out-link of ``n`` for vehicle ``v`` arriving on link ``a`` (-1: origin): closer to
-        its destination, cost within ``tol`` of the best, ties spread by a hash of
-        (vehicle, arriving link); -1 if none."""
-        pot = self.pot[self.dest[v]]
+    def _draw(self, v: int, a: int) -> float:
+        """The uniform number of decision (vehicle, arriving link): splitmix64's
+        finaliser over a mix of the seed and the two keys."""
+        mask = (1 << 64) - 1
+        h = self.seed ^ ((v * 0x9E3779B97F4A7C15) & mask)
+        h ^= ((a + 2) * 0xC2B2AE3D27D4EB4F) & mask
+        h ^= h >> 30
+        h = (h * 0xBF58476D1CE4E5B9) & mask
+        h ^= h >> 27
+        h = (h * 0x94D049BB133111EB) & mask
+        h ^= h >> 31
+        return (h >> 11) / 2.0 ** 53
+
+    def choice_weights(self, n: int, dest: int) -> dict[int, float]:
+        """Out-link of ``n`` -> unnormalised weight of taking it towards ``dest``, in link
+        order: out-links that get closer, weight 1 within ``tol`` of the best cost,
+        ``exp(-(cost - band) / scale)`` beyond it (none beyond 7 scales)."""
+        pot = self.pot[dest]
         if not pot[n] < np.inf:
-            return -1
+            return {}
         outs = [b for b in range(self.n_links) if self.src[b] == n]
         ok = [b for b in outs if pot[self.dst[b]] < pot[n] and self.is_open[b]]
         if not ok:
+            return {}
+        cost = {b: self.rweight[b] + pot[self.dst[b]] for b in ok}
+        best = min(cost.values())
+        lim = best + best * self.tol
+        w = {}
+        for b in ok:
+            if cost[b] <= lim:
+                w[b] = 1.0
+            elif self.scale > 0 and (cost[b] - lim) / self.scale < 7.0:
+                w[b] = float(np.exp(-((cost[b] - lim) / self.scale)))
+        return w
+
+    def next_link(self, v: int, n: int, a: int) -> int:
+        """Out-link of ``n`` for vehicle ``v`` arriving on link ``a`` (-1: origin): a draw
+        keyed to (seed, v, a) over :meth:`choice_weights`, taken in link order;
+        -1 if none."""
+        w = self.choice_weights(n, self.dest[v])
+        total = 0.0
+        for x in w.values():
+            total += x
+        if total == 0.0:
             return -1
-        best = min(self.rweight[b] + pot[self.dst[b]] for b in ok)
-        good = [b for b in ok if self.rweight[b] + pot[self.dst[b]] <= best + best * self.tol]
-        pick = ((v + 1) * 2654435761 + (a + 2) * 40503) % 2147483647 % len(good)
-        return good[pick]
+        u = self._draw(v, a) * total
+        last = -1
+        for b, x in w.items():
+            last = b
+            u -= x
+            if u < 0:
+                return b
+        return last
 
     def update_routes(self) -> None:
-        """Recompute every destination's potentials from the current travel times."""
-        self.rweight = self.link_travel_times()
+        """Recompute every destination's potentials from the (smoothed) current travel times."""
+        new = self.link_travel_times()
+        both = np.isfinite(new) & np.isfinite(self.rweight)
+        new[both] = self.smoothing * new[both] + (1.0 - self.smoothing) * self.rweight[both]
+        self.rweight = new
         for d in self.pot:
             self.pot[d] = self._potential(d, self.rweight)
         # vehicles released without a route leave once their destination is reachable
