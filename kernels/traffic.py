@@ -590,8 +590,10 @@ def link_travel_times(links, ls, veh, now, out):
     no earlier than its free-flow time, and not before the ``n`` vehicles on the
     link ahead of it have left, one per discharge headway.  That headway is the
     capacity's while the head vehicle is still driving; once it is queued (it has
-    driven the link), it is the mean headway of the link's last exits up to now
-    (at most ``_EXIT_WINDOW`` of them), if longer: a link held back by spillback,
+    driven the link), it is the mean headway of the link's last ``m`` exits up to
+    now (``m`` at most ``_EXIT_WINDOW`` and the vehicles on the link; the window
+    starting no earlier than the head's arrival at the stop line less ``m - 1``
+    capacity headways), if longer: a link held back by spillback,
     a merge it loses or a red light discharges below capacity, and a blocked one
     not at all, so its estimate keeps growing while it stays blocked.  Unlike the
     head vehicle's age, this looks ahead: it falls as soon as a queue shortens.
@@ -606,11 +608,18 @@ def link_travel_times(links, ls, veh, now, out):
         if n_on > 0:
             h = links.headway[a]
             n_out = ls.n_out[a]
-            if ls.head_ready[a] <= now and n_out > 0:
+            ready = ls.head_ready[a]
+            if ready < now and n_out > 0:
                 m = min(n_out, links.ring_len[a] - 1, n_on, _EXIT_WINDOW)
                 if m < 1:
                     m = 1
                 t0 = ring[links.ring_off[a] + (n_out - m) % links.ring_len[a]]
+                # exits before the queue formed were spaced by arrivals, not by its discharge:
+                # the window starts no earlier than the head's arrival at the stop line less
+                # what m - 1 exits at capacity ahead of it would have taken
+                q0 = ready - (m - 1) * h
+                if q0 > t0:
+                    t0 = q0
                 h_obs = (now - t0) / m
                 if h_obs > h:
                     h = h_obs

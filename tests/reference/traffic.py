@@ -146,8 +146,9 @@ class RefTraffic:
         """Predicted time of a vehicle entering each link now: at least its free-flow
         time, and the ``n`` vehicles on it ahead of it leaving one per discharge
         headway -- the capacity's, or once the head vehicle is queued, the mean
-        headway of the link's last ``min(n, 32, ring length - 1)`` exits up to now
-        if longer."""
+        headway of the link's last ``m = min(n, 32, ring length - 1)`` exits up to now
+        if longer (the window starting no earlier than the head's arrival at the stop
+        line less ``m - 1`` capacity headways)."""
         tt = np.empty(self.n_links)
         now = self.tick * self.dt
         for a in range(self.n_links):
@@ -158,12 +159,13 @@ class RefTraffic:
             est = self.free_tt[a]
             if n > 0:
                 h = self.headway[a]
-                head_done = self.enter_t[self.queue[a][0]] + self.free_tt[a] <= now
+                ready = self.enter_t[self.queue[a][0]] + self.free_tt[a]
                 exits = self.exits[a]
-                if head_done and exits:
+                if ready < now and exits:
                     ring_len = int(np.ceil(self.storage[a])) + 1
                     m = max(1, min(len(exits), ring_len - 1, n, 32))
-                    h = max(h, (now - exits[-m]) / m)
+                    start = max(exits[-m], ready - (m - 1) * h)
+                    h = max(h, (now - start) / m)
                 est = max(est, n * h)
             tt[a] = est
         return tt
