@@ -51,6 +51,7 @@ __all__ = [
     "CitySpec",
     "CrossFieldError",
     "DemandSpec",
+    "EquilibriumSpec",
     "GravityDemand",
     "OutputSpec",
     "Scenario",
@@ -389,6 +390,36 @@ def _check_trips_header(path: Path) -> None:
 # ---------------------------------------------------------------------- traffic, outputs
 
 
+class EquilibriumSpec(_Section):
+    """A day-to-day equilibrium (``twin equilibrate``): the day is simulated again and
+    again, and between days travellers learn the link travel times by time of day.
+
+    Attributes
+    ----------
+    iterations : int
+        Most days to simulate (1-1000; default 20). Day 1 routes on the day's own
+        (within-day) travel times, as ``twin run`` does; later days on what travellers
+        remember.
+    method : {"msa", "constant"}
+        How much of yesterday's experience enters what travellers remember: after day
+        ``k`` the remembered times move a share ``s_k`` of the way to the experienced ones,
+        ``s_k = 1/k`` (``msa``, the method of successive averages; default) or
+        ``switch_share`` (``constant``).
+    switch_share : float
+        The constant share of travellers that switch to yesterday's experienced best,
+        0 < s <= 1 (default 0.2; only used by ``method: constant``).
+    gap_target : float
+        Stop once a day's relative gap (experienced minus best possible travel time, over
+        the best possible) is at most this, 0 <= g < 1 (default 0.01; ``0``: run every
+        iteration).
+    """
+
+    iterations: Annotated[Count, Field(ge=1, le=1000)] = 20
+    method: Literal["msa", "constant"] = "msa"
+    switch_share: Annotated[Number, Field(gt=0, le=1)] = 0.2
+    gap_target: Annotated[Number, Field(ge=0, lt=1)] = 0.01
+
+
 class TrafficSpec(_Section):
     """How the traffic model routes vehicles.
 
@@ -416,6 +447,9 @@ class TrafficSpec(_Section):
         Destinations are refreshed in this many rotating batches, one every
         ``reroute_interval / reroute_batches``, so travellers bound for different
         places switch at different times (default 5).
+    equilibrium : EquilibriumSpec
+        Settings of the day-to-day equilibrium that ``twin equilibrate`` computes
+        (``twin run`` simulates one day and ignores them).
     """
 
     reroute_interval: Annotated[Duration, Field(gt=0)] = 600.0
@@ -424,6 +458,13 @@ class TrafficSpec(_Section):
     route_dispersion: Annotated[Duration, Field(ge=0, le=3600)] = 30.0
     travel_time_smoothing: Annotated[Number, Field(gt=0, le=1)] = 0.5
     reroute_batches: Annotated[int, Field(ge=1, le=60)] = 5
+    equilibrium: EquilibriumSpec = Field(default_factory=EquilibriumSpec)
+
+    @field_validator("equilibrium", mode="before")
+    @classmethod
+    def _empty_equilibrium(cls, value: Any) -> Any:
+        # ``equilibrium:`` with nothing after it reads as null in YAML: it means "defaults"
+        return {} if value is None else value
 
 
 class OutputSpec(_Section):
@@ -557,15 +598,15 @@ class Scenario(_Section):
             problems.append(("outputs.interval", (
                 f"the recording interval ({format_duration(interval)}) must be a whole "
                 f"multiple of time.step ({format_duration(step)})")))
-        if self.traffic.reroute_interval / self.traffic.reroute_batches < step:
-            problems.append(("traffic.reroute_batches", (
-                f"{self.traffic.reroute_batches} batches would refresh routes every "
-                f"{self.traffic.reroute_interval / self.traffic.reroute_batches:g} s, less than the time step "
-                f"({step:g} s): use fewer batches or a longer reroute_interval")))
         if self.traffic.reroute_interval < step:
             problems.append(("traffic.reroute_interval", (
                 f"re-routing every {format_duration(self.traffic.reroute_interval)} is "
                 f"more often than the time step ({format_duration(step)})")))
+        elif self.traffic.reroute_interval / self.traffic.reroute_batches < step:
+            problems.append(("traffic.reroute_batches", (
+                f"{self.traffic.reroute_batches} batches would refresh routes every "
+                f"{format_duration(self.traffic.reroute_interval / self.traffic.reroute_batches)}, less than the "
+                f"time step ({format_duration(step)}): use fewer batches or a longer reroute_interval")))
         gravity = self.demand.gravity
         if gravity is not None and gravity.total_trips > 0:
             if gravity.window_share(self.time.start, self.time.duration) <= 0:

@@ -275,10 +275,14 @@ def test_traffic_model_pickles_and_resumes_bit_identically(small_city):
     tw.run_until(1500)
     clone = pickle.loads(pickle.dumps(tw.traffic))
     assert np.shares_memory(clone.veh.link, clone.veh.ihot)  # views survive the round trip
-    # drive the restored traffic model as the twin does from 1500 s on: a re-route every
-    # 5 min (the one at 1500 s is still due), then traffic up to the next one
-    for t in range(1500, 3600, 300):
-        clone.update_routes(300)
-        clone.advance_to(t + 300)
+    # drive the restored traffic model as the twin does from 1500 s on: a re-route of one
+    # batch of destinations every 5 min / batches (the one at 1500 s is still due), then
+    # traffic up to the next one
+    batches, phase = tw.reroute_batches, tw.reroute_phase
+    step = 300 // batches
+    for t in range(1500, 3600, step):
+        clone.update_routes(300, batches=batches, phase=phase)
+        phase = (phase + 1) % batches
+        clone.advance_to(t + step)
     np.testing.assert_array_equal(clone.veh.arrive, whole.traffic.veh.arrive)
     np.testing.assert_array_equal(clone.veh.dist, whole.traffic.veh.dist)
