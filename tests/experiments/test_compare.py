@@ -146,7 +146,7 @@ def test_more_demand_is_significant_with_the_right_sign_on_the_cluster(cluster, 
                                   identical.dataset.kpi_vehicle_hours.sel(variant="baseline").values)
     # trip tables differ in size: per-variant rows padded with NaN
     tt = c.dataset.trip_travel_time_s
-    assert tt.sizes["trip"] == 6000 and c.dataset.attrs["same_trips"] == 0
+    assert tt.sizes["trip"] == 9000 and c.dataset.attrs["same_trips"] == 0
     assert np.isnan(tt.sel(variant="baseline").values[:, 1500:]).all()
 
 
