@@ -35,7 +35,8 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 #: modules that add sub-commands: each has ``add_commands(sub)`` taking the sub-parsers
 #: object and registering its commands (their ``func(args, console) -> int``)
-COMMAND_MODULES: tuple[str, ...] = ("twin.cli_compare", "twin.cli_viz", "twin.cli_drill", "twin.cli_fork", "twin.cli_live")
+COMMAND_MODULES: tuple[str, ...] = ("twin.cli_compare", "twin.cli_viz", "twin.cli_drill", "twin.cli_fork", "twin.cli_live",
+                                     "twin.cli_equilibrate")
 
 
 def _fmt(value) -> str:

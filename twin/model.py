@@ -85,6 +85,10 @@ class Twin(mesa.Model):
         Overrides the scenario's seed.
     city
         An already built city (skips loading; must be the scenario's).
+    route_knowledge
+        What travellers remember of the link travel times by time of day (a
+        :class:`twin.equilibrium.RouteKnowledge`, from a day-to-day equilibrium):
+        routes follow it instead of the day's own travel times.
 
     Examples
     --------
@@ -93,7 +97,8 @@ class Twin(mesa.Model):
     >>> ds = twin.results()                             # doctest: +SKIP
     """
 
-    def __init__(self, scenario: Scenario, *, seed: int | None = None, city: City | None = None) -> None:
+    def __init__(self, scenario: Scenario, *, seed: int | None = None, city: City | None = None,
+                 route_knowledge=None) -> None:
         seed = int(scenario.seed if seed is None else seed)
         super().__init__(seed=seed)
         self.scenario = scenario
@@ -131,7 +136,11 @@ class Twin(mesa.Model):
         self.reroute_s = float(scenario.traffic.reroute_interval)
         self.dynamic_routing = scenario.traffic.routing == "dynamic"
         self.recorder = Recorder(self, interval_s=float(scenario.outputs.interval))
-        self.traffic.update_routes(self.reroute_s if self.dynamic_routing else math.inf)
+        self.route_knowledge = route_knowledge
+        if route_knowledge is None:
+            self.traffic.update_routes(self.reroute_s if self.dynamic_routing else math.inf)
+        else:
+            route_knowledge.update(self)
         self.reroute_batches = int(scenario.traffic.reroute_batches)
         self.reroute_phase = 0  # the batch of destinations the next refresh brings up to date
         self.next_reroute_s = self.reroute_s / self.reroute_batches
@@ -145,7 +154,9 @@ class Twin(mesa.Model):
     def _start_processes(self) -> None:
         """Register every SimPy process from the records (at build and after a restore)."""
         self.env.process(self._traffic_process())
-        if self.dynamic_routing:
+        if getattr(self, "route_knowledge", None) is not None:
+            self.env.process(self.route_knowledge.process(self))
+        elif self.dynamic_routing:
             self.env.process(self._reroute_process())
         self.env.process(self.recorder.process())
         for comp in self.components.values():

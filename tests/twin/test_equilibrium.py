@@ -1,0 +1,166 @@
+"""The day-to-day equilibrium (twin.equilibrium): convergence, Braess, determinism, snapshots, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from city_models import City, Zones
+from city_models.network import make_network
+from scenarios import ScenarioError, load_scenario
+from twin.equilibrium import ITERATION_VARS, RouteKnowledge, equilibrate, write_equilibrium
+from twin.model import Twin
+
+PLACEHOLDER = {"synthetic": {"blocks_x": 2, "blocks_y": 2, "river": False, "ring_road": False, "zone_blocks": 1}}
+
+
+def braess_city(shortcut: bool) -> City:
+    """O (0) to D (4) over an upper route O-P-A-D and a lower one O-B-D, 150 s each at free flow,
+    each with a 1,200 veh/h bottleneck (P-A, B-D) whose queue is stored on the link before it
+    (O-P, O-B); ``shortcut`` adds A-B (10 s), making O-P-A-B-D 110 s at free flow."""
+    x = np.array([0.0, 300.0, 450.0, 450.0, 1950.0])
+    y = np.array([0.0, 400.0, 500.0, -500.0, 0.0])
+    links = [(0, 1, 600.0, 2.0, 4000.0), (1, 2, 150.0, 1.0, 1200.0), (2, 4, 1500.0, 3.0, 6000.0),
+             (0, 3, 1500.0, 3.0, 6000.0), (3, 4, 750.0, 1.0, 1200.0)]
+    if shortcut:
+        links.append((2, 3, 150.0, 2.0, 4000.0))
+    src, dst, length, lanes, cap = (list(c) for c in zip(*links))
+    net = make_network(x=x, y=y, src=src, dst=dst, length_m=length, lanes=lanes, free_speed_mps=15.0,
+                       capacity_vph=cap, node_osmid=np.arange(5), link_osmid=np.arange(len(src)))
+    zones = Zones(name=("Z",), residents=np.array([1]), jobs=np.array([1]), x=np.array([900.0]),
+                  y=np.array([0.0]), node_zone=np.zeros(5, np.int32))
+    return City(name="braess", network=net, zones=zones)
+
+
+def od_scenario(tmp_path, *, rate_vph=1800.0, hours=1.0, **equilibrium):
+    """Trips from O to D at a steady rate for ``hours``; near-deterministic route choice."""
+    dep = np.arange(int(rate_vph * hours)) * 3600.0 / rate_vph
+    path = tmp_path / "trips.csv"
+    path.write_text("trip_id,origin,destination,depart_s\n" + "".join(f"{i},0,4,{d:.3f}\n" for i, d in enumerate(dep)))
+    return load_scenario({
+        "name": "od", "seed": 1, "time": {"duration": f"{hours + 0.5}h", "step": "1s"}, "city": PLACEHOLDER,
+        "demand": {"trips": str(path)},
+        "traffic": {"route_tolerance": 0, "route_dispersion": 5, "equilibrium": equilibrium},
+        "outputs": {"interval": "5min"}})
+
+
+def test_gap_falls_below_one_percent_and_is_reported_per_iteration(tmp_path):
+    sc = od_scenario(tmp_path, iterations=10, gap_target=0.01)
+    eq = equilibrate(sc, city=braess_city(False))
+    gaps = [h["relative_gap"] for h in eq.history]
+    assert eq.converged and gaps[-1] < 0.01 and len(gaps) <= 10
+    assert all(np.isfinite(g) for g in gaps)
+    # 1,800 veh/h cannot all use one 1,200 veh/h bottleneck: a low gap needs both routes
+    inflow = eq.twin.results().link_inflow.sum("time").values
+    assert inflow[0] > 0.3 * 1800 and inflow[3] > 0.3 * 1800
+    ds = eq.dataset()
+    assert ds.sizes["iteration"] == len(gaps)
+    np.testing.assert_allclose(ds.relative_gap.values, gaps)
+    for name in ITERATION_VARS:
+        assert name in ds and ds[name].attrs["units"]
+    out = write_equilibrium(eq, tmp_path / "run")
+    with xr.open_dataset(out / "equilibrium.nc", engine="h5netcdf") as saved:
+        np.testing.assert_allclose(saved.relative_gap.values, gaps)
+        assert saved.attrs["converged"] == 1
+    assert (out / "results.nc").is_file() and (out / "summary.json").is_file()
+
+
+def test_gap_target_zero_runs_every_iteration_and_learns(tmp_path):
+    sc = od_scenario(tmp_path, iterations=3, gap_target=0.0)
+    eq = equilibrate(sc, city=braess_city(False))
+    assert eq.iterations == 3
+    assert [h["switch_share"] for h in eq.history] == pytest.approx([1.0, 1 / 2, 1 / 3])
+    assert eq.twin.route_knowledge is not None and eq.twin.route_knowledge.day == 3
+    c = equilibrate(sc, city=braess_city(False), method="constant", switch_share=0.25)
+    assert [h["switch_share"] for h in c.history] == pytest.approx([1.0, 0.25, 0.25])
+
+
+def test_braess_paradox_at_equilibrium(tmp_path):
+    sc = od_scenario(tmp_path, iterations=20, gap_target=0.0)
+    without = equilibrate(sc, city=braess_city(False))
+    with_link = equilibrate(sc, city=braess_city(True))
+    t0 = without.twin.results().trip_travel_time_s.values
+    t1 = with_link.twin.results().trip_travel_time_s.values
+    assert np.isfinite(t0).all() and np.isfinite(t1).all()
+    # without the link: both routes at about free flow (150 s); the link makes the trip slower
+    assert abs(np.mean(t0) - 150.0) < 10.0
+    assert np.mean(t1) > 1.15 * np.mean(t0)
+    assert np.median(t1) > np.mean(t0)
+    # the shortcut is used at equilibrium (that is what makes everyone slower)
+    assert with_link.twin.results().link_inflow.sum("time").values[5] > 100
+
+
+def test_same_seed_same_iterations(tmp_path):
+    sc = od_scenario(tmp_path, rate_vph=2000.0, iterations=4, gap_target=0.0)
+    a = equilibrate(sc, city=braess_city(True))
+    b = equilibrate(sc, city=braess_city(True))
+    for ha, hb in zip(a.history, b.history, strict=True):
+        for key in ("relative_gap", "mean_travel_time_s", "vehicle_hours", "expectation_error"):
+            assert ha[key] == hb[key] or (np.isnan(ha[key]) and np.isnan(hb[key]))
+    np.testing.assert_array_equal(a.knowledge, b.knowledge)
+
+
+def test_snapshot_of_an_equilibrated_twin_keeps_the_knowledge(tmp_path):
+    sc = od_scenario(tmp_path, rate_vph=2000.0, iterations=3, gap_target=0.0)
+    city = braess_city(True)
+    eq = equilibrate(sc, city=city)
+    tw = Twin(sc, city=city, route_knowledge=eq.next_knowledge())
+    tw.run_until(1800.0)
+    path = tw.snapshot(tmp_path / "day.snap")
+    back = Twin.restore(path)
+    assert isinstance(back.route_knowledge, RouteKnowledge)
+    np.testing.assert_array_equal(back.route_knowledge.link_time_s, eq.knowledge)
+    assert back.route_knowledge.next_s == tw.route_knowledge.next_s
+    tw.run()
+    back.run()
+    np.testing.assert_array_equal(tw.traffic.veh.arrive, back.traffic.veh.arrive)
+    # routing follows the knowledge: other knowledge, other day
+    other = Twin(sc, city=city, route_knowledge=RouteKnowledge(np.roll(eq.knowledge, 3, axis=1), bin_s=300.0))
+    other.run()
+    assert not np.array_equal(other.traffic.veh.arrive, tw.traffic.veh.arrive)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("iterations", 0, "at least 1"),
+    ("iterations", 1.5, ""),
+    ("switch_share", 0, "greater than 0"),
+    ("switch_share", 1.5, "at most 1"),
+    ("method", "gradient", "'msa' or 'constant'"),
+    ("gap_target", -0.1, ""),
+])
+def test_bad_equilibrium_settings_name_the_field(field, value, words):
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario({"city": PLACEHOLDER, "traffic": {"equilibrium": {field: value}}})
+    text = str(exc.value)
+    assert f"traffic.equilibrium.{field}" in text and words in text
+
+
+def test_bad_overrides_name_the_setting(tmp_path):
+    from twin.errors import InputError
+
+    sc = od_scenario(tmp_path)
+    with pytest.raises(InputError, match=r"traffic\.equilibrium\.iterations"):
+        equilibrate(sc, city=braess_city(False), iterations=0)
+    with pytest.raises(InputError, match=r"traffic\.equilibrium\.switch_share"):
+        equilibrate(sc, city=braess_city(False), switch_share=2.0)
+    with pytest.raises(InputError, match=r"traffic\.equilibrium\.method"):
+        equilibrate(sc, city=braess_city(False), method="fast")
+
+
+def test_cli_equilibrate_writes_the_run_folder(tmp_path, capsys):
+    from twin.cli import main
+
+    sc = tmp_path / "small.yaml"
+    sc.write_text(
+        "name: small\nseed: 3\ntime: {start: '07:00', duration: 1h}\n"
+        "city: {synthetic: {blocks_x: 4, blocks_y: 4, bridges: 1, zone_blocks: 2}}\n"
+        "demand: {gravity: {total_trips: 1500}}\n"
+        "traffic: {equilibrium: {iterations: 2, gap_target: 0}}\n")
+    assert main(["equilibrate", str(sc), "--out", str(tmp_path / "eq"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "day-to-day iterations" in out and "relative gap" in out.lower()
+    with xr.open_dataset(tmp_path / "eq" / "equilibrium.nc", engine="h5netcdf") as ds:
+        assert ds.sizes["iteration"] == 2
+    assert main(["equilibrate", str(sc), "--iterations", "0"]) == 2
+    assert "--iterations" in capsys.readouterr().err

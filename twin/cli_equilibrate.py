@@ -1,0 +1,110 @@
+"""``twin equilibrate``: the day after travellers have adapted (a day-to-day equilibrium).
+
+::
+
+    twin equilibrate [SCENARIO] [--iterations N] [--out DIR] [--seed N]
+                     [--method msa|constant] [--switch-share S] [--gap-target G] [--snapshot FILE]
+
+Simulates the scenario's day again and again; between days travellers learn the
+link travel times by time of day (:mod:`twin.equilibrium`).  Prints a row per
+day (relative gap, mean travel time, vehicle-hours) and writes the final day's
+run folder with ``equilibrium.nc`` (the per-iteration series) beside
+``results.nc``; ``twin report`` draws the convergence from it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["add_commands", "iteration_table"]
+
+
+def iteration_table(history: list[dict], *, title: str) -> Table:
+    """One row per day: relative gap, mean travel time, vehicle-hours, trips, share, seconds."""
+    from viz.data import fmt_value
+
+    table = Table(title=title)
+    for name in ("day", "relative gap", "mean travel time (s)", "vehicle-hours", "completed", "share s_k", "s"):
+        table.add_column(name, justify="right")
+    for h in history:
+        gap = h["relative_gap"]
+        table.add_row(str(h["iteration"]), "–" if gap != gap else f"{100 * gap:.2f} %", fmt_value(h["mean_travel_time_s"]),
+                      fmt_value(h["vehicle_hours"]), f"{int(h['trips_completed']):,}", f"{h['switch_share']:.3g}",
+                      f"{h['wall_s']:.1f}")
+    return table
+
+
+def _cmd_equilibrate(args, console: Console) -> int:
+    from scenarios import load_scenario
+    from twin.cli import kpi_table
+    from twin.equilibrium import equilibrate, write_equilibrium
+    from twin.errors import InputError
+
+    if args.iterations is not None and not 1 <= args.iterations <= 1000:
+        raise InputError(f"--iterations must be from 1 to 1000, got {args.iterations}")
+    if args.switch_share is not None and not 0.0 < args.switch_share <= 1.0:
+        raise InputError(f"--switch-share must lie in (0, 1], got {args.switch_share:g}")
+    if args.gap_target is not None and not 0.0 <= args.gap_target < 1.0:
+        raise InputError(f"--gap-target must lie in [0, 1) (a share: 0.01 is 1 %), got {args.gap_target:g}")
+    scenario = load_scenario(args.scenario or "default", overrides={"seed": args.seed})
+    spec = scenario.traffic.equilibrium
+    out = (Path(args.out) if args.out else Path(scenario.outputs.dir) if scenario.outputs.dir
+           else Path("runs") / f"{scenario.name}-seed{scenario.seed}-equilibrium")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a run folder; choose another path")
+    n = args.iterations or spec.iterations
+    method = args.method or spec.method
+    share = args.switch_share if args.switch_share is not None else spec.switch_share
+    target = args.gap_target if args.gap_target is not None else spec.gap_target
+    how = "msa (s_k = 1/k)" if method == "msa" else f"constant share {share:g}"
+    console.print(f"equilibrating [bold]{scenario.name}[/] (seed {scenario.seed}): up to {n} days, learning by {how}, "
+                  f"stopping at a relative gap of {100 * target:g} %")
+
+    def show(row: dict) -> None:
+        if not args.quiet:
+            gap = row["relative_gap"]
+            console.print(f"  day {row['iteration']:>3}: relative gap {100 * gap:6.2f} %, mean travel time "
+                          f"{row['mean_travel_time_s']:7.1f} s, {row['vehicle_hours']:,.0f} veh·h ({row['wall_s']:.1f} s)")
+
+    t0 = time.perf_counter()
+    eq = equilibrate(scenario, iterations=args.iterations, method=args.method, switch_share=args.switch_share,
+                     gap_target=args.gap_target, progress=show)
+    wall = time.perf_counter() - t0
+    if args.snapshot:
+        path = eq.twin.snapshot(args.snapshot)
+        console.print(f"snapshot of the final day (with what travellers remember) in [bold]{path}[/]")
+    with console.status("writing results…"):
+        write_equilibrium(eq, out)
+    console.print(iteration_table(eq.history, title=f"{scenario.name} — day-to-day iterations"))
+    console.print(kpi_table(eq.twin.kpis(), title=f"{scenario.name} — KPIs of the final day (day {eq.iterations})"))
+    verdict = (f"[green]converged[/]: relative gap {100 * eq.final_gap:.2f} % ≤ {100 * target:g} % on day {eq.iterations}"
+               if eq.converged else
+               f"[yellow]not converged[/]: relative gap {100 * eq.final_gap:.2f} % after {eq.iterations} days "
+               f"(target {100 * target:g} %); more --iterations, or note that route_dispersion and "
+               "route_tolerance keep a floor under the gap")
+    console.print(verdict)
+    console.print(f"{eq.iterations} days in {wall:.1f} s; results of the final day in [bold]{out}[/] "
+                  "(results.nc, equilibrium.nc, summary.json, scenario.yaml)")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register ``twin equilibrate``."""
+    e = sub.add_parser("equilibrate", help="simulate the day repeatedly while travellers learn (day-to-day equilibrium)",
+                       description="Simulate the scenario's day again and again; between days travellers learn "
+                                   "the link travel times by time of day, until the relative gap reaches its target. "
+                                   "Writes the final day's run folder plus equilibrium.nc.")
+    e.add_argument("scenario", nargs="?", help="scenario YAML file or built-in name (default: 'default')")
+    e.add_argument("--iterations", "-n", type=int, help="most days (default: traffic.equilibrium.iterations, 20)")
+    e.add_argument("--out", help="run folder (default: runs/<name>-seed<seed>-equilibrium)")
+    e.add_argument("--seed", type=int, help="override the scenario's seed (every day uses it)")
+    e.add_argument("--method", choices=("msa", "constant"), help="learning: msa (s_k = 1/k) or constant --switch-share")
+    e.add_argument("--switch-share", type=float, help="share that switches each day with --method constant (0-1]")
+    e.add_argument("--gap-target", type=float, help="stop at this relative gap (a share: 0.01 = 1 %%; 0: run every day)")
+    e.add_argument("--snapshot", help="also write the final day's whole state here (with the knowledge; for twin fork)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no line per day")
+    e.set_defaults(func=_cmd_equilibrate)
