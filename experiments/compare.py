@@ -47,6 +47,7 @@ from twin.errors import InputError
 
 __all__ = [
     "CONFIDENCE",
+    "RESPONSES",
     "VARIANTS",
     "Comparison",
     "ComparisonError",
@@ -70,6 +71,14 @@ _LINK = ("link_speed", "link_outflow")
 _TRIP = "trip_travel_time_s"
 #: dims of the geometry coordinates copied into comparison.nc
 _GEOMETRY_DIMS = frozenset({"link", "node", "zone", "facility"})
+#: what a comparison compares: the day as simulated once, or each variant after travellers adapted
+RESPONSES = {
+    "day1": "day 1: the immediate response (travellers route on the day's own travel times)",
+    "equilibrium": "at equilibrium: each variant after travellers adapted (day-to-day learning, twin equilibrate)",
+}
+#: labels of the KPIs an equilibrated replication adds
+_EQ_LABELS = {"equilibrium_iterations": ("Days to equilibrium", ""),
+              "equilibrium_relative_gap": ("Relative gap at equilibrium", "")}
 
 
 class ComparisonError(InputError):
@@ -192,6 +201,7 @@ class Replication:
     labels: dict[str, tuple[str, str]] = field(default_factory=dict)
     geometry: xr.Dataset | None = None
     run_files: dict[str, bytes] | None = None
+    day1_kpis: dict[str, float] | None = None
 
 
 def _intervened_links(ds: xr.Dataset) -> list[int]:
@@ -213,7 +223,8 @@ def _intervened_links(ds: xr.Dataset) -> list[int]:
 
 
 def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, index: int,
-                    expect_hash: str | None = None, keep_run: bool = False) -> Replication:
+                    expect_hash: str | None = None, keep_run: bool = False, response: str = "day1",
+                    iterations: int | None = None) -> Replication:
     """Run one replication in this process (the task a worker runs).
 
     Parameters
@@ -231,6 +242,12 @@ def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, ind
         other files than the caller) raises :class:`ComparisonError`.
     keep_run : bool, optional
         Also return the run folder's files and the geometry coordinates.
+    response : {"day1", "equilibrium"}, optional
+        ``equilibrium``: equilibrate the scenario (:func:`twin.equilibrium.equilibrate`,
+        every day with this seed) and report its final day; its day 1 KPIs come back as
+        ``day1_kpis``.
+    iterations : int, optional
+        Most days when equilibrating (default: the scenario's ``traffic.equilibrium``).
 
     Returns
     -------
@@ -247,8 +264,15 @@ def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, ind
         raise ComparisonError(
             f"the {variant} scenario {sc.name!r} differs on the worker (hash {got}, expected "
             f"{expect_hash}): its input files, or the project's code, are not the same there")
-    tw = Twin(sc, seed=int(seed))
-    tw.run()
+    eq = None
+    if response == "equilibrium":
+        from twin.equilibrium import equilibrate
+
+        eq = equilibrate(sc, seed=int(seed), iterations=iterations)
+        tw = eq.twin
+    else:
+        tw = Twin(sc, seed=int(seed))
+        tw.run()
     ds = tw.results()
     data = xr.Dataset(
         {name: ds[name].variable for name in (*_LINK, *_SERIES, _TRIP)},
@@ -257,7 +281,10 @@ def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, ind
     rep = Replication(variant=variant, index=int(index), seed=int(seed), scenario_hash=tw.scenario_hash,
                       kpis={k: float(v) for k, v in tw.kpis().items()}, data=data.load(),
                       intervened=_intervened_links(ds))
-    rep.labels = {k: tuple(v) for k, v in kpi_labels().items() if k in rep.kpis}
+    if eq is not None:
+        rep.kpis.update({"equilibrium_iterations": float(eq.iterations), "equilibrium_relative_gap": eq.final_gap})
+        rep.day1_kpis = {k: float(v) for k, v in eq.day1_kpis.items()}
+    rep.labels = {k: tuple(v) for k, v in {**kpi_labels(), **_EQ_LABELS}.items() if k in rep.kpis}
     if keep_run:
         rep.geometry = xr.Dataset(coords={
             name: c.variable for name, c in ds.coords.items() if c.dims and set(c.dims) <= _GEOMETRY_DIMS})
@@ -340,7 +367,7 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
             executor: Executor | None = None, scheduler: str | None = None, workers: int | None = None,
             out: str | os.PathLike[str] | None = None,
             progress: Callable[[int, int], None] | None = None,
-            confidence: float = CONFIDENCE) -> Comparison:
+            confidence: float = CONFIDENCE, response: str = "day1", iterations: int | None = None) -> Comparison:
     """Run baseline and scenario with common random numbers and compare them.
 
     Parameters
@@ -364,6 +391,14 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
         Called with ``(runs done, runs in all)``.
     confidence : float, optional
         Confidence level of the intervals (default 0.95).
+    response : {"day1", "equilibrium"}, optional
+        ``day1`` (default): each run is the day simulated once, the immediate response.
+        ``equilibrium``: each variant is equilibrated (:func:`twin.equilibrium.equilibrate`;
+        every day of replication ``i`` of both variants uses seed ``seed + i``), the KPIs are
+        those of its final day, and the summary also holds the day-1 table (``day1_kpis``)
+        of the same runs. The summary's ``response`` and ``response_label`` say which.
+    iterations : int, optional
+        Most days per equilibrium (default: each scenario's ``traffic.equilibrium``).
 
     Returns
     -------
@@ -384,6 +419,10 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
             f"spread of two or more paired runs), got {replications!r}")
     if not 0.0 < confidence < 1.0:
         raise ComparisonError(f"confidence must lie between 0 and 1, got {confidence!r}")
+    if response not in RESPONSES:
+        raise ComparisonError(f"response must be one of {', '.join(map(repr, RESPONSES))}, got {response!r}")
+    if iterations is not None and (isinstance(iterations, bool) or not 1 <= int(iterations) <= 1000):
+        raise ComparisonError(f"iterations must be from 1 to 1000, got {iterations!r}")
     t_start = time.perf_counter()
     scen = {"baseline": _load(baseline, "baseline"), "scenario": _load(scenario, "scenario")}
     _check_comparable(scen["baseline"], scen["scenario"])
@@ -402,7 +441,7 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     try:
         t_runs = time.perf_counter()
         reps: list[Replication] = executor.map(
-            _task, tasks, progress=progress, expect_hashes=hashes)
+            _task, tasks, progress=progress, expect_hashes=hashes, response=response, iterations=iterations)
         runs_wall = time.perf_counter() - t_runs
         slots = executor.n_workers
         startup = executor.start_s
@@ -414,6 +453,19 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     by = {v: sorted((r for r in reps if r.variant == v), key=lambda r: r.index) for v in VARIANTS}
     dataset = _dataset(by, scen, seeds)
     summary = _summary(by, scen, seeds, confidence=confidence)
+    summary["response"] = response
+    summary["response_label"] = RESPONSES[response]
+    if response == "equilibrium":
+        day1 = {v: [Replication(r.variant, r.index, r.seed, r.scenario_hash, r.day1_kpis or {}, r.data, labels=r.labels)
+                    for r in by[v]] for v in VARIANTS}
+        summary["day1_kpis"] = _summary(day1, scen, seeds, confidence=confidence)["kpis"]
+        labels = _labels(day1)
+        for key in _kpi_keys(day1):
+            label, unit = labels.get(key, (key, ""))
+            dataset[f"day1_kpi_{key}"] = xr.Variable(("variant", "replication"), _kpi_matrix(day1, key), attrs={
+                "units": unit or "1", "long_name": f"{label}, day 1 (the immediate response)"})
+    dataset.attrs["response"] = response
+    dataset.attrs["response_label"] = RESPONSES[response]
     log.info("comparison assembled in %.1f s", time.perf_counter() - t_runs - runs_wall)
     summary.update({
         "wall_s": time.perf_counter() - t_start,
@@ -430,9 +482,11 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     return result
 
 
-def _task(scenario: dict, seed: int, variant: str, index: int, *, expect_hashes: dict) -> Replication:
+def _task(scenario: dict, seed: int, variant: str, index: int, *, expect_hashes: dict, response: str = "day1",
+          iterations: int | None = None) -> Replication:
     return run_replication(scenario, seed, variant=variant, index=index,
-                           expect_hash=expect_hashes[variant], keep_run=index == 0)
+                           expect_hash=expect_hashes[variant], keep_run=index == 0, response=response,
+                           iterations=iterations)
 
 
 # ------------------------------------------------------------------------ assembling

@@ -35,17 +35,22 @@ def _signed(value) -> str:
     return text if text == "–" or text.startswith("-") else f"+{text}"
 
 
-def comparison_table(summary: dict) -> Table:
-    """The KPI table of a comparison: baseline, scenario, difference and its interval."""
+def comparison_table(summary: dict, *, rows: list | None = None, when: str | None = None) -> Table:
+    """The KPI table of a comparison: baseline, scenario, difference and its interval.
+
+    ``rows`` (default: the summary's ``kpis``) and ``when`` (default: from the summary's
+    ``response``: "day 1" or "at equilibrium") label which day the table is about."""
     n = summary["replications"]
     conf = round(100 * summary.get("confidence", 0.95))
-    table = Table(title=f"{summary['scenario']} vs {summary['baseline']} — {n} replications, same seeds",
+    if when is None:
+        when = {"equilibrium": "at equilibrium", "day1": "day 1"}.get(summary.get("response", "day1"), "day 1")
+    table = Table(title=f"{summary['scenario']} vs {summary['baseline']} — {when} — {n} replications, same seeds",
                   caption=f"significant: the {conf} % interval of the difference excludes zero")
     table.add_column("KPI", min_width=14, ratio=1, overflow="fold")
     for name in ("baseline", "scenario", "difference", f"{conf} % interval"):
         table.add_column(name, justify="right")
     table.add_column("signif.", no_wrap=True)
-    for row in summary["kpis"]:
+    for row in (summary["kpis"] if rows is None else rows):
         lo, hi = row["ci_low"], row["ci_high"]
         finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
         ci = f"{_signed(lo)} … {_signed(hi)}" if finite else "–"
@@ -86,6 +91,10 @@ def _cmd_compare(args, console: Console) -> int:
             f"more paired runs), got {args.replications}")
     if args.workers is not None and args.workers < 0:
         raise ComparisonError(f"--workers must be 0 (serial) or more, got {args.workers}")
+    if args.iterations is not None and not args.equilibrium:
+        raise ComparisonError("--iterations applies to --equilibrium comparisons only")
+    if args.iterations is not None and not 1 <= args.iterations <= 1000:
+        raise ComparisonError(f"--iterations must be from 1 to 1000, got {args.iterations}")
     if args.seed is not None and args.seed < 0:
         raise ComparisonError(f"--seed must be 0 or more, got {args.seed}")
     baseline, scenario = _scenarios(args.scenarios)
@@ -113,13 +122,17 @@ def _cmd_compare(args, console: Console) -> int:
         with progress:
             task = progress.add_task("runs", total=n_runs)
             result = compare(baseline, scenario, replications=args.replications, seed=args.seed,
-                             executor=executor, progress=lambda done, total: progress.update(task, completed=done))
+                             executor=executor, progress=lambda done, total: progress.update(task, completed=done),
+                             response="equilibrium" if args.equilibrium else "day1", iterations=args.iterations)
     finally:
         executor.close()
     with console.status("writing the comparison…"):
         result.write(out)
     s = result.summary
+    if s.get("day1_kpis"):
+        console.print(comparison_table(s, rows=s["day1_kpis"], when="day 1 (the immediate response)"))
     console.print(comparison_table(s))
+    console.print(f"compared {s['response_label']}")
     timing = f"{n_runs} runs in {s['runs_wall_s']:.1f} s"
     if executor.kind != "serial":
         eff = s["run_s"] / (s["workers"] * s["runs_wall_s"]) if s["runs_wall_s"] > 0 else float("nan")
@@ -144,4 +157,9 @@ def add_commands(sub) -> None:
                    help="local worker processes (default: the cores); 0 runs in this process, one after another")
     c.add_argument("--seed", type=int, help="seed of replication 0; replication i uses seed+i (default: the baseline's)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--equilibrium", action="store_true",
+                   help="compare each variant after travellers adapted (day-to-day equilibrium, as twin equilibrate); "
+                        "the day-1 table of the same runs is shown too")
+    c.add_argument("--iterations", type=int, help="most days per equilibrium (default: each scenario's "
+                                                  "traffic.equilibrium.iterations)")
     c.set_defaults(func=_cmd_compare)

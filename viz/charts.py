@@ -26,6 +26,7 @@ __all__ = [
     "difference_map_figure",
     "travel_time_figure",
     "kpi_change_figure",
+    "convergence_figure",
     "VARIANT_COLORS",
 ]
 
@@ -330,5 +331,40 @@ def kpi_change_figure(rows: list[dict]) -> Figure | None:
     ax.set_xlabel("change against the baseline (% of baseline), with 95% interval")
     ax.set_title("KPI changes (grey: not significant, the interval contains zero)", fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def convergence_figure(eq) -> Figure:
+    """Day-to-day convergence from an ``equilibrium.nc`` Dataset: the relative gap per
+    iteration (log scale, with the target) and the mean travel time and vehicle-hours."""
+    it = np.asarray(eq["iteration"].values)
+    gap = 100.0 * np.asarray(eq["relative_gap"].values, dtype=np.float64)
+    fig = Figure(figsize=(10, 3.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    pos = np.where(gap > 0, gap, np.nan)
+    ax1.plot(it, pos, "o-", color=VARIANT_COLORS["scenario"], ms=4)
+    if np.isfinite(pos).any():
+        ax1.set_yscale("log")
+    target = eq.attrs.get("gap_target")
+    if isinstance(target, (int, float, np.floating)) and target > 0:
+        ax1.axhline(100.0 * float(target), color="black", lw=0.8, ls="--", label=f"target {100 * float(target):g} %")
+        ax1.legend(fontsize=8)
+    ax1.set_xlabel("day (iteration)")
+    ax1.set_ylabel("relative gap (%)")
+    ax1.set_title("Relative gap: experienced vs best possible", fontsize=10)
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.grid(True, alpha=0.3)
+    ax2.plot(it, np.asarray(eq["mean_travel_time_s"].values), "o-", color=VARIANT_COLORS["run"], ms=4)
+    ax2.set_xlabel("day (iteration)")
+    ax2.set_ylabel("mean travel time (s)", color=VARIANT_COLORS["run"])
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.grid(True, alpha=0.3)
+    ax3 = ax2.twinx()
+    ax3.plot(it, np.asarray(eq["vehicle_hours"].values), "s--", color=VARIANT_COLORS["baseline"], ms=3)
+    ax3.set_ylabel("vehicle-hours", color=VARIANT_COLORS["baseline"])
+    ax2.set_title("Mean travel time and vehicle-hours", fontsize=10)
+    method = eq.attrs.get("method", "")
+    fig.suptitle(f"Day-to-day equilibrium ({method}): {int(it.size)} days", fontsize=12)
     fig.tight_layout()
     return fig

@@ -38,6 +38,7 @@ __all__ = [
     "node_xy",
     "kpi_label",
     "link_offsets",
+    "open_equilibrium",
 ]
 
 log = logging.getLogger(__name__)
@@ -505,3 +506,16 @@ def link_offsets(ds: xr.Dataset, offset_m: float) -> tuple[np.ndarray, np.ndarra
     n[n == 0] = 1.0
     ox, oy = dy / n * offset_m, -dx / n * offset_m
     return x0 + ox, y0 + oy, x1 + ox, y1 + oy
+
+
+def open_equilibrium(res: Results) -> xr.Dataset | None:
+    """The run folder's ``equilibrium.nc`` (from ``twin equilibrate``: per-iteration
+    relative gap, mean travel time, vehicle-hours), or ``None`` when it has none."""
+    path = res.path / "equilibrium.nc"
+    if res.kind != "run" or not path.is_file():
+        return None
+    ds = _open_nc(path)
+    _check_vars(ds, ("relative_gap", "mean_travel_time_s", "vehicle_hours"), path)
+    if "iteration" not in ds.dims:
+        raise InputError(f"{path}: no 'iteration' dimension")
+    return ds

@@ -25,7 +25,16 @@ import numpy as np
 from twin.atomic import write_bytes
 from twin.errors import InputError
 from viz import charts
-from viz.data import Results, clock_label, fmt_value, intervened_mask, kpi_label, open_results, time_index
+from viz.data import (
+    Results,
+    clock_label,
+    fmt_value,
+    intervened_mask,
+    kpi_label,
+    open_equilibrium,
+    open_results,
+    time_index,
+)
 
 __all__ = ["write_report", "build_report", "kpi_rows"]
 
@@ -184,7 +193,7 @@ def _meta(res: Results) -> str:
     ds, sm = res.ds, res.summary
     items = []
     if res.kind == "comparison":
-        items += [("baseline", sm.get("baseline")), ("scenario", sm.get("scenario")),
+        items += [("compared", sm.get("response_label")), ("baseline", sm.get("baseline")), ("scenario", sm.get("scenario")),
                   ("replications", sm.get("replications")), ("seeds", ", ".join(map(str, sm.get("seeds", [])[:20])))]
     else:
         items += [("scenario", ds.attrs.get("scenario_name", sm.get("scenario"))), ("seed", ds.attrs.get("seed", sm.get("seed"))),
@@ -228,6 +237,15 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
         figs["map-speed"] = charts.png_bytes(charts.speed_map_figure(res, index))
         captions["map-speed"] = ("Link speed in the busiest interval (most vehicles on the network). Each direction of "
                                  "a road is drawn on its own side; width grows with lanes." + marked)
+    eq = open_equilibrium(res)
+    if eq is not None:
+        figs["convergence"] = charts.png_bytes(charts.convergence_figure(eq))
+        final = float(eq["relative_gap"].values[-1])
+        captions["convergence"] = (
+            f"Day-to-day equilibrium: the results above are of day {eq.sizes['iteration']}, after travellers "
+            f"learnt the link travel times by time of day ({eq.attrs.get('method', '')}); relative gap "
+            f"{100 * final:.2f} % on the final day (sum over trips of experienced minus best possible travel time, "
+            "over the best possible).")
     figs["travel-times"] = charts.png_bytes(charts.travel_time_figure(res))
     captions["travel-times"] = "Travel time from scheduled departure to arrival, completed trips only."
 
@@ -243,8 +261,9 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
     if res.kind == "comparison":
         parts.append("<p class='note'>Difference = scenario − baseline, averaged over replications run with common random "
                      "numbers. A difference whose 95% interval contains zero is marked <i>not significant</i>.</p>")
-    order = ["kpi-changes", "timeseries", "map-speed", "map-speed-change", "map-volume-change"]
-    sections = {"kpi-changes": "KPI changes", "timeseries": "Through the day", "map-speed": "Map: link speeds",
+    order = ["kpi-changes", "convergence", "timeseries", "map-speed", "map-speed-change", "map-volume-change"]
+    sections = {"kpi-changes": "KPI changes", "convergence": "Convergence to equilibrium",
+                "timeseries": "Through the day", "map-speed": "Map: link speeds",
                 "map-speed-change": "Map: speed change", "map-volume-change": "Map: volume change"}
     for name in order:
         if name in figs:

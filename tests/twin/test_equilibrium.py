@@ -164,3 +164,18 @@ def test_cli_equilibrate_writes_the_run_folder(tmp_path, capsys):
         assert ds.sizes["iteration"] == 2
     assert main(["equilibrate", str(sc), "--iterations", "0"]) == 2
     assert "--iterations" in capsys.readouterr().err
+
+
+def test_report_draws_the_convergence(tmp_path):
+    from viz.report import write_report
+
+    sc = od_scenario(tmp_path, iterations=3, gap_target=0.0)
+    eq = equilibrate(sc, city=braess_city(False))
+    run = write_equilibrium(eq, tmp_path / "run")
+    html, pngs = write_report(run)
+    text = html.read_text()
+    assert "Convergence to equilibrium" in text and "day 3" in text
+    assert any(p.name.endswith("-convergence.png") for p in pngs)
+    (run / "equilibrium.nc").unlink()
+    html, pngs = write_report(run)
+    assert "Convergence to equilibrium" not in html.read_text()
