@@ -92,19 +92,32 @@ class RouteKnowledge:
         Remembered travel time of each link for a vehicle entering it in each bin, s.
     bin_s : float
         Length of a bin, s (bin ``b`` covers ``[b * bin_s, (b + 1) * bin_s)`` since
-        the start; times past the last bin use the last).
+        the start).
     day : int
         The day (iteration) this knowledge is for (2 for the knowledge learnt on day 1).
+    refresh_s : float, optional
+        Seconds between route refreshes (default ``bin_s``; :func:`equilibrate` uses
+        the scenario's re-routing cadence, ``reroute_interval / reroute_batches``).
+    memory_weight : float, optional
+        Weight of the remembered times against what travellers see today (default 0.5).
 
     Notes
     -----
     A :class:`~twin.model.Twin` built with ``route_knowledge=`` routes on it: at
-    the start and every ``bin_s`` its link weights become ``link_time_s[bin]``
-    (:meth:`update`).  ``next_s`` is the time of the next refresh, kept here so a
-    twin restored from a snapshot resumes the same schedule.
+    the start and every ``refresh_s`` the link weights of every destination in use
+    become ``memory_weight * K(t) + (1 - memory_weight) * M(t)``, where ``K(t)`` is
+    the remembered time interpolated linearly between bin centres and ``M(t)`` the
+    day's own prediction for a vehicle entering the link now
+    (:meth:`twin.traffic.TrafficModel.measured_travel_times`; infinite when closed).
+    Memory alone makes everyone bound for one place in one bin take the same
+    links (a shared table and a near-deterministic choice herd them), and today's
+    view alone cannot anticipate; together they settle.  ``next_s`` is the time of
+    the next refresh, kept here so a twin restored from a snapshot resumes the same
+    schedule.
     """
 
-    def __init__(self, link_time_s: np.ndarray, *, bin_s: float, day: int = 2) -> None:
+    def __init__(self, link_time_s: np.ndarray, *, bin_s: float, day: int = 2, refresh_s: float | None = None,
+                 memory_weight: float = 0.5) -> None:
         k = np.array(link_time_s, dtype=np.float64)
         if k.ndim != 2 or k.shape[0] == 0:
             raise ValueError(f"link_time_s must be (bins, links) with at least one bin, got shape {k.shape}")
@@ -112,12 +125,18 @@ class RouteKnowledge:
             raise ValueError("remembered link times must be positive (inf for a link never usable)")
         if not bin_s > 0:
             raise ValueError(f"bin_s must be positive, got {bin_s!r}")
+        refresh_s = float(bin_s if refresh_s is None else refresh_s)
+        if not refresh_s > 0:
+            raise ValueError(f"refresh_s must be positive, got {refresh_s!r}")
+        if not 0.0 <= memory_weight <= 1.0:
+            raise ValueError(f"memory_weight must lie in [0, 1], got {memory_weight!r}")
         self.link_time_s = k
         self.bin_s = float(bin_s)
         self.day = int(day)
-        self.next_bin = 0  # the bin whose weights the next refresh applies
+        self.refresh_s = refresh_s
+        self.memory_weight = float(memory_weight)
+        self.next_refresh = 0  # number of the next refresh (at next_refresh * refresh_s)
         self.next_s = 0.0
-        self.en_route = True
 
     @property
     def n_bins(self) -> int:
@@ -127,28 +146,39 @@ class RouteKnowledge:
         """The bin of time ``t`` (s since the start), clamped to the profile."""
         return int(min(max(math.floor(t / self.bin_s + 1e-9), 0), self.n_bins - 1))
 
+    def remembered(self, t: float) -> np.ndarray:
+        """``K(t)``: the remembered link times at ``t``, linear between bin centres."""
+        c = t / self.bin_s - 0.5
+        b0 = int(min(max(math.floor(c), 0), self.n_bins - 1))
+        b1 = min(b0 + 1, self.n_bins - 1)
+        f = min(max(c - math.floor(c), 0.0), 1.0) if 0.0 <= c < self.n_bins - 1 else 0.0
+        k = self.link_time_s
+        return k[b0] if f == 0.0 else (1.0 - f) * k[b0] + f * k[b1]
+
     def update(self, twin) -> None:
-        """Give the twin's routes the remembered times of the current bin."""
-        if self.link_time_s.shape[1] != twin.traffic.routes.weight.shape[0]:
+        """Give the twin's routes the weights of now (see the class notes)."""
+        tm = twin.traffic
+        if self.link_time_s.shape[1] != tm.routes.weight.shape[0]:
             raise InputError(f"route knowledge covers {self.link_time_s.shape[1]} links, the city has "
-                             f"{twin.traffic.routes.weight.shape[0]}: it was learnt on another network")
-        b = self.bin_of(twin.now)
-        w = self.link_time_s[b]
-        if self.en_route:
-            w = np.maximum(w, twin.traffic.measured_travel_times())
-        twin.traffic.update_routes(self.bin_s, weight=w)
-        self.next_bin = max(self.next_bin, b + 1)
-        self.next_s = self.next_bin * self.bin_s
+                             f"{tm.routes.weight.shape[0]}: it was learnt on another network")
+        a = self.memory_weight
+        w = self.remembered(twin.now)
+        if a < 1.0:
+            w = a * w + (1.0 - a) * tm.measured_travel_times()
+        tm.update_routes(self.refresh_s, weight=w)
+        self.next_refresh = max(self.next_refresh, math.floor(twin.now / self.refresh_s + 1e-9) + 1)
+        self.next_s = self.next_refresh * self.refresh_s
 
     def process(self, twin):
-        """SimPy process: refresh the routes at every bin boundary (the re-routing's priority)."""
+        """SimPy process: refresh the routes every ``refresh_s`` (the re-routing's priority)."""
         while True:
             yield at_time(twin.env, max(self.next_s, twin.env.now), PRIORITY["reroute"])
             twin.sync()
             self.update(twin)
 
     def __repr__(self) -> str:
-        return f"RouteKnowledge(day={self.day}, bins={self.n_bins}, links={self.link_time_s.shape[1]}, bin_s={self.bin_s:g})"
+        return (f"RouteKnowledge(day={self.day}, bins={self.n_bins}, links={self.link_time_s.shape[1]}, "
+                f"bin_s={self.bin_s:g}, refresh_s={self.refresh_s:g}, memory_weight={self.memory_weight:g})")
 
 
 # ------------------------------------------------------------------------ one day
@@ -313,7 +343,9 @@ class Equilibrium:
     def next_knowledge(self) -> RouteKnowledge:
         """A :class:`RouteKnowledge` for another day after the final one (e.g.
         ``Twin(scenario, route_knowledge=eq.next_knowledge())``)."""
-        return RouteKnowledge(self.knowledge, bin_s=self.bin_s, day=self.iterations + 1)
+        tr = self.twin.scenario.traffic
+        return RouteKnowledge(self.knowledge, bin_s=self.bin_s, day=self.iterations + 1,
+                              refresh_s=float(tr.reroute_interval) / int(tr.reroute_batches))
 
     def dataset(self) -> xr.Dataset:
         """``equilibrium.nc``: the per-iteration series (dim ``iteration``) and the final
@@ -432,6 +464,7 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
     if city is None:
         city = build_city(scenario.city)
     bin_s = float(scenario.outputs.interval)
+    refresh_s = float(scenario.traffic.reroute_interval) / int(scenario.traffic.reroute_batches)
     t_start = time.perf_counter()
     knowledge: np.ndarray | None = None
     history: list[dict] = []
@@ -440,7 +473,7 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
     day1: dict = {}
     for day in range(1, s["iterations"] + 1):
         t0 = time.perf_counter()
-        rk = None if knowledge is None else RouteKnowledge(knowledge, bin_s=bin_s, day=day)
+        rk = None if knowledge is None else RouteKnowledge(knowledge, bin_s=bin_s, day=day, refresh_s=refresh_s)
         twin = Twin(scenario, seed=seed, city=city, route_knowledge=rk)
         is_open = run_day(twin, bin_s=bin_s)
         x = experienced_link_times(twin)
