@@ -344,8 +344,10 @@ def convergence_figure(eq) -> Figure:
     ax1, ax2 = fig.subplots(1, 2)
     pos = np.where(gap > 0, gap, np.nan)
     ax1.plot(it, pos, "o-", color=VARIANT_COLORS["scenario"], ms=4)
-    if np.isfinite(pos).any():
+    finite = pos[np.isfinite(pos)]
+    if finite.size and finite.max() > 10.0 * finite.min():  # a wide range: log scale, plain labels
         ax1.set_yscale("log")
+        ax1.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target = eq.attrs.get("gap_target")
     if isinstance(target, (int, float, np.floating)) and target > 0:
         ax1.axhline(100.0 * float(target), color="black", lw=0.8, ls="--", label=f"target {100 * float(target):g} %")
