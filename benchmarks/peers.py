@@ -1,13 +1,29 @@
 """Run one benchmark case through our engine and through the peers.
 
+Every engine is run as its users run it: it stops once every trip has arrived
+(issue 12).  UXsim and ours look every ``check_s`` = 300 s of simulated time
+(UXsim: ``exec_simulation(duration_t2=300)`` in a loop while
+``check_simulation_ongoing()``, stopping when ``VEHICLES_LIVING`` is empty;
+ours: :class:`twin.traffic.TrafficModel` advanced in 300 s chunks, stopping
+when every trip has arrived); SUMO is given no ``--end``, so it stops by itself
+in the step its last vehicle arrives.  ``early_stop=False`` runs every engine
+to the case's full ``duration_s`` instead (SUMO then gets ``--end``).  Each
+engine is run ``repeat`` (3) times in one process and the fastest run is
+reported; ours after a first, cold call (JIT compile or numba cache load),
+which is reported separately.
+
 Every runner returns an :class:`EngineResult` with the same measures, computed
 the same way from per-trip arrival times (:func:`summarise`):
 
-- ``wall_s``: the simulation proper (UXsim: ``exec_simulation`` only, after
-  ``finalize_scenario``; SUMO: the ``sumo`` process, which also reads the
-  network and trips; ours: ``res.wall_s`` of a warm second run);
+- ``wall_s``: the simulation proper, fastest of ``repeat`` runs (UXsim: the
+  ``exec_simulation`` loop only, after ``finalize_scenario``, its end-of-run
+  analysis excluded; SUMO: the ``sumo`` process, which also reads the network
+  and trips; ours: the ``update_routes``/``advance_to`` loop of a warm run,
+  model set-up excluded, as ``twin.traffic.simulate``'s ``wall_s``);
+- ``sim_end_s``: the simulated time at which the engine stopped;
 - ``vehicles``: vehicles the engine simulated, in trips (UXsim: platoons × deltan);
-- ``completed``: trips that arrived before the end of the simulation;
+- ``completed``: trips that arrived before the end of the simulation (and
+  within the case's ``duration_s``);
 - ``mean_tt_s``: mean over completed trips of arrival minus *scheduled* departure;
 - ``vehicle_hours``: time in the system (waiting to enter included) summed over
   all trips, unfinished trips counted until the end of the simulation.
@@ -24,6 +40,7 @@ is then reported in ``note``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -35,7 +52,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,13 +60,22 @@ from benchmarks.cases import Case
 
 log = logging.getLogger(__name__)
 
+#: how often (simulated s) UXsim and ours check whether every trip has arrived
+CHECK_S = 300.0
+#: runs per engine; the fastest is reported
+REPEAT = 3
+
 __all__ = [
+    "CHECK_S",
+    "REPEAT",
     "EngineResult",
     "PEERS",
     "summarise",
     "platoons",
     "run_ours",
+    "ours_until_arrived",
     "run_uxsim",
+    "uxsim_until_arrived",
     "run_sumo",
     "run_engine",
 ]
@@ -63,8 +89,9 @@ class EngineResult:
     case: str
     deltan: int | None = None
     status: str = "ok"
-    wall_s: float | None = None
+    wall_s: float | None = None  # fastest of the runs (see ``extra["wall_runs_s"]``)
     cold_wall_s: float | None = None  # ours: first run, JIT compile included
+    sim_end_s: float | None = None  # simulated time at which the engine stopped
     build_s: float | None = None  # building the model before the timed part
     trips: int = 0
     vehicles: int | None = None
@@ -187,25 +214,13 @@ def platoons(case: Case, deltan: int, mode: str = "consecutive") -> tuple[np.nda
 # UXsim
 
 
-def run_uxsim(case: Case, *, deltan: int = 1, cpp: bool = False, seed: int = 0,
-              duo_update_time: float = 300.0, platoon: str = "consecutive",
-              vehicle_logging: bool = False) -> EngineResult:
-    """Run the case through UXsim's Python (``cpp=False``) or C++ engine.
-
-    Links get ``jam_density_per_lane = jam_density_vpm / lanes`` (0.2) and
-    ``number_of_lanes = round(lanes)``; UXsim derives capacity from its own FD
-    (which equals ``make_network``'s default).  Signals are not transferred.
-    Per-vehicle trajectory logging is off unless ``vehicle_logging`` (it is not
-    needed for the measures and costs UXsim about half its run time at deltan=1);
-    route choice is UXsim's default DUO, updated every ``duo_update_time`` s
-    (our re-routing period).
-    """
+def _uxsim_world(case: Case, *, deltan: int, cpp: bool, seed: int, duo_update_time: float,
+                 platoon: str, vehicle_logging: bool) -> tuple[Any, list, np.ndarray]:
+    """A finalised UXsim ``World`` for the case: ``(W, vehicles, trip_platoon)``."""
     from uxsim import World
 
     name = f"uxsim-{'cpp' if cpp else 'py'}"
-    res = EngineResult(engine=name, case=case.name, deltan=deltan, trips=case.n_trips)
     net = case.network
-    t0 = time.perf_counter()
     W = World(name=f"{case.name}_{name}_d{deltan}", deltan=deltan, tmax=case.duration_s,
               print_mode=0, save_mode=0, show_mode=0, show_progress=0, cpp=cpp,
               random_seed=seed, duo_update_time=duo_update_time,
@@ -221,27 +236,91 @@ def run_uxsim(case: Case, *, deltan: int = 1, cpp: bool = False, seed: int = 0,
     po, pd, pt, trip_platoon = platoons(case, deltan, platoon)
     vehs = [W.addVehicle(str(int(o)), str(int(d)), float(t)) for o, d, t in zip(po, pd, pt)]
     W.finalize_scenario()
-    res.build_s = time.perf_counter() - t0
-    with _PeakRSS() as mem:
+    return W, vehs, trip_platoon
+
+
+def uxsim_until_arrived(W: Any, *, check_s: float = CHECK_S, early_stop: bool = True) -> float:
+    """Run a finalised UXsim ``World`` as its users do and return the wall seconds.
+
+    ``exec_simulation(duration_t2=check_s)`` (exactly ``check_s`` simulated
+    seconds; ``duration_t`` would run one step more) in a loop while
+    ``check_simulation_ongoing()``, stopping as soon as no vehicle is left
+    (``VEHICLES_LIVING`` empty: every vehicle has ended or aborted); with
+    ``early_stop=False`` a single ``exec_simulation()`` to ``tmax``.  UXsim's
+    end-of-run analysis (``simulation_terminated``: the analyzer's basic
+    analysis, and the C++ wrapper's log rebuild) is held back while timing and
+    run afterwards, untimed, so ``W.analyzer`` is filled either way.
+    """
+    W.simulation_terminated = lambda: None  # instance attribute: shadows the method while timing
+    try:
         t0 = time.perf_counter()
-        W.exec_simulation()
-        res.wall_s = time.perf_counter() - t0
+        if early_stop:
+            while W.check_simulation_ongoing():
+                W.exec_simulation(duration_t2=check_s)
+                if not W.VEHICLES_LIVING:
+                    break
+        else:
+            W.exec_simulation()
+        wall = time.perf_counter() - t0
+    finally:
+        del W.simulation_terminated
+    W.simulation_terminated()
+    return wall
+
+
+def run_uxsim(case: Case, *, deltan: int = 1, cpp: bool = False, seed: int = 0,
+              duo_update_time: float = 300.0, platoon: str = "consecutive",
+              vehicle_logging: bool = False, early_stop: bool = True, check_s: float = CHECK_S,
+              repeat: int = REPEAT) -> EngineResult:
+    """Run the case through UXsim's Python (``cpp=False``) or C++ engine.
+
+    Links get ``jam_density_per_lane = jam_density_vpm / lanes`` (0.2) and
+    ``number_of_lanes = round(lanes)``; UXsim derives capacity from its own FD
+    (which equals ``make_network``'s default).  Signals are not transferred.
+    Per-vehicle trajectory logging is off unless ``vehicle_logging`` (it is not
+    needed for the measures and costs UXsim about half its run time at deltan=1);
+    route choice is UXsim's default DUO, updated every ``duo_update_time`` s
+    (our re-routing period).  The world is built afresh for each of ``repeat``
+    runs (untimed) and run by :func:`uxsim_until_arrived`; the fastest run is
+    reported (UXsim is deterministic for a given ``seed``, so the runs' measures
+    agree; the fastest run's are kept).
+    """
+    name = f"uxsim-{'cpp' if cpp else 'py'}"
+    res = EngineResult(engine=name, case=case.name, deltan=deltan, trips=case.n_trips)
+    walls: list[float] = []
+    best: tuple | None = None
+    with _PeakRSS() as mem:
+        for _ in range(max(int(repeat), 1)):
+            t0 = time.perf_counter()
+            W, vehs, trip_platoon = _uxsim_world(case, deltan=deltan, cpp=cpp, seed=seed,
+                                                 duo_update_time=duo_update_time, platoon=platoon,
+                                                 vehicle_logging=vehicle_logging)
+            build = time.perf_counter() - t0
+            wall = uxsim_until_arrived(W, check_s=check_s, early_stop=early_stop)
+            walls.append(wall)
+            if best is None or wall < best[0]:
+                dt = float(W.DELTAT)
+                arr = np.full(len(vehs), np.nan)
+                for i, v in enumerate(vehs):
+                    # both engines: arrival_time is a time-step index (-1 = not arrived)
+                    if v.state == "end" and v.arrival_time >= 0:
+                        arr[i] = v.arrival_time * dt
+                best = (wall, build, arr, trip_platoon, len(vehs), float(W.T * dt),
+                        int(W.analyzer.trip_completed), float(W.analyzer.average_travel_time))
+            del W, vehs
+            gc.collect()
     res.peak_rss_mb = mem.peak_mb
-    dt = float(W.DELTAT)
-    arr = np.full(len(vehs), np.nan)
-    for i, v in enumerate(vehs):
-        # both engines: arrival_time is a time-step index (-1 = not arrived)
-        if v.state == "end" and v.arrival_time >= 0:
-            arr[i] = v.arrival_time * dt
-    res.vehicles = int(len(vehs) * deltan)
-    summarise(res, case.trips.depart_s, arr[trip_platoon], case.duration_s)
-    res.extra["platoons"] = len(vehs)
+    res.wall_s, res.build_s, arr, trip_platoon, n_platoons, res.sim_end_s, completed, avg_tt = best
+    res.vehicles = int(n_platoons * deltan)
+    summarise(res, case.trips.depart_s, arr[trip_platoon], min(res.sim_end_s, case.duration_s))
+    res.extra["wall_runs_s"] = walls
+    res.extra["early_stop"] = early_stop
+    res.extra["platoons"] = n_platoons
     res.extra["platoon_mode"] = platoon
-    res.extra["uxsim_trip_completed"] = int(W.analyzer.trip_completed)
-    res.extra["uxsim_average_travel_time"] = float(W.analyzer.average_travel_time)
+    res.extra["uxsim_trip_completed"] = completed
+    res.extra["uxsim_average_travel_time"] = avg_tt
     if res.vehicles != case.n_trips:
-        res.note = f"{len(vehs)} platoons x {deltan} = {res.vehicles} vehicles for {case.n_trips} trips"
-    del W
+        res.note = f"{n_platoons} platoons x {deltan} = {res.vehicles} vehicles for {case.n_trips} trips"
     return res
 
 
@@ -304,14 +383,20 @@ def _write_sumo_inputs(case: Case, folder: Path) -> tuple[Path, Path, Path]:
 
 
 def run_sumo(case: Case, *, meso: bool = False, timeout_s: float = 900.0, seed: int = 0,
-             reroute_s: float = 300.0, workdir: str | Path | None = None) -> EngineResult:
+             reroute_s: float = 300.0, workdir: str | Path | None = None, early_stop: bool = True,
+             repeat: int = REPEAT) -> EngineResult:
     """Run the case through SUMO (microscopic, or mesoscopic with ``meso=True``).
 
     The network is written as plain XML and converted with ``netconvert``
     (priority junctions, no U-turns except at dead ends); trips go in as
     ``<trip fromJunction toJunction>`` with ``--junction-taz`` and every vehicle
-    has a rerouting device (period ``reroute_s``).  The ``sumo`` process is
-    timed; if it runs past ``timeout_s`` it is killed and ``status="timeout"``.
+    has a rerouting device (period ``reroute_s``).  SUMO gets no ``--end``
+    (with one it runs to that time even when the network is empty), so it stops
+    by itself in the step its last vehicle arrives; ``early_stop=False`` gives
+    it ``--end duration_s``.  Arrivals after ``duration_s`` (only possible
+    without ``--end``) do not count as completed.  The ``sumo`` process is
+    timed, ``repeat`` times (the fastest is reported); if a run goes past
+    ``timeout_s`` it is killed, ``status="timeout"`` and no further run is made.
     """
     name = "sumo-meso" if meso else "sumo"
     res = EngineResult(engine=name, case=case.name, trips=case.n_trips)
@@ -331,60 +416,82 @@ def run_sumo(case: Case, *, meso: bool = False, timeout_s: float = 900.0, seed: 
             res.status, res.note = "error", f"netconvert failed: {p.stderr.strip()[-400:]}"
             return res
         res.build_s = time.perf_counter() - t0
-        tripinfo = tmp / "tripinfo.xml"
-        stats = tmp / "stats.xml"
-        cmd = [sumo_bin, "-n", str(netfile), "-r", str(trips), "--junction-taz",
-               "--begin", "0", "--end", f"{case.duration_s:g}", "--seed", str(seed),
-               "--device.rerouting.probability", "1", "--device.rerouting.period", f"{reroute_s:g}",
-               "--tripinfo-output", str(tripinfo), "--tripinfo-output.write-unfinished",
-               "--statistic-output", str(stats), "--no-step-log", "--no-warnings",
-               "--duration-log.disable"]
-        if meso:
-            cmd.append("--mesosim")
-        with _PeakRSS() as mem:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_sumo_env())
-            mem.watch(proc.pid)
-            try:
-                _, err = proc.communicate(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                res.wall_s = time.perf_counter() - t0
-                res.status, res.note = "timeout", f"sumo ran past {timeout_s:g} s and was stopped"
+        walls: list[float] = []
+        peak = 0.0
+        for run in range(max(int(repeat), 1)):
+            tripinfo = tmp / f"tripinfo{run}.xml"
+            stats = tmp / f"stats{run}.xml"
+            cmd = [sumo_bin, "-n", str(netfile), "-r", str(trips), "--junction-taz",
+                   "--begin", "0", "--seed", str(seed),
+                   "--device.rerouting.probability", "1", "--device.rerouting.period", f"{reroute_s:g}",
+                   "--tripinfo-output", str(tripinfo), "--tripinfo-output.write-unfinished",
+                   "--statistic-output", str(stats), "--no-step-log", "--no-warnings",
+                   "--duration-log.disable"]
+            if not early_stop:
+                cmd += ["--end", f"{case.duration_s:g}"]
+            if meso:
+                cmd.append("--mesosim")
+            with _PeakRSS() as mem:
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=_sumo_env())
+                mem.watch(proc.pid)
+                try:
+                    _, err = proc.communicate(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+                    res.wall_s = time.perf_counter() - t0
+                    res.status, res.note = "timeout", f"sumo ran past {timeout_s:g} s and was stopped"
+                    res.extra["wall_runs_s"] = walls + [res.wall_s]
+                    return res
+                wall = time.perf_counter() - t0
+            peak = max(peak, mem.peak_mb or 0.0)
+            if proc.returncode != 0:
+                res.status, res.note = "error", f"sumo failed: {err.strip()[-400:]}"
                 return res
-            res.wall_s = time.perf_counter() - t0
-        res.peak_rss_mb = mem.peak_mb
-        if proc.returncode != 0:
-            res.status, res.note = "error", f"sumo failed: {err.strip()[-400:]}"
-            return res
+            walls.append(wall)
+            if wall == min(walls):
+                best_tripinfo, best_stats = tripinfo, stats
+            else:
+                tripinfo.unlink(missing_ok=True)
+                stats.unlink(missing_ok=True)
+        res.wall_s = min(walls)
+        res.peak_rss_mb = peak or None
+        res.extra["wall_runs_s"] = walls
+        res.extra["early_stop"] = early_stop
         arr = np.full(case.n_trips, np.nan)
         index = {int(t): i for i, t in enumerate(case.trips.trip_id)}
-        unfinished = 0
-        for _, el in ET.iterparse(tripinfo):
+        for _, el in ET.iterparse(best_tripinfo):
             if el.tag != "tripinfo":
                 continue
             a = float(el.get("arrival", "-1"))
             if a >= 0:
                 arr[index[int(el.get("id"))]] = a
-            else:
-                unfinished += 1
             el.clear()
         res.vehicles = case.n_trips
-        summarise(res, case.trips.depart_s, arr, case.duration_s)
         try:
-            root = ET.parse(stats).getroot()
+            root = ET.parse(best_stats).getroot()
+            perf = root.find("performance")
             tel = root.find("teleports")
             veh = root.find("vehicles")
+            if perf is not None:
+                res.sim_end_s = float(perf.get("end"))
             if tel is not None:
                 res.extra["teleports"] = int(tel.get("total", 0))
             if veh is not None:
                 res.extra["loaded"] = int(veh.get("loaded", 0))
                 res.extra["inserted"] = int(veh.get("inserted", 0))
-        except (ET.ParseError, OSError):
+        except (ET.ParseError, OSError, TypeError, ValueError):
             pass
+        end = case.duration_s if res.sim_end_s is None else min(res.sim_end_s, case.duration_s)
+        summarise(res, case.trips.depart_s, arr, end)
+        notes = []
         if res.extra.get("teleports"):
-            res.note = f"{res.extra['teleports']} teleports"
+            notes.append(f"{res.extra['teleports']} teleports")
+        if res.sim_end_s is not None and res.sim_end_s > case.duration_s:
+            notes.append(f"ran to {res.sim_end_s:g} s, past the {case.duration_s:g} s horizon")
+        res.note = "; ".join(notes)
         return res
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -394,37 +501,87 @@ def run_sumo(case: Case, *, meso: bool = False, timeout_s: float = 900.0, seed: 
 # ours
 
 
-def _our_simulate() -> Callable[..., Any] | str:
-    """``twin.traffic.simulate``, or a message if it does not import."""
+def _our_model() -> Any:
+    """``twin.traffic.TrafficModel``, or a message if it does not import."""
     try:
-        from twin.traffic import simulate
+        from twin.traffic import TrafficModel
     except ImportError as exc:
         return f"our engine is not importable ({exc})"
-    return simulate
+    return TrafficModel
 
 
-def run_ours(case: Case, *, step_s: float = 2.0, reroute_s: float = 300.0, warm: bool = True) -> EngineResult:
-    """Run our ``simulate`` twice (cold: JIT compile, then warm, timed by ``res.wall_s``)."""
+def ours_until_arrived(case: Case, *, step_s: float = 2.0, reroute_s: float = 300.0,
+                       check_s: float = CHECK_S, early_stop: bool = True,
+                       route_tolerance: float = 0.02) -> dict[str, Any]:
+    """One run of our engine, driven as ``twin.traffic.simulate`` drives it, but
+    stopping once every trip has arrived.
+
+    Routes are refreshed (``update_routes(reroute_s)``) every ``reroute_s`` and
+    the model advanced in between (``advance_to``); every ``check_s`` of
+    simulated time the run stops if every trip has arrived (the arrivals that
+    ``advance_to`` returns are summed), else it goes on to ``duration_s``.
+    With ``reroute_s == check_s`` (300 s) and no early stop this is exactly
+    ``simulate``'s loop.  Returns ``wall_s`` (the loop only, as ``simulate``'s
+    ``wall_s``), ``build_s`` (model and trips), ``sim_end_s``, ``arrive_s``.
+    """
+    TrafficModel = _our_model()
+    if isinstance(TrafficModel, str):
+        raise ImportError(TrafficModel)
+    t0 = time.perf_counter()
+    m = TrafficModel(case.network, step_s=step_s, route_tolerance=route_tolerance)
+    m.add_trips(case.trips.origin, case.trips.destination, case.trips.depart_s)
+    n = m.n_vehicles
+    build = time.perf_counter() - t0
+    duration = float(case.duration_s)
+    t0 = time.perf_counter()
+    t, next_route, next_check, arrived = 0.0, 0.0, check_s, 0
+    while t < duration:
+        if t >= next_route:
+            m.update_routes(reroute_s)
+            next_route = t + reroute_s
+        t = min(next_route, next_check, duration)
+        arrived += m.advance_to(t)
+        if t >= next_check:
+            next_check = t + check_s
+            if early_stop and arrived >= n:
+                break
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "build_s": build, "sim_end_s": float(m.now),
+            "arrive_s": m.veh.arrive.copy(), "counts": m.counts()}
+
+
+def run_ours(case: Case, *, step_s: float = 2.0, reroute_s: float = 300.0, warm: bool = True,
+             early_stop: bool = True, check_s: float = CHECK_S, repeat: int = REPEAT) -> EngineResult:
+    """Run our engine (:func:`ours_until_arrived`): a first, cold call (JIT
+    compile or numba cache load, model set-up included: ``cold_wall_s``), then
+    ``repeat`` warm runs, the fastest reported (``wall_s``: the simulation loop
+    only).  ``warm=False`` reports the cold call's loop alone."""
     res = EngineResult(engine="ours", case=case.name, trips=case.n_trips, vehicles=case.n_trips)
-    simulate = _our_simulate()
-    if isinstance(simulate, str):
-        res.status, res.note = "skipped", simulate
+    model = _our_model()
+    if isinstance(model, str):
+        res.status, res.note = "skipped", model
         return res
-    kw = dict(step_s=step_s, duration_s=case.duration_s, reroute_s=reroute_s)
+    kw = dict(step_s=step_s, reroute_s=reroute_s, check_s=check_s, early_stop=early_stop)
+    walls: list[float] = []
     with _PeakRSS() as mem:
         t0 = time.perf_counter()
-        out = simulate(case.network, case.trips, **kw)
+        best = ours_until_arrived(case, **kw)
         res.cold_wall_s = time.perf_counter() - t0
         if warm:
-            t0 = time.perf_counter()
-            out = simulate(case.network, case.trips, **kw)
-            total = time.perf_counter() - t0
-            res.build_s = max(total - float(out.wall_s), 0.0)
-        res.wall_s = float(out.wall_s)
+            best = None
+            for _ in range(max(int(repeat), 1)):
+                out = ours_until_arrived(case, **kw)
+                walls.append(out["wall_s"])
+                if best is None or out["wall_s"] < best["wall_s"]:
+                    best = out
     res.peak_rss_mb = mem.peak_mb
+    res.wall_s, res.build_s, res.sim_end_s = best["wall_s"], best["build_s"], best["sim_end_s"]
+    res.extra["wall_runs_s"] = walls
+    res.extra["early_stop"] = early_stop
+    res.extra["counts"] = best["counts"]
     res.extra["ru_maxrss_mb"] = _ru_maxrss_mb()
-    res.extra["engine_vehicle_hours"] = float(getattr(out, "vehicle_hours", float("nan")))
-    summarise(res, case.trips.depart_s, np.asarray(out.arrive_s, dtype=np.float64), case.duration_s)
+    summarise(res, case.trips.depart_s, np.asarray(best["arrive_s"], dtype=np.float64),
+              min(res.sim_end_s, case.duration_s))
     return res
 
 

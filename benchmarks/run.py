@@ -2,11 +2,14 @@
 
 Examples::
 
-    python -m benchmarks.run --quick                       # small case, all peers (~1-2 min)
+    python -m benchmarks.run --quick                       # small case, all peers (~1.5 min)
     python -m benchmarks.run --cases small,grid21 --peers uxsim-cpp,sumo
     python -m benchmarks.run --cases grid21 --skip-slow-peers
     python -m benchmarks.run --cases metro                  # ours only
 
+Every engine stops once every trip has arrived (UXsim and ours check every
+300 s of simulated time; SUMO by itself) and is run three times in its process,
+the fastest run reported (``--full-horizon``, ``--check``, ``--repeat``).
 See ``benchmarks/README.md`` for the columns.
 """
 
@@ -85,7 +88,9 @@ def table_rows(results: list[EngineResult]) -> list[dict[str, str]]:
             "engine": r.engine,
             "deltan": str(r.deltan) if r.deltan is not None else "-",
             "status": r.status,
-            "wall s": _fmt(r.wall_s) + (f" (cold {r.cold_wall_s:.1f})" if r.cold_wall_s else ""),
+            "wall s": _fmt(r.wall_s, ".3f" if r.wall_s is not None and r.wall_s < 1 else ".2f")
+            + (f" (cold {r.cold_wall_s:.1f})" if r.cold_wall_s else ""),
+            "end s": _fmt(r.sim_end_s, ",.0f"),
             "vehicles": _fmt(r.vehicles, ","),
             "completed": _fmt(r.completed, ","),
             "mean TT s": _fmt(r.mean_tt_s, ".1f"),
@@ -173,12 +178,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step", type=float, default=2.0, help="our engine's time step, s")
     p.add_argument("--reroute", type=float, default=300.0,
                    help="re-routing period, s (ours; also UXsim's duo_update_time and SUMO's rerouting period)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per engine in its process; the fastest is reported (default 3)")
+    p.add_argument("--check", type=float, default=300.0,
+                   help="UXsim and ours: simulated seconds between checks that every trip has arrived")
+    p.add_argument("--full-horizon", action="store_true",
+                   help="run every engine to the case's full duration instead of stopping once every trip "
+                        "has arrived (SUMO then gets --end)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/out", help="folder for results.json")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     args.case_list = [c.strip() for c in args.cases.split(",") if c.strip()]
     args.peer_list = [] if args.peers.strip() == "none" else [c.strip() for c in args.peers.split(",") if c.strip()]
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    if not args.check > 0:
+        p.error("--check must be positive")
     if args.quick:
         args.case_list = ["small"]
         args.peer_list = list(DEFAULT_PEERS) + ["sumo-meso"]
@@ -198,9 +214,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run_case(case: Case, args: argparse.Namespace) -> list[EngineResult]:
     """Run ours and the selected peers on one case."""
     results: list[EngineResult] = []
+    stop = {"early_stop": not args.full_horizon, "repeat": args.repeat}
     if not args.no_ours:
         results.append(run_engine("ours", "run_ours", case, isolate=not args.no_isolate,
-                                  step_s=args.step, reroute_s=args.reroute))
+                                  step_s=args.step, reroute_s=args.reroute, check_s=args.check, **stop))
     for peer in args.peer_list:
         if case.peers_allowed is not None and peer not in case.peers_allowed:
             results.append(EngineResult(engine=peer, case=case.name, trips=case.n_trips, status="skipped",
@@ -211,11 +228,11 @@ def run_case(case: Case, args: argparse.Namespace) -> list[EngineResult]:
                                         note="--skip-slow-peers"))
             continue
         for label, runner, fixed in PEERS[peer]:
-            kw: dict[str, Any] = {"seed": args.seed, **fixed}
+            kw: dict[str, Any] = {"seed": args.seed, **stop, **fixed}
             if peer.startswith("uxsim"):
                 if fixed["deltan"] not in args.deltan_list:
                     continue
-                kw.update(platoon=args.platoon, duo_update_time=args.reroute)
+                kw.update(platoon=args.platoon, duo_update_time=args.reroute, check_s=args.check)
             else:
                 kw.update(timeout_s=args.sumo_timeout, reroute_s=args.reroute)
             results.append(run_engine(label, runner, case, isolate=not args.no_isolate, **kw))

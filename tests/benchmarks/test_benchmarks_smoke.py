@@ -4,13 +4,14 @@ report the same measures on a tiny grid (the benchmark itself is not a test)."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
 import pytest
 
 from benchmarks.cases import grid_case, grid_network, metro_case
-from benchmarks.peers import EngineResult, platoons, run_sumo, run_uxsim, summarise
+from benchmarks.peers import CHECK_S, EngineResult, platoons, run_ours, run_sumo, run_uxsim, summarise
 
 
 def _tiny():
@@ -77,6 +78,87 @@ def test_sumo_completes_tiny_grid():
     r = run_sumo(_tiny(), timeout_s=60)
     assert r.status == "ok", r.note
     assert r.completed == 40 and r.mean_tt_s >= 14.0
+
+
+def _assert_stopped_early(r, case, last_arrival_s, slack_s=0.0):
+    """The engine stopped at the first 300 s check after its last arrival, well
+    before the case's horizon (issue 12: engines are timed as users run them)."""
+    assert r.sim_end_s is not None
+    assert r.sim_end_s < case.duration_s
+    assert last_arrival_s <= r.sim_end_s + 1e-9
+    assert r.sim_end_s <= CHECK_S * math.ceil((last_arrival_s + slack_s) / CHECK_S - 1e-9) + 1e-9
+
+
+def test_ours_stops_once_every_trip_has_arrived(monkeypatch):
+    from benchmarks import peers
+
+    c = _tiny()
+    seen = {}
+    real = peers.ours_until_arrived
+
+    def spy(case, **kw):
+        out = real(case, **kw)
+        seen.update(out)
+        return out
+
+    monkeypatch.setattr(peers, "ours_until_arrived", spy)
+    r = run_ours(c, repeat=1)
+    assert r.status == "ok" and r.completed == 40
+    last = float(np.nanmax(seen["arrive_s"]))
+    _assert_stopped_early(r, c, last)
+    assert r.sim_end_s == pytest.approx(600.0)  # tiny: every trip is in by 600 s
+    full = run_ours(c, repeat=1, early_stop=False)
+    assert full.sim_end_s == pytest.approx(c.duration_s)
+    assert full.completed == r.completed and full.mean_tt_s == pytest.approx(r.mean_tt_s)
+
+
+@pytest.mark.parametrize("cpp", [False, True])
+def test_uxsim_stops_once_every_trip_has_arrived(cpp):
+    pytest.importorskip("uxsim")
+    from benchmarks.peers import _uxsim_world, uxsim_until_arrived
+
+    c = _tiny()
+    W, vehs, _ = _uxsim_world(c, deltan=1, cpp=cpp, seed=0, duo_update_time=300.0,
+                              platoon="consecutive", vehicle_logging=False)
+    uxsim_until_arrived(W)
+    last = max(v.arrival_time for v in vehs) * float(W.DELTAT)
+    # a vehicle that ends in step T is stamped T*DELTAT; the chunk ending at 300 k s runs steps < 300 k
+    end = float(W.T * W.DELTAT)
+    assert end < c.duration_s and last < end <= CHECK_S * math.ceil((last + float(W.DELTAT)) / CHECK_S)
+    assert W.analyzer.trip_completed == 40  # the held-back end-of-run analysis ran
+    r = run_uxsim(c, deltan=1, cpp=cpp, repeat=2)
+    assert r.sim_end_s == end and len(r.extra["wall_runs_s"]) == 2
+    assert r.wall_s == min(r.extra["wall_runs_s"])
+    full = run_uxsim(c, deltan=1, cpp=cpp, repeat=1, early_stop=False)
+    assert full.sim_end_s == pytest.approx(c.duration_s)
+    assert full.completed == r.completed == 40 and full.mean_tt_s == pytest.approx(r.mean_tt_s)
+
+
+@pytest.mark.skipif(shutil.which("sumo") is None, reason="sumo not installed")
+def test_sumo_stops_once_every_trip_has_arrived():
+    c = _tiny()
+    r = run_sumo(c, timeout_s=60, repeat=1)
+    assert r.status == "ok" and r.completed == 40
+    # no --end: SUMO stops in the step after its last arrival, long before the horizon
+    assert r.sim_end_s is not None and r.sim_end_s < 900.0 < c.duration_s
+    full = run_sumo(c, timeout_s=60, repeat=1, early_stop=False)
+    assert full.sim_end_s == pytest.approx(c.duration_s)
+
+
+def test_cli_passes_early_stop_and_repeat_to_engines():
+    pytest.importorskip("uxsim")
+    from benchmarks import run
+
+    args = run.parse_args(["--peers", "uxsim-cpp", "--deltan", "1", "--repeat", "2", "--no-isolate"])
+    results = run.run_case(_tiny(), args)
+    assert [r.engine for r in results] == ["ours", "uxsim-cpp"]
+    for r in results:
+        assert r.status == "ok" and r.completed == 40
+        assert len(r.extra["wall_runs_s"]) == 2
+        assert r.sim_end_s is not None and r.sim_end_s <= 600.0
+    args = run.parse_args(["--peers", "uxsim-cpp", "--deltan", "1", "--repeat", "1", "--no-isolate",
+                           "--full-horizon"])
+    assert all(r.sim_end_s == pytest.approx(_tiny().duration_s) for r in run.run_case(_tiny(), args))
 
 
 def test_cli_writes_results_json(tmp_path):
