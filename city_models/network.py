@@ -7,6 +7,11 @@ to the source ids (OSM ids, GraphML keys or generator ids).
 
 Units: metres, seconds, vehicles.  ``capacity_vph`` is for the whole link (all
 lanes); ``jam_density_vpm`` is vehicles per metre for the whole link (all lanes).
+``wave_speed_mps`` is the backward wave speed where the source gave one (0:
+the triangular diagram's ``q / (kj - q / vf)``, the default).  ``priority`` is
+the link's road rank at its downstream node (int8, higher = major road, 0 =
+unknown): at an unsignalised node whose in-links differ in it, the lower ones
+yield (see :mod:`kernels.traffic`).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Network", "make_network", "DEFAULT_JAM_DENSITY_PER_LANE", "default_capacity_vph"]
+__all__ = ["Network", "make_network", "DEFAULT_JAM_DENSITY_PER_LANE", "default_capacity_vph", "MAX_PRIORITY"]
 
 #: jam density per lane, veh/m (UXsim's default 0.2 veh/m; 5 m per stopped car)
 DEFAULT_JAM_DENSITY_PER_LANE = 0.2
+#: the largest road rank ``priority`` may hold (int8)
+MAX_PRIORITY = 127
 
 
 class Network(NamedTuple):
@@ -40,11 +47,13 @@ class Network(NamedTuple):
     free_speed_mps: np.ndarray  # float64
     capacity_vph: np.ndarray  # float64, whole link
     jam_density_vpm: np.ndarray  # float64, whole link (all lanes)
+    wave_speed_mps: np.ndarray  # float64 backward wave speed, 0: from the triangular diagram
     green_start_s: np.ndarray  # float64, green window start within dst's cycle
     green_end_s: np.ndarray  # float64, green window end (== start: not signal controlled)
     link_osmid: np.ndarray  # int64 source id (OSM way id, or -1)
     link_name: np.ndarray  # object array of str ('' when unnamed)
     link_kind: np.ndarray  # object array of str (OSM highway type or generator kind)
+    priority: np.ndarray  # int8 road rank at dst: higher = major, 0 = unknown
     # CSR adjacency: out-links of node i are out_links[out_indptr[i]:out_indptr[i+1]]
     out_indptr: np.ndarray  # int64 (n_nodes+1,)
     out_links: np.ndarray  # int32 (n_links,)
@@ -76,9 +85,13 @@ class Network(NamedTuple):
 
     @property
     def backward_wave_speed_mps(self) -> np.ndarray:
-        """Backward wave speed of each link's triangular fundamental diagram."""
+        """Backward wave speed of each link: the given ``wave_speed_mps``, else its
+        triangular fundamental diagram's."""
         q = self.capacity_vph / 3600.0
-        return q / (self.jam_density_vpm - q / self.free_speed_mps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tri = q / (self.jam_density_vpm - q / self.free_speed_mps)
+        w = self.wave_speed_mps
+        return np.where(np.isfinite(w) & (w > 0), w, tri)
 
     def node_index(self, osmid: int) -> int:
         """Dense index of a node given its source id; ``KeyError`` if unknown."""
@@ -113,6 +126,8 @@ def make_network(
     free_speed_mps,
     capacity_vph=None,
     jam_density_vpm=None,
+    wave_speed_mps=None,
+    priority=None,
     lon=None,
     lat=None,
     node_osmid=None,
@@ -129,8 +144,18 @@ def make_network(
     Missing capacities follow the triangular fundamental diagram with a 1 s
     reaction time and the jam density (UXsim's convention):
     ``capacity = lanes * vf * w * kj / (vf + w)`` with ``w = 1 / (tau * kj_lane)``.
-    Missing jam densities are ``0.2 veh/m`` per lane.  No validation beyond
-    shapes and dtypes happens here: see :func:`city_models.validate.validate_network`.
+    Missing jam densities are ``0.2 veh/m`` per lane.  Where ``wave_speed_mps``
+    is given (positive; 0 or NaN: not given), a missing capacity is the triangular diagram's with that
+    wave speed, ``lanes * vf * w * kj_lane / (vf + w)``.  ``priority`` (road rank,
+    integers 0..127, default 0 = unknown) is checked here; no other validation
+    beyond shapes and dtypes happens here: see
+    :func:`city_models.validate.validate_network`.
+
+    Raises
+    ------
+    ValueError
+        Naming the field: wrong lengths, node indices out of range, or a
+        ``priority`` that is not an integer in 0..127.
     """
     def _opt(v, fill, dtype, size):
         if v is None:
@@ -147,12 +172,15 @@ def make_network(
         jam = DEFAULT_JAM_DENSITY_PER_LANE * lanes
     else:
         jam = _opt(jam_density_vpm, np.nan, np.float64, m)
+    wave = _opt(wave_speed_mps, 0.0, np.float64, m)
+    wave[np.isnan(wave)] = 0.0  # not given
     if capacity_vph is None:
         kj_lane = jam / lanes
-        w = 1.0 / (1.0 * kj_lane)
+        w = np.where(np.isfinite(wave) & (wave > 0), wave, 1.0 / (1.0 * kj_lane))
         cap = lanes * vf * w * kj_lane / (vf + w) * 3600.0
     else:
         cap = _opt(capacity_vph, np.nan, np.float64, m)
+    prio = _priorities(priority, m)
 
     def _strs(v, size):
         out = np.empty(size, dtype=object)
@@ -177,11 +205,13 @@ def make_network(
         free_speed_mps=vf,
         capacity_vph=cap,
         jam_density_vpm=jam,
+        wave_speed_mps=wave,
         green_start_s=_opt(green_start_s, 0.0, np.float64, m),
         green_end_s=_opt(green_end_s, 0.0, np.float64, m),
         link_osmid=_opt(link_osmid, -1, np.int64, m),
         link_name=_strs(link_name, m),
         link_kind=_strs(link_kind, m),
+        priority=prio,
         out_indptr=out_indptr,
         out_links=out_links,
         in_indptr=in_indptr,
@@ -202,7 +232,32 @@ def make_network(
     return Network(*(_frozen(getattr(net, f)) for f in Network._fields))
 
 
-def default_capacity_vph(lanes, free_speed_mps, jam_density_vpm=None) -> np.ndarray:
+def _priorities(priority, m: int) -> np.ndarray:
+    """``priority`` as int8, or a ValueError naming the field and the first bad link."""
+    if priority is None:
+        return np.zeros(m, np.int8)
+    raw = np.asarray(priority)
+    if raw.dtype == object or raw.dtype.kind not in "biuf":
+        try:
+            raw = raw.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"network field 'priority' must hold integers 0..{MAX_PRIORITY} (road rank), got non-numeric values"
+            ) from None
+    vals = np.broadcast_to(raw.astype(np.float64).reshape(-1), (m,)) if raw.size in (1, m) else raw.astype(np.float64)
+    if vals.shape[0] != m:
+        raise ValueError(f"network field 'priority' has {vals.shape[0]} entries, expected {m} (one per link)")
+    bad = ~np.isfinite(vals) | (vals != np.round(vals)) | (vals < 0) | (vals > MAX_PRIORITY)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"network field 'priority' must hold integers 0..{MAX_PRIORITY} (road rank, 0 = unknown); "
+            f"link {i} has {vals[i]!r} ({int(bad.sum())} bad in all)"
+        )
+    return vals.astype(np.int8)
+
+
+def default_capacity_vph(lanes, free_speed_mps, jam_density_vpm=None, wave_speed_mps=None) -> np.ndarray:
     """Capacity (veh/h, whole link) of a triangular fundamental diagram.
 
     The same rule :func:`make_network` uses when no capacity is given: a 1 s
@@ -216,6 +271,8 @@ def default_capacity_vph(lanes, free_speed_mps, jam_density_vpm=None) -> np.ndar
         Lanes (>= 1) and free speed (m/s) per link.
     jam_density_vpm : array_like, optional
         Jam density of the whole link (veh/m); ``0.2`` per lane when omitted.
+    wave_speed_mps : array_like, optional
+        Backward wave speed (m/s); 0, NaN or omitted: ``1 / (tau * kj_lane)``.
 
     Returns
     -------
@@ -230,4 +287,7 @@ def default_capacity_vph(lanes, free_speed_mps, jam_density_vpm=None) -> np.ndar
         jam = np.asarray(jam_density_vpm, dtype=np.float64)
     kj_lane = jam / lanes
     w = 1.0 / kj_lane
+    if wave_speed_mps is not None:
+        given = np.asarray(wave_speed_mps, dtype=np.float64)
+        w = np.where(np.isfinite(given) & (given > 0), given, w)
     return lanes * vf * w * kj_lane / (vf + w) * 3600.0

@@ -21,8 +21,21 @@ Conversion to the :class:`~city_models.network.Network` record:
   triangular-diagram capacity of :func:`~city_models.network.default_capacity_vph`;
 * ``highway`` becomes ``link_kind``, ``name`` ``link_name`` and ``osmid``
   ``link_osmid`` (lists: the first);
-* nodes tagged ``highway=traffic_signals`` get a fixed-time plan: a 90 s cycle,
-  in-links split into two phases by bearing (42 s green each, 3 s all-red);
+* ``priority`` (road rank, an integer 0..127, higher = major) is read from the
+  edge, else derived from ``highway`` (:data:`city_models.roads.PRIORITY_BY_KIND`):
+  at unsignalised junctions minor roads yield to the major one (gap acceptance,
+  see :mod:`kernels.traffic`);
+* ``jam_density`` (veh/km per lane) and ``wave_speed`` (backward wave speed,
+  km/h) are read from the edge when present; otherwise 200 veh/km per lane and
+  the triangular diagram's wave speed.  A bad value (non-numeric, zero,
+  negative, or outside :data:`JAM_DENSITY_RANGE` / :data:`WAVE_SPEED_RANGE`)
+  is a :class:`CityError` naming the attribute and the edge;
+* signals (nodes tagged ``highway=traffic_signals``, or with a
+  ``signal_cycle_s``) get fixed-time plans: in-links split into two phases by
+  bearing with a 3 s all-red intergreen after each; the plan is read from the
+  source where it has one (node ``signal_cycle_s`` / ``signal_offset_s``,
+  in-edge ``green_start_s`` / ``green_end_s``), else sized by Webster's method
+  from the approaches' capacities (:func:`webster_signal_plans`);
 * zones are a regular grid of ``zone_size_m`` cells over the network's
   bounding box, cells without nodes dropped.  Residents and jobs are split in
   proportion to each cell's node count (a stand-in for real population data);
@@ -44,8 +57,22 @@ import numpy as np
 
 from city_models.city import City, Zones
 from city_models.errors import CityError
-from city_models.network import DEFAULT_JAM_DENSITY_PER_LANE, Network, default_capacity_vph, make_network
-from city_models.roads import default_lanes, default_speed_kph, first_value, parse_lanes, parse_speed_kph, tag_values
+from city_models.network import (
+    DEFAULT_JAM_DENSITY_PER_LANE,
+    MAX_PRIORITY,
+    Network,
+    default_capacity_vph,
+    make_network,
+)
+from city_models.roads import (
+    default_lanes,
+    default_priority,
+    default_speed_kph,
+    first_value,
+    parse_lanes,
+    parse_speed_kph,
+    tag_values,
+)
 from city_models.synthetic import allocate_integer
 
 __all__ = [
@@ -56,6 +83,11 @@ __all__ = [
     "city_from_graph",
     "BUILTIN_CITIES",
     "DRIVABLE_HIGHWAYS_EXCLUDED",
+    "webster_cycle",
+    "webster_signal_plans",
+    "retime_signals",
+    "JAM_DENSITY_RANGE",
+    "WAVE_SPEED_RANGE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,8 +104,21 @@ DRIVABLE_HIGHWAYS_EXCLUDED = frozenset(
     }
 )
 
-SIGNAL_CYCLE_S = 90.0
+#: bounds of a Webster cycle, s
+MIN_CYCLE_S = 40.0
+MAX_CYCLE_S = 120.0
+#: the all-red intergreen after each phase, s (the plan's lost time per phase)
 _ALL_RED_S = 3.0
+#: shortest green of a phase that has approaches, s
+MIN_GREEN_S = 5.0
+#: design flow of an approach as a share of its capacity, when no flows are known
+DESIGN_FLOW_SHARE = 0.4
+#: accepted ``jam_density`` (veh/km per lane) and ``wave_speed`` (km/h) edge values
+JAM_DENSITY_RANGE = (40.0, 400.0)
+WAVE_SPEED_RANGE = (3.0, 80.0)
+#: edge and node tags read beyond osmnx's defaults (OSM XML)
+_EXTRA_WAY_TAGS = ("priority", "jam_density", "wave_speed", "capacity")
+_EXTRA_NODE_TAGS = ("signal_cycle_s", "signal_offset_s")
 RESIDENTS_PER_NODE = 50
 JOBS_PER_NODE = 30
 
@@ -142,30 +187,225 @@ def _is_signal(highway: Any) -> bool:
     return any(str(v).strip() == "traffic_signals" for v in tag_values(highway))
 
 
-def _signal_plan(
-    x: np.ndarray, y: np.ndarray, src: np.ndarray, dst: np.ndarray, is_signal: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fixed-time two-phase plans: in-links of a signal split by bearing."""
-    n, m = x.size, src.size
-    cycle = np.where(is_signal, SIGNAL_CYCLE_S, 0.0)
-    offset = np.zeros(n)
-    gs = np.zeros(m)
-    ge = np.zeros(m)
-    g = (SIGNAL_CYCLE_S - 2 * _ALL_RED_S) / 2.0
-    into = np.flatnonzero(is_signal[dst])
+def _phases(x: np.ndarray, y: np.ndarray, src: np.ndarray, dst: np.ndarray, signalised: np.ndarray) -> np.ndarray:
+    """Phase (0 or 1) of every link into a signalised node, by bearing: links within
+    45 degrees of the node's first in-link's axis go in phase 0; -1 elsewhere."""
+    phase = np.full(src.size, -1, np.int64)
+    into = np.flatnonzero(signalised[dst])
     if into.size == 0:
-        return cycle, offset, gs, ge
+        return phase
     angle = np.mod(np.arctan2(y[dst[into]] - y[src[into]], x[dst[into]] - x[src[into]]), np.pi)
     order = np.argsort(dst[into], kind="stable")
     ref: dict[int, float] = {}
-    for k in order:
-        node = int(dst[into[k]])
-        a = ref.setdefault(node, float(angle[k]))
-        diff = abs(float(angle[k]) - a) % np.pi
-        first_phase = min(diff, np.pi - diff) < np.pi / 4
-        link = into[k]
-        gs[link], ge[link] = (0.0, g) if first_phase else (g + _ALL_RED_S, SIGNAL_CYCLE_S - _ALL_RED_S)
+    for kk in order:
+        node = int(dst[into[kk]])
+        a = ref.setdefault(node, float(angle[kk]))
+        diff = abs(float(angle[kk]) - a) % np.pi
+        phase[into[kk]] = 0 if min(diff, np.pi - diff) < np.pi / 4 else 1
+    return phase
+
+
+def webster_cycle(flow_ratios, *, lost_s: float | None = None, cycle_s: float | None = None) -> tuple[float, np.ndarray]:
+    """Webster's optimum cycle and green splits for phases with critical flow ratios ``y``.
+
+    ``C0 = (1.5 L + 5) / (1 - Y)`` with ``Y = sum(y)`` and ``L`` the lost time
+    (default: one all-red intergreen, 3 s, per phase), kept within
+    ``MIN_CYCLE_S .. MAX_CYCLE_S`` (``MAX_CYCLE_S`` when ``Y >= 0.95``); the
+    effective green ``C - L`` is split in proportion to ``y``, each phase with
+    approaches getting at least ``MIN_GREEN_S`` (the cycle grows to fit).
+
+    Parameters
+    ----------
+    flow_ratios : array_like
+        Critical flow ratio (design flow / saturation flow, >= 0) of each phase;
+        a phase with ratio 0 and no approaches gets no green.
+    lost_s : float, optional
+        Lost time per cycle, s.
+    cycle_s : float, optional
+        A cycle to split instead of Webster's (e.g. one the source data gives).
+
+    Returns
+    -------
+    tuple[float, numpy.ndarray]
+        The cycle (s) and each phase's green (s).
+    """
+    yv = np.asarray(flow_ratios, dtype=np.float64)
+    if yv.ndim != 1 or yv.size == 0 or not np.all(np.isfinite(yv) & (yv >= 0)):
+        raise ValueError(f"flow ratios must be finite numbers >= 0, one per phase, got {flow_ratios!r}")
+    lost = _ALL_RED_S * yv.size if lost_s is None else float(lost_s)
+    big_y = float(yv.sum())
+    cycle = MAX_CYCLE_S if big_y >= 0.95 else min(max((1.5 * lost + 5.0) / (1.0 - big_y), MIN_CYCLE_S), MAX_CYCLE_S)
+    if cycle_s is not None and math.isfinite(cycle_s):
+        cycle = float(cycle_s)
+    share = yv / big_y if big_y > 0 else np.full(yv.size, 1.0 / yv.size)
+    green = (cycle - lost) * share
+    short = (yv > 0) & (green < MIN_GREEN_S)
+    if short.any():  # minimum greens first, the rest split as before; the cycle grows if it must
+        rest = (yv > 0) & ~short
+        green[short] = MIN_GREEN_S
+        left = cycle - lost - MIN_GREEN_S * int(short.sum())
+        if rest.any():
+            green[rest] = np.maximum(left * share[rest] / float(share[rest].sum()), MIN_GREEN_S)
+        cycle = max(cycle, lost + float(green.sum()))
+    return float(cycle), green
+
+
+def webster_signal_plans(
+    x: np.ndarray,
+    y: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    signalised: np.ndarray,
+    capacity_vph: np.ndarray,
+    *,
+    design_flow_vph: np.ndarray | None = None,
+    cycle_s: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed-time two-phase plans sized by Webster's method at the signalised nodes.
+
+    In-links of a signal are split into two phases by bearing (:func:`_phases`).
+    A phase's critical flow ratio is the largest ``design flow / capacity`` of
+    its approaches (the link's capacity is its saturation flow in green); the
+    cycle and greens are :func:`webster_cycle`'s.  Phase 0 is green from 0,
+    phase 1 after phase 0's green and a 3 s all-red, and 3 s all-red ends the
+    cycle.  Offsets are 0.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Node coordinates, metres.
+    src, dst : numpy.ndarray
+        Link end nodes.
+    signalised : numpy.ndarray
+        bool per node.
+    capacity_vph : numpy.ndarray
+        Link capacities (veh/h).
+    design_flow_vph : numpy.ndarray, optional
+        Expected flow per link (veh/h), e.g. a day's assigned flows; default
+        ``DESIGN_FLOW_SHARE`` of each capacity.
+    cycle_s : numpy.ndarray, optional
+        Per node, a cycle to keep (only its splits are Webster's); NaN: Webster's.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(cycle_s, offset_s)`` per node and ``(green_start_s, green_end_s)`` per link.
+    """
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    signalised = np.asarray(signalised, dtype=bool)
+    cap = np.asarray(capacity_vph, dtype=np.float64)
+    flow = DESIGN_FLOW_SHARE * cap if design_flow_vph is None else np.asarray(design_flow_vph, dtype=np.float64)
+    n, m = signalised.size, src.size
+    cycle = np.zeros(n)
+    offset = np.zeros(n)
+    gs = np.zeros(m)
+    ge = np.zeros(m)
+    phase = _phases(np.asarray(x, float), np.asarray(y, float), src, dst, signalised)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(cap > 0, flow / cap, 0.0)
+    ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, 0.0)
+    for node in np.flatnonzero(signalised):
+        into = np.flatnonzero(dst == node)
+        if into.size == 0:
+            continue
+        ys = np.zeros(2)
+        for p in (0, 1):
+            mine = into[phase[into] == p]
+            if mine.size:
+                ys[p] = max(float(ratio[mine].max()), 1e-6)
+        c, g = webster_cycle(ys, cycle_s=None if cycle_s is None else float(cycle_s[node]))
+        cycle[node] = c
+        for a in into:
+            if phase[a] == 0:
+                gs[a], ge[a] = 0.0, g[0]
+            else:
+                gs[a], ge[a] = g[0] + _ALL_RED_S, g[0] + _ALL_RED_S + g[1]
     return cycle, offset, gs, ge
+
+
+def retime_signals(net: Network, *, design_flow_vph: np.ndarray | None = None, nodes=None) -> Network:
+    """A copy of ``net`` whose signals (or just ``nodes``) get Webster plans sized
+    from their approaches' capacities and ``design_flow_vph`` (per link, veh/h;
+    e.g. the flows of a day's run); see :func:`webster_signal_plans`."""
+    which = net.signal_cycle_s > 0
+    if nodes is not None:
+        pick = np.zeros(net.n_nodes, bool)
+        pick[np.asarray(nodes, np.int64)] = True
+        which &= pick
+    cycle, offset, gs, ge = webster_signal_plans(
+        net.x, net.y, net.src, net.dst, which, net.capacity_vph, design_flow_vph=design_flow_vph
+    )
+    into = which[net.dst]
+    new = dict(signal_cycle_s=np.where(which, cycle, net.signal_cycle_s),
+               signal_offset_s=np.where(which, offset, net.signal_offset_s), green_start_s=np.where(into, gs, net.green_start_s), green_end_s=np.where(into, ge, net.green_end_s))
+    for arr in new.values():
+        arr.flags.writeable = False
+    return net._replace(**new)
+
+
+def _number(value: Any, attr: str, where: str) -> float | None:
+    """A tag value as a float (``None`` when absent), or a CityError naming ``attr`` and ``where``."""
+    vals = [v for v in tag_values(value) if not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""]
+    if not vals:
+        return None
+    out = []
+    for v in vals:
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            out.append(float(str(v).strip().replace(",", ".")) if isinstance(v, str) else float(v))
+        except (TypeError, ValueError):
+            raise CityError(f"{where}: attribute '{attr}' must be a number, got {value!r}.") from None
+    if not all(math.isfinite(x) for x in out):
+        raise CityError(f"{where}: attribute '{attr}' must be a finite number, got {value!r}.")
+    return min(out) if attr != "priority" else max(out)
+
+
+def _in_range(value: Any, attr: str, where: str, lo: float, hi: float, unit: str) -> float | None:
+    v = _number(value, attr, where)
+    if v is not None and not lo <= v <= hi:
+        raise CityError(f"{where}: attribute '{attr}' is {v:g} {unit}, outside the plausible range {lo:g} .. {hi:g} {unit}.")
+    return v
+
+
+def _source_plans(
+    node_attrs: list[dict] | None, node_osmid: np.ndarray, in_greens: dict[int, tuple[float | None, float | None]],
+    src: np.ndarray, dst: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Plans given by the source: node ``signal_cycle_s``/``signal_offset_s``, in-edge
+    ``green_start_s``/``green_end_s``.  Returns (cycle (NaN: none), offset, gs, ge,
+    windows known per link)."""
+    n, m = node_osmid.size, src.size
+    cycle = np.full(n, np.nan)
+    offset = np.zeros(n)
+    for i, d in enumerate(node_attrs or ()):
+        where = f"node {node_osmid[i]}"
+        c = _number(d.get("signal_cycle_s"), "signal_cycle_s", where)
+        if c is None:
+            continue
+        if not MIN_GREEN_S <= c <= 600.0:
+            raise CityError(f"{where}: attribute 'signal_cycle_s' is {c:g} s, outside 5 .. 600 s.")
+        cycle[i] = c
+        o = _number(d.get("signal_offset_s"), "signal_offset_s", where)
+        offset[i] = 0.0 if o is None else o % c
+    gs = np.zeros(m)
+    ge = np.zeros(m)
+    known = np.zeros(m, bool)
+    for li, (g0, g1) in in_greens.items():
+        node = int(dst[li])
+        where = f"edge {node_osmid[src[li]]} -> {node_osmid[node]}"
+        if (g0 is None) != (g1 is None):
+            raise CityError(f"{where}: give both 'green_start_s' and 'green_end_s', or neither.")
+        c = cycle[node]
+        if not np.isfinite(c):
+            raise CityError(f"{where}: has a green window but its end node has no 'signal_cycle_s'.")
+        for attr, g in (("green_start_s", g0), ("green_end_s", g1)):
+            if not 0.0 <= g <= c:
+                raise CityError(f"{where}: attribute '{attr}' is {g:g} s, outside its node's cycle 0 .. {c:g} s.")
+        gs[li], ge[li] = g0, g1
+        known[li] = True
+    return cycle, offset, gs, ge, known
 
 
 def grid_zones(
@@ -213,11 +453,13 @@ def _build_network(
     y: np.ndarray | None,
     is_signal: np.ndarray,
     edges: Iterable[tuple[int, int, dict, bool]],
+    node_attrs: list[dict] | None = None,
 ) -> Network:
     """Network from node arrays and ``(u_index, v_index, attrs, two_way_road)`` edges."""
     if x is None or y is None:
         x, y = _project(lon, lat)
-    src, dst, length, lanes, vf, cap, osmid, names, kinds = ([] for _ in range(9))
+    src, dst, length, lanes, vf, cap, osmid, names, kinds, prio, jam_l, wave = ([] for _ in range(12))
+    greens: dict[int, tuple[float | None, float | None]] = {}
     for u, v, d, two_way in edges:
         kind = first_value(d.get("highway"))
         kind = "" if kind is None else str(kind)
@@ -243,6 +485,18 @@ def _build_network(
         except (TypeError, ValueError):
             oid = -1
         nm = first_value(d.get("name"))
+        where = f"edge {node_osmid[u]} -> {node_osmid[v]}" + (f" (way {oid})" if oid >= 0 else "")
+        p = _number(d.get("priority"), "priority", where)
+        if p is not None and (p != round(p) or not 0 <= p <= MAX_PRIORITY):
+            raise CityError(
+                f"{where}: attribute 'priority' must be an integer 0 .. {MAX_PRIORITY} (road rank), got {d.get('priority')!r}."
+            )
+        kj = _in_range(d.get("jam_density"), "jam_density", where, *JAM_DENSITY_RANGE, "veh/km per lane")
+        w = _in_range(d.get("wave_speed"), "wave_speed", where, *WAVE_SPEED_RANGE, "km/h")
+        g0 = _number(d.get("green_start_s"), "green_start_s", where)
+        g1 = _number(d.get("green_end_s"), "green_end_s", where)
+        if g0 is not None or g1 is not None:
+            greens[len(src)] = (g0, g1)
         src.append(u)
         dst.append(v)
         length.append(le)
@@ -252,15 +506,35 @@ def _build_network(
         osmid.append(oid)
         names.append("" if nm is None or (isinstance(nm, float) and math.isnan(nm)) else str(nm))
         kinds.append(kind)
+        prio.append(default_priority(d.get("highway")) if p is None else int(p))
+        jam_l.append(DEFAULT_JAM_DENSITY_PER_LANE if kj is None else kj / 1000.0)
+        wave.append(0.0 if w is None else w / 3.6)
     src_a = np.asarray(src, dtype=np.int64)
     dst_a = np.asarray(dst, dtype=np.int64)
     lanes_a = np.asarray(lanes, dtype=np.float64)
     vf_a = np.asarray(vf, dtype=np.float64)
-    jam = DEFAULT_JAM_DENSITY_PER_LANE * lanes_a
+    jam = np.asarray(jam_l, dtype=np.float64) * lanes_a
+    wave_a = np.asarray(wave, dtype=np.float64)
     cap_a = np.asarray(cap, dtype=np.float64)
     missing = np.isnan(cap_a)
-    cap_a[missing] = default_capacity_vph(lanes_a[missing], vf_a[missing], jam[missing])
-    cycle, offset, gs, ge = _signal_plan(x, y, src_a, dst_a, is_signal)
+    cap_a[missing] = default_capacity_vph(lanes_a[missing], vf_a[missing], jam[missing], wave_a[missing])
+    # signal plans: the source's where it has them, else Webster's from the approaches
+    src_cycle, src_offset, src_gs, src_ge, known = _source_plans(node_attrs, node_osmid, greens, src_a, dst_a)
+    signalised = np.asarray(is_signal, dtype=bool) | np.isfinite(src_cycle)
+    cycle, offset, gs, ge = webster_signal_plans(x, y, src_a, dst_a, signalised, cap_a)
+    given = np.isfinite(src_cycle)
+    if given.any():
+        full = given.copy()  # every in-link of the node has its window: the whole plan is the source's
+        np.logical_and.at(full, dst_a, known)
+        into_full = full[dst_a]
+        cycle[given] = src_cycle[given]
+        offset[given] = src_offset[given]
+        gs[into_full], ge[into_full] = src_gs[into_full], src_ge[into_full]
+        part = given & ~full  # only the cycle is given: Webster's splits of that cycle
+        if part.any():
+            _, _, pgs, pge = webster_signal_plans(x, y, src_a, dst_a, part, cap_a, cycle_s=src_cycle)
+            into_part = part[dst_a]
+            gs[into_part], ge[into_part] = pgs[into_part], pge[into_part]
     return make_network(
         x=x,
         y=y,
@@ -274,6 +548,8 @@ def _build_network(
         free_speed_mps=vf_a,
         capacity_vph=cap_a,
         jam_density_vpm=jam,
+        wave_speed_mps=wave_a,
+        priority=np.asarray(prio, dtype=np.int64),
         link_osmid=np.asarray(osmid, dtype=np.int64),
         link_name=names,
         link_kind=kinds,
@@ -329,7 +605,7 @@ def city_from_graph(
             two_way = (not ow) if ow is not None else G.has_edge(v, u)
             yield index[u], index[v], d, two_way
 
-    net = _build_network(node_osmid=osmid, lon=lon, lat=lat, x=x, y=y, is_signal=is_signal, edges=edges())
+    net = _build_network(node_osmid=osmid, lon=lon, lat=lat, x=x, y=y, is_signal=is_signal, edges=edges(), node_attrs=data)
     zones = grid_zones(net.x, net.y, zone_size_m=zone_size_m, residents=residents, jobs=jobs)
     return City(name=name, network=net, zones=zones)
 
@@ -382,6 +658,19 @@ def city_from_graphml(
         raise CityError(f"GraphML file '{path}' has unusable node or edge attributes: {type(exc).__name__}: {exc}") from exc
 
 
+def _graph_from_xml(ox: Any, path: Path) -> Any:
+    """``osmnx.graph_from_xml`` keeping our extra way and node tags too (osmnx's
+    settings are put back afterwards)."""
+    st = ox.settings
+    ways, nodes = list(st.useful_tags_way), list(st.useful_tags_node)
+    st.useful_tags_way = ways + [t for t in _EXTRA_WAY_TAGS if t not in ways]
+    st.useful_tags_node = nodes + [t for t in _EXTRA_NODE_TAGS if t not in nodes]
+    try:
+        return ox.graph_from_xml(path, simplify=False, retain_all=True)
+    finally:
+        st.useful_tags_way, st.useful_tags_node = ways, nodes
+
+
 def city_from_osm_xml(
     path: str | Path,
     *,
@@ -406,7 +695,7 @@ def city_from_osm_xml(
 
     path = _check_file(Path(path), "OSM XML")
     try:
-        G = ox.graph_from_xml(path, simplify=False, retain_all=True)
+        G = _graph_from_xml(ox, path)
     except Exception as exc:  # noqa: BLE001
         if isinstance(exc, (xml.sax.SAXException, ParseError, UnicodeDecodeError)) or "xml" in type(exc).__module__.lower():
             raise CityError(f"could not parse OSM XML file '{path}': {exc}{_line_of(exc)}") from exc
@@ -421,7 +710,7 @@ def city_from_osm_xml(
     if G.number_of_edges() == 0:
         raise CityError(f"OSM XML file '{path}' contains no drivable roads.")
     if simplify:
-        G = ox.simplify_graph(G, node_attrs_include=["highway"])
+        G = ox.simplify_graph(G, node_attrs_include=["highway", "signal_cycle_s"])
     return city_from_graph(G, name=name or path.name.split(".")[0], residents=residents, jobs=jobs, zone_size_m=zone_size_m)
 
 
@@ -477,7 +766,11 @@ def city_from_pbf(
     lat = nodes["lat"].to_numpy(dtype=np.float64)
     tags = nodes["tags"] if "tags" in nodes else [None] * len(ids)
     is_signal = np.array([_is_signal(_tag_highway(t)) for t in tags], dtype=bool)
-    cols = [c for c in ("highway", "lanes", "maxspeed", "name", "id", "length", "oneway", "junction") if c in edges]
+    cols = [
+        c
+        for c in ("highway", "lanes", "maxspeed", "name", "id", "length", "oneway", "junction", *_EXTRA_WAY_TAGS)
+        if c in edges
+    ]
 
     def clean(v: Any) -> Any:
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else v

@@ -19,6 +19,8 @@ __all__ = [
     "LANES_BY_KIND",
     "default_speed_kph",
     "default_lanes",
+    "PRIORITY_BY_KIND",
+    "default_priority",
     "parse_speed_kph",
     "parse_lanes",
     "first_value",
@@ -58,6 +60,34 @@ LANES_BY_KIND: dict[str, float] = {
     "primary": 2.0,
     "arterial": 2.0,
     "ring": 2.0,
+}
+
+#: road rank by kind, the link attribute ``priority`` when the source gives none
+#: (higher = major; 0 = unknown).  At an unsignalised junction the lower ranks
+#: yield to the highest (see :mod:`kernels.traffic`).  Slip roads (``*_link``)
+#: rank two classes below their road, so an on-ramp yields to its motorway.
+PRIORITY_BY_KIND: dict[str, int] = {
+    "motorway": 9,
+    "trunk": 8,
+    "primary": 7,
+    "secondary": 6,
+    "tertiary": 5,
+    "unclassified": 4,
+    "residential": 3,
+    "road": 3,
+    "busway": 3,
+    "living_street": 2,
+    "service": 1,
+    "motorway_link": 7,
+    "trunk_link": 6,
+    "primary_link": 5,
+    "secondary_link": 4,
+    "tertiary_link": 3,
+    # synthetic generator kinds (bridges take the rank of the road they carry)
+    "ring": 8,
+    "arterial": 7,
+    "connector": 7,
+    "local": 3,
 }
 
 _MPH = 1.609344
@@ -167,3 +197,10 @@ def default_speed_kph(kind: Any) -> float | None:
 def default_lanes(kind: Any) -> float:
     """Default lanes per direction for a road kind (1 when unknown)."""
     return LANES_BY_KIND.get(_base_kind(kind), 1.0)
+
+
+def default_priority(kind: Any) -> int:
+    """Road rank of a road kind (:data:`PRIORITY_BY_KIND`), 0 when the kind is unknown.
+    Of a list of kinds (osmnx merges ways), the highest."""
+    ranks = [PRIORITY_BY_KIND.get(str(k).strip(), 0) for k in tag_values(kind)]
+    return max(ranks, default=0)

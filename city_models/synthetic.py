@@ -14,6 +14,11 @@ Layout (``x`` east, ``y`` north, metres, origin at the south-west grid corner):
 * a ring road ``block_m`` outside the grid (2-3 lanes, 70-80 km/h), joined
   to the grid's edge where the arterials end;
 * fixed-time two-phase signals at arterial x arterial intersections;
+* with ``priorities``, road ranks (``priority``): ring 8, arterials and
+  connectors 7, local streets 3 (bridges take their road's), so local streets
+  yield at unsignalised arterial junctions and connectors where they join the
+  ring; without (the default, as before) every link's rank is 0 (unknown) and
+  every junction merges by capacity;
 * zones of ``zone_blocks x zone_blocks`` blocks, jobs dense in the centre,
   residents towards the periphery; fire, EMS and police stations and
   hospitals on both banks.
@@ -29,6 +34,7 @@ import numpy as np
 from city_models.city import City, Facility, Zones
 from city_models.errors import CityError
 from city_models.network import make_network
+from city_models.roads import PRIORITY_BY_KIND
 
 __all__ = ["synthetic_city", "REFERENCE_LON", "REFERENCE_LAT", "BRIDGE_NAMES", "allocate_integer"]
 
@@ -101,6 +107,7 @@ def synthetic_city(
     jobs: int = 80_000,
     zone_blocks: int = 3,
     signals: bool = True,
+    priorities: bool = False,
     seed: int = 0,
 ) -> City:
     """Generate a small grid city.
@@ -126,6 +133,9 @@ def synthetic_city(
         Zone edge, in blocks.
     signals : bool
         Fixed-time signals at arterial x arterial intersections.
+    priorities : bool
+        Rank the roads (link ``priority``), so minor roads yield at unsignalised
+        junctions; off by default (every rank 0, capacity-proportional merging).
     seed : int
         Seed of the random generator; equal seeds give identical cities.
 
@@ -186,9 +196,10 @@ def synthetic_city(
     speed: list[float] = []
     kinds: list[str] = []
     names: list[str] = []
+    prio: list[int] = []
     places: dict[str, np.ndarray] = {}
 
-    def add_pair(a: int, b: int, kind: str, nl: float, kph: float, name: str) -> np.ndarray:
+    def add_pair(a: int, b: int, kind: str, nl: float, kph: float, name: str, rank: int | None = None) -> np.ndarray:
         ids = np.array([len(src), len(src) + 1], dtype=np.int64)
         for u, v in ((a, b), (b, a)):
             src.append(u)
@@ -197,6 +208,7 @@ def synthetic_city(
             speed.append(kph)
             kinds.append(kind)
             names.append(name)
+            prio.append(PRIORITY_BY_KIND[kind] if rank is None else rank)
         return ids
 
     def street(is_art: bool, k: int, axis: str) -> str:
@@ -236,7 +248,7 @@ def synthetic_city(
                 if ("col", i) not in bridge_name:
                     continue
                 name = bridge_name[("col", i)]
-                places[name] = add_pair(gid(i, j), gid(i, j + 1), "bridge", nl, col_speed[i], name)
+                places[name] = add_pair(gid(i, j), gid(i, j + 1), "bridge", nl, col_speed[i], name, PRIORITY_BY_KIND[kind])
                 continue
             add_pair(gid(i, j), gid(i, j + 1), kind, nl, col_speed[i], name)
 
@@ -270,7 +282,7 @@ def synthetic_city(
                 if key not in bridge_name:
                     continue
                 name = bridge_name[key]
-                places[name] = add_pair(a, b, "bridge", ring_lanes[side], ring_speed[side], name)
+                places[name] = add_pair(a, b, "bridge", ring_lanes[side], ring_speed[side], name, PRIORITY_BY_KIND["ring"])
                 continue
             add_pair(a, b, "ring", ring_lanes[side], ring_speed[side], "Ring Road")
         for k, (_, _, g, side) in enumerate(pts):
@@ -375,6 +387,7 @@ def synthetic_city(
         link_osmid=np.arange(src_a.size, dtype=np.int64),
         link_name=names,
         link_kind=kinds,
+        priority=np.asarray(prio, dtype=np.int64) if priorities else None,
         signal_cycle_s=cycle,
         signal_offset_s=offset,
         green_start_s=g_start,

@@ -9,9 +9,11 @@ Repairs, in order:
 
 1. link attributes: missing/non-positive lengths from the node coordinates,
    missing speeds from the road kind (or the network's median speed), lanes
-   below 1 set to 1, missing jam densities (0.2 veh/m per lane), capacities the
-   triangular fundamental diagram cannot have (``capacity / free speed >= jam
-   density``) recomputed;
+   below 1 set to 1, missing jam densities (0.2 veh/m per lane), non-positive
+   or infinite backward wave speeds dropped (the triangular diagram's is used),
+   capacities the fundamental diagram cannot have (``capacity / free speed >=
+   jam density``, or above ``vf w kj / (vf + w)`` with a given wave speed ``w``)
+   recomputed;
 2. self loops dropped;
 3. links shorter than ``min_link_m`` merged: a short link through a plain
    pass-through node is joined to its neighbour on the same road (lengths and
@@ -70,9 +72,11 @@ def _plural(k: int, word: str) -> str:
     return f"{k} {word}" + ("" if k == 1 else "s")
 
 
-def _fd_bad(cap: np.ndarray, vf: np.ndarray, jam: np.ndarray) -> np.ndarray:
+def _fd_bad(cap: np.ndarray, vf: np.ndarray, jam: np.ndarray, wave: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return ~np.isfinite(cap) | (cap <= 0) | (cap / 3600.0 / vf >= jam)
+        bad = ~np.isfinite(cap) | (cap <= 0) | (cap / 3600.0 / vf >= jam)
+        top = vf * wave * jam / (vf + wave) * 3600.0  # the triangle's peak with the given wave speed
+        return bad | (np.isfinite(wave) & (wave > 0) & (cap > top * (1.0 + 1e-9)))
 
 
 class _Links:
@@ -86,6 +90,8 @@ class _Links:
         self.vf = net.free_speed_mps.astype(np.float64).copy()
         self.cap = net.capacity_vph.astype(np.float64).copy()
         self.jam = net.jam_density_vpm.astype(np.float64).copy()
+        self.wave = net.wave_speed_mps.astype(np.float64).copy()
+        self.prio = net.priority.copy()
         self.gs = net.green_start_s.astype(np.float64).copy()
         self.ge = net.green_end_s.astype(np.float64).copy()
         self.osmid = net.link_osmid.copy()
@@ -162,18 +168,27 @@ def _repair_attributes(net: Network, L: _Links, problems: list[str], notes: list
             f"Set the jam density of {_plural(int(bad_jam.sum()), 'link')} with a missing or non-positive value "
             f"to {DEFAULT_JAM_DENSITY_PER_LANE} veh/m per lane."
         )
+    bad_wave = (L.wave != 0) & ~(np.isfinite(L.wave) & (L.wave > 0))
+    if bad_wave.any():
+        L.wave[bad_wave] = 0.0
+        notes.append(
+            f"Dropped the non-positive or infinite backward wave speed (wave_speed) of "
+            f"{_plural(int(bad_wave.sum()), 'link')}; they use their triangular diagram's "
+            f"(links {_examples(np.flatnonzero(bad_wave))})."
+        )
     _repair_fd(L, notes, np.ones(L.src.size, dtype=bool))
 
 
 def _repair_fd(L: _Links, notes: list[str], mask: np.ndarray) -> None:
     with np.errstate(invalid="ignore"):
-        bad = _fd_bad(L.cap, L.vf, L.jam) & mask & np.isfinite(L.vf) & (L.vf > 0)
+        bad = _fd_bad(L.cap, L.vf, L.jam, L.wave) & mask & np.isfinite(L.vf) & (L.vf > 0)
     if bad.any():
-        L.cap[bad] = default_capacity_vph(L.lanes[bad], L.vf[bad], L.jam[bad])
+        L.cap[bad] = default_capacity_vph(L.lanes[bad], L.vf[bad], L.jam[bad], L.wave[bad])
         notes.append(
             f"Recomputed the capacity of {_plural(int(bad.sum()), 'link')} whose capacity was missing, non-positive "
-            "or impossible for a triangular fundamental diagram (capacity / free speed >= jam density), "
-            "using a 1 s reaction time."
+            "or impossible for its fundamental diagram (capacity / free speed >= jam density, or above the "
+            "triangle of a given wave speed), using a 1 s reaction time or the given wave speed "
+            f"(links {_examples(np.flatnonzero(bad))})."
         )
 
 
@@ -200,7 +215,10 @@ def _merge_pass_through(
         L.lanes[l1] = min(L.lanes[l1], L.lanes[l2])
         L.cap[l1] = min(L.cap[l1], L.cap[l2])
         L.jam[l1] = min(L.jam[l1], L.jam[l2])
+        w1, w2 = L.wave[l1], L.wave[l2]  # 0: the triangular diagram's
+        L.wave[l1] = w2 if w1 <= 0 else (w1 if w2 <= 0 else min(w1, w2))
         L.gs[l1], L.ge[l1] = L.gs[l2], L.ge[l2]
+        L.prio[l1] = L.prio[l2]  # the rank where the joined link ends
         L.dst[l1] = b
         L.alive[l2] = False
         L.link_to[l2] = l1
@@ -444,6 +462,8 @@ def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: 
         free_speed_mps=L.vf[k],
         capacity_vph=L.cap[k],
         jam_density_vpm=L.jam[k],
+        wave_speed_mps=L.wave[k],
+        priority=L.prio[k],
         green_start_s=L.gs[k],
         green_end_s=L.ge[k],
         link_osmid=L.osmid[k],

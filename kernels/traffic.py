@@ -41,6 +41,24 @@ last move; the origin queue uses the capacity of the link it enters).  This
 splits a congested merge in proportion to the in-links' capacities.
 Diverges are FIFO: a head vehicle whose next link is full blocks its link.
 
+Priority (unsignalised nodes whose in-links have different ``Links.priority``,
+higher = major road, 0 = unknown): the in-links of the node's highest priority
+are the major approaches and are served as above; an in-link of a lower
+(non-zero) priority is a minor approach that yields to them.  A minor head
+vehicle may only leave once the gap-acceptance headway ``1 / c(q_c)`` has
+passed since its link's last exit, ``c`` being Harders' (HCM) capacity
+``c = q_c exp(-q_c t_c) / (1 - exp(-q_c t_f))`` with critical gap
+``t_c = CRITICAL_GAP_S`` and follow-up time ``t_f`` the link's own headway
+``1/q_a`` (so with no major flow the minor approach has its own capacity).
+``q_c`` is the node's major flow: an exponentially smoothed rate of moves off
+its major in-links (time constant ``MAJOR_FLOW_TAU_S``), taken midway through
+its jump at the last such move and decayed to the candidate's own time
+``max(free-flow arrival, S_out)`` when that is later, so it does not depend on
+the tick.  On a tie in time a minor source loses to any other (the major road
+keeps its flow); the origin queue and in-links of unknown priority are never
+held and do not count as major flow.  Nodes whose in-links share one priority
+(or that are signalised) behave exactly as without priorities.
+
 Routing: the caller keeps, per destination, the shortest travel time from
 every node (``Routes.pot``, refreshed periodically from current link travel
 times, with those weights in ``Routes.weight``).  At a node, a vehicle takes an
@@ -79,6 +97,10 @@ __all__ = [
     "destinations_in_use",
     "retry_no_route",
     "flush_vehicle_seconds",
+    "gap_headway",
+    "major_flow",
+    "CRITICAL_GAP_S",
+    "MAJOR_FLOW_TAU_S",
 ]
 
 #: vehicle status codes stored in ``Vehicles.link`` (>= 0 is the current link)
@@ -103,6 +125,7 @@ class Links(NamedTuple):
     is_open: np.ndarray  # uint8: 0 = no vehicle may enter
     ring_off: np.ndarray  # int64 offsets into LinkState.exit_ring
     ring_len: np.ndarray  # int64 (ceil(storage) + 1)
+    priority: np.ndarray  # int8 road rank at dst (higher = major; 0 = unknown)
 
 
 class Routes(NamedTuple):
@@ -144,6 +167,8 @@ class LinkState(NamedTuple):
     oq_vft: np.ndarray  # float64
     vclock: np.ndarray  # float64 per node: tag of the last vehicle served (fair queueing)
     last_t: np.ndarray  # float64 per node: time of the last move
+    major_rate: np.ndarray  # float64 per node: smoothed major flow (veh/s) just after its last major move
+    major_t: np.ndarray  # float64 per node: time of that move (-inf: none yet)
     # scalars in arrays: [0] next pending index, [1] tick counter
     cursor: np.ndarray  # int64 (2,)
 
@@ -195,6 +220,34 @@ def _green_time(te, cycle, offset, gs, ge):
     if green:
         return te
     return te + (gs - phase) % cycle
+
+
+#: critical gap of a minor approach at a priority junction, s (HCM's base for a minor-street through movement)
+CRITICAL_GAP_S = 6.5
+#: time constant of the smoothed major flow at a priority junction, s
+MAJOR_FLOW_TAU_S = 60.0
+
+
+@njit(cache=True, inline="always")
+def gap_headway(qc, tf):
+    """Mean headway ``1 / c`` of a minor approach with follow-up time ``tf`` (s) against
+    a conflicting major flow ``qc`` (veh/s): Harders' capacity
+    ``c = qc exp(-qc t_c) / (1 - exp(-qc tf))`` (``1 / tf`` at ``qc = 0``)."""
+    if not qc > 0.0:
+        return tf
+    return -np.expm1(-qc * tf) * np.exp(qc * CRITICAL_GAP_S) / qc
+
+
+@njit(cache=True, inline="always")
+def major_flow(rate, t_last, when):
+    """The node's smoothed major flow (veh/s) at ``when`` (no earlier than its last
+    major move at ``t_last``), from ``rate``, its value just after that move."""
+    q = rate - 0.5 / MAJOR_FLOW_TAU_S
+    if when > t_last:
+        q *= np.exp(-(when - t_last) / MAJOR_FLOW_TAU_S)
+    if q < 0.0:
+        q = 0.0
+    return q
 
 
 #: out-links costing more than ``CUTOFF`` logit scales beyond the band are never taken
@@ -303,6 +356,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     l_open = links.is_open
     l_roff = links.ring_off
     l_rlen = links.ring_len
+    l_prio = links.priority
     in_indptr = nodes.in_indptr
     in_links = nodes.in_links
     out_indptr = nodes.out_indptr
@@ -334,6 +388,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     oq_vft = ls.oq_vft
     vclock = ls.vclock
     last_t = ls.last_t
+    major_rate = ls.major_rate
+    major_t = ls.major_t
     cursor = ls.cursor
     v_orig = veh.orig
     v_depart = veh.depart
@@ -365,6 +421,21 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     for n in range(n_nodes):
         if oq_head[n] >= 0 and v_depart[oq_head[n]] < wake[n]:
             wake[n] = v_depart[oq_head[n]]
+    # The highest priority among each node's in-links (of known priority), kept
+    # only where a lower one meets it at an unsignalised node: 0 elsewhere.
+    pmax = np.zeros(n_nodes, np.int64)
+    pmin = np.full(n_nodes, np.int64(1 << 30))
+    for a in range(n_links):
+        p = np.int64(l_prio[a])
+        if p > 0:
+            d = l_dst[a]
+            if p > pmax[d]:
+                pmax[d] = p
+            if p < pmin[d]:
+                pmin[d] = p
+    for n in range(n_nodes):
+        if pmin[n] >= pmax[n] or n_cycle[n] > 0.0:
+            pmax[n] = 0
     for _ in range(n_ticks):
         k = cursor[1]
         t = k * dt
@@ -407,6 +478,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
             hi = in_indptr[n + 1]
             cycle = n_cycle[n]
             offset = n_offset[n]
+            top = pmax[n]
             while True:
                 # pick the head vehicle (over in-links and the origin queue)
                 # that can cross node n earliest in this tick
@@ -415,9 +487,11 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                 best_tag = np.inf
                 best_b = np.int64(-1)
                 best_held = False
+                best_minor = False
                 soonest = np.inf  # the node's new lower bound, if nothing moves
                 for j in range(lo, hi + 1):
                     a = np.int64(-1)
+                    minor = False
                     if j < hi:
                         a = in_links[j]
                         te = head_ready[a]
@@ -433,6 +507,15 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                             te = next_exit[a]
                         tag = vft[a]
                         h_src = l_headway[a]
+                        if top > 0:
+                            p = np.int64(l_prio[a])
+                            if p > 0 and p < top:  # a minor approach: gap acceptance
+                                minor = True
+                                if n_out[a] > 0:
+                                    qc = major_flow(major_rate[n], major_t[n], te)
+                                    gate = ring[l_roff[a] + (n_out[a] - 1) % l_rlen[a]] + gap_headway(qc, h_src)
+                                    if gate > te:
+                                        te = gate
                     else:
                         v = oq_head[n]
                         if v < 0:
@@ -498,12 +581,13 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     if not backlogged and vclock[n] > tag:
                         tag = vclock[n]
                     tag += h_src
-                    if te < best_te or (te == best_te and tag < best_tag):
+                    if te < best_te or (te == best_te and (best_minor > minor or (best_minor == minor and tag < best_tag))):
                         best_j = j
                         best_te = te
                         best_tag = tag
                         best_b = b
                         best_held = t_down > own
+                        best_minor = minor
                 if best_j < 0:
                     wake[n] = soonest
                     break
@@ -532,6 +616,12 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     else:
                         next_exit[a] = te + l_headway[a]
                     vft[a] = best_tag
+                    if top > 0 and l_prio[a] == top:  # a major move: the major flow's estimate jumps
+                        r = major_rate[n]
+                        if te > major_t[n]:
+                            r *= np.exp(-(te - major_t[n]) / MAJOR_FLOW_TAU_S)
+                        major_rate[n] = r + 1.0 / MAJOR_FLOW_TAU_S
+                        major_t[n] = te
                     fh[v, F_DIST] += l_length[a]
                     fh[v, F_FFTT] += l_free_tt[a]
                 else:

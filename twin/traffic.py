@@ -74,14 +74,16 @@ def _empty_vehicles(n: int) -> k.Vehicles:
     return _vehicles(**_vehicle_buffers(n))
 
 
-def link_parameters(length_m, capacity_vph, free_speed_mps, jam_density_vpm):
+def link_parameters(length_m, capacity_vph, free_speed_mps, jam_density_vpm, wave_speed_mps=None):
     """The kernel's per-link parameters from a link's fundamental diagram.
 
     Returns ``(headway, free_tt, storage, lag)``: seconds per vehicle at
     capacity (inf for no capacity), free-flow time, vehicles the link holds
     at jam density (at least 1), and the backward wave's travel time.  The
     one formula both the initial build and every later change use, so a
-    change that is reverted restores the arrays bit for bit.
+    change that is reverted restores the arrays bit for bit.  The backward
+    wave speed is the triangular diagram's ``q / (kj - q / vf)`` unless
+    ``wave_speed_mps`` gives one (entries 0: the triangular one).
     """
     cap_vps = np.asarray(capacity_vph, np.float64) / 3600.0
     length_m = np.asarray(length_m, np.float64)
@@ -90,6 +92,9 @@ def link_parameters(length_m, capacity_vph, free_speed_mps, jam_density_vpm):
     with np.errstate(divide="ignore", invalid="ignore"):
         headway = np.where(cap_vps > 0, 1.0 / cap_vps, np.inf)
         w = cap_vps / (kj - cap_vps / vf)
+        if wave_speed_mps is not None:
+            given = np.asarray(wave_speed_mps, np.float64)
+            w = np.where(np.isfinite(given) & (given > 0), given, w)
         lag = np.where(cap_vps > 0, length_m / w, np.inf)
     storage = np.maximum(kj * length_m, 1.0)
     return headway, length_m / vf, storage, lag
@@ -135,7 +140,7 @@ class TrafficModel:
         self.dt = float(step_s)
         net = network
         headway, free_tt, storage, lag = link_parameters(
-            net.length_m, net.capacity_vph, net.free_speed_mps, net.jam_density_vpm
+            net.length_m, net.capacity_vph, net.free_speed_mps, net.jam_density_vpm, net.wave_speed_mps
         )
         ring_len = np.ceil(storage).astype(np.int64) + 1
         ring_off = np.zeros(net.n_links, np.int64)
@@ -154,6 +159,7 @@ class TrafficModel:
             is_open=np.ones(net.n_links, np.uint8),
             ring_off=ring_off,
             ring_len=ring_len,
+            priority=net.priority.copy(),
         )
         self.graph: Graph = graph_of(net)  # the static adjacency, shared with the node arrays
         g = self.graph
@@ -187,6 +193,8 @@ class TrafficModel:
             oq_vft=np.zeros(nn),
             vclock=np.zeros(nn),
             last_t=np.full(nn, -np.inf),
+            major_rate=np.zeros(nn),
+            major_t=np.full(nn, -np.inf),
             cursor=np.zeros(2, np.int64),
         )
         self._vbuf = _vehicle_buffers(0)  # vehicle arrays with spare room; ``veh`` views the used part
@@ -368,7 +376,7 @@ class TrafficModel:
             return
         lk = self.links
         headway, free_tt, storage, lag = link_parameters(
-            lk.length[idx], capacity_vph, free_speed_mps, jam_density_vpm
+            lk.length[idx], capacity_vph, free_speed_mps, jam_density_vpm, self.network.wave_speed_mps[idx]
         )
         lk.headway[idx] = headway
         lk.free_tt[idx] = free_tt

@@ -18,10 +18,21 @@ candidate from in-link ``a`` at node ``n`` is ``F_a + 1/q_a`` if its head vehicl
 had reached the node (free-flow arrival) by the node's last move, else ``max(F_a, V_n) + 1/q_a`` (for the origin queue ``1/q``
 of the link it enters), ``F_a`` the in-link's last tag and ``V_n`` the tag of the
 node's last move.
+
+Priority, plainly: at an unsignalised node whose in-links (of known, non-zero
+priority) do not all share one priority, the in-links of the highest are major;
+a lower non-zero one is minor.  A minor head vehicle's candidate time is raised
+to its link's last exit time plus ``1 / c(q)``, Harders' capacity with critical
+gap ``CRITICAL_GAP_S`` and follow-up time the link's headway, ``q`` the node's
+major flow: ``r - 1/(2 tau)`` decayed by ``exp(-(T - t_r) / tau)`` to the
+candidate's own time ``T`` when that is after ``t_r`` (0 if negative), where
+every major move at time ``T'`` sets ``r <- r exp(-(T' - t_r) / tau) + 1 / tau``
+and ``t_r <- T'``.  Candidates are ordered by (time, minor, tag, position).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -29,6 +40,10 @@ import numpy as np
 from tests.reference.routing import ref_route_table
 
 __all__ = ["RefTraffic", "PENDING", "WAITING", "ARRIVED", "NO_ROUTE"]
+
+#: the kernel's critical gap (s) and major-flow time constant (s)
+CRITICAL_GAP_S = 6.5
+MAJOR_FLOW_TAU_S = 60.0
 
 # vehicle status codes (the same numbers as kernels.traffic.VEH_*)
 PENDING = -3
@@ -93,6 +108,13 @@ class RefTraffic:
         self.cycle = [float(v) for v in net.signal_cycle_s]
         self.offset = [float(v) for v in net.signal_offset_s]
         self.is_open = np.ones(self.n_links, np.uint8)  # callers may toggle entries
+        self.priority = [int(p) for p in net.priority]
+        self.major_rate = [0.0] * self.n_nodes
+        self.major_t = [-np.inf] * self.n_nodes
+        for a in range(self.n_links):
+            w = float(net.wave_speed_mps[a])
+            if np.isfinite(w) and w > 0 and self.headway[a] < np.inf:
+                self.lag[a] = self.length[a] / w
         # link state
         self.queue = [deque() for _ in range(self.n_links)]
         self.entries: list[list[float]] = [[] for _ in range(self.n_links)]
@@ -266,6 +288,29 @@ class RefTraffic:
             te = max(te, t_free + self.lag[b])
         return te
 
+    def _top_priority(self, n: int) -> int:
+        """The major priority at node ``n``; 0 when it has no minor approach (or a signal)."""
+        ps = [self.priority[a] for a in self._in_links(n) if self.priority[a] > 0]
+        if not ps or min(ps) == max(ps) or self.cycle[n] > 0:
+            return 0
+        return max(ps)
+
+    def _is_minor(self, n: int, a: int) -> bool:
+        return a >= 0 and 0 < self.priority[a] < self._top_priority(n)
+
+    def _major_flow(self, n: int, when: float) -> float:
+        q = self.major_rate[n] - 0.5 / MAJOR_FLOW_TAU_S
+        if when > self.major_t[n]:
+            q *= math.exp(-(when - self.major_t[n]) / MAJOR_FLOW_TAU_S)
+        return max(q, 0.0)
+
+    @staticmethod
+    def gap_headway(q: float, tf: float) -> float:
+        """1 / Harders' capacity: ``(1 - exp(-q tf)) exp(q t_c) / q`` (``tf`` at ``q = 0``)."""
+        if not q > 0:
+            return tf
+        return -math.expm1(-q * tf) * math.exp(q * CRITICAL_GAP_S) / q
+
     def _candidate(self, n: int, a: int, t: float, t1: float):
         """(time, next link, tag, held) of the head vehicle of in-link ``a`` (-1: origin queue)."""
         if a >= 0:
@@ -277,6 +322,9 @@ class RefTraffic:
             arrived = self.enter_t[v] + self.free_tt[a]
             ready = max(arrived, self.sched_exit[a])
             tag, h = self.vft[a], self.headway[a]
+            if self._is_minor(n, a) and self.exits[a]:  # gap acceptance
+                q = self._major_flow(n, ready)
+                ready = max(ready, self.exits[a][-1] + self.gap_headway(q, h))
         else:
             if not self.oqueue[n]:
                 return None
@@ -325,6 +373,13 @@ class RefTraffic:
             h = self.headway[a]
             self.sched_exit[a] = max(self.sched_exit[a] + h, te) if held else te + h
             self.vft[a] = tag
+            top = self._top_priority(n)
+            if top > 0 and self.priority[a] == top:  # a major move
+                r = self.major_rate[n]
+                if te > self.major_t[n]:
+                    r *= math.exp(-(te - self.major_t[n]) / MAJOR_FLOW_TAU_S)
+                self.major_rate[n] = r + 1.0 / MAJOR_FLOW_TAU_S
+                self.major_t[n] = te
             self.dist[v] += self.length[a]
             self.fftt[v] += self.free_tt[a]
         else:
@@ -375,7 +430,7 @@ class RefTraffic:
                         if c is None:
                             continue
                         te, b, tag, held = c
-                        key = (te, tag, pos)
+                        key = (te, self._is_minor(n, a), tag, pos)
                         if best is None or key < best[0]:
                             best = (key, a, te, b, tag, held)
                     if best is None:
