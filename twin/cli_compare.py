@@ -144,7 +144,7 @@ def _cmd_compare(args, console: Console) -> int:
 
 def add_commands(sub) -> None:
     """Register ``twin compare``."""
-    c = sub.add_parser("compare", help="compare a scenario with its baseline over replications (95 % intervals)",
+    c = sub.add_parser("compare", help="compare a scenario with its baseline over replications (95 %% intervals)",
                        description="Run BASELINE and SCENARIO with the same seeds per replication and report "
                                    "each KPI's difference with a 95 % confidence interval.")
     c.add_argument("scenarios", nargs="+", metavar="SCENARIO",
