@@ -126,6 +126,7 @@ class Links(NamedTuple):
     ring_off: np.ndarray  # int64 offsets into LinkState.exit_ring
     ring_len: np.ndarray  # int64 (ceil(storage) + 1)
     priority: np.ndarray  # int8 road rank at dst (higher = major; 0 = unknown)
+    stuck: np.ndarray  # float64 s: a head held this long with no exit may enter a full next link (inf: never)
 
 
 class Routes(NamedTuple):
@@ -169,6 +170,8 @@ class LinkState(NamedTuple):
     last_t: np.ndarray  # float64 per node: time of the last move
     major_rate: np.ndarray  # float64 per node: smoothed major flow (veh/s) just after its last major move
     major_t: np.ndarray  # float64 per node: time of that move (-inf: none yet)
+    squeezed: np.ndarray  # int64 per link: entries past its storage (the stuck rule), cumulative
+    room_t: np.ndarray  # float64 per link: its last exit into a next link that had room (-inf: none yet)
     # scalars in arrays: [0] next pending index, [1] tick counter
     cursor: np.ndarray  # int64 (2,)
 
@@ -336,6 +339,22 @@ def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, s
     return last  # rounding left u at >= 0: the last candidate
 
 
+@njit(cache=True, inline="always")
+def _stuck(a, t, head_ready, room_t, l_stuck):
+    """Whether link ``a``'s head has been ready at the node, and no vehicle has left ``a`` into a next link with room, for ``l_stuck[a]`` s by ``t``.
+
+    Such a link's vehicles may enter their next link even when it is full (its
+    capacity still applies), until one of them leaves into room again: for as
+    long as a jam holds it, the link is a point queue.  The rule that keeps a
+    grid from locking up for good once queues close a cycle of streets, like
+    SUMO's time-to-teleport, but vehicles drive on instead of jumping ahead.
+    """
+    since = head_ready[a]
+    if room_t[a] > since:
+        since = room_t[a]
+    return t - since >= l_stuck[a]
+
+
 @njit(cache=True)
 def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     """Advance the network by ``n_ticks`` ticks of ``dt`` seconds.
@@ -357,6 +376,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     l_roff = links.ring_off
     l_rlen = links.ring_len
     l_prio = links.priority
+    l_stuck = links.stuck
     in_indptr = nodes.in_indptr
     in_links = nodes.in_links
     out_indptr = nodes.out_indptr
@@ -390,6 +410,8 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
     last_t = ls.last_t
     major_rate = ls.major_rate
     major_t = ls.major_t
+    squeezed = ls.squeezed
+    room_t = ls.room_t
     cursor = ls.cursor
     v_orig = veh.orig
     v_depart = veh.depart
@@ -562,7 +584,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                             h_src = l_headway[b]
                         t_down = next_entry[b]
                         need = n_in[b] + 1 - l_storage[b]
-                        if need > 0.0:
+                        if need > 0.0 and not (a >= 0 and _stuck(a, t, head_ready, room_t, l_stuck)):
                             e = np.int64(np.ceil(need))  # 1-based number of the exit freeing the space
                             if e > n_out[b]:
                                 continue
@@ -657,6 +679,10 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     tail[b] = v
                     ih[v, I_LINK] = b
                     fh[v, F_ENTER] = te
+                    if n_in[b] - n_out[b] + 1 > l_storage[b]:
+                        squeezed[b] += 1
+                    elif best_j < hi:
+                        room_t[in_links[best_j]] = te
                     acc_vehsec[b] += (n_in[b] - n_out[b]) * (te - vs_t[b])
                     vs_t[b] = te
                     n_in[b] += 1

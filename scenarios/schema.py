@@ -447,6 +447,14 @@ class TrafficSpec(_Section):
         Destinations are refreshed in this many rotating batches, one every
         ``reroute_interval / reroute_batches``, so travellers bound for different
         places switch at different times (default 5).
+    stuck_time : float or None
+        A vehicle at the head of its street that has waited this long with nothing
+        leaving that street may enter its next street although that one is full
+        (its capacity still holds), as a driver squeezes into a blocked box: queues
+        that close a loop of streets clear instead of locking the grid for good.
+        Default ``"5min"`` (SUMO's time-to-teleport, where the vehicle jumps
+        instead); ``null``: never, pure kinematic-wave storage.  How often it acted
+        is reported (``squeezed_entries`` in the KPIs).
     equilibrium : EquilibriumSpec
         Settings of the day-to-day equilibrium that ``twin equilibrate`` computes
         (``twin run`` simulates one day and ignores them).
@@ -458,6 +466,7 @@ class TrafficSpec(_Section):
     route_dispersion: Annotated[Duration, Field(ge=0, le=3600)] = 30.0
     travel_time_smoothing: Annotated[Number, Field(gt=0, le=1)] = 0.5
     reroute_batches: Annotated[int, Field(ge=1, le=60)] = 5
+    stuck_time: Annotated[Duration, Field(gt=0, le=86400)] | None = 300.0
     equilibrium: EquilibriumSpec = Field(default_factory=EquilibriumSpec)
 
     @field_validator("equilibrium", mode="before")

@@ -116,6 +116,7 @@ class Twin(mesa.Model):
             route_dispersion_s=float(tr.route_dispersion),
             travel_time_smoothing=float(tr.travel_time_smoothing),
             route_seed=int(component_seed(seed, "routing").generate_state(1, np.uint64)[0]),
+            stuck_time_s=math.inf if tr.stuck_time is None else float(tr.stuck_time),
         )
         short = self.traffic.links.free_tt < self.traffic.dt
         if short.any():

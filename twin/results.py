@@ -26,6 +26,7 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "trips_unfinished": ("Trips departed, not arrived", ""),
     "no_route": ("Trips waiting for a route", ""),
     "trips_cancelled": ("Trips cancelled before departure", ""),
+    "squeezed_entries": ("Entries into full streets (stuck rule)", ""),
 }
 
 
@@ -103,6 +104,7 @@ def compute_kpis(twin) -> dict[str, float]:
         "trips_unfinished": int(np.count_nonzero(released & ~done)),
         "no_route": int(np.count_nonzero(tr["status"] == VEH_NO_ROUTE)),
         "trips_cancelled": int(np.count_nonzero(cancelled)),
+        "squeezed_entries": twin.traffic.squeezed,
     }
     for comp in twin.components.values():
         out.update(comp.kpis())

@@ -113,6 +113,15 @@ class TrafficModel:
         Relative cost margin within which out-links count as equally good;
         vehicles bound for one destination spread over them (see
         :mod:`kernels.traffic`).
+    route_dispersion_s, travel_time_smoothing, route_seed
+        The logit scale beyond the tolerance band, the exponential smoothing of
+        predicted link times, and the key of every route-choice draw.
+    stuck_time_s
+        A link's head vehicle that has waited this long at its node with no exit
+        from its link may enter its next link although that link is full (its
+        capacity still holds): queues that close a cycle of streets clear
+        instead of locking up for good.  ``inf`` (the default here): never, pure
+        kinematic-wave storage.  Scenarios set 300 s (``traffic.stuck_time``).
     """
 
     def __init__(
@@ -124,6 +133,7 @@ class TrafficModel:
         route_dispersion_s: float = DEFAULT_DISPERSION_S,
         travel_time_smoothing: float = DEFAULT_SMOOTHING,
         route_seed: int = 0,
+        stuck_time_s: float = math.inf,
     ) -> None:
         if not step_s > 0:
             raise ValueError(f"time step must be positive, got {step_s!r}")
@@ -133,6 +143,8 @@ class TrafficModel:
             raise ValueError(f"route dispersion must be a finite number of seconds >= 0, got {route_dispersion_s!r}")
         if not 0 < travel_time_smoothing <= 1:
             raise ValueError(f"travel-time smoothing must be in (0, 1], got {travel_time_smoothing!r}")
+        if not stuck_time_s > 0:
+            raise ValueError(f"stuck time must be a positive number of seconds (inf: never), got {stuck_time_s!r}")
         if not 0 <= int(route_seed) < 2**64:
             raise ValueError(f"route seed must be in 0 .. 2**64 - 1, got {route_seed!r}")
         self.smoothing = float(travel_time_smoothing)
@@ -160,6 +172,7 @@ class TrafficModel:
             ring_off=ring_off,
             ring_len=ring_len,
             priority=net.priority.copy(),
+            stuck=np.full(net.n_links, float(stuck_time_s)),
         )
         self.graph: Graph = graph_of(net)  # the static adjacency, shared with the node arrays
         g = self.graph
@@ -195,6 +208,8 @@ class TrafficModel:
             last_t=np.full(nn, -np.inf),
             major_rate=np.zeros(nn),
             major_t=np.full(nn, -np.inf),
+            squeezed=np.zeros(nl, np.int64),
+            room_t=np.full(nl, -np.inf),
             cursor=np.zeros(2, np.int64),
         )
         self._vbuf = _vehicle_buffers(0)  # vehicle arrays with spare room; ``veh`` views the used part
@@ -501,6 +516,11 @@ class TrafficModel:
             "no_route": int(np.count_nonzero(s == k.VEH_NO_ROUTE)),
             "cancelled": int(np.count_nonzero(s == VEH_CANCELLED)),
         }
+
+    @property
+    def squeezed(self) -> int:
+        """Entries so far into full links under the stuck rule (``stuck_time_s``)."""
+        return int(self.state.squeezed.sum())
 
     def take_interval(self) -> dict[str, np.ndarray]:
         """Link measures since the last call, and reset the accumulators.

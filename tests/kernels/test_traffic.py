@@ -120,7 +120,7 @@ def check_invariants(m: TrafficModel) -> None:
         enter = veh.enter_t[members]
         assert np.all(np.diff(enter) >= 0), f"link {a}: queue not in entry order"
         assert np.all(enter < m.now)
-        assert len(members) <= max(m.links.storage[a], 1.0)
+        assert len(members) <= max(m.links.storage[a], 1.0) + ls.squeezed[a]
     waiting = 0
     for node in range(m.network.n_nodes):
         v = int(ls.oq_head[node])
@@ -152,13 +152,14 @@ def compare(m: TrafficModel, ref: RefTraffic) -> None:
         assert got == q, f"link {a}: queue {got} != reference {q}"
 
 
-def run_both(net, trips, *, dt: float, duration: float, reroute: float = 60.0, events=(), every: int = 1):
+def run_both(net, trips, *, dt: float, duration: float, reroute: float = 60.0, events=(), every: int = 1,
+             stuck: float = np.inf):
     """Drive the kernel and the reference side by side; compare (and check) every ``every`` ticks.
 
     ``events`` is a list of ``(time, link, is_open)`` applied to both at tick boundaries.
     """
-    m = TrafficModel(net, step_s=dt)
-    ref = RefTraffic(net, step_s=dt)
+    m = TrafficModel(net, step_s=dt, stuck_time_s=stuck)
+    ref = RefTraffic(net, step_s=dt, stuck_time_s=stuck)
     o, d, t = trips
     if len(o):
         m.add_trips(o, d, t)
@@ -226,6 +227,67 @@ def test_spillback_overload_matches_reference():
     )
     assert spilled  # the case exercises the storage constraint
     assert m.counts()["arrived"] > 0
+
+
+def _gridlock_ring(n: int = 4):
+    """A one-way ring of ``n`` short links and trips that each drive ``n - 1`` of them.
+
+    Every link fills with vehicles bound for the next one: kinematic-wave storage
+    alone locks the ring for good (the textbook gridlock of a block).
+    """
+    theta = 2 * np.pi * np.arange(n) / n
+    net = make_network(
+        x=60 * np.cos(theta), y=60 * np.sin(theta), src=np.arange(n, dtype=np.int32),
+        dst=np.roll(np.arange(n, dtype=np.int32), -1), length_m=np.full(n, 60.0), lanes=np.ones(n),
+        free_speed_mps=np.full(n, 10.0), capacity_vph=np.full(n, 1800.0),
+    )
+    k_per_node = 40
+    o = np.repeat(np.arange(n, dtype=np.int32), k_per_node)
+    d = ((o + n - 1) % n).astype(np.int32)
+    t = np.tile(np.linspace(0.0, 60.0, k_per_node), n)
+    return net, (o, d, t)
+
+
+def test_gridlocked_ring_stays_locked_without_the_stuck_rule():
+    net, trips = _gridlock_ring()
+    m, ref = run_both(net, trips, dt=1.0, duration=1800.0, every=50)
+    c = m.counts()
+    assert c["arrived"] < m.n_vehicles // 2 and c["on_network"] > 0  # locked: nothing moves any more
+    n_out = m.state.n_out.copy()
+    m.advance_to(m.now + 600.0)
+    np.testing.assert_array_equal(m.state.n_out, n_out)
+    assert m.squeezed == 0
+
+
+def test_stuck_rule_clears_a_gridlocked_ring_and_matches_reference():
+    """With a stuck time, a head held that long with no exit enters its full next link: the ring clears."""
+    net, trips = _gridlock_ring()
+    m, ref = run_both(net, trips, dt=1.0, duration=1800.0, every=5, stuck=120.0)
+    assert m.counts()["arrived"] == m.n_vehicles
+    assert m.squeezed > 0
+    assert m.squeezed == sum(ref.squeezed)
+    # no squeeze before a head has waited the stuck time at its node
+    first_lock = m.veh.arrive[np.isfinite(m.veh.arrive)].min()
+    assert first_lock > 0
+
+
+def test_stuck_rule_on_random_overloaded_networks_matches_reference():
+    dt = 1.0
+    net = random_network(11, n_ring=8, n_extra=6, dt=dt, signals=True)
+    rng = np.random.default_rng(9)
+    n = 900
+    o = rng.integers(0, 8, n).astype(np.int32)
+    d = rng.integers(0, 8, n).astype(np.int32)
+    t = np.sort(rng.uniform(0.0, 200.0, n))
+    m, ref = run_both(net, (o, d, t), dt=dt, duration=1500.0, every=4, stuck=60.0)
+    assert m.squeezed > 0
+
+
+def test_stuck_time_must_be_positive():
+    net, _ = _gridlock_ring()
+    for bad in (0.0, -5.0, float("nan")):
+        with pytest.raises(ValueError, match="stuck time"):
+            TrafficModel(net, step_s=1.0, stuck_time_s=bad)
 
 
 def test_closed_and_zero_capacity_links_match_reference():

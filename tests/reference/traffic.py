@@ -82,7 +82,7 @@ class RefTraffic:
     """
 
     def __init__(self, network, *, step_s: float, route_tolerance: float = 0.02, route_dispersion_s: float = 30.0,
-                 travel_time_smoothing: float = 0.5, route_seed: int = 0) -> None:
+                 travel_time_smoothing: float = 0.5, route_seed: int = 0, stuck_time_s: float = np.inf) -> None:
         net = network
         self.dt = float(step_s)
         self.n_nodes = net.n_nodes
@@ -144,6 +144,9 @@ class RefTraffic:
         self.scale = float(route_dispersion_s)
         self.smoothing = float(travel_time_smoothing)
         self.seed = int(route_seed)
+        self.stuck = float(stuck_time_s)
+        self.squeezed = [0] * self.n_links
+        self.room_t = [-np.inf] * self.n_links  # last exit into a next link that had room
 
     # ---------------------------------------------------------------- demand
     def add_trips(self, origin, destination, depart_s) -> None:
@@ -270,15 +273,17 @@ class RefTraffic:
     def _in_links(self, n: int) -> list[int]:
         return [a for a in range(self.n_links) if self.dst[a] == n]
 
-    def _receiving_time(self, b: int, t: float):
-        """Earliest entry time into ``b`` allowed by its capacity and storage (None: full this tick)."""
+    def _receiving_time(self, b: int, t: float, squeeze: bool = False):
+        """Earliest entry time into ``b`` allowed by its capacity and storage (None: full this tick).
+
+        ``squeeze``: the vehicle has been stuck long enough to ignore the storage."""
         if self.headway[b] == np.inf:
             return None
         te = self.entries[b][-1] + self.headway[b] if self.entries[b] else -np.inf
         n_up = len(self.entries[b])
         n_down = len(self.exits[b])
         need = n_up + 1 - self.storage[b]  # exits needed before one more vehicle fits
-        if need > 0:
+        if need > 0 and not squeeze:
             e = int(np.ceil(need))
             if e > n_down:
                 return None
@@ -351,7 +356,11 @@ class RefTraffic:
             if h is None:
                 h = 0.0
         elif b >= 0:
-            t_down = self._receiving_time(b, t)
+            stuck = False
+            if a >= 0:  # a head with no exit from its link for the stuck time may squeeze in
+                since = max(arrived, self.room_t[a])
+                stuck = t - since >= self.stuck
+            t_down = self._receiving_time(b, t, stuck)
             if t_down is None:
                 return None
             if t_down > te:
@@ -396,6 +405,10 @@ class RefTraffic:
             self.status[v] = NO_ROUTE
             self.orig[v] = n
         else:
+            if len(self.entries[b]) - len(self.exits[b]) + 1 > self.storage[b]:
+                self.squeezed[b] += 1
+            elif a >= 0:
+                self.room_t[a] = te
             self.queue[b].append(v)
             self.entries[b].append(te)
             self.status[v] = b
