@@ -51,6 +51,7 @@ __all__ = [
     "CitySpec",
     "CrossFieldError",
     "DemandSpec",
+    "DepartureShiftSpec",
     "EquilibriumSpec",
     "GravityDemand",
     "OutputSpec",
@@ -390,6 +391,49 @@ def _check_trips_header(path: Path) -> None:
 # ---------------------------------------------------------------------- traffic, outputs
 
 
+class DepartureShiftSpec(_Section):
+    """How population agents move their departure times between the days of an equilibrium
+    (``traffic.equilibrium.departure_shift``; scenarios with a ``population`` only).
+
+    After each day the same share ``s_k`` of agent car trips as learns the link times
+    re-plans its departure: among the shifts ``-max, ..., -step, 0, step, ..., max`` from
+    the time the plan says to leave, it takes the one with the least expected cost, the
+    travel time it expects (shortest path on the remembered link times of that time of
+    day) plus a schedule-delay penalty (Vickrey; Small 1982): ``early_penalty`` seconds of
+    travel time per second of leaving early, ``late_penalty`` per second of leaving late.
+    The shift is remembered for the next days.
+
+    Attributes
+    ----------
+    enabled : bool
+        Adapt departure times (default true); ``false``: only routes adapt.
+    max : float
+        Largest shift either way, seconds (0-4 h; default ``"30min"``; ``0``: none).
+    step : float
+        Spacing of the candidate shifts, seconds (> 0, at most ``max``; default ``"10min"``).
+    early_penalty : float
+        Cost of leaving a second earlier than planned, in seconds of travel time (>= 0,
+        default 0.6, Small's estimate of the early-to-travel-time ratio).
+    late_penalty : float
+        Cost of leaving a second later than planned, in seconds of travel time (>= 0,
+        default 2.4).
+    """
+
+    enabled: bool = True
+    max: Annotated[Duration, Field(ge=0, le=4 * 3600)] = 1800.0
+    step: Annotated[Duration, Field(gt=0, le=4 * 3600)] = 600.0
+    early_penalty: Annotated[Number, Field(ge=0, le=100)] = 0.6
+    late_penalty: Annotated[Number, Field(ge=0, le=100)] = 2.4
+
+    @model_validator(mode="after")
+    def _step_fits(self):
+        if self.max > 0 and self.step > self.max:
+            raise CrossFieldError([("step", (
+                f"the step between candidate shifts ({format_duration(self.step)}) is longer than the largest "
+                f"shift, max ({format_duration(self.max)}); make it at most max, or set max to 0 for no shifts"))])
+        return self
+
+
 class EquilibriumSpec(_Section):
     """A day-to-day equilibrium (``twin equilibrate``): the day is simulated again and
     again, and between days travellers learn the link travel times by time of day.
@@ -412,12 +456,16 @@ class EquilibriumSpec(_Section):
         Stop once a day's relative gap (experienced minus best possible travel time, over
         the best possible) is at most this, 0 <= g < 1 (default 0.01; ``0``: run every
         iteration).
+    departure_shift : DepartureShiftSpec
+        How population agents adapt their departure times between days (see
+        :class:`DepartureShiftSpec`; ``{enabled: false}``: only routes adapt).
     """
 
     iterations: Annotated[Count, Field(ge=1, le=1000)] = 20
     method: Literal["msa", "constant"] = "msa"
     switch_share: Annotated[Number, Field(gt=0, le=1)] = 0.2
     gap_target: Annotated[Number, Field(ge=0, lt=1)] = 0.01
+    departure_shift: DepartureShiftSpec = DepartureShiftSpec()
 
 
 class TrafficSpec(_Section):
