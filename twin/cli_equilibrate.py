@@ -4,10 +4,13 @@
 
     twin equilibrate [SCENARIO] [--iterations N] [--out DIR] [--seed N]
                      [--method msa|constant] [--switch-share S] [--gap-target G] [--snapshot FILE]
+                     [--routes-only]
 
 Simulates the scenario's day again and again; between days travellers learn the
-link travel times by time of day (:mod:`twin.equilibrium`).  Prints a row per
-day (relative gap, mean travel time, vehicle-hours) and writes the final day's
+link travel times by time of day, and population agents also move their
+departure times (:mod:`twin.equilibrium`; ``--routes-only``: they keep them).
+Prints a row per day (relative gap, mean travel time, vehicle-hours; with
+agents, how many moved their departure and the mean shift) and writes the final day's
 run folder with ``equilibrium.nc`` (the per-iteration series) beside
 ``results.nc``; ``twin report`` draws the convergence from it.
 """
@@ -24,17 +27,25 @@ __all__ = ["add_commands", "iteration_table"]
 
 
 def iteration_table(history: list[dict], *, title: str) -> Table:
-    """One row per day: relative gap, mean travel time, vehicle-hours, trips, share, seconds."""
+    """One row per day: relative gap, mean travel time, vehicle-hours, trips, share, seconds; with
+    population agents learning departures, also how many moved theirs and the mean shift."""
     from viz.data import fmt_value
 
+    agents = any(h.get("departures_shifted", float("nan")) == h.get("departures_shifted") for h in history)
     table = Table(title=title)
-    for name in ("day", "relative gap", "mean travel time (s)", "vehicle-hours", "completed", "share s_k", "s"):
+    names = ["day", "relative gap", "mean travel time (s)", "vehicle-hours", "completed", "share s_k"]
+    if agents:
+        names += ["departures moved", "mean shift (min)"]
+    for name in names + ["s"]:
         table.add_column(name, justify="right")
     for h in history:
         gap = h["relative_gap"]
-        table.add_row(str(h["iteration"]), "–" if gap != gap else f"{100 * gap:.2f} %", fmt_value(h["mean_travel_time_s"]),
-                      fmt_value(h["vehicle_hours"]), f"{int(h['trips_completed']):,}", f"{h['switch_share']:.3g}",
-                      f"{h['wall_s']:.1f}")
+        cells = [str(h["iteration"]), "–" if gap != gap else f"{100 * gap:.2f} %", fmt_value(h["mean_travel_time_s"]),
+                 fmt_value(h["vehicle_hours"]), f"{int(h['trips_completed']):,}", f"{h['switch_share']:.3g}"]
+        if agents:
+            moved, mean = h.get("departures_shifted", float("nan")), h.get("mean_departure_shift_s", float("nan"))
+            cells += ["–" if moved != moved else f"{int(moved):,}", "–" if mean != mean else f"{mean / 60:+.1f}"]
+        table.add_row(*cells, f"{h['wall_s']:.1f}")
     return table
 
 
@@ -61,18 +72,26 @@ def _cmd_equilibrate(args, console: Console) -> int:
     share = args.switch_share if args.switch_share is not None else spec.switch_share
     target = args.gap_target if args.gap_target is not None else spec.gap_target
     how = "msa (s_k = 1/k)" if method == "msa" else f"constant share {share:g}"
+    dep = spec.departure_shift
+    agents = scenario.population.enabled and dep.enabled and dep.max > 0 and not args.routes_only
+    also = (f"; agents move departures by up to ±{dep.max / 60:g} min in {dep.step / 60:g} min steps"
+            if agents else "")
     console.print(f"equilibrating [bold]{scenario.name}[/] (seed {scenario.seed}): up to {n} days, learning by {how}, "
-                  f"stopping at a relative gap of {100 * target:g} %")
+                  f"stopping at a relative gap of {100 * target:g} %{also}")
 
     def show(row: dict) -> None:
         if not args.quiet:
             gap = row["relative_gap"]
+            moved = row.get("departures_shifted", float("nan"))
+            extra = (f", {int(moved):,} departures moved (mean shift {row['mean_departure_shift_s'] / 60:+.1f} min)"
+                     if moved == moved and agents else "")
             console.print(f"  day {row['iteration']:>3}: relative gap {100 * gap:6.2f} %, mean travel time "
-                          f"{row['mean_travel_time_s']:7.1f} s, {row['vehicle_hours']:,.0f} veh·h ({row['wall_s']:.1f} s)")
+                          f"{row['mean_travel_time_s']:7.1f} s, {row['vehicle_hours']:,.0f} veh·h{extra} "
+                          f"({row['wall_s']:.1f} s)")
 
     t0 = time.perf_counter()
     eq = equilibrate(scenario, iterations=args.iterations, method=args.method, switch_share=args.switch_share,
-                     gap_target=args.gap_target, progress=show)
+                     gap_target=args.gap_target, departure_shift=False if args.routes_only else None, progress=show)
     wall = time.perf_counter() - t0
     if args.snapshot:
         path = eq.twin.snapshot(args.snapshot)
@@ -105,6 +124,9 @@ def add_commands(sub) -> None:
     e.add_argument("--method", choices=("msa", "constant"), help="learning: msa (s_k = 1/k) or constant --switch-share")
     e.add_argument("--switch-share", type=float, help="share that switches each day with --method constant (0-1]")
     e.add_argument("--gap-target", type=float, help="stop at this relative gap (a share: 0.01 = 1 %%; 0: run every day)")
-    e.add_argument("--snapshot", help="also write the final day's whole state here (with the knowledge; for twin fork)")
+    e.add_argument("--snapshot", help="also write the final day's whole state here (with the knowledge and the "
+                                      "agents' departure shifts; for twin fork)")
+    e.add_argument("--routes-only", action="store_true",
+                   help="population agents keep their planned departure times; only routes adapt")
     e.add_argument("-q", "--quiet", action="store_true", help="no line per day")
     e.set_defaults(func=_cmd_equilibrate)

@@ -19,9 +19,31 @@ profile of link travel times, ``K[bin, link]`` (one bin per output interval):
   ``route_dispersion``, keyed to (seed, vehicle, link), so every day sees the
   same draws (common random numbers between days).
 
+Population agents (scenarios with a ``population``) also learn *when* to leave
+(``traffic.equilibrium.departure_shift``; :func:`adapt_departures`).  Each leg
+of an agent's plan has a desired departure (the time the plan says to leave)
+and a remembered shift from it, 0 on day 1.  After day ``k`` a share ``s_k`` of
+the agent car trips (the same share by which the knowledge moved; which ones is
+a hash of (seed, person, leg, day), so the same seed gives the same shifts)
+re-plans: among the shifts ``-max, ..., -step, 0, step, ..., max`` it takes the
+one with the least expected cost, the travel time it expects on
+``K_{k+1}`` (the shortest path from its origin to its destination on the
+remembered link times of that time of day, linear between bin centres) plus the
+schedule delay priced à la Vickrey / Small (``early_penalty`` seconds of travel
+time per second of leaving earlier than planned, ``late_penalty`` per second
+later), and keeps its shift unless another is strictly better.  On day
+``k + 1`` the agents' preferred departures are the plans' times plus the
+remembered shifts (the population's own within-day choice among its
+``choice.shifts`` then counts from there).  Trips not made by car that day keep
+their shift.  Each day reports how many agent trips moved their departure, the
+mean (signed and absolute) remembered shift and the agents' mean experienced
+cost (travel time plus schedule-delay penalty of leaving earlier or later than
+planned).
+
 The knowledge a day routes on is a :class:`RouteKnowledge` on the twin
-(``twin.route_knowledge``, numpy arrays and the time of its next refresh), so a
-snapshot or fork of an equilibrated twin keeps it.
+(``twin.route_knowledge``, numpy arrays and the time of its next refresh, and
+the agents' remembered departure shifts), so a snapshot or fork of an
+equilibrated twin keeps it; the population component holds the same shifts.
 
 After each day the *relative gap* measures how far it is from equilibrium: the
 sum over completed trips of the experienced travel time (scheduled departure to
@@ -30,8 +52,6 @@ possible time of a trip is its shortest path on the day's experienced link times
 of its departure bin (links closed at the end of the bin excluded); a static
 approximation of the time-dependent shortest path, good while trips are short
 against the bins.  The iterations stop at ``gap_target``.
-
-Population agents keep their departure times: only routes adapt.
 """
 
 from __future__ import annotations
@@ -48,6 +68,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from kernels import choice as kc
 from kernels.routing import route_table
 from twin.errors import InputError
 from twin.recorder import PRIORITY, at_time
@@ -55,6 +76,8 @@ from twin.recorder import PRIORITY, at_time
 __all__ = [
     "RouteKnowledge",
     "Equilibrium",
+    "adapt_departures",
+    "expected_travel_times",
     "equilibrate",
     "kernel_threads",
     "experienced_link_times",
@@ -62,9 +85,16 @@ __all__ = [
     "run_day",
     "write_equilibrium",
     "ITERATION_VARS",
+    "DEPARTURE_VARS",
+    "candidate_shifts",
+    "entry_link_times",
 ]
 
 log = logging.getLogger(__name__)
+
+#: per-iteration variables of the population agents' departure learning (NaN without agents)
+DEPARTURE_VARS: tuple[str, ...] = ("departures_shifted", "mean_departure_shift_s", "mean_abs_departure_shift_s",
+                                   "agent_mean_travel_time_s", "agent_mean_cost_s")
 
 #: per-iteration variables of ``equilibrium.nc``: name -> (units, long name)
 ITERATION_VARS: dict[str, tuple[str, str]] = {
@@ -76,6 +106,16 @@ ITERATION_VARS: dict[str, tuple[str, str]] = {
     "trips_unfinished": ("1", "trips departed, not arrived at the end of the day"),
     "switch_share": ("1", "share by which the knowledge moved towards this day's experience (s_k)"),
     "expectation_error": ("1", "flow-weighted mean of |experienced - remembered| / remembered link time (NaN on day 1)"),
+    "departures_shifted": ("1", "agent car trips whose remembered departure moved after this day (NaN without "
+                                "population agents or departure learning)"),
+    "mean_departure_shift_s": ("s", "mean remembered departure shift of the day's agent car trips after this day's "
+                                    "learning, negative earlier (NaN without population agents)"),
+    "mean_abs_departure_shift_s": ("s", "mean absolute remembered departure shift of the day's agent car trips after "
+                                        "this day's learning (NaN without population agents)"),
+    "agent_mean_travel_time_s": ("s", "mean travel time of the day's completed agent car trips (NaN without population agents)"),
+    "agent_mean_cost_s": ("s", "mean experienced cost of the day's completed agent car trips: travel time plus the "
+                               "schedule-delay penalty of leaving earlier or later than planned, in travel-time "
+                               "seconds (NaN without population agents)"),
     "wall_s": ("s", "seconds the day took (simulation, gap and learning)"),
 }
 
@@ -100,6 +140,10 @@ class RouteKnowledge:
         the scenario's re-routing cadence, ``reroute_interval / reroute_batches``).
     memory_weight : float, optional
         Weight of the remembered times against what travellers see today (default 0.5).
+    departure_shift_s : array (persons, legs), optional
+        Population agents' remembered departure shifts, s (see :func:`adapt_departures`);
+        the population component of a twin built with this knowledge leaves at the plans'
+        times plus these.  ``None``: the plans' times.
 
     Notes
     -----
@@ -117,7 +161,7 @@ class RouteKnowledge:
     """
 
     def __init__(self, link_time_s: np.ndarray, *, bin_s: float, day: int = 2, refresh_s: float | None = None,
-                 memory_weight: float = 0.5) -> None:
+                 memory_weight: float = 0.5, departure_shift_s: np.ndarray | None = None) -> None:
         k = np.array(link_time_s, dtype=np.float64)
         if k.ndim != 2 or k.shape[0] == 0:
             raise ValueError(f"link_time_s must be (bins, links) with at least one bin, got shape {k.shape}")
@@ -137,6 +181,11 @@ class RouteKnowledge:
         self.memory_weight = float(memory_weight)
         self.next_refresh = 0  # number of the next refresh (at next_refresh * refresh_s)
         self.next_s = 0.0
+        if departure_shift_s is not None:
+            departure_shift_s = np.array(departure_shift_s, dtype=np.float64)
+            if departure_shift_s.ndim != 2 or not np.all(np.isfinite(departure_shift_s)):
+                raise ValueError("departure_shift_s must be a finite (persons, legs) array of seconds")
+        self.departure_shift_s = departure_shift_s
 
     @property
     def n_bins(self) -> int:
@@ -176,9 +225,14 @@ class RouteKnowledge:
             twin.sync()
             self.update(twin)
 
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("departure_shift_s", None)  # snapshots from before departure learning
+        self.__dict__.update(state)
+
     def __repr__(self) -> str:
+        dep = "" if self.departure_shift_s is None else f", departure shifts for {self.departure_shift_s.shape[0]} persons"
         return (f"RouteKnowledge(day={self.day}, bins={self.n_bins}, links={self.link_time_s.shape[1]}, "
-                f"bin_s={self.bin_s:g}, refresh_s={self.refresh_s:g}, memory_weight={self.memory_weight:g})")
+                f"bin_s={self.bin_s:g}, refresh_s={self.refresh_s:g}, memory_weight={self.memory_weight:g}{dep})")
 
 
 # ------------------------------------------------------------------------ one day
@@ -296,6 +350,252 @@ def _expectation_error(twin, knowledge: np.ndarray | None, experienced: np.ndarr
     return float((f[ok] * np.abs(x[ok] - k[ok]) / k[ok]).sum() / total)
 
 
+# ------------------------------------------------------------------------ departure times
+
+#: counter-based random stream (slot) of who re-plans a departure after a day: + day
+_SLOT_DEPARTURE = 1 << 43
+
+
+def expected_travel_times(twin, link_time_s: np.ndarray, origin: np.ndarray, dest: np.ndarray, depart_s: np.ndarray,
+                          *, bin_s: float, is_open: np.ndarray | None = None) -> np.ndarray:
+    """Travel times travellers expect from remembered link times, s, one per (origin, destination, departure).
+
+    The shortest path from ``origin`` to ``dest`` on the link times of each bin
+    (``link_time_s[bin]``, links closed at the end of that bin excluded), linear
+    in the departure time between bin centres (held before the first centre and
+    after the last); ``inf`` where the destination cannot be reached.
+    """
+    origin = np.asarray(origin, np.int64)
+    dest = np.asarray(dest, np.int64)
+    t = np.asarray(depart_s, np.float64)
+    out = np.full(t.shape[0], np.inf)
+    if t.size == 0:
+        return out
+    n_bins = link_time_s.shape[0]
+    c = t / bin_s - 0.5
+    b0 = np.clip(np.floor(c), 0, n_bins - 1).astype(np.int64)
+    b1 = np.minimum(b0 + 1, n_bins - 1)
+    f = np.where((c >= 0) & (c < n_bins - 1), c - np.floor(c), 0.0)
+    tm = twin.traffic
+    g = tm.graph
+    n_nodes = tm.network.n_nodes
+    dests, row = np.unique(dest, return_inverse=True)
+    dests = dests.astype(np.int32)
+    dist = np.full((dests.size, n_nodes), np.inf)
+    no_next = np.empty((0, n_nodes), np.int32)
+    ends = np.concatenate([b0, b1])
+    pair = np.concatenate([np.arange(t.size), np.arange(t.size)])
+    value = np.empty(ends.size)
+    order = np.argsort(ends, kind="stable")
+    cuts = np.flatnonzero(np.diff(ends[order])) + 1
+    for part in np.split(order, cuts):
+        b = int(ends[part[0]])
+        w = np.array(link_time_s[b], np.float64)
+        if is_open is not None:
+            w[~is_open[min(b, is_open.shape[0] - 1)]] = np.inf
+        active = np.zeros(dests.size, np.bool_)
+        active[row[pair[part]]] = True
+        route_table(dests, active, g.in_indptr, g.in_links, g.src, w, no_next, dist)
+        value[part] = dist[row[pair[part]], origin[pair[part]]]
+    v0, v1 = value[:t.size], value[t.size:]
+    with np.errstate(invalid="ignore"):
+        out = np.where(f == 0.0, v0, (1.0 - f) * v0 + f * v1)
+    return np.where(np.isnan(out), np.inf, out)
+
+
+def entry_link_times(link_time_s: np.ndarray, *, bin_s: float, iterations: int = 4) -> np.ndarray:
+    """Link times by the time a vehicle *enters* the link, from times by the time vehicles left it.
+
+    The experienced (and remembered) time of a bin is the mean traversal time of the
+    vehicles that left the link in the bin; a vehicle entering at ``t`` leaves at
+    ``t + tau(t)``, so ``tau(t) = X(t + tau(t))`` (``X`` linear between bin centres),
+    solved by a few fixed-point steps from ``tau = X(t)`` at each bin centre.  Without
+    it, a rising queue shows up a traversal time late and leaving just before a peak
+    looks better than it is.
+    """
+    x = np.asarray(link_time_s, np.float64)
+    nb = x.shape[0]
+    centre = (np.arange(nb, dtype=np.float64) + 0.5) * bin_s
+    col = np.arange(x.shape[1])[None, :]
+    tau = x.copy()
+    for _ in range(iterations):
+        c = (centre[:, None] + np.where(np.isfinite(tau), tau, 0.0)) / bin_s - 0.5
+        b0 = np.clip(np.floor(c), 0, nb - 1).astype(np.int64)
+        b1 = np.minimum(b0 + 1, nb - 1)
+        f = np.where((c >= 0) & (c < nb - 1), c - np.floor(c), 0.0)
+        with np.errstate(invalid="ignore"):
+            tau = np.where(f == 0.0, x[b0, col], (1.0 - f) * x[b0, col] + f * x[b1, col])
+    return np.where(np.isnan(tau), np.inf, tau)
+
+
+def _agent_car_trips(twin):
+    """The day's completed agent car trips: person, leg, origin, destination, desired and actual
+    departure, arrival (``None`` without a population)."""
+    pop = twin.components.get("population") if getattr(twin, "components", None) else None
+    if pop is None or pop.desired_t is None:
+        return None
+    lg = pop.log
+    veh = twin.traffic.veh
+    vid = lg["vid"]
+    car = (lg["mode"] == kc.MODE_CAR) & (vid >= 0)
+    rows = np.flatnonzero(car)
+    arrive = veh.arrive[vid[rows]]
+    person = lg["person"][rows].astype(np.int64)
+    leg = lg["leg"][rows].astype(np.int64)
+    inside = leg < pop.desired_t.shape[1]
+    desired = np.full(rows.size, np.nan)
+    desired[inside] = pop.desired_t[person[inside], leg[inside]]
+    ok = np.isfinite(arrive) & np.isfinite(desired)
+    # one row per (person, leg): the first
+    rows, person, leg, arrive, desired = rows[ok], person[ok], leg[ok], arrive[ok], desired[ok]
+    _, first = np.unique(person * (pop.desired_t.shape[1] + 1) + leg, return_index=True)
+    first.sort()
+    rows = rows[first]
+    return {"pop": pop, "person": person[first], "leg": leg[first], "orig": lg["orig"][rows].astype(np.int64),
+            "dest": lg["dest"][rows].astype(np.int64), "desired": desired[first],
+            "depart": veh.depart[vid[rows]], "arrive": arrive[first]}
+
+
+def _expect(twin, k_entry, origin, dest, depart, bin_s, is_open) -> np.ndarray:
+    """Expected travel times on entry link times, evaluated at the trip's midpoint: the time
+    at departure ``T0`` first, then at ``depart + T0 / 2`` (one step of time dependence: a
+    trip meets the conditions of about half-way through it)."""
+    t0 = expected_travel_times(twin, k_entry, origin, dest, depart, bin_s=bin_s, is_open=is_open)
+    mid = depart + np.where(np.isfinite(t0), t0, 0.0) / 2.0
+    return expected_travel_times(twin, k_entry, origin, dest, mid, bin_s=bin_s, is_open=is_open)
+
+
+#: pseudo-trips (at factor 1) in each bin's shortfall factor, so a bin with few trips stays near 1
+_SHORTFALL_PRIOR = 10.0
+
+
+def _shortfall(expected: np.ndarray, actual: np.ndarray, depart: np.ndarray, *, bin_s: float,
+               n_bins: int) -> np.ndarray:
+    """Per departure bin: the day's experienced travel time over the expected one (sums over the
+    trips that left in the bin, shrunk towards 1 by :data:`_SHORTFALL_PRIOR` pseudo-trips).
+
+    Shortest paths on link times miss what a trip actually meets (other routes in use,
+    queues growing while it drives); this scales the expectations by time of day."""
+    ok = np.isfinite(expected) & np.isfinite(actual) & (expected > 0)
+    b = np.clip(np.floor(depart[ok] / bin_s), 0, n_bins - 1).astype(np.int64)
+    e = np.bincount(b, weights=expected[ok], minlength=n_bins)
+    a = np.bincount(b, weights=actual[ok], minlength=n_bins)
+    n = np.bincount(b, minlength=n_bins)
+    prior = _SHORTFALL_PRIOR * (float(expected[ok].mean()) if ok.any() else 1.0)
+    return (a + prior) / (e + prior) if n.sum() else np.ones(n_bins)
+
+
+def _at(per_bin: np.ndarray, t: np.ndarray, bin_s: float) -> np.ndarray:
+    """A per-bin series at times ``t``, linear between bin centres (held beyond the first and last)."""
+    nb = per_bin.shape[0]
+    c = t / bin_s - 0.5
+    b0 = np.clip(np.floor(c), 0, nb - 1).astype(np.int64)
+    b1 = np.minimum(b0 + 1, nb - 1)
+    f = np.where((c >= 0) & (c < nb - 1), c - np.floor(c), 0.0)
+    return (1.0 - f) * per_bin[b0] + f * per_bin[b1]
+
+
+def _penalty(shift_s: np.ndarray, early: float, late: float) -> np.ndarray:
+    """Schedule-delay penalty of leaving ``shift_s`` seconds after the planned time, s of travel time."""
+    return early * np.maximum(-shift_s, 0.0) + late * np.maximum(shift_s, 0.0)
+
+
+def candidate_shifts(max_s: float, step_s: float) -> np.ndarray:
+    """The candidate departure shifts, s: 0, -step, +step, -2 step, ... up to ``max_s`` either way
+    (in this order: on equal cost the smaller shift, and of two equal ones the earlier, wins)."""
+    if not max_s > 0:
+        return np.zeros(1)
+    j = int(math.floor(max_s / step_s + 1e-9))
+    out = [0.0]
+    for i in range(1, j + 1):
+        out += [-i * step_s, i * step_s]
+    return np.array(out)
+
+
+def adapt_departures(twin, shift_s: np.ndarray, link_time_s: np.ndarray, *, bin_s: float, share: float, day: int,
+                     settings: dict, is_open: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Population agents' departure times after a day (see the module notes).
+
+    Parameters
+    ----------
+    twin
+        The twin that ran the day (with a population component).
+    shift_s : array (persons, legs)
+        The remembered departure shifts the day ran with, s (not changed).
+    link_time_s : array (bins, links)
+        What travellers remember after the day (``K_{k+1}``): the expected travel times.
+    bin_s : float
+        Knowledge bin length, s.
+    share : float
+        Share of agent car trips that re-plan (``s_k``).
+    day : int
+        The day just run (which trips re-plan is a hash of the seed, person, leg and day).
+    settings : dict
+        ``traffic.equilibrium.departure_shift`` as a dict (``enabled``, ``max``, ``step``,
+        ``early_penalty``, ``late_penalty``).
+    is_open : bool array (bins, links), optional
+        Links open in each bin of the day.
+
+    Returns
+    -------
+    (array, dict)
+        The shifts for the next day, and the day's ``departures_shifted``,
+        ``mean_departure_shift_s``, ``mean_abs_departure_shift_s``,
+        ``agent_mean_travel_time_s``, ``agent_mean_cost_s`` (NaN without agent car trips).
+    """
+    early, late = float(settings["early_penalty"]), float(settings["late_penalty"])
+    new = np.array(shift_s, np.float64, copy=True)
+    stats = dict.fromkeys(DEPARTURE_VARS, math.nan)
+    trips = _agent_car_trips(twin)
+    if trips is None:
+        return new, stats
+    p, g = trips["person"], trips["leg"]
+    tt = trips["arrive"] - trips["depart"]
+    if p.size:
+        stats["agent_mean_travel_time_s"] = float(tt.mean())
+        stats["agent_mean_cost_s"] = float((tt + _penalty(trips["depart"] - trips["desired"], early, late)).mean())
+    moved = 0
+    if settings["enabled"] and settings["max"] > 0 and p.size:
+        base = np.uint64(_seed_key(twin.seed))
+        keys = np.empty(p.size, np.uint64)
+        kc.decision_keys(base, p, g, keys)
+        u = kc.hash_uniforms(keys, int(_SLOT_DEPARTURE + day), np.empty(p.size))
+        sel = np.flatnonzero(u < share)
+        if sel.size:
+            cand = candidate_shifts(float(settings["max"]), float(settings["step"]))
+            cur = shift_s[p[sel], g[sel]]
+            offs = np.concatenate([cur[:, None], np.broadcast_to(cand, (sel.size, cand.size))], axis=1)
+            t = trips["desired"][sel][:, None] + offs
+            m = offs.shape[1]
+            k_entry = entry_link_times(link_time_s, bin_s=bin_s)
+            # how far such expectations fell short of what the day's trips took, by departure time
+            factor = _shortfall(_expect(twin, k_entry, trips["orig"], trips["dest"], trips["depart"], bin_s, is_open),
+                                tt, trips["depart"], bin_s=bin_s, n_bins=link_time_s.shape[0])
+            tf = t.ravel()
+            exp_t = _expect(twin, k_entry, np.repeat(trips["orig"][sel], m), np.repeat(trips["dest"][sel], m), tf,
+                            bin_s, is_open) * _at(factor, tf, bin_s)
+            cost = exp_t.reshape(sel.size, m) + _penalty(offs, early, late)
+            cost[(t < 0) | (t >= twin.duration_s)] = np.inf  # no leaving outside the day
+            j = np.argmin(cost[:, 1:], axis=1)
+            best = cost[np.arange(sel.size), 1 + j]
+            go = np.isfinite(best) & (best < cost[:, 0] - 1e-6) & (cand[j] != cur)
+            new[p[sel[go]], g[sel[go]]] = cand[j[go]]
+            moved = int(go.sum())
+        stats["departures_shifted"] = float(moved)
+    if p.size:
+        after = new[p, g]
+        stats["mean_departure_shift_s"] = float(after.mean())
+        stats["mean_abs_departure_shift_s"] = float(np.abs(after).mean())
+    return new, stats
+
+
+def _seed_key(seed: int) -> int:
+    """The departure learning's random key under ``seed`` (its own component stream)."""
+    from twin.rng import component_seed
+
+    return int(component_seed(int(seed), "equilibrium.departures").generate_state(1, np.uint64)[0])
+
+
 # ------------------------------------------------------------------------ the iterations
 
 
@@ -318,9 +618,13 @@ class Equilibrium:
     converged : bool
         The final day's relative gap is at most ``gap_target``.
     settings : dict
-        ``iterations``, ``method``, ``switch_share``, ``gap_target`` as used.
+        ``iterations``, ``method``, ``switch_share``, ``gap_target`` and
+        ``departure_shift`` (a dict) as used.
     wall_s : float
         Seconds for all days.
+    departure_shift : array (persons, legs) or None
+        Population agents' remembered departure shifts after the final day, s (what a
+        next day would leave by); ``None`` without a population or departure learning.
     """
 
     twin: Any
@@ -331,6 +635,7 @@ class Equilibrium:
     settings: dict
     wall_s: float = 0.0
     day1_kpis: dict = field(default_factory=dict)
+    departure_shift: np.ndarray | None = None
 
     @property
     def iterations(self) -> int:
@@ -345,7 +650,8 @@ class Equilibrium:
         ``Twin(scenario, route_knowledge=eq.next_knowledge())``)."""
         tr = self.twin.scenario.traffic
         return RouteKnowledge(self.knowledge, bin_s=self.bin_s, day=self.iterations + 1,
-                              refresh_s=float(tr.reroute_interval) / int(tr.reroute_batches))
+                              refresh_s=float(tr.reroute_interval) / int(tr.reroute_batches),
+                              departure_shift_s=self.departure_shift)
 
     def dataset(self) -> xr.Dataset:
         """``equilibrium.nc``: the per-iteration series (dim ``iteration``) and the final
@@ -378,6 +684,11 @@ class Equilibrium:
             "method": str(self.settings["method"]),
             "switch_share": float(self.settings["switch_share"]),
             "gap_target": float(self.settings["gap_target"]),
+            "departure_shift": int(self.departure_shift is not None),
+            "departure_shift_max_s": float(self.settings["departure_shift"]["max"]),
+            "departure_shift_step_s": float(self.settings["departure_shift"]["step"]),
+            "early_penalty": float(self.settings["departure_shift"]["early_penalty"]),
+            "late_penalty": float(self.settings["departure_shift"]["late_penalty"]),
             "max_iterations": int(self.settings["iterations"]),
             "iterations": int(len(self.history)),
             "converged": int(self.converged),
@@ -388,13 +699,14 @@ class Equilibrium:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def _settings(scenario, **overrides) -> dict:
+def _settings(scenario, *, departure_shift=None, **overrides) -> dict:
     spec = scenario.traffic.equilibrium
     s = {"iterations": spec.iterations, "method": spec.method, "switch_share": spec.switch_share,
          "gap_target": spec.gap_target}
     for key, value in overrides.items():
         if value is not None:
             s[key] = value
+    s["departure_shift"] = _departure_settings(spec.departure_shift.model_dump(), departure_shift)
     it = s["iterations"]
     if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or not 1 <= it <= 1000:
         raise InputError(f"traffic.equilibrium.iterations must be a whole number from 1 to 1000, got {it!r}")
@@ -408,6 +720,38 @@ def _settings(scenario, **overrides) -> dict:
         raise InputError(f"traffic.equilibrium.gap_target must lie in [0, 1), got {gt!r}")
     s["iterations"] = int(it)
     return s
+
+
+def _departure_settings(base: dict, override) -> dict:
+    """``traffic.equilibrium.departure_shift`` with an override: ``True``/``False`` (enabled) or a
+    dict of fields; every value checked, errors naming the field."""
+    d = dict(base)
+    if isinstance(override, bool):
+        d["enabled"] = override
+    elif isinstance(override, dict):
+        unknown = sorted(set(override) - set(d))
+        if unknown:
+            raise InputError(f"traffic.equilibrium.departure_shift.{unknown[0]} is not a setting "
+                             f"(settings: {', '.join(d)})")
+        d.update(override)
+    elif override is not None:
+        raise InputError(f"traffic.equilibrium.departure_shift must be true, false or a mapping of settings, "
+                         f"got {override!r}")
+    if not isinstance(d["enabled"], bool):
+        raise InputError(f"traffic.equilibrium.departure_shift.enabled must be true or false, got {d['enabled']!r}")
+    for key, lo, hi, lo_ok in (("max", 0.0, 4 * 3600.0, True), ("step", 0.0, 4 * 3600.0, False),
+                               ("early_penalty", 0.0, 100.0, True), ("late_penalty", 0.0, 100.0, True)):
+        v = d[key]
+        ok = (not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v)
+              and (v >= lo if lo_ok else v > lo) and v <= hi)
+        if not ok:
+            raise InputError(f"traffic.equilibrium.departure_shift.{key} must be a number "
+                             f"{'from' if lo_ok else 'above'} {lo:g} {'to' if lo_ok else 'up to'} {hi:g}, got {v!r}")
+        d[key] = float(v)
+    if d["max"] > 0 and d["step"] > d["max"]:
+        raise InputError(f"traffic.equilibrium.departure_shift.step ({d['step']:g} s) must be at most "
+                         f"max ({d['max']:g} s)")
+    return d
 
 
 @contextmanager
@@ -428,6 +772,7 @@ def kernel_threads(n: int | None):
 
 def equilibrate(scenario, *, seed: int | None = None, city=None, iterations: int | None = None,
                 method: str | None = None, switch_share: float | None = None, gap_target: float | None = None,
+                departure_shift: bool | dict | None = None,
                 progress: Callable[[dict], None] | None = None, threads: int | None = 1) -> Equilibrium:
     """Simulate the scenario's day repeatedly, travellers learning between days.
 
@@ -442,6 +787,10 @@ def equilibrate(scenario, *, seed: int | None = None, city=None, iterations: int
         An already built city (built once otherwise, and shared by all days).
     iterations, method, switch_share, gap_target : optional
         Override the scenario's ``traffic.equilibrium`` settings.
+    departure_shift : bool or dict, optional
+        Overrides ``traffic.equilibrium.departure_shift``: ``False`` for routes only,
+        ``True`` to adapt departures, or a dict of its settings (``max``, ``step`` in
+        seconds, ``early_penalty``, ``late_penalty``, ``enabled``).
     progress : callable, optional
         Called after each day with that day's history row.
     threads : int or None, optional
@@ -453,7 +802,8 @@ def equilibrate(scenario, *, seed: int | None = None, city=None, iterations: int
     -------
     Equilibrium
     """
-    s = _settings(scenario, iterations=iterations, method=method, switch_share=switch_share, gap_target=gap_target)
+    s = _settings(scenario, iterations=iterations, method=method, switch_share=switch_share, gap_target=gap_target,
+                  departure_shift=departure_shift)
     with kernel_threads(threads):
         return _iterate(scenario, s, seed=seed, city=city, progress=progress)
 
@@ -471,9 +821,12 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
     twin = None
     converged = False
     day1: dict = {}
+    dep = s["departure_shift"]
+    shift: np.ndarray | None = None  # population agents' remembered departure shifts
     for day in range(1, s["iterations"] + 1):
         t0 = time.perf_counter()
-        rk = None if knowledge is None else RouteKnowledge(knowledge, bin_s=bin_s, day=day, refresh_s=refresh_s)
+        rk = None if knowledge is None else RouteKnowledge(knowledge, bin_s=bin_s, day=day, refresh_s=refresh_s,
+                                                           departure_shift_s=shift)
         twin = Twin(scenario, seed=seed, city=city, route_knowledge=rk)
         is_open = run_day(twin, bin_s=bin_s)
         x = experienced_link_times(twin)
@@ -498,6 +851,16 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
         if day == 1:
             day1 = dict(kpis)
         knowledge = x.copy() if knowledge is None else knowledge + share * (x - knowledge)
+        pop = twin.components.get("population")
+        if pop is None or pop.desired_t is None:
+            row.update(dict.fromkeys(DEPARTURE_VARS, math.nan))
+        else:
+            # a share of agent car trips re-plans its departure (half at most: not all at once after day 1)
+            new, dstats = adapt_departures(twin, np.zeros_like(pop.desired_t) if shift is None else shift, knowledge,
+                                           bin_s=bin_s, share=min(share, 0.5), day=day, settings=dep,
+                                           is_open=is_open)
+            shift = new if dep["enabled"] and dep["max"] > 0 else None
+            row.update(dstats)
         row["wall_s"] = time.perf_counter() - t0
         history.append(row)
         log.info("day %d: relative gap %.4f, mean travel time %.1f s, %.1f s", day, row["relative_gap"],
@@ -509,7 +872,7 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
             break
     assert twin is not None and knowledge is not None
     return Equilibrium(twin=twin, history=history, knowledge=knowledge, bin_s=bin_s, converged=converged,
-                       settings=s, wall_s=time.perf_counter() - t_start, day1_kpis=day1)
+                       settings=s, wall_s=time.perf_counter() - t_start, day1_kpis=day1, departure_shift=shift)
 
 
 def write_equilibrium(eq: Equilibrium, out: str | Path) -> Path:
@@ -530,6 +893,8 @@ def write_equilibrium(eq: Equilibrium, out: str | Path) -> Path:
         summary["equilibrium"] = json_safe({
             **eq.settings, "iterations_run": eq.iterations, "converged": eq.converged, "final_relative_gap": eq.final_gap,
             "relative_gap": [h["relative_gap"] for h in eq.history], "wall_s": eq.wall_s,
+            "departures_shifted": [h["departures_shifted"] for h in eq.history],
+            "mean_departure_shift_s": [h["mean_departure_shift_s"] for h in eq.history],
             "day1_kpis": eq.day1_kpis,
         })
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))

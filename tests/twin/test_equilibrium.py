@@ -183,3 +183,229 @@ def test_report_draws_the_convergence(tmp_path):
     (run / "equilibrium.nc").unlink()
     html, pngs = write_report(run)
     assert "Convergence to equilibrium" not in html.read_text()
+
+
+# ------------------------------------------------------------------ departure times (population agents)
+
+#: a small city whose residents all want to leave for work at about 07:30: one bridge, a sharp peak
+PEAK = {
+    "name": "peak", "seed": 5,
+    "time": {"start": "06:30", "duration": "3h", "step": "2s"},
+    "city": {"synthetic": {"blocks_x": 6, "blocks_y": 6, "bridges": 1, "zone_blocks": 2, "arterial_every": 3,
+                           "residents": 40000, "jobs": 28000}},
+    "outputs": {"interval": "10min"},
+    "population": {"enabled": True,
+                   "plans": {"work": {"depart": "07:30", "depart_sd": "10min", "duration": "8h", "duration_sd": "1h",
+                                      "min_duration": "1h", "value": 80}},
+                   "choice": {"shifts": ["0s"]}},  # no within-day shifts: departures move only by learning
+    "traffic": {"equilibrium": {"iterations": 12, "gap_target": 0}},
+}
+
+
+def peak_scenario(**equilibrium):
+    return load_scenario(PEAK, overrides={"traffic": {"equilibrium": equilibrium}} if equilibrium else None)
+
+
+@pytest.fixture(scope="module")
+def peak_city():
+    from twin.model import build_city
+
+    return build_city(peak_scenario().city)
+
+
+@pytest.fixture(scope="module")
+def peak_runs(peak_city):
+    sc = peak_scenario()
+    return {"routes": equilibrate(sc, city=peak_city, departure_shift=False),
+            "departures": equilibrate(sc, city=peak_city)}
+
+
+def _agent_departures(twin):
+    from twin.equilibrium import _agent_car_trips
+
+    return _agent_car_trips(twin)
+
+
+def _peak_share(depart):
+    """Largest share of departures within any 20 minutes (on a 1-minute grid)."""
+    starts = np.arange(0.0, depart.max(), 60.0)
+    return max(float(np.mean((depart >= s) & (depart < s + 1200.0))) for s in starts)
+
+
+def test_agents_leave_the_peak_and_travel_faster_than_with_routes_only(peak_runs):
+    routes, deps = peak_runs["routes"], peak_runs["departures"]
+    assert routes.departure_shift is None and deps.departure_shift is not None
+    h = deps.history
+    # every day some agents move their departure, on balance earlier (leaving late costs more)
+    assert all(r["departures_shifted"] > 0 for r in h)
+    assert all(r["mean_departure_shift_s"] < 0 for r in h)
+    assert all(r["mean_abs_departure_shift_s"] > 0 for r in h)
+    assert all(np.isnan(r["departures_shifted"]) and r["mean_departure_shift_s"] == 0 for r in routes.history)
+    # day 1 is the same day for both (no one has learnt yet)
+    assert h[0]["mean_travel_time_s"] == routes.history[0]["mean_travel_time_s"]
+    # the final day's departures are spread: fewer agents in the busiest 20 minutes
+    d_routes = _agent_departures(routes.twin)["depart"]
+    d_deps = _agent_departures(deps.twin)["depart"]
+    assert _peak_share(d_deps) < _peak_share(d_routes) - 0.03
+    # ... and the day runs faster, by travel time and by the agents' cost with the schedule penalty
+    last = slice(-3, None)
+    tt_routes = np.mean([r["mean_travel_time_s"] for r in routes.history[last]])
+    tt_deps = np.mean([r["mean_travel_time_s"] for r in h[last]])
+    assert tt_deps < 0.85 * tt_routes
+    cost_routes = np.mean([r["agent_mean_cost_s"] for r in routes.history[last]])
+    cost_deps = np.mean([r["agent_mean_cost_s"] for r in h[last]])
+    assert cost_deps < 0.95 * cost_routes
+    assert deps.history[-1]["relative_gap"] < routes.history[-1]["relative_gap"]
+    # the series are in equilibrium.nc
+    ds = deps.dataset()
+    np.testing.assert_array_equal(ds.departures_shifted.values, [r["departures_shifted"] for r in h])
+    assert ds.attrs["departure_shift"] == 1 and routes.dataset().attrs["departure_shift"] == 0
+
+
+def test_agents_depart_at_plan_plus_remembered_shift(peak_runs, peak_city):
+    deps = peak_runs["departures"]
+    tw = deps.twin
+    pop = tw.components["population"]
+    assert pop.learnt_shift is tw.route_knowledge.departure_shift_s
+    trips = _agent_departures(tw)
+    shift = pop.learnt_shift[trips["person"], trips["leg"]]
+    assert np.count_nonzero(shift) > 100
+    # with no within-day shifts every agent car trip leaves at its plan's time plus its shift
+    # (a decision is made at the start of a bucket: never earlier than that)
+    on_time = np.isclose(trips["depart"], trips["desired"] + shift)
+    assert on_time.mean() > 0.99
+    # the shifts lie on the grid of candidates
+    grid = np.arange(-1800.0, 1801.0, 600.0)
+    assert np.isin(np.unique(deps.departure_shift), grid).all()
+    # a twin without the knowledge leaves at the plans' times
+    plain = Twin(peak_scenario(), city=peak_city)
+    assert plain.components["population"].learnt_shift is None
+
+
+def test_same_seed_same_departure_shifts(peak_city):
+    sc = peak_scenario(iterations=3)
+    a = equilibrate(sc, city=peak_city)
+    b = equilibrate(sc, city=peak_city)
+    assert np.count_nonzero(a.departure_shift) > 0
+    np.testing.assert_array_equal(a.departure_shift, b.departure_shift)
+    for ha, hb in zip(a.history, b.history, strict=True):
+        for key in ("departures_shifted", "mean_departure_shift_s", "mean_travel_time_s", "relative_gap"):
+            assert ha[key] == hb[key]
+    # another seed: other agents re-plan (the draws are keyed to the seed)
+    c = equilibrate(sc, city=peak_city, seed=6)
+    assert c.departure_shift.shape != a.departure_shift.shape or not np.array_equal(c.departure_shift,
+                                                                                     a.departure_shift)
+
+
+def test_snapshot_of_an_equilibrated_population_keeps_the_departure_shifts(peak_city, tmp_path):
+    sc = peak_scenario(iterations=3)
+    eq = equilibrate(sc, city=peak_city)
+    tw = Twin(sc, city=peak_city, route_knowledge=eq.next_knowledge())
+    tw.run_until(2700.0)  # mid-peak: some agents on the road, some still to leave
+    back = Twin.restore(tw.snapshot(tmp_path / "day.snap"))
+    np.testing.assert_array_equal(back.route_knowledge.departure_shift_s, eq.departure_shift)
+    np.testing.assert_array_equal(back.components["population"].learnt_shift, eq.departure_shift)
+    np.testing.assert_array_equal(back.components["population"].desired_t, tw.components["population"].desired_t)
+    tw.run()
+    back.run()
+    np.testing.assert_array_equal(tw.traffic.veh.depart, back.traffic.veh.depart)
+    np.testing.assert_array_equal(tw.traffic.veh.arrive, back.traffic.veh.arrive)
+    # the shifts matter: without them the same knowledge gives another day
+    rk = eq.next_knowledge()
+    rk.departure_shift_s = None
+    other = Twin(sc, city=peak_city, route_knowledge=rk)
+    other.run()
+    n = min(other.traffic.n_vehicles, tw.traffic.n_vehicles)
+    assert not np.array_equal(other.traffic.veh.depart[:n], tw.traffic.veh.depart[:n])
+
+
+def test_departure_learning_off_keeps_routes_only_days(peak_city):
+    sc = peak_scenario(iterations=2, departure_shift={"enabled": False})
+    off = equilibrate(sc, city=peak_city)
+    zero = equilibrate(peak_scenario(iterations=2, departure_shift={"max": 0}), city=peak_city)
+    assert off.departure_shift is None and zero.departure_shift is None
+    assert off.history[-1]["mean_travel_time_s"] == zero.history[-1]["mean_travel_time_s"]
+    assert off.twin.components["population"].learnt_shift is None
+
+
+def test_no_population_no_departure_series(tmp_path):
+    sc = od_scenario(tmp_path, iterations=2, gap_target=0.0)
+    eq = equilibrate(sc, city=braess_city(False))
+    assert eq.departure_shift is None
+    for h in eq.history:
+        assert np.isnan(h["departures_shifted"]) and np.isnan(h["mean_departure_shift_s"])
+
+
+def test_candidate_shifts_and_entry_link_times():
+    from twin.equilibrium import candidate_shifts, entry_link_times
+
+    np.testing.assert_array_equal(candidate_shifts(1800, 600), [0, -600, 600, -1200, 1200, -1800, 1800])
+    np.testing.assert_array_equal(candidate_shifts(0, 600), [0])
+    np.testing.assert_array_equal(candidate_shifts(1000, 600), [0, -600, 600])
+    # a steady link: entering or leaving, the same time
+    x = np.full((6, 2), 100.0)
+    np.testing.assert_allclose(entry_link_times(x, bin_s=600.0), x)
+    # a queue recorded as vehicles leave (bin 3: 900 s) is met by those entering earlier
+    x = np.array([[100.0], [100.0], [100.0], [900.0], [900.0], [100.0]])
+    e = entry_link_times(x, bin_s=600.0)
+    assert e[2, 0] > x[2, 0] and e[1, 0] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("max", "5h", "at most"),
+    ("step", 0, "greater than 0"),
+    ("step", "40min", "longer than the largest shift"),
+    ("early_penalty", -1, "at least 0"),
+    ("late_penalty", "x", "number"),
+    ("enabled", "maybe", "true or false"),
+])
+def test_bad_departure_shift_settings_name_the_field(field, value, words):
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario({"city": PLACEHOLDER, "traffic": {"equilibrium": {"departure_shift": {field: value}}}})
+    text = str(exc.value)
+    assert f"traffic.equilibrium.departure_shift.{field}" in text and words in text
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"step": -1}, "step"),
+    ({"max": float("nan")}, "max"),
+    ({"late_penalty": True}, "late_penalty"),
+    ({"max": 600, "step": 900}, "step"),
+    ({"shift": 1}, "shift"),
+    ("yes", ""),
+])
+def test_bad_departure_shift_overrides_name_the_setting(tmp_path, override, field):
+    from twin.errors import InputError
+
+    sc = od_scenario(tmp_path)
+    with pytest.raises(InputError, match=rf"traffic\.equilibrium\.departure_shift\.?{field}"):
+        equilibrate(sc, city=braess_city(False), departure_shift=override)
+
+
+def test_departure_shifts_of_another_population_are_refused(peak_city):
+    from twin.errors import InputError
+
+    sc = peak_scenario()
+    rk = RouteKnowledge(np.ones((18, peak_city.network.n_links)), bin_s=600.0,
+                        departure_shift_s=np.zeros((3, 6)))
+    with pytest.raises(InputError, match="another population"):
+        Twin(sc, city=peak_city, route_knowledge=rk)
+
+
+def test_cli_equilibrate_reports_departures(tmp_path, capsys):
+    from twin.cli import main
+
+    sc = tmp_path / "agents.yaml"
+    sc.write_text(
+        "name: agents\nseed: 3\ntime: {start: '06:30', duration: 2h}\n"
+        "city: {synthetic: {blocks_x: 4, blocks_y: 4, bridges: 1, zone_blocks: 2, residents: 6000, jobs: 4000}}\n"
+        "population: {enabled: true}\n"
+        "traffic: {equilibrium: {iterations: 2, gap_target: 0}}\n")
+    assert main(["equilibrate", str(sc), "--out", str(tmp_path / "eq")]) == 0
+    out = capsys.readouterr().out
+    assert "departures moved" in out and "mean shift" in out
+    with xr.open_dataset(tmp_path / "eq" / "equilibrium.nc", engine="h5netcdf") as ds:
+        assert ds.attrs["departure_shift"] == 1 and np.isfinite(ds.departures_shifted.values).all()
+    assert main(["equilibrate", str(sc), "--out", str(tmp_path / "eq2"), "--routes-only", "-q"]) == 0
+    with xr.open_dataset(tmp_path / "eq2" / "equilibrium.nc", engine="h5netcdf") as ds:
+        assert ds.attrs["departure_shift"] == 0

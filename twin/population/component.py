@@ -28,6 +28,15 @@ Persons decide ``-min(shifts)`` seconds before their preferred departure, so
 an earlier departure is still possible; a leg from home may be skipped
 (the whole tour is then dropped and the person stays home until the next
 tour), a return leg home may not.
+
+Learnt departure times (a day-to-day equilibrium, :mod:`twin.equilibrium`):
+when the twin routes on a :class:`~twin.equilibrium.RouteKnowledge` that
+carries ``departure_shift_s`` (persons x legs, seconds), each leg's preferred
+departure is the plan's time plus the leg's remembered shift (the choice
+kernel's own shifts and schedule cost then count from there); the plan's time
+of every decided leg is kept in :attr:`desired_t` so the next day's learning
+can price the shift.  The shifts are part of the component's state, so a
+snapshot or fork keeps them.
 """
 
 from __future__ import annotations
@@ -89,6 +98,11 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
     :meth:`clear_cordon`, :meth:`set_work_from_home`, :meth:`order_evacuation`;
     closed links reach the persons through the travel-time skim.
     """
+
+    #: remembered departure shift of each (person, leg), s (``None``: the plans' times)
+    learnt_shift: np.ndarray | None = None
+    #: the plan's preferred departure of each decided (person, leg), s since the start (NaN: not decided)
+    desired_t: np.ndarray | None = None
 
     name = "population"
     kpi_labels: ClassVar[dict[str, tuple[str, str]]] = {
@@ -168,6 +182,8 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self.trip_dest = np.full(n, -1, np.int32)
         self.trip_purpose = np.full(n, -1, np.int8)
         self.trip_row = np.full(n, -1, np.int64)
+        self.desired_t = np.full((n, MAX_LEGS), np.nan)
+        self.learnt_shift = self._learnt_shift(getattr(twin, "route_knowledge", None), n)
         self.log = TripLog()
         self.travelling = np.zeros(0, np.int64)
         self.calendar: dict[int, list[np.ndarray]] = {}
@@ -189,6 +205,27 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self._make_agents()
 
     # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _learnt_shift(knowledge, n: int) -> np.ndarray | None:
+        """The remembered departure shifts the twin's route knowledge carries, checked."""
+        shift = getattr(knowledge, "departure_shift_s", None)
+        if shift is None:
+            return None
+        if shift.shape != (n, MAX_LEGS):
+            raise InputError(f"the remembered departure shifts cover {shift.shape[0]} persons x {shift.shape[1]} legs, "
+                             f"the population has {n} x {MAX_LEGS}: they were learnt on another population")
+        return shift
+
+    def preferred_departure(self, persons: np.ndarray) -> np.ndarray:
+        """When ``persons`` mean to leave on their next leg, s since the start: the plan's time
+        plus the leg's remembered shift (inf once the day is done)."""
+        t = self.next_t[persons]
+        shift = self.learnt_shift
+        if shift is None:
+            return t
+        leg = np.minimum(self.leg[persons].astype(np.int64), MAX_LEGS - 1)
+        return t + shift[persons, leg]
+
     def _zone_table(self, spec) -> ZoneTable:
         city = self.twin.city
         try:
@@ -350,7 +387,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         persons = persons[np.isfinite(self.next_t[persons])]
         if persons.size == 0:
             return
-        k = np.floor((self.next_t[persons] - self.lead_s) / self.bucket_s).astype(np.int64)
+        k = np.floor((self.preferred_departure(persons) - self.lead_s) / self.bucket_s).astype(np.int64)
         k = np.maximum(k, self.last_bucket + 1)
         order = np.argsort(k, kind="stable")
         ks, persons = k[order], persons[order]
@@ -363,7 +400,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         if not keys:
             return np.zeros(0, np.int64)
         cand = np.unique(np.concatenate([a for key in keys for a in self.calendar.pop(key)]))
-        t = self.next_t[cand]
+        t = self.preferred_departure(cand)
         ok = np.isfinite(t) & (self.trip_mode[cand] == NO_TRIP)
         ok &= np.floor((np.where(ok, t, 0.0) - self.lead_s) / self.bucket_s) <= k
         return cand[ok]
@@ -501,12 +538,14 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         dest = self._fixed_dest(persons, purpose)
         keys = np.empty(persons.size, np.uint64)
         kc.decision_keys(self.base_key, persons.astype(np.int64), g, keys)
+        if self.desired_t is not None:
+            self.desired_t[persons, g] = self.next_t[persons]
         people = self.people
         inp = kc.ChoiceInputs(
             key=keys,
             orig=self.node[persons].astype(np.int32),
             dest_node=dest,
-            t_pref=self.next_t[persons],
+            t_pref=self.preferred_departure(persons),
             t_min=np.full(persons.size, now),
             value=self.value_by_purpose[purpose],
             vot=people.vot[persons].astype(np.float64),
