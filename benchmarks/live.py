@@ -10,7 +10,7 @@
   cleansing into an ensemble of twins with assimilation on, as fast as it goes:
   simulated time per wall time (target: at least 60x real time); the open loop
   (feed read, nothing assimilated) in the same run for comparison.
-- **fork**: a snapshot of the default day at 17:00, then 4 what-if variants plus
+- **fork**: a snapshot of the light day (light_day) at 17:00, then 4 what-if variants plus
   "no action", 2 h each, on a fresh local Dask cluster (cold: workers start and
   load the numba cache) and again on the warm cluster (target: under 30 s).
 - **truth**: the twin-versus-truth experiment on the full sample day
@@ -66,7 +66,7 @@ def fork_bench(variants: int, horizon_s: float) -> dict:
     from twin.fork import Variant, fork
     from twin.model import Twin
 
-    tw = Twin(load_scenario("default"))
+    tw = Twin(load_scenario("light_day"))
     tw.run_until("17:00")
     tmp = Path(tempfile.mkdtemp(prefix="fork-bench-"))
     snap = tw.snapshot(tmp / "now.snap")

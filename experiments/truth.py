@@ -18,7 +18,7 @@ Write the shipped sample (deterministic by seed; the same bytes every time)::
 
 From Python (the twin-vs-truth experiment keeps the truth's link series for scoring)::
 
-    run = run_truth(TruthConfig(), scenario="default")
+    run = run_truth(TruthConfig(), scenario="light_day")
     run.dataset.link_speed        # the truth, every link
     run.messages                  # [(arrival sim s, envelope dict)], arrival order
     run.sensors                   # the sensor links (the rest are held out)
@@ -242,7 +242,7 @@ def _incident_process(twin, rec: dict):
     twin.link_control.revert(h)
 
 
-def run_truth(config: TruthConfig = TruthConfig(), *, scenario: Any = "default",
+def run_truth(config: TruthConfig = TruthConfig(), *, scenario: Any = "light_day",
               overrides: dict | None = None) -> TruthRun:
     """Run the hidden truth and record its feed.
 
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.truth", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(SAMPLE_DIR), help="folder for the files (default: the shipped sample)")
     p.add_argument("--name", default="sample_day", help="file name stem")
-    p.add_argument("--scenario", default="default", help="the twin's scenario (name or file)")
+    p.add_argument("--scenario", default="light_day", help="the twin's scenario (name or file)")
     p.add_argument("--seed", type=int, default=TruthConfig.seed, help="truth seed")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -31,7 +31,7 @@ band holding a discrete count's 5th-95th percentiles covers more than 90 %;
 
 Run::
 
-    python -m experiments.twin_vs_truth --members 12           # default day (the benchmark)
+    python -m experiments.twin_vs_truth --members 12           # the light day (the benchmark)
     python -m experiments.twin_vs_truth --duration 6h --start 06:00 --members 6
 """
 
@@ -166,7 +166,7 @@ def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
     return x[:nz], x[nz:], np.where(np.isfinite(level), level, 0.0)
 
 
-def run_experiment(*, scenario: str = "default", overrides: dict | None = None, members: int = 8,
+def run_experiment(*, scenario: str = "light_day", overrides: dict | None = None, members: int = 8,
                    truth_config=None, settings=None, seed: int = 0, keep: dict | None = None,
                    oracle: bool = False) -> dict:
     """Run truth, open loop and assimilated (and, with ``oracle``, the open loop given the
@@ -276,7 +276,7 @@ def _setting(key: str, text: str):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.twin_vs_truth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenario", default="default")
+    p.add_argument("--scenario", default="light_day")
     p.add_argument("--start", help="override time.start (HH:MM)")
     p.add_argument("--duration", help="override time.duration (e.g. 6h)")
     p.add_argument("--trips", type=int, help="override demand.gravity.total_trips")

@@ -121,7 +121,7 @@ class TrafficModel:
         from its link may enter its next link although that link is full (its
         capacity still holds): queues that close a cycle of streets clear
         instead of locking up for good.  ``inf`` (the default here): never, pure
-        kinematic-wave storage.  Scenarios set 300 s (``traffic.stuck_time``).
+        kinematic-wave storage.  Scenarios set 60 s (``traffic.stuck_time``).
     """
 
     def __init__(

@@ -96,5 +96,5 @@ def test_shipped_sample_matches_its_metadata():
 @pytest.mark.slow
 def test_shipped_sample_regenerates_byte_for_byte():
     meta = json.loads((SAMPLE_DIR / "sample_day.meta.json").read_text())
-    run = run_truth(TruthConfig(seed=meta["config"]["seed"]), scenario="default")
+    run = run_truth(TruthConfig(seed=meta["config"]["seed"]), scenario="light_day")
     assert hashlib.sha256(feed_bytes(run.messages)).hexdigest() == meta["feed_sha256"]
