@@ -22,23 +22,31 @@ profile of link travel times, ``K[bin, link]`` (one bin per output interval):
 Population agents (scenarios with a ``population``) also learn *when* to leave
 (``traffic.equilibrium.departure_shift``; :func:`adapt_departures`).  Each leg
 of an agent's plan has a desired departure (the time the plan says to leave)
-and a remembered shift from it, 0 on day 1.  After day ``k`` a share ``s_k`` of
-the agent car trips (the same share by which the knowledge moved; which ones is
-a hash of (seed, person, leg, day), so the same seed gives the same shifts)
-re-plans: among the shifts ``-max, ..., -step, 0, step, ..., max`` it takes the
-one with the least expected cost, the travel time it expects on
-``K_{k+1}`` (the shortest path from its origin to its destination on the
-remembered link times of that time of day, linear between bin centres) plus the
-schedule delay priced à la Vickrey / Small (``early_penalty`` seconds of travel
-time per second of leaving earlier than planned, ``late_penalty`` per second
-later), and keeps its shift unless another is strictly better.  On day
-``k + 1`` the agents' preferred departures are the plans' times plus the
-remembered shifts (the population's own within-day choice among its
+and a remembered shift from it, 0 on day 1.  After day ``k`` a share
+``min(s_k, 1/2)`` of the day's completed agent car trips (the share by which the
+knowledge moved, but never all at once; which trips is a hash of (seed, person,
+leg, day), so the same seed gives the same shifts) re-plans: among the shifts
+``0, -step, +step, ..., ±max`` from the desired time it takes the one of least
+expected cost and keeps its shift unless another is strictly better.  The cost
+is the expected travel time plus the schedule delay priced as Vickrey and Small
+do (``early_penalty`` seconds of travel time per second of leaving earlier than
+planned, ``late_penalty`` per second later).  The expected travel time is the
+shortest path from the trip's origin to its destination on what travellers
+remember after the day, ``K_{k+1}``, turned into times by the moment of
+*entering* each link (:func:`entry_link_times`: the knowledge is recorded as
+vehicles leave), taken at the trip's midpoint (departure plus half the time
+found at departure) and linear between bin centres; scaled by how far such
+expectations fell short of what the day's agent car trips that left about then
+actually took (per departure bin, shrunk towards 1 where few left), which
+accounts for the routes in use and the queues that grow while a trip drives.
+On day ``k + 1`` each agent's preferred departure is the plan's time plus the
+remembered shift (the population's own within-day choice among its
 ``choice.shifts`` then counts from there).  Trips not made by car that day keep
 their shift.  Each day reports how many agent trips moved their departure, the
-mean (signed and absolute) remembered shift and the agents' mean experienced
-cost (travel time plus schedule-delay penalty of leaving earlier or later than
-planned).
+mean signed and absolute remembered shift, and the agents' mean travel time and
+mean experienced cost (travel time plus the schedule-delay penalty of leaving
+earlier or later than planned).  ``departure_shift: {enabled: false}`` (or
+``twin equilibrate --routes-only``) keeps the plans' times.
 
 The knowledge a day routes on is a :class:`RouteKnowledge` on the twin
 (``twin.route_knowledge``, numpy arrays and the time of its next refresh, and
