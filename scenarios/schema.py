@@ -280,7 +280,7 @@ class GravityDemand(_Section):
         Default (or ``null``): :data:`DEFAULT_PROFILE`, a working day with two peaks.
     """
 
-    total_trips: Annotated[Count, Field(ge=0)] = 470_000
+    total_trips: Annotated[Count, Field(ge=0)] = 560_000
     beta_per_km: Annotated[Number, Field(ge=0)] = 0.25
     profile: list[Annotated[Number, Field(ge=0)]] = Field(
         default_factory=lambda: list(DEFAULT_PROFILE))
@@ -336,10 +336,22 @@ class DemandSpec(_Section):
         network; departure in seconds after the scenario start). Absolute after loading.
     gravity : GravityDemand or None
         Zone-to-zone demand from a gravity model with a time-of-day profile.
+    elasticity : float
+        How these trips respond to congestion, as a travel-time elasticity (<= 0).  A
+        trip is made with probability ``min(1, (T / T0) ** elasticity)``, where ``T`` is
+        the travel time the routing expects from its origin to its destination when it
+        is about to leave (decided at the route refresh before its departure) and ``T0``
+        its free-flow time on the whole network: the scenario's trips are the trips
+        people would make on empty roads, and those facing long delays stay home, go
+        elsewhere or take another mode (a closure's "traffic evaporation").  ``0`` (the
+        default): every trip is made, whatever the traffic.  Short-run elasticities of
+        car traffic with respect to travel time are measured around -0.5.  Population
+        agents choose for themselves and are not affected.
     """
 
     trips: str | None = None
     gravity: GravityDemand | None = None
+    elasticity: Annotated[Number, Field(ge=-3, le=0)] = 0.0
 
     @model_validator(mode="before")
     @classmethod

@@ -74,6 +74,26 @@ def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Tr
     )
 
 
+def _free_flow_times(tm: TrafficModel, origin: np.ndarray, destination: np.ndarray) -> np.ndarray:
+    """Each trip's shortest free-flow travel time on the whole network (inf: no path)."""
+    from kernels.routing import route_table
+
+    out = np.full(origin.shape[0], np.inf)
+    if origin.size == 0:
+        return out
+    dests, row = np.unique(np.asarray(destination, np.int32), return_inverse=True)
+    g = tm.graph
+    chunk = max(1, int(2e7 // max(tm.network.n_nodes, 1)))  # at most ~160 MB of distances at once
+    no_next = np.empty((0, tm.network.n_nodes), np.int32)
+    for lo in range(0, dests.size, chunk):
+        part = dests[lo:lo + chunk].astype(np.int32)
+        dist = np.full((part.size, tm.network.n_nodes), np.inf)
+        route_table(part, np.ones(part.size, np.bool_), g.in_indptr, g.in_links, g.src, tm.links.free_tt, no_next, dist)
+        sel = (row >= lo) & (row < lo + part.size)
+        out[sel] = dist[row[sel] - lo, np.asarray(origin)[sel]]
+    return out
+
+
 class Twin(mesa.Model):
     """The city twin for one scenario.
 
@@ -145,6 +165,14 @@ class Twin(mesa.Model):
         self.reroute_batches = int(scenario.traffic.reroute_batches)
         self.reroute_phase = 0  # the batch of destinations the next refresh brings up to date
         self.next_reroute_s = self.reroute_s / self.reroute_batches
+        # demand response (scenario.demand.elasticity): the scenario's trips' free-flow times,
+        # the next decision and how many trips it has kept off the road
+        self.elasticity = float(scenario.demand.elasticity)
+        self.response_s = self.reroute_s / self.reroute_batches if self.dynamic_routing else self.reroute_s
+        self.next_response_s = 0.0
+        self.trips_deterred = 0
+        self.trip_free_flow_s = _free_flow_times(self.traffic, self.trips.origin, self.trips.destination) \
+            if self.elasticity < 0 else np.zeros(0)
         from twin.components import build_components
         from twin.linkcontrol import LinkControl
 
@@ -159,6 +187,8 @@ class Twin(mesa.Model):
             self.env.process(self.route_knowledge.process(self))
         elif self.dynamic_routing:
             self.env.process(self._reroute_process())
+        if self.elasticity < 0:
+            self.env.process(self._demand_response_process())
         self.env.process(self.recorder.process())
         for comp in self.components.values():
             comp.start()
@@ -236,6 +266,39 @@ class Twin(mesa.Model):
             self.sync()
             self.traffic.update_routes(self.reroute_s, batches=self.reroute_batches, phase=self.reroute_phase)
             self.reroute_phase = (self.reroute_phase + 1) % self.reroute_batches
+
+    def _demand_response_process(self):
+        # After each route refresh, the scenario's trips leaving before the next one decide
+        # whether to go, on the travel time the routing now expects (scenario.demand.elasticity).
+        while True:
+            yield at_time(self.env, self.next_response_s, PRIORITY["demand"])
+            now = self.env.now
+            self.next_response_s = now + self.response_s
+            self.sync()
+            self.trips_deterred += self._deter_trips(now, self.next_response_s)
+
+    def _deter_trips(self, t0: float, t1: float) -> int:
+        """Cancel the scenario's trips departing in ``[t0, t1)`` that congestion keeps at home."""
+        from kernels.choice import decision_keys, hash_uniforms
+        from kernels.traffic import VEH_PENDING
+
+        tm = self.traffic
+        n = self.trips.trip_id.shape[0]
+        veh = tm.veh
+        dep = veh.depart[:n]
+        ids = np.flatnonzero((veh.link[:n] == VEH_PENDING) & (dep >= t0) & (dep < t1))
+        if ids.size == 0:
+            return 0
+        expect = tm.routes.pot[veh.dest_idx[ids], veh.orig[ids]]
+        free = self.trip_free_flow_s[ids]
+        ok = np.isfinite(expect) & (free > 0) & (expect > free)  # no route: the trip waits for one instead
+        ids, ratio = ids[ok], expect[ok] / free[ok]
+        keep = ratio ** self.elasticity
+        base = component_seed(self.seed, "demand response").generate_state(1, np.uint64)[0]
+        keys = decision_keys(np.uint64(base), self.trips.trip_id[ids].astype(np.int64), np.zeros(ids.size, np.int64),
+                             np.empty(ids.size, np.uint64))
+        u = hash_uniforms(keys, 0, np.empty(ids.size))
+        return int(tm.cancel_trips(ids[u >= keep]).size)
 
     # ------------------------------------------------------------ snapshots
     def __getstate__(self) -> dict:

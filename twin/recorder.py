@@ -15,7 +15,7 @@ __all__ = ["Recorder", "at_time", "PRIORITY"]
 #: did; the traffic process only catches the kernel up, so it goes last.  Fixed
 #: priorities keep the order of simultaneous events the same in a twin restored from a
 #: snapshot, whose processes are created in another order than the original's.
-PRIORITY = {"urgent": URGENT, "normal": 1, "reroute": 4, "traffic": 9}
+PRIORITY = {"urgent": URGENT, "normal": 1, "reroute": 4, "demand": 5, "traffic": 9}
 
 
 def at_time(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Event:

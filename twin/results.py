@@ -27,6 +27,7 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "no_route": ("Trips waiting for a route", ""),
     "trips_cancelled": ("Trips cancelled before departure", ""),
     "squeezed_entries": ("Entries into full streets (stuck rule)", ""),
+    "trips_deterred": ("Trips not made for congestion (demand elasticity)", ""),
 }
 
 
@@ -105,6 +106,7 @@ def compute_kpis(twin) -> dict[str, float]:
         "no_route": int(np.count_nonzero(tr["status"] == VEH_NO_ROUTE)),
         "trips_cancelled": int(np.count_nonzero(cancelled)),
         "squeezed_entries": twin.traffic.squeezed,
+        "trips_deterred": int(getattr(twin, "trips_deterred", 0)),
     }
     for comp in twin.components.values():
         out.update(comp.kpis())

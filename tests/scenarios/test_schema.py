@@ -132,7 +132,7 @@ def test_defaults_are_filled_in():
     assert (syn.zone_blocks, syn.signals, syn.seed) == (3, True, 0)
     assert s.demand.kind == "gravity" and s.demand.trips is None
     g = s.demand.gravity
-    assert (g.total_trips, g.beta_per_km) == (470000, 0.25)
+    assert (g.total_trips, g.beta_per_km) == (560000, 0.25)
     assert g.profile == list(DEFAULT_PROFILE) and math.isclose(sum(g.profile), 1.0)
     assert (s.traffic.reroute_interval, s.traffic.routing) == (600.0, "dynamic")
     assert (s.outputs.interval, s.outputs.dir) == (300.0, None)
@@ -506,16 +506,18 @@ def test_default_library_scenario_is_the_working_day():
     s = load_scenario("default")
     assert s.city.kind == "synthetic" and s.demand.kind == "gravity"
     assert (s.time.start_s, s.time.duration_s, s.time.step_s) == (0.0, 86400.0, 2.0)
-    assert s.outputs.interval == 300.0 and s.demand.gravity.total_trips == 470000
-    # it spells out the defaults: same simulation as a scenario that only names a city
-    assert scenario_hash(s) == scenario_hash(load_scenario({"city": CITY}))
+    assert s.outputs.interval == 300.0 and s.demand.gravity.total_trips == 560000
+    # it spells out the defaults: same simulation as a scenario that only names a city,
+    # but for its demand's elasticity (fixed trips unless a scenario says otherwise)
+    assert s.demand.elasticity == -0.5 and load_scenario({"city": CITY}).demand.elasticity == 0.0
+    assert scenario_hash(s) == scenario_hash(load_scenario({"city": CITY, "demand": {"elasticity": -0.5}}))
 
 
 def test_morning_peak_and_helsinki():
     m = load_scenario("morning_peak")
     assert (m.time.start_s, m.time.end_s) == (6 * 3600.0, 10 * 3600.0)
     share = m.demand.gravity.window_share(m.time.start_s, m.time.duration_s)
-    assert abs(m.demand.gravity.total_trips - 470000 * share) < 0.01 * 470000 * share
+    assert abs(m.demand.gravity.total_trips - 560000 * share) < 0.01 * 560000 * share
     h = load_scenario("helsinki")
     assert h.city.osm == "helsinki" and h.time.start_s == 7 * 3600.0
     assert h.time.duration_s == 3 * 3600.0 and h.demand.gravity.total_trips == 12000
