@@ -122,8 +122,8 @@ ITERATION_VARS: dict[str, tuple[str, str]] = {
                                         "this day's learning (NaN without population agents)"),
     "agent_mean_travel_time_s": ("s", "mean travel time of the day's completed agent car trips (NaN without population agents)"),
     "agent_mean_cost_s": ("s", "mean experienced cost of the day's completed agent car trips: travel time plus the "
-                               "schedule-delay penalty of leaving earlier or later than planned, in travel-time "
-                               "seconds (NaN without population agents)"),
+                               "schedule-delay penalty of leaving earlier or later than planned (learnt and "
+                               "within-day shifts together), in travel-time seconds (NaN without population agents)"),
     "wall_s": ("s", "seconds the day took (simulation, gap and learning)"),
 }
 
