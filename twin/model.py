@@ -283,10 +283,14 @@ class Twin(mesa.Model):
         from kernels.traffic import VEH_PENDING
 
         tm = self.traffic
-        n = self.trips.trip_id.shape[0]
         veh = tm.veh
-        dep = veh.depart[:n]
-        ids = np.flatnonzero((veh.link[:n] == VEH_PENDING) & (dep >= t0) & (dep < t1))
+        if getattr(self, "_by_departure", None) is None:  # the scenario's trips by departure, once
+            n = self.trips.trip_id.shape[0]
+            order = np.argsort(veh.depart[:n], kind="stable")
+            self._by_departure = (order, veh.depart[:n][order])
+        order, dep = self._by_departure
+        ids = order[np.searchsorted(dep, t0, "left"):np.searchsorted(dep, t1, "left")]
+        ids = np.sort(ids[veh.link[ids] == VEH_PENDING])
         if ids.size == 0:
             return 0
         expect = tm.routes.pot[veh.dest_idx[ids], veh.orig[ids]]
@@ -305,6 +309,7 @@ class Twin(mesa.Model):
         state = self.__dict__.copy()
         state["_env_now"] = float(self.env.now)
         del state["env"]  # processes are rebuilt from the records on restore
+        state.pop("_by_departure", None)  # a cache, rebuilt when needed
         return state
 
     def __setstate__(self, state: dict) -> None:
