@@ -95,6 +95,7 @@ __all__ = [
     "advance",
     "link_travel_times",
     "destinations_in_use",
+    "status_counts",
     "retry_no_route",
     "flush_vehicle_seconds",
     "gap_headway",
@@ -743,6 +744,22 @@ def link_travel_times(links, ls, veh, now, out):
             if q_tt > tt:
                 tt = q_tt
         out[a] = tt
+    return out
+
+
+@njit(cache=True)
+def status_counts(link, out):
+    """Vehicles by status in one pass: ``out[-s - 1]`` counts status code ``s < 0``
+    (``out[0]`` waiting, ``out[1]`` arrived, ``out[2]`` pending, ``out[3]`` no route,
+    ``out[4]`` the caller's code -5), ``out[5]`` the vehicles on a link (``>= 0``).
+    Codes below -5 are not counted."""
+    out[:] = 0
+    for v in range(link.shape[0]):
+        s = link[v]
+        if s >= 0:
+            out[5] += 1
+        elif s >= -5:
+            out[-s - 1] += 1
     return out
 
 

@@ -302,7 +302,8 @@ class Twin(mesa.Model):
         keys = decision_keys(np.uint64(base), self.trips.trip_id[ids].astype(np.int64), np.zeros(ids.size, np.int64),
                              np.empty(ids.size, np.uint64))
         u = hash_uniforms(keys, 0, np.empty(ids.size))
-        return int(tm.cancel_trips(ids[u >= keep]).size)
+        stay = ids[u >= keep]
+        return int(tm.cancel_trips(stay).size) if stay.size else 0
 
     # ------------------------------------------------------------ snapshots
     def __getstate__(self) -> dict:

@@ -331,11 +331,22 @@ class TrafficModel:
         if ids.size == 0:
             return ids
         veh.link[ids] = VEH_CANCELLED
-        # move them to just behind the release pointer: the kernel never sees them
+        # move them to just behind the release pointer: the kernel never sees them.  The
+        # pending part of the release order is sorted by departure, so only its stretch up
+        # to the latest departure cancelled needs reordering.
         released = int(self.state.cursor[0])
-        rest = veh.order[released:]
+        order, depart = veh.order, veh.depart
+        last = float(depart[ids].max())
+        lo, hi = released, order.shape[0]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if depart[order[mid]] <= last:
+                lo = mid + 1
+            else:
+                hi = mid
+        rest = order[released:lo]
         gone = np.isin(rest, ids)
-        veh.order[released:] = np.concatenate([rest[gone], rest[~gone]])
+        order[released:lo] = np.concatenate([rest[gone], rest[~gone]])
         self.state.cursor[0] = released + ids.size
         return ids
 
@@ -507,14 +518,14 @@ class TrafficModel:
     # ------------------------------------------------------------- records
     def counts(self) -> dict[str, int]:
         """Vehicles by state: pending, waiting, on_network, arrived, no_route, cancelled."""
-        s = self.veh.link
+        c = k.status_counts(self.veh.link, np.zeros(6, np.int64))
         return {
-            "pending": int(np.count_nonzero(s == k.VEH_PENDING)),
-            "waiting": int(np.count_nonzero(s == k.VEH_WAITING)),
-            "on_network": int(np.count_nonzero(s >= 0)),
-            "arrived": int(np.count_nonzero(s == k.VEH_ARRIVED)),
-            "no_route": int(np.count_nonzero(s == k.VEH_NO_ROUTE)),
-            "cancelled": int(np.count_nonzero(s == VEH_CANCELLED)),
+            "pending": int(c[-k.VEH_PENDING - 1]),
+            "waiting": int(c[-k.VEH_WAITING - 1]),
+            "on_network": int(c[5]),
+            "arrived": int(c[-k.VEH_ARRIVED - 1]),
+            "no_route": int(c[-k.VEH_NO_ROUTE - 1]),
+            "cancelled": int(c[-VEH_CANCELLED - 1]),
         }
 
     @property

@@ -9,7 +9,7 @@ import pytest
 
 from city_models.network import make_network
 from kernels import traffic as k
-from tests.reference.traffic import RefTraffic
+from tests.reference.traffic import RefTraffic, ref_status_counts
 from twin.traffic import TrafficModel, simulate
 
 # ---------------------------------------------------------------- builders
@@ -452,3 +452,34 @@ def test_many_ticks_per_call_equal_one_tick_per_call(seed, short, signals):
         np.testing.assert_array_equal(getattr(a.state, f), getattr(b.state, f), err_msg=f)
     assert a.counts()["arrived"] > 300
     check_invariants(b)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+def test_status_counts_match_the_reference(n):
+    rng = np.random.default_rng(n)
+    link = rng.integers(-7, 40, n).astype(np.int32)  # codes below -5 are nobody's: not counted
+    if n:
+        link[0] = -5
+    out = np.full(6, 99, np.int64)  # the kernel clears it first
+    got = k.status_counts(link, out)
+    np.testing.assert_array_equal(got, ref_status_counts(link))
+    assert got.sum() == np.count_nonzero(link >= -5)
+
+
+def test_cancelled_trips_leave_the_release_order_sorted_and_never_enter():
+    net = random_network(2)
+    m = TrafficModel(net, step_s=1.0)
+    o, d, t = random_trips(2, net.n_nodes, n_trips=300, horizon=600.0)
+    ids = m.add_trips(o, d, t)
+    m.update_routes(60.0)
+    m.advance_to(100.0)
+    later = ids[(m.veh.depart[ids] >= 150.0) & (m.veh.depart[ids] < 300.0)][::2]
+    gone = m.cancel_trips(later)
+    np.testing.assert_array_equal(np.sort(gone), np.sort(later))
+    released = int(m.state.cursor[0])
+    rest = m.veh.order[released:]
+    assert np.all(np.diff(m.veh.depart[rest]) >= 0)  # still in departure order
+    assert not np.isin(gone, rest).any()
+    m.advance_to(1200.0)
+    assert np.all(m.veh.link[gone] == -5) and np.all(np.isnan(m.veh.arrive[gone]))
+    assert m.counts()["cancelled"] == gone.size

@@ -474,3 +474,9 @@ class RefTraffic:
             "fftt": np.asarray(self.fftt),
             "enter_net": np.asarray(self.enter_net),
         }
+
+
+def ref_status_counts(link: np.ndarray) -> np.ndarray:
+    """Plain-numpy :func:`kernels.traffic.status_counts`: codes -1..-5, then vehicles on a link."""
+    link = np.asarray(link)
+    return np.array([np.count_nonzero(link == s) for s in (-1, -2, -3, -4, -5)] + [np.count_nonzero(link >= 0)], np.int64)
