@@ -334,14 +334,19 @@ def write_sample(run: TruthRun, out: str | Path, *, name: str = "sample_day") ->
         "regenerate": f"python -m experiments.truth --out {out} --seed {run.config.seed}",
     }
     _atomic_write(paths["meta"], (json.dumps(meta, indent=1) + "\n").encode())
+    from scenarios import builtin_scenarios
+
     base = run.scenario.name.removesuffix("-truth")
+    # the twin's scenario is the truth's base scenario (a built-in one by name, so the file
+    # works from any folder); otherwise only its city is known here
+    parent = f"extends: {base}\n" if base in builtin_scenarios() else "city:\n  synthetic: {}\n"
     yaml_text = (
         f"# The twin's view of the recorded sample day: the {base} scenario, fed by the\n"
         f"# truth run's messages (python -m experiments.truth regenerates all of these files).\n"
+        f"{parent}"
         f"name: {name}\n"
         f"description: >-\n  The {base} scenario followed live through its recorded sample feed\n"
         f"  (truth seed {run.config.seed}: perturbed demand and unannounced incidents).\n"
-        f"city:\n  synthetic: {{}}\n"
         f"feeds:\n  date: \"{run.config.date}\"\n  sources:\n    - {{kind: replay, path: {paths['feed'].name}}}\n"
         f"  sensor_file: {paths['sensors'].name}\n"
     )
