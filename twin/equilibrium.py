@@ -277,6 +277,35 @@ def experienced_link_times(twin) -> np.ndarray:
     return np.maximum(x, 1e-9)
 
 
+def _shortest_by_bin(twin, link_time_s: np.ndarray, is_open, bins: np.ndarray, origin: np.ndarray,
+                     dest: np.ndarray) -> np.ndarray:
+    """Shortest travel time of each (origin, dest) pair on the link times of its bin
+    (``link_time_s[bins[i]]``; links closed at the end of that bin, ``is_open``, excluded):
+    one route-table pass per bin over the destinations that bin needs."""
+    tm = twin.traffic
+    g = tm.graph
+    n_nodes = tm.network.n_nodes
+    out = np.full(bins.shape[0], np.inf)
+    dests, row = np.unique(dest, return_inverse=True)
+    dests = dests.astype(np.int32)
+    dist = np.full((dests.size, n_nodes), np.inf)
+    no_next = np.empty((0, n_nodes), np.int32)
+    order = np.argsort(bins, kind="stable")
+    cuts = np.flatnonzero(np.diff(bins[order])) + 1
+    for part in np.split(order, cuts):
+        if part.size == 0:
+            continue
+        b = int(bins[part[0]])
+        w = np.array(link_time_s[b], np.float64)
+        if is_open is not None:
+            w[~is_open[min(b, is_open.shape[0] - 1)]] = np.inf
+        active = np.zeros(dests.size, np.bool_)
+        active[row[part]] = True
+        route_table(dests, active, g.in_indptr, g.in_links, g.src, w, no_next, dist)
+        out[part] = dist[row[part], origin[part]]
+    return out
+
+
 def relative_gap(twin, link_time_s: np.ndarray, is_open: np.ndarray | None = None, *,
                  bin_s: float) -> dict[str, Any]:
     """The day's relative gap on its experienced link times.
@@ -313,24 +342,7 @@ def relative_gap(twin, link_time_s: np.ndarray, is_open: np.ndarray | None = Non
     b_of = np.clip(np.floor(depart / bin_s + 1e-9).astype(np.int64), 0, n_bins - 1)
     idx = np.flatnonzero(done)
     if idx.size:
-        dests, row = np.unique(dest[idx], return_inverse=True)
-        dests = dests.astype(np.int32)
-        g = tm.graph
-        n_nodes = tm.network.n_nodes
-        dist = np.full((dests.size, n_nodes), np.inf)
-        no_next = np.empty((0, n_nodes), np.int32)
-        bins = b_of[idx]
-        order = np.argsort(bins, kind="stable")
-        cuts = np.flatnonzero(np.diff(bins[order])) + 1
-        for part in np.split(order, cuts):
-            b = int(bins[part[0]])
-            w = np.array(link_time_s[b], np.float64)
-            if is_open is not None:
-                w[~is_open[min(b, is_open.shape[0] - 1)]] = np.inf
-            active = np.zeros(dests.size, np.bool_)
-            active[row[part]] = True
-            route_table(dests, active, g.in_indptr, g.in_links, g.src, w, no_next, dist)
-            best[idx[part]] = dist[row[part], origin[idx[part]]]
+        best[idx] = _shortest_by_bin(twin, link_time_s, is_open, b_of[idx], origin[idx], dest[idx])
     ok = done & np.isfinite(best)
     exp_sum = float((arrive[ok] - depart[ok]).sum())
     best_sum = float(best[ok].sum())
@@ -384,27 +396,8 @@ def expected_travel_times(twin, link_time_s: np.ndarray, origin: np.ndarray, des
     b0 = np.clip(np.floor(c), 0, n_bins - 1).astype(np.int64)
     b1 = np.minimum(b0 + 1, n_bins - 1)
     f = np.where((c >= 0) & (c < n_bins - 1), c - np.floor(c), 0.0)
-    tm = twin.traffic
-    g = tm.graph
-    n_nodes = tm.network.n_nodes
-    dests, row = np.unique(dest, return_inverse=True)
-    dests = dests.astype(np.int32)
-    dist = np.full((dests.size, n_nodes), np.inf)
-    no_next = np.empty((0, n_nodes), np.int32)
-    ends = np.concatenate([b0, b1])
-    pair = np.concatenate([np.arange(t.size), np.arange(t.size)])
-    value = np.empty(ends.size)
-    order = np.argsort(ends, kind="stable")
-    cuts = np.flatnonzero(np.diff(ends[order])) + 1
-    for part in np.split(order, cuts):
-        b = int(ends[part[0]])
-        w = np.array(link_time_s[b], np.float64)
-        if is_open is not None:
-            w[~is_open[min(b, is_open.shape[0] - 1)]] = np.inf
-        active = np.zeros(dests.size, np.bool_)
-        active[row[pair[part]]] = True
-        route_table(dests, active, g.in_indptr, g.in_links, g.src, w, no_next, dist)
-        value[part] = dist[row[pair[part]], origin[pair[part]]]
+    value = _shortest_by_bin(twin, link_time_s, is_open, np.concatenate([b0, b1]),
+                             np.concatenate([origin, origin]), np.concatenate([dest, dest]))
     v0, v1 = value[:t.size], value[t.size:]
     with np.errstate(invalid="ignore"):
         out = np.where(f == 0.0, v0, (1.0 - f) * v0 + f * v1)
