@@ -192,22 +192,24 @@ def test_alerts_close_roads_only_when_they_are_about_roads():
     assert set(ens.held) == {("alert", "r"), ("alert", "c")}
 
 
-@pytest.mark.xfail(reason="issue 12 in progress: the shipped truth feed was recorded with the old all-or-nothing "
-                   "route choice; with logit route choice the assimilated error is 16.5 against a bound of 1.6x the "
-                   "oracle's 10.0. Regenerate the sample feed (python -m experiments.truth) and retune", strict=False)
 def test_twin_vs_truth_fast_benchmark_with_zone_and_hour_factors_and_incidents():
     """A fast version of the benchmark: the default truth (demand 1.15x with zone and hour
-    factors, its incidents and feed faults) over a morning; the held-out error falls."""
+    factors, its incidents and feed faults) over a morning; the held-out error falls.
+
+    (The truth is run here, not read from the shipped sample. Since the logit route choice
+    the oracle follows the truth more closely -- its sensor counts' error beyond Poisson fell
+    from about 15 % to about 5 % -- and the filter's ``model_cv`` was retuned to match: at the
+    old 0.15 this seed scored 1.65x the oracle, now 1.55x; truth seeds 1-7 score 1.18-1.42x.)"""
     from experiments.twin_vs_truth import run_experiment
 
     res = run_experiment(overrides={"time.start": "07:00", "time.duration": "2h",
                                     "demand.gravity.total_trips": 12000}, members=6, oracle=True)
     ol, asm, orc = res["open_loop"], res["assimilated"], res["oracle"]
-    assert asm["flow_rmse_hourly"] < 0.65 * ol["flow_rmse_hourly"]  # (measured: 0.48)
+    assert asm["flow_rmse_hourly"] < 0.65 * ol["flow_rmse_hourly"]  # (measured: 0.54)
     # the oracle (the truth's own demand factors) bounds what a demand estimate can do
-    assert orc["flow_rmse_hourly"] < 0.5 * ol["flow_rmse_hourly"]  # (0.37)
-    assert asm["flow_rmse_hourly"] < 1.6 * orc["flow_rmse_hourly"]  # (1.30)
-    assert 0.5 < res["achieved"]["flow_rmse_hourly"] <= 1.0  # (0.82)
+    assert orc["flow_rmse_hourly"] < 0.5 * ol["flow_rmse_hourly"]  # (0.35)
+    assert asm["flow_rmse_hourly"] < 1.6 * orc["flow_rmse_hourly"]  # (1.55: 15.5 against 10.0)
+    assert 0.5 < res["achieved"]["flow_rmse_hourly"] <= 1.0  # (0.71)
     assert asm["flow_rmse_5min"] < ol["flow_rmse_5min"]
     assert 0.8 < asm["flow_coverage"] < 0.98
     assert asm["floor_hourly"] < asm["flow_rmse_hourly"]  # the scoring reports a floor below the error
