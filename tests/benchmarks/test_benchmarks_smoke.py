@@ -168,3 +168,15 @@ def test_cli_writes_results_json(tmp_path):
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["cases"]["small"]["n_trips"] == 6000
     assert doc["cases"]["small"]["free_flow_mean_tt_s"] == pytest.approx(95.9, abs=0.5)
+
+
+def test_equilibrium_benchmark_runs_days_and_writes_results(tmp_path, capsys):
+    from benchmarks.equilibrium import main
+
+    assert main(["--iterations", "2", "--trips", "3000", "--hours", "7", "--no-warm-up", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())["result"]
+    assert res["iterations"] == 2 and len(res["days"]) == 2 and res["links"] == 20448
+    assert [d["iteration"] for d in res["days"]] == [1, 2]
+    assert all(math.isfinite(d["relative_gap"]) and d["cpu_s"] >= 0 for d in res["days"])
+    out = capsys.readouterr().out
+    assert "day   2:" in out and "2 days of 3,000 trips on 20,448 links" in out
