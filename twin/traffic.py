@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from city_models.network import Network
@@ -98,6 +100,29 @@ def link_parameters(length_m, capacity_vph, free_speed_mps, jam_density_vpm, wav
         lag = np.where(cap_vps > 0, length_m / w, np.inf)
     storage = np.maximum(kj * length_m, 1.0)
     return headway, length_m / vf, storage, lag
+
+
+#: below this much work (route rows x nodes, or rows x changed links) a parallel kernel
+#: runs on one thread: waking the others costs more than it saves, and on a busy machine
+#: (threads descheduled) far more -- a small city's day ran 10x slower on 2 threads.
+PARALLEL_MIN_WORK = 2_000_000
+
+
+@contextmanager
+def _threads_for(work: int):
+    """Run the enclosed numba parallel kernel on one thread when ``work`` is small."""
+    if work >= PARALLEL_MIN_WORK:
+        yield
+        return
+    before = numba.get_num_threads()
+    if before == 1:
+        yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 class TrafficModel:
@@ -449,7 +474,9 @@ class TrafficModel:
     def _fill_routes(self, rows: np.ndarray) -> None:
         """Recompute the flagged rows from the current weights."""
         g = self.graph
-        route_table(self.dest_nodes, rows, g.in_indptr, g.in_links, g.src, self.routes.weight, self._no_next, self.routes.pot)
+        with _threads_for(int(rows.sum()) * self.network.n_nodes):
+            route_table(self.dest_nodes, rows, g.in_indptr, g.in_links, g.src, self.routes.weight, self._no_next,
+                        self.routes.pot)
         self._row_version[rows] = self._version
 
     def measured_travel_times(self) -> np.ndarray:
@@ -504,8 +531,9 @@ class TrafficModel:
             basis = np.stack([self._versions[int(v)] for v in used])
             ch_indptr, ch_links = changed_links(basis, weight)
             g = self.graph
-            stale_rows(active, np.minimum(slot, used.size - 1), ch_indptr, ch_links, basis, weight, self.routes.pot,
-                       g.src, g.dst, stale)
+            with _threads_for(int(active.sum()) * int(ch_links.shape[0])):
+                stale_rows(active, np.minimum(slot, used.size - 1), ch_indptr, ch_links, basis, weight,
+                           self.routes.pot, g.src, g.dst, stale)
             if stale.any():
                 self._fill_routes(stale)
             self._row_version[active] = self._version  # the rows left alone are exact for these weights too
