@@ -409,3 +409,21 @@ def test_cli_equilibrate_reports_departures(tmp_path, capsys):
     assert main(["equilibrate", str(sc), "--out", str(tmp_path / "eq2"), "--routes-only", "-q"]) == 0
     with xr.open_dataset(tmp_path / "eq2" / "equilibrium.nc", engine="h5netcdf") as ds:
         assert ds.attrs["departure_shift"] == 0
+
+
+def test_the_gap_on_a_sample_of_trips_estimates_the_full_gap(small_city):
+    from tests.twin.conftest import small_scenario
+    from twin.equilibrium import experienced_link_times, relative_gap, run_day
+
+    tw = Twin(small_scenario(**{"demand.gravity.total_trips": 6000}), city=small_city)
+    is_open = run_day(tw, bin_s=300.0)
+    x = experienced_link_times(tw)
+    full = relative_gap(tw, x, is_open, bin_s=300.0, sample=None)
+    part = relative_gap(tw, x, is_open, bin_s=300.0, sample=1500)
+    again = relative_gap(tw, x, is_open, bin_s=300.0, sample=1500)
+    assert full["trips"] > 4000 and part["trips"] == 1500
+    assert part["relative_gap"] == again["relative_gap"]  # the same trips every time
+    assert full["relative_gap"] > 0
+    assert part["relative_gap"] == pytest.approx(full["relative_gap"], rel=0.25)
+    counted = np.isfinite(part["best_time_s"])
+    np.testing.assert_allclose(part["best_time_s"][counted], full["best_time_s"][counted])
