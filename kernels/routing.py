@@ -398,16 +398,23 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
 
 
 @njit(cache=True, parallel=True)
-def stale_rows(active, row_basis, ch_indptr, ch_links, basis_weights, weight, pot, src, dst, out):
+def stale_rows(active, row_basis, ch_indptr, ch_links, basis_weights, weight, pot, src, dst, out_indptr, out_links,
+               out):
     """Flag the active rows whose distances change under new link weights.
 
     Row ``r`` holds exact shortest travel times ``pot[r]`` for the weights
     ``basis_weights[row_basis[r]]``; the links whose weight differs between
     basis ``i`` and ``weight`` are ``ch_links[ch_indptr[i]:ch_indptr[i + 1]]``
     (see :func:`changed_links`).  The row stays exact under ``weight`` unless
-    a link that lies on a shortest path (ties included) got slower or closed,
-    or a link got fast enough to open a shortcut (``w + pot[dst] < pot[src]``);
+    a link that lies on a shortest path (ties included) got slower or closed
+    while its tail has no other shortest way on that did not get slower, or a
+    link got fast enough to open a shortcut (``w + pot[dst] < pot[src]``);
     only such rows are flagged in ``out``.  Inactive rows are never flagged.
+
+    (The tie rule is exact: going through the nodes by increasing distance, each
+    keeps its distance through a shortest out-link that did not get slower, whose
+    head is nearer and so keeps its own.  On a grid, where nearly every link lies
+    on some shortest path, it is what keeps a slower link from flagging every row.)
     """
     for r in prange(active.shape[0]):
         out[r] = False
@@ -426,8 +433,16 @@ def stale_rows(active, row_basis, ch_indptr, ch_links, basis_weights, weight, po
                     out[r] = True
                     break
             elif ps < np.inf and w0 + pd == ps:
-                out[r] = True
-                break
+                u = src[b]
+                other = False
+                for k in range(out_indptr[u], out_indptr[u + 1]):
+                    b2 = out_links[k]
+                    if b2 != b and weight[b2] <= wb[b2] and wb[b2] + pot[r, dst[b2]] == ps:
+                        other = True
+                        break
+                if not other:
+                    out[r] = True
+                    break
 
 
 def changed_links(basis_weights: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -533,7 +533,7 @@ class TrafficModel:
             g = self.graph
             with _threads_for(int(active.sum()) * int(ch_links.shape[0])):
                 stale_rows(active, np.minimum(slot, used.size - 1), ch_indptr, ch_links, basis, weight,
-                           self.routes.pot, g.src, g.dst, stale)
+                           self.routes.pot, g.src, g.dst, g.out_indptr, g.out_links, stale)
             if stale.any():
                 self._fill_routes(stale)
             self._row_version[active] = self._version  # the rows left alone are exact for these weights too

@@ -369,7 +369,8 @@ def test_stale_rows_flags_every_row_whose_distances_change(seed):
     ch_indptr, ch_links = changed_links(w0[None, :], w1)
     assert ch_indptr.tolist() == [0, ch_links.size] and np.all(w0[ch_links] != w1[ch_links])
     assert np.array_equal(np.sort(ch_links), np.flatnonzero(w0 != w1))  # inf == inf is no change
-    stale_rows(active, np.zeros(g.n_nodes, np.int64), ch_indptr, ch_links, w0[None, :], w1, old, g.src, g.dst, out)
+    stale_rows(active, np.zeros(g.n_nodes, np.int64), ch_indptr, ch_links, w0[None, :], w1, old, g.src, g.dst,
+               g.out_indptr, g.out_links, out)
     changed = np.array([not np.array_equal(old[r], new[r]) for r in range(g.n_nodes)])
     assert not out[~active].any()
     # every active row whose distances change is flagged; unflagged rows are exact as they are
@@ -391,3 +392,45 @@ def test_route_table_distances_only(zero_weights):
                 np.empty((0, g.n_nodes), np.int32), only)
     np.testing.assert_array_equal(only, dist)
     np.testing.assert_allclose(only, _scipy_to(g, w, dests), rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_stale_rows_on_a_grid_of_ties_flags_exactly_enough(seed):
+    """A uniform grid: nearly every link lies on some shortest path to every destination.
+    A few links getting slower changes only the rows where they had no equal way round;
+    every row whose distances change is flagged, and most of the others are left alone."""
+    from kernels.routing import changed_links, graph_of, stale_rows
+    from city_models.network import make_network
+
+    n = 8
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n))
+    node = lambda i, j: j * n + i  # noqa: E731
+    src, dst = [], []
+    for j in range(n):
+        for i in range(n):
+            for di, dj in ((1, 0), (0, 1), (-1, 0), (0, -1)):
+                if 0 <= i + di < n and 0 <= j + dj < n:
+                    src.append(node(i, j))
+                    dst.append(node(i + di, j + dj))
+    net = make_network(x=ii.ravel() * 100.0, y=jj.ravel() * 100.0, src=np.array(src, np.int32),
+                       dst=np.array(dst, np.int32), length_m=np.full(len(src), 100.0), lanes=np.ones(len(src)),
+                       free_speed_mps=np.full(len(src), 10.0), capacity_vph=np.full(len(src), 1800.0))
+    g = graph_of(net)
+    rng = np.random.default_rng(seed)
+    w0 = np.full(g.n_links, 10.0)
+    w1 = w0.copy()
+    slow = rng.choice(g.n_links, 4, replace=False)
+    w1[slow] = 13.0
+    dests = np.arange(g.n_nodes, dtype=np.int32)
+    _, old = compute_route_table(g, dests, w0)
+    _, new = compute_route_table(g, dests, w1)
+    out = np.zeros(g.n_nodes, bool)
+    ch_indptr, ch_links = changed_links(w0[None, :], w1)
+    stale_rows(np.ones(g.n_nodes, bool), np.zeros(g.n_nodes, np.int64), ch_indptr, ch_links, w0[None, :], w1, old,
+               g.src, g.dst, g.out_indptr, g.out_links, out)
+    changed = np.array([not np.array_equal(old[r], new[r]) for r in range(g.n_nodes)])
+    assert np.all(out[changed])
+    # the old rule (a slower link on any shortest path flags the row) flagged almost all of them
+    on_path = np.array([any(old[r, g.src[b]] == w0[b] + old[r, g.dst[b]] for b in slow) for r in range(g.n_nodes)])
+    assert on_path.mean() > 0.4
+    assert out.sum() < 0.5 * on_path.sum()

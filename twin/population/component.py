@@ -435,7 +435,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             ch_indptr, ch_links = changed_links(basis, w)
             stale = np.zeros_like(active)
             stale_rows(active, np.zeros(active.size, np.int64), ch_indptr, ch_links, basis, w, self.skim,
-                       g.src, g.dst, stale)
+                       g.src, g.dst, g.out_indptr, g.out_links, stale)
             active = stale
         if active.any():
             route_table(np.maximum(self.centroid, 0), active, g.in_indptr, g.in_links, g.src, w,
