@@ -171,6 +171,7 @@ class Twin(mesa.Model):
         self.response_s = self.reroute_s / self.reroute_batches if self.dynamic_routing else self.reroute_s
         self.next_response_s = 0.0
         self.trips_deterred = 0
+        self._response_key = np.uint64(component_seed(seed, "demand response").generate_state(1, np.uint64)[0])
         self.trip_free_flow_s = _free_flow_times(self.traffic, self.trips.origin, self.trips.destination) \
             if self.elasticity < 0 else np.zeros(0)
         from twin.components import build_components
@@ -298,9 +299,8 @@ class Twin(mesa.Model):
         ok = np.isfinite(expect) & (free > 0) & (expect > free)  # no route: the trip waits for one instead
         ids, ratio = ids[ok], expect[ok] / free[ok]
         keep = ratio ** self.elasticity
-        base = component_seed(self.seed, "demand response").generate_state(1, np.uint64)[0]
-        keys = decision_keys(np.uint64(base), self.trips.trip_id[ids].astype(np.int64), np.zeros(ids.size, np.int64),
-                             np.empty(ids.size, np.uint64))
+        keys = decision_keys(self._response_key, self.trips.trip_id[ids].astype(np.int64),
+                             np.zeros(ids.size, np.int64), np.empty(ids.size, np.uint64))
         u = hash_uniforms(keys, 0, np.empty(ids.size))
         stay = ids[u >= keep]
         return int(tm.cancel_trips(stay).size) if stay.size else 0
@@ -315,6 +315,8 @@ class Twin(mesa.Model):
 
     def __setstate__(self, state: dict) -> None:
         now = state.pop("_env_now")
+        for key, value in (("elasticity", 0.0), ("trips_deterred", 0)):  # snapshots from before demand response
+            state.setdefault(key, value)
         self.__dict__.update(state)
         self.env = simpy.Environment(initial_time=now)
         self._start_processes()

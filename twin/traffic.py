@@ -142,11 +142,12 @@ class TrafficModel:
         The logit scale beyond the tolerance band, the exponential smoothing of
         predicted link times, and the key of every route-choice draw.
     stuck_time_s
-        A link's head vehicle that has waited this long at its node with no exit
-        from its link may enter its next link although that link is full (its
-        capacity still holds): queues that close a cycle of streets clear
-        instead of locking up for good.  ``inf`` (the default here): never, pure
-        kinematic-wave storage.  Scenarios set 60 s (``traffic.stuck_time``).
+        When a link's head vehicle has been at its node this long and no vehicle
+        has left the link into a next link with room, the link's vehicles may
+        enter their next link although it is full (its capacity still holds),
+        until one leaves into room again: queues that close a cycle of streets
+        clear instead of locking up for good.  ``inf`` (the default here): never,
+        pure kinematic-wave storage.  Scenarios set 60 s (``traffic.stuck_time``).
     """
 
     def __init__(
