@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Network", "make_network", "DEFAULT_JAM_DENSITY_PER_LANE", "default_capacity_vph", "MAX_PRIORITY"]
+__all__ = ["Network", "make_network", "lookup_nodes", "DEFAULT_JAM_DENSITY_PER_LANE", "default_capacity_vph", "MAX_PRIORITY"]
 
 #: jam density per lane, veh/m (UXsim's default 0.2 veh/m; 5 m per stopped car)
 DEFAULT_JAM_DENSITY_PER_LANE = 0.2
@@ -60,6 +60,10 @@ class Network(NamedTuple):
     # in-links of node i are in_links[in_indptr[i]:in_indptr[i+1]]
     in_indptr: np.ndarray  # int64 (n_nodes+1,)
     in_links: np.ndarray  # int32 (n_links,)
+    # source node ids that validation merged into another node or dropped, and the
+    # dense node that now stands for each (sorted by id; see :func:`lookup_nodes`)
+    alias_osmid: np.ndarray = np.zeros(0, np.int64)  # int64 (n_aliases,)
+    alias_node: np.ndarray = np.zeros(0, np.int32)  # int32 (n_aliases,)
 
     @property
     def n_nodes(self) -> int:
@@ -94,11 +98,50 @@ class Network(NamedTuple):
         return np.where(np.isfinite(w) & (w > 0), w, tri)
 
     def node_index(self, osmid: int) -> int:
-        """Dense index of a node given its source id; ``KeyError`` if unknown."""
+        """Dense index of a node given its source id (also the id of a node that
+        validation merged or dropped: the node standing for it); ``KeyError`` if unknown."""
         hits = np.flatnonzero(self.node_osmid == osmid)
-        if hits.size == 0:
+        if hits.size:
+            return int(hits[0])
+        found = lookup_nodes(self, np.array([osmid], dtype=np.int64))
+        if found[0] < 0:
             raise KeyError(osmid)
-        return int(hits[0])
+        return int(found[0])
+
+
+def lookup_nodes(net: Network, osmids) -> np.ndarray:
+    """Dense node indices of source node ids; -1 where an id is unknown.
+
+    An id of a node the validator merged into another node (a short link
+    contracted, a pass-through node of a merged link) or dropped (outside the
+    component kept) gives the node that stands for it (see
+    :func:`city_models.validate.repair_network`), so trips, sensors, stations and
+    interventions written against the source data's ids keep working.
+
+    Parameters
+    ----------
+    net : Network
+        The network.
+    osmids : array_like of int
+        Source node ids.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 dense indices, -1 for unknown ids.
+    """
+    ids = np.asarray(osmids, dtype=np.int64).ravel()
+    keys = np.concatenate([np.asarray(net.node_osmid, np.int64), np.asarray(net.alias_osmid, np.int64)])
+    vals = np.concatenate([np.arange(net.n_nodes, dtype=np.int64), np.asarray(net.alias_node, np.int64)])
+    out = np.full(ids.shape[0], -1, dtype=np.int64)
+    if keys.size == 0 or ids.size == 0:
+        return out
+    order = np.argsort(keys, kind="stable")  # a node's own id first, then an alias of it
+    sk = keys[order]
+    pos = np.minimum(np.searchsorted(sk, ids), sk.size - 1)
+    hit = sk[pos] == ids
+    out[hit] = vals[order[pos[hit]]]
+    return out
 
 
 def _csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +181,8 @@ def make_network(
     signal_offset_s=None,
     green_start_s=None,
     green_end_s=None,
+    alias_osmid=None,
+    alias_node=None,
 ) -> Network:
     """Assemble a :class:`Network` from per-node and per-link sequences.
 
@@ -216,6 +261,8 @@ def make_network(
         out_links=out_links,
         in_indptr=in_indptr,
         in_links=in_links,
+        alias_osmid=np.zeros(0, np.int64) if alias_osmid is None else np.asarray(alias_osmid, np.int64).reshape(-1),
+        alias_node=np.zeros(0, np.int32) if alias_node is None else np.asarray(alias_node, np.int32).reshape(-1),
     )
     shapes = {f: getattr(net, f).shape[0] for f in Network._fields}
     node_fields = ("x", "y", "lon", "lat", "node_osmid", "signal_cycle_s", "signal_offset_s")
@@ -223,12 +270,16 @@ def make_network(
         if shapes[f] != n:
             raise ValueError(f"network field {f!r} has {shapes[f]} entries, expected {n} (one per node)")
     for f in Network._fields:
-        if f in node_fields or f in ("out_indptr", "in_indptr"):
+        if f in node_fields or f in ("out_indptr", "in_indptr", "alias_osmid", "alias_node"):
             continue
         if shapes[f] != m:
             raise ValueError(f"network field {f!r} has {shapes[f]} entries, expected {m} (one per link)")
     if m and (src.min() < 0 or src.max() >= n or dst_a.min() < 0 or dst_a.max() >= n):
         raise ValueError("network links refer to node indices outside 0..n_nodes-1")
+    if net.alias_osmid.shape != net.alias_node.shape:
+        raise ValueError("network fields 'alias_osmid' and 'alias_node' must have the same length")
+    if net.alias_node.size and (net.alias_node.min() < 0 or net.alias_node.max() >= n):
+        raise ValueError("network field 'alias_node' refers to node indices outside 0..n_nodes-1")
     return Network(*(_frozen(getattr(net, f)) for f in Network._fields))
 
 

@@ -19,9 +19,25 @@ Repairs, in order:
    pass-through node is joined to its neighbour on the same road (lengths and
    travel times add up); the remaining short links are contracted (their two
    nodes become one, other links are re-pointed);
-4. only the largest strongly connected component kept;
+4. what is kept (``keep``): ``"all"`` (the network as given, whether or not
+   every node can reach every other), ``"largest_weak"`` (the largest weakly
+   connected component: islands that no road joins are dropped) or
+   ``"largest_strong"`` (the largest strongly connected component, so every
+   node reaches every other; the old ``keep_largest_scc=True``).  Where the
+   kept network is not strongly connected a note says how many nodes lie
+   outside its largest strongly connected component: trips between nodes with
+   no route are counted by the twin (``trips_no_route``), never refused;
 5. nodes and links renumbered densely (``node_osmid``/``link_osmid`` keep the
-   source ids) and the record rebuilt with :func:`make_network`.
+   source ids) and the record rebuilt with :func:`make_network`.  The source id
+   of every node merged into another or dropped becomes an alias of the node
+   that replaced it (the merged-into node, else the nearest remaining node):
+   ``Network.alias_osmid``/``alias_node``, read by
+   :func:`~city_models.network.lookup_nodes`.
+
+Implausible attributes are refused before anything is allocated for them, with
+the links named: free speeds above :data:`MAX_FREE_SPEED_KPH`, lengths above
+:data:`MAX_LINK_M`, more than :data:`MAX_LANES` lanes, jam densities above
+:data:`MAX_JAM_DENSITY_PER_LANE`.
 
 Duplicate parallel links are reported and kept.  Problems that cannot be
 repaired (no links, non-finite coordinates, a speed that cannot be guessed)
@@ -44,9 +60,56 @@ from city_models.errors import CityError
 from city_models.network import DEFAULT_JAM_DENSITY_PER_LANE, Network, default_capacity_vph, make_network
 from city_models.roads import default_speed_kph
 
-__all__ = ["validate_network", "validate_city", "RepairResult", "repair_network"]
+__all__ = [
+    "validate_network",
+    "validate_city",
+    "RepairResult",
+    "repair_network",
+    "KEEP_MODES",
+    "resolve_keep",
+    "MAX_FREE_SPEED_KPH",
+    "MAX_LINK_M",
+    "MAX_LANES",
+    "MAX_JAM_DENSITY_PER_LANE",
+]
 
 logger = logging.getLogger(__name__)
+
+#: what :func:`repair_network` may keep: the network as given, its largest weakly or
+#: strongly connected component
+KEEP_MODES = ("all", "largest_weak", "largest_strong")
+#: the fastest free speed a link may have, km/h (faster: refused, the data is broken)
+MAX_FREE_SPEED_KPH = 200.0
+#: the longest link, metres (200 km: longer is an error in the data)
+MAX_LINK_M = 200_000.0
+#: the most lanes one link (one direction) may have
+MAX_LANES = 20.0
+#: the densest jam, vehicles per metre and lane (1 m per stopped car)
+MAX_JAM_DENSITY_PER_LANE = 1.0
+
+
+def resolve_keep(keep: str | None = None, keep_largest_scc: bool | None = None) -> str:
+    """The keep mode from ``keep`` and/or the older ``keep_largest_scc`` flag.
+
+    ``keep_largest_scc=True`` is ``"largest_strong"``, ``False`` is ``"all"``;
+    neither given: ``"largest_strong"`` (the Python API's default since before
+    ``keep`` existed; scenarios default to ``"largest_weak"``).
+
+    Raises
+    ------
+    CityError
+        For an unknown mode, or a flag that contradicts ``keep``.
+    """
+    if keep is not None and keep not in KEEP_MODES:
+        raise CityError(f"repair option 'keep' must be one of {', '.join(KEEP_MODES)}, got {keep!r}.")
+    if keep_largest_scc is not None and not isinstance(keep_largest_scc, (bool, np.bool_)):
+        raise CityError(f"option 'keep_largest_scc' must be true or false, got {keep_largest_scc!r}.")
+    legacy = None if keep_largest_scc is None else ("largest_strong" if keep_largest_scc else "all")
+    if keep is not None and legacy is not None and keep != legacy and not (keep == "largest_weak" and not keep_largest_scc):
+        raise CityError(
+            f"repair option 'keep: {keep}' contradicts 'keep_largest_scc: {bool(keep_largest_scc)}'; give only 'keep'."
+        )
+    return keep or legacy or "largest_strong"
 
 
 class RepairResult(NamedTuple):
@@ -125,8 +188,15 @@ def _repair_attributes(net: Network, L: _Links, problems: list[str], notes: list
                 f"{_plural(int(stuck.sum()), 'link')} have a missing or non-positive length and no node "
                 f"coordinates to measure it from (links {_examples(np.flatnonzero(stuck))})"
             )
+    _refuse_implausible(net, L, problems)
     bad_v = ~np.isfinite(L.vf) | (L.vf <= 0)
     if bad_v.any():
+        nonpos = np.isfinite(L.vf) & (L.vf <= 0)
+        if nonpos.any():
+            notes.append(
+                f"{_plural(int(nonpos.sum()), 'link')} had a zero or negative free speed, which is read as missing "
+                f"(links {_examples(np.flatnonzero(nonpos))})."
+            )
         good = ~bad_v
         median = float(np.median(L.vf[good])) if good.any() else np.nan
         by_kind, by_median, stuck_kinds = [], [], []
@@ -179,6 +249,30 @@ def _repair_attributes(net: Network, L: _Links, problems: list[str], notes: list
     _repair_fd(L, notes, np.ones(L.src.size, dtype=bool))
 
 
+def _refuse_implausible(net: Network, L: _Links, problems: list[str]) -> None:
+    """Problems for attributes no road has (they would break the run or make it
+    allocate without bound): named with link ids and source way ids."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        checks = (
+            (np.isfinite(L.vf) & (L.vf * 3.6 > MAX_FREE_SPEED_KPH), L.vf * 3.6,
+             f"a free speed above {MAX_FREE_SPEED_KPH:g} km/h", "km/h"),
+            (np.isfinite(L.length) & (L.length > MAX_LINK_M), L.length, f"a length above {MAX_LINK_M:g} m", "m"),
+            (np.isfinite(L.lanes) & (L.lanes > MAX_LANES), L.lanes, f"more than {MAX_LANES:g} lanes", "lanes"),
+            (np.isfinite(L.jam) & (L.jam / np.maximum(L.lanes, 1.0) > MAX_JAM_DENSITY_PER_LANE),
+             L.jam / np.maximum(L.lanes, 1.0), f"a jam density above {MAX_JAM_DENSITY_PER_LANE:g} veh/m per lane",
+             "veh/m per lane"),
+        )
+    for bad, value, what, unit in checks:
+        if bad.any():
+            ids = np.flatnonzero(bad)
+            ways = L.osmid[ids[:5]]
+            src = f"; source ways {_examples(ways)}" if np.any(ways >= 0) else ""
+            problems.append(
+                f"{_plural(ids.size, 'link')} have {what}, which no road has (links {_examples(ids)}: "
+                f"{', '.join(f'{float(v):g}' for v in value[ids[:5]])} {unit}{src})"
+            )
+
+
 def _repair_fd(L: _Links, notes: list[str], mask: np.ndarray) -> None:
     with np.errstate(invalid="ignore"):
         bad = _fd_bad(L.cap, L.vf, L.jam, L.wave) & mask & np.isfinite(L.vf) & (L.vf > 0)
@@ -193,7 +287,8 @@ def _repair_fd(L: _Links, notes: list[str], mask: np.ndarray) -> None:
 
 
 def _merge_pass_through(
-    L: _Links, x: np.ndarray, y: np.ndarray, cycle: np.ndarray, min_link_m: float, node_dead: np.ndarray
+    L: _Links, x: np.ndarray, y: np.ndarray, cycle: np.ndarray, min_link_m: float, node_dead: np.ndarray,
+    via: np.ndarray | None = None,
 ) -> int:
     """Join short links across plain pass-through nodes; return the number of nodes removed."""
     n = x.size
@@ -268,6 +363,8 @@ def _merge_pass_through(
             join(l1, l2)
             ends.update((int(L.src[l1]), int(L.dst[l1])))
         node_dead[v] = True
+        if via is not None:
+            via[v] = pairs[0][0]  # the link that now runs through v
         removed += 1
         for e in ends:
             if any(L.length[l] < min_link_m for l in ins[e] | outs[e]):
@@ -313,7 +410,138 @@ def _contract_short(L: _Links, n: int, cycle: np.ndarray, min_link_m: float) -> 
     return root, int(loops.sum()), merged
 
 
-def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: bool = True) -> RepairResult:
+def _components(
+    net: Network, L: _Links, live_node: np.ndarray, alive: np.ndarray, keep_mode: str, notes: list[str]
+) -> np.ndarray:
+    """The nodes to keep (bool per node) under ``keep_mode``; notes what is dropped,
+    and what cannot be reached where the network kept is not strongly connected."""
+    n = live_node.size
+    if alive.size:
+        adj = sp.csr_matrix((np.ones(alive.size), (L.src[alive], L.dst[alive])), shape=(n, n))
+        n_comp, labels = connected_components(adj, directed=True, connection="strong")
+        n_weak, weak = connected_components(adj, directed=True, connection="weak")
+    else:
+        n_comp, labels = n, np.arange(n)
+        n_weak, weak = n, np.arange(n)
+    sizes = np.bincount(labels[live_node], minlength=n_comp)
+    in_strong = (labels == int(np.argmax(sizes))) & live_node if n else np.zeros(0, bool)
+    linked = np.zeros(n, dtype=bool)
+    linked[L.src[alive]] = True
+    linked[L.dst[alive]] = True
+    wsizes = np.bincount(weak[live_node & linked], minlength=n_weak)
+    in_weak = (weak == int(np.argmax(wsizes))) & live_node & linked if n else np.zeros(0, bool)
+    if keep_mode == "largest_strong":
+        if int(in_strong.sum()) < 2:
+            raise CityError(
+                "the network cannot be repaired: after repairs no two nodes can reach each other "
+                f"({_plural(int(live_node.sum()), 'node')} and {_plural(alive.size, 'link')} left); "
+                "keep: all or largest_weak runs a network that is not strongly connected as it is."
+            )
+        keep = in_strong
+        why = "cannot be reached from, or cannot reach, the rest of the network, keeping the largest strongly " \
+              f"connected component of {int(keep.sum())} nodes"
+    elif keep_mode == "largest_weak":
+        if int(in_weak.sum()) < 2:
+            raise CityError(
+                f"the network cannot be repaired: no links are left ({_plural(int(live_node.sum()), 'node')})."
+            )
+        keep = in_weak
+        why = f"are not joined by any road to the rest of the network, keeping its largest connected part of " \
+              f"{int(keep.sum())} nodes"
+    else:
+        if alive.size == 0:
+            raise CityError(
+                f"the network cannot be repaired: no links are left ({_plural(int(live_node.sum()), 'node')})."
+            )
+        keep = live_node
+        why = ""
+    outside = live_node & ~keep
+    if outside.any():
+        notes.append(
+            f"Dropped {_plural(int(outside.sum()), 'node')} that {why} "
+            f"(dropped source ids {_examples(net.node_osmid[np.flatnonzero(outside)])}; keep: {keep_mode})."
+        )
+    if keep_mode != "largest_strong":
+        sub = keep & ~in_strong
+        if sub.any():
+            notes.append(
+                f"The network is not strongly connected: {_plural(int(sub.sum()), 'node')} are outside the largest "
+                f"strongly connected component of {int(in_strong.sum())} nodes (source ids "
+                f"{_examples(net.node_osmid[np.flatnonzero(sub)])}); it runs as it is (keep: {keep_mode}), and trips "
+                "that cannot reach their destination are counted as trips_no_route."
+            )
+    return keep
+
+
+def _aliases(
+    net: Network, L: _Links, keep: np.ndarray, new_node: np.ndarray, node_map: np.ndarray, pass_dead: np.ndarray,
+    via: np.ndarray, link_to: np.ndarray, root: np.ndarray, notes: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Source ids of nodes merged away or dropped -> the new node standing for each:
+    the node merged into; for a pass-through node, the nearer end of the link joined
+    through it; else the nearest kept node.  The input's own aliases are carried."""
+    from scipy.spatial import cKDTree
+
+    n = keep.size
+    target = new_node.copy()
+    merged = (target < 0) & ~pass_dead & (node_map >= 0)
+    target[merged] = node_map[merged]
+    dist = np.zeros(n)
+    for v in np.flatnonzero(pass_dead & (via >= 0)):
+        l = int(link_to[via[v]])
+        if l < 0 or not L.alive[l]:
+            continue
+        ends = [int(e) for e in (L.src[l], L.dst[l]) if new_node[e] >= 0]
+        if ends:
+            d = [float(np.hypot(net.x[e] - net.x[v], net.y[e] - net.y[v])) for e in ends]
+            j = int(np.argmin(d))
+            target[v], dist[v] = new_node[ends[j]], d[j]
+    rest = np.flatnonzero(target < 0)
+    kept = np.flatnonzero(keep)
+    if rest.size and kept.size:
+        tree = cKDTree(np.column_stack([net.x[kept], net.y[kept]]))
+        d, j = tree.query(np.column_stack([net.x[rest], net.y[rest]]))
+        target[rest] = new_node[kept[j]]
+        dist[rest] = d
+    moved = np.flatnonzero(~keep)
+    old_alias = np.asarray(net.alias_osmid, np.int64)
+    old_target = np.asarray(net.alias_node, np.int64)
+    ids = np.concatenate([net.node_osmid[moved], old_alias])
+    to = np.concatenate([target[moved], target[old_target] if old_target.size else np.zeros(0, np.int64)])
+    own = set(net.node_osmid[kept].tolist()) if ids.size else set()
+    use = np.array([int(i) not in own for i in ids], dtype=bool) if ids.size else np.zeros(0, bool)
+    ids, to = ids[use], to[use]
+    order = np.argsort(ids, kind="stable")
+    ids, to = ids[order], to[order]
+    first = np.r_[True, ids[1:] != ids[:-1]] if ids.size else np.zeros(0, bool)
+    ids, to = ids[first], to[first]
+    if moved.size:
+        by_via = np.zeros(n, dtype=bool)
+        by_via[np.flatnonzero(pass_dead & (via >= 0))] = True
+        by_via &= (target >= 0) & ~np.isin(np.arange(n), rest)
+        contracted = int((merged & ~keep).sum())
+        through = int(by_via.sum())
+        other = int(rest.size)
+        parts = []
+        if contracted:
+            parts.append(f"{contracted} merged into a neighbour (short links contracted)")
+        if through:
+            parts.append(
+                f"{through} pass-through nodes of merged links (to the nearer end of the link joined through them, "
+                f"at most {float(dist[by_via].max()):.0f} m away)"
+            )
+        if other:
+            parts.append(f"{other} dropped (to the nearest remaining node, at most {float(dist[rest].max()):.0f} m away)")
+        notes.append(
+            f"Remapped {_plural(int(moved.size), 'source node id')} onto the node that replaced each: "
+            + "; ".join(parts) + ". Trips, sensors, stations and interventions may still name them."
+        )
+    return ids, to
+
+
+def repair_network(
+    net: Network, *, min_link_m: float = 10.0, keep_largest_scc: bool | None = None, keep: str | None = None
+) -> RepairResult:
     """Validate and repair a network, keeping the old -> new id maps.
 
     The engine behind :func:`validate_network` and :func:`validate_city`; see
@@ -325,8 +553,11 @@ def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: 
         The network to check.
     min_link_m : float
         Links shorter than this are merged away (0 disables merging).
-    keep_largest_scc : bool
-        Keep only the largest strongly connected component.
+    keep_largest_scc : bool, optional
+        The older flag: true is ``keep="largest_strong"``, false ``keep="all"``.
+    keep : str, optional
+        ``"all"``, ``"largest_weak"`` or ``"largest_strong"`` (see
+        :func:`resolve_keep` for the default).
 
     Returns
     -------
@@ -338,6 +569,7 @@ def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: 
     CityError
         Listing every problem that cannot be repaired.
     """
+    keep_mode = resolve_keep(keep, keep_largest_scc)
     n, m = net.n_nodes, net.n_links
     problems: list[str] = []
     notes: list[str] = []
@@ -365,11 +597,12 @@ def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: 
         notes.append(f"Dropped {_plural(int(loops.sum()), 'self-loop link')} (links {_examples(np.flatnonzero(loops))}).")
 
     node_dead = np.zeros(n, dtype=bool)
+    via = np.full(n, -1, dtype=np.int64)  # removed pass-through node -> the link joined through it
     pass_dead = node_dead
     root = np.arange(n, dtype=np.int64)
     if min_link_m > 0:
         n_short = int((L.alive & (L.length < min_link_m)).sum())
-        removed = _merge_pass_through(L, net.x, net.y, cycle, min_link_m, node_dead)
+        removed = _merge_pass_through(L, net.x, net.y, cycle, min_link_m, node_dead, via)
         if removed:
             notes.append(
                 f"Merged links shorter than {min_link_m:g} m into the next link on the same road, "
@@ -395,36 +628,7 @@ def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: 
         notes.append(f"Kept {_plural(n_dup, 'duplicate parallel link')} (same start and end node as another link).")
 
     live_node = ~node_dead
-    if alive.size:
-        adj = sp.csr_matrix((np.ones(alive.size), (L.src[alive], L.dst[alive])), shape=(n, n))
-        n_comp, labels = connected_components(adj, directed=True, connection="strong")
-        sizes = np.bincount(labels[live_node], minlength=n_comp)
-        best = int(np.argmax(sizes))
-        in_best = (labels == best) & live_node
-    else:
-        in_best = np.zeros(n, dtype=bool)
-    if int(in_best.sum()) < 2:
-        raise CityError(
-            "the network cannot be repaired: after repairs no two nodes can reach each other "
-            f"({_plural(int(live_node.sum()), 'node')} and {_plural(alive.size, 'link')} left)."
-        )
-    outside = live_node & ~in_best
-    if outside.any():
-        if keep_largest_scc:
-            notes.append(
-                f"Dropped {_plural(int(outside.sum()), 'node')} that cannot be reached from, or cannot reach, the "
-                f"rest of the network, keeping the largest strongly connected component of {int(in_best.sum())} nodes "
-                f"(dropped source ids {_examples(net.node_osmid[np.flatnonzero(outside)])})."
-            )
-            keep = in_best
-        else:
-            notes.append(
-                f"{_plural(int(outside.sum()), 'node')} are outside the largest strongly connected component "
-                "(kept because keep_largest_scc=False)."
-            )
-            keep = live_node
-    else:
-        keep = in_best
+    keep = _components(net, L, live_node, alive, keep_mode, notes)
 
     new_node = np.full(n, -1, dtype=np.int64)
     new_node[keep] = np.arange(int(keep.sum()))
@@ -442,6 +646,7 @@ def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: 
     link_map = np.where(to >= 0, new_link[np.maximum(to, 0)], -1)
     node_map = np.where(pass_dead, -1, new_node[root])
     origin = np.flatnonzero(keep)
+    alias_osmid, alias_node = _aliases(net, L, keep, new_node, node_map, pass_dead, via, to, root, notes)
 
     # links into unsignalised nodes never keep a green window
     no_sig = cycle[L.dst] <= 0
@@ -469,6 +674,8 @@ def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: 
         link_osmid=L.osmid[k],
         link_name=list(L.name[k]),
         link_kind=list(L.kind[k]),
+        alias_osmid=alias_osmid,
+        alias_node=alias_node,
     )
     if out.n_links != m or out.n_nodes != n:
         logger.info("validated network: %d -> %d nodes, %d -> %d links", n, out.n_nodes, m, out.n_links)
@@ -476,7 +683,7 @@ def repair_network(net: Network, *, min_link_m: float = 10.0, keep_largest_scc: 
 
 
 def validate_network(
-    net: Network, *, min_link_m: float = 10.0, keep_largest_scc: bool = True
+    net: Network, *, min_link_m: float = 10.0, keep_largest_scc: bool | None = None, keep: str | None = None
 ) -> tuple[Network, list[str]]:
     """Check a network for every problem at once and repair what can be repaired.
 
@@ -486,9 +693,11 @@ def validate_network(
         The network to check.
     min_link_m : float
         Links shorter than this (metres) are merged away; 0 disables merging.
-    keep_largest_scc : bool
-        Keep only the largest strongly connected component, so every node can
-        reach every other.
+    keep_largest_scc : bool, optional
+        The older flag: true keeps only the largest strongly connected
+        component (``keep="largest_strong"``), false keeps everything.
+    keep : str, optional
+        ``"all"``, ``"largest_weak"`` or ``"largest_strong"`` (the default).
 
     Returns
     -------
@@ -502,7 +711,7 @@ def validate_network(
         Listing every problem that cannot be repaired (no links, non-finite
         coordinates, a speed that cannot be guessed, ...).
     """
-    res = repair_network(net, min_link_m=min_link_m, keep_largest_scc=keep_largest_scc)
+    res = repair_network(net, min_link_m=min_link_m, keep_largest_scc=keep_largest_scc, keep=keep)
     return res.network, res.notes
 
 
@@ -523,7 +732,9 @@ def _remap_place(value, node_map: np.ndarray, link_map: np.ndarray):
     return new, new.size == 0
 
 
-def validate_city(city: City, *, min_link_m: float = 10.0, keep_largest_scc: bool = True) -> City:
+def validate_city(
+    city: City, *, min_link_m: float = 10.0, keep_largest_scc: bool | None = None, keep: str | None = None
+) -> City:
     """Validate and repair a city's network and remap everything that points into it.
 
     Zones keep their totals; ``node_zone`` follows the surviving nodes.
@@ -536,7 +747,7 @@ def validate_city(city: City, *, min_link_m: float = 10.0, keep_largest_scc: boo
     ----------
     city : City
         The city to check.
-    min_link_m, keep_largest_scc
+    min_link_m, keep_largest_scc, keep
         As for :func:`validate_network`.
 
     Returns
@@ -545,7 +756,7 @@ def validate_city(city: City, *, min_link_m: float = 10.0, keep_largest_scc: boo
         A new city; the input is not changed.
     """
     net = city.network
-    res = repair_network(net, min_link_m=min_link_m, keep_largest_scc=keep_largest_scc)
+    res = repair_network(net, min_link_m=min_link_m, keep_largest_scc=keep_largest_scc, keep=keep)
     notes = list(res.notes)
     new = res.network
     z = city.zones
