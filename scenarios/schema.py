@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_PROFILE",
     "TRIPS_COLUMNS",
     "CitySpec",
+    "RepairSpec",
     "CrossFieldError",
     "DemandSpec",
     "DepartureShiftSpec",
@@ -191,6 +192,27 @@ class SyntheticCity(_Section):
         return self
 
 
+class RepairSpec(_Section):
+    """What network validation keeps and merges (``city.repair``).
+
+    Attributes
+    ----------
+    keep : str
+        ``largest_weak`` (default): the largest part joined by roads, one-way
+        corridors, motorway stretches and dead ends included, so a network that is
+        not strongly connected runs as it is and trips with no route are counted
+        (``trips_no_route``); ``all``: everything, islands too;
+        ``largest_strong``: only the largest strongly connected component (every
+        node reaches every other; the nodes dropped map to the nearest kept one).
+    min_link_m : float or None
+        Links shorter than this are merged into their neighbours; default: the
+        city's ``min_link_m`` (10 m).
+    """
+
+    keep: Literal["all", "largest_weak", "largest_strong"] = "largest_weak"
+    min_link_m: Annotated[Number, Field(ge=0, le=1000)] | None = None
+
+
 class CitySpec(_Section):
     """Where the road network comes from: exactly one of ``synthetic``, ``osm``, ``graphml``.
 
@@ -205,13 +227,30 @@ class CitySpec(_Section):
         An osmnx GraphML file (absolute after loading).
     min_link_m : float
         Links shorter than this are merged into their neighbours when the network is
-        validated; default 10 m.
+        validated; default 10 m (``repair.min_link_m`` says the same).
+    repair : RepairSpec
+        What validation keeps: ``{keep: all | largest_weak | largest_strong}``.
     """
 
     synthetic: SyntheticCity | None = None
     osm: str | None = None
     graphml: str | None = None
-    min_link_m: Annotated[Number, Field(ge=0)] = 10.0
+    min_link_m: Annotated[Number, Field(ge=0, le=1000)] = 10.0
+    repair: RepairSpec = Field(default_factory=RepairSpec)
+
+    @model_validator(mode="after")
+    def _one_min_link(self) -> CitySpec:
+        r = self.repair.min_link_m
+        if r is not None and "min_link_m" in self.model_fields_set and float(r) != float(self.min_link_m):
+            raise CrossFieldError([("repair", f"min_link_m is given twice: {self.min_link_m:g} at city level and "
+                                              f"{r:g} under repair; give it once")])
+        return self
+
+    @property
+    def merge_below_m(self) -> float:
+        """The ``min_link_m`` validation uses: ``repair.min_link_m`` when given, else the city's."""
+        r = self.repair.min_link_m
+        return float(self.min_link_m if r is None else r)
 
     @model_validator(mode="before")
     @classmethod

@@ -44,7 +44,8 @@ def build_city(spec: CitySpec) -> City:
         seed = int(value.pop("seed", 0))
     else:
         value = getattr(spec, spec.kind)
-    return load_city({spec.kind: value, "min_link_m": spec.min_link_m}, seed=seed)
+    return load_city({spec.kind: value, "repair": {"keep": spec.repair.keep, "min_link_m": spec.merge_below_m}},
+                     seed=seed)
 
 
 def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Trips:
