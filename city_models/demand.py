@@ -16,9 +16,12 @@ nodes (dense indices), sorted by departure time.  It comes from
 
 from __future__ import annotations
 
+import csv
 import logging
+import math
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -113,10 +116,65 @@ def _rows_error(path: Path, field: str, rows: np.ndarray, values, problem: str, 
     return DemandError(msg)
 
 
+#: Most rows a trips table may have (a metro region's day); more is refused before they
+#: are all read.
+MAX_TRIP_ROWS = 20_000_000
+
+_INT64_MAX = 2**63 - 1
+
+
+def _exact_integers(path: Path, field: str, col: pd.Series) -> np.ndarray:
+    """Whole numbers written as text, read exactly (ids beyond 2**53 keep every digit),
+    each within a signed 64-bit integer."""
+    values: list[int] = []
+    bad: list[int] = []
+    big: list[int] = []
+    for r, v in enumerate(col.tolist()):
+        text = str(v).strip()
+        try:
+            n = int(text)
+        except ValueError:
+            try:
+                f = float(text)
+            except (ValueError, OverflowError):
+                f = math.nan
+            if not (math.isfinite(f) and f.is_integer() and abs(f) <= 2.0**53):
+                bad.append(r)
+                values.append(0)
+                continue
+            n = int(f)
+        if not -_INT64_MAX - 1 <= n <= _INT64_MAX:
+            big.append(r)
+        values.append(n if not -_INT64_MAX - 1 <= n <= _INT64_MAX else 0)
+    raw = col.tolist()
+    if bad:
+        rows = np.asarray(bad)
+        raise _rows_error(path, field, rows, [raw[r] for r in bad[:_SHOW]], "a value that is not a whole number")
+    if big:
+        rows = np.asarray(big)
+        raise _rows_error(path, field, rows, [_short(raw[r]) for r in big[:_SHOW]],
+                          "a whole number outside the 64-bit range",
+                          f"Ids must lie between {-_INT64_MAX - 1} and {_INT64_MAX}.")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _short(value) -> str:
+    """A value quoted for a message, cut to 30 characters."""
+    text = str(value)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
 def _numeric_column(path: Path, df: pd.DataFrame, field: str, integer: bool) -> np.ndarray:
     col = df[field]
     raw = col.to_numpy()
-    if col.dtype.kind in "iu":
+    if col.dtype.kind == "i":
+        return raw.astype(np.int64) if integer else raw.astype(np.float64)
+    if col.dtype.kind == "u":
+        big = raw > np.uint64(_INT64_MAX)
+        if integer and big.any():
+            rows = np.flatnonzero(big)
+            raise _rows_error(path, field, rows, raw[rows].tolist(), "a whole number outside the 64-bit range",
+                              f"Ids must lie between {-_INT64_MAX - 1} and {_INT64_MAX}.")
         return raw.astype(np.int64) if integer else raw.astype(np.float64)
     if col.dtype.kind == "f":
         num = raw
@@ -127,20 +185,21 @@ def _numeric_column(path: Path, df: pd.DataFrame, field: str, integer: bool) -> 
     missing = np.isnan(num) & ~bad_text
     if bad_text.any():
         rows = np.flatnonzero(bad_text)
-        raise _rows_error(path, field, rows, raw[rows].tolist(), "a value that is not a number")
+        raise _rows_error(path, field, rows, [_short(v) for v in raw[rows[:_SHOW]].tolist()],
+                          "a value that is not a number")
     if missing.any():
         rows = np.flatnonzero(missing)
         raise _rows_error(path, field, rows, [""] * rows.size, "a missing value")
     if not integer:
         return num.astype(np.float64)
+    if col.dtype.kind != "f":
+        # text column: re-parse the (valid) texts exactly, so large ids keep every digit
+        return _exact_integers(path, field, col)
     frac = ~np.isfinite(num) | (num != np.floor(num)) | (np.abs(num) > 2.0**53)
     if frac.any():
         rows = np.flatnonzero(frac)
         raise _rows_error(path, field, rows, raw[rows].tolist(), "a value that is not a whole number")
-    if col.dtype.kind == "f":
-        return num.astype(np.int64)
-    # object column: re-parse the (valid) texts exactly, so large ids keep every digit
-    return pd.to_numeric(col).to_numpy().astype(np.int64)
+    return num.astype(np.int64)
 
 
 def _node_lookup(network: Network) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +222,12 @@ def _map_nodes(path: Path, field: str, osmids: np.ndarray, sorted_ids: np.ndarra
             "Origins and destinations must be the network's source node ids (Network.node_osmid).",
         )
     return order[pos] if pos.size else np.zeros(0, dtype=np.int32)
+
+
+def _short_exc(exc: BaseException) -> str:
+    """An exception's message on one line, at most 300 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: float | None = None) -> Trips:
@@ -189,23 +254,38 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
     Raises
     ------
     DemandError
-        Missing file, missing columns, non-numeric or missing values, unknown
-        node ids, negative or non-finite ``depart_s``, duplicate ``trip_id`` or
-        ``origin == destination``; the message names the file, the 1-based
-        data row, its line in the file and the field.
+        Missing file, a file that cannot be read (a truncated or corrupted
+        ``.gz``, not CSV, more than :data:`MAX_TRIP_ROWS` rows), missing
+        columns, non-numeric or missing values, ids outside a signed 64-bit
+        integer, unknown node ids, negative or non-finite ``depart_s``,
+        duplicate ``trip_id`` or ``origin == destination``; the message names
+        the file, the 1-based data row, its line in the file and the field.
     """
     path = Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError) as exc:
+        raise DemandError(f"trips file {str(path)[:300]!r} cannot be looked at: {exc}") from None
+    if not is_file:
         raise DemandError(f"trips file {str(path)!r} does not exist (or is not a file).")
     try:
-        # keep blank lines as all-NaN rows so that row positions map to file lines
-        df = pd.read_csv(path, skip_blank_lines=False, skipinitialspace=True)
+        # keep blank lines as all-NaN rows so that row positions map to file lines; at
+        # most MAX_TRIP_ROWS + 1 rows are read, so a huge table costs no more than that
+        df = pd.read_csv(path, skip_blank_lines=False, skipinitialspace=True, nrows=MAX_TRIP_ROWS + 1)
     except pd.errors.EmptyDataError:
         raise DemandError(
             f"trips file {str(path)!r} is empty: expected a header line with the columns {', '.join(_COLUMNS)}."
         ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DemandError(f"trips file {str(path)!r} could not be parsed as CSV: {exc}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
+        raise DemandError(f"trips file {str(path)!r} could not be parsed as CSV: {_short_exc(exc)}") from None
+    except (EOFError, zlib.error) as exc:  # a truncated or corrupted .gz/.bz2/.xz/.zip
+        raise DemandError(f"trips file {str(path)!r} is truncated or corrupted (a compressed file that "
+                          f"does not end where it should): {_short_exc(exc)}") from None
+    except (OSError, ValueError, OverflowError, MemoryError) as exc:
+        raise DemandError(f"trips file {str(path)!r} could not be read: {_short_exc(exc)}") from None
+    if len(df) > MAX_TRIP_ROWS:
+        raise DemandError(f"trips file {str(path)!r} has more than {MAX_TRIP_ROWS:,} rows; "
+                          f"a trips table may have at most {MAX_TRIP_ROWS:,}.")
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in _COLUMNS if c not in df.columns]
     if missing:

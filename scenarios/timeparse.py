@@ -23,6 +23,7 @@ import re
 
 __all__ = [
     "DAY_S",
+    "MAX_DURATION_S",
     "format_duration",
     "parse_clock",
     "parse_duration",
@@ -31,6 +32,14 @@ __all__ = [
 
 #: Seconds in a day.
 DAY_S: float = 86400.0
+
+#: Longest duration any field takes: 366 days. A city twin simulates hours to days;
+#: anything longer is a typo (``1e30``), and bounding it keeps every loop and array that
+#: follows a duration bounded too.
+MAX_DURATION_S: float = 366 * DAY_S
+
+# Longest text read as a duration or clock time (``"1 day 23 hours 59 minutes"`` fits).
+_MAX_TEXT = 64
 
 _UNIT_SECONDS: dict[str, float] = {
     "d": 86400.0,
@@ -64,14 +73,19 @@ _CLOCK_EXAMPLES = '(examples: "07:00", "17:30:15", or seconds after midnight suc
 
 
 def _show(value: object) -> str:
-    """Quote a user's value for an error message."""
-    return f"'{value}'" if isinstance(value, str) else repr(value)
+    """Quote a user's value for an error message (shortened to 80 characters)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
+        return f"a {len(str(abs(value))) if abs(value) < 10**4000 else 'many'}-digit number"
+    text = f"'{value}'" if isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _number(value: object) -> float | None:
     """Return ``value`` as a float if it is a plain (non-bool) number, else ``None``."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, int) and abs(value) > 10**300:
+        return math.inf  # beyond a float: reported as not finite, not an OverflowError
     if isinstance(value, (int, float)):
         return float(value)
     return None
@@ -96,11 +110,11 @@ def parse_duration(value: object) -> float:
     Raises
     ------
     ValueError
-        If the value cannot be read, is negative or is not finite; the message quotes the
-        value and gives examples.
+        If the value cannot be read, is negative, is not finite or is longer than
+        :data:`MAX_DURATION_S` (366 days); the message quotes the value and gives examples.
     """
     number = _number(value)
-    if number is None and isinstance(value, str):
+    if number is None and isinstance(value, str) and len(value) <= _MAX_TEXT:
         text = value.strip().lower()
         number = _read_duration_text(text)
     if number is None:
@@ -109,6 +123,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"a duration must be finite, got {_show(value)}")
     if number < 0:
         raise ValueError(f"a duration cannot be negative, got {_show(value)}")
+    if number > MAX_DURATION_S:
+        raise ValueError(f"a duration can be at most 366 days ({MAX_DURATION_S:.0f} s), got {_show(value)}")
     return float(number)
 
 
@@ -160,7 +176,7 @@ def parse_clock(value: object) -> float:
         If the value cannot be read or is not within one day.
     """
     seconds = _number(value)
-    if seconds is None and isinstance(value, str):
+    if seconds is None and isinstance(value, str) and len(value) <= _MAX_TEXT:
         text = value.strip().lower()
         match = _CLOCK.fullmatch(text)
         if match:

@@ -43,66 +43,142 @@ __all__ = ["add_commands", "parse_inject", "apply_inject", "InjectSource", "save
 
 # ------------------------------------------------------------------------------- injects
 
-class _Loader(yaml.SafeLoader):
-    """Keeps ``17:40`` text (YAML 1.1 would read it as a base-60 number)."""
-
-
-def _colon_aware(constructor):
-    def construct(loader, node):
-        text = loader.construct_scalar(node)
-        return text if ":" in text else constructor(loader, node)
-
-    return construct
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _colon_aware(yaml.SafeLoader.construct_yaml_int))
-_Loader.add_constructor("tag:yaml.org,2002:float", _colon_aware(yaml.SafeLoader.construct_yaml_float))
-
 _INCIDENT_KEYS = {"type", "location", "severity", "notes", "at"}
 _STATION_KEYS = {"station", "in_service"}
 
+#: Longest inject line read (longer lines are rejected unread).
+MAX_INJECT_CHARS = 4096
+#: Longest ``notes`` of an inject.
+MAX_NOTES_CHARS = 1000
+
+
+def _quote(text: str, limit: int = 120) -> str:
+    """A line quoted for a message, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+
+
+def _read_mapping(text: str) -> object:
+    """Parse one inject line: JSON, or YAML with the scenario loader's bounds."""
+    if text.startswith('{"'):
+        return json.loads(text)
+    from scenarios.loader import parse_yaml_text
+
+    return parse_yaml_text(text)
+
 
 def parse_inject(line: str) -> dict | None:
-    """One inject line as a mapping (``None`` for a blank line or a ``#`` comment).
+    """One inject line as a checked mapping (``None`` for a blank line or a ``#`` comment).
+
+    Every field is checked here, before anything reaches the twin: ``type`` a name,
+    ``location`` a node id, ``[lon, lat]`` or a place name, ``severity`` a whole number
+    1-5, ``notes`` text, ``at`` a clock time or a time after the start; a station inject
+    has a ``station`` name and ``in_service: true|false``. Lines longer than
+    :data:`MAX_INJECT_CHARS` are not read.
 
     Raises
     ------
     InputError
-        Not a mapping, or unknown keys.
+        For any problem, quoting the line and naming the key; never another exception.
     """
     from twin.errors import InputError
 
+    if not isinstance(line, str):
+        raise InputError(f"inject: expected a line of text, got {type(line).__name__}")
     text = line.strip()
     if not text or text.startswith("#"):
         return None
+    if len(text) > MAX_INJECT_CHARS:
+        raise InputError(f"inject {_quote(text)}: the line is {len(text):,} characters long; "
+                         f"an inject line may have at most {MAX_INJECT_CHARS:,}")
     try:
-        obj = json.loads(text) if text.startswith('{"') else yaml.load(text, Loader=_Loader)  # noqa: S506
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InputError(f"inject {text!r}: not JSON or a YAML mapping ({exc})") from None
+        obj = _read_mapping(text)
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+        why = " ".join(str(exc).split())
+        raise InputError(f"inject {_quote(text)}: not JSON or a YAML mapping ({why[:300]})") from None
     if not isinstance(obj, dict):
-        raise InputError(f"inject {text!r}: expected a mapping such as {{type: fire, location: 12}}")
+        raise InputError(f"inject {_quote(text)}: expected a mapping such as {{type: fire, location: 12}}")
     keys = set(obj)
     if "station" in keys:
         if keys - _STATION_KEYS or "in_service" not in keys:
-            raise InputError(f"inject {text!r}: a station inject has exactly the keys station, in_service")
-    elif keys - _INCIDENT_KEYS or not {"type", "location"} <= keys:
-        bad = sorted(keys - _INCIDENT_KEYS)
-        raise InputError(f"inject {text!r}: " + (f"unknown key(s) {', '.join(bad)}; " if bad else "")
+            raise InputError(f"inject {_quote(text)}: a station inject has exactly the keys station, in_service")
+        if not isinstance(obj["station"], str) or not obj["station"].strip():
+            raise InputError(f"inject {_quote(text)}: station must be a station's name")
+        if not isinstance(obj["in_service"], bool):
+            raise InputError(f"inject {_quote(text)}: in_service must be true or false")
+        return {"station": obj["station"].strip(), "in_service": obj["in_service"]}
+    if keys - _INCIDENT_KEYS or not {"type", "location"} <= keys:
+        bad = sorted(str(k)[:40] for k in keys - _INCIDENT_KEYS)
+        raise InputError(f"inject {_quote(text)}: " + (f"unknown key(s) {', '.join(bad)}; " if bad else "")
                          + "an incident inject has type and location, and may have severity, notes, at")
-    return obj
+    try:
+        return _checked_incident(obj)
+    except ValueError as exc:
+        raise InputError(f"inject {_quote(text)}: {exc}") from None
+
+
+def _checked_incident(obj: dict) -> dict:
+    """The fields of an incident inject, checked; ``ValueError`` names the key."""
+    from scenarios import parse_time_point
+    from scenarios.emergency import _location
+
+    kind = obj["type"]
+    if not isinstance(kind, str) or not kind.strip():
+        raise ValueError("type must be the name of an incident type, such as fire")
+    try:
+        location = _location(obj["location"])
+    except ValueError as exc:
+        raise ValueError(f"location: {exc}") from None
+    severity = obj.get("severity")
+    if severity is not None and (isinstance(severity, bool) or not isinstance(severity, int)
+                                 or not 1 <= severity <= 5):
+        raise ValueError("severity must be a whole number 1-5")
+    notes = obj.get("notes", "")
+    if notes is None:
+        notes = ""
+    if isinstance(notes, (int, float)) and not isinstance(notes, bool):
+        notes = str(notes)
+    if not isinstance(notes, str):
+        raise ValueError("notes must be text")
+    if len(notes) > MAX_NOTES_CHARS:
+        raise ValueError(f"notes may have at most {MAX_NOTES_CHARS:,} characters")
+    at = obj.get("at")
+    if at is not None:
+        if isinstance(at, bool) or not isinstance(at, (int, float, str)):
+            raise ValueError("at must be a clock time \"HH:MM[:SS]\" or a time after the start")
+        parse_time_point(at)  # ValueError naming the forms it takes
+    out = {"type": kind.strip(), "location": location}
+    if "notes" in obj:
+        out["notes"] = notes
+    if severity is not None:
+        out["severity"] = int(severity)
+    if at is not None:
+        out["at"] = at
+    return out
 
 
 def apply_inject(comp, obj: dict) -> str:
-    """Apply a parsed inject to the emergency component; returns a one-line description."""
+    """Apply a parsed inject to the emergency component; returns a one-line description.
+
+    Raises
+    ------
+    InputError
+        The inject cannot be applied (unknown type, station or place, a time in the past
+        or after the end); the twin is unchanged.
+    """
     from twin.errors import InputError
 
+    if not isinstance(obj, dict):
+        raise InputError(f"inject: expected a mapping, got {type(obj).__name__}")
     if "station" in obj:
-        if not isinstance(obj["in_service"], bool):
-            raise InputError(f"inject station {obj['station']!r}: in_service must be true or false")
-        comp.set_station_in_service(str(obj["station"]), obj["in_service"])
+        if not isinstance(obj.get("in_service"), bool) or not isinstance(obj["station"], str):
+            raise InputError(f"inject station {str(obj['station'])[:80]!r}: in_service must be true or false")
+        comp.set_station_in_service(obj["station"], obj["in_service"])
         return f"{obj['station']} {'back in' if obj['in_service'] else 'out of'} service"
-    i = comp.inject(obj["type"], obj["location"], severity=obj.get("severity"), notes=str(obj.get("notes", "")),
-                    at=obj.get("at"))
+    if "type" not in obj or "location" not in obj:
+        raise InputError("inject: an incident inject has type and location")
+    notes = obj.get("notes", "")
+    notes = notes[:MAX_NOTES_CHARS] if isinstance(notes, str) else ""
+    i = comp.inject(obj["type"], obj["location"], severity=obj.get("severity"), notes=notes, at=obj.get("at"))
     return f"{obj['type']} at {obj['location']}" + (f" (incident {i})" if i is not None else f" at {obj.get('at')}")
 
 

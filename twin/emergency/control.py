@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from scenarios import parse_time_point
+from scenarios.emergency import MAX_UNITS_PER_STATION, _location
 from twin.emergency.incidents import locate
 from twin.emergency.resources import AVAILABLE, OUT_OF_SERVICE, REMOVED, RETURNING, Station, Unit
 from twin.errors import InputError
@@ -20,16 +21,27 @@ __all__ = ["ControlMixin"]
 _EPS = 1e-9
 
 
+def _short(value) -> str:
+    """A value quoted for a message, at most 60 characters (never a huge repr)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = repr(value) if not isinstance(value, int) or abs(value) < 10**60 else "a huge number"
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class ControlMixin:
     """Station changes, unit moves and injects (the interventions module's handles)."""
 
     def _station(self, name: str) -> tuple[int, Station]:
+        if not isinstance(name, str):
+            raise InputError(f"a station is named by text, got {_short(name)}")
         for k, s in enumerate(self.stations):
             if s.name == name and not s.removed:
                 return k, s
         from twin.places import close_matches
 
-        raise InputError(f"no station named {name!r}" + close_matches(name, [s.name for s in self.stations if not s.removed]))
+        raise InputError(f"no station named {_short(name)}" + close_matches(name, [s.name for s in self.stations if not s.removed]))
 
     def set_station_in_service(self, name: str, in_service: bool) -> None:
         """Take a station out of service, or put it back.
@@ -86,8 +98,9 @@ class ControlMixin:
         loc = locate(self.twin.city, node, where=f"{where}.node")
         needed = self.spec.unit_kinds_needed
         for k, n in units.items():
-            if not isinstance(n, (int, np.integer)) or n < 0:
-                raise InputError(f"{where}: units[{k!r}] must be a whole number >= 0, got {n!r}")
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_UNITS_PER_STATION:
+                raise InputError(f"{where}: units[{_short(k)}] must be a whole number 0-{MAX_UNITS_PER_STATION:,}, "
+                                 f"got {_short(n)}")
             if n > 0 and k not in needed:
                 raise InputError(f"{where}: unit kind {k!r} is not needed by any incident type "
                                  f"(kinds needed: {', '.join(sorted(needed))})")
@@ -161,18 +174,41 @@ class ControlMixin:
         Raises
         ------
         InputError
-            Unknown type, bad severity, unknown location or a time in the past.
+            Unknown type, bad severity, notes that are not text, unknown location, a time
+            that cannot be read, in the past or after the end of the scenario; the twin is
+            left unchanged.
         """
-        where = f"inject {type!r}"
+        if not isinstance(type, str):
+            raise InputError(f"inject: type must be the name of an incident type, got {_short(type)} "
+                             f"(known: {', '.join(sorted(self.types))})")
+        where = f"inject {_short(type)}"
         if type not in self.types:
             raise InputError(f"{where}: not an incident type (known: {', '.join(sorted(self.types))})")
         if severity is not None and (isinstance(severity, bool) or not isinstance(severity, (int, np.integer))
                                      or not 1 <= severity <= 5):
-            raise InputError(f"{where}: severity must be a whole number 1-5, got {severity!r}")
+            raise InputError(f"{where}: severity must be a whole number 1-5, got {_short(severity)}")
+        if not isinstance(notes, str):
+            raise InputError(f"{where}: notes must be text, got {_short(notes)}")
+        try:
+            location = _location(location)
+        except ValueError as exc:
+            raise InputError(f"{where}.location: {exc}") from None
         loc = locate(self.twin.city, location, where=f"{where}.location")
-        t = self.now if at is None else parse_time_point(at, start_s=self.twin.start_s)
+        if at is None:
+            t = self.now
+        elif isinstance(at, bool) or not isinstance(at, (int, float, str)):
+            raise InputError(f"{where}: 'at' must be a clock time \"HH:MM[:SS]\" or a time after the start, "
+                             f"got {_short(at)}")
+        else:
+            try:
+                t = parse_time_point(at, start_s=self.twin.start_s)
+            except ValueError as exc:
+                raise InputError(f"{where}: 'at': {exc}") from None
         if t < self.now - _EPS:
             raise InputError(f"{where}: 'at' is {t:.0f} s, before the clock ({self.now:.0f} s)")
+        if t > self.twin.duration_s + _EPS:
+            raise InputError(f"{where}: 'at' is {t:.0f} s after the start, after the end of the scenario "
+                             f"({self.twin.duration_s:.0f} s)")
         if t <= self.now + _EPS:
             return self._new_incident(type, loc, severity=severity, source="inject", notes=notes).id
         entry = {"t": t, "type": type, "loc": loc, "severity": severity, "notes": notes, "source": "inject"}
