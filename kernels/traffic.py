@@ -764,13 +764,33 @@ def status_counts(link, out):
 
 
 @njit(cache=True)
-def destinations_in_use(veh, ls, horizon_t, out):
-    """Flag route-table rows needed by vehicles on the network or departing before ``horizon_t``."""
+def destinations_in_use(veh, ls, horizon_t, cand, n_cand, released, out):
+    """Flag route-table rows needed by vehicles on the network or departing before ``horizon_t``.
+
+    Only vehicles already released can be on the network, waiting or without a
+    route, so the caller keeps them in ``cand``: its first ``n_cand`` entries are
+    the live ones found by the previous call, when ``released`` vehicles had been
+    released (``ls.cursor[0]`` then); the vehicles released since,
+    ``veh.order[released:ls.cursor[0]]``, are added.  ``cand`` needs room for
+    ``n_cand + ls.cursor[0] - released`` entries.  The live ones (on a link,
+    waiting, or without a route) are packed to the front of ``cand`` and flag
+    their destination rows; so do the vehicles still pending that depart before
+    ``horizon_t``.  ``released = 0, n_cand = 0`` scans every released vehicle.
+    Returns (how many live vehicles now head ``cand``, how many have no route).
+    """
     out[:] = False
-    for v in range(veh.orig.shape[0]):
+    n = 0
+    no_route = 0
+    total = n_cand + ls.cursor[0] - released
+    for i in range(total):
+        v = cand[i] if i < n_cand else veh.order[released + i - n_cand]
         s = veh.link[v]
         if s >= 0 or s == VEH_WAITING or s == VEH_NO_ROUTE:
+            cand[n] = v
+            n += 1
             out[veh.dest_idx[v]] = True
+            if s == VEH_NO_ROUTE:
+                no_route += 1
     p = ls.cursor[0]
     while p < veh.order.shape[0]:
         v = veh.order[p]
@@ -778,7 +798,7 @@ def destinations_in_use(veh, ls, horizon_t, out):
             break
         out[veh.dest_idx[v]] = True
         p += 1
-    return out
+    return n, no_route
 
 
 @njit(cache=True)

@@ -852,7 +852,11 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
         t0 = time.perf_counter()
         rk = None if knowledge is None else RouteKnowledge(knowledge, bin_s=bin_s, day=day, refresh_s=refresh_s,
                                                            departure_shift_s=shift)
-        twin = Twin(scenario, seed=seed, city=city, route_knowledge=rk)
+        # every day has the same trips: build them (and their free-flow times) once;
+        # the previous day's twin goes before the next is built
+        trips, free = (None, None) if twin is None else (twin.trips, twin.trip_free_flow_s)
+        twin = None
+        twin = Twin(scenario, seed=seed, city=city, route_knowledge=rk, trips=trips, trip_free_flow_s=free)
         is_open = run_day(twin, bin_s=bin_s)
         x = experienced_link_times(twin)
         if knowledge is not None and x.shape != knowledge.shape:

@@ -110,6 +110,10 @@ class Twin(mesa.Model):
         What travellers remember of the link travel times by time of day (a
         :class:`twin.equilibrium.RouteKnowledge`, from a day-to-day equilibrium):
         routes follow it instead of the day's own travel times.
+    trips, trip_free_flow_s
+        The scenario's trips and their free-flow times, already built by a twin of
+        the same scenario, seed and city (a day-to-day equilibrium builds them once
+        for all its days); they must be what this scenario and seed give.
 
     Examples
     --------
@@ -119,7 +123,8 @@ class Twin(mesa.Model):
     """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None, city: City | None = None,
-                 route_knowledge=None) -> None:
+                 route_knowledge=None, trips: Trips | None = None,
+                 trip_free_flow_s: np.ndarray | None = None) -> None:
         seed = int(scenario.seed if seed is None else seed)
         super().__init__(seed=seed)
         self.scenario = scenario
@@ -147,7 +152,7 @@ class Twin(mesa.Model):
                 "link: a smaller time.step (or a larger city.min_link_m) avoids it",
                 int(short.sum()), short.size, self.traffic.dt, float(self.traffic.links.free_tt.min()),
             )
-        self.trips = build_demand(scenario, self.city, component_rng(seed, "demand"))
+        self.trips = build_demand(scenario, self.city, component_rng(seed, "demand")) if trips is None else trips
         self.trip_ids = self.trips.trip_id
         #: where each block of vehicles came from: (first vehicle id, count, source code)
         n_scn = self.trips.trip_id.shape[0]
@@ -173,8 +178,12 @@ class Twin(mesa.Model):
         self.next_response_s = 0.0
         self.trips_deterred = 0
         self._response_key = np.uint64(component_seed(seed, "demand response").generate_state(1, np.uint64)[0])
-        self.trip_free_flow_s = _free_flow_times(self.traffic, self.trips.origin, self.trips.destination) \
-            if self.elasticity < 0 else np.zeros(0)
+        if self.elasticity >= 0:
+            self.trip_free_flow_s = np.zeros(0)
+        elif trip_free_flow_s is not None and trip_free_flow_s.shape == self.trips.origin.shape:
+            self.trip_free_flow_s = trip_free_flow_s
+        else:
+            self.trip_free_flow_s = _free_flow_times(self.traffic, self.trips.origin, self.trips.destination)
         from twin.components import build_components
         from twin.linkcontrol import LinkControl
 

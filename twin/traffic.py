@@ -256,6 +256,7 @@ class TrafficModel:
         self._versions: dict[int, np.ndarray] = {0: self.routes.weight}
         self._version = 0
         self._interval_start = 0.0
+        self._reset_live()
 
     # ------------------------------------------------------------- pickling
     def __getstate__(self) -> dict:
@@ -264,6 +265,8 @@ class TrafficModel:
         state = self.__dict__.copy()
         state["veh"] = {f: getattr(self.veh, f) for f in _VEHICLE_BASE}
         del state["_vbuf"]  # the spare room is not state
+        for key in ("_live", "_n_live", "_live_released"):  # a cache, rebuilt by a full scan
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -271,6 +274,32 @@ class TrafficModel:
         state["_vbuf"] = {f: np.ascontiguousarray(a) for f, a in state["veh"].items()}
         state["veh"] = _vehicles(**state["_vbuf"])
         self.__dict__.update(state)
+        self._reset_live()
+
+    def _reset_live(self) -> None:
+        """Forget the live-vehicle list of :meth:`_destinations_in_use` (the next call scans all released)."""
+        self._live = np.zeros(0, np.int32)
+        self._n_live = 0
+        self._live_released = 0
+
+    def _destinations_in_use(self, horizon_t: float, out: np.ndarray) -> int:
+        """Flag the route rows in use (:func:`kernels.traffic.destinations_in_use`) into
+        ``out``; returns how many vehicles have no route.  Keeps the live vehicles of
+        this call for the next, so a refresh looks at the vehicles on the road and
+        those released since rather than at every trip of the day."""
+        released = int(self.state.cursor[0])
+        n_live, since = self._n_live, self._live_released
+        if since > released:  # the release order was rebuilt: scan it all
+            n_live, since = 0, 0
+        need = n_live + released - since
+        live = self._live
+        if live.shape[0] < need:
+            grown = np.empty(max(need, 2 * live.shape[0], 1024), np.int32)
+            grown[:n_live] = live[:n_live]
+            live = grown
+        n_live, no_route = k.destinations_in_use(self.veh, self.state, horizon_t, live, n_live, since, out)
+        self._live, self._n_live, self._live_released = live, int(n_live), released
+        return int(no_route)
 
     # ------------------------------------------------------------------ time
     @property
@@ -522,7 +551,7 @@ class TrafficModel:
         self._versions[self._version] = weight
         self.routes = self.routes._replace(weight=weight)
         active = np.zeros(self.dest_nodes.shape[0], np.bool_)
-        k.destinations_in_use(self.veh, self.state, self.now + horizon_s + self.dt, active)
+        no_route = self._destinations_in_use(self.now + horizon_s + self.dt, active)
         if batches > 1:
             active[np.arange(active.shape[0]) % batches != phase] = False
         stale = np.zeros_like(active)
@@ -538,7 +567,7 @@ class TrafficModel:
             if stale.any():
                 self._fill_routes(stale)
             self._row_version[active] = self._version  # the rows left alone are exact for these weights too
-            if np.any(self.veh.link == k.VEH_NO_ROUTE):  # (a quick scan saves the kernel's walk over every trip)
+            if no_route:
                 k.retry_no_route(self.veh, self.state, self.routes.pot)
         keep = set(np.unique(self._row_version).tolist()) | {self._version}
         self._versions = {v: w for v, w in self._versions.items() if v in keep}

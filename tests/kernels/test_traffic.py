@@ -9,7 +9,7 @@ import pytest
 
 from city_models.network import make_network
 from kernels import traffic as k
-from tests.reference.traffic import RefTraffic, ref_status_counts
+from tests.reference.traffic import RefTraffic, ref_destinations_in_use, ref_status_counts
 from twin.traffic import TrafficModel, simulate
 
 # ---------------------------------------------------------------- builders
@@ -483,3 +483,51 @@ def test_cancelled_trips_leave_the_release_order_sorted_and_never_enter():
     m.advance_to(1200.0)
     assert np.all(m.veh.link[gone] == -5) and np.all(np.isnan(m.veh.arrive[gone]))
     assert m.counts()["cancelled"] == gone.size
+
+
+def _check_in_use(m: TrafficModel, horizon_t: float) -> int:
+    """The model's incremental row flags equal a scan of every vehicle; returns the no-route count."""
+    got = np.ones(m.dest_nodes.shape[0], np.bool_)  # the kernel clears it first
+    no_route = m._destinations_in_use(horizon_t, got)
+    want, want_no_route = ref_destinations_in_use(m.veh.link, m.veh.dest_idx, m.veh.order, m.veh.depart,
+                                                  int(m.state.cursor[0]), horizon_t, m.dest_nodes.shape[0])
+    np.testing.assert_array_equal(got, want)
+    assert no_route == want_no_route
+    return no_route
+
+
+def test_destinations_in_use_follows_the_day_like_a_full_scan():
+    """The live-vehicle list kept between calls (released vehicles only, the arrived and
+    cancelled dropped) flags the same rows as a scan of every trip, through releases,
+    arrivals, cancellations, a destination cut off (vehicles without a route), trips
+    added later and a snapshot round trip."""
+    import pickle
+
+    dt = 1.0
+    net = random_network(4, dt=dt)
+    o, d, t = random_trips(4, net.n_nodes, n_trips=400)
+    dest = int(np.bincount(d).argmax())
+    ins = np.flatnonzero(net.dst == dest)
+    m = TrafficModel(net, step_s=dt)
+    empty = np.zeros(0, np.bool_)
+    assert m._destinations_in_use(60.0, empty) == 0  # no trips, no rows
+    ids = m.add_trips(o, d, t)
+    m.update_routes(60.0)
+    assert _check_in_use(m, 0.0) == 0 and _check_in_use(m, 1e9) == 0  # nothing released yet
+    seen_no_route = 0
+    for step, until in enumerate(range(50, 1300, 50)):
+        if until == 100:
+            m.links.is_open[ins] = 0  # the busiest destination cut off
+        if until == 500:
+            m.links.is_open[ins] = 1
+        if until == 150:
+            m.cancel_trips(ids[(m.veh.depart[ids] >= 300.0) & (m.veh.depart[ids] < 400.0)][::3])
+        if until == 250:
+            m.add_trips(o[:40], d[:40], t[:40] + 300.0)
+        if until == 700:
+            m = pickle.loads(pickle.dumps(m))  # the cache is not state: rebuilt by a full scan
+        m.update_routes(60.0)
+        m.advance_to(float(until))
+        seen_no_route = max(seen_no_route, _check_in_use(m, m.now + 60.0 * (step % 3)))
+    assert seen_no_route > 0  # the cut-off destination left vehicles without a route
+    assert m.counts()["arrived"] > 300 and m._n_live < m.n_vehicles  # the list is short late in the day

@@ -480,3 +480,15 @@ def ref_status_counts(link: np.ndarray) -> np.ndarray:
     """Plain-numpy :func:`kernels.traffic.status_counts`: codes -1..-5, then vehicles on a link."""
     link = np.asarray(link)
     return np.array([np.count_nonzero(link == s) for s in (-1, -2, -3, -4, -5)] + [np.count_nonzero(link >= 0)], np.int64)
+
+
+def ref_destinations_in_use(link, dest_idx, order, depart, released: int, horizon_t: float, n_rows: int):
+    """Plain-numpy :func:`kernels.traffic.destinations_in_use` by a scan of every vehicle:
+    the rows flagged and how many vehicles have no route."""
+    link = np.asarray(link)
+    live = (link >= 0) | (link == -1) | (link == -4)
+    out = np.zeros(n_rows, np.bool_)
+    out[np.asarray(dest_idx)[live]] = True
+    pending = np.asarray(order)[released:]
+    out[np.asarray(dest_idx)[pending[np.asarray(depart)[pending] < horizon_t]]] = True
+    return out, int(np.count_nonzero(link == -4))
