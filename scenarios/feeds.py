@@ -158,13 +158,26 @@ class HttpSourceSpec(_SourceBase):
         URL path notifications are POSTed to.
     max_body_bytes : int
         Larger bodies are refused (413).
+    token_env : str
+        Name of the environment variable holding the access token (never the token
+        itself). When it is set, every request needs ``Authorization: Bearer <token>``
+        (401 otherwise); bound beyond loopback (``0.0.0.0``, a LAN address) it must be
+        set, or the endpoint refuses to start. Default ``TWIN_FEED_TOKEN``.
+    max_connections : int
+        Connections served at once; more are answered 503 (default 64).
+    timeout : float
+        Per-connection time to send the request head and body (408 or closed after it;
+        default 10 s); idle keep-alive connections close after 5 s.
     """
 
     kind: Literal["http"]
     host: str = "127.0.0.1"
     port: Annotated[Count, Field(ge=0, le=65535)] = 8668
     path: str = "/ngsi-ld/v1/notify"
-    max_body_bytes: Annotated[Count, Field(gt=0)] = 10_000_000
+    max_body_bytes: Annotated[Count, Field(gt=0, le=100_000_000)] = 10_000_000
+    token_env: str = "TWIN_FEED_TOKEN"
+    max_connections: Annotated[Count, Field(ge=1, le=10_000)] = 64
+    timeout: Annotated[Duration, Field(gt=0, le=600)] = 10.0
 
     @field_validator("path")
     @classmethod
@@ -240,6 +253,16 @@ class CleansingSpec(_Section):
         A location farther than this from every link maps to none (rejected).
     roadworks_capacity_factor : float
         Share of capacity left on links with road works (``roadWorks`` alerts).
+    max_future : float
+        Records dated more than this ahead of the live clock are dead-lettered as
+        ``future`` (default 5 min; see :mod:`twin.feeds.cleanse` for the clock).
+    max_period : float
+        Observation periods longer than this (or shorter than 1 s) are implausible
+        (default 1 h).
+    clock_quorum : int
+        How many different senders (entity id or ``refDevice``) must have reported up to
+        a time before the live clock moves there (default 2: no single sender moves it;
+        1 for a feed with one sensor).
     """
 
     reorder_window: Annotated[Duration, Field(ge=0)] = 60.0
@@ -253,6 +276,9 @@ class CleansingSpec(_Section):
     occupancy_unit: OccupancyUnit = "fraction"
     snap_max_m: Annotated[Number, Field(gt=0)] = 50.0
     roadworks_capacity_factor: Annotated[Number, Field(ge=0, le=1)] = 0.5
+    max_future: Annotated[Duration, Field(ge=0, le=7 * 86400)] = 300.0
+    max_period: Annotated[Duration, Field(ge=1, le=7 * 86400)] = 3600.0
+    clock_quorum: Annotated[Count, Field(ge=1, le=100)] = 2
 
     @field_validator("stuck_repeats")
     @classmethod
@@ -286,6 +312,12 @@ class FeedsSpec(_Section):
     dead_letter : str or None
         JSONL file for rejected messages (absolute after loading); ``None`` lets the
         runner choose (the run folder).
+    dead_letter_max_mb : float
+        When the dead-letter file passes this size it is rotated (``.1``, ``.2``, ...;
+        default 64 MB).
+    dead_letter_keep : int
+        Rotated files kept (default 3): the dead letters never take more than
+        ``(keep + 1) x dead_letter_max_mb`` of disk.
     """
 
     sources: list[SourceSpec] = Field(default_factory=list)
@@ -296,6 +328,8 @@ class FeedsSpec(_Section):
     timezone: str = "UTC"
     cleansing: CleansingSpec = Field(default_factory=CleansingSpec)
     dead_letter: str | None = None
+    dead_letter_max_mb: Annotated[Number, Field(gt=0, le=100_000)] = 64.0
+    dead_letter_keep: Annotated[Count, Field(ge=0, le=100)] = 3
 
     @field_validator("sources", mode="before")
     @classmethod

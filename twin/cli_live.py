@@ -8,6 +8,11 @@
 The default scenario is the built-in sample day (``feeds/sample_day.yaml``: the
 synthetic city with its recorded feed).  Drop a variant YAML into ``--fork-dir``
 while it runs to fork what-ifs from "now" (results in ``NAME.result.json``).
+
+Results go to ``--out`` (default ``runs/<name>-live-<UTC date-time>``, said at the
+start), written whole at the end; rejected messages go to ``<out>.dead_letter.jsonl``
+while it runs and into the run folder with the results. A feed that cannot connect
+(no MQTT broker at the address) fails within seconds, naming the address and why.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ def status_line(st: dict) -> str:
             f"corrected links {st['links_corrected']}  forks {st['forks_running']}")
 
 
+def _default_out(scenario) -> Path:
+    """``runs/<name>-live-<UTC date and time>``: a new folder for every live run."""
+    import datetime as _dt
+
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{scenario.name}-live-{stamp}"
+
+
 def _cmd_live(args, console: Console) -> int:
     from scenarios import load_scenario, parse_time_point
     from twin.assimilation import AssimilationSettings
@@ -59,13 +72,30 @@ def _cmd_live(args, console: Console) -> int:
     settings = AssimilationSettings(members=args.members)
     if args.open_loop:
         settings = replace(settings, estimate_demand=False, correct_links=False)
-    dead = Path(args.out) / "dead_letter.jsonl" if args.out and not scenario.feeds.dead_letter else None
-    if dead is not None:
-        dead.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) if args.out else _default_out(scenario)
+    # dead letters go beside the run folder while it runs (the folder itself is written
+    # whole at the end) and into it when the results are saved
+    dead = None if scenario.feeds.dead_letter else out.parent / f"{out.name}.dead_letter.jsonl"
+    console.print(f"results will be written to [bold]{out}[/] at the end"
+                  + ("" if args.out else " (--out DIR to choose)")
+                  + f"; rejected messages: {dead or scenario.feeds.dead_letter}")
     from twin.model import build_city
 
     city = build_city(scenario.city)
     hub = FeedHub.from_scenario(scenario, city.network, dead_letter=dead)
+    try:
+        for src in hub.sources:
+            if getattr(src, "loopback", True) is False:
+                console.print(f"[yellow]warning:[/] the feed endpoint {src.host}:{src.port} accepts connections "
+                              f"from other machines; requests must carry 'Authorization: Bearer <token>' "
+                              f"(the token in ${getattr(src, 'token_env', 'TWIN_FEED_TOKEN')}), "
+                              f"and nothing is encrypted: put TLS in front")
+        hub.start()
+        with console.status("connecting to the feed…"):
+            hub.wait_ready(timeout=10.0)
+    except BaseException:
+        hub.stop()
+        raise
     with console.status(f"building {args.members} twins of {scenario.name}…"):
         shadow = Shadow(scenario, hub, settings, speed=args.speed, city=city)
     until = None
@@ -73,6 +103,7 @@ def _cmd_live(args, console: Console) -> int:
         try:
             until = parse_time_point(args.until, start_s=float(scenario.time.start))
         except ValueError as exc:
+            shadow.close()
             raise InputError(f"--until: {exc}") from None
     fork_dir = Path(args.fork_dir) if args.fork_dir else None
     if fork_dir is not None:
@@ -91,7 +122,7 @@ def _cmd_live(args, console: Console) -> int:
         shadow.close()
     st = shadow.status()
     table = Table(title=f"{scenario.name}: shadow run")
-    table.add_column("item")
+    table.add_column("", style="bold")
     table.add_column("value", justify="right")
     table.add_row("simulated", f"{st['sim_time_s'] / 3600:.2f} h in {wall:.1f} s ({st['sim_time_s'] / max(wall, 1e-9):,.0f}x real time)")
     table.add_row("members", str(len(shadow.ensemble.members)))
@@ -102,9 +133,10 @@ def _cmd_live(args, console: Console) -> int:
     console.print(table)
     for job in shadow.jobs:
         console.print(f"fork {job.name}: {job.state} {job.error}")
-    if args.out:
-        out = shadow.save(args.out)
-        console.print(f"results in [bold]{out}[/] (results.nc of the representative member, assimilation.nc)")
+    keep = hub.cleanser.dead_letter.files() if dead is not None else []
+    saved = shadow.save(out, files=keep)
+    console.print(f"results in [bold]{saved}[/] (results.nc of the representative member, assimilation.nc"
+                  + (", dead_letter.jsonl)" if keep else ")"))
     return 0
 
 
@@ -121,7 +153,7 @@ def add_commands(sub) -> None:
     p.add_argument("--members", type=int, default=12, help="ensemble size (default 12)")
     p.add_argument("--speed", type=float, help="for a file replay: sim seconds per wall second (default: as fast as possible)")
     p.add_argument("--until", help="stop at a clock time HH:MM or a time after the start")
-    p.add_argument("--out", help="run folder for the results")
+    p.add_argument("--out", help="run folder for the results (default: runs/<name>-live-<UTC date-time>)")
     p.add_argument("--fork-dir", help="folder watched for what-if requests (*.yaml) while running")
     p.add_argument("--open-loop", action="store_true", help="read the feed but do not assimilate (for comparison)")
     p.set_defaults(func=_cmd_live)

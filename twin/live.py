@@ -250,9 +250,14 @@ class Shadow:
             self._executor = None
 
     # ------------------------------------------------------------------ results
-    def save(self, out_dir: str | Path) -> Path:
+    def save(self, out_dir: str | Path, *, files=()) -> Path:
         """The representative member's run folder, plus ``assimilation.nc`` (the
-        ensemble's estimate with its bands, and the feed's counters)."""
+        ensemble's estimate with its bands, and the feed's counters).
+
+        ``files`` (e.g. the dead-letter file and its rotations, written beside the folder
+        while running) are moved into the folder once it is written, under their names
+        (``x.dead_letter.jsonl`` becomes ``dead_letter.jsonl``).
+        """
         import xarray as xr
 
         from twin.results import write_run
@@ -262,7 +267,12 @@ class Shadow:
         coords = {k[6:]: v for k, v in feed.items() if k.startswith("coord:")}
         data = {k: v for k, v in feed.items() if not k.startswith("coord:")}
         est = est.merge(xr.Dataset(data, coords=coords))
-        return write_run(self.representative(), Path(out_dir), extra={"assimilation.nc": est})
+        out = write_run(self.representative(), Path(out_dir), extra={"assimilation.nc": est})
+        for f in map(Path, files):
+            if f.exists():
+                _, sep, tail = f.name.rpartition(".dead_letter.")
+                os.replace(f, out / (f"dead_letter.{tail}" if sep else f.name))
+        return out
 
 
 def _job_json(job: ForkJob) -> dict:

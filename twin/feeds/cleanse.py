@@ -14,21 +14,41 @@ entities or an NGSI-LD Notification) through these steps, per entity:
 5. **plausibility**: negative counts, speeds or occupancy; speeds above
    ``max_speed_kmh``; occupancy above 1; flows above ``max_flow_vph_per_lane`` times
    the link's lanes;
-6. **lateness**: records are held for ``reorder_window`` sim seconds and released in
+6. **time**: an observation period longer than ``max_period`` (or shorter than 1 s) is
+   implausible; a record dated more than ``max_future`` ahead of the live clock (below)
+   is *future*: rejected;
+7. **lateness**: records are held for ``reorder_window`` sim seconds and released in
    time order by :meth:`Cleanser.release`; an observation of a time already released is
    *late*: dropped and dead-lettered (the twin has moved past it). An alert or closure
    arriving after its time is still delivered, flagged ``late`` and counted as
    accepted: a late report of a closure, or of its end, still changes what the twin does;
-7. **stuck sensors**: the same non-zero reading from one sensor (entity id or
+8. **stuck sensors**: the same non-zero reading from one sensor (entity id or
    ``refDevice``, and lane) ``stuck_repeats`` times in a row: that repeat and the ones
    after it are rejected until the reading changes.
+
+**The live clock** (:attr:`Cleanser.feed_time`) is what the feed says the time is, and no
+single sender can move it: it is the latest time that ``clock_quorum`` different senders
+(entity id or ``refDevice``) have each reported up to (default 2). Shadow mode steps a
+live twin by it. A record is *future* when it is dated more than ``max_future`` ahead of
+the latest of: the live clock; the twin's own clock (the last time it drained); the
+arrival time a replay gives its messages; and the wall clock, when the feed's day is
+today. A message dated hours ahead therefore cannot drag the twin forward and make every
+later real message late. On a pushed feed of a day other than today (no wall clock to
+trust), a record beyond that limit is *held*: it joins the queue when ``clock_quorum``
+senders agree (times within ``max_future`` of each other) that the feed has moved on
+that far -- after an outage, or a broker delivering a backlog -- and is dead-lettered as
+*future* (its count moving from accepted to rejected) if the live clock moves on
+``2 x max_future`` without that.
 
 Each entity gets exactly one outcome (:class:`Outcome`): ``accepted``, ``rejected``
 (dead-lettered with its reason), ``late`` (dead-lettered) or ``duplicate``; counters per
 source add them up. Nothing a message contains can raise out of :meth:`Cleanser.process`:
 an unexpected error is dead-lettered as ``internal`` and logged.
 
-The dead-letter file is JSON lines, appended and flushed line by line::
+The dead-letter file is JSON lines, appended and flushed line by line, a message kept up to
+64 KiB (longer ones are cut, with a note); past ``max_bytes`` it is rotated (``FILE.1``,
+``FILE.2``, ... up to ``keep``), so the dead letters never hold more than
+``(keep + 1) x max_bytes`` on disk::
 
     {"at": "2024-05-14T07:05:03Z", "source": "mqtt", "status": "rejected", "code": "implausible",
      "reason": "averageVehicleSpeed 412 km/h is above max_speed_kmh=200", "id": "urn:...", "message": {...}}
@@ -68,6 +88,8 @@ log = logging.getLogger(__name__)
 #: the outcomes a message can have, in counter order
 OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "late", "duplicate")
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
+#: most records held for a quorum at once (see Cleanser._hold)
+_MAX_HELD = 1000
 
 
 class Outcome(NamedTuple):
@@ -80,6 +102,10 @@ class Outcome(NamedTuple):
     reason: str = ""
 
 
+#: longest message text a dead-letter line keeps
+MAX_DEAD_MESSAGE_CHARS = 65_536
+
+
 class DeadLetter:
     """Append-only JSONL file of rejected messages, one flushed line each (thread-safe).
 
@@ -89,31 +115,82 @@ class DeadLetter:
         The file (its folder is created); ``None`` keeps only the recent entries in memory.
     keep : int
         How many recent entries :attr:`recent` keeps.
+    max_bytes : int
+        Rotate the file when it would grow past this size.
+    rotate_keep : int
+        Rotated files kept (``FILE.1`` the newest); older ones are deleted. 0 keeps none
+        (the file starts again empty).
     """
 
-    def __init__(self, path: str | Path | None = None, *, keep: int = 200) -> None:
+    def __init__(self, path: str | Path | None = None, *, keep: int = 200, max_bytes: int = 64_000_000,
+                 rotate_keep: int = 3) -> None:
         self.path = None if path is None else Path(path)
         self.recent: deque[dict] = deque(maxlen=keep)
         self.count = 0
+        self.rotations = 0
+        self.max_bytes = max(int(max_bytes), 1024)
+        self.rotate_keep = max(int(rotate_keep), 0)
         self._lock = threading.Lock()
         self._handle = None
+        self._size = 0
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")
+            self._size = self._handle.tell()
+
+    def files(self) -> list[Path]:
+        """The dead-letter file and its rotated predecessors that exist, newest first."""
+        if self.path is None:
+            return []
+        names = [self.path] + [self.path.with_name(f"{self.path.name}.{i}") for i in range(1, self.rotate_keep + 1)]
+        return [p for p in names if p.exists()]
 
     def write(self, entry: dict) -> None:
         """Append one entry (a JSON-able dict) and flush it."""
+        msg = entry.get("message")
+        if type(msg) is str and len(msg) > MAX_DEAD_MESSAGE_CHARS:
+            entry = {**entry, "message": msg[:MAX_DEAD_MESSAGE_CHARS],
+                     "note": f"message cut to {MAX_DEAD_MESSAGE_CHARS} of {len(msg)} characters"}
         try:
             line = json.dumps(entry, ensure_ascii=False, default=repr)
         except (TypeError, ValueError) as exc:  # e.g. circular: keep the reason, drop the message
             entry = {**entry, "message": repr(entry.get("message"))[:2000], "note": f"not JSON-able: {exc}"}
             line = json.dumps(entry, ensure_ascii=False, default=repr)
+        if len(line) > 2 * MAX_DEAD_MESSAGE_CHARS:  # a parsed message too large: keep its start as text
+            entry = {**entry, "message": line[:MAX_DEAD_MESSAGE_CHARS],
+                     "note": f"message cut to {MAX_DEAD_MESSAGE_CHARS} characters of its JSON"}
+            line = json.dumps(entry, ensure_ascii=False, default=repr)
+        data = line + "\n"
         with self._lock:
             self.count += 1
             self.recent.append(entry)
             if self._handle is not None:
-                self._handle.write(line + "\n")
+                n = len(data.encode("utf-8"))
+                if self._size and self._size + n > self.max_bytes:
+                    self._rotate()
+                self._handle.write(data)
                 self._handle.flush()
+                self._size += n
+
+    def _rotate(self) -> None:
+        """FILE -> FILE.1 -> FILE.2 ...; the oldest beyond ``rotate_keep`` is deleted."""
+        self._handle.close()
+        self._handle = None
+        path = self.path
+        try:
+            if self.rotate_keep == 0:
+                path.unlink(missing_ok=True)
+            else:
+                path.with_name(f"{path.name}.{self.rotate_keep}").unlink(missing_ok=True)
+                for i in range(self.rotate_keep - 1, 0, -1):
+                    older = path.with_name(f"{path.name}.{i}")
+                    if older.exists():
+                        older.replace(path.with_name(f"{path.name}.{i + 1}"))
+                path.replace(path.with_name(f"{path.name}.1"))
+        finally:
+            self.rotations += 1
+            self._handle = open(path, "a", encoding="utf-8")
+            self._size = self._handle.tell()
 
     def close(self) -> None:
         with self._lock:
@@ -168,7 +245,19 @@ class Cleanser:
         self.source_units = dict(source_units or {})
         self.window = float(settings.reorder_window)
         self.watermark = -math.inf  # records with t <= watermark have been released
-        self.feed_time = -math.inf  # latest accepted record time
+        self.feed_time = -math.inf  # the live clock: latest time clock_quorum senders reached
+        self.latest_time = -math.inf  # latest accepted record time (any one sender)
+        self.twin_time = -math.inf  # the twin's clock: the latest time it drained to
+        self.stream_time = -math.inf  # latest arrival time a replay gave a message
+        self._max_future = float(getattr(settings, "max_future", 300.0))
+        self._max_period = float(getattr(settings, "max_period", 3600.0))
+        self._quorum = max(1, int(getattr(settings, "clock_quorum", 2)))
+        self._top: list[list] = []  # [time, sender] of the senders furthest ahead (at most quorum)
+        self._held: list[tuple] = []  # (record, sender, live clock when held): see _hold
+        now = clock.now()
+        self._wall = -2 * 86400.0 <= now <= 3 * 86400.0  # the feed's day is today: wall time counts
+        self._limit = math.inf  # records dated after this are checked against the wall / dead-lettered
+        self._relimit()
         self._max_speed = settings.max_speed_kmh / 3.6
         self._max_flow_lane = float(settings.max_flow_vph_per_lane)
         self._stuck_n = int(settings.stuck_repeats)
@@ -183,7 +272,7 @@ class Cleanser:
         self._reasons: dict[str, Counter] = {}
 
     # ------------------------------------------------------------------ intake
-    def process(self, payload: Any, *, source: str) -> list[Outcome]:
+    def process(self, payload: Any, *, source: str, at: float | None = None) -> list[Outcome]:
         """Cleanse one raw message; returns the outcome of each entity in it.
 
         Parameters
@@ -192,7 +281,13 @@ class Cleanser:
             The message as received (JSON text or already parsed).
         source : str
             Name of the source it came from.
+        at : float, optional
+            Sim time it arrived, when the transport knows it (a replay): a reference of
+            the future check.
         """
+        if at is not None and at > self.stream_time and at < math.inf:
+            self.stream_time = at
+            self._relimit()
         tp = type(payload)
         if tp is dict and payload.get("type") != "Notification" and ("id" in payload or "data" not in payload):
             return [self._entity(payload, source)]  # the common case: one parsed entity
@@ -253,6 +348,12 @@ class Cleanser:
             raise MessageError("implausible", f"intensity {flow:.5g} veh/h is above "
                                               f"max_flow_vph_per_lane={self._max_flow_lane:g} x {lanes:g} lane(s) "
                                               f"of link {r.link}")
+        iv = r.interval_s
+        if iv > self._max_period or iv < 1.0:
+            raise MessageError("implausible", f"observation period of {iv:g} s is outside 1 s - "
+                                              f"max_period={self._max_period:g} s")
+        if r.t > self._limit and self._future(r, r.device or r.id):
+            return self._hold(r, r.device or r.id, fp)
         if r.t <= self.watermark:
             raise MessageError("late", f"observed at t={r.t:g} s but records up to t={self.watermark:g} s "
                                        f"were already released (reorder_window={self.window:g} s)")
@@ -262,16 +363,17 @@ class Cleanser:
             state = self._stuck.get(skey)
             if state is not None and state[0] == reading and (reading[0] or reading[1] or reading[2]):
                 state[1] += 1
+                state[2] = r.t
                 if state[1] >= self._stuck_n:
                     raise MessageError("stuck", f"the same reading {_describe((None,) + reading)} for the "
                                                 f"{state[1]}th time in a row (stuck_repeats={self._stuck_n})")
             else:
-                self._stuck[skey] = [reading, 1]
+                self._stuck[skey] = [reading, 1, r.t]
         self._seen[key] = fp
         self._seq += 1  # accept (inlined: this is the hot path)
         heapq.heappush(self._heap, (r.t, self._seq, r))
         if r.t > self.feed_time:
-            self.feed_time = r.t
+            self._tick(r.t, r.device or r.id)
         c = self._counts.get(r.source)
         if c is None:
             return self._count(Outcome("accepted", r.source, r.id))
@@ -287,6 +389,8 @@ class Cleanser:
             if seen == fp:
                 return self._count(Outcome("duplicate", r.source, r.id))
             raise MessageError("conflict", "an earlier alert with the same id and dateIssued said otherwise")
+        if r.t > self._limit:
+            self._future(r, None)
         if r.t <= self.watermark:  # still delivered: an update (validTo: "it is over") matters late too
             r = dataclasses.replace(r, late=True)
         self._seen[key] = fp
@@ -295,13 +399,132 @@ class Cleanser:
     def _accept(self, r: Record) -> Outcome:
         self._seq += 1
         heapq.heappush(self._heap, (r.t, self._seq, r))
-        if r.t > self.feed_time:
-            self.feed_time = r.t
+        if r.t > self.latest_time:
+            self.latest_time = r.t
         c = self._counts.get(r.source)
         if c is None:
             return self._count(Outcome("accepted", r.source, r.id))
         c[0] += 1
         return Outcome("accepted", r.source, r.id)
+
+    # ------------------------------------------------------------------ the live clock
+    def _relimit(self) -> None:
+        """Cache the time beyond which a record needs the full future check."""
+        ref = max(self.feed_time, self.twin_time, self.stream_time)
+        self._limit = ref + self._max_future if ref > -math.inf else math.inf
+        if self._wall and self._limit == math.inf:
+            self._limit = -math.inf  # nothing heard yet: judge by the wall clock
+
+    def _tick(self, t: float, sender: str) -> None:
+        """An accepted observation of ``sender`` up to ``t``: move the live clock if a quorum is there."""
+        if t > self.latest_time:
+            self.latest_time = t
+        top = self._top
+        for e in top:
+            if e[1] == sender:
+                if t > e[0]:
+                    e[0] = t
+                break
+        else:
+            if len(top) < self._quorum:
+                top.append([t, sender])
+            else:
+                low = min(range(len(top)), key=lambda j: top[j][0])
+                if t <= top[low][0]:
+                    return
+                top[low] = [t, sender]
+        if len(top) >= self._quorum:
+            q = min(e[0] for e in top)
+            if q > self.feed_time:
+                self.feed_time = q
+                self._relimit()
+                if self._held:
+                    self._expire()
+
+    def set_twin_time(self, t: float) -> None:
+        """The twin's clock has reached ``t`` (it drains up to there)."""
+        if t > self.twin_time and t < math.inf:
+            self.twin_time = t
+            self._relimit()
+
+    def _future(self, r: Record, sender: str | None) -> bool:
+        """Whether ``r`` is to be held (see :meth:`_hold`); raises ``future`` when it is dated
+        more than ``max_future`` ahead of every reference (see the module docstring)."""
+        limit = self._limit
+        wall = self.clock.now() if self._wall else -math.inf
+        if wall > -math.inf:
+            limit = max(limit, wall + self._max_future)
+        if limit == -math.inf:
+            limit = math.inf
+        if r.t <= limit:
+            return False
+        if sender is not None and self._holds:
+            return True
+        ref = max(self.feed_time, self.twin_time, self.stream_time, wall)
+        raise MessageError("future", f"dated t={r.t:.6g} s, {r.t - ref:.6g} s ahead of the live clock "
+                                     f"(t={ref:.6g} s; max_future={self._max_future:g} s)")
+
+    @property
+    def _holds(self) -> bool:
+        """A pushed feed of another day than today: nothing but the senders tells the time."""
+        return not self._wall and self.stream_time == -math.inf and self._quorum > 1
+
+    def _hold(self, r: Observation, sender: str, fp: tuple) -> Outcome:
+        """Accept ``r`` (dated beyond the limit) on hold: it joins the queue when ``clock_quorum``
+        senders agree the feed has moved on that far (an outage, a backlog), or is dead-lettered
+        as ``future`` once the live clock has moved ``2 x max_future`` without that."""
+        held = self._held
+        if len(held) >= _MAX_HELD:
+            self._expire(force=1)
+        self._seen[(r.id, r.t, r.lane)] = fp
+        held.append((r, sender, self.feed_time))
+        latest: dict[str, float] = {}
+        for h in held:
+            if h[0].t > latest.get(h[1], -math.inf):
+                latest[h[1]] = h[0].t
+        ahead = sorted(latest.values())
+        n, q = self._quorum, None
+        for i in range(len(ahead) - n + 1):  # the earliest time that quorum senders agree on
+            if ahead[i + n - 1] - ahead[i] <= self._max_future:
+                q = ahead[i]
+                break
+        if q is not None and q > self.feed_time:
+            log.warning("feeds: %d senders agree the feed moved on to t=%g s (the live clock was at t=%g s)",
+                        n, q, self.feed_time)
+            self._top = sorted([t, s] for s, t in latest.items() if q <= t <= q + self._max_future)[:n]
+            self.feed_time = q
+            self._relimit()
+            self._admit(self._limit)
+            self._expire()
+        return self._count(Outcome("accepted", r.source, r.id))
+
+    def _admit(self, limit: float) -> None:
+        """Held records dated up to ``limit`` join the queue."""
+        keep = []
+        for h in self._held:
+            if h[0].t <= limit:
+                self._seq += 1
+                heapq.heappush(self._heap, (h[0].t, self._seq, h[0]))
+                if h[0].t > self.latest_time:
+                    self.latest_time = h[0].t
+            else:
+                keep.append(h)
+        self._held = keep
+
+    def _expire(self, force: int = 0) -> None:
+        """Dead-letter held records the live clock has moved ``2 x max_future`` past (and the
+        ``force`` oldest); their count moves from accepted to rejected."""
+        keep = []
+        for i, (r, sender, held_at) in enumerate(self._held):
+            if i < force or self.feed_time - held_at >= 2 * self._max_future:
+                self._counts[r.source][0] -= 1
+                self.reject(to_entity_safe(r, self.clock), source=r.source, code="future", entity_id=r.id,
+                            reason=f"dated t={r.t:.6g} s, held while the live clock moved from t={held_at:.6g} s "
+                                   f"to t={self.feed_time:.6g} s without other senders reaching that time "
+                                   f"(max_future={self._max_future:g} s)")
+            else:
+                keep.append((r, sender, held_at))
+        self._held = keep
 
     def _count(self, outcome: Outcome) -> Outcome:
         c = self._counts.get(outcome.source)
@@ -336,7 +559,11 @@ class Cleanser:
         Advances the watermark: observations of a time at or before it that arrive later
         are late.
         """
+        if not flush:
+            self.set_twin_time(float(until))
         cutoff = float(until) if flush else float(until) - self.window
+        if self._held:  # the twin has reached them: they are not ahead any more
+            self._admit(max(cutoff, self._limit))
         out = []
         heap = self._heap
         while heap and heap[0][0] <= cutoff:
@@ -349,6 +576,7 @@ class Cleanser:
 
     def _prune(self, before: float) -> None:
         self._seen = {k: v for k, v in self._seen.items() if k[1] >= before}
+        self._stuck = {k: v for k, v in self._stuck.items() if v[2] >= before}
         self._pruned_at = self.watermark
 
     @property
@@ -395,6 +623,16 @@ class Cleanser:
     def close(self) -> None:
         """Close the dead-letter file."""
         self.dead_letter.close()
+
+
+def to_entity_safe(r: Record, clock: FeedClock) -> Any:
+    """The keyValues entity of a record, for the dead-letter file."""
+    from twin.feeds.ngsi import to_entity
+
+    try:
+        return to_entity(r, clock=clock)
+    except Exception:  # noqa: BLE001  (a date out of range: keep what can be said)
+        return {"id": r.id, "t": r.t}
 
 
 def _id_of(entity: Any) -> str:

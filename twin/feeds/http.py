@@ -1,7 +1,8 @@
 """HTTP endpoint for NGSI-LD notifications, as an Orion-LD subscription POSTs them.
 
-Bound to ``127.0.0.1`` by default (local connections only; put a reverse proxy with TLS
-and authentication in front to accept a remote broker). Requests:
+Served by uvicorn (an ASGI server, h11 parsing the requests) with a small Starlette
+handler, in a background thread with its own event loop. Bound to ``127.0.0.1`` by
+default (local connections only). Requests:
 
 - ``POST {path}`` with ``Content-Type: application/json`` or ``application/ld+json``: a
   Notification (``{"type": "Notification", "data": [entities]}``), an entity or a list
@@ -9,32 +10,89 @@ and authentication in front to accept a remote broker). Requests:
   entity was taken (accepted, duplicate or late); ``400`` with the reason when the body
   is malformed or every entity in it was rejected (each is dead-lettered); ``413`` when
   the body is larger than ``max_body_bytes``; ``415`` for another content type; ``411``
-  without a ``Content-Length``.
+  without a ``Content-Length``; ``408`` when the body does not arrive within ``timeout``.
 - ``GET /health``: the hub's counters as JSON.
 
-The server runs in its own threads (stdlib :class:`~http.server.ThreadingHTTPServer`);
-each notification is cleansed into the hub's queue before the answer is sent.
+As a service:
+
+- **access**: with a token (the environment variable named by ``token_env``, default
+  ``TWIN_FEED_TOKEN``, is set) every request needs ``Authorization: Bearer <token>``
+  (``401`` otherwise, compared in constant time). Bound beyond loopback (``0.0.0.0``, a
+  LAN address) the endpoint logs a warning and refuses to start without a token: a
+  forged ``roadClosed`` alert closes a road. There is no TLS here; put a reverse proxy
+  with TLS in front for anything but a trusted network.
+- **bounded work**: at most ``max_connections`` connections are served at once (more are
+  answered ``503``); a connection must send its request head within ``timeout`` seconds
+  (closed otherwise) and its body within ``timeout`` seconds more (``408``); idle
+  keep-alive connections close after 5 s; request heads are limited to 64 KiB by h11, and
+  malformed heads (``Content-Length: ²``) get ``400`` from the parser without reaching
+  the handler. Slow clients hold a coroutine each, not a thread.
+
+Each notification is cleansed into the hub's queue before the answer is sent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import ipaddress
 import json
 import logging
+import os
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from twin.errors import InputError
 
-__all__ = ["HttpSource"]
+__all__ = ["HttpSource", "is_loopback"]
 
 log = logging.getLogger(__name__)
 
 _JSON_TYPES = ("application/json", "application/ld+json")
+_KEEPALIVE_S = 5.0
+_MAX_HEAD_BYTES = 64 * 1024
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` accepts only connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: resolve it
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError:
+            return False
+        return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def _protocol_class(head_timeout: float):
+    """uvicorn's h11 protocol with a deadline for each request head."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        """Closes a connection that has not sent a whole request head within ``head_timeout``."""
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_timer = self.loop.call_later(head_timeout, self._head_expired)
+
+        def _head_expired(self) -> None:
+            waiting = self.cycle is None or self.cycle.response_complete
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(head_timeout + _KEEPALIVE_S, self._head_expired)
+
+        def connection_lost(self, exc) -> None:
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return TimedH11Protocol
 
 
 class HttpSource:
@@ -52,93 +110,198 @@ class HttpSource:
         Source name in counters.
     max_body_bytes : int
         Larger bodies are refused with 413.
+    token : str or None
+        When given, requests need ``Authorization: Bearer <token>``; required when
+        ``host`` is not a loopback address.
+    max_connections : int
+        Connections served at once (more get 503).
+    timeout : float
+        Seconds a connection has for its request head, and again for its body.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8668, path: str = "/ngsi-ld/v1/notify",
-                 name: str = "http", max_body_bytes: int = 10_000_000) -> None:
+                 name: str = "http", max_body_bytes: int = 10_000_000, token: str | None = None,
+                 max_connections: int = 64, timeout: float = 10.0) -> None:
         self.host, self.port, self.path, self.name = host, int(port), path, name
         self.max_body_bytes = int(max_body_bytes)
+        self.token = token or None
+        self.max_connections = int(max_connections)
+        self.timeout = float(timeout)
+        self.token_env = "TWIN_FEED_TOKEN"  # where the token came from (for messages)
         self.requests = 0
-        self._server: _Server | None = None
+        self.unauthorised = 0
+        self._server = None
         self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def from_spec(cls, spec) -> HttpSource:
+        """From a :class:`scenarios.feeds.HttpSourceSpec` (the token from ``token_env``)."""
+        token = os.environ.get(spec.token_env) if spec.token_env else None
+        src = cls(host=spec.host, port=spec.port, path=spec.path, name=spec.name,
+                  max_body_bytes=spec.max_body_bytes, token=token, max_connections=spec.max_connections,
+                  timeout=spec.timeout)
+        src.token_env = spec.token_env
+        return src
 
     @property
     def url(self) -> str:
         """The notification URL (the real port once started)."""
-        return f"http://{self.host}:{self.port}{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path}"
 
-    def start(self, hub) -> None:
-        """Bind and serve in a background thread."""
-        if self._server is not None:
-            return
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can connect."""
+        return is_loopback(self.host)
+
+    # ------------------------------------------------------------------ the handler
+    def _app(self, hub):
+        from starlette.requests import ClientDisconnect, Request
+        from starlette.responses import JSONResponse
+
         source = self
+        expected = None if self.token is None else f"Bearer {self.token}".encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "city-twin-feeds/1"
+        def answer(code: int, body: dict, *, close: bool = False) -> JSONResponse:
+            return JSONResponse(body, status_code=code, headers={"Connection": "close"} if close else None)
 
-            def log_message(self, fmt, *args):  # through logging, not stderr
-                log.debug("http %s: " + fmt, source.name, *args)
+        async def read_body(request: Request, n: int) -> bytes:
+            chunks, got = [], 0
+            async for chunk in request.stream():
+                got += len(chunk)
+                if got > n:  # h11 enforces Content-Length; this only bounds the buffer
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
 
-            def _answer(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        async def handle(request: Request) -> JSONResponse:
+            path = request.url.path
+            if expected is not None:
+                got = request.headers.get("authorization", "").encode("latin-1", "replace")
+                if not hmac.compare_digest(got, expected):
+                    source.unauthorised += 1
+                    return answer(401, {"error": "send Authorization: Bearer <token>"}, close=True)
+            if request.method == "GET":
+                if path.rstrip("/") == "/health":
+                    return answer(200, {"status": "ok", "counters": hub.counters()})
+                if path == source.path:
+                    return answer(405, {"error": "POST notifications here"})
+                return answer(404, {"error": f"no such path {path[:200]!r}"})
+            if request.method != "POST":
+                return answer(405, {"error": "POST notifications here"})
+            source.requests += 1
+            if path != source.path:
+                return answer(404, {"error": f"notifications go to {source.path}"})
+            length = request.headers.get("content-length")
+            if length is None or not (length.isascii() and length.strip().isdigit()):
+                hub.reject(None, source=source.name, code="malformed", reason="POST without a Content-Length")
+                return answer(411, {"error": "a Content-Length is required"}, close=True)
+            n = int(length)
+            if n > source.max_body_bytes:
+                hub.reject(f"<{n} bytes not read>", source=source.name, code="malformed",
+                           reason=f"body of {n} bytes is larger than max_body_bytes={source.max_body_bytes}")
+                return answer(413, {"error": f"body larger than {source.max_body_bytes} bytes"}, close=True)
+            try:
+                body = await asyncio.wait_for(read_body(request, n), source.timeout)
+            except asyncio.TimeoutError:
+                return answer(408, {"error": f"the body did not arrive within {source.timeout:g} s"}, close=True)
+            ctype = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+            if ctype not in _JSON_TYPES:
+                hub.reject(body, source=source.name, code="malformed",
+                           reason=f"Content-Type {ctype[:100] or 'missing'!r} is not application/json "
+                                  f"or application/ld+json")
+                return answer(415, {"error": "send application/json or application/ld+json"})
+            outcomes = hub.push(body, source=source.name)
+            counts: dict[str, int] = {}
+            for o in outcomes:
+                counts[o.status] = counts.get(o.status, 0) + 1
+            if counts.get("rejected", 0) == len(outcomes):
+                reasons = sorted({f"{o.code}: {o.reason}" for o in outcomes})
+                return answer(400, {"error": "; ".join(reasons)[:2000], "outcomes": counts})
+            return answer(200, {"outcomes": counts})
 
-            def do_GET(self):
-                if self.path.rstrip("/") == "/health":
-                    self._answer(200, {"status": "ok", "counters": hub.counters()})
-                elif self.path == source.path:
-                    self._answer(405, {"error": "POST notifications here"})
-                else:
-                    self._answer(404, {"error": f"no such path {self.path!r}"})
+        async def app(scope, receive, send) -> None:
+            if scope["type"] != "http":
+                return
+            request = Request(scope, receive)
+            try:
+                response = await handle(request)
+            except ClientDisconnect:
+                return
+            except Exception as exc:  # never let a request stop the endpoint
+                log.exception("http %s: request failed", source.name)
+                response = answer(500, {"error": f"{type(exc).__name__}"}, close=True)
+            await response(scope, receive, send)
 
-            def do_POST(self):
-                source.requests += 1
-                if self.path.split("?", 1)[0] != source.path:
-                    self._answer(404, {"error": f"notifications go to {source.path}"})
-                    return
-                length = self.headers.get("Content-Length")
-                if length is None or not length.strip().isdigit():
-                    hub.reject(None, source=source.name, code="malformed",
-                               reason="POST without a Content-Length")
-                    self._answer(411, {"error": "a Content-Length is required"})
-                    return
-                n = int(length)
-                if n > source.max_body_bytes:
-                    hub.reject(f"<{n} bytes not read>", source=source.name, code="malformed",
-                               reason=f"body of {n} bytes is larger than max_body_bytes={source.max_body_bytes}")
-                    self.close_connection = True
-                    self._answer(413, {"error": f"body larger than {source.max_body_bytes} bytes"})
-                    return
-                body = self.rfile.read(n)
-                ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-                if ctype not in _JSON_TYPES:
-                    hub.reject(body, source=source.name, code="malformed",
-                               reason=f"Content-Type {ctype or 'missing'!r} is not application/json "
-                                      f"or application/ld+json")
-                    self._answer(415, {"error": "send application/json or application/ld+json"})
-                    return
-                outcomes = hub.push(body, source=source.name)
-                counts: dict[str, int] = {}
-                for o in outcomes:
-                    counts[o.status] = counts.get(o.status, 0) + 1
-                if counts.get("rejected", 0) == len(outcomes):
-                    reasons = sorted({f"{o.code}: {o.reason}" for o in outcomes})
-                    self._answer(400, {"error": "; ".join(reasons)[:2000], "outcomes": counts})
-                else:
-                    self._answer(200, {"outcomes": counts})
+        return app
 
+    # ------------------------------------------------------------------ lifecycle
+    def _bind(self) -> socket.socket:
         try:
-            self._server = _Server((self.host, self.port), Handler)
+            family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]
+            sock = socket.socket(family, kind, proto)
         except OSError as exc:
             raise InputError(f"feeds source {self.name!r}: cannot listen on {self.host}:{self.port}: {exc}") from None
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"feed-http-{self.name}", daemon=True)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(min(2048, max(16, 2 * self.max_connections)))
+        except OSError as exc:
+            sock.close()
+            raise InputError(f"feeds source {self.name!r}: cannot listen on {self.host}:{self.port}: {exc}") from None
+        sock.setblocking(False)
+        return sock
+
+    def start(self, hub) -> None:
+        """Bind and serve in a background thread.
+
+        Raises
+        ------
+        InputError
+            The port is taken, or the address is beyond loopback and there is no token.
+        """
+        if self._server is not None:
+            return
+        if not self.loopback:
+            log.warning("feeds: the HTTP endpoint %s:%d accepts connections from other machines; "
+                        "requests need the token, and nothing is encrypted (put TLS in front)",
+                        self.host, self.port)
+            if self.token is None:
+                raise InputError(f"feeds source {self.name!r}: listening on {self.host} (beyond this machine) "
+                                 f"needs a token: set the environment variable {self.token_env} (token_env); "
+                                 f"senders then send 'Authorization: Bearer <token>'")
+        import uvicorn
+
+        sock = self._bind()
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self._app(hub), lifespan="off", ws="none", log_config=None, access_log=False,
+                                loop="asyncio", http=_protocol_class(self.timeout),
+                                limit_concurrency=self.max_connections, timeout_keep_alive=_KEEPALIVE_S,
+                                h11_max_incomplete_event_size=_MAX_HEAD_BYTES, server_header=False,
+                                timeout_graceful_shutdown=2)
+        server = uvicorn.Server(config)
+        self._server, self._sock = server, sock
+
+        def serve() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # noqa: BLE001  (reported by start / stop)
+                self._error = exc
+                log.error("http %s: the server stopped: %s", self.name, exc)
+
+        self._thread = threading.Thread(target=serve, name=f"feed-http-{self.name}", daemon=True)
         self._thread.start()
+        for _ in range(200):  # up to 10 s
+            if server.started or not self._thread.is_alive():
+                break
+            self._thread.join(0.05)
+        if not server.started:
+            self.stop()
+            raise InputError(f"feeds source {self.name!r}: the HTTP server on {self.host}:{self.port} "
+                             f"did not start: {self._error or 'timed out'}")
         log.info("feeds: NGSI-LD notifications accepted at %s", self.url)
 
     def stop(self) -> None:
@@ -146,8 +309,10 @@ class HttpSource:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
+        server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

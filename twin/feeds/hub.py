@@ -65,6 +65,7 @@ class FeedHub:
         self._waiters = 0
         self._started = False
         self.received = 0  # raw messages pushed
+        self.takes_arrival = True  # push() takes ``at`` (replays give their arrival times)
         self.last_push_wall = math.nan  # time.time() of the latest push
 
     # ------------------------------------------------------------------ building
@@ -102,7 +103,9 @@ class FeedHub:
                                         default_interval_s=c.default_interval,
                                         roadworks_capacity_factor=c.roadworks_capacity_factor)
         cleanser = Cleanser(clock=clock, mapper=mapper, settings=c, source_units=units,
-                            dead_letter=DeadLetter(spec.dead_letter or dead_letter))
+                            dead_letter=DeadLetter(spec.dead_letter or dead_letter,
+                                                   max_bytes=int(spec.dead_letter_max_mb * 1e6),
+                                                   rotate_keep=spec.dead_letter_keep))
         hub = cls(cleanser)
         for src in spec.sources:
             hub.add_source(build_source(src, clock=clock))
@@ -152,14 +155,15 @@ class FeedHub:
         self.stop()
 
     # ------------------------------------------------------------------ queue
-    def push(self, payload: Any, *, source: str) -> list[Outcome]:
+    def push(self, payload: Any, *, source: str, at: float | None = None) -> list[Outcome]:
         """Cleanse one raw message from ``source`` into the queue (any thread).
 
-        Returns the outcome of each entity in it.
+        ``at`` is the sim time it arrived when the source knows it (a replay). Returns
+        the outcome of each entity in it.
         """
         with self._lock:
             self.received += 1
-            out = self.cleanser.process(payload, source=source)
+            out = self.cleanser.process(payload, source=source, at=at)
             if self._waiters:
                 self._arrived.notify_all()
         self.last_push_wall = time.time()
@@ -188,6 +192,21 @@ class FeedHub:
                 pump(self, until)
         with self._lock:
             return self.cleanser.release(until, flush=flush)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until every source that connects somewhere (MQTT) is connected.
+
+        Raises
+        ------
+        InputError
+            Naming the source, its address and why it could not connect, after at most
+            ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        for s in self._sources:
+            check = getattr(s, "wait_ready", None)
+            if check is not None:
+                check(max(0.1, deadline - time.monotonic()))
 
     def wait(self, predicate: Callable[[FeedHub], bool], timeout: float) -> bool:
         """Block until ``predicate(hub)`` holds (checked after each push) or ``timeout`` s pass."""
@@ -232,7 +251,8 @@ class FeedHub:
 
     @property
     def feed_time(self) -> float:
-        """Sim time of the latest accepted record (``-inf`` before any): the feed's clock."""
+        """The feed's live clock (``-inf`` before it is known): the latest time that
+        ``clock_quorum`` different senders have reported up to; one sender cannot move it."""
         return self.cleanser.feed_time
 
     @property
@@ -262,8 +282,7 @@ def build_source(spec, *, clock: FeedClock):
     if spec.kind == "http":
         from twin.feeds.http import HttpSource
 
-        return HttpSource(host=spec.host, port=spec.port, path=spec.path, name=spec.name,
-                          max_body_bytes=spec.max_body_bytes)
+        return HttpSource.from_spec(spec)
     raise InputError(f"unknown feed source kind {spec.kind!r}")
 
 
@@ -271,7 +290,8 @@ def parse_feed_url(text: str, *, name: str | None = None, speedup: float | None 
     """A ``feeds.sources`` entry from a command-line feed.
 
     ``replay:FILE`` (or a plain file path), ``mqtt://HOST[:PORT]/TOPIC/FILTER/#`` or
-    ``http://HOST:PORT[/PATH]`` (the address to listen on).
+    ``http://HOST:PORT[/PATH]`` (the address to listen on; beyond loopback the token in
+    ``$TWIN_FEED_TOKEN`` is required).
 
     Returns
     -------

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+import time
 
 from twin.errors import InputError
 
@@ -71,6 +73,7 @@ class MqttSource:
         self.session_present = False
         self.connects = 0
         self.messages = 0
+        self.refused = ""  # the broker's reason when it refused the connection
         self._client = None
         self._hub = None
 
@@ -90,6 +93,7 @@ class MqttSource:
     # ------------------------------------------------------------------ paho callbacks
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
         if reason_code.is_failure:
+            self.refused = str(reason_code)
             log.warning("MQTT %s: broker %s:%d refused the connection: %s", self.name, self.host, self.port,
                         reason_code)
             return
@@ -152,6 +156,30 @@ class MqttSource:
         self._client = client
         client.connect_async(self.host, self.port, keepalive=self.keepalive, **kwargs)
         client.loop_start()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until connected to the broker; fail naming the address and the reason.
+
+        Raises
+        ------
+        InputError
+            Within ``timeout`` seconds (at once when nothing listens at the address).
+        """
+        deadline = time.monotonic() + float(timeout)
+        if self.connected.wait(min(1.0, float(timeout))):
+            return
+        where = f"feeds source {self.name!r}: cannot connect to the MQTT broker at {self.host}:{self.port}"
+        left = max(0.1, deadline - time.monotonic())
+        try:  # why: nothing listening, no route, an unknown host
+            with socket.create_connection((self.host, self.port), timeout=min(left, 5.0)):
+                pass
+        except OSError as exc:
+            raise InputError(f"{where}: {exc.strerror or exc}") from None
+        if self.connected.wait(max(0.0, deadline - time.monotonic())):
+            return
+        reason = f"the broker refused: {self.refused}" if self.refused else \
+            f"no MQTT answer (CONNACK) within {timeout:g} s"
+        raise InputError(f"{where}: {reason}")
 
     def stop(self) -> None:
         """Disconnect; the broker keeps the session (and queues messages) for the next start."""

@@ -51,6 +51,7 @@ __all__ = [
     "to_normalized",
     "to_record",
     "decode",
+    "ident",
 ]
 
 #: ``subCategory`` -> the kind of event the twin acts on (anything else: ``"other"``)
@@ -88,6 +89,16 @@ _NGSI_TYPES = frozenset({"Property", "Relationship", "GeoProperty", "LanguagePro
 _DATE_ATTRS = frozenset({"dateObserved", "dateObservedFrom", "dateObservedTo", "dateIssued",
                          "validFrom", "validTo", "dateCreated", "dateModified"})
 _TFO_MEASURES = ("intensity", "averageVehicleSpeed", "occupancy")
+#: longest identifier (entity id, ``refRoadSegment``, ``refDevice``) a message may carry
+MAX_ID_CHARS = 256
+#: highest ``laneId`` (roads have far fewer lanes; a larger number is a broken sender)
+MAX_LANE_ID = 31
+#: most points in a location, most segments in an alert's ``refRoadSegment``
+MAX_POINTS = 1000
+#: longest free text (``description``, ``category``, ...)
+MAX_TEXT_CHARS = 4000
+#: farthest an alert's ``validFrom``/``validTo`` may lie from its ``dateIssued`` (seconds)
+MAX_ALERT_SPAN_S = 366 * 86400.0
 _CONTEXT = ["https://smartdatamodels.org/context.jsonld",
             "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"]
 
@@ -100,8 +111,8 @@ class MessageError(InputError):
     code : str
         Short reason class: ``malformed`` (not JSON / not an entity), ``schema`` (missing
         or ill-typed attribute), ``unit`` (unknown ``unitCode``), ``unmapped`` (no link),
-        ``implausible``, ``stuck``, ``conflict`` (same id and time, other values),
-        ``late``, ``internal``.
+        ``implausible``, ``future`` (dated ahead of the live clock), ``stuck``,
+        ``conflict`` (same id and time, other values), ``late``, ``internal``.
     detail : str
         What is wrong, naming the attribute.
     """
@@ -495,6 +506,22 @@ def _text(value: Any, name: str, *, required: bool = False) -> str:
         return ""
     if type(value) is not str:
         raise MessageError("schema", f"{name} must be text, got {_short(value)}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise MessageError("schema", f"{name} is longer than {MAX_TEXT_CHARS} characters ({len(value)})")
+    return value
+
+
+def ident(value: Any, name: str) -> str:
+    """An identifier as sent, checked: text of printable ASCII, at most :data:`MAX_ID_CHARS`.
+
+    Not normalised into ASCII: a look-alike (a non-ASCII digit, a full-width letter) would
+    then name another sensor or link; such ids are refused instead.
+    """
+    if type(value) is not str:
+        raise MessageError("schema", f"{name} must be an id (text), got {_short(value)}")
+    if len(value) > MAX_ID_CHARS or not value.isascii() or not value.isprintable() or not value.strip():
+        raise MessageError("schema", f"{name} must be printable ASCII text of 1-{MAX_ID_CHARS} characters, "
+                                     f"got {_short(value)}")
     return value
 
 
@@ -502,9 +529,11 @@ def _refs(value: Any, name: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if type(value) is str:
-        return (value,)
+        return (ident(value, name),)
     if type(value) is list and all(type(v) is str for v in value):
-        return tuple(value)
+        if len(value) > MAX_POINTS:
+            raise MessageError("schema", f"{name} lists {len(value)} segments; at most {MAX_POINTS}")
+        return tuple(ident(v, name) for v in value)
     raise MessageError("schema", f"{name} must be an id or a list of ids, got {_short(value)}")
 
 
@@ -514,6 +543,8 @@ def _geometry(value: Any, name: str = "location") -> dict | None:
     if type(value) is not dict or value.get("type") not in ("Point", "LineString") \
             or type(value.get("coordinates")) is not list:
         raise MessageError("schema", f"{name} must be a GeoJSON Point or LineString, got {_short(value)}")
+    if len(value["coordinates"]) > MAX_POINTS:
+        raise MessageError("schema", f"{name} has {len(value['coordinates'])} points; at most {MAX_POINTS}")
     return value
 
 
@@ -550,6 +581,8 @@ def decode(entity: Any, clock: FeedClock, mapper, units: Units, source: str) -> 
     ent_type = entity.get("type")
     if type(ent_id) is not str or not ent_id:
         raise MessageError("schema", "missing or empty entity 'id'")
+    if len(ent_id) > MAX_ID_CHARS or not ent_id.isascii() or not ent_id.isprintable():
+        ident(ent_id, "id")
     if ent_type == "TrafficFlowObserved":
         if "intensity" not in entity and "averageVehicleSpeed" not in entity and "occupancy" not in entity:
             entity = _compact_keys(entity)  # expanded attribute names (no @context applied)
@@ -641,8 +674,8 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
     a = get("laneId")
     if a is not None:
         x = _plain(a)
-        if type(x) is not int or x < 0:
-            raise MessageError("schema", f"laneId must be a non-negative integer, got {_short(x)}")
+        if type(x) is not int or not 0 <= x <= MAX_LANE_ID:
+            raise MessageError("schema", f"laneId must be an integer 0-{MAX_LANE_ID}, got {_short(x)}")
         lane = x
     # ---- where
     ref = get("refRoadSegment")
@@ -650,11 +683,15 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
         ref = _plain(ref)
         if ref is not None and type(ref) is not str:
             raise MessageError("schema", f"refRoadSegment must be an id, got {_short(ref)}")
+    if ref is not None and (len(ref) > MAX_ID_CHARS or not ref.isascii() or not ref.isprintable()):
+        ident(ref, "refRoadSegment")
     device = get("refDevice")
     if device is not None and type(device) is not str:
         device = _plain(device)
         if device is not None and type(device) is not str:
             raise MessageError("schema", f"refDevice must be an id, got {_short(device)}")
+    if device is not None and (len(device) > MAX_ID_CHARS or not device.isascii() or not device.isprintable()):
+        ident(device, "refDevice")
     location = get("location")
     if location is not None:
         location = _geometry(_plain(location))
@@ -682,6 +719,10 @@ def _alert(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, source:
     t_to = _time(clock, _plain(get("validTo")), "validTo") if get("validTo") is not None else math.nan
     if t_to == t_to and t_from == t_from and t_to < t_from:
         raise MessageError("schema", "validTo is before validFrom")
+    for name, x in (("validFrom", t_from), ("validTo", t_to)):
+        if x == x and abs(x - t) > MAX_ALERT_SPAN_S:
+            raise MessageError("implausible", f"{name} is {abs(x - t) / 86400:.0f} days from dateIssued; "
+                                              f"at most {MAX_ALERT_SPAN_S / 86400:.0f}")
     refs = _refs(_plain(get("refRoadSegment")), "refRoadSegment")
     location = _geometry(_plain(get("location")))
     if sub in _CLOSURES:

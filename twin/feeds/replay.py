@@ -9,7 +9,11 @@ recording when and what arrived::
     {"receivedAt": "2024-05-14T07:05:09Z", "raw": "{\\"id\\": \\"urn:ngsi-ld:Traff"}   (as received, not JSON)
 
 A line that is not JSON is pushed as it is (and dead-lettered by cleansing) at the time
-of the line before it.
+of the line before it. Arrival times never go backwards, and one line cannot move them
+far ahead by itself: a line's time counts only up to the median time of the
+:data:`LOOKAHEAD` lines after it, so a message (or ``receivedAt``) dated hours ahead of
+its neighbours arrives with them (and cleansing dead-letters it as *future*), while a real
+gap in the recording, which the lines after it share, is kept.
 
 **CSV**: a header naming keyValues attributes (``id``, ``type`` (default
 ``TrafficFlowObserved``), ``dateObserved``, ``intensity``, ``averageVehicleSpeed``,
@@ -35,6 +39,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,6 +49,9 @@ from twin.feeds.ngsi import FeedClock, _plain
 __all__ = ["ReplaySource", "read_messages"]
 
 log = logging.getLogger(__name__)
+
+#: lines after a message whose median caps its arrival time (see the module docstring)
+LOOKAHEAD = 6
 
 _NUMERIC = {"intensity": float, "averageVehicleSpeed": float, "occupancy": float, "laneId": int,
             "averageHeadwayTime": float, "averageVehicleLength": float}
@@ -112,18 +120,51 @@ def read_messages(path: str | Path, *, clock: FeedClock) -> Iterator[tuple[float
     """``(arrival sim time, payload)`` of each message of a recorded feed, in file order.
 
     Arrival times never decrease (the file is a stream); a message without a readable
-    time arrives with the one before it (the first ones at ``-inf``).
+    time arrives with the one before it (the first ones at ``-inf``); a time far ahead of
+    the lines after it does not count (see the module docstring).
 
     Raises
     ------
     InputError
         The file is missing or not readable (bad lines are not errors: they are pushed).
     """
+    return _robust_arrivals(_raw_messages(path, clock=clock))
+
+
+def _robust_arrivals(raw: Iterator[tuple[float | None, Any]], lookahead: int = LOOKAHEAD
+                     ) -> Iterator[tuple[float, Any]]:
+    """Own times -> arrival times: never backwards, each capped by the lower median of the
+    next ``lookahead`` times."""
+    buf: deque = deque()
+    last = -math.inf
+    it = iter(raw)
+    more = True
+    while True:
+        while more and len(buf) <= lookahead:
+            try:
+                buf.append(next(it))
+            except StopIteration:
+                more = False
+        if not buf:
+            return
+        t, obj = buf.popleft()
+        if t is not None and t > last:
+            ahead = sorted(x for x, _ in buf if x is not None)
+            if ahead:
+                med = ahead[(len(ahead) - 1) // 2]
+                if med < t:
+                    t = med
+            if t > last:
+                last = t
+        yield last, obj
+
+
+def _raw_messages(path: str | Path, *, clock: FeedClock) -> Iterator[tuple[float | None, Any]]:
+    """``(own or received sim time or None, payload)`` of each line, in file order."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"feed replay file {str(path)!r} does not exist")
     name = path.name[:-3] if path.suffix == ".gz" else path.name
-    last = -math.inf
     try:
         with _open_text(path) as handle:
             if name.endswith(".csv"):
@@ -137,9 +178,7 @@ def read_messages(path: str | Path, *, clock: FeedClock) -> Iterator[tuple[float
                     ent = _csv_entity(row)
                     if t is None:
                         t = _own_time(ent, clock)
-                    if t is not None and t > last:
-                        last = t
-                    yield last, ent
+                    yield t, ent
                 return
             for line in handle:
                 line = line.strip()
@@ -148,7 +187,7 @@ def read_messages(path: str | Path, *, clock: FeedClock) -> Iterator[tuple[float
                 try:
                     obj = json.loads(line)
                 except ValueError:
-                    yield last, line
+                    yield None, line
                     continue
                 t = None
                 if type(obj) is dict and "receivedAt" in obj and ("payload" in obj or "raw" in obj):
@@ -159,9 +198,7 @@ def read_messages(path: str | Path, *, clock: FeedClock) -> Iterator[tuple[float
                     obj = obj["payload"] if "payload" in obj else obj["raw"]
                 else:
                     t = _own_time(obj, clock)
-                if t is not None and t > last:
-                    last = t
-                yield last, obj
+                yield t, obj
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"feed replay file {str(path)!r} could not be read: {exc}") from None
 
@@ -248,7 +285,10 @@ class ReplaySource:
             t, payload = self._next
             if t > until:
                 break
-            hub.push(payload, source=self.name)
+            if getattr(hub, "takes_arrival", False):
+                hub.push(payload, source=self.name, at=t)
+            else:
+                hub.push(payload, source=self.name)
             self._next = None
             n += 1
         self.sent += n

@@ -167,7 +167,8 @@ class LinkMapper:
 
     # ------------------------------------------------------------------ lookups
     def _prefix_link(self, ref: str) -> int:
-        if ref.startswith(self.prefix):
+        if ref.startswith(self.prefix) and ref.isascii() and len(ref) - len(self.prefix) <= 41:
+            # ASCII digits only: str.isdigit() also takes '٣' or '³', which int() reads as 3
             rest = ref[len(self.prefix):]
             if rest.isdigit():
                 k = int(rest)
@@ -176,7 +177,8 @@ class LinkMapper:
                 raise MessageError("unmapped", f"segment {ref!r}: link {k} does not exist "
                                                f"(the network has {self.n_links} links)")
             a, sep, b = rest.partition("-")
-            if sep and a.lstrip("-").isdigit() and b.lstrip("-").isdigit():
+            if sep and a.lstrip("-").isdigit() and b.lstrip("-").isdigit() and a.count("-") <= 1 \
+                    and b.count("-") <= 1:
                 i, j = self._node_of.get(int(a)), self._node_of.get(int(b))
                 k = self._pair.get((i, j)) if i is not None and j is not None else None
                 if k is not None:

@@ -170,7 +170,8 @@ def test_released_records_are_typed_and_ordered(make_hub):
     out = hub.drain(2000.0)
     assert [(r.record, r.t) for r in out] == [("observation", 300.0), ("closure", 600.0), ("observation", 900.0)]
     assert isinstance(out[0], Observation) and out[0].link == 7 and out[1].links == (2,)
-    assert hub.pending == 0 and hub.feed_time == 900.0
+    # the live clock is where two senders agree (x at 900, cam-1 at 300); the latest record is x's
+    assert hub.pending == 0 and hub.feed_time == 300.0 and hub.cleanser.latest_time == 900.0
 
 
 def test_dedup_memory_is_bounded_by_the_horizon(make_hub):

@@ -1,4 +1,5 @@
-"""Shadow mode over MQTT: the live twin advances in step with the feed's clock, never ahead of it."""
+"""Shadow mode over MQTT: the live twin advances in step with the feed's clock, never ahead of it,
+and no single sender moves that clock."""
 
 from __future__ import annotations
 
@@ -28,22 +29,41 @@ def test_the_live_twin_follows_the_feed_clock(broker, small_city):
         src = hub.sources[0]
         assert src.subscribed.wait(10)
         runner.start()
-        _publish(broker, "city/traffic", [tfo(f"d{i}", 300.0 * (i + 1)) for i in range(4)])  # up to 20 min
-        assert hub.wait(lambda h: h.totals()["accepted"] >= 4, timeout=10)
-        for _ in range(200):
-            if sh.now >= 1200.0:
-                break
-            threading.Event().wait(0.05)
+
+        def until_now(t: float) -> None:
+            for _ in range(200):
+                if sh.now >= t:
+                    break
+                threading.Event().wait(0.05)
+
+        # three sensors, every 5 minutes up to 20 min
+        _publish(broker, "city/traffic", [tfo(s, 300.0 * (i + 1), intensity=10 + i) for i in range(4)
+                                         for s in ("a", "b", "c")])
+        assert hub.wait(lambda h: h.totals()["accepted"] >= 12, timeout=10)
+        until_now(1200.0)
         assert sh.now == 1200.0  # caught up with the feed's clock...
         threading.Event().wait(0.3)
         assert sh.now == 1200.0  # ...and waits there for more
-        _publish(broker, "city/traffic", [tfo("d9", 1800.0)])
-        for _ in range(200):
-            if sh.now >= 1800.0:
-                break
-            threading.Event().wait(0.05)
-        assert sh.now == 1800.0
+        # one sender two hours ahead does not move the clock: it is held...
+        _publish(broker, "city/traffic", [tfo("evil", 1200.0 + 7200.0)])
+        assert hub.wait(lambda h: h.received >= 13, timeout=10)
+        threading.Event().wait(0.3)
+        assert sh.now == 1200.0 and hub.feed_time == 1200.0
+        # one sender of the next period alone does not move it either; two do
+        _publish(broker, "city/traffic", [tfo("a", 1500.0)])
+        assert hub.wait(lambda h: h.received >= 14, timeout=10)
+        threading.Event().wait(0.3)
+        assert sh.now == 1200.0
+        _publish(broker, "city/traffic", [tfo("b", 1500.0)])
+        until_now(1500.0)
+        assert sh.now == 1500.0
         assert sh.status()["lag_s"] == 0.0
+        # ...and dead-lettered as future once the feed has moved on without it
+        _publish(broker, "city/traffic", [tfo(s, 1800.0, intensity=20) for s in "abc"])
+        until_now(1800.0)
+        assert sh.now == 1800.0
+        assert hub.reasons() == {"mqtt": {"future": 1}}
+        assert hub.totals() == {"accepted": 17, "rejected": 1, "late": 0, "duplicate": 0}
     finally:
         stop.set()
         runner.join(10)
