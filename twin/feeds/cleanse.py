@@ -133,10 +133,13 @@ class DeadLetter:
         self._lock = threading.Lock()
         self._handle = None
         self._size = 0
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")
-            self._size = self._handle.tell()
+        self._closed = False
+
+    def _open(self) -> None:
+        """Open the file at the first entry (a run that rejects nothing leaves none)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a", encoding="utf-8")
+        self._size = self._handle.tell()
 
     def files(self) -> list[Path]:
         """The dead-letter file and its rotated predecessors that exist, newest first."""
@@ -164,6 +167,8 @@ class DeadLetter:
         with self._lock:
             self.count += 1
             self.recent.append(entry)
+            if self._handle is None and self.path is not None and not self._closed:
+                self._open()
             if self._handle is not None:
                 n = len(data.encode("utf-8"))
                 if self._size and self._size + n > self.max_bytes:
@@ -194,6 +199,7 @@ class DeadLetter:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
@@ -335,6 +341,10 @@ class Cleanser:
                 return self._count(Outcome("duplicate", r.source, r.id))
             raise MessageError("conflict", "an earlier message with the same id and time had other values "
                                            f"({_describe(seen)})")
+        iv = r.interval_s
+        if iv > self._max_period or iv < 1.0:
+            raise MessageError("implausible", f"observation period of {iv:g} s is outside 1 s - "
+                                              f"max_period={self._max_period:g} s")
         if flow < 0 or speed < 0 or occ < 0:
             what = "intensity" if flow < 0 else "averageVehicleSpeed" if speed < 0 else "occupancy"
             raise MessageError("implausible", f"negative {what}")
@@ -348,10 +358,6 @@ class Cleanser:
             raise MessageError("implausible", f"intensity {flow:.5g} veh/h is above "
                                               f"max_flow_vph_per_lane={self._max_flow_lane:g} x {lanes:g} lane(s) "
                                               f"of link {r.link}")
-        iv = r.interval_s
-        if iv > self._max_period or iv < 1.0:
-            raise MessageError("implausible", f"observation period of {iv:g} s is outside 1 s - "
-                                              f"max_period={self._max_period:g} s")
         if r.t > self._limit and self._future(r, r.device or r.id):
             return self._hold(r, r.device or r.id, fp)
         if r.t <= self.watermark:

@@ -10,7 +10,7 @@ recording when and what arrived::
 
 A line that is not JSON is pushed as it is (and dead-lettered by cleansing) at the time
 of the line before it. Arrival times never go backwards, and one line cannot move them
-far ahead by itself: a line's time counts only up to the median time of the
+ahead by itself: a line's time counts only up to the earliest time of the
 :data:`LOOKAHEAD` lines after it, so a message (or ``receivedAt``) dated hours ahead of
 its neighbours arrives with them (and cleansing dead-letters it as *future*), while a real
 gap in the recording, which the lines after it share, is kept.
@@ -50,7 +50,7 @@ __all__ = ["ReplaySource", "read_messages"]
 
 log = logging.getLogger(__name__)
 
-#: lines after a message whose median caps its arrival time (see the module docstring)
+#: lines after a message whose earliest time caps its arrival time (see the module docstring)
 LOOKAHEAD = 6
 
 _NUMERIC = {"intensity": float, "averageVehicleSpeed": float, "occupancy": float, "laneId": int,
@@ -133,8 +133,8 @@ def read_messages(path: str | Path, *, clock: FeedClock) -> Iterator[tuple[float
 
 def _robust_arrivals(raw: Iterator[tuple[float | None, Any]], lookahead: int = LOOKAHEAD
                      ) -> Iterator[tuple[float, Any]]:
-    """Own times -> arrival times: never backwards, each capped by the lower median of the
-    next ``lookahead`` times."""
+    """Own times -> arrival times: never backwards, each capped by the earliest of the next
+    ``lookahead`` times."""
     buf: deque = deque()
     last = -math.inf
     it = iter(raw)
@@ -149,11 +149,9 @@ def _robust_arrivals(raw: Iterator[tuple[float | None, Any]], lookahead: int = L
             return
         t, obj = buf.popleft()
         if t is not None and t > last:
-            ahead = sorted(x for x, _ in buf if x is not None)
-            if ahead:
-                med = ahead[(len(ahead) - 1) // 2]
-                if med < t:
-                    t = med
+            for x, _ in buf:
+                if x is not None and x < t:
+                    t = x
             if t > last:
                 last = t
         yield last, obj
