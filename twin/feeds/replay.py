@@ -10,7 +10,7 @@ recording when and what arrived::
 
 A line that is not JSON is pushed as it is (and dead-lettered by cleansing) at the time
 of the line before it. Arrival times never go backwards, and one line cannot move them
-ahead by itself: a line's time counts only up to the earliest time of the
+ahead by itself: a line's time counts only up to the second earliest time of the
 :data:`LOOKAHEAD` lines after it, so a message (or ``receivedAt``) dated hours ahead of
 its neighbours arrives with them (and cleansing dead-letters it as *future*), while a real
 gap in the recording, which the lines after it share, is kept.
@@ -50,7 +50,7 @@ __all__ = ["ReplaySource", "read_messages"]
 
 log = logging.getLogger(__name__)
 
-#: lines after a message whose earliest time caps its arrival time (see the module docstring)
+#: lines after a message whose second earliest time caps its arrival time (see the module docstring)
 LOOKAHEAD = 6
 
 _NUMERIC = {"intensity": float, "averageVehicleSpeed": float, "occupancy": float, "laneId": int,
@@ -133,8 +133,8 @@ def read_messages(path: str | Path, *, clock: FeedClock) -> Iterator[tuple[float
 
 def _robust_arrivals(raw: Iterator[tuple[float | None, Any]], lookahead: int = LOOKAHEAD
                      ) -> Iterator[tuple[float, Any]]:
-    """Own times -> arrival times: never backwards, each capped by the earliest of the next
-    ``lookahead`` times."""
+    """Own times -> arrival times: never backwards, each capped by the second earliest of the
+    next ``lookahead`` times (one early line, such as a bare late message, does not cap)."""
     buf: deque = deque()
     last = -math.inf
     it = iter(raw)
@@ -149,9 +149,16 @@ def _robust_arrivals(raw: Iterator[tuple[float | None, Any]], lookahead: int = L
             return
         t, obj = buf.popleft()
         if t is not None and t > last:
+            lo1 = lo2 = math.inf  # the two earliest times of the next lines
             for x, _ in buf:
-                if x is not None and x < t:
-                    t = x
+                if x is not None:
+                    if x < lo1:
+                        lo1, lo2 = x, lo1
+                    elif x < lo2:
+                        lo2 = x
+            cap = lo2 if lo2 < math.inf else lo1
+            if cap < t:
+                t = cap
             if t > last:
                 last = t
         yield last, obj

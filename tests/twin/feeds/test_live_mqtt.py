@@ -17,7 +17,7 @@ def test_the_live_twin_follows_the_feed_clock(broker, small_city):
     from twin.live import Shadow
 
     base = small_scenario()
-    spec = base.resolved() | {"feeds": {"date": DAY.isoformat(), "cleansing": {"reorder_window": 0},
+    spec = base.resolved() | {"feeds": {"date": DAY.isoformat(), "cleansing": {"reorder_window": 60},
                                         "sources": [{"kind": "mqtt", "port": broker.port, "topic": "city/#",
                                                      "client_id": "live-twin"}]}}
     sc = load_scenario(spec)
@@ -40,28 +40,30 @@ def test_the_live_twin_follows_the_feed_clock(broker, small_city):
         _publish(broker, "city/traffic", [tfo(s, 300.0 * (i + 1), intensity=10 + i) for i in range(4)
                                          for s in ("a", "b", "c")])
         assert hub.wait(lambda h: h.totals()["accepted"] >= 12, timeout=10)
-        until_now(1200.0)
-        assert sh.now == 1200.0  # caught up with the feed's clock...
+        # the reorder window (60 s) holds the twin one step behind the feed's clock
+        until_now(900.0)
+        assert sh.now == 900.0  # caught up with the feed's clock...
         threading.Event().wait(0.3)
-        assert sh.now == 1200.0  # ...and waits there for more
+        assert sh.now == 900.0 and hub.feed_time == 1200.0  # ...and waits there for more
         # one sender two hours ahead does not move the clock: it is held...
         _publish(broker, "city/traffic", [tfo("evil", 1200.0 + 7200.0)])
         assert hub.wait(lambda h: h.received >= 13, timeout=10)
         threading.Event().wait(0.3)
-        assert sh.now == 1200.0 and hub.feed_time == 1200.0
+        assert sh.now == 900.0 and hub.feed_time == 1200.0
         # one sender of the next period alone does not move it either; two do
         _publish(broker, "city/traffic", [tfo("a", 1500.0)])
         assert hub.wait(lambda h: h.received >= 14, timeout=10)
         threading.Event().wait(0.3)
-        assert sh.now == 1200.0
+        assert sh.now == 900.0
         _publish(broker, "city/traffic", [tfo("b", 1500.0)])
-        until_now(1500.0)
-        assert sh.now == 1500.0
-        assert sh.status()["lag_s"] == 0.0
+        until_now(1200.0)
+        assert sh.now == 1200.0
+        assert sh.status()["lag_s"] == 300.0
         # ...and dead-lettered as future once the feed has moved on without it
         _publish(broker, "city/traffic", [tfo(s, 1800.0, intensity=20) for s in "abc"])
-        until_now(1800.0)
-        assert sh.now == 1800.0
+        assert hub.wait(lambda h: h.received >= 18, timeout=10)
+        until_now(1500.0)
+        assert sh.now == 1500.0 and hub.feed_time == 1800.0
         assert hub.reasons() == {"mqtt": {"future": 1}}
         assert hub.totals() == {"accepted": 17, "rejected": 1, "late": 0, "duplicate": 0}
     finally:
