@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Network", "make_network", "lookup_nodes", "DEFAULT_JAM_DENSITY_PER_LANE", "default_capacity_vph", "MAX_PRIORITY"]
+__all__ = ["Network", "make_network", "lookup_nodes", "reachable", "DEFAULT_JAM_DENSITY_PER_LANE", "default_capacity_vph", "MAX_PRIORITY"]
 
 #: jam density per lane, veh/m (UXsim's default 0.2 veh/m; 5 m per stopped car)
 DEFAULT_JAM_DENSITY_PER_LANE = 0.2
@@ -142,6 +142,79 @@ def lookup_nodes(net: Network, osmids) -> np.ndarray:
     hit = sk[pos] == ids
     out[hit] = vals[order[pos[hit]]]
     return out
+
+
+#: reachability structures of the last few networks asked about (each entry keeps
+#: its network's ``src`` array, so an identity check cannot be fooled by a reused id)
+_REACH_CACHE: list[tuple[np.ndarray, np.ndarray, object, dict]] = []
+#: bytes of reachable sets (one bool per component, per destination component) kept per network
+_REACH_BYTES_MAX = 32_000_000
+
+
+def _reach_structure(net: Network) -> tuple[np.ndarray, object, dict]:
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    for src, labels, cond_t, rows in _REACH_CACHE:
+        if src is net.src and labels.shape[0] == net.n_nodes:
+            return labels, cond_t, rows
+    n = net.n_nodes
+    adj = sp.csr_matrix((np.ones(net.n_links, np.int8), (net.src, net.dst)), shape=(n, n))
+    n_comp, labels = connected_components(adj, directed=True, connection="strong")
+    cs, cd = labels[net.src], labels[net.dst]
+    between = cs != cd
+    # reversed condensation: component b -> a for every link a -> b between components
+    cond_t = sp.csr_matrix((np.ones(int(between.sum()), np.int8), (cd[between], cs[between])), shape=(n_comp, n_comp))
+    entry = (net.src, labels.astype(np.int64), cond_t, {})
+    _REACH_CACHE.insert(0, entry)
+    del _REACH_CACHE[4:]
+    return entry[1], entry[2], entry[3]
+
+
+def reachable(net: Network, origin, destination) -> np.ndarray:
+    """Whether each origin node can reach its destination node on the network as
+    given (every link open): a bool per pair.
+
+    Strongly connected components and their condensation, one breadth-first
+    search per destination component in use (cached for the network), so a
+    strongly connected network costs one component labelling.
+
+    Parameters
+    ----------
+    net : Network
+        The network.
+    origin, destination : array_like of int
+        Dense node indices, one pair per entry.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, True where a path exists (a node reaches itself).
+    """
+    from scipy.sparse.csgraph import breadth_first_order
+
+    o = np.asarray(origin, np.int64).ravel()
+    d = np.asarray(destination, np.int64).ravel()
+    if o.shape != d.shape:
+        raise ValueError("origin and destination must have the same length")
+    if o.size == 0 or net.n_nodes == 0:
+        return np.ones(o.shape[0], dtype=bool)
+    labels, cond_t, rows = _reach_structure(net)
+    co, cd = labels[o], labels[d]
+    ok = co == cd
+    if ok.all():
+        return ok
+    n_comp = cond_t.shape[0]
+    for c in np.unique(cd[~ok]):
+        can = rows.get(int(c))
+        if can is None:
+            can = np.zeros(n_comp, dtype=bool)
+            can[breadth_first_order(cond_t, int(c), directed=True, return_predecessors=False)] = True
+            if (len(rows) + 1) * n_comp <= _REACH_BYTES_MAX:
+                rows[int(c)] = can
+        sel = ~ok & (cd == c)
+        ok[sel] = can[co[sel]]
+    return ok
 
 
 def _csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ SimPy: the :class:`~twin.model.Twin` drives it from a clock process, and
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from contextlib import contextmanager
@@ -15,11 +16,14 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from city_models.network import Network
+from city_models.network import Network, reachable
 from kernels import traffic as k
 from kernels.routing import Graph, changed_links, graph_of, route_table, stale_rows
 
-__all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system", "link_parameters", "VEH_CANCELLED"]
+log = logging.getLogger(__name__)
+
+__all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system", "link_parameters", "VEH_CANCELLED",
+           "VEH_NO_PATH"]
 
 
 #: logit scale of route choice beyond the tolerance band, s (see :mod:`kernels.traffic`)
@@ -52,6 +56,10 @@ def _vehicles(orig, depart, order, arrive, enter_net, fhot, ihot) -> k.Vehicles:
 
 #: status of a trip cancelled before it departed (never released; see ``cancel_trips``)
 VEH_CANCELLED = -5
+#: status of a trip whose destination its origin cannot reach on the network as given
+#: (every link open): never released, counted as ``trips_no_route``.  A trip that only
+#: a closure cuts off waits for a route instead (``VEH_NO_ROUTE``).
+VEH_NO_PATH = -6
 
 
 def _vehicle_buffers(n: int) -> dict[str, np.ndarray]:
@@ -329,7 +337,11 @@ class TrafficModel:
     def add_trips(self, origin, destination, depart_s) -> np.ndarray:
         """Add vehicles (dense node indices, departure times in s); returns their ids.
 
-        Departures earlier than the current clock leave at the next tick.
+        Departures earlier than the current clock leave at the next tick.  A trip
+        whose destination cannot be reached from its origin on the network as
+        given (every link open; see :func:`city_models.network.reachable`) is
+        marked ``VEH_NO_PATH`` at once and never released: counted, logged with
+        its origin and destination, never waited for.
         """
         origin = np.asarray(origin, np.int32)
         destination = np.asarray(destination, np.int32)
@@ -345,18 +357,47 @@ class TrafficModel:
         if m and not np.all(np.isfinite(depart_s)):
             raise ValueError("trip departure times must be finite")
         n0 = self.n_vehicles
+        no_path = ~reachable(self.network, origin, destination)
         self._reserve(n0 + m)
         buf = self._vbuf
         released = int(self.state.cursor[0])
-        rest = np.concatenate([buf["order"][released:n0], np.arange(n0, n0 + m, dtype=np.int32)])
+        new = np.arange(n0, n0 + m, dtype=np.int32)
+        rest = np.concatenate([buf["order"][released:n0], new[~no_path]])
         buf["orig"][n0:n0 + m] = origin
         buf["ihot"][n0:n0 + m, k.I_DEST] = destination
         buf["depart"][n0:n0 + m] = depart_s
         self._ensure_rows(np.unique(destination))
         buf["ihot"][n0:n0 + m, k.I_DIDX] = self.dest_row[destination]
+        failed = new[no_path]
+        if failed.size:  # just behind the release pointer, as cancelled trips: the kernel never sees them
+            buf["ihot"][failed, k.I_LINK] = VEH_NO_PATH
+            buf["order"][released:released + failed.size] = failed
+            released += failed.size
+            self.state.cursor[0] = released
+            self._log_no_path(origin[no_path], destination[no_path])
         buf["order"][released:n0 + m] = rest[np.argsort(buf["depart"][rest], kind="stable")]
         self.veh = _vehicles(**{f: a[:n0 + m] for f, a in buf.items()})
         return np.arange(n0, n0 + m, dtype=np.int64)
+
+    def _log_no_path(self, origin: np.ndarray, destination: np.ndarray) -> None:
+        pairs = ", ".join(f"{o} -> {d} ({c})" for (o, d), c in self._top_pairs(origin, destination))
+        log.warning("%d trip(s) have no route on the network as given (their origin cannot reach their "
+                    "destination) and are counted as trips_no_route; most frequent (source node ids): %s",
+                    origin.shape[0], pairs)
+
+    def _top_pairs(self, origin: np.ndarray, destination: np.ndarray, top: int = 5) -> list:
+        ids = np.asarray(self.network.node_osmid, np.int64)
+        pairs, counts = np.unique(np.column_stack([origin, destination]).astype(np.int64), axis=0, return_counts=True)
+        order = np.lexsort((pairs[:, 1], pairs[:, 0], -counts))[:top]
+        return [((int(ids[pairs[i, 0]]), int(ids[pairs[i, 1]])), int(counts[i])) for i in order]
+
+    def no_path_pairs(self, top: int = 5) -> list[tuple[tuple[int, int], int]]:
+        """The most frequent origin-destination pairs (source node ids) among the trips
+        with no route on the network as given, with their counts, most frequent first."""
+        bad = np.flatnonzero(self.veh.link == VEH_NO_PATH)
+        if bad.size == 0:
+            return []
+        return self._top_pairs(self.veh.orig[bad], self.veh.dest[bad], top)
 
     def _reserve(self, n: int) -> None:
         """Make room for ``n`` vehicles (growing geometrically, so adding trips in
@@ -584,6 +625,7 @@ class TrafficModel:
             "arrived": int(c[-k.VEH_ARRIVED - 1]),
             "no_route": int(c[-k.VEH_NO_ROUTE - 1]),
             "cancelled": int(c[-VEH_CANCELLED - 1]),
+            "no_path": int(np.count_nonzero(self.veh.link == VEH_NO_PATH)),
         }
 
     @property
