@@ -126,9 +126,10 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
     elif kind == "graphml":
         city = osm.city_from_graphml(_resolve(value, kind, base_dir))
     elif kind == "sumo":
-        from city_models.sumo import city_from_sumo
+        from city_models.sumo import SUMO_BUILTINS, city_from_sumo, sumo_file
 
-        city = city_from_sumo(_resolve(value, kind, base_dir))
+        builtin = isinstance(value, str) and value.strip().lower() in SUMO_BUILTINS
+        city = city_from_sumo(sumo_file(value) if builtin else _resolve(value, kind, base_dir))
     else:
         if isinstance(value, str) and value.strip().lower() in osm.BUILTIN_CITIES:
             city = osm.builtin_city(value)

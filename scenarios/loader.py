@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from .base import check_path_text, expanduser
 from .errors import Problem, ScenarioError
-from .schema import BUILTIN_CITIES, CitySpec, CrossFieldError, Scenario
+from .schema import _SUMO_BUILTINS, BUILTIN_CITIES, CitySpec, CrossFieldError, Scenario
 
 __all__ = [
     "LIBRARY_DIR",
@@ -47,7 +47,8 @@ LIBRARY_DIR: Path = Path(__file__).resolve().parent / "library"
 
 # Fields that hold file paths (overrides resolve them against the working directory).
 _PATH_FIELDS: tuple[tuple[str, str], ...] = (
-    ("city", "osm"), ("city", "graphml"), ("demand", "trips"), ("outputs", "dir"))
+    ("city", "osm"), ("city", "graphml"), ("city", "sumo"), ("demand", "trips"), ("demand", "sumo"),
+    ("outputs", "dir"))
 # Fields that do not change what is simulated, left out of the hash.
 _COSMETIC: tuple[tuple[str, ...], ...] = (("name",), ("description",), ("outputs", "dir"))
 
@@ -477,7 +478,7 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any],
         value = (data.get(section) or {}).get(field) if isinstance(data.get(section), dict) \
             else None
         if isinstance(value, str) and value.strip() and value.strip().lower() not in \
-                BUILTIN_CITIES and "\0" not in value and not expanduser(Path(value)).is_absolute():
+                BUILTIN_CITIES + _SUMO_BUILTINS and "\0" not in value and not expanduser(Path(value)).is_absolute():
             data[section][field] = os.path.abspath(expanduser(Path(value)))
     return data, touched
 
@@ -705,6 +706,8 @@ def load_city(source: str | os.PathLike[str] | Mapping[str, Any], *,
             spec = {"osm": lower}
         elif lower.endswith(".graphml"):
             spec = {"graphml": text}
+        elif lower.endswith(".net.xml"):
+            spec = {"sumo": text}
         elif lower.endswith((".yaml", ".yml")) or not Path(text).suffix:
             return load_scenario(source, base_dir=base_dir).city
         else:
@@ -748,7 +751,7 @@ def hash_payload(scenario: Scenario, *, include_seed: bool = True) -> dict[str, 
         data.pop("seed", None)
     for section, field in _PATH_FIELDS:
         value = data.get(section, {}).get(field)
-        if isinstance(value, str) and value not in BUILTIN_CITIES and Path(value).is_file():
+        if isinstance(value, str) and value not in BUILTIN_CITIES + _SUMO_BUILTINS and Path(value).is_file():
             data[section][field] = {"sha256": _file_digest(value)}
     return data
 

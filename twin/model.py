@@ -49,8 +49,13 @@ def build_city(spec: CitySpec) -> City:
 
 
 def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Trips:
-    """The scenario's trips: a CSV table or the gravity model on the city's zones."""
+    """The scenario's trips: a CSV table, SUMO demand, or the gravity model on the city's zones."""
     d = scenario.demand
+    if d.sumo is not None:
+        from city_models.sumo import read_sumo_demand, sumo_file
+
+        return read_sumo_demand(sumo_file(d.sumo, "demand"), city.network, sumo_file(scenario.city.sumo),
+                                duration_s=scenario.time.duration, seed=scenario.seed)
     if d.trips is not None:
         return read_trips_csv(d.trips, city.network, duration_s=scenario.time.duration)
     if scenario.population.enabled:  # the population's agents replace the gravity model
