@@ -1,0 +1,58 @@
+"""``twin live`` at its edges (issue 14): a feed that cannot connect fails within seconds naming the
+address and why; without ``--out`` it says where the results go and writes them there; the run
+folder keeps its dead-letter file (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.twin.feeds.conftest import free_port
+
+CLI = [sys.executable, "-c", "import sys; from twin.cli import main; sys.exit(main())", "live"]
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _live(args: list[str], cwd: Path, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.run(CLI + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_an_mqtt_feed_without_a_broker_fails_within_seconds(tmp_path):
+    """It used to wait on the start-up spinner forever."""
+    port = free_port()  # nothing listens here
+    t0 = time.monotonic()
+    res = _live(["--feed", f"mqtt://127.0.0.1:{port}/city/#", "--members", "2"], tmp_path, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = " ".join(res.stderr.split())
+    assert f"cannot connect to the MQTT broker at 127.0.0.1:{port}" in err and "refused" in err
+    assert not list(tmp_path.rglob("*.jsonl")) and not list(tmp_path.rglob("*.nc"))  # nothing left behind
+
+
+def test_without_out_it_says_where_results_go_and_writes_them(tmp_path):
+    """It used to run the whole day and write nothing, without saying so."""
+    res = _live(["--until", "00:15", "--members", "2"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = " ".join(res.stdout.split())
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("sample_day-live-")
+    assert f"results will be written to runs/{folder.name} at the end (--out DIR to choose)" in out
+    assert f"results in runs/{folder.name}" in out
+    assert {"results.nc", "assimilation.nc", "summary.json", "dead_letter.jsonl"} <= {p.name for p in folder.iterdir()}
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]  # no dead-letter file left beside it
+
+
+def test_the_run_folder_keeps_its_dead_letters(tmp_path):
+    """``twin live --out`` used to delete its own dead-letter file when it saved."""
+    res = _live(["--until", "00:15", "--members", "2", "--out", "live-out"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = (tmp_path / "live-out" / "dead_letter.jsonl").read_text(encoding="utf-8").splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert entries and all(e["source"] == "replay" and e["reason"] for e in entries)
+    rejected = json.loads((tmp_path / "live-out" / "summary.json").read_text())
+    assert rejected["scenario"] == "sample_day"
