@@ -41,6 +41,24 @@ Conversion to the :class:`~city_models.network.Network` record:
   proportion to each cell's node count (a stand-in for real population data);
   totals default to 50 residents and 30 jobs per node.
 
+GraphML is read with networkx (:func:`city_from_graphml`), so files in osmnx's
+conventions (every value a string, lists as ``"[...]"``) and plain
+``networkx.write_graphml`` files (typed numbers, integer or any node ids, no
+``osmid``, undirected graphs: each edge both ways) read alike.  Speeds: edge
+``speed_kph`` (km/h), ``maxspeed`` (OSM text), ``speed_mps`` (m/s) or ``speed``
+with its unit stated by the graph attribute ``speed_unit`` (``m/s``, ``km/h`` or
+``mph``) or in the value (``"13.9 m/s"``); a bare ``speed`` is refused (its unit
+is unknown).  Node coordinates are ``x``/``y`` in the graph's ``crs`` (default
+EPSG:4326), else ``lon``/``lat``.
+
+Implausible attributes are refused naming the file and the edge or node:
+speeds above :data:`~city_models.validate.MAX_FREE_SPEED_KPH`, lengths above
+:data:`~city_models.validate.MAX_LINK_M`, more than
+:data:`~city_models.validate.MAX_LANES` lanes per direction, ids outside the
+64-bit range, coordinates that do not fit the stated CRS.  Values that are
+read as missing (zero or negative speeds, unreadable lanes or capacities) are
+filled from the road type with a note in ``City.notes``.
+
 Facilities are not known for OSM cities: the tuple is empty.
 """
 
@@ -74,6 +92,7 @@ from city_models.roads import (
     tag_values,
 )
 from city_models.synthetic import allocate_integer
+from city_models.validate import MAX_FREE_SPEED_KPH, MAX_LANES, MAX_LINK_M
 
 __all__ = [
     "city_from_graphml",
@@ -119,6 +138,9 @@ WAVE_SPEED_RANGE = (3.0, 80.0)
 #: edge and node tags read beyond osmnx's defaults (OSM XML)
 _EXTRA_WAY_TAGS = ("priority", "jam_density", "wave_speed", "capacity")
 _EXTRA_NODE_TAGS = ("signal_cycle_s", "signal_offset_s")
+#: ``speed_unit`` values (graph attribute) -> km/h per unit
+_SPEED_UNITS = {"m/s": 3.6, "mps": 3.6, "km/h": 1.0, "kph": 1.0, "kmh": 1.0, "mph": 1.609344}
+_INT64 = (-(2**63), 2**63 - 1)
 RESIDENTS_PER_NODE = 50
 JOBS_PER_NODE = 30
 
@@ -167,6 +189,12 @@ def _positive(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) and v > 0 else None
+
+
+def _given(value: Any) -> bool:
+    """Whether a tag value is present at all (not None, NaN or blank)."""
+    vals = [v for v in tag_values(value) if not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""]
+    return bool(vals)
 
 
 def _is_true(value: Any) -> bool | None:
@@ -454,38 +482,65 @@ def _build_network(
     is_signal: np.ndarray,
     edges: Iterable[tuple[int, int, dict, bool]],
     node_attrs: list[dict] | None = None,
+    notes: list[str] | None = None,
 ) -> Network:
-    """Network from node arrays and ``(u_index, v_index, attrs, two_way_road)`` edges."""
+    """Network from node arrays and ``(u_index, v_index, attrs, two_way_road)`` edges.
+
+    Implausible values raise :class:`CityError` naming the edge; values read as
+    missing and filled from the road type are counted in ``notes``."""
     if x is None or y is None:
         x, y = _project(lon, lat)
     src, dst, length, lanes, vf, cap, osmid, names, kinds, prio, jam_l, wave = ([] for _ in range(12))
     greens: dict[int, tuple[float | None, float | None]] = {}
+    filled: dict[str, list[str]] = {"speed": [], "lanes": [], "capacity": []}
     for u, v, d, two_way in edges:
         kind = first_value(d.get("highway"))
         kind = "" if kind is None else str(kind)
-        nl = parse_lanes(d.get("lanes"))
-        if nl is None:
-            nl = default_lanes(kind)
-        elif two_way:
-            nl = float(max(1, math.ceil(nl / 2.0)))
-        kph = parse_speed_kph(d.get("speed_kph"))
-        if kph is None:
-            kph = parse_speed_kph(d.get("maxspeed"))
-        if kph is None:
-            kph = default_speed_kph(kind)
-        c = _positive(d.get("capacity"))
-        le = d.get("length")
-        try:
-            le = float(le)
-        except (TypeError, ValueError):
-            le = np.nan
         oid = first_value(d.get("osmid"))
         try:
             oid = int(oid)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             oid = -1
-        nm = first_value(d.get("name"))
         where = f"edge {node_osmid[u]} -> {node_osmid[v]}" + (f" (way {oid})" if oid >= 0 else "")
+        if not _INT64[0] <= oid <= _INT64[1]:
+            raise CityError(f"{where}: attribute 'osmid' is outside the 64-bit integer range.")
+        nl = parse_lanes(d.get("lanes"))
+        if nl is None:
+            if _given(d.get("lanes")):
+                filled["lanes"].append(where)
+            nl = default_lanes(kind)
+        elif two_way:
+            nl = float(max(1, math.ceil(nl / 2.0)))
+        if nl > MAX_LANES:
+            raise CityError(
+                f"{where}: attribute 'lanes' is {d.get('lanes')!r}: more than {MAX_LANES:g} lanes per direction, "
+                "which no road has."
+            )
+        kph, attr = None, None
+        for attr in ("speed_kph", "maxspeed"):
+            kph = parse_speed_kph(d.get(attr))
+            if kph is not None:
+                break
+            if _given(d.get(attr)):
+                filled["speed"].append(f"{where} ({attr} {d.get(attr)!r})")
+        if kph is not None and kph > MAX_FREE_SPEED_KPH:
+            raise CityError(
+                f"{where}: attribute '{attr}' is {d.get(attr)!r} ({kph:g} km/h), above {MAX_FREE_SPEED_KPH:g} km/h, "
+                "which no road has."
+            )
+        if kph is None:
+            kph = default_speed_kph(kind)
+        c = _positive(d.get("capacity"))
+        if c is None and _given(d.get("capacity")):
+            filled["capacity"].append(f"{where} ({d.get('capacity')!r})")
+        le = d.get("length")
+        try:
+            le = float(first_value(le))
+        except (TypeError, ValueError, OverflowError):
+            le = np.nan
+        if math.isfinite(le) and le > MAX_LINK_M:
+            raise CityError(f"{where}: attribute 'length' is {le:g} m, above {MAX_LINK_M:g} m, which no link has.")
+        nm = first_value(d.get("name"))
         p = _number(d.get("priority"), "priority", where)
         if p is not None and (p != round(p) or not 0 <= p <= MAX_PRIORITY):
             raise CityError(
@@ -509,6 +564,16 @@ def _build_network(
         prio.append(default_priority(d.get("highway")) if p is None else int(p))
         jam_l.append(DEFAULT_JAM_DENSITY_PER_LANE if kj is None else kj / 1000.0)
         wave.append(0.0 if w is None else w / 3.6)
+    if notes is not None:
+        what = {"speed": "free speed (zero, negative or unreadable speed tag; from the road type)",
+                "lanes": "lanes (zero, negative or unreadable; from the road type)",
+                "capacity": "capacity (zero, negative or unreadable; from the fundamental diagram)"}
+        for key, where_list in filled.items():
+            if where_list:
+                notes.append(
+                    f"Replaced the {what[key]} of {len(where_list)} edge(s): "
+                    + "; ".join(where_list[:3]) + ("; ..." if len(where_list) > 3 else "") + "."
+                )
     src_a = np.asarray(src, dtype=np.int64)
     dst_a = np.asarray(dst, dtype=np.int64)
     lanes_a = np.asarray(lanes, dtype=np.float64)
@@ -576,17 +641,19 @@ def city_from_graph(
     and take lon/lat from node ``lon``/``lat`` or by inverse projection.
     """
     from pyproj import CRS, Transformer
+    from pyproj.exceptions import CRSError
 
     nodes = list(G.nodes)
     index = {nd: i for i, nd in enumerate(nodes)}
     data = [G.nodes[nd] for nd in nodes]
+    osmid = _node_ids(nodes)
+    nx_ = np.array([_coord(d, "x", "lon", nd) for nd, d in zip(nodes, data)], dtype=np.float64)
+    ny_ = np.array([_coord(d, "y", "lat", nd) for nd, d in zip(nodes, data)], dtype=np.float64)
+    stated = G.graph.get("crs")
     try:
-        osmid = np.array([int(nd) for nd in nodes], dtype=np.int64)
-    except (TypeError, ValueError):
-        osmid = np.arange(len(nodes), dtype=np.int64)
-    nx_ = np.array([float(d.get("x", np.nan)) for d in data], dtype=np.float64)
-    ny_ = np.array([float(d.get("y", np.nan)) for d in data], dtype=np.float64)
-    crs = CRS.from_user_input(G.graph.get("crs") or "EPSG:4326")
+        crs = CRS.from_user_input(stated or "EPSG:4326")
+    except CRSError as exc:
+        raise CityError(f"graph attribute 'crs' is {stated!r}, which is not a coordinate reference system: {exc}") from None
     if crs.is_geographic:
         lon, lat, x, y = nx_, ny_, None, None
     else:
@@ -597,17 +664,106 @@ def city_from_graph(
         else:
             lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
             lon, lat = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+    _check_crs(crs, stated, nx_, ny_, lon, lat, nodes)
     is_signal = np.array([_is_signal(d.get("highway")) for d in data], dtype=bool)
+    unit = _speed_unit(G.graph.get("speed_unit", G.graph.get("speed_units")))
+    directed = G.is_directed()
 
     def edges():
         for u, v, d in G.edges(data=True):
+            d = _speeds_in_kph(d, unit, f"edge {osmid[index[u]]} -> {osmid[index[v]]}")
+            if not directed:  # an undirected graph's edge is a two-way road
+                yield index[u], index[v], d, True
+                if u != v:
+                    yield index[v], index[u], d, True
+                continue
             ow = _is_true(d.get("oneway"))
             two_way = (not ow) if ow is not None else G.has_edge(v, u)
             yield index[u], index[v], d, two_way
 
-    net = _build_network(node_osmid=osmid, lon=lon, lat=lat, x=x, y=y, is_signal=is_signal, edges=edges(), node_attrs=data)
+    notes: list[str] = []
+    net = _build_network(node_osmid=osmid, lon=lon, lat=lat, x=x, y=y, is_signal=is_signal, edges=edges(),
+                         node_attrs=data, notes=notes)
     zones = grid_zones(net.x, net.y, zone_size_m=zone_size_m, residents=residents, jobs=jobs)
-    return City(name=name, network=net, zones=zones)
+    return City(name=name, network=net, zones=zones, notes=tuple(notes))
+
+
+def _node_ids(nodes: list) -> np.ndarray:
+    """Integer source ids of the nodes (their own when every one is an integer, else 0..n-1)."""
+    try:
+        ids = [int(nd) for nd in nodes]
+    except (TypeError, ValueError):
+        return np.arange(len(nodes), dtype=np.int64)
+    for nd, i in zip(nodes, ids):
+        if not _INT64[0] <= i <= _INT64[1]:
+            raise CityError(f"node {str(nd)[:40]!r}: its id is outside the 64-bit integer range that node ids may use.")
+    return np.array(ids, dtype=np.int64)
+
+
+def _coord(d: dict, key: str, alt: str, node: Any) -> float:
+    value = d.get(key, d.get(alt, np.nan))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise CityError(f"node {str(node)[:40]!r}: attribute '{key}' must be a number, got {value!r}.") from None
+
+
+def _check_crs(crs: Any, stated: Any, x: np.ndarray, y: np.ndarray, lon: np.ndarray, lat: np.ndarray, nodes: list) -> None:
+    """A CityError when the coordinates cannot be in the graph's CRS (naming a node)."""
+    name = f"the graph's crs {stated!r}" if stated else "no graph attribute 'crs' (so EPSG:4326, longitude/latitude)"
+    ok = np.isfinite(x) & np.isfinite(y)
+    if crs.is_geographic:
+        bad = ok & ((np.abs(x) > 180.0) | (np.abs(y) > 90.0))
+    else:
+        bad = ok & ~(np.isfinite(lon) & np.isfinite(lat))
+        area = crs.area_of_use
+        if area is not None:
+            margin = 10.0
+            bad |= ok & np.isfinite(lon) & ((lon < area.west - margin) | (lon > area.east + margin)
+                                           | (lat < area.south - margin) | (lat > area.north + margin))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CityError(
+            f"{int(bad.sum())} node(s) have coordinates that do not fit {name} (node {str(nodes[i])[:40]!r} at "
+            f"x={x[i]:g}, y={y[i]:g}); state the CRS the coordinates are in with the graph attribute 'crs'."
+        )
+
+
+def _speed_unit(value: Any) -> float | None:
+    """km/h per unit of the graph attribute ``speed_unit`` (None when not stated)."""
+    if value is None:
+        return None
+    key = str(value).strip().lower().replace(" ", "")
+    if key not in _SPEED_UNITS:
+        raise CityError(f"graph attribute 'speed_unit' is {value!r}; use one of {', '.join(sorted(_SPEED_UNITS))}.")
+    return _SPEED_UNITS[key]
+
+
+def _speeds_in_kph(d: dict, unit: float | None, where: str) -> dict:
+    """``d`` with ``speed_mps`` / ``speed`` (unit stated) turned into ``speed_kph``."""
+    if _given(d.get("speed_kph")) or not (_given(d.get("speed_mps")) or _given(d.get("speed"))):
+        return d
+    d = dict(d)
+    if _given(d.get("speed_mps")):
+        v = _number(d["speed_mps"], "speed_mps", where)
+        d["speed_kph"] = None if v is None else v * 3.6
+        return d
+    raw = first_value(d["speed"])
+    text = str(raw).strip().lower()
+    if isinstance(raw, str) and any(u in text for u in ("km/h", "kph", "kmh", "mph", "m/s", "mps")):
+        factor = next(f for u, f in (("km/h", 1.0), ("kph", 1.0), ("kmh", 1.0), ("mph", 1.609344),
+                                     ("m/s", 3.6), ("mps", 3.6)) if u in text)
+        num = _number(text.split()[0].rstrip("kmphs/"), "speed", where)
+        d["speed_kph"] = None if num is None else num * factor
+    elif unit is not None:
+        v = _number(raw, "speed", where)
+        d["speed_kph"] = None if v is None else v * unit
+    else:
+        raise CityError(
+            f"{where}: attribute 'speed' is {raw!r} with no unit; state it with the graph attribute "
+            "speed_unit (m/s, km/h or mph), write it as 'speed_kph' / 'speed_mps', or give the value with its unit."
+        )
+    return d
 
 
 def city_from_graphml(
@@ -618,7 +774,10 @@ def city_from_graphml(
     jobs: int | None = None,
     zone_size_m: float = 1000.0,
 ) -> City:
-    """City from a GraphML file saved by osmnx (``osmnx.save_graphml``).
+    """City from a GraphML file: osmnx's (``osmnx.save_graphml``) or any other
+    (``networkx.write_graphml``: typed attributes, any node ids, no ``osmid``,
+    undirected graphs as two-way roads), read with networkx.  See the module
+    notes for the attributes read, the units of speeds and the checks made.
 
     Parameters
     ----------
@@ -639,21 +798,22 @@ def city_from_graphml(
     Raises
     ------
     CityError
-        When the file is missing or cannot be read as an osmnx GraphML graph.
+        When the file is missing or cannot be read as GraphML, or an attribute
+        cannot be read or is implausible (naming the file and the element).
     """
-    import osmnx as ox
+    import networkx as nx
 
     path = _check_file(Path(path), "GraphML")
     try:
-        G = ox.load_graphml(path)
+        G = nx.read_graphml(path, node_type=str, force_multigraph=True)
     except Exception as exc:  # noqa: BLE001 - any parser failure becomes a CityError
         raise CityError(f"could not read GraphML file '{path}': {type(exc).__name__}: {exc}{_line_of(exc)}") from exc
     if G.number_of_edges() == 0:
         raise CityError(f"GraphML file '{path}' contains no edges (roads).")
     try:
         return city_from_graph(G, name=name or path.stem, residents=residents, jobs=jobs, zone_size_m=zone_size_m)
-    except CityError:
-        raise
+    except CityError as exc:
+        raise CityError(f"GraphML file '{path}': {exc}") from exc
     except Exception as exc:  # noqa: BLE001
         raise CityError(f"GraphML file '{path}' has unusable node or edge attributes: {type(exc).__name__}: {exc}") from exc
 
