@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,8 +72,77 @@ def _demand_text(twin) -> str:
     return f"{who} making their own trips" + (f" and {n:,} given trips" if n else "")
 
 
+#: longest scenario name used in a folder name (file systems allow 255 bytes a component)
+_MAX_NAME = 120
+
+
+def run_root() -> Path:
+    """The project's run root: ``$TWIN_RUN_ROOT``, or ``runs`` in the working directory.
+
+    Default run folders go here, and folders named by scenario files (``outputs.dir``)
+    must lie inside it; only a path given on the command line (``--out``) may be
+    elsewhere.
+    """
+    return Path(os.environ.get("TWIN_RUN_ROOT") or "runs")
+
+
+def folder_name(name: str, *, field: str = "name") -> str:
+    """``name`` if it is safe as one folder name, else an :class:`InputError` naming ``field``.
+
+    A scenario's name becomes part of its run folder's name; one with a path separator,
+    ``..``, a leading dot, control characters or more than 120 characters would put the
+    folder somewhere else (or hidden), so it is refused.
+    """
+    from twin.errors import InputError
+
+    text = str(name)
+    bad = ("/" in text or "\\" in text or text in (".", "..") or text.startswith(".") or ".." in text
+           or any(ord(c) < 32 or ord(c) == 127 for c in text) or len(text.encode("utf-8")) > _MAX_NAME)
+    if bad:
+        raise InputError(
+            f"scenario {field} {text[:80]!r} cannot be used in a folder name (no '/', '\\', '..', leading dot "
+            f"or control characters, at most {_MAX_NAME} bytes); rename it, or give --out")
+    return text
+
+
+def _inside(path: Path, root: Path) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def out_folder(cli_out: str | None, scenario, default: str, *, overwrite: bool) -> Path:
+    """The folder a command writes, checked before anything runs.
+
+    ``--out`` (``cli_out``) is used as given; else the scenario's ``outputs.dir``,
+    which must lie inside :func:`run_root` (a scenario file cannot send results, or
+    the replacement of a folder, elsewhere); else ``run_root()/default`` (``{name}``
+    in it: the scenario name, checked by :func:`folder_name`).  The
+    folder must be new, empty or one the twin wrote, and a finished run is replaced
+    only with ``overwrite`` (:func:`twin.atomic.check_replaceable`).  Temporary
+    folders that an interrupted earlier write left beside it are removed.
+    """
+    from twin.atomic import check_replaceable, clean_leftovers
+    from twin.errors import InputError
+
+    if cli_out:
+        out, what = Path(cli_out), "--out"
+    elif scenario.outputs.dir:
+        out, what = Path(scenario.outputs.dir), "outputs.dir"
+        if not _inside(out, run_root()):
+            raise InputError(
+                f"outputs.dir {str(out)!r} (from the scenario file) is outside the run root "
+                f"{os.path.abspath(run_root())!r}: a scenario file may only name folders inside it "
+                "(set TWIN_RUN_ROOT to move the root); give --out on the command line to write elsewhere")
+    else:
+        out, what = run_root() / default.format(name=folder_name(scenario.name)), "run folder"
+    check_replaceable(out, overwrite=overwrite, what=what)
+    if out.parent.is_dir():
+        clean_leftovers(out.parent)
+    return out
+
+
 def _default_out(scenario, seed: int) -> Path:
-    return Path("runs") / f"{scenario.name}-seed{seed}"
+    return run_root() / f"{folder_name(scenario.name)}-seed{seed}"
 
 
 def _cmd_run(args, console: Console) -> int:
@@ -84,9 +154,10 @@ def _cmd_run(args, console: Console) -> int:
     overrides = {"seed": args.seed}
     scenario = load_scenario(args.scenario or "default", overrides=overrides)
     seed = scenario.seed
-    out = Path(args.out) if args.out else Path(scenario.outputs.dir) if scenario.outputs.dir else _default_out(scenario, seed)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a run folder; choose another path")
+    default = f"{{name}}-seed{seed}"
+    if args.until:  # a partial run gets its own folder: it never replaces the full day's
+        default += "-until" + "".join(ch for ch in args.until if ch.isalnum())[:16]
+    out = out_folder(args.out, scenario, default, overwrite=args.overwrite)
     t0 = time.perf_counter()
     with console.status(f"building city and demand for [bold]{scenario.name}[/]…"):
         twin = Twin(scenario)
@@ -130,8 +201,10 @@ def _cmd_run(args, console: Console) -> int:
     if args.snapshot:
         path = twin.snapshot(args.snapshot)
         console.print(f"snapshot of the whole state at sim time {twin.now:.0f} s in [bold]{path}[/]")
+    from twin.results import write_run
+
     with console.status("writing results…"):
-        twin.save(out)
+        write_run(twin, out, overwrite=args.overwrite, what="--out" if args.out else "run folder")
     kpis = twin.kpis()
     console.print(kpi_table(kpis, title=f"{scenario.name} — KPIs"))
     stuck = kpis["trips_unfinished"]
@@ -199,11 +272,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a scenario and write a run folder")
     r.add_argument("scenario", nargs="?", help="scenario YAML file or built-in name (default: 'default')")
-    r.add_argument("--out", help="run folder (default: runs/<name>-seed<seed>)")
+    r.add_argument("--out", help="run folder (default: runs/<name>-seed<seed>, with --until "
+                                 "runs/<name>-seed<seed>-until<TIME>)")
     r.add_argument("--seed", type=int, help="override the scenario's seed")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.add_argument("--until", help="stop early: a clock time HH:MM or a time after the start (e.g. 2h)")
     r.add_argument("--snapshot", help="also write the twin's whole state here at the end (for twin fork)")
+    r.add_argument("--overwrite", action="store_true", help="replace a finished run in the run folder (without it, "
+                                                            "a finished run is never replaced)")
     r.set_defaults(func=_cmd_run)
     c = sub.add_parser("city", help="inspect a city")
     csub = c.add_subparsers(dest="city_command", required=True)
@@ -219,6 +295,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_if_hdf5_failed(code: int) -> None:
+    """End the process now if an HDF5 write failed (see :data:`twin.results.HDF5_WRITE_FAILED`).
+
+    After a failed write (a full disk) the HDF5 library can crash the interpreter's
+    shutdown with a segfault; the message is out, so the process ends here instead,
+    with ``code``.  Only the ``twin`` command does this (``main()`` without arguments).
+    """
+    results = sys.modules.get("twin.results")
+    if results is not None and getattr(results, "HDF5_WRITE_FAILED", False):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -228,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, console) or 0)
     except _input_errors() as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        if argv is None:  # the command itself (not a caller that goes on): end here
+            _exit_if_hdf5_failed(2)
         return 2
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: no result files were written for this run")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["build_dataset", "compute_kpis", "write_run", "package_version", "KPI_LABELS", "kpi_labels", "fill_run"]
+__all__ = ["build_dataset", "compute_kpis", "write_run", "package_version", "KPI_LABELS", "kpi_labels", "fill_run",
+           "run_marker", "write_netcdf"]
 
 #: KPI key -> (label, unit) for tables and reports
 KPI_LABELS: dict[str, tuple[str, str]] = {
@@ -240,21 +242,131 @@ def build_dataset(twin) -> xr.Dataset:
     return ds
 
 
-def write_run(twin, out_dir: Path, *, extra: dict | None = None) -> Path:
+def run_marker(twin, *, kind: str = "run") -> dict:
+    """What a run folder's marker says about the run (see :data:`twin.atomic.MARKER`).
+
+    ``finished`` is true when the run reached the end of its scenario's time; a run
+    stopped early (``--until``, a paced drill stopped with Ctrl-C) is partial.
+    """
+    return {"kind": kind, "scenario": twin.scenario.name, "seed": int(twin.seed),
+            "scenario_hash": twin.scenario_hash, "sim_time_s": float(twin.traffic.now),
+            "finished": bool(twin.traffic.now >= twin.duration_s - 1e-9)}
+
+
+def write_run(twin, out_dir: Path, *, extra: dict | None = None, overwrite: bool = True,
+              what: str = "run folder") -> Path:
     """Write ``results.nc``, ``scenario.yaml`` and ``summary.json`` into ``out_dir``.
 
     The files are written into a temporary folder beside ``out_dir``, which
     then replaces ``out_dir`` in one rename: an interrupted write leaves the
     previous run folder (if any) as it was, never a mix of two runs.
     ``extra`` maps more file names to Datasets of the same run (e.g.
-    ``assimilation.nc``).
+    ``assimilation.nc``).  ``out_dir`` must be absent, empty or a folder the
+    twin wrote; a finished run there is replaced only with ``overwrite``
+    (the command line passes ``--overwrite``; see :func:`twin.atomic.replace_folder`).
     """
     from twin.atomic import replace_folder
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"run folder {str(out_dir)!r} exists and is not a folder")
-    return replace_folder(out_dir, lambda tmp: fill_run(twin, tmp, extra=extra))
+    return replace_folder(out_dir, lambda tmp: fill_run(twin, tmp, extra=extra), marker=run_marker(twin),
+                          overwrite=overwrite, what=what)
+
+
+#: set when an HDF5 write failed: the library may be left unable to shut down cleanly,
+#: so the command line ends the process with :func:`os._exit` after its message
+HDF5_WRITE_FAILED = False
+#: datasets up to this size are encoded in memory when there is no room in /dev/shm
+_IN_MEMORY_NC_BYTES = 2 * 1024**3
+
+
+def _scratch_dir(need: int) -> str | None:
+    """A memory-backed folder with room for ``need`` bytes twice over, if there is one."""
+    for folder in ("/dev/shm",):
+        try:
+            if os.path.isdir(folder) and os.access(folder, os.W_OK) and \
+                    __import__("shutil").disk_usage(folder).free > 2 * need:
+                return folder
+        except OSError:
+            continue
+    return None
+
+
+def write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """Write ``ds`` as netCDF-4 (h5netcdf) to ``path``; a failure is a clear ``OSError``.
+
+    HDF5 writing to a full disk crashes inside the library (a segfault, measured with
+    a full tmpfs and with a file-size limit), so HDF5 never writes to the destination:
+    the file is encoded in memory (a file in ``/dev/shm``, or a byte buffer) and then
+    copied with ordinary file writes, where a full disk or another OS error raises
+    ``OSError`` naming the file.  The free space is checked first, for a clear error
+    before anything is written.  Only a dataset over 2 GiB with no room in
+    ``/dev/shm`` is written by HDF5 directly.
+    """
+    global HDF5_WRITE_FAILED
+    import errno as _errno
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    need = int(ds.nbytes * 1.05) + (1 << 20)
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = need
+    if free < need:
+        raise OSError(_errno.ENOSPC, f"could not write {path.name}: no space left on the device (about "
+                                     f"{need / 1e6:,.1f} MB needed, {free / 1e6:,.1f} MB free)")
+    scratch = _scratch_dir(need)
+    try:
+        if scratch is not None:
+            fd, tmp = tempfile.mkstemp(prefix=".city-twin-", suffix=".nc", dir=scratch)
+            os.close(fd)
+            try:
+                ds.to_netcdf(tmp, engine="h5netcdf")
+                shutil.copyfile(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        elif ds.nbytes <= _IN_MEMORY_NC_BYTES:
+            data = ds.to_netcdf(None, engine="h5netcdf")
+            with open(path, "wb") as fh:
+                fh.write(data)
+        else:
+            HDF5_WRITE_FAILED = True  # until it succeeds: a crash inside HDF5 ends the process anyway
+            ds.to_netcdf(path, engine="h5netcdf")
+            HDF5_WRITE_FAILED = False
+    except BaseException as exc:
+        path.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)):
+            errno = getattr(exc, "errno", None) or _errno_in(str(exc))
+            reason = os.strerror(errno) if errno else str(exc)
+            raise OSError(errno or 0, f"could not write {path.name}: {reason}") from None
+        raise
+
+
+def _close_hdf5_handles() -> None:
+    """Close every file xarray's cache and h5py still hold open (after a failed write)."""
+    try:
+        from xarray.backends.file_manager import FILE_CACHE
+
+        for key in list(FILE_CACHE.keys()):
+            try:
+                FILE_CACHE.pop(key).close()
+            except Exception:  # noqa: BLE001 -- closing what a failed write left; nothing to report
+                pass
+    except ImportError:  # pragma: no cover -- an xarray without the cache
+        pass
+    try:
+        import h5py
+
+        for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+            try:
+                fid.close()
+            except Exception:  # noqa: BLE001
+                pass
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def fill_run(twin, folder: Path, *, extra: dict | None = None) -> None:
@@ -263,7 +375,7 @@ def fill_run(twin, folder: Path, *, extra: dict | None = None) -> None:
     from twin.atomic import json_safe
 
     ds = build_dataset(twin)
-    ds.to_netcdf(folder / "results.nc", engine="h5netcdf")
+    write_netcdf(ds, folder / "results.nc")
     dump_resolved(twin.scenario, folder / "scenario.yaml")
     summary = {
         "scenario": twin.scenario.name,
@@ -276,4 +388,12 @@ def fill_run(twin, folder: Path, *, extra: dict | None = None) -> None:
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     for name, extra_ds in (extra or {}).items():  # more datasets of the same run
-        extra_ds.to_netcdf(folder / name, engine="h5netcdf")
+        write_netcdf(extra_ds, folder / name)
+
+
+def _errno_in(text: str) -> int | None:
+    """The ``errno = N`` that HDF5 puts in its error text, if any."""
+    import re
+
+    m = re.search(r"errno = (\d+)", text)
+    return int(m.group(1)) if m else None

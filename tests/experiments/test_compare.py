@@ -96,13 +96,15 @@ def test_identical_scenarios_every_difference_zero_not_significant(identical):
 
 def test_comparison_folder_format(identical):
     out = identical.out
-    assert sorted(p.name for p in out.iterdir()) == ["baseline", "comparison.nc", "scenario", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".city-twin.json",  # the twin's folder marker (issue 15)
+                                                     "baseline", "comparison.nc", "scenario", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
     assert {"kind", "baseline", "scenario", "replications", "seeds", "kpis", "intervened_links",
             "wall_s", "workers"} <= set(summary)
     assert summary["baseline"] == summary["scenario"] == "tiny" and summary["workers"] == 1
     for variant in ("baseline", "scenario"):
-        assert {p.name for p in (out / variant).iterdir()} == {"results.nc", "scenario.yaml", "summary.json"}
+        assert {p.name for p in (out / variant).iterdir()} == {"results.nc", "scenario.yaml", "summary.json",
+                                                               ".city-twin.json"}
     run0 = json.loads((out / "baseline" / "summary.json").read_text())
     assert run0["seed"] == 5
     with xr.open_dataset(out / "comparison.nc", engine="h5netcdf") as ds, \
@@ -164,6 +166,8 @@ def test_folder_replaced_atomically(identical, tmp_path, monkeypatch):
     out = tmp_path / "cmp"
     out.mkdir()
     (out / "stale.txt").write_text("from an older comparison")
+    # a folder the twin wrote (only those are replaced: issue 15)
+    (out / ".city-twin.json").write_text(json.dumps({"format": "city-twin folder", "kind": "comparison"}))
     write_comparison(identical, out)
     assert not (out / "stale.txt").exists() and (out / "summary.json").exists()
     before = (out / "summary.json").read_text()

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from tests.twin.conftest import SMALL
+from twin.atomic import MARKER
 from twin.cli import main
 
 
@@ -21,7 +22,8 @@ def test_run_writes_run_folder(tmp_path, capsys):
     doc = dict(SMALL, time={"start": "07:00", "duration": "20min", "step": "2s"})
     out = tmp_path / "out"
     assert main(["run", str(_write(tmp_path, doc)), "--out", str(out), "--seed", "9", "-q"]) == 0
-    assert {p.name for p in out.iterdir()} == {"results.nc", "summary.json", "scenario.yaml"}
+    # the run files, and the marker that says the twin wrote this folder (issue 15)
+    assert {p.name for p in out.iterdir()} == {"results.nc", "summary.json", "scenario.yaml", MARKER}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 9
     text = capsys.readouterr().out

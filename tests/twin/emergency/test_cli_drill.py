@@ -51,7 +51,8 @@ def test_drill_writes_run_folder_and_after_action_log(tmp_path, drill_file, caps
     assert main(["drill", str(drill_file), "--out", str(out), "--inject", str(injects), "-q"]) == 0
     text = capsys.readouterr().out
     assert "inject rejected" in text and "volcano" in text
-    assert {p.name for p in out.iterdir()} == {"results.nc", "summary.json", "scenario.yaml", "after_action.csv"}
+    assert {p.name for p in out.iterdir()} == {"results.nc", "summary.json", "scenario.yaml", "after_action.csv",
+                                              ".city-twin.json"}  # the twin's folder marker (issue 15)
     rows = _rows(out)
     assert rows[0]["event"] == "inject_rejected" and rows[0]["clock"] == "08:00:00"
     first = rows[1]
