@@ -203,9 +203,13 @@ def _numeric_column(path: Path, df: pd.DataFrame, field: str, integer: bool) -> 
 
 
 def _node_lookup(network: Network) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.asarray(network.node_osmid, dtype=np.int64)
+    # the network's own ids, then the ids validation merged or dropped (aliases of the
+    # node that replaced them): a table written against the source data still reads
+    own = np.asarray(network.node_osmid, dtype=np.int64)
+    ids = np.concatenate([own, np.asarray(network.alias_osmid, dtype=np.int64)])
+    node = np.concatenate([np.arange(own.shape[0]), np.asarray(network.alias_node, dtype=np.int64)])
     order = np.argsort(ids, kind="stable")
-    return ids[order], order.astype(np.int32)
+    return ids[order], node[order].astype(np.int32)
 
 
 def _map_nodes(path: Path, field: str, osmids: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray) -> np.ndarray:

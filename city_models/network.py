@@ -130,7 +130,13 @@ def lookup_nodes(net: Network, osmids) -> np.ndarray:
     numpy.ndarray
         int64 dense indices, -1 for unknown ids.
     """
-    ids = np.asarray(osmids, dtype=np.int64).ravel()
+    try:
+        ids = np.asarray(osmids, dtype=np.int64).ravel()
+    except OverflowError:  # ids beyond 64 bits are in no network
+        raw = [int(i) for i in np.asarray(osmids, dtype=object).ravel()]
+        out = lookup_nodes(net, [i if -(2**63) <= i < 2**63 else 0 for i in raw])
+        out[[not -(2**63) <= i < 2**63 for i in raw]] = -1
+        return out
     keys = np.concatenate([np.asarray(net.node_osmid, np.int64), np.asarray(net.alias_osmid, np.int64)])
     vals = np.concatenate([np.arange(net.n_nodes, dtype=np.int64), np.asarray(net.alias_node, np.int64)])
     out = np.full(ids.shape[0], -1, dtype=np.int64)

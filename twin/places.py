@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from city_models import City
+from city_models import City, lookup_nodes
 from twin.errors import InputError
 
 __all__ = ["resolve_links", "resolve_nodes", "resolve_zones", "nearest_node", "nearest_link", "close_matches"]
@@ -117,7 +117,8 @@ def resolve_nodes(city: City, *, nodes=None, near=None, road=None, where: str) -
     out: list[np.ndarray] = []
     if nodes is not None:
         for nid in np.atleast_1d(np.asarray(nodes, np.int64)):
-            hit = np.flatnonzero(net.node_osmid == nid)
+            hit = lookup_nodes(net, [nid])  # also ids validation merged into another node
+            hit = hit[hit >= 0]
             if hit.size == 0:
                 raise InputError(f"{where}: no node with id {int(nid)} in {city.name}")
             out.append(hit)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from city_models import City
+from city_models import City, lookup_nodes
 from scenarios.emergency import DistSpec, RateSpec
 from twin.errors import InputError
 
@@ -153,7 +153,8 @@ def locate(city: City, value, *, where: str) -> Location:
     if isinstance(value, (bool, np.bool_)):
         raise InputError(f"{where}: expected a node id, [lon, lat] or a place name, got {value!r}")
     if isinstance(value, (int, np.integer)):
-        hit = np.flatnonzero(net.node_osmid == int(value))
+        hit = lookup_nodes(net, [int(value)])  # also ids validation merged into another node
+        hit = hit[hit >= 0]
         if hit.size == 0:
             raise InputError(f"{where}: {int(value)} is not a node id of {city.name} "
                              f"(node ids are the network's own ids, e.g. the 'node' coordinate of results.nc)")
