@@ -497,6 +497,22 @@ def builtin_scenarios() -> dict[str, Path]:
     return {p.stem: p for p in sorted(LIBRARY_DIR.glob("*.yaml"))}
 
 
+def _builtin_named(ref: str) -> Path | None:
+    """The built-in scenario a bare name refers to, with or without ``.yaml``/``.yml``.
+
+    ``"evening_peak"`` and ``"evening_peak.yaml"`` both name the library's file (so a
+    what-if's ``extends: evening_peak.yaml`` works outside ``scenarios/library``); a
+    name with a folder in it never does.
+    """
+    text = ref.strip()
+    if not text or "/" in text or "\\" in text or os.sep in text:
+        return None
+    stem = text[:-5] if text.lower().endswith(".yaml") else text[:-4] if text.lower().endswith(".yml") else text
+    if "." in stem:
+        return None
+    return builtin_scenarios().get(stem)
+
+
 def builtin_path(name: str) -> Path:
     """The file of a built-in scenario.
 
@@ -581,6 +597,8 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
         if not path.exists() and isinstance(source, str) and not path.suffix \
                 and os.sep not in label and "/" not in label:
             path = builtin_path(label)
+        elif not path.exists() and isinstance(source, str) and _builtin_named(label) is not None:
+            path = _builtin_named(label)  # 'evening_peak.yaml' from outside the library
         data, lines, problems = _read_yaml(path, label)
         base = Path(base_dir) if base_dir is not None else path.resolve().parent
         name_default = path.stem
@@ -595,6 +613,9 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
             f"must be a mapping of sections (city:, time:, demand:, ...), got {_show(data)}"))])
     if "extends" in data:
         data = _extend(data, base, label, seen=(label,))
+    ref = data.get("baseline")
+    if isinstance(ref, str) and not (base / ref.strip()).is_file() and _builtin_named(ref) is not None:
+        data = {**data, "baseline": Path(ref.strip()).stem}  # 'baseline: evening_peak.yaml': the built-in
     overridden: list[Loc] = []
     if overrides:
         data, overridden = _apply_overrides(data, overrides, label)
@@ -646,8 +667,8 @@ def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ..
     path = expanduser(Path(ref))
     if not path.is_absolute():
         path = base / path
-    if not path.is_file() and not any(sep in ref for sep in "/\\.") and ref in builtin_scenarios():
-        path = builtin_path(ref)
+    if not path.is_file() and _builtin_named(ref) is not None:
+        path = _builtin_named(ref)  # a built-in, named with or without .yaml
     if not path.is_file():
         raise ScenarioError(label, [Problem("extends", f"scenario {ref!r} not found (looked for {path} "
                                             f"and a built-in scenario of that name)")])
