@@ -237,6 +237,14 @@ def _cmd_city_info(args, console: Console) -> int:
     table.add_row("road length", f"{net.length_m.sum() / 1000:,.1f} km")
     table.add_row("lane length", f"{(net.length_m * net.lanes).sum() / 1000:,.1f} km")
     table.add_row("signalised nodes", f"{int(np.count_nonzero(net.signal_cycle_s > 0)):,}")
+    table.add_row("source node ids remapped", f"{int(net.alias_osmid.size):,}")  # merged or dropped, still accepted
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, lab = connected_components(csr_matrix((np.ones(net.n_links), (net.src, net.dst)), shape=(net.n_nodes,) * 2),
+                                  directed=True, connection="strong")
+    table.add_row("nodes outside the largest strongly connected part",
+                  f"{int(net.n_nodes - np.bincount(lab).max()) if net.n_nodes else 0:,}")
     table.add_row("zones", f"{city.zones.n_zones:,}")
     table.add_row("residents / jobs", f"{int(city.zones.residents.sum()):,} / {int(city.zones.jobs.sum()):,}")
     kinds: dict[str, int] = {}
