@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["add_commands", "comparison_table"]
+__all__ = ["add_commands", "comparison_table", "verdict"]
 
 
 def _fmt(value) -> str:
@@ -30,9 +30,30 @@ def _fmt(value) -> str:
     return fmt_value(value)
 
 
-def _signed(value) -> str:
-    text = _fmt(value)
+def _signed(value, count: bool = False) -> str:
+    text = _fmt_kpi(value, count)
     return text if text == "–" or text.startswith("-") else f"+{text}"
+
+
+def _fmt_kpi(value, count: bool) -> str:
+    """A KPI value; a count (a KPI without a unit) that is a whole number prints as one (``0``, not ``0.00``)."""
+    if count and isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer():
+        return f"{int(value):,}"
+    return _fmt(value)
+
+
+def verdict(row: dict) -> str:
+    """``yes``/``no``/``no spread``: significant only when the interval excludes zero *and* has width.
+
+    A zero-width interval means every replication gave the same difference (e.g. a
+    deterministic scenario, or replications that do not differ): the t-interval says
+    nothing about chance then, so it is shown as ``no spread``, never as significant.
+    """
+    lo, hi = row.get("ci_low"), row.get("ci_high")
+    finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
+    if finite and hi - lo <= 1e-12 * max(1.0, abs(lo), abs(hi)):
+        return "no spread"
+    return "yes" if row.get("significant") and finite else "no"
 
 
 def comparison_table(summary: dict, *, rows: list | None = None, when: str | None = None) -> Table:
@@ -44,20 +65,32 @@ def comparison_table(summary: dict, *, rows: list | None = None, when: str | Non
     conf = round(100 * summary.get("confidence", 0.95))
     if when is None:
         when = {"equilibrium": "at equilibrium", "day1": "day 1"}.get(summary.get("response", "day1"), "day 1")
-    table = Table(title=f"{summary['scenario']} vs {summary['baseline']} — {when} — {n} replications, same seeds",
-                  caption=f"significant: the {conf} % interval of the difference excludes zero")
-    table.add_column("KPI", min_width=14, ratio=1, overflow="fold")
+    from rich import box
+
+    from rich.text import Text
+
+    table = Table(title=Text(f"{summary['scenario']} vs {summary['baseline']} — {when} — {n} replications, "
+                             "same seeds", overflow="fold", style="table.title"),
+                  caption=Text(f"significant: the {conf} % interval of the difference excludes zero and has "
+                               "width (no spread: every replication gave the same difference)", overflow="fold",
+                               style="table.caption"),
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("KPI", min_width=12, ratio=1, overflow="fold")
     for name in ("baseline", "scenario", "difference", f"{conf} % interval"):
-        table.add_column(name, justify="right")
-    table.add_column("signif.", no_wrap=True)
+        table.add_column(name, justify="right", no_wrap=True)  # numbers are never wrapped or cut
+    table.add_column("signif.", no_wrap=True, min_width=9)
     for row in (summary["kpis"] if rows is None else rows):
         lo, hi = row["ci_low"], row["ci_high"]
+        count = not row["unit"]
         finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
-        ci = f"{_signed(lo)} … {_signed(hi)}" if finite else "–"
+        ci = f"{_signed(lo, count)} … {_signed(hi, count)}" if finite else "–"
+        if len(ci) > 19:  # two lines rather than a cut or wrapped number
+            ci = f"{_signed(lo, count)} …\n{_signed(hi, count)}"
         label = f"{row['label']} ({row['unit']})" if row["unit"] else row["label"]
-        sig = row["significant"]
-        table.add_row(label, _fmt(row["baseline"]), _fmt(row["scenario"]), _signed(row["difference"]), ci,
-                      "[bold]yes[/]" if sig else "[dim]no[/]", style=None if sig else "dim")
+        sig = verdict(row)
+        table.add_row(label, _fmt_kpi(row["baseline"], count), _fmt_kpi(row["scenario"], count),
+                      _signed(row["difference"], count), ci,
+                      "[bold]yes[/]" if sig == "yes" else f"[dim]{sig}[/]", style=None if sig == "yes" else "dim")
     return table
 
 
@@ -98,7 +131,10 @@ def _cmd_compare(args, console: Console) -> int:
     if args.seed is not None and args.seed < 0:
         raise ComparisonError(f"--seed must be 0 or more, got {args.seed}")
     baseline, scenario = _scenarios(args.scenarios)
-    out = Path(args.out) if args.out else Path("runs") / f"compare-{baseline.name}-vs-{scenario.name}"
+    from twin.cli import folder_name, run_root
+
+    out = Path(args.out) if args.out else \
+        run_root() / f"compare-{folder_name(baseline.name)}-vs-{folder_name(scenario.name)}"
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a comparison folder; choose another path")
     n_runs = 2 * args.replications

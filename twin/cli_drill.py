@@ -223,11 +223,12 @@ class InjectSource:
 
 # ------------------------------------------------------------------------------- saving
 
-def save_drill(twin, out: Path, *, log_name: str = "after_action.csv") -> Path:
-    """Write the run folder with the after-action log, replacing ``out`` in one rename."""
+def save_drill(twin, out: Path, *, log_name: str = "after_action.csv", overwrite: bool = True) -> Path:
+    """Write the run folder with the after-action log, replacing ``out`` in one rename
+    (only a folder the twin wrote; a finished drill only with ``overwrite``)."""
     from twin.atomic import replace_folder
     from twin.emergency.log import write_after_action
-    from twin.results import fill_run
+    from twin.results import fill_run, run_marker
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -237,7 +238,7 @@ def save_drill(twin, out: Path, *, log_name: str = "after_action.csv") -> Path:
         fill_run(twin, folder)
         write_after_action(twin.components["emergency"], folder / log_name)
 
-    return replace_folder(out, fill)
+    return replace_folder(out, fill, marker=run_marker(twin, kind="drill"), overwrite=overwrite, what="run folder")
 
 
 # ------------------------------------------------------------------------------- views
@@ -335,10 +336,9 @@ def _cmd_drill(args, console: Console) -> int:
     if args.speed is not None and not (args.speed > 0 and math.isfinite(args.speed)):
         raise InputError(f"--speed must be a positive number (simulated seconds per real second), got {args.speed}")
     scenario = load_scenario(args.scenario, overrides={"seed": args.seed, "incidents.enabled": True})
-    out = Path(args.out) if args.out else (Path(scenario.outputs.dir) if scenario.outputs.dir
-                                           else Path("runs") / f"{scenario.name}-drill-seed{scenario.seed}")
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a run folder; choose another path")
+    from twin.cli import out_folder
+
+    out = out_folder(args.out, scenario, f"{{name}}-drill-seed{scenario.seed}", overwrite=args.overwrite)
     source = InjectSource(args.inject) if args.inject else None
     t0 = time.perf_counter()
     with console.status(f"building [bold]{scenario.name}[/]…"):
@@ -380,7 +380,7 @@ def _cmd_drill(args, console: Console) -> int:
     wall = time.perf_counter() - t1
     log_name = "after_action.jsonl" if args.log_format == "jsonl" else "after_action.csv"
     with console.status("writing results…"):
-        save_drill(twin, out, log_name=log_name)
+        save_drill(twin, out, log_name=log_name, overwrite=args.overwrite)
     console.print(response_table(twin))
     labels_keys = set(comp.kpis())
     console.print(kpi_table({k: v for k, v in twin.kpis().items() if k in labels_keys}, title=f"{scenario.name} — emergency KPIs"))
@@ -402,5 +402,6 @@ def add_commands(sub) -> None:
     d.add_argument("--speed", type=float, help="pace against the wall clock: simulated seconds per real second")
     d.add_argument("--inject", help="file of inject lines (watched while a paced drill runs), or - for stdin")
     d.add_argument("--log-format", choices=("csv", "jsonl"), default="csv", help="after-action log format")
+    d.add_argument("--overwrite", action="store_true", help="replace a finished drill in the run folder")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_drill)

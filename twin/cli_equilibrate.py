@@ -18,7 +18,6 @@ run folder with ``equilibrium.nc`` (the per-iteration series) beside
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -63,10 +62,9 @@ def _cmd_equilibrate(args, console: Console) -> int:
         raise InputError(f"--gap-target must lie in [0, 1) (a share: 0.01 is 1 %), got {args.gap_target:g}")
     scenario = load_scenario(args.scenario or "default", overrides={"seed": args.seed})
     spec = scenario.traffic.equilibrium
-    out = (Path(args.out) if args.out else Path(scenario.outputs.dir) if scenario.outputs.dir
-           else Path("runs") / f"{scenario.name}-seed{scenario.seed}-equilibrium")
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {str(out)!r} is a file, not a run folder; choose another path")
+    from twin.cli import out_folder
+
+    out = out_folder(args.out, scenario, f"{{name}}-seed{scenario.seed}-equilibrium", overwrite=args.overwrite)
     n = args.iterations or spec.iterations
     method = args.method or spec.method
     share = args.switch_share if args.switch_share is not None else spec.switch_share
@@ -128,5 +126,6 @@ def add_commands(sub) -> None:
                                       "agents' departure shifts; for twin fork)")
     e.add_argument("--routes-only", action="store_true",
                    help="population agents keep their planned departure times; only routes adapt")
+    e.add_argument("--overwrite", action="store_true", help="replace a finished equilibrium in the run folder")
     e.add_argument("-q", "--quiet", action="store_true", help="no line per day")
     e.set_defaults(func=_cmd_equilibrate)
