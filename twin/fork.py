@@ -12,12 +12,19 @@ The KPIs compare the horizon itself, not the day so far: trips completed in
 the horizon and their mean travel time, vehicle-hours spent on the network in
 it, mean network speed, vehicles left on the network at its end, plus every
 component's KPIs (e.g. emergency response times) at the end of the horizon.
+
+The snapshot travels to the workers as the bytes of a snapshot file
+(:mod:`twin.snapshot`: checked against its checksum and decoded without running
+code from it, in the calling process before anything is sent and again in each
+worker).  A twin can be forked without a file (:func:`fork` takes a
+:class:`~twin.model.Twin` or snapshot bytes too): the live twin's fork folder does
+that, so nothing a request can reach ever holds a snapshot.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,17 +65,34 @@ class ForkResult:
     sim_to_s: float
 
 
+#: largest variant file read (a what-if is a few interventions)
+MAX_VARIANT_BYTES = 1_000_000
+
+
 def load_variant(path: str | Path) -> Variant:
-    """Read a variant file (see the module docstring); errors name the file and entry."""
+    """Read a variant file (see the module docstring); errors name the file and entry.
+
+    Only a regular YAML file of at most :data:`MAX_VARIANT_BYTES` is read (YAML's safe
+    loader: plain data, never objects)."""
     from pydantic import TypeAdapter, ValidationError
 
     from scenarios.interventions import InterventionSpec
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        st = os.stat(path)
+        if not os.path.isfile(path):
+            raise InputError(f"variant file {str(path)!r} is not a regular file")
+        if st.st_size > MAX_VARIANT_BYTES:
+            raise InputError(f"variant file {str(path)!r} has {st.st_size:,} bytes; a what-if has at most "
+                             f"{MAX_VARIANT_BYTES:,}")
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"variant file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError:
+        raise InputError(f"variant file {str(path)!r} is not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"cannot read variant file {str(path)!r}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"variant file {str(path)!r} is not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("interventions", []), list):
@@ -110,19 +134,23 @@ def _horizon_kpis(twin, t0: float) -> dict[str, float]:
     return out
 
 
-def run_fork(snapshot: bytes, variant: Variant, horizon_s: float) -> ForkResult:
+def run_fork(snapshot: bytes, variant: Variant, horizon_s: float, allowed_plugins: tuple[str, ...] = (),
+             what: str = "(in memory)") -> ForkResult:
     """Restore ``snapshot`` (the bytes of a snapshot file), apply ``variant`` and run the horizon.
 
-    A module-level function, so Dask workers can run it.
+    A module-level function, so Dask workers can run it.  ``allowed_plugins``: the
+    dispatch policies the calling process trusts (``--allow-plugins``), trusted here too.
     """
+    from twin.emergency.dispatch import allow_plugins
     from twin.interventions import ensure
-    from twin.snapshot import FORMAT
+    from twin.model import Twin
+    from twin.snapshot import twin_from_bytes
 
     t_wall = time.perf_counter()
-    header, _, payload = snapshot.partition(b"\n")
-    if FORMAT.encode() not in header:
-        raise InputError("not a city-twin snapshot")
-    twin = pickle.loads(payload)
+    allow_plugins(allowed_plugins)
+    twin = twin_from_bytes(bytes(snapshot), what=what)
+    if not isinstance(twin, Twin):
+        raise InputError(f"snapshot {what} does not hold a twin")
     t0 = twin.now
     if variant.interventions:
         from pydantic import TypeAdapter
@@ -137,14 +165,16 @@ def run_fork(snapshot: bytes, variant: Variant, horizon_s: float) -> ForkResult:
                       sim_from_s=t0, sim_to_s=twin.now)
 
 
-def fork(snapshot_path: str | Path, variants: list[Variant], *, horizon_s: float, executor=None,
+def fork(snapshot_path, variants: list[Variant], *, horizon_s: float, executor=None,
          include_no_action: bool = True) -> list[ForkResult]:
     """Run ``variants`` (and "no action") from a snapshot for ``horizon_s`` seconds.
 
     Parameters
     ----------
     snapshot_path
-        A file written by :meth:`twin.model.Twin.snapshot`.
+        A file written by :meth:`twin.model.Twin.snapshot`, the bytes of one
+        (:func:`twin.snapshot.snapshot_bytes`), or a :class:`~twin.model.Twin` (forked
+        from its state now, without a file).
     variants
         What-ifs; names must be unique.
     horizon_s
@@ -153,17 +183,28 @@ def fork(snapshot_path: str | Path, variants: list[Variant], *, horizon_s: float
         An :class:`experiments.executor.Executor` (default: a local Dask cluster,
         closed afterwards).
     """
-    from twin.snapshot import snapshot_header
+    from twin.emergency.dispatch import allowed_plugins
+    from twin.snapshot import SnapshotError, snapshot_bytes, snapshot_header, verify_bytes
 
     if not horizon_s > 0 or not math.isfinite(horizon_s):
         raise InputError(f"the horizon must be a positive duration, got {horizon_s!r}")
-    snapshot_header(snapshot_path)  # a clear error for a file that is not a snapshot
+    if isinstance(snapshot_path, (bytes, bytearray, memoryview)):
+        data, what = bytes(snapshot_path), "(in memory)"
+    elif isinstance(snapshot_path, (str, os.PathLike)):
+        snapshot_header(snapshot_path)  # a clear error for a file that is not a snapshot
+        what = repr(str(snapshot_path))
+        try:
+            data = Path(snapshot_path).read_bytes()
+        except OSError as exc:
+            raise SnapshotError(f"cannot read snapshot {what}: {exc.strerror or exc}") from None
+    else:
+        data, what = snapshot_bytes(snapshot_path), "(in memory)"
+    verify_bytes(data, what)  # truncated, damaged or other-version files stop here, before any worker
     runs = ([Variant(name="no action")] if include_no_action else []) + list(variants)
     names = [v.name for v in runs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise InputError(f"variant names must be unique; repeated: {', '.join(sorted(dup))}")
-    data = Path(snapshot_path).read_bytes()
     own = executor is None
     if own:
         from experiments.executor import Executor
@@ -172,7 +213,8 @@ def fork(snapshot_path: str | Path, variants: list[Variant], *, horizon_s: float
 
         executor = Executor(workers=min(len(runs), default_workers()))
     try:
-        return executor.map(run_fork, [(data, v, float(horizon_s)) for v in runs])
+        plugins = allowed_plugins()
+        return executor.map(run_fork, [(data, v, float(horizon_s), plugins, what) for v in runs])
     finally:
         if own:
             executor.close()

@@ -15,6 +15,25 @@ send a busy unit.  Name one in a scenario as ``incidents.policy:
 "package.module:function"``, or set ``twin.components["emergency"].policy``.
 
 Built-in policies: :func:`closest` (the default) and :func:`closest_free_flow`.
+
+A scenario file alone never loads code: a policy named ``"package.module:function"``
+is loaded only if it is
+
+- a registered plug-in: an installed package declares it as an entry point of the
+  group :data:`ENTRY_POINT_GROUP` (``city_twin.dispatch_policies``), e.g. in its
+  ``pyproject.toml``::
+
+      [project.entry-points."city_twin.dispatch_policies"]
+      nearest_engine = "my_policies.fire:nearest_engine"
+
+  (the scenario names it by the entry point's value, ``my_policies.fire:nearest_engine``,
+  or by its name if that holds a ``:``); or
+- trusted for this process on the command line, ``--allow-plugins my_policies.fire:nearest_engine``
+  (:func:`allow_plugins`), or from Python with :func:`register_policy`.
+
+Anything else is refused with an :class:`~twin.errors.InputError` before the module is
+imported.  Snapshots store a policy by that name (:func:`policy_registry`), and restore
+it through the same gate.
 """
 
 from __future__ import annotations
@@ -30,7 +49,8 @@ from kernels import traffic as kt
 from kernels.routing import _check_weight, path_links, shortest_tree_from, shortest_tree_to
 from twin.errors import InputError
 
-__all__ = ["Candidates", "Router", "closest", "closest_free_flow", "load_policy", "POLICIES"]
+__all__ = ["Candidates", "Router", "closest", "closest_free_flow", "load_policy", "POLICIES", "ENTRY_POINT_GROUP",
+           "allow_plugins", "register_policy", "policy_registry"]
 
 
 @dataclass
@@ -105,19 +125,98 @@ def closest_free_flow(incident, kind: str, n: int, cand: Candidates) -> list[int
 POLICIES: dict[str, Callable] = {"closest": closest, "closest_free_flow": closest_free_flow}
 
 
-def load_policy(name: str) -> Callable:
-    """A built-in policy by name, or ``"package.module:function"``."""
-    name = name.strip()
-    if name in POLICIES:
-        return POLICIES[name]
+#: entry point group of installed dispatch policy plug-ins
+ENTRY_POINT_GROUP = "city_twin.dispatch_policies"
+
+#: "module:function" names trusted for this process (``--allow-plugins``)
+_ALLOWED: set[str] = set()
+#: policies registered from Python (:func:`register_policy`) and plug-ins loaded so far, by name
+_REGISTERED: dict[str, Callable] = {}
+
+
+def allow_plugins(names) -> None:
+    """Trust these ``"package.module:function"`` dispatch policies in this process
+    (what ``--allow-plugins`` on the command line does)."""
+    for name in names or ():
+        name = str(name).strip()
+        module, sep, func = name.partition(":")
+        if not sep or not all(p.isidentifier() for p in module.split(".")) or not func.isidentifier():
+            raise InputError(f"--allow-plugins: '{name}' is not 'package.module:function'")
+        _ALLOWED.add(name)
+
+
+def allowed_plugins() -> tuple[str, ...]:
+    """The names :func:`allow_plugins` trusted (to pass on to worker processes)."""
+    return tuple(sorted(_ALLOWED))
+
+
+def register_policy(name: str, fn: Callable) -> None:
+    """Make ``fn`` a dispatch policy named ``name`` in this process (scenarios and snapshots may name it)."""
+    if not callable(fn):
+        raise InputError(f"dispatch policy '{name}' is not a function")
+    _REGISTERED[str(name)] = fn
+
+
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    out = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        out.setdefault(ep.value.strip(), ep)
+        out.setdefault(ep.name, ep)
+    return out
+
+
+def _import_policy(name: str) -> Callable:
     module, _, func = name.partition(":")
     try:
         fn = getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError, ValueError) as exc:
         raise InputError(f"incidents.policy: cannot load dispatch policy '{name}': {exc}") from None
+    return fn
+
+
+def load_policy(name: str) -> Callable:
+    """A built-in policy by name, a registered plug-in, or an allowed ``"package.module:function"``
+    (see the module docstring); anything else is refused without importing it."""
+    name = str(name).strip()
+    if name in POLICIES:
+        return POLICIES[name]
+    fn = _REGISTERED.get(name)
+    if fn is None:
+        ep = _entry_points().get(name)
+        if ep is not None:
+            try:
+                fn = ep.load()
+            except Exception as exc:  # noqa: BLE001  (a broken plug-in package: say which)
+                raise InputError(f"incidents.policy: cannot load plug-in '{name}' "
+                                 f"(entry point {ep.name} = {ep.value}): {exc}") from None
+        elif name in _ALLOWED:
+            fn = _import_policy(name)
+        else:
+            raise InputError(
+                f"incidents.policy: cannot load dispatch policy '{name}': it is neither a built-in policy "
+                f"({', '.join(POLICIES)}) nor a registered "
+                f"plug-in (entry point group '{ENTRY_POINT_GROUP}'); a scenario file alone cannot load code: to "
+                f"trust it, give --allow-plugins {name} on the command line")
     if not callable(fn):
         raise InputError(f"incidents.policy: '{name}' is not a function")
+    _REGISTERED[name] = fn
     return fn
+
+
+def policy_registry() -> dict[str, Callable]:
+    """Every dispatch policy this process trusts, by name: built-ins, those registered or loaded,
+    and the allowed plug-ins (snapshots store a policy by this name)."""
+    out = dict(POLICIES)
+    out.update(_REGISTERED)
+    for name in _ALLOWED | set(_entry_points()):
+        if name not in out:
+            try:
+                out[name] = load_policy(name)
+            except InputError:
+                pass
+    return out
 
 
 class Router:
