@@ -191,6 +191,19 @@ def _positive(value: Any) -> float | None:
     return v if math.isfinite(v) and v > 0 else None
 
 
+def _parse_speed(value: Any) -> float | None:
+    """A speed tag in km/h (:func:`parse_speed_kph`), reading a plain number written in
+    any float notation whole (``"1e9"`` is 1e9, not 1)."""
+    one = first_value(value)
+    if isinstance(one, str) and not any(c in one for c in ";|"):
+        try:
+            v = float(one.strip())
+        except ValueError:
+            return parse_speed_kph(value)
+        return v if math.isfinite(v) and v > 0 else None
+    return parse_speed_kph(value)
+
+
 def _given(value: Any) -> bool:
     """Whether a tag value is present at all (not None, NaN or blank)."""
     vals = [v for v in tag_values(value) if not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""]
@@ -518,7 +531,7 @@ def _build_network(
             )
         kph, attr = None, None
         for attr in ("speed_kph", "maxspeed"):
-            kph = parse_speed_kph(d.get(attr))
+            kph = _parse_speed(d.get(attr))
             if kph is not None:
                 break
             if _given(d.get(attr)):
