@@ -467,7 +467,7 @@ class DemandSpec(_Section):
     def _exactly_one(self) -> DemandSpec:
         given = [k for k in ("trips", "sumo", "gravity") if getattr(self, k) is not None]
         if len(given) > 1:
-            raise ValueError("give one of trips: FILE.csv, sumo: FILE.rou.xml or gravity: {...}; got "
+            raise ValueError("give one of trips: FILE.csv, sumo: FILE.rou.xml or gravity: {...}, not both; got "
                              + " and ".join(given))
         return self
 
