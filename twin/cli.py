@@ -300,6 +300,10 @@ def _parser() -> argparse.ArgumentParser:
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
+    for command in sub.choices.values():  # every command that may build a twin (issue 15: no code from data)
+        command.add_argument("--allow-plugins", action="append", metavar="MODULE:FUNCTION",
+                             help="trust this dispatch policy plug-in, which a scenario names in incidents.policy "
+                                  "(repeat for more; registered entry points need no flag)")
     return p
 
 
@@ -323,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False)
     err = Console(stderr=True)
     try:
+        from twin.emergency.dispatch import allow_plugins
+
+        allow_plugins(getattr(args, "allow_plugins", None))
         return int(args.func(args, console) or 0)
     except _input_errors() as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)

@@ -265,3 +265,14 @@ def test_entry_point_plugins_load_without_allow(small_city, clean_plugins, monke
     tw = Twin(small_scenario(incidents={**INCIDENTS, "policy": ep.value}), city=small_city)
     assert tw.components["emergency"].policy is picky_policy
     assert dispatch.policy_registry()[ep.value] is picky_policy
+
+
+def test_twin_run_with_allow_plugins_runs_the_policy(tmp_path, clean_plugins):
+    from twin.cli import main
+
+    sc = tmp_path / "plug.yaml"
+    sc.write_text("extends: light_day\nname: plug\ntime: {duration: 10min}\n"
+                  f"incidents: {{policy: '{__name__}:picky_policy', drill: [{{at: '07:01', type: fire, location: 3}}]}}\n")
+    assert main(["run", str(sc), "--out", str(tmp_path / "out"), "-q",
+                 "--allow-plugins", f"{__name__}:picky_policy"]) == 0
+    assert (tmp_path / "out" / "results.nc").exists()
