@@ -177,8 +177,10 @@ class Shadow:
         """Fork ``variants`` (and "no action") from now, in the background; returns the job."""
         from twin.fork import fork
 
-        folder = Path(out.parent if out is not None else tempfile.gettempdir())
-        snap = self.snapshot(folder / f".{name}.{os.getpid()}.snap")
+        from twin.snapshot import snapshot_bytes
+
+        # the state goes to the fork in memory: never a file in the request folder (issue 15)
+        snap = snapshot_bytes(self.representative())
         job = ForkJob(name=name, request=out, sim_time_s=self.now, horizon_s=horizon_s)
         self.jobs.append(job)
 
@@ -192,7 +194,6 @@ class Shadow:
                 log.exception("fork %s failed", name)
             finally:
                 job.wall_s = time.perf_counter() - t0
-                Path(snap).unlink(missing_ok=True)
                 if out is not None:
                     _write_json(out, _job_json(job))
 
