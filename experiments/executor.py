@@ -27,12 +27,28 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["Executor", "default_workers"]
 
 log = logging.getLogger(__name__)
+
+
+def _quiet_dask(*, closing: bool = False) -> int:
+    """Keep Dask's own logging below WARNING out of the terminal (unless this program logs INFO).
+
+    Importing ``distributed`` sets its loggers to INFO, so a local cluster's start and
+    stop would print some 40 lines; while closing, even its warnings and the
+    connection-closed errors of workers going away are only noise.  Returns the level
+    the ``distributed`` logger had.
+    """
+    logger = logging.getLogger("distributed")
+    before = logger.level
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # not verbose
+        logger.setLevel(logging.CRITICAL if closing else logging.WARNING)
+    return before
 
 
 def default_workers() -> int:
@@ -88,6 +104,8 @@ class Executor:
             self.kind = "serial"
         else:
             from distributed import Client
+
+            _quiet_dask()  # before the cluster starts: its start-up chatter is INFO
 
             if scheduler is not None:
                 self.kind = "remote"
@@ -163,7 +181,9 @@ class Executor:
             return
         from distributed import as_completed
 
-        futures = [self._client.submit(func, *item, pure=False, **kwargs) for item in items]
+        with warnings.catch_warnings():  # a snapshot is a large argument by design: no "large graph" warning
+            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+            futures = [self._client.submit(func, *item, pure=False, **kwargs) for item in items]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for fut in as_completed(futures):
@@ -203,10 +223,15 @@ class Executor:
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
         """Close the client and the local cluster this executor started (idempotent)."""
-        if self._own_client and self._client is not None:
-            self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        quiet = _quiet_dask(closing=True) if self._client is not None else None
+        try:
+            if self._own_client and self._client is not None:
+                self._client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+        finally:
+            if quiet is not None:
+                logging.getLogger("distributed").setLevel(quiet)
         self._client = None if self._own_client else self._client
         self._cluster = None
 
