@@ -884,7 +884,11 @@ def city_from_osm_xml(
         raise CityError(f"OSM XML file '{path}' contains no drivable roads.")
     if simplify:
         G = ox.simplify_graph(G, node_attrs_include=["highway", "signal_cycle_s"])
-    return city_from_graph(G, name=name or path.name.split(".")[0], residents=residents, jobs=jobs, zone_size_m=zone_size_m)
+    try:
+        return city_from_graph(G, name=name or path.name.split(".")[0], residents=residents, jobs=jobs,
+                               zone_size_m=zone_size_m)
+    except CityError as exc:
+        raise CityError(f"OSM XML file '{path}': {exc}") from exc
 
 
 # --------------------------------------------------------------------------- PBF
@@ -964,9 +968,14 @@ def city_from_pbf(
                 yield u, v, d, True
                 yield v, u, d, True
 
-    net = _build_network(node_osmid=ids, lon=lon, lat=lat, x=None, y=None, is_signal=is_signal, edges=records())
+    notes: list[str] = []
+    try:
+        net = _build_network(node_osmid=ids, lon=lon, lat=lat, x=None, y=None, is_signal=is_signal, edges=records(),
+                             notes=notes)
+    except CityError as exc:
+        raise CityError(f"OSM PBF file '{path}': {exc}") from exc
     zones = grid_zones(net.x, net.y, zone_size_m=zone_size_m, residents=residents, jobs=jobs)
-    return City(name=name or path.name.split(".")[0].lower(), network=net, zones=zones)
+    return City(name=name or path.name.split(".")[0].lower(), network=net, zones=zones, notes=tuple(notes))
 
 
 def builtin_city(name: str, **kwargs: Any) -> City:

@@ -310,6 +310,14 @@ def test_huge_node_id_and_crs_mismatch_refused(tmp_path):
     path = _one_edge(tmp_path, node_id=2**70)
     with pytest.raises(CityError, match=r"bad.graphml.*outside the 64-bit"):
         load_city({"graphml": str(path)})
+    osm = tmp_path / "big.osm"
+    osm.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<osm version="0.6">\n'
+        f' <node id="{2**70}" lat="60.17" lon="24.90"/>\n <node id="2" lat="60.17" lon="24.91"/>\n'
+        f' <way id="7"><nd ref="{2**70}"/><nd ref="2"/><tag k="highway" v="primary"/></way>\n</osm>\n'
+    )
+    with pytest.raises(CityError, match=r"big.osm.*outside the 64-bit"):
+        load_city({"osm": str(osm)})
     nodes = {1: {"x": 385000.0, "y": 6672000.0}, 2: {"x": 385500.0, "y": 6672000.0}}
     edges = [(1, 2, {"highway": "primary"}), (2, 1, {"highway": "primary"})]
     path = _write_nx_graphml(tmp_path / "utm.graphml", nodes, edges)  # UTM metres, no crs stated
