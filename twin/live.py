@@ -6,7 +6,8 @@
 - with a *pull* replay (the default for files) it runs as fast as it can, or
   paced at ``speed`` sim seconds per wall second;
 - with pushed sources (MQTT, HTTP, a paced replay) it never runs ahead of the
-  feed: it steps to ``t`` only once the feed's clock has passed ``t`` plus the
+  feed: it steps to ``t`` only once the feed's live clock (where ``clock_quorum``
+  senders agree: one sender dated ahead cannot move it) has passed ``t`` plus the
   cleanser's reorder window, so late messages still count.  The lag (feed
   clock minus twin clock) is part of the status.
 

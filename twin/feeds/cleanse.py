@@ -134,6 +134,8 @@ class DeadLetter:
         self._handle = None
         self._size = 0
         self._closed = False
+        if self.path is not None:
+            _check_dead_letter_file(self.path)
 
     def _open(self) -> None:
         """Open the file at the first entry (a run that rejects nothing leaves none)."""
@@ -203,6 +205,30 @@ class DeadLetter:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+
+
+def _check_dead_letter_file(path: Path) -> None:
+    """Refuse to append to a file that is not a dead-letter file (a scenario could name any)."""
+    from twin.errors import InputError
+
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise InputError(f"dead-letter file {str(path)!r} exists and is not a file")
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(2 * MAX_DEAD_MESSAGE_CHARS + 4096)
+    except OSError as exc:
+        raise InputError(f"dead-letter file {str(path)!r} cannot be read: {exc}") from None
+    if not first.strip():
+        return
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        entry = None
+    if not (isinstance(entry, dict) and "reason" in entry and "code" in entry):
+        raise InputError(f"dead-letter file {str(path)!r} exists and is not a dead-letter file "
+                         f"(JSON lines with 'code' and 'reason'); refusing to append to it")
 
 
 def _raw_text(payload: Any) -> Any:

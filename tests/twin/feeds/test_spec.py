@@ -60,6 +60,12 @@ def test_sources_sensors_and_round_trip(tmp_path):
     ({"cleansing": {"stuck_repeats": 1}}, "feeds.cleansing.stuck_repeats", "0 (off) or 2"),
     ({"cleansing": {"reorder_window": "soon"}}, "feeds.cleansing.reorder_window", ""),
     ({"date": "14.5.2024"}, "feeds.date", ""),
+    ({"cleansing": {"clock_quorum": 0}}, "feeds.cleansing.clock_quorum", ""),
+    ({"cleansing": {"max_future": "-5min"}}, "feeds.cleansing.max_future", ""),
+    ({"cleansing": {"max_period": "1year"}}, "feeds.cleansing.max_period", ""),
+    ({"dead_letter_max_mb": 0}, "feeds.dead_letter_max_mb", ""),
+    ({"sources": [{"kind": "http", "max_connections": 0}]}, "feeds.sources", "max_connections"),
+    ({"sources": [{"kind": "http", "timeout": "2h"}]}, "feeds.sources", "timeout"),
 ])
 def test_errors_name_the_field(feeds, field, words, tmp_path):
     with pytest.raises(ScenarioError) as err:

@@ -284,3 +284,23 @@ def test_dead_letter_settings_reach_the_hub(small_city, tmp_path):
     hub.push("junk", source="s")
     hub.stop()
     assert len(dead_letters(tmp_path / "d.jsonl")) == 1
+
+
+def test_dead_letters_are_never_appended_to_another_file(tmp_path):
+    from twin.errors import InputError
+
+    other = tmp_path / "notes.txt"
+    other.write_text("my own notes\n", encoding="utf-8")
+    with pytest.raises(InputError, match="not a dead-letter file"):
+        DeadLetter(other)
+    with pytest.raises(InputError, match="not a file"):
+        DeadLetter(tmp_path)
+    assert other.read_text(encoding="utf-8") == "my own notes\n"
+    ours = tmp_path / "dead.jsonl"
+    dl = DeadLetter(ours)
+    dl.write({"code": "malformed", "reason": "x", "message": "y"})
+    dl.close()
+    again = DeadLetter(ours)  # a dead-letter file of ours: appended to
+    again.write({"code": "malformed", "reason": "z", "message": "w"})
+    again.close()
+    assert len(dead_letters(ours)) == 2
