@@ -266,3 +266,27 @@ time: {{duration: 40min}}
     assert np.isfinite(arrive[early]).mean() > 0.9
     with pytest.raises(Exception, match="city: {sumo"):
         load_scenario({"city": {"synthetic": {}}, "demand": {"sumo": str(BS_ROU)}})
+
+
+# --------------------------------------------------------------------------- scenario schema
+
+
+def test_scenario_keys_resolve_and_hash_the_files(tmp_path):
+    import shutil
+
+    from scenarios import ScenarioError, load_scenario, scenario_hash
+
+    shutil.copy(BS_ROU, tmp_path / "d.rou.xml")
+    (tmp_path / "s.yaml").write_text(f"city: {{sumo: {BS_NET}}}\ndemand: {{sumo: d.rou.xml}}\n")
+    sc = load_scenario(tmp_path / "s.yaml")
+    assert sc.demand.sumo == str(tmp_path / "d.rou.xml") and sc.demand.gravity is None
+    h1 = scenario_hash(sc)
+    (tmp_path / "d.rou.xml").write_text(BS_ROU.read_text().replace('period="30"', 'period="31"', 1))
+    assert scenario_hash(load_scenario(tmp_path / "s.yaml")) != h1  # the demand file's content is hashed
+    with pytest.raises(ScenarioError, match="exactly one kind of city"):
+        load_scenario({"city": {"sumo": "drt", "osm": "helsinki"}})
+    with pytest.raises(ScenarioError, match="not both"):
+        load_scenario({"city": {"sumo": "drt"}, "demand": {"sumo": str(BS_ROU), "gravity": {}}})
+    with pytest.raises(ScenarioError, match="SUMO network .*does not exist"):
+        load_scenario({"city": {"sumo": str(tmp_path / "missing.net.xml")}})
+    assert load_scenario("sumo_drt").city.sumo == "drt"
