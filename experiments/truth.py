@@ -13,8 +13,12 @@ cleansing too.
 
 Write the shipped sample (deterministic by seed; the same bytes every time)::
 
-    python -m experiments.truth                         # scenarios/library/feeds/sample_day.*
+    python -m experiments.truth                         # a new folder runs/truth-light_day-seed2024[-N]
     python -m experiments.truth --out /tmp/day --seed 7
+    python -m experiments.truth --update-sample         # maintainers: scenarios/library/feeds/sample_day.*
+
+Without ``--update-sample`` the shipped sample is never written over (not even with
+``--out`` naming its folder).
 
 From Python (the twin-vs-truth experiment keeps the truth's link series for scoring)::
 
@@ -41,6 +45,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,16 +289,9 @@ def run_truth(config: TruthConfig = TruthConfig(), *, scenario: Any = "light_day
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from twin.atomic import write_bytes
+
+    write_bytes(path, data)
 
 
 def feed_bytes(messages: list[tuple[float, dict]]) -> bytes:
@@ -331,7 +329,8 @@ def write_sample(run: TruthRun, out: str | Path, *, name: str = "sample_day") ->
         "demand": run.demand,
         "incidents": run.incidents,
         "sensors": run.sensors,
-        "regenerate": f"python -m experiments.truth --out {out} --seed {run.config.seed}",
+        "regenerate": (f"python -m experiments.truth --update-sample --seed {run.config.seed}"
+                       if _is_sample_dir(out) else f"python -m experiments.truth --out {out} --seed {run.config.seed}"),
     }
     _atomic_write(paths["meta"], (json.dumps(meta, indent=1) + "\n").encode())
     from scenarios import builtin_scenarios
@@ -354,20 +353,52 @@ def write_sample(run: TruthRun, out: str | Path, *, name: str = "sample_day") ->
     return paths
 
 
+def _is_sample_dir(folder: str | Path) -> bool:
+    return os.path.realpath(folder) == os.path.realpath(SAMPLE_DIR)
+
+
+def _new_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that does not exist yet."""
+    if not base.exists():
+        return base
+    for i in range(2, 10_000):
+        candidate = base.with_name(f"{base.name}-{i}")
+        if not candidate.exists():
+            return candidate
+    raise FileExistsError(f"no free folder name beside {base} (tried {base.name}-2 ... -9999)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m experiments.truth``: run the truth and write the sample files."""
     p = argparse.ArgumentParser(prog="python -m experiments.truth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(SAMPLE_DIR), help="folder for the files (default: the shipped sample)")
+    p.add_argument("--out", help="folder for the files (default: a new folder runs/truth-SCENARIO-seedSEED[-N]); "
+                                 "never the shipped sample's folder")
+    p.add_argument("--update-sample", action="store_true",
+                   help="write the shipped sample (scenarios/library/feeds) itself: for maintainers")
     p.add_argument("--name", default="sample_day", help="file name stem")
     p.add_argument("--scenario", default="light_day", help="the twin's scenario (name or file)")
     p.add_argument("--seed", type=int, default=TruthConfig.seed, help="truth seed")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.update_sample and args.out and not _is_sample_dir(args.out):
+        p.error("--update-sample writes the shipped sample's folder; leave --out out")
+    if args.update_sample:
+        out = SAMPLE_DIR
+    elif args.out:
+        out = Path(args.out)
+        if _is_sample_dir(out):
+            p.error(f"--out {args.out} is the shipped sample's folder; it is written only with --update-sample")
+    else:
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(args.scenario).stem)[:80]
+        out = _new_folder(Path("runs") / f"truth-{stem}-seed{args.seed}")
+    t0 = time.perf_counter()
+    print(f"running the truth of {args.scenario} (seed {args.seed}); files go to {out}", flush=True)  # CLI output
     run = run_truth(TruthConfig(seed=args.seed), scenario=args.scenario)
-    paths = write_sample(run, args.out, name=args.name)
+    paths = write_sample(run, out, name=args.name)
     for k, v in paths.items():
         print(f"{k:9s} {v}  ({v.stat().st_size:,} bytes)")  # CLI output
-    print(f"messages  {len(run.messages):,}; sensors {len(run.sensors)}; incidents {len(run.incidents)}")
+    print(f"messages  {len(run.messages):,}; sensors {len(run.sensors)}; incidents {len(run.incidents)}; "
+          f"{time.perf_counter() - t0:.0f} s")
     return 0
 
 
