@@ -7,8 +7,10 @@
     python -m benchmarks.ingest --limit 2000       # a quick smoke run
 
 What is timed is what a twin does with a replayed feed: read the gzipped JSONL, parse each
-line, cleanse it (schema, units, link mapping, duplicates, plausibility, lateness, stuck
-sensors, dead-lettering rejected messages to a file) and release the records in time
+line, cap its arrival time by the lines after it, cleanse it (schema, identifiers and field
+ranges, units, link mapping, duplicates, plausibility, periods, the future check against the
+live clock and its quorum of senders, lateness, stuck sensors, dead-lettering rejected
+messages to a file) and release the records in time
 order, draining every 5 sim minutes through the day. Building the city is not timed.
 The pipeline runs on one thread (the hub serialises cleansing), so it needs one core of
 the two the target names. Wall time and process CPU time are both reported; on a shared
