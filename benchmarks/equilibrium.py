@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=float, default=2.0, help="traffic time step, s")
     ap.add_argument("--reroute", type=float, default=600.0, help="re-routing interval, s (scenario default)")
     ap.add_argument("--interval", type=float, default=300.0, help="output interval = knowledge bin, s")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="numba threads during the days (default 1, equilibrate's default; 0: numba's setting)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="most numba threads during the days (default 0: numba's setting, equilibrate's default; "
+                         "small routing calls run on one thread anyway)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-warm-up", action="store_true", help="skip the untimed warm-up run")
     ap.add_argument("--out", default="benchmarks/out/equilibrium")

@@ -131,6 +131,10 @@ ITERATION_VARS: dict[str, tuple[str, str]] = {
 # ------------------------------------------------------------------------ knowledge
 
 
+#: relative change of a link's expected time below which travellers keep the weight in use
+KNOWLEDGE_DEADBAND = 0.02
+
+
 class RouteKnowledge:
     """What travellers remember: link travel times by time of day, and the routing they drive.
 
@@ -148,6 +152,10 @@ class RouteKnowledge:
         the scenario's re-routing cadence, ``reroute_interval / reroute_batches``).
     memory_weight : float, optional
         Weight of the remembered times against what travellers see today (default 0.5).
+    deadband : float, optional
+        A link's weight changes at a refresh only when the new expected time differs
+        from the weight in use by more than this share of it (default
+        :data:`KNOWLEDGE_DEADBAND`, 2 %): travellers do not act on smaller changes.
     departure_shift_s : array (persons, legs), optional
         Population agents' remembered departure shifts, s (see :func:`adapt_departures`);
         the population component of a twin built with this knowledge leaves at the plans'
@@ -161,6 +169,10 @@ class RouteKnowledge:
     the remembered time interpolated linearly between bin centres and ``M(t)`` the
     day's own prediction for a vehicle entering the link now
     (:meth:`twin.traffic.TrafficModel.measured_travel_times`; infinite when closed).
+    A link keeps the weight in use where the new one differs from it by no more
+    than ``deadband`` of it: changes of a per cent or two would not move a
+    traveller, yet on a network of many equally good paths (a grid) each one
+    makes the route searches of most destinations run again.
     Memory alone makes everyone bound for one place in one bin take the same
     links (a shared table and a near-deterministic choice herd them), and today's
     view alone cannot anticipate; together they settle.  ``next_s`` is the time of
@@ -169,7 +181,8 @@ class RouteKnowledge:
     """
 
     def __init__(self, link_time_s: np.ndarray, *, bin_s: float, day: int = 2, refresh_s: float | None = None,
-                 memory_weight: float = 0.5, departure_shift_s: np.ndarray | None = None) -> None:
+                 memory_weight: float = 0.5, departure_shift_s: np.ndarray | None = None,
+                 deadband: float = KNOWLEDGE_DEADBAND) -> None:
         k = np.array(link_time_s, dtype=np.float64)
         if k.ndim != 2 or k.shape[0] == 0:
             raise ValueError(f"link_time_s must be (bins, links) with at least one bin, got shape {k.shape}")
@@ -182,6 +195,9 @@ class RouteKnowledge:
             raise ValueError(f"refresh_s must be positive, got {refresh_s!r}")
         if not 0.0 <= memory_weight <= 1.0:
             raise ValueError(f"memory_weight must lie in [0, 1], got {memory_weight!r}")
+        if not 0.0 <= deadband < 1.0:
+            raise ValueError(f"deadband must lie in [0, 1), got {deadband!r}")
+        self.deadband = float(deadband)
         self.link_time_s = k
         self.bin_s = float(bin_s)
         self.day = int(day)
@@ -222,6 +238,12 @@ class RouteKnowledge:
         w = self.remembered(twin.now)
         if a < 1.0:
             w = a * w + (1.0 - a) * tm.measured_travel_times()
+        band = self.deadband
+        if band > 0.0:  # changes travellers would not notice keep the weight in use
+            cur = tm.routes.weight
+            same = np.abs(w - cur) <= band * cur
+            if same.any():
+                w = np.where(same, cur, w)
         # destinations in the scenario's rotating batches, as on day 1 (every refresh brings
         # one batch up to date; all at once would cost the batch count times the searches)
         batches = int(getattr(twin, "reroute_batches", 1))
@@ -240,6 +262,7 @@ class RouteKnowledge:
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("departure_shift_s", None)  # snapshots from before departure learning
+        state.setdefault("deadband", 0.0)  # snapshots from before the deadband
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
@@ -798,7 +821,7 @@ def kernel_threads(n: int | None):
 def equilibrate(scenario, *, seed: int | None = None, city=None, iterations: int | None = None,
                 method: str | None = None, switch_share: float | None = None, gap_target: float | None = None,
                 departure_shift: bool | dict | None = None,
-                progress: Callable[[dict], None] | None = None, threads: int | None = 1) -> Equilibrium:
+                progress: Callable[[dict], None] | None = None, threads: int | None = None) -> Equilibrium:
     """Simulate the scenario's day repeatedly, travellers learning between days.
 
     Parameters
@@ -819,9 +842,10 @@ def equilibrate(scenario, *, seed: int | None = None, city=None, iterations: int
     progress : callable, optional
         Called after each day with that day's history row.
     threads : int or None, optional
-        Threads of the numba kernels during the days (default 1: on city-sized
-        networks a kernel call is short, and threads that wait for busy cores cost far
-        more than they give; ``None`` leaves numba's setting).
+        Most threads of the numba kernels during the days (default ``None``: numba's
+        setting; a routing call whose work is small runs on one thread anyway, see
+        :data:`twin.traffic.PARALLEL_MIN_WORK`, so only the large route refreshes of
+        a big city use more).
 
     Returns
     -------

@@ -427,3 +427,25 @@ def test_the_gap_on_a_sample_of_trips_estimates_the_full_gap(small_city):
     assert part["relative_gap"] == pytest.approx(full["relative_gap"], rel=0.25)
     counted = np.isfinite(part["best_time_s"])
     np.testing.assert_allclose(part["best_time_s"][counted], full["best_time_s"][counted])
+
+
+def test_weights_move_only_beyond_the_deadband(tmp_path):
+    """Remembered times within the deadband of the weights in use leave them as they are;
+    a change beyond it is taken; memory alone (memory_weight 1) makes the check exact."""
+    sc = od_scenario(tmp_path, rate_vph=600.0)
+    city = braess_city(True)
+    free = Twin(sc, city=city).traffic.links.free_tt
+    k = np.tile(free, (18, 1))
+    tw = Twin(sc, city=city, route_knowledge=RouteKnowledge(k, bin_s=300.0, memory_weight=1.0, deadband=0.05))
+    np.testing.assert_array_equal(tw.traffic.routes.weight, free)
+    rk = tw.route_knowledge
+    rk.link_time_s = k * np.where(np.arange(free.size) % 2 == 0, 1.04, 1.10)  # even links within 5 %, odd beyond
+    rk.update(tw)
+    w = tw.traffic.routes.weight
+    np.testing.assert_array_equal(w[0::2], free[0::2])
+    np.testing.assert_allclose(w[1::2], 1.10 * free[1::2])
+    rk.deadband = 0.0
+    rk.update(tw)
+    np.testing.assert_allclose(tw.traffic.routes.weight, rk.link_time_s[0])
+    with pytest.raises(ValueError, match="deadband"):
+        RouteKnowledge(k, bin_s=300.0, deadband=1.5)
