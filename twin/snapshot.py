@@ -72,7 +72,6 @@ from typing import Any
 
 import numpy as np
 
-from twin.atomic import write_bytes
 from twin.errors import InputError
 
 __all__ = ["write_snapshot", "read_snapshot", "snapshot_header", "snapshot_bytes", "twin_from_bytes",
@@ -562,14 +561,32 @@ def decode_state(manifest: bytes, arrays: list[np.ndarray], *, what: str = "(in 
 
 
 # ----------------------------------------------------------------------------- container
-def _pack(manifest: bytes, arrays: list[np.ndarray]) -> bytes:
+def _npy_header(arr: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The ``.npy`` header of ``arr`` and a C-contiguous array of its bytes (``arr.T`` for Fortran order)."""
+    fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
+    data = arr.T if fortran else np.ascontiguousarray(arr)
+    d = {"descr": np.lib.format.dtype_to_descr(arr.dtype), "fortran_order": fortran, "shape": arr.shape}
+    head = io.BytesIO()
+    try:
+        np.lib.format.write_array_header_1_0(head, d)
+    except ValueError:  # a header over 64 KiB (many fields)
+        head = io.BytesIO()
+        np.lib.format.write_array_header_2_0(head, d)
+    return head.getvalue(), data
+
+
+def _pack(manifest: bytes, arrays: list[np.ndarray]) -> memoryview:
+    """The body: a zip archive (stored, .npz layout) of the manifest and the arrays."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         zf.writestr("manifest.json", manifest)
         for k, arr in enumerate(arrays):
-            with zf.open(f"a{k}.npy", "w", force_zip64=arr.nbytes > 2**30) as fh:
-                np.lib.format.write_array(fh, arr, allow_pickle=False)
-    return buf.getvalue()
+            head, data = _npy_header(arr)
+            with zf.open(f"a{k}.npy", "w", force_zip64=data.nbytes > 2**30) as fh:
+                fh.write(head)
+                if data.nbytes:
+                    fh.write(memoryview(data.reshape(-1).view(np.uint8)))
+    return buf.getbuffer()
 
 
 def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
@@ -593,23 +610,40 @@ def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
     n = len(by_name) - 1
     if any(f"a{k}.npy" not in by_name for k in range(n)):
         raise bad("its arrays are not numbered a0.npy .. aN.npy")
+    mv = memoryview(body)
     try:
         manifest = zf.read("manifest.json")
         arrays = []
         for k in range(n):
             info = by_name[f"a{k}.npy"]
-            with zf.open(info) as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-                elif version in ((2, 0), (3, 0)):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-                else:
-                    raise bad(f"array a{k} has npy version {version}")
-                if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
-                    raise bad(f"array a{k} ({dtype}, shape {shape}) does not fit its {info.file_size} bytes")
-            with zf.open(info) as fh:
-                arrays.append(np.lib.format.read_array(fh, allow_pickle=False))
+            # the member's bytes straight from the body (stored, not compressed; the checksum
+            # already covered them): its local header is 30 bytes, the name and an extra field
+            local = body[info.header_offset:info.header_offset + 30]
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                raise bad(f"array a{k} has no local header")
+            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + \
+                int.from_bytes(local[28:30], "little")
+            member = mv[start:start + info.file_size]
+            if len(member) != info.file_size:
+                raise bad(f"array a{k} runs past the end of the file")
+            fh = io.BytesIO(member[:min(len(member), 1 << 20)])
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise bad(f"array a{k} has npy version {version}")
+            count = math.prod(shape)
+            offset = fh.tell()
+            if dtype.hasobject or offset + count * dtype.itemsize != info.file_size:
+                raise bad(f"array a{k} ({dtype}, shape {shape}) does not fit its {info.file_size} bytes")
+            flat = np.frombuffer(member, dtype=dtype, count=count, offset=offset) if count else np.empty(0, dtype)
+            if fortran:
+                arr = flat.reshape(shape[::-1]).T.copy(order="F")
+            else:
+                arr = flat.reshape(shape).copy()
+            arrays.append(arr)
     except SnapshotError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, TypeError, KeyError, SyntaxError) as exc:
@@ -632,28 +666,48 @@ def _header_for(twin) -> dict:
     }
 
 
-def snapshot_bytes(twin) -> bytes:
-    """The whole state of ``twin`` as the bytes of a snapshot file (see the module docstring)."""
+def _snapshot_parts(twin) -> list:
     twin.sync()
     header = _header_for(twin)
     manifest, arrays = encode_state(twin)
     body = _pack(manifest, arrays)
     header["body_bytes"] = len(body)
     line = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    digest = hashlib.sha256(line + b"\n" + body).hexdigest()
-    return line + b"\n" + f"sha256:{digest}".encode("ascii") + b"\n" + body
+    digest = hashlib.sha256(line + b"\n")
+    digest.update(body)
+    return [line + b"\n" + f"sha256:{digest.hexdigest()}".encode("ascii") + b"\n", body]
+
+
+def snapshot_bytes(twin) -> bytes:
+    """The whole state of ``twin`` as the bytes of a snapshot file (see the module docstring)."""
+    return b"".join(_snapshot_parts(twin))
 
 
 def write_snapshot(twin, path: str | os.PathLike) -> Path:
-    """Write ``twin``'s state to ``path`` atomically; returns the path."""
+    """Write ``twin``'s state to ``path`` atomically (a temporary file renamed); returns the path."""
+    import tempfile
+
     path = Path(path)
     if path.exists() and path.is_dir():
         raise SnapshotError(f"snapshot path {str(path)!r} is a folder; give a file name (e.g. now.snap)")
-    data = snapshot_bytes(twin)
+    parts = _snapshot_parts(twin)
+    tmp = None
     try:
-        write_bytes(path, data, fsync=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            for part in parts:
+                fh.write(part)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
         raise SnapshotError(f"cannot write snapshot {str(path)!r}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 
