@@ -275,6 +275,9 @@ class HttpSource:
                                  f"senders then send 'Authorization: Bearer <token>'")
         import uvicorn
 
+        quiet = logging.getLogger("uvicorn.error")
+        if quiet.level == logging.NOTSET:  # one warning per bad request or refused connection would
+            quiet.setLevel(logging.ERROR)  # flood the terminal under attack; the client gets its 400 or 503
         sock = self._bind()
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self._app(hub), lifespan="off", ws="none", log_config=None, access_log=False,
