@@ -239,6 +239,8 @@ def build_dataset(twin) -> xr.Dataset:
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     for name, value in compute_kpis(twin).items():
         ds.attrs[f"kpi_{name}"] = value
+    pairs = twin.traffic.no_path_pairs(top=10)  # trips with no route on the network as given, most frequent first
+    ds.attrs["trips_no_route_pairs"] = "; ".join(f"{o} -> {d}: {c}" for (o, d), c in pairs)
     return ds
 
 
