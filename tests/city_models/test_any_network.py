@@ -123,6 +123,10 @@ def test_one_way_corridor_runs_with_exact_free_flow_times(tmp_path):
     np.testing.assert_allclose((veh.arrive - veh.depart)[[0, 3, 4]], [120.0, 90.0, 50.0], atol=1e-9)
     assert np.isnan(veh.arrive[[1, 2]]).all()
     assert tw.traffic.no_path_pairs() == [((12, 11), 1), ((13, 10), 1)]
+    from twin.results import build_dataset
+
+    ds = build_dataset(tw)
+    assert ds.attrs["kpi_trips_no_route"] == 2 and ds.attrs["trips_no_route_pairs"] == "12 -> 11: 1; 13 -> 10: 1"
 
 
 def test_motorway_with_on_ramp_runs(tmp_path):
