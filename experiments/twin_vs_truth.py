@@ -48,7 +48,7 @@ import numpy as np
 
 from twin.atomic import write_bytes
 
-__all__ = ["TruthScore", "run_experiment", "score", "true_factors", "main"]
+__all__ = ["TruthScore", "run_experiment", "score", "true_factors", "main", "result_table"]
 
 
 @dataclass
@@ -87,9 +87,9 @@ def score(est, truth_ds, held: np.ndarray, *, interval_s: float) -> TruthScore:
     ef = est.est_flow.values[ie][:, held]
     es = est.est_speed.values[ie][:, held]
     per_hour = max(1, int(round(3600.0 / interval_s)))
-    n_h = tf.shape[0] // per_hour
-    hf_t = tf[: n_h * per_hour].reshape(n_h, per_hour, -1).mean(axis=1)
-    hf_e = ef[: n_h * per_hour].reshape(n_h, per_hour, -1).mean(axis=1)
+    n_h = tf.shape[0] // per_hour  # whole hours (none in a run under an hour: hourly scores NaN)
+    hf_t = tf[: n_h * per_hour].reshape(n_h, per_hour, tf.shape[1]).mean(axis=1) if n_h else np.full((0, tf.shape[1]), np.nan)
+    hf_e = ef[: n_h * per_hour].reshape(n_h, per_hour, ef.shape[1]).mean(axis=1) if n_h else np.full((0, ef.shape[1]), np.nan)
     lo, hi = est.est_flow_p05.values[ie][:, held], est.est_flow_p95.values[ie][:, held]
     slo, shi = est.est_speed_p05.values[ie][:, held], est.est_speed_p95.values[ie][:, held]
     counts = tf / to_vph
@@ -110,9 +110,9 @@ def score(est, truth_ds, held: np.ndarray, *, interval_s: float) -> TruthScore:
     )
 
 
-def _replay(ensemble, truth, hub, *, step_s: float, until_s: float, before_step=None) -> None:
+def _replay(ensemble, truth, hub, *, step_s: float, until_s: float, before_step=None, on_step=None) -> None:
     """Push the truth's messages as they arrive and advance the ensemble, ``step_s`` at a time
-    (``before_step(t)``, if given, runs before each step from ``t``)."""
+    (``before_step(t)``, if given, runs before each step from ``t``; ``on_step(t)`` after it)."""
     msgs = truth.messages
     k = 0
     t = 0.0
@@ -125,6 +125,8 @@ def _replay(ensemble, truth, hub, *, step_s: float, until_s: float, before_step=
             hub.push(env["payload"] if "payload" in env else env.get("raw", env), source="truth")
             k += 1
         ensemble.advance(t, hub.drain(t))
+        if on_step is not None:
+            on_step(t)
 
 
 def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,10 +170,14 @@ def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def run_experiment(*, scenario: str = "light_day", overrides: dict | None = None, members: int = 8,
                    truth_config=None, settings=None, seed: int = 0, keep: dict | None = None,
-                   oracle: bool = False) -> dict:
+                   oracle: bool = False, progress=None) -> dict:
     """Run truth, open loop and assimilated (and, with ``oracle``, the open loop given the
     truth's own demand factors: what a perfect demand estimate would score); return scores
-    and timings (see the module docstring)."""
+    and timings (see the module docstring).
+
+    ``progress(stage, done_s, total_s)``, if given, is called as each stage starts
+    (``done_s`` 0) and after each step of a replay (stages: ``truth``, ``open_loop``,
+    ``assimilated``, ``oracle``)."""
     from experiments.truth import TruthConfig, run_truth
     from scenarios import load_scenario
     from scenarios.feeds import FeedsSpec
@@ -180,8 +186,14 @@ def run_experiment(*, scenario: str = "light_day", overrides: dict | None = None
 
     overrides = dict(overrides or {})
     cfg = truth_config or TruthConfig()
+    def tell(stage: str, done: float, total: float) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
     t0 = time.perf_counter()
+    tell("truth", 0.0, 1.0)
     truth = run_truth(cfg, scenario=scenario, overrides=overrides)
+    tell("truth", 1.0, 1.0)
     t_truth = time.perf_counter() - t0
     nominal = load_scenario(scenario, overrides=overrides | {"seed": seed})
     base = settings or AssimilationSettings(members=members)
@@ -198,15 +210,17 @@ def run_experiment(*, scenario: str = "light_day", overrides: dict | None = None
     runs = [("open_loop", plain), ("assimilated", base)] + ([("oracle", plain)] if oracle else [])
     for label, st in runs:
         t1 = time.perf_counter()
+        tell(label, 0.0, duration)
+        step = (lambda t, _label=label: tell(_label, t, duration))
         ens = Ensemble(nominal, st)
         hub = FeedHub.from_spec(spec, ens.city.network, start_s=float(nominal.time.start))
         if label == "assimilated":
-            _replay(ens, truth, hub, step_s=interval, until_s=duration)
+            _replay(ens, truth, hub, step_s=interval, until_s=duration, on_step=step)
         elif label == "open_loop":
-            _replay(ens, truth, _NullHub(hub), step_s=interval, until_s=duration)
+            _replay(ens, truth, _NullHub(hub), step_s=interval, until_s=duration, on_step=step)
         else:
             _replay(ens, truth, _NullHub(hub), step_s=interval, until_s=duration,
-                    before_step=_oracle_levels(ens, *true_factors(truth, ens.city, nominal)))
+                    before_step=_oracle_levels(ens, *true_factors(truth, ens.city, nominal)), on_step=step)
         wall = time.perf_counter() - t1
         est = ens.dataset()
         if keep is not None:
@@ -282,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trips", type=int, help="override demand.gravity.total_trips")
     p.add_argument("--members", type=int, default=8)
     p.add_argument("--out", help="write the scores as JSON here")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-oracle", action="store_true",
                    help="skip the oracle row (the open loop given the truth's own demand factors)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -301,13 +317,70 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         kw[key] = _setting(key, value)
     settings = AssimilationSettings(members=args.members, **kw)
-    res = run_experiment(scenario=args.scenario, overrides=over, members=args.members, settings=settings,
-                         oracle=not args.no_oracle)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console()
+    stages = ["truth", "open_loop", "assimilated"] + ([] if args.no_oracle else ["oracle"])
+    bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f} %"),
+                   TimeElapsedColumn(), console=console, disable=args.quiet)
+    tasks: dict[str, int] = {}
+
+    def progress(stage: str, done: float, total: float) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    console.print(f"twin vs truth on [bold]{args.scenario}[/]: {len(stages)} runs ({', '.join(stages)}), "
+                  f"{args.members} members each")
+    with bar:
+        res = run_experiment(scenario=args.scenario, overrides=over, members=args.members, settings=settings,
+                             oracle=not args.no_oracle, progress=progress)
     text = json.dumps(res, indent=2, default=float)
     if args.out:
         write_bytes(Path(args.out), text.encode())
-    print(text)  # noqa: T201  (a script's output)
+    if args.json:
+        print(text)  # noqa: T201  (a script's output)
+    else:
+        console.print(result_table(res))
+        if args.out:
+            console.print(f"scores as JSON in [bold]{args.out}[/]")
     return 0
+
+
+#: rows of the result table: (key in a run's scores, label, how to show it)
+_ROWS = (("flow_rmse_hourly", "hourly flow RMSE (veh/h)", "{:,.1f}"),
+         ("flow_excess_hourly", "  above the Poisson floor", "{:,.1f}"),
+         ("flow_rmse_5min", "5-min flow RMSE (veh/h)", "{:,.1f}"),
+         ("speed_rmse", "speed RMSE (m/s)", "{:.2f}"),
+         ("flow_coverage", "90 % band coverage, flow", "{:.0%}"),
+         ("flow_coverage_busy", "  where 3+ vehicles expected", "{:.0%}"),
+         ("speed_coverage", "90 % band coverage, speed", "{:.0%}"),
+         ("wall_s", "wall time (s)", "{:,.0f}"))
+
+
+def result_table(res: dict):
+    """The experiment's scores as a table: a row per score, a column per run (open loop,
+    assimilated, oracle) and the assimilated run's reduction against the open loop."""
+    from rich.table import Table
+
+    runs = [k for k in ("open_loop", "assimilated", "oracle") if k in res]
+    table = Table(title=f"held-out links: {res['held_out']:,} ({res['sensors']:,} with sensors), "
+                        f"{res['messages']:,} messages")
+    table.add_column("score", overflow="fold")
+    for k in runs:
+        table.add_column(k.replace("_", " "), justify="right", no_wrap=True)
+    table.add_column("reduction", justify="right", no_wrap=True)
+    for key, label, fmt in _ROWS:
+        cells = []
+        for k in runs:
+            v = res[k].get(key)
+            cells.append("–" if v is None or not math.isfinite(v) else fmt.format(v))
+        red = res.get("reduction", {}).get(key)
+        table.add_row(label, *cells, "–" if red is None else f"{red:+.0%}")
+    for key, v in res.get("achieved", {}).items():
+        table.add_row(f"achieved of the oracle's gain ({key})", *([""] * len(runs)), f"{v:.0%}")
+    return table
 
 
 if __name__ == "__main__":  # pragma: no cover
