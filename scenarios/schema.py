@@ -264,13 +264,21 @@ class CitySpec(_Section):
     min_link_m: Annotated[Number, Field(ge=0, le=1000)] = 10.0
     repair: RepairSpec = Field(default_factory=RepairSpec)
 
-    @model_validator(mode="after")
-    def _one_min_link(self) -> CitySpec:
-        r = self.repair.min_link_m
-        if r is not None and "min_link_m" in self.model_fields_set and float(r) != float(self.min_link_m):
-            raise CrossFieldError([("repair", f"min_link_m is given twice: {self.min_link_m:g} at city level and "
+    @model_validator(mode="before")
+    @classmethod
+    def _one_min_link(cls, data: Any) -> Any:
+        # ``repair.min_link_m`` and the older ``min_link_m`` say the same: one value for both
+        rep = data.get("repair") if isinstance(data, dict) else None
+        r = rep.get("min_link_m") if isinstance(rep, dict) else None
+        if r is None or isinstance(r, bool) or not isinstance(r, (int, float)):
+            return data
+        top = data.get("min_link_m")
+        if top is None:
+            return {**data, "min_link_m": r}
+        if not isinstance(top, bool) and isinstance(top, (int, float)) and float(top) != float(r):
+            raise CrossFieldError([("repair", f"min_link_m is given twice: {top:g} at city level and "
                                               f"{r:g} under repair; give it once")])
-        return self
+        return data
 
     @property
     def merge_below_m(self) -> float:

@@ -358,3 +358,18 @@ def test_validator_refuses_implausible_python_networks_before_allocating():
     out, notes = validate_network(make_network(**{**base, "free_speed_mps": [0.0, -3.0], "link_kind": ["residential"] * 2}))
     assert np.all(out.free_speed_mps == pytest.approx(30 / 3.6))
     assert any("zero or negative free speed" in n for n in notes)
+
+
+def test_scenario_repair_section_defaults_round_trip_and_errors(tmp_path):
+    from scenarios import ScenarioError, dump_resolved, load_scenario
+
+    s = load_scenario({"city": {"osm": "helsinki"}})
+    assert s.city.repair.keep == "largest_weak" and s.city.merge_below_m == 10.0
+    s = load_scenario({"city": {"osm": "helsinki", "repair": {"keep": "all", "min_link_m": 5}}})
+    again = load_scenario(dump_resolved(s, tmp_path / "resolved.yaml"))
+    assert again.city.repair.keep == "all" and again.city.merge_below_m == 5.0 == again.city.min_link_m
+    with pytest.raises(ScenarioError, match=r"city\.repair\.keep"):
+        load_scenario({"city": {"osm": "helsinki", "repair": {"keep": "most"}}})
+    with pytest.raises(ScenarioError, match="given twice"):
+        load_scenario({"city": {"osm": "helsinki", "min_link_m": 3, "repair": {"min_link_m": 5}}})
+    assert load_scenario("helsinki").city.repair.keep == "largest_strong"
