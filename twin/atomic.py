@@ -248,7 +248,7 @@ def replace_folder(out: str | os.PathLike, fill: Callable[[Path], None], *, mark
         if old is not None and not out.exists():
             os.replace(old, out)
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
             raise OSError(exc.errno or 0, (
                 f"could not write {what} {str(out)!r}: {reason}; nothing was "
                 "changed there" + (" (the previous folder is as it was)" if out.exists() else ""))) from None
