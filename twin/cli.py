@@ -110,6 +110,30 @@ def _inside(path: Path, root: Path) -> bool:
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
+def confined(path: str | os.PathLike, field: str, *, option: str = "--out") -> Path:
+    """``path``, named by a scenario file's ``field``, if it lies inside :func:`run_root`.
+
+    A scenario file is data anyone may hand over: the folders and files it names
+    (``outputs.dir``, ``feeds.dead_letter``) must stay inside the run root (links
+    resolved), so it cannot replace or append to anything elsewhere.  Only a path
+    given on the command line (``option``) may point outside.
+
+    Raises
+    ------
+    InputError
+        Naming the field, the path, the run root and ``option``.
+    """
+    from twin.errors import InputError
+
+    path = Path(path)
+    if not _inside(path, run_root()):
+        raise InputError(
+            f"{field} {str(path)!r} (from the scenario file) is outside the run root "
+            f"{os.path.abspath(run_root())!r}: a scenario file may only name paths inside it "
+            f"(set TWIN_RUN_ROOT to move the root); give {option} on the command line to write elsewhere")
+    return path
+
+
 def out_folder(cli_out: str | None, scenario, default: str, *, overwrite: bool) -> Path:
     """The folder a command writes, checked before anything runs.
 
@@ -127,12 +151,7 @@ def out_folder(cli_out: str | None, scenario, default: str, *, overwrite: bool) 
     if cli_out:
         out, what = Path(cli_out), "--out"
     elif scenario.outputs.dir:
-        out, what = Path(scenario.outputs.dir), "outputs.dir"
-        if not _inside(out, run_root()):
-            raise InputError(
-                f"outputs.dir {str(out)!r} (from the scenario file) is outside the run root "
-                f"{os.path.abspath(run_root())!r}: a scenario file may only name folders inside it "
-                "(set TWIN_RUN_ROOT to move the root); give --out on the command line to write elsewhere")
+        out, what = confined(scenario.outputs.dir, "outputs.dir", option="--out"), "outputs.dir"
     else:
         out, what = run_root() / default.format(name=folder_name(scenario.name)), "run folder"
     check_replaceable(out, overwrite=overwrite, what=what)

@@ -353,3 +353,20 @@ def test_dask_info_logging_kept_out_of_the_terminal(monkeypatch):
         assert ex.map(pow, [(2, 3)]) == [8]
     finally:
         ex.close()
+
+
+def test_confined_resolves_links_and_names_the_field(tmp_path, monkeypatch):
+    from twin.cli import confined
+    from twin.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TWIN_RUN_ROOT", raising=False)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "runs" / "link").symlink_to(tmp_path / "outside")
+    assert confined(tmp_path / "runs" / "a" / "dead.jsonl", "feeds.dead_letter") == tmp_path / "runs" / "a" / "dead.jsonl"
+    for bad in (tmp_path / "runs" / "link" / "dead.jsonl", tmp_path / "runs" / ".." / "x.jsonl", Path("/etc/passwd")):
+        with pytest.raises(InputError, match="feeds.dead_letter .* outside the run root"):
+            confined(bad, "feeds.dead_letter", option="--dead-letter")
+    monkeypatch.setenv("TWIN_RUN_ROOT", str(tmp_path / "outside"))
+    assert confined(tmp_path / "outside" / "d.jsonl", "feeds.dead_letter")
