@@ -21,6 +21,15 @@ The comparison folder (written atomically, see :func:`write_comparison`) holds:
   times per replication, every KPI per replication, and the run's geometry coordinates;
 - ``baseline/`` and ``scenario/``: replication 0's run folders, for drill-down.
 
+Resuming: each replication is kept as it lands, in a checkpoint folder beside the
+comparison folder (``.<out>.replications/``, see :func:`checkpoint_for`), one checksummed
+records file per run (:func:`twin.snapshot.records_bytes`: plain data, read without
+running code).  Running the same comparison again (same scenarios, seeds, response and
+code version: its ``key.json``) takes the runs found there and runs only the rest, so a
+killed comparison loses at most the runs that were in flight, and the resumed result is
+the same as an uninterrupted one.  The folder is removed once the comparison folder is
+written; a checkpoint of another comparison at the same place is replaced.
+
 Nothing here cares *what* differs between the two scenarios, as long as they share the
 road network and the recorded time axis.
 """
@@ -57,6 +66,8 @@ __all__ = [
     "paired_difference",
     "run_replication",
     "write_comparison",
+    "checkpoint_for",
+    "Checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -367,7 +378,8 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
             executor: Executor | None = None, scheduler: str | None = None, workers: int | None = None,
             out: str | os.PathLike[str] | None = None,
             progress: Callable[[int, int], None] | None = None,
-            confidence: float = CONFIDENCE, response: str = "day1", iterations: int | None = None) -> Comparison:
+            confidence: float = CONFIDENCE, response: str = "day1", iterations: int | None = None,
+            checkpoint: str | os.PathLike[str] | None = None, resume: bool = True) -> Comparison:
     """Run baseline and scenario with common random numbers and compare them.
 
     Parameters
@@ -399,6 +411,13 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
         of the same runs. The summary's ``response`` and ``response_label`` say which.
     iterations : int, optional
         Most days per equilibrium (default: each scenario's ``traffic.equilibrium``).
+    checkpoint : path, optional
+        Keep each finished replication in this folder as it lands and take those already
+        there from an earlier try of the same comparison (see the module docstring).
+        Default: :func:`checkpoint_for` ``out`` when ``out`` is given (removed once ``out`` is
+        written), else none.
+    resume : bool, optional
+        ``False``: start afresh (an existing checkpoint is replaced).
 
     Returns
     -------
@@ -434,19 +453,42 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     hashes = {v: scenario_hash(scen[v], include_seed=False) for v in VARIANTS}
     tasks = [(resolved[v], s, v, i) for i, s in enumerate(seeds) for v in VARIANTS]
 
+    from twin.emergency.dispatch import allowed_plugins
+
+    if checkpoint is None and out is not None:
+        checkpoint = checkpoint_for(out)
+    ckpt = None
+    reps: list[Replication] = []
+    if checkpoint is not None:
+        ckpt = Checkpoint(checkpoint, _checkpoint_key(hashes, seeds, response, iterations), resume=resume)
+        found = ckpt.load()
+        reps = [found[(v, i)] for (_, _, v, i) in tasks if (v, i) in found]
+        tasks_left = [t for t in tasks if (t[2], t[3]) not in found]
+        if reps:
+            log.info("resuming: %d of %d runs taken from %s", len(reps), len(tasks), ckpt.folder)
+    else:
+        tasks_left = tasks
     own = executor is None
-    if own:
+    if own and tasks_left:
         n = default_workers() if workers is None else workers
-        executor = Executor(scheduler=scheduler, workers=min(n, len(tasks)))
+        executor = Executor(scheduler=scheduler, workers=min(n, len(tasks_left)))
     try:
         t_runs = time.perf_counter()
-        reps: list[Replication] = executor.map(
-            _task, tasks, progress=progress, expect_hashes=hashes, response=response, iterations=iterations)
+        if progress is not None and reps:
+            progress(len(reps), len(tasks))
+        if tasks_left:
+            for _, rep in executor.as_completed(_task, tasks_left, expect_hashes=hashes, response=response,
+                                                iterations=iterations, plugins=allowed_plugins()):
+                if ckpt is not None:
+                    ckpt.save(rep)  # kept as it lands: a killed comparison loses only the runs in flight
+                reps.append(rep)
+                if progress is not None:
+                    progress(len(reps), len(tasks))
         runs_wall = time.perf_counter() - t_runs
-        slots = executor.n_workers
-        startup = executor.start_s
+        slots = executor.n_workers if executor is not None else 0
+        startup = executor.start_s if executor is not None else 0.0
     finally:
-        if own:
+        if own and executor is not None:
             executor.close()
     log.info("%d runs in %.1f s on %d slot(s) (set-up before them %.1f s)", len(tasks), runs_wall, slots,
              t_runs - t_start)
@@ -479,14 +521,149 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     result = Comparison(summary=summary, dataset=dataset, run_files=files)
     if out is not None:
         result.write(out)
+        if ckpt is not None and Path(checkpoint) == checkpoint_for(out):
+            ckpt.discard()
     return result
 
 
 def _task(scenario: dict, seed: int, variant: str, index: int, *, expect_hashes: dict, response: str = "day1",
-          iterations: int | None = None) -> Replication:
+          iterations: int | None = None, plugins: tuple[str, ...] = ()) -> Replication:
+    from twin.emergency.dispatch import allow_plugins
+
+    allow_plugins(plugins)  # the dispatch plug-ins the caller trusts (--allow-plugins), trusted here too
     return run_replication(scenario, seed, variant=variant, index=index,
                            expect_hash=expect_hashes[variant], keep_run=index == 0, response=response,
                            iterations=iterations)
+
+
+# ------------------------------------------------------------------------ resuming
+
+
+def checkpoint_for(out: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder of the comparison folder ``out``: ``.<name>.replications`` beside it."""
+    out = Path(out)
+    return out.parent / f".{out.name}.replications"
+
+
+def _checkpoint_key(hashes: dict, seeds: list[int], response: str, iterations: int | None) -> dict:
+    from twin.results import package_version
+
+    return {"kind": "comparison replications", "baseline_hash": hashes["baseline"],
+            "scenario_hash": hashes["scenario"], "seeds": [int(s) for s in seeds], "response": response,
+            "iterations": iterations, "package_version": package_version()}
+
+
+def _plain_dataset(ds: xr.Dataset | None):
+    if ds is None:
+        return None
+
+    def var(v: xr.Variable):
+        return [list(v.dims), v.values, dict(v.attrs)]
+
+    return {"vars": {str(n): var(ds[n].variable) for n in ds.data_vars},
+            "coords": {str(n): var(c.variable) for n, c in ds.coords.items()}, "attrs": dict(ds.attrs)}
+
+
+def _dataset_from_plain(d) -> xr.Dataset | None:
+    if d is None:
+        return None
+    return xr.Dataset({n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["vars"].items()},
+                      coords={n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["coords"].items()},
+                      attrs=d["attrs"])
+
+
+def _replication_record(rep: Replication) -> dict:
+    return {
+        "variant": rep.variant, "index": rep.index, "seed": rep.seed, "scenario_hash": rep.scenario_hash,
+        "kpis": dict(rep.kpis), "data": _plain_dataset(rep.data), "intervened": [int(i) for i in rep.intervened],
+        "wall_s": float(rep.wall_s), "labels": {k: tuple(v) for k, v in rep.labels.items()},
+        "geometry": _plain_dataset(rep.geometry),
+        "run_files": None if rep.run_files is None else
+        {name: np.frombuffer(payload, np.uint8) for name, payload in rep.run_files.items()},
+        "day1_kpis": None if rep.day1_kpis is None else dict(rep.day1_kpis),
+    }
+
+
+def _replication_from_record(r: dict) -> Replication:
+    return Replication(
+        variant=str(r["variant"]), index=int(r["index"]), seed=int(r["seed"]), scenario_hash=str(r["scenario_hash"]),
+        kpis=dict(r["kpis"]), data=_dataset_from_plain(r["data"]), intervened=list(r["intervened"]),
+        wall_s=float(r["wall_s"]), labels={k: tuple(v) for k, v in r["labels"].items()},
+        geometry=_dataset_from_plain(r["geometry"]),
+        run_files=None if r["run_files"] is None else {k: v.tobytes() for k, v in r["run_files"].items()},
+        day1_kpis=r["day1_kpis"])
+
+
+class Checkpoint:
+    """A folder of finished replications of one comparison (see the module docstring).
+
+    Parameters
+    ----------
+    folder : path
+        Where the runs are kept (created when the first run lands).
+    key : dict
+        What identifies the comparison (scenario hashes, seeds, response, code version).
+    resume : bool
+        Take the runs already there (if the key matches); ``False`` starts afresh.
+    """
+
+    KIND = "comparison replication"
+
+    def __init__(self, folder: str | os.PathLike[str], key: dict, *, resume: bool = True) -> None:
+        self.folder = Path(folder)
+        self.key = json.loads(json.dumps(key))
+        self.resume = resume
+
+    def _ours(self) -> dict | None:
+        try:
+            return json.loads((self.folder / "key.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def load(self) -> dict[tuple[str, int], Replication]:
+        """The runs of this comparison already kept, by (variant, index); a checkpoint of another
+        comparison (or ``resume=False``) is removed; a folder that is not a checkpoint is refused."""
+        from twin.snapshot import SnapshotError, records_from_bytes
+
+        if not self.folder.exists():
+            return {}
+        have = self._ours()
+        if not isinstance(have, dict) or have.get("kind") != self.key["kind"]:
+            raise ComparisonError(f"{str(self.folder)!r} exists and is not a comparison checkpoint: move it away")
+        if have != self.key or not self.resume:
+            log.info("replacing the checkpoint %s (%s)", self.folder,
+                     "a fresh start" if not self.resume else "it belongs to another comparison")
+            self.discard()
+            return {}
+        found: dict[tuple[str, int], Replication] = {}
+        for path in sorted(self.folder.glob("*.rep")):
+            try:
+                rep = _replication_from_record(
+                    records_from_bytes(path.read_bytes(), kind=self.KIND, what=repr(str(path))))
+            except (SnapshotError, OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.warning("checkpoint run %s cannot be used (%s): it runs again", path.name, exc)
+                continue
+            if path.name == f"{rep.variant}-{rep.index}.rep" and rep.seed == self.key["seeds"][rep.index]:
+                found[(rep.variant, rep.index)] = rep
+        return found
+
+    def save(self, rep: Replication) -> Path:
+        """Keep one finished run (written atomically)."""
+        from twin.atomic import write_bytes
+        from twin.snapshot import records_bytes
+
+        if not self.folder.exists():
+            self.folder.mkdir(parents=True)
+            write_bytes(self.folder / "key.json", json.dumps(self.key, indent=1).encode("utf-8"))
+        return write_bytes(self.folder / f"{rep.variant}-{rep.index}.rep",
+                           records_bytes(_replication_record(rep), kind=self.KIND), fsync=True)
+
+    def discard(self) -> None:
+        """Remove the folder (only a checkpoint: its files and key)."""
+        import shutil
+
+        if self.folder.exists() and isinstance(self._ours(), dict):
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------ assembling

@@ -115,7 +115,7 @@ def _scenarios(paths: list[str]):
 def _cmd_compare(args, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from experiments.compare import ComparisonError, compare
+    from experiments.compare import Checkpoint, ComparisonError, checkpoint_for, compare
     from experiments.executor import Executor, default_workers
 
     if args.replications < 2:
@@ -154,16 +154,23 @@ def _cmd_compare(args, console: Console) -> int:
                   f"{args.replications} replications each, {where} ({executor.n_workers} at a time)")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, disable=args.quiet)
+    kept = [] if args.restart else sorted(checkpoint_for(out).glob("*.rep"))
+    if kept:
+        console.print(f"resuming: {len(kept)} finished run(s) of an earlier try kept in {checkpoint_for(out)} "
+                      "(used if they are this comparison's; --restart runs everything again)")
     try:
         with progress:
             task = progress.add_task("runs", total=n_runs)
+            # each finished run is kept beside --out as it lands; the same command again resumes
             result = compare(baseline, scenario, replications=args.replications, seed=args.seed,
                              executor=executor, progress=lambda done, total: progress.update(task, completed=done),
-                             response="equilibrium" if args.equilibrium else "day1", iterations=args.iterations)
+                             response="equilibrium" if args.equilibrium else "day1", iterations=args.iterations,
+                             checkpoint=checkpoint_for(out), resume=not args.restart)
     finally:
         executor.close()
     with console.status("writing the comparison…"):
         result.write(out)
+        Checkpoint(checkpoint_for(out), {}).discard()
     s = result.summary
     if s.get("day1_kpis"):
         console.print(comparison_table(s, rows=s["day1_kpis"], when="day 1 (the immediate response)"))
@@ -196,6 +203,9 @@ def add_commands(sub) -> None:
     c.add_argument("--equilibrium", action="store_true",
                    help="compare each variant after travellers adapted (day-to-day equilibrium, as twin equilibrate); "
                         "the day-1 table of the same runs is shown too")
+    c.add_argument("--restart", action="store_true",
+                   help="run every replication again (by default the runs an interrupted try of the same "
+                        "comparison kept beside --out are taken, and only the rest run)")
     c.add_argument("--iterations", type=int, help="most days per equilibrium (default: each scenario's "
                                                   "traffic.equilibrium.iterations)")
     c.set_defaults(func=_cmd_compare)
