@@ -158,8 +158,12 @@ class DeadLetter:
                      "note": f"message cut to {MAX_DEAD_MESSAGE_CHARS} of {len(msg)} characters"}
         try:
             line = json.dumps(entry, ensure_ascii=False, default=repr)
-        except (TypeError, ValueError) as exc:  # e.g. circular: keep the reason, drop the message
-            entry = {**entry, "message": repr(entry.get("message"))[:2000], "note": f"not JSON-able: {exc}"}
+        except (TypeError, ValueError, RecursionError) as exc:  # circular or too deep: keep the reason
+            try:
+                text = repr(entry.get("message"))[:2000]
+            except RecursionError:
+                text = "<nested too deep to write>"
+            entry = {**entry, "message": text, "note": f"not JSON-able: {type(exc).__name__}: {exc}"}
             line = json.dumps(entry, ensure_ascii=False, default=repr)
         if len(line) > 2 * MAX_DEAD_MESSAGE_CHARS:  # a parsed message too large: keep its start as text
             entry = {**entry, "message": line[:MAX_DEAD_MESSAGE_CHARS],
@@ -330,6 +334,10 @@ class Cleanser:
                     obj = json.loads(payload)
                 except (ValueError, UnicodeDecodeError) as exc:
                     return [self.reject(payload, source=source, code="malformed", reason=f"not JSON: {exc}")]
+                except RecursionError:
+                    return [self.reject(_raw_text(payload)[:2000] if isinstance(payload, (bytes, bytearray, str))
+                                        else None, source=source, code="malformed",
+                                        reason="JSON nested too deep to read")]
             entities = entities_of(obj)
             if not entities:
                 return [self.reject(payload, source=source, code="malformed",

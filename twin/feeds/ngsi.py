@@ -351,7 +351,10 @@ Record = Union[Observation, AlertEvent, ClosureEvent]
 
 
 def _short(value: Any, n: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deep to show>"
     return text if len(text) <= n else text[: n - 3] + "..."
 
 

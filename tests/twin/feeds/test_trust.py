@@ -304,3 +304,15 @@ def test_dead_letters_are_never_appended_to_another_file(tmp_path):
     again.write({"code": "malformed", "reason": "z", "message": "w"})
     again.close()
     assert len(dead_letters(ours)) == 2
+
+
+def test_json_nested_too_deep_is_malformed_not_internal(make_hub, tmp_path):
+    """Reported by the fuzzing suite: RecursionError was dead-lettered as 'internal' with a traceback."""
+    hub = make_hub()
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    for payload in ("[" * 100_000, b"[" * 50_000 + b"]" * 50_000, deep):
+        (out,) = hub.push(payload, source="s")
+        assert (out.status, out.code) == ("rejected", "malformed"), out
+    assert len(dead_letters(tmp_path / "dead.jsonl")) == 3
