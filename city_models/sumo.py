@@ -42,7 +42,9 @@ Demand (:func:`read_sumo_demand`)
 with ``begin``/``end`` and one of ``period``, ``vehsPerHour``, ``number`` or
 ``probability``) become trips from the start node of their first edge to the end node of
 their last edge (the twin chooses the route; a given route's inner edges are not
-followed).  ``person``, ``container`` and ``vType`` elements are skipped.
+followed; a ``routeDistribution`` stands for its first route).  ``person``, ``container``
+and ``vType`` elements are skipped, and so are vehicles with neither a route nor ends (a taxi
+that only serves stops).  Unlike SUMO, elements need not be sorted by departure.
 """
 
 from __future__ import annotations
@@ -234,7 +236,6 @@ def read_sumo_net(path: str | os.PathLike) -> SumoNet:
     what = "SUMO network"
     net = SumoNet(path=path)
     count = 0
-    depth_edge: Any = None
     tl_current: tuple[str, float, list] | None = None
     seen_root = False
     for event, el in _iterparse(path, what, CityError):
@@ -244,9 +245,7 @@ def read_sumo_net(path: str | os.PathLike) -> SumoNet:
                 seen_root = True
                 if tag != "net":
                     raise CityError(f"{what} '{path}': the root element is <{tag}>, not <net>; is this a .net.xml file?")
-            if tag == "edge":
-                depth_edge = el
-            elif tag == "tlLogic":
+            if tag == "tlLogic":
                 tl_current = (el.get("id", ""), _float(el, "offset", path, what, default=0.0, lo=-1e7, hi=1e7), [])
             continue
         count += 1
@@ -271,7 +270,6 @@ def read_sumo_net(path: str | os.PathLike) -> SumoNet:
             el.clear()
         elif tag == "edge":
             _read_edge(net, el, path, what)
-            depth_edge = None
             el.clear()
         elif tag == "phase" and tl_current is not None:
             if len(tl_current[2]) >= _MAX_PHASES:
@@ -297,7 +295,6 @@ def read_sumo_net(path: str | os.PathLike) -> SumoNet:
                 if k >= 0:  # -1: a connection through the junction that its signal does not control
                     net.tl_links.append((el.get("from", ""), tl, k))
             el.clear()
-    _ = depth_edge
     if not net.edge_id:
         raise CityError(f"{what} '{path}' has no edge that admits passenger cars (no road to drive on).")
     for i, eid in enumerate(net.edge_id):
@@ -614,11 +611,18 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
         stack.pop()
         tag = el.tag
         parent = stack[-1].tag if stack else ""
-        if tag == "route" and parent in ("routes", "trips"):
+        if tag == "route" and parent in ("routes", "trips", "routeDistribution"):
             rid = el.get("id")
-            if rid is None:
+            if rid is None and parent != "routeDistribution":
                 raise DemandError(f"{where}: a top-level <route> has no 'id'.")
-            routes[rid] = route_ends(el)
+            ends = route_ends(el)
+            if rid is not None:
+                routes[rid] = ends
+            if parent == "routeDistribution":  # a distribution stands for its first route
+                dist = stack[-1].get("id")
+                if dist is not None and dist not in routes:
+                    routes[dist] = ends
+        elif tag == "routeDistribution":
             el.clear()
         elif tag in ("vehicle", "trip"):
             ends = ends_of(el)

@@ -290,3 +290,27 @@ def test_scenario_keys_resolve_and_hash_the_files(tmp_path):
     with pytest.raises(ScenarioError, match="SUMO network .*does not exist"):
         load_scenario({"city": {"sumo": str(tmp_path / "missing.net.xml")}})
     assert load_scenario("sumo_drt").city.sumo == "drt"
+
+
+def test_route_distribution_and_nested_routes(tmp_path, bs_city):
+    rou = _write(tmp_path, "d.rou.xml", """<routes>
+  <routeDistribution id="rd">
+    <route id="a" edges="166445412 23207363#0" probability="0.7"/>
+    <route id="b" edges="166445412 29136063#0" probability="0.3"/>
+  </routeDistribution>
+  <vehicle id="x" route="rd" depart="1"/>
+  <vehicle id="y" route="b" depart="2"/>
+  <flow id="f" begin="0" end="100" period="50"><route edges="166445406 23204862"/></flow>
+  <person id="p" depart="0"><walk edges="166445412"/></person>
+</routes>""")
+    trips = read_sumo_demand(rou, bs_city.network, BS_NET)
+    net = bs_city.network
+    node = {int(k): i for i, k in enumerate(net.node_osmid)}
+    link = {int(k): i for i, k in enumerate(net.link_osmid)}
+    assert trips.trip_id.size == 4  # x, y and two from the flow; the person is skipped
+    x = trips.trip_id == 0
+    assert trips.origin[x][0] == net.src[link[sumo_id("166445412")]]
+    assert trips.destination[x][0] == net.dst[link[sumo_id("23207363#0")]]
+    y = trips.trip_id == 1
+    assert trips.destination[y][0] == net.dst[link[sumo_id("29136063#0")]]
+    assert node  # ids resolve
