@@ -53,9 +53,9 @@ def kpi_table(kpis: dict, title: str = "KPIs") -> Table:
 
     labels = kpi_labels()
     table = Table(title=title)
-    table.add_column("KPI")
-    table.add_column("value", justify="right")
-    table.add_column("unit")
+    table.add_column("KPI", overflow="fold")  # the label may wrap at 80 columns; numbers never do
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("unit", no_wrap=True)
     for key, value in kpis.items():
         label, unit = labels.get(key, (key, ""))
         table.add_row(label, _fmt(value), unit)

@@ -292,7 +292,9 @@ def response_table(twin) -> Table:
     kp = comp.kpis()
     table = Table(title="response by incident type")
     for col in ("type", "incidents", "open", "p50 s", "p90 s", "target", "within target"):
-        table.add_column(col, justify="left" if col == "type" else "right")
+        # numbers never wrap (80 columns: pipes, CI logs); the type and the target text may
+        table.add_column(col, justify="left" if col == "type" else "right",
+                         no_wrap=col not in ("type", "target"), overflow="fold")
     for t in sorted({i.type for i in comp.incidents}):
         tgt = comp.types[t].target
         n = sum(1 for i in comp.incidents if i.type == t)

@@ -30,17 +30,24 @@ def iteration_table(history: list[dict], *, title: str) -> Table:
     population agents learning departures, also how many moved theirs and the mean shift."""
     from viz.data import fmt_value
 
+    from rich import box
+
     agents = any(h.get("departures_shifted", float("nan")) == h.get("departures_shifted") for h in history)
-    table = Table(title=title)
-    names = ["day", "relative gap", "mean travel time (s)", "vehicle-hours", "completed", "share s_k"]
+    # compact and never wrapping a number: readable at 80 columns (pipes, CI logs)
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True,
+                  show_edge=False,
+                  caption="gap: relative gap; s_k: share that switches; moved: departures moved" if agents
+                  else "gap: relative gap; s_k: share that switches")
+    names = ["day", "gap", "mean\ntravel\ntime (s)", "veh·h", "completed", "s_k"]
     if agents:
-        names += ["departures moved", "mean shift (min)"]
-    for name in names + ["s"]:
-        table.add_column(name, justify="right")
+        names += ["moved", "mean\nshift\n(min)"]
+    for name in names + ["wall\ns"]:
+        table.add_column(name, justify="right", no_wrap=True)
     for h in history:
         gap = h["relative_gap"]
         cells = [str(h["iteration"]), "–" if gap != gap else f"{100 * gap:.2f} %", fmt_value(h["mean_travel_time_s"]),
-                 fmt_value(h["vehicle_hours"]), f"{int(h['trips_completed']):,}", f"{h['switch_share']:.3g}"]
+                 "–" if h["vehicle_hours"] != h["vehicle_hours"] else f"{h['vehicle_hours']:,.0f}",
+                 f"{int(h['trips_completed']):,}", f"{h['switch_share']:.3g}"]
         if agents:
             moved, mean = h.get("departures_shifted", float("nan")), h.get("mean_departure_shift_s", float("nan"))
             cells += ["–" if moved != moved else f"{int(moved):,}", "–" if mean != mean else f"{mean / 60:+.1f}"]

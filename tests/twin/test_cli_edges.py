@@ -370,3 +370,19 @@ def test_confined_resolves_links_and_names_the_field(tmp_path, monkeypatch):
             confined(bad, "feeds.dead_letter", option="--dead-letter")
     monkeypatch.setenv("TWIN_RUN_ROOT", str(tmp_path / "outside"))
     assert confined(tmp_path / "outside" / "d.jsonl", "feeds.dead_letter")
+
+
+def test_iteration_and_kpi_tables_keep_numbers_whole_at_80_columns():
+    from twin.cli import kpi_table
+    from twin.cli_equilibrate import iteration_table
+
+    day = {"relative_gap": 0.1234, "mean_travel_time_s": 1234.5, "vehicle_hours": 123456.7,
+           "trips_completed": 560000, "switch_share": 0.333, "departures_shifted": 123456,
+           "mean_departure_shift_s": -312.0, "wall_s": 1136.2}
+    text = _render(iteration_table([dict(day, iteration=i) for i in (1, 20)], title="default — days"))
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    for number in ("12.34 %", "1,234.5", "123,457", "560,000", "0.333", "123,456", "-5.2", "1136.2"):
+        assert number in text, number
+    kpis = {"trips_total": 1234567, "trips_deterred": 0, "mean_travel_time_s": 1234.5678, "vehicle_hours": 98765.4}
+    text = _render(kpi_table(kpis), width=60)
+    assert "1,234,567" in text and "98,765.4" in text and "…" not in text
