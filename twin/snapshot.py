@@ -75,7 +75,8 @@ import numpy as np
 from twin.errors import InputError
 
 __all__ = ["write_snapshot", "read_snapshot", "snapshot_header", "snapshot_bytes", "twin_from_bytes",
-           "encode_state", "decode_state", "registry", "FORMAT", "VERSION", "SnapshotError"]
+           "encode_state", "decode_state", "registry", "FORMAT", "VERSION", "SnapshotError", "records_bytes",
+           "records_from_bytes", "RECORDS_FORMAT"]
 
 FORMAT = "city-twin-snapshot"
 VERSION = 2
@@ -156,6 +157,37 @@ def registry() -> dict[str, type]:
     return _REGISTRY
 
 
+_CLASS_CACHE: dict[str, type | None] = {}
+
+
+def _lookup_class(name) -> type | None:
+    """The registered class named ``"module:qualname"``, or ``None``.  Only a module listed in
+    :data:`SNAPSHOT_MODULES` (or a class in :data:`EXTRA_CLASSES`) is ever imported for it."""
+    if type(name) is not str:
+        return None
+    if name in _CLASS_CACHE:
+        return _CLASS_CACHE[name]
+    module_name, sep, qual = name.partition(":")
+    cls = None
+    if sep and (module_name in SNAPSHOT_MODULES or name in EXTRA_CLASSES) and \
+            all(p.isidentifier() for p in qual.split(".")):
+        obj: Any = importlib.import_module(module_name)
+        for part in qual.split("."):
+            obj = vars(obj).get(part) if hasattr(obj, "__dict__") else None
+        if isinstance(obj, type) and obj.__module__ == module_name and obj.__qualname__ == qual \
+                and not issubclass(obj, BaseException):
+            cls = obj
+    if len(_CLASS_CACHE) < 10_000:
+        _CLASS_CACHE[name] = cls
+    return cls
+
+
+def _registered_name(cls: type) -> str | None:
+    """``"module:qualname"`` of ``cls`` if it is a registered class (its module is already imported)."""
+    name = _class_name(cls)
+    return name if _lookup_class(name) is cls else None
+
+
 def _functions() -> dict[str, Any]:
     from twin.emergency.dispatch import policy_registry
 
@@ -167,8 +199,6 @@ class _Encoder:
     """Object graph -> (JSON-able tree, list of arrays).  See the module docstring for the tags."""
 
     def __init__(self) -> None:
-        self.reg = registry()
-        self.reg_ids = {id(c): n for n, c in self.reg.items()}
         self.memo: dict[int, int] = {}
         self.keep: list[Any] = []  # keeps temporary state objects alive, so ids are not reused
         self.arrays: list[np.ndarray] = []
@@ -246,7 +276,7 @@ class _Encoder:
             i = self._new_id(obj)
             return {"rr": self.enc(obj.getstate(), f"{where}.state"), "i": i}
         if isinstance(obj, type):
-            name = self.reg_ids.get(id(obj))
+            name = _registered_name(obj)
             if name is None:
                 raise SnapshotError(f"cannot snapshot {where}: class {_class_name(obj)} is not in the snapshot registry")
             return {"c": name}
@@ -254,7 +284,7 @@ class _Encoder:
             return {"fn": self._function_name(obj, where)}
         if t is types.MethodType:
             return {"me": self._method_name(obj, where), "self": self.enc(obj.__self__, f"{where}.__self__")}
-        name = self.reg_ids.get(id(t))
+        name = _registered_name(t)
         if name is None:
             raise SnapshotError(
                 f"cannot snapshot {where}: an object of type {_class_name(t)}, which is not in the snapshot "
@@ -306,12 +336,14 @@ class _Encoder:
 
 def _method_owner(cls: type, name: str) -> type | None:
     """The registered class (or :data:`METHOD_OWNERS` class) defining plain function ``name`` for ``cls``."""
-    reg = registry()
+    global _METHOD_OWNERS
     if not isinstance(name, str) or not name.isidentifier() or name.startswith("__"):
         return None
+    if _METHOD_OWNERS is None:
+        _METHOD_OWNERS = tuple(_resolve(n) for n in METHOD_OWNERS)
     for klass in cls.__mro__:
         if name in vars(klass):
-            ok = reg.get(_class_name(klass)) is klass or klass in (_METHOD_OWNERS or ())
+            ok = _registered_name(klass) is not None or klass in _METHOD_OWNERS
             return klass if ok and inspect.isfunction(vars(klass)[name]) else None
     return None
 
@@ -326,8 +358,8 @@ def encode_state(obj) -> tuple[bytes, list[np.ndarray]]:
 
 # ----------------------------------------------------------------------------- decoder
 class _Decoder:
-    def __init__(self, arrays, what: str) -> None:
-        self.reg = registry()
+    def __init__(self, arrays, what: str, *, plain: bool = False) -> None:
+        self.plain = plain
         self.arrays = arrays
         self.memo: dict[int, Any] = {}
         self.what = what
@@ -350,6 +382,8 @@ class _Decoder:
         if t is not dict or not node:
             raise self.bad(f"unexpected {t.__name__} in the manifest")
         tag = next(iter(node))
+        if self.plain and tag in ("o", "nt", "c", "fn", "me"):
+            raise SnapshotError(f"{self.what} holds an object ({tag!r}); it may hold plain data only")
         if tag == "r":
             try:
                 return self.memo[node["r"]]
@@ -492,7 +526,7 @@ class _Decoder:
         return dt
 
     def _class(self, name) -> type:
-        cls = self.reg.get(name) if type(name) is str else None
+        cls = _lookup_class(name)
         if cls is None:
             raise SnapshotError(f"snapshot {self.what} names class {name!r}, which snapshots may not hold "
                                 "(only the twin's own record classes are rebuilt)")
@@ -602,7 +636,8 @@ def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
         raise bad(f"{len(infos)} members")
     by_name = {}
     for info in infos:
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(body) or info.flag_bits & 0x1:
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(body) or info.flag_bits & 0x1 \
+                or not 0 <= info.header_offset < len(body):
             raise bad(f"member {info.filename!r} is compressed, encrypted or larger than the file")
         by_name[info.filename] = info
     if "manifest.json" not in by_name:
@@ -761,7 +796,7 @@ def verify_bytes(data: bytes, what: str) -> tuple[dict, bytes]:
     check = data[nl + 1:nl2] if nl2 >= 0 else b""
     if not check.startswith(b"sha256:") or len(check) != 7 + 64:
         raise SnapshotError(f"snapshot {what} is damaged or incomplete: no checksum line")
-    body = data[nl2 + 1:]
+    body = memoryview(data)[nl2 + 1:]  # a view: the state is not copied to be checked
     if len(body) != header["body_bytes"]:
         raise SnapshotError(f"snapshot {what} is incomplete or damaged: {len(body):,} bytes of state where its "
                             f"header says {header['body_bytes']:,} (a truncated file?)")
@@ -775,8 +810,9 @@ def verify_bytes(data: bytes, what: str) -> tuple[dict, bytes]:
 
 def twin_from_bytes(data: bytes, *, what: str = "(in memory)"):
     """A twin from the bytes of a snapshot file (checked before anything is used)."""
-    _, body = verify_bytes(data, what)
-    manifest, arrays = _unpack(body, what)
+    data = data if type(data) is bytes else bytes(data)
+    verify_bytes(data, what)
+    manifest, arrays = _unpack(data, what)  # the archive behind the header lines (zip allows a prefix)
     return decode_state(manifest, arrays, what=what)
 
 
@@ -789,3 +825,48 @@ def read_snapshot(path: str | os.PathLike):
     except OSError as exc:
         raise SnapshotError(f"cannot read snapshot {str(path)!r}: {exc.strerror or exc}") from None
     return twin_from_bytes(data, what=repr(str(path)))
+
+
+# ----------------------------------------------------------------------------- plain records
+#: the same container for plain data (checkpoints of comparisons and forks): no classes at all
+RECORDS_FORMAT = "city-twin-records"
+RECORDS_VERSION = 1
+
+
+def records_bytes(obj, *, kind: str) -> bytes:
+    """Plain data (dicts, lists, tuples, numbers, strings, numpy arrays and scalars) as the
+    bytes of a checksummed records file (the snapshot container, format :data:`RECORDS_FORMAT`)."""
+    manifest, arrays = encode_state(obj)
+    body = bytes(_pack(manifest, arrays))
+    line = json.dumps({"format": RECORDS_FORMAT, "version": RECORDS_VERSION, "kind": kind,
+                       "body_bytes": len(body)}, separators=(",", ":")).encode("utf-8")
+    digest = hashlib.sha256(line + b"\n" + body).hexdigest()
+    return line + b"\n" + f"sha256:{digest}".encode("ascii") + b"\n" + body
+
+
+def records_from_bytes(data: bytes, *, kind: str, what: str):
+    """What :func:`records_bytes` wrote, checked (format, kind, length, checksum) before it is decoded;
+    a :class:`SnapshotError` naming ``what`` otherwise.  Only plain data comes back: any class is refused."""
+    nl = data.find(b"\n", 0, _HEADER_MAX)
+    try:
+        header = json.loads(data[:nl]) if nl > 0 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != RECORDS_FORMAT \
+            or header.get("version") != RECORDS_VERSION or header.get("kind") != kind \
+            or type(header.get("body_bytes")) is not int:
+        raise SnapshotError(f"{what} is not a {kind} file of this version")
+    nl2 = data.find(b"\n", nl + 1, nl + 100)
+    check = data[nl + 1:nl2] if nl2 > 0 else b""
+    body = data[nl2 + 1:] if nl2 > 0 else b""
+    if len(body) != header["body_bytes"] or not check.startswith(b"sha256:") or \
+            hashlib.sha256(data[:nl] + b"\n" + body).hexdigest().encode("ascii") != check[7:]:
+        raise SnapshotError(f"{what} is incomplete or damaged (its length or checksum does not match)")
+    manifest, arrays = _unpack(body, what)
+    try:
+        doc = json.loads(manifest)
+        return _Decoder(arrays, what, plain=True).dec(doc["root"])
+    except SnapshotError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+        raise SnapshotError(f"{what} is damaged: {type(exc).__name__}: {str(exc)[:200]}") from None
