@@ -78,7 +78,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: at most this many junctions + edges + lanes + connections + phases in a network file
+#: at most this many elements in a network file (junctions, edges, lanes, connections, phases...)
+#: or a demand file
 MAX_NET_ELEMENTS = 20_000_000
 #: the largest SUMO network file read (bytes)
 MAX_NET_BYTES = 4 << 30
@@ -550,6 +551,7 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
     end_default = _DAY_S if duration_s is None else max(float(duration_s), _DAY_S)
     stack: list[Any] = []
     seen_root = False
+    n_elements = 0
 
     def edge(eid: str, el: Any) -> tuple[str, str]:
         hit = snet.all_edges.get(eid)
@@ -609,6 +611,9 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
             stack.append(el)
             continue
         stack.pop()
+        n_elements += 1
+        if n_elements > MAX_NET_ELEMENTS:
+            raise DemandError(f"{where}: more than {MAX_NET_ELEMENTS:,} elements.")
         tag = el.tag
         parent = stack[-1].tag if stack else ""
         if tag == "route" and parent in ("routes", "trips", "routeDistribution"):
