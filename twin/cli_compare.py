@@ -74,8 +74,8 @@ def comparison_table(summary: dict, *, rows: list | None = None, when: str | Non
                   caption=Text(f"significant: the {conf} % interval of the difference excludes zero and has "
                                "width (no spread: every replication gave the same difference)", overflow="fold",
                                style="table.caption"),
-                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    table.add_column("KPI", min_width=12, ratio=1, overflow="fold")
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True, show_edge=False)
+    table.add_column("KPI", min_width=14, ratio=1, overflow="fold")
     for name in ("baseline", "scenario", "difference", f"{conf} % interval"):
         table.add_column(name, justify="right", no_wrap=True)  # numbers are never wrapped or cut
     table.add_column("signif.", no_wrap=True, min_width=9)
