@@ -4,13 +4,18 @@
 
     twin run default --until 17:00 --snapshot now.snap      # make a snapshot
     twin fork now.snap --scenario close_bridge.yaml --horizon 2h [--variants a.yaml b.yaml]
-              [--workers N] [--scheduler ADDRESS]
+              [--workers N] [--scheduler ADDRESS] [--out forks.json]
+
+With ``--out``, each finished run is kept as it lands in ``.<name>.forks/`` beside the
+file, and the same command again (same snapshot, what-ifs and horizon) takes those and
+runs only the rest; the folder goes once the results file is written.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -64,14 +69,31 @@ def _cmd_fork(args, console: Console) -> int:
     workers = args.workers if args.workers is not None else min(len(variants) + 1, 4)
     with console.status(f"forking {len(variants)} what-if(s) and 'no action' from {header['scenario']} "
                         f"at sim time {header['sim_time_s']:.0f} s…"):
+        ckpt = None
+        if args.out:
+            out = Path(args.out)
+            ckpt = out.parent / f".{out.name}.forks"
         with Executor(scheduler=args.scheduler, workers=workers) as ex:
-            results = fork(args.snapshot, variants, horizon_s=horizon, executor=ex)
+            results = fork(args.snapshot, variants, horizon_s=horizon, executor=ex, checkpoint=ckpt)
     wall = time.perf_counter() - t0
     clock = header["clock_s"] % 86400
     console.print(fork_table(results, title=(
         f"{header['scenario']} from {int(clock // 3600):02d}:{int(clock % 3600 // 60):02d}, "
         f"next {args.horizon}: KPIs (difference from 'no action')")))
     console.print(f"{len(results)} runs in {wall:.1f} s (slowest run {max(r.wall_s for r in results):.1f} s)")
+    if args.out:
+        import shutil
+
+        from twin.atomic import json_safe, write_json
+
+        write_json(args.out, json_safe({
+            "kind": "fork", "snapshot": str(args.snapshot), "scenario": header["scenario"],
+            "sim_time_s": header["sim_time_s"], "horizon_s": horizon,
+            "runs": [{"name": r.name, "kpis": r.kpis, "wall_s": r.wall_s, "sim_from_s": r.sim_from_s,
+                      "sim_to_s": r.sim_to_s} for r in results]}))
+        if (ckpt / "key.json").exists():
+            shutil.rmtree(ckpt, ignore_errors=True)
+        console.print(f"results in [bold]{args.out}[/]")
     return 0
 
 
@@ -83,4 +105,6 @@ def add_commands(sub) -> None:
     f.add_argument("--horizon", default="2h", help="how far to run each (default 2h)")
     f.add_argument("--workers", type=int, help="local Dask worker processes (0: run here, one after the other)")
     f.add_argument("--scheduler", help="address of a running Dask scheduler")
+    f.add_argument("--out", help="also write the results here (JSON); each run is kept as it lands, so the "
+                                 "same command again resumes an interrupted fork")
     f.set_defaults(func=_cmd_fork)

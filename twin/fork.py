@@ -166,7 +166,7 @@ def run_fork(snapshot: bytes, variant: Variant, horizon_s: float, allowed_plugin
 
 
 def fork(snapshot_path, variants: list[Variant], *, horizon_s: float, executor=None,
-         include_no_action: bool = True) -> list[ForkResult]:
+         include_no_action: bool = True, checkpoint: str | os.PathLike | None = None) -> list[ForkResult]:
     """Run ``variants`` (and "no action") from a snapshot for ``horizon_s`` seconds.
 
     Parameters
@@ -182,6 +182,11 @@ def fork(snapshot_path, variants: list[Variant], *, horizon_s: float, executor=N
     executor
         An :class:`experiments.executor.Executor` (default: a local Dask cluster,
         closed afterwards).
+    checkpoint
+        A folder where each finished run is kept as it lands (a checksummed records
+        file, :func:`twin.snapshot.records_bytes`); forking the same snapshot with the
+        same what-ifs and horizon again takes them and runs only the rest.  A folder
+        of another fork is replaced; a folder that is not a fork checkpoint is refused.
     """
     from twin.emergency.dispatch import allowed_plugins
     from twin.snapshot import SnapshotError, snapshot_bytes, snapshot_header, verify_bytes
@@ -205,19 +210,95 @@ def fork(snapshot_path, variants: list[Variant], *, horizon_s: float, executor=N
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise InputError(f"variant names must be unique; repeated: {', '.join(sorted(dup))}")
-    own = executor is None
+    ckpt = _ForkCheckpoint(checkpoint, data, runs, horizon_s) if checkpoint is not None else None
+    results: dict[int, ForkResult] = ckpt.load() if ckpt is not None else {}
+    left = [i for i in range(len(runs)) if i not in results]
+    own = executor is None and bool(left)
     if own:
-        from experiments.executor import Executor
+        from experiments.executor import Executor, default_workers
 
-        from experiments.executor import default_workers
-
-        executor = Executor(workers=min(len(runs), default_workers()))
+        executor = Executor(workers=min(len(left), default_workers()))
     try:
         plugins = allowed_plugins()
-        return executor.map(run_fork, [(data, v, float(horizon_s), plugins, what) for v in runs])
+        if left:
+            tasks = [(data, runs[i], float(horizon_s), plugins, what) for i in left]
+            for k, res in executor.as_completed(run_fork, tasks):
+                if ckpt is not None:
+                    ckpt.save(left[k], res)  # kept as it lands: a killed fork loses only the runs in flight
+                results[left[k]] = res
+        return [results[i] for i in range(len(runs))]
     finally:
         if own:
             executor.close()
+
+
+class _ForkCheckpoint:
+    """Finished fork runs kept in a folder, keyed by the snapshot, the what-ifs and the horizon."""
+
+    KIND = "fork result"
+
+    def __init__(self, folder, data: bytes, runs: list[Variant], horizon_s: float) -> None:
+        import hashlib
+        import json
+
+        from twin.results import package_version
+
+        self.folder = Path(folder)
+        self.key = json.loads(json.dumps({
+            "kind": "fork results", "snapshot_sha256": hashlib.sha256(data).hexdigest(),
+            "runs": [[v.name, json.dumps(v.interventions, sort_keys=True, default=str)] for v in runs],
+            "horizon_s": float(horizon_s), "package_version": package_version()}))
+
+    def load(self) -> dict[int, ForkResult]:
+        import json
+        import logging
+        import shutil
+
+        from twin.snapshot import SnapshotError, records_from_bytes
+
+        if not self.folder.exists():
+            return {}
+        try:
+            have = json.loads((self.folder / "key.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            have = None
+        if not isinstance(have, dict) or have.get("kind") != self.key["kind"]:
+            raise InputError(f"{str(self.folder)!r} exists and is not a fork checkpoint: move it away")
+        if have != self.key:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return {}
+        out: dict[int, ForkResult] = {}
+        for i in range(len(self.key["runs"])):
+            path = self.folder / f"run{i}.rep"
+            if not path.exists():
+                continue
+            try:
+                r = records_from_bytes(path.read_bytes(), kind=self.KIND, what=repr(str(path)))
+                out[i] = ForkResult(name=str(r["name"]), kpis=dict(r["kpis"]), wall_s=float(r["wall_s"]),
+                                    sim_from_s=float(r["sim_from_s"]), sim_to_s=float(r["sim_to_s"]))
+            except (SnapshotError, OSError, KeyError, TypeError, ValueError) as exc:
+                logging.getLogger(__name__).warning("fork checkpoint %s cannot be used (%s): it runs again",
+                                                    path.name, exc)
+        return out
+
+    def save(self, i: int, res: ForkResult) -> None:
+        import json
+
+        from twin.atomic import write_bytes
+        from twin.snapshot import records_bytes
+
+        if not self.folder.exists():
+            self.folder.mkdir(parents=True)
+            write_bytes(self.folder / "key.json", json.dumps(self.key, indent=1).encode("utf-8"))
+        rec = {"name": res.name, "kpis": dict(res.kpis), "wall_s": res.wall_s, "sim_from_s": res.sim_from_s,
+               "sim_to_s": res.sim_to_s}
+        write_bytes(self.folder / f"run{i}.rep", records_bytes(rec, kind=self.KIND), fsync=True)
+
+    def discard(self) -> None:
+        import shutil
+
+        if (self.folder / "key.json").exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def kpi_rows(results: list[ForkResult]) -> list[tuple[str, str, list[Any]]]:
