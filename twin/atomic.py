@@ -185,7 +185,7 @@ def clean_leftovers(parent: str | os.PathLike) -> list[Path]:
         pid, host = marker.get("pid"), marker.get("host")
         if path.name.endswith(".part"):
             same_host = host == _host()
-            alive = isinstance(pid, int) and same_host and _pid_alive(pid) and pid != os.getpid()
+            alive = isinstance(pid, int) and same_host and (pid == os.getpid() or _pid_alive(pid))
             try:
                 age = now - path.stat().st_mtime
             except OSError:
@@ -195,7 +195,7 @@ def clean_leftovers(parent: str | os.PathLike) -> list[Path]:
         else:  # .NAME.PID.old: the previous run folder, moved aside during a swap
             name, _, swapper = path.name[1:-len(".old")].rpartition(".")
             target = parent / name
-            if swapper.isdigit() and int(swapper) != os.getpid() and _pid_alive(int(swapper)):
+            if swapper.isdigit() and (int(swapper) == os.getpid() or _pid_alive(int(swapper))):
                 continue  # that swap is still going on
             if not target.exists():
                 try:
