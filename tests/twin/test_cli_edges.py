@@ -386,3 +386,33 @@ def test_iteration_and_kpi_tables_keep_numbers_whole_at_80_columns():
     kpis = {"trips_total": 1234567, "trips_deterred": 0, "mean_travel_time_s": 1234.5678, "vehicle_hours": 98765.4}
     text = _render(kpi_table(kpis), width=60)
     assert "1,234,567" in text and "98,765.4" in text and "…" not in text
+
+
+def test_kill_9_while_writing_leaves_a_marked_part_folder_that_the_next_write_removes(tmp_path):
+    import signal
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from twin.atomic import replace_folder\n"
+        "def fill(tmp):\n"
+        "    (tmp / 'results.nc').write_bytes(b'x' * 100000)\n"
+        "    print('filling', flush=True)\n"
+        "    time.sleep(60)\n"
+        "replace_folder(Path(sys.argv[1]), fill)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "filling"
+        parts = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+        assert len(parts) == 1 and read_marker(parts[0])["pid"] == proc.pid
+        assert clean_leftovers(tmp_path) == []  # its writer is still running: left alone
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.05)
+    assert parts[0].exists() and not (tmp_path / "run").exists()  # what kill -9 leaves
+    from twin.atomic import replace_folder
+
+    replace_folder(tmp_path / "run", lambda tmp: (tmp / "a.txt").write_text("ok"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the next write cleaned it
