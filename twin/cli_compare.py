@@ -137,6 +137,10 @@ def _cmd_compare(args, console: Console) -> int:
         run_root() / f"compare-{folder_name(baseline.name)}-vs-{folder_name(scenario.name)}"
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a comparison folder; choose another path")
+    from twin.atomic import check_replaceable
+
+    # before any run: a folder the twin did not write is never replaced (issue 15)
+    check_replaceable(out, overwrite=True, what="--out" if args.out else "comparison folder")
     n_runs = 2 * args.replications
     if not args.verbose and args.workers != 0:
         import distributed  # noqa: F401  (importing it sets its loggers to INFO: quieten them after)

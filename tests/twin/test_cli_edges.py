@@ -416,3 +416,13 @@ def test_kill_9_while_writing_leaves_a_marked_part_folder_that_the_next_write_re
 
     replace_folder(tmp_path / "run", lambda tmp: (tmp / "a.txt").write_text("ok"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the next write cleaned it
+
+
+def test_compare_refuses_a_folder_the_twin_did_not_write_before_running(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("keep")
+    scen = _write(tmp_path, SHORT)
+    err = _error_of(capsys, ["compare", str(scen), str(scen), "-n", "2", "--workers", "0", "-q",
+                             "--out", str(tmp_path / "docs")])
+    assert "docs" in err and "did not write" in err
+    assert [p.name for p in (tmp_path / "docs").iterdir()] == ["notes.md"]
