@@ -6,8 +6,9 @@ grid as a city, the trips as a trips table, default traffic settings) up to
 ``--until`` (default 08:00, the morning peak: about 100,000 vehicles on the
 road or done); then the benchmark times
 
-- ``pickle``: today's pickle of the twin (what snapshots were before issue 15),
-  ``pickle.dumps`` and ``pickle.loads``, and its size;
+- ``pickle``: the pickle of the twin (what snapshots were before issue 15),
+  ``pickle.dumps`` and ``pickle.loads`` in memory, and as a file the old way (header
+  line + pickle, written atomically with fsync; read back and unpickled), and its size;
 - ``snapshot``: :meth:`twin.model.Twin.snapshot` to a file and
   :meth:`twin.model.Twin.restore` from it (the format of :mod:`twin.snapshot`),
   and the file's size,
@@ -78,6 +79,22 @@ def run(*, n_trips: int, until: str, repeat: int, out: Path, check: bool = True,
     pr, _ = _best(lambda: pickle.loads(blob), repeat)
     row.update(pickle_write_s=pw, pickle_read_s=pr, pickle_bytes=len(blob))
     del blob
+    # the format before issue 15 as a file: a header line and the pickle, written with fsync
+    from twin.atomic import write_bytes
+
+    old = out / "metro.pickle.snap"
+    head = json.dumps({"format": "city-twin-snapshot/1"}).encode() + b"\n"
+    fw, _ = _best(lambda: write_bytes(old, head + pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL),
+                                      fsync=True), repeat)
+
+    def read_old():
+        with open(old, "rb") as fh:
+            fh.readline()
+            return pickle.load(fh)
+
+    fr, _ = _best(read_old, repeat)
+    row.update(pickle_file_write_s=fw, pickle_file_read_s=fr)
+    old.unlink()
     if not pickle_only:
         path = out / "metro.snap"
         sw, _ = _best(lambda: twin.snapshot(path), repeat)

@@ -15,8 +15,8 @@ File format (``city-twin-snapshot``, version :data:`VERSION`)
 
 Three parts, one after the other::
 
-    {"format": "city-twin-snapshot", "version": 2, ... "body_bytes": N}\\n   <- header (JSON, one line)
-    sha256:<64 hex digits>\\n                                                <- checksum of header line + body
+    {"format": "city-twin-snapshot", "version": 2, ... "body_bytes": N}   \\n <- header (JSON, padded to 1023 bytes)
+    sha256:<64 hex digits>\\n                          <- sha256 of the body, a newline and the header line
     <body: N bytes, a zip archive in .npz layout>
 
 The body holds ``manifest.json`` (the object graph, see below) and one ``aK.npy``
@@ -609,18 +609,35 @@ def _npy_header(arr: np.ndarray) -> tuple[bytes, np.ndarray]:
     return head.getvalue(), data
 
 
-def _pack(manifest: bytes, arrays: list[np.ndarray]) -> memoryview:
-    """The body: a zip archive (stored, .npz layout) of the manifest and the arrays."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+class _HashingWriter:
+    """A write-only, unseekable stream that hashes what it passes on (zip then writes data
+    descriptors and never seeks back, so the hash is of the bytes as they land)."""
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+        self.digest = hashlib.sha256()
+        self.n = 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.n += len(memoryview(data).cast("B")) if not isinstance(data, bytes) else len(data)
+        self.fh.write(data)
+        return len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _pack_to(fh, manifest: bytes, arrays: list[np.ndarray]) -> None:
+    """Write the body to ``fh``: a zip archive (stored, .npz layout) of the manifest and the arrays."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         zf.writestr("manifest.json", manifest)
         for k, arr in enumerate(arrays):
             head, data = _npy_header(arr)
-            with zf.open(f"a{k}.npy", "w", force_zip64=data.nbytes > 2**30) as fh:
-                fh.write(head)
+            with zf.open(f"a{k}.npy", "w", force_zip64=data.nbytes > 2**30) as member:
+                member.write(head)
                 if data.nbytes:
-                    fh.write(memoryview(data.reshape(-1).view(np.uint8)))
-    return buf.getbuffer()
+                    member.write(memoryview(data.reshape(-1).view(np.uint8)))
 
 
 def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
@@ -701,21 +718,44 @@ def _header_for(twin) -> dict:
     }
 
 
-def _snapshot_parts(twin) -> list:
+#: bytes reserved at the start of a snapshot file for its header line and checksum line
+_RESERVED = 1024 + len("sha256:") + 64 + 1
+
+
+def _lines(header: dict, digest: "hashlib._Hash") -> bytes:
+    """The header line (padded with spaces to a fixed width) and the checksum line."""
+    line = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    if len(line) > 1023:
+        raise SnapshotError(f"snapshot header too long ({len(line)} bytes): a scenario name that long?")
+    line = line.ljust(1023)
+    digest.update(b"\n" + line)
+    return line + b"\n" + f"sha256:{digest.hexdigest()}".encode("ascii") + b"\n"
+
+
+def _write_to(fh, twin) -> None:
+    """Write the snapshot file to ``fh`` (seekable): room for the lines, the body, then the lines.
+
+    The checksum is sha256 of the body, a newline and the header line, in that order (so it
+    is computed as the body is written)."""
     twin.sync()
     header = _header_for(twin)
     manifest, arrays = encode_state(twin)
-    body = _pack(manifest, arrays)
-    header["body_bytes"] = len(body)
-    line = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    digest = hashlib.sha256(line + b"\n")
-    digest.update(body)
-    return [line + b"\n" + f"sha256:{digest.hexdigest()}".encode("ascii") + b"\n", body]
+    start = fh.tell()
+    fh.write(b" " * _RESERVED)
+    writer = _HashingWriter(fh)
+    _pack_to(writer, manifest, arrays)
+    header["body_bytes"] = writer.n
+    end = fh.tell()
+    fh.seek(start)
+    fh.write(_lines(header, writer.digest))
+    fh.seek(end)
 
 
 def snapshot_bytes(twin) -> bytes:
     """The whole state of ``twin`` as the bytes of a snapshot file (see the module docstring)."""
-    return b"".join(_snapshot_parts(twin))
+    buf = io.BytesIO()
+    _write_to(buf, twin)
+    return buf.getvalue()
 
 
 def write_snapshot(twin, path: str | os.PathLike) -> Path:
@@ -725,14 +765,12 @@ def write_snapshot(twin, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.exists() and path.is_dir():
         raise SnapshotError(f"snapshot path {str(path)!r} is a folder; give a file name (e.g. now.snap)")
-    parts = _snapshot_parts(twin)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            for part in parts:
-                fh.write(part)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            _write_to(fh, twin)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -801,8 +839,8 @@ def verify_bytes(data: bytes, what: str) -> tuple[dict, bytes]:
         raise SnapshotError(f"snapshot {what} is incomplete or damaged: {len(body):,} bytes of state where its "
                             f"header says {header['body_bytes']:,} (a truncated file?)")
     digest = hashlib.sha256()
-    digest.update(line + b"\n")
     digest.update(body)
+    digest.update(b"\n" + line)
     if digest.hexdigest().encode("ascii") != check[7:]:
         raise SnapshotError(f"snapshot {what} is damaged: its checksum does not match its contents")
     return header, body
@@ -837,7 +875,9 @@ def records_bytes(obj, *, kind: str) -> bytes:
     """Plain data (dicts, lists, tuples, numbers, strings, numpy arrays and scalars) as the
     bytes of a checksummed records file (the snapshot container, format :data:`RECORDS_FORMAT`)."""
     manifest, arrays = encode_state(obj)
-    body = bytes(_pack(manifest, arrays))
+    buf = io.BytesIO()
+    _pack_to(buf, manifest, arrays)
+    body = buf.getvalue()
     line = json.dumps({"format": RECORDS_FORMAT, "version": RECORDS_VERSION, "kind": kind,
                        "body_bytes": len(body)}, separators=(",", ":")).encode("utf-8")
     digest = hashlib.sha256(line + b"\n" + body).hexdigest()

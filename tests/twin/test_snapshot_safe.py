@@ -42,10 +42,11 @@ def snap(small_city, tmp_path_factory):
 
 
 def _seal(header: dict, body: bytes) -> bytes:
-    """A well-formed snapshot file around ``body`` (right length and checksum)."""
+    """A well-formed snapshot file around ``body`` (right length and checksum: sha256 of the body,
+    a newline and the header line)."""
     header = {**header, "body_bytes": len(body)}
     line = json.dumps(header).encode()
-    return line + b"\n" + b"sha256:" + hashlib.sha256(line + b"\n" + body).hexdigest().encode() + b"\n" + body
+    return line + b"\n" + b"sha256:" + hashlib.sha256(body + b"\n" + line).hexdigest().encode() + b"\n" + body
 
 
 def _header(snap) -> dict:
