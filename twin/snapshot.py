@@ -57,6 +57,7 @@ them could run code.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import importlib
 import inspect
@@ -67,7 +68,7 @@ import os
 import random
 import types
 import zipfile
-from pathlib import Path
+from pathlib import Path, PosixPath, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -259,6 +260,18 @@ class _Encoder:
             return out
         if t is bytes:
             return {"b": base64.b64encode(obj).decode("ascii")}
+        if t in (datetime.date, datetime.time, datetime.datetime):
+            tz = obj.tzinfo if t is not datetime.date else None
+            if tz is None or type(tz) is datetime.timezone:
+                return {"dtm": t.__name__, "v": obj.isoformat()}
+            key = getattr(tz, "key", None)
+            if type(tz).__name__ != "ZoneInfo" or not isinstance(key, str):
+                raise SnapshotError(f"cannot snapshot {where}: a time zone of type {type(tz).__name__}")
+            return {"dtm": t.__name__, "v": obj.replace(tzinfo=None).isoformat(), "zone": key}
+        if t is datetime.timedelta:
+            return {"td": [obj.days, obj.seconds, obj.microseconds]}
+        if t in (PurePosixPath, PosixPath, PureWindowsPath):
+            return {"path": str(obj), "kind": t.__name__}
         if isinstance(obj, np.dtype):
             if obj.hasobject:
                 raise SnapshotError(f"cannot snapshot {where}: a numpy dtype holding objects")
@@ -444,6 +457,27 @@ class _Decoder:
             return np.frombuffer(raw, dtype=dt)[0]
         if tag == "dt":
             return self._dtype(node["dt"])
+        if tag == "dtm":
+            kinds = {"date": datetime.date, "time": datetime.time, "datetime": datetime.datetime}
+            kind, value = kinds.get(node["dtm"]), node.get("v")
+            if kind is None or type(value) is not str or len(value) > 64:
+                raise self.bad(f"date/time {node['dtm']!r}")
+            out = kind.fromisoformat(value)
+            if type(node.get("zone")) is str:
+                from zoneinfo import ZoneInfo
+
+                out = out.replace(tzinfo=ZoneInfo(node["zone"]))
+            return out
+        if tag == "td":
+            days, secs, micro = (self._list(node["td"]) + [None] * 3)[:3]
+            if not all(type(x) is int for x in (days, secs, micro)):
+                raise self.bad("timedelta")
+            return datetime.timedelta(days=days, seconds=secs, microseconds=micro)
+        if tag == "path":
+            kinds = {"PurePosixPath": PurePosixPath, "PosixPath": PosixPath, "PureWindowsPath": PureWindowsPath}
+            if node.get("kind") not in kinds or type(node["path"]) is not str:
+                raise self.bad("path")
+            return kinds[node["kind"]](node["path"])
         if tag == "b":
             return base64.b64decode(node["b"], validate=True)
         if tag == "g":
