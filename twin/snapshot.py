@@ -647,16 +647,32 @@ class _HashingWriter:
     """A write-only, unseekable stream that hashes what it passes on (zip then writes data
     descriptors and never seeks back, so the hash is of the bytes as they land)."""
 
-    def __init__(self, fh) -> None:
+    def __init__(self, fh, pool=None) -> None:
         self.fh = fh
         self.digest = hashlib.sha256()
         self.n = 0
+        self.pool = pool  # hash in this (one-thread) pool, in order, while the writing goes on
+        self.waits: list = []
 
     def write(self, data) -> int:
-        self.digest.update(data)
-        self.n += len(memoryview(data).cast("B")) if not isinstance(data, bytes) else len(data)
+        # the data stays valid: bytes, or a view of an array the caller holds until the end
+        n = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+        if self.pool is not None and n > 1 << 16:
+            self.waits.append(self.pool.submit(self.digest.update, data))
+        else:
+            for w in self.waits:
+                w.result()
+            self.waits.clear()
+            self.digest.update(data)
+        self.n += n
         self.fh.write(data)
-        return len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+        return n
+
+    def hexdigest(self) -> "hashlib._Hash":
+        for w in self.waits:
+            w.result()
+        self.waits.clear()
+        return self.digest
 
     def flush(self) -> None:
         self.fh.flush()
@@ -674,12 +690,45 @@ def _pack_to(fh, manifest: bytes, arrays: list[np.ndarray]) -> None:
                     member.write(memoryview(data.reshape(-1).view(np.uint8)))
 
 
+class _MemFile(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it (for the zip directory)."""
+
+    def __init__(self, buf) -> None:
+        self.mv = memoryview(buf).cast("B")
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: len(self.mv)}[whence]
+        self.pos = max(0, base + pos)
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.mv) if n is None or n < 0 else min(len(self.mv), self.pos + n)
+        out = self.mv[self.pos:end].tobytes() if end > self.pos else b""
+        self.pos = max(self.pos, end)
+        return out
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
 def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
     def bad(msg: str) -> SnapshotError:
         return SnapshotError(f"snapshot {what} is damaged: {msg}")
 
     try:
-        zf = zipfile.ZipFile(io.BytesIO(body))
+        zf = zipfile.ZipFile(_MemFile(body))
         infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise bad(f"its archive cannot be read ({exc})") from None
@@ -774,14 +823,18 @@ def _write_to(fh, twin) -> None:
     twin.sync()
     header = _header_for(twin)
     manifest, arrays = encode_state(twin)
+    from concurrent.futures import ThreadPoolExecutor
+
     start = fh.tell()
     fh.write(b" " * _RESERVED)
-    writer = _HashingWriter(fh)
-    _pack_to(writer, manifest, arrays)
+    with ThreadPoolExecutor(1) as pool:
+        writer = _HashingWriter(fh, pool)
+        _pack_to(writer, manifest, arrays)
+        digest = writer.hexdigest()
     header["body_bytes"] = writer.n
     end = fh.tell()
     fh.seek(start)
-    fh.write(_lines(header, writer.digest))
+    fh.write(_lines(header, digest))
     fh.seek(end)
 
 
@@ -854,6 +907,28 @@ def snapshot_header(path: str | os.PathLike) -> dict:
     return _parse_header(line, repr(str(path)))
 
 
+def _check_lines(data: bytes, what: str, total: int) -> tuple[bytes, bytes, int]:
+    """Check the header line (format, version, package version) and the checksum line at the
+    start of ``data``, and that the file's ``total`` length fits the header; returns
+    (header line, checksum line, where the body starts)."""
+    from twin.results import package_version
+
+    nl = data.find(b"\n", 0, _HEADER_MAX)
+    line = data[:nl] if nl >= 0 else data[:_HEADER_MAX]
+    header = _parse_header(line, what)
+    if header["package_version"] != package_version():
+        raise SnapshotError(f"snapshot {what} was written by city-twin {header['package_version']}, "
+                            f"this is {package_version()}: restore it with that version")
+    nl2 = data.find(b"\n", nl + 1, nl + 1 + 100)
+    check = data[nl + 1:nl2] if nl2 >= 0 else b""
+    if not check.startswith(b"sha256:") or len(check) != 7 + 64:
+        raise SnapshotError(f"snapshot {what} is damaged or incomplete: no checksum line")
+    if total - (nl2 + 1) != header["body_bytes"]:
+        raise SnapshotError(f"snapshot {what} is incomplete or damaged: {total - (nl2 + 1):,} bytes of state "
+                            f"where its header says {header['body_bytes']:,} (a truncated file?)")
+    return line, check, nl2 + 1
+
+
 def verify_bytes(data: bytes, what: str) -> tuple[dict, bytes]:
     """Check a snapshot's header, version, length and checksum; returns (header, body)."""
     from twin.results import package_version
@@ -888,15 +963,49 @@ def twin_from_bytes(data: bytes, *, what: str = "(in memory)"):
     return decode_state(manifest, arrays, what=what)
 
 
+def _read_checked(path: Path, what: str) -> memoryview:
+    """The bytes of a snapshot file, checked as :func:`verify_bytes` does; the body is hashed in
+    a second thread while the rest is read (both release the GIL), so checking costs little more
+    than reading."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunk = 1 << 24
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        buf = np.empty(size, np.uint8)  # not zero-filled: every byte is read into it
+        mv = memoryview(buf)
+        got = fh.readinto(mv[:min(size, _HEADER_MAX + 200)]) or 0
+        start = _check_lines(bytes(buf[:got]), what, size)[2]
+        digest = hashlib.sha256()
+        with ThreadPoolExecutor(1) as pool:
+            waits = [pool.submit(digest.update, mv[start:got])] if got > start else []
+            pos = got
+            while pos < size:
+                n = fh.readinto(mv[pos:min(size, pos + chunk)])
+                if not n:
+                    raise SnapshotError(f"snapshot {what} is incomplete: the file shrank while it was read")
+                waits.append(pool.submit(digest.update, mv[max(pos, start):pos + n]))
+                pos += n
+            for w in waits:
+                w.result()
+    line, check, _ = _check_lines(bytes(buf[:got]), what, size)
+    digest.update(b"\n" + line)
+    if digest.hexdigest().encode("ascii") != check[7:]:
+        raise SnapshotError(f"snapshot {what} is damaged: its checksum does not match its contents")
+    return mv
+
+
 def read_snapshot(path: str | os.PathLike):
     """Load a twin from a snapshot; it resumes where the snapshot was taken."""
     path = Path(path)
+    what = repr(str(path))
     snapshot_header(path)  # a clear error for a missing file or another format, before reading it all
     try:
-        data = path.read_bytes()
+        buf = _read_checked(path, what)
     except OSError as exc:
-        raise SnapshotError(f"cannot read snapshot {str(path)!r}: {exc.strerror or exc}") from None
-    return twin_from_bytes(data, what=repr(str(path)))
+        raise SnapshotError(f"cannot read snapshot {what}: {exc.strerror or exc}") from None
+    manifest, arrays = _unpack(buf, what)  # the archive behind the header lines (zip allows a prefix)
+    return decode_state(manifest, arrays, what=what)
 
 
 # ----------------------------------------------------------------------------- plain records
