@@ -277,3 +277,16 @@ def test_twin_run_with_allow_plugins_runs_the_policy(tmp_path, clean_plugins):
     assert main(["run", str(sc), "--out", str(tmp_path / "out"), "-q",
                  "--allow-plugins", f"{__name__}:picky_policy"]) == 0
     assert (tmp_path / "out" / "results.nc").exists()
+
+
+def test_writing_refuses_what_could_not_be_read_back(small_city, tmp_path):
+    """A policy set from Python without registering it cannot go into a snapshot (named), and the
+    old file stays as it was."""
+    tw = Twin(small_scenario(incidents=INCIDENTS), city=small_city)
+    tw.run_until("07:05")
+    path = tw.snapshot(tmp_path / "now.snap")
+    before = path.read_bytes()
+    tw.components["emergency"].policy = lambda inc, kind, n, cand: []
+    with pytest.raises(SnapshotError, match=r"twin\(Twin\)\['components'\]\['emergency'\].*policy.*not a registered"):
+        tw.snapshot(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["now.snap"]
