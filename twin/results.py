@@ -283,6 +283,16 @@ HDF5_WRITE_FAILED = False
 _IN_MEMORY_NC_BYTES = 2 * 1024**3
 
 
+def _clean_scratch(folder: str) -> None:
+    """Remove encodings that a killed writer left in the memory-backed ``folder``."""
+    from twin.atomic import _pid_alive
+
+    for path in Path(folder).glob(".city-twin-*-*.nc"):
+        pid = path.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
 def _scratch_dir(need: int) -> str | None:
     """A memory-backed folder with room for ``need`` bytes twice over, if there is one."""
     for folder in ("/dev/shm",):
@@ -323,7 +333,8 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     scratch = _scratch_dir(need)
     try:
         if scratch is not None:
-            fd, tmp = tempfile.mkstemp(prefix=".city-twin-", suffix=".nc", dir=scratch)
+            _clean_scratch(scratch)
+            fd, tmp = tempfile.mkstemp(prefix=f".city-twin-{os.getpid()}-", suffix=".nc", dir=scratch)
             os.close(fd)
             try:
                 ds.to_netcdf(tmp, engine="h5netcdf")

@@ -426,3 +426,15 @@ def test_compare_refuses_a_folder_the_twin_did_not_write_before_running(tmp_path
                              "--out", str(tmp_path / "docs")])
     assert "docs" in err and "did not write" in err
     assert [p.name for p in (tmp_path / "docs").iterdir()] == ["notes.md"]
+
+
+def test_scratch_encoding_of_a_killed_writer_is_removed(tmp_path):
+    from twin.results import _clean_scratch
+
+    dead = tmp_path / f".city-twin-{_dead_pid()}-abc.nc"
+    live = tmp_path / f".city-twin-{os.getpid()}-def.nc"
+    other = tmp_path / "someone.nc"
+    for p in (dead, live, other):
+        p.write_bytes(b"x")
+    _clean_scratch(str(tmp_path))
+    assert not dead.exists() and live.exists() and other.exists()
