@@ -475,17 +475,24 @@ def grid_zones_over(network: Network, zone_size_m: float, *, residents: int, job
 def _number(value, where: str, field: str) -> float:
     try:
         v = float(value)
-    except (TypeError, ValueError):
-        raise PopulationError(f"{where}: field {field!r} is not a number: {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise PopulationError(f"{where}: field {field!r} is not a number (or too large): {str(value)[:40]!r}") from None
     if not np.isfinite(v):
-        raise PopulationError(f"{where}: field {field!r} is not finite: {value!r}")
+        raise PopulationError(f"{where}: field {field!r} is not finite: {str(value)[:40]!r}")
     return v
+
+
+#: Most residents, jobs or school places one zone may have (a zone file's counts are
+#: multiplied into persons, so they are bounded before anything is synthesised).
+MAX_ZONE_COUNT = 100_000_000
 
 
 def _count(value, where: str, field: str) -> int:
     v = _number(value, where, field)
     if v < 0 or v != int(v):
-        raise PopulationError(f"{where}: field {field!r} must be a whole number >= 0, got {value!r}")
+        raise PopulationError(f"{where}: field {field!r} must be a whole number >= 0, got {str(value)[:40]!r}")
+    if v > MAX_ZONE_COUNT:
+        raise PopulationError(f"{where}: field {field!r} is {v:.3g}; a zone may have at most {MAX_ZONE_COUNT:,}")
     return int(v)
 
 
@@ -581,6 +588,8 @@ def _read_geojson(path: Path, network: Network) -> ZoneTable:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PopulationError(f"zone file '{path}' could not be read as JSON: {exc}") from None
+    except (RecursionError, ValueError) as exc:  # nested thousands deep; digits beyond the limit
+        raise PopulationError(f"zone file '{path}' could not be read as JSON: {type(exc).__name__}") from None
     feats = doc.get("features") if isinstance(doc, dict) else None
     if not isinstance(feats, list) or not feats:
         raise PopulationError(f"zone file '{path}': expected a GeoJSON FeatureCollection with features")
@@ -588,8 +597,12 @@ def _read_geojson(path: Path, network: Network) -> ZoneTable:
     names, res, jobs, schools, shapes, points = [], [], [], [], [], []
     for i, f in enumerate(feats):
         where = f"zone file '{path}', feature {i}"
-        props = (f or {}).get("properties") or {}
-        geom = (f or {}).get("geometry") or {}
+        if not isinstance(f, dict):
+            raise PopulationError(f"{where}: expected a GeoJSON Feature (a mapping), got {type(f).__name__}")
+        props = f.get("properties") or {}
+        geom = f.get("geometry") or {}
+        if not isinstance(props, dict) or not isinstance(geom, dict):
+            raise PopulationError(f"{where}: 'properties' and 'geometry' must be mappings")
         names.append(_name_of(props, i))
         where += f" ({names[-1]!r})"
         for field, out in (("residents", res), ("jobs", jobs)):
