@@ -290,3 +290,12 @@ def test_writing_refuses_what_could_not_be_read_back(small_city, tmp_path):
     with pytest.raises(SnapshotError, match=r"twin\(Twin\)\['components'\]\['emergency'\].*policy.*not a registered"):
         tw.snapshot(path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["now.snap"]
+
+
+def test_snapshot_benchmark_smoke(tmp_path):
+    """benchmarks.snapshot on a tiny metro day: the restored twin runs on identically."""
+    from benchmarks.snapshot import run
+
+    row = run(n_trips=3000, until="07:00", repeat=1, out=tmp_path)
+    assert row["restored_run_identical"] is True
+    assert row["size_ratio"] < 1.2 and row["pickle_bytes"] > 0
