@@ -80,7 +80,7 @@ MAX_BEDS: int = 1_000_000
 #: Most calls per hour of one incident type.
 MAX_CALLS_PER_HOUR: float = 10_000.0
 #: Most entries of the drill timeline, stations, hospitals, incident types, rate nodes.
-MAX_ENTRIES: int = 10_000
+MAX_ENTRIES: int = 2_000
 #: Largest standard deviation of a random duration, as a multiple of its mean
 #: (lognormal and gamma; beyond it their parameters overflow).
 MAX_CV: float = 100.0

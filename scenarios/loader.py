@@ -87,7 +87,7 @@ MAX_YAML_BYTES: int = 1 << 20
 #: Most values (keys, items and scalars, every alias counted as the whole value it
 #: repeats) one scenario file may hold: an alias "bomb" that would expand to billions of
 #: values is refused before anything is built from it.
-MAX_YAML_NODES: int = 50_000
+MAX_YAML_NODES: int = 100_000
 
 #: Deepest nesting of lists and mappings in a scenario file (aliases counted as what
 #: they repeat); real scenarios nest 5-6 levels.
