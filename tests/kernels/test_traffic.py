@@ -10,7 +10,7 @@ import pytest
 from city_models.network import make_network
 from kernels import traffic as k
 from tests.reference.traffic import RefTraffic, ref_destinations_in_use, ref_status_counts
-from twin.traffic import TrafficModel, simulate
+from twin.traffic import VEH_NO_PATH, TrafficModel, simulate
 
 # ---------------------------------------------------------------- builders
 
@@ -195,7 +195,8 @@ def test_random_networks_match_reference(seed):
     trips = random_trips(seed, net.n_nodes, n_trips=350)
     m, ref = run_both(net, trips, dt=dt, duration=1200.0, every=3)
     c = m.counts()
-    assert c["no_route"] == 3 and c["arrived"] >= 3
+    # trips to a node their origin cannot reach on the network as given: counted, never released
+    assert c["no_path"] == 3 and c["no_route"] == 0 and c["arrived"] >= 3
     assert np.any(m.state.n_out > 0)
 
 
@@ -318,7 +319,9 @@ def test_no_trips_and_no_links():
     bare = make_network(x=[0.0, 1.0], y=[0.0, 0.0], src=[], dst=[], length_m=[], lanes=[], free_speed_mps=[])
     trips = (np.array([0, 0, 1], np.int32), np.array([0, 1, 0], np.int32), np.array([1.0, 2.0, 3.0]))
     m, _ = run_both(bare, trips, dt=1.0, duration=10.0)
-    assert m.counts() == {"pending": 0, "waiting": 0, "on_network": 0, "arrived": 1, "no_route": 2, "cancelled": 0}
+    # (0 -> 1 and 1 -> 0 have no path on the network as given: never released, counted)
+    assert m.counts() == {"pending": 0, "waiting": 0, "on_network": 0, "arrived": 1, "no_route": 0, "cancelled": 0,
+                          "no_path": 2}
     assert m.veh.arrive[0] == 1.0
 
 
@@ -342,7 +345,8 @@ def test_late_trips_and_status_codes():
         late = (o[:20], d[:20], np.linspace(stop - 50.0, stop + 50.0, 20))
         m.add_trips(*late)
         ref.add_trips(*late)
-    assert set(np.unique(m.veh.link)) <= {k.VEH_ARRIVED, k.VEH_NO_ROUTE, k.VEH_WAITING, k.VEH_PENDING} | set(
+    assert set(np.unique(m.veh.link)) <= {k.VEH_ARRIVED, k.VEH_NO_ROUTE, k.VEH_WAITING, k.VEH_PENDING,
+                                          VEH_NO_PATH} | set(
         range(net.n_links)
     )
 
@@ -473,7 +477,8 @@ def test_cancelled_trips_leave_the_release_order_sorted_and_never_enter():
     ids = m.add_trips(o, d, t)
     m.update_routes(60.0)
     m.advance_to(100.0)
-    later = ids[(m.veh.depart[ids] >= 150.0) & (m.veh.depart[ids] < 300.0)][::2]
+    pending = m.veh.link[ids] == k.VEH_PENDING  # (trips with no path on the network are never pending)
+    later = ids[pending & (m.veh.depart[ids] >= 150.0) & (m.veh.depart[ids] < 300.0)][::2]
     gone = m.cancel_trips(later)
     np.testing.assert_array_equal(np.sort(gone), np.sort(later))
     released = int(m.state.cursor[0])

@@ -39,7 +39,7 @@ import numpy as np
 
 from tests.reference.routing import ref_route_table
 
-__all__ = ["RefTraffic", "PENDING", "WAITING", "ARRIVED", "NO_ROUTE"]
+__all__ = ["RefTraffic", "PENDING", "WAITING", "ARRIVED", "NO_ROUTE", "NO_PATH"]
 
 #: the kernel's critical gap (s) and major-flow time constant (s)
 CRITICAL_GAP_S = 6.5
@@ -50,6 +50,7 @@ PENDING = -3
 WAITING = -1
 ARRIVED = -2
 NO_ROUTE = -4
+NO_PATH = -6  # twin.traffic.VEH_NO_PATH: destination unreachable on the network as given
 
 
 def _green_time(te: float, cycle: float, offset: float, gs: float, ge: float) -> float:
@@ -149,11 +150,33 @@ class RefTraffic:
         self.room_t = [-np.inf] * self.n_links  # last exit into a next link that had room
 
     # ---------------------------------------------------------------- demand
+    def _reaches(self, o: int, d: int) -> bool:
+        """Whether ``d`` can be reached from ``o`` with every link open (breadth first)."""
+        succ: dict[int, list[int]] = {}
+        for a in range(self.n_links):
+            succ.setdefault(int(self.src[a]), []).append(int(self.dst[a]))
+        seen, todo = {o}, deque([o])
+        while todo:
+            u = todo.popleft()
+            if u == d:
+                return True
+            for v in succ.get(u, ()):
+                if v not in seen:
+                    seen.add(v)
+                    todo.append(v)
+        return False
+
     def add_trips(self, origin, destination, depart_s) -> None:
         for o, d, t in zip(origin, destination, depart_s):
             self.orig.append(int(o))
             self.dest.append(int(d))
             self.depart.append(float(t))
+            if not self._reaches(int(o), int(d)):  # never released, never waited for
+                self.status.append(NO_PATH)
+                for lst, val in ((self.enter_t, np.nan), (self.arrive, np.nan), (self.dist, 0.0),
+                                 (self.fftt, 0.0), (self.enter_net, np.nan)):
+                    lst.append(val)
+                continue
             self.status.append(PENDING)
             self.enter_t.append(np.nan)
             self.arrive.append(np.nan)
