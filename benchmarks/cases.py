@@ -25,8 +25,9 @@ Cases (issue 2, "Performance"):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -151,11 +152,13 @@ def grid_network(
     )
 
 
-def random_trips(n_nodes: int, n_trips: int, horizon_s: float, *, seed: int = 0,
-                 nodes: np.ndarray | None = None) -> Trips:
+def random_trips(
+    n_nodes: int, n_trips: int, horizon_s: float, *, seed: int = 0, nodes: np.ndarray | None = None
+) -> Trips:
     """Uniformly random node-to-node trips (origin != destination), departures
     uniform over ``[0, horizon_s)``, sorted by departure.  ``nodes`` restricts
-    the endpoints to a subset of node indices (e.g. a strongly connected core)."""
+    the endpoints to a subset of node indices (e.g. a strongly connected core).
+    """
     rng = np.random.default_rng(seed)
     pool = np.arange(n_nodes) if nodes is None else np.asarray(nodes)
     k = pool.shape[0]
@@ -166,9 +169,18 @@ def random_trips(n_nodes: int, n_trips: int, horizon_s: float, *, seed: int = 0,
     return _make_trips(pool[o], pool[d], t)
 
 
-def grid_case(n: int = 10, link_m: float = 200.0, lanes: float = 1.0, speed_kmh: float = 50.0,
-              n_trips: int = 6000, horizon_s: float = 3000.0, seed: int = 0, *,
-              name: str = "small", clearing_s: float | None = None) -> Case:
+def grid_case(
+    n: int = 10,
+    link_m: float = 200.0,
+    lanes: float = 1.0,
+    speed_kmh: float = 50.0,
+    n_trips: int = 6000,
+    horizon_s: float = 3000.0,
+    seed: int = 0,
+    *,
+    name: str = "small",
+    clearing_s: float | None = None,
+) -> Case:
     """An ``n``×``n`` grid with ``n_trips`` random trips over ``horizon_s``.
 
     The simulated duration is ``horizon_s`` plus a clearing time (default: the
@@ -183,8 +195,10 @@ def grid_case(n: int = 10, link_m: float = 200.0, lanes: float = 1.0, speed_kmh:
         trips=trips,
         horizon_s=float(horizon_s),
         duration_s=float(horizon_s + clear),
-        description=(f"{n}x{n} grid, {link_m:g} m links, {lanes:g} lane(s), {speed_kmh:g} km/h, "
-                     f"{n_trips:,} random trips over {horizon_s:g} s"),
+        description=(
+            f"{n}x{n} grid, {link_m:g} m links, {lanes:g} lane(s), {speed_kmh:g} km/h, "
+            f"{n_trips:,} random trips over {horizon_s:g} s"
+        ),
     )
 
 
@@ -202,8 +216,7 @@ def small_loaded_case(seed: int = 0) -> Case:
 
 def grid21_case(seed: int = 0) -> Case:
     """The 21×21 grid: 500 m links, 2 lanes, 60,000 trips over 7,200 s."""
-    return grid_case(21, 500.0, 2.0, 50.0, 60000, 7200.0, seed, name="grid21",
-                     clearing_s=3600.0)
+    return grid_case(21, 500.0, 2.0, 50.0, 60000, 7200.0, seed, name="grid21", clearing_s=3600.0)
 
 
 def helsinki_case(seed: int = 0, n_trips: int = 5000, horizon_s: float = 3600.0, signals: bool = False) -> Case:
@@ -235,9 +248,11 @@ def helsinki_case(seed: int = 0, n_trips: int = 5000, horizon_s: float = 3600.0,
         trips=trips,
         horizon_s=horizon_s,
         duration_s=horizon_s + 3600.0,
-        description=(f"central Helsinki OSM, {net.n_nodes:,} nodes, {net.n_links:,} links, "
-                     f"{n_trips:,} random trips over {horizon_s:g} s, "
-                     + (f"{n_signals} signalised nodes" if signals else f"{n_signals} OSM signals off")),
+        description=(
+            f"central Helsinki OSM, {net.n_nodes:,} nodes, {net.n_links:,} links, "
+            f"{n_trips:,} random trips over {horizon_s:g} s, "
+            + (f"{n_signals} signalised nodes" if signals else f"{n_signals} OSM signals off")
+        ),
         peers_allowed=() if signals else None,
     )
 
@@ -253,8 +268,9 @@ def _largest_scc(net: Network) -> np.ndarray:
     return np.flatnonzero(labels == big)
 
 
-def metro_case(seed: int = 0, n: int = 72, n_trips: int = 1_000_000, link_m: float = 200.0,
-               mean_trip_km: float = 4.0) -> Case:
+def metro_case(
+    seed: int = 0, n: int = 72, n_trips: int = 1_000_000, link_m: float = 200.0, mean_trip_km: float = 4.0
+) -> Case:
     """Metro-scale day: a 72×72 grid (20,448 links) and ~1 M trips over 24 h.
 
     Local streets: 1 lane, 40 km/h; every 6th row/column is a 2-lane 60 km/h
@@ -263,15 +279,18 @@ def metro_case(seed: int = 0, n: int = 72, n_trips: int = 1_000_000, link_m: flo
     distributed displacement (mean ``mean_trip_km`` Manhattan distance), so the
     load is realistic rather than everybody crossing the whole city.
     """
-    net = grid_network(n, link_m=link_m, lanes=1.0, speed_kmh=40.0, arterial_every=6,
-                       arterial_lanes=2.0, arterial_speed_kmh=60.0)
+    net = grid_network(
+        n, link_m=link_m, lanes=1.0, speed_kmh=40.0, arterial_every=6, arterial_lanes=2.0, arterial_speed_kmh=60.0
+    )
     rng = np.random.default_rng(seed)
     day = 86400.0
     # departure profile: base + morning/evening peaks (mixture sampling)
     comp = rng.choice(3, size=n_trips, p=[0.4, 0.3, 0.3])
-    t = np.where(comp == 0, rng.uniform(6 * 3600.0, 22 * 3600.0, n_trips),
-                 np.where(comp == 1, rng.normal(8 * 3600.0, 3600.0, n_trips),
-                          rng.normal(17 * 3600.0, 4500.0, n_trips)))
+    t = np.where(
+        comp == 0,
+        rng.uniform(6 * 3600.0, 22 * 3600.0, n_trips),
+        np.where(comp == 1, rng.normal(8 * 3600.0, 3600.0, n_trips), rng.normal(17 * 3600.0, 4500.0, n_trips)),
+    )
     t = np.clip(t, 0.0, day - 1.0)
     oi = rng.integers(0, n, n_trips)
     oj = rng.integers(0, n, n_trips)
@@ -292,8 +311,7 @@ def metro_case(seed: int = 0, n: int = 72, n_trips: int = 1_000_000, link_m: flo
         trips=trips,
         horizon_s=day,
         duration_s=day + 3600.0,
-        description=(f"{n}x{n} grid with arterials, {net.n_links:,} links, "
-                     f"{n_trips:,} trips over 24 h (two peaks)"),
+        description=(f"{n}x{n} grid with arterials, {net.n_links:,} links, {n_trips:,} trips over 24 h (two peaks)"),
         peers_allowed=(),
     )
 

@@ -34,8 +34,9 @@ from typing import Any
 __all__ = ["main"]
 
 
-def _parallel(baseline: str, scenario: str, *, replications: int, workers: int | None,
-              scheduler: str | None, out: Path) -> dict[str, Any]:
+def _parallel(
+    baseline: str, scenario: str, *, replications: int, workers: int | None, scheduler: str | None, out: Path
+) -> dict[str, Any]:
     from experiments.compare import compare
     from experiments.executor import Executor, default_workers
 
@@ -61,8 +62,12 @@ def _serial(baseline: str, scenario: str, *, replications: int, out: Path) -> di
     t0 = time.perf_counter()
     c = compare(baseline, scenario, replications=replications, workers=0, out=out)
     s = c.summary
-    return {"total_s": time.perf_counter() - t0, "runs_wall_s": s["runs_wall_s"], "run_s": s["run_s"],
-            "kpis": {row["key"]: row["baseline"] for row in s["kpis"]}}
+    return {
+        "total_s": time.perf_counter() - t0,
+        "runs_wall_s": s["runs_wall_s"],
+        "run_s": s["run_s"],
+        "kpis": {row["key"]: row["baseline"] for row in s["kpis"]},
+    }
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -74,22 +79,29 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--baseline", default="default", help="baseline scenario (default: the built-in 'default')")
     p.add_argument("--scenario", default="default", help="scenario compared with it (default: 'default' again)")
     p.add_argument("--replications", type=int, default=10)
     p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
     p.add_argument("--scheduler", help="a running Dask scheduler instead of a local cluster")
     p.add_argument("--cold", action="store_true", help="first a run whose workers start with an empty numba cache")
-    p.add_argument("--no-serial", action="store_true", help="skip the serial run (efficiency from the workers' own times)")
+    p.add_argument(
+        "--no-serial", action="store_true", help="skip the serial run (efficiency from the workers' own times)"
+    )
     p.add_argument("--out", default="benchmarks/out/compare", help="folder for results.json and the comparisons")
     args = p.parse_args(argv)
     out = Path(args.out)
     kw = dict(replications=args.replications, workers=args.workers, scheduler=args.scheduler)
     record: dict[str, Any] = {
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cores": os.cpu_count(),
-                    "load_avg_at_start": list(os.getloadavg())},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cores": os.cpu_count(),
+            "load_avg_at_start": list(os.getloadavg()),
+        },
         "args": vars(args),
     }
     if args.cold:
@@ -121,16 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     record["efficiency"] = eff
     record["efficiency_from_worker_times"] = warm["run_s"] / (warm["workers"] * warm["runs_wall_s"])
     record["machine"]["load_avg_at_end"] = list(os.getloadavg())
-    print(f"parallel efficiency = serial {serial_s:.1f} s / ({warm['workers']} workers x {warm['runs_wall_s']:.1f} s)"
-          f" = {eff:.0%}; whole comparison {warm['total_s']:.1f} s (target < 120 s)")
+    print(
+        f"parallel efficiency = serial {serial_s:.1f} s / ({warm['workers']} workers x {warm['runs_wall_s']:.1f} s)"
+        f" = {eff:.0%}; whole comparison {warm['total_s']:.1f} s (target < 120 s)"
+    )
     _write_json(out / "results.json", record)
     print(f"written {out / 'results.json'}")
     return 0
 
 
 def _report(title: str, r: dict[str, Any]) -> None:
-    print(f"{title}: whole comparison {r['total_s']:.1f} s (cluster start {r['startup_s']:.1f} s, "
-          f"runs {r['runs_wall_s']:.1f} s on {r['workers']} workers; the runs' own times add up to {r['run_s']:.1f} s)")
+    print(
+        f"{title}: whole comparison {r['total_s']:.1f} s (cluster start {r['startup_s']:.1f} s, "
+        f"runs {r['runs_wall_s']:.1f} s on {r['workers']} workers; the runs' own times add up to {r['run_s']:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ SAMPLE = Path(__file__).resolve().parent.parent / "scenarios" / "library" / "fee
 TARGET_MSG_S = 20_000
 
 
-def run_ingest(scenario_path: str | Path = SAMPLE, *, repeat: int = 3, limit: int | None = None,
-               step_s: float = 300.0) -> dict:
+def run_ingest(
+    scenario_path: str | Path = SAMPLE, *, repeat: int = 3, limit: int | None = None, step_s: float = 300.0
+) -> dict:
     """Replay a scenario's recorded feed through a fresh hub ``repeat`` times.
 
     Returns
@@ -75,8 +76,9 @@ def run_ingest(scenario_path: str | Path = SAMPLE, *, repeat: int = 3, limit: in
                 released += len(hub.drain(t if not hub.exhausted else math.inf, flush=hub.exhausted))
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
             hub.stop()
-            runs.append({"wall_s": wall, "cpu_s": cpu, "messages": hub.received, "released": released,
-                         "counters": hub.totals()})
+            runs.append(
+                {"wall_s": wall, "cpu_s": cpu, "messages": hub.received, "released": released, "counters": hub.totals()}
+            )
     n = runs[-1]["messages"]
     return {
         "scenario": str(scenario_path),
@@ -102,12 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     c = last["counters"]
     print(f"ingest: {res['messages']:,} messages through cleansing (replay of {Path(res['scenario']).name})")
     for i, run in enumerate(res["runs"], 1):
-        print(f"  run {i}: {run['wall_s']:.3f} s wall ({run['messages'] / run['wall_s']:,.0f} msg/s), "
-              f"{run['cpu_s']:.3f} s CPU ({run['messages'] / max(run['cpu_s'], 1e-9):,.0f} msg/s)")
-    print(f"  best: {res['msg_per_s']:,.0f} msg/s wall, {res['msg_per_s_cpu']:,.0f} msg/s CPU "
-          f"(target {TARGET_MSG_S:,} msg/s)")
-    print(f"  outcomes: {c['accepted']:,} accepted, {c['rejected']:,} rejected, {c['late']:,} late, "
-          f"{c['duplicate']:,} duplicate; {last['released']:,} records released")
+        print(
+            f"  run {i}: {run['wall_s']:.3f} s wall ({run['messages'] / run['wall_s']:,.0f} msg/s), "
+            f"{run['cpu_s']:.3f} s CPU ({run['messages'] / max(run['cpu_s'], 1e-9):,.0f} msg/s)"
+        )
+    print(
+        f"  best: {res['msg_per_s']:,.0f} msg/s wall, {res['msg_per_s_cpu']:,.0f} msg/s CPU "
+        f"(target {TARGET_MSG_S:,} msg/s)"
+    )
+    print(
+        f"  outcomes: {c['accepted']:,} accepted, {c['rejected']:,} rejected, {c['late']:,} late, "
+        f"{c['duplicate']:,} duplicate; {last['released']:,} records released"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
     return 0

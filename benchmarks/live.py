@@ -43,9 +43,10 @@ def shadow(members: int) -> dict:
     sc = load_scenario(Path(LIBRARY_DIR) / "feeds" / "sample_day.yaml")
     city = build_city(sc.city)
     out = {}
-    for label, st in (("assimilated", AssimilationSettings(members=members)),
-                      ("open_loop", replace(AssimilationSettings(members=members), estimate_demand=False,
-                                            correct_links=False))):
+    for label, st in (
+        ("assimilated", AssimilationSettings(members=members)),
+        ("open_loop", replace(AssimilationSettings(members=members), estimate_demand=False, correct_links=False)),
+    ):
         hub = FeedHub.from_scenario(sc, city.network)
         t0 = time.perf_counter()
         sh = Shadow(sc, hub, st, city=city)
@@ -54,9 +55,17 @@ def shadow(members: int) -> dict:
         wall = time.perf_counter() - t1
         stat = sh.status()
         sh.close()
-        out[label] = {"members": members, "setup_s": t1 - t0, "wall_s": wall, "sim_h": sh.now / 3600,
-                      "x_real_time": sh.now / wall, "accepted": stat["accepted"], "rejected": stat["rejected"],
-                      "late": stat["late"], "demand_level": stat["demand_level"]}
+        out[label] = {
+            "members": members,
+            "setup_s": t1 - t0,
+            "wall_s": wall,
+            "sim_h": sh.now / 3600,
+            "x_real_time": sh.now / wall,
+            "accepted": stat["accepted"],
+            "rejected": stat["rejected"],
+            "late": stat["late"],
+            "demand_level": stat["demand_level"],
+        }
     return out
 
 
@@ -72,8 +81,12 @@ def fork_bench(variants: int, horizon_s: float) -> dict:
     snap = tw.snapshot(tmp / "now.snap")
     roads = ["Old Bridge", "North Bridge", "Ring Bridge"]
     vs = [Variant(name=f"close {r}", interventions=[{"kind": "close", "place": r, "until": "2h"}]) for r in roads]
-    vs.append(Variant(name="8 Avenue at half capacity",
-                      interventions=[{"kind": "capacity", "road": "8 Avenue", "factor": 0.5, "until": "2h"}]))
+    vs.append(
+        Variant(
+            name="8 Avenue at half capacity",
+            interventions=[{"kind": "capacity", "road": "8 Avenue", "factor": 0.5, "until": "2h"}],
+        )
+    )
     vs = (vs * (variants // len(vs) + 1))[:variants]
     for i, v in enumerate(vs):
         v.name = f"{i + 1}: {v.name}"
@@ -90,14 +103,17 @@ def fork_bench(variants: int, horizon_s: float) -> dict:
     with Executor(serial=True) as ex:
         fork(snap, vs, horizon_s=horizon_s, executor=ex)
     serial = time.perf_counter() - t0s
-    out.update({
-        "cluster_start_s": t1 - t0,
-        "cold_s": t2 - t0, "cold_runs_s": t2 - t1,
-        "warm_s": t3 - t2,
-        "serial_in_process_s": serial,
-        "slowest_run_s": max(r.wall_s for r in res2),
-        "kpis": {r.name: {k: r.kpis[k] for k in ("h_mean_travel_time_s", "h_vehicle_hours")} for r in res},
-    })
+    out.update(
+        {
+            "cluster_start_s": t1 - t0,
+            "cold_s": t2 - t0,
+            "cold_runs_s": t2 - t1,
+            "warm_s": t3 - t2,
+            "serial_in_process_s": serial,
+            "slowest_run_s": max(r.wall_s for r in res2),
+            "kpis": {r.name: {k: r.kpis[k] for k in ("h_mean_travel_time_s", "h_vehicle_hours")} for r in res},
+        }
+    )
     snap.unlink()
     return out
 
@@ -128,24 +144,34 @@ def main(argv: list[str] | None = None) -> int:
     if "shadow" in args.parts:
         res["shadow"] = shadow(args.members)
         for k, v in res["shadow"].items():
-            print(f"shadow {k:12s}: {v['sim_h']:.0f} h in {v['wall_s']:.1f} s = {v['x_real_time']:,.0f}x real time "  # noqa: T201
-                  f"({v['members']} members, set-up {v['setup_s']:.1f} s; msgs ok {v['accepted']:,}, "
-                  f"rejected {v['rejected']:,}, late {v['late']:,})")
+            print(
+                f"shadow {k:12s}: {v['sim_h']:.0f} h in {v['wall_s']:.1f} s = {v['x_real_time']:,.0f}x real time "  # noqa: T201
+                f"({v['members']} members, set-up {v['setup_s']:.1f} s; msgs ok {v['accepted']:,}, "
+                f"rejected {v['rejected']:,}, late {v['late']:,})"
+            )
     if "fork" in args.parts:
         f = res["fork"] = fork_bench(args.variants, parse_duration(args.horizon))
-        print(f"fork {f['variants']} variants + no action x {f['horizon_s'] / 3600:.0f} h on {f['workers']} workers: "  # noqa: T201
-              f"cold {f['cold_s']:.1f} s (cluster start {f['cluster_start_s']:.1f} s), warm {f['warm_s']:.1f} s, "
-              f"serial in-process {f['serial_in_process_s']:.1f} s; snapshot {f['snapshot_mb']:.1f} MB")
+        print(
+            f"fork {f['variants']} variants + no action x {f['horizon_s'] / 3600:.0f} h on {f['workers']} workers: "  # noqa: T201
+            f"cold {f['cold_s']:.1f} s (cluster start {f['cluster_start_s']:.1f} s), warm {f['warm_s']:.1f} s, "
+            f"serial in-process {f['serial_in_process_s']:.1f} s; snapshot {f['snapshot_mb']:.1f} MB"
+        )
     if "truth" in args.parts:
         t = res["truth"] = truth(args.members)
         for k in ("open_loop", "assimilated", "oracle"):
             v = t[k]
-            print(f"truth {k:12s}: flow RMSE 5-min {v['flow_rmse_5min']:.1f} (floor {v['floor_5min']:.1f}), "  # noqa: T201
-                  f"hourly {v['flow_rmse_hourly']:.1f} (floor {v['floor_hourly']:.1f}) veh/h; speed RMSE "
-                  f"{v['speed_rmse']:.2f} m/s; 90% band coverage flow {v['flow_coverage']:.2f} "
-                  f"(busy intervals {v['flow_coverage_busy']:.2f}) speed {v['speed_coverage']:.2f}")
-        print("reduction:", {k: f"{100 * v:.0f}%" for k, v in t["reduction"].items()},  # noqa: T201
-              "of the oracle's:", {k: f"{100 * v:.0f}%" for k, v in t["achieved"].items()})
+            print(
+                f"truth {k:12s}: flow RMSE 5-min {v['flow_rmse_5min']:.1f} (floor {v['floor_5min']:.1f}), "  # noqa: T201
+                f"hourly {v['flow_rmse_hourly']:.1f} (floor {v['floor_hourly']:.1f}) veh/h; speed RMSE "
+                f"{v['speed_rmse']:.2f} m/s; 90% band coverage flow {v['flow_coverage']:.2f} "
+                f"(busy intervals {v['flow_coverage_busy']:.2f}) speed {v['speed_coverage']:.2f}"
+            )
+        print(
+            "reduction:",
+            {k: f"{100 * v:.0f}%" for k, v in t["reduction"].items()},  # noqa: T201
+            "of the oracle's:",
+            {k: f"{100 * v:.0f}%" for k, v in t["achieved"].items()},
+        )
     _write(Path(args.out) / "live.json", res)
     return 0
 

@@ -156,7 +156,7 @@ class _PeakRSS:
                 pass
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "_PeakRSS":
+    def __enter__(self) -> _PeakRSS:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -179,7 +179,9 @@ def _ru_maxrss_mb() -> float:
 # platoons for UXsim
 
 
-def platoons(case: Case, deltan: int, mode: str = "consecutive") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def platoons(
+    case: Case, deltan: int, mode: str = "consecutive"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Group trips into UXsim platoons of ``deltan`` trips.
 
     Returns ``(orig, dest, depart_s, trip_platoon)``: the OD and departure of
@@ -214,25 +216,41 @@ def platoons(case: Case, deltan: int, mode: str = "consecutive") -> tuple[np.nda
 # UXsim
 
 
-def _uxsim_world(case: Case, *, deltan: int, cpp: bool, seed: int, duo_update_time: float,
-                 platoon: str, vehicle_logging: bool) -> tuple[Any, list, np.ndarray]:
+def _uxsim_world(
+    case: Case, *, deltan: int, cpp: bool, seed: int, duo_update_time: float, platoon: str, vehicle_logging: bool
+) -> tuple[Any, list, np.ndarray]:
     """A finalised UXsim ``World`` for the case: ``(W, vehicles, trip_platoon)``."""
     from uxsim import World
 
     name = f"uxsim-{'cpp' if cpp else 'py'}"
     net = case.network
-    W = World(name=f"{case.name}_{name}_d{deltan}", deltan=deltan, tmax=case.duration_s,
-              print_mode=0, save_mode=0, show_mode=0, show_progress=0, cpp=cpp,
-              random_seed=seed, duo_update_time=duo_update_time,
-              vehicle_logging_timestep_interval=1 if vehicle_logging else -1)
+    W = World(
+        name=f"{case.name}_{name}_d{deltan}",
+        deltan=deltan,
+        tmax=case.duration_s,
+        print_mode=0,
+        save_mode=0,
+        show_mode=0,
+        show_progress=0,
+        cpp=cpp,
+        random_seed=seed,
+        duo_update_time=duo_update_time,
+        vehicle_logging_timestep_interval=1 if vehicle_logging else -1,
+    )
     for i in range(net.n_nodes):
         W.addNode(str(i), float(net.x[i]), float(net.y[i]))
     lanes = np.maximum(np.rint(net.lanes), 1).astype(int)
     jam_lane = net.jam_density_vpm / net.lanes
     for k in range(net.n_links):
-        W.addLink(f"l{k}", str(int(net.src[k])), str(int(net.dst[k])), length=float(net.length_m[k]),
-                  free_flow_speed=float(net.free_speed_mps[k]),
-                  jam_density_per_lane=float(jam_lane[k]), number_of_lanes=int(lanes[k]))
+        W.addLink(
+            f"l{k}",
+            str(int(net.src[k])),
+            str(int(net.dst[k])),
+            length=float(net.length_m[k]),
+            free_flow_speed=float(net.free_speed_mps[k]),
+            jam_density_per_lane=float(jam_lane[k]),
+            number_of_lanes=int(lanes[k]),
+        )
     po, pd, pt, trip_platoon = platoons(case, deltan, platoon)
     vehs = [W.addVehicle(str(int(o)), str(int(d)), float(t)) for o, d, t in zip(po, pd, pt)]
     W.finalize_scenario()
@@ -268,10 +286,19 @@ def uxsim_until_arrived(W: Any, *, check_s: float = CHECK_S, early_stop: bool = 
     return wall
 
 
-def run_uxsim(case: Case, *, deltan: int = 1, cpp: bool = False, seed: int = 0,
-              duo_update_time: float = 300.0, platoon: str = "consecutive",
-              vehicle_logging: bool = False, early_stop: bool = True, check_s: float = CHECK_S,
-              repeat: int = REPEAT) -> EngineResult:
+def run_uxsim(
+    case: Case,
+    *,
+    deltan: int = 1,
+    cpp: bool = False,
+    seed: int = 0,
+    duo_update_time: float = 300.0,
+    platoon: str = "consecutive",
+    vehicle_logging: bool = False,
+    early_stop: bool = True,
+    check_s: float = CHECK_S,
+    repeat: int = REPEAT,
+) -> EngineResult:
     """Run the case through UXsim's Python (``cpp=False``) or C++ engine.
 
     Links get ``jam_density_per_lane = jam_density_vpm / lanes`` (0.2) and
@@ -292,9 +319,15 @@ def run_uxsim(case: Case, *, deltan: int = 1, cpp: bool = False, seed: int = 0,
     with _PeakRSS() as mem:
         for _ in range(max(int(repeat), 1)):
             t0 = time.perf_counter()
-            W, vehs, trip_platoon = _uxsim_world(case, deltan=deltan, cpp=cpp, seed=seed,
-                                                 duo_update_time=duo_update_time, platoon=platoon,
-                                                 vehicle_logging=vehicle_logging)
+            W, vehs, trip_platoon = _uxsim_world(
+                case,
+                deltan=deltan,
+                cpp=cpp,
+                seed=seed,
+                duo_update_time=duo_update_time,
+                platoon=platoon,
+                vehicle_logging=vehicle_logging,
+            )
             build = time.perf_counter() - t0
             wall = uxsim_until_arrived(W, check_s=check_s, early_stop=early_stop)
             walls.append(wall)
@@ -305,8 +338,16 @@ def run_uxsim(case: Case, *, deltan: int = 1, cpp: bool = False, seed: int = 0,
                     # both engines: arrival_time is a time-step index (-1 = not arrived)
                     if v.state == "end" and v.arrival_time >= 0:
                         arr[i] = v.arrival_time * dt
-                best = (wall, build, arr, trip_platoon, len(vehs), float(W.T * dt),
-                        int(W.analyzer.trip_completed), float(W.analyzer.average_travel_time))
+                best = (
+                    wall,
+                    build,
+                    arr,
+                    trip_platoon,
+                    len(vehs),
+                    float(W.T * dt),
+                    int(W.analyzer.trip_completed),
+                    float(W.analyzer.average_travel_time),
+                )
             del W, vehs
             gc.collect()
     res.peak_rss_mb = mem.peak_mb
@@ -331,7 +372,8 @@ def run_uxsim(case: Case, *, deltan: int = 1, cpp: bool = False, seed: int = 0,
 def _sumo_binary(tool: str) -> str | None:
     """Path of a SUMO binary: the eclipse-sumo wheel's own (not the Python entry-point
     wrapper, which would add interpreter start-up to the timing and hide the real
-    process from the memory sampler), else whatever is on PATH."""
+    process from the memory sampler), else whatever is on PATH.
+    """
     try:
         import sumo  # the eclipse-sumo wheel
 
@@ -367,8 +409,10 @@ def _write_sumo_inputs(case: Case, folder: Path) -> tuple[Path, Path, Path]:
     with open(edg, "w") as f:
         f.write("<edges>\n")
         for k in range(net.n_links):
-            f.write(f'  <edge id="e{k}" from="n{net.src[k]}" to="n{net.dst[k]}" numLanes="{lanes[k]}" '
-                    f'speed="{net.free_speed_mps[k]:.4f}" length="{net.length_m[k]:.2f}"/>\n')
+            f.write(
+                f'  <edge id="e{k}" from="n{net.src[k]}" to="n{net.dst[k]}" numLanes="{lanes[k]}" '
+                f'speed="{net.free_speed_mps[k]:.4f}" length="{net.length_m[k]:.2f}"/>\n'
+            )
         f.write("</edges>\n")
     trips = folder / "trips.xml"
     tr = case.trips
@@ -376,15 +420,25 @@ def _write_sumo_inputs(case: Case, folder: Path) -> tuple[Path, Path, Path]:
     with open(trips, "w") as f:
         f.write('<routes>\n  <vType id="car" length="3.0" minGap="2.0"/>\n')
         for i in np.argsort(tr.depart_s, kind="stable"):
-            f.write(f'  <trip id="{int(tr.trip_id[i])}" type="car" depart="{tr.depart_s[i]:.2f}" '
-                    f'fromJunction="n{tr.origin[i]}" toJunction="n{tr.destination[i]}"/>\n')
+            f.write(
+                f'  <trip id="{int(tr.trip_id[i])}" type="car" depart="{tr.depart_s[i]:.2f}" '
+                f'fromJunction="n{tr.origin[i]}" toJunction="n{tr.destination[i]}"/>\n'
+            )
         f.write("</routes>\n")
     return nod, edg, trips
 
 
-def run_sumo(case: Case, *, meso: bool = False, timeout_s: float = 900.0, seed: int = 0,
-             reroute_s: float = 300.0, workdir: str | Path | None = None, early_stop: bool = True,
-             repeat: int = REPEAT) -> EngineResult:
+def run_sumo(
+    case: Case,
+    *,
+    meso: bool = False,
+    timeout_s: float = 900.0,
+    seed: int = 0,
+    reroute_s: float = 300.0,
+    workdir: str | Path | None = None,
+    early_stop: bool = True,
+    repeat: int = REPEAT,
+) -> EngineResult:
     """Run the case through SUMO (microscopic, or mesoscopic with ``meso=True``).
 
     The network is written as plain XML and converted with ``netconvert``
@@ -409,8 +463,17 @@ def run_sumo(case: Case, *, meso: bool = False, timeout_s: float = 900.0, seed: 
         t0 = time.perf_counter()
         nod, edg, trips = _write_sumo_inputs(case, tmp)
         netfile = tmp / "net.net.xml"
-        cmd = [netconvert_bin, "--node-files", str(nod), "--edge-files", str(edg), "-o", str(netfile),
-               "--no-turnarounds.except-deadend", "--no-warnings"]
+        cmd = [
+            netconvert_bin,
+            "--node-files",
+            str(nod),
+            "--edge-files",
+            str(edg),
+            "-o",
+            str(netfile),
+            "--no-turnarounds.except-deadend",
+            "--no-warnings",
+        ]
         p = subprocess.run(cmd, capture_output=True, text=True, env=_sumo_env())
         if p.returncode != 0:
             res.status, res.note = "error", f"netconvert failed: {p.stderr.strip()[-400:]}"
@@ -421,20 +484,37 @@ def run_sumo(case: Case, *, meso: bool = False, timeout_s: float = 900.0, seed: 
         for run in range(max(int(repeat), 1)):
             tripinfo = tmp / f"tripinfo{run}.xml"
             stats = tmp / f"stats{run}.xml"
-            cmd = [sumo_bin, "-n", str(netfile), "-r", str(trips), "--junction-taz",
-                   "--begin", "0", "--seed", str(seed),
-                   "--device.rerouting.probability", "1", "--device.rerouting.period", f"{reroute_s:g}",
-                   "--tripinfo-output", str(tripinfo), "--tripinfo-output.write-unfinished",
-                   "--statistic-output", str(stats), "--no-step-log", "--no-warnings",
-                   "--duration-log.disable"]
+            cmd = [
+                sumo_bin,
+                "-n",
+                str(netfile),
+                "-r",
+                str(trips),
+                "--junction-taz",
+                "--begin",
+                "0",
+                "--seed",
+                str(seed),
+                "--device.rerouting.probability",
+                "1",
+                "--device.rerouting.period",
+                f"{reroute_s:g}",
+                "--tripinfo-output",
+                str(tripinfo),
+                "--tripinfo-output.write-unfinished",
+                "--statistic-output",
+                str(stats),
+                "--no-step-log",
+                "--no-warnings",
+                "--duration-log.disable",
+            ]
             if not early_stop:
                 cmd += ["--end", f"{case.duration_s:g}"]
             if meso:
                 cmd.append("--mesosim")
             with _PeakRSS() as mem:
                 t0 = time.perf_counter()
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=_sumo_env())
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_sumo_env())
                 mem.watch(proc.pid)
                 try:
                     _, err = proc.communicate(timeout=timeout_s)
@@ -510,9 +590,15 @@ def _our_model() -> Any:
     return TrafficModel
 
 
-def ours_until_arrived(case: Case, *, step_s: float = 2.0, reroute_s: float = 300.0,
-                       check_s: float = CHECK_S, early_stop: bool = True,
-                       route_tolerance: float = 0.02) -> dict[str, Any]:
+def ours_until_arrived(
+    case: Case,
+    *,
+    step_s: float = 2.0,
+    reroute_s: float = 300.0,
+    check_s: float = CHECK_S,
+    early_stop: bool = True,
+    route_tolerance: float = 0.02,
+) -> dict[str, Any]:
     """One run of our engine, driven as ``twin.traffic.simulate`` drives it, but
     stopping once every trip has arrived.
 
@@ -546,16 +632,30 @@ def ours_until_arrived(case: Case, *, step_s: float = 2.0, reroute_s: float = 30
             if early_stop and arrived >= n:
                 break
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "build_s": build, "sim_end_s": float(m.now),
-            "arrive_s": m.veh.arrive.copy(), "counts": m.counts()}
+    return {
+        "wall_s": wall,
+        "build_s": build,
+        "sim_end_s": float(m.now),
+        "arrive_s": m.veh.arrive.copy(),
+        "counts": m.counts(),
+    }
 
 
-def run_ours(case: Case, *, step_s: float = 2.0, reroute_s: float = 300.0, warm: bool = True,
-             early_stop: bool = True, check_s: float = CHECK_S, repeat: int = REPEAT) -> EngineResult:
+def run_ours(
+    case: Case,
+    *,
+    step_s: float = 2.0,
+    reroute_s: float = 300.0,
+    warm: bool = True,
+    early_stop: bool = True,
+    check_s: float = CHECK_S,
+    repeat: int = REPEAT,
+) -> EngineResult:
     """Run our engine (:func:`ours_until_arrived`): a first, cold call (JIT
     compile or numba cache load, model set-up included: ``cold_wall_s``), then
     ``repeat`` warm runs, the fastest reported (``wall_s``: the simulation loop
-    only).  ``warm=False`` reports the cold call's loop alone."""
+    only).  ``warm=False`` reports the cold call's loop alone.
+    """
     res = EngineResult(engine="ours", case=case.name, trips=case.n_trips, vehicles=case.n_trips)
     model = _our_model()
     if isinstance(model, str):
@@ -580,8 +680,9 @@ def run_ours(case: Case, *, step_s: float = 2.0, reroute_s: float = 300.0, warm:
     res.extra["early_stop"] = early_stop
     res.extra["counts"] = best["counts"]
     res.extra["ru_maxrss_mb"] = _ru_maxrss_mb()
-    summarise(res, case.trips.depart_s, np.asarray(best["arrive_s"], dtype=np.float64),
-              min(res.sim_end_s, case.duration_s))
+    summarise(
+        res, case.trips.depart_s, np.asarray(best["arrive_s"], dtype=np.float64), min(res.sim_end_s, case.duration_s)
+    )
     return res
 
 
@@ -626,8 +727,19 @@ def run_engine(label: str, runner: str, case: Case, *, isolate: bool = True, **k
     except Exception as exc:  # noqa: BLE001
         log.exception("%s on %s failed", label, case.name)
         engine, _, d = label.partition(" d=")
-        res = EngineResult(engine=engine, case=case.name, deltan=int(d) if d else None,
-                           trips=case.n_trips, status="error", note=f"{type(exc).__name__}: {exc}")
-    log.info("%s: %s done (%s, wall %s s)", case.name, label, res.status,
-             f"{res.wall_s:.2f}" if res.wall_s is not None else "-")
+        res = EngineResult(
+            engine=engine,
+            case=case.name,
+            deltan=int(d) if d else None,
+            trips=case.n_trips,
+            status="error",
+            note=f"{type(exc).__name__}: {exc}",
+        )
+    log.info(
+        "%s: %s done (%s, wall %s s)",
+        case.name,
+        label,
+        res.status,
+        f"{res.wall_s:.2f}" if res.wall_s is not None else "-",
+    )
     return res

@@ -45,8 +45,9 @@ def metro_city(persons: int, *, n: int = 72, link_m: float = 200.0, zone_m: floa
     from city_models import City, Zones
     from city_models.synthetic import allocate_integer
 
-    net = grid_network(n, link_m=link_m, lanes=1.0, speed_kmh=40.0, arterial_every=6,
-                       arterial_lanes=2.0, arterial_speed_kmh=60.0)
+    net = grid_network(
+        n, link_m=link_m, lanes=1.0, speed_kmh=40.0, arterial_every=6, arterial_lanes=2.0, arterial_speed_kmh=60.0
+    )
     ix = np.floor(net.x / zone_m).astype(np.int64)
     iy = np.floor(net.y / zone_m).astype(np.int64)
     ncol = int(ix.max()) + 1
@@ -63,7 +64,9 @@ def metro_city(persons: int, *, n: int = 72, link_m: float = 200.0, zone_m: floa
         name=tuple(f"C{c // ncol:02d}-{c % ncol:02d}" for c in cells),
         residents=allocate_integer(int(persons), res_w),
         jobs=allocate_integer(int(0.55 * persons), job_w),
-        x=zx, y=zy, node_zone=node_zone.astype(np.int32),
+        x=zx,
+        y=zy,
+        node_zone=node_zone.astype(np.int32),
     )
     return City(name=f"metro-{n}x{n}", network=net, zones=zones)
 
@@ -71,19 +74,32 @@ def metro_city(persons: int, *, n: int = 72, link_m: float = 200.0, zone_m: floa
 def _scenario(hours: float, step: float, reroute: float, bucket: float, access: int = 0):
     from scenarios import load_scenario
 
-    return load_scenario({
-        "name": "population_benchmark",
-        "time": {"start": "00:00", "duration": hours * 3600.0, "step": step},
-        "city": {"synthetic": {}},  # replaced by the metro city passed to Twin
-        "traffic": {"reroute_interval": reroute},
-        "outputs": {"interval": "5min"},
-        "population": {"enabled": True, "bucket": bucket, "trip_table": False,
-                       "synthesis": {"access_nodes": access}},
-    })
+    return load_scenario(
+        {
+            "name": "population_benchmark",
+            "time": {"start": "00:00", "duration": hours * 3600.0, "step": step},
+            "city": {"synthetic": {}},  # replaced by the metro city passed to Twin
+            "traffic": {"reroute_interval": reroute},
+            "outputs": {"interval": "5min"},
+            "population": {
+                "enabled": True,
+                "bucket": bucket,
+                "trip_table": False,
+                "synthesis": {"access_nodes": access},
+            },
+        }
+    )
 
 
-def run_size(persons: int, *, hours: float = 24.0, step: float = 2.0, reroute: float = 600.0,
-             bucket: float = 300.0, access: int = 0) -> dict:
+def run_size(
+    persons: int,
+    *,
+    hours: float = 24.0,
+    step: float = 2.0,
+    reroute: float = 600.0,
+    bucket: float = 300.0,
+    access: int = 0,
+) -> dict:
     """Build and run one size in this process; returns the measurements."""
     from twin.model import Twin
     from twin.population.component import PopulationComponent
@@ -137,7 +153,8 @@ def warm_up(*, step: float = 2.0, reroute: float = 600.0, bucket: float = 300.0)
     """Compile (or load) the numba kernels: a small run through the morning (a run
     with no car on the road compiles the traffic kernels only for empty vehicle
     arrays, whose columns numba types differently), then one choice batch large
-    enough for the parallel path (the small run's batches are all below it)."""
+    enough for the parallel path (the small run's batches are all below it).
+    """
     from kernels import choice as kc
 
     seen = []
@@ -206,14 +223,31 @@ def main(argv: list[str] | None = None) -> int:
     warm_up(step=args.step, reroute=args.reroute, bucket=args.bucket)  # compile the kernels
     warm = time.perf_counter() - t
     rows = []
-    payload = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-               "args": vars(args), "warmup_s": warm, "results": rows}
+    payload = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "args": vars(args),
+        "warmup_s": warm,
+        "results": rows,
+    }
     for n in sizes:
         res = run_size(n, **kw) if args.no_isolate else run_isolated(n, **kw)
         rows.append(res)
         _write(Path(args.out), payload)
-    hdr = ("persons", "households", "trips_made", "car_trips", "vehicles_completed", "route_rows", "build_s", "run_s",
-           "population_s", "total_s", "build_cpu_s", "run_cpu_s", "peak_rss_mb")
+    hdr = (
+        "persons",
+        "households",
+        "trips_made",
+        "car_trips",
+        "vehicles_completed",
+        "route_rows",
+        "build_s",
+        "run_s",
+        "population_s",
+        "total_s",
+        "build_cpu_s",
+        "run_cpu_s",
+        "peak_rss_mb",
+    )
     print(f"warm-up (numba compile, 2,000 persons, 9 h): {warm:.1f} s")
     print(" | ".join(hdr))
     for r in rows:

@@ -24,8 +24,9 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,12 +46,11 @@ def free_flow_mean_tt(case: Case) -> float:
     from scipy.sparse.csgraph import dijkstra
 
     net = case.network
-    g = csr_matrix((net.length_m / net.free_speed_mps, (net.src, net.dst)),
-                   shape=(net.n_nodes, net.n_nodes))
+    g = csr_matrix((net.length_m / net.free_speed_mps, (net.src, net.dst)), shape=(net.n_nodes, net.n_nodes))
     origins, inv = np.unique(case.trips.origin, return_inverse=True)
     total = 0.0
     for start in range(0, origins.shape[0], 512):  # bound memory on big networks
-        block = origins[start:start + 512]
+        block = origins[start : start + 512]
         dist = dijkstra(g, indices=block)
         sel = (inv >= start) & (inv < start + block.shape[0])
         total += float(dist[inv[sel] - start, case.trips.destination[sel]].sum())
@@ -84,22 +84,24 @@ def table_rows(results: list[EngineResult]) -> list[dict[str, str]]:
         dtt = "-"
         if ref is not None and r.mean_tt_s is not None and math.isfinite(r.mean_tt_s) and r is not ref:
             dtt = f"{100.0 * (r.mean_tt_s / ref.mean_tt_s - 1.0):+.1f}%"
-        rows.append({
-            "engine": r.engine,
-            "deltan": str(r.deltan) if r.deltan is not None else "-",
-            "status": r.status,
-            "wall s": _fmt(r.wall_s, ".3f" if r.wall_s is not None and r.wall_s < 1 else ".2f")
-            + (f" (cold {r.cold_wall_s:.1f})" if r.cold_wall_s else ""),
-            "end s": _fmt(r.sim_end_s, ",.0f"),
-            "vehicles": _fmt(r.vehicles, ","),
-            "completed": _fmt(r.completed, ","),
-            "mean TT s": _fmt(r.mean_tt_s, ".1f"),
-            "veh-h": _fmt(r.vehicle_hours, ",.1f"),
-            "peak MB": _fmt(r.peak_rss_mb, ",.0f"),
-            "peer/ours": speedup,
-            "TT vs UXsim d=1": dtt,
-            "note": r.note,
-        })
+        rows.append(
+            {
+                "engine": r.engine,
+                "deltan": str(r.deltan) if r.deltan is not None else "-",
+                "status": r.status,
+                "wall s": _fmt(r.wall_s, ".3f" if r.wall_s is not None and r.wall_s < 1 else ".2f")
+                + (f" (cold {r.cold_wall_s:.1f})" if r.cold_wall_s else ""),
+                "end s": _fmt(r.sim_end_s, ",.0f"),
+                "vehicles": _fmt(r.vehicles, ","),
+                "completed": _fmt(r.completed, ","),
+                "mean TT s": _fmt(r.mean_tt_s, ".1f"),
+                "veh-h": _fmt(r.vehicle_hours, ",.1f"),
+                "peak MB": _fmt(r.peak_rss_mb, ",.0f"),
+                "peer/ours": speedup,
+                "TT vs UXsim d=1": dtt,
+                "note": r.note,
+            }
+        )
     return rows
 
 
@@ -141,15 +143,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def _machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
-                            "cpus": os.cpu_count()}
+    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
     try:
         import uxsim
+
         info["uxsim"] = getattr(uxsim, "__version__", "?")
     except ImportError:
         pass
     try:
         import subprocess
+
         out = subprocess.run(["sumo", "--version"], capture_output=True, text=True).stdout
         info["sumo"] = out.splitlines()[0] if out else "?"
     except OSError:
@@ -158,33 +161,55 @@ def _machine() -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default="small",
-                   help=f"comma-separated cases from {','.join(CASES)} (default: small)")
-    p.add_argument("--peers", default=",".join(DEFAULT_PEERS),
-                   help=f"comma-separated peers from {','.join(PEERS)} or 'none' (default: {','.join(DEFAULT_PEERS)})")
-    p.add_argument("--skip-slow-peers", action="store_true",
-                   help="skip UXsim's Python engine and SUMO on every case but 'small'")
-    p.add_argument("--quick", action="store_true",
-                   help="the small case with all peers (overrides --cases/--peers)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--cases", default="small", help=f"comma-separated cases from {','.join(CASES)} (default: small)")
+    p.add_argument(
+        "--peers",
+        default=",".join(DEFAULT_PEERS),
+        help=f"comma-separated peers from {','.join(PEERS)} or 'none' (default: {','.join(DEFAULT_PEERS)})",
+    )
+    p.add_argument(
+        "--skip-slow-peers", action="store_true", help="skip UXsim's Python engine and SUMO on every case but 'small'"
+    )
+    p.add_argument("--quick", action="store_true", help="the small case with all peers (overrides --cases/--peers)")
     p.add_argument("--no-ours", action="store_true", help="do not run our engine")
-    p.add_argument("--no-isolate", action="store_true",
-                   help="run every engine in this process (default: one forked child per engine run)")
+    p.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run every engine in this process (default: one forked child per engine run)",
+    )
     p.add_argument("--deltan", default="1,5", help="UXsim deltan values (default 1,5)")
-    p.add_argument("--platoon", choices=("consecutive", "od"), default="consecutive",
-                   help="how trips are grouped into UXsim platoons (default: consecutive)")
+    p.add_argument(
+        "--platoon",
+        choices=("consecutive", "od"),
+        default="consecutive",
+        help="how trips are grouped into UXsim platoons (default: consecutive)",
+    )
     p.add_argument("--sumo-timeout", type=float, default=900.0, help="seconds before SUMO is stopped")
     p.add_argument("--step", type=float, default=2.0, help="our engine's time step, s")
-    p.add_argument("--reroute", type=float, default=300.0,
-                   help="re-routing period, s (ours; also UXsim's duo_update_time and SUMO's rerouting period)")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="runs per engine in its process; the fastest is reported (default 3)")
-    p.add_argument("--check", type=float, default=300.0,
-                   help="UXsim and ours: simulated seconds between checks that every trip has arrived")
-    p.add_argument("--full-horizon", action="store_true",
-                   help="run every engine to the case's full duration instead of stopping once every trip "
-                        "has arrived (SUMO then gets --end)")
+    p.add_argument(
+        "--reroute",
+        type=float,
+        default=300.0,
+        help="re-routing period, s (ours; also UXsim's duo_update_time and SUMO's rerouting period)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, help="runs per engine in its process; the fastest is reported (default 3)"
+    )
+    p.add_argument(
+        "--check",
+        type=float,
+        default=300.0,
+        help="UXsim and ours: simulated seconds between checks that every trip has arrived",
+    )
+    p.add_argument(
+        "--full-horizon",
+        action="store_true",
+        help="run every engine to the case's full duration instead of stopping once every trip "
+        "has arrived (SUMO then gets --end)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/out", help="folder for results.json")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -216,16 +241,36 @@ def run_case(case: Case, args: argparse.Namespace) -> list[EngineResult]:
     results: list[EngineResult] = []
     stop = {"early_stop": not args.full_horizon, "repeat": args.repeat}
     if not args.no_ours:
-        results.append(run_engine("ours", "run_ours", case, isolate=not args.no_isolate,
-                                  step_s=args.step, reroute_s=args.reroute, check_s=args.check, **stop))
+        results.append(
+            run_engine(
+                "ours",
+                "run_ours",
+                case,
+                isolate=not args.no_isolate,
+                step_s=args.step,
+                reroute_s=args.reroute,
+                check_s=args.check,
+                **stop,
+            )
+        )
     for peer in args.peer_list:
         if case.peers_allowed is not None and peer not in case.peers_allowed:
-            results.append(EngineResult(engine=peer, case=case.name, trips=case.n_trips, status="skipped",
-                                        note="peer would take hours on this case"))
+            results.append(
+                EngineResult(
+                    engine=peer,
+                    case=case.name,
+                    trips=case.n_trips,
+                    status="skipped",
+                    note="peer would take hours on this case",
+                )
+            )
             continue
         if args.skip_slow_peers and peer in SLOW_PEERS and case.name != "small":
-            results.append(EngineResult(engine=peer, case=case.name, trips=case.n_trips, status="skipped",
-                                        note="--skip-slow-peers"))
+            results.append(
+                EngineResult(
+                    engine=peer, case=case.name, trips=case.n_trips, status="skipped", note="--skip-slow-peers"
+                )
+            )
             continue
         for label, runner, fixed in PEERS[peer]:
             kw: dict[str, Any] = {"seed": args.seed, **stop, **fixed}
@@ -241,12 +286,18 @@ def run_case(case: Case, args: argparse.Namespace) -> list[EngineResult]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     out = Path(args.out)
     path = out / "results.json"
-    doc: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": _machine(),
-                           "args": {k: v for k, v in vars(args).items()}, "cases": {}}
+    doc: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": _machine(),
+        "args": {k: v for k, v in vars(args).items()},
+        "cases": {},
+    }
     for name in args.case_list:
         t0 = time.perf_counter()
         try:
@@ -258,8 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         build = time.perf_counter() - t0
         ff = free_flow_mean_tt(case)
-        print(f"[{name}] {case.description}; simulated {case.duration_s:g} s; "
-              f"free-flow mean TT {ff:.1f} s (built in {build:.1f} s)", flush=True)
+        print(
+            f"[{name}] {case.description}; simulated {case.duration_s:g} s; "
+            f"free-flow mean TT {ff:.1f} s (built in {build:.1f} s)",
+            flush=True,
+        )
         results = run_case(case, args)
         doc["cases"][name] = {
             "description": case.description,

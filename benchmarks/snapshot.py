@@ -46,13 +46,15 @@ def build_twin(*, n_trips: int, until: str, out: Path, seed: int = 0):
     case = metro_case(seed=seed, n_trips=n_trips)
     city = metro_city(1000)
     csv = write_trips(case.trips, out / f"metro_trips_{n_trips}_seed{seed}.csv")
-    sc = load_scenario({
-        "name": "metro_snapshot",
-        "time": {"start": "00:00", "duration": "25h", "step": 2.0},
-        "city": {"synthetic": {}},  # replaced by the metro city
-        "demand": {"trips": str(csv)},
-        "outputs": {"interval": "5min"},
-    })
+    sc = load_scenario(
+        {
+            "name": "metro_snapshot",
+            "time": {"start": "00:00", "duration": "25h", "step": 2.0},
+            "city": {"synthetic": {}},  # replaced by the metro city
+            "demand": {"trips": str(csv)},
+            "outputs": {"interval": "5min"},
+        }
+    )
     twin = Twin(sc, city=city)
     twin.run_until(until)
     return twin
@@ -73,8 +75,14 @@ def run(*, n_trips: int, until: str, repeat: int, out: Path, check: bool = True,
     t = time.perf_counter()
     twin = build_twin(n_trips=n_trips, until=until, out=out)
     build_s = time.perf_counter() - t
-    row: dict = {"trips": n_trips, "until": until, "build_s": build_s, "sim_time_s": twin.now,
-                 "vehicles": int(twin.traffic.n_vehicles), "links": int(twin.city.network.n_links)}
+    row: dict = {
+        "trips": n_trips,
+        "until": until,
+        "build_s": build_s,
+        "sim_time_s": twin.now,
+        "vehicles": int(twin.traffic.n_vehicles),
+        "links": int(twin.city.network.n_links),
+    }
     pw, blob = _best(lambda: pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL), repeat)
     pr, _ = _best(lambda: pickle.loads(blob), repeat)
     row.update(pickle_write_s=pw, pickle_read_s=pr, pickle_bytes=len(blob))
@@ -84,8 +92,9 @@ def run(*, n_trips: int, until: str, repeat: int, out: Path, check: bool = True,
 
     old = out / "metro.pickle.snap"
     head = json.dumps({"format": "city-twin-snapshot/1"}).encode() + b"\n"
-    fw, _ = _best(lambda: write_bytes(old, head + pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL),
-                                      fsync=True), repeat)
+    fw, _ = _best(
+        lambda: write_bytes(old, head + pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL), fsync=True), repeat
+    )
 
     def read_old():
         with open(old, "rb") as fh:
@@ -99,15 +108,22 @@ def run(*, n_trips: int, until: str, repeat: int, out: Path, check: bool = True,
         path = out / "metro.snap"
         sw, _ = _best(lambda: twin.snapshot(path), repeat)
         sr, back = _best(lambda: Twin.restore(path), repeat)
-        row.update(snapshot_write_s=sw, snapshot_read_s=sr, snapshot_bytes=path.stat().st_size,
-                   size_ratio=path.stat().st_size / row["pickle_bytes"])
+        row.update(
+            snapshot_write_s=sw,
+            snapshot_read_s=sr,
+            snapshot_bytes=path.stat().st_size,
+            size_ratio=path.stat().st_size / row["pickle_bytes"],
+        )
         if check:
             t1 = twin.now + 3600.0
             twin.run_until(t1)
             back.run_until(t1)
             a, b = twin.results(), back.results()
-            row["restored_run_identical"] = all(np.array_equal(a[k].values, b[k].values, equal_nan=True)
-                                                 for k in a.data_vars if a[k].dtype.kind in "biuf")
+            row["restored_run_identical"] = all(
+                np.array_equal(a[k].values, b[k].values, equal_nan=True)
+                for k in a.data_vars
+                if a[k].dtype.kind in "biuf"
+            )
     return row
 
 
@@ -122,8 +138,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
-        row = run(n_trips=args.trips, until=args.until, repeat=args.repeat, out=out, check=not args.no_check,
-                  pickle_only=args.pickle_only)
+        row = run(
+            n_trips=args.trips,
+            until=args.until,
+            repeat=args.repeat,
+            out=out,
+            check=not args.no_check,
+            pickle_only=args.pickle_only,
+        )
     print(json.dumps(row, indent=1))
     return 0
 

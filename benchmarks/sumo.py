@@ -46,8 +46,8 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -102,17 +102,35 @@ def make_drt_trips(path: Path, *, n: int = 3000, horizon_s: float = 3600.0, seed
             f.write(f"<routes>\n  {VTYPE}\n")
             for i in range(m):
                 if a[i] != b[i]:
-                    f.write(f'  <trip id="c{i}" type="car" depart="{t[i]:.2f}" from="{edges[a[i]]}" to="{edges[b[i]]}"/>\n')
+                    f.write(
+                        f'  <trip id="c{i}" type="car" depart="{t[i]:.2f}" from="{edges[a[i]]}" to="{edges[b[i]]}"/>\n'
+                    )
             f.write("</routes>\n")
-        subprocess.run([duarouter, "-n", str(net_path), "--route-files", str(raw), "-o", str(out),
-                        "--ignore-errors", "--no-warnings", "--no-step-log"],
-                       check=True, capture_output=True, env=_sumo_env())
+        subprocess.run(
+            [
+                duarouter,
+                "-n",
+                str(net_path),
+                "--route-files",
+                str(raw),
+                "-o",
+                str(out),
+                "--ignore-errors",
+                "--no-warnings",
+                "--no-step-log",
+            ],
+            check=True,
+            capture_output=True,
+            env=_sumo_env(),
+        )
         routed = {el.get("id") for _, el in ET.iterparse(out) if el.tag == "vehicle"}
     chosen = [i for i in range(m) if f"c{i}" in routed][:n]
     tmp_path = path.with_suffix(".tmp")
     with open(tmp_path, "w") as f:
-        f.write("<!-- random car trips on the DRT network of the eclipse-sumo wheel, routable by duarouter; "
-                f"benchmarks/sumo.py make_drt_trips(n={n}, horizon_s={horizon_s:g}, seed={seed}) -->\n")
+        f.write(
+            "<!-- random car trips on the DRT network of the eclipse-sumo wheel, routable by duarouter; "
+            f"benchmarks/sumo.py make_drt_trips(n={n}, horizon_s={horizon_s:g}, seed={seed}) -->\n"
+        )
         f.write(f"<routes>\n    {VTYPE}\n")
         for k, i in enumerate(chosen):
             f.write(f'    <trip id="{k}" type="car" depart="{t[i]:.2f}" from="{edges[a[i]]}" to="{edges[b[i]]}"/>\n')
@@ -158,12 +176,26 @@ def imported_case(trips_path: Path, *, duration_s: float) -> Case:
     net_path = drt_net()
     city = load_city({"sumo": str(net_path), "repair": {"keep": "largest_weak"}})
     trips = read_sumo_demand(trips_path, city.network, net_path, duration_s=duration_s)
-    return Case(name="sumo_drt", network=city.network, trips=trips, horizon_s=float(trips.depart_s.max()) + 1.0,
-                duration_s=duration_s, description="DRT network of the eclipse-sumo wheel, imported")
+    return Case(
+        name="sumo_drt",
+        network=city.network,
+        trips=trips,
+        horizon_s=float(trips.depart_s.max()) + 1.0,
+        duration_s=duration_s,
+        description="DRT network of the eclipse-sumo wheel, imported",
+    )
 
 
-def run_sumo_files(case: Case, trips_path: Path, *, meso: bool, repeat: int = REPEAT, reroute_s: float = 300.0,
-                   timeout_s: float = 900.0, seed: int = 0) -> EngineResult:
+def run_sumo_files(
+    case: Case,
+    trips_path: Path,
+    *,
+    meso: bool,
+    repeat: int = REPEAT,
+    reroute_s: float = 300.0,
+    timeout_s: float = 900.0,
+    seed: int = 0,
+) -> EngineResult:
     """SUMO on the original network and trips file; measures as :func:`benchmarks.peers.run_sumo`."""
     name = "sumo-meso" if meso else "sumo"
     res = EngineResult(engine=name, case=case.name, trips=case.n_trips, vehicles=case.n_trips)
@@ -177,10 +209,29 @@ def run_sumo_files(case: Case, trips_path: Path, *, meso: bool, repeat: int = RE
     with tempfile.TemporaryDirectory(prefix="bench_sumo_") as tmp:
         for run in range(max(int(repeat), 1)):
             tripinfo, stats = Path(tmp) / f"ti{run}.xml", Path(tmp) / f"st{run}.xml"
-            cmd = [sumo_bin, "-n", str(drt_net()), "-r", str(trips_path), "--begin", "0", "--seed", str(seed),
-                   "--device.rerouting.probability", "1", "--device.rerouting.period", f"{reroute_s:g}",
-                   "--tripinfo-output", str(tripinfo), "--statistic-output", str(stats),
-                   "--no-step-log", "--no-warnings", "--duration-log.disable", "--ignore-route-errors"]
+            cmd = [
+                sumo_bin,
+                "-n",
+                str(drt_net()),
+                "-r",
+                str(trips_path),
+                "--begin",
+                "0",
+                "--seed",
+                str(seed),
+                "--device.rerouting.probability",
+                "1",
+                "--device.rerouting.period",
+                f"{reroute_s:g}",
+                "--tripinfo-output",
+                str(tripinfo),
+                "--statistic-output",
+                str(stats),
+                "--no-step-log",
+                "--no-warnings",
+                "--duration-log.disable",
+                "--ignore-route-errors",
+            ]
             if meso:
                 cmd.append("--mesosim")
             with _PeakRSS() as mem:
@@ -209,8 +260,12 @@ def run_sumo_files(case: Case, trips_path: Path, *, meso: bool, repeat: int = RE
                         arr[index[int(el.get("id"))]] = float(el.get("arrival"))
                     el.clear()
                 root = ET.parse(stats).getroot()
-                best = (arr, float(root.find("performance").get("end")),
-                        int(root.find("teleports").get("total", 0)), int(root.find("vehicles").get("loaded", 0)))
+                best = (
+                    arr,
+                    float(root.find("performance").get("end")),
+                    int(root.find("teleports").get("total", 0)),
+                    int(root.find("vehicles").get("loaded", 0)),
+                )
     res.wall_s, res.peak_rss_mb = min(walls), peak or None
     res.extra["wall_runs_s"] = walls
     arr, res.sim_end_s, teleports, loaded = best
@@ -224,13 +279,19 @@ def run_twin(trips_path: Path, *, duration_s: float, repeat: int = REPEAT, step_
     """The whole twin on the imported scenario (``scenarios/library/sumo_drt.yaml``'s settings):
     ``Twin(scenario).run()`` to the full horizon (no early stop; recorder, route refreshes in
     batches and every other process on), fastest of ``repeat``; ``build_s``: building the twin
-    (import, validation, demand, free-flow times) of the fastest run."""
+    (import, validation, demand, free-flow times) of the fastest run.
+    """
     from scenarios import load_scenario
     from twin.model import Twin
 
-    sc = load_scenario({"name": "sumo_drt", "time": {"duration": duration_s, "step": step_s},
-                        "city": {"sumo": str(drt_net()), "repair": {"keep": "largest_weak"}},
-                        "demand": {"sumo": str(trips_path)}})
+    sc = load_scenario(
+        {
+            "name": "sumo_drt",
+            "time": {"duration": duration_s, "step": step_s},
+            "city": {"sumo": str(drt_net()), "repair": {"keep": "largest_weak"}},
+            "demand": {"sumo": str(trips_path)},
+        }
+    )
     res = EngineResult(engine="twin (whole scenario)", case="sumo_drt")
     best = None
     walls = []
@@ -255,11 +316,13 @@ def run_twin(trips_path: Path, *, duration_s: float, repeat: int = REPEAT, step_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.sumo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.sumo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--trips-file", default=str(TRIPS_FILE), help="SUMO trips on the DRT network")
-    p.add_argument("--make-trips", type=int, default=0, metavar="N",
-                   help="(re)write the trips file with N trips over 1 h first")
+    p.add_argument(
+        "--make-trips", type=int, default=0, metavar="N", help="(re)write the trips file with N trips over 1 h first"
+    )
     p.add_argument("--duration", type=float, default=3 * 3600.0, help="simulated horizon, s (engines stop earlier)")
     p.add_argument("--repeat", type=int, default=REPEAT)
     p.add_argument("--no-meso", action="store_true")
@@ -276,10 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.make_trips:
         print(f"wrote {make_drt_trips(trips_path, n=args.make_trips)} trips to {trips_path}")
     imp = time_import(args.repeat)
-    print(f"import of the DRT network ({imp['links']} links, {imp['nodes']} nodes after validation): "
-          f"ours {imp['ours_s']:.3f} s (target < 5 s)"
-          + (f", sumolib readNet {imp['sumolib_s']:.3f} s ({imp['sumolib_s'] / imp['ours_s']:.1f}x ours)"
-             if imp.get("sumolib_s") else ""))
+    print(
+        f"import of the DRT network ({imp['links']} links, {imp['nodes']} nodes after validation): "
+        f"ours {imp['ours_s']:.3f} s (target < 5 s)"
+        + (
+            f", sumolib readNet {imp['sumolib_s']:.3f} s ({imp['sumolib_s'] / imp['ours_s']:.1f}x ours)"
+            if imp.get("sumolib_s")
+            else ""
+        )
+    )
     case = imported_case(trips_path, duration_s=args.duration)
     # rounds: every engine once per round, interleaved, so that a change in the shared
     # machine's load hits every engine alike; the fastest run of each is reported
@@ -302,25 +370,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     results[0].note = (results[0].note + "; " if results[0].note else "") + "traffic engine (step 2 s, early stop)"
     rows = []
     for r in results:
-        rows.append({
-            "engine": r.engine, "status": r.status,
-            "wall s": f"{r.wall_s:.3f}" if r.wall_s is not None else "-",
-            "end s": f"{r.sim_end_s:,.0f}" if r.sim_end_s is not None else "-",
-            "trips": f"{r.trips:,}", "completed": f"{r.completed:,}" if r.completed is not None else "-",
-            "mean TT s": f"{r.mean_tt_s:.1f}" if r.mean_tt_s is not None else "-",
-            "veh-h": f"{r.vehicle_hours:.1f}" if r.vehicle_hours is not None else "-",
-            "peer/ours": f"{r.wall_s / ours.wall_s:.1f}x" if r is not ours and r.wall_s and ours.wall_s else "-",
-            "note": r.note,
-        })
+        rows.append(
+            {
+                "engine": r.engine,
+                "status": r.status,
+                "wall s": f"{r.wall_s:.3f}" if r.wall_s is not None else "-",
+                "end s": f"{r.sim_end_s:,.0f}" if r.sim_end_s is not None else "-",
+                "trips": f"{r.trips:,}",
+                "completed": f"{r.completed:,}" if r.completed is not None else "-",
+                "mean TT s": f"{r.mean_tt_s:.1f}" if r.mean_tt_s is not None else "-",
+                "veh-h": f"{r.vehicle_hours:.1f}" if r.vehicle_hours is not None else "-",
+                "peer/ours": f"{r.wall_s / ours.wall_s:.1f}x" if r is not ours and r.wall_s and ours.wall_s else "-",
+                "note": r.note,
+            }
+        )
     print_table(f"sumo_drt: {case.n_trips:,} trips, DRT network ({case.network.n_links} links)", rows)
     meso = next((r for r in results if r.engine == "sumo-meso" and r.status == "ok"), None)
     if meso is not None:
         for r in results[:2]:
             if r.wall_s:
                 print(f"SUMO meso / {r.engine}: {meso.wall_s / r.wall_s:.1f}x (target >= 20x)")
-    write_json_atomic(Path(args.out) / "sumo.json",
-                      {"import": imp, "case": case.name, "trips": case.n_trips,
-                       "results": [r.to_dict() for r in results]})
+    write_json_atomic(
+        Path(args.out) / "sumo.json",
+        {"import": imp, "case": case.name, "trips": case.n_trips, "results": [r.to_dict() for r in results]},
+    )
     return 0
 
 

@@ -93,25 +93,30 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
     from city_models import osm
 
     if not isinstance(spec, dict):
-        raise CityError(f"city spec must be a mapping with one of the keys {', '.join(_SPEC_KINDS)}; got {type(spec).__name__}.")
+        raise CityError(
+            f"city spec must be a mapping with one of the keys {', '.join(_SPEC_KINDS)}; got {type(spec).__name__}."
+        )
     spec = dict(spec)
     options = {k: spec.pop(k) for k in _OPTIONS if k in spec}
     min_link_m, keep = _repair_options(options)
     unknown = [k for k in spec if k not in _SPEC_KINDS]
     if unknown:
         raise CityError(
-            f"unknown city spec key {unknown[0]!r}" + (f" (also {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else "")
+            f"unknown city spec key {unknown[0]!r}"
+            + (f" (also {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else "")
             + f"; expected exactly one of {', '.join(_SPEC_KINDS)}."
         )
     if len(spec) != 1:
         raise CityError(
             f"city spec must have exactly one of the keys {', '.join(_SPEC_KINDS)}; got {', '.join(map(repr, spec)) or 'none'}."
         )
-    (kind, value), = spec.items()
+    ((kind, value),) = spec.items()
     if kind == "synthetic":
         value = {} if value is None else value
         if not isinstance(value, dict):
-            raise CityError(f"city spec key 'synthetic' must be a mapping of generator arguments, got {type(value).__name__}.")
+            raise CityError(
+                f"city spec key 'synthetic' must be a mapping of generator arguments, got {type(value).__name__}."
+            )
         allowed = set(inspect.signature(synthetic_city).parameters) - {"seed"}
         bad = sorted(set(value) - allowed)
         if bad:
@@ -160,7 +165,9 @@ def _repair_options(options: dict) -> tuple[float, str]:
     if repair is None:
         repair = {}
     if not isinstance(repair, dict):
-        raise CityError(f"city spec key 'repair' must be a mapping with keys {', '.join(_REPAIR_KEYS)}, got {repair!r}.")
+        raise CityError(
+            f"city spec key 'repair' must be a mapping with keys {', '.join(_REPAIR_KEYS)}, got {repair!r}."
+        )
     bad = [k for k in repair if k not in _REPAIR_KEYS]
     if bad:
         raise CityError(f"unknown key {bad[0]!r} under city spec key 'repair'; known: {', '.join(_REPAIR_KEYS)}.")

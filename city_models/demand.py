@@ -45,10 +45,30 @@ logger = logging.getLogger(__name__)
 #: default share of trips starting in each clock hour 0..23 (relative weights):
 #: a morning peak at 7-9 h and a larger evening peak at 16-18 h
 DEFAULT_HOURLY_PROFILE: tuple[float, ...] = (
-    0.4, 0.25, 0.2, 0.2, 0.35, 1.0,  # 0-5 h
-    2.8, 6.0, 6.4, 4.2, 3.6, 3.8,  # 6-11 h
-    4.2, 4.0, 4.1, 5.0, 6.6, 7.0,  # 12-17 h
-    5.6, 3.8, 2.8, 2.2, 1.4, 0.8,  # 18-23 h
+    0.4,
+    0.25,
+    0.2,
+    0.2,
+    0.35,
+    1.0,  # 0-5 h
+    2.8,
+    6.0,
+    6.4,
+    4.2,
+    3.6,
+    3.8,  # 6-11 h
+    4.2,
+    4.0,
+    4.1,
+    5.0,
+    6.6,
+    7.0,  # 12-17 h
+    5.6,
+    3.8,
+    2.8,
+    2.2,
+    1.4,
+    0.8,  # 18-23 h
 )
 
 _COLUMNS = ("trip_id", "origin", "destination", "depart_s")
@@ -125,7 +145,8 @@ _INT64_MAX = 2**63 - 1
 
 def _exact_integers(path: Path, field: str, col: pd.Series) -> np.ndarray:
     """Whole numbers written as text, read exactly (ids beyond 2**53 keep every digit),
-    each within a signed 64-bit integer."""
+    each within a signed 64-bit integer.
+    """
     values: list[int] = []
     bad: list[int] = []
     big: list[int] = []
@@ -152,9 +173,14 @@ def _exact_integers(path: Path, field: str, col: pd.Series) -> np.ndarray:
         raise _rows_error(path, field, rows, [raw[r] for r in bad[:_SHOW]], "a value that is not a whole number")
     if big:
         rows = np.asarray(big)
-        raise _rows_error(path, field, rows, [_short(raw[r]) for r in big[:_SHOW]],
-                          "a whole number outside the 64-bit range",
-                          f"Ids must lie between {-_INT64_MAX - 1} and {_INT64_MAX}.")
+        raise _rows_error(
+            path,
+            field,
+            rows,
+            [_short(raw[r]) for r in big[:_SHOW]],
+            "a whole number outside the 64-bit range",
+            f"Ids must lie between {-_INT64_MAX - 1} and {_INT64_MAX}.",
+        )
     return np.asarray(values, dtype=np.int64)
 
 
@@ -173,8 +199,14 @@ def _numeric_column(path: Path, df: pd.DataFrame, field: str, integer: bool) -> 
         big = raw > np.uint64(_INT64_MAX)
         if integer and big.any():
             rows = np.flatnonzero(big)
-            raise _rows_error(path, field, rows, raw[rows].tolist(), "a whole number outside the 64-bit range",
-                              f"Ids must lie between {-_INT64_MAX - 1} and {_INT64_MAX}.")
+            raise _rows_error(
+                path,
+                field,
+                rows,
+                raw[rows].tolist(),
+                "a whole number outside the 64-bit range",
+                f"Ids must lie between {-_INT64_MAX - 1} and {_INT64_MAX}.",
+            )
         return raw.astype(np.int64) if integer else raw.astype(np.float64)
     if col.dtype.kind == "f":
         num = raw
@@ -185,8 +217,9 @@ def _numeric_column(path: Path, df: pd.DataFrame, field: str, integer: bool) -> 
     missing = np.isnan(num) & ~bad_text
     if bad_text.any():
         rows = np.flatnonzero(bad_text)
-        raise _rows_error(path, field, rows, [_short(v) for v in raw[rows[:_SHOW]].tolist()],
-                          "a value that is not a number")
+        raise _rows_error(
+            path, field, rows, [_short(v) for v in raw[rows[:_SHOW]].tolist()], "a value that is not a number"
+        )
     if missing.any():
         rows = np.flatnonzero(missing)
         raise _rows_error(path, field, rows, [""] * rows.size, "a missing value")
@@ -222,7 +255,11 @@ def _map_nodes(path: Path, field: str, osmids: np.ndarray, sorted_ids: np.ndarra
     if not found.all():
         rows = np.flatnonzero(~found)
         raise _rows_error(
-            path, field, rows, osmids[rows].tolist(), "a node id that is not in the network",
+            path,
+            field,
+            rows,
+            osmids[rows].tolist(),
+            "a node id that is not in the network",
             "Origins and destinations must be the network's source node ids (Network.node_osmid).",
         )
     return order[pos] if pos.size else np.zeros(0, dtype=np.int32)
@@ -283,13 +320,17 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
         raise DemandError(f"trips file {str(path)!r} could not be parsed as CSV: {_short_exc(exc)}") from None
     except (EOFError, zlib.error) as exc:  # a truncated or corrupted .gz/.bz2/.xz/.zip
-        raise DemandError(f"trips file {str(path)!r} is truncated or corrupted (a compressed file that "
-                          f"does not end where it should): {_short_exc(exc)}") from None
+        raise DemandError(
+            f"trips file {str(path)!r} is truncated or corrupted (a compressed file that "
+            f"does not end where it should): {_short_exc(exc)}"
+        ) from None
     except (OSError, ValueError, OverflowError, MemoryError) as exc:
         raise DemandError(f"trips file {str(path)!r} could not be read: {_short_exc(exc)}") from None
     if len(df) > MAX_TRIP_ROWS:
-        raise DemandError(f"trips file {str(path)!r} has more than {MAX_TRIP_ROWS:,} rows; "
-                          f"a trips table may have at most {MAX_TRIP_ROWS:,}.")
+        raise DemandError(
+            f"trips file {str(path)!r} has more than {MAX_TRIP_ROWS:,} rows; "
+            f"a trips table may have at most {MAX_TRIP_ROWS:,}."
+        )
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in _COLUMNS if c not in df.columns]
     if missing:
@@ -314,8 +355,14 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
     bad = ~np.isfinite(depart) | (depart < 0)
     if bad.any():
         rows = np.flatnonzero(bad)
-        raise _rows_error(path, "depart_s", rows, depart[rows].tolist(), "a negative or infinite departure time",
-                          "Departure times are seconds since scenario start, >= 0.")
+        raise _rows_error(
+            path,
+            "depart_s",
+            rows,
+            depart[rows].tolist(),
+            "a negative or infinite departure time",
+            "Departure times are seconds since scenario start, >= 0.",
+        )
     if trip_id.size:
         order = np.argsort(trip_id, kind="stable")
         ids = trip_id[order]
@@ -335,8 +382,14 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
     same = o_id == d_id
     if same.any():
         rows = np.flatnonzero(same)
-        raise _rows_error(path, "destination", rows, d_id[rows].tolist(), "the origin node as destination",
-                          "A trip must go somewhere else than where it starts.")
+        raise _rows_error(
+            path,
+            "destination",
+            rows,
+            d_id[rows].tolist(),
+            "the origin node as destination",
+            "A trip must go somewhere else than where it starts.",
+        )
     sorted_ids, order = _node_lookup(network)
     origin = _map_nodes(path, "origin", o_id, sorted_ids, order)
     destination = _map_nodes(path, "destination", d_id, sorted_ids, order)
@@ -344,8 +397,12 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
     if duration_s is not None:
         late = depart >= float(duration_s)
         if late.any():
-            logger.warning("%s: dropped %d trip(s) departing at or after the scenario end (%g s)",
-                        path, int(late.sum()), float(duration_s))
+            logger.warning(
+                "%s: dropped %d trip(s) departing at or after the scenario end (%g s)",
+                path,
+                int(late.sum()),
+                float(duration_s),
+            )
             keep = ~late
             trip_id, origin, destination, depart = trip_id[keep], origin[keep], destination[keep], depart[keep]
     return _make_trips(trip_id, origin, destination, depart)
@@ -374,12 +431,14 @@ def write_trips_csv(trips: Trips, network: Network, path: str | os.PathLike) -> 
         a = np.asarray(getattr(trips, field))
         if a.size and (a.min() < 0 or a.max() >= n):
             raise DemandError(f"write_trips_csv: trips.{field} has node indices outside 0..{n - 1}")
-    df = pd.DataFrame({
-        "trip_id": np.asarray(trips.trip_id, dtype=np.int64),
-        "origin": ids[np.asarray(trips.origin, dtype=np.int64)],
-        "destination": ids[np.asarray(trips.destination, dtype=np.int64)],
-        "depart_s": np.asarray(trips.depart_s, dtype=np.float64),
-    })
+    df = pd.DataFrame(
+        {
+            "trip_id": np.asarray(trips.trip_id, dtype=np.int64),
+            "origin": ids[np.asarray(trips.origin, dtype=np.int64)],
+            "destination": ids[np.asarray(trips.destination, dtype=np.int64)],
+            "depart_s": np.asarray(trips.depart_s, dtype=np.float64),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -435,9 +494,7 @@ def _furness(f: np.ndarray, prod: np.ndarray, attr: np.ndarray, *, iters: int = 
     return a[:, None] * f * b[None, :]
 
 
-def _departures(
-    rng: np.random.Generator, n: int, start_s: float, duration_s: float, profile: np.ndarray
-) -> np.ndarray:
+def _departures(rng: np.random.Generator, n: int, start_s: float, duration_s: float, profile: np.ndarray) -> np.ndarray:
     """``n`` departure times (s since scenario start) following a daily profile."""
     bins = profile.shape[0]
     bin_s = _DAY_S / bins
@@ -500,15 +557,18 @@ def _gravity_od(count, res, job, zx, zy, beta_per_km) -> np.ndarray:
     if prod.sum() <= 0 or attr.sum() <= 0:
         raise DemandError(
             "gravity_trips: no trips can be made: no zone with nodes has residents"
-            if prod.sum() <= 0 else "gravity_trips: no trips can be made: no zone with nodes has jobs"
+            if prod.sum() <= 0
+            else "gravity_trips: no trips can be made: no zone with nodes has jobs"
         )
     prod *= 1.0 / prod.sum()
     attr *= 1.0 / attr.sum()
     od = _furness(f, prod, attr)
     total = od.sum()
     if not total > 0:
-        raise DemandError("gravity_trips: no zone pair can hold a trip (zones with residents reach no zone "
-                          "with jobs, or the only candidates are single-node zones)")
+        raise DemandError(
+            "gravity_trips: no zone pair can hold a trip (zones with residents reach no zone "
+            "with jobs, or the only candidates are single-node zones)"
+        )
     return od / total
 
 

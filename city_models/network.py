@@ -20,7 +20,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Network", "make_network", "lookup_nodes", "reachable", "DEFAULT_JAM_DENSITY_PER_LANE", "default_capacity_vph", "MAX_PRIORITY"]
+__all__ = [
+    "Network",
+    "make_network",
+    "lookup_nodes",
+    "reachable",
+    "DEFAULT_JAM_DENSITY_PER_LANE",
+    "default_capacity_vph",
+    "MAX_PRIORITY",
+]
 
 #: jam density per lane, veh/m (UXsim's default 0.2 veh/m; 5 m per stopped car)
 DEFAULT_JAM_DENSITY_PER_LANE = 0.2
@@ -90,7 +98,8 @@ class Network(NamedTuple):
     @property
     def backward_wave_speed_mps(self) -> np.ndarray:
         """Backward wave speed of each link: the given ``wave_speed_mps``, else its
-        triangular fundamental diagram's."""
+        triangular fundamental diagram's.
+        """
         q = self.capacity_vph / 3600.0
         with np.errstate(divide="ignore", invalid="ignore"):
             tri = q / (self.jam_density_vpm - q / self.free_speed_mps)
@@ -99,7 +108,8 @@ class Network(NamedTuple):
 
     def node_index(self, osmid: int) -> int:
         """Dense index of a node given its source id (also the id of a node that
-        validation merged or dropped: the node standing for it); ``KeyError`` if unknown."""
+        validation merged or dropped: the node standing for it); ``KeyError`` if unknown.
+        """
         hits = np.flatnonzero(self.node_osmid == osmid)
         if hits.size:
             return int(hits[0])
@@ -281,6 +291,7 @@ def make_network(
         Naming the field: wrong lengths, node indices out of range, or a
         ``priority`` that is not an integer in 0..127.
     """
+
     def _opt(v, fill, dtype, size):
         if v is None:
             return np.full(size, fill, dtype=dtype)

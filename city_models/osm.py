@@ -67,8 +67,9 @@ from __future__ import annotations
 import logging
 import math
 import xml.sax
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from xml.etree.ElementTree import ParseError
 
 import numpy as np
@@ -117,9 +118,25 @@ BUILTIN_CITIES = {"helsinki": "helsinki_pbf"}
 #: ``highway`` values that are not for cars (dropped from OSM XML graphs)
 DRIVABLE_HIGHWAYS_EXCLUDED = frozenset(
     {
-        "footway", "path", "cycleway", "steps", "pedestrian", "bridleway", "corridor", "elevator",
-        "escalator", "proposed", "construction", "platform", "bus_stop", "raceway", "abandoned",
-        "planned", "track", "via_ferrata", "bus_guideway",
+        "footway",
+        "path",
+        "cycleway",
+        "steps",
+        "pedestrian",
+        "bridleway",
+        "corridor",
+        "elevator",
+        "escalator",
+        "proposed",
+        "construction",
+        "platform",
+        "bus_stop",
+        "raceway",
+        "abandoned",
+        "planned",
+        "track",
+        "via_ferrata",
+        "bus_guideway",
     }
 )
 
@@ -193,7 +210,8 @@ def _positive(value: Any) -> float | None:
 
 def _parse_speed(value: Any) -> float | None:
     """A speed tag in km/h (:func:`parse_speed_kph`), reading a plain number written in
-    any float notation whole (``"1e9"`` is 1e9, not 1)."""
+    any float notation whole (``"1e9"`` is 1e9, not 1).
+    """
     one = first_value(value)
     if isinstance(one, str) and not any(c in one for c in ";|"):
         try:
@@ -230,7 +248,8 @@ def _is_signal(highway: Any) -> bool:
 
 def _phases(x: np.ndarray, y: np.ndarray, src: np.ndarray, dst: np.ndarray, signalised: np.ndarray) -> np.ndarray:
     """Phase (0 or 1) of every link into a signalised node, by bearing: links within
-    45 degrees of the node's first in-link's axis go in phase 0; -1 elsewhere."""
+    45 degrees of the node's first in-link's axis go in phase 0; -1 elsewhere.
+    """
     phase = np.full(src.size, -1, np.int64)
     into = np.flatnonzero(signalised[dst])
     if into.size == 0:
@@ -246,7 +265,9 @@ def _phases(x: np.ndarray, y: np.ndarray, src: np.ndarray, dst: np.ndarray, sign
     return phase
 
 
-def webster_cycle(flow_ratios, *, lost_s: float | None = None, cycle_s: float | None = None) -> tuple[float, np.ndarray]:
+def webster_cycle(
+    flow_ratios, *, lost_s: float | None = None, cycle_s: float | None = None
+) -> tuple[float, np.ndarray]:
     """Webster's optimum cycle and green splits for phases with critical flow ratios ``y``.
 
     ``C0 = (1.5 L + 5) / (1 - Y)`` with ``Y = sum(y)`` and ``L`` the lost time
@@ -368,7 +389,8 @@ def webster_signal_plans(
 def retime_signals(net: Network, *, design_flow_vph: np.ndarray | None = None, nodes=None) -> Network:
     """A copy of ``net`` whose signals (or just ``nodes``) get Webster plans sized
     from their approaches' capacities and ``design_flow_vph`` (per link, veh/h;
-    e.g. the flows of a day's run); see :func:`webster_signal_plans`."""
+    e.g. the flows of a day's run); see :func:`webster_signal_plans`.
+    """
     which = net.signal_cycle_s > 0
     if nodes is not None:
         pick = np.zeros(net.n_nodes, bool)
@@ -378,8 +400,12 @@ def retime_signals(net: Network, *, design_flow_vph: np.ndarray | None = None, n
         net.x, net.y, net.src, net.dst, which, net.capacity_vph, design_flow_vph=design_flow_vph
     )
     into = which[net.dst]
-    new = dict(signal_cycle_s=np.where(which, cycle, net.signal_cycle_s),
-               signal_offset_s=np.where(which, offset, net.signal_offset_s), green_start_s=np.where(into, gs, net.green_start_s), green_end_s=np.where(into, ge, net.green_end_s))
+    new = dict(
+        signal_cycle_s=np.where(which, cycle, net.signal_cycle_s),
+        signal_offset_s=np.where(which, offset, net.signal_offset_s),
+        green_start_s=np.where(into, gs, net.green_start_s),
+        green_end_s=np.where(into, ge, net.green_end_s),
+    )
     for arr in new.values():
         arr.flags.writeable = False
     return net._replace(**new)
@@ -406,17 +432,23 @@ def _number(value: Any, attr: str, where: str) -> float | None:
 def _in_range(value: Any, attr: str, where: str, lo: float, hi: float, unit: str) -> float | None:
     v = _number(value, attr, where)
     if v is not None and not lo <= v <= hi:
-        raise CityError(f"{where}: attribute '{attr}' is {v:g} {unit}, outside the plausible range {lo:g} .. {hi:g} {unit}.")
+        raise CityError(
+            f"{where}: attribute '{attr}' is {v:g} {unit}, outside the plausible range {lo:g} .. {hi:g} {unit}."
+        )
     return v
 
 
 def _source_plans(
-    node_attrs: list[dict] | None, node_osmid: np.ndarray, in_greens: dict[int, tuple[float | None, float | None]],
-    src: np.ndarray, dst: np.ndarray,
+    node_attrs: list[dict] | None,
+    node_osmid: np.ndarray,
+    in_greens: dict[int, tuple[float | None, float | None]],
+    src: np.ndarray,
+    dst: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Plans given by the source: node ``signal_cycle_s``/``signal_offset_s``, in-edge
     ``green_start_s``/``green_end_s``.  Returns (cycle (NaN: none), offset, gs, ge,
-    windows known per link)."""
+    windows known per link).
+    """
     n, m = node_osmid.size, src.size
     cycle = np.full(n, np.nan)
     offset = np.zeros(n)
@@ -468,7 +500,9 @@ def grid_zones(
     jobs = JOBS_PER_NODE * n if jobs is None else int(jobs)
     if n == 0:
         e = np.zeros(0)
-        return Zones(name=(), residents=e.astype(np.int64), jobs=e.astype(np.int64), x=e, y=e, node_zone=np.zeros(0, np.int32))
+        return Zones(
+            name=(), residents=e.astype(np.int64), jobs=e.astype(np.int64), x=e, y=e, node_zone=np.zeros(0, np.int32)
+        )
     ix = np.floor((x - x.min()) / zone_size_m).astype(np.int64)
     iy = np.floor((y - y.min()) / zone_size_m).astype(np.int64)
     cell = iy * (int(ix.max()) + 1) + ix
@@ -500,7 +534,8 @@ def _build_network(
     """Network from node arrays and ``(u_index, v_index, attrs, two_way_road)`` edges.
 
     Implausible values raise :class:`CityError` naming the edge; values read as
-    missing and filled from the road type are counted in ``notes``."""
+    missing and filled from the road type are counted in ``notes``.
+    """
     if x is None or y is None:
         x, y = _project(lon, lat)
     src, dst, length, lanes, vf, cap, osmid, names, kinds, prio, jam_l, wave = ([] for _ in range(12))
@@ -578,14 +613,18 @@ def _build_network(
         jam_l.append(DEFAULT_JAM_DENSITY_PER_LANE if kj is None else kj / 1000.0)
         wave.append(0.0 if w is None else w / 3.6)
     if notes is not None:
-        what = {"speed": "free speed (zero, negative or unreadable speed tag; from the road type)",
-                "lanes": "lanes (zero, negative or unreadable; from the road type)",
-                "capacity": "capacity (zero, negative or unreadable; from the fundamental diagram)"}
+        what = {
+            "speed": "free speed (zero, negative or unreadable speed tag; from the road type)",
+            "lanes": "lanes (zero, negative or unreadable; from the road type)",
+            "capacity": "capacity (zero, negative or unreadable; from the fundamental diagram)",
+        }
         for key, where_list in filled.items():
             if where_list:
                 notes.append(
                     f"Replaced the {what[key]} of {len(where_list)} edge(s): "
-                    + "; ".join(where_list[:3]) + ("; ..." if len(where_list) > 3 else "") + "."
+                    + "; ".join(where_list[:3])
+                    + ("; ..." if len(where_list) > 3 else "")
+                    + "."
                 )
     src_a = np.asarray(src, dtype=np.int64)
     dst_a = np.asarray(dst, dtype=np.int64)
@@ -666,7 +705,9 @@ def city_from_graph(
     try:
         crs = CRS.from_user_input(stated or "EPSG:4326")
     except CRSError as exc:
-        raise CityError(f"graph attribute 'crs' is {stated!r}, which is not a coordinate reference system: {exc}") from None
+        raise CityError(
+            f"graph attribute 'crs' is {stated!r}, which is not a coordinate reference system: {exc}"
+        ) from None
     if crs.is_geographic:
         lon, lat, x, y = nx_, ny_, None, None
     else:
@@ -695,8 +736,9 @@ def city_from_graph(
             yield index[u], index[v], d, two_way
 
     notes: list[str] = []
-    net = _build_network(node_osmid=osmid, lon=lon, lat=lat, x=x, y=y, is_signal=is_signal, edges=edges(),
-                         node_attrs=data, notes=notes)
+    net = _build_network(
+        node_osmid=osmid, lon=lon, lat=lat, x=x, y=y, is_signal=is_signal, edges=edges(), node_attrs=data, notes=notes
+    )
     zones = grid_zones(net.x, net.y, zone_size_m=zone_size_m, residents=residents, jobs=jobs)
     return City(name=name, network=net, zones=zones, notes=tuple(notes))
 
@@ -721,7 +763,9 @@ def _coord(d: dict, key: str, alt: str, node: Any) -> float:
         raise CityError(f"node {str(node)[:40]!r}: attribute '{key}' must be a number, got {value!r}.") from None
 
 
-def _check_crs(crs: Any, stated: Any, x: np.ndarray, y: np.ndarray, lon: np.ndarray, lat: np.ndarray, nodes: list) -> None:
+def _check_crs(
+    crs: Any, stated: Any, x: np.ndarray, y: np.ndarray, lon: np.ndarray, lat: np.ndarray, nodes: list
+) -> None:
     """A CityError when the coordinates cannot be in the graph's CRS (naming a node)."""
     name = f"the graph's crs {stated!r}" if stated else "no graph attribute 'crs' (so EPSG:4326, longitude/latitude)"
     ok = np.isfinite(x) & np.isfinite(y)
@@ -732,8 +776,16 @@ def _check_crs(crs: Any, stated: Any, x: np.ndarray, y: np.ndarray, lon: np.ndar
         area = crs.area_of_use
         if area is not None:
             margin = 10.0
-            bad |= ok & np.isfinite(lon) & ((lon < area.west - margin) | (lon > area.east + margin)
-                                           | (lat < area.south - margin) | (lat > area.north + margin))
+            bad |= (
+                ok
+                & np.isfinite(lon)
+                & (
+                    (lon < area.west - margin)
+                    | (lon > area.east + margin)
+                    | (lat < area.south - margin)
+                    | (lat > area.north + margin)
+                )
+            )
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise CityError(
@@ -764,8 +816,11 @@ def _speeds_in_kph(d: dict, unit: float | None, where: str) -> dict:
     raw = first_value(d["speed"])
     text = str(raw).strip().lower()
     if isinstance(raw, str) and any(u in text for u in ("km/h", "kph", "kmh", "mph", "m/s", "mps")):
-        factor = next(f for u, f in (("km/h", 1.0), ("kph", 1.0), ("kmh", 1.0), ("mph", 1.609344),
-                                     ("m/s", 3.6), ("mps", 3.6)) if u in text)
+        factor = next(
+            f
+            for u, f in (("km/h", 1.0), ("kph", 1.0), ("kmh", 1.0), ("mph", 1.609344), ("m/s", 3.6), ("mps", 3.6))
+            if u in text
+        )
         num = _number(text.split()[0].rstrip("kmphs/"), "speed", where)
         d["speed_kph"] = None if num is None else num * factor
     elif unit is not None:
@@ -828,12 +883,15 @@ def city_from_graphml(
     except CityError as exc:
         raise CityError(f"GraphML file '{path}': {exc}") from exc
     except Exception as exc:  # noqa: BLE001
-        raise CityError(f"GraphML file '{path}' has unusable node or edge attributes: {type(exc).__name__}: {exc}") from exc
+        raise CityError(
+            f"GraphML file '{path}' has unusable node or edge attributes: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _graph_from_xml(ox: Any, path: Path) -> Any:
     """``osmnx.graph_from_xml`` keeping our extra way and node tags too (osmnx's
-    settings are put back afterwards)."""
+    settings are put back afterwards).
+    """
     st = ox.settings
     ways, nodes = list(st.useful_tags_way), list(st.useful_tags_node)
     st.useful_tags_way = ways + [t for t in _EXTRA_WAY_TAGS if t not in ways]
@@ -870,13 +928,18 @@ def city_from_osm_xml(
     try:
         G = _graph_from_xml(ox, path)
     except Exception as exc:  # noqa: BLE001
-        if isinstance(exc, (xml.sax.SAXException, ParseError, UnicodeDecodeError)) or "xml" in type(exc).__module__.lower():
+        if (
+            isinstance(exc, (xml.sax.SAXException, ParseError, UnicodeDecodeError))
+            or "xml" in type(exc).__module__.lower()
+        ):
             raise CityError(f"could not parse OSM XML file '{path}': {exc}{_line_of(exc)}") from exc
         raise CityError(f"OSM XML file '{path}' holds no usable road network: {type(exc).__name__}: {exc}") from exc
     drop = [
         (u, v, k)
         for u, v, k, d in G.edges(keys=True, data=True)
-        if str(first_value(d.get("highway"))) in DRIVABLE_HIGHWAYS_EXCLUDED or "highway" not in d or d.get("area") == "yes"
+        if str(first_value(d.get("highway"))) in DRIVABLE_HIGHWAYS_EXCLUDED
+        or "highway" not in d
+        or d.get("area") == "yes"
     ]
     G.remove_edges_from(drop)
     G.remove_nodes_from([nd for nd in list(G.nodes) if G.degree(nd) == 0])
@@ -885,8 +948,9 @@ def city_from_osm_xml(
     if simplify:
         G = ox.simplify_graph(G, node_attrs_include=["highway", "signal_cycle_s"])
     try:
-        return city_from_graph(G, name=name or path.name.split(".")[0], residents=residents, jobs=jobs,
-                               zone_size_m=zone_size_m)
+        return city_from_graph(
+            G, name=name or path.name.split(".")[0], residents=residents, jobs=jobs, zone_size_m=zone_size_m
+        )
     except CityError as exc:
         raise CityError(f"OSM XML file '{path}': {exc}") from exc
 
@@ -970,8 +1034,9 @@ def city_from_pbf(
 
     notes: list[str] = []
     try:
-        net = _build_network(node_osmid=ids, lon=lon, lat=lat, x=None, y=None, is_signal=is_signal, edges=records(),
-                             notes=notes)
+        net = _build_network(
+            node_osmid=ids, lon=lon, lat=lat, x=None, y=None, is_signal=is_signal, edges=records(), notes=notes
+        )
     except CityError as exc:
         raise CityError(f"OSM PBF file '{path}': {exc}") from exc
     zones = grid_zones(net.x, net.y, zone_size_m=zone_size_m, residents=residents, jobs=jobs)

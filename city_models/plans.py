@@ -140,8 +140,11 @@ def make_plans(pop: Population, *, rng: np.random.Generator, params: PlanParams 
     add(pupil, P_SCHOOL, dur["school"])
     add(out, P_OTHER, dur_other[:, 0])
     add(out & (u[:, 1] < params.chain_other), P_OTHER, dur_other[:, 1])
-    evening = (worker & (u[:, 2] < params.worker_evening)) | (pupil & (u[:, 2] < params.student_other)) | (
-        out & (u[:, 2] < params.second_tour))
+    evening = (
+        (worker & (u[:, 2] < params.worker_evening))
+        | (pupil & (u[:, 2] < params.student_other))
+        | (out & (u[:, 2] < params.second_tour))
+    )
     add(worker | pupil | out, P_HOME, np.where(evening, dur["home"], np.inf))
     # second tour
     add(evening, P_OTHER, dur_other[:, 2])

@@ -116,10 +116,14 @@ class SynthesisParams:
         """Raise :class:`PopulationError` naming the first bad field."""
         hs = np.asarray(self.household_sizes, np.float64)
         if hs.size == 0 or np.any(hs < 0) or hs.sum() <= 0 or not np.all(np.isfinite(hs)):
-            raise PopulationError(f"household_sizes must be non-negative shares with a positive sum, got {self.household_sizes}")
+            raise PopulationError(
+                f"household_sizes must be non-negative shares with a positive sum, got {self.household_sizes}"
+            )
         ag = np.asarray(self.age_shares, np.float64)
         if ag.shape != (4,) or np.any(ag < 0) or ag.sum() <= 0:
-            raise PopulationError(f"age_shares must be 4 non-negative shares ({', '.join(AGE_GROUPS)}), got {self.age_shares}")
+            raise PopulationError(
+                f"age_shares must be 4 non-negative shares ({', '.join(AGE_GROUPS)}), got {self.age_shares}"
+            )
         if ag[2] + ag[3] <= 0:
             raise PopulationError("age_shares: somebody must be 18 or over to head a household")
         for name in ("employment_rate", "senior_employment_rate", "car_share"):
@@ -195,8 +199,9 @@ def zone_node_index(node_zone: np.ndarray, n_zones: int) -> tuple[np.ndarray, np
     return indptr, order.astype(np.int32)
 
 
-def access_node_index(node_zone: np.ndarray, n_zones: int, k: int,
-                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def access_node_index(
+    node_zone: np.ndarray, n_zones: int, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``k`` random nodes of each zone (all of them for ``k == 0``), as CSR ``(indptr, nodes)``.
 
     Nodes are sorted within each zone.
@@ -235,7 +240,9 @@ def _top_k(weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.argpartition(-keys, k - 1)[:k]
 
 
-def doubly_constrained_integer(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray, *, iters: int = 200) -> np.ndarray:
+def doubly_constrained_integer(
+    rows: np.ndarray, cols: np.ndarray, weight: np.ndarray, *, iters: int = 200
+) -> np.ndarray:
     """An integer matrix with row sums ``rows`` and column sums ``cols``, close to ``weight``'s pattern.
 
     Iterative proportional fitting scales ``weight`` to both margins; each row
@@ -294,8 +301,17 @@ def _zone_distance_km(zx: np.ndarray, zy: np.ndarray) -> np.ndarray:
     return d
 
 
-def _assign(home_zone: np.ndarray, who: np.ndarray, targets: np.ndarray, zx, zy, beta: float,
-            indptr: np.ndarray, nodes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _assign(
+    home_zone: np.ndarray,
+    who: np.ndarray,
+    targets: np.ndarray,
+    zx,
+    zy,
+    beta: float,
+    indptr: np.ndarray,
+    nodes: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Zones and nodes for the persons ``who`` (doubly constrained gravity)."""
     nzones = targets.shape[0]
     hz = home_zone[who]
@@ -366,7 +382,9 @@ def synthesize_population(
         raise PopulationError(
             f"{bad.size} zone(s) have residents but no network node: "
             + ", ".join(f"{z.name[i]!r} ({zone_persons[i]} persons)" for i in bad[:5])
-            + (" ..." if bad.size > 5 else "") + "; give them nodes or 0 residents")
+            + (" ..." if bad.size > 5 else "")
+            + "; give them nodes or 0 residents"
+        )
 
     # --- households: sizes drawn until the zone's total, the last one cut to fit
     shares = np.asarray(params.household_sizes, np.float64)
@@ -416,7 +434,8 @@ def synthesize_population(
     # --- employment, school, cars, value of time
     u = rng.random(n)
     worker = ((age == AGE_ADULT) & (u < params.employment_rate)) | (
-        (age == AGE_SENIOR) & (u < params.senior_employment_rate))
+        (age == AGE_SENIOR) & (u < params.senior_employment_rate)
+    )
     student = age == AGE_SCHOOL
     # car ownership rises with household size, averaging ``car_share`` over households
     raw = np.minimum(0.6 + 0.2 * (hh_size - 1), 1.4)
@@ -437,7 +456,9 @@ def synthesize_population(
     work_node = np.full(n, -1, np.int32)
     who = np.flatnonzero(worker)
     if who.size:
-        work_zone[who], work_node[who] = _assign(home_zone, who, jobs, z.x, z.y, params.work_beta_per_km, indptr, nodes, rng)
+        work_zone[who], work_node[who] = _assign(
+            home_zone, who, jobs, z.x, z.y, params.work_beta_per_km, indptr, nodes, rng
+        )
     school_zone = np.full(n, -1, np.int32)
     school_node = np.full(n, -1, np.int32)
     who = np.flatnonzero(student)
@@ -446,16 +467,38 @@ def synthesize_population(
         places = places * (np.diff(indptr) > 0)
         if places.sum() <= 0:
             places = zone_persons.astype(np.float64)
-        school_zone[who], school_node[who] = _assign(home_zone, who, places, z.x, z.y, params.school_beta_per_km,
-                                                     indptr, nodes, rng)
-    log.info("population: %d persons in %d households over %d zones (%d workers, %d pupils, %d with a car)",
-             n, n_hh, nzones, int(worker.sum()), int(student.sum()), int(car.sum()))
+        school_zone[who], school_node[who] = _assign(
+            home_zone, who, places, z.x, z.y, params.school_beta_per_km, indptr, nodes, rng
+        )
+    log.info(
+        "population: %d persons in %d households over %d zones (%d workers, %d pupils, %d with a car)",
+        n,
+        n_hh,
+        nzones,
+        int(worker.sum()),
+        int(student.sum()),
+        int(car.sum()),
+    )
     return Population(
-        household=household, home_zone=home_zone, home_node=home_node, age_group=age, worker=worker,
-        student=student, car=car, vot=vot, work_zone=work_zone, work_node=work_node,
-        school_zone=school_zone, school_node=school_node, hh_first=hh_first, hh_zone=hh_zone.astype(np.int32),
-        hh_node=hh_node, hh_car=hh_car, zone_persons=zone_persons.astype(np.int64),
-        access_indptr=indptr, access_nodes=nodes,
+        household=household,
+        home_zone=home_zone,
+        home_node=home_node,
+        age_group=age,
+        worker=worker,
+        student=student,
+        car=car,
+        vot=vot,
+        work_zone=work_zone,
+        work_node=work_node,
+        school_zone=school_zone,
+        school_node=school_node,
+        hh_first=hh_first,
+        hh_zone=hh_zone.astype(np.int32),
+        hh_node=hh_node,
+        hh_car=hh_car,
+        zone_persons=zone_persons.astype(np.int64),
+        access_indptr=indptr,
+        access_nodes=nodes,
     )
 
 
@@ -464,7 +507,8 @@ def synthesize_population(
 
 def grid_zones_over(network: Network, zone_size_m: float, *, residents: int, jobs: int) -> Zones:
     """Square-cell zones over the network's nodes, with the given city totals
-    split in proportion to node counts (see :func:`city_models.osm.grid_zones`)."""
+    split in proportion to node counts (see :func:`city_models.osm.grid_zones`).
+    """
     from city_models.osm import grid_zones
 
     if not zone_size_m > 0:
@@ -566,8 +610,8 @@ def _lonlat_known(network: Network, path: Path) -> tuple[np.ndarray, np.ndarray]
 def _nearest(px: np.ndarray, py: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
     out = np.empty(px.shape[0], np.int32)
     for s in range(0, px.shape[0], 4096):
-        d = (px[s:s + 4096, None] - cx[None, :]) ** 2 + (py[s:s + 4096, None] - cy[None, :]) ** 2
-        out[s:s + 4096] = np.argmin(d, axis=1)
+        d = (px[s : s + 4096, None] - cx[None, :]) ** 2 + (py[s : s + 4096, None] - cy[None, :]) ** 2
+        out[s : s + 4096] = np.argmin(d, axis=1)
     return out
 
 
@@ -577,8 +621,14 @@ def _finish(names, res, jobs, schools, node_zone, network: Network, source: str)
     with np.errstate(invalid="ignore", divide="ignore"):
         zx = np.bincount(node_zone[node_zone >= 0], weights=network.x[node_zone >= 0], minlength=nz) / counts
         zy = np.bincount(node_zone[node_zone >= 0], weights=network.y[node_zone >= 0], minlength=nz) / counts
-    zones = Zones(name=tuple(names), residents=np.asarray(res, np.int64), jobs=np.asarray(jobs, np.int64),
-                  x=zx, y=zy, node_zone=node_zone.astype(np.int32))
+    zones = Zones(
+        name=tuple(names),
+        residents=np.asarray(res, np.int64),
+        jobs=np.asarray(jobs, np.int64),
+        x=zx,
+        y=zy,
+        node_zone=node_zone.astype(np.int32),
+    )
     sch = None if all(s is None for s in schools) else np.asarray([0 if s is None else s for s in schools], np.int64)
     return ZoneTable(zones, sch, source)
 
@@ -655,7 +705,9 @@ def _read_csv(path: Path, network: Network) -> ZoneTable:
     else:
         missing.append("x, y (or lon, lat)")
     if missing:
-        raise PopulationError(f"zone file '{path}' lacks column(s) {', '.join(missing)}; found {', '.join(sorted(cols))}")
+        raise PopulationError(
+            f"zone file '{path}' lacks column(s) {', '.join(missing)}; found {', '.join(sorted(cols))}"
+        )
     names, res, jobs, schools, cx, cy = [], [], [], [], [], []
     for r, row in enumerate(rows):
         where = f"zone file '{path}', row {r + 1} (line {r + 2})"
@@ -663,7 +715,11 @@ def _read_csv(path: Path, network: Network) -> ZoneTable:
         names.append(str(row[name_col]).strip() or f"zone {r}")
         res.append(_count(row["residents"], where, "residents"))
         jobs.append(_count(row["jobs"], where, "jobs"))
-        schools.append(_count(row["schools"], where, "schools") if "schools" in cols and row.get("schools") not in (None, "") else None)
+        schools.append(
+            _count(row["schools"], where, "schools")
+            if "schools" in cols and row.get("schools") not in (None, "")
+            else None
+        )
         cx.append(_number(row[xy[0]], where, xy[0]))
         cy.append(_number(row[xy[1]], where, xy[1]))
     if len(set(names)) != len(names):

@@ -201,6 +201,7 @@ def default_lanes(kind: Any) -> float:
 
 def default_priority(kind: Any) -> int:
     """Road rank of a road kind (:data:`PRIORITY_BY_KIND`), 0 when the kind is unknown.
-    Of a list of kinds (osmnx merges ways), the highest."""
+    Of a list of kinds (osmnx merges ways), the highest.
+    """
     ranks = [PRIORITY_BY_KIND.get(str(k).strip(), 0) for k in tag_values(kind)]
     return max(ranks, default=0)

@@ -53,10 +53,11 @@ import hashlib
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -103,19 +104,22 @@ SUMO_BUILTINS: tuple[str, ...] = tuple(sorted(_BUILTIN_FILES))
 
 def sumo_file(value: str | os.PathLike, kind: str = "net") -> Path:
     """The file a ``sumo:`` value names: a built-in name (:data:`SUMO_BUILTINS`, from the
-    ``eclipse-sumo`` wheel) or the path itself.  ``kind`` is ``"net"`` or ``"demand"``."""
+    ``eclipse-sumo`` wheel) or the path itself.  ``kind`` is ``"net"`` or ``"demand"``.
+    """
     text = os.fspath(value)
     key = text.strip().lower()
     if key in _BUILTIN_FILES:
         rel = _BUILTIN_FILES[key].get(kind)
         if rel is None:
             raise (CityError if kind == "net" else DemandError)(
-                f"the built-in SUMO scenario {key!r} has no {kind} file; give a file path.")
+                f"the built-in SUMO scenario {key!r} has no {kind} file; give a file path."
+            )
         try:
             import sumo  # the eclipse-sumo wheel
         except ImportError:
             raise (CityError if kind == "net" else DemandError)(
-                f"the built-in SUMO scenario {key!r} needs the eclipse-sumo wheel (pip install eclipse-sumo).") from None
+                f"the built-in SUMO scenario {key!r} needs the eclipse-sumo wheel (pip install eclipse-sumo)."
+            ) from None
         return Path(os.path.dirname(sumo.__file__)) / rel
     return Path(text)
 
@@ -179,14 +183,24 @@ def _iterparse(path: Path, what: str, error: type[ValueError]) -> Iterator[tuple
         at = f" at line {line}, column {col}" if line else ""
         raise error(f"{what} '{path}' is not well-formed XML{at}: {exc}") from None
     except DefusedXmlException as exc:
-        raise error(f"{what} '{path}': refused a DTD or entity declaration ({type(exc).__name__}); "
-                    "SUMO files need neither.") from None
+        raise error(
+            f"{what} '{path}': refused a DTD or entity declaration ({type(exc).__name__}); SUMO files need neither."
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{what} '{path}' could not be read: {exc}") from None
 
 
-def _float(el: Any, attr: str, path: Path, what: str, *, default: float | None = None,
-            lo: float = -math.inf, hi: float = math.inf, error: type[ValueError] = CityError) -> float:
+def _float(
+    el: Any,
+    attr: str,
+    path: Path,
+    what: str,
+    *,
+    default: float | None = None,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    error: type[ValueError] = CityError,
+) -> float:
     raw = el.get(attr)
     if raw is None:
         if default is None:
@@ -197,8 +211,10 @@ def _float(el: Any, attr: str, path: Path, what: str, *, default: float | None =
     except ValueError:
         v = math.nan
     if not (math.isfinite(v) and lo <= v <= hi):
-        raise error(f"{what} '{path}': <{el.tag} id={el.get('id')!r}> has {attr}={raw!r}, "
-                    f"expected a number in {lo:g} .. {hi:g}.")
+        raise error(
+            f"{what} '{path}': <{el.tag} id={el.get('id')!r}> has {attr}={raw!r}, "
+            f"expected a number in {lo:g} .. {hi:g}."
+        )
     return v
 
 
@@ -245,7 +261,9 @@ def read_sumo_net(path: str | os.PathLike) -> SumoNet:
             if not seen_root:
                 seen_root = True
                 if tag != "net":
-                    raise CityError(f"{what} '{path}': the root element is <{tag}>, not <net>; is this a .net.xml file?")
+                    raise CityError(
+                        f"{what} '{path}': the root element is <{tag}>, not <net>; is this a .net.xml file?"
+                    )
             if tag == "tlLogic":
                 tl_current = (el.get("id", ""), _float(el, "offset", path, what, default=0.0, lo=-1e7, hi=1e7), [])
             continue
@@ -257,7 +275,9 @@ def read_sumo_net(path: str | os.PathLike) -> SumoNet:
             try:
                 net.net_offset = (float(off[0]), float(off[1]))
             except (ValueError, IndexError):
-                raise CityError(f"{what} '{path}': <location> has netOffset={el.get('netOffset')!r}, expected 'x,y'.") from None
+                raise CityError(
+                    f"{what} '{path}': <location> has netOffset={el.get('netOffset')!r}, expected 'x,y'."
+                ) from None
             net.proj = el.get("projParameter", "") or ""
         elif tag == "junction":
             jid = el.get("id")
@@ -288,11 +308,15 @@ def read_sumo_net(path: str | os.PathLike) -> SumoNet:
                 try:
                     k = int(el.get("linkIndex"))
                 except ValueError:
-                    raise CityError(f"{what} '{path}': <connection from={el.get('from')!r} tl={tl!r}> has "
-                                    f"linkIndex={el.get('linkIndex')!r}, expected an integer.") from None
+                    raise CityError(
+                        f"{what} '{path}': <connection from={el.get('from')!r} tl={tl!r}> has "
+                        f"linkIndex={el.get('linkIndex')!r}, expected an integer."
+                    ) from None
                 if k >= 100_000:
-                    raise CityError(f"{what} '{path}': <connection from={el.get('from')!r} tl={tl!r}> has "
-                                    f"linkIndex={k}, above 99999.")
+                    raise CityError(
+                        f"{what} '{path}': <connection from={el.get('from')!r} tl={tl!r}> has "
+                        f"linkIndex={k}, above 99999."
+                    )
                 if k >= 0:  # -1: a connection through the junction that its signal does not control
                     net.tl_links.append((el.get("from", ""), tl, k))
             el.clear()
@@ -329,7 +353,9 @@ def _read_edge(net: SumoNet, el: Any, path: Path, what: str) -> None:
     try:
         prio = int(el.get("priority", "0"))
     except ValueError:
-        raise CityError(f"{what} '{path}': <edge id={eid!r}> has priority={el.get('priority')!r}, expected an integer.") from None
+        raise CityError(
+            f"{what} '{path}': <edge id={eid!r}> has priority={el.get('priority')!r}, expected an integer."
+        ) from None
     if not -1_000_000 <= prio <= 1_000_000:
         raise CityError(f"{what} '{path}': <edge id={eid!r}> has priority={prio}, outside -1000000 .. 1000000.")
     net.edge_id.append(eid)
@@ -348,7 +374,8 @@ def _read_edge(net: SumoNet, el: Any, path: Path, what: str) -> None:
 
 def _green_window(states: list[str], durations: np.ndarray, index: list[int]) -> tuple[float, float] | None:
     """Start and end (s within the cycle) of the longest cyclic run of phases in which
-    any of ``index`` shows green; None when it never does."""
+    any of ``index`` shows green; None when it never does.
+    """
     green = np.array([any(k < len(s) and s[k] in "Gg" for k in index) for s in states], bool)
     if not green.any():
         return None
@@ -386,8 +413,12 @@ def _lonlat(net: SumoNet, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
         lon, lat = proj(x - net.net_offset[0], y - net.net_offset[1], inverse=True)
         return np.asarray(lon, np.float64), np.asarray(lat, np.float64)
     except Exception as exc:  # noqa: BLE001 - an unreadable projection only loses lon/lat
-        log.warning("SUMO network %s: projection %r not understood (%s); longitude/latitude left unknown",
-                    net.path, net.proj, exc)
+        log.warning(
+            "SUMO network %s: projection %r not understood (%s); longitude/latitude left unknown",
+            net.path,
+            net.proj,
+            exc,
+        )
         return np.full(x.size, np.nan), np.full(y.size, np.nan)
 
 
@@ -444,16 +475,30 @@ def sumo_network(net: SumoNet) -> tuple[Network, list[str]]:
         notes.append(f"{never_green} signal-controlled edges never get green in their program; they run uncontrolled.")
     n_sig = int((cycle > 0).sum())
     if n_sig:
-        notes.append(f"{n_sig} junctions run SUMO's fixed-time signal programs as one green window per approach "
-                     "(yellow as red, the longest green of each approach).")
+        notes.append(
+            f"{n_sig} junctions run SUMO's fixed-time signal programs as one green window per approach "
+            "(yellow as red, the longest green of each approach)."
+        )
     lon, lat = _lonlat(net, x, y)
     network = make_network(
-        x=x, y=y, lon=lon, lat=lat,
-        src=src, dst=dst, length_m=length, lanes=lanes, free_speed_mps=speed, priority=prio,
+        x=x,
+        y=y,
+        lon=lon,
+        lat=lat,
+        src=src,
+        dst=dst,
+        length_m=length,
+        lanes=lanes,
+        free_speed_mps=speed,
+        priority=prio,
         node_osmid=np.array([sumo_id(j) for j in used], np.int64),
         link_osmid=np.array([sumo_id(e) for e in net.edge_id], np.int64),
-        link_name=net.edge_name, link_kind=net.edge_type,
-        signal_cycle_s=cycle, signal_offset_s=offset, green_start_s=gs, green_end_s=ge,
+        link_name=net.edge_name,
+        link_kind=net.edge_type,
+        signal_cycle_s=cycle,
+        signal_offset_s=offset,
+        green_start_s=gs,
+        green_end_s=ge,
     )
     return network, notes
 
@@ -502,13 +547,21 @@ def _time(el: Any, attr: str, path: Path, default: float | None = None) -> float
     except ValueError:
         v = math.nan
     if not (math.isfinite(v) and 0.0 <= v <= 366 * _DAY_S):
-        raise DemandError(f"SUMO demand '{path}': <{el.tag} id={el.get('id')!r}> has {attr}={raw!r}; "
-                          "expected seconds (or HH:MM:SS) in 0 .. 366 days.")
+        raise DemandError(
+            f"SUMO demand '{path}': <{el.tag} id={el.get('id')!r}> has {attr}={raw!r}; "
+            "expected seconds (or HH:MM:SS) in 0 .. 366 days."
+        )
     return v
 
 
-def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | os.PathLike, *,
-                     duration_s: float | None = None, seed: int = 0) -> Trips:
+def read_sumo_demand(
+    path: str | os.PathLike,
+    network: Network,
+    net_path: str | os.PathLike,
+    *,
+    duration_s: float | None = None,
+    seed: int = 0,
+) -> Trips:
     """Read SUMO vehicles, trips and flows into :class:`~city_models.demand.Trips`.
 
     Parameters
@@ -556,8 +609,9 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
     def edge(eid: str, el: Any) -> tuple[str, str]:
         hit = snet.all_edges.get(eid)
         if hit is None:
-            raise DemandError(f"{where}: <{el.tag} id={el.get('id')!r}> names edge {eid!r}, which is not in "
-                              f"the network '{net_path}'.")
+            raise DemandError(
+                f"{where}: <{el.tag} id={el.get('id')!r}> names edge {eid!r}, which is not in the network '{net_path}'."
+            )
         return hit[0], hit[1]
 
     def route_ends(el: Any) -> tuple[str, str]:
@@ -575,8 +629,10 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
         if el.get("route") is not None:
             r = routes.get(el.get("route"))
             if r is None:
-                raise DemandError(f"{where}: <{el.tag} id={el.get('id')!r}> names route {el.get('route')!r}, "
-                                  "which is not defined before it.")
+                raise DemandError(
+                    f"{where}: <{el.tag} id={el.get('id')!r}> names route {el.get('route')!r}, "
+                    "which is not defined before it."
+                )
             return r
         if el.get("from") is not None or el.get("to") is not None:
             if el.get("from") is None or el.get("to") is None:
@@ -586,8 +642,10 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
             a, b = el.get("fromJunction"), el.get("toJunction")
             for j in (a, b):
                 if j is None or j not in snet.junctions:
-                    raise DemandError(f"{where}: <{el.tag} id={el.get('id')!r}> names junction {j!r}, "
-                                      f"which is not in the network '{net_path}'.")
+                    raise DemandError(
+                        f"{where}: <{el.tag} id={el.get('id')!r}> names junction {j!r}, "
+                        f"which is not in the network '{net_path}'."
+                    )
             return a, b
         nested = el.find("route")
         if nested is not None:
@@ -607,7 +665,9 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
             if not seen_root:
                 seen_root = True
                 if el.tag not in ("routes", "trips"):
-                    raise DemandError(f"{where}: the root element is <{el.tag}>, not <routes>; is this a .rou.xml file?")
+                    raise DemandError(
+                        f"{where}: the root element is <{el.tag}>, not <routes>; is this a .rou.xml file?"
+                    )
             stack.append(el)
             continue
         stack.pop()
@@ -634,8 +694,11 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
             if ends is None:
                 skipped[tag] = skipped.get(tag, 0) + 1  # e.g. a taxi that only serves stops
             else:
-                t = _time(el, "depart", path) if el.get("depart") not in ("triggered", "containerTriggered",
-                                                                         "split", "begin", "now") else 0.0
+                t = (
+                    _time(el, "depart", path)
+                    if el.get("depart") not in ("triggered", "containerTriggered", "split", "begin", "now")
+                    else 0.0
+                )
                 if t is None:
                     raise DemandError(f"{where}: <{tag} id={el.get('id')!r}> has no 'depart'.")
                 add(np.array([t]), ends, el)
@@ -650,8 +713,11 @@ def read_sumo_demand(path: str | os.PathLike, network: Network, net_path: str | 
             skipped[tag] = skipped.get(tag, 0) + 1
             el.clear()
     if skipped:
-        log.info("%s: skipped %s (not road vehicles with an origin and destination)", where,
-                 ", ".join(f"{n} <{t}>" for t, n in sorted(skipped.items())))
+        log.info(
+            "%s: skipped %s (not road vehicles with an origin and destination)",
+            where,
+            ", ".join(f"{n} <{t}>" for t, n in sorted(skipped.items())),
+        )
     return _to_trips(depart, od_from, network, where, duration_s)
 
 
@@ -662,7 +728,9 @@ def _flow_times(el: Any, path: Path, end_default: float, rng: np.random.Generato
     end = _time(el, "end", path, None)
     rates = [a for a in ("period", "vehsPerHour", "number", "probability") if el.get(a) is not None]
     if not rates:
-        raise DemandError(f"SUMO demand '{path}': <flow id={fid!r}> needs one of period, vehsPerHour, number, probability.")
+        raise DemandError(
+            f"SUMO demand '{path}': <flow id={fid!r}> needs one of period, vehsPerHour, number, probability."
+        )
     if len(rates) > 1 and rates != ["period", "number"]:
         raise DemandError(f"SUMO demand '{path}': <flow id={fid!r}> gives {' and '.join(rates)}; give one.")
     err = DemandError
@@ -670,7 +738,9 @@ def _flow_times(el: Any, path: Path, end_default: float, rng: np.random.Generato
     if el.get("number") is not None:
         n = _float(el, "number", path, "SUMO demand", lo=0, hi=MAX_TRIP_ROWS, error=err)
         if n != int(n):
-            raise DemandError(f"SUMO demand '{path}': <flow id={fid!r}> has number={el.get('number')!r}, expected an integer.")
+            raise DemandError(
+                f"SUMO demand '{path}': <flow id={fid!r}> has number={el.get('number')!r}, expected an integer."
+            )
         n = int(n)
         if el.get("period") is not None:
             period = _period(el, path)
@@ -695,7 +765,9 @@ def _flow_times(el: Any, path: Path, end_default: float, rng: np.random.Generato
         period = _period(el, path)
     n = int(math.ceil(span / period - 1e-9))
     if n > MAX_TRIP_ROWS:
-        raise DemandError(f"SUMO demand '{path}': <flow id={fid!r}> would make {n:,} trips, more than {MAX_TRIP_ROWS:,}.")
+        raise DemandError(
+            f"SUMO demand '{path}': <flow id={fid!r}> would make {n:,} trips, more than {MAX_TRIP_ROWS:,}."
+        )
     return begin + period * np.arange(n, dtype=np.float64)
 
 
@@ -714,8 +786,13 @@ def _period(el: Any, path: Path) -> float:
     return v
 
 
-def _to_trips(depart: list[np.ndarray], ends: list[tuple[str, str, str, str]], network: Network, where: str,
-              duration_s: float | None) -> Trips:
+def _to_trips(
+    depart: list[np.ndarray],
+    ends: list[tuple[str, str, str, str]],
+    network: Network,
+    where: str,
+    duration_s: float | None,
+) -> Trips:
     sizes = np.array([d.size for d in depart], np.int64)
     times = np.concatenate(depart) if depart else np.zeros(0)
     names = sorted({j for e in ends for j in e[:2]})
@@ -723,17 +800,23 @@ def _to_trips(depart: list[np.ndarray], ends: list[tuple[str, str, str, str]], n
     for a, b, tag, eid in ends:
         for j in (a, b):
             if node[j] < 0:
-                raise DemandError(f"{where}: <{tag} id={eid!r}> starts or ends at junction {j!r}, which is not "
-                                  "on a road of the imported network (only edges for passenger cars are roads).")
+                raise DemandError(
+                    f"{where}: <{tag} id={eid!r}> starts or ends at junction {j!r}, which is not "
+                    "on a road of the imported network (only edges for passenger cars are roads)."
+                )
     o = np.repeat(np.array([node[e[0]] for e in ends], np.int64), sizes)
     d = np.repeat(np.array([node[e[1]] for e in ends], np.int64), sizes)
     keep = o != d
     if (~keep).any():
-        log.info("%s: %d trips start and end at the same node after network repairs; dropped", where, int((~keep).sum()))
+        log.info(
+            "%s: %d trips start and end at the same node after network repairs; dropped", where, int((~keep).sum())
+        )
     if duration_s is not None:
         late = times >= float(duration_s)
         if late.any():
-            log.info("%s: %d trips depart at or after the scenario end (%g s); dropped", where, int(late.sum()), duration_s)
+            log.info(
+                "%s: %d trips depart at or after the scenario end (%g s); dropped", where, int(late.sum()), duration_s
+            )
         keep &= ~late
     ids = np.arange(times.size, dtype=np.int64)[keep]
     order = np.argsort(times[keep], kind="stable")

@@ -212,13 +212,17 @@ def synthetic_city(
         return ids
 
     def street(is_art: bool, k: int, axis: str) -> str:
-        return f"{k} {'Boulevard' if is_art else 'Street'}" if axis == "row" else f"{k} {'Avenue' if is_art else 'Lane'}"
+        return (
+            f"{k} {'Boulevard' if is_art else 'Street'}" if axis == "row" else f"{k} {'Avenue' if is_art else 'Lane'}"
+        )
 
     # horizontal streets
     for j in range(ny_):
         for i in range(bx):
             kind = "arterial" if row_art[j] else "local"
-            add_pair(gid(i, j), gid(i + 1, j), kind, 2.0 if row_art[j] else 1.0, row_speed[j], street(row_art[j], j, "row"))
+            add_pair(
+                gid(i, j), gid(i + 1, j), kind, 2.0 if row_art[j] else 1.0, row_speed[j], street(row_art[j], j, "row")
+            )
 
     # bridge candidates: interior arterial columns near the centre first, then the
     # ring road's sides, then edge arterials, then local columns near the centre
@@ -248,7 +252,9 @@ def synthetic_city(
                 if ("col", i) not in bridge_name:
                     continue
                 name = bridge_name[("col", i)]
-                places[name] = add_pair(gid(i, j), gid(i, j + 1), "bridge", nl, col_speed[i], name, PRIORITY_BY_KIND[kind])
+                places[name] = add_pair(
+                    gid(i, j), gid(i, j + 1), "bridge", nl, col_speed[i], name, PRIORITY_BY_KIND[kind]
+                )
                 continue
             add_pair(gid(i, j), gid(i, j + 1), kind, nl, col_speed[i], name)
 
@@ -263,11 +269,17 @@ def synthetic_city(
         pts: list[tuple[float, float, int, int]] = [(-d, -d, -1, 0)]
         pts += [(i * block_m, -d, gid(i, 0), 0) for i in art_cols]
         pts += [(width + d, -d, -1, 1)]
-        pts += [(width + d, float(ys[gid(bx, j)] - jitter[gid(bx, j), 1]), gid(bx, j) if row_art[j] else -1, 1) for j in side_rows]
+        pts += [
+            (width + d, float(ys[gid(bx, j)] - jitter[gid(bx, j), 1]), gid(bx, j) if row_art[j] else -1, 1)
+            for j in side_rows
+        ]
         pts += [(width + d, height + d, -1, 2)]
         pts += [(i * block_m, height + d, gid(i, by), 2) for i in reversed(art_cols)]
         pts += [(-d, height + d, -1, 3)]
-        pts += [(-d, float(ys[gid(0, j)] - jitter[gid(0, j), 1]), gid(0, j) if row_art[j] else -1, 3) for j in reversed(side_rows)]
+        pts += [
+            (-d, float(ys[gid(0, j)] - jitter[gid(0, j), 1]), gid(0, j) if row_art[j] else -1, 3)
+            for j in reversed(side_rows)
+        ]
         first = len(xs_l)
         for k, (px, py, _, _) in enumerate(pts):
             xs_l.append(px)
@@ -282,7 +294,9 @@ def synthetic_city(
                 if key not in bridge_name:
                     continue
                 name = bridge_name[key]
-                places[name] = add_pair(a, b, "bridge", ring_lanes[side], ring_speed[side], name, PRIORITY_BY_KIND["ring"])
+                places[name] = add_pair(
+                    a, b, "bridge", ring_lanes[side], ring_speed[side], name, PRIORITY_BY_KIND["ring"]
+                )
                 continue
             add_pair(a, b, "ring", ring_lanes[side], ring_speed[side], "Ring Road")
         for k, (_, _, g, side) in enumerate(pts):

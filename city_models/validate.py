@@ -105,7 +105,12 @@ def resolve_keep(keep: str | None = None, keep_largest_scc: bool | None = None) 
     if keep_largest_scc is not None and not isinstance(keep_largest_scc, (bool, np.bool_)):
         raise CityError(f"option 'keep_largest_scc' must be true or false, got {keep_largest_scc!r}.")
     legacy = None if keep_largest_scc is None else ("largest_strong" if keep_largest_scc else "all")
-    if keep is not None and legacy is not None and keep != legacy and not (keep == "largest_weak" and not keep_largest_scc):
+    if (
+        keep is not None
+        and legacy is not None
+        and keep != legacy
+        and not (keep == "largest_weak" and not keep_largest_scc)
+    ):
         raise CityError(
             f"repair option 'keep: {keep}' contradicts 'keep_largest_scc: {bool(keep_largest_scc)}'; give only 'keep'."
         )
@@ -230,7 +235,9 @@ def _repair_attributes(net: Network, L: _Links, problems: list[str], notes: list
     bad_lanes = ~np.isfinite(L.lanes) | (L.lanes < 1)
     if bad_lanes.any():
         L.lanes[bad_lanes] = 1.0
-        notes.append(f"Set lanes to 1 on {_plural(int(bad_lanes.sum()), 'link')} that had zero, fewer than one or no lanes.")
+        notes.append(
+            f"Set lanes to 1 on {_plural(int(bad_lanes.sum()), 'link')} that had zero, fewer than one or no lanes."
+        )
     bad_jam = ~np.isfinite(L.jam) | (L.jam <= 0)
     if bad_jam.any():
         L.jam[bad_jam] = DEFAULT_JAM_DENSITY_PER_LANE * L.lanes[bad_jam]
@@ -251,16 +258,24 @@ def _repair_attributes(net: Network, L: _Links, problems: list[str], notes: list
 
 def _refuse_implausible(net: Network, L: _Links, problems: list[str]) -> None:
     """Problems for attributes no road has (they would break the run or make it
-    allocate without bound): named with link ids and source way ids."""
+    allocate without bound): named with link ids and source way ids.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         checks = (
-            (np.isfinite(L.vf) & (L.vf * 3.6 > MAX_FREE_SPEED_KPH), L.vf * 3.6,
-             f"a free speed above {MAX_FREE_SPEED_KPH:g} km/h", "km/h"),
+            (
+                np.isfinite(L.vf) & (L.vf * 3.6 > MAX_FREE_SPEED_KPH),
+                L.vf * 3.6,
+                f"a free speed above {MAX_FREE_SPEED_KPH:g} km/h",
+                "km/h",
+            ),
             (np.isfinite(L.length) & (L.length > MAX_LINK_M), L.length, f"a length above {MAX_LINK_M:g} m", "m"),
             (np.isfinite(L.lanes) & (L.lanes > MAX_LANES), L.lanes, f"more than {MAX_LANES:g} lanes", "lanes"),
-            (np.isfinite(L.jam) & (L.jam / np.maximum(L.lanes, 1.0) > MAX_JAM_DENSITY_PER_LANE),
-             L.jam / np.maximum(L.lanes, 1.0), f"a jam density above {MAX_JAM_DENSITY_PER_LANE:g} veh/m per lane",
-             "veh/m per lane"),
+            (
+                np.isfinite(L.jam) & (L.jam / np.maximum(L.lanes, 1.0) > MAX_JAM_DENSITY_PER_LANE),
+                L.jam / np.maximum(L.lanes, 1.0),
+                f"a jam density above {MAX_JAM_DENSITY_PER_LANE:g} veh/m per lane",
+                "veh/m per lane",
+            ),
         )
     for bad, value, what, unit in checks:
         if bad.any():
@@ -287,7 +302,12 @@ def _repair_fd(L: _Links, notes: list[str], mask: np.ndarray) -> None:
 
 
 def _merge_pass_through(
-    L: _Links, x: np.ndarray, y: np.ndarray, cycle: np.ndarray, min_link_m: float, node_dead: np.ndarray,
+    L: _Links,
+    x: np.ndarray,
+    y: np.ndarray,
+    cycle: np.ndarray,
+    min_link_m: float,
+    node_dead: np.ndarray,
     via: np.ndarray | None = None,
 ) -> int:
     """Join short links across plain pass-through nodes; return the number of nodes removed."""
@@ -414,7 +434,8 @@ def _components(
     net: Network, L: _Links, live_node: np.ndarray, alive: np.ndarray, keep_mode: str, notes: list[str]
 ) -> np.ndarray:
     """The nodes to keep (bool per node) under ``keep_mode``; notes what is dropped,
-    and what cannot be reached where the network kept is not strongly connected."""
+    and what cannot be reached where the network kept is not strongly connected.
+    """
     n = live_node.size
     if alive.size:
         adj = sp.csr_matrix((np.ones(alive.size), (L.src[alive], L.dst[alive])), shape=(n, n))
@@ -438,16 +459,20 @@ def _components(
                 "keep: all or largest_weak runs a network that is not strongly connected as it is."
             )
         keep = in_strong
-        why = "cannot be reached from, or cannot reach, the rest of the network, keeping the largest strongly " \
-              f"connected component of {int(keep.sum())} nodes"
+        why = (
+            "cannot be reached from, or cannot reach, the rest of the network, keeping the largest strongly "
+            f"connected component of {int(keep.sum())} nodes"
+        )
     elif keep_mode == "largest_weak":
         if int(in_weak.sum()) < 2:
             raise CityError(
                 f"the network cannot be repaired: no links are left ({_plural(int(live_node.sum()), 'node')})."
             )
         keep = in_weak
-        why = f"are not joined by any road to the rest of the network, keeping its largest connected part of " \
-              f"{int(keep.sum())} nodes"
+        why = (
+            f"are not joined by any road to the rest of the network, keeping its largest connected part of "
+            f"{int(keep.sum())} nodes"
+        )
     else:
         if alive.size == 0:
             raise CityError(
@@ -474,12 +499,21 @@ def _components(
 
 
 def _aliases(
-    net: Network, L: _Links, keep: np.ndarray, new_node: np.ndarray, node_map: np.ndarray, pass_dead: np.ndarray,
-    via: np.ndarray, link_to: np.ndarray, root: np.ndarray, notes: list[str],
+    net: Network,
+    L: _Links,
+    keep: np.ndarray,
+    new_node: np.ndarray,
+    node_map: np.ndarray,
+    pass_dead: np.ndarray,
+    via: np.ndarray,
+    link_to: np.ndarray,
+    root: np.ndarray,
+    notes: list[str],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Source ids of nodes merged away or dropped -> the new node standing for each:
     the node merged into; for a pass-through node, the nearer end of the link joined
-    through it; else the nearest kept node.  The input's own aliases are carried."""
+    through it; else the nearest kept node.  The input's own aliases are carried.
+    """
     from scipy.spatial import cKDTree
 
     n = keep.size
@@ -531,10 +565,13 @@ def _aliases(
                 f"at most {float(dist[by_via].max()):.0f} m away)"
             )
         if other:
-            parts.append(f"{other} dropped (to the nearest remaining node, at most {float(dist[rest].max()):.0f} m away)")
+            parts.append(
+                f"{other} dropped (to the nearest remaining node, at most {float(dist[rest].max()):.0f} m away)"
+            )
         notes.append(
             f"Remapped {_plural(int(moved.size), 'source node id')} onto the node that replaced each: "
-            + "; ".join(parts) + ". Trips, sensors, stations and interventions may still name them."
+            + "; ".join(parts)
+            + ". Trips, sensors, stations and interventions may still name them."
         )
     return ids, to
 
@@ -583,7 +620,9 @@ def repair_network(
     bad_cycle = ~np.isfinite(cycle) | (cycle < 0)
     if bad_cycle.any():
         cycle[bad_cycle] = 0.0
-        notes.append(f"Removed the signal plan of {_plural(int(bad_cycle.sum()), 'node')} with a missing or negative cycle.")
+        notes.append(
+            f"Removed the signal plan of {_plural(int(bad_cycle.sum()), 'node')} with a missing or negative cycle."
+        )
     offset[~np.isfinite(offset)] = 0.0
     if m:
         _repair_attributes(net, L, problems, notes)
@@ -594,7 +633,9 @@ def repair_network(
     if loops.any():
         L.alive[loops] = False
         L.link_to[loops] = -1
-        notes.append(f"Dropped {_plural(int(loops.sum()), 'self-loop link')} (links {_examples(np.flatnonzero(loops))}).")
+        notes.append(
+            f"Dropped {_plural(int(loops.sum()), 'self-loop link')} (links {_examples(np.flatnonzero(loops))})."
+        )
 
     node_dead = np.zeros(n, dtype=bool)
     via = np.full(n, -1, dtype=np.int64)  # removed pass-through node -> the link joined through it
@@ -803,4 +844,3 @@ def validate_city(
         notes=tuple(city.notes) + tuple(notes),
         places=places,
     )
-

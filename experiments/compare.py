@@ -88,8 +88,10 @@ RESPONSES = {
     "equilibrium": "at equilibrium: each variant after travellers adapted (day-to-day learning, twin equilibrate)",
 }
 #: labels of the KPIs an equilibrated replication adds
-_EQ_LABELS = {"equilibrium_iterations": ("Days to equilibrium", ""),
-              "equilibrium_relative_gap": ("Relative gap at equilibrium", "")}
+_EQ_LABELS = {
+    "equilibrium_iterations": ("Days to equilibrium", ""),
+    "equilibrium_relative_gap": ("Relative gap at equilibrium", ""),
+}
 
 
 class ComparisonError(InputError):
@@ -130,8 +132,9 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else math.nan
 
 
-def paired_difference(baseline: np.ndarray, scenario: np.ndarray, *,
-                      confidence: float = CONFIDENCE) -> PairedDifference:
+def paired_difference(
+    baseline: np.ndarray, scenario: np.ndarray, *, confidence: float = CONFIDENCE
+) -> PairedDifference:
     """Mean paired difference with a t-interval.
 
     Parameters
@@ -233,9 +236,17 @@ def _intervened_links(ds: xr.Dataset) -> list[int]:
     return []
 
 
-def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, index: int,
-                    expect_hash: str | None = None, keep_run: bool = False, response: str = "day1",
-                    iterations: int | None = None) -> Replication:
+def run_replication(
+    scenario: Mapping[str, Any],
+    seed: int,
+    *,
+    variant: str,
+    index: int,
+    expect_hash: str | None = None,
+    keep_run: bool = False,
+    response: str = "day1",
+    iterations: int | None = None,
+) -> Replication:
     """Run one replication in this process (the task a worker runs).
 
     Parameters
@@ -274,7 +285,8 @@ def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, ind
     if expect_hash is not None and got != expect_hash:
         raise ComparisonError(
             f"the {variant} scenario {sc.name!r} differs on the worker (hash {got}, expected "
-            f"{expect_hash}): its input files, or the project's code, are not the same there")
+            f"{expect_hash}): its input files, or the project's code, are not the same there"
+        )
     eq = None
     if response == "equilibrium":
         from twin.equilibrium import equilibrate
@@ -289,16 +301,23 @@ def run_replication(scenario: Mapping[str, Any], seed: int, *, variant: str, ind
         {name: ds[name].variable for name in (*_LINK, *_SERIES, _TRIP)},
         coords={"time": ds["time"].variable, "clock": ds["clock"].variable, "trip": ds["trip"].variable},
     )
-    rep = Replication(variant=variant, index=int(index), seed=int(seed), scenario_hash=tw.scenario_hash,
-                      kpis={k: float(v) for k, v in tw.kpis().items()}, data=data.load(),
-                      intervened=_intervened_links(ds))
+    rep = Replication(
+        variant=variant,
+        index=int(index),
+        seed=int(seed),
+        scenario_hash=tw.scenario_hash,
+        kpis={k: float(v) for k, v in tw.kpis().items()},
+        data=data.load(),
+        intervened=_intervened_links(ds),
+    )
     if eq is not None:
         rep.kpis.update({"equilibrium_iterations": float(eq.iterations), "equilibrium_relative_gap": eq.final_gap})
         rep.day1_kpis = {k: float(v) for k, v in eq.day1_kpis.items()}
     rep.labels = {k: tuple(v) for k, v in {**kpi_labels(), **_EQ_LABELS}.items() if k in rep.kpis}
     if keep_run:
-        rep.geometry = xr.Dataset(coords={
-            name: c.variable for name, c in ds.coords.items() if c.dims and set(c.dims) <= _GEOMETRY_DIMS})
+        rep.geometry = xr.Dataset(
+            coords={name: c.variable for name, c in ds.coords.items() if c.dims and set(c.dims) <= _GEOMETRY_DIMS}
+        )
         with tempfile.TemporaryDirectory(prefix="twin-rep-") as tmp:
             folder = tw.save(Path(tmp) / "run")
             rep.run_files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
@@ -366,20 +385,33 @@ def _check_comparable(base, scen) -> None:
         a, b = build_city(base.city).network, build_city(scen.city).network
         same = a.n_links == b.n_links and np.array_equal(a.src, b.src) and np.array_equal(a.dst, b.dst)
         if not same:
-            problems.append(f"their road networks differ ({a.n_links:,} and {b.n_links:,} links): express "
-                            "the change as an intervention on one city")
+            problems.append(
+                f"their road networks differ ({a.n_links:,} and {b.n_links:,} links): express "
+                "the change as an intervention on one city"
+            )
     if problems:
         raise ComparisonError(
-            f"baseline {base.name!r} and scenario {scen.name!r} cannot be compared link by link: "
-            + "; ".join(problems))
+            f"baseline {base.name!r} and scenario {scen.name!r} cannot be compared link by link: " + "; ".join(problems)
+        )
 
 
-def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int | None = None,
-            executor: Executor | None = None, scheduler: str | None = None, workers: int | None = None,
-            out: str | os.PathLike[str] | None = None,
-            progress: Callable[[int, int], None] | None = None,
-            confidence: float = CONFIDENCE, response: str = "day1", iterations: int | None = None,
-            checkpoint: str | os.PathLike[str] | None = None, resume: bool = True) -> Comparison:
+def compare(
+    baseline: Any,
+    scenario: Any,
+    *,
+    replications: int = 10,
+    seed: int | None = None,
+    executor: Executor | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    confidence: float = CONFIDENCE,
+    response: str = "day1",
+    iterations: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+) -> Comparison:
     """Run baseline and scenario with common random numbers and compare them.
 
     Parameters
@@ -435,7 +467,8 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     if isinstance(replications, bool) or not isinstance(replications, (int, np.integer)) or replications < 2:
         raise ComparisonError(
             f"replications must be a whole number of at least 2 (a confidence interval needs the "
-            f"spread of two or more paired runs), got {replications!r}")
+            f"spread of two or more paired runs), got {replications!r}"
+        )
     if not 0.0 < confidence < 1.0:
         raise ComparisonError(f"confidence must lie between 0 and 1, got {confidence!r}")
     if response not in RESPONSES:
@@ -477,8 +510,14 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
         if progress is not None and reps:
             progress(len(reps), len(tasks))
         if tasks_left:
-            for _, rep in executor.as_completed(_task, tasks_left, expect_hashes=hashes, response=response,
-                                                iterations=iterations, plugins=allowed_plugins()):
+            for _, rep in executor.as_completed(
+                _task,
+                tasks_left,
+                expect_hashes=hashes,
+                response=response,
+                iterations=iterations,
+                plugins=allowed_plugins(),
+            ):
                 if ckpt is not None:
                     ckpt.save(rep)  # kept as it lands: a killed comparison loses only the runs in flight
                 reps.append(rep)
@@ -490,33 +529,44 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     finally:
         if own and executor is not None:
             executor.close()
-    log.info("%d runs in %.1f s on %d slot(s) (set-up before them %.1f s)", len(tasks), runs_wall, slots,
-             t_runs - t_start)
+    log.info(
+        "%d runs in %.1f s on %d slot(s) (set-up before them %.1f s)", len(tasks), runs_wall, slots, t_runs - t_start
+    )
     by = {v: sorted((r for r in reps if r.variant == v), key=lambda r: r.index) for v in VARIANTS}
     dataset = _dataset(by, scen, seeds)
     summary = _summary(by, scen, seeds, confidence=confidence)
     summary["response"] = response
     summary["response_label"] = RESPONSES[response]
     if response == "equilibrium":
-        day1 = {v: [Replication(r.variant, r.index, r.seed, r.scenario_hash, r.day1_kpis or {}, r.data, labels=r.labels)
-                    for r in by[v]] for v in VARIANTS}
+        day1 = {
+            v: [
+                Replication(r.variant, r.index, r.seed, r.scenario_hash, r.day1_kpis or {}, r.data, labels=r.labels)
+                for r in by[v]
+            ]
+            for v in VARIANTS
+        }
         summary["day1_kpis"] = _summary(day1, scen, seeds, confidence=confidence)["kpis"]
         labels = _labels(day1)
         for key in _kpi_keys(day1):
             label, unit = labels.get(key, (key, ""))
-            dataset[f"day1_kpi_{key}"] = xr.Variable(("variant", "replication"), _kpi_matrix(day1, key), attrs={
-                "units": unit or "1", "long_name": f"{label}, day 1 (the immediate response)"})
+            dataset[f"day1_kpi_{key}"] = xr.Variable(
+                ("variant", "replication"),
+                _kpi_matrix(day1, key),
+                attrs={"units": unit or "1", "long_name": f"{label}, day 1 (the immediate response)"},
+            )
     dataset.attrs["response"] = response
     dataset.attrs["response_label"] = RESPONSES[response]
     log.info("comparison assembled in %.1f s", time.perf_counter() - t_runs - runs_wall)
-    summary.update({
-        "wall_s": time.perf_counter() - t_start,
-        "workers": int(slots),
-        "runs_wall_s": runs_wall,
-        "run_s": float(sum(r.wall_s for r in reps)),
-        "startup_s": float(startup),
-        "confidence": confidence,
-    })
+    summary.update(
+        {
+            "wall_s": time.perf_counter() - t_start,
+            "workers": int(slots),
+            "runs_wall_s": runs_wall,
+            "run_s": float(sum(r.wall_s for r in reps)),
+            "startup_s": float(startup),
+            "confidence": confidence,
+        }
+    )
     files = {v: dict(by[v][0].run_files or {}) for v in VARIANTS}
     result = Comparison(summary=summary, dataset=dataset, run_files=files)
     if out is not None:
@@ -526,14 +576,30 @@ def compare(baseline: Any, scenario: Any, *, replications: int = 10, seed: int |
     return result
 
 
-def _task(scenario: dict, seed: int, variant: str, index: int, *, expect_hashes: dict, response: str = "day1",
-          iterations: int | None = None, plugins: tuple[str, ...] = ()) -> Replication:
+def _task(
+    scenario: dict,
+    seed: int,
+    variant: str,
+    index: int,
+    *,
+    expect_hashes: dict,
+    response: str = "day1",
+    iterations: int | None = None,
+    plugins: tuple[str, ...] = (),
+) -> Replication:
     from twin.emergency.dispatch import allow_plugins
 
     allow_plugins(plugins)  # the dispatch plug-ins the caller trusts (--allow-plugins), trusted here too
-    return run_replication(scenario, seed, variant=variant, index=index,
-                           expect_hash=expect_hashes[variant], keep_run=index == 0, response=response,
-                           iterations=iterations)
+    return run_replication(
+        scenario,
+        seed,
+        variant=variant,
+        index=index,
+        expect_hash=expect_hashes[variant],
+        keep_run=index == 0,
+        response=response,
+        iterations=iterations,
+    )
 
 
 # ------------------------------------------------------------------------ resuming
@@ -548,9 +614,15 @@ def checkpoint_for(out: str | os.PathLike[str]) -> Path:
 def _checkpoint_key(hashes: dict, seeds: list[int], response: str, iterations: int | None) -> dict:
     from twin.results import package_version
 
-    return {"kind": "comparison replications", "baseline_hash": hashes["baseline"],
-            "scenario_hash": hashes["scenario"], "seeds": [int(s) for s in seeds], "response": response,
-            "iterations": iterations, "package_version": package_version()}
+    return {
+        "kind": "comparison replications",
+        "baseline_hash": hashes["baseline"],
+        "scenario_hash": hashes["scenario"],
+        "seeds": [int(s) for s in seeds],
+        "response": response,
+        "iterations": iterations,
+        "package_version": package_version(),
+    }
 
 
 def _plain_dataset(ds: xr.Dataset | None):
@@ -560,38 +632,57 @@ def _plain_dataset(ds: xr.Dataset | None):
     def var(v: xr.Variable):
         return [list(v.dims), v.values, dict(v.attrs)]
 
-    return {"vars": {str(n): var(ds[n].variable) for n in ds.data_vars},
-            "coords": {str(n): var(c.variable) for n, c in ds.coords.items()}, "attrs": dict(ds.attrs)}
+    return {
+        "vars": {str(n): var(ds[n].variable) for n in ds.data_vars},
+        "coords": {str(n): var(c.variable) for n, c in ds.coords.items()},
+        "attrs": dict(ds.attrs),
+    }
 
 
 def _dataset_from_plain(d) -> xr.Dataset | None:
     if d is None:
         return None
-    return xr.Dataset({n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["vars"].items()},
-                      coords={n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["coords"].items()},
-                      attrs=d["attrs"])
+    return xr.Dataset(
+        {n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["vars"].items()},
+        coords={n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["coords"].items()},
+        attrs=d["attrs"],
+    )
 
 
 def _replication_record(rep: Replication) -> dict:
     return {
-        "variant": rep.variant, "index": rep.index, "seed": rep.seed, "scenario_hash": rep.scenario_hash,
-        "kpis": dict(rep.kpis), "data": _plain_dataset(rep.data), "intervened": [int(i) for i in rep.intervened],
-        "wall_s": float(rep.wall_s), "labels": {k: tuple(v) for k, v in rep.labels.items()},
+        "variant": rep.variant,
+        "index": rep.index,
+        "seed": rep.seed,
+        "scenario_hash": rep.scenario_hash,
+        "kpis": dict(rep.kpis),
+        "data": _plain_dataset(rep.data),
+        "intervened": [int(i) for i in rep.intervened],
+        "wall_s": float(rep.wall_s),
+        "labels": {k: tuple(v) for k, v in rep.labels.items()},
         "geometry": _plain_dataset(rep.geometry),
-        "run_files": None if rep.run_files is None else
-        {name: np.frombuffer(payload, np.uint8) for name, payload in rep.run_files.items()},
+        "run_files": None
+        if rep.run_files is None
+        else {name: np.frombuffer(payload, np.uint8) for name, payload in rep.run_files.items()},
         "day1_kpis": None if rep.day1_kpis is None else dict(rep.day1_kpis),
     }
 
 
 def _replication_from_record(r: dict) -> Replication:
     return Replication(
-        variant=str(r["variant"]), index=int(r["index"]), seed=int(r["seed"]), scenario_hash=str(r["scenario_hash"]),
-        kpis=dict(r["kpis"]), data=_dataset_from_plain(r["data"]), intervened=list(r["intervened"]),
-        wall_s=float(r["wall_s"]), labels={k: tuple(v) for k, v in r["labels"].items()},
+        variant=str(r["variant"]),
+        index=int(r["index"]),
+        seed=int(r["seed"]),
+        scenario_hash=str(r["scenario_hash"]),
+        kpis=dict(r["kpis"]),
+        data=_dataset_from_plain(r["data"]),
+        intervened=list(r["intervened"]),
+        wall_s=float(r["wall_s"]),
+        labels={k: tuple(v) for k, v in r["labels"].items()},
         geometry=_dataset_from_plain(r["geometry"]),
         run_files=None if r["run_files"] is None else {k: v.tobytes() for k, v in r["run_files"].items()},
-        day1_kpis=r["day1_kpis"])
+        day1_kpis=r["day1_kpis"],
+    )
 
 
 class Checkpoint:
@@ -622,7 +713,8 @@ class Checkpoint:
 
     def load(self) -> dict[tuple[str, int], Replication]:
         """The runs of this comparison already kept, by (variant, index); a checkpoint of another
-        comparison (or ``resume=False``) is removed; a folder that is not a checkpoint is refused."""
+        comparison (or ``resume=False``) is removed; a folder that is not a checkpoint is refused.
+        """
         from twin.snapshot import SnapshotError, records_from_bytes
 
         if not self.folder.exists():
@@ -631,15 +723,19 @@ class Checkpoint:
         if not isinstance(have, dict) or have.get("kind") != self.key["kind"]:
             raise ComparisonError(f"{str(self.folder)!r} exists and is not a comparison checkpoint: move it away")
         if have != self.key or not self.resume:
-            log.info("replacing the checkpoint %s (%s)", self.folder,
-                     "a fresh start" if not self.resume else "it belongs to another comparison")
+            log.info(
+                "replacing the checkpoint %s (%s)",
+                self.folder,
+                "a fresh start" if not self.resume else "it belongs to another comparison",
+            )
             self.discard()
             return {}
         found: dict[tuple[str, int], Replication] = {}
         for path in sorted(self.folder.glob("*.rep")):
             try:
                 rep = _replication_from_record(
-                    records_from_bytes(path.read_bytes(), kind=self.KIND, what=repr(str(path))))
+                    records_from_bytes(path.read_bytes(), kind=self.KIND, what=repr(str(path)))
+                )
             except (SnapshotError, OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.warning("checkpoint run %s cannot be used (%s): it runs again", path.name, exc)
                 continue
@@ -655,8 +751,11 @@ class Checkpoint:
         if not self.folder.exists():
             self.folder.mkdir(parents=True)
             write_bytes(self.folder / "key.json", json.dumps(self.key, indent=1).encode("utf-8"))
-        return write_bytes(self.folder / f"{rep.variant}-{rep.index}.rep",
-                           records_bytes(_replication_record(rep), kind=self.KIND), fsync=True)
+        return write_bytes(
+            self.folder / f"{rep.variant}-{rep.index}.rep",
+            records_bytes(_replication_record(rep), kind=self.KIND),
+            fsync=True,
+        )
 
     def discard(self) -> None:
         """Remove the folder (only a checkpoint: its files and key)."""
@@ -698,9 +797,19 @@ def _summary(by, scen, seeds, *, confidence: float) -> dict[str, Any]:
         m = _kpi_matrix(by, key)
         pd = paired_difference(m[0], m[1], confidence=confidence)
         label, unit = labels.get(key, (key, ""))
-        rows.append({"key": key, "label": label, "unit": unit,
-                     "baseline": pd.baseline, "scenario": pd.scenario, "difference": pd.difference,
-                     "ci_low": pd.ci_low, "ci_high": pd.ci_high, "significant": pd.significant})
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "unit": unit,
+                "baseline": pd.baseline,
+                "scenario": pd.scenario,
+                "difference": pd.difference,
+                "ci_low": pd.ci_low,
+                "ci_high": pd.ci_high,
+                "significant": pd.significant,
+            }
+        )
     return {
         "kind": "comparison",
         "baseline": scen["baseline"].name,
@@ -732,7 +841,8 @@ def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dat
                 raise ComparisonError(
                     f"{v} replication {r.index} recorded {r.data.sizes['time']} times on "
                     f"{r.data.sizes['link']} links, the baseline {times.size} on {n_links}; "
-                    "the two cannot be lined up")
+                    "the two cannot be lined up"
+                )
     data: dict[str, xr.Variable] = {}
     for name in _LINK:
         stack = np.stack([np.stack([r.data[name].values.astype(np.float64) for r in by[v]]) for v in VARIANTS])
@@ -740,8 +850,11 @@ def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dat
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN
             mean = np.nanmean(stack, axis=1)
         base = ref.data[name].variable
-        data[name] = xr.Variable(("variant", "time", "link"), mean,
-                                 attrs=_attrs(base, f"{base.attrs.get('long_name', name)}, mean over replications"))
+        data[name] = xr.Variable(
+            ("variant", "time", "link"),
+            mean,
+            attrs=_attrs(base, f"{base.attrs.get('long_name', name)}, mean over replications"),
+        )
     for name in _SERIES:
         arr = np.stack([np.stack([r.data[name].values for r in by[v]]) for v in VARIANTS])
         data[name] = xr.Variable(("variant", "replication", "time"), arr, attrs=_attrs(ref.data[name].variable))
@@ -754,29 +867,48 @@ def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dat
         for b, r in enumerate(by[v]):
             vals = r.data[_TRIP].values
             tt[a, b, : vals.size] = vals
-    data[_TRIP] = xr.Variable(("variant", "replication", "trip"), tt, attrs=_attrs(
-        ref.data[_TRIP].variable,
-        "arrival minus scheduled departure" + ("" if same_trips else
-                                               " (trips differ between runs: by position, NaN-padded)")))
+    data[_TRIP] = xr.Variable(
+        ("variant", "replication", "trip"),
+        tt,
+        attrs=_attrs(
+            ref.data[_TRIP].variable,
+            "arrival minus scheduled departure"
+            + ("" if same_trips else " (trips differ between runs: by position, NaN-padded)"),
+        ),
+    )
 
     labels = _labels(by)
     for key in _kpi_keys(by):
         label, unit = labels.get(key, (key, ""))
-        data[f"kpi_{key}"] = xr.Variable(("variant", "replication"), _kpi_matrix(by, key),
-                                         attrs={"units": unit or "1", "long_name": label})
+        data[f"kpi_{key}"] = xr.Variable(
+            ("variant", "replication"), _kpi_matrix(by, key), attrs={"units": unit or "1", "long_name": label}
+        )
 
     coords: dict[str, xr.Variable] = {
-        "variant": xr.Variable(("variant",), np.array(VARIANTS, dtype=str),
-                               attrs={"units": "1", "long_name": "which scenario"}),
-        "replication": xr.Variable(("replication",), np.arange(len(seeds), dtype=np.int64),
-                                   attrs={"units": "1", "long_name": "replication number"}),
-        "seed": xr.Variable(("replication",), np.asarray(seeds, dtype=np.int64),
-                            attrs={"units": "1", "long_name": "seed of the replication (both variants)"}),
+        "variant": xr.Variable(
+            ("variant",), np.array(VARIANTS, dtype=str), attrs={"units": "1", "long_name": "which scenario"}
+        ),
+        "replication": xr.Variable(
+            ("replication",),
+            np.arange(len(seeds), dtype=np.int64),
+            attrs={"units": "1", "long_name": "replication number"},
+        ),
+        "seed": xr.Variable(
+            ("replication",),
+            np.asarray(seeds, dtype=np.int64),
+            attrs={"units": "1", "long_name": "seed of the replication (both variants)"},
+        ),
         "time": ref.data["time"].variable,
         "clock": ref.data["clock"].variable,
-        "trip": (ref.data["trip"].variable if same_trips else
-                 xr.Variable(("trip",), np.arange(n_trips, dtype=np.int64),
-                             attrs={"units": "1", "long_name": "trip position in each run's trip table"})),
+        "trip": (
+            ref.data["trip"].variable
+            if same_trips
+            else xr.Variable(
+                ("trip",),
+                np.arange(n_trips, dtype=np.int64),
+                attrs={"units": "1", "long_name": "trip position in each run's trip table"},
+            )
+        ),
     }
     if ref.geometry is not None:
         coords.update({name: c.variable for name, c in ref.geometry.coords.items()})

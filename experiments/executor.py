@@ -87,9 +87,16 @@ class Executor:
         Seconds it took to start the cluster or connect to it (0 for serial).
     """
 
-    def __init__(self, *, scheduler: str | None = None, workers: int | None = None,
-                 serial: bool = False, threads_per_worker: int = 1, client: Any = None,
-                 connect_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        *,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        serial: bool = False,
+        threads_per_worker: int = 1,
+        client: Any = None,
+        connect_timeout: float = 20.0,
+    ) -> None:
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be 0 (serial) or more, got {workers}")
         self._cluster = None
@@ -115,7 +122,8 @@ class Executor:
                     raise ConnectionError(
                         f"cannot reach the Dask scheduler at {scheduler!r}: {exc}; start one with "
                         "`dask scheduler` (and `dask worker ADDRESS` on each machine), or leave "
-                        "--scheduler out to use a local cluster") from None
+                        "--scheduler out to use a local cluster"
+                    ) from None
             else:
                 from distributed import LocalCluster
 
@@ -125,9 +133,13 @@ class Executor:
                 # with one worker per core that oversubscribes the machine several times over
                 threads = str(threads_per_worker)
                 self._cluster = LocalCluster(
-                    n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                    dashboard_address=None, silence_logs=logging.CRITICAL,
-                    env={"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads})
+                    n_workers=n,
+                    threads_per_worker=threads_per_worker,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.CRITICAL,
+                    env={"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads},
+                )
                 self._client = Client(self._cluster)
             self._own_client = True
         self.start_s = time.perf_counter() - t0
@@ -150,8 +162,9 @@ class Executor:
         return f"Executor(kind={self.kind!r}, slots={self.n_workers})"
 
     # ------------------------------------------------------------------ running
-    def as_completed(self, func: Callable[..., Any], items: Iterable[Sequence[Any]],
-                     **kwargs: Any) -> Iterator[tuple[int, Any]]:
+    def as_completed(
+        self, func: Callable[..., Any], items: Iterable[Sequence[Any]], **kwargs: Any
+    ) -> Iterator[tuple[int, Any]]:
         """Run ``func(*item, **kwargs)`` for each item; yield ``(index, result)`` as each ends.
 
         Parameters
@@ -196,8 +209,14 @@ class Executor:
             if pending:
                 self._client.cancel(pending)
 
-    def map(self, func: Callable[..., Any], items: Iterable[Sequence[Any]], *,
-            progress: Callable[[int, int], None] | None = None, **kwargs: Any) -> list[Any]:
+    def map(
+        self,
+        func: Callable[..., Any],
+        items: Iterable[Sequence[Any]],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
         """Run ``func(*item, **kwargs)`` for each item; results in the order of ``items``.
 
         Parameters
@@ -240,4 +259,3 @@ class Executor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

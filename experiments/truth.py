@@ -42,7 +42,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -52,8 +51,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TruthConfig", "TruthIncident", "TruthRun", "run_truth", "write_sample", "main",
-           "SAMPLE_DIR", "DEFAULT_INCIDENTS"]
+__all__ = [
+    "TruthConfig",
+    "TruthIncident",
+    "TruthRun",
+    "run_truth",
+    "write_sample",
+    "main",
+    "SAMPLE_DIR",
+    "DEFAULT_INCIDENTS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +100,26 @@ class TruthIncident:
 
 
 DEFAULT_INCIDENTS: tuple[TruthIncident, ...] = (
-    TruthIncident("crash on an arterial, morning peak", "arterial", "07:35", "08:20", 0.25,
-                  alert="carAccident", report_delay_s=420.0),
-    TruthIncident("road works on a bridge", "bridge", "10:00", "15:00", 0.5,
-                  alert="roadWorks", report_delay_s=-600.0),
-    TruthIncident("street closed (burst water main)", "local", "13:00", "14:00", 0.0, closed=True,
-                  alert="roadClosed", report_delay_s=120.0),
+    TruthIncident(
+        "crash on an arterial, morning peak",
+        "arterial",
+        "07:35",
+        "08:20",
+        0.25,
+        alert="carAccident",
+        report_delay_s=420.0,
+    ),
+    TruthIncident("road works on a bridge", "bridge", "10:00", "15:00", 0.5, alert="roadWorks", report_delay_s=-600.0),
+    TruthIncident(
+        "street closed (burst water main)",
+        "local",
+        "13:00",
+        "14:00",
+        0.0,
+        closed=True,
+        alert="roadClosed",
+        report_delay_s=120.0,
+    ),
     TruthIncident("unreported breakdown, evening peak", "arterial", "16:40", "17:40", 0.4, alert=None),
 )
 
@@ -179,11 +200,20 @@ def _perturbed_trips(scenario, city, cfg: TruthConfig, rng: np.random.Generator,
     f_hour = np.exp(rng.normal(0.0, cfg.hour_sigma, 24))
     profile = np.asarray(g.profile) * f_hour
     trips = gravity_trips(
-        node_zone=z.node_zone, residents=np.rint(z.residents * f_res).astype(np.int64),
-        jobs=np.rint(z.jobs * f_job).astype(np.int64), zone_x=z.x, zone_y=z.y, node_x=net.x, node_y=net.y,
-        rng=rng, total_trips=int(round(g.total_trips * cfg.demand_scale)),
-        duration_s=float(scenario.time.duration), start_s=float(scenario.time.start),
-        beta_per_km=g.beta_per_km, profile=profile)
+        node_zone=z.node_zone,
+        residents=np.rint(z.residents * f_res).astype(np.int64),
+        jobs=np.rint(z.jobs * f_job).astype(np.int64),
+        zone_x=z.x,
+        zone_y=z.y,
+        node_x=net.x,
+        node_y=net.y,
+        rng=rng,
+        total_trips=int(round(g.total_trips * cfg.demand_scale)),
+        duration_s=float(scenario.time.duration),
+        start_s=float(scenario.time.start),
+        beta_per_km=g.beta_per_km,
+        profile=profile,
+    )
     path = folder / "truth_trips.csv"
     with open(path, "w", newline="", encoding="utf-8") as handle:
         w = csv.writer(handle)
@@ -191,10 +221,13 @@ def _perturbed_trips(scenario, city, cfg: TruthConfig, rng: np.random.Generator,
         osm = net.node_osmid
         for i, o, d, t in zip(trips.trip_id, trips.origin, trips.destination, trips.depart_s):
             w.writerow([int(i), int(osm[o]), int(osm[d]), repr(float(t))])
-    demand = {"total_trips": int(trips.trip_id.shape[0]), "demand_scale": cfg.demand_scale,
-              "zone_residents_factor": [round(float(v), 6) for v in f_res],
-              "zone_jobs_factor": [round(float(v), 6) for v in f_job],
-              "hour_factor": [round(float(v), 6) for v in f_hour]}
+    demand = {
+        "total_trips": int(trips.trip_id.shape[0]),
+        "demand_scale": cfg.demand_scale,
+        "zone_residents_factor": [round(float(v), 6) for v in f_res],
+        "zone_jobs_factor": [round(float(v), 6) for v in f_job],
+        "hour_factor": [round(float(v), 6) for v in f_hour],
+    }
     return path, demand
 
 
@@ -231,9 +264,16 @@ def _schedule_incidents(twin, cfg: TruthConfig, rng: np.random.Generator) -> lis
         if inc.closed and (rev := _reverse(net, link)) is not None:
             links.append(rev)
         taken.update(links)
-        rec = {"name": inc.name, "links": links, "start_s": t0, "end_s": t1, "closed": inc.closed,
-               "capacity_factor": 0.0 if inc.closed else inc.capacity_factor, "alert": inc.alert,
-               "report_delay_s": inc.report_delay_s}
+        rec = {
+            "name": inc.name,
+            "links": links,
+            "start_s": t0,
+            "end_s": t1,
+            "closed": inc.closed,
+            "capacity_factor": 0.0 if inc.closed else inc.capacity_factor,
+            "alert": inc.alert,
+            "report_delay_s": inc.report_delay_s,
+        }
         out.append(rec)
         twin.env.process(_incident_process(twin, rec))
     return out
@@ -241,14 +281,19 @@ def _schedule_incidents(twin, cfg: TruthConfig, rng: np.random.Generator) -> lis
 
 def _incident_process(twin, rec: dict):
     yield twin.env.timeout(rec["start_s"])
-    h = twin.link_control.apply(rec["links"], source="truth incident", closed=rec["closed"],
-                                capacity_factor=1.0 if rec["closed"] else rec["capacity_factor"])
+    h = twin.link_control.apply(
+        rec["links"],
+        source="truth incident",
+        closed=rec["closed"],
+        capacity_factor=1.0 if rec["closed"] else rec["capacity_factor"],
+    )
     yield twin.env.timeout(rec["end_s"] - rec["start_s"])
     twin.link_control.revert(h)
 
 
-def run_truth(config: TruthConfig = TruthConfig(), *, scenario: Any = "light_day",
-              overrides: dict | None = None) -> TruthRun:
+def run_truth(
+    config: TruthConfig = TruthConfig(), *, scenario: Any = "light_day", overrides: dict | None = None
+) -> TruthRun:
     """Run the hidden truth and record its feed.
 
     Parameters
@@ -264,8 +309,11 @@ def run_truth(config: TruthConfig = TruthConfig(), *, scenario: Any = "light_day
     from twin.model import Twin, build_city
     from twin.rng import component_rng
 
-    base = scenario if isinstance(scenario, Scenario) and not overrides else load_scenario(
-        scenario.resolved() if isinstance(scenario, Scenario) else scenario, overrides=overrides)
+    base = (
+        scenario
+        if isinstance(scenario, Scenario) and not overrides
+        else load_scenario(scenario.resolved() if isinstance(scenario, Scenario) else scenario, overrides=overrides)
+    )
     city = build_city(base.city)
     rng_demand = component_rng(config.seed, "truth demand")
     with tempfile.TemporaryDirectory(prefix="truth-") as tmp:
@@ -280,8 +328,9 @@ def run_truth(config: TruthConfig = TruthConfig(), *, scenario: Any = "light_day
     ds = twin.results()
     from experiments.truth_feed import record_feed
 
-    sensors, table, messages = record_feed(ds, city.network, config, incidents,
-                                           component_rng(config.seed, "truth feed"), start_s=twin.start_s)
+    sensors, table, messages = record_feed(
+        ds, city.network, config, incidents, component_rng(config.seed, "truth feed"), start_s=twin.start_s
+    )
     return TruthRun(config, truth_scn, ds, sensors, messages, incidents, demand, table)
 
 
@@ -306,11 +355,16 @@ def feed_bytes(messages: list[tuple[float, dict]]) -> bytes:
 def write_sample(run: TruthRun, out: str | Path, *, name: str = "sample_day") -> dict[str, Path]:
     """Write ``NAME.jsonl.gz`` (the feed), ``NAME_sensors.csv`` (the sensor table),
     ``NAME.meta.json`` (the hidden truth: incidents, demand factors, sensors, noise) and
-    ``NAME.yaml`` (a twin scenario replaying the feed) into folder ``out``, atomically."""
+    ``NAME.yaml`` (a twin scenario replaying the feed) into folder ``out``, atomically.
+    """
     out = Path(out)
     feed = feed_bytes(run.messages)
-    paths = {"feed": out / f"{name}.jsonl.gz", "sensors": out / f"{name}_sensors.csv",
-             "meta": out / f"{name}.meta.json", "scenario": out / f"{name}.yaml"}
+    paths = {
+        "feed": out / f"{name}.jsonl.gz",
+        "sensors": out / f"{name}_sensors.csv",
+        "meta": out / f"{name}.meta.json",
+        "scenario": out / f"{name}.yaml",
+    }
     _atomic_write(paths["feed"], feed)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["id", "link", "segment", "lon", "lat", "heading_deg"], lineterminator="\n")
@@ -329,8 +383,11 @@ def write_sample(run: TruthRun, out: str | Path, *, name: str = "sample_day") ->
         "demand": run.demand,
         "incidents": run.incidents,
         "sensors": run.sensors,
-        "regenerate": (f"python -m experiments.truth --update-sample --seed {run.config.seed}"
-                       if _is_sample_dir(out) else f"python -m experiments.truth --out {out} --seed {run.config.seed}"),
+        "regenerate": (
+            f"python -m experiments.truth --update-sample --seed {run.config.seed}"
+            if _is_sample_dir(out)
+            else f"python -m experiments.truth --out {out} --seed {run.config.seed}"
+        ),
     }
     _atomic_write(paths["meta"], (json.dumps(meta, indent=1) + "\n").encode())
     from scenarios import builtin_scenarios
@@ -346,7 +403,7 @@ def write_sample(run: TruthRun, out: str | Path, *, name: str = "sample_day") ->
         f"name: {name}\n"
         f"description: >-\n  The {base} scenario followed live through its recorded sample feed\n"
         f"  (truth seed {run.config.seed}: perturbed demand and unannounced incidents).\n"
-        f"feeds:\n  date: \"{run.config.date}\"\n  sources:\n    - {{kind: replay, path: {paths['feed'].name}}}\n"
+        f'feeds:\n  date: "{run.config.date}"\n  sources:\n    - {{kind: replay, path: {paths["feed"].name}}}\n'
         f"  sensor_file: {paths['sensors'].name}\n"
     )
     _atomic_write(paths["scenario"], yaml_text.encode())
@@ -371,10 +428,16 @@ def _new_folder(base: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """``python -m experiments.truth``: run the truth and write the sample files."""
     p = argparse.ArgumentParser(prog="python -m experiments.truth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", help="folder for the files (default: a new folder runs/truth-SCENARIO-seedSEED[-N]); "
-                                 "never the shipped sample's folder")
-    p.add_argument("--update-sample", action="store_true",
-                   help="write the shipped sample (scenarios/library/feeds) itself: for maintainers")
+    p.add_argument(
+        "--out",
+        help="folder for the files (default: a new folder runs/truth-SCENARIO-seedSEED[-N]); "
+        "never the shipped sample's folder",
+    )
+    p.add_argument(
+        "--update-sample",
+        action="store_true",
+        help="write the shipped sample (scenarios/library/feeds) itself: for maintainers",
+    )
     p.add_argument("--name", default="sample_day", help="file name stem")
     p.add_argument("--scenario", default="light_day", help="the twin's scenario (name or file)")
     p.add_argument("--seed", type=int, default=TruthConfig.seed, help="truth seed")
@@ -397,8 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_sample(run, out, name=args.name)
     for k, v in paths.items():
         print(f"{k:9s} {v}  ({v.stat().st_size:,} bytes)")  # CLI output
-    print(f"messages  {len(run.messages):,}; sensors {len(run.sensors)}; incidents {len(run.incidents)}; "
-          f"{time.perf_counter() - t0:.0f} s")
+    print(
+        f"messages  {len(run.messages):,}; sensors {len(run.sensors)}; incidents {len(run.incidents)}; "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     return 0
 
 

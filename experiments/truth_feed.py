@@ -53,12 +53,30 @@ def _sensors(net, mapper: LinkMapper, cfg, rng: np.random.Generator) -> tuple[li
 def _entity(sensor: dict, rec: Observation, clock: FeedClock, mapper: LinkMapper) -> dict:
     kind, link = sensor["kind"], sensor["link"]
     if kind == "det":
-        r = Observation(rec.source, rec.id, rec.t, link, rec.interval_s, rec.flow_vph, rec.speed_mps,
-                        rec.occupancy, ref=mapper.segment_id(link))
+        r = Observation(
+            rec.source,
+            rec.id,
+            rec.t,
+            link,
+            rec.interval_s,
+            rec.flow_vph,
+            rec.speed_mps,
+            rec.occupancy,
+            ref=mapper.segment_id(link),
+        )
         return to_entity(r, clock=clock)
     if kind == "loop":
-        r = Observation(rec.source, rec.id, rec.t, link, rec.interval_s, rec.flow_vph, round(rec.speed_mps, 2),
-                        rec.occupancy, location=mapper.link_line(link))
+        r = Observation(
+            rec.source,
+            rec.id,
+            rec.t,
+            link,
+            rec.interval_s,
+            rec.flow_vph,
+            round(rec.speed_mps, 2),
+            rec.occupancy,
+            location=mapper.link_line(link),
+        )
         return to_entity(r, clock=clock, form="normalized", speed_unit="m/s")
     return to_entity(rec, clock=clock)
 
@@ -70,8 +88,11 @@ def _garble(entity: dict, kind: int, rng: np.random.Generator) -> tuple[str, obj
         return "raw", text[: int(rng.integers(10, max(11, len(text) - 5)))]
     e = dict(entity)
     if kind == 1:  # a value of the wrong type
-        e["intensity"] = "n/a" if "intensity" not in e or not isinstance(e["intensity"], dict) else \
-            {**e["intensity"], "value": "n/a"}
+        e["intensity"] = (
+            "n/a"
+            if "intensity" not in e or not isinstance(e["intensity"], dict)
+            else {**e["intensity"], "value": "n/a"}
+        )
     elif kind == 2:  # no time
         for k in ("dateObserved", "dateObservedFrom", "dateObservedTo"):
             e.pop(k, None)
@@ -83,8 +104,9 @@ def _garble(entity: dict, kind: int, rng: np.random.Generator) -> tuple[str, obj
     return "payload", e
 
 
-def _alerts(incidents: list[dict], net, mapper: LinkMapper, clock: FeedClock, duration: float,
-            rng: np.random.Generator) -> list[tuple[float, dict]]:
+def _alerts(
+    incidents: list[dict], net, mapper: LinkMapper, clock: FeedClock, duration: float, rng: np.random.Generator
+) -> list[tuple[float, dict]]:
     """Alerts the platform sends about the incidents it knows of, plus two that do not touch roads."""
     out: list[tuple[float, dict]] = []
 
@@ -104,34 +126,114 @@ def _alerts(incidents: list[dict], net, mapper: LinkMapper, clock: FeedClock, du
         if sub in ("roadClosed", "roadWorks"):
             refs = tuple(mapper.segment_id(k) for k in inc["links"])
             closed = sub == "roadClosed"
-            rec = ClosureEvent("", aid, issued, tuple(inc["links"]), t0, t1 if not closed else math.nan, closed,
-                               0.0 if closed else inc["capacity_factor"], 0.0, "medium", line, refs, inc["name"])
+            rec = ClosureEvent(
+                "",
+                aid,
+                issued,
+                tuple(inc["links"]),
+                t0,
+                t1 if not closed else math.nan,
+                closed,
+                0.0 if closed else inc["capacity_factor"],
+                0.0,
+                "medium",
+                line,
+                refs,
+                inc["name"],
+            )
             send(issued, rec)
             if closed:  # the reopening is announced when it happens
-                send(t1 + 60.0, ClosureEvent("", aid, t1 + 60.0, tuple(inc["links"]), t0, t1, True, 0.0, 0.0,
-                                             "medium", line, refs, inc["name"] + " (reopened)"))
+                send(
+                    t1 + 60.0,
+                    ClosureEvent(
+                        "",
+                        aid,
+                        t1 + 60.0,
+                        tuple(inc["links"]),
+                        t0,
+                        t1,
+                        True,
+                        0.0,
+                        0.0,
+                        "medium",
+                        line,
+                        refs,
+                        inc["name"] + " (reopened)",
+                    ),
+                )
         else:
-            rec = AlertEvent("", aid, issued, "traffic", sub, "", link, 0.0, "high", t0, math.nan, line,
-                             (), inc["name"])
+            rec = AlertEvent(
+                "", aid, issued, "traffic", sub, "", link, 0.0, "high", t0, math.nan, line, (), inc["name"]
+            )
             send(issued, rec, form="normalized")
-            jam = AlertEvent("", f"{_ALERT}truth-{i}-jam", issued + 480.0, "traffic", "trafficJam", "", link, 0.0,
-                             "medium", issued + 480.0, t1 + 900.0, line, (), "queue behind the incident")
+            jam = AlertEvent(
+                "",
+                f"{_ALERT}truth-{i}-jam",
+                issued + 480.0,
+                "traffic",
+                "trafficJam",
+                "",
+                link,
+                0.0,
+                "medium",
+                issued + 480.0,
+                t1 + 900.0,
+                line,
+                (),
+                "queue behind the incident",
+            )
             send(issued + 480.0, jam)
-            send(t1 + 300.0, AlertEvent("", aid, t1 + 300.0, "traffic", sub, "", link, 0.0, "high", t0, t1, line,
-                                        (), inc["name"] + " (cleared)"), form="normalized")
+            send(
+                t1 + 300.0,
+                AlertEvent(
+                    "",
+                    aid,
+                    t1 + 300.0,
+                    "traffic",
+                    sub,
+                    "",
+                    link,
+                    0.0,
+                    "high",
+                    t0,
+                    t1,
+                    line,
+                    (),
+                    inc["name"] + " (cleared)",
+                ),
+                form="normalized",
+            )
     kinds = np.asarray(net.link_kind).astype(str)
     for sub, category, clock_h, hours in (("buildingFire", "security", 15.5, 1.0), ("flood", "weather", 19.0, 2.0)):
         t = (clock_h * 3600.0 - clock.epoch.hour * 3600.0 - clock.epoch.minute * 60.0) % 86400.0
         pool = np.flatnonzero(kinds == ("bridge" if sub == "flood" else "local"))
         link = int(pool[int(rng.integers(pool.size))]) if pool.size else int(rng.integers(net.n_links))
         point = mapper.link_point(link, frac=0.25)
-        send(t, AlertEvent("", f"{_ALERT}{sub}-1", t, category, sub, "", link, 0.0, "high", t, t + hours * 3600.0,
-                           point, (), f"{sub} reported near {net.link_name[link] or 'a street'}"))
+        send(
+            t,
+            AlertEvent(
+                "",
+                f"{_ALERT}{sub}-1",
+                t,
+                category,
+                sub,
+                "",
+                link,
+                0.0,
+                "high",
+                t,
+                t + hours * 3600.0,
+                point,
+                (),
+                f"{sub} reported near {net.link_name[link] or 'a street'}",
+            ),
+        )
     return out
 
 
-def record_feed(ds, net, cfg, incidents: list[dict], rng: np.random.Generator, *,
-                start_s: float) -> tuple[list[dict], list[dict], list[tuple[float, dict]]]:
+def record_feed(
+    ds, net, cfg, incidents: list[dict], rng: np.random.Generator, *, start_s: float
+) -> tuple[list[dict], list[dict], list[tuple[float, dict]]]:
     """The truth run's feed.
 
     Returns
@@ -178,8 +280,11 @@ def record_feed(ds, net, cfg, incidents: list[dict], rng: np.random.Generator, *
         u = rng.random((n, 6))
         for i, s in enumerate(sensors):
             has_speed = outflow[k, i] > 0 and math.isfinite(spd[i])
-            reading = (counts[i] * 3600.0 / interval, round(float(spd[i]) * 3.6, 1) / 3.6 if has_speed else math.nan,
-                       round(float(occ[i]), 3))
+            reading = (
+                counts[i] * 3600.0 / interval,
+                round(float(spd[i]) * 3.6, 1) / 3.6 if has_speed else math.nan,
+                round(float(occ[i]), 3),
+            )
             if i == stuck and stuck_from <= t_end < stuck_from + 7200.0:
                 stuck_reading = stuck_reading or reading
                 reading = stuck_reading
@@ -194,13 +299,19 @@ def record_feed(ds, net, cfg, incidents: list[dict], rng: np.random.Generator, *
             if u[i, 3] > 1.0 - cfg.implausible_rate:
                 entity = to_normalized(entity) if s["kind"] == "loop" else dict(entity)
                 if u[i, 4] < 0.5:
-                    entity["averageVehicleSpeed"] = {"type": "Property", "value": 300.0 + 100.0 * u[i, 5]} \
-                        if s["kind"] == "loop" else 300.0 + 100.0 * u[i, 5]
+                    entity["averageVehicleSpeed"] = (
+                        {"type": "Property", "value": 300.0 + 100.0 * u[i, 5]}
+                        if s["kind"] == "loop"
+                        else 300.0 + 100.0 * u[i, 5]
+                    )
                     if s["kind"] == "loop":
                         entity["averageVehicleSpeed"]["unitCode"] = "KMH"
                 else:
-                    entity["intensity"] = {"type": "Property", "value": -1 - int(9 * u[i, 5])} \
-                        if s["kind"] == "loop" else -1 - int(9 * u[i, 5])
+                    entity["intensity"] = (
+                        {"type": "Property", "value": -1 - int(9 * u[i, 5])}
+                        if s["kind"] == "loop"
+                        else -1 - int(9 * u[i, 5])
+                    )
             put(arrival, "payload", entity)
             if u[i, 2] < cfg.duplicate_rate:
                 put(arrival + 2.0 + 88.0 * u[i, 5], "payload", entity)

@@ -88,8 +88,16 @@ def score(est, truth_ds, held: np.ndarray, *, interval_s: float) -> TruthScore:
     es = est.est_speed.values[ie][:, held]
     per_hour = max(1, int(round(3600.0 / interval_s)))
     n_h = tf.shape[0] // per_hour  # whole hours (none in a run under an hour: hourly scores NaN)
-    hf_t = tf[: n_h * per_hour].reshape(n_h, per_hour, tf.shape[1]).mean(axis=1) if n_h else np.full((0, tf.shape[1]), np.nan)
-    hf_e = ef[: n_h * per_hour].reshape(n_h, per_hour, ef.shape[1]).mean(axis=1) if n_h else np.full((0, ef.shape[1]), np.nan)
+    hf_t = (
+        tf[: n_h * per_hour].reshape(n_h, per_hour, tf.shape[1]).mean(axis=1)
+        if n_h
+        else np.full((0, tf.shape[1]), np.nan)
+    )
+    hf_e = (
+        ef[: n_h * per_hour].reshape(n_h, per_hour, ef.shape[1]).mean(axis=1)
+        if n_h
+        else np.full((0, ef.shape[1]), np.nan)
+    )
     lo, hi = est.est_flow_p05.values[ie][:, held], est.est_flow_p95.values[ie][:, held]
     slo, shi = est.est_speed_p05.values[ie][:, held], est.est_speed_p95.values[ie][:, held]
     counts = tf / to_vph
@@ -100,7 +108,7 @@ def score(est, truth_ds, held: np.ndarray, *, interval_s: float) -> TruthScore:
         floor_hourly=floor_h,
         flow_rmse_5min=_rmse(ef, tf),
         flow_rmse_hourly=rmse_h,
-        flow_excess_hourly=float(math.sqrt(max(rmse_h ** 2 - floor_h ** 2, 0.0))),
+        flow_excess_hourly=float(math.sqrt(max(rmse_h**2 - floor_h**2, 0.0))),
         speed_rmse=_rmse(es, ts),
         flow_coverage=float(np.mean((tf >= lo) & (tf <= hi))),
         flow_coverage_busy=float(np.mean(((tf >= lo) & (tf <= hi))[ef >= 3.0 * to_vph])),
@@ -112,7 +120,8 @@ def score(est, truth_ds, held: np.ndarray, *, interval_s: float) -> TruthScore:
 
 def _replay(ensemble, truth, hub, *, step_s: float, until_s: float, before_step=None, on_step=None) -> None:
     """Push the truth's messages as they arrive and advance the ensemble, ``step_s`` at a time
-    (``before_step(t)``, if given, runs before each step from ``t``; ``on_step(t)`` after it)."""
+    (``before_step(t)``, if given, runs before each step from ``t``; ``on_step(t)`` after it).
+    """
     msgs = truth.messages
     k = 0
     t = 0.0
@@ -143,8 +152,11 @@ def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
     g, z, d = scenario.demand.gravity, city.zones, truth.demand
     kw = {"node_zone": z.node_zone, "zone_x": z.x, "zone_y": z.y, "beta_per_km": g.beta_per_km}
     base = gravity_shares(residents=z.residents, jobs=z.jobs, **kw)
-    pert = gravity_shares(residents=np.rint(z.residents * np.asarray(d["zone_residents_factor"])).astype(np.int64),
-                          jobs=np.rint(z.jobs * np.asarray(d["zone_jobs_factor"])).astype(np.int64), **kw)
+    pert = gravity_shares(
+        residents=np.rint(z.residents * np.asarray(d["zone_residents_factor"])).astype(np.int64),
+        jobs=np.rint(z.jobs * np.asarray(d["zone_jobs_factor"])).astype(np.int64),
+        **kw,
+    )
     i, j = np.nonzero((base > 0) & (pert > 0))
     nz = z.n_zones
     A = np.zeros((i.size, 2 * nz))
@@ -159,8 +171,10 @@ def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
         raise ValueError("true_factors needs an hourly (24-value) demand profile")
     hours = np.arange(24)
     start, end = float(scenario.time.start), float(scenario.time.start + scenario.time.duration)
-    overlap = sum(np.clip(np.minimum((hours + 1) * 3600.0 + day, end) - np.maximum(hours * 3600.0 + day, start), 0.0, None)
-                  for day in (0.0, 86400.0))
+    overlap = sum(
+        np.clip(np.minimum((hours + 1) * 3600.0 + day, end) - np.maximum(hours * 3600.0 + day, start), 0.0, None)
+        for day in (0.0, 86400.0)
+    )
     f_hour = np.asarray(d["hour_factor"], np.float64)
     w0, w1 = prof * overlap, prof * f_hour * overlap
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -168,16 +182,26 @@ def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
     return x[:nz], x[nz:], np.where(np.isfinite(level), level, 0.0)
 
 
-def run_experiment(*, scenario: str = "light_day", overrides: dict | None = None, members: int = 8,
-                   truth_config=None, settings=None, seed: int = 0, keep: dict | None = None,
-                   oracle: bool = False, progress=None) -> dict:
+def run_experiment(
+    *,
+    scenario: str = "light_day",
+    overrides: dict | None = None,
+    members: int = 8,
+    truth_config=None,
+    settings=None,
+    seed: int = 0,
+    keep: dict | None = None,
+    oracle: bool = False,
+    progress=None,
+) -> dict:
     """Run truth, open loop and assimilated (and, with ``oracle``, the open loop given the
     truth's own demand factors: what a perfect demand estimate would score); return scores
     and timings (see the module docstring).
 
     ``progress(stage, done_s, total_s)``, if given, is called as each stage starts
     (``done_s`` 0) and after each step of a replay (stages: ``truth``, ``open_loop``,
-    ``assimilated``, ``oracle``)."""
+    ``assimilated``, ``oracle``).
+    """
     from experiments.truth import TruthConfig, run_truth
     from scenarios import load_scenario
     from scenarios.feeds import FeedsSpec
@@ -186,6 +210,7 @@ def run_experiment(*, scenario: str = "light_day", overrides: dict | None = None
 
     overrides = dict(overrides or {})
     cfg = truth_config or TruthConfig()
+
     def tell(stage: str, done: float, total: float) -> None:
         if progress is not None:
             progress(stage, done, total)
@@ -203,15 +228,21 @@ def run_experiment(*, scenario: str = "light_day", overrides: dict | None = None
     truth_ds = truth.dataset
     busy = truth_ds.link_outflow.sum("time").values > 0
     held = np.flatnonzero(busy & ~np.isin(np.arange(busy.size), sensors))
-    out = {"sensors": int(sensors.size), "held_out": int(held.size), "truth_s": t_truth, "messages": len(truth.messages)}
-    spec = FeedsSpec(date=cfg.date, sensors=[{k: v for k, v in row.items() if v not in ("", None)}
-                                             for row in truth.sensor_table])
+    out = {
+        "sensors": int(sensors.size),
+        "held_out": int(held.size),
+        "truth_s": t_truth,
+        "messages": len(truth.messages),
+    }
+    spec = FeedsSpec(
+        date=cfg.date, sensors=[{k: v for k, v in row.items() if v not in ("", None)} for row in truth.sensor_table]
+    )
     plain = replace(base, estimate_demand=False, correct_links=False)  # the open loop's, and the oracle's
     runs = [("open_loop", plain), ("assimilated", base)] + ([("oracle", plain)] if oracle else [])
     for label, st in runs:
         t1 = time.perf_counter()
         tell(label, 0.0, duration)
-        step = (lambda t, _label=label: tell(_label, t, duration))
+        step = lambda t, _label=label: tell(_label, t, duration)
         ens = Ensemble(nominal, st)
         hub = FeedHub.from_spec(spec, ens.city.network, start_s=float(nominal.time.start))
         if label == "assimilated":
@@ -219,30 +250,49 @@ def run_experiment(*, scenario: str = "light_day", overrides: dict | None = None
         elif label == "open_loop":
             _replay(ens, truth, _NullHub(hub), step_s=interval, until_s=duration, on_step=step)
         else:
-            _replay(ens, truth, _NullHub(hub), step_s=interval, until_s=duration,
-                    before_step=_oracle_levels(ens, *true_factors(truth, ens.city, nominal)), on_step=step)
+            _replay(
+                ens,
+                truth,
+                _NullHub(hub),
+                step_s=interval,
+                until_s=duration,
+                before_step=_oracle_levels(ens, *true_factors(truth, ens.city, nominal)),
+                on_step=step,
+            )
         wall = time.perf_counter() - t1
         est = ens.dataset()
         if keep is not None:
             keep.update({label: est, "truth": truth, "held": held, "sensors": sensors})
         sc = score(est, truth_ds, held, interval_s=interval)
-        out[label] = {**sc.__dict__, "wall_s": wall, "sim_per_wall": duration / wall,
-                      "feed": hub.totals(), "final_level": float(ens.demand_scale()[0].mean())}
+        out[label] = {
+            **sc.__dict__,
+            "wall_s": wall,
+            "sim_per_wall": duration / wall,
+            "feed": hub.totals(),
+            "final_level": float(ens.demand_scale()[0].mean()),
+        }
     ol, asm = out["open_loop"], out["assimilated"]
-    out["reduction"] = {k: 1.0 - asm[k] / ol[k] for k in ("flow_rmse_5min", "flow_rmse_hourly", "flow_excess_hourly", "speed_rmse")
-                        if ol[k] and math.isfinite(ol[k])}
+    out["reduction"] = {
+        k: 1.0 - asm[k] / ol[k]
+        for k in ("flow_rmse_5min", "flow_rmse_hourly", "flow_excess_hourly", "speed_rmse")
+        if ol[k] and math.isfinite(ol[k])
+    }
     if oracle:
         orc = out["oracle"]
         # the share of what a perfect demand estimate would gain that the filter gains
-        out["achieved"] = {k: (ol[k] - asm[k]) / (ol[k] - orc[k]) for k in ("flow_rmse_hourly", "speed_rmse")
-                           if ol[k] - orc[k] > 0.02 * ol[k]}  # (speeds: the demand barely moves them)
+        out["achieved"] = {
+            k: (ol[k] - asm[k]) / (ol[k] - orc[k])
+            for k in ("flow_rmse_hourly", "speed_rmse")
+            if ol[k] - orc[k] > 0.02 * ol[k]
+        }  # (speeds: the demand barely moves them)
     out["truth_demand"] = {"scale": cfg.demand_scale, "zone_sigma": cfg.zone_sigma, "hour_sigma": cfg.hour_sigma}
     return out
 
 
 def _oracle_levels(ensemble, zone, dest, level):
     """Give every member the truth's zone factors; returns the step hook that sets the
-    level of the clock hour whose trips the next bucket releases."""
+    level of the clock hour whose trips the next bucket releases.
+    """
     for pool in ensemble.pools:
         pool.log_zone, pool.log_dest = zone.copy(), dest.copy()
 
@@ -298,10 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write the scores as JSON here")
     p.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--no-oracle", action="store_true",
-                   help="skip the oracle row (the open loop given the truth's own demand factors)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an assimilation setting, e.g. --set damping=0.5 --set observation=link")
+    p.add_argument(
+        "--no-oracle",
+        action="store_true",
+        help="skip the oracle row (the open loop given the truth's own demand factors)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an assimilation setting, e.g. --set damping=0.5 --set observation=link",
+    )
     args = p.parse_args(argv)
     over = {}
     if args.start:
@@ -322,8 +380,14 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console()
     stages = ["truth", "open_loop", "assimilated"] + ([] if args.no_oracle else ["oracle"])
-    bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>3.0f} %"),
-                   TimeElapsedColumn(), console=console, disable=args.quiet)
+    bar = Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f} %"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet,
+    )
     tasks: dict[str, int] = {}
 
     def progress(stage: str, done: float, total: float) -> None:
@@ -331,11 +395,19 @@ def main(argv: list[str] | None = None) -> int:
             tasks[stage] = bar.add_task(stage, total=total)
         bar.update(tasks[stage], completed=done, total=total)
 
-    console.print(f"twin vs truth on [bold]{args.scenario}[/]: {len(stages)} runs ({', '.join(stages)}), "
-                  f"{args.members} members each")
+    console.print(
+        f"twin vs truth on [bold]{args.scenario}[/]: {len(stages)} runs ({', '.join(stages)}), "
+        f"{args.members} members each"
+    )
     with bar:
-        res = run_experiment(scenario=args.scenario, overrides=over, members=args.members, settings=settings,
-                             oracle=not args.no_oracle, progress=progress)
+        res = run_experiment(
+            scenario=args.scenario,
+            overrides=over,
+            members=args.members,
+            settings=settings,
+            oracle=not args.no_oracle,
+            progress=progress,
+        )
     text = json.dumps(res, indent=2, default=float)
     if args.out:
         write_bytes(Path(args.out), text.encode())
@@ -349,24 +421,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: rows of the result table: (key in a run's scores, label, how to show it)
-_ROWS = (("flow_rmse_hourly", "hourly flow RMSE (veh/h)", "{:,.1f}"),
-         ("flow_excess_hourly", "  above the Poisson floor", "{:,.1f}"),
-         ("flow_rmse_5min", "5-min flow RMSE (veh/h)", "{:,.1f}"),
-         ("speed_rmse", "speed RMSE (m/s)", "{:.2f}"),
-         ("flow_coverage", "90 % band coverage, flow", "{:.0%}"),
-         ("flow_coverage_busy", "  where 3+ vehicles expected", "{:.0%}"),
-         ("speed_coverage", "90 % band coverage, speed", "{:.0%}"),
-         ("wall_s", "wall time (s)", "{:,.0f}"))
+_ROWS = (
+    ("flow_rmse_hourly", "hourly flow RMSE (veh/h)", "{:,.1f}"),
+    ("flow_excess_hourly", "  above the Poisson floor", "{:,.1f}"),
+    ("flow_rmse_5min", "5-min flow RMSE (veh/h)", "{:,.1f}"),
+    ("speed_rmse", "speed RMSE (m/s)", "{:.2f}"),
+    ("flow_coverage", "90 % band coverage, flow", "{:.0%}"),
+    ("flow_coverage_busy", "  where 3+ vehicles expected", "{:.0%}"),
+    ("speed_coverage", "90 % band coverage, speed", "{:.0%}"),
+    ("wall_s", "wall time (s)", "{:,.0f}"),
+)
 
 
 def result_table(res: dict):
     """The experiment's scores as a table: a row per score, a column per run (open loop,
-    assimilated, oracle) and the assimilated run's reduction against the open loop."""
+    assimilated, oracle) and the assimilated run's reduction against the open loop.
+    """
     from rich.table import Table
 
     runs = [k for k in ("open_loop", "assimilated", "oracle") if k in res]
-    table = Table(title=f"held-out links: {res['held_out']:,} ({res['sensors']:,} with sensors), "
-                        f"{res['messages']:,} messages")
+    table = Table(
+        title=f"held-out links: {res['held_out']:,} ({res['sensors']:,} with sensors), {res['messages']:,} messages"
+    )
     table.add_column("score", overflow="fold")
     for k in runs:
         table.add_column(k.replace("_", " "), justify="right", no_wrap=True)

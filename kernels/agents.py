@@ -20,8 +20,24 @@ _HOME_PURPOSE = 0
 
 
 @njit(cache=True)
-def trip_positions(persons, mode, vid, dep, arr_known, dest, purpose, place, node,
-                   veh_arrive, veh_link, link_dst, now, arrive_out, state_out, node_out):
+def trip_positions(
+    persons,
+    mode,
+    vid,
+    dep,
+    arr_known,
+    dest,
+    purpose,
+    place,
+    node,
+    veh_arrive,
+    veh_link,
+    link_dst,
+    now,
+    arrive_out,
+    state_out,
+    node_out,
+):
     """Arrival time, state and counting node of each person in ``persons``.
 
     Parameters

@@ -100,8 +100,27 @@ def enkf_update(theta, pred, obs, obs_var, eps, *, inflation: float = 1.0) -> np
 
 
 @njit(cache=True)
-def _crossings(orig, row, pot, order, rank, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link,
-               tol, scale, write, out_trip, out_sensor, out_share, out_dt, frac):
+def _crossings(
+    orig,
+    row,
+    pot,
+    order,
+    rank,
+    weight,
+    is_open,
+    out_indptr,
+    out_links,
+    l_dst,
+    sensor_of_link,
+    tol,
+    scale,
+    write,
+    out_trip,
+    out_sensor,
+    out_share,
+    out_dt,
+    frac,
+):
     n_nodes = pot.shape[1]
     k = 0
     for j in range(orig.shape[0]):
@@ -141,8 +160,20 @@ def _crossings(orig, row, pot, order, rank, weight, is_open, out_indptr, out_lin
     return k
 
 
-def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, *,
-                     tol: float = 0.0, scale: float = 0.0):
+def sensor_crossings(
+    orig,
+    row,
+    pot,
+    weight,
+    is_open,
+    out_indptr,
+    out_links,
+    l_dst,
+    sensor_of_link,
+    *,
+    tol: float = 0.0,
+    scale: float = 0.0,
+):
     """Which sensor links each trip crosses, with what probability and when.
 
     A trip from node ``orig[j]`` to the destination of route row ``row[j]``
@@ -212,7 +243,21 @@ def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_d
     np.put_along_axis(rank, order, np.arange(n_nodes)[None, :].repeat(n_rows, axis=0), axis=1)
     frac = np.zeros(n_nodes)
     e_i, e_f = np.empty(0, np.int64), np.empty(0, np.float64)
-    args = (orig, row, pot, order, rank, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, float(tol), float(scale))
+    args = (
+        orig,
+        row,
+        pot,
+        order,
+        rank,
+        weight,
+        is_open,
+        out_indptr,
+        out_links,
+        l_dst,
+        sensor_of_link,
+        float(tol),
+        float(scale),
+    )
     c = _crossings(*args, False, e_i, e_i, e_f, e_f, frac)
     trip, sensor = np.empty(c, np.int64), np.empty(c, np.int64)
     share, dt = np.empty(c), np.empty(c)

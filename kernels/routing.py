@@ -166,8 +166,22 @@ def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, he
 
 
 @njit(cache=True)
-def _tree_to_dial(dest, in_indptr, in_links, rev_src, rev_w, inv_delta, mask, dist, next_link,
-                  bucket_head, entry_node, entry_key, entry_next, want_next):
+def _tree_to_dial(
+    dest,
+    in_indptr,
+    in_links,
+    rev_src,
+    rev_w,
+    inv_delta,
+    mask,
+    dist,
+    next_link,
+    bucket_head,
+    entry_node,
+    entry_key,
+    entry_next,
+    want_next,
+):
     """Dijkstra on the reversed graph with a bucket queue (Dial's algorithm).
 
     Buckets are ``1 / inv_delta`` wide, at most the smallest weight (shaved so
@@ -317,7 +331,8 @@ _MAX_CHUNKS = 256
 @njit(cache=True)
 def _dial_setup(rev_w):
     """``(inv_delta, n_buckets)`` of the bucket queue for these weights; ``n_buckets = 0``:
-    use the binary heap (a zero weight, no finite weight, or too wide a spread)."""
+    use the binary heap (a zero weight, no finite weight, or too wide a spread).
+    """
     w_min = np.inf
     w_max = 0.0
     for k in range(rev_w.shape[0]):
@@ -391,15 +406,30 @@ def route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, 
             dist = dist_out[r] if want_dist else work
             nxt = next_link_out[r] if want_next else work_next
             if use_dial:
-                _tree_to_dial(dests[r], in_indptr, in_links, rev_src, rev_w, inv_delta, n_buckets - 1,
-                              dist, nxt, bucket_head, entry_node, entry_key, entry_next, want_next)
+                _tree_to_dial(
+                    dests[r],
+                    in_indptr,
+                    in_links,
+                    rev_src,
+                    rev_w,
+                    inv_delta,
+                    n_buckets - 1,
+                    dist,
+                    nxt,
+                    bucket_head,
+                    entry_node,
+                    entry_key,
+                    entry_next,
+                    want_next,
+                )
             else:
                 _tree_to_into(dests[r], in_indptr, in_links, rev_src, rev_w, dist, nxt, heap_node, heap_key, pos)
 
 
 @njit(cache=True, parallel=True)
-def stale_rows(active, row_basis, ch_indptr, ch_links, basis_weights, weight, pot, src, dst, out_indptr, out_links,
-               out):
+def stale_rows(
+    active, row_basis, ch_indptr, ch_links, basis_weights, weight, pot, src, dst, out_indptr, out_links, out
+):
     """Flag the active rows whose distances change under new link weights.
 
     Row ``r`` holds exact shortest travel times ``pot[r]`` for the weights
@@ -447,7 +477,8 @@ def stale_rows(active, row_basis, ch_indptr, ch_links, basis_weights, weight, po
 
 def changed_links(basis_weights: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(ch_indptr, ch_links)`` for :func:`stale_rows`: per basis row, the links whose
-    weight differs from ``weight`` (``inf == inf`` counts as unchanged)."""
+    weight differs from ``weight`` (``inf == inf`` counts as unchanged).
+    """
     changed = [np.flatnonzero(b != weight).astype(np.int32) for b in basis_weights]
     ch_indptr = np.zeros(len(changed) + 1, np.int64)
     np.cumsum([c.size for c in changed], out=ch_indptr[1:])
@@ -618,7 +649,9 @@ def _check_graph_fast(graph: Graph) -> None:
     for f, dt in _GRAPH_DTYPES.items():
         a = getattr(graph, f)
         if not isinstance(a, np.ndarray) or a.dtype != dt or a.ndim != 1 or not a.flags.c_contiguous:
-            raise ValueError(f"Graph.{f} must be a contiguous 1-D {np.dtype(dt).name} array; build the Graph with graph_of")
+            raise ValueError(
+                f"Graph.{f} must be a contiguous 1-D {np.dtype(dt).name} array; build the Graph with graph_of"
+            )
 
 
 def _check_weight(graph: Graph, weight: Any) -> np.ndarray:
@@ -631,7 +664,9 @@ def _check_weight(graph: Graph, weight: Any) -> np.ndarray:
         if np.isnan(weight).any():
             raise ValueError(f"weight has NaN at link(s) {np.flatnonzero(np.isnan(weight))[:5].tolist()}")
         if weight.min() < 0:
-            raise ValueError(f"weight must be >= 0 (inf = closed); negative at link(s) {np.flatnonzero(weight < 0)[:5].tolist()}")
+            raise ValueError(
+                f"weight must be >= 0 (inf = closed); negative at link(s) {np.flatnonzero(weight < 0)[:5].tolist()}"
+            )
     return np.ascontiguousarray(weight)
 
 
@@ -736,8 +771,7 @@ def compute_route_table(
     if d.size and (d.min() < 0 or d.max() >= n):
         bad = np.flatnonzero((d < 0) | (d >= n))
         raise ValueError(
-            f"dests has {bad.size} node index(es) outside 0..{n - 1} (n_nodes={n}), "
-            f"e.g. dests[{bad[0]}] = {d[bad[0]]}"
+            f"dests has {bad.size} node index(es) outside 0..{n - 1} (n_nodes={n}), e.g. dests[{bad[0]}] = {d[bad[0]]}"
         )
     d = np.ascontiguousarray(d, dtype=np.int32)
     k = d.shape[0]

@@ -236,7 +236,8 @@ MAJOR_FLOW_TAU_S = 60.0
 def gap_headway(qc, tf):
     """Mean headway ``1 / c`` of a minor approach with follow-up time ``tf`` (s) against
     a conflicting major flow ``qc`` (veh/s): Harders' capacity
-    ``c = qc exp(-qc t_c) / (1 - exp(-qc tf))`` (``1 / tf`` at ``qc = 0``)."""
+    ``c = qc exp(-qc t_c) / (1 - exp(-qc tf))`` (``1 / tf`` at ``qc = 0``).
+    """
     if not qc > 0.0:
         return tf
     return -np.expm1(-qc * tf) * np.exp(qc * CRITICAL_GAP_S) / qc
@@ -245,7 +246,8 @@ def gap_headway(qc, tf):
 @njit(cache=True, inline="always")
 def major_flow(rate, t_last, when):
     """The node's smoothed major flow (veh/s) at ``when`` (no earlier than its last
-    major move at ``t_last``), from ``rate``, its value just after that move."""
+    major move at ``t_last``), from ``rate``, its value just after that move.
+    """
     q = rate - 0.5 / MAJOR_FLOW_TAU_S
     if when > t_last:
         q *= np.exp(-(when - t_last) / MAJOR_FLOW_TAU_S)
@@ -261,7 +263,8 @@ CUTOFF = 7.0
 @njit(cache=True, inline="always")
 def choice_weight(c, lim, scale):
     """Unnormalised choice weight of an out-link whose cost (its own travel time plus
-    the potential at its head) is ``c``, when costs up to ``lim`` count as best."""
+    the potential at its head) is ``c``, when costs up to ``lim`` count as best.
+    """
     if c <= lim:
         return 1.0
     if scale > 0.0:
@@ -278,7 +281,8 @@ def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, 
     :func:`choice_weight` gives its cost, where costs up to ``lim`` (the best cost plus
     ``tol`` of it) count as best.  Returns ``(lim, total weight)``; ``(inf, 0)`` when
     none.  Shared by the traffic kernel and :func:`kernels.assimilation.sensor_crossings`,
-    which must follow the same rule."""
+    which must follow the same rule.
+    """
     best = np.inf
     for k in range(out_indptr[n], out_indptr[n + 1]):
         b = out_links[k]
@@ -303,7 +307,8 @@ def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, 
 def choice_draw(seed, v, a):
     """A uniform number in [0, 1) keyed to (seed, vehicle ``v``, arriving link ``a``; -1 at
     its origin), which names the decision point: the same decision always draws the same
-    number, whatever the order of events or the numbering of nodes (splitmix64 finaliser)."""
+    number, whatever the order of events or the numbering of nodes (splitmix64 finaliser).
+    """
     h = seed ^ (np.uint64(v) * np.uint64(0x9E3779B97F4A7C15))
     h ^= np.uint64(a + 2) * np.uint64(0xC2B2AE3D27D4EB4F)
     h ^= h >> np.uint64(30)
@@ -318,7 +323,8 @@ def choice_draw(seed, v, a):
 def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed):
     """The out-link vehicle ``v`` (route row ``r``) takes at node ``n``, coming from
     link ``a`` (-1: its origin); -1 if none.  A logit draw over :func:`near_shortest`'s
-    candidates, keyed to the decision (:func:`choice_draw`)."""
+    candidates, keyed to the decision (:func:`choice_draw`).
+    """
     dn = pot[r, n]
     if not dn < np.inf:
         return np.int64(-1)
@@ -569,7 +575,9 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     if b == _UNKNOWN:
                         b = np.int64(-1)
                         if ih[v, I_DEST] != n:
-                            b = _next_link(n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed)
+                            b = _next_link(
+                                n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed
+                            )
                             if b < 0:
                                 if pot[ih[v, I_DIDX], n] < np.inf:
                                     b = _WAIT  # its next links closed since the last re-route: wait for it
@@ -604,7 +612,9 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     if not backlogged and vclock[n] > tag:
                         tag = vclock[n]
                     tag += h_src
-                    if te < best_te or (te == best_te and (best_minor > minor or (best_minor == minor and tag < best_tag))):
+                    if te < best_te or (
+                        te == best_te and (best_minor > minor or (best_minor == minor and tag < best_tag))
+                    ):
                         best_j = j
                         best_te = te
                         best_tag = tag
@@ -752,7 +762,8 @@ def status_counts(link, out):
     """Vehicles by status in one pass: ``out[-s - 1]`` counts status code ``s < 0``
     (``out[0]`` waiting, ``out[1]`` arrived, ``out[2]`` pending, ``out[3]`` no route,
     ``out[4]`` the caller's code -5), ``out[5]`` the vehicles on a link (``>= 0``).
-    Codes below -5 are not counted."""
+    Codes below -5 are not counted.
+    """
     out[:] = 0
     for v in range(link.shape[0]):
         s = link[v]

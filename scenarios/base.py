@@ -12,9 +12,24 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 from .timeparse import parse_clock, parse_duration
 
-__all__ = ["Clock", "Count", "CrossFieldError", "Duration", "MAX_COUNT", "MAX_PATH_BYTES",
-           "MAX_PATH_COMPONENT_BYTES", "Number", "Section", "_Section", "check_path_text", "expanduser",
-           "resolve_file", "_resolve_file", "_context", "_normpath"]
+__all__ = [
+    "Clock",
+    "Count",
+    "CrossFieldError",
+    "Duration",
+    "MAX_COUNT",
+    "MAX_PATH_BYTES",
+    "MAX_PATH_COMPONENT_BYTES",
+    "Number",
+    "Section",
+    "_Section",
+    "check_path_text",
+    "expanduser",
+    "resolve_file",
+    "_resolve_file",
+    "_context",
+    "_normpath",
+]
 
 #: Largest whole number any count field takes: a signed 64-bit integer, so no count
 #: wraps around when it reaches numpy or a results file. Fields that allocate per item
@@ -45,8 +60,6 @@ class CrossFieldError(ValueError):
         super().__init__("; ".join(f"{path}: {msg}" for path, msg in self.problems))
 
 
-
-
 def _not_bool(value: Any) -> Any:
     """Refuse ``true``/``false`` where a number is meant (pydantic would take it as 1/0)."""
     if isinstance(value, bool):
@@ -59,8 +72,7 @@ def _count(value: Any) -> Any:
     value = _not_bool(value)
     if isinstance(value, int) and not -MAX_COUNT - 1 <= value <= MAX_COUNT:
         digits = len(str(abs(value))) if abs(value) < 10**4000 else "thousands of"
-        raise ValueError(f"a whole number of {digits} digits is too large "
-                         f"(at most {MAX_COUNT:,})")
+        raise ValueError(f"a whole number of {digits} digits is too large (at most {MAX_COUNT:,})")
     return value
 
 
@@ -89,20 +101,20 @@ def check_path_text(text: str, what: str) -> None:
     """
     bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
     if bad is not None:
-        raise ValueError(f"the {what} path contains the control character {bad!r} "
-                         f"at position {text.index(bad) + 1}")
+        raise ValueError(f"the {what} path contains the control character {bad!r} at position {text.index(bad) + 1}")
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_PATH_BYTES:
         raise ValueError(f"the {what} path is {size:,} bytes long; at most {MAX_PATH_BYTES} are allowed")
     for part in text.replace("\\", "/").split("/"):
         n = len(part.encode("utf-8", "surrogatepass"))
         if n > MAX_PATH_COMPONENT_BYTES:
-            raise ValueError(f"the {what} path has a name of {n} bytes ('{part[:20]}...'); "
-                             f"file and folder names can be at most {MAX_PATH_COMPONENT_BYTES} bytes")
+            raise ValueError(
+                f"the {what} path has a name of {n} bytes ('{part[:20]}...'); "
+                f"file and folder names can be at most {MAX_PATH_COMPONENT_BYTES} bytes"
+            )
 
 
-def _resolve_file(value: str, info: ValidationInfo, *, what: str,
-                  builtins: tuple[str, ...] = ()) -> str:
+def _resolve_file(value: str, info: ValidationInfo, *, what: str, builtins: tuple[str, ...] = ()) -> str:
     """Return ``value`` as an absolute path (or a built-in name), checking it exists."""
     text = value.strip()
     if not text:

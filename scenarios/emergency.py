@@ -168,9 +168,15 @@ class DistSpec(_Section):
         if not problems and self.dist in ("lognormal", "gamma") and self.mean <= 0:
             problems.append(("mean", f"must be greater than 0 for dist {self.dist}"))
         elif not problems and self.dist in ("lognormal", "gamma") and self.sd > MAX_CV * self.mean:
-            problems.append(("sd", (
-                f"must be at most {MAX_CV:g} times the mean for dist {self.dist} "
-                f"(mean {self.mean:g} s, sd {self.sd:g} s)")))
+            problems.append(
+                (
+                    "sd",
+                    (
+                        f"must be at most {MAX_CV:g} times the mean for dist {self.dist} "
+                        f"(mean {self.mean:g} s, sd {self.sd:g} s)"
+                    ),
+                )
+            )
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -199,6 +205,7 @@ def _fixed(seconds: float) -> DistSpec:
 
 # ----------------------------------------------------------------------- incident types
 
+
 def _by_level(value: Any) -> Any:
     """A single value means the same for every level: ``x`` -> ``{1: x}``."""
     if value is None or isinstance(value, dict):
@@ -208,8 +215,11 @@ def _by_level(value: Any) -> Any:
 
 def _mix_by_level(value: Any) -> Any:
     """``{engine: 2}`` (kinds as keys) -> ``{1: {engine: 2}}``."""
-    if isinstance(value, dict) and value and all(
-            isinstance(k, str) and not k.strip().lstrip("+-").isdigit() for k in value):
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(k, str) and not k.strip().lstrip("+-").isdigit() for k in value)
+    ):
         return {1: value}
     return value
 
@@ -309,19 +319,35 @@ class IncidentTypeSpec(_Section):
             for lvl in LEVELS:
                 mix = level_value(self.units, lvl)
                 if level_value(self.transport, lvl, 0.0) > 0 and mix.get(self.transport_unit, 0) < 1:
-                    problems.append((f"transport.{lvl}" if lvl in self.transport else "transport", (
-                        f"severity {lvl} may need a transport but its unit mix {dict(mix)} has no "
-                        f"'{self.transport_unit}' (the transport_unit)")))
+                    problems.append(
+                        (
+                            f"transport.{lvl}" if lvl in self.transport else "transport",
+                            (
+                                f"severity {lvl} may need a transport but its unit mix {dict(mix)} has no "
+                                f"'{self.transport_unit}' (the transport_unit)"
+                            ),
+                        )
+                    )
                     break
                 if self.cleared_by and mix.get(self.cleared_by, 0) < 1:
-                    problems.append(("cleared_by", (
-                        f"'{self.cleared_by}' clears the incident but severity {lvl}'s unit mix "
-                        f"{dict(mix)} does not include one")))
+                    problems.append(
+                        (
+                            "cleared_by",
+                            (
+                                f"'{self.cleared_by}' clears the incident but severity {lvl}'s unit mix "
+                                f"{dict(mix)} does not include one"
+                            ),
+                        )
+                    )
                     break
         if self.capacity_factor and self.closes_links:
             problems.append(("capacity_factor", "an incident type either reduces capacity or closes links, not both"))
-        if self.target is not None and self.target.unit and self.units and not any(
-                self.target.unit in mix for mix in self.units.values()):
+        if (
+            self.target is not None
+            and self.target.unit
+            and self.units
+            and not any(self.target.unit in mix for mix in self.units.values())
+        ):
             problems.append(("target.unit", f"'{self.target.unit}' is never sent to this incident type"))
         if problems:
             raise CrossFieldError(problems)
@@ -342,8 +368,11 @@ DEFAULT_INCIDENT_TYPES: dict[str, dict[str, Any]] = {
     "fire": {
         "description": "structure or vehicle fire",
         "severity": {1: 0.6, 2: 0.3, 3: 0.1},
-        "units": {1: {"engine": 1}, 2: {"engine": 2, "ladder": 1, "police": 1},
-                  3: {"engine": 3, "ladder": 1, "ambulance": 1, "police": 1}},
+        "units": {
+            1: {"engine": 1},
+            2: {"engine": 2, "ladder": 1, "police": 1},
+            3: {"engine": 3, "ladder": 1, "ambulance": 1, "police": 1},
+        },
         "priority": {1: 2, 2: 4, 3: 5},
         "on_scene": _lognormal(2400.0, 1200.0),
         "transport": {1: 0.0, 3: 0.5},
@@ -363,8 +392,11 @@ DEFAULT_INCIDENT_TYPES: dict[str, dict[str, Any]] = {
     "traffic_crash": {
         "description": "road traffic collision blocking lanes until towed",
         "severity": {1: 0.6, 2: 0.3, 3: 0.1},
-        "units": {1: {"police": 1, "tow": 1}, 2: {"police": 1, "ambulance": 1, "tow": 1},
-                  3: {"police": 2, "ambulance": 2, "engine": 1, "tow": 2}},
+        "units": {
+            1: {"police": 1, "tow": 1},
+            2: {"police": 1, "ambulance": 1, "tow": 1},
+            3: {"police": 2, "ambulance": 2, "engine": 1, "tow": 2},
+        },
         "priority": {1: 2, 2: 3, 3: 4},
         "on_scene": _lognormal(1800.0, 600.0),
         "transport": {1: 0.0, 2: 0.5, 3: 1.0},
@@ -403,6 +435,7 @@ def _merge_types(value: Any) -> Any:
 
 # ----------------------------------------------------------------------------- locations
 
+
 def _location(value: Any) -> Any:
     """A location: node id (int), ``[lon, lat]``, or a named place (text)."""
     if isinstance(value, bool) or value is None:
@@ -410,17 +443,20 @@ def _location(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer() and abs(value) < 2.0**63:
         value = int(value)
     if isinstance(value, int):
-        if not -2**63 <= value < 2**63:
-            raise ValueError("a node id must fit a 64-bit integer (OSM ids do), got a "
-                             f"{len(str(abs(value))) if abs(value) < 10**4000 else 'many'}-digit number")
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(
+                "a node id must fit a 64-bit integer (OSM ids do), got a "
+                f"{len(str(abs(value))) if abs(value) < 10**4000 else 'many'}-digit number"
+            )
         return value
     if isinstance(value, str):
         if not value.strip():
             raise ValueError("expected a node id, [lon, lat] or a place name, got an empty string")
         return value.strip()
     if isinstance(value, (list, tuple)):
-        if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                      and math.isfinite(v) for v in value):
+        if len(value) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+        ):
             raise ValueError(f"a [lon, lat] location needs two finite numbers, got {list(value)!r}")
         return [float(value[0]), float(value[1])]
     raise ValueError(f"expected a node id, [lon, lat] or a place name, got {value!r}")
@@ -444,6 +480,7 @@ TimePoint = Annotated[float | str, BeforeValidator(_time_point)]
 
 # ------------------------------------------------------------------------------ incidents
 
+
 class RateSpec(_Section):
     """Stochastic calls of one incident type: a Poisson process by clock hour and zone.
 
@@ -464,8 +501,9 @@ class RateSpec(_Section):
 
     per_hour: Annotated[Number, Field(ge=0, le=MAX_CALLS_PER_HOUR)]
     hourly: list[Weight] | None = None
-    zones: Literal["uniform", "residents", "jobs"] | Annotated[dict[str, Weight], Field(max_length=MAX_ENTRIES)] \
-        = "residents"
+    zones: Literal["uniform", "residents", "jobs"] | Annotated[dict[str, Weight], Field(max_length=MAX_ENTRIES)] = (
+        "residents"
+    )
     nodes: Annotated[list[Location], Field(max_length=MAX_ENTRIES)] | None = None
 
     @field_validator("hourly", mode="before")
@@ -555,7 +593,8 @@ class IncidentsSpec(_Section):
 
     enabled: bool | None = None
     types: Annotated[dict[str, IncidentTypeSpec], BeforeValidator(_merge_types)] = Field(
-        default_factory=dict, validate_default=True, max_length=100)
+        default_factory=dict, validate_default=True, max_length=100
+    )
     rates: dict[str, RateSpec] = Field(default_factory=dict, max_length=100)
     drill: list[DrillEntry] = Field(default_factory=list, max_length=MAX_ENTRIES)
     call_delay: DistSpec = Field(default_factory=lambda: DistSpec(dist="lognormal", mean=60.0, sd=30.0))
@@ -596,6 +635,7 @@ class IncidentsSpec(_Section):
 
 # ------------------------------------------------------------------------------ resources
 
+
 class StationSpec(_Section):
     """A station and its units.
 
@@ -619,7 +659,8 @@ class StationSpec(_Section):
     kind: Literal["fire", "ems", "police", "tow"]
     node: Location
     units: dict[str, Annotated[Count, Field(ge=0, le=MAX_UNITS_PER_STATION)]] = Field(
-        default_factory=dict, max_length=100)
+        default_factory=dict, max_length=100
+    )
     mutual_aid: bool = False
     in_service: bool = True
 

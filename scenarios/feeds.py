@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -187,8 +187,7 @@ class HttpSourceSpec(_SourceBase):
         return value
 
 
-SourceSpec = Annotated[Union[ReplaySourceSpec, MqttSourceSpec, HttpSourceSpec],
-                       Field(discriminator="kind")]
+SourceSpec = Annotated[ReplaySourceSpec | MqttSourceSpec | HttpSourceSpec, Field(discriminator="kind")]
 
 
 class SensorSpec(_Section):
@@ -218,11 +217,16 @@ class SensorSpec(_Section):
         geo = self.lon is not None or self.lat is not None
         if geo and (self.lon is None or self.lat is None):
             raise ValueError(f"sensor {self.id!r}: give both lon and lat")
-        given = [k for k, v in (("link", self.link), ("segment", self.segment), ("lon/lat", geo))
-                 if v is not None and v is not False]
+        given = [
+            k
+            for k, v in (("link", self.link), ("segment", self.segment), ("lon/lat", geo))
+            if v is not None and v is not False
+        ]
         if len(given) != 1:
-            raise ValueError(f"sensor {self.id!r}: give exactly one of link, segment or lon+lat, "
-                             f"got {', '.join(given) if given else 'none'}")
+            raise ValueError(
+                f"sensor {self.id!r}: give exactly one of link, segment or lon+lat, "
+                f"got {', '.join(given) if given else 'none'}"
+            )
         return self
 
 
@@ -336,8 +340,7 @@ class FeedsSpec(_Section):
     def _default_kind(cls, value: Any) -> Any:
         # ``- {path: day.jsonl}`` is a replay source: replay is the embedded default
         if isinstance(value, list):
-            return [({**v, "kind": "replay"} if isinstance(v, dict) and "kind" not in v else v)
-                    for v in value]
+            return [({**v, "kind": "replay"} if isinstance(v, dict) and "kind" not in v else v) for v in value]
         return value
 
     @field_validator("sensor_file")
@@ -364,8 +367,7 @@ class FeedsSpec(_Section):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
-                             f"'UTC' or 'Europe/Helsinki')") from None
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'UTC' or 'Europe/Helsinki')") from None
         return value
 
     @model_validator(mode="after")
@@ -374,8 +376,12 @@ class FeedsSpec(_Section):
         seen: dict[str, int] = {}
         for i, src in enumerate(self.sources):
             if src.name in seen:
-                problems.append((f"sources.{i}.name", f"{src.name!r} is also the name of "
-                                 f"sources.{seen[src.name]}; give each source its own name"))
+                problems.append(
+                    (
+                        f"sources.{i}.name",
+                        f"{src.name!r} is also the name of sources.{seen[src.name]}; give each source its own name",
+                    )
+                )
             seen[src.name] = i
         ids: dict[str, int] = {}
         for i, s in enumerate(self.sensors):

@@ -22,7 +22,7 @@ Places are named by link or node ids, road names or named places (``road``,
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -39,7 +39,7 @@ def _time_point(value: Any) -> Any:
     return value
 
 
-TimePoint = Annotated[Union[str, float, None], Field(union_mode="left_to_right")]
+TimePoint = Annotated[str | float | None, Field(union_mode="left_to_right")]
 
 
 class _Base(_Section):
@@ -67,7 +67,9 @@ class LinkSelector(_Base):
     @model_validator(mode="after")
     def _some_place(self):
         if self.links is None and self.road is None and self.place is None and self.near is None:
-            raise CrossFieldError([("road", "say which links: give 'links' (ids), 'road', 'place' or 'near' [lon, lat]")])
+            raise CrossFieldError(
+                [("road", "say which links: give 'links' (ids), 'road', 'place' or 'near' [lon, lat]")]
+            )
         return self
 
 
@@ -203,11 +205,20 @@ class StationAdd(_Base):
 
 
 InterventionSpec = Annotated[
-    Union[Close, Capacity, Lanes, Speed, Signal, Cordon, Demand, WorkFromHome, Evacuation, StationOut, StationAdd],
+    Close | Capacity | Lanes | Speed | Signal | Cordon | Demand | WorkFromHome | Evacuation | StationOut | StationAdd,
     Field(discriminator="kind"),
 ]
 
 INTERVENTION_KINDS: tuple[str, ...] = (
-    "close", "capacity", "lanes", "speed", "signal", "cordon", "demand", "work_from_home",
-    "evacuation", "station_out", "station_add",
+    "close",
+    "capacity",
+    "lanes",
+    "speed",
+    "signal",
+    "cordon",
+    "demand",
+    "work_from_home",
+    "evacuation",
+    "station_out",
+    "station_add",
 )

@@ -47,8 +47,13 @@ LIBRARY_DIR: Path = Path(__file__).resolve().parent / "library"
 
 # Fields that hold file paths (overrides resolve them against the working directory).
 _PATH_FIELDS: tuple[tuple[str, str], ...] = (
-    ("city", "osm"), ("city", "graphml"), ("city", "sumo"), ("demand", "trips"), ("demand", "sumo"),
-    ("outputs", "dir"))
+    ("city", "osm"),
+    ("city", "graphml"),
+    ("city", "sumo"),
+    ("demand", "trips"),
+    ("demand", "sumo"),
+    ("outputs", "dir"),
+)
 # Fields that do not change what is simulated, left out of the hash.
 _COSMETIC: tuple[tuple[str, ...], ...] = (("name",), ("description",), ("outputs", "dir"))
 
@@ -76,8 +81,7 @@ def _colon_aware(constructor: Any) -> Any:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _colon_aware(yaml.SafeLoader.construct_yaml_int))
-_Loader.add_constructor("tag:yaml.org,2002:float",
-                        _colon_aware(yaml.SafeLoader.construct_yaml_float))
+_Loader.add_constructor("tag:yaml.org,2002:float", _colon_aware(yaml.SafeLoader.construct_yaml_float))
 
 
 #: Largest scenario file read, in bytes (1 MiB; the built-in ones are under 6 KB).
@@ -137,13 +141,19 @@ class _BoundedLoader(_Loader):
     def _count(self, nodes: int, depth: int, mark: Any) -> None:
         self.n_nodes += nodes
         if self.n_nodes > MAX_YAML_NODES:
-            self._fail(f"the file holds more than {MAX_YAML_NODES:,} values here and above "
-                       "(aliases counted as what they repeat); a scenario file may hold at most "
-                       f"{MAX_YAML_NODES:,} (put long tables in a file the scenario names)", mark,
-                       field_of_items=True)
+            self._fail(
+                f"the file holds more than {MAX_YAML_NODES:,} values here and above "
+                "(aliases counted as what they repeat); a scenario file may hold at most "
+                f"{MAX_YAML_NODES:,} (put long tables in a file the scenario names)",
+                mark,
+                field_of_items=True,
+            )
         if len(self._loc) + depth > MAX_YAML_DEPTH:
-            self._fail(f"nests lists and mappings more than {MAX_YAML_DEPTH} levels deep "
-                       "(aliases counted as what they repeat)", mark)
+            self._fail(
+                f"nests lists and mappings more than {MAX_YAML_DEPTH} levels deep "
+                "(aliases counted as what they repeat)",
+                mark,
+            )
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         part: str | int | None = None
@@ -161,8 +171,10 @@ class _BoundedLoader(_Loader):
                 node = super().compose_node(parent, index)
                 if isinstance(node, yaml.CollectionNode):
                     if id(node) not in self._size:
-                        self._fail(f"the alias *{event.anchor} repeats a list or mapping that "
-                                   "contains it (a recursive alias)", event.start_mark)
+                        self._fail(
+                            f"the alias *{event.anchor} repeats a list or mapping that contains it (a recursive alias)",
+                            event.start_mark,
+                        )
                     self._count(*self._size[id(node)], event.start_mark)
                 else:
                     self._count(1, 0, event.start_mark)
@@ -171,8 +183,9 @@ class _BoundedLoader(_Loader):
             node = super().compose_node(parent, index)
             if isinstance(node, yaml.CollectionNode):
                 nodes, depth = 1, 0
-                children = node.value if isinstance(node, yaml.SequenceNode) else \
-                    [n for pair in node.value for n in pair]
+                children = (
+                    node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+                )
                 for child in children:
                     n, d = self._size.get(id(child), (1, 0))
                     nodes, depth = nodes + n, max(depth, d)
@@ -189,8 +202,7 @@ def _read_text(path: Path, source: str) -> str:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
-        raise ScenarioError(source, [Problem("", f"file not found (looked for '{path.absolute()}')")]) \
-            from None
+        raise ScenarioError(source, [Problem("", f"file not found (looked for '{path.absolute()}')")]) from None
     except IsADirectoryError:
         raise ScenarioError(source, [Problem("", f"'{path}' is a folder, not a file")]) from None
     except (OSError, ValueError) as exc:
@@ -200,15 +212,25 @@ def _read_text(path: Path, source: str) -> str:
             size = f"{path.stat().st_size / (1 << 20):,.1f} MiB"
         except OSError:
             size = "more than that"
-        raise ScenarioError(source, [Problem("", (
-            f"is larger than a scenario file may be ({size}; at most {MAX_YAML_BYTES // (1 << 20)} MiB): "
-            "long tables belong in the files a scenario names, such as demand.trips"))])
+        raise ScenarioError(
+            source,
+            [
+                Problem(
+                    "",
+                    (
+                        f"is larger than a scenario file may be ({size}; at most {MAX_YAML_BYTES // (1 << 20)} MiB): "
+                        "long tables belong in the files a scenario names, such as demand.trips"
+                    ),
+                )
+            ],
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise ScenarioError(source, [Problem("", (
-            f"is not UTF-8 text: byte {raw[exc.start]:#04x} at line {line} cannot be decoded"))]) from None
+        raise ScenarioError(
+            source, [Problem("", (f"is not UTF-8 text: byte {raw[exc.start]:#04x} at line {line} cannot be decoded"))]
+        ) from None
     return text
 
 
@@ -234,11 +256,23 @@ def _read_yaml(path: Path, source: str) -> tuple[Any, dict[Loc, int], list[Probl
         raise ScenarioError(source, [Problem(_path_text(exc.loc), exc.message, exc.line)]) from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
-        what = "a NUL byte" if exc.character in (0, "\0") else \
-            f"the character {chr(exc.character) if isinstance(exc.character, int) else exc.character!r}"
-        raise ScenarioError(source, [Problem("", (
-            f"is not valid YAML: it contains {what} at line {line}, which YAML does not allow; "
-            "remove it (the file may not be a text file)"))]) from None
+        what = (
+            "a NUL byte"
+            if exc.character in (0, "\0")
+            else f"the character {chr(exc.character) if isinstance(exc.character, int) else exc.character!r}"
+        )
+        raise ScenarioError(
+            source,
+            [
+                Problem(
+                    "",
+                    (
+                        f"is not valid YAML: it contains {what} at line {line}, which YAML does not allow; "
+                        "remove it (the file may not be a text file)"
+                    ),
+                )
+            ],
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -285,8 +319,7 @@ def parse_yaml_text(text: str) -> Any:
             loader.dispose()
 
 
-def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], duplicates: list[Problem],
-          active: set[int]) -> None:
+def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], duplicates: list[Problem], active: set[int]) -> None:
     """Record the line of every key and list item; note keys given twice."""
     if id(node) in active:  # a recursive alias
         return
@@ -299,8 +332,9 @@ def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], duplicates: list[Pr
             key, line = key_node.value, key_node.start_mark.line + 1
             sub = (*path, key)
             if key in seen:
-                duplicates.append(Problem(_path_text(sub), (
-                    f"is given twice (lines {seen[key]} and {line}); keep one"), line))
+                duplicates.append(
+                    Problem(_path_text(sub), (f"is given twice (lines {seen[key]} and {line}); keep one"), line)
+                )
             seen[key] = line
             lines.setdefault(sub, line)
             _walk(value_node, sub, lines, duplicates, active)
@@ -348,8 +382,7 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         if field is None:
             return None
         candidates = [field.annotation]
-        if isinstance(field.annotation, types.UnionType) or \
-                typing.get_origin(field.annotation) is typing.Union:
+        if isinstance(field.annotation, types.UnionType) or typing.get_origin(field.annotation) is typing.Union:
             candidates = list(typing.get_args(field.annotation))
         nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
         if not nested:
@@ -373,10 +406,12 @@ _TYPE_TEXT = {
     "model_attributes_type": "expected a mapping (key: value lines)",
     "list_type": "expected a list",
 }
-_BOUND_TEXT = {"greater_than": ("gt", "greater than"),
-               "greater_than_equal": ("ge", "at least"),
-               "less_than": ("lt", "less than"),
-               "less_than_equal": ("le", "at most")}
+_BOUND_TEXT = {
+    "greater_than": ("gt", "greater than"),
+    "greater_than_equal": ("ge", "at least"),
+    "less_than": ("lt", "less than"),
+    "less_than_equal": ("le", "at most"),
+}
 
 
 def _message(err: Mapping[str, Any]) -> str:
@@ -385,8 +420,10 @@ def _message(err: Mapping[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     if kind == "missing":
         if loc == ("city",):
-            return ("is missing: every scenario needs a city, one of synthetic: {} "
-                    "(generated), osm: FILE-or-built-in-name (e.g. helsinki), graphml: FILE")
+            return (
+                "is missing: every scenario needs a city, one of synthetic: {} "
+                "(generated), osm: FILE-or-built-in-name (e.g. helsinki), graphml: FILE"
+            )
         return "is required but missing"
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
@@ -410,8 +447,7 @@ def _message(err: Mapping[str, Any]) -> str:
     return f"{err['msg'].rstrip('.')}, got {_show(value)}"
 
 
-def _problems(exc: ValidationError, lines: Mapping[Loc, int],
-              overridden: list[Loc]) -> list[Problem]:
+def _problems(exc: ValidationError, lines: Mapping[Loc, int], overridden: list[Loc]) -> list[Problem]:
     """All validation errors as problems with paths and lines."""
     out: list[Problem] = []
     for err in exc.errors(include_url=False):
@@ -422,7 +458,7 @@ def _problems(exc: ValidationError, lines: Mapping[Loc, int],
         else:
             entries = [(loc, _message(err))]
         for where, msg in entries:
-            if any(where[:len(o)] == o for o in overridden):
+            if any(where[: len(o)] == o for o in overridden):
                 out.append(Problem(_path_text(where), f"{msg} (set by an override)"))
             else:
                 out.append(Problem(_path_text(where), msg, _line_of(where, lines)))
@@ -448,8 +484,9 @@ def _line_of(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
 # --------------------------------------------------------------------------- overrides
 
 
-def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any],
-                     source: str) -> tuple[dict[str, Any], list[Loc]]:
+def _apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any], source: str
+) -> tuple[dict[str, Any], list[Loc]]:
     """Set dotted-path overrides in a copy of the raw data; paths resolve against cwd."""
     data = copy.deepcopy(data)
     touched: list[Loc] = []
@@ -458,27 +495,38 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any],
             continue
         parts = tuple(str(key).split("."))
         if not all(parts):
-            raise ScenarioError(source, [Problem("", f"override '{key}' is not a field path "
-                                                     "such as 'seed' or 'time.duration'")])
+            raise ScenarioError(
+                source, [Problem("", f"override '{key}' is not a field path such as 'seed' or 'time.duration'")]
+            )
         node = data
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise ScenarioError(source, [Problem(".".join(parts[:depth + 1]), (
-                    f"override '{key}' reaches inside it, but it is {_show(child)}, "
-                    "not a section"))])
+                raise ScenarioError(
+                    source,
+                    [
+                        Problem(
+                            ".".join(parts[: depth + 1]),
+                            (f"override '{key}' reaches inside it, but it is {_show(child)}, not a section"),
+                        )
+                    ],
+                )
             node = child
         node[parts[-1]] = copy.deepcopy(value)
         touched.append(parts)
     for section, field in _PATH_FIELDS:
-        if not any((section, field)[:len(t)] == t for t in touched):
+        if not any((section, field)[: len(t)] == t for t in touched):
             continue
-        value = (data.get(section) or {}).get(field) if isinstance(data.get(section), dict) \
-            else None
-        if isinstance(value, str) and value.strip() and value.strip().lower() not in \
-                BUILTIN_CITIES + _SUMO_BUILTINS and "\0" not in value and not expanduser(Path(value)).is_absolute():
+        value = (data.get(section) or {}).get(field) if isinstance(data.get(section), dict) else None
+        if (
+            isinstance(value, str)
+            and value.strip()
+            and value.strip().lower() not in BUILTIN_CITIES + _SUMO_BUILTINS
+            and "\0" not in value
+            and not expanduser(Path(value)).is_absolute()
+        ):
             data[section][field] = os.path.abspath(expanduser(Path(value)))
     return data, touched
 
@@ -536,15 +584,24 @@ def builtin_path(name: str) -> Path:
         return library[name]
     near = difflib.get_close_matches(name, list(library), n=1)
     hint = f"did you mean '{near[0]}'? " if near else ""
-    raise ScenarioError(name, [Problem("", (
-        f"is neither a scenario file nor a built-in scenario; {hint}"
-        f"built-in: {', '.join(library) or 'none'}"))])
+    raise ScenarioError(
+        name,
+        [
+            Problem(
+                "",
+                (f"is neither a scenario file nor a built-in scenario; {hint}built-in: {', '.join(library) or 'none'}"),
+            )
+        ],
+    )
 
 
-def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario, *,
-                  base_dir: str | os.PathLike[str] | None = None,
-                  overrides: Mapping[str, Any] | None = None,
-                  check_files: bool = True) -> Scenario:
+def load_scenario(
+    source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    check_files: bool = True,
+) -> Scenario:
     """Read and validate a scenario.
 
     Parameters
@@ -594,8 +651,13 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
         except ValueError as exc:
             raise ScenarioError(_show(label)[1:-1], [Problem("", str(exc))]) from None
         path = expanduser(Path(label))
-        if not path.exists() and isinstance(source, str) and not path.suffix \
-                and os.sep not in label and "/" not in label:
+        if (
+            not path.exists()
+            and isinstance(source, str)
+            and not path.suffix
+            and os.sep not in label
+            and "/" not in label
+        ):
             path = builtin_path(label)
         elif not path.exists() and isinstance(source, str) and _builtin_named(label) is not None:
             path = _builtin_named(label)  # 'evening_peak.yaml' from outside the library
@@ -603,14 +665,15 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
         base = Path(base_dir) if base_dir is not None else path.resolve().parent
         name_default = path.stem
         if data is None:
-            raise ScenarioError(label, [Problem("", (
-                "is empty; a scenario needs at least a city, e.g. 'city: {synthetic: {}}'"))])
+            raise ScenarioError(
+                label, [Problem("", ("is empty; a scenario needs at least a city, e.g. 'city: {synthetic: {}}'"))]
+            )
     else:
-        raise TypeError(f"load_scenario takes a path, a mapping or a Scenario, "
-                        f"not {type(source).__name__}")
+        raise TypeError(f"load_scenario takes a path, a mapping or a Scenario, not {type(source).__name__}")
     if not isinstance(data, dict):
-        raise ScenarioError(label, [Problem("", (
-            f"must be a mapping of sections (city:, time:, demand:, ...), got {_show(data)}"))])
+        raise ScenarioError(
+            label, [Problem("", (f"must be a mapping of sections (city:, time:, demand:, ...), got {_show(data)}"))]
+        )
     if "extends" in data:
         data = _extend(data, base, label, seen=(label,))
     ref = data.get("baseline")
@@ -621,8 +684,7 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
         data, overridden = _apply_overrides(data, overrides, label)
     data.setdefault("name", name_default)
     try:
-        scenario = Scenario.model_validate(
-            data, context={"base_dir": base, "check_files": check_files})
+        scenario = Scenario.model_validate(data, context={"base_dir": base, "check_files": check_files})
     except ValidationError as exc:
         problems = _merge(problems, _problems(exc, lines, overridden))
         raise ScenarioError(label, _capped(problems)) from None
@@ -655,11 +717,14 @@ def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ..
     data = dict(data)
     ref = data.pop("extends")
     if not isinstance(ref, str) or not ref.strip():
-        raise ScenarioError(label, [Problem("extends", f"must name a scenario file or built-in scenario, got {_show(ref)}")])
+        raise ScenarioError(
+            label, [Problem("extends", f"must name a scenario file or built-in scenario, got {_show(ref)}")]
+        )
     ref = ref.strip()
     if len(seen) > MAX_EXTENDS_DEPTH:
-        raise ScenarioError(label, [Problem("extends", (
-            f"scenarios extend each other more than {MAX_EXTENDS_DEPTH} levels deep"))])
+        raise ScenarioError(
+            label, [Problem("extends", (f"scenarios extend each other more than {MAX_EXTENDS_DEPTH} levels deep"))]
+        )
     try:
         check_path_text(ref, "extended scenario")
     except ValueError as exc:
@@ -670,11 +735,19 @@ def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ..
     if not path.is_file() and _builtin_named(ref) is not None:
         path = _builtin_named(ref)  # a built-in, named with or without .yaml
     if not path.is_file():
-        raise ScenarioError(label, [Problem("extends", f"scenario {ref!r} not found (looked for {path} "
-                                            f"and a built-in scenario of that name)")])
+        raise ScenarioError(
+            label,
+            [
+                Problem(
+                    "extends", f"scenario {ref!r} not found (looked for {path} and a built-in scenario of that name)"
+                )
+            ],
+        )
     key = str(path.resolve())
     if key in seen:
-        raise ScenarioError(label, [Problem("extends", f"scenarios extend each other in a loop: {' -> '.join(seen + (key,))}")])
+        raise ScenarioError(
+            label, [Problem("extends", f"scenarios extend each other in a loop: {' -> '.join(seen + (key,))}")]
+        )
     parent, _, problems = _read_yaml(path, str(path))
     if problems:
         raise ScenarioError(str(path), problems)
@@ -692,8 +765,9 @@ def _merge(first: list[Problem], second: list[Problem]) -> list[Problem]:
     return sorted(both, key=lambda p: (p.line is None, p.line or 0))
 
 
-def load_city(source: str | os.PathLike[str] | Mapping[str, Any], *,
-              base_dir: str | os.PathLike[str] | None = None) -> CitySpec:
+def load_city(
+    source: str | os.PathLike[str] | Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None
+) -> CitySpec:
     """Read a city spec the way ``twin city info`` is given one.
 
     Parameters
@@ -794,8 +868,13 @@ def scenario_hash(scenario: Scenario, *, include_seed: bool = True) -> str:
         spaces) of :func:`hash_payload`. Independent of key order in the file and of how
         values were written (``"2h"`` and ``7200`` hash alike).
     """
-    text = json.dumps(hash_payload(scenario, include_seed=include_seed), sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    text = json.dumps(
+        hash_payload(scenario, include_seed=include_seed),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -829,11 +908,14 @@ def dump_resolved(scenario: Scenario, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# Resolved scenario '{scenario.name}', hash {scenario_hash(scenario)}.\n"
-              "# Written by the twin: defaults filled in, times in seconds (time.start in\n"
-              "# seconds after midnight), paths absolute. Load it with load_scenario().\n")
-    body = yaml.dump(scenario.resolved(), Dumper=_Dumper, sort_keys=False,
-                     default_flow_style=False, allow_unicode=True, width=100)
+    header = (
+        f"# Resolved scenario '{scenario.name}', hash {scenario_hash(scenario)}.\n"
+        "# Written by the twin: defaults filled in, times in seconds (time.start in\n"
+        "# seconds after midnight), paths absolute. Load it with load_scenario().\n"
+    )
+    body = yaml.dump(
+        scenario.resolved(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+    )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

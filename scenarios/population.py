@@ -87,9 +87,11 @@ class SynthesisSpec(_Section):
     """
 
     household_sizes: list[Annotated[Number, Field(ge=0)]] = Field(
-        default_factory=lambda: [0.36, 0.32, 0.14, 0.12, 0.06], min_length=1, max_length=20)
+        default_factory=lambda: [0.36, 0.32, 0.14, 0.12, 0.06], min_length=1, max_length=20
+    )
     age_shares: list[Annotated[Number, Field(ge=0)]] = Field(
-        default_factory=lambda: [0.06, 0.13, 0.63, 0.18], min_length=4, max_length=4)
+        default_factory=lambda: [0.06, 0.13, 0.63, 0.18], min_length=4, max_length=4
+    )
     employment_rate: Share = 0.72
     senior_employment_rate: Share = 0.05
     car_share: Share = 0.65
@@ -165,12 +167,15 @@ class PlansSpec(_Section):
         Share of those who make a second tour.
     """
 
-    work: ActivitySpec = _activity(depart=7.75 * 3600, depart_sd=3600.0, duration=8.5 * 3600, duration_sd=3600.0,
-                                   min_duration=3600.0, value=80.0)
-    school: ActivitySpec = _activity(depart=7.6 * 3600, depart_sd=900.0, duration=6.5 * 3600, duration_sd=1800.0,
-                                     min_duration=3600.0, value=80.0)
-    other: ActivitySpec = _activity(depart=11.0 * 3600, depart_sd=3 * 3600.0, duration=5400.0, duration_sd=3600.0,
-                                    min_duration=600.0, value=20.0)
+    work: ActivitySpec = _activity(
+        depart=7.75 * 3600, depart_sd=3600.0, duration=8.5 * 3600, duration_sd=3600.0, min_duration=3600.0, value=80.0
+    )
+    school: ActivitySpec = _activity(
+        depart=7.6 * 3600, depart_sd=900.0, duration=6.5 * 3600, duration_sd=1800.0, min_duration=3600.0, value=80.0
+    )
+    other: ActivitySpec = _activity(
+        depart=11.0 * 3600, depart_sd=3 * 3600.0, duration=5400.0, duration_sd=3600.0, min_duration=600.0, value=20.0
+    )
     home: ActivitySpec = _activity(duration=7200.0, duration_sd=3600.0, min_duration=1200.0, value=0.0)
     stop_after_work: Share = 0.3
     worker_evening: Share = 0.5
@@ -217,8 +222,9 @@ class ChoiceSpec(_Section):
     """
 
     theta: Annotated[Number, Field(gt=0)] = 0.2
-    shifts: list[SignedDuration] = Field(default_factory=lambda: [-1800.0, -900.0, 0.0, 900.0, 1800.0], min_length=1,
-                                         max_length=MAX_LIST)
+    shifts: list[SignedDuration] = Field(
+        default_factory=lambda: [-1800.0, -900.0, 0.0, 900.0, 1800.0], min_length=1, max_length=MAX_LIST
+    )
     early_cost_per_h: Annotated[Number, Field(ge=0)] = 6.0
     late_cost_per_h: Annotated[Number, Field(ge=0)] = 9.0
     car_cost_per_km: Annotated[Number, Field(ge=0)] = 0.25

@@ -28,22 +28,18 @@ from __future__ import annotations
 import csv
 import gzip
 import math
-import os
 import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from .timeparse import DAY_S, format_duration, parse_clock, parse_duration
+from .timeparse import DAY_S, format_duration
 
 __all__ = [
     "BUILTIN_CITIES",
@@ -89,15 +85,32 @@ TRIPS_COLUMNS: tuple[str, ...] = ("trip_id", "origin", "destination", "depart_s"
 #: Share of a working day's trips departing in each clock hour 0-23: a morning peak at
 #: 07-09 and a longer evening peak at 16-18, quiet nights. Sums to 1.
 _PROFILE_PERCENT = (
-    0.6, 0.4, 0.3, 0.3, 0.5, 1.2,  # 00-06 night
-    3.5, 7.5, 8.0, 5.5,  # 06-10 morning peak
-    4.5, 4.8, 5.2, 5.0, 5.0, 6.0,  # 10-16 day
-    7.8, 8.2, 6.5,  # 16-19 evening peak
-    4.8, 3.6, 2.8, 2.0, 1.2,  # 19-24 evening
+    0.6,
+    0.4,
+    0.3,
+    0.3,
+    0.5,
+    1.2,  # 00-06 night
+    3.5,
+    7.5,
+    8.0,
+    5.5,  # 06-10 morning peak
+    4.5,
+    4.8,
+    5.2,
+    5.0,
+    5.0,
+    6.0,  # 10-16 day
+    7.8,
+    8.2,
+    6.5,  # 16-19 evening peak
+    4.8,
+    3.6,
+    2.8,
+    2.0,
+    1.2,  # 19-24 evening
 )
-DEFAULT_PROFILE: tuple[float, ...] = tuple(
-    p / math.fsum(_PROFILE_PERCENT) for p in _PROFILE_PERCENT
-)
+DEFAULT_PROFILE: tuple[float, ...] = tuple(p / math.fsum(_PROFILE_PERCENT) for p in _PROFILE_PERCENT)
 
 
 from .base import (  # noqa: E402  (re-exported: section modules and the loader use them)
@@ -111,7 +124,6 @@ from .base import (  # noqa: E402  (re-exported: section modules and the loader 
     _resolve_file,
     _Section,
 )
-
 
 # --------------------------------------------------------------------------------- time
 
@@ -164,13 +176,29 @@ class TimeSpec(_Section):
     @model_validator(mode="after")
     def _step_fits(self) -> TimeSpec:
         if self.step > self.duration:
-            raise CrossFieldError([("step", (
-                f"the step ({format_duration(self.step)}) is longer than the duration "
-                f"({format_duration(self.duration)})"))])
+            raise CrossFieldError(
+                [
+                    (
+                        "step",
+                        (
+                            f"the step ({format_duration(self.step)}) is longer than the duration "
+                            f"({format_duration(self.duration)})"
+                        ),
+                    )
+                ]
+            )
         if self.duration / self.step > MAX_STEPS:
-            raise CrossFieldError([("step", (
-                f"{format_duration(self.duration)} in steps of {format_duration(self.step)} is "
-                f"{self.duration / self.step:,.0f} steps; at most {MAX_STEPS:,} are allowed"))])
+            raise CrossFieldError(
+                [
+                    (
+                        "step",
+                        (
+                            f"{format_duration(self.duration)} in steps of {format_duration(self.step)} is "
+                            f"{self.duration / self.step:,.0f} steps; at most {MAX_STEPS:,} are allowed"
+                        ),
+                    )
+                ]
+            )
         return self
 
 
@@ -203,12 +231,22 @@ class SyntheticCity(_Section):
     def _consistent(self) -> SyntheticCity:
         problems = []
         if self.river and self.bridges < 1:
-            problems.append(("bridges", "a river with no bridges splits the city in two; "
-                                        "give at least 1 bridge or set river: false"))
+            problems.append(
+                (
+                    "bridges",
+                    "a river with no bridges splits the city in two; give at least 1 bridge or set river: false",
+                )
+            )
         if self.zone_blocks > max(self.blocks_x, self.blocks_y):
-            problems.append(("zone_blocks", (
-                f"zones of {self.zone_blocks} blocks are larger than the city "
-                f"({self.blocks_x} x {self.blocks_y} blocks)")))
+            problems.append(
+                (
+                    "zone_blocks",
+                    (
+                        f"zones of {self.zone_blocks} blocks are larger than the city "
+                        f"({self.blocks_x} x {self.blocks_y} blocks)"
+                    ),
+                )
+            )
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -276,8 +314,9 @@ class CitySpec(_Section):
         if top is None:
             return {**data, "min_link_m": r}
         if not isinstance(top, bool) and isinstance(top, (int, float)) and float(top) != float(r):
-            raise CrossFieldError([("repair", f"min_link_m is given twice: {top:g} at city level and "
-                                              f"{r:g} under repair; give it once")])
+            raise CrossFieldError(
+                [("repair", f"min_link_m is given twice: {top:g} at city level and {r:g} under repair; give it once")]
+            )
         return data
 
     @property
@@ -291,8 +330,14 @@ class CitySpec(_Section):
     def _empty_synthetic(cls, data: Any) -> Any:
         # ``synthetic:`` with nothing after it reads as null in YAML: it means "defaults"
         # (unless another kind is given: a resolved scenario writes the others as null).
-        if isinstance(data, dict) and "synthetic" in data and data["synthetic"] is None \
-                and data.get("osm") is None and data.get("graphml") is None and data.get("sumo") is None:
+        if (
+            isinstance(data, dict)
+            and "synthetic" in data
+            and data["synthetic"] is None
+            and data.get("osm") is None
+            and data.get("graphml") is None
+            and data.get("sumo") is None
+        ):
             data = {**data, "synthetic": {}}
         return data
 
@@ -326,7 +371,8 @@ class CitySpec(_Section):
                 got = "all three"
             raise ValueError(
                 "give exactly one kind of city: synthetic: {...} (generated), "
-                "osm: FILE-or-built-in-name, graphml: FILE or sumo: FILE.net.xml; got " + got)
+                "osm: FILE-or-built-in-name, graphml: FILE or sumo: FILE.net.xml; got " + got
+            )
         return self
 
     @property
@@ -364,8 +410,7 @@ class GravityDemand(_Section):
 
     total_trips: Annotated[Count, Field(ge=0, le=MAX_TRIPS)] = 560_000
     beta_per_km: Annotated[Number, Field(ge=0, le=100)] = 0.25
-    profile: list[Annotated[Number, Field(ge=0, le=1e12)]] = Field(
-        default_factory=lambda: list(DEFAULT_PROFILE))
+    profile: list[Annotated[Number, Field(ge=0, le=1e12)]] = Field(default_factory=lambda: list(DEFAULT_PROFILE))
 
     @field_validator("profile", mode="before")
     @classmethod
@@ -449,8 +494,12 @@ class DemandSpec(_Section):
     @classmethod
     def _default_gravity(cls, data: Any) -> Any:
         # No trips table and no (or an empty ``gravity:``) gravity section: gravity defaults.
-        if isinstance(data, dict) and data.get("trips") is None and data.get("gravity") is None \
-                and data.get("sumo") is None:
+        if (
+            isinstance(data, dict)
+            and data.get("trips") is None
+            and data.get("gravity") is None
+            and data.get("sumo") is None
+        ):
             data = {**data, "gravity": {}}
         return data
 
@@ -475,8 +524,10 @@ class DemandSpec(_Section):
     def _exactly_one(self) -> DemandSpec:
         given = [k for k in ("trips", "sumo", "gravity") if getattr(self, k) is not None]
         if len(given) > 1:
-            raise ValueError("give one of trips: FILE.csv, sumo: FILE.rou.xml or gravity: {...}, not both; got "
-                             + " and ".join(given))
+            raise ValueError(
+                "give one of trips: FILE.csv, sumo: FILE.rou.xml or gravity: {...}, not both; got "
+                + " and ".join(given)
+            )
         return self
 
     @property
@@ -503,7 +554,8 @@ def _check_trips_header(path: Path) -> None:
         found = ", ".join(columns) if columns else "nothing (the file is empty)"
         raise ValueError(
             f"trips file '{path}' lacks column(s) {', '.join(missing)}; its first line must "
-            f"name {', '.join(TRIPS_COLUMNS)}, found {found}")
+            f"name {', '.join(TRIPS_COLUMNS)}, found {found}"
+        )
 
 
 # ---------------------------------------------------------------------- traffic, outputs
@@ -546,9 +598,17 @@ class DepartureShiftSpec(_Section):
     @model_validator(mode="after")
     def _step_fits(self):
         if self.max > 0 and self.step > self.max:
-            raise CrossFieldError([("step", (
-                f"the step between candidate shifts ({format_duration(self.step)}) is longer than the largest "
-                f"shift, max ({format_duration(self.max)}); make it at most max, or set max to 0 for no shifts"))])
+            raise CrossFieldError(
+                [
+                    (
+                        "step",
+                        (
+                            f"the step between candidate shifts ({format_duration(self.step)}) is longer than the largest "
+                            f"shift, max ({format_duration(self.max)}); make it at most max, or set max to 0 for no shifts"
+                        ),
+                    )
+                ]
+            )
         return self
 
 
@@ -676,8 +736,9 @@ class OutputSpec(_Section):
 
 # ----------------------------------------------------------------------------- scenario
 
-_SECTIONS = frozenset({"time", "demand", "traffic", "outputs", "incidents", "resources",
-                       "interventions", "feeds", "population"})
+_SECTIONS = frozenset(
+    {"time", "demand", "traffic", "outputs", "incidents", "resources", "interventions", "feeds", "population"}
+)
 
 from .emergency import IncidentsSpec, ResourcesSpec  # noqa: E402
 from .feeds import FeedsSpec  # noqa: E402
@@ -745,8 +806,11 @@ class Scenario(_Section):
         if value is None:
             return None
         text = value.strip()
-        if text and not any(sep in text for sep in "/\\.") and \
-                (Path(__file__).resolve().parent / "library" / f"{text}.yaml").is_file():
+        if (
+            text
+            and not any(sep in text for sep in "/\\.")
+            and (Path(__file__).resolve().parent / "library" / f"{text}.yaml").is_file()
+        ):
             return text  # a built-in scenario's name
         return _resolve_file(value, info, what="baseline scenario file")
 
@@ -755,8 +819,7 @@ class Scenario(_Section):
     def _null_sections(cls, data: Any) -> Any:
         # ``time:`` with nothing after it reads as null in YAML: it means "defaults".
         if isinstance(data, dict):
-            empty = {k: ([] if k == "interventions" else {}) for k, v in data.items()
-                     if v is None and k in _SECTIONS}
+            empty = {k: ([] if k == "interventions" else {}) for k, v in data.items() if v is None and k in _SECTIONS}
             if empty:
                 data = {**data, **empty}
         return data
@@ -768,11 +831,12 @@ class Scenario(_Section):
             raise ValueError("the name cannot be empty")
         bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
         if bad is not None:
-            raise ValueError(f"the name contains the control character {bad!r}; "
-                             "names become folder names")
+            raise ValueError(f"the name contains the control character {bad!r}; names become folder names")
         if len(value.strip()) > MAX_NAME_CHARS or len(value.strip().encode("utf-8")) > 2 * MAX_NAME_CHARS:
-            raise ValueError(f"the name is {len(value.strip()):,} characters long; at most "
-                             f"{MAX_NAME_CHARS} are allowed (names become folder names)")
+            raise ValueError(
+                f"the name is {len(value.strip()):,} characters long; at most "
+                f"{MAX_NAME_CHARS} are allowed (names become folder names)"
+            )
         return value.strip()
 
     @model_validator(mode="after")
@@ -781,33 +845,67 @@ class Scenario(_Section):
         problems = []
         interval = self.outputs.interval
         if interval < step or abs(interval / step - round(interval / step)) > 1e-6:
-            problems.append(("outputs.interval", (
-                f"the recording interval ({format_duration(interval)}) must be a whole "
-                f"multiple of time.step ({format_duration(step)})")))
+            problems.append(
+                (
+                    "outputs.interval",
+                    (
+                        f"the recording interval ({format_duration(interval)}) must be a whole "
+                        f"multiple of time.step ({format_duration(step)})"
+                    ),
+                )
+            )
         elif self.time.duration / interval > MAX_OUTPUT_BINS:
-            problems.append(("outputs.interval", (
-                f"recording every {format_duration(interval)} for {format_duration(self.time.duration)} "
-                f"makes {self.time.duration / interval:,.0f} time bins; at most {MAX_OUTPUT_BINS:,} "
-                "are allowed (record less often)")))
+            problems.append(
+                (
+                    "outputs.interval",
+                    (
+                        f"recording every {format_duration(interval)} for {format_duration(self.time.duration)} "
+                        f"makes {self.time.duration / interval:,.0f} time bins; at most {MAX_OUTPUT_BINS:,} "
+                        "are allowed (record less often)"
+                    ),
+                )
+            )
         if self.traffic.reroute_interval < step:
-            problems.append(("traffic.reroute_interval", (
-                f"re-routing every {format_duration(self.traffic.reroute_interval)} is "
-                f"more often than the time step ({format_duration(step)})")))
+            problems.append(
+                (
+                    "traffic.reroute_interval",
+                    (
+                        f"re-routing every {format_duration(self.traffic.reroute_interval)} is "
+                        f"more often than the time step ({format_duration(step)})"
+                    ),
+                )
+            )
         elif self.traffic.reroute_interval / self.traffic.reroute_batches < step:
-            problems.append(("traffic.reroute_batches", (
-                f"{self.traffic.reroute_batches} batches would refresh routes every "
-                f"{format_duration(self.traffic.reroute_interval / self.traffic.reroute_batches)}, less than the "
-                f"time step ({format_duration(step)}): use fewer batches or a longer reroute_interval")))
+            problems.append(
+                (
+                    "traffic.reroute_batches",
+                    (
+                        f"{self.traffic.reroute_batches} batches would refresh routes every "
+                        f"{format_duration(self.traffic.reroute_interval / self.traffic.reroute_batches)}, less than the "
+                        f"time step ({format_duration(step)}): use fewer batches or a longer reroute_interval"
+                    ),
+                )
+            )
         if self.demand.sumo is not None and self.city.sumo is None:
-            problems.append(("demand.sumo", "SUMO demand names the edges of a SUMO network: give the city "
-                                            "as city: {sumo: FILE.net.xml} too"))
+            problems.append(
+                (
+                    "demand.sumo",
+                    "SUMO demand names the edges of a SUMO network: give the city as city: {sumo: FILE.net.xml} too",
+                )
+            )
         gravity = self.demand.gravity
         if gravity is not None and gravity.total_trips > 0:
             if gravity.window_share(self.time.start, self.time.duration) <= 0:
-                problems.append(("demand.gravity.profile", (
-                    "the profile is 0 in every hour of the scenario's time window "
-                    f"(from {_clock_text(self.time.start)} for "
-                    f"{format_duration(self.time.duration)}), so no trip could depart")))
+                problems.append(
+                    (
+                        "demand.gravity.profile",
+                        (
+                            "the profile is 0 in every hour of the scenario's time window "
+                            f"(from {_clock_text(self.time.start)} for "
+                            f"{format_duration(self.time.duration)}), so no trip could depart"
+                        ),
+                    )
+                )
         if problems:
             raise CrossFieldError(problems)
         return self

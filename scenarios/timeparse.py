@@ -196,8 +196,7 @@ def parse_clock(value: object) -> float:
         raise ValueError(f"could not read {_show(value)} as a clock time of day {_CLOCK_EXAMPLES}")
     if not 0.0 <= seconds < DAY_S:
         raise ValueError(
-            f"a clock time of day must be from 00:00 up to (not including) 24:00, "
-            f"got {_show(value)} {_CLOCK_EXAMPLES}"
+            f"a clock time of day must be from 00:00 up to (not including) 24:00, got {_show(value)} {_CLOCK_EXAMPLES}"
         )
     return float(seconds)
 
@@ -231,7 +230,7 @@ def parse_time_point(value: object, *, start_s: float = 0.0) -> float:
         return parse_duration(value)
     except ValueError:
         raise ValueError(
-            f"could not read {_show(value)} as a time: give a clock time \"HH:MM[:SS]\" "
+            f'could not read {_show(value)} as a time: give a clock time "HH:MM[:SS]" '
             f"or a time after the start {_DURATION_EXAMPLES}"
         ) from None
 

@@ -182,8 +182,9 @@ class PoolDemand(Component):
         "demand_level": ("Estimated demand level (x scenario)", ""),
     }
 
-    def __init__(self, twin, *, origin, destination, depart, u, zone, dest_zone=None, pool_factor: float,
-                 bucket_s: float) -> None:
+    def __init__(
+        self, twin, *, origin, destination, depart, u, zone, dest_zone=None, pool_factor: float, bucket_s: float
+    ) -> None:
         super().__init__(twin)
         depart = np.asarray(depart, np.float64)
         # pool arrays already in departure order (the ensemble's) are shared, not copied
@@ -213,7 +214,7 @@ class PoolDemand(Component):
         # a snapshot keeps only the trips still to be decided: the rest cannot change
         state = self.__dict__.copy()
         for name in ("origin", "destination", "depart", "u", "zone", "dest_zone", "p_used"):
-            state[name] = state[name][self.cursor:].copy()
+            state[name] = state[name][self.cursor :].copy()
         state["cursor"] = 0
         return state
 
@@ -229,8 +230,12 @@ class PoolDemand(Component):
             self.p_used[sl] = p
             take = self.u[sl] < p
             if take.any():
-                self.twin.add_trips(self.origin[sl][take], self.destination[sl][take], self.depart[sl][take],
-                                    source="assimilated demand")
+                self.twin.add_trips(
+                    self.origin[sl][take],
+                    self.destination[sl][take],
+                    self.depart[sl][take],
+                    source="assimilated demand",
+                )
             self.released += int(take.sum())
             self.cursor = hi
             self.next_s = end
@@ -281,8 +286,9 @@ class Ensemble:
         The built city (optional).
     """
 
-    def __init__(self, scenario, settings: AssimilationSettings | None = None, *, seed: int | None = None,
-                 city=None) -> None:
+    def __init__(
+        self, scenario, settings: AssimilationSettings | None = None, *, seed: int | None = None, city=None
+    ) -> None:
         from scenarios import load_scenario
         from twin.model import Twin, build_city, build_demand
 
@@ -290,24 +296,31 @@ class Ensemble:
         if s.members < 1:
             raise InputError(f"assimilation needs at least one member, got {s.members}")
         if scenario.demand.gravity is None:
-            raise InputError("assimilation estimates demand scaling from a gravity demand: the scenario's "
-                             "demand must be 'gravity' (a trips table cannot be rescaled by zone)")
+            raise InputError(
+                "assimilation estimates demand scaling from a gravity demand: the scenario's "
+                "demand must be 'gravity' (a trips table cannot be rescaled by zone)"
+            )
         self.scenario = scenario
         self.seed = int(scenario.seed if seed is None else seed)
         self.city = city if city is not None else build_city(scenario.city)
         interval = float(scenario.outputs.interval)
         if abs(s.bucket_s % scenario.time.step) > 1e-9:
             raise InputError("assimilation.bucket_s must be a whole number of time steps")
-        if isinstance(s.report_delay_intervals, bool) or not isinstance(s.report_delay_intervals, int) \
-                or s.report_delay_intervals < 0:
-            raise InputError(f"assimilation.report_delay_intervals must be a whole number >= 0, "
-                             f"got {s.report_delay_intervals!r}")
+        if (
+            isinstance(s.report_delay_intervals, bool)
+            or not isinstance(s.report_delay_intervals, int)
+            or s.report_delay_intervals < 0
+        ):
+            raise InputError(
+                f"assimilation.report_delay_intervals must be a whole number >= 0, got {s.report_delay_intervals!r}"
+            )
         if not (s.pool_factor >= 1.0 and math.isfinite(s.pool_factor)):
             raise InputError(f"assimilation.pool_factor must be a finite number >= 1, got {s.pool_factor!r}")
         if not (s.band_cv >= 0.0 and math.isfinite(s.band_cv)):
             raise InputError(f"assimilation.band_cv must be a finite number >= 0, got {s.band_cv!r}")
-        empty = load_scenario(scenario.resolved() | {"demand": {"gravity": {
-            **scenario.demand.gravity.model_dump(), "total_trips": 0}}})
+        empty = load_scenario(
+            scenario.resolved() | {"demand": {"gravity": {**scenario.demand.gravity.model_dump(), "total_trips": 0}}}
+        )
         self.rng = component_rng(self.seed, "assimilation")
         z = self.city.zones
         self.members: list[Twin] = []
@@ -320,8 +333,11 @@ class Ensemble:
         trips = build_demand(big, self.city, pool_rng)
         u = pool_rng.random(trips.origin.size)
         order = np.argsort(trips.depart_s, kind="stable")  # one sorted copy, shared by the members
-        pool_od = {"origin": trips.origin[order].astype(np.int32), "destination": trips.destination[order].astype(np.int32),
-                   "depart": trips.depart_s[order]}
+        pool_od = {
+            "origin": trips.origin[order].astype(np.int32),
+            "destination": trips.destination[order].astype(np.int32),
+            "depart": trips.depart_s[order],
+        }
         pool_od["zone"] = z.node_zone[pool_od["origin"]].astype(np.int32)
         pool_od["dest_zone"] = z.node_zone[pool_od["destination"]].astype(np.int32)
         for i in range(s.members):
@@ -343,27 +359,33 @@ class Ensemble:
             self.theta[:, :nz] = self.rng.normal(0.0, s.zone_sd, (s.members, nz))
             self.theta[:, nz] = self.rng.normal(0.0, s.level_sd, s.members)
             if s.destination_factors:
-                self.theta[:, nz + 1:] = self.rng.normal(0.0, s.zone_sd, (s.members, nz))
+                self.theta[:, nz + 1 :] = self.rng.normal(0.0, s.zone_sd, (s.members, nz))
         if s.method not in ("kalman", "enkf"):
             raise InputError(f"assimilation.method must be 'kalman' or 'enkf', got {s.method!r}")
         # the Kalman filter's state: mean and covariance of theta; members are drawn from it
         # with fixed standard normal offsets (centred), so each keeps its identity over time
         p = self.theta.shape[1]
-        prior_var = np.concatenate([np.full(nz, s.zone_sd ** 2), [s.level_sd ** 2], np.full(p - nz - 1, s.zone_sd ** 2)])
-        self.walk_var = np.concatenate([np.full(nz, s.zone_walk_sd ** 2), [s.level_walk_sd ** 2],
-                                        np.full(p - nz - 1, s.zone_walk_sd ** 2)])
+        prior_var = np.concatenate([np.full(nz, s.zone_sd**2), [s.level_sd**2], np.full(p - nz - 1, s.zone_sd**2)])
+        self.walk_var = np.concatenate(
+            [np.full(nz, s.zone_walk_sd**2), [s.level_walk_sd**2], np.full(p - nz - 1, s.zone_walk_sd**2)]
+        )
         if s.method == "kalman":
-            self.walk_var = np.concatenate([np.full(nz, s.kalman_zone_walk_sd ** 2), [s.kalman_level_walk_sd ** 2],
-                                            np.full(p - nz - 1, s.kalman_zone_walk_sd ** 2)])
+            self.walk_var = np.concatenate(
+                [
+                    np.full(nz, s.kalman_zone_walk_sd**2),
+                    [s.kalman_level_walk_sd**2],
+                    np.full(p - nz - 1, s.kalman_zone_walk_sd**2),
+                ]
+            )
         # the Kalman state: theta (its level is the current clock hour's), the previous
         # hour's level (its trips are still on the road, and their counts still inform
         # it), and the day's level: each hour's level is the day's plus a deviation
         self.mean = np.zeros(p + 2)
-        hv = s.hour_sd ** 2
-        self.cov = np.diag(np.concatenate([prior_var, [s.level_sd ** 2 + hv, s.level_sd ** 2]]))
+        hv = s.hour_sd**2
+        self.cov = np.diag(np.concatenate([prior_var, [s.level_sd**2 + hv, s.level_sd**2]]))
         self.cov[nz, nz] += hv
-        self.cov[nz, p] = self.cov[p, nz] = s.level_sd ** 2 + hv
-        self.cov[nz, p + 1] = self.cov[p + 1, nz] = self.cov[p, p + 1] = self.cov[p + 1, p] = s.level_sd ** 2
+        self.cov[nz, p] = self.cov[p, nz] = s.level_sd**2 + hv
+        self.cov[nz, p + 1] = self.cov[p + 1, nz] = self.cov[p, p + 1] = self.cov[p + 1, p] = s.level_sd**2
         self.start_s = float(scenario.time.start)
         self.hour = math.floor(self.start_s / 3600.0)  # clock hour (since the start's midnight) of the level
         if s.method == "kalman" and s.estimate_demand and s.members > 1:
@@ -394,18 +416,19 @@ class Ensemble:
             pool.log_zone = th[:nz].copy()
             pool.log_level = float(th[nz])
             if th.size > nz + 1:
-                pool.log_dest = th[nz + 1:].copy()
+                pool.log_dest = th[nz + 1 :].copy()
 
     def demand_scale(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd over members of each zone's demand scale ``exp(level + zone)``."""
         nz = self.city.zones.n_zones
-        sc = np.exp(self.theta[:, nz:nz + 1] + self.theta[:, :nz])
+        sc = np.exp(self.theta[:, nz : nz + 1] + self.theta[:, :nz])
         return sc.mean(axis=0), sc.std(axis=0)
 
     # ------------------------------------------------------------ the loop
     def advance(self, t: float, records=()) -> None:
         """Take feed records (already cleansed, time-ordered), run every member to ``t``,
-        and assimilate the observations whose interval has been simulated."""
+        and assimilate the observations whose interval has been simulated.
+        """
         for r in records:
             kind = getattr(r, "record", "")
             if kind == "observation":
@@ -425,7 +448,9 @@ class Ensemble:
         if old is not None:
             for m, h in zip(self.members, old.handles):
                 m.link_control.revert(h)
-        handles = [m.link_control.apply(links, source=f"assimilation {key[0]} {key[1]}", **change) for m in self.members]
+        handles = [
+            m.link_control.apply(links, source=f"assimilation {key[0]} {key[1]}", **change) for m in self.members
+        ]
         self.held[key] = _Held(handles=handles, until_s=until_s)
 
     def _release(self, key) -> None:
@@ -450,8 +475,9 @@ class Ensemble:
         if r.kind == "flood":
             self._apply_everywhere(("alert", r.id), [r.link], until_s=until, closed=True)
         elif r.kind in ("accident", "fire"):
-            self._apply_everywhere(("alert", r.id), [r.link], until_s=until,
-                                   capacity_factor=self.settings.alert_capacity_factor)
+            self._apply_everywhere(
+                ("alert", r.id), [r.link], until_s=until, capacity_factor=self.settings.alert_capacity_factor
+            )
 
     def _closure(self, r) -> None:
         if not r.links:
@@ -460,8 +486,9 @@ class Ensemble:
         if r.closed:
             self._apply_everywhere(("closure", r.id), list(r.links), until_s=until, closed=True)
         else:
-            self._apply_everywhere(("closure", r.id), list(r.links), until_s=until,
-                                   capacity_factor=max(r.capacity_factor, 1e-3))
+            self._apply_everywhere(
+                ("closure", r.id), list(r.links), until_s=until, capacity_factor=max(r.capacity_factor, 1e-3)
+            )
 
     def _member_rows(self, t_obs: float) -> list[int] | None:
         rows = []
@@ -491,8 +518,9 @@ class Ensemble:
             return
         # random walk, then the EnKF update on the counts
         if s.estimate_demand and len(self.members) > 1:
-            walk = np.concatenate([np.full(nz, s.zone_walk_sd), [s.level_walk_sd],
-                                   np.full(self.theta.shape[1] - nz - 1, s.zone_walk_sd)])
+            walk = np.concatenate(
+                [np.full(nz, s.zone_walk_sd), [s.level_walk_sd], np.full(self.theta.shape[1] - nz - 1, s.zone_walk_sd)]
+            )
             # random walk (mean-reverting towards the plan when reversion < 1)
             self.theta = s.reversion * self.theta + self.rng.normal(0.0, 1.0, self.theta.shape) * walk
         flows = [(o, rows) for o, rows in usable if math.isfinite(o.flow_vph)]
@@ -503,8 +531,9 @@ class Ensemble:
             # the counts answer to demand released a few minutes earlier, so the same
             # shortfall shows again before a correction can act: take part of each
             # increment (a damped update) or the estimate overshoots and oscillates
-            post = self.theta + s.damping * (enkf_update(self.theta, pred, obs, var, eps, inflation=s.inflation)
-                                             - self.theta)
+            post = self.theta + s.damping * (
+                enkf_update(self.theta, pred, obs, var, eps, inflation=s.inflation) - self.theta
+            )
             # relaxation to prior spread (Whitaker & Hamill 2012): a small ensemble
             # fed many observations would otherwise collapse and stop learning
             mean = post.mean(axis=0)
@@ -532,22 +561,37 @@ class Ensemble:
         # crossings off the sensor links are kept for the intervals still to be issued
         times = self.members[0].recorder.time
         first = times[self._next_row] if self._next_row < len(times) else self.now
-        cr.advance(self.now, weight=np.where(tr.links.is_open != 0, weight, np.inf), graph=tr.graph,
-                   is_open=tr.links.is_open, tol=float(tr.routes.tol[0]), scale=float(tr.routes.scale[0]),
-                   keep_other_s=self.now - first + 2.0 * self.interval_s)
+        cr.advance(
+            self.now,
+            weight=np.where(tr.links.is_open != 0, weight, np.inf),
+            graph=tr.graph,
+            is_open=tr.links.is_open,
+            tol=float(tr.routes.tol[0]),
+            scale=float(tr.routes.scale[0]),
+            keep_other_s=self.now - first + 2.0 * self.interval_s,
+        )
         if flows:
             items = list(flows.values())
             obs = np.array([o.flow_vph * o.interval_s / 3600.0 for o, _ in items])
-            sim = np.array([[m.recorder.link["outflow"][rows[i]][o.link] for o, rows in items]
-                            for i, m in enumerate(self.members)], np.float64)
+            sim = np.array(
+                [
+                    [m.recorder.link["outflow"][rows[i]][o.link] for o, rows in items]
+                    for i, m in enumerate(self.members)
+                ],
+                np.float64,
+            )
             if s.count_sd > 0:  # a detector's clipped additive noise (see _zone_counts)
                 z = sim / s.count_sd
                 sim = sim * ndtr(z) + s.count_sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
             pred = sim.mean(axis=0)
-            H, shift, expect = cr.operator([(o.link, o.t - o.interval_s, o.t) for o, _ in items], self.theta,
-                                           [pool.p_used for pool in self.pools],
-                                           hour=self.hour if s.hour_sd > 0 else None, start_s=self.start_s,
-                                           prev_shift=float(self.mean[p] - self.mean[nz]))
+            H, shift, expect = cr.operator(
+                [(o.link, o.t - o.interval_s, o.t) for o, _ in items],
+                self.theta,
+                [pool.p_used for pool in self.pools],
+                hour=self.hour if s.hour_sd > 0 else None,
+                start_s=self.start_s,
+                prev_shift=float(self.mean[p] - self.mean[nz]),
+            )
             H = np.pad(H, ((0, 0), (0, self.mean.size - H.shape[1])))  # the day's level: no direct effect
             pred = np.maximum(pred + shift, 0.0) if s.prediction == "simulated" else expect
             # detector noise, the truth's Poisson noise, the members' own (one common pool:
@@ -555,7 +599,7 @@ class Ensemble:
             # (all from the prediction: weights from the observed counts would favour the
             # low ones and bias the estimate down, by about a count per window)
             lam = np.maximum(expect if s.prediction == "simulated" else pred, 0.5)
-            var = 2.0 * lam + ((s.count_cv ** 2 + s.model_cv ** 2) * lam ** 2) + s.count_sd ** 2
+            var = 2.0 * lam + ((s.count_cv**2 + s.model_cv**2) * lam**2) + s.count_sd**2
             PHt = self.cov @ H.T
             S = H @ PHt + np.diag(var)
             K = np.linalg.solve(S, PHt.T).T
@@ -578,7 +622,7 @@ class Ensemble:
             F[nz, nz], F[nz, p + 1] = rho, 1.0 - rho
             self.mean = F @ self.mean
             self.cov = F @ self.cov @ F.T
-            self.cov[nz, nz] += s.hour_sd ** 2
+            self.cov[nz, nz] += s.hour_sd**2
             self.hour = hour
         self.theta = self._draw_members()
         self._push_theta()
@@ -586,7 +630,8 @@ class Ensemble:
     def _zone_counts(self, flows):
         """Observed and predicted counts summed over the sensors of each zone (the zone of
         the link's upstream node), with their variance: fewer, steadier observations
-        than one per sensor, which a small ensemble can use without collapsing."""
+        than one per sensor, which a small ensemble can use without collapsing.
+        """
         s = self.settings
         zone_of = self.city.zones.node_zone[self.city.network.src]
         nz = self.city.zones.n_zones
@@ -594,14 +639,16 @@ class Ensemble:
         key = np.where(key < 0, nz, key)
         dt = np.array([o.interval_s for o, _ in flows])
         obs_l = np.array([o.flow_vph for o, _ in flows]) * dt / 3600.0  # vehicles in the interval
-        pred_l = np.array([[m.recorder.link["outflow"][rows[i]][o.link] for o, rows in flows]
-                           for i, m in enumerate(self.members)], np.float64)
+        pred_l = np.array(
+            [[m.recorder.link["outflow"][rows[i]][o.link] for o, rows in flows] for i, m in enumerate(self.members)],
+            np.float64,
+        )
         if s.count_sd > 0:
             # what a detector with additive noise reports, clipped at zero: E[max(0, c + e)],
             # e ~ N(0, sd). Near-empty links read high on average (at night, most of them)
             z = pred_l / s.count_sd
             pred_l = pred_l * ndtr(z) + s.count_sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-        var_l = (s.count_cv * obs_l) ** 2 + np.maximum(obs_l, 1.0) + s.count_sd ** 2
+        var_l = (s.count_cv * obs_l) ** 2 + np.maximum(obs_l, 1.0) + s.count_sd**2
         if s.observation == "link":
             return obs_l, pred_l, var_l
         used = np.unique(key)
@@ -643,7 +690,8 @@ class Ensemble:
 
     def _record(self, n_obs: int, corrected: int, *, flush: bool = False) -> None:
         """Issue the estimate of every recorded interval that ended ``report_delay_intervals``
-        before now (every one with ``flush``)."""
+        before now (every one with ``flush``).
+        """
         times = self.members[0].recorder.time
         limit = math.inf if flush else self.now - self.settings.report_delay_intervals * self.interval_s + 1e-6
         while self._next_row < len(times) and times[self._next_row] <= limit:
@@ -654,7 +702,8 @@ class Ensemble:
         """Predictive mean and 5-95 % band of every link's count and speed over the interval
         ending at ``t``: the members' counts moved to the current demand factors
         (:meth:`twin.crossings.Crossings.flow_shift`), the count band
-        (:func:`twin.crossings.count_band`), and the members' speeds."""
+        (:func:`twin.crossings.count_band`), and the members' speeds.
+        """
         s = self.settings
         rows = self._member_rows(t)
         if rows is None:
@@ -663,12 +712,21 @@ class Ensemble:
         speeds = np.stack([m.recorder.link["speed"][k] for m, k in zip(self.members, rows)])
         if s.method == "kalman" and s.estimate_demand and len(self.members) > 1:
             nz, p = self.city.zones.n_zones, self.theta.shape[1]
-            counts += self._crossings.flow_shift(t - self.interval_s, t, self.theta, [pool.p_used for pool in self.pools],
-                                                 n_links=counts.shape[1], hour=self.hour if s.hour_sd > 0 else None,
-                                                 start_s=self.start_s, prev_shift=float(self.mean[p] - self.mean[nz]))
+            counts += self._crossings.flow_shift(
+                t - self.interval_s,
+                t,
+                self.theta,
+                [pool.p_used for pool in self.pools],
+                n_links=counts.shape[1],
+                hour=self.hour if s.hour_sd > 0 else None,
+                start_s=self.start_s,
+                prev_shift=float(self.mean[p] - self.mean[nz]),
+            )
             np.maximum(counts, 0.0, out=counts)
         k = 16
-        sp = np.repeat(speeds, k, axis=0) * np.exp(s.speed_cv * self.rng.normal(size=(counts.shape[0] * k, counts.shape[1])))
+        sp = np.repeat(speeds, k, axis=0) * np.exp(
+            s.speed_cv * self.rng.normal(size=(counts.shape[0] * k, counts.shape[1]))
+        )
         to_vph = 3600.0 / self.interval_s
         self.log.time.append(t)
         self.log.flow_mean.append(counts.mean(axis=0) * to_vph)
@@ -683,7 +741,7 @@ class Ensemble:
         self.log.theta_mean.append(mean)
         self.log.theta_sd.append(sd)
         nz = self.city.zones.n_zones
-        dest = np.exp(self.theta[:, nz + 1:]) if self.theta.shape[1] > nz + 1 else np.ones((len(self.members), nz))
+        dest = np.exp(self.theta[:, nz + 1 :]) if self.theta.shape[1] > nz + 1 else np.ones((len(self.members), nz))
         self.log.dest_mean.append(dest.mean(axis=0))
         self.log.dest_sd.append(dest.std(axis=0))
         if self.settings.method == "kalman":
@@ -704,7 +762,8 @@ class Ensemble:
         """The ensemble's estimate: link flow and speed mean with 5-95 % bands, demand factors.
 
         Intervals not issued yet (their observations are still to come) are issued now, with
-        what has been assimilated so far."""
+        what has been assimilated so far.
+        """
         self._record(0, 0, flush=True)
         L = self.log
         net = self.city.network
@@ -713,27 +772,56 @@ class Ensemble:
             return xr.Variable(dims, np.asarray(data), attrs={"units": units, "long_name": name})
 
         nl, nz = net.n_links, self.city.zones.n_zones
-        stack = (lambda rows, n: np.stack(rows) if rows else np.zeros((0, n)))
+        stack = lambda rows, n: np.stack(rows) if rows else np.zeros((0, n))
         return xr.Dataset(
             {
                 "est_flow": v(("time", "link"), stack(L.flow_mean, nl), "veh h-1", "ensemble mean link outflow"),
-                "est_flow_p05": v(("time", "link"), stack(L.flow_lo, nl), "veh h-1", "5th percentile of the predicted outflow"),
-                "est_flow_p95": v(("time", "link"), stack(L.flow_hi, nl), "veh h-1", "95th percentile of the predicted outflow"),
+                "est_flow_p05": v(
+                    ("time", "link"), stack(L.flow_lo, nl), "veh h-1", "5th percentile of the predicted outflow"
+                ),
+                "est_flow_p95": v(
+                    ("time", "link"), stack(L.flow_hi, nl), "veh h-1", "95th percentile of the predicted outflow"
+                ),
                 "est_speed": v(("time", "link"), stack(L.speed_mean, nl), "m s-1", "ensemble mean link speed"),
-                "est_speed_p05": v(("time", "link"), stack(L.speed_lo, nl), "m s-1", "5th percentile of the predicted speed"),
-                "est_speed_p95": v(("time", "link"), stack(L.speed_hi, nl), "m s-1", "95th percentile of the predicted speed"),
-                "demand_scale": v(("time", "zone"), stack(L.theta_mean, nz), "1", "estimated demand scale by origin zone (ensemble mean)"),
-                "demand_scale_sd": v(("time", "zone"), stack(L.theta_sd, nz), "1", "ensemble spread of the demand scale"),
-                "dest_scale": v(("time", "zone"), stack(L.dest_mean, nz), "1",
-                                "estimated demand factor by destination zone (ensemble mean)"),
-                "dest_scale_sd": v(("time", "zone"), stack(L.dest_sd, nz), "1", "ensemble spread of the destination factor"),
+                "est_speed_p05": v(
+                    ("time", "link"), stack(L.speed_lo, nl), "m s-1", "5th percentile of the predicted speed"
+                ),
+                "est_speed_p95": v(
+                    ("time", "link"), stack(L.speed_hi, nl), "m s-1", "95th percentile of the predicted speed"
+                ),
+                "demand_scale": v(
+                    ("time", "zone"),
+                    stack(L.theta_mean, nz),
+                    "1",
+                    "estimated demand scale by origin zone (ensemble mean)",
+                ),
+                "demand_scale_sd": v(
+                    ("time", "zone"), stack(L.theta_sd, nz), "1", "ensemble spread of the demand scale"
+                ),
+                "dest_scale": v(
+                    ("time", "zone"),
+                    stack(L.dest_mean, nz),
+                    "1",
+                    "estimated demand factor by destination zone (ensemble mean)",
+                ),
+                "dest_scale_sd": v(
+                    ("time", "zone"), stack(L.dest_sd, nz), "1", "ensemble spread of the destination factor"
+                ),
                 "log_level": v(("time",), np.asarray(L.level), "1", "estimated log demand level of the current hour"),
-                "log_level_sd": v(("time",), np.asarray(L.level_sd), "1", "its posterior (kalman) or ensemble (enkf) sd"),
-                "observations_used": v(("time",), np.asarray(L.n_obs, np.int64), "1", "observations assimilated at this update"),
-                "links_corrected": v(("time",), np.asarray(L.corrected, np.int64), "1", "link capacity corrections changed"),
+                "log_level_sd": v(
+                    ("time",), np.asarray(L.level_sd), "1", "its posterior (kalman) or ensemble (enkf) sd"
+                ),
+                "observations_used": v(
+                    ("time",), np.asarray(L.n_obs, np.int64), "1", "observations assimilated at this update"
+                ),
+                "links_corrected": v(
+                    ("time",), np.asarray(L.corrected, np.int64), "1", "link capacity corrections changed"
+                ),
             },
-            coords={"time": v(("time",), np.asarray(L.time), "s", "end of the output interval"),
-                    "link": v(("link",), np.arange(nl), "1", "link index"),
-                    "zone": v(("zone",), np.arange(nz), "1", "zone index")},
+            coords={
+                "time": v(("time",), np.asarray(L.time), "s", "end of the output interval"),
+                "link": v(("link",), np.arange(nl), "1", "link index"),
+                "zone": v(("zone",), np.arange(nz), "1", "zone index"),
+            },
             attrs={"members": len(self.members), "seed": self.seed, "scenario_name": self.scenario.name},
         )

@@ -22,8 +22,18 @@ from pathlib import Path
 
 from twin.errors import InputError
 
-__all__ = ["write_bytes", "write_text", "write_json", "replace_folder", "json_safe", "MARKER", "FolderRefused",
-           "check_replaceable", "clean_leftovers", "read_marker"]
+__all__ = [
+    "write_bytes",
+    "write_text",
+    "write_json",
+    "replace_folder",
+    "json_safe",
+    "MARKER",
+    "FolderRefused",
+    "check_replaceable",
+    "clean_leftovers",
+    "read_marker",
+]
 
 #: the marker file in every folder the twin writes (JSON: format, kind, scenario, seed, finished, ...)
 MARKER = ".city-twin.json"
@@ -31,7 +41,8 @@ MARKER = ".city-twin.json"
 
 def json_safe(obj):
     """Plain JSON data: NaN and infinities become ``None`` (strict JSON has neither),
-    numpy scalars become Python numbers; dicts, lists and tuples are walked."""
+    numpy scalars become Python numbers; dicts, lists and tuples are walked.
+    """
     import math
 
     import numpy as np
@@ -129,8 +140,9 @@ def check_replaceable(out: str | os.PathLike, *, overwrite: bool = True, what: s
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir() or out.is_symlink():
-        raise FolderRefused(f"{what} {str(out)!r} exists and is not a folder the twin wrote "
-                            "(a file or a link); choose another path")
+        raise FolderRefused(
+            f"{what} {str(out)!r} exists and is not a folder the twin wrote (a file or a link); choose another path"
+        )
     try:
         empty = next(out.iterdir(), None) is None
     except OSError as exc:
@@ -142,13 +154,16 @@ def check_replaceable(out: str | os.PathLike, *, overwrite: bool = True, what: s
         raise FolderRefused(
             f"{what} {str(out)!r} is a folder the twin did not write (it has no {MARKER} marker), so "
             "it is never replaced, even with --overwrite: choose another path (or, if it is an old "
-            "run folder you no longer need, remove it yourself)")
+            "run folder you no longer need, remove it yourself)"
+        )
     if marker.get("finished") and not overwrite:
         who = ", ".join(f"{k} {marker[k]}" for k in ("scenario", "seed") if marker.get(k) is not None)
         when = f", written {marker['written']}" if marker.get("written") else ""
         raise FolderRefused(
-            f"{what} {str(out)!r} holds a finished {marker.get('kind', 'run')}" + (f" ({who}{when})" if who or when else "")
-            + f"; give --overwrite to replace it, or another {what}")
+            f"{what} {str(out)!r} holds a finished {marker.get('kind', 'run')}"
+            + (f" ({who}{when})" if who or when else "")
+            + f"; give --overwrite to replace it, or another {what}"
+        )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -193,7 +208,7 @@ def clean_leftovers(parent: str | os.PathLike) -> list[Path]:
             if alive or (not same_host and age < _STALE_S):
                 continue
         else:  # .NAME.PID.old: the previous run folder, moved aside during a swap
-            name, _, swapper = path.name[1:-len(".old")].rpartition(".")
+            name, _, swapper = path.name[1 : -len(".old")].rpartition(".")
             target = parent / name
             if swapper.isdigit() and (int(swapper) == os.getpid() or _pid_alive(int(swapper))):
                 continue  # that swap is still going on
@@ -209,8 +224,14 @@ def clean_leftovers(parent: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def replace_folder(out: str | os.PathLike, fill: Callable[[Path], None], *, marker: dict | None = None,
-                   overwrite: bool = True, what: str = "folder") -> Path:
+def replace_folder(
+    out: str | os.PathLike,
+    fill: Callable[[Path], None],
+    *,
+    marker: dict | None = None,
+    overwrite: bool = True,
+    what: str = "folder",
+) -> Path:
     """Build a folder with ``fill(tmp)`` beside ``out``, then swap it in for ``out``.
 
     An interrupted build leaves ``out`` as it was (or absent), never a mix.  The
@@ -235,8 +256,15 @@ def replace_folder(out: str | os.PathLike, fill: Callable[[Path], None], *, mark
         for path in tmp.rglob("*"):
             if not path.is_symlink():
                 os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        _write_marker(tmp, {**info, "state": "complete", "finished": bool(info.get("finished", True)),
-                            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        _write_marker(
+            tmp,
+            {
+                **info,
+                "state": "complete",
+                "finished": bool(info.get("finished", True)),
+                "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
         os.chmod(tmp, 0o755)
         check_replaceable(out, overwrite=overwrite, what=what)  # again: it may have appeared meanwhile
         if out.exists():
@@ -249,9 +277,13 @@ def replace_folder(out: str | os.PathLike, fill: Callable[[Path], None], *, mark
             os.replace(old, out)
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
             reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
-            raise OSError(exc.errno or 0, (
-                f"could not write {what} {str(out)!r}: {reason}; nothing was "
-                "changed there" + (" (the previous folder is as it was)" if out.exists() else ""))) from None
+            raise OSError(
+                exc.errno or 0,
+                (
+                    f"could not write {what} {str(out)!r}: {reason}; nothing was "
+                    "changed there" + (" (the previous folder is as it was)" if out.exists() else "")
+                ),
+            ) from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

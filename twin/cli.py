@@ -25,6 +25,7 @@ from rich.table import Table
 
 __all__ = ["main"]
 
+
 def _input_errors() -> tuple[type[BaseException], ...]:
     from city_models import CityError
     from city_models.demand import DemandError
@@ -36,8 +37,14 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 #: modules that add sub-commands: each has ``add_commands(sub)`` taking the sub-parsers
 #: object and registering its commands (their ``func(args, console) -> int``)
-COMMAND_MODULES: tuple[str, ...] = ("twin.cli_compare", "twin.cli_viz", "twin.cli_drill", "twin.cli_fork", "twin.cli_live",
-                                     "twin.cli_equilibrate")
+COMMAND_MODULES: tuple[str, ...] = (
+    "twin.cli_compare",
+    "twin.cli_viz",
+    "twin.cli_drill",
+    "twin.cli_fork",
+    "twin.cli_live",
+    "twin.cli_equilibrate",
+)
 
 
 def _fmt(value) -> str:
@@ -96,12 +103,20 @@ def folder_name(name: str, *, field: str = "name") -> str:
     from twin.errors import InputError
 
     text = str(name)
-    bad = ("/" in text or "\\" in text or text in (".", "..") or text.startswith(".") or ".." in text
-           or any(ord(c) < 32 or ord(c) == 127 for c in text) or len(text.encode("utf-8")) > _MAX_NAME)
+    bad = (
+        "/" in text
+        or "\\" in text
+        or text in (".", "..")
+        or text.startswith(".")
+        or ".." in text
+        or any(ord(c) < 32 or ord(c) == 127 for c in text)
+        or len(text.encode("utf-8")) > _MAX_NAME
+    )
     if bad:
         raise InputError(
             f"scenario {field} {text[:80]!r} cannot be used in a folder name (no '/', '\\', '..', leading dot "
-            f"or control characters, at most {_MAX_NAME} bytes); rename it, or give --out")
+            f"or control characters, at most {_MAX_NAME} bytes); rename it, or give --out"
+        )
     return text
 
 
@@ -130,7 +145,8 @@ def confined(path: str | os.PathLike, field: str, *, option: str = "--out") -> P
         raise InputError(
             f"{field} {str(path)!r} (from the scenario file) is outside the run root "
             f"{os.path.abspath(run_root())!r}: a scenario file may only name paths inside it "
-            f"(set TWIN_RUN_ROOT to move the root); give {option} on the command line to write elsewhere")
+            f"(set TWIN_RUN_ROOT to move the root); give {option} on the command line to write elsewhere"
+        )
     return path
 
 
@@ -146,7 +162,6 @@ def out_folder(cli_out: str | None, scenario, default: str, *, overwrite: bool) 
     folders that an interrupted earlier write left beside it are removed.
     """
     from twin.atomic import check_replaceable, clean_leftovers
-    from twin.errors import InputError
 
     if cli_out:
         out, what = Path(cli_out), "--out"
@@ -202,7 +217,9 @@ def _cmd_run(args, console: Console) -> int:
         def tick(now: float) -> None:
             c = twin.clock_s(now) % 86400
             on = twin.traffic.counts()["on_network"]
-            progress.update(task, completed=now, clock=f"{int(c // 3600):02d}:{int(c % 3600 // 60):02d}", onnet=f"{on:,}")
+            progress.update(
+                task, completed=now, clock=f"{int(c // 3600):02d}:{int(c % 3600 // 60):02d}", onnet=f"{on:,}"
+            )
 
         end = twin.duration_s
         if args.until:
@@ -233,7 +250,9 @@ def _cmd_run(args, console: Console) -> int:
             "network_vehicles in results.nc keeps rising, the network is overloaded (gridlock): "
             "lower the demand or lengthen time.duration to let it clear"
         )
-    console.print(f"simulated {twin.now / 3600:.1f} h in {wall:.1f} s; results in [bold]{out}[/] (results.nc, summary.json, scenario.yaml)")
+    console.print(
+        f"simulated {twin.now / 3600:.1f} h in {wall:.1f} s; results in [bold]{out}[/] (results.nc, summary.json, scenario.yaml)"
+    )
     return 0
 
 
@@ -260,10 +279,15 @@ def _cmd_city_info(args, console: Console) -> int:
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
-    _, lab = connected_components(csr_matrix((np.ones(net.n_links), (net.src, net.dst)), shape=(net.n_nodes,) * 2),
-                                  directed=True, connection="strong")
-    table.add_row("nodes outside the largest strongly connected part",
-                  f"{int(net.n_nodes - np.bincount(lab).max()) if net.n_nodes else 0:,}")
+    _, lab = connected_components(
+        csr_matrix((np.ones(net.n_links), (net.src, net.dst)), shape=(net.n_nodes,) * 2),
+        directed=True,
+        connection="strong",
+    )
+    table.add_row(
+        "nodes outside the largest strongly connected part",
+        f"{int(net.n_nodes - np.bincount(lab).max()) if net.n_nodes else 0:,}",
+    )
     table.add_row("zones", f"{city.zones.n_zones:,}")
     table.add_row("residents / jobs", f"{int(city.zones.residents.sum()):,} / {int(city.zones.jobs.sum()):,}")
     kinds: dict[str, int] = {}
@@ -299,14 +323,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a scenario and write a run folder")
     r.add_argument("scenario", nargs="?", help="scenario YAML file or built-in name (default: 'default')")
-    r.add_argument("--out", help="run folder (default: runs/<name>-seed<seed>, with --until "
-                                 "runs/<name>-seed<seed>-until<TIME>)")
+    r.add_argument(
+        "--out", help="run folder (default: runs/<name>-seed<seed>, with --until runs/<name>-seed<seed>-until<TIME>)"
+    )
     r.add_argument("--seed", type=int, help="override the scenario's seed")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.add_argument("--until", help="stop early: a clock time HH:MM or a time after the start (e.g. 2h)")
     r.add_argument("--snapshot", help="also write the twin's whole state here at the end (for twin fork)")
-    r.add_argument("--overwrite", action="store_true", help="replace a finished run in the run folder (without it, "
-                                                            "a finished run is never replaced)")
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in the run folder (without it, a finished run is never replaced)",
+    )
     r.set_defaults(func=_cmd_run)
     c = sub.add_parser("city", help="inspect a city")
     csub = c.add_subparsers(dest="city_command", required=True)
@@ -320,9 +348,13 @@ def _parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
     for command in sub.choices.values():  # every command that may build a twin (issue 15: no code from data)
-        command.add_argument("--allow-plugins", action="append", metavar="MODULE:FUNCTION",
-                             help="trust this dispatch policy plug-in, which a scenario names in incidents.policy "
-                                  "(repeat for more; registered entry points need no flag)")
+        command.add_argument(
+            "--allow-plugins",
+            action="append",
+            metavar="MODULE:FUNCTION",
+            help="trust this dispatch policy plug-in, which a scenario names in incidents.policy "
+            "(repeat for more; registered entry points need no flag)",
+        )
     return p
 
 
@@ -342,7 +374,9 @@ def _exit_if_hdf5_failed(code: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     console = Console(stderr=False)
     err = Console(stderr=True)
     try:

@@ -60,26 +60,38 @@ def comparison_table(summary: dict, *, rows: list | None = None, when: str | Non
     """The KPI table of a comparison: baseline, scenario, difference and its interval.
 
     ``rows`` (default: the summary's ``kpis``) and ``when`` (default: from the summary's
-    ``response``: "day 1" or "at equilibrium") label which day the table is about."""
+    ``response``: "day 1" or "at equilibrium") label which day the table is about.
+    """
     n = summary["replications"]
     conf = round(100 * summary.get("confidence", 0.95))
     if when is None:
         when = {"equilibrium": "at equilibrium", "day1": "day 1"}.get(summary.get("response", "day1"), "day 1")
     from rich import box
-
     from rich.text import Text
 
-    table = Table(title=Text(f"{summary['scenario']} vs {summary['baseline']} — {when} — {n} replications, "
-                             "same seeds", overflow="fold", style="table.title"),
-                  caption=Text(f"significant: the {conf} % interval of the difference excludes zero and has "
-                               "width (no spread: every replication gave the same difference)", overflow="fold",
-                               style="table.caption"),
-                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True, show_edge=False)
+    table = Table(
+        title=Text(
+            f"{summary['scenario']} vs {summary['baseline']} — {when} — {n} replications, same seeds",
+            overflow="fold",
+            style="table.title",
+        ),
+        caption=Text(
+            f"significant: the {conf} % interval of the difference excludes zero and has "
+            "width (no spread: every replication gave the same difference)",
+            overflow="fold",
+            style="table.caption",
+        ),
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+        show_edge=False,
+    )
     table.add_column("KPI", min_width=14, ratio=1, overflow="fold")
     for name in ("baseline", "scenario", "difference", f"{conf} % interval"):
         table.add_column(name, justify="right", no_wrap=True)  # numbers are never wrapped or cut
     table.add_column("signif.", no_wrap=True, min_width=9)
-    for row in (summary["kpis"] if rows is None else rows):
+    for row in summary["kpis"] if rows is None else rows:
         lo, hi = row["ci_low"], row["ci_high"]
         count = not row["unit"]
         finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
@@ -88,9 +100,15 @@ def comparison_table(summary: dict, *, rows: list | None = None, when: str | Non
             ci = f"{_signed(lo, count)} …\n{_signed(hi, count)}"
         label = f"{row['label']} ({row['unit']})" if row["unit"] else row["label"]
         sig = verdict(row)
-        table.add_row(label, _fmt_kpi(row["baseline"], count), _fmt_kpi(row["scenario"], count),
-                      _signed(row["difference"], count), ci,
-                      "[bold]yes[/]" if sig == "yes" else f"[dim]{sig}[/]", style=None if sig == "yes" else "dim")
+        table.add_row(
+            label,
+            _fmt_kpi(row["baseline"], count),
+            _fmt_kpi(row["scenario"], count),
+            _signed(row["difference"], count),
+            ci,
+            "[bold]yes[/]" if sig == "yes" else f"[dim]{sig}[/]",
+            style=None if sig == "yes" else "dim",
+        )
     return table
 
 
@@ -102,13 +120,15 @@ def _scenarios(paths: list[str]):
     if len(paths) == 2:
         return load_scenario(paths[0]), load_scenario(paths[1])
     if len(paths) != 1:
-        raise InputError(f"twin compare takes BASELINE SCENARIO, or one SCENARIO that names its baseline; "
-                         f"got {len(paths)} files")
+        raise InputError(
+            f"twin compare takes BASELINE SCENARIO, or one SCENARIO that names its baseline; got {len(paths)} files"
+        )
     scenario = load_scenario(paths[0])
     if scenario.baseline is None:
         raise InputError(
             f"scenario {paths[0]!r} names no baseline: give two files (twin compare BASELINE SCENARIO) "
-            "or add a top-level line 'baseline: FILE.yaml' to it")
+            "or add a top-level line 'baseline: FILE.yaml' to it"
+        )
     return load_scenario(scenario.baseline), scenario
 
 
@@ -121,7 +141,8 @@ def _cmd_compare(args, console: Console) -> int:
     if args.replications < 2:
         raise ComparisonError(
             f"--replications must be at least 2 (a confidence interval needs the spread of two or "
-            f"more paired runs), got {args.replications}")
+            f"more paired runs), got {args.replications}"
+        )
     if args.workers is not None and args.workers < 0:
         raise ComparisonError(f"--workers must be 0 (serial) or more, got {args.workers}")
     if args.iterations is not None and not args.equilibrium:
@@ -133,8 +154,11 @@ def _cmd_compare(args, console: Console) -> int:
     baseline, scenario = _scenarios(args.scenarios)
     from twin.cli import folder_name, run_root
 
-    out = Path(args.out) if args.out else \
-        run_root() / f"compare-{folder_name(baseline.name)}-vs-{folder_name(scenario.name)}"
+    out = (
+        Path(args.out)
+        if args.out
+        else run_root() / f"compare-{folder_name(baseline.name)}-vs-{folder_name(scenario.name)}"
+    )
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a comparison folder; choose another path")
     from twin.atomic import check_replaceable
@@ -152,24 +176,43 @@ def _cmd_compare(args, console: Console) -> int:
         if workers is None and args.scheduler is None:
             workers = min(default_workers(), n_runs)
         executor = Executor(scheduler=args.scheduler, workers=workers)
-    where = {"serial": "in this process", "local": "local Dask cluster",
-             "remote": f"Dask scheduler {args.scheduler}"}[executor.kind]
-    console.print(f"comparing [bold]{scenario.name}[/] with baseline [bold]{baseline.name}[/]: "
-                  f"{args.replications} replications each, {where} ({executor.n_workers} at a time)")
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, disable=args.quiet)
+    where = {"serial": "in this process", "local": "local Dask cluster", "remote": f"Dask scheduler {args.scheduler}"}[
+        executor.kind
+    ]
+    console.print(
+        f"comparing [bold]{scenario.name}[/] with baseline [bold]{baseline.name}[/]: "
+        f"{args.replications} replications each, {where} ({executor.n_workers} at a time)"
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet,
+    )
     kept = [] if args.restart else sorted(checkpoint_for(out).glob("*.rep"))
     if kept:
-        console.print(f"resuming: {len(kept)} finished run(s) of an earlier try kept in {checkpoint_for(out)} "
-                      "(used if they are this comparison's; --restart runs everything again)")
+        console.print(
+            f"resuming: {len(kept)} finished run(s) of an earlier try kept in {checkpoint_for(out)} "
+            "(used if they are this comparison's; --restart runs everything again)"
+        )
     try:
         with progress:
             task = progress.add_task("runs", total=n_runs)
             # each finished run is kept beside --out as it lands; the same command again resumes
-            result = compare(baseline, scenario, replications=args.replications, seed=args.seed,
-                             executor=executor, progress=lambda done, total: progress.update(task, completed=done),
-                             response="equilibrium" if args.equilibrium else "day1", iterations=args.iterations,
-                             checkpoint=checkpoint_for(out), resume=not args.restart)
+            result = compare(
+                baseline,
+                scenario,
+                replications=args.replications,
+                seed=args.seed,
+                executor=executor,
+                progress=lambda done, total: progress.update(task, completed=done),
+                response="equilibrium" if args.equilibrium else "day1",
+                iterations=args.iterations,
+                checkpoint=checkpoint_for(out),
+                resume=not args.restart,
+            )
     finally:
         executor.close()
     with console.status("writing the comparison…"):
@@ -183,33 +226,55 @@ def _cmd_compare(args, console: Console) -> int:
     timing = f"{n_runs} runs in {s['runs_wall_s']:.1f} s"
     if executor.kind != "serial":
         eff = s["run_s"] / (s["workers"] * s["runs_wall_s"]) if s["runs_wall_s"] > 0 else float("nan")
-        timing += (f" on {s['workers']} workers (start-up {s['startup_s']:.1f} s; the runs' own times add "
-                   f"up to {s['run_s']:.1f} s: {eff:.0%} of the workers' time was spent running)")
+        timing += (
+            f" on {s['workers']} workers (start-up {s['startup_s']:.1f} s; the runs' own times add "
+            f"up to {s['run_s']:.1f} s: {eff:.0%} of the workers' time was spent running)"
+        )
     console.print(f"{timing}; results in [bold]{out}[/] (summary.json, comparison.nc, baseline/, scenario/)")
     return 0
 
 
 def add_commands(sub) -> None:
     """Register ``twin compare``."""
-    c = sub.add_parser("compare", help="compare a scenario with its baseline over replications (95 %% intervals)",
-                       description="Run BASELINE and SCENARIO with the same seeds per replication and report "
-                                   "each KPI's difference with a 95 % confidence interval.")
-    c.add_argument("scenarios", nargs="+", metavar="SCENARIO",
-                   help="BASELINE.yaml SCENARIO.yaml, or one SCENARIO.yaml with a 'baseline: FILE' line "
-                        "(files or built-in names)")
+    c = sub.add_parser(
+        "compare",
+        help="compare a scenario with its baseline over replications (95 %% intervals)",
+        description="Run BASELINE and SCENARIO with the same seeds per replication and report "
+        "each KPI's difference with a 95 % confidence interval.",
+    )
+    c.add_argument(
+        "scenarios",
+        nargs="+",
+        metavar="SCENARIO",
+        help="BASELINE.yaml SCENARIO.yaml, or one SCENARIO.yaml with a 'baseline: FILE' line (files or built-in names)",
+    )
     c.add_argument("--replications", "-n", type=int, default=10, help="runs of each scenario (default 10, at least 2)")
     c.add_argument("--out", help="comparison folder (default: runs/compare-<baseline>-vs-<scenario>)")
     c.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
-    c.add_argument("--workers", type=int,
-                   help="local worker processes (default: the cores); 0 runs in this process, one after another")
-    c.add_argument("--seed", type=int, help="seed of replication 0; replication i uses seed+i (default: the baseline's)")
+    c.add_argument(
+        "--workers",
+        type=int,
+        help="local worker processes (default: the cores); 0 runs in this process, one after another",
+    )
+    c.add_argument(
+        "--seed", type=int, help="seed of replication 0; replication i uses seed+i (default: the baseline's)"
+    )
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    c.add_argument("--equilibrium", action="store_true",
-                   help="compare each variant after travellers adapted (day-to-day equilibrium, as twin equilibrate); "
-                        "the day-1 table of the same runs is shown too")
-    c.add_argument("--restart", action="store_true",
-                   help="run every replication again (by default the runs an interrupted try of the same "
-                        "comparison kept beside --out are taken, and only the rest run)")
-    c.add_argument("--iterations", type=int, help="most days per equilibrium (default: each scenario's "
-                                                  "traffic.equilibrium.iterations)")
+    c.add_argument(
+        "--equilibrium",
+        action="store_true",
+        help="compare each variant after travellers adapted (day-to-day equilibrium, as twin equilibrate); "
+        "the day-1 table of the same runs is shown too",
+    )
+    c.add_argument(
+        "--restart",
+        action="store_true",
+        help="run every replication again (by default the runs an interrupted try of the same "
+        "comparison kept beside --out are taken, and only the rest run)",
+    )
+    c.add_argument(
+        "--iterations",
+        type=int,
+        help="most days per equilibrium (default: each scenario's traffic.equilibrium.iterations)",
+    )
     c.set_defaults(func=_cmd_compare)

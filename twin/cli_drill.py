@@ -54,7 +54,7 @@ MAX_NOTES_CHARS = 1000
 
 def _quote(text: str, limit: int = 120) -> str:
     """A line quoted for a message, cut to ``limit`` characters."""
-    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _read_mapping(text: str) -> object:
@@ -88,8 +88,10 @@ def parse_inject(line: str) -> dict | None:
     if not text or text.startswith("#"):
         return None
     if len(text) > MAX_INJECT_CHARS:
-        raise InputError(f"inject {_quote(text)}: the line is {len(text):,} characters long; "
-                         f"an inject line may have at most {MAX_INJECT_CHARS:,}")
+        raise InputError(
+            f"inject {_quote(text)}: the line is {len(text):,} characters long; "
+            f"an inject line may have at most {MAX_INJECT_CHARS:,}"
+        )
     try:
         obj = _read_mapping(text)
     except (ValueError, RecursionError, yaml.YAMLError) as exc:
@@ -108,8 +110,11 @@ def parse_inject(line: str) -> dict | None:
         return {"station": obj["station"].strip(), "in_service": obj["in_service"]}
     if keys - _INCIDENT_KEYS or not {"type", "location"} <= keys:
         bad = sorted(str(k)[:40] for k in keys - _INCIDENT_KEYS)
-        raise InputError(f"inject {_quote(text)}: " + (f"unknown key(s) {', '.join(bad)}; " if bad else "")
-                         + "an incident inject has type and location, and may have severity, notes, at")
+        raise InputError(
+            f"inject {_quote(text)}: "
+            + (f"unknown key(s) {', '.join(bad)}; " if bad else "")
+            + "an incident inject has type and location, and may have severity, notes, at"
+        )
     try:
         return _checked_incident(obj)
     except ValueError as exc:
@@ -129,8 +134,7 @@ def _checked_incident(obj: dict) -> dict:
     except ValueError as exc:
         raise ValueError(f"location: {exc}") from None
     severity = obj.get("severity")
-    if severity is not None and (isinstance(severity, bool) or not isinstance(severity, int)
-                                 or not 1 <= severity <= 5):
+    if severity is not None and (isinstance(severity, bool) or not isinstance(severity, int) or not 1 <= severity <= 5):
         raise ValueError("severity must be a whole number 1-5")
     notes = obj.get("notes", "")
     if notes is None:
@@ -144,7 +148,7 @@ def _checked_incident(obj: dict) -> dict:
     at = obj.get("at")
     if at is not None:
         if isinstance(at, bool) or not isinstance(at, (int, float, str)):
-            raise ValueError("at must be a clock time \"HH:MM[:SS]\" or a time after the start")
+            raise ValueError('at must be a clock time "HH:MM[:SS]" or a time after the start')
         parse_time_point(at)  # ValueError naming the forms it takes
     out = {"type": kind.strip(), "location": location}
     if "notes" in obj:
@@ -223,9 +227,11 @@ class InjectSource:
 
 # ------------------------------------------------------------------------------- saving
 
+
 def save_drill(twin, out: Path, *, log_name: str = "after_action.csv", overwrite: bool = True) -> Path:
     """Write the run folder with the after-action log, replacing ``out`` in one rename
-    (only a folder the twin wrote; a finished drill only with ``overwrite``)."""
+    (only a folder the twin wrote; a finished drill only with ``overwrite``).
+    """
     from twin.atomic import replace_folder
     from twin.emergency.log import write_after_action
     from twin.results import fill_run, run_marker
@@ -243,6 +249,7 @@ def save_drill(twin, out: Path, *, log_name: str = "after_action.csv", overwrite
 
 # ------------------------------------------------------------------------------- views
 
+
 def _clock(twin, t: float | None = None) -> str:
     c = int(twin.clock_s(t)) % 86400
     return f"{c // 3600:02d}:{c % 3600 // 60:02d}:{c % 60:02d}"
@@ -254,8 +261,13 @@ def live_view(twin, *, speed: float, notes: list[str]) -> Group:
 
     comp = twin.components["emergency"]
     head = Table.grid(padding=(0, 2))
-    head.add_row(f"[bold]{twin.scenario.name}[/]", f"clock [bold]{_clock(twin)}[/]", f"{speed:g}× real time",
-                 f"incidents open [bold]{comp.n_open}[/]", f"waiting for a unit [bold]{len(comp.queue)}[/]")
+    head.add_row(
+        f"[bold]{twin.scenario.name}[/]",
+        f"clock [bold]{_clock(twin)}[/]",
+        f"{speed:g}× real time",
+        f"incidents open [bold]{comp.n_open}[/]",
+        f"waiting for a unit [bold]{len(comp.queue)}[/]",
+    )
     units = Table(title="units", title_justify="left")
     for col in ("kind", "free", "busy", "out"):
         units.add_column(col, justify="right" if col != "kind" else "left")
@@ -272,14 +284,25 @@ def live_view(twin, *, speed: float, notes: list[str]) -> Group:
     from twin.emergency.incidents import STAGES
 
     for inc in [i for i in comp.incidents if i.open][-8:]:
-        incs.add_row(str(inc.id), inc.type, str(inc.severity), STAGES[inc.stage], str(len(inc.assigned)),
-                     _clock(twin, inc.t_occur))
+        incs.add_row(
+            str(inc.id),
+            inc.type,
+            str(inc.severity),
+            STAGES[inc.stage],
+            str(len(inc.assigned)),
+            _clock(twin, inc.t_occur),
+        )
     events = Table(title="latest events", title_justify="left")
     for col in ("clock", "event", "incident", "unit", "detail"):
         events.add_column(col)
     for row in after_action_rows(comp, comp.log.rows[-10:]):
-        events.add_row(row["clock"], row["event"], f"{row['incident']} {row['incident_type']}".strip(),
-                       str(row["unit"]), str(row["detail"])[:40])
+        events.add_row(
+            row["clock"],
+            row["event"],
+            f"{row['incident']} {row['incident_type']}".strip(),
+            str(row["unit"]),
+            str(row["detail"])[:40],
+        )
     grid = Table.grid(padding=(0, 3))
     grid.add_row(units, incs)
     parts = [head, grid, events] + [f"[yellow]{n}[/]" for n in notes[-3:]]
@@ -293,8 +316,9 @@ def response_table(twin) -> Table:
     table = Table(title="response by incident type")
     for col in ("type", "incidents", "open", "p50 s", "p90 s", "target", "within target"):
         # numbers never wrap (80 columns: pipes, CI logs); the type and the target text may
-        table.add_column(col, justify="left" if col == "type" else "right",
-                         no_wrap=col not in ("type", "target"), overflow="fold")
+        table.add_column(
+            col, justify="left" if col == "type" else "right", no_wrap=col not in ("type", "target"), overflow="fold"
+        )
     for t in sorted({i.type for i in comp.incidents}):
         tgt = comp.types[t].target
         n = sum(1 for i in comp.incidents if i.type == t)
@@ -304,12 +328,20 @@ def response_table(twin) -> Table:
             return "–" if v is None or not math.isfinite(v) else f"{v:,.0f}"
 
         target = "–" if tgt is None else f"{tgt.seconds:.0f} s {tgt.measure}" + (f" ({tgt.unit})" if tgt.unit else "")
-        table.add_row(t, str(n), str(n_open), f(kp.get(f"response_p50_s_{t}")), f(kp.get(f"response_p90_s_{t}")),
-                      target, f(kp.get(f"within_target_pct_{t}")) + " %")
+        table.add_row(
+            t,
+            str(n),
+            str(n_open),
+            f(kp.get(f"response_p50_s_{t}")),
+            f(kp.get(f"response_p90_s_{t}")),
+            target,
+            f(kp.get(f"within_target_pct_{t}")) + " %",
+        )
     return table
 
 
 # ------------------------------------------------------------------------------- command
+
 
 def _apply_lines(comp, lines, console: Console, notes: list[str]) -> None:
     from twin.errors import InputError
@@ -346,9 +378,11 @@ def _cmd_drill(args, console: Console) -> int:
     with console.status(f"building [bold]{scenario.name}[/]…"):
         twin = Twin(scenario)
     comp = twin.components["emergency"]
-    console.print(f"[bold]{scenario.name}[/]: {twin.city.name}, {len(comp.stations)} stations, {len(comp.units)} units, "
-                  f"{len(comp.hospitals)} hospitals, {len(comp.script)} scripted incidents, "
-                  f"{twin.trips.trip_id.shape[0]:,} trips (set-up {time.perf_counter() - t0:.1f} s)")
+    console.print(
+        f"[bold]{scenario.name}[/]: {twin.city.name}, {len(comp.stations)} stations, {len(comp.units)} units, "
+        f"{len(comp.hospitals)} hospitals, {len(comp.script)} scripted incidents, "
+        f"{twin.trips.trip_id.shape[0]:,} trips (set-up {time.perf_counter() - t0:.1f} s)"
+    )
     notes: list[str] = []
     end = twin.duration_s
     stopped = False
@@ -356,17 +390,26 @@ def _cmd_drill(args, console: Console) -> int:
     if args.speed is None:
         if source is not None:
             _apply_lines(comp, source.poll() + ([source._buf] if source._buf else []), console, notes)
-        progress = Progress(TextColumn("drill"), BarColumn(), TextColumn("{task.fields[clock]}"),
-                            TextColumn("{task.fields[open]} open"), TimeElapsedColumn(), console=console,
-                            disable=args.quiet)
+        progress = Progress(
+            TextColumn("drill"),
+            BarColumn(),
+            TextColumn("{task.fields[clock]}"),
+            TextColumn("{task.fields[open]} open"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=args.quiet,
+        )
         with progress:
             task = progress.add_task("drill", total=end, clock="", open=0)
-            twin.run(progress=lambda now: progress.update(task, completed=now, clock=_clock(twin, now), open=comp.n_open))
+            twin.run(
+                progress=lambda now: progress.update(task, completed=now, clock=_clock(twin, now), open=comp.n_open)
+            )
     else:
         wall0, sim0 = time.perf_counter(), twin.now
         try:
-            with Live(live_view(twin, speed=args.speed, notes=notes), console=console, refresh_per_second=4,
-                      transient=False) as live:
+            with Live(
+                live_view(twin, speed=args.speed, notes=notes), console=console, refresh_per_second=4, transient=False
+            ) as live:
                 while twin.now < end:
                     if source is not None:
                         _apply_lines(comp, source.poll(), console, notes)
@@ -385,13 +428,20 @@ def _cmd_drill(args, console: Console) -> int:
         save_drill(twin, out, log_name=log_name, overwrite=args.overwrite)
     console.print(response_table(twin))
     labels_keys = set(comp.kpis())
-    console.print(kpi_table({k: v for k, v in twin.kpis().items() if k in labels_keys}, title=f"{scenario.name} — emergency KPIs"))
+    console.print(
+        kpi_table({k: v for k, v in twin.kpis().items() if k in labels_keys}, title=f"{scenario.name} — emergency KPIs")
+    )
     still = [i for i in comp.incidents if i.open]
     if still:
-        console.print(f"[yellow]{len(still)} incident(s) still open[/] at {_clock(twin)}: "
-                      + ", ".join(f"#{i.id} {i.type}" for i in still[:10]) + (" …" if len(still) > 10 else ""))
-    console.print(f"{'stopped after' if stopped else 'simulated'} {twin.now / 3600:.2f} h in {wall:.1f} s; "
-                  f"{len(comp.log)} events; results in [bold]{out}[/] ({log_name}, results.nc, summary.json, scenario.yaml)")
+        console.print(
+            f"[yellow]{len(still)} incident(s) still open[/] at {_clock(twin)}: "
+            + ", ".join(f"#{i.id} {i.type}" for i in still[:10])
+            + (" …" if len(still) > 10 else "")
+        )
+    console.print(
+        f"{'stopped after' if stopped else 'simulated'} {twin.now / 3600:.2f} h in {wall:.1f} s; "
+        f"{len(comp.log)} events; results in [bold]{out}[/] ({log_name}, results.nc, summary.json, scenario.yaml)"
+    )
     return 0
 
 

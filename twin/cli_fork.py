@@ -67,8 +67,10 @@ def _cmd_fork(args, console: Console) -> int:
 
     t0 = time.perf_counter()
     workers = args.workers if args.workers is not None else min(len(variants) + 1, 4)
-    with console.status(f"forking {len(variants)} what-if(s) and 'no action' from {header['scenario']} "
-                        f"at sim time {header['sim_time_s']:.0f} s…"):
+    with console.status(
+        f"forking {len(variants)} what-if(s) and 'no action' from {header['scenario']} "
+        f"at sim time {header['sim_time_s']:.0f} s…"
+    ):
         ckpt = None
         if args.out:
             out = Path(args.out)
@@ -77,20 +79,43 @@ def _cmd_fork(args, console: Console) -> int:
             results = fork(args.snapshot, variants, horizon_s=horizon, executor=ex, checkpoint=ckpt)
     wall = time.perf_counter() - t0
     clock = header["clock_s"] % 86400
-    console.print(fork_table(results, title=(
-        f"{header['scenario']} from {int(clock // 3600):02d}:{int(clock % 3600 // 60):02d}, "
-        f"next {args.horizon}: KPIs (difference from 'no action')")))
+    console.print(
+        fork_table(
+            results,
+            title=(
+                f"{header['scenario']} from {int(clock // 3600):02d}:{int(clock % 3600 // 60):02d}, "
+                f"next {args.horizon}: KPIs (difference from 'no action')"
+            ),
+        )
+    )
     console.print(f"{len(results)} runs in {wall:.1f} s (slowest run {max(r.wall_s for r in results):.1f} s)")
     if args.out:
         import shutil
 
         from twin.atomic import json_safe, write_json
 
-        write_json(args.out, json_safe({
-            "kind": "fork", "snapshot": str(args.snapshot), "scenario": header["scenario"],
-            "sim_time_s": header["sim_time_s"], "horizon_s": horizon,
-            "runs": [{"name": r.name, "kpis": r.kpis, "wall_s": r.wall_s, "sim_from_s": r.sim_from_s,
-                      "sim_to_s": r.sim_to_s} for r in results]}))
+        write_json(
+            args.out,
+            json_safe(
+                {
+                    "kind": "fork",
+                    "snapshot": str(args.snapshot),
+                    "scenario": header["scenario"],
+                    "sim_time_s": header["sim_time_s"],
+                    "horizon_s": horizon,
+                    "runs": [
+                        {
+                            "name": r.name,
+                            "kpis": r.kpis,
+                            "wall_s": r.wall_s,
+                            "sim_from_s": r.sim_from_s,
+                            "sim_to_s": r.sim_to_s,
+                        }
+                        for r in results
+                    ],
+                }
+            ),
+        )
         if (ckpt / "key.json").exists():
             shutil.rmtree(ckpt, ignore_errors=True)
         console.print(f"results in [bold]{args.out}[/]")
@@ -105,6 +130,9 @@ def add_commands(sub) -> None:
     f.add_argument("--horizon", default="2h", help="how far to run each (default 2h)")
     f.add_argument("--workers", type=int, help="local Dask worker processes (0: run here, one after the other)")
     f.add_argument("--scheduler", help="address of a running Dask scheduler")
-    f.add_argument("--out", help="also write the results here (JSON); each run is kept as it lands, so the "
-                                 "same command again resumes an interrupted fork")
+    f.add_argument(
+        "--out",
+        help="also write the results here (JSON); each run is kept as it lands, so the "
+        "same command again resumes an interrupted fork",
+    )
     f.set_defaults(func=_cmd_fork)

@@ -37,17 +37,19 @@ def _clock(s: float) -> str:
 def status_line(st: dict) -> str:
     """One line: sim clock, lag, messages, KPIs."""
     lag = "–" if not math.isfinite(st["lag_s"]) else f"{st['lag_s']:+.0f} s"
-    return (f"sim {_clock(st['clock_s'])}  lag {lag}  msgs ok {st['accepted']:,} "
-            f"rejected {st['rejected']:,} late {st['late']:,}  speed {st['mean_speed_kmh']:.1f} km/h  "
-            f"on road {st['vehicles']:,.0f}  demand x{st['demand_level']:.2f}  "
-            f"corrected links {st['links_corrected']}  forks {st['forks_running']}")
+    return (
+        f"sim {_clock(st['clock_s'])}  lag {lag}  msgs ok {st['accepted']:,} "
+        f"rejected {st['rejected']:,} late {st['late']:,}  speed {st['mean_speed_kmh']:.1f} km/h  "
+        f"on road {st['vehicles']:,.0f}  demand x{st['demand_level']:.2f}  "
+        f"corrected links {st['links_corrected']}  forks {st['forks_running']}"
+    )
 
 
 def _default_out(scenario) -> Path:
     """``runs/<name>-live-<UTC date and time>``: a new folder for every live run."""
     import datetime as _dt
 
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{scenario.name}-live-{stamp}"
 
 
@@ -63,12 +65,15 @@ def _cmd_live(args, console: Console) -> int:
     if args.feed:
         from scenarios.feeds import FeedsSpec
 
-        spec = FeedsSpec.model_validate({**scenario.feeds.model_dump(), "sources": [parse_feed_url(args.feed)]},
-                                        context={"base_dir": Path.cwd()})
+        spec = FeedsSpec.model_validate(
+            {**scenario.feeds.model_dump(), "sources": [parse_feed_url(args.feed)]}, context={"base_dir": Path.cwd()}
+        )
         scenario = scenario.model_copy(update={"feeds": spec})
     if not scenario.feeds.sources:
-        raise InputError("no feed: give --feed replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT, "
-                         "or a scenario with feeds.sources")
+        raise InputError(
+            "no feed: give --feed replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT, "
+            "or a scenario with feeds.sources"
+        )
     settings = AssimilationSettings(members=args.members)
     if args.open_loop:
         settings = replace(settings, estimate_demand=False, correct_links=False)
@@ -76,9 +81,11 @@ def _cmd_live(args, console: Console) -> int:
     # dead letters go beside the run folder while it runs (the folder itself is written
     # whole at the end) and into it when the results are saved
     dead = None if scenario.feeds.dead_letter else out.parent / f"{out.name}.dead_letter.jsonl"
-    console.print(f"results will be written to [bold]{out}[/] at the end"
-                  + ("" if args.out else " (--out DIR to choose)")
-                  + f"; rejected messages: {dead or scenario.feeds.dead_letter}")
+    console.print(
+        f"results will be written to [bold]{out}[/] at the end"
+        + ("" if args.out else " (--out DIR to choose)")
+        + f"; rejected messages: {dead or scenario.feeds.dead_letter}"
+    )
     from twin.model import build_city
 
     city = build_city(scenario.city)
@@ -86,10 +93,12 @@ def _cmd_live(args, console: Console) -> int:
     try:
         for src in hub.sources:
             if getattr(src, "loopback", True) is False:
-                console.print(f"[yellow]warning:[/] the feed endpoint {src.host}:{src.port} accepts connections "
-                              f"from other machines; requests must carry 'Authorization: Bearer <token>' "
-                              f"(the token in ${getattr(src, 'token_env', 'TWIN_FEED_TOKEN')}), "
-                              f"and nothing is encrypted: put TLS in front")
+                console.print(
+                    f"[yellow]warning:[/] the feed endpoint {src.host}:{src.port} accepts connections "
+                    f"from other machines; requests must carry 'Authorization: Bearer <token>' "
+                    f"(the token in ${getattr(src, 'token_env', 'TWIN_FEED_TOKEN')}), "
+                    f"and nothing is encrypted: put TLS in front"
+                )
         hub.start()
         with console.status("connecting to the feed…"):
             hub.wait_ready(timeout=10.0)
@@ -111,6 +120,7 @@ def _cmd_live(args, console: Console) -> int:
     t0 = time.perf_counter()
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
+
             def show(sh):
                 live.update(status_line(sh.status()))
 
@@ -124,7 +134,10 @@ def _cmd_live(args, console: Console) -> int:
     table = Table(title=f"{scenario.name}: shadow run")
     table.add_column("", style="bold")
     table.add_column("value", justify="right")
-    table.add_row("simulated", f"{st['sim_time_s'] / 3600:.2f} h in {wall:.1f} s ({st['sim_time_s'] / max(wall, 1e-9):,.0f}x real time)")
+    table.add_row(
+        "simulated",
+        f"{st['sim_time_s'] / 3600:.2f} h in {wall:.1f} s ({st['sim_time_s'] / max(wall, 1e-9):,.0f}x real time)",
+    )
     table.add_row("members", str(len(shadow.ensemble.members)))
     for key in ("accepted", "rejected", "late", "duplicate"):
         table.add_row(f"messages {key}", f"{st[key]:,}")
@@ -135,8 +148,10 @@ def _cmd_live(args, console: Console) -> int:
         console.print(f"fork {job.name}: {job.state} {job.error}")
     keep = hub.cleanser.dead_letter.files() if dead is not None else []
     saved = shadow.save(out, files=keep)
-    console.print(f"results in [bold]{saved}[/] (results.nc of the representative member, assimilation.nc"
-                  + (", dead_letter.jsonl)" if keep else ")"))
+    console.print(
+        f"results in [bold]{saved}[/] (results.nc of the representative member, assimilation.nc"
+        + (", dead_letter.jsonl)" if keep else ")")
+    )
     return 0
 
 
@@ -149,9 +164,13 @@ def _sample_day() -> Path:
 def add_commands(sub) -> None:
     p = sub.add_parser("live", help="shadow mode: run in step with a live feed, assimilating it")
     p.add_argument("scenario", nargs="?", help="scenario with a feeds section (default: the recorded sample day)")
-    p.add_argument("--feed", help="replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT (replaces feeds.sources)")
+    p.add_argument(
+        "--feed", help="replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT (replaces feeds.sources)"
+    )
     p.add_argument("--members", type=int, default=12, help="ensemble size (default 12)")
-    p.add_argument("--speed", type=float, help="for a file replay: sim seconds per wall second (default: as fast as possible)")
+    p.add_argument(
+        "--speed", type=float, help="for a file replay: sim seconds per wall second (default: as fast as possible)"
+    )
     p.add_argument("--until", help="stop at a clock time HH:MM or a time after the start")
     p.add_argument("--out", help="run folder for the results (default: runs/<name>-live-<UTC date-time>)")
     p.add_argument("--fork-dir", help="folder watched for what-if requests (*.yaml) while running")

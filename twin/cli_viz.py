@@ -34,8 +34,10 @@ def _cmd_report(args, console: Console) -> int:
     t0 = time.perf_counter()
     with console.status("drawing the report…"):
         html, pngs = write_report(args.folder, out=args.out)
-    console.print(f"report: [bold]{html}[/] ({html.stat().st_size / 1e6:.1f} MB, {len(pngs)} figures, "
-                  f"{time.perf_counter() - t0:.1f} s)")
+    console.print(
+        f"report: [bold]{html}[/] ({html.stat().st_size / 1e6:.1f} MB, {len(pngs)} figures, "
+        f"{time.perf_counter() - t0:.1f} s)"
+    )
     for p in pngs:
         console.print(f"  figure: {p}")
     return 0
@@ -58,11 +60,15 @@ def _cmd_render(args, console: Console) -> int:
             fps=args.fps,
             html=args.html,
         )
-    console.print(f"scene: [bold]{args.out}[/] (scene built in {timings['scene_s']:.1f} s, image {timings['png_s']:.1f} s)")
+    console.print(
+        f"scene: [bold]{args.out}[/] (scene built in {timings['scene_s']:.1f} s, image {timings['png_s']:.1f} s)"
+    )
     if args.animate:
         n = int(timings.get("frames", 0))
-        console.print(f"animation: [bold]{args.animate}[/] ({n} frames in {timings['animation_s']:.1f} s, "
-                      f"{timings['animation_s'] / max(n, 1):.2f} s a frame)")
+        console.print(
+            f"animation: [bold]{args.animate}[/] ({n} frames in {timings['animation_s']:.1f} s, "
+            f"{timings['animation_s'] / max(n, 1):.2f} s a frame)"
+        )
     if args.html:
         if timings.get("html_written"):
             console.print(f"interactive scene: [bold]{args.html}[/] (open it in a browser; works offline)")
@@ -84,7 +90,9 @@ def add_commands(sub) -> None:
     v.add_argument("--time", help="clock time HH:MM or seconds since the start (default: the busiest interval)")
     v.add_argument("--color", default="speed", choices=["speed", "density"], help="colour roads by (default: speed)")
     v.add_argument("--animate", help="also render the day as an animation: a .gif or .mp4 file")
-    v.add_argument("--frames", type=int, help="at most this many animation frames, evenly spread (default: every interval)")
+    v.add_argument(
+        "--frames", type=int, help="at most this many animation frames, evenly spread (default: every interval)"
+    )
     v.add_argument("--fps", type=float, default=8.0, help="animation frames per second (default: 8)")
     v.add_argument("--size", default="1280x800", help="image size WIDTHxHEIGHT in pixels (default: 1280x800)")
     v.add_argument("--html", help="also export an interactive 3D scene to this HTML file (needs trame-vtk)")

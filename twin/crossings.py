@@ -55,10 +55,21 @@ class Crossings:
         """These links carry a sensor (their crossings are kept longer, for late counts)."""
         self.is_sensor[np.asarray(list(links), np.int64)] = True
 
-    def advance(self, now: float, *, weight, graph, is_open, tol: float, scale: float = 0.0, keep_s: float = 3600.0,
-                keep_other_s: float = 900.0) -> None:
+    def advance(
+        self,
+        now: float,
+        *,
+        weight,
+        graph,
+        is_open,
+        tol: float,
+        scale: float = 0.0,
+        keep_s: float = 3600.0,
+        keep_other_s: float = 900.0,
+    ) -> None:
         """Route the pool trips departed before ``now``; forget crossings older than ``keep_s``
-        on sensor links and ``keep_other_s`` on the others."""
+        on sensor links and ``keep_other_s`` on the others.
+        """
         from kernels.assimilation import sensor_crossings
         from kernels.routing import compute_route_table
 
@@ -73,9 +84,19 @@ class Crossings:
         _, pot_rows = compute_route_table(graph, self.dests[rows].astype(np.int32), weight)
         pot = np.full((self.dests.size, pot_rows.shape[1]), np.inf)
         pot[rows] = pot_rows
-        trip, link, share, dt = sensor_crossings(self.origin[sl], self.row_of[sl], pot, weight, is_open,
-                                                 graph.out_indptr, graph.out_links, graph.dst,
-                                                 self.link_ids, tol=tol, scale=scale)
+        trip, link, share, dt = sensor_crossings(
+            self.origin[sl],
+            self.row_of[sl],
+            pot,
+            weight,
+            is_open,
+            graph.out_indptr,
+            graph.out_links,
+            graph.dst,
+            self.link_ids,
+            tol=tol,
+            scale=scale,
+        )
         trip = trip + self.cursor
         self.ev_trip = np.concatenate([self.ev_trip, trip])
         self.ev_link = np.concatenate([self.ev_link, link])
@@ -136,7 +157,8 @@ class Crossings:
     def _log_p(self, theta, trips, *, hour, start_s: float, prev_shift: float):
         """Log release rate (members x trips) of pool trips at the members' ``theta``, and
         whether each departed before the clock hour ``hour`` of ``theta``'s level (it then
-        loads on the previous hour's level, ``prev_shift`` above the current one)."""
+        loads on the previous hour's level, ``prev_shift`` above the current one).
+        """
         nz = self.nz
         lp = theta[:, self.zone[trips]] + theta[:, nz][:, None]
         before = np.zeros(trips.size, bool)
@@ -147,8 +169,18 @@ class Crossings:
             lp = lp + theta[:, nz + 1 + self.dest_zone[trips]]
         return lp, before
 
-    def flow_shift(self, t0: float, t1: float, theta, p_used, *, n_links: int, hour=None, start_s: float = 0.0,
-                   prev_shift: float = 0.0) -> np.ndarray:
+    def flow_shift(
+        self,
+        t0: float,
+        t1: float,
+        theta,
+        p_used,
+        *,
+        n_links: int,
+        hour=None,
+        start_s: float = 0.0,
+        prev_shift: float = 0.0,
+    ) -> np.ndarray:
         """Each member's expected change of every link's count over ``(t0, t1]`` had the
         trips crossing it then been released at the current factors (members x links).
 

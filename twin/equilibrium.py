@@ -101,8 +101,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: per-iteration variables of the population agents' departure learning (NaN without agents)
-DEPARTURE_VARS: tuple[str, ...] = ("departures_shifted", "mean_departure_shift_s", "mean_abs_departure_shift_s",
-                                   "agent_mean_travel_time_s", "agent_mean_cost_s")
+DEPARTURE_VARS: tuple[str, ...] = (
+    "departures_shifted",
+    "mean_departure_shift_s",
+    "mean_abs_departure_shift_s",
+    "agent_mean_travel_time_s",
+    "agent_mean_cost_s",
+)
 
 #: per-iteration variables of ``equilibrium.nc``: name -> (units, long name)
 ITERATION_VARS: dict[str, tuple[str, str]] = {
@@ -113,17 +118,35 @@ ITERATION_VARS: dict[str, tuple[str, str]] = {
     "trips_completed": ("1", "trips completed"),
     "trips_unfinished": ("1", "trips departed, not arrived at the end of the day"),
     "switch_share": ("1", "share by which the knowledge moved towards this day's experience (s_k)"),
-    "expectation_error": ("1", "flow-weighted mean of |experienced - remembered| / remembered link time (NaN on day 1)"),
-    "departures_shifted": ("1", "agent car trips whose remembered departure moved after this day (NaN without "
-                                "population agents or departure learning)"),
-    "mean_departure_shift_s": ("s", "mean remembered departure shift of the day's agent car trips after this day's "
-                                    "learning, negative earlier (NaN without population agents)"),
-    "mean_abs_departure_shift_s": ("s", "mean absolute remembered departure shift of the day's agent car trips after "
-                                        "this day's learning (NaN without population agents)"),
-    "agent_mean_travel_time_s": ("s", "mean travel time of the day's completed agent car trips (NaN without population agents)"),
-    "agent_mean_cost_s": ("s", "mean experienced cost of the day's completed agent car trips: travel time plus the "
-                               "schedule-delay penalty of leaving earlier or later than planned (learnt and "
-                               "within-day shifts together), in travel-time seconds (NaN without population agents)"),
+    "expectation_error": (
+        "1",
+        "flow-weighted mean of |experienced - remembered| / remembered link time (NaN on day 1)",
+    ),
+    "departures_shifted": (
+        "1",
+        "agent car trips whose remembered departure moved after this day (NaN without "
+        "population agents or departure learning)",
+    ),
+    "mean_departure_shift_s": (
+        "s",
+        "mean remembered departure shift of the day's agent car trips after this day's "
+        "learning, negative earlier (NaN without population agents)",
+    ),
+    "mean_abs_departure_shift_s": (
+        "s",
+        "mean absolute remembered departure shift of the day's agent car trips after "
+        "this day's learning (NaN without population agents)",
+    ),
+    "agent_mean_travel_time_s": (
+        "s",
+        "mean travel time of the day's completed agent car trips (NaN without population agents)",
+    ),
+    "agent_mean_cost_s": (
+        "s",
+        "mean experienced cost of the day's completed agent car trips: travel time plus the "
+        "schedule-delay penalty of leaving earlier or later than planned (learnt and "
+        "within-day shifts together), in travel-time seconds (NaN without population agents)",
+    ),
     "wall_s": ("s", "seconds the day took (simulation, gap and learning)"),
 }
 
@@ -180,9 +203,17 @@ class RouteKnowledge:
     schedule.
     """
 
-    def __init__(self, link_time_s: np.ndarray, *, bin_s: float, day: int = 2, refresh_s: float | None = None,
-                 memory_weight: float = 0.5, departure_shift_s: np.ndarray | None = None,
-                 deadband: float = KNOWLEDGE_DEADBAND) -> None:
+    def __init__(
+        self,
+        link_time_s: np.ndarray,
+        *,
+        bin_s: float,
+        day: int = 2,
+        refresh_s: float | None = None,
+        memory_weight: float = 0.5,
+        departure_shift_s: np.ndarray | None = None,
+        deadband: float = KNOWLEDGE_DEADBAND,
+    ) -> None:
         k = np.array(link_time_s, dtype=np.float64)
         if k.ndim != 2 or k.shape[0] == 0:
             raise ValueError(f"link_time_s must be (bins, links) with at least one bin, got shape {k.shape}")
@@ -232,8 +263,10 @@ class RouteKnowledge:
         """Give the twin's routes the weights of now (see the class notes)."""
         tm = twin.traffic
         if self.link_time_s.shape[1] != tm.routes.weight.shape[0]:
-            raise InputError(f"route knowledge covers {self.link_time_s.shape[1]} links, the city has "
-                             f"{tm.routes.weight.shape[0]}: it was learnt on another network")
+            raise InputError(
+                f"route knowledge covers {self.link_time_s.shape[1]} links, the city has "
+                f"{tm.routes.weight.shape[0]}: it was learnt on another network"
+            )
         a = self.memory_weight
         w = self.remembered(twin.now)
         if a < 1.0:
@@ -266,9 +299,15 @@ class RouteKnowledge:
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
-        dep = "" if self.departure_shift_s is None else f", departure shifts for {self.departure_shift_s.shape[0]} persons"
-        return (f"RouteKnowledge(day={self.day}, bins={self.n_bins}, links={self.link_time_s.shape[1]}, "
-                f"bin_s={self.bin_s:g}, refresh_s={self.refresh_s:g}, memory_weight={self.memory_weight:g}{dep})")
+        dep = (
+            ""
+            if self.departure_shift_s is None
+            else f", departure shifts for {self.departure_shift_s.shape[0]} persons"
+        )
+        return (
+            f"RouteKnowledge(day={self.day}, bins={self.n_bins}, links={self.link_time_s.shape[1]}, "
+            f"bin_s={self.bin_s:g}, refresh_s={self.refresh_s:g}, memory_weight={self.memory_weight:g}{dep})"
+        )
 
 
 # ------------------------------------------------------------------------ one day
@@ -277,7 +316,8 @@ class RouteKnowledge:
 def run_day(twin, *, bin_s: float) -> np.ndarray:
     """Run ``twin`` to the end of its day, a bin at a time; returns which links were
     open at the end of each bin, ``bool (bins, links)``.  (Splitting a run changes
-    nothing in it.)"""
+    nothing in it.)
+    """
     n_bins = int(math.ceil(twin.duration_s / bin_s - 1e-9))
     is_open = np.ones((n_bins, twin.traffic.links.is_open.shape[0]), bool)
     for b in range(n_bins):
@@ -291,7 +331,8 @@ def experienced_link_times(twin) -> np.ndarray:
     recorder's space-mean speed (the mean traversal time of the vehicles that left the
     link in the interval; free-flow time where none did and none queued).  Links at
     free speed get their free-flow time exactly, so uncongested links keep identical
-    weights from bin to bin."""
+    weights from bin to bin.
+    """
     rec = twin.recorder
     links = twin.traffic.links
     if not rec.time:
@@ -305,11 +346,13 @@ def experienced_link_times(twin) -> np.ndarray:
     return np.maximum(x, 1e-9)
 
 
-def _shortest_by_bin(twin, link_time_s: np.ndarray, is_open, bins: np.ndarray, origin: np.ndarray,
-                     dest: np.ndarray) -> np.ndarray:
+def _shortest_by_bin(
+    twin, link_time_s: np.ndarray, is_open, bins: np.ndarray, origin: np.ndarray, dest: np.ndarray
+) -> np.ndarray:
     """Shortest travel time of each (origin, dest) pair on the link times of its bin
     (``link_time_s[bins[i]]``; links closed at the end of that bin, ``is_open``, excluded):
-    one route-table pass per bin over the destinations that bin needs."""
+    one route-table pass per bin over the destinations that bin needs.
+    """
     tm = twin.traffic
     g = tm.graph
     n_nodes = tm.network.n_nodes
@@ -340,8 +383,9 @@ def _shortest_by_bin(twin, link_time_s: np.ndarray, is_open, bins: np.ndarray, o
 GAP_SAMPLE = 50_000
 
 
-def relative_gap(twin, link_time_s: np.ndarray, is_open: np.ndarray | None = None, *,
-                 bin_s: float, sample: int | None = GAP_SAMPLE) -> dict[str, Any]:
+def relative_gap(
+    twin, link_time_s: np.ndarray, is_open: np.ndarray | None = None, *, bin_s: float, sample: int | None = GAP_SAMPLE
+) -> dict[str, Any]:
     """The day's relative gap on its experienced link times.
 
     On more than ``sample`` completed trips it is measured on a sample of that many,
@@ -423,8 +467,16 @@ def _expectation_error(twin, knowledge: np.ndarray | None, experienced: np.ndarr
 _SLOT_DEPARTURE = 1 << 43
 
 
-def expected_travel_times(twin, link_time_s: np.ndarray, origin: np.ndarray, dest: np.ndarray, depart_s: np.ndarray,
-                          *, bin_s: float, is_open: np.ndarray | None = None) -> np.ndarray:
+def expected_travel_times(
+    twin,
+    link_time_s: np.ndarray,
+    origin: np.ndarray,
+    dest: np.ndarray,
+    depart_s: np.ndarray,
+    *,
+    bin_s: float,
+    is_open: np.ndarray | None = None,
+) -> np.ndarray:
     """Travel times travellers expect from remembered link times, s, one per (origin, destination, departure).
 
     The shortest path from ``origin`` to ``dest`` on the link times of each bin
@@ -443,9 +495,15 @@ def expected_travel_times(twin, link_time_s: np.ndarray, origin: np.ndarray, des
     b0 = np.clip(np.floor(c), 0, n_bins - 1).astype(np.int64)
     b1 = np.minimum(b0 + 1, n_bins - 1)
     f = np.where((c >= 0) & (c < n_bins - 1), c - np.floor(c), 0.0)
-    value = _shortest_by_bin(twin, link_time_s, is_open, np.concatenate([b0, b1]),
-                             np.concatenate([origin, origin]), np.concatenate([dest, dest]))
-    v0, v1 = value[:t.size], value[t.size:]
+    value = _shortest_by_bin(
+        twin,
+        link_time_s,
+        is_open,
+        np.concatenate([b0, b1]),
+        np.concatenate([origin, origin]),
+        np.concatenate([dest, dest]),
+    )
+    v0, v1 = value[: t.size], value[t.size :]
     with np.errstate(invalid="ignore"):
         out = np.where(f == 0.0, v0, (1.0 - f) * v0 + f * v1)
     return np.where(np.isnan(out), np.inf, out)
@@ -478,7 +536,8 @@ def entry_link_times(link_time_s: np.ndarray, *, bin_s: float, iterations: int =
 
 def _agent_car_trips(twin):
     """The day's completed agent car trips: person, leg, origin, destination, desired and actual
-    departure, arrival (``None`` without a population)."""
+    departure, arrival (``None`` without a population).
+    """
     pop = twin.components.get("population") if getattr(twin, "components", None) else None
     if pop is None or pop.desired_t is None:
         return None
@@ -499,15 +558,23 @@ def _agent_car_trips(twin):
     _, first = np.unique(person * (pop.desired_t.shape[1] + 1) + leg, return_index=True)
     first.sort()
     rows = rows[first]
-    return {"pop": pop, "person": person[first], "leg": leg[first], "orig": lg["orig"][rows].astype(np.int64),
-            "dest": lg["dest"][rows].astype(np.int64), "desired": desired[first],
-            "depart": veh.depart[vid[rows]], "arrive": arrive[first]}
+    return {
+        "pop": pop,
+        "person": person[first],
+        "leg": leg[first],
+        "orig": lg["orig"][rows].astype(np.int64),
+        "dest": lg["dest"][rows].astype(np.int64),
+        "desired": desired[first],
+        "depart": veh.depart[vid[rows]],
+        "arrive": arrive[first],
+    }
 
 
 def _expect(twin, k_entry, origin, dest, depart, bin_s, is_open) -> np.ndarray:
     """Expected travel times on entry link times, evaluated at the trip's midpoint: the time
     at departure ``T0`` first, then at ``depart + T0 / 2`` (one step of time dependence: a
-    trip meets the conditions of about half-way through it)."""
+    trip meets the conditions of about half-way through it).
+    """
     t0 = expected_travel_times(twin, k_entry, origin, dest, depart, bin_s=bin_s, is_open=is_open)
     mid = depart + np.where(np.isfinite(t0), t0, 0.0) / 2.0
     return expected_travel_times(twin, k_entry, origin, dest, mid, bin_s=bin_s, is_open=is_open)
@@ -517,13 +584,15 @@ def _expect(twin, k_entry, origin, dest, depart, bin_s, is_open) -> np.ndarray:
 _SHORTFALL_PRIOR = 10.0
 
 
-def _shortfall(expected: np.ndarray, actual: np.ndarray, depart: np.ndarray, *, bin_s: float,
-               n_bins: int) -> np.ndarray:
+def _shortfall(
+    expected: np.ndarray, actual: np.ndarray, depart: np.ndarray, *, bin_s: float, n_bins: int
+) -> np.ndarray:
     """Per departure bin: the day's experienced travel time over the expected one (sums over the
     trips that left in the bin, shrunk towards 1 by :data:`_SHORTFALL_PRIOR` pseudo-trips).
 
     Shortest paths on link times miss what a trip actually meets (other routes in use,
-    queues growing while it drives); this scales the expectations by time of day."""
+    queues growing while it drives); this scales the expectations by time of day.
+    """
     ok = np.isfinite(expected) & np.isfinite(actual) & (expected > 0)
     b = np.clip(np.floor(depart[ok] / bin_s), 0, n_bins - 1).astype(np.int64)
     e = np.bincount(b, weights=expected[ok], minlength=n_bins)
@@ -550,7 +619,8 @@ def _penalty(shift_s: np.ndarray, early: float, late: float) -> np.ndarray:
 
 def candidate_shifts(max_s: float, step_s: float) -> np.ndarray:
     """The candidate departure shifts, s: 0, -step, +step, -2 step, ... up to ``max_s`` either way
-    (in this order: on equal cost the smaller shift, and of two equal ones the earlier, wins)."""
+    (in this order: on equal cost the smaller shift, and of two equal ones the earlier, wins).
+    """
     if not max_s > 0:
         return np.zeros(1)
     j = int(math.floor(max_s / step_s + 1e-9))
@@ -560,8 +630,17 @@ def candidate_shifts(max_s: float, step_s: float) -> np.ndarray:
     return np.array(out)
 
 
-def adapt_departures(twin, shift_s: np.ndarray, link_time_s: np.ndarray, *, bin_s: float, share: float, day: int,
-                     settings: dict, is_open: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+def adapt_departures(
+    twin,
+    shift_s: np.ndarray,
+    link_time_s: np.ndarray,
+    *,
+    bin_s: float,
+    share: float,
+    day: int,
+    settings: dict,
+    is_open: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
     """Population agents' departure times after a day (see the module notes).
 
     Parameters
@@ -617,11 +696,17 @@ def adapt_departures(twin, shift_s: np.ndarray, link_time_s: np.ndarray, *, bin_
             m = offs.shape[1]
             k_entry = entry_link_times(link_time_s, bin_s=bin_s)
             # how far such expectations fell short of what the day's trips took, by departure time
-            factor = _shortfall(_expect(twin, k_entry, trips["orig"], trips["dest"], trips["depart"], bin_s, is_open),
-                                tt, trips["depart"], bin_s=bin_s, n_bins=link_time_s.shape[0])
+            factor = _shortfall(
+                _expect(twin, k_entry, trips["orig"], trips["dest"], trips["depart"], bin_s, is_open),
+                tt,
+                trips["depart"],
+                bin_s=bin_s,
+                n_bins=link_time_s.shape[0],
+            )
             tf = t.ravel()
-            exp_t = _expect(twin, k_entry, np.repeat(trips["orig"][sel], m), np.repeat(trips["dest"][sel], m), tf,
-                            bin_s, is_open) * _at(factor, tf, bin_s)
+            exp_t = _expect(
+                twin, k_entry, np.repeat(trips["orig"][sel], m), np.repeat(trips["dest"][sel], m), tf, bin_s, is_open
+            ) * _at(factor, tf, bin_s)
             cost = exp_t.reshape(sel.size, m) + _penalty(offs, early, late)
             cost[(t < 0) | (t >= twin.duration_s)] = np.inf  # no leaving outside the day
             j = np.argmin(cost[:, 1:], axis=1)
@@ -695,31 +780,49 @@ class Equilibrium:
 
     def next_knowledge(self) -> RouteKnowledge:
         """A :class:`RouteKnowledge` for another day after the final one (e.g.
-        ``Twin(scenario, route_knowledge=eq.next_knowledge())``)."""
+        ``Twin(scenario, route_knowledge=eq.next_knowledge())``).
+        """
         tr = self.twin.scenario.traffic
-        return RouteKnowledge(self.knowledge, bin_s=self.bin_s, day=self.iterations + 1,
-                              refresh_s=float(tr.reroute_interval) / int(tr.reroute_batches),
-                              departure_shift_s=self.departure_shift)
+        return RouteKnowledge(
+            self.knowledge,
+            bin_s=self.bin_s,
+            day=self.iterations + 1,
+            refresh_s=float(tr.reroute_interval) / int(tr.reroute_batches),
+            departure_shift_s=self.departure_shift,
+        )
 
     def dataset(self) -> xr.Dataset:
         """``equilibrium.nc``: the per-iteration series (dim ``iteration``) and the final
-        knowledge (dims ``bin``, ``link``)."""
+        knowledge (dims ``bin``, ``link``).
+        """
         from twin.results import package_version
 
         it = np.arange(1, len(self.history) + 1, dtype=np.int64)
         data = {}
         for name, (units, long_name) in ITERATION_VARS.items():
-            data[name] = xr.Variable(("iteration",), np.array([h[name] for h in self.history], np.float64),
-                                     attrs={"units": units, "long_name": long_name})
+            data[name] = xr.Variable(
+                ("iteration",),
+                np.array([h[name] for h in self.history], np.float64),
+                attrs={"units": units, "long_name": long_name},
+            )
         nb, nl = self.knowledge.shape
         data["knowledge_link_time_s"] = xr.Variable(
-            ("bin", "link"), self.knowledge,
-            attrs={"units": "s", "long_name": "remembered link travel time after the final day, by time-of-day bin"})
+            ("bin", "link"),
+            self.knowledge,
+            attrs={"units": "s", "long_name": "remembered link travel time after the final day, by time-of-day bin"},
+        )
         coords = {
-            "iteration": xr.Variable(("iteration",), it, attrs={"units": "1", "long_name": "day (1: the immediate response)"}),
-            "bin": xr.Variable(("bin",), np.arange(nb, dtype=np.float64) * self.bin_s,
-                               attrs={"units": "s", "long_name": "start of the knowledge bin, seconds since the start"}),
-            "link": xr.Variable(("link",), np.arange(nl, dtype=np.int64), attrs={"units": "1", "long_name": "link index"}),
+            "iteration": xr.Variable(
+                ("iteration",), it, attrs={"units": "1", "long_name": "day (1: the immediate response)"}
+            ),
+            "bin": xr.Variable(
+                ("bin",),
+                np.arange(nb, dtype=np.float64) * self.bin_s,
+                attrs={"units": "s", "long_name": "start of the knowledge bin, seconds since the start"},
+            ),
+            "link": xr.Variable(
+                ("link",), np.arange(nl, dtype=np.int64), attrs={"units": "1", "long_name": "link index"}
+            ),
         }
         tw = self.twin
         attrs = {
@@ -749,8 +852,12 @@ class Equilibrium:
 
 def _settings(scenario, *, departure_shift=None, **overrides) -> dict:
     spec = scenario.traffic.equilibrium
-    s = {"iterations": spec.iterations, "method": spec.method, "switch_share": spec.switch_share,
-         "gap_target": spec.gap_target}
+    s = {
+        "iterations": spec.iterations,
+        "method": spec.method,
+        "switch_share": spec.switch_share,
+        "gap_target": spec.gap_target,
+    }
     for key, value in overrides.items():
         if value is not None:
             s[key] = value
@@ -772,33 +879,48 @@ def _settings(scenario, *, departure_shift=None, **overrides) -> dict:
 
 def _departure_settings(base: dict, override) -> dict:
     """``traffic.equilibrium.departure_shift`` with an override: ``True``/``False`` (enabled) or a
-    dict of fields; every value checked, errors naming the field."""
+    dict of fields; every value checked, errors naming the field.
+    """
     d = dict(base)
     if isinstance(override, bool):
         d["enabled"] = override
     elif isinstance(override, dict):
         unknown = sorted(set(override) - set(d))
         if unknown:
-            raise InputError(f"traffic.equilibrium.departure_shift.{unknown[0]} is not a setting "
-                             f"(settings: {', '.join(d)})")
+            raise InputError(
+                f"traffic.equilibrium.departure_shift.{unknown[0]} is not a setting (settings: {', '.join(d)})"
+            )
         d.update(override)
     elif override is not None:
-        raise InputError(f"traffic.equilibrium.departure_shift must be true, false or a mapping of settings, "
-                         f"got {override!r}")
+        raise InputError(
+            f"traffic.equilibrium.departure_shift must be true, false or a mapping of settings, got {override!r}"
+        )
     if not isinstance(d["enabled"], bool):
         raise InputError(f"traffic.equilibrium.departure_shift.enabled must be true or false, got {d['enabled']!r}")
-    for key, lo, hi, lo_ok in (("max", 0.0, 4 * 3600.0, True), ("step", 0.0, 4 * 3600.0, False),
-                               ("early_penalty", 0.0, 100.0, True), ("late_penalty", 0.0, 100.0, True)):
+    for key, lo, hi, lo_ok in (
+        ("max", 0.0, 4 * 3600.0, True),
+        ("step", 0.0, 4 * 3600.0, False),
+        ("early_penalty", 0.0, 100.0, True),
+        ("late_penalty", 0.0, 100.0, True),
+    ):
         v = d[key]
-        ok = (not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v)
-              and (v >= lo if lo_ok else v > lo) and v <= hi)
+        ok = (
+            not isinstance(v, bool)
+            and isinstance(v, (int, float, np.integer, np.floating))
+            and math.isfinite(v)
+            and (v >= lo if lo_ok else v > lo)
+            and v <= hi
+        )
         if not ok:
-            raise InputError(f"traffic.equilibrium.departure_shift.{key} must be a number "
-                             f"{'from' if lo_ok else 'above'} {lo:g} {'to' if lo_ok else 'up to'} {hi:g}, got {v!r}")
+            raise InputError(
+                f"traffic.equilibrium.departure_shift.{key} must be a number "
+                f"{'from' if lo_ok else 'above'} {lo:g} {'to' if lo_ok else 'up to'} {hi:g}, got {v!r}"
+            )
         d[key] = float(v)
     if d["max"] > 0 and d["step"] > d["max"]:
-        raise InputError(f"traffic.equilibrium.departure_shift.step ({d['step']:g} s) must be at most "
-                         f"max ({d['max']:g} s)")
+        raise InputError(
+            f"traffic.equilibrium.departure_shift.step ({d['step']:g} s) must be at most max ({d['max']:g} s)"
+        )
     return d
 
 
@@ -818,10 +940,19 @@ def kernel_threads(n: int | None):
         numba.set_num_threads(old)
 
 
-def equilibrate(scenario, *, seed: int | None = None, city=None, iterations: int | None = None,
-                method: str | None = None, switch_share: float | None = None, gap_target: float | None = None,
-                departure_shift: bool | dict | None = None,
-                progress: Callable[[dict], None] | None = None, threads: int | None = None) -> Equilibrium:
+def equilibrate(
+    scenario,
+    *,
+    seed: int | None = None,
+    city=None,
+    iterations: int | None = None,
+    method: str | None = None,
+    switch_share: float | None = None,
+    gap_target: float | None = None,
+    departure_shift: bool | dict | None = None,
+    progress: Callable[[dict], None] | None = None,
+    threads: int | None = None,
+) -> Equilibrium:
     """Simulate the scenario's day repeatedly, travellers learning between days.
 
     Parameters
@@ -851,8 +982,14 @@ def equilibrate(scenario, *, seed: int | None = None, city=None, iterations: int
     -------
     Equilibrium
     """
-    s = _settings(scenario, iterations=iterations, method=method, switch_share=switch_share, gap_target=gap_target,
-                  departure_shift=departure_shift)
+    s = _settings(
+        scenario,
+        iterations=iterations,
+        method=method,
+        switch_share=switch_share,
+        gap_target=gap_target,
+        departure_shift=departure_shift,
+    )
     with kernel_threads(threads):
         return _iterate(scenario, s, seed=seed, city=city, progress=progress)
 
@@ -874,8 +1011,11 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
     shift: np.ndarray | None = None  # population agents' remembered departure shifts
     for day in range(1, s["iterations"] + 1):
         t0 = time.perf_counter()
-        rk = None if knowledge is None else RouteKnowledge(knowledge, bin_s=bin_s, day=day, refresh_s=refresh_s,
-                                                           departure_shift_s=shift)
+        rk = (
+            None
+            if knowledge is None
+            else RouteKnowledge(knowledge, bin_s=bin_s, day=day, refresh_s=refresh_s, departure_shift_s=shift)
+        )
         # every day has the same trips: build them (and their free-flow times) once;
         # the previous day's twin goes before the next is built
         trips, free = (None, None) if twin is None else (twin.trips, twin.trip_free_flow_s)
@@ -884,8 +1024,10 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
         is_open = run_day(twin, bin_s=bin_s)
         x = experienced_link_times(twin)
         if knowledge is not None and x.shape != knowledge.shape:
-            raise InputError(f"day {day} recorded {x.shape[0]} intervals on {x.shape[1]} links, the knowledge has "
-                             f"{knowledge.shape}: the output interval must divide the day the same way every day")
+            raise InputError(
+                f"day {day} recorded {x.shape[0]} intervals on {x.shape[1]} links, the knowledge has "
+                f"{knowledge.shape}: the output interval must divide the day the same way every day"
+            )
         gap = relative_gap(twin, x, is_open, bin_s=bin_s)
         kpis = twin.kpis()
         share = 1.0 if knowledge is None else (1.0 / day if s["method"] == "msa" else float(s["switch_share"]))
@@ -909,28 +1051,50 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
             row.update(dict.fromkeys(DEPARTURE_VARS, math.nan))
         else:
             # a share of agent car trips re-plans its departure (half at most: not all at once after day 1)
-            new, dstats = adapt_departures(twin, np.zeros_like(pop.desired_t) if shift is None else shift, knowledge,
-                                           bin_s=bin_s, share=min(share, 0.5), day=day, settings=dep,
-                                           is_open=is_open)
+            new, dstats = adapt_departures(
+                twin,
+                np.zeros_like(pop.desired_t) if shift is None else shift,
+                knowledge,
+                bin_s=bin_s,
+                share=min(share, 0.5),
+                day=day,
+                settings=dep,
+                is_open=is_open,
+            )
             shift = new if dep["enabled"] and dep["max"] > 0 else None
             row.update(dstats)
         row["wall_s"] = time.perf_counter() - t0
         history.append(row)
-        log.info("day %d: relative gap %.4f, mean travel time %.1f s, %.1f s", day, row["relative_gap"],
-                 row["mean_travel_time_s"], row["wall_s"])
+        log.info(
+            "day %d: relative gap %.4f, mean travel time %.1f s, %.1f s",
+            day,
+            row["relative_gap"],
+            row["mean_travel_time_s"],
+            row["wall_s"],
+        )
         if progress is not None:
             progress(row)
         if math.isfinite(gap["relative_gap"]) and gap["relative_gap"] <= s["gap_target"]:
             converged = True
             break
     assert twin is not None and knowledge is not None
-    return Equilibrium(twin=twin, history=history, knowledge=knowledge, bin_s=bin_s, converged=converged,
-                       settings=s, wall_s=time.perf_counter() - t_start, day1_kpis=day1, departure_shift=shift)
+    return Equilibrium(
+        twin=twin,
+        history=history,
+        knowledge=knowledge,
+        bin_s=bin_s,
+        converged=converged,
+        settings=s,
+        wall_s=time.perf_counter() - t_start,
+        day1_kpis=day1,
+        departure_shift=shift,
+    )
 
 
 def write_equilibrium(eq: Equilibrium, out: str | Path) -> Path:
     """Write the final day's run folder (``results.nc``, ``summary.json``,
-    ``scenario.yaml``) plus ``equilibrium.nc``, atomically (see :func:`twin.results.write_run`)."""
+    ``scenario.yaml``) plus ``equilibrium.nc``, atomically (see :func:`twin.results.write_run`).
+    """
     import json
 
     from twin.atomic import json_safe, replace_folder
@@ -943,13 +1107,19 @@ def write_equilibrium(eq: Equilibrium, out: str | Path) -> Path:
     def fill(tmp: Path) -> None:
         fill_run(eq.twin, tmp, extra={"equilibrium.nc": eq.dataset()})
         summary = json.loads((tmp / "summary.json").read_text())
-        summary["equilibrium"] = json_safe({
-            **eq.settings, "iterations_run": eq.iterations, "converged": eq.converged, "final_relative_gap": eq.final_gap,
-            "relative_gap": [h["relative_gap"] for h in eq.history], "wall_s": eq.wall_s,
-            "departures_shifted": [h["departures_shifted"] for h in eq.history],
-            "mean_departure_shift_s": [h["mean_departure_shift_s"] for h in eq.history],
-            "day1_kpis": eq.day1_kpis,
-        })
+        summary["equilibrium"] = json_safe(
+            {
+                **eq.settings,
+                "iterations_run": eq.iterations,
+                "converged": eq.converged,
+                "final_relative_gap": eq.final_gap,
+                "relative_gap": [h["relative_gap"] for h in eq.history],
+                "wall_s": eq.wall_s,
+                "departures_shifted": [h["departures_shifted"] for h in eq.history],
+                "mean_departure_shift_s": [h["mean_departure_shift_s"] for h in eq.history],
+                "day1_kpis": eq.day1_kpis,
+            }
+        )
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
 
     return replace_folder(out, fill)

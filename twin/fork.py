@@ -73,7 +73,8 @@ def load_variant(path: str | Path) -> Variant:
     """Read a variant file (see the module docstring); errors name the file and entry.
 
     Only a regular YAML file of at most :data:`MAX_VARIANT_BYTES` is read (YAML's safe
-    loader: plain data, never objects)."""
+    loader: plain data, never objects).
+    """
     from pydantic import TypeAdapter, ValidationError
 
     from scenarios.interventions import InterventionSpec
@@ -84,8 +85,9 @@ def load_variant(path: str | Path) -> Variant:
         if not os.path.isfile(path):
             raise InputError(f"variant file {str(path)!r} is not a regular file")
         if st.st_size > MAX_VARIANT_BYTES:
-            raise InputError(f"variant file {str(path)!r} has {st.st_size:,} bytes; a what-if has at most "
-                             f"{MAX_VARIANT_BYTES:,}")
+            raise InputError(
+                f"variant file {str(path)!r} has {st.st_size:,} bytes; a what-if has at most {MAX_VARIANT_BYTES:,}"
+            )
         data = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"variant file {str(path)!r} does not exist") from None
@@ -106,8 +108,9 @@ def load_variant(path: str | Path) -> Variant:
             first = exc.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])
             raise InputError(f"{path}: interventions[{i}].{loc}: {first['msg']}") from None
-    return Variant(name=str(data.get("name") or path.stem), interventions=entries,
-                   description=str(data.get("description") or ""))
+    return Variant(
+        name=str(data.get("name") or path.stem), interventions=entries, description=str(data.get("description") or "")
+    )
 
 
 def _horizon_kpis(twin, t0: float) -> dict[str, float]:
@@ -134,8 +137,13 @@ def _horizon_kpis(twin, t0: float) -> dict[str, float]:
     return out
 
 
-def run_fork(snapshot: bytes, variant: Variant, horizon_s: float, allowed_plugins: tuple[str, ...] = (),
-             what: str = "(in memory)") -> ForkResult:
+def run_fork(
+    snapshot: bytes,
+    variant: Variant,
+    horizon_s: float,
+    allowed_plugins: tuple[str, ...] = (),
+    what: str = "(in memory)",
+) -> ForkResult:
     """Restore ``snapshot`` (the bytes of a snapshot file), apply ``variant`` and run the horizon.
 
     A module-level function, so Dask workers can run it.  ``allowed_plugins``: the
@@ -161,12 +169,24 @@ def run_fork(snapshot: bytes, variant: Variant, horizon_s: float, allowed_plugin
         specs = [adapter.validate_python(e) for e in variant.interventions]
         ensure(twin).add(specs, label=f"variant {variant.name!r}: interventions")
     twin.run_until(t0 + horizon_s)
-    return ForkResult(name=variant.name, kpis=_horizon_kpis(twin, t0), wall_s=time.perf_counter() - t_wall,
-                      sim_from_s=t0, sim_to_s=twin.now)
+    return ForkResult(
+        name=variant.name,
+        kpis=_horizon_kpis(twin, t0),
+        wall_s=time.perf_counter() - t_wall,
+        sim_from_s=t0,
+        sim_to_s=twin.now,
+    )
 
 
-def fork(snapshot_path, variants: list[Variant], *, horizon_s: float, executor=None,
-         include_no_action: bool = True, checkpoint: str | os.PathLike | None = None) -> list[ForkResult]:
+def fork(
+    snapshot_path,
+    variants: list[Variant],
+    *,
+    horizon_s: float,
+    executor=None,
+    include_no_action: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+) -> list[ForkResult]:
     """Run ``variants`` (and "no action") from a snapshot for ``horizon_s`` seconds.
 
     Parameters
@@ -244,10 +264,17 @@ class _ForkCheckpoint:
         from twin.results import package_version
 
         self.folder = Path(folder)
-        self.key = json.loads(json.dumps({
-            "kind": "fork results", "snapshot_sha256": hashlib.sha256(data).hexdigest(),
-            "runs": [[v.name, json.dumps(v.interventions, sort_keys=True, default=str)] for v in runs],
-            "horizon_s": float(horizon_s), "package_version": package_version()}))
+        self.key = json.loads(
+            json.dumps(
+                {
+                    "kind": "fork results",
+                    "snapshot_sha256": hashlib.sha256(data).hexdigest(),
+                    "runs": [[v.name, json.dumps(v.interventions, sort_keys=True, default=str)] for v in runs],
+                    "horizon_s": float(horizon_s),
+                    "package_version": package_version(),
+                }
+            )
+        )
 
     def load(self) -> dict[int, ForkResult]:
         import json
@@ -274,11 +301,17 @@ class _ForkCheckpoint:
                 continue
             try:
                 r = records_from_bytes(path.read_bytes(), kind=self.KIND, what=repr(str(path)))
-                out[i] = ForkResult(name=str(r["name"]), kpis=dict(r["kpis"]), wall_s=float(r["wall_s"]),
-                                    sim_from_s=float(r["sim_from_s"]), sim_to_s=float(r["sim_to_s"]))
+                out[i] = ForkResult(
+                    name=str(r["name"]),
+                    kpis=dict(r["kpis"]),
+                    wall_s=float(r["wall_s"]),
+                    sim_from_s=float(r["sim_from_s"]),
+                    sim_to_s=float(r["sim_to_s"]),
+                )
             except (SnapshotError, OSError, KeyError, TypeError, ValueError) as exc:
-                logging.getLogger(__name__).warning("fork checkpoint %s cannot be used (%s): it runs again",
-                                                    path.name, exc)
+                logging.getLogger(__name__).warning(
+                    "fork checkpoint %s cannot be used (%s): it runs again", path.name, exc
+                )
         return out
 
     def save(self, i: int, res: ForkResult) -> None:
@@ -290,8 +323,13 @@ class _ForkCheckpoint:
         if not self.folder.exists():
             self.folder.mkdir(parents=True)
             write_bytes(self.folder / "key.json", json.dumps(self.key, indent=1).encode("utf-8"))
-        rec = {"name": res.name, "kpis": dict(res.kpis), "wall_s": res.wall_s, "sim_from_s": res.sim_from_s,
-               "sim_to_s": res.sim_to_s}
+        rec = {
+            "name": res.name,
+            "kpis": dict(res.kpis),
+            "wall_s": res.wall_s,
+            "sim_from_s": res.sim_from_s,
+            "sim_to_s": res.sim_to_s,
+        }
         write_bytes(self.folder / f"run{i}.rep", records_bytes(rec, kind=self.KIND), fsync=True)
 
     def discard(self) -> None:
@@ -309,5 +347,6 @@ def kpi_rows(results: list[ForkResult]) -> list[tuple[str, str, list[Any]]]:
     keys: list[str] = []
     for r in results:
         keys += [k for k in r.kpis if k not in keys]
-    return [(labels.get(k, (k, ""))[0], labels.get(k, (k, ""))[1], [r.kpis.get(k, math.nan) for r in results])
-            for k in keys]
+    return [
+        (labels.get(k, (k, ""))[0], labels.get(k, (k, ""))[1], [r.kpis.get(k, math.nan) for r in results]) for k in keys
+    ]

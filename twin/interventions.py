@@ -60,8 +60,13 @@ class Planned:
 
 
 def retime_windows(
-    cycle: float, gs: np.ndarray, ge: np.ndarray, favoured: np.ndarray, *,
-    new_cycle: float | None, green_share: float | None,
+    cycle: float,
+    gs: np.ndarray,
+    ge: np.ndarray,
+    favoured: np.ndarray,
+    *,
+    new_cycle: float | None,
+    green_share: float | None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """New green windows for one node's in-links.
 
@@ -143,8 +148,9 @@ class Interventions(Component):
         occurrence, a duration (``0``, ``"30min"``) counts from now.
         """
         start = len(self.planned)
-        new = [self._resolve(start + k, spec, origin_s=self.twin.now, where_prefix=label)
-               for k, spec in enumerate(specs)]
+        new = [
+            self._resolve(start + k, spec, origin_s=self.twin.now, where_prefix=label) for k, spec in enumerate(specs)
+        ]
         self.planned.extend(new)
         for p in new:
             self.twin.env.process(self._drive(p))
@@ -167,7 +173,9 @@ class Interventions(Component):
         p = Planned(index=i, spec=spec, label=spec.name or f"{spec.kind} #{i}", at_s=at, until_s=until)
         city = tw.city
         if spec.kind in _LINK_KINDS:
-            p.links = resolve_links(city, links=spec.links, road=spec.road, place=spec.place, near=spec.near, where=where)
+            p.links = resolve_links(
+                city, links=spec.links, road=spec.road, place=spec.place, near=spec.near, where=where
+            )
         elif spec.kind == "signal":
             nodes = resolve_nodes(city, nodes=spec.nodes, road=spec.road, near=spec.near, where=where)
             signalised = nodes[tw.city.network.signal_cycle_s[nodes] > 0]
@@ -176,15 +184,21 @@ class Interventions(Component):
             p.nodes = signalised
             if spec.favour is not None:
                 f = spec.favour
-                p.links = resolve_links(city, links=f.links, road=f.road, place=f.place, near=f.near, where=where + ".favour")
+                p.links = resolve_links(
+                    city, links=f.links, road=f.road, place=f.place, near=f.near, where=where + ".favour"
+                )
         elif spec.kind in ("cordon", "evacuation") or (spec.kind == "demand" and spec.zones is not None):
             p.zones = resolve_zones(city, spec.zones, where=where + ".zones")
         if spec.kind in ("work_from_home", "evacuation") and "population" not in self._available():
-            raise InputError(f"{where}: a {spec.kind} policy acts on people: it needs a 'population' section "
-                             "(for a trips table or gravity demand, use kind: demand with a scale)")
+            raise InputError(
+                f"{where}: a {spec.kind} policy acts on people: it needs a 'population' section "
+                "(for a trips table or gravity demand, use kind: demand with a scale)"
+            )
         if spec.kind in ("station_out", "station_add") and "emergency" not in self._available():
-            raise InputError(f"{where}: stations belong to the emergency services: the scenario needs "
-                             f"an 'incidents' section (e.g. incidents: {{enabled: true}}) for a {spec.kind}")
+            raise InputError(
+                f"{where}: stations belong to the emergency services: the scenario needs "
+                f"an 'incidents' section (e.g. incidents: {{enabled: true}}) for a {spec.kind}"
+            )
         if spec.kind == "station_add":
             if spec.node is not None:
                 p.nodes = resolve_nodes(city, nodes=[spec.node], where=where)
@@ -244,8 +258,11 @@ class Interventions(Component):
 
     def _apply_speed(self, p):
         s = p.spec
-        self._link_change(p, speed_mps=None if s.speed_kmh is None else s.speed_kmh / 3.6,
-                          speed_factor=1.0 if s.factor is None else s.factor)
+        self._link_change(
+            p,
+            speed_mps=None if s.speed_kmh is None else s.speed_kmh / 3.6,
+            speed_factor=1.0 if s.factor is None else s.factor,
+        )
 
     def _revert_link(self, p):
         self.twin.link_control.revert(p.undo.pop("handle"))
@@ -257,18 +274,24 @@ class Interventions(Component):
         tm = self.twin.traffic
         g = tm.graph
         s = p.spec
-        saved = {"cycle": tm.nodes.cycle[p.nodes].copy(), "offset": tm.nodes.offset[p.nodes].copy(), "links": [],
-                 "gs": [], "ge": []}
+        saved = {
+            "cycle": tm.nodes.cycle[p.nodes].copy(),
+            "offset": tm.nodes.offset[p.nodes].copy(),
+            "links": [],
+            "gs": [],
+            "ge": [],
+        }
         for n in p.nodes:
-            inl = g.in_links[g.in_indptr[n]:g.in_indptr[n + 1]].astype(np.int64)
+            inl = g.in_links[g.in_indptr[n] : g.in_indptr[n + 1]].astype(np.int64)
             gs, ge = tm.links.green_start[inl].copy(), tm.links.green_end[inl].copy()
             saved["links"].append(inl)
             saved["gs"].append(gs)
             saved["ge"].append(ge)
             favoured = np.isin(inl, p.links)
             try:
-                c, ngs, nge = retime_windows(float(tm.nodes.cycle[n]), gs, ge, favoured,
-                                             new_cycle=s.cycle, green_share=s.green_share)
+                c, ngs, nge = retime_windows(
+                    float(tm.nodes.cycle[n]), gs, ge, favoured, new_cycle=s.cycle, green_share=s.green_share
+                )
             except ValueError as exc:
                 raise InputError(f"interventions[{p.index}] ({p.label}) at node {int(n)}: {exc}") from None
             off = tm.nodes.offset[n] if s.offset is None else s.offset
@@ -349,8 +372,11 @@ class Interventions(Component):
         if s.shelters is not None:
             shelters = resolve_nodes(self.twin.city, nodes=s.shelters, where=f"interventions[{p.index}].shelters")
         self.twin.components["population"].order_evacuation(
-            p.zones, compliance=float(s.compliance), delay_mean_s=float(s.delay_mean),
-            delay_sd_s=float(s.delay_sd), shelters=shelters,
+            p.zones,
+            compliance=float(s.compliance),
+            delay_mean_s=float(s.delay_mean),
+            delay_sd_s=float(s.delay_sd),
+            shelters=shelters,
         )
 
     def _apply_station_out(self, p):
@@ -374,7 +400,7 @@ class Interventions(Component):
         g = self.twin.traffic.graph
         for p in self.planned:
             if p.spec.kind == "signal" and p.state != "pending":
-                parts += [g.in_links[g.in_indptr[n]:g.in_indptr[n + 1]] for n in p.nodes]
+                parts += [g.in_links[g.in_indptr[n] : g.in_indptr[n + 1]] for n in p.nodes]
         return np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     def data_vars(self) -> dict[str, xr.Variable]:
@@ -383,24 +409,44 @@ class Interventions(Component):
         flag[self.intervened_links()] = 1
         P = self.planned
         return {
-            "link_intervened": xr.Variable(("link",), flag, attrs={
-                "units": "1", "long_name": "link changed by an intervention (or at a retimed signal)"}),
-            "coord:intervention": xr.Variable(("intervention",), np.arange(len(P), dtype=np.int64),
-                                              attrs={"units": "1", "long_name": "intervention index"}),
-            "intervention_kind": xr.Variable(("intervention",), np.array([p.spec.kind for p in P], dtype=str),
-                                             attrs={"units": "1", "long_name": "kind"}),
-            "intervention_name": xr.Variable(("intervention",), np.array([p.label for p in P], dtype=str),
-                                             attrs={"units": "1", "long_name": "name"}),
-            "intervention_applied_s": xr.Variable(("intervention",), np.array([p.applied_s for p in P], np.float64),
-                                                  attrs={"units": "s", "long_name": "applied at (NaN: not yet)"}),
-            "intervention_reverted_s": xr.Variable(("intervention",), np.array([p.reverted_s for p in P], np.float64),
-                                                   attrs={"units": "s", "long_name": "reverted at (NaN: not yet or never)"}),
+            "link_intervened": xr.Variable(
+                ("link",),
+                flag,
+                attrs={"units": "1", "long_name": "link changed by an intervention (or at a retimed signal)"},
+            ),
+            "coord:intervention": xr.Variable(
+                ("intervention",),
+                np.arange(len(P), dtype=np.int64),
+                attrs={"units": "1", "long_name": "intervention index"},
+            ),
+            "intervention_kind": xr.Variable(
+                ("intervention",),
+                np.array([p.spec.kind for p in P], dtype=str),
+                attrs={"units": "1", "long_name": "kind"},
+            ),
+            "intervention_name": xr.Variable(
+                ("intervention",), np.array([p.label for p in P], dtype=str), attrs={"units": "1", "long_name": "name"}
+            ),
+            "intervention_applied_s": xr.Variable(
+                ("intervention",),
+                np.array([p.applied_s for p in P], np.float64),
+                attrs={"units": "s", "long_name": "applied at (NaN: not yet)"},
+            ),
+            "intervention_reverted_s": xr.Variable(
+                ("intervention",),
+                np.array([p.reverted_s for p in P], np.float64),
+                attrs={"units": "s", "long_name": "reverted at (NaN: not yet or never)"},
+            ),
             "intervention_trips_cancelled": xr.Variable(
-                ("intervention",), np.array([p.effect.get("cancelled", 0) for p in P], np.int64),
-                attrs={"units": "1", "long_name": "trips the intervention cancelled"}),
+                ("intervention",),
+                np.array([p.effect.get("cancelled", 0) for p in P], np.int64),
+                attrs={"units": "1", "long_name": "trips the intervention cancelled"},
+            ),
             "intervention_trips_added": xr.Variable(
-                ("intervention",), np.array([p.effect.get("added", 0) for p in P], np.int64),
-                attrs={"units": "1", "long_name": "trips the intervention added"}),
+                ("intervention",),
+                np.array([p.effect.get("added", 0) for p in P], np.int64),
+                attrs={"units": "1", "long_name": "trips the intervention added"},
+            ),
         }
 
     def kpis(self) -> dict[str, float]:

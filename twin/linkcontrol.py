@@ -104,9 +104,15 @@ class LinkControl:
         h = self.next_handle
         self.next_handle += 1
         change = LinkChange(
-            handle=h, source=source, links=idx, closed=bool(closed), capacity_factor=float(capacity_factor),
-            speed_factor=float(speed_factor), speed_mps=None if speed_mps is None else float(speed_mps),
-            lanes=None if lanes is None else float(lanes), applied_s=self.twin.now,
+            handle=h,
+            source=source,
+            links=idx,
+            closed=bool(closed),
+            capacity_factor=float(capacity_factor),
+            speed_factor=float(speed_factor),
+            speed_mps=None if speed_mps is None else float(speed_mps),
+            lanes=None if lanes is None else float(lanes),
+            applied_s=self.twin.now,
         )
         self.active[h] = change
         self._touch(change, +1)
@@ -170,8 +176,11 @@ class LinkControl:
 
     def changed_links(self, *, source_prefix: str = "") -> np.ndarray:
         """Links any change (from sources starting with ``source_prefix``) has touched so far."""
-        hit = [links for _, action, _, source, links in self.history
-               if action == "apply" and source.startswith(source_prefix)]
+        hit = [
+            links
+            for _, action, _, source, links in self.history
+            if action == "apply" and source.startswith(source_prefix)
+        ]
         return np.unique(np.concatenate(hit)) if hit else np.zeros(0, np.int64)
 
     def _refresh(self, idx: np.ndarray, *, reroute: bool) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,8 +64,7 @@ class Shadow:
         Sim seconds per wall second for pull replays (``None``: as fast as possible).
     """
 
-    def __init__(self, scenario, hub, settings=None, *, speed: float | None = None, city=None,
-                 executor=None) -> None:
+    def __init__(self, scenario, hub, settings=None, *, speed: float | None = None, city=None, executor=None) -> None:
         from twin.assimilation import Ensemble
 
         if speed is not None and not speed > 0:
@@ -121,8 +119,15 @@ class Shadow:
         self.ensemble.advance(target, records)
         return True
 
-    def run(self, *, until: float | None = None, on_step=None, idle_s: float = 0.05,
-            stop: threading.Event | None = None, fork_folder: Path | None = None) -> None:
+    def run(
+        self,
+        *,
+        until: float | None = None,
+        on_step=None,
+        idle_s: float = 0.05,
+        stop: threading.Event | None = None,
+        fork_folder: Path | None = None,
+    ) -> None:
         """Step until ``until`` (default: the scenario's end), a ``stop`` event, or the feed ends."""
         end = self.end_s if until is None else min(until, self.end_s)
         while self.now < end - 1e-9:
@@ -177,7 +182,6 @@ class Shadow:
     def request_fork(self, variants, *, horizon_s: float, name: str, out: Path | None = None) -> ForkJob:
         """Fork ``variants`` (and "no action") from now, in the background; returns the job."""
         from twin.fork import fork
-
         from twin.snapshot import snapshot_bytes
 
         # the state goes to the fork in memory: never a file in the request folder (issue 15)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import mesa
 import numpy as np
@@ -44,8 +44,9 @@ def build_city(spec: CitySpec) -> City:
         seed = int(value.pop("seed", 0))
     else:
         value = getattr(spec, spec.kind)
-    return load_city({spec.kind: value, "repair": {"keep": spec.repair.keep, "min_link_m": spec.merge_below_m}},
-                     seed=seed)
+    return load_city(
+        {spec.kind: value, "repair": {"keep": spec.repair.keep, "min_link_m": spec.merge_below_m}}, seed=seed
+    )
 
 
 def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Trips:
@@ -54,8 +55,13 @@ def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Tr
     if d.sumo is not None:
         from city_models.sumo import read_sumo_demand, sumo_file
 
-        return read_sumo_demand(sumo_file(d.sumo, "demand"), city.network, sumo_file(scenario.city.sumo),
-                                duration_s=scenario.time.duration, seed=scenario.seed)
+        return read_sumo_demand(
+            sumo_file(d.sumo, "demand"),
+            city.network,
+            sumo_file(scenario.city.sumo),
+            duration_s=scenario.time.duration,
+            seed=scenario.seed,
+        )
     if d.trips is not None:
         return read_trips_csv(d.trips, city.network, duration_s=scenario.time.duration)
     if scenario.population.enabled:  # the population's agents replace the gravity model
@@ -92,7 +98,7 @@ def _free_flow_times(tm: TrafficModel, origin: np.ndarray, destination: np.ndarr
     chunk = max(1, int(2e7 // max(tm.network.n_nodes, 1)))  # at most ~160 MB of distances at once
     no_next = np.empty((0, tm.network.n_nodes), np.int32)
     for lo in range(0, dests.size, chunk):
-        part = dests[lo:lo + chunk].astype(np.int32)
+        part = dests[lo : lo + chunk].astype(np.int32)
         dist = np.full((part.size, tm.network.n_nodes), np.inf)
         route_table(part, np.ones(part.size, np.bool_), g.in_indptr, g.in_links, g.src, tm.links.free_tt, no_next, dist)
         sel = (row >= lo) & (row < lo + part.size)
@@ -127,9 +133,16 @@ class Twin(mesa.Model):
     >>> ds = twin.results()                             # doctest: +SKIP
     """
 
-    def __init__(self, scenario: Scenario, *, seed: int | None = None, city: City | None = None,
-                 route_knowledge=None, trips: Trips | None = None,
-                 trip_free_flow_s: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int | None = None,
+        city: City | None = None,
+        route_knowledge=None,
+        trips: Trips | None = None,
+        trip_free_flow_s: np.ndarray | None = None,
+    ) -> None:
         seed = int(scenario.seed if seed is None else seed)
         super().__init__(seed=seed)
         self.scenario = scenario
@@ -155,7 +168,10 @@ class Twin(mesa.Model):
                 "%d of %d links take less than one time step (%.3g s) to drive at free speed (shortest %.2f s); "
                 "a vehicle crosses at most one link per step, so trips over them run slow by up to a step per "
                 "link: a smaller time.step (or a larger city.min_link_m) avoids it",
-                int(short.sum()), short.size, self.traffic.dt, float(self.traffic.links.free_tt.min()),
+                int(short.sum()),
+                short.size,
+                self.traffic.dt,
+                float(self.traffic.links.free_tt.min()),
             )
         self.trips = build_demand(scenario, self.city, component_rng(seed, "demand")) if trips is None else trips
         self.trip_ids = self.trips.trip_id
@@ -240,7 +256,7 @@ class Twin(mesa.Model):
         d = np.concatenate([self.trips.destination.astype(np.int32)] + [b for _, b in self._extra_od])
         src = np.zeros(n, np.int8)
         for first, count, code in self.trip_blocks:
-            src[first:first + count] = code
+            src[first : first + count] = code
         return {"trip_id": ids, "origin": o, "destination": d, "source": src}
 
     # ---------------------------------------------------------------- clock
@@ -305,7 +321,7 @@ class Twin(mesa.Model):
             order = np.argsort(veh.depart[:n], kind="stable")
             self._by_departure = (order, veh.depart[:n][order])
         order, dep = self._by_departure
-        ids = order[np.searchsorted(dep, t0, "left"):np.searchsorted(dep, t1, "left")]
+        ids = order[np.searchsorted(dep, t0, "left") : np.searchsorted(dep, t1, "left")]
         ids = np.sort(ids[veh.link[ids] == VEH_PENDING])
         if ids.size == 0:
             return 0
@@ -313,9 +329,13 @@ class Twin(mesa.Model):
         free = self.trip_free_flow_s[ids]
         ok = np.isfinite(expect) & (free > 0) & (expect > free)  # no route: the trip waits for one instead
         ids, ratio = ids[ok], expect[ok] / free[ok]
-        keep = ratio ** self.elasticity
-        keys = decision_keys(self._response_key, self.trips.trip_id[ids].astype(np.int64),
-                             np.zeros(ids.size, np.int64), np.empty(ids.size, np.uint64))
+        keep = ratio**self.elasticity
+        keys = decision_keys(
+            self._response_key,
+            self.trips.trip_id[ids].astype(np.int64),
+            np.zeros(ids.size, np.int64),
+            np.empty(ids.size, np.uint64),
+        )
         u = hash_uniforms(keys, 0, np.empty(ids.size))
         stay = ids[u >= keep]
         return int(tm.cancel_trips(stay).size) if stay.size else 0
@@ -343,7 +363,7 @@ class Twin(mesa.Model):
         return write_snapshot(self, path)
 
     @classmethod
-    def restore(cls, path: str | Path) -> "Twin":
+    def restore(cls, path: str | Path) -> Twin:
         """A twin resumed from a snapshot: running it on equals the run that was saved."""
         from twin.snapshot import read_snapshot
 

@@ -54,8 +54,10 @@ def nearest_node(city: City, lonlat: Sequence[float], *, where: str, max_m: floa
     d = np.hypot(net.x - x, net.y - y)
     i = int(np.argmin(d))
     if d[i] > max_m:
-        raise InputError(f"{where}: [{lonlat[0]}, {lonlat[1]}] is {d[i]:.0f} m from the nearest node "
-                         f"(more than {max_m:.0f} m): is it in this city?")
+        raise InputError(
+            f"{where}: [{lonlat[0]}, {lonlat[1]}] is {d[i]:.0f} m from the nearest node "
+            f"(more than {max_m:.0f} m): is it in this city?"
+        )
     return i, float(d[i])
 
 
@@ -70,8 +72,10 @@ def nearest_link(city: City, lonlat: Sequence[float], *, where: str, max_m: floa
     d = np.hypot(x0 + t * dx - x, y0 + t * dy - y)
     i = int(np.argmin(d))
     if d[i] > max_m:
-        raise InputError(f"{where}: [{lonlat[0]}, {lonlat[1]}] is {d[i]:.0f} m from the nearest road "
-                         f"(more than {max_m:.0f} m): is it in this city?")
+        raise InputError(
+            f"{where}: [{lonlat[0]}, {lonlat[1]}] is {d[i]:.0f} m from the nearest road "
+            f"(more than {max_m:.0f} m): is it in this city?"
+        )
     both = np.flatnonzero((net.src == net.dst[i]) & (net.dst == net.src[i]))
     return np.unique(np.concatenate([[i], both])).astype(np.int64), float(d[i])
 
@@ -88,19 +92,23 @@ def resolve_links(city: City, *, links=None, road=None, place=None, near=None, w
         for lid in ids:
             hit = np.flatnonzero(net.link_osmid == lid)
             if hit.size == 0:
-                raise InputError(f"{where}: no link with id {int(lid)} in {city.name} "
-                                 f"(ids are the network's link ids, e.g. the 'link' coordinate of results.nc)")
+                raise InputError(
+                    f"{where}: no link with id {int(lid)} in {city.name} "
+                    f"(ids are the network's link ids, e.g. the 'link' coordinate of results.nc)"
+                )
             out.append(hit)
-    for name in ([road] if isinstance(road, str) else list(road or [])):
+    for name in [road] if isinstance(road, str) else list(road or []):
         if name in city.places and np.asarray(city.places[name]).size:
             out.append(np.asarray(city.places[name], np.int64))
             continue
         hit = np.flatnonzero(net.link_name == name)
         if hit.size == 0:
-            raise InputError(f"{where}: no road named {name!r} in {city.name}"
-                             + close_matches(name, list(np.unique(net.link_name)) + list(city.places)))
+            raise InputError(
+                f"{where}: no road named {name!r} in {city.name}"
+                + close_matches(name, list(np.unique(net.link_name)) + list(city.places))
+            )
         out.append(hit)
-    for name in ([place] if isinstance(place, str) else list(place or [])):
+    for name in [place] if isinstance(place, str) else list(place or []):
         if name not in city.places:
             raise InputError(f"{where}: no place named {name!r} in {city.name}" + close_matches(name, city.places))
         out.append(np.asarray(city.places[name], np.int64))
@@ -136,7 +144,7 @@ def resolve_zones(city: City, zones, *, where: str) -> np.ndarray:
     """Zone indices from zone names or indices."""
     z = city.zones
     out = []
-    for item in ([zones] if isinstance(zones, (str, int)) else list(zones or [])):
+    for item in [zones] if isinstance(zones, (str, int)) else list(zones or []):
         if isinstance(item, str):
             if item not in z.name:
                 raise InputError(f"{where}: no zone named {item!r}" + close_matches(item, z.name))

@@ -20,7 +20,8 @@ PRIORITY = {"urgent": URGENT, "normal": 1, "reroute": 4, "demand": 5, "traffic":
 
 def at_time(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Event:
     """An event that fires at the absolute time ``t`` (not ``now + (t - now)``, which
-    can differ in the last bit), with the given priority."""
+    can differ in the last bit), with the given priority.
+    """
     if t < env.now:
         raise ValueError(f"cannot schedule at {t} s: the clock is at {env.now} s")
     ev = simpy.Event(env)

@@ -10,8 +10,17 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["build_dataset", "compute_kpis", "write_run", "package_version", "KPI_LABELS", "kpi_labels", "fill_run",
-           "run_marker", "write_netcdf"]
+__all__ = [
+    "build_dataset",
+    "compute_kpis",
+    "write_run",
+    "package_version",
+    "KPI_LABELS",
+    "kpi_labels",
+    "fill_run",
+    "run_marker",
+    "write_netcdf",
+]
 
 #: KPI key -> (label, unit) for tables and reports
 KPI_LABELS: dict[str, tuple[str, str]] = {
@@ -154,14 +163,31 @@ def build_dataset(twin) -> xr.Dataset:
     tr = _trip_arrays(twin)
     table = twin.trip_table()
     data = {
-        "link_inflow": _var(("time", "link"), stack("inflow", np.int32), "veh", "vehicles entering the link in the interval"),
-        "link_outflow": _var(("time", "link"), stack("outflow", np.int32), "veh", "vehicles leaving the link in the interval"),
-        "link_vehicles": _var(("time", "link"), stack("vehicles", np.float64), "veh", "mean number of vehicles on the link"),
+        "link_inflow": _var(
+            ("time", "link"), stack("inflow", np.int32), "veh", "vehicles entering the link in the interval"
+        ),
+        "link_outflow": _var(
+            ("time", "link"), stack("outflow", np.int32), "veh", "vehicles leaving the link in the interval"
+        ),
+        "link_vehicles": _var(
+            ("time", "link"), stack("vehicles", np.float64), "veh", "mean number of vehicles on the link"
+        ),
         "link_speed": _var(("time", "link"), stack("speed", np.float64), "m s-1", "space-mean speed on the link"),
-        "network_vehicles": _var(("time",), np.asarray(rec.network["on_network"], np.int64), "veh", "vehicles on the network"),
-        "network_waiting": _var(("time",), np.asarray(rec.network["waiting"], np.int64), "veh", "vehicles waiting to enter at their origin"),
-        "trips_departed": _var(("time",), np.asarray(rec.network["departed"], np.int64), "1", "trips whose departure time has passed (cumulative)"),
-        "trips_arrived": _var(("time",), np.asarray(rec.network["arrived"], np.int64), "1", "trips completed (cumulative)"),
+        "network_vehicles": _var(
+            ("time",), np.asarray(rec.network["on_network"], np.int64), "veh", "vehicles on the network"
+        ),
+        "network_waiting": _var(
+            ("time",), np.asarray(rec.network["waiting"], np.int64), "veh", "vehicles waiting to enter at their origin"
+        ),
+        "trips_departed": _var(
+            ("time",),
+            np.asarray(rec.network["departed"], np.int64),
+            "1",
+            "trips whose departure time has passed (cumulative)",
+        ),
+        "trips_arrived": _var(
+            ("time",), np.asarray(rec.network["arrived"], np.int64), "1", "trips completed (cumulative)"
+        ),
         "trip_origin": _var(("trip",), net.node_osmid[table["origin"]], "1", "origin node (source id)"),
         "trip_destination": _var(("trip",), net.node_osmid[table["destination"]], "1", "destination node (source id)"),
         "trip_depart_s": _var(("trip",), tr["depart"], "s", "scheduled departure time since the start"),
@@ -171,15 +197,27 @@ def build_dataset(twin) -> xr.Dataset:
         "trip_free_flow_time_s": _var(("trip",), tr["fftt"], "s", "free-flow time of the links driven"),
     }
     coords = {
-        "time": _var(("time",), np.asarray(rec.time, np.float64), "s", "end of the output interval, seconds since the start"),
-        "clock": _var(("time",), np.array([_clock(twin.start_s + t) for t in rec.time], dtype=str), "1",
-                      "clock time of day at the end of the output interval (HH:MM:SS)"),
+        "time": _var(
+            ("time",), np.asarray(rec.time, np.float64), "s", "end of the output interval, seconds since the start"
+        ),
+        "clock": _var(
+            ("time",),
+            np.array([_clock(twin.start_s + t) for t in rec.time], dtype=str),
+            "1",
+            "clock time of day at the end of the output interval (HH:MM:SS)",
+        ),
         "link": _var(("link",), np.arange(nl, dtype=np.int64), "1", "link index"),
         "trip": _var(("trip",), table["trip_id"], "1", "trip id"),
-        "trip_source": xr.Variable(("trip",), table["source"], attrs={
-            "units": "1", "long_name": "what put the trip on the road",
-            "flag_values": np.arange(len(twin.trip_sources), dtype=np.int8),
-            "flag_meanings": " ".join(s.replace(" ", "_") for s in twin.trip_sources)}),
+        "trip_source": xr.Variable(
+            ("trip",),
+            table["source"],
+            attrs={
+                "units": "1",
+                "long_name": "what put the trip on the road",
+                "flag_values": np.arange(len(twin.trip_sources), dtype=np.int8),
+                "flag_meanings": " ".join(s.replace(" ", "_") for s in twin.trip_sources),
+            },
+        ),
         "link_src": _var(("link",), net.node_osmid[net.src], "1", "upstream node (source id)"),
         "link_dst": _var(("link",), net.node_osmid[net.dst], "1", "downstream node (source id)"),
         "link_osmid": _var(("link",), net.link_osmid, "1", "source link id"),
@@ -200,23 +238,27 @@ def build_dataset(twin) -> xr.Dataset:
         "link_y1": _var(("link",), net.y[net.dst], "m", "downstream end, northing"),
     }
     z = twin.city.zones
-    coords.update({
-        "zone": _var(("zone",), np.arange(z.n_zones, dtype=np.int64), "1", "zone index"),
-        "zone_name": _var(("zone",), np.asarray(z.name, dtype=str), "1", "zone name"),
-        "zone_x": _var(("zone",), np.asarray(z.x, np.float64), "m", "zone centroid, easting"),
-        "zone_y": _var(("zone",), np.asarray(z.y, np.float64), "m", "zone centroid, northing"),
-        "zone_residents": _var(("zone",), np.asarray(z.residents, np.int64), "1", "residents"),
-        "zone_jobs": _var(("zone",), np.asarray(z.jobs, np.int64), "1", "jobs"),
-    })
+    coords.update(
+        {
+            "zone": _var(("zone",), np.arange(z.n_zones, dtype=np.int64), "1", "zone index"),
+            "zone_name": _var(("zone",), np.asarray(z.name, dtype=str), "1", "zone name"),
+            "zone_x": _var(("zone",), np.asarray(z.x, np.float64), "m", "zone centroid, easting"),
+            "zone_y": _var(("zone",), np.asarray(z.y, np.float64), "m", "zone centroid, northing"),
+            "zone_residents": _var(("zone",), np.asarray(z.residents, np.int64), "1", "residents"),
+            "zone_jobs": _var(("zone",), np.asarray(z.jobs, np.int64), "1", "jobs"),
+        }
+    )
     fac = twin.city.facilities
     if fac:
-        coords.update({
-            "facility": _var(("facility",), np.arange(len(fac), dtype=np.int64), "1", "facility index"),
-            "facility_kind": _var(("facility",), np.array([f.kind for f in fac], dtype=str), "1", "kind"),
-            "facility_name": _var(("facility",), np.array([f.name for f in fac], dtype=str), "1", "name"),
-            "facility_x": _var(("facility",), net.x[[f.node for f in fac]], "m", "easting"),
-            "facility_y": _var(("facility",), net.y[[f.node for f in fac]], "m", "northing"),
-        })
+        coords.update(
+            {
+                "facility": _var(("facility",), np.arange(len(fac), dtype=np.int64), "1", "facility index"),
+                "facility_kind": _var(("facility",), np.array([f.kind for f in fac], dtype=str), "1", "kind"),
+                "facility_name": _var(("facility",), np.array([f.name for f in fac], dtype=str), "1", "name"),
+                "facility_x": _var(("facility",), net.x[[f.node for f in fac]], "m", "easting"),
+                "facility_y": _var(("facility",), net.y[[f.node for f in fac]], "m", "northing"),
+            }
+        )
     sc = twin.scenario
     attrs = {
         "title": f"city twin run: {sc.name}",
@@ -250,13 +292,19 @@ def run_marker(twin, *, kind: str = "run") -> dict:
     ``finished`` is true when the run reached the end of its scenario's time; a run
     stopped early (``--until``, a paced drill stopped with Ctrl-C) is partial.
     """
-    return {"kind": kind, "scenario": twin.scenario.name, "seed": int(twin.seed),
-            "scenario_hash": twin.scenario_hash, "sim_time_s": float(twin.traffic.now),
-            "finished": bool(twin.traffic.now >= twin.duration_s - 1e-9)}
+    return {
+        "kind": kind,
+        "scenario": twin.scenario.name,
+        "seed": int(twin.seed),
+        "scenario_hash": twin.scenario_hash,
+        "sim_time_s": float(twin.traffic.now),
+        "finished": bool(twin.traffic.now >= twin.duration_s - 1e-9),
+    }
 
 
-def write_run(twin, out_dir: Path, *, extra: dict | None = None, overwrite: bool = True,
-              what: str = "run folder") -> Path:
+def write_run(
+    twin, out_dir: Path, *, extra: dict | None = None, overwrite: bool = True, what: str = "run folder"
+) -> Path:
     """Write ``results.nc``, ``scenario.yaml`` and ``summary.json`` into ``out_dir``.
 
     The files are written into a temporary folder beside ``out_dir``, which
@@ -272,8 +320,9 @@ def write_run(twin, out_dir: Path, *, extra: dict | None = None, overwrite: bool
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"run folder {str(out_dir)!r} exists and is not a folder")
-    return replace_folder(out_dir, lambda tmp: fill_run(twin, tmp, extra=extra), marker=run_marker(twin),
-                          overwrite=overwrite, what=what)
+    return replace_folder(
+        out_dir, lambda tmp: fill_run(twin, tmp, extra=extra), marker=run_marker(twin), overwrite=overwrite, what=what
+    )
 
 
 #: set when an HDF5 write failed: the library may be left unable to shut down cleanly,
@@ -297,8 +346,11 @@ def _scratch_dir(need: int) -> str | None:
     """A memory-backed folder with room for ``need`` bytes twice over, if there is one."""
     for folder in ("/dev/shm",):
         try:
-            if os.path.isdir(folder) and os.access(folder, os.W_OK) and \
-                    __import__("shutil").disk_usage(folder).free > 2 * need:
+            if (
+                os.path.isdir(folder)
+                and os.access(folder, os.W_OK)
+                and __import__("shutil").disk_usage(folder).free > 2 * need
+            ):
                 return folder
         except OSError:
             continue
@@ -328,8 +380,11 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> None:
     except OSError:
         free = need
     if free < need:
-        raise OSError(_errno.ENOSPC, f"could not write {path.name}: no space left on the device (about "
-                                     f"{need / 1e6:,.1f} MB needed, {free / 1e6:,.1f} MB free)")
+        raise OSError(
+            _errno.ENOSPC,
+            f"could not write {path.name}: no space left on the device (about "
+            f"{need / 1e6:,.1f} MB needed, {free / 1e6:,.1f} MB free)",
+        )
     scratch = _scratch_dir(need)
     try:
         if scratch is not None:

@@ -75,26 +75,65 @@ import numpy as np
 
 from twin.errors import InputError
 
-__all__ = ["write_snapshot", "read_snapshot", "snapshot_header", "snapshot_bytes", "twin_from_bytes",
-           "encode_state", "decode_state", "registry", "FORMAT", "VERSION", "SnapshotError", "records_bytes",
-           "records_from_bytes", "RECORDS_FORMAT"]
+__all__ = [
+    "write_snapshot",
+    "read_snapshot",
+    "snapshot_header",
+    "snapshot_bytes",
+    "twin_from_bytes",
+    "encode_state",
+    "decode_state",
+    "registry",
+    "FORMAT",
+    "VERSION",
+    "SnapshotError",
+    "records_bytes",
+    "records_from_bytes",
+    "RECORDS_FORMAT",
+]
 
 FORMAT = "city-twin-snapshot"
 VERSION = 2
 
 #: the project's modules whose classes a snapshot may hold (each module's own classes only)
 SNAPSHOT_MODULES: tuple[str, ...] = (
-    "city_models.city", "city_models.demand", "city_models.network", "city_models.plans",
+    "city_models.city",
+    "city_models.demand",
+    "city_models.network",
+    "city_models.plans",
     "city_models.population",
-    "kernels.agents", "kernels.assimilation", "kernels.choice", "kernels.routing", "kernels.traffic",
-    "scenarios.base", "scenarios.emergency", "scenarios.feeds", "scenarios.interventions",
-    "scenarios.population", "scenarios.schema",
-    "twin.assimilation", "twin.components", "twin.crossings", "twin.equilibrium", "twin.interventions",
-    "twin.linkcontrol", "twin.model", "twin.places", "twin.recorder", "twin.traffic",
-    "twin.emergency.component", "twin.emergency.control", "twin.emergency.dispatch",
-    "twin.emergency.incidents", "twin.emergency.log", "twin.emergency.resources",
-    "twin.population.agents", "twin.population.component", "twin.population.outputs",
-    "twin.population.policies", "twin.population.triplog",
+    "kernels.agents",
+    "kernels.assimilation",
+    "kernels.choice",
+    "kernels.routing",
+    "kernels.traffic",
+    "scenarios.base",
+    "scenarios.emergency",
+    "scenarios.feeds",
+    "scenarios.interventions",
+    "scenarios.population",
+    "scenarios.schema",
+    "twin.assimilation",
+    "twin.components",
+    "twin.crossings",
+    "twin.equilibrium",
+    "twin.interventions",
+    "twin.linkcontrol",
+    "twin.model",
+    "twin.places",
+    "twin.recorder",
+    "twin.traffic",
+    "twin.emergency.component",
+    "twin.emergency.control",
+    "twin.emergency.dispatch",
+    "twin.emergency.incidents",
+    "twin.emergency.log",
+    "twin.emergency.resources",
+    "twin.population.agents",
+    "twin.population.component",
+    "twin.population.outputs",
+    "twin.population.policies",
+    "twin.population.triplog",
 )
 
 #: classes of other packages a twin holds (Mesa's agent sets); rebuilt like the project's
@@ -134,7 +173,8 @@ def _resolve(name: str) -> Any:
 
 def registry() -> dict[str, type]:
     """The classes a snapshot may hold, by ``"module:qualname"`` (built once, from
-    :data:`SNAPSHOT_MODULES` and :data:`EXTRA_CLASSES`, never from a file)."""
+    :data:`SNAPSHOT_MODULES` and :data:`EXTRA_CLASSES`, never from a file).
+    """
     global _REGISTRY, _METHOD_OWNERS
     if _REGISTRY is None:
         reg: dict[str, type] = {}
@@ -142,8 +182,11 @@ def registry() -> dict[str, type]:
         def add(cls: type) -> None:
             reg[_class_name(cls)] = cls
             for inner in vars(cls).values():  # nested classes (e.g. records defined in a class)
-                if isinstance(inner, type) and inner.__module__ == cls.__module__ and \
-                        inner.__qualname__.startswith(cls.__qualname__ + "."):
+                if (
+                    isinstance(inner, type)
+                    and inner.__module__ == cls.__module__
+                    and inner.__qualname__.startswith(cls.__qualname__ + ".")
+                ):
                     add(inner)
 
         for module_name in SNAPSHOT_MODULES:
@@ -163,20 +206,28 @@ _CLASS_CACHE: dict[str, type | None] = {}
 
 def _lookup_class(name) -> type | None:
     """The registered class named ``"module:qualname"``, or ``None``.  Only a module listed in
-    :data:`SNAPSHOT_MODULES` (or a class in :data:`EXTRA_CLASSES`) is ever imported for it."""
+    :data:`SNAPSHOT_MODULES` (or a class in :data:`EXTRA_CLASSES`) is ever imported for it.
+    """
     if type(name) is not str:
         return None
     if name in _CLASS_CACHE:
         return _CLASS_CACHE[name]
     module_name, sep, qual = name.partition(":")
     cls = None
-    if sep and (module_name in SNAPSHOT_MODULES or name in EXTRA_CLASSES) and \
-            all(p.isidentifier() for p in qual.split(".")):
+    if (
+        sep
+        and (module_name in SNAPSHOT_MODULES or name in EXTRA_CLASSES)
+        and all(p.isidentifier() for p in qual.split("."))
+    ):
         obj: Any = importlib.import_module(module_name)
         for part in qual.split("."):
             obj = vars(obj).get(part) if hasattr(obj, "__dict__") else None
-        if isinstance(obj, type) and obj.__module__ == module_name and obj.__qualname__ == qual \
-                and not issubclass(obj, BaseException):
+        if (
+            isinstance(obj, type)
+            and obj.__module__ == module_name
+            and obj.__qualname__ == qual
+            and not issubclass(obj, BaseException)
+        ):
             cls = obj
     if len(_CLASS_CACHE) < 10_000:
         _CLASS_CACHE[name] = cls
@@ -230,15 +281,20 @@ class _Encoder:
             i = self._new_id(obj)
             if all(type(k) is str for k in obj):
                 return {"m": {k: self.enc(v, f"{where}[{k!r}]") for k, v in obj.items()}, "i": i}
-            return {"d": [[self.enc(k, f"{where} key"), self.enc(v, f"{where}[{k!r}]")] for k, v in obj.items()],
-                    "i": i}
+            return {
+                "d": [[self.enc(k, f"{where} key"), self.enc(v, f"{where}[{k!r}]")] for k, v in obj.items()],
+                "i": i,
+            }
         if t is np.ndarray:
             i = self._new_id(obj)
             if obj.dtype.hasobject:
                 if obj.dtype != object:
                     raise SnapshotError(f"cannot snapshot {where}: a structured array holding objects")
-                return {"ao": [self.enc(v, f"{where}[{k}]") for k, v in enumerate(obj.ravel(order="C").tolist())],
-                        "shape": list(obj.shape), "i": i}
+                return {
+                    "ao": [self.enc(v, f"{where}[{k}]") for k, v in enumerate(obj.ravel(order="C").tolist())],
+                    "shape": list(obj.shape),
+                    "i": i,
+                }
             self.arrays.append(obj)
             return {"a": len(self.arrays) - 1, "i": i}
         if isinstance(obj, np.generic):
@@ -291,7 +347,9 @@ class _Encoder:
         if isinstance(obj, type):
             name = _registered_name(obj)
             if name is None:
-                raise SnapshotError(f"cannot snapshot {where}: class {_class_name(obj)} is not in the snapshot registry")
+                raise SnapshotError(
+                    f"cannot snapshot {where}: class {_class_name(obj)} is not in the snapshot registry"
+                )
             return {"c": name}
         if t is types.FunctionType:
             return {"fn": self._function_name(obj, where)}
@@ -301,7 +359,8 @@ class _Encoder:
         if name is None:
             raise SnapshotError(
                 f"cannot snapshot {where}: an object of type {_class_name(t)}, which is not in the snapshot "
-                "registry (add its module to twin.snapshot.SNAPSHOT_MODULES if it is the project's)")
+                "registry (add its module to twin.snapshot.SNAPSHOT_MODULES if it is the project's)"
+            )
         if isinstance(obj, tuple):  # a NamedTuple
             if id(obj) in self.busy:
                 raise SnapshotError(f"cannot snapshot {where}: a tuple that contains itself")
@@ -322,21 +381,29 @@ class _Encoder:
         if BIT_GENERATORS.get(name) is not type(bg):
             raise SnapshotError(f"cannot snapshot {where}: bit generator {name}")
         seq = getattr(bg, "seed_seq", None)
-        return {"name": name, "state": self.enc(bg.state, f"{where}.state"),
-                "seed_seq": self.enc(seq, f"{where}.seed_seq") if type(seq) is np.random.SeedSequence else None}
+        return {
+            "name": name,
+            "state": self.enc(bg.state, f"{where}.state"),
+            "seed_seq": self.enc(seq, f"{where}.seed_seq") if type(seq) is np.random.SeedSequence else None,
+        }
 
     def _seedseq(self, seq, where: str) -> dict:
-        return {"entropy": self.enc(seq.entropy, f"{where}.entropy"),
-                "spawn_key": [int(k) for k in seq.spawn_key], "pool_size": int(seq.pool_size),
-                "n_children_spawned": int(seq.n_children_spawned)}
+        return {
+            "entropy": self.enc(seq.entropy, f"{where}.entropy"),
+            "spawn_key": [int(k) for k in seq.spawn_key],
+            "pool_size": int(seq.pool_size),
+            "n_children_spawned": int(seq.n_children_spawned),
+        }
 
     def _function_name(self, fn, where: str) -> str:
         if self._fn_names is None:
             self._fn_names = {id(f): n for n, f in _functions().items()}
         name = self._fn_names.get(id(fn))
         if name is None:
-            raise SnapshotError(f"cannot snapshot {where}: function {fn.__module__}.{fn.__qualname__} is not a "
-                                "registered dispatch policy")
+            raise SnapshotError(
+                f"cannot snapshot {where}: function {fn.__module__}.{fn.__qualname__} is not a "
+                "registered dispatch policy"
+            )
         return name
 
     def _method_name(self, m, where: str) -> str:
@@ -500,7 +567,8 @@ class _Decoder:
                 raise SnapshotError(
                     f"snapshot {self.what} uses dispatch policy {node['fn']!r}, which is neither built in nor a "
                     "registered plug-in (entry point group 'city_twin.dispatch_policies'); to trust it, name it "
-                    f"with --allow-plugins {node['fn']}")
+                    f"with --allow-plugins {node['fn']}"
+                )
             return fn
         if tag == "me":
             obj = self.dec(node["self"])
@@ -562,8 +630,10 @@ class _Decoder:
     def _class(self, name) -> type:
         cls = _lookup_class(name)
         if cls is None:
-            raise SnapshotError(f"snapshot {self.what} names class {name!r}, which snapshots may not hold "
-                                "(only the twin's own record classes are rebuilt)")
+            raise SnapshotError(
+                f"snapshot {self.what} names class {name!r}, which snapshots may not hold "
+                "(only the twin's own record classes are rebuilt)"
+            )
         return cls
 
     def _seedseq(self, node) -> np.random.SeedSequence:
@@ -573,8 +643,15 @@ class _Decoder:
         pool = node.get("pool_size")
         spawned = node.get("n_children_spawned")
         key = node.get("spawn_key")
-        if type(pool) is not int or not 1 <= pool <= 1024 or type(spawned) is not int or spawned < 0 \
-                or type(key) is not list or len(key) > 1024 or any(type(k) is not int or k < 0 for k in key):
+        if (
+            type(pool) is not int
+            or not 1 <= pool <= 1024
+            or type(spawned) is not int
+            or spawned < 0
+            or type(key) is not list
+            or len(key) > 1024
+            or any(type(k) is not int or k < 0 for k in key)
+        ):
             raise self.bad("seed sequence parameters")
         if isinstance(entropy, np.ndarray) and entropy.size > 1024:
             raise self.bad("seed sequence entropy")
@@ -624,8 +701,9 @@ def decode_state(manifest: bytes, arrays: list[np.ndarray], *, what: str = "(in 
     except RecursionError:
         raise SnapshotError(f"snapshot {what} is damaged: its objects nest too deeply") from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
-        raise SnapshotError(f"snapshot {what} is damaged or does not fit this version: "
-                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        raise SnapshotError(
+            f"snapshot {what} is damaged or does not fit this version: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- container
@@ -645,7 +723,8 @@ def _npy_header(arr: np.ndarray) -> tuple[bytes, np.ndarray]:
 
 class _HashingWriter:
     """A write-only, unseekable stream that hashes what it passes on (zip then writes data
-    descriptors and never seeks back, so the hash is of the bytes as they land)."""
+    descriptors and never seeks back, so the hash is of the bytes as they land).
+    """
 
     def __init__(self, fh, pool=None) -> None:
         self.fh = fh
@@ -668,7 +747,7 @@ class _HashingWriter:
         self.fh.write(data)
         return n
 
-    def hexdigest(self) -> "hashlib._Hash":
+    def hexdigest(self) -> hashlib._Hash:
         for w in self.waits:
             w.result()
         self.waits.clear()
@@ -713,13 +792,13 @@ class _MemFile(io.RawIOBase):
 
     def read(self, n: int = -1) -> bytes:
         end = len(self.mv) if n is None or n < 0 else min(len(self.mv), self.pos + n)
-        out = self.mv[self.pos:end].tobytes() if end > self.pos else b""
+        out = self.mv[self.pos : end].tobytes() if end > self.pos else b""
         self.pos = max(self.pos, end)
         return out
 
     def readinto(self, b) -> int:
         data = self.read(len(b))
-        b[:len(data)] = data
+        b[: len(data)] = data
         return len(data)
 
 
@@ -736,8 +815,12 @@ def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
         raise bad(f"{len(infos)} members")
     by_name = {}
     for info in infos:
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(body) or info.flag_bits & 0x1 \
-                or not 0 <= info.header_offset < len(body):
+        if (
+            info.compress_type != zipfile.ZIP_STORED
+            or info.file_size > len(body)
+            or info.flag_bits & 0x1
+            or not 0 <= info.header_offset < len(body)
+        ):
             raise bad(f"member {info.filename!r} is compressed, encrypted or larger than the file")
         by_name[info.filename] = info
     if "manifest.json" not in by_name:
@@ -753,15 +836,19 @@ def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
             info = by_name[f"a{k}.npy"]
             # the member's bytes straight from the body (stored, not compressed; the checksum
             # already covered them): its local header is 30 bytes, the name and an extra field
-            local = body[info.header_offset:info.header_offset + 30]
+            local = body[info.header_offset : info.header_offset + 30]
             if len(local) < 30 or local[:4] != b"PK\x03\x04":
                 raise bad(f"array a{k} has no local header")
-            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + \
-                int.from_bytes(local[28:30], "little")
-            member = mv[start:start + info.file_size]
+            start = (
+                info.header_offset
+                + 30
+                + int.from_bytes(local[26:28], "little")
+                + int.from_bytes(local[28:30], "little")
+            )
+            member = mv[start : start + info.file_size]
             if len(member) != info.file_size:
                 raise bad(f"array a{k} runs past the end of the file")
-            fh = io.BytesIO(member[:min(len(member), 1 << 20)])
+            fh = io.BytesIO(member[: min(len(member), 1 << 20)])
             version = np.lib.format.read_magic(fh)
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
@@ -805,7 +892,7 @@ def _header_for(twin) -> dict:
 _RESERVED = 1024 + len("sha256:") + 64 + 1
 
 
-def _lines(header: dict, digest: "hashlib._Hash") -> bytes:
+def _lines(header: dict, digest: hashlib._Hash) -> bytes:
     """The header line (padded with spaces to a fixed width) and the checksum line."""
     line = json.dumps(header, separators=(",", ":")).encode("utf-8")
     if len(line) > 1023:
@@ -819,7 +906,8 @@ def _write_to(fh, twin) -> None:
     """Write the snapshot file to ``fh`` (seekable): room for the lines, the body, then the lines.
 
     The checksum is sha256 of the body, a newline and the header line, in that order (so it
-    is computed as the body is written)."""
+    is computed as the body is written).
+    """
     twin.sync()
     header = _header_for(twin)
     manifest, arrays = encode_state(twin)
@@ -878,15 +966,24 @@ def _parse_header(line: bytes, what: str) -> dict:
         header = None
     fmt = header.get("format") if isinstance(header, dict) else None
     if fmt == "city-twin-snapshot/1":
-        raise SnapshotError(f"snapshot {what} is in the old format 1 (a Python pickle), which this version no "
-                            "longer reads because loading it could run code: make the snapshot again")
+        raise SnapshotError(
+            f"snapshot {what} is in the old format 1 (a Python pickle), which this version no "
+            "longer reads because loading it could run code: make the snapshot again"
+        )
     if fmt != FORMAT:
         raise SnapshotError(f"{what} is not a city-twin snapshot (no '{FORMAT}' header)")
     if header.get("version") != VERSION:
-        raise SnapshotError(f"snapshot {what} has format version {header.get('version')!r}; this version of "
-                            f"city-twin reads version {VERSION}")
-    for key, kind in (("package_version", str), ("scenario", str), ("sim_time_s", float), ("clock_s", float),
-                      ("body_bytes", int)):
+        raise SnapshotError(
+            f"snapshot {what} has format version {header.get('version')!r}; this version of "
+            f"city-twin reads version {VERSION}"
+        )
+    for key, kind in (
+        ("package_version", str),
+        ("scenario", str),
+        ("sim_time_s", float),
+        ("clock_s", float),
+        ("body_bytes", int),
+    ):
         if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool):
             raise SnapshotError(f"snapshot {what} is damaged: header field {key!r} is missing or wrong")
     return header
@@ -910,22 +1007,27 @@ def snapshot_header(path: str | os.PathLike) -> dict:
 def _check_lines(data: bytes, what: str, total: int) -> tuple[bytes, bytes, int]:
     """Check the header line (format, version, package version) and the checksum line at the
     start of ``data``, and that the file's ``total`` length fits the header; returns
-    (header line, checksum line, where the body starts)."""
+    (header line, checksum line, where the body starts).
+    """
     from twin.results import package_version
 
     nl = data.find(b"\n", 0, _HEADER_MAX)
     line = data[:nl] if nl >= 0 else data[:_HEADER_MAX]
     header = _parse_header(line, what)
     if header["package_version"] != package_version():
-        raise SnapshotError(f"snapshot {what} was written by city-twin {header['package_version']}, "
-                            f"this is {package_version()}: restore it with that version")
+        raise SnapshotError(
+            f"snapshot {what} was written by city-twin {header['package_version']}, "
+            f"this is {package_version()}: restore it with that version"
+        )
     nl2 = data.find(b"\n", nl + 1, nl + 1 + 100)
-    check = data[nl + 1:nl2] if nl2 >= 0 else b""
+    check = data[nl + 1 : nl2] if nl2 >= 0 else b""
     if not check.startswith(b"sha256:") or len(check) != 7 + 64:
         raise SnapshotError(f"snapshot {what} is damaged or incomplete: no checksum line")
     if total - (nl2 + 1) != header["body_bytes"]:
-        raise SnapshotError(f"snapshot {what} is incomplete or damaged: {total - (nl2 + 1):,} bytes of state "
-                            f"where its header says {header['body_bytes']:,} (a truncated file?)")
+        raise SnapshotError(
+            f"snapshot {what} is incomplete or damaged: {total - (nl2 + 1):,} bytes of state "
+            f"where its header says {header['body_bytes']:,} (a truncated file?)"
+        )
     return line, check, nl2 + 1
 
 
@@ -937,16 +1039,20 @@ def verify_bytes(data: bytes, what: str) -> tuple[dict, bytes]:
     line = data[:nl] if nl >= 0 else data[:_HEADER_MAX]
     header = _parse_header(line, what)
     if header["package_version"] != package_version():
-        raise SnapshotError(f"snapshot {what} was written by city-twin {header['package_version']}, "
-                            f"this is {package_version()}: restore it with that version")
+        raise SnapshotError(
+            f"snapshot {what} was written by city-twin {header['package_version']}, "
+            f"this is {package_version()}: restore it with that version"
+        )
     nl2 = data.find(b"\n", nl + 1, nl + 1 + 100)
-    check = data[nl + 1:nl2] if nl2 >= 0 else b""
+    check = data[nl + 1 : nl2] if nl2 >= 0 else b""
     if not check.startswith(b"sha256:") or len(check) != 7 + 64:
         raise SnapshotError(f"snapshot {what} is damaged or incomplete: no checksum line")
-    body = memoryview(data)[nl2 + 1:]  # a view: the state is not copied to be checked
+    body = memoryview(data)[nl2 + 1 :]  # a view: the state is not copied to be checked
     if len(body) != header["body_bytes"]:
-        raise SnapshotError(f"snapshot {what} is incomplete or damaged: {len(body):,} bytes of state where its "
-                            f"header says {header['body_bytes']:,} (a truncated file?)")
+        raise SnapshotError(
+            f"snapshot {what} is incomplete or damaged: {len(body):,} bytes of state where its "
+            f"header says {header['body_bytes']:,} (a truncated file?)"
+        )
     digest = hashlib.sha256()
     digest.update(body)
     digest.update(b"\n" + line)
@@ -966,7 +1072,8 @@ def twin_from_bytes(data: bytes, *, what: str = "(in memory)"):
 def _read_checked(path: Path, what: str) -> memoryview:
     """The bytes of a snapshot file, checked as :func:`verify_bytes` does; the body is hashed in
     a second thread while the rest is read (both release the GIL), so checking costs little more
-    than reading."""
+    than reading.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     chunk = 1 << 24
@@ -974,17 +1081,17 @@ def _read_checked(path: Path, what: str) -> memoryview:
         size = os.fstat(fh.fileno()).st_size
         buf = np.empty(size, np.uint8)  # not zero-filled: every byte is read into it
         mv = memoryview(buf)
-        got = fh.readinto(mv[:min(size, _HEADER_MAX + 200)]) or 0
+        got = fh.readinto(mv[: min(size, _HEADER_MAX + 200)]) or 0
         start = _check_lines(bytes(buf[:got]), what, size)[2]
         digest = hashlib.sha256()
         with ThreadPoolExecutor(1) as pool:
             waits = [pool.submit(digest.update, mv[start:got])] if got > start else []
             pos = got
             while pos < size:
-                n = fh.readinto(mv[pos:min(size, pos + chunk)])
+                n = fh.readinto(mv[pos : min(size, pos + chunk)])
                 if not n:
                     raise SnapshotError(f"snapshot {what} is incomplete: the file shrank while it was read")
-                waits.append(pool.submit(digest.update, mv[max(pos, start):pos + n]))
+                waits.append(pool.submit(digest.update, mv[max(pos, start) : pos + n]))
                 pos += n
             for w in waits:
                 w.result()
@@ -1016,34 +1123,45 @@ RECORDS_VERSION = 1
 
 def records_bytes(obj, *, kind: str) -> bytes:
     """Plain data (dicts, lists, tuples, numbers, strings, numpy arrays and scalars) as the
-    bytes of a checksummed records file (the snapshot container, format :data:`RECORDS_FORMAT`)."""
+    bytes of a checksummed records file (the snapshot container, format :data:`RECORDS_FORMAT`).
+    """
     manifest, arrays = encode_state(obj)
     buf = io.BytesIO()
     _pack_to(buf, manifest, arrays)
     body = buf.getvalue()
-    line = json.dumps({"format": RECORDS_FORMAT, "version": RECORDS_VERSION, "kind": kind,
-                       "body_bytes": len(body)}, separators=(",", ":")).encode("utf-8")
+    line = json.dumps(
+        {"format": RECORDS_FORMAT, "version": RECORDS_VERSION, "kind": kind, "body_bytes": len(body)},
+        separators=(",", ":"),
+    ).encode("utf-8")
     digest = hashlib.sha256(line + b"\n" + body).hexdigest()
     return line + b"\n" + f"sha256:{digest}".encode("ascii") + b"\n" + body
 
 
 def records_from_bytes(data: bytes, *, kind: str, what: str):
     """What :func:`records_bytes` wrote, checked (format, kind, length, checksum) before it is decoded;
-    a :class:`SnapshotError` naming ``what`` otherwise.  Only plain data comes back: any class is refused."""
+    a :class:`SnapshotError` naming ``what`` otherwise.  Only plain data comes back: any class is refused.
+    """
     nl = data.find(b"\n", 0, _HEADER_MAX)
     try:
         header = json.loads(data[:nl]) if nl > 0 else None
     except ValueError:
         header = None
-    if not isinstance(header, dict) or header.get("format") != RECORDS_FORMAT \
-            or header.get("version") != RECORDS_VERSION or header.get("kind") != kind \
-            or type(header.get("body_bytes")) is not int:
+    if (
+        not isinstance(header, dict)
+        or header.get("format") != RECORDS_FORMAT
+        or header.get("version") != RECORDS_VERSION
+        or header.get("kind") != kind
+        or type(header.get("body_bytes")) is not int
+    ):
         raise SnapshotError(f"{what} is not a {kind} file of this version")
     nl2 = data.find(b"\n", nl + 1, nl + 100)
-    check = data[nl + 1:nl2] if nl2 > 0 else b""
-    body = data[nl2 + 1:] if nl2 > 0 else b""
-    if len(body) != header["body_bytes"] or not check.startswith(b"sha256:") or \
-            hashlib.sha256(data[:nl] + b"\n" + body).hexdigest().encode("ascii") != check[7:]:
+    check = data[nl + 1 : nl2] if nl2 > 0 else b""
+    body = data[nl2 + 1 :] if nl2 > 0 else b""
+    if (
+        len(body) != header["body_bytes"]
+        or not check.startswith(b"sha256:")
+        or hashlib.sha256(data[:nl] + b"\n" + body).hexdigest().encode("ascii") != check[7:]
+    ):
         raise SnapshotError(f"{what} is incomplete or damaged (its length or checksum does not match)")
     manifest, arrays = _unpack(body, what)
     try:

@@ -22,8 +22,7 @@ from kernels.routing import Graph, changed_links, graph_of, route_table, stale_r
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system", "link_parameters", "VEH_CANCELLED",
-           "VEH_NO_PATH"]
+__all__ = ["TrafficModel", "SimResult", "simulate", "time_in_system", "link_parameters", "VEH_CANCELLED", "VEH_NO_PATH"]
 
 
 #: logit scale of route choice beyond the tolerance band, s (see :mod:`kernels.traffic`)
@@ -294,7 +293,8 @@ class TrafficModel:
         """Flag the route rows in use (:func:`kernels.traffic.destinations_in_use`) into
         ``out``; returns how many vehicles have no route.  Keeps the live vehicles of
         this call for the next, so a refresh looks at the vehicles on the road and
-        those released since rather than at every trip of the day."""
+        those released since rather than at every trip of the day.
+        """
         released = int(self.state.cursor[0])
         n_live, since = self._n_live, self._live_released
         if since > released:  # the release order was rebuilt: scan it all
@@ -363,27 +363,30 @@ class TrafficModel:
         released = int(self.state.cursor[0])
         new = np.arange(n0, n0 + m, dtype=np.int32)
         rest = np.concatenate([buf["order"][released:n0], new[~no_path]])
-        buf["orig"][n0:n0 + m] = origin
-        buf["ihot"][n0:n0 + m, k.I_DEST] = destination
-        buf["depart"][n0:n0 + m] = depart_s
+        buf["orig"][n0 : n0 + m] = origin
+        buf["ihot"][n0 : n0 + m, k.I_DEST] = destination
+        buf["depart"][n0 : n0 + m] = depart_s
         self._ensure_rows(np.unique(destination))
-        buf["ihot"][n0:n0 + m, k.I_DIDX] = self.dest_row[destination]
+        buf["ihot"][n0 : n0 + m, k.I_DIDX] = self.dest_row[destination]
         failed = new[no_path]
         if failed.size:  # just behind the release pointer, as cancelled trips: the kernel never sees them
             buf["ihot"][failed, k.I_LINK] = VEH_NO_PATH
-            buf["order"][released:released + failed.size] = failed
+            buf["order"][released : released + failed.size] = failed
             released += failed.size
             self.state.cursor[0] = released
             self._log_no_path(origin[no_path], destination[no_path])
-        buf["order"][released:n0 + m] = rest[np.argsort(buf["depart"][rest], kind="stable")]
-        self.veh = _vehicles(**{f: a[:n0 + m] for f, a in buf.items()})
+        buf["order"][released : n0 + m] = rest[np.argsort(buf["depart"][rest], kind="stable")]
+        self.veh = _vehicles(**{f: a[: n0 + m] for f, a in buf.items()})
         return np.arange(n0, n0 + m, dtype=np.int64)
 
     def _log_no_path(self, origin: np.ndarray, destination: np.ndarray) -> None:
         pairs = ", ".join(f"{o} -> {d} ({c})" for (o, d), c in self._top_pairs(origin, destination))
-        log.warning("%d trip(s) have no route on the network as given (their origin cannot reach their "
-                    "destination) and are counted as trips_no_route; most frequent (source node ids): %s",
-                    origin.shape[0], pairs)
+        log.warning(
+            "%d trip(s) have no route on the network as given (their origin cannot reach their "
+            "destination) and are counted as trips_no_route; most frequent (source node ids): %s",
+            origin.shape[0],
+            pairs,
+        )
 
     def _top_pairs(self, origin: np.ndarray, destination: np.ndarray, top: int = 5) -> list:
         ids = np.asarray(self.network.node_osmid, np.int64)
@@ -393,7 +396,8 @@ class TrafficModel:
 
     def no_path_pairs(self, top: int = 5) -> list[tuple[tuple[int, int], int]]:
         """The most frequent origin-destination pairs (source node ids) among the trips
-        with no route on the network as given, with their counts, most frequent first."""
+        with no route on the network as given, with their counts, most frequent first.
+        """
         bad = np.flatnonzero(self.veh.link == VEH_NO_PATH)
         if bad.size == 0:
             return []
@@ -401,7 +405,8 @@ class TrafficModel:
 
     def _reserve(self, n: int) -> None:
         """Make room for ``n`` vehicles (growing geometrically, so adding trips in
-        many small batches costs amortised constant time per trip)."""
+        many small batches costs amortised constant time per trip).
+        """
         cap = self._vbuf["orig"].shape[0]
         if n <= cap:
             return
@@ -448,12 +453,14 @@ class TrafficModel:
 
     def reserve_destinations(self, nodes) -> None:
         """Make route rows for these destination nodes now (one reallocation for all,
-        instead of one each time a new destination first appears)."""
+        instead of one each time a new destination first appears).
+        """
         self._ensure_rows(np.unique(np.asarray(nodes, np.int32)))
 
     def current_rows(self, nodes) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, exact)``: each node's route-table row (-1: none) and whether that row
-        is exact for the current weights (so a caller may copy it instead of searching)."""
+        is exact for the current weights (so a caller may copy it instead of searching).
+        """
         rows = self.dest_row[np.asarray(nodes, np.int64)]
         exact = np.zeros(rows.shape, bool)
         has = rows >= 0
@@ -532,7 +539,8 @@ class TrafficModel:
 
     def set_signal_plan(self, nodes, *, cycle_s, offset_s, links=None, green_start_s=None, green_end_s=None) -> None:
         """Change fixed-time signal plans: each node's cycle and offset, and the
-        green window ``[start, end)`` within the cycle of each in-link given."""
+        green window ``[start, end)`` within the cycle of each in-link given.
+        """
         nodes = np.asarray(nodes, np.int64)
         self.nodes.cycle[nodes] = cycle_s
         self.nodes.offset[nodes] = offset_s
@@ -546,19 +554,29 @@ class TrafficModel:
         """Recompute the flagged rows from the current weights."""
         g = self.graph
         with _threads_for(int(rows.sum()) * self.network.n_nodes):
-            route_table(self.dest_nodes, rows, g.in_indptr, g.in_links, g.src, self.routes.weight, self._no_next,
-                        self.routes.pot)
+            route_table(
+                self.dest_nodes,
+                rows,
+                g.in_indptr,
+                g.in_links,
+                g.src,
+                self.routes.weight,
+                self._no_next,
+                self.routes.pot,
+            )
         self._row_version[rows] = self._version
 
     def measured_travel_times(self) -> np.ndarray:
         """Each link's predicted travel time for a vehicle entering it now, before
-        smoothing (:func:`kernels.traffic.link_travel_times`; inf when closed)."""
+        smoothing (:func:`kernels.traffic.link_travel_times`; inf when closed).
+        """
         weight = np.empty_like(self.routes.weight)
         k.link_travel_times(self.links, self.state, self.veh, self.now, weight)
         return weight
 
-    def update_routes(self, horizon_s: float, *, weight: np.ndarray | None = None, batches: int = 1,
-                      phase: int = 0) -> int:
+    def update_routes(
+        self, horizon_s: float, *, weight: np.ndarray | None = None, batches: int = 1, phase: int = 0
+    ) -> int:
         """Refresh the link weights and the route rows in use.
 
         The weights are the links' predicted travel times
@@ -603,8 +621,20 @@ class TrafficModel:
             ch_indptr, ch_links = changed_links(basis, weight)
             g = self.graph
             with _threads_for(int(active.sum()) * int(ch_links.shape[0])):
-                stale_rows(active, np.minimum(slot, used.size - 1), ch_indptr, ch_links, basis, weight,
-                           self.routes.pot, g.src, g.dst, g.out_indptr, g.out_links, stale)
+                stale_rows(
+                    active,
+                    np.minimum(slot, used.size - 1),
+                    ch_indptr,
+                    ch_links,
+                    basis,
+                    weight,
+                    self.routes.pot,
+                    g.src,
+                    g.dst,
+                    g.out_indptr,
+                    g.out_links,
+                    stale,
+                )
             if stale.any():
                 self._fill_routes(stale)
             self._row_version[active] = self._version  # the rows left alone are exact for these weights too
@@ -667,7 +697,8 @@ class TrafficModel:
 
 def time_in_system(depart_s: np.ndarray, arrive_s: np.ndarray, now: float) -> np.ndarray:
     """Seconds each trip has spent since its scheduled departure: to arrival, or to
-    ``now`` while unfinished (0 before departure)."""
+    ``now`` while unfinished (0 before departure).
+    """
     end = np.where(np.isfinite(arrive_s), arrive_s, now)
     return np.clip(end - depart_s, 0.0, None)
 

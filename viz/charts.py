@@ -17,7 +17,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from viz.data import Results, clock_label, incidents_at, intervened_mask, link_offsets, network_speed_kmh, sites, time_index
+from viz.data import (
+    Results,
+    clock_label,
+    incidents_at,
+    intervened_mask,
+    link_offsets,
+    network_speed_kmh,
+    sites,
+    time_index,
+)
 
 __all__ = [
     "png_bytes",
@@ -101,9 +110,22 @@ def timeseries_figure(res: Results) -> Figure:
     for ax, (name, label) in zip(axes[1:], panels):
         if name in ds:
             for v, s in _variants(res, name).items():
-                _band(ax, x, s, VARIANT_COLORS[v], v if v != "run" else "trips completed" if name == "trips_arrived" else v)
+                _band(
+                    ax,
+                    x,
+                    s,
+                    VARIANT_COLORS[v],
+                    v if v != "run" else "trips completed" if name == "trips_arrived" else v,
+                )
             if name == "trips_arrived" and res.kind == "run" and "trips_departed" in ds:
-                ax.plot(x, ds["trips_departed"].values, color="#999999", lw=1.2, ls="--", label="trips departed (cumulative)")
+                ax.plot(
+                    x,
+                    ds["trips_departed"].values,
+                    color="#999999",
+                    lw=1.2,
+                    ls="--",
+                    label="trips departed (cumulative)",
+                )
         else:
             ax.text(0.5, 0.5, f"{name} not in the results", transform=ax.transAxes, ha="center", color="#888888")
         ax.set_ylabel(label)
@@ -121,8 +143,18 @@ def timeseries_figure(res: Results) -> Figure:
     return fig
 
 
-def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: str, fig: Figure, t: float | None,
-              hide_zero: bool = False) -> None:
+def _map_base(
+    ax,
+    res: Results,
+    values: np.ndarray,
+    *,
+    cmap: str,
+    norm,
+    label: str,
+    fig: Figure,
+    t: float | None,
+    hide_zero: bool = False,
+) -> None:
     ds = res.ds
     L = np.asarray(ds["link_length_m"].values, dtype=np.float64)
     offset = float(np.clip(0.05 * np.median(L) if L.size else 5.0, 2.0, 15.0))
@@ -133,15 +165,23 @@ def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: s
     mask = intervened_mask(res)
     handles = []
     if mask.any():
-        ax.add_collection(LineCollection(segs[mask], colors="#ff00ff", linewidths=widths[mask] + 5.0, zorder=1, alpha=0.85))
+        ax.add_collection(
+            LineCollection(segs[mask], colors="#ff00ff", linewidths=widths[mask] + 5.0, zorder=1, alpha=0.85)
+        )
         handles.append(Line2D([], [], color="#ff00ff", lw=5, label=f"intervened link ({int(mask.sum())})"))
     # the whole network in grey beneath: links without a value (or, on difference maps, unchanged) stay visible
     ax.add_collection(LineCollection(segs, colors="#c8c8c8", linewidths=widths, zorder=2))
     shown = np.isfinite(values)
     if hide_zero:
         shown &= np.abs(np.nan_to_num(values)) > 1e-9
-    lc = LineCollection(segs[shown], cmap=cmap, norm=norm, linewidths=widths[shown] + (0.8 if hide_zero else 0.0),
-                        zorder=3, capstyle="round")
+    lc = LineCollection(
+        segs[shown],
+        cmap=cmap,
+        norm=norm,
+        linewidths=widths[shown] + (0.8 if hide_zero else 0.0),
+        zorder=3,
+        capstyle="round",
+    )
     lc.set_array(values[shown])
     ax.add_collection(lc)
     cb = fig.colorbar(lc, ax=ax, shrink=0.8, pad=0.02)
@@ -154,16 +194,37 @@ def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: s
                 sel = (st.kind == k) & (st.in_service == serv)
                 if not sel.any():
                     continue
-                ax.scatter(st.x[sel], st.y[sel], marker=marker, s=38, c=color if serv else "white",
-                           edgecolors="white" if serv else color, linewidths=0.7 if serv else 1.4, zorder=5)
+                ax.scatter(
+                    st.x[sel],
+                    st.y[sel],
+                    marker=marker,
+                    s=38,
+                    c=color if serv else "white",
+                    edgecolors="white" if serv else color,
+                    linewidths=0.7 if serv else 1.4,
+                    zorder=5,
+                )
                 name = k.replace("_", " ") + ("" if serv else " (out of service at the end)")
-                handles.append(Line2D([], [], ls="", marker=marker, color=color if serv else "white",
-                                      markeredgecolor=color, label=name))
+                handles.append(
+                    Line2D(
+                        [],
+                        [],
+                        ls="",
+                        marker=marker,
+                        color=color if serv else "white",
+                        markeredgecolor=color,
+                        label=name,
+                    )
+                )
     inc = incidents_at(res, t)
     if inc is not None and inc.active.any():
         a = inc.active
         ax.scatter(inc.x[a], inc.y[a], marker="X", s=90, c="#ff7f0e", edgecolors="black", linewidths=0.8, zorder=6)
-        handles.append(Line2D([], [], ls="", marker="X", color="#ff7f0e", markeredgecolor="black", label=f"incident ({int(a.sum())})"))
+        handles.append(
+            Line2D(
+                [], [], ls="", marker="X", color="#ff7f0e", markeredgecolor="black", label=f"incident ({int(a.sum())})"
+            )
+        )
     xs, ys = np.concatenate([x0, x1]), np.concatenate([y0, y1])
     pad = 0.03 * max(np.ptp(xs), np.ptp(ys), 1.0)
     ax.set_xlim(xs.min() - pad, xs.max() + pad)
@@ -178,9 +239,18 @@ def _map_base(ax, res: Results, values: np.ndarray, *, cmap: str, norm, label: s
     bar = max((m * base for m in (1, 2, 5) if m * base <= target), default=base)
     bx, by = xs.min(), ys.min() - pad * 0.6
     ax.plot([bx, bx + bar], [by, by], color="black", lw=2, clip_on=False)
-    ax.text(bx + bar / 2, by, f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m", ha="center", va="bottom", fontsize=8)
+    ax.text(
+        bx + bar / 2, by, f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m", ha="center", va="bottom", fontsize=8
+    )
     if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.02), ncol=min(len(handles), 4), fontsize=8, frameon=False)
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.02),
+            ncol=min(len(handles), 4),
+            fontsize=8,
+            frameon=False,
+        )
 
 
 def speed_map_figure(res: Results, index: int) -> Figure:
@@ -194,8 +264,11 @@ def speed_map_figure(res: Results, index: int) -> Figure:
     labels = res.clock_labels()
     start = labels[index - 1] if index > 0 else clock_label(res.start_clock_s)
     _map_base(ax, res, speed, cmap="RdYlGn", norm=Normalize(0.0, vmax), label="speed (km/h)", fig=fig, t=t)
-    ax.set_title(f"{res.name}: link speed, {start}-{labels[index]} (busiest interval)" if index == time_index(res, None) else
-                 f"{res.name}: link speed, {start}-{labels[index]}")
+    ax.set_title(
+        f"{res.name}: link speed, {start}-{labels[index]} (busiest interval)"
+        if index == time_index(res, None)
+        else f"{res.name}: link speed, {start}-{labels[index]}"
+    )
     return fig
 
 
@@ -243,11 +316,29 @@ def difference_map_figure(res: Results, what: str = "speed") -> Figure:
         title = f"{res.name}: change in link volume (vehicles over the run)"
     fig = Figure(figsize=(8.5, 8))
     ax = fig.add_subplot()
-    _map_base(ax, res, values, cmap=cmap, norm=_symmetric_norm(values, 0.5 if what == "speed" else 1.0), label=label,
-              fig=fig, t=None, hide_zero=True)
+    _map_base(
+        ax,
+        res,
+        values,
+        cmap=cmap,
+        norm=_symmetric_norm(values, 0.5 if what == "speed" else 1.0),
+        label=label,
+        fig=fig,
+        t=None,
+        hide_zero=True,
+    )
     if not np.any(np.abs(np.nan_to_num(values)) > 1e-9):
-        ax.text(0.5, 0.5, "no link changed", transform=ax.transAxes, ha="center", va="center", fontsize=14,
-                color="#555555", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+        ax.text(
+            0.5,
+            0.5,
+            "no link changed",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="#555555",
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+        )
     ax.set_title(title)
     return fig
 
@@ -278,10 +369,19 @@ def travel_time_figure(res: Results) -> Figure:
         if n == 0:
             continue
         mean = float(a.mean())
-        label = f"{v}: {n:,} trips, mean {mean:.1f} min" if v != "run" else f"{n:,} completed trips, mean {mean:.1f} min"
-        ax1.hist(np.clip(a, 0, bins[-1]), bins=bins, histtype="step" if res.kind == "comparison" else "stepfilled",
-                 density=res.kind == "comparison", color=color, alpha=1.0 if res.kind == "comparison" else 0.75,
-                 lw=1.6, label=label)
+        label = (
+            f"{v}: {n:,} trips, mean {mean:.1f} min" if v != "run" else f"{n:,} completed trips, mean {mean:.1f} min"
+        )
+        ax1.hist(
+            np.clip(a, 0, bins[-1]),
+            bins=bins,
+            histtype="step" if res.kind == "comparison" else "stepfilled",
+            density=res.kind == "comparison",
+            color=color,
+            alpha=1.0 if res.kind == "comparison" else 0.75,
+            lw=1.6,
+            label=label,
+        )
         xs = np.sort(a)
         ax2.plot(xs, np.arange(1, n + 1) / n * 100.0, color=color, lw=1.8, label=v)
         ax1.axvline(mean, color=color, ls=":", lw=1.2)
@@ -315,7 +415,15 @@ def kpi_change_figure(rows: list[dict]) -> Figure | None:
             continue
         lo = lo if isinstance(lo, (int, float)) and np.isfinite(lo) else d
         hi = hi if isinstance(hi, (int, float)) and np.isfinite(hi) else d
-        keep.append((r.get("label") or r.get("key", "?"), 100 * d / abs(b), 100 * lo / abs(b), 100 * hi / abs(b), bool(r.get("significant"))))
+        keep.append(
+            (
+                r.get("label") or r.get("key", "?"),
+                100 * d / abs(b),
+                100 * lo / abs(b),
+                100 * hi / abs(b),
+                bool(r.get("significant")),
+            )
+        )
     if not keep:
         return None
     fig = Figure(figsize=(8, 0.42 * len(keep) + 1.4))
@@ -337,7 +445,8 @@ def kpi_change_figure(rows: list[dict]) -> Figure | None:
 
 def convergence_figure(eq) -> Figure:
     """Day-to-day convergence from an ``equilibrium.nc`` Dataset: the relative gap per
-    iteration (log scale, with the target) and the mean travel time and vehicle-hours."""
+    iteration (log scale, with the target) and the mean travel time and vehicle-hours.
+    """
     it = np.asarray(eq["iteration"].values)
     gap = 100.0 * np.asarray(eq["relative_gap"].values, dtype=np.float64)
     fig = Figure(figsize=(10, 3.6))

@@ -82,7 +82,8 @@ class Results:
     @property
     def start_clock_s(self) -> float:
         """Clock seconds of day at t = 0: the ``start_clock_s`` attribute, else read off the
-        ``clock`` coordinate (``HH:MM:SS`` at each output time), else 0 (midnight)."""
+        ``clock`` coordinate (``HH:MM:SS`` at each output time), else 0 (midnight).
+        """
         value = self.ds.attrs.get("start_clock_s", self.summary.get("start_clock_s"))
         try:
             return float(value)
@@ -247,7 +248,9 @@ def parse_time(text: str | float, *, start_clock_s: float) -> float:
     try:
         value = float(s)
     except ValueError:
-        raise InputError(f"time {s!r}: give a clock time HH:MM (e.g. 08:15) or seconds since the start (e.g. 4500)") from None
+        raise InputError(
+            f"time {s!r}: give a clock time HH:MM (e.g. 08:15) or seconds since the start (e.g. 4500)"
+        ) from None
     if not math.isfinite(value) or value < 0:
         raise InputError(f"time {s!r}: seconds since the start must be a finite number >= 0")
     return value
@@ -368,14 +371,22 @@ def node_xy(ds: xr.Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.full(ids.shape, np.nan)
     y = np.full(ids.shape, np.nan)
     if "node_osmid" in ds and "node_x" in ds:
-        known = dict(zip(np.asarray(ds["node_osmid"].values, np.int64).tolist(),
-                         zip(ds["node_x"].values.tolist(), ds["node_y"].values.tolist())))
+        known = dict(
+            zip(
+                np.asarray(ds["node_osmid"].values, np.int64).tolist(),
+                zip(ds["node_x"].values.tolist(), ds["node_y"].values.tolist()),
+            )
+        )
     else:
         known = {}
         if "link_src" in ds and "link_dst" in ds:
             for ids_, xs, ys in (("link_src", "link_x0", "link_y0"), ("link_dst", "link_x1", "link_y1")):
-                known.update(zip(np.asarray(ds[ids_].values, np.int64).tolist(),
-                                 zip(ds[xs].values.tolist(), ds[ys].values.tolist())))
+                known.update(
+                    zip(
+                        np.asarray(ds[ids_].values, np.int64).tolist(),
+                        zip(ds[xs].values.tolist(), ds[ys].values.tolist()),
+                    )
+                )
     nn = ds.sizes.get("node", 0)
     for i, v in enumerate(ids.tolist()):
         if v in known:
@@ -404,7 +415,9 @@ def _incident_window(ds: xr.Dataset) -> tuple[np.ndarray | None, np.ndarray | No
         ends = [times[:, stages.index(n)] for n in ("cleared", "road_cleared") if n in stages]
         if ends:
             stack = np.stack(ends, -1)
-            end = np.where(np.isfinite(stack).any(-1), np.nanmax(np.where(np.isfinite(stack), stack, -np.inf), -1), np.nan)
+            end = np.where(
+                np.isfinite(stack).any(-1), np.nanmax(np.where(np.isfinite(stack), stack, -np.inf), -1), np.nan
+            )
         else:
             end = None
         return start, end
@@ -474,16 +487,29 @@ def sites(res: Results) -> Sites | None:
     has_stations = "station" in ds.dims and ds.sizes["station"] > 0 and "station_node" in ds
     if has_stations:
         x, y = node_xy(ds, ds["station_node"].values)
-        kind = [_STATION_KIND.get(k, f"{k}_station") for k in np.asarray(ds["station_kind"].values, dtype=str)] \
-            if "station_kind" in ds else ["station"] * x.size
-        serv = np.asarray(ds["station_in_service_end"].values, dtype=bool) if "station_in_service_end" in ds else np.ones(x.size, bool)
+        kind = (
+            [_STATION_KIND.get(k, f"{k}_station") for k in np.asarray(ds["station_kind"].values, dtype=str)]
+            if "station_kind" in ds
+            else ["station"] * x.size
+        )
+        serv = (
+            np.asarray(ds["station_in_service_end"].values, dtype=bool)
+            if "station_in_service_end" in ds
+            else np.ones(x.size, bool)
+        )
         xs.append(x)
         ys.append(y)
         kinds += kind
         ok.append(serv)
     if "facility" in ds.dims and "facility_x" in ds and ds.sizes["facility"] > 0:
-        fk = np.asarray(ds["facility_kind"].values, dtype=str) if "facility_kind" in ds else np.full(ds.sizes["facility"], "facility")
-        keep = np.array([not (has_stations and (k.endswith("_station") or k in _STATION_KIND.values())) for k in fk], dtype=bool)
+        fk = (
+            np.asarray(ds["facility_kind"].values, dtype=str)
+            if "facility_kind" in ds
+            else np.full(ds.sizes["facility"], "facility")
+        )
+        keep = np.array(
+            [not (has_stations and (k.endswith("_station") or k in _STATION_KIND.values())) for k in fk], dtype=bool
+        )
         xs.append(np.asarray(ds["facility_x"].values, np.float64)[keep])
         ys.append(np.asarray(ds["facility_y"].values, np.float64)[keep])
         kinds += list(fk[keep])
@@ -510,7 +536,8 @@ def link_offsets(ds: xr.Dataset, offset_m: float) -> tuple[np.ndarray, np.ndarra
 
 def open_equilibrium(res: Results) -> xr.Dataset | None:
     """The run folder's ``equilibrium.nc`` (from ``twin equilibrate``: per-iteration
-    relative gap, mean travel time, vehicle-hours), or ``None`` when it has none."""
+    relative gap, mean travel time, vehicle-hours), or ``None`` when it has none.
+    """
     path = res.path / "equilibrium.nc"
     if res.kind != "run" or not path.is_file():
         return None

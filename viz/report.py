@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +106,10 @@ def _kpi_table(res: Results, rows: list[dict]) -> str:
             f"<td class='num'>{_e(fmt_value(s))}</td><td class='num'>{_e(diff)}</td><td class='num'>{_e(rel)}</td>"
             f"<td class='num'>[{_e(fmt_value(lo))}, {_e(fmt_value(hi))}]</td>{verdict}</tr>"
         )
-    head = ("<tr><th>KPI</th><th>unit</th><th>baseline</th><th>scenario</th><th>difference</th><th>change</th>"
-            "<th>95% interval of the difference</th><th>verdict</th></tr>")
+    head = (
+        "<tr><th>KPI</th><th>unit</th><th>baseline</th><th>scenario</th><th>difference</th><th>change</th>"
+        "<th>95% interval of the difference</th><th>verdict</th></tr>"
+    )
     return f"<table class='kpis'>{head}{''.join(out)}</table>"
 
 
@@ -158,15 +160,21 @@ def _link_table(res: Results, index: int | None) -> tuple[str, str]:
                 for i in sel
             )
 
-        head = ("<tr><th>link</th><th>road</th><th>class</th><th>baseline speed (km/h)</th><th>scenario speed (km/h)</th>"
-                "<th>change (km/h)</th><th>change in vehicles</th></tr>")
+        head = (
+            "<tr><th>link</th><th>road</th><th>class</th><th>baseline speed (km/h)</th><th>scenario speed (km/h)</th>"
+            "<th>change (km/h)</th><th>change in vehicles</th></tr>"
+        )
         out = ""
         if mark.any():
             out += f"<h3>Intervened links</h3><table>{head}{rows(np.flatnonzero(mark))}</table><h3>All links</h3>"
         return "Links with the largest speed change (mean over the run)", out + f"<table>{head}{rows(order)}</table>"
     speed = np.asarray(ds["link_speed"].isel(time=index).values) * 3.6
     free = np.asarray(ds["link_free_speed"].values) * 3.6 if "link_free_speed" in ds else np.full(speed.shape, np.nan)
-    veh = np.asarray(ds["link_vehicles"].isel(time=index).values) if "link_vehicles" in ds else np.full(speed.shape, np.nan)
+    veh = (
+        np.asarray(ds["link_vehicles"].isel(time=index).values)
+        if "link_vehicles" in ds
+        else np.full(speed.shape, np.nan)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(free > 0, speed / free, np.nan)
     order = np.argsort(np.nan_to_num(ratio, nan=np.inf), kind="stable")[:10]
@@ -179,8 +187,10 @@ def _link_table(res: Results, index: int | None) -> tuple[str, str]:
             for i in sel
         )
 
-    head = ("<tr><th>link</th><th>road</th><th>class</th><th>speed (km/h)</th><th>free-flow (km/h)</th>"
-            "<th>of free-flow</th><th>vehicles on it</th></tr>")
+    head = (
+        "<tr><th>link</th><th>road</th><th>class</th><th>speed (km/h)</th><th>free-flow (km/h)</th>"
+        "<th>of free-flow</th><th>vehicles on it</th></tr>"
+    )
     labels = res.clock_labels()
     start = labels[index - 1] if index > 0 else clock_label(res.start_clock_s)
     out = ""
@@ -193,16 +203,39 @@ def _meta(res: Results) -> str:
     ds, sm = res.ds, res.summary
     items = []
     if res.kind == "comparison":
-        items += [("compared", sm.get("response_label")), ("baseline", sm.get("baseline")), ("scenario", sm.get("scenario")),
-                  ("replications", sm.get("replications")), ("seeds", ", ".join(map(str, sm.get("seeds", [])[:20])))]
+        items += [
+            ("compared", sm.get("response_label")),
+            ("baseline", sm.get("baseline")),
+            ("scenario", sm.get("scenario")),
+            ("replications", sm.get("replications")),
+            ("seeds", ", ".join(map(str, sm.get("seeds", [])[:20]))),
+        ]
     else:
-        items += [("scenario", ds.attrs.get("scenario_name", sm.get("scenario"))), ("seed", ds.attrs.get("seed", sm.get("seed"))),
-                  ("scenario hash", ds.attrs.get("scenario_hash", sm.get("scenario_hash")))]
-    items += [("city", ds.attrs.get("city", (sm.get("city") or {}).get("name") if isinstance(sm.get("city"), dict) else sm.get("city")))]
+        items += [
+            ("scenario", ds.attrs.get("scenario_name", sm.get("scenario"))),
+            ("seed", ds.attrs.get("seed", sm.get("seed"))),
+            ("scenario hash", ds.attrs.get("scenario_hash", sm.get("scenario_hash"))),
+        ]
+    items += [
+        (
+            "city",
+            ds.attrs.get(
+                "city", (sm.get("city") or {}).get("name") if isinstance(sm.get("city"), dict) else sm.get("city")
+            ),
+        )
+    ]
     if res.times.size:
-        items.append(("period", f"{clock_label(res.start_clock_s)}-{clock_label(res.start_clock_s + res.times[-1])}, "
-                                f"{res.times.size} intervals of {res.times[0] / 60:g} min"))
-    items += [("links", f"{res.ds.sizes['link']:,}"), ("package version", ds.attrs.get("package_version", sm.get("package_version")))]
+        items.append(
+            (
+                "period",
+                f"{clock_label(res.start_clock_s)}-{clock_label(res.start_clock_s + res.times[-1])}, "
+                f"{res.times.size} intervals of {res.times[0] / 60:g} min",
+            )
+        )
+    items += [
+        ("links", f"{res.ds.sizes['link']:,}"),
+        ("package version", ds.attrs.get("package_version", sm.get("package_version"))),
+    ]
     return " · ".join(f"{_e(k)}: <b>{_e(v)}</b>" for k, v in items if v not in (None, ""))
 
 
@@ -220,23 +253,33 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
         f = charts.kpi_change_figure(rows)
         if f is not None:
             figs["kpi-changes"] = charts.png_bytes(f)
-            captions["kpi-changes"] = "Each KPI's change as a share of its baseline value; the bar is the 95% interval over replications."
+            captions["kpi-changes"] = (
+                "Each KPI's change as a share of its baseline value; the bar is the 95% interval over replications."
+            )
     figs["timeseries"] = charts.png_bytes(charts.timeseries_figure(res))
-    captions["timeseries"] = ("Network speed (vehicle-km over vehicle-hours on the links), vehicles on the network, and "
-                              "trips completed, per output interval.")
+    captions["timeseries"] = (
+        "Network speed (vehicle-km over vehicle-hours on the links), vehicles on the network, and "
+        "trips completed, per output interval."
+    )
     mark = intervened_mask(res)
     marked = f" Intervened links ({int(mark.sum())}) are outlined in magenta." if mark.any() else ""
     if res.kind == "comparison":
         figs["map-speed-change"] = charts.png_bytes(charts.difference_map_figure(res, "speed"))
-        captions["map-speed-change"] = ("Scenario minus baseline link speed, averaged over the run (red: slower). Each "
-                                        "direction of a road is drawn on its own side." + marked)
+        captions["map-speed-change"] = (
+            "Scenario minus baseline link speed, averaged over the run (red: slower). Each "
+            "direction of a road is drawn on its own side." + marked
+        )
         if "link_outflow" in res.ds:
             figs["map-volume-change"] = charts.png_bytes(charts.difference_map_figure(res, "flow"))
-            captions["map-volume-change"] = "Scenario minus baseline vehicles through each link over the run (orange: more)." + marked
+            captions["map-volume-change"] = (
+                "Scenario minus baseline vehicles through each link over the run (orange: more)." + marked
+            )
     else:
         figs["map-speed"] = charts.png_bytes(charts.speed_map_figure(res, index))
-        captions["map-speed"] = ("Link speed in the busiest interval (most vehicles on the network). Each direction of "
-                                 "a road is drawn on its own side; width grows with lanes." + marked)
+        captions["map-speed"] = (
+            "Link speed in the busiest interval (most vehicles on the network). Each direction of "
+            "a road is drawn on its own side; width grows with lanes." + marked
+        )
     eq = open_equilibrium(res)
     if eq is not None:
         figs["convergence"] = charts.png_bytes(charts.convergence_figure(eq))
@@ -245,7 +288,8 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
             f"Day-to-day equilibrium: the results above are of day {eq.sizes['iteration']}, after travellers "
             f"learnt the link travel times by time of day ({eq.attrs.get('method', '')}); relative gap "
             f"{100 * final:.2f} % on the final day (sum over trips of experienced minus best possible travel time, "
-            "over the best possible).")
+            "over the best possible)."
+        )
     figs["travel-times"] = charts.png_bytes(charts.travel_time_figure(res))
     captions["travel-times"] = "Travel time from scheduled departure to arrival, completed trips only."
 
@@ -259,20 +303,31 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
         _kpi_table(res, rows),
     ]
     if res.kind == "comparison":
-        parts.append("<p class='note'>Difference = scenario − baseline, averaged over replications run with common random "
-                     "numbers. A difference whose 95% interval contains zero is marked <i>not significant</i>.</p>")
+        parts.append(
+            "<p class='note'>Difference = scenario − baseline, averaged over replications run with common random "
+            "numbers. A difference whose 95% interval contains zero is marked <i>not significant</i>.</p>"
+        )
     order = ["kpi-changes", "convergence", "timeseries", "map-speed", "map-speed-change", "map-volume-change"]
-    sections = {"kpi-changes": "KPI changes", "convergence": "Convergence to equilibrium",
-                "timeseries": "Through the day", "map-speed": "Map: link speeds",
-                "map-speed-change": "Map: speed change", "map-volume-change": "Map: volume change"}
+    sections = {
+        "kpi-changes": "KPI changes",
+        "convergence": "Convergence to equilibrium",
+        "timeseries": "Through the day",
+        "map-speed": "Map: link speeds",
+        "map-speed-change": "Map: speed change",
+        "map-volume-change": "Map: volume change",
+    }
     for name in order:
         if name in figs:
-            parts.append(f"<h2>{_e(sections[name])}</h2><figure>{_img(figs[name], sections[name])}"
-                         f"<figcaption>{_e(captions[name])}</figcaption></figure>")
+            parts.append(
+                f"<h2>{_e(sections[name])}</h2><figure>{_img(figs[name], sections[name])}"
+                f"<figcaption>{_e(captions[name])}</figcaption></figure>"
+            )
     parts.append(f"<h2>{_e(heading)}</h2>{table}")
-    parts.append(f"<h2>Travel times</h2><figure>{_img(figs['travel-times'], 'travel times')}"
-                 f"<figcaption>{_e(captions['travel-times'])}</figcaption></figure>")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(
+        f"<h2>Travel times</h2><figure>{_img(figs['travel-times'], 'travel times')}"
+        f"<figcaption>{_e(captions['travel-times'])}</figcaption></figure>"
+    )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<p class='note'>Made by <code>twin report</code> from <code>{_e(res.path)}</code> on {stamp}.</p>")
     parts.append("</body></html>")
     return "".join(parts), figs

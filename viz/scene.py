@@ -131,7 +131,11 @@ def city_blocks(ds, pv=None):
         _, near = cKDTree(nodes).query(np.stack([cx, cy], -1))
         zone = np.asarray(ds["node_zone"].values, dtype=np.int64)[near]
         jobs = np.asarray(ds["zone_jobs"].values, dtype=float) if "zone_jobs" in ds else np.zeros(ds.sizes["zone"])
-        res = np.asarray(ds["zone_residents"].values, dtype=float) if "zone_residents" in ds else np.zeros(ds.sizes["zone"])
+        res = (
+            np.asarray(ds["zone_residents"].values, dtype=float)
+            if "zone_residents" in ds
+            else np.zeros(ds.sizes["zone"])
+        )
         intensity = jobs + 0.35 * res
         top = intensity.max() if intensity.size and intensity.max() > 0 else 1.0
         zh = 5.0 + 0.7 * cell * (intensity / top) ** 0.8
@@ -156,7 +160,9 @@ def _link_values(res: Results, color: str) -> tuple[np.ndarray, tuple[float, flo
         return v, (0.0, max(top, 1.0)), "speed (km/h)", "RdYlGn"
     if color == "density":
         if "link_vehicles" not in ds:
-            raise InputError(f"{res.path / 'results.nc'}: --color density needs the variable 'link_vehicles', which is missing")
+            raise InputError(
+                f"{res.path / 'results.nc'}: --color density needs the variable 'link_vehicles', which is missing"
+            )
         veh = np.asarray(ds["link_vehicles"].transpose("time", "link").values, dtype=np.float64)
         lanes = np.asarray(ds["link_lanes"].values, dtype=np.float64) if "link_lanes" in ds else np.ones(veh.shape[1])
         km = np.asarray(ds["link_length_m"].values, dtype=np.float64) / 1000.0
@@ -200,8 +206,9 @@ class Scene:
             g = self.glyph_size
             pts = pv.PolyData(np.stack([inc.x[a], inc.y[a], np.full(int(a.sum()), 1.6 * g)], -1).astype(np.float32))
             cone = pv.Cone(center=(0, 0, 0), direction=(0, 0, -1), height=3.2 * g, radius=1.1 * g, resolution=16)
-            self.plotter.add_mesh(pts.glyph(geom=cone, orient=False, scale=False), color=(1.0, 0.5, 0.05), name="incidents",
-                                  render=False)
+            self.plotter.add_mesh(
+                pts.glyph(geom=cone, orient=False, scale=False), color=(1.0, 0.5, 0.05), name="incidents", render=False
+            )
 
     def screenshot(self) -> np.ndarray:
         """Render the scene as it now is and return the image, an (height, width, 3) uint8 array."""
@@ -222,8 +229,11 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     ds = res.ds
     values, clim, bar_title, cmap = _link_values(res, color)
     L = np.asarray(ds["link_length_m"].values, dtype=np.float64)
-    ext = max(float(np.ptp(np.concatenate([ds["link_x0"].values, ds["link_x1"].values]))),
-              float(np.ptp(np.concatenate([ds["link_y0"].values, ds["link_y1"].values]))), 1.0)
+    ext = max(
+        float(np.ptp(np.concatenate([ds["link_x0"].values, ds["link_x1"].values]))),
+        float(np.ptp(np.concatenate([ds["link_y0"].values, ds["link_y1"].values]))),
+        1.0,
+    )
     # tubes thick enough to see at city scale; the two directions of a road side by side
     offset = float(np.clip(0.05 * np.median(L) if L.size else 5.0, 2.0, 15.0))
     radius = max(0.8 * offset, 0.0022 * ext)
@@ -247,8 +257,11 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     xs, ys = np.concatenate([x0, x1]), np.concatenate([y0, y1])
     span = float(max(np.ptp(xs), np.ptp(ys), 1.0))
     cx, cy = float(xs.mean()), float(ys.mean())
-    ground = pv.Plane(center=((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, -0.5),
-                      i_size=np.ptp(xs) + 0.12 * span, j_size=np.ptp(ys) + 0.12 * span)
+    ground = pv.Plane(
+        center=((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, -0.5),
+        i_size=np.ptp(xs) + 0.12 * span,
+        j_size=np.ptp(ys) + 0.12 * span,
+    )
     p.add_mesh(ground, color=(0.80, 0.83, 0.80), name="ground")
     blocks = city_blocks(ds, pv)
     if blocks is not None:
@@ -256,13 +269,34 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     mask = intervened_mask(res)
     if mask.any():
         sel = np.flatnonzero(mask)
-        sub = pv.PolyData(np.stack([pts[0::2][sel], pts[1::2][sel]], 1).reshape(-1, 3),
-                          lines=np.stack([np.full(sel.size, 2), np.arange(0, 2 * sel.size, 2), np.arange(1, 2 * sel.size, 2)], -1).ravel())
+        sub = pv.PolyData(
+            np.stack([pts[0::2][sel], pts[1::2][sel]], 1).reshape(-1, 3),
+            lines=np.stack(
+                [np.full(sel.size, 2), np.arange(0, 2 * sel.size, 2), np.arange(1, 2 * sel.size, 2)], -1
+            ).ravel(),
+        )
         p.add_mesh(sub.tube(radius=1.9 * radius, n_sides=8), color=(1.0, 0.0, 1.0), name="intervened", opacity=1.0)
-    p.add_mesh(roads, scalars="value", cmap=cmap, clim=clim, name="roads", show_scalar_bar=True,
-               scalar_bar_args={"title": bar_title + "\n", "vertical": True, "n_labels": 5, "fmt": "%.0f",
-                                "color": "black", "position_x": 0.06, "position_y": 0.06, "width": 0.06, "height": 0.4,
-                                "title_font_size": 14, "label_font_size": 12})
+    p.add_mesh(
+        roads,
+        scalars="value",
+        cmap=cmap,
+        clim=clim,
+        name="roads",
+        show_scalar_bar=True,
+        scalar_bar_args={
+            "title": bar_title + "\n",
+            "vertical": True,
+            "n_labels": 5,
+            "fmt": "%.0f",
+            "color": "black",
+            "position_x": 0.06,
+            "position_y": 0.06,
+            "width": 0.06,
+            "height": 0.4,
+            "title_font_size": 14,
+            "label_font_size": 12,
+        },
+    )
     glyph = 0.012 * span
     legend = []
     st = sites(res)
@@ -276,18 +310,36 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
                 rgb = _FACILITY_RGB.get(k, (0.5, 0.5, 0.5)) if serv else (0.55, 0.55, 0.55)
                 n = int(sel.sum())
                 poles = pv.PolyData(np.stack([st.x[sel], st.y[sel], np.full(n, top / 2)], -1).astype(np.float32))
-                p.add_mesh(poles.glyph(geom=pv.Cylinder(direction=(0, 0, 1), radius=0.12 * glyph, height=top), orient=False,
-                                       scale=False), color=(0.3, 0.3, 0.3), name=f"pole-{k}-{serv}")
+                p.add_mesh(
+                    poles.glyph(
+                        geom=pv.Cylinder(direction=(0, 0, 1), radius=0.12 * glyph, height=top),
+                        orient=False,
+                        scale=False,
+                    ),
+                    color=(0.3, 0.3, 0.3),
+                    name=f"pole-{k}-{serv}",
+                )
                 heads = pv.PolyData(np.stack([st.x[sel], st.y[sel], np.full(n, top)], -1).astype(np.float32))
-                p.add_mesh(heads.glyph(geom=pv.Sphere(radius=0.8 * glyph), orient=False, scale=False), color=rgb,
-                           name=f"site-{k}-{serv}")
+                p.add_mesh(
+                    heads.glyph(geom=pv.Sphere(radius=0.8 * glyph), orient=False, scale=False),
+                    color=rgb,
+                    name=f"site-{k}-{serv}",
+                )
                 legend.append([k.replace("_", " ") + ("" if serv else " (out of service at the end)"), rgb])
     if "incident" in ds.dims:
         legend.append(["incident", (1.0, 0.5, 0.05)])
     if mask.any():
         legend.append(["intervened link", (1.0, 0.0, 1.0)])
     if legend and size[0] >= 480:
-        p.add_legend(legend, bcolor="white", background_opacity=0.8, border=False, size=(0.16, 0.035 * len(legend) + 0.02), loc="upper right", face="circle")
+        p.add_legend(
+            legend,
+            bcolor="white",
+            background_opacity=0.8,
+            border=False,
+            size=(0.16, 0.035 * len(legend) + 0.02),
+            loc="upper right",
+            face="circle",
+        )
     focal = np.array([cx, cy, 0.0])
     direction = np.array([-0.35, -1.0, 0.95])
     direction /= np.linalg.norm(direction)
@@ -299,7 +351,9 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     except Exception:  # older VTK / drivers: render without
         log.debug("anti-aliasing unavailable", exc_info=True)
     title = f"{res.name} · {ds.attrs.get('city', '')}".strip(" ·")
-    scene = Scene(res=res, plotter=p, roads=roads, road_link=road_link, values=values, color=color, glyph_size=glyph, title=title)
+    scene = Scene(
+        res=res, plotter=p, roads=roads, road_link=road_link, values=values, color=color, glyph_size=glyph, title=title
+    )
     scene.set_time(index)
     scene.timings = {"geometry_s": t_geom - t0, "scene_s": time.perf_counter() - t0}
     return scene
@@ -334,8 +388,16 @@ def _write_animation(scene: Scene, path: Path, *, frames: int | None, fps: float
         if path.suffix.lower() == ".gif":
             writer = imageio.get_writer(tmp, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
         else:
-            writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=7,
-                                        macro_block_size=2, pixelformat="yuv420p")
+            writer = imageio.get_writer(
+                tmp,
+                format="FFMPEG",
+                mode="I",
+                fps=fps,
+                codec="libx264",
+                quality=7,
+                macro_block_size=2,
+                pixelformat="yuv420p",
+            )
         with writer:
             for i in idx:
                 scene.set_time(int(i))

@@ -57,8 +57,7 @@ def test_platoons_cover_every_trip_once(mode):
 
 
 def test_summarise_counts_unfinished_until_end():
-    r = summarise(EngineResult(engine="x", case="y"), np.array([0.0, 100.0]),
-                  np.array([60.0, np.nan]), end_s=400.0)
+    r = summarise(EngineResult(engine="x", case="y"), np.array([0.0, 100.0]), np.array([60.0, np.nan]), end_s=400.0)
     assert r.completed == 1 and r.mean_tt_s == 60.0
     assert r.vehicle_hours == pytest.approx((60.0 + 300.0) / 3600.0)
 
@@ -118,8 +117,9 @@ def test_uxsim_stops_once_every_trip_has_arrived(cpp):
     from benchmarks.peers import _uxsim_world, uxsim_until_arrived
 
     c = _tiny()
-    W, vehs, _ = _uxsim_world(c, deltan=1, cpp=cpp, seed=0, duo_update_time=300.0,
-                              platoon="consecutive", vehicle_logging=False)
+    W, vehs, _ = _uxsim_world(
+        c, deltan=1, cpp=cpp, seed=0, duo_update_time=300.0, platoon="consecutive", vehicle_logging=False
+    )
     uxsim_until_arrived(W)
     last = max(v.arrival_time for v in vehs) * float(W.DELTAT)
     # a vehicle that ends in step T is stamped T*DELTAT; the chunk ending at 300 k s runs steps < 300 k
@@ -156,8 +156,7 @@ def test_cli_passes_early_stop_and_repeat_to_engines():
         assert r.status == "ok" and r.completed == 40
         assert len(r.extra["wall_runs_s"]) == 2
         assert r.sim_end_s is not None and r.sim_end_s <= 600.0
-    args = run.parse_args(["--peers", "uxsim-cpp", "--deltan", "1", "--repeat", "1", "--no-isolate",
-                           "--full-horizon"])
+    args = run.parse_args(["--peers", "uxsim-cpp", "--deltan", "1", "--repeat", "1", "--no-isolate", "--full-horizon"])
     assert all(r.sim_end_s == pytest.approx(_tiny().duration_s) for r in run.run_case(_tiny(), args))
 
 

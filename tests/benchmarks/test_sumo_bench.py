@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("sumo")
 
-from benchmarks.sumo import TRIPS_FILE, imported_case, run_sumo_files  # noqa: E402
 from benchmarks.peers import run_ours  # noqa: E402
+from benchmarks.sumo import TRIPS_FILE, imported_case, run_sumo_files  # noqa: E402
 
 
 def test_shipped_trips_file_imports_whole():

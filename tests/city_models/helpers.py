@@ -13,9 +13,7 @@ def adjacency(net, drop=()):
     """Sparse length-weighted adjacency, optionally without some links."""
     keep = np.ones(net.n_links, dtype=bool)
     keep[np.asarray(list(drop), dtype=np.int64)] = False
-    return sp.csr_matrix(
-        (net.length_m[keep], (net.src[keep], net.dst[keep])), shape=(net.n_nodes, net.n_nodes)
-    )
+    return sp.csr_matrix((net.length_m[keep], (net.src[keep], net.dst[keep])), shape=(net.n_nodes, net.n_nodes))
 
 
 def distance(net, a, b, drop=()):
@@ -36,8 +34,14 @@ def tiny_network(nodes, links, **extra):
     src, dst = np.array(src), np.array(dst)
     length = np.hypot(*(xy[dst] - xy[src]).T)
     kw = dict(
-        x=xy[:, 0], y=xy[:, 1], src=src, dst=dst, length_m=length, lanes=1.0,
-        free_speed_mps=np.full(src.size, 10.0), link_kind=["residential"] * src.size,
+        x=xy[:, 0],
+        y=xy[:, 1],
+        src=src,
+        dst=dst,
+        length_m=length,
+        lanes=1.0,
+        free_speed_mps=np.full(src.size, 10.0),
+        link_kind=["residential"] * src.size,
     )
     kw.update(extra)
     return make_network(**kw)

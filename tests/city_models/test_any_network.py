@@ -37,7 +37,9 @@ def _corridor_nodes(n=4, spacing_deg=0.004):
 
 
 def _trips_csv(path, rows):
-    path.write_text("trip_id,origin,destination,depart_s\n" + "".join(f"{i},{o},{d},{t}\n" for i, (o, d, t) in enumerate(rows)))
+    path.write_text(
+        "trip_id,origin,destination,depart_s\n" + "".join(f"{i},{o},{d},{t}\n" for i, (o, d, t) in enumerate(rows))
+    )
     return path
 
 
@@ -45,8 +47,14 @@ def _run(tmp_path, city_spec, trips, duration="20min"):
     from scenarios import load_scenario
     from twin.model import Twin
 
-    sc = load_scenario({"city": city_spec, "demand": {"trips": str(_trips_csv(tmp_path / "trips.csv", trips))},
-                        "time": {"start": "07:00", "duration": duration, "step": "1s"}}, base_dir=tmp_path)
+    sc = load_scenario(
+        {
+            "city": city_spec,
+            "demand": {"trips": str(_trips_csv(tmp_path / "trips.csv", trips))},
+            "time": {"start": "07:00", "duration": duration, "step": "1s"},
+        },
+        base_dir=tmp_path,
+    )
     tw = Twin(sc)
     tw.run()
     return tw, tw.kpis()
@@ -69,8 +77,16 @@ def test_keep_modes_and_the_old_flag():
 
 
 def test_corridor_refused_only_when_asked_for_strong_connectivity():
-    net = make_network(x=[0, 300, 700, 1200], y=[0, 0, 0, 0], src=[0, 1, 2], dst=[1, 2, 3],
-                       length_m=[300.0, 400.0, 500.0], lanes=1, free_speed_mps=10.0, link_kind=["primary"] * 3)
+    net = make_network(
+        x=[0, 300, 700, 1200],
+        y=[0, 0, 0, 0],
+        src=[0, 1, 2],
+        dst=[1, 2, 3],
+        length_m=[300.0, 400.0, 500.0],
+        lanes=1,
+        free_speed_mps=10.0,
+        link_kind=["primary"] * 3,
+    )
     with pytest.raises(CityError, match="keep: all or largest_weak"):
         validate_network(net, keep="largest_strong")
     for keep in ("all", "largest_weak"):
@@ -81,8 +97,16 @@ def test_corridor_refused_only_when_asked_for_strong_connectivity():
 
 def test_largest_weak_drops_islands_all_keeps_them():
     # a one-way pair 0 -> 1 -> 2 and an island 3 <-> 4 no road joins
-    net = make_network(x=[0, 100, 200, 900, 1000], y=[0, 0, 0, 900, 900], src=[0, 1, 3, 4], dst=[1, 2, 4, 3],
-                       length_m=100.0, lanes=1, free_speed_mps=10.0, node_osmid=[50, 51, 52, 53, 54])
+    net = make_network(
+        x=[0, 100, 200, 900, 1000],
+        y=[0, 0, 0, 900, 900],
+        src=[0, 1, 3, 4],
+        dst=[1, 2, 4, 3],
+        length_m=100.0,
+        lanes=1,
+        free_speed_mps=10.0,
+        node_osmid=[50, 51, 52, 53, 54],
+    )
     weak, notes = validate_network(net, keep="largest_weak")
     assert weak.node_osmid.tolist() == [50, 51, 52] and any("not joined by any road" in n for n in notes)
     assert lookup_nodes(weak, [53, 54]).min() >= 0  # dropped ids map to the nearest kept node
@@ -91,16 +115,17 @@ def test_largest_weak_drops_islands_all_keeps_them():
 
 
 def test_reachable_matches_shortest_paths():
-    from scipy.sparse.csgraph import dijkstra
     import scipy.sparse as sp
+    from scipy.sparse.csgraph import dijkstra
 
     rng = np.random.default_rng(3)
     n = 40
     src = rng.integers(0, n, 70)
     dst = rng.integers(0, n, 70)
     keep = src != dst
-    net = make_network(x=rng.random(n), y=rng.random(n), src=src[keep], dst=dst[keep], length_m=1.0, lanes=1,
-                       free_speed_mps=1.0)
+    net = make_network(
+        x=rng.random(n), y=rng.random(n), src=src[keep], dst=dst[keep], length_m=1.0, lanes=1, free_speed_mps=1.0
+    )
     o, d = rng.integers(0, n, 500), rng.integers(0, n, 500)
     dist = dijkstra(sp.csr_matrix((np.ones(net.n_links), (net.src, net.dst)), shape=(n, n)), directed=True)
     np.testing.assert_array_equal(reachable(net, o, d), np.isfinite(dist[o, d]))
@@ -110,7 +135,10 @@ def test_reachable_matches_shortest_paths():
 # --------------------------------------------------------------------------- networks that run
 def test_one_way_corridor_runs_with_exact_free_flow_times(tmp_path):
     nodes = _corridor_nodes()
-    edges = [(10 + i, 11 + i, {"length": L, "speed": 10.0, "highway": "primary"}) for i, L in enumerate((300.0, 400.0, 500.0))]
+    edges = [
+        (10 + i, 11 + i, {"length": L, "speed": 10.0, "highway": "primary"})
+        for i, L in enumerate((300.0, 400.0, 500.0))
+    ]
     path = _write_nx_graphml(tmp_path / "corridor.graphml", nodes, edges, graph={"speed_unit": "m/s"})
     trips = [(10, 13, 0.0), (13, 10, 5.0), (12, 11, 10.0), (11, 13, 60.0), (12, 13, 300.0)]  # by departure
     tw, kp = _run(tmp_path, {"graphml": "corridor.graphml"}, trips)
@@ -131,11 +159,17 @@ def test_one_way_corridor_runs_with_exact_free_flow_times(tmp_path):
 
 def test_motorway_with_on_ramp_runs(tmp_path):
     # A -> B -> C motorway, R -> B on-ramp; nothing leads back
-    nodes = {1: {"x": 24.90, "y": 60.20}, 2: {"x": 24.92, "y": 60.20}, 3: {"x": 24.94, "y": 60.20},
-             4: {"x": 24.91, "y": 60.195}}
-    edges = [(1, 2, {"highway": "motorway", "lanes": 2, "oneway": True}),
-             (2, 3, {"highway": "motorway", "lanes": 2, "oneway": True}),
-             (4, 2, {"highway": "motorway_link", "oneway": True})]
+    nodes = {
+        1: {"x": 24.90, "y": 60.20},
+        2: {"x": 24.92, "y": 60.20},
+        3: {"x": 24.94, "y": 60.20},
+        4: {"x": 24.91, "y": 60.195},
+    }
+    edges = [
+        (1, 2, {"highway": "motorway", "lanes": 2, "oneway": True}),
+        (2, 3, {"highway": "motorway", "lanes": 2, "oneway": True}),
+        (4, 2, {"highway": "motorway_link", "oneway": True}),
+    ]
     _write_nx_graphml(tmp_path / "motorway.graphml", nodes, edges)
     trips = [(1, 3, 0.0), (4, 3, 0.0), (1, 3, 10.0), (4, 3, 12.0), (3, 1, 0.0)]
     tw, kp = _run(tmp_path, {"graphml": "motorway.graphml"}, trips)
@@ -155,7 +189,9 @@ def test_unreachable_node_counts_trips_others_complete(tmp_path):
     nodes[4] = {"x": 24.897, "y": 60.169}
     nodes[5] = {"x": 24.905, "y": 60.172}
     ring = [(0, 1), (1, 2), (2, 3), (3, 0)]
-    edges = [(a, b, {"highway": "residential"}) for a, b in ring] + [(b, a, {"highway": "residential"}) for a, b in ring]
+    edges = [(a, b, {"highway": "residential"}) for a, b in ring] + [
+        (b, a, {"highway": "residential"}) for a, b in ring
+    ]
     edges += [(4, 0, {"highway": "residential", "oneway": True}), (2, 5, {"highway": "residential", "oneway": True})]
     _write_nx_graphml(tmp_path / "spur.graphml", nodes, edges)
     trips = [(4, 2, 0.0), (0, 5, 0.0), (4, 5, 5.0), (5, 0, 0.0), (2, 4, 0.0), (1, 3, 20.0)]
@@ -164,8 +200,11 @@ def test_unreachable_node_counts_trips_others_complete(tmp_path):
     assert kp["trips_completed"] == 4 and kp["trips_no_route"] == 2 and kp["trips_unfinished"] == 0
     assert np.isfinite(kp["vehicle_hours"]) and kp["completion_rate"] == pytest.approx(100 * 4 / 6)
     # with only the strongly connected part kept, the spur nodes map onto their nearest kept node
-    tw2, kp2 = _run(tmp_path, {"graphml": "spur.graphml", "repair": {"keep": "largest_strong", "min_link_m": 0}},
-                    trips[:2] + trips[5:])
+    tw2, kp2 = _run(
+        tmp_path,
+        {"graphml": "spur.graphml", "repair": {"keep": "largest_strong", "min_link_m": 0}},
+        trips[:2] + trips[5:],
+    )
     assert tw2.city.network.n_nodes == 4 and kp2["trips_no_route"] == 0 and kp2["trips_completed"] == 3
     assert sorted(tw2.city.network.alias_osmid.tolist()) == [4, 5]
 
@@ -178,8 +217,17 @@ def test_merged_short_links_keep_their_source_ids(tmp_path):
     pairs = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
     src = [a for a, b in pairs] + [b for a, b in pairs]
     dst = [b for a, b in pairs] + [a for a, b in pairs]
-    net = make_network(x=x, y=[0.0] * 6, src=src, dst=dst, length_m=np.abs(np.diff(x))[[p[0] for p in pairs] * 2],
-                       lanes=1, free_speed_mps=10.0, node_osmid=ids, link_kind=["residential"] * 10)
+    net = make_network(
+        x=x,
+        y=[0.0] * 6,
+        src=src,
+        dst=dst,
+        length_m=np.abs(np.diff(x))[[p[0] for p in pairs] * 2],
+        lanes=1,
+        free_speed_mps=10.0,
+        node_osmid=ids,
+        link_kind=["residential"] * 10,
+    )
     out, notes = validate_network(net, min_link_m=10.0, keep="all")
     assert out.n_nodes < 6
     assert set(out.alias_osmid.tolist()) == set(ids) - set(out.node_osmid.tolist())
@@ -222,7 +270,9 @@ def test_city_info_reports_remapped_ids(tmp_path, capsys):
     nodes = _corridor_nodes(4, 0.00003)  # ~1.7 m apart: every link is merged away but one
     nodes[20] = {"x": 24.91, "y": 60.17}
     edges = [(10, 11, {}), (11, 12, {}), (12, 13, {}), (13, 20, {})]
-    edges = [(u, v, {"highway": "residential"}) for u, v, _ in edges] + [(v, u, {"highway": "residential"}) for u, v, _ in edges]
+    edges = [(u, v, {"highway": "residential"}) for u, v, _ in edges] + [
+        (v, u, {"highway": "residential"}) for u, v, _ in edges
+    ]
     _write_nx_graphml(tmp_path / "short.graphml", nodes, edges)
     assert main(["city", "info", str(tmp_path / "short.graphml")]) == 0
     out = capsys.readouterr().out
@@ -235,8 +285,12 @@ def _osmnx_and_networkx_files(tmp_path):
     import osmnx as ox
 
     pts = {1: (24.900, 60.170), 2: (24.903, 60.170), 3: (24.903, 60.172), 4: (24.900, 60.172)}
-    roads = [(1, 2, "primary", "2", "50", 11), (2, 3, "residential", None, None, 12),
-             (3, 4, "secondary", "3", "40", 13), (4, 1, "residential", "1", "30", 14)]
+    roads = [
+        (1, 2, "primary", "2", "50", 11),
+        (2, 3, "residential", None, None, 12),
+        (3, 4, "secondary", "3", "40", 13),
+        (4, 1, "residential", "1", "30", 14),
+    ]
     G = nx.MultiDiGraph(crs="EPSG:4326")
     for nd, (lon, lat) in pts.items():
         G.add_node(nd, x=lon, y=lat, street_count=2)
@@ -292,15 +346,18 @@ def _one_edge(tmp_path, edge=None, node=None, graph=None, name="bad.graphml", no
     return _write_nx_graphml(tmp_path / name, nodes, edges, graph=graph)
 
 
-@pytest.mark.parametrize("edge, graph, match", [
-    ({"maxspeed": "1e9"}, None, r"attribute 'maxspeed' is '1e9'.*above 200 km/h"),
-    ({"maxspeed": 1e9}, None, r"attribute 'maxspeed' is 1000000000.0.*above 200 km/h"),
-    ({"speed_kph": "250"}, None, r"attribute 'speed_kph' is '250'.*above 200 km/h"),
-    ({"length": 1e12}, None, r"attribute 'length' is 1e\+12 m, above"),
-    ({"lanes": 1e9}, None, r"attribute 'lanes'.*more than 20 lanes"),
-    ({"speed": 13.9}, None, r"attribute 'speed' is 13.9 with no unit"),
-    ({"speed": 100.0}, {"speed_unit": "m/s"}, r"above 200 km/h"),
-])
+@pytest.mark.parametrize(
+    "edge, graph, match",
+    [
+        ({"maxspeed": "1e9"}, None, r"attribute 'maxspeed' is '1e9'.*above 200 km/h"),
+        ({"maxspeed": 1e9}, None, r"attribute 'maxspeed' is 1000000000.0.*above 200 km/h"),
+        ({"speed_kph": "250"}, None, r"attribute 'speed_kph' is '250'.*above 200 km/h"),
+        ({"length": 1e12}, None, r"attribute 'length' is 1e\+12 m, above"),
+        ({"lanes": 1e9}, None, r"attribute 'lanes'.*more than 20 lanes"),
+        ({"speed": 13.9}, None, r"attribute 'speed' is 13.9 with no unit"),
+        ({"speed": 100.0}, {"speed_unit": "m/s"}, r"above 200 km/h"),
+    ],
+)
 def test_implausible_edge_attributes_refused_naming_file_and_edge(tmp_path, edge, graph, match):
     path = _one_edge(tmp_path, edge, graph=graph)
     with pytest.raises(CityError, match=match) as err:
@@ -335,13 +392,16 @@ def test_huge_node_id_and_crs_mismatch_refused(tmp_path):
     assert 60.1 < np.nanmean(net.lat) < 60.3 and net.n_links == 2
 
 
-@pytest.mark.parametrize("edge, phrase", [
-    ({"maxspeed": "0"}, "Replaced the free speed"),
-    ({"maxspeed": "-30"}, "Replaced the free speed"),
-    ({"lanes": "0"}, "Replaced the lanes"),
-    ({"lanes": "many"}, "Replaced the lanes"),
-    ({"capacity": -5.0}, "Replaced the capacity"),
-])
+@pytest.mark.parametrize(
+    "edge, phrase",
+    [
+        ({"maxspeed": "0"}, "Replaced the free speed"),
+        ({"maxspeed": "-30"}, "Replaced the free speed"),
+        ({"lanes": "0"}, "Replaced the lanes"),
+        ({"lanes": "many"}, "Replaced the lanes"),
+        ({"capacity": -5.0}, "Replaced the capacity"),
+    ],
+)
 def test_replaced_attributes_get_a_note(tmp_path, edge, phrase):
     city = load_city({"graphml": str(_one_edge(tmp_path, edge))})
     assert any(phrase in n and "edge 1 -> 2" in n for n in city.notes), city.notes
@@ -351,11 +411,17 @@ def test_replaced_attributes_get_a_note(tmp_path, edge, phrase):
 
 def test_validator_refuses_implausible_python_networks_before_allocating():
     base = dict(x=[0.0, 100.0], y=[0.0, 0.0], src=[0, 1], dst=[1, 0], length_m=100.0, lanes=1.0, free_speed_mps=10.0)
-    for change, match in (({"lanes": 1e9}, "more than 20 lanes"), ({"length_m": 1e12}, "a length above"),
-                          ({"free_speed_mps": 1e9}, "free speed above"), ({"jam_density_vpm": 1e6}, "jam density")):
+    for change, match in (
+        ({"lanes": 1e9}, "more than 20 lanes"),
+        ({"length_m": 1e12}, "a length above"),
+        ({"free_speed_mps": 1e9}, "free speed above"),
+        ({"jam_density_vpm": 1e6}, "jam density"),
+    ):
         with pytest.raises(CityError, match=match):
             validate_network(make_network(**{**base, **change}))
-    out, notes = validate_network(make_network(**{**base, "free_speed_mps": [0.0, -3.0], "link_kind": ["residential"] * 2}))
+    out, notes = validate_network(
+        make_network(**{**base, "free_speed_mps": [0.0, -3.0], "link_kind": ["residential"] * 2})
+    )
     assert np.all(out.free_speed_mps == pytest.approx(30 / 3.6))
     assert any("zero or negative free speed" in n for n in notes)
 

@@ -26,8 +26,14 @@ def _grid_network(nx: int = 4, ny: int = 3):
     dst = np.concatenate([b, a])
     xs, ys = np.meshgrid(np.arange(nx) * 100.0, np.arange(ny) * 100.0)
     return make_network(
-        x=xs.ravel(), y=ys.ravel(), src=src, dst=dst, length_m=np.full(src.size, 100.0),
-        lanes=1.0, free_speed_mps=10.0, node_osmid=1000 + 7 * np.arange(nx * ny),
+        x=xs.ravel(),
+        y=ys.ravel(),
+        src=src,
+        dst=dst,
+        length_m=np.full(src.size, 100.0),
+        lanes=1.0,
+        free_speed_mps=10.0,
+        node_osmid=1000 + 7 * np.arange(nx * ny),
     )
 
 
@@ -45,17 +51,24 @@ def _write(tmp_path: Path, text: str, name: str = "trips.csv") -> Path:
 
 
 def test_read_maps_source_ids_and_sorts(tmp_path):
-    p = _write(tmp_path, f"trip_id,origin,destination,depart_s,extra\n"
-                         f"10,{OSM[0]},{OSM[5]},30.5,x\n"
-                         f"11,{OSM[3]},{OSM[1]},10,y\n"
-                         f"12,{OSM[2]},{OSM[4]},30.5,z\n")
+    p = _write(
+        tmp_path,
+        f"trip_id,origin,destination,depart_s,extra\n"
+        f"10,{OSM[0]},{OSM[5]},30.5,x\n"
+        f"11,{OSM[3]},{OSM[1]},10,y\n"
+        f"12,{OSM[2]},{OSM[4]},30.5,z\n",
+    )
     t = read_trips_csv(p, NET)
     assert isinstance(t, Trips) and t.n_trips == 3
     assert t.trip_id.tolist() == [11, 10, 12]  # stable sort by depart_s
     assert t.origin.tolist() == [3, 0, 2] and t.destination.tolist() == [1, 5, 4]
     assert t.depart_s.tolist() == [10.0, 30.5, 30.5]
     assert (t.trip_id.dtype, t.origin.dtype, t.destination.dtype, t.depart_s.dtype) == (
-        np.int64, np.int32, np.int32, np.float64)
+        np.int64,
+        np.int32,
+        np.int32,
+        np.float64,
+    )
 
 
 def test_round_trip(tmp_path):
@@ -164,8 +177,7 @@ def _city(seed: int = 0, z: int = 25, per_zone: int = 8):
     node_y = zy[node_zone] + rng.uniform(-500, 500, node_zone.size)
     residents = rng.integers(100, 5000, z)
     jobs = rng.integers(100, 5000, z)
-    return dict(node_zone=node_zone, residents=residents, jobs=jobs, zone_x=zx, zone_y=zy,
-                node_x=node_x, node_y=node_y)
+    return dict(node_zone=node_zone, residents=residents, jobs=jobs, zone_x=zx, zone_y=zy, node_x=node_x, node_y=node_y)
 
 
 def test_gravity_deterministic_and_exact_count():
@@ -182,7 +194,11 @@ def test_gravity_deterministic_and_exact_count():
     assert a.depart_s.min() >= 0 and a.depart_s.max() < 7200.0
     assert np.all(a.origin != a.destination)
     assert (a.trip_id.dtype, a.origin.dtype, a.destination.dtype, a.depart_s.dtype) == (
-        np.int64, np.int32, np.int32, np.float64)
+        np.int64,
+        np.int32,
+        np.int32,
+        np.float64,
+    )
 
 
 def test_gravity_productions_and_attractions_follow_zones():
@@ -225,8 +241,9 @@ def test_gravity_departures_follow_profile():
     assert hours[17] > 3 * hours[3] and hours[8] > 10 * hours[2]
 
     # a window from 06:30 to 09:30 clock time: 08:00-09:00 is the busiest
-    t = gravity_trips(**city, rng=np.random.default_rng(7), total_trips=60_000,
-                      duration_s=3 * 3600.0, start_s=6.5 * 3600.0)
+    t = gravity_trips(
+        **city, rng=np.random.default_rng(7), total_trips=60_000, duration_s=3 * 3600.0, start_s=6.5 * 3600.0
+    )
     clock_h = ((t.depart_s + 6.5 * 3600.0) // 3600).astype(int)
     counts = np.bincount(clock_h, minlength=10)[6:10]
     expected = np.array([0.5 * prof[6], prof[7], prof[8], 0.5 * prof[9]])  # half hours at both ends
@@ -237,8 +254,9 @@ def test_gravity_departures_follow_profile():
     # a custom profile, wrapping past midnight: only 23:00-24:00 carries trips
     prof = np.zeros(24)
     prof[23] = 1.0
-    t = gravity_trips(**city, rng=np.random.default_rng(7), total_trips=1000,
-                      duration_s=7200.0, start_s=22.5 * 3600.0, profile=prof)
+    t = gravity_trips(
+        **city, rng=np.random.default_rng(7), total_trips=1000, duration_s=7200.0, start_s=22.5 * 3600.0, profile=prof
+    )
     assert t.depart_s.min() >= 1800.0 and t.depart_s.max() < 5400.0
 
 

@@ -24,14 +24,34 @@ def _graph():
     G.add_node(2, x=LON0, y=LAT0 + DLAT, street_count=2, highway="traffic_signals")
     G.add_node(3, x=LON0 + 2 * DLAT, y=LAT0 + DLAT, street_count=2)
     # one-way primary, speed in mph, lanes as a list, osmid as a list
-    G.add_edge(1, 2, osmid=[10, 11], highway="primary", name="Main Street", oneway=True,
-               lanes=["2", "3"], maxspeed="50 mph", length=111.3, reversed=False)
+    G.add_edge(
+        1,
+        2,
+        osmid=[10, 11],
+        highway="primary",
+        name="Main Street",
+        oneway=True,
+        lanes=["2", "3"],
+        maxspeed="50 mph",
+        length=111.3,
+        reversed=False,
+    )
     # one-way residential without any speed or lanes: the kind's defaults
     G.add_edge(2, 3, osmid=12, highway="residential", oneway=True, length=111.7, reversed=False)
     # a two-way secondary road: 4 lanes in OSM = 2 per direction; given capacity
     for u, v, rev in ((3, 1, False), (1, 3, True)):
-        G.add_edge(u, v, osmid=13, highway="secondary", oneway=False, lanes="4", maxspeed="40",
-                   capacity=1234.0, length=157.0, reversed=rev)
+        G.add_edge(
+            u,
+            v,
+            osmid=13,
+            highway="secondary",
+            oneway=False,
+            lanes="4",
+            maxspeed="40",
+            capacity=1234.0,
+            length=157.0,
+            reversed=rev,
+        )
     return G
 
 
@@ -65,8 +85,16 @@ def test_graphml_round_trip_converts_attributes(tmp_path):
     assert np.all(q / net.free_speed_mps < net.jam_density_vpm)
     assert net.capacity_vph[main] > net.capacity_vph[res]  # 3 fast lanes beat 1 slow lane
     # projected to metres, lon/lat kept
-    assert np.hypot(*(np.array([net.x[net.node_index(2)] - net.x[net.node_index(1)],
-                                net.y[net.node_index(2)] - net.y[net.node_index(1)]]))) == pytest.approx(111.3, rel=0.01)
+    assert np.hypot(
+        *(
+            np.array(
+                [
+                    net.x[net.node_index(2)] - net.x[net.node_index(1)],
+                    net.y[net.node_index(2)] - net.y[net.node_index(1)],
+                ]
+            )
+        )
+    ) == pytest.approx(111.3, rel=0.01)
     assert net.lat[net.node_index(2)] == pytest.approx(LAT0 + DLAT)
     # the signal: a cycle at node 2, its in-link green within the cycle
     n2 = net.node_index(2)
@@ -110,7 +138,7 @@ def test_osm_xml_builds_drivable_network_with_signal(tmp_path):
     assert net.n_links == 8  # 4 two-way segments around the signal
     sig = net.node_index(2)
     assert 40 <= net.signal_cycle_s[sig] <= 120  # a Webster cycle
-    inn = net.in_links[net.in_indptr[sig]:net.in_indptr[sig + 1]]
+    inn = net.in_links[net.in_indptr[sig] : net.in_indptr[sig + 1]]
     phase = {str(net.link_kind[l]): net.green_start_s[l] for l in inn}
     assert phase["secondary"] != phase["residential"]  # crossing roads get different phases
     kph = dict(zip(net.link_kind.tolist(), (net.free_speed_mps * 3.6).tolist()))

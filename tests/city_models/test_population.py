@@ -27,8 +27,9 @@ from city_models.synthetic import allocate_integer
 
 @pytest.fixture(scope="module")
 def city():
-    return load_city({"synthetic": {"blocks_x": 9, "blocks_y": 9, "zone_blocks": 3, "residents": 30000,
-                                    "jobs": 20000}}, seed=2)
+    return load_city(
+        {"synthetic": {"blocks_x": 9, "blocks_y": 9, "zone_blocks": 3, "residents": 30000, "jobs": 20000}}, seed=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_scaled_and_fixed_totals_exact(city):
 def test_household_sizes_within_tolerance(pop):
     target = np.array(SynthesisParams().household_sizes)
     target = target / target.sum()
-    got = np.bincount(pop.hh_size, minlength=target.size + 1)[1:target.size + 1] / pop.n_households
+    got = np.bincount(pop.hh_size, minlength=target.size + 1)[1 : target.size + 1] / pop.n_households
     # multinomial noise plus one cut household per zone
     np.testing.assert_allclose(got, target, atol=0.015)
     assert pop.hh_size.min() >= 1 and pop.hh_size.max() <= target.size
@@ -91,10 +92,14 @@ def test_workplaces_fill_jobs_exactly(city, pop):
     s = pop.student
     assert np.all(city.zones.node_zone[pop.school_node[s]] == pop.school_zone[s])
     # distance decay: most commutes are shorter than a random job's distance
-    d = np.hypot(city.zones.x[pop.home_zone[w]] - city.zones.x[pop.work_zone[w]],
-                 city.zones.y[pop.home_zone[w]] - city.zones.y[pop.work_zone[w]])
+    d = np.hypot(
+        city.zones.x[pop.home_zone[w]] - city.zones.x[pop.work_zone[w]],
+        city.zones.y[pop.home_zone[w]] - city.zones.y[pop.work_zone[w]],
+    )
     shuffled = np.random.default_rng(0).permutation(pop.work_zone[w])
-    d0 = np.hypot(city.zones.x[pop.home_zone[w]] - city.zones.x[shuffled], city.zones.y[pop.home_zone[w]] - city.zones.y[shuffled])
+    d0 = np.hypot(
+        city.zones.x[pop.home_zone[w]] - city.zones.x[shuffled], city.zones.y[pop.home_zone[w]] - city.zones.y[shuffled]
+    )
     assert d.mean() < d0.mean()
 
 
@@ -134,8 +139,10 @@ def test_csv_zone_file(tmp_path, city):
     net = city.network
     f = tmp_path / "zones.csv"
     mid = float(np.median(net.x))
-    f.write_text(f"zone,residents,jobs,schools,x,y\nwest,1000,300,50,{net.x.min()},{net.y.mean()}\n"
-                 f"east,500,900,,{net.x.max()},{net.y.mean()}\n")
+    f.write_text(
+        f"zone,residents,jobs,schools,x,y\nwest,1000,300,50,{net.x.min()},{net.y.mean()}\n"
+        f"east,500,900,,{net.x.max()},{net.y.mean()}\n"
+    )
     table = read_zone_file(f, net)
     z = table.zones
     assert z.name == ("west", "east")
@@ -154,13 +161,26 @@ def test_geojson_polygons(tmp_path, city):
     pad = 1e-3
 
     def box(a, b):
-        return {"type": "Polygon", "coordinates": [[[a, lat0 - pad], [b, lat0 - pad], [b, lat1 + pad],
-                                                   [a, lat1 + pad], [a, lat0 - pad]]]}
+        return {
+            "type": "Polygon",
+            "coordinates": [[[a, lat0 - pad], [b, lat0 - pad], [b, lat1 + pad], [a, lat1 + pad], [a, lat0 - pad]]],
+        }
 
-    doc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"name": "W", "residents": 700, "jobs": 100}, "geometry": box(lon0 - pad, mid)},
-        {"type": "Feature", "properties": {"name": "E", "residents": 300, "jobs": 500}, "geometry": box(mid, lon1 + pad)},
-    ]}
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"name": "W", "residents": 700, "jobs": 100},
+                "geometry": box(lon0 - pad, mid),
+            },
+            {
+                "type": "Feature",
+                "properties": {"name": "E", "residents": 300, "jobs": 500},
+                "geometry": box(mid, lon1 + pad),
+            },
+        ],
+    }
     f = tmp_path / "z.geojson"
     f.write_text(json.dumps(doc))
     z = read_zone_file(f, net).zones
@@ -174,13 +194,16 @@ def test_geojson_polygons(tmp_path, city):
         synthesize_population(read_zone_file(f, net).zones, rng=np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("text, match", [
-    ("zone,residents,x,y\na,1,0,0\n", "lacks column.*jobs"),
-    ("zone,residents,jobs\na,1,2\n", r"x, y \(or lon, lat\)"),
-    ("zone,residents,jobs,x,y\na,many,2,0,0\n", r"row 1 \(line 2\).*'residents' is not a number"),
-    ("zone,residents,jobs,x,y\na,1.5,2,0,0\n", "whole number"),
-    ("zone,residents,jobs,x,y\na,1,2,0,0\na,1,2,5,5\n", "names repeat: a"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("zone,residents,x,y\na,1,0,0\n", "lacks column.*jobs"),
+        ("zone,residents,jobs\na,1,2\n", r"x, y \(or lon, lat\)"),
+        ("zone,residents,jobs,x,y\na,many,2,0,0\n", r"row 1 \(line 2\).*'residents' is not a number"),
+        ("zone,residents,jobs,x,y\na,1.5,2,0,0\n", "whole number"),
+        ("zone,residents,jobs,x,y\na,1,2,0,0\na,1,2,5,5\n", "names repeat: a"),
+    ],
+)
 def test_csv_errors_name_the_problem(tmp_path, city, text, match):
     f = tmp_path / "bad.csv"
     f.write_text(text)
@@ -190,8 +213,20 @@ def test_csv_errors_name_the_problem(tmp_path, city, text, match):
 
 def test_geojson_errors(tmp_path, city):
     f = tmp_path / "bad.geojson"
-    f.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"name": "A", "jobs": 1}, "geometry": {"type": "Point", "coordinates": [24.9, 60.1]}}]}))
+    f.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"name": "A", "jobs": 1},
+                        "geometry": {"type": "Point", "coordinates": [24.9, 60.1]},
+                    }
+                ],
+            }
+        )
+    )
     with pytest.raises(PopulationError, match="feature 0 \\('A'\\): property 'residents' is missing"):
         read_zone_file(f, city.network)
     f.write_text("{not json")

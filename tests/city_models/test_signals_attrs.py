@@ -24,7 +24,12 @@ def _cross(edge_extra=None):
     G.add_node(0, x=LON0, y=LAT0, street_count=4, highway="traffic_signals")
     for nd, (dx, dy) in {1: (-2, 0), 2: (2, 0), 3: (0, 1), 4: (0, -1)}.items():
         G.add_node(nd, x=LON0 + dx * D, y=LAT0 + dy * D, street_count=1)
-    for nd, kind, cap in ((1, "primary", 1800.0), (2, "primary", 1800.0), (3, "residential", 1200.0), (4, "residential", 1200.0)):
+    for nd, kind, cap in (
+        (1, "primary", 1800.0),
+        (2, "primary", 1800.0),
+        (3, "residential", 1200.0),
+        (4, "residential", 1200.0),
+    ):
         for u, v in ((nd, 0), (0, nd)):
             G.add_edge(u, v, osmid=100 + nd, highway=kind, oneway=False, capacity=cap, length=111.0, lanes="2")
             G.edges[u, v, 0].update((edge_extra or {}).get((u, v), {}))
@@ -37,7 +42,7 @@ def _load(G, tmp_path, name="x.graphml"):
 
 
 def _into(net, node):
-    return net.in_links[net.in_indptr[node]:net.in_indptr[node + 1]]
+    return net.in_links[net.in_indptr[node] : net.in_indptr[node + 1]]
 
 
 # ------------------------------------------------------------------- Webster
@@ -82,15 +87,22 @@ def test_webster_plan_on_a_constructed_intersection(tmp_path):
     assert re.green_end_s[minor] - re.green_start_s[minor] == pytest.approx(np.full(2, (c - 6) * 0.4))
     assert re.signal_cycle_s[net.node_index(1)] == 0.0  # unsignalised nodes untouched
     # the function itself, without the builder
-    cyc2, _, gs, ge = webster_signal_plans(net.x, net.y, net.src, net.dst, net.signal_cycle_s > 0,
-                                           net.capacity_vph, design_flow_vph=flow)
+    cyc2, _, gs, ge = webster_signal_plans(
+        net.x, net.y, net.src, net.dst, net.signal_cycle_s > 0, net.capacity_vph, design_flow_vph=flow
+    )
     np.testing.assert_allclose(gs, re.green_start_s)
     np.testing.assert_allclose(cyc2, re.signal_cycle_s)
 
 
 def test_plans_from_the_source_are_kept(tmp_path):
-    G = _cross({(1, 0): {"green_start_s": "0", "green_end_s": "40"}, (2, 0): {"green_start_s": 0, "green_end_s": 40},
-                  (3, 0): {"green_start_s": "44", "green_end_s": "72"}, (4, 0): {"green_start_s": 44, "green_end_s": 72}})
+    G = _cross(
+        {
+            (1, 0): {"green_start_s": "0", "green_end_s": "40"},
+            (2, 0): {"green_start_s": 0, "green_end_s": 40},
+            (3, 0): {"green_start_s": "44", "green_end_s": "72"},
+            (4, 0): {"green_start_s": 44, "green_end_s": 72},
+        }
+    )
     G.nodes[0]["signal_cycle_s"] = 75
     G.nodes[0]["signal_offset_s"] = "10"
     net = _load(G, tmp_path)
@@ -135,18 +147,21 @@ def test_graphml_link_attributes_read_and_defaulted(tmp_path):
     assert vnet.backward_wave_speed_mps[a2] == pytest.approx(20 / 3.6)
 
 
-@pytest.mark.parametrize(("attr", "value", "match"), [
-    ("jam_density", "lots", "'jam_density' must be a number"),
-    ("jam_density", "-5", "'jam_density' is -5 veh/km per lane, outside"),
-    ("jam_density", "0", "'jam_density' is 0 veh/km per lane, outside"),
-    ("jam_density", "5000", "'jam_density' is 5000 veh/km per lane, outside"),
-    ("wave_speed", "0", "'wave_speed' is 0 km/h, outside"),
-    ("wave_speed", "fast", "'wave_speed' must be a number"),
-    ("priority", "high", "'priority' must be a number"),
-    ("priority", "-1", "'priority' must be an integer 0 .. 127"),
-    ("priority", "2.5", "'priority' must be an integer 0 .. 127"),
-    ("priority", "300", "'priority' must be an integer 0 .. 127"),
-])
+@pytest.mark.parametrize(
+    ("attr", "value", "match"),
+    [
+        ("jam_density", "lots", "'jam_density' must be a number"),
+        ("jam_density", "-5", "'jam_density' is -5 veh/km per lane, outside"),
+        ("jam_density", "0", "'jam_density' is 0 veh/km per lane, outside"),
+        ("jam_density", "5000", "'jam_density' is 5000 veh/km per lane, outside"),
+        ("wave_speed", "0", "'wave_speed' is 0 km/h, outside"),
+        ("wave_speed", "fast", "'wave_speed' must be a number"),
+        ("priority", "high", "'priority' must be a number"),
+        ("priority", "-1", "'priority' must be an integer 0 .. 127"),
+        ("priority", "2.5", "'priority' must be an integer 0 .. 127"),
+        ("priority", "300", "'priority' must be an integer 0 .. 127"),
+    ],
+)
 def test_bad_link_attribute_is_a_clear_error(tmp_path, attr, value, match):
     G = _cross({(3, 0): {attr: value}})
     with pytest.raises(CityError, match=match) as err:
@@ -165,8 +180,16 @@ def test_make_network_rejects_bad_priority():
 
 
 def test_validation_notes_bad_wave_speed_and_infeasible_capacity():
-    kw = dict(x=[0, 100, 200], y=[0, 0, 0], src=[0, 1, 1, 2], dst=[1, 0, 2, 1], length_m=100.0, lanes=1,
-              free_speed_mps=10.0, capacity_vph=1800.0)
+    kw = dict(
+        x=[0, 100, 200],
+        y=[0, 0, 0],
+        src=[0, 1, 1, 2],
+        dst=[1, 0, 2, 1],
+        length_m=100.0,
+        lanes=1,
+        free_speed_mps=10.0,
+        capacity_vph=1800.0,
+    )
     net, notes = validate_network(make_network(**kw, wave_speed_mps=[-3.0, 0.0, 1.0, 0.0]), min_link_m=0)
     assert any("wave speed (wave_speed) of 1 link" in n for n in notes)
     assert net.wave_speed_mps[0] == 0.0

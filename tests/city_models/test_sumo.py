@@ -151,22 +151,42 @@ def _write(tmp_path: Path, name: str, body: str) -> Path:
 def _sumo_loaded(net: Path, rou: Path, end: float, tmp_path: Path) -> int:
     """Vehicles SUMO itself loads from ``rou`` up to ``end``."""
     stats = tmp_path / "stats.xml"
-    subprocess.run([str(SUMO_BIN), "-n", str(net), "-r", str(rou), "--end", f"{end:g}", "--no-step-log",
-                    "--no-warnings", "--statistic-output", str(stats), "--ignore-route-errors"],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            str(SUMO_BIN),
+            "-n",
+            str(net),
+            "-r",
+            str(rou),
+            "--end",
+            f"{end:g}",
+            "--no-step-log",
+            "--no-warnings",
+            "--statistic-output",
+            str(stats),
+            "--ignore-route-errors",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return int(ET.parse(stats).getroot().find("vehicles").get("loaded"))
 
 
 @pytest.mark.skipif(not SUMO_BIN.is_file(), reason="no sumo binary in the wheel")
 def test_flows_make_as_many_trips_as_sumo_in_their_window(tmp_path, bs_city):
-    rou = _write(tmp_path, "f.rou.xml", """<routes>
+    rou = _write(
+        tmp_path,
+        "f.rou.xml",
+        """<routes>
   <route id="r" edges="166445412 23207363#0"/>
   <flow id="n" from="4314834#2" to="29136063#0" begin="0" end="1200" number="17"/>
   <trip id="t" from="61734682#3" to="30425847#0" depart="5"/>
   <vehicle id="v1" depart="7"><route edges="166445412 29136063#0"/></vehicle>
   <flow id="p" route="r" begin="20" end="1000" period="30"/>
   <flow id="v" from="166445406" to="23204862" begin="100" end="1900" vehsPerHour="400"/>
-</routes>""")  # sorted by departure: SUMO ignores elements out of order
+</routes>""",
+    )  # sorted by departure: SUMO ignores elements out of order
     trips = read_sumo_demand(rou, bs_city.network, BS_NET, duration_s=3600.0)
     per = {"p": 33, "v": 200, "n": 17}  # ceil(980/30), 1800 s at 400/h, number
     assert trips.trip_id.size == sum(per.values()) + 2
@@ -181,9 +201,13 @@ def test_flows_make_as_many_trips_as_sumo_in_their_window(tmp_path, bs_city):
 
 
 def test_probability_flow_is_seeded(tmp_path, bs_city):
-    rou = _write(tmp_path, "p.rou.xml", """<routes>
+    rou = _write(
+        tmp_path,
+        "p.rou.xml",
+        """<routes>
   <flow id="q" from="166445406" to="23204862" begin="0" end="3600" probability="0.1"/>
-</routes>""")
+</routes>""",
+    )
     a = read_sumo_demand(rou, bs_city.network, BS_NET, seed=3)
     b = read_sumo_demand(rou, bs_city.network, BS_NET, seed=3)
     c = read_sumo_demand(rou, bs_city.network, BS_NET, seed=4)
@@ -210,9 +234,13 @@ def test_corrupt_network_names_file_and_line(tmp_path):
     bad = _write(tmp_path, "cut.net.xml", "\n".join(text[: len(text) // 2]) + '\n<edge id="x" from=')
     with pytest.raises(CityError, match=r"cut\.net\.xml.*line \d+"):
         city_from_sumo(bad)
-    lanes = _write(tmp_path, "lane.net.xml", """<net><junction id="a" type="priority" x="0" y="0"/>
+    lanes = _write(
+        tmp_path,
+        "lane.net.xml",
+        """<net><junction id="a" type="priority" x="0" y="0"/>
 <junction id="b" type="priority" x="100" y="0"/>
-<edge id="e1" from="a" to="b" priority="1"><lane id="e1_0" index="0" speed="fast" length="100"/></edge></net>""")
+<edge id="e1" from="a" to="b" priority="1"><lane id="e1_0" index="0" speed="fast" length="100"/></edge></net>""",
+    )
     with pytest.raises(CityError, match=r"lane\.net\.xml.*e1_0.*speed='fast'"):
         city_from_sumo(lanes)
     with pytest.raises(CityError, match=r"root element is <routes>"):
@@ -220,18 +248,26 @@ def test_corrupt_network_names_file_and_line(tmp_path):
 
 
 def test_entities_are_refused(tmp_path):
-    bomb = _write(tmp_path, "bomb.net.xml", """<?xml version="1.0"?>
+    bomb = _write(
+        tmp_path,
+        "bomb.net.xml",
+        """<?xml version="1.0"?>
 <!DOCTYPE net [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
-<net><junction id="&b;" type="priority" x="0" y="0"/></net>""")
+<net><junction id="&b;" type="priority" x="0" y="0"/></net>""",
+    )
     with pytest.raises(CityError, match="DTD or entity"):
         city_from_sumo(bomb)
 
 
 def test_unknown_edge_or_route_is_named(tmp_path, bs_city):
-    rou = _write(tmp_path, "bad.rou.xml", """<routes>
+    rou = _write(
+        tmp_path,
+        "bad.rou.xml",
+        """<routes>
   <trip id="ok" from="166445412" to="23207363#0" depart="0"/>
   <route id="r9" edges="166445412 no_such_edge 23207363#0"/>
-</routes>""")
+</routes>""",
+    )
     with pytest.raises(DemandError, match=r"bad\.rou\.xml.*<route id='r9'>.*'no_such_edge'"):
         read_sumo_demand(rou, bs_city.network, BS_NET)
     rou2 = _write(tmp_path, "bad2.rou.xml", '<routes><vehicle id="v7" route="nope" depart="1"/></routes>')
@@ -249,11 +285,15 @@ def test_scenario_runs_in_the_twin_and_most_trips_complete(tmp_path):
     from scenarios import load_scenario
     from twin.model import Twin
 
-    yaml = _write(tmp_path, "s.yaml", f"""name: sumo_bs3d
+    yaml = _write(
+        tmp_path,
+        "s.yaml",
+        f"""name: sumo_bs3d
 city: {{sumo: {BS_NET}}}
 demand: {{sumo: {BS_ROU}}}
 time: {{duration: 40min}}
-""")
+""",
+    )
     sc = load_scenario(yaml)
     assert sc.city.kind == "sumo" and sc.demand.kind == "sumo"
     twin = Twin(sc)
@@ -293,7 +333,10 @@ def test_scenario_keys_resolve_and_hash_the_files(tmp_path):
 
 
 def test_route_distribution_and_nested_routes(tmp_path, bs_city):
-    rou = _write(tmp_path, "d.rou.xml", """<routes>
+    rou = _write(
+        tmp_path,
+        "d.rou.xml",
+        """<routes>
   <routeDistribution id="rd">
     <route id="a" edges="166445412 23207363#0" probability="0.7"/>
     <route id="b" edges="166445412 29136063#0" probability="0.3"/>
@@ -302,7 +345,8 @@ def test_route_distribution_and_nested_routes(tmp_path, bs_city):
   <vehicle id="y" route="b" depart="2"/>
   <flow id="f" begin="0" end="100" period="50"><route edges="166445406 23204862"/></flow>
   <person id="p" depart="0"><walk edges="166445412"/></person>
-</routes>""")
+</routes>""",
+    )
     trips = read_sumo_demand(rou, bs_city.network, BS_NET)
     net = bs_city.network
     node = {int(k): i for i, k in enumerate(net.node_osmid)}

@@ -39,7 +39,8 @@ def test_same_seed_identical_different_seed_differs():
     assert np.array_equal(a.zones.residents, b.zones.residents)
     assert a.facilities == b.facilities
     differs = [
-        f for f in Network._fields
+        f
+        for f in Network._fields
         if getattr(a.network, f).shape != getattr(c.network, f).shape
         or not np.array_equal(getattr(a.network, f), getattr(c.network, f))
     ]
@@ -84,7 +85,7 @@ def test_only_bridges_cross_the_river(bridges, ring):
 def test_single_bridge_closed_disconnects_banks():
     city = synthetic_city(bridges=1)
     net = city.network
-    (name, links), = city.places.items()
+    ((name, links),) = city.places.items()
     assert name == "Old Bridge"
     a, b = int(net.src[links[0]]), int(net.dst[links[0]])
     assert math.isfinite(distance(net, a, b))
@@ -120,8 +121,8 @@ def test_csr_consistency():
     assert sorted(net.out_links.tolist()) == list(range(net.n_links))
     assert sorted(net.in_links.tolist()) == list(range(net.n_links))
     for i in range(net.n_nodes):
-        out = net.out_links[net.out_indptr[i]:net.out_indptr[i + 1]]
-        inn = net.in_links[net.in_indptr[i]:net.in_indptr[i + 1]]
+        out = net.out_links[net.out_indptr[i] : net.out_indptr[i + 1]]
+        inn = net.in_links[net.in_indptr[i] : net.in_indptr[i + 1]]
         assert np.all(net.src[out] == i)
         assert np.all(net.dst[inn] == i)
     assert np.array_equal(net.indices, net.dst[net.out_links])
@@ -134,7 +135,7 @@ def test_signals_two_phases_at_arterial_crossings():
     assert np.all((net.signal_cycle_s[sig] >= 60) & (net.signal_cycle_s[sig] <= 90))
     for node in sig:
         c = net.signal_cycle_s[node]
-        inn = net.in_links[net.in_indptr[node]:net.in_indptr[node + 1]]
+        inn = net.in_links[net.in_indptr[node] : net.in_indptr[node + 1]]
         gs, ge = net.green_start_s[inn], net.green_end_s[inn]
         assert np.all((0 <= gs) & (gs < ge) & (ge <= c))
         assert len(set(gs.tolist())) == 2  # two phases

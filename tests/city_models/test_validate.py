@@ -52,8 +52,8 @@ def test_short_link_between_intersections_is_contracted():
     assert any("Contracted 2 links shorter than 10 m" in n for n in notes)
     # out/in CSR still consistent after renumbering
     for i in range(out.n_nodes):
-        assert np.all(out.src[out.out_links[out.out_indptr[i]:out.out_indptr[i + 1]]] == i)
-        assert np.all(out.dst[out.in_links[out.in_indptr[i]:out.in_indptr[i + 1]]] == i)
+        assert np.all(out.src[out.out_links[out.out_indptr[i] : out.out_indptr[i + 1]]] == i)
+        assert np.all(out.dst[out.in_links[out.in_indptr[i] : out.in_indptr[i + 1]]] == i)
 
 
 def test_disconnected_island_dropped_with_note():
@@ -71,8 +71,13 @@ def test_one_way_dead_end_is_unreachable_and_dropped():
     net = tiny_network(SQUARE[:4], [(0, 1), (1, 2), (2, 3), (3, 0)])
     # add a one-way spur 0 -> 4: node 4 can be reached but cannot get back
     spur = make_network(
-        x=np.r_[net.x, 50.0], y=np.r_[net.y, -80.0], src=np.r_[net.src, 0], dst=np.r_[net.dst, 4],
-        length_m=np.r_[net.length_m, 94.3], lanes=1.0, free_speed_mps=10.0,
+        x=np.r_[net.x, 50.0],
+        y=np.r_[net.y, -80.0],
+        src=np.r_[net.src, 0],
+        dst=np.r_[net.dst, 4],
+        length_m=np.r_[net.length_m, 94.3],
+        lanes=1.0,
+        free_speed_mps=10.0,
     )
     out, notes = validate_network(spur)
     assert out.n_nodes == 4 and out.n_links == 8 and n_strong(out) == 1
@@ -93,8 +98,15 @@ def test_nan_speed_filled_from_kind_and_other_attribute_repairs():
     cap[4] = 1e6  # impossible: capacity / free speed above jam density
     src, dst = np.r_[net.src, 2], np.r_[net.dst, 2]  # plus a self loop
     bad = make_network(
-        x=net.x, y=net.y, src=src, dst=dst, length_m=np.r_[length, 5.0], lanes=np.r_[lanes, 1.0],
-        free_speed_mps=np.r_[vf, 10.0], capacity_vph=np.r_[cap, 1000.0], link_kind=kinds + ["residential"],
+        x=net.x,
+        y=net.y,
+        src=src,
+        dst=dst,
+        length_m=np.r_[length, 5.0],
+        lanes=np.r_[lanes, 1.0],
+        free_speed_mps=np.r_[vf, 10.0],
+        capacity_vph=np.r_[cap, 1000.0],
+        link_kind=kinds + ["residential"],
     )
     out, notes = validate_network(bad)
     text = " ".join(notes)
@@ -102,12 +114,19 @@ def test_nan_speed_filled_from_kind_and_other_attribute_repairs():
     assert out.free_speed_mps[0] == pytest.approx(30 / 3.6)  # residential default
     assert out.free_speed_mps[1] == pytest.approx(10.0)  # unknown kind: the network's median
     assert out.lanes[2] == 1.0
-    assert out.length_m[3] == pytest.approx(np.hypot(bad.x[bad.dst[3]] - bad.x[bad.src[3]], bad.y[bad.dst[3]] - bad.y[bad.src[3]]))
+    assert out.length_m[3] == pytest.approx(
+        np.hypot(bad.x[bad.dst[3]] - bad.x[bad.src[3]], bad.y[bad.dst[3]] - bad.y[bad.src[3]])
+    )
     q = out.capacity_vph / 3600.0
     assert np.all(q / out.free_speed_mps < out.jam_density_vpm) and out.capacity_vph[4] < 1e5
-    for phrase in ("Filled the missing free speed of 1 link from their road kind (residential)",
-                   "median speed", "Set lanes to 1", "straight-line distance", "Recomputed the capacity",
-                   "self-loop"):
+    for phrase in (
+        "Filled the missing free speed of 1 link from their road kind (residential)",
+        "median speed",
+        "Set lanes to 1",
+        "straight-line distance",
+        "Recomputed the capacity",
+        "self-loop",
+    ):
         assert phrase in text, phrase
 
 
@@ -118,8 +137,14 @@ def test_unrepairable_problems_all_listed():
     length = net.length_m.copy()
     length[:] = np.nan
     bad = make_network(
-        x=x, y=net.y, src=net.src, dst=net.dst, length_m=length, lanes=1.0,
-        free_speed_mps=np.nan, link_kind=["hovercraft_lane"] * net.n_links,
+        x=x,
+        y=net.y,
+        src=net.src,
+        dst=net.dst,
+        length_m=length,
+        lanes=1.0,
+        free_speed_mps=np.nan,
+        link_kind=["hovercraft_lane"] * net.n_links,
     )
     with pytest.raises(CityError) as err:
         validate_network(bad)
@@ -137,10 +162,18 @@ def test_validate_city_remaps_zones_facilities_and_places():
     nodes = SQUARE + [(500, 500), (600, 500)]
     links = SQUARE_LINKS + [(5, 6)]
     net = tiny_network(nodes, links)
-    zones = Zones(name=("A", "B", "C"), residents=np.array([10, 20, 30]), jobs=np.array([1, 2, 3]),
-                  x=np.zeros(3), y=np.zeros(3), node_zone=np.array([0, 0, 1, 1, 0, 2, 2], dtype=np.int32))
-    fac = (Facility("fire_station", "Island Fire", node=6, capacity=2),
-           Facility("hospital", "Corner Hospital", node=2, capacity=100))
+    zones = Zones(
+        name=("A", "B", "C"),
+        residents=np.array([10, 20, 30]),
+        jobs=np.array([1, 2, 3]),
+        x=np.zeros(3),
+        y=np.zeros(3),
+        node_zone=np.array([0, 0, 1, 1, 0, 2, 2], dtype=np.int32),
+    )
+    fac = (
+        Facility("fire_station", "Island Fire", node=6, capacity=2),
+        Facility("hospital", "Corner Hospital", node=2, capacity=100),
+    )
     # link ids: 0/1 = 0<->4, 2/3 = 4<->1, ..., 10/11 = 5<->6
     places = {"Island Bridge": np.array([10, 11]), "Side Road": np.array([2, 3]), "Corner": {"nodes": np.array([2])}}
     city = City(name="t", network=net, zones=zones, facilities=fac, places=places)

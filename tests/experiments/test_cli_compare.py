@@ -19,8 +19,9 @@ def test_scenario_naming_its_baseline(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "160")  # the table's rows on one line each
     (tmp_path / "base").mkdir()
     _write(tmp_path / "base" / "tiny.yaml", TINY)
-    scen = _write(tmp_path / "busy.yaml", tiny(name="busy", baseline="base/tiny.yaml",
-                                                demand={"gravity": {"total_trips": 4000}}))
+    scen = _write(
+        tmp_path / "busy.yaml", tiny(name="busy", baseline="base/tiny.yaml", demand={"gravity": {"total_trips": 4000}})
+    )
     out = tmp_path / "cmp"
     assert main(["compare", str(scen), "-n", "2", "--workers", "0", "--out", str(out), "-q", "--seed", "11"]) == 0
     summary = json.loads((out / "summary.json").read_text())

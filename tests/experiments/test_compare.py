@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -96,19 +95,39 @@ def test_identical_scenarios_every_difference_zero_not_significant(identical):
 
 def test_comparison_folder_format(identical):
     out = identical.out
-    assert sorted(p.name for p in out.iterdir()) == [".city-twin.json",  # the twin's folder marker (issue 15)
-                                                     "baseline", "comparison.nc", "scenario", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".city-twin.json",  # the twin's folder marker (issue 15)
+        "baseline",
+        "comparison.nc",
+        "scenario",
+        "summary.json",
+    ]
     summary = json.loads((out / "summary.json").read_text())
-    assert {"kind", "baseline", "scenario", "replications", "seeds", "kpis", "intervened_links",
-            "wall_s", "workers"} <= set(summary)
+    assert {
+        "kind",
+        "baseline",
+        "scenario",
+        "replications",
+        "seeds",
+        "kpis",
+        "intervened_links",
+        "wall_s",
+        "workers",
+    } <= set(summary)
     assert summary["baseline"] == summary["scenario"] == "tiny" and summary["workers"] == 1
     for variant in ("baseline", "scenario"):
-        assert {p.name for p in (out / variant).iterdir()} == {"results.nc", "scenario.yaml", "summary.json",
-                                                               ".city-twin.json"}
+        assert {p.name for p in (out / variant).iterdir()} == {
+            "results.nc",
+            "scenario.yaml",
+            "summary.json",
+            ".city-twin.json",
+        }
     run0 = json.loads((out / "baseline" / "summary.json").read_text())
     assert run0["seed"] == 5
-    with xr.open_dataset(out / "comparison.nc", engine="h5netcdf") as ds, \
-            xr.open_dataset(out / "baseline" / "results.nc", engine="h5netcdf") as r0:
+    with (
+        xr.open_dataset(out / "comparison.nc", engine="h5netcdf") as ds,
+        xr.open_dataset(out / "baseline" / "results.nc", engine="h5netcdf") as r0,
+    ):
         assert list(ds.variant.values) == ["baseline", "scenario"]
         assert ds.sizes["replication"] == 3 and list(ds.seed.values) == [5, 6, 7]
         assert ds.link_speed.dims == ("variant", "time", "link")
@@ -126,7 +145,9 @@ def test_comparison_folder_format(identical):
         for name in ("link_x0", "link_y1", "link_name", "node_x", "zone_x", "facility_kind", "link_length_m"):
             np.testing.assert_array_equal(ds[name].values, r0[name].values, err_msg=name)
         # replication 0 of the comparison is the run folder's run
-        assert ds.kpi_vehicle_hours.sel(variant="baseline", replication=0) == pytest.approx(run0["kpis"]["vehicle_hours"])
+        assert ds.kpi_vehicle_hours.sel(variant="baseline", replication=0) == pytest.approx(
+            run0["kpis"]["vehicle_hours"]
+        )
         np.testing.assert_array_equal(ds.network_vehicles.sel(variant="baseline", replication=0), r0.network_vehicles)
         # link means are means over replications
         assert ds.link_speed.shape[1:] == r0.link_speed.shape
@@ -144,8 +165,10 @@ def test_more_demand_is_significant_with_the_right_sign_on_the_cluster(cluster, 
     assert c.kpi("trips_total")["difference"] == 7500
     assert c.kpi("mean_network_speed_kmh")["difference"] < 0
     # the baseline replications are the same runs as in the serial comparison (same seeds)
-    np.testing.assert_array_equal(c.dataset.kpi_vehicle_hours.sel(variant="baseline").values,
-                                  identical.dataset.kpi_vehicle_hours.sel(variant="baseline").values)
+    np.testing.assert_array_equal(
+        c.dataset.kpi_vehicle_hours.sel(variant="baseline").values,
+        identical.dataset.kpi_vehicle_hours.sel(variant="baseline").values,
+    )
     # trip tables differ in size: per-variant rows padded with NaN
     tt = c.dataset.trip_travel_time_s
     assert tt.sizes["trip"] == 9000 and c.dataset.attrs["same_trips"] == 0
@@ -172,8 +195,9 @@ def test_folder_replaced_atomically(identical, tmp_path, monkeypatch):
     assert not (out / "stale.txt").exists() and (out / "summary.json").exists()
     before = (out / "summary.json").read_text()
 
-    broken = Comparison(summary=dict(identical.summary, wall_s=-1.0), dataset=identical.dataset,
-                        run_files=identical.run_files)
+    broken = Comparison(
+        summary=dict(identical.summary, wall_s=-1.0), dataset=identical.dataset, run_files=identical.run_files
+    )
 
     def fail(*args, **kwargs):
         raise OSError("disk full")

@@ -31,7 +31,9 @@ def test_equilibrium_comparison_keeps_common_random_numbers_and_labels_both_days
     assert day1["mean_travel_time_s"]["baseline"] != res.kpi("mean_travel_time_s")["baseline"]
     ds = res.dataset
     assert ds.attrs["response"] == "equilibrium"
-    np.testing.assert_array_equal(ds["day1_kpi_mean_travel_time_s"].values[0], ds["day1_kpi_mean_travel_time_s"].values[1])
+    np.testing.assert_array_equal(
+        ds["day1_kpi_mean_travel_time_s"].values[0], ds["day1_kpi_mean_travel_time_s"].values[1]
+    )
     saved = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     assert saved["response"] == "equilibrium" and saved["day1_kpis"]
 
@@ -64,8 +66,23 @@ def test_cli_compare_equilibrium_prints_both_tables(tmp_path, capsys):
 
     a.write_text(yaml.safe_dump(tiny(traffic=EQ)))
     b.write_text(yaml.safe_dump(tiny(name="b", traffic=EQ)))
-    code = main(["compare", str(a), str(b), "-n", "2", "--workers", "0", "--equilibrium", "--iterations", "2",
-                 "--out", str(tmp_path / "out"), "-q"])
+    code = main(
+        [
+            "compare",
+            str(a),
+            str(b),
+            "-n",
+            "2",
+            "--workers",
+            "0",
+            "--equilibrium",
+            "--iterations",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "at equilibrium" in out and "day 1" in out
     assert main(["compare", str(a), str(b), "-n", "2", "--iterations", "2"]) == 2

@@ -62,8 +62,9 @@ def test_a_killed_comparison_resumes_where_it_stopped_and_equals_the_whole(whole
     ran.clear()
     seen = []
     with Executor(serial=True) as ex:
-        again = compare(tiny(), CLOSE, replications=3, executor=ex, out=out,
-                        progress=lambda done, total: seen.append((done, total)))
+        again = compare(
+            tiny(), CLOSE, replications=3, executor=ex, out=out, progress=lambda done, total: seen.append((done, total))
+        )
     every = {(v, i) for v in ("baseline", "scenario") for i in range(3)}
     assert sorted(ran) == sorted(every - set(first))  # only the runs not kept before
     assert seen[0] == (4, 6) and seen[-1] == (6, 6)
@@ -105,9 +106,9 @@ def test_a_checkpoint_of_another_comparison_is_not_used(tmp_path):
 
 def test_a_checkpoint_run_file_holding_an_object_is_refused(tmp_path):
     """Checkpoint files are plain records: a file naming a class is not used (and runs nothing)."""
-    from twin.snapshot import SnapshotError, records_from_bytes
-
     import hashlib
+
+    from twin.snapshot import SnapshotError, records_from_bytes
 
     body_manifest = json.dumps({"root": {"o": "twin.model:Twin", "i": 0, "s": None}}).encode()
     import io
@@ -117,8 +118,9 @@ def test_a_checkpoint_run_file_holding_an_object_is_refused(tmp_path):
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("manifest.json", body_manifest)
     body = buf.getvalue()
-    line = json.dumps({"format": "city-twin-records", "version": 1, "kind": "comparison replication",
-                       "body_bytes": len(body)}).encode()
+    line = json.dumps(
+        {"format": "city-twin-records", "version": 1, "kind": "comparison replication", "body_bytes": len(body)}
+    ).encode()
     data = line + b"\n" + b"sha256:" + hashlib.sha256(line + b"\n" + body).hexdigest().encode() + b"\n" + body
     with pytest.raises(SnapshotError, match="plain data only"):
         records_from_bytes(data, kind="comparison replication", what="x.rep")

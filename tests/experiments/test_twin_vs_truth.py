@@ -20,14 +20,20 @@ def test_true_factors_reproduce_the_truths_demand(start, duration):
     city = build_city(sc.city)
     z, g = city.zones, sc.demand.gravity
     rng = np.random.default_rng(4)
-    demand = {"demand_scale": 1.15, "zone_residents_factor": np.exp(rng.normal(0, 0.3, z.n_zones)).tolist(),
-              "zone_jobs_factor": np.exp(rng.normal(0, 0.3, z.n_zones)).tolist(),
-              "hour_factor": np.exp(rng.normal(0, 0.2, 24)).tolist()}
+    demand = {
+        "demand_scale": 1.15,
+        "zone_residents_factor": np.exp(rng.normal(0, 0.3, z.n_zones)).tolist(),
+        "zone_jobs_factor": np.exp(rng.normal(0, 0.3, z.n_zones)).tolist(),
+        "hour_factor": np.exp(rng.normal(0, 0.2, 24)).tolist(),
+    }
     a, b, level = true_factors(SimpleNamespace(demand=demand), city, sc)
     kw = {"node_zone": z.node_zone, "zone_x": z.x, "zone_y": z.y, "beta_per_km": g.beta_per_km}
     base = gravity_shares(residents=z.residents, jobs=z.jobs, **kw)
-    pert = gravity_shares(residents=np.rint(z.residents * np.asarray(demand["zone_residents_factor"])).astype(int),
-                          jobs=np.rint(z.jobs * np.asarray(demand["zone_jobs_factor"])).astype(int), **kw)
+    pert = gravity_shares(
+        residents=np.rint(z.residents * np.asarray(demand["zone_residents_factor"])).astype(int),
+        jobs=np.rint(z.jobs * np.asarray(demand["zone_jobs_factor"])).astype(int),
+        **kw,
+    )
     # zone pairs: the truth's share is the plan's times exp(a_i + b_j), exactly
     np.testing.assert_allclose(base * np.exp(a[:, None] + b[None, :]), pert, rtol=1e-8, atol=1e-15)
     # hours: the plan's trips of each hour in the window, times exp(level), add up to the

@@ -27,17 +27,25 @@ EXAMPLE_SECONDS = 5.0
 PEAK_GROWTH_MB = 300.0
 
 #: The two runs of each property.
-RUNS = pytest.mark.parametrize("examples", [
-    pytest.param(DEFAULT_EXAMPLES, id="default"),
-    pytest.param(FUZZ_EXAMPLES, id="thousands", marks=pytest.mark.fuzz),
-])
+RUNS = pytest.mark.parametrize(
+    "examples",
+    [
+        pytest.param(DEFAULT_EXAMPLES, id="default"),
+        pytest.param(FUZZ_EXAMPLES, id="thousands", marks=pytest.mark.fuzz),
+    ],
+)
 
 
 def fuzz_settings(examples: int, **kw) -> settings:
     """Hypothesis settings of one property run: no deadline flakiness, no database."""
-    return settings(max_examples=examples, deadline=None, database=None, derandomize=examples <= DEFAULT_EXAMPLES,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much], **kw)
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=examples <= DEFAULT_EXAMPLES,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+        **kw,
+    )
 
 
 def peak_mb() -> float:
@@ -62,8 +70,12 @@ def memory_bound():
     grew = peak_mb() - before
     assert grew < PEAK_GROWTH_MB, f"peak memory grew by {grew:.0f} MB (bound {PEAK_GROWTH_MB:.0f} MB)"
 
+
 #: The two runs of a slower property (the city readers).
-CITY_RUNS = pytest.mark.parametrize("examples", [
-    pytest.param(CITY_EXAMPLES, id="default"),
-    pytest.param(FUZZ_EXAMPLES // 3, id="thousands", marks=pytest.mark.fuzz),
-])
+CITY_RUNS = pytest.mark.parametrize(
+    "examples",
+    [
+        pytest.param(CITY_EXAMPLES, id="default"),
+        pytest.param(FUZZ_EXAMPLES // 3, id="thousands", marks=pytest.mark.fuzz),
+    ],
+)

@@ -9,24 +9,65 @@ from __future__ import annotations
 
 import networkx as nx
 import osmnx as ox
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from city_models import CityError, load_city
-
-import pytest
 
 from .conftest import CITY_RUNS, bounded, fuzz_settings
 
 LAT0, LON0, D = 60.17, 24.94, 0.001
 
 ATTR = st.one_of(
-    st.sampled_from(["1", "2", "0", "-1", "1e12", "1e9", "nan", "inf", "-inf", "", "x", "50 mph", "[1, 2]", "1e308",
-                     "2", "30", "120", "residential", "primary", "yes", "no", "-1", "1e-300", "9" * 30]),
-    st.floats(allow_nan=True).map(str), st.integers(-10, 10**6).map(str), st.text(max_size=6),
+    st.sampled_from(
+        [
+            "1",
+            "2",
+            "0",
+            "-1",
+            "1e12",
+            "1e9",
+            "nan",
+            "inf",
+            "-inf",
+            "",
+            "x",
+            "50 mph",
+            "[1, 2]",
+            "1e308",
+            "2",
+            "30",
+            "120",
+            "residential",
+            "primary",
+            "yes",
+            "no",
+            "-1",
+            "1e-300",
+            "9" * 30,
+        ]
+    ),
+    st.floats(allow_nan=True).map(str),
+    st.integers(-10, 10**6).map(str),
+    st.text(max_size=6),
 )
-EDGE_KEYS = st.sampled_from(["length", "lanes", "maxspeed", "speed_kph", "capacity", "highway", "oneway", "name",
-                             "jam_density", "wave_speed", "priority", "osmid"])
+EDGE_KEYS = st.sampled_from(
+    [
+        "length",
+        "lanes",
+        "maxspeed",
+        "speed_kph",
+        "capacity",
+        "highway",
+        "oneway",
+        "name",
+        "jam_density",
+        "wave_speed",
+        "priority",
+        "osmid",
+    ]
+)
 NODE_IDS = st.one_of(st.integers(1, 5), st.integers(2**62, 2**70), st.integers(-(2**64), -1))
 
 
@@ -37,8 +78,14 @@ def _graph(edits, node_id):
         G.add_node(ids[k], x=LON0 + dx * D, y=LAT0 + dy * D, street_count=2)
     edges = [(0, 1), (1, 2), (2, 0), (2, 3), (3, 0)]
     for n, (a, b) in enumerate(edges):
-        attrs = {"osmid": 10 + n, "highway": "primary", "oneway": False, "length": 150.0, "lanes": "2",
-                 "maxspeed": "50"}
+        attrs = {
+            "osmid": 10 + n,
+            "highway": "primary",
+            "oneway": False,
+            "length": 150.0,
+            "lanes": "2",
+            "maxspeed": "50",
+        }
         for which, key, value in edits:
             if which % len(edges) == n:
                 attrs[key] = value
@@ -61,8 +108,11 @@ def test_any_graphml_gives_a_city_or_a_city_error(examples, tmp_path, memory_bou
     path = tmp_path / "city.graphml"
 
     @fuzz_settings(examples)
-    @given(edits=st.lists(st.tuples(st.integers(0, 9), EDGE_KEYS, ATTR), max_size=5), node_id=NODE_IDS,
-           crs=st.sampled_from(["epsg:4326", "epsg:3067", "not a crs", ""]))
+    @given(
+        edits=st.lists(st.tuples(st.integers(0, 9), EDGE_KEYS, ATTR), max_size=5),
+        node_id=NODE_IDS,
+        crs=st.sampled_from(["epsg:4326", "epsg:3067", "not a crs", ""]),
+    )
     def check(edits, node_id, crs):
         G = _graph(edits, node_id)
         G.graph["crs"] = crs
@@ -89,13 +139,16 @@ def test_any_osm_xml_gives_a_city_or_a_city_error(examples, tmp_path, memory_bou
     path = tmp_path / "city.osm"
 
     @fuzz_settings(examples)
-    @given(n1=st.one_of(st.just("1"), NODE_IDS.map(str), st.sampled_from(["x", "", "1.5", "1e3"])),
-           w=st.one_of(st.just("5"), NODE_IDS.map(str)),
-           lat1=st.sampled_from(["60.170", "91", "-91", "nan", "x", "60.170000000001", "1e308"]),
-           lon3=st.sampled_from(["24.942", "181", "24.942"]),
-           hw=st.sampled_from(["primary", "residential", "footway", "", "motorway"]),
-           k=st.sampled_from(["lanes", "maxspeed", "oneway", "name", "junction", "access"]), v=ATTR,
-           cut=st.one_of(st.none(), st.integers(0, 400)))
+    @given(
+        n1=st.one_of(st.just("1"), NODE_IDS.map(str), st.sampled_from(["x", "", "1.5", "1e3"])),
+        w=st.one_of(st.just("5"), NODE_IDS.map(str)),
+        lat1=st.sampled_from(["60.170", "91", "-91", "nan", "x", "60.170000000001", "1e308"]),
+        lon3=st.sampled_from(["24.942", "181", "24.942"]),
+        hw=st.sampled_from(["primary", "residential", "footway", "", "motorway"]),
+        k=st.sampled_from(["lanes", "maxspeed", "oneway", "name", "junction", "access"]),
+        v=ATTR,
+        cut=st.one_of(st.none(), st.integers(0, 400)),
+    )
     def check(n1, w, lat1, lon3, hw, k, v, cut):
         from xml.sax.saxutils import quoteattr
 
@@ -107,9 +160,12 @@ def test_any_osm_xml_gives_a_city_or_a_city_error(examples, tmp_path, memory_bou
     check()
 
 
-@pytest.mark.xfail(raises=OverflowError, strict=False,
-                   reason="found by this suite, reported to the city readers' owner: a node at lon=inf reaches "
-                          "osm._utm_epsg, whose int(floor(inf)) raises OverflowError instead of a CityError")
+@pytest.mark.xfail(
+    raises=OverflowError,
+    strict=False,
+    reason="found by this suite, reported to the city readers' owner: a node at lon=inf reaches "
+    "osm._utm_epsg, whose int(floor(inf)) raises OverflowError instead of a CityError",
+)
 @pytest.mark.parametrize("lon", ["inf", "-inf", "1e400"])
 def test_osm_xml_with_an_infinite_longitude_is_a_city_error(tmp_path, lon):
     path = tmp_path / "inf.osm"

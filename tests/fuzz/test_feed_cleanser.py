@@ -31,16 +31,46 @@ def mapper():
 CLOCK = FeedClock.for_day(DAY, start_s=7 * 3600.0)
 TIMES = st.one_of(
     st.floats(-1e6, 1e6).map(lambda t: CLOCK.to_iso(t) if abs(t) < 1e6 else "x"),
-    st.sampled_from(["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2024-05-14T07:05:00", "yesterday", "",
-                     "2024-05-14T07:05:00+25:00", "2024-02-30T00:00:00Z", "2024-05-14T07:05:00.123456789Z"]),
-    st.integers(), st.none(), st.text(max_size=12),
+    st.sampled_from(
+        [
+            "9999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "2024-05-14T07:05:00",
+            "yesterday",
+            "",
+            "2024-05-14T07:05:00+25:00",
+            "2024-02-30T00:00:00Z",
+            "2024-05-14T07:05:00.123456789Z",
+        ]
+    ),
+    st.integers(),
+    st.none(),
+    st.text(max_size=12),
 )
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(2**62, 2**80),
-                   st.floats(allow_nan=True), st.text(max_size=10), st.lists(st.integers(), max_size=3),
-                   st.sampled_from(["١٢", "3", "10**20", "-1", "1e400"]))
-IDS = st.one_of(st.sampled_from(["urn:ngsi-ld:RoadSegment:1", "urn:ngsi-ld:RoadSegment:٣", "urn:ngsi-ld:RoadSegment:99",
-                                 "urn:ngsi-ld:RoadSegment:-1", "urn:ngsi-ld:RoadSegment:" + "9" * 40, ""]),
-                st.text(max_size=20), st.integers())
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(2**62, 2**80),
+    st.floats(allow_nan=True),
+    st.text(max_size=10),
+    st.lists(st.integers(), max_size=3),
+    st.sampled_from(["١٢", "3", "10**20", "-1", "1e400"]),
+)
+IDS = st.one_of(
+    st.sampled_from(
+        [
+            "urn:ngsi-ld:RoadSegment:1",
+            "urn:ngsi-ld:RoadSegment:٣",
+            "urn:ngsi-ld:RoadSegment:99",
+            "urn:ngsi-ld:RoadSegment:-1",
+            "urn:ngsi-ld:RoadSegment:" + "9" * 40,
+            "",
+        ]
+    ),
+    st.text(max_size=20),
+    st.integers(),
+)
 
 
 @st.composite
@@ -50,22 +80,39 @@ def entities(draw):
     if kind == "TrafficFlowObserved":
         e.update(dateObservedFrom=draw(TIMES), dateObservedTo=draw(TIMES), refRoadSegment=draw(IDS))
     elif kind == "Alert":
-        e.update(category="traffic", subCategory=draw(st.sampled_from(["roadClosed", "trafficJam", "carAccident", "x"])),
-                 dateIssued=draw(TIMES), validFrom=draw(TIMES), validTo=draw(TIMES), alertSource=draw(IDS))
+        e.update(
+            category="traffic",
+            subCategory=draw(st.sampled_from(["roadClosed", "trafficJam", "carAccident", "x"])),
+            dateIssued=draw(TIMES),
+            validFrom=draw(TIMES),
+            validTo=draw(TIMES),
+            alertSource=draw(IDS),
+        )
     elif kind == "RoadSegment":
         e.update(status=draw(st.sampled_from(["closed", "open", "", "x"])), dateModified=draw(TIMES))
-    extra = draw(st.dictionaries(st.sampled_from(["intensity", "averageVehicleSpeed", "occupancy", "laneId",
-                                                  "dateObserved", "location", "value", "data"]), VALUES, max_size=4))
+    extra = draw(
+        st.dictionaries(
+            st.sampled_from(
+                ["intensity", "averageVehicleSpeed", "occupancy", "laneId", "dateObserved", "location", "value", "data"]
+            ),
+            VALUES,
+            max_size=4,
+        )
+    )
     e.update(extra)
     return e
 
 
 MESSAGES = st.one_of(
-    entities(), st.lists(entities(), max_size=4),
+    entities(),
+    st.lists(entities(), max_size=4),
     st.builds(lambda es: {"type": "Notification", "data": es}, st.lists(entities(), max_size=3)),
-    entities().map(lambda e: json.dumps(e, default=str)), st.binary(max_size=40), st.text(max_size=40),
-    st.sampled_from(["", "[]", "{}", "null", "[[[[[[[[[[]]]]]]]]]]", "[" * 5000, '{"type": "Notification"}',
-                     b"\xff\xfe", "1e400"]),
+    entities().map(lambda e: json.dumps(e, default=str)),
+    st.binary(max_size=40),
+    st.text(max_size=40),
+    st.sampled_from(
+        ["", "[]", "{}", "null", "[[[[[[[[[[]]]]]]]]]]", "[" * 5000, '{"type": "Notification"}', b"\xff\xfe", "1e400"]
+    ),
 )
 
 

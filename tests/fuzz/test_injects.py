@@ -38,22 +38,52 @@ incidents:
 
 #: Bad inject lines: wrong types, times, places, severities, keys, syntax, hostile YAML.
 BAD_LINES = [
-    "{at: yesterday, type: fire, location: 6}", "{type: [fire], location: 6}", "{type: {a: 1}, location: 6}",
-    "{type: null, location: 6}", "{type: 7, location: 6}", "{type: fire, location: null}",
-    "{type: fire, location: true}", "{type: fire, location: []}", "{type: fire, location: [1]}",
-    "{type: fire, location: [1, 2, 3]}", "{type: fire, location: [.nan, 60]}", "{type: fire, location: {x: 1}}",
-    "{type: fire, location: 99999999999999999999999}", "{type: fire, location: -1}", "{type: fire, location: 1e300}",
-    "{type: fire, location: Nowhere Street}", "{type: fire, location: [0, 0]}", "{type: fire, location: 6, severity: 9}",
-    "{type: fire, location: 6, severity: 0}", "{type: fire, location: 6, severity: true}",
-    "{type: fire, location: 6, severity: 2.5}", "{type: fire, location: 6, severity: [2]}",
-    "{type: fire, location: 6, at: \"25:00\"}", "{type: fire, location: 6, at: -5min}", "{type: fire, location: 6, at: .nan}",
-    "{type: fire, location: 6, at: [1]}", "{type: fire, location: 6, at: true}", "{type: fire, location: 6, at: 400d}",
-    "{type: fire, location: 6, at: 10h}", "{type: fire, location: 6, notes: {a: 1}}", "{type: fire, location: 6, notes: [1]}",
-    "{type: volcano, location: 6}", "{type: fire}", "{location: 6}", "{type: fire, location: 6, colour: red}",
-    "{1: 2}", "[1, 2]", "fire at the bridge", "{type: fire, location: 6", "{\"type\": \"fire\", \"location\": NaN}",
-    "{\"type\": \"fire\", \"location\": " + "[" * 3000 + "]" * 3000 + "}", "{type: !!python/object/apply:os.system [id], location: 6}",
-    "{station: [Fire Station 1], in_service: false}", "{station: Nowhere, in_service: false}",
-    "{station: Fire Station 1, in_service: maybe}", "{station: Fire Station 1}",
+    "{at: yesterday, type: fire, location: 6}",
+    "{type: [fire], location: 6}",
+    "{type: {a: 1}, location: 6}",
+    "{type: null, location: 6}",
+    "{type: 7, location: 6}",
+    "{type: fire, location: null}",
+    "{type: fire, location: true}",
+    "{type: fire, location: []}",
+    "{type: fire, location: [1]}",
+    "{type: fire, location: [1, 2, 3]}",
+    "{type: fire, location: [.nan, 60]}",
+    "{type: fire, location: {x: 1}}",
+    "{type: fire, location: 99999999999999999999999}",
+    "{type: fire, location: -1}",
+    "{type: fire, location: 1e300}",
+    "{type: fire, location: Nowhere Street}",
+    "{type: fire, location: [0, 0]}",
+    "{type: fire, location: 6, severity: 9}",
+    "{type: fire, location: 6, severity: 0}",
+    "{type: fire, location: 6, severity: true}",
+    "{type: fire, location: 6, severity: 2.5}",
+    "{type: fire, location: 6, severity: [2]}",
+    '{type: fire, location: 6, at: "25:00"}',
+    "{type: fire, location: 6, at: -5min}",
+    "{type: fire, location: 6, at: .nan}",
+    "{type: fire, location: 6, at: [1]}",
+    "{type: fire, location: 6, at: true}",
+    "{type: fire, location: 6, at: 400d}",
+    "{type: fire, location: 6, at: 10h}",
+    "{type: fire, location: 6, notes: {a: 1}}",
+    "{type: fire, location: 6, notes: [1]}",
+    "{type: volcano, location: 6}",
+    "{type: fire}",
+    "{location: 6}",
+    "{type: fire, location: 6, colour: red}",
+    "{1: 2}",
+    "[1, 2]",
+    "fire at the bridge",
+    "{type: fire, location: 6",
+    '{"type": "fire", "location": NaN}',
+    '{"type": "fire", "location": ' + "[" * 3000 + "]" * 3000 + "}",
+    "{type: !!python/object/apply:os.system [id], location: 6}",
+    "{station: [Fire Station 1], in_service: false}",
+    "{station: Nowhere, in_service: false}",
+    "{station: Fire Station 1, in_service: maybe}",
+    "{station: Fire Station 1}",
     "{a: &a [x, x, x, x, x, x, x, x], b: &b [*a, *a, *a, *a, *a, *a, *a, *a], c: &c [*b, *b, *b, *b, *b, *b, *b, *b], "
     "d: [*c, *c, *c, *c, *c, *c, *c, *c], type: fire, location: 6}",
     "{type: fire, location: 6, notes: " + "x" * 5000 + "}",
@@ -98,11 +128,46 @@ def test_a_drill_with_48_bad_injects_runs_to_the_end_and_logs_each(tmp_path, dri
     assert any(r["incident_type"] == "medical" and r["clock"] == "08:15:00" for r in rows), "the good one still runs"
 
 
-LINE_PIECES = st.sampled_from([
-    "{", "}", "[", "]", ",", ": ", "type", "location", "severity", "notes", "at", "station", "in_service", "fire",
-    "medical", "6", "12", "-1", "1e300", ".nan", "true", "null", '"08:15"', "25:00", "yesterday", "10min", "&a ",
-    "*a", "!!python/name:os.system", "Old Bridge", "\x00", "'", '"', "#", "9" * 30, "[24.9, 60.1]",
-])
+LINE_PIECES = st.sampled_from(
+    [
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ": ",
+        "type",
+        "location",
+        "severity",
+        "notes",
+        "at",
+        "station",
+        "in_service",
+        "fire",
+        "medical",
+        "6",
+        "12",
+        "-1",
+        "1e300",
+        ".nan",
+        "true",
+        "null",
+        '"08:15"',
+        "25:00",
+        "yesterday",
+        "10min",
+        "&a ",
+        "*a",
+        "!!python/name:os.system",
+        "Old Bridge",
+        "\x00",
+        "'",
+        '"',
+        "#",
+        "9" * 30,
+        "[24.9, 60.1]",
+    ]
+)
 
 
 @RUNS
@@ -124,11 +189,14 @@ def test_any_line_parses_or_is_an_input_error(examples, memory_bound):
 @RUNS
 def test_any_parsed_inject_applies_or_is_an_input_error(examples, comp, memory_bound):
     locations = st.one_of(st.integers(-3, 40), st.sampled_from(["Old Bridge", "x", [24.9, 60.1], [0.0, 0.0]]))
-    fields = st.fixed_dictionaries({"type": st.sampled_from(["fire", "medical", "traffic_crash", "flood", "volcano"]),
-                                    "location": locations},
-                                   optional={"severity": st.integers(-1, 7), "notes": st.text(max_size=10),
-                                             "at": st.one_of(st.sampled_from(["08:00", "08:30", "07:00", "10min",
-                                                                              "2h", "23:59"]), st.floats(0, 1e5))})
+    fields = st.fixed_dictionaries(
+        {"type": st.sampled_from(["fire", "medical", "traffic_crash", "flood", "volcano"]), "location": locations},
+        optional={
+            "severity": st.integers(-1, 7),
+            "notes": st.text(max_size=10),
+            "at": st.one_of(st.sampled_from(["08:00", "08:30", "07:00", "10min", "2h", "23:59"]), st.floats(0, 1e5)),
+        },
+    )
 
     @fuzz_settings(min(examples, 300))
     @given(obj=fields)

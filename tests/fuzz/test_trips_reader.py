@@ -21,15 +21,42 @@ def network():
 
 
 CELLS = st.one_of(
-    st.integers(-3, 6).map(str), st.integers().map(str),
-    st.sampled_from(["9223372036854775807", "9223372036854775808", "18446744073709551616", "-9223372036854775809",
-                     "1e400", "nan", "inf", "-0", "1.5", "0x10", "", " ", "\"1\"", "1,2", "\x00", "é", "1e18"]),
-    st.floats(allow_nan=True).map(repr), st.text(max_size=8),
+    st.integers(-3, 6).map(str),
+    st.integers().map(str),
+    st.sampled_from(
+        [
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e400",
+            "nan",
+            "inf",
+            "-0",
+            "1.5",
+            "0x10",
+            "",
+            " ",
+            '"1"',
+            "1,2",
+            "\x00",
+            "é",
+            "1e18",
+        ]
+    ),
+    st.floats(allow_nan=True).map(repr),
+    st.text(max_size=8),
 )
-HEADERS = st.sampled_from([
-    "trip_id,origin,destination,depart_s", "trip_id,origin,destination", "depart_s,destination,origin,trip_id,extra",
-    "trip_id;origin;destination;depart_s", "", "\ufefftrip_id,origin,destination,depart_s",
-])
+HEADERS = st.sampled_from(
+    [
+        "trip_id,origin,destination,depart_s",
+        "trip_id,origin,destination",
+        "depart_s,destination,origin,trip_id,extra",
+        "trip_id;origin;destination;depart_s",
+        "",
+        "\ufefftrip_id,origin,destination,depart_s",
+    ]
+)
 
 
 def _table(header: str, rows: list[list[str]]) -> str:
@@ -67,8 +94,11 @@ def test_any_table_gives_trips_or_a_demand_error(examples, tmp_path, network, me
 @RUNS
 def test_any_gzip_truncation_or_corruption_gives_a_demand_error(examples, tmp_path, network, memory_bound):
     path = tmp_path / "trips.csv.gz"
-    good = gzip.compress(_table("trip_id,origin,destination,depart_s",
-                                [[str(i), str(i % 4), str((i + 1) % 4), str(i)] for i in range(200)]).encode())
+    good = gzip.compress(
+        _table(
+            "trip_id,origin,destination,depart_s", [[str(i), str(i % 4), str((i + 1) % 4), str(i)] for i in range(200)]
+        ).encode()
+    )
 
     @fuzz_settings(examples)
     @given(cut=st.integers(0, len(good)), flip=st.integers(0, len(good) - 1), byte=st.integers(0, 255))

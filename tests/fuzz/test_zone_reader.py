@@ -19,13 +19,23 @@ from .conftest import RUNS, bounded, fuzz_settings
 @pytest.fixture(scope="module")
 def network():
     xy = [(0, 0), (1000, 0), (1000, 1000), (0, 1000)]
-    return tiny_network(xy, [(0, 1), (1, 2), (2, 3), (3, 0)], lon=24.9 + np.array([0, 0.018, 0.018, 0]),
-                        lat=60.1 + np.array([0, 0, 0.009, 0.009]))
+    return tiny_network(
+        xy,
+        [(0, 1), (1, 2), (2, 3), (3, 0)],
+        lon=24.9 + np.array([0, 0.018, 0.018, 0]),
+        lat=60.1 + np.array([0, 0, 0.009, 0.009]),
+    )
 
 
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.integers(2**62, 2**80),
-                   st.sampled_from([1e300, -1.0, 0.5, "12", "x", "", "1e400", "nan", [1], {"a": 1}]),
-                   st.floats(allow_nan=True), st.text(max_size=6))
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.integers(2**62, 2**80),
+    st.sampled_from([1e300, -1.0, 0.5, "12", "x", "", "1e400", "nan", [1], {"a": 1}]),
+    st.floats(allow_nan=True),
+    st.text(max_size=6),
+)
 COORD = st.one_of(st.floats(allow_nan=True), st.sampled_from([24.9, 60.1, 24.91, 60.105]), st.text(max_size=4))
 
 
@@ -33,7 +43,9 @@ COORD = st.one_of(st.floats(allow_nan=True), st.sampled_from([24.9, 60.1, 24.91,
 def geojson(draw):
     feats = []
     for i in range(draw(st.integers(0, 4))):
-        props = draw(st.dictionaries(st.sampled_from(["name", "residents", "jobs", "schools", "id"]), VALUES, max_size=5))
+        props = draw(
+            st.dictionaries(st.sampled_from(["name", "residents", "jobs", "schools", "id"]), VALUES, max_size=5)
+        )
         if draw(st.booleans()):
             geom = {"type": "Point", "coordinates": draw(st.lists(COORD, max_size=3))}
         else:
@@ -46,8 +58,17 @@ def geojson(draw):
 
 @st.composite
 def csv_text(draw):
-    header = draw(st.sampled_from(["zone,residents,jobs,x,y", "name,residents,jobs,lon,lat,schools", "zone,jobs",
-                                   "zone,residents,jobs,x,y,schools", ""]))
+    header = draw(
+        st.sampled_from(
+            [
+                "zone,residents,jobs,x,y",
+                "name,residents,jobs,lon,lat,schools",
+                "zone,jobs",
+                "zone,residents,jobs,x,y,schools",
+                "",
+            ]
+        )
+    )
     rows = draw(st.lists(st.lists(st.one_of(VALUES.map(str), st.text(max_size=5)), max_size=6), max_size=6))
     return header + "\n" + "\n".join(",".join(r) for r in rows)
 

@@ -17,22 +17,54 @@ def _case(rng, n_persons=200, n_veh=150, n_links=40, n_nodes=25):
     veh_arrive = np.where(rng.random(n_veh) < 0.5, rng.uniform(0, 1500, n_veh), np.nan)
     veh_link = rng.integers(-4, n_links, n_veh).astype(np.int32)
     return dict(
-        mode=mode, vid=vid, dep=dep, arr_known=arr_known,
+        mode=mode,
+        vid=vid,
+        dep=dep,
+        arr_known=arr_known,
         dest=rng.integers(0, n_nodes, n_persons).astype(np.int32),
         purpose=rng.integers(0, 5, n_persons).astype(np.int8),
         place=rng.integers(0, 2, n_persons).astype(np.int8),
         node=rng.integers(0, n_nodes, n_persons).astype(np.int32),
-        veh_arrive=veh_arrive, veh_link=veh_link, link_dst=rng.integers(0, n_nodes, n_links).astype(np.int32),
+        veh_arrive=veh_arrive,
+        veh_link=veh_link,
+        link_dst=rng.integers(0, n_nodes, n_links).astype(np.int32),
     )
 
 
 def _both(persons, c, now):
     m = persons.size
     out = (np.empty(m), np.empty(m, np.int8), np.empty(m, np.int32))
-    trip_positions(persons, c["mode"], c["vid"], c["dep"], c["arr_known"], c["dest"], c["purpose"], c["place"],
-                   c["node"], c["veh_arrive"], c["veh_link"], c["link_dst"], now, *out)
-    ref = ref_trip_positions(persons, c["mode"], c["vid"], c["dep"], c["arr_known"], c["dest"], c["purpose"],
-                             c["place"], c["node"], c["veh_arrive"], c["veh_link"], c["link_dst"], now)
+    trip_positions(
+        persons,
+        c["mode"],
+        c["vid"],
+        c["dep"],
+        c["arr_known"],
+        c["dest"],
+        c["purpose"],
+        c["place"],
+        c["node"],
+        c["veh_arrive"],
+        c["veh_link"],
+        c["link_dst"],
+        now,
+        *out,
+    )
+    ref = ref_trip_positions(
+        persons,
+        c["mode"],
+        c["vid"],
+        c["dep"],
+        c["arr_known"],
+        c["dest"],
+        c["purpose"],
+        c["place"],
+        c["node"],
+        c["veh_arrive"],
+        c["veh_link"],
+        c["link_dst"],
+        now,
+    )
     np.testing.assert_array_equal(out[0], ref[0])
     np.testing.assert_array_equal(out[1], ref[1])
     np.testing.assert_array_equal(out[2], ref[2])

@@ -17,8 +17,12 @@ def test_kernel_matches_reference(n, p, m, infl):
     obs = rng.normal(size=m)
     var = rng.uniform(0.1, 2.0, m)
     eps = rng.normal(size=(n, m)) * np.sqrt(var)
-    np.testing.assert_allclose(enkf_update(theta, pred, obs, var, eps, inflation=infl),
-                               ref_update(theta, pred, obs, var, eps, inflation=infl), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(
+        enkf_update(theta, pred, obs, var, eps, inflation=infl),
+        ref_update(theta, pred, obs, var, eps, inflation=infl),
+        rtol=1e-9,
+        atol=1e-10,
+    )
 
 
 def test_edge_cases_leave_the_ensemble_alone():
@@ -88,9 +92,17 @@ def _as_dict(trip, sensor, share, dt):
     return out
 
 
-@pytest.mark.parametrize("seed, tol, integer, scale", [(0, 0.0, True, 0.0), (1, 0.1, True, 0.0), (2, 0.02, False, 0.0),
-                                                      (3, 0.3, False, 0.0), (4, 0.02, False, 3.0),
-                                                      (5, 0.0, True, 0.5)])
+@pytest.mark.parametrize(
+    "seed, tol, integer, scale",
+    [
+        (0, 0.0, True, 0.0),
+        (1, 0.1, True, 0.0),
+        (2, 0.02, False, 0.0),
+        (3, 0.3, False, 0.0),
+        (4, 0.02, False, 3.0),
+        (5, 0.0, True, 0.5),
+    ],
+)
 def test_crossings_match_the_route_enumeration(seed, tol, integer, scale):
     from kernels.assimilation import sensor_crossings
     from kernels.routing import compute_route_table
@@ -138,32 +150,68 @@ def test_crossings_edge_cases():
     ones = np.ones(m, np.uint8)
     every = np.arange(m)
     # no trips, no sensors, a trip with no row, an unreachable origin
-    for orig, row, sensor in ((np.zeros(0, int), np.zeros(0, int), every),
-                              (np.array([0]), np.array([0]), np.full(m, -1)),
-                              (np.array([0]), np.array([-1]), every)):
+    for orig, row, sensor in (
+        (np.zeros(0, int), np.zeros(0, int), every),
+        (np.array([0]), np.array([0]), np.full(m, -1)),
+        (np.array([0]), np.array([-1]), every),
+    ):
         t, s, p, d = sensor_crossings(orig, row, pot, w, ones, g.out_indptr, g.out_links, g.dst, sensor)
         assert t.size == s.size == p.size == d.size == 0
     cut = np.full(m, np.inf)
     _, pot_cut = compute_route_table(g, np.array([8], np.int32), cut)
-    t, *_ = sensor_crossings(np.array([0]), np.array([0]), pot_cut, cut, np.zeros(m, np.uint8),
-                             g.out_indptr, g.out_links, g.dst, every)
+    t, *_ = sensor_crossings(
+        np.array([0]), np.array([0]), pot_cut, cut, np.zeros(m, np.uint8), g.out_indptr, g.out_links, g.dst, every
+    )
     assert t.size == 0
     # a straight corridor: one route, each link crossed once, at the sum of the weights so far
     from kernels.routing import Graph
 
     src, dst = np.array([0, 1, 2], np.int32), np.array([1, 2, 3], np.int32)
-    line = Graph(src, dst, np.array([0, 1, 2, 3, 3]), np.arange(3, dtype=np.int32), np.array([0, 0, 1, 2, 3]),
-                 np.arange(3, dtype=np.int32))
+    line = Graph(
+        src,
+        dst,
+        np.array([0, 1, 2, 3, 3]),
+        np.arange(3, dtype=np.int32),
+        np.array([0, 0, 1, 2, 3]),
+        np.arange(3, dtype=np.int32),
+    )
     wl = np.array([10.0, 20.0, 5.0])
     _, pl = compute_route_table(line, np.array([3], np.int32), wl)
-    t, s, p, d = sensor_crossings(np.array([0, 1]), np.array([0, 0]), pl, wl, np.ones(3, np.uint8),
-                                  line.out_indptr, line.out_links, line.dst, np.array([0, -1, 1]))
+    t, s, p, d = sensor_crossings(
+        np.array([0, 1]),
+        np.array([0, 0]),
+        pl,
+        wl,
+        np.ones(3, np.uint8),
+        line.out_indptr,
+        line.out_links,
+        line.dst,
+        np.array([0, -1, 1]),
+    )
     assert t.tolist() == [0, 0, 1] and s.tolist() == [0, 1, 1]
     np.testing.assert_allclose(p, 1.0)
     np.testing.assert_allclose(d, [10.0, 35.0, 25.0])
     with pytest.raises(ValueError, match="one entry per link"):
-        sensor_crossings(np.array([0]), np.array([0]), pl, wl[:2], np.ones(3), line.out_indptr, line.out_links,
-                         line.dst, np.array([0, -1, 1]))
+        sensor_crossings(
+            np.array([0]),
+            np.array([0]),
+            pl,
+            wl[:2],
+            np.ones(3),
+            line.out_indptr,
+            line.out_links,
+            line.dst,
+            np.array([0, -1, 1]),
+        )
     with pytest.raises(ValueError, match="out of range"):
-        sensor_crossings(np.array([9]), np.array([0]), pl, wl, np.ones(3), line.out_indptr, line.out_links,
-                         line.dst, np.array([0, -1, 1]))
+        sensor_crossings(
+            np.array([9]),
+            np.array([0]),
+            pl,
+            wl,
+            np.ones(3),
+            line.out_indptr,
+            line.out_links,
+            line.dst,
+            np.array([0, -1, 1]),
+        )

@@ -15,9 +15,19 @@ from tests.reference.choice import ref_choose, ref_decision_key, ref_hash_unifor
 
 def _params(**kw):
     base = dict(
-        theta=0.2, shifts=np.array([-1800.0, -900.0, 0.0, 900.0, 1800.0]), early_cost_h=6.0, late_cost_h=9.0,
-        car_cost_km=0.2, detour=1.3, other_speed=5.0, other_wait_s=300.0, other_fare=2.5, other_penalty=3.0,
-        attract_weight=1.0, dest_beta_km=0.2, n_samples=4,
+        theta=0.2,
+        shifts=np.array([-1800.0, -900.0, 0.0, 900.0, 1800.0]),
+        early_cost_h=6.0,
+        late_cost_h=9.0,
+        car_cost_km=0.2,
+        detour=1.3,
+        other_speed=5.0,
+        other_wait_s=300.0,
+        other_fare=2.5,
+        other_penalty=3.0,
+        attract_weight=1.0,
+        dest_beta_km=0.2,
+        n_samples=4,
     )
     base.update(kw)
     return kc.ChoiceParams(**base)
@@ -43,12 +53,20 @@ def _world(rng, n_nodes=30, n_zones=4, n_cordons=2, *, empty_zone=False):
     skim_row = rng.permutation(n_zones + 2)[:n_zones].astype(np.int32)
     skim_row[-1] = -1  # a zone without a centroid row: no car there
     return kc.ChoiceWorld(
-        skim=skim, skim_row=skim_row, node_x=rng.uniform(0, 5000, n_nodes), node_y=rng.uniform(0, 5000, n_nodes),
-        node_zone=node_zone, zone_indptr=indptr, zone_nodes=order.astype(np.int32),
-        attract_cdf=cdf, log_attract=log_a, node_open=(rng.random(n_nodes) > 0.1).astype(np.uint8),
+        skim=skim,
+        skim_row=skim_row,
+        node_x=rng.uniform(0, 5000, n_nodes),
+        node_y=rng.uniform(0, 5000, n_nodes),
+        node_zone=node_zone,
+        zone_indptr=indptr,
+        zone_nodes=order.astype(np.int32),
+        attract_cdf=cdf,
+        log_attract=log_a,
+        node_open=(rng.random(n_nodes) > 0.1).astype(np.uint8),
         node_comp=(rng.random(n_nodes) < 0.1).astype(np.int32),
         cordon=(rng.random((n_cordons, n_nodes)) < 0.4).astype(np.uint8),
-        price=rng.uniform(0.0, 8.0, n_cordons), price_until=np.where(rng.random(n_cordons) < 0.5, np.inf, 3000.0),
+        price=rng.uniform(0.0, 8.0, n_cordons),
+        price_until=np.where(rng.random(n_cordons) < 0.5, np.inf, 3000.0),
     )
 
 
@@ -147,16 +165,22 @@ def test_edge_cases_match_reference():
 def test_logit_shares_match_the_softmax():
     """Hashed draws reproduce logit probabilities (stay vs one alternative)."""
     rng = np.random.default_rng(5)
-    world = _world(rng, n_nodes=6, n_zones=2, n_cordons=1)._replace(
-        node_open=np.ones(6, np.uint8), price=np.zeros(1))
+    world = _world(rng, n_nodes=6, n_zones=2, n_cordons=1)._replace(node_open=np.ones(6, np.uint8), price=np.zeros(1))
     n = 40_000
     keys = np.empty(n, np.uint64)
     kc.decision_keys(np.uint64(7), np.arange(n, dtype=np.int64), np.zeros(n, np.int64), keys)
     dest = 3 if world.node_zone[3] >= 0 else 4
     inp = kc.ChoiceInputs(
-        key=keys, orig=np.zeros(n, np.int32), dest_node=np.full(n, dest, np.int32),
-        t_pref=np.full(n, 1000.0), t_min=np.zeros(n), value=np.full(n, 10.0), vot=np.full(n, 12.0),
-        car=np.zeros(n, np.uint8), can_stay=np.ones(n, np.uint8))
+        key=keys,
+        orig=np.zeros(n, np.int32),
+        dest_node=np.full(n, dest, np.int32),
+        t_pref=np.full(n, 1000.0),
+        t_min=np.zeros(n),
+        value=np.full(n, 10.0),
+        vot=np.full(n, 12.0),
+        car=np.zeros(n, np.uint8),
+        can_stay=np.ones(n, np.uint8),
+    )
     par = _params(shifts=np.array([0.0]))
     out = kc.choose(par, inp, world, kc.empty_outputs(n))
     km = math.hypot(world.node_x[dest] - world.node_x[0], world.node_y[dest] - world.node_y[0]) * par.detour / 1000

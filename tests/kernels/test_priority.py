@@ -28,9 +28,14 @@ def t_junction(*, major_prio: int, minor_prio: int, minor_cap: float = 1800.0, o
     """Major A -> J -> C and minor B -> J -> D; J unsignalised.  Links 0: A->J, 1: B->J,
     2: J->C, 3: J->D (500 m, 15 m/s)."""
     return make_network(
-        x=[-500.0, 0.0, 0.0, 500.0, 0.0], y=[0.0, -500.0, 0.0, 0.0, 500.0],
-        src=[0, 1, 2, 2], dst=[2, 2, 3, 4], length_m=500.0, lanes=[2.0, 1.0, 3.0, 3.0],
-        free_speed_mps=15.0, capacity_vph=[3600.0, minor_cap, out_cap, out_cap],
+        x=[-500.0, 0.0, 0.0, 500.0, 0.0],
+        y=[0.0, -500.0, 0.0, 0.0, 500.0],
+        src=[0, 1, 2, 2],
+        dst=[2, 2, 3, 4],
+        length_m=500.0,
+        lanes=[2.0, 1.0, 3.0, 3.0],
+        free_speed_mps=15.0,
+        capacity_vph=[3600.0, minor_cap, out_cap, out_cap],
         priority=[major_prio, minor_prio, 0, 0],
     )
 
@@ -92,8 +97,14 @@ def test_equal_priority_is_todays_merge():
 def _merge(prio_a: int, prio_b: int):
     """Two overloaded in-links (1800 and 900 veh/h) onto a 1200 veh/h out-link."""
     net = make_network(
-        x=[-500.0, 0.0, 0.0, 500.0], y=[0.0, -500.0, 0.0, 0.0], src=[0, 1, 2], dst=[2, 2, 3],
-        length_m=500.0, lanes=1.0, free_speed_mps=15.0, capacity_vph=[1800.0, 900.0, 1200.0],
+        x=[-500.0, 0.0, 0.0, 500.0],
+        y=[0.0, -500.0, 0.0, 0.0],
+        src=[0, 1, 2],
+        dst=[2, 2, 3],
+        length_m=500.0,
+        lanes=1.0,
+        free_speed_mps=15.0,
+        capacity_vph=[1800.0, 900.0, 1200.0],
         priority=[prio_a, prio_b, 0],
     )
     m = TrafficModel(net, step_s=1.0)
@@ -132,9 +143,24 @@ def _with_priorities(net, seed: int):
     m = net.n_links
     prio = rng.choice([0, 1, 2, 3], m, p=[0.1, 0.3, 0.3, 0.3])
     wave = np.where(rng.random(m) < 0.3, rng.uniform(4.0, 8.0, m), 0.0)
-    fields = {f: getattr(net, f) for f in (
-        "x", "y", "src", "dst", "length_m", "lanes", "free_speed_mps", "capacity_vph", "jam_density_vpm",
-        "signal_cycle_s", "signal_offset_s", "green_start_s", "green_end_s")}
+    fields = {
+        f: getattr(net, f)
+        for f in (
+            "x",
+            "y",
+            "src",
+            "dst",
+            "length_m",
+            "lanes",
+            "free_speed_mps",
+            "capacity_vph",
+            "jam_density_vpm",
+            "signal_cycle_s",
+            "signal_offset_s",
+            "green_start_s",
+            "green_end_s",
+        )
+    }
     return make_network(**fields, priority=prio, wave_speed_mps=wave)
 
 

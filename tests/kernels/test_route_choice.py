@@ -26,8 +26,13 @@ def two_routes(short_m, long_m, lanes):
     """orig (0) -> mid1 (1) -> dest (3) and orig -> mid2 (2) -> dest; links 0, 1 are the
     first route, 2, 3 the second."""
     return make_network(
-        x=[0.0, 1.0, -1.0, 0.0], y=[0.0, 1.0, 1.0, 2.0], src=[0, 1, 0, 2], dst=[1, 3, 2, 3],
-        length_m=[short_m, short_m, long_m, long_m], lanes=lanes, free_speed_mps=VF,
+        x=[0.0, 1.0, -1.0, 0.0],
+        y=[0.0, 1.0, 1.0, 2.0],
+        src=[0, 1, 0, 2],
+        dst=[1, 3, 2, 3],
+        length_m=[short_m, short_m, long_m, long_m],
+        lanes=lanes,
+        free_speed_mps=VF,
     )
 
 
@@ -140,6 +145,7 @@ def test_logit_shares_follow_the_cost_difference():
         # the release puts everyone in the origin queue; each one's choice is made when it
         # is the head: read the choices off the kernel's rule directly instead of driving them
         from kernels.traffic import choice_draw, choice_weight
+
         w2 = choice_weight(m.routes.weight[2] + m.routes.pot[0, 2], m.routes.weight[0] + m.routes.pot[0, 1], scale)
         p_long = w2 / (1.0 + w2)
         assert p_long == pytest.approx(1.0 / (1.0 + math.exp(extra / scale)), rel=1e-12)
@@ -160,13 +166,16 @@ def test_choices_are_reproducible_and_keyed_to_the_seed():
     assert not np.array_equal(a.veh.dist, c.veh.dist)
 
 
-@pytest.mark.parametrize("kw, field", [
-    ({"route_dispersion_s": -1.0}, "dispersion"),
-    ({"route_dispersion_s": math.inf}, "dispersion"),
-    ({"travel_time_smoothing": 0.0}, "smoothing"),
-    ({"travel_time_smoothing": 1.5}, "smoothing"),
-    ({"route_seed": -3}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"route_dispersion_s": -1.0}, "dispersion"),
+        ({"route_dispersion_s": math.inf}, "dispersion"),
+        ({"travel_time_smoothing": 0.0}, "smoothing"),
+        ({"travel_time_smoothing": 1.5}, "smoothing"),
+        ({"route_seed": -3}, "seed"),
+    ],
+)
 def test_bad_route_settings_are_named(kw, field):
     with pytest.raises(ValueError, match=field):
         TrafficModel(two_routes(1000.0, 1000.0, 1), **kw)

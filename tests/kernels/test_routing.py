@@ -31,8 +31,13 @@ def _graph(n: int, src, dst) -> Graph:
     src = np.asarray(src, dtype=np.int32)
     dst = np.asarray(dst, dtype=np.int32)
     net = make_network(
-        x=np.zeros(n), y=np.zeros(n), src=src, dst=dst,
-        length_m=np.ones(src.size), lanes=1.0, free_speed_mps=10.0,
+        x=np.zeros(n),
+        y=np.zeros(n),
+        src=src,
+        dst=dst,
+        length_m=np.ones(src.size),
+        lanes=1.0,
+        free_speed_mps=10.0,
     )
     return graph_of(net)
 
@@ -369,14 +374,25 @@ def test_stale_rows_flags_every_row_whose_distances_change(seed):
     ch_indptr, ch_links = changed_links(w0[None, :], w1)
     assert ch_indptr.tolist() == [0, ch_links.size] and np.all(w0[ch_links] != w1[ch_links])
     assert np.array_equal(np.sort(ch_links), np.flatnonzero(w0 != w1))  # inf == inf is no change
-    stale_rows(active, np.zeros(g.n_nodes, np.int64), ch_indptr, ch_links, w0[None, :], w1, old, g.src, g.dst,
-               g.out_indptr, g.out_links, out)
+    stale_rows(
+        active,
+        np.zeros(g.n_nodes, np.int64),
+        ch_indptr,
+        ch_links,
+        w0[None, :],
+        w1,
+        old,
+        g.src,
+        g.dst,
+        g.out_indptr,
+        g.out_links,
+        out,
+    )
     changed = np.array([not np.array_equal(old[r], new[r]) for r in range(g.n_nodes)])
     assert not out[~active].any()
     # every active row whose distances change is flagged; unflagged rows are exact as they are
     assert np.all(out[active & changed])
     assert changed[active].any() and (~out[active]).any()  # the case exercises both outcomes
-
 
 
 @pytest.mark.parametrize("zero_weights", [False, True])
@@ -388,8 +404,9 @@ def test_route_table_distances_only(zero_weights):
     dests = np.arange(g.n_nodes, dtype=np.int32)
     _, dist = compute_route_table(g, dests, w)
     only = np.full((g.n_nodes, g.n_nodes), -1.0)
-    route_table(dests, np.ones(g.n_nodes, np.bool_), g.in_indptr, g.in_links, g.src, w,
-                np.empty((0, g.n_nodes), np.int32), only)
+    route_table(
+        dests, np.ones(g.n_nodes, np.bool_), g.in_indptr, g.in_links, g.src, w, np.empty((0, g.n_nodes), np.int32), only
+    )
     np.testing.assert_array_equal(only, dist)
     np.testing.assert_allclose(only, _scipy_to(g, w, dests), rtol=0, atol=ATOL)
 
@@ -399,8 +416,8 @@ def test_stale_rows_on_a_grid_of_ties_flags_exactly_enough(seed):
     """A uniform grid: nearly every link lies on some shortest path to every destination.
     A few links getting slower changes only the rows where they had no equal way round;
     every row whose distances change is flagged, and most of the others are left alone."""
-    from kernels.routing import changed_links, graph_of, stale_rows
     from city_models.network import make_network
+    from kernels.routing import changed_links, graph_of, stale_rows
 
     n = 8
     ii, jj = np.meshgrid(np.arange(n), np.arange(n))
@@ -412,9 +429,16 @@ def test_stale_rows_on_a_grid_of_ties_flags_exactly_enough(seed):
                 if 0 <= i + di < n and 0 <= j + dj < n:
                     src.append(node(i, j))
                     dst.append(node(i + di, j + dj))
-    net = make_network(x=ii.ravel() * 100.0, y=jj.ravel() * 100.0, src=np.array(src, np.int32),
-                       dst=np.array(dst, np.int32), length_m=np.full(len(src), 100.0), lanes=np.ones(len(src)),
-                       free_speed_mps=np.full(len(src), 10.0), capacity_vph=np.full(len(src), 1800.0))
+    net = make_network(
+        x=ii.ravel() * 100.0,
+        y=jj.ravel() * 100.0,
+        src=np.array(src, np.int32),
+        dst=np.array(dst, np.int32),
+        length_m=np.full(len(src), 100.0),
+        lanes=np.ones(len(src)),
+        free_speed_mps=np.full(len(src), 10.0),
+        capacity_vph=np.full(len(src), 1800.0),
+    )
     g = graph_of(net)
     rng = np.random.default_rng(seed)
     w0 = np.full(g.n_links, 10.0)
@@ -426,8 +450,20 @@ def test_stale_rows_on_a_grid_of_ties_flags_exactly_enough(seed):
     _, new = compute_route_table(g, dests, w1)
     out = np.zeros(g.n_nodes, bool)
     ch_indptr, ch_links = changed_links(w0[None, :], w1)
-    stale_rows(np.ones(g.n_nodes, bool), np.zeros(g.n_nodes, np.int64), ch_indptr, ch_links, w0[None, :], w1, old,
-               g.src, g.dst, g.out_indptr, g.out_links, out)
+    stale_rows(
+        np.ones(g.n_nodes, bool),
+        np.zeros(g.n_nodes, np.int64),
+        ch_indptr,
+        ch_links,
+        w0[None, :],
+        w1,
+        old,
+        g.src,
+        g.dst,
+        g.out_indptr,
+        g.out_links,
+        out,
+    )
     changed = np.array([not np.array_equal(old[r], new[r]) for r in range(g.n_nodes)])
     assert np.all(out[changed])
     # the old rule (a slower link on any shortest path flags the row) flagged almost all of them

@@ -71,9 +71,18 @@ def random_network(
                 ge[ins[0]] = gs[ins[0]]  # not signal controlled
     theta = 2 * np.pi * np.arange(n) / n
     return make_network(
-        x=100 * np.cos(theta), y=100 * np.sin(theta), src=src, dst=dst, length_m=length,
-        lanes=lanes, free_speed_mps=vf, capacity_vph=cap,
-        signal_cycle_s=cycle, signal_offset_s=offset, green_start_s=gs, green_end_s=ge,
+        x=100 * np.cos(theta),
+        y=100 * np.sin(theta),
+        src=src,
+        dst=dst,
+        length_m=length,
+        lanes=lanes,
+        free_speed_mps=vf,
+        capacity_vph=cap,
+        signal_cycle_s=cycle,
+        signal_offset_s=offset,
+        green_start_s=gs,
+        green_end_s=ge,
     )
 
 
@@ -152,8 +161,9 @@ def compare(m: TrafficModel, ref: RefTraffic) -> None:
         assert got == q, f"link {a}: queue {got} != reference {q}"
 
 
-def run_both(net, trips, *, dt: float, duration: float, reroute: float = 60.0, events=(), every: int = 1,
-             stuck: float = np.inf):
+def run_both(
+    net, trips, *, dt: float, duration: float, reroute: float = 60.0, events=(), every: int = 1, stuck: float = np.inf
+):
     """Drive the kernel and the reference side by side; compare (and check) every ``every`` ticks.
 
     ``events`` is a list of ``(time, link, is_open)`` applied to both at tick boundaries.
@@ -223,8 +233,10 @@ def test_spillback_overload_matches_reference():
     t = np.sort(rng.uniform(0.0, 120.0, n))
     m, ref = run_both(net, (o, d, t), dt=dt, duration=900.0, every=2)
     full = (m.state.n_in - m.state.n_out) >= np.floor(m.links.storage)
-    spilled = np.any(full) or m.counts()["waiting"] > 0 or np.any(
-        np.isfinite(m.veh.enter_net) & (m.veh.enter_net > m.veh.depart + 1.0)
+    spilled = (
+        np.any(full)
+        or m.counts()["waiting"] > 0
+        or np.any(np.isfinite(m.veh.enter_net) & (m.veh.enter_net > m.veh.depart + 1.0))
     )
     assert spilled  # the case exercises the storage constraint
     assert m.counts()["arrived"] > 0
@@ -238,9 +250,14 @@ def _gridlock_ring(n: int = 4):
     """
     theta = 2 * np.pi * np.arange(n) / n
     net = make_network(
-        x=60 * np.cos(theta), y=60 * np.sin(theta), src=np.arange(n, dtype=np.int32),
-        dst=np.roll(np.arange(n, dtype=np.int32), -1), length_m=np.full(n, 60.0), lanes=np.ones(n),
-        free_speed_mps=np.full(n, 10.0), capacity_vph=np.full(n, 1800.0),
+        x=60 * np.cos(theta),
+        y=60 * np.sin(theta),
+        src=np.arange(n, dtype=np.int32),
+        dst=np.roll(np.arange(n, dtype=np.int32), -1),
+        length_m=np.full(n, 60.0),
+        lanes=np.ones(n),
+        free_speed_mps=np.full(n, 10.0),
+        capacity_vph=np.full(n, 1800.0),
     )
     k_per_node = 40
     o = np.repeat(np.arange(n, dtype=np.int32), k_per_node)
@@ -297,9 +314,23 @@ def test_closed_and_zero_capacity_links_match_reference():
     cap = net0.capacity_vph.copy()
     cap[2] = 0.0  # zero capacity: headway = inf
     net = make_network(
-        **{f: getattr(net0, f) for f in (
-            "x", "y", "src", "dst", "length_m", "lanes", "free_speed_mps", "jam_density_vpm",
-            "signal_cycle_s", "signal_offset_s", "green_start_s", "green_end_s")},
+        **{
+            f: getattr(net0, f)
+            for f in (
+                "x",
+                "y",
+                "src",
+                "dst",
+                "length_m",
+                "lanes",
+                "free_speed_mps",
+                "jam_density_vpm",
+                "signal_cycle_s",
+                "signal_offset_s",
+                "green_start_s",
+                "green_end_s",
+            )
+        },
         capacity_vph=cap,
     )
     trips = random_trips(3, net.n_nodes, n_trips=300)
@@ -320,8 +351,15 @@ def test_no_trips_and_no_links():
     trips = (np.array([0, 0, 1], np.int32), np.array([0, 1, 0], np.int32), np.array([1.0, 2.0, 3.0]))
     m, _ = run_both(bare, trips, dt=1.0, duration=10.0)
     # (0 -> 1 and 1 -> 0 have no path on the network as given: never released, counted)
-    assert m.counts() == {"pending": 0, "waiting": 0, "on_network": 0, "arrived": 1, "no_route": 0, "cancelled": 0,
-                          "no_path": 2}
+    assert m.counts() == {
+        "pending": 0,
+        "waiting": 0,
+        "on_network": 0,
+        "arrived": 1,
+        "no_route": 0,
+        "cancelled": 0,
+        "no_path": 2,
+    }
     assert m.veh.arrive[0] == 1.0
 
 
@@ -345,20 +383,32 @@ def test_late_trips_and_status_codes():
         late = (o[:20], d[:20], np.linspace(stop - 50.0, stop + 50.0, 20))
         m.add_trips(*late)
         ref.add_trips(*late)
-    assert set(np.unique(m.veh.link)) <= {k.VEH_ARRIVED, k.VEH_NO_ROUTE, k.VEH_WAITING, k.VEH_PENDING,
-                                          VEH_NO_PATH} | set(
-        range(net.n_links)
-    )
+    assert set(np.unique(m.veh.link)) <= {
+        k.VEH_ARRIVED,
+        k.VEH_NO_ROUTE,
+        k.VEH_WAITING,
+        k.VEH_PENDING,
+        VEH_NO_PATH,
+    } | set(range(net.n_links))
 
 
 def _relabel(net, perm):
     """The same network with node ``i`` renamed ``perm[i]`` (link order unchanged)."""
     inv = np.argsort(perm)
     return make_network(
-        x=net.x[inv], y=net.y[inv], src=perm[net.src], dst=perm[net.dst], length_m=net.length_m,
-        lanes=net.lanes, free_speed_mps=net.free_speed_mps, capacity_vph=net.capacity_vph,
-        jam_density_vpm=net.jam_density_vpm, signal_cycle_s=net.signal_cycle_s[inv],
-        signal_offset_s=net.signal_offset_s[inv], green_start_s=net.green_start_s, green_end_s=net.green_end_s,
+        x=net.x[inv],
+        y=net.y[inv],
+        src=perm[net.src],
+        dst=perm[net.dst],
+        length_m=net.length_m,
+        lanes=net.lanes,
+        free_speed_mps=net.free_speed_mps,
+        capacity_vph=net.capacity_vph,
+        jam_density_vpm=net.jam_density_vpm,
+        signal_cycle_s=net.signal_cycle_s[inv],
+        signal_offset_s=net.signal_offset_s[inv],
+        green_start_s=net.green_start_s,
+        green_end_s=net.green_end_s,
     )
 
 
@@ -369,21 +419,33 @@ def test_node_order_independence(seed):
     o, d, t = random_trips(20 + seed, net.n_nodes, n_trips=800)
     perm = np.random.default_rng(seed).permutation(net.n_nodes).astype(np.int32)
     net2 = _relabel(net, perm)
-    res1 = simulate(net, SimpleNamespace(origin=o, destination=d, depart_s=t), step_s=1.0, reroute_s=60.0,
-                    duration_s=2400.0)
-    res2 = simulate(net2, SimpleNamespace(origin=perm[o], destination=perm[d], depart_s=t), step_s=1.0,
-                    reroute_s=60.0, duration_s=2400.0)
+    res1 = simulate(
+        net, SimpleNamespace(origin=o, destination=d, depart_s=t), step_s=1.0, reroute_s=60.0, duration_s=2400.0
+    )
+    res2 = simulate(
+        net2,
+        SimpleNamespace(origin=perm[o], destination=perm[d], depart_s=t),
+        step_s=1.0,
+        reroute_s=60.0,
+        duration_s=2400.0,
+    )
     assert res1.completed > 0.1 * len(o)  # (seeds 1 and 2 end in gridlocks: still valid comparisons)
     np.testing.assert_array_equal(np.isnan(res1.arrive_s), np.isnan(res2.arrive_s))
     np.testing.assert_allclose(res1.arrive_s, res2.arrive_s, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(res1.length_m, res2.length_m)
 
 
-
-
 def test_zero_capacity_link_admits_no_vehicle():
-    net = make_network(x=[0, 100, 200], y=[0, 0, 0], src=[0, 1], dst=[1, 2], length_m=[100.0, 100.0], lanes=1.0,
-                       free_speed_mps=10.0, capacity_vph=[1800.0, 0.0])
+    net = make_network(
+        x=[0, 100, 200],
+        y=[0, 0, 0],
+        src=[0, 1],
+        dst=[1, 2],
+        length_m=[100.0, 100.0],
+        lanes=1.0,
+        free_speed_mps=10.0,
+        capacity_vph=[1800.0, 0.0],
+    )
     with np.errstate(divide="ignore"):
         m = TrafficModel(net, step_s=1.0)
     m.add_trips([0] * 5, [2] * 5, np.arange(5.0))
@@ -394,8 +456,16 @@ def test_zero_capacity_link_admits_no_vehicle():
 
 def test_routing_avoids_zero_capacity_link():
     """0 -> 1 directly over a zero-capacity link, or by the detour 0 -> 2 -> 1."""
-    net = make_network(x=[0, 100, 50], y=[0, 0, 50], src=[0, 0, 2], dst=[1, 2, 1], length_m=[100.0, 150.0, 150.0],
-                       lanes=1.0, free_speed_mps=10.0, capacity_vph=[0.0, 1800.0, 1800.0])
+    net = make_network(
+        x=[0, 100, 50],
+        y=[0, 0, 50],
+        src=[0, 0, 2],
+        dst=[1, 2, 1],
+        length_m=[100.0, 150.0, 150.0],
+        lanes=1.0,
+        free_speed_mps=10.0,
+        capacity_vph=[0.0, 1800.0, 1800.0],
+    )
     with np.errstate(divide="ignore"):
         m = TrafficModel(net, step_s=1.0)
     m.add_trips([0] * 20, [1] * 20, np.arange(20) * 5.0)
@@ -494,8 +564,9 @@ def _check_in_use(m: TrafficModel, horizon_t: float) -> int:
     """The model's incremental row flags equal a scan of every vehicle; returns the no-route count."""
     got = np.ones(m.dest_nodes.shape[0], np.bool_)  # the kernel clears it first
     no_route = m._destinations_in_use(horizon_t, got)
-    want, want_no_route = ref_destinations_in_use(m.veh.link, m.veh.dest_idx, m.veh.order, m.veh.depart,
-                                                  int(m.state.cursor[0]), horizon_t, m.dest_nodes.shape[0])
+    want, want_no_route = ref_destinations_in_use(
+        m.veh.link, m.veh.dest_idx, m.veh.order, m.veh.depart, int(m.state.cursor[0]), horizon_t, m.dest_nodes.shape[0]
+    )
     np.testing.assert_array_equal(got, want)
     assert no_route == want_no_route
     return no_route

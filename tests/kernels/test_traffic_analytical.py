@@ -22,8 +22,15 @@ def corridor(lengths, *, lanes=1.0, vf=15.0, capacity_vph=None, **signals):
     n = lengths.size
     x = np.concatenate([[0.0], np.cumsum(lengths)])
     return make_network(
-        x=x, y=np.zeros(n + 1), src=np.arange(n), dst=np.arange(1, n + 1), length_m=lengths,
-        lanes=lanes, free_speed_mps=vf, capacity_vph=capacity_vph, **signals,
+        x=x,
+        y=np.zeros(n + 1),
+        src=np.arange(n),
+        dst=np.arange(1, n + 1),
+        length_m=lengths,
+        lanes=lanes,
+        free_speed_mps=vf,
+        capacity_vph=capacity_vph,
+        **signals,
     )
 
 
@@ -214,8 +221,12 @@ def test_oversaturated_signal_discharges_capacity_times_green_ratio(cap_vph, gre
     gs, ge = green
     g = (ge - gs) % cycle
     net = corridor(
-        [300.0, 300.0], capacity_vph=[cap_vph, 3600.0], signal_cycle_s=[0.0, cycle, 0.0],
-        signal_offset_s=[0.0, offset, 0.0], green_start_s=[gs, 0.0], green_end_s=[ge, 0.0],
+        [300.0, 300.0],
+        capacity_vph=[cap_vph, 3600.0],
+        signal_cycle_s=[0.0, cycle, 0.0],
+        signal_offset_s=[0.0, offset, 0.0],
+        green_start_s=[gs, 0.0],
+        green_end_s=[ge, 0.0],
     )
     _, q, _, _ = fd(net, 0)
     theory = q * g / cycle
@@ -239,8 +250,14 @@ def test_oversaturated_signal_discharges_capacity_times_green_ratio(cap_vph, gre
 
 def _merge_shares(caps_vph, dt=1.0):
     net = make_network(
-        x=[0.0, 0.0, 150.0, 450.0], y=[-100.0, 100.0, 0.0, 0.0], src=[0, 1, 2], dst=[2, 2, 3],
-        length_m=[180.0, 180.0, 300.0], lanes=1.0, free_speed_mps=15.0, capacity_vph=caps_vph,
+        x=[0.0, 0.0, 150.0, 450.0],
+        y=[-100.0, 100.0, 0.0, 0.0],
+        src=[0, 1, 2],
+        dst=[2, 2, 3],
+        length_m=[180.0, 180.0, 300.0],
+        lanes=1.0,
+        free_speed_mps=15.0,
+        capacity_vph=caps_vph,
     )
     q = [fd(net, a)[1] for a in range(3)]
     d1 = uniform_departures(q[0], 2400.0)

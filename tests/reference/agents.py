@@ -9,8 +9,9 @@ import numpy as np
 __all__ = ["ref_trip_positions"]
 
 
-def ref_trip_positions(persons, mode, vid, dep, arr_known, dest, purpose, place, node,
-                       veh_arrive, veh_link, link_dst, now):
+def ref_trip_positions(
+    persons, mode, vid, dep, arr_known, dest, purpose, place, node, veh_arrive, veh_link, link_dst, now
+):
     """Returns ``(arrive, state, node)`` arrays for ``persons``."""
     arrive, state, where = [], [], []
     for p in persons:

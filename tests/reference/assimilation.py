@@ -21,16 +21,16 @@ def enkf_update(theta, pred, obs, obs_var, eps, *, inflation=1.0):
     return np.array([tm + A[i] + K @ (obs + eps[i] - pred[i]) for i in range(n)])
 
 
-def sensor_crossings(orig, row, pot, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, *, tol=0.0,
-                     scale=0.0):
+def sensor_crossings(
+    orig, row, pot, weight, is_open, out_indptr, out_links, l_dst, sensor_of_link, *, tol=0.0, scale=0.0
+):
     """Enumerate every route a trip may take (recursively, with its probability) and
     list the sensor links on each: slow, but plainly what the kernel computes."""
     acc = {}
 
     def walk(j, r, node, prob, p0):
         dn = pot[r, node]
-        cands = [b for b in out_links[out_indptr[node]:out_indptr[node + 1]]
-                 if pot[r, l_dst[b]] < dn and is_open[b]]
+        cands = [b for b in out_links[out_indptr[node] : out_indptr[node + 1]] if pot[r, l_dst[b]] < dn and is_open[b]]
         if not cands:
             return
         cost = {b: weight[b] + pot[r, l_dst[b]] for b in cands}

@@ -71,7 +71,7 @@ def ref_choose(par, inp, world) -> dict[str, np.ndarray]:
             if flexible:
                 u = ref_hash_uniform(key, SLOT_CANDIDATE + c)
                 z = int(np.flatnonzero(cdf >= u)[0])
-                nodes = world.zone_nodes[world.zone_indptr[z]:world.zone_indptr[z + 1]]
+                nodes = world.zone_nodes[world.zone_indptr[z] : world.zone_indptr[z + 1]]
                 if len(nodes) == 0:
                     continue
                 j = min(int(ref_hash_uniform(key, SLOT_NODE + c) * len(nodes)), len(nodes) - 1)

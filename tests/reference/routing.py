@@ -27,7 +27,9 @@ def _dijkstra(start: int, n: int, adj: list[list[tuple[int, float, int]]]) -> tu
     return dist, link_of
 
 
-def ref_tree_to(dest: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+def ref_tree_to(
+    dest: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n_nodes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Travel time from every node to ``dest`` and the first link to take."""
     adj: list[list[tuple[int, float, int]]] = [[] for _ in range(n_nodes)]
     for link, (s, d) in enumerate(zip(src.tolist(), dst.tolist())):
@@ -35,7 +37,9 @@ def ref_tree_to(dest: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray,
     return _dijkstra(dest, n_nodes, adj)
 
 
-def ref_tree_from(orig: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+def ref_tree_from(
+    orig: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n_nodes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Travel time from ``orig`` to every node and each node's predecessor link."""
     adj: list[list[tuple[int, float, int]]] = [[] for _ in range(n_nodes)]
     for link, (s, d) in enumerate(zip(src.tolist(), dst.tolist())):
@@ -43,7 +47,9 @@ def ref_tree_from(orig: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarra
     return _dijkstra(orig, n_nodes, adj)
 
 
-def ref_route_table(dests: np.ndarray, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+def ref_route_table(
+    dests: np.ndarray, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n_nodes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows of :func:`ref_tree_to` for each destination."""
     k = len(dests)
     nxt = np.full((k, n_nodes), -1, dtype=np.int32)

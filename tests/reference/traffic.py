@@ -82,8 +82,17 @@ class RefTraffic:
     ``lag = L / w`` with ``w = q / (kj - q / vf)``.
     """
 
-    def __init__(self, network, *, step_s: float, route_tolerance: float = 0.02, route_dispersion_s: float = 30.0,
-                 travel_time_smoothing: float = 0.5, route_seed: int = 0, stuck_time_s: float = np.inf) -> None:
+    def __init__(
+        self,
+        network,
+        *,
+        step_s: float,
+        route_tolerance: float = 0.02,
+        route_dispersion_s: float = 30.0,
+        travel_time_smoothing: float = 0.5,
+        route_seed: int = 0,
+        stuck_time_s: float = np.inf,
+    ) -> None:
         net = network
         self.dt = float(step_s)
         self.n_nodes = net.n_nodes
@@ -173,8 +182,13 @@ class RefTraffic:
             self.depart.append(float(t))
             if not self._reaches(int(o), int(d)):  # never released, never waited for
                 self.status.append(NO_PATH)
-                for lst, val in ((self.enter_t, np.nan), (self.arrive, np.nan), (self.dist, 0.0),
-                                 (self.fftt, 0.0), (self.enter_net, np.nan)):
+                for lst, val in (
+                    (self.enter_t, np.nan),
+                    (self.arrive, np.nan),
+                    (self.dist, 0.0),
+                    (self.fftt, 0.0),
+                    (self.enter_net, np.nan),
+                ):
                     lst.append(val)
                 continue
             self.status.append(PENDING)
@@ -219,9 +233,7 @@ class RefTraffic:
         return tt
 
     def _potential(self, dest: int, weight: np.ndarray) -> np.ndarray:
-        _, dist = ref_route_table(
-            np.array([dest]), np.asarray(self.src), np.asarray(self.dst), weight, self.n_nodes
-        )
+        _, dist = ref_route_table(np.array([dest]), np.asarray(self.src), np.asarray(self.dst), weight, self.n_nodes)
         return dist[0]
 
     def _draw(self, v: int, a: int) -> float:
@@ -235,7 +247,7 @@ class RefTraffic:
         h ^= h >> 27
         h = (h * 0x94D049BB133111EB) & mask
         h ^= h >> 31
-        return (h >> 11) / 2.0 ** 53
+        return (h >> 11) / 2.0**53
 
     def choice_weights(self, n: int, dest: int) -> dict[int, float]:
         """Out-link of ``n`` -> unnormalised weight of taking it towards ``dest``, in link
@@ -502,7 +514,9 @@ class RefTraffic:
 def ref_status_counts(link: np.ndarray) -> np.ndarray:
     """Plain-numpy :func:`kernels.traffic.status_counts`: codes -1..-5, then vehicles on a link."""
     link = np.asarray(link)
-    return np.array([np.count_nonzero(link == s) for s in (-1, -2, -3, -4, -5)] + [np.count_nonzero(link >= 0)], np.int64)
+    return np.array(
+        [np.count_nonzero(link == s) for s in (-1, -2, -3, -4, -5)] + [np.count_nonzero(link >= 0)], np.int64
+    )
 
 
 def ref_destinations_in_use(link, dest_idx, order, depart, released: int, horizon_t: float, n_rows: int):

@@ -54,8 +54,13 @@ def _measured(path) -> dict:
         grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
         print(json.dumps({{"error": err, "seconds": took, "mb": grew}}))
     """)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]),
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -108,11 +113,14 @@ def test_a_recursive_alias_is_an_error(tmp_path):
         load_scenario(path)
 
 
-@pytest.mark.parametrize("text, words", [
-    (b"name: x\x00y\ncity: {synthetic: {}}\n", "NUL byte at line 1"),
-    (b"city: {synthetic: {}}\nname: \xff\xfe\n", "not UTF-8"),
-    (b"city: {synthetic: {}}\nname: \x07\n", "line 2"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (b"name: x\x00y\ncity: {synthetic: {}}\n", "NUL byte at line 1"),
+        (b"city: {synthetic: {}}\nname: \xff\xfe\n", "not UTF-8"),
+        (b"city: {synthetic: {}}\nname: \x07\n", "line 2"),
+    ],
+)
 def test_unreadable_bytes_name_the_line(tmp_path, text, words):
     path = tmp_path / "bad.yaml"
     path.write_bytes(text)
@@ -139,7 +147,9 @@ def test_a_million_value_profile_is_refused_at_once(tmp_path):
 
 def test_a_long_profile_within_the_size_limit_names_its_field(tmp_path):
     path = tmp_path / "profile.yaml"
-    path.write_text("city: {synthetic: {}}\ndemand: {gravity: {profile: [" + ", ".join(["1"] * (MAX_YAML_NODES + 10)) + "]}}\n")
+    path.write_text(
+        "city: {synthetic: {}}\ndemand: {gravity: {profile: [" + ", ".join(["1"] * (MAX_YAML_NODES + 10)) + "]}}\n"
+    )
     with pytest.raises(ScenarioError, match=f"more than {MAX_YAML_NODES:,} values") as err:
         load_scenario(path)
     assert err.value.fields == ["demand.gravity.profile"] and err.value.problems[0].line == 2
@@ -152,16 +162,19 @@ def test_a_million_value_profile_from_code_names_its_field_at_once():
     assert err.value.fields == ["demand.gravity.profile"] and time.perf_counter() - t0 < 2.0
 
 
-@pytest.mark.parametrize("field, value", [
-    ("resources.stations", [{"name": "S", "kind": "fire", "node": 1, "units": {"engine": 2**63}}]),
-    ("resources.stations", [{"name": "S", "kind": "fire", "node": 1, "units": {"engine": 10**6}}]),
-    ("incidents.types", {"fire": {"units": {1: {"engine": 10**9}}}}),
-    ("demand.gravity.total_trips", 10**12),
-    ("population.persons", 2**63),
-    ("resources.hospitals", [{"name": "H", "node": 1, "beds": 2**70}]),
-    ("incidents.rates", {"fire": {"per_hour": 1e9}}),
-    ("incidents.drill", [{"at": 60, "type": "fire", "location": 2**70}]),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("resources.stations", [{"name": "S", "kind": "fire", "node": 1, "units": {"engine": 2**63}}]),
+        ("resources.stations", [{"name": "S", "kind": "fire", "node": 1, "units": {"engine": 10**6}}]),
+        ("incidents.types", {"fire": {"units": {1: {"engine": 10**9}}}}),
+        ("demand.gravity.total_trips", 10**12),
+        ("population.persons", 2**63),
+        ("resources.hospitals", [{"name": "H", "node": 1, "beds": 2**70}]),
+        ("incidents.rates", {"fire": {"per_hour": 1e9}}),
+        ("incidents.drill", [{"at": 60, "type": "fire", "location": 2**70}]),
+    ],
+)
 def test_counts_that_would_allocate_without_bound_are_errors(field, value):
     with pytest.raises(ScenarioError) as err:
         load_scenario({"city": CITY, "incidents": {}, **_nested(field, value)})
@@ -202,10 +215,15 @@ def test_a_drawn_duration_never_overflows():
     assert np.isfinite(x) and x >= 0
 
 
-@pytest.mark.parametrize("field, value", [
-    ("demand.trips", "y" * 300 + ".csv"), ("city.graphml", "/tmp/" + "y" * 300 + ".graphml"),
-    ("demand.trips", "a" * 5000), ("demand.trips", "x\x00.csv"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("demand.trips", "y" * 300 + ".csv"),
+        ("city.graphml", "/tmp/" + "y" * 300 + ".graphml"),
+        ("demand.trips", "a" * 5000),
+        ("demand.trips", "x\x00.csv"),
+    ],
+)
 def test_path_components_over_255_bytes_are_errors(tmp_path, field, value):
     with pytest.raises(ScenarioError) as err:
         load_scenario({"city": CITY, **_nested(field, value)}, base_dir=tmp_path)
@@ -237,8 +255,7 @@ def network():
     return tiny_network([(0, 0), (100, 0), (100, 100)], [(0, 1), (1, 2)])
 
 
-@pytest.mark.parametrize("trip_id", ["9223372036854775808", "18446744073709551616", "-9223372036854775809",
-                                     "9" * 5000])
+@pytest.mark.parametrize("trip_id", ["9223372036854775808", "18446744073709551616", "-9223372036854775809", "9" * 5000])
 def test_a_trip_id_beyond_64_bits_is_an_error_naming_the_row(tmp_path, network, trip_id):
     path = tmp_path / "trips.csv"
     path.write_text(f"trip_id,origin,destination,depart_s\n1,0,1,0\n{trip_id},1,2,5\n")

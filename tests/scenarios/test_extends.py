@@ -10,9 +10,11 @@ from scenarios import ScenarioError, load_scenario
 def test_child_merges_over_parent(tmp_path):
     (tmp_path / "base.yaml").write_text(
         "name: base\nseed: 4\ntime: {start: '07:00', duration: 2h}\ncity: {synthetic: {bridges: 2}}\n"
-        "interventions: [{kind: close, place: Old Bridge}]\n")
+        "interventions: [{kind: close, place: Old Bridge}]\n"
+    )
     (tmp_path / "child.yaml").write_text(
-        "extends: base.yaml\ntime: {duration: 3h}\ninterventions: [{kind: capacity, place: North Bridge, factor: 0.5}]\n")
+        "extends: base.yaml\ntime: {duration: 3h}\ninterventions: [{kind: capacity, place: North Bridge, factor: 0.5}]\n"
+    )
     s = load_scenario(tmp_path / "child.yaml")
     assert s.name == "child" and s.seed == 4
     assert s.time.start == 7 * 3600 and s.time.duration == 3 * 3600  # merged key by key

@@ -51,21 +51,57 @@ def error_of(*args, **kwargs) -> ScenarioError:
 # ------------------------------------------------------------------------ durations
 
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    (90, 90.0), (2.5, 2.5), (0, 0.0), ("90", 90.0), ("90s", 90.0), ("90 s", 90.0),
-    ("15min", 900.0), ("15 minutes", 900.0), ("2m", 120.0), ("2h", 7200.0),
-    ("1.5h", 5400.0), ("2 hours", 7200.0), ("1h30min", 5400.0), ("1h 30min 15s", 5415.0),
-    ("1d", 86400.0), ("1D", 86400.0), ("1day", 86400.0), ("1:30", 5400.0),
-    ("0:00:45", 45.0), (" 24h ", 86400.0), (".5h", 1800.0),
-])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (90, 90.0),
+        (2.5, 2.5),
+        (0, 0.0),
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("90 s", 90.0),
+        ("15min", 900.0),
+        ("15 minutes", 900.0),
+        ("2m", 120.0),
+        ("2h", 7200.0),
+        ("1.5h", 5400.0),
+        ("2 hours", 7200.0),
+        ("1h30min", 5400.0),
+        ("1h 30min 15s", 5415.0),
+        ("1d", 86400.0),
+        ("1D", 86400.0),
+        ("1day", 86400.0),
+        ("1:30", 5400.0),
+        ("0:00:45", 45.0),
+        (" 24h ", 86400.0),
+        (".5h", 1800.0),
+    ],
+)
 def test_parse_duration_reads_what_people_write(value, seconds):
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", [
-    "2 hourz", "", "h", "abc", "1h1h", "1min2m", "1.2.3s", "2h-", None, True, [1], {"h": 1},
-    "nan", float("nan"), float("inf"), "1:75",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2 hourz",
+        "",
+        "h",
+        "abc",
+        "1h1h",
+        "1min2m",
+        "1.2.3s",
+        "2h-",
+        None,
+        True,
+        [1],
+        {"h": 1},
+        "nan",
+        float("nan"),
+        float("inf"),
+        "1:75",
+    ],
+)
 def test_parse_duration_rejects_garbage_with_examples(value):
     with pytest.raises(ValueError) as info:
         parse_duration(value)
@@ -81,20 +117,28 @@ def test_parse_duration_rejects_negative(value):
 def test_parse_duration_message_matches_the_documented_form():
     with pytest.raises(ValueError) as info:
         parse_duration("2 hourz")
-    assert str(info.value) == ("could not read '2 hourz' as a duration "
-                               '(examples: 90, "90s", "15min", "2h")')
+    assert str(info.value) == ('could not read \'2 hourz\' as a duration (examples: 90, "90s", "15min", "2h")')
 
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    ("00:00", 0.0), ("07:00", 25200.0), ("7:00", 25200.0), ("17:30:15", 63015.0),
-    ("23:59:59", 86399.0), (0, 0.0), (25200, 25200.0), ("25200", 25200.0), ("7h", 25200.0),
-])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("00:00", 0.0),
+        ("07:00", 25200.0),
+        ("7:00", 25200.0),
+        ("17:30:15", 63015.0),
+        ("23:59:59", 86399.0),
+        (0, 0.0),
+        (25200, 25200.0),
+        ("25200", 25200.0),
+        ("7h", 25200.0),
+    ],
+)
 def test_parse_clock(value, seconds):
     assert parse_clock(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["24:00", "25:00", "07:60", "noon", -1, 86400, True,
-                                   None, "07:00:60"])
+@pytest.mark.parametrize("value", ["24:00", "25:00", "07:60", "noon", -1, 86400, True, None, "07:00:60"])
 def test_parse_clock_rejects_bad_times(value):
     with pytest.raises(ValueError, match="clock time"):
         parse_clock(value)
@@ -125,10 +169,8 @@ def test_defaults_are_filled_in():
     assert s.time.n_steps == 43200 and s.time.end_s == 86400.0
     syn = s.city.synthetic
     assert s.city.kind == "synthetic" and s.city.min_link_m == 10.0
-    assert (syn.blocks_x, syn.blocks_y, syn.block_m, syn.river, syn.bridges) == (
-        12, 12, 250.0, True, 3)
-    assert (syn.ring_road, syn.arterial_every, syn.residents, syn.jobs) == (
-        True, 4, 120000, 80000)
+    assert (syn.blocks_x, syn.blocks_y, syn.block_m, syn.river, syn.bridges) == (12, 12, 250.0, True, 3)
+    assert (syn.ring_road, syn.arterial_every, syn.residents, syn.jobs) == (True, 4, 120000, 80000)
     assert (syn.zone_blocks, syn.signals, syn.seed) == (3, True, 0)
     assert s.demand.kind == "gravity" and s.demand.trips is None
     g = s.demand.gravity
@@ -161,16 +203,14 @@ def test_empty_sections_mean_defaults(tmp_path):
 
 
 def test_time_written_in_many_ways(tmp_path):
-    path = write(tmp_path, "t.yaml", 'time: {start: "07:30", duration: 1h30min, step: 0.5}\n'
-                                     "city: {synthetic: {}}\n")
+    path = write(tmp_path, "t.yaml", 'time: {start: "07:30", duration: 1h30min, step: 0.5}\ncity: {synthetic: {}}\n')
     t = load_scenario(path).time
     assert (t.start_s, t.duration_s, t.step_s, t.end_s) == (27000.0, 5400.0, 0.5, 32400.0)
 
 
 def test_unquoted_clock_time_is_not_read_as_base_60(tmp_path):
     # YAML 1.1 would read 10:00 as the integer 600 (ten minutes past midnight).
-    path = write(tmp_path, "t.yaml", "time:\n  start: 10:00\n  duration: 1:30\n"
-                                     "city: {synthetic: {}}\n")
+    path = write(tmp_path, "t.yaml", "time:\n  start: 10:00\n  duration: 1:30\ncity: {synthetic: {}}\n")
     t = load_scenario(path).time
     assert t.start_s == 36000.0 and t.duration_s == 5400.0
 
@@ -213,7 +253,8 @@ def test_bad_duration_message(tmp_path):
     path = write(tmp_path, "day.yaml", "city: {synthetic: {}}\ntime: {duration: 2 hourz}\n")
     assert str(error_of(path)) == (
         "scenario '" + str(path) + "': field 'time.duration' (line 2): could not read "
-        "'2 hourz' as a duration (examples: 90, \"90s\", \"15min\", \"2h\")")
+        '\'2 hourz\' as a duration (examples: 90, "90s", "15min", "2h")'
+    )
 
 
 def test_bool_is_not_a_number():
@@ -221,27 +262,31 @@ def test_bool_is_not_a_number():
     assert err.fields == ["seed"] and "true" in str(err)
 
 
-@pytest.mark.parametrize(("data", "field", "words"), [
-    ({"seed": -1}, "seed", "at least 0"),
-    ({"time": {"step": 0}}, "time.step", "greater than 0"),
-    ({"time": {"step": "2h", "duration": "1h"}}, "time.step", "longer than the duration"),
-    ({"time": {"start": "25:00"}}, "time.start", "clock time"),
-    ({"traffic": {"routing": "fast"}}, "traffic.routing", "'dynamic' or 'static'"),
-    ({"outputs": {"interval": "7s"}}, "outputs.interval", "multiple of time.step"),
-    ({"traffic": {"reroute_interval": 1}}, "traffic.reroute_interval", "time step"),
-    ({"demand": {"gravity": {"profile": [1] * 23}}}, "demand.gravity.profile", "24"),
-    ({"demand": {"gravity": {"profile": [0] * 24}}}, "demand.gravity.profile", "0"),
-    ({"demand": {"gravity": {"profile": [1] * 23 + [-1]}}}, "demand.gravity.profile[23]",
-     "at least 0"),
-    ({"demand": {"gravity": {"total_trips": 1.5}}}, "demand.gravity.total_trips", "1.5"),
-    ({"time": {"start": "07:00", "duration": "1h"},
-      "demand": {"gravity": {"profile": [1] * 6 + [0] * 18}}},
-     "demand.gravity.profile", "no trip could depart"),
-    ({"interventions": {"at": 1}}, "interventions", "list"),
-    ({"incidents": [1, 2]}, "incidents", "mapping"),
-    ({"name": "  "}, "name", "empty"),
-    ({"time": 3600}, "time", "mapping"),
-])
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"seed": -1}, "seed", "at least 0"),
+        ({"time": {"step": 0}}, "time.step", "greater than 0"),
+        ({"time": {"step": "2h", "duration": "1h"}}, "time.step", "longer than the duration"),
+        ({"time": {"start": "25:00"}}, "time.start", "clock time"),
+        ({"traffic": {"routing": "fast"}}, "traffic.routing", "'dynamic' or 'static'"),
+        ({"outputs": {"interval": "7s"}}, "outputs.interval", "multiple of time.step"),
+        ({"traffic": {"reroute_interval": 1}}, "traffic.reroute_interval", "time step"),
+        ({"demand": {"gravity": {"profile": [1] * 23}}}, "demand.gravity.profile", "24"),
+        ({"demand": {"gravity": {"profile": [0] * 24}}}, "demand.gravity.profile", "0"),
+        ({"demand": {"gravity": {"profile": [1] * 23 + [-1]}}}, "demand.gravity.profile[23]", "at least 0"),
+        ({"demand": {"gravity": {"total_trips": 1.5}}}, "demand.gravity.total_trips", "1.5"),
+        (
+            {"time": {"start": "07:00", "duration": "1h"}, "demand": {"gravity": {"profile": [1] * 6 + [0] * 18}}},
+            "demand.gravity.profile",
+            "no trip could depart",
+        ),
+        ({"interventions": {"at": 1}}, "interventions", "list"),
+        ({"incidents": [1, 2]}, "incidents", "mapping"),
+        ({"name": "  "}, "name", "empty"),
+        ({"time": 3600}, "time", "mapping"),
+    ],
+)
 def test_bad_values_name_their_field(data, field, words):
     err = error_of({"city": CITY, **data})
     assert err.fields == [field], str(err)
@@ -255,14 +300,18 @@ def test_synthetic_city_checks():
 
 
 def test_several_errors_reported_at_once(tmp_path):
-    path = write(tmp_path, "day.yaml", (
-        "seed: -1\n"
-        "time:\n  duraton: 2h\n  step: 2 hourz\n"
-        "city:\n  synthetic: {blocks_x: many}\n"
-        "traffic: {routing: fast}\n"))
+    path = write(
+        tmp_path,
+        "day.yaml",
+        (
+            "seed: -1\n"
+            "time:\n  duraton: 2h\n  step: 2 hourz\n"
+            "city:\n  synthetic: {blocks_x: many}\n"
+            "traffic: {routing: fast}\n"
+        ),
+    )
     err = error_of(path)
-    assert err.fields == ["seed", "time.duraton", "time.step", "city.synthetic.blocks_x",
-                          "traffic.routing"]
+    assert err.fields == ["seed", "time.duraton", "time.step", "city.synthetic.blocks_x", "traffic.routing"]
     assert [p.line for p in err.problems] == [1, 3, 4, 6, 7]
     msg = str(err)
     assert msg.startswith(f"scenario '{path}' has 5 problems: (1) field 'seed'")
@@ -290,19 +339,21 @@ def test_missing_city(tmp_path):
     assert "every scenario needs a city" in str(err) and "synthetic" in str(err)
 
 
-@pytest.mark.parametrize(("city", "got"), [
-    ({"synthetic": {}, "osm": "helsinki"}, "both synthetic and osm"),
-    ({}, "none of them"),
-    ({"min_link_m": 5}, "none of them"),
-])
+@pytest.mark.parametrize(
+    ("city", "got"),
+    [
+        ({"synthetic": {}, "osm": "helsinki"}, "both synthetic and osm"),
+        ({}, "none of them"),
+        ({"min_link_m": 5}, "none of them"),
+    ],
+)
 def test_exactly_one_city_kind(city, got):
     err = error_of({"city": city})
     assert err.fields == ["city"] and "exactly one" in str(err) and got in str(err)
 
 
 def test_trips_and_gravity_together():
-    err = error_of({"city": CITY, "demand": {"trips": "t.csv", "gravity": {}}},
-                   check_files=False)
+    err = error_of({"city": CITY, "demand": {"trips": "t.csv", "gravity": {}}}, check_files=False)
     assert err.fields == ["demand"] and "not both" in str(err)
 
 
@@ -352,10 +403,15 @@ def test_folder_instead_of_file(tmp_path):
     assert "folder" in str(error_of(tmp_path))
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("", "is empty"), ("# only a comment\n", "is empty"), ("- 1\n- 2\n", "a list of 2"),
-    ("just text\n", "'just text'"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", "is empty"),
+        ("# only a comment\n", "is empty"),
+        ("- 1\n- 2\n", "a list of 2"),
+        ("just text\n", "'just text'"),
+    ],
+)
 def test_document_must_be_a_mapping(tmp_path, text, words):
     err = error_of(write(tmp_path, "x.yaml", text))
     assert words in str(err)
@@ -379,10 +435,11 @@ def test_relative_paths_resolve_against_the_scenario_folder(tmp_path, monkeypatc
     folder = tmp_path / "project"
     trips_csv(folder / "data")
     write(folder, "city.graphml", "<graphml/>")
-    path = write(folder, "scen/day.yaml", (
-        "city: {graphml: ../city.graphml}\n"
-        "demand: {trips: ../data/trips.csv}\n"
-        "outputs: {dir: ../runs/day}\n"))
+    path = write(
+        folder,
+        "scen/day.yaml",
+        ("city: {graphml: ../city.graphml}\ndemand: {trips: ../data/trips.csv}\noutputs: {dir: ../runs/day}\n"),
+    )
     monkeypatch.chdir(tmp_path)
     s = load_scenario(path)
     assert s.city.graphml == str(folder / "city.graphml")
@@ -412,10 +469,12 @@ def test_dict_paths_resolve_against_base_dir(tmp_path):
 
 
 def test_hash_is_stable_across_key_order_and_spelling(tmp_path):
-    a = write(tmp_path, "a.yaml", "seed: 3\ntime: {duration: 2h, step: 2s}\n"
-                                  "city: {synthetic: {bridges: 2, river: true}}\n")
-    b = write(tmp_path, "b.yaml", "city:\n  synthetic: {river: yes, bridges: 2}\n"
-                                  "time: {step: 2, duration: 7200}\nseed: 3\n")
+    a = write(
+        tmp_path, "a.yaml", "seed: 3\ntime: {duration: 2h, step: 2s}\ncity: {synthetic: {bridges: 2, river: true}}\n"
+    )
+    b = write(
+        tmp_path, "b.yaml", "city:\n  synthetic: {river: yes, bridges: 2}\ntime: {step: 2, duration: 7200}\nseed: 3\n"
+    )
     ha, hb = scenario_hash(load_scenario(a)), scenario_hash(load_scenario(b))
     assert ha == hb and len(ha) == 16 and int(ha, 16) >= 0
 
@@ -424,9 +483,13 @@ def test_hash_changes_when_a_value_changes():
     base = {"city": CITY, "seed": 3}
     h0 = scenario_hash(load_scenario(base))
     changed = [
-        {"seed": 4}, {"time": {"step": 1}}, {"city": {"synthetic": {"bridges": 2}}},
-        {"demand": {"gravity": {"total_trips": 59999}}}, {"traffic": {"routing": "static"}},
-        {"outputs": {"interval": "10min"}}, {"interventions": [{"at": "08:00", "kind": "close", "links": [1]}]},
+        {"seed": 4},
+        {"time": {"step": 1}},
+        {"city": {"synthetic": {"bridges": 2}}},
+        {"demand": {"gravity": {"total_trips": 59999}}},
+        {"traffic": {"routing": "static"}},
+        {"outputs": {"interval": "10min"}},
+        {"interventions": [{"at": "08:00", "kind": "close", "links": [1]}]},
     ]
     hashes = {scenario_hash(load_scenario({**base, **c})) for c in changed}
     assert h0 not in hashes and len(hashes) == len(changed)
@@ -434,25 +497,20 @@ def test_hash_changes_when_a_value_changes():
 
 def test_hash_ignores_name_description_and_output_folder(tmp_path):
     h0 = scenario_hash(load_scenario({"city": CITY}))
-    other = load_scenario({"city": CITY, "name": "x", "description": "y",
-                           "outputs": {"dir": str(tmp_path)}})
+    other = load_scenario({"city": CITY, "name": "x", "description": "y", "outputs": {"dir": str(tmp_path)}})
     assert scenario_hash(other) == h0
 
 
 def test_hash_follows_trips_content_not_location(tmp_path):
     trips_csv(tmp_path / "a")
     trips_csv(tmp_path / "b")
-    ha = scenario_hash(load_scenario({"city": CITY, "demand": {"trips": "a/trips.csv"}},
-                                     base_dir=tmp_path))
-    hb = scenario_hash(load_scenario({"city": CITY, "demand": {"trips": "b/trips.csv"}},
-                                     base_dir=tmp_path))
+    ha = scenario_hash(load_scenario({"city": CITY, "demand": {"trips": "a/trips.csv"}}, base_dir=tmp_path))
+    hb = scenario_hash(load_scenario({"city": CITY, "demand": {"trips": "b/trips.csv"}}, base_dir=tmp_path))
     assert ha == hb
     trips_csv(tmp_path / "b", rows="1,0,5,11\n")
-    hc = scenario_hash(load_scenario({"city": CITY, "demand": {"trips": "b/trips.csv"}},
-                                     base_dir=tmp_path))
+    hc = scenario_hash(load_scenario({"city": CITY, "demand": {"trips": "b/trips.csv"}}, base_dir=tmp_path))
     assert hc != ha
-    payload = hash_payload(load_scenario({"city": CITY, "demand": {"trips": "a/trips.csv"}},
-                                         base_dir=tmp_path))
+    payload = hash_payload(load_scenario({"city": CITY, "demand": {"trips": "a/trips.csv"}}, base_dir=tmp_path))
     assert set(payload["demand"]["trips"]) == {"sha256"}
 
 
@@ -464,10 +522,15 @@ def test_hash_without_seed_groups_replications():
 
 def test_resolved_is_plain_json_and_round_trips(tmp_path):
     trips_csv(tmp_path)
-    s = load_scenario({"city": {"osm": "helsinki"}, "demand": {"trips": "trips.csv"},
-                       "time": {"start": "07:00", "duration": "3h"},
-                       "interventions": [{"at": "08:00", "kind": "close", "road": "bridge 1"}]},
-                      base_dir=tmp_path)
+    s = load_scenario(
+        {
+            "city": {"osm": "helsinki"},
+            "demand": {"trips": "trips.csv"},
+            "time": {"start": "07:00", "duration": "3h"},
+            "interventions": [{"at": "08:00", "kind": "close", "road": "bridge 1"}],
+        },
+        base_dir=tmp_path,
+    )
     r = s.resolved()
     assert json.loads(json.dumps(r)) == r
     assert r["time"] == {"start": 25200.0, "duration": 10800.0, "step": 2.0}
@@ -527,8 +590,9 @@ def test_morning_peak_and_helsinki():
 
 
 def test_overrides_set_fields():
-    s = load_scenario("default", overrides={"seed": 7, "time.duration": "1h",
-                                            "city.synthetic.bridges": 2, "traffic.routing": None})
+    s = load_scenario(
+        "default", overrides={"seed": 7, "time.duration": "1h", "city.synthetic.bridges": 2, "traffic.routing": None}
+    )
     assert s.seed == 7 and s.time.duration_s == 3600.0 and s.city.synthetic.bridges == 2
     assert s.traffic.routing == "dynamic"  # None is ignored
     assert s.city.synthetic.blocks_x == 12  # the rest of the section is kept

@@ -16,26 +16,38 @@ SMALL = {"time.start": "07:00", "time.duration": "2h", "demand.gravity.total_tri
 def truth():
     from experiments.truth import TruthConfig, run_truth
 
-    cfg = TruthConfig(demand_scale=1.4, zone_sigma=0.0, hour_sigma=0.0, incidents=(), delay_rate=0.0,
-                      duplicate_rate=0.0, malformed_rate=0.0, implausible_rate=0.0)
+    cfg = TruthConfig(
+        demand_scale=1.4,
+        zone_sigma=0.0,
+        hour_sigma=0.0,
+        incidents=(),
+        delay_rate=0.0,
+        duplicate_rate=0.0,
+        malformed_rate=0.0,
+        implausible_rate=0.0,
+    )
     return cfg, run_truth(cfg, scenario="default", overrides=SMALL)
 
 
 def test_ensemble_learns_a_higher_demand_and_cuts_the_held_out_error(truth):
-    from experiments.twin_vs_truth import score, _replay
+    from experiments.twin_vs_truth import _replay, score
     from scenarios.feeds import FeedsSpec
     from twin.assimilation import AssimilationSettings, Ensemble
     from twin.feeds import FeedHub
 
     cfg, tr = truth
     nominal = load_scenario("default", overrides=SMALL)
-    spec = FeedsSpec(date=cfg.date, sensors=[{k: v for k, v in r.items() if v not in ("", None)} for r in tr.sensor_table])
+    spec = FeedsSpec(
+        date=cfg.date, sensors=[{k: v for k, v in r.items() if v not in ("", None)} for r in tr.sensor_table]
+    )
     sensors = np.array(sorted({int(s["link"]) for s in tr.sensors}))
     busy = tr.dataset.link_outflow.sum("time").values > 0
     held = np.flatnonzero(busy & ~np.isin(np.arange(busy.size), sensors))
     scores = {}
-    for label, st in (("open", AssimilationSettings(members=6, estimate_demand=False, correct_links=False)),
-                      ("asm", AssimilationSettings(members=6))):
+    for label, st in (
+        ("open", AssimilationSettings(members=6, estimate_demand=False, correct_links=False)),
+        ("asm", AssimilationSettings(members=6)),
+    ):
         ens = Ensemble(nominal, st)
         hub = FeedHub.from_spec(spec, ens.city.network, start_s=float(nominal.time.start))
         _replay(ens, tr, hub, step_s=300.0, until_s=7200.0)
@@ -82,7 +94,8 @@ def test_shadow_mode_runs_a_replay_and_forks_from_a_dropped_request(tmp_path):
         st = sh.status()
         assert st["accepted"] > 0 and st["sim_time_s"] == 1800.0
         (tmp_path / "close.yaml").write_text(
-            "name: close\nhorizon: 20min\ninterventions:\n  - {kind: close, place: Old Bridge}\n")
+            "name: close\nhorizon: 20min\ninterventions:\n  - {kind: close, place: Old Bridge}\n"
+        )
         (tmp_path / "bad.yaml").write_text("interventions:\n  - {kind: nope}\n")
         jobs = sh.poll_fork_folder(tmp_path)
         assert [j.name for j in jobs] == ["close"]
@@ -112,8 +125,18 @@ def _net(sc):
 def _records(links, t, counts):
     from types import SimpleNamespace
 
-    return [SimpleNamespace(record="observation", t=t, link=int(k), flow_vph=float(counts[k]) * 12.0, interval_s=300.0,
-                            lane=-1, speed_mps=float("nan")) for k in links]
+    return [
+        SimpleNamespace(
+            record="observation",
+            t=t,
+            link=int(k),
+            flow_vph=float(counts[k]) * 12.0,
+            interval_s=300.0,
+            lane=-1,
+            speed_mps=float("nan"),
+        )
+        for k in links
+    ]
 
 
 def test_kalman_filter_recovers_known_demand_factors_from_a_twin_of_the_same_model():
@@ -141,7 +164,7 @@ def test_kalman_filter_recovers_known_demand_factors_from_a_twin_of_the_same_mod
     want = truth.pools[0].p_used[(truth.pools[0].depart >= 3600.0) & (truth.pools[0].depart < 7200.0)].sum()
     assert abs(got / want - 1.0) < 0.05  # (measured: 1 %)
     # the zone pattern: much closer to the truth than the plan (all zeros) is
-    ea, eb = est.mean[:nz], est.mean[nz + 1:2 * nz + 1]
+    ea, eb = est.mean[:nz], est.mean[nz + 1 : 2 * nz + 1]
     err = np.sqrt(np.mean((ea - ea.mean() - a + a.mean()) ** 2 + (eb - eb.mean() - b + b.mean()) ** 2))
     plan = np.sqrt(np.mean((a - a.mean()) ** 2 + (b - b.mean()) ** 2))
     assert err < 0.85 * plan  # (measured: 0.80; a two-hour case cannot pin all 33 factors down)
@@ -150,8 +173,9 @@ def test_kalman_filter_recovers_known_demand_factors_from_a_twin_of_the_same_mod
     assert (np.sqrt(np.diag(est.cov))[:nz] < 0.25).all()
     assert (est.theta.std(axis=0) > 0).all()
     # and the operator's expected counts agree with what the members simulated
-    exp = est._crossings.operator([(int(k), 6900.0, 7200.0) for k in links], est.theta,
-                                  [p.p_used for p in est.pools])[2]
+    exp = est._crossings.operator([(int(k), 6900.0, 7200.0) for k in links], est.theta, [p.p_used for p in est.pools])[
+        2
+    ]
     sim = np.mean([m.recorder.link["outflow"][-1][links] for m in est.members], axis=0)
     assert np.corrcoef(exp, sim)[0, 1] > 0.9
 
@@ -169,10 +193,10 @@ def test_hourly_level_hands_over_at_the_clock_hour():
     ens.advance(600.0, [])  # 08:00: 07:00's level becomes "previous"; 08:00 starts between it and the day's
     assert ens.hour == 8 and ens.mean[p] == pytest.approx(0.2) and ens.mean[p + 1] == pytest.approx(0.1)
     assert ens.mean[nz] == pytest.approx(0.15)  # hour_persistence 0.5
-    walk = ens.settings.kalman_level_walk_sd ** 2  # (the within-hour walk comes first)
+    walk = ens.settings.kalman_level_walk_sd**2  # (the within-hour walk comes first)
     assert ens.cov[p, p] == pytest.approx(cov[nz, nz] + walk)
     lvl = 0.25 * (cov[nz, nz] + walk + cov[p + 1, p + 1] + 2 * cov[nz, p + 1])
-    assert ens.cov[nz, nz] == pytest.approx(lvl + 0.1 ** 2)
+    assert ens.cov[nz, nz] == pytest.approx(lvl + 0.1**2)
     ens.advance(900.0, [])
     assert ens.hour == 8 and ens.mean[p] == pytest.approx(0.2)  # no new hour, no hand-over
 
@@ -187,8 +211,13 @@ def test_alerts_close_roads_only_when_they_are_about_roads():
     alert = dict(record="alert", t=0.0, link=5, valid_to=600.0, distance_m=20.0)
     ens.advance(300.0, [SimpleNamespace(**alert, id="w", kind="flood", category="weather", ref=())])
     assert not ens.held  # a flood reported near a road: not a closure on a guess
-    ens.advance(600.0, [SimpleNamespace(**alert, id="r", kind="flood", category="weather", ref=("seg-5",)),
-                        SimpleNamespace(**alert, id="c", kind="accident", category="traffic", ref=())])
+    ens.advance(
+        600.0,
+        [
+            SimpleNamespace(**alert, id="r", kind="flood", category="weather", ref=("seg-5",)),
+            SimpleNamespace(**alert, id="c", kind="accident", category="traffic", ref=()),
+        ],
+    )
     assert set(ens.held) == {("alert", "r"), ("alert", "c")}
 
 
@@ -202,8 +231,11 @@ def test_twin_vs_truth_fast_benchmark_with_zone_and_hour_factors_and_incidents()
     old 0.15 this seed scored 1.65x the oracle, now 1.55x; truth seeds 1-7 score 1.18-1.42x.)"""
     from experiments.twin_vs_truth import run_experiment
 
-    res = run_experiment(overrides={"time.start": "07:00", "time.duration": "2h",
-                                    "demand.gravity.total_trips": 12000}, members=6, oracle=True)
+    res = run_experiment(
+        overrides={"time.start": "07:00", "time.duration": "2h", "demand.gravity.total_trips": 12000},
+        members=6,
+        oracle=True,
+    )
     ol, asm, orc = res["open_loop"], res["assimilated"], res["oracle"]
     assert asm["flow_rmse_hourly"] < 0.65 * ol["flow_rmse_hourly"]  # (measured: 0.54)
     # the oracle (the truth's own demand factors) bounds what a demand estimate can do
@@ -220,8 +252,15 @@ def _flat_prior(**kw):
     """Settings whose members all start at the plan's factors and stay there without data."""
     from twin.assimilation import AssimilationSettings
 
-    return AssimilationSettings(correct_links=False, hour_sd=0.0, level_sd=1e-6, zone_sd=1e-6,
-                                kalman_level_walk_sd=0.0, kalman_zone_walk_sd=0.0, **kw)
+    return AssimilationSettings(
+        correct_links=False,
+        hour_sd=0.0,
+        level_sd=1e-6,
+        zone_sd=1e-6,
+        kalman_level_walk_sd=0.0,
+        kalman_zone_walk_sd=0.0,
+        **kw,
+    )
 
 
 def test_issued_counts_follow_the_current_demand_factors():
@@ -245,8 +284,9 @@ def test_issued_counts_follow_the_current_demand_factors():
     assert (est >= sim - 1e-9).all()
     assert 1.2 < est.sum() / sim.sum() < 1.4  # (measured: 1.29)
     # the intervals issued before the change were left as the members counted them
-    np.testing.assert_allclose(ds.est_flow.values[-2],
-                               np.mean([m.recorder.link["outflow"][-2] for m in ens.members], axis=0) * 12.0)
+    np.testing.assert_allclose(
+        ds.est_flow.values[-2], np.mean([m.recorder.link["outflow"][-2] for m in ens.members], axis=0) * 12.0
+    )
 
 
 def test_a_long_step_issues_every_interval_it_covers_at_the_current_factors():
@@ -280,8 +320,9 @@ def test_an_interval_issued_with_its_own_observations_is_closer_to_the_truth():
     truth._push_theta()
     rng = np.random.default_rng(5)
     links = np.sort(rng.choice(truth.city.network.n_links, 140, replace=False))
-    est = {d: Ensemble(sc, AssimilationSettings(members=6, correct_links=False, report_delay_intervals=d))
-           for d in (0, 1)}
+    est = {
+        d: Ensemble(sc, AssimilationSettings(members=6, correct_links=False, report_delay_intervals=d)) for d in (0, 1)
+    }
     feed = []
     for t in np.arange(300.0, 3601.0, 300.0):
         for e in est.values():
@@ -338,8 +379,10 @@ def test_a_member_snapshot_keeps_only_the_undecided_pool_and_resumes_identically
     assert back.components["pool_demand"].released == pool.released
 
 
-@pytest.mark.parametrize("field, value", [("report_delay_intervals", -1), ("report_delay_intervals", 1.5),
-                                          ("pool_factor", 0.5), ("band_cv", float("nan"))])
+@pytest.mark.parametrize(
+    "field, value",
+    [("report_delay_intervals", -1), ("report_delay_intervals", 1.5), ("pool_factor", 0.5), ("band_cv", float("nan"))],
+)
 def test_bad_assimilation_settings_name_the_field(field, value):
     from twin.assimilation import AssimilationSettings, Ensemble
     from twin.errors import InputError

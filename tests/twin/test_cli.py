@@ -97,8 +97,9 @@ def test_city_info_missing_file(tmp_path, capsys):
 
 def test_run_warns_when_many_trips_are_left_on_the_road(tmp_path, capsys):
     # a heavy demand crammed into 10 minutes cannot all arrive in the run
-    doc = dict(SMALL, time={"start": "07:00", "duration": "10min", "step": "2s"},
-               demand={"gravity": {"total_trips": 4000}})
+    doc = dict(
+        SMALL, time={"start": "07:00", "duration": "10min", "step": "2s"}, demand={"gravity": {"total_trips": 4000}}
+    )
     assert main(["run", str(_write(tmp_path, doc)), "--out", str(tmp_path / "o"), "-q"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "had not arrived" in out

@@ -161,12 +161,14 @@ def test_leftover_part_folders_of_ours_are_cleaned_at_the_next_start(tmp_path):
     ours = tmp_path / ".run.abc123.part"
     ours.mkdir()
     (ours / "results.nc").write_bytes(b"half")
-    (ours / MARKER).write_text(json.dumps({"format": "city-twin folder", "pid": _dead_pid(),
-                                           "host": os.uname().nodename}))
+    (ours / MARKER).write_text(
+        json.dumps({"format": "city-twin folder", "pid": _dead_pid(), "host": os.uname().nodename})
+    )
     busy = tmp_path / ".run.def456.part"  # a write still going on (this very process)
     busy.mkdir()
-    (busy / MARKER).write_text(json.dumps({"format": "city-twin folder", "pid": os.getppid(),
-                                           "host": os.uname().nodename}))
+    (busy / MARKER).write_text(
+        json.dumps({"format": "city-twin folder", "pid": os.getppid(), "host": os.uname().nodename})
+    )
     foreign = tmp_path / ".cache.part"  # not ours: no marker
     foreign.mkdir()
     (foreign / "data").write_text("someone else's")
@@ -182,8 +184,9 @@ def test_leftover_part_folders_of_ours_are_cleaned_at_the_next_start(tmp_path):
 def test_leftovers_cleaned_when_twin_run_starts(tmp_path):
     ours = tmp_path / ".run.zzz.part"
     ours.mkdir()
-    (ours / MARKER).write_text(json.dumps({"format": "city-twin folder", "pid": _dead_pid(),
-                                           "host": os.uname().nodename}))
+    (ours / MARKER).write_text(
+        json.dumps({"format": "city-twin folder", "pid": _dead_pid(), "host": os.uname().nodename})
+    )
     assert main(["run", str(_write(tmp_path, SHORT)), "--out", str(tmp_path / "run"), "-q"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "s.yaml"]
 
@@ -224,14 +227,21 @@ def test_full_tmpfs_exits_2_not_a_segfault(tmp_path):
     """A real full disk (a 300 kB tmpfs, where the machine allows mounting one): exit 2, no crash."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         scen = _write(tmp_path, SHORT)
         env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-        r = subprocess.run([sys.executable, "-m", "twin.cli", "run", str(scen), "--out", str(mnt / "run"), "-q"],
-                           capture_output=True, text=True, timeout=300, env=env)
+        r = subprocess.run(
+            [sys.executable, "-m", "twin.cli", "run", str(scen), "--out", str(mnt / "run"), "-q"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert r.returncode == 2, r.stderr[-2000:]
         assert "no space left" in " ".join(r.stderr.split()).lower() and "Traceback" not in r.stderr
         assert list(mnt.iterdir()) == []
@@ -249,7 +259,8 @@ def test_builtins_found_with_or_without_yaml_outside_the_library(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my_whatif.yaml").write_text(
         "extends: evening_peak.yaml\nbaseline: evening_peak.yaml\n"
-        "interventions:\n  - {kind: close, place: Old Bridge, at: '15:30', until: '19:30'}\n")
+        "interventions:\n  - {kind: close, place: Old Bridge, at: '15:30', until: '19:30'}\n"
+    )
     what = load_scenario("my_whatif.yaml")
     base = load_scenario("evening_peak.yaml")
     assert base.name == "evening_peak" and base == load_scenario("evening_peak")
@@ -275,16 +286,45 @@ def test_comparison_table_at_80_columns_keeps_numbers_whole_and_verdicts_honest(
     from twin.cli_compare import comparison_table
 
     rows = [
-        {"key": "total_delay_h", "label": "Total delay (all trips so far)", "unit": "veh·h", "baseline": 2225.3,
-         "scenario": 5852.1, "difference": 3626.8, "ci_low": 3123456.4, "ci_high": 4123456.1, "significant": True},
-        {"key": "trips_cancelled", "label": "Trips cancelled before departure", "unit": "", "baseline": 0.0,
-         "scenario": 0.0, "difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "significant": False},
-        {"key": "trips_deterred", "label": "Trips not made for congestion (demand elasticity)", "unit": "",
-         "baseline": 12000.0, "scenario": 31900.0, "difference": 19900.0, "ci_low": 19900.0, "ci_high": 19900.0,
-         "significant": True},
+        {
+            "key": "total_delay_h",
+            "label": "Total delay (all trips so far)",
+            "unit": "veh·h",
+            "baseline": 2225.3,
+            "scenario": 5852.1,
+            "difference": 3626.8,
+            "ci_low": 3123456.4,
+            "ci_high": 4123456.1,
+            "significant": True,
+        },
+        {
+            "key": "trips_cancelled",
+            "label": "Trips cancelled before departure",
+            "unit": "",
+            "baseline": 0.0,
+            "scenario": 0.0,
+            "difference": 0.0,
+            "ci_low": 0.0,
+            "ci_high": 0.0,
+            "significant": False,
+        },
+        {
+            "key": "trips_deterred",
+            "label": "Trips not made for congestion (demand elasticity)",
+            "unit": "",
+            "baseline": 12000.0,
+            "scenario": 31900.0,
+            "difference": 19900.0,
+            "ci_low": 19900.0,
+            "ci_high": 19900.0,
+            "significant": True,
+        },
     ]
-    text = _render(comparison_table({"replications": 4, "scenario": "whatif_old_bridge_closed",
-                                     "baseline": "evening_peak", "kpis": rows}))
+    text = _render(
+        comparison_table(
+            {"replications": 4, "scenario": "whatif_old_bridge_closed", "baseline": "evening_peak", "kpis": rows}
+        )
+    )
     assert max(len(line) for line in text.splitlines()) <= 80
     for number in ("2,225.3", "5,852.1", "+3,626.8", "+3,123,456.4", "+4,123,456.1", "12,000", "+19,900"):
         assert number in text, number
@@ -307,10 +347,24 @@ def test_verdict_needs_an_interval_with_width_that_excludes_zero():
 def test_twin_vs_truth_ends_in_a_table():
     from experiments.twin_vs_truth import result_table
 
-    run = {"flow_rmse_hourly": 13.6, "flow_excess_hourly": 12.1, "flow_rmse_5min": 29.4, "speed_rmse": 1.03,
-           "flow_coverage": 0.85, "flow_coverage_busy": 0.91, "speed_coverage": 0.81, "wall_s": 3.0}
-    res = {"held_out": 577, "sensors": 102, "messages": 1231, "open_loop": run,
-           "assimilated": dict(run, flow_rmse_hourly=12.5), "reduction": {"flow_rmse_hourly": 1 - 12.5 / 13.6}}
+    run = {
+        "flow_rmse_hourly": 13.6,
+        "flow_excess_hourly": 12.1,
+        "flow_rmse_5min": 29.4,
+        "speed_rmse": 1.03,
+        "flow_coverage": 0.85,
+        "flow_coverage_busy": 0.91,
+        "speed_coverage": 0.81,
+        "wall_s": 3.0,
+    }
+    res = {
+        "held_out": 577,
+        "sensors": 102,
+        "messages": 1231,
+        "open_loop": run,
+        "assimilated": dict(run, flow_rmse_hourly=12.5),
+        "reduction": {"flow_rmse_hourly": 1 - 12.5 / 13.6},
+    }
     text = _render(result_table(res))
     assert "hourly flow RMSE" in text and "13.6" in text and "12.5" in text and "+8%" in text
     assert "{" not in text  # not JSON
@@ -364,7 +418,9 @@ def test_confined_resolves_links_and_names_the_field(tmp_path, monkeypatch):
     (tmp_path / "runs").mkdir()
     (tmp_path / "outside").mkdir()
     (tmp_path / "runs" / "link").symlink_to(tmp_path / "outside")
-    assert confined(tmp_path / "runs" / "a" / "dead.jsonl", "feeds.dead_letter") == tmp_path / "runs" / "a" / "dead.jsonl"
+    assert (
+        confined(tmp_path / "runs" / "a" / "dead.jsonl", "feeds.dead_letter") == tmp_path / "runs" / "a" / "dead.jsonl"
+    )
     for bad in (tmp_path / "runs" / "link" / "dead.jsonl", tmp_path / "runs" / ".." / "x.jsonl", Path("/etc/passwd")):
         with pytest.raises(InputError, match="feeds.dead_letter .* outside the run root"):
             confined(bad, "feeds.dead_letter", option="--dead-letter")
@@ -376,9 +432,16 @@ def test_iteration_and_kpi_tables_keep_numbers_whole_at_80_columns():
     from twin.cli import kpi_table
     from twin.cli_equilibrate import iteration_table
 
-    day = {"relative_gap": 0.1234, "mean_travel_time_s": 1234.5, "vehicle_hours": 123456.7,
-           "trips_completed": 560000, "switch_share": 0.333, "departures_shifted": 123456,
-           "mean_departure_shift_s": -312.0, "wall_s": 1136.2}
+    day = {
+        "relative_gap": 0.1234,
+        "mean_travel_time_s": 1234.5,
+        "vehicle_hours": 123456.7,
+        "trips_completed": 560000,
+        "switch_share": 0.333,
+        "departures_shifted": 123456,
+        "mean_departure_shift_s": -312.0,
+        "wall_s": 1136.2,
+    }
     text = _render(iteration_table([dict(day, iteration=i) for i in (1, 20)], title="default — days"))
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
     for number in ("12.34 %", "1,234.5", "123,457", "560,000", "0.333", "123,456", "-5.2", "1136.2"):
@@ -400,7 +463,8 @@ def test_kill_9_while_writing_leaves_a_marked_part_folder_that_the_next_write_re
         "    (tmp / 'results.nc').write_bytes(b'x' * 100000)\n"
         "    print('filling', flush=True)\n"
         "    time.sleep(60)\n"
-        "replace_folder(Path(sys.argv[1]), fill)\n")
+        "replace_folder(Path(sys.argv[1]), fill)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "filling"
@@ -422,8 +486,9 @@ def test_compare_refuses_a_folder_the_twin_did_not_write_before_running(tmp_path
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "notes.md").write_text("keep")
     scen = _write(tmp_path, SHORT)
-    err = _error_of(capsys, ["compare", str(scen), str(scen), "-n", "2", "--workers", "0", "-q",
-                             "--out", str(tmp_path / "docs")])
+    err = _error_of(
+        capsys, ["compare", str(scen), str(scen), "-n", "2", "--workers", "0", "-q", "--out", str(tmp_path / "docs")]
+    )
     assert "docs" in err and "did not write" in err
     assert [p.name for p in (tmp_path / "docs").iterdir()] == ["notes.md"]
 

@@ -48,7 +48,7 @@ def test_trips_stay_home_with_the_probability_the_elasticity_gives(small_city, e
     assert dropped == int(gone.sum())
     assert not gone[~slow & clean].any()  # no delay expected: every trip is made
     share = gone[slow & clean].mean()
-    expect = 1.0 - 2.0 ** elasticity
+    expect = 1.0 - 2.0**elasticity
     n = int((slow & clean).sum())
     assert n > 1000
     assert abs(share - expect) < 4 * np.sqrt(expect * (1 - expect) / n)

@@ -21,15 +21,36 @@ def braess_city(shortcut: bool) -> City:
     (O-P, O-B); ``shortcut`` adds A-B (10 s), making O-P-A-B-D 110 s at free flow."""
     x = np.array([0.0, 300.0, 450.0, 450.0, 1950.0])
     y = np.array([0.0, 400.0, 500.0, -500.0, 0.0])
-    links = [(0, 1, 600.0, 2.0, 4000.0), (1, 2, 150.0, 1.0, 1200.0), (2, 4, 1500.0, 3.0, 6000.0),
-             (0, 3, 1500.0, 3.0, 6000.0), (3, 4, 750.0, 1.0, 1200.0)]
+    links = [
+        (0, 1, 600.0, 2.0, 4000.0),
+        (1, 2, 150.0, 1.0, 1200.0),
+        (2, 4, 1500.0, 3.0, 6000.0),
+        (0, 3, 1500.0, 3.0, 6000.0),
+        (3, 4, 750.0, 1.0, 1200.0),
+    ]
     if shortcut:
         links.append((2, 3, 150.0, 2.0, 4000.0))
     src, dst, length, lanes, cap = (list(c) for c in zip(*links))
-    net = make_network(x=x, y=y, src=src, dst=dst, length_m=length, lanes=lanes, free_speed_mps=15.0,
-                       capacity_vph=cap, node_osmid=np.arange(5), link_osmid=np.arange(len(src)))
-    zones = Zones(name=("Z",), residents=np.array([1]), jobs=np.array([1]), x=np.array([900.0]),
-                  y=np.array([0.0]), node_zone=np.zeros(5, np.int32))
+    net = make_network(
+        x=x,
+        y=y,
+        src=src,
+        dst=dst,
+        length_m=length,
+        lanes=lanes,
+        free_speed_mps=15.0,
+        capacity_vph=cap,
+        node_osmid=np.arange(5),
+        link_osmid=np.arange(len(src)),
+    )
+    zones = Zones(
+        name=("Z",),
+        residents=np.array([1]),
+        jobs=np.array([1]),
+        x=np.array([900.0]),
+        y=np.array([0.0]),
+        node_zone=np.zeros(5, np.int32),
+    )
     return City(name="braess", network=net, zones=zones)
 
 
@@ -38,12 +59,22 @@ def od_scenario(tmp_path, *, rate_vph=1800.0, hours=1.0, **equilibrium):
     dep = np.arange(int(rate_vph * hours)) * 3600.0 / rate_vph
     path = tmp_path / "trips.csv"
     path.write_text("trip_id,origin,destination,depart_s\n" + "".join(f"{i},0,4,{d:.3f}\n" for i, d in enumerate(dep)))
-    return load_scenario({
-        "name": "od", "seed": 1, "time": {"duration": f"{hours + 0.5}h", "step": "1s"}, "city": PLACEHOLDER,
-        "demand": {"trips": str(path)},
-        "traffic": {"reroute_interval": "5min", "route_tolerance": 0, "route_dispersion": 5,
-                    "equilibrium": equilibrium},
-        "outputs": {"interval": "5min"}})
+    return load_scenario(
+        {
+            "name": "od",
+            "seed": 1,
+            "time": {"duration": f"{hours + 0.5}h", "step": "1s"},
+            "city": PLACEHOLDER,
+            "demand": {"trips": str(path)},
+            "traffic": {
+                "reroute_interval": "5min",
+                "route_tolerance": 0,
+                "route_dispersion": 5,
+                "equilibrium": equilibrium,
+            },
+            "outputs": {"interval": "5min"},
+        }
+    )
 
 
 def test_gap_falls_below_one_percent_and_is_reported_per_iteration(tmp_path):
@@ -125,14 +156,17 @@ def test_snapshot_of_an_equilibrated_twin_keeps_the_knowledge(tmp_path):
     assert not np.array_equal(other.traffic.veh.arrive, tw.traffic.veh.arrive)
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("iterations", 0, "at least 1"),
-    ("iterations", 1.5, ""),
-    ("switch_share", 0, "greater than 0"),
-    ("switch_share", 1.5, "at most 1"),
-    ("method", "gradient", "'msa' or 'constant'"),
-    ("gap_target", -0.1, ""),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("iterations", 0, "at least 1"),
+        ("iterations", 1.5, ""),
+        ("switch_share", 0, "greater than 0"),
+        ("switch_share", 1.5, "at most 1"),
+        ("method", "gradient", "'msa' or 'constant'"),
+        ("gap_target", -0.1, ""),
+    ],
+)
 def test_bad_equilibrium_settings_name_the_field(field, value, words):
     with pytest.raises(ScenarioError) as exc:
         load_scenario({"city": PLACEHOLDER, "traffic": {"equilibrium": {field: value}}})
@@ -160,7 +194,8 @@ def test_cli_equilibrate_writes_the_run_folder(tmp_path, capsys):
         "name: small\nseed: 3\ntime: {start: '07:00', duration: 1h}\n"
         "city: {synthetic: {blocks_x: 4, blocks_y: 4, bridges: 1, zone_blocks: 2}}\n"
         "demand: {gravity: {total_trips: 1500}}\n"
-        "traffic: {equilibrium: {iterations: 2, gap_target: 0}}\n")
+        "traffic: {equilibrium: {iterations: 2, gap_target: 0}}\n"
+    )
     assert main(["equilibrate", str(sc), "--out", str(tmp_path / "eq"), "-q"]) == 0
     out = capsys.readouterr().out
     assert "day-to-day iterations" in out and "relative gap" in out.lower()
@@ -189,15 +224,35 @@ def test_report_draws_the_convergence(tmp_path):
 
 #: a small city whose residents all want to leave for work at about 07:30: one bridge, a sharp peak
 PEAK = {
-    "name": "peak", "seed": 5,
+    "name": "peak",
+    "seed": 5,
     "time": {"start": "06:30", "duration": "3h", "step": "2s"},
-    "city": {"synthetic": {"blocks_x": 6, "blocks_y": 6, "bridges": 1, "zone_blocks": 2, "arterial_every": 3,
-                           "residents": 40000, "jobs": 28000}},
+    "city": {
+        "synthetic": {
+            "blocks_x": 6,
+            "blocks_y": 6,
+            "bridges": 1,
+            "zone_blocks": 2,
+            "arterial_every": 3,
+            "residents": 40000,
+            "jobs": 28000,
+        }
+    },
     "outputs": {"interval": "10min"},
-    "population": {"enabled": True,
-                   "plans": {"work": {"depart": "07:30", "depart_sd": "10min", "duration": "8h", "duration_sd": "1h",
-                                      "min_duration": "1h", "value": 80}},
-                   "choice": {"shifts": ["0s"]}},  # no within-day shifts: departures move only by learning
+    "population": {
+        "enabled": True,
+        "plans": {
+            "work": {
+                "depart": "07:30",
+                "depart_sd": "10min",
+                "duration": "8h",
+                "duration_sd": "1h",
+                "min_duration": "1h",
+                "value": 80,
+            }
+        },
+        "choice": {"shifts": ["0s"]},
+    },  # no within-day shifts: departures move only by learning
     "traffic": {"equilibrium": {"iterations": 12, "gap_target": 0}},
 }
 
@@ -216,8 +271,10 @@ def peak_city():
 @pytest.fixture(scope="module")
 def peak_runs(peak_city):
     sc = peak_scenario()
-    return {"routes": equilibrate(sc, city=peak_city, departure_shift=False),
-            "departures": equilibrate(sc, city=peak_city)}
+    return {
+        "routes": equilibrate(sc, city=peak_city, departure_shift=False),
+        "departures": equilibrate(sc, city=peak_city),
+    }
 
 
 def _agent_departures(twin):
@@ -293,8 +350,9 @@ def test_same_seed_same_departure_shifts(peak_city):
             assert ha[key] == hb[key]
     # another seed: other agents re-plan (the draws are keyed to the seed)
     c = equilibrate(sc, city=peak_city, seed=6)
-    assert c.departure_shift.shape != a.departure_shift.shape or not np.array_equal(c.departure_shift,
-                                                                                     a.departure_shift)
+    assert c.departure_shift.shape != a.departure_shift.shape or not np.array_equal(
+        c.departure_shift, a.departure_shift
+    )
 
 
 def test_snapshot_of_an_equilibrated_population_keeps_the_departure_shifts(peak_city, tmp_path):
@@ -351,14 +409,17 @@ def test_candidate_shifts_and_entry_link_times():
     assert e[2, 0] > x[2, 0] and e[1, 0] == pytest.approx(100.0)
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("max", "5h", "at most"),
-    ("step", 0, "greater than 0"),
-    ("step", "40min", "longer than the largest shift"),
-    ("early_penalty", -1, "at least 0"),
-    ("late_penalty", "x", "number"),
-    ("enabled", "maybe", "true or false"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("max", "5h", "at most"),
+        ("step", 0, "greater than 0"),
+        ("step", "40min", "longer than the largest shift"),
+        ("early_penalty", -1, "at least 0"),
+        ("late_penalty", "x", "number"),
+        ("enabled", "maybe", "true or false"),
+    ],
+)
 def test_bad_departure_shift_settings_name_the_field(field, value, words):
     with pytest.raises(ScenarioError) as exc:
         load_scenario({"city": PLACEHOLDER, "traffic": {"equilibrium": {"departure_shift": {field: value}}}})
@@ -366,14 +427,17 @@ def test_bad_departure_shift_settings_name_the_field(field, value, words):
     assert f"traffic.equilibrium.departure_shift.{field}" in text and words in text
 
 
-@pytest.mark.parametrize("override, field", [
-    ({"step": -1}, "step"),
-    ({"max": float("nan")}, "max"),
-    ({"late_penalty": True}, "late_penalty"),
-    ({"max": 600, "step": 900}, "step"),
-    ({"shift": 1}, "shift"),
-    ("yes", ""),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"step": -1}, "step"),
+        ({"max": float("nan")}, "max"),
+        ({"late_penalty": True}, "late_penalty"),
+        ({"max": 600, "step": 900}, "step"),
+        ({"shift": 1}, "shift"),
+        ("yes", ""),
+    ],
+)
 def test_bad_departure_shift_overrides_name_the_setting(tmp_path, override, field):
     from twin.errors import InputError
 
@@ -386,8 +450,7 @@ def test_departure_shifts_of_another_population_are_refused(peak_city):
     from twin.errors import InputError
 
     sc = peak_scenario()
-    rk = RouteKnowledge(np.ones((18, peak_city.network.n_links)), bin_s=600.0,
-                        departure_shift_s=np.zeros((3, 6)))
+    rk = RouteKnowledge(np.ones((18, peak_city.network.n_links)), bin_s=600.0, departure_shift_s=np.zeros((3, 6)))
     with pytest.raises(InputError, match="another population"):
         Twin(sc, city=peak_city, route_knowledge=rk)
 
@@ -400,7 +463,8 @@ def test_cli_equilibrate_reports_departures(tmp_path, capsys):
         "name: agents\nseed: 3\ntime: {start: '06:30', duration: 2h}\n"
         "city: {synthetic: {blocks_x: 4, blocks_y: 4, bridges: 1, zone_blocks: 2, residents: 6000, jobs: 4000}}\n"
         "population: {enabled: true}\n"
-        "traffic: {equilibrium: {iterations: 2, gap_target: 0}}\n")
+        "traffic: {equilibrium: {iterations: 2, gap_target: 0}}\n"
+    )
     assert main(["equilibrate", str(sc), "--out", str(tmp_path / "eq")]) == 0
     out = capsys.readouterr().out
     assert "departures moved" in out and "mean shift" in out

@@ -37,8 +37,15 @@ def test_every_network_intervention_reverts_exactly(small_city):
         {"kind": "capacity", "road": road, "factor": 0.4, "at": "07:05", "until": "07:30"},
         {"kind": "lanes", "road": road, "lanes": 4, "at": "07:15", "until": "07:35"},
         {"kind": "speed", "road": road, "speed_kmh": 20, "factor": 0.9, "at": "07:20", "until": "07:45"},
-        {"kind": "signal", "road": road, "cycle": "100s", "favour": {"road": road}, "green_share": 0.7,
-         "at": "07:12", "until": "07:50"},
+        {
+            "kind": "signal",
+            "road": road,
+            "cycle": "100s",
+            "favour": {"road": road},
+            "green_share": 0.7,
+            "at": "07:12",
+            "until": "07:50",
+        },
     ]
     twin = _twin(small_city, plan)
     before = _arrays(twin)
@@ -73,8 +80,12 @@ def _free_flow_paths(net, origins, dests):
     return used
 
 
-@settings(max_examples=int(__import__("os").environ.get("BRIDGE_EXAMPLES", 4)), deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(__import__("os").environ.get("BRIDGE_EXAMPLES", 4)),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(seed=st.integers(0, 10_000), bridge=st.sampled_from(["Old Bridge", "North Bridge"]))
 def test_closing_a_bridge_slows_the_trips_that_crossed_it_and_not_the_far_ones(small_city, seed, bridge):
     light = {"seed": seed, "demand.gravity.total_trips": 1000}
@@ -103,7 +114,8 @@ def test_closing_a_bridge_slows_the_trips_that_crossed_it_and_not_the_far_ones(s
 def test_demand_scale_cancels_and_adds_trips_in_its_window(small_city):
     down = _twin(small_city, [{"kind": "demand", "scale": 0.5, "at": "07:20", "until": "07:40"}])
     base = _twin(small_city, [])
-    base.run(); down.run()
+    base.run()
+    down.run()
     dep = base.trips.depart_s
     window = (dep >= 1200) & (dep < 2400)
     k = down.kpis()
@@ -117,9 +129,9 @@ def test_demand_scale_cancels_and_adds_trips_in_its_window(small_city):
     added = int(ds.intervention_trips_added.item())
     assert 0.4 * window.sum() < added < 0.6 * window.sum()
     assert ds.sizes["trip"] == dep.size + added
-    extra = ds.trip_depart_s.values[dep.size:]
+    extra = ds.trip_depart_s.values[dep.size :]
     assert extra.min() >= 1200 and extra.max() < 2400
-    assert (ds.trip_source.values[dep.size:] == 1).all()
+    assert (ds.trip_source.values[dep.size :] == 1).all()
 
 
 def test_cordon_drops_more_crossing_trips_at_a_higher_price(small_city):
@@ -157,8 +169,17 @@ def test_signal_retiming_changes_discharge_on_the_favoured_approach(small_city):
     inl = np.flatnonzero(net.dst == node)
     ctl = inl[net.green_start_s[inl] != net.green_end_s[inl]]
     fav = int(ctl[0])
-    tw = _twin(small_city, [{"kind": "signal", "nodes": [int(net.node_osmid[node])], "favour": {"links": [int(net.link_osmid[fav])]},
-                             "green_share": 0.85}])
+    tw = _twin(
+        small_city,
+        [
+            {
+                "kind": "signal",
+                "nodes": [int(net.node_osmid[node])],
+                "favour": {"links": [int(net.link_osmid[fav])]},
+                "green_share": 0.85,
+            }
+        ],
+    )
     tw.run_for(10)  # applied at the start of the run
     g0 = (net.green_end_s[fav] - net.green_start_s[fav]) % net.signal_cycle_s[node]
     g1 = (tw.traffic.links.green_end[fav] - tw.traffic.links.green_start[fav]) % tw.traffic.nodes.cycle[node]
@@ -168,14 +189,17 @@ def test_signal_retiming_changes_discharge_on_the_favoured_approach(small_city):
     assert tw.results().link_outflow.sum("time")[fav] >= base.results().link_outflow.sum("time")[fav]
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"kind": "close", "road": "Old Brige"}, "did you mean 'Old Bridge'"),
-    ({"kind": "close", "links": [99999]}, "no link with id 99999"),
-    ({"kind": "cordon", "zones": ["Z9"], "price": 2}, "no zone named 'Z9'"),
-    ({"kind": "work_from_home", "share": 0.3}, "needs a 'population' section"),
-    ({"kind": "close", "road": "Old Bridge", "at": "07:30", "until": "07:10"}, "is not after"),
-    ({"kind": "signal", "road": "North Bridge", "cycle": 90}, "has a signal"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"kind": "close", "road": "Old Brige"}, "did you mean 'Old Bridge'"),
+        ({"kind": "close", "links": [99999]}, "no link with id 99999"),
+        ({"kind": "cordon", "zones": ["Z9"], "price": 2}, "no zone named 'Z9'"),
+        ({"kind": "work_from_home", "share": 0.3}, "needs a 'population' section"),
+        ({"kind": "close", "road": "Old Bridge", "at": "07:30", "until": "07:10"}, "is not after"),
+        ({"kind": "signal", "road": "North Bridge", "cycle": 90}, "has a signal"),
+    ],
+)
 def test_bad_interventions_name_the_entry(small_city, entry, message):
     with pytest.raises(InputError, match=r"interventions\[0\]") as err:
         _twin(small_city, [entry])
@@ -183,9 +207,9 @@ def test_bad_interventions_name_the_entry(small_city, entry, message):
 
 
 def test_an_intervention_scenario_runs_from_the_cli_with_a_marked_map(tmp_path):
-    from twin.cli import main
-
     import yaml
+
+    from twin.cli import main
 
     spec = dict(SMALL, interventions=[{"kind": "close", "place": "Old Bridge", "at": "07:10"}])
     path = tmp_path / "closed.yaml"
@@ -194,15 +218,24 @@ def test_an_intervention_scenario_runs_from_the_cli_with_a_marked_map(tmp_path):
     import xarray as xr
 
     with xr.open_dataset(tmp_path / "run" / "results.nc") as ds:
-        assert set(np.flatnonzero(ds.link_intervened.values)) == set(ds.link.values[np.isin(ds.link_name.values, ["Old Bridge"])])
+        assert set(np.flatnonzero(ds.link_intervened.values)) == set(
+            ds.link.values[np.isin(ds.link_name.values, ["Old Bridge"])]
+        )
         assert math.isnan(float(ds.intervention_reverted_s[0]))
 
 
 def test_station_interventions_reach_the_emergency_services(small_city):
     plan = [
         {"kind": "station_out", "station": "Fire Station 1", "at": "07:05", "until": "07:20"},
-        {"kind": "station_add", "station": "Fire Station 9", "station_kind": "fire", "node": 5,
-         "units": {"engine": 1}, "at": "07:10", "until": "07:30"},
+        {
+            "kind": "station_add",
+            "station": "Fire Station 9",
+            "station_kind": "fire",
+            "node": 5,
+            "units": {"engine": 1},
+            "at": "07:10",
+            "until": "07:30",
+        },
     ]
     tw = _twin(small_city, plan, **{"incidents.enabled": True})
     em = tw.components["emergency"]

@@ -34,15 +34,33 @@ def _trips(n_nodes, n, horizon, seed):
 
 
 def _uxsim_arrivals(net, trips, tmax):
-    W = uxsim.World(name="peer", deltan=1, tmax=tmax, print_mode=0, save_mode=0, show_mode=0, cpp=True,
-                    random_seed=0, duo_update_time=300)
+    W = uxsim.World(
+        name="peer",
+        deltan=1,
+        tmax=tmax,
+        print_mode=0,
+        save_mode=0,
+        show_mode=0,
+        cpp=True,
+        random_seed=0,
+        duo_update_time=300,
+    )
     for i in range(net.n_nodes):
         W.addNode(str(i), float(net.x[i]), float(net.y[i]))
     for k in range(net.n_links):
-        W.addLink(f"l{k}", str(int(net.src[k])), str(int(net.dst[k])), length=float(net.length_m[k]),
-                  free_flow_speed=float(net.free_speed_mps[k]), jam_density_per_lane=0.2,
-                  number_of_lanes=int(net.lanes[k]))
-    vehs = [W.addVehicle(str(int(o)), str(int(d)), float(t)) for o, d, t in zip(trips.origin, trips.destination, trips.depart_s)]
+        W.addLink(
+            f"l{k}",
+            str(int(net.src[k])),
+            str(int(net.dst[k])),
+            length=float(net.length_m[k]),
+            free_flow_speed=float(net.free_speed_mps[k]),
+            jam_density_per_lane=0.2,
+            number_of_lanes=int(net.lanes[k]),
+        )
+    vehs = [
+        W.addVehicle(str(int(o)), str(int(d)), float(t))
+        for o, d, t in zip(trips.origin, trips.destination, trips.depart_s)
+    ]
     W.exec_simulation()
     return np.array([v.arrival_time * W.DELTAT if v.state == "end" and v.arrival_time >= 0 else np.nan for v in vehs])
 

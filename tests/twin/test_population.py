@@ -24,8 +24,17 @@ BASE = {
     "name": "pop_small",
     "seed": 5,
     "time": {"start": "06:30", "duration": "3h", "step": "2s"},
-    "city": {"synthetic": {"blocks_x": 6, "blocks_y": 6, "bridges": 2, "zone_blocks": 2, "arterial_every": 3,
-                           "residents": 4000, "jobs": 2500}},
+    "city": {
+        "synthetic": {
+            "blocks_x": 6,
+            "blocks_y": 6,
+            "bridges": 2,
+            "zone_blocks": 2,
+            "arterial_every": 3,
+            "residents": 4000,
+            "jobs": 2500,
+        }
+    },
     "outputs": {"interval": "15min"},
     "population": {"enabled": True},
 }
@@ -253,6 +262,7 @@ def test_cordon_bites_and_clears(city):
 
 def test_announced_end_shifts_departures_later(city):
     """With the price known to end soon, more crossing drivers leave after it."""
+
     def late_crossings(until):
         tw = Twin(scenario(**{"time.duration": "2h", "population.scale": 0.75}), city=city)
         pop = tw.components["population"]
@@ -262,6 +272,7 @@ def test_announced_end_shifts_departures_later(city):
         lg = pop.log
         sel = (lg["mode"] == 0) & (inside[lg["orig"]] != inside[lg["dest"]]) & (lg["depart"] >= 3600)
         return int(sel.sum())
+
     assert late_crossings(3600.0) > late_crossings(None)
 
 
@@ -292,8 +303,9 @@ def test_work_from_home(city):
 
 def _evacuate(city, *, zone=CENTRE, exit_factor=None, shelters=None, compliance=1.0, **overrides):
     """Order ``zone`` out at 01:05 (everybody at home) with no delay; run to 03:00."""
-    tw = Twin(scenario(**{"time.start": "01:00", "time.duration": "2h", "outputs.interval": "5min", **overrides}),
-              city=city)
+    tw = Twin(
+        scenario(**{"time.start": "01:00", "time.duration": "2h", "outputs.interval": "5min", **overrides}), city=city
+    )
     pop = tw.components["population"]
     mask = pop._zone_nodes_mask([zone], "t")
     if exit_factor is not None:
@@ -301,8 +313,7 @@ def _evacuate(city, *, zone=CENTRE, exit_factor=None, shelters=None, compliance=
         exits = np.flatnonzero(mask[net.src] & ~mask[net.dst])
         tw.link_control.apply(exits, source="test", capacity_factor=exit_factor)
     tw.run_until(302.0)  # just after the 01:05 sample
-    ordered = pop.order_evacuation([zone], compliance=compliance, delay_mean_s=0.0, delay_sd_s=0.0,
-                                   shelters=shelters)
+    ordered = pop.order_evacuation([zone], compliance=compliance, delay_mean_s=0.0, delay_sd_s=0.0, shelters=shelters)
     tw.run()
     return tw, pop, mask, ordered
 
@@ -354,8 +365,12 @@ def test_evacuation_in_the_morning_keeps_the_books(city):
 
 def test_clearance_grows_as_exit_capacity_falls(city):
     """Every household drives out of a populous corner zone; its exit links lose capacity."""
-    times = [_evacuate(city, zone=6, exit_factor=f, **{"population.synthesis.car_share": 1.0})[0]
-             .kpis()["pop_evac_clearance_s"] for f in (None, 0.25, 0.08)]
+    times = [
+        _evacuate(city, zone=6, exit_factor=f, **{"population.synthesis.car_share": 1.0})[0].kpis()[
+            "pop_evac_clearance_s"
+        ]
+        for f in (None, 0.25, 0.08)
+    ]
     assert times[0] < times[1] < times[2], times
     assert times[2] > 2 * times[0]
 
@@ -442,16 +457,19 @@ def test_zone_grid_option(city):
 def test_zone_file_population(city, tmp_path):
     net = city.network
     f = tmp_path / "zones.csv"
-    f.write_text(f"zone,residents,jobs,x,y\nwest,300,100,{net.x.min()},{net.y.mean()}\n"
-                 f"east,200,400,{net.x.max()},{net.y.mean()}\n")
+    f.write_text(
+        f"zone,residents,jobs,x,y\nwest,300,100,{net.x.min()},{net.y.mean()}\n"
+        f"east,200,400,{net.x.max()},{net.y.mean()}\n"
+    )
     tw = Twin(scenario(**{"population.zones": str(f), "time.duration": "1h"}), city=city)
     pop = tw.components["population"]
     np.testing.assert_array_equal(np.bincount(pop.people.home_zone), [300, 200])
     tw.run()
     ds = tw.results()
     assert list(ds.pop_zone_name.values) == ["west", "east"]
-    np.testing.assert_array_equal(ds.pop_at_home.sum("pop_zone") + ds.pop_at_activity.sum("pop_zone")
-                                  + ds.pop_travelling.sum("pop_zone"), 500)
+    np.testing.assert_array_equal(
+        ds.pop_at_home.sum("pop_zone") + ds.pop_at_activity.sum("pop_zone") + ds.pop_travelling.sum("pop_zone"), 500
+    )
 
 
 @pytest.mark.parametrize("name", ["agent_day", "evacuation"])
@@ -479,7 +497,15 @@ def test_skim_is_exact_after_each_refresh(city):
         pop._refresh_skim(tw.now)
         refreshes += pop._skim_weight is not w_before
         full = np.full_like(pop.skim, np.inf)
-        route_table(np.maximum(pop.centroid, 0), act, g.in_indptr, g.in_links, g.src, pop._skim_weight,
-                    np.empty((0, g.n_nodes), np.int32), full)
+        route_table(
+            np.maximum(pop.centroid, 0),
+            act,
+            g.in_indptr,
+            g.in_links,
+            g.src,
+            pop._skim_weight,
+            np.empty((0, g.n_nodes), np.int32),
+            full,
+        )
         np.testing.assert_array_equal(pop.skim[act], full[act])
     assert refreshes > 5

@@ -45,7 +45,8 @@ def test_a_restored_twin_can_take_other_interventions_as_a_fork(small_city, tmp_
     path = tw.snapshot(tmp_path / "now.snap")
     a, b = Twin.restore(path), Twin.restore(path)
     b.link_control.apply(small_city.places["Old Bridge"], source="fork: close", closed=True)
-    a.run(); b.run()
+    a.run()
+    b.run()
     assert a.kpis()["mean_travel_time_s"] != b.kpis()["mean_travel_time_s"]
 
 
@@ -86,7 +87,8 @@ def test_fork_runs_variants_against_no_action_from_the_snapshot(small_city, tmp_
     tw.run_until("07:20")
     snap = tw.snapshot(tmp_path / "now.snap")
     (tmp_path / "close.yaml").write_text(
-        "name: close\ninterventions:\n  - {kind: close, place: Old Bridge, at: 0, until: 30min}\n")
+        "name: close\ninterventions:\n  - {kind: close, place: Old Bridge, at: 0, until: 30min}\n"
+    )
     (tmp_path / "same.yaml").write_text("name: nothing either\ninterventions: []\n")
     variants = [load_variant(tmp_path / "close.yaml"), load_variant(tmp_path / "same.yaml")]
     with Executor(serial=True) as ex:
@@ -122,8 +124,10 @@ def test_bad_variant_files_are_named(tmp_path):
 def test_restore_is_bit_identical_with_incidents_and_units_on_the_road(small_city, tmp_path):
     incidents = {
         "rates": {"medical": {"per_hour": 12}, "traffic_crash": {"per_hour": 4}},
-        "drill": [{"at": "07:14", "type": "fire", "location": "Old Bridge", "severity": 2},
-                  {"at": "07:16", "type": "traffic_crash", "location": "North Bridge", "severity": 2}],
+        "drill": [
+            {"at": "07:14", "type": "fire", "location": "Old Bridge", "severity": 2},
+            {"at": "07:16", "type": "traffic_crash", "location": "North Bridge", "severity": 2},
+        ],
     }
     over = {"incidents": incidents, "interventions": PLAN}
     whole = Twin(small_scenario(**over), city=small_city)

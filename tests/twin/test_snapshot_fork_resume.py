@@ -26,9 +26,11 @@ def snap(small_city, tmp_path_factory):
 
 def _variants(tmp_path):
     (tmp_path / "close.yaml").write_text(
-        "name: close\ninterventions:\n  - {kind: close, place: Old Bridge, at: 0, until: 20min}\n")
+        "name: close\ninterventions:\n  - {kind: close, place: Old Bridge, at: 0, until: 20min}\n"
+    )
     (tmp_path / "demand.yaml").write_text(
-        "name: more\ninterventions:\n  - {kind: demand, scale: 1.4, at: 0, until: 20min}\n")
+        "name: more\ninterventions:\n  - {kind: demand, scale: 1.4, at: 0, until: 20min}\n"
+    )
     return [tf.load_variant(tmp_path / "close.yaml"), tf.load_variant(tmp_path / "demand.yaml")]
 
 
@@ -71,8 +73,20 @@ def test_twin_fork_out_resumes(snap, tmp_path, monkeypatch, capsys):
 
     _variants(tmp_path)
     out = tmp_path / "forks.json"
-    argv = ["fork", str(snap), "--scenario", str(tmp_path / "close.yaml"), "--variants", str(tmp_path / "demand.yaml"),
-            "--horizon", "10min", "--workers", "0", "--out", str(out)]
+    argv = [
+        "fork",
+        str(snap),
+        "--scenario",
+        str(tmp_path / "close.yaml"),
+        "--variants",
+        str(tmp_path / "demand.yaml"),
+        "--horizon",
+        "10min",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
     ran = []
     real = tf.run_fork
     limit = [1]

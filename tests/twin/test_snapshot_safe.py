@@ -18,8 +18,10 @@ from twin.errors import InputError
 from twin.model import Twin
 from twin.snapshot import FORMAT, VERSION, SnapshotError, snapshot_bytes
 
-INCIDENTS = {"rates": {"medical": {"per_hour": 12}},
-             "drill": [{"at": "07:04", "type": "fire", "location": "Old Bridge", "severity": 2}]}
+INCIDENTS = {
+    "rates": {"medical": {"per_hour": 12}},
+    "drill": [{"at": "07:04", "type": "fire", "location": "Old Bridge", "severity": 2}],
+}
 
 
 class _Marker:
@@ -81,11 +83,12 @@ def _hostile_files(snap, tmp_path, marker):
     files = {
         "old pickle format": old,
         "pickle in an array": _seal(header, _body({"root": {"a": 0, "i": 0}}, [obj_array], allow_pickle=True)),
-        "class named in the manifest": _seal(header, _body({"root": {"o": "builtins:open", "i": 0,
-                                                                     "s": {"t": [str(marker), "w"], "i": 1}}})),
+        "class named in the manifest": _seal(
+            header, _body({"root": {"o": "builtins:open", "i": 0, "s": {"t": [str(marker), "w"], "i": 1}}})
+        ),
         "function named in the manifest": _seal(header, _body({"root": {"l": [{"fn": "os:system"}], "i": 0}})),
         "method named in the manifest": _seal(header, _body({"root": {"me": "__init__", "self": "x"}})),
-        "plug-in policy named in the manifest": _seal(header, _body({"root": {"fn": f"builtins:open"}})),
+        "plug-in policy named in the manifest": _seal(header, _body({"root": {"fn": "builtins:open"}})),
     }
     paths = {}
     for name, data in files.items():
@@ -141,8 +144,13 @@ def test_bit_flipped_snapshots_give_a_clear_error(snap, tmp_path, capsys):
     data = snap.read_bytes()
     rng = np.random.default_rng(7)
     body_start = data.index(b"\n", data.index(b"\n") + 1) + 1
-    positions = [3, data.index(b"\n") + 20, body_start + 5, body_start + len(data[body_start:]) // 2,
-                 len(data) - 3] + list(rng.integers(body_start, len(data), 20))
+    positions = [
+        3,
+        data.index(b"\n") + 20,
+        body_start + 5,
+        body_start + len(data[body_start:]) // 2,
+        len(data) - 3,
+    ] + list(rng.integers(body_start, len(data), 20))
     for pos in positions:
         flipped = bytearray(data)
         flipped[pos] ^= 1 << int(rng.integers(8))
@@ -215,8 +223,11 @@ def clean_plugins(monkeypatch):
 def test_a_scenario_naming_os_system_is_refused_and_never_called(small_city, monkeypatch, clean_plugins):
     calls = []
     monkeypatch.setattr(os, "system", lambda *a, **k: calls.append(a) or 0)
-    with pytest.raises(InputError, match=r"incidents\.policy: cannot load dispatch policy 'os:system'.*"
-                                         r"--allow-plugins os:system"):
+    with pytest.raises(
+        InputError,
+        match=r"incidents\.policy: cannot load dispatch policy 'os:system'.*"
+        r"--allow-plugins os:system",
+    ):
         Twin(small_scenario(incidents={**INCIDENTS, "policy": "os:system"}), city=small_city).run()
     assert calls == []
 
@@ -227,8 +238,10 @@ def test_twin_run_refuses_a_plugin_from_the_scenario_alone(tmp_path, monkeypatch
     calls = []
     monkeypatch.setattr(os, "system", lambda *a, **k: calls.append(a) or 0)
     sc = tmp_path / "evil.yaml"
-    sc.write_text("extends: light_day\nname: evil\ntime: {duration: 10min}\n"
-                  "incidents: {policy: 'os:system', drill: [{at: '07:01', type: fire, location: 3}]}\n")
+    sc.write_text(
+        "extends: light_day\nname: evil\ntime: {duration: 10min}\n"
+        "incidents: {policy: 'os:system', drill: [{at: '07:01', type: fire, location: 3}]}\n"
+    )
     assert main(["run", str(sc), "--out", str(tmp_path / "out"), "-q"]) == 2
     assert "--allow-plugins" in capsys.readouterr().err
     assert calls == []
@@ -272,10 +285,13 @@ def test_twin_run_with_allow_plugins_runs_the_policy(tmp_path, clean_plugins):
     from twin.cli import main
 
     sc = tmp_path / "plug.yaml"
-    sc.write_text("extends: light_day\nname: plug\ntime: {duration: 10min}\n"
-                  f"incidents: {{policy: '{__name__}:picky_policy', drill: [{{at: '07:01', type: fire, location: 3}}]}}\n")
-    assert main(["run", str(sc), "--out", str(tmp_path / "out"), "-q",
-                 "--allow-plugins", f"{__name__}:picky_policy"]) == 0
+    sc.write_text(
+        "extends: light_day\nname: plug\ntime: {duration: 10min}\n"
+        f"incidents: {{policy: '{__name__}:picky_policy', drill: [{{at: '07:01', type: fire, location: 3}}]}}\n"
+    )
+    assert (
+        main(["run", str(sc), "--out", str(tmp_path / "out"), "-q", "--allow-plugins", f"{__name__}:picky_policy"]) == 0
+    )
     assert (tmp_path / "out" / "results.nc").exists()
 
 

@@ -81,8 +81,16 @@ def test_results_dataset_labelled(small_city):
     for dim in ("time", "link", "trip"):
         assert dim in ds.dims
     for name in (
-        "link_inflow", "link_outflow", "link_vehicles", "link_speed", "trip_origin", "trip_destination",
-        "trip_depart_s", "trip_arrive_s", "trip_travel_time_s", "trip_length_m",
+        "link_inflow",
+        "link_outflow",
+        "link_vehicles",
+        "link_speed",
+        "trip_origin",
+        "trip_destination",
+        "trip_depart_s",
+        "trip_arrive_s",
+        "trip_travel_time_s",
+        "trip_length_m",
     ):
         assert name in ds, name
         assert ds[name].attrs["units"] and ds[name].attrs["long_name"], name
@@ -148,12 +156,12 @@ def test_run_folder_contents(tmp_path, small_city):
 
 def test_no_route_trips_are_reported_not_lost():
     from city_models import make_network
-    from twin.traffic import TrafficModel
-
-    from twin.traffic import VEH_NO_PATH
+    from twin.traffic import VEH_NO_PATH, TrafficModel
 
     # 0 <-> 1   2 -> 0 : node 2 cannot be reached
-    net = make_network(x=[0, 100, 50], y=[0, 0, 80], src=[0, 1, 2], dst=[1, 0, 0], length_m=100.0, lanes=1, free_speed_mps=10.0)
+    net = make_network(
+        x=[0, 100, 50], y=[0, 0, 80], src=[0, 1, 2], dst=[1, 0, 0], length_m=100.0, lanes=1, free_speed_mps=10.0
+    )
     m = TrafficModel(net, step_s=1.0)
     m.add_trips([0, 0, 2], [1, 2, 1], [0.0, 0.0, 0.0])
     m.update_routes(60)
@@ -249,9 +257,13 @@ def test_vehicle_cut_off_by_a_closure_parks_and_does_not_block_others():
 
     # 0 -> 1 -> 2 and 1 -> 3 (and back links so the network is connected both ways)
     net = make_network(
-        x=[0, 200, 400, 400], y=[0, 0, 100, -100],
-        src=[0, 1, 1, 2, 3, 1], dst=[1, 2, 3, 1, 1, 0],
-        length_m=200.0, lanes=1, free_speed_mps=10.0,
+        x=[0, 200, 400, 400],
+        y=[0, 0, 100, -100],
+        src=[0, 1, 1, 2, 3, 1],
+        dst=[1, 2, 3, 1, 1, 0],
+        length_m=200.0,
+        lanes=1,
+        free_speed_mps=10.0,
     )
     m = TrafficModel(net, step_s=1.0)
     m.add_trips([0, 0], [2, 3], [0.0, 1.0])  # A to 2, then B to 3 right behind it

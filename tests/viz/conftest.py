@@ -49,12 +49,14 @@ def run_extras_dir(run_dir, tmp_path_factory):
     ds["link_intervened"] = ("link", flag, {"units": "1", "long_name": "an intervention changed the link"})
     # as the emergency component writes them: nodes by source id, stage times, stations
     stages = ["occurred", "reported", "on_scene", "road_cleared", "cleared"]
-    times = np.array([
-        [0.0, 60.0, 300.0, np.nan, np.nan],       # open all run long
-        [100.0, 160.0, 400.0, 5000.0, 1500.0],    # road blocked until after the run
-        [1300.0, 1360.0, np.nan, np.nan, np.nan],  # occurs at 07:21:40
-        [10.0, 70.0, 200.0, np.nan, 600.0],       # over by 07:10
-    ])
+    times = np.array(
+        [
+            [0.0, 60.0, 300.0, np.nan, np.nan],  # open all run long
+            [100.0, 160.0, 400.0, 5000.0, 1500.0],  # road blocked until after the run
+            [1300.0, 1360.0, np.nan, np.nan, np.nan],  # occurs at 07:21:40
+            [10.0, 70.0, 200.0, np.nan, 600.0],  # over by 07:10
+        ]
+    )
     src = ds["link_src"].values
     ds = ds.assign_coords(incident=np.arange(4), stage=stages, station=np.arange(3))
     ds["incident_time"] = (("incident", "stage"), times)
@@ -96,10 +98,28 @@ def write_comparison(out, seeds, base: list[xr.Dataset], scen: list[xr.Dataset],
         half = stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n)
         lo, hi = diff.mean() - half, diff.mean() + half
         label, unit = labels[key]
-        rows.append({"key": key, "label": label, "unit": unit, "baseline": b.mean(), "scenario": s.mean(),
-                     "difference": diff.mean(), "ci_low": lo, "ci_high": hi, "significant": bool(lo > 0 or hi < 0)})
-    summary = {"kind": "comparison", "baseline": "small", "scenario": "small-more-trips", "replications": len(seeds),
-               "seeds": seeds, "kpis": rows, "intervened_links": list(intervened)}
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "unit": unit,
+                "baseline": b.mean(),
+                "scenario": s.mean(),
+                "difference": diff.mean(),
+                "ci_low": lo,
+                "ci_high": hi,
+                "significant": bool(lo > 0 or hi < 0),
+            }
+        )
+    summary = {
+        "kind": "comparison",
+        "baseline": "small",
+        "scenario": "small-more-trips",
+        "replications": len(seeds),
+        "seeds": seeds,
+        "kpis": rows,
+        "intervened_links": list(intervened),
+    }
     geometry = [c for c in base[0].coords if "trip" not in base[0].coords[c].dims]
 
     def stack(name, over_reps):

@@ -50,7 +50,9 @@ def run_report(run_dir, tmp_path_factory):
     """The run's report, made by ``twin report``: (html path, figure paths)."""
     out = tmp_path_factory.mktemp("rep") / "report.html"
     assert main(["report", str(run_dir), "--out", str(out)]) == 0
-    return out, sorted(out.parent.glob("report-*.png"), key=lambda p: ["timeseries", "map", "travel"].index(p.stem.split("-")[1]))
+    return out, sorted(
+        out.parent.glob("report-*.png"), key=lambda p: ["timeseries", "map", "travel"].index(p.stem.split("-")[1])
+    )
 
 
 def test_run_report_shows_every_kpi_as_displayed(run_dir, run_report):
@@ -157,8 +159,13 @@ def test_comparison_report_rows_with_interval_and_verdict(comparison_dir, tmp_pa
     assert _row(html, "Trips (total)")[-1] == "significant"  # +50% demand, the same in every replication
     assert _row(html, "Trips waiting for a route")[-1] == "not significant"  # zero in both
     names = {p.name for p in pngs}
-    assert {"cmp-map-speed-change.png", "cmp-map-volume-change.png", "cmp-kpi-changes.png", "cmp-timeseries.png",
-            "cmp-travel-times.png"} <= names
+    assert {
+        "cmp-map-speed-change.png",
+        "cmp-map-volume-change.png",
+        "cmp-kpi-changes.png",
+        "cmp-timeseries.png",
+        "cmp-travel-times.png",
+    } <= names
     speed_map = _img(tmp_path / "cmp-map-speed-change.png")
     _assert_picture(speed_map)
     assert _near(speed_map, MAGENTA) > 100  # intervened links from summary.json

@@ -84,8 +84,13 @@ def test_blocks_stand_clear_of_roads_and_rise_with_jobs(run_dir):
     height = pts[:, 4, 2]
     # no building centre sits on a road: farther than its half-footprint from every link end and midpoint
     half = np.abs(pts[:, 0, :2] - centre).max(1)
-    ends = np.concatenate([np.stack([ds.link_x0, ds.link_y0], -1), np.stack([ds.link_x1, ds.link_y1], -1),
-                           np.stack([(ds.link_x0 + ds.link_x1) / 2, (ds.link_y0 + ds.link_y1) / 2], -1)])
+    ends = np.concatenate(
+        [
+            np.stack([ds.link_x0, ds.link_y0], -1),
+            np.stack([ds.link_x1, ds.link_y1], -1),
+            np.stack([(ds.link_x0 + ds.link_x1) / 2, (ds.link_y0 + ds.link_y1) / 2], -1),
+        ]
+    )
     d = np.hypot(*(centre[:, None, :] - ends[None, :, :]).transpose(2, 0, 1)).min(1)
     assert (d > half).all()
     # the zone with the most jobs has the tallest blocks on average
@@ -116,8 +121,10 @@ def test_animation_gif_and_mp4(run_dir, tmp_path):
 def test_cli_render_with_interactive_html(run_dir, tmp_path, capsys):
     pytest.importorskip("trame_vtk")
     out, html = tmp_path / "c.png", tmp_path / "c.html"
-    assert main(["render", str(run_dir), "--out", str(out), "--size", "320x240", "--time", "900",
-                 "--html", str(html)]) == 0
+    assert (
+        main(["render", str(run_dir), "--out", str(out), "--size", "320x240", "--time", "900", "--html", str(html)])
+        == 0
+    )
     assert "c.png" in capsys.readouterr().out
     _assert_picture(_img(out))
     text = html.read_text()

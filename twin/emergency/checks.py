@@ -32,7 +32,8 @@ def check_invariants(comp) -> None:
         if needs and inc.stage not in (REPORTED, WORKING):
             raise RuntimeError(f"incident {inc.id} needs units at stage {inc.stage}")
     if comp._ufree is not None and not np.array_equal(
-            comp._ufree, ((comp._ustate == AVAILABLE) | (comp._ustate == RETURNING)) & comp._st_ok[comp._ustation]):
+        comp._ufree, ((comp._ustate == AVAILABLE) | (comp._ustate == RETURNING)) & comp._st_ok[comp._ustation]
+    ):
         raise RuntimeError("the free-unit index disagrees with the unit and station records")
     for s_, st in enumerate(comp.stations):
         if comp._st_ok[s_] != (st.in_service and not st.removed):
@@ -41,12 +42,15 @@ def check_invariants(comp) -> None:
         busy = u.state in BUSY
         if busy != (u.id in owner) or busy != (u.incident >= 0) or (busy and owner[u.id] != u.incident):
             raise RuntimeError(f"unit {u.id} state {u.state}, incident {u.incident}, listed by {owner.get(u.id)}")
-        if comp._ustate[u.id] != u.state or comp._ukind[u.id] != comp._kind_code[u.kind] \
-                or comp._ustation[u.id] != u.station:
+        if (
+            comp._ustate[u.id] != u.state
+            or comp._ukind[u.id] != comp._kind_code[u.kind]
+            or comp._ustation[u.id] != u.station
+        ):
             raise RuntimeError(f"unit {u.id}: the index disagrees with its record")
         if u.state in (ENROUTE, TRANSPORT, RETURNING, DISPATCHED) and u.path.shape[0]:
             rest = comp._rest(u)
             if rest.size and comp.router.is_closed(rest).any():
-                raise RuntimeError(f"unit {u.id} is routed over closed link(s) "
-                                   f"{rest[comp.router.is_closed(rest)].tolist()}")
-
+                raise RuntimeError(
+                    f"unit {u.id} is routed over closed link(s) {rest[comp.router.is_closed(rest)].tolist()}"
+                )

@@ -34,19 +34,38 @@ import simpy
 from scenarios import parse_time_point
 from scenarios.emergency import level_value
 from twin.components import Component
+from twin.emergency import report
+from twin.emergency.checks import check_invariants
+from twin.emergency.control import ControlMixin
 from twin.emergency.dispatch import POLICIES, Candidates, Router, check_choice, load_policy
 from twin.emergency.incidents import (
-    CLEARED, OCCURRED, REPORTED, SCENE_CLOSED, WORKING, ArrivalSampler, Incident, Location, closure_links, draw,
+    CLEARED,
+    OCCURRED,
+    REPORTED,
+    SCENE_CLOSED,
+    WORKING,
+    ArrivalSampler,
+    Incident,
+    Location,
+    closure_links,
+    draw,
     locate,
 )
 from twin.emergency.log import EventLog
 from twin.emergency.resources import (
-    AVAILABLE, DISPATCHABLE, DISPATCHED, ENROUTE, HOSPITAL, ONSCENE, OUT_OF_SERVICE, REMOVED, RETURNING,
-    TRANSPORT, Unit, build_resources,
+    AVAILABLE,
+    DISPATCHABLE,
+    DISPATCHED,
+    ENROUTE,
+    HOSPITAL,
+    ONSCENE,
+    OUT_OF_SERVICE,
+    REMOVED,
+    RETURNING,
+    TRANSPORT,
+    Unit,
+    build_resources,
 )
-from twin.emergency import report
-from twin.emergency.checks import check_invariants
-from twin.emergency.control import ControlMixin
 from twin.recorder import PRIORITY, at_time
 from twin.rng import component_rng
 
@@ -84,8 +103,10 @@ class EmergencyComponent(ControlMixin, Component):
         inc_spec = twin.scenario.incidents
         self.spec = inc_spec
         self.types = inc_spec.types
-        self._severity_cdf = {name: (sorted(t.severity), np.cumsum([t.severity[k] for k in sorted(t.severity)]))
-                              for name, t in self.types.items()}
+        self._severity_cdf = {
+            name: (sorted(t.severity), np.cumsum([t.severity[k] for k in sorted(t.severity)]))
+            for name, t in self.types.items()
+        }
         city = twin.city
         seed = twin.seed
         self.rng = component_rng(seed, "emergency")  # incident attributes
@@ -102,13 +123,22 @@ class EmergencyComponent(ControlMixin, Component):
         for i, d in enumerate(inc_spec.drill):
             where = f"incidents.drill[{i}] ({d.type} at {d.at})"
             t = parse_time_point(d.at, start_s=twin.start_s)
-            self.script.append({"t": t, "type": d.type, "loc": locate(city, d.location, where=f"{where}.location"),
-                                "severity": d.severity, "notes": d.notes, "source": "drill"})
+            self.script.append(
+                {
+                    "t": t,
+                    "type": d.type,
+                    "loc": locate(city, d.location, where=f"{where}.location"),
+                    "severity": d.severity,
+                    "notes": d.notes,
+                    "source": "drill",
+                }
+            )
         self.script.sort(key=lambda e: e["t"])
         self.script_pos = 0
         used = set(inc_spec.rates) | {d.type for d in inc_spec.drill}
         self.stations, self.units, self.hospitals = build_resources(
-            city, twin.scenario.resources, inc_spec, types_used=used)
+            city, twin.scenario.resources, inc_spec, types_used=used
+        )
         self.kinds = sorted(inc_spec.unit_kinds_needed)
         self._rebuild_index()
         self.unit_names = self._name_units(range(len(self.units)))
@@ -148,8 +178,9 @@ class EmergencyComponent(ControlMixin, Component):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_agenda_proc=None, _agenda_idle=None, _agenda_at=-math.inf, _wake=None, _watch_wake=None,
-                     _env=None)
+        state.update(
+            _agenda_proc=None, _agenda_idle=None, _agenda_at=-math.inf, _wake=None, _watch_wake=None, _env=None
+        )
         return state
 
     # ================================================================ processes
@@ -334,15 +365,26 @@ class EmergencyComponent(ControlMixin, Component):
         u = float(rng.random())
         now = self.now
         inc = Incident(
-            id=len(self.incidents), type=type_, severity=sev,
+            id=len(self.incidents),
+            type=type_,
+            severity=sev,
             priority=int(level_value(spec.priority, sev, sev)) if spec.priority else sev,
-            node=int(loc.node), links=(), source=source, notes=notes, t_occur=now, call_delay_s=call,
-            work_s=work, clear_s=clear if spec.cleared_by else 0.0,
-            transport=u < level_value(spec.transport, sev, 0.0), clear_done=spec.cleared_by is None,
+            node=int(loc.node),
+            links=(),
+            source=source,
+            notes=notes,
+            t_occur=now,
+            call_delay_s=call,
+            work_s=work,
+            clear_s=clear if spec.cleared_by else 0.0,
+            transport=u < level_value(spec.transport, sev, 0.0),
+            clear_done=spec.cleared_by is None,
         )
         self.incidents.append(inc)
         self.n_open += 1
-        self.log.add(now, "occurred", inc.id, node=inc.node, detail=f"{source}; severity {sev}" + (f"; {notes}" if notes else ""))
+        self.log.add(
+            now, "occurred", inc.id, node=inc.node, detail=f"{source}; severity {sev}" + (f"; {notes}" if notes else "")
+        )
         if spec.affects_links:
             self._apply_links(inc, loc)
         self._set_next(("i", inc.id), now + call)
@@ -361,7 +403,7 @@ class EmergencyComponent(ControlMixin, Component):
             links = np.asarray(loc.links, np.int64)
             if links.size == 0:  # a node: the busiest road into it
                 net = city.network
-                into = net.in_links[net.in_indptr[inc.node]:net.in_indptr[inc.node + 1]]
+                into = net.in_links[net.in_indptr[inc.node] : net.in_indptr[inc.node + 1]]
                 if into.size == 0:
                     return
                 self.twin.sync()
@@ -392,8 +434,13 @@ class EmergencyComponent(ControlMixin, Component):
             mix = level_value(self.types[inc.type].units, inc.severity)
             inc.need = {k: int(n) for k, n in sorted(mix.items()) if n > 0}
             self.queue.append(inc.id)
-            self.log.add(now, "reported", inc.id, node=inc.node,
-                         detail="needs " + ", ".join(f"{n} {k}" for k, n in inc.need.items()))
+            self.log.add(
+                now,
+                "reported",
+                inc.id,
+                node=inc.node,
+                detail="needs " + ", ".join(f"{n} {k}" for k, n in inc.need.items()),
+            )
             self._kick()
             return
         if inc.stage == WORKING and now >= inc.t_work_end - _EPS:
@@ -527,7 +574,8 @@ class EmergencyComponent(ControlMixin, Component):
         ``leaving``: the unit leaves a node that others leave too (a scene, a hospital), so the
         route comes from the tree *from* there (shared with them and with the patient
         transport); otherwise from the tree to ``dest`` (shared by all heading there, like the
-        dispatch centre's tree to a scene)."""
+        dispatch centre's tree to a scene).
+        """
         node, lead, t_node = self._where(unit) if from_here else (unit.node, -1, t0)
         r = self.router.path_from(node, dest) if leaving and lead < 0 else self.router.path_to(node, dest)
         if r is None:
@@ -640,7 +688,9 @@ class EmergencyComponent(ControlMixin, Component):
                 continue
             if best < 0 or d < dist[self.hospitals[best].node]:
                 best = h
-            if hosp.occupied(now) + hosp.incoming < hosp.beds and (best_free < 0 or d < dist[self.hospitals[best_free].node]):
+            if hosp.occupied(now) + hosp.incoming < hosp.beds and (
+                best_free < 0 or d < dist[self.hospitals[best_free].node]
+            ):
                 best_free = h
         h = best_free if best_free >= 0 else best
         if h < 0:
@@ -658,8 +708,14 @@ class EmergencyComponent(ControlMixin, Component):
         unit.path, unit.path_t = links, np.add.accumulate(tts) + now
         if links.shape[0]:
             self._watch()
-        self.log.add(now, "transport", inc.id, unit.id, inc.node,
-                     detail=hosp.name + ("" if best_free >= 0 else " (no free bed: nearest)"))
+        self.log.add(
+            now,
+            "transport",
+            inc.id,
+            unit.id,
+            inc.node,
+            detail=hosp.name + ("" if best_free >= 0 else " (no free bed: nearest)"),
+        )
         self._set_next(("u", unit.id), self._arrival_time(unit))
 
     # ================================================================ dispatch
@@ -686,8 +742,15 @@ class EmergencyComponent(ControlMixin, Component):
         def free() -> np.ndarray:
             return self.router.free_tree_to(inc.node)[nodes] + lag
 
-        return Candidates(kind=kind, units=ids, travel_s=travel, mutual_aid=self._st_aid[st], station=st,
-                          free_flow_fn=free, any_mutual_aid=None if self._any_aid else False)
+        return Candidates(
+            kind=kind,
+            units=ids,
+            travel_s=travel,
+            mutual_aid=self._st_aid[st],
+            station=st,
+            free_flow_fn=free,
+            any_mutual_aid=None if self._any_aid else False,
+        )
 
     def _dispatch_round(self) -> None:
         if not self.queue:
@@ -717,8 +780,13 @@ class EmergencyComponent(ControlMixin, Component):
                 self.queue.remove(i)
             elif not inc.waited:
                 inc.waited = True
-                self.log.add(self.now, "queued", inc.id, node=inc.node,
-                             detail="waiting for " + ", ".join(f"{n} {k}" for k, n in inc.need.items() if n))
+                self.log.add(
+                    self.now,
+                    "queued",
+                    inc.id,
+                    node=inc.node,
+                    detail="waiting for " + ", ".join(f"{n} {k}" for k, n in inc.need.items() if n),
+                )
         self.max_waiting = max(self.max_waiting, len(self.queue))
         # a free unit of a kind some queued incident needs could not reach it: watch the roads
         self.blocked = any(free.get(k, 0) > 0 for i in self.queue for k in self.incidents[i].need)
@@ -746,8 +814,14 @@ class EmergencyComponent(ControlMixin, Component):
         st = self.stations[unit.station]
         if st.mutual_aid:
             self.mutual_aid_dispatches += 1
-        self.log.add(now, "dispatched", inc.id, unit.id, unit.node,
-                     detail=f"from {st.name}{' (mutual aid)' if st.mutual_aid else ''}; travel {travel_s:.0f} s")
+        self.log.add(
+            now,
+            "dispatched",
+            inc.id,
+            unit.id,
+            unit.node,
+            detail=f"from {st.name}{' (mutual aid)' if st.mutual_aid else ''}; travel {travel_s:.0f} s",
+        )
         if unit.t_depart <= now + _EPS:
             self._set_state(unit, ENROUTE)
             if math.isnan(inc.t_enroute):
@@ -762,7 +836,8 @@ class EmergencyComponent(ControlMixin, Component):
     def _links_changed(self) -> bool:
         """React to link changes (own or others'): re-route units whose remaining route crosses a
         newly closed link; when links reopen, retry units left without a route.  Returns whether
-        anything changed since the last call."""
+        anything changed since the last call.
+        """
         v = self.router.link_version()
         if v == self._lc_seen:
             return False
@@ -796,7 +871,7 @@ class EmergencyComponent(ControlMixin, Component):
         if not unit.t_depart < now:
             return unit.path
         _, lead, _ = self._where(unit)
-        return unit.path[unit.links_done(now) + (1 if lead >= 0 else 0):]
+        return unit.path[unit.links_done(now) + (1 if lead >= 0 else 0) :]
 
     def _reroute(self, unit: Unit) -> None:
         now = self.now

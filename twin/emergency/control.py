@@ -41,7 +41,9 @@ class ControlMixin:
                 return k, s
         from twin.places import close_matches
 
-        raise InputError(f"no station named {_short(name)}" + close_matches(name, [s.name for s in self.stations if not s.removed]))
+        raise InputError(
+            f"no station named {_short(name)}" + close_matches(name, [s.name for s in self.stations if not s.removed])
+        )
 
     def set_station_in_service(self, name: str, in_service: bool) -> None:
         """Take a station out of service, or put it back.
@@ -66,7 +68,9 @@ class ControlMixin:
                 self._set_state(u, OUT_OF_SERVICE)
             elif in_service and u.state == OUT_OF_SERVICE:
                 self._set_state(u, AVAILABLE)
-        self.log.add(self.now, "station_in_service" if in_service else "station_out_of_service", node=st.node, detail=name)
+        self.log.add(
+            self.now, "station_in_service" if in_service else "station_out_of_service", node=st.node, detail=name
+        )
         self._kick()
 
     def add_station(self, name: str, kind: str, node, units: dict[str, int], *, mutual_aid: bool = False) -> list[int]:
@@ -99,11 +103,14 @@ class ControlMixin:
         needed = self.spec.unit_kinds_needed
         for k, n in units.items():
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_UNITS_PER_STATION:
-                raise InputError(f"{where}: units[{_short(k)}] must be a whole number 0-{MAX_UNITS_PER_STATION:,}, "
-                                 f"got {_short(n)}")
+                raise InputError(
+                    f"{where}: units[{_short(k)}] must be a whole number 0-{MAX_UNITS_PER_STATION:,}, got {_short(n)}"
+                )
             if n > 0 and k not in needed:
-                raise InputError(f"{where}: unit kind {k!r} is not needed by any incident type "
-                                 f"(kinds needed: {', '.join(sorted(needed))})")
+                raise InputError(
+                    f"{where}: unit kind {k!r} is not needed by any incident type "
+                    f"(kinds needed: {', '.join(sorted(needed))})"
+                )
         s = len(self.stations)
         self.stations.append(Station(name=name, kind=kind, node=loc.node, mutual_aid=mutual_aid))
         new = []
@@ -114,7 +121,12 @@ class ControlMixin:
                 new.append(u.id)
         self._rebuild_index()
         self.unit_names += self._name_units(new)
-        self.log.add(self.now, "station_added", node=loc.node, detail=f"{name}: " + ", ".join(f"{n} {k}" for k, n in units.items()))
+        self.log.add(
+            self.now,
+            "station_added",
+            node=loc.node,
+            detail=f"{name}: " + ", ".join(f"{n} {k}" for k, n in units.items()),
+        )
         self._kick()
         return new
 
@@ -140,7 +152,12 @@ class ControlMixin:
         for u in self.units:
             if len(moved) >= n:
                 break
-            if u.station == a and u.kind == kind and u.state in (AVAILABLE, OUT_OF_SERVICE, RETURNING) and u.incident < 0:
+            if (
+                u.station == a
+                and u.kind == kind
+                and u.state in (AVAILABLE, OUT_OF_SERVICE, RETURNING)
+                and u.incident < 0
+            ):
                 u.station = b
                 self._ustation[u.id] = b
                 self._stations_changed()
@@ -179,13 +196,16 @@ class ControlMixin:
             left unchanged.
         """
         if not isinstance(type, str):
-            raise InputError(f"inject: type must be the name of an incident type, got {_short(type)} "
-                             f"(known: {', '.join(sorted(self.types))})")
+            raise InputError(
+                f"inject: type must be the name of an incident type, got {_short(type)} "
+                f"(known: {', '.join(sorted(self.types))})"
+            )
         where = f"inject {_short(type)}"
         if type not in self.types:
             raise InputError(f"{where}: not an incident type (known: {', '.join(sorted(self.types))})")
-        if severity is not None and (isinstance(severity, bool) or not isinstance(severity, (int, np.integer))
-                                     or not 1 <= severity <= 5):
+        if severity is not None and (
+            isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5
+        ):
             raise InputError(f"{where}: severity must be a whole number 1-5, got {_short(severity)}")
         if not isinstance(notes, str):
             raise InputError(f"{where}: notes must be text, got {_short(notes)}")
@@ -197,8 +217,9 @@ class ControlMixin:
         if at is None:
             t = self.now
         elif isinstance(at, bool) or not isinstance(at, (int, float, str)):
-            raise InputError(f"{where}: 'at' must be a clock time \"HH:MM[:SS]\" or a time after the start, "
-                             f"got {_short(at)}")
+            raise InputError(
+                f"{where}: 'at' must be a clock time \"HH:MM[:SS]\" or a time after the start, got {_short(at)}"
+            )
         else:
             try:
                 t = parse_time_point(at, start_s=self.twin.start_s)
@@ -207,14 +228,15 @@ class ControlMixin:
         if t < self.now - _EPS:
             raise InputError(f"{where}: 'at' is {t:.0f} s, before the clock ({self.now:.0f} s)")
         if t > self.twin.duration_s + _EPS:
-            raise InputError(f"{where}: 'at' is {t:.0f} s after the start, after the end of the scenario "
-                             f"({self.twin.duration_s:.0f} s)")
+            raise InputError(
+                f"{where}: 'at' is {t:.0f} s after the start, after the end of the scenario "
+                f"({self.twin.duration_s:.0f} s)"
+            )
         if t <= self.now + _EPS:
             return self._new_incident(type, loc, severity=severity, source="inject", notes=notes).id
         entry = {"t": t, "type": type, "loc": loc, "severity": severity, "notes": notes, "source": "inject"}
-        pos = self.script_pos + sum(1 for e in self.script[self.script_pos:] if e["t"] <= t)
+        pos = self.script_pos + sum(1 for e in self.script[self.script_pos :] if e["t"] <= t)
         self.script.insert(pos, entry)
         self._script_gen += 1
         self.twin.env.process(self._script_proc(self._script_gen))
         return None
-

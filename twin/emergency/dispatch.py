@@ -49,8 +49,18 @@ from kernels import traffic as kt
 from kernels.routing import _check_weight, path_links, shortest_tree_from, shortest_tree_to
 from twin.errors import InputError
 
-__all__ = ["Candidates", "Router", "closest", "closest_free_flow", "load_policy", "POLICIES", "ENTRY_POINT_GROUP",
-           "allow_plugins", "register_policy", "policy_registry"]
+__all__ = [
+    "Candidates",
+    "Router",
+    "closest",
+    "closest_free_flow",
+    "load_policy",
+    "POLICIES",
+    "ENTRY_POINT_GROUP",
+    "allow_plugins",
+    "register_policy",
+    "policy_registry",
+]
 
 
 @dataclass
@@ -136,7 +146,8 @@ _REGISTERED: dict[str, Callable] = {}
 
 def allow_plugins(names) -> None:
     """Trust these ``"package.module:function"`` dispatch policies in this process
-    (what ``--allow-plugins`` on the command line does)."""
+    (what ``--allow-plugins`` on the command line does).
+    """
     for name in names or ():
         name = str(name).strip()
         module, sep, func = name.partition(":")
@@ -178,7 +189,8 @@ def _import_policy(name: str) -> Callable:
 
 def load_policy(name: str) -> Callable:
     """A built-in policy by name, a registered plug-in, or an allowed ``"package.module:function"``
-    (see the module docstring); anything else is refused without importing it."""
+    (see the module docstring); anything else is refused without importing it.
+    """
     name = str(name).strip()
     if name in POLICIES:
         return POLICIES[name]
@@ -189,8 +201,9 @@ def load_policy(name: str) -> Callable:
             try:
                 fn = ep.load()
             except Exception as exc:  # noqa: BLE001  (a broken plug-in package: say which)
-                raise InputError(f"incidents.policy: cannot load plug-in '{name}' "
-                                 f"(entry point {ep.name} = {ep.value}): {exc}") from None
+                raise InputError(
+                    f"incidents.policy: cannot load plug-in '{name}' (entry point {ep.name} = {ep.value}): {exc}"
+                ) from None
         elif name in _ALLOWED:
             fn = _import_policy(name)
         else:
@@ -198,7 +211,8 @@ def load_policy(name: str) -> Callable:
                 f"incidents.policy: cannot load dispatch policy '{name}': it is neither a built-in policy "
                 f"({', '.join(POLICIES)}) nor a registered "
                 f"plug-in (entry point group '{ENTRY_POINT_GROUP}'); a scenario file alone cannot load code: to "
-                f"trust it, give --allow-plugins {name} on the command line")
+                f"trust it, give --allow-plugins {name} on the command line"
+            )
     if not callable(fn):
         raise InputError(f"incidents.policy: '{name}' is not a function")
     _REGISTERED[name] = fn
@@ -207,7 +221,8 @@ def load_policy(name: str) -> Callable:
 
 def policy_registry() -> dict[str, Callable]:
     """Every dispatch policy this process trusts, by name: built-ins, those registered or loaded,
-    and the allowed plug-ins (snapshots store a policy by this name)."""
+    and the allowed plug-ins (snapshots store a policy by this name).
+    """
     out = dict(POLICIES)
     out.update(_REGISTERED)
     for name in _ALLOWED | set(_entry_points()):
@@ -291,7 +306,8 @@ class Router:
 
     def _links_changed(self, v0: int, v1: int) -> None:
         """Close or reopen the links that link-control entries ``v0:v1`` closed or reopened, and
-        drop the cached trees that this invalidates."""
+        drop the cached trees that this invalidates.
+        """
         hist = self.twin.link_control.history[v0:v1]
         links = np.unique(np.concatenate([np.asarray(h[4], np.int64).ravel() for h in hist]))
         old = self._w[links]
@@ -356,7 +372,8 @@ class Router:
 
     def path_from(self, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Like :meth:`path_to`, along the tree *from* ``orig`` (one tree serves every unit
-        leaving a scene, and the patient transport from it); ``None`` if unreachable."""
+        leaving a scene, and the patient transport from it); ``None`` if unreachable.
+        """
         dist, pred = self.tree_from(orig)
         if not dist[dest] < math.inf:
             return None
@@ -389,14 +406,19 @@ def check_choice(chosen: Sequence[int], cand: Candidates, n: int, *, policy_name
     """The policy's choice, checked: candidates only, reachable, no repeats, at most ``n``."""
     out = [int(u) for u in chosen]
     if len(out) > n or len(set(out)) != len(out):
-        raise InputError(f"dispatch policy {policy_name}: for incident {incident_id} it returned {out}, "
-                         f"more than the {n} '{cand.kind}' unit(s) needed or a unit twice")
+        raise InputError(
+            f"dispatch policy {policy_name}: for incident {incident_id} it returned {out}, "
+            f"more than the {n} '{cand.kind}' unit(s) needed or a unit twice"
+        )
     for u in out:
         hit = np.flatnonzero(cand.units == u)
         if hit.size == 0:
-            raise InputError(f"dispatch policy {policy_name}: unit {u} is not free to send to incident "
-                             f"{incident_id} (busy, out of service or not a '{cand.kind}')")
+            raise InputError(
+                f"dispatch policy {policy_name}: unit {u} is not free to send to incident "
+                f"{incident_id} (busy, out of service or not a '{cand.kind}')"
+            )
         if not np.isfinite(cand.travel_s[hit[0]]):
-            raise InputError(f"dispatch policy {policy_name}: unit {u} cannot reach incident {incident_id} "
-                             "(no open route)")
+            raise InputError(
+                f"dispatch policy {policy_name}: unit {u} cannot reach incident {incident_id} (no open route)"
+            )
     return out

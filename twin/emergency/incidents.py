@@ -97,6 +97,7 @@ class Incident:
 
 # ------------------------------------------------------------------------------ durations
 
+
 def draw(spec: DistSpec, rng: np.random.Generator) -> float:
     """One random duration (seconds, >= 0) from a :class:`~scenarios.emergency.DistSpec`."""
     d = spec.dist
@@ -122,6 +123,7 @@ def draw(spec: DistSpec, rng: np.random.Generator) -> float:
 
 
 # ------------------------------------------------------------------------------ locations
+
 
 @dataclass(frozen=True)
 class Location:
@@ -156,8 +158,10 @@ def locate(city: City, value, *, where: str) -> Location:
         hit = lookup_nodes(net, [int(value)])  # also ids validation merged into another node
         hit = hit[hit >= 0]
         if hit.size == 0:
-            raise InputError(f"{where}: {int(value)} is not a node id of {city.name} "
-                             f"(node ids are the network's own ids, e.g. the 'node' coordinate of results.nc)")
+            raise InputError(
+                f"{where}: {int(value)} is not a node id of {city.name} "
+                f"(node ids are the network's own ids, e.g. the 'node' coordinate of results.nc)"
+            )
         return Location(int(hit[0]), (), "node")
     if isinstance(value, (list, tuple)):
         node, _ = nearest_node(city, value, where=where)
@@ -180,8 +184,10 @@ def locate(city: City, value, *, where: str) -> Location:
         if node is not None:
             return Location(node, (), "place")
         known = list(city.places) + [f.name for f in city.facilities]
-        raise InputError(f"{where}: '{name}' is not a named place or facility of {city.name}"
-                         + (close_matches(name, known) if known else " (the city has no named places)"))
+        raise InputError(
+            f"{where}: '{name}' is not a named place or facility of {city.name}"
+            + (close_matches(name, known) if known else " (the city has no named places)")
+        )
     raise InputError(f"{where}: expected a node id, [lon, lat] or a place name, got {value!r}")
 
 
@@ -200,6 +206,7 @@ def closure_links(city: City, loc: Location, radius_m: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- random arrivals
+
 
 class ArrivalSampler:
     """Poisson calls of one incident type: rate by clock hour, location by zone or node list.
@@ -240,7 +247,9 @@ class ArrivalSampler:
                 if name not in z.name:
                     from twin.places import close_matches
 
-                    raise InputError(f"{where}.zones: no zone named '{name}' in {city.name}" + close_matches(name, z.name))
+                    raise InputError(
+                        f"{where}.zones: no zone named '{name}' in {city.name}" + close_matches(name, z.name)
+                    )
                 zw[z.name.index(name)] = w
         in_zone = nz >= 0
         count = np.bincount(nz[in_zone], minlength=z.n_zones).astype(np.float64)

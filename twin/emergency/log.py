@@ -14,10 +14,31 @@ __all__ = ["EventLog", "EVENTS", "after_action_rows", "write_after_action"]
 
 #: event names, in the order they usually happen
 EVENTS = (
-    "occurred", "reported", "queued", "dispatched", "en_route", "on_scene", "work_done", "scene_closed",
-    "stood_down", "transport", "at_hospital", "handover_done", "road_cleared", "cleared", "returning",
-    "at_station", "rerouted", "stranded", "station_out_of_service", "station_in_service", "station_added",
-    "station_removed", "relocating", "inject_rejected", "link_change",
+    "occurred",
+    "reported",
+    "queued",
+    "dispatched",
+    "en_route",
+    "on_scene",
+    "work_done",
+    "scene_closed",
+    "stood_down",
+    "transport",
+    "at_hospital",
+    "handover_done",
+    "road_cleared",
+    "cleared",
+    "returning",
+    "at_station",
+    "rerouted",
+    "stranded",
+    "station_out_of_service",
+    "station_in_service",
+    "station_added",
+    "station_removed",
+    "relocating",
+    "inject_rejected",
+    "link_change",
 )
 
 
@@ -38,13 +59,29 @@ class EventLog:
         return [r for r in self.rows if (incident is None or r[2] == incident) and (unit is None or r[3] == unit)]
 
 
-COLUMNS = ("time_s", "clock", "event", "incident", "incident_type", "severity", "unit", "unit_kind",
-           "station", "node", "x", "y", "lon", "lat", "detail")
+COLUMNS = (
+    "time_s",
+    "clock",
+    "event",
+    "incident",
+    "incident_type",
+    "severity",
+    "unit",
+    "unit_kind",
+    "station",
+    "node",
+    "x",
+    "y",
+    "lon",
+    "lat",
+    "detail",
+)
 
 
 def after_action_rows(comp, rows: list[tuple] | None = None) -> list[dict]:
     """The log (or some of its ``rows``) as dicts with incident, unit and place spelled out
-    (see :data:`COLUMNS`)."""
+    (see :data:`COLUMNS`).
+    """
     net = comp.twin.city.network
     start = comp.twin.start_s
     out = []
@@ -52,23 +89,25 @@ def after_action_rows(comp, rows: list[tuple] | None = None) -> list[dict]:
         inc = comp.incidents[i] if i >= 0 else None
         unit = comp.units[u] if u >= 0 else None
         c = int(round(start + t)) % 86400
-        out.append({
-            "time_s": round(t, 3),
-            "clock": f"{c // 3600:02d}:{c % 3600 // 60:02d}:{c % 60:02d}",
-            "event": ev,
-            "incident": i if i >= 0 else "",
-            "incident_type": inc.type if inc else "",
-            "severity": inc.severity if inc else "",
-            "unit": comp.unit_name(u) if unit else "",
-            "unit_kind": unit.kind if unit else "",
-            "station": comp.stations[unit.station].name if unit else "",
-            "node": int(net.node_osmid[node]) if node >= 0 else "",
-            "x": round(float(net.x[node]), 1) if node >= 0 else "",
-            "y": round(float(net.y[node]), 1) if node >= 0 else "",
-            "lon": round(float(net.lon[node]), 6) if node >= 0 and np.isfinite(net.lon[node]) else "",
-            "lat": round(float(net.lat[node]), 6) if node >= 0 and np.isfinite(net.lat[node]) else "",
-            "detail": detail,
-        })
+        out.append(
+            {
+                "time_s": round(t, 3),
+                "clock": f"{c // 3600:02d}:{c % 3600 // 60:02d}:{c % 60:02d}",
+                "event": ev,
+                "incident": i if i >= 0 else "",
+                "incident_type": inc.type if inc else "",
+                "severity": inc.severity if inc else "",
+                "unit": comp.unit_name(u) if unit else "",
+                "unit_kind": unit.kind if unit else "",
+                "station": comp.stations[unit.station].name if unit else "",
+                "node": int(net.node_osmid[node]) if node >= 0 else "",
+                "x": round(float(net.x[node]), 1) if node >= 0 else "",
+                "y": round(float(net.y[node]), 1) if node >= 0 else "",
+                "lon": round(float(net.lon[node]), 6) if node >= 0 and np.isfinite(net.lon[node]) else "",
+                "lat": round(float(net.lat[node]), 6) if node >= 0 and np.isfinite(net.lat[node]) else "",
+                "detail": detail,
+            }
+        )
     return out
 
 

@@ -24,9 +24,16 @@ _UNIT_KINDS = ("engine", "ladder", "ambulance", "police", "tow")
 
 #: stage name -> Incident attribute with its time ("" : the road cleared, crashes)
 _STAGE_ATTRS = {
-    "occurred": "t_occur", "reported": "t_reported", "dispatched": "t_dispatched", "en_route": "t_enroute",
-    "on_scene": "t_on_scene", "scene_closed": "t_scene_closed", "transport": "t_transport",
-    "at_hospital": "t_hospital", "road_cleared": "", "cleared": "t_cleared",
+    "occurred": "t_occur",
+    "reported": "t_reported",
+    "dispatched": "t_dispatched",
+    "en_route": "t_enroute",
+    "on_scene": "t_on_scene",
+    "scene_closed": "t_scene_closed",
+    "transport": "t_transport",
+    "at_hospital": "t_hospital",
+    "road_cleared": "",
+    "cleared": "t_cleared",
 }
 
 
@@ -106,85 +113,138 @@ def data_vars(comp) -> dict[str, xr.Variable]:
             met[k] = float(target_s[k] <= tgt.seconds)
     d = ("incident",)
     road = np.where(np.isfinite(f("t_clear_end")) & (f("t_clear_end") <= now), f("t_clear_end"), np.nan)
-    times = np.stack([f(a) if a else road for a in _STAGE_ATTRS.values()], axis=-1) if incs else np.zeros((0, len(_STAGE_ATTRS)))
+    times = (
+        np.stack([f(a) if a else road for a in _STAGE_ATTRS.values()], axis=-1)
+        if incs
+        else np.zeros((0, len(_STAGE_ATTRS)))
+    )
     out = {
         "coord:incident": _var(d, np.arange(len(incs), dtype=np.int64), "1", "incident id"),
         "coord:stage": _var(("stage",), _str(list(_STAGE_ATTRS)), "1", "incident life-cycle stage"),
-        "incident_time": _var(("incident", "stage"), times, "s",
-                              "time each stage was reached, since the start (NaN: not reached)"),
+        "incident_time": _var(
+            ("incident", "stage"), times, "s", "time each stage was reached, since the start (NaN: not reached)"
+        ),
         "incident_type": _var(d, _str([i.type for i in incs]), "1", "incident type"),
-        "incident_severity": _var(d, np.asarray([i.severity for i in incs], np.int64), "1", "severity level (1 minor - 5 major)"),
-        "incident_priority": _var(d, np.asarray([i.priority for i in incs], np.int64), "1", "dispatch priority (higher first)"),
+        "incident_severity": _var(
+            d, np.asarray([i.severity for i in incs], np.int64), "1", "severity level (1 minor - 5 major)"
+        ),
+        "incident_priority": _var(
+            d, np.asarray([i.priority for i in incs], np.int64), "1", "dispatch priority (higher first)"
+        ),
         "incident_source": _var(d, _str([i.source for i in incs]), "1", "drill, random or inject"),
-        "incident_node": _var(d, net.node_osmid[node] if len(incs) else np.zeros(0, np.int64), "1",
-                              "node units drive to (source id; see node_x, node_y)"),
-        "incident_links": _var(d, _str([" ".join(map(str, net.link_osmid[list(i.links)])) for i in incs]), "1",
-                               "links it reduced or closed (source ids, space-separated)"),
+        "incident_node": _var(
+            d,
+            net.node_osmid[node] if len(incs) else np.zeros(0, np.int64),
+            "1",
+            "node units drive to (source id; see node_x, node_y)",
+        ),
+        "incident_links": _var(
+            d,
+            _str([" ".join(map(str, net.link_osmid[list(i.links)])) for i in incs]),
+            "1",
+            "links it reduced or closed (source ids, space-separated)",
+        ),
         "incident_notes": _var(d, _str([i.notes for i in incs]), "1", "notes from the drill timeline or inject"),
         "incident_status": _var(d, _str(status), "1", "cleared, or open with the stage reached at the end"),
-        "incident_units_sent": _var(d, np.asarray([i.units_sent for i in incs], np.int64), "1", "units dispatched to it"),
+        "incident_units_sent": _var(
+            d, np.asarray([i.units_sent for i in incs], np.int64), "1", "units dispatched to it"
+        ),
         "incident_response_s": _var(d, f("t_on_scene") - f("t_reported"), "s", "first unit on scene minus reported"),
         "incident_wait_s": _var(d, wait, "s", "reported to first unit assigned (queueing for a free unit)"),
         "incident_first_travel_s": _var(d, f("first_travel_s"), "s", "driving time of the first unit on scene"),
         "incident_target_s": _var(d, target_s, "s", "value of the type's response-time target measure"),
         "incident_target_met": _var(d, met, "1", "1 when within the type's target, 0 when not, NaN: no value"),
-        "incident_hospital": _var(d, _str([comp.hospitals[i.hospital].name if i.hospital >= 0 else "" for i in incs]),
-                                  "1", "hospital the patient was taken to"),
+        "incident_hospital": _var(
+            d,
+            _str([comp.hospitals[i.hospital].name if i.hospital >= 0 else "" for i in incs]),
+            "1",
+            "hospital the patient was taken to",
+        ),
     }
     units = comp.units
     du = ("unit",)
     span = max(now, 1e-9)
     busy = np.asarray([_busy(comp, u, now) for u in units], np.float64)
-    out.update({
-        "coord:unit": _var(du, np.arange(len(units), dtype=np.int64), "1", "unit id"),
-        "unit_name": _var(du, _str(comp.unit_names[: len(units)]), "1", "unit name"),
-        "unit_kind": _var(du, _str([u.kind for u in units]), "1", "unit kind"),
-        "unit_station": _var(du, _str([comp.stations[u.station].name for u in units]), "1", "home station at the end"),
-        "unit_busy_s": _var(du, busy, "s", "time committed to incidents (dispatch to release)"),
-        "unit_busy_fraction": _var(du, busy / span, "1", "share of the run the unit was committed to incidents"),
-        "unit_dispatches": _var(du, np.asarray([u.dispatches for u in units], np.int64), "1", "times dispatched"),
-        "unit_state_end": _var(du, _str([UNIT_STATES[u.state] for u in units]), "1", "state at the end"),
-    })
+    out.update(
+        {
+            "coord:unit": _var(du, np.arange(len(units), dtype=np.int64), "1", "unit id"),
+            "unit_name": _var(du, _str(comp.unit_names[: len(units)]), "1", "unit name"),
+            "unit_kind": _var(du, _str([u.kind for u in units]), "1", "unit kind"),
+            "unit_station": _var(
+                du, _str([comp.stations[u.station].name for u in units]), "1", "home station at the end"
+            ),
+            "unit_busy_s": _var(du, busy, "s", "time committed to incidents (dispatch to release)"),
+            "unit_busy_fraction": _var(du, busy / span, "1", "share of the run the unit was committed to incidents"),
+            "unit_dispatches": _var(du, np.asarray([u.dispatches for u in units], np.int64), "1", "times dispatched"),
+            "unit_state_end": _var(du, _str([UNIT_STATES[u.state] for u in units]), "1", "state at the end"),
+        }
+    )
     st = comp.stations
     ds_ = ("station",)
-    out.update({
-        "coord:station": _var(ds_, np.arange(len(st), dtype=np.int64), "1", "station index"),
-        "station_name": _var(ds_, _str([s.name for s in st]), "1", "station name"),
-        "station_kind": _var(ds_, _str([s.kind for s in st]), "1", "fire, ems, police or tow"),
-        "station_node": _var(ds_, np.asarray([net.node_osmid[s.node] for s in st], np.int64), "1", "node (source id)"),
-        "station_mutual_aid": _var(ds_, np.asarray([s.mutual_aid for s in st], np.int8), "1", "1: mutual-aid station"),
-        "station_in_service_end": _var(ds_, np.asarray([s.in_service and not s.removed for s in st], np.int8), "1",
-                                       "1: in service at the end"),
-    })
+    out.update(
+        {
+            "coord:station": _var(ds_, np.arange(len(st), dtype=np.int64), "1", "station index"),
+            "station_name": _var(ds_, _str([s.name for s in st]), "1", "station name"),
+            "station_kind": _var(ds_, _str([s.kind for s in st]), "1", "fire, ems, police or tow"),
+            "station_node": _var(
+                ds_, np.asarray([net.node_osmid[s.node] for s in st], np.int64), "1", "node (source id)"
+            ),
+            "station_mutual_aid": _var(
+                ds_, np.asarray([s.mutual_aid for s in st], np.int8), "1", "1: mutual-aid station"
+            ),
+            "station_in_service_end": _var(
+                ds_, np.asarray([s.in_service and not s.removed for s in st], np.int8), "1", "1: in service at the end"
+            ),
+        }
+    )
     s = comp.series
     nt = len(s["time"])
     hs = comp.hospitals
-    out.update({
-        "coord:unit_type": _var(("unit_type",), _str(comp.kinds), "1", "unit kind"),
-        "units_available": _var(("time", "unit_type"), np.asarray(s["available"], np.int64).reshape(nt, len(comp.kinds)),
-                                "1", "units free to dispatch (at station or returning, station in service)"),
-        "incidents_waiting": _var(("time",), np.asarray(s["waiting"], np.int64), "1", "incidents waiting for a unit"),
-        "incidents_active": _var(("time",), np.asarray(s["active"], np.int64), "1", "incidents occurred and not cleared"),
-        "coord:hospital": _var(("hospital",), np.arange(len(hs), dtype=np.int64), "1", "hospital index"),
-        "hospital_name": _var(("hospital",), _str([h.name for h in hs]), "1", "hospital name"),
-        "hospital_beds": _var(("hospital",), np.asarray([h.beds for h in hs], np.int64), "1", "beds"),
-        "hospital_admitted": _var(("hospital",), np.asarray([h.admitted for h in hs], np.int64), "1", "patients brought in"),
-        "hospital_occupied": _var(("time", "hospital"), np.asarray(s["hospital"], np.int64).reshape(nt, len(hs)),
-                                  "1", "beds occupied"),
-    })
+    out.update(
+        {
+            "coord:unit_type": _var(("unit_type",), _str(comp.kinds), "1", "unit kind"),
+            "units_available": _var(
+                ("time", "unit_type"),
+                np.asarray(s["available"], np.int64).reshape(nt, len(comp.kinds)),
+                "1",
+                "units free to dispatch (at station or returning, station in service)",
+            ),
+            "incidents_waiting": _var(
+                ("time",), np.asarray(s["waiting"], np.int64), "1", "incidents waiting for a unit"
+            ),
+            "incidents_active": _var(
+                ("time",), np.asarray(s["active"], np.int64), "1", "incidents occurred and not cleared"
+            ),
+            "coord:hospital": _var(("hospital",), np.arange(len(hs), dtype=np.int64), "1", "hospital index"),
+            "hospital_name": _var(("hospital",), _str([h.name for h in hs]), "1", "hospital name"),
+            "hospital_beds": _var(("hospital",), np.asarray([h.beds for h in hs], np.int64), "1", "beds"),
+            "hospital_admitted": _var(
+                ("hospital",), np.asarray([h.admitted for h in hs], np.int64), "1", "patients brought in"
+            ),
+            "hospital_occupied": _var(
+                ("time", "hospital"), np.asarray(s["hospital"], np.int64).reshape(nt, len(hs)), "1", "beds occupied"
+            ),
+        }
+    )
     rows = comp.log.rows
     de = ("event",)
     enode = np.asarray([r[4] for r in rows], np.int64)
-    out.update({
-        "coord:event": _var(de, np.arange(len(rows), dtype=np.int64), "1", "event number (after-action log)"),
-        "event_time_s": _var(de, np.asarray([r[0] for r in rows], np.float64), "s", "time since the start"),
-        "event_kind": _var(de, _str([r[1] for r in rows]), "1", "what happened"),
-        "event_incident": _var(de, np.asarray([r[2] for r in rows], np.int64), "1", "incident id (-1: none)"),
-        "event_unit": _var(de, np.asarray([r[3] for r in rows], np.int64), "1", "unit id (-1: none)"),
-        "event_node": _var(de, np.where(enode >= 0, net.node_osmid[np.maximum(enode, 0)], -1) if rows else enode,
-                           "1", "node (source id, -1: none)"),
-        "event_detail": _var(de, _str([r[5] for r in rows]), "1", "details"),
-    })
+    out.update(
+        {
+            "coord:event": _var(de, np.arange(len(rows), dtype=np.int64), "1", "event number (after-action log)"),
+            "event_time_s": _var(de, np.asarray([r[0] for r in rows], np.float64), "s", "time since the start"),
+            "event_kind": _var(de, _str([r[1] for r in rows]), "1", "what happened"),
+            "event_incident": _var(de, np.asarray([r[2] for r in rows], np.int64), "1", "incident id (-1: none)"),
+            "event_unit": _var(de, np.asarray([r[3] for r in rows], np.int64), "1", "unit id (-1: none)"),
+            "event_node": _var(
+                de,
+                np.where(enode >= 0, net.node_osmid[np.maximum(enode, 0)], -1) if rows else enode,
+                "1",
+                "node (source id, -1: none)",
+            ),
+            "event_detail": _var(de, _str([r[5] for r in rows]), "1", "details"),
+        }
+    )
     return out
 
 

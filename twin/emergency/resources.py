@@ -45,8 +45,17 @@ log = logging.getLogger(__name__)
 
 #: unit states
 AVAILABLE, RETURNING, DISPATCHED, ENROUTE, ONSCENE, TRANSPORT, HOSPITAL, OUT_OF_SERVICE, REMOVED = range(9)
-UNIT_STATES = ("available", "returning", "dispatched", "en_route", "on_scene", "transport", "at_hospital",
-               "out_of_service", "removed")
+UNIT_STATES = (
+    "available",
+    "returning",
+    "dispatched",
+    "en_route",
+    "on_scene",
+    "transport",
+    "at_hospital",
+    "out_of_service",
+    "removed",
+)
 #: states in which a unit may be sent to an incident (at its station, or driving home)
 DISPATCHABLE = (AVAILABLE, RETURNING)
 #: states in which a unit is committed to an incident
@@ -160,8 +169,11 @@ def default_stations(city: City) -> list[StationSpec]:
     for f in city.facilities:
         kind = _FACILITY_STATIONS.get(f.kind)
         if kind is not None:
-            out.append(StationSpec(name=f.name, kind=kind, node=int(net.node_osmid[f.node]),
-                                   units=_units_for(kind, f.capacity)))
+            out.append(
+                StationSpec(
+                    name=f.name, kind=kind, node=int(net.node_osmid[f.node]), units=_units_for(kind, f.capacity)
+                )
+            )
     if net.n_nodes:
         centre = int(np.argmin(np.hypot(net.x - net.x.mean(), net.y - net.y.mean())))
         out.append(StationSpec(name="Tow Depot", kind="tow", node=int(net.node_osmid[centre]), units={"tow": 3}))
@@ -171,11 +183,15 @@ def default_stations(city: City) -> list[StationSpec]:
 def default_hospitals(city: City) -> list[HospitalSpec]:
     """Hospitals from the city's facilities (beds = the facility's capacity)."""
     net = city.network
-    return [HospitalSpec(name=f.name, node=int(net.node_osmid[f.node]), beds=max(int(f.capacity), 1))
-            for f in city.facilities if f.kind == "hospital"]
+    return [
+        HospitalSpec(name=f.name, node=int(net.node_osmid[f.node]), beds=max(int(f.capacity), 1))
+        for f in city.facilities
+        if f.kind == "hospital"
+    ]
 
 
 # --------------------------------------------------------------------------------- build
+
 
 def build_resources(
     city: City,
@@ -196,7 +212,8 @@ def build_resources(
     needed = incidents.unit_kinds_needed
     use_city = spec.include_city_facilities
     entries: list[tuple[str, StationSpec, bool]] = [
-        (f"resources.stations[{i}] ('{s.name}')", s, False) for i, s in enumerate(spec.stations)]
+        (f"resources.stations[{i}] ('{s.name}')", s, False) for i, s in enumerate(spec.stations)
+    ]
     if use_city or (use_city is None and not spec.stations):
         taken = {s.name for s in spec.stations}
         entries += [(f"city facility '{s.name}'", s, True) for s in default_stations(city) if s.name not in taken]
@@ -209,17 +226,26 @@ def build_resources(
                 if from_city:
                     log.info("%s: no incident type needs '%s' units; left out", where, kind)
                     continue
-                raise InputError(f"{where}: unit kind '{kind}' is not needed by any incident type "
-                                 f"(kinds needed: {', '.join(sorted(needed))}); remove it or add an incident "
-                                 f"type under incidents.types that uses it")
+                raise InputError(
+                    f"{where}: unit kind '{kind}' is not needed by any incident type "
+                    f"(kinds needed: {', '.join(sorted(needed))}); remove it or add an incident "
+                    f"type under incidents.types that uses it"
+                )
         k = len(stations)
         stations.append(Station(name=s.name, kind=s.kind, node=node, mutual_aid=s.mutual_aid, in_service=s.in_service))
         for kind, n in s.units.items():
             if kind not in needed:
                 continue
             for _ in range(n):
-                units.append(Unit(id=len(units), kind=kind, station=k, node=node,
-                                  state=AVAILABLE if s.in_service else OUT_OF_SERVICE))
+                units.append(
+                    Unit(
+                        id=len(units),
+                        kind=kind,
+                        station=k,
+                        node=node,
+                        state=AVAILABLE if s.in_service else OUT_OF_SERVICE,
+                    )
+                )
     have = {u.kind for u in units}
     for name in sorted(types_used):
         t = incidents.types[name]
@@ -228,18 +254,24 @@ def build_resources(
             if missing:
                 raise InputError(
                     f"incidents.types.{name}.units: severity {lvl} needs {', '.join(repr(m) for m in missing)} "
-                    f"units but no station has one; add them under resources.stations")
+                    f"units but no station has one; add them under resources.stations"
+                )
     h_entries: list[tuple[str, HospitalSpec]] = [
-        (f"resources.hospitals[{i}] ('{h.name}')", h) for i, h in enumerate(spec.hospitals)]
+        (f"resources.hospitals[{i}] ('{h.name}')", h) for i, h in enumerate(spec.hospitals)
+    ]
     if use_city or (use_city is None and not spec.hospitals):
         taken = {h.name for h in spec.hospitals}
         h_entries += [(f"city facility '{h.name}'", h) for h in default_hospitals(city) if h.name not in taken]
-    hospitals = [Hospital(name=h.name, node=locate(city, h.node, where=f"{where}.node").node, beds=h.beds,
-                          occupied0=h.occupied) for where, h in h_entries]
+    hospitals = [
+        Hospital(name=h.name, node=locate(city, h.node, where=f"{where}.node").node, beds=h.beds, occupied0=h.occupied)
+        for where, h in h_entries
+    ]
     if not hospitals:
         for name in sorted(types_used):
             t = incidents.types[name]
             if any(p > 0 for p in t.transport.values()):
-                raise InputError(f"incidents.types.{name}.transport: patients may need a hospital but the "
-                                 f"scenario has none; add one under resources.hospitals")
+                raise InputError(
+                    f"incidents.types.{name}.transport: patients may need a hospital but the "
+                    f"scenario has none; add one under resources.hospitals"
+                )
     return stations, units, hospitals

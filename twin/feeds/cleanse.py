@@ -122,8 +122,9 @@ class DeadLetter:
         (the file starts again empty).
     """
 
-    def __init__(self, path: str | Path | None = None, *, keep: int = 200, max_bytes: int = 64_000_000,
-                 rotate_keep: int = 3) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, keep: int = 200, max_bytes: int = 64_000_000, rotate_keep: int = 3
+    ) -> None:
         self.path = None if path is None else Path(path)
         self.recent: deque[dict] = deque(maxlen=keep)
         self.count = 0
@@ -154,8 +155,11 @@ class DeadLetter:
         """Append one entry (a JSON-able dict) and flush it."""
         msg = entry.get("message")
         if type(msg) is str and len(msg) > MAX_DEAD_MESSAGE_CHARS:
-            entry = {**entry, "message": msg[:MAX_DEAD_MESSAGE_CHARS],
-                     "note": f"message cut to {MAX_DEAD_MESSAGE_CHARS} of {len(msg)} characters"}
+            entry = {
+                **entry,
+                "message": msg[:MAX_DEAD_MESSAGE_CHARS],
+                "note": f"message cut to {MAX_DEAD_MESSAGE_CHARS} of {len(msg)} characters",
+            }
         try:
             line = json.dumps(entry, ensure_ascii=False, default=repr)
         except (TypeError, ValueError, RecursionError) as exc:  # circular or too deep: keep the reason
@@ -166,8 +170,11 @@ class DeadLetter:
             entry = {**entry, "message": text, "note": f"not JSON-able: {type(exc).__name__}: {exc}"}
             line = json.dumps(entry, ensure_ascii=False, default=repr)
         if len(line) > 2 * MAX_DEAD_MESSAGE_CHARS:  # a parsed message too large: keep its start as text
-            entry = {**entry, "message": line[:MAX_DEAD_MESSAGE_CHARS],
-                     "note": f"message cut to {MAX_DEAD_MESSAGE_CHARS} characters of its JSON"}
+            entry = {
+                **entry,
+                "message": line[:MAX_DEAD_MESSAGE_CHARS],
+                "note": f"message cut to {MAX_DEAD_MESSAGE_CHARS} characters of its JSON",
+            }
             line = json.dumps(entry, ensure_ascii=False, default=repr)
         data = line + "\n"
         with self._lock:
@@ -231,8 +238,10 @@ def _check_dead_letter_file(path: Path) -> None:
     except ValueError:
         entry = None
     if not (isinstance(entry, dict) and "reason" in entry and "code" in entry):
-        raise InputError(f"dead-letter file {str(path)!r} exists and is not a dead-letter file "
-                         f"(JSON lines with 'code' and 'reason'); refusing to append to it")
+        raise InputError(
+            f"dead-letter file {str(path)!r} exists and is not a dead-letter file "
+            f"(JSON lines with 'code' and 'reason'); refusing to append to it"
+        )
 
 
 def _raw_text(payload: Any) -> Any:
@@ -265,8 +274,15 @@ class Cleanser:
         Source name -> :class:`Units` for sources whose keyValues use other units.
     """
 
-    def __init__(self, *, clock: FeedClock, mapper, settings=None, dead_letter: DeadLetter | str | Path | None = None,
-                 source_units: dict[str, Units] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: FeedClock,
+        mapper,
+        settings=None,
+        dead_letter: DeadLetter | str | Path | None = None,
+        source_units: dict[str, Units] | None = None,
+    ) -> None:
         if settings is None:
             from scenarios.feeds import CleansingSpec
 
@@ -275,9 +291,13 @@ class Cleanser:
         self.mapper = mapper
         self.settings = settings
         self.dead_letter = dead_letter if isinstance(dead_letter, DeadLetter) else DeadLetter(dead_letter)
-        self.units = Units(speed=settings.speed_unit, intensity=settings.intensity_unit,
-                           occupancy=settings.occupancy_unit, default_interval_s=settings.default_interval,
-                           roadworks_capacity_factor=settings.roadworks_capacity_factor)
+        self.units = Units(
+            speed=settings.speed_unit,
+            intensity=settings.intensity_unit,
+            occupancy=settings.occupancy_unit,
+            default_interval_s=settings.default_interval,
+            roadworks_capacity_factor=settings.roadworks_capacity_factor,
+        )
         self.source_units = dict(source_units or {})
         self.window = float(settings.reorder_window)
         self.watermark = -math.inf  # records with t <= watermark have been released
@@ -335,13 +355,21 @@ class Cleanser:
                 except (ValueError, UnicodeDecodeError) as exc:
                     return [self.reject(payload, source=source, code="malformed", reason=f"not JSON: {exc}")]
                 except RecursionError:
-                    return [self.reject(_raw_text(payload)[:2000] if isinstance(payload, (bytes, bytearray, str))
-                                        else None, source=source, code="malformed",
-                                        reason="JSON nested too deep to read")]
+                    return [
+                        self.reject(
+                            _raw_text(payload)[:2000] if isinstance(payload, (bytes, bytearray, str)) else None,
+                            source=source,
+                            code="malformed",
+                            reason="JSON nested too deep to read",
+                        )
+                    ]
             entities = entities_of(obj)
             if not entities:
-                return [self.reject(payload, source=source, code="malformed",
-                                    reason="no entities (an empty list or Notification)")]
+                return [
+                    self.reject(
+                        payload, source=source, code="malformed", reason="no entities (an empty list or Notification)"
+                    )
+                ]
         except MessageError as exc:
             return [self.reject(payload, source=source, code=exc.code, reason=exc.detail)]
         except Exception as exc:  # never let a message stop the twin
@@ -356,47 +384,69 @@ class Cleanser:
                 return self._observation(rec, entity)
             return self._event(rec, entity)
         except MessageError as exc:
-            return self.reject(entity, source=source, code=exc.code, reason=exc.detail, entity_id=_id_of(entity),
-                               status="late" if exc.code == "late" else "rejected")
+            return self.reject(
+                entity,
+                source=source,
+                code=exc.code,
+                reason=exc.detail,
+                entity_id=_id_of(entity),
+                status="late" if exc.code == "late" else "rejected",
+            )
         except Exception as exc:  # never let a message stop the twin
             ent_id = _id_of(entity)
             log.exception("feed entity %r from %s could not be cleansed", ent_id, source)
-            return self.reject(entity, source=source, code="internal", reason=f"{type(exc).__name__}: {exc}",
-                               entity_id=ent_id)
+            return self.reject(
+                entity, source=source, code="internal", reason=f"{type(exc).__name__}: {exc}", entity_id=ent_id
+            )
 
     def _observation(self, r: Observation, entity: dict) -> Outcome:
         key = (r.id, r.t, r.lane)
         flow, speed, occ = r.flow_vph, r.speed_mps, r.occupancy
-        fp = (r.link, flow if flow == flow else None, speed if speed == speed else None,
-              occ if occ == occ else None, r.interval_s)
+        fp = (
+            r.link,
+            flow if flow == flow else None,
+            speed if speed == speed else None,
+            occ if occ == occ else None,
+            r.interval_s,
+        )
         seen = self._seen.get(key)
         if seen is not None:
             if seen == fp:
                 return self._count(Outcome("duplicate", r.source, r.id))
-            raise MessageError("conflict", "an earlier message with the same id and time had other values "
-                                           f"({_describe(seen)})")
+            raise MessageError(
+                "conflict", f"an earlier message with the same id and time had other values ({_describe(seen)})"
+            )
         iv = r.interval_s
         if iv > self._max_period or iv < 1.0:
-            raise MessageError("implausible", f"observation period of {iv:g} s is outside 1 s - "
-                                              f"max_period={self._max_period:g} s")
+            raise MessageError(
+                "implausible", f"observation period of {iv:g} s is outside 1 s - max_period={self._max_period:g} s"
+            )
         if flow < 0 or speed < 0 or occ < 0:
             what = "intensity" if flow < 0 else "averageVehicleSpeed" if speed < 0 else "occupancy"
             raise MessageError("implausible", f"negative {what}")
         if speed > self._max_speed:
-            raise MessageError("implausible", f"averageVehicleSpeed {speed * 3.6:.4g} km/h is above "
-                                              f"max_speed_kmh={self.settings.max_speed_kmh:g}")
+            raise MessageError(
+                "implausible",
+                f"averageVehicleSpeed {speed * 3.6:.4g} km/h is above max_speed_kmh={self.settings.max_speed_kmh:g}",
+            )
         if occ > 1.0:
             raise MessageError("implausible", f"occupancy {occ:.4g} is above 1")
         lanes = 1.0 if r.lane >= 0 else self._lanes[r.link]
         if flow > self._max_flow_lane * lanes:
-            raise MessageError("implausible", f"intensity {flow:.5g} veh/h is above "
-                                              f"max_flow_vph_per_lane={self._max_flow_lane:g} x {lanes:g} lane(s) "
-                                              f"of link {r.link}")
+            raise MessageError(
+                "implausible",
+                f"intensity {flow:.5g} veh/h is above "
+                f"max_flow_vph_per_lane={self._max_flow_lane:g} x {lanes:g} lane(s) "
+                f"of link {r.link}",
+            )
         if r.t > self._limit and self._future(r, r.device or r.id):
             return self._hold(r, r.device or r.id, fp)
         if r.t <= self.watermark:
-            raise MessageError("late", f"observed at t={r.t:g} s but records up to t={self.watermark:g} s "
-                                       f"were already released (reorder_window={self.window:g} s)")
+            raise MessageError(
+                "late",
+                f"observed at t={r.t:g} s but records up to t={self.watermark:g} s "
+                f"were already released (reorder_window={self.window:g} s)",
+            )
         if self._stuck_n:
             skey = (r.device or r.id, r.lane)
             reading = fp[1:4]
@@ -405,8 +455,11 @@ class Cleanser:
                 state[1] += 1
                 state[2] = r.t
                 if state[1] >= self._stuck_n:
-                    raise MessageError("stuck", f"the same reading {_describe((None,) + reading)} for the "
-                                                f"{state[1]}th time in a row (stuck_repeats={self._stuck_n})")
+                    raise MessageError(
+                        "stuck",
+                        f"the same reading {_describe((None,) + reading)} for the "
+                        f"{state[1]}th time in a row (stuck_repeats={self._stuck_n})",
+                    )
             else:
                 self._stuck[skey] = [reading, 1, r.t]
         self._seen[key] = fp
@@ -489,7 +542,8 @@ class Cleanser:
 
     def _future(self, r: Record, sender: str | None) -> bool:
         """Whether ``r`` is to be held (see :meth:`_hold`); raises ``future`` when it is dated
-        more than ``max_future`` ahead of every reference (see the module docstring)."""
+        more than ``max_future`` ahead of every reference (see the module docstring).
+        """
         limit = self._limit
         wall = self.clock.now() if self._wall else -math.inf
         if wall > -math.inf:
@@ -501,8 +555,11 @@ class Cleanser:
         if sender is not None and self._holds:
             return True
         ref = max(self.feed_time, self.twin_time, self.stream_time, wall)
-        raise MessageError("future", f"dated t={r.t:.6g} s, {r.t - ref:.6g} s ahead of the live clock "
-                                     f"(t={ref:.6g} s; max_future={self._max_future:g} s)")
+        raise MessageError(
+            "future",
+            f"dated t={r.t:.6g} s, {r.t - ref:.6g} s ahead of the live clock "
+            f"(t={ref:.6g} s; max_future={self._max_future:g} s)",
+        )
 
     @property
     def _holds(self) -> bool:
@@ -512,7 +569,8 @@ class Cleanser:
     def _hold(self, r: Observation, sender: str, fp: tuple) -> Outcome:
         """Accept ``r`` (dated beyond the limit) on hold: it joins the queue when ``clock_quorum``
         senders agree the feed has moved on that far (an outage, a backlog), or is dead-lettered
-        as ``future`` once the live clock has moved ``2 x max_future`` without that."""
+        as ``future`` once the live clock has moved ``2 x max_future`` without that.
+        """
         held = self._held
         if len(held) >= _MAX_HELD:
             self._expire(force=1)
@@ -529,8 +587,12 @@ class Cleanser:
                 q = ahead[i]
                 break
         if q is not None and q > self.feed_time:
-            log.warning("feeds: %d senders agree the feed moved on to t=%g s (the live clock was at t=%g s)",
-                        n, q, self.feed_time)
+            log.warning(
+                "feeds: %d senders agree the feed moved on to t=%g s (the live clock was at t=%g s)",
+                n,
+                q,
+                self.feed_time,
+            )
             self._top = sorted([t, s] for s, t in latest.items() if q <= t <= q + self._max_future)[:n]
             self.feed_time = q
             self._relimit()
@@ -553,15 +615,21 @@ class Cleanser:
 
     def _expire(self, force: int = 0) -> None:
         """Dead-letter held records the live clock has moved ``2 x max_future`` past (and the
-        ``force`` oldest); their count moves from accepted to rejected."""
+        ``force`` oldest); their count moves from accepted to rejected.
+        """
         keep = []
         for i, (r, sender, held_at) in enumerate(self._held):
             if i < force or self.feed_time - held_at >= 2 * self._max_future:
                 self._counts[r.source][0] -= 1
-                self.reject(to_entity_safe(r, self.clock), source=r.source, code="future", entity_id=r.id,
-                            reason=f"dated t={r.t:.6g} s, held while the live clock moved from t={held_at:.6g} s "
-                                   f"to t={self.feed_time:.6g} s without other senders reaching that time "
-                                   f"(max_future={self._max_future:g} s)")
+                self.reject(
+                    to_entity_safe(r, self.clock),
+                    source=r.source,
+                    code="future",
+                    entity_id=r.id,
+                    reason=f"dated t={r.t:.6g} s, held while the live clock moved from t={held_at:.6g} s "
+                    f"to t={self.feed_time:.6g} s without other senders reaching that time "
+                    f"(max_future={self._max_future:g} s)",
+                )
             else:
                 keep.append((r, sender, held_at))
         self._held = keep
@@ -576,16 +644,23 @@ class Cleanser:
             self._reasons[outcome.source][outcome.code] += 1
         return outcome
 
-    def reject(self, message: Any, *, source: str, code: str, reason: str, entity_id: str = "",
-               status: str = "rejected") -> Outcome:
+    def reject(
+        self, message: Any, *, source: str, code: str, reason: str, entity_id: str = "", status: str = "rejected"
+    ) -> Outcome:
         """Dead-letter a message (or entity) with its reason and count it.
 
         Transports call this for what never reaches :meth:`process` (a body too large,
         a wrong content type).
         """
-        entry = {"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                 "source": source, "status": status, "code": code, "reason": reason, "id": entity_id,
-                 "message": _raw_text(message)}
+        entry = {
+            "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "source": source,
+            "status": status,
+            "code": code,
+            "reason": reason,
+            "id": entity_id,
+            "message": _raw_text(message),
+        }
         try:
             self.dead_letter.write(entry)
         except OSError as exc:  # a full disk must not stop the twin either
@@ -648,16 +723,23 @@ class Cleanser:
         sources = sorted(self._counts)
         table = np.array([self._counts[s] for s in sources], dtype=np.int64).reshape(len(sources), len(OUTCOMES))
         codes = sorted({c for r in self._reasons.values() for c in r})
-        reasons = np.array([[self._reasons[s].get(c, 0) for c in codes] for s in sources],
-                           dtype=np.int64).reshape(len(sources), len(codes))
+        reasons = np.array([[self._reasons[s].get(c, 0) for c in codes] for s in sources], dtype=np.int64).reshape(
+            len(sources), len(codes)
+        )
         return {
             "coord:feed_source": xr.Variable("feed_source", np.array(sources, dtype=object).astype(str)),
             "coord:feed_outcome": xr.Variable("feed_outcome", np.array(OUTCOMES)),
             "coord:feed_reason": xr.Variable("feed_reason", np.array(codes, dtype=object).astype(str)),
-            "feed_messages": xr.Variable(("feed_source", "feed_outcome"), table, attrs={
-                "units": "1", "long_name": "feed messages (entities) by source and outcome"}),
-            "feed_rejections": xr.Variable(("feed_source", "feed_reason"), reasons, attrs={
-                "units": "1", "long_name": "rejected and late feed messages by source and reason"}),
+            "feed_messages": xr.Variable(
+                ("feed_source", "feed_outcome"),
+                table,
+                attrs={"units": "1", "long_name": "feed messages (entities) by source and outcome"},
+            ),
+            "feed_rejections": xr.Variable(
+                ("feed_source", "feed_reason"),
+                reasons,
+                attrs={"units": "1", "long_name": "rejected and late feed messages by source and reason"},
+            ),
         }
 
     def close(self) -> None:
@@ -682,5 +764,4 @@ def _id_of(entity: Any) -> str:
 
 def _describe(fp: tuple) -> str:
     names = ("link", "flow_vph", "speed_mps", "occupancy", "interval_s")
-    return ", ".join(f"{n}={v:.6g}" if isinstance(v, float) else f"{n}={v}"
-                     for n, v in zip(names, fp) if v is not None)
+    return ", ".join(f"{n}={v:.6g}" if isinstance(v, float) else f"{n}={v}" for n, v in zip(names, fp) if v is not None)

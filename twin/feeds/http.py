@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -68,7 +67,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _protocol_class(head_timeout: float):
-    """uvicorn's h11 protocol with a deadline for each request head."""
+    """Uvicorn's h11 protocol with a deadline for each request head."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class TimedH11Protocol(H11Protocol):
@@ -119,9 +118,18 @@ class HttpSource:
         Seconds a connection has for its request head, and again for its body.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 8668, path: str = "/ngsi-ld/v1/notify",
-                 name: str = "http", max_body_bytes: int = 10_000_000, token: str | None = None,
-                 max_connections: int = 64, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8668,
+        path: str = "/ngsi-ld/v1/notify",
+        name: str = "http",
+        max_body_bytes: int = 10_000_000,
+        token: str | None = None,
+        max_connections: int = 64,
+        timeout: float = 10.0,
+    ) -> None:
         self.host, self.port, self.path, self.name = host, int(port), path, name
         self.max_body_bytes = int(max_body_bytes)
         self.token = token or None
@@ -139,9 +147,16 @@ class HttpSource:
     def from_spec(cls, spec) -> HttpSource:
         """From a :class:`scenarios.feeds.HttpSourceSpec` (the token from ``token_env``)."""
         token = os.environ.get(spec.token_env) if spec.token_env else None
-        src = cls(host=spec.host, port=spec.port, path=spec.path, name=spec.name,
-                  max_body_bytes=spec.max_body_bytes, token=token, max_connections=spec.max_connections,
-                  timeout=spec.timeout)
+        src = cls(
+            host=spec.host,
+            port=spec.port,
+            path=spec.path,
+            name=spec.name,
+            max_body_bytes=spec.max_body_bytes,
+            token=token,
+            max_connections=spec.max_connections,
+            timeout=spec.timeout,
+        )
         src.token_env = spec.token_env
         return src
 
@@ -200,18 +215,25 @@ class HttpSource:
                 return answer(411, {"error": "a Content-Length is required"}, close=True)
             n = int(length)
             if n > source.max_body_bytes:
-                hub.reject(f"<{n} bytes not read>", source=source.name, code="malformed",
-                           reason=f"body of {n} bytes is larger than max_body_bytes={source.max_body_bytes}")
+                hub.reject(
+                    f"<{n} bytes not read>",
+                    source=source.name,
+                    code="malformed",
+                    reason=f"body of {n} bytes is larger than max_body_bytes={source.max_body_bytes}",
+                )
                 return answer(413, {"error": f"body larger than {source.max_body_bytes} bytes"}, close=True)
             try:
                 body = await asyncio.wait_for(read_body(request, n), source.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return answer(408, {"error": f"the body did not arrive within {source.timeout:g} s"}, close=True)
             ctype = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
             if ctype not in _JSON_TYPES:
-                hub.reject(body, source=source.name, code="malformed",
-                           reason=f"Content-Type {ctype[:100] or 'missing'!r} is not application/json "
-                                  f"or application/ld+json")
+                hub.reject(
+                    body,
+                    source=source.name,
+                    code="malformed",
+                    reason=f"Content-Type {ctype[:100] or 'missing'!r} is not application/json or application/ld+json",
+                )
                 return answer(415, {"error": "send application/json or application/ld+json"})
             outcomes = hub.push(body, source=source.name)
             counts: dict[str, int] = {}
@@ -240,8 +262,9 @@ class HttpSource:
     # ------------------------------------------------------------------ lifecycle
     def _bind(self) -> socket.socket:
         try:
-            family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM,
-                                                              flags=socket.AI_PASSIVE)[0]
+            family, kind, proto, _, addr = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
             sock = socket.socket(family, kind, proto)
         except OSError as exc:
             raise InputError(f"feeds source {self.name!r}: cannot listen on {self.host}:{self.port}: {exc}") from None
@@ -266,13 +289,18 @@ class HttpSource:
         if self._server is not None:
             return
         if not self.loopback:
-            log.warning("feeds: the HTTP endpoint %s:%d accepts connections from other machines; "
-                        "requests need the token, and nothing is encrypted (put TLS in front)",
-                        self.host, self.port)
+            log.warning(
+                "feeds: the HTTP endpoint %s:%d accepts connections from other machines; "
+                "requests need the token, and nothing is encrypted (put TLS in front)",
+                self.host,
+                self.port,
+            )
             if self.token is None:
-                raise InputError(f"feeds source {self.name!r}: listening on {self.host} (beyond this machine) "
-                                 f"needs a token: set the environment variable {self.token_env} (token_env); "
-                                 f"senders then send 'Authorization: Bearer <token>'")
+                raise InputError(
+                    f"feeds source {self.name!r}: listening on {self.host} (beyond this machine) "
+                    f"needs a token: set the environment variable {self.token_env} (token_env); "
+                    f"senders then send 'Authorization: Bearer <token>'"
+                )
         import uvicorn
 
         quiet = logging.getLogger("uvicorn.error")
@@ -280,11 +308,20 @@ class HttpSource:
             quiet.setLevel(logging.ERROR)  # flood the terminal under attack; the client gets its 400 or 503
         sock = self._bind()
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app(hub), lifespan="off", ws="none", log_config=None, access_log=False,
-                                loop="asyncio", http=_protocol_class(self.timeout),
-                                limit_concurrency=self.max_connections, timeout_keep_alive=_KEEPALIVE_S,
-                                h11_max_incomplete_event_size=_MAX_HEAD_BYTES, server_header=False,
-                                timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            self._app(hub),
+            lifespan="off",
+            ws="none",
+            log_config=None,
+            access_log=False,
+            loop="asyncio",
+            http=_protocol_class(self.timeout),
+            limit_concurrency=self.max_connections,
+            timeout_keep_alive=_KEEPALIVE_S,
+            h11_max_incomplete_event_size=_MAX_HEAD_BYTES,
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
         server = uvicorn.Server(config)
         self._server, self._sock = server, sock
 
@@ -303,8 +340,10 @@ class HttpSource:
             self._thread.join(0.05)
         if not server.started:
             self.stop()
-            raise InputError(f"feeds source {self.name!r}: the HTTP server on {self.host}:{self.port} "
-                             f"did not start: {self._error or 'timed out'}")
+            raise InputError(
+                f"feeds source {self.name!r}: the HTTP server on {self.host}:{self.port} "
+                f"did not start: {self._error or 'timed out'}"
+            )
         log.info("feeds: NGSI-LD notifications accepted at %s", self.url)
 
     def stop(self) -> None:

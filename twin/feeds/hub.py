@@ -23,8 +23,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from twin.errors import InputError
@@ -70,8 +71,9 @@ class FeedHub:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_spec(cls, spec, network, *, start_s: float = 0.0, dead_letter: str | Path | None = None,
-                  date=None) -> FeedHub:
+    def from_spec(
+        cls, spec, network, *, start_s: float = 0.0, dead_letter: str | Path | None = None, date=None
+    ) -> FeedHub:
         """A hub for a scenario's ``feeds`` section, with its sources added (not started).
 
         Parameters
@@ -90,22 +92,32 @@ class FeedHub:
         sensors = [s.model_dump() for s in spec.sensors]
         if spec.sensor_file:
             sensors += read_sensor_table(spec.sensor_file)
-        mapper = LinkMapper(network, sensors=sensors, segment_prefix=spec.segment_prefix,
-                            snap_max_m=spec.cleansing.snap_max_m)
+        mapper = LinkMapper(
+            network, sensors=sensors, segment_prefix=spec.segment_prefix, snap_max_m=spec.cleansing.snap_max_m
+        )
         clock = FeedClock.for_day(date or spec.date, start_s=start_s, timezone=spec.timezone)
         c = spec.cleansing
         units = {}
         for src in spec.sources:
             if src.speed_unit or src.intensity_unit or src.occupancy_unit:
-                units[src.name] = Units(speed=src.speed_unit or c.speed_unit,
-                                        intensity=src.intensity_unit or c.intensity_unit,
-                                        occupancy=src.occupancy_unit or c.occupancy_unit,
-                                        default_interval_s=c.default_interval,
-                                        roadworks_capacity_factor=c.roadworks_capacity_factor)
-        cleanser = Cleanser(clock=clock, mapper=mapper, settings=c, source_units=units,
-                            dead_letter=DeadLetter(spec.dead_letter or dead_letter,
-                                                   max_bytes=int(spec.dead_letter_max_mb * 1e6),
-                                                   rotate_keep=spec.dead_letter_keep))
+                units[src.name] = Units(
+                    speed=src.speed_unit or c.speed_unit,
+                    intensity=src.intensity_unit or c.intensity_unit,
+                    occupancy=src.occupancy_unit or c.occupancy_unit,
+                    default_interval_s=c.default_interval,
+                    roadworks_capacity_factor=c.roadworks_capacity_factor,
+                )
+        cleanser = Cleanser(
+            clock=clock,
+            mapper=mapper,
+            settings=c,
+            source_units=units,
+            dead_letter=DeadLetter(
+                spec.dead_letter or dead_letter,
+                max_bytes=int(spec.dead_letter_max_mb * 1e6),
+                rotate_keep=spec.dead_letter_keep,
+            ),
+        )
         hub = cls(cleanser)
         for src in spec.sources:
             hub.add_source(build_source(src, clock=clock))
@@ -252,7 +264,8 @@ class FeedHub:
     @property
     def feed_time(self) -> float:
         """The feed's live clock (``-inf`` before it is known): the latest time that
-        ``clock_quorum`` different senders have reported up to; one sender cannot move it."""
+        ``clock_quorum`` different senders have reported up to; one sender cannot move it.
+        """
         return self.cleanser.feed_time
 
     @property
@@ -300,7 +313,7 @@ def parse_feed_url(text: str, *, name: str | None = None, speedup: float | None 
     """
     text = text.strip()
     if text.startswith("replay:"):
-        out: dict[str, Any] = {"kind": "replay", "path": text[len("replay:"):]}
+        out: dict[str, Any] = {"kind": "replay", "path": text[len("replay:") :]}
         if speedup is not None:
             out["speedup"] = speedup
     elif text.startswith(("mqtt://", "mqtts://")):
@@ -323,8 +336,7 @@ def parse_feed_url(text: str, *, name: str | None = None, speedup: float | None 
         if speedup is not None:
             out["speedup"] = speedup
     else:
-        raise InputError(f"feed {text!r}: expected replay:FILE, mqtt://HOST:PORT/TOPIC or "
-                         f"http://127.0.0.1:PORT")
+        raise InputError(f"feed {text!r}: expected replay:FILE, mqtt://HOST:PORT/TOPIC or http://127.0.0.1:PORT")
     if name:
         out["name"] = name
     return out

@@ -54,10 +54,22 @@ class MqttSource:
         Longest wait between reconnection attempts (they start at 1 s and double).
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 1883, topic: str = "ngsi-ld/#",
-                 client_id: str = "city-twin", qos: int = 1, name: str = "mqtt", protocol: str = "3.1.1",
-                 session_expiry: float = 86400.0, username: str | None = None, password: str | None = None,
-                 keepalive: float = 30.0, reconnect_max_s: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        topic: str = "ngsi-ld/#",
+        client_id: str = "city-twin",
+        qos: int = 1,
+        name: str = "mqtt",
+        protocol: str = "3.1.1",
+        session_expiry: float = 86400.0,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive: float = 30.0,
+        reconnect_max_s: int = 5,
+    ) -> None:
         if protocol not in ("3.1.1", "5"):
             raise InputError(f"MQTT protocol must be '3.1.1' or '5', got {protocol!r}")
         if not client_id:
@@ -84,23 +96,41 @@ class MqttSource:
         if spec.password_env:
             password = os.environ.get(spec.password_env)
             if password is None:
-                raise InputError(f"feeds source {spec.name!r}: environment variable "
-                                 f"{spec.password_env!r} (the MQTT password) is not set")
-        return cls(host=spec.host, port=spec.port, topic=spec.topic, client_id=spec.client_id, qos=spec.qos,
-                   name=spec.name, protocol=spec.protocol, session_expiry=spec.session_expiry,
-                   username=spec.username, password=password, keepalive=spec.keepalive)
+                raise InputError(
+                    f"feeds source {spec.name!r}: environment variable "
+                    f"{spec.password_env!r} (the MQTT password) is not set"
+                )
+        return cls(
+            host=spec.host,
+            port=spec.port,
+            topic=spec.topic,
+            client_id=spec.client_id,
+            qos=spec.qos,
+            name=spec.name,
+            protocol=spec.protocol,
+            session_expiry=spec.session_expiry,
+            username=spec.username,
+            password=password,
+            keepalive=spec.keepalive,
+        )
 
     # ------------------------------------------------------------------ paho callbacks
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
         if reason_code.is_failure:
             self.refused = str(reason_code)
-            log.warning("MQTT %s: broker %s:%d refused the connection: %s", self.name, self.host, self.port,
-                        reason_code)
+            log.warning(
+                "MQTT %s: broker %s:%d refused the connection: %s", self.name, self.host, self.port, reason_code
+            )
             return
         self.connects += 1
         self.session_present = bool(getattr(flags, "session_present", False))
-        log.info("MQTT %s: connected to %s:%d (session %s)", self.name, self.host, self.port,
-                 "resumed" if self.session_present else "new")
+        log.info(
+            "MQTT %s: connected to %s:%d (session %s)",
+            self.name,
+            self.host,
+            self.port,
+            "resumed" if self.session_present else "new",
+        )
         self.connected.set()
         # subscribing again on a resumed session is harmless and covers a broker that lost it
         client.subscribe(self.topic, qos=self.qos)
@@ -116,8 +146,9 @@ class MqttSource:
         self.connected.clear()
         self.subscribed.clear()
         if self._client is not None:
-            log.warning("MQTT %s: disconnected from %s:%d (%s); reconnecting", self.name, self.host,
-                        self.port, reason_code)
+            log.warning(
+                "MQTT %s: disconnected from %s:%d (%s); reconnecting", self.name, self.host, self.port, reason_code
+            )
 
     def _on_message(self, client, userdata, msg) -> None:
         self.messages += 1
@@ -135,9 +166,12 @@ class MqttSource:
             return
         self._hub = hub
         v5 = self.protocol == "5"
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             clean_session=None if v5 else False,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=None if v5 else False,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        )
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
         client.on_connect = self._on_connect
@@ -177,8 +211,9 @@ class MqttSource:
             raise InputError(f"{where}: {exc.strerror or exc}") from None
         if self.connected.wait(max(0.0, deadline - time.monotonic())):
             return
-        reason = f"the broker refused: {self.refused}" if self.refused else \
-            f"no MQTT answer (CONNACK) within {timeout:g} s"
+        reason = (
+            f"the broker refused: {self.refused}" if self.refused else f"no MQTT answer (CONNACK) within {timeout:g} s"
+        )
         raise InputError(f"{where}: {reason}")
 
     def stop(self) -> None:

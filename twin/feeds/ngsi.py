@@ -78,16 +78,34 @@ _SEVERITIES = frozenset({"informational", "low", "medium", "high", "critical"})
 #: speed unit codes (UN/CEFACT and spelled out) -> factor to m/s
 _SPEED_UNITS = {"KMH": 1 / 3.6, "km/h": 1 / 3.6, "MTS": 1.0, "m/s": 1.0, "HM": 0.44704, "mph": 0.44704}
 #: intensity unit codes -> True when per hour, False when per observation period
-_INTENSITY_UNITS = {"C62": False, "veh": False, "vehicles": False, "per_interval": False,
-                    "VPH": True, "veh/h": True, "vehicles/h": True, "per_hour": True}
+_INTENSITY_UNITS = {
+    "C62": False,
+    "veh": False,
+    "vehicles": False,
+    "per_interval": False,
+    "VPH": True,
+    "veh/h": True,
+    "vehicles/h": True,
+    "per_hour": True,
+}
 #: occupancy unit codes -> factor to a fraction
 _OCCUPANCY_UNITS = {"C62": 1.0, "fraction": 1.0, "P1": 0.01, "percent": 0.01, "%": 0.01}
 _UNIT_NAMES = {"km/h": "KMH", "m/s": "MTS", "mph": "HM"}
 
 _GEO_TYPES = frozenset({"Point", "LineString", "MultiPoint", "MultiLineString", "Polygon", "MultiPolygon"})
 _NGSI_TYPES = frozenset({"Property", "Relationship", "GeoProperty", "LanguageProperty"})
-_DATE_ATTRS = frozenset({"dateObserved", "dateObservedFrom", "dateObservedTo", "dateIssued",
-                         "validFrom", "validTo", "dateCreated", "dateModified"})
+_DATE_ATTRS = frozenset(
+    {
+        "dateObserved",
+        "dateObservedFrom",
+        "dateObservedTo",
+        "dateIssued",
+        "validFrom",
+        "validTo",
+        "dateCreated",
+        "dateModified",
+    }
+)
 _TFO_MEASURES = ("intensity", "averageVehicleSpeed", "occupancy")
 #: longest identifier (entity id, ``refRoadSegment``, ``refDevice``) a message may carry
 MAX_ID_CHARS = 256
@@ -99,8 +117,7 @@ MAX_POINTS = 1000
 MAX_TEXT_CHARS = 4000
 #: farthest an alert's ``validFrom``/``validTo`` may lie from its ``dateIssued`` (seconds)
 MAX_ALERT_SPAN_S = 366 * 86400.0
-_CONTEXT = ["https://smartdatamodels.org/context.jsonld",
-            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"]
+_CONTEXT = ["https://smartdatamodels.org/context.jsonld", "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"]
 
 
 class MessageError(InputError):
@@ -139,7 +156,7 @@ class FeedClock:
     """
 
     epoch: _dt.datetime
-    tz: _dt.tzinfo = _dt.timezone.utc
+    tz: _dt.tzinfo = _dt.UTC
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -148,7 +165,7 @@ class FeedClock:
 
         ``date=None`` takes today's date in ``timezone``.
         """
-        tz = _dt.timezone.utc if timezone == "UTC" else zoneinfo.ZoneInfo(timezone)
+        tz = _dt.UTC if timezone == "UTC" else zoneinfo.ZoneInfo(timezone)
         if date is None:
             date = _dt.datetime.now(tz).date()
         midnight = _dt.datetime(date.year, date.month, date.day, tzinfo=tz)
@@ -171,7 +188,7 @@ class FeedClock:
 
     def to_iso(self, t: float) -> str:
         """ISO 8601 UTC text (``...Z``) of sim time ``t``."""
-        d = (self.epoch + _dt.timedelta(seconds=float(t))).astimezone(_dt.timezone.utc)
+        d = (self.epoch + _dt.timedelta(seconds=float(t))).astimezone(_dt.UTC)
         text = d.strftime("%Y-%m-%dT%H:%M:%S")
         if d.microsecond:
             text += f".{d.microsecond:06d}".rstrip("0")
@@ -179,7 +196,7 @@ class FeedClock:
 
     def now(self) -> float:
         """Sim time of the wall clock now."""
-        return (_dt.datetime.now(_dt.timezone.utc) - self.epoch).total_seconds()
+        return (_dt.datetime.now(_dt.UTC) - self.epoch).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -196,15 +213,12 @@ class Units:
     _occupancy_factor: float = field(init=False, repr=False, compare=False, default=1.0)
 
     def __post_init__(self) -> None:
-        for name, table in (("speed", _SPEED_UNITS), ("intensity", _INTENSITY_UNITS),
-                            ("occupancy", _OCCUPANCY_UNITS)):
+        for name, table in (("speed", _SPEED_UNITS), ("intensity", _INTENSITY_UNITS), ("occupancy", _OCCUPANCY_UNITS)):
             if getattr(self, name) not in table:
-                raise InputError(f"unknown {name} unit {getattr(self, name)!r}; "
-                                 f"known: {', '.join(table)}")
+                raise InputError(f"unknown {name} unit {getattr(self, name)!r}; known: {', '.join(table)}")
         object.__setattr__(self, "_speed_factor", _SPEED_UNITS[self.speed])
         object.__setattr__(self, "_per_hour", _INTENSITY_UNITS[self.intensity])
         object.__setattr__(self, "_occupancy_factor", _OCCUPANCY_UNITS[self.occupancy])
-
 
 
 # ---------------------------------------------------------------------------- records
@@ -397,8 +411,10 @@ def _compact_keys(entity: dict) -> dict:
     """Expanded attribute names (``https://.../intensity``) -> short names."""
     if not any(k.startswith(("http://", "https://")) for k in entity):
         return entity
-    return {(k.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
-             if k.startswith(("http://", "https://")) else k): v for k, v in entity.items()}
+    return {
+        (k.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1] if k.startswith(("http://", "https://")) else k): v
+        for k, v in entity.items()
+    }
 
 
 def to_key_values(entity: dict) -> dict:
@@ -462,14 +478,16 @@ def entities_of(payload: Any) -> list:
         if payload.get("type") == "Notification" or ("data" in payload and "id" not in payload):
             data = payload.get("data")
             if type(data) is not list:
-                raise MessageError("malformed", "a Notification needs a 'data' list of entities, "
-                                                f"got {_short(data)}")
+                raise MessageError("malformed", f"a Notification needs a 'data' list of entities, got {_short(data)}")
             return data
         return [payload]
     if type(payload) is list:
         return payload
-    raise MessageError("malformed", f"expected an NGSI-LD entity, a list of entities or a "
-                                    f"Notification (a JSON object or array), got {_short(payload)}")
+    raise MessageError(
+        "malformed",
+        f"expected an NGSI-LD entity, a list of entities or a "
+        f"Notification (a JSON object or array), got {_short(payload)}",
+    )
 
 
 # -------------------------------------------------------------------- entity -> record
@@ -498,8 +516,7 @@ def _factor(table: dict, code: Any, default: str, name: str) -> Any:
     try:
         return table[code]
     except (KeyError, TypeError):
-        raise MessageError("unit", f"{name} has unitCode {_short(code)}; known: "
-                                   f"{', '.join(table)}") from None
+        raise MessageError("unit", f"{name} has unitCode {_short(code)}; known: {', '.join(table)}") from None
 
 
 def _text(value: Any, name: str, *, required: bool = False) -> str:
@@ -523,8 +540,9 @@ def ident(value: Any, name: str) -> str:
     if type(value) is not str:
         raise MessageError("schema", f"{name} must be an id (text), got {_short(value)}")
     if len(value) > MAX_ID_CHARS or not value.isascii() or not value.isprintable() or not value.strip():
-        raise MessageError("schema", f"{name} must be printable ASCII text of 1-{MAX_ID_CHARS} characters, "
-                                     f"got {_short(value)}")
+        raise MessageError(
+            "schema", f"{name} must be printable ASCII text of 1-{MAX_ID_CHARS} characters, got {_short(value)}"
+        )
     return value
 
 
@@ -543,16 +561,18 @@ def _refs(value: Any, name: str) -> tuple[str, ...]:
 def _geometry(value: Any, name: str = "location") -> dict | None:
     if value is None:
         return None
-    if type(value) is not dict or value.get("type") not in ("Point", "LineString") \
-            or type(value.get("coordinates")) is not list:
+    if (
+        type(value) is not dict
+        or value.get("type") not in ("Point", "LineString")
+        or type(value.get("coordinates")) is not list
+    ):
         raise MessageError("schema", f"{name} must be a GeoJSON Point or LineString, got {_short(value)}")
     if len(value["coordinates"]) > MAX_POINTS:
         raise MessageError("schema", f"{name} has {len(value['coordinates'])} points; at most {MAX_POINTS}")
     return value
 
 
-def to_record(entity: Any, *, clock: FeedClock, mapper, units: Units = Units(),
-              source: str = "") -> Record:
+def to_record(entity: Any, *, clock: FeedClock, mapper, units: Units = Units(), source: str = "") -> Record:
     """Decode one entity (either form) into a typed record.
 
     Parameters
@@ -596,8 +616,9 @@ def decode(entity: Any, clock: FeedClock, mapper, units: Units, source: str) -> 
         return _alert(entity, ent_id, clock, mapper, units, source)
     if ent_type is None:
         raise MessageError("schema", f"entity {ent_id!r} has no 'type'")
-    raise MessageError("schema", f"entity type {_short(ent_type)} is not one the twin reads "
-                                 f"(TrafficFlowObserved, Alert)")
+    raise MessageError(
+        "schema", f"entity type {_short(ent_type)} is not one the twin reads (TrafficFlowObserved, Alert)"
+    )
 
 
 def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, source: str) -> Observation:
@@ -641,8 +662,7 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
         raise MessageError("schema", "no observation time (dateObservedTo, dateObserved or observedAt)")
     interval = units.default_interval_s if t_from is None else t_to - t_from
     if not interval > 0:
-        raise MessageError("schema", f"the observation period ends before it starts "
-                                     f"({interval:g} s long)")
+        raise MessageError("schema", f"the observation period ends before it starts ({interval:g} s long)")
     # ---- values, in SI units
     flow = speed = occ = math.nan
     a = get("intensity")
@@ -662,7 +682,8 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
             speed = a * units._speed_factor
         else:
             speed = _number(_plain(a), "averageVehicleSpeed") * _factor(
-                _SPEED_UNITS, _unit_code(a), units.speed, "averageVehicleSpeed")
+                _SPEED_UNITS, _unit_code(a), units.speed, "averageVehicleSpeed"
+            )
     a = get("occupancy")
     if a is not None:
         ta = type(a)
@@ -670,7 +691,8 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
             occ = a * units._occupancy_factor
         else:
             occ = _number(_plain(a), "occupancy") * _factor(
-                _OCCUPANCY_UNITS, _unit_code(a), units.occupancy, "occupancy")
+                _OCCUPANCY_UNITS, _unit_code(a), units.occupancy, "occupancy"
+            )
     if flow != flow and speed != speed and occ != occ:
         raise MessageError("schema", "no measured value (intensity, averageVehicleSpeed or occupancy)")
     lane = -1
@@ -699,8 +721,9 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
     if location is not None:
         location = _geometry(_plain(location))
     link, dist, key = mapper.locate(ent_id, device=device, ref=ref, location=location)
-    return Observation(source, ent_id, t_to, link, interval, flow, speed, occ, lane, dist, key,
-                       ref or "", location, device or "")
+    return Observation(
+        source, ent_id, t_to, link, interval, flow, speed, occ, lane, dist, key, ref or "", location, device or ""
+    )
 
 
 def _alert(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, source: str) -> AlertEvent | ClosureEvent:
@@ -724,8 +747,10 @@ def _alert(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, source:
         raise MessageError("schema", "validTo is before validFrom")
     for name, x in (("validFrom", t_from), ("validTo", t_to)):
         if x == x and abs(x - t) > MAX_ALERT_SPAN_S:
-            raise MessageError("implausible", f"{name} is {abs(x - t) / 86400:.0f} days from dateIssued; "
-                                              f"at most {MAX_ALERT_SPAN_S / 86400:.0f}")
+            raise MessageError(
+                "implausible",
+                f"{name} is {abs(x - t) / 86400:.0f} days from dateIssued; at most {MAX_ALERT_SPAN_S / 86400:.0f}",
+            )
     refs = _refs(_plain(get("refRoadSegment")), "refRoadSegment")
     location = _geometry(_plain(get("location")))
     if sub in _CLOSURES:
@@ -738,16 +763,42 @@ def _alert(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, source:
         else:
             raise MessageError("unmapped", f"a {sub} alert needs refRoadSegment or location")
         closed = sub == "roadClosed"
-        return ClosureEvent(source, ent_id, t, links, t if t_from != t_from else t_from, t_to, closed,
-                            0.0 if closed else units.roadworks_capacity_factor, dist, severity,
-                            location, refs, description)
+        return ClosureEvent(
+            source,
+            ent_id,
+            t,
+            links,
+            t if t_from != t_from else t_from,
+            t_to,
+            closed,
+            0.0 if closed else units.roadworks_capacity_factor,
+            dist,
+            severity,
+            location,
+            refs,
+            description,
+        )
     link, dist = -1, math.nan
     if refs:
         link, dist = mapper.segment_link(refs[0]), 0.0
     elif location is not None:
         link, dist, _ = mapper.locate(ent_id, location=location, use_table=False, required=False)
-    return AlertEvent(source, ent_id, t, category, sub, ALERT_KINDS.get(sub, "other"), link, dist,
-                      severity, t_from, t_to, location, refs, description)
+    return AlertEvent(
+        source,
+        ent_id,
+        t,
+        category,
+        sub,
+        ALERT_KINDS.get(sub, "other"),
+        link,
+        dist,
+        severity,
+        t_from,
+        t_to,
+        location,
+        refs,
+        description,
+    )
 
 
 # -------------------------------------------------------------------- record -> entity
@@ -758,8 +809,14 @@ def _num(x: float) -> int | float:
     return int(x) if x == x and x.is_integer() and abs(x) < 2**53 else x
 
 
-def to_entity(record: Record, *, clock: FeedClock, form: Literal["keyValues", "normalized"] = "keyValues",
-              speed_unit: str = "km/h", context: bool = False) -> dict:
+def to_entity(
+    record: Record,
+    *,
+    clock: FeedClock,
+    form: Literal["keyValues", "normalized"] = "keyValues",
+    speed_unit: str = "km/h",
+    context: bool = False,
+) -> dict:
     """Write a record as an NGSI-LD entity.
 
     Observations carry ``intensity`` as vehicles in the period (the data model's
@@ -785,8 +842,13 @@ def to_entity(record: Record, *, clock: FeedClock, form: Literal["keyValues", "n
 
 def _observation_kv(r: Observation, clock: FeedClock, speed_unit: str) -> dict:
     t0, t1 = clock.to_iso(r.t - r.interval_s), clock.to_iso(r.t)
-    kv: dict[str, Any] = {"id": r.id, "type": "TrafficFlowObserved",
-                          "dateObserved": f"{t0}/{t1}", "dateObservedFrom": t0, "dateObservedTo": t1}
+    kv: dict[str, Any] = {
+        "id": r.id,
+        "type": "TrafficFlowObserved",
+        "dateObserved": f"{t0}/{t1}",
+        "dateObservedFrom": t0,
+        "dateObservedTo": t1,
+    }
     if r.flow_vph == r.flow_vph:
         kv["intensity"] = _num(round(r.flow_vph * r.interval_s / 3600.0, 9))
     if r.speed_mps == r.speed_mps:
@@ -806,10 +868,13 @@ def _observation_kv(r: Observation, clock: FeedClock, speed_unit: str) -> dict:
 
 def _alert_kv(r: AlertEvent | ClosureEvent, clock: FeedClock) -> dict:
     closure = isinstance(r, ClosureEvent)
-    kv: dict[str, Any] = {"id": r.id, "type": "Alert",
-                          "category": "traffic" if closure else r.category,
-                          "subCategory": r.sub_category,
-                          "dateIssued": clock.to_iso(r.t)}
+    kv: dict[str, Any] = {
+        "id": r.id,
+        "type": "Alert",
+        "category": "traffic" if closure else r.category,
+        "subCategory": r.sub_category,
+        "dateIssued": clock.to_iso(r.t),
+    }
     if r.severity:
         kv["severity"] = r.severity
     if r.valid_from == r.valid_from:

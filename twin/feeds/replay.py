@@ -40,8 +40,9 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from twin.errors import InputError
 from twin.feeds.ngsi import FeedClock, _plain
@@ -53,14 +54,20 @@ log = logging.getLogger(__name__)
 #: lines after a message whose second earliest time caps its arrival time (see the module docstring)
 LOOKAHEAD = 6
 
-_NUMERIC = {"intensity": float, "averageVehicleSpeed": float, "occupancy": float, "laneId": int,
-            "averageHeadwayTime": float, "averageVehicleLength": float}
+_NUMERIC = {
+    "intensity": float,
+    "averageVehicleSpeed": float,
+    "occupancy": float,
+    "laneId": int,
+    "averageHeadwayTime": float,
+    "averageVehicleLength": float,
+}
 
 
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, "r", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
 
 
 def _own_time(obj: Any, clock: FeedClock) -> float | None:
@@ -131,10 +138,12 @@ def read_messages(path: str | Path, *, clock: FeedClock) -> Iterator[tuple[float
     return _robust_arrivals(_raw_messages(path, clock=clock))
 
 
-def _robust_arrivals(raw: Iterator[tuple[float | None, Any]], lookahead: int = LOOKAHEAD
-                     ) -> Iterator[tuple[float, Any]]:
+def _robust_arrivals(
+    raw: Iterator[tuple[float | None, Any]], lookahead: int = LOOKAHEAD
+) -> Iterator[tuple[float, Any]]:
     """Own times -> arrival times: never backwards, each capped by the second earliest of the
-    next ``lookahead`` times (one early line, such as a bare late message, does not cap)."""
+    next ``lookahead`` times (one early line, such as a bare late message, does not cap).
+    """
     buf: deque = deque()
     last = -math.inf
     it = iter(raw)
@@ -224,8 +233,9 @@ class ReplaySource:
         the wall clock at that many sim seconds per second, from the first message.
     """
 
-    def __init__(self, path: str | Path, *, clock: FeedClock, name: str = "replay",
-                 speedup: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, clock: FeedClock, name: str = "replay", speedup: float | None = None
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"feed replay file {str(self.path)!r} does not exist")
@@ -247,16 +257,21 @@ class ReplaySource:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_messages(cls, messages, *, clock: FeedClock, name: str = "replay",
-                      speedup: float | None = None) -> ReplaySource:
+    def from_messages(
+        cls, messages, *, clock: FeedClock, name: str = "replay", speedup: float | None = None
+    ) -> ReplaySource:
         """A replay of messages in memory: ``(arrival sim s, envelope or payload)`` pairs in
         arrival order, as :func:`experiments.truth.run_truth` records them (an envelope's
-        ``payload`` or ``raw`` is what is pushed)."""
+        ``payload`` or ``raw`` is what is pushed).
+        """
         self = cls.__new__(cls)
         self._setup(None, clock=clock, name=name, speedup=speedup)
-        self._it = ((float(t), m["payload"] if "payload" in m else m["raw"])
-                    if type(m) is dict and "receivedAt" in m and ("payload" in m or "raw" in m) else (float(t), m)
-                    for t, m in messages)
+        self._it = (
+            (float(t), m["payload"] if "payload" in m else m["raw"])
+            if type(m) is dict and "receivedAt" in m and ("payload" in m or "raw" in m)
+            else (float(t), m)
+            for t, m in messages
+        )
         return self
 
     def _advance(self) -> None:
@@ -304,8 +319,7 @@ class ReplaySource:
         if self.pull or self._thread is not None:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(hub,), name=f"feed-replay-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(hub,), name=f"feed-replay-{self.name}", daemon=True)
         self._thread.start()
 
     def _run(self, hub) -> None:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -58,8 +58,14 @@ class LinkMapper:
         A sensor row names an unknown link or segment, or a location off the network.
     """
 
-    def __init__(self, network, *, sensors: Sequence = (), segment_prefix: str = "urn:ngsi-ld:RoadSegment:",
-                 snap_max_m: float = 50.0) -> None:
+    def __init__(
+        self,
+        network,
+        *,
+        sensors: Sequence = (),
+        segment_prefix: str = "urn:ngsi-ld:RoadSegment:",
+        snap_max_m: float = 50.0,
+    ) -> None:
         self.network = network
         self.prefix = segment_prefix
         self.snap_max_m = float(snap_max_m)
@@ -143,8 +149,9 @@ class LinkMapper:
         if link is not None:
             link = int(link)
             if not 0 <= link < self.n_links:
-                raise InputError(f"{where}: link {link} does not exist (the network has "
-                                 f"{self.n_links} links, 0-{self.n_links - 1})")
+                raise InputError(
+                    f"{where}: link {link} does not exist (the network has {self.n_links} links, 0-{self.n_links - 1})"
+                )
             self._table[sid] = (link, 0.0)
         elif seg:
             try:
@@ -154,8 +161,9 @@ class LinkMapper:
         elif lon is not None and lat is not None:
             heading = row.get("heading_deg")
             try:
-                self._table[sid] = self.nearest(float(lon), float(lat),
-                                                heading_deg=None if heading is None else float(heading))
+                self._table[sid] = self.nearest(
+                    float(lon), float(lat), heading_deg=None if heading is None else float(heading)
+                )
             except MessageError as exc:
                 raise InputError(f"{where}: {exc.detail}") from None
         else:
@@ -170,23 +178,25 @@ class LinkMapper:
     def _prefix_link(self, ref: str) -> int:
         if ref.startswith(self.prefix) and ref.isascii() and len(ref) - len(self.prefix) <= 41:
             # ASCII digits only: str.isdigit() also takes '٣' or '³', which int() reads as 3
-            rest = ref[len(self.prefix):]
+            rest = ref[len(self.prefix) :]
             if rest.isdigit():
                 k = int(rest)
                 if k < self.n_links:
                     return k
-                raise MessageError("unmapped", f"segment {ref!r}: link {k} does not exist "
-                                               f"(the network has {self.n_links} links)")
+                raise MessageError(
+                    "unmapped", f"segment {ref!r}: link {k} does not exist (the network has {self.n_links} links)"
+                )
             a, sep, b = rest.partition("-")
-            if sep and a.lstrip("-").isdigit() and b.lstrip("-").isdigit() and a.count("-") <= 1 \
-                    and b.count("-") <= 1:
+            if sep and a.lstrip("-").isdigit() and b.lstrip("-").isdigit() and a.count("-") <= 1 and b.count("-") <= 1:
                 i, j = self._node_of.get(int(a)), self._node_of.get(int(b))
                 k = self._pair.get((i, j)) if i is not None and j is not None else None
                 if k is not None:
                     return k
                 raise MessageError("unmapped", f"segment {ref!r}: no link from node {a} to node {b}")
-        raise MessageError("unmapped", f"segment {_short(ref)} is not in the sensor table and "
-                                       f"does not name a link ({self.prefix}<link index>)")
+        raise MessageError(
+            "unmapped",
+            f"segment {_short(ref)} is not in the sensor table and does not name a link ({self.prefix}<link index>)",
+        )
 
     def segment_link(self, ref: str) -> int:
         """Link of a ``refRoadSegment`` id (sensor table first, then the prefix rule)."""
@@ -195,9 +205,16 @@ class LinkMapper:
             return hit[0]
         return self._prefix_link(ref)
 
-    def locate(self, entity_id: str, *, device: str | None = None, ref: str | None = None,
-               location: dict | None = None, use_table: bool = True,
-               required: bool = True) -> tuple[int, float, str]:
+    def locate(
+        self,
+        entity_id: str,
+        *,
+        device: str | None = None,
+        ref: str | None = None,
+        location: dict | None = None,
+        use_table: bool = True,
+        required: bool = True,
+    ) -> tuple[int, float, str]:
         """Link of a message: ``(link, distance_m, key it was found by)``.
 
         Raises
@@ -235,8 +252,9 @@ class LinkMapper:
                 return -1, math.nan, ""
         if not required:
             return -1, math.nan, ""
-        raise MessageError("unmapped", f"{entity_id!r} is not in the sensor table and has no "
-                                       f"refRoadSegment or location")
+        raise MessageError(
+            "unmapped", f"{entity_id!r} is not in the sensor table and has no refRoadSegment or location"
+        )
 
     def locate_geometry(self, geometry: dict) -> tuple[int, float]:
         """Nearest link to a GeoJSON Point or LineString (see the module docstring)."""
@@ -315,8 +333,9 @@ class LinkMapper:
         if not dist <= self.snap_max_m:
             where = "in that direction " if heading_deg is not None else ""
             near = f"{dist:.0f} m" if math.isfinite(dist) else "none"
-            raise MessageError("unmapped", f"no link {where}within snap_max_m={self.snap_max_m:g} m "
-                                           f"of the location (nearest: {near})")
+            raise MessageError(
+                "unmapped", f"no link {where}within snap_max_m={self.snap_max_m:g} m of the location (nearest: {near})"
+            )
         return k, dist
 
 
@@ -344,8 +363,10 @@ def read_sensor_table(path: str | Path) -> list[dict]:
             raise InputError(f"sensor table {str(path)!r}, line {n}: more values than columns")
         unknown = set(row) - set(_SENSOR_COLUMNS)
         if unknown:
-            raise InputError(f"sensor table {str(path)!r}: unknown column(s) {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(_SENSOR_COLUMNS)}")
+            raise InputError(
+                f"sensor table {str(path)!r}: unknown column(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(_SENSOR_COLUMNS)}"
+            )
         clean = {k: v.strip() for k, v in row.items() if v is not None and v.strip() != ""}
         try:
             out.append(SensorSpec(**clean).model_dump())

@@ -78,8 +78,10 @@ class _PersonFields:
     def plan(self) -> list[tuple[str, float]]:
         """The day's legs: (purpose of the destination, seconds spent there)."""
         pl = self.pop.plans
-        return [(PURPOSES[int(pl.purpose[self.index, k])], float(pl.duration[self.index, k]))
-                for k in range(int(pl.n_legs[self.index]))]
+        return [
+            (PURPOSES[int(pl.purpose[self.index, k])], float(pl.duration[self.index, k]))
+            for k in range(int(pl.n_legs[self.index]))
+        ]
 
     @property
     def next_leg(self) -> int:

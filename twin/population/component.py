@@ -64,10 +64,10 @@ from kernels.agents import trip_positions
 from kernels.routing import changed_links, route_table, stale_rows
 from twin.components import Component
 from twin.errors import InputError
-from twin.recorder import PRIORITY, at_time
 from twin.population.outputs import OutputsMixin
 from twin.population.policies import PoliciesMixin
 from twin.population.triplog import TRIP_ACTIVE, TRIP_DONE, TripLog
+from twin.recorder import PRIORITY, at_time
 from twin.rng import component_seed
 
 __all__ = ["PopulationComponent", "build", "PLACE_HOME", "PLACE_ACTIVITY", "P_EVACUATION", "PURPOSE_NAMES"]
@@ -87,8 +87,9 @@ _DRIVE_ESTIMATE_MPS = 30 / 3.6  # legs before the start are assumed driven at 30
 
 
 def _activity(a) -> ActivityTimes:
-    return ActivityTimes(float(a.depart), float(a.depart_sd), float(a.duration), float(a.duration_sd),
-                         float(a.min_duration))
+    return ActivityTimes(
+        float(a.depart), float(a.depart_sd), float(a.duration), float(a.duration_sd), float(a.min_duration)
+    )
 
 
 class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
@@ -129,32 +130,57 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self.zones = self.table.zones
         syn = spec.synthesis
         sparams = SynthesisParams(
-            household_sizes=tuple(syn.household_sizes), age_shares=tuple(syn.age_shares),
-            employment_rate=syn.employment_rate, senior_employment_rate=syn.senior_employment_rate,
-            car_share=syn.car_share, vot_median=syn.value_of_time, vot_sigma=syn.value_of_time_spread,
-            worker_vot_factor=syn.worker_vot_factor, work_beta_per_km=syn.work_beta_per_km,
-            school_beta_per_km=syn.school_beta_per_km, access_nodes=syn.access_nodes,
+            household_sizes=tuple(syn.household_sizes),
+            age_shares=tuple(syn.age_shares),
+            employment_rate=syn.employment_rate,
+            senior_employment_rate=syn.senior_employment_rate,
+            car_share=syn.car_share,
+            vot_median=syn.value_of_time,
+            vot_sigma=syn.value_of_time_spread,
+            worker_vot_factor=syn.worker_vot_factor,
+            work_beta_per_km=syn.work_beta_per_km,
+            school_beta_per_km=syn.school_beta_per_km,
+            access_nodes=syn.access_nodes,
         )
         pl = spec.plans
         pparams = PlanParams(
-            work=_activity(pl.work), school=_activity(pl.school), other=_activity(pl.other), home=_activity(pl.home),
-            stop_after_work=pl.stop_after_work, worker_evening=pl.worker_evening, student_other=pl.student_other,
-            out_share=pl.out_share, chain_other=pl.chain_other, second_tour=pl.second_tour,
+            work=_activity(pl.work),
+            school=_activity(pl.school),
+            other=_activity(pl.other),
+            home=_activity(pl.home),
+            stop_after_work=pl.stop_after_work,
+            worker_evening=pl.worker_evening,
+            student_other=pl.student_other,
+            out_share=pl.out_share,
+            chain_other=pl.chain_other,
+            second_tour=pl.second_tour,
         )
         try:
-            self.people = synthesize_population(self.table, rng=np.random.default_rng(synth_ss), params=sparams,
-                                                scale=float(spec.scale), persons=spec.persons)
+            self.people = synthesize_population(
+                self.table,
+                rng=np.random.default_rng(synth_ss),
+                params=sparams,
+                scale=float(spec.scale),
+                persons=spec.persons,
+            )
             self.plans = make_plans(self.people, rng=np.random.default_rng(plan_ss), params=pparams)
         except (PopulationError, ValueError) as exc:
             raise InputError(f"population: {exc}") from exc
         self.value_by_purpose = np.array([0.0, pl.work.value, pl.school.value, pl.other.value, 0.0])
         ch = spec.choice
         self.params = kc.ChoiceParams(
-            theta=float(ch.theta), shifts=np.asarray(ch.shifts, np.float64), early_cost_h=float(ch.early_cost_per_h),
-            late_cost_h=float(ch.late_cost_per_h), car_cost_km=float(ch.car_cost_per_km), detour=float(ch.detour),
-            other_speed=float(ch.other_speed_kmh) / 3.6, other_wait_s=float(ch.other_wait),
-            other_fare=float(ch.other_fare), other_penalty=float(ch.other_penalty),
-            attract_weight=float(ch.attraction_weight), dest_beta_km=float(ch.destination_beta_per_km),
+            theta=float(ch.theta),
+            shifts=np.asarray(ch.shifts, np.float64),
+            early_cost_h=float(ch.early_cost_per_h),
+            late_cost_h=float(ch.late_cost_per_h),
+            car_cost_km=float(ch.car_cost_per_km),
+            detour=float(ch.detour),
+            other_speed=float(ch.other_speed_kmh) / 3.6,
+            other_wait_s=float(ch.other_wait),
+            other_fare=float(ch.other_fare),
+            other_penalty=float(ch.other_penalty),
+            attract_weight=float(ch.attraction_weight),
+            dest_beta_km=float(ch.destination_beta_per_km),
             n_samples=int(ch.destination_samples),
         )
         self.lead_s = max(0.0, -float(min(ch.shifts)))
@@ -212,13 +238,16 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         if shift is None:
             return None
         if shift.shape != (n, MAX_LEGS):
-            raise InputError(f"the remembered departure shifts cover {shift.shape[0]} persons x {shift.shape[1]} legs, "
-                             f"the population has {n} x {MAX_LEGS}: they were learnt on another population")
+            raise InputError(
+                f"the remembered departure shifts cover {shift.shape[0]} persons x {shift.shape[1]} legs, "
+                f"the population has {n} x {MAX_LEGS}: they were learnt on another population"
+            )
         return shift
 
     def preferred_departure(self, persons: np.ndarray) -> np.ndarray:
         """When ``persons`` mean to leave on their next leg, s since the start: the plan's time
-        plus the leg's remembered shift (inf once the day is done)."""
+        plus the leg's remembered shift (inf once the day is done).
+        """
         t = self.next_t[persons]
         shift = self.learnt_shift
         if shift is None:
@@ -232,8 +261,12 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             if spec.zones is not None:
                 return read_zone_file(Path(spec.zones), city.network)
             if spec.zone_size is not None:
-                z = grid_zones_over(city.network, spec.zone_size, residents=int(city.zones.residents.sum()),
-                                    jobs=int(city.zones.jobs.sum()))
+                z = grid_zones_over(
+                    city.network,
+                    spec.zone_size,
+                    residents=int(city.zones.residents.sum()),
+                    jobs=int(city.zones.jobs.sum()),
+                )
                 return ZoneTable(z, None, f"grid of {spec.zone_size:g} m")
         except PopulationError as exc:
             raise InputError(f"population.zones: {exc}") from exc
@@ -251,7 +284,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self.centroid = np.full(nz, -1, np.int32)
         ptr, acc = self.people.access_indptr, self.people.access_nodes
         for i in np.flatnonzero(np.diff(ptr) > 0):
-            nodes = acc[ptr[i]:ptr[i + 1]]
+            nodes = acc[ptr[i] : ptr[i + 1]]
             d = (self.node_x[nodes] - z.x[i]) ** 2 + (self.node_y[nodes] - z.y[i]) ** 2
             self.centroid[i] = nodes[int(np.argmin(d))]
         has = np.diff(self.zone_indptr) > 0
@@ -291,15 +324,23 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         if p.n_persons >= p.access_nodes.size:
             nodes = p.access_nodes
         else:
-            nodes = np.concatenate([p.hh_node, p.work_node[p.work_node >= 0], p.school_node[p.school_node >= 0],
-                                    self.centroid[self.centroid >= 0]])
+            nodes = np.concatenate(
+                [
+                    p.hh_node,
+                    p.work_node[p.work_node >= 0],
+                    p.school_node[p.school_node >= 0],
+                    self.centroid[self.centroid >= 0],
+                ]
+            )
         ensure(np.unique(nodes.astype(np.int64)))
 
     def _fixed_dest(self, persons: np.ndarray, purpose: np.ndarray) -> np.ndarray:
         p = self.people
         return np.select(
             [purpose == P_HOME, purpose == P_WORK, purpose == P_SCHOOL],
-            [p.home_node[persons], p.work_node[persons], p.school_node[persons]], -1).astype(np.int32)
+            [p.home_node[persons], p.work_node[persons], p.school_node[persons]],
+            -1,
+        ).astype(np.int32)
 
     def _place_at_start(self) -> None:
         """Persons whose first legs fall before the scenario start are where those legs took them."""
@@ -434,12 +475,32 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             basis = self._skim_weight[None, :]
             ch_indptr, ch_links = changed_links(basis, w)
             stale = np.zeros_like(active)
-            stale_rows(active, np.zeros(active.size, np.int64), ch_indptr, ch_links, basis, w, self.skim,
-                       g.src, g.dst, g.out_indptr, g.out_links, stale)
+            stale_rows(
+                active,
+                np.zeros(active.size, np.int64),
+                ch_indptr,
+                ch_links,
+                basis,
+                w,
+                self.skim,
+                g.src,
+                g.dst,
+                g.out_indptr,
+                g.out_links,
+                stale,
+            )
             active = stale
         if active.any():
-            route_table(np.maximum(self.centroid, 0), active, g.in_indptr, g.in_links, g.src, w,
-                        np.empty((0, self.n_nodes), np.int32), self.skim)
+            route_table(
+                np.maximum(self.centroid, 0),
+                active,
+                g.in_indptr,
+                g.in_links,
+                g.src,
+                w,
+                np.empty((0, self.n_nodes), np.int32),
+                self.skim,
+            )
         if closed != self._n_closed or self.node_comp is None:
             self.node_comp = _components(g.src, g.dst, w, self.n_nodes)
         self._skim_weight = w
@@ -448,16 +509,26 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
 
     def zone_travel_times(self) -> np.ndarray:
         """The persons' current car travel times from every node to each zone's centroid, s
-        ([n_zones, n_nodes]; inf: unreachable)."""
+        ([n_zones, n_nodes]; inf: unreachable).
+        """
         self._refresh_skim(self.twin.now)
         return self.skim.copy()
 
     def world(self) -> kc.ChoiceWorld:
         """What the persons know now (the choice kernel's view of the city)."""
         return kc.ChoiceWorld(
-            skim=self.skim, skim_row=self.skim_row, node_x=self.node_x, node_y=self.node_y, node_zone=self.node_zone,
-            zone_indptr=self.people.access_indptr, zone_nodes=self.people.access_nodes, attract_cdf=self.attract_cdf,
-            log_attract=self.log_attract, node_open=self.node_open, node_comp=self.node_comp, cordon=self.cordon,
+            skim=self.skim,
+            skim_row=self.skim_row,
+            node_x=self.node_x,
+            node_y=self.node_y,
+            node_zone=self.node_zone,
+            zone_indptr=self.people.access_indptr,
+            zone_nodes=self.people.access_nodes,
+            attract_cdf=self.attract_cdf,
+            log_attract=self.log_attract,
+            node_open=self.node_open,
+            node_comp=self.node_comp,
+            cordon=self.cordon,
             price=self.price,
             price_until=self.price_until,
         )
@@ -479,9 +550,22 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         m = p.shape[0]
         out = (np.empty(m), np.empty(m, np.int8), np.empty(m, np.int32))
         veh = self.twin.traffic.veh
-        trip_positions(p, self.trip_mode, self.trip_vid, self.trip_dep, self.trip_arr, self.trip_dest,
-                       self.trip_purpose, self.place, self.node, veh.arrive, veh.link,
-                       self.twin.traffic.links.dst, now, *out)
+        trip_positions(
+            p,
+            self.trip_mode,
+            self.trip_vid,
+            self.trip_dep,
+            self.trip_arr,
+            self.trip_dest,
+            self.trip_purpose,
+            self.place,
+            self.node,
+            veh.arrive,
+            veh.link,
+            self.twin.traffic.links.dst,
+            now,
+            *out,
+        )
         if whole:
             self._pos_cache = (now, p, out)
         return out
@@ -565,8 +649,17 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             self._skip_leg(persons[away], now, stuck=purpose[away] == P_HOME)
         go = ~stay
         if go.any():
-            self._start_trips(persons[go], g[go], purpose[go], out.dest[go], out.mode[go], out.depart[go],
-                              out.tt[go], out.gc[go], out.paid[go])
+            self._start_trips(
+                persons[go],
+                g[go],
+                purpose[go],
+                out.dest[go],
+                out.mode[go],
+                out.depart[go],
+                out.tt[go],
+                out.gc[go],
+                out.paid[go],
+            )
 
     def _skip_tour(self, persons: np.ndarray, *, policy: bool) -> None:
         """Drop the legs up to and including the next return home; the person stays home meanwhile."""
@@ -623,9 +716,19 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             vids[car] = self.twin.add_trips(orig[car], dest[car], depart[car], source="population")
         arr = np.where(car, np.nan, depart + tt)
         rows = self.log.append(
-            person=persons, leg=leg, purpose=purpose, mode=mode, orig=orig, dest=dest, depart=depart,
-            arrive=arr, gc=gc, paid=paid, vid=vids,  # known at once without a car; drivers' when they arrive
-            status=np.full(persons.size, TRIP_ACTIVE, np.int8))
+            person=persons,
+            leg=leg,
+            purpose=purpose,
+            mode=mode,
+            orig=orig,
+            dest=dest,
+            depart=depart,
+            arrive=arr,
+            gc=gc,
+            paid=paid,
+            vid=vids,  # known at once without a car; drivers' when they arrive
+            status=np.full(persons.size, TRIP_ACTIVE, np.int8),
+        )
         self.trip_mode[persons] = mode
         self.trip_vid[persons] = vids
         self.trip_dep[persons] = depart

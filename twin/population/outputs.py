@@ -86,16 +86,26 @@ class OutputsMixin:
         out: dict[str, xr.Variable] = {
             "pop_at_home": _var(("time", zd), counts[:, :nz, 0], "1", "persons at home (in their home zone)"),
             "pop_at_activity": _var(("time", zd), counts[:, :nz, 1], "1", "persons at an activity away from home"),
-            "pop_travelling": _var(("time", zd), counts[:, :nz, 2], "1",
-                                   "persons travelling (zone of the link driven, else of the origin)"),
-            "pop_state_total": _var(("time", "person_state"), counts.sum(1).astype(np.int64), "1",
-                                    "persons in each state, all zones and none"),
+            "pop_travelling": _var(
+                ("time", zd), counts[:, :nz, 2], "1", "persons travelling (zone of the link driven, else of the origin)"
+            ),
+            "pop_state_total": _var(
+                ("time", "person_state"),
+                counts.sum(1).astype(np.int64),
+                "1",
+                "persons in each state, all zones and none",
+            ),
             "pop_zone_persons": _var((zd,), self.people.zone_persons.astype(np.int64), "1", "synthesised residents"),
-            "pop_zone_households": _var((zd,), np.bincount(self.people.hh_zone, minlength=nz).astype(np.int64), "1",
-                                        "synthesised households"),
+            "pop_zone_households": _var(
+                (zd,), np.bincount(self.people.hh_zone, minlength=nz).astype(np.int64), "1", "synthesised households"
+            ),
             "coord:person_state": _var(("person_state",), np.array(STATE_NAMES, dtype=str), "1", "person state"),
-            "coord:purpose": _var(("purpose",), np.array(_PURPOSES, dtype=str), "1", "trip purpose (activity at the destination)"),
-            "coord:mode": _var(("mode",), np.array(MODE_NAMES, dtype=str), "1", "travel mode (other: transit, bike, walk)"),
+            "coord:purpose": _var(
+                ("purpose",), np.array(_PURPOSES, dtype=str), "1", "trip purpose (activity at the destination)"
+            ),
+            "coord:mode": _var(
+                ("mode",), np.array(MODE_NAMES, dtype=str), "1", "travel mode (other: transit, bike, walk)"
+            ),
         }
         lg = self.log
         made = lg["status"] != TRIP_CANCELLED
@@ -107,8 +117,12 @@ class OutputsMixin:
         np.add.at(by_purpose, (slot[ok], lg["purpose"][ok].astype(np.int64)), 1)
         by_mode = np.zeros((nt, 2), np.int64)
         np.add.at(by_mode, (slot[ok], lg["mode"][ok].astype(np.int64)), 1)
-        out["pop_trips"] = _var(("time", "purpose"), by_purpose, "1", "agent trips departing in the interval, by purpose")
-        out["pop_trips_by_mode"] = _var(("time", "mode"), by_mode, "1", "agent trips departing in the interval, by mode")
+        out["pop_trips"] = _var(
+            ("time", "purpose"), by_purpose, "1", "agent trips departing in the interval, by purpose"
+        )
+        out["pop_trips_by_mode"] = _var(
+            ("time", "mode"), by_mode, "1", "agent trips departing in the interval, by mode"
+        )
         if zd != "zone":
             z = self.zones
             out["coord:pop_zone"] = _var((zd,), np.arange(nz, dtype=np.int64), "1", "population zone index")
@@ -132,7 +146,9 @@ class OutputsMixin:
         return {
             "coord:pop_trip": _var(d, np.arange(lg.n, dtype=np.int64), "1", "agent trip index"),
             "pop_trip_person": _var(d, lg["person"].astype(np.int64), "1", "person"),
-            "pop_trip_purpose": _var(d, lg["purpose"].astype(np.int8), "1", "purpose (index into the purpose coordinate)"),
+            "pop_trip_purpose": _var(
+                d, lg["purpose"].astype(np.int8), "1", "purpose (index into the purpose coordinate)"
+            ),
             "pop_trip_mode": _var(d, lg["mode"].astype(np.int8), "1", "mode (index into the mode coordinate)"),
             "pop_trip_origin": _var(d, net.node_osmid[lg["orig"]], "1", "origin node (source id)"),
             "pop_trip_destination": _var(d, net.node_osmid[lg["dest"]], "1", "destination node (source id)"),
@@ -141,8 +157,9 @@ class OutputsMixin:
             "pop_trip_gc": _var(d, lg["gc"].astype(np.float64), "currency", "generalized cost (time value and money)"),
             "pop_trip_paid": _var(d, lg["paid"].astype(np.float64), "currency", "cordon prices paid"),
             "pop_trip_vehicle": _var(d, vehicle.astype(np.int64), "1", "trip id of the vehicle (-1: not by car)"),
-            "pop_trip_cancelled": _var(d, (lg["status"] == TRIP_CANCELLED).astype(np.int8), "1",
-                                       "1: cancelled before departure (evacuation)"),
+            "pop_trip_cancelled": _var(
+                d, (lg["status"] == TRIP_CANCELLED).astype(np.int8), "1", "1: cancelled before departure (evacuation)"
+            ),
         }
 
     def evacuation_clearance_s(self, share: float | None = None) -> float:

@@ -59,7 +59,9 @@ class PoliciesMixin:
             names = {n: i for i, n in enumerate(cz.name)}
             unknown = [str(z) for z in arr if str(z) not in names]
             if unknown:
-                raise InputError(f"{what}: unknown zone(s) {', '.join(unknown[:5])}; zones are named like {cz.name[0]!r}")
+                raise InputError(
+                    f"{what}: unknown zone(s) {', '.join(unknown[:5])}; zones are named like {cz.name[0]!r}"
+                )
             idx = np.array([names[str(z)] for z in arr], np.int64)
         elif arr.dtype.kind in "iu":
             idx = arr.astype(np.int64)
@@ -143,8 +145,15 @@ class PoliciesMixin:
         self.evac_target = np.zeros(n, bool)  # in an ordered zone when the order came
         self.evac_safe_t = np.full(n, np.nan)
 
-    def order_evacuation(self, zones, *, compliance: float = 1.0, delay_mean_s: float = 0.0,
-                         delay_sd_s: float = 0.0, shelters: np.ndarray | None = None) -> int:
+    def order_evacuation(
+        self,
+        zones,
+        *,
+        compliance: float = 1.0,
+        delay_mean_s: float = 0.0,
+        delay_sd_s: float = 0.0,
+        shelters: np.ndarray | None = None,
+    ) -> int:
         """Order the persons in ``zones`` to leave; returns how many are ordered (in the zones now).
 
         Parameters
@@ -175,8 +184,16 @@ class PoliciesMixin:
         self._arrivals(now)  # who has arrived by now is where they arrived
         self._refresh_skim(now, force=True)
         order = len(self.evac_orders)
-        self.evac_orders.append({"t": now, "compliance": float(compliance), "delay_mean": float(delay_mean_s),
-                                 "delay_sd": float(delay_sd_s), "shelters": shel, "n": 0})
+        self.evac_orders.append(
+            {
+                "t": now,
+                "compliance": float(compliance),
+                "delay_mean": float(delay_mean_s),
+                "delay_sd": float(delay_sd_s),
+                "shelters": shel,
+                "n": 0,
+            }
+        )
         self.evac_node |= mask
         self.evac_order_of_node[mask] = order
         self.node_open[mask] = 0
@@ -201,7 +218,8 @@ class PoliciesMixin:
 
     def _cancel_pending(self, persons: np.ndarray) -> np.ndarray:
         """Cancel the trips ``persons`` decided but have not started; returns those still on a trip
-        (a car released in this very tick can no longer be called back)."""
+        (a car released in this very tick can no longer be called back).
+        """
         p = persons[self.trip_mode[persons] >= 0]
         if p.size == 0:
             return p
@@ -222,8 +240,16 @@ class PoliciesMixin:
         g = self.twin.traffic.graph
         dist = np.full((nodes.size, self.n_nodes), np.inf)
         if nodes.size:
-            route_table(nodes.astype(np.int32), np.ones(nodes.size, np.bool_), g.in_indptr, g.in_links, g.src,
-                        self.twin.traffic.routes.weight, np.empty((0, self.n_nodes), np.int32), dist)
+            route_table(
+                nodes.astype(np.int32),
+                np.ones(nodes.size, np.bool_),
+                g.in_indptr,
+                g.in_links,
+                g.src,
+                self.twin.traffic.routes.weight,
+                np.empty((0, self.n_nodes), np.int32),
+                dist,
+            )
         return dist
 
     def _open_zone_nodes(self) -> None:
@@ -233,8 +259,9 @@ class PoliciesMixin:
         z_of = np.repeat(np.arange(nz), np.diff(self.zone_indptr))
         n_ok = np.bincount(z_of[ok], minlength=nz)
         n_all = np.diff(self.zone_indptr)
-        self._safe_zone = (n_ok > 0) & (2 * n_ok >= n_all) & (self.centroid >= 0) & \
-            ~self.evac_node[np.maximum(self.centroid, 0)]
+        self._safe_zone = (
+            (n_ok > 0) & (2 * n_ok >= n_all) & (self.centroid >= 0) & ~self.evac_node[np.maximum(self.centroid, 0)]
+        )
         # arrive at the zone's access nodes outside the order (any open node if none is)
         ptr, acc = self.people.access_indptr, self.people.access_nodes
         a_zone = np.repeat(np.arange(nz), np.diff(ptr))
@@ -285,27 +312,41 @@ class PoliciesMixin:
         unit_car = np.where(at_home[first], people.hh_car[people.household[lead]], people.car[lead])
         dest_u, tt_u = self._evac_destinations(lead, unit_car, order)
         dep_u = np.maximum(t0[first] + delay, self.twin.now)
-        use_car_u = unit_car & np.isfinite(tt_u) & (dest_u != self.node[lead]) & (
-            self.node_comp[dest_u] == self.node_comp[self.node[lead]])
+        use_car_u = (
+            unit_car
+            & np.isfinite(tt_u)
+            & (dest_u != self.node[lead])
+            & (self.node_comp[dest_u] == self.node_comp[self.node[lead]])
+        )
         vid_u = np.full(units.size, -1, np.int64)
         movers = np.flatnonzero(use_car_u & (np.bincount(inv[comply], minlength=units.size) > 0))
         if movers.size:
-            vid_u[movers] = self.twin.add_trips(self.node[lead[movers]], dest_u[movers], dep_u[movers],
-                                                source="population")
+            vid_u[movers] = self.twin.add_trips(
+                self.node[lead[movers]], dest_u[movers], dep_u[movers], source="population"
+            )
         go = persons[comply]
         ui = inv[comply]
         dest = dest_u[ui]
-        walk = self.params.detour * np.hypot(self.node_x[dest] - self.node_x[self.node[go]],
-                                             self.node_y[dest] - self.node_y[self.node[go]])
+        walk = self.params.detour * np.hypot(
+            self.node_x[dest] - self.node_x[self.node[go]], self.node_y[dest] - self.node_y[self.node[go]]
+        )
         car = vid_u[ui] >= 0
         tt = np.where(car, tt_u[ui], walk / (float(self.spec.evacuation.walk_speed_kmh) / 3.6))
         # plans end: they stay where they are evacuated to
         self.next_t[go] = np.inf
         self.leg[go] = self.plans.n_legs[go]
-        self._start_trips(go, self.leg[go].astype(np.int64), np.full(go.size, 4, np.int8), dest,
-                          np.where(car, kc.MODE_CAR, kc.MODE_OTHER).astype(np.int8), dep_u[ui], tt,
-                          people.vot[go].astype(np.float64) * np.where(np.isfinite(tt), tt, 0.0) / 3600.0,
-                          np.zeros(go.size), vid=vid_u[ui])
+        self._start_trips(
+            go,
+            self.leg[go].astype(np.int64),
+            np.full(go.size, 4, np.int8),
+            dest,
+            np.where(car, kc.MODE_CAR, kc.MODE_OTHER).astype(np.int8),
+            dep_u[ui],
+            tt,
+            people.vot[go].astype(np.float64) * np.where(np.isfinite(tt), tt, 0.0) / 3600.0,
+            np.zeros(go.size),
+            vid=vid_u[ui],
+        )
 
     def _evac_destinations(self, persons: np.ndarray, has_car: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
         """Each evacuee's destination node and car travel time to it (inf: none by car)."""
@@ -320,8 +361,13 @@ class PoliciesMixin:
             dest[ok] = o["shelters"][best[ok]]
             tt[ok] = d[best[ok], np.arange(persons.size)[ok]]
             # no road to any shelter: the nearest one as the crow flies, on foot
-            near = np.argmin(np.hypot(self.node_x[o["shelters"]][:, None] - self.node_x[origin][None, :],
-                                      self.node_y[o["shelters"]][:, None] - self.node_y[origin][None, :]), axis=0)
+            near = np.argmin(
+                np.hypot(
+                    self.node_x[o["shelters"]][:, None] - self.node_x[origin][None, :],
+                    self.node_y[o["shelters"]][:, None] - self.node_y[origin][None, :],
+                ),
+                axis=0,
+            )
             dest[~ok] = o["shelters"][near[~ok]]
             return dest, tt
         safe = np.flatnonzero(self._safe_zone)

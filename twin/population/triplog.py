@@ -43,7 +43,7 @@ class TripLog:
                 b[: self.n] = a[: self.n]
                 self._cols[k] = b
         for k in _COLUMNS:
-            self._cols[k][self.n:need] = cols[k]
+            self._cols[k][self.n : need] = cols[k]
         rows = np.arange(self.n, need, dtype=np.int64)
         self.n = need
         return rows

@@ -9,8 +9,9 @@ from city_models.network import make_network
 from scenarios import load_scenario
 
 
-def line_city(n: int = 5, *, link_m: float = 1000.0, speed: float = 10.0, places: dict | None = None,
-              facilities=()) -> City:
+def line_city(
+    n: int = 5, *, link_m: float = 1000.0, speed: float = 10.0, places: dict | None = None, facilities=()
+) -> City:
     """``n`` nodes on a line, ``link_m`` apart, two-way links at ``speed`` (100 s per link by default).
 
     Link ``2k`` goes from node ``k`` to ``k+1``, link ``2k+1`` back.
@@ -20,21 +21,49 @@ def line_city(n: int = 5, *, link_m: float = 1000.0, speed: float = 10.0, places
     for k in range(n - 1):
         src += [k, k + 1]
         dst += [k + 1, k]
-    net = make_network(x=x, y=np.zeros(n), src=src, dst=dst, length_m=np.full(len(src), link_m),
-                       lanes=1.0, free_speed_mps=speed, node_osmid=np.arange(n), link_osmid=np.arange(len(src)),
-                       lon=24.9 + x / 55_000.0, lat=np.full(n, 60.17))
-    zones = Zones(name=("Z0",), residents=np.array([1000]), jobs=np.array([1000]), x=np.array([x.mean()]),
-                  y=np.array([0.0]), node_zone=np.zeros(n, np.int32))
+    net = make_network(
+        x=x,
+        y=np.zeros(n),
+        src=src,
+        dst=dst,
+        length_m=np.full(len(src), link_m),
+        lanes=1.0,
+        free_speed_mps=speed,
+        node_osmid=np.arange(n),
+        link_osmid=np.arange(len(src)),
+        lon=24.9 + x / 55_000.0,
+        lat=np.full(n, 60.17),
+    )
+    zones = Zones(
+        name=("Z0",),
+        residents=np.array([1000]),
+        jobs=np.array([1000]),
+        x=np.array([x.mean()]),
+        y=np.array([0.0]),
+        node_zone=np.zeros(n, np.int32),
+    )
     return City(name=f"line{n}", network=net, zones=zones, facilities=tuple(facilities), places=places or {})
 
 
-def scenario(incidents: dict, resources: dict | None = None, *, duration="2h", start="00:00", trips=0,
-             step="1s", interval="5min", city=None, **extra):
+def scenario(
+    incidents: dict,
+    resources: dict | None = None,
+    *,
+    duration="2h",
+    start="00:00",
+    trips=0,
+    step="1s",
+    interval="5min",
+    city=None,
+    **extra,
+):
     """A scenario for a hand-made city (``city`` is only a placeholder: pass ``city=`` to the Twin)."""
     data = {
-        "name": "em-test", "seed": 1,
+        "name": "em-test",
+        "seed": 1,
         "time": {"start": start, "duration": duration, "step": step},
-        "city": city or {"synthetic": {"blocks_x": 2, "blocks_y": 2, "river": False, "ring_road": False, "zone_blocks": 1}},
+        "city": city
+        or {"synthetic": {"blocks_x": 2, "blocks_y": 2, "river": False, "ring_road": False, "zone_blocks": 1}},
         "demand": {"gravity": {"total_trips": trips}},
         "outputs": {"interval": interval},
         "incidents": incidents,
@@ -66,9 +95,25 @@ def ladder_city() -> City:
     for a, b in pairs:
         src += [a, b]
         dst += [b, a]
-    net = make_network(x=x, y=y, src=src, dst=dst, length_m=np.full(len(src), 1000.0), lanes=1.0,
-                       free_speed_mps=10.0, node_osmid=np.arange(5), link_osmid=np.arange(len(src)))
-    zones = Zones(name=("Z0",), residents=np.array([1]), jobs=np.array([1]), x=np.array([500.0]),
-                  y=np.array([500.0]), node_zone=np.zeros(5, np.int32))
-    return City(name="ladder", network=net, zones=zones,
-                places={"Bridge A": np.array([2, 3]), "Bridge B": np.array([6, 7])})
+    net = make_network(
+        x=x,
+        y=y,
+        src=src,
+        dst=dst,
+        length_m=np.full(len(src), 1000.0),
+        lanes=1.0,
+        free_speed_mps=10.0,
+        node_osmid=np.arange(5),
+        link_osmid=np.arange(len(src)),
+    )
+    zones = Zones(
+        name=("Z0",),
+        residents=np.array([1]),
+        jobs=np.array([1]),
+        x=np.array([500.0]),
+        y=np.array([500.0]),
+        node_zone=np.zeros(5, np.int32),
+    )
+    return City(
+        name="ladder", network=net, zones=zones, places={"Bridge A": np.array([2, 3]), "Bridge B": np.array([6, 7])}
+    )

@@ -44,15 +44,22 @@ def _rows(folder, name="after_action.csv"):
 
 def test_drill_writes_run_folder_and_after_action_log(tmp_path, drill_file, capsys):
     injects = tmp_path / "injects.txt"
-    injects.write_text('{type: medical, location: 12, at: "08:15", severity: 2, notes: "fall"}\n'
-                       "# a comment\n"
-                       "{type: volcano, location: 1}\n")
+    injects.write_text(
+        '{type: medical, location: 12, at: "08:15", severity: 2, notes: "fall"}\n'
+        "# a comment\n"
+        "{type: volcano, location: 1}\n"
+    )
     out = tmp_path / "run"
     assert main(["drill", str(drill_file), "--out", str(out), "--inject", str(injects), "-q"]) == 0
     text = capsys.readouterr().out
     assert "inject rejected" in text and "volcano" in text
-    assert {p.name for p in out.iterdir()} == {"results.nc", "summary.json", "scenario.yaml", "after_action.csv",
-                                              ".city-twin.json"}  # the twin's folder marker (issue 15)
+    assert {p.name for p in out.iterdir()} == {
+        "results.nc",
+        "summary.json",
+        "scenario.yaml",
+        "after_action.csv",
+        ".city-twin.json",
+    }  # the twin's folder marker (issue 15)
     rows = _rows(out)
     assert rows[0]["event"] == "inject_rejected" and rows[0]["clock"] == "08:00:00"
     first = rows[1]
@@ -84,8 +91,23 @@ def test_paced_drill_picks_up_lines_appended_to_the_watched_file(tmp_path, drill
     th = threading.Thread(target=feed)
     th.start()
     # 40 simulated minutes at 1200x real time: about 2 s of wall clock
-    assert main(["drill", str(drill_file), "--out", str(out), "--inject", str(injects), "--speed", "1200",
-                 "--log-format", "jsonl"]) == 0
+    assert (
+        main(
+            [
+                "drill",
+                str(drill_file),
+                "--out",
+                str(out),
+                "--inject",
+                str(injects),
+                "--speed",
+                "1200",
+                "--log-format",
+                "jsonl",
+            ]
+        )
+        == 0
+    )
     th.join()
     rows = [json.loads(line) for line in (out / "after_action.jsonl").read_text().splitlines()]
     live = [r for r in rows if r["event"] == "occurred" and "live call" in r["detail"]]

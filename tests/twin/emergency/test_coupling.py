@@ -8,15 +8,23 @@ import numpy as np
 from tests.twin.emergency.helpers import FIXED, line_city, medical_only, scenario
 from twin.model import Twin
 
-CRASH = {"units": {"police": 1, "tow": 1}, "on_scene": 600, "transport": 0.0, "cleared_by": "tow",
-         "clearance": "20min", "capacity_factor": 0.5, "severity": {1: 1.0}}
+CRASH = {
+    "units": {"police": 1, "tow": 1},
+    "on_scene": 600,
+    "transport": 0.0,
+    "cleared_by": "tow",
+    "clearance": "20min",
+    "capacity_factor": 0.5,
+    "severity": {1: 1.0},
+}
 
 
 def _trips(folder, n, *, origin=0, dest=1, horizon=3600.0):
     path = folder / "trips.csv"
     dep = np.linspace(0.0, horizon, n, endpoint=False)
-    path.write_text("trip_id,origin,destination,depart_s\n"
-                    + "".join(f"{k},{origin},{dest},{t:.3f}\n" for k, t in enumerate(dep)))
+    path.write_text(
+        "trip_id,origin,destination,depart_s\n" + "".join(f"{k},{origin},{dest},{t:.3f}\n" for k, t in enumerate(dep))
+    )
     return path
 
 
@@ -24,11 +32,21 @@ def test_crash_on_a_busy_link_lowers_outflow_then_recovers(tmp_path):
     # 3000 veh/h into a link of 2400 veh/h: it discharges at capacity all the time
     trips = _trips(tmp_path, 3000)
     sc = scenario(
-        {**FIXED, "types": {"traffic_crash": CRASH},
-         "drill": [{"at": "20min", "type": "traffic_crash", "location": "Main Street", "severity": 1}]},
-        {"stations": [{"name": "Police", "kind": "police", "node": 4, "units": {"police": 1}},
-                      {"name": "Depot", "kind": "tow", "node": 4, "units": {"tow": 1}}]},
-        duration="80min", step="1s", demand={"trips": str(trips)})
+        {
+            **FIXED,
+            "types": {"traffic_crash": CRASH},
+            "drill": [{"at": "20min", "type": "traffic_crash", "location": "Main Street", "severity": 1}],
+        },
+        {
+            "stations": [
+                {"name": "Police", "kind": "police", "node": 4, "units": {"police": 1}},
+                {"name": "Depot", "kind": "tow", "node": 4, "units": {"tow": 1}},
+            ]
+        },
+        duration="80min",
+        step="1s",
+        demand={"trips": str(trips)},
+    )
     city = line_city(places={"Main Street": np.array([0])})
     tw = Twin(sc, city=city)
     tw.run()
@@ -61,11 +79,22 @@ def test_crash_on_a_busy_link_lowers_outflow_then_recovers(tmp_path):
 def _jammed_run(tmp_path, policy):
     trips = _trips(tmp_path, 3000, dest=2)  # through link 0 (0->1) and link 2 (1->2)
     sc = scenario(
-        {**FIXED, "policy": policy, "types": {"medical": medical_only(on_scene=60)},
-         "drill": [{"at": "50min", "type": "medical", "location": 1, "severity": 1}]},
-        {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}},
-                      {"name": "T", "kind": "ems", "node": 2, "units": {"ambulance": 1}}]},
-        duration="75min", step="1s", demand={"trips": str(trips)})
+        {
+            **FIXED,
+            "policy": policy,
+            "types": {"medical": medical_only(on_scene=60)},
+            "drill": [{"at": "50min", "type": "medical", "location": 1, "severity": 1}],
+        },
+        {
+            "stations": [
+                {"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}},
+                {"name": "T", "kind": "ems", "node": 2, "units": {"ambulance": 1}},
+            ]
+        },
+        duration="75min",
+        step="1s",
+        demand={"trips": str(trips)},
+    )
     tw = Twin(sc, city=line_city())
     tw.link_control.apply([2], source="road works", capacity_factor=0.3)  # a bottleneck after link 0
     tw.run()
@@ -84,8 +113,12 @@ def test_units_drive_the_congested_network(tmp_path):
 
 
 def test_emergency_speed_factor_shortens_trips():
-    base = {"call_delay": 0, "turnout": 0, "types": {"medical": medical_only(on_scene=60)},
-            "drill": [{"at": 0, "type": "medical", "location": 3, "severity": 1}]}
+    base = {
+        "call_delay": 0,
+        "turnout": 0,
+        "types": {"medical": medical_only(on_scene=60)},
+        "drill": [{"at": 0, "type": "medical", "location": 3, "severity": 1}],
+    }
     res = {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}}]}
     times = []
     for factor in (1.0, 2.0):

@@ -13,16 +13,25 @@ ONE_AMB = {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambul
 
 
 def _twin(incidents, resources=ONE_AMB, **kw):
-    return Twin(scenario({**FIXED, "types": {"medical": medical_only(on_scene=300)}, **incidents}, resources, **kw),
-                city=line_city(places={"Main Street": np.array([0, 1])}))
+    return Twin(
+        scenario({**FIXED, "types": {"medical": medical_only(on_scene=300)}, **incidents}, resources, **kw),
+        city=line_city(places={"Main Street": np.array([0, 1])}),
+    )
 
 
 # ------------------------------------------------------------------------------ bad input
 
+
 def test_incident_at_an_unknown_place_names_the_drill_entry():
     with pytest.raises(InputError) as info:
-        _twin({"drill": [{"at": 60, "type": "medical", "location": 2},
-                         {"at": "00:10", "type": "medical", "location": "Main Stret"}]})
+        _twin(
+            {
+                "drill": [
+                    {"at": 60, "type": "medical", "location": 2},
+                    {"at": "00:10", "type": "medical", "location": "Main Stret"},
+                ]
+            }
+        )
     msg = str(info.value)
     assert "incidents.drill[1]" in msg and "'Main Stret'" in msg and "Main Street" in msg  # suggests the near name
 
@@ -45,8 +54,12 @@ def test_station_far_outside_the_city():
 
 
 def test_a_unit_kind_no_incident_needs_names_the_station_and_kind():
-    res = {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}},
-                        {"name": "Harbour", "kind": "fire", "node": 1, "units": {"boat": 2}}]}
+    res = {
+        "stations": [
+            {"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}},
+            {"name": "Harbour", "kind": "fire", "node": 1, "units": {"boat": 2}},
+        ]
+    }
     with pytest.raises(InputError) as info:
         _twin({"drill": [{"at": 60, "type": "medical", "location": 2}]}, res)
     msg = str(info.value)
@@ -60,8 +73,17 @@ def test_an_incident_type_in_use_needs_its_units_somewhere():
 
 def test_transport_needs_a_hospital():
     with pytest.raises(InputError, match=r"incidents\.types\.medical\.transport.*no(ne)? hospital|has none"):
-        Twin(scenario({**FIXED, "types": {"medical": medical_only(transport=1.0)},
-                       "drill": [{"at": 60, "type": "medical", "location": 2}]}, ONE_AMB), city=line_city())
+        Twin(
+            scenario(
+                {
+                    **FIXED,
+                    "types": {"medical": medical_only(transport=1.0)},
+                    "drill": [{"at": 60, "type": "medical", "location": 2}],
+                },
+                ONE_AMB,
+            ),
+            city=line_city(),
+        )
 
 
 def test_zone_weights_name_unknown_zones():
@@ -75,9 +97,15 @@ def test_bad_policy_module():
 
 
 def test_a_policy_cannot_send_a_busy_unit():
-    tw = _twin({"drill": [{"at": 0, "type": "medical", "location": 1, "severity": 1},
-                          {"at": 10, "type": "medical", "location": 2, "severity": 1}]},
-               {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 2}}]})
+    tw = _twin(
+        {
+            "drill": [
+                {"at": 0, "type": "medical", "location": 1, "severity": 1},
+                {"at": 10, "type": "medical", "location": 2, "severity": 1},
+            ]
+        },
+        {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 2}}]},
+    )
     em = tw.components["emergency"]
     em.policy = lambda inc, kind, n, cand: [0]  # always unit 0, busy after the first call
     em.policy_name = "always-unit-0"
@@ -87,11 +115,22 @@ def test_a_policy_cannot_send_a_busy_unit():
 
 # ------------------------------------------------------------------------------ API
 
+
 def test_station_out_of_service_and_back():
-    tw = _twin({"drill": [{"at": 0, "type": "medical", "location": 1, "severity": 1},
-                          {"at": 1000, "type": "medical", "location": 1, "severity": 1}]},
-               {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}},
-                             {"name": "Far", "kind": "ems", "node": 4, "units": {"ambulance": 1}}]})
+    tw = _twin(
+        {
+            "drill": [
+                {"at": 0, "type": "medical", "location": 1, "severity": 1},
+                {"at": 1000, "type": "medical", "location": 1, "severity": 1},
+            ]
+        },
+        {
+            "stations": [
+                {"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}},
+                {"name": "Far", "kind": "ems", "node": 4, "units": {"ambulance": 1}},
+            ]
+        },
+    )
     em = tw.components["emergency"]
     em.set_station_in_service("S", False)
     tw.run_until(900)
@@ -137,9 +176,15 @@ def test_add_and_remove_station():
 
 
 def test_move_units_relocates_them():
-    tw = _twin({"drill": [{"at": 1000, "type": "medical", "location": 4, "severity": 1}]},
-               {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}},
-                             {"name": "East", "kind": "ems", "node": 4, "units": {}}]})
+    tw = _twin(
+        {"drill": [{"at": 1000, "type": "medical", "location": 4, "severity": 1}]},
+        {
+            "stations": [
+                {"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}},
+                {"name": "East", "kind": "ems", "node": 4, "units": {}},
+            ]
+        },
+    )
     em = tw.components["emergency"]
     assert em.move_units("S", "East", "ambulance", 1) == [0]
     tw.run_until(500)

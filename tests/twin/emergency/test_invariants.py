@@ -13,7 +13,8 @@ from twin.emergency.resources import BUSY, DISPATCHABLE
 from twin.model import Twin
 
 BUSY_DAY = {
-    "name": "busy", "seed": 5,
+    "name": "busy",
+    "seed": 5,
     "time": {"start": "16:00", "duration": "100min", "step": "2s"},
     "city": {"synthetic": {"blocks_x": 6, "blocks_y": 6, "bridges": 2, "zone_blocks": 2, "arterial_every": 3}},
     "demand": {"gravity": {"total_trips": 4000}},
@@ -21,8 +22,11 @@ BUSY_DAY = {
     "incidents": {
         "call_delay": {"dist": "exponential", "mean": "40s"},
         "turnout": {"dist": "uniform", "low": "30s", "high": "90s"},
-        "rates": {"medical": {"per_hour": 14}, "traffic_crash": {"per_hour": 5, "zones": "jobs"},
-                  "fire": {"per_hour": 3, "zones": "uniform"}},
+        "rates": {
+            "medical": {"per_hour": 14},
+            "traffic_crash": {"per_hour": 5, "zones": "jobs"},
+            "fire": {"per_hour": 3, "zones": "uniform"},
+        },
         "drill": [
             {"at": "16:05", "type": "fire", "location": "Old Bridge", "severity": 3},
             {"at": "16:20", "type": "flood", "location": "North Bridge", "severity": 2},
@@ -30,9 +34,10 @@ BUSY_DAY = {
             {"at": "16:30", "type": "traffic_crash", "location": [24.94, 60.17], "severity": 3},
         ],
     },
-    "resources": {"stations": [
-        {"name": "County", "kind": "fire", "node": 0, "units": {"engine": 2}, "mutual_aid": True}],
-        "include_city_facilities": True},
+    "resources": {
+        "stations": [{"name": "County", "kind": "fire", "node": 0, "units": {"engine": 2}, "mutual_aid": True}],
+        "include_city_facilities": True,
+    },
 }
 
 
@@ -81,8 +86,17 @@ def test_invariants_hold_after_every_event(busy_run):
     assert agenda_steps > 150  # and after every unit and incident step within them
     ev = {r[1] for r in em.log.rows}
     # the run exercised what the invariants guard: queueing, rerouting around floods, stand-downs
-    for name in ("queued", "dispatched", "on_scene", "transport", "road_cleared", "link_change", "cleared",
-                 "station_out_of_service", "station_in_service"):
+    for name in (
+        "queued",
+        "dispatched",
+        "on_scene",
+        "transport",
+        "road_cleared",
+        "link_change",
+        "cleared",
+        "station_out_of_service",
+        "station_in_service",
+    ):
         assert name in ev, name
     assert em.mutual_aid_dispatches > 0
 
@@ -123,8 +137,10 @@ def test_every_incident_ends_cleared_or_reported_open(busy_run):
         both = ok[a] & ok[a + 1]
         assert (t[a][both] <= t[a + 1][both] + 1e-9).all()
     resp = ds.incident_response_s.values
-    np.testing.assert_allclose(resp[np.isfinite(resp)],
-                               (ds.incident_time.sel(stage="on_scene") - ds.incident_time.sel(stage="reported")).values[np.isfinite(resp)])
+    np.testing.assert_allclose(
+        resp[np.isfinite(resp)],
+        (ds.incident_time.sel(stage="on_scene") - ds.incident_time.sel(stage="reported")).values[np.isfinite(resp)],
+    )
 
 
 def test_links_closed_by_floods_are_restored(busy_run):
@@ -152,15 +168,16 @@ def test_time_series_and_unit_table(busy_run):
     # at the end: the last sample counts the free units now
     last = ds.units_available.isel(time=-1)
     for k in em.kinds:
-        free = sum(1 for u in em.units if u.kind == k and u.state in DISPATCHABLE
-                   and em.stations[u.station].in_service)
+        free = sum(1 for u in em.units if u.kind == k and u.state in DISPATCHABLE and em.stations[u.station].in_service)
         assert int(last.sel(unit_type=k)) == free
     frac = ds.unit_busy_fraction.values
     assert ((frac >= 0) & (frac <= 1)).all() and frac.max() > 0.2
     kp = tw.kpis()
     assert kp["unit_utilization_pct"] == pytest.approx(100 * frac.mean())
     assert kp["incidents_waiting_max"] >= ds.incidents_waiting.values.max()
-    r = ds.incident_response_s.values[(ds.incident_type.values == "medical") & np.isfinite(ds.incident_response_s.values)]
+    r = ds.incident_response_s.values[
+        (ds.incident_type.values == "medical") & np.isfinite(ds.incident_response_s.values)
+    ]
     assert kp["response_p50_s_medical"] == pytest.approx(np.percentile(r, 50))
     met = ds.incident_target_met.values[ds.incident_type.values == "medical"]
     assert kp["within_target_pct_medical"] == pytest.approx(100 * np.nanmean(met))

@@ -18,20 +18,35 @@ HOURS, WARMUP_H, REPS = 100, 5, 20
 
 def erlang_c(c: int, a: float) -> float:
     """Probability an arriving call waits in an M/M/c queue with offered load ``a`` (Erlang C)."""
-    top = a ** c / math.factorial(c) * c / (c - a)
-    return top / (sum(a ** k / math.factorial(k) for k in range(c)) + top)
+    top = a**c / math.factorial(c) * c / (c - a)
+    return top / (sum(a**k / math.factorial(k) for k in range(c)) + top)
 
 
 def _replication(seed: int, city) -> tuple[float, float]:
     sc = scenario(
-        {"call_delay": 0, "turnout": 0,
-         "types": {"medical": {"units": {"ambulance": 1}, "severity": {1: 1.0}, "transport": 0.0,
-                               "on_scene": {"dist": "exponential", "mean": MEAN_S}}},
-         "rates": {"medical": {"per_hour": LAM_H, "nodes": [0]}}},
-        {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": C}}],
-         "hospitals": [{"name": "H", "node": 1, "beds": 1}]},
-        duration=f"{HOURS}h", interval="10h", step="10s", seed=seed,
-        traffic={"routing": "static"})
+        {
+            "call_delay": 0,
+            "turnout": 0,
+            "types": {
+                "medical": {
+                    "units": {"ambulance": 1},
+                    "severity": {1: 1.0},
+                    "transport": 0.0,
+                    "on_scene": {"dist": "exponential", "mean": MEAN_S},
+                }
+            },
+            "rates": {"medical": {"per_hour": LAM_H, "nodes": [0]}},
+        },
+        {
+            "stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": C}}],
+            "hospitals": [{"name": "H", "node": 1, "beds": 1}],
+        },
+        duration=f"{HOURS}h",
+        interval="10h",
+        step="10s",
+        seed=seed,
+        traffic={"routing": "static"},
+    )
     tw = Twin(sc, city=city)
     tw.run()
     em = tw.components["emergency"]

@@ -26,11 +26,14 @@ def iso(t: float) -> str:
     return FeedClock.for_day(DAY, start_s=START_S).to_iso(t)
 
 
-def tfo(sensor: str = "det-1", t: float = 300.0, *, link: int | None = 5, interval: float = 300.0,
-        **values) -> dict:
+def tfo(sensor: str = "det-1", t: float = 300.0, *, link: int | None = 5, interval: float = 300.0, **values) -> dict:
     """A keyValues TrafficFlowObserved of ``link`` for the period ending at sim ``t``."""
-    e = {"id": f"urn:ngsi-ld:TrafficFlowObserved:{sensor}", "type": "TrafficFlowObserved",
-         "dateObservedFrom": iso(t - interval), "dateObservedTo": iso(t)}
+    e = {
+        "id": f"urn:ngsi-ld:TrafficFlowObserved:{sensor}",
+        "type": "TrafficFlowObserved",
+        "dateObservedFrom": iso(t - interval),
+        "dateObservedTo": iso(t),
+    }
     if link is not None:
         e["refRoadSegment"] = f"urn:ngsi-ld:RoadSegment:{link}"
     e.update(values or {"intensity": 20, "averageVehicleSpeed": 36.0, "occupancy": 0.05})
@@ -55,8 +58,11 @@ def make_hub(mapper, clock, tmp_path):
     hubs = []
 
     def make(**settings) -> FeedHub:
-        hub = FeedHub(Cleanser(clock=clock, mapper=mapper, settings=CleansingSpec(**settings),
-                               dead_letter=tmp_path / "dead.jsonl"))
+        hub = FeedHub(
+            Cleanser(
+                clock=clock, mapper=mapper, settings=CleansingSpec(**settings), dead_letter=tmp_path / "dead.jsonl"
+            )
+        )
         hubs.append(hub)
         return hub
 
@@ -97,12 +103,14 @@ class Broker:
             f"persistence_location {folder}/\n"
             f"log_dest file {folder}/mosquitto.log\n"
             f"user {getpass.getuser()}\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

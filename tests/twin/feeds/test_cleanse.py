@@ -23,7 +23,7 @@ def _replace(e, **change):
 
 
 BAD = [  # (payload, code, words in the reason)
-    (b"{\"id\": \"urn:ngsi-ld:TrafficFl", "malformed", "not JSON"),
+    (b'{"id": "urn:ngsi-ld:TrafficFl', "malformed", "not JSON"),
     (b"\xff\xfe garbage", "malformed", "not JSON"),
     ("42", "malformed", "expected an NGSI-LD entity"),
     ("[]", "malformed", "no entities"),
@@ -35,18 +35,27 @@ BAD = [  # (payload, code, words in the reason)
     (_replace(tfo(), dateObservedTo="14/05/2024 07:05"), "schema", "dateObservedTo is not an ISO 8601"),
     (_replace(tfo(), intensity="n/a"), "schema", "intensity must be a number"),
     (tfo(notes="no values"), "schema", "no measured value"),
-    ({**to_normalized(tfo()), "occupancy": {"type": "Property", "value": 5, "unitCode": "XYZ"}},
-     "unit", "occupancy has unitCode 'XYZ'"),
+    (
+        {**to_normalized(tfo()), "occupancy": {"type": "Property", "value": 5, "unitCode": "XYZ"}},
+        "unit",
+        "occupancy has unitCode 'XYZ'",
+    ),
     (tfo(intensity=-3), "implausible", "negative intensity"),
     (tfo(averageVehicleSpeed=-1.0), "implausible", "negative averageVehicleSpeed"),
     (tfo(averageVehicleSpeed=412.0), "implausible", "412 km/h is above max_speed_kmh=200"),
     (tfo(occupancy=1.7), "implausible", "occupancy 1.7 is above 1"),
     (tfo(intensity=100_000), "implausible", "above max_flow_vph_per_lane=3000"),
     (tfo("ghost", link=None), "unmapped", "not in the sensor table"),
-    (tfo("far", link=None) | {"location": {"type": "Point", "coordinates": [25.5, 60.5]}}, "unmapped",
-     "no link within snap_max_m"),
-    ({"id": "a", "type": "Alert", "subCategory": "flood", "dateIssued": iso(0)}, "schema",
-     "missing attribute 'category'"),
+    (
+        tfo("far", link=None) | {"location": {"type": "Point", "coordinates": [25.5, 60.5]}},
+        "unmapped",
+        "no link within snap_max_m",
+    ),
+    (
+        {"id": "a", "type": "Alert", "subCategory": "flood", "dateIssued": iso(0)},
+        "schema",
+        "missing attribute 'category'",
+    ),
 ]
 
 
@@ -77,8 +86,10 @@ def test_duplicates_are_counted_and_conflicts_rejected(make_hub, tmp_path):
     assert (o.status, o.code) == ("rejected", "conflict") and "other values" in o.reason
     lane = dict(msg, laneId=1)  # another lane of the same sensor is another observation
     assert hub.push(lane, source="a")[0].status == "accepted"
-    assert hub.counters() == {"a": {"accepted": 2, "rejected": 1, "late": 0, "duplicate": 1},
-                              "b": {"accepted": 0, "rejected": 0, "late": 0, "duplicate": 1}}
+    assert hub.counters() == {
+        "a": {"accepted": 2, "rejected": 1, "late": 0, "duplicate": 1},
+        "b": {"accepted": 0, "rejected": 0, "late": 0, "duplicate": 1},
+    }
     assert [e["code"] for e in dead_letters(tmp_path / "dead.jsonl")] == ["conflict"]  # duplicates are not
     assert len(hub.drain(10_000)) == 2
 
@@ -103,8 +114,15 @@ def test_reorder_window_and_late_observations(make_hub, tmp_path):
 def test_late_alerts_are_still_delivered_flagged(make_hub):
     hub = make_hub()
     hub.drain(3600.0)
-    alert = {"id": "urn:ngsi-ld:Alert:1", "type": "Alert", "category": "traffic", "subCategory": "carAccident",
-             "dateIssued": iso(1800.0), "validTo": iso(2400.0), "refRoadSegment": "urn:ngsi-ld:RoadSegment:3"}
+    alert = {
+        "id": "urn:ngsi-ld:Alert:1",
+        "type": "Alert",
+        "category": "traffic",
+        "subCategory": "carAccident",
+        "dateIssued": iso(1800.0),
+        "validTo": iso(2400.0),
+        "refRoadSegment": "urn:ngsi-ld:RoadSegment:3",
+    }
     assert hub.push(alert, source="s")[0].status == "accepted"
     (rec,) = hub.drain(3700.0)
     assert isinstance(rec, AlertEvent) and rec.late and rec.link == 3 and rec.kind == "accident"
@@ -163,10 +181,20 @@ def test_notification_with_mixed_entities_and_counter_variables(make_hub):
 
 def test_released_records_are_typed_and_ordered(make_hub):
     hub = make_hub()
-    hub.push([tfo("x", 900.0), tfo("y", 300.0, link=None) | {"id": "urn:ngsi-ld:TrafficFlowObserved:cam-1"}],
-             source="s")
-    hub.push({"id": "urn:ngsi-ld:Alert:w", "type": "Alert", "category": "traffic", "subCategory": "roadWorks",
-              "dateIssued": iso(600.0), "refRoadSegment": ["urn:ngsi-ld:RoadSegment:2"]}, source="s")
+    hub.push(
+        [tfo("x", 900.0), tfo("y", 300.0, link=None) | {"id": "urn:ngsi-ld:TrafficFlowObserved:cam-1"}], source="s"
+    )
+    hub.push(
+        {
+            "id": "urn:ngsi-ld:Alert:w",
+            "type": "Alert",
+            "category": "traffic",
+            "subCategory": "roadWorks",
+            "dateIssued": iso(600.0),
+            "refRoadSegment": ["urn:ngsi-ld:RoadSegment:2"],
+        },
+        source="s",
+    )
     out = hub.drain(2000.0)
     assert [(r.record, r.t) for r in out] == [("observation", 300.0), ("closure", 600.0), ("observation", 900.0)]
     assert isinstance(out[0], Observation) and out[0].link == 7 and out[1].links == (2,)

@@ -35,9 +35,13 @@ def served(make_hub):
 def test_notification_reaches_the_queue(served):
     hub, src = served
     assert src.host == "127.0.0.1" and src.port > 0  # local only, on a free port
-    note = {"id": "urn:ngsi-ld:Notification:7", "type": "Notification", "subscriptionId": "urn:ngsi-ld:Subscription:1",
-            "notifiedAt": "2024-05-14T07:05:02Z",
-            "data": [to_normalized(tfo("n1", 300.0)), to_normalized(tfo("n2", 300.0, link=6))]}
+    note = {
+        "id": "urn:ngsi-ld:Notification:7",
+        "type": "Notification",
+        "subscriptionId": "urn:ngsi-ld:Subscription:1",
+        "notifiedAt": "2024-05-14T07:05:02Z",
+        "data": [to_normalized(tfo("n1", 300.0)), to_normalized(tfo("n2", 300.0, link=6))],
+    }
     code, body = _post(src.url, json.dumps(note).encode())
     assert (code, body) == (200, {"outcomes": {"accepted": 2}})
     recs = hub.drain(1000.0)
@@ -49,11 +53,14 @@ def test_notification_reaches_the_queue(served):
         assert json.loads(resp.read())["counters"]["http"]["duplicate"] == 2
 
 
-@pytest.mark.parametrize("body,words", [
-    (b"{\"type\": \"Notification\", \"data\": [", "not JSON"),
-    (json.dumps({"type": "Notification", "data": {"id": "x"}}).encode(), "'data' list"),
-    (json.dumps({"type": "Notification", "data": [tfo(intensity=-5)]}).encode(), "negative intensity"),
-])
+@pytest.mark.parametrize(
+    "body,words",
+    [
+        (b'{"type": "Notification", "data": [', "not JSON"),
+        (json.dumps({"type": "Notification", "data": {"id": "x"}}).encode(), "'data' list"),
+        (json.dumps({"type": "Notification", "data": [tfo(intensity=-5)]}).encode(), "negative intensity"),
+    ],
+)
 def test_malformed_notification_gets_400_and_is_dead_lettered(body, words, served, tmp_path):
     hub, src = served
     code, answer = _post(src.url, body)

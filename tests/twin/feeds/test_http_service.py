@@ -27,7 +27,7 @@ def _raw(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
         while True:
             try:
                 chunk = s.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             if not chunk:
                 break
@@ -38,8 +38,10 @@ def _raw(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
 
 
 def _post(src: HttpSource, body: bytes = BODY, *, headers: str = "") -> bytes:
-    head = (f"POST {src.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n{headers}\r\n").encode()
+    head = (
+        f"POST {src.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n{headers}\r\n"
+    ).encode()
     return _raw(src.port, head + body)
 
 
@@ -69,8 +71,9 @@ def test_slow_clients_hold_no_threads_and_time_out(serve):
     proc = psutil.Process()
     threads0 = proc.num_threads()
     slow = []
-    head = (f"POST {src.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: 1000\r\n\r\n{{").encode()
+    head = (
+        f"POST {src.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    ).encode()
     for _ in range(300):
         s = socket.create_connection(("127.0.0.1", src.port), timeout=10)
         s.sendall(head)
@@ -101,8 +104,9 @@ def test_slow_clients_hold_no_threads_and_time_out(serve):
 
 def test_a_body_that_does_not_arrive_gets_408(serve):
     src = serve(timeout=0.5)
-    head = (f"POST {src.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: 1000\r\n\r\n{{").encode()
+    head = (
+        f"POST {src.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    ).encode()
     t0 = time.monotonic()
     answer = _raw(src.port, head)
     assert _status(answer) == 408 and b"did not arrive within 0.5 s" in answer
@@ -156,9 +160,20 @@ def test_binding_beyond_loopback_needs_a_token(make_hub, caplog):
 def test_the_token_comes_from_the_environment(monkeypatch):
     from scenarios.feeds import FeedsSpec
 
-    spec = FeedsSpec.model_validate({"sources": [{"kind": "http", "host": "0.0.0.0", "port": 0,
-                                                  "token_env": "MY_FEED_TOKEN", "max_connections": 8,
-                                                  "timeout": "3s"}]}).sources[0]
+    spec = FeedsSpec.model_validate(
+        {
+            "sources": [
+                {
+                    "kind": "http",
+                    "host": "0.0.0.0",
+                    "port": 0,
+                    "token_env": "MY_FEED_TOKEN",
+                    "max_connections": 8,
+                    "timeout": "3s",
+                }
+            ]
+        }
+    ).sources[0]
     monkeypatch.delenv("MY_FEED_TOKEN", raising=False)
     assert HttpSource.from_spec(spec).token is None
     monkeypatch.setenv("MY_FEED_TOKEN", "abc")

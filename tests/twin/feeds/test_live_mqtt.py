@@ -17,9 +17,13 @@ def test_the_live_twin_follows_the_feed_clock(broker, small_city):
     from twin.live import Shadow
 
     base = small_scenario()
-    spec = base.resolved() | {"feeds": {"date": DAY.isoformat(), "cleansing": {"reorder_window": 60},
-                                        "sources": [{"kind": "mqtt", "port": broker.port, "topic": "city/#",
-                                                     "client_id": "live-twin"}]}}
+    spec = base.resolved() | {
+        "feeds": {
+            "date": DAY.isoformat(),
+            "cleansing": {"reorder_window": 60},
+            "sources": [{"kind": "mqtt", "port": broker.port, "topic": "city/#", "client_id": "live-twin"}],
+        }
+    }
     sc = load_scenario(spec)
     hub = FeedHub.from_scenario(sc, small_city.network)
     sh = Shadow(sc, hub, AssimilationSettings(members=2), city=small_city)
@@ -37,8 +41,11 @@ def test_the_live_twin_follows_the_feed_clock(broker, small_city):
                 threading.Event().wait(0.05)
 
         # three sensors, every 5 minutes up to 20 min
-        _publish(broker, "city/traffic", [tfo(s, 300.0 * (i + 1), intensity=10 + i) for i in range(4)
-                                         for s in ("a", "b", "c")])
+        _publish(
+            broker,
+            "city/traffic",
+            [tfo(s, 300.0 * (i + 1), intensity=10 + i) for i in range(4) for s in ("a", "b", "c")],
+        )
         assert hub.wait(lambda h: h.totals()["accepted"] >= 12, timeout=10)
         # the reorder window (60 s) holds the twin one step behind the feed's clock
         until_now(900.0)

@@ -54,8 +54,11 @@ def test_messages_published_to_the_broker_reach_the_queue(broker, make_hub):
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_broker_restart_loses_nothing_sent_with_qos1(protocol, broker, make_hub):
     hub = make_hub()
-    src = hub.add_source(MqttSource(port=broker.port, topic="city/traffic", client_id=f"twin-{protocol}",
-                                    protocol=protocol, reconnect_max_s=1))
+    src = hub.add_source(
+        MqttSource(
+            port=broker.port, topic="city/traffic", client_id=f"twin-{protocol}", protocol=protocol, reconnect_max_s=1
+        )
+    )
     hub.start()
     assert src.subscribed.wait(10)
     _publish(broker, "city/traffic", _batch("a", 5, 300.0))  # while connected

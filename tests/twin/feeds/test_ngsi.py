@@ -60,8 +60,7 @@ def round_trip(entity, clock, mapper, *, speed_unit="km/h"):
 
 
 def test_observation_by_segment_round_trips(clock, mapper):
-    rec = round_trip(tfo("det-1", 600.0, link=5, intensity=40, averageVehicleSpeed=36.0, occupancy=0.12),
-                     clock, mapper)
+    rec = round_trip(tfo("det-1", 600.0, link=5, intensity=40, averageVehicleSpeed=36.0, occupancy=0.12), clock, mapper)
     assert isinstance(rec, Observation)
     assert (rec.link, rec.t, rec.interval_s, rec.t_start) == (5, 600.0, 300.0, 300.0)
     assert rec.flow_vph == pytest.approx(480.0)  # 40 vehicles in 5 min
@@ -115,8 +114,10 @@ def test_smart_data_model_example_shapes(clock, mapper):
     e = {
         "id": "urn:ngsi-ld:TrafficFlowObserved:TrafficFlowObserved-Valladolid-osm-60821110",
         "type": "TrafficFlowObserved",
-        "dateObserved": {"type": "Property", "value": {"@type": "DateTime",
-                                                       "@value": "2024-05-14T07:10:00/2024-05-14T07:15:00"}},
+        "dateObserved": {
+            "type": "Property",
+            "value": {"@type": "DateTime", "@value": "2024-05-14T07:10:00/2024-05-14T07:15:00"},
+        },
         "intensity": {"type": "Property", "value": 197},
         "occupancy": {"type": "Property", "value": 0.76},
         "refRoadSegment": {"type": "Relationship", "object": "urn:ngsi-ld:RoadSegment:3"},
@@ -124,14 +125,22 @@ def test_smart_data_model_example_shapes(clock, mapper):
     }
     rec = to_record(e, clock=clock, mapper=mapper)
     assert (rec.t, rec.interval_s, rec.link) == (900.0, 300.0, 3)  # naive times read in the feed's zone (UTC)
-    expanded = {"id": "x", "type": "TrafficFlowObserved",
-                "https://smartdatamodels.org/dataModel.Transportation/intensity": 5,
-                "https://smartdatamodels.org/dateObserved": iso(300.0),
-                "https://smartdatamodels.org/dataModel.Transportation/refRoadSegment": "urn:ngsi-ld:RoadSegment:4"}
+    expanded = {
+        "id": "x",
+        "type": "TrafficFlowObserved",
+        "https://smartdatamodels.org/dataModel.Transportation/intensity": 5,
+        "https://smartdatamodels.org/dateObserved": iso(300.0),
+        "https://smartdatamodels.org/dataModel.Transportation/refRoadSegment": "urn:ngsi-ld:RoadSegment:4",
+    }
     rec = to_record(expanded, clock=clock, mapper=mapper)
     assert (rec.t, rec.interval_s, rec.link, rec.flow_vph) == (300.0, 300.0, 4, pytest.approx(60.0))
-    note = {"id": "urn:ngsi-ld:Notification:1", "type": "Notification", "subscriptionId": "urn:s:1",
-            "notifiedAt": iso(301.0), "data": [tfo("a"), tfo("b")]}
+    note = {
+        "id": "urn:ngsi-ld:Notification:1",
+        "type": "Notification",
+        "subscriptionId": "urn:s:1",
+        "notifiedAt": iso(301.0),
+        "data": [tfo("a"), tfo("b")],
+    }
     assert [x["id"][-1] for x in entities_of(note)] == ["a", "b"]
     assert entities_of([tfo("a")])[0]["id"].endswith("a") and len(entities_of(tfo("a"))) == 1
 
@@ -150,18 +159,30 @@ def test_clock_offsets_and_zones(clock):
 # --------------------------------------------------------------------------- alerts
 
 
-@pytest.mark.parametrize("category,sub,kind", [
-    ("traffic", "trafficJam", "traffic_jam"),
-    ("traffic", "carAccident", "accident"),
-    ("security", "buildingFire", "fire"),
-    ("weather", "flood", "flood"),
-    ("traffic", "pothole", "hazard"),
-    ("health", "heartAttack", "other"),
-])
+@pytest.mark.parametrize(
+    "category,sub,kind",
+    [
+        ("traffic", "trafficJam", "traffic_jam"),
+        ("traffic", "carAccident", "accident"),
+        ("security", "buildingFire", "fire"),
+        ("weather", "flood", "flood"),
+        ("traffic", "pothole", "hazard"),
+        ("health", "heartAttack", "other"),
+    ],
+)
 def test_alert_kinds_round_trip(category, sub, kind, clock, mapper):
-    e = {"id": f"urn:ngsi-ld:Alert:{sub}", "type": "Alert", "category": category, "subCategory": sub,
-         "severity": "high", "dateIssued": iso(1200.0), "validFrom": iso(1100.0), "validTo": iso(4800.0),
-         "location": mapper.link_line(9), "description": "seen by a patrol"}
+    e = {
+        "id": f"urn:ngsi-ld:Alert:{sub}",
+        "type": "Alert",
+        "category": category,
+        "subCategory": sub,
+        "severity": "high",
+        "dateIssued": iso(1200.0),
+        "validFrom": iso(1100.0),
+        "validTo": iso(4800.0),
+        "location": mapper.link_line(9),
+        "description": "seen by a patrol",
+    }
     rec = round_trip(e, clock, mapper)
     assert isinstance(rec, AlertEvent)
     assert (rec.kind, rec.sub_category, rec.category, rec.link) == (kind, sub, category, 9)
@@ -170,22 +191,41 @@ def test_alert_kinds_round_trip(category, sub, kind, clock, mapper):
 
 def test_alert_off_the_network_keeps_no_link(clock, mapper):
     lon, lat = mapper.link_point(0)["coordinates"]
-    e = {"id": "urn:ngsi-ld:Alert:far", "type": "Alert", "category": "weather", "subCategory": "flood",
-         "dateIssued": iso(60.0), "location": {"type": "Point", "coordinates": [lon + 0.2, lat]}}
+    e = {
+        "id": "urn:ngsi-ld:Alert:far",
+        "type": "Alert",
+        "category": "weather",
+        "subCategory": "flood",
+        "dateIssued": iso(60.0),
+        "location": {"type": "Point", "coordinates": [lon + 0.2, lat]},
+    }
     rec = round_trip(e, clock, mapper)
     assert rec.link == -1 and math.isnan(rec.valid_to) and math.isnan(rec.valid_from)
 
 
 def test_closures_round_trip(clock, mapper):
-    closed = {"id": "urn:ngsi-ld:Alert:c1", "type": "Alert", "category": "traffic", "subCategory": "roadClosed",
-              "dateIssued": iso(600.0), "validFrom": iso(900.0), "validTo": iso(2700.0),
-              "refRoadSegment": ["urn:ngsi-ld:RoadSegment:4", "urn:ngsi-ld:RoadSegment:5"]}
+    closed = {
+        "id": "urn:ngsi-ld:Alert:c1",
+        "type": "Alert",
+        "category": "traffic",
+        "subCategory": "roadClosed",
+        "dateIssued": iso(600.0),
+        "validFrom": iso(900.0),
+        "validTo": iso(2700.0),
+        "refRoadSegment": ["urn:ngsi-ld:RoadSegment:4", "urn:ngsi-ld:RoadSegment:5"],
+    }
     rec = round_trip(closed, clock, mapper)
     assert isinstance(rec, ClosureEvent)
     assert (rec.links, rec.closed, rec.capacity_factor) == ((4, 5), True, 0.0)
     assert (rec.t, rec.valid_from, rec.valid_to) == (600.0, 900.0, 2700.0)
-    works = {"id": "urn:ngsi-ld:Alert:w1", "type": "Alert", "category": "traffic", "subCategory": "roadWorks",
-             "dateIssued": iso(0.0), "location": mapper.link_line(11)}
+    works = {
+        "id": "urn:ngsi-ld:Alert:w1",
+        "type": "Alert",
+        "category": "traffic",
+        "subCategory": "roadWorks",
+        "dateIssued": iso(0.0),
+        "location": mapper.link_line(11),
+    }
     rec = round_trip(works, clock, mapper)
     assert (rec.links, rec.closed, rec.valid_from) == ((11,), False, 0.0)
     assert rec.capacity_factor == Units().roadworks_capacity_factor
@@ -196,20 +236,23 @@ def test_closures_round_trip(clock, mapper):
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("change,code,words", [
-    ({"id": None}, "schema", "'id'"),
-    ({"type": "TrafficFlowForecast"}, "schema", "TrafficFlowForecast"),
-    ({"dateObservedTo": "yesterday"}, "schema", "dateObservedTo"),
-    ({"dateObservedFrom": iso(900.0)}, "schema", "ends before it starts"),
-    ({"intensity": "lots"}, "schema", "intensity must be a number"),
-    ({"intensity": float("nan")}, "schema", "finite"),
-    ({"laneId": -1}, "schema", "laneId"),
-    ({"refRoadSegment": 5}, "schema", "refRoadSegment"),
-    ({"refRoadSegment": "urn:ngsi-ld:RoadSegment:99999"}, "unmapped", "does not exist"),
-    ({"refRoadSegment": "urn:x:elsewhere"}, "unmapped", "not in the sensor table"),
-    ({"refRoadSegment": None}, "unmapped", "no refRoadSegment or location"),
-    ({"location": {"type": "Polygon", "coordinates": []}, "refRoadSegment": None}, "schema", "location"),
-])
+@pytest.mark.parametrize(
+    "change,code,words",
+    [
+        ({"id": None}, "schema", "'id'"),
+        ({"type": "TrafficFlowForecast"}, "schema", "TrafficFlowForecast"),
+        ({"dateObservedTo": "yesterday"}, "schema", "dateObservedTo"),
+        ({"dateObservedFrom": iso(900.0)}, "schema", "ends before it starts"),
+        ({"intensity": "lots"}, "schema", "intensity must be a number"),
+        ({"intensity": float("nan")}, "schema", "finite"),
+        ({"laneId": -1}, "schema", "laneId"),
+        ({"refRoadSegment": 5}, "schema", "refRoadSegment"),
+        ({"refRoadSegment": "urn:ngsi-ld:RoadSegment:99999"}, "unmapped", "does not exist"),
+        ({"refRoadSegment": "urn:x:elsewhere"}, "unmapped", "not in the sensor table"),
+        ({"refRoadSegment": None}, "unmapped", "no refRoadSegment or location"),
+        ({"location": {"type": "Polygon", "coordinates": []}, "refRoadSegment": None}, "schema", "location"),
+    ],
+)
 def test_bad_observations_raise_with_the_attribute(change, code, words, clock, mapper):
     e = tfo("det-9", 600.0, link=5)
     for k, v in change.items():
@@ -237,11 +280,17 @@ def test_bad_units_and_missing_values(clock, mapper):
     with pytest.raises(MessageError, match="category"):
         to_record({"id": "a", "type": "Alert", "dateIssued": iso(0)}, clock=clock, mapper=mapper)
     with pytest.raises(MessageError, match="severity"):
-        to_record({"id": "a", "type": "Alert", "category": "traffic", "severity": "apocalyptic",
-                   "dateIssued": iso(0)}, clock=clock, mapper=mapper)
+        to_record(
+            {"id": "a", "type": "Alert", "category": "traffic", "severity": "apocalyptic", "dateIssued": iso(0)},
+            clock=clock,
+            mapper=mapper,
+        )
     with pytest.raises(MessageError, match="roadClosed alert needs refRoadSegment or location"):
-        to_record({"id": "a", "type": "Alert", "category": "traffic", "subCategory": "roadClosed",
-                   "dateIssued": iso(0)}, clock=clock, mapper=mapper)
+        to_record(
+            {"id": "a", "type": "Alert", "category": "traffic", "subCategory": "roadClosed", "dateIssued": iso(0)},
+            clock=clock,
+            mapper=mapper,
+        )
     for payload in (3, "text", None):
         with pytest.raises(MessageError, match="malformed"):
             entities_of(payload)

@@ -24,7 +24,7 @@ def _write_feed(path: Path) -> None:
         json.dumps({"receivedAt": iso(305.0), "payload": tfo("a", 300.0)}),
         json.dumps(tfo("b", 300.0)),  # bare: arrives at its own time (300)
         "this line is not JSON",  # arrives with the line before it
-        json.dumps({"receivedAt": iso(320.0), "raw": "{\"id\": \"urn:ngsi-ld:Traff"}),
+        json.dumps({"receivedAt": iso(320.0), "raw": '{"id": "urn:ngsi-ld:Traff'}),
         json.dumps({"receivedAt": iso(610.0), "payload": [tfo("a", 600.0), tfo("b", 600.0)]}),
         "",
         json.dumps({"receivedAt": iso(700.0), "payload": tfo("a", 300.0)}),  # late (and a duplicate)
@@ -71,7 +71,8 @@ def test_csv_replay(make_hub, clock, tmp_path):
     path.write_text(
         "id,dateObserved,intensity,averageVehicleSpeed,refRoadSegment,lon,lat,receivedAt\n"
         f"urn:ngsi-ld:TrafficFlowObserved:k1,{iso(300.0)},12,40.5,urn:ngsi-ld:RoadSegment:8,,,\n"
-        f"urn:ngsi-ld:TrafficFlowObserved:k2,{iso(300.0)},many,40.5,urn:ngsi-ld:RoadSegment:8,,,{iso(330.0)}\n")
+        f"urn:ngsi-ld:TrafficFlowObserved:k2,{iso(300.0)},many,40.5,urn:ngsi-ld:RoadSegment:8,,,{iso(330.0)}\n"
+    )
     hub = make_hub()
     hub.add_source(ReplaySource(path, clock=clock, name="csv"))
     (rec,) = hub.drain(1000.0)
@@ -100,12 +101,19 @@ def test_hub_from_scenario(tmp_path, small_city):
     feed = tmp_path / "day.jsonl"
     _write_feed(feed)
     (tmp_path / "sensors.csv").write_text("id,link\nurn:ngsi-ld:TrafficFlowObserved:c,9\n")
-    scn = load_scenario({
-        "city": {"synthetic": {"blocks_x": 6, "blocks_y": 6, "bridges": 2, "zone_blocks": 2, "arterial_every": 3}},
-        "time": {"start": "07:00", "duration": "1h"},
-        "feeds": {"date": "2024-05-14", "sources": [{"path": str(feed)}, {"kind": "http", "port": 0}],
-                  "sensor_file": str(tmp_path / "sensors.csv"), "dead_letter": str(tmp_path / "dl.jsonl"),
-                  "cleansing": {"reorder_window": "2min"}}})
+    scn = load_scenario(
+        {
+            "city": {"synthetic": {"blocks_x": 6, "blocks_y": 6, "bridges": 2, "zone_blocks": 2, "arterial_every": 3}},
+            "time": {"start": "07:00", "duration": "1h"},
+            "feeds": {
+                "date": "2024-05-14",
+                "sources": [{"path": str(feed)}, {"kind": "http", "port": 0}],
+                "sensor_file": str(tmp_path / "sensors.csv"),
+                "dead_letter": str(tmp_path / "dl.jsonl"),
+                "cleansing": {"reorder_window": "2min"},
+            },
+        }
+    )
     hub = FeedHub.from_scenario(scn, small_city.network)
     assert [s.name for s in hub.sources] == ["replay", "http"]
     with hub:
@@ -117,15 +125,26 @@ def test_hub_from_scenario(tmp_path, small_city):
 
 
 def test_parse_feed_url():
-    assert parse_feed_url("replay:day.jsonl.gz", speedup=60) == {"kind": "replay", "path": "day.jsonl.gz",
-                                                                  "speedup": 60}
+    assert parse_feed_url("replay:day.jsonl.gz", speedup=60) == {
+        "kind": "replay",
+        "path": "day.jsonl.gz",
+        "speedup": 60,
+    }
     assert parse_feed_url("day.jsonl") == {"kind": "replay", "path": "day.jsonl"}
     assert parse_feed_url("mqtt://broker.local:1884/city/+/traffic/#") == {
-        "kind": "mqtt", "host": "broker.local", "port": 1884, "topic": "city/+/traffic/#"}
-    assert parse_feed_url("mqtt://10.0.0.2") == {"kind": "mqtt", "host": "10.0.0.2", "port": 1883,
-                                                 "topic": "ngsi-ld/#"}
+        "kind": "mqtt",
+        "host": "broker.local",
+        "port": 1884,
+        "topic": "city/+/traffic/#",
+    }
+    assert parse_feed_url("mqtt://10.0.0.2") == {"kind": "mqtt", "host": "10.0.0.2", "port": 1883, "topic": "ngsi-ld/#"}
     assert parse_feed_url("http://127.0.0.1:9000/notify", name="orion") == {
-        "kind": "http", "host": "127.0.0.1", "port": 9000, "path": "/notify", "name": "orion"}
+        "kind": "http",
+        "host": "127.0.0.1",
+        "port": 9000,
+        "path": "/notify",
+        "name": "orion",
+    }
     for bad in ("ftp://x", "mqtts://x/t", ""):
         with pytest.raises(InputError):
             parse_feed_url(bad)
@@ -158,9 +177,11 @@ def test_shipped_sample_day_replays_through_cleansing(tmp_path):
 
 
 def test_replay_of_messages_in_memory(make_hub, clock):
-    msgs = [(305.0, {"receivedAt": iso(305.0), "payload": tfo("a", 300.0)}),
-            (306.0, {"receivedAt": iso(306.0), "raw": "{\"cut"}),
-            (610.0, tfo("b", 600.0))]
+    msgs = [
+        (305.0, {"receivedAt": iso(305.0), "payload": tfo("a", 300.0)}),
+        (306.0, {"receivedAt": iso(306.0), "raw": '{"cut'}),
+        (610.0, tfo("b", 600.0)),
+    ]
     hub = make_hub()
     src = hub.add_source(ReplaySource.from_messages(msgs, clock=clock, name="mem"))
     assert [r.id[-1] for r in hub.drain(400.0)] == ["a"] and src.sent == 2

@@ -82,24 +82,30 @@ def test_line_location_uses_its_direction_and_middle(mapper, small_city):
 def test_sensor_table_rows_by_link_segment_and_location(small_city):
     net = small_city.network
     lon, lat = LinkMapper(net).link_point(50)["coordinates"]
-    m = LinkMapper(net, sensors=[
-        {"id": "a", "link": 3},
-        {"id": "b", "segment": "urn:ngsi-ld:RoadSegment:4"},
-        {"id": "c", "lon": lon, "lat": lat, "heading_deg": _heading(net, 50)},
-        {"id": "d", "lon": lon, "lat": lat, "heading_deg": (_heading(net, 50) + 180) % 360},
-    ])
+    m = LinkMapper(
+        net,
+        sensors=[
+            {"id": "a", "link": 3},
+            {"id": "b", "segment": "urn:ngsi-ld:RoadSegment:4"},
+            {"id": "c", "lon": lon, "lat": lat, "heading_deg": _heading(net, 50)},
+            {"id": "d", "lon": lon, "lat": lat, "heading_deg": (_heading(net, 50) + 180) % 360},
+        ],
+    )
     assert [m.locate(s)[0] for s in "abcd"] == [3, 4, 50, _reverse(net, 50)]
     assert m.locate("zz", ref="a")[0] == 3  # a table id also maps a refRoadSegment
     assert sorted(m.sensor_ids) == list("abcd")
 
 
-@pytest.mark.parametrize("row,words", [
-    ({"id": "s", "link": 10**6}, "link 1000000 does not exist"),
-    ({"id": "s", "segment": "urn:x:1"}, "not in the sensor table"),
-    ({"id": "s", "lon": 0.0, "lat": 0.0}, "no link"),
-    ({"id": "s"}, "give one of link, segment or lon+lat"),
-    ({"id": ""}, "needs an id"),
-])
+@pytest.mark.parametrize(
+    "row,words",
+    [
+        ({"id": "s", "link": 10**6}, "link 1000000 does not exist"),
+        ({"id": "s", "segment": "urn:x:1"}, "not in the sensor table"),
+        ({"id": "s", "lon": 0.0, "lat": 0.0}, "no link"),
+        ({"id": "s"}, "give one of link, segment or lon+lat"),
+        ({"id": ""}, "needs an id"),
+    ],
+)
 def test_bad_sensor_rows_name_the_sensor(row, words, small_city):
     with pytest.raises(InputError, match=re.escape(words)) as err:
         LinkMapper(small_city.network, sensors=[{"id": "ok", "link": 1}, row])
@@ -123,8 +129,9 @@ def test_sensor_table_csv(tmp_path, small_city):
 
 
 def test_network_without_lonlat_maps_ids_only(small_city):
-    net = small_city.network._replace(lon=np.full(small_city.network.n_nodes, np.nan),
-                                      lat=np.full(small_city.network.n_nodes, np.nan))
+    net = small_city.network._replace(
+        lon=np.full(small_city.network.n_nodes, np.nan), lat=np.full(small_city.network.n_nodes, np.nan)
+    )
     m = LinkMapper(net)
     assert m.locate("x", ref="urn:ngsi-ld:RoadSegment:2")[0] == 2
     with pytest.raises(MessageError, match="no lon/lat"):

@@ -35,7 +35,8 @@ def test_sources_sensors_and_round_trip(tmp_path):
         "    - {id: cam-2, lon: 24.9, lat: 60.2, heading_deg: 90}\n"
         "  sensor_file: s.csv\n"
         "  cleansing: {reorder_window: 2min, stuck_repeats: 0, speed_unit: m/s}\n"
-        "  dead_letter: out/dead.jsonl\n")
+        "  dead_letter: out/dead.jsonl\n"
+    )
     scn = load_scenario(scn_file)
     f = scn.feeds
     assert [s.kind for s in f.sources] == ["replay", "mqtt", "http"]
@@ -48,25 +49,28 @@ def test_sources_sensors_and_round_trip(tmp_path):
     assert again.feeds == f
 
 
-@pytest.mark.parametrize("feeds,field,words", [
-    ({"sources": [{"path": "missing.jsonl"}]}, "feeds.sources", "does not exist"),
-    ({"sources": [{"kind": "mqtt"}, {"kind": "mqtt"}]}, "feeds.sources.1.name", "also the name"),
-    ({"sources": [{"kind": "mqtt", "qos": 3}]}, "feeds.sources", "qos"),
-    ({"sources": [{"kind": "http", "path": "notify"}]}, "feeds.sources", "starts with '/'"),
-    ({"sensors": [{"id": "a", "link": 1, "lon": 24.0, "lat": 60.0}]}, "feeds.sensors", "exactly one"),
-    ({"sensors": [{"id": "a", "lon": 24.0}]}, "feeds.sensors", "both lon and lat"),
-    ({"sensors": [{"id": "a", "link": 1}, {"id": "a", "link": 2}]}, "feeds.sensors.1.id", "also the id"),
-    ({"timezone": "Mars/Olympus"}, "feeds.timezone", "unknown time zone"),
-    ({"cleansing": {"stuck_repeats": 1}}, "feeds.cleansing.stuck_repeats", "0 (off) or 2"),
-    ({"cleansing": {"reorder_window": "soon"}}, "feeds.cleansing.reorder_window", ""),
-    ({"date": "14.5.2024"}, "feeds.date", ""),
-    ({"cleansing": {"clock_quorum": 0}}, "feeds.cleansing.clock_quorum", ""),
-    ({"cleansing": {"max_future": "-5min"}}, "feeds.cleansing.max_future", ""),
-    ({"cleansing": {"max_period": "1year"}}, "feeds.cleansing.max_period", ""),
-    ({"dead_letter_max_mb": 0}, "feeds.dead_letter_max_mb", ""),
-    ({"sources": [{"kind": "http", "max_connections": 0}]}, "feeds.sources", "max_connections"),
-    ({"sources": [{"kind": "http", "timeout": "2h"}]}, "feeds.sources", "timeout"),
-])
+@pytest.mark.parametrize(
+    "feeds,field,words",
+    [
+        ({"sources": [{"path": "missing.jsonl"}]}, "feeds.sources", "does not exist"),
+        ({"sources": [{"kind": "mqtt"}, {"kind": "mqtt"}]}, "feeds.sources.1.name", "also the name"),
+        ({"sources": [{"kind": "mqtt", "qos": 3}]}, "feeds.sources", "qos"),
+        ({"sources": [{"kind": "http", "path": "notify"}]}, "feeds.sources", "starts with '/'"),
+        ({"sensors": [{"id": "a", "link": 1, "lon": 24.0, "lat": 60.0}]}, "feeds.sensors", "exactly one"),
+        ({"sensors": [{"id": "a", "lon": 24.0}]}, "feeds.sensors", "both lon and lat"),
+        ({"sensors": [{"id": "a", "link": 1}, {"id": "a", "link": 2}]}, "feeds.sensors.1.id", "also the id"),
+        ({"timezone": "Mars/Olympus"}, "feeds.timezone", "unknown time zone"),
+        ({"cleansing": {"stuck_repeats": 1}}, "feeds.cleansing.stuck_repeats", "0 (off) or 2"),
+        ({"cleansing": {"reorder_window": "soon"}}, "feeds.cleansing.reorder_window", ""),
+        ({"date": "14.5.2024"}, "feeds.date", ""),
+        ({"cleansing": {"clock_quorum": 0}}, "feeds.cleansing.clock_quorum", ""),
+        ({"cleansing": {"max_future": "-5min"}}, "feeds.cleansing.max_future", ""),
+        ({"cleansing": {"max_period": "1year"}}, "feeds.cleansing.max_period", ""),
+        ({"dead_letter_max_mb": 0}, "feeds.dead_letter_max_mb", ""),
+        ({"sources": [{"kind": "http", "max_connections": 0}]}, "feeds.sources", "max_connections"),
+        ({"sources": [{"kind": "http", "timeout": "2h"}]}, "feeds.sources", "timeout"),
+    ],
+)
 def test_errors_name_the_field(feeds, field, words, tmp_path):
     with pytest.raises(ScenarioError) as err:
         load_scenario({"city": CITY, "feeds": feeds})

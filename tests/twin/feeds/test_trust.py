@@ -25,30 +25,98 @@ SAMPLE = Path(__file__).resolve().parents[3] / "scenarios" / "library" / "feeds"
 
 def _hostile_lines() -> list[tuple[str, str]]:
     """(line, reason code) of well-formed but untrustworthy messages, on sample-day dates."""
+
     def ent(name: str, **kv) -> dict:
-        e = {"id": f"urn:ngsi-ld:TrafficFlowObserved:{name}", "type": "TrafficFlowObserved",
-             "dateObservedFrom": "2024-05-14T09:55:00Z", "dateObservedTo": "2024-05-14T10:00:00Z",
-             "intensity": 5, "refRoadSegment": "urn:ngsi-ld:RoadSegment:5"}
+        e = {
+            "id": f"urn:ngsi-ld:TrafficFlowObserved:{name}",
+            "type": "TrafficFlowObserved",
+            "dateObservedFrom": "2024-05-14T09:55:00Z",
+            "dateObservedTo": "2024-05-14T10:00:00Z",
+            "intensity": 5,
+            "refRoadSegment": "urn:ngsi-ld:RoadSegment:5",
+        }
         e.update(kv)
         return e
 
     out = [
         (json.dumps(ent("plus2h")), "future"),  # a bare line: its own time is +2 h (arrives at 08:00)
-        (json.dumps({"receivedAt": "2024-05-14T08:00:02Z", "payload": ent("plus1d", dateObservedFrom=
-                     "2024-05-15T07:55:00Z", dateObservedTo="2024-05-15T08:00:00Z")}), "future"),
-        (json.dumps({"receivedAt": "2024-05-14T08:00:03Z", "payload": ent("y9999", dateObservedFrom=
-                     "9999-12-31T23:55:00Z", dateObservedTo="9999-12-31T23:59:59Z")}), "future"),
-        (json.dumps({"receivedAt": "2024-05-14T08:00:04Z", "payload": ent("year", dateObservedFrom=
-                     "2023-05-14T08:00:00Z", dateObservedTo="2024-05-14T08:00:00Z")}), "implausible"),
-        (json.dumps({"receivedAt": "2024-05-14T08:00:05Z", "payload": ent("lane", laneId=10**20,
-                     dateObservedFrom="2024-05-14T07:55:00Z", dateObservedTo="2024-05-14T08:00:00Z")}), "schema"),
-        (json.dumps({"receivedAt": "2024-05-14T08:00:06Z", "payload": ent(
-            "arabic3", refRoadSegment="urn:ngsi-ld:RoadSegment:\u0663", dateObservedFrom="2024-05-14T07:55:00Z",
-            dateObservedTo="2024-05-14T08:00:00Z")}), "schema"),
-        (json.dumps({"receivedAt": "2024-05-14T08:00:07Z", "payload": {
-            "id": "urn:ngsi-ld:Alert:fake-closure", "type": "Alert", "category": "traffic",
-            "subCategory": "roadClosed", "dateIssued": "2024-05-14T10:00:00Z",
-            "refRoadSegment": ["urn:ngsi-ld:RoadSegment:5"]}}), "future"),
+        (
+            json.dumps(
+                {
+                    "receivedAt": "2024-05-14T08:00:02Z",
+                    "payload": ent(
+                        "plus1d", dateObservedFrom="2024-05-15T07:55:00Z", dateObservedTo="2024-05-15T08:00:00Z"
+                    ),
+                }
+            ),
+            "future",
+        ),
+        (
+            json.dumps(
+                {
+                    "receivedAt": "2024-05-14T08:00:03Z",
+                    "payload": ent(
+                        "y9999", dateObservedFrom="9999-12-31T23:55:00Z", dateObservedTo="9999-12-31T23:59:59Z"
+                    ),
+                }
+            ),
+            "future",
+        ),
+        (
+            json.dumps(
+                {
+                    "receivedAt": "2024-05-14T08:00:04Z",
+                    "payload": ent(
+                        "year", dateObservedFrom="2023-05-14T08:00:00Z", dateObservedTo="2024-05-14T08:00:00Z"
+                    ),
+                }
+            ),
+            "implausible",
+        ),
+        (
+            json.dumps(
+                {
+                    "receivedAt": "2024-05-14T08:00:05Z",
+                    "payload": ent(
+                        "lane",
+                        laneId=10**20,
+                        dateObservedFrom="2024-05-14T07:55:00Z",
+                        dateObservedTo="2024-05-14T08:00:00Z",
+                    ),
+                }
+            ),
+            "schema",
+        ),
+        (
+            json.dumps(
+                {
+                    "receivedAt": "2024-05-14T08:00:06Z",
+                    "payload": ent(
+                        "arabic3",
+                        refRoadSegment="urn:ngsi-ld:RoadSegment:\u0663",
+                        dateObservedFrom="2024-05-14T07:55:00Z",
+                        dateObservedTo="2024-05-14T08:00:00Z",
+                    ),
+                }
+            ),
+            "schema",
+        ),
+        (
+            json.dumps(
+                {
+                    "receivedAt": "2024-05-14T08:00:07Z",
+                    "payload": {
+                        "id": "urn:ngsi-ld:Alert:fake-closure",
+                        "type": "Alert",
+                        "category": "traffic",
+                        "subCategory": "roadClosed",
+                        "dateIssued": "2024-05-14T10:00:00Z",
+                        "refRoadSegment": ["urn:ngsi-ld:RoadSegment:5"],
+                    },
+                }
+            ),
+            "future",
+        ),
     ]
     return out
 
@@ -81,8 +149,7 @@ def test_sample_day_with_hostile_messages_mixed_in_loses_no_valid_message(tmp_pa
     # mixed in at 08:00 of the sample day, where the feed is busy
     at = next(i for i, line in enumerate(lines) if '"receivedAt":"2024-05-14T08:00' in line)
     hostile = _hostile_lines()
-    mixed, hub = _replay(scn, network, lines[:at] + [line for line, _ in hostile] + lines[at:],
-                         tmp_path / "hostile")
+    mixed, hub = _replay(scn, network, lines[:at] + [line for line, _ in hostile] + lines[at:], tmp_path / "hostile")
 
     def key(r):
         return (r.record, r.id, r.t, getattr(r, "link", None), getattr(r, "flow_vph", None))
@@ -119,9 +186,18 @@ def test_one_sender_cannot_move_the_live_clock(make_hub):
     assert hub.push(tfo("b", 900.0, intensity=8), source="s", at=906.0)[0].status == "accepted"
     assert hub.feed_time == 900.0
     # a sender's alert dated ahead is no better
-    (out,) = hub.push({"id": "urn:ngsi-ld:Alert:j", "type": "Alert", "category": "traffic",
-                       "subCategory": "roadClosed", "dateIssued": iso(9000.0),
-                       "refRoadSegment": "urn:ngsi-ld:RoadSegment:3"}, source="s", at=907.0)
+    (out,) = hub.push(
+        {
+            "id": "urn:ngsi-ld:Alert:j",
+            "type": "Alert",
+            "category": "traffic",
+            "subCategory": "roadClosed",
+            "dateIssued": iso(9000.0),
+            "refRoadSegment": "urn:ngsi-ld:RoadSegment:3",
+        },
+        source="s",
+        at=907.0,
+    )
     assert out.code == "future"
     assert [r.t for r in hub.drain(1200.0)] == [600.0] * 3 + [900.0] * 2
 
@@ -155,7 +231,7 @@ def test_max_future_and_quorum_are_settings(make_hub):
 def test_a_live_feed_of_today_is_judged_by_the_wall_clock(mapper):
     from scenarios.feeds import CleansingSpec
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     clock = FeedClock.for_day(now.date())
     hub = FeedHub(Cleanser(clock=clock, mapper=mapper, settings=CleansingSpec()))
     t_now = clock.now()
@@ -189,8 +265,9 @@ def test_a_pushed_feed_that_resumes_after_an_outage_loses_nothing(make_hub):
             hub.push(tfo(s, t, intensity=k), source="mqtt")
     assert hub.feed_time == 4500.0
     recs = hub.drain(4500.0)
-    assert sorted((r.id[-1], r.t) for r in recs) == sorted((s, t) for s in "ab"
-                                                          for t in (300.0, 3900.0, 4200.0, 4500.0))
+    assert sorted((r.id[-1], r.t) for r in recs) == sorted(
+        (s, t) for s in "ab" for t in (300.0, 3900.0, 4200.0, 4500.0)
+    )
     assert hub.totals() == {"accepted": 8, "rejected": 1, "late": 0, "duplicate": 0}
     assert hub.reasons() == {"mqtt": {"future": 1}}
 
@@ -210,18 +287,21 @@ def test_replay_arrival_times_ignore_one_line_far_ahead(clock, tmp_path):
 # --------------------------------------------------------------------- fields
 
 
-@pytest.mark.parametrize("values,code,words", [
-    ({"laneId": 10**20}, "schema", "laneId must be an integer 0-31"),
-    ({"laneId": 32}, "schema", "laneId"),
-    ({"refRoadSegment": "urn:ngsi-ld:RoadSegment:\u0663"}, "schema", "ASCII"),  # Arabic-Indic 3
-    ({"refRoadSegment": "urn:ngsi-ld:RoadSegment:\uff13"}, "schema", "ASCII"),  # full-width 3
-    ({"refRoadSegment": "urn:ngsi-ld:RoadSegment:" + "9" * 5000}, "schema", "ASCII text of 1-256"),
-    ({"id": "urn:ngsi-ld:TrafficFlowObserved:caf\u00e9"}, "schema", "id must be printable ASCII"),
-    ({"refDevice": "dev\x00ice"}, "schema", "refDevice"),
-    ({"dateObservedFrom": iso(300.0 - 365 * 86400.0)}, "implausible", "max_period"),
-    ({"dateObservedFrom": iso(299.5)}, "implausible", "outside 1 s"),
-    ({"location": {"type": "LineString", "coordinates": [[24.9, 60.1]] * 5000}}, "schema", "at most 1000"),
-])
+@pytest.mark.parametrize(
+    "values,code,words",
+    [
+        ({"laneId": 10**20}, "schema", "laneId must be an integer 0-31"),
+        ({"laneId": 32}, "schema", "laneId"),
+        ({"refRoadSegment": "urn:ngsi-ld:RoadSegment:\u0663"}, "schema", "ASCII"),  # Arabic-Indic 3
+        ({"refRoadSegment": "urn:ngsi-ld:RoadSegment:\uff13"}, "schema", "ASCII"),  # full-width 3
+        ({"refRoadSegment": "urn:ngsi-ld:RoadSegment:" + "9" * 5000}, "schema", "ASCII text of 1-256"),
+        ({"id": "urn:ngsi-ld:TrafficFlowObserved:caf\u00e9"}, "schema", "id must be printable ASCII"),
+        ({"refDevice": "dev\x00ice"}, "schema", "refDevice"),
+        ({"dateObservedFrom": iso(300.0 - 365 * 86400.0)}, "implausible", "max_period"),
+        ({"dateObservedFrom": iso(299.5)}, "implausible", "outside 1 s"),
+        ({"location": {"type": "LineString", "coordinates": [[24.9, 60.1]] * 5000}}, "schema", "at most 1000"),
+    ],
+)
 def test_every_field_is_range_checked(values, code, words, make_hub):
     hub = make_hub()
     e = tfo("r", 300.0, intensity=3)
@@ -236,8 +316,7 @@ def test_a_non_ascii_digit_names_no_link(mapper):
     from twin.feeds import MessageError
 
     assert mapper.segment_link("urn:ngsi-ld:RoadSegment:3") == 3
-    for ref in ("urn:ngsi-ld:RoadSegment:\u0663", "urn:ngsi-ld:RoadSegment:\u00b3",
-                "urn:ngsi-ld:RoadSegment:\uff13"):
+    for ref in ("urn:ngsi-ld:RoadSegment:\u0663", "urn:ngsi-ld:RoadSegment:\u00b3", "urn:ngsi-ld:RoadSegment:\uff13"):
         with pytest.raises(MessageError) as err:
             mapper.segment_link(ref)
         assert err.value.code == "unmapped"
@@ -245,8 +324,14 @@ def test_a_non_ascii_digit_names_no_link(mapper):
 
 def test_alert_spans_and_lists_are_bounded(make_hub):
     hub = make_hub()
-    base = {"id": "urn:ngsi-ld:Alert:w", "type": "Alert", "category": "traffic", "subCategory": "roadWorks",
-            "dateIssued": iso(300.0), "refRoadSegment": ["urn:ngsi-ld:RoadSegment:2"]}
+    base = {
+        "id": "urn:ngsi-ld:Alert:w",
+        "type": "Alert",
+        "category": "traffic",
+        "subCategory": "roadWorks",
+        "dateIssued": iso(300.0),
+        "refRoadSegment": ["urn:ngsi-ld:RoadSegment:2"],
+    }
     (out,) = hub.push(base | {"validTo": iso(300.0 + 400 * 86400.0)}, source="s")
     assert out.code == "implausible" and "validTo" in out.reason
     (out,) = hub.push(base | {"refRoadSegment": ["urn:ngsi-ld:RoadSegment:2"] * 1001}, source="s")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,7 +70,9 @@ def test_readings_follow_the_truth_with_noise(small_truth, small_city):
     k = {float(v): i for i, v in enumerate(ds.time.values)}
     truth = sum(float(ds.link_outflow.values[k[r.t], r.link]) for r in obs.values())
     assert truth > 100 and observed == pytest.approx(truth, rel=0.1)
-    speeds = [(r.speed_mps, float(ds.link_speed.values[k[r.t], r.link])) for r in obs.values() if r.speed_mps == r.speed_mps]
+    speeds = [
+        (r.speed_mps, float(ds.link_speed.values[k[r.t], r.link])) for r in obs.values() if r.speed_mps == r.speed_mps
+    ]
     ratio = np.array([a / b for a, b in speeds])
     assert 0.9 < np.median(ratio) < 1.1 and ratio.std() < 0.2
     kinds = sorted({(a.record, getattr(a, "kind", "closure")) for a in alerts})
