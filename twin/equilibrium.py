@@ -64,6 +64,7 @@ against the bins.  The iterations stop at ``gap_target``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -1019,7 +1020,11 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
         # every day has the same trips: build them (and their free-flow times) once;
         # the previous day's twin goes before the next is built
         trips, free = (None, None) if twin is None else (twin.trips, twin.trip_free_flow_s)
-        twin = None
+        if twin is not None:
+            # a twin is a web of cycles (model, agents, SimPy processes): free its arrays now,
+            # not whenever the cyclic collector next runs (20 metro days held 6.9 GB without)
+            twin = None
+            gc.collect()
         twin = Twin(scenario, seed=seed, city=city, route_knowledge=rk, trips=trips, trip_free_flow_s=free)
         is_open = run_day(twin, bin_s=bin_s)
         x = experienced_link_times(twin)
