@@ -67,7 +67,6 @@ from __future__ import annotations
 import logging
 import math
 import xml.sax
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import ParseError
@@ -76,24 +75,29 @@ import numpy as np
 
 from city_models.city import City, Zones
 from city_models.errors import CityError
-from city_models.network import (
-    DEFAULT_JAM_DENSITY_PER_LANE,
-    MAX_PRIORITY,
-    Network,
-    default_capacity_vph,
-    make_network,
+from city_models.osm_network import (  # noqa: F401 - _utm_epsg/_project re-exported for older callers
+    _INT64,
+    JAM_DENSITY_RANGE,
+    WAVE_SPEED_RANGE,
+    _build_network,
+    _given,
+    _is_signal,
+    _is_true,
+    _number,
+    _project,
+    _utm_epsg,
 )
-from city_models.roads import (
-    default_lanes,
-    default_priority,
-    default_speed_kph,
-    first_value,
-    parse_lanes,
-    parse_speed_kph,
-    tag_values,
+from city_models.roads import first_value
+from city_models.signals import (  # noqa: F401 - the signal planners' former home
+    DESIGN_FLOW_SHARE,
+    MAX_CYCLE_S,
+    MIN_CYCLE_S,
+    MIN_GREEN_S,
+    retime_signals,
+    webster_cycle,
+    webster_signal_plans,
 )
 from city_models.synthetic import allocate_integer
-from city_models.validate import MAX_FREE_SPEED_KPH, MAX_LANES, MAX_LINK_M
 
 __all__ = [
     "city_from_graphml",
@@ -140,24 +144,11 @@ DRIVABLE_HIGHWAYS_EXCLUDED = frozenset(
     }
 )
 
-#: bounds of a Webster cycle, s
-MIN_CYCLE_S = 40.0
-MAX_CYCLE_S = 120.0
-#: the all-red intergreen after each phase, s (the plan's lost time per phase)
-_ALL_RED_S = 3.0
-#: shortest green of a phase that has approaches, s
-MIN_GREEN_S = 5.0
-#: design flow of an approach as a share of its capacity, when no flows are known
-DESIGN_FLOW_SHARE = 0.4
-#: accepted ``jam_density`` (veh/km per lane) and ``wave_speed`` (km/h) edge values
-JAM_DENSITY_RANGE = (40.0, 400.0)
-WAVE_SPEED_RANGE = (3.0, 80.0)
 #: edge and node tags read beyond osmnx's defaults (OSM XML)
 _EXTRA_WAY_TAGS = ("priority", "jam_density", "wave_speed", "capacity")
 _EXTRA_NODE_TAGS = ("signal_cycle_s", "signal_offset_s")
 #: ``speed_unit`` values (graph attribute) -> km/h per unit
 _SPEED_UNITS = {"m/s": 3.6, "mps": 3.6, "km/h": 1.0, "kph": 1.0, "kmh": 1.0, "mph": 1.609344}
-_INT64 = (-(2**63), 2**63 - 1)
 RESIDENTS_PER_NODE = 50
 JOBS_PER_NODE = 30
 
@@ -181,304 +172,6 @@ def _line_of(exc: BaseException) -> str:
     elif getattr(exc, "lineno", None):
         line = exc.lineno
     return f" (line {line})" if line and f"line {line}" not in str(exc) else ""
-
-
-def _utm_epsg(lon: np.ndarray, lat: np.ndarray) -> int:
-    lon0 = float(np.nanmean(lon))
-    lat0 = float(np.nanmean(lat))
-    zone = int(math.floor((lon0 + 180.0) / 6.0)) % 60 + 1
-    return (32600 if lat0 >= 0 else 32700) + zone
-
-
-def _project(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from pyproj import Transformer
-
-    if lon.size == 0:
-        return lon.copy(), lat.copy()
-    tr = Transformer.from_crs("EPSG:4326", f"EPSG:{_utm_epsg(lon, lat)}", always_xy=True)
-    x, y = tr.transform(lon, lat)
-    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-
-
-def _positive(value: Any) -> float | None:
-    try:
-        v = float(first_value(value))
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) and v > 0 else None
-
-
-def _parse_speed(value: Any) -> float | None:
-    """A speed tag in km/h (:func:`parse_speed_kph`), reading a plain number written in
-    any float notation whole (``"1e9"`` is 1e9, not 1).
-    """
-    one = first_value(value)
-    if isinstance(one, str) and not any(c in one for c in ";|"):
-        try:
-            v = float(one.strip())
-        except ValueError:
-            return parse_speed_kph(value)
-        return v if math.isfinite(v) and v > 0 else None
-    return parse_speed_kph(value)
-
-
-def _given(value: Any) -> bool:
-    """Whether a tag value is present at all (not None, NaN or blank)."""
-    vals = [v for v in tag_values(value) if not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""]
-    return bool(vals)
-
-
-def _is_true(value: Any) -> bool | None:
-    value = first_value(value)
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    s = str(value).strip().lower()
-    if s in ("yes", "true", "1", "-1", "reverse"):
-        return True
-    if s in ("no", "false", "0"):
-        return False
-    return None
-
-
-def _is_signal(highway: Any) -> bool:
-    return any(str(v).strip() == "traffic_signals" for v in tag_values(highway))
-
-
-def _phases(x: np.ndarray, y: np.ndarray, src: np.ndarray, dst: np.ndarray, signalised: np.ndarray) -> np.ndarray:
-    """Phase (0 or 1) of every link into a signalised node, by bearing: links within
-    45 degrees of the node's first in-link's axis go in phase 0; -1 elsewhere.
-    """
-    phase = np.full(src.size, -1, np.int64)
-    into = np.flatnonzero(signalised[dst])
-    if into.size == 0:
-        return phase
-    angle = np.mod(np.arctan2(y[dst[into]] - y[src[into]], x[dst[into]] - x[src[into]]), np.pi)
-    order = np.argsort(dst[into], kind="stable")
-    ref: dict[int, float] = {}
-    for kk in order:
-        node = int(dst[into[kk]])
-        a = ref.setdefault(node, float(angle[kk]))
-        diff = abs(float(angle[kk]) - a) % np.pi
-        phase[into[kk]] = 0 if min(diff, np.pi - diff) < np.pi / 4 else 1
-    return phase
-
-
-def webster_cycle(
-    flow_ratios, *, lost_s: float | None = None, cycle_s: float | None = None
-) -> tuple[float, np.ndarray]:
-    """Webster's optimum cycle and green splits for phases with critical flow ratios ``y``.
-
-    ``C0 = (1.5 L + 5) / (1 - Y)`` with ``Y = sum(y)`` and ``L`` the lost time
-    (default: one all-red intergreen, 3 s, per phase), kept within
-    ``MIN_CYCLE_S .. MAX_CYCLE_S`` (``MAX_CYCLE_S`` when ``Y >= 0.95``); the
-    effective green ``C - L`` is split in proportion to ``y``, each phase with
-    approaches getting at least ``MIN_GREEN_S`` (the cycle grows to fit).
-
-    Parameters
-    ----------
-    flow_ratios : array_like
-        Critical flow ratio (design flow / saturation flow, >= 0) of each phase;
-        a phase with ratio 0 and no approaches gets no green.
-    lost_s : float, optional
-        Lost time per cycle, s.
-    cycle_s : float, optional
-        A cycle to split instead of Webster's (e.g. one the source data gives).
-
-    Returns
-    -------
-    tuple[float, numpy.ndarray]
-        The cycle (s) and each phase's green (s).
-    """
-    yv = np.asarray(flow_ratios, dtype=np.float64)
-    if yv.ndim != 1 or yv.size == 0 or not np.all(np.isfinite(yv) & (yv >= 0)):
-        raise ValueError(f"flow ratios must be finite numbers >= 0, one per phase, got {flow_ratios!r}")
-    lost = _ALL_RED_S * yv.size if lost_s is None else float(lost_s)
-    big_y = float(yv.sum())
-    cycle = MAX_CYCLE_S if big_y >= 0.95 else min(max((1.5 * lost + 5.0) / (1.0 - big_y), MIN_CYCLE_S), MAX_CYCLE_S)
-    if cycle_s is not None and math.isfinite(cycle_s):
-        cycle = float(cycle_s)
-    share = yv / big_y if big_y > 0 else np.full(yv.size, 1.0 / yv.size)
-    green = (cycle - lost) * share
-    short = (yv > 0) & (green < MIN_GREEN_S)
-    if short.any():  # minimum greens first, the rest split as before; the cycle grows if it must
-        rest = (yv > 0) & ~short
-        green[short] = MIN_GREEN_S
-        left = cycle - lost - MIN_GREEN_S * int(short.sum())
-        if rest.any():
-            green[rest] = np.maximum(left * share[rest] / float(share[rest].sum()), MIN_GREEN_S)
-        cycle = max(cycle, lost + float(green.sum()))
-    return float(cycle), green
-
-
-def webster_signal_plans(
-    x: np.ndarray,
-    y: np.ndarray,
-    src: np.ndarray,
-    dst: np.ndarray,
-    signalised: np.ndarray,
-    capacity_vph: np.ndarray,
-    *,
-    design_flow_vph: np.ndarray | None = None,
-    cycle_s: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fixed-time two-phase plans sized by Webster's method at the signalised nodes.
-
-    In-links of a signal are split into two phases by bearing (:func:`_phases`).
-    A phase's critical flow ratio is the largest ``design flow / capacity`` of
-    its approaches (the link's capacity is its saturation flow in green); the
-    cycle and greens are :func:`webster_cycle`'s.  Phase 0 is green from 0,
-    phase 1 after phase 0's green and a 3 s all-red, and 3 s all-red ends the
-    cycle.  Offsets are 0.
-
-    Parameters
-    ----------
-    x, y : numpy.ndarray
-        Node coordinates, metres.
-    src, dst : numpy.ndarray
-        Link end nodes.
-    signalised : numpy.ndarray
-        bool per node.
-    capacity_vph : numpy.ndarray
-        Link capacities (veh/h).
-    design_flow_vph : numpy.ndarray, optional
-        Expected flow per link (veh/h), e.g. a day's assigned flows; default
-        ``DESIGN_FLOW_SHARE`` of each capacity.
-    cycle_s : numpy.ndarray, optional
-        Per node, a cycle to keep (only its splits are Webster's); NaN: Webster's.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(cycle_s, offset_s)`` per node and ``(green_start_s, green_end_s)`` per link.
-    """
-    src = np.asarray(src, dtype=np.int64)
-    dst = np.asarray(dst, dtype=np.int64)
-    signalised = np.asarray(signalised, dtype=bool)
-    cap = np.asarray(capacity_vph, dtype=np.float64)
-    flow = DESIGN_FLOW_SHARE * cap if design_flow_vph is None else np.asarray(design_flow_vph, dtype=np.float64)
-    n, m = signalised.size, src.size
-    cycle = np.zeros(n)
-    offset = np.zeros(n)
-    gs = np.zeros(m)
-    ge = np.zeros(m)
-    phase = _phases(np.asarray(x, float), np.asarray(y, float), src, dst, signalised)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(cap > 0, flow / cap, 0.0)
-    ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, 0.0)
-    for node in np.flatnonzero(signalised):
-        into = np.flatnonzero(dst == node)
-        if into.size == 0:
-            continue
-        ys = np.zeros(2)
-        for p in (0, 1):
-            mine = into[phase[into] == p]
-            if mine.size:
-                ys[p] = max(float(ratio[mine].max()), 1e-6)
-        c, g = webster_cycle(ys, cycle_s=None if cycle_s is None else float(cycle_s[node]))
-        cycle[node] = c
-        for a in into:
-            if phase[a] == 0:
-                gs[a], ge[a] = 0.0, g[0]
-            else:
-                gs[a], ge[a] = g[0] + _ALL_RED_S, g[0] + _ALL_RED_S + g[1]
-    return cycle, offset, gs, ge
-
-
-def retime_signals(net: Network, *, design_flow_vph: np.ndarray | None = None, nodes=None) -> Network:
-    """A copy of ``net`` whose signals (or just ``nodes``) get Webster plans sized
-    from their approaches' capacities and ``design_flow_vph`` (per link, veh/h;
-    e.g. the flows of a day's run); see :func:`webster_signal_plans`.
-    """
-    which = net.signal_cycle_s > 0
-    if nodes is not None:
-        pick = np.zeros(net.n_nodes, bool)
-        pick[np.asarray(nodes, np.int64)] = True
-        which &= pick
-    cycle, offset, gs, ge = webster_signal_plans(
-        net.x, net.y, net.src, net.dst, which, net.capacity_vph, design_flow_vph=design_flow_vph
-    )
-    into = which[net.dst]
-    new = dict(
-        signal_cycle_s=np.where(which, cycle, net.signal_cycle_s),
-        signal_offset_s=np.where(which, offset, net.signal_offset_s),
-        green_start_s=np.where(into, gs, net.green_start_s),
-        green_end_s=np.where(into, ge, net.green_end_s),
-    )
-    for arr in new.values():
-        arr.flags.writeable = False
-    return net._replace(**new)
-
-
-def _number(value: Any, attr: str, where: str) -> float | None:
-    """A tag value as a float (``None`` when absent), or a CityError naming ``attr`` and ``where``."""
-    vals = [v for v in tag_values(value) if not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""]
-    if not vals:
-        return None
-    out = []
-    for v in vals:
-        try:
-            if isinstance(v, bool):
-                raise ValueError
-            out.append(float(str(v).strip().replace(",", ".")) if isinstance(v, str) else float(v))
-        except (TypeError, ValueError):
-            raise CityError(f"{where}: attribute '{attr}' must be a number, got {value!r}.") from None
-    if not all(math.isfinite(x) for x in out):
-        raise CityError(f"{where}: attribute '{attr}' must be a finite number, got {value!r}.")
-    return min(out) if attr != "priority" else max(out)
-
-
-def _in_range(value: Any, attr: str, where: str, lo: float, hi: float, unit: str) -> float | None:
-    v = _number(value, attr, where)
-    if v is not None and not lo <= v <= hi:
-        raise CityError(
-            f"{where}: attribute '{attr}' is {v:g} {unit}, outside the plausible range {lo:g} .. {hi:g} {unit}."
-        )
-    return v
-
-
-def _source_plans(
-    node_attrs: list[dict] | None,
-    node_osmid: np.ndarray,
-    in_greens: dict[int, tuple[float | None, float | None]],
-    src: np.ndarray,
-    dst: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Plans given by the source: node ``signal_cycle_s``/``signal_offset_s``, in-edge
-    ``green_start_s``/``green_end_s``.  Returns (cycle (NaN: none), offset, gs, ge,
-    windows known per link).
-    """
-    n, m = node_osmid.size, src.size
-    cycle = np.full(n, np.nan)
-    offset = np.zeros(n)
-    for i, d in enumerate(node_attrs or ()):
-        where = f"node {node_osmid[i]}"
-        c = _number(d.get("signal_cycle_s"), "signal_cycle_s", where)
-        if c is None:
-            continue
-        if not MIN_GREEN_S <= c <= 600.0:
-            raise CityError(f"{where}: attribute 'signal_cycle_s' is {c:g} s, outside 5 .. 600 s.")
-        cycle[i] = c
-        o = _number(d.get("signal_offset_s"), "signal_offset_s", where)
-        offset[i] = 0.0 if o is None else o % c
-    gs = np.zeros(m)
-    ge = np.zeros(m)
-    known = np.zeros(m, bool)
-    for li, (g0, g1) in in_greens.items():
-        node = int(dst[li])
-        where = f"edge {node_osmid[src[li]]} -> {node_osmid[node]}"
-        if (g0 is None) != (g1 is None):
-            raise CityError(f"{where}: give both 'green_start_s' and 'green_end_s', or neither.")
-        c = cycle[node]
-        if not np.isfinite(c):
-            raise CityError(f"{where}: has a green window but its end node has no 'signal_cycle_s'.")
-        for attr, g in (("green_start_s", g0), ("green_end_s", g1)):
-            if not 0.0 <= g <= c:
-                raise CityError(f"{where}: attribute '{attr}' is {g:g} s, outside its node's cycle 0 .. {c:g} s.")
-        gs[li], ge[li] = g0, g1
-        known[li] = True
-    return cycle, offset, gs, ge, known
 
 
 def grid_zones(
@@ -519,164 +212,6 @@ def grid_zones(
     )
 
 
-def _build_network(
-    *,
-    node_osmid: np.ndarray,
-    lon: np.ndarray,
-    lat: np.ndarray,
-    x: np.ndarray | None,
-    y: np.ndarray | None,
-    is_signal: np.ndarray,
-    edges: Iterable[tuple[int, int, dict, bool]],
-    node_attrs: list[dict] | None = None,
-    notes: list[str] | None = None,
-) -> Network:
-    """Network from node arrays and ``(u_index, v_index, attrs, two_way_road)`` edges.
-
-    Implausible values raise :class:`CityError` naming the edge; values read as
-    missing and filled from the road type are counted in ``notes``.
-    """
-    if x is None or y is None:
-        x, y = _project(lon, lat)
-    src, dst, length, lanes, vf, cap, osmid, names, kinds, prio, jam_l, wave = ([] for _ in range(12))
-    greens: dict[int, tuple[float | None, float | None]] = {}
-    filled: dict[str, list[str]] = {"speed": [], "lanes": [], "capacity": []}
-    for u, v, d, two_way in edges:
-        kind = first_value(d.get("highway"))
-        kind = "" if kind is None else str(kind)
-        oid = first_value(d.get("osmid"))
-        try:
-            oid = int(oid)
-        except (TypeError, ValueError, OverflowError):
-            oid = -1
-        where = f"edge {node_osmid[u]} -> {node_osmid[v]}" + (f" (way {oid})" if oid >= 0 else "")
-        if not _INT64[0] <= oid <= _INT64[1]:
-            raise CityError(f"{where}: attribute 'osmid' is outside the 64-bit integer range.")
-        nl = parse_lanes(d.get("lanes"))
-        if nl is None:
-            if _given(d.get("lanes")):
-                filled["lanes"].append(where)
-            nl = default_lanes(kind)
-        elif two_way:
-            nl = float(max(1, math.ceil(nl / 2.0)))
-        if nl > MAX_LANES:
-            raise CityError(
-                f"{where}: attribute 'lanes' is {d.get('lanes')!r}: more than {MAX_LANES:g} lanes per direction, "
-                "which no road has."
-            )
-        kph, attr = None, None
-        for attr in ("speed_kph", "maxspeed"):
-            kph = _parse_speed(d.get(attr))
-            if kph is not None:
-                break
-            if _given(d.get(attr)):
-                filled["speed"].append(f"{where} ({attr} {d.get(attr)!r})")
-        if kph is not None and kph > MAX_FREE_SPEED_KPH:
-            raise CityError(
-                f"{where}: attribute '{attr}' is {d.get(attr)!r} ({kph:g} km/h), above {MAX_FREE_SPEED_KPH:g} km/h, "
-                "which no road has."
-            )
-        if kph is None:
-            kph = default_speed_kph(kind)
-        c = _positive(d.get("capacity"))
-        if c is None and _given(d.get("capacity")):
-            filled["capacity"].append(f"{where} ({d.get('capacity')!r})")
-        le = d.get("length")
-        try:
-            le = float(first_value(le))
-        except (TypeError, ValueError, OverflowError):
-            le = np.nan
-        if math.isfinite(le) and le > MAX_LINK_M:
-            raise CityError(f"{where}: attribute 'length' is {le:g} m, above {MAX_LINK_M:g} m, which no link has.")
-        nm = first_value(d.get("name"))
-        p = _number(d.get("priority"), "priority", where)
-        if p is not None and (p != round(p) or not 0 <= p <= MAX_PRIORITY):
-            raise CityError(
-                f"{where}: attribute 'priority' must be an integer 0 .. {MAX_PRIORITY} (road rank), got {d.get('priority')!r}."
-            )
-        kj = _in_range(d.get("jam_density"), "jam_density", where, *JAM_DENSITY_RANGE, "veh/km per lane")
-        w = _in_range(d.get("wave_speed"), "wave_speed", where, *WAVE_SPEED_RANGE, "km/h")
-        g0 = _number(d.get("green_start_s"), "green_start_s", where)
-        g1 = _number(d.get("green_end_s"), "green_end_s", where)
-        if g0 is not None or g1 is not None:
-            greens[len(src)] = (g0, g1)
-        src.append(u)
-        dst.append(v)
-        length.append(le)
-        lanes.append(nl)
-        vf.append(np.nan if kph is None else kph / 3.6)
-        cap.append(np.nan if c is None else c)
-        osmid.append(oid)
-        names.append("" if nm is None or (isinstance(nm, float) and math.isnan(nm)) else str(nm))
-        kinds.append(kind)
-        prio.append(default_priority(d.get("highway")) if p is None else int(p))
-        jam_l.append(DEFAULT_JAM_DENSITY_PER_LANE if kj is None else kj / 1000.0)
-        wave.append(0.0 if w is None else w / 3.6)
-    if notes is not None:
-        what = {
-            "speed": "free speed (zero, negative or unreadable speed tag; from the road type)",
-            "lanes": "lanes (zero, negative or unreadable; from the road type)",
-            "capacity": "capacity (zero, negative or unreadable; from the fundamental diagram)",
-        }
-        for key, where_list in filled.items():
-            if where_list:
-                notes.append(
-                    f"Replaced the {what[key]} of {len(where_list)} edge(s): "
-                    + "; ".join(where_list[:3])
-                    + ("; ..." if len(where_list) > 3 else "")
-                    + "."
-                )
-    src_a = np.asarray(src, dtype=np.int64)
-    dst_a = np.asarray(dst, dtype=np.int64)
-    lanes_a = np.asarray(lanes, dtype=np.float64)
-    vf_a = np.asarray(vf, dtype=np.float64)
-    jam = np.asarray(jam_l, dtype=np.float64) * lanes_a
-    wave_a = np.asarray(wave, dtype=np.float64)
-    cap_a = np.asarray(cap, dtype=np.float64)
-    missing = np.isnan(cap_a)
-    cap_a[missing] = default_capacity_vph(lanes_a[missing], vf_a[missing], jam[missing], wave_a[missing])
-    # signal plans: the source's where it has them, else Webster's from the approaches
-    src_cycle, src_offset, src_gs, src_ge, known = _source_plans(node_attrs, node_osmid, greens, src_a, dst_a)
-    signalised = np.asarray(is_signal, dtype=bool) | np.isfinite(src_cycle)
-    cycle, offset, gs, ge = webster_signal_plans(x, y, src_a, dst_a, signalised, cap_a)
-    given = np.isfinite(src_cycle)
-    if given.any():
-        full = given.copy()  # every in-link of the node has its window: the whole plan is the source's
-        np.logical_and.at(full, dst_a, known)
-        into_full = full[dst_a]
-        cycle[given] = src_cycle[given]
-        offset[given] = src_offset[given]
-        gs[into_full], ge[into_full] = src_gs[into_full], src_ge[into_full]
-        part = given & ~full  # only the cycle is given: Webster's splits of that cycle
-        if part.any():
-            _, _, pgs, pge = webster_signal_plans(x, y, src_a, dst_a, part, cap_a, cycle_s=src_cycle)
-            into_part = part[dst_a]
-            gs[into_part], ge[into_part] = pgs[into_part], pge[into_part]
-    return make_network(
-        x=x,
-        y=y,
-        lon=lon,
-        lat=lat,
-        node_osmid=node_osmid,
-        src=src_a,
-        dst=dst_a,
-        length_m=np.asarray(length, dtype=np.float64),
-        lanes=lanes_a,
-        free_speed_mps=vf_a,
-        capacity_vph=cap_a,
-        jam_density_vpm=jam,
-        wave_speed_mps=wave_a,
-        priority=np.asarray(prio, dtype=np.int64),
-        link_osmid=np.asarray(osmid, dtype=np.int64),
-        link_name=names,
-        link_kind=kinds,
-        signal_cycle_s=cycle,
-        signal_offset_s=offset,
-        green_start_s=gs,
-        green_end_s=ge,
-    )
-
-
 # --------------------------------------------------------------------------- graphs
 def city_from_graph(
     G: Any,
@@ -699,8 +234,8 @@ def city_from_graph(
     index = {nd: i for i, nd in enumerate(nodes)}
     data = [G.nodes[nd] for nd in nodes]
     osmid = _node_ids(nodes)
-    nx_ = np.array([_coord(d, "x", "lon", nd) for nd, d in zip(nodes, data)], dtype=np.float64)
-    ny_ = np.array([_coord(d, "y", "lat", nd) for nd, d in zip(nodes, data)], dtype=np.float64)
+    nx_ = np.array([_coord(d, "x", "lon", nd) for nd, d in zip(nodes, data, strict=True)], dtype=np.float64)
+    ny_ = np.array([_coord(d, "y", "lat", nd) for nd, d in zip(nodes, data, strict=True)], dtype=np.float64)
     stated = G.graph.get("crs")
     try:
         crs = CRS.from_user_input(stated or "EPSG:4326")
@@ -749,7 +284,7 @@ def _node_ids(nodes: list) -> np.ndarray:
         ids = [int(nd) for nd in nodes]
     except (TypeError, ValueError):
         return np.arange(len(nodes), dtype=np.int64)
-    for nd, i in zip(nodes, ids):
+    for nd, i in zip(nodes, ids, strict=True):
         if not _INT64[0] <= i <= _INT64[1]:
             raise CityError(f"node {str(nd)[:40]!r}: its id is outside the 64-bit integer range that node ids may use.")
     return np.array(ids, dtype=np.int64)
@@ -1021,7 +556,7 @@ def city_from_pbf(
             u, v = index.get(int(row[0])), index.get(int(row[1]))
             if u is None or v is None:
                 continue
-            d = {c: clean(val) for c, val in zip(cols, row[2:])}
+            d = {c: clean(val) for c, val in zip(cols, row[2:], strict=True)}
             d["osmid"] = d.pop("id", None)
             ow = str(d.get("oneway") or "").strip().lower()
             if ow in ("yes", "true", "1") or d.get("junction") in ("roundabout", "circular"):
