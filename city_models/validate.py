@@ -47,9 +47,8 @@ raise :class:`~city_models.errors.CityError` listing all of them.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import logging
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,8 +56,20 @@ from scipy.sparse.csgraph import connected_components
 
 from city_models.city import City
 from city_models.errors import CityError
-from city_models.network import DEFAULT_JAM_DENSITY_PER_LANE, Network, default_capacity_vph, make_network
-from city_models.roads import default_speed_kph
+from city_models.link_repair import (
+    MAX_FREE_SPEED_KPH,
+    MAX_JAM_DENSITY_PER_LANE,
+    MAX_LANES,
+    MAX_LINK_M,
+    LinkTable,
+    contract_short,
+    examples,
+    merge_pass_through,
+    plural,
+    repair_attributes,
+    repair_fd,
+)
+from city_models.network import Network, make_network
 
 __all__ = [
     "validate_network",
@@ -78,14 +89,6 @@ logger = logging.getLogger(__name__)
 #: what :func:`repair_network` may keep: the network as given, its largest weakly or
 #: strongly connected component
 KEEP_MODES = ("all", "largest_weak", "largest_strong")
-#: the fastest free speed a link may have, km/h (faster: refused, the data is broken)
-MAX_FREE_SPEED_KPH = 200.0
-#: the longest link, metres (200 km: longer is an error in the data)
-MAX_LINK_M = 200_000.0
-#: the most lanes one link (one direction) may have
-MAX_LANES = 20.0
-#: the densest jam, vehicles per metre and lane (1 m per stopped car)
-MAX_JAM_DENSITY_PER_LANE = 1.0
 
 
 def resolve_keep(keep: str | None = None, keep_largest_scc: bool | None = None) -> str:
@@ -130,308 +133,8 @@ class RepairResult(NamedTuple):
     node_origin: np.ndarray
 
 
-def _examples(ids: np.ndarray, k: int = 5) -> str:
-    ids = np.asarray(ids).ravel()
-    head = ", ".join(str(int(i)) for i in ids[:k])
-    return head + (", ..." if ids.size > k else "")
-
-
-def _plural(k: int, word: str) -> str:
-    return f"{k} {word}" + ("" if k == 1 else "s")
-
-
-def _fd_bad(cap: np.ndarray, vf: np.ndarray, jam: np.ndarray, wave: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bad = ~np.isfinite(cap) | (cap <= 0) | (cap / 3600.0 / vf >= jam)
-        top = vf * wave * jam / (vf + wave) * 3600.0  # the triangle's peak with the given wave speed
-        return bad | (np.isfinite(wave) & (wave > 0) & (cap > top * (1.0 + 1e-9)))
-
-
-class _Links:
-    """Mutable link table used while repairing."""
-
-    def __init__(self, net: Network) -> None:
-        self.src = net.src.astype(np.int64).copy()
-        self.dst = net.dst.astype(np.int64).copy()
-        self.length = net.length_m.astype(np.float64).copy()
-        self.lanes = net.lanes.astype(np.float64).copy()
-        self.vf = net.free_speed_mps.astype(np.float64).copy()
-        self.cap = net.capacity_vph.astype(np.float64).copy()
-        self.jam = net.jam_density_vpm.astype(np.float64).copy()
-        self.wave = net.wave_speed_mps.astype(np.float64).copy()
-        self.prio = net.priority.copy()
-        self.gs = net.green_start_s.astype(np.float64).copy()
-        self.ge = net.green_end_s.astype(np.float64).copy()
-        self.osmid = net.link_osmid.copy()
-        self.name = net.link_name.copy()
-        self.kind = net.link_kind.copy()
-        self.alive = np.ones(self.src.size, dtype=bool)
-        self.link_to = np.arange(self.src.size, dtype=np.int64)  # merged into
-
-
-def _repair_attributes(net: Network, L: _Links, problems: list[str], notes: list[str]) -> None:
-    x, y = net.x, net.y
-    bad_xy = ~np.isfinite(x) | ~np.isfinite(y)
-    if bad_xy.any():
-        ids = np.flatnonzero(bad_xy)
-        problems.append(
-            f"{_plural(ids.size, 'node')} have non-finite x/y coordinates (source ids {_examples(net.node_osmid[ids])})"
-        )
-    bad_len = ~np.isfinite(L.length) | (L.length <= 0)
-    if bad_len.any():
-        ends_ok = ~bad_xy[L.src] & ~bad_xy[L.dst]
-        fix = bad_len & ends_ok
-        L.length[fix] = np.hypot(x[L.dst[fix]] - x[L.src[fix]], y[L.dst[fix]] - y[L.src[fix]])
-        if fix.any():
-            notes.append(
-                f"Set the length of {_plural(int(fix.sum()), 'link')} with a missing or non-positive length "
-                f"to the straight-line distance between their nodes (links {_examples(np.flatnonzero(fix))})."
-            )
-        stuck = bad_len & ~ends_ok
-        if stuck.any():
-            problems.append(
-                f"{_plural(int(stuck.sum()), 'link')} have a missing or non-positive length and no node "
-                f"coordinates to measure it from (links {_examples(np.flatnonzero(stuck))})"
-            )
-    _refuse_implausible(net, L, problems)
-    bad_v = ~np.isfinite(L.vf) | (L.vf <= 0)
-    if bad_v.any():
-        nonpos = np.isfinite(L.vf) & (L.vf <= 0)
-        if nonpos.any():
-            notes.append(
-                f"{_plural(int(nonpos.sum()), 'link')} had a zero or negative free speed, which is read as missing "
-                f"(links {_examples(np.flatnonzero(nonpos))})."
-            )
-        good = ~bad_v
-        median = float(np.median(L.vf[good])) if good.any() else np.nan
-        by_kind, by_median, stuck_kinds = [], [], []
-        for i in np.flatnonzero(bad_v):
-            kph = default_speed_kph(L.kind[i])
-            if kph is not None:
-                L.vf[i] = kph / 3.6
-                by_kind.append(i)
-            elif np.isfinite(median):
-                L.vf[i] = median
-                by_median.append(i)
-            else:
-                stuck_kinds.append(i)
-        if by_kind:
-            kinds = sorted({str(L.kind[i]) for i in by_kind})
-            notes.append(
-                f"Filled the missing free speed of {_plural(len(by_kind), 'link')} from their road kind "
-                f"({', '.join(kinds)})."
-            )
-        if by_median:
-            notes.append(
-                f"Filled the missing free speed of {_plural(len(by_median), 'link')} of unknown road kind with "
-                f"the network's median speed ({median * 3.6:.0f} km/h)."
-            )
-        if stuck_kinds:
-            kinds = sorted({repr(str(L.kind[i])) for i in stuck_kinds})
-            problems.append(
-                f"{_plural(len(stuck_kinds), 'link')} have no usable free speed and no default exists for their "
-                f"road kind ({', '.join(kinds)}) nor any other link's speed to borrow (links {_examples(np.array(stuck_kinds))})"
-            )
-    bad_lanes = ~np.isfinite(L.lanes) | (L.lanes < 1)
-    if bad_lanes.any():
-        L.lanes[bad_lanes] = 1.0
-        notes.append(
-            f"Set lanes to 1 on {_plural(int(bad_lanes.sum()), 'link')} that had zero, fewer than one or no lanes."
-        )
-    bad_jam = ~np.isfinite(L.jam) | (L.jam <= 0)
-    if bad_jam.any():
-        L.jam[bad_jam] = DEFAULT_JAM_DENSITY_PER_LANE * L.lanes[bad_jam]
-        notes.append(
-            f"Set the jam density of {_plural(int(bad_jam.sum()), 'link')} with a missing or non-positive value "
-            f"to {DEFAULT_JAM_DENSITY_PER_LANE} veh/m per lane."
-        )
-    bad_wave = (L.wave != 0) & ~(np.isfinite(L.wave) & (L.wave > 0))
-    if bad_wave.any():
-        L.wave[bad_wave] = 0.0
-        notes.append(
-            f"Dropped the non-positive or infinite backward wave speed (wave_speed) of "
-            f"{_plural(int(bad_wave.sum()), 'link')}; they use their triangular diagram's "
-            f"(links {_examples(np.flatnonzero(bad_wave))})."
-        )
-    _repair_fd(L, notes, np.ones(L.src.size, dtype=bool))
-
-
-def _refuse_implausible(net: Network, L: _Links, problems: list[str]) -> None:
-    """Problems for attributes no road has (they would break the run or make it
-    allocate without bound): named with link ids and source way ids.
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        checks = (
-            (
-                np.isfinite(L.vf) & (L.vf * 3.6 > MAX_FREE_SPEED_KPH),
-                L.vf * 3.6,
-                f"a free speed above {MAX_FREE_SPEED_KPH:g} km/h",
-                "km/h",
-            ),
-            (np.isfinite(L.length) & (L.length > MAX_LINK_M), L.length, f"a length above {MAX_LINK_M:g} m", "m"),
-            (np.isfinite(L.lanes) & (L.lanes > MAX_LANES), L.lanes, f"more than {MAX_LANES:g} lanes", "lanes"),
-            (
-                np.isfinite(L.jam) & (L.jam / np.maximum(L.lanes, 1.0) > MAX_JAM_DENSITY_PER_LANE),
-                L.jam / np.maximum(L.lanes, 1.0),
-                f"a jam density above {MAX_JAM_DENSITY_PER_LANE:g} veh/m per lane",
-                "veh/m per lane",
-            ),
-        )
-    for bad, value, what, unit in checks:
-        if bad.any():
-            ids = np.flatnonzero(bad)
-            ways = L.osmid[ids[:5]]
-            src = f"; source ways {_examples(ways)}" if np.any(ways >= 0) else ""
-            problems.append(
-                f"{_plural(ids.size, 'link')} have {what}, which no road has (links {_examples(ids)}: "
-                f"{', '.join(f'{float(v):g}' for v in value[ids[:5]])} {unit}{src})"
-            )
-
-
-def _repair_fd(L: _Links, notes: list[str], mask: np.ndarray) -> None:
-    with np.errstate(invalid="ignore"):
-        bad = _fd_bad(L.cap, L.vf, L.jam, L.wave) & mask & np.isfinite(L.vf) & (L.vf > 0)
-    if bad.any():
-        L.cap[bad] = default_capacity_vph(L.lanes[bad], L.vf[bad], L.jam[bad], L.wave[bad])
-        notes.append(
-            f"Recomputed the capacity of {_plural(int(bad.sum()), 'link')} whose capacity was missing, non-positive "
-            "or impossible for its fundamental diagram (capacity / free speed >= jam density, or above the "
-            "triangle of a given wave speed), using a 1 s reaction time or the given wave speed "
-            f"(links {_examples(np.flatnonzero(bad))})."
-        )
-
-
-def _merge_pass_through(
-    L: _Links,
-    x: np.ndarray,
-    y: np.ndarray,
-    cycle: np.ndarray,
-    min_link_m: float,
-    node_dead: np.ndarray,
-    via: np.ndarray | None = None,
-) -> int:
-    """Join short links across plain pass-through nodes; return the number of nodes removed."""
-    n = x.size
-    ins: list[set[int]] = [set() for _ in range(n)]
-    outs: list[set[int]] = [set() for _ in range(n)]
-    for l in np.flatnonzero(L.alive):
-        outs[L.src[l]].add(int(l))
-        ins[L.dst[l]].add(int(l))
-
-    def join(l1: int, l2: int) -> None:
-        # l1: a -> v, l2: v -> b  ==>  l1: a -> b
-        a, v, b = L.src[l1], L.dst[l1], L.dst[l2]
-        len1, len2 = L.length[l1], L.length[l2]
-        tt = len1 / L.vf[l1] + len2 / L.vf[l2]
-        longer = l1 if len1 >= len2 else l2
-        L.kind[l1], L.name[l1], L.osmid[l1] = L.kind[longer], L.name[longer], L.osmid[longer]
-        L.length[l1] = len1 + len2
-        L.vf[l1] = (len1 + len2) / tt
-        L.lanes[l1] = min(L.lanes[l1], L.lanes[l2])
-        L.cap[l1] = min(L.cap[l1], L.cap[l2])
-        L.jam[l1] = min(L.jam[l1], L.jam[l2])
-        w1, w2 = L.wave[l1], L.wave[l2]  # 0: the triangular diagram's
-        L.wave[l1] = w2 if w1 <= 0 else (w1 if w2 <= 0 else min(w1, w2))
-        L.gs[l1], L.ge[l1] = L.gs[l2], L.ge[l2]
-        L.prio[l1] = L.prio[l2]  # the rank where the joined link ends
-        L.dst[l1] = b
-        L.alive[l2] = False
-        L.link_to[l2] = l1
-        outs[v].discard(l2)
-        ins[v].discard(l1)
-        ins[b].discard(l2)
-        ins[b].add(l1)
-
-    def bend(v: int) -> float:
-        # 0 for a straight pass-through node, up to pi for a U-turn: straight
-        # nodes (shape points) are removed first, corners last
-        nb = sorted({int(L.src[l]) for l in ins[v]} | {int(L.dst[l]) for l in outs[v]})
-        if len(nb) != 2:
-            return np.pi
-        a1 = np.arctan2(y[nb[0]] - y[v], x[nb[0]] - x[v])
-        a2 = np.arctan2(y[nb[1]] - y[v], x[nb[1]] - x[v])
-        d = abs((a1 - a2 + np.pi) % (2 * np.pi) - np.pi)
-        return float(np.pi - d) if np.isfinite(d) else np.pi
-
-    removed = 0
-    start = np.unique(np.concatenate([L.src, L.dst])[np.tile(L.alive & (L.length < min_link_m), 2)])
-    work = [(bend(int(v)), int(v)) for v in start]
-    heapq.heapify(work)
-    while work:
-        _, v = heapq.heappop(work)
-        if node_dead[v] or cycle[v] > 0:
-            continue
-        inc = ins[v] | outs[v]
-        if not any(L.length[l] < min_link_m for l in inc):
-            continue
-        in_from = {int(L.src[l]): l for l in ins[v]}
-        out_to = {int(L.dst[l]): l for l in outs[v]}
-        if len(in_from) != len(ins[v]) or len(out_to) != len(outs[v]) or v in in_from or v in out_to:
-            continue
-        if len(ins[v]) == 1 and len(outs[v]) == 1:
-            (a,), (b,) = in_from, out_to
-            if a == b:
-                continue
-            pairs = [(in_from[a], out_to[b])]
-        elif len(ins[v]) == 2 and len(outs[v]) == 2 and set(in_from) == set(out_to):
-            a, b = sorted(in_from)
-            pairs = [(in_from[a], out_to[b]), (in_from[b], out_to[a])]
-        else:
-            continue
-        ends = set()
-        for l1, l2 in pairs:
-            join(l1, l2)
-            ends.update((int(L.src[l1]), int(L.dst[l1])))
-        node_dead[v] = True
-        if via is not None:
-            via[v] = pairs[0][0]  # the link that now runs through v
-        removed += 1
-        for e in ends:
-            if any(L.length[l] < min_link_m for l in ins[e] | outs[e]):
-                heapq.heappush(work, (bend(e), e))
-    return removed
-
-
-def _contract_short(L: _Links, n: int, cycle: np.ndarray, min_link_m: float) -> tuple[np.ndarray, int, int]:
-    """Contract the remaining short links; return (node -> root, links contracted, nodes merged)."""
-    parent = np.arange(n, dtype=np.int64)
-
-    def find(u: int) -> int:
-        while parent[u] != u:
-            parent[u] = parent[parent[u]]
-            u = parent[u]
-        return int(u)
-
-    short = np.flatnonzero(L.alive & (L.length < min_link_m) & (L.src != L.dst))
-    merged = 0
-    for l in short[np.argsort(L.length[short], kind="stable")]:
-        ru, rv = find(int(L.src[l])), find(int(L.dst[l]))
-        if ru == rv:
-            continue
-        # a signalised node keeps its plan and position; otherwise the lower id wins
-        sig_u, sig_v = cycle[ru] > 0, cycle[rv] > 0
-        keep = (ru if sig_u else rv) if sig_u != sig_v else min(ru, rv)
-        parent[rv if keep == ru else ru] = keep
-        merged += 1
-    root = np.array([find(u) for u in range(n)], dtype=np.int64)
-    if merged == 0:
-        return root, 0, 0
-    old_dst = L.dst.copy()
-    L.src = root[L.src]
-    L.dst = root[L.dst]
-    loops = L.alive & (L.src == L.dst)
-    L.alive[loops] = False
-    L.link_to[loops] = -1
-    moved = L.alive & (old_dst != L.dst)
-    for l in np.flatnonzero(moved):
-        r, o = L.dst[l], old_dst[l]
-        if cycle[r] > 0 and (cycle[o] != cycle[r] or L.ge[l] <= L.gs[l]):
-            L.gs[l], L.ge[l] = 0.0, cycle[r]
-    return root, int(loops.sum()), merged
-
-
 def _components(
-    net: Network, L: _Links, live_node: np.ndarray, alive: np.ndarray, keep_mode: str, notes: list[str]
+    net: Network, L: LinkTable, live_node: np.ndarray, alive: np.ndarray, keep_mode: str, notes: list[str]
 ) -> np.ndarray:
     """The nodes to keep (bool per node) under ``keep_mode``; notes what is dropped,
     and what cannot be reached where the network kept is not strongly connected.
@@ -455,7 +158,7 @@ def _components(
         if int(in_strong.sum()) < 2:
             raise CityError(
                 "the network cannot be repaired: after repairs no two nodes can reach each other "
-                f"({_plural(int(live_node.sum()), 'node')} and {_plural(alive.size, 'link')} left); "
+                f"({plural(int(live_node.sum()), 'node')} and {plural(alive.size, 'link')} left); "
                 "keep: all or largest_weak runs a network that is not strongly connected as it is."
             )
         keep = in_strong
@@ -466,7 +169,7 @@ def _components(
     elif keep_mode == "largest_weak":
         if int(in_weak.sum()) < 2:
             raise CityError(
-                f"the network cannot be repaired: no links are left ({_plural(int(live_node.sum()), 'node')})."
+                f"the network cannot be repaired: no links are left ({plural(int(live_node.sum()), 'node')})."
             )
         keep = in_weak
         why = (
@@ -476,23 +179,23 @@ def _components(
     else:
         if alive.size == 0:
             raise CityError(
-                f"the network cannot be repaired: no links are left ({_plural(int(live_node.sum()), 'node')})."
+                f"the network cannot be repaired: no links are left ({plural(int(live_node.sum()), 'node')})."
             )
         keep = live_node
         why = ""
     outside = live_node & ~keep
     if outside.any():
         notes.append(
-            f"Dropped {_plural(int(outside.sum()), 'node')} that {why} "
-            f"(dropped source ids {_examples(net.node_osmid[np.flatnonzero(outside)])}; keep: {keep_mode})."
+            f"Dropped {plural(int(outside.sum()), 'node')} that {why} "
+            f"(dropped source ids {examples(net.node_osmid[np.flatnonzero(outside)])}; keep: {keep_mode})."
         )
     if keep_mode != "largest_strong":
         sub = keep & ~in_strong
         if sub.any():
             notes.append(
-                f"The network is not strongly connected: {_plural(int(sub.sum()), 'node')} are outside the largest "
+                f"The network is not strongly connected: {plural(int(sub.sum()), 'node')} are outside the largest "
                 f"strongly connected component of {int(in_strong.sum())} nodes (source ids "
-                f"{_examples(net.node_osmid[np.flatnonzero(sub)])}); it runs as it is (keep: {keep_mode}), and trips "
+                f"{examples(net.node_osmid[np.flatnonzero(sub)])}); it runs as it is (keep: {keep_mode}), and trips "
                 "that cannot reach their destination are counted as trips_no_route."
             )
     return keep
@@ -500,7 +203,7 @@ def _components(
 
 def _aliases(
     net: Network,
-    L: _Links,
+    L: LinkTable,
     keep: np.ndarray,
     new_node: np.ndarray,
     node_map: np.ndarray,
@@ -522,10 +225,10 @@ def _aliases(
     target[merged] = node_map[merged]
     dist = np.zeros(n)
     for v in np.flatnonzero(pass_dead & (via >= 0)):
-        l = int(link_to[via[v]])
-        if l < 0 or not L.alive[l]:
+        lk = int(link_to[via[v]])
+        if lk < 0 or not L.alive[lk]:
             continue
-        ends = [int(e) for e in (L.src[l], L.dst[l]) if new_node[e] >= 0]
+        ends = [int(e) for e in (L.src[lk], L.dst[lk]) if new_node[e] >= 0]
         if ends:
             d = [float(np.hypot(net.x[e] - net.x[v], net.y[e] - net.y[v])) for e in ends]
             j = int(np.argmin(d))
@@ -569,11 +272,133 @@ def _aliases(
                 f"{other} dropped (to the nearest remaining node, at most {float(dist[rest].max()):.0f} m away)"
             )
         notes.append(
-            f"Remapped {_plural(int(moved.size), 'source node id')} onto the node that replaced each: "
+            f"Remapped {plural(int(moved.size), 'source node id')} onto the node that replaced each: "
             + "; ".join(parts)
             + ". Trips, sensors, stations and interventions may still name them."
         )
     return ids, to
+
+
+def _repair_signals(net: Network, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Signal cycles and offsets per node: a missing or negative cycle removes the plan."""
+    cycle = net.signal_cycle_s.astype(np.float64).copy()
+    offset = net.signal_offset_s.astype(np.float64).copy()
+    bad_cycle = ~np.isfinite(cycle) | (cycle < 0)
+    if bad_cycle.any():
+        cycle[bad_cycle] = 0.0
+        notes.append(
+            f"Removed the signal plan of {plural(int(bad_cycle.sum()), 'node')} with a missing or negative cycle."
+        )
+    offset[~np.isfinite(offset)] = 0.0
+    return cycle, offset
+
+
+def _drop_self_loops(L: LinkTable, notes: list[str]) -> None:
+    """Self-loop links marked dead."""
+    loops = L.src == L.dst
+    if loops.any():
+        L.alive[loops] = False
+        L.link_to[loops] = -1
+        notes.append(f"Dropped {plural(int(loops.sum()), 'self-loop link')} (links {examples(np.flatnonzero(loops))}).")
+
+
+def _merge_short(
+    net: Network, L: LinkTable, cycle: np.ndarray, min_link_m: float, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Links shorter than ``min_link_m`` merged (step 3).
+
+    Returns the nodes removed (bool per node), those removed as pass-through
+    nodes, the link joined through each of those (-1: none) and each node's
+    root after contraction.
+    """
+    n = net.n_nodes
+    node_dead = np.zeros(n, dtype=bool)
+    via = np.full(n, -1, dtype=np.int64)  # removed pass-through node -> the link joined through it
+    pass_dead = node_dead
+    root = np.arange(n, dtype=np.int64)
+    if min_link_m > 0:
+        n_short = int((L.alive & (L.length < min_link_m)).sum())
+        removed = merge_pass_through(L, net.x, net.y, cycle, min_link_m, node_dead, via)
+        if removed:
+            notes.append(
+                f"Merged links shorter than {min_link_m:g} m into the next link on the same road, "
+                f"removing {plural(removed, 'pass-through node')}."
+            )
+        root, n_contracted, n_merged = contract_short(L, n, cycle, min_link_m)
+        if n_contracted:
+            notes.append(
+                f"Contracted {plural(n_contracted, 'link')} shorter than {min_link_m:g} m by merging their end "
+                f"nodes ({plural(n_merged, 'node')} merged into a neighbour)."
+            )
+        pass_dead = node_dead.copy()
+        node_dead |= root != np.arange(n)
+        if n_short:
+            repair_fd(L, notes, L.alive)
+        logger.debug("%d short links before merging", n_short)
+    return node_dead, pass_dead, via, root
+
+
+def _note_duplicates(L: LinkTable, alive: np.ndarray, n: int, notes: list[str]) -> None:
+    """A note counting parallel links (kept as they are)."""
+    pair = L.src[alive] * max(n, 1) + L.dst[alive]
+    _, counts = np.unique(pair, return_counts=True)
+    n_dup = int((counts - 1).sum())
+    if n_dup:
+        notes.append(f"Kept {plural(n_dup, 'duplicate parallel link')} (same start and end node as another link).")
+
+
+def _resolve_merges(link_to: np.ndarray) -> np.ndarray:
+    """Old link -> the surviving link it was merged into (followed through chains of merges; -1: dropped)."""
+    to = link_to.copy()
+    for _ in range(link_to.size):
+        nxt = np.where(to >= 0, to[np.maximum(to, 0)], -1)
+        if np.array_equal(nxt, to):
+            break
+        to = nxt
+    return to
+
+
+def _rebuild(
+    net: Network,
+    L: LinkTable,
+    kept: np.ndarray,
+    link_keep: np.ndarray,
+    new_node: np.ndarray,
+    cycle: np.ndarray,
+    offset: np.ndarray,
+    alias_osmid: np.ndarray,
+    alias_node: np.ndarray,
+) -> Network:
+    """The repaired network record: kept nodes and links, densely renumbered (step 5)."""
+    # links into unsignalised nodes never keep a green window
+    no_sig = cycle[L.dst] <= 0
+    L.gs[no_sig], L.ge[no_sig] = 0.0, 0.0
+    k = link_keep
+    return make_network(
+        x=net.x[kept],
+        y=net.y[kept],
+        lon=net.lon[kept],
+        lat=net.lat[kept],
+        node_osmid=net.node_osmid[kept],
+        signal_cycle_s=cycle[kept],
+        signal_offset_s=offset[kept],
+        src=new_node[L.src[k]],
+        dst=new_node[L.dst[k]],
+        length_m=L.length[k],
+        lanes=L.lanes[k],
+        free_speed_mps=L.vf[k],
+        capacity_vph=L.cap[k],
+        jam_density_vpm=L.jam[k],
+        wave_speed_mps=L.wave[k],
+        priority=L.prio[k],
+        green_start_s=L.gs[k],
+        green_end_s=L.ge[k],
+        link_osmid=L.osmid[k],
+        link_name=list(L.name[k]),
+        link_kind=list(L.kind[k]),
+        alias_osmid=alias_osmid,
+        alias_node=alias_node,
+    )
 
 
 def repair_network(
@@ -614,110 +439,29 @@ def repair_network(
         problems.append("the network has no nodes")
     if m == 0:
         problems.append("the network has no links")
-    L = _Links(net)
-    cycle = net.signal_cycle_s.astype(np.float64).copy()
-    offset = net.signal_offset_s.astype(np.float64).copy()
-    bad_cycle = ~np.isfinite(cycle) | (cycle < 0)
-    if bad_cycle.any():
-        cycle[bad_cycle] = 0.0
-        notes.append(
-            f"Removed the signal plan of {_plural(int(bad_cycle.sum()), 'node')} with a missing or negative cycle."
-        )
-    offset[~np.isfinite(offset)] = 0.0
+    L = LinkTable(net)
+    cycle, offset = _repair_signals(net, notes)
     if m:
-        _repair_attributes(net, L, problems, notes)
+        repair_attributes(net, L, problems, notes)
     if problems:
         raise CityError("the network cannot be repaired: " + "; ".join(problems) + ".")
-
-    loops = L.src == L.dst
-    if loops.any():
-        L.alive[loops] = False
-        L.link_to[loops] = -1
-        notes.append(
-            f"Dropped {_plural(int(loops.sum()), 'self-loop link')} (links {_examples(np.flatnonzero(loops))})."
-        )
-
-    node_dead = np.zeros(n, dtype=bool)
-    via = np.full(n, -1, dtype=np.int64)  # removed pass-through node -> the link joined through it
-    pass_dead = node_dead
-    root = np.arange(n, dtype=np.int64)
-    if min_link_m > 0:
-        n_short = int((L.alive & (L.length < min_link_m)).sum())
-        removed = _merge_pass_through(L, net.x, net.y, cycle, min_link_m, node_dead, via)
-        if removed:
-            notes.append(
-                f"Merged links shorter than {min_link_m:g} m into the next link on the same road, "
-                f"removing {_plural(removed, 'pass-through node')}."
-            )
-        root, n_contracted, n_merged = _contract_short(L, n, cycle, min_link_m)
-        if n_contracted:
-            notes.append(
-                f"Contracted {_plural(n_contracted, 'link')} shorter than {min_link_m:g} m by merging their end "
-                f"nodes ({_plural(n_merged, 'node')} merged into a neighbour)."
-            )
-        pass_dead = node_dead.copy()
-        node_dead |= root != np.arange(n)
-        if n_short:
-            _repair_fd(L, notes, L.alive)
-        logger.debug("%d short links before merging", n_short)
-
+    _drop_self_loops(L, notes)
+    node_dead, pass_dead, via, root = _merge_short(net, L, cycle, min_link_m, notes)
     alive = np.flatnonzero(L.alive)
-    pair = L.src[alive] * max(n, 1) + L.dst[alive]
-    _, counts = np.unique(pair, return_counts=True)
-    n_dup = int((counts - 1).sum())
-    if n_dup:
-        notes.append(f"Kept {_plural(n_dup, 'duplicate parallel link')} (same start and end node as another link).")
-
-    live_node = ~node_dead
-    keep = _components(net, L, live_node, alive, keep_mode, notes)
+    _note_duplicates(L, alive, n, notes)
+    kept = _components(net, L, ~node_dead, alive, keep_mode, notes)
 
     new_node = np.full(n, -1, dtype=np.int64)
-    new_node[keep] = np.arange(int(keep.sum()))
-    link_keep = L.alive & keep[L.src] & keep[L.dst]
+    new_node[kept] = np.arange(int(kept.sum()))
+    link_keep = L.alive & kept[L.src] & kept[L.dst]
     new_link = np.full(m, -1, dtype=np.int64)
     new_link[link_keep] = np.arange(int(link_keep.sum()))
-
-    # resolve the maps through merges
-    to = L.link_to.copy()
-    for _ in range(m):
-        nxt = np.where(to >= 0, to[np.maximum(to, 0)], -1)
-        if np.array_equal(nxt, to):
-            break
-        to = nxt
+    to = _resolve_merges(L.link_to)
     link_map = np.where(to >= 0, new_link[np.maximum(to, 0)], -1)
     node_map = np.where(pass_dead, -1, new_node[root])
-    origin = np.flatnonzero(keep)
-    alias_osmid, alias_node = _aliases(net, L, keep, new_node, node_map, pass_dead, via, to, root, notes)
-
-    # links into unsignalised nodes never keep a green window
-    no_sig = cycle[L.dst] <= 0
-    L.gs[no_sig], L.ge[no_sig] = 0.0, 0.0
-    k = link_keep
-    out = make_network(
-        x=net.x[keep],
-        y=net.y[keep],
-        lon=net.lon[keep],
-        lat=net.lat[keep],
-        node_osmid=net.node_osmid[keep],
-        signal_cycle_s=cycle[keep],
-        signal_offset_s=offset[keep],
-        src=new_node[L.src[k]],
-        dst=new_node[L.dst[k]],
-        length_m=L.length[k],
-        lanes=L.lanes[k],
-        free_speed_mps=L.vf[k],
-        capacity_vph=L.cap[k],
-        jam_density_vpm=L.jam[k],
-        wave_speed_mps=L.wave[k],
-        priority=L.prio[k],
-        green_start_s=L.gs[k],
-        green_end_s=L.ge[k],
-        link_osmid=L.osmid[k],
-        link_name=list(L.name[k]),
-        link_kind=list(L.kind[k]),
-        alias_osmid=alias_osmid,
-        alias_node=alias_node,
-    )
+    origin = np.flatnonzero(kept)
+    alias_osmid, alias_node = _aliases(net, L, kept, new_node, node_map, pass_dead, via, to, root, notes)
+    out = _rebuild(net, L, kept, link_keep, new_node, cycle, offset, alias_osmid, alias_node)
     if out.n_links != m or out.n_nodes != n:
         logger.info("validated network: %d -> %d nodes, %d -> %d links", n, out.n_nodes, m, out.n_links)
     return RepairResult(network=out, notes=notes, node_map=node_map, link_map=link_map, node_origin=origin)
@@ -756,15 +500,15 @@ def validate_network(
     return res.network, res.notes
 
 
-def _remap_place(value, node_map: np.ndarray, link_map: np.ndarray):
-    def remap(ids, table):
+def _remap_place(value: Any, node_map: np.ndarray, link_map: np.ndarray) -> tuple[Any, bool]:
+    def remap(ids: Any, table: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64).ravel()
         ok = (ids >= 0) & (ids < table.size)
         new = table[ids[ok]]
         return np.unique(new[new >= 0])
 
     if isinstance(value, dict):
-        out = {}
+        out: dict[str, np.ndarray] = {}
         for key, ids in value.items():
             table = node_map if key == "nodes" else link_map
             out[key] = remap(ids, table)
@@ -809,7 +553,7 @@ def validate_city(
     node_zone = np.asarray(z.node_zone)[res.node_origin].astype(np.int32)
     empty = np.setdiff1d(np.setdiff1d(np.arange(z.n_zones), node_zone), np.setdiff1d(np.arange(z.n_zones), z.node_zone))
     if empty.size:
-        notes.append(f"{_plural(int(empty.size), 'zone')} no longer contain any network node ({_examples(empty)}).")
+        notes.append(f"{plural(int(empty.size), 'zone')} no longer contain any network node ({examples(empty)}).")
     zones = dataclasses.replace(z, node_zone=node_zone)
 
     facilities = []
@@ -827,7 +571,7 @@ def validate_city(
             )
         facilities.append(dataclasses.replace(f, node=target) if target != f.node else f)
 
-    places = {}
+    places: dict[str, Any] = {}
     for name, value in city.places.items():
         mapped, gone = _remap_place(value, res.node_map, res.link_map)
         if gone:
