@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "twin.cli_fork",
     "twin.cli_live",
     "twin.cli_equilibrate",
+    "twin.cli_export",
 )
 
 

@@ -143,6 +143,24 @@ def _var(dims, data, units: str, long_name: str) -> xr.Variable:
     return xr.Variable(dims, data, attrs={"units": units, "long_name": long_name})
 
 
+def geometry_coords(net) -> dict[str, xr.Variable]:
+    """The nodes' geographic position and, when the network has them, the links' shapes
+    (what ``twin export`` and report maps draw; issue 13, part 5).
+    """
+    out = {
+        "node_lon": _var(("node",), np.asarray(net.lon, np.float64), "degrees_east", "node longitude (NaN: unknown)"),
+        "node_lat": _var(("node",), np.asarray(net.lat, np.float64), "degrees_north", "node latitude (NaN: unknown)"),
+    }
+    ptr = getattr(net, "shape_indptr", None)
+    if ptr is not None and len(ptr) == net.n_links + 1 and len(net.shape_lon) > 0:
+        out["link_shape_indptr"] = _var(
+            ("link_shape_ptr",), np.asarray(ptr, np.int64), "1", "shape points of link i: shape[indptr[i]:indptr[i+1]]"
+        )
+        out["shape_lon"] = _var(("shape",), np.asarray(net.shape_lon, np.float64), "degrees_east", "shape longitude")
+        out["shape_lat"] = _var(("shape",), np.asarray(net.shape_lat, np.float64), "degrees_north", "shape latitude")
+    return out
+
+
 def build_dataset(twin) -> xr.Dataset:
     """Assemble the run's labelled results.
 
@@ -237,6 +255,7 @@ def build_dataset(twin) -> xr.Dataset:
         "link_x1": _var(("link",), net.x[net.dst], "m", "downstream end, easting"),
         "link_y1": _var(("link",), net.y[net.dst], "m", "downstream end, northing"),
     }
+    coords.update(geometry_coords(net))
     z = twin.city.zones
     coords.update(
         {
