@@ -21,10 +21,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from .base import check_path_text, expanduser
+from .city import _SUMO_BUILTINS, BUILTIN_CITIES, CitySpec
 from .errors import Problem, ScenarioError
 from .messages import MAX_PROBLEMS, capped, merge_problems, show_value, validation_problems
 from .resolved import PATH_FIELDS, dump_resolved, hash_payload, scenario_hash
-from .schema import _SUMO_BUILTINS, BUILTIN_CITIES, CitySpec, Scenario
+from .schema import Scenario
 from .yaml_reader import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, Loc, parse_yaml_text, read_yaml
 
 __all__ = [

