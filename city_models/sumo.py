@@ -49,480 +49,48 @@ that only serves stops).  Unlike SUMO, elements need not be sorted by departure.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from city_models.city import City
 from city_models.demand import MAX_TRIP_ROWS, DemandError, Trips
 from city_models.errors import CityError
-from city_models.network import MAX_PRIORITY, Network, lookup_nodes, make_network
+from city_models.network import Network, lookup_nodes
+from city_models.sumo_net import (
+    _DAY_S,
+    _MAX_ROUTE_EDGES,
+    MAX_NET_BYTES,
+    MAX_NET_ELEMENTS,
+    SUMO_BUILTINS,
+    SumoNet,
+    _cached_net,
+    _float,
+    _iterparse,
+    city_from_sumo,
+    read_sumo_net,
+    sumo_file,
+    sumo_id,
+    sumo_network,
+)
 
 __all__ = [
     "SumoNet",
     "sumo_id",
     "read_sumo_net",
+    "sumo_network",
     "city_from_sumo",
     "read_sumo_demand",
     "MAX_NET_ELEMENTS",
+    "MAX_NET_BYTES",
     "SUMO_BUILTINS",
     "sumo_file",
 ]
 
 log = logging.getLogger(__name__)
-
-#: at most this many elements in a network file (junctions, edges, lanes, connections, phases...)
-#: or a demand file
-MAX_NET_ELEMENTS = 20_000_000
-#: the largest SUMO network file read (bytes)
-MAX_NET_BYTES = 4 << 30
-#: at most this many lanes on one edge, phases in one program, edges in one route
-_MAX_LANES = 64
-_MAX_PHASES = 1000
-_MAX_ROUTE_EDGES = 100_000
-#: junction types whose approaches all have the same rank in SUMO
-_EQUAL_RANK = frozenset({"right_before_left", "left_before_right", "allway_stop", "zipper"})
-_NOT_ROADS = frozenset({"internal", "crossing", "walkingarea", "connector"})
-_SIGNAL_TYPES = frozenset({"traffic_light", "traffic_light_unregulated", "traffic_light_right_on_red"})
-_DAY_S = 86400.0
-#: networks (and demand) that ship inside the ``eclipse-sumo`` wheel, by name:
-#: ``city: {sumo: drt}``, ``demand: {sumo: bs3d}``
-_BUILTIN_FILES: dict[str, dict[str, str]] = {
-    "bs3d": {"net": "tools/game/bs3d/bs.net.xml", "demand": "tools/game/bs3d/bs3d.rou.xml"},
-    "drt": {"net": "tools/game/DRT/osm.net.xml"},
-}
-SUMO_BUILTINS: tuple[str, ...] = tuple(sorted(_BUILTIN_FILES))
-
-
-def sumo_file(value: str | os.PathLike, kind: str = "net") -> Path:
-    """The file a ``sumo:`` value names: a built-in name (:data:`SUMO_BUILTINS`, from the
-    ``eclipse-sumo`` wheel) or the path itself.  ``kind`` is ``"net"`` or ``"demand"``.
-    """
-    text = os.fspath(value)
-    key = text.strip().lower()
-    if key in _BUILTIN_FILES:
-        rel = _BUILTIN_FILES[key].get(kind)
-        if rel is None:
-            raise (CityError if kind == "net" else DemandError)(
-                f"the built-in SUMO scenario {key!r} has no {kind} file; give a file path."
-            )
-        try:
-            import sumo  # the eclipse-sumo wheel
-        except ImportError:
-            raise (CityError if kind == "net" else DemandError)(
-                f"the built-in SUMO scenario {key!r} needs the eclipse-sumo wheel (pip install eclipse-sumo)."
-            ) from None
-        return Path(os.path.dirname(sumo.__file__)) / rel
-    return Path(text)
-
-
-def sumo_id(text: str) -> int:
-    """The 64-bit source id of a SUMO junction or edge id.
-
-    An all-digit id below 2**62 is its own number; any other id (``cluster_1_2``,
-    ``-4314834#2``) maps to a stable hash in ``[2**62, 2**63)``, so the two never clash.
-    """
-    if text.isdigit() and text.isascii() and len(text) < 19 and int(text) < (1 << 62):
-        return int(text)
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return (1 << 62) | (int.from_bytes(digest, "big") & ((1 << 62) - 1))
-
-
-@dataclass
-class SumoNet:
-    """What the twin reads from a ``.net.xml`` (road edges only)."""
-
-    path: Path
-    #: junction id -> (x, y, type)
-    junctions: dict[str, tuple[float, float, str]] = field(default_factory=dict)
-    #: per road edge: id, from, to, priority, type, name
-    edge_id: list[str] = field(default_factory=list)
-    edge_from: list[str] = field(default_factory=list)
-    edge_to: list[str] = field(default_factory=list)
-    edge_priority: list[int] = field(default_factory=list)
-    edge_type: list[str] = field(default_factory=list)
-    edge_name: list[str] = field(default_factory=list)
-    #: per road edge: its car lanes' (speed, length) and the first car lane's shape
-    lane_speed: list[list[float]] = field(default_factory=list)
-    lane_length: list[list[float]] = field(default_factory=list)
-    edge_shape: list[np.ndarray] = field(default_factory=list)
-    #: every non-internal edge in the file (roads or not): id -> (from, to, is_road)
-    all_edges: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
-    #: tlLogic id -> (offset, [(duration, state), ...]) (first program of each)
-    tl_programs: dict[str, tuple[float, list[tuple[float, str]]]] = field(default_factory=dict)
-    #: (from edge, tl id, link index) of every signal-controlled connection
-    tl_links: list[tuple[str, str, int]] = field(default_factory=list)
-    net_offset: tuple[float, float] = (0.0, 0.0)
-    proj: str = ""
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def _iterparse(path: Path, what: str, error: type[ValueError]) -> Iterator[tuple[str, Any]]:
-    """``(event, element)`` pairs of a file, with no DTD, entities or external resources."""
-    import defusedxml.ElementTree as DET
-    from defusedxml import DefusedXmlException
-
-    if not path.is_file():
-        raise error(f"{what} '{path}' does not exist or is not a file.")
-    if path.stat().st_size > MAX_NET_BYTES:
-        raise error(f"{what} '{path}' is larger than {MAX_NET_BYTES >> 30} GiB.")
-    try:
-        yield from DET.iterparse(str(path), events=("start", "end"), forbid_dtd=True)
-    except DET.ParseError as exc:
-        line, col = getattr(exc, "position", (None, None))
-        at = f" at line {line}, column {col}" if line else ""
-        raise error(f"{what} '{path}' is not well-formed XML{at}: {exc}") from None
-    except DefusedXmlException as exc:
-        raise error(
-            f"{what} '{path}': refused a DTD or entity declaration ({type(exc).__name__}); SUMO files need neither."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{what} '{path}' could not be read: {exc}") from None
-
-
-def _float(
-    el: Any,
-    attr: str,
-    path: Path,
-    what: str,
-    *,
-    default: float | None = None,
-    lo: float = -math.inf,
-    hi: float = math.inf,
-    error: type[ValueError] = CityError,
-) -> float:
-    raw = el.get(attr)
-    if raw is None:
-        if default is None:
-            raise error(f"{what} '{path}': <{el.tag} id={el.get('id')!r}> has no '{attr}'.")
-        return default
-    try:
-        v = float(raw)
-    except ValueError:
-        v = math.nan
-    if not (math.isfinite(v) and lo <= v <= hi):
-        raise error(
-            f"{what} '{path}': <{el.tag} id={el.get('id')!r}> has {attr}={raw!r}, "
-            f"expected a number in {lo:g} .. {hi:g}."
-        )
-    return v
-
-
-def _allows_cars(lane: Any) -> bool:
-    allow, disallow = lane.get("allow"), lane.get("disallow")
-    if allow is not None:
-        classes = allow.split()
-        return "passenger" in classes or "all" in classes
-    if disallow is not None:
-        classes = disallow.split()
-        return "passenger" not in classes and "all" not in classes
-    return True
-
-
-def _shape(text: str | None) -> np.ndarray:
-    if not text:
-        return np.zeros((0, 2))
-    try:
-        pts = [tuple(float(c) for c in p.split(",")[:2]) for p in text.split()]
-        return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    except ValueError:
-        return np.zeros((0, 2))
-
-
-def read_sumo_net(path: str | os.PathLike) -> SumoNet:
-    """Read the road edges, junctions and traffic-light programs of a SUMO network.
-
-    Raises
-    ------
-    CityError
-        Naming the file and the element: not XML, a missing or non-numeric lane
-        speed/length, an edge whose junction is not in the file, more than
-        :data:`MAX_NET_ELEMENTS` elements, or no road edge at all.
-    """
-    path = Path(path)
-    what = "SUMO network"
-    net = SumoNet(path=path)
-    count = 0
-    tl_current: tuple[str, float, list] | None = None
-    seen_root = False
-    for event, el in _iterparse(path, what, CityError):
-        tag = el.tag
-        if event == "start":
-            if not seen_root:
-                seen_root = True
-                if tag != "net":
-                    raise CityError(
-                        f"{what} '{path}': the root element is <{tag}>, not <net>; is this a .net.xml file?"
-                    )
-            if tag == "tlLogic":
-                tl_current = (el.get("id", ""), _float(el, "offset", path, what, default=0.0, lo=-1e7, hi=1e7), [])
-            continue
-        count += 1
-        if count > MAX_NET_ELEMENTS:
-            raise CityError(f"{what} '{path}' has more than {MAX_NET_ELEMENTS:,} elements.")
-        if tag == "location":
-            off = (el.get("netOffset") or "0,0").split(",")
-            try:
-                net.net_offset = (float(off[0]), float(off[1]))
-            except (ValueError, IndexError):
-                raise CityError(
-                    f"{what} '{path}': <location> has netOffset={el.get('netOffset')!r}, expected 'x,y'."
-                ) from None
-            net.proj = el.get("projParameter", "") or ""
-        elif tag == "junction":
-            jid = el.get("id")
-            if jid is None:
-                raise CityError(f"{what} '{path}': a <junction> has no 'id'.")
-            jtype = el.get("type", "")
-            if jtype != "internal":
-                x = _float(el, "x", path, what, lo=-1e9, hi=1e9)
-                y = _float(el, "y", path, what, lo=-1e9, hi=1e9)
-                net.junctions[jid] = (x, y, jtype)
-            el.clear()
-        elif tag == "edge":
-            _read_edge(net, el, path, what)
-            el.clear()
-        elif tag == "phase" and tl_current is not None:
-            if len(tl_current[2]) >= _MAX_PHASES:
-                raise CityError(f"{what} '{path}': <tlLogic id={tl_current[0]!r}> has more than {_MAX_PHASES} phases.")
-            dur = _float(el, "duration", path, what, lo=0.0, hi=86400.0)
-            tl_current[2].append((dur, el.get("state", "")))
-        elif tag == "tlLogic":
-            if tl_current is not None and tl_current[0] not in net.tl_programs:
-                net.tl_programs[tl_current[0]] = (tl_current[1], tl_current[2])
-            tl_current = None
-            el.clear()
-        elif tag == "connection":
-            tl = el.get("tl")
-            if tl is not None and el.get("linkIndex") is not None:
-                try:
-                    k = int(el.get("linkIndex"))
-                except ValueError:
-                    raise CityError(
-                        f"{what} '{path}': <connection from={el.get('from')!r} tl={tl!r}> has "
-                        f"linkIndex={el.get('linkIndex')!r}, expected an integer."
-                    ) from None
-                if k >= 100_000:
-                    raise CityError(
-                        f"{what} '{path}': <connection from={el.get('from')!r} tl={tl!r}> has "
-                        f"linkIndex={k}, above 99999."
-                    )
-                if k >= 0:  # -1: a connection through the junction that its signal does not control
-                    net.tl_links.append((el.get("from", ""), tl, k))
-            el.clear()
-    if not net.edge_id:
-        raise CityError(f"{what} '{path}' has no edge that admits passenger cars (no road to drive on).")
-    for i, eid in enumerate(net.edge_id):
-        for end in (net.edge_from[i], net.edge_to[i]):
-            if end not in net.junctions:
-                raise CityError(f"{what} '{path}': <edge id={eid!r}> names junction {end!r}, which is not in the file.")
-    return net
-
-
-def _read_edge(net: SumoNet, el: Any, path: Path, what: str) -> None:
-    eid = el.get("id")
-    if eid is None:
-        raise CityError(f"{what} '{path}': an <edge> has no 'id'.")
-    func = el.get("function", "normal")
-    if func in _NOT_ROADS:
-        return
-    src, dst = el.get("from"), el.get("to")
-    if src is None or dst is None:
-        raise CityError(f"{what} '{path}': <edge id={eid!r}> has no 'from' or 'to' junction.")
-    lanes = el.findall("lane")
-    if len(lanes) > _MAX_LANES:
-        raise CityError(f"{what} '{path}': <edge id={eid!r}> has {len(lanes)} lanes, more than {_MAX_LANES}.")
-    cars = [ln for ln in lanes if _allows_cars(ln)]
-    net.all_edges[eid] = (src, dst, bool(cars))
-    if not cars:
-        return
-    speeds, lengths = [], []
-    for ln in cars:
-        speeds.append(_float(ln, "speed", path, what, lo=0.0, hi=150.0))
-        lengths.append(_float(ln, "length", path, what, lo=0.0, hi=1e6))
-    try:
-        prio = int(el.get("priority", "0"))
-    except ValueError:
-        raise CityError(
-            f"{what} '{path}': <edge id={eid!r}> has priority={el.get('priority')!r}, expected an integer."
-        ) from None
-    if not -1_000_000 <= prio <= 1_000_000:
-        raise CityError(f"{what} '{path}': <edge id={eid!r}> has priority={prio}, outside -1000000 .. 1000000.")
-    net.edge_id.append(eid)
-    net.edge_from.append(src)
-    net.edge_to.append(dst)
-    net.edge_priority.append(prio)
-    net.edge_type.append(el.get("type", "") or "")
-    net.edge_name.append(el.get("name", "") or "")
-    net.lane_speed.append(speeds)
-    net.lane_length.append(lengths)
-    net.edge_shape.append(_shape(el.get("shape") or cars[0].get("shape")))
-
-
-# --------------------------------------------------------------------------- network
-
-
-def _green_window(states: list[str], durations: np.ndarray, index: list[int]) -> tuple[float, float] | None:
-    """Start and end (s within the cycle) of the longest cyclic run of phases in which
-    any of ``index`` shows green; None when it never does.
-    """
-    green = np.array([any(k < len(s) and s[k] in "Gg" for k in index) for s in states], bool)
-    if not green.any():
-        return None
-    starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
-    cycle = float(durations.sum())
-    if green.all():
-        return 0.0, cycle
-    n = len(states)
-    best = (-1.0, 0.0, 0.0)
-    first_red = int(np.flatnonzero(~green)[0])
-    i = first_red + 1
-    while i < first_red + 1 + n:  # walk the cycle once, starting after a red phase
-        if green[i % n]:
-            j, length = i, 0.0
-            while green[j % n] and j < first_red + 1 + n:
-                length += float(durations[j % n])
-                j += 1
-            if length > best[0]:
-                best = (length, float(starts[i % n]), float((starts[i % n] + length) % cycle))
-            i = j
-        else:
-            i += 1
-    if best[0] <= 0.0:
-        return None
-    return best[1], best[2]
-
-
-def _lonlat(net: SumoNet, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if not net.proj or net.proj.strip() == "!":
-        return np.full(x.size, np.nan), np.full(y.size, np.nan)
-    try:
-        from pyproj import Proj
-
-        proj = Proj(net.proj)
-        lon, lat = proj(x - net.net_offset[0], y - net.net_offset[1], inverse=True)
-        return np.asarray(lon, np.float64), np.asarray(lat, np.float64)
-    except Exception as exc:  # noqa: BLE001 - an unreadable projection only loses lon/lat
-        log.warning(
-            "SUMO network %s: projection %r not understood (%s); longitude/latitude left unknown",
-            net.path,
-            net.proj,
-            exc,
-        )
-        return np.full(x.size, np.nan), np.full(y.size, np.nan)
-
-
-def sumo_network(net: SumoNet) -> tuple[Network, list[str]]:
-    """The (unvalidated) :class:`Network` of a read SUMO network and notes on what was approximated."""
-    notes: list[str] = []
-    used = sorted(set(net.edge_from) | set(net.edge_to))
-    index = {j: i for i, j in enumerate(used)}
-    x = np.array([net.junctions[j][0] for j in used], np.float64)
-    y = np.array([net.junctions[j][1] for j in used], np.float64)
-    jtype = [net.junctions[j][2] for j in used]
-    src = np.array([index[j] for j in net.edge_from], np.int32)
-    dst = np.array([index[j] for j in net.edge_to], np.int32)
-    m = src.size
-    lanes = np.array([len(s) for s in net.lane_speed], np.float64)
-    speed = np.array([max(s) for s in net.lane_speed], np.float64)
-    length = np.array([float(np.mean(v)) for v in net.lane_length], np.float64)
-    prio_raw = np.array(net.edge_priority, np.int64)
-    prio = np.clip(prio_raw - prio_raw.min() + 1, 1, MAX_PRIORITY)
-    equal = np.array([jtype[d] in _EQUAL_RANK for d in dst], bool)
-    prio[equal] = 1
-    # traffic lights
-    cycle = np.zeros(x.size)
-    offset = np.zeros(x.size)
-    gs = np.zeros(m)
-    ge = np.zeros(m)
-    edge_index = {e: i for i, e in enumerate(net.edge_id)}
-    by_edge: dict[int, tuple[str, list[int]]] = {}
-    for e, tl, k in net.tl_links:
-        li = edge_index.get(e)
-        if li is None or tl not in net.tl_programs:
-            continue
-        entry = by_edge.setdefault(li, (tl, []))
-        if entry[0] == tl:
-            entry[1].append(k)
-    never_green = 0
-    for li, (tl, ks) in by_edge.items():
-        off, phases = net.tl_programs[tl]
-        dur = np.array([p[0] for p in phases], np.float64)
-        c = float(dur.sum())
-        if c <= 0:
-            continue
-        node = int(dst[li])
-        window = _green_window([p[1] for p in phases], dur, ks)
-        if window is None:
-            never_green += 1
-            continue
-        cycle[node] = c
-        offset[node] = off % c
-        gs[li], ge[li] = window
-        if gs[li] == ge[li]:  # green all cycle: not signal controlled
-            gs[li] = ge[li] = 0.0
-    if never_green:
-        notes.append(f"{never_green} signal-controlled edges never get green in their program; they run uncontrolled.")
-    n_sig = int((cycle > 0).sum())
-    if n_sig:
-        notes.append(
-            f"{n_sig} junctions run SUMO's fixed-time signal programs as one green window per approach "
-            "(yellow as red, the longest green of each approach)."
-        )
-    lon, lat = _lonlat(net, x, y)
-    network = make_network(
-        x=x,
-        y=y,
-        lon=lon,
-        lat=lat,
-        src=src,
-        dst=dst,
-        length_m=length,
-        lanes=lanes,
-        free_speed_mps=speed,
-        priority=prio,
-        node_osmid=np.array([sumo_id(j) for j in used], np.int64),
-        link_osmid=np.array([sumo_id(e) for e in net.edge_id], np.int64),
-        link_name=net.edge_name,
-        link_kind=net.edge_type,
-        signal_cycle_s=cycle,
-        signal_offset_s=offset,
-        green_start_s=gs,
-        green_end_s=ge,
-    )
-    return network, notes
-
-
-def city_from_sumo(path: str | os.PathLike) -> City:
-    """A city (unvalidated; :func:`city_models.load_city` validates it) from a SUMO ``.net.xml``.
-
-    Zones come from a grid over the network (:func:`city_models.osm.grid_zones`).
-    """
-    from city_models.osm import grid_zones
-
-    net = read_sumo_net(path)
-    network, notes = sumo_network(net)
-    name = Path(path).name
-    for suffix in (".net.xml", ".xml"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return City(name=name or "sumo", network=network, zones=grid_zones(network.x, network.y), notes=tuple(notes))
-
-
-@lru_cache(maxsize=4)
-def _cached_net(path: str, size: int, mtime_ns: int) -> SumoNet:
-    return read_sumo_net(path)
 
 
 # --------------------------------------------------------------------------- demand
@@ -540,7 +108,7 @@ def _time(el: Any, attr: str, path: Path, default: float | None = None) -> float
             if len(parts) > 4:
                 raise ValueError
             v = 0.0
-            for p, unit in zip(reversed(parts), (1.0, 60.0, 3600.0, 86400.0)):
+            for p, unit in zip(reversed(parts), (1.0, 60.0, 3600.0, 86400.0), strict=False):
                 v += p * unit
         else:
             v = float(text)
@@ -593,132 +161,152 @@ def read_sumo_demand(
         snet = _cached_net(str(net_path), st.st_size, st.st_mtime_ns)
     except CityError as exc:
         raise DemandError(f"SUMO demand '{path}': {exc}") from None
-    rng = np.random.default_rng(seed)
-    routes: dict[str, tuple[str, str]] = {}
-    depart: list[np.ndarray] = []
-    od_from: list[tuple[str, str, str, str]] = []  # (kind, from, to, element) per block
-    counts: list[int] = []
-    total = 0
-    skipped: dict[str, int] = {}
-    where = f"SUMO demand '{path}'"
-    end_default = _DAY_S if duration_s is None else max(float(duration_s), _DAY_S)
+    reader = _DemandReader(snet, path, net_path, duration_s=duration_s, seed=seed)
     stack: list[Any] = []
-    seen_root = False
     n_elements = 0
-
-    def edge(eid: str, el: Any) -> tuple[str, str]:
-        hit = snet.all_edges.get(eid)
-        if hit is None:
-            raise DemandError(
-                f"{where}: <{el.tag} id={el.get('id')!r}> names edge {eid!r}, which is not in the network '{net_path}'."
-            )
-        return hit[0], hit[1]
-
-    def route_ends(el: Any) -> tuple[str, str]:
-        edges = (el.get("edges") or "").split()
-        if not edges:
-            raise DemandError(f"{where}: <route id={el.get('id')!r}> has no edges.")
-        if len(edges) > _MAX_ROUTE_EDGES:
-            raise DemandError(f"{where}: <route id={el.get('id')!r}> has more than {_MAX_ROUTE_EDGES:,} edges.")
-        for e in edges[1:-1]:
-            edge(e, el)
-        return edge(edges[0], el)[0], edge(edges[-1], el)[1]
-
-    def ends_of(el: Any) -> tuple[str, str] | None:
-        """(from junction, to junction) of a vehicle/trip/flow, None if it has none yet."""
-        if el.get("route") is not None:
-            r = routes.get(el.get("route"))
-            if r is None:
-                raise DemandError(
-                    f"{where}: <{el.tag} id={el.get('id')!r}> names route {el.get('route')!r}, "
-                    "which is not defined before it."
-                )
-            return r
-        if el.get("from") is not None or el.get("to") is not None:
-            if el.get("from") is None or el.get("to") is None:
-                raise DemandError(f"{where}: <{el.tag} id={el.get('id')!r}> needs both 'from' and 'to'.")
-            return edge(el.get("from"), el)[0], edge(el.get("to"), el)[1]
-        if el.get("fromJunction") is not None or el.get("toJunction") is not None:
-            a, b = el.get("fromJunction"), el.get("toJunction")
-            for j in (a, b):
-                if j is None or j not in snet.junctions:
-                    raise DemandError(
-                        f"{where}: <{el.tag} id={el.get('id')!r}> names junction {j!r}, "
-                        f"which is not in the network '{net_path}'."
-                    )
-            return a, b
-        nested = el.find("route")
-        if nested is not None:
-            return route_ends(nested)
-        return None
-
-    def add(times: np.ndarray, ends: tuple[str, str], el: Any) -> None:
-        nonlocal total
-        total += times.size
-        if total > MAX_TRIP_ROWS:
-            raise DemandError(f"{where}: more than {MAX_TRIP_ROWS:,} trips (at <{el.tag} id={el.get('id')!r}>).")
-        depart.append(times)
-        od_from.append((ends[0], ends[1], el.tag, el.get("id", "")))
-
     for event, el in _iterparse(path, "SUMO demand", DemandError):
         if event == "start":
-            if not seen_root:
-                seen_root = True
+            if not reader.seen_root:
+                reader.seen_root = True
                 if el.tag not in ("routes", "trips"):
                     raise DemandError(
-                        f"{where}: the root element is <{el.tag}>, not <routes>; is this a .rou.xml file?"
+                        f"{reader.where}: the root element is <{el.tag}>, not <routes>; is this a .rou.xml file?"
                     )
             stack.append(el)
             continue
         stack.pop()
         n_elements += 1
         if n_elements > MAX_NET_ELEMENTS:
-            raise DemandError(f"{where}: more than {MAX_NET_ELEMENTS:,} elements.")
+            raise DemandError(f"{reader.where}: more than {MAX_NET_ELEMENTS:,} elements.")
+        reader.element(el, stack[-1] if stack else None)
+    if reader.skipped:
+        log.info(
+            "%s: skipped %s (not road vehicles with an origin and destination)",
+            reader.where,
+            ", ".join(f"{n} <{t}>" for t, n in sorted(reader.skipped.items())),
+        )
+    return _to_trips(reader.depart, reader.od_from, network, reader.where, duration_s)
+
+
+class _DemandReader:
+    """What :func:`read_sumo_demand` collects from a demand file, element by element."""
+
+    def __init__(self, snet: SumoNet, path: Path, net_path: Path, *, duration_s: float | None, seed: int) -> None:
+        self.snet, self.path, self.net_path = snet, path, net_path
+        self.rng = np.random.default_rng(seed)
+        self.routes: dict[str, tuple[str, str]] = {}
+        self.depart: list[np.ndarray] = []
+        self.od_from: list[tuple[str, str, str, str]] = []  # (from, to, tag, element id) per block
+        self.total = 0
+        self.skipped: dict[str, int] = {}
+        self.where = f"SUMO demand '{path}'"
+        self.end_default = _DAY_S if duration_s is None else max(float(duration_s), _DAY_S)
+        self.seen_root = False
+
+    def element(self, el: Any, parent_el: Any) -> None:
+        """Read one closed element (its parent: ``parent_el``, None at the root)."""
         tag = el.tag
-        parent = stack[-1].tag if stack else ""
+        parent = parent_el.tag if parent_el is not None else ""
         if tag == "route" and parent in ("routes", "trips", "routeDistribution"):
-            rid = el.get("id")
-            if rid is None and parent != "routeDistribution":
-                raise DemandError(f"{where}: a top-level <route> has no 'id'.")
-            ends = route_ends(el)
-            if rid is not None:
-                routes[rid] = ends
-            if parent == "routeDistribution":  # a distribution stands for its first route
-                dist = stack[-1].get("id")
-                if dist is not None and dist not in routes:
-                    routes[dist] = ends
+            self._route(el, parent_el, parent)
         elif tag == "routeDistribution":
             el.clear()
         elif tag in ("vehicle", "trip"):
-            ends = ends_of(el)
-            if ends is None:
-                skipped[tag] = skipped.get(tag, 0) + 1  # e.g. a taxi that only serves stops
-            else:
-                t = (
-                    _time(el, "depart", path)
-                    if el.get("depart") not in ("triggered", "containerTriggered", "split", "begin", "now")
-                    else 0.0
-                )
-                if t is None:
-                    raise DemandError(f"{where}: <{tag} id={el.get('id')!r}> has no 'depart'.")
-                add(np.array([t]), ends, el)
+            self._vehicle(el)
             el.clear()
         elif tag == "flow":
-            ends = ends_of(el)
+            ends = self.ends_of(el)
             if ends is None:
-                raise DemandError(f"{where}: <flow id={el.get('id')!r}> has no route, from/to edges or junctions.")
-            add(_flow_times(el, path, end_default, rng), ends, el)
+                raise DemandError(f"{self.where}: <flow id={el.get('id')!r}> has no route, from/to edges or junctions.")
+            self.add(_flow_times(el, self.path, self.end_default, self.rng), ends, el)
             el.clear()
         elif tag in ("person", "personFlow", "container", "containerFlow"):
-            skipped[tag] = skipped.get(tag, 0) + 1
+            self.skipped[tag] = self.skipped.get(tag, 0) + 1
             el.clear()
-    if skipped:
-        log.info(
-            "%s: skipped %s (not road vehicles with an origin and destination)",
-            where,
-            ", ".join(f"{n} <{t}>" for t, n in sorted(skipped.items())),
+
+    def _route(self, el: Any, parent_el: Any, parent: str) -> None:
+        rid = el.get("id")
+        if rid is None and parent != "routeDistribution":
+            raise DemandError(f"{self.where}: a top-level <route> has no 'id'.")
+        ends = self.route_ends(el)
+        if rid is not None:
+            self.routes[rid] = ends
+        if parent == "routeDistribution":  # a distribution stands for its first route
+            dist = parent_el.get("id")
+            if dist is not None and dist not in self.routes:
+                self.routes[dist] = ends
+
+    def _vehicle(self, el: Any) -> None:
+        tag = el.tag
+        ends = self.ends_of(el)
+        if ends is None:
+            self.skipped[tag] = self.skipped.get(tag, 0) + 1  # e.g. a taxi that only serves stops
+            return
+        t = (
+            _time(el, "depart", self.path)
+            if el.get("depart") not in ("triggered", "containerTriggered", "split", "begin", "now")
+            else 0.0
         )
-    return _to_trips(depart, od_from, network, where, duration_s)
+        if t is None:
+            raise DemandError(f"{self.where}: <{tag} id={el.get('id')!r}> has no 'depart'.")
+        self.add(np.array([t]), ends, el)
+
+    def edge(self, eid: str, el: Any) -> tuple[str, str]:
+        """The (from, to) junctions of edge ``eid``, named by element ``el``."""
+        hit = self.snet.all_edges.get(eid)
+        if hit is None:
+            raise DemandError(
+                f"{self.where}: <{el.tag} id={el.get('id')!r}> names edge {eid!r}, which is not in the network "
+                f"'{self.net_path}'."
+            )
+        return hit[0], hit[1]
+
+    def route_ends(self, el: Any) -> tuple[str, str]:
+        """The first and last junction of a ``route`` (its inner edges checked)."""
+        edges = (el.get("edges") or "").split()
+        if not edges:
+            raise DemandError(f"{self.where}: <route id={el.get('id')!r}> has no edges.")
+        if len(edges) > _MAX_ROUTE_EDGES:
+            raise DemandError(f"{self.where}: <route id={el.get('id')!r}> has more than {_MAX_ROUTE_EDGES:,} edges.")
+        for e in edges[1:-1]:
+            self.edge(e, el)
+        return self.edge(edges[0], el)[0], self.edge(edges[-1], el)[1]
+
+    def ends_of(self, el: Any) -> tuple[str, str] | None:
+        """(from junction, to junction) of a vehicle/trip/flow, None if it has none yet."""
+        if el.get("route") is not None:
+            r = self.routes.get(el.get("route"))
+            if r is None:
+                raise DemandError(
+                    f"{self.where}: <{el.tag} id={el.get('id')!r}> names route {el.get('route')!r}, "
+                    "which is not defined before it."
+                )
+            return r
+        if el.get("from") is not None or el.get("to") is not None:
+            if el.get("from") is None or el.get("to") is None:
+                raise DemandError(f"{self.where}: <{el.tag} id={el.get('id')!r}> needs both 'from' and 'to'.")
+            return self.edge(el.get("from"), el)[0], self.edge(el.get("to"), el)[1]
+        if el.get("fromJunction") is not None or el.get("toJunction") is not None:
+            a, b = el.get("fromJunction"), el.get("toJunction")
+            for j in (a, b):
+                if j is None or j not in self.snet.junctions:
+                    raise DemandError(
+                        f"{self.where}: <{el.tag} id={el.get('id')!r}> names junction {j!r}, "
+                        f"which is not in the network '{self.net_path}'."
+                    )
+            return a, b
+        nested = el.find("route")
+        if nested is not None:
+            return self.route_ends(nested)
+        return None
+
+    def add(self, times: np.ndarray, ends: tuple[str, str], el: Any) -> None:
+        """One block of departures from ``ends[0]`` to ``ends[1]``."""
+        self.total += times.size
+        if self.total > MAX_TRIP_ROWS:
+            raise DemandError(f"{self.where}: more than {MAX_TRIP_ROWS:,} trips (at <{el.tag} id={el.get('id')!r}>).")
+        self.depart.append(times)
+        self.od_from.append((ends[0], ends[1], el.tag, el.get("id", "")))
 
 
 def _flow_times(el: Any, path: Path, end_default: float, rng: np.random.Generator) -> np.ndarray:
@@ -796,7 +384,9 @@ def _to_trips(
     sizes = np.array([d.size for d in depart], np.int64)
     times = np.concatenate(depart) if depart else np.zeros(0)
     names = sorted({j for e in ends for j in e[:2]})
-    node = dict(zip(names, lookup_nodes(network, np.array([sumo_id(j) for j in names], np.int64)).tolist()))
+    node = dict(
+        zip(names, lookup_nodes(network, np.array([sumo_id(j) for j in names], np.int64)).tolist(), strict=True)
+    )
     for a, b, tag, eid in ends:
         for j in (a, b):
             if node[j] < 0:
