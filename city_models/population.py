@@ -552,7 +552,7 @@ def _ring_contains(ring: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarr
     inside = np.zeros(px.shape[0], bool)
     x0, y0 = ring[:-1, 0], ring[:-1, 1]
     x1, y1 = ring[1:, 0], ring[1:, 1]
-    for a, b, c, d in zip(x0, y0, x1, y1):
+    for a, b, c, d in zip(x0, y0, x1, y1, strict=True):
         crosses = (b > py) != (d > py)
         with np.errstate(divide="ignore", invalid="ignore"):
             xi = a + (py - b) * (c - a) / (d - b)
@@ -574,7 +574,7 @@ def _polygons(geom: dict, where: str) -> list[list[np.ndarray]]:
 
 
 def read_zone_file(path: str | Path, network: Network) -> ZoneTable:
-    """Zones from a GeoJSON or CSV file, with the nodes of ``network`` assigned to them.
+    """Zones from a GeoJSON, GeoPackage or CSV file, with the nodes of ``network`` assigned to them.
 
     GeoJSON: a FeatureCollection; each feature's ``properties`` give
     ``name`` (or ``zone``/``id``), ``residents``, ``jobs`` and optionally
@@ -583,7 +583,9 @@ def read_zone_file(path: str | Path, network: Network) -> ZoneTable:
     (centroid: nodes go to the nearest one).  CSV: columns ``zone`` (or
     ``name``), ``residents``, ``jobs``, optional ``schools``, and the centroid
     as ``x``, ``y`` (the network's metric frame) or ``lon``, ``lat``; nodes go
-    to the nearest centroid.
+    to the nearest centroid.  GeoPackage: a layer of polygons or points in any
+    CRS (reprojected to lon/lat) with the columns of the GeoJSON properties
+    (see :func:`city_models.zonefiles.read_geopackage`).
 
     Raises
     ------
@@ -598,7 +600,11 @@ def read_zone_file(path: str | Path, network: Network) -> ZoneTable:
         return _read_geojson(path, network)
     if low.endswith(".csv"):
         return _read_csv(path, network)
-    raise PopulationError(f"zone file '{path}': expected a .geojson/.json or .csv file")
+    if low.endswith(".gpkg"):
+        from city_models.zonefiles import read_geopackage
+
+        return read_geopackage(path, network)
+    raise PopulationError(f"zone file '{path}': expected a .geojson/.json, .gpkg or .csv file")
 
 
 def _lonlat_known(network: Network, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -643,10 +649,17 @@ def _read_geojson(path: Path, network: Network) -> ZoneTable:
     feats = doc.get("features") if isinstance(doc, dict) else None
     if not isinstance(feats, list) or not feats:
         raise PopulationError(f"zone file '{path}': expected a GeoJSON FeatureCollection with features")
+    return zones_from_features(feats, path, network)
+
+
+def zones_from_features(feats: list, path: Path, network: Network, *, item: str = "feature") -> ZoneTable:
+    """Zones from GeoJSON-like features in lon/lat (a GeoJSON file's, or a GeoPackage
+    layer's read by :mod:`city_models.zonefiles`); errors name ``path`` and the ``item``.
+    """
     lon, lat = _lonlat_known(network, path)
     names, res, jobs, schools, shapes, points = [], [], [], [], [], []
     for i, f in enumerate(feats):
-        where = f"zone file '{path}', feature {i}"
+        where = f"zone file '{path}', {item} {i}"
         if not isinstance(f, dict):
             raise PopulationError(f"{where}: expected a GeoJSON Feature (a mapping), got {type(f).__name__}")
         props = f.get("properties") or {}

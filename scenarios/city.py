@@ -106,6 +106,15 @@ class CitySpec(_Section):
         validated; default 10 m (``repair.min_link_m`` says the same).
     repair : RepairSpec
         What validation keeps: ``{keep: all | largest_weak | largest_strong}``.
+    zones : str or None
+        A zone file (GeoJSON, GeoPackage or CSV with residents and jobs) whose zones
+        replace the grid zones: the gravity model and the population use them.
+    bbox : list of float or None
+        OSM files only: keep the part inside ``[west, south, east, north]`` (degrees).
+    polygon : str or None
+        OSM files only: keep the part inside this GeoJSON polygon file.
+    network_type : str or None
+        OSM files only: ``drive`` (default), ``drive_service`` or ``all`` roads.
     """
 
     synthetic: SyntheticCity | None = None
@@ -114,6 +123,32 @@ class CitySpec(_Section):
     sumo: str | None = None
     min_link_m: Annotated[Number, Field(ge=0, le=1000)] = 10.0
     repair: RepairSpec = Field(default_factory=RepairSpec)
+    zones: str | None = None
+    bbox: Annotated[list[Number], Field(min_length=4, max_length=4)] | None = None
+    polygon: str | None = None
+    network_type: Literal["drive", "drive_service", "all"] | None = None
+
+    @field_validator("zones", "polygon")
+    @classmethod
+    def _zone_or_polygon_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        what = "zone file" if info.field_name == "zones" else "polygon file"
+        path = _resolve_file(value, info, what=what)
+        if info.field_name == "zones" and not path.lower().endswith((".geojson", ".json", ".gpkg", ".csv")):
+            raise ValueError(f"zone file '{path}' must be GeoJSON (.geojson/.json), GeoPackage (.gpkg) or CSV (.csv)")
+        return path
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_order(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            w, s_, e, n = value
+            if not (-180 <= w < e <= 180 and -90 <= s_ < n <= 90):
+                raise ValueError(
+                    f"bbox is [west, south, east, north] in degrees, west < east, south < north; got {value}"
+                )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -174,6 +209,15 @@ class CitySpec(_Section):
         if value is None:
             return None
         return _resolve_file(value, info, what="SUMO network", builtins=_SUMO_BUILTINS)
+
+    @model_validator(mode="after")
+    def _extract_options_need_osm(self) -> CitySpec:
+        given = [k for k in ("bbox", "polygon", "network_type") if getattr(self, k) is not None]
+        if given and self.osm is None:
+            raise ValueError(f"{', '.join(given)}: only for OSM files (osm: FILE.osm or FILE.osm.pbf)")
+        if self.bbox is not None and self.polygon is not None:
+            raise ValueError("give bbox or polygon, not both")
+        return self
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CitySpec:

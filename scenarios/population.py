@@ -323,8 +323,8 @@ class PopulationSpec(_Section):
         if value is None:
             return None
         path = _resolve_file(value, info, what="zone file")
-        if not path.lower().endswith((".geojson", ".json", ".csv")):
-            raise ValueError(f"zone file '{path}' must be GeoJSON (.geojson/.json) or CSV (.csv)")
+        if not path.lower().endswith((".geojson", ".json", ".gpkg", ".csv")):
+            raise ValueError(f"zone file '{path}' must be GeoJSON (.geojson/.json), GeoPackage (.gpkg) or CSV (.csv)")
         return path
 
     @model_validator(mode="after")

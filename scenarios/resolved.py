@@ -21,6 +21,8 @@ PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("city", "osm"),
     ("city", "graphml"),
     ("city", "sumo"),
+    ("city", "zones"),
+    ("city", "polygon"),
     ("demand", "trips"),
     ("demand", "sumo"),
     ("outputs", "dir"),

@@ -44,8 +44,9 @@ def build_city(spec: CitySpec) -> City:
         seed = int(value.pop("seed", 0))
     else:
         value = getattr(spec, spec.kind)
+    extra = {k: getattr(spec, k) for k in ("zones", "bbox", "polygon", "network_type") if getattr(spec, k, None)}
     return load_city(
-        {spec.kind: value, "repair": {"keep": spec.repair.keep, "min_link_m": spec.merge_below_m}}, seed=seed
+        {spec.kind: value, "repair": {"keep": spec.repair.keep, "min_link_m": spec.merge_below_m}, **extra}, seed=seed
     )
 
 

@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,27 +273,33 @@ def _units(ds: xr.Dataset, geo: tuple) -> Any:
     return gpd.GeoDataFrame(df, geometry=list(_points(ds, nodes, index, nx, ny)), crs=crs)
 
 
+def _write_one(frame: Any, tmp: Path, *, fmt: str, layer: str) -> None:
+    import geopandas as gpd
+    from pyogrio import write_dataframe
+
+    if fmt == "parquet":
+        frame.to_parquet(tmp, index=False)
+    elif fmt == "gpkg":
+        write_dataframe(frame, tmp, layer=layer, driver="GPKG", append=tmp.exists())
+    else:
+        frame = frame if isinstance(frame, gpd.GeoDataFrame) else gpd.GeoDataFrame(frame, geometry=None)
+        write_dataframe(frame, tmp, driver=FORMATS[fmt][0])
+
+
 def _write_atomic(frames: dict[str, Any], out: Path, fmt: str) -> dict[str, Path]:
     """Write the tables (a layer each in one GeoPackage, else a file each) under temporary
     names in ``out``'s folder, then rename them into place.
     """
-    import geopandas as gpd
-    from pyogrio import write_dataframe
-
-    driver, ext = FORMATS[fmt]
+    ext = FORMATS[fmt][1]
     targets = {n: out if n == "links" or fmt == "gpkg" else out.with_name(f"{out.stem}-{n}{ext}") for n in frames}
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
-        for name, frame in frames.items():
-            tmp = scratch / targets[name].name
-            if fmt == "parquet":
-                frame.to_parquet(tmp, index=False)
-            elif fmt == "gpkg":
-                write_dataframe(frame, tmp, layer=name, driver=driver, append=tmp.exists())
-            else:
-                frame = frame if isinstance(frame, gpd.GeoDataFrame) else gpd.GeoDataFrame(frame, geometry=None)
-                write_dataframe(frame, tmp, driver=driver)
+        with warnings.catch_warnings():
+            # a synthetic city's local frame has no CRS: the command line says so, pyogrio need not warn
+            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+            for name, frame in frames.items():
+                _write_one(frame, scratch / targets[name].name, fmt=fmt, layer=name)
         for target in dict.fromkeys(targets.values()):
             os.chmod(scratch / target.name, 0o644)
             os.replace(scratch / target.name, target)
