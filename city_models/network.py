@@ -16,9 +16,11 @@ yield (see :mod:`kernels.traffic`).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "Network",
@@ -75,10 +77,12 @@ class Network(NamedTuple):
 
     @property
     def n_nodes(self) -> int:
+        """The number of nodes."""
         return int(self.x.shape[0])
 
     @property
     def n_links(self) -> int:
+        """The number of links."""
         return int(self.src.shape[0])
 
     @property
@@ -89,11 +93,14 @@ class Network(NamedTuple):
     @property
     def indices(self) -> np.ndarray:
         """CSR column indices: destination node of each out-link, row by row."""
-        return self.dst[self.out_links]
+        out: np.ndarray = self.dst[self.out_links]
+        return out
 
     @property
     def free_flow_time_s(self) -> np.ndarray:
-        return self.length_m / self.free_speed_mps
+        """Free-flow travel time of each link, seconds."""
+        out: np.ndarray = self.length_m / self.free_speed_mps
+        return out
 
     @property
     def backward_wave_speed_mps(self) -> np.ndarray:
@@ -119,7 +126,7 @@ class Network(NamedTuple):
         return int(found[0])
 
 
-def lookup_nodes(net: Network, osmids) -> np.ndarray:
+def lookup_nodes(net: Network, osmids: ArrayLike) -> np.ndarray:
     """Dense node indices of source node ids; -1 where an id is unknown.
 
     An id of a node the validator merged into another node (a short link
@@ -162,12 +169,12 @@ def lookup_nodes(net: Network, osmids) -> np.ndarray:
 
 #: reachability structures of the last few networks asked about (each entry keeps
 #: its network's ``src`` array, so an identity check cannot be fooled by a reused id)
-_REACH_CACHE: list[tuple[np.ndarray, np.ndarray, object, dict]] = []
+_REACH_CACHE: list[tuple[np.ndarray, np.ndarray, Any, dict[int, np.ndarray]]] = []
 #: bytes of reachable sets (one bool per component, per destination component) kept per network
 _REACH_BYTES_MAX = 32_000_000
 
 
-def _reach_structure(net: Network) -> tuple[np.ndarray, object, dict]:
+def _reach_structure(net: Network) -> tuple[np.ndarray, Any, dict[int, np.ndarray]]:
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
@@ -181,13 +188,13 @@ def _reach_structure(net: Network) -> tuple[np.ndarray, object, dict]:
     between = cs != cd
     # reversed condensation: component b -> a for every link a -> b between components
     cond_t = sp.csr_matrix((np.ones(int(between.sum()), np.int8), (cd[between], cs[between])), shape=(n_comp, n_comp))
-    entry = (net.src, labels.astype(np.int64), cond_t, {})
+    entry: tuple[np.ndarray, np.ndarray, Any, dict[int, np.ndarray]] = (net.src, labels.astype(np.int64), cond_t, {})
     _REACH_CACHE.insert(0, entry)
     del _REACH_CACHE[4:]
     return entry[1], entry[2], entry[3]
 
 
-def reachable(net: Network, origin, destination) -> np.ndarray:
+def reachable(net: Network, origin: ArrayLike, destination: ArrayLike) -> np.ndarray:
     """Whether each origin node can reach its destination node on the network as
     given (every link open): a bool per pair.
 
@@ -217,7 +224,7 @@ def reachable(net: Network, origin, destination) -> np.ndarray:
         return np.ones(o.shape[0], dtype=bool)
     labels, cond_t, rows = _reach_structure(net)
     co, cd = labels[o], labels[d]
-    ok = co == cd
+    ok: np.ndarray = co == cd
     if ok.all():
         return ok
     n_comp = cond_t.shape[0]
@@ -247,31 +254,31 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def make_network(
+def make_network(  # noqa: PLR0913 (keyword-only, one per field of the Network record)
     *,
-    x,
-    y,
-    src,
-    dst,
-    length_m,
-    lanes,
-    free_speed_mps,
-    capacity_vph=None,
-    jam_density_vpm=None,
-    wave_speed_mps=None,
-    priority=None,
-    lon=None,
-    lat=None,
-    node_osmid=None,
-    link_osmid=None,
-    link_name=None,
-    link_kind=None,
-    signal_cycle_s=None,
-    signal_offset_s=None,
-    green_start_s=None,
-    green_end_s=None,
-    alias_osmid=None,
-    alias_node=None,
+    x: ArrayLike,
+    y: ArrayLike,
+    src: ArrayLike,
+    dst: ArrayLike,
+    length_m: ArrayLike,
+    lanes: ArrayLike,
+    free_speed_mps: ArrayLike,
+    capacity_vph: ArrayLike | None = None,
+    jam_density_vpm: ArrayLike | None = None,
+    wave_speed_mps: ArrayLike | None = None,
+    priority: ArrayLike | None = None,
+    lon: ArrayLike | None = None,
+    lat: ArrayLike | None = None,
+    node_osmid: ArrayLike | None = None,
+    link_osmid: ArrayLike | None = None,
+    link_name: Sequence[Any] | None = None,
+    link_kind: Sequence[Any] | None = None,
+    signal_cycle_s: ArrayLike | None = None,
+    signal_offset_s: ArrayLike | None = None,
+    green_start_s: ArrayLike | None = None,
+    green_end_s: ArrayLike | None = None,
+    alias_osmid: ArrayLike | None = None,
+    alias_node: ArrayLike | None = None,
 ) -> Network:
     """Assemble a :class:`Network` from per-node and per-link sequences.
 
@@ -291,37 +298,14 @@ def make_network(
         Naming the field: wrong lengths, node indices out of range, or a
         ``priority`` that is not an integer in 0..127.
     """
-
-    def _opt(v, fill, dtype, size):
-        if v is None:
-            return np.full(size, fill, dtype=dtype)
-        return np.broadcast_to(np.asarray(v, dtype=dtype).reshape(-1), (size,)).copy()
-
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     src = np.asarray(src, dtype=np.int32)
     m = src.shape[0]
-    lanes = _opt(lanes, 1.0, np.float64, m)
-    vf = _opt(free_speed_mps, np.nan, np.float64, m)
-    if jam_density_vpm is None:
-        jam = DEFAULT_JAM_DENSITY_PER_LANE * lanes
-    else:
-        jam = _opt(jam_density_vpm, np.nan, np.float64, m)
-    wave = _opt(wave_speed_mps, 0.0, np.float64, m)
-    wave[np.isnan(wave)] = 0.0  # not given
-    if capacity_vph is None:
-        kj_lane = jam / lanes
-        w = np.where(np.isfinite(wave) & (wave > 0), wave, 1.0 / (1.0 * kj_lane))
-        cap = lanes * vf * w * kj_lane / (vf + w) * 3600.0
-    else:
-        cap = _opt(capacity_vph, np.nan, np.float64, m)
+    lanes_a, vf, jam, wave, cap = _fundamental_diagram(
+        lanes, free_speed_mps, jam_density_vpm, wave_speed_mps, capacity_vph, m
+    )
     prio = _priorities(priority, m)
-
-    def _strs(v, size):
-        out = np.empty(size, dtype=object)
-        out[:] = "" if v is None else [str(s) if s is not None else "" for s in v]
-        return out
-
     dst_a = np.asarray(dst, dtype=np.int32)
     out_indptr, out_links = _csr(src.astype(np.int64), n)
     in_indptr, in_links = _csr(dst_a.astype(np.int64), n)
@@ -336,7 +320,7 @@ def make_network(
         src=src,
         dst=dst_a,
         length_m=_opt(length_m, np.nan, np.float64, m),
-        lanes=lanes,
+        lanes=lanes_a,
         free_speed_mps=vf,
         capacity_vph=cap,
         jam_density_vpm=jam,
@@ -354,6 +338,53 @@ def make_network(
         alias_osmid=np.zeros(0, np.int64) if alias_osmid is None else np.asarray(alias_osmid, np.int64).reshape(-1),
         alias_node=np.zeros(0, np.int32) if alias_node is None else np.asarray(alias_node, np.int32).reshape(-1),
     )
+    _check_shapes(net, n, m)
+    return Network(*(_frozen(getattr(net, f)) for f in Network._fields))
+
+
+def _opt(v: Any, fill: float, dtype: Any, size: int) -> np.ndarray:
+    """``v`` as a 1-D array of ``size`` (a scalar broadcast), or ``fill`` everywhere where not given."""
+    if v is None:
+        return np.full(size, fill, dtype=dtype)
+    return np.broadcast_to(np.asarray(v, dtype=dtype).reshape(-1), (size,)).copy()
+
+
+def _strs(v: Sequence[Any] | None, size: int) -> np.ndarray:
+    """Names as an object array of str ("" where not given)."""
+    out = np.empty(size, dtype=object)
+    out[:] = "" if v is None else [str(s) if s is not None else "" for s in v]
+    return out
+
+
+def _fundamental_diagram(
+    lanes: ArrayLike,
+    free_speed_mps: ArrayLike,
+    jam_density_vpm: ArrayLike | None,
+    wave_speed_mps: ArrayLike | None,
+    capacity_vph: ArrayLike | None,
+    m: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lanes, free speed, jam density, wave speed and capacity per link, the missing ones filled in."""
+    lanes_a = _opt(lanes, 1.0, np.float64, m)
+    vf = _opt(free_speed_mps, np.nan, np.float64, m)
+    if jam_density_vpm is None:
+        jam = DEFAULT_JAM_DENSITY_PER_LANE * lanes_a
+    else:
+        jam = _opt(jam_density_vpm, np.nan, np.float64, m)
+    wave = _opt(wave_speed_mps, 0.0, np.float64, m)
+    wave[np.isnan(wave)] = 0.0  # not given
+    if capacity_vph is None:
+        kj_lane = jam / lanes_a
+        w = np.where(np.isfinite(wave) & (wave > 0), wave, 1.0 / (1.0 * kj_lane))
+        cap = lanes_a * vf * w * kj_lane / (vf + w) * 3600.0
+    else:
+        cap = _opt(capacity_vph, np.nan, np.float64, m)
+    return lanes_a, vf, jam, wave, cap
+
+
+def _check_shapes(net: Network, n: int, m: int) -> None:
+    """A ValueError naming the field whose length is not one per node or link, or a bad node index."""
+    src, dst_a = net.src, net.dst
     shapes = {f: getattr(net, f).shape[0] for f in Network._fields}
     node_fields = ("x", "y", "lon", "lat", "node_osmid", "signal_cycle_s", "signal_offset_s")
     for f in node_fields:
@@ -370,10 +401,9 @@ def make_network(
         raise ValueError("network fields 'alias_osmid' and 'alias_node' must have the same length")
     if net.alias_node.size and (net.alias_node.min() < 0 or net.alias_node.max() >= n):
         raise ValueError("network field 'alias_node' refers to node indices outside 0..n_nodes-1")
-    return Network(*(_frozen(getattr(net, f)) for f in Network._fields))
 
 
-def _priorities(priority, m: int) -> np.ndarray:
+def _priorities(priority: ArrayLike | None, m: int) -> np.ndarray:
     """``priority`` as int8, or a ValueError naming the field and the first bad link."""
     if priority is None:
         return np.zeros(m, np.int8)
@@ -398,7 +428,12 @@ def _priorities(priority, m: int) -> np.ndarray:
     return vals.astype(np.int8)
 
 
-def default_capacity_vph(lanes, free_speed_mps, jam_density_vpm=None, wave_speed_mps=None) -> np.ndarray:
+def default_capacity_vph(
+    lanes: ArrayLike,
+    free_speed_mps: ArrayLike,
+    jam_density_vpm: ArrayLike | None = None,
+    wave_speed_mps: ArrayLike | None = None,
+) -> np.ndarray:
     """Capacity (veh/h, whole link) of a triangular fundamental diagram.
 
     The same rule :func:`make_network` uses when no capacity is given: a 1 s
@@ -431,4 +466,5 @@ def default_capacity_vph(lanes, free_speed_mps, jam_density_vpm=None, wave_speed
     if wave_speed_mps is not None:
         given = np.asarray(wave_speed_mps, dtype=np.float64)
         w = np.where(np.isfinite(given) & (given > 0), given, w)
-    return lanes * vf * w * kj_lane / (vf + w) * 3600.0
+    cap: np.ndarray = lanes * vf * w * kj_lane / (vf + w) * 3600.0
+    return cap
