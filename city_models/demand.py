@@ -102,6 +102,7 @@ class Trips(NamedTuple):
 
     @property
     def n_trips(self) -> int:
+        """The number of trips."""
         return int(self.trip_id.shape[0])
 
 
@@ -127,7 +128,9 @@ def _where(rows: np.ndarray) -> str:
 
 def _rows_error(path: Path, field: str, rows: np.ndarray, values, problem: str, hint: str = "") -> DemandError:
     """One-paragraph error listing the first few offending rows and the count."""
-    shown = ", ".join(f"row {r + 1} (line {r + 2}) {field}={v!r}" for r, v in zip(rows[:_SHOW], values[:_SHOW]))
+    shown = ", ".join(
+        f"row {r + 1} (line {r + 2}) {field}={v!r}" for r, v in zip(rows[:_SHOW], values[:_SHOW], strict=False)
+    )
     more = f" and {rows.size - _SHOW} more" if rows.size > _SHOW else ""
     count = "1 row" if rows.size == 1 else f"{rows.size} rows"
     msg = f"trips file {str(path)!r}: {count} with {problem} in field {field!r}: {shown}{more}."
@@ -303,6 +306,44 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
         the file, the 1-based data row, its line in the file and the field.
     """
     path = Path(path)
+    df = _read_table(path)
+    trip_id = _numeric_column(path, df, "trip_id", integer=True)
+    o_id = _numeric_column(path, df, "origin", integer=True)
+    d_id = _numeric_column(path, df, "destination", integer=True)
+    depart = _numeric_column(path, df, "depart_s", integer=False)
+    _check_departures(path, depart)
+    _check_unique_ids(path, trip_id)
+    same = o_id == d_id
+    if same.any():
+        rows = np.flatnonzero(same)
+        raise _rows_error(
+            path,
+            "destination",
+            rows,
+            d_id[rows].tolist(),
+            "the origin node as destination",
+            "A trip must go somewhere else than where it starts.",
+        )
+    sorted_ids, order = _node_lookup(network)
+    origin = _map_nodes(path, "origin", o_id, sorted_ids, order)
+    destination = _map_nodes(path, "destination", d_id, sorted_ids, order)
+
+    if duration_s is not None:
+        late = depart >= float(duration_s)
+        if late.any():
+            logger.warning(
+                "%s: dropped %d trip(s) departing at or after the scenario end (%g s)",
+                path,
+                int(late.sum()),
+                float(duration_s),
+            )
+            keep = ~late
+            trip_id, origin, destination, depart = trip_id[keep], origin[keep], destination[keep], depart[keep]
+    return _make_trips(trip_id, origin, destination, depart)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """The trips file as a table with the required columns and no blank rows (trailing blank lines dropped)."""
     try:
         is_file = path.is_file()
     except (OSError, ValueError) as exc:
@@ -347,11 +388,10 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
         if inner.size:
             raise DemandError(f"trips file {str(path)!r}: blank line(s) inside the table at {_where(inner)}.")
         df = df.iloc[: (last_data[-1] + 1) if last_data.size else 0]
-    trip_id = _numeric_column(path, df, "trip_id", integer=True)
-    o_id = _numeric_column(path, df, "origin", integer=True)
-    d_id = _numeric_column(path, df, "destination", integer=True)
-    depart = _numeric_column(path, df, "depart_s", integer=False)
+    return df
 
+
+def _check_departures(path: Path, depart: np.ndarray) -> None:
     bad = ~np.isfinite(depart) | (depart < 0)
     if bad.any():
         rows = np.flatnonzero(bad)
@@ -363,49 +403,27 @@ def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: flo
             "a negative or infinite departure time",
             "Departure times are seconds since scenario start, >= 0.",
         )
-    if trip_id.size:
-        order = np.argsort(trip_id, kind="stable")
-        ids = trip_id[order]
-        starts = np.r_[True, ids[1:] != ids[:-1]]
-        if not starts.all():
-            first_of_group = order[starts]
-            group = np.cumsum(starts) - 1
-            later = ~starts
-            rows, firsts = order[later], first_of_group[group[later]]
-            by_row = np.argsort(rows, kind="stable")
-            rows, firsts = rows[by_row], firsts[by_row]
-            hint = "; ".join(
-                f"trip_id {int(trip_id[r])} at row {r + 1} (line {r + 2}) was first used at row {f + 1} (line {f + 2})"
-                for r, f in zip(rows[:_SHOW], firsts[:_SHOW])
-            )
-            raise _rows_error(path, "trip_id", rows, trip_id[rows].tolist(), "a duplicate trip id", hint + ".")
-    same = o_id == d_id
-    if same.any():
-        rows = np.flatnonzero(same)
-        raise _rows_error(
-            path,
-            "destination",
-            rows,
-            d_id[rows].tolist(),
-            "the origin node as destination",
-            "A trip must go somewhere else than where it starts.",
-        )
-    sorted_ids, order = _node_lookup(network)
-    origin = _map_nodes(path, "origin", o_id, sorted_ids, order)
-    destination = _map_nodes(path, "destination", d_id, sorted_ids, order)
 
-    if duration_s is not None:
-        late = depart >= float(duration_s)
-        if late.any():
-            logger.warning(
-                "%s: dropped %d trip(s) departing at or after the scenario end (%g s)",
-                path,
-                int(late.sum()),
-                float(duration_s),
-            )
-            keep = ~late
-            trip_id, origin, destination, depart = trip_id[keep], origin[keep], destination[keep], depart[keep]
-    return _make_trips(trip_id, origin, destination, depart)
+
+def _check_unique_ids(path: Path, trip_id: np.ndarray) -> None:
+    if not trip_id.size:
+        return
+    order = np.argsort(trip_id, kind="stable")
+    ids = trip_id[order]
+    starts = np.r_[True, ids[1:] != ids[:-1]]
+    if starts.all():
+        return
+    first_of_group = order[starts]
+    group = np.cumsum(starts) - 1
+    later = ~starts
+    rows, firsts = order[later], first_of_group[group[later]]
+    by_row = np.argsort(rows, kind="stable")
+    rows, firsts = rows[by_row], firsts[by_row]
+    hint = "; ".join(
+        f"trip_id {int(trip_id[r])} at row {r + 1} (line {r + 2}) was first used at row {f + 1} (line {f + 2})"
+        for r, f in zip(rows[:_SHOW], firsts[:_SHOW], strict=True)
+    )
+    raise _rows_error(path, "trip_id", rows, trip_id[rows].tolist(), "a duplicate trip id", hint + ".")
 
 
 def write_trips_csv(trips: Trips, network: Network, path: str | os.PathLike) -> None:
@@ -585,7 +603,7 @@ def gravity_shares(*, node_zone, residents, jobs, zone_x, zone_y, beta_per_km: f
     return _gravity_od(count, res, job, zx, zy, beta_per_km)
 
 
-def gravity_trips(
+def gravity_trips(  # noqa: PLR0913 (keyword-only: the zones, the nodes, the generator and the demand's settings)
     *,
     node_zone: np.ndarray,
     residents: np.ndarray,
@@ -654,10 +672,25 @@ def gravity_trips(
     if not isinstance(rng, np.random.Generator):
         raise _arg_error("rng", f"must be a numpy.random.Generator, got {type(rng).__name__}")
     nz, res, job, zx, zy = _zone_args(node_zone, residents, jobs, zone_x, zone_y, beta_per_km)
-    n_nodes = nz.shape[0]
-    z = res.shape[0]
-    _vec("node_x", node_x, n_nodes, "iuf")
-    _vec("node_y", node_y, n_nodes, "iuf")
+    _vec("node_x", node_x, nz.shape[0], "iuf")
+    _vec("node_y", node_y, nz.shape[0], "iuf")
+    prof = _check_trip_args(total_trips, duration_s, start_s, profile)
+    total_trips = int(total_trips)
+    if total_trips == 0:
+        return Trips(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float64))
+    origin, destination = _draw_nodes(rng, nz, res, job, zx, zy, beta_per_km, total_trips)
+    depart = _departures(rng, total_trips, float(start_s), float(duration_s), prof)
+    order = np.argsort(depart, kind="stable")
+    return Trips(
+        trip_id=np.arange(total_trips, dtype=np.int64),
+        origin=np.ascontiguousarray(origin[order], dtype=np.int32),
+        destination=np.ascontiguousarray(destination[order], dtype=np.int32),
+        depart_s=np.ascontiguousarray(depart[order]),
+    )
+
+
+def _check_trip_args(total_trips: int, duration_s: float, start_s: float, profile: np.ndarray | None) -> np.ndarray:
+    """Check :func:`gravity_trips`' scalar arguments; return the profile as float64."""
     if isinstance(total_trips, (bool, np.bool_)) or not isinstance(total_trips, (int, np.integer)) or total_trips < 0:
         raise _arg_error("total_trips", f"must be an integer >= 0, got {total_trips!r}")
     if not (np.isfinite(duration_s) and duration_s > 0):
@@ -667,11 +700,23 @@ def gravity_trips(
     prof = np.asarray(DEFAULT_HOURLY_PROFILE if profile is None else profile, dtype=np.float64)
     if prof.ndim != 1 or prof.size == 0 or not np.isfinite(prof).all() or prof.min() < 0:
         raise _arg_error("profile", "must be a non-empty 1-D array of finite weights >= 0")
-    total_trips = int(total_trips)
-    empty = Trips(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float64))
-    if total_trips == 0:
-        return empty
+    return prof
 
+
+def _draw_nodes(
+    rng: np.random.Generator,
+    nz: np.ndarray,
+    res: np.ndarray,
+    job: np.ndarray,
+    zx: np.ndarray,
+    zy: np.ndarray,
+    beta_per_km: float,
+    total_trips: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Origin and destination nodes of ``total_trips`` trips: zone pairs from one multinomial
+    draw over the gravity shares, then nodes uniformly within each zone (never the same node).
+    """
+    z = res.shape[0]
     # nodes grouped by zone
     used = np.flatnonzero(nz >= 0)
     zone_nodes = used[np.argsort(nz[used], kind="stable")].astype(np.int32)
@@ -691,12 +736,4 @@ def gravity_trips(
         zs = dz[same]
         destination[same] = zone_nodes[first[zs] + rng.integers(0, count[zs])]
         same = same[origin[same] == destination[same]]
-
-    depart = _departures(rng, total_trips, float(start_s), float(duration_s), prof)
-    order = np.argsort(depart, kind="stable")
-    return Trips(
-        trip_id=np.arange(total_trips, dtype=np.int64),
-        origin=np.ascontiguousarray(origin[order], dtype=np.int32),
-        destination=np.ascontiguousarray(destination[order], dtype=np.int32),
-        depart_s=np.ascontiguousarray(depart[order]),
-    )
+    return origin, destination
