@@ -22,11 +22,13 @@ import math
 import os
 import tempfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from city_models.network import Network
 
@@ -126,7 +128,9 @@ def _where(rows: np.ndarray) -> str:
     return ", ".join(f"row {r + 1} (line {r + 2})" for r in rows[:_SHOW])
 
 
-def _rows_error(path: Path, field: str, rows: np.ndarray, values, problem: str, hint: str = "") -> DemandError:
+def _rows_error(
+    path: Path, field: str, rows: np.ndarray, values: Sequence[Any], problem: str, hint: str = ""
+) -> DemandError:
     """One-paragraph error listing the first few offending rows and the count."""
     shown = ", ".join(
         f"row {r + 1} (line {r + 2}) {field}={v!r}" for r, v in zip(rows[:_SHOW], values[:_SHOW], strict=False)
@@ -187,7 +191,7 @@ def _exact_integers(path: Path, field: str, col: pd.Series) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     """A value quoted for a message, cut to 30 characters."""
     text = str(value)
     return text if len(text) <= 30 else text[:27] + "..."
@@ -195,7 +199,7 @@ def _short(value) -> str:
 
 def _numeric_column(path: Path, df: pd.DataFrame, field: str, integer: bool) -> np.ndarray:
     col = df[field]
-    raw = col.to_numpy()
+    raw: np.ndarray = col.to_numpy()
     if col.dtype.kind == "i":
         return raw.astype(np.int64) if integer else raw.astype(np.float64)
     if col.dtype.kind == "u":
@@ -274,7 +278,7 @@ def _short_exc(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def read_trips_csv(path: str | os.PathLike, network: Network, *, duration_s: float | None = None) -> Trips:
+def read_trips_csv(path: str | os.PathLike[str], network: Network, *, duration_s: float | None = None) -> Trips:
     """Read a trip table.
 
     Parameters
@@ -426,7 +430,7 @@ def _check_unique_ids(path: Path, trip_id: np.ndarray) -> None:
     raise _rows_error(path, "trip_id", rows, trip_id[rows].tolist(), "a duplicate trip id", hint + ".")
 
 
-def write_trips_csv(trips: Trips, network: Network, path: str | os.PathLike) -> None:
+def write_trips_csv(trips: Trips, network: Network, path: str | os.PathLike[str]) -> None:
     """Write ``trips`` as a CSV that :func:`read_trips_csv` reads back unchanged.
 
     Origins and destinations are written as the network's source node ids;
@@ -477,7 +481,7 @@ def _arg_error(name: str, problem: str) -> DemandError:
     return DemandError(f"gravity_trips: argument {name!r} {problem}.")
 
 
-def _vec(name: str, value, n: int | None, kind: str) -> np.ndarray:
+def _vec(name: str, value: ArrayLike, n: int | None, kind: str) -> np.ndarray:
     a = np.asarray(value)
     if a.ndim != 1:
         raise _arg_error(name, f"must be 1-D, got shape {a.shape}")
@@ -509,7 +513,8 @@ def _furness(f: np.ndarray, prod: np.ndarray, attr: np.ndarray, *, iters: int = 
         b = np.divide(attr, fa, out=np.zeros_like(attr), where=fa > 0)
     fb = f @ b
     a = np.divide(prod, fb, out=np.zeros_like(prod), where=fb > 0)
-    return a[:, None] * f * b[None, :]
+    od: np.ndarray = a[:, None] * f * b[None, :]
+    return od
 
 
 def _departures(rng: np.random.Generator, n: int, start_s: float, duration_s: float, profile: np.ndarray) -> np.ndarray:
@@ -533,10 +538,18 @@ def _departures(rng: np.random.Generator, n: int, start_s: float, duration_s: fl
     seg = np.minimum(seg, k.size - 1)
     t = seg_lo[seg] + rng.random(n) * length[seg]
     # clock time -> scenario time; guard the open upper end against rounding
-    return np.minimum(t - start_s, np.nextafter(duration_s, 0.0))
+    out: np.ndarray = np.minimum(t - start_s, np.nextafter(duration_s, 0.0))
+    return out
 
 
-def _zone_args(node_zone, residents, jobs, zone_x, zone_y, beta_per_km):
+def _zone_args(
+    node_zone: ArrayLike,
+    residents: ArrayLike,
+    jobs: ArrayLike,
+    zone_x: ArrayLike,
+    zone_y: ArrayLike,
+    beta_per_km: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Checked zone inputs of the gravity model."""
     nz = _vec("node_zone", node_zone, None, "iu")
     res = _vec("residents", residents, None, "iu")
@@ -555,7 +568,9 @@ def _zone_args(node_zone, residents, jobs, zone_x, zone_y, beta_per_km):
     return nz, res, job, zx, zy
 
 
-def _gravity_od(count, res, job, zx, zy, beta_per_km) -> np.ndarray:
+def _gravity_od(
+    count: np.ndarray, res: np.ndarray, job: np.ndarray, zx: np.ndarray, zy: np.ndarray, beta_per_km: float
+) -> np.ndarray:
     """Balanced zone-to-zone shares (summing to 1) for zones with ``count`` nodes each."""
     z = res.shape[0]
     # impedance between centroids; a zone needs a node to send/receive, two for internal trips
@@ -587,10 +602,19 @@ def _gravity_od(count, res, job, zx, zy, beta_per_km) -> np.ndarray:
             "gravity_trips: no zone pair can hold a trip (zones with residents reach no zone "
             "with jobs, or the only candidates are single-node zones)"
         )
-    return od / total
+    shares: np.ndarray = od / total
+    return shares
 
 
-def gravity_shares(*, node_zone, residents, jobs, zone_x, zone_y, beta_per_km: float = 0.25) -> np.ndarray:
+def gravity_shares(
+    *,
+    node_zone: ArrayLike,
+    residents: ArrayLike,
+    jobs: ArrayLike,
+    zone_x: ArrayLike,
+    zone_y: ArrayLike,
+    beta_per_km: float = 0.25,
+) -> np.ndarray:
     """The share of :func:`gravity_trips`' trips between each pair of zones.
 
     Parameters are those of :func:`gravity_trips`; returns ``float[n_zones, n_zones]``
