@@ -53,7 +53,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -96,6 +96,14 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- demand
 
 
+@overload
+def _time(el: Any, attr: str, path: Path, default: float) -> float: ...
+
+
+@overload
+def _time(el: Any, attr: str, path: Path, default: None = None) -> float | None: ...
+
+
 def _time(el: Any, attr: str, path: Path, default: float | None = None) -> float | None:
     """A SUMO time (seconds or ``[D:]HH:MM:SS``) or the default; DemandError when unreadable."""
     raw = el.get(attr)
@@ -123,9 +131,9 @@ def _time(el: Any, attr: str, path: Path, default: float | None = None) -> float
 
 
 def read_sumo_demand(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     network: Network,
-    net_path: str | os.PathLike,
+    net_path: str | os.PathLike[str],
     *,
     duration_s: float | None = None,
     seed: int = 0,

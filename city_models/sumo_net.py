@@ -59,7 +59,7 @@ _BUILTIN_FILES: dict[str, dict[str, str]] = {
 SUMO_BUILTINS: tuple[str, ...] = tuple(sorted(_BUILTIN_FILES))
 
 
-def sumo_file(value: str | os.PathLike, kind: str = "net") -> Path:
+def sumo_file(value: str | os.PathLike[str], kind: str = "net") -> Path:
     """The file a ``sumo:`` value names: a built-in name (:data:`SUMO_BUILTINS`, from the
     ``eclipse-sumo`` wheel) or the path itself.  ``kind`` is ``"net"`` or ``"demand"``.
     """
@@ -196,7 +196,7 @@ def _shape(text: str | None) -> np.ndarray:
         return np.zeros((0, 2))
 
 
-def read_sumo_net(path: str | os.PathLike) -> SumoNet:
+def read_sumo_net(path: str | os.PathLike[str]) -> SumoNet:
     """Read the road edges, junctions and traffic-light programs of a SUMO network.
 
     Raises
@@ -210,7 +210,7 @@ def read_sumo_net(path: str | os.PathLike) -> SumoNet:
     what = "SUMO network"
     net = SumoNet(path=path)
     count = 0
-    tl_current: tuple[str, float, list] | None = None
+    tl_current: tuple[str, float, list[tuple[float, str]]] | None = None
     seen_root = False
     for event, el in _iterparse(path, what, CityError):
         tag = el.tag
@@ -481,7 +481,7 @@ def sumo_network(net: SumoNet) -> tuple[Network, list[str]]:
     return network, notes
 
 
-def city_from_sumo(path: str | os.PathLike) -> City:
+def city_from_sumo(path: str | os.PathLike[str]) -> City:
     """A city (unvalidated; :func:`city_models.load_city` validates it) from a SUMO ``.net.xml``.
 
     Zones come from a grid over the network (:func:`city_models.osm.grid_zones`).
