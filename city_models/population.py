@@ -166,15 +166,19 @@ class Population(NamedTuple):
 
     @property
     def n_persons(self) -> int:
+        """The number of persons."""
         return int(self.household.shape[0])
 
     @property
     def n_households(self) -> int:
+        """The number of households."""
         return int(self.hh_zone.shape[0])
 
     @property
     def hh_size(self) -> np.ndarray:
-        return np.diff(self.hh_first)
+        """Persons per household."""
+        sizes: np.ndarray = np.diff(self.hh_first)
+        return sizes
 
 
 class ZoneTable(NamedTuple):
@@ -364,112 +368,32 @@ def synthesize_population(
         table = ZoneTable(table)
     z = table.zones
     nzones = z.n_zones
-    residents = np.asarray(z.residents, np.int64)
-    if not scale > 0:
-        raise PopulationError(f"scale must be positive, got {scale}")
-    if persons is not None:
-        if persons < 0:
-            raise PopulationError(f"persons must be >= 0, got {persons}")
-        zone_persons = allocate_integer(int(persons), residents.astype(np.float64))
-    elif scale == 1.0:
-        zone_persons = residents.copy()
-    else:
-        zone_persons = allocate_integer(int(round(scale * residents.sum())), residents.astype(np.float64))
+    zone_persons = _zone_persons(z, scale, persons)
     indptr, nodes = access_node_index(z.node_zone, nzones, int(params.access_nodes), rng)
-    empty = (np.diff(indptr) == 0) & (zone_persons > 0)
-    if empty.any():
-        bad = np.flatnonzero(empty)
-        raise PopulationError(
-            f"{bad.size} zone(s) have residents but no network node: "
-            + ", ".join(f"{z.name[i]!r} ({zone_persons[i]} persons)" for i in bad[:5])
-            + (" ..." if bad.size > 5 else "")
-            + "; give them nodes or 0 residents"
-        )
+    _check_access(z, indptr, zone_persons)
 
-    # --- households: sizes drawn until the zone's total, the last one cut to fit
-    shares = np.asarray(params.household_sizes, np.float64)
-    shares = shares / shares.sum()
-    mean_size = float(np.dot(np.arange(1, shares.size + 1), shares))
-    sizes_list, zone_list = [], []
-    for i in np.flatnonzero(zone_persons > 0):
-        total = int(zone_persons[i])
-        drawn = np.zeros(0, np.int64)
-        while drawn.sum() < total:
-            m = int(total / mean_size * 1.1) + 8
-            drawn = np.concatenate([drawn, rng.choice(shares.size, m, p=shares) + 1])
-        cs = np.cumsum(drawn)
-        n_h = int(np.searchsorted(cs, total)) + 1
-        s = drawn[:n_h].copy()
-        s[-1] -= int(cs[n_h - 1] - total)
-        sizes_list.append(s)
-        zone_list.append(np.full(n_h, i, np.int32))
-    hh_size = np.concatenate(sizes_list) if sizes_list else np.zeros(0, np.int64)
-    hh_zone = np.concatenate(zone_list) if zone_list else np.zeros(0, np.int32)
+    hh_size, hh_zone = _households(zone_persons, params, rng)
     n_hh = hh_size.size
     hh_first = np.zeros(n_hh + 1, np.int64)
     np.cumsum(hh_size, out=hh_first[1:])
     n = int(hh_first[-1])
     household = np.repeat(np.arange(n_hh, dtype=np.int32), hh_size)
     pos = np.arange(n, dtype=np.int64) - np.repeat(hh_first[:-1], hh_size)
-    size_of = np.repeat(hh_size, hh_size)
+    age = _age_groups(pos, np.repeat(hh_size, hh_size), params, rng)
 
-    # --- age groups: the city's shares exactly; children never head a household
-    target = allocate_integer(n, np.asarray(params.age_shares, np.float64))
-    age = np.full(n, AGE_ADULT, np.int8)
-    n_child = int(target[AGE_PRESCHOOL] + target[AGE_SCHOOL])
-    child_slots = np.flatnonzero(pos >= 2)
-    second = np.flatnonzero(pos == 1)
-    pick = child_slots[_top_k(np.ones(child_slots.size), min(n_child, child_slots.size), rng)]
-    if n_child > pick.size:  # single parents: children in second place too
-        more = second[_top_k(np.ones(second.size), min(n_child - pick.size, second.size), rng)]
-        pick = np.concatenate([pick, more])
-    pick = pick[rng.permutation(pick.size)]
-    n_pre = min(int(target[AGE_PRESCHOOL]), pick.size)
-    age[pick[:n_pre]] = AGE_PRESCHOOL
-    age[pick[n_pre:]] = AGE_SCHOOL
-    rest = np.flatnonzero(age == AGE_ADULT)
-    w = np.where(size_of[rest] <= 2, 4.0, 1.0)  # seniors mostly live alone or as couples
-    age[rest[_top_k(w, min(int(target[AGE_SENIOR]), rest.size), rng)]] = AGE_SENIOR
-
-    # --- employment, school, cars, value of time
-    u = rng.random(n)
-    worker = ((age == AGE_ADULT) & (u < params.employment_rate)) | (
-        (age == AGE_SENIOR) & (u < params.senior_employment_rate)
-    )
-    student = age == AGE_SCHOOL
-    # car ownership rises with household size, averaging ``car_share`` over households
-    raw = np.minimum(0.6 + 0.2 * (hh_size - 1), 1.4)
-    p_car = np.clip(params.car_share * raw / max(float(raw.mean()) if n_hh else 1.0, 1e-9), 0.0, 1.0)
-    hh_car = rng.random(n_hh) < p_car
-    car = np.repeat(hh_car, hh_size) & (age >= AGE_ADULT)
-    vot = params.vot_median * np.exp(params.vot_sigma * rng.standard_normal(n))
-    vot = np.where(worker, vot * params.worker_vot_factor, vot).astype(np.float32)
+    worker, student, hh_car, car, vot = _traits(age, hh_size, params, rng)
 
     # --- homes, workplaces, schools
     hh_node = _pick_nodes(hh_zone, indptr, nodes, rng).astype(np.int32)
     home_zone = np.repeat(hh_zone, hh_size).astype(np.int32)
     home_node = np.repeat(hh_node, hh_size).astype(np.int32)
+    access = _Access(indptr, nodes, home_zone, z.x, z.y)
     jobs = np.asarray(z.jobs, np.float64) * (np.diff(indptr) > 0)
     if jobs.sum() <= 0:
         jobs = zone_persons.astype(np.float64)
-    work_zone = np.full(n, -1, np.int32)
-    work_node = np.full(n, -1, np.int32)
-    who = np.flatnonzero(worker)
-    if who.size:
-        work_zone[who], work_node[who] = _assign(
-            home_zone, who, jobs, z.x, z.y, params.work_beta_per_km, indptr, nodes, rng
-        )
-    school_zone = np.full(n, -1, np.int32)
-    school_node = np.full(n, -1, np.int32)
-    who = np.flatnonzero(student)
-    if who.size:
-        places = zone_persons.astype(np.float64) if table.schools is None else np.asarray(table.schools, np.float64)
-        places = places * (np.diff(indptr) > 0)
-        if places.sum() <= 0:
-            places = zone_persons.astype(np.float64)
-        school_zone[who], school_node[who] = _assign(
-            home_zone, who, places, z.x, z.y, params.school_beta_per_km, indptr, nodes, rng
-        )
+    work_zone, work_node = access.assign(worker, jobs, params.work_beta_per_km, rng)
+    places = _school_places(table, zone_persons, indptr) if student.any() else zone_persons.astype(np.float64)
+    school_zone, school_node = access.assign(student, places, params.school_beta_per_km, rng)
     log.info(
         "population: %d persons in %d households over %d zones (%d workers, %d pupils, %d with a car)",
         n,
@@ -500,6 +424,135 @@ def synthesize_population(
         access_indptr=indptr,
         access_nodes=nodes,
     )
+
+
+def _zone_persons(z: Zones, scale: float, persons: int | None) -> np.ndarray:
+    """Persons to synthesise per zone: all residents, a share of them, or a given total."""
+    residents = np.asarray(z.residents, np.int64)
+    if not scale > 0:
+        raise PopulationError(f"scale must be positive, got {scale}")
+    if persons is not None:
+        if persons < 0:
+            raise PopulationError(f"persons must be >= 0, got {persons}")
+        return allocate_integer(int(persons), residents.astype(np.float64))
+    if scale == 1.0:
+        return residents.copy()
+    return allocate_integer(int(round(scale * residents.sum())), residents.astype(np.float64))
+
+
+def _check_access(z: Zones, indptr: np.ndarray, zone_persons: np.ndarray) -> None:
+    """A PopulationError for zones with persons but no network node."""
+    empty = (np.diff(indptr) == 0) & (zone_persons > 0)
+    if empty.any():
+        bad = np.flatnonzero(empty)
+        raise PopulationError(
+            f"{bad.size} zone(s) have residents but no network node: "
+            + ", ".join(f"{z.name[i]!r} ({zone_persons[i]} persons)" for i in bad[:5])
+            + (" ..." if bad.size > 5 else "")
+            + "; give them nodes or 0 residents"
+        )
+
+
+def _households(
+    zone_persons: np.ndarray, params: SynthesisParams, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Household sizes and zones: sizes drawn until each zone's total, the last one cut to fit."""
+    shares = np.asarray(params.household_sizes, np.float64)
+    shares = shares / shares.sum()
+    mean_size = float(np.dot(np.arange(1, shares.size + 1), shares))
+    sizes_list: list[np.ndarray] = []
+    zone_list: list[np.ndarray] = []
+    for i in np.flatnonzero(zone_persons > 0):
+        total = int(zone_persons[i])
+        drawn = np.zeros(0, np.int64)
+        while drawn.sum() < total:
+            m = int(total / mean_size * 1.1) + 8
+            drawn = np.concatenate([drawn, rng.choice(shares.size, m, p=shares) + 1])
+        cs = np.cumsum(drawn)
+        n_h = int(np.searchsorted(cs, total)) + 1
+        s = drawn[:n_h].copy()
+        s[-1] -= int(cs[n_h - 1] - total)
+        sizes_list.append(s)
+        zone_list.append(np.full(n_h, i, np.int32))
+    hh_size = np.concatenate(sizes_list) if sizes_list else np.zeros(0, np.int64)
+    hh_zone = np.concatenate(zone_list) if zone_list else np.zeros(0, np.int32)
+    return hh_size, hh_zone
+
+
+def _age_groups(pos: np.ndarray, size_of: np.ndarray, params: SynthesisParams, rng: np.random.Generator) -> np.ndarray:
+    """Age groups: the city's shares exactly; children never head a household
+    (``pos``: each person's place in their household; ``size_of``: its size).
+    """
+    n = pos.size
+    target = allocate_integer(n, np.asarray(params.age_shares, np.float64))
+    age = np.full(n, AGE_ADULT, np.int8)
+    n_child = int(target[AGE_PRESCHOOL] + target[AGE_SCHOOL])
+    child_slots = np.flatnonzero(pos >= 2)
+    second = np.flatnonzero(pos == 1)
+    pick = child_slots[_top_k(np.ones(child_slots.size), min(n_child, child_slots.size), rng)]
+    if n_child > pick.size:  # single parents: children in second place too
+        more = second[_top_k(np.ones(second.size), min(n_child - pick.size, second.size), rng)]
+        pick = np.concatenate([pick, more])
+    pick = pick[rng.permutation(pick.size)]
+    n_pre = min(int(target[AGE_PRESCHOOL]), pick.size)
+    age[pick[:n_pre]] = AGE_PRESCHOOL
+    age[pick[n_pre:]] = AGE_SCHOOL
+    rest = np.flatnonzero(age == AGE_ADULT)
+    w = np.where(size_of[rest] <= 2, 4.0, 1.0)  # seniors mostly live alone or as couples
+    age[rest[_top_k(w, min(int(target[AGE_SENIOR]), rest.size), rng)]] = AGE_SENIOR
+    return age
+
+
+def _traits(
+    age: np.ndarray, hh_size: np.ndarray, params: SynthesisParams, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Employment, school, cars (per household and person) and value of time."""
+    n, n_hh = age.size, hh_size.size
+    u = rng.random(n)
+    worker = ((age == AGE_ADULT) & (u < params.employment_rate)) | (
+        (age == AGE_SENIOR) & (u < params.senior_employment_rate)
+    )
+    student = age == AGE_SCHOOL
+    # car ownership rises with household size, averaging ``car_share`` over households
+    raw = np.minimum(0.6 + 0.2 * (hh_size - 1), 1.4)
+    p_car = np.clip(params.car_share * raw / max(float(raw.mean()) if n_hh else 1.0, 1e-9), 0.0, 1.0)
+    hh_car = rng.random(n_hh) < p_car
+    car = np.repeat(hh_car, hh_size) & (age >= AGE_ADULT)
+    vot = params.vot_median * np.exp(params.vot_sigma * rng.standard_normal(n))
+    vot = np.where(worker, vot * params.worker_vot_factor, vot).astype(np.float32)
+    return worker, student, hh_car, car, vot
+
+
+def _school_places(table: ZoneTable, zone_persons: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """School places per zone with access nodes (the zone's persons where none are given)."""
+    places = zone_persons.astype(np.float64) if table.schools is None else np.asarray(table.schools, np.float64)
+    places = places * (np.diff(indptr) > 0)
+    if places.sum() <= 0:
+        places = zone_persons.astype(np.float64)
+    return places
+
+
+class _Access:
+    """What assigning workplaces and schools needs: each zone's access nodes, homes, centroids."""
+
+    def __init__(
+        self, indptr: np.ndarray, nodes: np.ndarray, home_zone: np.ndarray, zx: np.ndarray, zy: np.ndarray
+    ) -> None:
+        self.indptr, self.nodes, self.home_zone, self.zx, self.zy = indptr, nodes, home_zone, zx, zy
+
+    def assign(
+        self, mask: np.ndarray, targets: np.ndarray, beta: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Zone and node per person (-1 outside ``mask``), by a doubly constrained gravity model."""
+        n = mask.size
+        zone = np.full(n, -1, np.int32)
+        node = np.full(n, -1, np.int32)
+        who = np.flatnonzero(mask)
+        if who.size:
+            zone[who], node[who] = _assign(
+                self.home_zone, who, targets, self.zx, self.zy, beta, self.indptr, self.nodes, rng
+            )
+        return zone, node
 
 
 # ------------------------------------------------------------------------------ zones
