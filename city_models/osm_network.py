@@ -201,7 +201,7 @@ def _edge_lanes(d: dict, kind: str, two_way: bool, where: str, filled: dict[str,
     return nl
 
 
-def _edge_speed_kph(d: dict, kind: str, where: str, filled: dict[str, list[str]]) -> float:
+def _edge_speed_kph(d: dict, kind: str, where: str, filled: dict[str, list[str]]) -> float | None:
     kph, attr = None, None
     for attr in ("speed_kph", "maxspeed"):
         kph = _parse_speed(d.get(attr))
@@ -253,7 +253,7 @@ def _edge_row(d: dict, two_way: bool, where_nodes: str, filled: dict[str, list[s
     return _EdgeRow(
         length=le,
         lanes=nl,
-        vf=kph / 3.6,
+        vf=np.nan if kph is None else kph / 3.6,
         cap=np.nan if c is None else c,
         osmid=oid,
         name="" if nm is None or (isinstance(nm, float) and math.isnan(nm)) else str(nm),
