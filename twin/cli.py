@@ -297,6 +297,10 @@ def _cmd_city_info(args, console: Console) -> int:
     table.add_row("facilities", ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "none")
     table.add_row("named places", ", ".join(sorted(city.places)) or "none")
     console.print(table)
+    from twin.cli_cityinfo import detail_tables  # zones, facilities and places listed (issue 13)
+
+    for detail in detail_tables(city, limit=None if getattr(args, "all", False) else 20):
+        console.print(detail)
     if city.notes:
         console.print("[bold]validation changed:[/]")
         for note in city.notes:
@@ -341,6 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="city_command", required=True)
     ci = csub.add_parser("info", help="network size and what validation changed")
     ci.add_argument("source", help="scenario file or name, 'synthetic', 'helsinki', or an OSM/GraphML file")
+    ci.add_argument("--all", action="store_true", help="list every zone, facility and named place (default: 20 each)")
     ci.set_defaults(func=_cmd_city_info)
     s = sub.add_parser("scenarios", help="list the built-in scenarios")
     s.set_defaults(func=_cmd_scenarios)

@@ -113,3 +113,19 @@ def test_scenario_city_zones(city, tmp_path):
         load_scenario({"city": {"synthetic": synth, "bbox": [24.9, 60.1, 25.0, 60.2]}})
     with pytest.raises(ScenarioError, match="zone file"):
         load_scenario({"city": {"synthetic": synth, "zones": "missing.gpkg"}}, base_dir=tmp_path)
+
+
+def test_city_info_lists_zones_places_and_facilities(city, tmp_path, capsys):
+    import yaml
+
+    from twin.cli import main
+
+    gdf, _ = _halves(city, residents=[10, 20], jobs=[30, 40])
+    gdf.to_file(tmp_path / "z.gpkg", driver="GPKG")
+    synth = {"blocks_x": 9, "blocks_y": 9, "zone_blocks": 3, "seed": 2}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"city": {"synthetic": synth, "zones": "z.gpkg"}}))
+    assert main(["city", "info", str(tmp_path / "s.yaml"), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "zones (2)" in out and "West" in out and "East" in out
+    assert "facilities (" in out and "named places (" in out
+    assert "Zones from" in out
