@@ -33,7 +33,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -230,7 +230,8 @@ def _pick_nodes(zone: np.ndarray, indptr: np.ndarray, nodes: np.ndarray, rng: np
     """A uniformly random node of each entry's zone."""
     count = indptr[zone + 1] - indptr[zone]
     j = np.minimum((rng.random(zone.shape[0]) * count).astype(np.int64), np.maximum(count - 1, 0))
-    return nodes[indptr[zone] + j]
+    picked: np.ndarray = nodes[indptr[zone] + j]
+    return picked
 
 
 def _top_k(weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -288,17 +289,17 @@ def doubly_constrained_integer(
         j_over = int(np.argmin(diff))
         j_short = int(np.argmax(diff))
         donors = np.flatnonzero(n[:, j_over] > 0)
-        i = int(donors[np.argmax(m[donors, j_short] - m[donors, j_over] * 1e-12)])
-        k = int(min(-diff[j_over], diff[j_short], n[i, j_over]))
-        n[i, j_over] -= k
-        n[i, j_short] += k
+        donor = int(donors[np.argmax(m[donors, j_short] - m[donors, j_over] * 1e-12)])
+        k = int(min(-diff[j_over], diff[j_short], n[donor, j_over]))
+        n[donor, j_over] -= k
+        n[donor, j_short] += k
         diff[j_over] += k
         diff[j_short] -= k
     return n
 
 
 def _zone_distance_km(zx: np.ndarray, zy: np.ndarray) -> np.ndarray:
-    d = np.hypot(zx[:, None] - zx[None, :], zy[:, None] - zy[None, :]) / 1000.0
+    d: np.ndarray = np.hypot(zx[:, None] - zx[None, :], zy[:, None] - zy[None, :]) / 1000.0
     if d.shape[0] > 1:
         off = d + np.diag(np.full(d.shape[0], np.inf))
         np.fill_diagonal(d, 0.5 * off.min(1))  # within a zone: half the distance to the nearest other
@@ -309,8 +310,8 @@ def _assign(
     home_zone: np.ndarray,
     who: np.ndarray,
     targets: np.ndarray,
-    zx,
-    zy,
+    zx: np.ndarray,
+    zy: np.ndarray,
     beta: float,
     indptr: np.ndarray,
     nodes: np.ndarray,
@@ -569,7 +570,7 @@ def grid_zones_over(network: Network, zone_size_m: float, *, residents: int, job
     return grid_zones(network.x, network.y, zone_size_m=float(zone_size_m), residents=int(residents), jobs=int(jobs))
 
 
-def _number(value, where: str, field: str) -> float:
+def _number(value: Any, where: str, field: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -584,7 +585,7 @@ def _number(value, where: str, field: str) -> float:
 MAX_ZONE_COUNT = 100_000_000
 
 
-def _count(value, where: str, field: str) -> int:
+def _count(value: Any, where: str, field: str) -> int:
     v = _number(value, where, field)
     if v < 0 or v != int(v):
         raise PopulationError(f"{where}: field {field!r} must be a whole number >= 0, got {str(value)[:40]!r}")
@@ -593,7 +594,7 @@ def _count(value, where: str, field: str) -> int:
     return int(v)
 
 
-def _name_of(props: dict, i: int) -> str:
+def _name_of(props: dict[str, Any], i: int) -> str:
     for key in ("name", "zone", "id"):
         if props.get(key) not in (None, ""):
             return str(props[key])
@@ -613,9 +614,9 @@ def _ring_contains(ring: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarr
     return inside
 
 
-def _polygons(geom: dict, where: str) -> list[list[np.ndarray]]:
+def _polygons(geom: dict[str, Any], where: str) -> list[list[np.ndarray]]:
     kind = geom.get("type")
-    coords = geom.get("coordinates")
+    coords: Any = geom.get("coordinates")
     try:
         if kind == "Polygon":
             return [[np.asarray(r, np.float64)[:, :2] for r in coords]]
@@ -674,7 +675,15 @@ def _nearest(px: np.ndarray, py: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> 
     return out
 
 
-def _finish(names, res, jobs, schools, node_zone, network: Network, source: str) -> ZoneTable:
+def _finish(
+    names: list[str],
+    res: list[int],
+    jobs: list[int],
+    schools: list[int | None],
+    node_zone: np.ndarray,
+    network: Network,
+    source: str,
+) -> ZoneTable:
     nz = len(names)
     counts = np.bincount(node_zone[node_zone >= 0], minlength=nz)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -705,12 +714,17 @@ def _read_geojson(path: Path, network: Network) -> ZoneTable:
     return zones_from_features(feats, path, network)
 
 
-def zones_from_features(feats: list, path: Path, network: Network, *, item: str = "feature") -> ZoneTable:
+def zones_from_features(feats: list[Any], path: Path, network: Network, *, item: str = "feature") -> ZoneTable:
     """Zones from GeoJSON-like features in lon/lat (a GeoJSON file's, or a GeoPackage
     layer's read by :mod:`city_models.zonefiles`); errors name ``path`` and the ``item``.
     """
     lon, lat = _lonlat_known(network, path)
-    names, res, jobs, schools, shapes, points = [], [], [], [], [], []
+    names: list[str] = []
+    res: list[int] = []
+    jobs: list[int] = []
+    schools: list[int | None] = []
+    shapes: list[tuple[int, list[list[np.ndarray]]]] = []
+    points: list[tuple[int, float, float]] = []
     for i, f in enumerate(feats):
         where = f"zone file '{path}', {item} {i}"
         if not isinstance(f, dict):
