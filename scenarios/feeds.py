@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -70,7 +70,7 @@ class _SourceBase(_Section):
     occupancy_unit: OccupancyUnit | None = None
 
     @model_validator(mode="after")
-    def _default_name(self):
+    def _default_name(self) -> Self:
         if not self.name.strip():
             object.__setattr__(self, "name", self.kind)  # type: ignore[attr-defined]
         return self

@@ -22,7 +22,7 @@ Places are named by link or node ids, road names or named places (``road``,
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -65,7 +65,7 @@ class LinkSelector(_Base):
     near: tuple[Number, Number] | None = None
 
     @model_validator(mode="after")
-    def _some_place(self):
+    def _some_place(self) -> Self:
         if self.links is None and self.road is None and self.place is None and self.near is None:
             raise CrossFieldError(
                 [("road", "say which links: give 'links' (ids), 'road', 'place' or 'near' [lon, lat]")]
@@ -101,7 +101,7 @@ class Speed(LinkSelector):
     factor: Annotated[Number, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
-    def _one(self):
+    def _one(self) -> Self:
         if self.speed_kmh is None and self.factor is None:
             raise CrossFieldError([("speed_kmh", "give speed_kmh (a new limit) or factor")])
         return self
@@ -127,7 +127,7 @@ class Signal(_Base):
     green_share: Annotated[Number, Field(gt=0, lt=1)] | None = None
 
     @model_validator(mode="after")
-    def _coherent(self):
+    def _coherent(self) -> Self:
         problems = []
         if self.nodes is None and self.road is None and self.near is None:
             problems.append(("nodes", "say which signals: give 'nodes' (ids), 'road' or 'near' [lon, lat]"))
@@ -198,7 +198,7 @@ class StationAdd(_Base):
     units: dict[str, Annotated[Count, Field(ge=0)]] = Field(default_factory=lambda: {"engine": 1})
 
     @model_validator(mode="after")
-    def _where(self):
+    def _where(self) -> Self:
         if (self.node is None) == (self.near is None):
             raise CrossFieldError([("node", "give exactly one of 'node' (an id) or 'near' [lon, lat]")])
         return self

@@ -316,8 +316,9 @@ def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ..
     path = expanduser(Path(ref))
     if not path.is_absolute():
         path = base / path
-    if not path.is_file() and _builtin_named(ref) is not None:
-        path = _builtin_named(ref)  # a built-in, named with or without .yaml
+    named = _builtin_named(ref)
+    if not path.is_file() and named is not None:
+        path = named  # a built-in, named with or without .yaml
     if not path.is_file():
         raise ScenarioError(
             label,

@@ -140,7 +140,7 @@ class ActivitySpec(_Section):
     value: Annotated[Number, Field(ge=0)] = 20.0
 
 
-def _activity(**kw) -> Any:
+def _activity(**kw: Any) -> Any:
     return Field(default_factory=lambda: ActivitySpec(**kw))
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     Field,
@@ -194,7 +194,7 @@ class DepartureShiftSpec(_Section):
     late_penalty: Annotated[Number, Field(ge=0, le=100)] = 2.4
 
     @model_validator(mode="after")
-    def _step_fits(self):
+    def _step_fits(self) -> Self:
         if self.max > 0 and self.step > self.max:
             raise CrossFieldError(
                 [
@@ -419,7 +419,9 @@ class Scenario(_Section):
     def _null_sections(cls, data: Any) -> Any:
         # ``time:`` with nothing after it reads as null in YAML: it means "defaults".
         if isinstance(data, dict):
-            empty = {k: ([] if k == "interventions" else {}) for k, v in data.items() if v is None and k in _SECTIONS}
+            empty: dict[str, Any] = {
+                k: ([] if k == "interventions" else {}) for k, v in data.items() if v is None and k in _SECTIONS
+            }
             if empty:
                 data = {**data, **empty}
         return data

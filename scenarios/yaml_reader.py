@@ -121,7 +121,7 @@ class _BoundedLoader(_Loader):
                 mark,
             )
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         part: str | int | None = None
         if isinstance(index, yaml.ScalarNode):
             part = index.value
@@ -132,7 +132,7 @@ class _BoundedLoader(_Loader):
         if part is not None:
             self._loc.append(part)
         try:
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # (untyped in types-PyYAML)
             if isinstance(event, yaml.AliasEvent):
                 node = super().compose_node(parent, index)
                 if isinstance(node, yaml.CollectionNode):
