@@ -47,9 +47,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BeforeValidator, Field, field_validator, model_serializer, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .base import Count, CrossFieldError, Duration, Number, _Section
 from .timeparse import parse_time_point
@@ -154,20 +161,20 @@ class DistSpec(_Section):
     @model_validator(mode="after")
     def _fields(self) -> DistSpec:
         need = _DIST_FIELDS[self.dist]
-        problems = []
+        problems: list[tuple[str, str]] = []
         for name in ("value", "mean", "sd", "low", "mode", "high"):
             given = getattr(self, name) is not None
             if name in need and not given:
                 problems.append((name, f"is required for dist {self.dist} (give {', '.join(need)})"))
             elif given and name not in need:
                 problems.append((name, f"is not used by dist {self.dist} (it takes {', '.join(need)})"))
-        if not problems and self.dist in ("uniform", "triangular") and self.low > self.high:
+        if not problems and self.dist in ("uniform", "triangular") and self._f("low") > self._f("high"):
             problems.append(("high", f"must be at least low ({self.low:g} s), got {self.high:g} s"))
-        if not problems and self.dist == "triangular" and not self.low <= self.mode <= self.high:
+        if not problems and self.dist == "triangular" and not self._f("low") <= self._f("mode") <= self._f("high"):
             problems.append(("mode", "must lie between low and high"))
-        if not problems and self.dist in ("lognormal", "gamma") and self.mean <= 0:
+        if not problems and self.dist in ("lognormal", "gamma") and self._f("mean") <= 0:
             problems.append(("mean", f"must be greater than 0 for dist {self.dist}"))
-        elif not problems and self.dist in ("lognormal", "gamma") and self.sd > MAX_CV * self.mean:
+        elif not problems and self.dist in ("lognormal", "gamma") and self._f("sd") > MAX_CV * self._f("mean"):
             problems.append(
                 (
                     "sd",
@@ -182,21 +189,25 @@ class DistSpec(_Section):
         return self
 
     @model_serializer(mode="wrap")
-    def _compact(self, handler):
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
         return {k: v for k, v in data.items() if v is not None}
+
+    def _f(self, name: str) -> float:
+        """A time field the distribution requires (the validator makes sure it is given)."""
+        return cast(float, getattr(self, name))
 
     @property
     def mean_s(self) -> float:
         """The distribution's mean in seconds."""
         d = self.dist
         if d == "fixed":
-            return float(self.value)
+            return float(self._f("value"))
         if d in ("exponential", "lognormal", "gamma"):
-            return float(self.mean)
+            return float(self._f("mean"))
         if d == "uniform":
-            return 0.5 * (self.low + self.high)
-        return (self.low + self.mode + self.high) / 3.0
+            return 0.5 * (self._f("low") + self._f("high"))
+        return (self._f("low") + self._f("mode") + self._f("high")) / 3.0
 
 
 def _fixed(seconds: float) -> DistSpec:
@@ -359,7 +370,7 @@ class IncidentTypeSpec(_Section):
         return bool(self.capacity_factor) or self.closes_links
 
 
-def _lognormal(mean: float, sd: float) -> dict:
+def _lognormal(mean: float, sd: float) -> dict[str, Any]:
     return {"dist": "lognormal", "mean": mean, "sd": sd}
 
 
@@ -528,7 +539,7 @@ class RateSpec(_Section):
 
     @field_validator("nodes")
     @classmethod
-    def _some_nodes(cls, value: list | None) -> list | None:
+    def _some_nodes(cls, value: list[Any] | None) -> list[Any] | None:
         if value is not None and not value:
             raise ValueError("give at least one location, or leave nodes out")
         return value

@@ -108,6 +108,8 @@ SNAPSHOT_MODULES: tuple[str, ...] = (
     "kernels.routing",
     "kernels.traffic",
     "scenarios.base",
+    "scenarios.city",
+    "scenarios.demand",
     "scenarios.emergency",
     "scenarios.feeds",
     "scenarios.interventions",
