@@ -79,6 +79,7 @@ class PlanParams:
     second_tour: float = 0.4
 
     def check(self) -> None:
+        """Raise ValueError for a share outside [0, 1] or an impossible duration."""
         for name in ("stop_after_work", "worker_evening", "student_other", "out_share", "chain_other", "second_tour"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -99,6 +100,7 @@ class Plans(NamedTuple):
 
     @property
     def n_trips(self) -> int:
+        """The number of trips (legs) over all persons."""
         return int(self.n_legs.astype(np.int64).sum())
 
 
