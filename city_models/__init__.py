@@ -61,7 +61,7 @@ def _resolve(value: Any, key: str, base_dir: Path) -> Path:
     return p if p.is_absolute() else Path(base_dir) / p
 
 
-def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
+def load_city(spec: dict[str, Any], *, base_dir: Path = Path("."), seed: int = 0) -> City:
     """Build and validate a city from a spec with exactly one key.
 
     Parameters
@@ -153,7 +153,7 @@ def load_city(spec: dict, *, base_dir: Path = Path("."), seed: int = 0) -> City:
     return _with_zone_file(city, options.get("zones"), base_dir)
 
 
-def _osm_city(value: Any, options: dict, base_dir: Path) -> City:
+def _osm_city(value: Any, options: dict[str, Any], base_dir: Path) -> City:
     """The unvalidated city of a ``city: {osm: ...}`` spec (a built-in name or a file)."""
     from city_models import osm
 
@@ -173,7 +173,7 @@ def _osm_city(value: Any, options: dict, base_dir: Path) -> City:
     )
 
 
-def _osm_options(options: dict, base_dir: Path) -> dict:
+def _osm_options(options: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """The OSM extract options given (bbox, polygon resolved against ``base_dir``, network_type)."""
     out = {k: options[k] for k in _OSM_OPTIONS if options.get(k) is not None}
     if "polygon" in out:
@@ -194,7 +194,7 @@ def _with_zone_file(city: City, zones: Any, base_dir: Path) -> City:
         raise CityError(f"city spec key 'zones': {exc}") from exc
 
 
-def _repair_options(options: dict) -> tuple[float, str]:
+def _repair_options(options: dict[str, Any]) -> tuple[float, str]:
     """``(min_link_m, keep)`` from the ``repair`` mapping and/or the older keys."""
     repair = options.get("repair")
     if repair is None:
