@@ -139,7 +139,7 @@ def test_one_way_corridor_runs_with_exact_free_flow_times(tmp_path):
         (10 + i, 11 + i, {"length": L, "speed": 10.0, "highway": "primary"})
         for i, L in enumerate((300.0, 400.0, 500.0))
     ]
-    path = _write_nx_graphml(tmp_path / "corridor.graphml", nodes, edges, graph={"speed_unit": "m/s"})
+    _write_nx_graphml(tmp_path / "corridor.graphml", nodes, edges, graph={"speed_unit": "m/s"})
     trips = [(10, 13, 0.0), (13, 10, 5.0), (12, 11, 10.0), (11, 13, 60.0), (12, 13, 300.0)]  # by departure
     tw, kp = _run(tmp_path, {"graphml": "corridor.graphml"}, trips)
     net = tw.city.network
@@ -257,7 +257,9 @@ def test_helsinki_trips_on_raw_osm_ids_run_with_remapping_reported(tmp_path):
     o = rng.choice(gone, 300)
     d = rng.choice(raw.node_osmid, 300)
     keep = lookup_nodes(net, o) != lookup_nodes(net, d)
-    trips = [(int(a), int(b), float(t)) for a, b, t in zip(o[keep], d[keep], rng.uniform(0, 300, keep.sum()))]
+    trips = [
+        (int(a), int(b), float(t)) for a, b, t in zip(o[keep], d[keep], rng.uniform(0, 300, keep.sum()), strict=False)
+    ]
     tw, kp = _run(tmp_path, {"osm": "helsinki"}, trips, duration="30min")
     assert kp["trips_total"] == len(trips)
     assert kp["trips_completed"] > 0.8 * len(trips)

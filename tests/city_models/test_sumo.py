@@ -117,8 +117,8 @@ def test_signal_programs_round_trip_against_sumolib(which, sumolib, drt_city, bs
             length = (ge - gs) % cycle
             inside = [((s - gs) % cycle) < length - 1e-9 for s in starts]
             assert any(inside)
-            assert all(g for g, i in zip(green, inside) if i)
-            assert length == pytest.approx(sum(d for d, i in zip(dur, inside) if i))
+            assert all(g for g, i in zip(green, inside, strict=False) if i)
+            assert length == pytest.approx(sum(d for d, i in zip(dur, inside, strict=False) if i))
             checked += 1
     assert checked >= (2 if which == "bs" else 20)
 

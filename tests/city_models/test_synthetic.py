@@ -22,7 +22,7 @@ def test_default_city_size_and_connectivity():
     assert city.zones.n_zones == 16
     assert set(city.places) == {"Old Bridge", "North Bridge", "Ring Bridge"}
     # every link is two-way: the reverse pair exists
-    pairs = set(zip(net.src.tolist(), net.dst.tolist()))
+    pairs = set(zip(net.src.tolist(), net.dst.tolist(), strict=False))
     assert all((b, a) in pairs for a, b in pairs)
     assert np.all(net.length_m > 0) and np.all(np.isfinite(net.free_speed_mps))
     # lon/lat near the reference point, consistent with x/y (1 km east ~ 0.018 deg at 60 N)

@@ -187,7 +187,7 @@ def test_validate_city_remaps_zones_facilities_and_places():
     assert "Island Bridge" not in out.places
     side = out.places["Side Road"]  # the 4 m links now live on in the merged 0 <-> 1 pair
     assert side.size == 2 and np.allclose(n.length_m[side], 100.0)
-    assert {(int(n.src[l]), int(n.dst[l])) for l in side} == {(0, 1), (1, 0)}
+    assert {(int(n.src[lk]), int(n.dst[lk])) for lk in side} == {(0, 1), (1, 0)}
     assert out.places["Corner"]["nodes"].tolist() == [n.node_index(2)]
     notes = " ".join(out.notes)
     assert "Dropped place 'Island Bridge'" in notes and "Moved fire_station 'Island Fire'" in notes
