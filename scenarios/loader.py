@@ -7,6 +7,10 @@ problems found at once. No pydantic traceback reaches the user.
 
 The resolved scenario (seconds and absolute paths, defaults filled in) is what the twin
 saves beside its results, and :func:`scenario_hash` identifies it.
+
+The parts live in their own modules (names re-exported here): bounded YAML reading in
+:mod:`scenarios.yaml_reader`, validation messages in :mod:`scenarios.messages`, the
+resolved scenario's hash and YAML in :mod:`scenarios.resolved`.
 """
 
 from __future__ import annotations

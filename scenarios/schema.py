@@ -18,9 +18,11 @@ not a silently ignored setting. Times are normalised to float seconds when valid
 scenario file's folder. Use :func:`scenarios.loader.load_scenario` to read files; it turns
 every validation problem into one :class:`~scenarios.errors.ScenarioError` paragraph.
 
-Sections ``incidents`` and ``resources`` (:mod:`scenarios.emergency`), ``interventions``
-(:mod:`scenarios.interventions`), ``feeds`` (:mod:`scenarios.feeds`) and ``population``
-(:mod:`scenarios.population`) have their own modules; each defaults to "not used".
+Sections ``city`` (:mod:`scenarios.city`) and ``demand`` (:mod:`scenarios.demand`) have
+their own modules, and so do ``incidents`` and ``resources`` (:mod:`scenarios.emergency`),
+``interventions`` (:mod:`scenarios.interventions`), ``feeds`` (:mod:`scenarios.feeds`) and
+``population`` (:mod:`scenarios.population`), which each default to "not used"; their
+names are re-exported here.
 """
 
 from __future__ import annotations
