@@ -248,6 +248,7 @@ def repair_fd(L: LinkTable, notes: list[str], mask: np.ndarray) -> None:
 
 def merge_pass_through(
     L: LinkTable,
+    *,
     x: np.ndarray,
     y: np.ndarray,
     cycle: np.ndarray,
@@ -365,7 +366,7 @@ def _pass_through_pairs(L: LinkTable, v: int, ins: set[int], outs: set[int]) -> 
     return []
 
 
-def contract_short(L: LinkTable, n: int, cycle: np.ndarray, min_link_m: float) -> tuple[np.ndarray, int, int]:
+def contract_short(L: LinkTable, *, n: int, cycle: np.ndarray, min_link_m: float) -> tuple[np.ndarray, int, int]:
     """Contract the remaining short links: their two end nodes become one.
 
     Parameters

@@ -318,13 +318,15 @@ def _merge_short(
     root = np.arange(n, dtype=np.int64)
     if min_link_m > 0:
         n_short = int((L.alive & (L.length < min_link_m)).sum())
-        removed = merge_pass_through(L, net.x, net.y, cycle, min_link_m, node_dead, via)
+        removed = merge_pass_through(
+            L, x=net.x, y=net.y, cycle=cycle, min_link_m=min_link_m, node_dead=node_dead, via=via
+        )
         if removed:
             notes.append(
                 f"Merged links shorter than {min_link_m:g} m into the next link on the same road, "
                 f"removing {plural(removed, 'pass-through node')}."
             )
-        root, n_contracted, n_merged = contract_short(L, n, cycle, min_link_m)
+        root, n_contracted, n_merged = contract_short(L, n=n, cycle=cycle, min_link_m=min_link_m)
         if n_contracted:
             notes.append(
                 f"Contracted {plural(n_contracted, 'link')} shorter than {min_link_m:g} m by merging their end "
