@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -49,3 +50,5 @@ class City:
     notes: tuple[str, ...] = ()
     #: named places (bridges, squares): name -> link ids or node ids
     places: dict = field(default_factory=dict)
+    #: road shapes from the source (:class:`city_models.shapes.LinkShapes`), None when it has none
+    link_shapes: Any = None

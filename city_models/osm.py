@@ -98,6 +98,7 @@ from city_models.osm_network import (  # noqa: F401 - _utm_epsg/_project re-expo
     _utm_epsg,
 )
 from city_models.roads import first_value
+from city_models.shapes import ShapeCollector
 from city_models.signals import (  # noqa: F401 - the signal planners' former home
     DESIGN_FLOW_SHARE,
     MAX_CYCLE_S,
@@ -246,14 +247,22 @@ def city_from_graph(
     unit = _speed_unit(G.graph.get("speed_unit", G.graph.get("speed_units")))
     directed = G.is_directed()
     bridges: list[str] = []  # per link, in the order the links are made
+    shapes = ShapeCollector()
+    geo = crs.is_geographic  # shapes are kept in lon/lat
 
     def edges():
         for u, v, d in G.edges(data=True):
             d = _speeds_in_kph(d, unit, f"edge {osmid[index[u]]} -> {osmid[index[v]]}")
+            a, b = osmid[index[u]], osmid[index[v]]
+            way = first_value(d.get("osmid"))
+            if geo:
+                shapes.add(way, a, b, d.get("geometry"))
             if not directed:  # an undirected graph's edge is a two-way road
                 bridges.extend([bridge_name(d)] * (2 if u != v else 1))
                 yield index[u], index[v], d, True
                 if u != v:
+                    if geo:
+                        shapes.add(way, b, a, d.get("geometry"), reverse=True)
                     yield index[v], index[u], d, True
                 continue
             ow = _is_true(d.get("oneway"))
@@ -266,7 +275,14 @@ def city_from_graph(
         node_osmid=osmid, lon=lon, lat=lat, x=x, y=y, is_signal=is_signal, edges=edges(), node_attrs=data, notes=notes
     )
     zones = grid_zones(net.x, net.y, zone_size_m=zone_size_m, residents=residents, jobs=jobs)
-    return City(name=name, network=net, zones=zones, notes=tuple(notes), places=bridge_places(bridges))
+    return City(
+        name=name,
+        network=net,
+        zones=zones,
+        notes=tuple(notes),
+        places=bridge_places(bridges),
+        link_shapes=shapes.result(),
+    )
 
 
 def _node_ids(nodes: list) -> np.ndarray:

@@ -589,4 +589,5 @@ def validate_city(
         facilities=tuple(facilities),
         notes=tuple(city.notes) + tuple(notes),
         places=places,
+        link_shapes=city.link_shapes,  # found again by source ids (city_models.shapes)
     )

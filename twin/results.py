@@ -143,21 +143,25 @@ def _var(dims, data, units: str, long_name: str) -> xr.Variable:
     return xr.Variable(dims, data, attrs={"units": units, "long_name": long_name})
 
 
-def geometry_coords(net) -> dict[str, xr.Variable]:
-    """The nodes' geographic position and, when the network has them, the links' shapes
-    (what ``twin export`` and report maps draw; issue 13, part 5).
+def geometry_coords(city) -> dict[str, xr.Variable]:
+    """The nodes' geographic position and, when the city's source drew its roads, every
+    link's shape (what ``twin export`` and report maps draw; issue 13).
     """
+    from city_models.shapes import network_shapes
+
+    net = city.network
     out = {
         "node_lon": _var(("node",), np.asarray(net.lon, np.float64), "degrees_east", "node longitude (NaN: unknown)"),
         "node_lat": _var(("node",), np.asarray(net.lat, np.float64), "degrees_north", "node latitude (NaN: unknown)"),
     }
-    ptr = getattr(net, "shape_indptr", None)
-    if ptr is not None and len(ptr) == net.n_links + 1 and len(net.shape_lon) > 0:
+    shapes = network_shapes(net, getattr(city, "link_shapes", None))
+    if shapes is not None:
+        ptr, lon, lat = shapes
         out["link_shape_indptr"] = _var(
-            ("link_shape_ptr",), np.asarray(ptr, np.int64), "1", "shape points of link i: shape[indptr[i]:indptr[i+1]]"
+            ("link_shape_ptr",), ptr, "1", "shape points of link i: shape[indptr[i]:indptr[i+1]]"
         )
-        out["shape_lon"] = _var(("shape",), np.asarray(net.shape_lon, np.float64), "degrees_east", "shape longitude")
-        out["shape_lat"] = _var(("shape",), np.asarray(net.shape_lat, np.float64), "degrees_north", "shape latitude")
+        out["shape_lon"] = _var(("shape",), lon, "degrees_east", "road shape point, longitude")
+        out["shape_lat"] = _var(("shape",), lat, "degrees_north", "road shape point, latitude")
     return out
 
 
@@ -255,7 +259,7 @@ def build_dataset(twin) -> xr.Dataset:
         "link_x1": _var(("link",), net.x[net.dst], "m", "downstream end, easting"),
         "link_y1": _var(("link",), net.y[net.dst], "m", "downstream end, northing"),
     }
-    coords.update(geometry_coords(net))
+    coords.update(geometry_coords(twin.city))
     z = twin.city.zones
     coords.update(
         {

@@ -102,6 +102,7 @@ SNAPSHOT_MODULES: tuple[str, ...] = (
     "city_models.network",
     "city_models.plans",
     "city_models.population",
+    "city_models.shapes",
     "city_models.zone_tables",
     "kernels.agents",
     "kernels.assimilation",

@@ -140,3 +140,42 @@ def test_scenario_osm_bbox(helsinki_pbf):
     sc = load_scenario({"city": {"osm": "helsinki", "bbox": [24.935, 60.162, 24.950, 60.170]}})
     city = build_city(sc.city)
     assert city.network.n_nodes > 0 and np.nanmax(city.network.lon) <= 24.950 + 1e-9
+
+
+CURVED = """<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="test">
+  <node id="1" lat="60.1700" lon="24.9400"/>
+  <node id="2" lat="60.1710" lon="24.9410"/>
+  <node id="3" lat="60.1720" lon="24.9400"/>
+  <node id="4" lat="60.1730" lon="24.9420"/>
+  <node id="5" lat="60.1700" lon="24.9440"/>
+  <way id="300"><nd ref="1"/><nd ref="2"/><nd ref="3"/><nd ref="4"/>
+    <tag k="highway" v="secondary"/><tag k="name" v="Curved Road"/></way>
+  <node id="6" lat="60.1690" lon="24.9390"/>
+  <node id="7" lat="60.1740" lon="24.9430"/>
+  <way id="301"><nd ref="4"/><nd ref="5"/><nd ref="1"/><tag k="highway" v="residential"/></way>
+  <way id="302"><nd ref="6"/><nd ref="1"/><tag k="highway" v="residential"/></way>
+  <way id="303"><nd ref="4"/><nd ref="7"/><tag k="highway" v="residential"/></way>
+</osm>
+"""
+
+
+def test_way_geometry_is_kept_through_validation(tmp_path):
+    from city_models.shapes import network_shapes
+
+    p = tmp_path / "curved.osm"
+    p.write_text(CURVED)
+    city = load_city({"osm": str(p), "repair": {"keep": "all"}})
+    net = city.network
+    ptr, lon, lat = network_shapes(net, city.link_shapes)
+    assert ptr.size == net.n_links + 1
+    curved = [i for i in range(net.n_links) if net.link_osmid[i] == 300]
+    assert curved and all(ptr[i + 1] - ptr[i] == 4 for i in curved)
+    i = curved[0]
+    pts = list(zip(lon[ptr[i] : ptr[i + 1]], lat[ptr[i] : ptr[i + 1]], strict=True))
+    ends = {(round(x, 6), round(y, 6)) for x, y in (pts[0], pts[-1])}
+    assert ends == {(24.94, 60.17), (24.942, 60.173)}
+    inner = {(round(x, 6), round(y, 6)) for x, y in pts[1:-1]}
+    assert inner == {(24.941, 60.171), (24.94, 60.172)}
+    # ends sit on the link's own nodes
+    assert (lon[ptr[i]], lat[ptr[i]]) == (net.lon[net.src[i]], net.lat[net.src[i]])
