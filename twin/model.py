@@ -24,7 +24,8 @@ import simpy
 from city_models import City, load_city
 from city_models.demand import Trips, gravity_trips, read_trips_csv
 from scenarios import CitySpec, Scenario, scenario_hash
-from twin.recorder import PRIORITY, Recorder, at_time
+from twin.clock import PRIORITY, schedule_at
+from twin.recorder import Recorder
 from twin.rng import component_rng, component_seed
 from twin.traffic import TrafficModel
 
@@ -289,12 +290,12 @@ class Twin(mesa.Model):
         dt = self.traffic.dt
         while True:
             target = max(math.floor((self.env.now + _MAX_CHUNK_S) / dt + 1e-9) * dt, (self.traffic.tick + 1) * dt)
-            yield at_time(self.env, target, PRIORITY["traffic"])
+            yield schedule_at(self.env, target, PRIORITY["traffic"])
             self.sync()
 
     def _reroute_process(self):
         while True:
-            yield at_time(self.env, self.next_reroute_s, PRIORITY["reroute"])
+            yield schedule_at(self.env, self.next_reroute_s, PRIORITY["reroute"])
             self.next_reroute_s = self.env.now + self.reroute_s / self.reroute_batches
             self.sync()
             self.traffic.update_routes(self.reroute_s, batches=self.reroute_batches, phase=self.reroute_phase)
@@ -304,7 +305,7 @@ class Twin(mesa.Model):
         # After each route refresh, the scenario's trips leaving before the next one decide
         # whether to go, on the travel time the routing now expects (scenario.demand.elasticity).
         while True:
-            yield at_time(self.env, self.next_response_s, PRIORITY["demand"])
+            yield schedule_at(self.env, self.next_response_s, PRIORITY["demand"])
             now = self.env.now
             self.next_response_s = now + self.response_s
             self.sync()
@@ -370,7 +371,7 @@ class Twin(mesa.Model):
 
         twin = read_snapshot(path)
         if not isinstance(twin, cls):
-            from twin.errors import InputError
+            from basics.errors import InputError
 
             raise InputError(f"snapshot {str(path)!r} does not hold a twin")
         return twin

@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-from heapq import heappush
-
 import numpy as np
-import simpy
-from simpy.core import URGENT
 
-__all__ = ["Recorder", "at_time", "PRIORITY"]
+from twin.clock import PRIORITY, schedule_at
 
-#: SimPy priorities (lower runs first among events at the same time): the recorder
-#: samples before anything else acts at T; re-routing uses what every other event at T
-#: did; the traffic process only catches the kernel up, so it goes last.  Fixed
-#: priorities keep the order of simultaneous events the same in a twin restored from a
-#: snapshot, whose processes are created in another order than the original's.
-PRIORITY = {"urgent": URGENT, "normal": 1, "reroute": 4, "demand": 5, "traffic": 9}
-
-
-def at_time(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Event:
-    """An event that fires at the absolute time ``t`` (not ``now + (t - now)``, which
-    can differ in the last bit), with the given priority.
-    """
-    if t < env.now:
-        raise ValueError(f"cannot schedule at {t} s: the clock is at {env.now} s")
-    ev = simpy.Event(env)
-    ev._ok = True
-    ev._value = None
-    heappush(env._queue, (t, priority, next(env._eid), ev))  # what Environment.schedule does
-    return ev
+__all__ = ["Recorder"]
 
 
 class Recorder:
@@ -57,7 +35,7 @@ class Recorder:
     def process(self):
         env = self.twin.env
         while True:
-            yield at_time(env, self.next_s, URGENT)
+            yield schedule_at(env, self.next_s, PRIORITY["urgent"])
             self.next_s = env.now + self.interval_s
             self.twin.sync()
             self.sample()

@@ -31,8 +31,10 @@ import math
 import numpy as np
 import simpy
 
+from basics.numeric import EPS as _EPS
 from scenarios import parse_time_point
 from scenarios.emergency import level_value
+from twin.clock import PRIORITY, schedule_at
 from twin.components import Component
 from twin.emergency import report
 from twin.emergency.checks import check_invariants
@@ -66,15 +68,14 @@ from twin.emergency.resources import (
     Unit,
     build_resources,
 )
-from twin.recorder import PRIORITY, at_time
 from twin.rng import component_rng
 
 __all__ = ["EmergencyComponent"]
 
 log = logging.getLogger(__name__)
 
-_EPS = 1e-9
-#: SimPy priority of the component's own events (see :data:`twin.recorder.PRIORITY`)
+
+#: SimPy priority of the component's own events (see :data:`twin.clock.PRIORITY`)
 _PRIO = PRIORITY["normal"]
 _MOVING = (DISPATCHED, ENROUTE, TRANSPORT, RETURNING)
 _IS_MOVING = np.zeros(16, bool)
@@ -270,7 +271,7 @@ class EmergencyComponent(ControlMixin, Component):
                 continue
             self._agenda_at = t
             try:
-                yield at_time(env, t, _PRIO)
+                yield schedule_at(env, t, _PRIO)
             except simpy.Interrupt:
                 pass
             self._agenda_at = -math.inf
@@ -313,7 +314,7 @@ class EmergencyComponent(ControlMixin, Component):
         while math.isfinite(self.next_arrival[name]):
             t = self.next_arrival[name]
             if t > env.now + _EPS:
-                yield at_time(env, t, _PRIO)
+                yield schedule_at(env, t, _PRIO)
                 continue
             node = sampler.node(rng)
             self.next_arrival[name] = sampler.next_time(t, rng)
@@ -324,7 +325,7 @@ class EmergencyComponent(ControlMixin, Component):
         while gen == self._script_gen and self.script_pos < len(self.script):
             e = self.script[self.script_pos]
             if e["t"] > env.now + _EPS:
-                yield at_time(env, e["t"], _PRIO)
+                yield schedule_at(env, e["t"], _PRIO)
                 continue
             self.script_pos += 1
             self._new_incident(e["type"], e["loc"], severity=e["severity"], source=e["source"], notes=e["notes"])
@@ -344,7 +345,7 @@ class EmergencyComponent(ControlMixin, Component):
                 self._watch_wake = env.event()
                 yield self._watch_wake
                 continue
-            yield at_time(env, env.now + self.link_watch_s, _PRIO)
+            yield schedule_at(env, env.now + self.link_watch_s, _PRIO)
             if self._links_changed():
                 self._kick()
 

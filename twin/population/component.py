@@ -63,11 +63,11 @@ from kernels import choice as kc
 from kernels.agents import trip_positions
 from kernels.routing import changed_links, route_table, stale_rows
 from twin.components import Component
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.population.outputs import OutputsMixin
 from twin.population.policies import PoliciesMixin
 from twin.population.triplog import TRIP_ACTIVE, TRIP_DONE, TripLog
-from twin.recorder import PRIORITY, at_time
+from twin.clock import PRIORITY, schedule_at
 from twin.rng import component_seed
 
 __all__ = ["PopulationComponent", "build", "PLACE_HOME", "PLACE_ACTIVITY", "P_EVACUATION", "PURPOSE_NAMES"]
@@ -394,7 +394,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
                 if math.isinf(t):
                     yield env.event()  # idle until a policy pokes
                 else:
-                    yield at_time(env, max(t, env.now), PRIORITY["normal"])
+                    yield schedule_at(env, max(t, env.now), PRIORITY["normal"])
             except simpy.Interrupt:
                 continue
             self._step(int(round(env.now / self.bucket_s)))
