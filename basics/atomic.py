@@ -12,17 +12,25 @@ same place removes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
-from twin.errors import InputError
+import numpy as np
+
+from basics.errors import InputError
 
 __all__ = [
+    "atomic_open",
+    "atomic_path",
     "write_bytes",
     "write_text",
     "write_json",
@@ -43,10 +51,6 @@ def json_safe(obj):
     """Plain JSON data: NaN and infinities become ``None`` (strict JSON has neither),
     numpy scalars become Python numbers; dicts, lists and tuples are walked.
     """
-    import math
-
-    import numpy as np
-
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -60,23 +64,80 @@ def json_safe(obj):
     return obj
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the path."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Give a temporary path beside ``path``; on success rename it to ``path``.
+
+    For writers that want a file name (pyvista, imageio, pandas): write to the path
+    given, and when the ``with`` block ends without an error the file is made readable
+    by all (0644) and renamed over ``path``.  On an error (or Ctrl-C) the temporary
+    file is removed and ``path`` is as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write; its folder is created if missing.
+    suffix : str, optional
+        The temporary file's suffix (default ``path``'s own, so writers that choose the
+        format by extension see the right one).
+
+    Yields
+    ------
+    Path
+        The temporary path to write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
+        yield tmp
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb", *, fsync: bool = False, **kw: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` for writing; on success rename it to ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write; its folder is created if missing.
+    mode : str, optional
+        ``"wb"`` (default) or ``"w"`` (then ``encoding``/``newline`` may be given in ``kw``).
+    fsync : bool, optional
+        Flush to disk before the rename (for files whose loss after a crash matters).
+    **kw
+        Passed to :func:`open` (``encoding``, ``newline``, ``buffering``).
+
+    Yields
+    ------
+    file object
+        The open temporary file.  When the ``with`` block ends without an error it is
+        closed, made readable by all (0644) and renamed over ``path``; otherwise it is
+        removed and ``path`` is as it was.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', not {mode!r}")
+    with atomic_path(path, suffix=".part") as tmp, open(tmp, mode, **kw) as fh:
+        yield fh
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_open(path, "wb", fsync=fsync) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -100,8 +161,6 @@ class FolderRefused(InputError):
 
 
 def _host() -> str:
-    import socket
-
     return socket.gethostname()
 
 

@@ -1,4 +1,7 @@
-"""Reading durations and clock times written by people.
+"""Durations and clock times: reading them as people write them, writing ``HH:MM``.
+
+The one home of time parsing and clock formatting for every package (scenarios, twin,
+viz, the command line).
 
 Scenario files give times the way people write them: ``90``, ``"90s"``, ``"15min"``,
 ``"2h"``, ``"1h30min"``, ``"1d"`` for durations and ``"07:00"`` or ``"17:30:15"`` for
@@ -24,6 +27,7 @@ import re
 __all__ = [
     "DAY_S",
     "MAX_DURATION_S",
+    "format_clock",
     "format_duration",
     "parse_clock",
     "parse_duration",
@@ -257,3 +261,31 @@ def format_duration(seconds: float) -> str:
         if amount:
             parts.append(f"{amount}{unit}")
     return "".join(parts)
+
+
+def format_clock(seconds: float, *, with_seconds: bool | None = False) -> str:
+    """Write a clock time of day as ``"HH:MM"`` (or ``"HH:MM:SS"``), wrapping at midnight.
+
+    The one rule for every clock the project shows or writes: the time is rounded to
+    the nearest whole second, then shown as the minute (or second) that has begun, the
+    way a clock on the wall reads.  So 07:59:59.6 is ``"08:00"`` (it rounds to 08:00:00)
+    and 07:59:40 is ``"07:59"`` (not rounded up to the next minute).
+
+    Parameters
+    ----------
+    seconds : float
+        Seconds after midnight (any value; taken modulo one day).
+    with_seconds : bool or None, optional
+        ``False`` (default) for ``"HH:MM"``, ``True`` for ``"HH:MM:SS"``, ``None`` for
+        ``"HH:MM"`` with ``":SS"`` added only when the seconds are not zero.
+
+    Returns
+    -------
+    str
+        The clock text; :func:`parse_clock` reads it back (to the whole second or minute).
+    """
+    s = int(round(float(seconds))) % int(DAY_S)
+    text = f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+    if with_seconds or (with_seconds is None and s % 60):
+        text += f":{s % 60:02d}"
+    return text

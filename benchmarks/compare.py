@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from basics.atomic import atomic_open
+
 __all__ = ["main"]
 
 
@@ -71,11 +73,8 @@ def _serial(baseline: str, scenario: str, *, replications: int, out: Path) -> di
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
+    with atomic_open(path, "w") as handle:
         json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-day", type=float, default=10000.0)
     p.add_argument("--out", default=str(Path(__file__).parent / "out"))
     args = p.parse_args(argv)
-    from twin.atomic import write_text
+    from basics.atomic import write_text
 
     with tempfile.TemporaryDirectory(prefix="em-bench-") as tmp:
         city, csv = _city_and_trips(Path(tmp))

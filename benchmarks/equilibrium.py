@@ -26,11 +26,12 @@ import logging
 import os
 import platform
 import resource
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from basics.atomic import atomic_open
 
 log = logging.getLogger("benchmarks.equilibrium")
 
@@ -60,17 +61,16 @@ def write_trips(trips, path: Path) -> Path:
     """The case's trips as a trips table (node ids are the grid's dense indices)."""
     import pandas as pd
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "trip_id": trips.trip_id,
             "origin": trips.origin,
             "destination": trips.destination,
             "depart_s": np.round(trips.depart_s, 3),
         }
-    ).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    )
+    with atomic_open(path, "w", newline="") as fh:
+        frame.to_csv(fh, index=False)
     return path
 
 
@@ -216,11 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "args": vars(args),
         "result": res,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".results.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_open(out / "results.json", "w") as fh:
         json.dump(payload, fh, indent=2, default=float)
-    os.replace(tmp, out / "results.json")
     return 0
 
 

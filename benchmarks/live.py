@@ -125,7 +125,7 @@ def truth(members: int) -> dict:
 
 
 def _write(path: Path, data: dict) -> None:
-    from twin.atomic import write_text
+    from basics.atomic import write_text
 
     write_text(path, json.dumps(data, indent=2, default=float))
 

@@ -30,11 +30,12 @@ import multiprocessing as mp
 import os
 import platform
 import resource
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from basics.atomic import atomic_open
 
 log = logging.getLogger("benchmarks.population")
 
@@ -197,11 +198,8 @@ def run_isolated(persons: int, **kw) -> dict:
 
 
 def _write(out: Path, payload: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".results.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_open(out / "results.json", "w") as fh:
         json.dump(payload, fh, indent=2)
-    os.replace(tmp, out / "results.json")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from basics.atomic import atomic_open
 from benchmarks.cases import CASES, Case, CaseSkipped, build_case
 from benchmarks.peers import PEERS, EngineResult, run_engine
 
@@ -130,16 +130,9 @@ def print_table(title: str, rows: list[dict[str, str]]) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to ``path`` atomically (:func:`basics.atomic.atomic_open`)."""
+    with atomic_open(path, "w") as f:
+        json.dump(data, f, indent=2, default=float)
 
 
 def _machine() -> dict[str, Any]:

@@ -88,7 +88,7 @@ def run(*, n_trips: int, until: str, repeat: int, out: Path, check: bool = True,
     row.update(pickle_write_s=pw, pickle_read_s=pr, pickle_bytes=len(blob))
     del blob
     # the format before issue 15 as a file: a header line and the pickle, written with fsync
-    from twin.atomic import write_bytes
+    from basics.atomic import write_bytes
 
     old = out / "metro.pickle.snap"
     head = json.dumps({"format": "city-twin-snapshot/1"}).encode() + b"\n"

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from basics.atomic import atomic_open
 from benchmarks.cases import Case
 from benchmarks.peers import REPEAT, EngineResult, _PeakRSS, _sumo_binary, _sumo_env, run_ours, summarise
 
@@ -125,8 +125,7 @@ def make_drt_trips(path: Path, *, n: int = 3000, horizon_s: float = 3600.0, seed
         )
         routed = {el.get("id") for _, el in ET.iterparse(out) if el.tag == "vehicle"}
     chosen = [i for i in range(m) if f"c{i}" in routed][:n]
-    tmp_path = path.with_suffix(".tmp")
-    with open(tmp_path, "w") as f:
+    with atomic_open(path, "w") as f:
         f.write(
             "<!-- random car trips on the DRT network of the eclipse-sumo wheel, routable by duarouter; "
             f"benchmarks/sumo.py make_drt_trips(n={n}, horizon_s={horizon_s:g}, seed={seed}) -->\n"
@@ -135,7 +134,6 @@ def make_drt_trips(path: Path, *, n: int = 3000, horizon_s: float = 3600.0, seed
         for k, i in enumerate(chosen):
             f.write(f'    <trip id="{k}" type="car" depart="{t[i]:.2f}" from="{edges[a[i]]}" to="{edges[b[i]]}"/>\n')
         f.write("</routes>\n")
-    os.replace(tmp_path, path)
     return len(chosen)
 
 

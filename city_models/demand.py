@@ -20,7 +20,6 @@ import csv
 import logging
 import math
 import os
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from basics.atomic import atomic_open
+from basics.errors import TwinError
 from city_models.network import Network
 
 __all__ = [
@@ -78,7 +79,7 @@ _SHOW = 5  # offending rows quoted in a message
 _DAY_S = 86400.0
 
 
-class DemandError(ValueError):
+class DemandError(TwinError):
     """Bad demand input: names the file (or argument), the row and the field."""
 
 
@@ -461,15 +462,8 @@ def write_trips_csv(trips: Trips, network: Network, path: str | os.PathLike[str]
             "depart_s": np.asarray(trips.depart_s, dtype=np.float64),
         }
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False, float_format=None)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="") as fh:
+        df.to_csv(fh, index=False, float_format=None)
 
 
 # ---------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from basics.errors import TwinError
+
 __all__ = ["CityError"]
 
 
-class CityError(ValueError):
+class CityError(TwinError):
     """A city could not be built or validated.
 
     The message is one paragraph that names the input (file, spec key or

@@ -15,13 +15,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from basics.errors import TwinError
 from city_models.city import Zones
 from city_models.network import Network
 
 __all__ = ["MAX_ZONE_COUNT", "PopulationError", "ZoneTable", "grid_zones_over", "read_zone_file", "zones_from_features"]
 
 
-class PopulationError(ValueError):
+class PopulationError(TwinError):
     """Bad population input (zone file, totals, parameters): the message names what is wrong."""
 
 

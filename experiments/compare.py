@@ -52,7 +52,7 @@ import numpy as np
 import xarray as xr
 
 from experiments.executor import Executor, default_workers
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = [
     "CONFIDENCE",
@@ -745,7 +745,7 @@ class Checkpoint:
 
     def save(self, rep: Replication) -> Path:
         """Keep one finished run (written atomically)."""
-        from twin.atomic import write_bytes
+        from basics.atomic import write_bytes
         from twin.snapshot import records_bytes
 
         if not self.folder.exists():
@@ -948,7 +948,7 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> Pat
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"comparison folder {str(out)!r} exists and is not a folder; choose another --out")
-    from twin.atomic import json_safe, replace_folder
+    from basics.atomic import json_safe, replace_folder
 
     def fill(tmp: Path) -> None:
         comparison.dataset.to_netcdf(tmp / "comparison.nc", engine="h5netcdf")

@@ -338,7 +338,7 @@ def run_truth(
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    from twin.atomic import write_bytes
+    from basics.atomic import write_bytes
 
     write_bytes(path, data)
 

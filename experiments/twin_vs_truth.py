@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.atomic import write_bytes
+from basics.atomic import write_bytes
 
 __all__ = ["TruthScore", "run_experiment", "score", "true_factors", "main", "result_table"]
 

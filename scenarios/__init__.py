@@ -9,6 +9,8 @@ the field path and the line.
 This package imports nothing else of the project.
 """
 
+from basics.clock import DAY_S, format_duration, parse_clock, parse_duration, parse_time_point
+
 from .errors import Problem, ScenarioError
 from .loader import (
     LIBRARY_DIR,
@@ -33,7 +35,6 @@ from .schema import (
     TimeSpec,
     TrafficSpec,
 )
-from .timeparse import DAY_S, format_duration, parse_clock, parse_duration, parse_time_point
 
 __all__ = [
     "BUILTIN_CITIES",

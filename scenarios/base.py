@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
-from .timeparse import parse_clock, parse_duration
+from basics.clock import parse_clock, parse_duration
+from basics.errors import TwinError
 
 __all__ = [
     "Clock",
@@ -43,7 +44,7 @@ MAX_PATH_COMPONENT_BYTES: int = 255
 MAX_PATH_BYTES: int = 4096
 
 
-class CrossFieldError(ValueError):
+class CrossFieldError(TwinError):
     """Problems that involve several fields, each with its own field path.
 
     Raised inside model validators so the loader can report each problem under the field

@@ -59,7 +59,7 @@ from pydantic import (
 )
 
 from .base import Count, CrossFieldError, Duration, Number, _Section
-from .timeparse import parse_time_point
+from basics.clock import parse_time_point
 
 __all__ = [
     "DEFAULT_INCIDENT_TYPES",
@@ -481,7 +481,7 @@ def _time_point(value: Any) -> Any:
     parse_time_point(value)  # raises ValueError naming the problem
     if isinstance(value, str) and ":" in value:
         return value.strip()
-    from .timeparse import parse_duration
+    from basics.clock import parse_duration
 
     return parse_duration(value)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from basics.errors import TwinError
+
 __all__ = ["Problem", "ScenarioError"]
 
 
@@ -33,7 +35,7 @@ class Problem(NamedTuple):
         return f"field '{self.path}'{where}: {self.message}"
 
 
-class ScenarioError(ValueError):
+class ScenarioError(TwinError):
     """A scenario that cannot be used, explained in one paragraph.
 
     The message names the scenario file and, for each problem, the field path (such as

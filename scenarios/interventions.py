@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from .base import Count, CrossFieldError, Duration, Number, _Section
-from .timeparse import parse_time_point
+from basics.clock import parse_time_point
 
 __all__ = ["InterventionSpec", "INTERVENTION_KINDS", "LinkSelector"]
 

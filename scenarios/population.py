@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from .base import Clock, Count, CrossFieldError, Duration, Number, _resolve_file, _Section
-from .timeparse import parse_duration
+from basics.clock import parse_duration
 
 __all__ = [
     "PopulationSpec",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("demand", "sumo"),
     ("outputs", "dir"),
 )
+from basics.atomic import atomic_open
+
 # Fields that do not change what is simulated, left out of the hash.
 COSMETIC_FIELDS: tuple[tuple[str, ...], ...] = (("name",), ("description",), ("outputs", "dir"))
 
@@ -137,12 +138,6 @@ def dump_resolved(scenario: Scenario, path: str | os.PathLike[str]) -> Path:
     body = yaml.dump(
         scenario.resolved(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(header + body)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(header + body)
     return path

@@ -14,7 +14,7 @@ gravity demand, dynamic re-routing every 10 min, results every 5 min)::
 
 Every section forbids unknown keys, so a typo (``duraton``) is an error naming the field,
 not a silently ignored setting. Times are normalised to float seconds when validated (see
-:mod:`scenarios.timeparse`), and file paths to absolute paths, resolved against the
+:mod:`basics.clock`), and file paths to absolute paths, resolved against the
 scenario file's folder. Use :func:`scenarios.loader.load_scenario` to read files; it turns
 every validation problem into one :class:`~scenarios.errors.ScenarioError` paragraph.
 
@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from .timeparse import DAY_S, format_duration
+from basics.clock import DAY_S, format_clock, format_duration
 
 __all__ = [
     "BUILTIN_CITIES",
@@ -505,7 +505,7 @@ class Scenario(_Section):
                         "demand.gravity.profile",
                         (
                             "the profile is 0 in every hour of the scenario's time window "
-                            f"(from {_clock_text(self.time.start)} for "
+                            f"(from {format_clock(self.time.start, with_seconds=None)} for "
                             f"{format_duration(self.time.duration)}), so no trip could depart"
                         ),
                     )
@@ -525,9 +525,3 @@ class Scenario(_Section):
             scenario.
         """
         return self.model_dump(mode="json")
-
-
-def _clock_text(seconds: float) -> str:
-    """``25200.0`` -> ``"07:00"``."""
-    s = int(seconds) % int(DAY_S)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}" + (f":{s % 60:02d}" if s % 60 else "")

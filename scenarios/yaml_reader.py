@@ -47,7 +47,7 @@ class _Loader(yaml.SafeLoader):
 
     YAML 1.1 reads unquoted ``10:00`` as the base-60 integer 600, which would silently
     turn a 10 o'clock start into ten minutes past midnight. Here any int or float written
-    with a colon stays text, and :func:`~scenarios.timeparse.parse_clock` reads it.
+    with a colon stays text, and :func:`~basics.clock.parse_clock` reads it.
     """
 
 

@@ -23,14 +23,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from basics.clock import format_clock
+
 __all__ = ["main"]
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
+    from basics.errors import InputError
     from city_models import CityError
     from city_models.demand import DemandError
     from scenarios import ScenarioError
-    from twin.errors import InputError
 
     return (ScenarioError, CityError, DemandError, InputError, OSError)
 
@@ -101,7 +103,7 @@ def folder_name(name: str, *, field: str = "name") -> str:
     ``..``, a leading dot, control characters or more than 120 characters would put the
     folder somewhere else (or hidden), so it is refused.
     """
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     text = str(name)
     bad = (
@@ -139,7 +141,7 @@ def confined(path: str | os.PathLike, field: str, *, option: str = "--out") -> P
     InputError
         Naming the field, the path, the run root and ``option``.
     """
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     path = Path(path)
     if not _inside(path, run_root()):
@@ -159,10 +161,10 @@ def out_folder(cli_out: str | None, scenario, default: str, *, overwrite: bool) 
     the replacement of a folder, elsewhere); else ``run_root()/default`` (``{name}``
     in it: the scenario name, checked by :func:`folder_name`).  The
     folder must be new, empty or one the twin wrote, and a finished run is replaced
-    only with ``overwrite`` (:func:`twin.atomic.check_replaceable`).  Temporary
+    only with ``overwrite`` (:func:`basics.atomic.check_replaceable`).  Temporary
     folders that an interrupted earlier write left beside it are removed.
     """
-    from twin.atomic import check_replaceable, clean_leftovers
+    from basics.atomic import check_replaceable, clean_leftovers
 
     if cli_out:
         out, what = Path(cli_out), "--out"
@@ -216,11 +218,8 @@ def _cmd_run(args, console: Console) -> int:
         task = progress.add_task("simulating", total=twin.duration_s, clock="", onnet=0)
 
         def tick(now: float) -> None:
-            c = twin.clock_s(now) % 86400
             on = twin.traffic.counts()["on_network"]
-            progress.update(
-                task, completed=now, clock=f"{int(c // 3600):02d}:{int(c % 3600 // 60):02d}", onnet=f"{on:,}"
-            )
+            progress.update(task, completed=now, clock=format_clock(twin.clock_s(now)), onnet=f"{on:,}")
 
         end = twin.duration_s
         if args.until:
@@ -229,7 +228,7 @@ def _cmd_run(args, console: Console) -> int:
             try:
                 end = min(parse_time_point(args.until, start_s=twin.start_s), twin.duration_s)
             except ValueError as exc:
-                from twin.errors import InputError
+                from basics.errors import InputError
 
                 raise InputError(f"--until: {exc}") from None
             progress.update(task, total=end)

@@ -115,7 +115,7 @@ def comparison_table(summary: dict, *, rows: list | None = None, when: str | Non
 def _scenarios(paths: list[str]):
     """The baseline and scenario the positional arguments name."""
     from scenarios import load_scenario
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     if len(paths) == 2:
         return load_scenario(paths[0]), load_scenario(paths[1])
@@ -161,7 +161,7 @@ def _cmd_compare(args, console: Console) -> int:
     )
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {str(out)!r} is a file, not a comparison folder; choose another path")
-    from twin.atomic import check_replaceable
+    from basics.atomic import check_replaceable
 
     # before any run: a folder the twin did not write is never replaced (issue 15)
     check_replaceable(out, overwrite=True, what="--out" if args.out else "comparison folder")

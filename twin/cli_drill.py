@@ -38,6 +38,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from basics.clock import format_clock
+
 __all__ = ["add_commands", "parse_inject", "apply_inject", "InjectSource", "save_drill"]
 
 
@@ -80,7 +82,7 @@ def parse_inject(line: str) -> dict | None:
     InputError
         For any problem, quoting the line and naming the key; never another exception.
     """
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     if not isinstance(line, str):
         raise InputError(f"inject: expected a line of text, got {type(line).__name__}")
@@ -169,7 +171,7 @@ def apply_inject(comp, obj: dict) -> str:
         The inject cannot be applied (unknown type, station or place, a time in the past
         or after the end); the twin is unchanged.
     """
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     if not isinstance(obj, dict):
         raise InputError(f"inject: expected a mapping, got {type(obj).__name__}")
@@ -198,7 +200,7 @@ class InjectSource:
             self._q = queue.Queue()
             threading.Thread(target=self._read_stdin, daemon=True).start()
         elif not Path(path).is_file():
-            from twin.errors import InputError
+            from basics.errors import InputError
 
             raise InputError(f"--inject {path!r}: no such file (create it, even empty, then append lines)")
 
@@ -232,7 +234,7 @@ def save_drill(twin, out: Path, *, log_name: str = "after_action.csv", overwrite
     """Write the run folder with the after-action log, replacing ``out`` in one rename
     (only a folder the twin wrote; a finished drill only with ``overwrite``).
     """
-    from twin.atomic import replace_folder
+    from basics.atomic import replace_folder
     from twin.emergency.log import write_after_action
     from twin.results import fill_run, run_marker
 
@@ -251,8 +253,7 @@ def save_drill(twin, out: Path, *, log_name: str = "after_action.csv", overwrite
 
 
 def _clock(twin, t: float | None = None) -> str:
-    c = int(twin.clock_s(t)) % 86400
-    return f"{c // 3600:02d}:{c % 3600 // 60:02d}:{c % 60:02d}"
+    return format_clock(twin.clock_s(t), with_seconds=True)
 
 
 def live_view(twin, *, speed: float, notes: list[str]) -> Group:
@@ -344,7 +345,7 @@ def response_table(twin) -> Table:
 
 
 def _apply_lines(comp, lines, console: Console, notes: list[str]) -> None:
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     for line in lines:
         try:
@@ -362,9 +363,9 @@ def _apply_lines(comp, lines, console: Console, notes: list[str]) -> None:
 def _cmd_drill(args, console: Console) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from basics.errors import InputError
     from scenarios import load_scenario
     from twin.cli import kpi_table
-    from twin.errors import InputError
     from twin.model import Twin
 
     if args.speed is not None and not (args.speed > 0 and math.isfinite(args.speed)):

@@ -72,7 +72,7 @@ def _cmd_equilibrate(args, console: Console) -> int:
     from scenarios import load_scenario
     from twin.cli import kpi_table
     from twin.equilibrium import equilibrate, write_equilibrium
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     if args.iterations is not None and not 1 <= args.iterations <= 1000:
         raise InputError(f"--iterations must be from 1 to 1000, got {args.iterations}")

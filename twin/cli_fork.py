@@ -20,6 +20,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from basics.clock import format_clock
+
 __all__ = ["add_commands", "fork_table"]
 
 
@@ -49,8 +51,8 @@ def fork_table(results, *, title: str) -> Table:
 
 
 def _cmd_fork(args, console: Console) -> int:
+    from basics.errors import InputError
     from scenarios import parse_duration
-    from twin.errors import InputError
     from twin.fork import fork, load_variant
     from twin.snapshot import snapshot_header
 
@@ -83,7 +85,7 @@ def _cmd_fork(args, console: Console) -> int:
         fork_table(
             results,
             title=(
-                f"{header['scenario']} from {int(clock // 3600):02d}:{int(clock % 3600 // 60):02d}, "
+                f"{header['scenario']} from {format_clock(clock)}, "
                 f"next {args.horizon}: KPIs (difference from 'no action')"
             ),
         )
@@ -92,7 +94,7 @@ def _cmd_fork(args, console: Console) -> int:
     if args.out:
         import shutil
 
-        from twin.atomic import json_safe, write_json
+        from basics.atomic import json_safe, write_json
 
         write_json(
             args.out,

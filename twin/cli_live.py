@@ -26,19 +26,16 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from basics.clock import format_clock
+
 __all__ = ["add_commands", "status_line"]
-
-
-def _clock(s: float) -> str:
-    s = int(s) % 86400
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
 
 def status_line(st: dict) -> str:
     """One line: sim clock, lag, messages, KPIs."""
     lag = "–" if not math.isfinite(st["lag_s"]) else f"{st['lag_s']:+.0f} s"
     return (
-        f"sim {_clock(st['clock_s'])}  lag {lag}  msgs ok {st['accepted']:,} "
+        f"sim {format_clock(st['clock_s'])}  lag {lag}  msgs ok {st['accepted']:,} "
         f"rejected {st['rejected']:,} late {st['late']:,}  speed {st['mean_speed_kmh']:.1f} km/h  "
         f"on road {st['vehicles']:,.0f}  demand x{st['demand_level']:.2f}  "
         f"corrected links {st['links_corrected']}  forks {st['forks_running']}"
@@ -54,9 +51,9 @@ def _default_out(scenario) -> Path:
 
 
 def _cmd_live(args, console: Console) -> int:
+    from basics.errors import InputError
     from scenarios import load_scenario, parse_time_point
     from twin.assimilation import AssimilationSettings
-    from twin.errors import InputError
     from twin.feeds import FeedHub, parse_feed_url
     from twin.live import Shadow
 

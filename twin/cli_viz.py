@@ -16,7 +16,7 @@ import time
 
 from rich.console import Console
 
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = ["add_commands"]
 

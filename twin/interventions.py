@@ -25,9 +25,9 @@ from typing import ClassVar
 import numpy as np
 import xarray as xr
 
-from scenarios.timeparse import parse_time_point
+from basics.clock import parse_time_point
 from twin.components import Component
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.places import resolve_links, resolve_nodes, resolve_zones
 from twin.rng import component_rng
 

@@ -1,6 +1,6 @@
 """Finding links, nodes and zones from what people write: ids, road names, named places, lon/lat.
 
-Every function raises :class:`~twin.errors.InputError` naming the entry
+Every function raises :class:`~basics.errors.InputError` naming the entry
 (``where``) and, for an unknown name, the closest known names.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from city_models import City, lookup_nodes
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = ["resolve_links", "resolve_nodes", "resolve_zones", "nearest_node", "nearest_link", "close_matches"]
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from basics.clock import format_clock
+
 __all__ = [
     "build_dataset",
     "compute_kpis",
@@ -134,11 +136,6 @@ def kpi_labels() -> dict[str, tuple[str, str]]:
     return {**KPI_LABELS, **component_kpi_labels()}
 
 
-def _clock(seconds: float) -> str:
-    s = int(round(seconds)) % 86400
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def _var(dims, data, units: str, long_name: str) -> xr.Variable:
     return xr.Variable(dims, data, attrs={"units": units, "long_name": long_name})
 
@@ -224,7 +221,7 @@ def build_dataset(twin) -> xr.Dataset:
         ),
         "clock": _var(
             ("time",),
-            np.array([_clock(twin.start_s + t) for t in rec.time], dtype=str),
+            np.array([format_clock(twin.start_s + t, with_seconds=True) for t in rec.time], dtype=str),
             "1",
             "clock time of day at the end of the output interval (HH:MM:SS)",
         ),
@@ -310,7 +307,7 @@ def build_dataset(twin) -> xr.Dataset:
 
 
 def run_marker(twin, *, kind: str = "run") -> dict:
-    """What a run folder's marker says about the run (see :data:`twin.atomic.MARKER`).
+    """What a run folder's marker says about the run (see :data:`basics.atomic.MARKER`).
 
     ``finished`` is true when the run reached the end of its scenario's time; a run
     stopped early (``--until``, a paced drill stopped with Ctrl-C) is partial.
@@ -336,9 +333,9 @@ def write_run(
     ``extra`` maps more file names to Datasets of the same run (e.g.
     ``assimilation.nc``).  ``out_dir`` must be absent, empty or a folder the
     twin wrote; a finished run there is replaced only with ``overwrite``
-    (the command line passes ``--overwrite``; see :func:`twin.atomic.replace_folder`).
+    (the command line passes ``--overwrite``; see :func:`basics.atomic.replace_folder`).
     """
-    from twin.atomic import replace_folder
+    from basics.atomic import replace_folder
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -357,7 +354,7 @@ _IN_MEMORY_NC_BYTES = 2 * 1024**3
 
 def _clean_scratch(folder: str) -> None:
     """Remove encodings that a killed writer left in the memory-backed ``folder``."""
-    from twin.atomic import _pid_alive
+    from basics.atomic import _pid_alive
 
     for path in Path(folder).glob(".city-twin-*-*.nc"):
         pid = path.name.split("-")[2]
@@ -462,8 +459,8 @@ def _close_hdf5_handles() -> None:
 
 def fill_run(twin, folder: Path, *, extra: dict | None = None) -> None:
     """Write a run's files into an existing (temporary) folder; see :func:`write_run`."""
+    from basics.atomic import json_safe
     from scenarios import dump_resolved
-    from twin.atomic import json_safe
 
     ds = build_dataset(twin)
     write_netcdf(ds, folder / "results.nc")

@@ -25,7 +25,7 @@ array can never hold Python objects).  :func:`read_snapshot` checks, before it
 uses anything: the header's format and version, the package version, that the
 body has the length the header says (a truncated file), and the sha256 checksum
 (a bit flipped anywhere); then every array member's size against its header.
-Each failure is an :class:`~twin.errors.InputError` naming the file.
+Each failure is an :class:`~basics.errors.InputError` naming the file.
 
 The manifest is a generic object-graph encoding (why not a schema of records
 per component: the state is spread over some forty classes that several
@@ -73,7 +73,8 @@ from typing import Any
 
 import numpy as np
 
-from twin.errors import InputError
+from basics.atomic import atomic_open
+from basics.errors import InputError
 
 __all__ = [
     "write_snapshot",
@@ -939,27 +940,14 @@ def snapshot_bytes(twin) -> bytes:
 
 def write_snapshot(twin, path: str | os.PathLike) -> Path:
     """Write ``twin``'s state to ``path`` atomically (a temporary file renamed); returns the path."""
-    import tempfile
-
     path = Path(path)
     if path.exists() and path.is_dir():
         raise SnapshotError(f"snapshot path {str(path)!r} is a folder; give a file name (e.g. now.snap)")
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+        with atomic_open(path, "wb", fsync=True, buffering=1 << 20) as fh:
             _write_to(fh, twin)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        tmp = None
     except OSError as exc:
         raise SnapshotError(f"cannot write snapshot {str(path)!r}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 

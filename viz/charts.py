@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from basics.clock import format_clock
 from viz.data import (
     Results,
     clock_label,
@@ -60,7 +61,7 @@ def png_bytes(fig: Figure) -> bytes:
 
 def _clock_axis(ax, res: Results) -> np.ndarray:
     hours = (res.start_clock_s + res.times) / 3600.0
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{int(v) % 24:02d}:{int(round(v % 1 * 60)) % 60:02d}"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_clock(v * 3600.0)))
     ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 3, 4, 6, 10]))
     return hours
 

@@ -7,7 +7,7 @@ wrote, checks that what a figure needs is there, and derives the few series
 the figures share (network speed, clock labels, incidents active at a time,
 intervened links).
 
-Bad input raises :class:`twin.errors.InputError` naming the folder, file,
+Bad input raises :class:`basics.errors.InputError` naming the folder, file,
 variable or time that is wrong.
 """
 
@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from twin.errors import InputError
+from basics.clock import DAY_S, format_clock, parse_clock
+from basics.errors import InputError
 
 __all__ = [
     "Results",
@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 RUN_REQUIRED = ("link_speed", "link_x0", "link_y0", "link_x1", "link_y1", "link_length_m")
 #: variables every comparison.nc must have
 COMPARISON_REQUIRED = ("link_speed", "link_x0", "link_y0", "link_x1", "link_y1", "link_length_m")
-
-_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-
 
 @dataclass
 class Results:
@@ -90,10 +87,11 @@ class Results:
         except (TypeError, ValueError):
             pass
         if "clock" in self.ds.coords and self.ds.sizes.get("time", 0) > 0:
-            m = _CLOCK.match(str(self.ds["clock"].values[0]).strip())
-            if m:
-                first = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3) or 0)
-                return float((first - float(self.ds["time"].values[0])) % 86400.0)
+            try:
+                first = parse_clock(str(self.ds["clock"].values[0]).strip())
+            except ValueError:
+                return 0.0
+            return float((first - float(self.ds["time"].values[0])) % DAY_S)
         return 0.0
 
     @property
@@ -213,9 +211,8 @@ def fmt_value(value) -> str:
 
 
 def clock_label(seconds: float) -> str:
-    """``HH:MM`` of a clock time in seconds (wrapping at midnight)."""
-    s = int(round(float(seconds))) % 86400
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+    """``HH:MM`` of a clock time in seconds (wrapping at midnight; :func:`basics.clock.format_clock`)."""
+    return format_clock(seconds)
 
 
 def kpi_label(key: str) -> tuple[str, str]:
@@ -238,13 +235,12 @@ def parse_time(text: str | float, *, start_clock_s: float) -> float:
     if isinstance(text, (int, float)):
         return float(text)
     s = str(text).strip()
-    m = _CLOCK.match(s)
-    if m:
-        h, mi, se = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-        if h > 24 or mi > 59 or se > 59:
-            raise InputError(f"time {s!r}: not a clock time (HH:MM or HH:MM:SS)")
-        t = (h * 3600 + mi * 60 + se - start_clock_s) % 86400.0
-        return t
+    if ":" in s:
+        try:
+            clock = parse_clock(s)
+        except ValueError:
+            raise InputError(f"time {s!r}: not a clock time (HH:MM or HH:MM:SS)") from None
+        return (clock - start_clock_s) % DAY_S
     try:
         value = float(s)
     except ValueError:

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from twin.errors import InputError  # the error base class; its home moves to basics (issue 14)
+from basics.errors import InputError  # the error base class; its home moves to basics (issue 14)
 from viz.data import Results, clock_label, open_results, parse_time
 
 __all__ = ["FORMATS", "ExportSummary", "export_run", "link_table", "parse_window"]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.atomic import write_bytes
-from twin.errors import InputError
+from basics.atomic import write_bytes
+from basics.errors import InputError
 from viz import charts
 from viz.data import (
     Results,

@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from twin.errors import InputError
+from basics.atomic import atomic_path
+from basics.errors import InputError
 from viz.data import Results, clock_label, incidents_at, intervened_mask, link_offsets, open_results, sites, time_index
 
 __all__ = ["render", "build_scene", "Scene", "city_blocks", "COLOR_BY"]
@@ -359,19 +359,6 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     return scene
 
 
-def _tmp_beside(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _finish(tmp: Path, path: Path) -> None:
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-    os.replace(tmp, path)
-
-
 def _frame_indices(n_times: int, frames: int | None) -> np.ndarray:
     if frames is None or frames >= n_times:
         return np.arange(n_times)
@@ -383,8 +370,7 @@ def _write_animation(scene: Scene, path: Path, *, frames: int | None, fps: float
 
     idx = _frame_indices(scene.res.times.size, frames)
     scene.plotter.disable_anti_aliasing()  # half the time a frame; motion hides the jaggies
-    tmp = _tmp_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             writer = imageio.get_writer(tmp, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
         else:
@@ -402,10 +388,6 @@ def _write_animation(scene: Scene, path: Path, *, frames: int | None, fps: float
             for i in idx:
                 scene.set_time(int(i))
                 writer.append_data(scene.screenshot())
-        _finish(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return int(idx.size)
 
 
@@ -492,13 +474,8 @@ def render(
         for p in (out, anim, html_path):
             if p is not None:
                 p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_beside(out)
-        try:
+        with atomic_path(out) as tmp:
             imageio.imwrite(tmp, img, format="PNG")
-            _finish(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         timings["png_s"] = time.perf_counter() - t1
         if html_path is not None:
             t2 = time.perf_counter()

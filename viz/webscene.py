@@ -71,7 +71,7 @@ def export_html(plotter, path: str | Path) -> bool:
         return False
     from trame_vtk.tools.vtksz2html import write_html
 
-    from twin.atomic import write_bytes
+    from basics.atomic import write_bytes
 
     plotter.render()
     state = scene_state(plotter)

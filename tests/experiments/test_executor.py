@@ -7,7 +7,7 @@ import os
 import pytest
 
 from experiments.executor import Executor
-from twin.errors import InputError
+from basics.errors import InputError
 
 
 def _where(x, *, scale=1):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scenarios import load_scenario
 from twin.cli import main
 from twin.cli_drill import apply_inject, parse_inject
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.model import Twin
 
 from .conftest import RUNS, bounded, fuzz_settings

@@ -385,7 +385,7 @@ def test_a_member_snapshot_keeps_only_the_undecided_pool_and_resumes_identically
 )
 def test_bad_assimilation_settings_name_the_field(field, value):
     from twin.assimilation import AssimilationSettings, Ensemble
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "10min"})
     with pytest.raises(InputError, match=f"assimilation.{field}"):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.twin.conftest import SMALL
-from twin.atomic import MARKER
+from basics.atomic import MARKER
 from twin.cli import main
 
 

@@ -21,7 +21,7 @@ import yaml
 from rich.console import Console
 
 from tests.twin.conftest import SMALL
-from twin.atomic import MARKER, clean_leftovers, read_marker
+from basics.atomic import MARKER, clean_leftovers, read_marker
 from twin.cli import main
 
 SHORT = dict(SMALL, time={"start": "07:00", "duration": "20min", "step": "2s"})
@@ -411,7 +411,7 @@ def test_dask_info_logging_kept_out_of_the_terminal(monkeypatch):
 
 def test_confined_resolves_links_and_names_the_field(tmp_path, monkeypatch):
     from twin.cli import confined
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TWIN_RUN_ROOT", raising=False)
@@ -458,7 +458,7 @@ def test_kill_9_while_writing_leaves_a_marked_part_folder_that_the_next_write_re
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from twin.atomic import replace_folder\n"
+        "from basics.atomic import replace_folder\n"
         "def fill(tmp):\n"
         "    (tmp / 'results.nc').write_bytes(b'x' * 100000)\n"
         "    print('filling', flush=True)\n"
@@ -476,7 +476,7 @@ def test_kill_9_while_writing_leaves_a_marked_part_folder_that_the_next_write_re
         proc.wait()
     time.sleep(0.05)
     assert parts[0].exists() and not (tmp_path / "run").exists()  # what kill -9 leaves
-    from twin.atomic import replace_folder
+    from basics.atomic import replace_folder
 
     replace_folder(tmp_path / "run", lambda tmp: (tmp / "a.txt").write_text("ok"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the next write cleaned it

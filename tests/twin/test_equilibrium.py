@@ -175,7 +175,7 @@ def test_bad_equilibrium_settings_name_the_field(field, value, words):
 
 
 def test_bad_overrides_name_the_setting(tmp_path):
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     sc = od_scenario(tmp_path)
     with pytest.raises(InputError, match=r"traffic\.equilibrium\.iterations"):
@@ -439,7 +439,7 @@ def test_bad_departure_shift_settings_name_the_field(field, value, words):
     ],
 )
 def test_bad_departure_shift_overrides_name_the_setting(tmp_path, override, field):
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     sc = od_scenario(tmp_path)
     with pytest.raises(InputError, match=rf"traffic\.equilibrium\.departure_shift\.?{field}"):
@@ -447,7 +447,7 @@ def test_bad_departure_shift_overrides_name_the_setting(tmp_path, override, fiel
 
 
 def test_departure_shifts_of_another_population_are_refused(peak_city):
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     sc = peak_scenario()
     rk = RouteKnowledge(np.ones((18, peak_city.network.n_links)), bin_s=600.0, departure_shift_s=np.zeros((3, 6)))

@@ -12,7 +12,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from tests.twin.conftest import SMALL, small_scenario
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.interventions import retime_windows
 from twin.model import Twin
 

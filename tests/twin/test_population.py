@@ -15,7 +15,7 @@ from scipy.sparse.csgraph import connected_components
 from city_models.plans import P_HOME, P_WORK
 from kernels import choice as kc
 from scenarios import ScenarioError, load_scenario
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.model import Twin, build_city
 from twin.population import Household, Person
 from twin.population.triplog import TRIP_CANCELLED

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from tests.twin.conftest import small_scenario
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.model import Twin
 
 PLAN = [

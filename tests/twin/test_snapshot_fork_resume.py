@@ -9,7 +9,7 @@ import pytest
 import twin.fork as tf
 from experiments.executor import Executor
 from tests.twin.conftest import small_scenario
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.model import Twin
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.twin.conftest import small_scenario
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.model import Twin
 from twin.snapshot import FORMAT, VERSION, SnapshotError, snapshot_bytes
 

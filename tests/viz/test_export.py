@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from twin.cli import main
-from twin.errors import InputError
+from basics.errors import InputError
 from viz.export import export_run
 
 
@@ -144,3 +144,30 @@ def test_cli_export(run_dir, tmp_path, capsys):
     assert "links" in capsys.readouterr().out
     assert len(gpd.read_file(out, layer="links")) == _nc(run_dir).sizes["link"]
     assert main(["export", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def test_report_maps_draw_recorded_shapes(run_dir, tmp_path):
+    from matplotlib.collections import LineCollection
+
+    from viz.charts import speed_map_figure
+    from viz.data import open_results
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    ds = _nc(run)
+    n = ds.sizes["link"]
+    idx = {int(v): i for i, v in enumerate(ds["node_osmid"].values)}
+    a = np.array([idx[int(v)] for v in ds["link_src"].values])
+    b = np.array([idx[int(v)] for v in ds["link_dst"].values])
+    lon, lat = ds["node_lon"].values, ds["node_lat"].values
+    shape_lon = np.column_stack([lon[a], (lon[a] + lon[b]) / 2 + 1e-4, lon[b]]).ravel()
+    shape_lat = np.column_stack([lat[a], (lat[a] + lat[b]) / 2, lat[b]]).ravel()
+    ds = ds.assign_coords(
+        link_shape_indptr=("link_shape_ptr", np.arange(n + 1) * 3),
+        shape_lon=("shape", shape_lon),
+        shape_lat=("shape", shape_lat),
+    )
+    ds.to_netcdf(run / "results.nc", engine="h5netcdf")
+    fig = speed_map_figure(open_results(run), 2)
+    lines = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    assert lines and all(len(p.vertices) == 3 for p in lines[0].get_paths())

@@ -14,7 +14,7 @@ import xarray as xr
 
 from tests.viz.conftest import INTERVENED
 from twin.cli import main
-from twin.errors import InputError
+from basics.errors import InputError
 from viz.data import fmt_value, incidents_at, kpi_label, network_speed_kmh, open_results, sites, time_index
 from viz.report import write_report
 

@@ -15,7 +15,7 @@ import xarray as xr
 
 from tests.viz.conftest import INTERVENED
 from twin.cli import main
-from twin.errors import InputError
+from basics.errors import InputError
 from viz.data import open_results
 from viz.scene import city_blocks, render
 

@@ -10,15 +10,15 @@ import math
 
 import numpy as np
 
+from basics.errors import InputError
+from basics.numeric import EPS as _EPS
 from scenarios import parse_time_point
 from scenarios.emergency import MAX_UNITS_PER_STATION, _location
 from twin.emergency.incidents import locate
 from twin.emergency.resources import AVAILABLE, OUT_OF_SERVICE, REMOVED, RETURNING, Station, Unit
-from twin.errors import InputError
 
 __all__ = ["ControlMixin"]
 
-_EPS = 1e-9
 
 
 def _short(value) -> str:

@@ -10,7 +10,7 @@ the units of that kind that may be sent now (at their station, or driving home) 
 their travel time to the scene over the *current* network (congested link times
 divided by the emergency speed factor; closed links never used; ``inf`` when the
 scene cannot be reached).  Units it returns that are not candidates, or cannot reach
-the scene, are refused (an :class:`~twin.errors.InputError`), so a policy can never
+the scene, are refused (an :class:`~basics.errors.InputError`), so a policy can never
 send a busy unit.  Name one in a scenario as ``incidents.policy:
 "package.module:function"``, or set ``twin.components["emergency"].policy``.
 
@@ -31,7 +31,7 @@ is loaded only if it is
 - trusted for this process on the command line, ``--allow-plugins my_policies.fire:nearest_engine``
   (:func:`allow_plugins`), or from Python with :func:`register_policy`.
 
-Anything else is refused with an :class:`~twin.errors.InputError` before the module is
+Anything else is refused with an :class:`~basics.errors.InputError` before the module is
 imported.  Snapshots store a policy by that name (:func:`policy_registry`), and restore
 it through the same gate.
 """
@@ -47,7 +47,7 @@ import numpy as np
 
 from kernels import traffic as kt
 from kernels.routing import _check_weight, path_links, shortest_tree_from, shortest_tree_to
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = [
     "Candidates",

@@ -18,7 +18,7 @@ import numpy as np
 
 from city_models import City, lookup_nodes
 from scenarios.emergency import DistSpec, RateSpec
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = [
     "Incident",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from basics.clock import format_clock
+
 __all__ = ["EventLog", "EVENTS", "after_action_rows", "write_after_action"]
 
 #: event names, in the order they usually happen
@@ -88,11 +90,10 @@ def after_action_rows(comp, rows: list[tuple] | None = None) -> list[dict]:
     for t, ev, i, u, node, detail in comp.log.rows if rows is None else rows:
         inc = comp.incidents[i] if i >= 0 else None
         unit = comp.units[u] if u >= 0 else None
-        c = int(round(start + t)) % 86400
         out.append(
             {
                 "time_s": round(t, 3),
-                "clock": f"{c // 3600:02d}:{c % 3600 // 60:02d}:{c % 60:02d}",
+                "clock": format_clock(start + t, with_seconds=True),
                 "event": ev,
                 "incident": i if i >= 0 else "",
                 "incident_type": inc.type if inc else "",
@@ -113,7 +114,7 @@ def after_action_rows(comp, rows: list[tuple] | None = None) -> list[dict]:
 
 def write_after_action(comp, path: str | Path) -> Path:
     """Write the after-action log as CSV (or JSON lines for ``.jsonl``), atomically."""
-    from twin.atomic import write_text
+    from basics.atomic import write_text
 
     path = Path(path)
     rows = after_action_rows(comp)

@@ -18,7 +18,7 @@ import numpy as np
 from city_models import City
 from scenarios.emergency import HospitalSpec, IncidentsSpec, ResourcesSpec, StationSpec
 from twin.emergency.incidents import locate
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = [
     "Unit",

@@ -220,7 +220,7 @@ class DeadLetter:
 
 def _check_dead_letter_file(path: Path) -> None:
     """Refuse to append to a file that is not a dead-letter file (a scenario could name any)."""
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     if not path.exists():
         return

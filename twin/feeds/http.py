@@ -41,7 +41,7 @@ import os
 import socket
 import threading
 
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = ["HttpSource", "is_loopback"]
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.feeds.cleanse import Cleanser, DeadLetter, Outcome
 from twin.feeds.ngsi import FeedClock, Record, Units
 from twin.feeds.sensors import LinkMapper, read_sensor_table

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = ["MqttSource"]
 

@@ -33,7 +33,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Union
 
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = [
     "ALERT_KINDS",

@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.feeds.ngsi import FeedClock, _plain
 
 __all__ = ["ReplaySource", "read_messages"]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.feeds.ngsi import MessageError, _short
 
 __all__ = ["LinkMapper", "read_sensor_table"]

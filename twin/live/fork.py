@@ -5,8 +5,9 @@ counted from the fork: ``at: 0`` is now, ``until: 2h`` two hours on, a clock
 time its next occurrence) and an optional ``name`` and ``description``.  A
 whole scenario file works too: its interventions are taken.  Each variant,
 and "no action", restores the snapshot, adds its interventions and runs for
-the horizon; the runs go to the project's one :class:`~experiments.executor.Executor`
-(Dask), the same one comparisons use.
+the horizon; the runs go to the executor the caller passes (the command line gives
+the project's Dask :class:`~experiments.executor.Executor`, the one comparisons use;
+anything with its ``as_completed(fn, tasks)`` will do).
 
 The KPIs compare the horizon itself, not the day so far: trips completed in
 the horizon and their mean travel time, vehicle-hours spent on the network in
@@ -27,15 +28,25 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import yaml
 
-from twin.errors import InputError
+from basics.errors import InputError
 
-__all__ = ["Variant", "ForkResult", "load_variant", "run_fork", "fork", "HORIZON_KPI_LABELS"]
+__all__ = ["Variant", "ForkResult", "Executor", "load_variant", "run_fork", "fork", "HORIZON_KPI_LABELS"]
+
+
+class Executor(Protocol):
+    """What a fork needs of an executor: run tasks, and yield each result as it lands."""
+
+    def as_completed(
+        self, func: Callable[..., Any], items: Iterable[Sequence[Any]], **kwargs: Any
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index in items, func(*item, **kwargs))`` as each task finishes."""
 
 HORIZON_KPI_LABELS: dict[str, tuple[str, str]] = {
     "h_trips_completed": ("Trips completed in the horizon", ""),
@@ -183,7 +194,7 @@ def fork(
     variants: list[Variant],
     *,
     horizon_s: float,
-    executor=None,
+    executor: Executor,
     include_no_action: bool = True,
     checkpoint: str | os.PathLike | None = None,
 ) -> list[ForkResult]:
@@ -200,8 +211,11 @@ def fork(
     horizon_s
         How far to run each, seconds (> 0).
     executor
-        An :class:`experiments.executor.Executor` (default: a local Dask cluster,
-        closed afterwards).
+        Runs the what-ifs: anything with ``as_completed(fn, tasks)`` yielding
+        ``(index, result)`` as each ``fn(*task)`` finishes (the command line passes an
+        :class:`experiments.executor.Executor`; the caller closes it).
+    include_no_action
+        Run "no action" too, first.
     checkpoint
         A folder where each finished run is kept as it lands (a checksummed records
         file, :func:`twin.snapshot.records_bytes`); forking the same snapshot with the
@@ -233,23 +247,14 @@ def fork(
     ckpt = _ForkCheckpoint(checkpoint, data, runs, horizon_s) if checkpoint is not None else None
     results: dict[int, ForkResult] = ckpt.load() if ckpt is not None else {}
     left = [i for i in range(len(runs)) if i not in results]
-    own = executor is None and bool(left)
-    if own:
-        from experiments.executor import Executor, default_workers
-
-        executor = Executor(workers=min(len(left), default_workers()))
-    try:
+    if left:
         plugins = allowed_plugins()
-        if left:
-            tasks = [(data, runs[i], float(horizon_s), plugins, what) for i in left]
-            for k, res in executor.as_completed(run_fork, tasks):
-                if ckpt is not None:
-                    ckpt.save(left[k], res)  # kept as it lands: a killed fork loses only the runs in flight
-                results[left[k]] = res
-        return [results[i] for i in range(len(runs))]
-    finally:
-        if own:
-            executor.close()
+        tasks = [(data, runs[i], float(horizon_s), plugins, what) for i in left]
+        for k, res in executor.as_completed(run_fork, tasks):
+            if ckpt is not None:
+                ckpt.save(left[k], res)  # kept as it lands: a killed fork loses only the runs in flight
+            results[left[k]] = res
+    return [results[i] for i in range(len(runs))]
 
 
 class _ForkCheckpoint:
@@ -317,7 +322,7 @@ class _ForkCheckpoint:
     def save(self, i: int, res: ForkResult) -> None:
         import json
 
-        from twin.atomic import write_bytes
+        from basics.atomic import write_bytes
         from twin.snapshot import records_bytes
 
         if not self.folder.exists():

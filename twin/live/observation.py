@@ -7,7 +7,7 @@ with what probability and when.  From those crossings come the filter's operator
 (a sensor count's derivative by the demand factors), the prediction of a count at
 the current factors, and the shift of every link's simulated count to them (what
 the issued estimates carry).  :func:`count_band` is the predictive band of a link's
-count from the members' counts.  Used by :mod:`twin.assimilation`.
+count from the members' counts.  Used by :mod:`twin.live.ensemble`.
 """
 
 from __future__ import annotations

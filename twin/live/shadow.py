@@ -1,6 +1,6 @@
 """Shadow mode: the twin runs in step with the city's feed and can be forked at any moment.
 
-:class:`Shadow` drives an :class:`~twin.assimilation.Ensemble` from a
+:class:`Shadow` drives an :class:`~twin.live.ensemble.Ensemble` from a
 :class:`~twin.feeds.FeedHub`, one output interval at a time:
 
 - with a *pull* replay (the default for files) it runs as fast as it can, or
@@ -13,9 +13,9 @@
 
 Forks from "now" without stopping: :meth:`Shadow.request_fork` (or a variant
 YAML dropped into the watched folder, see :meth:`poll_fork_folder`) snapshots
-the member nearest the ensemble mean and runs the what-ifs on the project's
-Dask executor in a background thread; the results are written next to the
-request as JSON, atomically.
+the member nearest the ensemble mean and runs the what-ifs on the executor the
+caller gave (the command line gives the project's Dask executor) in a background
+thread; the results are written next to the request as JSON, atomically.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.errors import InputError
+from basics.errors import InputError
 
 __all__ = ["Shadow", "ForkJob"]
 
@@ -59,13 +59,18 @@ class Shadow:
     hub
         A started or unstarted :class:`~twin.feeds.FeedHub` (started here).
     settings
-        :class:`~twin.assimilation.AssimilationSettings`.
+        :class:`~twin.live.settings.AssimilationSettings`.
     speed
         Sim seconds per wall second for pull replays (``None``: as fast as possible).
+    city
+        The built city (optional: built from the scenario otherwise).
+    executor
+        Runs forks (see :func:`twin.live.fork.fork`); the caller closes it.  Without one,
+        a fork request fails with a message saying so, and the twin runs on.
     """
 
     def __init__(self, scenario, hub, settings=None, *, speed: float | None = None, city=None, executor=None) -> None:
-        from twin.assimilation import Ensemble
+        from twin.live.ensemble import Ensemble
 
         if speed is not None and not speed > 0:
             raise InputError(f"--speed must be positive, got {speed}")
@@ -79,8 +84,6 @@ class Shadow:
         self.sim0 = 0.0
         self.jobs: list[ForkJob] = []
         self._executor = executor
-        self._own_executor = executor is None
-        self._lock = threading.Lock()
         self._seen_requests: set[str] = set()
         self.hub.start()
 
@@ -176,12 +179,12 @@ class Shadow:
         return self.ensemble.members[i]
 
     def snapshot(self, path: str | Path) -> Path:
-        """Snapshot of the representative member (a twin that :mod:`twin.fork` can fork)."""
+        """Snapshot of the representative member (a twin that :mod:`twin.live.fork` can fork)."""
         return self.representative().snapshot(path)
 
     def request_fork(self, variants, *, horizon_s: float, name: str, out: Path | None = None) -> ForkJob:
         """Fork ``variants`` (and "no action") from now, in the background; returns the job."""
-        from twin.fork import fork
+        from twin.live.fork import fork
         from twin.snapshot import snapshot_bytes
 
         # the state goes to the fork in memory: never a file in the request folder (issue 15)
@@ -212,7 +215,7 @@ class Shadow:
         result file with the error instead of stopping the twin.
         """
         from scenarios import parse_duration
-        from twin.fork import load_variant
+        from twin.live.fork import load_variant
 
         started = []
         for path in sorted(Path(folder).glob("*.yaml")):
@@ -234,12 +237,9 @@ class Shadow:
         return started
 
     def _get_executor(self):
-        with self._lock:
-            if self._executor is None:
-                from experiments.executor import Executor
-
-                self._executor = Executor(workers=2)
-            return self._executor
+        if self._executor is None:
+            raise InputError("this live twin was started without an executor: it cannot run forks")
+        return self._executor
 
     def wait_for_forks(self, timeout: float = 300.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -250,10 +250,8 @@ class Shadow:
         return True
 
     def close(self) -> None:
+        """Stop the feed (the executor is the caller's to close)."""
         self.hub.stop()
-        if self._executor is not None and self._own_executor:
-            self._executor.close()
-            self._executor = None
 
     # ------------------------------------------------------------------ results
     def save(self, out_dir: str | Path, *, files=()) -> Path:
@@ -282,7 +280,7 @@ class Shadow:
 
 
 def _job_json(job: ForkJob) -> dict:
-    from twin.atomic import json_safe
+    from basics.atomic import json_safe
 
     return {
         "name": job.name,
@@ -296,6 +294,6 @@ def _job_json(job: ForkJob) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from twin.atomic import write_json
+    from basics.atomic import write_json
 
     write_json(path, data)

@@ -34,7 +34,7 @@ import numpy as np
 from kernels import choice as kc
 from kernels.routing import route_table
 from kernels.traffic import VEH_PENDING
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.population.triplog import TRIP_CANCELLED
 
 __all__ = ["PoliciesMixin"]

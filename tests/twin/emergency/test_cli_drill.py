@@ -12,7 +12,7 @@ import xarray as xr
 
 from twin.cli import main
 from twin.cli_drill import InjectSource, parse_inject
-from twin.errors import InputError
+from basics.errors import InputError
 
 DRILL = """\
 name: tiny_drill

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.twin.emergency.helpers import FIXED, line_city, medical_only, scenario
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.model import Twin
 
 ONE_AMB = {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}}]}

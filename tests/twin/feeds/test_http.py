@@ -87,7 +87,7 @@ def test_other_refusals(served, tmp_path):
 
 
 def test_port_in_use_is_an_input_error(served, make_hub):
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     _, src = served
     with pytest.raises(InputError, match=f"cannot listen on 127.0.0.1:{src.port}"):

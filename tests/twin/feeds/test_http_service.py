@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.twin.feeds.conftest import tfo
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.feeds.http import HttpSource, is_loopback
 
 BODY = json.dumps(tfo("h1", 300.0)).encode()

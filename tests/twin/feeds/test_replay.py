@@ -12,7 +12,7 @@ import pytest
 
 from scenarios import load_scenario
 from tests.twin.feeds.conftest import iso, tfo
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.feeds import FeedHub, parse_feed_url
 from twin.feeds.replay import ReplaySource, read_messages
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from twin.errors import InputError
+from basics.errors import InputError
 from twin.feeds import LinkMapper, MessageError, read_sensor_table
 
 

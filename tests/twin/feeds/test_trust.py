@@ -372,7 +372,7 @@ def test_dead_letter_settings_reach_the_hub(small_city, tmp_path):
 
 
 def test_dead_letters_are_never_appended_to_another_file(tmp_path):
-    from twin.errors import InputError
+    from basics.errors import InputError
 
     other = tmp_path / "notes.txt"
     other.write_text("my own notes\n", encoding="utf-8")
