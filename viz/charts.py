@@ -28,6 +28,7 @@ from viz.data import (
     sites,
     time_index,
 )
+from viz.shapes import link_polylines
 
 __all__ = [
     "png_bytes",
@@ -161,6 +162,9 @@ def _map_base(
     offset = float(np.clip(0.05 * np.median(L) if L.size else 5.0, 2.0, 15.0))
     x0, y0, x1, y1 = link_offsets(ds, offset)
     segs = np.stack([np.stack([x0, y0], -1), np.stack([x1, y1], -1)], 1)
+    shaped = link_polylines(ds, x0, y0, x1, y1)  # the roads' shapes where the run has them (issue 13)
+    if shaped is not None:
+        segs = shaped
     lanes = np.asarray(ds["link_lanes"].values, dtype=np.float64) if "link_lanes" in ds else np.ones(L.shape)
     widths = 0.6 + 0.55 * np.clip(lanes, 1, 5)
     mask = intervened_mask(res)
@@ -227,6 +231,9 @@ def _map_base(
             )
         )
     xs, ys = np.concatenate([x0, x1]), np.concatenate([y0, y1])
+    if shaped is not None and len(shaped):
+        pts = np.concatenate(list(shaped))
+        xs, ys = pts[:, 0], pts[:, 1]
     pad = 0.03 * max(np.ptp(xs), np.ptp(ys), 1.0)
     ax.set_xlim(xs.min() - pad, xs.max() + pad)
     ax.set_ylim(ys.min() - pad, ys.max() + pad)
