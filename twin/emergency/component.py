@@ -24,7 +24,6 @@ restored from a snapshot resumes by calling it again.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 
@@ -37,6 +36,7 @@ from scenarios.emergency import level_value
 from twin.clock import PRIORITY, schedule_at
 from twin.components import Component
 from twin.emergency import report
+from twin.emergency.agenda import Agenda, Key
 from twin.emergency.checks import check_invariants
 from twin.emergency.control import ControlMixin
 from twin.emergency.dispatch import POLICIES, Candidates, Router, check_choice, load_policy
@@ -161,16 +161,8 @@ class EmergencyComponent(ControlMixin, Component):
         self._closed_seen = self.router.closed_mask()
         self._script_gen = 0
         self.series: dict[str, list] = {"time": [], "available": [], "waiting": [], "active": [], "hospital": []}
-        #: the agenda: a heap of ``(t, seq, key)``; an entry is live while ``_due[key] == seq``
-        self._agenda: list[tuple[float, int, tuple[str, int]]] = []
-        self._agenda_seq = 0
-        self._due: dict[tuple[str, int], int] = {}
-        # process handles (not records: start() rebuilds them)
-        self._agenda_proc: simpy.Process | None = None
-        self._agenda_idle: simpy.Event | None = None
-        #: when the agenda process sleeps until (inf: idle; -inf: running or already woken)
-        self._agenda_at = -math.inf
-        self._agenda_gen = 0
+        #: the units' and incidents' next steps, run by one process
+        self.agenda = Agenda(self, priority=_PRIO)
         #: called after each step the agenda runs (tests check the invariants there: several
         #: steps due at one time run in one SimPy event)
         self.step_hook = None
@@ -179,9 +171,7 @@ class EmergencyComponent(ControlMixin, Component):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(
-            _agenda_proc=None, _agenda_idle=None, _agenda_at=-math.inf, _wake=None, _watch_wake=None, _env=None
-        )
+        state.update(_wake=None, _watch_wake=None, _env=None)
         return state
 
     # ================================================================ processes
@@ -194,9 +184,7 @@ class EmergencyComponent(ControlMixin, Component):
             env.process(self._arrivals(name))
         self._script_gen += 1
         env.process(self._script_proc(self._script_gen))
-        self._agenda_gen += 1
-        self._agenda_at = -math.inf
-        self._agenda_proc = env.process(self._run_agenda(self._agenda_gen))
+        self.agenda.start(env)
         env.process(self._link_watch())
         if self.queue:
             self._kick()
@@ -235,66 +223,28 @@ class EmergencyComponent(ControlMixin, Component):
             self._ufree = _IS_FREE[self._ustate] & self._st_ok[self._ustation]
         return self._ufree.copy()
 
-    def _rec(self, key):
+    # ------------------------------------------------------------ the agenda's owner
+    def agenda_record(self, key: Key) -> Unit | Incident:
+        """The unit (``("u", id)``) or incident (``("i", id)``) a key names."""
         return self.units[key[1]] if key[0] == "u" else self.incidents[key[1]]
 
-    def _finished(self, key, rec=None) -> bool:
-        rec = self._rec(key) if rec is None else rec
+    def agenda_finished(self, key: Key, rec: Unit | Incident) -> bool:
+        """Whether the record is done for good (a retired unit, a cleared incident)."""
         return rec.done if key[0] == "u" else rec.stage == CLEARED
 
-    def _run_agenda(self, gen: int):
-        env = self._env
-        heap, due = self._agenda, self._due
-        while gen == self._agenda_gen:
-            if not heap:
-                self._agenda_at = math.inf
-                ev = self._agenda_idle = env.event()
-                yield ev
-                self._agenda_at = -math.inf
-                continue
-            t, seq, key = heap[0]
-            if due.get(key) != seq:  # superseded
-                heapq.heappop(heap)
-                continue
-            if t <= env.now + _EPS:
-                heapq.heappop(heap)
-                del due[key]
-                rec = self._rec(key)
-                rec.t_next = math.inf
-                if key[0] == "u":
-                    self._unit_due(rec)
-                else:
-                    self._incident_due(rec)
-                self._links_changed()
-                if self.step_hook is not None:
-                    self.step_hook()
-                continue
-            self._agenda_at = t
-            try:
-                yield schedule_at(env, t, _PRIO)
-            except simpy.Interrupt:
-                pass
-            self._agenda_at = -math.inf
+    def agenda_due(self, key: Key, rec: Unit | Incident) -> None:
+        """Run a unit's or incident's step that fell due now, then react to link changes."""
+        if key[0] == "u":
+            self._unit_due(rec)
+        else:
+            self._incident_due(rec)
+        self._links_changed()
+        if self.step_hook is not None:
+            self.step_hook()
 
-    def _set_next(self, key, t: float) -> None:
-        """Set a record's next event time (``inf``: none) and wake the agenda if it sleeps past it."""
-        rec = self._rec(key)
-        rec.t_next = t = float(t)
-        if t == math.inf or self._finished(key, rec):
-            self._due.pop(key, None)
-            return
-        self._agenda_seq += 1
-        self._due[key] = self._agenda_seq
-        heapq.heappush(self._agenda, (t, self._agenda_seq, key))
-        if t < self._agenda_at - _EPS:
-            proc = self._agenda_proc
-            if proc is None or not proc.is_alive or proc is self._env.active_process:
-                return
-            if self._agenda_at == math.inf:
-                self._agenda_idle.succeed()
-            else:
-                proc.interrupt()
-            self._agenda_at = -math.inf
+    def _set_next(self, key: Key, t: float) -> None:
+        """Set a record's next step time (``inf``: none); see :meth:`Agenda.set_next`."""
+        self.agenda.set_next(key, t)
 
     def _kick(self) -> None:
         """Wake the dispatch centre (a no-op while no incident waits for units)."""
