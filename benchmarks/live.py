@@ -35,7 +35,7 @@ __all__ = ["main"]
 
 def shadow(members: int) -> dict:
     from scenarios import LIBRARY_DIR, load_scenario
-    from twin.assimilation import AssimilationSettings
+    from twin.live import AssimilationSettings
     from twin.feeds import FeedHub
     from twin.live import Shadow
     from twin.model import build_city
@@ -72,7 +72,7 @@ def shadow(members: int) -> dict:
 def fork_bench(variants: int, horizon_s: float) -> dict:
     from experiments.executor import Executor
     from scenarios import load_scenario
-    from twin.fork import Variant, fork
+    from twin.live.fork import Variant, fork
     from twin.model import Twin
 
     tw = Twin(load_scenario("light_day"))

@@ -9,7 +9,7 @@ then replay that feed through the real cleansing path (:class:`twin.feeds.FeedHu
   no alerts): what a plain simulation of the scenario predicts;
 - **assimilated**: the Kalman filter on the demand factors by origin zone,
   destination zone and clock hour (or, with ``--set method=enkf``, the ensemble
-  Kalman filter), the link corrections and the alerts (:mod:`twin.assimilation`);
+  Kalman filter), the link corrections and the alerts (:mod:`twin.live`);
   each interval's estimate is the one issued once that interval's counts were in;
 - **oracle** (unless ``--no-oracle``): the open loop given the truth's own demand
   factors (:func:`true_factors`, from the truth's hidden metadata): what a perfect
@@ -205,7 +205,7 @@ def run_experiment(
     from experiments.truth import TruthConfig, run_truth
     from scenarios import load_scenario
     from scenarios.feeds import FeedsSpec
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
     from twin.feeds import FeedHub
 
     overrides = dict(overrides or {})
@@ -322,7 +322,7 @@ def _setting(key: str, text: str):
     """An ``--set KEY=VALUE`` value, typed as the setting's default is."""
     from dataclasses import fields
 
-    from twin.assimilation import AssimilationSettings
+    from twin.live import AssimilationSettings
 
     kinds = {f.name: type(f.default) for f in fields(AssimilationSettings)}
     if key not in kinds:
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         over["time.duration"] = args.duration
     if args.trips:
         over["demand.gravity.total_trips"] = args.trips
-    from twin.assimilation import AssimilationSettings
+    from twin.live import AssimilationSettings
 
     kw = {}
     for item in args.set:

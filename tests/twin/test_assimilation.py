@@ -32,7 +32,7 @@ def truth():
 def test_ensemble_learns_a_higher_demand_and_cuts_the_held_out_error(truth):
     from experiments.twin_vs_truth import _replay, score
     from scenarios.feeds import FeedsSpec
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
     from twin.feeds import FeedHub
 
     cfg, tr = truth
@@ -66,7 +66,7 @@ def test_ensemble_learns_a_higher_demand_and_cuts_the_held_out_error(truth):
 
 @pytest.mark.parametrize("method", ["kalman", "enkf"])
 def test_open_loop_ignores_the_feed_and_members_are_deterministic(method):
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "30min"})
     a = Ensemble(sc, AssimilationSettings(members=3, method=method))
@@ -81,7 +81,7 @@ def test_open_loop_ignores_the_feed_and_members_are_deterministic(method):
 def test_shadow_mode_runs_a_replay_and_forks_from_a_dropped_request(tmp_path):
     from experiments.executor import Executor
     from scenarios import LIBRARY_DIR
-    from twin.assimilation import AssimilationSettings
+    from twin.live import AssimilationSettings
     from twin.feeds import FeedHub
     from twin.live import Shadow
 
@@ -142,7 +142,7 @@ def _records(links, t, counts):
 def test_kalman_filter_recovers_known_demand_factors_from_a_twin_of_the_same_model():
     """An identical-twin case: the 'truth' is a member run with known zone factors and a
     known level; the filter, fed its counts on a fifth of the links, finds them."""
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "2h"})
     truth = Ensemble(sc, AssimilationSettings(members=1, estimate_demand=False, correct_links=False), seed=99)
@@ -181,7 +181,7 @@ def test_kalman_filter_recovers_known_demand_factors_from_a_twin_of_the_same_mod
 
 
 def test_hourly_level_hands_over_at_the_clock_hour():
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
 
     sc = load_scenario("default", overrides={**SMALL, "time.start": "07:50", "time.duration": "20min"})
     ens = Ensemble(sc, AssimilationSettings(members=3))
@@ -204,7 +204,7 @@ def test_hourly_level_hands_over_at_the_clock_hour():
 def test_alerts_close_roads_only_when_they_are_about_roads():
     from types import SimpleNamespace
 
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "10min"})
     ens = Ensemble(sc, AssimilationSettings(members=2))
@@ -250,7 +250,7 @@ def test_twin_vs_truth_fast_benchmark_with_zone_and_hour_factors_and_incidents()
 
 def _flat_prior(**kw):
     """Settings whose members all start at the plan's factors and stay there without data."""
-    from twin.assimilation import AssimilationSettings
+    from twin.live import AssimilationSettings
 
     return AssimilationSettings(
         correct_links=False,
@@ -267,7 +267,7 @@ def test_issued_counts_follow_the_current_demand_factors():
     """The members released their trips at the plan's demand; once the filter says 1.3x,
     the estimate it issues for an interval carries 1.3x the count of the trips crossing
     then (the shift is computed from the pool trips' routes, not from the members' counts)."""
-    from twin.assimilation import Ensemble
+    from twin.live import Ensemble
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "30min"})
     ens = Ensemble(sc, _flat_prior(members=4))
@@ -292,7 +292,7 @@ def test_issued_counts_follow_the_current_demand_factors():
 def test_a_long_step_issues_every_interval_it_covers_at_the_current_factors():
     """Advanced 15 minutes at a time, the ensemble issues three 5-minute intervals per step,
     each with the crossings of its own trips (kept until it is issued)."""
-    from twin.assimilation import Ensemble
+    from twin.live import Ensemble
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "30min"})
     ens = Ensemble(sc, _flat_prior(members=4))
@@ -311,7 +311,7 @@ def test_an_interval_issued_with_its_own_observations_is_closer_to_the_truth():
     their interval, as from the cleanser.  Issued once they are in, each interval's estimate
     of the traffic on the links without a sensor is closer to the truth's than when issued
     at the interval's end, before any of its own counts."""
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "1h"})
     truth = Ensemble(sc, AssimilationSettings(members=1, estimate_demand=False, correct_links=False), seed=99)
@@ -338,7 +338,7 @@ def test_an_interval_issued_with_its_own_observations_is_closer_to_the_truth():
 def test_count_band_is_the_gamma_poisson_predictive():
     """The flow band's percentiles are those of a Poisson count whose mean is gamma with
     the members' spread, their mean's error and the model's (checked by sampling)."""
-    from twin.crossings import count_band
+    from twin.live.observation import count_band
 
     rng = np.random.default_rng(1)
     counts = rng.poisson(rng.gamma(4.0, [0.5, 2.0, 8.0, 30.0], size=(12, 4))).astype(float)
@@ -359,7 +359,7 @@ def test_count_band_is_the_gamma_poisson_predictive():
 
 
 def test_a_member_snapshot_keeps_only_the_undecided_pool_and_resumes_identically(tmp_path):
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
     from twin.model import Twin
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "40min"})
@@ -384,7 +384,7 @@ def test_a_member_snapshot_keeps_only_the_undecided_pool_and_resumes_identically
     [("report_delay_intervals", -1), ("report_delay_intervals", 1.5), ("pool_factor", 0.5), ("band_cv", float("nan"))],
 )
 def test_bad_assimilation_settings_name_the_field(field, value):
-    from twin.assimilation import AssimilationSettings, Ensemble
+    from twin.live import AssimilationSettings, Ensemble
     from basics.errors import InputError
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "10min"})

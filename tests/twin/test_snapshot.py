@@ -81,7 +81,7 @@ def test_snapshot_write_is_atomic(small_city, tmp_path, monkeypatch):
 
 def test_fork_runs_variants_against_no_action_from_the_snapshot(small_city, tmp_path):
     from experiments.executor import Executor
-    from twin.fork import fork, load_variant
+    from twin.live.fork import fork, load_variant
 
     tw = Twin(small_scenario(), city=small_city)
     tw.run_until("07:20")
@@ -112,7 +112,7 @@ def test_fork_runs_variants_against_no_action_from_the_snapshot(small_city, tmp_
 
 
 def test_bad_variant_files_are_named(tmp_path):
-    from twin.fork import load_variant
+    from twin.live.fork import load_variant
 
     (tmp_path / "bad.yaml").write_text("interventions:\n  - {kind: close}\n")
     with pytest.raises(InputError, match=r"bad.yaml: interventions\[0\]"):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import twin.fork as tf
+import twin.live.fork as tf
 from experiments.executor import Executor
 from tests.twin.conftest import small_scenario
 from basics.errors import InputError

@@ -113,7 +113,7 @@ def test_a_hostile_snapshot_never_runs_its_code(snap, tmp_path):
 
 
 def test_twin_fork_refuses_hostile_snapshots_in_the_cli_and_the_workers(snap, tmp_path, capsys):
-    from twin.fork import Variant, run_fork
+    from twin.live.fork import Variant, run_fork
 
     marker = tmp_path / "MARKER"
     for name, path in _hostile_files(snap, tmp_path, marker).items():

@@ -12,7 +12,7 @@ from tests.twin.feeds.test_mqtt import _publish
 
 def test_the_live_twin_follows_the_feed_clock(broker, small_city):
     from scenarios import load_scenario
-    from twin.assimilation import AssimilationSettings
+    from twin.live import AssimilationSettings
     from twin.feeds import FeedHub
     from twin.live import Shadow
 
