@@ -34,7 +34,7 @@ def _fmt(value) -> str:
 
 def fork_table(results, *, title: str) -> Table:
     """KPIs of each fork side by side; differences against the first column ("no action")."""
-    from twin.fork import kpi_rows
+    from twin.live.fork import kpi_rows
 
     table = Table(title=title)
     table.add_column("KPI", min_width=22, ratio=1, overflow="fold")
@@ -53,7 +53,7 @@ def fork_table(results, *, title: str) -> Table:
 def _cmd_fork(args, console: Console) -> int:
     from basics.errors import InputError
     from scenarios import parse_duration
-    from twin.fork import fork, load_variant
+    from twin.live.fork import fork, load_variant
     from twin.snapshot import snapshot_header
 
     header = snapshot_header(args.snapshot)

@@ -53,9 +53,8 @@ def _default_out(scenario) -> Path:
 def _cmd_live(args, console: Console) -> int:
     from basics.errors import InputError
     from scenarios import load_scenario, parse_time_point
-    from twin.assimilation import AssimilationSettings
     from twin.feeds import FeedHub, parse_feed_url
-    from twin.live import Shadow
+    from twin.live import AssimilationSettings, Shadow
 
     source = args.scenario or str(_sample_day())
     scenario = load_scenario(source)
@@ -102,8 +101,11 @@ def _cmd_live(args, console: Console) -> int:
     except BaseException:
         hub.stop()
         raise
+    fork_dir = Path(args.fork_dir) if args.fork_dir else None
+    # forks run on the project's Dask executor, started when the first fork is asked for
+    executor = _LazyExecutor(workers=2) if fork_dir is not None else None
     with console.status(f"building {args.members} twins of {scenario.name}…"):
-        shadow = Shadow(scenario, hub, settings, speed=args.speed, city=city)
+        shadow = Shadow(scenario, hub, settings, speed=args.speed, city=city, executor=executor)
     until = None
     if args.until:
         try:
@@ -111,7 +113,6 @@ def _cmd_live(args, console: Console) -> int:
         except ValueError as exc:
             shadow.close()
             raise InputError(f"--until: {exc}") from None
-    fork_dir = Path(args.fork_dir) if args.fork_dir else None
     if fork_dir is not None:
         fork_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -127,6 +128,8 @@ def _cmd_live(args, console: Console) -> int:
     finally:
         wall = time.perf_counter() - t0
         shadow.close()
+        if executor is not None:
+            executor.close()
     st = shadow.status()
     table = Table(title=f"{scenario.name}: shadow run")
     table.add_column("", style="bold")
@@ -150,6 +153,36 @@ def _cmd_live(args, console: Console) -> int:
         + (", dead_letter.jsonl)" if keep else ")")
     )
     return 0
+
+
+class _LazyExecutor:
+    """The project's executor (:class:`experiments.executor.Executor`), started on first use.
+
+    A live twin may never be asked for a fork: Dask starts only when one is.
+    """
+
+    def __init__(self, *, workers: int) -> None:
+        import threading
+
+        self.workers = workers
+        self._executor = None
+        self._lock = threading.Lock()
+
+    def as_completed(self, func, items, **kwargs):
+        """Start the executor if needed and run the tasks on it (see ``Executor.as_completed``)."""
+        from experiments.executor import Executor
+
+        with self._lock:
+            if self._executor is None:
+                self._executor = Executor(workers=self.workers)
+        return self._executor.as_completed(func, items, **kwargs)
+
+    def close(self) -> None:
+        """Close the executor if it was started."""
+        with self._lock:
+            if self._executor is not None:
+                self._executor.close()
+                self._executor = None
 
 
 def _sample_day() -> Path:
