@@ -38,7 +38,7 @@ from twin.components import Component
 from twin.emergency import report
 from twin.emergency.agenda import Agenda, Key
 from twin.emergency.checks import check_invariants
-from twin.emergency.control import ControlMixin
+from twin.emergency.control import ControlDesk
 from twin.emergency.dispatch import POLICIES, Candidates, Router, check_choice, load_policy
 from twin.emergency.incidents import (
     CLEARED,
@@ -86,7 +86,7 @@ _IS_FREE[[AVAILABLE, RETURNING]] = True
 _TRUSTED = tuple(POLICIES.values())
 
 
-class EmergencyComponent(ControlMixin, Component):
+class EmergencyComponent(Component):
     """Incidents, stations, units, hospitals and the dispatch centre (``twin.components["emergency"]``).
 
     Interventions and live injects act through :meth:`inject`,
@@ -168,6 +168,8 @@ class EmergencyComponent(ControlMixin, Component):
         self.step_hook = None
         self._wake: simpy.Event | None = None
         self._watch_wake: simpy.Event | None = None
+        #: station changes, unit moves and injects
+        self.control = ControlDesk(self)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -853,6 +855,27 @@ class EmergencyComponent(ControlMixin, Component):
             unit.clear_trip(node)
             unit.dest = dest
             self._set_next(key, math.inf)
+
+    # ================================================================ control (see ControlDesk)
+    def set_station_in_service(self, name: str, in_service: bool) -> None:
+        """Take a station out of service, or put it back (:meth:`ControlDesk.set_station_in_service`)."""
+        self.control.set_station_in_service(name, in_service)
+
+    def add_station(self, name: str, kind: str, node, units: dict[str, int], *, mutual_aid: bool = False) -> list[int]:
+        """Open a new station with units; returns their ids (:meth:`ControlDesk.add_station`)."""
+        return self.control.add_station(name, kind, node, units, mutual_aid=mutual_aid)
+
+    def remove_station(self, name: str) -> None:
+        """Close a station for good (:meth:`ControlDesk.remove_station`)."""
+        self.control.remove_station(name)
+
+    def move_units(self, from_station: str, to_station: str, kind: str, n: int) -> list[int]:
+        """Move units between stations; returns their ids (:meth:`ControlDesk.move_units`)."""
+        return self.control.move_units(from_station, to_station, kind, n)
+
+    def inject(self, type: str, location, *, severity: int | None = None, notes: str = "", at=None) -> int | None:
+        """Report an incident now or later; returns its id (:meth:`ControlDesk.inject`)."""
+        return self.control.inject(type, location, severity=severity, notes=notes, at=at)
 
     # ================================================================ checks and results
     def _name_units(self, ids) -> list[str]:

@@ -1,12 +1,14 @@
 """What interventions and live injects can do to the emergency services while the twin runs.
 
-Mixed into :class:`~twin.emergency.component.EmergencyComponent`; every method acts at the
+Held by :class:`~twin.emergency.component.EmergencyComponent` (``comp.control``), which
+exposes each method; every method acts at the
 clock's current time and is recorded in the after-action log.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,8 +19,10 @@ from scenarios.emergency import MAX_UNITS_PER_STATION, _location
 from twin.emergency.incidents import locate
 from twin.emergency.resources import AVAILABLE, OUT_OF_SERVICE, REMOVED, RETURNING, Station, Unit
 
-__all__ = ["ControlMixin"]
+if TYPE_CHECKING:
+    from twin.emergency.component import EmergencyComponent
 
+__all__ = ["ControlDesk"]
 
 
 def _short(value) -> str:
@@ -30,19 +34,29 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class ControlMixin:
-    """Station changes, unit moves and injects (the interventions module's handles)."""
+class ControlDesk:
+    """Station changes, unit moves and injects (the interventions module's handles).
+
+    Parameters
+    ----------
+    comp : EmergencyComponent
+        The emergency services it acts on.
+    """
+
+    def __init__(self, comp: EmergencyComponent) -> None:
+        self.comp = comp
 
     def _station(self, name: str) -> tuple[int, Station]:
         if not isinstance(name, str):
             raise InputError(f"a station is named by text, got {_short(name)}")
-        for k, s in enumerate(self.stations):
+        for k, s in enumerate(self.comp.stations):
             if s.name == name and not s.removed:
                 return k, s
         from twin.places import close_matches
 
         raise InputError(
-            f"no station named {_short(name)}" + close_matches(name, [s.name for s in self.stations if not s.removed])
+            f"no station named {_short(name)}"
+            + close_matches(name, [s.name for s in self.comp.stations if not s.removed])
         )
 
     def set_station_in_service(self, name: str, in_service: bool) -> None:
@@ -59,19 +73,19 @@ class ControlMixin:
         """
         k, st = self._station(name)
         st.in_service = bool(in_service)
-        self._st_ok[k] = st.in_service
-        self._stations_changed()
-        for u in self.units:
+        self.comp._st_ok[k] = st.in_service
+        self.comp._stations_changed()
+        for u in self.comp.units:
             if u.station != k:
                 continue
             if not in_service and u.state == AVAILABLE:
-                self._set_state(u, OUT_OF_SERVICE)
+                self.comp._set_state(u, OUT_OF_SERVICE)
             elif in_service and u.state == OUT_OF_SERVICE:
-                self._set_state(u, AVAILABLE)
-        self.log.add(
-            self.now, "station_in_service" if in_service else "station_out_of_service", node=st.node, detail=name
+                self.comp._set_state(u, AVAILABLE)
+        self.comp.log.add(
+            self.comp.now, "station_in_service" if in_service else "station_out_of_service", node=st.node, detail=name
         )
-        self._kick()
+        self.comp._kick()
 
     def add_station(self, name: str, kind: str, node, units: dict[str, int], *, mutual_aid: bool = False) -> list[int]:
         """Open a new station with units, available at once; returns the new unit ids.
@@ -95,12 +109,12 @@ class ControlMixin:
             A taken name, an unknown kind, a location not in the city, an unneeded unit kind.
         """
         where = f"add_station({name!r})"
-        if any(s.name == name and not s.removed for s in self.stations):
+        if any(s.name == name and not s.removed for s in self.comp.stations):
             raise InputError(f"{where}: a station named {name!r} already exists")
         if kind not in ("fire", "ems", "police", "tow"):
             raise InputError(f"{where}: kind must be fire, ems, police or tow, got {kind!r}")
-        loc = locate(self.twin.city, node, where=f"{where}.node")
-        needed = self.spec.unit_kinds_needed
+        loc = locate(self.comp.twin.city, node, where=f"{where}.node")
+        needed = self.comp.spec.unit_kinds_needed
         for k, n in units.items():
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_UNITS_PER_STATION:
                 raise InputError(
@@ -111,23 +125,23 @@ class ControlMixin:
                     f"{where}: unit kind {k!r} is not needed by any incident type "
                     f"(kinds needed: {', '.join(sorted(needed))})"
                 )
-        s = len(self.stations)
-        self.stations.append(Station(name=name, kind=kind, node=loc.node, mutual_aid=mutual_aid))
+        s = len(self.comp.stations)
+        self.comp.stations.append(Station(name=name, kind=kind, node=loc.node, mutual_aid=mutual_aid))
         new = []
         for k, n in units.items():
             for _ in range(int(n)):
-                u = Unit(id=len(self.units), kind=k, station=s, node=loc.node)
-                self.units.append(u)
+                u = Unit(id=len(self.comp.units), kind=k, station=s, node=loc.node)
+                self.comp.units.append(u)
                 new.append(u.id)
-        self._rebuild_index()
-        self.unit_names += self._name_units(new)
-        self.log.add(
-            self.now,
+        self.comp._rebuild_index()
+        self.comp.unit_names += self.comp._name_units(new)
+        self.comp.log.add(
+            self.comp.now,
             "station_added",
             node=loc.node,
             detail=f"{name}: " + ", ".join(f"{n} {k}" for k, n in units.items()),
         )
-        self._kick()
+        self.comp._kick()
         return new
 
     def remove_station(self, name: str) -> None:
@@ -135,21 +149,21 @@ class ControlMixin:
         k, st = self._station(name)
         st.removed = True
         st.in_service = False
-        self._st_ok[k] = False
-        self._stations_changed()
-        for u in self.units:
+        self.comp._st_ok[k] = False
+        self.comp._stations_changed()
+        for u in self.comp.units:
             if u.station == k and u.state in (AVAILABLE, OUT_OF_SERVICE):
-                self._set_state(u, REMOVED)
+                self.comp._set_state(u, REMOVED)
                 u.done = True
-                self._set_next(("u", u.id), math.inf)
-        self.log.add(self.now, "station_removed", node=st.node, detail=name)
+                self.comp._set_next(("u", u.id), math.inf)
+        self.comp.log.add(self.comp.now, "station_removed", node=st.node, detail=name)
 
     def move_units(self, from_station: str, to_station: str, kind: str, n: int) -> list[int]:
         """Move up to ``n`` free ``kind`` units between stations (they drive there); returns their ids."""
         a, _ = self._station(from_station)
         b, dst = self._station(to_station)
         moved = []
-        for u in self.units:
+        for u in self.comp.units:
             if len(moved) >= n:
                 break
             if (
@@ -159,12 +173,12 @@ class ControlMixin:
                 and u.incident < 0
             ):
                 u.station = b
-                self._ustation[u.id] = b
-                self._stations_changed()
+                self.comp._ustation[u.id] = b
+                self.comp._stations_changed()
                 moved.append(u.id)
-                self.log.add(self.now, "relocating", -1, u.id, u.node, detail=f"to {dst.name}")
-                self._go_home(u)
-        self._kick()
+                self.comp.log.add(self.comp.now, "relocating", -1, u.id, u.node, detail=f"to {dst.name}")
+                self.comp._go_home(u)
+        self.comp._kick()
         return moved
 
     def inject(self, type: str, location, *, severity: int | None = None, notes: str = "", at=None) -> int | None:
@@ -198,11 +212,11 @@ class ControlMixin:
         if not isinstance(type, str):
             raise InputError(
                 f"inject: type must be the name of an incident type, got {_short(type)} "
-                f"(known: {', '.join(sorted(self.types))})"
+                f"(known: {', '.join(sorted(self.comp.types))})"
             )
         where = f"inject {_short(type)}"
-        if type not in self.types:
-            raise InputError(f"{where}: not an incident type (known: {', '.join(sorted(self.types))})")
+        if type not in self.comp.types:
+            raise InputError(f"{where}: not an incident type (known: {', '.join(sorted(self.comp.types))})")
         if severity is not None and (
             isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5
         ):
@@ -213,30 +227,30 @@ class ControlMixin:
             location = _location(location)
         except ValueError as exc:
             raise InputError(f"{where}.location: {exc}") from None
-        loc = locate(self.twin.city, location, where=f"{where}.location")
+        loc = locate(self.comp.twin.city, location, where=f"{where}.location")
         if at is None:
-            t = self.now
+            t = self.comp.now
         elif isinstance(at, bool) or not isinstance(at, (int, float, str)):
             raise InputError(
                 f"{where}: 'at' must be a clock time \"HH:MM[:SS]\" or a time after the start, got {_short(at)}"
             )
         else:
             try:
-                t = parse_time_point(at, start_s=self.twin.start_s)
+                t = parse_time_point(at, start_s=self.comp.twin.start_s)
             except ValueError as exc:
                 raise InputError(f"{where}: 'at': {exc}") from None
-        if t < self.now - _EPS:
-            raise InputError(f"{where}: 'at' is {t:.0f} s, before the clock ({self.now:.0f} s)")
-        if t > self.twin.duration_s + _EPS:
+        if t < self.comp.now - _EPS:
+            raise InputError(f"{where}: 'at' is {t:.0f} s, before the clock ({self.comp.now:.0f} s)")
+        if t > self.comp.twin.duration_s + _EPS:
             raise InputError(
                 f"{where}: 'at' is {t:.0f} s after the start, after the end of the scenario "
-                f"({self.twin.duration_s:.0f} s)"
+                f"({self.comp.twin.duration_s:.0f} s)"
             )
-        if t <= self.now + _EPS:
-            return self._new_incident(type, loc, severity=severity, source="inject", notes=notes).id
+        if t <= self.comp.now + _EPS:
+            return self.comp._new_incident(type, loc, severity=severity, source="inject", notes=notes).id
         entry = {"t": t, "type": type, "loc": loc, "severity": severity, "notes": notes, "source": "inject"}
-        pos = self.script_pos + sum(1 for e in self.script[self.script_pos :] if e["t"] <= t)
-        self.script.insert(pos, entry)
-        self._script_gen += 1
-        self.twin.env.process(self._script_proc(self._script_gen))
+        pos = self.comp.script_pos + sum(1 for e in self.comp.script[self.comp.script_pos :] if e["t"] <= t)
+        self.comp.script.insert(pos, entry)
+        self.comp._script_gen += 1
+        self.comp.twin.env.process(self.comp._script_proc(self.comp._script_gen))
         return None
