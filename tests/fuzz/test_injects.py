@@ -1,7 +1,7 @@
 """Drill injects: every bad line is rejected with an InputError, logged, and the drill goes on.
 
-Property tests over :func:`twin.cli_drill.parse_inject` (any text) and
-:func:`twin.cli_drill.apply_inject` (anything that parses, applied to a real drill),
+Property tests over :func:`twin.cli.drill.parse_inject` (any text) and
+:func:`twin.cli.drill.apply_inject` (anything that parses, applied to a real drill),
 and the README's promise end to end: ``twin drill --inject`` with 48 bad lines runs
 to the end and logs each one as ``inject_rejected``.
 """
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from scenarios import load_scenario
 from twin.cli import main
-from twin.cli_drill import apply_inject, parse_inject
+from twin.cli.drill import apply_inject, parse_inject
 from basics.errors import InputError
 from twin.model import Twin
 

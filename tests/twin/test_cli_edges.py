@@ -44,7 +44,7 @@ def _error_of(capsys, argv) -> str:
 
 
 def _commands() -> list[list[str]]:
-    from twin.cli import _parser
+    from twin.cli.app import _parser
 
     parser = _parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
@@ -254,7 +254,7 @@ def test_full_tmpfs_exits_2_not_a_segfault(tmp_path):
 
 def test_builtins_found_with_or_without_yaml_outside_the_library(tmp_path, monkeypatch):
     from scenarios import load_scenario
-    from twin.cli_compare import _scenarios
+    from twin.cli.compare import _scenarios
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my_whatif.yaml").write_text(
@@ -283,7 +283,7 @@ def _render(table, width: int = 80) -> str:
 
 
 def test_comparison_table_at_80_columns_keeps_numbers_whole_and_verdicts_honest():
-    from twin.cli_compare import comparison_table
+    from twin.cli.compare import comparison_table
 
     rows = [
         {
@@ -336,7 +336,7 @@ def test_comparison_table_at_80_columns_keeps_numbers_whole_and_verdicts_honest(
 
 
 def test_verdict_needs_an_interval_with_width_that_excludes_zero():
-    from twin.cli_compare import verdict
+    from twin.cli.compare import verdict
 
     assert verdict({"ci_low": 1.0, "ci_high": 2.0, "significant": True}) == "yes"
     assert verdict({"ci_low": -1.0, "ci_high": 2.0, "significant": False}) == "no"
@@ -410,7 +410,7 @@ def test_dask_info_logging_kept_out_of_the_terminal(monkeypatch):
 
 
 def test_confined_resolves_links_and_names_the_field(tmp_path, monkeypatch):
-    from twin.cli import confined
+    from twin.cli.common import confined
     from basics.errors import InputError
 
     monkeypatch.chdir(tmp_path)
@@ -429,8 +429,8 @@ def test_confined_resolves_links_and_names_the_field(tmp_path, monkeypatch):
 
 
 def test_iteration_and_kpi_tables_keep_numbers_whole_at_80_columns():
-    from twin.cli import kpi_table
-    from twin.cli_equilibrate import iteration_table
+    from twin.cli.common import kpi_table
+    from twin.cli.equilibrate import iteration_table
 
     day = {
         "relative_gap": 0.1234,

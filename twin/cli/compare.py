@@ -114,8 +114,8 @@ def comparison_table(summary: dict, *, rows: list | None = None, when: str | Non
 
 def _scenarios(paths: list[str]):
     """The baseline and scenario the positional arguments name."""
-    from scenarios import load_scenario
     from basics.errors import InputError
+    from scenarios import load_scenario
 
     if len(paths) == 2:
         return load_scenario(paths[0]), load_scenario(paths[1])
@@ -152,7 +152,7 @@ def _cmd_compare(args, console: Console) -> int:
     if args.seed is not None and args.seed < 0:
         raise ComparisonError(f"--seed must be 0 or more, got {args.seed}")
     baseline, scenario = _scenarios(args.scenarios)
-    from twin.cli import folder_name, run_root
+    from twin.cli.common import folder_name, run_root
 
     out = (
         Path(args.out)

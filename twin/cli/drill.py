@@ -365,13 +365,13 @@ def _cmd_drill(args, console: Console) -> int:
 
     from basics.errors import InputError
     from scenarios import load_scenario
-    from twin.cli import kpi_table
+    from twin.cli.common import kpi_table
     from twin.model import Twin
 
     if args.speed is not None and not (args.speed > 0 and math.isfinite(args.speed)):
         raise InputError(f"--speed must be a positive number (simulated seconds per real second), got {args.speed}")
     scenario = load_scenario(args.scenario, overrides={"seed": args.seed, "incidents.enabled": True})
-    from twin.cli import out_folder
+    from twin.cli.common import out_folder
 
     out = out_folder(args.out, scenario, f"{{name}}-drill-seed{scenario.seed}", overwrite=args.overwrite)
     source = InjectSource(args.inject) if args.inject else None

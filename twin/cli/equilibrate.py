@@ -69,10 +69,10 @@ def iteration_table(history: list[dict], *, title: str) -> Table:
 
 
 def _cmd_equilibrate(args, console: Console) -> int:
-    from scenarios import load_scenario
-    from twin.cli import kpi_table
-    from twin.equilibrium import equilibrate, write_equilibrium
     from basics.errors import InputError
+    from scenarios import load_scenario
+    from twin.cli.common import kpi_table
+    from twin.equilibrium import equilibrate, write_equilibrium
 
     if args.iterations is not None and not 1 <= args.iterations <= 1000:
         raise InputError(f"--iterations must be from 1 to 1000, got {args.iterations}")
@@ -82,7 +82,7 @@ def _cmd_equilibrate(args, console: Console) -> int:
         raise InputError(f"--gap-target must lie in [0, 1) (a share: 0.01 is 1 %), got {args.gap_target:g}")
     scenario = load_scenario(args.scenario or "default", overrides={"seed": args.seed})
     spec = scenario.traffic.equilibrium
-    from twin.cli import out_folder
+    from twin.cli.common import out_folder
 
     out = out_folder(args.out, scenario, f"{{name}}-seed{scenario.seed}-equilibrium", overwrite=args.overwrite)
     n = args.iterations or spec.iterations

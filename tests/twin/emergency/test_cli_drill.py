@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from twin.cli import main
-from twin.cli_drill import InjectSource, parse_inject
+from twin.cli.drill import InjectSource, parse_inject
 from basics.errors import InputError
 
 DRILL = """\
