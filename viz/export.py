@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from basics.errors import InputError  # the error base class; its home moves to basics (issue 14)
+from basics.errors import InputError
+from basics.numeric import EPS
 from viz.data import Results, clock_label, open_results, parse_time
 
 __all__ = ["FORMATS", "ExportSummary", "export_run", "link_table", "parse_window"]
@@ -60,7 +61,12 @@ FORMATS: dict[str, tuple[str, str]] = {
     "parquet": ("Parquet", ".parquet"),
 }
 _WINDOW = re.compile(r"^\s*(\d{1,2}:\d{2}(?::\d{2})?)\s*-\s*(\d{1,2}:\d{2}(?::\d{2})?)\s*$")
-_EPS = 1e-6
+try:
+    import pyarrow  # noqa: F401 - a dependency; checked so a missing one only slows writing
+
+    _HAVE_ARROW = True
+except ImportError:  # pragma: no cover
+    _HAVE_ARROW = False
 
 
 @dataclass
@@ -103,9 +109,9 @@ def parse_window(text: str | None, res: Results) -> tuple[np.ndarray, tuple[floa
         raise InputError(f"--time {text!r}: give a window of clock times HH:MM-HH:MM (e.g. 07:00-09:00)")
     t0 = parse_time(m.group(1), start_clock_s=res.start_clock_s)
     t1 = parse_time(m.group(2), start_clock_s=res.start_clock_s)
-    if t1 <= t0 and times.size and t1 + 86400.0 <= times[-1] + _EPS:
+    if t1 <= t0 and times.size and t1 + 86400.0 <= times[-1] + EPS:
         t1 += 86400.0  # a run over midnight
-    inside = (starts >= t0 - _EPS) & (times <= t1 + _EPS)
+    inside = (starts >= t0 - EPS) & (times <= t1 + EPS)
     if t1 <= t0 or not inside.any():
         first, last = clock_label(res.start_clock_s), clock_label(res.start_clock_s + (times[-1] if times.size else 0))
         step = float(times[0]) if times.size else 0.0
@@ -277,13 +283,14 @@ def _write_one(frame: Any, tmp: Path, *, fmt: str, layer: str) -> None:
     import geopandas as gpd
     from pyogrio import write_dataframe
 
+    arrow = _HAVE_ARROW  # pyogrio's Arrow path writes a million trips about twice as fast
     if fmt == "parquet":
         frame.to_parquet(tmp, index=False)
     elif fmt == "gpkg":
-        write_dataframe(frame, tmp, layer=layer, driver="GPKG", append=tmp.exists())
+        write_dataframe(frame, tmp, layer=layer, driver="GPKG", append=tmp.exists(), use_arrow=arrow)
     else:
         frame = frame if isinstance(frame, gpd.GeoDataFrame) else gpd.GeoDataFrame(frame, geometry=None)
-        write_dataframe(frame, tmp, driver=FORMATS[fmt][0])
+        write_dataframe(frame, tmp, driver=FORMATS[fmt][0], use_arrow=arrow)
 
 
 def _write_atomic(frames: dict[str, Any], out: Path, fmt: str) -> dict[str, Path]:
