@@ -1,0 +1,288 @@
+// Live operations picture: draws the twin's map on a canvas, applies the state deltas
+// pushed over the WebSocket, and sends operator controls.  No framework, no CDN.
+"use strict";
+
+const LEVEL_COLOURS = ["#a50026", "#d73027", "#f46d43", "#fdae61", "#fee08b", "#fee08b",
+  "#d9ef8b", "#a6d96a", "#66bd63", "#1a9850", "#1a9850"];
+const UNIT_COLOURS = { available: "#58a6ff", returning: "#79c0ff", dispatched: "#f0883e", en_route: "#ff7b72",
+  on_scene: "#ff3b30", transport: "#d2a8ff", at_hospital: "#bc8cff", out_of_service: "#6e7681" };
+const KPI_SHOWN = [["mean_network_speed_kmh", "network speed", "km/h"], ["trips_completed", "trips completed", ""],
+  ["mean_travel_time_s", "mean travel time", "s"], ["total_delay_h", "total delay", "h"]];
+
+const params = new URLSearchParams(location.search);
+const token = params.get("token");
+const headers = token ? { Authorization: "Bearer " + token } : {};
+const canvas = document.getElementById("map");
+const ctx = canvas.getContext("2d");
+let map = null, state = null, view = null, mode = null, drawPending = false;
+let operator = false;
+
+function $(id) { return document.getElementById(id); }
+function say(text) { $("msg").textContent = text; }
+function fmt(v, d = 0) { return v === null || v === undefined ? "–" : Number(v).toLocaleString("en", { maximumFractionDigits: d }); }
+
+// ------------------------------------------------------------------ view
+function fit() {
+  const r = canvas.getBoundingClientRect();
+  canvas.width = Math.max(1, Math.round(r.width * devicePixelRatio));
+  canvas.height = Math.max(1, Math.round(r.height * devicePixelRatio));
+  const [x0, y0, x1, y1] = map.bounds;
+  const s = 0.92 * Math.min(canvas.width / Math.max(x1 - x0, 1), canvas.height / Math.max(y1 - y0, 1));
+  view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, s: s };
+}
+function toScreen(x, y) { return [canvas.width / 2 + (x - view.cx) * view.s, canvas.height / 2 - (y - view.cy) * view.s]; }
+function toWorld(px, py) { return [view.cx + (px - canvas.width / 2) / view.s, view.cy - (py - canvas.height / 2) / view.s]; }
+function eventWorld(e) {
+  const r = canvas.getBoundingClientRect();
+  return toWorld((e.clientX - r.left) * devicePixelRatio, (e.clientY - r.top) * devicePixelRatio);
+}
+
+// ------------------------------------------------------------------ drawing
+function requestDraw() { if (!drawPending) { drawPending = true; requestAnimationFrame(draw); } }
+
+function draw() {
+  drawPending = false;
+  if (!map || !view) return;
+  ctx.fillStyle = "#0d1014";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  const n = map.n_links, X = map.x, Y = map.y, S = map.src, D = map.dst;
+  const levels = state ? state.levels : null;
+  const paths = new Map();
+  for (let i = 0; i < n; i++) {
+    const lv = levels ? levels[i] : 10;
+    let p = paths.get(lv);
+    if (!p) { p = new Path2D(); paths.set(lv, p); }
+    const [ax, ay] = toScreen(X[S[i]], Y[S[i]]), [bx, by] = toScreen(X[D[i]], Y[D[i]]);
+    p.moveTo(ax, ay); p.lineTo(bx, by);
+  }
+  const w = Math.max(1, Math.min(4, view.s * 6)) * devicePixelRatio;
+  ctx.lineWidth = w;
+  let drawn = 0;
+  for (const [lv, p] of paths) {
+    if (lv < 0) continue;
+    ctx.strokeStyle = LEVEL_COLOURS[Math.max(0, Math.min(10, lv))];
+    ctx.stroke(p); drawn++;
+  }
+  if (paths.has(-1)) {
+    ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+    ctx.strokeStyle = "#ff00ff"; ctx.lineWidth = w + 1; ctx.stroke(paths.get(-1)); ctx.setLineDash([]);
+  }
+  if (state && state.restricted && state.restricted.length) {
+    const p = new Path2D();
+    for (const i of state.restricted) {
+      const [ax, ay] = toScreen(X[S[i]], Y[S[i]]), [bx, by] = toScreen(X[D[i]], Y[D[i]]);
+      p.moveTo(ax, ay); p.lineTo(bx, by);
+    }
+    ctx.strokeStyle = "#ff9f1c"; ctx.lineWidth = w + 2; ctx.stroke(p);
+  }
+  canvas.dataset.links = String(n);
+  canvas.dataset.drawn = String(drawn);
+  drawMarkers();
+}
+
+function marker(x, y, r, fill, shape) {
+  const [sx, sy] = toScreen(x, y);
+  ctx.fillStyle = fill; ctx.beginPath();
+  if (shape === "square") ctx.rect(sx - r, sy - r, 2 * r, 2 * r); else ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+  ctx.fill();
+  return [sx, sy];
+}
+
+function drawMarkers() {
+  const k = devicePixelRatio;
+  ctx.font = `${11 * k}px system-ui`;
+  for (const z of (map.evacuation ? map.zones : [])) {
+    const [sx, sy] = toScreen(z.x, z.y); ctx.fillStyle = "#8b949e80"; ctx.fillText(z.name, sx, sy);
+  }
+  for (const h of map.hospitals) {
+    const [sx, sy] = toScreen(h.x, h.y); ctx.fillStyle = "#fff"; ctx.fillRect(sx - 6 * k, sy - 2 * k, 12 * k, 4 * k);
+    ctx.fillRect(sx - 2 * k, sy - 6 * k, 4 * k, 12 * k);
+  }
+  if (!state) return;
+  for (const [name, st] of Object.entries(state.stations || {})) {
+    const [sx, sy] = marker(st.x, st.y, 5 * k, st.in_service ? "#e6edf3" : "#6e7681", "square");
+    ctx.fillStyle = "#e6edf3"; ctx.fillText(name + (st.in_service ? "" : " (out)"), sx + 7 * k, sy - 5 * k);
+  }
+  for (const [id, inc] of Object.entries(state.incidents || {})) {
+    const [sx, sy] = marker(inc.x, inc.y, (5 + inc.severity) * k, "#ff3b30cc");
+    ctx.fillStyle = "#fff"; ctx.fillText(`#${id} ${inc.type} (${inc.stage})`, sx + 9 * k, sy + 4 * k);
+  }
+  for (const u of Object.values(state.units || {})) {
+    marker(u[0], u[1], 3 * k, UNIT_COLOURS[u[3]] || "#58a6ff");
+  }
+}
+
+// ------------------------------------------------------------------ panels
+function table(el, rows) {
+  el.replaceChildren(...rows.map(cells => {
+    const tr = document.createElement("tr");
+    for (const c of cells) {
+      const td = document.createElement("td");
+      if (Array.isArray(c)) { td.textContent = c[0]; td.className = c[1]; } else td.textContent = c;
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+}
+
+function panels() {
+  const s = state;
+  $("clock").textContent = s.clock;
+  $("pace").textContent = s.error ? s.error : s.finished ? "finished" : s.paused ? "paused" : `${s.speed}× real time`;
+  const rows = [["vehicles on the road", [fmt(s.traffic.on_network), "n"]], ["waiting to enter", [fmt(s.traffic.waiting), "n"]],
+    ["stranded (waiting for a route)", [fmt(s.traffic.stranded), s.traffic.stranded ? "n late" : "n"]],
+    ["arrived", [fmt(s.traffic.arrived), "n"]]];
+  for (const [k, label, unit] of KPI_SHOWN) if (k in s.kpis) rows.push([label, [fmt(s.kpis[k], 1) + " " + unit, "n"]]);
+  table($("kpis"), rows);
+  table($("response"), [["type", "n", "p50 s", "p90 s", "target s"]].concat(Object.entries(s.response || {}).map(([t, r]) =>
+    [t, [r.n, "n"], [fmt(r.p50), "n"], [fmt(r.p90), r.target !== null && r.p90 !== null && r.p90 > r.target ? "n late" : "n ok"], [fmt(r.target), "n"]])));
+  table($("units"), Object.entries(s.available || {}).map(([k, a]) => [k, [`${a[0]} of ${a[1]} available`, a[0] ? "n" : "n late"]]));
+  table($("hosp"), Object.entries(s.hospitals || {}).map(([h, o]) => [h, [`${o[0]} / ${o[1]} beds`, "n"]]));
+  const tbody = $("log").querySelector("tbody");
+  const shown = (s.log || []).slice(-100).reverse();
+  table(tbody, shown.map(r => [r.clock, r.event, `${r.incident} ${r.incident_type}`.trim(), r.unit, String(r.detail).slice(0, 80)]));
+  $("forks").replaceChildren(...(s.forks || []).map(forkView));
+  const st = $("station");
+  const names = Object.keys(s.stations || {});
+  if (st.options.length !== names.length) st.replaceChildren(...names.map(n => new Option(n, n)));
+}
+
+function forkView(f) {
+  const div = document.createElement("div");
+  const head = document.createElement("div");
+  head.textContent = `fork ${f.id} from ${f.from}, ${f.hours} h (${f.who}): ${f.status}`;
+  div.appendChild(head);
+  if (f.results && f.results.length) {
+    const t = document.createElement("table");
+    const keys = ["h_trips_completed", "h_mean_travel_time_s", "h_vehicle_hours", "h_mean_network_speed_kmh"];
+    table(t, [["", ...f.results.map(r => r.name)]].concat(keys.map(k => [k.slice(2).replaceAll("_", " "), ...f.results.map(r => [fmt(r.kpis[k], 1), "n"])])));
+    div.appendChild(t);
+  }
+  return div;
+}
+
+// ------------------------------------------------------------------ state feed
+function applyDelta(d) {
+  if (!state || d.base !== state.seq) return false;
+  for (const [k, v] of Object.entries(d)) {
+    if (k === "delta" || k === "base") continue;
+    if (v && typeof v === "object" && "set" in v && "drop" in v) {
+      const sec = Object.assign({}, state[k] || {});
+      for (const g of v.drop) delete sec[g];
+      Object.assign(sec, v.set); state[k] = sec;
+    } else if (k === "levels") {
+      for (let j = 0; j < v.idx.length; j++) state.levels[v.idx[j]] = v.val[j];
+    } else if (k === "log") {
+      state.log = state.log.concat(v).slice(-200);
+    } else state[k] = v;
+  }
+  return true;
+}
+
+function connect() {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : ""));
+  ws.onopen = () => { $("conn").textContent = "live"; $("conn").className = "good"; };
+  ws.onmessage = ev => {
+    const msg = JSON.parse(ev.data);
+    if (msg.delta) { if (!applyDelta(msg)) { ws.close(); return; } } else state = msg;
+    if (msg.you) setRole(msg.you);
+    document.body.dataset.seq = String(state.seq);
+    document.body.dataset.t = String(state.t);
+    panels(); requestDraw();
+  };
+  ws.onclose = () => { $("conn").textContent = "reconnecting…"; $("conn").className = "bad"; setTimeout(connect, 1000); };
+}
+
+function setRole(you) {
+  operator = you.role === "operator";
+  $("who").textContent = `${you.name} (${you.role})`;
+  document.body.dataset.role = you.role;
+}
+
+// ------------------------------------------------------------------ controls
+async function control(body) {
+  try {
+    const r = await fetch("api/control", { method: "POST", headers: Object.assign({ "Content-Type": "application/json" }, headers), body: JSON.stringify(body) });
+    const out = await r.json();
+    say(r.ok ? out.outcome : `refused (${r.status}): ${out.error}`);
+    return r.ok;
+  } catch (e) { say("could not reach the server"); return false; }
+}
+
+function setMode(m, label) {
+  mode = mode === m ? null : m;
+  for (const id of ["incmode", "closemode", "reopenmode"]) $(id).classList.toggle("on", mode && id.startsWith(mode));
+  $("mode").style.display = mode ? "block" : "none";
+  $("mode").textContent = mode ? label : "";
+  canvas.style.cursor = mode ? "crosshair" : "grab";
+}
+
+function nearestLink(x, y) {
+  let best = -1, bd = Infinity;
+  const X = map.x, Y = map.y, S = map.src, D = map.dst;
+  for (let i = 0; i < map.n_links; i++) {
+    const ax = X[S[i]], ay = Y[S[i]], bx = X[D[i]], by = Y[D[i]];
+    const dx = bx - ax, dy = by - ay, L = dx * dx + dy * dy;
+    const t = L > 0 ? Math.max(0, Math.min(1, ((x - ax) * dx + (y - ay) * dy) / L)) : 0;
+    const ex = ax + t * dx - x, ey = ay + t * dy - y, d = ex * ex + ey * ey;
+    if (d < bd) { bd = d; best = i; }
+  }
+  return best;
+}
+
+let selectedLinks = [];
+function onClick(e) {
+  const [x, y] = eventWorld(e);
+  if (mode === "inc") { control({ action: "incident", type: $("inctype").value, x: x, y: y }); setMode(null); return; }
+  const link = nearestLink(x, y);
+  if (mode === "close") { control({ action: "close_road", link: link }); setMode(null); return; }
+  if (mode === "reopen") { control({ action: "reopen_road", link: link }); setMode(null); return; }
+  selectedLinks = [link];
+  const lv = state ? state.levels[link] : null;
+  const d = $("details"); d.style.display = "block";
+  d.textContent = `link ${link} ${map.link_name[link] || "(unnamed)"}: ` + (lv === -1 ? "closed" : `${lv * 10} % of free-flow speed`);
+}
+
+function wire() {
+  $("pause").onclick = () => control({ action: "pause" });
+  $("resume").onclick = () => control({ action: "resume" });
+  $("setspeed").onclick = () => control({ action: "speed", value: Number($("speed").value) });
+  $("incmode").onclick = () => setMode("inc", "click the map to place the incident");
+  $("closemode").onclick = () => setMode("close", "click a road to close it");
+  $("reopenmode").onclick = () => setMode("reopen", "click a closed road to reopen it");
+  $("stout").onclick = () => control({ action: "station", station: $("station").value, in_service: false });
+  $("stin").onclick = () => control({ action: "station", station: $("station").value, in_service: true });
+  $("evac").onclick = () => control({ action: "evacuate", zones: [$("zone").value] });
+  $("fork").onclick = () => control({ action: "fork", hours: Number($("forkh").value), close_links: selectedLinks });
+  let drag = null;
+  canvas.addEventListener("mousedown", e => { drag = { x: e.clientX, y: e.clientY, moved: false }; });
+  window.addEventListener("mousemove", e => {
+    if (!drag) return;
+    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+    if (drag.moved) {
+      view.cx -= dx * devicePixelRatio / view.s; view.cy += dy * devicePixelRatio / view.s;
+      drag.x = e.clientX; drag.y = e.clientY; requestDraw();
+    }
+  });
+  window.addEventListener("mouseup", e => { if (drag && !drag.moved && e.target === canvas) onClick(e); drag = null; });
+  canvas.addEventListener("wheel", e => {
+    e.preventDefault();
+    const [wx, wy] = eventWorld(e), f = e.deltaY < 0 ? 1.2 : 1 / 1.2;
+    view.s *= f; view.cx = wx - (wx - view.cx) / f; view.cy = wy - (wy - view.cy) / f; requestDraw();
+  }, { passive: false });
+  window.addEventListener("resize", () => { fit(); requestDraw(); });
+}
+
+async function main() {
+  const r = await fetch("api/map", { headers: headers });
+  if (!r.ok) { $("conn").textContent = `not allowed (${r.status})`; return; }
+  map = await r.json();
+  $("title").textContent = `${map.scenario} — ${map.city}`;
+  $("inctype").replaceChildren(...map.incident_types.map(t => new Option(t, t)));
+  $("zone").replaceChildren(...map.zones.map(z => new Option(z.name, z.name)));
+  canvas.dataset.links = String(map.n_links);
+  fit(); wire(); requestDraw(); connect();
+}
+
+main();
