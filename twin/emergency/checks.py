@@ -49,7 +49,7 @@ def check_invariants(comp) -> None:
         ):
             raise RuntimeError(f"unit {u.id}: the index disagrees with its record")
         if u.state in (ENROUTE, TRANSPORT, RETURNING, DISPATCHED) and u.path.shape[0]:
-            rest = comp._rest(u)
+            rest = comp.routes.rest(u)
             if rest.size and comp.router.is_closed(rest).any():
                 raise RuntimeError(
                     f"unit {u.id} is routed over closed link(s) {rest[comp.router.is_closed(rest)].tolist()}"

@@ -37,9 +37,10 @@ from twin.clock import PRIORITY, schedule_at
 from twin.components import Component
 from twin.emergency import report
 from twin.emergency.agenda import Agenda, Key
+from twin.emergency.centre import DispatchCentre
 from twin.emergency.checks import check_invariants
 from twin.emergency.control import ControlDesk
-from twin.emergency.dispatch import POLICIES, Candidates, Router, check_choice, load_policy
+from twin.emergency.dispatch import POLICIES, Candidates, Router, load_policy
 from twin.emergency.incidents import (
     CLEARED,
     OCCURRED,
@@ -56,7 +57,6 @@ from twin.emergency.incidents import (
 from twin.emergency.log import EventLog
 from twin.emergency.resources import (
     AVAILABLE,
-    DISPATCHABLE,
     DISPATCHED,
     ENROUTE,
     HOSPITAL,
@@ -68,6 +68,7 @@ from twin.emergency.resources import (
     Unit,
     build_resources,
 )
+from twin.emergency.routes import UnitRoutes
 from twin.rng import component_rng
 
 __all__ = ["EmergencyComponent"]
@@ -170,6 +171,10 @@ class EmergencyComponent(Component):
         self._watch_wake: simpy.Event | None = None
         #: station changes, unit moves and injects
         self.control = ControlDesk(self)
+        #: unit trips on the roads
+        self.routes = UnitRoutes(self)
+        #: the dispatch centre's rounds
+        self.centre = DispatchCentre(self)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -178,6 +183,7 @@ class EmergencyComponent(Component):
 
     # ================================================================ processes
     def start(self) -> None:
+        """Register the processes (dispatcher, arrivals, drill script, agenda, link watch) from the records."""
         env = self._env = self.twin.env
         self._rebuild_index()
         self._wake = env.event()
@@ -193,6 +199,7 @@ class EmergencyComponent(Component):
 
     @property
     def now(self) -> float:
+        """The clock's time, s."""
         return self._env.now
 
     # ------------------------------------------------------------ fast index
@@ -258,7 +265,7 @@ class EmergencyComponent(Component):
             yield self._wake
             self._wake = self.twin.env.event()
             self._links_changed()
-            self._dispatch_round()
+            self.centre.dispatch_round()
 
     def _arrivals(self, name: str):
         env = self.twin.env
@@ -506,59 +513,6 @@ class EmergencyComponent(Component):
         self.log.add(self.now, "cleared", inc.id, node=inc.node)
 
     # ================================================================ units
-    def _where(self, unit: Unit) -> tuple[int, int, float]:
-        """``(node, link in progress or -1, time at node)`` a new route starts from."""
-        now = self.now
-        n = unit.path.shape[0]
-        if n == 0 or not now > unit.t_depart + _EPS:  # not left yet (or leaving right now)
-            return unit.node, -1, now
-        k = unit.links_done(now)
-        if k >= n:
-            return unit.dest, -1, now
-        dst = self.twin.city.network.dst
-        if k > 0 and unit.path_t[k - 1] >= now - _EPS:
-            return int(dst[unit.path[k - 1]]), -1, now
-        a = int(unit.path[k])
-        return int(dst[a]), a, float(unit.path_t[k])
-
-    def _route(self, unit: Unit, dest: int, *, t0: float, from_here: bool = True, leaving: bool = False) -> bool:
-        """Give ``unit`` a trip to ``dest`` leaving at ``t0`` (from where it is now); False if unreachable.
-
-        ``leaving``: the unit leaves a node that others leave too (a scene, a hospital), so the
-        route comes from the tree *from* there (shared with them and with the patient
-        transport); otherwise from the tree to ``dest`` (shared by all heading there, like the
-        dispatch centre's tree to a scene).
-        """
-        node, lead, t_node = self._where(unit) if from_here else (unit.node, -1, t0)
-        r = self.router.path_from(node, dest) if leaving and lead < 0 else self.router.path_to(node, dest)
-        if r is None:
-            return False
-        links, tts = r
-        if lead >= 0:
-            start = t_node
-            links = np.concatenate([[lead], links]).astype(np.int32)
-            times = np.empty(tts.shape[0] + 1)
-            times[0] = 0.0
-            np.add.accumulate(tts, out=times[1:])  # cheaper than cumsum on short arrays
-            times += t_node
-            unit.node = int(self.twin.city.network.src[lead])
-            unit.t_depart = min(self.now, t0)
-        else:
-            start = max(t0, t_node)
-            times = np.add.accumulate(tts)
-            times += start
-            unit.node = node
-            unit.t_depart = start
-        unit.path = links
-        unit.path_t = np.asarray(times, np.float64)
-        unit.dest = int(dest)
-        if links.shape[0]:
-            self._watch()
-        return True
-
-    def _arrival_time(self, unit: Unit) -> float:
-        return float(unit.path_t[-1]) if unit.path.shape[0] else unit.t_depart
-
     def _unit_due(self, unit: Unit) -> None:
         now = self.now
         if unit.state == DISPATCHED:
@@ -567,7 +521,7 @@ class EmergencyComponent(Component):
             if math.isnan(inc.t_enroute):
                 inc.t_enroute = now
             self.log.add(now, "en_route", inc.id, unit.id, unit.node)
-            self._set_next(("u", unit.id), self._arrival_time(unit))
+            self._set_next(("u", unit.id), self.routes.arrival_time(unit))
         elif unit.state == ENROUTE:
             inc = self.incidents[unit.incident]
             travel = now - unit.t_depart
@@ -605,19 +559,19 @@ class EmergencyComponent(Component):
 
     def _go_home(self, unit: Unit) -> None:
         home = self.stations[unit.station].node
-        node, lead, _ = self._where(unit)
+        node, lead, _ = self.routes.where(unit)
         if node == home and lead < 0:
             unit.clear_trip(home)
             self._at_station(unit)
             return
         self._set_state(unit, RETURNING)
-        if not self._route(unit, home, t0=self.now, leaving=True):
+        if not self.routes.route(unit, home, t0=self.now, leaving=True):
             unit.clear_trip(node)
             self.log.add(self.now, "stranded", -1, unit.id, node, detail="no open route home")
             self._set_next(("u", unit.id), math.inf)
             return
         self.log.add(self.now, "returning", -1, unit.id, unit.node, detail=f"to {self.stations[unit.station].name}")
-        self._set_next(("u", unit.id), self._arrival_time(unit))
+        self._set_next(("u", unit.id), self.routes.arrival_time(unit))
 
     def _at_station(self, unit: Unit) -> None:
         st = self.stations[unit.station]
@@ -669,122 +623,9 @@ class EmergencyComponent(Component):
             inc.node,
             detail=hosp.name + ("" if best_free >= 0 else " (no free bed: nearest)"),
         )
-        self._set_next(("u", unit.id), self._arrival_time(unit))
+        self._set_next(("u", unit.id), self.routes.arrival_time(unit))
 
     # ================================================================ dispatch
-    def candidates(self, kind: str, dist: np.ndarray, inc: Incident, *, free: np.ndarray | None = None) -> Candidates:
-        """Units of ``kind`` that may be sent now, with their current travel time to ``inc``.
-
-        ``dist`` is the travel time from every node to the incident; ``free`` the mask of
-        units free to send (default: computed now).
-        """
-        now = self.twin.env.now
-        free = self._free_mask() if free is None else free
-        ids = (free & self._kind_mask[self._kind_code[kind]]).nonzero()[0]
-        st = self._ustation[ids]
-        nodes = self._st_node[st]  # units at their station
-        lag = np.zeros(ids.size)
-        units = self.units
-        for j in (self._ustate[ids] == RETURNING).nonzero()[0].tolist():  # driving home: from where they are
-            node, _, t_node = self._where(units[ids[j]])
-            nodes[j] = node
-            lag[j] = t_node - now
-        travel = dist[nodes]
-        travel += lag
-
-        def free() -> np.ndarray:
-            return self.router.free_tree_to(inc.node)[nodes] + lag
-
-        return Candidates(
-            kind=kind,
-            units=ids,
-            travel_s=travel,
-            mutual_aid=self._st_aid[st],
-            station=st,
-            free_flow_fn=free,
-            any_mutual_aid=None if self._any_aid else False,
-        )
-
-    def _dispatch_round(self) -> None:
-        if not self.queue:
-            self.blocked = False
-            return
-        mask = self._free_mask()
-        counts = np.bincount(self._ukind[mask], minlength=len(self.kinds))
-        free = {k: int(counts[c]) for k, c in self._kind_code.items()}
-        order = sorted(self.queue, key=lambda i: (-self.incidents[i].priority, self.incidents[i].t_reported, i))
-        trusted = self.policy in _TRUSTED
-        for i in order:
-            inc = self.incidents[i]
-            kinds = [k for k, n in inc.need.items() if n > 0 and free.get(k, 0) > 0]
-            if kinds:
-                dist, _ = self.router.tree_to(inc.node)
-                for kind in kinds:
-                    n = inc.need[kind]
-                    cand = self.candidates(kind, dist, inc, free=mask)
-                    chosen = self.policy(inc, kind, n, cand)
-                    if not trusted:  # the built-in policies choose among reachable candidates by construction
-                        chosen = check_choice(chosen, cand, n, policy_name=self.policy_name, incident_id=inc.id)
-                    for u in chosen:
-                        self._assign(self.units[u], inc, float(cand.travel_s[cand.units.searchsorted(u)]))
-                        mask[u] = False
-                    free[kind] -= len(chosen)
-            if sum(inc.need.values()) == 0:
-                self.queue.remove(i)
-            elif not inc.waited:
-                inc.waited = True
-                self.log.add(
-                    self.now,
-                    "queued",
-                    inc.id,
-                    node=inc.node,
-                    detail="waiting for " + ", ".join(f"{n} {k}" for k, n in inc.need.items() if n),
-                )
-        self.max_waiting = max(self.max_waiting, len(self.queue))
-        # a free unit of a kind some queued incident needs could not reach it: watch the roads
-        self.blocked = any(free.get(k, 0) > 0 for i in self.queue for k in self.incidents[i].need)
-        if self.blocked:
-            self._watch()
-
-    def _assign(self, unit: Unit, inc: Incident, travel_s: float) -> None:
-        now = self.now
-        if unit.state not in DISPATCHABLE or unit.incident >= 0:
-            raise RuntimeError(f"internal error: unit {unit.id} sent while {unit.state}")
-        rolling = unit.state == RETURNING
-        t0 = now if rolling else now + draw(self.spec.turnout, self.rng_units)
-        if not self._route(unit, inc.node, t0=t0):
-            raise RuntimeError(f"internal error: unit {unit.id} has no route to incident {inc.id}")
-        unit.incident = inc.id
-        unit.busy_since = now
-        unit.dispatches += 1
-        inc.assigned.append(unit.id)
-        inc.units_sent += 1
-        inc.need[unit.kind] -= 1
-        if inc.need[unit.kind] <= 0:
-            del inc.need[unit.kind]
-        if math.isnan(inc.t_dispatched):
-            inc.t_dispatched = now
-        st = self.stations[unit.station]
-        if st.mutual_aid:
-            self.mutual_aid_dispatches += 1
-        self.log.add(
-            now,
-            "dispatched",
-            inc.id,
-            unit.id,
-            unit.node,
-            detail=f"from {st.name}{' (mutual aid)' if st.mutual_aid else ''}; travel {travel_s:.0f} s",
-        )
-        if unit.t_depart <= now + _EPS:
-            self._set_state(unit, ENROUTE)
-            if math.isnan(inc.t_enroute):
-                inc.t_enroute = now
-            self.log.add(now, "en_route", inc.id, unit.id, unit.node)
-            self._set_next(("u", unit.id), self._arrival_time(unit))
-        else:
-            self._set_state(unit, DISPATCHED)
-            self._set_next(("u", unit.id), unit.t_depart)
-
     # ================================================================ link changes
     def _links_changed(self) -> bool:
         """React to link changes (own or others'): re-route units whose remaining route crosses a
@@ -810,21 +651,13 @@ class EmergencyComponent(Component):
                     continue
                 if unit.state == RETURNING and unit.node != self.stations[unit.station].node:
                     self._go_home(unit)
-                elif unit.state == TRANSPORT and self._route(unit, unit.dest, t0=now):
+                elif unit.state == TRANSPORT and self.routes.route(unit, unit.dest, t0=now):
                     self.log.add(now, "rerouted", unit.incident, unit.id, unit.node, detail="a route opened")
-                    self._set_next(("u", unit.id), self._arrival_time(unit))
+                    self._set_next(("u", unit.id), self.routes.arrival_time(unit))
                 continue
-            if newly.any() and newly[self._rest(unit)].any():
+            if newly.any() and newly[self.routes.rest(unit)].any():
                 self._reroute(unit)
         return True
-
-    def _rest(self, unit: Unit) -> np.ndarray:
-        """Links of its route the unit has not entered yet."""
-        now = self.twin.env.now
-        if not unit.t_depart < now:
-            return unit.path
-        _, lead, _ = self._where(unit)
-        return unit.path[unit.links_done(now) + (1 if lead >= 0 else 0) :]
 
     def _reroute(self, unit: Unit) -> None:
         now = self.now
@@ -839,10 +672,10 @@ class EmergencyComponent(Component):
             inc = self.incidents[unit.incident]
             dest = inc.node
         leaving = unit.state == DISPATCHED
-        ok = self._route(unit, dest, t0=unit.t_depart if leaving else now, from_here=not leaving)
+        ok = self.routes.route(unit, dest, t0=unit.t_depart if leaving else now, from_here=not leaving)
         if ok:
             self.log.add(now, "rerouted", inc.id, unit.id, unit.node, detail="a link on its route closed")
-            self._set_next(key, unit.t_depart if leaving else self._arrival_time(unit))
+            self._set_next(key, unit.t_depart if leaving else self.routes.arrival_time(unit))
             return
         self.log.add(now, "stranded", inc.id, unit.id, unit.node, detail="no open route to its destination")
         if unit.state in (DISPATCHED, ENROUTE):  # give the job back to dispatch
@@ -851,10 +684,14 @@ class EmergencyComponent(Component):
                 self.queue.append(inc.id)
             self._release(unit)
         else:  # transport: wait where it is for a route
-            node, lead, _ = self._where(unit)
+            node, lead, _ = self.routes.where(unit)
             unit.clear_trip(node)
             unit.dest = dest
             self._set_next(key, math.inf)
+
+    def candidates(self, kind: str, dist: np.ndarray, inc: Incident, *, free: np.ndarray | None = None) -> Candidates:
+        """Units of ``kind`` that may be sent now (:meth:`DispatchCentre.candidates`)."""
+        return self.centre.candidates(kind, dist, inc, free=free)
 
     # ================================================================ control (see ControlDesk)
     def set_station_in_service(self, name: str, in_service: bool) -> None:
@@ -887,6 +724,7 @@ class EmergencyComponent(Component):
         return out
 
     def unit_name(self, u: int) -> str:
+        """A unit's display name, e.g. ``ambulance 2 (Central)``."""
         return self.unit_names[u]
 
     def check_invariants(self) -> None:
@@ -894,10 +732,13 @@ class EmergencyComponent(Component):
         check_invariants(self)
 
     def sample(self, t: float) -> None:
+        """Record one row of the service's time series (see :func:`twin.emergency.report.sample`)."""
         report.sample(self, t)
 
     def data_vars(self):
+        """The service's variables for the run's Dataset."""
         return report.data_vars(self)
 
     def kpis(self) -> dict[str, float]:
+        """The service's KPIs (see :mod:`twin.emergency.report`)."""
         return report.kpis(self)
