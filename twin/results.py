@@ -19,6 +19,7 @@ __all__ = [
     "package_version",
     "KPI_LABELS",
     "kpi_labels",
+    "kpi_label_table",
     "fill_run",
     "run_marker",
     "write_netcdf",
@@ -134,6 +135,18 @@ def kpi_labels() -> dict[str, tuple[str, str]]:
     from twin.components import component_kpi_labels
 
     return {**KPI_LABELS, **component_kpi_labels()}
+
+
+def kpi_label_table(keys) -> dict[str, list[str]]:
+    """``{key: [label, unit]}`` for the KPI ``keys``, as a run folder carries it.
+
+    Written into ``summary.json`` (``kpi_labels``) and the results Dataset's attrs
+    (``labels``, as JSON text) when a run is written, so that readers of run folders
+    (:mod:`viz`) show labels and units without importing the twin; a key without a
+    label gets its own name and no unit.
+    """
+    labels = kpi_labels()
+    return {key: list(labels.get(key, (key.replace("_", " "), ""))) for key in keys}
 
 
 def _var(dims, data, units: str, long_name: str) -> xr.Variable:
@@ -299,8 +312,10 @@ def build_dataset(twin) -> xr.Dataset:
             else:
                 data[name] = var
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
-    for name, value in compute_kpis(twin).items():
+    kpis = compute_kpis(twin)
+    for name, value in kpis.items():
         ds.attrs[f"kpi_{name}"] = value
+    ds.attrs["labels"] = json.dumps(kpi_label_table(kpis))  # KPI labels and units for readers (viz)
     pairs = twin.traffic.no_path_pairs(top=10)  # trips with no route on the network as given, most frequent first
     ds.attrs["trips_no_route_pairs"] = "; ".join(f"{o} -> {d}: {c}" for (o, d), c in pairs)
     return ds
@@ -472,7 +487,8 @@ def fill_run(twin, folder: Path, *, extra: dict | None = None) -> None:
         "package_version": package_version(),
         "sim_time_s": float(twin.traffic.now),
         "city": {"name": twin.city.name, "nodes": twin.city.network.n_nodes, "links": twin.city.network.n_links},
-        "kpis": json_safe(compute_kpis(twin)),
+        "kpis": json_safe(kpis := compute_kpis(twin)),
+        "kpi_labels": kpi_label_table(kpis),
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     for name, extra_ds in (extra or {}).items():  # more datasets of the same run

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,28 @@ class Results:
     def clock_labels(self) -> list[str]:
         """``HH:MM`` at the end of each output interval."""
         return [clock_label(self.start_clock_s + t) for t in self.times]
+
+    @property
+    def kpi_labels(self) -> dict[str, tuple[str, str]]:
+        """``{key: (label, unit)}`` of the KPIs, as the writer put them in the folder.
+
+        Read from ``summary.json`` (``kpi_labels``), else from the Dataset's ``labels``
+        attribute (JSON text); empty for folders written before labels were stored
+        (then :func:`kpi_label` falls back to the key itself).
+        """
+        table = self.summary.get("kpi_labels")
+        if not isinstance(table, dict):
+            try:
+                table = json.loads(str(self.ds.attrs.get("labels", "{}")))
+            except ValueError:
+                table = {}
+        if not isinstance(table, dict):
+            return {}
+        out = {}
+        for key, value in table.items():
+            if isinstance(value, (list, tuple)) and len(value) == 2:
+                out[str(key)] = (str(value[0]), str(value[1]))
+        return out
 
 
 def _read_json(path: Path) -> dict:
@@ -215,16 +238,27 @@ def clock_label(seconds: float) -> str:
     return format_clock(seconds)
 
 
-def kpi_label(key: str) -> tuple[str, str]:
-    """Label and unit of a KPI key (the twin's labels; the key itself when unknown)."""
-    try:
-        from twin.results import kpi_labels
+def kpi_label(key: str, labels: Mapping[str, Sequence[str]] | None = None) -> tuple[str, str]:
+    """Label and unit of a KPI key.
 
-        labels = kpi_labels()
-    except Exception:  # labels are cosmetic: a broken component module must not stop a report
-        log.debug("KPI labels unavailable", exc_info=True)
-        labels = {}
-    return labels.get(key, (key.replace("_", " "), ""))
+    Parameters
+    ----------
+    key : str
+        The KPI's key (``"mean_travel_time_s"``).
+    labels : mapping, optional
+        ``{key: (label, unit)}`` as a results folder carries it (:attr:`Results.kpi_labels`,
+        or ``summary.json``'s ``kpi_labels``).
+
+    Returns
+    -------
+    tuple of str
+        ``(label, unit)``; the key with spaces for underscores and no unit when the
+        folder has no label for it (folders written before labels were stored).
+    """
+    entry = (labels or {}).get(key)
+    if entry is not None and len(entry) == 2:
+        return str(entry[0]), str(entry[1])
+    return key.replace("_", " "), ""
 
 
 # -- time -----------------------------------------------------------------------

@@ -62,7 +62,7 @@ def kpi_rows(res: Results) -> list[dict]:
         for i, r in enumerate(res.summary.get("kpis", [])):
             if not isinstance(r, dict) or "key" not in r:
                 raise InputError(f"{res.path / 'summary.json'}: kpis[{i}] has no 'key'")
-            label, unit = kpi_label(r["key"])
+            label, unit = kpi_label(r["key"], res.kpi_labels)
             rows.append({**r, "label": r.get("label") or label, "unit": r.get("unit", unit)})
         return rows
     kpis = res.summary.get("kpis")
@@ -70,7 +70,7 @@ def kpi_rows(res: Results) -> list[dict]:
         kpis = {k[4:]: v for k, v in res.ds.attrs.items() if k.startswith("kpi_")}
     rows = []
     for key, value in kpis.items():
-        label, unit = kpi_label(key)
+        label, unit = kpi_label(key, res.kpi_labels)
         rows.append({"key": key, "label": label, "unit": unit, "value": value})
     return rows
 

@@ -58,10 +58,11 @@ def run_report(run_dir, tmp_path_factory):
 def test_run_report_shows_every_kpi_as_displayed(run_dir, run_report):
     html_path, _ = run_report
     html = html_path.read_text()
-    kpis = json.loads((run_dir / "summary.json").read_text())["kpis"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    kpis = summary["kpis"]
     assert len(kpis) >= 10
     for key, value in kpis.items():
-        label, unit = kpi_label(key)
+        label, unit = kpi_label(key, summary["kpi_labels"])
         cells = _row(html, label)
         assert cells[0] == fmt_value(value), key
         assert cells[1] == unit
