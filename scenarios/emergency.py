@@ -58,8 +58,9 @@ from pydantic import (
     model_validator,
 )
 
-from .base import Count, CrossFieldError, Duration, Number, _Section
 from basics.clock import parse_time_point
+
+from .base import Count, CrossFieldError, Duration, Number, _Section
 
 __all__ = [
     "DEFAULT_INCIDENT_TYPES",

@@ -26,8 +26,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Count, CrossFieldError, Duration, Number, _Section
 from basics.clock import parse_time_point
+
+from .base import Count, CrossFieldError, Duration, Number, _Section
 
 __all__ = ["InterventionSpec", "INTERVENTION_KINDS", "LinkSelector"]
 

@@ -26,8 +26,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from .base import Clock, Count, CrossFieldError, Duration, Number, _resolve_file, _Section
 from basics.clock import parse_duration
+
+from .base import Clock, Count, CrossFieldError, Duration, Number, _resolve_file, _Section
 
 __all__ = [
     "PopulationSpec",

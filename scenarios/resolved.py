@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from basics.atomic import atomic_open
+
 from .city import _SUMO_BUILTINS, BUILTIN_CITIES
 from .schema import Scenario
 
@@ -26,7 +28,6 @@ PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("demand", "sumo"),
     ("outputs", "dir"),
 )
-from basics.atomic import atomic_open
 
 # Fields that do not change what is simulated, left out of the hash.
 COSMETIC_FIELDS: tuple[tuple[str, ...], ...] = (("name",), ("description",), ("outputs", "dir"))
