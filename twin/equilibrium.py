@@ -77,10 +77,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from kernels import choice as kc
-from kernels.routing import route_table
-from twin.errors import InputError
-from twin.recorder import PRIORITY, at_time
+from basics.errors import InputError
+from twin.clock import PRIORITY, schedule_at
+from twin.departures import (
+    DEPARTURE_VARS,
+    adapt_departures,
+    candidate_shifts,
+    entry_link_times,
+    expected_travel_times,
+)
+from twin.gap import _expectation_error, experienced_link_times, relative_gap, run_day
 
 __all__ = [
     "RouteKnowledge",
@@ -100,15 +106,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: per-iteration variables of the population agents' departure learning (NaN without agents)
-DEPARTURE_VARS: tuple[str, ...] = (
-    "departures_shifted",
-    "mean_departure_shift_s",
-    "mean_abs_departure_shift_s",
-    "agent_mean_travel_time_s",
-    "agent_mean_cost_s",
-)
 
 #: per-iteration variables of ``equilibrium.nc``: name -> (units, long name)
 ITERATION_VARS: dict[str, tuple[str, str]] = {
@@ -245,6 +242,7 @@ class RouteKnowledge:
 
     @property
     def n_bins(self) -> int:
+        """Number of time bins of the remembered link times."""
         return int(self.link_time_s.shape[0])
 
     def bin_of(self, t: float) -> int:
@@ -290,7 +288,7 @@ class RouteKnowledge:
     def process(self, twin):
         """SimPy process: refresh the routes every ``refresh_s`` (the re-routing's priority)."""
         while True:
-            yield at_time(twin.env, max(self.next_s, twin.env.now), PRIORITY["reroute"])
+            yield schedule_at(twin.env, max(self.next_s, twin.env.now), PRIORITY["reroute"])
             twin.sync()
             self.update(twin)
 
@@ -314,420 +312,7 @@ class RouteKnowledge:
 # ------------------------------------------------------------------------ one day
 
 
-def run_day(twin, *, bin_s: float) -> np.ndarray:
-    """Run ``twin`` to the end of its day, a bin at a time; returns which links were
-    open at the end of each bin, ``bool (bins, links)``.  (Splitting a run changes
-    nothing in it.)
-    """
-    n_bins = int(math.ceil(twin.duration_s / bin_s - 1e-9))
-    is_open = np.ones((n_bins, twin.traffic.links.is_open.shape[0]), bool)
-    for b in range(n_bins):
-        twin.run_until(min((b + 1) * bin_s, twin.duration_s))
-        is_open[b] = twin.traffic.links.is_open != 0
-    return is_open
-
-
-def experienced_link_times(twin) -> np.ndarray:
-    """The day's experienced link times, s, ``(intervals, links)``: link length over the
-    recorder's space-mean speed (the mean traversal time of the vehicles that left the
-    link in the interval; free-flow time where none did and none queued).  Links at
-    free speed get their free-flow time exactly, so uncongested links keep identical
-    weights from bin to bin.
-    """
-    rec = twin.recorder
-    links = twin.traffic.links
-    if not rec.time:
-        raise InputError("the twin has recorded nothing yet: run the day before reading its link times")
-    speed = np.stack(rec.link["speed"])
-    with np.errstate(divide="ignore"):
-        x = links.length / speed
-    free = np.broadcast_to(links.free_tt, x.shape)
-    snap = np.abs(x - free) <= 1e-9 * free
-    x = np.where(snap, free, x)
-    return np.maximum(x, 1e-9)
-
-
-def _shortest_by_bin(
-    twin, link_time_s: np.ndarray, is_open, bins: np.ndarray, origin: np.ndarray, dest: np.ndarray
-) -> np.ndarray:
-    """Shortest travel time of each (origin, dest) pair on the link times of its bin
-    (``link_time_s[bins[i]]``; links closed at the end of that bin, ``is_open``, excluded):
-    one route-table pass per bin over the destinations that bin needs.
-    """
-    tm = twin.traffic
-    g = tm.graph
-    n_nodes = tm.network.n_nodes
-    out = np.full(bins.shape[0], np.inf)
-    dests, row = np.unique(dest, return_inverse=True)
-    dests = dests.astype(np.int32)
-    dist = np.full((dests.size, n_nodes), np.inf)
-    no_next = np.empty((0, n_nodes), np.int32)
-    order = np.argsort(bins, kind="stable")
-    cuts = np.flatnonzero(np.diff(bins[order])) + 1
-    for part in np.split(order, cuts):
-        if part.size == 0:
-            continue
-        b = int(bins[part[0]])
-        w = np.array(link_time_s[b], np.float64)
-        if is_open is not None:
-            w[~is_open[min(b, is_open.shape[0] - 1)]] = np.inf
-        active = np.zeros(dests.size, np.bool_)
-        active[row[part]] = True
-        route_table(dests, active, g.in_indptr, g.in_links, g.src, w, no_next, dist)
-        out[part] = dist[row[part], origin[part]]
-    return out
-
-
-#: the relative gap is measured on at most this many completed trips (a sample keyed to
-#: the trip, the same every day): each needs a shortest-path search per destination and
-#: departure bin, which on a metro day would cost more than the day itself
-GAP_SAMPLE = 50_000
-
-
-def relative_gap(
-    twin, link_time_s: np.ndarray, is_open: np.ndarray | None = None, *, bin_s: float, sample: int | None = GAP_SAMPLE
-) -> dict[str, Any]:
-    """The day's relative gap on its experienced link times.
-
-    On more than ``sample`` completed trips it is measured on a sample of that many,
-    drawn by a hash of the trip's number (the same trips every day while they complete);
-    its standard error is about ``sd / sqrt(sample)`` of the per-trip gaps, a few
-    hundredths of a percentage point at 50,000 (``None``: every trip).
-
-    Parameters
-    ----------
-    twin
-        A twin that ran its day.
-    link_time_s : array (bins, links)
-        The day's experienced link times (:func:`experienced_link_times`).
-    is_open : bool array (bins, links), optional
-        Links open in each bin (:func:`run_day`); closed ones are left out of the
-        best paths.
-    bin_s : float
-        Bin length, s.
-
-    Returns
-    -------
-    dict
-        ``relative_gap``, ``mean_best_time_s``, ``experienced_s`` and ``best_s``
-        (sums over completed trips), ``trips`` (completed trips counted) and
-        ``best_time_s`` (per trip; NaN for trips not counted).
-    """
-    tm = twin.traffic
-    n = tm.n_vehicles
-    veh = tm.veh
-    depart = veh.depart[:n]
-    arrive = veh.arrive[:n]
-    table = twin.trip_table()
-    origin, dest = table["origin"], table["destination"]
-    done = np.isfinite(arrive)
-    best = np.full(n, np.nan)
-    n_bins = link_time_s.shape[0]
-    b_of = np.clip(np.floor(depart / bin_s + 1e-9).astype(np.int64), 0, n_bins - 1)
-    idx = np.flatnonzero(done)
-    if sample is not None and idx.size > sample:
-        from kernels.choice import hash_uniforms
-
-        u = hash_uniforms(np.asarray(idx, np.uint64), 0x6A7, np.empty(idx.size))
-        idx = idx[np.argsort(u, kind="stable")[:sample]]
-        idx.sort()
-        done = np.zeros_like(done)
-        done[idx] = True
-    if idx.size:
-        best[idx] = _shortest_by_bin(twin, link_time_s, is_open, b_of[idx], origin[idx], dest[idx])
-    ok = done & np.isfinite(best)
-    exp_sum = float((arrive[ok] - depart[ok]).sum())
-    best_sum = float(best[ok].sum())
-    return {
-        "relative_gap": (exp_sum - best_sum) / best_sum if best_sum > 0 else math.nan,
-        "mean_best_time_s": best_sum / ok.sum() if ok.any() else math.nan,
-        "experienced_s": exp_sum,
-        "best_s": best_sum,
-        "trips": int(ok.sum()),
-        "best_time_s": np.where(ok, best, np.nan),
-    }
-
-
-def _expectation_error(twin, knowledge: np.ndarray | None, experienced: np.ndarray) -> float:
-    """Flow-weighted mean relative difference between experienced and remembered link times."""
-    if knowledge is None:
-        return math.nan
-    flow = np.stack(twin.recorder.link["inflow"]).astype(np.float64)
-    m = min(flow.shape[0], knowledge.shape[0], experienced.shape[0])
-    k, x, f = knowledge[:m], experienced[:m], flow[:m]
-    ok = np.isfinite(k) & np.isfinite(x) & (k > 0)
-    total = float(f[ok].sum())
-    if total <= 0:
-        return math.nan
-    return float((f[ok] * np.abs(x[ok] - k[ok]) / k[ok]).sum() / total)
-
-
-# ------------------------------------------------------------------------ departure times
-
-#: counter-based random stream (slot) of who re-plans a departure after a day: + day
-_SLOT_DEPARTURE = 1 << 43
-
-
-def expected_travel_times(
-    twin,
-    link_time_s: np.ndarray,
-    origin: np.ndarray,
-    dest: np.ndarray,
-    depart_s: np.ndarray,
-    *,
-    bin_s: float,
-    is_open: np.ndarray | None = None,
-) -> np.ndarray:
-    """Travel times travellers expect from remembered link times, s, one per (origin, destination, departure).
-
-    The shortest path from ``origin`` to ``dest`` on the link times of each bin
-    (``link_time_s[bin]``, links closed at the end of that bin excluded), linear
-    in the departure time between bin centres (held before the first centre and
-    after the last); ``inf`` where the destination cannot be reached.
-    """
-    origin = np.asarray(origin, np.int64)
-    dest = np.asarray(dest, np.int64)
-    t = np.asarray(depart_s, np.float64)
-    out = np.full(t.shape[0], np.inf)
-    if t.size == 0:
-        return out
-    n_bins = link_time_s.shape[0]
-    c = t / bin_s - 0.5
-    b0 = np.clip(np.floor(c), 0, n_bins - 1).astype(np.int64)
-    b1 = np.minimum(b0 + 1, n_bins - 1)
-    f = np.where((c >= 0) & (c < n_bins - 1), c - np.floor(c), 0.0)
-    value = _shortest_by_bin(
-        twin,
-        link_time_s,
-        is_open,
-        np.concatenate([b0, b1]),
-        np.concatenate([origin, origin]),
-        np.concatenate([dest, dest]),
-    )
-    v0, v1 = value[: t.size], value[t.size :]
-    with np.errstate(invalid="ignore"):
-        out = np.where(f == 0.0, v0, (1.0 - f) * v0 + f * v1)
-    return np.where(np.isnan(out), np.inf, out)
-
-
-def entry_link_times(link_time_s: np.ndarray, *, bin_s: float, iterations: int = 4) -> np.ndarray:
-    """Link times by the time a vehicle *enters* the link, from times by the time vehicles left it.
-
-    The experienced (and remembered) time of a bin is the mean traversal time of the
-    vehicles that left the link in the bin; a vehicle entering at ``t`` leaves at
-    ``t + tau(t)``, so ``tau(t) = X(t + tau(t))`` (``X`` linear between bin centres),
-    solved by a few fixed-point steps from ``tau = X(t)`` at each bin centre.  Without
-    it, a rising queue shows up a traversal time late and leaving just before a peak
-    looks better than it is.
-    """
-    x = np.asarray(link_time_s, np.float64)
-    nb = x.shape[0]
-    centre = (np.arange(nb, dtype=np.float64) + 0.5) * bin_s
-    col = np.arange(x.shape[1])[None, :]
-    tau = x.copy()
-    for _ in range(iterations):
-        c = (centre[:, None] + np.where(np.isfinite(tau), tau, 0.0)) / bin_s - 0.5
-        b0 = np.clip(np.floor(c), 0, nb - 1).astype(np.int64)
-        b1 = np.minimum(b0 + 1, nb - 1)
-        f = np.where((c >= 0) & (c < nb - 1), c - np.floor(c), 0.0)
-        with np.errstate(invalid="ignore"):
-            tau = np.where(f == 0.0, x[b0, col], (1.0 - f) * x[b0, col] + f * x[b1, col])
-    return np.where(np.isnan(tau), np.inf, tau)
-
-
-def _agent_car_trips(twin):
-    """The day's completed agent car trips: person, leg, origin, destination, desired and actual
-    departure, arrival (``None`` without a population).
-    """
-    pop = twin.components.get("population") if getattr(twin, "components", None) else None
-    if pop is None or pop.desired_t is None:
-        return None
-    lg = pop.log
-    veh = twin.traffic.veh
-    vid = lg["vid"]
-    car = (lg["mode"] == kc.MODE_CAR) & (vid >= 0)
-    rows = np.flatnonzero(car)
-    arrive = veh.arrive[vid[rows]]
-    person = lg["person"][rows].astype(np.int64)
-    leg = lg["leg"][rows].astype(np.int64)
-    inside = leg < pop.desired_t.shape[1]
-    desired = np.full(rows.size, np.nan)
-    desired[inside] = pop.desired_t[person[inside], leg[inside]]
-    ok = np.isfinite(arrive) & np.isfinite(desired)
-    # one row per (person, leg): the first
-    rows, person, leg, arrive, desired = rows[ok], person[ok], leg[ok], arrive[ok], desired[ok]
-    _, first = np.unique(person * (pop.desired_t.shape[1] + 1) + leg, return_index=True)
-    first.sort()
-    rows = rows[first]
-    return {
-        "pop": pop,
-        "person": person[first],
-        "leg": leg[first],
-        "orig": lg["orig"][rows].astype(np.int64),
-        "dest": lg["dest"][rows].astype(np.int64),
-        "desired": desired[first],
-        "depart": veh.depart[vid[rows]],
-        "arrive": arrive[first],
-    }
-
-
-def _expect(twin, k_entry, origin, dest, depart, bin_s, is_open) -> np.ndarray:
-    """Expected travel times on entry link times, evaluated at the trip's midpoint: the time
-    at departure ``T0`` first, then at ``depart + T0 / 2`` (one step of time dependence: a
-    trip meets the conditions of about half-way through it).
-    """
-    t0 = expected_travel_times(twin, k_entry, origin, dest, depart, bin_s=bin_s, is_open=is_open)
-    mid = depart + np.where(np.isfinite(t0), t0, 0.0) / 2.0
-    return expected_travel_times(twin, k_entry, origin, dest, mid, bin_s=bin_s, is_open=is_open)
-
-
-#: pseudo-trips (at factor 1) in each bin's shortfall factor, so a bin with few trips stays near 1
-_SHORTFALL_PRIOR = 10.0
-
-
-def _shortfall(
-    expected: np.ndarray, actual: np.ndarray, depart: np.ndarray, *, bin_s: float, n_bins: int
-) -> np.ndarray:
-    """Per departure bin: the day's experienced travel time over the expected one (sums over the
-    trips that left in the bin, shrunk towards 1 by :data:`_SHORTFALL_PRIOR` pseudo-trips).
-
-    Shortest paths on link times miss what a trip actually meets (other routes in use,
-    queues growing while it drives); this scales the expectations by time of day.
-    """
-    ok = np.isfinite(expected) & np.isfinite(actual) & (expected > 0)
-    b = np.clip(np.floor(depart[ok] / bin_s), 0, n_bins - 1).astype(np.int64)
-    e = np.bincount(b, weights=expected[ok], minlength=n_bins)
-    a = np.bincount(b, weights=actual[ok], minlength=n_bins)
-    n = np.bincount(b, minlength=n_bins)
-    prior = _SHORTFALL_PRIOR * (float(expected[ok].mean()) if ok.any() else 1.0)
-    return (a + prior) / (e + prior) if n.sum() else np.ones(n_bins)
-
-
-def _at(per_bin: np.ndarray, t: np.ndarray, bin_s: float) -> np.ndarray:
-    """A per-bin series at times ``t``, linear between bin centres (held beyond the first and last)."""
-    nb = per_bin.shape[0]
-    c = t / bin_s - 0.5
-    b0 = np.clip(np.floor(c), 0, nb - 1).astype(np.int64)
-    b1 = np.minimum(b0 + 1, nb - 1)
-    f = np.where((c >= 0) & (c < nb - 1), c - np.floor(c), 0.0)
-    return (1.0 - f) * per_bin[b0] + f * per_bin[b1]
-
-
-def _penalty(shift_s: np.ndarray, early: float, late: float) -> np.ndarray:
-    """Schedule-delay penalty of leaving ``shift_s`` seconds after the planned time, s of travel time."""
-    return early * np.maximum(-shift_s, 0.0) + late * np.maximum(shift_s, 0.0)
-
-
-def candidate_shifts(max_s: float, step_s: float) -> np.ndarray:
-    """The candidate departure shifts, s: 0, -step, +step, -2 step, ... up to ``max_s`` either way
-    (in this order: on equal cost the smaller shift, and of two equal ones the earlier, wins).
-    """
-    if not max_s > 0:
-        return np.zeros(1)
-    j = int(math.floor(max_s / step_s + 1e-9))
-    out = [0.0]
-    for i in range(1, j + 1):
-        out += [-i * step_s, i * step_s]
-    return np.array(out)
-
-
-def adapt_departures(
-    twin,
-    shift_s: np.ndarray,
-    link_time_s: np.ndarray,
-    *,
-    bin_s: float,
-    share: float,
-    day: int,
-    settings: dict,
-    is_open: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Population agents' departure times after a day (see the module notes).
-
-    Parameters
-    ----------
-    twin
-        The twin that ran the day (with a population component).
-    shift_s : array (persons, legs)
-        The remembered departure shifts the day ran with, s (not changed).
-    link_time_s : array (bins, links)
-        What travellers remember after the day (``K_{k+1}``): the expected travel times.
-    bin_s : float
-        Knowledge bin length, s.
-    share : float
-        Share of agent car trips that re-plan (``s_k``).
-    day : int
-        The day just run (which trips re-plan is a hash of the seed, person, leg and day).
-    settings : dict
-        ``traffic.equilibrium.departure_shift`` as a dict (``enabled``, ``max``, ``step``,
-        ``early_penalty``, ``late_penalty``).
-    is_open : bool array (bins, links), optional
-        Links open in each bin of the day.
-
-    Returns
-    -------
-    (array, dict)
-        The shifts for the next day, and the day's ``departures_shifted``,
-        ``mean_departure_shift_s``, ``mean_abs_departure_shift_s``,
-        ``agent_mean_travel_time_s``, ``agent_mean_cost_s`` (NaN without agent car trips).
-    """
-    early, late = float(settings["early_penalty"]), float(settings["late_penalty"])
-    new = np.array(shift_s, np.float64, copy=True)
-    stats = dict.fromkeys(DEPARTURE_VARS, math.nan)
-    trips = _agent_car_trips(twin)
-    if trips is None:
-        return new, stats
-    p, g = trips["person"], trips["leg"]
-    tt = trips["arrive"] - trips["depart"]
-    if p.size:
-        stats["agent_mean_travel_time_s"] = float(tt.mean())
-        stats["agent_mean_cost_s"] = float((tt + _penalty(trips["depart"] - trips["desired"], early, late)).mean())
-    moved = 0
-    if settings["enabled"] and settings["max"] > 0 and p.size:
-        base = np.uint64(_seed_key(twin.seed))
-        keys = np.empty(p.size, np.uint64)
-        kc.decision_keys(base, p, g, keys)
-        u = kc.hash_uniforms(keys, int(_SLOT_DEPARTURE + day), np.empty(p.size))
-        sel = np.flatnonzero(u < share)
-        if sel.size:
-            cand = candidate_shifts(float(settings["max"]), float(settings["step"]))
-            cur = shift_s[p[sel], g[sel]]
-            offs = np.concatenate([cur[:, None], np.broadcast_to(cand, (sel.size, cand.size))], axis=1)
-            t = trips["desired"][sel][:, None] + offs
-            m = offs.shape[1]
-            k_entry = entry_link_times(link_time_s, bin_s=bin_s)
-            # how far such expectations fell short of what the day's trips took, by departure time
-            factor = _shortfall(
-                _expect(twin, k_entry, trips["orig"], trips["dest"], trips["depart"], bin_s, is_open),
-                tt,
-                trips["depart"],
-                bin_s=bin_s,
-                n_bins=link_time_s.shape[0],
-            )
-            tf = t.ravel()
-            exp_t = _expect(
-                twin, k_entry, np.repeat(trips["orig"][sel], m), np.repeat(trips["dest"][sel], m), tf, bin_s, is_open
-            ) * _at(factor, tf, bin_s)
-            cost = exp_t.reshape(sel.size, m) + _penalty(offs, early, late)
-            cost[(t < 0) | (t >= twin.duration_s)] = np.inf  # no leaving outside the day
-            j = np.argmin(cost[:, 1:], axis=1)
-            best = cost[np.arange(sel.size), 1 + j]
-            go = np.isfinite(best) & (best < cost[:, 0] - 1e-6) & (cand[j] != cur)
-            new[p[sel[go]], g[sel[go]]] = cand[j[go]]
-            moved = int(go.sum())
-        stats["departures_shifted"] = float(moved)
-    if p.size:
-        after = new[p, g]
-        stats["mean_departure_shift_s"] = float(after.mean())
-        stats["mean_abs_departure_shift_s"] = float(np.abs(after).mean())
-    return new, stats
-
-
-def _seed_key(seed: int) -> int:
-    """The departure learning's random key under ``seed`` (its own component stream)."""
-    from twin.rng import component_seed
-
-    return int(component_seed(int(seed), "equilibrium.departures").generate_state(1, np.uint64)[0])
+# run_day, experienced_link_times, relative_gap: twin/gap.py; departure learning: twin/departures.py
 
 
 # ------------------------------------------------------------------------ the iterations
@@ -773,10 +358,12 @@ class Equilibrium:
 
     @property
     def iterations(self) -> int:
+        """Number of days iterated."""
         return len(self.history)
 
     @property
     def final_gap(self) -> float:
+        """The last day's relative gap."""
         return float(self.history[-1]["relative_gap"])
 
     def next_knowledge(self) -> RouteKnowledge:
@@ -1102,7 +689,7 @@ def write_equilibrium(eq: Equilibrium, out: str | Path) -> Path:
     """
     import json
 
-    from twin.atomic import json_safe, replace_folder
+    from basics.atomic import json_safe, replace_folder
     from twin.results import fill_run
 
     out = Path(out)

@@ -278,7 +278,7 @@ def peak_runs(peak_city):
 
 
 def _agent_departures(twin):
-    from twin.equilibrium import _agent_car_trips
+    from twin.departures import _agent_car_trips
 
     return _agent_car_trips(twin)
 
