@@ -25,6 +25,7 @@ class Zones:
 
     @property
     def n_zones(self) -> int:
+        """The number of zones."""
         return len(self.name)
 
 
@@ -49,6 +50,6 @@ class City:
     #: what validation/repair changed, in plain sentences
     notes: tuple[str, ...] = ()
     #: named places (bridges, squares): name -> link ids or node ids
-    places: dict = field(default_factory=dict)
+    places: dict[str, Any] = field(default_factory=dict)
     #: road shapes from the source (:class:`city_models.shapes.LinkShapes`), None when it has none
     link_shapes: Any = None
