@@ -16,8 +16,8 @@ Modules, in the order a live run uses them:
   issued interval by interval, written as ``assimilation.nc``;
 - :mod:`twin.live.shadow` -- :class:`Shadow`, shadow mode: the ensemble driven by a
   :class:`~twin.feeds.FeedHub`, with forks from "now" in the background;
-- :mod:`twin.live.fork` -- :func:`fork`, what-ifs run from a snapshot side by side with
-  doing nothing.
+- :mod:`twin.live.fork` -- :func:`twin.live.fork.fork`, what-ifs run from a snapshot side
+  by side with doing nothing (the function is not re-exported here: its name is the module's).
 
 Reading the feed (sources, cleansing, the sensor table) is :mod:`twin.feeds`: it is used
 without the live twin too (recording, replaying, the truth experiments).  Forks run on an
@@ -27,7 +27,7 @@ executor the caller passes (the command line builds one); nothing here picks one
 from __future__ import annotations
 
 from twin.live.ensemble import Ensemble, PoolDemand
-from twin.live.fork import ForkResult, Variant, fork, load_variant, run_fork
+from twin.live.fork import ForkResult, Variant, load_variant
 from twin.live.settings import AssimilationSettings
 from twin.live.shadow import ForkJob, Shadow
 
@@ -39,7 +39,5 @@ __all__ = [
     "PoolDemand",
     "Shadow",
     "Variant",
-    "fork",
     "load_variant",
-    "run_fork",
 ]

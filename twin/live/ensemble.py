@@ -126,6 +126,7 @@ class PoolDemand(Component):
         self.released = 0
 
     def start(self) -> None:
+        """Start releasing the pool (a process on the member's clock)."""
         self.twin.env.process(self._release())
 
     def __getstate__(self) -> dict:
@@ -159,6 +160,7 @@ class PoolDemand(Component):
             self.next_s = end
 
     def kpis(self) -> dict[str, float]:
+        """The estimated demand level (x the scenario's) this member releases at."""
         return {"demand_level": float(math.exp(self.log_level))}
 
 
@@ -291,7 +293,7 @@ class Ensemble:
 
     def _push_theta(self) -> None:
         nz = self.city.zones.n_zones
-        for th, pool in zip(self.theta, self.pools):
+        for th, pool in zip(self.theta, self.pools, strict=False):
             pool.log_zone = th[:nz].copy()
             pool.log_level = float(th[nz])
             if th.size > nz + 1:
@@ -335,7 +337,7 @@ class Ensemble:
     def _apply_everywhere(self, key, links, *, until_s: float, **change) -> None:
         old = self.held.pop(key, None)
         if old is not None:
-            for m, h in zip(self.members, old.handles):
+            for m, h in zip(self.members, old.handles, strict=False):
                 m.link_control.revert(h)
         handles = [
             m.link_control.apply(links, source=f"assimilation {key[0]} {key[1]}", **change) for m in self.members
@@ -345,7 +347,7 @@ class Ensemble:
     def _release(self, key) -> None:
         old = self.held.pop(key, None)
         if old is not None:
-            for m, h in zip(self.members, old.handles):
+            for m, h in zip(self.members, old.handles, strict=False):
                 m.link_control.revert(h)
 
     def _expire(self) -> None:
@@ -537,8 +539,10 @@ class Ensemble:
         rows = self._member_rows(t)
         if rows is None:
             return
-        counts = np.stack([m.recorder.link["outflow"][k] for m, k in zip(self.members, rows)]).astype(np.float64)
-        speeds = np.stack([m.recorder.link["speed"][k] for m, k in zip(self.members, rows)])
+        counts = np.stack([m.recorder.link["outflow"][k] for m, k in zip(self.members, rows, strict=False)]).astype(
+            np.float64
+        )
+        speeds = np.stack([m.recorder.link["speed"][k] for m, k in zip(self.members, rows, strict=False)])
         if s.method == "kalman" and s.estimate_demand and len(self.members) > 1:
             counts += self._crossings.flow_shift(
                 t - self.interval_s,

@@ -134,7 +134,9 @@ class EstimateLog:
         def v(dims, data, units, name):
             return xr.Variable(dims, np.asarray(data), attrs={"units": units, "long_name": name})
 
-        stack = lambda rows, n: np.stack(rows) if rows else np.zeros((0, n))
+        def stack(rows, n):
+            return np.stack(rows) if rows else np.zeros((0, n))
+
         return xr.Dataset(
             {
                 "est_flow": v(("time", "link"), stack(L.flow_mean, nl), "veh h-1", "ensemble mean link outflow"),

@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ class Executor(Protocol):
         self, func: Callable[..., Any], items: Iterable[Sequence[Any]], **kwargs: Any
     ) -> Iterator[tuple[int, Any]]:
         """Yield ``(index in items, func(*item, **kwargs))`` as each task finishes."""
+
 
 HORIZON_KPI_LABELS: dict[str, tuple[str, str]] = {
     "h_trips_completed": ("Trips completed in the horizon", ""),
@@ -69,6 +70,8 @@ class Variant:
 
 @dataclass
 class ForkResult:
+    """One fork run: its variant's name, its horizon KPIs, its wall time and the sim times it ran between."""
+
     name: str
     kpis: dict[str, float]
     wall_s: float

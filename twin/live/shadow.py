@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ForkJob:
+    """A fork running in the background: its request, its state, and its results once done."""
+
     name: str
     request: Path | None
     sim_time_s: float
@@ -90,6 +92,7 @@ class Shadow:
     # ------------------------------------------------------------------ clock
     @property
     def now(self) -> float:
+        """The twin's sim time (seconds since the scenario's start)."""
         return self.ensemble.now
 
     @property
@@ -242,6 +245,7 @@ class Shadow:
         return self._executor
 
     def wait_for_forks(self, timeout: float = 300.0) -> bool:
+        """Wait until no fork is running (at most ``timeout`` seconds); whether they all ended."""
         deadline = time.monotonic() + timeout
         while any(j.state == "running" for j in self.jobs):
             if time.monotonic() > deadline:
