@@ -1,4 +1,4 @@
-"""Snapshots: the whole state of a twin on disk, and back, without running code from the file.
+r"""Snapshots: the whole state of a twin on disk, and back, without running code from the file.
 
 A snapshot holds the city, the traffic state (links, vehicles, routes), every
 component's records (interventions, incidents and units, agents, feeds), the
@@ -15,8 +15,8 @@ File format (``city-twin-snapshot``, version :data:`VERSION`)
 
 Three parts, one after the other::
 
-    {"format": "city-twin-snapshot", "version": 2, ... "body_bytes": N}   \\n <- header (JSON, padded to 1023 bytes)
-    sha256:<64 hex digits>\\n                          <- sha256 of the body, a newline and the header line
+    {"format": "city-twin-snapshot", "version": 2, ... "body_bytes": N}   \n <- header (JSON, padded to 1023 bytes)
+    sha256:<64 hex digits>\n                          <- sha256 of the body, a newline and the header line
     <body: N bytes, a zip archive in .npz layout>
 
 The body holds ``manifest.json`` (the object graph, see below) and one ``aK.npy``

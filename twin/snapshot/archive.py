@@ -115,10 +115,8 @@ class _MemFile(io.RawIOBase):
         return len(data)
 
 
-def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
-    def bad(msg: str) -> SnapshotError:
-        return SnapshotError(f"snapshot {what} is damaged: {msg}")
-
+def _members(body: bytes, bad) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
+    """The body's archive and its members by name, each checked stored, plain and inside the body."""
     try:
         zf = zipfile.ZipFile(_MemFile(body))
         infos = zf.infolist()
@@ -141,44 +139,49 @@ def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
     n = len(by_name) - 1
     if any(f"a{k}.npy" not in by_name for k in range(n)):
         raise bad("its arrays are not numbered a0.npy .. aN.npy")
+    return zf, by_name
+
+
+def _read_array(body: bytes, mv: memoryview, info: zipfile.ZipInfo, k: int, bad) -> np.ndarray:
+    """Array ``a{k}``: its size checked against its ``.npy`` header before it is made."""
+    # the member's bytes straight from the body (stored, not compressed; the checksum
+    # already covered them): its local header is 30 bytes, the name and an extra field
+    local = body[info.header_offset : info.header_offset + 30]
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise bad(f"array a{k} has no local header")
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    member = mv[start : start + info.file_size]
+    if len(member) != info.file_size:
+        raise bad(f"array a{k} runs past the end of the file")
+    fh = io.BytesIO(member[: min(len(member), 1 << 20)])
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise bad(f"array a{k} has npy version {version}")
+    count = math.prod(shape)
+    offset = fh.tell()
+    if dtype.hasobject or offset + count * dtype.itemsize != info.file_size:
+        raise bad(f"array a{k} ({dtype}, shape {shape}) does not fit its {info.file_size} bytes")
+    flat = np.frombuffer(member, dtype=dtype, count=count, offset=offset) if count else np.empty(0, dtype)
+    if fortran:
+        return flat.reshape(shape[::-1]).T.copy(order="F")
+    return flat.reshape(shape).copy()
+
+
+def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
+    """The manifest and the arrays of a snapshot's body (every member checked first)."""
+
+    def bad(msg: str) -> SnapshotError:
+        return SnapshotError(f"snapshot {what} is damaged: {msg}")
+
+    zf, by_name = _members(body, bad)
     mv = memoryview(body)
     try:
         manifest = zf.read("manifest.json")
-        arrays = []
-        for k in range(n):
-            info = by_name[f"a{k}.npy"]
-            # the member's bytes straight from the body (stored, not compressed; the checksum
-            # already covered them): its local header is 30 bytes, the name and an extra field
-            local = body[info.header_offset : info.header_offset + 30]
-            if len(local) < 30 or local[:4] != b"PK\x03\x04":
-                raise bad(f"array a{k} has no local header")
-            start = (
-                info.header_offset
-                + 30
-                + int.from_bytes(local[26:28], "little")
-                + int.from_bytes(local[28:30], "little")
-            )
-            member = mv[start : start + info.file_size]
-            if len(member) != info.file_size:
-                raise bad(f"array a{k} runs past the end of the file")
-            fh = io.BytesIO(member[: min(len(member), 1 << 20)])
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:
-                raise bad(f"array a{k} has npy version {version}")
-            count = math.prod(shape)
-            offset = fh.tell()
-            if dtype.hasobject or offset + count * dtype.itemsize != info.file_size:
-                raise bad(f"array a{k} ({dtype}, shape {shape}) does not fit its {info.file_size} bytes")
-            flat = np.frombuffer(member, dtype=dtype, count=count, offset=offset) if count else np.empty(0, dtype)
-            if fortran:
-                arr = flat.reshape(shape[::-1]).T.copy(order="F")
-            else:
-                arr = flat.reshape(shape).copy()
-            arrays.append(arr)
+        arrays = [_read_array(body, mv, by_name[f"a{k}.npy"], k, bad) for k in range(len(by_name) - 1)]
     except SnapshotError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, TypeError, KeyError, SyntaxError) as exc:

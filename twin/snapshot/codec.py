@@ -173,7 +173,7 @@ class _Encoder:
                 raise SnapshotError(f"cannot snapshot {where}: a tuple that contains itself")
             self.busy.add(id(obj))
             fields = getattr(t, "_fields", None) or range(len(obj))
-            items = [self.enc(v, f"{where}.{f}") for f, v in zip(fields, obj)]
+            items = [self.enc(v, f"{where}.{f}") for f, v in zip(fields, obj, strict=False)]
             self.busy.discard(id(obj))
             return {"nt": name, "v": items, "i": self._new_id(obj)}
         if isinstance(obj, (list, dict, set)):
@@ -315,14 +315,7 @@ class _Decoder:
                 raise self.bad(f"array {k!r} is not in the file")
             return self._put(node, self.arrays[k])
         if tag == "ao":
-            shape = self._shape(node.get("shape"))
-            values = [self.dec(v) for v in self._list(node["ao"])]
-            if len(values) != math.prod(shape):
-                raise self.bad("an object array whose values do not fill its shape")
-            arr = np.empty(len(values), dtype=object)
-            for k, v in enumerate(values):
-                arr[k] = v
-            return self._put(node, arr.reshape(shape))
+            return self._object_array(node)
         raise self.bad(f"unknown tag {tag!r}")
 
     def _dec_value(self, tag: str, node: dict):
@@ -337,22 +330,8 @@ class _Decoder:
             return np.frombuffer(raw, dtype=dt)[0]
         if tag == "dt":
             return self._dtype(node["dt"])
-        if tag == "dtm":
-            kinds = {"date": datetime.date, "time": datetime.time, "datetime": datetime.datetime}
-            kind, value = kinds.get(node["dtm"]), node.get("v")
-            if kind is None or type(value) is not str or len(value) > 64:
-                raise self.bad(f"date/time {node['dtm']!r}")
-            out = kind.fromisoformat(value)
-            if type(node.get("zone")) is str:
-                from zoneinfo import ZoneInfo
-
-                out = out.replace(tzinfo=ZoneInfo(node["zone"]))
-            return out
-        if tag == "td":
-            days, secs, micro = (self._list(node["td"]) + [None] * 3)[:3]
-            if not all(type(x) is int for x in (days, secs, micro)):
-                raise self.bad("timedelta")
-            return datetime.timedelta(days=days, seconds=secs, microseconds=micro)
+        if tag in ("dtm", "td"):
+            return self._date_time(tag, node)
         if tag == "path":
             kinds = {"PurePosixPath": PurePosixPath, "PosixPath": PosixPath, "PureWindowsPath": PureWindowsPath}
             if node.get("kind") not in kinds or type(node["path"]) is not str:
@@ -415,6 +394,37 @@ class _Decoder:
             else:
                 _default_setstate(obj, state, self)
             return obj
+        raise self.bad(f"unknown tag {tag!r}")
+
+    def _object_array(self, node: dict) -> np.ndarray:
+        """An array of Python objects (tag ``"ao"``), filled item by item."""
+        shape = self._shape(node.get("shape"))
+        values = [self.dec(v) for v in self._list(node["ao"])]
+        if len(values) != math.prod(shape):
+            raise self.bad("an object array whose values do not fill its shape")
+        arr = np.empty(len(values), dtype=object)
+        for k, v in enumerate(values):
+            arr[k] = v
+        return self._put(node, arr.reshape(shape))
+
+    def _date_time(self, tag: str, node: dict):
+        """A date, time or datetime (tag ``"dtm"``, with its zone) or a timedelta (``"td"``)."""
+        if tag == "dtm":
+            kinds = {"date": datetime.date, "time": datetime.time, "datetime": datetime.datetime}
+            kind, value = kinds.get(node["dtm"]), node.get("v")
+            if kind is None or type(value) is not str or len(value) > 64:
+                raise self.bad(f"date/time {node['dtm']!r}")
+            out = kind.fromisoformat(value)
+            if type(node.get("zone")) is str:
+                from zoneinfo import ZoneInfo
+
+                out = out.replace(tzinfo=ZoneInfo(node["zone"]))
+            return out
+        if tag == "td":
+            days, secs, micro = (self._list(node["td"]) + [None] * 3)[:3]
+            if not all(type(x) is int for x in (days, secs, micro)):
+                raise self.bad("timedelta")
+            return datetime.timedelta(days=days, seconds=secs, microseconds=micro)
         raise self.bad(f"unknown tag {tag!r}")
 
     # helpers
