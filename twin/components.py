@@ -24,11 +24,20 @@ by :attr:`kpi_labels`.
 from __future__ import annotations
 
 import importlib
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
+import numpy as np
+import simpy
 import xarray as xr
 
-__all__ = ["Component", "FACTORIES", "build_components", "component_kpi_labels"]
+if TYPE_CHECKING:
+    from city_models import City
+    from scenarios import Scenario
+    from twin.linkcontrol import LinkControl
+    from twin.recorder import Recorder
+    from twin.traffic import TrafficModel
+
+__all__ = ["Component", "FACTORIES", "TwinView", "build_components", "component_kpi_labels"]
 
 #: factories of the twin's components, in build order (interventions last: they act on the others)
 FACTORIES: tuple[str, ...] = (
@@ -38,15 +47,73 @@ FACTORIES: tuple[str, ...] = (
 )
 
 
+class TwinView(Protocol):
+    """What a component may use of the :class:`~twin.model.Twin` it belongs to.
+
+    Components receive the twin typed as this protocol: the clock, the city and
+    scenario, the traffic model (read after :meth:`sync`), link changes through
+    :attr:`link_control`, trips through :meth:`add_trips`, and the other
+    components by name.  Anything else of the twin is not theirs to touch.
+    """
+
+    #: the scenario run
+    scenario: Scenario
+    #: the run's seed (components draw from :func:`twin.rng.component_rng` streams of it)
+    seed: int
+    #: clock time of day at the start, s
+    start_s: float
+    #: length of the run, s
+    duration_s: float
+    #: the SimPy clock (seconds since the start)
+    env: simpy.Environment
+    #: the city: network, zones, places
+    city: City
+    #: the traffic model (state valid after :meth:`sync`)
+    traffic: TrafficModel
+    #: every link change, with handles to undo each
+    link_control: LinkControl
+    #: the output sampler
+    recorder: Recorder
+    #: the components built so far, by name
+    components: dict[str, Component]
+
+    @property
+    def now(self) -> float:
+        """Seconds since the scenario start."""
+        ...
+
+    def clock_s(self, t: float | None = None) -> float:
+        """Clock time of day in seconds at ``t`` (default: now)."""
+        ...
+
+    def sync(self) -> None:
+        """Bring the traffic model up to the clock's current tick."""
+        ...
+
+    def add_trips(self, origin, destination, depart_s, *, source: str) -> np.ndarray:
+        """Put trips on the road; returns the new vehicle ids."""
+        ...
+
+    def trip_table(self) -> dict[str, np.ndarray]:
+        """Every trip put on the road so far."""
+        ...
+
+
 class Component:
-    """Base class of a twin component (see the module docstring)."""
+    """Base class of a twin component (see the module docstring).
+
+    Parameters
+    ----------
+    twin : TwinView
+        The twin the component belongs to.
+    """
 
     #: key in ``twin.components``
     name: ClassVar[str] = "component"
     #: KPI key -> (label, unit)
     kpi_labels: ClassVar[dict[str, tuple[str, str]]] = {}
 
-    def __init__(self, twin) -> None:
+    def __init__(self, twin: TwinView) -> None:
         self.twin = twin
 
     def start(self) -> None:
@@ -60,6 +127,7 @@ class Component:
         return {}
 
     def kpis(self) -> dict[str, float]:
+        """KPI key -> value at the end of the run (keys as in :attr:`kpi_labels`)."""
         return {}
 
 
@@ -68,7 +136,7 @@ def _load(path: str):
     return getattr(importlib.import_module(module), func)
 
 
-def build_components(twin) -> dict[str, Component]:
+def build_components(twin: TwinView) -> dict[str, Component]:
     """Build the scenario's components, in :data:`FACTORIES` order."""
     out: dict[str, Component] = {}
     twin.components = out  # filled as they are built: a later component may look up an earlier one

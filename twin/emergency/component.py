@@ -34,7 +34,7 @@ from basics.numeric import EPS as _EPS
 from scenarios import parse_time_point
 from scenarios.emergency import level_value
 from twin.clock import PRIORITY, schedule_at
-from twin.components import Component
+from twin.components import Component, TwinView
 from twin.emergency import report
 from twin.emergency.agenda import Agenda, Key
 from twin.emergency.centre import DispatchCentre
@@ -99,7 +99,7 @@ class EmergencyComponent(Component):
     name = "emergency"
     kpi_labels = report.KPI_LABELS
 
-    def __init__(self, twin) -> None:
+    def __init__(self, twin: TwinView) -> None:
         super().__init__(twin)
         self._env = twin.env
         inc_spec = twin.scenario.incidents
@@ -239,11 +239,11 @@ class EmergencyComponent(Component):
 
     def agenda_finished(self, key: Key, rec: Unit | Incident) -> bool:
         """Whether the record is done for good (a retired unit, a cleared incident)."""
-        return rec.done if key[0] == "u" else rec.stage == CLEARED
+        return rec.done if isinstance(rec, Unit) else rec.stage == CLEARED
 
     def agenda_due(self, key: Key, rec: Unit | Incident) -> None:
         """Run a unit's or incident's step that fell due now, then react to link changes."""
-        if key[0] == "u":
+        if isinstance(rec, Unit):
             self._unit_due(rec)
         else:
             self._incident_due(rec)

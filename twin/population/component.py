@@ -49,6 +49,7 @@ from typing import ClassVar
 import numpy as np
 import simpy
 
+from basics.errors import InputError
 from city_models.plans import MAX_LEGS, P_HOME, P_SCHOOL, P_WORK, ActivityTimes, PlanParams, make_plans
 from city_models.population import (
     PopulationError,
@@ -62,12 +63,11 @@ from city_models.population import (
 from kernels import choice as kc
 from kernels.agents import trip_positions
 from kernels.routing import changed_links, route_table, stale_rows
-from twin.components import Component
-from basics.errors import InputError
+from twin.clock import PRIORITY, schedule_at
+from twin.components import Component, TwinView
 from twin.population.outputs import OutputsMixin
 from twin.population.policies import PoliciesMixin
 from twin.population.triplog import TRIP_ACTIVE, TRIP_DONE, TripLog
-from twin.clock import PRIORITY, schedule_at
 from twin.rng import component_seed
 
 __all__ = ["PopulationComponent", "build", "PLACE_HOME", "PLACE_ACTIVITY", "P_EVACUATION", "PURPOSE_NAMES"]
@@ -118,7 +118,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         "pop_evac_safe_share": ("Ordered population safe", "%"),
     }
 
-    def __init__(self, twin, spec) -> None:
+    def __init__(self, twin: TwinView, spec) -> None:
         super().__init__(twin)
         self.spec = spec
         net = twin.city.network
@@ -377,6 +377,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
 
     # ----------------------------------------------------------------- the clock
     def start(self) -> None:
+        """Register the population's process (it resumes from the calendar after a restore)."""
         self._proc = self.twin.env.process(self._run())
 
     def _next_wake(self) -> float:
@@ -433,7 +434,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         order = np.argsort(k, kind="stable")
         ks, persons = k[order], persons[order]
         cuts = np.flatnonzero(np.diff(ks)) + 1
-        for key, grp in zip(ks[np.concatenate([[0], cuts])], np.split(persons, cuts)):
+        for key, grp in zip(ks[np.concatenate([[0], cuts])], np.split(persons, cuts), strict=False):
             self.calendar.setdefault(int(key), []).append(grp.astype(np.int64))
 
     def _due(self, k: int) -> np.ndarray:
