@@ -56,7 +56,7 @@ def _cmd_serve(args, console: Console) -> int:
         f"open [bold]{url}[/]" + (" with ?token=YOUR_TOKEN" if tokens.required else "") + "; Ctrl-C stops"
     )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws_max_size=65536)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws="wsproto", ws_max_size=65536)
     finally:
         runner.stop()
         if args.out:

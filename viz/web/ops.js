@@ -129,6 +129,7 @@ function panels() {
   const s = state;
   $("clock").textContent = s.clock;
   $("pace").textContent = s.error ? s.error : s.finished ? "finished" : s.paused ? "paused" : `${s.speed}× real time`;
+  if (document.activeElement !== $("speed")) $("speed").value = s.speed;
   const rows = [["vehicles on the road", [fmt(s.traffic.on_network), "n"]], ["waiting to enter", [fmt(s.traffic.waiting), "n"]],
     ["stranded (waiting for a route)", [fmt(s.traffic.stranded), s.traffic.stranded ? "n late" : "n"]],
     ["arrived", [fmt(s.traffic.arrived), "n"]]];

@@ -1,0 +1,121 @@
+"""``twin serve`` in a real browser (Debian's chromium driven by Playwright).
+
+Skipped where chromium or Playwright is missing (``.ci/run`` installs both).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.twin.serve.conftest import OPERATOR, VIEWER
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def served(twin, token_file):
+    import uvicorn
+
+    from twin.serve import Runner, Tokens, build_app
+
+    runner = Runner(twin, speed=120.0)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(runner, Tokens.from_file(token_file)),
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            ws="wsproto",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    runner.start()
+    yield runner, f"http://127.0.0.1:{port}/"
+    runner.stop()
+    server.should_exit = True
+    thread.join(10)
+
+
+def _wait(page, expr: str, timeout: float = 20.0) -> None:
+    """Poll ``expr`` in the page until true (wait_for_function evaluates strings in the
+    page, which the page's Content-Security-Policy rightly forbids)."""
+    deadline = time.time() + timeout
+    while not page.evaluate(expr):
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {expr}")
+        page.wait_for_timeout(100)
+
+
+def _page(browser, url, errors):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    _wait(page, "Number(document.body.dataset.seq || 0) > 0")
+    return page
+
+
+def test_dashboard_in_chromium(served, twin, tmp_path):
+    runner, url = served
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = _page(browser, f"{url}?token={OPERATOR}", errors)
+            # the map draws every link, and is not blank
+            assert page.eval_on_selector("#map", "c => c.dataset.links") == str(twin.city.network.n_links)
+            colours = page.evaluate(
+                """() => { const c = document.getElementById('map'); const d = c.getContext('2d')
+                     .getImageData(0, 0, c.width, c.height).data; const seen = new Set();
+                     for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i] << 16 | d[i+1] << 8 | d[i+2]);
+                     return seen.size; }"""
+            )
+            assert colours > 3
+            # sim time advances
+            t0 = float(page.evaluate("document.body.dataset.t"))
+            _wait(page, f"Number(document.body.dataset.t) > {t0}")
+            # an incident injected through the UI: in the log and on the map
+            n_before = len(twin.components["emergency"].incidents)
+            page.select_option("#inctype", "fire")
+            page.click("#incmode")
+            box = page.locator("#map").bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            _wait(page, "document.getElementById('msg').textContent.startsWith('incident')")
+            page.wait_for_selector("#log td:has-text('duty-officer: incident')")
+            new_id = n_before  # ids count from 0
+            _wait(page, f"document.getElementById('log').textContent.includes('{new_id} fire')")
+            # a road closed through the UI is drawn closed
+            page.click("#closemode")
+            page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+            _wait(page, "document.getElementById('msg').textContent.startsWith('closed link')")
+            assert runner.closures and all(twin.traffic.links.is_open[k] == 0 for k in runner.closures)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(tmp_path / "operator.png"))
+            assert not errors, errors
+            # a viewer watches but its controls are refused
+            viewer = _page(browser, f"{url}?token={VIEWER}", errors)
+            assert viewer.evaluate("document.body.dataset.role") == "viewer"
+            viewer.click("#pause")
+            _wait(viewer, "document.getElementById('msg').textContent.includes('403')")
+            assert not runner.paused
+        finally:
+            browser.close()
+    assert not [e for e in errors if "403" not in e], errors
