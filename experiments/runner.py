@@ -217,12 +217,16 @@ def execute(
     items = [(p, r, seed) for (p, r, seed, _, _) in tasks]
     if not items:
         return
+    from twin.emergency.dispatch import allowed_plugins
+
     # per-task keyword arguments differ: wrap them as one positional mapping each
     args = [(p, r, seed, {"scenario": sc, "values": v}) for (p, r, seed, sc, v) in tasks]
+
     buffer: list[dict[str, Any]] = []
     last = time.perf_counter()
+    results = executor.as_completed(_task, args, function=spec.function, series=spec.series, plugins=allowed_plugins())
     try:
-        for _, result in executor.as_completed(_task, args, function=spec.function, series=spec.series):
+        for _, result in results:
             buffer.append(result)
             now = time.perf_counter()
             if now - last >= FLUSH_S:  # slow runs: each written as it lands; fast ones, in batches
@@ -235,8 +239,19 @@ def execute(
 
 
 def _task(
-    point: int, rep: int, seed: int, per_task: dict[str, Any], *, function: str | None, series: list[str]
+    point: int,
+    rep: int,
+    seed: int,
+    per_task: dict[str, Any],
+    *,
+    function: str | None,
+    series: list[str],
+    plugins: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    if plugins:  # the plug-ins this process was told to trust, trusted on the worker too
+        from twin.emergency.dispatch import allow_plugins
+
+        allow_plugins(plugins)
     values = per_task["values"]
     return run_one(point, rep, seed, scenario=per_task["scenario"], function=function, values=values, series=series)
 

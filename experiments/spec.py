@@ -318,23 +318,25 @@ def _check_levels(spec: ExperimentSpec) -> None:
                 raise ExperimentError(f"factors[{i}].{key}[{j}] = {value!r} ({f.path}): {exc}") from None
 
 
-def load_experiment(source: str | os.PathLike[str] | Mapping[str, Any]) -> ExperimentSpec:
-    """Read and check an experiment (file or mapping); nothing runs.
+def _function(raw: Mapping[str, Any], *, trusted: bool) -> str | None:
+    """The spec's ``function`` (checked), or None with a ``base``."""
+    function = raw.get("function")
+    if (function is None) == (raw.get("base") is None):
+        raise ExperimentError("base: give a base scenario (or, for an analytical model, a function), not both")
+    if function is not None and (not isinstance(function, str) or ":" not in function):
+        raise ExperimentError(f"function: 'package.module:callable', got {function!r}")
+    if function is not None and not trusted:
+        from twin.emergency.dispatch import allowed_plugins
 
-    Parameters
-    ----------
-    source : path or mapping
-        A YAML file, or the same as a mapping.
+        if function not in allowed_plugins():  # issue 15: a file never runs code on its own say
+            raise ExperimentError(
+                f"function: {function!r} would run code named by the file; trust it with --allow-plugins {function}"
+            )
+    return None if function is None else str(function)
 
-    Returns
-    -------
-    ExperimentSpec
 
-    Raises
-    ------
-    ExperimentError
-        The first problem, naming the field.
-    """
+def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """The spec's fields and the folder relative paths start from (None for a mapping)."""
     folder = None
     if isinstance(source, Mapping):
         raw = dict(source)
@@ -353,14 +355,31 @@ def load_experiment(source: str | os.PathLike[str] | Mapping[str, Any]) -> Exper
             raise ExperimentError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise ExperimentError(f"{path}: expected a mapping of fields")
+    return raw, folder
+
+
+def load_experiment(source: str | os.PathLike[str] | Mapping[str, Any]) -> ExperimentSpec:
+    """Read and check an experiment (file or mapping); nothing runs.
+
+    Parameters
+    ----------
+    source : path or mapping
+        A YAML file, or the same as a mapping.
+
+    Returns
+    -------
+    ExperimentSpec
+
+    Raises
+    ------
+    ExperimentError
+        The first problem, naming the field.
+    """
+    raw, folder = _read_source(source)
     unknown = set(raw) - _TOP
     if unknown:
         raise ExperimentError(f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_TOP))})")
-    function = raw.get("function")
-    if (function is None) == (raw.get("base") is None):
-        raise ExperimentError("base: give a base scenario (or, for an analytical model, a function), not both")
-    if function is not None and (not isinstance(function, str) or ":" not in function):
-        raise ExperimentError(f"function: 'package.module:callable', got {function!r}")
+    function = _function(raw, trusted=isinstance(source, Mapping))
     factors_raw = raw.get("factors")
     if not isinstance(factors_raw, list) or not factors_raw:
         raise ExperimentError("factors: a non-empty list (a design with no factor has no points)")

@@ -47,6 +47,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "twin.cli.equilibrate",
     "twin.cli.export",
     "twin.cli.serve",
+    "twin.cli.experiment",
 )
 
 
