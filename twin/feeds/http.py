@@ -173,91 +173,7 @@ class HttpSource:
 
     # ------------------------------------------------------------------ the handler
     def _app(self, hub):
-        from starlette.requests import ClientDisconnect, Request
-        from starlette.responses import JSONResponse
-
-        source = self
-        expected = None if self.token is None else f"Bearer {self.token}".encode()
-
-        def answer(code: int, body: dict, *, close: bool = False) -> JSONResponse:
-            return JSONResponse(body, status_code=code, headers={"Connection": "close"} if close else None)
-
-        async def read_body(request: Request, n: int) -> bytes:
-            chunks, got = [], 0
-            async for chunk in request.stream():
-                got += len(chunk)
-                if got > n:  # h11 enforces Content-Length; this only bounds the buffer
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks)
-
-        async def handle(request: Request) -> JSONResponse:
-            path = request.url.path
-            if expected is not None:
-                got = request.headers.get("authorization", "").encode("latin-1", "replace")
-                if not hmac.compare_digest(got, expected):
-                    source.unauthorised += 1
-                    return answer(401, {"error": "send Authorization: Bearer <token>"}, close=True)
-            if request.method == "GET":
-                if path.rstrip("/") == "/health":
-                    return answer(200, {"status": "ok", "counters": hub.counters()})
-                if path == source.path:
-                    return answer(405, {"error": "POST notifications here"})
-                return answer(404, {"error": f"no such path {path[:200]!r}"})
-            if request.method != "POST":
-                return answer(405, {"error": "POST notifications here"})
-            source.requests += 1
-            if path != source.path:
-                return answer(404, {"error": f"notifications go to {source.path}"})
-            length = request.headers.get("content-length")
-            if length is None or not (length.isascii() and length.strip().isdigit()):
-                hub.reject(None, source=source.name, code="malformed", reason="POST without a Content-Length")
-                return answer(411, {"error": "a Content-Length is required"}, close=True)
-            n = int(length)
-            if n > source.max_body_bytes:
-                hub.reject(
-                    f"<{n} bytes not read>",
-                    source=source.name,
-                    code="malformed",
-                    reason=f"body of {n} bytes is larger than max_body_bytes={source.max_body_bytes}",
-                )
-                return answer(413, {"error": f"body larger than {source.max_body_bytes} bytes"}, close=True)
-            try:
-                body = await asyncio.wait_for(read_body(request, n), source.timeout)
-            except TimeoutError:
-                return answer(408, {"error": f"the body did not arrive within {source.timeout:g} s"}, close=True)
-            ctype = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-            if ctype not in _JSON_TYPES:
-                hub.reject(
-                    body,
-                    source=source.name,
-                    code="malformed",
-                    reason=f"Content-Type {ctype[:100] or 'missing'!r} is not application/json or application/ld+json",
-                )
-                return answer(415, {"error": "send application/json or application/ld+json"})
-            outcomes = hub.push(body, source=source.name)
-            counts: dict[str, int] = {}
-            for o in outcomes:
-                counts[o.status] = counts.get(o.status, 0) + 1
-            if counts.get("rejected", 0) == len(outcomes):
-                reasons = sorted({f"{o.code}: {o.reason}" for o in outcomes})
-                return answer(400, {"error": "; ".join(reasons)[:2000], "outcomes": counts})
-            return answer(200, {"outcomes": counts})
-
-        async def app(scope, receive, send) -> None:
-            if scope["type"] != "http":
-                return
-            request = Request(scope, receive)
-            try:
-                response = await handle(request)
-            except ClientDisconnect:
-                return
-            except Exception as exc:  # never let a request stop the endpoint
-                log.exception("http %s: request failed", source.name)
-                response = answer(500, {"error": f"{type(exc).__name__}"}, close=True)
-            await response(scope, receive, send)
-
-        return app
+        return _Notifications(self, hub)
 
     # ------------------------------------------------------------------ lifecycle
     def _bind(self) -> socket.socket:
@@ -358,3 +274,112 @@ class HttpSource:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class _Notifications:
+    """The endpoint's ASGI application: checks each request, then hands its body to the hub."""
+
+    def __init__(self, source: HttpSource, hub) -> None:
+        from starlette.requests import ClientDisconnect, Request
+        from starlette.responses import JSONResponse
+
+        self.Request, self.ClientDisconnect, self.JSONResponse = Request, ClientDisconnect, JSONResponse
+        self.source = source
+        self.hub = hub
+        self.expected = None if source.token is None else f"Bearer {source.token}".encode()
+
+    def answer(self, code: int, body: dict, *, close: bool = False):
+        """A JSON answer (``close``: the connection closes after it)."""
+        return self.JSONResponse(body, status_code=code, headers={"Connection": "close"} if close else None)
+
+    async def read_body(self, request, n: int) -> bytes:
+        """At most ``n`` bytes of the body (a longer one is cut; h11 enforces Content-Length)."""
+        chunks, got = [], 0
+        async for chunk in request.stream():
+            got += len(chunk)
+            if got > n:  # h11 enforces Content-Length; this only bounds the buffer
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def gate(self, request):
+        """The answer to a request that is not a notification (unauthorised, GET, other methods)."""
+        path = request.url.path
+        if self.expected is not None:
+            got = request.headers.get("authorization", "").encode("latin-1", "replace")
+            if not hmac.compare_digest(got, self.expected):
+                self.source.unauthorised += 1
+                return self.answer(401, {"error": "send Authorization: Bearer <token>"}, close=True)
+        if request.method == "GET":
+            if path.rstrip("/") == "/health":
+                return self.answer(200, {"status": "ok", "counters": self.hub.counters()})
+            if path == self.source.path:
+                return self.answer(405, {"error": "POST notifications here"})
+            return self.answer(404, {"error": f"no such path {path[:200]!r}"})
+        if request.method != "POST":
+            return self.answer(405, {"error": "POST notifications here"})
+        return None
+
+    async def receive(self, request):
+        """The notification's body, or the answer refusing it (length, time, content type)."""
+        length = request.headers.get("content-length")
+        if length is None or not (length.isascii() and length.strip().isdigit()):
+            self.hub.reject(None, source=self.source.name, code="malformed", reason="POST without a Content-Length")
+            return self.answer(411, {"error": "a Content-Length is required"}, close=True)
+        n = int(length)
+        if n > self.source.max_body_bytes:
+            self.hub.reject(
+                f"<{n} bytes not read>",
+                source=self.source.name,
+                code="malformed",
+                reason=f"body of {n} bytes is larger than max_body_bytes={self.source.max_body_bytes}",
+            )
+            return self.answer(413, {"error": f"body larger than {self.source.max_body_bytes} bytes"}, close=True)
+        try:
+            body = await asyncio.wait_for(self.read_body(request, n), self.source.timeout)
+        except TimeoutError:
+            return self.answer(408, {"error": f"the body did not arrive within {self.source.timeout:g} s"}, close=True)
+        ctype = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        if ctype not in _JSON_TYPES:
+            self.hub.reject(
+                body,
+                source=self.source.name,
+                code="malformed",
+                reason=f"Content-Type {ctype[:100] or 'missing'!r} is not application/json or application/ld+json",
+            )
+            return self.answer(415, {"error": "send application/json or application/ld+json"})
+        return body
+
+    async def handle(self, request):
+        """The answer to one request."""
+        refused = self.gate(request)
+        if refused is not None:
+            return refused
+        self.source.requests += 1
+        if request.url.path != self.source.path:
+            return self.answer(404, {"error": f"notifications go to {self.source.path}"})
+        body = await self.receive(request)
+        if isinstance(body, self.JSONResponse):
+            return body
+        outcomes = self.hub.push(body, source=self.source.name)
+        counts: dict[str, int] = {}
+        for o in outcomes:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        if counts.get("rejected", 0) == len(outcomes):
+            reasons = sorted({f"{o.code}: {o.reason}" for o in outcomes})
+            return self.answer(400, {"error": "; ".join(reasons)[:2000], "outcomes": counts})
+        return self.answer(200, {"outcomes": counts})
+
+    async def __call__(self, scope, receive, send) -> None:
+        """The ASGI application."""
+        if scope["type"] != "http":
+            return
+        request = self.Request(scope, receive)
+        try:
+            response = await self.handle(request)
+        except self.ClientDisconnect:
+            return
+        except Exception as exc:  # never let a request stop the endpoint
+            log.exception("http %s: request failed", self.source.name)
+            response = self.answer(500, {"error": f"{type(exc).__name__}"}, close=True)
+        await response(scope, receive, send)

@@ -367,24 +367,21 @@ def _observation(e: dict, ent_id: str, clock: FeedClock, mapper, units: Units, s
     )
 
 
+def _dated(get, name: str, clock: FeedClock) -> float | None:
+    """The sim time of date attribute ``name`` (``None`` when absent), through the clock's cache."""
+    v = get(name)
+    if v is None:
+        return None
+    if type(v) is not str:
+        v = _plain(v)
+    t = clock._cache.get(v) if type(v) is str else None
+    return _time(clock, v, name) if t is None else t
+
+
 def _period(get, clock: FeedClock, units: Units) -> tuple[float, float]:
     """The observation period's end (sim seconds) and length, from whichever dates the message has."""
-    cache = clock._cache
-    t_from = t_to = None
-    v = get("dateObservedTo")
-    if v is not None:
-        if type(v) is not str:
-            v = _plain(v)
-        t_to = cache.get(v) if type(v) is str else None
-        if t_to is None:
-            t_to = _time(clock, v, "dateObservedTo")
-    v = get("dateObservedFrom")
-    if v is not None:
-        if type(v) is not str:
-            v = _plain(v)
-        t_from = cache.get(v) if type(v) is str else None
-        if t_from is None:
-            t_from = _time(clock, v, "dateObservedFrom")
+    t_to = _dated(get, "dateObservedTo", clock)
+    t_from = _dated(get, "dateObservedFrom", clock)
     if t_to is None or t_from is None:
         v = _plain(get("dateObserved"))
         if v is not None:
