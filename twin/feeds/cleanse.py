@@ -211,6 +211,7 @@ class DeadLetter:
             self._size = self._handle.tell()
 
     def close(self) -> None:
+        """Close the file; entries after this are still counted and kept in memory, not written."""
         with self._lock:
             self._closed = True
             if self._handle is not None:
@@ -702,7 +703,7 @@ class Cleanser:
     # ---------------------------------------------------------------- counters
     def counters(self) -> dict[str, dict[str, int]]:
         """``{source: {"accepted": n, "rejected": n, "late": n, "duplicate": n}}``."""
-        return {s: dict(zip(OUTCOMES, c)) for s, c in sorted(self._counts.items())}
+        return {s: dict(zip(OUTCOMES, c, strict=False)) for s, c in sorted(self._counts.items())}
 
     def reasons(self) -> dict[str, dict[str, int]]:
         """``{source: {reason code: n}}`` of rejected and late messages."""
@@ -712,7 +713,7 @@ class Cleanser:
         """Counters summed over sources."""
         tot = dict.fromkeys(OUTCOMES, 0)
         for c in self._counts.values():
-            for k, v in zip(OUTCOMES, c):
+            for k, v in zip(OUTCOMES, c, strict=False):
                 tot[k] += v
         return tot
 
@@ -764,4 +765,6 @@ def _id_of(entity: Any) -> str:
 
 def _describe(fp: tuple) -> str:
     names = ("link", "flow_vph", "speed_mps", "occupancy", "interval_s")
-    return ", ".join(f"{n}={v:.6g}" if isinstance(v, float) else f"{n}={v}" for n, v in zip(names, fp) if v is not None)
+    return ", ".join(
+        f"{n}={v:.6g}" if isinstance(v, float) else f"{n}={v}" for n, v in zip(names, fp, strict=False) if v is not None
+    )

@@ -43,9 +43,13 @@ class Source(Protocol):
 
     name: str
 
-    def start(self, hub: FeedHub) -> None: ...
+    def start(self, hub: FeedHub) -> None:
+        """Start delivering messages to ``hub`` (in the background, or on demand for a pull replay)."""
+        ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """Stop delivering and release the connection."""
+        ...
 
 
 class FeedHub:
@@ -139,6 +143,7 @@ class FeedHub:
 
     @property
     def sources(self) -> list:
+        """The hub's sources, in the order they were added."""
         return list(self._sources)
 
     # ------------------------------------------------------------------ running

@@ -54,7 +54,7 @@ class MqttSource:
         Longest wait between reconnection attempts (they start at 1 s and double).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (keyword-only: one per MQTT setting, as the scenario's source spec has them)
         self,
         *,
         host: str = "127.0.0.1",

@@ -1,4 +1,4 @@
-"""File replay: a recorded feed (JSONL or CSV, optionally gzipped) pushed into the hub.
+r"""File replay: a recorded feed (JSONL or CSV, optionally gzipped) pushed into the hub.
 
 **JSONL**: one message a line, in arrival order. A line is either a message as received
 (an entity, a list of entities, or a Notification; it arrives at its own time:
@@ -6,7 +6,7 @@
 recording when and what arrived::
 
     {"receivedAt": "2024-05-14T07:05:04Z", "payload": {...entity...}}
-    {"receivedAt": "2024-05-14T07:05:09Z", "raw": "{\\"id\\": \\"urn:ngsi-ld:Traff"}   (as received, not JSON)
+    {"receivedAt": "2024-05-14T07:05:09Z", "raw": "{\"id\": \"urn:ngsi-ld:Traff"}   (as received, not JSON)
 
 A line that is not JSON is pushed as it is (and dead-lettered by cleansing) at the time
 of the line before it. Arrival times never go backwards, and one line cannot move them

@@ -76,7 +76,9 @@ class LinkMapper:
         self._x1, self._y1 = network.x[dst], network.y[dst]
         self._dx, self._dy = self._x1 - self._x0, self._y1 - self._y0
         self._len2 = np.maximum(self._dx * self._dx + self._dy * self._dy, 1e-12)
-        self._node_of = {int(a): int(t) for a, t in zip(network.alias_osmid, network.alias_node)}  # merged ids
+        self._node_of = {
+            int(a): int(t) for a, t in zip(network.alias_osmid, network.alias_node, strict=False)
+        }  # merged ids
         self._node_of.update({int(o): i for i, o in enumerate(np.asarray(network.node_osmid))})
         self._pair: dict[tuple[int, int], int] = {}
         for k in range(self.n_links - 1, -1, -1):  # lowest index wins for parallel links
