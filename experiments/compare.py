@@ -40,19 +40,24 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
 
+from basics.atomic import json_safe, replace_folder
+from experiments.checkpoint import Checkpoint, _checkpoint_key, checkpoint_for
 from experiments.executor import Executor, default_workers
-from basics.errors import InputError
+from experiments.replication import _LINK, _SERIES, _TRIP, ComparisonError, Replication, run_replication
+from scenarios import Scenario, load_scenario, scenario_hash
+from twin.emergency.dispatch import allow_plugins, allowed_plugins
+from twin.model import build_city
+from twin.results import package_version
 
 __all__ = [
     "CONFIDENCE",
@@ -76,28 +81,11 @@ log = logging.getLogger(__name__)
 CONFIDENCE = 0.95
 #: the two variants, in the order of the ``variant`` dim
 VARIANTS = ("baseline", "scenario")
-#: time series and per-trip variables a replication sends back
-_SERIES = ("network_vehicles", "trips_arrived")
-_LINK = ("link_speed", "link_outflow")
-_TRIP = "trip_travel_time_s"
-#: dims of the geometry coordinates copied into comparison.nc
-_GEOMETRY_DIMS = frozenset({"link", "node", "zone", "facility"})
 #: what a comparison compares: the day as simulated once, or each variant after travellers adapted
 RESPONSES = {
     "day1": "day 1: the immediate response (travellers route on the day's own travel times)",
     "equilibrium": "at equilibrium: each variant after travellers adapted (day-to-day learning, twin equilibrate)",
 }
-#: labels of the KPIs an equilibrated replication adds
-_EQ_LABELS = {
-    "equilibrium_iterations": ("Days to equilibrium", ""),
-    "equilibrium_relative_gap": ("Relative gap at equilibrium", ""),
-}
-
-
-class ComparisonError(InputError):
-    """Two scenarios that cannot be compared, or a comparison asked for wrongly."""
-
-
 # ------------------------------------------------------------------------ statistics
 
 
@@ -172,159 +160,6 @@ def paired_difference(
     return PairedDifference(_nanmean(b), _nanmean(s), mean, lo, hi, significant, n)
 
 
-# ------------------------------------------------------------------------ one run
-
-
-@dataclass
-class Replication:
-    """What one run sends back to the comparison (pickle-safe, compact).
-
-    Attributes
-    ----------
-    variant : str
-        ``"baseline"`` or ``"scenario"``.
-    index, seed : int
-        Replication number and its seed.
-    scenario_hash : str
-        Hash of the re-validated scenario with this seed.
-    kpis : dict
-        The run's KPIs.
-    data : xarray.Dataset
-        ``link_speed``, ``link_outflow`` (time, link), ``network_vehicles``,
-        ``trips_arrived`` (time), ``trip_travel_time_s`` (trip), with units.
-    intervened : list of int
-        Links named by a ``link_intervened`` result variable, if the run has one.
-    wall_s : float
-        Seconds the run took in its worker (building, simulating, extracting).
-    labels : dict of str to (str, str)
-        Label and unit of each KPI (so the caller need not import every component).
-    geometry : xarray.Dataset or None
-        The run's link/node/zone/facility coordinates (replication 0 only).
-    run_files : dict of str to bytes, or None
-        The run folder's files (replication 0 only).
-    """
-
-    variant: str
-    index: int
-    seed: int
-    scenario_hash: str
-    kpis: dict[str, float]
-    data: xr.Dataset
-    intervened: list[int] = field(default_factory=list)
-    wall_s: float = 0.0
-    labels: dict[str, tuple[str, str]] = field(default_factory=dict)
-    geometry: xr.Dataset | None = None
-    run_files: dict[str, bytes] | None = None
-    day1_kpis: dict[str, float] | None = None
-
-
-def _intervened_links(ds: xr.Dataset) -> list[int]:
-    """Link indices a ``link_intervened`` variable marks (any non-zero over other dims)."""
-    if "link_intervened" not in ds.variables:
-        return []
-    var = ds["link_intervened"]
-    values = np.asarray(var.values)
-    if "link" in var.dims:
-        axes = tuple(i for i, d in enumerate(var.dims) if d != "link")
-        marked = np.nan_to_num(values.astype(np.float64), nan=0.0) != 0
-        if axes:
-            marked = marked.any(axis=axes)
-        return [int(i) for i in np.flatnonzero(marked)]
-    flat = values.ravel()  # a list of link indices
-    if flat.dtype.kind in "iu":
-        return sorted({int(i) for i in flat if i >= 0})
-    return []
-
-
-def run_replication(
-    scenario: Mapping[str, Any],
-    seed: int,
-    *,
-    variant: str,
-    index: int,
-    expect_hash: str | None = None,
-    keep_run: bool = False,
-    response: str = "day1",
-    iterations: int | None = None,
-) -> Replication:
-    """Run one replication in this process (the task a worker runs).
-
-    Parameters
-    ----------
-    scenario : mapping
-        The resolved scenario (:meth:`scenarios.Scenario.resolved`); validated again here.
-    seed : int
-        The replication's seed (replaces the scenario's).
-    variant : str
-        ``"baseline"`` or ``"scenario"`` (labels the result).
-    index : int
-        Replication number.
-    expect_hash : str, optional
-        The scenario hash (seed excluded) the caller computed; a mismatch (the worker sees
-        other files than the caller) raises :class:`ComparisonError`.
-    keep_run : bool, optional
-        Also return the run folder's files and the geometry coordinates.
-    response : {"day1", "equilibrium"}, optional
-        ``equilibrium``: equilibrate the scenario (:func:`twin.equilibrium.equilibrate`,
-        every day with this seed) and report its final day; its day 1 KPIs come back as
-        ``day1_kpis``.
-    iterations : int, optional
-        Most days when equilibrating (default: the scenario's ``traffic.equilibrium``).
-
-    Returns
-    -------
-    Replication
-    """
-    t0 = time.perf_counter()  # imports count: a fresh worker pays them once
-    from scenarios import load_scenario, scenario_hash
-    from twin.model import Twin
-    from twin.results import kpi_labels
-
-    sc = load_scenario(dict(scenario))
-    got = scenario_hash(sc, include_seed=False)
-    if expect_hash is not None and got != expect_hash:
-        raise ComparisonError(
-            f"the {variant} scenario {sc.name!r} differs on the worker (hash {got}, expected "
-            f"{expect_hash}): its input files, or the project's code, are not the same there"
-        )
-    eq = None
-    if response == "equilibrium":
-        from twin.equilibrium import equilibrate
-
-        eq = equilibrate(sc, seed=int(seed), iterations=iterations)
-        tw = eq.twin
-    else:
-        tw = Twin(sc, seed=int(seed))
-        tw.run()
-    ds = tw.results()
-    data = xr.Dataset(
-        {name: ds[name].variable for name in (*_LINK, *_SERIES, _TRIP)},
-        coords={"time": ds["time"].variable, "clock": ds["clock"].variable, "trip": ds["trip"].variable},
-    )
-    rep = Replication(
-        variant=variant,
-        index=int(index),
-        seed=int(seed),
-        scenario_hash=tw.scenario_hash,
-        kpis={k: float(v) for k, v in tw.kpis().items()},
-        data=data.load(),
-        intervened=_intervened_links(ds),
-    )
-    if eq is not None:
-        rep.kpis.update({"equilibrium_iterations": float(eq.iterations), "equilibrium_relative_gap": eq.final_gap})
-        rep.day1_kpis = {k: float(v) for k, v in eq.day1_kpis.items()}
-    rep.labels = {k: tuple(v) for k, v in {**kpi_labels(), **_EQ_LABELS}.items() if k in rep.kpis}
-    if keep_run:
-        rep.geometry = xr.Dataset(
-            coords={name: c.variable for name, c in ds.coords.items() if c.dims and set(c.dims) <= _GEOMETRY_DIMS}
-        )
-        with tempfile.TemporaryDirectory(prefix="twin-rep-") as tmp:
-            folder = tw.save(Path(tmp) / "run")
-            rep.run_files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-    rep.wall_s = time.perf_counter() - t0
-    return rep
-
-
 # ------------------------------------------------------------------------ the comparison
 
 
@@ -363,7 +198,6 @@ class Comparison:
 
 
 def _load(source: Any, label: str):
-    from scenarios import Scenario, load_scenario
 
     if isinstance(source, Scenario):
         return source
@@ -380,8 +214,6 @@ def _check_comparable(base, scen) -> None:
     if base.outputs.interval != scen.outputs.interval:
         problems.append("their outputs.interval differ")
     if base.city != scen.city:
-        from twin.model import build_city
-
         a, b = build_city(base.city).network, build_city(scen.city).network
         same = a.n_links == b.n_links and np.array_equal(a.src, b.src) and np.array_equal(a.dst, b.dst)
         if not same:
@@ -462,8 +294,6 @@ def compare(
     scenarios.ScenarioError
         A scenario that cannot be read.
     """
-    from scenarios import scenario_hash
-
     if isinstance(replications, bool) or not isinstance(replications, (int, np.integer)) or replications < 2:
         raise ComparisonError(
             f"replications must be a whole number of at least 2 (a confidence interval needs the "
@@ -485,8 +315,6 @@ def compare(
     resolved = {v: scen[v].resolved() for v in VARIANTS}
     hashes = {v: scenario_hash(scen[v], include_seed=False) for v in VARIANTS}
     tasks = [(resolved[v], s, v, i) for i, s in enumerate(seeds) for v in VARIANTS]
-
-    from twin.emergency.dispatch import allowed_plugins
 
     if checkpoint is None and out is not None:
         checkpoint = checkpoint_for(out)
@@ -587,7 +415,6 @@ def _task(
     iterations: int | None = None,
     plugins: tuple[str, ...] = (),
 ) -> Replication:
-    from twin.emergency.dispatch import allow_plugins
 
     allow_plugins(plugins)  # the dispatch plug-ins the caller trusts (--allow-plugins), trusted here too
     return run_replication(
@@ -600,169 +427,6 @@ def _task(
         response=response,
         iterations=iterations,
     )
-
-
-# ------------------------------------------------------------------------ resuming
-
-
-def checkpoint_for(out: str | os.PathLike[str]) -> Path:
-    """The checkpoint folder of the comparison folder ``out``: ``.<name>.replications`` beside it."""
-    out = Path(out)
-    return out.parent / f".{out.name}.replications"
-
-
-def _checkpoint_key(hashes: dict, seeds: list[int], response: str, iterations: int | None) -> dict:
-    from twin.results import package_version
-
-    return {
-        "kind": "comparison replications",
-        "baseline_hash": hashes["baseline"],
-        "scenario_hash": hashes["scenario"],
-        "seeds": [int(s) for s in seeds],
-        "response": response,
-        "iterations": iterations,
-        "package_version": package_version(),
-    }
-
-
-def _plain_dataset(ds: xr.Dataset | None):
-    if ds is None:
-        return None
-
-    def var(v: xr.Variable):
-        return [list(v.dims), v.values, dict(v.attrs)]
-
-    return {
-        "vars": {str(n): var(ds[n].variable) for n in ds.data_vars},
-        "coords": {str(n): var(c.variable) for n, c in ds.coords.items()},
-        "attrs": dict(ds.attrs),
-    }
-
-
-def _dataset_from_plain(d) -> xr.Dataset | None:
-    if d is None:
-        return None
-    return xr.Dataset(
-        {n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["vars"].items()},
-        coords={n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["coords"].items()},
-        attrs=d["attrs"],
-    )
-
-
-def _replication_record(rep: Replication) -> dict:
-    return {
-        "variant": rep.variant,
-        "index": rep.index,
-        "seed": rep.seed,
-        "scenario_hash": rep.scenario_hash,
-        "kpis": dict(rep.kpis),
-        "data": _plain_dataset(rep.data),
-        "intervened": [int(i) for i in rep.intervened],
-        "wall_s": float(rep.wall_s),
-        "labels": {k: tuple(v) for k, v in rep.labels.items()},
-        "geometry": _plain_dataset(rep.geometry),
-        "run_files": None
-        if rep.run_files is None
-        else {name: np.frombuffer(payload, np.uint8) for name, payload in rep.run_files.items()},
-        "day1_kpis": None if rep.day1_kpis is None else dict(rep.day1_kpis),
-    }
-
-
-def _replication_from_record(r: dict) -> Replication:
-    return Replication(
-        variant=str(r["variant"]),
-        index=int(r["index"]),
-        seed=int(r["seed"]),
-        scenario_hash=str(r["scenario_hash"]),
-        kpis=dict(r["kpis"]),
-        data=_dataset_from_plain(r["data"]),
-        intervened=list(r["intervened"]),
-        wall_s=float(r["wall_s"]),
-        labels={k: tuple(v) for k, v in r["labels"].items()},
-        geometry=_dataset_from_plain(r["geometry"]),
-        run_files=None if r["run_files"] is None else {k: v.tobytes() for k, v in r["run_files"].items()},
-        day1_kpis=r["day1_kpis"],
-    )
-
-
-class Checkpoint:
-    """A folder of finished replications of one comparison (see the module docstring).
-
-    Parameters
-    ----------
-    folder : path
-        Where the runs are kept (created when the first run lands).
-    key : dict
-        What identifies the comparison (scenario hashes, seeds, response, code version).
-    resume : bool
-        Take the runs already there (if the key matches); ``False`` starts afresh.
-    """
-
-    KIND = "comparison replication"
-
-    def __init__(self, folder: str | os.PathLike[str], key: dict, *, resume: bool = True) -> None:
-        self.folder = Path(folder)
-        self.key = json.loads(json.dumps(key))
-        self.resume = resume
-
-    def _ours(self) -> dict | None:
-        try:
-            return json.loads((self.folder / "key.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
-    def load(self) -> dict[tuple[str, int], Replication]:
-        """The runs of this comparison already kept, by (variant, index); a checkpoint of another
-        comparison (or ``resume=False``) is removed; a folder that is not a checkpoint is refused.
-        """
-        from twin.snapshot import SnapshotError, records_from_bytes
-
-        if not self.folder.exists():
-            return {}
-        have = self._ours()
-        if not isinstance(have, dict) or have.get("kind") != self.key["kind"]:
-            raise ComparisonError(f"{str(self.folder)!r} exists and is not a comparison checkpoint: move it away")
-        if have != self.key or not self.resume:
-            log.info(
-                "replacing the checkpoint %s (%s)",
-                self.folder,
-                "a fresh start" if not self.resume else "it belongs to another comparison",
-            )
-            self.discard()
-            return {}
-        found: dict[tuple[str, int], Replication] = {}
-        for path in sorted(self.folder.glob("*.rep")):
-            try:
-                rep = _replication_from_record(
-                    records_from_bytes(path.read_bytes(), kind=self.KIND, what=repr(str(path)))
-                )
-            except (SnapshotError, OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                log.warning("checkpoint run %s cannot be used (%s): it runs again", path.name, exc)
-                continue
-            if path.name == f"{rep.variant}-{rep.index}.rep" and rep.seed == self.key["seeds"][rep.index]:
-                found[(rep.variant, rep.index)] = rep
-        return found
-
-    def save(self, rep: Replication) -> Path:
-        """Keep one finished run (written atomically)."""
-        from basics.atomic import write_bytes
-        from twin.snapshot import records_bytes
-
-        if not self.folder.exists():
-            self.folder.mkdir(parents=True)
-            write_bytes(self.folder / "key.json", json.dumps(self.key, indent=1).encode("utf-8"))
-        return write_bytes(
-            self.folder / f"{rep.variant}-{rep.index}.rep",
-            records_bytes(_replication_record(rep), kind=self.KIND),
-            fsync=True,
-        )
-
-    def discard(self) -> None:
-        """Remove the folder (only a checkpoint: its files and key)."""
-        import shutil
-
-        if self.folder.exists() and isinstance(self._ours(), dict):
-            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------ assembling
@@ -830,8 +494,6 @@ def _attrs(var: xr.Variable, long_name: str | None = None) -> dict[str, str]:
 
 def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dataset:
     """The comparison Dataset (see the module docstring)."""
-    from twin.results import package_version
-
     ref = by["baseline"][0]
     times = ref.data["time"].values
     n_links = ref.data.sizes["link"]
@@ -948,7 +610,6 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> Pat
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"comparison folder {str(out)!r} exists and is not a folder; choose another --out")
-    from basics.atomic import json_safe, replace_folder
 
     def fill(tmp: Path) -> None:
         comparison.dataset.to_netcdf(tmp / "comparison.nc", engine="h5netcdf")

@@ -12,12 +12,12 @@ from scipy import stats
 from experiments.compare import (
     Comparison,
     ComparisonError,
-    _intervened_links,
     compare,
     paired_difference,
     run_replication,
     write_comparison,
 )
+from experiments.replication import _intervened_links
 from scenarios import ScenarioError, load_scenario
 from tests.experiments.conftest import TINY, tiny
 
