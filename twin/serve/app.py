@@ -135,7 +135,7 @@ def build_app(runner: Runner, tokens: Tokens | None = None) -> Starlette:
         if isinstance(who, Response):
             return who
         state, _ = runner.snapshot()
-        body = dict(state, you={"name": who.name, "role": who.role})
+        body = dict(state, you={"name": who.name, "role": who.role}, server=runner.stats())
         return JSONResponse(body, headers=SECURITY_HEADERS)
 
     api_control = _control_endpoint(runner, tokens, n_links=n_links, n_nodes=n_nodes)
@@ -206,6 +206,7 @@ async def _feed(websocket: WebSocket, runner: Runner, ident: Identity) -> None:
         closed.set()
 
     task = asyncio.create_task(reader())
+    runner.clients += 1
     try:
         state, _ = runner.snapshot()
         await websocket.send_text(_dumps(dict(state, you={"name": ident.name, "role": ident.role})))
@@ -221,6 +222,7 @@ async def _feed(websocket: WebSocket, runner: Runner, ident: Identity) -> None:
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     finally:
+        runner.clients -= 1
         task.cancel()
 
 

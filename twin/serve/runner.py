@@ -87,6 +87,7 @@ class Runner:
         self.error: str | None = None
         self.step_cpu_s = 0.0  # simulation time on the CPU (for the benchmark)
         self.publish_cpu_s = 0.0  # building states and deltas
+        self.clients = 0  # WebSockets connected (the web server counts them)
 
     # ------------------------------------------------------------------ state
     def _payload(self) -> dict[str, Any]:
@@ -105,6 +106,15 @@ class Runner:
         with self.cond:
             self.state, self.delta = new, delta
             self.cond.notify_all()
+
+    def stats(self) -> dict[str, Any]:
+        """The server's own figures: CPU seconds simulating and publishing, clients."""
+        return {
+            "step_cpu_s": round(self.step_cpu_s, 3),
+            "publish_cpu_s": round(self.publish_cpu_s, 3),
+            "clients": self.clients,
+            "seq": self.seq,
+        }
 
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The latest state and the delta that led to it (both read only)."""
