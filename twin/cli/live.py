@@ -73,6 +73,7 @@ def _cmd_live(args, console: Console) -> int:
     settings = AssimilationSettings(members=args.members)
     if args.open_loop:
         settings = replace(settings, estimate_demand=False, correct_links=False)
+    settings.check(scenario)  # before the city is built or the feed connected
     out = Path(args.out) if args.out else _default_out(scenario)
     # dead letters go beside the run folder while it runs (the folder itself is written
     # whole at the end) and into it when the results are saved

@@ -56,3 +56,14 @@ def test_the_run_folder_keeps_its_dead_letters(tmp_path):
     assert entries and all(e["source"] == "replay" and e["reason"] for e in entries)
     rejected = json.loads((tmp_path / "live-out" / "summary.json").read_text())
     assert rejected["scenario"] == "sample_day"
+
+
+def test_bad_settings_fail_before_the_feed_is_connected(tmp_path):
+    """The live twin's settings are checked before the city is built or the feed connected (issue 14):
+    with no broker listening, the error is about the settings, not the feed."""
+    port = free_port()  # nothing listens here
+    res = _live(["--feed", f"mqtt://127.0.0.1:{port}/city/#", "--members", "0"], tmp_path, timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = " ".join(res.stderr.split())
+    assert "at least one member" in err and "cannot connect" not in err
+    assert not list(tmp_path.rglob("*.jsonl"))
