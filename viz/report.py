@@ -35,6 +35,7 @@ from viz.data import (
     open_results,
     time_index,
 )
+from viz.ops_charts import emergency_sections
 
 __all__ = ["write_report", "build_report", "kpi_rows"]
 
@@ -293,6 +294,8 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
     figs["travel-times"] = charts.png_bytes(charts.travel_time_figure(res))
     captions["travel-times"] = "Travel time from scheduled departure to arrival, completed trips only."
 
+    ops = emergency_sections(res.ds, start_clock_s=res.start_clock_s) if res.kind == "run" else []
+    figs.update({name: png for name, _, png, _ in ops})
     heading, table = _link_table(res, index)
     title = f"{'Comparison' if res.kind == 'comparison' else 'Run'} report: {res.name}"
     parts = [
@@ -322,6 +325,8 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
                 f"<h2>{_e(sections[name])}</h2><figure>{_img(figs[name], sections[name])}"
                 f"<figcaption>{_e(captions[name])}</figcaption></figure>"
             )
+    for _, name, png, caption in ops:
+        parts.append(f"<h2>{_e(name)}</h2><figure>{_img(png, name)}<figcaption>{_e(caption)}</figcaption></figure>")
     parts.append(f"<h2>{_e(heading)}</h2>{table}")
     parts.append(
         f"<h2>Travel times</h2><figure>{_img(figs['travel-times'], 'travel times')}"
