@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 __all__ = ["DONE", "FAILED", "PENDING", "ExperimentStore", "open_results"]
 
 PENDING, DONE, FAILED = 0, 1, -1
+
+
+def _rows(n_p: int, n_r: int) -> int:
+    """Points per chunk of the (point, replication) arrays: about 1,024 runs a chunk."""
+    return max(1, min(n_p, 1024 // max(n_r, 1)))
+
+
 _RESERVED = {"point", "replication", "seed", "status", "error"}
 
 
@@ -138,7 +145,7 @@ class ExperimentStore:
         g.create_array(
             "status",
             shape=(n_p, n_r),
-            chunks=(1, n_r),
+            chunks=(_rows(n_p, n_r), n_r),
             dtype="i1",
             fill_value=PENDING,
             dimension_names=["point", "replication"],
@@ -147,7 +154,7 @@ class ExperimentStore:
         g.create_array(
             "error",
             shape=(n_p, n_r),
-            chunks=(1, n_r),
+            chunks=(_rows(n_p, n_r), n_r),
             dtype=str,
             fill_value="",
             dimension_names=["point", "replication"],
@@ -201,7 +208,7 @@ class ExperimentStore:
         if name in _RESERVED or name in {f.name for f in self.spec.factors}:
             raise ExperimentError(f"a result variable is called {name!r}, a name the store keeps for itself")
         n_p, n_r = g["status"].shape
-        chunks = (1, n_r) if not shape else (1, 1, *shape)
+        chunks = (_rows(n_p, n_r), n_r) if not shape else (1, 1, *shape)
         arr = g.create_array(
             name,
             shape=(n_p, n_r, *shape),

@@ -232,7 +232,9 @@ def write_analysis(results: dict[str, xr.Dataset], out: str | Path) -> list[Path
 def _cmd_run(args: Any, console: Console) -> int:
     from experiments.runner import run_experiment
     from experiments.spec import load_experiment
+    from twin.emergency.dispatch import allow_plugins
 
+    allow_plugins(args.allow_plugins_run)
     spec = load_experiment(args.spec)  # every problem, before any run
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}.zarr"
     if args.workers is not None and args.scheduler is not None:
@@ -302,6 +304,13 @@ def add_commands(sub: Any) -> None:
     r.add_argument("--retry-failed", action="store_true", help="run again the runs that failed last time")
     r.add_argument("--overwrite", action="store_true", help="replace a store of another experiment at --out")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--allow-plugins",
+        dest="allow_plugins_run",
+        action="append",
+        metavar="MODULE:FUNCTION",
+        help="trust this plug-in (a dispatch policy, or the spec's function) here too",
+    )
     r.set_defaults(func=_cmd_run)
     a = esub.add_parser("analyze", help="KPI intervals, effects, sensitivity indices, optimisation history")
     a.add_argument("store", help="the experiment's Zarr store")
