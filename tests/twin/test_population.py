@@ -225,7 +225,7 @@ def test_person_agents(city):
 
 
 def _crossing_car_trips(pop, zones) -> int:
-    inside = pop._zone_nodes_mask(zones, "test")
+    inside = pop.policies.zone_nodes_mask(zones, "test")
     lg = pop.log
     car = (lg["mode"] == kc.MODE_CAR) & (lg["status"] != TRIP_CANCELLED)
     return int(np.count_nonzero(car & (inside[lg["orig"]] != inside[lg["dest"]])))
@@ -268,7 +268,7 @@ def test_announced_end_shifts_departures_later(city):
         pop = tw.components["population"]
         pop.set_cordon("c", [CENTRE], 15.0, until_s=until)
         tw.run()
-        inside = pop._zone_nodes_mask([CENTRE], "t")
+        inside = pop.policies.zone_nodes_mask([CENTRE], "t")
         lg = pop.log
         sel = (lg["mode"] == 0) & (inside[lg["orig"]] != inside[lg["dest"]]) & (lg["depart"] >= 3600)
         return int(sel.sum())
@@ -307,7 +307,7 @@ def _evacuate(city, *, zone=CENTRE, exit_factor=None, shelters=None, compliance=
         scenario(**{"time.start": "01:00", "time.duration": "2h", "outputs.interval": "5min", **overrides}), city=city
     )
     pop = tw.components["population"]
-    mask = pop._zone_nodes_mask([zone], "t")
+    mask = pop.policies.zone_nodes_mask([zone], "t")
     if exit_factor is not None:
         net = city.network
         exits = np.flatnonzero(mask[net.src] & ~mask[net.dst])
@@ -344,8 +344,8 @@ def test_evacuation_in_the_morning_keeps_the_books(city):
     tw = Twin(scenario(**{"time.start": "07:00", "time.duration": "1h30min"}), city=city)
     pop = tw.components["population"]
     tw.run_until(1800.0)
-    mask = pop._zone_nodes_mask([CENTRE], "t")
-    pending = np.flatnonzero(pop._in_place(mask) & (pop.trip_mode >= 0))
+    mask = pop.policies.zone_nodes_mask([CENTRE], "t")
+    pending = np.flatnonzero(pop.policies.in_place(mask) & (pop.trip_mode >= 0))
     assert pending.size > 0
     n = pop.order_evacuation([CENTRE], compliance=0.6, delay_mean_s=600.0, delay_sd_s=300.0)
     assert n > 0

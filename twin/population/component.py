@@ -66,7 +66,7 @@ from kernels.routing import changed_links, route_table, stale_rows
 from twin.clock import PRIORITY, schedule_at
 from twin.components import Component, TwinView
 from twin.population.outputs import OutputsMixin
-from twin.population.policies import PoliciesMixin
+from twin.population.policies import Policies
 from twin.population.triplog import TRIP_ACTIVE, TRIP_DONE, TripLog
 from twin.rng import component_seed
 
@@ -92,7 +92,7 @@ def _activity(a) -> ActivityTimes:
     )
 
 
-class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
+class PopulationComponent(OutputsMixin, Component):
     """Residents as Mesa agents whose plans and choices make the demand (component ``"population"``).
 
     Policies (called by the interventions, or directly): :meth:`set_cordon`,
@@ -194,7 +194,9 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self.node_open = np.ones(self.n_nodes, np.uint8)
         self.work_from_home_share = 0.0
         self.wfh = np.zeros(self.people.n_persons, bool)
-        self._init_evacuation()
+        #: cordons, work from home, evacuation orders
+        self.policies = Policies(self)
+        self.policies.init_evacuation()
         # --- person state
         n = self.people.n_persons
         self.place = np.full(n, PLACE_HOME, np.int8)
@@ -374,6 +376,33 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             t[early] = t[early] + km / _DRIVE_ESTIMATE_MPS + pl.duration[early, g]
             self.leg[early] += 1
         self.next_t = np.where(has & (self.leg < pl.n_legs), t - start, np.inf)
+
+    # ----------------------------------------------------------------- policies (see Policies)
+    def set_cordon(self, name: str, zones, price: float, *, until_s: float | None = None) -> None:
+        """Price car trips crossing the zones' boundary (:meth:`Policies.set_cordon`)."""
+        self.policies.set_cordon(name, zones, price, until_s=until_s)
+
+    def clear_cordon(self, name: str) -> None:
+        """Take a cordon off (:meth:`Policies.clear_cordon`)."""
+        self.policies.clear_cordon(name)
+
+    def set_work_from_home(self, share: float) -> None:
+        """Set the share of workers who stay home (:meth:`Policies.set_work_from_home`)."""
+        self.policies.set_work_from_home(share)
+
+    def order_evacuation(
+        self,
+        zones,
+        *,
+        compliance: float = 1.0,
+        delay_mean_s: float = 0.0,
+        delay_sd_s: float = 0.0,
+        shelters: np.ndarray | None = None,
+    ) -> int:
+        """Order the persons in ``zones`` to leave; returns how many (:meth:`Policies.order_evacuation`)."""
+        return self.policies.order_evacuation(
+            zones, compliance=compliance, delay_mean_s=delay_mean_s, delay_sd_s=delay_sd_s, shelters=shelters
+        )
 
     # ----------------------------------------------------------------- the clock
     def start(self) -> None:
@@ -596,7 +625,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
         self.trip_vid[persons] = -1
         evac = purpose == P_EVACUATION
         if evac.any():
-            self._evacuee_safe(persons[evac], t[evac])
+            self.policies.evacuee_safe(persons[evac], t[evac])
         normal = persons[~evac]
         if normal.size:
             g = self.leg[normal].astype(np.int64)
@@ -605,7 +634,7 @@ class PopulationComponent(PoliciesMixin, OutputsMixin, Component):
             dur = pl.duration[normal, g].astype(np.float64)
             self.next_t[normal] = np.where(nxt < pl.n_legs[normal], t[~evac] + dur, np.inf)
             self._schedule(normal)
-            self._arrived_in_evacuated(normal, t[~evac])
+            self.policies.arrived_in_evacuated(normal, t[~evac])
 
     # -------------------------------------------------------------- decisions
     def _decide(self, persons: np.ndarray, now: float) -> None:

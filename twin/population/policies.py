@@ -1,6 +1,6 @@
 """Policies the persons respond to: priced cordons, work from home, evacuation orders.
 
-The interventions timeline calls these on the population component (at an
+The interventions timeline calls these through the population component (at an
 entry's ``at``, and the reverse at its ``until``); scripts and tests may call
 them directly.  Zones are indices into the *city's* zones (``twin.city.zones``,
 as the interventions resolve them) or their names; the policies act on the
@@ -28,16 +28,20 @@ nodes of those zones, so they apply whichever zoning the population uses.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from basics.errors import InputError
 from kernels import choice as kc
 from kernels.routing import route_table
 from kernels.traffic import VEH_PENDING
-from basics.errors import InputError
 from twin.population.triplog import TRIP_CANCELLED
 
-__all__ = ["PoliciesMixin"]
+if TYPE_CHECKING:
+    from twin.population.component import PopulationComponent
+
+__all__ = ["Policies"]
 
 _NOT_ORDERED, _COMPLIES, _REFUSES = 0, 1, 2
 #: counter-based random streams (slots) of the policies, apart from the choice kernel's
@@ -45,13 +49,22 @@ _SALT_WFH = 1 << 43
 _SALT_EVAC = 1 << 44
 
 
-class PoliciesMixin:
-    """Policy side of :class:`~twin.population.component.PopulationComponent`."""
+class Policies:
+    """The policies of a :class:`~twin.population.component.PopulationComponent` (``pop.policies``).
+
+    Parameters
+    ----------
+    comp : PopulationComponent
+        The population the policies act on (its persons, plans, skim and policy records).
+    """
+
+    def __init__(self, comp: PopulationComponent) -> None:
+        self.comp = comp
 
     # ------------------------------------------------------------------ zones
-    def _zone_nodes_mask(self, zones, what: str) -> np.ndarray:
+    def zone_nodes_mask(self, zones, what: str) -> np.ndarray:
         """Boolean node mask of city zones given by index or name."""
-        cz = self.twin.city.zones
+        cz = self.comp.twin.city.zones
         arr = np.atleast_1d(np.asarray(zones))
         if arr.size == 0:
             raise InputError(f"{what}: no zones given")
@@ -91,29 +104,29 @@ class PoliciesMixin:
         price = float(price)
         if not price >= 0 or not math.isfinite(price):
             raise InputError(f"cordon {name!r}: the price must be a finite number >= 0, got {price!r}")
-        mask = self._zone_nodes_mask(zones, f"cordon {name!r}").astype(np.uint8)
+        mask = self.zone_nodes_mask(zones, f"cordon {name!r}").astype(np.uint8)
         until = math.inf if until_s is None else float(until_s)
-        if name in self.cordon_names:
-            k = self.cordon_names.index(name)
-            self.cordon[k] = mask
-            self.price[k] = price
-            self.price_until[k] = until
+        if name in self.comp.cordon_names:
+            k = self.comp.cordon_names.index(name)
+            self.comp.cordon[k] = mask
+            self.comp.price[k] = price
+            self.comp.price_until[k] = until
         else:
-            self.cordon_names.append(name)
-            self.cordon = np.vstack([self.cordon, mask[None, :]])
-            self.price = np.append(self.price, price)
-            self.price_until = np.append(self.price_until, until)
+            self.comp.cordon_names.append(name)
+            self.comp.cordon = np.vstack([self.comp.cordon, mask[None, :]])
+            self.comp.price = np.append(self.comp.price, price)
+            self.comp.price_until = np.append(self.comp.price_until, until)
 
     def clear_cordon(self, name: str) -> None:
         """Take cordon ``name`` off (unknown names are an error)."""
-        if name not in self.cordon_names:
-            raise InputError(f"no cordon named {name!r} is set (set: {', '.join(self.cordon_names) or 'none'})")
-        k = self.cordon_names.index(name)
-        del self.cordon_names[k]
-        keep = np.arange(self.price.size) != k
-        self.cordon = np.ascontiguousarray(self.cordon[keep])
-        self.price = self.price[keep]
-        self.price_until = self.price_until[keep]
+        if name not in self.comp.cordon_names:
+            raise InputError(f"no cordon named {name!r} is set (set: {', '.join(self.comp.cordon_names) or 'none'})")
+        k = self.comp.cordon_names.index(name)
+        del self.comp.cordon_names[k]
+        keep = np.arange(self.comp.price.size) != k
+        self.comp.cordon = np.ascontiguousarray(self.comp.cordon[keep])
+        self.comp.price = self.comp.price[keep]
+        self.comp.price_until = self.comp.price_until[keep]
 
     # ------------------------------------------------------------ work from home
     def set_work_from_home(self, share: float) -> None:
@@ -127,23 +140,24 @@ class PoliciesMixin:
         share = float(share)
         if not 0.0 <= share <= 1.0:
             raise InputError(f"work from home: the share must lie in [0, 1], got {share!r}")
-        n = self.people.n_persons
+        n = self.comp.people.n_persons
         keys = np.empty(n, np.uint64)
         u = np.empty(n)
-        kc.decision_keys(self.base_key, np.arange(n, dtype=np.int64), np.zeros(n, np.int64), keys)
+        kc.decision_keys(self.comp.base_key, np.arange(n, dtype=np.int64), np.zeros(n, np.int64), keys)
         kc.hash_uniforms(keys, _SALT_WFH, u)
-        self.wfh = self.people.worker & (u < share)
-        self.work_from_home_share = share
+        self.comp.wfh = self.comp.people.worker & (u < share)
+        self.comp.work_from_home_share = share
 
     # ---------------------------------------------------------------- evacuation
-    def _init_evacuation(self) -> None:
-        n = self.people.n_persons
-        self.evac_node = np.zeros(self.n_nodes, bool)
-        self.evac_order_of_node = np.full(self.n_nodes, -1, np.int16)
-        self.evac_orders: list[dict] = []
-        self.evac_status = np.zeros(n, np.int8)
-        self.evac_target = np.zeros(n, bool)  # in an ordered zone when the order came
-        self.evac_safe_t = np.full(n, np.nan)
+    def init_evacuation(self) -> None:
+        """Empty evacuation records (no order yet)."""
+        n = self.comp.people.n_persons
+        self.comp.evac_node = np.zeros(self.comp.n_nodes, bool)
+        self.comp.evac_order_of_node = np.full(self.comp.n_nodes, -1, np.int16)
+        self.comp.evac_orders: list[dict] = []
+        self.comp.evac_status = np.zeros(n, np.int8)
+        self.comp.evac_target = np.zeros(n, bool)  # in an ordered zone when the order came
+        self.comp.evac_safe_t = np.full(n, np.nan)
 
     def order_evacuation(
         self,
@@ -175,16 +189,16 @@ class PoliciesMixin:
         shel = None
         if shelters is not None:
             shel = np.unique(np.asarray(shelters, np.int64))
-            if shel.size and (shel.min() < 0 or shel.max() >= self.n_nodes):
-                raise InputError(f"evacuation: shelter nodes must be node indices 0..{self.n_nodes - 1}")
-        mask = self._zone_nodes_mask(zones, "evacuation")
-        tw = self.twin
+            if shel.size and (shel.min() < 0 or shel.max() >= self.comp.n_nodes):
+                raise InputError(f"evacuation: shelter nodes must be node indices 0..{self.comp.n_nodes - 1}")
+        mask = self.zone_nodes_mask(zones, "evacuation")
+        tw = self.comp.twin
         tw.sync()
         now = tw.now
-        self._arrivals(now)  # who has arrived by now is where they arrived
-        self._refresh_skim(now, force=True)
-        order = len(self.evac_orders)
-        self.evac_orders.append(
+        self.comp._arrivals(now)  # who has arrived by now is where they arrived
+        self.comp._refresh_skim(now, force=True)
+        order = len(self.comp.evac_orders)
+        self.comp.evac_orders.append(
             {
                 "t": now,
                 "compliance": float(compliance),
@@ -194,51 +208,51 @@ class PoliciesMixin:
                 "n": 0,
             }
         )
-        self.evac_node |= mask
-        self.evac_order_of_node[mask] = order
-        self.node_open[mask] = 0
+        self.comp.evac_node |= mask
+        self.comp.evac_order_of_node[mask] = order
+        self.comp.node_open[mask] = 0
         if shel is not None:
-            self.evac_orders[-1]["shelter_tt"] = self._distances_to(shel)  # [shelter, node], at the order
+            self.comp.evac_orders[-1]["shelter_tt"] = self._distances_to(shel)  # [shelter, node], at the order
         self._open_zone_nodes()
         # persons with a trip decided but not started are still there (who obeys cancels it)
-        here = self._in_place(mask)
-        targets = np.flatnonzero(here & (self.evac_status == _NOT_ORDERED))
-        self.evac_target[targets] = True
-        self._evacuate(targets, now, order)
-        n = int(np.count_nonzero(self.evac_target[targets]))
-        self.evac_orders[-1]["n"] = n
-        self._poke()
+        here = self.in_place(mask)
+        targets = np.flatnonzero(here & (self.comp.evac_status == _NOT_ORDERED))
+        self.comp.evac_target[targets] = True
+        self.evacuate(targets, now, order)
+        n = int(np.count_nonzero(self.comp.evac_target[targets]))
+        self.comp.evac_orders[-1]["n"] = n
+        self.comp._poke()
         return n
 
-    def _in_place(self, mask: np.ndarray) -> np.ndarray:
+    def in_place(self, mask: np.ndarray) -> np.ndarray:
         """Persons at a node of ``mask`` and not under way (a trip decided but not started counts as here)."""
-        has = self.trip_mode >= 0
-        pending = has & (self.trip_dep > self.twin.now)
-        return (~has | pending) & mask[self.node]
+        has = self.comp.trip_mode >= 0
+        pending = has & (self.comp.trip_dep > self.comp.twin.now)
+        return (~has | pending) & mask[self.comp.node]
 
     def _cancel_pending(self, persons: np.ndarray) -> np.ndarray:
         """Cancel the trips ``persons`` decided but have not started; returns those still on a trip
         (a car released in this very tick can no longer be called back).
         """
-        p = persons[self.trip_mode[persons] >= 0]
+        p = persons[self.comp.trip_mode[persons] >= 0]
         if p.size == 0:
             return p
-        car = p[self.trip_mode[p] == kc.MODE_CAR]
-        veh = self.twin.traffic.veh
-        car = car[veh.link[self.trip_vid[car]] == VEH_PENDING]
-        gone = self.twin.traffic.cancel_trips(self.trip_vid[car]) if car.size else np.zeros(0, np.int64)
-        cancel = np.concatenate([p[self.trip_mode[p] != kc.MODE_CAR], car[np.isin(self.trip_vid[car], gone)]])
+        car = p[self.comp.trip_mode[p] == kc.MODE_CAR]
+        veh = self.comp.twin.traffic.veh
+        car = car[veh.link[self.comp.trip_vid[car]] == VEH_PENDING]
+        gone = self.comp.twin.traffic.cancel_trips(self.comp.trip_vid[car]) if car.size else np.zeros(0, np.int64)
+        cancel = np.concatenate([p[self.comp.trip_mode[p] != kc.MODE_CAR], car[np.isin(self.comp.trip_vid[car], gone)]])
         if cancel.size:
-            self.log["status"][self.trip_row[cancel]] = TRIP_CANCELLED
-            self.trip_mode[cancel] = -1
-            self.trip_vid[cancel] = -1
-            self.travelling = self.travelling[~np.isin(self.travelling, cancel)]
-        return p[self.trip_mode[p] >= 0]
+            self.comp.log["status"][self.comp.trip_row[cancel]] = TRIP_CANCELLED
+            self.comp.trip_mode[cancel] = -1
+            self.comp.trip_vid[cancel] = -1
+            self.comp.travelling = self.comp.travelling[~np.isin(self.comp.travelling, cancel)]
+        return p[self.comp.trip_mode[p] >= 0]
 
     def _distances_to(self, nodes: np.ndarray) -> np.ndarray:
         """Current car travel time from every node to each of ``nodes`` ([k, n_nodes])."""
-        g = self.twin.traffic.graph
-        dist = np.full((nodes.size, self.n_nodes), np.inf)
+        g = self.comp.twin.traffic.graph
+        dist = np.full((nodes.size, self.comp.n_nodes), np.inf)
         if nodes.size:
             route_table(
                 nodes.astype(np.int32),
@@ -246,35 +260,38 @@ class PoliciesMixin:
                 g.in_indptr,
                 g.in_links,
                 g.src,
-                self.twin.traffic.routes.weight,
-                np.empty((0, self.n_nodes), np.int32),
+                self.comp.twin.traffic.routes.weight,
+                np.empty((0, self.comp.n_nodes), np.int32),
                 dist,
             )
         return dist
 
     def _open_zone_nodes(self) -> None:
         """Zones that can take evacuees (most of their nodes outside every order), and their open access nodes."""
-        nz = self.zones.n_zones
-        ok = ~self.evac_node[self.zone_nodes]
-        z_of = np.repeat(np.arange(nz), np.diff(self.zone_indptr))
+        nz = self.comp.zones.n_zones
+        ok = ~self.comp.evac_node[self.comp.zone_nodes]
+        z_of = np.repeat(np.arange(nz), np.diff(self.comp.zone_indptr))
         n_ok = np.bincount(z_of[ok], minlength=nz)
-        n_all = np.diff(self.zone_indptr)
-        self._safe_zone = (
-            (n_ok > 0) & (2 * n_ok >= n_all) & (self.centroid >= 0) & ~self.evac_node[np.maximum(self.centroid, 0)]
+        n_all = np.diff(self.comp.zone_indptr)
+        self.comp._safe_zone = (
+            (n_ok > 0)
+            & (2 * n_ok >= n_all)
+            & (self.comp.centroid >= 0)
+            & ~self.comp.evac_node[np.maximum(self.comp.centroid, 0)]
         )
         # arrive at the zone's access nodes outside the order (any open node if none is)
-        ptr, acc = self.people.access_indptr, self.people.access_nodes
+        ptr, acc = self.comp.people.access_indptr, self.comp.people.access_nodes
         a_zone = np.repeat(np.arange(nz), np.diff(ptr))
-        a_ok = ~self.evac_node[acc]
+        a_ok = ~self.comp.evac_node[acc]
         has_acc = np.bincount(a_zone[a_ok], minlength=nz) > 0
-        nodes = np.concatenate([acc[a_ok], self.zone_nodes[ok & ~has_acc[z_of]]])
+        nodes = np.concatenate([acc[a_ok], self.comp.zone_nodes[ok & ~has_acc[z_of]]])
         zone = np.concatenate([a_zone[a_ok], z_of[ok & ~has_acc[z_of]]])
         order = np.argsort(zone, kind="stable")
-        self._safe_nodes = nodes[order].astype(np.int32)
-        self._safe_indptr = np.zeros(nz + 1, np.int64)
-        np.cumsum(np.bincount(zone, minlength=nz), out=self._safe_indptr[1:])
+        self.comp._safe_nodes = nodes[order].astype(np.int32)
+        self.comp._safe_indptr = np.zeros(nz + 1, np.int64)
+        np.cumsum(np.bincount(zone, minlength=nz), out=self.comp._safe_indptr[1:])
 
-    def _evacuate(self, persons: np.ndarray, t0, order: int) -> None:
+    def evacuate(self, persons: np.ndarray, t0, order: int) -> None:
         """Compliance, delay, destination and trips for ``persons`` (in ordered zones, not under way).
 
         ``t0`` (scalar or per person) is when each heard the order: the order
@@ -282,62 +299,63 @@ class PoliciesMixin:
         """
         if persons.size == 0:
             return
-        o = self.evac_orders[order]
-        people = self.people
+        o = self.comp.evac_orders[order]
+        people = self.comp.people
         t0 = np.broadcast_to(np.asarray(t0, np.float64), persons.shape)
-        at_home = (self.place[persons] == 0) & (self.node[persons] == people.home_node[persons])
+        at_home = (self.comp.place[persons] == 0) & (self.comp.node[persons] == people.home_node[persons])
         # units: a household at home leaves together; anyone else alone
         unit = np.where(at_home, people.household[persons].astype(np.int64), people.n_households + persons)
         units, first, inv = np.unique(unit, return_index=True, return_inverse=True)
         keys = np.empty(units.size, np.uint64)
-        kc.decision_keys(self.base_key, units, np.full(units.size, order, np.int64), keys)
+        kc.decision_keys(self.comp.base_key, units, np.full(units.size, order, np.int64), keys)
         u_c = kc.hash_uniforms(keys, _SALT_EVAC, np.empty(units.size))
         u1 = kc.hash_uniforms(keys, _SALT_EVAC + 1, np.empty(units.size))
         u2 = kc.hash_uniforms(keys, _SALT_EVAC + 2, np.empty(units.size))
         z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
         delay = np.maximum(o["delay_mean"] + o["delay_sd"] * z, 0.0)
         comply = (u_c < o["compliance"])[inv]
-        self.evac_status[persons] = np.where(comply, self._COMPLIES, self._REFUSES)
+        self.comp.evac_status[persons] = np.where(comply, _COMPLIES, _REFUSES)
         if not comply.any():
             return
         # who obeys drops the trip they had decided on; one already driving off is not here any more
         gone = self._cancel_pending(persons[comply])
         if gone.size:
             out = np.isin(persons, gone)
-            self.evac_status[gone] = _NOT_ORDERED  # they decide when they arrive somewhere ordered
-            self.evac_target[gone] = False
+            self.comp.evac_status[gone] = _NOT_ORDERED  # they decide when they arrive somewhere ordered
+            self.comp.evac_target[gone] = False
             comply &= ~out
         # per unit: its first member leads (and drives, with the unit's car)
         lead = persons[first]
         unit_car = np.where(at_home[first], people.hh_car[people.household[lead]], people.car[lead])
         dest_u, tt_u = self._evac_destinations(lead, unit_car, order)
-        dep_u = np.maximum(t0[first] + delay, self.twin.now)
+        dep_u = np.maximum(t0[first] + delay, self.comp.twin.now)
         use_car_u = (
             unit_car
             & np.isfinite(tt_u)
-            & (dest_u != self.node[lead])
-            & (self.node_comp[dest_u] == self.node_comp[self.node[lead]])
+            & (dest_u != self.comp.node[lead])
+            & (self.comp.node_comp[dest_u] == self.comp.node_comp[self.comp.node[lead]])
         )
         vid_u = np.full(units.size, -1, np.int64)
         movers = np.flatnonzero(use_car_u & (np.bincount(inv[comply], minlength=units.size) > 0))
         if movers.size:
-            vid_u[movers] = self.twin.add_trips(
-                self.node[lead[movers]], dest_u[movers], dep_u[movers], source="population"
+            vid_u[movers] = self.comp.twin.add_trips(
+                self.comp.node[lead[movers]], dest_u[movers], dep_u[movers], source="population"
             )
         go = persons[comply]
         ui = inv[comply]
         dest = dest_u[ui]
-        walk = self.params.detour * np.hypot(
-            self.node_x[dest] - self.node_x[self.node[go]], self.node_y[dest] - self.node_y[self.node[go]]
+        walk = self.comp.params.detour * np.hypot(
+            self.comp.node_x[dest] - self.comp.node_x[self.comp.node[go]],
+            self.comp.node_y[dest] - self.comp.node_y[self.comp.node[go]],
         )
         car = vid_u[ui] >= 0
-        tt = np.where(car, tt_u[ui], walk / (float(self.spec.evacuation.walk_speed_kmh) / 3.6))
+        tt = np.where(car, tt_u[ui], walk / (float(self.comp.spec.evacuation.walk_speed_kmh) / 3.6))
         # plans end: they stay where they are evacuated to
-        self.next_t[go] = np.inf
-        self.leg[go] = self.plans.n_legs[go]
-        self._start_trips(
+        self.comp.next_t[go] = np.inf
+        self.comp.leg[go] = self.comp.plans.n_legs[go]
+        self.comp._start_trips(
             go,
-            self.leg[go].astype(np.int64),
+            self.comp.leg[go].astype(np.int64),
             np.full(go.size, 4, np.int8),
             dest,
             np.where(car, kc.MODE_CAR, kc.MODE_OTHER).astype(np.int8),
@@ -350,8 +368,8 @@ class PoliciesMixin:
 
     def _evac_destinations(self, persons: np.ndarray, has_car: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
         """Each evacuee's destination node and car travel time to it (inf: none by car)."""
-        origin = self.node[persons]
-        o = self.evac_orders[order]
+        origin = self.comp.node[persons]
+        o = self.comp.evac_orders[order]
         dest = np.full(persons.size, -1, np.int32)
         tt = np.full(persons.size, np.inf)
         if o["shelters"] is not None and o["shelters"].size:
@@ -363,44 +381,44 @@ class PoliciesMixin:
             # no road to any shelter: the nearest one as the crow flies, on foot
             near = np.argmin(
                 np.hypot(
-                    self.node_x[o["shelters"]][:, None] - self.node_x[origin][None, :],
-                    self.node_y[o["shelters"]][:, None] - self.node_y[origin][None, :],
+                    self.comp.node_x[o["shelters"]][:, None] - self.comp.node_x[origin][None, :],
+                    self.comp.node_y[o["shelters"]][:, None] - self.comp.node_y[origin][None, :],
                 ),
                 axis=0,
             )
             dest[~ok] = o["shelters"][near[~ok]]
             return dest, tt
-        safe = np.flatnonzero(self._safe_zone)
+        safe = np.flatnonzero(self.comp._safe_zone)
         if safe.size == 0:
             raise InputError("evacuation: every zone is under the order: there is nowhere outside to go")
-        t = self.skim[safe][:, origin]
-        zx, zy = self.node_x[self.centroid[safe]], self.node_y[self.centroid[safe]]
-        crow = np.hypot(zx[:, None] - self.node_x[origin][None, :], zy[:, None] - self.node_y[origin][None, :])
+        t = self.comp.skim[safe][:, origin]
+        zx, zy = self.comp.node_x[self.comp.centroid[safe]], self.comp.node_y[self.comp.centroid[safe]]
+        crow = np.hypot(
+            zx[:, None] - self.comp.node_x[origin][None, :], zy[:, None] - self.comp.node_y[origin][None, :]
+        )
         by_car = np.isfinite(t).any(0) & has_car
         pick = np.where(by_car, np.argmin(np.where(np.isfinite(t), t, np.inf), axis=0), np.argmin(crow, axis=0))
         zone = safe[pick]
         keys = np.empty(persons.size, np.uint64)
-        kc.decision_keys(self.base_key, persons.astype(np.int64), np.full(persons.size, 63, np.int64), keys)
+        kc.decision_keys(self.comp.base_key, persons.astype(np.int64), np.full(persons.size, 63, np.int64), keys)
         u = kc.hash_uniforms(keys, _SALT_EVAC + 3, np.empty(persons.size))
-        cnt = self._safe_indptr[zone + 1] - self._safe_indptr[zone]
+        cnt = self.comp._safe_indptr[zone + 1] - self.comp._safe_indptr[zone]
         j = np.minimum((u * cnt).astype(np.int64), cnt - 1)
-        dest[:] = self._safe_nodes[self._safe_indptr[zone] + j]
+        dest[:] = self.comp._safe_nodes[self.comp._safe_indptr[zone] + j]
         tt[:] = np.where(by_car, t[pick, np.arange(persons.size)], np.inf)
         return dest, tt
 
-    def _evacuee_safe(self, persons: np.ndarray, t: np.ndarray) -> None:
-        first = np.isnan(self.evac_safe_t[persons])
-        self.evac_safe_t[persons[first]] = t[first]
+    def evacuee_safe(self, persons: np.ndarray, t: np.ndarray) -> None:
+        """Note when evacuees first reach safety."""
+        first = np.isnan(self.comp.evac_safe_t[persons])
+        self.comp.evac_safe_t[persons[first]] = t[first]
 
-    def _arrived_in_evacuated(self, persons: np.ndarray, t: np.ndarray) -> None:
+    def arrived_in_evacuated(self, persons: np.ndarray, t: np.ndarray) -> None:
         """Persons arriving in an ordered zone (they were on the way) decide then whether to comply."""
-        if not self.evac_orders or persons.size == 0:
+        if not self.comp.evac_orders or persons.size == 0:
             return
-        inside = self.evac_node[self.node[persons]] & (self.evac_status[persons] == _NOT_ORDERED)
-        for order in np.unique(self.evac_order_of_node[self.node[persons[inside]]]):
-            sel = inside & (self.evac_order_of_node[self.node[persons]] == order)
+        inside = self.comp.evac_node[self.comp.node[persons]] & (self.comp.evac_status[persons] == _NOT_ORDERED)
+        for order in np.unique(self.comp.evac_order_of_node[self.comp.node[persons[inside]]]):
+            sel = inside & (self.comp.evac_order_of_node[self.comp.node[persons]] == order)
             # each counts the delay from their arrival (or the order, if they arrived just before it)
-            self._evacuate(persons[sel], np.maximum(t[sel], self.evac_orders[int(order)]["t"]), int(order))
-
-    _COMPLIES = _COMPLIES
-    _REFUSES = _REFUSES
+            self.evacuate(persons[sel], np.maximum(t[sel], self.comp.evac_orders[int(order)]["t"]), int(order))
