@@ -36,13 +36,14 @@ road network and the recorded time axis.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -227,7 +228,7 @@ def _check_comparable(base, scen) -> None:
         )
 
 
-def compare(
+def compare(  # noqa: PLR0913  (keyword-only options of one call, each documented)
     baseline: Any,
     scenario: Any,
     *,
@@ -294,6 +295,78 @@ def compare(
     scenarios.ScenarioError
         A scenario that cannot be read.
     """
+    _check_options(replications, confidence=confidence, response=response, iterations=iterations)
+    t_start = time.perf_counter()
+    scen, seeds, hashes, tasks = _plan(baseline, scenario, replications=int(replications), seed=seed)
+    options = {"expect_hashes": hashes, "response": response, "iterations": iterations}
+    if checkpoint is None and out is not None:
+        checkpoint = checkpoint_for(out)
+    key = _checkpoint_key(hashes, seeds, response, iterations)
+    ckpt = None if checkpoint is None else Checkpoint(checkpoint, key, resume=resume)
+    reps, tasks_left = _taken_from(ckpt, tasks)
+    own = executor is None
+    if own and tasks_left:
+        n = default_workers() if workers is None else workers
+        executor = Executor(scheduler=scheduler, workers=min(n, len(tasks_left)))
+    t_runs = time.perf_counter()
+    with _closing(executor if own else None):
+        _run_tasks(executor, tasks_left, reps, n_tasks=len(tasks), ckpt=ckpt, progress=progress, task_options=options)
+        runs_wall = time.perf_counter() - t_runs
+        slots = executor.n_workers if executor is not None else 0
+        startup = executor.start_s if executor is not None else 0.0
+    log.info("%d runs in %.1f s on %d slot(s) (set-up %.1f s)", len(tasks), runs_wall, slots, t_runs - t_start)
+    result = _assemble(reps, scen, seeds, response=response, confidence=confidence)
+    log.info("comparison assembled in %.1f s", time.perf_counter() - t_runs - runs_wall)
+    result.summary.update(wall_s=time.perf_counter() - t_start, workers=int(slots), runs_wall_s=runs_wall)
+    result.summary.update(run_s=float(sum(r.wall_s for r in reps)), startup_s=float(startup), confidence=confidence)
+    if out is not None:
+        result.write(out)
+        if ckpt is not None and Path(checkpoint) == checkpoint_for(out):
+            ckpt.discard()
+    return result
+
+
+def _plan(baseline: Any, scenario: Any, *, replications: int, seed: int | None):
+    """Load and check both scenarios; their seeds, hashes and the runs to make."""
+    scen = {"baseline": _load(baseline, "baseline"), "scenario": _load(scenario, "scenario")}
+    _check_comparable(scen["baseline"], scen["scenario"])
+    first = int(scen["baseline"].seed if seed is None else seed)
+    if first < 0:
+        raise ComparisonError(f"seed must be 0 or more, got {first}")
+    seeds = [first + i for i in range(replications)]
+    resolved = {v: scen[v].resolved() for v in VARIANTS}
+    hashes = {v: scenario_hash(scen[v], include_seed=False) for v in VARIANTS}
+    tasks = [(resolved[v], s, v, i) for i, s in enumerate(seeds) for v in VARIANTS]
+    return scen, seeds, hashes, tasks
+
+
+@contextlib.contextmanager
+def _closing(executor: Executor | None) -> Iterator[None]:
+    """Close ``executor`` (one :func:`compare` started) when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _assemble(reps: list[Replication], scen, seeds: list[int], *, response: str, confidence: float) -> Comparison:
+    """The comparison's summary, Dataset and replication-0 run files from its replications."""
+    by = {v: sorted((r for r in reps if r.variant == v), key=lambda r: r.index) for v in VARIANTS}
+    dataset = _dataset(by, scen, seeds)
+    summary = _summary(by, scen, seeds, confidence=confidence)
+    summary["response"] = response
+    summary["response_label"] = RESPONSES[response]
+    if response == "equilibrium":
+        _add_day1(by, scen, seeds, summary=summary, dataset=dataset, confidence=confidence)
+    dataset.attrs["response"] = response
+    dataset.attrs["response_label"] = RESPONSES[response]
+    files = {v: dict(by[v][0].run_files or {}) for v in VARIANTS}
+    return Comparison(summary=summary, dataset=dataset, run_files=files)
+
+
+def _check_options(replications: Any, *, confidence: float, response: str, iterations: int | None) -> None:
+    """Refuse options :func:`compare` cannot use, before anything is loaded or run."""
     if isinstance(replications, bool) or not isinstance(replications, (int, np.integer)) or replications < 2:
         raise ComparisonError(
             f"replications must be a whole number of at least 2 (a confidence interval needs the "
@@ -305,103 +378,61 @@ def compare(
         raise ComparisonError(f"response must be one of {', '.join(map(repr, RESPONSES))}, got {response!r}")
     if iterations is not None and (isinstance(iterations, bool) or not 1 <= int(iterations) <= 1000):
         raise ComparisonError(f"iterations must be from 1 to 1000, got {iterations!r}")
-    t_start = time.perf_counter()
-    scen = {"baseline": _load(baseline, "baseline"), "scenario": _load(scenario, "scenario")}
-    _check_comparable(scen["baseline"], scen["scenario"])
-    first = int(scen["baseline"].seed if seed is None else seed)
-    if first < 0:
-        raise ComparisonError(f"seed must be 0 or more, got {first}")
-    seeds = [first + i for i in range(int(replications))]
-    resolved = {v: scen[v].resolved() for v in VARIANTS}
-    hashes = {v: scenario_hash(scen[v], include_seed=False) for v in VARIANTS}
-    tasks = [(resolved[v], s, v, i) for i, s in enumerate(seeds) for v in VARIANTS]
 
-    if checkpoint is None and out is not None:
-        checkpoint = checkpoint_for(out)
-    ckpt = None
-    reps: list[Replication] = []
-    if checkpoint is not None:
-        ckpt = Checkpoint(checkpoint, _checkpoint_key(hashes, seeds, response, iterations), resume=resume)
-        found = ckpt.load()
-        reps = [found[(v, i)] for (_, _, v, i) in tasks if (v, i) in found]
-        tasks_left = [t for t in tasks if (t[2], t[3]) not in found]
-        if reps:
-            log.info("resuming: %d of %d runs taken from %s", len(reps), len(tasks), ckpt.folder)
-    else:
-        tasks_left = tasks
-    own = executor is None
-    if own and tasks_left:
-        n = default_workers() if workers is None else workers
-        executor = Executor(scheduler=scheduler, workers=min(n, len(tasks_left)))
-    try:
-        t_runs = time.perf_counter()
-        if progress is not None and reps:
-            progress(len(reps), len(tasks))
-        if tasks_left:
-            for _, rep in executor.as_completed(
-                _task,
-                tasks_left,
-                expect_hashes=hashes,
-                response=response,
-                iterations=iterations,
-                plugins=allowed_plugins(),
-            ):
-                if ckpt is not None:
-                    ckpt.save(rep)  # kept as it lands: a killed comparison loses only the runs in flight
-                reps.append(rep)
-                if progress is not None:
-                    progress(len(reps), len(tasks))
-        runs_wall = time.perf_counter() - t_runs
-        slots = executor.n_workers if executor is not None else 0
-        startup = executor.start_s if executor is not None else 0.0
-    finally:
-        if own and executor is not None:
-            executor.close()
-    log.info(
-        "%d runs in %.1f s on %d slot(s) (set-up before them %.1f s)", len(tasks), runs_wall, slots, t_runs - t_start
-    )
-    by = {v: sorted((r for r in reps if r.variant == v), key=lambda r: r.index) for v in VARIANTS}
-    dataset = _dataset(by, scen, seeds)
-    summary = _summary(by, scen, seeds, confidence=confidence)
-    summary["response"] = response
-    summary["response_label"] = RESPONSES[response]
-    if response == "equilibrium":
-        day1 = {
-            v: [
-                Replication(r.variant, r.index, r.seed, r.scenario_hash, r.day1_kpis or {}, r.data, labels=r.labels)
-                for r in by[v]
-            ]
-            for v in VARIANTS
-        }
-        summary["day1_kpis"] = _summary(day1, scen, seeds, confidence=confidence)["kpis"]
-        labels = _labels(day1)
-        for key in _kpi_keys(day1):
-            label, unit = labels.get(key, (key, ""))
-            dataset[f"day1_kpi_{key}"] = xr.Variable(
-                ("variant", "replication"),
-                _kpi_matrix(day1, key),
-                attrs={"units": unit or "1", "long_name": f"{label}, day 1 (the immediate response)"},
-            )
-    dataset.attrs["response"] = response
-    dataset.attrs["response_label"] = RESPONSES[response]
-    log.info("comparison assembled in %.1f s", time.perf_counter() - t_runs - runs_wall)
-    summary.update(
-        {
-            "wall_s": time.perf_counter() - t_start,
-            "workers": int(slots),
-            "runs_wall_s": runs_wall,
-            "run_s": float(sum(r.wall_s for r in reps)),
-            "startup_s": float(startup),
-            "confidence": confidence,
-        }
-    )
-    files = {v: dict(by[v][0].run_files or {}) for v in VARIANTS}
-    result = Comparison(summary=summary, dataset=dataset, run_files=files)
-    if out is not None:
-        result.write(out)
-        if ckpt is not None and Path(checkpoint) == checkpoint_for(out):
-            ckpt.discard()
-    return result
+
+def _taken_from(ckpt: Checkpoint | None, tasks: list[tuple]) -> tuple[list[Replication], list[tuple]]:
+    """The replications an earlier try left in ``ckpt`` (none without one), and the tasks still to run."""
+    if ckpt is None:
+        return [], list(tasks)
+    found = ckpt.load()
+    reps = [found[(v, i)] for (_, _, v, i) in tasks if (v, i) in found]
+    tasks_left = [t for t in tasks if (t[2], t[3]) not in found]
+    if reps:
+        log.info("resuming: %d of %d runs taken from %s", len(reps), len(tasks), ckpt.folder)
+    return reps, tasks_left
+
+
+def _run_tasks(
+    executor: Executor | None,
+    tasks: list[tuple],
+    reps: list[Replication],
+    *,
+    n_tasks: int,
+    ckpt: Checkpoint | None,
+    progress: Callable[[int, int], None] | None,
+    task_options: dict[str, Any],
+) -> None:
+    """Run ``tasks`` on ``executor``, appending each replication to ``reps`` as it lands."""
+    if progress is not None and reps:
+        progress(len(reps), n_tasks)
+    if not tasks or executor is None:
+        return
+    for _, rep in executor.as_completed(_task, tasks, plugins=allowed_plugins(), **task_options):
+        if ckpt is not None:
+            ckpt.save(rep)  # kept as it lands: a killed comparison loses only the runs in flight
+        reps.append(rep)
+        if progress is not None:
+            progress(len(reps), n_tasks)
+
+
+def _add_day1(by, scen, seeds, *, summary: dict, dataset: xr.Dataset, confidence: float) -> None:
+    """Add the day-1 table and KPIs of equilibrated replications to ``summary`` and ``dataset``."""
+    day1 = {
+        v: [
+            Replication(r.variant, r.index, r.seed, r.scenario_hash, r.day1_kpis or {}, r.data, labels=r.labels)
+            for r in by[v]
+        ]
+        for v in VARIANTS
+    }
+    summary["day1_kpis"] = _summary(day1, scen, seeds, confidence=confidence)["kpis"]
+    labels = _labels(day1)
+    for key in _kpi_keys(day1):
+        label, unit = labels.get(key, (key, ""))
+        dataset[f"day1_kpi_{key}"] = xr.Variable(
+            ("variant", "replication"),
+            _kpi_matrix(day1, key),
+            attrs={"units": unit or "1", "long_name": f"{label}, day 1 (the immediate response)"},
+        )
 
 
 def _task(
@@ -415,7 +446,7 @@ def _task(
     iterations: int | None = None,
     plugins: tuple[str, ...] = (),
 ) -> Replication:
-
+    """One replication on a worker: the caller's trusted plug-ins, then :func:`run_replication`."""
     allow_plugins(plugins)  # the dispatch plug-ins the caller trusts (--allow-plugins), trusted here too
     return run_replication(
         scenario,
