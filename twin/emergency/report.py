@@ -100,6 +100,16 @@ def data_vars(comp) -> dict[str, xr.Variable]:
     """The component's variables and coordinates for the run's Dataset."""
     net = comp.twin.city.network
     now = comp.twin.now
+    out = _incident_vars(comp, net, now)
+    out.update(_unit_vars(comp, now))
+    out.update(_station_vars(comp, net))
+    out.update(_series_vars(comp))
+    out.update(_event_vars(comp, net))
+    return out
+
+
+def _incident_vars(comp, net, now: float) -> dict[str, xr.Variable]:
+    """One row per incident: its stages' times, type, place, response and outcome."""
     incs = comp.incidents
     f = lambda attr: np.asarray([getattr(i, attr) for i in incs], np.float64)  # noqa: E731
     node = np.asarray([i.node for i in incs], np.int64)
@@ -118,7 +128,7 @@ def data_vars(comp) -> dict[str, xr.Variable]:
         if incs
         else np.zeros((0, len(_STAGE_ATTRS)))
     )
-    out = {
+    return {
         "coord:incident": _var(d, np.arange(len(incs), dtype=np.int64), "1", "incident id"),
         "coord:stage": _var(("stage",), _str(list(_STAGE_ATTRS)), "1", "incident life-cycle stage"),
         "incident_time": _var(
@@ -161,91 +171,90 @@ def data_vars(comp) -> dict[str, xr.Variable]:
             "hospital the patient was taken to",
         ),
     }
+
+
+def _unit_vars(comp, now: float) -> dict[str, xr.Variable]:
+    """One row per unit: name, kind, station, time busy, dispatches, end state."""
     units = comp.units
     du = ("unit",)
     span = max(now, 1e-9)
     busy = np.asarray([_busy(comp, u, now) for u in units], np.float64)
-    out.update(
-        {
-            "coord:unit": _var(du, np.arange(len(units), dtype=np.int64), "1", "unit id"),
-            "unit_name": _var(du, _str(comp.unit_names[: len(units)]), "1", "unit name"),
-            "unit_kind": _var(du, _str([u.kind for u in units]), "1", "unit kind"),
-            "unit_station": _var(
-                du, _str([comp.stations[u.station].name for u in units]), "1", "home station at the end"
-            ),
-            "unit_busy_s": _var(du, busy, "s", "time committed to incidents (dispatch to release)"),
-            "unit_busy_fraction": _var(du, busy / span, "1", "share of the run the unit was committed to incidents"),
-            "unit_dispatches": _var(du, np.asarray([u.dispatches for u in units], np.int64), "1", "times dispatched"),
-            "unit_state_end": _var(du, _str([UNIT_STATES[u.state] for u in units]), "1", "state at the end"),
-        }
-    )
+    return {
+        "coord:unit": _var(du, np.arange(len(units), dtype=np.int64), "1", "unit id"),
+        "unit_name": _var(du, _str(comp.unit_names[: len(units)]), "1", "unit name"),
+        "unit_kind": _var(du, _str([u.kind for u in units]), "1", "unit kind"),
+        "unit_station": _var(du, _str([comp.stations[u.station].name for u in units]), "1", "home station at the end"),
+        "unit_busy_s": _var(du, busy, "s", "time committed to incidents (dispatch to release)"),
+        "unit_busy_fraction": _var(du, busy / span, "1", "share of the run the unit was committed to incidents"),
+        "unit_dispatches": _var(du, np.asarray([u.dispatches for u in units], np.int64), "1", "times dispatched"),
+        "unit_state_end": _var(du, _str([UNIT_STATES[u.state] for u in units]), "1", "state at the end"),
+    }
+
+
+def _station_vars(comp, net) -> dict[str, xr.Variable]:
+    """One row per station."""
     st = comp.stations
     ds_ = ("station",)
-    out.update(
-        {
-            "coord:station": _var(ds_, np.arange(len(st), dtype=np.int64), "1", "station index"),
-            "station_name": _var(ds_, _str([s.name for s in st]), "1", "station name"),
-            "station_kind": _var(ds_, _str([s.kind for s in st]), "1", "fire, ems, police or tow"),
-            "station_node": _var(
-                ds_, np.asarray([net.node_osmid[s.node] for s in st], np.int64), "1", "node (source id)"
-            ),
-            "station_mutual_aid": _var(
-                ds_, np.asarray([s.mutual_aid for s in st], np.int8), "1", "1: mutual-aid station"
-            ),
-            "station_in_service_end": _var(
-                ds_, np.asarray([s.in_service and not s.removed for s in st], np.int8), "1", "1: in service at the end"
-            ),
-        }
-    )
+    return {
+        "coord:station": _var(ds_, np.arange(len(st), dtype=np.int64), "1", "station index"),
+        "station_name": _var(ds_, _str([s.name for s in st]), "1", "station name"),
+        "station_kind": _var(ds_, _str([s.kind for s in st]), "1", "fire, ems, police or tow"),
+        "station_node": _var(ds_, np.asarray([net.node_osmid[s.node] for s in st], np.int64), "1", "node (source id)"),
+        "station_mutual_aid": _var(ds_, np.asarray([s.mutual_aid for s in st], np.int8), "1", "1: mutual-aid station"),
+        "station_in_service_end": _var(
+            ds_, np.asarray([s.in_service and not s.removed for s in st], np.int8), "1", "1: in service at the end"
+        ),
+    }
+
+
+def _series_vars(comp) -> dict[str, xr.Variable]:
+    """Time series (units available, incidents waiting and active) and hospitals."""
     s = comp.series
     nt = len(s["time"])
     hs = comp.hospitals
-    out.update(
-        {
-            "coord:unit_type": _var(("unit_type",), _str(comp.kinds), "1", "unit kind"),
-            "units_available": _var(
-                ("time", "unit_type"),
-                np.asarray(s["available"], np.int64).reshape(nt, len(comp.kinds)),
-                "1",
-                "units free to dispatch (at station or returning, station in service)",
-            ),
-            "incidents_waiting": _var(
-                ("time",), np.asarray(s["waiting"], np.int64), "1", "incidents waiting for a unit"
-            ),
-            "incidents_active": _var(
-                ("time",), np.asarray(s["active"], np.int64), "1", "incidents occurred and not cleared"
-            ),
-            "coord:hospital": _var(("hospital",), np.arange(len(hs), dtype=np.int64), "1", "hospital index"),
-            "hospital_name": _var(("hospital",), _str([h.name for h in hs]), "1", "hospital name"),
-            "hospital_beds": _var(("hospital",), np.asarray([h.beds for h in hs], np.int64), "1", "beds"),
-            "hospital_admitted": _var(
-                ("hospital",), np.asarray([h.admitted for h in hs], np.int64), "1", "patients brought in"
-            ),
-            "hospital_occupied": _var(
-                ("time", "hospital"), np.asarray(s["hospital"], np.int64).reshape(nt, len(hs)), "1", "beds occupied"
-            ),
-        }
-    )
+    return {
+        "coord:unit_type": _var(("unit_type",), _str(comp.kinds), "1", "unit kind"),
+        "units_available": _var(
+            ("time", "unit_type"),
+            np.asarray(s["available"], np.int64).reshape(nt, len(comp.kinds)),
+            "1",
+            "units free to dispatch (at station or returning, station in service)",
+        ),
+        "incidents_waiting": _var(("time",), np.asarray(s["waiting"], np.int64), "1", "incidents waiting for a unit"),
+        "incidents_active": _var(
+            ("time",), np.asarray(s["active"], np.int64), "1", "incidents occurred and not cleared"
+        ),
+        "coord:hospital": _var(("hospital",), np.arange(len(hs), dtype=np.int64), "1", "hospital index"),
+        "hospital_name": _var(("hospital",), _str([h.name for h in hs]), "1", "hospital name"),
+        "hospital_beds": _var(("hospital",), np.asarray([h.beds for h in hs], np.int64), "1", "beds"),
+        "hospital_admitted": _var(
+            ("hospital",), np.asarray([h.admitted for h in hs], np.int64), "1", "patients brought in"
+        ),
+        "hospital_occupied": _var(
+            ("time", "hospital"), np.asarray(s["hospital"], np.int64).reshape(nt, len(hs)), "1", "beds occupied"
+        ),
+    }
+
+
+def _event_vars(comp, net) -> dict[str, xr.Variable]:
+    """The after-action log, one row per event."""
     rows = comp.log.rows
     de = ("event",)
     enode = np.asarray([r[4] for r in rows], np.int64)
-    out.update(
-        {
-            "coord:event": _var(de, np.arange(len(rows), dtype=np.int64), "1", "event number (after-action log)"),
-            "event_time_s": _var(de, np.asarray([r[0] for r in rows], np.float64), "s", "time since the start"),
-            "event_kind": _var(de, _str([r[1] for r in rows]), "1", "what happened"),
-            "event_incident": _var(de, np.asarray([r[2] for r in rows], np.int64), "1", "incident id (-1: none)"),
-            "event_unit": _var(de, np.asarray([r[3] for r in rows], np.int64), "1", "unit id (-1: none)"),
-            "event_node": _var(
-                de,
-                np.where(enode >= 0, net.node_osmid[np.maximum(enode, 0)], -1) if rows else enode,
-                "1",
-                "node (source id, -1: none)",
-            ),
-            "event_detail": _var(de, _str([r[5] for r in rows]), "1", "details"),
-        }
-    )
-    return out
+    return {
+        "coord:event": _var(de, np.arange(len(rows), dtype=np.int64), "1", "event number (after-action log)"),
+        "event_time_s": _var(de, np.asarray([r[0] for r in rows], np.float64), "s", "time since the start"),
+        "event_kind": _var(de, _str([r[1] for r in rows]), "1", "what happened"),
+        "event_incident": _var(de, np.asarray([r[2] for r in rows], np.int64), "1", "incident id (-1: none)"),
+        "event_unit": _var(de, np.asarray([r[3] for r in rows], np.int64), "1", "unit id (-1: none)"),
+        "event_node": _var(
+            de,
+            np.where(enode >= 0, net.node_osmid[np.maximum(enode, 0)], -1) if rows else enode,
+            "1",
+            "node (source id, -1: none)",
+        ),
+        "event_detail": _var(de, _str([r[5] for r in rows]), "1", "details"),
+    }
 
 
 def _pct(x) -> float:
@@ -273,7 +282,7 @@ def kpis(comp) -> dict[str, float]:
     frac = np.asarray([_busy(comp, u, now) / max(now, 1e-9) for u in comp.units])
     out["unit_utilization_pct"] = _pct(frac)
     for k in comp.kinds:
-        out[f"utilization_pct_{k}"] = _pct([fr for fr, u in zip(frac, comp.units) if u.kind == k])
+        out[f"utilization_pct_{k}"] = _pct([fr for fr, u in zip(frac, comp.units, strict=False) if u.kind == k])
     out["incidents_waited"] = sum(1 for i in incs if i.waited)
     out["incidents_waiting_max"] = comp.max_waiting
     out["incidents_waiting_end"] = len(comp.queue)

@@ -50,10 +50,9 @@ import numpy as np
 import simpy
 
 from basics.errors import InputError
-from city_models.plans import MAX_LEGS, P_HOME, P_SCHOOL, P_WORK, ActivityTimes, PlanParams, make_plans
+from city_models.plans import MAX_LEGS, P_HOME, P_SCHOOL, P_WORK, make_plans
 from city_models.population import (
     PopulationError,
-    SynthesisParams,
     ZoneTable,
     grid_zones_over,
     read_zone_file,
@@ -67,6 +66,7 @@ from twin.clock import PRIORITY, schedule_at
 from twin.components import Component, TwinView
 from twin.population.outputs import OutputsMixin
 from twin.population.policies import Policies
+from twin.population.settings import choice_params, plan_params, synthesis_params
 from twin.population.triplog import TRIP_ACTIVE, TRIP_DONE, TripLog
 from twin.rng import component_seed
 
@@ -84,12 +84,6 @@ NO_TRIP = -1
 # slots and the policies' (twin.population.policies)
 SALT_INIT = 1 << 42
 _DRIVE_ESTIMATE_MPS = 30 / 3.6  # legs before the start are assumed driven at 30 km/h
-
-
-def _activity(a) -> ActivityTimes:
-    return ActivityTimes(
-        float(a.depart), float(a.depart_sd), float(a.duration), float(a.duration_sd), float(a.min_duration)
-    )
 
 
 class PopulationComponent(OutputsMixin, Component):
@@ -128,33 +122,9 @@ class PopulationComponent(OutputsMixin, Component):
         self.base_key = np.uint64(key_ss.generate_state(1, np.uint64)[0])
         self.table = self._zone_table(spec)
         self.zones = self.table.zones
-        syn = spec.synthesis
-        sparams = SynthesisParams(
-            household_sizes=tuple(syn.household_sizes),
-            age_shares=tuple(syn.age_shares),
-            employment_rate=syn.employment_rate,
-            senior_employment_rate=syn.senior_employment_rate,
-            car_share=syn.car_share,
-            vot_median=syn.value_of_time,
-            vot_sigma=syn.value_of_time_spread,
-            worker_vot_factor=syn.worker_vot_factor,
-            work_beta_per_km=syn.work_beta_per_km,
-            school_beta_per_km=syn.school_beta_per_km,
-            access_nodes=syn.access_nodes,
-        )
         pl = spec.plans
-        pparams = PlanParams(
-            work=_activity(pl.work),
-            school=_activity(pl.school),
-            other=_activity(pl.other),
-            home=_activity(pl.home),
-            stop_after_work=pl.stop_after_work,
-            worker_evening=pl.worker_evening,
-            student_other=pl.student_other,
-            out_share=pl.out_share,
-            chain_other=pl.chain_other,
-            second_tour=pl.second_tour,
-        )
+        sparams = synthesis_params(spec.synthesis)
+        pparams = plan_params(pl)
         try:
             self.people = synthesize_population(
                 self.table,
@@ -168,21 +138,7 @@ class PopulationComponent(OutputsMixin, Component):
             raise InputError(f"population: {exc}") from exc
         self.value_by_purpose = np.array([0.0, pl.work.value, pl.school.value, pl.other.value, 0.0])
         ch = spec.choice
-        self.params = kc.ChoiceParams(
-            theta=float(ch.theta),
-            shifts=np.asarray(ch.shifts, np.float64),
-            early_cost_h=float(ch.early_cost_per_h),
-            late_cost_h=float(ch.late_cost_per_h),
-            car_cost_km=float(ch.car_cost_per_km),
-            detour=float(ch.detour),
-            other_speed=float(ch.other_speed_kmh) / 3.6,
-            other_wait_s=float(ch.other_wait),
-            other_fare=float(ch.other_fare),
-            other_penalty=float(ch.other_penalty),
-            attract_weight=float(ch.attraction_weight),
-            dest_beta_km=float(ch.destination_beta_per_km),
-            n_samples=int(ch.destination_samples),
-        )
+        self.params = choice_params(ch)
         self.lead_s = max(0.0, -float(min(ch.shifts)))
         self.bucket_s = float(spec.bucket)
         self._build_geometry(net, ch.other_attraction_jobs)
