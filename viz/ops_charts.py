@@ -48,7 +48,7 @@ def clock_ticks(ax: Any, t0_s: float, t1_s: float, *, start_clock_s: float) -> N
     step = next((s for s in _TICK_STEPS_S if span / s <= 8), _TICK_STEPS_S[-1])
     first = np.ceil((start_clock_s + t0_s) / step) * step - start_clock_s
     ticks = np.arange(first, t1_s + 1e-9, step)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_locator(FixedLocator(ticks.tolist()))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_clock(start_clock_s + v)))
     ax.set_xlim(t0_s, t1_s)
 

@@ -126,8 +126,11 @@ def _check_station(body: dict, out: dict, *, n_links: int, n_nodes: int) -> None
 
 def _check_evacuate(body: dict, out: dict, *, n_links: int, n_nodes: int) -> None:
     zones = body.get("zones")
-    ok = isinstance(zones, list) and 0 < len(zones) <= MAX_ZONES
-    if not ok or not all(isinstance(z, (str, int)) and not isinstance(z, bool) for z in zones):
+    if (
+        not isinstance(zones, list)
+        or not 0 < len(zones) <= MAX_ZONES
+        or not all(isinstance(z, (str, int)) and not isinstance(z, bool) for z in zones)
+    ):
         raise ControlError(422, f"evacuate: zones must be a list of 1-{MAX_ZONES} zone names or indices")
     out["zones"] = [z[:100] if isinstance(z, str) else z for z in zones]
     out["compliance"] = float(_number(body, "compliance", 0, 1)) if "compliance" in body else 1.0
@@ -270,7 +273,7 @@ def _evacuate(twin: Any, ctl: dict[str, Any]) -> str:
         "at": 0,
     }
     try:
-        spec = TypeAdapter(InterventionSpec).validate_python(raw)
+        spec: Any = TypeAdapter(InterventionSpec).validate_python(raw)
     except ValidationError as exc:
         raise ControlError(422, f"evacuate: {exc.errors()[0].get('msg', 'invalid')}"[:300]) from None
     ensure(twin).add([spec], label="operator")

@@ -191,3 +191,50 @@ def test_cli_refuses_an_open_host_without_tokens(scenario_file, capsys):
     assert main(["serve", str(scenario_file), "--host", "0.0.0.0"]) != 0
     out = capsys.readouterr()
     assert "--token-file" in out.err + out.out
+
+
+def test_evacuation_order_through_the_server(tmp_path):
+    from scenarios import load_scenario
+    from twin.model import Twin
+
+    spec = {
+        "name": "serve_pop",
+        "seed": 5,
+        "time": {"start": "06:30", "duration": "1h", "step": "2s"},
+        "city": {
+            "synthetic": {"blocks_x": 4, "blocks_y": 4, "zone_blocks": 2, "residents": 1500, "jobs": 900},
+        },
+        "outputs": {"interval": "15min"},
+        "population": {"enabled": True},
+    }
+    tw = Twin(load_scenario(spec))
+    tw.run_until(300)
+    runner, c = _client(tw)
+    assert c.get("/api/map").json()["evacuation"] is True
+    zone = tw.city.zones.name[0]
+    r = c.post("/api/control", json={"action": "evacuate", "zones": [zone], "compliance": 0.8})
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "evacuation ordered for 1 zone(s)"
+    bad = c.post("/api/control", json={"action": "evacuate", "zones": ["No Such Zone"]})
+    assert bad.status_code in (409, 422) and "No Such Zone" in bad.json()["error"]
+    tw.run_until(900)  # the order is applied at the next event and the run goes on
+    planned = tw.components["interventions"].planned
+    assert [p.spec.kind for p in planned] == ["evacuation"] and planned[0].state == "active"
+
+
+def test_out_folder_keeps_the_operator_log(twin, tmp_path):
+    import csv
+
+    from rich.console import Console
+
+    from twin.cli.serve import _save
+
+    runner, c = _client(twin)
+    c.post("/api/control", json={"action": "close_road", "link": 5})
+    _save(runner, tmp_path / "run", Console(file=None, quiet=True))
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"results.nc", "after_action.csv", "operator_log.csv"} <= names
+    rows = list(csv.DictReader(open(tmp_path / "run" / "operator_log.csv", newline="")))
+    assert [(r["who"], r["action"]) for r in rows] == [("local", "close_road")]
+    log = (tmp_path / "run" / "after_action.csv").read_text()
+    assert "local: close_road: closed link 5" in log
