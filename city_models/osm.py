@@ -67,6 +67,7 @@ from __future__ import annotations
 import logging
 import math
 import xml.sax
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import ParseError
@@ -159,7 +160,7 @@ def _line_of(exc: BaseException) -> str:
     elif isinstance(exc, ParseError) and getattr(exc, "position", None):
         line = exc.position[0]
     elif getattr(exc, "lineno", None):
-        line = exc.lineno
+        line = getattr(exc, "lineno", None)
     return f" (line {line})" if line and f"line {line}" not in str(exc) else ""
 
 
@@ -250,7 +251,7 @@ def city_from_graph(
     shapes = ShapeCollector()
     geo = crs.is_geographic  # shapes are kept in lon/lat
 
-    def edges():
+    def edges() -> Iterator[tuple[int, int, dict[str, Any], bool]]:
         for u, v, d in G.edges(data=True):
             d = _speeds_in_kph(d, unit, f"edge {osmid[index[u]]} -> {osmid[index[v]]}")
             a, b = osmid[index[u]], osmid[index[v]]
@@ -285,7 +286,7 @@ def city_from_graph(
     )
 
 
-def _node_ids(nodes: list) -> np.ndarray:
+def _node_ids(nodes: list[Any]) -> np.ndarray:
     """Integer source ids of the nodes (their own when every one is an integer, else 0..n-1)."""
     try:
         ids = [int(nd) for nd in nodes]
@@ -297,7 +298,7 @@ def _node_ids(nodes: list) -> np.ndarray:
     return np.array(ids, dtype=np.int64)
 
 
-def _coord(d: dict, key: str, alt: str, node: Any) -> float:
+def _coord(d: dict[str, Any], key: str, alt: str, node: Any) -> float:
     value = d.get(key, d.get(alt, np.nan))
     try:
         return float(value)
@@ -306,7 +307,7 @@ def _coord(d: dict, key: str, alt: str, node: Any) -> float:
 
 
 def _check_crs(
-    crs: Any, stated: Any, x: np.ndarray, y: np.ndarray, lon: np.ndarray, lat: np.ndarray, nodes: list
+    crs: Any, stated: Any, x: np.ndarray, y: np.ndarray, lon: np.ndarray, lat: np.ndarray, nodes: list[Any]
 ) -> None:
     """A CityError when the coordinates cannot be in the graph's CRS (naming a node)."""
     name = f"the graph's crs {stated!r}" if stated else "no graph attribute 'crs' (so EPSG:4326, longitude/latitude)"
@@ -346,7 +347,7 @@ def _speed_unit(value: Any) -> float | None:
     return _SPEED_UNITS[key]
 
 
-def _speeds_in_kph(d: dict, unit: float | None, where: str) -> dict:
+def _speeds_in_kph(d: dict[str, Any], unit: float | None, where: str) -> dict[str, Any]:
     """``d`` with ``speed_mps`` / ``speed`` (unit stated) turned into ``speed_kph``."""
     if _given(d.get("speed_kph")) or not (_given(d.get("speed_mps")) or _given(d.get("speed"))):
         return d
@@ -656,7 +657,7 @@ def city_from_pbf(
     def clean(v: Any) -> Any:
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
-    def records():
+    def records() -> Iterator[tuple[int, int, dict[str, Any], bool]]:
         for row in edges[["u", "v", *cols]].itertuples(index=False, name=None):
             u, v = index.get(int(row[0])), index.get(int(row[1]))
             if u is None or v is None:

@@ -153,7 +153,7 @@ def _capacity(kind: str, tags: Any) -> int:
     return DEFAULT_CAPACITY[kind]
 
 
-def _tags_of(row: dict) -> dict:
+def _tags_of(row: dict[str, Any]) -> dict[str, Any]:
     tags = row.get("tags")
     if isinstance(tags, str):
         import json
@@ -217,7 +217,7 @@ def bridge_places(links_bridge: list[str]) -> dict[str, np.ndarray]:
     return {name: np.asarray(ids, np.int64) for name, ids in places.items()}
 
 
-def bridge_name(d: dict) -> str:
+def bridge_name(d: dict[str, Any]) -> str:
     """The way's name when it is a bridge (``bridge`` tag other than ``no``), else ''."""
     b = d.get("bridge")
     if isinstance(b, list):

@@ -127,7 +127,7 @@ def _in_range(value: Any, attr: str, where: str, lo: float, hi: float, unit: str
 
 
 def _source_plans(
-    node_attrs: list[dict] | None,
+    node_attrs: list[dict[str, Any]] | None,
     node_osmid: np.ndarray,
     in_greens: dict[int, tuple[float | None, float | None]],
     src: np.ndarray,
@@ -162,7 +162,7 @@ def _source_plans(
         if not np.isfinite(c):
             raise CityError(f"{where}: has a green window but its end node has no 'signal_cycle_s'.")
         for attr, g in (("green_start_s", g0), ("green_end_s", g1)):
-            if not 0.0 <= g <= c:
+            if g is not None and not 0.0 <= g <= c:
                 raise CityError(f"{where}: attribute '{attr}' is {g:g} s, outside its node's cycle 0 .. {c:g} s.")
         gs[li], ge[li] = g0, g1
         known[li] = True
@@ -185,7 +185,7 @@ class _EdgeRow(NamedTuple):
     greens: tuple[float | None, float | None] | None
 
 
-def _edge_lanes(d: dict, kind: str, two_way: bool, where: str, filled: dict[str, list[str]]) -> float:
+def _edge_lanes(d: dict[str, Any], kind: str, two_way: bool, where: str, filled: dict[str, list[str]]) -> float:
     nl = parse_lanes(d.get("lanes"))
     if nl is None:
         if _given(d.get("lanes")):
@@ -201,8 +201,9 @@ def _edge_lanes(d: dict, kind: str, two_way: bool, where: str, filled: dict[str,
     return nl
 
 
-def _edge_speed_kph(d: dict, kind: str, where: str, filled: dict[str, list[str]]) -> float | None:
-    kph, attr = None, None
+def _edge_speed_kph(d: dict[str, Any], kind: str, where: str, filled: dict[str, list[str]]) -> float | None:
+    kph: float | None = None
+    attr = "speed_kph"
     for attr in ("speed_kph", "maxspeed"):
         kph = _parse_speed(d.get(attr))
         if kph is not None:
@@ -217,7 +218,7 @@ def _edge_speed_kph(d: dict, kind: str, where: str, filled: dict[str, list[str]]
     return default_speed_kph(kind) if kph is None else kph
 
 
-def _edge_row(d: dict, two_way: bool, where_nodes: str, filled: dict[str, list[str]]) -> _EdgeRow:
+def _edge_row(d: dict[str, Any], two_way: bool, where_nodes: str, filled: dict[str, list[str]]) -> _EdgeRow:
     """An edge's attributes read, checked and filled (a CityError names the edge)."""
     kind = first_value(d.get("highway"))
     kind = "" if kind is None else str(kind)
@@ -319,8 +320,8 @@ def _build_network(
     x: np.ndarray | None,
     y: np.ndarray | None,
     is_signal: np.ndarray,
-    edges: Iterable[tuple[int, int, dict, bool]],
-    node_attrs: list[dict] | None = None,
+    edges: Iterable[tuple[int, int, dict[str, Any], bool]],
+    node_attrs: list[dict[str, Any]] | None = None,
     notes: list[str] | None = None,
 ) -> Network:
     """Network from node arrays and ``(u_index, v_index, attrs, two_way_road)`` edges.

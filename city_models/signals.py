@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from city_models.network import Network
 
@@ -54,7 +55,7 @@ def _phases(x: np.ndarray, y: np.ndarray, src: np.ndarray, dst: np.ndarray, sign
 
 
 def webster_cycle(
-    flow_ratios, *, lost_s: float | None = None, cycle_s: float | None = None
+    flow_ratios: ArrayLike, *, lost_s: float | None = None, cycle_s: float | None = None
 ) -> tuple[float, np.ndarray]:
     """Webster's optimum cycle and green splits for phases with critical flow ratios ``y``.
 
@@ -174,7 +175,9 @@ def webster_signal_plans(
     return cycle, offset, gs, ge
 
 
-def retime_signals(net: Network, *, design_flow_vph: np.ndarray | None = None, nodes=None) -> Network:
+def retime_signals(
+    net: Network, *, design_flow_vph: np.ndarray | None = None, nodes: ArrayLike | None = None
+) -> Network:
     """A copy of ``net`` whose signals (or just ``nodes``) get Webster plans sized
     from their approaches' capacities and ``design_flow_vph`` (per link, veh/h;
     e.g. the flows of a day's run); see :func:`webster_signal_plans`.
