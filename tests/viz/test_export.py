@@ -10,8 +10,8 @@ import pyogrio
 import pytest
 import xarray as xr
 
-from twin.cli import main
 from basics.errors import InputError
+from twin.cli import main
 from viz.export import export_run
 
 
