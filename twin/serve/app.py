@@ -3,7 +3,8 @@
 Routes:
 
 - ``GET /`` the dashboard page, ``GET /static/...`` its script and style (from ``viz/web``);
-- ``GET /api/map`` the static map, ``GET /api/state`` the state now (JSON);
+- ``GET /api/map`` the static map, ``GET /api/state`` the state now (JSON),
+  ``GET /api/replay?i=K`` recorded output interval K (the time slider);
 - ``POST /api/control`` one operator control (JSON, at most
   :data:`~twin.serve.controls.MAX_BODY_BYTES`), answered when the twin has applied it;
 - ``WS /ws`` the full state on connect, then a delta per publication (a reconnecting
@@ -37,7 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from twin.serve.auth import Identity, Tokens
 from twin.serve.controls import MAX_BODY_BYTES, ControlError, check_control
-from twin.serve.picture import map_payload
+from twin.serve.picture import map_payload, replay_payload
 from twin.serve.runner import Runner
 
 __all__ = ["build_app", "web_folder", "SECURITY_HEADERS"]
@@ -138,6 +139,18 @@ def build_app(runner: Runner, tokens: Tokens | None = None) -> Starlette:
         body = dict(state, you={"name": who.name, "role": who.role}, server=runner.stats())
         return JSONResponse(body, headers=SECURITY_HEADERS)
 
+    async def api_replay(request: Request) -> Response:
+        who = _who(request, tokens)
+        if isinstance(who, Response):
+            return who
+        raw = request.query_params.get("i", "")
+        if not raw.isdigit() or len(raw) > 9:
+            return _deny(422, "i must be the number of a recorded interval")
+        try:
+            return JSONResponse(replay_payload(runner.twin, int(raw)), headers=SECURITY_HEADERS)
+        except IndexError as exc:
+            return _deny(404, str(exc))
+
     api_control = _control_endpoint(runner, tokens, n_links=n_links, n_nodes=n_nodes)
 
     async def ws(websocket: WebSocket) -> None:
@@ -154,6 +167,7 @@ def build_app(runner: Runner, tokens: Tokens | None = None) -> Starlette:
         Route("/", page),
         Route("/api/map", api_map),
         Route("/api/state", api_state),
+        Route("/api/replay", api_replay),
         Route("/api/control", api_control, methods=["POST"]),
         WebSocketRoute("/ws", ws),
         Mount("/static", StaticFiles(directory=web), name="static"),

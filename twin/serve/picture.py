@@ -21,7 +21,7 @@ import numpy as np
 
 from basics.clock import format_clock
 
-__all__ = ["map_payload", "state_payload", "state_delta", "apply_delta", "unit_positions", "CLOSED"]
+__all__ = ["map_payload", "state_payload", "replay_payload", "state_delta", "apply_delta", "unit_positions", "CLOSED"]
 
 #: link level of a closed link
 CLOSED = -1
@@ -125,6 +125,33 @@ def link_levels(twin: Any) -> tuple[list[int], list[int]]:
     changed = np.asarray(sorted(twin.link_control.by_link), np.int64)
     restricted = changed[~closed[changed]] if changed.size else changed
     return level.tolist(), restricted.tolist()
+
+
+def replay_payload(twin: Any, index: int) -> dict[str, Any]:
+    """Recorded output interval ``index``: its clock time, link levels from the recorded
+    speeds (relative to free flow) and vehicles on the network (the time slider).
+
+    Raises
+    ------
+    IndexError
+        No such interval recorded (yet).
+    """
+    rec = twin.recorder
+    n = len(rec.time)
+    if not 0 <= index < n:
+        raise IndexError(f"interval {index} not recorded: 0-{n - 1}" if n else "no interval recorded yet")
+    tm = twin.traffic
+    free = tm.links.length / tm.links.free_tt
+    rel = np.asarray(rec.link["speed"][index], np.float64) / free
+    level = np.rint(np.clip(np.nan_to_num(rel, nan=1.0), 0.0, 1.0) * 10).astype(np.int64)
+    return {
+        "index": index,
+        "n": n,
+        "t": float(rec.time[index]),
+        "clock": format_clock(twin.clock_s(float(rec.time[index])), with_seconds=False),
+        "levels": level.tolist(),
+        "on_network": int(rec.network["on_network"][index]),
+    }
 
 
 def _emergency_state(twin: Any, comp: Any) -> dict[str, Any]:
@@ -239,6 +266,7 @@ def state_payload(twin: Any, *, seq: int, paused: bool, speed: float, extra: dic
         },
         "levels": levels,
         "restricted": restricted,
+        "recorded": len(twin.recorder.time),
         "log_total": n_log,
         "log": log_rows(twin, max(0, n_log - LOG_ROWS)),
     }

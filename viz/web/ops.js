@@ -16,6 +16,7 @@ const canvas = document.getElementById("map");
 const ctx = canvas.getContext("2d");
 let map = null, state = null, view = null, mode = null, drawPending = false;
 let operator = false;
+let replay = null; // recorded levels shown by the time slider, or null: live
 
 function $(id) { return document.getElementById(id); }
 function say(text) { $("msg").textContent = text; }
@@ -46,7 +47,7 @@ function draw() {
   ctx.fillStyle = "#0d1014";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   const n = map.n_links, X = map.x, Y = map.y, S = map.src, D = map.dst;
-  const levels = state ? state.levels : null;
+  const levels = replay ? replay.levels : state ? state.levels : null;
   const paths = new Map();
   for (let i = 0; i < n; i++) {
     const lv = levels ? levels[i] : 10;
@@ -130,6 +131,7 @@ function panels() {
   $("clock").textContent = s.clock;
   $("pace").textContent = s.error ? s.error : s.finished ? "finished" : s.paused ? "paused" : `${s.speed}× real time`;
   if (document.activeElement !== $("speed")) $("speed").value = s.speed;
+  $("replay").max = String(Math.max(0, (s.recorded || 0) - 1));
   const rows = [["vehicles on the road", [fmt(s.traffic.on_network), "n"]], ["waiting to enter", [fmt(s.traffic.waiting), "n"]],
     ["stranded (waiting for a route)", [fmt(s.traffic.stranded), s.traffic.stranded ? "n late" : "n"]],
     ["arrived", [fmt(s.traffic.arrived), "n"]]];
@@ -255,6 +257,15 @@ function wire() {
   $("stin").onclick = () => control({ action: "station", station: $("station").value, in_service: true });
   $("evac").onclick = () => control({ action: "evacuate", zones: [$("zone").value] });
   $("fork").onclick = () => control({ action: "fork", hours: Number($("forkh").value), close_links: selectedLinks });
+  $("replay").oninput = async () => {
+    const r = await fetch(`api/replay?i=${$("replay").value}`, { headers: headers });
+    if (!r.ok) { say(`replay: ${r.status}`); return; }
+    replay = await r.json();
+    $("replaylabel").textContent = `${replay.clock} (${replay.on_network} vehicles)`;
+    document.body.dataset.replay = String(replay.index);
+    requestDraw();
+  };
+  $("live").onclick = () => { replay = null; $("replaylabel").textContent = "live"; delete document.body.dataset.replay; requestDraw(); };
   let drag = null;
   canvas.addEventListener("mousedown", e => { drag = { x: e.clientX, y: e.clientY, moved: false }; });
   window.addEventListener("mousemove", e => {

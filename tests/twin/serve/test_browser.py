@@ -109,6 +109,12 @@ def test_dashboard_in_chromium(served, twin, tmp_path):
             assert runner.closures and all(twin.traffic.links.is_open[k] == 0 for k in runner.closures)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(tmp_path / "operator.png"))
+            # the time slider replays a recorded interval
+            page.evaluate(
+                "const r = document.getElementById('replay'); r.value = '0'; r.dispatchEvent(new Event('input'))"
+            )
+            _wait(page, "document.body.dataset.replay === '0'")
+            assert page.text_content("#replaylabel").startswith("08:10")
             assert not errors, errors
             # a viewer watches but its controls are refused
             viewer = _page(browser, f"{url}?token={VIEWER}", errors)

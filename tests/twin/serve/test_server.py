@@ -238,3 +238,15 @@ def test_out_folder_keeps_the_operator_log(twin, tmp_path):
     assert [(r["who"], r["action"]) for r in rows] == [("local", "close_road")]
     log = (tmp_path / "run" / "after_action.csv").read_text()
     assert "local: close_road: closed link 5" in log
+
+
+def test_replay_of_recorded_intervals(twin):
+    runner, c = _client(twin)
+    s = c.get("/api/state").json()
+    assert s["recorded"] == len(twin.recorder.time) == 1  # 10 min output interval, run to 08:10
+    r = c.get("/api/replay?i=0").json()
+    assert r["clock"] == "08:10" and r["n"] == 1 and len(r["levels"]) == twin.city.network.n_links
+    assert all(0 <= v <= 10 for v in r["levels"])
+    assert c.get("/api/replay?i=5").status_code == 404
+    assert c.get("/api/replay?i=-1").status_code == 422
+    assert c.get("/api/replay?i=" + "9" * 40).status_code == 422
