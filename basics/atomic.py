@@ -141,6 +141,7 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) ->
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     return write_bytes(path, text.encode("utf-8"))
 
 

@@ -51,6 +51,13 @@ from typing import Any
 
 import numpy as np
 
+from basics.atomic import write_bytes
+from city_models.demand import gravity_trips
+from experiments.truth_feed import record_feed
+from scenarios import Scenario, builtin_scenarios, load_scenario, parse_clock
+from twin.model import Twin, build_city
+from twin.rng import component_rng
+
 __all__ = [
     "TruthConfig",
     "TruthIncident",
@@ -189,7 +196,6 @@ class TruthRun:
 
 
 def _perturbed_trips(scenario, city, cfg: TruthConfig, rng: np.random.Generator, folder: Path):
-    from city_models.demand import gravity_trips
 
     g = scenario.demand.gravity
     if g is None:
@@ -219,7 +225,7 @@ def _perturbed_trips(scenario, city, cfg: TruthConfig, rng: np.random.Generator,
         w = csv.writer(handle)
         w.writerow(["trip_id", "origin", "destination", "depart_s"])
         osm = net.node_osmid
-        for i, o, d, t in zip(trips.trip_id, trips.origin, trips.destination, trips.depart_s):
+        for i, o, d, t in zip(trips.trip_id, trips.origin, trips.destination, trips.depart_s, strict=False):
             w.writerow([int(i), int(osm[o]), int(osm[d]), repr(float(t))])
     demand = {
         "total_trips": int(trips.trip_id.shape[0]),
@@ -249,7 +255,6 @@ def _reverse(net, link: int) -> int | None:
 
 
 def _schedule_incidents(twin, cfg: TruthConfig, rng: np.random.Generator) -> list[dict]:
-    from scenarios import parse_clock
 
     net = twin.city.network
     start, duration = twin.start_s, twin.duration_s
@@ -305,10 +310,6 @@ def run_truth(
     overrides : dict, optional
         ``load_scenario`` overrides (``{"time.duration": "2h"}``).
     """
-    from scenarios import Scenario, load_scenario
-    from twin.model import Twin, build_city
-    from twin.rng import component_rng
-
     base = (
         scenario
         if isinstance(scenario, Scenario) and not overrides
@@ -326,7 +327,6 @@ def run_truth(
     incidents = _schedule_incidents(twin, config, component_rng(config.seed, "truth incidents"))
     twin.run()
     ds = twin.results()
-    from experiments.truth_feed import record_feed
 
     sensors, table, messages = record_feed(
         ds, city.network, config, incidents, component_rng(config.seed, "truth feed"), start_s=twin.start_s
@@ -338,7 +338,6 @@ def run_truth(
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    from basics.atomic import write_bytes
 
     write_bytes(path, data)
 
@@ -390,7 +389,6 @@ def write_sample(run: TruthRun, out: str | Path, *, name: str = "sample_day") ->
         ),
     }
     _atomic_write(paths["meta"], (json.dumps(meta, indent=1) + "\n").encode())
-    from scenarios import builtin_scenarios
 
     base = run.scenario.name.removesuffix("-truth")
     # the twin's scenario is the truth's base scenario (a built-in one by name, so the file

@@ -36,7 +36,7 @@ def _sensors(net, mapper: LinkMapper, cfg, rng: np.random.Generator) -> tuple[li
     links = np.sort(rng.choice(net.n_links, size=min(n, net.n_links), replace=False))
     kinds = rng.random(links.size)
     sensors, table = [], []
-    for i, (link, u) in enumerate(zip(links, kinds)):
+    for i, (link, u) in enumerate(zip(links, kinds, strict=False)):
         link = int(link)
         kind = "det" if u < 0.6 else "loop" if u < 0.85 else "cam"
         sid = f"{_TFO}{kind}-{i:03d}"

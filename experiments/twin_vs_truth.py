@@ -1,4 +1,4 @@
-"""Twin versus truth: does assimilation make the twin follow a city it cannot see?
+"""Twin versus truth: does assimilation make the twin follow a city it cannot see.
 
 A hidden truth run (:func:`experiments.truth.run_truth`: perturbed demand, a few
 unannounced incidents) sends noisy detector messages from a subset of links and
@@ -38,21 +38,34 @@ Run::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from basics.atomic import write_bytes
+from city_models.demand import gravity_shares
+from experiments.truth import TruthConfig, run_truth
+from scenarios import load_scenario
+from scenarios.feeds import FeedsSpec
+from twin.feeds import FeedHub
+from twin.live import AssimilationSettings, Ensemble
 
 __all__ = ["TruthScore", "run_experiment", "score", "true_factors", "main", "result_table"]
 
 
 @dataclass
 class TruthScore:
+    """How close one twin's estimates came to the hidden truth (RMSE of counts and speeds)."""
+
     #: RMSE a perfect model of the mean would still have: the truth's own Poisson noise
     floor_5min: float
     floor_hourly: float
@@ -147,8 +160,6 @@ def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
     the truth's share of each zone pair over the scenario's is exactly ``x_i y_j``; the log
     factors are the least-squares fit over the pairs that hold trips.
     """
-    from city_models.demand import gravity_shares
-
     g, z, d = scenario.demand.gravity, city.zones, truth.demand
     kw = {"node_zone": z.node_zone, "zone_x": z.x, "zone_y": z.y, "beta_per_km": g.beta_per_km}
     base = gravity_shares(residents=z.residents, jobs=z.jobs, **kw)
@@ -182,6 +193,11 @@ def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
     return x[:nz], x[nz:], np.where(np.isfinite(level), level, 0.0)
 
 
+def _tell_stage(tell: Callable[[str, float, float], None], label: str, duration: float, t: float) -> None:
+    """Report ``t`` seconds done of stage ``label`` (a replay's step callback)."""
+    tell(label, t, duration)
+
+
 def run_experiment(
     *,
     scenario: str = "light_day",
@@ -202,12 +218,6 @@ def run_experiment(
     (``done_s`` 0) and after each step of a replay (stages: ``truth``, ``open_loop``,
     ``assimilated``, ``oracle``).
     """
-    from experiments.truth import TruthConfig, run_truth
-    from scenarios import load_scenario
-    from scenarios.feeds import FeedsSpec
-    from twin.live import AssimilationSettings, Ensemble
-    from twin.feeds import FeedHub
-
     overrides = dict(overrides or {})
     cfg = truth_config or TruthConfig()
 
@@ -242,7 +252,7 @@ def run_experiment(
     for label, st in runs:
         t1 = time.perf_counter()
         tell(label, 0.0, duration)
-        step = lambda t, _label=label: tell(_label, t, duration)
+        step = functools.partial(_tell_stage, tell, label, duration)
         ens = Ensemble(nominal, st)
         hub = FeedHub.from_spec(spec, ens.city.network, start_s=float(nominal.time.start))
         if label == "assimilated":
@@ -320,10 +330,6 @@ class _NullHub:
 
 def _setting(key: str, text: str):
     """An ``--set KEY=VALUE`` value, typed as the setting's default is."""
-    from dataclasses import fields
-
-    from twin.live import AssimilationSettings
-
     kinds = {f.name: type(f.default) for f in fields(AssimilationSettings)}
     if key not in kinds:
         raise SystemExit(f"--set {key}: no such assimilation setting (one of: {', '.join(sorted(kinds))})")
@@ -339,6 +345,7 @@ def _setting(key: str, text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the experiment from the command line; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m experiments.twin_vs_truth", description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", default="light_day")
     p.add_argument("--start", help="override time.start (HH:MM)")
@@ -368,15 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         over["time.duration"] = args.duration
     if args.trips:
         over["demand.gravity.total_trips"] = args.trips
-    from twin.live import AssimilationSettings
 
     kw = {}
     for item in args.set:
         key, _, value = item.partition("=")
         kw[key] = _setting(key, value)
     settings = AssimilationSettings(members=args.members, **kw)
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console()
     stages = ["truth", "open_loop", "assimilated"] + ([] if args.no_oracle else ["oracle"])
@@ -437,8 +441,6 @@ def result_table(res: dict):
     """The experiment's scores as a table: a row per score, a column per run (open loop,
     assimilated, oracle) and the assimilated run's reduction against the open loop.
     """
-    from rich.table import Table
-
     runs = [k for k in ("open_loop", "assimilated", "oracle") if k in res]
     table = Table(
         title=f"held-out links: {res['held_out']:,} ({res['sensors']:,} with sensors), {res['messages']:,} messages"

@@ -109,7 +109,7 @@ def timeseries_figure(res: Results) -> Figure:
     axes[0].set_ylabel("network speed\n(km/h)")
     axes[0].set_ylim(bottom=0)
     panels = [("network_vehicles", "vehicles on\nthe network"), ("trips_arrived", "trips completed\n(cumulative)")]
-    for ax, (name, label) in zip(axes[1:], panels):
+    for ax, (name, label) in zip(axes[1:], panels, strict=False):
         if name in ds:
             for v, s in _variants(res, name).items():
                 _band(
@@ -437,7 +437,7 @@ def kpi_change_figure(rows: list[dict]) -> Figure | None:
     fig = Figure(figsize=(8, 0.42 * len(keep) + 1.4))
     ax = fig.add_subplot()
     ys = np.arange(len(keep))[::-1]
-    for y, (label, d, lo, hi, sig) in zip(ys, keep):
+    for y, (_label, d, lo, hi, sig) in zip(ys, keep, strict=False):
         color = "#d62728" if sig else "#9a9a9a"
         ax.plot([lo, hi], [y, y], color=color, lw=2.2)
         ax.plot([d], [y], "o", color=color, ms=6)

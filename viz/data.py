@@ -49,6 +49,7 @@ RUN_REQUIRED = ("link_speed", "link_x0", "link_y0", "link_x1", "link_y1", "link_
 #: variables every comparison.nc must have
 COMPARISON_REQUIRED = ("link_speed", "link_x0", "link_y0", "link_x1", "link_y1", "link_length_m")
 
+
 @dataclass
 class Results:
     """A run or comparison folder, read into memory.
@@ -404,7 +405,8 @@ def node_xy(ds: xr.Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         known = dict(
             zip(
                 np.asarray(ds["node_osmid"].values, np.int64).tolist(),
-                zip(ds["node_x"].values.tolist(), ds["node_y"].values.tolist()),
+                zip(ds["node_x"].values.tolist(), ds["node_y"].values.tolist(), strict=False),
+                strict=False,
             )
         )
     else:
@@ -414,7 +416,8 @@ def node_xy(ds: xr.Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 known.update(
                     zip(
                         np.asarray(ds[ids_].values, np.int64).tolist(),
-                        zip(ds[xs].values.tolist(), ds[ys].values.tolist()),
+                        zip(ds[xs].values.tolist(), ds[ys].values.tolist(), strict=False),
+                        strict=False,
                     )
                 )
     nn = ds.sizes.get("node", 0)

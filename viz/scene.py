@@ -217,6 +217,7 @@ class Scene:
         return self.plotter.screenshot(return_img=True)
 
     def close(self) -> None:
+        """Close the off-screen plotter (its render window and memory)."""
         self.plotter.close()
 
 

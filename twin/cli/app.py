@@ -259,6 +259,7 @@ def _exit_if_hdf5_failed(code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``twin`` command with ``argv`` (default: the process's arguments); returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

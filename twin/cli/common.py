@@ -121,5 +121,3 @@ def out_folder(cli_out: str | None, scenario, default: str, *, overwrite: bool) 
     if out.parent.is_dir():
         clean_leftovers(out.parent)
     return out
-
-

@@ -125,6 +125,7 @@ def _cmd_fork(args, console: Console) -> int:
 
 
 def add_commands(sub) -> None:
+    """Register this module's sub-commands on the ``twin`` parser's sub-parsers ``sub``."""
     f = sub.add_parser("fork", help="run what-ifs from a snapshot, side by side with 'no action'")
     f.add_argument("snapshot", help="snapshot file (twin run ... --snapshot FILE, or a live twin's)")
     f.add_argument("--scenario", help="what-if file: interventions: [...], times counted from the snapshot")

@@ -193,6 +193,7 @@ def _sample_day() -> Path:
 
 
 def add_commands(sub) -> None:
+    """Register this module's sub-commands on the ``twin`` parser's sub-parsers ``sub``."""
     p = sub.add_parser("live", help="shadow mode: run in step with a live feed, assimilating it")
     p.add_argument("scenario", nargs="?", help="scenario with a feeds section (default: the recorded sample day)")
     p.add_argument(
