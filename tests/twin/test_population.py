@@ -79,11 +79,11 @@ def _check_states(tw) -> dict:
     # the incremental per-zone counts agree with the per-person states
     nz = pop.zones.n_zones
     z = np.where(zone >= 0, zone, nz)
-    rows_before = len(pop.rec_counts)
+    rows_before = len(pop.outputs.rec_counts)
     pop.sample(now)
-    got = pop.rec_counts.pop()
-    pop.rec_time.pop()
-    assert len(pop.rec_counts) == rows_before
+    got = pop.outputs.rec_counts.pop()
+    pop.outputs.rec_time.pop()
+    assert len(pop.outputs.rec_counts) == rows_before
     np.testing.assert_array_equal(got, np.bincount(z * 3 + state, minlength=(nz + 1) * 3).reshape(-1, 3))
     # travelling persons are exactly those whose trip (in the diary) has departed and not arrived
     lg, arrive = _log_view(pop)

@@ -48,6 +48,7 @@ from typing import ClassVar
 
 import numpy as np
 import simpy
+import xarray as xr
 
 from basics.errors import InputError
 from city_models.plans import MAX_LEGS, P_HOME, P_SCHOOL, P_WORK, make_plans
@@ -64,7 +65,7 @@ from kernels.agents import trip_positions
 from kernels.routing import changed_links, route_table, stale_rows
 from twin.clock import PRIORITY, schedule_at
 from twin.components import Component, TwinView
-from twin.population.outputs import OutputsMixin
+from twin.population.outputs import PopulationOutputs
 from twin.population.policies import Policies
 from twin.population.settings import choice_params, plan_params, synthesis_params
 from twin.population.triplog import TRIP_ACTIVE, TRIP_DONE, TripLog
@@ -86,7 +87,7 @@ SALT_INIT = 1 << 42
 _DRIVE_ESTIMATE_MPS = 30 / 3.6  # legs before the start are assumed driven at 30 km/h
 
 
-class PopulationComponent(OutputsMixin, Component):
+class PopulationComponent(Component):
     """Residents as Mesa agents whose plans and choices make the demand (component ``"population"``).
 
     Policies (called by the interventions, or directly): :meth:`set_cordon`,
@@ -181,7 +182,8 @@ class PopulationComponent(OutputsMixin, Component):
         self._n_closed = -1
         self.node_comp = None
         self._place_at_start()
-        self._init_outputs()
+        #: what the population records (counts by zone and state, trips, KPIs)
+        self.outputs = PopulationOutputs(self)
         self._reserve_destinations()
         self._refresh_skim(0.0, force=True)
         self._schedule(np.flatnonzero(np.isfinite(self.next_t)))
@@ -332,6 +334,27 @@ class PopulationComponent(OutputsMixin, Component):
             t[early] = t[early] + km / _DRIVE_ESTIMATE_MPS + pl.duration[early, g]
             self.leg[early] += 1
         self.next_t = np.where(has & (self.leg < pl.n_legs), t - start, np.inf)
+
+    # ----------------------------------------------------------------- results (see PopulationOutputs)
+    def person_states(self, persons: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each person's state now and zone (:meth:`PopulationOutputs.person_states`)."""
+        return self.outputs.person_states(persons)
+
+    def evacuation_clearance_s(self, share: float | None = None) -> float:
+        """Seconds until ``share`` of the ordered reached safety (:meth:`PopulationOutputs.evacuation_clearance_s`)."""
+        return self.outputs.evacuation_clearance_s(share)
+
+    def sample(self, t: float) -> None:
+        """Record the persons by zone and state at output time ``t``."""
+        self.outputs.sample(t)
+
+    def data_vars(self) -> dict[str, xr.Variable]:
+        """The population's variables for the run's Dataset."""
+        return self.outputs.data_vars()
+
+    def kpis(self) -> dict[str, float]:
+        """The population's KPIs."""
+        return self.outputs.kpis()
 
     # ----------------------------------------------------------------- policies (see Policies)
     def set_cordon(self, name: str, zones, price: float, *, until_s: float | None = None) -> None:
@@ -570,10 +593,10 @@ class PopulationComponent(OutputsMixin, Component):
         pl = self.plans
         purpose = self.trip_purpose[persons]
         dest = self.trip_dest[persons]
-        self._uncount(persons)
+        self.outputs.uncount(persons)
         self.node[persons] = dest
         self.place[persons] = np.where(purpose == P_HOME, PLACE_HOME, PLACE_ACTIVITY)
-        self._count(persons)
+        self.outputs.count(persons)
         rows = self.trip_row[persons]
         self.log["arrive"][rows] = t
         self.log["status"][rows] = TRIP_DONE

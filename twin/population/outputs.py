@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -10,38 +11,55 @@ import xarray as xr
 from kernels import choice as kc
 from twin.population.triplog import TRIP_CANCELLED
 
-__all__ = ["OutputsMixin", "STATE_NAMES", "MODE_NAMES"]
+__all__ = ["PopulationOutputs", "STATE_NAMES", "MODE_NAMES"]
 
 STATE_NAMES: tuple[str, ...] = ("at_home", "at_activity", "travelling")
 MODE_NAMES: tuple[str, ...] = ("car", "other")
 _PURPOSES: tuple[str, ...] = ("home", "work", "school", "other", "evacuation")
 
 
+if TYPE_CHECKING:
+    from twin.population.component import PopulationComponent
+
+
 def _var(dims, data, units: str, long_name: str) -> xr.Variable:
     return xr.Variable(dims, data, attrs={"units": units, "long_name": long_name})
 
 
-class OutputsMixin:
-    """Recording side of :class:`~twin.population.component.PopulationComponent`."""
+class PopulationOutputs:
+    """What a :class:`~twin.population.component.PopulationComponent` records (``pop.outputs``).
 
-    def _init_outputs(self) -> None:
+    It keeps the counts of persons where they rest, by zone and place, up to date
+    as they arrive and leave, samples them at each output time, and turns the
+    records into the run's variables and KPIs.
+
+    Parameters
+    ----------
+    comp : PopulationComponent
+        The population recorded.
+    """
+
+    def __init__(self, comp: PopulationComponent) -> None:
+        self.comp = comp
         self.rec_time: list[float] = []
         self.rec_counts: list[np.ndarray] = []  # [n_zones + 1, 3] per sample; last row: persons at no zone
         # persons where they rest (home or activity), by zone and place, kept up to date as they arrive
-        self._n_codes = (self.zones.n_zones + 1) * 3
-        self.rest_counts = np.zeros(self._n_codes, np.int64)
-        self._count(np.arange(self.people.n_persons))
+        self.n_codes = (self.comp.zones.n_zones + 1) * 3
+        self.rest_counts = np.zeros(self.n_codes, np.int64)
+        self.count(np.arange(self.comp.people.n_persons))
 
     def _codes(self, node: np.ndarray, state: np.ndarray) -> np.ndarray:
-        z = self.node_zone[node].astype(np.int64)
-        return np.where(z >= 0, z, self.zones.n_zones) * 3 + state
+        z = self.comp.node_zone[node].astype(np.int64)
+        return np.where(z >= 0, z, self.comp.zones.n_zones) * 3 + state
 
-    def _count(self, persons: np.ndarray, sign: int = 1) -> None:
-        codes = self._codes(self.node[persons], self.place[persons])
-        self.rest_counts += sign * np.bincount(codes, minlength=self._n_codes)
+    def count(self, persons: np.ndarray, sign: int = 1) -> None:
+        """Add ``persons`` (``sign=-1``: remove them) to the counts where they rest."""
+        codes = self._codes(self.comp.node[persons], self.comp.place[persons])
+        self.rest_counts += sign * np.bincount(codes, minlength=self.n_codes)
 
-    def _uncount(self, persons: np.ndarray) -> None:
-        self._count(persons, -1)
+    def uncount(self, persons: np.ndarray) -> None:
+        """Remove ``persons`` from the counts where they rest (they leave)."""
+        self.count(persons, -1)
 
     # ------------------------------------------------------------------ states
     def person_states(self, persons: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -53,34 +71,35 @@ class OutputsMixin:
         is that of the link they drive on (their origin's while waiting to
         enter, or on foot or transit).
         """
-        idx = np.arange(self.people.n_persons) if persons is None else np.asarray(persons, np.int64)
-        state = self.place[idx].astype(np.int8)
-        node = self.node[idx].copy()
-        moving = np.flatnonzero(self.trip_mode[idx] >= 0)
+        idx = np.arange(self.comp.people.n_persons) if persons is None else np.asarray(persons, np.int64)
+        state = self.comp.place[idx].astype(np.int8)
+        node = self.comp.node[idx].copy()
+        moving = np.flatnonzero(self.comp.trip_mode[idx] >= 0)
         if moving.size:
-            _, st, nd = self._positions(idx[moving])
+            _, st, nd = self.comp._positions(idx[moving])
             state[moving] = st
             node[moving] = nd
-        return state, self.node_zone[node]
+        return state, self.comp.node_zone[node]
 
     def sample(self, t: float) -> None:
         """Persons by zone and state now: the resting counts, corrected for those with a trip."""
         counts = self.rest_counts.copy()
-        p = self.travelling
+        p = self.comp.travelling
         if p.size:
-            _, state, node = self._positions()
-            counts -= np.bincount(self._codes(self.node[p], self.place[p]), minlength=self._n_codes)
-            counts += np.bincount(self._codes(node, state), minlength=self._n_codes)
+            _, state, node = self.comp._positions()
+            counts -= np.bincount(self._codes(self.comp.node[p], self.comp.place[p]), minlength=self.n_codes)
+            counts += np.bincount(self._codes(node, state), minlength=self.n_codes)
         self.rec_time.append(float(t))
         self.rec_counts.append(counts.reshape(-1, 3).astype(np.int32))
 
     # ----------------------------------------------------------------- results
     def _zone_dim(self) -> str:
-        return "zone" if self.table.source == "city" else "pop_zone"
+        return "zone" if self.comp.table.source == "city" else "pop_zone"
 
     def data_vars(self) -> dict[str, xr.Variable]:
+        """The population's variables and coordinates for the run's Dataset."""
         zd = self._zone_dim()
-        nz = self.zones.n_zones
+        nz = self.comp.zones.n_zones
         nt = len(self.rec_time)
         counts = np.stack(self.rec_counts) if nt else np.zeros((0, nz + 1, 3), np.int32)
         out: dict[str, xr.Variable] = {
@@ -95,9 +114,14 @@ class OutputsMixin:
                 "1",
                 "persons in each state, all zones and none",
             ),
-            "pop_zone_persons": _var((zd,), self.people.zone_persons.astype(np.int64), "1", "synthesised residents"),
+            "pop_zone_persons": _var(
+                (zd,), self.comp.people.zone_persons.astype(np.int64), "1", "synthesised residents"
+            ),
             "pop_zone_households": _var(
-                (zd,), np.bincount(self.people.hh_zone, minlength=nz).astype(np.int64), "1", "synthesised households"
+                (zd,),
+                np.bincount(self.comp.people.hh_zone, minlength=nz).astype(np.int64),
+                "1",
+                "synthesised households",
             ),
             "coord:person_state": _var(("person_state",), np.array(STATE_NAMES, dtype=str), "1", "person state"),
             "coord:purpose": _var(
@@ -107,7 +131,7 @@ class OutputsMixin:
                 ("mode",), np.array(MODE_NAMES, dtype=str), "1", "travel mode (other: transit, bike, walk)"
             ),
         }
-        lg = self.log
+        lg = self.comp.log
         made = lg["status"] != TRIP_CANCELLED
         times = np.asarray(self.rec_time)
         dep = lg["depart"]
@@ -124,23 +148,23 @@ class OutputsMixin:
             ("time", "mode"), by_mode, "1", "agent trips departing in the interval, by mode"
         )
         if zd != "zone":
-            z = self.zones
+            z = self.comp.zones
             out["coord:pop_zone"] = _var((zd,), np.arange(nz, dtype=np.int64), "1", "population zone index")
             out["coord:pop_zone_name"] = _var((zd,), np.asarray(z.name, dtype=str), "1", "population zone name")
             out["coord:pop_zone_x"] = _var((zd,), np.asarray(z.x, np.float64), "m", "zone centroid, easting")
             out["coord:pop_zone_y"] = _var((zd,), np.asarray(z.y, np.float64), "m", "zone centroid, northing")
-        if self.spec.trip_table:
+        if self.comp.spec.trip_table:
             out.update(self._trip_table())
         return out
 
     def _trip_table(self) -> dict[str, xr.Variable]:
-        lg = self.log
-        net = self.twin.city.network
+        lg = self.comp.log
+        net = self.comp.twin.city.network
         arrive = lg["arrive"].copy()
         car = (lg["mode"] == kc.MODE_CAR) & (lg["vid"] >= 0)
-        arrive[car] = self.twin.traffic.veh.arrive[lg["vid"][car]]
-        arrive[arrive > self.twin.traffic.now] = np.nan  # not yet
-        table = self.twin.trip_table()
+        arrive[car] = self.comp.twin.traffic.veh.arrive[lg["vid"][car]]
+        arrive[arrive > self.comp.twin.traffic.now] = np.nan  # not yet
+        table = self.comp.twin.trip_table()
         vehicle = np.where(lg["vid"] >= 0, table["trip_id"][np.maximum(lg["vid"], 0)], -1)
         d = ("pop_trip",)
         return {
@@ -164,28 +188,29 @@ class OutputsMixin:
 
     def evacuation_clearance_s(self, share: float | None = None) -> float:
         """Seconds from the first order until ``share`` of the ordered population reached safety (NaN: not yet)."""
-        share = float(self.spec.evacuation.clearance_share if share is None else share)
-        n0 = int(self.evac_target.sum())
-        if not self.evac_orders or n0 == 0:
+        share = float(self.comp.spec.evacuation.clearance_share if share is None else share)
+        n0 = int(self.comp.evac_target.sum())
+        if not self.comp.evac_orders or n0 == 0:
             return math.nan
-        t = np.sort(self.evac_safe_t[self.evac_target & np.isfinite(self.evac_safe_t)])
+        t = np.sort(self.comp.evac_safe_t[self.comp.evac_target & np.isfinite(self.comp.evac_safe_t)])
         need = max(int(math.ceil(share * n0 - 1e-9)), 1)
         if t.size < need:
             return math.nan
-        return float(t[need - 1] - self.evac_orders[0]["t"])
+        return float(t[need - 1] - self.comp.evac_orders[0]["t"])
 
     def kpis(self) -> dict[str, float]:
-        lg = self.log
-        now = self.twin.traffic.now
+        """The population's KPIs (trips, modes, travel times, policies)."""
+        lg = self.comp.log
+        now = self.comp.twin.traffic.now
         made = (lg["status"] != TRIP_CANCELLED) & (lg["depart"] <= now)
-        n0 = int(self.evac_target.sum())
-        safe = int(np.count_nonzero(self.evac_target & np.isfinite(self.evac_safe_t)))
+        n0 = int(self.comp.evac_target.sum())
+        safe = int(np.count_nonzero(self.comp.evac_target & np.isfinite(self.comp.evac_safe_t)))
         return {
-            "pop_persons": int(self.people.n_persons),
+            "pop_persons": int(self.comp.people.n_persons),
             "pop_trips_made": int(made.sum()),
             "pop_trips_car": int(np.count_nonzero(made & (lg["mode"] == kc.MODE_CAR))),
-            "pop_trips_cancelled": int(self.n_cancelled),
-            "pop_trips_dropped": int(self.n_dropped + np.count_nonzero(lg["status"] == TRIP_CANCELLED)),
+            "pop_trips_cancelled": int(self.comp.n_cancelled),
+            "pop_trips_dropped": int(self.comp.n_dropped + np.count_nonzero(lg["status"] == TRIP_CANCELLED)),
             "pop_mean_gc": float(lg["gc"][made].mean()) if made.any() else math.nan,
             "pop_cordon_crossings": int(np.count_nonzero(made & (lg["paid"] > 0))),
             "pop_evac_clearance_s": self.evacuation_clearance_s(),
