@@ -433,6 +433,7 @@ class Twin(mesa.Model):
         return build_dataset(self)
 
     def kpis(self) -> dict:
+        """The run's KPIs: traffic and every component's (see :func:`twin.results.compute_kpis`)."""
         from twin.results import compute_kpis
 
         return compute_kpis(self)

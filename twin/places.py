@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from city_models import City, lookup_nodes
 from basics.errors import InputError
+from city_models import City, lookup_nodes
 
 __all__ = ["resolve_links", "resolve_nodes", "resolve_zones", "nearest_node", "nearest_link", "close_matches"]
 

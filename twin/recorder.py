@@ -33,6 +33,7 @@ class Recorder:
         }
 
     def process(self):
+        """The SimPy process: sample at the end of every interval, before anything else acts then."""
         env = self.twin.env
         while True:
             yield schedule_at(env, self.next_s, PRIORITY["urgent"])

@@ -45,9 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from basics.errors import InputError
 from kernels import traffic as kt
 from kernels.routing import _check_weight, path_links, shortest_tree_from, shortest_tree_to
-from basics.errors import InputError
 
 __all__ = [
     "Candidates",
@@ -274,6 +274,7 @@ class Router:
         return state
 
     def link_version(self) -> int:
+        """A counter that changes whenever links close, open or change (LinkControl's history length)."""
         return len(self.twin.link_control.history)
 
     def _current_times(self) -> np.ndarray:
@@ -350,6 +351,7 @@ class Router:
         return hit
 
     def free_tree_to(self, node: int) -> np.ndarray:
+        """Free-flow emergency travel time from every node to ``node``, s (closed links excluded)."""
         g = self.graph
         return shortest_tree_to(int(node), g.in_indptr, g.in_links, g.src, self.free_weights())[0]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from basics.errors import InputError
 from city_models import City, lookup_nodes
 from scenarios.emergency import DistSpec, RateSpec
-from basics.errors import InputError
 
 __all__ = [
     "Incident",
@@ -87,6 +87,7 @@ class Incident:
 
     @property
     def open(self) -> bool:
+        """Whether the incident is not cleared yet."""
         return self.stage != CLEARED
 
     @property

@@ -51,6 +51,7 @@ class EventLog:
     rows: list[tuple[float, str, int, int, int, str]] = field(default_factory=list)
 
     def add(self, t: float, event: str, incident: int = -1, unit: int = -1, node: int = -1, detail: str = "") -> None:
+        """Append one row to the after-action log (-1: no incident, unit or node)."""
         self.rows.append((float(t), event, int(incident), int(unit), int(node), detail))
 
     def __len__(self) -> int:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from basics.errors import InputError
 from city_models import City
 from scenarios.emergency import HospitalSpec, IncidentsSpec, ResourcesSpec, StationSpec
 from twin.emergency.incidents import locate
-from basics.errors import InputError
 
 __all__ = [
     "Unit",
@@ -97,6 +97,7 @@ class Unit:
         return int(self.path_t.searchsorted(t, "right"))
 
     def clear_trip(self, node: int) -> None:
+        """End the unit's trip: it stands at ``node`` with no route."""
         self.node = node
         self.dest = -1
         self.path = _EMPTY_LINKS
@@ -136,6 +137,7 @@ class Hospital:
         return self.occupied0 + len(self.discharges)
 
     def admit(self, t: float, until: float) -> None:
+        """Admit a patient at ``t`` who occupies a bed until ``until``."""
         heapq.heappush(self.discharges, until)
         self.admitted += 1
         self.peak = max(self.peak, self.occupied(t))

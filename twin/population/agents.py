@@ -112,28 +112,34 @@ class Household(mesa.Agent):
 
     @property
     def size(self) -> int:
+        """Number of persons in the household."""
         p = self.pop.people
         return int(p.hh_first[self.index + 1] - p.hh_first[self.index])
 
     @property
     def zone(self) -> int:
+        """The household's home zone."""
         return int(self.pop.people.hh_zone[self.index])
 
     @property
     def node(self) -> int:
+        """The household's home node."""
         return int(self.pop.people.hh_node[self.index])
 
     @property
     def has_car(self) -> bool:
+        """Whether the household has a car."""
         return bool(self.pop.people.hh_car[self.index])
 
     @property
     def member_ids(self) -> np.ndarray:
+        """Ids of the household's persons."""
         p = self.pop.people
         return np.arange(p.hh_first[self.index], p.hh_first[self.index + 1])
 
     @property
     def members(self) -> list[PersonView]:
+        """The household's persons as views."""
         return [PersonView(self.pop, i) for i in self.member_ids]
 
     def __repr__(self) -> str:
@@ -150,6 +156,7 @@ class Person(_PersonFields, mesa.Agent):
 
     @property
     def household(self) -> int:
+        """The person's household id."""
         return int(self.pop.people.household[self.index])
 
     def __repr__(self) -> str:
