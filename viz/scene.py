@@ -33,6 +33,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -221,14 +222,12 @@ class Scene:
         self.plotter.close()
 
 
-def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (1280, 800), index: int = 0) -> Scene:
-    """Build the 3D scene of a run (see the module docstring), showing output interval ``index``."""
-    if res.kind != "run":
-        raise InputError(f"{res.path}: 3D scenes are drawn from a run folder (results.nc); this is a comparison folder")
-    t0 = time.perf_counter()
-    pv = _pyvista()
-    ds = res.ds
-    values, clim, bar_title, cmap = _link_values(res, color)
+def _road_tubes(pv: Any, ds: Any) -> tuple[tuple[np.ndarray, ...], np.ndarray, Any, np.ndarray, float]:
+    """The roads as tubes.
+
+    Returns the offset link ends ``(x0, y0, x1, y1)``, their points (two rows a link), the
+    tube mesh, the link of each of its cells, and the tube radius.
+    """
     L = np.asarray(ds["link_length_m"].values, dtype=np.float64)
     ext = max(
         float(np.ptp(np.concatenate([ds["link_x0"].values, ds["link_x1"].values]))),
@@ -251,6 +250,61 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
     roads = lines_mesh.tube(radius=radius, n_sides=8, capping=True)
     road_link = np.asarray(roads.cell_data["link"], dtype=np.int64)
     roads.cell_data["value"] = np.zeros(roads.n_cells, dtype=np.float32)
+    return (x0, y0, x1, y1), pts, roads, road_link, radius
+
+
+def _add_sites(p: Any, pv: Any, res: Results, glyph: float) -> list:
+    """Stations and hospitals as coloured pins (grey when out of service); returns their legend entries."""
+    legend: list = []
+    st = sites(res)
+    if st is not None:
+        top = 4.0 * glyph
+        for k in sorted(set(st.kind)):
+            for serv in (True, False):
+                sel = (st.kind == k) & (st.in_service == serv)
+                if not sel.any():
+                    continue
+                rgb = _FACILITY_RGB.get(k, (0.5, 0.5, 0.5)) if serv else (0.55, 0.55, 0.55)
+                n = int(sel.sum())
+                poles = pv.PolyData(np.stack([st.x[sel], st.y[sel], np.full(n, top / 2)], -1).astype(np.float32))
+                p.add_mesh(
+                    poles.glyph(
+                        geom=pv.Cylinder(direction=(0, 0, 1), radius=0.12 * glyph, height=top),
+                        orient=False,
+                        scale=False,
+                    ),
+                    color=(0.3, 0.3, 0.3),
+                    name=f"pole-{k}-{serv}",
+                )
+                heads = pv.PolyData(np.stack([st.x[sel], st.y[sel], np.full(n, top)], -1).astype(np.float32))
+                p.add_mesh(
+                    heads.glyph(geom=pv.Sphere(radius=0.8 * glyph), orient=False, scale=False),
+                    color=rgb,
+                    name=f"site-{k}-{serv}",
+                )
+                legend.append([k.replace("_", " ") + ("" if serv else " (out of service at the end)"), rgb])
+    return legend
+
+
+def _place_camera(p: Any, cx: float, cy: float, span: float) -> None:
+    """Look at the city's centre from the south, above, with the whole city in view."""
+    focal = np.array([cx, cy, 0.0])
+    direction = np.array([-0.35, -1.0, 0.95])
+    direction /= np.linalg.norm(direction)
+    p.camera_position = [tuple(focal + 2.1 * span * direction), tuple(focal), (0.0, 0.0, 1.0)]
+    p.camera.view_angle = 30.0
+    p.reset_camera_clipping_range()
+
+
+def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (1280, 800), index: int = 0) -> Scene:
+    """Build the 3D scene of a run (see the module docstring), showing output interval ``index``."""
+    if res.kind != "run":
+        raise InputError(f"{res.path}: 3D scenes are drawn from a run folder (results.nc); this is a comparison folder")
+    t0 = time.perf_counter()
+    pv = _pyvista()
+    ds = res.ds
+    values, clim, bar_title, cmap = _link_values(res, color)
+    (x0, y0, x1, y1), pts, roads, road_link, radius = _road_tubes(pv, ds)
     t_geom = time.perf_counter()
 
     p = pv.Plotter(off_screen=True, window_size=list(size))
@@ -299,34 +353,7 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
         },
     )
     glyph = 0.012 * span
-    legend = []
-    st = sites(res)
-    if st is not None:
-        top = 4.0 * glyph
-        for k in sorted(set(st.kind)):
-            for serv in (True, False):
-                sel = (st.kind == k) & (st.in_service == serv)
-                if not sel.any():
-                    continue
-                rgb = _FACILITY_RGB.get(k, (0.5, 0.5, 0.5)) if serv else (0.55, 0.55, 0.55)
-                n = int(sel.sum())
-                poles = pv.PolyData(np.stack([st.x[sel], st.y[sel], np.full(n, top / 2)], -1).astype(np.float32))
-                p.add_mesh(
-                    poles.glyph(
-                        geom=pv.Cylinder(direction=(0, 0, 1), radius=0.12 * glyph, height=top),
-                        orient=False,
-                        scale=False,
-                    ),
-                    color=(0.3, 0.3, 0.3),
-                    name=f"pole-{k}-{serv}",
-                )
-                heads = pv.PolyData(np.stack([st.x[sel], st.y[sel], np.full(n, top)], -1).astype(np.float32))
-                p.add_mesh(
-                    heads.glyph(geom=pv.Sphere(radius=0.8 * glyph), orient=False, scale=False),
-                    color=rgb,
-                    name=f"site-{k}-{serv}",
-                )
-                legend.append([k.replace("_", " ") + ("" if serv else " (out of service at the end)"), rgb])
+    legend = _add_sites(p, pv, res, glyph)
     if "incident" in ds.dims:
         legend.append(["incident", (1.0, 0.5, 0.05)])
     if mask.any():
@@ -341,12 +368,7 @@ def build_scene(res: Results, *, color: str = "speed", size: tuple[int, int] = (
             loc="upper right",
             face="circle",
         )
-    focal = np.array([cx, cy, 0.0])
-    direction = np.array([-0.35, -1.0, 0.95])
-    direction /= np.linalg.norm(direction)
-    p.camera_position = [tuple(focal + 2.1 * span * direction), tuple(focal), (0.0, 0.0, 1.0)]
-    p.camera.view_angle = 30.0
-    p.reset_camera_clipping_range()
+    _place_camera(p, cx, cy, span)
     try:
         p.enable_anti_aliasing("msaa", multi_samples=4)
     except Exception:  # older VTK / drivers: render without
