@@ -183,7 +183,7 @@ def _control_endpoint(runner: Runner, tokens: Tokens, *, n_links: int, n_nodes: 
         if isinstance(who, Response):
             return who
         if not who.operator:
-            runner.oplog.add(runner.twin, who.name, "control", "refused: viewer token")
+            runner.note(who.name, "control", "refused: viewer token")
             return _deny(403, f"{who.name} is a viewer: controls need an operator token")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _deny(415, "send controls as application/json")

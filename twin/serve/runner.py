@@ -78,6 +78,7 @@ class Runner:
         self.forks: list[dict[str, Any]] = []
         self._fork_lock = threading.Lock()
         self._controls: queue.Queue[tuple[dict, str, Future]] = queue.Queue(maxsize=100)
+        self._notes: queue.Queue[tuple[str, str, str]] = queue.Queue(maxsize=1000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.seq = 0
@@ -140,8 +141,26 @@ class Runner:
             self.publish()
         return fut
 
+    def note(self, who: str, action: str, outcome: str) -> None:
+        """Log a refused call (a viewer's control) from another thread: the runner
+        thread writes it, so the twin's log is only ever written by one thread.
+        """
+        try:
+            self._notes.put_nowait((who, action, outcome))
+        except queue.Full:
+            return  # a flood of refused calls is not logged one by one
+        if self._thread is None:
+            self._drain()
+
     def _drain(self) -> bool:
         done = False
+        while True:
+            try:
+                who, action, outcome = self._notes.get_nowait()
+            except queue.Empty:
+                break
+            self.oplog.add(self.twin, who, action, outcome)
+            done = True
         while True:
             try:
                 ctl, who, fut = self._controls.get_nowait()
