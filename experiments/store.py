@@ -72,6 +72,9 @@ class ExperimentStore:
         Replace a store of another experiment instead of refusing.
     """
 
+    #: the open Zarr group (typed loosely: zarr's indexing returns arrays or groups)
+    group: Any
+
     def __init__(
         self,
         path: str | os.PathLike[str],
