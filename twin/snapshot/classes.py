@@ -41,6 +41,7 @@ SNAPSHOT_MODULES: tuple[str, ...] = (
     "scenarios.schema",
     "twin.components",
     "twin.equilibrium",
+    "twin.intervention_kinds",
     "twin.interventions",
     "twin.linkcontrol",
     "twin.live.ensemble",
