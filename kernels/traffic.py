@@ -131,6 +131,8 @@ class Links(NamedTuple):
 
 
 class Routes(NamedTuple):
+    """Route choice: potentials per destination, the link weights they came from, the choice's band, scale and seed."""
+
     pot: np.ndarray  # float64 [n_dest, n_nodes]: travel time to each destination (inf: none)
     weight: np.ndarray  # float64 [n_links]: link travel times the potentials were built from
     tol: np.ndarray  # float64 (1,): relative cost band within which out-links count as equally good
@@ -139,6 +141,8 @@ class Routes(NamedTuple):
 
 
 class Nodes(NamedTuple):
+    """Per-node topology (CSR in- and out-links) and signal timing."""
+
     in_indptr: np.ndarray  # int64 (n_nodes + 1,)
     in_links: np.ndarray  # int32
     out_indptr: np.ndarray  # int64 (n_nodes + 1,)
@@ -148,6 +152,8 @@ class Nodes(NamedTuple):
 
 
 class LinkState(NamedTuple):
+    """The network's dynamic state: per-link queues and counters, per-node origin queues and clocks."""
+
     head: np.ndarray  # int32 first vehicle (-1 empty)
     head_ready: np.ndarray  # float64 free-flow exit time of the head vehicle (inf: empty)
     tail: np.ndarray  # int32
@@ -275,7 +281,7 @@ def choice_weight(c, lim, scale):
 
 
 @njit(cache=True, inline="always")
-def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale):
+def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale):  # noqa: PLR0913 (inlined: arrays unpacked, see advance)
     """The route choice's candidates at node ``n`` (route row ``r``, ``dn = pot[r, n]``):
     open out-links that get closer to the destination, each with the weight
     :func:`choice_weight` gives its cost, where costs up to ``lim`` (the best cost plus
@@ -320,7 +326,7 @@ def choice_draw(seed, v, a):
 
 
 @njit(cache=True, inline="always")
-def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed):
+def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed):  # noqa: PLR0913 (inlined)
     """The out-link vehicle ``v`` (route row ``r``) takes at node ``n``, coming from
     link ``a`` (-1: its origin); -1 if none.  A logit draw over :func:`near_shortest`'s
     candidates, keyed to the decision (:func:`choice_draw`).
@@ -401,7 +407,7 @@ def _major_priority(l_dst, l_prio, n_cycle, n_nodes):
 
 
 @njit(cache=True, inline="always")
-def _release(
+def _release(  # noqa: PLR0913 (inlined: arrays unpacked, see advance)
     t1, cursor, pot, v_order, v_orig, v_depart, v_arrive, v_enter_net, ih, oq_head, oq_tail, node_load, way, wake
 ):
     """Release the departures before ``t1`` into their origin queues (from ``cursor[0]`` on).
@@ -443,286 +449,89 @@ def _release(
     return arrived
 
 
-@njit(cache=True, inline="always")
-def _link_head(
-    a,
-    n,
-    t,
-    t1,
-    top,
-    head,
-    head_ready,
-    fh,
-    l_headway,
-    next_exit,
-    last_t,
-    l_prio,
-    n_out,
-    ring,
-    l_roff,
-    l_rlen,
-    major_rate,
-    major_t,
-):
-    """Link ``a``'s head vehicle as a candidate to cross its node ``n`` in the tick ``[t, t1)``.
-
-    Returns ``(v, te, backlogged, minor)``: the vehicle (-1: none can leave ``a`` in
-    this tick: empty, still driving, no capacity, or it entered during the tick), the
-    earliest time its own link lets it go (free-flow arrival, capacity, and at a minor
-    approach the gap-acceptance headway), whether it had reached the node by the node's
-    last move, and whether ``a`` is a minor approach.
-    """
-    te = head_ready[a]
-    v = np.int64(head[a])
-    if te >= t1 or l_headway[a] == np.inf or fh[v, F_ENTER] >= t:
-        return np.int64(-1), te, False, False
-    backlogged = te <= last_t[n]
-    if next_exit[a] > te:
-        te = next_exit[a]
-    p = np.int64(l_prio[a])
-    minor = top > 0 and p > 0 and p < top
-    if minor and n_out[a] > 0:  # a minor approach: gap acceptance
-        qc = major_flow(major_rate[n], major_t[n], te)
-        gate = ring[l_roff[a] + (n_out[a] - 1) % l_rlen[a]] + gap_headway(qc, l_headway[a])
-        if gate > te:
-            te = gate
-    return v, te, backlogged, minor
-
-
-@njit(cache=True, inline="always")
-def _way_on(slot, v, n, a, way, ih, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed):
-    """The way on for the head vehicle ``v`` of ``slot`` (cached in ``way`` while it stays the head).
-
-    -1: it arrives at ``n``; -2: it parks at ``n`` (no way on); ``_WAIT``: it waits
-    (its next links closed since the last re-route); else its next link.
-    """
-    b = way[slot]
-    if b != _UNKNOWN:
-        return b
-    b = np.int64(-1)
-    if ih[v, I_DEST] != n:
-        b = _next_link(n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed)
-        if b < 0:
-            b = np.int64(_WAIT) if pot[ih[v, I_DIDX], n] < np.inf else np.int64(-2)
-    way[slot] = b
-    return b
-
-
-@njit(cache=True, inline="always")
-def _entry_time(b, a, t, next_entry, n_in, n_out, l_storage, l_lag, ring, l_roff, l_rlen, head_ready, room_t, l_stuck):
-    """When link ``b`` would let in a vehicle from ``a`` (-1: an origin queue), at time ``t``.
-
-    Returns ``(ok, t_down)``: its entry capacity and the space freed by the backward
-    wave (spillback; waived while ``a`` is stuck); ``ok`` is false when no space is
-    freed within the tick (exits of this tick free space from the next tick on).
-    """
-    t_down = next_entry[b]
-    need = n_in[b] + 1 - l_storage[b]
-    if not need > 0.0 or (a >= 0 and _stuck(a, t, head_ready, room_t, l_stuck)):
-        return True, t_down
-    e = np.int64(np.ceil(need))  # 1-based number of the exit freeing the space
-    if e > n_out[b]:
-        return False, t_down
-    t_free = ring[l_roff[b] + (e - 1) % l_rlen[b]]
-    if t_free >= t:
-        return False, t_down
-    t_free += l_lag[b]
-    if t_free > t_down:
-        t_down = t_free
-    return True, t_down
-
-
-@njit(cache=True, inline="always")
-def _source(
-    j, n, t, t1, top, in_indptr, in_links, head, head_ready, fh, l_headway, next_exit, last_t, l_prio, n_out, ring,
-    l_roff, l_rlen, major_rate, major_t, vft, oq_head, oq_vft, v_depart,
-):  # fmt: skip
-    """Source ``j`` of node ``n`` (an index into ``in_links``; ``in_indptr[n + 1]``: the
-    origin queue) and its head vehicle as a candidate to cross ``n`` in ``[t, t1)``.
-
-    Returns ``(a, v, te, backlogged, minor, tag, h_src, seen)``: the link (-1: the
-    origin queue), the vehicle (-1: none can leave in this tick), the earliest time
-    its source lets it go, whether it had reached the node by the node's last move,
-    whether it comes from a minor approach, the source's fair-queueing tag and
-    headway, and its head's arrival time (for the node's lower bound).
-    """
-    if j < in_indptr[n + 1]:
-        a = np.int64(in_links[j])
-        v, te, backlogged, minor = _link_head(
-            a, n, t, t1, top, head, head_ready, fh, l_headway, next_exit, last_t, l_prio, n_out, ring, l_roff,
-            l_rlen, major_rate, major_t,
-        )  # fmt: skip
-        return a, v, te, backlogged, minor, vft[a], l_headway[a], head_ready[a]
-    v = np.int64(oq_head[n])
-    te = v_depart[v] if v >= 0 else np.inf
-    return np.int64(-1), v, te, te <= last_t[n], False, oq_vft[n], 0.0, te
-
-
-@njit(cache=True, inline="always")
-def _candidate(
-    a, v, n, slot, te, t, t1, sig, way, ih, out_indptr, out_links, l_dst, l_open, pot, rw, choice, l_headway,
-    next_entry, n_in, n_out, l_storage, l_lag, ring, l_roff, l_rlen, head_ready, room_t, l_stuck,
-):  # fmt: skip
-    """When vehicle ``v`` (the head of link ``a``, -1: of node ``n``'s origin queue,
-    cached way on at ``way[slot]``), let go by its source at ``te``, can cross ``n``.
-
-    ``sig`` is ``(cycle, offset, green_start, green_end)`` of its link's signal
-    (``green_start == green_end``: none); ``choice`` is the routes' ``(tol, scale,
-    seed)``.  Returns ``(ok, b, own, te, t_down)``: whether it can move in ``[t, t1)``,
-    its way on (:func:`_way_on`), when its own link and signal would let it go,
-    when it can, and when the next link would let it in (-inf: it leaves the network).
-    """
-    cycle, offset, gs, ge = sig
-    own = _green_time(te, cycle, offset, gs, ge)
-    te = own
-    if te < t:
-        te = _green_time(t, cycle, offset, gs, ge)
-    t_down = -np.inf
-    if te >= t1:
-        return False, np.int64(-1), own, te, t_down
-    tol, scale, seed = choice
-    b = _way_on(slot, v, n, a, way, ih, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed)
-    if b == _WAIT or (b >= 0 and l_headway[b] == np.inf):
-        return False, b, own, te, t_down
-    if b < 0:
-        return True, b, own, te, t_down
-    ok, t_down = _entry_time(
-        b, a, t, next_entry, n_in, n_out, l_storage, l_lag, ring, l_roff, l_rlen, head_ready, room_t, l_stuck
-    )
-    if ok and t_down > te:
-        te = _green_time(t_down, cycle, offset, gs, ge)
-        ok = te < t1
-    return ok, b, own, te, t_down
-
-
-@njit(cache=True, inline="always")
-def _leave_link(
-    a, n, te, tag, held, top, way, head, head_ready, tail, l_free_tt, l_length, l_headway, l_prio, ring, l_roff,
-    l_rlen, acc_vehsec, vs_t, n_in, n_out, acc_out, acc_tt, next_exit, vft, major_rate, major_t, fh, ih,
-):  # fmt: skip
-    """Take the head vehicle off link ``a`` at time ``te`` (its tag ``tag``) and return it.
-
-    Updates the link's queue, exit ring, counters and exit schedule (one vehicle
-    of credit when ``held`` back downstream), and node ``n``'s major flow when
-    ``a`` is a major approach.
-    """
-    v = np.int64(head[a])
-    nh = ih[v, I_NXT]
-    head[a] = nh
-    way[a] = _UNKNOWN
-    if nh < 0:
-        tail[a] = -1
-        head_ready[a] = np.inf
-    else:
-        head_ready[a] = fh[nh, F_ENTER] + l_free_tt[a]
-    ring[l_roff[a] + n_out[a] % l_rlen[a]] = te
-    acc_vehsec[a] += (n_in[a] - n_out[a]) * (te - vs_t[a])
-    vs_t[a] = te
-    n_out[a] += 1
-    acc_out[a] += 1
-    acc_tt[a] += te - fh[v, F_ENTER]
-    if held:  # held back downstream: keep one vehicle of credit
-        next_exit[a] = max(next_exit[a] + l_headway[a], te)
-    else:
-        next_exit[a] = te + l_headway[a]
-    vft[a] = tag
-    if top > 0 and l_prio[a] == top:  # a major move: the major flow's estimate jumps
-        r = major_rate[n]
-        if te > major_t[n]:
-            r *= np.exp(-(te - major_t[n]) / MAJOR_FLOW_TAU_S)
-        major_rate[n] = r + 1.0 / MAJOR_FLOW_TAU_S
-        major_t[n] = te
-    fh[v, F_DIST] += l_length[a]
-    fh[v, F_FFTT] += l_free_tt[a]
-    return v
-
-
-@njit(cache=True, inline="always")
-def _leave_queue(n, te, tag, b, way, oq_head, oq_tail, oq_vft, v_enter_net, ih):
-    """Take the head vehicle off node ``n``'s origin queue at ``te`` and return it."""
-    n_links = way.shape[0] - oq_head.shape[0]
-    v = np.int64(oq_head[n])
-    oq_head[n] = ih[v, I_NXT]
-    way[n_links + n] = _UNKNOWN
-    if oq_head[n] < 0:
-        oq_tail[n] = -1
-    if b >= 0:
-        v_enter_net[v] = te
-    oq_vft[n] = tag
-    return v
-
-
-@njit(cache=True, inline="always")
-def _enter_link(
-    v, b, a, te, way, wake, head, head_ready, tail, l_dst, l_free_tt, l_storage, l_headway, squeezed, room_t,
-    acc_vehsec, vs_t, n_in, n_out, node_load, acc_in, next_entry, fh, ih,
-):  # fmt: skip
-    """Put vehicle ``v`` at the tail of link ``b`` at ``te``, coming from link ``a`` (-1: its origin)."""
-    tl = tail[b]
-    if tl < 0:
-        head[b] = v
-        head_ready[b] = te + l_free_tt[b]
-        way[b] = _UNKNOWN
-        if head_ready[b] < wake[l_dst[b]]:
-            wake[l_dst[b]] = head_ready[b]
-    else:
-        ih[tl, I_NXT] = v
-    tail[b] = v
-    ih[v, I_LINK] = b
-    fh[v, F_ENTER] = te
-    if n_in[b] - n_out[b] + 1 > l_storage[b]:
-        squeezed[b] += 1
-    elif a >= 0:
-        room_t[a] = te
-    acc_vehsec[b] += (n_in[b] - n_out[b]) * (te - vs_t[b])
-    vs_t[b] = te
-    n_in[b] += 1
-    node_load[l_dst[b]] += 1
-    acc_in[b] += 1
-    next_entry[b] = te + l_headway[b]
-
-
 @njit(cache=True)
-def advance(n_ticks, dt, links, nodes, ls, veh, routes):
+def advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915 (the node loop stays whole: see below)
     """Advance the network by ``n_ticks`` ticks of ``dt`` seconds.
 
     The current tick index is ``ls.cursor[1]``; vehicles are released in
     ``veh.order`` from ``ls.cursor[0]``.  Returns the number of arrivals.
 
-    Each tick releases its departures (:func:`_release`), then at every node
-    with something to move repeatedly moves the head vehicle that can cross it
-    earliest (:func:`_source`, :func:`_candidate`): off its link or origin queue (:func:`_leave_link`,
-    :func:`_leave_queue`) and onto its next link (:func:`_enter_link`), or to
-    its arrival.  The helpers are inlined; they take the arrays unpacked
-    because attribute access on the NamedTuples inside the branchy node loop
-    costs a reference-count round trip each time.
+    The set-up and the release of departures are inlined helpers
+    (:func:`_initial_wake`, :func:`_major_priority`, :func:`_release`).  The node
+    loop is not split further: helpers inlined there (numba's ``inline="always"``,
+    which takes their arrays as arguments) made the kernel 4 to 8 times slower
+    on ``grid21`` (issue 14's benchmark), as did plain calls.
     """
-    l_dst, l_length, l_free_tt, l_headway = links.dst, links.length, links.free_tt, links.headway
-    l_storage, l_lag, l_gs, l_ge, l_open = links.storage, links.lag, links.green_start, links.green_end, links.is_open
-    l_roff, l_rlen, l_prio, l_stuck = links.ring_off, links.ring_len, links.priority, links.stuck
-    in_indptr, in_links, out_indptr, out_links = nodes.in_indptr, nodes.in_links, nodes.out_indptr, nodes.out_links
-    n_cycle, n_offset = nodes.cycle, nodes.offset
-    pot, rw, choice = routes.pot, routes.weight, (routes.tol[0], routes.scale[0], routes.seed[0])
-    head, head_ready, tail, n_in, n_out = ls.head, ls.head_ready, ls.tail, ls.n_in, ls.n_out
-    next_exit, next_entry, vft, ring = ls.next_exit, ls.next_entry, ls.vft, ls.exit_ring
-    acc_in, acc_out, acc_vehsec, vs_t, acc_tt = ls.acc_in, ls.acc_out, ls.acc_vehsec, ls.vs_t, ls.acc_tt
-    node_load, oq_head, oq_tail, oq_vft = ls.node_load, ls.oq_head, ls.oq_tail, ls.oq_vft
-    vclock, last_t, major_rate, major_t = ls.vclock, ls.last_t, ls.major_rate, ls.major_t
-    squeezed, room_t, cursor = ls.squeezed, ls.room_t, ls.cursor
-    v_orig, v_depart, v_order, v_arrive, v_enter_net = veh.orig, veh.depart, veh.order, veh.arrive, veh.enter_net
-    fh, ih = veh.fhot, veh.ihot
+    # Arrays are unpacked once: attribute access on the NamedTuples inside the
+    # branchy node loop costs a reference-count round trip each time.
+    l_dst = links.dst
+    l_length = links.length
+    l_free_tt = links.free_tt
+    l_headway = links.headway
+    l_storage = links.storage
+    l_lag = links.lag
+    l_gs = links.green_start
+    l_ge = links.green_end
+    l_open = links.is_open
+    l_roff = links.ring_off
+    l_rlen = links.ring_len
+    l_prio = links.priority
+    l_stuck = links.stuck
+    in_indptr = nodes.in_indptr
+    in_links = nodes.in_links
+    out_indptr = nodes.out_indptr
+    out_links = nodes.out_links
+    pot = routes.pot
+    rw = routes.weight
+    tol = routes.tol[0]
+    scale = routes.scale[0]
+    seed = routes.seed[0]
+    n_cycle = nodes.cycle
+    n_offset = nodes.offset
+    head = ls.head
+    head_ready = ls.head_ready
+    tail = ls.tail
+    n_in = ls.n_in
+    n_out = ls.n_out
+    next_exit = ls.next_exit
+    next_entry = ls.next_entry
+    vft = ls.vft
+    ring = ls.exit_ring
+    acc_in = ls.acc_in
+    acc_out = ls.acc_out
+    acc_vehsec = ls.acc_vehsec
+    vs_t = ls.vs_t
+    node_load = ls.node_load
+    acc_tt = ls.acc_tt
+    oq_head = ls.oq_head
+    oq_tail = ls.oq_tail
+    oq_vft = ls.oq_vft
+    vclock = ls.vclock
+    last_t = ls.last_t
+    major_rate = ls.major_rate
+    major_t = ls.major_t
+    squeezed = ls.squeezed
+    room_t = ls.room_t
+    cursor = ls.cursor
+    v_orig = veh.orig
+    v_depart = veh.depart
+    v_order = veh.order
+    v_arrive = veh.arrive
+    v_enter_net = veh.enter_net
+    fh = veh.fhot
+    ih = veh.ihot
 
     n_nodes = in_indptr.shape[0] - 1
-    n_links = l_dst.shape[0]
+    arrived = 0
     # The way on chosen for each head vehicle (in-link heads, then origin-queue
     # heads at n_links + node), kept while it stays the head: the choice only
     # depends on the vehicle, its node and link and on the routes and open
     # links, which do not change within one call, while a node looks at each
     # head again after every move it makes.  _UNKNOWN: not looked up yet.
+    n_links = l_dst.shape[0]
     way = np.full(n_links + n_nodes, _UNKNOWN, np.int64)
-    wake = _initial_wake(l_dst, head_ready, oq_head, v_depart, n_nodes)
+    wake = _initial_wake(l_dst, head_ready, oq_head, v_depart, n_nodes)  # skips nodes with nothing to move
     pmax = _major_priority(l_dst, l_prio, n_cycle, n_nodes)
-    arrived = 0
     for _ in range(n_ticks):
         k = cursor[1]
         t = k * dt
@@ -743,57 +552,174 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
             way,
             wake,
         )
+
         for n in range(n_nodes):
             if node_load[n] == 0 or wake[n] >= t1:  # nothing there, or nothing can reach the node in this tick
                 continue
+            lo = in_indptr[n]
+            hi = in_indptr[n + 1]
+            cycle = n_cycle[n]
+            offset = n_offset[n]
             top = pmax[n]
-            sig0 = (n_cycle[n], n_offset[n], 0.0, 0.0)
             while True:
-                # pick the head vehicle (over in-links and the origin queue) that can cross
-                # node n earliest in this tick; ties go to a major source, then to the
-                # smallest fair-queueing tag
-                j, te, tag, b, held, minor = np.int64(-1), np.inf, np.inf, np.int64(-1), False, False
+                # pick the head vehicle (over in-links and the origin queue)
+                # that can cross node n earliest in this tick
+                best_j = np.int64(-1)
+                best_te = np.inf
+                best_tag = np.inf
+                best_b = np.int64(-1)
+                best_held = False
+                best_minor = False
                 soonest = np.inf  # the node's new lower bound, if nothing moves
-                for jj in range(in_indptr[n], in_indptr[n + 1] + 1):
-                    a, v, c_te, backlogged, c_minor, c_tag, h_src, seen = _source(
-                        jj, n, t, t1, top, in_indptr, in_links, head, head_ready, fh, l_headway, next_exit, last_t,
-                        l_prio, n_out, ring, l_roff, l_rlen, major_rate, major_t, vft, oq_head, oq_vft, v_depart,
-                    )  # fmt: skip
-                    soonest = min(soonest, seen)
-                    if v < 0:
+                for j in range(lo, hi + 1):
+                    a = np.int64(-1)
+                    minor = False
+                    if j < hi:
+                        a = in_links[j]
+                        te = head_ready[a]
+                        if te < soonest:
+                            soonest = te
+                        if te >= t1 or l_headway[a] == np.inf:  # empty, still driving, or no capacity
+                            continue
+                        v = head[a]
+                        if fh[v, F_ENTER] >= t:  # entered during this tick
+                            continue
+                        backlogged = te <= last_t[n]
+                        if next_exit[a] > te:
+                            te = next_exit[a]
+                        tag = vft[a]
+                        h_src = l_headway[a]
+                        if top > 0:
+                            p = np.int64(l_prio[a])
+                            if p > 0 and p < top:  # a minor approach: gap acceptance
+                                minor = True
+                                if n_out[a] > 0:
+                                    qc = major_flow(major_rate[n], major_t[n], te)
+                                    gate = ring[l_roff[a] + (n_out[a] - 1) % l_rlen[a]] + gap_headway(qc, h_src)
+                                    if gate > te:
+                                        te = gate
+                    else:
+                        v = oq_head[n]
+                        if v < 0:
+                            continue
+                        te = v_depart[v]
+                        if te < soonest:
+                            soonest = te
+                        tag = oq_vft[n]
+                        h_src = 0.0
+                        backlogged = te <= last_t[n]
+                    # fair-queueing tag (self-clocked): a source whose head vehicle
+                    # had reached the node by its last move keeps its own finish
+                    # tag; one that has just arrived starts from the node's clock
+                    own = te  # when its own link and signal would let it go
+                    if a >= 0:
+                        own = _green_time(own, cycle, offset, l_gs[a], l_ge[a])
+                    te = own
+                    if te < t:
+                        te = t
+                        if a >= 0:
+                            te = _green_time(te, cycle, offset, l_gs[a], l_ge[a])
+                    if te >= t1:
                         continue
-                    sig = sig0 if a < 0 else (n_cycle[n], n_offset[n], l_gs[a], l_ge[a])
-                    ok, c_b, own, c_te, t_down = _candidate(
-                        a, v, n, a if a >= 0 else n_links + n, c_te, t, t1, sig, way, ih, out_indptr, out_links,
-                        l_dst, l_open, pot, rw, choice, l_headway, next_entry, n_in, n_out, l_storage, l_lag, ring,
-                        l_roff, l_rlen, head_ready, room_t, l_stuck,
-                    )  # fmt: skip
-                    if not ok:
+                    t_down = -np.inf  # when the next link would let it in
+                    # -1: arrives here; -2: parks here (no way on); _WAIT: waits; else next link
+                    slot = a if a >= 0 else n_links + n
+                    b = way[slot]
+                    if b == _UNKNOWN:
+                        b = np.int64(-1)
+                        if ih[v, I_DEST] != n:
+                            b = _next_link(
+                                n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed
+                            )
+                            if b < 0:
+                                if pot[ih[v, I_DIDX], n] < np.inf:
+                                    b = _WAIT  # its next links closed since the last re-route: wait for it
+                                else:
+                                    b = np.int64(-2)
+                        way[slot] = b
+                    if b == _WAIT:
                         continue
-                    if a < 0 and c_b >= 0:
-                        h_src = l_headway[c_b]
-                    # fair-queueing tag (self-clocked): a source whose head vehicle had reached
-                    # the node by its last move keeps its own finish tag; one that has just
-                    # arrived starts from the node's clock
-                    if not backlogged and vclock[n] > c_tag:
-                        c_tag = vclock[n]
-                    c_tag += h_src
-                    if c_te < te or (c_te == te and (minor > c_minor or (minor == c_minor and c_tag < tag))):
-                        j, te, tag, b, held, minor = jj, c_te, c_tag, c_b, t_down > own, c_minor
-                if j < 0:
+                    if b >= 0:
+                        if l_headway[b] == np.inf:
+                            continue
+                        if a < 0:
+                            h_src = l_headway[b]
+                        t_down = next_entry[b]
+                        need = n_in[b] + 1 - l_storage[b]
+                        if need > 0.0 and not (a >= 0 and _stuck(a, t, head_ready, room_t, l_stuck)):
+                            e = np.int64(np.ceil(need))  # 1-based number of the exit freeing the space
+                            if e > n_out[b]:
+                                continue
+                            t_free = ring[l_roff[b] + (e - 1) % l_rlen[b]]
+                            if t_free >= t:  # exits of this tick free space from the next tick on
+                                continue
+                            t_free += l_lag[b]
+                            if t_free > t_down:
+                                t_down = t_free
+                        if t_down > te:
+                            te = t_down
+                            if a >= 0:
+                                te = _green_time(te, cycle, offset, l_gs[a], l_ge[a])
+                            if te >= t1:
+                                continue
+                    if not backlogged and vclock[n] > tag:
+                        tag = vclock[n]
+                    tag += h_src
+                    if te < best_te or (
+                        te == best_te and (best_minor > minor or (best_minor == minor and tag < best_tag))
+                    ):
+                        best_j = j
+                        best_te = te
+                        best_tag = tag
+                        best_b = b
+                        best_held = t_down > own
+                        best_minor = minor
+                if best_j < 0:
                     wake[n] = soonest
                     break
-                a = np.int64(-1)
-                if j < in_indptr[n + 1]:
-                    a = np.int64(in_links[j])
-                    v = _leave_link(
-                        a, n, te, tag, held, top, way, head, head_ready, tail, l_free_tt, l_length, l_headway, l_prio,
-                        ring, l_roff, l_rlen, acc_vehsec, vs_t, n_in, n_out, acc_out, acc_tt, next_exit, vft,
-                        major_rate, major_t, fh, ih,
-                    )  # fmt: skip
+                # move it
+                te = best_te
+                b = best_b
+                if best_j < hi:
+                    a = in_links[best_j]
+                    v = head[a]
+                    nh = ih[v, I_NXT]
+                    head[a] = nh
+                    way[a] = _UNKNOWN
+                    if nh < 0:
+                        tail[a] = -1
+                        head_ready[a] = np.inf
+                    else:
+                        head_ready[a] = fh[nh, F_ENTER] + l_free_tt[a]
+                    ring[l_roff[a] + n_out[a] % l_rlen[a]] = te
+                    acc_vehsec[a] += (n_in[a] - n_out[a]) * (te - vs_t[a])
+                    vs_t[a] = te
+                    n_out[a] += 1
+                    acc_out[a] += 1
+                    acc_tt[a] += te - fh[v, F_ENTER]
+                    if best_held:  # held back downstream: keep one vehicle of credit
+                        next_exit[a] = max(next_exit[a] + l_headway[a], te)
+                    else:
+                        next_exit[a] = te + l_headway[a]
+                    vft[a] = best_tag
+                    if top > 0 and l_prio[a] == top:  # a major move: the major flow's estimate jumps
+                        r = major_rate[n]
+                        if te > major_t[n]:
+                            r *= np.exp(-(te - major_t[n]) / MAJOR_FLOW_TAU_S)
+                        major_rate[n] = r + 1.0 / MAJOR_FLOW_TAU_S
+                        major_t[n] = te
+                    fh[v, F_DIST] += l_length[a]
+                    fh[v, F_FFTT] += l_free_tt[a]
                 else:
-                    v = _leave_queue(n, te, tag, b, way, oq_head, oq_tail, oq_vft, v_enter_net, ih)
-                vclock[n] = tag
+                    v = oq_head[n]
+                    oq_head[n] = ih[v, I_NXT]
+                    way[n_links + n] = _UNKNOWN
+                    if oq_head[n] < 0:
+                        oq_tail[n] = -1
+                    if b >= 0:
+                        v_enter_net[v] = te
+                    oq_vft[n] = best_tag
+                vclock[n] = best_tag
                 last_t[n] = te
                 node_load[n] -= 1
                 ih[v, I_NXT] = -1
@@ -805,10 +731,29 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):
                     ih[v, I_LINK] = VEH_NO_ROUTE
                     v_orig[v] = n
                 else:
-                    _enter_link(
-                        v, b, a, te, way, wake, head, head_ready, tail, l_dst, l_free_tt, l_storage, l_headway,
-                        squeezed, room_t, acc_vehsec, vs_t, n_in, n_out, node_load, acc_in, next_entry, fh, ih,
-                    )  # fmt: skip
+                    tl = tail[b]
+                    if tl < 0:
+                        head[b] = v
+                        head_ready[b] = te + l_free_tt[b]
+                        way[b] = _UNKNOWN
+                        if head_ready[b] < wake[l_dst[b]]:
+                            wake[l_dst[b]] = head_ready[b]
+                    else:
+                        ih[tl, I_NXT] = v
+                    tail[b] = v
+                    ih[v, I_LINK] = b
+                    fh[v, F_ENTER] = te
+                    if n_in[b] - n_out[b] + 1 > l_storage[b]:
+                        squeezed[b] += 1
+                    elif best_j < hi:
+                        room_t[in_links[best_j]] = te
+                    acc_vehsec[b] += (n_in[b] - n_out[b]) * (te - vs_t[b])
+                    vs_t[b] = te
+                    n_in[b] += 1
+                    node_load[l_dst[b]] += 1
+                    acc_in[b] += 1
+                    next_entry[b] = te + l_headway[b]
+
         cursor[1] = k + 1
     return arrived
 

@@ -132,6 +132,37 @@ def _threads_for(work: int):
         numba.set_num_threads(before)
 
 
+def _empty_state(nl: int, nn: int, ring_len: np.ndarray) -> k.LinkState:
+    """The state of an empty network of ``nl`` links and ``nn`` nodes (exit rings of ``ring_len``)."""
+    return k.LinkState(
+        head=np.full(nl, -1, np.int32),
+        head_ready=np.full(nl, np.inf),
+        tail=np.full(nl, -1, np.int32),
+        n_in=np.zeros(nl, np.int64),
+        n_out=np.zeros(nl, np.int64),
+        next_exit=np.full(nl, -np.inf),
+        next_entry=np.full(nl, -np.inf),
+        vft=np.zeros(nl),
+        exit_ring=np.zeros(int(ring_len.sum())),
+        acc_in=np.zeros(nl, np.int64),
+        acc_out=np.zeros(nl, np.int64),
+        acc_vehsec=np.zeros(nl),
+        vs_t=np.zeros(nl),
+        acc_tt=np.zeros(nl),
+        oq_head=np.full(nn, -1, np.int32),
+        oq_tail=np.full(nn, -1, np.int32),
+        node_load=np.zeros(nn, np.int64),
+        oq_vft=np.zeros(nn),
+        vclock=np.zeros(nn),
+        last_t=np.full(nn, -np.inf),
+        major_rate=np.zeros(nn),
+        major_t=np.full(nn, -np.inf),
+        squeezed=np.zeros(nl, np.int64),
+        room_t=np.full(nl, -np.inf),
+        cursor=np.zeros(2, np.int64),
+    )
+
+
 class TrafficModel:
     """Mesoscopic kinematic-wave traffic on a :class:`~city_models.network.Network`.
 
@@ -218,33 +249,7 @@ class TrafficModel:
             offset=net.signal_offset_s.copy(),
         )
         nl, nn = net.n_links, net.n_nodes
-        self.state = k.LinkState(
-            head=np.full(nl, -1, np.int32),
-            head_ready=np.full(nl, np.inf),
-            tail=np.full(nl, -1, np.int32),
-            n_in=np.zeros(nl, np.int64),
-            n_out=np.zeros(nl, np.int64),
-            next_exit=np.full(nl, -np.inf),
-            next_entry=np.full(nl, -np.inf),
-            vft=np.zeros(nl),
-            exit_ring=np.zeros(int(ring_len.sum())),
-            acc_in=np.zeros(nl, np.int64),
-            acc_out=np.zeros(nl, np.int64),
-            acc_vehsec=np.zeros(nl),
-            vs_t=np.zeros(nl),
-            acc_tt=np.zeros(nl),
-            oq_head=np.full(nn, -1, np.int32),
-            oq_tail=np.full(nn, -1, np.int32),
-            node_load=np.zeros(nn, np.int64),
-            oq_vft=np.zeros(nn),
-            vclock=np.zeros(nn),
-            last_t=np.full(nn, -np.inf),
-            major_rate=np.zeros(nn),
-            major_t=np.full(nn, -np.inf),
-            squeezed=np.zeros(nl, np.int64),
-            room_t=np.full(nl, -np.inf),
-            cursor=np.zeros(2, np.int64),
-        )
+        self.state = _empty_state(nl, nn, ring_len)
         self._vbuf = _vehicle_buffers(0)  # vehicle arrays with spare room; ``veh`` views the used part
         self.veh = _empty_vehicles(0)
         self.dest_row = np.full(nn, -1, np.int32)  # node -> route-table row
@@ -312,6 +317,7 @@ class TrafficModel:
     # ------------------------------------------------------------------ time
     @property
     def tick(self) -> int:
+        """The current tick index."""
         return int(self.state.cursor[1])
 
     @property
@@ -332,6 +338,7 @@ class TrafficModel:
     # --------------------------------------------------------------- demand
     @property
     def n_vehicles(self) -> int:
+        """Number of vehicles (trips) loaded."""
         return int(self.veh.orig.shape[0])
 
     def add_trips(self, origin, destination, depart_s) -> np.ndarray:
@@ -715,10 +722,12 @@ class SimResult:
 
     @property
     def travel_time_s(self) -> np.ndarray:
+        """Travel time of each trip, s (NaN until it arrives)."""
         return self.arrive_s - self.depart_s
 
     @property
     def completed(self) -> int:
+        """Number of trips that arrived."""
         return int(np.count_nonzero(np.isfinite(self.arrive_s)))
 
     @property
