@@ -48,10 +48,14 @@ _RESERVED = {"point", "replication", "seed", "status", "error"}
 
 
 def _factor_dtype(spec: ExperimentSpec, name: str) -> Any:
+    """i8 for whole numbers (levels, choices or an integer range), f8 for other numbers, else str."""
     f = next(f for f in spec.factors if f.name == name)
-    if f.numeric:
-        whole = f.integer or (f.kind == "levels" and all(isinstance(v, int) for v in f.values))
-        return "i8" if whole else "f8"
+    if f.kind == "range":
+        return "i8" if f.integer else "f8"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in f.values):
+        return "i8"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in f.values):
+        return "f8"
     return str
 
 
