@@ -145,6 +145,60 @@ def timeseries_figure(res: Results) -> Figure:
     return fig
 
 
+def _draw_sites(ax, res: Results, handles: list) -> None:
+    """Stations and hospitals as markers (hollow when out of service), their legend entries added to ``handles``."""
+    st = sites(res)
+    if st is not None:
+        for k in sorted(set(st.kind)):
+            marker, color = _FACILITY_STYLE.get(k, ("o", "#7f7f7f"))
+            for serv in (True, False):
+                sel = (st.kind == k) & (st.in_service == serv)
+                if not sel.any():
+                    continue
+                ax.scatter(
+                    st.x[sel],
+                    st.y[sel],
+                    marker=marker,
+                    s=38,
+                    c=color if serv else "white",
+                    edgecolors="white" if serv else color,
+                    linewidths=0.7 if serv else 1.4,
+                    zorder=5,
+                )
+                name = k.replace("_", " ") + ("" if serv else " (out of service at the end)")
+                handles.append(
+                    Line2D(
+                        [],
+                        [],
+                        ls="",
+                        marker=marker,
+                        color=color if serv else "white",
+                        markeredgecolor=color,
+                        label=name,
+                    )
+                )
+
+
+def _frame_with_scale_bar(ax, xs: np.ndarray, ys: np.ndarray) -> None:
+    """Fit the axes to the points ``xs``, ``ys`` (equal aspect, no ticks or spines) and draw a scale bar."""
+    pad = 0.03 * max(np.ptp(xs), np.ptp(ys), 1.0)
+    ax.set_xlim(xs.min() - pad, xs.max() + pad)
+    ax.set_ylim(ys.min() - pad, ys.max() + pad)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+    target = max(np.ptp(xs) / 5, 1.0)
+    base = 10 ** np.floor(np.log10(target))
+    bar = max((m * base for m in (1, 2, 5) if m * base <= target), default=base)
+    bx, by = xs.min(), ys.min() - pad * 0.6
+    ax.plot([bx, bx + bar], [by, by], color="black", lw=2, clip_on=False)
+    ax.text(
+        bx + bar / 2, by, f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m", ha="center", va="bottom", fontsize=8
+    )
+
+
 def _map_base(
     ax,
     res: Results,
@@ -191,36 +245,7 @@ def _map_base(
     ax.add_collection(lc)
     cb = fig.colorbar(lc, ax=ax, shrink=0.8, pad=0.02)
     cb.set_label(label)
-    st = sites(res)
-    if st is not None:
-        for k in sorted(set(st.kind)):
-            marker, color = _FACILITY_STYLE.get(k, ("o", "#7f7f7f"))
-            for serv in (True, False):
-                sel = (st.kind == k) & (st.in_service == serv)
-                if not sel.any():
-                    continue
-                ax.scatter(
-                    st.x[sel],
-                    st.y[sel],
-                    marker=marker,
-                    s=38,
-                    c=color if serv else "white",
-                    edgecolors="white" if serv else color,
-                    linewidths=0.7 if serv else 1.4,
-                    zorder=5,
-                )
-                name = k.replace("_", " ") + ("" if serv else " (out of service at the end)")
-                handles.append(
-                    Line2D(
-                        [],
-                        [],
-                        ls="",
-                        marker=marker,
-                        color=color if serv else "white",
-                        markeredgecolor=color,
-                        label=name,
-                    )
-                )
+    _draw_sites(ax, res, handles)
     inc = incidents_at(res, t)
     if inc is not None and inc.active.any():
         a = inc.active
@@ -234,22 +259,7 @@ def _map_base(
     if shaped is not None and len(shaped):
         pts = np.concatenate(list(shaped))
         xs, ys = pts[:, 0], pts[:, 1]
-    pad = 0.03 * max(np.ptp(xs), np.ptp(ys), 1.0)
-    ax.set_xlim(xs.min() - pad, xs.max() + pad)
-    ax.set_ylim(ys.min() - pad, ys.max() + pad)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for s in ax.spines.values():
-        s.set_visible(False)
-    target = max(np.ptp(xs) / 5, 1.0)
-    base = 10 ** np.floor(np.log10(target))
-    bar = max((m * base for m in (1, 2, 5) if m * base <= target), default=base)
-    bx, by = xs.min(), ys.min() - pad * 0.6
-    ax.plot([bx, bx + bar], [by, by], color="black", lw=2, clip_on=False)
-    ax.text(
-        bx + bar / 2, by, f"{bar / 1000:g} km" if bar >= 1000 else f"{bar:g} m", ha="center", va="bottom", fontsize=8
-    )
+    _frame_with_scale_bar(ax, xs, ys)
     if handles:
         ax.legend(
             handles=handles,
