@@ -1,0 +1,42 @@
+"""The clock's scheduling primitive: exact absolute times through SimPy's public API."""
+
+import math
+
+import numpy as np
+import pytest
+import simpy
+
+from twin.clock import PRIORITY, exact_delay, schedule_at
+
+
+def test_exact_delay_lands_on_the_time_bit_for_bit():
+    rng = np.random.default_rng(0)
+    now = rng.uniform(0.0, 1e5, 20_000) * rng.choice([1e-3, 1.0, 1e3], 20_000)
+    t = now + rng.uniform(0.0, 1e5, now.size) * rng.choice([1e-9, 1e-3, 1.0], now.size)
+    for a, b in zip(now.tolist(), t.tolist(), strict=True):
+        d = exact_delay(a, b)
+        assert d >= 0.0 and a + d == b
+
+
+def test_schedule_at_fires_at_the_absolute_time_in_priority_order():
+    env = simpy.Environment(initial_time=1.1)
+    seen = []
+
+    def proc(name, t, prio):
+        yield schedule_at(env, t, prio)
+        seen.append((name, env.now))
+
+    t = 5.2  # 1.1 + (5.2 - 1.1) != 5.2 in floating point
+    assert 1.1 + (t - 1.1) != t
+    env.process(proc("traffic", t, PRIORITY["traffic"]))
+    env.process(proc("normal", t, PRIORITY["normal"]))
+    env.process(proc("urgent", t, PRIORITY["urgent"]))
+    env.run()
+    assert seen == [("urgent", t), ("normal", t), ("traffic", t)]
+
+
+def test_schedule_at_refuses_the_past():
+    env = simpy.Environment(initial_time=5.0)
+    with pytest.raises(ValueError, match="clock is at 5.0"):
+        schedule_at(env, 4.0)
+    assert math.isfinite(exact_delay(5.0, 5.0))
