@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -104,6 +105,94 @@ def _garble(entity: dict, kind: int, rng: np.random.Generator) -> tuple[str, obj
     return "payload", e
 
 
+def _closure_alerts(
+    send: Callable[..., None], inc: dict, mapper: LinkMapper, *, aid: str, issued: float, line, closed: bool
+) -> None:
+    """A closure (or road works) as the platform announces it; a closure's reopening when it happens."""
+    t0, t1 = inc["start_s"], inc["end_s"]
+    refs = tuple(mapper.segment_id(k) for k in inc["links"])
+    rec = ClosureEvent(
+        "",
+        aid,
+        issued,
+        tuple(inc["links"]),
+        t0,
+        t1 if not closed else math.nan,
+        closed,
+        0.0 if closed else inc["capacity_factor"],
+        0.0,
+        "medium",
+        line,
+        refs,
+        inc["name"],
+    )
+    send(issued, rec)
+    if closed:  # the reopening is announced when it happens
+        send(
+            t1 + 60.0,
+            ClosureEvent(
+                "",
+                aid,
+                t1 + 60.0,
+                tuple(inc["links"]),
+                t0,
+                t1,
+                True,
+                0.0,
+                0.0,
+                "medium",
+                line,
+                refs,
+                inc["name"] + " (reopened)",
+            ),
+        )
+
+
+def _incident_alerts(send: Callable[..., None], inc: dict, *, i: int, aid: str, sub: str, issued: float, line) -> None:
+    """An incident's alert, the queue behind it eight minutes later, and its clearing."""
+    link = inc["links"][0]
+    t0, t1 = inc["start_s"], inc["end_s"]
+    rec = AlertEvent("", aid, issued, "traffic", sub, "", link, 0.0, "high", t0, math.nan, line, (), inc["name"])
+    send(issued, rec, form="normalized")
+    jam = AlertEvent(
+        "",
+        f"{_ALERT}truth-{i}-jam",
+        issued + 480.0,
+        "traffic",
+        "trafficJam",
+        "",
+        link,
+        0.0,
+        "medium",
+        issued + 480.0,
+        t1 + 900.0,
+        line,
+        (),
+        "queue behind the incident",
+    )
+    send(issued + 480.0, jam)
+    send(
+        t1 + 300.0,
+        AlertEvent(
+            "",
+            aid,
+            t1 + 300.0,
+            "traffic",
+            sub,
+            "",
+            link,
+            0.0,
+            "high",
+            t0,
+            t1,
+            line,
+            (),
+            inc["name"] + " (cleared)",
+        ),
+        form="normalized",
+    )
+
+
 def _alerts(
     incidents: list[dict], net, mapper: LinkMapper, clock: FeedClock, duration: float, rng: np.random.Generator
 ) -> list[tuple[float, dict]]:
@@ -119,90 +208,13 @@ def _alerts(
         if sub is None:
             continue
         link = inc["links"][0]
-        t0, t1 = inc["start_s"], inc["end_s"]
-        issued = t0 + inc["report_delay_s"]
+        issued = inc["start_s"] + inc["report_delay_s"]
         line = mapper.link_line(link)
         aid = f"{_ALERT}truth-{i}"
         if sub in ("roadClosed", "roadWorks"):
-            refs = tuple(mapper.segment_id(k) for k in inc["links"])
-            closed = sub == "roadClosed"
-            rec = ClosureEvent(
-                "",
-                aid,
-                issued,
-                tuple(inc["links"]),
-                t0,
-                t1 if not closed else math.nan,
-                closed,
-                0.0 if closed else inc["capacity_factor"],
-                0.0,
-                "medium",
-                line,
-                refs,
-                inc["name"],
-            )
-            send(issued, rec)
-            if closed:  # the reopening is announced when it happens
-                send(
-                    t1 + 60.0,
-                    ClosureEvent(
-                        "",
-                        aid,
-                        t1 + 60.0,
-                        tuple(inc["links"]),
-                        t0,
-                        t1,
-                        True,
-                        0.0,
-                        0.0,
-                        "medium",
-                        line,
-                        refs,
-                        inc["name"] + " (reopened)",
-                    ),
-                )
+            _closure_alerts(send, inc, mapper, aid=aid, issued=issued, line=line, closed=sub == "roadClosed")
         else:
-            rec = AlertEvent(
-                "", aid, issued, "traffic", sub, "", link, 0.0, "high", t0, math.nan, line, (), inc["name"]
-            )
-            send(issued, rec, form="normalized")
-            jam = AlertEvent(
-                "",
-                f"{_ALERT}truth-{i}-jam",
-                issued + 480.0,
-                "traffic",
-                "trafficJam",
-                "",
-                link,
-                0.0,
-                "medium",
-                issued + 480.0,
-                t1 + 900.0,
-                line,
-                (),
-                "queue behind the incident",
-            )
-            send(issued + 480.0, jam)
-            send(
-                t1 + 300.0,
-                AlertEvent(
-                    "",
-                    aid,
-                    t1 + 300.0,
-                    "traffic",
-                    sub,
-                    "",
-                    link,
-                    0.0,
-                    "high",
-                    t0,
-                    t1,
-                    line,
-                    (),
-                    inc["name"] + " (cleared)",
-                ),
-                form="normalized",
-            )
+            _incident_alerts(send, inc, i=i, aid=aid, sub=sub, issued=issued, line=line)
     kinds = np.asarray(net.link_kind).astype(str)
     for sub, category, clock_h, hours in (("buildingFire", "security", 15.5, 1.0), ("flood", "weather", 19.0, 2.0)):
         t = (clock_h * 3600.0 - clock.epoch.hour * 3600.0 - clock.epoch.minute * 60.0) % 86400.0
