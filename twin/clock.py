@@ -11,12 +11,17 @@ SimPy's :class:`~simpy.events.Timeout` fires at ``now + delay`` with priority
 
 :func:`schedule_at` gives both through SimPy's public
 :meth:`simpy.Environment.schedule`: it picks the delay ``d`` for which
-``now + d == t`` exactly.
+``now + d == t`` exactly.  For a few pairs no such delay exists (the sum's
+rounding ties step over ``t``); only then does it put the event on the queue at
+``t`` itself, as ``Environment.schedule`` would (:func:`_schedule_exactly`, the
+one place that touches SimPy's internals), so event times stay bit for bit what
+they were.
 """
 
 from __future__ import annotations
 
 import math
+from heapq import heappush
 
 import simpy
 from simpy.core import URGENT
@@ -45,8 +50,8 @@ class At(simpy.Event):
         self._value = None
 
 
-def exact_delay(now: float, t: float) -> float:
-    """The delay ``d >= 0`` for which ``now + d == t`` in floating point.
+def exact_delay(now: float, t: float) -> float | None:
+    """The delay ``d >= 0`` for which ``now + d == t`` in floating point (``None``: there is none).
 
     Parameters
     ----------
@@ -57,17 +62,28 @@ def exact_delay(now: float, t: float) -> float:
 
     Returns
     -------
-    float
+    float or None
         ``t - now``, moved by a few units in the last place where the plain
-        difference does not land on ``t`` exactly.
+        difference does not land on ``t`` exactly; ``None`` where no delay does.
     """
     d = t - now
     for _ in range(_MAX_STEPS):
         s = now + d
         if s == t:
             return d
-        d = math.nextafter(d, math.inf if s < t else -math.inf)
-    raise ArithmeticError(f"no delay reaches {t!r} s exactly from {now!r} s")
+        step = math.nextafter(d, math.inf if s < t else -math.inf)
+        if (now + step < t) != (s < t) and now + step != t:
+            return None  # the sums step over t: no delay lands on it
+        d = step
+    return None
+
+
+def _schedule_exactly(env: simpy.Environment, event: simpy.Event, priority: int, t: float) -> None:
+    """Put ``event`` on the queue at ``t`` itself, as ``Environment.schedule`` does at ``now + delay``.
+
+    Only for the rare ``(now, t)`` where :func:`exact_delay` finds no delay.
+    """
+    heappush(env._queue, (t, priority, next(env._eid), event))
 
 
 def schedule_at(env: simpy.Environment, t: float, priority: int = PRIORITY["normal"]) -> simpy.Event:
@@ -97,5 +113,9 @@ def schedule_at(env: simpy.Environment, t: float, priority: int = PRIORITY["norm
     if t < now:
         raise ValueError(f"cannot schedule at {t} s: the clock is at {now} s")
     ev = At(env)
-    env.schedule(ev, priority, exact_delay(now, t))
+    d = exact_delay(now, t)
+    if d is None:
+        _schedule_exactly(env, ev, priority, t)
+    else:
+        env.schedule(ev, priority, d)
     return ev

@@ -1,7 +1,5 @@
 """The clock's scheduling primitive: exact absolute times through SimPy's public API."""
 
-import math
-
 import numpy as np
 import pytest
 import simpy
@@ -13,9 +11,14 @@ def test_exact_delay_lands_on_the_time_bit_for_bit():
     rng = np.random.default_rng(0)
     now = rng.uniform(0.0, 1e5, 20_000) * rng.choice([1e-3, 1.0, 1e3], 20_000)
     t = now + rng.uniform(0.0, 1e5, now.size) * rng.choice([1e-9, 1e-3, 1.0], now.size)
+    missing = 0
     for a, b in zip(now.tolist(), t.tolist(), strict=True):
         d = exact_delay(a, b)
+        if d is None:  # the sums' rounding steps over b (schedule_at then places the event at b itself)
+            missing += 1
+            continue
         assert d >= 0.0 and a + d == b
+    assert missing < now.size // 100
 
 
 def test_schedule_at_fires_at_the_absolute_time_in_priority_order():
@@ -39,4 +42,5 @@ def test_schedule_at_refuses_the_past():
     env = simpy.Environment(initial_time=5.0)
     with pytest.raises(ValueError, match="clock is at 5.0"):
         schedule_at(env, 4.0)
-    assert math.isfinite(exact_delay(5.0, 5.0))
+    assert exact_delay(5.0, 5.0) == 0.0
+    assert exact_delay(1.1, 5.2) is None  # no delay lands on 5.2 from 1.1
