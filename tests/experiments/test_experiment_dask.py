@@ -55,7 +55,7 @@ def cluster():
                 p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
 
