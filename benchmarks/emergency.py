@@ -37,7 +37,7 @@ def _city_and_trips(folder: Path):
     csv = folder / "grid21_trips.csv"
     lines = ["trip_id,origin,destination,depart_s"] + [
         f"{k},{int(net.node_osmid[o])},{int(net.node_osmid[d])},{t:.3f}"
-        for k, (o, d, t) in enumerate(zip(tr.origin, tr.destination, tr.depart_s))
+        for k, (o, d, t) in enumerate(zip(tr.origin, tr.destination, tr.depart_s, strict=False))
     ]
     csv.write_text("\n".join(lines) + "\n")
     zones = Zones(

@@ -35,9 +35,8 @@ __all__ = ["main"]
 
 def shadow(members: int) -> dict:
     from scenarios import LIBRARY_DIR, load_scenario
-    from twin.live import AssimilationSettings
     from twin.feeds import FeedHub
-    from twin.live import Shadow
+    from twin.live import AssimilationSettings, Shadow
     from twin.model import build_city
 
     sc = load_scenario(Path(LIBRARY_DIR) / "feeds" / "sample_day.yaml")

@@ -252,7 +252,7 @@ def _uxsim_world(
             number_of_lanes=int(lanes[k]),
         )
     po, pd, pt, trip_platoon = platoons(case, deltan, platoon)
-    vehs = [W.addVehicle(str(int(o)), str(int(d)), float(t)) for o, d, t in zip(po, pd, pt)]
+    vehs = [W.addVehicle(str(int(o)), str(int(d)), float(t)) for o, d, t in zip(po, pd, pt, strict=False)]
     W.finalize_scenario()
     return W, vehs, trip_platoon
 

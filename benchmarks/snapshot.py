@@ -84,7 +84,7 @@ def run(*, n_trips: int, until: str, repeat: int, out: Path, check: bool = True,
         "links": int(twin.city.network.n_links),
     }
     pw, blob = _best(lambda: pickle.dumps(twin, protocol=pickle.HIGHEST_PROTOCOL), repeat)
-    pr, _ = _best(lambda: pickle.loads(blob), repeat)
+    pr, _ = _best(lambda: pickle.loads(blob), repeat)  # noqa: F821 (bound above; `del` below frees it)
     row.update(pickle_write_s=pw, pickle_read_s=pr, pickle_bytes=len(blob))
     del blob
     # the format before issue 15 as a file: a header line and the pickle, written with fsync

@@ -545,10 +545,12 @@ class Graph(NamedTuple):
 
     @property
     def n_nodes(self) -> int:
+        """Number of nodes."""
         return int(self.out_indptr.shape[0]) - 1
 
     @property
     def n_links(self) -> int:
+        """Number of links."""
         return int(self.src.shape[0])
 
 

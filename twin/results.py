@@ -47,6 +47,7 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
 
 
 def package_version() -> str:
+    """The installed city-twin version (``0+unknown`` from a bare source tree)."""
     try:
         return version("city-twin")
     except PackageNotFoundError:  # running from a source tree
@@ -103,7 +104,7 @@ def compute_kpis(twin) -> dict[str, float]:
         t = np.asarray(rec.time)
         span = np.diff(np.concatenate([[0.0], t]))
         link_km = float(sum((o * L).sum() for o in rec.link["outflow"]) / 1000.0)
-        link_h = float(sum((v * s).sum() for v, s in zip(rec.link["vehicles"], span)) / 3600.0)
+        link_h = float(sum((v * s).sum() for v, s in zip(rec.link["vehicles"], span, strict=False)) / 3600.0)
     delay = tt - tr["fftt"][done]
     delay_all = in_system - tr["fftt"][released]
     n_total = int(tr["depart"].shape[0])

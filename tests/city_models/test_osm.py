@@ -139,9 +139,9 @@ def test_osm_xml_builds_drivable_network_with_signal(tmp_path):
     sig = net.node_index(2)
     assert 40 <= net.signal_cycle_s[sig] <= 120  # a Webster cycle
     inn = net.in_links[net.in_indptr[sig] : net.in_indptr[sig + 1]]
-    phase = {str(net.link_kind[l]): net.green_start_s[l] for l in inn}
+    phase = {str(net.link_kind[k]): net.green_start_s[k] for k in inn}
     assert phase["secondary"] != phase["residential"]  # crossing roads get different phases
-    kph = dict(zip(net.link_kind.tolist(), (net.free_speed_mps * 3.6).tolist()))
+    kph = dict(zip(net.link_kind.tolist(), (net.free_speed_mps * 3.6).tolist(), strict=False))
     assert kph["secondary"] == pytest.approx(40) and kph["residential"] == pytest.approx(30)
     validated = load_city({"osm": "mini.osm"}, base_dir=tmp_path)
     assert validated.network.n_links == 8 and n_strong(validated.network) == 1

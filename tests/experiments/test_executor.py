@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from experiments.executor import Executor
 from basics.errors import InputError
+from experiments.executor import Executor
 
 
 def _where(x, *, scale=1):

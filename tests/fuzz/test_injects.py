@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from basics.errors import InputError
 from scenarios import load_scenario
 from twin.cli import main
 from twin.cli.drill import apply_inject, parse_inject
-from basics.errors import InputError
 from twin.model import Twin
 
 from .conftest import RUNS, bounded, fuzz_settings

@@ -42,7 +42,7 @@ COORD = st.one_of(st.floats(allow_nan=True), st.sampled_from([24.9, 60.1, 24.91,
 @st.composite
 def geojson(draw):
     feats = []
-    for i in range(draw(st.integers(0, 4))):
+    for _ in range(draw(st.integers(0, 4))):
         props = draw(
             st.dictionaries(st.sampled_from(["name", "residents", "jobs", "schools", "id"]), VALUES, max_size=5)
         )

@@ -86,7 +86,7 @@ def _grid(nx, ny, rng, *, integer=True):
 
 def _as_dict(trip, sensor, share, dt):
     out = {}
-    for j, s, p, t in zip(trip, sensor, share, dt):
+    for j, s, p, t in zip(trip, sensor, share, dt, strict=False):
         key = (int(j), int(s), float(t))
         out[key] = out.get(key, 0.0) + float(p)
     return out

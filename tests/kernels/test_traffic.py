@@ -506,7 +506,7 @@ def test_many_ticks_per_call_equal_one_tick_per_call(seed, short, signals):
     for one_tick in (True, False):
         m = TrafficModel(net, step_s=dt)
         m.add_trips(o, d, t)
-        for t0, t1 in zip(marks[:-1], marks[1:]):
+        for t0, t1 in zip(marks[:-1], marks[1:], strict=False):
             if t0 % reroute == 0:
                 m.update_routes(reroute)
             if t0 == close_t:

@@ -50,7 +50,7 @@ def sensor_crossings(
                 acc[key] = acc.get(key, 0.0) + p
             walk(j, r, l_dst[b], p, p0)
 
-    for j, (o, r) in enumerate(zip(orig, row)):
+    for j, (o, r) in enumerate(zip(orig, row, strict=False)):
         if r >= 0 and np.isfinite(pot[r, o]):
             walk(j, r, o, 1.0, pot[r, o])
     return acc

@@ -32,7 +32,7 @@ def ref_tree_to(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Travel time from every node to ``dest`` and the first link to take."""
     adj: list[list[tuple[int, float, int]]] = [[] for _ in range(n_nodes)]
-    for link, (s, d) in enumerate(zip(src.tolist(), dst.tolist())):
+    for link, (s, d) in enumerate(zip(src.tolist(), dst.tolist(), strict=False)):
         adj[d].append((s, float(weight[link]), link))
     return _dijkstra(dest, n_nodes, adj)
 
@@ -42,7 +42,7 @@ def ref_tree_from(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Travel time from ``orig`` to every node and each node's predecessor link."""
     adj: list[list[tuple[int, float, int]]] = [[] for _ in range(n_nodes)]
-    for link, (s, d) in enumerate(zip(src.tolist(), dst.tolist())):
+    for link, (s, d) in enumerate(zip(src.tolist(), dst.tolist(), strict=False)):
         adj[s].append((d, float(weight[link]), link))
     return _dijkstra(orig, n_nodes, adj)
 

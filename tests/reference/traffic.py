@@ -100,7 +100,7 @@ class RefTraffic:
         self.src = [int(s) for s in net.src]
         self.dst = [int(d) for d in net.dst]
         self.length = [float(v) for v in net.length_m]
-        self.free_tt = [float(L / v) for L, v in zip(net.length_m, net.free_speed_mps)]
+        self.free_tt = [float(L / v) for L, v in zip(net.length_m, net.free_speed_mps, strict=False)]
         self.headway = []
         self.lag = []
         self.storage = []
@@ -176,7 +176,7 @@ class RefTraffic:
         return False
 
     def add_trips(self, origin, destination, depart_s) -> None:
-        for o, d, t in zip(origin, destination, depart_s):
+        for o, d, t in zip(origin, destination, depart_s, strict=False):
             self.orig.append(int(o))
             self.dest.append(int(d))
             self.depart.append(float(t))

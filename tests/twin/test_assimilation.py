@@ -32,8 +32,8 @@ def truth():
 def test_ensemble_learns_a_higher_demand_and_cuts_the_held_out_error(truth):
     from experiments.twin_vs_truth import _replay, score
     from scenarios.feeds import FeedsSpec
-    from twin.live import AssimilationSettings, Ensemble
     from twin.feeds import FeedHub
+    from twin.live import AssimilationSettings, Ensemble
 
     cfg, tr = truth
     nominal = load_scenario("default", overrides=SMALL)
@@ -81,9 +81,8 @@ def test_open_loop_ignores_the_feed_and_members_are_deterministic(method):
 def test_shadow_mode_runs_a_replay_and_forks_from_a_dropped_request(tmp_path):
     from experiments.executor import Executor
     from scenarios import LIBRARY_DIR
-    from twin.live import AssimilationSettings
     from twin.feeds import FeedHub
-    from twin.live import Shadow
+    from twin.live import AssimilationSettings, Shadow
 
     sc = load_scenario(LIBRARY_DIR / "feeds" / "sample_day.yaml", overrides={"time.duration": "1h"})
     hub = FeedHub.from_scenario(sc, _net(sc), dead_letter=tmp_path / "dead.jsonl")
@@ -384,8 +383,8 @@ def test_a_member_snapshot_keeps_only_the_undecided_pool_and_resumes_identically
     [("report_delay_intervals", -1), ("report_delay_intervals", 1.5), ("pool_factor", 0.5), ("band_cv", float("nan"))],
 )
 def test_bad_assimilation_settings_name_the_field(field, value):
-    from twin.live import AssimilationSettings, Ensemble
     from basics.errors import InputError
+    from twin.live import AssimilationSettings, Ensemble
 
     sc = load_scenario("default", overrides={**SMALL, "time.duration": "10min"})
     with pytest.raises(InputError, match=f"assimilation.{field}"):

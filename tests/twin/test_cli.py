@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from tests.twin.conftest import SMALL
 from basics.atomic import MARKER
+from tests.twin.conftest import SMALL
 from twin.cli import main
 
 

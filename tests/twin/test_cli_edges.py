@@ -20,8 +20,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from tests.twin.conftest import SMALL
 from basics.atomic import MARKER, clean_leftovers, read_marker
+from tests.twin.conftest import SMALL
 from twin.cli import main
 
 SHORT = dict(SMALL, time={"start": "07:00", "duration": "20min", "step": "2s"})
@@ -410,8 +410,8 @@ def test_dask_info_logging_kept_out_of_the_terminal(monkeypatch):
 
 
 def test_confined_resolves_links_and_names_the_field(tmp_path, monkeypatch):
-    from twin.cli.common import confined
     from basics.errors import InputError
+    from twin.cli.common import confined
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TWIN_RUN_ROOT", raising=False)

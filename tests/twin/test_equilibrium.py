@@ -30,7 +30,7 @@ def braess_city(shortcut: bool) -> City:
     ]
     if shortcut:
         links.append((2, 3, 150.0, 2.0, 4000.0))
-    src, dst, length, lanes, cap = (list(c) for c in zip(*links))
+    src, dst, length, lanes, cap = (list(c) for c in zip(*links, strict=False))
     net = make_network(
         x=x,
         y=y,

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from tests.twin.conftest import SMALL, small_scenario
 from basics.errors import InputError
+from tests.twin.conftest import SMALL, small_scenario
 from twin.interventions import retime_windows
 from twin.model import Twin
 
@@ -68,11 +68,11 @@ def test_every_network_intervention_reverts_exactly(small_city):
 def _free_flow_paths(net, origins, dests):
     """Links on each trip's free-flow shortest path, as a boolean (trip, link) matrix."""
     g = csr_matrix((net.length_m / net.free_speed_mps + 1e-9, (net.src, net.dst)), shape=(net.n_nodes,) * 2)
-    link_of = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(net.src, net.dst))}
+    link_of = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(net.src, net.dst, strict=False))}
     uo, inv = np.unique(origins, return_inverse=True)
     _, pred = dijkstra(g, indices=uo, return_predecessors=True)
     used = np.zeros((origins.size, net.n_links), bool)
-    for t, (row, d) in enumerate(zip(inv, dests)):
+    for t, (row, d) in enumerate(zip(inv, dests, strict=False)):
         n = int(d)
         while pred[row, n] >= 0:
             used[t, link_of[(int(pred[row, n]), n)]] = True

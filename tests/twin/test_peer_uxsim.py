@@ -59,7 +59,7 @@ def _uxsim_arrivals(net, trips, tmax):
         )
     vehs = [
         W.addVehicle(str(int(o)), str(int(d)), float(t))
-        for o, d, t in zip(trips.origin, trips.destination, trips.depart_s)
+        for o, d, t in zip(trips.origin, trips.destination, trips.depart_s, strict=False)
     ]
     W.exec_simulation()
     return np.array([v.arrival_time * W.DELTAT if v.state == "end" and v.arrival_time >= 0 else np.nan for v in vehs])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.twin.conftest import small_scenario
 from basics.errors import InputError
+from tests.twin.conftest import small_scenario
 from twin.model import Twin
 
 PLAN = [

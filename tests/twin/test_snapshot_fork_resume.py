@@ -7,9 +7,9 @@ import json
 import pytest
 
 import twin.live.fork as tf
+from basics.errors import InputError
 from experiments.executor import Executor
 from tests.twin.conftest import small_scenario
-from basics.errors import InputError
 from twin.model import Twin
 
 

@@ -13,8 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.twin.conftest import small_scenario
 from basics.errors import InputError
+from tests.twin.conftest import small_scenario
 from twin.model import Twin
 from twin.snapshot import FORMAT, VERSION, SnapshotError, snapshot_bytes
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from basics.errors import InputError
 from tests.viz.conftest import INTERVENED
 from twin.cli import main
-from basics.errors import InputError
 from viz.data import fmt_value, incidents_at, kpi_label, network_speed_kmh, open_results, sites, time_index
 from viz.report import write_report
 
@@ -78,7 +78,7 @@ def test_run_report_is_self_contained_with_figures_beside_it(run_report):
     embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
     assert len(embedded) == len(pngs) == 3
     assert {p.name for p in pngs} == {"report-timeseries.png", "report-map-speed.png", "report-travel-times.png"}
-    for p, b64 in zip(pngs, embedded):
+    for p, b64 in zip(pngs, embedded, strict=False):
         assert p.read_bytes() == base64.b64decode(b64)  # the same image embedded and beside the report
         _assert_picture(_img(p))
     assert not list(html_path.parent.glob(".*.part"))  # no temporary files left behind

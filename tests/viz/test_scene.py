@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from basics.errors import InputError
 from tests.viz.conftest import INTERVENED
 from twin.cli import main
-from basics.errors import InputError
 from viz.data import open_results
 from viz.scene import city_blocks, render
 

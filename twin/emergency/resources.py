@@ -195,7 +195,7 @@ def default_hospitals(city: City) -> list[HospitalSpec]:
 # --------------------------------------------------------------------------------- build
 
 
-def build_resources(
+def build_resources(  # noqa: C901 (one branch per kind of resource entry; complexity 16)
     city: City,
     spec: ResourcesSpec,
     incidents: IncidentsSpec,

@@ -10,9 +10,9 @@ import time
 import pytest
 import xarray as xr
 
+from basics.errors import InputError
 from twin.cli import main
 from twin.cli.drill import InjectSource, parse_inject
-from basics.errors import InputError
 
 DRILL = """\
 name: tiny_drill

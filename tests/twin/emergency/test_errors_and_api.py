@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.twin.emergency.helpers import FIXED, line_city, medical_only, scenario
 from basics.errors import InputError
+from tests.twin.emergency.helpers import FIXED, line_city, medical_only, scenario
 from twin.model import Twin
 
 ONE_AMB = {"stations": [{"name": "S", "kind": "ems", "node": 0, "units": {"ambulance": 1}}]}

@@ -122,7 +122,7 @@ def test_every_incident_ends_cleared_or_reported_open(busy_run):
     ds = tw.results()
     status = ds.incident_status.values
     assert len(status) == len(em.incidents) > 25
-    for inc, st in zip(em.incidents, status):
+    for inc, st in zip(em.incidents, status, strict=False):
         if inc.open:
             assert st.startswith("open (") and math.isnan(inc.t_cleared)
         else:

@@ -12,8 +12,8 @@ import time
 import psutil
 import pytest
 
-from tests.twin.feeds.conftest import tfo
 from basics.errors import InputError
+from tests.twin.feeds.conftest import tfo
 from twin.feeds.http import HttpSource, is_loopback
 
 BODY = json.dumps(tfo("h1", 300.0)).encode()

@@ -12,9 +12,8 @@ from tests.twin.feeds.test_mqtt import _publish
 
 def test_the_live_twin_follows_the_feed_clock(broker, small_city):
     from scenarios import load_scenario
-    from twin.live import AssimilationSettings
     from twin.feeds import FeedHub
-    from twin.live import Shadow
+    from twin.live import AssimilationSettings, Shadow
 
     base = small_scenario()
     spec = base.resolved() | {

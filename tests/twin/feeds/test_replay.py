@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from basics.errors import InputError
 from scenarios import load_scenario
 from tests.twin.feeds.conftest import iso, tfo
-from basics.errors import InputError
 from twin.feeds import FeedHub, parse_feed_url
 from twin.feeds.replay import ReplaySource, read_messages
 
