@@ -37,6 +37,13 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 
 def _utm_epsg(lon: np.ndarray, lat: np.ndarray) -> int:
+    bad = (np.abs(lon) > 180.0) | (np.abs(lat) > 90.0)  # inf too; missing (NaN) coordinates are left to nanmean
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CityError(
+            f"{int(bad.sum())} node(s) have coordinates outside lon -180..180 / lat -90..90 "
+            f"(the first: lon={lon[i]!r}, lat={lat[i]!r})"
+        )
     lon0 = float(np.nanmean(lon))
     lat0 = float(np.nanmean(lat))
     zone = int(math.floor((lon0 + 180.0) / 6.0)) % 60 + 1
