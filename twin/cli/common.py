@@ -77,7 +77,7 @@ def _inside(path: Path, root: Path) -> bool:
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def confined(path: str | os.PathLike, field: str, *, option: str = "--out") -> Path:
+def confined(path: str | os.PathLike, field: str, *, option: str = "give --out on the command line") -> Path:
     """``path``, named by a scenario file's ``field``, if it lies inside :func:`run_root`.
 
     A scenario file is data anyone may hand over: the folders and files it names
@@ -95,7 +95,7 @@ def confined(path: str | os.PathLike, field: str, *, option: str = "--out") -> P
         raise InputError(
             f"{field} {str(path)!r} (from the scenario file) is outside the run root "
             f"{os.path.abspath(run_root())!r}: a scenario file may only name paths inside it "
-            f"(set TWIN_RUN_ROOT to move the root); give {option} on the command line to write elsewhere"
+            f"(set TWIN_RUN_ROOT to move the root); to write elsewhere: {option}"
         )
     return path
 
@@ -114,7 +114,10 @@ def out_folder(cli_out: str | None, scenario, default: str, *, overwrite: bool) 
     if cli_out:
         out, what = Path(cli_out), "--out"
     elif scenario.outputs.dir:
-        out, what = confined(scenario.outputs.dir, "outputs.dir", option="--out"), "outputs.dir"
+        out, what = (
+            confined(scenario.outputs.dir, "outputs.dir", option="give --out on the command line"),
+            "outputs.dir",
+        )
     else:
         out, what = run_root() / default.format(name=folder_name(scenario.name)), "run folder"
     check_replaceable(out, overwrite=overwrite, what=what)

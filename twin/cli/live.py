@@ -74,6 +74,11 @@ def _cmd_live(args, console: Console) -> int:
     if args.open_loop:
         settings = replace(settings, estimate_demand=False, correct_links=False)
     settings.check(scenario)  # before the city is built or the feed connected
+    if scenario.feeds.dead_letter:
+        # a scenario file is data: the file it names for rejected messages stays inside the run root
+        from twin.cli.common import confined
+
+        confined(scenario.feeds.dead_letter, "feeds.dead_letter", option="a scenario without feeds.dead_letter")
     out = Path(args.out) if args.out else _default_out(scenario)
     # dead letters go beside the run folder while it runs (the folder itself is written
     # whole at the end) and into it when the results are saved

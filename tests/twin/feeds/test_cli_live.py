@@ -67,3 +67,24 @@ def test_bad_settings_fail_before_the_feed_is_connected(tmp_path):
     err = " ".join(res.stderr.split())
     assert "at least one member" in err and "cannot connect" not in err
     assert not list(tmp_path.rglob("*.jsonl"))
+
+
+def test_a_scenario_cannot_name_a_dead_letter_file_outside_the_run_root(tmp_path):
+    """A scenario file is data: ``feeds.dead_letter`` pointing outside the run root is refused before
+    anything runs, and the file it names is left as it was (issue 15, part 3)."""
+    victim = tmp_path / "victim.jsonl"
+    victim.write_text("precious\n", encoding="utf-8")
+    import shutil
+
+    import yaml
+
+    shutil.copytree(ROOT / "scenarios" / "library" / "feeds", tmp_path / "feeds")
+    doc = yaml.safe_load((tmp_path / "feeds" / "sample_day.yaml").read_text(encoding="utf-8"))
+    doc["feeds"]["dead_letter"] = str(victim)
+    (tmp_path / "feeds" / "s.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    res = _live(["feeds/s.yaml", "--until", "00:15", "--members", "2"], tmp_path, timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = " ".join(res.stderr.split())
+    assert "feeds.dead_letter" in err and "outside the run root" in err
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
