@@ -58,7 +58,7 @@ from experiments.replication import _LINK, _SERIES, _TRIP, ComparisonError, Repl
 from scenarios import Scenario, load_scenario, scenario_hash
 from twin.emergency.dispatch import allow_plugins, allowed_plugins
 from twin.model import build_city
-from twin.results import package_version
+from twin.results import package_version, write_netcdf
 
 __all__ = [
     "CONFIDENCE",
@@ -643,7 +643,7 @@ def write_comparison(comparison: Comparison, out: str | os.PathLike[str]) -> Pat
         raise NotADirectoryError(f"comparison folder {str(out)!r} exists and is not a folder; choose another --out")
 
     def fill(tmp: Path) -> None:
-        comparison.dataset.to_netcdf(tmp / "comparison.nc", engine="h5netcdf")
+        write_netcdf(comparison.dataset, tmp / "comparison.nc")  # a full disk is an OSError, not a crash in HDF5
         text = json.dumps(json_safe(comparison.summary), indent=2, allow_nan=False)
         (tmp / "summary.json").write_text(text, encoding="utf-8")
         for variant, files in comparison.run_files.items():
