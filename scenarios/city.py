@@ -27,16 +27,17 @@ class SyntheticCity(_Section):
     ``seed`` -- not on the scenario's seed -- so replications share one city.
     """
 
-    blocks_x: Annotated[Count, Field(ge=1)] = 12
-    blocks_y: Annotated[Count, Field(ge=1)] = 12
-    block_m: Annotated[Number, Field(gt=0)] = 250.0
+    # bounds (issue 15): a 500 x 500 grid is about a million links; larger sizes would only allocate
+    blocks_x: Annotated[Count, Field(ge=1, le=500)] = 12
+    blocks_y: Annotated[Count, Field(ge=1, le=500)] = 12
+    block_m: Annotated[Number, Field(gt=0, le=10_000)] = 250.0
     river: bool = True
-    bridges: Annotated[Count, Field(ge=0)] = 3
+    bridges: Annotated[Count, Field(ge=0, le=500)] = 3
     ring_road: bool = True
-    arterial_every: Annotated[Count, Field(ge=1)] = 4
-    residents: Annotated[Count, Field(ge=0)] = 120_000
-    jobs: Annotated[Count, Field(ge=0)] = 80_000
-    zone_blocks: Annotated[Count, Field(ge=1)] = 3
+    arterial_every: Annotated[Count, Field(ge=1, le=500)] = 4
+    residents: Annotated[Count, Field(ge=0, le=100_000_000)] = 120_000
+    jobs: Annotated[Count, Field(ge=0, le=100_000_000)] = 80_000
+    zone_blocks: Annotated[Count, Field(ge=1, le=500)] = 3
     signals: bool = True
     seed: Annotated[Count, Field(ge=0)] = 0
 

@@ -297,3 +297,21 @@ def test_a_resolved_scenario_with_the_most_drill_entries_loads_back(tmp_path):
     s = load_scenario({"city": CITY, "incidents": {"drill": drill}})
     back = load_scenario(dump_resolved(s, tmp_path / "resolved.yaml"))
     assert scenario_hash(back) == scenario_hash(s)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("blocks_x", 10**9),
+        ("blocks_y", 501),
+        ("block_m", 1e12),
+        ("bridges", 10**6),
+        ("residents", 10**12),
+        ("zone_blocks", 10**7),
+    ],
+)
+def test_synthetic_city_sizes_are_bounded(field, value):
+    """A synthetic city of 10^9 blocks used to be accepted and then allocate: each size is bounded,
+    and the error names the field."""
+    with pytest.raises(ScenarioError, match=f"city.synthetic.{field}"):
+        load_scenario({"city": {"synthetic": {field: value}}})
