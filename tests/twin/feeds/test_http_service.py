@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 
@@ -32,8 +33,13 @@ def _raw(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
             if not chunk:
                 break
             chunks.append(chunk)
-            if b"\r\n\r\n" in b"".join(chunks) and b"close" in b"".join(chunks).lower():
-                break
+            got = b"".join(chunks)
+            head, sep, body = got.partition(b"\r\n\r\n")
+            if sep and b"close" in head.lower():
+                # the head and the body may come in separate packets: wait for the whole body
+                m = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
+                if m is None or len(body) >= int(m.group(1)):
+                    break
         return b"".join(chunks)
 
 
