@@ -93,7 +93,7 @@ def optimize(
     """Run an optimisation design into ``store`` (see the module docstring)."""
     import optuna
 
-    from experiments.runner import ExperimentRun, ProgressBar, _tasks, execute
+    from experiments.runner import ExperimentRun, _tasks, execute, progress_reporter
 
     t0 = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -115,15 +115,8 @@ def optimize(
     nxt = _resume(study, spec, store, kpi)
     batch = design["batch"] or (executor.n_workers if executor is not None else 1)
     total = n_p * n_r
-    bar = ProgressBar(total, already=skipped, label="trials' runs") if progress is True else None
-    report = bar if bar is not None else (progress if callable(progress) else None)
-    counts = {"finished": skipped, "failed": int((store.status == FAILED).sum())}
-
-    def on_result(result: dict[str, Any]) -> None:
-        counts["finished"] += 1
-        counts["failed"] += result["error"] is not None
-        if report is not None:
-            report(counts["finished"], counts["failed"], total)
+    failed = int((store.status == FAILED).sum())
+    bar, on_result = progress_reporter(progress, total, skipped=skipped, failed=failed, label="trials' runs")
 
     try:
         if bar is not None:

@@ -188,6 +188,25 @@ class ExperimentRun:
     wall_s: float
 
 
+def progress_reporter(
+    progress: Any, total: int, *, skipped: int, failed: int, label: str = "runs"
+) -> tuple[ProgressBar | None, Callable[[dict[str, Any]], None]]:
+    """A progress bar (``progress is True``) or the caller's callback, and the ``on_result``
+    that counts finished and failed runs into it; shared by experiments and optimisation.
+    """
+    bar = ProgressBar(total, already=skipped, label=label) if progress is True else None
+    report = bar if bar is not None else (progress if callable(progress) else None)
+    counts = {"finished": skipped, "failed": failed}
+
+    def on_result(result: dict[str, Any]) -> None:
+        counts["finished"] += 1
+        counts["failed"] += result["error"] is not None
+        if report is not None:
+            report(counts["finished"], counts["failed"], total)
+
+    return bar, on_result
+
+
 def _tasks(spec: ExperimentSpec, store: ExperimentStore, points: list[int], *, retry_failed: bool) -> list[tuple]:
     status = store.status
     seeds = store.seeds
@@ -318,15 +337,8 @@ def run_experiment(
     if own:
         n = default_workers() if workers is None else workers
         executor = Executor(scheduler=scheduler, workers=min(n, len(tasks)))
-    bar = ProgressBar(total, already=skipped) if progress is True else None
-    report = bar if bar is not None else (progress if callable(progress) else None)
-    counts = {"finished": skipped, "failed": int((store.status == FAILED).sum()) if not retry_failed else 0}
-
-    def on_result(result: dict[str, Any]) -> None:
-        counts["finished"] += 1
-        counts["failed"] += result["error"] is not None
-        if report is not None:
-            report(counts["finished"], counts["failed"], total)
+    failed = int((store.status == FAILED).sum()) if not retry_failed else 0
+    bar, on_result = progress_reporter(progress, total, skipped=skipped, failed=failed)
 
     try:
         if bar is not None:

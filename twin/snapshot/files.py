@@ -173,26 +173,9 @@ def _check_lines(data: bytes, what: str, total: int) -> tuple[bytes, bytes, int]
 
 def verify_bytes(data: bytes, what: str) -> tuple[dict, bytes]:
     """Check a snapshot's header, version, length and checksum; returns (header, body)."""
-    from twin.results import package_version
-
-    nl = data.find(b"\n", 0, _HEADER_MAX)
-    line = data[:nl] if nl >= 0 else data[:_HEADER_MAX]
+    line, check, start = _check_lines(data, what, len(data))
     header = _parse_header(line, what)
-    if header["package_version"] != package_version():
-        raise SnapshotError(
-            f"snapshot {what} was written by city-twin {header['package_version']}, "
-            f"this is {package_version()}: restore it with that version"
-        )
-    nl2 = data.find(b"\n", nl + 1, nl + 1 + 100)
-    check = data[nl + 1 : nl2] if nl2 >= 0 else b""
-    if not check.startswith(b"sha256:") or len(check) != 7 + 64:
-        raise SnapshotError(f"snapshot {what} is damaged or incomplete: no checksum line")
-    body = memoryview(data)[nl2 + 1 :]  # a view: the state is not copied to be checked
-    if len(body) != header["body_bytes"]:
-        raise SnapshotError(
-            f"snapshot {what} is incomplete or damaged: {len(body):,} bytes of state where its "
-            f"header says {header['body_bytes']:,} (a truncated file?)"
-        )
+    body = memoryview(data)[start:]  # a view: the state is not copied to be checked
     digest = hashlib.sha256()
     digest.update(body)
     digest.update(b"\n" + line)
