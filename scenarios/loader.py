@@ -299,8 +299,10 @@ def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ..
 
     The scenario is the parent with this file's sections merged over it
     (mappings merge key by key, lists and values replace); ``name`` is never
-    inherited.  Relative paths in the parent resolve against the extending
-    file's folder.
+    inherited.  A relative input path the parent names (its OSM file, trips table,
+    feed replay, ...) resolves against the parent's own folder when the file is there
+    (:func:`_anchor_paths`), so a what-if elsewhere can extend a scenario that ships
+    its data beside it; anything else resolves against the extending file's folder.
     """
     data = dict(data)
     ref = data.pop("extends")
@@ -345,7 +347,38 @@ def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ..
     if "extends" in parent:
         parent = _extend(parent, path.resolve().parent, str(path), seen=seen + (key,))
     parent.pop("name", None)
-    return _deep_merge(parent, data)
+    return _deep_merge(_anchor_paths(parent, path.resolve().parent), data)
+
+
+#: keys whose string values name an input file in some section (``city.osm``,
+#: ``demand.trips``, ``feeds.sources[].path``, ``baseline``, ...)
+PATH_KEYS = frozenset({"osm", "graphml", "sumo", "zones", "polygon", "trips", "path", "sensor_file", "baseline"})
+
+
+def _anchor_paths(data: Any, folder: Path, *, key: str = "", depth: int = 0) -> Any:
+    """``data`` with each relative input path that exists under ``folder`` made absolute.
+
+    Only values under :data:`PATH_KEYS` are candidates, and only those naming an
+    existing file relative to ``folder``: built-in names (``helsinki``, ``bs3d``,
+    ``evening_peak.yaml``), URL paths and outputs not yet written stay as they are.
+    Depth is bounded by the YAML reader's own limit; ``depth`` guards mappings given from code.
+    """
+    if depth > 64:
+        return data
+    if isinstance(data, Mapping):
+        return {k: _anchor_paths(v, folder, key=str(k), depth=depth + 1) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_anchor_paths(v, folder, key=key, depth=depth + 1) for v in data]
+    if key in PATH_KEYS and isinstance(data, str) and data.strip() and not data.strip().startswith("~"):
+        text = data.strip()
+        try:
+            check_path_text(text, key)
+        except ValueError:
+            return data  # the schema names the problem with its field
+        candidate = Path(text)
+        if not candidate.is_absolute() and (folder / candidate).is_file():
+            return str(folder / candidate)
+    return data
 
 
 def load_city(

@@ -38,3 +38,35 @@ def test_loops_and_missing_parents_are_named(tmp_path):
     (tmp_path / "c.yaml").write_text("extends: nowhere.yaml\n")
     with pytest.raises(ScenarioError, match="extends.*nowhere.yaml"):
         load_scenario(tmp_path / "c.yaml")
+
+
+def test_a_parent_s_relative_files_resolve_beside_the_parent(tmp_path):
+    # the what-if lives in another folder than the scenario it extends, which ships its trips beside it
+    shared, mine = tmp_path / "shared", tmp_path / "mine"
+    shared.mkdir()
+    mine.mkdir()
+    (shared / "trips.csv").write_text("trip_id,origin,destination,depart_s\n1,0,1,0\n")
+    (shared / "base.yaml").write_text("city: {synthetic: {}}\ndemand: {trips: trips.csv}\n")
+    (mine / "whatif.yaml").write_text("extends: ../shared/base.yaml\ntime: {duration: 1h}\n")
+    s = load_scenario(mine / "whatif.yaml")
+    assert s.demand.trips == str((shared / "trips.csv").resolve())
+    # a file the what-if names itself still resolves beside the what-if
+    (mine / "trips.csv").write_text("trip_id,origin,destination,depart_s\n1,0,1,0\n")
+    (mine / "mine.yaml").write_text("extends: ../shared/base.yaml\ndemand: {trips: trips.csv}\n")
+    assert load_scenario(mine / "mine.yaml").demand.trips == str((mine / "trips.csv").resolve())
+    # a built-in parent's name and a missing file are left for the schema as before
+    (mine / "bad.yaml").write_text("extends: ../shared/base.yaml\ndemand: {trips: gone.csv}\n")
+    with pytest.raises(ScenarioError, match="gone.csv"):
+        load_scenario(mine / "bad.yaml")
+
+
+def test_extending_a_built_in_with_shipped_data_from_elsewhere(tmp_path):
+    # sumo_drt names its SUMO trips file beside it in scenarios/library; extending it from any folder
+    # finds the file there (it used to be looked for beside the extending file)
+    from pathlib import Path
+
+    library = Path(__import__("scenarios").__file__).parent / "library"
+    (tmp_path / "mine.yaml").write_text("extends: sumo_drt\ntime: {duration: 1h}\n")
+    s = load_scenario(tmp_path / "mine.yaml")
+    assert Path(s.demand.sumo) == (library / "sumo_drt.trips.xml").resolve()
+    assert s.city.sumo == "drt"  # a built-in name stays a name
