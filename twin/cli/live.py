@@ -52,33 +52,10 @@ def _default_out(scenario) -> Path:
 
 def _cmd_live(args, console: Console) -> int:
     from basics.errors import InputError
-    from scenarios import load_scenario, parse_time_point
-    from twin.feeds import FeedHub, parse_feed_url
-    from twin.live import AssimilationSettings, Shadow
+    from scenarios import parse_time_point
+    from twin.live import Shadow
 
-    source = args.scenario or str(_sample_day())
-    scenario = load_scenario(source)
-    if args.feed:
-        from scenarios.feeds import FeedsSpec
-
-        spec = FeedsSpec.model_validate(
-            {**scenario.feeds.model_dump(), "sources": [parse_feed_url(args.feed)]}, context={"base_dir": Path.cwd()}
-        )
-        scenario = scenario.model_copy(update={"feeds": spec})
-    if not scenario.feeds.sources:
-        raise InputError(
-            "no feed: give --feed replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT, "
-            "or a scenario with feeds.sources"
-        )
-    settings = AssimilationSettings(members=args.members)
-    if args.open_loop:
-        settings = replace(settings, estimate_demand=False, correct_links=False)
-    settings.check(scenario)  # before the city is built or the feed connected
-    if scenario.feeds.dead_letter:
-        # a scenario file is data: the file it names for rejected messages stays inside the run root
-        from twin.cli.common import confined
-
-        confined(scenario.feeds.dead_letter, "feeds.dead_letter", option="a scenario without feeds.dead_letter")
+    scenario, settings = _live_scenario(args)
     out = Path(args.out) if args.out else _default_out(scenario)
     # dead letters go beside the run folder while it runs (the folder itself is written
     # whole at the end) and into it when the results are saved
@@ -91,22 +68,7 @@ def _cmd_live(args, console: Console) -> int:
     from twin.model import build_city
 
     city = build_city(scenario.city)
-    hub = FeedHub.from_scenario(scenario, city.network, dead_letter=dead)
-    try:
-        for src in hub.sources:
-            if getattr(src, "loopback", True) is False:
-                console.print(
-                    f"[yellow]warning:[/] the feed endpoint {src.host}:{src.port} accepts connections "
-                    f"from other machines; requests must carry 'Authorization: Bearer <token>' "
-                    f"(the token in ${getattr(src, 'token_env', 'TWIN_FEED_TOKEN')}), "
-                    f"and nothing is encrypted: put TLS in front"
-                )
-        hub.start()
-        with console.status("connecting to the feed…"):
-            hub.wait_ready(timeout=10.0)
-    except BaseException:
-        hub.stop()
-        raise
+    hub = _start_feed(scenario, city, dead=dead, console=console)
     fork_dir = Path(args.fork_dir) if args.fork_dir else None
     # forks run on the project's Dask executor, started when the first fork is asked for
     executor = _LazyExecutor(workers=2) if fork_dir is not None else None
@@ -136,8 +98,81 @@ def _cmd_live(args, console: Console) -> int:
         shadow.close()
         if executor is not None:
             executor.close()
+    console.print(_summary_table(scenario.name, shadow, wall=wall))
+    for job in shadow.jobs:
+        console.print(f"fork {job.name}: {job.state} {job.error}")
+    keep = hub.cleanser.dead_letter.files() if dead is not None else []
+    saved = shadow.save(out, files=keep)
+    console.print(
+        f"results in [bold]{saved}[/] (results.nc of the representative member, assimilation.nc"
+        + (", dead_letter.jsonl)" if keep else ")")
+    )
+    return 0
+
+
+def _live_scenario(args):
+    """The scenario with ``--feed`` applied and the assimilation settings, both checked.
+
+    Everything is checked here, before the city is built or the feed connected.
+    """
+    from basics.errors import InputError
+    from scenarios import load_scenario
+    from twin.feeds import parse_feed_url
+    from twin.live import AssimilationSettings
+
+    source = args.scenario or str(_sample_day())
+    scenario = load_scenario(source)
+    if args.feed:
+        from scenarios.feeds import FeedsSpec
+
+        spec = FeedsSpec.model_validate(
+            {**scenario.feeds.model_dump(), "sources": [parse_feed_url(args.feed)]}, context={"base_dir": Path.cwd()}
+        )
+        scenario = scenario.model_copy(update={"feeds": spec})
+    if not scenario.feeds.sources:
+        raise InputError(
+            "no feed: give --feed replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT, "
+            "or a scenario with feeds.sources"
+        )
+    settings = AssimilationSettings(members=args.members)
+    if args.open_loop:
+        settings = replace(settings, estimate_demand=False, correct_links=False)
+    settings.check(scenario)  # before the city is built or the feed connected
+    if scenario.feeds.dead_letter:
+        # a scenario file is data: the file it names for rejected messages stays inside the run root
+        from twin.cli.common import confined
+
+        confined(scenario.feeds.dead_letter, "feeds.dead_letter", option="a scenario without feeds.dead_letter")
+    return scenario, settings
+
+
+def _start_feed(scenario, city, *, dead: Path | None, console: Console):
+    """The scenario's feed hub, started and connected (stopped again if connecting fails)."""
+    from twin.feeds import FeedHub
+
+    hub = FeedHub.from_scenario(scenario, city.network, dead_letter=dead)
+    try:
+        for src in hub.sources:
+            if getattr(src, "loopback", True) is False:
+                console.print(
+                    f"[yellow]warning:[/] the feed endpoint {src.host}:{src.port} accepts connections "
+                    f"from other machines; requests must carry 'Authorization: Bearer <token>' "
+                    f"(the token in ${getattr(src, 'token_env', 'TWIN_FEED_TOKEN')}), "
+                    f"and nothing is encrypted: put TLS in front"
+                )
+        hub.start()
+        with console.status("connecting to the feed…"):
+            hub.wait_ready(timeout=10.0)
+    except BaseException:
+        hub.stop()
+        raise
+    return hub
+
+
+def _summary_table(name: str, shadow, *, wall: float) -> Table:
+    """The end-of-run table: simulated time and speed, members, messages, estimates."""
     st = shadow.status()
-    table = Table(title=f"{scenario.name}: shadow run")
+    table = Table(title=f"{name}: shadow run")
     table.add_column("", style="bold")
     table.add_column("value", justify="right")
     table.add_row(
@@ -149,16 +184,7 @@ def _cmd_live(args, console: Console) -> int:
         table.add_row(f"messages {key}", f"{st[key]:,}")
     table.add_row("estimated demand level", f"x{st['demand_level']:.3f}")
     table.add_row("links with a capacity correction", str(st["links_corrected"]))
-    console.print(table)
-    for job in shadow.jobs:
-        console.print(f"fork {job.name}: {job.state} {job.error}")
-    keep = hub.cleanser.dead_letter.files() if dead is not None else []
-    saved = shadow.save(out, files=keep)
-    console.print(
-        f"results in [bold]{saved}[/] (results.nc of the representative member, assimilation.nc"
-        + (", dead_letter.jsonl)" if keep else ")")
-    )
-    return 0
+    return table
 
 
 class _LazyExecutor:
