@@ -176,36 +176,30 @@ def geometry_coords(city) -> dict[str, xr.Variable]:
     return out
 
 
-def build_dataset(twin) -> xr.Dataset:
-    """Assemble the run's labelled results.
+def _stacked(rec, key: str, dtype, n_links: int) -> np.ndarray:
+    """The recorder's per-interval link rows of ``key`` as one (time, link) array."""
+    if not rec.time:
+        return np.zeros((0, n_links), dtype)
+    return np.stack(rec.link[key]).astype(dtype)
 
-    Dims: ``time`` (end of each output interval, s since the start), ``link``,
-    ``trip``.  Every variable has ``units`` and ``long_name``; ``attrs`` carry
-    the scenario name and hash, seed and package version.
-    """
+
+def _series_vars(twin) -> dict[str, xr.Variable]:
+    """The recorded time series: link measures per interval and network counts."""
     rec = twin.recorder
-    net = twin.city.network
-    nl = net.n_links
-    nt = len(rec.time)
-
-    def stack(key, dtype):
-        if nt == 0:
-            return np.zeros((0, nl), dtype)
-        return np.stack(rec.link[key]).astype(dtype)
-
-    tr = _trip_arrays(twin)
-    table = twin.trip_table()
-    data = {
+    nl = twin.city.network.n_links
+    return {
         "link_inflow": _var(
-            ("time", "link"), stack("inflow", np.int32), "veh", "vehicles entering the link in the interval"
+            ("time", "link"), _stacked(rec, "inflow", np.int32, nl), "veh", "vehicles entering the link in the interval"
         ),
         "link_outflow": _var(
-            ("time", "link"), stack("outflow", np.int32), "veh", "vehicles leaving the link in the interval"
+            ("time", "link"), _stacked(rec, "outflow", np.int32, nl), "veh", "vehicles leaving the link in the interval"
         ),
         "link_vehicles": _var(
-            ("time", "link"), stack("vehicles", np.float64), "veh", "mean number of vehicles on the link"
+            ("time", "link"), _stacked(rec, "vehicles", np.float64, nl), "veh", "mean number of vehicles on the link"
         ),
-        "link_speed": _var(("time", "link"), stack("speed", np.float64), "m s-1", "space-mean speed on the link"),
+        "link_speed": _var(
+            ("time", "link"), _stacked(rec, "speed", np.float64, nl), "m s-1", "space-mean speed on the link"
+        ),
         "network_vehicles": _var(
             ("time",), np.asarray(rec.network["on_network"], np.int64), "veh", "vehicles on the network"
         ),
@@ -221,6 +215,15 @@ def build_dataset(twin) -> xr.Dataset:
         "trips_arrived": _var(
             ("time",), np.asarray(rec.network["arrived"], np.int64), "1", "trips completed (cumulative)"
         ),
+    }
+
+
+def _trip_vars(twin) -> dict[str, xr.Variable]:
+    """Per-trip origin, destination and outcome."""
+    net = twin.city.network
+    tr = _trip_arrays(twin)
+    table = twin.trip_table()
+    return {
         "trip_origin": _var(("trip",), net.node_osmid[table["origin"]], "1", "origin node (source id)"),
         "trip_destination": _var(("trip",), net.node_osmid[table["destination"]], "1", "destination node (source id)"),
         "trip_depart_s": _var(("trip",), tr["depart"], "s", "scheduled departure time since the start"),
@@ -229,7 +232,13 @@ def build_dataset(twin) -> xr.Dataset:
         "trip_length_m": _var(("trip",), tr["length"], "m", "distance driven"),
         "trip_free_flow_time_s": _var(("trip",), tr["fftt"], "s", "free-flow time of the links driven"),
     }
-    coords = {
+
+
+def _time_trip_coords(twin) -> dict[str, xr.Variable]:
+    """The ``time`` (with its clock labels) and ``trip`` coordinates."""
+    rec = twin.recorder
+    table = twin.trip_table()
+    return {
         "time": _var(
             ("time",), np.asarray(rec.time, np.float64), "s", "end of the output interval, seconds since the start"
         ),
@@ -239,7 +248,7 @@ def build_dataset(twin) -> xr.Dataset:
             "1",
             "clock time of day at the end of the output interval (HH:MM:SS)",
         ),
-        "link": _var(("link",), np.arange(nl, dtype=np.int64), "1", "link index"),
+        "link": _var(("link",), np.arange(twin.city.network.n_links, dtype=np.int64), "1", "link index"),
         "trip": _var(("trip",), table["trip_id"], "1", "trip id"),
         "trip_source": xr.Variable(
             ("trip",),
@@ -251,6 +260,12 @@ def build_dataset(twin) -> xr.Dataset:
                 "flag_meanings": " ".join(s.replace(" ", "_") for s in twin.trip_sources),
             },
         ),
+    }
+
+
+def _network_coords(net, node_zone: np.ndarray) -> dict[str, xr.Variable]:
+    """The road network: links' ends, names, lengths, lanes, speeds, capacities, kinds; nodes."""
+    return {
         "link_src": _var(("link",), net.node_osmid[net.src], "1", "upstream node (source id)"),
         "link_dst": _var(("link",), net.node_osmid[net.dst], "1", "downstream node (source id)"),
         "link_osmid": _var(("link",), net.link_osmid, "1", "source link id"),
@@ -264,27 +279,29 @@ def build_dataset(twin) -> xr.Dataset:
         "node_osmid": _var(("node",), net.node_osmid, "1", "source node id (OSM id, or the synthetic city's id)"),
         "node_x": _var(("node",), net.x, "m", "node easting (local metric frame)"),
         "node_y": _var(("node",), net.y, "m", "node northing (local metric frame)"),
-        "node_zone": _var(("node",), twin.city.zones.node_zone.astype(np.int64), "1", "zone of the node (-1: none)"),
+        "node_zone": _var(("node",), node_zone.astype(np.int64), "1", "zone of the node (-1: none)"),
         "link_x0": _var(("link",), net.x[net.src], "m", "upstream end, easting"),
         "link_y0": _var(("link",), net.y[net.src], "m", "upstream end, northing"),
         "link_x1": _var(("link",), net.x[net.dst], "m", "downstream end, easting"),
         "link_y1": _var(("link",), net.y[net.dst], "m", "downstream end, northing"),
     }
-    coords.update(geometry_coords(twin.city))
-    z = twin.city.zones
-    coords.update(
-        {
-            "zone": _var(("zone",), np.arange(z.n_zones, dtype=np.int64), "1", "zone index"),
-            "zone_name": _var(("zone",), np.asarray(z.name, dtype=str), "1", "zone name"),
-            "zone_x": _var(("zone",), np.asarray(z.x, np.float64), "m", "zone centroid, easting"),
-            "zone_y": _var(("zone",), np.asarray(z.y, np.float64), "m", "zone centroid, northing"),
-            "zone_residents": _var(("zone",), np.asarray(z.residents, np.int64), "1", "residents"),
-            "zone_jobs": _var(("zone",), np.asarray(z.jobs, np.int64), "1", "jobs"),
-        }
-    )
-    fac = twin.city.facilities
+
+
+def _zone_facility_coords(city) -> dict[str, xr.Variable]:
+    """Zones (names, centroids, residents, jobs) and, when the city has them, its facilities."""
+    z = city.zones
+    out = {
+        "zone": _var(("zone",), np.arange(z.n_zones, dtype=np.int64), "1", "zone index"),
+        "zone_name": _var(("zone",), np.asarray(z.name, dtype=str), "1", "zone name"),
+        "zone_x": _var(("zone",), np.asarray(z.x, np.float64), "m", "zone centroid, easting"),
+        "zone_y": _var(("zone",), np.asarray(z.y, np.float64), "m", "zone centroid, northing"),
+        "zone_residents": _var(("zone",), np.asarray(z.residents, np.int64), "1", "residents"),
+        "zone_jobs": _var(("zone",), np.asarray(z.jobs, np.int64), "1", "jobs"),
+    }
+    fac = city.facilities
     if fac:
-        coords.update(
+        net = city.network
+        out.update(
             {
                 "facility": _var(("facility",), np.arange(len(fac), dtype=np.int64), "1", "facility index"),
                 "facility_kind": _var(("facility",), np.array([f.kind for f in fac], dtype=str), "1", "kind"),
@@ -293,8 +310,13 @@ def build_dataset(twin) -> xr.Dataset:
                 "facility_y": _var(("facility",), net.y[[f.node for f in fac]], "m", "northing"),
             }
         )
+    return out
+
+
+def _run_attrs(twin) -> dict:
+    """The Dataset's attrs before the KPIs: scenario, hash, seed, version, clock and steps."""
     sc = twin.scenario
-    attrs = {
+    return {
         "title": f"city twin run: {sc.name}",
         "scenario_name": sc.name,
         "scenario_hash": twin.scenario_hash,
@@ -303,8 +325,24 @@ def build_dataset(twin) -> xr.Dataset:
         "city": twin.city.name,
         "start_clock_s": float(twin.start_s),
         "step_s": float(twin.traffic.dt),
-        "output_interval_s": float(rec.interval_s),
+        "output_interval_s": float(twin.recorder.interval_s),
         "sim_time_s": float(twin.traffic.now),
+    }
+
+
+def build_dataset(twin) -> xr.Dataset:
+    """Assemble the run's labelled results.
+
+    Dims: ``time`` (end of each output interval, s since the start), ``link``,
+    ``trip``.  Every variable has ``units`` and ``long_name``; ``attrs`` carry
+    the scenario name and hash, seed and package version.
+    """
+    data = {**_series_vars(twin), **_trip_vars(twin)}
+    coords = {
+        **_time_trip_coords(twin),
+        **_network_coords(twin.city.network, twin.city.zones.node_zone),
+        **geometry_coords(twin.city),
+        **_zone_facility_coords(twin.city),
     }
     for comp in twin.components.values():
         for name, var in comp.data_vars().items():
@@ -312,7 +350,7 @@ def build_dataset(twin) -> xr.Dataset:
                 coords[name[6:]] = var
             else:
                 data[name] = var
-    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds = xr.Dataset(data, coords=coords, attrs=_run_attrs(twin))
     kpis = compute_kpis(twin)
     for name, value in kpis.items():
         ds.attrs[f"kpi_{name}"] = value
