@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.traffic import choice_weight, near_shortest
+from kernels.route_choice import choice_weight, near_shortest
 
 __all__ = ["enkf_update", "sensor_crossings"]
 

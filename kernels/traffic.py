@@ -80,7 +80,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+
+from basics.errors import InputError
+from kernels._checks import check_array, check_fields, check_scalar
+from kernels._jit import njit
+from kernels.route_choice import next_link
 
 __all__ = [
     "Routes",
@@ -93,11 +97,7 @@ __all__ = [
     "VEH_ARRIVED",
     "VEH_NO_ROUTE",
     "advance",
-    "link_travel_times",
-    "destinations_in_use",
-    "status_counts",
-    "retry_no_route",
-    "flush_vehicle_seconds",
+    "check_state",
     "gap_headway",
     "major_flow",
     "CRITICAL_GAP_S",
@@ -262,96 +262,6 @@ def major_flow(rate, t_last, when):
     return q
 
 
-#: out-links costing more than ``CUTOFF`` logit scales beyond the band are never taken
-CUTOFF = 7.0
-
-
-@njit(cache=True, inline="always")
-def choice_weight(c, lim, scale):
-    """Unnormalised choice weight of an out-link whose cost (its own travel time plus
-    the potential at its head) is ``c``, when costs up to ``lim`` count as best.
-    """
-    if c <= lim:
-        return 1.0
-    if scale > 0.0:
-        x = (c - lim) / scale
-        if x < CUTOFF:
-            return np.exp(-x)
-    return 0.0
-
-
-@njit(cache=True, inline="always")
-def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale):  # noqa: PLR0913 (inlined: arrays unpacked, see advance)
-    """The route choice's candidates at node ``n`` (route row ``r``, ``dn = pot[r, n]``):
-    open out-links that get closer to the destination, each with the weight
-    :func:`choice_weight` gives its cost, where costs up to ``lim`` (the best cost plus
-    ``tol`` of it) count as best.  Returns ``(lim, total weight)``; ``(inf, 0)`` when
-    none.  Shared by the traffic kernel and :func:`kernels.assimilation.sensor_crossings`,
-    which must follow the same rule.
-    """
-    best = np.inf
-    for k in range(out_indptr[n], out_indptr[n + 1]):
-        b = out_links[k]
-        dm = pot[r, l_dst[b]]
-        if dm < dn and l_open[b] != 0:
-            c = rw[b] + dm
-            if c < best:
-                best = c
-    if best == np.inf:
-        return best, 0.0
-    lim = best + best * tol
-    total = 0.0
-    for k in range(out_indptr[n], out_indptr[n + 1]):
-        b = out_links[k]
-        dm = pot[r, l_dst[b]]
-        if dm < dn and l_open[b] != 0:
-            total += choice_weight(rw[b] + dm, lim, scale)
-    return lim, total
-
-
-@njit(cache=True, inline="always")
-def choice_draw(seed, v, a):
-    """A uniform number in [0, 1) keyed to (seed, vehicle ``v``, arriving link ``a``; -1 at
-    its origin), which names the decision point: the same decision always draws the same
-    number, whatever the order of events or the numbering of nodes (splitmix64 finaliser).
-    """
-    h = seed ^ (np.uint64(v) * np.uint64(0x9E3779B97F4A7C15))
-    h ^= np.uint64(a + 2) * np.uint64(0xC2B2AE3D27D4EB4F)
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(cache=True, inline="always")
-def _next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed):  # noqa: PLR0913 (inlined)
-    """The out-link vehicle ``v`` (route row ``r``) takes at node ``n``, coming from
-    link ``a`` (-1: its origin); -1 if none.  A logit draw over :func:`near_shortest`'s
-    candidates, keyed to the decision (:func:`choice_draw`).
-    """
-    dn = pot[r, n]
-    if not dn < np.inf:
-        return np.int64(-1)
-    lim, total = near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale)
-    if total == 0.0:
-        return np.int64(-1)
-    u = choice_draw(seed, v, a) * total
-    last = np.int64(-1)
-    for k in range(out_indptr[n], out_indptr[n + 1]):
-        b = out_links[k]
-        dm = pot[r, l_dst[b]]
-        if dm < dn and l_open[b] != 0:
-            w = choice_weight(rw[b] + dm, lim, scale)
-            if w > 0.0:
-                last = np.int64(b)
-                u -= w
-                if u < 0.0:
-                    return last
-    return last  # rounding left u at >= 0: the last candidate
-
-
 @njit(cache=True, inline="always")
 def _stuck(a, t, head_ready, room_t, l_stuck):
     """Whether link ``a``'s head has been ready at the node, and no vehicle has left ``a`` into a next link with room, for ``l_stuck[a]`` s by ``t``.
@@ -450,7 +360,7 @@ def _release(  # noqa: PLR0913 (inlined: arrays unpacked, see advance)
 
 
 @njit(cache=True)
-def advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915 (the node loop stays whole: see below)
+def _advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915 (the node loop stays whole: see below)
     """Advance the network by ``n_ticks`` ticks of ``dt`` seconds.
 
     The current tick index is ``ls.cursor[1]``; vehicles are released in
@@ -628,7 +538,7 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915 
                     if b == _UNKNOWN:
                         b = np.int64(-1)
                         if ih[v, I_DEST] != n:
-                            b = _next_link(
+                            b = next_link(
                                 n, a, ih[v, I_DIDX], v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed
                             )
                             if b < 0:
@@ -758,144 +668,107 @@ def advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915 
     return arrived
 
 
-#: at most this many of a link's last exits give its observed discharge headway
-_EXIT_WINDOW = 32
+# ----------------------------------------------------------------------------- checked wrappers
+
+_F, _I32, _I64, _U8 = np.float64, np.int32, np.int64, np.uint8
+
+#: field: (dtype, ndim, length key) -- "l" links, "n" nodes, "n1" nodes + 1, "v" vehicles, None any
+_LINKS = {f: (_F, "l") for f in ("length", "free_tt", "headway", "storage", "lag", "green_start", "green_end", "stuck")}
+_LINKS |= {"src": (_I32, "l"), "dst": (_I32, "l"), "is_open": (_U8, "l"), "priority": (np.int8, "l")}
+_LINKS |= {"ring_off": (_I64, "l"), "ring_len": (_I64, "l")}
+_NODES = {
+    "in_indptr": (_I64, "n1"),
+    "in_links": (_I32, "l"),
+    "out_indptr": (_I64, "n1"),
+    "out_links": (_I32, "l"),
+    "cycle": (_F, "n"),
+    "offset": (_F, "n"),
+}
+_STATE = {f: (_I32, "l") for f in ("head", "tail")}
+_STATE |= {f: (_I64, "l") for f in ("n_in", "n_out", "acc_in", "acc_out", "squeezed")}
+_STATE |= {f: (_F, "l") for f in ("head_ready", "next_exit", "next_entry", "vft", "acc_vehsec", "vs_t", "acc_tt")}
+_STATE |= {"room_t": (_F, "l"), "exit_ring": (_F, None), "cursor": (_I64, None)}
+_STATE |= {f: (_I32, "n") for f in ("oq_head", "oq_tail")}
+_STATE |= {"node_load": (_I64, "n")} | {f: (_F, "n") for f in ("oq_vft", "vclock", "last_t", "major_rate", "major_t")}
+_VEHICLES = {f: (_I32, "v") for f in ("orig", "dest", "dest_idx", "order", "link", "nxt")}
+_VEHICLES |= {f: (_F, "v") for f in ("depart", "enter_t", "arrive", "dist", "enter_net", "fftt")}
 
 
-@njit(cache=True)
-def link_travel_times(links, ls, veh, now, out):
-    """Predicted travel time of a vehicle entering each link now (inf when closed).
+def check_state(
+    links: Links | None,
+    nodes: Nodes | None,
+    ls: LinkState | None,
+    veh: Vehicles | None,
+    routes: Routes | None,
+) -> None:
+    """Check the traffic kernel's NamedTuples (those given; ``None``: skipped) against each other.
 
-    A point-queue prediction from the link's cumulative curves: the vehicle leaves
-    no earlier than its free-flow time, and not before the ``n`` vehicles on the
-    link ahead of it have left, one per discharge headway.  That headway is the
-    capacity's while the head vehicle is still driving; once it is queued (it has
-    driven the link), it is the mean headway of the link's last ``m`` exits up to
-    now (``m`` at most ``_EXIT_WINDOW`` and the vehicles on the link; the window
-    starting no earlier than the head's arrival at the stop line less ``m - 1``
-    capacity headways), if longer: a link held back by spillback,
-    a merge it loses or a red light discharges below capacity, and a blocked one
-    not at all, so its estimate keeps growing while it stays blocked.  Unlike the
-    head vehicle's age, this looks ahead: it falls as soon as a queue shortens.
+    Every field must be a numpy array of its dtype (see the classes' comments) and length: one
+    entry per link (``Links``, the per-link ``LinkState`` fields, ``Nodes.in_links`` /
+    ``out_links``), per node (``Nodes.cycle`` / ``offset``, ``LinkState``'s origin queues and
+    clocks; ``n_nodes + 1`` for the CSR pointers), per vehicle (``Vehicles``; ``fhot`` /
+    ``ihot`` have 3 / 4 columns), per route row and node (``Routes.pot``).  The sizes come from
+    the first array given of each kind.  O(number of fields): index ranges inside the arrays
+    are their builder's (:class:`twin.traffic.TrafficModel`) to keep.
+
+    Raises
+    ------
+    basics.errors.InputError
+        Naming the field (``LinkState.head``) and what it should be.
     """
-    ring = ls.exit_ring
-    for a in range(links.src.shape[0]):
-        if links.is_open[a] == 0 or links.headway[a] == np.inf:
-            out[a] = np.inf
-            continue
-        tt = links.free_tt[a]
-        n_on = ls.n_in[a] - ls.n_out[a]
-        if n_on > 0:
-            h = links.headway[a]
-            n_out = ls.n_out[a]
-            ready = ls.head_ready[a]
-            if ready < now and n_out > 0:
-                m = min(n_out, links.ring_len[a] - 1, n_on, _EXIT_WINDOW)
-                if m < 1:
-                    m = 1
-                t0 = ring[links.ring_off[a] + (n_out - m) % links.ring_len[a]]
-                # exits before the queue formed were spaced by arrivals, not by its discharge:
-                # the window starts no earlier than the head's arrival at the stop line less
-                # what m - 1 exits at capacity ahead of it would have taken
-                q0 = ready - (m - 1) * h
-                if q0 > t0:
-                    t0 = q0
-                h_obs = (now - t0) / m
-                if h_obs > h:
-                    h = h_obs
-            q_tt = n_on * h
-            if q_tt > tt:
-                tt = q_tt
-        out[a] = tt
-    return out
+    n_links = _size(links, "src", ls, "head", nodes, "in_links")
+    n_nodes = _size(ls, "oq_head", nodes, "cycle", None, "")
+    n_veh = veh.orig.shape[0] if isinstance(veh, Vehicles) and isinstance(veh.orig, np.ndarray) else None
+    sizes = {"l": n_links, "n": n_nodes, "n1": None if n_nodes is None else n_nodes + 1, "v": n_veh, None: None}
+    for what, nt, cls, spec in (
+        ("Links", links, Links, _LINKS),
+        ("Nodes", nodes, Nodes, _NODES),
+        ("LinkState", ls, LinkState, _STATE),
+        ("Vehicles", veh, Vehicles, _VEHICLES),
+    ):
+        if nt is not None:
+            check_fields(what, nt, cls, {f: (dt, 1, sizes[key]) for f, (dt, key) in spec.items()})
+    if ls is not None and ls.cursor.shape[0] != 2:
+        raise InputError(f"LinkState.cursor must have 2 entries (next release, tick), got {ls.cursor.shape[0]}")
+    if veh is not None:
+        check_array("Vehicles.fhot", veh.fhot, _F, ndim=2, shape=(n_veh, 3))
+        check_array("Vehicles.ihot", veh.ihot, _I32, ndim=2, shape=(n_veh, 4))
+    if routes is not None:
+        if not isinstance(routes, Routes):
+            raise InputError(f"routes must be a Routes, got {type(routes).__name__}")
+        check_array("Routes.pot", routes.pot, _F, ndim=2, shape=(None, n_nodes))
+        check_array("Routes.weight", routes.weight, _F, length=n_links)
+        for f, dt in (("tol", _F), ("scale", _F), ("seed", np.uint64)):
+            check_array(f"Routes.{f}", getattr(routes, f), dt, length=1)
 
 
-@njit(cache=True)
-def status_counts(link, out):
-    """Vehicles by status in one pass: ``out[-s - 1]`` counts status code ``s < 0``
-    (``out[0]`` waiting, ``out[1]`` arrived, ``out[2]`` pending, ``out[3]`` no route,
-    ``out[4]`` the caller's code -5), ``out[5]`` the vehicles on a link (``>= 0``).
-    Codes below -5 are not counted.
+def _size(a: object, fa: str, b: object, fb: str, c: object, fc: str) -> int | None:
+    """The length of the first of ``a.fa``, ``b.fb``, ``c.fc`` that is an array (None: none is)."""
+    for nt, f in ((a, fa), (b, fb), (c, fc)):
+        arr = getattr(nt, f, None) if nt is not None else None
+        if isinstance(arr, np.ndarray) and arr.ndim >= 1:
+            return int(arr.shape[0])
+    return None
+
+
+def advance(n_ticks: int, dt: float, links: Links, nodes: Nodes, ls: LinkState, veh: Vehicles, routes: Routes) -> int:
+    """Advance the network by ``n_ticks`` ticks of ``dt`` seconds (the module docstring gives the model).
+
+    The current tick index is ``ls.cursor[1]``; vehicles are released in ``veh.order`` from
+    ``ls.cursor[0]``.  ``ls`` and ``veh`` are updated in place.  Checks every array
+    (:func:`check_state`: O(number of fields), about 20 microseconds) and the scalars, then runs
+    the kernel :func:`_advance` once for all ``n_ticks``: the per-tick loop is inside the kernel,
+    so the check is paid once per call, not per tick.
+
+    Returns
+    -------
+    int
+        The number of vehicles that arrived.
     """
-    out[:] = 0
-    for v in range(link.shape[0]):
-        s = link[v]
-        if s >= 0:
-            out[5] += 1
-        elif s >= -5:
-            out[-s - 1] += 1
-    return out
-
-
-@njit(cache=True)
-def destinations_in_use(veh, ls, horizon_t, cand, n_cand, released, out):
-    """Flag route-table rows needed by vehicles on the network or departing before ``horizon_t``.
-
-    Only vehicles already released can be on the network, waiting or without a
-    route, so the caller keeps them in ``cand``: its first ``n_cand`` entries are
-    the live ones found by the previous call, when ``released`` vehicles had been
-    released (``ls.cursor[0]`` then); the vehicles released since,
-    ``veh.order[released:ls.cursor[0]]``, are added.  ``cand`` needs room for
-    ``n_cand + ls.cursor[0] - released`` entries.  The live ones (on a link,
-    waiting, or without a route) are packed to the front of ``cand`` and flag
-    their destination rows; so do the vehicles still pending that depart before
-    ``horizon_t``.  ``released = 0, n_cand = 0`` scans every released vehicle.
-    Returns (how many live vehicles now head ``cand``, how many have no route).
-    """
-    out[:] = False
-    n = 0
-    no_route = 0
-    total = n_cand + ls.cursor[0] - released
-    for i in range(total):
-        v = cand[i] if i < n_cand else veh.order[released + i - n_cand]
-        s = veh.link[v]
-        if s >= 0 or s == VEH_WAITING or s == VEH_NO_ROUTE:
-            cand[n] = v
-            n += 1
-            out[veh.dest_idx[v]] = True
-            if s == VEH_NO_ROUTE:
-                no_route += 1
-    p = ls.cursor[0]
-    while p < veh.order.shape[0]:
-        v = veh.order[p]
-        if veh.depart[v] >= horizon_t:
-            break
-        out[veh.dest_idx[v]] = True
-        p += 1
-    return n, no_route
-
-
-@njit(cache=True)
-def retry_no_route(veh, ls, pot):
-    """Queue vehicles released without a route whose destination is now reachable.
-
-    Their departure stays as scheduled, so the wait counts in their travel
-    time.  Returns how many were queued.
-    """
-    n = 0
-    for p in range(ls.cursor[0]):
-        v = veh.order[p]
-        if veh.link[v] != VEH_NO_ROUTE:
-            continue
-        o = veh.orig[v]
-        if not pot[veh.dest_idx[v], o] < np.inf:
-            continue
-        veh.link[v] = VEH_WAITING
-        veh.nxt[v] = -1
-        tl = ls.oq_tail[o]
-        if tl < 0:
-            ls.oq_head[o] = v
-        else:
-            veh.nxt[tl] = v
-        ls.oq_tail[o] = v
-        ls.node_load[o] += 1
-        n += 1
-    return n
-
-
-@njit(cache=True)
-def flush_vehicle_seconds(ls, now):
-    """Bring every link's vehicle-seconds integral up to ``now``."""
-    for a in range(ls.vs_t.shape[0]):
-        ls.acc_vehsec[a] += (ls.n_in[a] - ls.n_out[a]) * (now - ls.vs_t[a])
-        ls.vs_t[a] = now
+    check_state(links, nodes, ls, veh, routes)
+    if isinstance(n_ticks, (bool, np.bool_)) or not isinstance(n_ticks, (int, np.integer)) or n_ticks < 0:
+        raise InputError(f"n_ticks must be an integer >= 0, got {n_ticks!r}")
+    step = check_scalar("dt", dt)
+    if not step > 0.0:
+        raise InputError(f"dt must be > 0 s, got {dt!r}")
+    return int(_advance(int(n_ticks), step, links, nodes, ls, veh, routes))

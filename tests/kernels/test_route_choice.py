@@ -144,7 +144,7 @@ def test_logit_shares_follow_the_cost_difference():
         m.advance_ticks(1)
         # the release puts everyone in the origin queue; each one's choice is made when it
         # is the head: read the choices off the kernel's rule directly instead of driving them
-        from kernels.traffic import choice_draw, choice_weight
+        from kernels.route_choice import choice_draw, choice_weight
 
         w2 = choice_weight(m.routes.weight[2] + m.routes.pot[0, 2], m.routes.weight[0] + m.routes.pot[0, 1], scale)
         p_long = w2 / (1.0 + w2)

@@ -9,6 +9,7 @@ import pytest
 
 from city_models.network import make_network
 from kernels import traffic as k
+from kernels import traffic_state as ks
 from tests.reference.traffic import RefTraffic, ref_destinations_in_use, ref_status_counts
 from twin.traffic import VEH_NO_PATH, TrafficModel, simulate
 
@@ -535,7 +536,7 @@ def test_status_counts_match_the_reference(n):
     if n:
         link[0] = -5
     out = np.full(6, 99, np.int64)  # the kernel clears it first
-    got = k.status_counts(link, out)
+    got = ks.status_counts(link, out)
     np.testing.assert_array_equal(got, ref_status_counts(link))
     assert got.sum() == np.count_nonzero(link >= -5)
 
