@@ -18,6 +18,7 @@ import numpy as np
 
 from city_models.network import Network, reachable
 from kernels import traffic as k
+from kernels import traffic_state as ks
 from kernels.routing import Graph, changed_links, graph_of, route_table, stale_rows
 
 log = logging.getLogger(__name__)
@@ -310,7 +311,7 @@ class TrafficModel:
             grown = np.empty(max(need, 2 * live.shape[0], 1024), np.int32)
             grown[:n_live] = live[:n_live]
             live = grown
-        n_live, no_route = k.destinations_in_use(self.veh, self.state, horizon_t, live, n_live, since, out)
+        n_live, no_route = ks.destinations_in_use(self.veh, self.state, horizon_t, live, n_live, since, out)
         self._live, self._n_live, self._live_released = live, int(n_live), released
         return int(no_route)
 
@@ -578,7 +579,7 @@ class TrafficModel:
         smoothing (:func:`kernels.traffic.link_travel_times`; inf when closed).
         """
         weight = np.empty_like(self.routes.weight)
-        k.link_travel_times(self.links, self.state, self.veh, self.now, weight)
+        ks.link_travel_times(self.links, self.state, self.veh, self.now, weight)
         return weight
 
     def update_routes(
@@ -646,7 +647,7 @@ class TrafficModel:
                 self._fill_routes(stale)
             self._row_version[active] = self._version  # the rows left alone are exact for these weights too
             if no_route:
-                k.retry_no_route(self.veh, self.state, self.routes.pot)
+                ks.retry_no_route(self.veh, self.state, self.routes.pot)
         keep = set(np.unique(self._row_version).tolist()) | {self._version}
         self._versions = {v: w for v, w in self._versions.items() if v in keep}
         return int(stale.sum())
@@ -654,7 +655,7 @@ class TrafficModel:
     # ------------------------------------------------------------- records
     def counts(self) -> dict[str, int]:
         """Vehicles by state: pending, waiting, on_network, arrived, no_route, cancelled."""
-        c = k.status_counts(self.veh.link, np.zeros(6, np.int64))
+        c = ks.status_counts(self.veh.link, np.zeros(6, np.int64))
         return {
             "pending": int(c[-k.VEH_PENDING - 1]),
             "waiting": int(c[-k.VEH_WAITING - 1]),
@@ -679,7 +680,7 @@ class TrafficModel:
         links that stayed empty report free speed.
         """
         ls, lk = self.state, self.links
-        k.flush_vehicle_seconds(ls, self.now)
+        ks.flush_vehicle_seconds(ls, self.now)
         span = max(self.now - self._interval_start, 1e-9)
         out = ls.acc_out.copy()
         on_now = ls.n_in - ls.n_out
