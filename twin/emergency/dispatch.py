@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from basics.errors import InputError
-from kernels import traffic as kt
+from kernels import traffic_state as kt
 from kernels.routing import _check_weight, path_links, shortest_tree_from, shortest_tree_to
 
 __all__ = [
