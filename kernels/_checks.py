@@ -80,12 +80,20 @@ def check_scalar(what: str, value: Any, *, lo: float = -np.inf, finite: bool = T
 def check_fields(what: str, nt: Any, cls: type, spec: dict[str, tuple[Any, int, int | None]]) -> None:
     """``nt`` is a ``cls`` NamedTuple whose fields have the dtypes, dimensions and lengths of
     ``spec`` (field: ``(dtype, ndim, length or None)``); else :class:`InputError` naming
-    ``what.field``.
+    ``what.field``.  A tight loop (well under a microsecond a field) with the full check, and
+    its message, only for a field that fails it.
     """
     if not isinstance(nt, cls):
         raise InputError(f"{what} must be a {cls.__name__}, got {type(nt).__name__}")
     for field, (dtype, ndim, length) in spec.items():
-        check_array(f"{what}.{field}", getattr(nt, field), dtype, ndim=ndim, length=length)
+        a = getattr(nt, field)
+        if (
+            type(a) is not np.ndarray
+            or a.dtype != dtype
+            or a.ndim != ndim
+            or (length is not None and a.shape[0] != length)
+        ):
+            check_array(f"{what}.{field}", a, dtype, ndim=ndim, length=length)
 
 
 def _names(dtypes: tuple[Any, ...]) -> str:

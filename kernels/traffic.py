@@ -670,11 +670,11 @@ def _advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915
 
 # ----------------------------------------------------------------------------- checked wrappers
 
-_F, _I32, _I64, _U8 = np.float64, np.int32, np.int64, np.uint8
+_F, _I32, _I64, _U8 = np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.uint8)
 
 #: field: (dtype, ndim, length key) -- "l" links, "n" nodes, "n1" nodes + 1, "v" vehicles, None any
 _LINKS = {f: (_F, "l") for f in ("length", "free_tt", "headway", "storage", "lag", "green_start", "green_end", "stuck")}
-_LINKS |= {"src": (_I32, "l"), "dst": (_I32, "l"), "is_open": (_U8, "l"), "priority": (np.int8, "l")}
+_LINKS |= {"src": (_I32, "l"), "dst": (_I32, "l"), "is_open": (_U8, "l"), "priority": (np.dtype(np.int8), "l")}
 _LINKS |= {"ring_off": (_I64, "l"), "ring_len": (_I64, "l")}
 _NODES = {
     "in_indptr": (_I64, "n1"),
@@ -714,32 +714,32 @@ def check_state(
     Raises
     ------
     basics.errors.InputError
-        Naming the field (``LinkState.head``) and what it should be.
+        Naming the argument and field (``ls.head``) and what it should be.
     """
     n_links = _size(links, "src", ls, "head", nodes, "in_links")
     n_nodes = _size(ls, "oq_head", nodes, "cycle", None, "")
     n_veh = veh.orig.shape[0] if isinstance(veh, Vehicles) and isinstance(veh.orig, np.ndarray) else None
     sizes = {"l": n_links, "n": n_nodes, "n1": None if n_nodes is None else n_nodes + 1, "v": n_veh, None: None}
     for what, nt, cls, spec in (
-        ("Links", links, Links, _LINKS),
-        ("Nodes", nodes, Nodes, _NODES),
-        ("LinkState", ls, LinkState, _STATE),
-        ("Vehicles", veh, Vehicles, _VEHICLES),
+        ("links", links, Links, _LINKS),
+        ("nodes", nodes, Nodes, _NODES),
+        ("ls", ls, LinkState, _STATE),
+        ("veh", veh, Vehicles, _VEHICLES),
     ):
         if nt is not None:
             check_fields(what, nt, cls, {f: (dt, 1, sizes[key]) for f, (dt, key) in spec.items()})
     if ls is not None and ls.cursor.shape[0] != 2:
-        raise InputError(f"LinkState.cursor must have 2 entries (next release, tick), got {ls.cursor.shape[0]}")
+        raise InputError(f"ls.cursor must have 2 entries (next release, tick), got {ls.cursor.shape[0]}")
     if veh is not None:
-        check_array("Vehicles.fhot", veh.fhot, _F, ndim=2, shape=(n_veh, 3))
-        check_array("Vehicles.ihot", veh.ihot, _I32, ndim=2, shape=(n_veh, 4))
+        check_array("veh.fhot", veh.fhot, _F, ndim=2, shape=(n_veh, 3))
+        check_array("veh.ihot", veh.ihot, _I32, ndim=2, shape=(n_veh, 4))
     if routes is not None:
         if not isinstance(routes, Routes):
             raise InputError(f"routes must be a Routes, got {type(routes).__name__}")
-        check_array("Routes.pot", routes.pot, _F, ndim=2, shape=(None, n_nodes))
-        check_array("Routes.weight", routes.weight, _F, length=n_links)
-        for f, dt in (("tol", _F), ("scale", _F), ("seed", np.uint64)):
-            check_array(f"Routes.{f}", getattr(routes, f), dt, length=1)
+        check_array("routes.pot", routes.pot, _F, ndim=2, shape=(None, n_nodes))
+        check_array("routes.weight", routes.weight, _F, length=n_links)
+        for f, dt in (("tol", _F), ("scale", _F), ("seed", np.dtype(np.uint64))):
+            check_array(f"routes.{f}", getattr(routes, f), dt, length=1)
 
 
 def _size(a: object, fa: str, b: object, fb: str, c: object, fc: str) -> int | None:

@@ -215,7 +215,7 @@ def destinations_in_use(
     check_array("out", out, np.bool_, writeable=True)
     cursor = int(ls.cursor[0])
     if not 0 <= released <= cursor:
-        raise InputError(f"released must be in 0..LinkState.cursor[0] = {cursor}, got {released}")
+        raise InputError(f"released must be in 0..ls.cursor[0] = {cursor}, got {released}")
     if not 0 <= n_cand <= cand.shape[0] or n_cand + cursor - released > cand.shape[0]:
         raise InputError(f"cand needs room for n_cand + cursor - released = {n_cand + cursor - released} vehicles")
     n, no_route = _destinations_in_use(veh, ls, float(horizon_t), cand, n_cand, released, out)
