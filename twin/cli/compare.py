@@ -135,22 +135,10 @@ def _scenarios(paths: list[str]):
 def _cmd_compare(args, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from experiments.compare import Checkpoint, ComparisonError, checkpoint_for, compare
+    from experiments.compare import Checkpoint, checkpoint_for, compare
     from experiments.executor import Executor, default_workers
 
-    if args.replications < 2:
-        raise ComparisonError(
-            f"--replications must be at least 2 (a confidence interval needs the spread of two or "
-            f"more paired runs), got {args.replications}"
-        )
-    if args.workers is not None and args.workers < 0:
-        raise ComparisonError(f"--workers must be 0 (serial) or more, got {args.workers}")
-    if args.iterations is not None and not args.equilibrium:
-        raise ComparisonError("--iterations applies to --equilibrium comparisons only")
-    if args.iterations is not None and not 1 <= args.iterations <= 1000:
-        raise ComparisonError(f"--iterations must be from 1 to 1000, got {args.iterations}")
-    if args.seed is not None and args.seed < 0:
-        raise ComparisonError(f"--seed must be 0 or more, got {args.seed}")
+    _check_args(args)
     baseline, scenario = _scenarios(args.scenarios)
     from twin.cli.common import folder_name, run_root
 
@@ -218,20 +206,43 @@ def _cmd_compare(args, console: Console) -> int:
     with console.status("writing the comparison…"):
         result.write(out)
         Checkpoint(checkpoint_for(out), {}).discard()
-    s = result.summary
+    _print_result(result.summary, out=out, n_runs=n_runs, serial=executor.kind == "serial", console=console)
+    return 0
+
+
+def _check_args(args) -> None:
+    """Refuse option values out of range, before anything runs."""
+    from experiments.compare import ComparisonError
+
+    if args.replications < 2:
+        raise ComparisonError(
+            f"--replications must be at least 2 (a confidence interval needs the spread of two or "
+            f"more paired runs), got {args.replications}"
+        )
+    if args.workers is not None and args.workers < 0:
+        raise ComparisonError(f"--workers must be 0 (serial) or more, got {args.workers}")
+    if args.iterations is not None and not args.equilibrium:
+        raise ComparisonError("--iterations applies to --equilibrium comparisons only")
+    if args.iterations is not None and not 1 <= args.iterations <= 1000:
+        raise ComparisonError(f"--iterations must be from 1 to 1000, got {args.iterations}")
+    if args.seed is not None and args.seed < 0:
+        raise ComparisonError(f"--seed must be 0 or more, got {args.seed}")
+
+
+def _print_result(s: dict, *, out: Path, n_runs: int, serial: bool, console: Console) -> None:
+    """The KPI tables, what was compared, and how long the runs took."""
     if s.get("day1_kpis"):
         console.print(comparison_table(s, rows=s["day1_kpis"], when="day 1 (the immediate response)"))
     console.print(comparison_table(s))
     console.print(f"compared {s['response_label']}")
     timing = f"{n_runs} runs in {s['runs_wall_s']:.1f} s"
-    if executor.kind != "serial":
+    if not serial:
         eff = s["run_s"] / (s["workers"] * s["runs_wall_s"]) if s["runs_wall_s"] > 0 else float("nan")
         timing += (
             f" on {s['workers']} workers (start-up {s['startup_s']:.1f} s; the runs' own times add "
             f"up to {s['run_s']:.1f} s: {eff:.0%} of the workers' time was spent running)"
         )
     console.print(f"{timing}; results in [bold]{out}[/] (summary.json, comparison.nc, baseline/, scenario/)")
-    return 0
 
 
 def add_commands(sub) -> None:
