@@ -30,7 +30,10 @@ class Recorder:
             "waiting": [],
             "arrived": [],
             "departed": [],
+            "stranded": [],
         }
+        #: per interval, the links' state under :class:`~twin.linkcontrol.LinkControl` at its end
+        self.control: dict[str, list[np.ndarray]] = {"closed": [], "capacity_share": []}
 
     def process(self):
         """The SimPy process: sample at the end of every interval, before anything else acts then."""
@@ -54,6 +57,27 @@ class Recorder:
         self.network["waiting"].append(c["waiting"])
         self.network["arrived"].append(c["arrived"])
         self.network["departed"].append(tm.n_vehicles - c["pending"] - c["cancelled"])
+        # a snapshot written before these series were recorded restores without them
+        self.network.setdefault("stranded", []).append(c["no_route"] + c["no_path"])
+        self._sample_control()
         self.time.append(tm.now)
         for comp in getattr(self.twin, "components", {}).values():
             comp.sample(tm.now)
+
+    def _sample_control(self) -> None:
+        """Closed links and each link's capacity as a share of the network's (lanes lost,
+        capacity cut), as the active link changes leave them now.
+        """
+        tm = self.twin.traffic
+        closed = (tm.links.is_open == 0).astype(np.int8)
+        share = np.ones(closed.shape, np.float32)
+        control = getattr(self.twin, "link_control", None)
+        changed = np.asarray(sorted(control.by_link), np.int64) if control is not None else np.zeros(0, np.int64)
+        if changed.size:
+            cap = control.effective(changed)["capacity_vph"]
+            base = self.twin.city.network.capacity_vph[changed].astype(np.float64)
+            share[changed] = np.where(base > 0, cap / np.where(base > 0, base, 1.0), 1.0)
+        if not hasattr(self, "control"):  # restored from a snapshot written before this was recorded
+            self.control = {"closed": [], "capacity_share": []}
+        self.control["closed"].append(closed)
+        self.control["capacity_share"].append(share)

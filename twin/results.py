@@ -38,6 +38,7 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     "total_delay_h": ("Total delay (all trips so far)", "veh·h"),
     "mean_delay_s": ("Mean delay per completed trip", "s"),
     "trips_unfinished": ("Trips departed, not arrived", ""),
+    "trips_stranded": ("Trips stranded (waiting for a route, or none on the network)", ""),
     "no_route": ("Trips waiting for a route", ""),
     "trips_no_route": ("Trips with no route on the network as given", ""),
     "trips_cancelled": ("Trips cancelled before departure", ""),
@@ -83,7 +84,11 @@ def compute_kpis(twin) -> dict[str, float]:
       scenario that leaves trips stuck is not flattered), ``mean_delay_s`` is
       per completed trip;
     - mean network speed is link-km over link vehicle-hours (on the roads,
-      waiting at origins excluded).
+      waiting at origins excluded);
+    - ``trips_stranded`` are the trips that cannot get where they are going now:
+      waiting off the road for a route (``no_route``) or with none on the network
+      as given (``trips_no_route``); they leave the road, so vehicles on the
+      network fall while they stay stranded (issue 16).
     """
     from kernels.traffic import VEH_NO_ROUTE, VEH_PENDING
     from twin.traffic import VEH_CANCELLED, VEH_NO_PATH, time_in_system
@@ -120,6 +125,7 @@ def compute_kpis(twin) -> dict[str, float]:
         "total_delay_h": float(delay_all.sum() / 3600.0),
         "mean_delay_s": float(delay.mean()) if delay.size else float("nan"),
         "trips_unfinished": int(np.count_nonzero(released & ~done)),
+        "trips_stranded": int(np.count_nonzero((tr["status"] == VEH_NO_ROUTE) | no_path)),
         "no_route": int(np.count_nonzero(tr["status"] == VEH_NO_ROUTE)),
         "trips_cancelled": int(np.count_nonzero(cancelled)),
         "trips_no_route": int(np.count_nonzero(no_path)),
@@ -214,6 +220,93 @@ def _series_vars(twin) -> dict[str, xr.Variable]:
         ),
         "trips_arrived": _var(
             ("time",), np.asarray(rec.network["arrived"], np.int64), "1", "trips completed (cumulative)"
+        ),
+    }
+
+
+def _padded(rows: list, n: int, fill, dtype) -> np.ndarray:
+    """``rows`` (one per output interval) as an array of ``n``, ``fill`` in front for intervals
+    recorded before the series was (a run resumed from an older snapshot).
+    """
+    arr = np.asarray(rows, dtype)
+    if arr.shape[0] < n:
+        pad = np.full((n - arr.shape[0], *arr.shape[1:]), fill, dtype)
+        arr = np.concatenate([pad, arr]) if arr.size else pad
+    return arr
+
+
+def _operations_vars(twin) -> dict[str, xr.Variable]:
+    """Trips stranded and the links' closures and lost capacity per interval (issue 16)."""
+    rec = twin.recorder
+    nt, nl = len(rec.time), twin.city.network.n_links
+    control = getattr(rec, "control", {"closed": [], "capacity_share": []})
+    closed = _padded(control["closed"], nt, -1, np.int8) if nt else np.zeros((0, nl), np.int8)
+    share = _padded(control["capacity_share"], nt, np.nan, np.float32) if nt else np.zeros((0, nl), np.float32)
+    return {
+        "network_stranded": _var(
+            ("time",),
+            _padded(rec.network.get("stranded", []), nt, -1, np.int64),
+            "veh",
+            "trips stranded: waiting for a route, or with no route on the network as given (-1: not recorded)",
+        ),
+        "link_closed": _var(
+            ("time", "link"),
+            closed.reshape(nt, nl),
+            "1",
+            "1: link closed at the end of the interval (flood, closure, incident), -1: not recorded",
+        ),
+        "link_capacity_share": _var(
+            ("time", "link"),
+            share.reshape(nt, nl),
+            "1",
+            "capacity at the end of the interval over the network's (lanes lost, capacity cut; 1: unchanged)",
+        ),
+    }
+
+
+def _link_change_vars(twin) -> dict[str, xr.Variable]:
+    """Every link change applied or reverted (interventions, incidents, feed closures), in order."""
+    hist = twin.link_control.history
+    d = ("link_change",)
+    return {
+        "link_change_time_s": _var(d, np.array([h[0] for h in hist], np.float64), "s", "time since the start"),
+        "link_change_action": _var(d, np.array([h[1] for h in hist], dtype=str), "1", "apply or revert"),
+        "link_change_source": _var(
+            d, np.array([h[3] for h in hist], dtype=str), "1", "what changed the links (intervention, incident, ...)"
+        ),
+        "link_change_links": _var(
+            d,
+            np.array([" ".join(map(str, np.asarray(h[4]).tolist())) for h in hist], dtype=str),
+            "1",
+            "link indices changed (space-separated)",
+        ),
+    }
+
+
+def _evacuation_vars(twin) -> dict[str, xr.Variable]:
+    """Each evacuee's time of reaching safety and each zone's order time (empty without an order)."""
+    comp = twin.components.get("population")
+    orders = getattr(comp, "evac_orders", None) if comp is not None else None
+    if not orders:
+        return {}
+    nz = twin.city.zones.n_zones
+    ordered_s = np.full(nz, np.nan)
+    zone_of = np.asarray(twin.city.zones.node_zone)
+    for k, order in enumerate(orders):
+        nodes = np.flatnonzero(np.asarray(comp.evac_order_of_node) == k)
+        zones = np.unique(zone_of[nodes])
+        zones = zones[(zones >= 0) & np.isnan(ordered_s[np.clip(zones, 0, None)])]
+        ordered_s[zones] = float(order["t"])
+    safe = np.asarray(comp.evac_safe_t, np.float64)[np.asarray(comp.evac_target, bool)]
+    return {
+        "zone_evacuation_order_s": _var(
+            ("zone",), ordered_s, "s", "time the zone was ordered evacuated, since the start (NaN: never)"
+        ),
+        "evacuee_safe_s": _var(
+            ("evacuee",),
+            safe,
+            "s",
+            "time each person of the ordered population reached safety, since the start (NaN: not yet)",
         ),
     }
 
@@ -337,7 +430,8 @@ def build_dataset(twin) -> xr.Dataset:
     ``trip``.  Every variable has ``units`` and ``long_name``; ``attrs`` carry
     the scenario name and hash, seed and package version.
     """
-    data = {**_series_vars(twin), **_trip_vars(twin)}
+    data = {**_series_vars(twin), **_trip_vars(twin), **_operations_vars(twin), **_evacuation_vars(twin)}
+    data.update(_link_change_vars(twin))
     coords = {
         **_time_trip_coords(twin),
         **_network_coords(twin.city.network, twin.city.zones.node_zone),
