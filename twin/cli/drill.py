@@ -428,7 +428,7 @@ def _cmd_drill(args, console: Console) -> int:
     with console.status("writing results…"):
         save_drill(twin, out, log_name=log_name, overwrite=args.overwrite)
     console.print(response_table(twin))
-    labels_keys = set(comp.kpis())
+    labels_keys = set(comp.kpis()) | {"trips_total", "trips_completed", "trips_stranded"}  # stranded: issue 16
     console.print(
         kpi_table({k: v for k, v in twin.kpis().items() if k in labels_keys}, title=f"{scenario.name} — emergency KPIs")
     )
