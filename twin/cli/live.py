@@ -184,6 +184,8 @@ def _summary_table(name: str, shadow, *, wall: float) -> Table:
         table.add_row(f"messages {key}", f"{st[key]:,}")
     table.add_row("estimated demand level", f"x{st['demand_level']:.3f}")
     table.add_row("links with a capacity correction", str(st["links_corrected"]))
+    kp = shadow.representative().kpis()  # the member whose results are written
+    table.add_row("trips stranded (waiting for a route)", f"{kp['trips_stranded']:,} of {kp['trips_total']:,}")
     return table
 
 

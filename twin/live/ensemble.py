@@ -324,6 +324,7 @@ class Ensemble:
             kind = getattr(r, "record", "")
             if kind == "observation":
                 self._pending_obs.append(r)
+                self.log.add_observation(r)  # kept for the results (observed against estimated)
             elif kind == "alert":
                 self._alert(r)
             elif kind == "closure":

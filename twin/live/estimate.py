@@ -39,6 +39,16 @@ class EstimateLog:
     level_sd: list[float] = field(default_factory=list)
     n_obs: list[int] = field(default_factory=list)
     corrected: list[int] = field(default_factory=list)
+    #: the observations received: (end time s, link, period s, flow veh/h, speed m/s, lane)
+    observed: list[tuple[float, int, float, float, float, int]] = field(default_factory=list)
+
+    def add_observation(self, r) -> None:
+        """Keep a received observation (:class:`twin.feeds.records.Observation`) for the results."""
+        if not hasattr(self, "observed"):  # a log restored from before observations were kept
+            self.observed = []
+        self.observed.append(
+            (float(r.t), int(r.link), float(r.interval_s), float(r.flow_vph), float(r.speed_mps), int(r.lane))
+        )
 
     def add_links(
         self,
@@ -181,6 +191,7 @@ class EstimateLog:
                 "links_corrected": v(
                     ("time",), np.asarray(L.corrected, np.int64), "1", "link capacity corrections changed"
                 ),
+                **_observation_vars(getattr(L, "observed", [])),
             },
             coords={
                 "time": v(("time",), np.asarray(L.time), "s", "end of the output interval"),
@@ -189,3 +200,22 @@ class EstimateLog:
             },
             attrs=attrs,
         )
+
+
+def _observation_vars(rows: list) -> dict[str, xr.Variable]:
+    """The observations received, one entry each along ``observation`` (for reports: observed
+    against estimated flow and speed).
+    """
+    cols = list(zip(*rows, strict=True)) if rows else [[]] * 6
+    spec = [
+        ("obs_time_s", np.float64, "s", "end of the observation period, since the start"),
+        ("obs_link", np.int64, "1", "link index"),
+        ("obs_interval_s", np.float64, "s", "length of the observation period"),
+        ("obs_flow", np.float64, "veh h-1", "observed flow (NaN: not reported)"),
+        ("obs_speed", np.float64, "m s-1", "observed speed (NaN: not reported)"),
+        ("obs_lane", np.int64, "1", "lane (-1: the whole road)"),
+    ]
+    return {
+        name: xr.Variable(("observation",), np.asarray(col, dtype), attrs={"units": units, "long_name": long})
+        for (name, dtype, units, long), col in zip(spec, cols, strict=True)
+    }
