@@ -14,10 +14,7 @@ from kernels.routing import (
     compute_tree_to,
     extract_path,
     graph_of,
-    path_links,
     route_table,
-    shortest_tree_from,
-    shortest_tree_to,
 )
 from tests.reference.routing import ref_path_links, ref_route_table, ref_tree_from, ref_tree_to
 
@@ -85,7 +82,7 @@ def _assert_valid_tree_to(g: Graph, w: np.ndarray, dest: int, dist: np.ndarray, 
     assert np.all(np.isfinite(w[links]))
     np.testing.assert_allclose(dist[nodes], w[links] + dist[g.dst[links]], rtol=0, atol=ATOL)
     for v in nodes:
-        path = path_links(int(v), nxt, g.dst)
+        path = extract_path(g, int(v), nxt)
         assert path.size and g.dst[path[-1]] == dest
         np.testing.assert_allclose(w[path].sum(), dist[v], rtol=0, atol=ATOL)
 
@@ -97,7 +94,7 @@ def _assert_valid_tree_to(g: Graph, w: np.ndarray, dest: int, dist: np.ndarray, 
 def test_tree_to_matches_reference_and_scipy(seed):
     g, w = _random_case(seed)
     for dest in (0, 1, 7, g.n_nodes - 1):
-        dist, nxt = shortest_tree_to(dest, g.in_indptr, g.in_links, g.src, w)
+        dist, nxt = compute_tree_to(g, dest, w)
         assert dist.dtype == np.float64 and nxt.dtype == np.int32
         rdist, _ = ref_tree_to(dest, g.src, g.dst, w, g.n_nodes)
         np.testing.assert_allclose(dist, rdist, rtol=0, atol=ATOL)
@@ -114,7 +111,7 @@ def test_tree_from_matches_reference_and_scipy(seed):
     np.fill_diagonal(dense, np.inf)
     sp = dijkstra(csgraph_from_dense(dense, null_value=np.inf), directed=True, indices=[0, 5])
     for i, orig in enumerate((0, 5)):
-        dist, pred = shortest_tree_from(orig, g.out_indptr, g.out_links, g.dst, w)
+        dist, pred = compute_tree_from(g, orig, w)
         rdist, _ = ref_tree_from(orig, g.src, g.dst, w, n)
         np.testing.assert_allclose(dist, rdist, rtol=0, atol=ATOL)
         np.testing.assert_allclose(dist, sp[i], rtol=0, atol=ATOL)
@@ -130,11 +127,11 @@ def test_closed_links_are_never_used():
     # 0 -> 1 -> 2 cheap but 1 -> 2 closed; 0 -> 2 expensive
     g = _graph(3, [0, 1, 0], [1, 2, 2])
     w = np.array([1.0, np.inf, 50.0])
-    dist, nxt = shortest_tree_to(2, g.in_indptr, g.in_links, g.src, w)
+    dist, nxt = compute_tree_to(g, 2, w)
     assert dist.tolist() == [50.0, np.inf, 0.0]
     assert nxt.tolist() == [2, -1, -1]
     # close everything: only the destination is reachable
-    dist, nxt = shortest_tree_to(2, g.in_indptr, g.in_links, g.src, np.full(3, np.inf))
+    dist, nxt = compute_tree_to(g, 2, np.full(3, np.inf))
     assert dist.tolist() == [np.inf, np.inf, 0.0] and nxt.tolist() == [-1, -1, -1]
 
 
@@ -142,7 +139,7 @@ def test_zero_weight_links_and_cycles():
     # zero-weight cycle 0 <-> 1 plus 1 -> 2
     g = _graph(3, [0, 1, 1], [1, 0, 2])
     w = np.array([0.0, 0.0, 3.0])
-    dist, nxt = shortest_tree_to(2, g.in_indptr, g.in_links, g.src, w)
+    dist, nxt = compute_tree_to(g, 2, w)
     assert dist.tolist() == [3.0, 3.0, 0.0]
     _assert_valid_tree_to(g, w, 2, dist, nxt)
 
@@ -150,9 +147,9 @@ def test_zero_weight_links_and_cycles():
 def test_parallel_links_take_the_cheapest():
     g = _graph(2, [0, 0, 0], [1, 1, 1])
     w = np.array([5.0, 2.0, 9.0])
-    dist, nxt = shortest_tree_to(1, g.in_indptr, g.in_links, g.src, w)
+    dist, nxt = compute_tree_to(g, 1, w)
     assert dist[0] == 2.0 and nxt[0] == 1
-    dist, pred = shortest_tree_from(0, g.out_indptr, g.out_links, g.dst, w)
+    dist, pred = compute_tree_from(g, 0, w)
     assert dist[1] == 2.0 and pred[1] == 1
 
 
@@ -225,7 +222,7 @@ def test_route_table_only_touches_active_rows():
         _assert_valid_tree_to(g, w, int(dests[r]), dd[r], nl[r])
     # the raw kernel with no distance rows
     nl2 = np.full((4, g.n_nodes), 99, dtype=np.int32)
-    route_table(dests, active, g.in_indptr, g.in_links, g.src, w, nl2, np.empty((0, g.n_nodes)))
+    route_table(g, dests, w, active=active, next_link_out=nl2, dist_out=np.empty((0, g.n_nodes)))
     np.testing.assert_array_equal(nl2[[0, 2]], nl[[0, 2]])
     assert np.all(nl2[[1, 3]] == 99)
 
@@ -263,7 +260,7 @@ def test_path_links_matches_reference():
     # a corrupt row with a cycle stops after n_nodes steps
     g2 = _graph(2, [0, 1], [1, 0])
     cyc = np.array([0, 1], dtype=np.int32)
-    assert path_links(0, cyc, g2.dst).size == 2
+    assert extract_path(g2, 0, cyc).size == 2
 
 
 # ---------------------------------------------------------------- wrappers
@@ -354,7 +351,7 @@ def test_wrapper_errors():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_stale_rows_flags_every_row_whose_distances_change(seed):
-    from kernels.routing import changed_links, stale_rows
+    from kernels.routing import LinkChanges, changed_links, stale_rows
 
     g, _ = _random_case(500 + seed, n=50, m=180)
     rng = np.random.default_rng(seed)
@@ -375,18 +372,14 @@ def test_stale_rows_flags_every_row_whose_distances_change(seed):
     assert ch_indptr.tolist() == [0, ch_links.size] and np.all(w0[ch_links] != w1[ch_links])
     assert np.array_equal(np.sort(ch_links), np.flatnonzero(w0 != w1))  # inf == inf is no change
     stale_rows(
-        active,
-        np.zeros(g.n_nodes, np.int64),
-        ch_indptr,
-        ch_links,
-        w0[None, :],
-        w1,
+        g,
         old,
-        g.src,
-        g.dst,
-        g.out_indptr,
-        g.out_links,
-        out,
+        w1,
+        LinkChanges(ch_indptr, ch_links),
+        active=active,
+        row_basis=np.zeros(g.n_nodes, np.int64),
+        basis_weights=w0[None, :],
+        out=out,
     )
     changed = np.array([not np.array_equal(old[r], new[r]) for r in range(g.n_nodes)])
     assert not out[~active].any()
@@ -405,7 +398,12 @@ def test_route_table_distances_only(zero_weights):
     _, dist = compute_route_table(g, dests, w)
     only = np.full((g.n_nodes, g.n_nodes), -1.0)
     route_table(
-        dests, np.ones(g.n_nodes, np.bool_), g.in_indptr, g.in_links, g.src, w, np.empty((0, g.n_nodes), np.int32), only
+        g,
+        dests,
+        w,
+        active=np.ones(g.n_nodes, np.bool_),
+        next_link_out=np.empty((0, g.n_nodes), np.int32),
+        dist_out=only,
     )
     np.testing.assert_array_equal(only, dist)
     np.testing.assert_allclose(only, _scipy_to(g, w, dests), rtol=0, atol=ATOL)
@@ -417,7 +415,7 @@ def test_stale_rows_on_a_grid_of_ties_flags_exactly_enough(seed):
     A few links getting slower changes only the rows where they had no equal way round;
     every row whose distances change is flagged, and most of the others are left alone."""
     from city_models.network import make_network
-    from kernels.routing import changed_links, graph_of, stale_rows
+    from kernels.routing import LinkChanges, changed_links, graph_of, stale_rows
 
     n = 8
     ii, jj = np.meshgrid(np.arange(n), np.arange(n))
@@ -451,18 +449,14 @@ def test_stale_rows_on_a_grid_of_ties_flags_exactly_enough(seed):
     out = np.zeros(g.n_nodes, bool)
     ch_indptr, ch_links = changed_links(w0[None, :], w1)
     stale_rows(
-        np.ones(g.n_nodes, bool),
-        np.zeros(g.n_nodes, np.int64),
-        ch_indptr,
-        ch_links,
-        w0[None, :],
-        w1,
+        g,
         old,
-        g.src,
-        g.dst,
-        g.out_indptr,
-        g.out_links,
-        out,
+        w1,
+        LinkChanges(ch_indptr, ch_links),
+        active=np.ones(g.n_nodes, bool),
+        row_basis=np.zeros(g.n_nodes, np.int64),
+        basis_weights=w0[None, :],
+        out=out,
     )
     changed = np.array([not np.array_equal(old[r], new[r]) for r in range(g.n_nodes)])
     assert np.all(out[changed])
