@@ -563,20 +563,18 @@ class TrafficModel:
         g = self.graph
         with _threads_for(int(rows.sum()) * self.network.n_nodes):
             route_table(
+                g,
                 self.dest_nodes,
-                rows,
-                g.in_indptr,
-                g.in_links,
-                g.src,
                 self.routes.weight,
-                self._no_next,
-                self.routes.pot,
+                active=rows,
+                next_link_out=self._no_next,
+                dist_out=self.routes.pot,
             )
         self._row_version[rows] = self._version
 
     def measured_travel_times(self) -> np.ndarray:
         """Each link's predicted travel time for a vehicle entering it now, before
-        smoothing (:func:`kernels.traffic.link_travel_times`; inf when closed).
+        smoothing (:func:`kernels.traffic_state.link_travel_times`; inf when closed).
         """
         weight = np.empty_like(self.routes.weight)
         ks.link_travel_times(self.links, self.state, self.veh, self.now, weight)
@@ -626,22 +624,17 @@ class TrafficModel:
             used = np.unique(self._row_version[active])
             slot = np.searchsorted(used, self._row_version)
             basis = np.stack([self._versions[int(v)] for v in used])
-            ch_indptr, ch_links = changed_links(basis, weight)
-            g = self.graph
-            with _threads_for(int(active.sum()) * int(ch_links.shape[0])):
+            changes = changed_links(basis, weight)
+            with _threads_for(int(active.sum()) * int(changes.links.shape[0])):
                 stale_rows(
-                    active,
-                    np.minimum(slot, used.size - 1),
-                    ch_indptr,
-                    ch_links,
-                    basis,
-                    weight,
+                    self.graph,
                     self.routes.pot,
-                    g.src,
-                    g.dst,
-                    g.out_indptr,
-                    g.out_links,
-                    stale,
+                    weight,
+                    changes,
+                    active=active,
+                    row_basis=np.minimum(slot, used.size - 1),
+                    basis_weights=basis,
+                    out=stale,
                 )
             if stale.any():
                 self._fill_routes(stale)
