@@ -102,7 +102,9 @@ def _free_flow_times(tm: TrafficModel, origin: np.ndarray, destination: np.ndarr
     for lo in range(0, dests.size, chunk):
         part = dests[lo : lo + chunk].astype(np.int32)
         dist = np.full((part.size, tm.network.n_nodes), np.inf)
-        route_table(part, np.ones(part.size, np.bool_), g.in_indptr, g.in_links, g.src, tm.links.free_tt, no_next, dist)
+        route_table(
+            g, part, tm.links.free_tt, active=np.ones(part.size, np.bool_), next_link_out=no_next, dist_out=dist
+        )
         sel = (row >= lo) & (row < lo + part.size)
         out[sel] = dist[row[sel] - lo, np.asarray(origin)[sel]]
     return out
