@@ -76,7 +76,7 @@ def _shortest_by_bin(
             w[~is_open[min(b, is_open.shape[0] - 1)]] = np.inf
         active = np.zeros(dests.size, np.bool_)
         active[row[part]] = True
-        route_table(dests, active, g.in_indptr, g.in_links, g.src, w, no_next, dist)
+        route_table(g, dests, w, active=active, next_link_out=no_next, dist_out=dist)
         out[part] = dist[row[part], origin[part]]
     return out
 
