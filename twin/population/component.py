@@ -482,33 +482,26 @@ class PopulationComponent(Component):
         active &= ~ok
         if active.any() and self._skim_weight is not None:  # the rest are exact for the weights of the last refresh
             basis = self._skim_weight[None, :]
-            ch_indptr, ch_links = changed_links(basis, w)
             stale = np.zeros_like(active)
             stale_rows(
-                active,
-                np.zeros(active.size, np.int64),
-                ch_indptr,
-                ch_links,
-                basis,
-                w,
+                g,
                 self.skim,
-                g.src,
-                g.dst,
-                g.out_indptr,
-                g.out_links,
-                stale,
+                w,
+                changed_links(basis, w),
+                active=active,
+                row_basis=np.zeros(active.size, np.int64),
+                basis_weights=basis,
+                out=stale,
             )
             active = stale
         if active.any():
             route_table(
+                g,
                 np.maximum(self.centroid, 0),
-                active,
-                g.in_indptr,
-                g.in_links,
-                g.src,
                 w,
-                np.empty((0, self.n_nodes), np.int32),
-                self.skim,
+                active=active,
+                next_link_out=np.empty((0, self.n_nodes), np.int32),
+                dist_out=self.skim,
             )
         if closed != self._n_closed or self.node_comp is None:
             self.node_comp = _components(g.src, g.dst, w, self.n_nodes)
