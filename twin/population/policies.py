@@ -255,14 +255,12 @@ class Policies:
         dist = np.full((nodes.size, self.comp.n_nodes), np.inf)
         if nodes.size:
             route_table(
+                g,
                 nodes.astype(np.int32),
-                np.ones(nodes.size, np.bool_),
-                g.in_indptr,
-                g.in_links,
-                g.src,
                 self.comp.twin.traffic.routes.weight,
-                np.empty((0, self.comp.n_nodes), np.int32),
-                dist,
+                active=np.ones(nodes.size, np.bool_),
+                next_link_out=np.empty((0, self.comp.n_nodes), np.int32),
+                dist_out=dist,
             )
         return dist
 
