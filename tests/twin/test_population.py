@@ -498,14 +498,12 @@ def test_skim_is_exact_after_each_refresh(city):
         refreshes += pop._skim_weight is not w_before
         full = np.full_like(pop.skim, np.inf)
         route_table(
+            g,
             np.maximum(pop.centroid, 0),
-            act,
-            g.in_indptr,
-            g.in_links,
-            g.src,
             pop._skim_weight,
-            np.empty((0, g.n_nodes), np.int32),
-            full,
+            active=act,
+            next_link_out=np.empty((0, g.n_nodes), np.int32),
+            dist_out=full,
         )
         np.testing.assert_array_equal(pop.skim[act], full[act])
     assert refreshes > 5
