@@ -47,7 +47,7 @@ import numpy as np
 
 from basics.errors import InputError
 from kernels import traffic_state as kt
-from kernels.routing import _check_weight, path_links, shortest_tree_from, shortest_tree_to
+from kernels.routing import check_weight, compute_tree_from, compute_tree_to, extract_path
 
 __all__ = [
     "Candidates",
@@ -237,7 +237,7 @@ def policy_registry() -> dict[str, Callable]:
 class Router:
     """Emergency travel times on the twin's current network, with cached shortest-path trees.
 
-    Trees come from :mod:`kernels.routing` (``shortest_tree_to`` / ``shortest_tree_from``, the
+    Trees come from :mod:`kernels.routing` (``compute_tree_to`` / ``compute_tree_from``, the
     kernels behind ``compute_tree_to`` / ``compute_tree_from``: the weights are checked once per
     refresh instead of on every call).  Link weights are the traffic model's current link travel times
     (:func:`kernels.traffic.link_travel_times`: free-flow, queue discharge, or how long
@@ -284,7 +284,7 @@ class Router:
         w = np.empty(self.graph.n_links)
         kt.link_travel_times(tm.links, tm.state, tm.veh, tm.now, w)
         w /= self.factor
-        return _check_weight(self.graph, w)  # once per refresh; the kernels below trust it
+        return check_weight(self.graph, w)  # once per refresh
 
     def weights(self) -> np.ndarray:
         """Current emergency link travel times (s; ``inf`` closed)."""
@@ -346,22 +346,19 @@ class Router:
         w = self.weights()
         hit = self._to.get(node)
         if hit is None:
-            g = self.graph
-            hit = self._to[node] = shortest_tree_to(int(node), g.in_indptr, g.in_links, g.src, w)
+            hit = self._to[node] = compute_tree_to(self.graph, int(node), w)
         return hit
 
     def free_tree_to(self, node: int) -> np.ndarray:
         """Free-flow emergency travel time from every node to ``node``, s (closed links excluded)."""
-        g = self.graph
-        return shortest_tree_to(int(node), g.in_indptr, g.in_links, g.src, self.free_weights())[0]
+        return compute_tree_to(self.graph, int(node), self.free_weights())[0]
 
     def tree_from(self, node: int) -> tuple[np.ndarray, np.ndarray]:
         """Travel time from ``node`` to every node and each node's last link."""
         w = self.weights()
         hit = self._from.get(node)
         if hit is None:
-            g = self.graph
-            hit = self._from[node] = shortest_tree_from(int(node), g.out_indptr, g.out_links, g.dst, w)
+            hit = self._from[node] = compute_tree_from(self.graph, int(node), w)
         return hit
 
     def path_to(self, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -369,7 +366,7 @@ class Router:
         dist, nxt = self.tree_to(dest)
         if not dist[orig] < math.inf:
             return None
-        links = path_links(orig, nxt, self.graph.dst)
+        links = extract_path(self.graph, orig, nxt)
         return links, self._w[links]
 
     def path_from(self, orig: int, dest: int) -> tuple[np.ndarray, np.ndarray] | None:
