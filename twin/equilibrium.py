@@ -621,40 +621,14 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
                 f"{knowledge.shape}: the output interval must divide the day the same way every day"
             )
         gap = relative_gap(twin, x, is_open, bin_s=bin_s)
-        kpis = twin.kpis()
         share = 1.0 if knowledge is None else (1.0 / day if s["method"] == "msa" else float(s["switch_share"]))
-        row = {
-            "iteration": day,
-            "relative_gap": gap["relative_gap"],
-            "mean_travel_time_s": kpis["mean_travel_time_s"],
-            "mean_best_time_s": gap["mean_best_time_s"],
-            "vehicle_hours": kpis["vehicle_hours"],
-            "trips_completed": kpis["trips_completed"],
-            "trips_unfinished": kpis["trips_unfinished"],
-            "switch_share": share,
-            "expectation_error": _expectation_error(twin, knowledge, x),
-            "kpis": kpis,
-        }
+        row = _day_row(twin, day=day, gap=gap, share=share, expectation_error=_expectation_error(twin, knowledge, x))
         if day == 1:
-            day1 = dict(kpis)
+            day1 = dict(row["kpis"])
         knowledge = x.copy() if knowledge is None else knowledge + share * (x - knowledge)
-        pop = twin.components.get("population")
-        if pop is None or pop.desired_t is None:
-            row.update(dict.fromkeys(DEPARTURE_VARS, math.nan))
-        else:
-            # a share of agent car trips re-plans its departure (half at most: not all at once after day 1)
-            new, dstats = adapt_departures(
-                twin,
-                np.zeros_like(pop.desired_t) if shift is None else shift,
-                knowledge,
-                bin_s=bin_s,
-                share=min(share, 0.5),
-                day=day,
-                settings=dep,
-                is_open=is_open,
-            )
-            shift = new if dep["enabled"] and dep["max"] > 0 else None
-            row.update(dstats)
+        shift = _replan_departures(
+            twin, row, shift, knowledge, bin_s=bin_s, share=share, day=day, settings=dep, is_open=is_open
+        )
         row["wall_s"] = time.perf_counter() - t0
         history.append(row)
         log.info(
@@ -681,6 +655,49 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
         day1_kpis=day1,
         departure_shift=shift,
     )
+
+
+def _day_row(twin, *, day: int, gap: dict, share: float, expectation_error: float) -> dict:
+    """One day's history row: the gap, the main KPIs, the switch share (and all KPIs under ``kpis``)."""
+    kpis = twin.kpis()
+    return {
+        "iteration": day,
+        "relative_gap": gap["relative_gap"],
+        "mean_travel_time_s": kpis["mean_travel_time_s"],
+        "mean_best_time_s": gap["mean_best_time_s"],
+        "vehicle_hours": kpis["vehicle_hours"],
+        "trips_completed": kpis["trips_completed"],
+        "trips_unfinished": kpis["trips_unfinished"],
+        "switch_share": share,
+        "expectation_error": expectation_error,
+        "kpis": kpis,
+    }
+
+
+def _replan_departures(
+    twin, row: dict, shift: np.ndarray | None, knowledge: np.ndarray, *, bin_s, share, day, settings, is_open
+) -> np.ndarray | None:
+    """Let a share of the agents' car trips re-plan their departure; the shifts to remember.
+
+    Adds the departure statistics to ``row`` (NaN without a population that has desired times).
+    """
+    pop = twin.components.get("population")
+    if pop is None or pop.desired_t is None:
+        row.update(dict.fromkeys(DEPARTURE_VARS, math.nan))
+        return shift
+    # a share of agent car trips re-plans its departure (half at most: not all at once after day 1)
+    new, dstats = adapt_departures(
+        twin,
+        np.zeros_like(pop.desired_t) if shift is None else shift,
+        knowledge,
+        bin_s=bin_s,
+        share=min(share, 0.5),
+        day=day,
+        settings=settings,
+        is_open=is_open,
+    )
+    row.update(dstats)
+    return new if settings["enabled"] and settings["max"] > 0 else None
 
 
 def write_equilibrium(eq: Equilibrium, out: str | Path) -> Path:
