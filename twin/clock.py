@@ -10,21 +10,28 @@ SimPy's :class:`~simpy.events.Timeout` fires at ``now + delay`` with priority
   created in another order than the original's.
 
 :func:`schedule_at` gives both through SimPy's public
-:meth:`simpy.Environment.schedule`: it picks the delay ``d`` for which
-``now + d == t`` exactly.  For a few pairs no such delay exists (the sum's
-rounding ties step over ``t``); only then does it put the event on the queue at
-``t`` itself, as ``Environment.schedule`` would (:func:`_schedule_exactly`, the
-one place that touches SimPy's internals), so event times stay bit for bit what
-they were.
+:meth:`simpy.Environment.schedule` (``heappush((now + delay, priority, eid, event))``):
+it picks the delay ``d`` for which ``now + d == t`` exactly.  For a few pairs
+(under 1 %) no such float exists: the sums' rounding steps over ``t`` (from
+``now = 1.1``, ``now + d`` is ``5.199999999999999`` or ``5.200000000000001``
+but never ``5.2``).  There the delay handed to ``Environment.schedule`` is a
+:class:`_Landing`: a ``float`` (``t - now``, so it compares, prints and checks
+as the delay it is) whose sum with the clock's time is ``t`` itself, through
+Python's rule that a ``float`` subclass's reflected ``__radd__`` is tried before
+``float.__add__``.  The queue entry is then exactly what an ideal
+``schedule(event, priority, t - now)`` would make: time ``t``, the priority, and
+the next event id taken *now* (so simultaneous events keep their order), and no
+code outside SimPy's public API touches its queue.  ``tests/twin/test_clock.py``
+checks the landing bit for bit, so a SimPy that stopped computing ``now + delay``
+would be caught.
 """
 
 from __future__ import annotations
 
 import math
-from heapq import heappush
 
 import simpy
-from simpy.core import URGENT
+from simpy.events import URGENT, EventPriority
 
 __all__ = ["PRIORITY", "At", "schedule_at"]
 
@@ -78,12 +85,32 @@ def exact_delay(now: float, t: float) -> float | None:
     return None
 
 
-def _schedule_exactly(env: simpy.Environment, event: simpy.Event, priority: int, t: float) -> None:
-    """Put ``event`` on the queue at ``t`` itself, as ``Environment.schedule`` does at ``now + delay``.
+class _Landing(float):
+    """A delay ``t - now`` whose sum with the clock's time is ``t`` exactly.
 
-    Only for the rare ``(now, t)`` where :func:`exact_delay` finds no delay.
+    Only for the rare ``(now, t)`` where :func:`exact_delay` finds no plain
+    float: ``now + _Landing(now, t)`` calls :meth:`__radd__` (a subclass's
+    reflected method comes before ``float.__add__``) and returns ``t``.
+
+    Parameters
+    ----------
+    now : float
+        The clock's time.
+    t : float
+        The absolute time the sum must give.
     """
-    heappush(env._queue, (t, priority, next(env._eid), event))
+
+    at: float
+
+    def __new__(cls, now: float, t: float) -> _Landing:
+        """The delay ``t - now``, remembering ``t``."""
+        self = super().__new__(cls, t - now)
+        self.at = t
+        return self
+
+    def __radd__(self, now: object) -> float:
+        """``now + delay``: the absolute time ``t`` itself, as the caller gave it."""
+        return self.at
 
 
 def schedule_at(env: simpy.Environment, t: float, priority: int = PRIORITY["normal"]) -> simpy.Event:
@@ -114,8 +141,5 @@ def schedule_at(env: simpy.Environment, t: float, priority: int = PRIORITY["norm
         raise ValueError(f"cannot schedule at {t} s: the clock is at {now} s")
     ev = At(env)
     d = exact_delay(now, t)
-    if d is None:
-        _schedule_exactly(env, ev, priority, t)
-    else:
-        env.schedule(ev, priority, d)
+    env.schedule(ev, EventPriority(priority), _Landing(now, t) if d is None else d)
     return ev

@@ -44,3 +44,22 @@ def test_schedule_at_refuses_the_past():
         schedule_at(env, 4.0)
     assert exact_delay(5.0, 5.0) == 0.0
     assert exact_delay(1.1, 5.2) is None  # no delay lands on 5.2 from 1.1
+
+
+def test_a_landed_event_keeps_its_place_among_simultaneous_events():
+    # the event id is taken when schedule_at is called, on the landing path as on the plain one
+    env = simpy.Environment(initial_time=1.1)
+    seen = []
+
+    def proc(name, start, t):
+        if start > env.now:
+            yield env.timeout(start - env.now)
+        yield schedule_at(env, t)
+        seen.append((name, env.now))
+
+    assert exact_delay(1.1, 5.2) is None and exact_delay(2.0, 5.2) is not None
+    env.process(proc("late plain", 2.0, 5.2))  # scheduled at 2.0
+    env.process(proc("landed", 1.1, 5.2))  # scheduled at 1.1: first among equals
+    env.run()
+    assert seen == [("landed", 5.2), ("late plain", 5.2)]
+    assert all(type(now) is float for _, now in seen)
