@@ -298,11 +298,49 @@ def compare(  # noqa: PLR0913  (keyword-only options of one call, each documente
     _check_options(replications, confidence=confidence, response=response, iterations=iterations)
     t_start = time.perf_counter()
     scen, seeds, hashes, tasks = _plan(baseline, scenario, replications=int(replications), seed=seed)
-    options = {"expect_hashes": hashes, "response": response, "iterations": iterations}
     if checkpoint is None and out is not None:
         checkpoint = checkpoint_for(out)
     key = _checkpoint_key(hashes, seeds, response, iterations)
     ckpt = None if checkpoint is None else Checkpoint(checkpoint, key, resume=resume)
+    options = {"expect_hashes": hashes, "response": response, "iterations": iterations}
+    reps, timing = _run_all(
+        tasks,
+        executor,
+        ckpt=ckpt,
+        scheduler=scheduler,
+        workers=workers,
+        progress=progress,
+        options=options,
+        since=t_start,
+    )
+    t_runs_end = time.perf_counter()
+    result = _assemble(reps, scen, seeds, response=response, confidence=confidence)
+    log.info("comparison assembled in %.1f s", time.perf_counter() - t_runs_end)
+    result.summary.update(wall_s=time.perf_counter() - t_start, **timing, confidence=confidence)
+    if out is not None:
+        result.write(out)
+        if ckpt is not None and Path(checkpoint) == checkpoint_for(out):
+            ckpt.discard()
+    return result
+
+
+def _run_all(
+    tasks: list,
+    executor: Executor | None,
+    *,
+    ckpt: Checkpoint | None,
+    scheduler: str | None,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+    options: dict,
+    since: float,
+) -> tuple[list, dict]:
+    """Run the tasks the checkpoint does not hold, on ``executor`` (or on a new one, closed at the end).
+
+    Returns every replication (kept and new) and the timings for the summary: ``workers``
+    (the executor's slots), ``runs_wall_s``, ``run_s`` (the runs' own times added up) and
+    ``startup_s`` (the executor's). ``since``: when the comparison started (for the log).
+    """
     reps, tasks_left = _taken_from(ckpt, tasks)
     own = executor is None
     if own and tasks_left:
@@ -314,16 +352,13 @@ def compare(  # noqa: PLR0913  (keyword-only options of one call, each documente
         runs_wall = time.perf_counter() - t_runs
         slots = executor.n_workers if executor is not None else 0
         startup = executor.start_s if executor is not None else 0.0
-    log.info("%d runs in %.1f s on %d slot(s) (set-up %.1f s)", len(tasks), runs_wall, slots, t_runs - t_start)
-    result = _assemble(reps, scen, seeds, response=response, confidence=confidence)
-    log.info("comparison assembled in %.1f s", time.perf_counter() - t_runs - runs_wall)
-    result.summary.update(wall_s=time.perf_counter() - t_start, workers=int(slots), runs_wall_s=runs_wall)
-    result.summary.update(run_s=float(sum(r.wall_s for r in reps)), startup_s=float(startup), confidence=confidence)
-    if out is not None:
-        result.write(out)
-        if ckpt is not None and Path(checkpoint) == checkpoint_for(out):
-            ckpt.discard()
-    return result
+    log.info("%d runs in %.1f s on %d slot(s) (set-up %.1f s)", len(tasks), runs_wall, slots, t_runs - since)
+    return reps, {
+        "workers": int(slots),
+        "runs_wall_s": runs_wall,
+        "run_s": float(sum(r.wall_s for r in reps)),
+        "startup_s": float(startup),
+    }
 
 
 def _plan(baseline: Any, scenario: Any, *, replications: int, seed: int | None):
@@ -526,16 +561,7 @@ def _attrs(var: xr.Variable, long_name: str | None = None) -> dict[str, str]:
 def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dataset:
     """The comparison Dataset (see the module docstring)."""
     ref = by["baseline"][0]
-    times = ref.data["time"].values
-    n_links = ref.data.sizes["link"]
-    for v in VARIANTS:
-        for r in by[v]:
-            if not np.array_equal(r.data["time"].values, times) or r.data.sizes["link"] != n_links:
-                raise ComparisonError(
-                    f"{v} replication {r.index} recorded {r.data.sizes['time']} times on "
-                    f"{r.data.sizes['link']} links, the baseline {times.size} on {n_links}; "
-                    "the two cannot be lined up"
-                )
+    _check_aligned(by)
     data: dict[str, xr.Variable] = {}
     for name in _LINK:
         stack = np.stack([np.stack([r.data[name].values.astype(np.float64) for r in by[v]]) for v in VARIANTS])
@@ -551,16 +577,64 @@ def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dat
     for name in _SERIES:
         arr = np.stack([np.stack([r.data[name].values for r in by[v]]) for v in VARIANTS])
         data[name] = xr.Variable(("variant", "replication", "time"), arr, attrs=_attrs(ref.data[name].variable))
+    data[_TRIP], same_trips = _trip_times(by, n_replications=len(seeds))
 
+    labels = _labels(by)
+    for key in _kpi_keys(by):
+        label, unit = labels.get(key, (key, ""))
+        data[f"kpi_{key}"] = xr.Variable(
+            ("variant", "replication"), _kpi_matrix(by, key), attrs={"units": unit or "1", "long_name": label}
+        )
+    coords = _coords(ref, seeds, trips=None if same_trips else data[_TRIP].shape[2])
+    b, s = by["baseline"][0], by["scenario"][0]
+    attrs = {
+        "title": f"city twin comparison: {scen['scenario'].name} vs {scen['baseline'].name}",
+        "kind": "comparison",
+        "baseline_name": scen["baseline"].name,
+        "scenario_name": scen["scenario"].name,
+        "baseline_scenario_hashes": " ".join(r.scenario_hash for r in by["baseline"]),
+        "scenario_scenario_hashes": " ".join(r.scenario_hash for r in by["scenario"]),
+        "baseline_scenario_hash": b.scenario_hash,
+        "scenario_scenario_hash": s.scenario_hash,
+        "seeds": np.asarray(seeds, dtype=np.int64),
+        "replications": len(seeds),
+        "common_random_numbers": "replication i of both variants uses seeds[i]",
+        "same_trips": int(same_trips),
+        "package_version": package_version(),
+    }
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _check_aligned(by: dict[str, list[Replication]]) -> None:
+    """Refuse replications whose time axis or link count differs from the baseline's first."""
+    ref = by["baseline"][0]
+    times = ref.data["time"].values
+    n_links = ref.data.sizes["link"]
+    for v in VARIANTS:
+        for r in by[v]:
+            if not np.array_equal(r.data["time"].values, times) or r.data.sizes["link"] != n_links:
+                raise ComparisonError(
+                    f"{v} replication {r.index} recorded {r.data.sizes['time']} times on "
+                    f"{r.data.sizes['link']} links, the baseline {times.size} on {n_links}; "
+                    "the two cannot be lined up"
+                )
+
+
+def _trip_times(by: dict[str, list[Replication]], *, n_replications: int) -> tuple[xr.Variable, bool]:
+    """Every run's trip travel times (variant, replication, trip) and whether all runs had the same trips.
+
+    Runs with different trip tables are lined up by position and padded with NaN.
+    """
+    ref = by["baseline"][0]
     trip_ids = [r.data["trip"].values for v in VARIANTS for r in by[v]]
     same_trips = all(ids.shape == trip_ids[0].shape and np.array_equal(ids, trip_ids[0]) for ids in trip_ids)
     n_trips = max(ids.size for ids in trip_ids)
-    tt = np.full((2, len(seeds), n_trips), np.nan)
+    tt = np.full((2, n_replications, n_trips), np.nan)
     for a, v in enumerate(VARIANTS):
         for b, r in enumerate(by[v]):
             vals = r.data[_TRIP].values
             tt[a, b, : vals.size] = vals
-    data[_TRIP] = xr.Variable(
+    var = xr.Variable(
         ("variant", "replication", "trip"),
         tt,
         attrs=_attrs(
@@ -569,14 +643,13 @@ def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dat
             + ("" if same_trips else " (trips differ between runs: by position, NaN-padded)"),
         ),
     )
+    return var, same_trips
 
-    labels = _labels(by)
-    for key in _kpi_keys(by):
-        label, unit = labels.get(key, (key, ""))
-        data[f"kpi_{key}"] = xr.Variable(
-            ("variant", "replication"), _kpi_matrix(by, key), attrs={"units": unit or "1", "long_name": label}
-        )
 
+def _coords(ref: Replication, seeds: list[int], *, trips: int | None) -> dict[str, xr.Variable]:
+    """The comparison's coordinates; ``trips``: the trip positions when runs had different trips
+    (``None``: the runs' own trip ids).
+    """
     coords: dict[str, xr.Variable] = {
         "variant": xr.Variable(
             ("variant",), np.array(VARIANTS, dtype=str), attrs={"units": "1", "long_name": "which scenario"}
@@ -595,33 +668,17 @@ def _dataset(by: dict[str, list[Replication]], scen, seeds: list[int]) -> xr.Dat
         "clock": ref.data["clock"].variable,
         "trip": (
             ref.data["trip"].variable
-            if same_trips
+            if trips is None
             else xr.Variable(
                 ("trip",),
-                np.arange(n_trips, dtype=np.int64),
+                np.arange(trips, dtype=np.int64),
                 attrs={"units": "1", "long_name": "trip position in each run's trip table"},
             )
         ),
     }
     if ref.geometry is not None:
         coords.update({name: c.variable for name, c in ref.geometry.coords.items()})
-    b, s = by["baseline"][0], by["scenario"][0]
-    attrs = {
-        "title": f"city twin comparison: {scen['scenario'].name} vs {scen['baseline'].name}",
-        "kind": "comparison",
-        "baseline_name": scen["baseline"].name,
-        "scenario_name": scen["scenario"].name,
-        "baseline_scenario_hashes": " ".join(r.scenario_hash for r in by["baseline"]),
-        "scenario_scenario_hashes": " ".join(r.scenario_hash for r in by["scenario"]),
-        "baseline_scenario_hash": b.scenario_hash,
-        "scenario_scenario_hash": s.scenario_hash,
-        "seeds": np.asarray(seeds, dtype=np.int64),
-        "replications": len(seeds),
-        "common_random_numbers": "replication i of both variants uses seeds[i]",
-        "same_trips": int(same_trips),
-        "package_version": package_version(),
-    }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return coords
 
 
 # ------------------------------------------------------------------------ writing

@@ -232,8 +232,6 @@ def run_experiment(
     t_truth = time.perf_counter() - t0
     nominal = load_scenario(scenario, overrides=overrides | {"seed": seed})
     base = settings or AssimilationSettings(members=members)
-    interval = float(nominal.outputs.interval)
-    duration = float(nominal.time.duration)
     sensors = np.array(sorted({int(s["link"]) for s in truth.sensors}), np.int64)
     truth_ds = truth.dataset
     busy = truth_ds.link_outflow.sum("time").values > 0
@@ -250,53 +248,82 @@ def run_experiment(
     plain = replace(base, estimate_demand=False, correct_links=False)  # the open loop's, and the oracle's
     runs = [("open_loop", plain), ("assimilated", base)] + ([("oracle", plain)] if oracle else [])
     for label, st in runs:
-        t1 = time.perf_counter()
-        tell(label, 0.0, duration)
-        step = functools.partial(_tell_stage, tell, label, duration)
-        ens = Ensemble(nominal, st)
-        hub = FeedHub.from_spec(spec, ens.city.network, start_s=float(nominal.time.start))
-        if label == "assimilated":
-            _replay(ens, truth, hub, step_s=interval, until_s=duration, on_step=step)
-        elif label == "open_loop":
-            _replay(ens, truth, _NullHub(hub), step_s=interval, until_s=duration, on_step=step)
-        else:
-            _replay(
-                ens,
-                truth,
-                _NullHub(hub),
-                step_s=interval,
-                until_s=duration,
-                before_step=_oracle_levels(ens, *true_factors(truth, ens.city, nominal)),
-                on_step=step,
-            )
-        wall = time.perf_counter() - t1
-        est = ens.dataset()
-        if keep is not None:
-            keep.update({label: est, "truth": truth, "held": held, "sensors": sensors})
-        sc = score(est, truth_ds, held, interval_s=interval)
-        out[label] = {
-            **sc.__dict__,
-            "wall_s": wall,
-            "sim_per_wall": duration / wall,
-            "feed": hub.totals(),
-            "final_level": float(ens.demand_scale()[0].mean()),
-        }
+        out[label] = _run_arm(
+            label,
+            st,
+            truth,
+            spec=spec,
+            held=held,
+            sensors=sensors,
+            nominal=nominal,
+            tell=tell,
+            keep=keep,
+        )
+    out.update(_gains(out, oracle=oracle))
+    out["truth_demand"] = {"scale": cfg.demand_scale, "zone_sigma": cfg.zone_sigma, "hour_sigma": cfg.hour_sigma}
+    return out
+
+
+def _run_arm(label: str, settings, truth, *, nominal, spec, held, sensors, tell, keep: dict | None) -> dict:
+    """Replay the truth's day through one arm (``open_loop``, ``assimilated`` or ``oracle``)
+    of the experiment and score its estimate on the held-out links.
+    """
+    interval = float(nominal.outputs.interval)
+    duration = float(nominal.time.duration)
+    t1 = time.perf_counter()
+    tell(label, 0.0, duration)
+    step = functools.partial(_tell_stage, tell, label, duration)
+    ens = Ensemble(nominal, settings)
+    hub = FeedHub.from_spec(spec, ens.city.network, start_s=float(nominal.time.start))
+    if label == "assimilated":
+        _replay(ens, truth, hub, step_s=interval, until_s=duration, on_step=step)
+    elif label == "open_loop":
+        _replay(ens, truth, _NullHub(hub), step_s=interval, until_s=duration, on_step=step)
+    else:
+        _replay(
+            ens,
+            truth,
+            _NullHub(hub),
+            step_s=interval,
+            until_s=duration,
+            before_step=_oracle_levels(ens, *true_factors(truth, ens.city, nominal)),
+            on_step=step,
+        )
+    wall = time.perf_counter() - t1
+    est = ens.dataset()
+    if keep is not None:
+        keep.update({label: est, "truth": truth, "held": held, "sensors": sensors})
+    sc = score(est, truth.dataset, held, interval_s=interval)
+    return {
+        **sc.__dict__,
+        "wall_s": wall,
+        "sim_per_wall": duration / wall,
+        "feed": hub.totals(),
+        "final_level": float(ens.demand_scale()[0].mean()),
+    }
+
+
+def _gains(out: dict, *, oracle: bool) -> dict:
+    """``reduction``: the assimilated run's error reduction on the open loop's; with the
+    oracle, ``achieved``: the share of a perfect demand estimate's gain that the filter gains.
+    """
     ol, asm = out["open_loop"], out["assimilated"]
-    out["reduction"] = {
-        k: 1.0 - asm[k] / ol[k]
-        for k in ("flow_rmse_5min", "flow_rmse_hourly", "flow_excess_hourly", "speed_rmse")
-        if ol[k] and math.isfinite(ol[k])
+    gains: dict = {
+        "reduction": {
+            k: 1.0 - asm[k] / ol[k]
+            for k in ("flow_rmse_5min", "flow_rmse_hourly", "flow_excess_hourly", "speed_rmse")
+            if ol[k] and math.isfinite(ol[k])
+        }
     }
     if oracle:
         orc = out["oracle"]
         # the share of what a perfect demand estimate would gain that the filter gains
-        out["achieved"] = {
+        gains["achieved"] = {
             k: (ol[k] - asm[k]) / (ol[k] - orc[k])
             for k in ("flow_rmse_hourly", "speed_rmse")
             if ol[k] - orc[k] > 0.02 * ol[k]
         }  # (speeds: the demand barely moves them)
-    out["truth_demand"] = {"scale": cfg.demand_scale, "zone_sigma": cfg.zone_sigma, "hour_sigma": cfg.hour_sigma}
-    return out
+    return gains
 
 
 def _oracle_levels(ensemble, zone, dest, level):
