@@ -34,8 +34,11 @@ share its batch or on the batch order, and two scenarios that differ only in
 a price give each person the same draws (common random numbers): raising a
 price can only move a person away from paying it.
 
-All functions here are pure ``@njit`` kernels on arrays; the twin's
-population component builds the inputs.
+The kernels are private ``@njit`` functions behind checked wrappers (:func:`choose`,
+:func:`decision_keys`, :func:`hash_uniforms`: dtypes, lengths and node, zone and row
+indices, :class:`basics.errors.InputError` naming the field); :func:`mix64` and
+:func:`hash_uniform` are scalar building blocks inlined into kernels.  The twin's population
+component builds the inputs.
 """
 
 from __future__ import annotations
@@ -43,7 +46,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+
+from basics.errors import InputError
+from kernels._checks import check_array, check_fields, check_indices
+from kernels._jit import njit, prange
 
 __all__ = [
     "ChoiceParams",
@@ -280,7 +286,7 @@ def hash_uniform(key, slot):
 
 
 @njit(cache=True)
-def hash_uniforms(keys, slot, out):
+def _hash_uniforms(keys, slot, out):
     """``out[i] = hash_uniform(keys[i], slot)`` for every key."""
     for i in range(keys.shape[0]):
         out[i] = hash_uniform(keys[i], slot)
@@ -288,7 +294,7 @@ def hash_uniforms(keys, slot, out):
 
 
 @njit(cache=True)
-def decision_keys(base, person, leg, out):
+def _decision_keys(base, person, leg, out):
     """Key of person ``person[i]``'s decision about leg ``leg[i]`` under ``base``."""
     for i in range(person.shape[0]):
         out[i] = mix64(base ^ mix64(np.uint64(person[i]) * np.uint64(64) + np.uint64(leg[i])))
@@ -317,106 +323,101 @@ def _cordon_price(world, o, d, dep):
     return total
 
 
-@njit(cache=True)
-def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
-    """One person's alternatives into the buffers, then one draw (see :func:`choose`)."""
-    key = inp.key[i]
-    o = inp.orig[i]
-    ox = world.node_x[o]
-    oy = world.node_y[o]
-    shifts = par.shifts
+@njit(cache=True, inline="always")
+def _first_open_shift(shifts, t_pref, t_min):
+    """The first shift leaving at or after ``t_min`` (if none does, the latest, clamped)."""
     n_s = shifts.shape[0]
-    t_pref = inp.t_pref[i]
-    t_min = inp.t_min[i]
-    vot_s = inp.vot[i] / 3600.0
-    value = inp.value[i]
-    theta = par.theta
-    flexible = inp.dest_node[i] < 0
-    n_c = par.n_samples if flexible else 1
-    # which shifts are open: those leaving at or after t_min (else the latest, clamped)
     first_ok = n_s - 1
     for s in range(n_s):
         if t_pref + shifts[s] >= t_min:
             first_ok = s
             break
-    n = 0
-    vmax = -np.inf
-    if inp.can_stay[i]:
-        buf_v[0] = 0.0
-        buf_i[0, 0] = -1
-        buf_i[0, 1] = STAY
-        buf_f[0, 4] = 0.0
-        vmax = 0.0
-        n = 1
-    for c in range(n_c):
-        size = 0.0
-        if flexible:
-            z = _draw_zone(world.attract_cdf, hash_uniform(key, SLOT_CANDIDATE + c))
-            n0 = world.zone_indptr[z]
-            nz = world.zone_indptr[z + 1] - n0
-            if nz <= 0:
-                continue
-            j = int(hash_uniform(key, SLOT_NODE + c) * nz)
-            if j >= nz:
-                j = nz - 1
-            d = world.zone_nodes[n0 + j]
-            if d == o and nz > 1:
-                d = world.zone_nodes[n0 + (j + 1) % nz]
-            # size term and sampling correction: attract_weight * ln A - ln q, q = A
-            if par.attract_weight != 1.0:
-                size = (par.attract_weight - 1.0) * world.log_attract[z]
-        else:
-            d = inp.dest_node[i]
-            z = world.node_zone[d]
-        if world.node_open[d] == 0:
-            continue
-        km = np.hypot(world.node_x[d] - ox, world.node_y[d] - oy) * par.detour / 1000.0
-        if flexible:
-            size -= par.dest_beta_km * km
-        tt_car = np.inf
-        if z >= 0 and world.skim_row[z] >= 0:
-            tt_car = world.skim[world.skim_row[z], o]
-        car_ok = inp.car[i] != 0 and tt_car < np.inf and world.node_comp[d] == world.node_comp[o]
-        tt_other = par.other_wait_s + km * 1000.0 / par.other_speed
-        gc_other = vot_s * tt_other + par.other_fare + par.other_penalty
-        gc_car0 = vot_s * tt_car + par.car_cost_km * km
-        for s in range(first_ok, n_s):
-            dep = t_pref + shifts[s]
-            if dep < t_min:
-                dep = t_min
-            shift = dep - t_pref
-            sched = (par.early_cost_h * max(-shift, 0.0) + par.late_cost_h * max(shift, 0.0)) / 3600.0
-            for m in range(2):
-                if m == MODE_CAR:
-                    if not car_ok:
-                        continue
-                    paid = _cordon_price(world, o, d, dep)
-                    gc = gc_car0 + paid
-                    tt = tt_car
-                else:
-                    paid = 0.0
-                    gc = gc_other
-                    tt = tt_other
-                v = theta * (value - gc - sched) + size
-                buf_v[n] = v
-                buf_i[n, 0] = d
-                buf_i[n, 1] = m
-                buf_f[n, 0] = dep
-                buf_f[n, 1] = tt
-                buf_f[n, 2] = gc
-                buf_f[n, 3] = paid
-                if v > vmax:
-                    vmax = v
-                n += 1
-    out.dest[i] = -1
-    out.mode[i] = STAY
-    out.depart[i] = np.nan
-    out.tt[i] = np.nan
-    out.gc[i] = np.nan
-    out.paid[i] = 0.0
-    if n == 0:
-        return
-    # logit probabilities; the draw walks the unpriced alternatives first, then the priced ones
+    return first_ok
+
+
+@njit(cache=True, inline="always")
+def _candidate(i, c, par, inp, world, key):
+    """Destination candidate ``c`` of person ``i``: ``(node, zone, size term)``; node -1: none
+    (a flexible leg drew an empty zone).  A flexible leg draws the zone by attraction and a
+    node in it; the size term is ``attract_weight * ln A - ln q`` with ``q = A``.
+    """
+    size = 0.0
+    if inp.dest_node[i] >= 0:
+        d = inp.dest_node[i]
+        return np.int64(d), np.int64(world.node_zone[d]), size
+    z = _draw_zone(world.attract_cdf, hash_uniform(key, SLOT_CANDIDATE + c))
+    n0 = world.zone_indptr[z]
+    nz = world.zone_indptr[z + 1] - n0
+    if nz <= 0:
+        return np.int64(-1), np.int64(z), size
+    j = int(hash_uniform(key, SLOT_NODE + c) * nz)
+    if j >= nz:
+        j = nz - 1
+    d = world.zone_nodes[n0 + j]
+    if d == inp.orig[i] and nz > 1:
+        d = world.zone_nodes[n0 + (j + 1) % nz]
+    if par.attract_weight != 1.0:
+        size = (par.attract_weight - 1.0) * world.log_attract[z]
+    return np.int64(d), np.int64(z), size
+
+
+@njit(cache=True, inline="always")
+def _add_destination(i, d, z, size, par, inp, world, at, bufs):
+    """Append person ``i``'s alternatives to destination ``d`` (zone ``z``, size term ``size``):
+    every open shift by each available mode.  ``at`` is ``(first open shift, alternatives so
+    far, their highest utility)``; returns the last two, updated.
+    """
+    first_ok, n, vmax = at
+    buf_v, buf_i, buf_f = bufs
+    o = inp.orig[i]
+    t_pref = inp.t_pref[i]
+    vot_s = inp.vot[i] / 3600.0
+    km = np.hypot(world.node_x[d] - world.node_x[o], world.node_y[d] - world.node_y[o]) * par.detour / 1000.0
+    if inp.dest_node[i] < 0:
+        size -= par.dest_beta_km * km
+    tt_car = np.inf
+    if z >= 0 and world.skim_row[z] >= 0:
+        tt_car = world.skim[world.skim_row[z], o]
+    car_ok = inp.car[i] != 0 and tt_car < np.inf and world.node_comp[d] == world.node_comp[o]
+    tt_other = par.other_wait_s + km * 1000.0 / par.other_speed
+    gc_other = vot_s * tt_other + par.other_fare + par.other_penalty
+    gc_car0 = vot_s * tt_car + par.car_cost_km * km
+    for s in range(first_ok, par.shifts.shape[0]):
+        dep = t_pref + par.shifts[s]
+        if dep < inp.t_min[i]:
+            dep = inp.t_min[i]
+        shift = dep - t_pref
+        sched = (par.early_cost_h * max(-shift, 0.0) + par.late_cost_h * max(shift, 0.0)) / 3600.0
+        for m in range(2):
+            if m == MODE_CAR:
+                if not car_ok:
+                    continue
+                paid = _cordon_price(world, o, d, dep)
+                gc = gc_car0 + paid
+                tt = tt_car
+            else:
+                paid = 0.0
+                gc = gc_other
+                tt = tt_other
+            v = par.theta * (inp.value[i] - gc - sched) + size
+            buf_v[n] = v
+            buf_i[n, 0] = d
+            buf_i[n, 1] = m
+            buf_f[n, 0] = dep
+            buf_f[n, 1] = tt
+            buf_f[n, 2] = gc
+            buf_f[n, 3] = paid
+            if v > vmax:
+                vmax = v
+            n += 1
+    return n, vmax
+
+
+@njit(cache=True, inline="always")
+def _draw(key, n, vmax, buf_v, buf_i, buf_f):
+    """The alternative drawn among the first ``n``: logit probabilities, the draw walking the
+    unpriced alternatives first, then the priced ones (see the module docstring).
+    """
     total = 0.0
     for a in range(n):
         w = np.exp(buf_v[a] - vmax)
@@ -440,6 +441,43 @@ def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
             break
     if pick < 0:
         pick = last  # rounding: the total fell just short of the draw
+    return pick
+
+
+@njit(cache=True)
+def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
+    """One person's alternatives into the buffers, then one draw (see :func:`choose`).
+
+    Its parts are inlined helpers: the open shifts (:func:`_first_open_shift`), each
+    destination candidate (:func:`_candidate`) and its alternatives
+    (:func:`_add_destination`), the draw (:func:`_draw`).
+    """
+    key = inp.key[i]
+    first_ok = _first_open_shift(par.shifts, inp.t_pref[i], inp.t_min[i])
+    n_c = par.n_samples if inp.dest_node[i] < 0 else 1
+    n = 0
+    vmax = -np.inf
+    if inp.can_stay[i]:
+        buf_v[0] = 0.0
+        buf_i[0, 0] = -1
+        buf_i[0, 1] = STAY
+        buf_f[0, 4] = 0.0
+        vmax = 0.0
+        n = 1
+    for c in range(n_c):
+        d, z, size = _candidate(i, c, par, inp, world, key)
+        if d < 0 or world.node_open[d] == 0:
+            continue
+        n, vmax = _add_destination(i, d, z, size, par, inp, world, (first_ok, n, vmax), (buf_v, buf_i, buf_f))
+    out.dest[i] = -1
+    out.mode[i] = STAY
+    out.depart[i] = np.nan
+    out.tt[i] = np.nan
+    out.gc[i] = np.nan
+    out.paid[i] = 0.0
+    if n == 0:
+        return
+    pick = _draw(key, n, vmax, buf_v, buf_i, buf_f)
     if buf_i[pick, 1] == STAY:
         return
     out.dest[i] = buf_i[pick, 0]
@@ -469,7 +507,7 @@ def _choose_parallel(par, inp, world, out):
 
 
 @njit(cache=True)
-def choose(par, inp, world, out):
+def _choose(par, inp, world, out):
     """Choose for every person of the batch (see the module docstring).
 
     A person with no available alternative (cannot stay, and no destination
@@ -488,3 +526,92 @@ def choose(par, inp, world, out):
     for i in range(inp.key.shape[0]):
         _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f)
     return out
+
+
+# ----------------------------------------------------------------------------- checked wrappers
+
+_F, _I32, _U8 = np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.uint8)
+_INPUTS = {f: (_F, 1, None) for f in ("t_pref", "t_min", "value", "vot")}
+_INPUTS |= {"key": (np.dtype(np.uint64), 1, None), "orig": (_I32, 1, None), "dest_node": (_I32, 1, None)}
+_INPUTS |= {"car": (_U8, 1, None), "can_stay": (_U8, 1, None)}
+_OUTPUTS = {"dest": (_I32, 1, None), "mode": (np.dtype(np.int8), 1, None)}
+_OUTPUTS |= {f: (_F, 1, None) for f in ("depart", "tt", "gc", "paid")}
+
+
+def _check_world(world: ChoiceWorld) -> tuple[int, int]:
+    """Check the world's arrays against each other; returns ``(n_nodes, n_zones)``.  O(N + Z)."""
+    if not isinstance(world, ChoiceWorld):
+        raise InputError(f"world must be a ChoiceWorld, got {type(world).__name__}")
+    check_array("world.node_x", world.node_x, _F)
+    n, z = world.node_x.shape[0], world.attract_cdf.shape[0] if isinstance(world.attract_cdf, np.ndarray) else 0
+    spec = {"node_x": (_F, 1, n), "node_y": (_F, 1, n), "node_zone": (_I32, 1, n), "node_open": (_U8, 1, n)}
+    spec |= {"node_comp": (_I32, 1, n), "attract_cdf": (_F, 1, z), "log_attract": (_F, 1, z)}
+    spec |= {"skim_row": (_I32, 1, z), "zone_indptr": (np.dtype(np.int64), 1, z + 1), "zone_nodes": (_I32, 1, None)}
+    spec |= {"price": (_F, 1, None), "price_until": (_F, 1, None)}
+    check_fields("world", world, ChoiceWorld, spec)
+    check_array("world.skim", world.skim, _F, ndim=2, shape=(None, n))
+    check_array("world.cordon", world.cordon, _U8, ndim=2, shape=(world.price.shape[0], n))
+    check_array("world.price_until", world.price_until, _F, length=world.price.shape[0])
+    check_indices("world.node_zone", world.node_zone, -1, z)
+    check_indices("world.skim_row", world.skim_row, -1, world.skim.shape[0])
+    check_indices("world.zone_nodes", world.zone_nodes, 0, n)
+    ip = world.zone_indptr
+    if z and (ip[0] != 0 or ip[-1] != world.zone_nodes.shape[0] or np.any(np.diff(ip) < 0)):
+        raise InputError("world.zone_indptr must start at 0, never decrease and end at len(world.zone_nodes)")
+    return n, z
+
+
+def choose(par: ChoiceParams, inp: ChoiceInputs, world: ChoiceWorld, out: ChoiceOutputs) -> ChoiceOutputs:
+    """Choose for every person of the batch (see the module docstring); writes ``out``, returns it.
+
+    Checks the parameters, the inputs (one length ``B``, origins and fixed destinations among
+    the world's nodes), the world (:func:`_check_world`) and the outputs (length ``B``), once
+    per batch, then runs :func:`_choose`, whose per-person loop calls the kernel
+    :func:`_choose_one` unchecked.  A person with no available alternative (cannot stay, and
+    no destination open) gets ``dest = -1`` and ``mode = STAY``.
+
+    Raises
+    ------
+    basics.errors.InputError
+        Naming the field (``inp.orig``, ``world.skim``, ``par.shifts``) and what is wrong.
+    """
+    if not isinstance(par, ChoiceParams):
+        raise InputError(f"par must be a ChoiceParams, got {type(par).__name__}")
+    check_array("par.shifts", par.shifts, _F)
+    if par.shifts.shape[0] == 0:
+        raise InputError("par.shifts must hold at least one departure shift (0: as preferred)")
+    if isinstance(par.n_samples, bool) or not isinstance(par.n_samples, (int, np.integer)) or par.n_samples < 1:
+        raise InputError(f"par.n_samples must be an integer >= 1, got {par.n_samples!r}")
+    n, _ = _check_world(world)
+    b = inp.key.shape[0] if isinstance(inp, ChoiceInputs) and isinstance(inp.key, np.ndarray) else None
+    check_fields("inp", inp, ChoiceInputs, {f: (dt, nd, b) for f, (dt, nd, _) in _INPUTS.items()})
+    check_fields("out", out, ChoiceOutputs, {f: (dt, nd, b) for f, (dt, nd, _) in _OUTPUTS.items()})
+    check_indices("inp.orig", inp.orig, 0, n)
+    check_indices("inp.dest_node", inp.dest_node, -1, n)
+    return _choose(par, inp, world, out)  # type: ignore[no-any-return]
+
+
+def hash_uniforms(keys: np.ndarray, slot: int, out: np.ndarray) -> np.ndarray:
+    """``out[i] = hash_uniform(keys[i], slot)`` for every key (uint64 keys, float64 ``out`` of
+    their length, an integer slot); returns ``out``.
+    """
+    check_array("keys", keys, np.uint64)
+    check_array("out", out, np.float64, length=keys.shape[0], writeable=True)
+    if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or slot < 0:
+        raise InputError(f"slot must be an integer >= 0, got {slot!r}")
+    return _hash_uniforms(keys, slot, out)  # type: ignore[no-any-return]
+
+
+def decision_keys(base: np.uint64, person: np.ndarray, leg: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Key of person ``person[i]``'s decision about leg ``leg[i]`` under ``base`` (a
+    ``numpy.uint64``), into ``out`` (uint64, one per person); returns ``out``.
+    """
+    if not isinstance(base, np.uint64):
+        raise InputError(f"base must be a numpy.uint64 key, got {type(base).__name__}")
+    for what, a in (("person", person), ("leg", leg)):
+        if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "iu":
+            raise InputError(f"{what} must be a 1-D integer numpy array")
+    if leg.shape != person.shape:
+        raise InputError(f"leg must have one entry per person ({person.shape[0]}), got {leg.shape[0]}")
+    check_array("out", out, np.uint64, length=person.shape[0], writeable=True)
+    return _decision_keys(base, person, leg, out)  # type: ignore[no-any-return]
