@@ -309,34 +309,45 @@ def record_feed(
                 put(arrival, *_garble(entity, int(u[i, 4] * 4), rng))
                 continue
             if u[i, 3] > 1.0 - cfg.implausible_rate:
-                entity = to_normalized(entity) if s["kind"] == "loop" else dict(entity)
-                if u[i, 4] < 0.5:
-                    entity["averageVehicleSpeed"] = (
-                        {"type": "Property", "value": 300.0 + 100.0 * u[i, 5]}
-                        if s["kind"] == "loop"
-                        else 300.0 + 100.0 * u[i, 5]
-                    )
-                    if s["kind"] == "loop":
-                        entity["averageVehicleSpeed"]["unitCode"] = "KMH"
-                else:
-                    entity["intensity"] = (
-                        {"type": "Property", "value": -1 - int(9 * u[i, 5])}
-                        if s["kind"] == "loop"
-                        else -1 - int(9 * u[i, 5])
-                    )
+                entity = _implausible(entity, loop=s["kind"] == "loop", u_which=u[i, 4], u_value=u[i, 5])
             put(arrival, "payload", entity)
             if u[i, 2] < cfg.duplicate_rate:
                 put(arrival + 2.0 + 88.0 * u[i, 5], "payload", entity)
-        clock_s = (start_s + float(t_end)) % 86400.0
-        if clock_s % 3600.0 == 0.0:  # a sensor nobody registered
-            rec = Observation("", f"{_TFO}det-unknown", float(t_end), -1, interval, 120.0)
-            put(float(t_end) + 5.0, "payload", to_entity(rec, clock=clock))
-        if clock_s % 10800.0 == 1800.0 and sensors:  # a location 3 km off the map
-            line = mapper.link_line(sensors[0]["link"])
-            off = {"type": "Point", "coordinates": [line["coordinates"][0][0] + 0.05, line["coordinates"][0][1]]}
-            rec = Observation("", f"{_TFO}loop-offmap", float(t_end), -1, interval, 60.0, location=off)
+        for rec in _strays(float(t_end), interval, start_s=start_s, sensors=sensors, mapper=mapper):
             put(float(t_end) + 5.0, "payload", to_entity(rec, clock=clock))
     for arrival, entity in _alerts(incidents, net, mapper, clock, duration, rng):
         put(arrival, "payload", entity)
     pending.sort(key=lambda m: (m[0], m[1]))
     return sensors, table, [(t, env) for t, _, env in pending]
+
+
+def _implausible(entity: dict, *, loop: bool, u_which: float, u_value: float) -> dict:
+    """A copy of a sensor entity made implausible: a speed of 300-400 km/h or a negative count.
+
+    ``loop``: a loop detector's entity (normalized NGSI-LD, properties with units).
+    """
+    entity = to_normalized(entity) if loop else dict(entity)
+    if u_which < 0.5:
+        entity["averageVehicleSpeed"] = (
+            {"type": "Property", "value": 300.0 + 100.0 * u_value} if loop else 300.0 + 100.0 * u_value
+        )
+        if loop:
+            entity["averageVehicleSpeed"]["unitCode"] = "KMH"
+    else:
+        entity["intensity"] = {"type": "Property", "value": -1 - int(9 * u_value)} if loop else -1 - int(9 * u_value)
+    return entity
+
+
+def _strays(t_end: float, interval: float, *, start_s: float, sensors: list[dict], mapper) -> list[Observation]:
+    """The observations at ``t_end`` from sensors the twin cannot place: every clock hour a
+    sensor nobody registered, every three hours (at half past) a location 3 km off the map.
+    """
+    out = []
+    clock_s = (start_s + t_end) % 86400.0
+    if clock_s % 3600.0 == 0.0:  # a sensor nobody registered
+        out.append(Observation("", f"{_TFO}det-unknown", t_end, -1, interval, 120.0))
+    if clock_s % 10800.0 == 1800.0 and sensors:  # a location 3 km off the map
+        line = mapper.link_line(sensors[0]["link"])
+        off = {"type": "Point", "coordinates": [line["coordinates"][0][0] + 0.05, line["coordinates"][0][1]]}
+        out.append(Observation("", f"{_TFO}loop-offmap", t_end, -1, interval, 60.0, location=off))
+    return out
