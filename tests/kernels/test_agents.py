@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.agents import trip_positions
+from kernels.agents import PersonTrips, Positions, VehicleView, trip_positions
 from tests.reference.agents import ref_trip_positions
 
 
@@ -34,22 +34,8 @@ def _case(rng, n_persons=200, n_veh=150, n_links=40, n_nodes=25):
 def _both(persons, c, now):
     m = persons.size
     out = (np.empty(m), np.empty(m, np.int8), np.empty(m, np.int32))
-    trip_positions(
-        persons,
-        c["mode"],
-        c["vid"],
-        c["dep"],
-        c["arr_known"],
-        c["dest"],
-        c["purpose"],
-        c["place"],
-        c["node"],
-        c["veh_arrive"],
-        c["veh_link"],
-        c["link_dst"],
-        now,
-        *out,
-    )
+    trips = PersonTrips(*(c[f] for f in ("mode", "vid", "dep", "arr_known", "dest", "purpose", "place", "node")))
+    trip_positions(persons, trips, VehicleView(c["veh_arrive"], c["veh_link"], c["link_dst"]), now, Positions(*out))
     ref = ref_trip_positions(
         persons,
         c["mode"],
