@@ -61,7 +61,7 @@ from city_models.population import (
     zone_node_index,
 )
 from kernels import choice as kc
-from kernels.agents import trip_positions
+from kernels.agents import PersonTrips, Positions, VehicleView, trip_positions
 from kernels.routing import changed_links, route_table, stale_rows
 from twin.clock import PRIORITY, schedule_at
 from twin.components import Component, TwinView
@@ -552,8 +552,7 @@ class PopulationComponent(Component):
         m = p.shape[0]
         out = (np.empty(m), np.empty(m, np.int8), np.empty(m, np.int32))
         veh = self.twin.traffic.veh
-        trip_positions(
-            p,
+        trips = PersonTrips(
             self.trip_mode,
             self.trip_vid,
             self.trip_dep,
@@ -562,12 +561,8 @@ class PopulationComponent(Component):
             self.trip_purpose,
             self.place,
             self.node,
-            veh.arrive,
-            veh.link,
-            self.twin.traffic.links.dst,
-            now,
-            *out,
         )
+        trip_positions(p, trips, VehicleView(veh.arrive, veh.link, self.twin.traffic.links.dst), now, Positions(*out))
         if whole:
             self._pos_cache = (now, p, out)
         return out
