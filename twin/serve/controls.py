@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from basics.errors import InputError
+from basics.errors import InputError, TwinError
 
 __all__ = ["ControlError", "check_control", "apply_control", "ACTIONS", "MAX_BODY_BYTES"]
 
@@ -64,8 +64,8 @@ MAX_ZONES = 200
 MAX_FORK_LINKS = 100
 
 
-class ControlError(Exception):
-    """A control refused: ``status`` (400, 403, 409, 413, 422) and the reason."""
+class ControlError(TwinError):
+    """A control refused: ``status`` (400, 403, 409, 413, 422, 503) and the reason."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)

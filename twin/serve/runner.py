@@ -6,6 +6,11 @@ between steps, and publishes the state (:mod:`twin.serve.picture`) at most
 ``rate_hz`` times a second, and at once after a control.  Other threads (the web
 server's) only read the published state and its delta, which are never changed
 after publication, and hand controls over through :meth:`Runner.submit`.
+
+In shadow mode (``live``: a :class:`~twin.serve.live.LiveDriver`) the thread steps
+the shadow twin as the feed allows instead, shows the member nearest the ensemble
+mean, and adds the feed's counters and the estimate to each publication; controls
+that would change the twin are refused there (it follows the feed).
 """
 
 from __future__ import annotations
@@ -66,10 +71,16 @@ class Runner:
         Most state publications a second.
     paused
         Start paused.
+    live
+        Shadow mode: a :class:`~twin.serve.live.LiveDriver` (``twin`` is then its
+        representative member, followed as it changes).
     """
 
-    def __init__(self, twin: Any, *, speed: float = 60.0, rate_hz: float = 2.0, paused: bool = False) -> None:
-        self.twin = twin
+    def __init__(
+        self, twin: Any, *, speed: float = 60.0, rate_hz: float = 2.0, paused: bool = False, live: Any = None
+    ) -> None:
+        self.live = live
+        self.twin = live.twin if live is not None else twin
         self.speed = float(speed)
         self.period = 1.0 / rate_hz
         self.paused = paused
@@ -95,6 +106,8 @@ class Runner:
         with self._fork_lock:
             forks = list(self.forks)
         extra = {"operator_log": self.oplog.rows[-50:], "forks": forks, "error": getattr(self, "error", None)}
+        if self.live is not None:
+            extra["live"] = self.live.state()
         return state_payload(self.twin, seq=self.seq, paused=self.paused, speed=self.speed, extra=extra)
 
     def publish(self) -> None:
@@ -186,12 +199,18 @@ class Runner:
             return "paused"
         if action == "resume":
             self.paused = False
+            if self.live is not None:
+                self.live.repace()
             return "resumed"
         if action == "speed":
             self.speed = ctl["value"]
+            if self.live is not None:
+                self.live.repace(self.speed)
             return f"speed {self.speed:g}x"
         if action == "fork":
             return self._fork(ctl, who)
+        if self.live is not None:
+            raise ControlError(409, f"{action}: in shadow mode the twin follows the feed; fork a what-if instead")
         return apply_control(self.twin, ctl, closures=self.closures, who=who)
 
     def _fork(self, ctl: dict[str, Any], who: str) -> str:
@@ -258,7 +277,9 @@ class Runner:
         while not self._stop.is_set():
             now = time.perf_counter()
             changed = self._drain()
-            if not self.paused and tw.now < tw.duration_s:
+            if self.live is not None:
+                changed |= self._step_live()
+            elif not self.paused and tw.now < tw.duration_s:
                 target = min(tw.now + (now - last) * self.speed, tw.duration_s)
                 c0 = time.thread_time()
                 try:
@@ -273,6 +294,22 @@ class Runner:
                 self.publish()
                 last_pub = now
             self._stop.wait(0.05)
+
+    def _step_live(self) -> bool:
+        """One step of the shadow twin if the feed allows; whether it ran."""
+        if self.paused or self.live.finished:
+            return False
+        c0 = time.thread_time()
+        try:
+            ran = self.live.step()
+        except Exception as exc:  # the page says so; the server stays up
+            log.exception("the shadow twin stopped")
+            self.error = f"the shadow twin stopped at {self.twin.now:.0f} s: {type(exc).__name__}: {exc}"[:300]
+            self.paused = True
+            ran = False
+        self.step_cpu_s += time.thread_time() - c0
+        self.twin = self.live.twin
+        return ran
 
 
 def _round(v: Any) -> Any:

@@ -100,6 +100,7 @@ function drawMarkers() {
     ctx.fillRect(sx - 2 * k, sy - 6 * k, 4 * k, 12 * k);
   }
   if (!state) return;
+  if (state.live) drawSensors(k);
   for (const [name, st] of Object.entries(state.stations || {})) {
     const [sx, sy] = marker(st.x, st.y, 5 * k, st.in_service ? "#e6edf3" : "#6e7681", "square");
     ctx.fillStyle = "#e6edf3"; ctx.fillText(name + (st.in_service ? "" : " (out)"), sx + 7 * k, sy - 5 * k);
@@ -110,6 +111,19 @@ function drawMarkers() {
   }
   for (const u of Object.values(state.units || {})) {
     marker(u[0], u[1], 3 * k, UNIT_COLOURS[u[3]] || "#58a6ff");
+  }
+}
+
+// sensor links (shadow mode): a cyan ring at each observed link's middle; the charted ones numbered
+function drawSensors(k) {
+  const X = map.x, Y = map.y, S = map.src, D = map.dst;
+  const charted = Object.keys(state.live.sensors);
+  ctx.strokeStyle = "#39d0d8"; ctx.lineWidth = 2 * k;
+  for (const i of state.live.sensor_links) {
+    const [sx, sy] = toScreen((X[S[i]] + X[D[i]]) / 2, (Y[S[i]] + Y[D[i]]) / 2);
+    ctx.beginPath(); ctx.arc(sx, sy, 5 * k, 0, 2 * Math.PI); ctx.stroke();
+    const n = charted.indexOf(String(i));
+    if (n >= 0) { ctx.fillStyle = "#39d0d8"; ctx.fillText(`S${n + 1}`, sx + 7 * k, sy + 4 * k); }
   }
 }
 
@@ -145,6 +159,8 @@ function panels() {
   const shown = (s.log || []).slice(-100).reverse();
   table(tbody, shown.map(r => [r.clock, r.event, `${r.incident} ${r.incident_type}`.trim(), r.unit, String(r.detail).slice(0, 80)]));
   $("forks").replaceChildren(...(s.forks || []).map(forkView));
+  livePanel(s);
+  for (const id of ["incmode", "closemode", "reopenmode", "stout", "stin", "evac"]) if (s.live) $(id).disabled = true;
   const st = $("station");
   const names = Object.keys(s.stations || {});
   if (st.options.length !== names.length) st.replaceChildren(...names.map(n => new Option(n, n)));
