@@ -46,30 +46,30 @@ class DispatchCentre:
         units free to send (default: computed now).
         """
         now = self.comp.twin.env.now
-        free = self.comp._free_mask() if free is None else free
-        ids = (free & self.comp._kind_mask[self.comp._kind_code[kind]]).nonzero()[0]
-        st = self.comp._ustation[ids]
-        nodes = self.comp._st_node[st]  # units at their station
+        fleet = self.comp.fleet
+        ids = fleet.of_kind(kind, fleet.free_mask() if free is None else free)
+        st = fleet.stations_of(ids)
+        nodes = fleet.station_nodes(st)  # units at their station
         lag = np.zeros(ids.size)
-        units = self.comp.units
-        for j in (self.comp._ustate[ids] == RETURNING).nonzero()[0].tolist():  # driving home: from where they are
+        units = fleet.units
+        for j in fleet.returning(ids).tolist():  # driving home: from where they are
             node, _, t_node = self.comp.routes.where(units[ids[j]])
             nodes[j] = node
             lag[j] = t_node - now
         travel = dist[nodes]
         travel += lag
 
-        def free() -> np.ndarray:
+        def free_flow() -> np.ndarray:
             return self.comp.router.free_tree_to(inc.node)[nodes] + lag
 
         return Candidates(
             kind=kind,
             units=ids,
             travel_s=travel,
-            mutual_aid=self.comp._st_aid[st],
+            mutual_aid=fleet.mutual_aid(st),
             station=st,
-            free_flow_fn=free,
-            any_mutual_aid=None if self.comp._any_aid else False,
+            free_flow_fn=free_flow,
+            any_mutual_aid=None if fleet.any_mutual_aid else False,
         )
 
     def dispatch_round(self) -> None:
@@ -77,9 +77,9 @@ class DispatchCentre:
         if not self.comp.queue:
             self.comp.blocked = False
             return
-        mask = self.comp._free_mask()
-        counts = np.bincount(self.comp._ukind[mask], minlength=len(self.comp.kinds))
-        free = {k: int(counts[c]) for k, c in self.comp._kind_code.items()}
+        fleet = self.comp.fleet
+        mask = fleet.free_mask()
+        free = fleet.free_by_kind(mask)
         order = sorted(
             self.comp.queue, key=lambda i: (-self.comp.incidents[i].priority, self.comp.incidents[i].t_reported, i)
         )
@@ -96,7 +96,7 @@ class DispatchCentre:
                     if not trusted:  # the built-in policies choose among reachable candidates by construction
                         chosen = check_choice(chosen, cand, n, policy_name=self.comp.policy_name, incident_id=inc.id)
                     for u in chosen:
-                        self.assign(self.comp.units[u], inc, float(cand.travel_s[cand.units.searchsorted(u)]))
+                        self.assign(fleet.units[u], inc, float(cand.travel_s[cand.units.searchsorted(u)]))
                         mask[u] = False
                     free[kind] -= len(chosen)
             if sum(inc.need.values()) == 0:
@@ -114,7 +114,7 @@ class DispatchCentre:
         # a free unit of a kind some queued incident needs could not reach it: watch the roads
         self.comp.blocked = any(free.get(k, 0) > 0 for i in self.comp.queue for k in self.comp.incidents[i].need)
         if self.comp.blocked:
-            self.comp._watch()
+            self.comp.watch_roads()
 
     def assign(self, unit: Unit, inc: Incident, travel_s: float) -> None:
         """Send ``unit`` to ``inc``: its route, turnout, the records and the log."""
@@ -135,7 +135,7 @@ class DispatchCentre:
             del inc.need[unit.kind]
         if math.isnan(inc.t_dispatched):
             inc.t_dispatched = now
-        st = self.comp.stations[unit.station]
+        st = self.comp.fleet.stations[unit.station]
         if st.mutual_aid:
             self.comp.mutual_aid_dispatches += 1
         self.comp.log.add(
@@ -147,11 +147,11 @@ class DispatchCentre:
             detail=f"from {st.name}{' (mutual aid)' if st.mutual_aid else ''}; travel {travel_s:.0f} s",
         )
         if unit.t_depart <= now + _EPS:
-            self.comp._set_state(unit, ENROUTE)
+            self.comp.fleet.set_state(unit, ENROUTE)
             if math.isnan(inc.t_enroute):
                 inc.t_enroute = now
             self.comp.log.add(now, "en_route", inc.id, unit.id, unit.node)
-            self.comp._set_next(("u", unit.id), self.comp.routes.arrival_time(unit))
+            self.comp.set_next(("u", unit.id), self.comp.routes.arrival_time(unit))
         else:
-            self.comp._set_state(unit, DISPATCHED)
-            self.comp._set_next(("u", unit.id), unit.t_depart)
+            self.comp.fleet.set_state(unit, DISPATCHED)
+            self.comp.set_next(("u", unit.id), unit.t_depart)

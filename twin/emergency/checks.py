@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from twin.emergency.incidents import CLEARED, REPORTED, WORKING
-from twin.emergency.resources import AVAILABLE, BUSY, DISPATCHED, ENROUTE, RETURNING, TRANSPORT
+from twin.emergency.resources import BUSY, DISPATCHED, ENROUTE, RETURNING, TRANSPORT
 
 __all__ = ["check_invariants"]
 
@@ -31,23 +29,11 @@ def check_invariants(comp) -> None:
             raise RuntimeError(f"incident {inc.id}: needs {inc.need} but queued={inc.id in comp.queue}")
         if needs and inc.stage not in (REPORTED, WORKING):
             raise RuntimeError(f"incident {inc.id} needs units at stage {inc.stage}")
-    if comp._ufree is not None and not np.array_equal(
-        comp._ufree, ((comp._ustate == AVAILABLE) | (comp._ustate == RETURNING)) & comp._st_ok[comp._ustation]
-    ):
-        raise RuntimeError("the free-unit index disagrees with the unit and station records")
-    for s_, st in enumerate(comp.stations):
-        if comp._st_ok[s_] != (st.in_service and not st.removed):
-            raise RuntimeError(f"station {st.name}: the index disagrees with its record")
-    for u in comp.units:
+    comp.fleet.check_index()
+    for u in comp.fleet.units:
         busy = u.state in BUSY
         if busy != (u.id in owner) or busy != (u.incident >= 0) or (busy and owner[u.id] != u.incident):
             raise RuntimeError(f"unit {u.id} state {u.state}, incident {u.incident}, listed by {owner.get(u.id)}")
-        if (
-            comp._ustate[u.id] != u.state
-            or comp._ukind[u.id] != comp._kind_code[u.kind]
-            or comp._ustation[u.id] != u.station
-        ):
-            raise RuntimeError(f"unit {u.id}: the index disagrees with its record")
         if u.state in (ENROUTE, TRANSPORT, RETURNING, DISPATCHED) and u.path.shape[0]:
             rest = comp.routes.rest(u)
             if rest.size and comp.router.is_closed(rest).any():

@@ -4,7 +4,7 @@ Everything is a SimPy process on ``twin.env`` driving plain records:
 
 - one *agenda* process runs every unit's and open incident's next step at the record's
   ``t_next`` (see :mod:`twin.emergency.incidents` and :mod:`twin.emergency.resources`):
-  :meth:`EmergencyComponent._set_next` puts ``(t_next, seq, key)`` on a heap (the heap
+  :meth:`EmergencyComponent.set_next` puts ``(t_next, seq, key)`` on a heap (the heap
   and its counter are records, so a snapshot keeps the order of simultaneous steps),
   and wakes the agenda when the new time comes before the one it sleeps until.  One
   process for all, rather than one per record, spares a SimPy process, an idle event
@@ -40,7 +40,8 @@ from twin.emergency.agenda import Agenda, Key
 from twin.emergency.centre import DispatchCentre
 from twin.emergency.checks import check_invariants
 from twin.emergency.control import ControlDesk
-from twin.emergency.dispatch import POLICIES, Candidates, Router, load_policy
+from twin.emergency.dispatch import Candidates, Router, load_policy
+from twin.emergency.fleet import Fleet
 from twin.emergency.incidents import (
     CLEARED,
     OCCURRED,
@@ -65,6 +66,7 @@ from twin.emergency.resources import (
     REMOVED,
     RETURNING,
     TRANSPORT,
+    Station,
     Unit,
     build_resources,
 )
@@ -78,13 +80,6 @@ log = logging.getLogger(__name__)
 
 #: SimPy priority of the component's own events (see :data:`twin.clock.PRIORITY`)
 _PRIO = PRIORITY["normal"]
-_MOVING = (DISPATCHED, ENROUTE, TRANSPORT, RETURNING)
-_IS_MOVING = np.zeros(16, bool)
-_IS_MOVING[list(_MOVING)] = True
-_IS_FREE = np.zeros(16, bool)
-_IS_FREE[[AVAILABLE, RETURNING]] = True
-#: policies whose choices need no check (they pick reachable candidates by construction)
-_TRUSTED = tuple(POLICIES.values())
 
 
 class EmergencyComponent(Component):
@@ -138,12 +133,9 @@ class EmergencyComponent(Component):
         self.script.sort(key=lambda e: e["t"])
         self.script_pos = 0
         used = set(inc_spec.rates) | {d.type for d in inc_spec.drill}
-        self.stations, self.units, self.hospitals = build_resources(
-            city, twin.scenario.resources, inc_spec, types_used=used
-        )
-        self.kinds = sorted(inc_spec.unit_kinds_needed)
-        self._rebuild_index()
-        self.unit_names = self._name_units(range(len(self.units)))
+        stations, units, self.hospitals = build_resources(city, twin.scenario.resources, inc_spec, types_used=used)
+        #: the stations and their units (states, homes, who is free)
+        self.fleet = Fleet(stations, units, sorted(inc_spec.unit_kinds_needed))
         self.incidents: list[Incident] = []
         #: incidents that still need units (ids)
         self.queue: list[int] = []
@@ -185,7 +177,7 @@ class EmergencyComponent(Component):
     def start(self) -> None:
         """Register the processes (dispatcher, arrivals, drill script, agenda, link watch) from the records."""
         env = self._env = self.twin.env
-        self._rebuild_index()
+        self.fleet.rebuild_index()
         self._wake = env.event()
         env.process(self._dispatcher())
         for name in self.samplers:
@@ -195,47 +187,37 @@ class EmergencyComponent(Component):
         self.agenda.start(env)
         env.process(self._link_watch())
         if self.queue:
-            self._kick()
+            self.kick()
 
     @property
     def now(self) -> float:
         """The clock's time, s."""
         return self._env.now
 
-    # ------------------------------------------------------------ fast index
-    def _rebuild_index(self) -> None:
-        """Arrays mirroring the unit and station records (derived: rebuilt by start())."""
-        self._kind_code = {k: i for i, k in enumerate(self.kinds)}
-        self._ustate = np.asarray([u.state for u in self.units], np.int8)
-        self._ukind = np.asarray([self._kind_code[u.kind] for u in self.units], np.int64)
-        self._kind_mask = [self._ukind == c for c in range(len(self.kinds))]
-        self._ustation = np.asarray([u.station for u in self.units], np.int64)
-        self._st_ok = np.asarray([s.in_service and not s.removed for s in self.stations], bool)
-        self._st_node = np.asarray([s.node for s in self.stations], np.int64)
-        self._st_aid = np.asarray([s.mutual_aid for s in self.stations], bool)
-        self._any_aid = bool(self._st_aid.any())
-        self._ufree = None  # see _free_mask
+    @property
+    def units(self) -> list[Unit]:
+        """The unit records, by id (:attr:`Fleet.units`; change them through :attr:`fleet`)."""
+        return self.fleet.units
 
-    def _set_state(self, unit: Unit, state: int) -> None:
-        unit.state = state
-        self._ustate[unit.id] = state
-        if self._ufree is not None:
-            self._ufree[unit.id] = _IS_FREE[state] and self._st_ok[unit.station]
+    @property
+    def stations(self) -> list[Station]:
+        """The station records, by id (:attr:`Fleet.stations`; change them through :attr:`fleet`)."""
+        return self.fleet.stations
 
-    def _stations_changed(self) -> None:
-        """Call after changing a station's service state or a unit's station."""
-        self._ufree = None
+    @property
+    def kinds(self) -> list[str]:
+        """The unit kinds the scenario needs, sorted (:attr:`Fleet.kinds`)."""
+        return self.fleet.kinds
 
-    def _free_mask(self) -> np.ndarray:
-        """Units that may be sent now: at their station or driving home, station in service (a copy)."""
-        if self._ufree is None:  # kept up to date by _set_state
-            self._ufree = _IS_FREE[self._ustate] & self._st_ok[self._ustation]
-        return self._ufree.copy()
+    @property
+    def unit_names(self) -> list[str]:
+        """The units' display names, by id (:attr:`Fleet.names`)."""
+        return self.fleet.names
 
     # ------------------------------------------------------------ the agenda's owner
     def agenda_record(self, key: Key) -> Unit | Incident:
         """The unit (``("u", id)``) or incident (``("i", id)``) a key names."""
-        return self.units[key[1]] if key[0] == "u" else self.incidents[key[1]]
+        return self.fleet.units[key[1]] if key[0] == "u" else self.incidents[key[1]]
 
     def agenda_finished(self, key: Key, rec: Unit | Incident) -> bool:
         """Whether the record is done for good (a retired unit, a cleared incident)."""
@@ -251,11 +233,11 @@ class EmergencyComponent(Component):
         if self.step_hook is not None:
             self.step_hook()
 
-    def _set_next(self, key: Key, t: float) -> None:
+    def set_next(self, key: Key, t: float) -> None:
         """Set a record's next step time (``inf``: none); see :meth:`Agenda.set_next`."""
         self.agenda.set_next(key, t)
 
-    def _kick(self) -> None:
+    def kick(self) -> None:
         """Wake the dispatch centre (a no-op while no incident waits for units)."""
         if self.queue and self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
@@ -277,7 +259,7 @@ class EmergencyComponent(Component):
                 continue
             node = sampler.node(rng)
             self.next_arrival[name] = sampler.next_time(t, rng)
-            self._new_incident(name, Location(node), severity=None, source="random", notes="")
+            self.new_incident(name, Location(node), severity=None, source="random", notes="")
 
     def _script_proc(self, gen: int):
         env = self.twin.env
@@ -287,7 +269,22 @@ class EmergencyComponent(Component):
                 yield schedule_at(env, e["t"], _PRIO)
                 continue
             self.script_pos += 1
-            self._new_incident(e["type"], e["loc"], severity=e["severity"], source=e["source"], notes=e["notes"])
+            self.new_incident(e["type"], e["loc"], severity=e["severity"], source=e["source"], notes=e["notes"])
+
+    def add_to_script(self, entry: dict) -> None:
+        """Put a later incident on the timeline (after those due at the same time or before).
+
+        Parameters
+        ----------
+        entry : dict
+            ``{"t", "type", "loc", "severity", "notes", "source"}`` as the drill
+            timeline's entries; ``t`` after the clock's time.
+        """
+        t = entry["t"]
+        pos = self.script_pos + sum(1 for e in self.script[self.script_pos :] if e["t"] <= t)
+        self.script.insert(pos, entry)
+        self._script_gen += 1
+        self.twin.env.process(self._script_proc(self._script_gen))
 
     def _link_watch(self):
         """Check for link changes by others every ``link_watch_s`` while it matters.
@@ -300,20 +297,22 @@ class EmergencyComponent(Component):
         """
         env = self.twin.env
         while True:
-            if not (self.blocked or _IS_MOVING[self._ustate].any()):
+            if not (self.blocked or self.fleet.any_moving()):
                 self._watch_wake = env.event()
                 yield self._watch_wake
                 continue
             yield schedule_at(env, env.now + self.link_watch_s, _PRIO)
             if self._links_changed():
-                self._kick()
+                self.kick()
 
-    def _watch(self) -> None:
+    def watch_roads(self) -> None:
+        """Wake the link watch (a trip started, or a queued call waits for a unit that cannot reach it)."""
         if self._watch_wake is not None and not self._watch_wake.triggered:
             self._watch_wake.succeed()
 
     # ================================================================ incidents
-    def _new_incident(self, type_: str, loc: Location, *, severity: int | None, source: str, notes: str) -> Incident:
+    def new_incident(self, type_: str, loc: Location, *, severity: int | None, source: str, notes: str) -> Incident:
+        """An incident of ``type_`` occurs now at ``loc`` (severity drawn when ``None``); returns its record."""
         spec = self.types[type_]
         rng = self.rng
         levels, cum = self._severity_cdf[type_]
@@ -347,7 +346,7 @@ class EmergencyComponent(Component):
         )
         if spec.affects_links:
             self._apply_links(inc, loc)
-        self._set_next(("i", inc.id), now + call)
+        self.set_next(("i", inc.id), now + call)
         return inc
 
     def _apply_links(self, inc: Incident, loc: Location) -> None:
@@ -401,7 +400,7 @@ class EmergencyComponent(Component):
                 node=inc.node,
                 detail="needs " + ", ".join(f"{n} {k}" for k, n in inc.need.items()),
             )
-            self._kick()
+            self.kick()
             return
         if inc.stage == WORKING and now >= inc.t_work_end - _EPS:
             inc.t_work_end = -math.inf  # elapsed
@@ -418,7 +417,7 @@ class EmergencyComponent(Component):
         if not inc.clear_done and math.isfinite(inc.t_clear_end):
             t = min(t, inc.t_clear_end)
         if inc.stage != CLEARED:
-            self._set_next(("i", inc.id), t)
+            self.set_next(("i", inc.id), t)
 
     def _essentials_missing(self, inc: Incident) -> list[str]:
         spec = self.types[inc.type]
@@ -471,11 +470,11 @@ class EmergencyComponent(Component):
         carrier = -1
         if inc.transport:
             for u in inc.assigned:
-                if self.units[u].state == ONSCENE and self.units[u].kind == spec.transport_unit:
+                if self.fleet.units[u].state == ONSCENE and self.fleet.units[u].kind == spec.transport_unit:
                     carrier = u
                     break
         for u in list(inc.assigned):
-            unit = self.units[u]
+            unit = self.fleet.units[u]
             if unit.state in (DISPATCHED, ENROUTE):
                 self.log.add(now, "stood_down", inc.id, u)
                 self._release(unit)
@@ -497,7 +496,7 @@ class EmergencyComponent(Component):
         self._revert_links(inc)
         kind = self.types[inc.type].cleared_by
         for u in list(inc.assigned):
-            unit = self.units[u]
+            unit = self.fleet.units[u]
             if unit.state == ONSCENE and unit.kind == kind:
                 self._release(unit)
         self._try_clear(inc)
@@ -516,28 +515,28 @@ class EmergencyComponent(Component):
     def _unit_due(self, unit: Unit) -> None:
         now = self.now
         if unit.state == DISPATCHED:
-            self._set_state(unit, ENROUTE)
+            self.fleet.set_state(unit, ENROUTE)
             inc = self.incidents[unit.incident]
             if math.isnan(inc.t_enroute):
                 inc.t_enroute = now
             self.log.add(now, "en_route", inc.id, unit.id, unit.node)
-            self._set_next(("u", unit.id), self.routes.arrival_time(unit))
+            self.set_next(("u", unit.id), self.routes.arrival_time(unit))
         elif unit.state == ENROUTE:
             inc = self.incidents[unit.incident]
             travel = now - unit.t_depart
-            self._set_state(unit, ONSCENE)
+            self.fleet.set_state(unit, ONSCENE)
             unit.clear_trip(inc.node)
             self._on_arrival(unit, inc, travel)
         elif unit.state == TRANSPORT:
             inc = self.incidents[unit.incident]
             h = self.hospitals[inc.hospital]
             h.incoming -= 1
-            self._set_state(unit, HOSPITAL)
+            self.fleet.set_state(unit, HOSPITAL)
             unit.clear_trip(h.node)
             inc.t_hospital = now
             h.admit(now, now + draw(self.types[inc.type].hospital_stay, self.rng_units))
             self.log.add(now, "at_hospital", inc.id, unit.id, h.node, detail=h.name)
-            self._set_next(("u", unit.id), now + draw(self.types[inc.type].handover, self.rng_units))
+            self.set_next(("u", unit.id), now + draw(self.types[inc.type].handover, self.rng_units))
         elif unit.state == HOSPITAL:
             inc = self.incidents[unit.incident]
             inc.transport_done = True
@@ -554,36 +553,39 @@ class EmergencyComponent(Component):
         unit.incident = -1
         unit.busy_s += self.now - unit.busy_since
         unit.busy_since = math.nan
-        self._go_home(unit)
-        self._kick()
+        self.send_home(unit)
+        self.kick()
 
-    def _go_home(self, unit: Unit) -> None:
-        home = self.stations[unit.station].node
+    def send_home(self, unit: Unit) -> None:
+        """Send a unit (free of any incident) to its home station, or mark it there."""
+        home = self.fleet.stations[unit.station].node
         node, lead, _ = self.routes.where(unit)
         if node == home and lead < 0:
             unit.clear_trip(home)
             self._at_station(unit)
             return
-        self._set_state(unit, RETURNING)
+        self.fleet.set_state(unit, RETURNING)
         if not self.routes.route(unit, home, t0=self.now, leaving=True):
             unit.clear_trip(node)
             self.log.add(self.now, "stranded", -1, unit.id, node, detail="no open route home")
-            self._set_next(("u", unit.id), math.inf)
+            self.set_next(("u", unit.id), math.inf)
             return
-        self.log.add(self.now, "returning", -1, unit.id, unit.node, detail=f"to {self.stations[unit.station].name}")
-        self._set_next(("u", unit.id), self.routes.arrival_time(unit))
+        self.log.add(
+            self.now, "returning", -1, unit.id, unit.node, detail=f"to {self.fleet.stations[unit.station].name}"
+        )
+        self.set_next(("u", unit.id), self.routes.arrival_time(unit))
 
     def _at_station(self, unit: Unit) -> None:
-        st = self.stations[unit.station]
+        st = self.fleet.stations[unit.station]
         unit.clear_trip(st.node)
         if st.removed:
-            self._set_state(unit, REMOVED)
+            self.fleet.set_state(unit, REMOVED)
             unit.done = True
         else:
-            self._set_state(unit, AVAILABLE if st.in_service else OUT_OF_SERVICE)
+            self.fleet.set_state(unit, AVAILABLE if st.in_service else OUT_OF_SERVICE)
         self.log.add(self.now, "at_station", -1, unit.id, st.node, detail=st.name)
-        self._set_next(("u", unit.id), math.inf)
-        self._kick()
+        self.set_next(("u", unit.id), math.inf)
+        self.kick()
 
     def _start_transport(self, unit: Unit, inc: Incident) -> None:
         now = self.now
@@ -610,11 +612,11 @@ class EmergencyComponent(Component):
         inc.t_transport = now
         inc.transport_done = False
         links, tts = self.router.path_from_tree(pred, inc.node, hosp.node)
-        self._set_state(unit, TRANSPORT)
+        self.fleet.set_state(unit, TRANSPORT)
         unit.node, unit.dest, unit.t_depart = inc.node, hosp.node, now
         unit.path, unit.path_t = links, np.add.accumulate(tts) + now
         if links.shape[0]:
-            self._watch()
+            self.watch_roads()
         self.log.add(
             now,
             "transport",
@@ -623,7 +625,7 @@ class EmergencyComponent(Component):
             inc.node,
             detail=hosp.name + ("" if best_free >= 0 else " (no free bed: nearest)"),
         )
-        self._set_next(("u", unit.id), self.routes.arrival_time(unit))
+        self.set_next(("u", unit.id), self.routes.arrival_time(unit))
 
     # ================================================================ dispatch
     # ================================================================ link changes
@@ -643,17 +645,17 @@ class EmergencyComponent(Component):
         if not (newly.any() or opened.any()):
             return True
         now = self.twin.env.now
-        moving = np.flatnonzero(_IS_MOVING[self._ustate])
+        moving = self.fleet.moving()
         for u in moving:
-            unit = self.units[int(u)]
+            unit = self.fleet.units[int(u)]
             if unit.path.shape[0] == 0:  # stranded: try again
                 if not opened.any():
                     continue
-                if unit.state == RETURNING and unit.node != self.stations[unit.station].node:
-                    self._go_home(unit)
+                if unit.state == RETURNING and unit.node != self.fleet.stations[unit.station].node:
+                    self.send_home(unit)
                 elif unit.state == TRANSPORT and self.routes.route(unit, unit.dest, t0=now):
                     self.log.add(now, "rerouted", unit.incident, unit.id, unit.node, detail="a route opened")
-                    self._set_next(("u", unit.id), self.routes.arrival_time(unit))
+                    self.set_next(("u", unit.id), self.routes.arrival_time(unit))
                 continue
             if newly.any() and newly[self.routes.rest(unit)].any():
                 self._reroute(unit)
@@ -663,7 +665,7 @@ class EmergencyComponent(Component):
         now = self.now
         key = ("u", unit.id)
         if unit.state == RETURNING:
-            self._go_home(unit)
+            self.send_home(unit)
             return
         if unit.state == TRANSPORT:
             inc = self.incidents[unit.incident]
@@ -675,7 +677,7 @@ class EmergencyComponent(Component):
         ok = self.routes.route(unit, dest, t0=unit.t_depart if leaving else now, from_here=not leaving)
         if ok:
             self.log.add(now, "rerouted", inc.id, unit.id, unit.node, detail="a link on its route closed")
-            self._set_next(key, unit.t_depart if leaving else self.routes.arrival_time(unit))
+            self.set_next(key, unit.t_depart if leaving else self.routes.arrival_time(unit))
             return
         self.log.add(now, "stranded", inc.id, unit.id, unit.node, detail="no open route to its destination")
         if unit.state in (DISPATCHED, ENROUTE):  # give the job back to dispatch
@@ -687,7 +689,7 @@ class EmergencyComponent(Component):
             node, lead, _ = self.routes.where(unit)
             unit.clear_trip(node)
             unit.dest = dest
-            self._set_next(key, math.inf)
+            self.set_next(key, math.inf)
 
     def candidates(self, kind: str, dist: np.ndarray, inc: Incident, *, free: np.ndarray | None = None) -> Candidates:
         """Units of ``kind`` that may be sent now (:meth:`DispatchCentre.candidates`)."""
@@ -715,17 +717,9 @@ class EmergencyComponent(Component):
         return self.control.inject(type, location, severity=severity, notes=notes, at=at)
 
     # ================================================================ checks and results
-    def _name_units(self, ids) -> list[str]:
-        out = []
-        for u in ids:
-            unit = self.units[u]
-            k = sum(1 for v in self.units[:u] if v.station == unit.station and v.kind == unit.kind) + 1
-            out.append(f"{unit.kind} {k} ({self.stations[unit.station].name})")
-        return out
-
     def unit_name(self, u: int) -> str:
         """A unit's display name, e.g. ``ambulance 2 (Central)``."""
-        return self.unit_names[u]
+        return self.fleet.name(u)
 
     def check_invariants(self) -> None:
         """Raise ``RuntimeError`` if the records disagree (see :func:`twin.emergency.checks.check_invariants`)."""

@@ -17,7 +17,7 @@ from basics.numeric import EPS as _EPS
 from scenarios import parse_time_point
 from scenarios.emergency import MAX_UNITS_PER_STATION, _location
 from twin.emergency.incidents import locate
-from twin.emergency.resources import AVAILABLE, OUT_OF_SERVICE, REMOVED, RETURNING, Station, Unit
+from twin.emergency.resources import AVAILABLE, OUT_OF_SERVICE, RETURNING, Station
 
 if TYPE_CHECKING:
     from twin.emergency.component import EmergencyComponent
@@ -49,14 +49,14 @@ class ControlDesk:
     def _station(self, name: str) -> tuple[int, Station]:
         if not isinstance(name, str):
             raise InputError(f"a station is named by text, got {_short(name)}")
-        for k, s in enumerate(self.comp.stations):
+        for k, s in enumerate(self.comp.fleet.stations):
             if s.name == name and not s.removed:
                 return k, s
         from twin.places import close_matches
 
         raise InputError(
             f"no station named {_short(name)}"
-            + close_matches(name, [s.name for s in self.comp.stations if not s.removed])
+            + close_matches(name, [s.name for s in self.comp.fleet.stations if not s.removed])
         )
 
     def set_station_in_service(self, name: str, in_service: bool) -> None:
@@ -72,20 +72,11 @@ class ControlDesk:
             No station of that name.
         """
         k, st = self._station(name)
-        st.in_service = bool(in_service)
-        self.comp._st_ok[k] = st.in_service
-        self.comp._stations_changed()
-        for u in self.comp.units:
-            if u.station != k:
-                continue
-            if not in_service and u.state == AVAILABLE:
-                self.comp._set_state(u, OUT_OF_SERVICE)
-            elif in_service and u.state == OUT_OF_SERVICE:
-                self.comp._set_state(u, AVAILABLE)
+        self.comp.fleet.set_in_service(k, in_service)
         self.comp.log.add(
             self.comp.now, "station_in_service" if in_service else "station_out_of_service", node=st.node, detail=name
         )
-        self.comp._kick()
+        self.comp.kick()
 
     def add_station(self, name: str, kind: str, node, units: dict[str, int], *, mutual_aid: bool = False) -> list[int]:
         """Open a new station with units, available at once; returns the new unit ids.
@@ -109,7 +100,7 @@ class ControlDesk:
             A taken name, an unknown kind, a location not in the city, an unneeded unit kind.
         """
         where = f"add_station({name!r})"
-        if any(s.name == name and not s.removed for s in self.comp.stations):
+        if any(s.name == name and not s.removed for s in self.comp.fleet.stations):
             raise InputError(f"{where}: a station named {name!r} already exists")
         if kind not in ("fire", "ems", "police", "tow"):
             raise InputError(f"{where}: kind must be fire, ems, police or tow, got {kind!r}")
@@ -125,45 +116,30 @@ class ControlDesk:
                     f"{where}: unit kind {k!r} is not needed by any incident type "
                     f"(kinds needed: {', '.join(sorted(needed))})"
                 )
-        s = len(self.comp.stations)
-        self.comp.stations.append(Station(name=name, kind=kind, node=loc.node, mutual_aid=mutual_aid))
-        new = []
-        for k, n in units.items():
-            for _ in range(int(n)):
-                u = Unit(id=len(self.comp.units), kind=k, station=s, node=loc.node)
-                self.comp.units.append(u)
-                new.append(u.id)
-        self.comp._rebuild_index()
-        self.comp.unit_names += self.comp._name_units(new)
+        station = Station(name=name, kind=kind, node=loc.node, mutual_aid=mutual_aid)
+        new = self.comp.fleet.add_station(station, units)
         self.comp.log.add(
             self.comp.now,
             "station_added",
             node=loc.node,
             detail=f"{name}: " + ", ".join(f"{n} {k}" for k, n in units.items()),
         )
-        self.comp._kick()
+        self.comp.kick()
         return new
 
     def remove_station(self, name: str) -> None:
         """Close a station for good: units at it leave service now, the others after their job."""
         k, st = self._station(name)
-        st.removed = True
-        st.in_service = False
-        self.comp._st_ok[k] = False
-        self.comp._stations_changed()
-        for u in self.comp.units:
-            if u.station == k and u.state in (AVAILABLE, OUT_OF_SERVICE):
-                self.comp._set_state(u, REMOVED)
-                u.done = True
-                self.comp._set_next(("u", u.id), math.inf)
+        for u in self.comp.fleet.remove_station(k):
+            self.comp.set_next(("u", u.id), math.inf)
         self.comp.log.add(self.comp.now, "station_removed", node=st.node, detail=name)
 
     def move_units(self, from_station: str, to_station: str, kind: str, n: int) -> list[int]:
         """Move up to ``n`` free ``kind`` units between stations (they drive there); returns their ids."""
         a, _ = self._station(from_station)
         b, dst = self._station(to_station)
-        moved = []
-        for u in self.comp.units:
+        moved: list[int] = []
+        for u in self.comp.fleet.units:
             if len(moved) >= n:
                 break
             if (
@@ -172,13 +148,11 @@ class ControlDesk:
                 and u.state in (AVAILABLE, OUT_OF_SERVICE, RETURNING)
                 and u.incident < 0
             ):
-                u.station = b
-                self.comp._ustation[u.id] = b
-                self.comp._stations_changed()
+                self.comp.fleet.rehome(u, b)
                 moved.append(u.id)
                 self.comp.log.add(self.comp.now, "relocating", -1, u.id, u.node, detail=f"to {dst.name}")
-                self.comp._go_home(u)
-        self.comp._kick()
+                self.comp.send_home(u)
+        self.comp.kick()
         return moved
 
     def inject(self, type: str, location, *, severity: int | None = None, notes: str = "", at=None) -> int | None:
@@ -247,10 +221,8 @@ class ControlDesk:
                 f"({self.comp.twin.duration_s:.0f} s)"
             )
         if t <= self.comp.now + _EPS:
-            return self.comp._new_incident(type, loc, severity=severity, source="inject", notes=notes).id
-        entry = {"t": t, "type": type, "loc": loc, "severity": severity, "notes": notes, "source": "inject"}
-        pos = self.comp.script_pos + sum(1 for e in self.comp.script[self.comp.script_pos :] if e["t"] <= t)
-        self.comp.script.insert(pos, entry)
-        self.comp._script_gen += 1
-        self.comp.twin.env.process(self.comp._script_proc(self.comp._script_gen))
+            return self.comp.new_incident(type, loc, severity=severity, source="inject", notes=notes).id
+        self.comp.add_to_script(
+            {"t": t, "type": type, "loc": loc, "severity": severity, "notes": notes, "source": "inject"}
+        )
         return None

@@ -68,7 +68,7 @@ def sample(comp, t: float) -> None:
     """One row of the time series at output time ``t``."""
     s = comp.series
     s["time"].append(float(t))
-    free = np.bincount(comp._ukind[comp._free_mask()], minlength=len(comp.kinds))
+    free = comp.fleet.count_by_kind(comp.fleet.free_mask())
     s["available"].append(free.tolist())
     s["waiting"].append(len(comp.queue))
     s["active"].append(comp.n_open)

@@ -79,7 +79,7 @@ class UnitRoutes:
         unit.path_t = np.asarray(times, np.float64)
         unit.dest = int(dest)
         if links.shape[0]:
-            self.comp._watch()
+            self.comp.watch_roads()
         return True
 
     def arrival_time(self, unit: Unit) -> float:
