@@ -58,6 +58,7 @@ SNAPSHOT_MODULES: tuple[str, ...] = (
     "twin.emergency.component",
     "twin.emergency.control",
     "twin.emergency.dispatch",
+    "twin.emergency.fleet",
     "twin.emergency.incidents",
     "twin.emergency.log",
     "twin.emergency.resources",
