@@ -65,7 +65,7 @@ import math
 import threading
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -132,17 +132,19 @@ class DeadLetter:
         self.max_bytes = max(int(max_bytes), 1024)
         self.rotate_keep = max(int(rotate_keep), 0)
         self._lock = threading.Lock()
-        self._handle = None
+        self._handle: IO[str] | None = None
         self._size = 0
         self._closed = False
         if self.path is not None:
             _check_dead_letter_file(self.path)
 
-    def _open(self) -> None:
+    def _open(self, path: Path) -> IO[str]:
         """Open the file at the first entry (a run that rejects nothing leaves none)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a", encoding="utf-8")
-        self._size = self._handle.tell()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a", encoding="utf-8")
+        self._handle = handle
+        self._size = handle.tell()
+        return handle
 
     def files(self) -> list[Path]:
         """The dead-letter file and its rotated predecessors that exist, newest first."""
@@ -180,21 +182,22 @@ class DeadLetter:
         with self._lock:
             self.count += 1
             self.recent.append(entry)
-            if self._handle is None and self.path is not None and not self._closed:
-                self._open()
-            if self._handle is not None:
+            handle = self._handle
+            if handle is None and self.path is not None and not self._closed:
+                handle = self._open(self.path)
+            if handle is not None:
                 n = len(data.encode("utf-8"))
-                if self._size and self._size + n > self.max_bytes:
-                    self._rotate()
-                self._handle.write(data)
-                self._handle.flush()
+                if self._size and self._size + n > self.max_bytes and self.path is not None:
+                    handle = self._rotate(self.path)
+                handle.write(data)
+                handle.flush()
                 self._size += n
 
-    def _rotate(self) -> None:
-        """FILE -> FILE.1 -> FILE.2 ...; the oldest beyond ``rotate_keep`` is deleted."""
-        self._handle.close()
+    def _rotate(self, path: Path) -> IO[str]:
+        """FILE -> FILE.1 -> FILE.2 ...; the oldest beyond ``rotate_keep`` is deleted; the new file's handle."""
+        if self._handle is not None:
+            self._handle.close()
         self._handle = None
-        path = self.path
         try:
             if self.rotate_keep == 0:
                 path.unlink(missing_ok=True)
@@ -207,8 +210,8 @@ class DeadLetter:
                 path.replace(path.with_name(f"{path.name}.1"))
         finally:
             self.rotations += 1
-            self._handle = open(path, "a", encoding="utf-8")
-            self._size = self._handle.tell()
+            handle = self._open(path)
+        return handle
 
     def close(self) -> None:
         """Close the file; entries after this are still counted and kept in memory, not written."""
@@ -381,7 +384,7 @@ class Cleanser:
     def _entity(self, entity: Any, source: str) -> Outcome:
         try:
             rec = decode(entity, self.clock, self.mapper, self.source_units.get(source, self.units), source)
-            if type(rec) is Observation:
+            if isinstance(rec, Observation):  # the three record classes have no subclasses
                 return self._observation(rec, entity)
             return self._event(rec, entity)
         except MessageError as exc:
@@ -475,7 +478,7 @@ class Cleanser:
         return Outcome("accepted", r.source, r.id)
 
     def _event(self, r: AlertEvent | ClosureEvent, entity: dict) -> Outcome:
-        links = r.links if type(r) is ClosureEvent else (r.link,)
+        links = r.links if isinstance(r, ClosureEvent) else (r.link,)
         key = (r.id, r.t, -2)
         fp = _fingerprint((r.sub_category, links, r.valid_from, r.valid_to, r.severity))
         seen = self._seen.get(key)

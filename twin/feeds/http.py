@@ -40,8 +40,12 @@ import logging
 import os
 import socket
 import threading
+from typing import TYPE_CHECKING
 
 from basics.errors import InputError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["HttpSource", "is_loopback"]
 
@@ -138,7 +142,7 @@ class HttpSource:
         self.token_env = "TWIN_FEED_TOKEN"  # where the token came from (for messages)
         self.requests = 0
         self.unauthorised = 0
-        self._server = None
+        self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._error: BaseException | None = None
@@ -233,7 +237,7 @@ class HttpSource:
             loop="asyncio",
             http=_protocol_class(self.timeout),
             limit_concurrency=self.max_connections,
-            timeout_keep_alive=_KEEPALIVE_S,
+            timeout_keep_alive=int(_KEEPALIVE_S),  # uvicorn takes whole seconds
             h11_max_incomplete_event_size=_MAX_HEAD_BYTES,
             server_header=False,
             timeout_graceful_shutdown=2,

@@ -19,8 +19,14 @@ import os
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from basics.errors import InputError
+
+if TYPE_CHECKING:
+    import paho.mqtt.client
+
+    from twin.feeds.hub import FeedHub
 
 __all__ = ["MqttSource"]
 
@@ -86,8 +92,8 @@ class MqttSource:
         self.connects = 0
         self.messages = 0
         self.refused = ""  # the broker's reason when it refused the connection
-        self._client = None
-        self._hub = None
+        self._client: paho.mqtt.client.Client | None = None
+        self._hub: FeedHub | None = None
 
     @classmethod
     def from_spec(cls, spec) -> MqttSource:
@@ -152,13 +158,16 @@ class MqttSource:
 
     def _on_message(self, client, userdata, msg) -> None:
         self.messages += 1
+        hub = self._hub
+        if hub is None:  # (messages come only after start, which sets it)
+            return
         try:
-            self._hub.push(msg.payload, source=self.name)
+            hub.push(msg.payload, source=self.name)
         except Exception:  # push does not raise; this keeps paho's thread alive if it ever did
             log.exception("MQTT %s: message on %r could not be queued", self.name, msg.topic)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, hub) -> None:
+    def start(self, hub: FeedHub) -> None:
         """Connect (in the background; paho's thread reconnects as needed) and subscribe."""
         import paho.mqtt.client as mqtt
 
@@ -179,7 +188,7 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=self.reconnect_max_s)
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if v5:
             from paho.mqtt.packettypes import PacketTypes
             from paho.mqtt.properties import Properties

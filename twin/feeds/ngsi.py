@@ -619,7 +619,7 @@ def _alert_kv(r: AlertEvent | ClosureEvent, clock: FeedClock) -> dict:
     kv: dict[str, Any] = {
         "id": r.id,
         "type": "Alert",
-        "category": "traffic" if closure else r.category,
+        "category": "traffic" if isinstance(r, ClosureEvent) else r.category,  # (narrows r for mypy)
         "subCategory": r.sub_category,
         "dateIssued": clock.to_iso(r.t),
     }

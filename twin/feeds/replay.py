@@ -236,10 +236,10 @@ class ReplaySource:
     def __init__(
         self, path: str | Path, *, clock: FeedClock, name: str = "replay", speedup: float | None = None
     ) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(f"feed replay file {str(self.path)!r} does not exist")
-        self._setup(self.path, clock=clock, name=name, speedup=speedup)
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"feed replay file {str(path)!r} does not exist")
+        self._setup(path, clock=clock, name=name, speedup=speedup)
 
     def _setup(self, path: Path | None, *, clock: FeedClock, name: str, speedup: float | None) -> None:
         self.path = path
@@ -276,6 +276,7 @@ class ReplaySource:
 
     def _advance(self) -> None:
         if self._it is None:
+            assert self.path is not None  # a replay of messages in memory has its iterator from the start
             self._it = read_messages(self.path, clock=self.clock)
         try:
             self._next = next(self._it, None)
@@ -316,13 +317,16 @@ class ReplaySource:
 
     def start(self, hub) -> None:
         """Start pushing on the wall clock (paced replay); a pull replay does nothing here."""
-        if self.pull or self._thread is not None:
+        speedup = self.speedup  # None for a pull replay
+        if speedup is None or self._thread is not None:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(hub,), name=f"feed-replay-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(hub, speedup), name=f"feed-replay-{self.name}", daemon=True
+        )
         self._thread.start()
 
-    def _run(self, hub) -> None:
+    def _run(self, hub, speedup: float) -> None:
         try:
             t0 = self.next_arrival
             if not math.isfinite(t0):
@@ -332,7 +336,7 @@ class ReplaySource:
                 t = self.next_arrival
                 if t == math.inf:
                     break
-                wait = wall0 + (max(t, t0) - t0) / self.speedup - time.monotonic()
+                wait = wall0 + (max(t, t0) - t0) / speedup - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     break
                 self.pump(hub, t)

@@ -25,6 +25,7 @@ import gzip
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,8 @@ class LinkMapper:
         self._pair: dict[tuple[int, int], int] = {}
         for k in range(self.n_links - 1, -1, -1):  # lowest index wins for parallel links
             self._pair[(int(src[k]), int(dst[k]))] = k
+        self._a: np.ndarray | None = None  # the lon/lat -> x/y fit and its inverse (None: no lon/lat)
+        self._ainv: np.ndarray | None = None
         self._fit_projection(network)
         self._table: dict[str, tuple[int, float]] = {}
         self._geo_cache: dict[tuple, tuple[int, float]] = {}
@@ -114,10 +117,14 @@ class LinkMapper:
     def to_xy(self, lon: float, lat: float) -> tuple[float, float]:
         """Network x/y metres of a lon/lat."""
         a = self._a
+        if a is None:
+            raise MessageError("unmapped", "the network has no lon/lat, so locations cannot be mapped")
         return (lon * a[0, 0] + lat * a[1, 0] + a[2, 0], lon * a[0, 1] + lat * a[1, 1] + a[2, 1])
 
     def to_lonlat(self, x: float, y: float) -> tuple[float, float]:
         """lon/lat of network x/y metres."""
+        if self._a is None or self._ainv is None:
+            raise MessageError("unmapped", "the network has no lon/lat, so locations cannot be placed")
         v = (np.array([x, y]) - self._a[2]) @ self._ainv
         return float(v[0]), float(v[1])
 
@@ -191,9 +198,9 @@ class LinkMapper:
             a, sep, b = rest.partition("-")
             if sep and a.lstrip("-").isdigit() and b.lstrip("-").isdigit() and a.count("-") <= 1 and b.count("-") <= 1:
                 i, j = self._node_of.get(int(a)), self._node_of.get(int(b))
-                k = self._pair.get((i, j)) if i is not None and j is not None else None
-                if k is not None:
-                    return k
+                link = self._pair.get((i, j)) if i is not None and j is not None else None
+                if link is not None:
+                    return link
                 raise MessageError("unmapped", f"segment {ref!r}: no link from node {a} to node {b}")
         raise MessageError(
             "unmapped",
@@ -260,8 +267,9 @@ class LinkMapper:
 
     def locate_geometry(self, geometry: dict) -> tuple[int, float]:
         """Nearest link to a GeoJSON Point or LineString (see the module docstring)."""
-        coords = geometry.get("coordinates")
+        coords: Any = geometry.get("coordinates")  # checked below: a bad shape is a schema error
         point = geometry.get("type") == "Point"
+        key: tuple[Any, ...] | None
         try:  # the raw numbers are the cache key: a sensor sends the same location every time
             if point:
                 key = (coords[0], coords[1])
@@ -301,7 +309,7 @@ class LinkMapper:
         seg = np.hypot(*np.diff(xy, axis=0).T)
         total = float(seg.sum())
         if total <= 0:
-            return self._nearest_xy(*xy[0], None)
+            return self._nearest_xy(float(xy[0, 0]), float(xy[0, 1]), None)
         half, run = total / 2.0, 0.0
         mid = xy[0]
         for i, s in enumerate(seg):  # the point halfway along the line
@@ -371,7 +379,7 @@ def read_sensor_table(path: str | Path) -> list[dict]:
             )
         clean = {k: v.strip() for k, v in row.items() if v is not None and v.strip() != ""}
         try:
-            out.append(SensorSpec(**clean).model_dump())
+            out.append(SensorSpec.model_validate(clean).model_dump())
         except Exception as exc:  # pydantic ValidationError: name the line
             first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
             col = ".".join(str(p) for p in first.get("loc", ())) or "row"
