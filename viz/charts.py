@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from basics.clock import format_clock
 from viz.data import (
     Results,
     clock_label,
@@ -28,7 +27,9 @@ from viz.data import (
     sites,
     time_index,
 )
+from viz.maps import draw_operations, relative_speed
 from viz.shapes import link_polylines
+from viz.timeaxis import clock_ticks, mark_events, time_events
 
 __all__ = [
     "png_bytes",
@@ -60,13 +61,6 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _clock_axis(ax, res: Results) -> np.ndarray:
-    hours = (res.start_clock_s + res.times) / 3600.0
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_clock(v * 3600.0)))
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 3, 4, 6, 10]))
-    return hours
-
-
 def _variants(res: Results, name: str) -> dict[str, np.ndarray]:
     """Per variant, the variable as (replication, time) or (time,); a run is variant ``run``."""
     da = res.ds[name]
@@ -91,11 +85,26 @@ def _band(ax, x, y: np.ndarray, color: str, label: str) -> None:
         ax.plot(x, y, color=color, lw=1.8, label=label)
 
 
+def _stranded_series(ax, res: Results, x: np.ndarray) -> None:
+    """Trips stranded (waiting for a route) beside the vehicles on the network, per variant."""
+    if "network_stranded" not in res.ds:
+        return
+    for v, s in _variants(res, "network_stranded").items():
+        s = np.where(s < 0, np.nan, s)  # -1: not recorded
+        label = "trips stranded (waiting for a route)" + ("" if v == "run" else f", {v}")
+        if np.nanmax(np.append(s.ravel(), 0.0)) <= 0:
+            label += ": none"
+        y = np.nanmean(s, 0) if s.ndim == 2 else s
+        ax.plot(x, y, color="#b2182b" if v != "baseline" else "#f4a582", lw=1.8, ls="-.", label=label)
+
+
 def timeseries_figure(res: Results) -> Figure:
-    """Network speed, vehicles on the network and trips completed through the day."""
+    """Network speed, vehicles on the network (with trips stranded) and trips completed
+    through the day, with interventions, orders and road closures marked.
+    """
     fig = Figure(figsize=(9, 7.5))
     axes = fig.subplots(3, 1, sharex=True)
-    x = _clock_axis(axes[-1], res)
+    x = res.times
     ds = res.ds
     speed = network_speed_kmh(ds, res.times)
     if res.kind == "run":
@@ -108,17 +117,12 @@ def timeseries_figure(res: Results) -> Figure:
         _band(axes[0], x, s, VARIANT_COLORS[v], v)
     axes[0].set_ylabel("network speed\n(km/h)")
     axes[0].set_ylim(bottom=0)
-    panels = [("network_vehicles", "vehicles on\nthe network"), ("trips_arrived", "trips completed\n(cumulative)")]
+    panels = [("network_vehicles", "vehicles"), ("trips_arrived", "trips completed\n(cumulative)")]
     for ax, (name, label) in zip(axes[1:], panels, strict=False):
         if name in ds:
             for v, s in _variants(res, name).items():
-                _band(
-                    ax,
-                    x,
-                    s,
-                    VARIANT_COLORS[v],
-                    v if v != "run" else "trips completed" if name == "trips_arrived" else v,
-                )
+                text = {"trips_arrived": "trips completed", "network_vehicles": "vehicles on the network"}[name]
+                _band(ax, x, s, VARIANT_COLORS[v], text if v == "run" else f"{text}, {v}")
             if name == "trips_arrived" and res.kind == "run" and "trips_departed" in ds:
                 ax.plot(
                     x,
@@ -128,17 +132,22 @@ def timeseries_figure(res: Results) -> Figure:
                     ls="--",
                     label="trips departed (cumulative)",
                 )
+            if name == "network_vehicles":
+                _stranded_series(ax, res, x)
         else:
             ax.text(0.5, 0.5, f"{name} not in the results", transform=ax.transAxes, ha="center", color="#888888")
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    for ax in axes:
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+    events = time_events(ds) if res.kind == "run" else []
+    for i, ax in enumerate(axes):
         ax.grid(True, alpha=0.3)
-    if res.kind == "comparison" or "trips_departed" in ds:
-        axes[-1].legend(loc="upper left", fontsize=8, frameon=False)
-        if res.kind == "comparison":
-            axes[0].legend(loc="lower left", fontsize=8, frameon=False)
+        mark_events(ax, events, label=i == 0, t_max=float(x[-1]) if x.size else None)
+    if res.kind == "comparison":
+        axes[0].legend(loc="lower left", fontsize=8, frameon=False)
+    if x.size:
+        clock_ticks(axes[-1], 0.0, float(x[-1]), start_clock_s=res.start_clock_s)
     axes[-1].set_xlabel("clock time (end of output interval)")
     fig.suptitle(f"{res.name}: the network through the day", fontsize=12)
     fig.tight_layout()
@@ -210,7 +219,11 @@ def _map_base(
     fig: Figure,
     t: float | None,
     hide_zero: bool = False,
+    overlay=None,
 ) -> None:
+    """Draw the links coloured by ``values`` (NaN: grey), sites, incidents active at ``t``, a scale bar;
+    ``overlay(ax, segs, widths, handles)`` adds more (closures, zones, names) before the legend.
+    """
     ds = res.ds
     L = np.asarray(ds["link_length_m"].values, dtype=np.float64)
     offset = float(np.clip(0.05 * np.median(L) if L.size else 5.0, 2.0, 15.0))
@@ -246,6 +259,8 @@ def _map_base(
     cb = fig.colorbar(lc, ax=ax, shrink=0.8, pad=0.02)
     cb.set_label(label)
     _draw_sites(ax, res, handles)
+    if overlay is not None:
+        overlay(ax, segs, widths, handles)
     inc = incidents_at(res, t)
     if inc is not None and inc.active.any():
         a = inc.active
@@ -271,22 +286,35 @@ def _map_base(
         )
 
 
-def speed_map_figure(res: Results, index: int) -> Figure:
-    """Links coloured by speed (km/h) in output interval ``index`` of a run."""
+def speed_map_figure(res: Results, index: int, *, why: str | None = None) -> Figure:
+    """Links coloured by speed as a share of free flow in output interval ``index`` of a run,
+    closed links in the closure colour, lanes lost, evacuation zones, road and station names.
+    """
     ds = res.ds
-    speed = np.asarray(ds["link_speed"].isel(time=index).values, dtype=np.float64) * 3.6
-    vmax = float(np.nanmax(ds["link_free_speed"].values) * 3.6) if "link_free_speed" in ds else float(np.nanmax(speed))
+    rel = relative_speed(ds, index)
     fig = Figure(figsize=(8.5, 8))
     ax = fig.add_subplot()
     t = float(res.times[index])
     labels = res.clock_labels()
     start = labels[index - 1] if index > 0 else clock_label(res.start_clock_s)
-    _map_base(ax, res, speed, cmap="RdYlGn", norm=Normalize(0.0, vmax), label="speed (km/h)", fig=fig, t=t)
-    ax.set_title(
-        f"{res.name}: link speed, {start}-{labels[index]} (busiest interval)"
-        if index == time_index(res, None)
-        else f"{res.name}: link speed, {start}-{labels[index]}"
+
+    def overlay(ax, segs, widths, handles):
+        draw_operations(ax, ds, segs, widths, handles, index=index, start_clock_s=res.start_clock_s)
+
+    _map_base(
+        ax,
+        res,
+        rel,
+        cmap="RdYlGn",
+        norm=Normalize(0.0, 100.0),
+        label="speed as a share of free flow (%)",
+        fig=fig,
+        t=t,
+        overlay=overlay,
     )
+    if why is None:
+        why = "busiest interval" if index == time_index(res, None) else ""
+    ax.set_title(f"{res.name}: speed against free flow, {start}-{labels[index]}" + (f" ({why})" if why else ""))
     return fig
 
 

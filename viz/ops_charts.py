@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter
 
-from basics.clock import format_clock
+from viz.timeaxis import clock_ticks, mark_events, time_events
 
 __all__ = [
     "emergency_figures",
@@ -29,7 +28,6 @@ __all__ = [
     "clock_ticks",
 ]
 
-_TICK_STEPS_S = (300, 900, 1800, 3600, 7200, 10800, 21600)
 #: segments of the timeline: (from stage, to stage, colour, label)
 _SEGMENTS = (
     ("occurred", "reported", "#bdbdbd", "occurred → reported"),
@@ -38,19 +36,6 @@ _SEGMENTS = (
     ("on_scene", "cleared", "#d73027", "on scene → cleared"),
 )
 MAX_TIMELINE_ROWS = 60
-
-
-def clock_ticks(ax: Any, t0_s: float, t1_s: float, *, start_clock_s: float) -> None:
-    """Clock-time ticks on ``ax``'s x axis (seconds since the start), at most ~8, at whole
-    5/15/30-minute or 1/2/3/6-hour marks.
-    """
-    span = max(t1_s - t0_s, 1.0)
-    step = next((s for s in _TICK_STEPS_S if span / s <= 8), _TICK_STEPS_S[-1])
-    first = np.ceil((start_clock_s + t0_s) / step) * step - start_clock_s
-    ticks = np.arange(first, t1_s + 1e-9, step)
-    ax.xaxis.set_major_locator(FixedLocator(ticks.tolist()))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_clock(start_clock_s + v)))
-    ax.set_xlim(t0_s, t1_s)
 
 
 def _str(values: Any) -> list[str]:
@@ -98,6 +83,7 @@ def units_available_figure(ds: Any, *, start_clock_s: float) -> Figure | None:
     ax.set_ylabel("units available")
     ax.set_ylim(bottom=0)
     clock_ticks(ax, 0.0, float(t[-1]), start_clock_s=start_clock_s)
+    mark_events(ax, time_events(ds), t_max=float(t[-1]))
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     return fig
@@ -125,6 +111,7 @@ def incident_timeline_figure(ds: Any, *, start_clock_s: float) -> Figure | None:
     ax.set_yticks(range(n), [f"#{i} {t}" for i, t in enumerate(types)], fontsize=7)
     ax.invert_yaxis()
     clock_ticks(ax, 0.0, end, start_clock_s=start_clock_s)
+    mark_events(ax, [e for e in time_events(ds) if e.kind != "incident"], t_max=end)
     ax.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     return fig
@@ -143,6 +130,7 @@ def hospital_figure(ds: Any, *, start_clock_s: float) -> Figure | None:
     ax.set_ylabel("beds occupied (%)")
     ax.set_ylim(0, 100)
     clock_ticks(ax, 0.0, float(t[-1]), start_clock_s=start_clock_s)
+    mark_events(ax, time_events(ds), t_max=float(t[-1]))
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

@@ -31,11 +31,10 @@ from viz.data import (
     fmt_value,
     intervened_mask,
     kpi_label,
-    open_equilibrium,
     open_results,
     time_index,
 )
-from viz.ops_charts import emergency_sections
+from viz.sections import operations_sections, stranded_note, traffic_sections, travel_section
 
 __all__ = ["write_report", "build_report", "kpi_rows"]
 
@@ -48,7 +47,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;borde
 th,td{padding:.28em .7em;border-bottom:1px solid #e4e4e4;text-align:left}th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.sig{color:#b00020;font-weight:600}.nsig{color:#888}
 h3{font-size:1.05em;margin:1em 0 .2em}figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
-.note{color:#666;font-size:.88em}.tag{background:#ff00ff;color:white;border-radius:3px;padding:0 .3em;font-size:.8em}
+.note{color:#666;font-size:.88em}.stranded{background:#fde0dd;border-left:4px solid #b2182b;padding:.4em .7em;font-weight:600}.tag{background:#ff00ff;color:white;border-radius:3px;padding:0 .3em;font-size:.8em}
 """
 
 
@@ -245,57 +244,18 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
-    """The report's HTML text and its figures (name -> PNG bytes)."""
-    figs: dict[str, bytes] = {}
-    captions: dict[str, str] = {}
+    """The report's HTML text and its figures (name -> PNG bytes).
+
+    Order: KPIs (with the trips stranded called out), the traffic figures and maps, the
+    operations figures (coverage, emergency response, evacuation, shadow mode), the table
+    of the links that matter most, the travel times.
+    """
     rows = kpi_rows(res)
     index = time_index(res, None) if res.kind == "run" else None
-    if res.kind == "comparison":
-        f = charts.kpi_change_figure(rows)
-        if f is not None:
-            figs["kpi-changes"] = charts.png_bytes(f)
-            captions["kpi-changes"] = (
-                "Each KPI's change as a share of its baseline value; the bar is the 95% interval over replications."
-            )
-    figs["timeseries"] = charts.png_bytes(charts.timeseries_figure(res))
-    captions["timeseries"] = (
-        "Network speed (vehicle-km over vehicle-hours on the links), vehicles on the network, and "
-        "trips completed, per output interval."
-    )
-    mark = intervened_mask(res)
-    marked = f" Intervened links ({int(mark.sum())}) are outlined in magenta." if mark.any() else ""
-    if res.kind == "comparison":
-        figs["map-speed-change"] = charts.png_bytes(charts.difference_map_figure(res, "speed"))
-        captions["map-speed-change"] = (
-            "Scenario minus baseline link speed, averaged over the run (red: slower). Each "
-            "direction of a road is drawn on its own side." + marked
-        )
-        if "link_outflow" in res.ds:
-            figs["map-volume-change"] = charts.png_bytes(charts.difference_map_figure(res, "flow"))
-            captions["map-volume-change"] = (
-                "Scenario minus baseline vehicles through each link over the run (orange: more)." + marked
-            )
-    else:
-        figs["map-speed"] = charts.png_bytes(charts.speed_map_figure(res, index))
-        captions["map-speed"] = (
-            "Link speed in the busiest interval (most vehicles on the network). Each direction of "
-            "a road is drawn on its own side; width grows with lanes." + marked
-        )
-    eq = open_equilibrium(res)
-    if eq is not None:
-        figs["convergence"] = charts.png_bytes(charts.convergence_figure(eq))
-        final = float(eq["relative_gap"].values[-1])
-        captions["convergence"] = (
-            f"Day-to-day equilibrium: the results above are of day {eq.sizes['iteration']}, after travellers "
-            f"learnt the link travel times by time of day ({eq.attrs.get('method', '')}); relative gap "
-            f"{100 * final:.2f} % on the final day (sum over trips of experienced minus best possible travel time, "
-            "over the best possible)."
-        )
-    figs["travel-times"] = charts.png_bytes(charts.travel_time_figure(res))
-    captions["travel-times"] = "Travel time from scheduled departure to arrival, completed trips only."
-
-    ops = emergency_sections(res.ds, start_clock_s=res.start_clock_s) if res.kind == "run" else []
-    figs.update({name: png for name, _, png, _ in ops})
+    traffic = traffic_sections(res, rows, index)
+    ops = operations_sections(res)
+    travel = travel_section(res)
+    figs = {name: png for name, _, png, _ in [*traffic, *ops, travel]}
     heading, table = _link_table(res, index)
     title = f"{'Comparison' if res.kind == 'comparison' else 'Run'} report: {res.name}"
     parts = [
@@ -303,39 +263,28 @@ def build_report(res: Results) -> tuple[str, dict[str, bytes]]:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1><p class='meta'>{_meta(res)}</p>",
         "<h2>Key performance indicators</h2>",
-        _kpi_table(res, rows),
     ]
+    note = stranded_note(res, rows)
+    if note:
+        parts.append(f"<p class='stranded'>{_e(note)}</p>")
+    parts.append(_kpi_table(res, rows))
     if res.kind == "comparison":
         parts.append(
             "<p class='note'>Difference = scenario − baseline, averaged over replications run with common random "
             "numbers. A difference whose 95% interval contains zero is marked <i>not significant</i>.</p>"
         )
-    order = ["kpi-changes", "convergence", "timeseries", "map-speed", "map-speed-change", "map-volume-change"]
-    sections = {
-        "kpi-changes": "KPI changes",
-        "convergence": "Convergence to equilibrium",
-        "timeseries": "Through the day",
-        "map-speed": "Map: link speeds",
-        "map-speed-change": "Map: speed change",
-        "map-volume-change": "Map: volume change",
-    }
-    for name in order:
-        if name in figs:
-            parts.append(
-                f"<h2>{_e(sections[name])}</h2><figure>{_img(figs[name], sections[name])}"
-                f"<figcaption>{_e(captions[name])}</figcaption></figure>"
-            )
-    for _, name, png, caption in ops:
-        parts.append(f"<h2>{_e(name)}</h2><figure>{_img(png, name)}<figcaption>{_e(caption)}</figcaption></figure>")
+    parts += [_figure(*sec) for sec in [*traffic, *ops]]
     parts.append(f"<h2>{_e(heading)}</h2>{table}")
-    parts.append(
-        f"<h2>Travel times</h2><figure>{_img(figs['travel-times'], 'travel times')}"
-        f"<figcaption>{_e(captions['travel-times'])}</figcaption></figure>"
-    )
+    parts.append(_figure(*travel))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<p class='note'>Made by <code>twin report</code> from <code>{_e(res.path)}</code> on {stamp}.</p>")
     parts.append("</body></html>")
     return "".join(parts), figs
+
+
+def _figure(name: str, title: str, png: bytes, caption: str) -> str:
+    """One figure section: heading, image, caption."""
+    return f"<h2>{_e(title)}</h2><figure>{_img(png, title)}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
 def write_report(path: str | Path, *, out: str | Path | None = None) -> tuple[Path, list[Path]]:
