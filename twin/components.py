@@ -24,6 +24,7 @@ by :attr:`kpi_labels`.
 from __future__ import annotations
 
 import importlib
+import random
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
@@ -76,6 +77,8 @@ class TwinView(Protocol):
     recorder: Recorder
     #: the components built so far, by name
     components: dict[str, Component]
+    #: Mesa's random generator of the model (given to agent sets; the twin's own draws use ``seed``)
+    random: random.Random
 
     @property
     def now(self) -> float:

@@ -177,17 +177,18 @@ class PopulationComponent(Component):
         self.n_dropped = 0
         self.skim = np.full((self.zones.n_zones, self.n_nodes), np.inf)
         self.skim_row = np.where(self.centroid >= 0, np.arange(self.zones.n_zones), -1).astype(np.int32)
-        self._skim_weight = None
+        self._skim_weight: np.ndarray | None = None
         self._skim_t = -math.inf
         self._n_closed = -1
-        self.node_comp = None
+        #: connected component of each node over the open links (set by _refresh_skim)
+        self.node_comp: np.ndarray | None = None
         self._place_at_start()
         #: what the population records (counts by zone and state, trips, KPIs)
         self.outputs = PopulationOutputs(self)
         self._reserve_destinations()
         self._refresh_skim(0.0, force=True)
         self._schedule(np.flatnonzero(np.isfinite(self.next_t)))
-        self._proc = None
+        self._proc: simpy.Process | None = None
         self._make_agents()
 
     # ------------------------------------------------------------------ set-up
@@ -357,6 +358,31 @@ class PopulationComponent(Component):
         return self.outputs.kpis()
 
     # ----------------------------------------------------------------- policies (see Policies)
+    @property
+    def evac_orders(self) -> list[dict]:
+        """The evacuation orders so far (:attr:`Evacuation.orders <twin.population.policies.Evacuation>`)."""
+        return self.policies.evac.orders
+
+    @property
+    def evac_order_of_node(self) -> np.ndarray:
+        """Per node: the evacuation order it is under (``-1``: none)."""
+        return self.policies.evac.order_of_node
+
+    @property
+    def evac_status(self) -> np.ndarray:
+        """Per person: not ordered (0), complies (1), refuses (2)."""
+        return self.policies.evac.status
+
+    @property
+    def evac_target(self) -> np.ndarray:
+        """Per person: in an ordered zone when the order came (or on arrival there)."""
+        return self.policies.evac.target
+
+    @property
+    def evac_safe_t(self) -> np.ndarray:
+        """Per person: when they first reached safety (NaN: not yet, or never ordered)."""
+        return self.policies.evac.safe_t
+
     def set_cordon(self, name: str, zones, price: float, *, until_s: float | None = None) -> None:
         """Price car trips crossing the zones' boundary (:meth:`Policies.set_cordon`)."""
         self.policies.set_cordon(name, zones, price, until_s=until_s)
@@ -518,6 +544,7 @@ class PopulationComponent(Component):
 
     def world(self) -> kc.ChoiceWorld:
         """What the persons know now (the choice kernel's view of the city)."""
+        assert self.node_comp is not None  # _refresh_skim ran when the component was built
         return kc.ChoiceWorld(
             skim=self.skim,
             skim_row=self.skim_row,
@@ -545,7 +572,7 @@ class PopulationComponent(Component):
         """
         now = self.twin.traffic.now
         whole = persons is None
-        p = self.travelling if whole else persons
+        p = self.travelling if persons is None else persons
         cache = getattr(self, "_pos_cache", None)
         if whole and cache is not None and cache[0] == now and cache[1] is p:
             return cache[2]

@@ -189,22 +189,24 @@ class PopulationOutputs:
     def evacuation_clearance_s(self, share: float | None = None) -> float:
         """Seconds from the first order until ``share`` of the ordered population reached safety (NaN: not yet)."""
         share = float(self.comp.spec.evacuation.clearance_share if share is None else share)
-        n0 = int(self.comp.evac_target.sum())
-        if not self.comp.evac_orders or n0 == 0:
+        evac = self.comp.policies.evac
+        n0 = int(evac.target.sum())
+        if not evac.orders or n0 == 0:
             return math.nan
-        t = np.sort(self.comp.evac_safe_t[self.comp.evac_target & np.isfinite(self.comp.evac_safe_t)])
+        t = np.sort(evac.safe_t[evac.target & np.isfinite(evac.safe_t)])
         need = max(int(math.ceil(share * n0 - 1e-9)), 1)
         if t.size < need:
             return math.nan
-        return float(t[need - 1] - self.comp.evac_orders[0]["t"])
+        return float(t[need - 1] - evac.orders[0]["t"])
 
     def kpis(self) -> dict[str, float]:
         """The population's KPIs (trips, modes, travel times, policies)."""
         lg = self.comp.log
         now = self.comp.twin.traffic.now
         made = (lg["status"] != TRIP_CANCELLED) & (lg["depart"] <= now)
-        n0 = int(self.comp.evac_target.sum())
-        safe = int(np.count_nonzero(self.comp.evac_target & np.isfinite(self.comp.evac_safe_t)))
+        evac = self.comp.policies.evac
+        n0 = int(evac.target.sum())
+        safe = int(np.count_nonzero(evac.target & np.isfinite(evac.safe_t)))
         return {
             "pop_persons": int(self.comp.people.n_persons),
             "pop_trips_made": int(made.sum()),

@@ -28,7 +28,8 @@ nodes of those zones, so they apply whichever zoning the population uses.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,12 +42,59 @@ from twin.population.triplog import TRIP_CANCELLED
 if TYPE_CHECKING:
     from twin.population.component import PopulationComponent
 
-__all__ = ["Policies"]
+__all__ = ["Policies", "Evacuation"]
 
 _NOT_ORDERED, _COMPLIES, _REFUSES = 0, 1, 2
 #: counter-based random streams (slots) of the policies, apart from the choice kernel's
 _SALT_WFH = 1 << 43
 _SALT_EVAC = 1 << 44
+
+
+@dataclass(eq=False)
+class Evacuation:
+    """The evacuation orders and who they reach (``pop.policies.evac``).
+
+    Parameters
+    ----------
+    node : numpy.ndarray
+        Per node: under an order.
+    order_of_node : numpy.ndarray
+        Per node: the order it is under (``-1``: none).
+    status : numpy.ndarray
+        Per person: not ordered (0), complies (1), refuses (2).
+    target : numpy.ndarray
+        Per person: in an ordered zone when the order came (or on arrival there).
+    safe_t : numpy.ndarray
+        Per person: when they first reached safety (NaN: not yet, or not ordered).
+    orders : list of dict
+        Each order: its time ``t``, ``compliance``, ``delay_mean``, ``delay_sd``,
+        ``shelters`` (node indices or ``None``), ``n`` persons ordered, and
+        ``shelter_tt`` (travel times to the shelters at the order) where it names shelters.
+    safe_zone, safe_nodes, safe_indptr : numpy.ndarray or None
+        Zones that can take evacuees, and their nodes to arrive at (CSR by zone);
+        ``None`` until the first order.
+    """
+
+    node: np.ndarray
+    order_of_node: np.ndarray
+    status: np.ndarray
+    target: np.ndarray
+    safe_t: np.ndarray
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    safe_zone: np.ndarray | None = None
+    safe_nodes: np.ndarray | None = None
+    safe_indptr: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, n_nodes: int, n_persons: int) -> Evacuation:
+        """No order yet, for a city of ``n_nodes`` nodes and ``n_persons`` persons."""
+        return cls(
+            node=np.zeros(n_nodes, bool),
+            order_of_node=np.full(n_nodes, -1, np.int16),
+            status=np.zeros(n_persons, np.int8),
+            target=np.zeros(n_persons, bool),
+            safe_t=np.full(n_persons, np.nan),
+        )
 
 
 class Policies:
@@ -151,13 +199,8 @@ class Policies:
     # ---------------------------------------------------------------- evacuation
     def init_evacuation(self) -> None:
         """Empty evacuation records (no order yet)."""
-        n = self.comp.people.n_persons
-        self.comp.evac_node = np.zeros(self.comp.n_nodes, bool)
-        self.comp.evac_order_of_node = np.full(self.comp.n_nodes, -1, np.int16)
-        self.comp.evac_orders: list[dict] = []
-        self.comp.evac_status = np.zeros(n, np.int8)
-        self.comp.evac_target = np.zeros(n, bool)  # in an ordered zone when the order came
-        self.comp.evac_safe_t = np.full(n, np.nan)
+        #: the evacuation orders and who they reach
+        self.evac = Evacuation.empty(self.comp.n_nodes, self.comp.people.n_persons)
 
     def order_evacuation(
         self,
@@ -197,8 +240,8 @@ class Policies:
         now = tw.now
         self.comp._arrivals(now)  # who has arrived by now is where they arrived
         self.comp._refresh_skim(now, force=True)
-        order = len(self.comp.evac_orders)
-        self.comp.evac_orders.append(
+        order = len(self.evac.orders)
+        self.evac.orders.append(
             {
                 "t": now,
                 "compliance": float(compliance),
@@ -208,19 +251,19 @@ class Policies:
                 "n": 0,
             }
         )
-        self.comp.evac_node |= mask
-        self.comp.evac_order_of_node[mask] = order
+        self.evac.node |= mask
+        self.evac.order_of_node[mask] = order
         self.comp.node_open[mask] = 0
         if shel is not None:
-            self.comp.evac_orders[-1]["shelter_tt"] = self._distances_to(shel)  # [shelter, node], at the order
+            self.evac.orders[-1]["shelter_tt"] = self._distances_to(shel)  # [shelter, node], at the order
         self._open_zone_nodes()
         # persons with a trip decided but not started are still there (who obeys cancels it)
         here = self.in_place(mask)
-        targets = np.flatnonzero(here & (self.comp.evac_status == _NOT_ORDERED))
-        self.comp.evac_target[targets] = True
+        targets = np.flatnonzero(here & (self.evac.status == _NOT_ORDERED))
+        self.evac.target[targets] = True
         self.evacuate(targets, now, order)
-        n = int(np.count_nonzero(self.comp.evac_target[targets]))
-        self.comp.evac_orders[-1]["n"] = n
+        n = int(np.count_nonzero(self.evac.target[targets]))
+        self.evac.orders[-1]["n"] = n
         self.comp._poke()
         return n
 
@@ -267,27 +310,28 @@ class Policies:
     def _open_zone_nodes(self) -> None:
         """Zones that can take evacuees (most of their nodes outside every order), and their open access nodes."""
         nz = self.comp.zones.n_zones
-        ok = ~self.comp.evac_node[self.comp.zone_nodes]
+        ok = ~self.evac.node[self.comp.zone_nodes]
         z_of = np.repeat(np.arange(nz), np.diff(self.comp.zone_indptr))
         n_ok = np.bincount(z_of[ok], minlength=nz)
         n_all = np.diff(self.comp.zone_indptr)
-        self.comp._safe_zone = (
+        self.evac.safe_zone = (
             (n_ok > 0)
             & (2 * n_ok >= n_all)
             & (self.comp.centroid >= 0)
-            & ~self.comp.evac_node[np.maximum(self.comp.centroid, 0)]
+            & ~self.evac.node[np.maximum(self.comp.centroid, 0)]
         )
         # arrive at the zone's access nodes outside the order (any open node if none is)
         ptr, acc = self.comp.people.access_indptr, self.comp.people.access_nodes
         a_zone = np.repeat(np.arange(nz), np.diff(ptr))
-        a_ok = ~self.comp.evac_node[acc]
+        a_ok = ~self.evac.node[acc]
         has_acc = np.bincount(a_zone[a_ok], minlength=nz) > 0
         nodes = np.concatenate([acc[a_ok], self.comp.zone_nodes[ok & ~has_acc[z_of]]])
         zone = np.concatenate([a_zone[a_ok], z_of[ok & ~has_acc[z_of]]])
         order = np.argsort(zone, kind="stable")
-        self.comp._safe_nodes = nodes[order].astype(np.int32)
-        self.comp._safe_indptr = np.zeros(nz + 1, np.int64)
-        np.cumsum(np.bincount(zone, minlength=nz), out=self.comp._safe_indptr[1:])
+        self.evac.safe_nodes = nodes[order].astype(np.int32)
+        indptr = np.zeros(nz + 1, np.int64)
+        np.cumsum(np.bincount(zone, minlength=nz), out=indptr[1:])
+        self.evac.safe_indptr = indptr
 
     def evacuate(self, persons: np.ndarray, t0, order: int) -> None:
         """Compliance, delay, destination and trips for ``persons`` (in ordered zones, not under way).
@@ -297,7 +341,7 @@ class Policies:
         """
         if persons.size == 0:
             return
-        o = self.comp.evac_orders[order]
+        o = self.evac.orders[order]
         people = self.comp.people
         t0 = np.broadcast_to(np.asarray(t0, np.float64), persons.shape)
         at_home = (self.comp.place[persons] == 0) & (self.comp.node[persons] == people.home_node[persons])
@@ -312,26 +356,28 @@ class Policies:
         z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
         delay = np.maximum(o["delay_mean"] + o["delay_sd"] * z, 0.0)
         comply = (u_c < o["compliance"])[inv]
-        self.comp.evac_status[persons] = np.where(comply, _COMPLIES, _REFUSES)
+        self.evac.status[persons] = np.where(comply, _COMPLIES, _REFUSES)
         if not comply.any():
             return
         # who obeys drops the trip they had decided on; one already driving off is not here any more
         gone = self._cancel_pending(persons[comply])
         if gone.size:
             out = np.isin(persons, gone)
-            self.comp.evac_status[gone] = _NOT_ORDERED  # they decide when they arrive somewhere ordered
-            self.comp.evac_target[gone] = False
+            self.evac.status[gone] = _NOT_ORDERED  # they decide when they arrive somewhere ordered
+            self.evac.target[gone] = False
             comply &= ~out
         # per unit: its first member leads (and drives, with the unit's car)
         lead = persons[first]
         unit_car = np.where(at_home[first], people.hh_car[people.household[lead]], people.car[lead])
         dest_u, tt_u = self._evac_destinations(lead, unit_car, order)
         dep_u = np.maximum(t0[first] + delay, self.comp.twin.now)
+        node_comp = self.comp.node_comp
+        assert node_comp is not None  # the skim was refreshed by the order
         use_car_u = (
             unit_car
             & np.isfinite(tt_u)
             & (dest_u != self.comp.node[lead])
-            & (self.comp.node_comp[dest_u] == self.comp.node_comp[self.comp.node[lead]])
+            & (node_comp[dest_u] == node_comp[self.comp.node[lead]])
         )
         vid_u = np.full(units.size, -1, np.int64)
         movers = np.flatnonzero(use_car_u & (np.bincount(inv[comply], minlength=units.size) > 0))
@@ -367,7 +413,7 @@ class Policies:
     def _evac_destinations(self, persons: np.ndarray, has_car: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
         """Each evacuee's destination node and car travel time to it (inf: none by car)."""
         origin = self.comp.node[persons]
-        o = self.comp.evac_orders[order]
+        o = self.evac.orders[order]
         dest = np.full(persons.size, -1, np.int32)
         tt = np.full(persons.size, np.inf)
         if o["shelters"] is not None and o["shelters"].size:
@@ -386,7 +432,9 @@ class Policies:
             )
             dest[~ok] = o["shelters"][near[~ok]]
             return dest, tt
-        safe = np.flatnonzero(self.comp._safe_zone)
+        safe_zone, safe_nodes, safe_indptr = self.evac.safe_zone, self.evac.safe_nodes, self.evac.safe_indptr
+        assert safe_zone is not None and safe_nodes is not None and safe_indptr is not None  # set by the order
+        safe = np.flatnonzero(safe_zone)
         if safe.size == 0:
             raise InputError("evacuation: every zone is under the order: there is nowhere outside to go")
         t = self.comp.skim[safe][:, origin]
@@ -400,23 +448,23 @@ class Policies:
         keys = np.empty(persons.size, np.uint64)
         kc.decision_keys(self.comp.base_key, persons.astype(np.int64), np.full(persons.size, 63, np.int64), keys)
         u = kc.hash_uniforms(keys, _SALT_EVAC + 3, np.empty(persons.size))
-        cnt = self.comp._safe_indptr[zone + 1] - self.comp._safe_indptr[zone]
+        cnt = safe_indptr[zone + 1] - safe_indptr[zone]
         j = np.minimum((u * cnt).astype(np.int64), cnt - 1)
-        dest[:] = self.comp._safe_nodes[self.comp._safe_indptr[zone] + j]
+        dest[:] = safe_nodes[safe_indptr[zone] + j]
         tt[:] = np.where(by_car, t[pick, np.arange(persons.size)], np.inf)
         return dest, tt
 
     def evacuee_safe(self, persons: np.ndarray, t: np.ndarray) -> None:
         """Note when evacuees first reach safety."""
-        first = np.isnan(self.comp.evac_safe_t[persons])
-        self.comp.evac_safe_t[persons[first]] = t[first]
+        first = np.isnan(self.evac.safe_t[persons])
+        self.evac.safe_t[persons[first]] = t[first]
 
     def arrived_in_evacuated(self, persons: np.ndarray, t: np.ndarray) -> None:
         """Persons arriving in an ordered zone (they were on the way) decide then whether to comply."""
-        if not self.comp.evac_orders or persons.size == 0:
+        if not self.evac.orders or persons.size == 0:
             return
-        inside = self.comp.evac_node[self.comp.node[persons]] & (self.comp.evac_status[persons] == _NOT_ORDERED)
-        for order in np.unique(self.comp.evac_order_of_node[self.comp.node[persons[inside]]]):
-            sel = inside & (self.comp.evac_order_of_node[self.comp.node[persons]] == order)
+        inside = self.evac.node[self.comp.node[persons]] & (self.evac.status[persons] == _NOT_ORDERED)
+        for order in np.unique(self.evac.order_of_node[self.comp.node[persons[inside]]]):
+            sel = inside & (self.evac.order_of_node[self.comp.node[persons]] == order)
             # each counts the delay from their arrival (or the order, if they arrived just before it)
-            self.evacuate(persons[sel], np.maximum(t[sel], self.comp.evac_orders[int(order)]["t"]), int(order))
+            self.evacuate(persons[sel], np.maximum(t[sel], self.evac.orders[int(order)]["t"]), int(order))
