@@ -72,7 +72,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -87,6 +87,10 @@ from twin.departures import (
     expected_travel_times,
 )
 from twin.gap import _expectation_error, experienced_link_times, relative_gap, run_day
+
+if TYPE_CHECKING:
+    from city_models.demand import Trips
+    from twin.model import Twin
 
 __all__ = [
     "RouteKnowledge",
@@ -521,7 +525,7 @@ def kernel_threads(n: int | None):
     import numba
 
     old = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # numba.config sets its options at import
     try:
         yield
     finally:
@@ -592,7 +596,7 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
     t_start = time.perf_counter()
     knowledge: np.ndarray | None = None
     history: list[dict] = []
-    twin = None
+    twin: Twin | None = None
     converged = False
     day1: dict = {}
     dep = s["departure_shift"]
@@ -606,7 +610,8 @@ def _iterate(scenario, s: dict, *, seed, city, progress) -> Equilibrium:
         )
         # every day has the same trips: build them (and their free-flow times) once;
         # the previous day's twin goes before the next is built
-        trips, free = (None, None) if twin is None else (twin.trips, twin.trip_free_flow_s)
+        trips: Trips | None = None if twin is None else twin.trips
+        free: np.ndarray | None = None if twin is None else twin.trip_free_flow_s
         if twin is not None:
             # a twin is a web of cycles (model, agents, SimPy processes): free its arrays now,
             # not whenever the cyclic collector next runs (20 metro days held 6.9 GB without)

@@ -41,6 +41,7 @@ def build_city(spec: CitySpec) -> City:
     """Load and validate the city a scenario's ``city`` section describes."""
     seed = 0
     if spec.kind == "synthetic":
+        assert spec.synthetic is not None  # kind names the one source given
         value = spec.synthetic.model_dump()
         seed = int(value.pop("seed", 0))
     else:
@@ -57,6 +58,7 @@ def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Tr
     if d.sumo is not None:
         from city_models.sumo import read_sumo_demand, sumo_file
 
+        assert scenario.city.sumo is not None  # the schema refuses SUMO demand on another city
         return read_sumo_demand(
             sumo_file(d.sumo, "demand"),
             city.network,
@@ -70,6 +72,7 @@ def build_demand(scenario: Scenario, city: City, rng: np.random.Generator) -> Tr
         empty = np.zeros(0)
         return Trips(empty.astype(np.int64), empty.astype(np.int32), empty.astype(np.int32), empty)
     g = d.gravity
+    assert g is not None  # the schema's default without a trips table or SUMO demand
     z, net = city.zones, city.network
     return gravity_trips(
         node_zone=z.node_zone,

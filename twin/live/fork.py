@@ -114,7 +114,7 @@ def load_variant(path: str | Path) -> Variant:
     if not isinstance(data, dict) or not isinstance(data.get("interventions", []), list):
         raise InputError(f"variant file {str(path)!r} must be a mapping with an 'interventions:' list")
     entries = data.get("interventions") or []
-    adapter = TypeAdapter(InterventionSpec)
+    adapter: TypeAdapter[Any] = TypeAdapter(InterventionSpec)
     for i, entry in enumerate(entries):
         try:
             adapter.validate_python(entry)
@@ -179,7 +179,7 @@ def run_fork(
 
         from scenarios.interventions import InterventionSpec
 
-        adapter = TypeAdapter(InterventionSpec)
+        adapter: TypeAdapter[Any] = TypeAdapter(InterventionSpec)
         specs = [adapter.validate_python(e) for e in variant.interventions]
         ensure(twin).add(specs, label=f"variant {variant.name!r}: interventions")
     twin.run_until(t0 + horizon_s)

@@ -82,20 +82,11 @@ class Crossings:
         sl = slice(self.cursor, hi)
         rows = np.unique(self.row_of[sl])
         _, pot_rows = compute_route_table(graph, self.dests[rows].astype(np.int32), weight)
+        assert pot_rows is not None  # with_dist (the default) returns the distances
         pot = np.full((self.dests.size, pot_rows.shape[1]), np.inf)
         pot[rows] = pot_rows
         trip, link, share, dt = sensor_crossings(
-            self.origin[sl],
-            self.row_of[sl],
-            pot,
-            weight,
-            is_open,
-            graph.out_indptr,
-            graph.out_links,
-            graph.dst,
-            self.link_ids,
-            tol=tol,
-            scale=scale,
+            graph, self.origin[sl], self.row_of[sl], pot, weight, is_open, self.link_ids, tol=tol, scale=scale
         )
         trip = trip + self.cursor
         self.ev_trip = np.concatenate([self.ev_trip, trip])

@@ -79,7 +79,7 @@ def _pack_to(fh, manifest: bytes, arrays: list[np.ndarray]) -> None:
             with zf.open(f"a{k}.npy", "w", force_zip64=data.nbytes > 2**30) as member:
                 member.write(head)
                 if data.nbytes:
-                    member.write(memoryview(data.reshape(-1).view(np.uint8)))
+                    member.write(data.reshape(-1).view(np.uint8).data)  # a memoryview of the array
 
 
 class _MemFile(io.RawIOBase):
@@ -115,7 +115,7 @@ class _MemFile(io.RawIOBase):
         return len(data)
 
 
-def _members(body: bytes, bad) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
+def _members(body: bytes | memoryview, bad) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
     """The body's archive and its members by name, each checked stored, plain and inside the body."""
     try:
         zf = zipfile.ZipFile(_MemFile(body))
@@ -142,7 +142,7 @@ def _members(body: bytes, bad) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipIn
     return zf, by_name
 
 
-def _read_array(body: bytes, mv: memoryview, info: zipfile.ZipInfo, k: int, bad) -> np.ndarray:
+def _read_array(body: bytes | memoryview, mv: memoryview, info: zipfile.ZipInfo, k: int, bad) -> np.ndarray:
     """Array ``a{k}``: its size checked against its ``.npy`` header before it is made."""
     # the member's bytes straight from the body (stored, not compressed; the checksum
     # already covered them): its local header is 30 bytes, the name and an extra field
@@ -171,7 +171,7 @@ def _read_array(body: bytes, mv: memoryview, info: zipfile.ZipInfo, k: int, bad)
     return flat.reshape(shape).copy()
 
 
-def _unpack(body: bytes, what: str) -> tuple[bytes, list[np.ndarray]]:
+def _unpack(body: bytes | memoryview, what: str) -> tuple[bytes, list[np.ndarray]]:
     """The manifest and the arrays of a snapshot's body (every member checked first)."""
 
     def bad(msg: str) -> SnapshotError:

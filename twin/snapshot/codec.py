@@ -410,7 +410,11 @@ class _Decoder:
     def _date_time(self, tag: str, node: dict):
         """A date, time or datetime (tag ``"dtm"``, with its zone) or a timedelta (``"td"``)."""
         if tag == "dtm":
-            kinds = {"date": datetime.date, "time": datetime.time, "datetime": datetime.datetime}
+            kinds: dict[str, type[datetime.date] | type[datetime.time]] = {
+                "date": datetime.date,
+                "time": datetime.time,
+                "datetime": datetime.datetime,
+            }
             kind, value = kinds.get(node["dtm"]), node.get("v")
             if kind is None or type(value) is not str or len(value) > 64:
                 raise self.bad(f"date/time {node['dtm']!r}")
@@ -418,6 +422,8 @@ class _Decoder:
             if type(node.get("zone")) is str:
                 from zoneinfo import ZoneInfo
 
+                if not isinstance(out, datetime.datetime | datetime.time):  # a date has no zone
+                    raise self.bad(f"date/time {node['dtm']!r} with a zone")
                 out = out.replace(tzinfo=ZoneInfo(node["zone"]))
             return out
         if tag == "td":

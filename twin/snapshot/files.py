@@ -171,7 +171,7 @@ def _check_lines(data: bytes, what: str, total: int) -> tuple[bytes, bytes, int]
     return line, check, nl2 + 1
 
 
-def verify_bytes(data: bytes, what: str) -> tuple[dict, bytes]:
+def verify_bytes(data: bytes, what: str) -> tuple[dict, memoryview]:
     """Check a snapshot's header, version, length and checksum; returns (header, body)."""
     line, check, start = _check_lines(data, what, len(data))
     header = _parse_header(line, what)
@@ -203,7 +203,7 @@ def _read_checked(path: Path, what: str) -> memoryview:
     with open(path, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
         buf = np.empty(size, np.uint8)  # not zero-filled: every byte is read into it
-        mv = memoryview(buf)
+        mv = buf.data  # a memoryview of the array
         got = fh.readinto(mv[: min(size, _HEADER_MAX + 200)]) or 0
         start = _check_lines(bytes(buf[:got]), what, size)[2]
         digest = hashlib.sha256()
