@@ -22,7 +22,7 @@ from basics.errors import InputError
 __all__ = ["ComparisonError", "Replication", "run_replication"]
 
 #: time series and per-trip variables a replication sends back
-_SERIES = ("network_vehicles", "trips_arrived")
+_SERIES = ("network_vehicles", "trips_arrived", "network_stranded")  # stranded: issue 16
 _LINK = ("link_speed", "link_outflow")
 _TRIP = "trip_travel_time_s"
 #: dims of the geometry coordinates copied into comparison.nc
