@@ -4,7 +4,8 @@ Routes:
 
 - ``GET /`` the dashboard page, ``GET /static/...`` its script and style (from ``viz/web``);
 - ``GET /api/map`` the static map, ``GET /api/state`` the state now (JSON),
-  ``GET /api/replay?i=K`` recorded output interval K (the time slider);
+  ``GET /api/replay?i=K`` recorded output interval K (the time slider),
+  ``GET /api/link?i=K`` link K's details (hover and click);
 - ``POST /api/control`` one operator control (JSON, at most
   :data:`~twin.serve.controls.MAX_BODY_BYTES`), answered when the twin has applied it;
 - ``WS /ws`` the full state on connect, then a delta per publication (a reconnecting
@@ -38,6 +39,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from twin.serve.auth import Identity, Tokens
 from twin.serve.controls import MAX_BODY_BYTES, ControlError, check_control
+from twin.serve.geometry import link_details
 from twin.serve.picture import map_payload, replay_payload
 from twin.serve.runner import Runner
 
@@ -151,6 +153,7 @@ def build_app(runner: Runner, tokens: Tokens | None = None) -> Starlette:
         except IndexError as exc:
             return _deny(404, str(exc))
 
+    api_link = _link_endpoint(runner, tokens, n_links=n_links)
     api_control = _control_endpoint(runner, tokens, n_links=n_links, n_nodes=n_nodes)
 
     async def ws(websocket: WebSocket) -> None:
@@ -168,11 +171,27 @@ def build_app(runner: Runner, tokens: Tokens | None = None) -> Starlette:
         Route("/api/map", api_map),
         Route("/api/state", api_state),
         Route("/api/replay", api_replay),
+        Route("/api/link", api_link),
         Route("/api/control", api_control, methods=["POST"]),
         WebSocketRoute("/ws", ws),
         Mount("/static", StaticFiles(directory=web), name="static"),
     ]
     return Starlette(routes=routes)
+
+
+def _link_endpoint(runner: Runner, tokens: Tokens, *, n_links: int) -> Any:
+    """``GET /api/link?i=K``: link K's details (hover and click)."""
+
+    async def api_link(request: Request) -> Response:
+        who = _who(request, tokens)
+        if isinstance(who, Response):
+            return who
+        raw = request.query_params.get("i", "")
+        if not raw.isdigit() or len(raw) > 9 or int(raw) >= n_links:
+            return _deny(422, f"i must be a link index 0-{n_links - 1}")
+        return JSONResponse(link_details(runner.twin, int(raw)), headers=SECURITY_HEADERS)
+
+    return api_link
 
 
 def _control_endpoint(runner: Runner, tokens: Tokens, *, n_links: int, n_nodes: int) -> Any:

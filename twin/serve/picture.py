@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from basics.clock import format_clock
+from twin.serve.geometry import road_labels, zone_hulls
 
 __all__ = ["map_payload", "state_payload", "replay_payload", "state_delta", "apply_delta", "unit_positions", "CLOSED"]
 
@@ -74,6 +75,9 @@ def map_payload(twin: Any) -> dict[str, Any]:
         "hospitals": [],
         "incident_types": [],
         "evacuation": "population" in twin.components,
+        "zone_hulls": zone_hulls(net, zones),
+        "bridges": np.flatnonzero(np.asarray([str(k) == "bridge" for k in net.link_kind], bool)).tolist(),
+        "labels": road_labels(net),
     }
     comp = twin.components.get("emergency")
     if comp is not None:
@@ -86,7 +90,9 @@ def map_payload(twin: Any) -> dict[str, Any]:
 
 
 def unit_positions(twin: Any, comp: Any) -> dict[str, list[Any]]:
-    """Each unit's ``[x, y, kind, state]`` now, interpolated along the link it is driving."""
+    """Each unit's ``[x, y, kind, state, incident]`` now, interpolated along the link it is
+    driving (``incident``: the id of the incident it serves, or ``None``).
+    """
     from twin.emergency.resources import UNIT_STATES
 
     net = twin.city.network
@@ -109,7 +115,8 @@ def unit_positions(twin: Any, comp: Any) -> dict[str, list[Any]]:
                 s, d = int(net.src[a]), int(net.dst[a])
                 x = float(net.x[s] + f * (net.x[d] - net.x[s]))
                 y = float(net.y[s] + f * (net.y[d] - net.y[s]))
-        out[comp.unit_name(u.id)] = [round(x, 1), round(y, 1), u.kind, UNIT_STATES[u.state]]
+        inc = int(u.incident) if u.incident >= 0 else None
+        out[comp.unit_name(u.id)] = [round(x, 1), round(y, 1), u.kind, UNIT_STATES[u.state], inc]
     return out
 
 
@@ -154,8 +161,16 @@ def replay_payload(twin: Any, index: int) -> dict[str, Any]:
     }
 
 
-def _emergency_state(twin: Any, comp: Any) -> dict[str, Any]:
-    """Units, open incidents, stations, hospitals and the emergency KPIs panel."""
+def _clock(twin: Any, t: float) -> str | None:
+    return format_clock(twin.clock_s(t), with_seconds=False) if math.isfinite(t) else None
+
+
+def _emergency_state(twin: Any, comp: Any, base_stations: frozenset[str] | None = None) -> dict[str, Any]:
+    """Units, open incidents, stations, hospitals and the emergency KPIs panel.
+
+    Stations: ``added`` when not in ``base_stations`` (those at the server's start);
+    removed ones stay listed with ``removed`` (drawn struck out).
+    """
     from twin.emergency.incidents import STAGES
     from twin.emergency.resources import DISPATCHABLE
 
@@ -170,20 +185,26 @@ def _emergency_state(twin: Any, comp: Any) -> dict[str, Any]:
             "y": round(float(net.y[i.node]), 1),
             "units": len(i.assigned),
             "since": format_clock(twin.clock_s(i.t_occur), with_seconds=False),
+            "reported": _clock(twin, i.t_reported),
+            "dispatched": _clock(twin, i.t_dispatched),
+            "on_scene": _clock(twin, i.t_on_scene),
+            "notes": i.notes[:120],
         }
         for i in comp.incidents
         if i.open
     }
-    stations = {
-        s.name: {
+    stations = {}
+    for s in comp.stations:
+        if s.removed and s.name in stations:
+            continue  # a station of that name is open again
+        stations[s.name] = {
             "kind": s.kind,
             "x": round(float(net.x[s.node]), 1),
             "y": round(float(net.y[s.node]), 1),
             "in_service": bool(s.in_service),
+            "added": base_stations is not None and s.name not in base_stations,
+            "removed": bool(s.removed),
         }
-        for s in comp.stations
-        if not s.removed
-    }
     available: dict[str, list[int]] = {}
     for u in comp.units:
         if u.done:
@@ -225,7 +246,55 @@ def log_rows(twin: Any, start: int, stop: int | None = None) -> list[dict[str, A
     return [{k: r[k] for k in keep} for r in rows]
 
 
-def state_payload(twin: Any, *, seq: int, paused: bool, speed: float, extra: dict | None = None) -> dict[str, Any]:
+def evacuation_state(twin: Any) -> dict[str, Any] | None:
+    """Ordered zones and their state, the shelters, and the share of the ordered safe.
+
+    A zone is ``ordered`` until the first evacuee is safe, ``clearing`` while some who
+    comply are still in it, ``clear`` when none is (those who refuse stay); with the
+    number still to leave.  ``None`` before any order.
+    """
+    pop = twin.components.get("population")
+    if pop is None:
+        return None
+    ev = getattr(pop.policies, "evac", None)  # the orders' records (older versions kept them on pop)
+    orders = ev.orders if ev is not None else getattr(pop, "evac_orders", None)
+    if not orders:
+        return None
+    order_of_node = ev.order_of_node if ev is not None else pop.evac_order_of_node
+    target = np.asarray(ev.target if ev is not None else pop.evac_target)
+    safe = ~np.isnan(np.asarray(ev.safe_t if ev is not None else pop.evac_safe_t))
+    complies = np.asarray(ev.status if ev is not None else pop.evac_status) == 1
+    node_zone = np.asarray(pop.node_zone)
+    nz = pop.zones.n_zones
+    ordered = np.bincount(node_zone[np.asarray(order_of_node) >= 0], minlength=nz) > 0
+    left = target & ~safe & complies  # those who refuse stay: the zone is clear without them
+    zone_now = node_zone[np.asarray(pop.node)]
+    remaining = np.bincount(zone_now[left], minlength=nz)
+    n_safe = int(np.count_nonzero(target & safe))
+    net = twin.city.network
+    shelters = sorted({int(n) for o in orders if o.get("shelters") is not None for n in o["shelters"]})
+    zones = {}
+    for z in np.flatnonzero(ordered):
+        state = "clear" if remaining[z] == 0 else ("clearing" if n_safe else "ordered")
+        zones[str(pop.zones.name[z])] = [state, int(remaining[z])]
+    n_target = int(np.count_nonzero(target))
+    return {
+        "zones": zones,
+        "shelters": [[round(float(net.x[n]), 1), round(float(net.y[n]), 1)] for n in shelters],
+        "ordered": n_target,
+        "safe": n_safe,
+    }
+
+
+def state_payload(
+    twin: Any,
+    *,
+    seq: int,
+    paused: bool,
+    speed: float,
+    extra: dict | None = None,
+    base_stations: frozenset[str] | None = None,
+) -> dict[str, Any]:
     """The twin's state now, as the dashboard shows it (see the module docstring).
 
     Parameters
@@ -238,6 +307,8 @@ def state_payload(twin: Any, *, seq: int, paused: bool, speed: float, extra: dic
         The runner's pace, shown in the header.
     extra
         More top-level entries (forks, operator notes).
+    base_stations
+        The stations at the server's start (the others are marked ``added``).
 
     Returns
     -------
@@ -271,7 +342,10 @@ def state_payload(twin: Any, *, seq: int, paused: bool, speed: float, extra: dic
         "log": log_rows(twin, max(0, n_log - LOG_ROWS)),
     }
     if comp is not None:
-        state.update(_emergency_state(twin, comp))
+        state.update(_emergency_state(twin, comp, base_stations))
+    evac = evacuation_state(twin)
+    if evac is not None:
+        state["evacuation"] = evac
     state.update(extra or {})
     return state
 

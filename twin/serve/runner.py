@@ -93,6 +93,8 @@ class Runner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.seq = 0
+        comp = self.twin.components.get("emergency")
+        self.base_stations = frozenset(s.name for s in comp.stations if not s.removed) if comp is not None else None
         self.state: dict[str, Any] = self._payload()
         self.delta: dict[str, Any] | None = None
         self.cond = threading.Condition()
@@ -108,7 +110,9 @@ class Runner:
         extra = {"operator_log": self.oplog.rows[-50:], "forks": forks, "error": getattr(self, "error", None)}
         if self.live is not None:
             extra["live"] = self.live.state()
-        return state_payload(self.twin, seq=self.seq, paused=self.paused, speed=self.speed, extra=extra)
+        return state_payload(
+            self.twin, seq=self.seq, paused=self.paused, speed=self.speed, extra=extra, base_stations=self.base_stations
+        )
 
     def publish(self) -> None:
         """Build the state now and its delta from the last one; wake the waiting senders."""

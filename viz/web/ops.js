@@ -46,6 +46,7 @@ function draw() {
   if (!map || !view) return;
   ctx.fillStyle = "#0d1014";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
+  drawZones();
   const n = map.n_links, X = map.x, Y = map.y, S = map.src, D = map.dst;
   const levels = replay ? replay.levels : state ? state.levels : null;
   const paths = new Map();
@@ -56,7 +57,15 @@ function draw() {
     const [ax, ay] = toScreen(X[S[i]], Y[S[i]]), [bx, by] = toScreen(X[D[i]], Y[D[i]]);
     p.moveTo(ax, ay); p.lineTo(bx, by);
   }
-  const w = Math.max(1, Math.min(4, view.s * 6)) * devicePixelRatio;
+  const w = Math.max(1.5, Math.min(5, view.s * 8)) * devicePixelRatio;
+  if (map.bridges.length) { // bridges: a light casing under their colour
+    const p = new Path2D();
+    for (const i of map.bridges) {
+      const [ax, ay] = toScreen(X[S[i]], Y[S[i]]), [bx, by] = toScreen(X[D[i]], Y[D[i]]);
+      p.moveTo(ax, ay); p.lineTo(bx, by);
+    }
+    ctx.strokeStyle = "#c9d1d9"; ctx.lineWidth = w + 5 * devicePixelRatio; ctx.stroke(p);
+  }
   ctx.lineWidth = w;
   let drawn = 0;
   for (const [lv, p] of paths) {
@@ -78,6 +87,8 @@ function draw() {
   }
   canvas.dataset.links = String(n);
   canvas.dataset.drawn = String(drawn);
+  canvas.dataset.closed = String(levels ? levels.filter(v => v === -1).length : 0);
+  drawLabels();
   drawMarkers();
 }
 
@@ -92,25 +103,98 @@ function marker(x, y, r, fill, shape) {
 function drawMarkers() {
   const k = devicePixelRatio;
   ctx.font = `${11 * k}px system-ui`;
-  for (const z of (map.evacuation ? map.zones : [])) {
-    const [sx, sy] = toScreen(z.x, z.y); ctx.fillStyle = "#8b949e80"; ctx.fillText(z.name, sx, sy);
-  }
   for (const h of map.hospitals) {
     const [sx, sy] = toScreen(h.x, h.y); ctx.fillStyle = "#fff"; ctx.fillRect(sx - 6 * k, sy - 2 * k, 12 * k, 4 * k);
     ctx.fillRect(sx - 2 * k, sy - 6 * k, 4 * k, 12 * k);
   }
   if (!state) return;
   if (state.live) drawSensors(k);
+  for (const sh of (state.evacuation ? state.evacuation.shelters : [])) {
+    const [sx, sy] = toScreen(sh[0], sh[1]);
+    ctx.fillStyle = "#3fb950"; ctx.beginPath();
+    ctx.moveTo(sx, sy - 8 * k); ctx.lineTo(sx + 7 * k, sy + 5 * k); ctx.lineTo(sx - 7 * k, sy + 5 * k); ctx.fill();
+  }
+  ctx.font = `bold ${12 * k}px system-ui`;
   for (const [name, st] of Object.entries(state.stations || {})) {
-    const [sx, sy] = marker(st.x, st.y, 5 * k, st.in_service ? "#e6edf3" : "#6e7681", "square");
-    ctx.fillStyle = "#e6edf3"; ctx.fillText(name + (st.in_service ? "" : " (out)"), sx + 7 * k, sy - 5 * k);
+    const [sx, sy] = marker(st.x, st.y, 6 * k, st.removed || !st.in_service ? "#6e7681" : "#e6edf3", "square");
+    if (st.added) { ctx.strokeStyle = "#39d0d8"; ctx.lineWidth = 2 * k; ctx.strokeRect(sx - 9 * k, sy - 9 * k, 18 * k, 18 * k); }
+    if (st.removed) {
+      ctx.strokeStyle = "#ff7b72"; ctx.lineWidth = 2 * k; ctx.beginPath();
+      ctx.moveTo(sx - 8 * k, sy - 8 * k); ctx.lineTo(sx + 8 * k, sy + 8 * k); ctx.moveTo(sx + 8 * k, sy - 8 * k); ctx.lineTo(sx - 8 * k, sy + 8 * k); ctx.stroke();
+    }
+    const tag = st.removed ? " (removed)" : st.added ? " (new)" : st.in_service ? "" : " (out of service)";
+    halo(name + tag, sx + 10 * k, sy - 6 * k, st.added ? "#39d0d8" : "#e6edf3");
   }
+  let nInc = 0;
   for (const [id, inc] of Object.entries(state.incidents || {})) {
-    const [sx, sy] = marker(inc.x, inc.y, (5 + inc.severity) * k, "#ff3b30cc");
-    ctx.fillStyle = "#fff"; ctx.fillText(`#${id} ${inc.type} (${inc.stage})`, sx + 9 * k, sy + 4 * k);
+    const [sx, sy] = marker(inc.x, inc.y, (6 + inc.severity) * k, "#ff3b30dd");
+    ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5 * k; ctx.stroke();
+    halo(`#${id} ${inc.type} · ${inc.stage.replaceAll("_", " ")}`, sx + 12 * k, sy + 5 * k, "#fff");
+    nInc++;
   }
+  canvas.dataset.incidents = String(nInc);
   for (const u of Object.values(state.units || {})) {
-    marker(u[0], u[1], 3 * k, UNIT_COLOURS[u[3]] || "#58a6ff");
+    marker(u[0], u[1], 4 * k, UNIT_COLOURS[u[3]] || "#58a6ff");
+  }
+}
+
+// text with a dark halo, legible over any road colour
+function halo(text, x, y, colour) {
+  ctx.lineWidth = 3 * devicePixelRatio; ctx.strokeStyle = "#0d1014"; ctx.strokeText(text, x, y);
+  ctx.fillStyle = colour; ctx.fillText(text, x, y);
+}
+
+const ZONE_STYLE = { ordered: ["#ff3b3040", "#ff3b30"], clearing: ["#d2992240", "#d29922"], clear: ["#3fb95030", "#3fb950"] };
+// evacuation zones as areas (the hull of their nodes), coloured by the order's progress
+function drawZones() {
+  if (!map.zone_hulls || !(map.evacuation || (state && state.evacuation))) return;
+  const k = devicePixelRatio, ev = state && state.evacuation ? state.evacuation.zones : {};
+  let nZones = 0;
+  map.zones.forEach((z, i) => {
+    const hull = map.zone_hulls[i];
+    if (!hull || hull.length < 3) return;
+    const p = new Path2D();
+    hull.forEach((pt, j) => { const [sx, sy] = toScreen(pt[0], pt[1]); if (j) p.lineTo(sx, sy); else p.moveTo(sx, sy); });
+    p.closePath();
+    const st = ev[z.name];
+    if (st) {
+      const [fill, line] = ZONE_STYLE[st[0]] || ZONE_STYLE.ordered;
+      ctx.fillStyle = fill; ctx.fill(p); ctx.strokeStyle = line; ctx.lineWidth = 2 * k; ctx.stroke(p); nZones++;
+    } else { ctx.strokeStyle = "#30363d"; ctx.lineWidth = k; ctx.stroke(p); }
+  });
+  canvas.dataset.zones = String(nZones);
+  ctx.font = `bold ${13 * k}px system-ui`;
+  for (const z of map.zones) {
+    const st = ev[z.name];
+    if (!st) continue;
+    const [sx, sy] = toScreen(z.x, z.y);
+    halo(`${z.name}: ${st[0]}${st[1] ? ` (${st[1].toLocaleString("en")} to leave)` : ""}`, sx - 40 * k, sy, ZONE_STYLE[st[0]][1]);
+  }
+}
+
+// named roads and bridges: each name once, along its longest link that fits, never overlapping
+function drawLabels() {
+  const k = devicePixelRatio, X = map.x, Y = map.y, S = map.src, D = map.dst, boxes = [];
+  for (const [name, rank, links] of map.labels) {
+    const size = rank === 0 ? 13 : 11;
+    ctx.font = `${rank <= 1 ? "bold " : ""}${size * k}px system-ui`;
+    const tw = ctx.measureText(name).width, th = size * k;
+    for (const i of links) {
+      let [ax, ay] = toScreen(X[S[i]], Y[S[i]]), [bx, by] = toScreen(X[D[i]], Y[D[i]]);
+      const len = Math.hypot(bx - ax, by - ay);
+      if (rank > 0 && len < tw * 1.1) continue; // roads only where the link is long enough at this zoom
+      if (ax > bx) { [ax, bx, ay, by] = [bx, ax, by, ay]; }
+      const mx = (ax + bx) / 2, my = (ay + by) / 2;
+      if (mx < 0 || my < 0 || mx > canvas.width || my > canvas.height) continue;
+      const r = Math.max(tw, th) / 2 + 2 * k;
+      if (boxes.some(b => Math.abs(b[0] - mx) < b[2] + r && Math.abs(b[1] - my) < th)) continue;
+      boxes.push([mx, my, r]);
+      ctx.save(); ctx.translate(mx, my);
+      if (rank > 0) ctx.rotate(Math.atan2(by - ay, bx - ax));
+      halo(name, -tw / 2, rank > 0 ? -4 * k : -8 * k, rank === 0 ? "#ffffff" : "#c9d1d9");
+      ctx.restore();
+      break;
+    }
   }
 }
 
@@ -257,9 +341,76 @@ function onClick(e) {
   if (mode === "close") { control({ action: "close_road", link: link }); setMode(null); return; }
   if (mode === "reopen") { control({ action: "reopen_road", link: link }); setMode(null); return; }
   selectedLinks = [link];
-  const lv = state ? state.levels[link] : null;
-  const d = $("details"); d.style.display = "block";
-  d.textContent = `link ${link} ${map.link_name[link] || "(unnamed)"}: ` + (lv === -1 ? "closed" : `${lv * 10} % of free-flow speed`);
+  describe(e, $("details"), true);
+}
+
+// ------------------------------------------------------------------ hover / click details
+// what is under the pointer: an incident, a unit, a station, or the nearest link (within 10 px)
+function hitTest(e) {
+  const [x, y] = eventWorld(e), r = 10 * devicePixelRatio / view.s, r2 = r * r;
+  const near = (px, py) => (px - x) * (px - x) + (py - y) * (py - y) <= r2;
+  if (state) {
+    for (const [id, inc] of Object.entries(state.incidents || {})) if (near(inc.x, inc.y)) return { kind: "incident", id: id, v: inc };
+    for (const [id, u] of Object.entries(state.units || {})) if (near(u[0], u[1])) return { kind: "unit", id: id, v: u };
+    for (const [id, st] of Object.entries(state.stations || {})) if (near(st.x, st.y)) return { kind: "station", id: id, v: st };
+  }
+  const link = nearestLink(x, y);
+  if (link < 0) return null;
+  const X = map.x, Y = map.y, ax = X[map.src[link]], ay = Y[map.src[link]], bx = X[map.dst[link]], by = Y[map.dst[link]];
+  const dx = bx - ax, dy = by - ay, L = dx * dx + dy * dy;
+  const t = L > 0 ? Math.max(0, Math.min(1, ((x - ax) * dx + (y - ay) * dy) / L)) : 0;
+  return near(ax + t * dx, ay + t * dy) ? { kind: "link", id: link } : null;
+}
+
+const linkCache = new Map();
+async function linkInfo(i) {
+  const c = linkCache.get(i);
+  if (c && performance.now() - c.at < 1000) return c.v;
+  const r = await fetch(`api/link?i=${i}`, { headers: headers });
+  if (!r.ok) return null;
+  const v = await r.json();
+  linkCache.set(i, { at: performance.now(), v: v });
+  if (linkCache.size > 500) linkCache.clear();
+  return v;
+}
+
+function linkText(d) {
+  const lines = [`${d.name || "(unnamed road)"} — link ${d.link}, ${d.kind}, ${d.lanes} lane(s), ${fmt(d.length_m)} m`];
+  lines.push(d.closed ? "CLOSED" : `speed ${fmt(d.speed_kmh)} of ${fmt(d.free_kmh)} km/h free flow (${fmt(100 * d.speed_kmh / d.free_kmh)} %)`);
+  lines.push(`v/c ${d.vc === null ? "– (nothing recorded yet)" : fmt(d.vc, 2)} · ${fmt(d.vehicles)} vehicles on it`);
+  for (const c of d.changes) lines.push(`${c.closed ? "closed" : "restricted"} by ${c.source}` + (c.closed ? "" : ` (capacity ×${c.capacity_factor}, speed ×${c.speed_factor})`));
+  if (state && state.live && state.live.sensor_links.includes(d.link)) lines.push("sensor link");
+  return lines.join("\n");
+}
+
+function hitText(h) {
+  if (h.kind === "incident") {
+    const v = h.v;
+    return `incident #${h.id}: ${v.type}, severity ${v.severity}\nstage ${v.stage.replaceAll("_", " ")} · ${v.units} unit(s)\n` +
+      `occurred ${v.since} · reported ${v.reported || "–"} · dispatched ${v.dispatched || "–"} · on scene ${v.on_scene || "–"}` + (v.notes ? `\n${v.notes}` : "");
+  }
+  if (h.kind === "unit") return `unit ${h.id}: ${h.v[2]}, ${h.v[3].replaceAll("_", " ")}` + (h.v[4] !== null && h.v[4] !== undefined ? `\nincident #${h.v[4]}` : "");
+  const v = h.v;
+  return `station ${h.id}: ${v.kind}` + (v.removed ? ", removed" : v.in_service ? ", in service" : ", out of service") + (v.added ? " (new)" : "");
+}
+
+async function describe(e, box, sticky) {
+  const h = hitTest(e);
+  if (!h) { if (!sticky) box.style.display = "none"; return; }
+  const text = h.kind === "link" ? await linkInfo(h.id).then(d => (d ? linkText(d) : `link ${h.id}`)) : hitText(h);
+  box.textContent = text; box.style.display = "block";
+  box.dataset.kind = h.kind; box.dataset.id = String(h.id);
+  if (!sticky) {
+    const r = canvas.parentElement.getBoundingClientRect();
+    box.style.left = `${Math.min(e.clientX - r.left + 14, r.width - 340)}px`; box.style.top = `${e.clientY - r.top + 14}px`;
+  }
+}
+
+let hoverPending = null;
+function onHover(e) {
+  if (hoverPending) { hoverPending = e; return; }
+  hoverPending = e;
+  setTimeout(() => { const ev = hoverPending; hoverPending = null; describe(ev, $("tip"), false); }, 80);
 }
 
 function wire() {
@@ -293,6 +444,8 @@ function wire() {
       drag.x = e.clientX; drag.y = e.clientY; requestDraw();
     }
   });
+  canvas.addEventListener("mousemove", e => { if (!drag || !drag.moved) onHover(e); });
+  canvas.addEventListener("mouseleave", () => { $("tip").style.display = "none"; });
   window.addEventListener("mouseup", e => { if (drag && !drag.moved && e.target === canvas) onClick(e); drag = null; });
   canvas.addEventListener("wheel", e => {
     e.preventDefault();
