@@ -74,18 +74,17 @@ class DispatchCentre:
 
     def dispatch_round(self) -> None:
         """Send free units to the queued incidents, highest priority first, then note who still waits."""
-        if not self.comp.queue:
+        book = self.comp.book
+        if not book.queue:
             self.comp.blocked = False
             return
         fleet = self.comp.fleet
         mask = fleet.free_mask()
         free = fleet.free_by_kind(mask)
-        order = sorted(
-            self.comp.queue, key=lambda i: (-self.comp.incidents[i].priority, self.comp.incidents[i].t_reported, i)
-        )
+        order = book.waiting()
         trusted = self.comp.policy in _TRUSTED
         for i in order:
-            inc = self.comp.incidents[i]
+            inc = book[i]
             kinds = [k for k, n in inc.need.items() if n > 0 and free.get(k, 0) > 0]
             if kinds:
                 dist, _ = self.comp.router.tree_to(inc.node)
@@ -100,7 +99,7 @@ class DispatchCentre:
                         mask[u] = False
                     free[kind] -= len(chosen)
             if sum(inc.need.values()) == 0:
-                self.comp.queue.remove(i)
+                book.dequeue(i)
             elif not inc.waited:
                 inc.waited = True
                 self.comp.log.add(
@@ -110,9 +109,9 @@ class DispatchCentre:
                     node=inc.node,
                     detail="waiting for " + ", ".join(f"{n} {k}" for k, n in inc.need.items() if n),
                 )
-        self.comp.max_waiting = max(self.comp.max_waiting, len(self.comp.queue))
+        book.note_waiting()
         # a free unit of a kind some queued incident needs could not reach it: watch the roads
-        self.comp.blocked = any(free.get(k, 0) > 0 for i in self.comp.queue for k in self.comp.incidents[i].need)
+        self.comp.blocked = any(free.get(k, 0) > 0 for i in book.queue for k in book[i].need)
         if self.comp.blocked:
             self.comp.watch_roads()
 

@@ -17,7 +17,8 @@ def check_invariants(comp) -> None:
     remaining route of every moving unit uses open links only.
     """
     owner: dict[int, int] = {}
-    for inc in comp.incidents:
+    book = comp.book
+    for inc in book:
         for u in inc.assigned:
             if u in owner:
                 raise RuntimeError(f"unit {u} is booked by incidents {owner[u]} and {inc.id}")
@@ -25,8 +26,8 @@ def check_invariants(comp) -> None:
         if inc.stage == CLEARED and (inc.assigned or inc.need):
             raise RuntimeError(f"cleared incident {inc.id} still holds units {inc.assigned} or needs {inc.need}")
         needs = sum(inc.need.values()) > 0
-        if needs != (inc.id in comp.queue):
-            raise RuntimeError(f"incident {inc.id}: needs {inc.need} but queued={inc.id in comp.queue}")
+        if needs != book.queued(inc.id):
+            raise RuntimeError(f"incident {inc.id}: needs {inc.need} but queued={book.queued(inc.id)}")
         if needs and inc.stage not in (REPORTED, WORKING):
             raise RuntimeError(f"incident {inc.id} needs units at stage {inc.stage}")
     comp.fleet.check_index()

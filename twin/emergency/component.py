@@ -50,6 +50,7 @@ from twin.emergency.incidents import (
     WORKING,
     ArrivalSampler,
     Incident,
+    IncidentBook,
     Location,
     closure_links,
     draw,
@@ -136,9 +137,8 @@ class EmergencyComponent(Component):
         stations, units, self.hospitals = build_resources(city, twin.scenario.resources, inc_spec, types_used=used)
         #: the stations and their units (states, homes, who is free)
         self.fleet = Fleet(stations, units, sorted(inc_spec.unit_kinds_needed))
-        self.incidents: list[Incident] = []
-        #: incidents that still need units (ids)
-        self.queue: list[int] = []
+        #: the incidents, the dispatch queue and their counts
+        self.book = IncidentBook()
         self.log = EventLog()
         self.policy = load_policy(inc_spec.policy)
         self.policy_name = inc_spec.policy
@@ -146,10 +146,8 @@ class EmergencyComponent(Component):
         #: seconds between checks for link changes made by others
         self.link_watch_s = 15.0
         self.mutual_aid_dispatches = 0
-        self.max_waiting = 0
         #: some queued incident needs a kind with free units that cannot reach it
         self.blocked = False
-        self.n_open = 0
         self._lc_seen = len(twin.link_control.history)
         self._closed_seen = self.router.closed_mask()
         self._script_gen = 0
@@ -186,13 +184,33 @@ class EmergencyComponent(Component):
         env.process(self._script_proc(self._script_gen))
         self.agenda.start(env)
         env.process(self._link_watch())
-        if self.queue:
+        if self.book.queue:
             self.kick()
 
     @property
     def now(self) -> float:
         """The clock's time, s."""
         return self._env.now
+
+    @property
+    def incidents(self) -> list[Incident]:
+        """The incident records, by id (:attr:`IncidentBook.records`)."""
+        return self.book.records
+
+    @property
+    def queue(self) -> list[int]:
+        """Ids of the incidents that still need units (:attr:`IncidentBook.queue`)."""
+        return self.book.queue
+
+    @property
+    def n_open(self) -> int:
+        """Incidents not cleared yet."""
+        return self.book.n_open
+
+    @property
+    def max_waiting(self) -> int:
+        """The longest the dispatch queue has been."""
+        return self.book.max_waiting
 
     @property
     def units(self) -> list[Unit]:
@@ -217,7 +235,7 @@ class EmergencyComponent(Component):
     # ------------------------------------------------------------ the agenda's owner
     def agenda_record(self, key: Key) -> Unit | Incident:
         """The unit (``("u", id)``) or incident (``("i", id)``) a key names."""
-        return self.fleet.units[key[1]] if key[0] == "u" else self.incidents[key[1]]
+        return self.fleet.units[key[1]] if key[0] == "u" else self.book[key[1]]
 
     def agenda_finished(self, key: Key, rec: Unit | Incident) -> bool:
         """Whether the record is done for good (a retired unit, a cleared incident)."""
@@ -239,7 +257,7 @@ class EmergencyComponent(Component):
 
     def kick(self) -> None:
         """Wake the dispatch centre (a no-op while no incident waits for units)."""
-        if self.queue and self._wake is not None and not self._wake.triggered:
+        if self.book.queue and self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
     def _dispatcher(self):
@@ -324,7 +342,7 @@ class EmergencyComponent(Component):
         u = float(rng.random())
         now = self.now
         inc = Incident(
-            id=len(self.incidents),
+            id=len(self.book),
             type=type_,
             severity=sev,
             priority=int(level_value(spec.priority, sev, sev)) if spec.priority else sev,
@@ -339,8 +357,7 @@ class EmergencyComponent(Component):
             transport=u < level_value(spec.transport, sev, 0.0),
             clear_done=spec.cleared_by is None,
         )
-        self.incidents.append(inc)
-        self.n_open += 1
+        self.book.add(inc)
         self.log.add(
             now, "occurred", inc.id, node=inc.node, detail=f"{source}; severity {sev}" + (f"; {notes}" if notes else "")
         )
@@ -354,7 +371,7 @@ class EmergencyComponent(Component):
         city = self.twin.city
         if spec.closes_links:
             links = closure_links(city, loc, spec.closure_radius_m)
-            kw = {"closed": True}
+            factor = 1.0
         else:
             factor = float(level_value(spec.capacity_factor, inc.severity, 1.0))
             if factor >= 1.0:
@@ -369,12 +386,13 @@ class EmergencyComponent(Component):
                 st = self.twin.traffic.state
                 load = (st.n_in - st.n_out)[into]
                 links = np.asarray([into[int(np.argmax(load))]], np.int64)
-            kw = {"capacity_factor": factor}
         if links.size == 0:
             return
         inc.links = tuple(int(a) for a in links)
-        inc.link_handle = self.twin.link_control.apply(links, source=f"emergency:{inc.type}#{inc.id}", **kw)
-        what = "closed" if spec.closes_links else f"capacity x{kw['capacity_factor']:g}"
+        inc.link_handle = self.twin.link_control.apply(
+            links, source=f"emergency:{inc.type}#{inc.id}", closed=bool(spec.closes_links), capacity_factor=factor
+        )
+        what = "closed" if spec.closes_links else f"capacity x{factor:g}"
         self.log.add(self.now, "link_change", inc.id, node=inc.node, detail=f"{what} on links {list(inc.links)}")
         self._links_changed()
 
@@ -392,7 +410,7 @@ class EmergencyComponent(Component):
             inc.t_reported = now
             mix = level_value(self.types[inc.type].units, inc.severity)
             inc.need = {k: int(n) for k, n in sorted(mix.items()) if n > 0}
-            self.queue.append(inc.id)
+            self.book.enqueue(inc.id)
             self.log.add(
                 now,
                 "reported",
@@ -461,8 +479,7 @@ class EmergencyComponent(Component):
         inc.stage = SCENE_CLOSED
         inc.t_scene_closed = now
         inc.need.clear()
-        if inc.id in self.queue:
-            self.queue.remove(inc.id)
+        self.book.dequeue(inc.id)
         self.log.add(now, "scene_closed", inc.id, node=inc.node)
         spec = self.types[inc.type]
         if not spec.cleared_by:
@@ -507,7 +524,7 @@ class EmergencyComponent(Component):
         inc.stage = CLEARED
         inc.t_cleared = self.now
         inc.t_next = math.inf
-        self.n_open -= 1
+        self.book.cleared(inc)
         self._revert_links(inc)
         self.log.add(self.now, "cleared", inc.id, node=inc.node)
 
@@ -516,19 +533,19 @@ class EmergencyComponent(Component):
         now = self.now
         if unit.state == DISPATCHED:
             self.fleet.set_state(unit, ENROUTE)
-            inc = self.incidents[unit.incident]
+            inc = self.book[unit.incident]
             if math.isnan(inc.t_enroute):
                 inc.t_enroute = now
             self.log.add(now, "en_route", inc.id, unit.id, unit.node)
             self.set_next(("u", unit.id), self.routes.arrival_time(unit))
         elif unit.state == ENROUTE:
-            inc = self.incidents[unit.incident]
+            inc = self.book[unit.incident]
             travel = now - unit.t_depart
             self.fleet.set_state(unit, ONSCENE)
             unit.clear_trip(inc.node)
             self._on_arrival(unit, inc, travel)
         elif unit.state == TRANSPORT:
-            inc = self.incidents[unit.incident]
+            inc = self.book[unit.incident]
             h = self.hospitals[inc.hospital]
             h.incoming -= 1
             self.fleet.set_state(unit, HOSPITAL)
@@ -538,7 +555,7 @@ class EmergencyComponent(Component):
             self.log.add(now, "at_hospital", inc.id, unit.id, h.node, detail=h.name)
             self.set_next(("u", unit.id), now + draw(self.types[inc.type].handover, self.rng_units))
         elif unit.state == HOSPITAL:
-            inc = self.incidents[unit.incident]
+            inc = self.book[unit.incident]
             inc.transport_done = True
             self.log.add(now, "handover_done", inc.id, unit.id, unit.node)
             self._release(unit)
@@ -548,7 +565,7 @@ class EmergencyComponent(Component):
 
     def _release(self, unit: Unit) -> None:
         """Free a unit from its incident and send it home."""
-        inc = self.incidents[unit.incident]
+        inc = self.book[unit.incident]
         inc.assigned.remove(unit.id)
         unit.incident = -1
         unit.busy_s += self.now - unit.busy_since
@@ -668,10 +685,10 @@ class EmergencyComponent(Component):
             self.send_home(unit)
             return
         if unit.state == TRANSPORT:
-            inc = self.incidents[unit.incident]
+            inc = self.book[unit.incident]
             dest = self.hospitals[inc.hospital].node
         else:
-            inc = self.incidents[unit.incident]
+            inc = self.book[unit.incident]
             dest = inc.node
         leaving = unit.state == DISPATCHED
         ok = self.routes.route(unit, dest, t0=unit.t_depart if leaving else now, from_here=not leaving)
@@ -682,8 +699,7 @@ class EmergencyComponent(Component):
         self.log.add(now, "stranded", inc.id, unit.id, unit.node, detail="no open route to its destination")
         if unit.state in (DISPATCHED, ENROUTE):  # give the job back to dispatch
             inc.need[unit.kind] = inc.need.get(unit.kind, 0) + 1
-            if inc.id not in self.queue:
-                self.queue.append(inc.id)
+            self.book.enqueue(inc.id)
             self._release(unit)
         else:  # transport: wait where it is for a route
             node, lead, _ = self.routes.where(unit)

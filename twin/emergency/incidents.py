@@ -12,6 +12,7 @@ hospital] -> [road cleared: cleared-by unit on scene + clearance time] -> cleare
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ from scenarios.emergency import DistSpec, RateSpec
 
 __all__ = [
     "Incident",
+    "IncidentBook",
     "STAGES",
     "draw",
     "Location",
@@ -94,6 +96,68 @@ class Incident:
     def response_s(self) -> float:
         """First unit on scene minus the time the call was reported."""
         return self.t_on_scene - self.t_reported
+
+
+class IncidentBook:
+    """Every incident's record, the dispatch queue, and the counts the results need.
+
+    Indexing and iterating give the :class:`Incident` records by id.  The queue
+    holds the ids of the incidents that still need units, in the order they were
+    queued; :meth:`waiting` gives them in the order the dispatch centre serves them.
+    """
+
+    def __init__(self) -> None:
+        #: the records, by id
+        self.records: list[Incident] = []
+        #: ids of the incidents that still need units
+        self.queue: list[int] = []
+        #: incidents not cleared yet
+        self.n_open = 0
+        #: the longest the queue has been at the end of a dispatch round
+        self.max_waiting = 0
+
+    def __getitem__(self, i: int) -> Incident:
+        return self.records[i]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[Incident]:
+        return iter(self.records)
+
+    def add(self, inc: Incident) -> None:
+        """Book a new (open) incident; its id must be the next one."""
+        if inc.id != len(self.records):
+            raise RuntimeError(f"internal error: incident {inc.id} booked as number {len(self.records)}")
+        self.records.append(inc)
+        self.n_open += 1
+
+    def cleared(self, inc: Incident) -> None:
+        """Count an incident as closed for good."""
+        self.n_open -= 1
+
+    def enqueue(self, i: int) -> None:
+        """Queue incident ``i`` for units (a no-op if it waits already)."""
+        if i not in self.queue:
+            self.queue.append(i)
+
+    def dequeue(self, i: int) -> None:
+        """Take incident ``i`` off the queue (a no-op if it is not on it)."""
+        if i in self.queue:
+            self.queue.remove(i)
+
+    def queued(self, i: int) -> bool:
+        """Whether incident ``i`` waits for units."""
+        return i in self.queue
+
+    def waiting(self) -> list[int]:
+        """The queued incidents in the order they are served: priority, then time reported, then id."""
+        recs = self.records
+        return sorted(self.queue, key=lambda i: (-recs[i].priority, recs[i].t_reported, i))
+
+    def note_waiting(self) -> None:
+        """Keep the longest queue seen (call after each dispatch round)."""
+        self.max_waiting = max(self.max_waiting, len(self.queue))
 
 
 # ------------------------------------------------------------------------------ durations
