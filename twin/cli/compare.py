@@ -50,10 +50,11 @@ def verdict(row: dict) -> str:
     nothing about chance then, so it is shown as ``no spread``, never as significant.
     """
     lo, hi = row.get("ci_low"), row.get("ci_high")
-    finite = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
-    if finite and hi - lo <= 1e-12 * max(1.0, abs(lo), abs(hi)):
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "no"
+    if hi - lo <= 1e-12 * max(1.0, abs(lo), abs(hi)):
         return "no spread"
-    return "yes" if row.get("significant") and finite else "no"
+    return "yes" if row.get("significant") else "no"
 
 
 def comparison_table(summary: dict, *, rows: list | None = None, when: str | None = None) -> Table:

@@ -198,15 +198,15 @@ class InjectSource:
         self._q: queue.Queue[str] | None = None
         if path == "-":
             self._q = queue.Queue()
-            threading.Thread(target=self._read_stdin, daemon=True).start()
+            threading.Thread(target=self._read_stdin, args=(self._q,), daemon=True).start()
         elif not Path(path).is_file():
             from basics.errors import InputError
 
             raise InputError(f"--inject {path!r}: no such file (create it, even empty, then append lines)")
 
-    def _read_stdin(self) -> None:
+    def _read_stdin(self, q: queue.Queue[str]) -> None:
         for line in sys.stdin:
-            self._q.put(line)
+            q.put(line)
 
     def poll(self) -> list[str]:
         """Complete lines that arrived since the last call."""
@@ -366,6 +366,7 @@ def _cmd_drill(args, console: Console) -> int:
     from basics.errors import InputError
     from scenarios import load_scenario
     from twin.cli.common import kpi_table
+    from twin.emergency import EmergencyComponent
     from twin.model import Twin
 
     if args.speed is not None and not (args.speed > 0 and math.isfinite(args.speed)):
@@ -379,6 +380,7 @@ def _cmd_drill(args, console: Console) -> int:
     with console.status(f"building [bold]{scenario.name}[/]…"):
         twin = Twin(scenario)
     comp = twin.components["emergency"]
+    assert isinstance(comp, EmergencyComponent)  # incidents.enabled (set above) builds it
     console.print(
         f"[bold]{scenario.name}[/]: {twin.city.name}, {len(comp.stations)} stations, {len(comp.units)} units, "
         f"{len(comp.hospitals)} hospitals, {len(comp.script)} scripted incidents, "

@@ -118,7 +118,7 @@ def _cmd_fork(args, console: Console) -> int:
                 }
             ),
         )
-        if (ckpt / "key.json").exists():
+        if ckpt is not None and (ckpt / "key.json").exists():
             shutil.rmtree(ckpt, ignore_errors=True)
         console.print(f"results in [bold]{args.out}[/]")
     return 0
