@@ -73,7 +73,7 @@ class Recorder:
         share = np.ones(closed.shape, np.float32)
         control = getattr(self.twin, "link_control", None)
         changed = np.asarray(sorted(control.by_link), np.int64) if control is not None else np.zeros(0, np.int64)
-        if changed.size:
+        if control is not None and changed.size:
             cap = control.effective(changed)["capacity_vph"]
             base = self.twin.city.network.capacity_vph[changed].astype(np.float64)
             share[changed] = np.where(base > 0, cap / np.where(base > 0, base, 1.0), 1.0)

@@ -117,11 +117,13 @@ def _panel(
         ],
         1,
     )
-    ax.add_collection(LineCollection(segs, colors="#d0d0d0", linewidths=0.8, zorder=1))
+    ax.add_collection(LineCollection(list(segs), colors="#d0d0d0", linewidths=0.8, zorder=1))
     cut = ~np.isfinite(link_tt)
     if cut.any():  # closed links, as on every report map
         ax.add_collection(
-            LineCollection(segs[cut], colors=CLOSURE_COLOR, linewidths=2.2, linestyles=(0, (2.0, 1.2)), zorder=1.5)
+            LineCollection(
+                list(segs[cut]), colors=CLOSURE_COLOR, linewidths=2.2, linestyles=(0, (2.0, 1.2)), zorder=1.5
+            )
         )
     x, y = np.asarray(ds["node_x"].values), np.asarray(ds["node_y"].values)
     bounds = [0.0, 0.5 * target, target, 1.5 * target, 1e12]

@@ -194,17 +194,22 @@ def _station_labels(ax: Any, ds: Any, handles: list) -> None:
     )
     added = set(added_stations(ds))
     new = np.array([n in added for n in names], bool) & np.isfinite(x)
+    stacked: dict[tuple[int, int], int] = {}  # labels of stations close together go one under another
     for i, name in enumerate(names):
         if np.isfinite(x[i]):
             tag = " (new)" if new[i] else " (mutual aid)" if aid[i] else ""
-            ax.text(
-                x[i],
-                y[i],
-                "  " + name + tag,
+            key = (int(x[i] // 250), int(y[i] // 250))
+            k = stacked[key] = stacked.get(key, -1) + 1
+            ax.annotate(
+                name + tag,
+                (x[i], y[i]),
+                xytext=(5, -8 * k),
+                textcoords="offset points",
                 fontsize=6,
                 va="center",
                 zorder=8,
                 color="#67000d" if new[i] else "#222222",
+                bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 0.3},
             )
     if new.any():
         ax.scatter(x[new], y[new], s=260, facecolors="none", edgecolors="#ff7f00", linewidths=2.0, zorder=6)

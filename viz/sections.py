@@ -76,6 +76,9 @@ def _most_closed(res: Results) -> int | None:
 
 
 def _maps(res: Results, index: int | None) -> list[Section]:
+    """The speed-change maps of a comparison; a run's speed map (busiest interval ``index``) and,
+    when links were closed at another time, the map of the interval with the most closures.
+    """
     mark = intervened_mask(res)
     marked = f" Intervened links ({int(mark.sum())}) are outlined in magenta." if mark.any() else ""
     if res.kind == "comparison":
@@ -98,6 +101,7 @@ def _maps(res: Results, index: int | None) -> list[Section]:
                 )
             )
         return out
+    assert index is not None  # a run's busiest interval
     ops = (
         " Closed links are dashed black (never coloured as free-flowing), links with lanes or capacity lost have a "
         "blue band; evacuation zones are hatched; stations opened in the run are ringed."
@@ -224,10 +228,10 @@ def _clearance_share(res: Results) -> float:
         import yaml
 
         doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
-        value = float(((doc.get("population") or {}).get("evacuation") or {}).get("clearance_share"))
+        value = float(((doc.get("population") or {}).get("evacuation") or {}).get("clearance_share", "nan"))
     except (AttributeError, TypeError, ValueError, OSError, yaml.YAMLError):
         return DEFAULT_CLEARANCE_SHARE
-    return value if 0 < value <= 1 else DEFAULT_CLEARANCE_SHARE
+    return value if 0 < value <= 1 else DEFAULT_CLEARANCE_SHARE  # NaN (not given) fails both
 
 
 def travel_section(res: Results) -> Section:

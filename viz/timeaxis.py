@@ -63,7 +63,7 @@ def _intervention_roads(ds: Any) -> dict[str, str]:
     if "link_change_source" not in ds or "link_name" not in ds:
         return {}
     names = np.asarray(ds["link_name"].values, dtype=str)
-    out = {}
+    out: dict[str, str] = {}
     for source, text in zip(_str(ds, "link_change_source"), _str(ds, "link_change_links"), strict=True):
         links = text.split()
         if source.startswith("intervention ") and links:
@@ -198,7 +198,7 @@ def mark_events(ax: Any, events: list[TimeEvent], *, label: bool = True, t_max: 
             ax.vlines(e.t, 0.0, 0.06, transform=trans, colors=color, lw=1.0, alpha=0.8)
             n += 1
             continue
-        ax.vlines(e.t, 0.0, 1.0, transform=trans, colors=color, lw=1.0, linestyles="--", alpha=0.85)
+        ax.vlines(e.t, 0.0, 1.0, transform=trans, colors=color, lw=1.0, linestyles="--", alpha=0.85, zorder=6)
         n += 1
         if label and labelled < MAX_LABELS:
             ax.text(
@@ -211,6 +211,8 @@ def mark_events(ax: Any, events: list[TimeEvent], *, label: bool = True, t_max: 
                 ha="right",
                 fontsize=6.5,
                 color=color,
+                zorder=7,
+                bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 0.5},
             )
             labelled += 1
     return n
