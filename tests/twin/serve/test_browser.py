@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from tests.twin.serve.conftest import OPERATOR, VIEWER
@@ -73,6 +74,39 @@ def _page(browser, url, errors):
     return page
 
 
+def _screen(page, box, x_expr: str, y_expr: str) -> tuple[float, float]:
+    """Page coordinates of a map point (world metres, as JavaScript expressions)."""
+    sx, sy = page.evaluate(f"toScreen({x_expr}, {y_expr})")
+    dpr = page.evaluate("devicePixelRatio")
+    return box["x"] + sx / dpr, box["y"] + sy / dpr
+
+
+def _routed(twin) -> np.ndarray:
+    """Per link: whether it lies on some destination's shortest route (the potentials say so)."""
+    r = twin.traffic.routes
+    pot, w = r.pot.copy(), r.weight.copy()
+    net = twin.city.network
+    pa, pb = pot[:, net.src], pot[:, net.dst]
+    with np.errstate(invalid="ignore"):
+        on = np.isfinite(pa) & np.isfinite(pb) & np.isclose(pa, w[None, :] + pb, rtol=1e-9)
+    return on.any(axis=0) & np.isfinite(w)
+
+
+def _busy_link(twin, page) -> int:
+    """A link vehicles enter, on some route, that a click at its middle picks (read from the running twin)."""
+    n0 = twin.traffic.state.n_in.copy()
+    time.sleep(1.0)
+    d = twin.traffic.state.n_in - n0
+    on = _routed(twin)
+    net = twin.city.network
+    for link in np.argsort(-d, kind="stable").tolist():
+        mx = (net.x[net.src[link]] + net.x[net.dst[link]]) / 2
+        my = (net.y[net.src[link]] + net.y[net.dst[link]]) / 2
+        if on[link] and page.evaluate(f"nearestLink({mx}, {my})") == link:
+            return link
+    raise AssertionError("no busy link on a route")
+
+
 def test_dashboard_in_chromium(served, twin, tmp_path):
     runner, url = served
     errors: list[str] = []
@@ -102,11 +136,36 @@ def test_dashboard_in_chromium(served, twin, tmp_path):
             page.wait_for_selector("#log td:has-text('duty-officer: incident')")
             new_id = n_before  # ids count from 0
             _wait(page, f"document.getElementById('log').textContent.includes('{new_id} fire')")
-            # a road closed through the UI is drawn closed
+            # ...and on the map, drawn (the canvas counts the incidents it drew)
+            _wait(page, f"state.incidents['{new_id}'] !== undefined && state.incidents['{new_id}'].type === 'fire'")
+            _wait(page, "Number(document.getElementById('map').dataset.incidents) >= 1")
+            # hovering it shows its details
+            ix, iy = _screen(page, box, f"state.incidents['{new_id}'].x", f"state.incidents['{new_id}'].y")
+            page.mouse.move(ix, iy)
+            _wait(page, "document.getElementById('tip').textContent.startsWith('incident #')")
+            # a road closed through the UI (a busy one) is drawn closed and traffic reroutes
+            link = _busy_link(twin, page)
+            net = twin.city.network
+            mx, my = (
+                (net.x[net.src[link]] + net.x[net.dst[link]]) / 2,
+                (net.y[net.src[link]] + net.y[net.dst[link]]) / 2,
+            )
             page.click("#closemode")
-            page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+            cx, cy = _screen(page, box, str(mx), str(my))
+            page.mouse.click(cx, cy)
             _wait(page, "document.getElementById('msg').textContent.startsWith('closed link')")
-            assert runner.closures and all(twin.traffic.links.is_open[k] == 0 for k in runner.closures)
+            assert list(runner.closures) == [link] and twin.traffic.links.is_open[link] == 0
+            closed = link
+            n_in = int(twin.traffic.state.n_in[closed])
+            _wait(page, f"state.levels[{closed}] === -1 && Number(document.getElementById('map').dataset.closed) >= 1")
+            t_closed = twin.now
+            _wait(page, f"Number(document.body.dataset.t) > {t_closed + 300}")
+            assert int(twin.traffic.state.n_in[closed]) == n_in  # nobody enters it any more...
+            assert not _routed(twin)[closed]  # ...and it left every route it was on
+            # hovering the closed road says so
+            hx, hy = _screen(page, box, str(mx), str(my))
+            page.mouse.move(hx + 1, hy)
+            _wait(page, "document.getElementById('tip').textContent.includes('CLOSED')")
             page.wait_for_timeout(1500)
             page.screenshot(path=str(tmp_path / "operator.png"))
             # the time slider replays a recorded interval
