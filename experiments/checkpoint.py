@@ -60,9 +60,11 @@ def _plain_dataset(ds: xr.Dataset | None):
     }
 
 
-def _dataset_from_plain(d) -> xr.Dataset | None:
-    if d is None:
-        return None
+def _optional_dataset_from_plain(d) -> xr.Dataset | None:
+    return None if d is None else _dataset_from_plain(d)
+
+
+def _dataset_from_plain(d) -> xr.Dataset:
     return xr.Dataset(
         {n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["vars"].items()},
         coords={n: xr.Variable(tuple(v[0]), v[1], v[2]) for n, v in d["coords"].items()},
@@ -100,7 +102,7 @@ def _replication_from_record(r: dict) -> Replication:
         intervened=list(r["intervened"]),
         wall_s=float(r["wall_s"]),
         labels={k: tuple(v) for k, v in r["labels"].items()},
-        geometry=_dataset_from_plain(r["geometry"]),
+        geometry=_optional_dataset_from_plain(r["geometry"]),
         run_files=None if r["run_files"] is None else {k: v.tobytes() for k, v in r["run_files"].items()},
         day1_kpis=r["day1_kpis"],
     )

@@ -319,7 +319,7 @@ def compare(  # noqa: PLR0913  (keyword-only options of one call, each documente
     result.summary.update(wall_s=time.perf_counter() - t_start, **timing, confidence=confidence)
     if out is not None:
         result.write(out)
-        if ckpt is not None and Path(checkpoint) == checkpoint_for(out):
+        if ckpt is not None and ckpt.folder == checkpoint_for(out):
             ckpt.discard()
     return result
 
@@ -677,7 +677,7 @@ def _coords(ref: Replication, seeds: list[int], *, trips: int | None) -> dict[st
         ),
     }
     if ref.geometry is not None:
-        coords.update({name: c.variable for name, c in ref.geometry.coords.items()})
+        coords.update({str(name): c.variable for name, c in ref.geometry.coords.items()})
     return coords
 
 

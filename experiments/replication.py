@@ -178,7 +178,7 @@ def run_replication(
     if eq is not None:
         rep.kpis.update({"equilibrium_iterations": float(eq.iterations), "equilibrium_relative_gap": eq.final_gap})
         rep.day1_kpis = {k: float(v) for k, v in eq.day1_kpis.items()}
-    rep.labels = {k: tuple(v) for k, v in {**kpi_labels(), **_EQ_LABELS}.items() if k in rep.kpis}
+    rep.labels = {k: (v[0], v[1]) for k, v in {**kpi_labels(), **_EQ_LABELS}.items() if k in rep.kpis}
     if keep_run:
         rep.geometry = xr.Dataset(
             coords={name: c.variable for name, c in ds.coords.items() if c.dims and set(c.dims) <= _GEOMETRY_DIMS}

@@ -239,7 +239,7 @@ def _perturbed_trips(scenario, city, cfg: TruthConfig, rng: np.random.Generator,
 
 def _pick_link(net, kind: str, rng: np.random.Generator, taken: set[int]) -> int:
     kinds = np.asarray(net.link_kind).astype(str)
-    pool = [k for k in np.flatnonzero(kinds == kind) if k not in taken]
+    pool = [int(k) for k in np.flatnonzero(kinds == kind) if k not in taken]
     if not pool:
         pool = [k for k in range(net.n_links) if k not in taken]
     return int(pool[int(rng.integers(len(pool)))])
@@ -258,7 +258,8 @@ def _schedule_incidents(twin, cfg: TruthConfig, rng: np.random.Generator) -> lis
 
     net = twin.city.network
     start, duration = twin.start_s, twin.duration_s
-    out, taken = [], set()
+    out: list[dict] = []
+    taken: set[int] = set()
     for inc in cfg.incidents:
         t0 = (parse_clock(inc.start) - start) % 86400.0
         t1 = (parse_clock(inc.end) - start) % 86400.0

@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -199,7 +200,7 @@ def _alerts(
     """Alerts the platform sends about the incidents it knows of, plus two that do not touch roads."""
     out: list[tuple[float, dict]] = []
 
-    def send(t_issue: float, rec, form: str = "keyValues") -> None:
+    def send(t_issue: float, rec, form: Literal["keyValues", "normalized"] = "keyValues") -> None:
         if 0 <= t_issue < duration:
             out.append((t_issue + float(rng.uniform(1.0, 10.0)), to_entity(rec, clock=clock, form=form)))
 

@@ -45,10 +45,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from basics.atomic import write_bytes
@@ -236,14 +237,17 @@ def run_experiment(
     truth_ds = truth.dataset
     busy = truth_ds.link_outflow.sum("time").values > 0
     held = np.flatnonzero(busy & ~np.isin(np.arange(busy.size), sensors))
-    out = {
+    out: dict[str, Any] = {
         "sensors": int(sensors.size),
         "held_out": int(held.size),
         "truth_s": t_truth,
         "messages": len(truth.messages),
     }
-    spec = FeedsSpec(
-        date=cfg.date, sensors=[{k: v for k, v in row.items() if v not in ("", None)} for row in truth.sensor_table]
+    spec = FeedsSpec.model_validate(
+        {
+            "date": cfg.date,
+            "sensors": [{k: v for k, v in row.items() if v not in ("", None)} for row in truth.sensor_table],
+        }
     )
     plain = replace(base, estimate_demand=False, correct_links=False)  # the open loop's, and the oracle's
     runs = [("open_loop", plain), ("assimilated", base)] + ([("oracle", plain)] if oracle else [])
@@ -357,7 +361,7 @@ class _NullHub:
 
 def _setting(key: str, text: str):
     """An ``--set KEY=VALUE`` value, typed as the setting's default is."""
-    kinds = {f.name: type(f.default) for f in fields(AssimilationSettings)}
+    kinds: dict[str, type] = {f.name: type(f.default) for f in fields(AssimilationSettings)}
     if key not in kinds:
         raise SystemExit(f"--set {key}: no such assimilation setting (one of: {', '.join(sorted(kinds))})")
     kind = kinds[key]
@@ -419,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         console=console,
         disable=args.quiet,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def progress(stage: str, done: float, total: float) -> None:
         if stage not in tasks:
