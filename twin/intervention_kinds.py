@@ -18,11 +18,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from basics.errors import InputError
+from scenarios.interventions import (
+    Capacity,
+    Cordon,
+    Demand,
+    Evacuation,
+    Lanes,
+    LinkSelector,
+    Signal,
+    Speed,
+    StationAdd,
+    StationOut,
+    WorkFromHome,
+)
 from twin.places import resolve_links, resolve_nodes, resolve_zones
 
 if TYPE_CHECKING:
@@ -33,6 +46,22 @@ __all__ = ["KINDS", "LINK_KINDS", "KindHandler", "Undo", "handler_for"]
 
 #: kinds that change link parameters through LinkControl
 LINK_KINDS = ("close", "capacity", "lanes", "speed")
+
+_Entry = TypeVar("_Entry")
+
+
+def _entry(p: Planned, cls: type[_Entry]) -> _Entry:
+    """The planned intervention's scenario entry, as the validated class its kind has.
+
+    Raises
+    ------
+    TypeError
+        The entry is not a ``cls`` (a handler registered for the wrong kind).
+    """
+    s = p.spec
+    if not isinstance(s, cls):
+        raise TypeError(f"interventions[{p.index}] ({p.label}): a {cls.__name__} entry expected, got {s.kind!r}")
+    return s
 
 
 # ---------------------------------------------------------------------------- undo handles
@@ -155,8 +184,8 @@ class KindHandler:
                 f"an 'incidents' section (e.g. incidents: {{enabled: true}}) for a {p.spec.kind}"
             )
 
-    def _resolve_zones(self, p: Planned, where: str) -> None:
-        p.zones = resolve_zones(self.twin.city, p.spec.zones, where=where + ".zones")
+    def _resolve_zones(self, p: Planned, zones: Any, where: str) -> None:
+        p.zones = resolve_zones(self.twin.city, zones, where=where + ".zones")
 
     def _pending_in_window(self, p: Planned) -> np.ndarray:
         """Vehicles not yet departed whose departure falls in the intervention's window."""
@@ -172,7 +201,7 @@ class _LinkKind(KindHandler):
 
     def resolve(self, p: Planned, *, where: str) -> None:
         """The links named by id, road, place or position."""
-        s = p.spec
+        s = _entry(p, LinkSelector)
         p.links = resolve_links(self.twin.city, links=s.links, road=s.road, place=s.place, near=s.near, where=where)
 
     def change(self, p: Planned) -> dict[str, Any]:
@@ -197,7 +226,7 @@ class CapacityKind(_LinkKind):
 
     def change(self, p: Planned) -> dict[str, Any]:
         """Scale capacity."""
-        return {"capacity_factor": p.spec.factor}
+        return {"capacity_factor": _entry(p, Capacity).factor}
 
 
 class LanesKind(_LinkKind):
@@ -205,7 +234,7 @@ class LanesKind(_LinkKind):
 
     def change(self, p: Planned) -> dict[str, Any]:
         """Set the lanes."""
-        return {"lanes": p.spec.lanes}
+        return {"lanes": _entry(p, Lanes).lanes}
 
 
 class SpeedKind(_LinkKind):
@@ -213,7 +242,7 @@ class SpeedKind(_LinkKind):
 
     def change(self, p: Planned) -> dict[str, Any]:
         """Set the speed limit and factor."""
-        s = p.spec
+        s = _entry(p, Speed)
         return {
             "speed_mps": None if s.speed_kmh is None else s.speed_kmh / 3.6,
             "speed_factor": 1.0 if s.factor is None else s.factor,
@@ -225,7 +254,7 @@ class SignalKind(KindHandler):
 
     def resolve(self, p: Planned, *, where: str) -> None:
         """The signalised nodes named, and the favoured approaches."""
-        s = p.spec
+        s = _entry(p, Signal)
         city = self.twin.city
         nodes = resolve_nodes(city, nodes=s.nodes, road=s.road, near=s.near, where=where)
         signalised = nodes[city.network.signal_cycle_s[nodes] > 0]
@@ -244,7 +273,7 @@ class SignalKind(KindHandler):
 
         tm = self.twin.traffic
         g = tm.graph
-        s = p.spec
+        s = _entry(p, Signal)
         undo = SignalUndo(
             nodes=p.nodes,
             cycle=tm.nodes.cycle[p.nodes].copy(),
@@ -276,14 +305,15 @@ class DemandKind(KindHandler):
 
     def resolve(self, p: Planned, *, where: str) -> None:
         """The origin zones, when named."""
-        if p.spec.zones is not None:
-            self._resolve_zones(p, where)
+        zones = _entry(p, Demand).zones
+        if zones is not None:
+            self._resolve_zones(p, zones, where)
 
     def apply(self, p: Planned) -> Undo | None:
         """Cancel a share of the trips, or copy some (departures jittered by up to 5 min)."""
         tw = self.twin
         rng = self.comp.rng
-        s = p.spec
+        s = _entry(p, Demand)
         ids = self._pending_in_window(p)
         table = tw.trip_table()
         if p.zones.size:
@@ -308,12 +338,12 @@ class CordonKind(KindHandler):
 
     def resolve(self, p: Planned, *, where: str) -> None:
         """The cordoned zones."""
-        self._resolve_zones(p, where)
+        self._resolve_zones(p, _entry(p, Cordon).zones, where)
 
     def apply(self, p: Planned) -> Undo | None:
         """Price the cordon for agents and drop a share of the given trips crossing it."""
         tw = self.twin
-        s = p.spec
+        s = _entry(p, Cordon)
         pop = tw.components.get("population")
         if pop is not None:
             pop.set_cordon(p.label, p.zones, float(s.price), until_s=None if math.isinf(p.until_s) else p.until_s)  # type: ignore[attr-defined]
@@ -343,7 +373,7 @@ class WorkFromHomeKind(KindHandler):
         """Set the share; the handle keeps the one before."""
         pop = self.twin.components["population"]
         undo = WorkFromHomeUndo(getattr(pop, "work_from_home_share", 0.0))
-        pop.set_work_from_home(float(p.spec.share))  # type: ignore[attr-defined]
+        pop.set_work_from_home(float(_entry(p, WorkFromHome).share))  # type: ignore[attr-defined]
         return undo
 
 
@@ -352,12 +382,12 @@ class EvacuationKind(KindHandler):
 
     def resolve(self, p: Planned, *, where: str) -> None:
         """The zones evacuated; needs the population."""
-        self._resolve_zones(p, where)
+        self._resolve_zones(p, _entry(p, Evacuation).zones, where)
         self._require_population(p, where)
 
     def apply(self, p: Planned) -> Undo | None:
         """Order the evacuation."""
-        s = p.spec
+        s = _entry(p, Evacuation)
         shelters = None
         if s.shelters is not None:
             shelters = resolve_nodes(self.twin.city, nodes=s.shelters, where=f"interventions[{p.index}].shelters")
@@ -380,8 +410,9 @@ class StationOutKind(KindHandler):
 
     def apply(self, p: Planned) -> Undo | None:
         """Take the station out of service."""
-        self.twin.components["emergency"].set_station_in_service(p.spec.station, False)  # type: ignore[attr-defined]
-        return StationOutUndo(p.spec.station)
+        station = _entry(p, StationOut).station
+        self.twin.components["emergency"].set_station_in_service(station, False)  # type: ignore[attr-defined]
+        return StationOutUndo(station)
 
 
 class StationAddKind(KindHandler):
@@ -390,7 +421,7 @@ class StationAddKind(KindHandler):
     def resolve(self, p: Planned, *, where: str) -> None:
         """Needs the emergency services; the station's node."""
         self._require_emergency(p, where)
-        s = p.spec
+        s = _entry(p, StationAdd)
         if s.node is not None:
             p.nodes = resolve_nodes(self.twin.city, nodes=[s.node], where=where)
         else:
@@ -398,7 +429,7 @@ class StationAddKind(KindHandler):
 
     def apply(self, p: Planned) -> Undo | None:
         """Open the station."""
-        s = p.spec
+        s = _entry(p, StationAdd)
         node_id = int(self.twin.city.network.node_osmid[p.nodes[0]])
         self.twin.components["emergency"].add_station(s.station, s.station_kind, node_id, dict(s.units))  # type: ignore[attr-defined]
         return StationAddUndo(s.station)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import xarray as xr
@@ -34,6 +34,9 @@ from basics.errors import InputError
 from twin.components import Component
 from twin.intervention_kinds import LINK_KINDS, Undo, handler_for
 from twin.rng import component_rng
+
+if TYPE_CHECKING:
+    from scenarios.interventions import InterventionSpec
 
 __all__ = ["Interventions", "Planned", "build", "ensure", "retime_windows"]
 
@@ -45,7 +48,7 @@ class Planned:
     """One intervention on the timeline and how far it got."""
 
     index: int
-    spec: object  # the validated scenario entry
+    spec: InterventionSpec  # the validated scenario entry
     label: str
     at_s: float
     until_s: float  # inf: to the end

@@ -27,12 +27,39 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-__all__ = ["LinkChange", "LinkControl"]
+if TYPE_CHECKING:
+    from city_models import City
+    from twin.traffic import TrafficModel
+
+__all__ = ["LinkChange", "LinkControl", "LinkTwin"]
 
 log = logging.getLogger(__name__)
+
+
+class LinkTwin(Protocol):
+    """What :class:`LinkControl` uses of the twin: the city, the traffic model, the clock, routing settings."""
+
+    #: the city (its network's links are the ones changed)
+    city: City
+    #: the traffic model whose link parameters and routes change
+    traffic: TrafficModel
+    #: whether routes follow travel times as they change (else: free-flow routes)
+    dynamic_routing: bool
+    #: seconds between route updates under dynamic routing
+    reroute_s: float
+
+    @property
+    def now(self) -> float:
+        """Seconds since the scenario start."""
+        ...
+
+    def sync(self) -> None:
+        """Bring the traffic model up to the clock's current tick."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +94,7 @@ class LinkControl:
         ``(time_s, "apply" | "revert", handle, source, links)`` for every change.
     """
 
-    twin: object
+    twin: LinkTwin
     active: dict[int, LinkChange] = field(default_factory=dict)
     history: list[tuple] = field(default_factory=list)
     next_handle: int = 0
