@@ -10,7 +10,9 @@ link corrections went in.  :meth:`EstimateLog.dataset` writes them as the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -206,7 +208,7 @@ def _observation_vars(rows: list) -> dict[str, xr.Variable]:
     """The observations received, one entry each along ``observation`` (for reports: observed
     against estimated flow and speed).
     """
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 6
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[]] * 6
     spec = [
         ("obs_time_s", np.float64, "s", "end of the observation period, since the start"),
         ("obs_link", np.int64, "1", "link index"),
