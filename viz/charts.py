@@ -98,7 +98,7 @@ def _stranded_series(ax, res: Results, x: np.ndarray) -> None:
         ax.plot(x, y, color="#b2182b" if v != "baseline" else "#f4a582", lw=1.8, ls="-.", label=label)
 
 
-def timeseries_figure(res: Results) -> Figure:
+def timeseries_figure(res: Results, *, events: list | None = None) -> Figure:
     """Network speed, vehicles on the network (with trips stranded) and trips completed
     through the day, with interventions, orders and road closures marked.
     """
@@ -140,7 +140,8 @@ def timeseries_figure(res: Results) -> Figure:
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.legend(loc="upper left", fontsize=8, frameon=False)
-    events = time_events(ds) if res.kind == "run" else []
+    if events is None:
+        events = time_events(ds) if res.kind == "run" else []
     for i, ax in enumerate(axes):
         ax.grid(True, alpha=0.3)
         mark_events(ax, events, label=i == 0, t_max=float(x[-1]) if x.size else None)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from viz.timeaxis import clock_ticks
+from viz.timeaxis import clock_ticks, mark_events
 
 __all__ = ["open_assimilation", "sensor_observations", "busiest_sensors", "sensor_figure", "demand_figure"]
 
@@ -61,7 +61,9 @@ def busiest_sensors(asm: Any, n: int = MAX_SENSORS) -> list[int]:
     return [int(v) for v in links[order][:n]]
 
 
-def sensor_figure(asm: Any, *, start_clock_s: float, names: np.ndarray | None = None) -> Figure | None:
+def sensor_figure(
+    asm: Any, *, start_clock_s: float, names: np.ndarray | None = None, events: list | None = None
+) -> Figure | None:
     """Per sensor (rows): flow and speed (columns), estimate with its 90 % band, observations as dots."""
     links = busiest_sensors(asm)
     if not links or asm.sizes.get("time", 0) == 0:
@@ -91,13 +93,17 @@ def sensor_figure(asm: Any, *, start_clock_s: float, names: np.ndarray | None = 
             ax.set_ylim(bottom=0)
             ax.grid(True, alpha=0.3)
     axes[0, 0].legend(fontsize=7, loc="upper left")
+    for r, ax in enumerate(axes.ravel()):
+        mark_events(ax, events or [], label=r < 2, t_max=float(t[-1]))
     for ax in axes[-1]:
         clock_ticks(ax, 0.0, float(t[-1]), start_clock_s=start_clock_s)
     fig.tight_layout()
     return fig
 
 
-def demand_figure(asm: Any, *, start_clock_s: float, zone_names: list[str] | None = None) -> Figure | None:
+def demand_figure(
+    asm: Any, *, start_clock_s: float, zone_names: list[str] | None = None, events: list | None = None
+) -> Figure | None:
     """The estimated demand level (x the scenario's) and the origin zones' scales, with their spread."""
     if "log_level" not in asm or asm.sizes.get("time", 0) == 0:
         return None
@@ -133,6 +139,7 @@ def demand_figure(asm: Any, *, start_clock_s: float, zone_names: list[str] | Non
     ax2.legend(fontsize=7, ncol=2, loc="upper left")
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
+        mark_events(ax, events or [], label=ax is ax1, t_max=float(t[-1]))
     clock_ticks(ax2, 0.0, float(t[-1]), start_clock_s=start_clock_s)
     fig.tight_layout()
     return fig

@@ -14,6 +14,7 @@ import numpy as np
 
 from viz import charts
 from viz.data import Results, intervened_mask, open_equilibrium
+from viz.timeaxis import time_events
 
 __all__ = ["Section", "traffic_sections", "operations_sections", "travel_section", "stranded_note"]
 
@@ -57,7 +58,7 @@ def _overview(res: Results, rows: list[dict]) -> list[Section]:
         (
             "timeseries",
             "Through the day",
-            _png(charts.timeseries_figure(res)),
+            _png(charts.timeseries_figure(res, events=_scenario_events(res))),
             "Network speed (vehicle-km over vehicle-hours on the links), vehicles on the network beside the trips "
             "stranded (waiting for a route: they leave the road, so the network may clear while they wait), and "
             "trips completed, per output interval. Dashed lines: interventions, orders, road closures and "
@@ -65,6 +66,19 @@ def _overview(res: Results, rows: list[dict]) -> list[Section]:
         )
     )
     return out
+
+
+def _scenario_events(res: Results) -> list | None:
+    """A comparison's time markers: those of its scenario's run folder (``scenario/``), if kept."""
+    if res.kind != "comparison" or not (res.path / "scenario" / "results.nc").is_file():
+        return None
+    from viz.data import open_results
+
+    try:
+        return time_events(open_results(res.path / "scenario").ds)
+    except Exception as exc:  # noqa: BLE001 -- the markers are optional in a comparison report
+        log.info("no time markers: %s", exc)
+        return None
 
 
 def _most_closed(res: Results) -> int | None:
@@ -193,7 +207,8 @@ def operations_sections(res: Results) -> list[Section]:
     asm = open_assimilation(res.path)
     if asm is not None:
         names = np.asarray(ds["link_name"].values, dtype=str) if "link_name" in ds else None
-        fig = sensor_figure(asm, start_clock_s=start, names=names)
+        events = time_events(ds)
+        fig = sensor_figure(asm, start_clock_s=start, names=names, events=events)
         if fig is not None:
             out.append(
                 (
@@ -205,7 +220,7 @@ def operations_sections(res: Results) -> list[Section]:
                 )
             )
         zones = [str(v) for v in ds["zone_name"].values] if "zone_name" in ds else None
-        fig = demand_figure(asm, start_clock_s=start, zone_names=zones)
+        fig = demand_figure(asm, start_clock_s=start, zone_names=zones, events=events)
         if fig is not None:
             out.append(
                 (

@@ -129,7 +129,12 @@ def _link_change_events(ds: Any) -> list[TimeEvent]:
         if source.startswith("intervention"):
             continue
         links = [int(v) for v in text.split()]
-        what = source.split(":", 1)[-1].strip().replace("#", " #") if source.startswith("emergency:") else source
+        if source.startswith("emergency:"):
+            what = source.split(":", 1)[-1].strip().replace("#", " #")
+        elif source.startswith("assimilation "):  # the live twin applying the feed's alerts and closures
+            what = "feed " + source.split()[1]
+        else:
+            what = source
         road = f" {names[links[0]]}" if names is not None and links and names[links[0]] else ""
         if action == "apply":
             closing[source] = _closed_by(ds, float(t), links)
