@@ -15,6 +15,7 @@ from basics.clock import format_clock
 __all__ = [
     "build_dataset",
     "compute_kpis",
+    "link_sums",
     "write_run",
     "package_version",
     "KPI_LABELS",
@@ -71,8 +72,26 @@ def _trip_arrays(twin) -> dict[str, np.ndarray]:
     }
 
 
-def compute_kpis(twin) -> dict[str, float]:
+def link_sums(
+    rec, length: np.ndarray, *, start: int = 0, sums: tuple[float, float] = (0.0, 0.0)
+) -> tuple[float, float]:
+    """Link metres driven and link vehicle-seconds over the recorded intervals ``start:``,
+    added to ``sums`` (the same additions in the same order as over the whole history, so
+    a running total kept interval by interval equals the full sum exactly).
+    """
+    metres, vehsec = sums
+    t = rec.time
+    for k in range(start, len(t)):
+        metres += (rec.link["outflow"][k] * length).sum()
+        vehsec += (rec.link["vehicles"][k] * (t[k] - (t[k - 1] if k else 0.0))).sum()
+    return metres, vehsec
+
+
+def compute_kpis(twin, *, sums: tuple[float, float] | None = None) -> dict[str, float]:
     """The run's KPIs so far (see :data:`KPI_LABELS`).
+
+    ``sums``: :func:`link_sums` over every recorded interval, when the caller keeps them
+    (``twin serve`` adds each new interval instead of the whole history at every update).
 
     - travel time runs from the *scheduled* departure to arrival, so it
       includes waiting to enter the network; mean and p95 are over completed
@@ -105,11 +124,9 @@ def compute_kpis(twin) -> dict[str, float]:
     link_km = 0.0
     link_h = 0.0
     if rec.time:
-        L = twin.traffic.links.length
-        t = np.asarray(rec.time)
-        span = np.diff(np.concatenate([[0.0], t]))
-        link_km = float(sum((o * L).sum() for o in rec.link["outflow"]) / 1000.0)
-        link_h = float(sum((v * s).sum() for v, s in zip(rec.link["vehicles"], span, strict=False)) / 3600.0)
+        metres, vehsec = link_sums(rec, twin.traffic.links.length) if sums is None else sums
+        link_km = float(metres / 1000.0)
+        link_h = float(vehsec / 3600.0)
     delay = tt - tr["fftt"][done]
     delay_all = in_system - tr["fftt"][released]
     n_total = int(tr["depart"].shape[0])
