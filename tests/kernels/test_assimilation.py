@@ -122,7 +122,7 @@ def test_crossings_match_the_route_enumeration(seed, tol, integer, scale):
     row = rng.integers(-1, 4, 40)  # some trips without a row
     orig[0], row[0] = dests[2], 2  # a trip already at its destination
     args = (orig, row, pot, weight, is_open, g.out_indptr, g.out_links, g.dst, sensor)
-    got = _as_dict(*sensor_crossings(*args, tol=tol, scale=scale))
+    got = _as_dict(*sensor_crossings(g, orig, row, pot, weight, is_open, sensor, tol=tol, scale=scale))
     want = ref(*args, tol=tol, scale=scale)
     assert got.keys() == want.keys()
     for k in want:
@@ -131,7 +131,7 @@ def test_crossings_match_the_route_enumeration(seed, tol, integer, scale):
     # origin with probability one in total over the origin's out-links
     assert all(0 < v <= 1 + 1e-12 for v in got.values())
     every = np.arange(m)
-    trip, s, share, dt = sensor_crossings(*args[:-1], every, tol=tol, scale=scale)
+    trip, s, share, dt = sensor_crossings(g, orig, row, pot, weight, is_open, every, tol=tol, scale=scale)
     routed = [j for j in range(40) if row[j] >= 0 and 0 < pot[row[j], orig[j]] < np.inf]
     leave = np.array([share[(trip == j) & (g.src[s] == orig[j])].sum() for j in routed])
     np.testing.assert_allclose(leave, 1.0)
@@ -155,13 +155,11 @@ def test_crossings_edge_cases():
         (np.array([0]), np.array([0]), np.full(m, -1)),
         (np.array([0]), np.array([-1]), every),
     ):
-        t, s, p, d = sensor_crossings(orig, row, pot, w, ones, g.out_indptr, g.out_links, g.dst, sensor)
+        t, s, p, d = sensor_crossings(g, orig, row, pot, w, ones, sensor)
         assert t.size == s.size == p.size == d.size == 0
     cut = np.full(m, np.inf)
     _, pot_cut = compute_route_table(g, np.array([8], np.int32), cut)
-    t, *_ = sensor_crossings(
-        np.array([0]), np.array([0]), pot_cut, cut, np.zeros(m, np.uint8), g.out_indptr, g.out_links, g.dst, every
-    )
+    t, *_ = sensor_crossings(g, np.array([0]), np.array([0]), pot_cut, cut, np.zeros(m, np.uint8), every)
     assert t.size == 0
     # a straight corridor: one route, each link crossed once, at the sum of the weights so far
     from kernels.routing import Graph
@@ -178,14 +176,12 @@ def test_crossings_edge_cases():
     wl = np.array([10.0, 20.0, 5.0])
     _, pl = compute_route_table(line, np.array([3], np.int32), wl)
     t, s, p, d = sensor_crossings(
+        line,
         np.array([0, 1]),
         np.array([0, 0]),
         pl,
         wl,
         np.ones(3, np.uint8),
-        line.out_indptr,
-        line.out_links,
-        line.dst,
         np.array([0, -1, 1]),
     )
     assert t.tolist() == [0, 0, 1] and s.tolist() == [0, 1, 1]
@@ -193,25 +189,21 @@ def test_crossings_edge_cases():
     np.testing.assert_allclose(d, [10.0, 35.0, 25.0])
     with pytest.raises(ValueError, match="one entry per link"):
         sensor_crossings(
+            line,
             np.array([0]),
             np.array([0]),
             pl,
             wl[:2],
             np.ones(3),
-            line.out_indptr,
-            line.out_links,
-            line.dst,
             np.array([0, -1, 1]),
         )
     with pytest.raises(ValueError, match="out of range"):
         sensor_crossings(
+            line,
             np.array([9]),
             np.array([0]),
             pl,
             wl,
             np.ones(3),
-            line.out_indptr,
-            line.out_links,
-            line.dst,
             np.array([0, -1, 1]),
         )
