@@ -35,10 +35,8 @@ into place, so a failed export never leaves a half-written file.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +46,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from basics.atomic import atomic_path
 from basics.errors import InputError
 from basics.numeric import EPS
 from viz.data import Results, clock_label, open_results, parse_time
@@ -295,23 +294,19 @@ def _write_one(frame: Any, tmp: Path, *, fmt: str, layer: str) -> None:
 
 def _write_atomic(frames: dict[str, Any], out: Path, fmt: str) -> dict[str, Path]:
     """Write the tables (a layer each in one GeoPackage, else a file each) under temporary
-    names in ``out``'s folder, then rename them into place.
+    names in ``out``'s folder (:func:`basics.atomic.atomic_path`), then rename them into
+    place once all are written.
     """
     ext = FORMATS[fmt][1]
     targets = {n: out if n == "links" or fmt == "gpkg" else out.with_name(f"{out.stem}-{n}{ext}") for n in frames}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    try:
-        with warnings.catch_warnings():
-            # a synthetic city's local frame has no CRS: the command line says so, pyogrio need not warn
-            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
-            for name, frame in frames.items():
-                _write_one(frame, scratch / targets[name].name, fmt=fmt, layer=name)
-        for target in dict.fromkeys(targets.values()):
-            os.chmod(scratch / target.name, 0o644)
-            os.replace(scratch / target.name, target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.ExitStack() as stack, warnings.catch_warnings():
+        # a synthetic city's local frame has no CRS: the command line says so, pyogrio need not warn
+        warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+        tmps = {target: stack.enter_context(atomic_path(target)) for target in dict.fromkeys(targets.values())}
+        for tmp in tmps.values():
+            tmp.unlink()  # the writers create their files (a GeoPackage's later layers are appended)
+        for name, frame in frames.items():
+            _write_one(frame, tmps[targets[name]], fmt=fmt, layer=name)
     return targets
 
 
