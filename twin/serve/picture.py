@@ -22,7 +22,16 @@ import numpy as np
 from basics.clock import format_clock
 from twin.serve.geometry import road_labels, zone_hulls
 
-__all__ = ["map_payload", "state_payload", "replay_payload", "state_delta", "apply_delta", "unit_positions", "CLOSED"]
+__all__ = [
+    "IncrementalKpis",
+    "map_payload",
+    "state_payload",
+    "replay_payload",
+    "state_delta",
+    "apply_delta",
+    "unit_positions",
+    "CLOSED",
+]
 
 #: link level of a closed link
 CLOSED = -1
@@ -40,6 +49,33 @@ def _num(v: Any) -> Any:
         f = float(v)
         return round(f, 3) if math.isfinite(f) else None
     return v
+
+
+class IncrementalKpis:
+    """``twin.kpis()`` at every update without re-summing the recorded history.
+
+    The network speed sums every recorded interval's link flows; this keeps that sum
+    and adds only the intervals recorded since the last call
+    (:func:`twin.results.link_sums`), so the values equal ``twin.kpis()`` exactly.
+    A different recorder (the shadow's representative member changed) or a shorter
+    one starts the sum again.
+    """
+
+    def __init__(self) -> None:
+        self.rec: Any = None
+        self.rows = 0
+        self.sums = (0.0, 0.0)
+
+    def __call__(self, twin: Any) -> dict[str, Any]:
+        """The twin's KPIs now (as :meth:`twin.model.Twin.kpis`)."""
+        from twin.results import compute_kpis, link_sums
+
+        rec = twin.recorder
+        if rec is not self.rec or len(rec.time) < self.rows:
+            self.rec, self.rows, self.sums = rec, 0, (0.0, 0.0)
+        self.sums = link_sums(rec, twin.traffic.links.length, start=self.rows, sums=self.sums)
+        self.rows = len(rec.time)
+        return compute_kpis(twin, sums=self.sums)
 
 
 def map_payload(twin: Any) -> dict[str, Any]:
@@ -165,7 +201,9 @@ def _clock(twin: Any, t: float) -> str | None:
     return format_clock(twin.clock_s(t), with_seconds=False) if math.isfinite(t) else None
 
 
-def _emergency_state(twin: Any, comp: Any, base_stations: frozenset[str] | None = None) -> dict[str, Any]:
+def _emergency_state(
+    twin: Any, comp: Any, base_stations: frozenset[str] | None = None, kp: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Units, open incidents, stations, hospitals and the emergency KPIs panel.
 
     Stations: ``added`` when not in ``base_stations`` (those at the server's start);
@@ -214,7 +252,7 @@ def _emergency_state(twin: Any, comp: Any, base_stations: frozenset[str] | None 
         a[0] += int(free)
         a[1] += 1
     response = {}
-    kp = comp.kpis()
+    kp = comp.kpis() if kp is None else kp  # the twin's KPIs hold the component's
     for t in sorted({i.type for i in comp.incidents}):
         target = comp.types[t].target
         response[t] = {
@@ -294,6 +332,7 @@ def state_payload(
     speed: float,
     extra: dict | None = None,
     base_stations: frozenset[str] | None = None,
+    kpis: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The twin's state now, as the dashboard shows it (see the module docstring).
 
@@ -309,6 +348,8 @@ def state_payload(
         More top-level entries (forks, operator notes).
     base_stations
         The stations at the server's start (the others are marked ``added``).
+    kpis
+        ``twin.kpis()`` when the caller has them (:class:`IncrementalKpis`).
 
     Returns
     -------
@@ -316,7 +357,8 @@ def state_payload(
         JSON-ready.
     """
     counts = twin.traffic.counts()
-    kpis = {k: _num(v) for k, v in twin.kpis().items()}
+    raw = twin.kpis() if kpis is None else kpis
+    kpis = {k: _num(v) for k, v in raw.items()}
     levels, restricted = link_levels(twin)
     comp = twin.components.get("emergency")
     n_log = len(comp.log) if comp is not None else 0
@@ -342,7 +384,7 @@ def state_payload(
         "log": log_rows(twin, max(0, n_log - LOG_ROWS)),
     }
     if comp is not None:
-        state.update(_emergency_state(twin, comp, base_stations))
+        state.update(_emergency_state(twin, comp, base_stations, raw))
     evac = evacuation_state(twin)
     if evac is not None:
         state["evacuation"] = evac

@@ -24,7 +24,7 @@ from typing import Any
 
 from basics.clock import format_clock
 from twin.serve.controls import ControlError, apply_control
-from twin.serve.picture import state_delta, state_payload
+from twin.serve.picture import IncrementalKpis, state_delta, state_payload
 
 __all__ = ["Runner", "OperatorLog"]
 
@@ -93,6 +93,7 @@ class Runner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.seq = 0
+        self.kpis = IncrementalKpis()
         comp = self.twin.components.get("emergency")
         self.base_stations = frozenset(s.name for s in comp.stations if not s.removed) if comp is not None else None
         self.state: dict[str, Any] = self._payload()
@@ -111,7 +112,13 @@ class Runner:
         if self.live is not None:
             extra["live"] = self.live.state()
         return state_payload(
-            self.twin, seq=self.seq, paused=self.paused, speed=self.speed, extra=extra, base_stations=self.base_stations
+            self.twin,
+            seq=self.seq,
+            paused=self.paused,
+            speed=self.speed,
+            extra=extra,
+            base_stations=self.base_stations,
+            kpis=self.kpis(self.twin),
         )
 
     def publish(self) -> None:
