@@ -42,6 +42,7 @@ import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -113,8 +114,8 @@ def _by(cand: Candidates, n: int, cost: np.ndarray) -> list[int]:
         return [int(cand.units[j])] if cost[j] < np.inf else []
     ok = np.isfinite(cost)
     out: list[int] = []
-    for aid in (False, True):  # own units first, then mutual aid
-        sel = np.flatnonzero(ok & (cand.mutual_aid == aid))
+    for mutual in (False, True):  # own units first, then mutual aid
+        sel = np.flatnonzero(ok & (cand.mutual_aid == mutual))
         order = sel[np.lexsort((cand.units[sel], cost[sel]))]
         out.extend(int(u) for u in cand.units[order[: n - len(out)]])
         if len(out) >= n:
@@ -171,7 +172,7 @@ def register_policy(name: str, fn: Callable) -> None:
 def _entry_points() -> dict:
     from importlib.metadata import entry_points
 
-    out = {}
+    out: dict[str, Any] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         out.setdefault(ep.value.strip(), ep)
         out.setdefault(ep.name, ep)
@@ -260,7 +261,7 @@ class Router:
         self.factor = float(speed_factor)
         self.refresh_s = float(refresh_s)
         #: (refresh window, link-control version) the weights are for
-        self._key: tuple | None = None
+        self._key: tuple[int, int] | None = None
         #: the weights stay valid while the clock is before this and the link version is ``_key[1]``
         self._valid_until = -math.inf
         self._w = np.zeros(self.graph.n_links)
@@ -290,7 +291,7 @@ class Router:
         """Current emergency link travel times (s; ``inf`` closed)."""
         tw = self.twin
         v = len(tw.link_control.history)
-        if tw.env.now < self._valid_until and self._key[1] == v:
+        if tw.env.now < self._valid_until and self._key is not None and self._key[1] == v:
             return self._w
         window = math.floor(tw.env.now / self.refresh_s)
         if self._key is not None and self._key[0] == window:  # links changed within the window

@@ -163,28 +163,35 @@ class IncidentBook:
 # ------------------------------------------------------------------------------ durations
 
 
+def _given(value: float | None) -> float:
+    """A field the distribution needs (:class:`~scenarios.emergency.DistSpec` checks each is given)."""
+    assert value is not None
+    return value
+
+
 def draw(spec: DistSpec, rng: np.random.Generator) -> float:
     """One random duration (seconds, >= 0) from a :class:`~scenarios.emergency.DistSpec`."""
     d = spec.dist
     if d == "fixed":
-        return float(spec.value)
-    if d == "exponential":
-        return float(rng.exponential(spec.mean)) if spec.mean > 0 else 0.0
-    if d == "lognormal":
-        if spec.sd == 0:
-            return float(spec.mean)
-        s2 = math.log1p((spec.sd / spec.mean) ** 2)
-        return float(rng.lognormal(math.log(spec.mean) - 0.5 * s2, math.sqrt(s2)))
-    if d == "gamma":
-        if spec.sd == 0:
-            return float(spec.mean)
-        k = (spec.mean / spec.sd) ** 2
-        return float(rng.gamma(k, spec.mean / k))
+        return float(_given(spec.value))
+    if d in ("exponential", "lognormal", "gamma"):
+        mean = _given(spec.mean)
+        if d == "exponential":
+            return float(rng.exponential(mean)) if mean > 0 else 0.0
+        sd = _given(spec.sd)
+        if sd == 0:
+            return float(mean)
+        if d == "lognormal":
+            s2 = math.log1p((sd / mean) ** 2)
+            return float(rng.lognormal(math.log(mean) - 0.5 * s2, math.sqrt(s2)))
+        k = (mean / sd) ** 2
+        return float(rng.gamma(k, mean / k))
+    low, high = _given(spec.low), _given(spec.high)
     if d == "uniform":
-        return float(rng.uniform(spec.low, spec.high))
-    if spec.low == spec.high:
-        return float(spec.low)
-    return float(rng.triangular(spec.low, spec.mode, spec.high))
+        return float(rng.uniform(low, high))
+    if low == high:
+        return float(low)
+    return float(rng.triangular(low, _given(spec.mode), high))
 
 
 # ------------------------------------------------------------------------------ locations
@@ -245,9 +252,9 @@ def locate(city: City, value, *, where: str) -> Location:
                 return Location(int(net.src[links[0]]), tuple(int(a) for a in links), "place")
             if nodes.size:
                 return Location(int(nodes[0]), (), "place")
-        node = _facility_node(city, name)
-        if node is not None:
-            return Location(node, (), "place")
+        facility = _facility_node(city, name)
+        if facility is not None:
+            return Location(facility, (), "place")
         known = list(city.places) + [f.name for f in city.facilities]
         raise InputError(
             f"{where}: '{name}' is not a named place or facility of {city.name}"
@@ -304,7 +311,7 @@ class ArrivalSampler:
             self.nodes = np.arange(net.n_nodes, dtype=np.int64)
             self.node_p = None
             return
-        if spec.zones in ("residents", "jobs"):
+        if isinstance(spec.zones, str):  # "residents" or "jobs" ("uniform" is taken above)
             zw = np.asarray(z.residents if spec.zones == "residents" else z.jobs, np.float64)
         else:
             zw = np.zeros(z.n_zones)

@@ -12,6 +12,7 @@ import heapq
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -146,7 +147,11 @@ class Hospital:
 # ------------------------------------------------------------------------------- defaults
 
 #: the city facility kinds that become stations, and their station kind
-_FACILITY_STATIONS = {"fire_station": "fire", "ems_station": "ems", "police_station": "police"}
+_FACILITY_STATIONS: dict[str, Literal["fire", "ems", "police", "tow"]] = {
+    "fire_station": "fire",
+    "ems_station": "ems",
+    "police_station": "police",
+}
 
 
 def _units_for(kind: str, capacity: int) -> dict[str, int]:
