@@ -21,6 +21,7 @@ import mesa
 import numpy as np
 import simpy
 
+from basics.numeric import EPS
 from city_models import City, load_city
 from city_models.demand import Trips, gravity_trips, read_trips_csv
 from scenarios import CitySpec, Scenario, scenario_hash
@@ -415,9 +416,9 @@ class Twin(mesa.Model):
                 self.env.run(until=min(self.now + chunk, t))
                 progress(self.now)
         self.sync()
-        if self.now >= self.duration_s - 1e-9:
+        if self.now >= self.duration_s - EPS:
             self.recorder.sample()  # the last, possibly shorter, output interval
-        elif self.recorder.next_s <= self.now + 1e-9:
+        elif self.recorder.next_s <= self.now + EPS:
             # a sample due exactly now whose event SimPy left for the next call (it was
             # scheduled after this call's stop event): take it now, with the same state
             self.recorder.sample()
