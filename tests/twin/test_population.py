@@ -494,7 +494,7 @@ def test_skim_is_exact_after_each_refresh(city):
     for t in range(600, 3 * 3600 + 1, 600):
         w_before = pop._skim_weight
         tw.run_until(t)
-        pop._refresh_skim(tw.now)
+        pop.refresh_skim(tw.now)
         refreshes += pop._skim_weight is not w_before
         full = np.full_like(pop.skim, np.inf)
         route_table(

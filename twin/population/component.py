@@ -180,13 +180,13 @@ class PopulationComponent(Component):
         self._skim_weight: np.ndarray | None = None
         self._skim_t = -math.inf
         self._n_closed = -1
-        #: connected component of each node over the open links (set by _refresh_skim)
+        #: connected component of each node over the open links (set by refresh_skim)
         self.node_comp: np.ndarray | None = None
         self._place_at_start()
         #: what the population records (counts by zone and state, trips, KPIs)
         self.outputs = PopulationOutputs(self)
         self._reserve_destinations()
-        self._refresh_skim(0.0, force=True)
+        self.refresh_skim(0.0, force=True)
         self._schedule(np.flatnonzero(np.isfinite(self.next_t)))
         self._proc: simpy.Process | None = None
         self._make_agents()
@@ -440,7 +440,7 @@ class PopulationComponent(Component):
         state["_pos_cache"] = None
         return state
 
-    def _poke(self) -> None:
+    def poke(self) -> None:
         """Wake the process so it re-plans its next wake (after a policy changed the records)."""
         proc = self._proc
         if proc is not None and proc.is_alive and self.twin.env.active_process is not proc:
@@ -450,8 +450,8 @@ class PopulationComponent(Component):
         tw = self.twin
         tw.sync()
         now = tw.now
-        self._arrivals(now)
-        self._refresh_skim(now)
+        self.settle_arrivals(now)
+        self.refresh_skim(now)
         due = self._due(k)
         if due.size:
             self._decide(due, now)
@@ -482,7 +482,7 @@ class PopulationComponent(Component):
         return cand[ok]
 
     # ------------------------------------------------------------------- skim
-    def _refresh_skim(self, now: float, *, force: bool = False) -> None:
+    def refresh_skim(self, now: float, *, force: bool = False) -> None:
         """Car travel times from every node to each zone's centroid, on the traffic model's current weights.
 
         Refreshed when the traffic model has re-routed, at most every
@@ -539,12 +539,12 @@ class PopulationComponent(Component):
         """The persons' current car travel times from every node to each zone's centroid, s
         ([n_zones, n_nodes]; inf: unreachable).
         """
-        self._refresh_skim(self.twin.now)
+        self.refresh_skim(self.twin.now)
         return self.skim.copy()
 
     def world(self) -> kc.ChoiceWorld:
         """What the persons know now (the choice kernel's view of the city)."""
-        assert self.node_comp is not None  # _refresh_skim ran when the component was built
+        assert self.node_comp is not None  # refresh_skim ran when the component was built
         return kc.ChoiceWorld(
             skim=self.skim,
             skim_row=self.skim_row,
@@ -563,7 +563,7 @@ class PopulationComponent(Component):
         )
 
     # --------------------------------------------------------------- arrivals
-    def _positions(self, persons: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def positions(self, persons: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For persons with a trip (default: all of them), now: arrival time (NaN while under way),
         state (0 home, 1 activity, 2 travelling) and the node they count at (:func:`kernels.agents.trip_positions`).
 
@@ -594,11 +594,12 @@ class PopulationComponent(Component):
             self._pos_cache = (now, p, out)
         return out
 
-    def _arrivals(self, now: float) -> None:
+    def settle_arrivals(self, now: float) -> None:
+        """Persons whose trip ended by ``now`` are where they went (records, plans, evacuees)."""
         p = self.travelling
         if p.size == 0:
             return
-        arr = self._positions()[0]
+        arr = self.positions()[0]
         done = arr <= now
         if done.any():
             self.travelling = p[~done]
@@ -673,7 +674,7 @@ class PopulationComponent(Component):
             self._skip_leg(persons[away], now, stuck=purpose[away] == P_HOME)
         go = ~stay
         if go.any():
-            self._start_trips(
+            self.start_trips(
                 persons[go],
                 g[go],
                 purpose[go],
@@ -724,7 +725,7 @@ class PopulationComponent(Component):
         self.next_t[skip] = np.where(nxt < pl.n_legs[skip], now + self.lead_s, np.inf)
         self._schedule(skip)
 
-    def _start_trips(self, persons, leg, purpose, dest, mode, depart, tt, gc, paid, *, vid=None) -> np.ndarray:
+    def start_trips(self, persons, leg, purpose, dest, mode, depart, tt, gc, paid, *, vid=None) -> np.ndarray:
         """Put the chosen trips under way (car trips on the road); returns their log rows."""
         orig = self.node[persons].astype(np.int32)
         mode = mode.astype(np.int8).copy()

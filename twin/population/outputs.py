@@ -76,7 +76,7 @@ class PopulationOutputs:
         node = self.comp.node[idx].copy()
         moving = np.flatnonzero(self.comp.trip_mode[idx] >= 0)
         if moving.size:
-            _, st, nd = self.comp._positions(idx[moving])
+            _, st, nd = self.comp.positions(idx[moving])
             state[moving] = st
             node[moving] = nd
         return state, self.comp.node_zone[node]
@@ -86,7 +86,7 @@ class PopulationOutputs:
         counts = self.rest_counts.copy()
         p = self.comp.travelling
         if p.size:
-            _, state, node = self.comp._positions()
+            _, state, node = self.comp.positions()
             counts -= np.bincount(self._codes(self.comp.node[p], self.comp.place[p]), minlength=self.n_codes)
             counts += np.bincount(self._codes(node, state), minlength=self.n_codes)
         self.rec_time.append(float(t))

@@ -238,8 +238,8 @@ class Policies:
         tw = self.comp.twin
         tw.sync()
         now = tw.now
-        self.comp._arrivals(now)  # who has arrived by now is where they arrived
-        self.comp._refresh_skim(now, force=True)
+        self.comp.settle_arrivals(now)  # who has arrived by now is where they arrived
+        self.comp.refresh_skim(now, force=True)
         order = len(self.evac.orders)
         self.evac.orders.append(
             {
@@ -264,7 +264,7 @@ class Policies:
         self.evacuate(targets, now, order)
         n = int(np.count_nonzero(self.evac.target[targets]))
         self.evac.orders[-1]["n"] = n
-        self.comp._poke()
+        self.comp.poke()
         return n
 
     def in_place(self, mask: np.ndarray) -> np.ndarray:
@@ -397,7 +397,7 @@ class Policies:
         # plans end: they stay where they are evacuated to
         self.comp.next_t[go] = np.inf
         self.comp.leg[go] = self.comp.plans.n_legs[go]
-        self.comp._start_trips(
+        self.comp.start_trips(
             go,
             self.comp.leg[go].astype(np.int64),
             np.full(go.size, 4, np.int8),
