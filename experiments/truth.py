@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from basics.atomic import write_bytes
-from city_models.demand import gravity_trips
+from city_models.demand import gravity_trips, write_trips_csv
 from experiments.truth_feed import record_feed
 from scenarios import Scenario, builtin_scenarios, load_scenario, parse_clock
 from twin.model import Twin, build_city
@@ -221,12 +221,7 @@ def _perturbed_trips(scenario, city, cfg: TruthConfig, rng: np.random.Generator,
         profile=profile,
     )
     path = folder / "truth_trips.csv"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        w = csv.writer(handle)
-        w.writerow(["trip_id", "origin", "destination", "depart_s"])
-        osm = net.node_osmid
-        for i, o, d, t in zip(trips.trip_id, trips.origin, trips.destination, trips.depart_s, strict=False):
-            w.writerow([int(i), int(osm[o]), int(osm[d]), repr(float(t))])
+    write_trips_csv(trips, net, path)
     demand = {
         "total_trips": int(trips.trip_id.shape[0]),
         "demand_scale": cfg.demand_scale,

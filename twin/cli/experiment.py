@@ -184,6 +184,7 @@ def _indices_html(ind: xr.Dataset) -> str:
 
 def write_analysis(results: dict[str, xr.Dataset], out: str | Path) -> list[Path]:
     """Write ``index.html``, the PNGs and each Dataset as NetCDF into ``out``; return the files."""
+    from basics.atomic import atomic_path
     from basics.atomic import write_bytes as atomic_write_bytes
     from viz.report import _CSS
 
@@ -198,7 +199,8 @@ def write_analysis(results: dict[str, xr.Dataset], out: str | Path) -> list[Path
         written.append(folder / name)
     for name, ds in results.items():
         path = folder / f"{name}.nc"
-        ds.to_netcdf(path)
+        with atomic_path(path) as tmp:
+            ds.to_netcdf(tmp)
         written.append(path)
     a = points.attrs
     parts = [
