@@ -23,7 +23,10 @@ Python's rule that a ``float`` subclass's reflected ``__radd__`` is tried before
 the next event id taken *now* (so simultaneous events keep their order), and no
 code outside SimPy's public API touches its queue.  ``tests/twin/test_clock.py``
 checks the landing bit for bit, so a SimPy that stopped computing ``now + delay``
-would be caught.
+would be caught.  (A relay -- a first timeout to some ``t'`` from which a delay
+does land on ``t`` -- would use the public API too, but the event would take its
+id at ``t'``, so events scheduled in between for the same time and priority would
+run before it instead of after.)
 """
 
 from __future__ import annotations
