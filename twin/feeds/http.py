@@ -40,7 +40,7 @@ import logging
 import os
 import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from basics.errors import InputError
 
@@ -354,7 +354,7 @@ class _Notifications:
             return self.answer(415, {"error": "send application/json or application/ld+json"})
         return body
 
-    async def handle(self, request):
+    async def handle(self, request: Any) -> Any:
         """The answer to one request."""
         refused = self.gate(request)
         if refused is not None:
