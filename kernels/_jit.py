@@ -1,27 +1,34 @@
-"""numba's decorators, typed once for mypy (numba ships no type information).
+"""numba's decorators, typed once for mypy.
 
 Every kernel module imports ``njit`` and ``prange`` from here rather than from numba, so
-``mypy --strict`` sees a decorator that keeps the function's signature instead of an untyped
-one (which would make every kernel untyped), without an ignore on each line.
+``mypy --strict`` sees a decorator that keeps the function's signature (numba's own stubs
+type the decorated function as a ``Dispatcher``), without an ignore on each line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar, cast
 
 import numba
+import numpy as np
 
-__all__ = ["njit", "prange"]
+__all__ = ["njit", "prange", "Int", "Float"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def njit(*, cache: bool = True, inline: str = "never", parallel: bool = False) -> Callable[[F], F]:
+def njit(
+    *, cache: bool = True, inline: Literal["never", "always"] = "never", parallel: bool = False
+) -> Callable[[F], F]:
     """``numba.njit(cache=..., inline=..., parallel=...)``, typed as keeping the function's signature."""
-    decorator: Callable[[F], F] = numba.njit(cache=cache, inline=inline, parallel=parallel)
-    return decorator
+    return cast(Callable[[F], F], numba.njit(cache=cache, inline=inline, parallel=parallel))
 
 
 #: ``numba.prange`` (a plain ``range`` outside numba): the parallel loop of a ``parallel=True`` kernel
 prange: Callable[..., range] = numba.prange
+
+#: an integer as a kernel receives it (numba types a Python int and a numpy integer alike)
+Int: TypeAlias = int | np.integer[Any]
+#: a real number as a kernel receives it
+Float: TypeAlias = float | np.floating[Any]

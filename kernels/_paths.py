@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._jit import njit, prange
+from kernels._jit import Float, Int, njit, prange
 
 # --------------------------------------------------------------------------
 # indexed binary heap (min-heap on float64 keys; pos[node] = slot or -1)
@@ -29,7 +29,7 @@ from kernels._jit import njit, prange
 
 
 @njit(cache=True)
-def _sift_up(heap_node, heap_key, pos, i):
+def _sift_up(heap_node: np.ndarray, heap_key: np.ndarray, pos: np.ndarray, i: Int) -> None:
     node = heap_node[i]
     key = heap_key[i]
     while i > 0:
@@ -46,7 +46,7 @@ def _sift_up(heap_node, heap_key, pos, i):
 
 
 @njit(cache=True)
-def _sift_down(heap_node, heap_key, pos, size, i):
+def _sift_down(heap_node: np.ndarray, heap_key: np.ndarray, pos: np.ndarray, size: Int, i: Int) -> None:
     node = heap_node[i]
     key = heap_key[i]
     while True:
@@ -67,7 +67,9 @@ def _sift_down(heap_node, heap_key, pos, size, i):
 
 
 @njit(cache=True)
-def _push_or_decrease(heap_node, heap_key, pos, size, node, key):
+def _push_or_decrease(
+    heap_node: np.ndarray, heap_key: np.ndarray, pos: np.ndarray, size: Int, node: Int, key: Float
+) -> Int:
     """Insert ``node`` or lower its key; return the new heap size."""
     p = pos[node]
     if p < 0:
@@ -81,7 +83,7 @@ def _push_or_decrease(heap_node, heap_key, pos, size, node, key):
 
 
 @njit(cache=True)
-def _pop(heap_node, heap_key, pos, size):
+def _pop(heap_node: np.ndarray, heap_key: np.ndarray, pos: np.ndarray, size: Int) -> tuple[Int, Int]:
     """Remove the minimum; return ``(node, new_size)``."""
     top = heap_node[0]
     pos[top] = -1
@@ -99,7 +101,7 @@ def _pop(heap_node, heap_key, pos, size):
 
 
 @njit(cache=True)
-def _reverse_arrays(in_links, src, weight):
+def _reverse_arrays(in_links: np.ndarray, src: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Tail node and weight of each in-link, in CSR order (contiguous for the search)."""
     m = in_links.shape[0]
     rev_src = np.empty(m, dtype=np.int32)
@@ -112,7 +114,18 @@ def _reverse_arrays(in_links, src, weight):
 
 
 @njit(cache=True)
-def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, heap_node, heap_key, pos):
+def _tree_to_into(
+    dest: Int,
+    in_indptr: np.ndarray,
+    in_links: np.ndarray,
+    rev_src: np.ndarray,
+    rev_w: np.ndarray,
+    dist: np.ndarray,
+    next_link: np.ndarray,
+    heap_node: np.ndarray,
+    heap_key: np.ndarray,
+    pos: np.ndarray,
+) -> None:
     """Dijkstra on the reversed graph into caller-provided arrays.
 
     ``rev_src``/``rev_w`` come from :func:`_reverse_arrays`.  ``pos`` must be
@@ -124,7 +137,7 @@ def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, he
     heap_node[0] = dest
     heap_key[0] = 0.0
     pos[dest] = 0
-    size = 1
+    size: Int = 1
     while size > 0:
         u, size = _pop(heap_node, heap_key, pos, size)
         du = dist[u]
@@ -142,21 +155,21 @@ def _tree_to_into(dest, in_indptr, in_links, rev_src, rev_w, dist, next_link, he
 
 @njit(cache=True)
 def _tree_to_dial(
-    dest,
-    in_indptr,
-    in_links,
-    rev_src,
-    rev_w,
-    inv_delta,
-    mask,
-    dist,
-    next_link,
-    bucket_head,
-    entry_node,
-    entry_key,
-    entry_next,
-    want_next,
-):
+    dest: Int,
+    in_indptr: np.ndarray,
+    in_links: np.ndarray,
+    rev_src: np.ndarray,
+    rev_w: np.ndarray,
+    inv_delta: Float,
+    mask: Int,
+    dist: np.ndarray,
+    next_link: np.ndarray,
+    bucket_head: np.ndarray,
+    entry_node: np.ndarray,
+    entry_key: np.ndarray,
+    entry_next: np.ndarray,
+    want_next: bool,
+) -> None:
     """Dijkstra on the reversed graph with a bucket queue (Dial's algorithm).
 
     Buckets are ``1 / inv_delta`` wide, at most the smallest weight (shaved so
@@ -211,7 +224,9 @@ _MAX_BUCKETS = 1 << 20
 
 
 @njit(cache=True)
-def _shortest_tree_to(dest, in_indptr, in_links, src, weight):
+def _shortest_tree_to(
+    dest: Int, in_indptr: np.ndarray, in_links: np.ndarray, src: np.ndarray, weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Shortest travel time from every node to ``dest``.
 
     Parameters
@@ -247,7 +262,9 @@ def _shortest_tree_to(dest, in_indptr, in_links, src, weight):
 
 
 @njit(cache=True)
-def _shortest_tree_from(orig, out_indptr, out_links, dst, weight):
+def _shortest_tree_from(
+    orig: Int, out_indptr: np.ndarray, out_links: np.ndarray, dst: np.ndarray, weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Shortest travel time from ``orig`` to every node.
 
     Parameters
@@ -281,7 +298,7 @@ def _shortest_tree_from(orig, out_indptr, out_links, dst, weight):
     heap_node[0] = orig
     heap_key[0] = 0.0
     pos[orig] = 0
-    size = 1
+    size: Int = 1
     while size > 0:
         u, size = _pop(heap_node, heap_key, pos, size)
         du = dist[u]
@@ -304,7 +321,7 @@ _MAX_CHUNKS = 256
 
 
 @njit(cache=True)
-def _dial_setup(rev_w):
+def _dial_setup(rev_w: np.ndarray) -> tuple[Float, Int]:
     """``(inv_delta, n_buckets)`` of the bucket queue for these weights; ``n_buckets = 0``:
     use the binary heap (a zero weight, no finite weight, or too wide a spread).
     """
@@ -327,7 +344,16 @@ def _dial_setup(rev_w):
 
 
 @njit(cache=True, parallel=True)
-def _route_table(dests, active, in_indptr, in_links, src, weight, next_link_out, dist_out):
+def _route_table(
+    dests: np.ndarray,
+    active: np.ndarray,
+    in_indptr: np.ndarray,
+    in_links: np.ndarray,
+    src: np.ndarray,
+    weight: np.ndarray,
+    next_link_out: np.ndarray,
+    dist_out: np.ndarray,
+) -> None:
     """Fill next-link (and distance) rows for the active destinations.
 
     Parameters
@@ -403,8 +429,19 @@ def _route_table(dests, active, in_indptr, in_links, src, weight, next_link_out,
 
 @njit(cache=True, parallel=True)
 def _stale_rows(
-    active, row_basis, ch_indptr, ch_links, basis_weights, weight, pot, src, dst, out_indptr, out_links, out
-):
+    active: np.ndarray,
+    row_basis: np.ndarray,
+    ch_indptr: np.ndarray,
+    ch_links: np.ndarray,
+    basis_weights: np.ndarray,
+    weight: np.ndarray,
+    pot: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    out_indptr: np.ndarray,
+    out_links: np.ndarray,
+    out: np.ndarray,
+) -> None:
     """Flag the active rows whose distances change under new link weights.
 
     Row ``r`` holds exact shortest travel times ``pot[r]`` for the weights
@@ -451,7 +488,7 @@ def _stale_rows(
 
 
 @njit(cache=True)
-def _path_links(orig, dest_row_next_link, dst):
+def _path_links(orig: Int, dest_row_next_link: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Links of the path from ``orig`` that a next-link row describes.
 
     Parameters

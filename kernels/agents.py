@@ -16,7 +16,7 @@ import numpy as np
 
 from basics.errors import InputError
 from kernels._checks import check_array, check_indices
-from kernels._jit import njit
+from kernels._jit import Float, njit
 
 __all__ = [
     "PersonTrips",
@@ -74,7 +74,7 @@ class Positions(NamedTuple):
 
 
 @njit(cache=True)
-def _trip_positions(persons, trips, veh, now, out):
+def _trip_positions(persons: np.ndarray, trips: PersonTrips, veh: VehicleView, now: Float, out: Positions) -> Positions:
     """The kernel of :func:`trip_positions` (arguments as there, trusted)."""
     mode, vid, dep, arr_known = trips.mode, trips.vid, trips.dep, trips.arr_known
     dest, purpose, place, node = trips.dest, trips.purpose, trips.place, trips.node
@@ -156,4 +156,4 @@ def trip_positions(persons: np.ndarray, trips: PersonTrips, veh: VehicleView, no
     check_array("out.node", out.node, np.int32, length=m, writeable=True)
     cars = trips.vid[persons][trips.mode[persons] == _CAR]
     check_indices("trips.vid (of a car trip)", cars, 0, n_v)
-    return _trip_positions(persons, trips, veh, float(now), out)  # type: ignore[no-any-return]
+    return _trip_positions(persons, trips, veh, float(now), out)

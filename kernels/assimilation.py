@@ -21,9 +21,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from basics.errors import InputError
-from kernels._jit import njit
+from kernels._jit import Float, Int, njit
 from kernels.route_choice import choice_weight, near_shortest
 from kernels.routing import Graph
 
@@ -31,7 +32,9 @@ __all__ = ["enkf_update", "sensor_crossings"]
 
 
 @njit(cache=True)
-def _enkf(theta, pred, obs, obs_var, eps, inflation):
+def _enkf(
+    theta: np.ndarray, pred: np.ndarray, obs: np.ndarray, obs_var: np.ndarray, eps: np.ndarray, inflation: Float
+) -> np.ndarray:
     n, p = theta.shape
     m = obs.shape[0]
     out = theta.copy()
@@ -67,7 +70,15 @@ def _enkf(theta, pred, obs, obs_var, eps, inflation):
     return out
 
 
-def enkf_update(theta, pred, obs, obs_var, eps, *, inflation: float = 1.0) -> np.ndarray:
+def enkf_update(
+    theta: npt.ArrayLike,
+    pred: npt.ArrayLike,
+    obs: npt.ArrayLike,
+    obs_var: npt.ArrayLike,
+    eps: npt.ArrayLike,
+    *,
+    inflation: float = 1.0,
+) -> np.ndarray:
     """The updated ensemble (see the module docstring); inputs are not changed.
 
     Parameters
@@ -134,7 +145,15 @@ class _Crossings(NamedTuple):
 
 
 @njit(cache=True)
-def _crossings(orig, row, rr, net, band, out, frac):
+def _crossings(
+    orig: np.ndarray,
+    row: np.ndarray,
+    rr: _RouteRows,
+    net: _SensorNet,
+    band: tuple[Float, Float],
+    out: _Crossings,
+    frac: np.ndarray,
+) -> Int:
     """Sensor crossings of every trip into ``out`` (see :func:`sensor_crossings`); returns
     how many there are (``out`` with no room: only counts them).  ``frac`` (zeros, one per
     node) is left all zeros.

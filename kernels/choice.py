@@ -43,13 +43,13 @@ component builds the inputs.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from basics.errors import InputError
 from kernels._checks import check_array, check_fields, check_indices
-from kernels._jit import njit, prange
+from kernels._jit import Float, Int, njit, prange
 
 __all__ = [
     "ChoiceParams",
@@ -270,7 +270,7 @@ def empty_outputs(n: int) -> ChoiceOutputs:
 
 
 @njit(cache=True, inline="always")
-def mix64(x):
+def mix64(x: np.uint64) -> np.uint64:
     """SplitMix64's finaliser: a bijective avalanche hash of a uint64."""
     z = x + _GOLDEN
     z = (z ^ (z >> _S30)) * _M1
@@ -279,14 +279,14 @@ def mix64(x):
 
 
 @njit(cache=True, inline="always")
-def hash_uniform(key, slot):
+def hash_uniform(key: np.uint64, slot: Int) -> Float:
     """A uniform number in (0, 1) from a key and a slot (counter-based)."""
     h = mix64(key ^ mix64(np.uint64(slot)))
     return (np.float64(h >> _S11) + 0.5) * _INV53
 
 
 @njit(cache=True)
-def _hash_uniforms(keys, slot, out):
+def _hash_uniforms(keys: np.ndarray, slot: Int, out: np.ndarray) -> np.ndarray:
     """``out[i] = hash_uniform(keys[i], slot)`` for every key."""
     for i in range(keys.shape[0]):
         out[i] = hash_uniform(keys[i], slot)
@@ -294,7 +294,7 @@ def _hash_uniforms(keys, slot, out):
 
 
 @njit(cache=True)
-def _decision_keys(base, person, leg, out):
+def _decision_keys(base: np.uint64, person: np.ndarray, leg: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Key of person ``person[i]``'s decision about leg ``leg[i]`` under ``base``."""
     for i in range(person.shape[0]):
         out[i] = mix64(base ^ mix64(np.uint64(person[i]) * np.uint64(64) + np.uint64(leg[i])))
@@ -302,7 +302,7 @@ def _decision_keys(base, person, leg, out):
 
 
 @njit(cache=True, inline="always")
-def _draw_zone(cdf, u):
+def _draw_zone(cdf: np.ndarray, u: Float) -> Int:
     lo, hi = 0, cdf.shape[0] - 1
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -314,7 +314,7 @@ def _draw_zone(cdf, u):
 
 
 @njit(cache=True, inline="always")
-def _cordon_price(world, o, d, dep):
+def _cordon_price(world: ChoiceWorld, o: Int, d: Int, dep: Float) -> Float:
     total = 0.0
     for k in range(world.price.shape[0]):
         p = world.price[k]
@@ -324,10 +324,10 @@ def _cordon_price(world, o, d, dep):
 
 
 @njit(cache=True, inline="always")
-def _first_open_shift(shifts, t_pref, t_min):
+def _first_open_shift(shifts: np.ndarray, t_pref: Float, t_min: Float) -> Int:
     """The first shift leaving at or after ``t_min`` (if none does, the latest, clamped)."""
     n_s = shifts.shape[0]
-    first_ok = n_s - 1
+    first_ok: Int = n_s - 1
     for s in range(n_s):
         if t_pref + shifts[s] >= t_min:
             first_ok = s
@@ -336,7 +336,7 @@ def _first_open_shift(shifts, t_pref, t_min):
 
 
 @njit(cache=True, inline="always")
-def _draw(key, n, vmax, buf_v, buf_i, buf_f):
+def _draw(key: np.uint64, n: Int, vmax: Float, buf_v: np.ndarray, buf_i: np.ndarray, buf_f: np.ndarray) -> Int:
     """The alternative drawn among the first ``n``: logit probabilities, the draw walking the
     unpriced alternatives first, then the priced ones (see the module docstring).
     """
@@ -367,7 +367,7 @@ def _draw(key, n, vmax, buf_v, buf_i, buf_f):
 
 
 @njit(cache=True, inline="always")
-def _write_choice(out, i, pick, buf_i, buf_f):
+def _write_choice(out: ChoiceOutputs, i: Int, pick: Int, buf_i: np.ndarray, buf_f: np.ndarray) -> None:
     """Person ``i``'s outputs: alternative ``pick`` of the buffers, or staying (``pick < 0``,
     or the stay alternative).
     """
@@ -388,7 +388,16 @@ def _write_choice(out, i, pick, buf_i, buf_f):
 
 
 @njit(cache=True)
-def _choose_one(i, par, inp, world, out, buf_v, buf_i, buf_f):
+def _choose_one(
+    i: Int,
+    par: ChoiceParams,
+    inp: ChoiceInputs,
+    world: ChoiceWorld,
+    out: ChoiceOutputs,
+    buf_v: np.ndarray,
+    buf_i: np.ndarray,
+    buf_f: np.ndarray,
+) -> None:
     """One person's alternatives into the buffers, then one draw (see :func:`choose`).
 
     The open shifts (:func:`_first_open_shift`), the draw (:func:`_draw`) and the outputs
@@ -491,7 +500,7 @@ _MAX_CHUNKS = 64
 
 
 @njit(cache=True, parallel=True)
-def _choose_parallel(par, inp, world, out):
+def _choose_parallel(par: ChoiceParams, inp: ChoiceInputs, world: ChoiceWorld, out: ChoiceOutputs) -> None:
     n = inp.key.shape[0]
     n_alt = 1 + 2 * par.n_samples * par.shifts.shape[0]
     n_chunks = min(n, _MAX_CHUNKS)
@@ -504,7 +513,7 @@ def _choose_parallel(par, inp, world, out):
 
 
 @njit(cache=True)
-def _choose(par, inp, world, out):
+def _choose(par: ChoiceParams, inp: ChoiceInputs, world: ChoiceWorld, out: ChoiceOutputs) -> ChoiceOutputs:
     """Choose for every person of the batch (see the module docstring).
 
     A person with no available alternative (cannot stay, and no destination
@@ -528,10 +537,15 @@ def _choose(par, inp, world, out):
 # ----------------------------------------------------------------------------- checked wrappers
 
 _F, _I32, _U8 = np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.uint8)
-_INPUTS = {f: (_F, 1, None) for f in ("t_pref", "t_min", "value", "vot")}
+_INPUTS: dict[str, tuple[np.dtype[Any], int, int | None]] = {
+    f: (_F, 1, None) for f in ("t_pref", "t_min", "value", "vot")
+}
 _INPUTS |= {"key": (np.dtype(np.uint64), 1, None), "orig": (_I32, 1, None), "dest_node": (_I32, 1, None)}
 _INPUTS |= {"car": (_U8, 1, None), "can_stay": (_U8, 1, None)}
-_OUTPUTS = {"dest": (_I32, 1, None), "mode": (np.dtype(np.int8), 1, None)}
+_OUTPUTS: dict[str, tuple[np.dtype[Any], int, int | None]] = {
+    "dest": (_I32, 1, None),
+    "mode": (np.dtype(np.int8), 1, None),
+}
 _OUTPUTS |= {f: (_F, 1, None) for f in ("depart", "tt", "gc", "paid")}
 
 
@@ -585,7 +599,7 @@ def choose(par: ChoiceParams, inp: ChoiceInputs, world: ChoiceWorld, out: Choice
     check_fields("out", out, ChoiceOutputs, {f: (dt, nd, b) for f, (dt, nd, _) in _OUTPUTS.items()})
     check_indices("inp.orig", inp.orig, 0, n)
     check_indices("inp.dest_node", inp.dest_node, -1, n)
-    return _choose(par, inp, world, out)  # type: ignore[no-any-return]
+    return _choose(par, inp, world, out)
 
 
 def hash_uniforms(keys: np.ndarray, slot: int, out: np.ndarray) -> np.ndarray:
@@ -596,7 +610,7 @@ def hash_uniforms(keys: np.ndarray, slot: int, out: np.ndarray) -> np.ndarray:
     check_array("out", out, np.float64, length=keys.shape[0], writeable=True)
     if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or slot < 0:
         raise InputError(f"slot must be an integer >= 0, got {slot!r}")
-    return _hash_uniforms(keys, slot, out)  # type: ignore[no-any-return]
+    return _hash_uniforms(keys, slot, out)
 
 
 def decision_keys(base: np.uint64, person: np.ndarray, leg: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -611,4 +625,4 @@ def decision_keys(base: np.uint64, person: np.ndarray, leg: np.ndarray, out: np.
     if leg.shape != person.shape:
         raise InputError(f"leg must have one entry per person ({person.shape[0]}), got {leg.shape[0]}")
     check_array("out", out, np.uint64, length=person.shape[0], writeable=True)
-    return _decision_keys(base, person, leg, out)  # type: ignore[no-any-return]
+    return _decision_keys(base, person, leg, out)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._jit import njit
+from kernels._jit import Float, Int, njit
 
 __all__ = ["CUTOFF", "choice_weight", "near_shortest", "choice_draw", "next_link"]
 
@@ -27,7 +27,7 @@ CUTOFF = 7.0
 
 
 @njit(cache=True, inline="always")
-def choice_weight(c, lim, scale):
+def choice_weight(c: Float, lim: Float, scale: Float) -> Float:
     """Unnormalised choice weight of an out-link whose cost (its own travel time plus
     the potential at its head) is ``c``, when costs up to ``lim`` count as best.
     """
@@ -36,12 +36,24 @@ def choice_weight(c, lim, scale):
     if scale > 0.0:
         x = (c - lim) / scale
         if x < CUTOFF:
-            return np.exp(-x)
+            return float(np.exp(-x))
     return 0.0
 
 
 @njit(cache=True, inline="always")
-def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale):  # noqa: PLR0913 (inlined: arrays unpacked, see advance)
+def near_shortest(
+    n: Int,
+    dn: Float,
+    r: Int,
+    out_indptr: np.ndarray,
+    out_links: np.ndarray,
+    l_dst: np.ndarray,
+    l_open: np.ndarray,
+    pot: np.ndarray,
+    rw: np.ndarray,
+    tol: Float,
+    scale: Float,
+) -> tuple[Float, Float]:  # noqa: PLR0913 (inlined: arrays unpacked, see advance)
     """The route choice's candidates at node ``n`` (route row ``r``, ``dn = pot[r, n]``):
     open out-links that get closer to the destination, each with the weight
     :func:`choice_weight` gives its cost, where costs up to ``lim`` (the best cost plus
@@ -60,7 +72,7 @@ def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, 
     if best == np.inf:
         return best, 0.0
     lim = best + best * tol
-    total = 0.0
+    total: Float = 0.0
     for k in range(out_indptr[n], out_indptr[n + 1]):
         b = out_links[k]
         dm = pot[r, l_dst[b]]
@@ -70,7 +82,7 @@ def near_shortest(n, dn, r, out_indptr, out_links, l_dst, l_open, pot, rw, tol, 
 
 
 @njit(cache=True, inline="always")
-def choice_draw(seed, v, a):
+def choice_draw(seed: np.uint64, v: Int, a: Int) -> Float:
     """A uniform number in [0, 1) keyed to (seed, vehicle ``v``, arriving link ``a``; -1 at
     its origin), which names the decision point: the same decision always draws the same
     number, whatever the order of events or the numbering of nodes (splitmix64 finaliser).
@@ -86,7 +98,21 @@ def choice_draw(seed, v, a):
 
 
 @njit(cache=True, inline="always")
-def next_link(n, a, r, v, out_indptr, out_links, l_dst, l_open, pot, rw, tol, scale, seed):  # noqa: PLR0913 (inlined)
+def next_link(
+    n: Int,
+    a: Int,
+    r: Int,
+    v: Int,
+    out_indptr: np.ndarray,
+    out_links: np.ndarray,
+    l_dst: np.ndarray,
+    l_open: np.ndarray,
+    pot: np.ndarray,
+    rw: np.ndarray,
+    tol: Float,
+    scale: Float,
+    seed: np.uint64,
+) -> Int:  # noqa: PLR0913 (inlined)
     """The out-link vehicle ``v`` (route row ``r``) takes at node ``n``, coming from
     link ``a`` (-1: its origin); -1 if none.  A logit draw over :func:`near_shortest`'s
     candidates, keyed to the decision (:func:`choice_draw`).

@@ -77,13 +77,13 @@ All state lives in NamedTuples of arrays, so a snapshot is a copy of them.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from basics.errors import InputError
 from kernels._checks import check_array, check_fields, check_scalar
-from kernels._jit import njit
+from kernels._jit import Float, Int, njit
 from kernels.route_choice import next_link
 
 __all__ = [
@@ -218,7 +218,7 @@ class Vehicles(NamedTuple):
 
 
 @njit(cache=True, inline="always")
-def _green_time(te, cycle, offset, gs, ge):
+def _green_time(te: Float, cycle: Float, offset: Float, gs: Float, ge: Float) -> Float:
     """Earliest time >= te inside the green window [gs, ge) of the cycle."""
     if cycle <= 0.0 or gs == ge:
         return te
@@ -239,18 +239,18 @@ MAJOR_FLOW_TAU_S = 60.0
 
 
 @njit(cache=True, inline="always")
-def gap_headway(qc, tf):
+def gap_headway(qc: Float, tf: Float) -> Float:
     """Mean headway ``1 / c`` of a minor approach with follow-up time ``tf`` (s) against
     a conflicting major flow ``qc`` (veh/s): Harders' capacity
     ``c = qc exp(-qc t_c) / (1 - exp(-qc tf))`` (``1 / tf`` at ``qc = 0``).
     """
     if not qc > 0.0:
         return tf
-    return -np.expm1(-qc * tf) * np.exp(qc * CRITICAL_GAP_S) / qc
+    return float(-np.expm1(-qc * tf) * np.exp(qc * CRITICAL_GAP_S) / qc)
 
 
 @njit(cache=True, inline="always")
-def major_flow(rate, t_last, when):
+def major_flow(rate: Float, t_last: Float, when: Float) -> Float:
     """The node's smoothed major flow (veh/s) at ``when`` (no earlier than its last
     major move at ``t_last``), from ``rate``, its value just after that move.
     """
@@ -263,7 +263,7 @@ def major_flow(rate, t_last, when):
 
 
 @njit(cache=True, inline="always")
-def _stuck(a, t, head_ready, room_t, l_stuck):
+def _stuck(a: Int, t: Float, head_ready: np.ndarray, room_t: np.ndarray, l_stuck: np.ndarray) -> bool:
     """Whether link ``a``'s head has been ready at the node, and no vehicle has left ``a`` into a next link with room, for ``l_stuck[a]`` s by ``t``.
 
     Such a link's vehicles may enter their next link even when it is full (its
@@ -275,11 +275,13 @@ def _stuck(a, t, head_ready, room_t, l_stuck):
     since = head_ready[a]
     if room_t[a] > since:
         since = room_t[a]
-    return t - since >= l_stuck[a]
+    return bool(t - since >= l_stuck[a])
 
 
 @njit(cache=True, inline="always")
-def _initial_wake(l_dst, head_ready, oq_head, v_depart, n_nodes):
+def _initial_wake(
+    l_dst: np.ndarray, head_ready: np.ndarray, oq_head: np.ndarray, v_depart: np.ndarray, n_nodes: Int
+) -> np.ndarray:
     """A lower bound per node on when its next move can be.
 
     The earliest free-flow exit of its in-links' head vehicles and the departure
@@ -298,7 +300,7 @@ def _initial_wake(l_dst, head_ready, oq_head, v_depart, n_nodes):
 
 
 @njit(cache=True, inline="always")
-def _major_priority(l_dst, l_prio, n_cycle, n_nodes):
+def _major_priority(l_dst: np.ndarray, l_prio: np.ndarray, n_cycle: np.ndarray, n_nodes: Int) -> np.ndarray:
     """The highest priority among each node's in-links (of known priority), kept
     only where a lower one meets it at an unsignalised node: 0 elsewhere.
     """
@@ -317,9 +319,22 @@ def _major_priority(l_dst, l_prio, n_cycle, n_nodes):
 
 
 @njit(cache=True, inline="always")
-def _release(  # noqa: PLR0913 (inlined: arrays unpacked, see advance)
-    t1, cursor, pot, v_order, v_orig, v_depart, v_arrive, v_enter_net, ih, oq_head, oq_tail, node_load, way, wake
-):
+def _release(
+    t1: Float,
+    cursor: np.ndarray,
+    pot: np.ndarray,
+    v_order: np.ndarray,
+    v_orig: np.ndarray,
+    v_depart: np.ndarray,
+    v_arrive: np.ndarray,
+    v_enter_net: np.ndarray,
+    ih: np.ndarray,
+    oq_head: np.ndarray,
+    oq_tail: np.ndarray,
+    node_load: np.ndarray,
+    way: np.ndarray,
+    wake: np.ndarray,
+) -> Int:
     """Release the departures before ``t1`` into their origin queues (from ``cursor[0]`` on).
 
     A trip whose origin is its destination arrives at once; one with no path waits off
@@ -360,7 +375,7 @@ def _release(  # noqa: PLR0913 (inlined: arrays unpacked, see advance)
 
 
 @njit(cache=True)
-def _advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915 (the node loop stays whole: see below)
+def _advance(n_ticks: Int, dt: Float, links: Links, nodes: Nodes, ls: LinkState, veh: Vehicles, routes: Routes) -> Int:  # noqa: C901, PLR0915 (the node loop stays whole: see below)
     """Advance the network by ``n_ticks`` ticks of ``dt`` seconds.
 
     The current tick index is ``ls.cursor[1]``; vehicles are released in
@@ -474,7 +489,7 @@ def _advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915
             while True:
                 # pick the head vehicle (over in-links and the origin queue)
                 # that can cross node n earliest in this tick
-                best_j = np.int64(-1)
+                best_j: Int = np.int64(-1)
                 best_te = np.inf
                 best_tag = np.inf
                 best_b = np.int64(-1)
@@ -673,10 +688,13 @@ def _advance(n_ticks, dt, links, nodes, ls, veh, routes):  # noqa: C901, PLR0915
 _F, _I32, _I64, _U8 = np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.uint8)
 
 #: field: (dtype, ndim, length key) -- "l" links, "n" nodes, "n1" nodes + 1, "v" vehicles, None any
-_LINKS = {f: (_F, "l") for f in ("length", "free_tt", "headway", "storage", "lag", "green_start", "green_end", "stuck")}
+_Spec = dict[str, tuple[np.dtype[Any], str | None]]
+_LINKS: _Spec = {
+    f: (_F, "l") for f in ("length", "free_tt", "headway", "storage", "lag", "green_start", "green_end", "stuck")
+}
 _LINKS |= {"src": (_I32, "l"), "dst": (_I32, "l"), "is_open": (_U8, "l"), "priority": (np.dtype(np.int8), "l")}
 _LINKS |= {"ring_off": (_I64, "l"), "ring_len": (_I64, "l")}
-_NODES = {
+_NODES: _Spec = {
     "in_indptr": (_I64, "n1"),
     "in_links": (_I32, "l"),
     "out_indptr": (_I64, "n1"),
@@ -684,13 +702,13 @@ _NODES = {
     "cycle": (_F, "n"),
     "offset": (_F, "n"),
 }
-_STATE = {f: (_I32, "l") for f in ("head", "tail")}
+_STATE: _Spec = {f: (_I32, "l") for f in ("head", "tail")}
 _STATE |= {f: (_I64, "l") for f in ("n_in", "n_out", "acc_in", "acc_out", "squeezed")}
 _STATE |= {f: (_F, "l") for f in ("head_ready", "next_exit", "next_entry", "vft", "acc_vehsec", "vs_t", "acc_tt")}
 _STATE |= {"room_t": (_F, "l"), "exit_ring": (_F, None), "cursor": (_I64, None)}
 _STATE |= {f: (_I32, "n") for f in ("oq_head", "oq_tail")}
 _STATE |= {"node_load": (_I64, "n")} | {f: (_F, "n") for f in ("oq_vft", "vclock", "last_t", "major_rate", "major_t")}
-_VEHICLES = {f: (_I32, "v") for f in ("orig", "dest", "dest_idx", "order", "link", "nxt")}
+_VEHICLES: _Spec = {f: (_I32, "v") for f in ("orig", "dest", "dest_idx", "order", "link", "nxt")}
 _VEHICLES |= {f: (_F, "v") for f in ("depart", "enter_t", "arrive", "dist", "enter_net", "fftt")}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from basics.errors import InputError
 from kernels._checks import check_array, check_scalar
-from kernels._jit import njit
+from kernels._jit import Float, Int, njit
 from kernels.traffic import VEH_NO_ROUTE, VEH_WAITING, Links, LinkState, Vehicles, check_state
 
 __all__ = [
@@ -31,7 +31,7 @@ _EXIT_WINDOW = 32
 
 
 @njit(cache=True)
-def _link_travel_times(links, ls, veh, now, out):
+def _link_travel_times(links: Links, ls: LinkState, veh: Vehicles, now: Float, out: np.ndarray) -> np.ndarray:
     """Predicted travel time of a vehicle entering each link now (inf when closed).
 
     A point-queue prediction from the link's cumulative curves: the vehicle leaves
@@ -79,7 +79,7 @@ def _link_travel_times(links, ls, veh, now, out):
 
 
 @njit(cache=True)
-def _status_counts(link, out):
+def _status_counts(link: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Vehicles by status in one pass: ``out[-s - 1]`` counts status code ``s < 0``
     (``out[0]`` waiting, ``out[1]`` arrived, ``out[2]`` pending, ``out[3]`` no route,
     ``out[4]`` the caller's code -5), ``out[5]`` the vehicles on a link (``>= 0``).
@@ -96,7 +96,9 @@ def _status_counts(link, out):
 
 
 @njit(cache=True)
-def _destinations_in_use(veh, ls, horizon_t, cand, n_cand, released, out):
+def _destinations_in_use(
+    veh: Vehicles, ls: LinkState, horizon_t: Float, cand: np.ndarray, n_cand: Int, released: Int, out: np.ndarray
+) -> tuple[Int, Int]:
     """Flag route-table rows needed by vehicles on the network or departing before ``horizon_t``.
 
     Only vehicles already released can be on the network, waiting or without a
@@ -134,7 +136,7 @@ def _destinations_in_use(veh, ls, horizon_t, cand, n_cand, released, out):
 
 
 @njit(cache=True)
-def _retry_no_route(veh, ls, pot):
+def _retry_no_route(veh: Vehicles, ls: LinkState, pot: np.ndarray) -> Int:
     """Queue vehicles released without a route whose destination is now reachable.
 
     Their departure stays as scheduled, so the wait counts in their travel
@@ -162,7 +164,7 @@ def _retry_no_route(veh, ls, pot):
 
 
 @njit(cache=True)
-def _flush_vehicle_seconds(ls, now):
+def _flush_vehicle_seconds(ls: LinkState, now: Float) -> None:
     """Bring every link's vehicle-seconds integral up to ``now``."""
     for a in range(ls.vs_t.shape[0]):
         ls.acc_vehsec[a] += (ls.n_in[a] - ls.n_out[a]) * (now - ls.vs_t[a])
@@ -181,7 +183,7 @@ def link_travel_times(links: Links, ls: LinkState, veh: Vehicles, now: float, ou
     """
     check_state(links, None, ls, veh, None)
     check_array("out", out, np.float64, length=links.src.shape[0], writeable=True)
-    return _link_travel_times(links, ls, veh, check_scalar("now", now), out)  # type: ignore[no-any-return]
+    return _link_travel_times(links, ls, veh, check_scalar("now", now), out)
 
 
 def status_counts(link: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -191,7 +193,7 @@ def status_counts(link: np.ndarray, out: np.ndarray) -> np.ndarray:
     """
     check_array("link", link, np.int32)
     check_array("out", out, np.int64, length=6, writeable=True)
-    return _status_counts(link, out)  # type: ignore[no-any-return]
+    return _status_counts(link, out)
 
 
 def destinations_in_use(
