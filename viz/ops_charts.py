@@ -118,17 +118,24 @@ def incident_timeline_figure(ds: Any, *, start_clock_s: float) -> Figure | None:
 
 
 def hospital_figure(ds: Any, *, start_clock_s: float) -> Figure | None:
-    """Beds occupied over time, per hospital, as a share of its beds."""
+    """Beds occupied over time, per hospital, as a share of its beds (the axis up to 10 % at least,
+    100 % at most), each hospital's peak in patients in the legend.
+    """
     if "hospital_occupied" not in ds or ds.sizes.get("hospital", 0) == 0 or ds.sizes.get("time", 0) == 0:
         return None
     t = ds["time"].values.astype(float)
     beds = np.maximum(ds["hospital_beds"].values.astype(float), 1.0)
     fig = Figure(figsize=(8, 3.0))
     ax = fig.subplots()
+    occupied = ds["hospital_occupied"].values.astype(float)
+    peak = 0.0
     for j, name in enumerate(_str(ds["hospital_name"].values)):
-        ax.step(t, 100 * ds["hospital_occupied"].values[:, j] / beds[j], where="post", label=name)
+        share = 100 * occupied[:, j] / beds[j]
+        peak = max(peak, float(share.max()))
+        label = f"{name}: peak {occupied[:, j].max():,.0f} of {beds[j]:,.0f} beds"
+        ax.step(t, share, where="post", label=label)
     ax.set_ylabel("beds occupied (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, min(100.0, max(10.0, 1.25 * peak)))  # a few patients stay readable
     clock_ticks(ax, 0.0, float(t[-1]), start_clock_s=start_clock_s)
     mark_events(ax, time_events(ds), t_max=float(t[-1]))
     ax.legend(fontsize=7, ncol=2)
