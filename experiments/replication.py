@@ -180,11 +180,18 @@ def run_replication(
         rep.day1_kpis = {k: float(v) for k, v in eq.day1_kpis.items()}
     rep.labels = {k: (v[0], v[1]) for k, v in {**kpi_labels(), **_EQ_LABELS}.items() if k in rep.kpis}
     if keep_run:
-        rep.geometry = xr.Dataset(
-            coords={name: c.variable for name, c in ds.coords.items() if c.dims and set(c.dims) <= _GEOMETRY_DIMS}
-        )
-        with tempfile.TemporaryDirectory(prefix="twin-rep-") as tmp:
-            folder = tw.save(Path(tmp) / "run")
-            rep.run_files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+        _keep_run(rep, tw, ds)
     rep.wall_s = time.perf_counter() - t0
     return rep
+
+
+def _keep_run(rep: Replication, twin: Any, ds: xr.Dataset) -> None:
+    """Give ``rep`` the run's geometry coordinates and its run folder's files (written to a
+    scratch folder and read back).
+    """
+    rep.geometry = xr.Dataset(
+        coords={name: c.variable for name, c in ds.coords.items() if c.dims and set(c.dims) <= _GEOMETRY_DIMS}
+    )
+    with tempfile.TemporaryDirectory(prefix="twin-rep-") as tmp:
+        folder = twin.save(Path(tmp) / "run")
+        rep.run_files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
