@@ -360,9 +360,52 @@ def _apply_lines(comp, lines, console: Console, notes: list[str]) -> None:
             console.print(f"[yellow]inject rejected:[/] {exc}", highlight=False)
 
 
-def _cmd_drill(args, console: Console) -> int:
+def _run_unpaced(twin, comp, source: InjectSource | None, *, notes: list[str], console: Console, quiet: bool) -> None:
+    """Run the drill as fast as it goes (what ``--inject`` holds is applied at the start)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if source is not None:
+        _apply_lines(comp, source.poll() + ([source._buf] if source._buf else []), console, notes)
+    progress = Progress(
+        TextColumn("drill"),
+        BarColumn(),
+        TextColumn("{task.fields[clock]}"),
+        TextColumn("{task.fields[open]} open"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("drill", total=twin.duration_s, clock="", open=0)
+        twin.run(progress=lambda now: progress.update(task, completed=now, clock=_clock(twin, now), open=comp.n_open))
+
+
+def _run_paced(twin, comp, source: InjectSource | None, *, speed: float, notes: list[str], console: Console) -> bool:
+    """Run the drill paced at ``speed`` simulated seconds per real second, applying injects as
+    they arrive, with a live view; whether it was stopped (Ctrl-C) before the end.
+    """
+    end = twin.duration_s
+    wall0, sim0 = time.perf_counter(), twin.now
+    try:
+        with Live(
+            live_view(twin, speed=speed, notes=notes), console=console, refresh_per_second=4, transient=False
+        ) as live:
+            while twin.now < end:
+                if source is not None:
+                    _apply_lines(comp, source.poll(), console, notes)
+                target = min(sim0 + (time.perf_counter() - wall0) * speed, end)
+                if target > twin.now:
+                    twin.run_until(target)
+                live.update(live_view(twin, speed=speed, notes=notes))
+                if twin.now < end:
+                    time.sleep(min(0.2, max(0.0, (end - twin.now) / speed)))
+    except KeyboardInterrupt:
+        console.print(f"[yellow]stopped at {_clock(twin)}[/]: writing the results so far")
+        return True
+    return False
+
+
+def _cmd_drill(args, console: Console) -> int:
     from basics.errors import InputError
     from scenarios import load_scenario
     from twin.cli.common import kpi_table
@@ -387,44 +430,12 @@ def _cmd_drill(args, console: Console) -> int:
         f"{twin.trips.trip_id.shape[0]:,} trips (set-up {time.perf_counter() - t0:.1f} s)"
     )
     notes: list[str] = []
-    end = twin.duration_s
     stopped = False
     t1 = time.perf_counter()
     if args.speed is None:
-        if source is not None:
-            _apply_lines(comp, source.poll() + ([source._buf] if source._buf else []), console, notes)
-        progress = Progress(
-            TextColumn("drill"),
-            BarColumn(),
-            TextColumn("{task.fields[clock]}"),
-            TextColumn("{task.fields[open]} open"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=args.quiet,
-        )
-        with progress:
-            task = progress.add_task("drill", total=end, clock="", open=0)
-            twin.run(
-                progress=lambda now: progress.update(task, completed=now, clock=_clock(twin, now), open=comp.n_open)
-            )
+        _run_unpaced(twin, comp, source, notes=notes, console=console, quiet=args.quiet)
     else:
-        wall0, sim0 = time.perf_counter(), twin.now
-        try:
-            with Live(
-                live_view(twin, speed=args.speed, notes=notes), console=console, refresh_per_second=4, transient=False
-            ) as live:
-                while twin.now < end:
-                    if source is not None:
-                        _apply_lines(comp, source.poll(), console, notes)
-                    target = min(sim0 + (time.perf_counter() - wall0) * args.speed, end)
-                    if target > twin.now:
-                        twin.run_until(target)
-                    live.update(live_view(twin, speed=args.speed, notes=notes))
-                    if twin.now < end:
-                        time.sleep(min(0.2, max(0.0, (end - twin.now) / args.speed)))
-        except KeyboardInterrupt:
-            stopped = True
-            console.print(f"[yellow]stopped at {_clock(twin)}[/]: writing the results so far")
+        stopped = _run_paced(twin, comp, source, speed=args.speed, notes=notes, console=console)
     wall = time.perf_counter() - t1
     log_name = "after_action.jsonl" if args.log_format == "jsonl" else "after_action.csv"
     with console.status("writing results…"):
