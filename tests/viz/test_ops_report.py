@@ -270,3 +270,31 @@ def test_live_report_draws_observed_against_estimated(live_dir):
     html, pngs = write_report(live_dir)
     names = {p.name.split("-", 1)[1] for p in pngs}
     assert {"live-sensors.png", "live-demand.png"} <= names
+
+
+def test_comparison_coverage_sets_baseline_beside_scenario_and_rings_the_new_station(tmp_path):
+    from viz.data import Results
+    from viz.sections import _coverage
+
+    base = _line_network([10.0] * 9)
+    scen = _line_network([10.0] * 9).drop_dims("station")
+    scen = scen.assign_coords(
+        station_kind=("station", np.array(["fire", "fire"])),
+        station_node=("station", np.array([100, 103])),  # a new station at node 3
+        station_in_service_end=("station", np.array([1, 1], np.int8)),
+    )
+    for name, ds in (("baseline", base), ("scenario", scen)):
+        (tmp_path / name).mkdir()
+        ds.to_netcdf(tmp_path / name / "results.nc", engine="h5netcdf")
+    res = Results("comparison", tmp_path, base, {"kind": "comparison"})
+    [(name, _, png, caption)] = _coverage(res)
+    assert name == "coverage" and "baseline" in caption and png[:4] == b"\x89PNG"
+    made = coverage_figure([(base, 0, "baseline"), (scen, 0, "scenario")])
+    fig, shares = made
+    assert shares[("fire", "baseline")] == 0.8 and shares[("fire", "scenario")] == 1.0
+    rings = [
+        c
+        for c in fig.axes[1].collections
+        if not isinstance(c, LineCollection) and c.get_facecolors().size == 0 and len(c.get_offsets()) == 1
+    ]
+    assert len(rings) == 1 and tuple(rings[0].get_offsets()[0]) == (3000.0, 0.0)
