@@ -383,9 +383,22 @@ def _advance(n_ticks: Int, dt: Float, links: Links, nodes: Nodes, ls: LinkState,
 
     The set-up and the release of departures are inlined helpers
     (:func:`_initial_wake`, :func:`_major_priority`, :func:`_release`).  The node
-    loop is not split further: helpers inlined there (numba's ``inline="always"``,
-    which takes their arrays as arguments) made the kernel 4 to 8 times slower
-    on ``grid21`` (issue 14's benchmark), as did plain calls.
+    loop is not split further, though it is long and nests 8 deep: every split tried
+    was bit-identical and far slower on ``grid21`` (issue 14's benchmark,
+    ``python -m benchmarks.run --cases grid21 --peers none``, fastest of 5 runs):
+
+    * helpers inlined there (numba's ``inline="always"``) taking their arrays as
+      arguments: 4 to 8 times slower, as were plain calls (first attempt);
+    * helpers taking the NamedTuples instead (second attempt): one helper for a
+      vehicle entering its next link, ``_enter_link(ls, links, veh, way, wake, b, v,
+      te, a)`` (9 arguments), alone made the run 2.4 times slower (0.41-0.45 s
+      against 0.17-0.18 s, the trees alternated in one shell, load about 3.5 on 2
+      cores).
+
+    Every array that reaches a helper, alone or inside a NamedTuple (``LinkState``
+    holds 25), appears to cost a reference-count round trip per call even when
+    inlined, and in the node loop a call is made per vehicle move; the loop below
+    reads the arrays unpacked once, above it, for the same reason.
     """
     # Arrays are unpacked once: attribute access on the NamedTuples inside the
     # branchy node loop costs a reference-count round trip each time.
