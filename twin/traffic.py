@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from basics.errors import InputError
 from city_models.network import Network, reachable
 from kernels import traffic as k
 from kernels import traffic_state as ks
@@ -164,6 +165,59 @@ def _empty_state(nl: int, nn: int, ring_len: np.ndarray) -> k.LinkState:
     )
 
 
+def _check_options(
+    *,
+    step_s: float,
+    route_tolerance: float,
+    route_dispersion_s: float,
+    travel_time_smoothing: float,
+    route_seed: int,
+    stuck_time_s: float,
+) -> None:
+    """Refuse a traffic model option out of range, naming it (an :class:`InputError`, a ``ValueError``)."""
+    if not step_s > 0:
+        raise InputError(f"time step must be positive, got {step_s!r}")
+    if not route_tolerance >= 0:
+        raise InputError(f"route tolerance must be >= 0, got {route_tolerance!r}")
+    if not (math.isfinite(route_dispersion_s) and route_dispersion_s >= 0):
+        raise InputError(f"route dispersion must be a finite number of seconds >= 0, got {route_dispersion_s!r}")
+    if not 0 < travel_time_smoothing <= 1:
+        raise InputError(f"travel-time smoothing must be in (0, 1], got {travel_time_smoothing!r}")
+    if not stuck_time_s > 0:
+        raise InputError(f"stuck time must be a positive number of seconds (inf: never), got {stuck_time_s!r}")
+    if not 0 <= int(route_seed) < 2**64:
+        raise InputError(f"route seed must be in 0 .. 2**64 - 1, got {route_seed!r}")
+
+
+def _links(net: Network, *, stuck_time_s: float) -> k.Links:
+    """The kernel's link arrays: the network's, with the fundamental diagram's parameters and
+    each link's slice of the exit ring (all links open).
+    """
+    headway, free_tt, storage, lag = link_parameters(
+        net.length_m, net.capacity_vph, net.free_speed_mps, net.jam_density_vpm, net.wave_speed_mps
+    )
+    ring_len = np.ceil(storage).astype(np.int64) + 1
+    ring_off = np.zeros(net.n_links, np.int64)
+    if net.n_links:
+        np.cumsum(ring_len[:-1], out=ring_off[1:])
+    return k.Links(
+        src=net.src.copy(),
+        dst=net.dst.copy(),
+        length=net.length_m.copy(),
+        free_tt=free_tt,
+        headway=headway,
+        storage=storage,
+        lag=lag,
+        green_start=net.green_start_s.copy(),
+        green_end=net.green_end_s.copy(),
+        is_open=np.ones(net.n_links, np.uint8),
+        ring_off=ring_off,
+        ring_len=ring_len,
+        priority=net.priority.copy(),
+        stuck=np.full(net.n_links, float(stuck_time_s)),
+    )
+
+
 class TrafficModel:
     """Mesoscopic kinematic-wave traffic on a :class:`~city_models.network.Network`.
 
@@ -200,45 +254,19 @@ class TrafficModel:
         route_seed: int = 0,
         stuck_time_s: float = math.inf,
     ) -> None:
-        if not step_s > 0:
-            raise ValueError(f"time step must be positive, got {step_s!r}")
-        if not route_tolerance >= 0:
-            raise ValueError(f"route tolerance must be >= 0, got {route_tolerance!r}")
-        if not (math.isfinite(route_dispersion_s) and route_dispersion_s >= 0):
-            raise ValueError(f"route dispersion must be a finite number of seconds >= 0, got {route_dispersion_s!r}")
-        if not 0 < travel_time_smoothing <= 1:
-            raise ValueError(f"travel-time smoothing must be in (0, 1], got {travel_time_smoothing!r}")
-        if not stuck_time_s > 0:
-            raise ValueError(f"stuck time must be a positive number of seconds (inf: never), got {stuck_time_s!r}")
-        if not 0 <= int(route_seed) < 2**64:
-            raise ValueError(f"route seed must be in 0 .. 2**64 - 1, got {route_seed!r}")
+        _check_options(
+            step_s=step_s,
+            route_tolerance=route_tolerance,
+            route_dispersion_s=route_dispersion_s,
+            travel_time_smoothing=travel_time_smoothing,
+            route_seed=route_seed,
+            stuck_time_s=stuck_time_s,
+        )
         self.smoothing = float(travel_time_smoothing)
         self.network = network
         self.dt = float(step_s)
         net = network
-        headway, free_tt, storage, lag = link_parameters(
-            net.length_m, net.capacity_vph, net.free_speed_mps, net.jam_density_vpm, net.wave_speed_mps
-        )
-        ring_len = np.ceil(storage).astype(np.int64) + 1
-        ring_off = np.zeros(net.n_links, np.int64)
-        if net.n_links:
-            np.cumsum(ring_len[:-1], out=ring_off[1:])
-        self.links = k.Links(
-            src=net.src.copy(),
-            dst=net.dst.copy(),
-            length=net.length_m.copy(),
-            free_tt=free_tt,
-            headway=headway,
-            storage=storage,
-            lag=lag,
-            green_start=net.green_start_s.copy(),
-            green_end=net.green_end_s.copy(),
-            is_open=np.ones(net.n_links, np.uint8),
-            ring_off=ring_off,
-            ring_len=ring_len,
-            priority=net.priority.copy(),
-            stuck=np.full(net.n_links, float(stuck_time_s)),
-        )
+        self.links = _links(net, stuck_time_s=stuck_time_s)
         self.graph: Graph = graph_of(net)  # the static adjacency, shared with the node arrays
         g = self.graph
         self.nodes = k.Nodes(
@@ -250,7 +278,7 @@ class TrafficModel:
             offset=net.signal_offset_s.copy(),
         )
         nl, nn = net.n_links, net.n_nodes
-        self.state = _empty_state(nl, nn, ring_len)
+        self.state = _empty_state(nl, nn, self.links.ring_len)
         self._vbuf = _vehicle_buffers(0)  # vehicle arrays with spare room; ``veh`` views the used part
         self.veh = _empty_vehicles(0)
         self.dest_row = np.full(nn, -1, np.int32)  # node -> route-table row
