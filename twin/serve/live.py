@@ -120,6 +120,7 @@ class LiveDriver:
             "lag_wall_s": _f(time.time() - last, 1) if math.isfinite(last) else None,
             "feed_clock": format_clock(self.start_s + ft, with_seconds=True) if math.isfinite(ft) else None,
             "members": len(sh.ensemble.members),
+            "start_s": self.start_s,
             "exhausted": bool(hub.exhausted),
             "demand": {
                 "mean": _f(float(np.mean(mean)), 3),

@@ -303,8 +303,10 @@ class Runner:
             last = now
             if changed or now - last_pub >= self.period:
                 self.publish()
-                last_pub = now
-            self._stop.wait(0.05)
+                # on the rate's grid (a late publication does not push the next one back),
+                # unless more than a period behind
+                last_pub = now if changed or now - last_pub >= 2 * self.period else last_pub + self.period
+            self._stop.wait(min(0.05, max(0.001, last_pub + self.period - time.perf_counter())))
 
     def _step_live(self) -> bool:
         """One step of the shadow twin if the feed allows; whether it ran."""

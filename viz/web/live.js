@@ -50,8 +50,8 @@ function drawDemand(cv, zones) {
 }
 
 // one sensor: the estimate's 90 % band (shaded), its mean (line) and the observations (dots)
-function drawSensor(cv, ch) {
-  const c = chartBox(cv), k = devicePixelRatio, pad = { l: 44 * k, r: 4 * k, t: 6 * k, b: 4 * k };
+function drawSensor(cv, ch, start) {
+  const c = chartBox(cv), k = devicePixelRatio, pad = { l: 44 * k, r: 4 * k, t: 6 * k, b: 14 * k };
   const obs = ch.obs.filter(o => o[1] !== null);
   const ts = ch.t.concat(obs.map(o => o[0]));
   if (!ts.length) return;
@@ -69,6 +69,10 @@ function drawSensor(cv, ch) {
     ch.t.forEach((t, i) => (i ? c.lineTo(X(t), Y(ch.flow[i] || 0)) : c.moveTo(X(t), Y(ch.flow[i] || 0))));
     c.stroke();
   }
+  c.fillStyle = "#8b949e"; c.font = `${10 * k}px system-ui`;
+  const hhmm = t => { const m = Math.floor(((start + t) % 86400) / 60); return `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`; };
+  c.fillText(hhmm(t0), pad.l, cv.height - 1 * k);
+  const end = hhmm(t1); c.fillText(end, cv.width - pad.r - c.measureText(end).width, cv.height - 1 * k);
   c.fillStyle = "#f0883e";
   for (const o of obs) { c.beginPath(); c.arc(X(o[0]), Y(o[1]), 2.5 * k, 0, 2 * Math.PI); c.fill(); }
 }
@@ -90,14 +94,15 @@ function livePanel(s) {
   const L = s.live, f = L.feed;
   const lagSim = L.lag_sim_s === null ? "–" : `${L.lag_sim_s > 0 ? "+" : ""}${fmt(L.lag_sim_s)} s`;
   table($("feed"), [
-    ["messages received", [fmt(f.received), "n"], "applied", [fmt(f.applied), "n"]],
+    ["received", [fmt(f.received), "n"], "applied", [fmt(f.applied), "n"]],
     ["rejected", [fmt(f.rejected), f.rejected ? "n late" : "n"], "late", [fmt(f.late), f.late ? "n late" : "n"]],
     ["duplicate", [fmt(f.duplicate), "n"], "waiting", [fmt(f.pending), "n"]],
-    ["lag (feed − twin)", [lagSim, Math.abs(L.lag_sim_s || 0) > 900 ? "n late" : "n"],
-      "last message", [L.lag_wall_s === null ? "–" : `${fmt(L.lag_wall_s, 1)} s ago`, "n"]],
+    ["lag, sim", [lagSim, Math.abs(L.lag_sim_s || 0) > 900 ? "n late" : "n"],
+      "lag, wall", [L.lag_wall_s === null ? "–" : `${fmt(L.lag_wall_s, 1)} s`, L.lag_wall_s > 60 ? "n late" : "n"]],
     ["feed clock", [L.feed_clock || "–", "n"], "members", [String(L.members), "n"]],
-    ["demand (mean factor)", [L.demand.mean === null ? "–" : `× ${fmt(L.demand.mean, 2)}`, "n"], "feed", [L.exhausted ? "ended" : "open", "n"]],
+    ["demand", [L.demand.mean === null ? "–" : `× ${fmt(L.demand.mean, 2)}`, "n"], "feed", [L.exhausted ? "ended" : "open", "n"]],
   ]);
+  $("feed").title = "lag, sim: the feed's clock minus the twin's; lag, wall: since the last message arrived";
   drawDemand($("demand"), L.demand.zones);
   const holder = $("sensors");
   const keys = Object.keys(L.sensors);
@@ -111,6 +116,6 @@ function livePanel(s) {
   }
   for (const key of keys) {
     $(`sname${key}`).textContent = sensorTitle(key, L.sensors[key]);
-    drawSensor($(`sensor${key}`), L.sensors[key]);
+    drawSensor($(`sensor${key}`), L.sensors[key], L.start_s);
   }
 }

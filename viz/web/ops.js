@@ -17,6 +17,7 @@ const ctx = canvas.getContext("2d");
 let map = null, state = null, view = null, mode = null, drawPending = false;
 let operator = false;
 let replay = null; // recorded levels shown by the time slider, or null: live
+let labelBoxes = []; // [cx, cy, half width, half height] of the labels drawn, so others avoid them
 
 function $(id) { return document.getElementById(id); }
 function say(text) { $("msg").textContent = text; }
@@ -28,8 +29,10 @@ function fit() {
   canvas.width = Math.max(1, Math.round(r.width * devicePixelRatio));
   canvas.height = Math.max(1, Math.round(r.height * devicePixelRatio));
   const [x0, y0, x1, y1] = map.bounds;
-  const s = 0.92 * Math.min(canvas.width / Math.max(x1 - x0, 1), canvas.height / Math.max(y1 - y0, 1));
-  view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, s: s };
+  const legend = ($("legend").getBoundingClientRect().height + 12) * devicePixelRatio; // the map clears the legend
+  const h = Math.max(canvas.height - legend, canvas.height / 2);
+  const s = 0.94 * Math.min(canvas.width / Math.max(x1 - x0, 1), h / Math.max(y1 - y0, 1));
+  view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2 - (canvas.height - h) / 2 / s, s: s };
 }
 function toScreen(x, y) { return [canvas.width / 2 + (x - view.cx) * view.s, canvas.height / 2 - (y - view.cy) * view.s]; }
 function toWorld(px, py) { return [view.cx + (px - canvas.width / 2) / view.s, view.cy - (py - canvas.height / 2) / view.s]; }
@@ -46,6 +49,7 @@ function draw() {
   if (!map || !view) return;
   ctx.fillStyle = "#0d1014";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
+  labelBoxes = [];
   drawZones();
   const n = map.n_links, X = map.x, Y = map.y, S = map.src, D = map.dst;
   const levels = replay ? replay.levels : state ? state.levels : null;
@@ -57,7 +61,7 @@ function draw() {
     const [ax, ay] = toScreen(X[S[i]], Y[S[i]]), [bx, by] = toScreen(X[D[i]], Y[D[i]]);
     p.moveTo(ax, ay); p.lineTo(bx, by);
   }
-  const w = Math.max(1.5, Math.min(5, view.s * 8)) * devicePixelRatio;
+  const w = Math.max(2, Math.min(6, view.s * 10)) * devicePixelRatio;
   if (map.bridges.length) { // bridges: a light casing under their colour
     const p = new Path2D();
     for (const i of map.bridges) {
@@ -88,8 +92,9 @@ function draw() {
   canvas.dataset.links = String(n);
   canvas.dataset.drawn = String(drawn);
   canvas.dataset.closed = String(levels ? levels.filter(v => v === -1).length : 0);
-  drawLabels();
   drawMarkers();
+  drawZoneLabels();
+  drawLabels();
 }
 
 function marker(x, y, r, fill, shape) {
@@ -115,6 +120,16 @@ function drawMarkers() {
     ctx.moveTo(sx, sy - 8 * k); ctx.lineTo(sx + 7 * k, sy + 5 * k); ctx.lineTo(sx - 7 * k, sy + 5 * k); ctx.fill();
   }
   ctx.font = `bold ${12 * k}px system-ui`;
+  const labels = []; // [text, x, y, radius, colour], placed once every shape is drawn (incidents first)
+  let nInc = 0;
+  for (const [id, inc] of Object.entries(state.incidents || {})) {
+    const r = (6 + inc.severity) * k;
+    const [sx, sy] = marker(inc.x, inc.y, r, "#ff3b30dd");
+    ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5 * k; ctx.stroke();
+    labels.push([`#${id} ${inc.type.replaceAll("_", " ")} · ${inc.stage.replaceAll("_", " ")}`, sx, sy, r, "#fff"]);
+    nInc++;
+  }
+  canvas.dataset.incidents = String(nInc);
   for (const [name, st] of Object.entries(state.stations || {})) {
     const [sx, sy] = marker(st.x, st.y, 6 * k, st.removed || !st.in_service ? "#6e7681" : "#e6edf3", "square");
     if (st.added) { ctx.strokeStyle = "#39d0d8"; ctx.lineWidth = 2 * k; ctx.strokeRect(sx - 9 * k, sy - 9 * k, 18 * k, 18 * k); }
@@ -123,19 +138,23 @@ function drawMarkers() {
       ctx.moveTo(sx - 8 * k, sy - 8 * k); ctx.lineTo(sx + 8 * k, sy + 8 * k); ctx.moveTo(sx + 8 * k, sy - 8 * k); ctx.lineTo(sx - 8 * k, sy + 8 * k); ctx.stroke();
     }
     const tag = st.removed ? " (removed)" : st.added ? " (new)" : st.in_service ? "" : " (out of service)";
-    halo(name + tag, sx + 10 * k, sy - 6 * k, st.added ? "#39d0d8" : "#e6edf3");
+    labels.push([name + tag, sx, sy, 9 * k, st.added ? "#39d0d8" : st.removed || !st.in_service ? "#8b949e" : "#e6edf3"]);
   }
-  let nInc = 0;
-  for (const [id, inc] of Object.entries(state.incidents || {})) {
-    const [sx, sy] = marker(inc.x, inc.y, (6 + inc.severity) * k, "#ff3b30dd");
-    ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5 * k; ctx.stroke();
-    halo(`#${id} ${inc.type} · ${inc.stage.replaceAll("_", " ")}`, sx + 12 * k, sy + 5 * k, "#fff");
-    nInc++;
-  }
-  canvas.dataset.incidents = String(nInc);
   for (const u of Object.values(state.units || {})) {
     marker(u[0], u[1], 4 * k, UNIT_COLOURS[u[3]] || "#58a6ff");
   }
+  for (const [, sx, sy, r] of labels) labelBoxes.push([sx, sy, r, r]); // labels keep off the symbols
+  for (const [text, sx, sy, r, colour] of labels) placeLabel(text, sx, sy, r, colour);
+}
+
+// a label beside its symbol: right, left, above or below, wherever it overlaps no other label
+function placeLabel(text, sx, sy, r, colour) {
+  const k = devicePixelRatio, tw = ctx.measureText(text).width, th = 13 * k, gap = 4 * k;
+  const spots = [[sx + r + gap, sy + th / 3], [sx - r - gap - tw, sy + th / 3], [sx - tw / 2, sy - r - gap], [sx - tw / 2, sy + r + th]];
+  const free = spots.find(([x, y]) => !labelBoxes.some(b => Math.abs(b[0] - (x + tw / 2)) < b[2] + tw / 2 && Math.abs(b[1] - (y - th / 3)) < b[3] + th / 2));
+  const [x, y] = free || spots[0];
+  labelBoxes.push([x + tw / 2, y - th / 3, tw / 2 + 2 * k, th / 2 + 1 * k]);
+  halo(text, x, y, colour);
 }
 
 // text with a dark halo, legible over any road colour
@@ -163,18 +182,30 @@ function drawZones() {
     } else { ctx.strokeStyle = "#30363d"; ctx.lineWidth = k; ctx.stroke(p); }
   });
   canvas.dataset.zones = String(nZones);
-  ctx.font = `bold ${13 * k}px system-ui`;
+}
+
+// the ordered zones' names and state (two lines at the zone's centre)
+function drawZoneLabels() {
+  if (!state || !state.evacuation) return;
+  const k = devicePixelRatio;
   for (const z of map.zones) {
-    const st = ev[z.name];
+    const st = state.evacuation.zones[z.name];
     if (!st) continue;
     const [sx, sy] = toScreen(z.x, z.y);
-    halo(`${z.name}: ${st[0]}${st[1] ? ` (${st[1].toLocaleString("en")} to leave)` : ""}`, sx - 40 * k, sy, ZONE_STYLE[st[0]][1]);
+    const line2 = st[0] + (st[1] ? `, ${st[1].toLocaleString("en")} to leave` : "");
+    ctx.font = `bold ${13 * k}px system-ui`;
+    const w1 = ctx.measureText(z.name).width;
+    halo(z.name, sx - w1 / 2, sy - 3 * k, "#ffffff");
+    ctx.font = `bold ${12 * k}px system-ui`;
+    const w2 = ctx.measureText(line2).width;
+    halo(line2, sx - w2 / 2, sy + 12 * k, ZONE_STYLE[st[0]][1]);
+    labelBoxes.push([sx, sy + 3 * k, Math.max(w1, w2) / 2 + 3 * k, 16 * k]);
   }
 }
 
 // named roads and bridges: each name once, along its longest link that fits, never overlapping
 function drawLabels() {
-  const k = devicePixelRatio, X = map.x, Y = map.y, S = map.src, D = map.dst, boxes = [];
+  const k = devicePixelRatio, X = map.x, Y = map.y, S = map.src, D = map.dst, boxes = labelBoxes;
   for (const [name, rank, links] of map.labels) {
     const size = rank === 0 ? 13 : 11;
     ctx.font = `${rank <= 1 ? "bold " : ""}${size * k}px system-ui`;
@@ -186,9 +217,10 @@ function drawLabels() {
       if (ax > bx) { [ax, bx, ay, by] = [bx, ax, by, ay]; }
       const mx = (ax + bx) / 2, my = (ay + by) / 2;
       if (mx < 0 || my < 0 || mx > canvas.width || my > canvas.height) continue;
-      const r = Math.max(tw, th) / 2 + 2 * k;
-      if (boxes.some(b => Math.abs(b[0] - mx) < b[2] + r && Math.abs(b[1] - my) < th)) continue;
-      boxes.push([mx, my, r]);
+      const vertical = rank > 0 && Math.abs(by - ay) > Math.abs(bx - ax);
+      const hw = (vertical ? th : tw) / 2 + 3 * k, hh = (vertical ? tw : th) / 2 + 3 * k;
+      if (boxes.some(b => Math.abs(b[0] - mx) < b[2] + hw && Math.abs(b[1] - my) < b[3] + hh)) continue;
+      boxes.push([mx, my, hw, hh]);
       ctx.save(); ctx.translate(mx, my);
       if (rank > 0) ctx.rotate(Math.atan2(by - ay, bx - ax));
       halo(name, -tw / 2, rank > 0 ? -4 * k : -8 * k, rank === 0 ? "#ffffff" : "#c9d1d9");
@@ -234,17 +266,26 @@ function panels() {
     ["stranded (waiting for a route)", [fmt(s.traffic.stranded), s.traffic.stranded ? "n late" : "n"]],
     ["arrived", [fmt(s.traffic.arrived), "n"]]];
   for (const [k, label, unit] of KPI_SHOWN) if (k in s.kpis) rows.push([label, [fmt(s.kpis[k], 1) + " " + unit, "n"]]);
+  if (s.evacuation) rows.push(["ordered to leave, safe", [`${fmt(s.evacuation.safe)} of ${fmt(s.evacuation.ordered)} (${fmt(100 * s.evacuation.safe / Math.max(1, s.evacuation.ordered))} %)`, "n"]]);
   table($("kpis"), rows);
   table($("response"), [["type", "n", "p50 s", "p90 s", "target s"]].concat(Object.entries(s.response || {}).map(([t, r]) =>
     [t, [r.n, "n"], [fmt(r.p50), "n"], [fmt(r.p90), r.target !== null && r.p90 !== null && r.p90 > r.target ? "n late" : "n ok"], [fmt(r.target), "n"]])));
   table($("units"), Object.entries(s.available || {}).map(([k, a]) => [k, [`${a[0]} of ${a[1]} available`, a[0] ? "n" : "n late"]]));
-  table($("hosp"), Object.entries(s.hospitals || {}).map(([h, o]) => [h, [`${o[0]} / ${o[1]} beds`, "n"]]));
+  table($("hosp"), Object.entries(s.hospitals || {}).map(([h, o]) => [h, [`${o[0]} / ${o[1]} beds`, o[0] >= o[1] ? "n late" : "n"]]));
+  const emergency = "units" in s; // panels of the emergency services only where there are some
+  for (const id of ["response", "units", "hosp"]) $(id).closest(".panel").hidden = !emergency;
+  $("forks").closest(".panel").hidden = !(s.forks && s.forks.length);
+  $("logbox").hidden = !emergency && !(s.log && s.log.length);
+  $("lg-em").hidden = !emergency; $("lg-sensor").hidden = !s.live; $("lg-evac").hidden = !(map.evacuation || s.evacuation);
+  document.body.classList.toggle("nolog", $("logbox").hidden);
   const tbody = $("log").querySelector("tbody");
   const shown = (s.log || []).slice(-100).reverse();
   table(tbody, shown.map(r => [r.clock, r.event, `${r.incident} ${r.incident_type}`.trim(), r.unit, String(r.detail).slice(0, 80)]));
   $("forks").replaceChildren(...(s.forks || []).map(forkView));
   livePanel(s);
   for (const id of ["incmode", "closemode", "reopenmode", "stout", "stin", "evac"]) if (s.live) $(id).disabled = true;
+  for (const id of ["incmode", "inctype", "stout", "stin", "station"]) if (!("units" in s)) $(id).disabled = true;
+  for (const id of ["evac", "zone"]) if (!map.evacuation) $(id).disabled = true;
   const st = $("station");
   const names = Object.keys(s.stations || {});
   if (st.options.length !== names.length) st.replaceChildren(...names.map(n => new Option(n, n)));
@@ -452,7 +493,7 @@ function wire() {
     const [wx, wy] = eventWorld(e), f = e.deltaY < 0 ? 1.2 : 1 / 1.2;
     view.s *= f; view.cx = wx - (wx - view.cx) / f; view.cy = wy - (wy - view.cy) / f; requestDraw();
   }, { passive: false });
-  window.addEventListener("resize", () => { fit(); requestDraw(); });
+  new ResizeObserver(() => { fit(); requestDraw(); }).observe(canvas); // window or panels (the log hides)
 }
 
 async function main() {
