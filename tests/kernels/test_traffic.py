@@ -608,3 +608,39 @@ def test_destinations_in_use_follows_the_day_like_a_full_scan():
         seen_no_route = max(seen_no_route, _check_in_use(m, m.now + 60.0 * (step % 3)))
     assert seen_no_route > 0  # the cut-off destination left vehicles without a route
     assert m.counts()["arrived"] > 300 and m._n_live < m.n_vehicles  # the list is short late in the day
+
+
+@pytest.mark.parametrize("seed", [11, 3])
+def test_link_travel_times_match_the_reference(seed):
+    """kernels.traffic_state.link_travel_times against RefTraffic.link_travel_times, directly,
+    while queues form and discharge (spillback, signals)."""
+    dt = 1.0
+    net = random_network(seed, n_ring=8, n_extra=6, dt=dt, signals=True)
+    rng = np.random.default_rng(seed)
+    n = 400
+    o = rng.integers(0, net.n_nodes, n).astype(np.int32)
+    d = rng.integers(0, net.n_nodes, n).astype(np.int32)
+    t = np.sort(rng.uniform(0.0, 200.0, n))
+    queued = 0
+    for duration in (60.0, 180.0, 400.0):
+        m, ref = run_both(net, (o, d, t), dt=dt, duration=duration, every=50)
+        got = ks.link_travel_times(m.links, m.state, m.veh, m.now, np.empty(net.n_links))
+        np.testing.assert_allclose(got, ref.link_travel_times(), rtol=1e-12, atol=1e-9)
+        queued += int(np.count_nonzero(got > m.links.free_tt * 1.5))
+    assert queued > 0  # the case exercises the discharge-headway estimate
+
+
+def test_flushed_vehicle_seconds_equal_the_time_vehicles_spent_on_links():
+    """kernels.traffic_state.flush_vehicle_seconds against a plain sum over vehicles: once
+    flushed, the links' vehicle-seconds add up to each vehicle's time on the network."""
+    dt = 1.0
+    net = random_network(5, dt=dt)
+    o, d, t = random_trips(5, net.n_nodes, n_trips=300, horizon=300.0)
+    m, _ = run_both(net, (o, d, t), dt=dt, duration=250.0, every=100)
+    ks.flush_vehicle_seconds(m.state, m.now)
+    on = np.isfinite(m.veh.enter_net)
+    until = np.where(np.isnan(m.veh.arrive), m.now, m.veh.arrive)
+    want = float(np.sum(until[on] - m.veh.enter_net[on]))
+    assert m.counts()["arrived"] > 0 and m.counts()["on_network"] > 0
+    assert m.state.acc_vehsec.sum() == pytest.approx(want, rel=1e-12)
+    np.testing.assert_array_equal(m.state.vs_t, m.now)
