@@ -52,6 +52,7 @@ import numpy as np
 import xarray as xr
 
 from basics.atomic import json_safe, replace_folder
+from basics.errors import InputError
 from experiments.checkpoint import Checkpoint, _checkpoint_key, checkpoint_for
 from experiments.executor import Executor, default_workers
 from experiments.replication import _LINK, _SERIES, _TRIP, ComparisonError, Replication, run_replication
@@ -147,7 +148,7 @@ def paired_difference(
     b = np.asarray(baseline, dtype=np.float64)
     s = np.asarray(scenario, dtype=np.float64)
     if b.shape != s.shape or b.ndim != 1:
-        raise ValueError(f"expected two 1-d arrays of equal length, got shapes {b.shape} and {s.shape}")
+        raise InputError(f"expected two 1-d arrays of equal length, got shapes {b.shape} and {s.shape}")
     ok = np.isfinite(b) & np.isfinite(s)
     d = s[ok] - b[ok]
     n = int(d.size)

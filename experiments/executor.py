@@ -31,6 +31,8 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from basics.errors import InputError
+
 __all__ = ["Executor", "default_workers"]
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ class Executor:
         connect_timeout: float = 20.0,
     ) -> None:
         if workers is not None and workers < 0:
-            raise ValueError(f"workers must be 0 (serial) or more, got {workers}")
+            raise InputError(f"workers must be 0 (serial) or more, got {workers}")
         self._cluster = None
         self._client = None
         self._own_client = False

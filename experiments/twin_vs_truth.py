@@ -53,6 +53,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from basics.atomic import write_bytes
+from basics.errors import InputError
 from city_models.demand import gravity_shares
 from experiments.truth import TruthConfig, run_truth
 from scenarios import load_scenario
@@ -180,7 +181,7 @@ def true_factors(truth, city, scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
     # truth's hour factors), scaled by the truth's demand scale
     prof = np.asarray(g.profile, np.float64)
     if prof.size != 24:
-        raise ValueError("true_factors needs an hourly (24-value) demand profile")
+        raise InputError("true_factors needs an hourly (24-value) demand profile")
     hours = np.arange(24)
     start, end = float(scenario.time.start), float(scenario.time.start + scenario.time.duration)
     overlap = sum(

@@ -218,18 +218,18 @@ class RouteKnowledge:
     ) -> None:
         k = np.array(link_time_s, dtype=np.float64)
         if k.ndim != 2 or k.shape[0] == 0:
-            raise ValueError(f"link_time_s must be (bins, links) with at least one bin, got shape {k.shape}")
+            raise InputError(f"link_time_s must be (bins, links) with at least one bin, got shape {k.shape}")
         if not np.all(k > 0):
-            raise ValueError("remembered link times must be positive (inf for a link never usable)")
+            raise InputError("remembered link times must be positive (inf for a link never usable)")
         if not bin_s > 0:
-            raise ValueError(f"bin_s must be positive, got {bin_s!r}")
+            raise InputError(f"bin_s must be positive, got {bin_s!r}")
         refresh_s = float(bin_s if refresh_s is None else refresh_s)
         if not refresh_s > 0:
-            raise ValueError(f"refresh_s must be positive, got {refresh_s!r}")
+            raise InputError(f"refresh_s must be positive, got {refresh_s!r}")
         if not 0.0 <= memory_weight <= 1.0:
-            raise ValueError(f"memory_weight must lie in [0, 1], got {memory_weight!r}")
+            raise InputError(f"memory_weight must lie in [0, 1], got {memory_weight!r}")
         if not 0.0 <= deadband < 1.0:
-            raise ValueError(f"deadband must lie in [0, 1), got {deadband!r}")
+            raise InputError(f"deadband must lie in [0, 1), got {deadband!r}")
         self.deadband = float(deadband)
         self.link_time_s = k
         self.bin_s = float(bin_s)
@@ -241,7 +241,7 @@ class RouteKnowledge:
         if departure_shift_s is not None:
             departure_shift_s = np.array(departure_shift_s, dtype=np.float64)
             if departure_shift_s.ndim != 2 or not np.all(np.isfinite(departure_shift_s)):
-                raise ValueError("departure_shift_s must be a finite (persons, legs) array of seconds")
+                raise InputError("departure_shift_s must be a finite (persons, legs) array of seconds")
         self.departure_shift_s = departure_shift_s
 
     @property

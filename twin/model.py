@@ -21,6 +21,7 @@ import mesa
 import numpy as np
 import simpy
 
+from basics.errors import InputError
 from basics.numeric import EPS
 from city_models import City, load_city
 from city_models.demand import Trips, gravity_trips, read_trips_csv
@@ -377,8 +378,6 @@ class Twin(mesa.Model):
 
         twin = read_snapshot(path)
         if not isinstance(twin, cls):
-            from basics.errors import InputError
-
             raise InputError(f"snapshot {str(path)!r} does not hold a twin")
         return twin
 
@@ -404,9 +403,9 @@ class Twin(mesa.Model):
                 t += 86400.0
         t = float(t)
         if not math.isfinite(t):
-            raise ValueError(f"run_until needs a finite time, got {t!r}")
+            raise InputError(f"run_until needs a finite time, got {t!r}")
         if t < self.now:
-            raise ValueError(f"cannot run back in time: clock is at {self.now:.0f} s, asked for {t:.0f} s")
+            raise InputError(f"cannot run back in time: clock is at {self.now:.0f} s, asked for {t:.0f} s")
         if progress is None:
             if t > self.now:
                 self.env.run(until=t)

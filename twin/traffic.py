@@ -384,14 +384,14 @@ class TrafficModel:
         depart_s = np.asarray(depart_s, np.float64)
         m = origin.shape[0]
         if not (destination.shape[0] == depart_s.shape[0] == m):
-            raise ValueError("origin, destination and depart_s must have the same length")
+            raise InputError("origin, destination and depart_s must have the same length")
         nn = self.network.n_nodes
         for name, arr in (("origin", origin), ("destination", destination)):
             if m and (arr.min() < 0 or arr.max() >= nn):
                 bad = int(np.flatnonzero((arr < 0) | (arr >= nn))[0])
-                raise ValueError(f"trip {bad}: {name} {int(arr[bad])} is not a node index (0..{nn - 1})")
+                raise InputError(f"trip {bad}: {name} {int(arr[bad])} is not a node index (0..{nn - 1})")
         if m and not np.all(np.isfinite(depart_s)):
-            raise ValueError("trip departure times must be finite")
+            raise InputError("trip departure times must be finite")
         n0 = self.n_vehicles
         no_path = ~reachable(self.network, origin, destination)
         self._reserve(n0 + m)
@@ -462,7 +462,7 @@ class TrafficModel:
         """
         ids = np.unique(np.asarray(ids, np.int64))
         if ids.size and (ids.min() < 0 or ids.max() >= self.n_vehicles):
-            raise ValueError(f"vehicle ids must be in 0..{self.n_vehicles - 1}")
+            raise InputError(f"vehicle ids must be in 0..{self.n_vehicles - 1}")
         veh = self.veh
         ids = ids[veh.link[ids] == k.VEH_PENDING]
         if ids.size == 0:
@@ -627,7 +627,7 @@ class TrafficModel:
         same as recomputing them all.  Returns how many rows were recomputed.
         """
         if batches < 1 or not 0 <= phase < batches:
-            raise ValueError(f"need batches >= 1 and 0 <= phase < batches, got {batches}, {phase}")
+            raise InputError(f"need batches >= 1 and 0 <= phase < batches, got {batches}, {phase}")
         if weight is None:
             weight = self.measured_travel_times()
             a = 1.0 - (1.0 - self.smoothing) ** (1.0 / batches)
@@ -638,7 +638,7 @@ class TrafficModel:
         else:
             weight = np.array(weight, np.float64)
             if weight.shape != self.routes.weight.shape:
-                raise ValueError(f"weight needs one entry per link ({self.routes.weight.shape[0]}), got {weight.shape}")
+                raise InputError(f"weight needs one entry per link ({self.routes.weight.shape[0]}), got {weight.shape}")
             weight[self.links.is_open == 0] = np.inf
         self._version += 1
         self._versions[self._version] = weight
