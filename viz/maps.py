@@ -43,6 +43,8 @@ LANE_LOSS_COLOR = "#2b8cbe"
 ZONE_COLOR = "#fdae61"
 #: named roads labelled on a map (the longest first), besides every bridge
 MAX_ROAD_LABELS = 6
+#: bridges labelled on a map (the longest first)
+MAX_BRIDGE_LABELS = 10
 
 
 def closed_at(ds: Any, index: int | None) -> np.ndarray:
@@ -162,11 +164,15 @@ def _road_labels(ax: Any, ds: Any, segs: Any) -> None:
     kinds = np.asarray(ds["link_kind"].values, dtype=str) if "link_kind" in ds else np.full(names.shape, "")
     length = np.asarray(ds["link_length_m"].values, np.float64)
     mid = np.array([np.asarray(s).mean(axis=0) for s in segs])
-    named = sorted({n for n in names.tolist() if n})
-    bridges = [n for n in named if (kinds[names == n] == "bridge").any()]
-    roads = sorted((n for n in named if n not in bridges), key=lambda n: -length[names == n].sum())[:MAX_ROAD_LABELS]
+    uniq, inv = np.unique(names, return_inverse=True)  # one pass over the links, however many names
+    total = np.bincount(inv, weights=length, minlength=uniq.size)
+    is_bridge = np.bincount(inv, weights=(kinds == "bridge").astype(float), minlength=uniq.size) > 0
+    named = uniq != ""
+    by_length = np.argsort(-total, kind="stable")
+    bridges = [str(uniq[i]) for i in by_length if named[i] and is_bridge[i]][:MAX_BRIDGE_LABELS]
+    roads = [str(uniq[i]) for i in by_length if named[i] and not is_bridge[i]][:MAX_ROAD_LABELS]
     for name in bridges + roads:
-        idx = np.flatnonzero(names == name)
+        idx = np.flatnonzero(inv == np.searchsorted(uniq, name))
         centre = mid[idx].mean(axis=0)
         at = idx[np.argmin(np.hypot(*(mid[idx] - centre).T))]  # the link nearest the road's middle
         ax.text(
