@@ -16,7 +16,9 @@ chromium pages (Playwright; Debian's chromium).  Measured:
 - **server CPU beyond the simulation**: the server process's CPU time less the
   runner thread's simulation time, over the wall time, in % of one core (target:
   under 30 %); with the publishing part (building states and deltas) apart;
-- **updates**: states each browser applied per second (target: 2).
+- **updates**: states each browser applied per second (target: 2);
+- the machine's 1-minute load average before and after (the figures are only
+  comparable within one run on a shared machine).
 
 Results go to ``OUT/serve.json`` (default ``benchmarks/out``), written atomically.
 """
@@ -119,6 +121,7 @@ def _measure(port: int, proc: subprocess.Popen, *, clients: int, seconds: float)
                     page.wait_for_timeout(20)
                 loads.append(time.perf_counter() - t0)
                 pages.append(page)
+            load0 = os.getloadavg()
             s0, c0, w0 = _get(url + "api/state")["server"], ps.cpu_times(), time.perf_counter()
             seq0 = [int(pg.evaluate("document.body.dataset.seq")) for pg in pages]
             pages[0].wait_for_timeout(seconds * 1000)
@@ -137,6 +140,10 @@ def _measure(port: int, proc: subprocess.Popen, *, clients: int, seconds: float)
     out["publishing_cpu_pct"] = round(100 * (s1["publish_cpu_s"] - s0["publish_cpu_s"]) / wall, 1)
     out["updates_per_s_per_client"] = [round((b - a) / wall, 2) for a, b in zip(seq0, seq1, strict=True)]
     out["clients_connected"] = s1["clients"]
+    # the machine's load average (1 min) before and after the measurement: on a shared
+    # machine the figures only compare within one run
+    out["load_average_1min"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
+    out["cpus"] = os.cpu_count()
     return out
 
 
