@@ -32,6 +32,16 @@ def check_array(
     ``dtype`` may be a tuple of accepted dtypes.  ``writeable``: it must also be a writeable,
     C-contiguous array (the kernel writes into it).
     """
+    if (  # the fast path: a single dtype, no shape pattern, all well
+        type(a) is np.ndarray
+        and shape is None
+        and not writeable
+        and a.ndim == ndim
+        and (length is None or a.shape[0] == length)
+        and not isinstance(dtype, tuple)
+        and a.dtype == dtype
+    ):
+        return a
     dtypes = dtype if isinstance(dtype, tuple) else (dtype,)
     if not isinstance(a, np.ndarray):
         raise InputError(f"{what} must be a numpy array of {_names(dtypes)}, got {type(a).__name__}")

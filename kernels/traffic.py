@@ -82,7 +82,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from basics.errors import InputError
-from kernels._checks import check_array, check_fields, check_scalar
+from kernels._checks import check_array, check_scalar
 from kernels._jit import Float, Int, njit
 from kernels.route_choice import next_link
 
@@ -699,6 +699,7 @@ def _advance(n_ticks: Int, dt: Float, links: Links, nodes: Nodes, ls: LinkState,
 # ----------------------------------------------------------------------------- checked wrappers
 
 _F, _I32, _I64, _U8 = np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.uint8)
+_U64 = np.dtype(np.uint64)
 
 #: field: (dtype, ndim, length key) -- "l" links, "n" nodes, "n1" nodes + 1, "v" vehicles, None any
 _Spec = dict[str, tuple[np.dtype[Any], str | None]]
@@ -723,6 +724,12 @@ _STATE |= {f: (_I32, "n") for f in ("oq_head", "oq_tail")}
 _STATE |= {"node_load": (_I64, "n")} | {f: (_F, "n") for f in ("oq_vft", "vclock", "last_t", "major_rate", "major_t")}
 _VEHICLES: _Spec = {f: (_I32, "v") for f in ("orig", "dest", "dest_idx", "order", "link", "nxt")}
 _VEHICLES |= {f: (_F, "v") for f in ("depart", "enter_t", "arrive", "dist", "enter_net", "fftt")}
+_VEHICLES |= {"fhot": (_F, "v"), "ihot": (_I32, "v")}  # 2-D: their columns are checked apart
+#: per NamedTuple, its fields in order: (name, dtype, length key, ndim)
+_FIELDS: dict[type, tuple[tuple[str, np.dtype[Any], str | None, int], ...]] = {
+    cls: tuple((f, spec[f][0], spec[f][1], 2 if f in ("fhot", "ihot") else 1) for f in cls._fields)
+    for cls, spec in ((Links, _LINKS), (Nodes, _NODES), (LinkState, _STATE), (Vehicles, _VEHICLES))
+}
 
 
 def check_state(
@@ -751,26 +758,42 @@ def check_state(
     n_nodes = _size(ls, "oq_head", nodes, "cycle", None, "")
     n_veh = veh.orig.shape[0] if isinstance(veh, Vehicles) and isinstance(veh.orig, np.ndarray) else None
     sizes = {"l": n_links, "n": n_nodes, "n1": None if n_nodes is None else n_nodes + 1, "v": n_veh, None: None}
-    for what, nt, cls, spec in (
-        ("links", links, Links, _LINKS),
-        ("nodes", nodes, Nodes, _NODES),
-        ("ls", ls, LinkState, _STATE),
-        ("veh", veh, Vehicles, _VEHICLES),
+    for what, nt, cls in (
+        ("links", links, Links),
+        ("nodes", nodes, Nodes),
+        ("ls", ls, LinkState),
+        ("veh", veh, Vehicles),
     ):
-        if nt is not None:
-            check_fields(what, nt, cls, {f: (dt, 1, sizes[key]) for f, (dt, key) in spec.items()})
+        if nt is None:
+            continue
+        if not isinstance(nt, cls):
+            raise InputError(f"{what} must be a {cls.__name__}, got {type(nt).__name__}")
+        # a tight loop (the models call this per advance): the full check, and its message,
+        # only for a field that fails it
+        for a, (f, dt, key, nd) in zip(nt, _FIELDS[cls], strict=True):
+            n = sizes[key]
+            if (
+                type(a) is not np.ndarray
+                or (a.dtype is not dt and a.dtype != dt)
+                or a.ndim != nd
+                or (n is not None and a.shape[0] != n)
+            ):
+                check_array(f"{what}.{f}", a, dt, ndim=nd, length=n)
     if ls is not None and ls.cursor.shape[0] != 2:
         raise InputError(f"ls.cursor must have 2 entries (next release, tick), got {ls.cursor.shape[0]}")
-    if veh is not None:
+    if veh is not None and (veh.fhot.shape[1] != 3 or veh.ihot.shape[1] != 4):
         check_array("veh.fhot", veh.fhot, _F, ndim=2, shape=(n_veh, 3))
         check_array("veh.ihot", veh.ihot, _I32, ndim=2, shape=(n_veh, 4))
     if routes is not None:
         if not isinstance(routes, Routes):
             raise InputError(f"routes must be a Routes, got {type(routes).__name__}")
-        check_array("routes.pot", routes.pot, _F, ndim=2, shape=(None, n_nodes))
+        pot = check_array("routes.pot", routes.pot, _F, ndim=2)
+        if n_nodes is not None and pot.shape[1] != n_nodes:
+            check_array("routes.pot", pot, _F, ndim=2, shape=(None, n_nodes))
         check_array("routes.weight", routes.weight, _F, length=n_links)
-        for f, dt in (("tol", _F), ("scale", _F), ("seed", np.dtype(np.uint64))):
-            check_array(f"routes.{f}", getattr(routes, f), dt, length=1)
+        check_array("routes.tol", routes.tol, _F, length=1)
+        check_array("routes.scale", routes.scale, _F, length=1)
+        check_array("routes.seed", routes.seed, _U64, length=1)
 
 
 def _size(a: object, fa: str, b: object, fb: str, c: object, fc: str) -> int | None:
