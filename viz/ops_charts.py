@@ -42,11 +42,15 @@ def _str(values: Any) -> list[str]:
     return [str(v) for v in np.asarray(values)]
 
 
-def response_figure(ds: Any) -> Figure | None:
+def response_figure(ds: Any, *, targets: dict | None = None) -> Figure | None:
     """Histogram of response times (reported -> first unit on scene) per incident type,
     split into within target and not; the count in each panel's title is the number of
-    incidents reached.
+    incidents reached.  ``targets`` (type -> ``{"seconds", "measure", "unit"}``, as the
+    resolved scenario gives them) draws each response-time target as a line and names a
+    travel-time target (first engine's travel) in the title.
     """
+    from matplotlib.ticker import MaxNLocator
+
     if "incident_response_s" not in ds or ds.sizes.get("incident", 0) == 0:
         return None
     resp = ds["incident_response_s"].values.astype(float)
@@ -62,8 +66,18 @@ def response_figure(ds: Any) -> Figure | None:
         minutes = resp[sel] / 60.0
         bins = np.linspace(0, max(1.0, float(minutes.max())) * 1.05, 16)
         ok, late = minutes[met[sel] == 1], minutes[met[sel] != 1]
+        tgt = (targets or {}).get(k) or {}
+        limit = tgt.get("seconds")
+        if isinstance(limit, (int, float)) and tgt.get("measure") == "response":
+            bins = np.linspace(0, max(1.0, float(minutes.max()), 1.1 * limit / 60.0) * 1.05, 16)
         ax.hist([ok, late], bins=bins, stacked=True, color=["#1a9850", "#d73027"], label=["within target", "not"])
-        ax.set_title(f"{k}: {int(sel.sum())} reached")
+        title = f"{k}: {int(sel.sum())} reached"
+        if isinstance(limit, (int, float)) and tgt.get("measure") == "response":
+            ax.axvline(limit / 60.0, color="black", ls="--", lw=1.2, label=f"target {limit / 60:g} min")
+        elif isinstance(limit, (int, float)):
+            title += f"\n(target: {tgt.get('measure', '')} of the first {tgt.get('unit') or 'unit'} {limit / 60:g} min)"
+        ax.set_title(title, fontsize=10)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("response time (min)")
         ax.set_ylabel("incidents")
         ax.legend(fontsize=7)
@@ -143,7 +157,7 @@ def hospital_figure(ds: Any, *, start_clock_s: float) -> Figure | None:
     return fig
 
 
-def emergency_figures(ds: Any, *, start_clock_s: float) -> dict[str, tuple[Figure, str]]:
+def emergency_figures(ds: Any, *, start_clock_s: float, targets: dict | None = None) -> dict[str, tuple[Figure, str]]:
     """Every emergency figure the Dataset has data for: name -> (figure, caption).
 
     Parameters
@@ -152,12 +166,14 @@ def emergency_figures(ds: Any, *, start_clock_s: float) -> dict[str, tuple[Figur
         A run's results (``results.nc``).
     start_clock_s
         Clock seconds of day at t = 0.
+    targets
+        Response-time targets by incident type (see :func:`response_figure`).
     """
     out: dict[str, tuple[Figure, str]] = {}
     made = [
         (
             "response",
-            response_figure(ds),
+            response_figure(ds, targets=targets),
             "Response time (reported to first unit on scene) per incident type; green within the type's "
             "target, red not. Each panel's count is the incidents reached.",
         ),
@@ -192,11 +208,13 @@ _TITLES = {
 }
 
 
-def emergency_sections(ds: Any, *, start_clock_s: float) -> list[tuple[str, str, bytes, str]]:
+def emergency_sections(
+    ds: Any, *, start_clock_s: float, targets: dict | None = None
+) -> list[tuple[str, str, bytes, str]]:
     """The report's emergency sections: ``(name, title, PNG bytes, caption)`` each."""
     from viz.charts import png_bytes
 
     return [
         (name, _TITLES[name], png_bytes(fig), caption)
-        for name, (fig, caption) in emergency_figures(ds, start_clock_s=start_clock_s).items()
+        for name, (fig, caption) in emergency_figures(ds, start_clock_s=start_clock_s, targets=targets).items()
     ]

@@ -192,7 +192,7 @@ def operations_sections(res: Results) -> list[Section]:
     if res.kind != "run":
         return out
     ds, start = res.ds, res.start_clock_s
-    out += emergency_sections(ds, start_clock_s=start)
+    out += emergency_sections(ds, start_clock_s=start, targets=_scenario_targets(res))
     fig = evacuation_figure(ds, start_clock_s=start, share=_clearance_share(res))
     if fig is not None:
         out.append(
@@ -234,17 +234,35 @@ def operations_sections(res: Results) -> list[Section]:
     return out
 
 
+def _scenario_doc(res: Results) -> dict:
+    """The folder's resolved ``scenario.yaml`` (empty when absent or unreadable)."""
+    import yaml
+
+    path = res.path / "scenario.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except (OSError, yaml.YAMLError) as exc:
+        log.info("scenario.yaml not read: %s", exc)
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _scenario_targets(res: Results) -> dict:
+    """Response-time targets by incident type (``incidents.types.<type>.target``) of the scenario."""
+    types = (_scenario_doc(res).get("incidents") or {}).get("types") or {}
+    if not isinstance(types, dict):
+        return {}
+    return {str(k): v["target"] for k, v in types.items() if isinstance(v, dict) and isinstance(v.get("target"), dict)}
+
+
 def _clearance_share(res: Results) -> float:
     """The scenario's ``population.evacuation.clearance_share`` (from ``scenario.yaml``), else 0.9."""
     from viz.evacuation import DEFAULT_CLEARANCE_SHARE
 
-    path = res.path / "scenario.yaml"
     try:
-        import yaml
-
-        doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
-        value = float(((doc.get("population") or {}).get("evacuation") or {}).get("clearance_share", "nan"))
-    except (AttributeError, TypeError, ValueError, OSError, yaml.YAMLError):
+        evac = (_scenario_doc(res).get("population") or {}).get("evacuation") or {}
+        value = float(evac.get("clearance_share", "nan"))
+    except (AttributeError, TypeError, ValueError):
         return DEFAULT_CLEARANCE_SHARE
     return value if 0 < value <= 1 else DEFAULT_CLEARANCE_SHARE  # NaN (not given) fails both
 

@@ -298,3 +298,17 @@ def test_comparison_coverage_sets_baseline_beside_scenario_and_rings_the_new_sta
         if not isinstance(c, LineCollection) and c.get_facecolors().size == 0 and len(c.get_offsets()) == 1
     ]
     assert len(rings) == 1 and tuple(rings[0].get_offsets()[0]) == (3000.0, 0.0)
+
+
+def test_response_panels_draw_the_scenarios_targets(flood):
+    from viz.ops_charts import response_figure
+    from viz.sections import _scenario_targets
+
+    res = open_results(flood[0])
+    targets = _scenario_targets(res)
+    assert targets["medical"] == {"seconds": 480.0, "measure": "response", "unit": None}
+    fig = response_figure(res.ds, targets=targets)
+    panels = {ax.get_title().split(":")[0]: ax for ax in fig.axes}
+    line = [ln for ln in panels["medical"].lines if ln.get_label() == "target 8 min"]
+    assert len(line) == 1 and list(line[0].get_xdata()) == [8.0, 8.0]
+    assert "travel of the first engine 4 min" in panels["fire"].get_title()  # a travel target, named
