@@ -38,6 +38,10 @@ class DispatchCentre:
 
     def __init__(self, comp: EmergencyComponent) -> None:
         self.comp = comp
+        #: some queued incident needs a kind with free units that cannot reach it (the roads are watched)
+        self.blocked = False
+        #: units sent from mutual-aid stations so far
+        self.mutual_aid_dispatches = 0
 
     def candidates(self, kind: str, dist: np.ndarray, inc: Incident, *, free: np.ndarray | None = None) -> Candidates:
         """Units of ``kind`` that may be sent now, with their current travel time to ``inc``.
@@ -76,7 +80,7 @@ class DispatchCentre:
         """Send free units to the queued incidents, highest priority first, then note who still waits."""
         book = self.comp.book
         if not book.queue:
-            self.comp.blocked = False
+            self.blocked = False
             return
         fleet = self.comp.fleet
         mask = fleet.free_mask()
@@ -111,8 +115,8 @@ class DispatchCentre:
                 )
         book.note_waiting()
         # a free unit of a kind some queued incident needs could not reach it: watch the roads
-        self.comp.blocked = any(free.get(k, 0) > 0 for i in book.queue for k in book[i].need)
-        if self.comp.blocked:
+        self.blocked = any(free.get(k, 0) > 0 for i in book.queue for k in book[i].need)
+        if self.blocked:
             self.comp.watch_roads()
 
     def assign(self, unit: Unit, inc: Incident, travel_s: float) -> None:
@@ -136,7 +140,7 @@ class DispatchCentre:
             inc.t_dispatched = now
         st = self.comp.fleet.stations[unit.station]
         if st.mutual_aid:
-            self.comp.mutual_aid_dispatches += 1
+            self.mutual_aid_dispatches += 1
         self.comp.log.add(
             now,
             "dispatched",

@@ -145,9 +145,6 @@ class EmergencyComponent(Component):
         self.router = Router(twin, speed_factor=inc_spec.emergency_speed_factor)
         #: seconds between checks for link changes made by others
         self.link_watch_s = 15.0
-        self.mutual_aid_dispatches = 0
-        #: some queued incident needs a kind with free units that cannot reach it
-        self.blocked = False
         self._lc_seen = len(twin.link_control.history)
         self._closed_seen = self.router.closed_mask()
         self._script_gen = 0
@@ -211,6 +208,11 @@ class EmergencyComponent(Component):
     def max_waiting(self) -> int:
         """The longest the dispatch queue has been."""
         return self.book.max_waiting
+
+    @property
+    def mutual_aid_dispatches(self) -> int:
+        """Units sent from mutual-aid stations so far (:attr:`DispatchCentre.mutual_aid_dispatches`)."""
+        return self.centre.mutual_aid_dispatches
 
     @property
     def units(self) -> list[Unit]:
@@ -315,7 +317,7 @@ class EmergencyComponent(Component):
         """
         env = self.twin.env
         while True:
-            if not (self.blocked or self.fleet.any_moving()):
+            if not (self.centre.blocked or self.fleet.any_moving()):
                 self._watch_wake = env.event()
                 yield self._watch_wake
                 continue
