@@ -253,30 +253,10 @@ def adapt_departures(
         u = kc.hash_uniforms(keys, int(_SLOT_DEPARTURE + day), np.empty(p.size))
         sel = np.flatnonzero(u < share)
         if sel.size:
-            cand = candidate_shifts(float(settings["max"]), float(settings["step"]))
-            cur = shift_s[p[sel], g[sel]]
-            offs = np.concatenate([cur[:, None], np.broadcast_to(cand, (sel.size, cand.size))], axis=1)
-            t = trips["desired"][sel][:, None] + offs
-            m = offs.shape[1]
-            k_entry = entry_link_times(link_time_s, bin_s=bin_s)
-            # how far such expectations fell short of what the day's trips took, by departure time
-            factor = _shortfall(
-                _expect(twin, k_entry, trips["orig"], trips["dest"], trips["depart"], bin_s, is_open),
-                tt,
-                trips["depart"],
-                bin_s=bin_s,
-                n_bins=link_time_s.shape[0],
+            go, chosen = _best_shifts(
+                twin, trips, sel, shift_s[p[sel], g[sel]], link_time_s, bin_s=bin_s, settings=settings, is_open=is_open
             )
-            tf = t.ravel()
-            exp_t = _expect(
-                twin, k_entry, np.repeat(trips["orig"][sel], m), np.repeat(trips["dest"][sel], m), tf, bin_s, is_open
-            ) * _at(factor, tf, bin_s)
-            cost = exp_t.reshape(sel.size, m) + _penalty(offs, early, late)
-            cost[(t < 0) | (t >= twin.duration_s)] = np.inf  # no leaving outside the day
-            j = np.argmin(cost[:, 1:], axis=1)
-            best = cost[np.arange(sel.size), 1 + j]
-            go = np.isfinite(best) & (best < cost[:, 0] - 1e-6) & (cand[j] != cur)
-            new[p[sel[go]], g[sel[go]]] = cand[j[go]]
+            new[p[sel[go]], g[sel[go]]] = chosen[go]
             moved = int(go.sum())
         stats["departures_shifted"] = float(moved)
     if p.size:
@@ -284,6 +264,50 @@ def adapt_departures(
         stats["mean_departure_shift_s"] = float(after.mean())
         stats["mean_abs_departure_shift_s"] = float(np.abs(after).mean())
     return new, stats
+
+
+def _best_shifts(
+    twin,
+    trips: dict,
+    sel: np.ndarray,
+    cur: np.ndarray,
+    link_time_s: np.ndarray,
+    *,
+    bin_s: float,
+    settings: dict,
+    is_open: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For the re-planning trips ``sel`` (remembered shifts ``cur``): whether each moves (its
+    best candidate shift costs less than keeping ``cur``) and the best candidate shift.
+
+    The cost is the expected travel time (the knowledge, scaled by how far such expectations
+    fell short of the day's trips) plus the schedule-delay penalty.
+    """
+    early, late = float(settings["early_penalty"]), float(settings["late_penalty"])
+    tt = trips["arrive"] - trips["depart"]
+    cand = candidate_shifts(float(settings["max"]), float(settings["step"]))
+    offs = np.concatenate([cur[:, None], np.broadcast_to(cand, (sel.size, cand.size))], axis=1)
+    t = trips["desired"][sel][:, None] + offs
+    m = offs.shape[1]
+    k_entry = entry_link_times(link_time_s, bin_s=bin_s)
+    # how far such expectations fell short of what the day's trips took, by departure time
+    factor = _shortfall(
+        _expect(twin, k_entry, trips["orig"], trips["dest"], trips["depart"], bin_s, is_open),
+        tt,
+        trips["depart"],
+        bin_s=bin_s,
+        n_bins=link_time_s.shape[0],
+    )
+    tf = t.ravel()
+    exp_t = _expect(
+        twin, k_entry, np.repeat(trips["orig"][sel], m), np.repeat(trips["dest"][sel], m), tf, bin_s, is_open
+    ) * _at(factor, tf, bin_s)
+    cost = exp_t.reshape(sel.size, m) + _penalty(offs, early, late)
+    cost[(t < 0) | (t >= twin.duration_s)] = np.inf  # no leaving outside the day
+    j = np.argmin(cost[:, 1:], axis=1)
+    best = cost[np.arange(sel.size), 1 + j]
+    go = np.isfinite(best) & (best < cost[:, 0] - 1e-6) & (cand[j] != cur)
+    return go, cand[j]
 
 
 def _seed_key(seed: int) -> int:
