@@ -19,9 +19,29 @@ binary heap with decrease-key, so it never holds more than ``n_nodes`` entries.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from kernels._jit import Float, Int, njit, prange
+
+
+class Adjacency(Protocol):
+    """The CSR arrays of :class:`kernels.routing.Graph` the kernels read (a NamedTuple)."""
+
+    @property
+    def src(self) -> np.ndarray: ...
+    @property
+    def dst(self) -> np.ndarray: ...
+    @property
+    def out_indptr(self) -> np.ndarray: ...
+    @property
+    def out_links(self) -> np.ndarray: ...
+    @property
+    def in_indptr(self) -> np.ndarray: ...
+    @property
+    def in_links(self) -> np.ndarray: ...
+
 
 # --------------------------------------------------------------------------
 # indexed binary heap (min-heap on float64 keys; pos[node] = slot or -1)
@@ -345,11 +365,9 @@ def _dial_setup(rev_w: np.ndarray) -> tuple[Float, Int]:
 
 @njit(cache=True, parallel=True)
 def _route_table(
+    graph: Adjacency,
     dests: np.ndarray,
     active: np.ndarray,
-    in_indptr: np.ndarray,
-    in_links: np.ndarray,
-    src: np.ndarray,
     weight: np.ndarray,
     next_link_out: np.ndarray,
     dist_out: np.ndarray,
@@ -358,12 +376,14 @@ def _route_table(
 
     Parameters
     ----------
+    graph : kernels.routing.Graph
+        Its ``in_indptr``, ``in_links`` and ``src`` (as in :func:`_shortest_tree_to`).
     dests : int32[k]
         Destination node of each row.
     active : bool[k]
         Rows to (re)compute; the rows of inactive destinations are untouched.
-    in_indptr, in_links, src, weight
-        As in :func:`_shortest_tree_to`.
+    weight : float64[n_links]
+        Link travel times.
     next_link_out : int32[k, n_nodes]
         Output: row ``r`` receives :func:`_shortest_tree_to`'s ``next_link``
         for ``dests[r]``.
@@ -380,6 +400,7 @@ def _route_table(
     otherwise a binary heap.  (The chunk count is a constant: asking numba for
     the thread count inside the kernel would stop it from being cached.)
     """
+    in_indptr, in_links, src = graph.in_indptr, graph.in_links, graph.src
     n = in_indptr.shape[0] - 1
     rows = np.flatnonzero(active)
     n_rows = rows.shape[0]
@@ -429,17 +450,13 @@ def _route_table(
 
 @njit(cache=True, parallel=True)
 def _stale_rows(
+    graph: Adjacency,
+    pot: np.ndarray,
+    weight: np.ndarray,
+    changes: tuple[np.ndarray, np.ndarray],
     active: np.ndarray,
     row_basis: np.ndarray,
-    ch_indptr: np.ndarray,
-    ch_links: np.ndarray,
     basis_weights: np.ndarray,
-    weight: np.ndarray,
-    pot: np.ndarray,
-    src: np.ndarray,
-    dst: np.ndarray,
-    out_indptr: np.ndarray,
-    out_links: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """Flag the active rows whose distances change under new link weights.
@@ -447,7 +464,9 @@ def _stale_rows(
     Row ``r`` holds exact shortest travel times ``pot[r]`` for the weights
     ``basis_weights[row_basis[r]]``; the links whose weight differs between
     basis ``i`` and ``weight`` are ``ch_links[ch_indptr[i]:ch_indptr[i + 1]]``
-    (see :func:`changed_links`).  The row stays exact under ``weight`` unless
+    (``changes``, a :class:`kernels.routing.LinkChanges`; see
+    :func:`kernels.routing.changed_links`).  ``graph`` gives ``src``, ``dst`` and the
+    out-adjacency.  The row stays exact under ``weight`` unless
     a link that lies on a shortest path (ties included) got slower or closed
     while its tail has no other shortest way on that did not get slower, or a
     link got fast enough to open a shortcut (``w + pot[dst] < pot[src]``);
@@ -458,6 +477,8 @@ def _stale_rows(
     head is nearer and so keeps its own.  On a grid, where nearly every link lies
     on some shortest path, it is what keeps a slower link from flagging every row.)
     """
+    src, dst, out_indptr, out_links = graph.src, graph.dst, graph.out_indptr, graph.out_links
+    ch_indptr, ch_links = changes
     for r in prange(active.shape[0]):
         out[r] = False
         if not active[r]:

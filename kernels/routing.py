@@ -317,7 +317,7 @@ def compute_route_table(
         _check_table("dist", dist, np.float64, (k, n))
         dist_arg = dist
     if k:
-        _route_table(d, act, graph.in_indptr, graph.in_links, graph.src, w, next_link, dist_arg)
+        _route_table(graph, d, act, w, next_link, dist_arg)
     return next_link, (dist_arg if (dist is not None or with_dist) else None)
 
 
@@ -451,7 +451,7 @@ def route_table(
     _check_rows("next_link_out", next_link_out, k, np.int32, graph.n_nodes)
     _check_rows("dist_out", dist_out, k, np.float64, graph.n_nodes)
     if k:
-        _route_table(d, act, graph.in_indptr, graph.in_links, graph.src, w, next_link_out, dist_out)
+        _route_table(graph, d, act, w, next_link_out, dist_out)
 
 
 def stale_rows(
@@ -513,17 +513,4 @@ def stale_rows(
         raise InputError(f"row_basis must have one entry per row of pot ({k}), got {basis.shape[0]}")
     if not isinstance(out, np.ndarray) or out.dtype != np.bool_ or out.shape != (k,) or not out.flags.writeable:
         raise InputError(f"out must be a writeable bool array of shape ({k},)")
-    _stale_rows(
-        act,
-        basis,
-        ch_indptr,
-        ch_links,
-        np.ascontiguousarray(basis_weights),
-        w,
-        pot,
-        graph.src,
-        graph.dst,
-        graph.out_indptr,
-        graph.out_links,
-        out,
-    )
+    _stale_rows(graph, pot, w, (ch_indptr, ch_links), act, basis, np.ascontiguousarray(basis_weights), out)
