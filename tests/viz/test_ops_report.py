@@ -245,9 +245,26 @@ def test_evacuation_figure_shows_the_runs_safe_share_clearance_and_exit_loads(ev
 
 @pytest.fixture(scope="module")
 def live_dir(tmp_path_factory):
+    import contextlib
+
     out = tmp_path_factory.mktemp("live") / "run"
-    assert main(["live", "--until", "02:00", "--members", "2", "--out", str(out)]) == 0
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["live", "--until", "02:00", "--members", "2", "--out", str(out)]) == 0
+    (out.parent / "printed.txt").write_text(buf.getvalue())
     return out
+
+
+def test_run_and_live_tables_print_stranded_trips(run_dir, live_dir, tmp_path, capsys):
+    import yaml
+
+    from tests.viz.conftest import SHORT
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SHORT))
+    assert main(["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert "Trips stranded" in capsys.readouterr().out
+    printed = (live_dir.parent / "printed.txt").read_text()
+    assert re.search(r"trips stranded \(waiting for a route\).*?\d+ of [\d,]+", printed.replace("\n", " "))
 
 
 def test_live_report_draws_observed_against_estimated(live_dir):
