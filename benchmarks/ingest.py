@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from basics.atomic import write_text
+
 __all__ = ["run_ingest", "main"]
 
 SAMPLE = Path(__file__).resolve().parent.parent / "scenarios" / "library" / "feeds" / "sample_day.yaml"
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{c['duplicate']:,} duplicate; {last['released']:,} records released"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+        write_text(args.json, json.dumps(res, indent=1) + "\n")
     return 0
 
 
