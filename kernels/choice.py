@@ -400,12 +400,8 @@ def _choose_one(
 ) -> None:
     """One person's alternatives into the buffers, then one draw (see :func:`choose`).
 
-    The open shifts (:func:`_first_open_shift`), the draw (:func:`_draw`) and the outputs
-    (:func:`_write_choice`) are inlined helpers; the loop over destination candidates and their alternatives stays here: split
-    into inlined helpers taking the NamedTuples (one for a candidate, one for its
-    alternatives) it ran 1.26 to 1.37 times slower (issue 14's micro-benchmark: 4,000
-    persons, 8 samples; 3.99 ms whole against 5.02 ms with the alternatives split out and
-    5.39 ms with the candidate split out, fastest of 4 alternating runs).
+    Shifts, draw and outputs are inlined helpers; the candidate loop stays here: split into
+    inlined helpers taking the NamedTuples it ran 1.26-1.37x slower (see docs/DESIGN.md).
     """
     key = inp.key[i]
     o = inp.orig[i]
@@ -421,8 +417,7 @@ def _choose_one(
     flexible = inp.dest_node[i] < 0
     n_c = par.n_samples if flexible else 1
     first_ok = _first_open_shift(shifts, t_pref, t_min)
-    n = 0
-    vmax = -np.inf
+    n, vmax = 0, -np.inf
     if inp.can_stay[i]:
         buf_v[0] = 0.0
         buf_i[0, 0] = -1

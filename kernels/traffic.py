@@ -84,6 +84,7 @@ import numpy as np
 from basics.errors import InputError
 from kernels._checks import check_array, check_scalar
 from kernels._jit import Float, Int, njit
+from kernels.junction import MAJOR_FLOW_TAU_S, gap_headway, green_time, major_flow
 from kernels.route_choice import next_link
 
 __all__ = [
@@ -98,10 +99,6 @@ __all__ = [
     "VEH_NO_ROUTE",
     "advance",
     "check_state",
-    "gap_headway",
-    "major_flow",
-    "CRITICAL_GAP_S",
-    "MAJOR_FLOW_TAU_S",
 ]
 
 #: vehicle status codes stored in ``Vehicles.link`` (>= 0 is the current link)
@@ -215,51 +212,6 @@ class Vehicles(NamedTuple):
     fftt: np.ndarray  # float64 free-flow time of the links driven, s (view of fhot)
     fhot: np.ndarray  # float64 [n, 3]: enter_t, dist, fftt
     ihot: np.ndarray  # int32 [n, 4]: dest, dest_idx, nxt, link
-
-
-@njit(cache=True, inline="always")
-def _green_time(te: Float, cycle: Float, offset: Float, gs: Float, ge: Float) -> Float:
-    """Earliest time >= te inside the green window [gs, ge) of the cycle."""
-    if cycle <= 0.0 or gs == ge:
-        return te
-    phase = (te - offset) % cycle
-    if gs < ge:
-        green = gs <= phase < ge
-    else:  # window wraps around the cycle end
-        green = phase >= gs or phase < ge
-    if green:
-        return te
-    return te + (gs - phase) % cycle
-
-
-#: critical gap of a minor approach at a priority junction, s (HCM's base for a minor-street through movement)
-CRITICAL_GAP_S = 6.5
-#: time constant of the smoothed major flow at a priority junction, s
-MAJOR_FLOW_TAU_S = 60.0
-
-
-@njit(cache=True, inline="always")
-def gap_headway(qc: Float, tf: Float) -> Float:
-    """Mean headway ``1 / c`` of a minor approach with follow-up time ``tf`` (s) against
-    a conflicting major flow ``qc`` (veh/s): Harders' capacity
-    ``c = qc exp(-qc t_c) / (1 - exp(-qc tf))`` (``1 / tf`` at ``qc = 0``).
-    """
-    if not qc > 0.0:
-        return tf
-    return float(-np.expm1(-qc * tf) * np.exp(qc * CRITICAL_GAP_S) / qc)
-
-
-@njit(cache=True, inline="always")
-def major_flow(rate: Float, t_last: Float, when: Float) -> Float:
-    """The node's smoothed major flow (veh/s) at ``when`` (no earlier than its last
-    major move at ``t_last``), from ``rate``, its value just after that move.
-    """
-    q = rate - 0.5 / MAJOR_FLOW_TAU_S
-    if when > t_last:
-        q *= np.exp(-(when - t_last) / MAJOR_FLOW_TAU_S)
-    if q < 0.0:
-        q = 0.0
-    return q
 
 
 @njit(cache=True, inline="always")
@@ -551,12 +503,12 @@ def _advance(n_ticks: Int, dt: Float, links: Links, nodes: Nodes, ls: LinkState,
                     # tag; one that has just arrived starts from the node's clock
                     own = te  # when its own link and signal would let it go
                     if a >= 0:
-                        own = _green_time(own, cycle, offset, l_gs[a], l_ge[a])
+                        own = green_time(own, cycle, offset, l_gs[a], l_ge[a])
                     te = own
                     if te < t:
                         te = t
                         if a >= 0:
-                            te = _green_time(te, cycle, offset, l_gs[a], l_ge[a])
+                            te = green_time(te, cycle, offset, l_gs[a], l_ge[a])
                     if te >= t1:
                         continue
                     t_down = -np.inf  # when the next link would let it in
@@ -597,7 +549,7 @@ def _advance(n_ticks: Int, dt: Float, links: Links, nodes: Nodes, ls: LinkState,
                         if t_down > te:
                             te = t_down
                             if a >= 0:
-                                te = _green_time(te, cycle, offset, l_gs[a], l_ge[a])
+                                te = green_time(te, cycle, offset, l_gs[a], l_ge[a])
                             if te >= t1:
                                 continue
                     if not backlogged and vclock[n] > tag:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from city_models.network import make_network
-from kernels import traffic as k
+from kernels import junction as kj
 from tests.kernels.test_traffic import random_network, random_trips, run_both
 from twin.traffic import TrafficModel
 
@@ -21,7 +21,7 @@ def harders_vph(q_major_vph: float, minor_cap_vph: float) -> float:
     tf = 3600.0 / minor_cap_vph
     if qc == 0:
         return minor_cap_vph
-    return 3600.0 * qc * math.exp(-qc * k.CRITICAL_GAP_S) / (1.0 - math.exp(-qc * tf))
+    return 3600.0 * qc * math.exp(-qc * kj.CRITICAL_GAP_S) / (1.0 - math.exp(-qc * tf))
 
 
 def t_junction(*, major_prio: int, minor_prio: int, minor_cap: float = 1800.0, out_cap: float = 5400.0):
@@ -182,7 +182,7 @@ def test_priorities_match_reference(seed):
 
 
 def test_gap_headway_formula():
-    assert k.gap_headway(0.0, 2.0) == 2.0
+    assert kj.gap_headway(0.0, 2.0) == 2.0
     q, tf = 0.25, 2.0
-    assert k.gap_headway(q, tf) == pytest.approx((1 - math.exp(-q * tf)) / (q * math.exp(-q * k.CRITICAL_GAP_S)))
-    assert k.gap_headway(1e-12, 2.0) == pytest.approx(2.0)
+    assert kj.gap_headway(q, tf) == pytest.approx((1 - math.exp(-q * tf)) / (q * math.exp(-q * kj.CRITICAL_GAP_S)))
+    assert kj.gap_headway(1e-12, 2.0) == pytest.approx(2.0)
