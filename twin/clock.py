@@ -115,6 +115,10 @@ class _Landing(float):
         """``now + delay``: the absolute time ``t`` itself, as the caller gave it."""
         return self.at
 
+    def __add__(self, now: object) -> float:
+        """``delay + now``, should a SimPy version add the other way round: ``t`` as well."""
+        return self.at
+
 
 def schedule_at(env: simpy.Environment, t: float, priority: int = PRIORITY["normal"]) -> simpy.Event:
     """An event that fires at the absolute time ``t`` with the given priority.

@@ -63,3 +63,13 @@ def test_a_landed_event_keeps_its_place_among_simultaneous_events():
     env.run()
     assert seen == [("landed", 5.2), ("late plain", 5.2)]
     assert all(type(now) is float for _, now in seen)
+
+
+def test_a_landing_delay_sums_to_its_time_either_way_round():
+    from twin.clock import _Landing
+
+    now, t = 1.1, 5.2
+    assert now + (t - now) != t  # the case a plain delay cannot land on
+    d = _Landing(now, t)
+    assert now + d == t and d + now == t
+    assert type(now + d) is float and float(d) == t - now
