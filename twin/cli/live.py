@@ -21,12 +21,16 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from basics.clock import format_clock
+
+if TYPE_CHECKING:
+    from experiments.executor import Executor
 
 __all__ = ["add_commands", "status_line"]
 
@@ -199,7 +203,7 @@ class _LazyExecutor:
         import threading
 
         self.workers = workers
-        self._executor = None
+        self._executor: Executor | None = None
         self._lock = threading.Lock()
 
     def as_completed(self, func, items, **kwargs):
@@ -207,9 +211,10 @@ class _LazyExecutor:
         from experiments.executor import Executor
 
         with self._lock:
-            if self._executor is None:
-                self._executor = Executor(workers=self.workers)
-        return self._executor.as_completed(func, items, **kwargs)
+            executor = self._executor
+            if executor is None:
+                executor = self._executor = Executor(workers=self.workers)
+        return executor.as_completed(func, items, **kwargs)
 
     def close(self) -> None:
         """Close the executor if it was started."""

@@ -493,7 +493,8 @@ class _Decoder:
     def _bitgen(self, node):
         if type(node) is not dict:
             raise self.bad("bit generator")
-        cls = BIT_GENERATORS.get(node.get("name")) if type(node.get("name")) is str else None
+        name = node.get("name")
+        cls = BIT_GENERATORS.get(name) if type(name) is str else None
         if cls is None:
             raise self.bad(f"bit generator {node.get('name')!r}")
         seq = self.dec(node.get("seed_seq"))
