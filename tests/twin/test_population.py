@@ -492,15 +492,15 @@ def test_skim_is_exact_after_each_refresh(city):
     act = pop.centroid >= 0
     refreshes = 0
     for t in range(600, 3 * 3600 + 1, 600):
-        w_before = pop._skim_weight
+        w_before = pop.skims.weight
         tw.run_until(t)
         pop.refresh_skim(tw.now)
-        refreshes += pop._skim_weight is not w_before
+        refreshes += pop.skims.weight is not w_before
         full = np.full_like(pop.skim, np.inf)
         route_table(
             g,
             np.maximum(pop.centroid, 0),
-            pop._skim_weight,
+            pop.skims.weight,
             active=act,
             next_link_out=np.empty((0, g.n_nodes), np.int32),
             dist_out=full,

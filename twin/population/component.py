@@ -62,12 +62,12 @@ from city_models.population import (
 )
 from kernels import choice as kc
 from kernels.agents import PersonTrips, Positions, VehicleView, trip_positions
-from kernels.routing import changed_links, route_table, stale_rows
 from twin.clock import PRIORITY, schedule_at
 from twin.components import Component, TwinView
 from twin.population.outputs import PopulationOutputs
 from twin.population.policies import Policies
 from twin.population.settings import choice_params, plan_params, synthesis_params
+from twin.population.skim import CarSkim
 from twin.population.triplog import TRIP_ACTIVE, TRIP_DONE, TripLog
 from twin.rng import component_seed
 
@@ -175,13 +175,8 @@ class PopulationComponent(Component):
         self.last_bucket = -1
         self.n_cancelled = 0
         self.n_dropped = 0
-        self.skim = np.full((self.zones.n_zones, self.n_nodes), np.inf)
-        self.skim_row = np.where(self.centroid >= 0, np.arange(self.zones.n_zones), -1).astype(np.int32)
-        self._skim_weight: np.ndarray | None = None
-        self._skim_t = -math.inf
-        self._n_closed = -1
-        #: connected component of each node over the open links (set by refresh_skim)
-        self.node_comp: np.ndarray | None = None
+        #: the persons' car travel times to every zone, and which nodes the open roads connect
+        self.skims = CarSkim(self.centroid, self.n_nodes, interval_s=float(spec.skim_interval))
         self._place_at_start()
         #: what the population records (counts by zone and state, trips, KPIs)
         self.outputs = PopulationOutputs(self)
@@ -483,57 +478,23 @@ class PopulationComponent(Component):
 
     # ------------------------------------------------------------------- skim
     def refresh_skim(self, now: float, *, force: bool = False) -> None:
-        """Car travel times from every node to each zone's centroid, on the traffic model's current weights.
+        """Bring the travel-time skim up to the traffic model's weights when due (:meth:`CarSkim.refresh`)."""
+        self.skims.refresh(self.twin.traffic, now, force=force)
 
-        Refreshed when the traffic model has re-routed, at most every
-        ``skim_interval`` -- at once when links were closed or opened (then
-        also which nodes the open roads still connect).  The centroids' rows
-        in the traffic model's route table that are exact for the current
-        weights (it has just re-routed towards them) are copied; of the others
-        only those the changed weights make stale are computed here.
-        """
-        w = self.twin.traffic.routes.weight
-        if not force and w is self._skim_weight:
-            return
-        closed = int(np.count_nonzero(np.isinf(w)))
-        if not force and closed == self._n_closed and now - self._skim_t < float(self.spec.skim_interval):
-            return
-        tr = self.twin.traffic
-        g = tr.graph
-        active = self.centroid >= 0
-        # rows the traffic model has just brought up to date for these weights are copied, not recomputed
-        rows, exact = tr.current_rows(np.maximum(self.centroid, 0))
-        ok = active & exact
-        self.skim[ok] = tr.routes.pot[rows[ok]]
-        active &= ~ok
-        if active.any() and self._skim_weight is not None:  # the rest are exact for the weights of the last refresh
-            basis = self._skim_weight[None, :]
-            stale = np.zeros_like(active)
-            stale_rows(
-                g,
-                self.skim,
-                w,
-                changed_links(basis, w),
-                active=active,
-                row_basis=np.zeros(active.size, np.int64),
-                basis_weights=basis,
-                out=stale,
-            )
-            active = stale
-        if active.any():
-            route_table(
-                g,
-                np.maximum(self.centroid, 0),
-                w,
-                active=active,
-                next_link_out=np.empty((0, self.n_nodes), np.int32),
-                dist_out=self.skim,
-            )
-        if closed != self._n_closed or self.node_comp is None:
-            self.node_comp = _components(g.src, g.dst, w, self.n_nodes)
-        self._skim_weight = w
-        self._skim_t = now
-        self._n_closed = closed
+    @property
+    def skim(self) -> np.ndarray:
+        """``[zone, node]`` car travel times to each zone's centroid, s (:attr:`CarSkim.table`)."""
+        return self.skims.table
+
+    @property
+    def skim_row(self) -> np.ndarray:
+        """Each zone's row in :attr:`skim` (``-1``: none)."""
+        return self.skims.row
+
+    @property
+    def node_comp(self) -> np.ndarray | None:
+        """Strongly connected component of each node over the open links (:attr:`CarSkim.node_comp`)."""
+        return self.skims.node_comp
 
     def zone_travel_times(self) -> np.ndarray:
         """The persons' current car travel times from every node to each zone's centroid, s
@@ -544,7 +505,8 @@ class PopulationComponent(Component):
 
     def world(self) -> kc.ChoiceWorld:
         """What the persons know now (the choice kernel's view of the city)."""
-        assert self.node_comp is not None  # refresh_skim ran when the component was built
+        node_comp = self.skims.node_comp
+        assert node_comp is not None  # refresh_skim ran when the component was built
         return kc.ChoiceWorld(
             skim=self.skim,
             skim_row=self.skim_row,
@@ -556,7 +518,7 @@ class PopulationComponent(Component):
             attract_cdf=self.attract_cdf,
             log_attract=self.log_attract,
             node_open=self.node_open,
-            node_comp=self.node_comp,
+            node_comp=node_comp,
             cordon=self.cordon,
             price=self.price,
             price_until=self.price_until,
@@ -763,16 +725,6 @@ class PopulationComponent(Component):
         self.trip_row[persons] = rows
         self.travelling = np.concatenate([self.travelling, persons.astype(np.int64)])
         return rows
-
-
-def _components(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
-    """Strongly connected component of each node over the open links (finite weight)."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    ok = np.isfinite(weight)
-    g = csr_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(n, n))
-    return connected_components(g, directed=True, connection="strong")[1].astype(np.int32)
 
 
 def build(twin):
