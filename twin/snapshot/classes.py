@@ -67,6 +67,7 @@ SNAPSHOT_MODULES: tuple[str, ...] = (
     "twin.population.component",
     "twin.population.outputs",
     "twin.population.policies",
+    "twin.population.skim",
     "twin.population.triplog",
 )
 
