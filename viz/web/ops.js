@@ -375,6 +375,7 @@ function nearestLink(x, y) {
 }
 
 let selectedLinks = [];
+const reverse = new Map(); // link -> the link the other way along the same road
 function onClick(e) {
   const [x, y] = eventWorld(e);
   if (mode === "inc") { control({ action: "incident", type: $("inctype").value, x: x, y: y }); setMode(null); return; }
@@ -416,7 +417,9 @@ async function linkInfo(i) {
 }
 
 function linkText(d) {
-  const lines = [`${d.name || "(unnamed road)"} — link ${d.link}, ${d.kind}, ${d.lanes} lane(s), ${fmt(d.length_m)} m`];
+  const dx = map.x[map.dst[d.link]] - map.x[map.src[d.link]], dy = map.y[map.dst[d.link]] - map.y[map.src[d.link]];
+  const dir = ["east", "north", "west", "south"][Math.round(Math.atan2(dy, dx) / (Math.PI / 2) + 4) % 4];
+  const lines = [`${d.name || "(unnamed road)"} ${dir}bound — link ${d.link}, ${d.kind}, ${d.lanes} lane(s), ${fmt(d.length_m)} m`];
   lines.push(d.closed ? "CLOSED" : `speed ${fmt(d.speed_kmh)} of ${fmt(d.free_kmh)} km/h free flow (${fmt(100 * d.speed_kmh / d.free_kmh)} %)`);
   lines.push(`v/c ${d.vc === null ? "– (nothing recorded yet)" : fmt(d.vc, 2)} · ${fmt(d.vehicles)} vehicles on it`);
   for (const c of d.changes) lines.push(`${c.closed ? "closed" : "restricted"} by ${c.source}` + (c.closed ? "" : ` (capacity ×${c.capacity_factor}, speed ×${c.speed_factor})`));
@@ -438,7 +441,12 @@ function hitText(h) {
 async function describe(e, box, sticky) {
   const h = hitTest(e);
   if (!h) { if (!sticky) box.style.display = "none"; return; }
-  const text = h.kind === "link" ? await linkInfo(h.id).then(d => (d ? linkText(d) : `link ${h.id}`)) : hitText(h);
+  let text;
+  if (h.kind === "link") { // both directions of a two-way road (drawn one over the other)
+    const ids = [h.id].concat(reverse.has(h.id) ? [reverse.get(h.id)] : []).sort((a, b) => a - b);
+    const ds = await Promise.all(ids.map(linkInfo));
+    text = ds.map((d, j) => (d ? linkText(d) : `link ${ids[j]}`)).join("\n\n");
+  } else text = hitText(h);
   box.textContent = text; box.style.display = "block";
   box.dataset.kind = h.kind; box.dataset.id = String(h.id);
   if (!sticky) {
@@ -504,6 +512,9 @@ async function main() {
   $("inctype").replaceChildren(...map.incident_types.map(t => new Option(t, t)));
   $("zone").replaceChildren(...map.zones.map(z => new Option(z.name, z.name)));
   canvas.dataset.links = String(map.n_links);
+  const ends = new Map();
+  for (let i = 0; i < map.n_links; i++) ends.set(`${map.src[i]},${map.dst[i]}`, i);
+  for (let i = 0; i < map.n_links; i++) { const j = ends.get(`${map.dst[i]},${map.src[i]}`); if (j !== undefined) reverse.set(i, j); }
   fit(); wire(); requestDraw(); connect();
 }
 

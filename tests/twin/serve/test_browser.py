@@ -141,7 +141,8 @@ def test_dashboard_in_chromium(served, twin, tmp_path):
             _wait(page, "Number(document.getElementById('map').dataset.incidents) >= 1")
             # hovering it shows its details
             ix, iy = _screen(page, box, f"state.incidents['{new_id}'].x", f"state.incidents['{new_id}'].y")
-            page.mouse.move(ix, iy)
+            page.mouse.move(box["x"] + 3, box["y"] + 3)  # away first: a move to where the mouse is fires nothing
+            page.mouse.move(ix, iy, steps=3)
             _wait(page, "document.getElementById('tip').textContent.startsWith('incident #')")
             # a road closed through the UI (a busy one) is drawn closed and traffic reroutes
             link = _busy_link(twin, page)
@@ -164,7 +165,8 @@ def test_dashboard_in_chromium(served, twin, tmp_path):
             assert not _routed(twin)[closed]  # ...and it left every route it was on
             # hovering the closed road says so
             hx, hy = _screen(page, box, str(mx), str(my))
-            page.mouse.move(hx + 1, hy)
+            page.mouse.move(box["x"] + 3, box["y"] + 3)
+            page.mouse.move(hx + 1, hy, steps=3)
             _wait(page, "document.getElementById('tip').textContent.includes('CLOSED')")
             page.wait_for_timeout(1500)
             page.screenshot(path=str(tmp_path / "operator.png"))
