@@ -77,6 +77,8 @@ class TwinView(Protocol):
     recorder: Recorder
     #: the components built so far, by name
     components: dict[str, Component]
+    #: where each trip came from (``trip_table()["source"]`` indexes it; ``"scenario"`` first)
+    trip_sources: list[str]
     #: Mesa's random generator of the model (given to agent sets; the twin's own draws use ``seed``)
     random: random.Random
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -40,7 +40,9 @@ from twin.places import resolve_links, resolve_nodes, resolve_zones
 
 if TYPE_CHECKING:
     from twin.components import TwinView
+    from twin.emergency import EmergencyComponent
     from twin.interventions import Interventions, Planned
+    from twin.population.component import PopulationComponent
 
 __all__ = ["KINDS", "LINK_KINDS", "KindHandler", "Undo", "handler_for"]
 
@@ -62,6 +64,21 @@ def _entry(p: Planned, cls: type[_Entry]) -> _Entry:
     if not isinstance(s, cls):
         raise TypeError(f"interventions[{p.index}] ({p.label}): a {cls.__name__} entry expected, got {s.kind!r}")
     return s
+
+
+def _population(twin: TwinView) -> PopulationComponent:
+    """The twin's population (a ``KeyError`` without one: the handlers check first)."""
+    return cast("PopulationComponent", twin.components["population"])
+
+
+def _population_if_any(twin: TwinView) -> PopulationComponent | None:
+    """The twin's population, or ``None`` when the scenario has none."""
+    return cast("PopulationComponent | None", twin.components.get("population"))
+
+
+def _emergency(twin: TwinView) -> EmergencyComponent:
+    """The twin's emergency services (a ``KeyError`` without them: the handlers check first)."""
+    return cast("EmergencyComponent", twin.components["emergency"])
 
 
 # ---------------------------------------------------------------------------- undo handles
@@ -111,9 +128,9 @@ class CordonUndo(Undo):
 
     def revert(self, twin: TwinView) -> None:
         """Lift the cordon (a no-op without a population)."""
-        pop = twin.components.get("population")
+        pop = _population_if_any(twin)
         if pop is not None:
-            pop.clear_cordon(self.label)  # type: ignore[attr-defined]
+            pop.clear_cordon(self.label)
 
 
 @dataclass
@@ -124,7 +141,7 @@ class WorkFromHomeUndo(Undo):
 
     def revert(self, twin: TwinView) -> None:
         """Restore the earlier share."""
-        twin.components["population"].set_work_from_home(float(self.share))  # type: ignore[attr-defined]
+        _population(twin).set_work_from_home(float(self.share))
 
 
 @dataclass
@@ -135,7 +152,7 @@ class StationOutUndo(Undo):
 
     def revert(self, twin: TwinView) -> None:
         """Put the station back in service."""
-        twin.components["emergency"].set_station_in_service(self.station, True)  # type: ignore[attr-defined]
+        _emergency(twin).set_station_in_service(self.station, True)
 
 
 @dataclass
@@ -146,7 +163,7 @@ class StationAddUndo(Undo):
 
     def revert(self, twin: TwinView) -> None:
         """Remove the station (its units leave service after their job)."""
-        twin.components["emergency"].remove_station(self.station)  # type: ignore[attr-defined]
+        _emergency(twin).remove_station(self.station)
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -344,12 +361,12 @@ class CordonKind(KindHandler):
         """Price the cordon for agents and drop a share of the given trips crossing it."""
         tw = self.twin
         s = _entry(p, Cordon)
-        pop = tw.components.get("population")
+        pop = _population_if_any(tw)
         if pop is not None:
-            pop.set_cordon(p.label, p.zones, float(s.price), until_s=None if math.isinf(p.until_s) else p.until_s)  # type: ignore[attr-defined]
+            pop.set_cordon(p.label, p.zones, float(s.price), until_s=None if math.isinf(p.until_s) else p.until_s)
         ids = self._pending_in_window(p)
         table = tw.trip_table()
-        sources = tw.trip_sources  # type: ignore[attr-defined]
+        sources = tw.trip_sources
         if "population" in sources:  # agents decide for themselves; the rest are trips that were given
             ids = ids[table["source"][ids] != sources.index("population")]
         zone_of = tw.city.zones.node_zone
@@ -371,9 +388,9 @@ class WorkFromHomeKind(KindHandler):
 
     def apply(self, p: Planned) -> Undo | None:
         """Set the share; the handle keeps the one before."""
-        pop = self.twin.components["population"]
-        undo = WorkFromHomeUndo(getattr(pop, "work_from_home_share", 0.0))
-        pop.set_work_from_home(float(_entry(p, WorkFromHome).share))  # type: ignore[attr-defined]
+        pop = _population(self.twin)
+        undo = WorkFromHomeUndo(pop.work_from_home_share)
+        pop.set_work_from_home(float(_entry(p, WorkFromHome).share))
         return undo
 
 
@@ -391,7 +408,7 @@ class EvacuationKind(KindHandler):
         shelters = None
         if s.shelters is not None:
             shelters = resolve_nodes(self.twin.city, nodes=s.shelters, where=f"interventions[{p.index}].shelters")
-        self.twin.components["population"].order_evacuation(  # type: ignore[attr-defined]
+        _population(self.twin).order_evacuation(
             p.zones,
             compliance=float(s.compliance),
             delay_mean_s=float(s.delay_mean),
@@ -411,7 +428,7 @@ class StationOutKind(KindHandler):
     def apply(self, p: Planned) -> Undo | None:
         """Take the station out of service."""
         station = _entry(p, StationOut).station
-        self.twin.components["emergency"].set_station_in_service(station, False)  # type: ignore[attr-defined]
+        _emergency(self.twin).set_station_in_service(station, False)
         return StationOutUndo(station)
 
 
@@ -431,7 +448,7 @@ class StationAddKind(KindHandler):
         """Open the station."""
         s = _entry(p, StationAdd)
         node_id = int(self.twin.city.network.node_osmid[p.nodes[0]])
-        self.twin.components["emergency"].add_station(s.station, s.station_kind, node_id, dict(s.units))  # type: ignore[attr-defined]
+        _emergency(self.twin).add_station(s.station, s.station_kind, node_id, dict(s.units))
         return StationAddUndo(s.station)
 
 
