@@ -126,7 +126,7 @@ function drawMarkers() {
     const r = (6 + inc.severity) * k;
     const [sx, sy] = marker(inc.x, inc.y, r, "#ff3b30dd");
     ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5 * k; ctx.stroke();
-    labels.push([`#${id} ${inc.type.replaceAll("_", " ")} · ${inc.stage.replaceAll("_", " ")}`, sx, sy, r, "#fff"]);
+    labels.push([`#${id} ${inc.type.replaceAll("_", " ")} · ${inc.stage.replaceAll("_", " ")}`, sx, sy, r, "#fff", `#${id}`]);
     nInc++;
   }
   canvas.dataset.incidents = String(nInc);
@@ -144,17 +144,23 @@ function drawMarkers() {
     marker(u[0], u[1], 4 * k, UNIT_COLOURS[u[3]] || "#58a6ff");
   }
   for (const [, sx, sy, r] of labels) labelBoxes.push([sx, sy, r, r]); // labels keep off the symbols
-  for (const [text, sx, sy, r, colour] of labels) placeLabel(text, sx, sy, r, colour);
+  // full labels where they fit; where crowded, incidents keep their number and stations none (hover tells)
+  for (const [text, sx, sy, r, colour, short] of labels) {
+    if (!placeLabel(text, sx, sy, r, colour, false) && short) placeLabel(short, sx, sy, r, colour, true);
+  }
 }
 
 // a label beside its symbol: right, left, above or below, wherever it overlaps no other label
-function placeLabel(text, sx, sy, r, colour) {
+// (with force, to the right even so); whether it was drawn
+function placeLabel(text, sx, sy, r, colour, force) {
   const k = devicePixelRatio, tw = ctx.measureText(text).width, th = 13 * k, gap = 4 * k;
   const spots = [[sx + r + gap, sy + th / 3], [sx - r - gap - tw, sy + th / 3], [sx - tw / 2, sy - r - gap], [sx - tw / 2, sy + r + th]];
   const free = spots.find(([x, y]) => !labelBoxes.some(b => Math.abs(b[0] - (x + tw / 2)) < b[2] + tw / 2 && Math.abs(b[1] - (y - th / 3)) < b[3] + th / 2));
+  if (!free && !force) return false;
   const [x, y] = free || spots[0];
   labelBoxes.push([x + tw / 2, y - th / 3, tw / 2 + 2 * k, th / 2 + 1 * k]);
   halo(text, x, y, colour);
+  return true;
 }
 
 // text with a dark halo, legible over any road colour
