@@ -512,7 +512,7 @@ class RefTraffic:
 
 
 def ref_status_counts(link: np.ndarray) -> np.ndarray:
-    """Plain-numpy :func:`kernels.traffic.status_counts`: codes -1..-5, then vehicles on a link."""
+    """Plain-numpy :func:`kernels.traffic_state.status_counts`: codes -1..-5, then vehicles on a link."""
     link = np.asarray(link)
     return np.array(
         [np.count_nonzero(link == s) for s in (-1, -2, -3, -4, -5)] + [np.count_nonzero(link >= 0)], np.int64
@@ -520,7 +520,7 @@ def ref_status_counts(link: np.ndarray) -> np.ndarray:
 
 
 def ref_destinations_in_use(link, dest_idx, order, depart, released: int, horizon_t: float, n_rows: int):
-    """Plain-numpy :func:`kernels.traffic.destinations_in_use` by a scan of every vehicle:
+    """Plain-numpy :func:`kernels.traffic_state.destinations_in_use` by a scan of every vehicle:
     the rows flagged and how many vehicles have no route."""
     link = np.asarray(link)
     live = (link >= 0) | (link == -1) | (link == -4)
