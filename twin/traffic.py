@@ -324,7 +324,7 @@ class TrafficModel:
         self._live_released = 0
 
     def _destinations_in_use(self, horizon_t: float, out: np.ndarray) -> int:
-        """Flag the route rows in use (:func:`kernels.traffic.destinations_in_use`) into
+        """Flag the route rows in use (:func:`kernels.traffic_state.destinations_in_use`) into
         ``out``; returns how many vehicles have no route.  Keeps the live vehicles of
         this call for the next, so a refresh looks at the vehicles on the road and
         those released since rather than at every trip of the day.
