@@ -241,7 +241,7 @@ class Router:
     Trees come from :mod:`kernels.routing` (``compute_tree_to`` / ``compute_tree_from``, the
     kernels behind ``compute_tree_to`` / ``compute_tree_from``: the weights are checked once per
     refresh instead of on every call).  Link weights are the traffic model's current link travel times
-    (:func:`kernels.traffic.link_travel_times`: free-flow, queue discharge, or how long
+    (:func:`kernels.traffic_state.link_travel_times`: free-flow, queue discharge, or how long
     the head vehicle has waited; ``inf`` on closed links) divided by the emergency
     speed factor.  They are refreshed every ``refresh_s`` seconds of the clock (the
     cached trees with them), like a traffic picture updated every minute; a link that
