@@ -126,3 +126,22 @@ def test_a_feed_that_cannot_connect_fails_within_seconds_naming_it(tmp_path):
     assert time.monotonic() - t0 < 30
     assert res.returncode == 2, res.stdout + res.stderr
     assert f"cannot connect to the MQTT broker at 127.0.0.1:{port}" in " ".join(res.stderr.split())
+
+
+def test_out_folder_of_a_shadow_run(shadow, tmp_path):
+    import csv
+
+    from rich.console import Console
+
+    from twin.cli.serve import _save
+
+    runner = Runner(None, live=LiveDriver(shadow))
+    c = TestClient(build_app(runner))
+    for _ in range(2):
+        runner.live.step()
+    assert c.post("/api/control", json={"action": "close_road", "link": 3}).status_code == 409
+    _save(runner, tmp_path / "run", Console(file=None, quiet=True))
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"results.nc", "assimilation.nc", "operator_log.csv"} <= names
+    rows = list(csv.DictReader(open(tmp_path / "run" / "operator_log.csv", newline="")))
+    assert [(r["who"], r["action"], r["outcome"][:8]) for r in rows] == [("local", "close_road", "refused:")]
