@@ -336,21 +336,23 @@ def _advance(n_ticks: Int, dt: Float, links: Links, nodes: Nodes, ls: LinkState,
     The set-up and the release of departures are inlined helpers
     (:func:`_initial_wake`, :func:`_major_priority`, :func:`_release`).  The node
     loop is not split further, though it is long and nests 8 deep: every split tried
-    was bit-identical and far slower on ``grid21`` (issue 14's benchmark,
-    ``python -m benchmarks.run --cases grid21 --peers none``, fastest of 5 runs):
+    was bit-identical and slower on ``grid21`` (issue 14's benchmark,
+    ``python -m benchmarks.run --cases grid21 --peers none``, fastest of 5 runs, the
+    variants alternated in one shell, load 1.4-1.9 on 2 cores; this loop whole:
+    0.174-0.214 s):
 
-    * helpers inlined there (numba's ``inline="always"``) taking their arrays as
-      arguments: 4 to 8 times slower, as were plain calls (first attempt);
-    * helpers taking the NamedTuples instead (second attempt): one helper for a
-      vehicle entering its next link, ``_enter_link(ls, links, veh, way, wake, b, v,
-      te, a)`` (9 arguments), alone made the run 2.4 times slower (0.41-0.45 s
-      against 0.17-0.18 s, the trees alternated in one shell, load about 3.5 on 2
-      cores).
+    * first attempt, many helpers taking their arrays as arguments: 4 to 8 times slower,
+      plain calls too;
+    * one inlined helper for a vehicle entering its next link (20 arrays: its link's
+      queue, counters and clocks, the vehicle's row), whether it takes the NamedTuples
+      ``(ls, links, veh, ...)``, the 20 arrays, or one small NamedTuple of them built
+      before the loop: 0.25-0.28 s (about 1.45 times); as a plain call 0.37-0.42 s;
+    * one inlined helper taking 4 arrays (appending the vehicle to the link's queue):
+      0.19-0.22 s, within noise, but it would shorten the loop by four lines only.
 
-    Every array that reaches a helper, alone or inside a NamedTuple (``LinkState``
-    holds 25), appears to cost a reference-count round trip per call even when
-    inlined, and in the node loop a call is made per vehicle move; the loop below
-    reads the arrays unpacked once, above it, for the same reason.
+    The cost grows with the arrays that reach a helper (each appears to cost a
+    reference-count round trip per call, and here a call is made per vehicle move),
+    not with how they are passed; the loop reads the arrays unpacked once, above it.
     """
     # Arrays are unpacked once: attribute access on the NamedTuples inside the
     # branchy node loop costs a reference-count round trip each time.
