@@ -44,3 +44,24 @@ def twin(scenario_file):
     tw = Twin(load_scenario(str(scenario_file)))
     tw.run_until(600)
     return tw
+
+
+@pytest.fixture()
+def population_twin():
+    """A small city with a population (so it can evacuate), five minutes in."""
+    from scenarios import load_scenario
+    from twin.model import Twin
+
+    spec = {
+        "name": "serve_pop",
+        "seed": 5,
+        "time": {"start": "06:30", "duration": "2h", "step": "2s"},
+        "city": {
+            "synthetic": {"blocks_x": 4, "blocks_y": 4, "zone_blocks": 2, "residents": 1500, "jobs": 900},
+        },
+        "outputs": {"interval": "15min"},
+        "population": {"enabled": True},
+    }
+    tw = Twin(load_scenario(spec))
+    tw.run_until(300)
+    return tw

@@ -95,22 +95,8 @@ def test_units_incidents_and_stations_carry_their_details(twin):
         assert inc["dispatched"] == clock(i.t_dispatched) and inc["on_scene"] == clock(i.t_on_scene)
 
 
-def test_evacuation_zones_and_their_state():
-    from scenarios import load_scenario
-    from twin.model import Twin
-
-    spec = {
-        "name": "serve_pop",
-        "seed": 5,
-        "time": {"start": "06:30", "duration": "2h", "step": "2s"},
-        "city": {
-            "synthetic": {"blocks_x": 4, "blocks_y": 4, "zone_blocks": 2, "residents": 1500, "jobs": 900},
-        },
-        "outputs": {"interval": "15min"},
-        "population": {"enabled": True},
-    }
-    tw = Twin(load_scenario(spec))
-    tw.run_until(300)
+def test_evacuation_zones_and_their_state(population_twin):
+    tw = population_twin
     runner, c = _client(tw)
     assert "evacuation" not in c.get("/api/state").json()  # no order yet
     zone = tw.city.zones.name[0]

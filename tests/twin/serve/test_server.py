@@ -193,22 +193,8 @@ def test_cli_refuses_an_open_host_without_tokens(scenario_file, capsys):
     assert "--token-file" in out.err + out.out
 
 
-def test_evacuation_order_through_the_server(tmp_path):
-    from scenarios import load_scenario
-    from twin.model import Twin
-
-    spec = {
-        "name": "serve_pop",
-        "seed": 5,
-        "time": {"start": "06:30", "duration": "1h", "step": "2s"},
-        "city": {
-            "synthetic": {"blocks_x": 4, "blocks_y": 4, "zone_blocks": 2, "residents": 1500, "jobs": 900},
-        },
-        "outputs": {"interval": "15min"},
-        "population": {"enabled": True},
-    }
-    tw = Twin(load_scenario(spec))
-    tw.run_until(300)
+def test_evacuation_order_through_the_server(tmp_path, population_twin):
+    tw = population_twin
     runner, c = _client(tw)
     assert c.get("/api/map").json()["evacuation"] is True
     zone = tw.city.zones.name[0]
