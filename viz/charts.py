@@ -22,6 +22,7 @@ from viz.data import (
     clock_label,
     incidents_at,
     intervened_mask,
+    is_finite_number,
     link_offsets,
     network_speed_kmh,
     sites,
@@ -243,7 +244,8 @@ def _map_base(
         )
         handles.append(Line2D([], [], color="#ff00ff", lw=5, label=f"intervened link ({int(mask.sum())})"))
     # the whole network in grey beneath: links without a value (or, on difference maps, unchanged) stay visible
-    ax.add_collection(LineCollection(segs, colors="#c8c8c8", linewidths=widths, zorder=2))
+    # matplotlib's stubs ask for a Sequence of lines; an (n, 2, 2) array is one at run time
+    ax.add_collection(LineCollection(segs, colors="#c8c8c8", linewidths=widths, zorder=2))  # type: ignore[arg-type]
     shown = np.isfinite(values)
     if hide_zero:
         shown &= np.abs(np.nan_to_num(values)) > 1e-9
@@ -351,6 +353,7 @@ def flow_difference(res: Results) -> np.ndarray | None:
 
 def difference_map_figure(res: Results, what: str = "speed") -> Figure:
     """Links coloured by the scenario's change against the baseline: ``"speed"`` or ``"flow"``."""
+    values: np.ndarray | None
     if what == "speed":
         values = speed_difference(res)
         label, cmap = "speed change, scenario − baseline (km/h); grey: unchanged", "RdBu"
@@ -458,10 +461,10 @@ def kpi_change_figure(rows: list[dict]) -> Figure | None:
     keep = []
     for r in rows:
         b, d, lo, hi = (r.get(k) for k in ("baseline", "difference", "ci_low", "ci_high"))
-        if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in (b, d)) or b == 0:
+        if not (is_finite_number(b) and is_finite_number(d)) or b == 0:
             continue
-        lo = lo if isinstance(lo, (int, float)) and np.isfinite(lo) else d
-        hi = hi if isinstance(hi, (int, float)) and np.isfinite(hi) else d
+        lo = lo if is_finite_number(lo) else d
+        hi = hi if is_finite_number(hi) else d
         keep.append(
             (
                 r.get("label") or r.get("key", "?"),

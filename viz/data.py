@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import xarray as xr
@@ -30,6 +31,7 @@ __all__ = [
     "Results",
     "open_results",
     "fmt_value",
+    "is_finite_number",
     "clock_label",
     "time_index",
     "network_speed_kmh",
@@ -84,10 +86,11 @@ class Results:
         ``clock`` coordinate (``HH:MM:SS`` at each output time), else 0 (midnight).
         """
         value = self.ds.attrs.get("start_clock_s", self.summary.get("start_clock_s"))
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
+        if value is not None:
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                pass
         if "clock" in self.ds.coords and self.ds.sizes.get("time", 0) > 0:
             try:
                 first = parse_clock(str(self.ds["clock"].values[0]).strip())
@@ -211,6 +214,11 @@ def open_results(path: str | Path) -> Results:
 
 
 # -- formatting -----------------------------------------------------------------
+
+
+def is_finite_number(value: object) -> TypeGuard[float]:
+    """True for a finite Python or numpy int or float (bools count, as ``isinstance`` has them)."""
+    return isinstance(value, (int, float)) and bool(np.isfinite(value))
 
 
 def fmt_value(value) -> str:
@@ -363,7 +371,7 @@ def intervened_mask(res: Results) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     for name in list(ds.data_vars) + list(ds.coords):
         var = ds[name]
-        if "intervened" in name and var.dims and var.dims[-1] == "link":
+        if "intervened" in str(name) and var.dims and var.dims[-1] == "link":
             flag = np.nan_to_num(np.asarray(var.values).astype(np.float64)) != 0
             mask |= flag.reshape(-1, n).any(axis=0)
     listed = res.summary.get("intervened_links") or []
@@ -373,6 +381,8 @@ def intervened_mask(res: Results) -> np.ndarray:
         for item in listed:
             idx = item.get("link") if isinstance(item, dict) else item
             try:
+                if idx is None:
+                    raise TypeError("no link index")
                 i = pos.get(int(idx))
             except (TypeError, ValueError):
                 log.warning("intervened_links entry %r is not a link index; ignored", item)

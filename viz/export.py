@@ -221,7 +221,7 @@ def _points(ds: xr.Dataset, nodes: np.ndarray, index: dict[int, int], nx: np.nda
     x = np.where(k >= 0, nx[np.maximum(k, 0)], np.nan)
     y = np.where(k >= 0, ny[np.maximum(k, 0)], np.nan)
     pts = shapely.points(np.column_stack([x, y])) if k.size else np.empty(0, object)
-    return np.where(k >= 0, pts, None) if k.size else pts
+    return np.where(k >= 0, pts, np.array(None, dtype=object)) if k.size else pts  # None: node not in the network
 
 
 def _trips(ds: xr.Dataset, window: tuple[float, float] | None) -> pd.DataFrame:

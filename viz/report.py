@@ -30,6 +30,7 @@ from viz.data import (
     clock_label,
     fmt_value,
     intervened_mask,
+    is_finite_number,
     kpi_label,
     open_results,
     time_index,
@@ -89,7 +90,7 @@ def _kpi_table(res: Results, rows: list[dict]) -> str:
         b, s, d = r.get("baseline"), r.get("scenario"), r.get("difference")
         lo, hi = r.get("ci_low"), r.get("ci_high")
         rel = "–"
-        if all(isinstance(v, (int, float)) and np.isfinite(v) for v in (b, d)) and b:
+        if is_finite_number(b) and is_finite_number(d) and b:
             rel = f"{100.0 * d / abs(b):+.1f}%"
         sig = r.get("significant")
         if sig is None:
@@ -152,7 +153,7 @@ def _link_table(res: Results, index: int | None) -> tuple[str, str]:
         flow = charts.flow_difference(res)
         order = np.argsort(-np.nan_to_num(np.abs(diff)), kind="stable")[:10]
 
-        def rows(sel):
+        def change_rows(sel):
             return "".join(
                 f"<tr><td class='num'>{links[i]}</td><td>{_e(names[i])}{tag(i)}</td><td>{_e(kinds[i])}</td>"
                 f"<td class='num'>{base[i]:.1f}</td><td class='num'>{scen[i]:.1f}</td><td class='num'>{_signed(diff[i], 1)}</td>"
@@ -166,8 +167,14 @@ def _link_table(res: Results, index: int | None) -> tuple[str, str]:
         )
         out = ""
         if mark.any():
-            out += f"<h3>Intervened links</h3><table>{head}{rows(np.flatnonzero(mark))}</table><h3>All links</h3>"
-        return "Links with the largest speed change (mean over the run)", out + f"<table>{head}{rows(order)}</table>"
+            out += (
+                f"<h3>Intervened links</h3><table>{head}{change_rows(np.flatnonzero(mark))}</table><h3>All links</h3>"
+            )
+        return (
+            "Links with the largest speed change (mean over the run)",
+            out + f"<table>{head}{change_rows(order)}</table>",
+        )
+    assert index is not None  # a run's table is of one output interval; None only for comparisons
     speed = np.asarray(ds["link_speed"].isel(time=index).values) * 3.6
     free = np.asarray(ds["link_free_speed"].values) * 3.6 if "link_free_speed" in ds else np.full(speed.shape, np.nan)
     veh = (

@@ -33,13 +33,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from basics.atomic import atomic_path
 from basics.errors import InputError
 from viz.data import Results, clock_label, incidents_at, intervened_mask, link_offsets, open_results, sites, time_index
+
+if TYPE_CHECKING:  # pyvista is optional at run time (the `viz3d` extra)
+    import pyvista
 
 __all__ = ["render", "build_scene", "Scene", "city_blocks", "COLOR_BY"]
 
@@ -180,8 +183,8 @@ class Scene:
     """A built 3D scene: the plotter and what changes from one output interval to the next."""
 
     res: Results
-    plotter: object
-    roads: object
+    plotter: pyvista.Plotter
+    roads: pyvista.PolyData
     road_link: np.ndarray
     values: np.ndarray
     color: str
@@ -200,7 +203,7 @@ class Scene:
         start = labels[index - 1] if index > 0 else clock_label(res.start_clock_s)
         text = f"{self.title}\n{start}-{labels[index]}  ·  roads: {self.color}"
         self.plotter.add_text(text, position="upper_left", font_size=10, color="black", name="clock", render=False)
-        self.plotter.remove_actor("incidents", render=False)
+        self.plotter.remove_actor("incidents", render=False)  # type: ignore[arg-type]  # pyvista types the wrapper's first argument as the plotter
         inc = incidents_at(res, float(res.times[index]))
         if inc is not None and inc.active.any():
             a = inc.active
@@ -215,7 +218,9 @@ class Scene:
         """Render the scene as it now is and return the image, an (height, width, 3) uint8 array."""
         if not self.plotter._first_time:  # pyvista renders by itself only the first time
             self.plotter.render()
-        return self.plotter.screenshot(return_img=True)
+        img = self.plotter.screenshot(return_img=True)
+        assert img is not None  # None only without return_img
+        return img
 
     def close(self) -> None:
         """Close the off-screen plotter (its render window and memory)."""

@@ -38,6 +38,10 @@ HISTORY = 36
 N_SENSORS = 4
 
 
+#: one observation as charted: (time s, flow veh/h, speed km/h), None where not observed; JSON writes it as a list
+_ObsRow = tuple[float, float | None, float | None]
+
+
 def _f(v: float, digits: int = 1) -> float | None:
     v = float(v)
     return round(v, digits) if math.isfinite(v) else None
@@ -62,7 +66,7 @@ class LiveDriver:
         self._n_obs = 0  # observations of the estimate log read so far
         self._obs_count: dict[int, int] = {}  # link -> observations with a count
         self._obs_flow: dict[int, float] = {}  # link -> sum of the observed flows
-        self._obs: dict[int, list[list[float | None]]] = {}  # charted link -> [t, flow, speed km/h]
+        self._obs: dict[int, list[_ObsRow]] = {}  # charted link -> its observations
         self.charted: list[int] = []
 
     # ------------------------------------------------------------------ driving
@@ -139,7 +143,7 @@ class LiveDriver:
             self._obs_count[link] = self._obs_count.get(link, 0) + int(math.isfinite(flow))
             self._obs_flow[link] = self._obs_flow.get(link, 0.0) + (flow if math.isfinite(flow) else 0.0)
             if link in self._obs:
-                self._obs[link].append([round(t, 1), _f(flow), _f(speed * 3.6)])
+                self._obs[link].append((round(t, 1), _f(flow), _f(speed * 3.6)))
         if len(self.charted) < self.n_sensors and self._obs_count:
             # the busiest sensor links so far (ties by index), kept once charted
             ranked = sorted(self._obs_flow, key=lambda k: (-self._obs_flow[k], k))
@@ -149,7 +153,7 @@ class LiveDriver:
                 if link not in self.charted:
                     self.charted.append(link)
                     self._obs[link] = [
-                        [round(t, 1), _f(f), _f(s * 3.6)] for t, lk, _p, f, s, _l in obs[: self._n_obs] if lk == link
+                        (round(t, 1), _f(f), _f(s * 3.6)) for t, lk, _p, f, s, _l in obs[: self._n_obs] if lk == link
                     ]
 
     def _sensor_charts(self) -> dict[str, Any]:
