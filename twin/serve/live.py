@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from basics.clock import format_clock
+from basics.numeric import EPS
 
 __all__ = ["LiveDriver", "HISTORY", "N_SENSORS"]
 
@@ -78,7 +79,7 @@ class LiveDriver:
     @property
     def finished(self) -> bool:
         """True at the scenario's end."""
-        return bool(self.shadow.now >= self.shadow.end_s - 1e-9)
+        return bool(self.shadow.now >= self.shadow.end_s - EPS)
 
     def step(self) -> bool:
         """Run one output interval when the feed (or the pace) allows; whether it did."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from basics.clock import format_clock
+from basics.numeric import EPS
 from twin.serve.geometry import road_labels, zone_hulls
 
 __all__ = [
@@ -79,7 +80,7 @@ class IncrementalKpis:
 
 
 def map_payload(twin: Any) -> dict[str, Any]:
-    """The static map: node coordinates, link ends and names, stations, hospitals, zones.
+    """The static map: nodes, links and their names, stations, hospitals, zones, KPI labels.
 
     Parameters
     ----------
@@ -89,8 +90,13 @@ def map_payload(twin: Any) -> dict[str, Any]:
     Returns
     -------
     dict
-        JSON-ready; coordinates are the network's projected metres.
+        JSON-ready; coordinates are the network's projected metres; ``kpi_labels`` maps
+        every KPI key to ``[label, unit]`` (:func:`twin.results.kpi_label_table`, and the
+        forks' :data:`twin.live.fork.HORIZON_KPI_LABELS`).
     """
+    from twin.live.fork import HORIZON_KPI_LABELS
+    from twin.results import kpi_label_table, kpi_labels
+
     net = twin.city.network
     zones = twin.city.zones
     out: dict[str, Any] = {
@@ -114,6 +120,8 @@ def map_payload(twin: Any) -> dict[str, Any]:
         "zone_hulls": zone_hulls(net, zones),
         "bridges": np.flatnonzero(np.asarray([str(k) == "bridge" for k in net.link_kind], bool)).tolist(),
         "labels": road_labels(net),
+        # KPI key -> [label, unit]: the run folders' table and the forks' horizon KPIs
+        "kpi_labels": kpi_label_table(kpi_labels()) | {k: list(v) for k, v in HORIZON_KPI_LABELS.items()},
     }
     comp = twin.components.get("emergency")
     if comp is not None:
@@ -367,7 +375,7 @@ def state_payload(
         "t": round(twin.now, 3),
         "clock": format_clock(twin.clock_s(), with_seconds=True),
         "end": twin.duration_s,
-        "finished": twin.now >= twin.duration_s - 1e-9,
+        "finished": twin.now >= twin.duration_s - EPS,
         "paused": bool(paused),
         "speed": float(speed),
         "kpis": kpis,

@@ -1,7 +1,17 @@
 // Shadow mode panel of the live operations picture: the feed's counters and lag, the
 // demand factors with their spread, and observed against estimated sensor flows.
-// Loaded before ops.js; uses no framework.
+// Loaded before ops.js (which may use its formatClock); uses no framework.
 "use strict";
+
+// Clock text "HH:MM" of seconds after midnight, by the project's one rule (basics.clock.format_clock):
+// round to the whole second (half to even, as Python's round), then show the minute that has begun.
+function formatClock(seconds) {
+  let r = Math.round(seconds);
+  if (Math.abs(seconds % 1) === 0.5 && r % 2 !== 0) r -= 1;
+  const s = ((r % 86400) + 86400) % 86400;
+  const hh = Math.floor(s / 3600), mm = Math.floor((s % 3600) / 60);
+  return `${String(hh).padStart(2, "0")}:${String(mm).padStart(2, "0")}`;
+}
 
 function chartBox(cv) {
   const r = cv.getBoundingClientRect();
@@ -70,7 +80,7 @@ function drawSensor(cv, ch, start) {
     c.stroke();
   }
   c.fillStyle = "#8b949e"; c.font = `${10 * k}px system-ui`;
-  const hhmm = t => { const m = Math.floor(((start + t) % 86400) / 60); return `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`; };
+  const hhmm = t => formatClock(start + t);
   c.fillText(hhmm(t0), pad.l, cv.height - 1 * k);
   const end = hhmm(t1); c.fillText(end, cv.width - pad.r - c.measureText(end).width, cv.height - 1 * k);
   c.fillStyle = "#f0883e";

@@ -6,8 +6,8 @@ const LEVEL_COLOURS = ["#a50026", "#d73027", "#f46d43", "#fdae61", "#fee08b", "#
   "#d9ef8b", "#a6d96a", "#66bd63", "#1a9850", "#1a9850"];
 const UNIT_COLOURS = { available: "#58a6ff", returning: "#79c0ff", dispatched: "#f0883e", en_route: "#ff7b72",
   on_scene: "#ff3b30", transport: "#d2a8ff", at_hospital: "#bc8cff", out_of_service: "#6e7681" };
-const KPI_SHOWN = [["mean_network_speed_kmh", "network speed", "km/h"], ["trips_completed", "trips completed", ""],
-  ["mean_travel_time_s", "mean travel time", "s"], ["total_delay_h", "total delay", "h"]];
+// the KPIs in the panel, in order; their labels and units come with the map (map.kpi_labels: twin.results')
+const KPI_SHOWN = ["mean_network_speed_kmh", "trips_completed", "mean_travel_time_s", "total_delay_h"];
 
 const params = new URLSearchParams(location.search);
 const token = params.get("token");
@@ -21,6 +21,7 @@ let labelBoxes = []; // [cx, cy, half width, half height] of the labels drawn, s
 
 function $(id) { return document.getElementById(id); }
 function say(text) { $("msg").textContent = text; }
+function kpiLabel(key) { return (map && map.kpi_labels && map.kpi_labels[key]) || [key.replaceAll("_", " "), ""]; }
 function fmt(v, d = 0) { return v === null || v === undefined ? "–" : Number(v).toLocaleString("en", { maximumFractionDigits: d }); }
 
 // ------------------------------------------------------------------ view
@@ -271,7 +272,7 @@ function panels() {
   const rows = [["vehicles on the road", [fmt(s.traffic.on_network), "n"]], ["waiting to enter", [fmt(s.traffic.waiting), "n"]],
     ["stranded (waiting for a route)", [fmt(s.traffic.stranded), s.traffic.stranded ? "n late" : "n"]],
     ["arrived", [fmt(s.traffic.arrived), "n"]]];
-  for (const [k, label, unit] of KPI_SHOWN) if (k in s.kpis) rows.push([label, [fmt(s.kpis[k], 1) + " " + unit, "n"]]);
+  for (const k of KPI_SHOWN) if (k in s.kpis) { const [label, unit] = kpiLabel(k); rows.push([label, [fmt(s.kpis[k], 1) + " " + unit, "n"]]); }
   if (s.evacuation) rows.push(["ordered to leave, safe", [`${fmt(s.evacuation.safe)} of ${fmt(s.evacuation.ordered)} (${fmt(100 * s.evacuation.safe / Math.max(1, s.evacuation.ordered))} %)`, "n"]]);
   table($("kpis"), rows);
   table($("response"), [["type", "n", "p50 s", "p90 s", "target s"]].concat(Object.entries(s.response || {}).map(([t, r]) =>
@@ -305,7 +306,7 @@ function forkView(f) {
   if (f.results && f.results.length) {
     const t = document.createElement("table");
     const keys = ["h_trips_completed", "h_mean_travel_time_s", "h_vehicle_hours", "h_mean_network_speed_kmh"];
-    table(t, [["", ...f.results.map(r => r.name)]].concat(keys.map(k => [k.slice(2).replaceAll("_", " "), ...f.results.map(r => [fmt(r.kpis[k], 1), "n"])])));
+    table(t, [["", ...f.results.map(r => r.name)]].concat(keys.map(k => [kpiLabel(k).filter(Boolean).join(", "), ...f.results.map(r => [fmt(r.kpis[k], 1), "n"])])));
     div.appendChild(t);
   }
   return div;

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from basics.clock import format_clock
 from tests.twin.serve.conftest import OPERATOR, VIEWER
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -123,6 +124,12 @@ def test_dashboard_in_chromium(served, twin, tmp_path):
                      return seen.size; }"""
             )
             assert colours > 3
+            # the page's clock text follows basics.clock.format_clock (rounded to the second, then the begun minute)
+            times = [28799.6, 28799.5, 28800.5, 28779.9, 28740.0, -0.4, 86399.6, 90000.0, 2.5, 3.5]
+            assert page.evaluate(f"{times}.map(formatClock)") == [format_clock(t) for t in times]
+            # the KPI panel's labels and units are the run folders' (twin.results), sent with the map
+            _wait(page, "document.getElementById('kpis').textContent.includes('Mean network speed')")
+            assert "km/h" in page.text_content("#kpis")
             # sim time advances
             t0 = float(page.evaluate("document.body.dataset.t"))
             _wait(page, f"Number(document.body.dataset.t) > {t0}")

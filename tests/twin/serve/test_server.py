@@ -46,6 +46,17 @@ def test_state_matches_the_twins_kpis_and_map(twin):
     assert c.get("/static/ops.js").status_code == 200
 
 
+def test_map_carries_the_kpi_labels_of_the_run_folders(twin):
+    from twin.live.fork import HORIZON_KPI_LABELS
+    from twin.results import kpi_label_table
+
+    runner, c = _client(twin)
+    labels = c.get("/api/map").json()["kpi_labels"]
+    assert {k: labels[k] for k in twin.kpis()} == kpi_label_table(twin.kpis())  # the page's one table
+    assert labels["mean_network_speed_kmh"] == ["Mean network speed", "km/h"]
+    assert all(labels[k] == list(v) for k, v in HORIZON_KPI_LABELS.items())
+
+
 def test_websocket_full_state_then_deltas_and_reconnect(twin):
     runner, c = _client(twin)
     with c.websocket_connect("/ws") as ws:
