@@ -20,7 +20,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
 from basics.clock import format_clock
-from viz.maps import CLOSURE_COLOR
+from viz.maps import CLOSURE_COLOR, NEW_STATION_COLOR, new_station_handle
 
 __all__ = [
     "COVERAGE_TARGET_S",
@@ -132,7 +132,7 @@ def _panel(
     ax.scatter(x, y, c=vals, cmap=cmap, norm=norm, s=16, zorder=2, edgecolors="none")
     ax.scatter(x[sources], y[sources], marker="*", s=170, c="black", edgecolors="white", zorder=3)
     if new is not None and len(new):  # stations the first panel has not: the new ones of a what-if
-        ax.scatter(x[new], y[new], s=420, facecolors="none", edgecolors="#ff7f00", linewidths=2.2, zorder=3)
+        ax.scatter(x[new], y[new], s=420, facecolors="none", edgecolors=NEW_STATION_COLOR, linewidths=2.2, zorder=3)
     share = float(np.mean(tt <= target)) if tt.size else float("nan")
     ax.set_title(f"{title}\n{100 * share:.0f} % of intersections within {target / 60:g} min", fontsize=9)
     ax.set_aspect("equal")
@@ -175,19 +175,7 @@ def coverage_figure(panels: list[tuple[Any, int, str]], *, start_clock_s: float 
     fig.legend(
         handles=[Patch(color=col, label=n) for col, n in zip(_BIN_COLORS, names, strict=True)]
         + [Line2D([], [], color=CLOSURE_COLOR, lw=2, ls=(0, (2, 1)), label="closed")]
-        + [
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="o",
-                ms=12,
-                mfc="none",
-                mec="#ff7f00",
-                mew=2,
-                label="station not in the first panel",
-            )
-        ],
+        + [new_station_handle("station not in the first panel")],
         loc="lower center",
         ncol=3,
         fontsize=8,

@@ -218,20 +218,17 @@ def _station_labels(ax: Any, ds: Any, handles: list) -> None:
                 bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 0.3},
             )
     if new.any():
-        ax.scatter(x[new], y[new], s=260, facecolors="none", edgecolors="#ff7f00", linewidths=2.0, zorder=6)
-        handles.append(
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="o",
-                markersize=11,
-                markerfacecolor="none",
-                markeredgecolor="#ff7f00",
-                markeredgewidth=2,
-                label=f"station opened in the run ({int(new.sum())})",
-            )
-        )
+        ax.scatter(x[new], y[new], s=260, facecolors="none", edgecolors=NEW_STATION_COLOR, linewidths=2.0, zorder=6)
+        handles.append(new_station_handle(f"station opened in the run ({int(new.sum())})"))
+
+
+#: the ring drawn around a station that was not there at the start (maps and coverage panels)
+NEW_STATION_COLOR = "#ff7f00"
+
+
+def new_station_handle(label: str) -> Line2D:
+    """The legend entry of the ring around a new station."""
+    return Line2D([], [], ls="", marker="o", ms=11, mfc="none", mec=NEW_STATION_COLOR, mew=2, label=label)
 
 
 def added_stations(ds: Any) -> list[str]:
