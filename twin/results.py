@@ -328,11 +328,10 @@ def _evacuation_vars(twin) -> dict[str, xr.Variable]:
     }
 
 
-def _trip_vars(twin) -> dict[str, xr.Variable]:
-    """Per-trip origin, destination and outcome."""
+def _trip_vars(twin, table: dict[str, np.ndarray]) -> dict[str, xr.Variable]:
+    """Per-trip origin, destination and outcome (``table``: :meth:`trip_table`)."""
     net = twin.city.network
     tr = _trip_arrays(twin)
-    table = twin.trip_table()
     return {
         "trip_origin": _var(("trip",), net.node_osmid[table["origin"]], "1", "origin node (source id)"),
         "trip_destination": _var(("trip",), net.node_osmid[table["destination"]], "1", "destination node (source id)"),
@@ -344,10 +343,9 @@ def _trip_vars(twin) -> dict[str, xr.Variable]:
     }
 
 
-def _time_trip_coords(twin) -> dict[str, xr.Variable]:
-    """The ``time`` (with its clock labels) and ``trip`` coordinates."""
+def _time_trip_coords(twin, table: dict[str, np.ndarray]) -> dict[str, xr.Variable]:
+    """The ``time`` (with its clock labels) and ``trip`` coordinates (``table``: :meth:`trip_table`)."""
     rec = twin.recorder
-    table = twin.trip_table()
     return {
         "time": _var(
             ("time",), np.asarray(rec.time, np.float64), "s", "end of the output interval, seconds since the start"
@@ -447,10 +445,11 @@ def build_dataset(twin) -> xr.Dataset:
     ``trip``.  Every variable has ``units`` and ``long_name``; ``attrs`` carry
     the scenario name and hash, seed and package version.
     """
-    data = {**_series_vars(twin), **_trip_vars(twin), **_operations_vars(twin), **_evacuation_vars(twin)}
+    table = twin.trip_table()
+    data = {**_series_vars(twin), **_trip_vars(twin, table), **_operations_vars(twin), **_evacuation_vars(twin)}
     data.update(_link_change_vars(twin))
     coords = {
-        **_time_trip_coords(twin),
+        **_time_trip_coords(twin, table),
         **_network_coords(twin.city.network, twin.city.zones.node_zone),
         **geometry_coords(twin.city),
         **_zone_facility_coords(twin.city),
