@@ -145,11 +145,11 @@ def build_app(runner: Runner, tokens: Tokens | None = None) -> Starlette:
         who = _who(request, tokens)
         if isinstance(who, Response):
             return who
-        raw = request.query_params.get("i", "")
-        if not raw.isdigit() or len(raw) > 9:
+        i = _index(request)
+        if i is None:
             return _deny(422, "i must be the number of a recorded interval")
         try:
-            return JSONResponse(replay_payload(runner.twin, int(raw)), headers=SECURITY_HEADERS)
+            return JSONResponse(replay_payload(runner.twin, i), headers=SECURITY_HEADERS)
         except IndexError as exc:
             return _deny(404, str(exc))
 
@@ -179,6 +179,14 @@ def build_app(runner: Runner, tokens: Tokens | None = None) -> Starlette:
     return Starlette(routes=routes)
 
 
+def _index(request: Request) -> int | None:
+    """The query's ``i`` as a non-negative index, or ``None`` when it is not plain ASCII digits
+    (at most 9: ``"²"`` and ``"١"`` are digits to :meth:`str.isdigit`, and ``int`` refuses the first).
+    """
+    raw = request.query_params.get("i", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
+
+
 def _link_endpoint(runner: Runner, tokens: Tokens, *, n_links: int) -> Any:
     """``GET /api/link?i=K``: link K's details (hover and click)."""
 
@@ -186,10 +194,10 @@ def _link_endpoint(runner: Runner, tokens: Tokens, *, n_links: int) -> Any:
         who = _who(request, tokens)
         if isinstance(who, Response):
             return who
-        raw = request.query_params.get("i", "")
-        if not raw.isdigit() or len(raw) > 9 or int(raw) >= n_links:
+        i = _index(request)
+        if i is None or i >= n_links:
             return _deny(422, f"i must be a link index 0-{n_links - 1}")
-        return JSONResponse(link_details(runner.twin, int(raw)), headers=SECURITY_HEADERS)
+        return JSONResponse(link_details(runner.twin, i), headers=SECURITY_HEADERS)
 
     return api_link
 

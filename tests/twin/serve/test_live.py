@@ -145,3 +145,19 @@ def test_out_folder_of_a_shadow_run(shadow, tmp_path):
     assert {"results.nc", "assimilation.nc", "operator_log.csv"} <= names
     rows = list(csv.DictReader(open(tmp_path / "run" / "operator_log.csv", newline="")))
     assert [(r["who"], r["action"], r["outcome"][:8]) for r in rows] == [("local", "close_road", "refused:")]
+
+
+@pytest.mark.parametrize("members", ["0", "201", "99999999999999999999", "-3"])
+def test_serve_members_out_of_range_is_refused_before_anything_is_built(members, capsys):
+    from twin.cli import main
+
+    assert main(["serve", "--live", "replay:no-such-file.jsonl", "--members", members]) == 2
+    assert "--members must be 1-200" in " ".join(capsys.readouterr().err.split())
+
+
+def test_serve_members_not_a_number_is_a_usage_error(capsys):
+    from twin.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--live", "replay:no-such-file.jsonl", "--members", "lots"])
+    assert exc.value.code == 2 and "--members" in capsys.readouterr().err

@@ -67,6 +67,9 @@ def test_link_details_on_hover(twin):
     assert d["changes"][0]["source"] == "operator local: close"
     assert c.get("/api/link?i=99999").status_code == 422
     assert c.get("/api/link?i=x").status_code == 422
+    for bad in ("-1", "1.5", "%C2%B2", "%D9%A1", "9" * 40, ""):  # "²" and "١" are str.isdigit digits
+        r = c.get("/api/link?i=" + bad)
+        assert r.status_code == 422 and "link index" in r.json()["error"], bad
 
 
 def test_units_incidents_and_stations_carry_their_details(twin):

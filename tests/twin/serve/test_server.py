@@ -247,3 +247,6 @@ def test_replay_of_recorded_intervals(twin):
     assert c.get("/api/replay?i=5").status_code == 404
     assert c.get("/api/replay?i=-1").status_code == 422
     assert c.get("/api/replay?i=" + "9" * 40).status_code == 422
+    for bad in ("x", "1.5", "%C2%B2", "%D9%A1", ""):  # "²" and "١" are str.isdigit digits
+        r = c.get("/api/replay?i=" + bad)
+        assert r.status_code == 422 and "recorded interval" in r.json()["error"], bad
