@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TypeGuard
 
@@ -72,6 +73,28 @@ class Results:
     path: Path
     ds: xr.Dataset
     summary: dict = field(default_factory=dict)
+    _variants: dict[str, Results] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def variant(self, name: str) -> Results:
+        """A comparison folder's kept run folder ``name`` (``baseline`` or ``scenario``), read
+        once for all the sections that use it (:func:`open_results`; its errors are raised each call).
+        """
+        if name not in self._variants:
+            self._variants[name] = open_results(self.path / name)
+        return self._variants[name]
+
+    @cached_property
+    def scenario_doc(self) -> dict:
+        """The folder's resolved ``scenario.yaml``, read once (empty when absent or unreadable)."""
+        import yaml
+
+        path = self.path / "scenario.yaml"
+        try:
+            doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        except (OSError, yaml.YAMLError) as exc:
+            log.info("scenario.yaml not read: %s", exc)
+            return {}
+        return doc if isinstance(doc, dict) else {}
 
     @property
     def name(self) -> str:

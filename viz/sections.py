@@ -72,10 +72,8 @@ def _scenario_events(res: Results) -> list | None:
     """A comparison's time markers: those of its scenario's run folder (``scenario/``), if kept."""
     if res.kind != "comparison" or not (res.path / "scenario" / "results.nc").is_file():
         return None
-    from viz.data import open_results
-
     try:
-        return time_events(open_results(res.path / "scenario").ds)
+        return time_events(res.variant("scenario").ds)
     except Exception as exc:  # noqa: BLE001 -- the markers are optional in a comparison report
         log.info("no time markers: %s", exc)
         return None
@@ -150,11 +148,10 @@ def traffic_sections(res: Results, rows: list[dict], index: int | None) -> list[
 
 def _coverage(res: Results) -> list[Section]:
     from viz.coverage import COVERAGE_TARGET_S, coverage_figure, quiet_and_busy
-    from viz.data import open_results
 
     if res.kind == "comparison":
         try:
-            runs = [(open_results(res.path / v), v) for v in ("baseline", "scenario")]
+            runs = [(res.variant(v), v) for v in ("baseline", "scenario")]
         except Exception as exc:  # noqa: BLE001 -- the variants' run folders are optional in a comparison folder
             log.info("no coverage map: %s", exc)
             return []
@@ -234,22 +231,9 @@ def operations_sections(res: Results) -> list[Section]:
     return out
 
 
-def _scenario_doc(res: Results) -> dict:
-    """The folder's resolved ``scenario.yaml`` (empty when absent or unreadable)."""
-    import yaml
-
-    path = res.path / "scenario.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    except (OSError, yaml.YAMLError) as exc:
-        log.info("scenario.yaml not read: %s", exc)
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def _scenario_targets(res: Results) -> dict:
     """Response-time targets by incident type (``incidents.types.<type>.target``) of the scenario."""
-    types = (_scenario_doc(res).get("incidents") or {}).get("types") or {}
+    types = (res.scenario_doc.get("incidents") or {}).get("types") or {}
     if not isinstance(types, dict):
         return {}
     return {str(k): v["target"] for k, v in types.items() if isinstance(v, dict) and isinstance(v.get("target"), dict)}
@@ -260,7 +244,7 @@ def _clearance_share(res: Results) -> float:
     from viz.evacuation import DEFAULT_CLEARANCE_SHARE
 
     try:
-        evac = (_scenario_doc(res).get("population") or {}).get("evacuation") or {}
+        evac = (res.scenario_doc.get("population") or {}).get("evacuation") or {}
         value = float(evac.get("clearance_share", "nan"))
     except (AttributeError, TypeError, ValueError):
         return DEFAULT_CLEARANCE_SHARE
