@@ -63,7 +63,7 @@ MAX_EXTENDS_DEPTH: int = 16
 def _apply_overrides(
     data: dict[str, Any], overrides: Mapping[str, Any], source: str
 ) -> tuple[dict[str, Any], list[Loc]]:
-    """Set dotted-path overrides in a copy of the raw data; paths resolve against cwd."""
+    """Set dotted-path overrides in a copy of the raw data; paths resolve against cwd (:func:`_anchor_paths`)."""
     data = copy.deepcopy(data)
     touched: list[Loc] = []
     for key, value in overrides.items():
@@ -90,20 +90,9 @@ def _apply_overrides(
                     ],
                 )
             node = child
-        node[parts[-1]] = copy.deepcopy(value)
+        # a path the override names resolves against the working directory, as on a command line
+        node[parts[-1]] = _anchor_paths(copy.deepcopy(value), Path.cwd(), key=parts[-1], missing_too=True)
         touched.append(parts)
-    for section, field in PATH_FIELDS:
-        if not any((section, field)[: len(t)] == t for t in touched):
-            continue
-        value = (data.get(section) or {}).get(field) if isinstance(data.get(section), dict) else None
-        if (
-            isinstance(value, str)
-            and value.strip()
-            and value.strip().lower() not in BUILTIN_CITIES + _SUMO_BUILTINS
-            and "\0" not in value
-            and not expanduser(Path(value)).is_absolute()
-        ):
-            data[section][field] = os.path.abspath(expanduser(Path(value)))
     return data, touched
 
 
@@ -352,33 +341,43 @@ def _extend(data: dict[str, Any], base: Path, label: str, *, seen: tuple[str, ..
 
 #: keys whose string values name an input file in some section (``city.osm``,
 #: ``demand.trips``, ``feeds.sources[].path``, ``baseline``, ...)
-PATH_KEYS = frozenset({"osm", "graphml", "sumo", "zones", "polygon", "trips", "path", "sensor_file", "baseline"})
+PATH_KEYS = frozenset(
+    {"osm", "graphml", "sumo", "zones", "polygon", "trips", "path", "sensor_file", "baseline", "dir"}
+    | {field for _, field in PATH_FIELDS}
+)
 
 
-def _anchor_paths(data: Any, folder: Path, *, key: str = "", depth: int = 0) -> Any:
-    """``data`` with each relative input path that exists under ``folder`` made absolute.
+def _anchor_paths(data: Any, folder: Path, *, key: str = "", missing_too: bool = False, depth: int = 0) -> Any:
+    """``data`` with its relative paths made absolute against ``folder``.
 
-    Only values under :data:`PATH_KEYS` are candidates, and only those naming an
-    existing file relative to ``folder``: built-in names (``helsinki``, ``bs3d``,
-    ``evening_peak.yaml``), URL paths and outputs not yet written stay as they are.
-    Depth is bounded by the YAML reader's own limit; ``depth`` guards mappings given from code.
+    Only values under :data:`PATH_KEYS` are candidates.  Without ``missing_too`` (a
+    parent scenario's paths) only those naming an existing file under ``folder`` change;
+    with it (a command line's overrides) every relative path does, except built-in names
+    (``helsinki``, ``drt``, ``evening_peak.yaml``).  URL paths (``/ngsi-ld/...``) are
+    absolute already.  Depth is bounded by the YAML reader; ``depth`` guards mappings from code.
     """
     if depth > 64:
         return data
     if isinstance(data, Mapping):
-        return {k: _anchor_paths(v, folder, key=str(k), depth=depth + 1) for k, v in data.items()}
+        return {
+            k: _anchor_paths(v, folder, key=str(k), missing_too=missing_too, depth=depth + 1) for k, v in data.items()
+        }
     if isinstance(data, list):
-        return [_anchor_paths(v, folder, key=key, depth=depth + 1) for v in data]
-    if key in PATH_KEYS and isinstance(data, str) and data.strip() and not data.strip().startswith("~"):
-        text = data.strip()
-        try:
-            check_path_text(text, key)
-        except ValueError:
-            return data  # the schema names the problem with its field
-        candidate = Path(text)
-        if not candidate.is_absolute() and (folder / candidate).is_file():
-            return str(folder / candidate)
-    return data
+        return [_anchor_paths(v, folder, key=key, missing_too=missing_too, depth=depth + 1) for v in data]
+    if key not in PATH_KEYS or not isinstance(data, str) or not data.strip():
+        return data
+    text = data.strip()
+    try:
+        check_path_text(text, key)
+    except ValueError:
+        return data  # the schema names the problem with its field
+    path = expanduser(Path(text))
+    if path.is_absolute():
+        return data
+    if (folder / path).is_file():
+        return str(folder / path)
+    builtin = text.lower() in BUILTIN_CITIES + _SUMO_BUILTINS or _builtin_named(text) is not None
+    return os.path.abspath(folder / path) if missing_too and not builtin else data
 
 
 def load_city(

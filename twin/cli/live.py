@@ -125,14 +125,10 @@ def _live_scenario(args):
     from twin.live import AssimilationSettings
 
     source = args.scenario or str(_sample_day())
-    scenario = load_scenario(source)
-    if args.feed:
-        from scenarios.feeds import FeedsSpec
-
-        spec = FeedsSpec.model_validate(
-            {**scenario.feeds.model_dump(), "sources": [parse_feed_url(args.feed)]}, context={"base_dir": Path.cwd()}
-        )
-        scenario = scenario.model_copy(update={"feeds": spec})
+    # --feed replaces the scenario's sources; the loader validates it (a relative path against the
+    # working directory, as on a command line) and names the field of what is wrong
+    overrides = {"feeds.sources": [parse_feed_url(args.feed)]} if args.feed else None
+    scenario = load_scenario(source, overrides=overrides)
     if not scenario.feeds.sources:
         raise InputError(
             "no feed: give --feed replay:FILE | mqtt://HOST:PORT/TOPIC | http://127.0.0.1:PORT, "

@@ -88,3 +88,25 @@ def test_a_scenario_cannot_name_a_dead_letter_file_outside_the_run_root(tmp_path
     assert "feeds.dead_letter" in err and "outside the run root" in err
     assert victim.read_text(encoding="utf-8") == "precious\n"
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_missing_feed_file_is_named_without_a_traceback(tmp_path):
+    """``--feed`` naming a file that is not there used to end in pydantic's raw traceback."""
+    res = _live(["--feed", "replay:gone.jsonl"], tmp_path, timeout=60)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    out = res.stdout + res.stderr
+    assert "feeds.sources[0].replay.path" in out and str(tmp_path / "gone.jsonl") in " ".join(out.split())
+
+
+def test_a_relative_feed_file_resolves_against_the_working_directory(tmp_path, monkeypatch):
+    """As on any command line: ``--feed replay:day.jsonl.gz`` is the file here, not beside the scenario."""
+    import shutil
+    from argparse import Namespace
+
+    from twin.cli.live import _live_scenario
+
+    shutil.copy(ROOT / "scenarios" / "library" / "feeds" / "sample_day.jsonl.gz", tmp_path / "day.jsonl.gz")
+    monkeypatch.chdir(tmp_path)
+    scenario, _ = _live_scenario(Namespace(scenario=None, feed="replay:day.jsonl.gz", members=4, open_loop=False))
+    assert [s.path for s in scenario.feeds.sources] == [str(tmp_path / "day.jsonl.gz")]
