@@ -35,6 +35,13 @@ class Recorder:
         #: per interval, the links' state under :class:`~twin.linkcontrol.LinkControl` at its end
         self.control: dict[str, list[np.ndarray]] = {"closed": [], "capacity_share": []}
 
+    def __setstate__(self, state: dict) -> None:
+        # a snapshot written before these series were recorded: they start empty here
+        # (:func:`twin.results.build_dataset` marks the intervals before as not recorded)
+        state["network"].setdefault("stranded", [])
+        state.setdefault("control", {"closed": [], "capacity_share": []})
+        self.__dict__.update(state)
+
     def process(self):
         """The SimPy process: sample at the end of every interval, before anything else acts then."""
         env = self.twin.env
@@ -57,8 +64,7 @@ class Recorder:
         self.network["waiting"].append(c["waiting"])
         self.network["arrived"].append(c["arrived"])
         self.network["departed"].append(tm.n_vehicles - c["pending"] - c["cancelled"])
-        # a snapshot written before these series were recorded restores without them
-        self.network.setdefault("stranded", []).append(c["no_route"] + c["no_path"])
+        self.network["stranded"].append(c["no_route"] + c["no_path"])
         self._sample_control()
         self.time.append(tm.now)
         for comp in getattr(self.twin, "components", {}).values():
@@ -77,7 +83,5 @@ class Recorder:
             cap = control.effective(changed)["capacity_vph"]
             base = self.twin.city.network.capacity_vph[changed].astype(np.float64)
             share[changed] = np.where(base > 0, cap / np.where(base > 0, base, 1.0), 1.0)
-        if not hasattr(self, "control"):  # restored from a snapshot written before this was recorded
-            self.control = {"closed": [], "capacity_share": []}
         self.control["closed"].append(closed)
         self.control["capacity_share"].append(share)

@@ -256,13 +256,13 @@ def _operations_vars(twin) -> dict[str, xr.Variable]:
     """Trips stranded and the links' closures and lost capacity per interval (issue 16)."""
     rec = twin.recorder
     nt, nl = len(rec.time), twin.city.network.n_links
-    control = getattr(rec, "control", {"closed": [], "capacity_share": []})
+    control = rec.control
     closed = _padded(control["closed"], nt, -1, np.int8) if nt else np.zeros((0, nl), np.int8)
     share = _padded(control["capacity_share"], nt, np.nan, np.float32) if nt else np.zeros((0, nl), np.float32)
     return {
         "network_stranded": _var(
             ("time",),
-            _padded(rec.network.get("stranded", []), nt, -1, np.int64),
+            _padded(rec.network["stranded"], nt, -1, np.int64),
             "veh",
             "trips stranded: waiting for a route, or with no route on the network as given (-1: not recorded)",
         ),

@@ -44,10 +44,12 @@ class EstimateLog:
     #: the observations received: (end time s, link, period s, flow veh/h, speed m/s, lane)
     observed: list[tuple[float, int, float, float, float, int]] = field(default_factory=list)
 
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("observed", [])  # a log restored from before observations were kept
+        self.__dict__.update(state)
+
     def add_observation(self, r) -> None:
         """Keep a received observation (:class:`twin.feeds.records.Observation`) for the results."""
-        if not hasattr(self, "observed"):  # a log restored from before observations were kept
-            self.observed = []
         self.observed.append(
             (float(r.t), int(r.link), float(r.interval_s), float(r.flow_vph), float(r.speed_mps), int(r.lane))
         )
@@ -193,7 +195,7 @@ class EstimateLog:
                 "links_corrected": v(
                     ("time",), np.asarray(L.corrected, np.int64), "1", "link capacity corrections changed"
                 ),
-                **_observation_vars(getattr(L, "observed", [])),
+                **_observation_vars(L.observed),
             },
             coords={
                 "time": v(("time",), np.asarray(L.time), "s", "end of the output interval"),
