@@ -107,9 +107,10 @@ def evacuation_figure(ds: Any, *, start_clock_s: float, share: float = DEFAULT_C
         )
     ax2.set_ylabel(f"vehicles leaving per\n{np.median(width) / 60:g} min, by exit link")
     ax2.legend(fontsize=7, ncol=2, loc="upper right")
+    events = [e for e in time_events(ds) if e.kind != "incident"]
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
-        mark_events(ax, [e for e in time_events(ds) if e.kind != "incident"], label=ax is ax1, t_max=end)
+        mark_events(ax, events, label=ax is ax1, t_max=end)
     clock_ticks(ax2, 0.0, end, start_clock_s=start_clock_s)
     fig.tight_layout()
     return fig
