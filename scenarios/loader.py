@@ -91,7 +91,9 @@ def _apply_overrides(
                 )
             node = child
         # a path the override names resolves against the working directory, as on a command line
-        node[parts[-1]] = _anchor_paths(copy.deepcopy(value), Path.cwd(), key=parts[-1], missing_too=True)
+        node[parts[-1]] = _anchor_paths(
+            copy.deepcopy(value), Path.cwd(), key=parts[-1], section=parts[0], missing_too=True
+        )
         touched.append(parts)
     return data, touched
 
@@ -345,12 +347,18 @@ PATH_KEYS = frozenset(
     {"osm", "graphml", "sumo", "zones", "polygon", "trips", "path", "sensor_file", "baseline", "dir"}
     | {field for _, field in PATH_FIELDS}
 )
+#: the top-level sections where those keys name files (``zones`` under ``interventions`` and
+#: ``incidents`` are zone names, not files)
+PATH_SECTIONS = frozenset({"city", "demand", "outputs", "feeds", "population", "baseline"})
 
 
-def _anchor_paths(data: Any, folder: Path, *, key: str = "", missing_too: bool = False, depth: int = 0) -> Any:
+def _anchor_paths(
+    data: Any, folder: Path, *, key: str = "", section: str = "", missing_too: bool = False, depth: int = 0
+) -> Any:
     """``data`` with its relative paths made absolute against ``folder``.
 
-    Only values under :data:`PATH_KEYS` are candidates.  Without ``missing_too`` (a
+    Only values under :data:`PATH_KEYS` in the :data:`PATH_SECTIONS` are candidates
+    (``section``: the top-level section ``data`` is in; empty for a whole scenario).  Without ``missing_too`` (a
     parent scenario's paths) only those naming an existing file under ``folder`` change;
     with it (a command line's overrides) every relative path does, except built-in names
     (``helsinki``, ``drt``, ``evening_peak.yaml``).  URL paths (``/ngsi-ld/...``) are
@@ -360,11 +368,14 @@ def _anchor_paths(data: Any, folder: Path, *, key: str = "", missing_too: bool =
         return data
     if isinstance(data, Mapping):
         return {
-            k: _anchor_paths(v, folder, key=str(k), missing_too=missing_too, depth=depth + 1) for k, v in data.items()
+            k: _anchor_paths(v, folder, key=str(k), section=section or str(k), missing_too=missing_too, depth=depth + 1)
+            for k, v in data.items()
         }
     if isinstance(data, list):
-        return [_anchor_paths(v, folder, key=key, missing_too=missing_too, depth=depth + 1) for v in data]
-    if key not in PATH_KEYS or not isinstance(data, str) or not data.strip():
+        return [
+            _anchor_paths(v, folder, key=key, section=section, missing_too=missing_too, depth=depth + 1) for v in data
+        ]
+    if key not in PATH_KEYS or section not in PATH_SECTIONS or not isinstance(data, str) or not data.strip():
         return data
     text = data.strip()
     try:
