@@ -20,6 +20,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
 from basics.clock import format_clock
+from viz.data import link_ends, node_index
 from viz.maps import CLOSURE_COLOR, NEW_STATION_COLOR, new_station_handle
 
 __all__ = [
@@ -34,10 +35,6 @@ __all__ = [
 #: travel-time target per station kind (s): first engine at a fire in 4 min, ambulance in 8
 COVERAGE_TARGET_S = {"fire": 240.0, "ems": 480.0}
 _BIN_COLORS = ["#1a9850", "#91cf60", "#fc8d59", "#d73027"]
-
-
-def _node_index(ds: Any) -> dict[int, int]:
-    return {int(v): i for i, v in enumerate(np.asarray(ds["node_osmid"].values, np.int64))}
 
 
 def link_travel_times(ds: Any, index: int) -> np.ndarray:
@@ -61,9 +58,7 @@ def travel_times_from(ds: Any, sources: np.ndarray, link_tt: np.ndarray) -> np.n
     from scipy.sparse.csgraph import dijkstra
 
     n = ds.sizes["node"]
-    pos = _node_index(ds)
-    a = np.array([pos[int(v)] for v in np.asarray(ds["link_src"].values, np.int64)])
-    b = np.array([pos[int(v)] for v in np.asarray(ds["link_dst"].values, np.int64)])
+    a, b = link_ends(ds)
     ok = np.isfinite(link_tt)
     a, b, w = a[ok], b[ok], np.maximum(link_tt[ok], 1e-3)  # explicit zeros would not be edges
     order = np.lexsort((w, b, a))  # parallel links: keep the quickest
@@ -81,7 +76,7 @@ def station_nodes(ds: Any, kind: str) -> np.ndarray:
     """Node indices of the in-service stations of ``kind`` (``fire``, ``ems``): the emergency
     component's stations, else the city's facilities (``fire_station``, ``ems_station``).
     """
-    pos = _node_index(ds)
+    pos = node_index(ds)
     if "station_kind" in ds and "station_node" in ds:
         kinds = np.asarray(ds["station_kind"].values, dtype=str)
         serv = (

@@ -40,6 +40,8 @@ __all__ = [
     "incidents_at",
     "sites",
     "node_xy",
+    "node_index",
+    "link_ends",
     "kpi_label",
     "link_offsets",
     "open_equilibrium",
@@ -422,6 +424,19 @@ def _first(ds: xr.Dataset, dim: str, *names: str):
         if n in ds.variables and ds[n].dims == (dim,):
             return np.asarray(ds[n].values)
     return None
+
+
+def node_index(ds: xr.Dataset) -> dict[int, int]:
+    """Node source id (``node_osmid``, as ``link_src`` holds them) -> node index."""
+    return {int(v): i for i, v in enumerate(np.asarray(ds["node_osmid"].values, np.int64))}
+
+
+def link_ends(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Each link's source and destination node as node indices (see :func:`node_index`)."""
+    pos = node_index(ds)
+    a = np.array([pos[int(v)] for v in np.asarray(ds["link_src"].values, np.int64)], np.int64)
+    b = np.array([pos[int(v)] for v in np.asarray(ds["link_dst"].values, np.int64)], np.int64)
+    return a, b
 
 
 def node_xy(ds: xr.Dataset, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

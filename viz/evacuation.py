@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from basics.clock import format_clock
+from viz.data import link_ends
 from viz.timeaxis import clock_ticks, mark_events, time_events
 
 __all__ = ["safe_share", "clearance_s", "exit_links", "evacuation_figure", "DEFAULT_CLEARANCE_SHARE"]
@@ -49,10 +50,9 @@ def clearance_s(ds: Any, share: float = DEFAULT_CLEARANCE_SHARE) -> float:
 def exit_links(ds: Any) -> np.ndarray:
     """Links from a node in an ordered zone to a node outside every ordered zone."""
     ordered = np.flatnonzero(np.isfinite(np.asarray(ds["zone_evacuation_order_s"].values, np.float64)))
-    pos = {int(v): i for i, v in enumerate(np.asarray(ds["node_osmid"].values, np.int64))}
     zone = np.asarray(ds["node_zone"].values, np.int64)
-    za = zone[[pos[int(v)] for v in np.asarray(ds["link_src"].values, np.int64)]]
-    zb = zone[[pos[int(v)] for v in np.asarray(ds["link_dst"].values, np.int64)]]
+    a, b = link_ends(ds)
+    za, zb = zone[a], zone[b]
     return np.flatnonzero(np.isin(za, ordered) & ~np.isin(zb, ordered))
 
 
