@@ -266,15 +266,15 @@ def live_view(twin, *, speed: float, notes: list[str]) -> Group:
         f"[bold]{twin.scenario.name}[/]",
         f"clock [bold]{_clock(twin)}[/]",
         f"{speed:g}× real time",
-        f"incidents open [bold]{comp.n_open}[/]",
-        f"waiting for a unit [bold]{len(comp.queue)}[/]",
+        f"incidents open [bold]{comp.book.n_open}[/]",
+        f"waiting for a unit [bold]{len(comp.book.queue)}[/]",
     )
     units = Table(title="units", title_justify="left")
     for col in ("kind", "free", "busy", "out"):
         units.add_column(col, justify="right" if col != "kind" else "left")
     from twin.emergency.resources import BUSY, DISPATCHABLE
 
-    for k in comp.kinds:
+    for k in comp.fleet.kinds:
         us = [u for u in comp.units if u.kind == k and not u.done]
         free = sum(1 for u in us if u.state in DISPATCHABLE and comp.stations[u.station].in_service)
         busy = sum(1 for u in us if u.state in BUSY)
@@ -377,7 +377,9 @@ def _run_unpaced(twin, comp, source: InjectSource | None, *, notes: list[str], c
     )
     with progress:
         task = progress.add_task("drill", total=twin.duration_s, clock="", open=0)
-        twin.run(progress=lambda now: progress.update(task, completed=now, clock=_clock(twin, now), open=comp.n_open))
+        twin.run(
+            progress=lambda now: progress.update(task, completed=now, clock=_clock(twin, now), open=comp.book.n_open)
+        )
 
 
 def _run_paced(twin, comp, source: InjectSource | None, *, speed: float, notes: list[str], console: Console) -> bool:

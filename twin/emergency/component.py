@@ -195,26 +195,6 @@ class EmergencyComponent(Component):
         return self.book.records
 
     @property
-    def queue(self) -> list[int]:
-        """Ids of the incidents that still need units (:attr:`IncidentBook.queue`)."""
-        return self.book.queue
-
-    @property
-    def n_open(self) -> int:
-        """Incidents not cleared yet."""
-        return self.book.n_open
-
-    @property
-    def max_waiting(self) -> int:
-        """The longest the dispatch queue has been."""
-        return self.book.max_waiting
-
-    @property
-    def mutual_aid_dispatches(self) -> int:
-        """Units sent from mutual-aid stations so far (:attr:`DispatchCentre.mutual_aid_dispatches`)."""
-        return self.centre.mutual_aid_dispatches
-
-    @property
     def units(self) -> list[Unit]:
         """The unit records, by id (:attr:`Fleet.units`; change them through :attr:`fleet`)."""
         return self.fleet.units
@@ -223,16 +203,6 @@ class EmergencyComponent(Component):
     def stations(self) -> list[Station]:
         """The station records, by id (:attr:`Fleet.stations`; change them through :attr:`fleet`)."""
         return self.fleet.stations
-
-    @property
-    def kinds(self) -> list[str]:
-        """The unit kinds the scenario needs, sorted (:attr:`Fleet.kinds`)."""
-        return self.fleet.kinds
-
-    @property
-    def unit_names(self) -> list[str]:
-        """The units' display names, by id (:attr:`Fleet.names`)."""
-        return self.fleet.names
 
     # ------------------------------------------------------------ the agenda's owner
     def agenda_record(self, key: Key) -> Unit | Incident:

@@ -70,8 +70,8 @@ def sample(comp, t: float) -> None:
     s["time"].append(float(t))
     free = comp.fleet.count_by_kind(comp.fleet.free_mask())
     s["available"].append(free.tolist())
-    s["waiting"].append(len(comp.queue))
-    s["active"].append(comp.n_open)
+    s["waiting"].append(len(comp.book.queue))
+    s["active"].append(comp.book.n_open)
     s["hospital"].append([h.occupied(t) for h in comp.hospitals])
 
 
@@ -181,7 +181,7 @@ def _unit_vars(comp, now: float) -> dict[str, xr.Variable]:
     busy = np.asarray([_busy(comp, u, now) for u in units], np.float64)
     return {
         "coord:unit": _var(du, np.arange(len(units), dtype=np.int64), "1", "unit id"),
-        "unit_name": _var(du, _str(comp.unit_names[: len(units)]), "1", "unit name"),
+        "unit_name": _var(du, _str(comp.fleet.names[: len(units)]), "1", "unit name"),
         "unit_kind": _var(du, _str([u.kind for u in units]), "1", "unit kind"),
         "unit_station": _var(du, _str([comp.stations[u.station].name for u in units]), "1", "home station at the end"),
         "unit_busy_s": _var(du, busy, "s", "time committed to incidents (dispatch to release)"),
@@ -213,10 +213,10 @@ def _series_vars(comp) -> dict[str, xr.Variable]:
     nt = len(s["time"])
     hs = comp.hospitals
     return {
-        "coord:unit_type": _var(("unit_type",), _str(comp.kinds), "1", "unit kind"),
+        "coord:unit_type": _var(("unit_type",), _str(comp.fleet.kinds), "1", "unit kind"),
         "units_available": _var(
             ("time", "unit_type"),
-            np.asarray(s["available"], np.int64).reshape(nt, len(comp.kinds)),
+            np.asarray(s["available"], np.int64).reshape(nt, len(comp.fleet.kinds)),
             "1",
             "units free to dispatch (at station or returning, station in service)",
         ),
@@ -281,12 +281,12 @@ def kpis(comp) -> dict[str, float]:
         out[f"within_target_pct_{t}"] = _pct(vals <= tgt.seconds) if tgt is not None else math.nan
     frac = np.asarray([_busy(comp, u, now) / max(now, 1e-9) for u in comp.units])
     out["unit_utilization_pct"] = _pct(frac)
-    for k in comp.kinds:
+    for k in comp.fleet.kinds:
         out[f"utilization_pct_{k}"] = _pct([fr for fr, u in zip(frac, comp.units, strict=False) if u.kind == k])
     out["incidents_waited"] = sum(1 for i in incs if i.waited)
-    out["incidents_waiting_max"] = comp.max_waiting
-    out["incidents_waiting_end"] = len(comp.queue)
-    out["mutual_aid_dispatches"] = comp.mutual_aid_dispatches
+    out["incidents_waiting_max"] = comp.book.max_waiting
+    out["incidents_waiting_end"] = len(comp.book.queue)
+    out["mutual_aid_dispatches"] = comp.centre.mutual_aid_dispatches
     hs = comp.hospitals
     out["hospital_occupancy_peak_pct"] = max((100.0 * max(h.peak, h.occupied0) / h.beds for h in hs), default=math.nan)
     out["patients_admitted"] = sum(h.admitted for h in hs)

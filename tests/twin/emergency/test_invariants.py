@@ -98,7 +98,7 @@ def test_invariants_hold_after_every_event(busy_run):
         "station_in_service",
     ):
         assert name in ev, name
-    assert em.mutual_aid_dispatches > 0
+    assert em.centre.mutual_aid_dispatches > 0
 
 
 def test_never_sends_a_busy_unit(busy_run):
@@ -161,13 +161,13 @@ def test_time_series_and_unit_table(busy_run):
     em = tw.components["emergency"]
     ds = tw.results()
     assert ds.units_available.dims == ("time", "unit_type")
-    assert list(ds.unit_type.values) == em.kinds
-    total = {k: sum(1 for u in em.units if u.kind == k) for k in em.kinds}
-    for k in em.kinds:
+    assert list(ds.unit_type.values) == em.fleet.kinds
+    total = {k: sum(1 for u in em.units if u.kind == k) for k in em.fleet.kinds}
+    for k in em.fleet.kinds:
         assert (ds.units_available.sel(unit_type=k).values <= total[k]).all()
     # at the end: the last sample counts the free units now
     last = ds.units_available.isel(time=-1)
-    for k in em.kinds:
+    for k in em.fleet.kinds:
         free = sum(1 for u in em.units if u.kind == k and u.state in DISPATCHABLE and em.stations[u.station].in_service)
         assert int(last.sel(unit_type=k)) == free
     frac = ds.unit_busy_fraction.values
