@@ -66,6 +66,9 @@ def test_link_details_on_hover(twin):
     assert d["closed"] is True and d["changes"][0]["closed"] is True
     assert d["changes"][0]["source"] == "operator local: close"
     assert c.get("/api/link?i=99999").status_code == 422
+    n = twin.city.network.n_links
+    assert c.get(f"/api/link?i={n - 1}").json()["link"] == n - 1  # the last link; one past it is refused
+    assert c.get(f"/api/link?i={n}").status_code == 422
     assert c.get("/api/link?i=x").status_code == 422
     for bad in ("-1", "1.5", "%C2%B2", "%D9%A1", "9" * 40, ""):  # "²" and "١" are str.isdigit digits
         r = c.get("/api/link?i=" + bad)

@@ -245,6 +245,8 @@ def test_replay_of_recorded_intervals(twin):
     assert r["clock"] == "08:10" and r["n"] == 1 and len(r["levels"]) == twin.city.network.n_links
     assert all(0 <= v <= 10 for v in r["levels"])
     assert c.get("/api/replay?i=5").status_code == 404
+    r1 = c.get("/api/replay?i=1")  # one past the last recorded
+    assert r1.status_code == 404 and "not recorded" in r1.json()["error"]
     assert c.get("/api/replay?i=-1").status_code == 422
     assert c.get("/api/replay?i=" + "9" * 40).status_code == 422
     for bad in ("x", "1.5", "%C2%B2", "%D9%A1", ""):  # "²" and "١" are str.isdigit digits
