@@ -303,18 +303,18 @@ def _link_change_vars(twin) -> dict[str, xr.Variable]:
 def _evacuation_vars(twin) -> dict[str, xr.Variable]:
     """Each evacuee's time of reaching safety and each zone's order time (empty without an order)."""
     comp = twin.components.get("population")
-    orders = getattr(comp, "evac_orders", None) if comp is not None else None
-    if not orders:
+    evac = comp.policies.evac if comp is not None else None  # the orders' owner (Evacuation)
+    if evac is None or not evac.orders:
         return {}
     nz = twin.city.zones.n_zones
     ordered_s = np.full(nz, np.nan)
     zone_of = np.asarray(twin.city.zones.node_zone)
-    for k, order in enumerate(orders):
-        nodes = np.flatnonzero(np.asarray(comp.evac_order_of_node) == k)
+    for k, order in enumerate(evac.orders):
+        nodes = np.flatnonzero(evac.order_of_node == k)
         zones = np.unique(zone_of[nodes])
         zones = zones[(zones >= 0) & np.isnan(ordered_s[np.clip(zones, 0, None)])]
         ordered_s[zones] = float(order["t"])
-    safe = np.asarray(comp.evac_safe_t, np.float64)[np.asarray(comp.evac_target, bool)]
+    safe = np.asarray(evac.safe_t, np.float64)[evac.target]
     return {
         "zone_evacuation_order_s": _var(
             ("zone",), ordered_s, "s", "time the zone was ordered evacuated, since the start (NaN: never)"
