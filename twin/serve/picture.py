@@ -302,17 +302,16 @@ def evacuation_state(twin: Any) -> dict[str, Any] | None:
     pop = twin.components.get("population")
     if pop is None:
         return None
-    ev = getattr(pop.policies, "evac", None)  # the orders' records (older versions kept them on pop)
-    orders = ev.orders if ev is not None else getattr(pop, "evac_orders", None)
+    ev = pop.policies.evac  # the orders and who they reach (Evacuation)
+    orders = ev.orders
     if not orders:
         return None
-    order_of_node = ev.order_of_node if ev is not None else pop.evac_order_of_node
-    target = np.asarray(ev.target if ev is not None else pop.evac_target)
-    safe = ~np.isnan(np.asarray(ev.safe_t if ev is not None else pop.evac_safe_t))
-    complies = np.asarray(ev.status if ev is not None else pop.evac_status) == 1
+    target = np.asarray(ev.target)
+    safe = ~np.isnan(np.asarray(ev.safe_t))
+    complies = np.asarray(ev.status) == 1
     node_zone = np.asarray(pop.node_zone)
     nz = pop.zones.n_zones
-    ordered = np.bincount(node_zone[np.asarray(order_of_node) >= 0], minlength=nz) > 0
+    ordered = np.bincount(node_zone[np.asarray(ev.order_of_node) >= 0], minlength=nz) > 0
     left = target & ~safe & complies  # those who refuse stay: the zone is clear without them
     zone_now = node_zone[np.asarray(pop.node)]
     remaining = np.bincount(zone_now[left], minlength=nz)
