@@ -324,7 +324,8 @@ def test_evacuation_empties_the_zone(city):
     state, _ = pop.person_states()
     resting_inside = (state != 2) & mask[pop.node]
     assert not resting_inside.any()
-    assert pop.evac_target.sum() == ordered and np.all(np.isfinite(pop.evac_safe_t[pop.evac_target]))
+    evac = pop.policies.evac
+    assert evac.target.sum() == ordered and np.all(np.isfinite(evac.safe_t[evac.target]))
     k = tw.kpis()
     assert 0 < k["pop_evac_clearance_s"] < 3600 and k["pop_evac_safe_share"] == 100.0
     # households left together: one vehicle per household with a car
@@ -349,8 +350,8 @@ def test_evacuation_in_the_morning_keeps_the_books(city):
     assert pending.size > 0
     n = pop.order_evacuation([CENTRE], compliance=0.6, delay_mean_s=600.0, delay_sd_s=300.0)
     assert n > 0
-    obey = pending[pop.evac_status[pending] == 1]
-    refuse = pending[pop.evac_status[pending] == 2]
+    obey = pending[pop.policies.evac.status[pending] == 1]
+    refuse = pending[pop.policies.evac.status[pending] == 2]
     assert obey.size and refuse.size
     assert np.all(pop.log["status"][pop.trip_row[refuse]] != TRIP_CANCELLED)  # still going
     assert np.all(pop.trip_purpose[obey] == 4)  # now evacuating instead

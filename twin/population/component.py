@@ -353,31 +353,6 @@ class PopulationComponent(Component):
         return self.outputs.kpis()
 
     # ----------------------------------------------------------------- policies (see Policies)
-    @property
-    def evac_orders(self) -> list[dict]:
-        """The evacuation orders so far (:attr:`Evacuation.orders <twin.population.policies.Evacuation>`)."""
-        return self.policies.evac.orders
-
-    @property
-    def evac_order_of_node(self) -> np.ndarray:
-        """Per node: the evacuation order it is under (``-1``: none)."""
-        return self.policies.evac.order_of_node
-
-    @property
-    def evac_status(self) -> np.ndarray:
-        """Per person: not ordered (0), complies (1), refuses (2)."""
-        return self.policies.evac.status
-
-    @property
-    def evac_target(self) -> np.ndarray:
-        """Per person: in an ordered zone when the order came (or on arrival there)."""
-        return self.policies.evac.target
-
-    @property
-    def evac_safe_t(self) -> np.ndarray:
-        """Per person: when they first reached safety (NaN: not yet, or never ordered)."""
-        return self.policies.evac.safe_t
-
     def set_cordon(self, name: str, zones, price: float, *, until_s: float | None = None) -> None:
         """Price car trips crossing the zones' boundary (:meth:`Policies.set_cordon`)."""
         self.policies.set_cordon(name, zones, price, until_s=until_s)
