@@ -89,14 +89,15 @@ def _live_runner(args, console: Console):
 
     from twin.cli.live import _live_scenario, _start_feed
     from twin.live import Shadow
+    from twin.live.settings import MAX_MEMBERS
     from twin.model import build_city
     from twin.serve import Runner
     from twin.serve.live import LiveDriver
 
-    if not 1 <= args.members <= 200:
+    if not 1 <= args.members <= MAX_MEMBERS:
         from basics.errors import InputError
 
-        raise InputError(f"--members must be 1-200, got {args.members}")
+        raise InputError(f"--members must be 1-{MAX_MEMBERS}, got {args.members}")
     ns = SimpleNamespace(scenario=args.scenario, feed=args.live, members=args.members, open_loop=False)
     scenario, settings = _live_scenario(ns)  # checked before the city is built or the feed connected
     city = build_city(scenario.city)

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 from basics.errors import InputError
 
-__all__ = ["AssimilationSettings"]
+__all__ = ["AssimilationSettings", "MAX_MEMBERS"]
+
+#: most ensemble members a live twin runs (each is a whole twin in memory)
+MAX_MEMBERS = 200
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class AssimilationSettings:
         """
         if self.members < 1:
             raise InputError(f"assimilation needs at least one member, got {self.members}")
+        if self.members > MAX_MEMBERS:
+            raise InputError(f"assimilation runs at most {MAX_MEMBERS} members (each a whole twin), got {self.members}")
         if scenario.demand.gravity is None:
             raise InputError(
                 "assimilation estimates demand scaling from a gravity demand: the scenario's "

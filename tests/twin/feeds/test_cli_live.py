@@ -110,3 +110,10 @@ def test_a_relative_feed_file_resolves_against_the_working_directory(tmp_path, m
     monkeypatch.chdir(tmp_path)
     scenario, _ = _live_scenario(Namespace(scenario=None, feed="replay:day.jsonl.gz", members=4, open_loop=False))
     assert [s.path for s in scenario.feeds.sources] == [str(tmp_path / "day.jsonl.gz")]
+
+
+def test_a_huge_ensemble_is_refused_before_anything_is_built(tmp_path):
+    """``--members`` is bounded (each member is a whole twin); it used to try to build them all."""
+    res = _live(["--members", str(10**7)], tmp_path, timeout=60)
+    assert res.returncode == 2
+    assert "at most 200 members" in " ".join((res.stdout + res.stderr).split())
