@@ -238,9 +238,8 @@ def policy_registry() -> dict[str, Callable]:
 class Router:
     """Emergency travel times on the twin's current network, with cached shortest-path trees.
 
-    Trees come from :mod:`kernels.routing` (``compute_tree_to`` / ``compute_tree_from``, the
-    kernels behind ``compute_tree_to`` / ``compute_tree_from``: the weights are checked once per
-    refresh instead of on every call).  Link weights are the traffic model's current link travel times
+    Trees come from :mod:`kernels.routing`'s checked ``compute_tree_to`` / ``compute_tree_from``
+    (each call checks the weights again, one pass over the links beside the search itself).  Link weights are the traffic model's current link travel times
     (:func:`kernels.traffic_state.link_travel_times`: free-flow, queue discharge, or how long
     the head vehicle has waited; ``inf`` on closed links) divided by the emergency
     speed factor.  They are refreshed every ``refresh_s`` seconds of the clock (the
